@@ -1,0 +1,316 @@
+"""The catalog: the single record of assets, replicas and what each source delivered.
+SQLite in WAL mode; the only module that imports sqlite3.
+
+One connection, serialised by a lock: every statement here is small, and one writer is
+what SQLite wants anyway.  Readers in other processes (``photod status``) see committed
+data at any time thanks to WAL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from photod.errors import PhotodError
+from photod.models import Asset, Kind, Probe, Replica, VerifyMethod
+
+# Each entry moves the schema one version up.  Never edit a released entry: add one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE assets (
+        sha256 TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        format TEXT NOT NULL,
+        relpath TEXT NOT NULL UNIQUE,
+        captured_at TEXT NOT NULL,
+        capture_source TEXT NOT NULL,
+        decodable INTEGER,
+        problem TEXT NOT NULL DEFAULT '',
+        first_source TEXT NOT NULL,
+        first_path TEXT NOT NULL,
+        added_at TEXT NOT NULL
+    );
+    CREATE INDEX assets_size ON assets(size);
+    -- state: 'verified' counts toward the policy; 'failed' is work waiting for a retry.
+    CREATE TABLE replicas (
+        asset TEXT NOT NULL REFERENCES assets(sha256),
+        target TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('verified', 'failed')),
+        relpath TEXT NOT NULL DEFAULT '',
+        size INTEGER NOT NULL DEFAULT 0,
+        verified_at TEXT,
+        method TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_try REAL NOT NULL DEFAULT 0,
+        error TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (asset, target)
+    ) WITHOUT ROWID;
+    CREATE INDEX replicas_target ON replicas(target, state);
+    CREATE TABLE source_files (
+        source TEXT NOT NULL,
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        asset TEXT NOT NULL,
+        seen_at TEXT NOT NULL,
+        PRIMARY KEY (source, path)
+    ) WITHOUT ROWID;
+    CREATE INDEX source_files_asset ON source_files(asset);
+    CREATE TABLE targets (
+        name TEXT PRIMARY KEY,
+        target_id TEXT NOT NULL,
+        root TEXT NOT NULL,
+        mount_rel TEXT NOT NULL DEFAULT '',
+        last_seen TEXT
+    );
+    -- Temporary files a copy is writing; removed on start after a crash.
+    CREATE TABLE temp_files (
+        target TEXT NOT NULL,
+        relpath TEXT NOT NULL,
+        PRIMARY KEY (target, relpath)
+    );
+    """,
+]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    size: int
+    mtime_ns: int
+    asset: str
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRecord:
+    name: str
+    target_id: str
+    root: str
+    mount_rel: str
+
+
+class Catalog:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode never corrupts; a power cut can forget the last commits, and a
+        # forgotten replica is found again on the target (same bytes) and adopted.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._lock:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise PhotodError(
+                    f"catalog {self.path} has schema version {version}, newer than this photod "
+                    f"knows ({len(MIGRATIONS)}); upgrade photod"
+                )
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                self._db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version={number}; COMMIT;")
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    # -- assets ---------------------------------------------------------------------
+
+    def has_size(self, size: int) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM assets WHERE size=? LIMIT 1", (size,)).fetchone() is not None
+
+    def asset(self, sha256: str) -> Asset | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM assets WHERE sha256=?", (sha256,)).fetchone()
+        return _asset(row) if row else None
+
+    def relpath_taken(self, relpath: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM assets WHERE relpath=?", (relpath,)).fetchone() is not None
+
+    def asset_at_source(self, source: str, path: str) -> Asset | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT a.* FROM source_files s JOIN assets a ON a.sha256=s.asset "
+                "WHERE s.source=? AND s.path=?", (source, path)).fetchone()  # fmt: skip
+        return _asset(row) if row else None
+
+    def add_asset(self, sha256: str, size: int, relpath: str, info: Probe, source: str, path: str) -> bool:
+        """Record a new asset; False when these bytes were already known."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO assets VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (sha256, size, str(info.kind), info.format, relpath, info.captured_at.isoformat(),
+                 info.capture_source, None if info.decodable is None else int(info.decodable),
+                 info.problem, source, path, now_iso()),
+            )  # fmt: skip
+            return cur.rowcount == 1
+
+    def counts(self) -> tuple[int, int]:
+        with self._lock:
+            row = self._db.execute("SELECT count(*), coalesce(sum(size), 0) FROM assets").fetchone()
+        return int(row[0]), int(row[1])
+
+    def undecodable(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM assets WHERE decodable=0").fetchone()[0])
+
+    def holdings(self) -> list[tuple[frozenset[str], int, int]]:
+        """Assets grouped by the set of targets holding a verified replica:
+        (targets, number of assets, bytes).  Few groups, whatever the catalog's size."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT held, count(*), sum(size) FROM ("
+                " SELECT a.size AS size, (SELECT group_concat(r.target, char(0)) FROM replicas r"
+                "  WHERE r.asset=a.sha256 AND r.state='verified') AS held FROM assets a"
+                ") GROUP BY held"
+            ).fetchall()
+        return [(frozenset(r[0].split("\0")) if r[0] else frozenset(), int(r[1]), int(r[2])) for r in rows]
+
+    # -- replicas -------------------------------------------------------------------
+
+    def replicas(self, sha256: str) -> list[Replica]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM replicas WHERE asset=? AND state='verified'", (sha256,)).fetchall()
+        return [Replica(r["asset"], r["target"], r["relpath"], r["size"], r["verified_at"],
+                        VerifyMethod(r["method"])) for r in rows]  # fmt: skip
+
+    def replica_exists(self, sha256: str, target: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM replicas WHERE asset=? AND target=? AND "
+                                    "state='verified'", (sha256, target)).fetchone() is not None  # fmt: skip
+
+    def add_replica(self, sha256: str, target: str, relpath: str, size: int, method: VerifyMethod) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO replicas (asset, target, state, relpath, size, verified_at,"
+                " method) VALUES (?,?,'verified',?,?,?,?)",
+                (sha256, target, relpath, size, now_iso(), str(method)))  # fmt: skip
+
+    def replica_failed(self, sha256: str, target: str, error: str, base: float, cap: float) -> float:
+        """Record a failed copy; returns the delay before the next try (doubling, capped)."""
+        with self._tx() as db:
+            row = db.execute("SELECT attempts, state FROM replicas WHERE asset=? AND target=?",
+                             (sha256, target)).fetchone()  # fmt: skip
+            if row and row["state"] == "verified":
+                return 0.0
+            attempts = (row["attempts"] if row else 0) + 1
+            delay = min(cap, base * 2 ** (attempts - 1))
+            db.execute(
+                "INSERT OR REPLACE INTO replicas (asset, target, state, attempts, next_try, error)"
+                " VALUES (?,?,'failed',?,?,?)", (sha256, target, attempts, time.time() + delay, error))  # fmt: skip
+            return delay
+
+    def pending(self, target: str, limit: int, now: float) -> list[Asset]:
+        """Assets with no verified replica on ``target`` whose retry time has come."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT a.* FROM assets a LEFT JOIN replicas r ON r.asset=a.sha256 AND r.target=?"
+                " WHERE r.asset IS NULL OR (r.state='failed' AND r.next_try<=?)"
+                " ORDER BY a.added_at LIMIT ?", (target, now, limit)).fetchall()  # fmt: skip
+        return [_asset(r) for r in rows]
+
+    def pending_count(self, target: str) -> int:
+        with self._lock:
+            return int(self._db.execute(
+                "SELECT (SELECT count(*) FROM assets) - (SELECT count(*) FROM replicas"
+                " WHERE target=? AND state='verified')", (target,)).fetchone()[0])  # fmt: skip
+
+    def verified_on(self, target: str) -> Iterator[tuple[str, str]]:
+        """(sha256, relpath) of every verified replica on a target, in path order."""
+        with self._lock:
+            rows = self._db.execute("SELECT asset, relpath FROM replicas WHERE target=? AND "
+                                    "state='verified' ORDER BY relpath", (target,)).fetchall()  # fmt: skip
+        for r in rows:
+            yield r[0], r[1]
+
+    def verified_count(self, target: str) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM replicas WHERE target=? AND "
+                                        "state='verified'", (target,)).fetchone()[0])  # fmt: skip
+
+    # -- sources --------------------------------------------------------------------
+
+    def source_files(self, source: str) -> dict[str, SourceFile]:
+        with self._lock:
+            rows = self._db.execute("SELECT path, size, mtime_ns, asset FROM source_files "
+                                    "WHERE source=?", (source,)).fetchall()  # fmt: skip
+        return {r[0]: SourceFile(r[1], r[2], r[3]) for r in rows}
+
+    def source_file(self, source: str, path: str) -> SourceFile | None:
+        with self._lock:
+            r = self._db.execute("SELECT size, mtime_ns, asset FROM source_files WHERE source=? "
+                                 "AND path=?", (source, path)).fetchone()  # fmt: skip
+        return SourceFile(r[0], r[1], r[2]) if r else None
+
+    def saw_source_file(self, source: str, path: str, size: int, mtime_ns: int, sha256: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO source_files VALUES (?,?,?,?,?,?)",
+                       (source, path, size, mtime_ns, sha256, now_iso()))  # fmt: skip
+
+    def source_paths(self, sha256: str) -> list[tuple[str, str, int, int]]:
+        with self._lock:
+            rows = self._db.execute("SELECT source, path, size, mtime_ns FROM source_files "
+                                    "WHERE asset=?", (sha256,)).fetchall()  # fmt: skip
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    # -- targets --------------------------------------------------------------------
+
+    def target(self, name: str) -> TargetRecord | None:
+        with self._lock:
+            r = self._db.execute("SELECT * FROM targets WHERE name=?", (name,)).fetchone()
+        return TargetRecord(r["name"], r["target_id"], r["root"], r["mount_rel"]) if r else None
+
+    def save_target(self, name: str, target_id: str, root: str, mount_rel: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO targets VALUES (?,?,?,?,?)",
+                       (name, target_id, root, mount_rel, now_iso()))  # fmt: skip
+
+    def add_temp(self, target: str, relpath: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO temp_files VALUES (?,?)", (target, relpath))
+
+    def drop_temp(self, target: str, relpath: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM temp_files WHERE target=? AND relpath=?", (target, relpath))
+
+    def temps(self, target: str) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT relpath FROM temp_files WHERE target=?", (target,)).fetchall()]  # fmt: skip
+
+
+def _asset(row: sqlite3.Row) -> Asset:
+    return Asset(row["sha256"], row["size"], Kind(row["kind"]), row["relpath"], row["captured_at"])

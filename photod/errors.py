@@ -1,0 +1,97 @@
+"""Every error photod raises on purpose.
+
+    PhotodError                 exit 1
+    ├── ConfigError             exit 78 (EX_CONFIG): the config file is missing keys or wrong
+    ├── AlreadyRunning          exit 75 (EX_TEMPFAIL): another daemon holds the state dir
+    ├── UnsafeName              a source name that could escape a target root
+    ├── SourceChanged           the file changed while it was being read
+    ├── ChecksumMismatch        bytes read back do not match the expected SHA-256
+    ├── KeyExists               a target already has a file at that key (never overwritten)
+    ├── Stopping                the daemon is shutting down; work in flight was rolled back
+    └── TargetUnavailable       transient: the target is missing, foreign, read-only, offline
+        └── TargetFull          transient: no space left; carries the bytes needed
+
+Only ``cli.main()`` turns these into exit codes; the daemon catches them at job
+boundaries, logs an event and goes on.  ``TargetUnavailable`` is the one class that
+tells jobs "retry later with backoff".
+"""
+
+from __future__ import annotations
+
+
+class PhotodError(Exception):
+    """Root of photod's errors; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ConfigError(PhotodError):
+    """The config cannot be used; ``problems`` holds one line per problem."""
+
+    exit_code = 78
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class AlreadyRunning(PhotodError):
+    exit_code = 75
+
+    def __init__(self, state_dir: str, pid: str) -> None:
+        self.state_dir = state_dir
+        self.pid = pid
+        super().__init__(
+            f"photod is already running (pid {pid or 'unknown'}) on state dir {state_dir}; "
+            "stop it first, or give this instance its own [daemon] state_dir"
+        )
+
+
+class UnsafeName(PhotodError):
+    def __init__(self, name: str, why: str) -> None:
+        self.name = name
+        self.why = why
+        super().__init__(f"unsafe name {name!r}: {why}")
+
+
+class SourceChanged(PhotodError):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"{path} changed while it was being read; it is taken again once stable")
+
+
+class ChecksumMismatch(PhotodError):
+    def __init__(self, where: str, expected: str, actual: str) -> None:
+        self.where = where
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{where}: read back SHA-256 {actual[:12]}…, expected {expected[:12]}…")
+
+
+class KeyExists(PhotodError):
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"{key} already exists on the target; it is never overwritten")
+
+
+class Stopping(PhotodError):
+    def __init__(self) -> None:
+        super().__init__("photod is stopping; the copy in flight was rolled back")
+
+
+class TargetUnavailable(PhotodError):
+    """Transient: the work waits and resumes by itself when the target is back."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        self.target = target
+        self.reason = reason
+        super().__init__(f"target {target!r} unavailable: {reason}")
+
+
+class TargetFull(TargetUnavailable):
+    def __init__(self, target: str, needed: int, free: int) -> None:
+        self.needed = needed
+        self.free = free
+        super().__init__(
+            target, f"full: {needed} bytes needed, {free} free; free some space or add a drive"
+        )

@@ -1,0 +1,44 @@
+"""APScheduler wiring: the only place where time enters photod."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from photod.config import Config
+from photod.pipeline import Pipeline
+
+SETTLE_TICK = 0.25  # seconds between looks at files that are still being written
+TARGET_PROBE = 5.0  # seconds between checks that a drive came or went
+
+
+def start(pipeline: Pipeline, cfg: Config) -> BackgroundScheduler:
+    """Start the scheduler with photod's periodic jobs; a reconcile scan runs at once."""
+    scheduler = BackgroundScheduler(
+        timezone=UTC,
+        # A laptop that slept through a run does it when it wakes, once.
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+    )
+    now = datetime.now(UTC)
+    scheduler.add_job(pipeline.settle_tick, "interval", seconds=SETTLE_TICK, id="settle")
+    scheduler.add_job(pipeline.probe_targets, "interval", seconds=TARGET_PROBE, id="probe")
+    scheduler.add_job(pipeline.retry_pending, "interval", seconds=cfg.daemon.retry_interval,
+                      id="retry", next_run_time=now)  # fmt: skip
+    scheduler.add_job(pipeline.reconcile, "interval", seconds=cfg.daemon.rescan_interval,
+                      id="reconcile", next_run_time=now)  # fmt: skip
+
+    def wake(job_id: str) -> None:
+        job = scheduler.get_job(job_id)
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC))
+            scheduler.wakeup()
+
+    pipeline.wake = wake
+    scheduler.start()
+    return scheduler
+
+
+def stop(scheduler: BackgroundScheduler) -> None:
+    """Wait for running jobs; they check the pipeline's stop event between files."""
+    scheduler.shutdown(wait=True)

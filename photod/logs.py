@@ -1,0 +1,146 @@
+"""Structured events: structlog set up for the daemon, and ``photod logs`` reading them.
+
+The daemon writes one JSON object per line to ``photod.jsonl`` in the log directory
+(rotated), and a human-readable line to the console.  Every event carries ``ts`` (ISO
+8601 UTC), ``level`` and ``event``; ids (``asset``, ``source``, ``target``) let a person
+follow one photo through the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import sys
+from collections.abc import Iterator, MutableMapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+LOG_NAME = "photod.jsonl"
+FAILURE_LEVELS = {"warning", "error", "critical"}
+
+log = structlog.get_logger("photod")
+
+
+def _front(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """ts, level, event first: the order a person reads a line in."""
+    head = {k: event.pop(k) for k in ("ts", "level", "event") if k in event}
+    return {**head, **event}
+
+
+def setup(log_dir: Path | None, console: bool = True, max_bytes: int = 10 * 1024**2,
+          keep: int = 5, level: int = logging.INFO) -> None:  # fmt: skip
+    """Route structlog and the stdlib loggers (APScheduler, watchdog) through one chain."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.ExtraAdder(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+        h.close()
+    root.setLevel(level)
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            log_dir / LOG_NAME, maxBytes=max_bytes, backupCount=keep, encoding="utf-8")  # fmt: skip
+        handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                # show_locals=False: frame locals can hold file contents or credentials.
+                structlog.processors.ExceptionRenderer(
+                    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)),
+                _front,
+                structlog.processors.JSONRenderer(ensure_ascii=False),
+            ],
+        ))  # fmt: skip
+        root.addHandler(handler)
+    if console:
+        out = logging.StreamHandler(sys.stderr)
+        out.setFormatter(structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())],
+        ))  # fmt: skip
+        root.addHandler(out)
+    # APScheduler logs every job run at INFO; only its problems belong in our log.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler.executors").setLevel(logging.ERROR)
+    logging.getLogger("watchdog").setLevel(logging.WARNING)
+    logging.getLogger("PIL").setLevel(logging.WARNING)
+
+
+def shutdown() -> None:
+    logging.shutdown()
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """'2h', '30m', '7d' ago, or an ISO date/time."""
+    now = now or datetime.now(UTC)
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    if text and text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
+        return now - timedelta(seconds=float(text[:-1]) * units[text[-1]])
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"--since {text!r}: use a duration like 30m, 2h, 7d or a date like 2026-01-31") from exc
+    return when if when.tzinfo else when.astimezone()
+
+
+def _files(log_dir: Path) -> list[Path]:
+    rotated = sorted(log_dir.glob(f"{LOG_NAME}.*"), key=lambda p: int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0,
+                     reverse=True)  # fmt: skip
+    current = log_dir / LOG_NAME
+    return [p for p in rotated if p.suffix[1:].isdigit()] + ([current] if current.exists() else [])
+
+
+def read_events(log_dir: Path, since: datetime | None = None, failures: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(raw line, event) in time order; lines that are not JSON are passed over."""
+    cutoff = since.astimezone(UTC).isoformat().replace("+00:00", "Z") if since else ""
+    for path in _files(log_dir):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(event, dict):
+                    continue
+                ts = str(event.get("ts", "")).replace("+00:00", "Z")
+                if cutoff and ts < cutoff:
+                    continue
+                if failures and event.get("level") not in FAILURE_LEVELS:
+                    continue
+                yield line.rstrip("\n"), event
+
+
+def render(event: dict[str, Any]) -> str:
+    """One readable timeline line: local time, level, event, then key=value."""
+    try:
+        when = datetime.fromisoformat(str(event.get("ts")).replace("Z", "+00:00")).astimezone()
+        ts = when.strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        ts = str(event.get("ts", "?"))
+    rest = []
+    for key, value in event.items():
+        if key in ("ts", "level", "event"):
+            continue
+        if key == "asset" and isinstance(value, str) and len(value) == 64:
+            value = value[:12]
+        if isinstance(value, dict | list):
+            value = json.dumps(value, ensure_ascii=False)
+        text = str(value)
+        rest.append(f"{key}={json.dumps(text, ensure_ascii=False) if ' ' in text or not text else text}")
+    return f"{ts}  {str(event.get('level', '')).upper():<8} {event.get('event', '')}  {' '.join(rest)}".rstrip()

@@ -1,0 +1,141 @@
+"""Pure rules about media files: which names are photos, which are junk, and where a
+file goes on a target.  Nothing here touches the disk (sniffing and metadata reading
+live in ``probe``)."""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+import re
+import unicodedata
+from datetime import datetime
+
+from photod.errors import UnsafeName
+from photod.models import Kind
+
+EXTENSIONS: dict[str, Kind] = {}
+for _kind, _exts in {
+    Kind.PHOTO: "jpg jpeg jpe heic heif hif avif png gif webp tif tiff bmp jxl",
+    Kind.RAW: "dng cr2 cr3 crw nef nrw arw srf sr2 raf orf rw2 pef srw x3f 3fr iiq erf mef mos rwl",
+    Kind.VIDEO: "mov mp4 m4v 3gp 3g2 avi mts m2ts mkv webm mpg mpeg wmv",
+    Kind.SIDECAR: "aae xmp thm",
+}.items():
+    for _ext in _exts.split():
+        EXTENSIONS[_ext] = _kind
+
+# Temporary, partial and placeholder files, and the cache folders of sync clients.
+# Matched against every component of a path relative to the watch folder, ignoring case.
+DEFAULT_IGNORE: tuple[str, ...] = (
+    "*.part", "*.partial", "*.tmp", "*.temp", "*.crdownload", "*.download", "*.icloud",
+    "~$*", "._*", ".~*", ".DS_Store", "Thumbs.db", "desktop.ini",
+    ".dropbox", ".dropbox.cache", ".Trash*", ".Spotlight-V100", ".fseventsd",
+    "@eaDir", ".stversions", ".photod",
+)  # fmt: skip
+
+DEFAULT_LAYOUT = "{year}/{year}-{month}-{day}/{name}"
+LAYOUT_FIELDS = ("year", "month", "day", "hour", "minute", "second", "name", "stem", "ext",
+                 "kind", "source")  # fmt: skip
+
+MAX_NAME_BYTES = 200  # leaves room under the 255-byte limit for a suffix and temp names
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\/]")
+
+
+def kind_from_name(name: str) -> Kind | None:
+    """The kind a file claims by its extension, in any case."""
+    _, dot, ext = name.rpartition(".")
+    return EXTENSIONS.get(ext.lower()) if dot else None
+
+
+def is_ignored(relpath: str, patterns: tuple[str, ...] | list[str]) -> bool:
+    """True when any component of ``relpath`` matches an ignore pattern (any case)."""
+    for part in relpath.split("/"):
+        low = part.lower()
+        if any(fnmatch.fnmatchcase(low, p.lower()) for p in patterns):
+            return True
+    return False
+
+
+def safe_name(name: str) -> str:
+    """Turn a file name from a device or folder into one that is safe on every target.
+
+    NFC-normalised (macOS writes NFD), undecodable bytes and control characters replaced,
+    and cut to ``MAX_NAME_BYTES`` keeping the extension, so the same source name always
+    gives the same target name.
+    """
+    name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    name = unicodedata.normalize("NFC", _CONTROL.sub("_", name)).strip()
+    if name in ("", ".", ".."):
+        name = "_" + name
+    if len(name.encode()) > MAX_NAME_BYTES:
+        stem, dot, ext = name.rpartition(".")
+        if not dot or len(ext) > 10:
+            stem, ext = name, ""
+        keep = MAX_NAME_BYTES - len(ext.encode()) - 1
+        stem = stem.encode()[:keep].decode("utf-8", "ignore")
+        name = f"{stem}.{ext}" if ext else stem
+    return name
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative path on a target; raise UnsafeName if not.
+
+    Keys are '/'-separated, relative, NFC, with no empty, '.' or '..' component, no
+    backslash or control character, and no component over 255 bytes.
+    """
+    if not key or key.startswith("/"):
+        raise UnsafeName(key, "must be a non-empty relative path")
+    if unicodedata.normalize("NFC", key) != key:
+        raise UnsafeName(key, "must be NFC-normalised")
+    if re.search(r"[\x00-\x1f\x7f\\]", key):
+        raise UnsafeName(key, "contains a control character or backslash")
+    for part in key.split("/"):
+        if part in ("", ".", ".."):
+            raise UnsafeName(key, "has an empty, '.' or '..' component")
+        if len(part.encode("utf-8", "surrogateescape")) > 255:
+            raise UnsafeName(key, "has a component longer than 255 bytes")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UnsafeName(key, "is not valid UTF-8") from exc
+    return key
+
+
+def layout_key(template: str, name: str, captured: datetime, kind: Kind, source: str) -> str:
+    """Where a file goes on every target, from the layout template."""
+    name = safe_name(name)
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    fields = {
+        "year": f"{captured.year:04d}", "month": f"{captured.month:02d}",
+        "day": f"{captured.day:02d}", "hour": f"{captured.hour:02d}",
+        "minute": f"{captured.minute:02d}", "second": f"{captured.second:02d}",
+        "name": name, "stem": stem, "ext": ext, "kind": str(kind), "source": source,
+    }  # fmt: skip
+    key = posixpath.normpath(template.format(**fields))
+    return check_key(key)
+
+
+def suffixed(key: str, sha256: str) -> str:
+    """The deterministic alternative name for a different file that wants the same key:
+    ``IMG_0001.HEIC`` becomes ``IMG_0001~1a2b3c4d.HEIC`` (the start of its own hash)."""
+    folder, _, name = key.rpartition("/")
+    stem, dot, ext = name.rpartition(".")
+    new = f"{stem}~{sha256[:8]}.{ext}" if dot and stem else f"{name}~{sha256[:8]}"
+    return f"{folder}/{new}" if folder else new
+
+
+def companion_key(lead_key: str, name: str) -> str:
+    """Key for a Live Photo movie or an .AAE sidecar that must sit beside its still:
+    same folder, same stem (suffix included) as the still, its own extension."""
+    folder, _, lead_name = lead_key.rpartition("/")
+    lead_stem = lead_name.rpartition(".")[0] or lead_name
+    name = safe_name(name)
+    _, dot, ext = name.rpartition(".")
+    new = f"{lead_stem}.{ext}" if dot else lead_stem
+    return check_key(f"{folder}/{new}" if folder else new)
+
+
+def stem_of(name: str) -> str:
+    stem, dot, _ = name.rpartition(".")
+    return (stem if dot else name).lower()

@@ -1,0 +1,87 @@
+"""Plain, frozen records shared by every part of photod.  No I/O here."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class Kind(enum.StrEnum):
+    PHOTO = "photo"
+    VIDEO = "video"
+    RAW = "raw"
+    SIDECAR = "sidecar"
+
+
+class Media(enum.StrEnum):
+    INTERNAL = "internal"
+    EXTERNAL = "external"
+    NAS = "nas"
+    CLOUD = "cloud"
+
+
+class VerifyMethod(enum.StrEnum):
+    READBACK = "readback"  # bytes read back from the target after fsync and hashed
+    EXISTING = "existing"  # a file already on the target was hashed and matched
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What photod learned about a file's content before copying it."""
+
+    kind: Kind
+    format: str  # sniffed container: "jpeg", "heif", "quicktime", "mp4", ... or "unknown"
+    captured_at: datetime  # aware when the offset is known, local time otherwise
+    capture_source: str  # "exif", "quicktime", "mtime"
+    decodable: bool | None  # None: not checked (videos, sidecars)
+    problem: str = ""  # why it does not decode, when it does not
+
+
+@dataclass(frozen=True, slots=True)
+class TargetInfo:
+    """What the policy needs to know about a target."""
+
+    name: str
+    media: Media
+    offsite: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRule:
+    copies: int = 3
+    media: int = 2
+    offsite: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Compliance:
+    """The policy's answer for one asset."""
+
+    copies: int
+    media: int
+    offsite: int
+    missing: tuple[str, ...] = field(default=())
+
+    @property
+    def compliant(self) -> bool:
+        return not self.missing
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    sha256: str
+    size: int
+    kind: Kind
+    relpath: str
+    captured_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    asset: str
+    target: str
+    relpath: str
+    size: int
+    verified_at: str
+    method: VerifyMethod

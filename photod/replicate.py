@@ -1,0 +1,369 @@
+"""Copy assets to targets and prove every copy.
+
+Two ways in:
+- ``store_new``: a file nobody has seen.  It is read once; each chunk is hashed and
+  written to every available target at the same time, then every target makes its copy
+  durable and reads it back in parallel.
+- ``replicate_pending``: catch-up for a target that missed assets (it was unplugged,
+  full, read-only).  Bytes come from a verified replica on another target, or from the
+  source file while it is unchanged, and are hashed again on the way.
+
+A copy counts (a ``verified`` replica in the catalog, a line in the target's manifest)
+only after the target read it back and the SHA-256 matched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from photod import policy
+from photod.catalog import Catalog
+from photod.errors import (ChecksumMismatch, KeyExists, PhotodError, SourceChanged, Stopping,
+                           TargetFull, TargetUnavailable)  # fmt: skip
+from photod.logs import log
+from photod.media import suffixed
+from photod.models import Asset, PolicyRule, Probe, TargetInfo, VerifyMethod
+from photod.targets.base import CHUNK, Identity, Target, Writer, hash_object
+
+
+@dataclass
+class TargetState:
+    """A configured target and what the daemon currently knows about it."""
+
+    target: Target
+    info: TargetInfo
+    available: bool = False
+    reason: str = "not checked yet"
+    full: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)  # manifest appends
+
+
+@dataclass(frozen=True)
+class NewFile:
+    source: str
+    relpath: str  # path inside the source, as recorded in the catalog
+    path: Path
+    size: int
+    mtime_ns: int
+    info: Probe
+    key: str  # wanted key on the targets (the layout)
+
+
+class Replicator:
+    def __init__(self, catalog: Catalog, targets: dict[str, TargetState], rule: PolicyRule,
+                 stop: threading.Event, source_roots: dict[str, Path],
+                 retry_base: float = 30.0, retry_max: float = 3600.0) -> None:  # fmt: skip
+        self.catalog = catalog
+        self.targets = targets
+        self.rule = rule
+        self.stop = stop
+        self.source_roots = source_roots
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        self._infos = {n: s.info for n, s in targets.items()}
+        self._new_lock = threading.Lock()  # one "is this asset new?" decision at a time
+        self._inflight: set[tuple[str, str]] = set()
+        self._inflight_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=max(2, 2 * len(targets)), thread_name_prefix="commit")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    # -- target availability ----------------------------------------------------------
+
+    def refresh(self, name: str) -> bool:
+        """Check a target now; log when it comes or goes; tidy it when it comes back."""
+        state = self.targets[name]
+        record = self.catalog.target(name)
+        known = Identity(record.target_id, record.root, record.mount_rel) if record else None
+        try:
+            ident = state.target.check(known)
+        except TargetUnavailable as exc:
+            if state.available or state.reason == "not checked yet":
+                log.warning("target_unavailable", target=name, reason=exc.reason,
+                            pending=self.catalog.pending_count(name))  # fmt: skip
+            state.available, state.reason = False, exc.reason
+            return False
+        if record is None or (record.root, record.mount_rel) != (ident.root, ident.mount_rel):
+            if record is not None:
+                log.info("target_relocated", target=name, old=record.root, new=ident.root)
+            self.catalog.save_target(name, ident.target_id, ident.root, ident.mount_rel)
+        if not state.available:
+            try:
+                self._tidy(name, state)
+            except TargetUnavailable as exc:
+                state.available, state.reason = False, exc.reason
+                return False
+            log.info("target_available", target=name, root=ident.root,
+                     pending=self.catalog.pending_count(name))  # fmt: skip
+        state.available, state.reason = True, ""
+        return True
+
+    def _tidy(self, name: str, state: TargetState) -> None:
+        """After a crash: remove temporaries, and make the manifest agree with the catalog."""
+        for temp in self.catalog.temps(name):
+            state.target.delete_temp(temp)
+            self.catalog.drop_temp(name, temp)
+        if state.target.manifest_lines() != self.catalog.verified_count(name):
+            with state.lock:
+                state.target.rewrite_manifest(self.catalog.verified_on(name))
+            log.info("manifest_rewritten", target=name, entries=self.catalog.verified_count(name))
+
+    def available(self) -> list[str]:
+        return [n for n, s in self.targets.items() if s.available]
+
+    # -- shared steps ----------------------------------------------------------------
+
+    def _take(self, sha: str, names: list[str]) -> list[str]:
+        """Mark (asset, target) pairs as being copied so no other job copies them too;
+        returns the names this caller got.  Give them back with ``_release``."""
+        with self._inflight_lock:
+            mine = [n for n in names if (sha, n) not in self._inflight]
+            self._inflight.update((sha, n) for n in mine)
+        return mine
+
+    def _release(self, sha: str, names: list[str]) -> None:
+        with self._inflight_lock:
+            self._inflight.difference_update((sha, n) for n in names)
+
+    def _open(self, name: str, key: str) -> Writer:
+        writer = self.targets[name].target.open_writer(key)
+        self.catalog.add_temp(name, writer.temp_key)
+        return writer
+
+    def _fail(self, sha: str, name: str, exc: Exception) -> None:
+        state = self.targets[name]
+        if isinstance(exc, TargetFull):
+            if not state.full:
+                log.warning("target_full", target=name, needed=exc.needed, free=exc.free)
+            state.full = True
+        elif isinstance(exc, TargetUnavailable) and state.available:
+            state.available, state.reason = False, exc.reason
+            log.warning("target_unavailable", target=name, reason=exc.reason)
+        delay = self.catalog.replica_failed(sha, name, str(exc), self.retry_base, self.retry_max)
+        log.warning("replica_failed", asset=sha, target=name, error=str(exc), retry_in=round(delay))
+
+    def _commit(self, name: str, writer: Writer, key: str, sha: str, size: int,
+                mtime_ns: int | None, started: float) -> None:  # fmt: skip
+        """Publish one verified copy, never over another file, and record it."""
+        state = self.targets[name]
+        try:
+            try:
+                method = writer.commit(key, sha, mtime_ns)
+            except KeyExists:
+                # Something is already there: ours from a forgotten run (adopt it), or a
+                # different file (ours goes beside it under a deterministic suffix).
+                if hash_object(state.target, key) == sha:
+                    writer.abort()
+                    method = VerifyMethod.EXISTING
+                else:
+                    key = suffixed(key, sha)
+                    try:
+                        method = writer.commit(key, sha, mtime_ns)
+                    except KeyExists:
+                        if hash_object(state.target, key) != sha:
+                            raise
+                        writer.abort()
+                        method = VerifyMethod.EXISTING
+            self.catalog.add_replica(sha, name, key, size, method)
+            with state.lock:
+                state.target.append_manifest([(sha, key)])
+        except (PhotodError, OSError) as exc:
+            writer.abort()
+            self._fail(sha, name, exc)
+            return
+        finally:
+            self.catalog.drop_temp(name, writer.temp_key)
+        state.full = False
+        log.info("replica_written", asset=sha, target=name, path=key, bytes=size,
+                 method=str(method), duration=round(time.monotonic() - started, 3))  # fmt: skip
+
+    def _commit_all(self, writers: dict[str, Writer], key: str, sha: str, size: int,
+                    mtime_ns: int | None, started: float) -> None:  # fmt: skip
+        # fsync and read-back wait on each device: do every target at once.
+        futures = [self._pool.submit(self._commit, n, w, key, sha, size, mtime_ns, started)
+                   for n, w in writers.items()]  # fmt: skip
+        for f in futures:
+            f.result()
+
+    def judge(self, sha: str) -> None:
+        held = [r.target for r in self.catalog.replicas(sha)]
+        verdict = policy.evaluate(self.rule, held, self._infos)
+        if verdict.compliant:
+            log.info("asset_protected", asset=sha, copies=verdict.copies, media=verdict.media,
+                     offsite=verdict.offsite)  # fmt: skip
+        else:
+            log.info("policy_unmet", asset=sha, copies=verdict.copies, missing=list(verdict.missing))
+
+    def _pump(self, stream: BinaryIO, writers: dict[str, Writer],
+              dropped: dict[str, TargetUnavailable]) -> str:  # fmt: skip
+        """Read a stream once: hash it and feed every writer.  A writer that fails is
+        moved to ``dropped`` while the others go on."""
+        h = hashlib.sha256()
+        while chunk := stream.read(CHUNK):
+            if self.stop.is_set():
+                raise Stopping
+            h.update(chunk)
+            for name, writer in list(writers.items()):
+                try:
+                    writer.write(chunk)
+                except TargetUnavailable as exc:
+                    del writers[name]
+                    self.catalog.drop_temp(name, writer.temp_key)
+                    dropped[name] = exc
+        return h.hexdigest()
+
+    # -- a new file ------------------------------------------------------------------
+
+    def store_new(self, new: NewFile) -> tuple[str, bool]:
+        """Copy a file nobody has seen yet to every available target in one read.
+        Returns (sha256, whether it was a new asset)."""
+        started = time.monotonic()
+        writers: dict[str, Writer] = {}
+        dropped: dict[str, TargetUnavailable] = {}
+        for name in self.available():
+            free = self.targets[name].target.free_bytes()
+            if free is not None and free < new.size:
+                dropped[name] = TargetFull(name, new.size, free)
+                continue
+            try:
+                writers[name] = self._open(name, new.key)
+            except TargetUnavailable as exc:
+                dropped[name] = exc
+        try:
+            with open(new.path, "rb", buffering=0) as f:
+                before = os.fstat(f.fileno())
+                if (before.st_size, before.st_mtime_ns) != (new.size, new.mtime_ns):
+                    raise SourceChanged(str(new.path))
+                sha = self._pump(f, writers, dropped)
+                after = os.stat(new.path)
+                if (after.st_size, after.st_mtime_ns) != (new.size, new.mtime_ns):
+                    raise SourceChanged(str(new.path))
+        except BaseException:
+            self._abort_all(writers)
+            raise
+        with self._new_lock:
+            is_new = self.catalog.asset(sha) is None
+            key = new.key
+            if is_new:
+                if self.catalog.relpath_taken(key):
+                    key = suffixed(key, sha)
+                self.catalog.add_asset(sha, new.size, key, new.info, new.source, new.relpath)
+            mine = self._take(sha, list(writers)) if is_new else []
+        try:
+            self._abort_all({n: w for n, w in writers.items() if n not in mine})
+            if is_new:
+                log.info("asset_ingested", asset=sha, source=new.source, path=new.relpath,
+                         bytes=new.size, kind=str(new.info.kind), format=new.info.format,
+                         captured_at=new.info.captured_at.isoformat(),
+                         captured_from=new.info.capture_source, key=key)  # fmt: skip
+                if new.info.decodable is False:
+                    log.warning("asset_undecodable", asset=sha, source=new.source,
+                                path=new.relpath, problem=new.info.problem)  # fmt: skip
+                for name, exc in dropped.items():
+                    self._fail(sha, name, exc)
+                self._commit_all({n: writers[n] for n in mine}, key, sha, new.size,
+                                 new.mtime_ns, started)  # fmt: skip
+        finally:
+            self._release(sha, mine)
+        self.catalog.saw_source_file(new.source, new.relpath, new.size, new.mtime_ns, sha)
+        if is_new:
+            self.judge(sha)
+        return sha, is_new
+
+    def _abort_all(self, writers: dict[str, Writer]) -> None:
+        for name, w in writers.items():
+            w.abort()
+            self.catalog.drop_temp(name, w.temp_key)
+
+    # -- catch-up --------------------------------------------------------------------
+
+    def _sources_for(self, asset: Asset, exclude: str) -> Iterator[Callable[[], BinaryIO]]:
+        """Openers for a copy of the asset's bytes: verified replicas on other available
+        targets first, then source files that look unchanged since they were hashed."""
+        for r in self.catalog.replicas(asset.sha256):
+            state = self.targets.get(r.target)
+            if r.target != exclude and state is not None and state.available:
+                yield lambda t=state.target, k=r.relpath: t.open(k)
+        for source, rel, size, mtime_ns in self.catalog.source_paths(asset.sha256):
+            root = self.source_roots.get(source)
+            if root is None:
+                continue
+            path = root / rel
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            if (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
+                yield lambda p=path: open(p, "rb")  # noqa: SIM115
+
+    def copy_asset(self, asset: Asset, name: str) -> bool:
+        """Copy one asset to one target from the best copy there is; True on success."""
+        started = time.monotonic()
+        if not self._take(asset.sha256, [name]):
+            return False
+        try:
+            last: Exception | None = None
+            for opener in self._sources_for(asset, name):
+                try:
+                    writer = self._open(name, asset.relpath)
+                except TargetUnavailable as exc:
+                    self._fail(asset.sha256, name, exc)
+                    return False
+                writers: dict[str, Writer] = {name: writer}
+                dropped: dict[str, TargetUnavailable] = {}
+                try:
+                    with opener() as stream:
+                        try:
+                            mtime_ns: int | None = os.fstat(stream.fileno()).st_mtime_ns
+                        except (OSError, ValueError, AttributeError):
+                            mtime_ns = None
+                        sha = self._pump(stream, writers, dropped)
+                    if sha != asset.sha256:
+                        raise ChecksumMismatch("source copy", asset.sha256, sha)
+                except (OSError, ChecksumMismatch) as exc:
+                    self._abort_all(writers)
+                    last = exc
+                    continue
+                except BaseException:
+                    self._abort_all(writers)
+                    raise
+                if name in dropped:
+                    self._fail(asset.sha256, name, dropped[name])
+                    return False
+                self._commit(name, writer, asset.relpath, asset.sha256, asset.size, mtime_ns, started)
+                return self.catalog.replica_exists(asset.sha256, name)
+            self._fail(asset.sha256, name, last or PhotodError("no readable copy is reachable now"))
+            return False
+        finally:
+            self._release(asset.sha256, [name])
+
+    def replicate_pending(self, name: str, batch: int = 500) -> int:
+        """Copy what a target is missing, oldest first; returns how many were copied."""
+        if not self.targets[name].available:
+            return 0
+        done = 0
+        while not self.stop.is_set():
+            todo = self.catalog.pending(name, batch, time.time())
+            todo = [a for a in todo if (a.sha256, name) not in self._inflight]
+            if not todo:
+                break
+            progress = False
+            for asset in todo:
+                if self.stop.is_set() or not self.targets[name].available:
+                    return done
+                if self.copy_asset(asset, name):
+                    done += 1
+                    progress = True
+                    self.judge(asset.sha256)
+            if not progress:
+                break
+        return done

@@ -1,0 +1,1 @@
+"""Where files come from.  Sources only produce paths; they never decide where a file goes."""

@@ -1,0 +1,143 @@
+"""Watch folders with watchdog (the only module that imports it), and scan them.
+
+inotify events are hints (they are lost on queue overflow, sleep, unmount): a periodic
+scan is the source of truth.  Where inotify watches run out, or the folder is on a
+network filesystem that reports no remote changes, the folder is polled instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+from photod.logs import log
+from photod.media import is_ignored
+
+NETWORK_FS = {"nfs", "nfs4", "cifs", "smb", "smb2", "smb3", "smbfs", "fuse.sshfs", "sshfs",
+              "fuse.rclone", "9p", "afpfs", "davfs", "fuse.davfs2", "ceph", "glusterfs",
+              "fuse.glusterfs", "fuse.s3fs", "webdav"}  # fmt: skip
+
+OnEvent = Callable[[str, Path, str], None]  # (source name, path, event kind)
+
+
+def filesystem_type(path: Path) -> str:
+    """The type of the filesystem a path is on ('' when unknown)."""
+    best, fstype = "", ""
+    target = str(path.resolve())
+    for part in psutil.disk_partitions(all=True):
+        mp = part.mountpoint
+        if (target == mp or target.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
+            best, fstype = mp, part.fstype
+    return fstype
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, source: str, on_event: OnEvent, sees_closes: bool) -> None:
+        self.source = source
+        self.on_event = on_event
+        self.sees_closes = sees_closes
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            if event.event_type in ("created", "moved"):
+                where = event.dest_path if event.event_type == "moved" else event.src_path
+                self.on_event(self.source, Path(os.fsdecode(where)), "dir")
+            return
+        kind = event.event_type
+        if kind == "moved":
+            self.on_event(self.source, Path(os.fsdecode(event.dest_path)), "moved")
+        elif kind == "closed":
+            self.on_event(self.source, Path(os.fsdecode(event.src_path)), "closed")
+        elif kind == "created":
+            self.on_event(self.source, Path(os.fsdecode(event.src_path)), "created")
+        elif kind == "modified":
+            changed = "modified" if self.sees_closes else "changed"
+            self.on_event(self.source, Path(os.fsdecode(event.src_path)), changed)
+        # 'opened' and 'closed_no_write' come from readers, photod among them: ignored.
+
+
+class FolderWatcher:
+    def __init__(self, name: str, root: Path, ignore: tuple[str, ...], on_event: OnEvent,
+                 force_poll: bool = False, poll_interval: float = 5.0) -> None:  # fmt: skip
+        self.name = name
+        self.root = root
+        self.ignore = ignore
+        self.on_event = on_event
+        self.force_poll = force_poll
+        self.poll_interval = poll_interval
+        self.observer: object | None = None
+        self.polling = False
+
+    def start(self) -> bool:
+        """Start watching; False (and an event) when the folder is not there yet."""
+        if not self.root.is_dir():
+            log.warning("source_unavailable", source=self.name, path=str(self.root),
+                        reason="folder does not exist; it is watched once it appears")  # fmt: skip
+            return False
+        fstype = filesystem_type(self.root)
+        why = ""
+        if self.force_poll:
+            why = "poll = true in the config"
+        elif fstype in NETWORK_FS:
+            why = f"network filesystem ({fstype}) reports no remote changes"
+        if not why:
+            try:
+                self._start(Observer(), sees_closes=True)
+                return True
+            except OSError as exc:
+                why = (f"inotify watches ran out ({exc.strerror}); raise "
+                       "fs.inotify.max_user_watches to watch it with events")  # fmt: skip
+        self._start(PollingObserver(timeout=self.poll_interval), sees_closes=False)
+        self.polling = True
+        log.warning("source_polling", source=self.name, path=str(self.root), reason=why)
+        return True
+
+    def _start(self, observer: object, sees_closes: bool) -> None:
+        handler = _Handler(self.name, self.on_event, sees_closes)
+        try:
+            observer.schedule(handler, str(self.root), recursive=True)  # type: ignore[attr-defined]
+            observer.start()  # type: ignore[attr-defined]
+        except OSError:
+            observer.stop()  # type: ignore[attr-defined]
+            raise
+        self.observer = observer
+
+    def alive(self) -> bool:
+        return self.observer is not None and bool(self.observer.is_alive())  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()  # type: ignore[attr-defined]
+            self.observer.join(timeout=5)  # type: ignore[attr-defined]
+            self.observer = None
+
+    def scan(self, top: Path | None = None) -> Iterator[tuple[Path, os.stat_result]]:
+        """Every file under the folder (or under ``top`` in it), without following
+        symbolic links to directories (no loops, nothing from outside)."""
+        stack = [top or self.root]
+        while stack:
+            folder = stack.pop()
+            try:
+                with os.scandir(folder) as it:
+                    entries = list(it)
+            except OSError as exc:
+                log.warning("folder_unreadable", source=self.name, path=str(folder),
+                            error=exc.strerror or str(exc))  # fmt: skip
+                continue
+            for entry in entries:
+                rel = os.path.relpath(entry.path, self.root)
+                if is_ignored(rel.replace(os.sep, "/"), self.ignore):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    else:
+                        yield Path(entry.path), entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue

@@ -1,0 +1,1 @@
+"""Places that hold replicas.  Every kind implements ``base.Target``."""

@@ -1,0 +1,92 @@
+"""The one interface every target kind implements, written as a contract.
+
+Keys are '/'-separated relative paths checked by ``media.check_key`` before they get
+here; a target never sees an unsafe key.  Nothing a writer does is visible under the
+final key until ``commit`` has verified the bytes and published them atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+from photod.models import VerifyMethod
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a target is: the id in its marker, and where it was found."""
+
+    target_id: str
+    root: str
+    mount_rel: str = ""
+
+
+class Writer(Protocol):
+    temp_key: str  # where the bytes sit until commit; recorded so a crash can clean it
+
+    def write(self, data: bytes) -> None:
+        """Append bytes.  Raises TargetFull or TargetUnavailable."""
+
+    def commit(self, key: str, sha256: str, mtime_ns: int | None = None) -> VerifyMethod:
+        """Make the bytes durable, prove they read back as ``sha256``, then publish them
+        at ``key`` without ever replacing an existing object.
+
+        Raises KeyExists (the writer stays open: commit again under another key),
+        ChecksumMismatch (the writer is aborted), TargetFull, TargetUnavailable.
+        """
+
+    def abort(self) -> None:
+        """Remove the temporary bytes.  Safe to call more than once."""
+
+
+class Target(Protocol):
+    name: str
+
+    def check(self, known: Identity | None, prepare: bool = True) -> Identity:
+        """Make sure this is the target photod knows (``known``; None the first time) and
+        that it can take writes.  Raises TargetUnavailable with the reason.  With
+        ``prepare`` (the daemon) a new target gets its root and marker; without it
+        (``photod status``) nothing is written."""
+
+    def free_bytes(self) -> int | None:
+        """Space that may still be written, or None when unknown."""
+
+    def open_writer(self, key: str) -> Writer:
+        """Start writing an object that will be published at ``key`` (or a sibling)."""
+
+    def open(self, key: str) -> BinaryIO:
+        """Read an object.  Raises FileNotFoundError or TargetUnavailable."""
+
+    def size(self, key: str) -> int | None:
+        """Size of an object, None when there is none."""
+
+    def keys(self) -> Iterator[str]:
+        """Every published object key (not the target's own metadata)."""
+
+    def delete_temp(self, temp_key: str) -> None:
+        """Delete a temporary object left by a crash.  Never deletes anything else."""
+
+    def append_manifest(self, entries: Iterable[tuple[str, str]]) -> None:
+        """Record (sha256, key) of newly verified objects in the target's own manifest."""
+
+    def rewrite_manifest(self, entries: Iterable[tuple[str, str]]) -> None:
+        """Replace the manifest with exactly these (sha256, key) entries, atomically."""
+
+    def manifest_lines(self) -> int:
+        """How many entries the manifest holds now."""
+
+    def close(self) -> None: ...
+
+
+def hash_object(target: Target, key: str) -> str:
+    """SHA-256 of an object, read in chunks."""
+    h = hashlib.sha256()
+    with target.open(key) as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()

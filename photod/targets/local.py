@@ -1,0 +1,289 @@
+"""A folder on a local disk, an external drive or a NAS mount.
+
+The root holds ``.photod/target.json`` (the target's id: a drive mounted at another path
+is still recognised, and a different drive at the same path is not mistaken for it) and
+``.photod/SHA256SUMS``, which ``sha256sum -c .photod/SHA256SUMS`` checks from the root
+with no photod installed.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import secrets
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import psutil
+
+from photod.errors import ChecksumMismatch, KeyExists, TargetFull, TargetUnavailable
+from photod.models import VerifyMethod
+from photod.targets.base import CHUNK, Identity
+
+META = ".photod"
+MARKER = f"{META}/target.json"
+MANIFEST = f"{META}/SHA256SUMS"
+TEMP_PREFIX = ".photod-"
+TEMP_SUFFIX = ".tmp"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Temp file in the same directory, fsync, rename over, fsync the directory: the
+    file is either the old one or the new one after a crash, never a mix."""
+    tmp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _mount_of(path: Path) -> Path:
+    path = path.resolve()
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+class LocalWriter:
+    def __init__(self, target: LocalTarget, key: str) -> None:
+        self.target = target
+        folder = target.root / key.rpartition("/")[0]
+        self.temp_key = (
+            f"{key.rpartition('/')[0]}/" if "/" in key else ""
+        ) + f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        self.temp = target.root / self.temp_key
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.f: BinaryIO | None = open(self.temp, "xb", buffering=0)  # noqa: SIM115
+        except OSError as exc:
+            raise target.error(exc) from exc
+
+    def write(self, data: bytes) -> None:
+        assert self.f is not None
+        try:
+            self.f.write(data)
+        except OSError as exc:
+            self.abort()
+            raise self.target.error(exc, len(data)) from exc
+
+    def commit(self, key: str, sha256: str, mtime_ns: int | None = None) -> VerifyMethod:
+        final = self.target.root / key
+        try:
+            if self.f is not None:
+                os.fsync(self.f.fileno())
+                # Drop the pages we just wrote so the read-back below comes from the
+                # device, not from memory: it proves what is on the disk.
+                os.posix_fadvise(self.f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                self.f.close()
+                self.f = None
+                actual = _hash_file(self.temp)
+                if actual != sha256:
+                    self.abort()
+                    raise ChecksumMismatch(f"{self.target.name}:{key}", sha256, actual)
+                if mtime_ns is not None:
+                    os.utime(self.temp, ns=(mtime_ns, mtime_ns))
+            self._publish(final, key)
+            _fsync_dir(final.parent)
+        except OSError as exc:
+            self.abort()
+            raise self.target.error(exc) from exc
+        return VerifyMethod.READBACK
+
+    def _publish(self, final: Path, key: str) -> None:
+        # link() fails when the name exists, so a replica is never replaced, even by a
+        # race with another writer.  Drives formatted FAT/exFAT have no hard links: there
+        # we check, then rename (the gap is tiny and only photod writes there).
+        try:
+            os.link(self.temp, final)
+        except FileExistsError:
+            raise KeyExists(key) from None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            if final.exists():
+                raise KeyExists(key) from None
+            os.rename(self.temp, final)
+            return
+        os.unlink(self.temp)
+
+    def abort(self) -> None:
+        if self.f is not None:
+            try:
+                self.f.close()
+            except OSError:
+                pass
+            self.f = None
+        try:
+            self.temp.unlink()
+        except OSError:
+            pass
+
+
+def _hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class LocalTarget:
+    def __init__(self, name: str, path: Path, creates_root: bool, reserve: int = 0,
+                 relocatable: bool = False) -> None:  # fmt: skip
+        self.name = name
+        self.configured = path
+        self.root = path
+        self.creates_root = creates_root
+        self.reserve = reserve
+        self.relocatable = relocatable
+
+    def error(self, exc: OSError, needed: int = 0) -> TargetUnavailable:
+        """Map an OS error from a write to the target's transient errors."""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return TargetFull(self.name, needed, self.free_bytes() or 0)
+        if exc.errno == errno.EROFS:
+            return TargetUnavailable(self.name, f"{self.root} is read-only")
+        return TargetUnavailable(self.name, f"{exc.strerror or exc} ({self.root})")
+
+    def _read_marker(self, root: Path) -> str | None:
+        try:
+            data = json.loads((root / MARKER).read_text())
+            return str(data["id"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _find_moved(self, known: Identity) -> Path | None:
+        """A drive mounted somewhere else: look for its marker at the same place under
+        every mounted filesystem."""
+        for part in psutil.disk_partitions(all=False):
+            candidate = Path(part.mountpoint) / known.mount_rel
+            if self._read_marker(candidate) == known.target_id:
+                return candidate
+        return None
+
+    def check(self, known: Identity | None, prepare: bool = True) -> Identity:
+        root = self.configured
+        if prepare and not root.is_dir() and self.creates_root and known is None:
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise TargetUnavailable(self.name, f"cannot create {root}: {exc.strerror}") from exc
+        found = self._read_marker(root) if root.is_dir() else None
+        if known is not None and found != known.target_id and self.relocatable:
+            moved = self._find_moved(known)
+            if moved is not None:
+                root, found = moved, known.target_id
+        if not root.is_dir():
+            raise TargetUnavailable(self.name, f"{root} does not exist (drive not connected?)")
+        if known is not None and found is None:
+            raise TargetUnavailable(
+                self.name, f"{root} has no {MARKER}: it is not the drive photod knows as "
+                f"{self.name!r} (id {known.target_id}), or the drive is not mounted there")  # fmt: skip
+        if known is not None and found != known.target_id:
+            raise TargetUnavailable(
+                self.name, f"{root} belongs to another target (id {found}, expected "
+                f"{known.target_id}); give this drive its own target name in the config")  # fmt: skip
+        if not os.access(root, os.W_OK):
+            raise TargetUnavailable(self.name, f"{root} is read-only")
+        self.root = root
+        if found is None and not prepare:
+            return Identity("", str(root))
+        if found is None:
+            found = str(uuid.uuid4())
+            try:
+                (root / META).mkdir(exist_ok=True)
+                _write_atomic(root / MARKER, json.dumps({"id": found, "name": self.name,
+                                                         "created_by": "photod"}).encode())  # fmt: skip
+            except OSError as exc:
+                raise self.error(exc) from exc
+        mount = _mount_of(root)
+        return Identity(found, str(root), str(root.resolve().relative_to(mount)))
+
+    def free_bytes(self) -> int | None:
+        try:
+            st = os.statvfs(self.root)
+        except OSError:
+            return None
+        return max(0, st.f_bavail * st.f_frsize - self.reserve)
+
+    def open_writer(self, key: str) -> LocalWriter:
+        return LocalWriter(self, key)
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self.root / key, "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise self.error(exc) from exc
+
+    def size(self, key: str) -> int | None:
+        try:
+            return (self.root / key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def keys(self) -> Iterator[str]:
+        for folder, dirs, files in os.walk(self.root):
+            rel = os.path.relpath(folder, self.root)
+            if rel == ".":
+                dirs[:] = [d for d in dirs if d != META]
+            for name in files:
+                if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+                    yield name if rel == "." else f"{rel}/{name}"
+
+    def delete_temp(self, temp_key: str) -> None:
+        name = temp_key.rpartition("/")[2]
+        if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+            return  # never delete anything that is not one of our temporaries
+        try:
+            (self.root / temp_key).unlink()
+        except FileNotFoundError:
+            pass
+
+    def append_manifest(self, entries: Iterable[tuple[str, str]]) -> None:
+        lines = "".join(f"{sha}  {key}\n" for sha, key in entries)
+        if not lines:
+            return
+        try:
+            with open(self.root / MANIFEST, "a", encoding="utf-8") as f:
+                f.write(lines)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise self.error(exc) from exc
+
+    def rewrite_manifest(self, entries: Iterable[tuple[str, str]]) -> None:
+        data = "".join(f"{sha}  {key}\n" for sha, key in entries).encode()
+        try:
+            _write_atomic(self.root / MANIFEST, data)
+        except OSError as exc:
+            raise self.error(exc) from exc
+
+    def manifest_lines(self) -> int:
+        """Complete lines only: a line cut by a crash does not count."""
+        try:
+            with open(self.root / MANIFEST, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return 0
+        if data and not data.endswith(b"\n"):
+            return -1  # a line cut by a crash: the caller rewrites the manifest
+        return data.count(b"\n")
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,99 @@
+"""A target that lives in a dict: for tests of the pipeline, the way httpx ships a
+MockTransport.  It honours the same contract as the others (atomic publish, no
+overwrite, read-back check) and can be made unavailable or full."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
+
+from photod.errors import ChecksumMismatch, KeyExists, TargetFull, TargetUnavailable
+from photod.models import VerifyMethod
+from photod.targets.base import Identity
+
+_ids = itertools.count()
+
+
+class MemoryWriter:
+    def __init__(self, target: MemoryTarget, key: str) -> None:
+        self.target = target
+        self.temp_key = f"{key}.tmp{next(_ids)}"
+        self.buf = io.BytesIO()
+
+    def write(self, data: bytes) -> None:
+        if not self.target.available:
+            raise TargetUnavailable(self.target.name, "offline")
+        used = sum(len(v) for v in self.target.objects.values()) + self.buf.tell() + len(data)
+        if self.target.capacity is not None and used > self.target.capacity:
+            raise TargetFull(self.target.name, used, self.target.capacity)
+        self.buf.write(data)
+
+    def commit(self, key: str, sha256: str, mtime_ns: int | None = None) -> VerifyMethod:
+        data = self.buf.getvalue()
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            raise ChecksumMismatch(f"{self.target.name}:{key}", sha256, actual)
+        if key in self.target.objects:
+            raise KeyExists(key)
+        self.target.objects[key] = data
+        return VerifyMethod.READBACK
+
+    def abort(self) -> None:
+        self.buf = io.BytesIO()
+
+
+class MemoryTarget:
+    def __init__(self, name: str, capacity: int | None = None) -> None:
+        self.name = name
+        self.capacity = capacity
+        self.available = True
+        self.objects: dict[str, bytes] = {}
+        self.manifest: list[tuple[str, str]] = []
+        self.target_id = f"memory-{name}"
+
+    def check(self, known: Identity | None, prepare: bool = True) -> Identity:
+        if not self.available:
+            raise TargetUnavailable(self.name, "offline")
+        if known and known.target_id != self.target_id:
+            raise TargetUnavailable(self.name, "foreign")
+        return Identity(self.target_id, f"memory:{self.name}")
+
+    def free_bytes(self) -> int | None:
+        if self.capacity is None:
+            return None
+        return self.capacity - sum(len(v) for v in self.objects.values())
+
+    def open_writer(self, key: str) -> MemoryWriter:
+        if not self.available:
+            raise TargetUnavailable(self.name, "offline")
+        return MemoryWriter(self, key)
+
+    def open(self, key: str) -> BinaryIO:
+        if key not in self.objects:
+            raise FileNotFoundError(key)
+        return io.BytesIO(self.objects[key])
+
+    def size(self, key: str) -> int | None:
+        data = self.objects.get(key)
+        return None if data is None else len(data)
+
+    def keys(self) -> Iterator[str]:
+        yield from sorted(self.objects)
+
+    def delete_temp(self, temp_key: str) -> None:
+        pass  # a memory writer's bytes vanish with it
+
+    def append_manifest(self, entries: Iterable[tuple[str, str]]) -> None:
+        self.manifest.extend(entries)
+
+    def rewrite_manifest(self, entries: Iterable[tuple[str, str]]) -> None:
+        self.manifest = list(entries)
+
+    def manifest_lines(self) -> int:
+        return len(self.manifest)
+
+    def close(self) -> None:
+        pass
