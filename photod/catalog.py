@@ -137,7 +137,9 @@ class Catalog:
                     f"knows ({len(MIGRATIONS)}); upgrade photod"
                 )
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                self._db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version={number}; COMMIT;")
+                self._db.executescript(
+                    f"BEGIN IMMEDIATE; {script}; PRAGMA user_version={number}; COMMIT;"
+                )
 
     @property
     def schema_version(self) -> int:
@@ -148,7 +150,10 @@ class Catalog:
 
     def has_size(self, size: int) -> bool:
         with self._lock:
-            return self._db.execute("SELECT 1 FROM assets WHERE size=? LIMIT 1", (size,)).fetchone() is not None
+            return (
+                self._db.execute("SELECT 1 FROM assets WHERE size=? LIMIT 1", (size,)).fetchone()
+                is not None
+            )
 
     def asset(self, sha256: str) -> Asset | None:
         with self._lock:
@@ -157,24 +162,42 @@ class Catalog:
 
     def relpath_taken(self, relpath: str) -> bool:
         with self._lock:
-            return self._db.execute("SELECT 1 FROM assets WHERE relpath=?", (relpath,)).fetchone() is not None
+            return (
+                self._db.execute("SELECT 1 FROM assets WHERE relpath=?", (relpath,)).fetchone()
+                is not None
+            )
 
     def asset_at_source(self, source: str, path: str) -> Asset | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT a.* FROM source_files s JOIN assets a ON a.sha256=s.asset "
-                "WHERE s.source=? AND s.path=?", (source, path)).fetchone()  # fmt: skip
+                "WHERE s.source=? AND s.path=?",
+                (source, path),
+            ).fetchone()
         return _asset(row) if row else None
 
-    def add_asset(self, sha256: str, size: int, relpath: str, info: Probe, source: str, path: str) -> bool:
+    def add_asset(
+        self, sha256: str, size: int, relpath: str, info: Probe, source: str, path: str
+    ) -> bool:
         """Record a new asset; False when these bytes were already known."""
         with self._tx() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO assets VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (sha256, size, str(info.kind), info.format, relpath, info.captured_at.isoformat(),
-                 info.capture_source, None if info.decodable is None else int(info.decodable),
-                 info.problem, source, path, now_iso()),
-            )  # fmt: skip
+                (
+                    sha256,
+                    size,
+                    str(info.kind),
+                    info.format,
+                    relpath,
+                    info.captured_at.isoformat(),
+                    info.capture_source,
+                    None if info.decodable is None else int(info.decodable),
+                    info.problem,
+                    source,
+                    path,
+                    now_iso(),
+                ),
+            )
             return cur.rowcount == 1
 
     def counts(self) -> tuple[int, int]:
@@ -184,7 +207,9 @@ class Catalog:
 
     def undecodable(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM assets WHERE decodable=0").fetchone()[0])
+            return int(
+                self._db.execute("SELECT count(*) FROM assets WHERE decodable=0").fetchone()[0]
+            )
 
     def holdings(self) -> list[tuple[frozenset[str], int, int]]:
         """Assets grouped by the set of targets holding a verified replica:
@@ -196,42 +221,68 @@ class Catalog:
                 "  WHERE r.asset=a.sha256 AND r.state='verified') AS held FROM assets a"
                 ") GROUP BY held"
             ).fetchall()
-        return [(frozenset(r[0].split("\0")) if r[0] else frozenset(), int(r[1]), int(r[2])) for r in rows]
+        return [
+            (frozenset(r[0].split("\0")) if r[0] else frozenset(), int(r[1]), int(r[2]))
+            for r in rows
+        ]
 
     # -- replicas -------------------------------------------------------------------
 
     def replicas(self, sha256: str) -> list[Replica]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM replicas WHERE asset=? AND state='verified'", (sha256,)).fetchall()
-        return [Replica(r["asset"], r["target"], r["relpath"], r["size"], r["verified_at"],
-                        VerifyMethod(r["method"])) for r in rows]  # fmt: skip
+                "SELECT * FROM replicas WHERE asset=? AND state='verified'", (sha256,)
+            ).fetchall()
+        return [
+            Replica(
+                r["asset"],
+                r["target"],
+                r["relpath"],
+                r["size"],
+                r["verified_at"],
+                VerifyMethod(r["method"]),
+            )
+            for r in rows
+        ]
 
     def replica_exists(self, sha256: str, target: str) -> bool:
         with self._lock:
-            return self._db.execute("SELECT 1 FROM replicas WHERE asset=? AND target=? AND "
-                                    "state='verified'", (sha256, target)).fetchone() is not None  # fmt: skip
+            return (
+                self._db.execute(
+                    "SELECT 1 FROM replicas WHERE asset=? AND target=? AND state='verified'",
+                    (sha256, target),
+                ).fetchone()
+                is not None
+            )
 
-    def add_replica(self, sha256: str, target: str, relpath: str, size: int, method: VerifyMethod) -> None:
+    def add_replica(
+        self, sha256: str, target: str, relpath: str, size: int, method: VerifyMethod
+    ) -> None:
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO replicas (asset, target, state, relpath, size, verified_at,"
                 " method) VALUES (?,?,'verified',?,?,?,?)",
-                (sha256, target, relpath, size, now_iso(), str(method)))  # fmt: skip
+                (sha256, target, relpath, size, now_iso(), str(method)),
+            )
 
-    def replica_failed(self, sha256: str, target: str, error: str, base: float, cap: float) -> float:
+    def replica_failed(
+        self, sha256: str, target: str, error: str, base: float, cap: float
+    ) -> float:
         """Record a failed copy; returns the delay before the next try (doubling, capped)."""
         with self._tx() as db:
-            row = db.execute("SELECT attempts, state FROM replicas WHERE asset=? AND target=?",
-                             (sha256, target)).fetchone()  # fmt: skip
+            row = db.execute(
+                "SELECT attempts, state FROM replicas WHERE asset=? AND target=?", (sha256, target)
+            ).fetchone()
             if row and row["state"] == "verified":
                 return 0.0
             attempts = (row["attempts"] if row else 0) + 1
             delay = min(cap, base * 2 ** (attempts - 1))
             db.execute(
                 "INSERT OR REPLACE INTO replicas (asset, target, state, attempts, next_try, error)"
-                " VALUES (?,?,'failed',?,?,?)", (sha256, target, attempts, time.time() + delay, error))  # fmt: skip
-            return delay
+                " VALUES (?,?,'failed',?,?,?)",
+                (sha256, target, attempts, time.time() + delay, error),
+            )
+            return float(delay)
 
     def pending(self, target: str, limit: int, now: float) -> list[Asset]:
         """Assets with no verified replica on ``target`` whose retry time has come."""
@@ -239,51 +290,71 @@ class Catalog:
             rows = self._db.execute(
                 "SELECT a.* FROM assets a LEFT JOIN replicas r ON r.asset=a.sha256 AND r.target=?"
                 " WHERE r.asset IS NULL OR (r.state='failed' AND r.next_try<=?)"
-                " ORDER BY a.added_at LIMIT ?", (target, now, limit)).fetchall()  # fmt: skip
+                " ORDER BY a.added_at LIMIT ?",
+                (target, now, limit),
+            ).fetchall()
         return [_asset(r) for r in rows]
 
     def pending_count(self, target: str) -> int:
         with self._lock:
-            return int(self._db.execute(
-                "SELECT (SELECT count(*) FROM assets) - (SELECT count(*) FROM replicas"
-                " WHERE target=? AND state='verified')", (target,)).fetchone()[0])  # fmt: skip
+            return int(
+                self._db.execute(
+                    "SELECT (SELECT count(*) FROM assets) - (SELECT count(*) FROM replicas"
+                    " WHERE target=? AND state='verified')",
+                    (target,),
+                ).fetchone()[0]
+            )
 
     def verified_on(self, target: str) -> Iterator[tuple[str, str]]:
         """(sha256, relpath) of every verified replica on a target, in path order."""
         with self._lock:
-            rows = self._db.execute("SELECT asset, relpath FROM replicas WHERE target=? AND "
-                                    "state='verified' ORDER BY relpath", (target,)).fetchall()  # fmt: skip
+            rows = self._db.execute(
+                "SELECT asset, relpath FROM replicas WHERE target=? AND "
+                "state='verified' ORDER BY relpath",
+                (target,),
+            ).fetchall()
         for r in rows:
             yield r[0], r[1]
 
     def verified_count(self, target: str) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM replicas WHERE target=? AND "
-                                        "state='verified'", (target,)).fetchone()[0])  # fmt: skip
+            return int(
+                self._db.execute(
+                    "SELECT count(*) FROM replicas WHERE target=? AND state='verified'", (target,)
+                ).fetchone()[0]
+            )
 
     # -- sources --------------------------------------------------------------------
 
     def source_files(self, source: str) -> dict[str, SourceFile]:
         with self._lock:
-            rows = self._db.execute("SELECT path, size, mtime_ns, asset FROM source_files "
-                                    "WHERE source=?", (source,)).fetchall()  # fmt: skip
+            rows = self._db.execute(
+                "SELECT path, size, mtime_ns, asset FROM source_files WHERE source=?", (source,)
+            ).fetchall()
         return {r[0]: SourceFile(r[1], r[2], r[3]) for r in rows}
 
     def source_file(self, source: str, path: str) -> SourceFile | None:
         with self._lock:
-            r = self._db.execute("SELECT size, mtime_ns, asset FROM source_files WHERE source=? "
-                                 "AND path=?", (source, path)).fetchone()  # fmt: skip
+            r = self._db.execute(
+                "SELECT size, mtime_ns, asset FROM source_files WHERE source=? AND path=?",
+                (source, path),
+            ).fetchone()
         return SourceFile(r[0], r[1], r[2]) if r else None
 
-    def saw_source_file(self, source: str, path: str, size: int, mtime_ns: int, sha256: str) -> None:
+    def saw_source_file(
+        self, source: str, path: str, size: int, mtime_ns: int, sha256: str
+    ) -> None:
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO source_files VALUES (?,?,?,?,?,?)",
-                       (source, path, size, mtime_ns, sha256, now_iso()))  # fmt: skip
+            db.execute(
+                "INSERT OR REPLACE INTO source_files VALUES (?,?,?,?,?,?)",
+                (source, path, size, mtime_ns, sha256, now_iso()),
+            )
 
     def source_paths(self, sha256: str) -> list[tuple[str, str, int, int]]:
         with self._lock:
-            rows = self._db.execute("SELECT source, path, size, mtime_ns FROM source_files "
-                                    "WHERE asset=?", (sha256,)).fetchall()  # fmt: skip
+            rows = self._db.execute(
+                "SELECT source, path, size, mtime_ns FROM source_files WHERE asset=?", (sha256,)
+            ).fetchall()
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     # -- targets --------------------------------------------------------------------
@@ -295,8 +366,10 @@ class Catalog:
 
     def save_target(self, name: str, target_id: str, root: str, mount_rel: str) -> None:
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO targets VALUES (?,?,?,?,?)",
-                       (name, target_id, root, mount_rel, now_iso()))  # fmt: skip
+            db.execute(
+                "INSERT OR REPLACE INTO targets VALUES (?,?,?,?,?)",
+                (name, target_id, root, mount_rel, now_iso()),
+            )
 
     def add_temp(self, target: str, relpath: str) -> None:
         with self._tx() as db:
@@ -308,8 +381,12 @@ class Catalog:
 
     def temps(self, target: str) -> list[str]:
         with self._lock:
-            return [r[0] for r in self._db.execute(
-                "SELECT relpath FROM temp_files WHERE target=?", (target,)).fetchall()]  # fmt: skip
+            return [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT relpath FROM temp_files WHERE target=?", (target,)
+                ).fetchall()
+            ]
 
 
 def _asset(row: sqlite3.Row) -> Asset:

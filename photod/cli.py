@@ -22,8 +22,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     path = _config_path(args)
     if not path.exists() and not args.config:
         inbox, library = configmod.write_default(path)
-        print(f"photod: no config found; wrote a default one to {path}\n"
-              f"photod: drop photos into {inbox}; they are copied to {library}", file=sys.stderr)  # fmt: skip
+        print(
+            f"photod: no config found; wrote a default one to {path}\n"
+            f"photod: drop photos into {inbox}; they are copied to {library}",
+            file=sys.stderr,
+        )
     cfg = configmod.load(path)
     return Daemon(cfg, once=args.once).run()
 
@@ -60,8 +63,14 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="photod", description="Photo backup daemon: 3 copies, 2 media, 1 offsite.")
-    p.add_argument("--config", metavar="FILE", help="config file (default: $PHOTOD_CONFIG or the user config dir)")
+    p = argparse.ArgumentParser(
+        prog="photod", description="Photo backup daemon: 3 copies, 2 media, 1 offsite."
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="config file (default: $PHOTOD_CONFIG or the user config dir)",
+    )
     p.add_argument("--version", action="version", version=f"photod {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

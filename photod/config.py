@@ -21,9 +21,22 @@ from photod.models import Media, PolicyRule, TargetInfo
 
 APP = "photod"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
-          "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4,
-          "tb": 1000**4, "tib": 1024**4}  # fmt: skip
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "tib": 1024**4,
+}
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -31,9 +44,15 @@ def parse_size(value: Any) -> int:
     """'1GiB', '500 MB', 1024 -> bytes."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value)) if isinstance(value, str) else None
+    m = (
+        re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value))
+        if isinstance(value, str)
+        else None
+    )
     if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError(f"is {value!r}; allowed: a byte count or a size like '100MiB', '2GB', '1TiB'")
+        raise ValueError(
+            f"is {value!r}; allowed: a byte count or a size like '100MiB', '2GB', '1TiB'"
+        )
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
@@ -41,9 +60,15 @@ def parse_duration(value: Any) -> float:
     """'2s', '15m', '1h', 30 -> seconds."""
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
         return float(value)
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", str(value)) if isinstance(value, str) else None
+    m = (
+        re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", str(value))
+        if isinstance(value, str)
+        else None
+    )
     if not m or (m.group(2) or "s") not in _SECONDS:
-        raise ValueError(f"is {value!r}; allowed: seconds or a duration like '500ms', '2s', '15m', '1h', '7d'")
+        raise ValueError(
+            f"is {value!r}; allowed: seconds or a duration like '500ms', '2s', '15m', '1h', '7d'"
+        )
     return float(m.group(1)) * _SECONDS[m.group(2) or "s"]
 
 
@@ -70,9 +95,9 @@ class _Strict(BaseModel):
 
 
 class PolicyConfig(_Strict):
-    copies: int = Field(3, ge=1, le=20)
-    media: int = Field(2, ge=1, le=4)
-    offsite: int = Field(1, ge=0, le=20)
+    copies: int = Field(3, ge=1, le=20, strict=True)
+    media: int = Field(2, ge=1, le=4, strict=True)
+    offsite: int = Field(1, ge=0, le=20, strict=True)
 
     def rule(self) -> PolicyRule:
         return PolicyRule(self.copies, self.media, self.offsite)
@@ -82,7 +107,9 @@ class FolderSource(_Strict):
     name: Name
     type: Literal["folder"]
     path: Path
-    poll: bool = False  # force polling (network folders are detected and polled anyway)
+    poll: bool = Field(
+        False, strict=True
+    )  # force polling (network folders are detected and polled anyway)
 
 
 class LocalTarget(_Strict):
@@ -90,8 +117,10 @@ class LocalTarget(_Strict):
     type: Literal["local"]
     path: Path
     media: Media = Media.INTERNAL
-    offsite: bool = False
-    create: bool | None = None  # None: create the folder only for internal targets
+    offsite: bool = Field(False, strict=True)
+    create: bool | None = Field(
+        None, strict=True
+    )  # None: create the folder only for internal targets
     reserve: Size = 64 * 1024**2  # free space always left on the target
 
     def info(self) -> TargetInfo:
@@ -105,12 +134,12 @@ class LocalTarget(_Strict):
 class DaemonConfig(_Strict):
     state_dir: Path | None = None
     log_dir: Path | None = None
-    workers: int = Field(2, ge=1, le=32)
+    workers: int = Field(2, ge=1, le=32, strict=True)
     rescan_interval: Duration = 900.0
     retry_interval: Duration = 30.0
     retry_max: Duration = 3600.0
     log_max_size: Size = 10 * 1024**2
-    log_keep: int = Field(5, ge=1, le=100)
+    log_keep: int = Field(5, ge=1, le=100, strict=True)
 
 
 class IngestConfig(_Strict):
@@ -168,7 +197,23 @@ def _message(err: Any) -> str:
         return "required key is missing"
     if err["type"] == "string_pattern_mismatch":
         return f"is {err['input']!r}; allowed: letters, digits, '.', '_' and '-', up to 64, starting with a letter or digit"
-    if err["type"].startswith(("literal_", "int_", "bool_", "float_", "string_", "greater", "less", "list_", "model_", "dict_")) or err["type"] == "enum":
+    if (
+        err["type"].startswith(
+            (
+                "literal_",
+                "int_",
+                "bool_",
+                "float_",
+                "string_",
+                "greater",
+                "less",
+                "list_",
+                "model_",
+                "dict_",
+            )
+        )
+        or err["type"] == "enum"
+    ):
         return f"{msg[0].lower()}{msg[1:]} (got {err['input']!r})"
     return msg
 
@@ -182,41 +227,56 @@ def _cross_checks(cfg: Config) -> list[str]:
     """Rules that span keys: unique names, no target inside a watch folder, a policy
     the targets can meet, a layout that renders."""
     problems: list[str] = []
-    for section, items in (("sources", cfg.sources), ("targets", cfg.targets)):
+    sections = (("sources", [s.name for s in cfg.sources]), ("targets", [t.name for t in cfg.targets]))
+    for section, names in sections:
         seen: dict[str, int] = {}
-        for i, item in enumerate(items):
-            if item.name in seen:
-                problems.append(f"{section}[{i}].name: {item.name!r} is already the name of "
-                                f"{section}[{seen[item.name]}]; names must be unique")  # fmt: skip
-            seen.setdefault(item.name, i)
+        for i, name in enumerate(names):
+            if name in seen:
+                problems.append(
+                    f"{section}[{i}].name: {name!r} is already the name of "
+                    f"{section}[{seen[name]}]; names must be unique"
+                )
+            seen.setdefault(name, i)
     for ti, target in enumerate(cfg.targets):
         for si, source in enumerate(cfg.sources):
             t, s = target.path.resolve(), source.path.resolve()
             if t == s or s in t.parents:
-                problems.append(f"targets[{ti}].path: {target.path} is inside watch folder "
-                                f"sources[{si}].path ({source.path}); photod would back up its own backups")  # fmt: skip
+                problems.append(
+                    f"targets[{ti}].path: {target.path} is inside watch folder "
+                    f"sources[{si}].path ({source.path}); photod would back up its own backups"
+                )
             elif t in s.parents:
-                problems.append(f"sources[{si}].path: {source.path} is inside target "
-                                f"targets[{ti}].path ({target.path}); keep watch folders outside targets")  # fmt: skip
+                problems.append(
+                    f"sources[{si}].path: {source.path} is inside target "
+                    f"targets[{ti}].path ({target.path}); keep watch folders outside targets"
+                )
         for tj in range(ti):
             other = cfg.targets[tj].path.resolve()
             t = target.path.resolve()
             if t == other or other in t.parents or t in other.parents:
-                problems.append(f"targets[{ti}].path: {target.path} overlaps targets[{tj}].path "
-                                f"({cfg.targets[tj].path}); each target needs its own folder")  # fmt: skip
+                problems.append(
+                    f"targets[{ti}].path: {target.path} overlaps targets[{tj}].path "
+                    f"({cfg.targets[tj].path}); each target needs its own folder"
+                )
     for why in policy.achievable(cfg.policy.rule(), [t.info() for t in cfg.targets]):
         problems.append(f"policy: {why}; add targets or lower the policy")
     try:
         sample = {f: "x" for f in LAYOUT_FIELDS}
         rendered = cfg.ingest.layout.format(**sample)
-        if "{" in rendered or "}" in rendered or not ("name" in cfg.ingest.layout or "stem" in cfg.ingest.layout):
+        if (
+            "{" in rendered
+            or "}" in rendered
+            or not ("name" in cfg.ingest.layout or "stem" in cfg.ingest.layout)
+        ):
             raise ValueError
         if rendered.startswith("/") or ".." in rendered.split("/"):
             raise ValueError
     except (KeyError, ValueError, IndexError):
-        problems.append(f"ingest.layout: {cfg.ingest.layout!r} is not a usable template; allowed "
-                        f"fields: {', '.join('{' + f + '}' for f in LAYOUT_FIELDS)}, and it must "
-                        "contain {name} or {stem} and stay relative")  # fmt: skip
+        problems.append(
+            f"ingest.layout: {cfg.ingest.layout!r} is not a usable template; allowed "
+            f"fields: {', '.join('{' + f + '}' for f in LAYOUT_FIELDS)}, and it must "
+            "contain {name} or {stem} and stay relative"
+        )
     return problems
 
 
@@ -239,9 +299,13 @@ def parse(text: str, path: Path) -> Config:
             "path": path,
             "sources": [s.model_copy(update={"path": _resolve(s.path, base)}) for s in cfg.sources],
             "targets": [t.model_copy(update={"path": _resolve(t.path, base)}) for t in cfg.targets],
-            "daemon": cfg.daemon.model_copy(update={
-                k: _resolve(v, base) for k in ("state_dir", "log_dir")
-                if (v := getattr(cfg.daemon, k)) is not None}),  # fmt: skip
+            "daemon": cfg.daemon.model_copy(
+                update={
+                    k: _resolve(v, base)
+                    for k in ("state_dir", "log_dir")
+                    if (v := getattr(cfg.daemon, k)) is not None
+                }
+            ),
         }
     )
     problems = _cross_checks(cfg)
@@ -255,8 +319,12 @@ def load(path: Path) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise ConfigError([f"{path}: no such config file; run `photod run` once to write a "
-                           "default one, or copy etc/photod.example.toml"]) from exc  # fmt: skip
+        raise ConfigError(
+            [
+                f"{path}: no such config file; run `photod run` once to write a "
+                "default one, or copy etc/photod.example.toml"
+            ]
+        ) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read the config: {exc}"]) from exc
     return parse(text, path)

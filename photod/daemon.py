@@ -105,7 +105,9 @@ class Daemon:
 
     def run(self) -> int:
         cfg = self.cfg
-        logs.setup(cfg.log_dir, console=True, max_bytes=cfg.daemon.log_max_size, keep=cfg.daemon.log_keep)
+        logs.setup(
+            cfg.log_dir, console=True, max_bytes=cfg.daemon.log_max_size, keep=cfg.daemon.log_keep
+        )
         lock = StateLock(cfg.state_dir)
         catalog = Catalog(cfg.state_dir / CATALOG_NAME)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -125,8 +127,12 @@ class Daemon:
                     cfg = configmod.load(cfg.path)
                     log.info("config_reloaded", config=str(cfg.path))
                 except ConfigError as exc:
-                    log.error("config_invalid", config=str(cfg.path), problems=exc.problems,
-                              action="kept the previous config")  # fmt: skip
+                    log.error(
+                        "config_invalid",
+                        config=str(cfg.path),
+                        problems=exc.problems,
+                        action="kept the previous config",
+                    )
         finally:
             catalog.close()
             lock.release()
@@ -140,9 +146,15 @@ class Daemon:
         pipeline = Pipeline(cfg, catalog)
         pipeline.start(watch=True)
         scheduler = jobs.start(pipeline, cfg)
-        log.info("daemon_started", pid=os.getpid(), config=str(cfg.path), state_dir=str(cfg.state_dir),
-                 sources=[s.name for s in cfg.sources], targets=[t.name for t in cfg.targets],
-                 startup=round(time.monotonic() - started, 3))  # fmt: skip
+        log.info(
+            "daemon_started",
+            pid=os.getpid(),
+            config=str(cfg.path),
+            state_dir=str(cfg.state_dir),
+            sources=[s.name for s in cfg.sources],
+            targets=[t.name for t in cfg.targets],
+            startup=round(time.monotonic() - started, 3),
+        )
         sd_notify(f"READY=1\nSTATUS={_status_line(pipeline)}")
         while not self._wake.wait(5.0):
             if pipeline.alive():
@@ -150,7 +162,9 @@ class Daemon:
         self._wake.clear()
         stopping = time.monotonic()
         sd_notify("STOPPING=1")
-        log.info("daemon_stopping", reason="reload" if self._reload and not self._stop else "signal")
+        log.info(
+            "daemon_stopping", reason="reload" if self._reload and not self._stop else "signal"
+        )
         pipeline.stop_event.set()
         jobs.stop(scheduler)
         pipeline.stop()
@@ -170,4 +184,9 @@ class Daemon:
             pipeline.retry_pending()
         pipeline.stop()
         assets, size = catalog.counts()
-        log.info("backup_finished", assets=assets, bytes=size, duration=round(time.monotonic() - started, 3))
+        log.info(
+            "backup_finished",
+            assets=assets,
+            bytes=size,
+            duration=round(time.monotonic() - started, 3),
+        )

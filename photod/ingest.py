@@ -128,8 +128,13 @@ class Ingestor:
         except FileNotFoundError:
             return "gone"
         if stat.S_ISLNK(st.st_mode):
-            log.info("file_skipped", source=source, path=rel, reason="symbolic link; photod "
-                     "backs up real files only, so a link cannot pull in files from elsewhere")  # fmt: skip
+            log.info(
+                "file_skipped",
+                source=source,
+                path=rel,
+                reason="symbolic link; photod "
+                "backs up real files only, so a link cannot pull in files from elsewhere",
+            )
             return "skipped"
         if not stat.S_ISREG(st.st_mode):
             log.info("file_skipped", source=source, path=rel, reason="not a regular file")
@@ -174,12 +179,15 @@ class Ingestor:
                     return companion_key(asset.relpath, path.name)
                 try:
                     with open(lead, "rb") as f:
-                        lead_info = probe(str(lead), lead.name, f.read(HEAD_BYTES),
-                                          lead.stat().st_mtime, "off")  # fmt: skip
+                        lead_info = probe(
+                            str(lead), lead.name, f.read(HEAD_BYTES), lead.stat().st_mtime, "off"
+                        )
                 except OSError:
                     lead_info = None
                 if lead_info is not None:
-                    lead_key = layout_key(layout, lead.name, lead_info.captured_at, lead_info.kind, source)
+                    lead_key = layout_key(
+                        layout, lead.name, lead_info.captured_at, lead_info.kind, source
+                    )
                     return companion_key(lead_key, path.name)
         return layout_key(layout, path.name, info.captured_at, info.kind, source)
 
@@ -190,9 +198,12 @@ class Ingestor:
         try:
             with os.scandir(path.parent) as it:
                 for entry in it:
-                    if (entry.name != path.name and stem_of(entry.name) == stem
-                            and kind_from_name(entry.name) in (Kind.PHOTO, Kind.RAW)
-                            and entry.is_file(follow_symlinks=False)):  # fmt: skip
+                    if (
+                        entry.name != path.name
+                        and stem_of(entry.name) == stem
+                        and kind_from_name(entry.name) in (Kind.PHOTO, Kind.RAW)
+                        and entry.is_file(follow_symlinks=False)
+                    ):
                         return Path(entry.path)
         except OSError:
             return None

@@ -23,10 +23,20 @@ def start(pipeline: Pipeline, cfg: Config) -> BackgroundScheduler:
     now = datetime.now(UTC)
     scheduler.add_job(pipeline.settle_tick, "interval", seconds=SETTLE_TICK, id="settle")
     scheduler.add_job(pipeline.probe_targets, "interval", seconds=TARGET_PROBE, id="probe")
-    scheduler.add_job(pipeline.retry_pending, "interval", seconds=cfg.daemon.retry_interval,
-                      id="retry", next_run_time=now)  # fmt: skip
-    scheduler.add_job(pipeline.reconcile, "interval", seconds=cfg.daemon.rescan_interval,
-                      id="reconcile", next_run_time=now)  # fmt: skip
+    scheduler.add_job(
+        pipeline.retry_pending,
+        "interval",
+        seconds=cfg.daemon.retry_interval,
+        id="retry",
+        next_run_time=now,
+    )
+    scheduler.add_job(
+        pipeline.reconcile,
+        "interval",
+        seconds=cfg.daemon.rescan_interval,
+        id="reconcile",
+        next_run_time=now,
+    )
 
     def wake(job_id: str) -> None:
         job = scheduler.get_job(job_id)

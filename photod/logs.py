@@ -31,8 +31,13 @@ def _front(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
     return {**head, **event}
 
 
-def setup(log_dir: Path | None, console: bool = True, max_bytes: int = 10 * 1024**2,
-          keep: int = 5, level: int = logging.INFO) -> None:  # fmt: skip
+def setup(
+    log_dir: Path | None,
+    console: bool = True,
+    max_bytes: int = 10 * 1024**2,
+    keep: int = 5,
+    level: int = logging.INFO,
+) -> None:
     """Route structlog and the stdlib loggers (APScheduler, watchdog) through one chain."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -54,26 +59,34 @@ def setup(log_dir: Path | None, console: bool = True, max_bytes: int = 10 * 1024
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         handler = logging.handlers.RotatingFileHandler(
-            log_dir / LOG_NAME, maxBytes=max_bytes, backupCount=keep, encoding="utf-8")  # fmt: skip
-        handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                # show_locals=False: frame locals can hold file contents or credentials.
-                structlog.processors.ExceptionRenderer(
-                    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)),
-                _front,
-                structlog.processors.JSONRenderer(ensure_ascii=False),
-            ],
-        ))  # fmt: skip
+            log_dir / LOG_NAME, maxBytes=max_bytes, backupCount=keep, encoding="utf-8"
+        )
+        handler.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                foreign_pre_chain=shared,
+                processors=[
+                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    # show_locals=False: frame locals can hold file contents or credentials.
+                    structlog.processors.ExceptionRenderer(
+                        structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+                    ),
+                    _front,
+                    structlog.processors.JSONRenderer(ensure_ascii=False),
+                ],
+            )
+        )
         root.addHandler(handler)
     if console:
         out = logging.StreamHandler(sys.stderr)
-        out.setFormatter(structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())],
-        ))  # fmt: skip
+        out.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                foreign_pre_chain=shared,
+                processors=[
+                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+                ],
+            )
+        )
         root.addHandler(out)
     # APScheduler logs every job run at INFO; only its problems belong in our log.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -95,18 +108,25 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     try:
         when = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ValueError(f"--since {text!r}: use a duration like 30m, 2h, 7d or a date like 2026-01-31") from exc
+        raise ValueError(
+            f"--since {text!r}: use a duration like 30m, 2h, 7d or a date like 2026-01-31"
+        ) from exc
     return when if when.tzinfo else when.astimezone()
 
 
 def _files(log_dir: Path) -> list[Path]:
-    rotated = sorted(log_dir.glob(f"{LOG_NAME}.*"), key=lambda p: int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0,
-                     reverse=True)  # fmt: skip
+    rotated = sorted(
+        log_dir.glob(f"{LOG_NAME}.*"),
+        key=lambda p: int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0,
+        reverse=True,
+    )
     current = log_dir / LOG_NAME
     return [p for p in rotated if p.suffix[1:].isdigit()] + ([current] if current.exists() else [])
 
 
-def read_events(log_dir: Path, since: datetime | None = None, failures: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
+def read_events(
+    log_dir: Path, since: datetime | None = None, failures: bool = False
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """(raw line, event) in time order; lines that are not JSON are passed over."""
     cutoff = since.astimezone(UTC).isoformat().replace("+00:00", "Z") if since else ""
     for path in _files(log_dir):
@@ -142,5 +162,7 @@ def render(event: dict[str, Any]) -> str:
         if isinstance(value, dict | list):
             value = json.dumps(value, ensure_ascii=False)
         text = str(value)
-        rest.append(f"{key}={json.dumps(text, ensure_ascii=False) if ' ' in text or not text else text}")
+        rest.append(
+            f"{key}={json.dumps(text, ensure_ascii=False) if ' ' in text or not text else text}"
+        )
     return f"{ts}  {str(event.get('level', '')).upper():<8} {event.get('event', '')}  {' '.join(rest)}".rstrip()

@@ -26,15 +26,43 @@ for _kind, _exts in {
 # Temporary, partial and placeholder files, and the cache folders of sync clients.
 # Matched against every component of a path relative to the watch folder, ignoring case.
 DEFAULT_IGNORE: tuple[str, ...] = (
-    "*.part", "*.partial", "*.tmp", "*.temp", "*.crdownload", "*.download", "*.icloud",
-    "~$*", "._*", ".~*", ".DS_Store", "Thumbs.db", "desktop.ini",
-    ".dropbox", ".dropbox.cache", ".Trash*", ".Spotlight-V100", ".fseventsd",
-    "@eaDir", ".stversions", ".photod",
-)  # fmt: skip
+    "*.part",
+    "*.partial",
+    "*.tmp",
+    "*.temp",
+    "*.crdownload",
+    "*.download",
+    "*.icloud",
+    "~$*",
+    "._*",
+    ".~*",
+    ".DS_Store",
+    "Thumbs.db",
+    "desktop.ini",
+    ".dropbox",
+    ".dropbox.cache",
+    ".Trash*",
+    ".Spotlight-V100",
+    ".fseventsd",
+    "@eaDir",
+    ".stversions",
+    ".photod",
+)
 
 DEFAULT_LAYOUT = "{year}/{year}-{month}-{day}/{name}"
-LAYOUT_FIELDS = ("year", "month", "day", "hour", "minute", "second", "name", "stem", "ext",
-                 "kind", "source")  # fmt: skip
+LAYOUT_FIELDS = (
+    "year",
+    "month",
+    "day",
+    "hour",
+    "minute",
+    "second",
+    "name",
+    "stem",
+    "ext",
+    "kind",
+    "source",
+)
 
 MAX_NAME_BYTES = 200  # leaves room under the 255-byte limit for a suffix and temp names
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\/]")
@@ -107,11 +135,18 @@ def layout_key(template: str, name: str, captured: datetime, kind: Kind, source:
     if not dot:
         stem, ext = name, ""
     fields = {
-        "year": f"{captured.year:04d}", "month": f"{captured.month:02d}",
-        "day": f"{captured.day:02d}", "hour": f"{captured.hour:02d}",
-        "minute": f"{captured.minute:02d}", "second": f"{captured.second:02d}",
-        "name": name, "stem": stem, "ext": ext, "kind": str(kind), "source": source,
-    }  # fmt: skip
+        "year": f"{captured.year:04d}",
+        "month": f"{captured.month:02d}",
+        "day": f"{captured.day:02d}",
+        "hour": f"{captured.hour:02d}",
+        "minute": f"{captured.minute:02d}",
+        "second": f"{captured.second:02d}",
+        "name": name,
+        "stem": stem,
+        "ext": ext,
+        "kind": str(kind),
+        "source": source,
+    }
     key = posixpath.normpath(template.format(**fields))
     return check_key(key)
 

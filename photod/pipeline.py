@@ -24,8 +24,9 @@ from photod.targets.local import LocalTarget
 def build_targets(cfg: Config) -> dict[str, TargetState]:
     return {
         t.name: TargetState(
-            LocalTarget(t.name, t.path, t.creates_root, t.reserve,
-                        relocatable=t.media is not Media.INTERNAL),  # fmt: skip
+            LocalTarget(
+                t.name, t.path, t.creates_root, t.reserve, relocatable=t.media is not Media.INTERNAL
+            ),
             t.info(),
         )
         for t in cfg.targets
@@ -39,12 +40,21 @@ class Pipeline:
         self.stop_event = threading.Event()
         self.targets = build_targets(cfg)
         roots = {s.name: s.path for s in cfg.sources}
-        self.replicator = Replicator(catalog, self.targets, cfg.policy.rule(), self.stop_event,
-                                     roots, cfg.daemon.retry_interval, cfg.daemon.retry_max)  # fmt: skip
+        self.replicator = Replicator(
+            catalog,
+            self.targets,
+            cfg.policy.rule(),
+            self.stop_event,
+            roots,
+            cfg.daemon.retry_interval,
+            cfg.daemon.retry_max,
+        )
         self.ingestor = Ingestor(cfg, catalog, self.replicator)
         self.settler = Settler(cfg.ingest.settle)
-        self.watchers = {s.name: FolderWatcher(s.name, s.path, cfg.ingest.ignore_patterns,
-                                               self.on_event, s.poll) for s in cfg.sources}  # fmt: skip
+        self.watchers = {
+            s.name: FolderWatcher(s.name, s.path, cfg.ingest.ignore_patterns, self.on_event, s.poll)
+            for s in cfg.sources
+        }
         self.workers = ThreadPoolExecutor(cfg.daemon.workers, thread_name_prefix="ingest")
         self._inflight: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
@@ -106,8 +116,12 @@ class Pipeline:
         try:
             self.ingestor.ingest(source, path)
         except SourceChanged:
-            log.info("source_changed", source=source, path=self.ingestor.relpath(source, path),
-                     detail="changed while being read; taken again once stable")  # fmt: skip
+            log.info(
+                "source_changed",
+                source=source,
+                path=self.ingestor.relpath(source, path),
+                detail="changed while being read; taken again once stable",
+            )
             self.settler.touch(source, path, "changed")
         except Stopping:
             pass
@@ -146,8 +160,13 @@ class Pipeline:
                     self.submit(name, path)
                 else:
                     self.settler.touch(name, path, "scan")
-            log.info("scan_finished", source=name, files=files, changed=new,
-                     duration=round(time.monotonic() - started, 3))  # fmt: skip
+            log.info(
+                "scan_finished",
+                source=name,
+                files=files,
+                changed=new,
+                duration=round(time.monotonic() - started, 3),
+            )
 
     def probe_targets(self) -> None:
         came_back = False

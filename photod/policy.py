@@ -21,9 +21,13 @@ def evaluate(
     offsite = sum(1 for t in held if t.offsite)
     missing: list[str] = []
     if copies < rule.copies:
-        missing.append(f"{rule.copies - copies} more cop{'y' if rule.copies - copies == 1 else 'ies'}")
+        missing.append(
+            f"{rule.copies - copies} more cop{'y' if rule.copies - copies == 1 else 'ies'}"
+        )
     if media < rule.media:
-        missing.append(f"{rule.media - media} more kind{'' if rule.media - media == 1 else 's'} of media")
+        missing.append(
+            f"{rule.media - media} more kind{'' if rule.media - media == 1 else 's'} of media"
+        )
     if offsite < rule.offsite:
         missing.append(f"{rule.offsite - offsite} more offsite")
     return Compliance(copies=copies, media=media, offsite=offsite, missing=tuple(missing))

@@ -16,8 +16,24 @@ from photod.models import Kind, Probe
 HEAD_BYTES = 512
 
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
-_MP4_BRANDS = {b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"M4V ",
-               b"avc1", b"3gp4", b"3gp5", b"3gp6", b"3g2a", b"dash", b"mmp4", b"f4v "}  # fmt: skip
+_MP4_BRANDS = {
+    b"isom",
+    b"iso2",
+    b"iso4",
+    b"iso5",
+    b"iso6",
+    b"mp41",
+    b"mp42",
+    b"M4V ",
+    b"avc1",
+    b"3gp4",
+    b"3gp5",
+    b"3gp6",
+    b"3g2a",
+    b"dash",
+    b"mmp4",
+    b"f4v ",
+}
 _QT_ATOMS = {b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"}
 _PHOTO_FORMATS = {"jpeg", "png", "gif", "tiff", "webp", "heif", "avif", "jxl"}
 _heif_registered = False

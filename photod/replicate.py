@@ -14,6 +14,7 @@ only after the target read it back and the SHA-256 matched.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -26,8 +27,15 @@ from typing import BinaryIO
 
 from photod import policy
 from photod.catalog import Catalog
-from photod.errors import (ChecksumMismatch, KeyExists, PhotodError, SourceChanged, Stopping,
-                           TargetFull, TargetUnavailable)  # fmt: skip
+from photod.errors import (
+    ChecksumMismatch,
+    KeyExists,
+    PhotodError,
+    SourceChanged,
+    Stopping,
+    TargetFull,
+    TargetUnavailable,
+)
 from photod.logs import log
 from photod.media import suffixed
 from photod.models import Asset, PolicyRule, Probe, TargetInfo, VerifyMethod
@@ -58,9 +66,16 @@ class NewFile:
 
 
 class Replicator:
-    def __init__(self, catalog: Catalog, targets: dict[str, TargetState], rule: PolicyRule,
-                 stop: threading.Event, source_roots: dict[str, Path],
-                 retry_base: float = 30.0, retry_max: float = 3600.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        catalog: Catalog,
+        targets: dict[str, TargetState],
+        rule: PolicyRule,
+        stop: threading.Event,
+        source_roots: dict[str, Path],
+        retry_base: float = 30.0,
+        retry_max: float = 3600.0,
+    ) -> None:
         self.catalog = catalog
         self.targets = targets
         self.rule = rule
@@ -72,7 +87,9 @@ class Replicator:
         self._new_lock = threading.Lock()  # one "is this asset new?" decision at a time
         self._inflight: set[tuple[str, str]] = set()
         self._inflight_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=max(2, 2 * len(targets)), thread_name_prefix="commit")
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(2, 2 * len(targets)), thread_name_prefix="commit"
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -88,8 +105,12 @@ class Replicator:
             ident = state.target.check(known)
         except TargetUnavailable as exc:
             if state.available or state.reason == "not checked yet":
-                log.warning("target_unavailable", target=name, reason=exc.reason,
-                            pending=self.catalog.pending_count(name))  # fmt: skip
+                log.warning(
+                    "target_unavailable",
+                    target=name,
+                    reason=exc.reason,
+                    pending=self.catalog.pending_count(name),
+                )
             state.available, state.reason = False, exc.reason
             return False
         if record is None or (record.root, record.mount_rel) != (ident.root, ident.mount_rel):
@@ -102,8 +123,12 @@ class Replicator:
             except TargetUnavailable as exc:
                 state.available, state.reason = False, exc.reason
                 return False
-            log.info("target_available", target=name, root=ident.root,
-                     pending=self.catalog.pending_count(name))  # fmt: skip
+            log.info(
+                "target_available",
+                target=name,
+                root=ident.root,
+                pending=self.catalog.pending_count(name),
+            )
         state.available, state.reason = True, ""
         return True
 
@@ -151,8 +176,16 @@ class Replicator:
         delay = self.catalog.replica_failed(sha, name, str(exc), self.retry_base, self.retry_max)
         log.warning("replica_failed", asset=sha, target=name, error=str(exc), retry_in=round(delay))
 
-    def _commit(self, name: str, writer: Writer, key: str, sha: str, size: int,
-                mtime_ns: int | None, started: float) -> None:  # fmt: skip
+    def _commit(
+        self,
+        name: str,
+        writer: Writer,
+        key: str,
+        sha: str,
+        size: int,
+        mtime_ns: int | None,
+        started: float,
+    ) -> None:
         """Publish one verified copy, never over another file, and record it."""
         state = self.targets[name]
         try:
@@ -183,14 +216,30 @@ class Replicator:
         finally:
             self.catalog.drop_temp(name, writer.temp_key)
         state.full = False
-        log.info("replica_written", asset=sha, target=name, path=key, bytes=size,
-                 method=str(method), duration=round(time.monotonic() - started, 3))  # fmt: skip
+        log.info(
+            "replica_written",
+            asset=sha,
+            target=name,
+            path=key,
+            bytes=size,
+            method=str(method),
+            duration=round(time.monotonic() - started, 3),
+        )
 
-    def _commit_all(self, writers: dict[str, Writer], key: str, sha: str, size: int,
-                    mtime_ns: int | None, started: float) -> None:  # fmt: skip
+    def _commit_all(
+        self,
+        writers: dict[str, Writer],
+        key: str,
+        sha: str,
+        size: int,
+        mtime_ns: int | None,
+        started: float,
+    ) -> None:
         # fsync and read-back wait on each device: do every target at once.
-        futures = [self._pool.submit(self._commit, n, w, key, sha, size, mtime_ns, started)
-                   for n, w in writers.items()]  # fmt: skip
+        futures = [
+            self._pool.submit(self._commit, n, w, key, sha, size, mtime_ns, started)
+            for n, w in writers.items()
+        ]
         for f in futures:
             f.result()
 
@@ -198,13 +247,21 @@ class Replicator:
         held = [r.target for r in self.catalog.replicas(sha)]
         verdict = policy.evaluate(self.rule, held, self._infos)
         if verdict.compliant:
-            log.info("asset_protected", asset=sha, copies=verdict.copies, media=verdict.media,
-                     offsite=verdict.offsite)  # fmt: skip
+            log.info(
+                "asset_protected",
+                asset=sha,
+                copies=verdict.copies,
+                media=verdict.media,
+                offsite=verdict.offsite,
+            )
         else:
-            log.info("policy_unmet", asset=sha, copies=verdict.copies, missing=list(verdict.missing))
+            log.info(
+                "policy_unmet", asset=sha, copies=verdict.copies, missing=list(verdict.missing)
+            )
 
-    def _pump(self, stream: BinaryIO, writers: dict[str, Writer],
-              dropped: dict[str, TargetUnavailable]) -> str:  # fmt: skip
+    def _pump(
+        self, stream: BinaryIO, writers: dict[str, Writer], dropped: dict[str, TargetUnavailable]
+    ) -> str:
         """Read a stream once: hash it and feed every writer.  A writer that fails is
         moved to ``dropped`` while the others go on."""
         h = hashlib.sha256()
@@ -261,17 +318,31 @@ class Replicator:
         try:
             self._abort_all({n: w for n, w in writers.items() if n not in mine})
             if is_new:
-                log.info("asset_ingested", asset=sha, source=new.source, path=new.relpath,
-                         bytes=new.size, kind=str(new.info.kind), format=new.info.format,
-                         captured_at=new.info.captured_at.isoformat(),
-                         captured_from=new.info.capture_source, key=key)  # fmt: skip
+                log.info(
+                    "asset_ingested",
+                    asset=sha,
+                    source=new.source,
+                    path=new.relpath,
+                    bytes=new.size,
+                    kind=str(new.info.kind),
+                    format=new.info.format,
+                    captured_at=new.info.captured_at.isoformat(),
+                    captured_from=new.info.capture_source,
+                    key=key,
+                )
                 if new.info.decodable is False:
-                    log.warning("asset_undecodable", asset=sha, source=new.source,
-                                path=new.relpath, problem=new.info.problem)  # fmt: skip
-                for name, exc in dropped.items():
-                    self._fail(sha, name, exc)
-                self._commit_all({n: writers[n] for n in mine}, key, sha, new.size,
-                                 new.mtime_ns, started)  # fmt: skip
+                    log.warning(
+                        "asset_undecodable",
+                        asset=sha,
+                        source=new.source,
+                        path=new.relpath,
+                        problem=new.info.problem,
+                    )
+                for name, err in dropped.items():
+                    self._fail(sha, name, err)
+                self._commit_all(
+                    {n: writers[n] for n in mine}, key, sha, new.size, new.mtime_ns, started
+                )
         finally:
             self._release(sha, mine)
         self.catalog.saw_source_file(new.source, new.relpath, new.size, new.mtime_ns, sha)
@@ -292,7 +363,7 @@ class Replicator:
         for r in self.catalog.replicas(asset.sha256):
             state = self.targets.get(r.target)
             if r.target != exclude and state is not None and state.available:
-                yield lambda t=state.target, k=r.relpath: t.open(k)
+                yield functools.partial(state.target.open, r.relpath)
         for source, rel, size, mtime_ns in self.catalog.source_paths(asset.sha256):
             root = self.source_roots.get(source)
             if root is None:
@@ -303,7 +374,7 @@ class Replicator:
             except OSError:
                 continue
             if (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
-                yield lambda p=path: open(p, "rb")  # noqa: SIM115
+                yield functools.partial(_open_file, path)
 
     def copy_asset(self, asset: Asset, name: str) -> bool:
         """Copy one asset to one target from the best copy there is; True on success."""
@@ -339,7 +410,9 @@ class Replicator:
                 if name in dropped:
                     self._fail(asset.sha256, name, dropped[name])
                     return False
-                self._commit(name, writer, asset.relpath, asset.sha256, asset.size, mtime_ns, started)
+                self._commit(
+                    name, writer, asset.relpath, asset.sha256, asset.size, mtime_ns, started
+                )
                 return self.catalog.replica_exists(asset.sha256, name)
             self._fail(asset.sha256, name, last or PhotodError("no readable copy is reachable now"))
             return False
@@ -367,3 +440,7 @@ class Replicator:
             if not progress:
                 break
         return done
+
+
+def _open_file(path: Path) -> BinaryIO:
+    return open(path, "rb")  # the caller closes it

@@ -43,12 +43,19 @@ def collect(cfg: Config) -> dict[str, Any]:
             except TargetUnavailable as exc:
                 available, reason = False, exc.reason
             t = next(t for t in cfg.targets if t.name == name)
-            targets.append({
-                "name": name, "type": t.type, "path": str(t.path), "media": str(t.media),
-                "offsite": t.offsite, "available": available, "reason": reason,
-                "replicas": catalog.verified_count(name) if catalog else 0,
-                "pending": catalog.pending_count(name) if catalog else 0,
-            })  # fmt: skip
+            targets.append(
+                {
+                    "name": name,
+                    "type": t.type,
+                    "path": str(t.path),
+                    "media": str(t.media),
+                    "offsite": t.offsite,
+                    "available": available,
+                    "reason": reason,
+                    "replicas": catalog.verified_count(name) if catalog else 0,
+                    "pending": catalog.pending_count(name) if catalog else 0,
+                }
+            )
         undecodable = catalog.undecodable() if catalog else 0
     finally:
         if catalog:
@@ -58,12 +65,24 @@ def collect(cfg: Config) -> dict[str, Any]:
         "protected": noncompliant == 0,
         "assets": assets,
         "bytes": size,
-        "policy": {"copies": rule.copies, "media": rule.media, "offsite": rule.offsite,
-                   "compliant": compliant, "noncompliant": noncompliant,
-                   "missing": dict(missing)},  # fmt: skip
+        "policy": {
+            "copies": rule.copies,
+            "media": rule.media,
+            "offsite": rule.offsite,
+            "compliant": compliant,
+            "noncompliant": noncompliant,
+            "missing": dict(missing),
+        },
         "targets": targets,
-        "sources": [{"name": s.name, "type": s.type, "path": str(s.path),
-                     "available": Path(s.path).is_dir()} for s in cfg.sources],  # fmt: skip
+        "sources": [
+            {
+                "name": s.name,
+                "type": s.type,
+                "path": str(s.path),
+                "available": Path(s.path).is_dir(),
+            }
+            for s in cfg.sources
+        ],
         "undecodable": undecodable,
         "daemon": {"running": pid is not None, "pid": pid or None},
         "config": str(cfg.path),
@@ -87,32 +106,50 @@ def render(s: dict[str, Any]) -> str:
     if s["assets"] == 0:
         lines.append("Nothing backed up yet: drop photos into a watch folder.")
     elif s["protected"]:
-        lines.append(f"All {s['assets']} photos and videos ({_size(s['bytes'])}) are protected: {rule}.")
+        lines.append(
+            f"All {s['assets']} photos and videos ({_size(s['bytes'])}) are protected: {rule}."
+        )
     else:
         why = "; ".join(f"{n} need {m}" for m, n in p["missing"].items())
-        down = [f"target '{t['name']}' is unavailable ({t['reason']})" for t in s["targets"] if not t["available"]]
-        lines.append(f"NOT PROTECTED: {p['noncompliant']} of {s['assets']} assets fall short of "
-                     f"the policy ({rule}): {why}.")  # fmt: skip
+        down = [
+            f"target '{t['name']}' is unavailable ({t['reason']})"
+            for t in s["targets"]
+            if not t["available"]
+        ]
+        lines.append(
+            f"NOT PROTECTED: {p['noncompliant']} of {s['assets']} assets fall short of "
+            f"the policy ({rule}): {why}."
+        )
         lines.extend(f"  because {d}" for d in down)
     if p["copies"] < 3 or p["media"] < 2 or p["offsite"] < 1:
-        lines.append(f"Note: the policy ({rule}) is below the 3-2-1 rule; add an external drive "
-                     "and an offsite target, then raise [policy].")  # fmt: skip
+        lines.append(
+            f"Note: the policy ({rule}) is below the 3-2-1 rule; add an external drive "
+            "and an offsite target, then raise [policy]."
+        )
     lines.append("")
     lines.append(f"Policy   {rule}: {p['compliant']} compliant, {p['noncompliant']} not")
     lines.append("Targets")
     for t in s["targets"]:
         state = "available" if t["available"] else "UNAVAILABLE"
-        lines.append(f"  {t['name']:<14} {t['media']:<9} {'offsite' if t['offsite'] else 'onsite':<8}"
-                     f" {state:<12} {t['replicas']:>7} copies {t['pending']:>6} pending  {t['path']}")  # fmt: skip
+        lines.append(
+            f"  {t['name']:<14} {t['media']:<9} {'offsite' if t['offsite'] else 'onsite':<8}"
+            f" {state:<12} {t['replicas']:>7} copies {t['pending']:>6} pending  {t['path']}"
+        )
         if not t["available"]:
             lines.append(f"  {'':<14} {t['reason']}")
     lines.append("Sources")
     for src in s["sources"]:
-        lines.append(f"  {src['name']:<14} {src['type']:<9} {src['path']}"
-                     + ("" if src["available"] else "  (folder missing)"))  # fmt: skip
+        lines.append(
+            f"  {src['name']:<14} {src['type']:<9} {src['path']}"
+            + ("" if src["available"] else "  (folder missing)")
+        )
     if s["undecodable"]:
-        lines.append(f"Warning  {s['undecodable']} file(s) do not decode as images; they are backed "
-                     "up byte for byte all the same (see `photod logs --failures`)")  # fmt: skip
+        lines.append(
+            f"Warning  {s['undecodable']} file(s) do not decode as images; they are backed "
+            "up byte for byte all the same (see `photod logs --failures`)"
+        )
     d = s["daemon"]
-    lines.append(f"Daemon   {'running, pid ' + str(d['pid']) if d['running'] else 'not running (start it with `photod run`)'}")
+    lines.append(
+        f"Daemon   {'running, pid ' + str(d['pid']) if d['running'] else 'not running (start it with `photod run`)'}"
+    )
     return "\n".join(lines)

@@ -19,9 +19,27 @@ from watchdog.observers.polling import PollingObserver
 from photod.logs import log
 from photod.media import is_ignored
 
-NETWORK_FS = {"nfs", "nfs4", "cifs", "smb", "smb2", "smb3", "smbfs", "fuse.sshfs", "sshfs",
-              "fuse.rclone", "9p", "afpfs", "davfs", "fuse.davfs2", "ceph", "glusterfs",
-              "fuse.glusterfs", "fuse.s3fs", "webdav"}  # fmt: skip
+NETWORK_FS = {
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb",
+    "smb2",
+    "smb3",
+    "smbfs",
+    "fuse.sshfs",
+    "sshfs",
+    "fuse.rclone",
+    "9p",
+    "afpfs",
+    "davfs",
+    "fuse.davfs2",
+    "ceph",
+    "glusterfs",
+    "fuse.glusterfs",
+    "fuse.s3fs",
+    "webdav",
+}
 
 OnEvent = Callable[[str, Path, str], None]  # (source name, path, event kind)
 
@@ -63,8 +81,15 @@ class _Handler(FileSystemEventHandler):
 
 
 class FolderWatcher:
-    def __init__(self, name: str, root: Path, ignore: tuple[str, ...], on_event: OnEvent,
-                 force_poll: bool = False, poll_interval: float = 5.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        root: Path,
+        ignore: tuple[str, ...],
+        on_event: OnEvent,
+        force_poll: bool = False,
+        poll_interval: float = 5.0,
+    ) -> None:
         self.name = name
         self.root = root
         self.ignore = ignore
@@ -77,8 +102,12 @@ class FolderWatcher:
     def start(self) -> bool:
         """Start watching; False (and an event) when the folder is not there yet."""
         if not self.root.is_dir():
-            log.warning("source_unavailable", source=self.name, path=str(self.root),
-                        reason="folder does not exist; it is watched once it appears")  # fmt: skip
+            log.warning(
+                "source_unavailable",
+                source=self.name,
+                path=str(self.root),
+                reason="folder does not exist; it is watched once it appears",
+            )
             return False
         fstype = filesystem_type(self.root)
         why = ""
@@ -91,8 +120,10 @@ class FolderWatcher:
                 self._start(Observer(), sees_closes=True)
                 return True
             except OSError as exc:
-                why = (f"inotify watches ran out ({exc.strerror}); raise "
-                       "fs.inotify.max_user_watches to watch it with events")  # fmt: skip
+                why = (
+                    f"inotify watches ran out ({exc.strerror}); raise "
+                    "fs.inotify.max_user_watches to watch it with events"
+                )
         self._start(PollingObserver(timeout=self.poll_interval), sees_closes=False)
         self.polling = True
         log.warning("source_polling", source=self.name, path=str(self.root), reason=why)
@@ -127,8 +158,12 @@ class FolderWatcher:
                 with os.scandir(folder) as it:
                     entries = list(it)
             except OSError as exc:
-                log.warning("folder_unreadable", source=self.name, path=str(folder),
-                            error=exc.strerror or str(exc))  # fmt: skip
+                log.warning(
+                    "folder_unreadable",
+                    source=self.name,
+                    path=str(folder),
+                    error=exc.strerror or str(exc),
+                )
                 continue
             for entry in entries:
                 rel = os.path.relpath(entry.path, self.root)

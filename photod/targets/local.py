@@ -8,6 +8,7 @@ with no photod installed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -122,15 +123,11 @@ class LocalWriter:
 
     def abort(self) -> None:
         if self.f is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self.f.close()
-            except OSError:
-                pass
             self.f = None
-        try:
+        with contextlib.suppress(OSError):
             self.temp.unlink()
-        except OSError:
-            pass
 
 
 def _hash_file(path: Path) -> str:
@@ -142,8 +139,9 @@ def _hash_file(path: Path) -> str:
 
 
 class LocalTarget:
-    def __init__(self, name: str, path: Path, creates_root: bool, reserve: int = 0,
-                 relocatable: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, name: str, path: Path, creates_root: bool, reserve: int = 0, relocatable: bool = False
+    ) -> None:
         self.name = name
         self.configured = path
         self.root = path
@@ -191,12 +189,16 @@ class LocalTarget:
             raise TargetUnavailable(self.name, f"{root} does not exist (drive not connected?)")
         if known is not None and found is None:
             raise TargetUnavailable(
-                self.name, f"{root} has no {MARKER}: it is not the drive photod knows as "
-                f"{self.name!r} (id {known.target_id}), or the drive is not mounted there")  # fmt: skip
+                self.name,
+                f"{root} has no {MARKER}: it is not the drive photod knows as "
+                f"{self.name!r} (id {known.target_id}), or the drive is not mounted there",
+            )
         if known is not None and found != known.target_id:
             raise TargetUnavailable(
-                self.name, f"{root} belongs to another target (id {found}, expected "
-                f"{known.target_id}); give this drive its own target name in the config")  # fmt: skip
+                self.name,
+                f"{root} belongs to another target (id {found}, expected "
+                f"{known.target_id}); give this drive its own target name in the config",
+            )
         if not os.access(root, os.W_OK):
             raise TargetUnavailable(self.name, f"{root} is read-only")
         self.root = root
@@ -206,8 +208,10 @@ class LocalTarget:
             found = str(uuid.uuid4())
             try:
                 (root / META).mkdir(exist_ok=True)
-                _write_atomic(root / MARKER, json.dumps({"id": found, "name": self.name,
-                                                         "created_by": "photod"}).encode())  # fmt: skip
+                _write_atomic(
+                    root / MARKER,
+                    json.dumps({"id": found, "name": self.name, "created_by": "photod"}).encode(),
+                )
             except OSError as exc:
                 raise self.error(exc) from exc
         mount = _mount_of(root)
@@ -225,7 +229,7 @@ class LocalTarget:
 
     def open(self, key: str) -> BinaryIO:
         try:
-            return open(self.root / key, "rb")  # noqa: SIM115
+            return open(self.root / key, "rb")
         except FileNotFoundError:
             raise
         except OSError as exc:
@@ -250,10 +254,8 @@ class LocalTarget:
         name = temp_key.rpartition("/")[2]
         if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
             return  # never delete anything that is not one of our temporaries
-        try:
+        with contextlib.suppress(FileNotFoundError):
             (self.root / temp_key).unlink()
-        except FileNotFoundError:
-            pass
 
     def append_manifest(self, entries: Iterable[tuple[str, str]]) -> None:
         lines = "".join(f"{sha}  {key}\n" for sha, key in entries)

@@ -1,0 +1,236 @@
+"""Shared fixtures: sample photos copied into tmp_path, config files, and a real
+``photod run`` process to drive from integration tests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+if not SAMPLES.is_dir():  # the project may be checked out elsewhere: look beside it too
+    SAMPLES = Path(os.environ.get("PHOTOD_SAMPLES", "../shared/samples")).resolve()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def samples(tmp_path: Path) -> Path:
+    """The real sample photos, copied (read-only originals stay untouched)."""
+    if not SAMPLES.is_dir():
+        pytest.fail(f"sample photos not found at {SAMPLES}; set PHOTOD_SAMPLES to shared/samples")
+    out = tmp_path / "samples"
+    out.mkdir()
+    for p in SAMPLES.iterdir():
+        if p.suffix.lower() in (".jpg", ".heic", ".heif"):
+            shutil.copyfile(p, out / p.name)
+            (out / p.name).chmod(0o644)
+    return out
+
+
+def write_config(
+    path: Path,
+    sources: list[dict[str, Any]],
+    targets: list[dict[str, Any]],
+    policy: dict[str, int] | None = None,
+    extra: str = "",
+) -> Path:
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return str(v)
+        return json.dumps(str(v))
+
+    lines = []
+    policy = policy or {"copies": len(targets), "media": 1, "offsite": 0}
+    lines.append("[policy]")
+    lines += [f"{k} = {v}" for k, v in policy.items()]
+    for section, items in (("sources", sources), ("targets", targets)):
+        for item in items:
+            lines.append(f"\n[[{section}]]")
+            lines += [f"{k} = {value(v)}" for k, v in item.items()]
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+class Photod:
+    """A real ``photod run`` process on a temporary config, HOME and state."""
+
+    def __init__(self, home: Path, config: Path) -> None:
+        self.home = home
+        self.config = config
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.env = {
+            **os.environ,
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_STATE_HOME": str(home / ".local" / "state"),
+            "XDG_RUNTIME_DIR": str(home / "run"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.env.pop("PHOTOD_CONFIG", None)
+        self.env.pop("NOTIFY_SOCKET", None)
+        self.output = home / "photod.out"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "log" / "photod.jsonl"
+
+    def cli(self, *args: str, config: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "photod",
+            *(["--config", str(self.config)] if config else []),
+            *args,
+        ]
+        return subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120)
+
+    def start(self, *args: str, config: bool = True) -> Photod:
+        cmd = [
+            sys.executable,
+            "-m",
+            "photod",
+            *(["--config", str(self.config)] if config else []),
+            "run",
+            *args,
+        ]
+        self.out = open(self.output, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.out, stderr=subprocess.STDOUT)
+        self.wait_event("daemon_started", timeout=30)
+        return self
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        if not self.log_file.exists():
+            return []
+        out = []
+        for line in self.log_file.read_text().splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if name is None or e.get("event") == name:
+                out.append(e)
+        return out
+
+    def wait_event(
+        self, name: str, count: int = 1, timeout: float = 30, **match: Any
+    ) -> list[dict[str, Any]]:
+        def found() -> list[dict[str, Any]]:
+            return [e for e in self.events(name) if all(e.get(k) == v for k, v in match.items())]
+
+        wait_for(
+            lambda: len(found()) >= count or self._died(), timeout, f"{count} x {name} {match}"
+        )
+        if self._died():
+            raise AssertionError(f"photod exited early:\n{self.output.read_text()[-3000:]}")
+        return found()
+
+    def _died(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
+    def status(self) -> dict[str, Any]:
+        r = self.cli("status", "--json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+    def wait_protected(self, assets: int, timeout: float = 60) -> dict[str, Any]:
+        last: dict[str, Any] = {}
+
+        def ok() -> bool:
+            nonlocal last
+            last = self.status()
+            return bool(last["assets"] == assets and last["policy"]["compliant"] == assets)
+
+        wait_for(ok, timeout, f"{assets} assets protected", lambda: json.dumps(last))
+        return last
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.out.close()
+        return rc
+
+
+def wait_for(
+    pred: Callable[[], Any], timeout: float, what: str, detail: Callable[[], str] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}" + (f": {detail()}" if detail else "")
+    )
+
+
+@pytest.fixture
+def photod_factory(tmp_path: Path) -> Iterator[Callable[[Path], Photod]]:
+    started: list[Photod] = []
+
+    def make(config: Path) -> Photod:
+        p = Photod(tmp_path, config)
+        started.append(p)
+        return p
+
+    yield make
+    for p in started:  # never leak a daemon
+        if p.proc is not None and p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait()
+            p.out.close()
+
+
+def target_files(root: Path) -> dict[str, str]:
+    """relpath -> sha256 of every published file on a local target (not .photod/)."""
+    out = {}
+    for p in root.rglob("*"):
+        rel = p.relative_to(root).as_posix()
+        if p.is_file() and not rel.startswith(".photod/"):
+            out[rel] = sha256(p)
+    return out
+
+
+def make_mov(
+    path: Path, when: Any, payload: bytes = b"\x00" * 4096, brand: bytes = b"qt  "
+) -> Path:
+    """A minimal QuickTime file: ftyp, moov/mvhd with a creation time, mdat."""
+    import struct
+    from datetime import UTC, datetime
+
+    seconds = int((when - datetime(1904, 1, 1, tzinfo=UTC)).total_seconds())
+    mvhd_body = (
+        struct.pack(">B3sIIII", 0, b"\0\0\0", seconds, seconds, 600, 600)
+        + struct.pack(">IH", 0x10000, 0x100)
+        + b"\0" * 10
+        + b"\0" * 36
+        + b"\0" * 24
+        + struct.pack(">I", 2)
+    )
+    mvhd = struct.pack(">I4s", 8 + len(mvhd_body), b"mvhd") + mvhd_body
+    moov = struct.pack(">I4s", 8 + len(mvhd), b"moov") + mvhd
+    ftyp = struct.pack(">I4s4sI4s", 20, b"ftyp", brand, 0, brand)
+    mdat = struct.pack(">I4s", 8 + len(payload), b"mdat") + payload
+    path.write_bytes(ftyp + mdat + moov)
+    return path

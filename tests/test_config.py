@@ -1,0 +1,169 @@
+"""Config loading: the example is valid, and every mistake gets one line naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from photod import config
+from photod.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD = """
+[policy]
+copies = 2
+media = 2
+offsite = 0
+[[sources]]
+name = "inbox"
+type = "folder"
+path = "~/Pictures/Inbox"
+[[targets]]
+name = "library"
+type = "local"
+path = "~/Pictures/photod"
+media = "internal"
+offsite = false
+[[targets]]
+name = "t7"
+type = "local"
+path = "/media/t7"
+media = "external"
+"""
+
+
+def test_example_config_is_valid() -> None:
+    """etc/photod.example.toml, which documents every key, passes validation."""
+    cfg = config.load(ROOT / "etc" / "photod.example.toml")
+    assert ["library", "t7", "nas"] == [t.name for t in cfg.targets]
+
+
+def test_contract_config_and_tilde(tmp_path: Path) -> None:
+    """The issue's config contract loads; '~' expands; media and offsite are read."""
+    cfg = config.parse(GOOD, tmp_path / "c.toml")
+    assert Path.home() / "Pictures" / "Inbox" == cfg.sources[0].path
+    assert ("external", False) == (cfg.targets[1].media, cfg.targets[1].offsite)
+
+
+def test_relative_paths_are_relative_to_the_config(tmp_path: Path) -> None:
+    """A relative path means beside the config file, not the current directory."""
+    cfg = config.parse(GOOD.replace('"~/Pictures/Inbox"', '"in"'), tmp_path / "c.toml")
+    assert tmp_path / "in" == cfg.sources[0].path
+
+
+def test_daemon_dirs_override(tmp_path: Path) -> None:
+    """[daemon] state_dir and log_dir move the catalog and the logs."""
+    cfg = config.parse(GOOD + '[daemon]\nstate_dir = "s"\nlog_dir = "l"\n', tmp_path / "c.toml")
+    assert (tmp_path / "s", tmp_path / "l") == (cfg.state_dir, cfg.log_dir)
+
+
+def targets(*items: str) -> str:
+    return "".join(
+        f'\n[[targets]]\nname = "{n}"\ntype = "local"\npath = "/b/{n}"\n{extra}'
+        for n, extra in (i.split("|", 1) if "|" in i else (i, "") for i in items)
+    )
+
+
+BASE = '[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n[[sources]]\nname = "in"\ntype = "folder"\npath = "/a/in"\n'
+
+BAD = [
+    ('[policy]\ncopies = "three"\n' + targets("x"), "policy.copies", "valid integer"),
+    ("[policy]\ncopies = 0\n", "policy.copies", "greater than or equal to 1"),
+    (
+        BASE + targets('x|media = "tape"\n'),
+        "targets[0].media",
+        "'internal', 'external', 'nas' or 'cloud'",
+    ),
+    (BASE + targets('x|offsite = "yes"\n'), "targets[0].offsite", "valid boolean"),
+    (BASE + targets("x|pth = 1\n"), "targets[0]", "unknown key 'pth'"),
+    (BASE + targets("x", "x"), "targets[1].name", "already the name"),
+    (BASE + '[[targets]]\nname = "x"\ntype = "ftp"\npath = "/b"\n', "targets[0].type", "'local'"),
+    (
+        BASE + '[[targets]]\nname = "x"\ntype = "local"\n',
+        "targets[0].path",
+        "required key is missing",
+    ),
+    (
+        BASE + '[[targets]]\nname = "bad name!"\ntype = "local"\npath = "/b"\n',
+        "targets[0].name",
+        "allowed: letters",
+    ),
+    (
+        BASE + '[[targets]]\nname = "x"\ntype = "local"\npath = "/a/in/backup"\n',
+        "targets[0].path",
+        "inside watch folder",
+    ),
+    (
+        BASE + '[[targets]]\nname = "x"\ntype = "local"\npath = "/a"\n',
+        "sources[0].path",
+        "inside target",
+    ),
+    (BASE.replace("copies = 1", "copies = 3") + targets("x"), "policy", "needs at least 3 targets"),
+    (BASE.replace("offsite = 0", "offsite = 1") + targets("x"), "policy", "offsite = true"),
+    (BASE + targets("x") + '[ingest]\nsettle = "soon"\n', "ingest.settle", "duration"),
+    (BASE + targets('x|reserve = "lots"\n'), "targets[0].reserve", "size like"),
+    (
+        BASE + targets("x") + '[ingest]\nlayout = "{year}/{nope}"\n',
+        "ingest.layout",
+        "allowed fields",
+    ),
+    (
+        BASE + targets("x") + '[ingest]\ndecode_check = "maybe"\n',
+        "ingest.decode_check",
+        "'full', 'fast' or 'off'",
+    ),
+    (
+        BASE + targets("x") + "[daemon]\nworkers = 0\n",
+        "daemon.workers",
+        "greater than or equal to 1",
+    ),
+    (BASE + targets("x") + "[surprise]\n", "(top level)", "unknown key 'surprise'"),
+    ("[policy\n", "not valid TOML", "line 1"),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "why"), BAD)
+def test_bad_config_names_the_key(tmp_path: Path, text: str, key: str, why: str) -> None:
+    """Each malformed config is refused with a line: file, key path, what is wrong/allowed."""
+    path = tmp_path / "photod.toml"
+    with pytest.raises(ConfigError) as info:
+        config.parse(text, path)
+    line = next((p for p in info.value.problems if f": {key}" in p), None)
+    assert line is not None, info.value.problems
+    assert line.startswith(f"{path}: ")
+    assert why in line
+
+
+def test_config_check_cli(tmp_path: Path) -> None:
+    """`photod config check` prints ok and exits 0, or prints each problem and exits 78."""
+    good = tmp_path / "good.toml"
+    good.write_text(GOOD.replace("copies = 2", "copies = 1").replace("media = 2", "media = 1"))
+    ok = subprocess.run(
+        [sys.executable, "-m", "photod", "--config", str(good), "config", "check"],
+        capture_output=True,
+        text=True,
+    )
+    assert (0, True) == (ok.returncode, ok.stdout.startswith("ok"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BASE + targets('x|media = "tape"\n', "y|pth = 2\n"))
+    out = subprocess.run(
+        [sys.executable, "-m", "photod", "--config", str(bad), "config", "check"],
+        capture_output=True,
+        text=True,
+    )
+    assert 78 == out.returncode
+    lines = out.stderr.strip().splitlines()
+    assert 2 == len(lines)
+    assert lines[0].startswith(f"{bad}: targets[0].media: ")
+    assert lines[1].startswith(f"{bad}: targets[1]: unknown key 'pth'")
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    """A config path that does not exist is one clear line and exit 78."""
+    with pytest.raises(ConfigError) as info:
+        config.load(tmp_path / "nope.toml")
+    assert "no such config file" in info.value.problems[0]

@@ -1,0 +1,151 @@
+"""Layout and naming: where a file lands on a target, and that no name escapes it."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import datetime
+
+import pytest
+
+from photod.errors import UnsafeName
+from photod.media import (
+    DEFAULT_IGNORE,
+    DEFAULT_LAYOUT,
+    check_key,
+    companion_key,
+    is_ignored,
+    kind_from_name,
+    layout_key,
+    safe_name,
+    suffixed,
+)
+from photod.models import Kind
+
+WHEN = datetime(2024, 3, 9, 23, 59, 58)
+
+
+def test_default_layout_is_year_day_name() -> None:
+    """The default layout is {year}/{year}-{month}-{day}/{original name}."""
+    assert "2024/2024-03-09/IMG_0001.HEIC" == layout_key(
+        DEFAULT_LAYOUT, "IMG_0001.HEIC", WHEN, Kind.PHOTO, "inbox"
+    )
+
+
+def test_custom_layout_fields() -> None:
+    """Every template field renders."""
+    key = layout_key(
+        "{source}/{kind}/{year}{month}{day}-{hour}{minute}{second}-{stem}.{ext}",
+        "a.jpg",
+        WHEN,
+        Kind.PHOTO,
+        "phone",
+    )
+    assert "phone/photo/20240309-235958-a.jpg" == key
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("../../etc/passwd", ".._.._etc_passwd"),
+        ("/abs/olute.jpg", "_abs_olute.jpg"),
+        ("nul\x00byte.jpg", "nul_byte.jpg"),
+        ("tab\tnew\nline.jpg", "tab_new_line.jpg"),
+        ("back\\slash.jpg", "back_slash.jpg"),
+        ("..", "_.."),
+        (unicodedata.normalize("NFD", "Café.jpg"), "Café.jpg"),
+        ("bad\udcffbyte.jpg", "bad\ufffdbyte.jpg"),
+    ],
+)
+def test_safe_name(name: str, expected: str) -> None:
+    """Hostile names become safe, NFC, single-component names, deterministically."""
+    assert expected == safe_name(name)
+    check_key(safe_name(name))
+
+
+def test_overlong_name_is_cut_keeping_extension() -> None:
+    """A 300-byte name is cut under the filesystem limit and keeps its extension."""
+    name = "é" * 150 + ".HEIC"
+    out = safe_name(name)
+    assert out.endswith(".HEIC")
+    assert len(out.encode()) <= 200
+    assert out == safe_name(name)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "/etc/x",
+        "a/../b",
+        "a//b",
+        "./a",
+        "a/\x00",
+        "a\\b",
+        unicodedata.normalize("NFD", "é.jpg"),
+        "x" * 256,
+    ],
+)
+def test_check_key_refuses(key: str) -> None:
+    """Keys that could leave the target root, or differ by normalisation, are refused."""
+    with pytest.raises(UnsafeName):
+        check_key(key)
+
+
+def test_suffix_is_deterministic_and_keeps_extension() -> None:
+    """A second, different file with the same name gets the start of its own hash."""
+    assert "2024/2024-03-09/IMG_0001~abcdef12.HEIC" == suffixed(
+        "2024/2024-03-09/IMG_0001.HEIC", "abcdef12" + "0" * 56
+    )
+
+
+def test_companion_follows_the_still() -> None:
+    """A Live Photo movie and an AAE sidecar take the still's folder and stem, suffix included."""
+    assert "2024/2024-03-09/IMG_0001~abcdef12.MOV" == companion_key(
+        "2024/2024-03-09/IMG_0001~abcdef12.HEIC", "IMG_0001.MOV"
+    )
+    assert "2024/2024-03-09/IMG_0001.AAE" == companion_key(
+        "2024/2024-03-09/IMG_0001.HEIC", "IMG_0001.AAE"
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "ignored"),
+    [
+        ("a.jpg.part", True),
+        ("x.TMP", True),
+        ("f.crdownload", True),
+        ("f.download", True),
+        ("~$doc.jpg", True),
+        ("._IMG_1.JPG", True),
+        (".DS_Store", True),
+        (".IMG_1.HEIC.icloud", True),
+        (".dropbox.cache/x/IMG.jpg", True),
+        ("sub/.Trashes/IMG.jpg", True),
+        ("IMG_0001.HEIC", False),
+        ("2024/holiday/IMG_0001.JPG", False),
+        ("partial.jpg", False),
+    ],
+)
+def test_default_ignore(path: str, ignored: bool) -> None:
+    """Temporary, partial and placeholder files and sync-client caches are skipped."""
+    assert ignored == is_ignored(path, DEFAULT_IGNORE)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("a.JPG", Kind.PHOTO),
+        ("a.heic", Kind.PHOTO),
+        ("a.Mov", Kind.VIDEO),
+        ("a.mp4", Kind.VIDEO),
+        ("a.DNG", Kind.RAW),
+        ("a.cr3", Kind.RAW),
+        ("a.AAE", Kind.SIDECAR),
+        ("a.xmp", Kind.SIDECAR),
+        ("a.txt", None),
+        ("noext", None),
+    ],
+)
+def test_kind_from_extension_any_case(name: str, kind: Kind | None) -> None:
+    """Photo, video, RAW and sidecar types are recognised by extension in any case."""
+    assert kind == kind_from_name(name)

@@ -1,0 +1,112 @@
+"""Sniffing, capture times and decode checks on real sample files."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from photod.models import Kind
+from photod.probe import HEAD_BYTES, classify, probe
+from tests.conftest import make_mov
+
+
+def run_probe(path: Path, name: str | None = None, decode: str = "fast"):  # type: ignore[no-untyped-def]
+    head = path.read_bytes()[:HEAD_BYTES]
+    return probe(str(path), name or path.name, head, path.stat().st_mtime, decode)
+
+
+def test_iphone_heic_capture_time_with_offset(samples: Path) -> None:
+    """HEIC capture time comes from EXIF DateTimeOriginal with its UTC offset."""
+    info = run_probe(samples / "heic_mobile_iphone_13_pro_max.HEIC")
+    assert (Kind.PHOTO, "heif", "exif") == (info.kind, info.format, info.capture_source)
+    assert (
+        datetime(2022, 2, 16, 12, 55, 41, tzinfo=timezone(timedelta(hours=1))) == info.captured_at
+    )
+    assert info.decodable is True
+
+
+def test_jpeg_exif_time(samples: Path) -> None:
+    """JPEG capture time comes from EXIF."""
+    info = run_probe(samples / "jpg_Canon_40D.jpg")
+    assert datetime(2008, 5, 30, 15, 56, 1) == info.captured_at
+
+
+@pytest.mark.parametrize("name", ["jpg_invalid_image00971.jpg", "jpg_orientation_landscape_6.jpg"])
+def test_no_exif_date_falls_back_to_file_time(samples: Path, name: str) -> None:
+    """Without an EXIF date, the file's modification time is the capture time."""
+    path = samples / name
+    os.utime(path, (1_600_000_000, 1_600_000_000))
+    info = run_probe(path)
+    assert ("mtime", datetime.fromtimestamp(1_600_000_000)) == (
+        info.capture_source,
+        info.captured_at,
+    )
+
+
+def test_heic_named_file_that_is_a_jpeg(samples: Path) -> None:
+    """A '.heic' whose bytes are a JPEG is still a photo, read as a JPEG."""
+    fake = samples / "IMG_9999.HEIC"
+    fake.write_bytes((samples / "jpg_Canon_40D.jpg").read_bytes())
+    info = run_probe(fake)
+    assert (Kind.PHOTO, "jpeg", True) == (info.kind, info.format, info.decodable)
+
+
+def test_jpeg_without_extension_is_sniffed(samples: Path) -> None:
+    """A photo with no extension is recognised by its content."""
+    bare = samples / "DSC0001"
+    bare.write_bytes((samples / "jpg_gps_DSCN0010.jpg").read_bytes())
+    assert Kind.PHOTO == run_probe(bare).kind
+
+
+@pytest.mark.parametrize("decode", ["fast", "full"])
+def test_truncated_jpeg_is_taken_but_undecodable(samples: Path, decode: str) -> None:
+    """A photo cut in half is still taken (backed up byte for byte) and flagged."""
+    data = (samples / "jpg_hdr_iphone_hdr_YES.jpg").read_bytes()
+    cut = samples / "cut.jpg"
+    cut.write_bytes(data[: len(data) // 2])
+    info = run_probe(cut, decode=decode)
+    assert (Kind.PHOTO, False) == (info.kind, info.decodable)
+    assert "truncated" in info.problem
+
+
+def test_text_claiming_to_be_a_photo(tmp_path: Path) -> None:
+    """A '.jpg' that holds text is taken as an undecodable photo; a '.txt' is left alone."""
+    (tmp_path / "notes.jpg").write_text("hello")
+    (tmp_path / "notes.txt").write_text("hello")
+    info = run_probe(tmp_path / "notes.jpg")
+    assert (Kind.PHOTO, "unknown", False) == (info.kind, info.format, info.decodable)
+    assert run_probe(tmp_path / "notes.txt") is None
+
+
+def test_quicktime_creation_time(tmp_path: Path) -> None:
+    """A MOV's capture time comes from its movie header, converted to local time."""
+    when = datetime(2023, 7, 1, 10, 30, tzinfo=UTC)
+    mov = make_mov(tmp_path / "IMG_0001.MOV", when)
+    info = run_probe(mov)
+    assert (Kind.VIDEO, "quicktime", "quicktime") == (info.kind, info.format, info.capture_source)
+    assert when == info.captured_at
+    assert info.decodable is None
+
+
+@pytest.mark.parametrize(
+    ("head", "name", "expected"),
+    [
+        (b"\x00\x00\x00\x18ftypheic", "x.bin", (Kind.PHOTO, "heif")),
+        (b"\x00\x00\x00\x18ftypmif1", "x", (Kind.PHOTO, "heif")),
+        (b"\x00\x00\x00\x18ftypavif", "x", (Kind.PHOTO, "avif")),
+        (b"\x00\x00\x00\x18ftypisom", "x.dat", (Kind.VIDEO, "mp4")),
+        (b"\x00\x00\x00\x18ftypqt  ", "x", (Kind.VIDEO, "quicktime")),
+        (b"\x00\x00\x00\x18ftypcrx ", "x", (Kind.RAW, "raw")),
+        (b"II*\x00\x08\x00\x00\x00", "x.DNG", (Kind.RAW, "raw")),
+        (b"II*\x00\x08\x00\x00\x00", "x.tif", (Kind.PHOTO, "tiff")),
+        (b"\x89PNG\r\n\x1a\n", "x.jpg", (Kind.PHOTO, "png")),
+        (b"<?xml version", "IMG_0001.AAE", (Kind.SIDECAR, "sidecar")),
+        (b"plain text", "x.txt", None),
+    ],
+)
+def test_classify(head: bytes, name: str, expected: tuple[Kind, str] | None) -> None:
+    """Content decides the kind first; the extension only where content says nothing."""
+    assert expected == classify(name, head + b"\x00" * 64)

@@ -1,0 +1,183 @@
+"""The ingest and replication pipeline in-process, on a real catalog, with memory and
+local targets: what lands where, what is pending, what is never written twice."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from photod import config
+from photod.catalog import Catalog
+from photod.ingest import Ingestor
+from photod.models import Media, PolicyRule, TargetInfo
+from photod.replicate import Replicator, TargetState
+from photod.targets.memory import MemoryTarget
+from tests.conftest import make_mov, sha256
+
+
+class Rig:
+    def __init__(self, tmp: Path, *names: str, capacity: int | None = None) -> None:
+        self.inbox = tmp / "in"
+        self.inbox.mkdir()
+        text = f'[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n[[sources]]\nname = "in"\ntype = "folder"\npath = "{self.inbox}"\n'
+        text += f'[[targets]]\nname = "unused"\ntype = "local"\npath = "{tmp / "unused"}"\n'
+        self.cfg = config.parse(text, tmp / "c.toml")
+        self.catalog = Catalog(tmp / "state" / "catalog.sqlite")
+        self.mem = {n: MemoryTarget(n, capacity) for n in names}
+        self.states = {
+            n: TargetState(t, TargetInfo(n, Media.INTERNAL, False)) for n, t in self.mem.items()
+        }
+        self.rep = Replicator(
+            self.catalog,
+            self.states,
+            PolicyRule(len(names), 1, 0),
+            threading.Event(),
+            {"in": self.inbox},
+            retry_base=0,
+            retry_max=0,
+        )
+        for n in names:
+            self.rep.refresh(n)
+        self.ingestor = Ingestor(self.cfg, self.catalog, self.rep)
+
+    def add(self, src: Path, name: str | None = None) -> Path:
+        dest = self.inbox / (name or src.name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+        return dest
+
+    def ingest(self, path: Path) -> str:
+        return self.ingestor.ingest("in", path)
+
+    def close(self) -> None:
+        self.rep.close()
+        self.catalog.close()
+
+
+@pytest.fixture
+def rig2(tmp_path: Path):  # type: ignore[no-untyped-def]
+    r = Rig(tmp_path, "a", "b")
+    yield r
+    r.close()
+
+
+def test_new_file_lands_on_every_target_verified(rig2: Rig, samples: Path) -> None:
+    """One ingest writes the photo to both targets at its layout key, records two
+    verified replicas and a manifest line on each target."""
+    path = rig2.add(samples / "jpg_Canon_40D.jpg")
+    assert "stored" == rig2.ingest(path)
+    sha = sha256(path)
+    key = "2008/2008-05-30/jpg_Canon_40D.jpg"
+    for t in rig2.mem.values():
+        assert {key: path.read_bytes()} == t.objects
+        assert [(sha, key)] == t.manifest
+    assert {"a", "b"} == {r.target for r in rig2.catalog.replicas(sha)}
+
+
+def test_unchanged_file_is_not_read_again(rig2: Rig, samples: Path) -> None:
+    """A path whose size and mtime are recorded is skipped without reading it."""
+    path = rig2.add(samples / "jpg_Canon_40D.jpg")
+    rig2.ingest(path)
+    assert "unchanged" == rig2.ingest(path)
+
+
+def test_same_bytes_under_two_names_are_one_asset(rig2: Rig, samples: Path) -> None:
+    """The same photo exported twice is one asset, written once per target."""
+    rig2.ingest(rig2.add(samples / "jpg_Canon_40D.jpg"))
+    assert "known" == rig2.ingest(rig2.add(samples / "jpg_Canon_40D.jpg", "copy/again.jpg"))
+    assert (1, 1) == (rig2.catalog.counts()[0], len(rig2.mem["a"].objects))
+
+
+def test_same_name_same_day_different_bytes_get_a_suffix(rig2: Rig, samples: Path) -> None:
+    """Two different files that want the same key: the second gets a deterministic suffix."""
+    first = rig2.add(samples / "jpg_hdr_iphone_hdr_NO.jpg", "x/IMG_0001.JPG")
+    second = rig2.add(samples / "jpg_hdr_iphone_hdr_YES.jpg", "y/IMG_0001.JPG")
+    rig2.ingest(first)
+    rig2.ingest(second)
+    day = "2015/2015-04-10"
+    expected = {f"{day}/IMG_0001.JPG", f"{day}/IMG_0001~{sha256(second)[:8]}.JPG"}
+    assert expected == set(rig2.mem["a"].objects)
+
+
+def test_offline_target_catches_up_from_another_replica(rig2: Rig, samples: Path) -> None:
+    """A target that was offline gets its copy later, from a verified replica, even
+    after the source file is gone."""
+    rig2.mem["b"].available = False
+    rig2.rep.refresh("b")
+    path = rig2.add(samples / "jpg_gps_DSCN0010.jpg")
+    rig2.ingest(path)
+    sha = sha256(path)
+    assert ({}, 1) == (rig2.mem["b"].objects, rig2.catalog.pending_count("b"))
+    path.unlink()
+    rig2.mem["b"].available = True
+    assert rig2.rep.refresh("b")
+    assert 1 == rig2.rep.replicate_pending("b")
+    assert rig2.mem["a"].objects == rig2.mem["b"].objects
+    assert 0 == rig2.catalog.pending_count("b")
+    assert {"a", "b"} == {r.target for r in rig2.catalog.replicas(sha)}
+
+
+def test_full_target_waits_and_others_complete(tmp_path: Path, samples: Path) -> None:
+    """A full target gets nothing partial and a pending entry; the other target gets the
+    copy; once space is freed the pending copy completes."""
+    rig = Rig(tmp_path, "a", "small")
+    rig.mem["small"].capacity = 1000
+    try:
+        rig.ingest(rig.add(samples / "jpg_gps_DSCN0010.jpg"))
+        assert (1, 0, 1) == (
+            len(rig.mem["a"].objects),
+            len(rig.mem["small"].objects),
+            rig.catalog.pending_count("small"),
+        )
+        rig.mem["small"].capacity = None
+        assert 1 == rig.rep.replicate_pending("small")
+        assert rig.mem["a"].objects == rig.mem["small"].objects
+    finally:
+        rig.close()
+
+
+def test_identical_file_already_on_target_is_adopted(rig2: Rig, samples: Path) -> None:
+    """A file with the same bytes already at the key (a run the catalog forgot) is
+    adopted as the replica, not copied beside itself."""
+    src = samples / "jpg_Canon_40D.jpg"
+    rig2.mem["a"].objects["2008/2008-05-30/jpg_Canon_40D.jpg"] = src.read_bytes()
+    rig2.ingest(rig2.add(src))
+    assert ["2008/2008-05-30/jpg_Canon_40D.jpg"] == list(rig2.mem["a"].objects)
+    methods = {r.target: r.method for r in rig2.catalog.replicas(sha256(src))}
+    assert {"a": "existing", "b": "readback"} == methods
+
+
+def test_live_photo_movie_and_sidecar_follow_the_still(rig2: Rig, samples: Path) -> None:
+    """A Live Photo's movie (dated another day in its own header) and the edit's AAE
+    land in the still's folder under the still's stem."""
+    still = rig2.add(samples / "heic_IMG_5195.HEIC", "IMG_5195.HEIC")
+    movie = make_mov(rig2.inbox / "IMG_5195.MOV", datetime(2021, 4, 12, 3, 0, tzinfo=UTC))
+    aae = rig2.inbox / "IMG_5195.AAE"
+    aae.write_text("<?xml version='1.0'?><plist></plist>")
+    for p in (movie, aae, still):  # the movie may arrive first
+        assert "stored" == rig2.ingest(p)
+    assert {
+        "2021/2021-04-11/IMG_5195.HEIC",
+        "2021/2021-04-11/IMG_5195.MOV",
+        "2021/2021-04-11/IMG_5195.AAE",
+    } == set(rig2.mem["a"].objects)
+
+
+def test_non_media_and_empty_files_are_left_alone(rig2: Rig, tmp_path: Path) -> None:
+    """Text files are ignored; an empty file is skipped; neither reaches a target."""
+    (rig2.inbox / "notes.txt").write_text("hi")
+    (rig2.inbox / "empty.jpg").write_bytes(b"")
+    assert "ignored" == rig2.ingest(rig2.inbox / "notes.txt")
+    assert "skipped" == rig2.ingest(rig2.inbox / "empty.jpg")
+    assert {} == rig2.mem["a"].objects
+
+
+def test_symlink_is_not_followed(rig2: Rig, samples: Path) -> None:
+    """A symbolic link in a watch folder is not followed: nothing from outside is taken."""
+    (rig2.inbox / "link.jpg").symlink_to(samples / "jpg_Canon_40D.jpg")
+    assert "skipped" == rig2.ingest(rig2.inbox / "link.jpg")
+    assert {} == rig2.mem["a"].objects
