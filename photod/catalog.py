@@ -8,6 +8,7 @@ data at any time thanks to WAL.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -78,6 +79,20 @@ MIGRATIONS: list[str] = [
     );
     """,
 ]
+
+
+def _path(path: str) -> str | bytes:
+    """Paths as SQLite stores them: TEXT when they are UTF-8, else the raw bytes as a
+    BLOB (a name from a foreign filesystem must still be recorded exactly)."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
+def _unpath(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
 def now_iso() -> str:
@@ -172,7 +187,7 @@ class Catalog:
             row = self._db.execute(
                 "SELECT a.* FROM source_files s JOIN assets a ON a.sha256=s.asset "
                 "WHERE s.source=? AND s.path=?",
-                (source, path),
+                (source, _path(path)),
             ).fetchone()
         return _asset(row) if row else None
 
@@ -194,7 +209,7 @@ class Catalog:
                     None if info.decodable is None else int(info.decodable),
                     info.problem,
                     source,
-                    path,
+                    _path(path),
                     now_iso(),
                 ),
             )
@@ -331,13 +346,13 @@ class Catalog:
             rows = self._db.execute(
                 "SELECT path, size, mtime_ns, asset FROM source_files WHERE source=?", (source,)
             ).fetchall()
-        return {r[0]: SourceFile(r[1], r[2], r[3]) for r in rows}
+        return {_unpath(r[0]): SourceFile(r[1], r[2], r[3]) for r in rows}
 
     def source_file(self, source: str, path: str) -> SourceFile | None:
         with self._lock:
             r = self._db.execute(
                 "SELECT size, mtime_ns, asset FROM source_files WHERE source=? AND path=?",
-                (source, path),
+                (source, _path(path)),
             ).fetchone()
         return SourceFile(r[0], r[1], r[2]) if r else None
 
@@ -347,7 +362,7 @@ class Catalog:
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO source_files VALUES (?,?,?,?,?,?)",
-                (source, path, size, mtime_ns, sha256, now_iso()),
+                (source, _path(path), size, mtime_ns, sha256, now_iso()),
             )
 
     def source_paths(self, sha256: str) -> list[tuple[str, str, int, int]]:
@@ -355,7 +370,7 @@ class Catalog:
             rows = self._db.execute(
                 "SELECT source, path, size, mtime_ns FROM source_files WHERE asset=?", (sha256,)
             ).fetchall()
-        return [(r[0], r[1], r[2], r[3]) for r in rows]
+        return [(r[0], _unpath(r[1]), r[2], r[3]) for r in rows]
 
     # -- targets --------------------------------------------------------------------
 

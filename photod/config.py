@@ -227,7 +227,10 @@ def _cross_checks(cfg: Config) -> list[str]:
     """Rules that span keys: unique names, no target inside a watch folder, a policy
     the targets can meet, a layout that renders."""
     problems: list[str] = []
-    sections = (("sources", [s.name for s in cfg.sources]), ("targets", [t.name for t in cfg.targets]))
+    sections = (
+        ("sources", [s.name for s in cfg.sources]),
+        ("targets", [t.name for t in cfg.targets]),
+    )
     for section, names in sections:
         seen: dict[str, int] = {}
         for i, name in enumerate(names):

@@ -59,7 +59,11 @@ def setup(
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         handler = logging.handlers.RotatingFileHandler(
-            log_dir / LOG_NAME, maxBytes=max_bytes, backupCount=keep, encoding="utf-8"
+            log_dir / LOG_NAME,
+            maxBytes=max_bytes,
+            backupCount=keep,
+            encoding="utf-8",
+            errors="backslashreplace",  # a file name that is not UTF-8 must not lose the event
         )
         handler.setFormatter(
             structlog.stdlib.ProcessorFormatter(
@@ -83,7 +87,10 @@ def setup(
                 foreign_pre_chain=shared,
                 processors=[
                     structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+                    structlog.dev.ConsoleRenderer(
+                        colors=sys.stderr.isatty(),
+                        exception_formatter=structlog.dev.plain_traceback,
+                    ),
                 ],
             )
         )

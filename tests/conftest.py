@@ -84,10 +84,11 @@ class Photod:
         self.env.pop("PHOTOD_CONFIG", None)
         self.env.pop("NOTIFY_SOCKET", None)
         self.output = home / "photod.out"
+        self.log_dir = home / "log"
 
     @property
     def log_file(self) -> Path:
-        return self.home / "log" / "photod.jsonl"
+        return self.log_dir / "photod.jsonl"
 
     def cli(self, *args: str, config: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = [

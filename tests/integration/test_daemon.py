@@ -1,0 +1,323 @@
+"""A real `photod run` process: files dropped into a watch folder end up verified on
+every target; signals, restarts, and bad configs behave."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Photod, sha256, target_files, wait_for
+from tests.integration.conftest import Setup, assert_target_holds
+
+pytestmark = pytest.mark.integration
+
+
+def slow_write(src: Path, dest: Path, pieces: int = 6, pause: float = 0.3) -> None:
+    """Write a file the way a sync client does: in pieces, with pauses, one handle."""
+    data = src.read_bytes()
+    step = len(data) // pieces + 1
+    with open(dest, "wb") as f:
+        for i in range(0, len(data), step):
+            f.write(data[i : i + step])
+            f.flush()
+            time.sleep(pause)
+
+
+def test_dropped_files_are_verified_on_every_target(setup: Setup, samples: Path) -> None:
+    """Photos copied, moved in, written slowly or renamed from a .part file all appear
+    on every target, byte for byte, with a manifest `sha256sum -c` accepts; junk is
+    left alone; events, logs and status tell the story; SIGTERM stops cleanly."""
+    t1, t2 = setup.home / "library", setup.home / "backup"
+    p = setup.photod(
+        [{"name": "library", "path": str(t1)}, {"name": "backup", "path": str(t2)}]
+    ).start()
+
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "copied.jpg")
+    outside = setup.home / "elsewhere.HEIC"
+    shutil.copy(samples / "heic_IMG_5195.HEIC", outside)
+    os.rename(outside, setup.inbox / "moved.HEIC")
+    (setup.inbox / "2022" / "trip").mkdir(parents=True)
+    writer = threading.Thread(
+        target=slow_write,
+        args=(samples / "jpg_hdr_iphone_hdr_YES.jpg", setup.inbox / "2022" / "trip" / "slow.jpg"),
+    )
+    writer.start()
+    shutil.copy(samples / "jpg_gps_DSCN0010.jpg", setup.inbox / "synced.jpg.part")
+    os.rename(setup.inbox / "synced.jpg.part", setup.inbox / "synced.jpg")
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "IMG_0002.HEIC")  # a JPEG in disguise
+    data = (samples / "jpg_hdr_iphone_hdr_NO.jpg").read_bytes()
+    (setup.inbox / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    for junk in (".DS_Store", "notes.txt", "left.jpg.part", "._copied.jpg"):
+        (setup.inbox / junk).write_bytes(b"junk")
+    writer.join()
+
+    taken = ["copied.jpg", "moved.HEIC", "2022/trip/slow.jpg", "synced.jpg", "truncated.jpg"]
+    status = p.wait_protected(len(taken), timeout=30)  # IMG_0002.HEIC has copied.jpg's bytes
+    hashes = {sha256(setup.inbox / name) for name in taken}
+    for root in (t1, t2):
+        held = target_files(root)
+        assert hashes == set(held.values())
+        assert_target_holds(root, held)
+    assert {
+        "2008/2008-05-30/copied.jpg",
+        "2021/2021-04-11/moved.HEIC",
+        "2015/2015-04-10/slow.jpg",
+    } <= set(target_files(t1))
+
+    assert {"assets", "bytes", "policy", "targets"} <= set(status)
+    assert {"copies": 2, "media": 1, "offsite": 0, "compliant": 5, "noncompliant": 0} == {
+        k: status["policy"][k] for k in ("copies", "media", "offsite", "compliant", "noncompliant")
+    }
+    assert [("library", True, 5, 0), ("backup", True, 5, 0)] == [
+        (t["name"], t["available"], t["replicas"], t["pending"]) for t in status["targets"]
+    ]
+    assert sum((setup.inbox / n).stat().st_size for n in taken) == status["bytes"]
+
+    written = p.events("replica_written")
+    assert 10 == len(written)
+    for e in written:
+        assert {"ts", "level", "event", "asset", "target", "bytes", "duration"} <= set(e)
+        assert e["ts"].endswith("Z")
+    undecodable = p.events("asset_undecodable")
+    assert ["truncated.jpg"] == [e["path"] for e in undecodable]
+    assert ["IMG_0002.HEIC"] == [e["path"] for e in p.events("asset_seen_again")]
+
+    human = p.cli("logs")
+    assert 0 == human.returncode
+    assert "replica_written" in human.stdout and "target=backup" in human.stdout
+    failures = p.cli("logs", "--failures", "--since", "1h").stdout.splitlines()
+    assert failures and all(("WARNING" in line or "ERROR" in line) for line in failures)
+    assert any("asset_undecodable" in line for line in failures)
+    raw = p.cli("logs", "--json").stdout.splitlines()
+    assert all(json.loads(line)["event"] for line in raw)
+
+    plain = p.cli("status").stdout
+    assert plain.startswith("All 5 photos and videos")
+
+    started = time.monotonic()
+    assert 0 == p.stop()
+    assert time.monotonic() - started < 10
+    assert p.events("daemon_stopped")
+
+
+def test_restart_takes_what_arrived_while_down_and_copies_nothing_twice(
+    setup: Setup, samples: Path
+) -> None:
+    """Files added while photod was stopped are taken at the next start; files already
+    recorded are neither re-read nor copied again."""
+    t1 = setup.home / "library"
+    p = setup.photod([{"name": "library", "path": str(t1)}])
+    p.start()
+    for name in ("jpg_Canon_40D.jpg", "jpg_gps_DSCN0010.jpg", "heic_IMG_5195.HEIC"):
+        shutil.copy(samples / name, setup.inbox / name)
+    p.wait_protected(3)
+    assert 0 == p.stop()
+    for name in ("jpg_long_description.jpg", "heic_samplefilehub.heif"):
+        shutil.copy(samples / name, setup.inbox / name)
+    p.start()
+    p.wait_protected(5)
+    scans = p.events("scan_finished")
+    assert (5, 2) == (scans[-1]["files"], scans[-1]["changed"])
+    per_asset: dict[str, int] = {}
+    for e in p.events("replica_written"):
+        per_asset[e["asset"]] = per_asset.get(e["asset"], 0) + 1
+    assert {1} == set(per_asset.values())
+    assert 5 == len(per_asset)
+    assert 0 == p.stop()
+
+
+def test_external_drive_comes_and_goes(setup: Setup, samples: Path) -> None:
+    """Copies for an unplugged drive wait as pending while the library gets them; when
+    the drive appears they complete by themselves; an empty folder in its place is not
+    taken for the drive."""
+    lib, drive = setup.home / "library", setup.home / "media" / "T7"
+    p = setup.photod(
+        [
+            {"name": "library", "path": str(lib)},
+            {"name": "t7", "path": str(drive), "media": "external"},
+        ],
+        policy={"copies": 2, "media": 2, "offsite": 0},
+    ).start()
+    p.wait_event("target_unavailable", target="t7")
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    shutil.copy(samples / "heic_IMG_5195.HEIC", setup.inbox / "b.HEIC")
+    p.wait_event("replica_written", count=2, target="library")
+    status = p.status()
+    assert (False, 2, 2) == (
+        status["protected"],
+        status["policy"]["noncompliant"],
+        status["targets"][1]["pending"],
+    )
+    assert "does not exist" in status["targets"][1]["reason"]
+    assert not drive.exists()  # an external target's folder is never created on the system disk
+    assert "NOT PROTECTED" in p.cli("status").stdout
+
+    drive.mkdir(parents=True)  # the drive is plugged in
+    p.wait_protected(2, timeout=30)
+    assert_target_holds(drive, target_files(lib))
+
+    drive.rename(setup.home / "media" / "T7-away")  # unplugged
+    drive.mkdir()  # an empty mount point where it was
+    p.wait_event("target_unavailable", count=2, target="t7")
+    shutil.copy(samples / "jpg_gps_DSCN0010.jpg", setup.inbox / "c.jpg")
+    p.wait_event("replica_written", count=3, target="library")
+    status = p.status()
+    assert (1, 1) == (status["policy"]["noncompliant"], status["targets"][1]["pending"])
+    assert "no .photod/target.json" in status["targets"][1]["reason"]
+    assert [] == list(drive.iterdir())
+
+    drive.rmdir()
+    (setup.home / "media" / "T7-away").rename(drive)  # plugged in again
+    p.wait_protected(3, timeout=30)
+    assert_target_holds(drive, target_files(lib))
+    assert 0 == p.stop()
+
+
+def test_bad_config_refuses_to_start(setup: Setup) -> None:
+    """`photod run` on a bad config prints one line per problem with the key, exits 78,
+    and starts nothing."""
+    cfg = setup.config([{"name": "library", "path": str(setup.home / "library"), "media": "tape"}])
+    p = Photod(setup.home, cfg)
+    r = p.cli("run")
+    assert 78 == r.returncode
+    assert (
+        f"{cfg}: targets[0].media: input should be 'internal', 'external', 'nas' or 'cloud' (got 'tape')"
+        == r.stderr.strip()
+    )
+    assert not (setup.home / "state").exists()
+    assert not (setup.home / "library").exists()
+    assert r.stderr == p.cli("config", "check").stderr
+
+
+def test_first_run_writes_default_config(tmp_path: Path, photod_factory) -> None:  # type: ignore[no-untyped-def]
+    """With no config, `photod run` writes a commented default (inbox and library under
+    the home directory, both created), says where, starts, and backs up."""
+    home = tmp_path
+    p = photod_factory(home / ".config" / "photod" / "photod.toml")
+    p.log_dir = home / ".local" / "state" / "photod" / "log"
+    p.start(config=False)
+    written = home / ".config" / "photod" / "photod.toml"
+    assert f"wrote a default one to {written}" in p.output.read_text()
+    assert "# " in written.read_text()
+    inbox, library = home / "Pictures" / "Inbox", home / "Pictures" / "photod"
+    assert inbox.is_dir() and library.is_dir()
+    data = b"\xff\xd8\xff" + os.urandom(5000)
+    (inbox / "first.jpg").write_bytes(data)
+    wait_for(lambda: len(target_files(library)) == 1, 20, "the first photo in the library")
+    assert 0 == p.cli("config", "check", config=False).returncode
+    assert 0 == p.stop()
+
+
+def test_second_instance_is_refused(setup: Setup) -> None:
+    """A second daemon on the same state dir refuses to start, naming the first."""
+    p = setup.photod([{"name": "library", "path": str(setup.home / "library")}]).start()
+    second = p.cli("run")
+    assert 75 == second.returncode
+    assert f"already running (pid {p.proc.pid})" in second.stderr  # type: ignore[union-attr]
+    assert 0 == p.stop()
+
+
+def test_sighup_reloads_config(setup: Setup, samples: Path) -> None:
+    """SIGHUP applies a new config (a new target gets every asset); a bad new config is
+    reported and the daemon keeps running on the old one."""
+    lib, extra = setup.home / "library", setup.home / "second"
+    p = setup.photod([{"name": "library", "path": str(lib)}]).start()
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    p.wait_protected(1)
+    setup.config([{"name": "library", "path": str(lib)}, {"name": "second", "path": str(extra)}])
+    p.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+    p.wait_event("config_reloaded")
+    p.wait_protected(1)
+    assert target_files(lib) == target_files(extra)
+
+    p.config.write_text(p.config.read_text().replace('name = "second"', 'name = "bad name!"'))
+    p.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+    bad = p.wait_event("config_invalid")
+    assert "targets[1].name" in bad[0]["problems"][0]
+    time.sleep(1)
+    assert p.proc.poll() is None  # type: ignore[union-attr]
+    assert 0 == p.stop()
+
+
+def test_sigterm_mid_copy_leaves_nothing_partial(setup: Setup) -> None:
+    """SIGTERM while a large video is being copied stops within 10 s, leaves no partial
+    file on any target and no replica; the next start copies it completely."""
+    t1, t2 = setup.home / "library", setup.home / "backup"
+    p = setup.photod([{"name": "library", "path": str(t1)}, {"name": "backup", "path": str(t2)}])
+    p.start()
+    big = setup.home / "big.mov"
+    block = os.urandom(1 << 20)
+    with open(big, "wb") as f:
+        f.write(b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  ")
+        for _ in range(600):
+            f.write(block)
+    os.rename(big, setup.inbox / "big.mov")
+    wait_for(lambda: list(t1.rglob(".photod-*.tmp")), 30, "the copy to start")
+    started = time.monotonic()
+    assert 0 == p.stop()
+    assert time.monotonic() - started < 10
+    for root in (t1, t2):
+        assert [] == [p.name for p in root.rglob("*") if p.is_file() and ".photod" not in p.parts]
+    assert 0 == p.status()["targets"][0]["replicas"]
+    p.start()
+    p.wait_protected(1, timeout=120)
+    for root in (t1, t2):
+        assert {sha256(setup.inbox / "big.mov")} == set(target_files(root).values())
+    assert 0 == p.stop()
+
+
+def test_hostile_names_stay_inside_the_targets(setup: Setup, samples: Path) -> None:
+    """Names with control characters, invalid UTF-8, NFD accents or 250 bytes land
+    inside the target under safe names, and the manifest still checks out."""
+    lib = setup.home / "library"
+    p = setup.photod([{"name": "library", "path": str(lib)}]).start()
+    src = (samples / "jpg_Canon_40D.jpg").read_bytes()
+    inbox = os.fsencode(setup.inbox)
+    names = [
+        b"new\nline.jpg",
+        b"tab\tand\x1bescape.jpg",
+        b"bad\xff\xfeutf8.jpg",
+        "Cafe\u0301.jpg".encode(),
+        b"x" * 250 + b".jpg",
+        b"..\\..\\evil.jpg",
+    ]
+    for i, name in enumerate(names):
+        with open(os.path.join(inbox, name), "wb") as f:
+            f.write(src + bytes([i]))  # distinct bytes, still a valid JPEG
+    p.wait_protected(len(names), timeout=30)
+    held = target_files(lib)
+    assert len(names) == len(held)
+    assert_target_holds(lib, held)
+    assert "2008/2008-05-30/Café.jpg" in held
+    outside = [
+        q
+        for q in setup.home.rglob("*")
+        if q.is_file() and not {lib, setup.inbox, samples} & set(q.parents)
+    ]
+    assert {
+        "photod.toml",
+        "photod.out",
+        "photod.jsonl",
+        "catalog.sqlite",
+        "catalog.sqlite-wal",
+        "catalog.sqlite-shm",
+        "photod.lock",
+    } >= {q.name for q in outside}
+    assert 0 == p.stop()
+
+
+def test_cli_runs_as_module_and_script() -> None:
+    """`python -m photod --version` answers (the entry point is wired)."""
+    r = subprocess.run(
+        [sys.executable, "-m", "photod", "--version"], capture_output=True, text=True
+    )
+    assert r.stdout.startswith("photod ")
