@@ -110,3 +110,14 @@ def test_quicktime_creation_time(tmp_path: Path) -> None:
 def test_classify(head: bytes, name: str, expected: tuple[Kind, str] | None) -> None:
     """Content decides the kind first; the extension only where content says nothing."""
     assert expected == classify(name, head + b"\x00" * 64)
+
+
+@pytest.mark.parametrize("decode", ["fast", "full"])
+def test_truncated_heic_is_flagged(samples: Path, decode: str) -> None:
+    """A HEIC cut short is flagged undecodable in both fast and full modes."""
+    data = (samples / "heic_IMG_5195.HEIC").read_bytes()
+    cut = samples / "cut.HEIC"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    info = run_probe(cut, decode=decode)
+    assert (Kind.PHOTO, False) == (info.kind, info.decodable)
+    assert "truncated" in info.problem.lower() or "error" in info.problem.lower()

@@ -1,0 +1,144 @@
+"""Ingest benchmark: photod against rsync on the same corpus, in the same run.
+
+    python bench/ingest.py [--files 2000] [--videos 8] [--video-mb 120] [--workdir DIR]
+
+Generates a corpus of real-JPEG-based photos (each made unique) plus a few large
+videos, then times, each from a flushed page cache state (`sync` between runs):
+
+  photod   `photod run --once`: read each file once, hash, write two local targets,
+           fsync, read back and verify every copy, record it in the catalog;
+  rsync -a --fsync   to two fresh directories (the same durability as photod);
+  rsync -a           to two fresh directories (no fsync, no verification).
+
+Prints the times and the ratios; copy them into bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+
+
+def make_corpus(root: Path, files: int, videos: int, video_mb: int) -> tuple[int, int]:
+    rng = random.Random(42)
+    jpegs = [p.read_bytes() for p in sorted(SAMPLES.glob("*.jpg")) if "corrupted" not in p.name]
+    heics = [p.read_bytes() for p in sorted(SAMPLES.glob("*.HEIC"))]
+    total = 0
+    photos = files - videos
+    for i in range(photos):
+        base = rng.choice(heics) if i % 4 == 0 else rng.choice(jpegs)
+        ext = "HEIC" if i % 4 == 0 else "JPG"
+        # Pad to a phone-sized file after the image data (decoders ignore trailing bytes).
+        pad = os.urandom(max(0, rng.randint(600_000, 1_400_000) - len(base)))
+        folder = root / f"{2015 + i % 8}" / f"roll{i % 20:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        data = base + pad + i.to_bytes(4, "big")
+        (folder / f"IMG_{i:05d}.{ext}").write_bytes(data)
+        total += len(data)
+    block = os.urandom(1 << 20)
+    for v in range(videos):
+        path = root / "videos" / f"MOV_{v:03d}.MOV"
+        path.parent.mkdir(exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  ")
+            for n in range(video_mb):
+                f.write(block[:-8] + (v * 100_000 + n).to_bytes(8, "big"))
+        total += path.stat().st_size
+    past = time.time() - 3600  # complete files, as after a sync client finished
+    for p in root.rglob("*"):
+        if p.is_file():
+            os.utime(p, (past, past))
+    return files, total
+
+
+def timed(cmds: list[list[str]]) -> float:
+    subprocess.run(["sync"], check=True)
+    start = time.perf_counter()
+    for cmd in cmds:
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - start
+    return elapsed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--files", type=int, default=2000)
+    ap.add_argument("--videos", type=int, default=8)
+    ap.add_argument("--video-mb", type=int, default=120)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/photod-bench"))
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    if shutil.which("rsync") is None:
+        print("rsync is needed: apt-get install rsync", file=sys.stderr)
+        return 2
+    work = args.workdir
+    shutil.rmtree(work, ignore_errors=True)
+    corpus = work / "corpus"
+    corpus.mkdir(parents=True)
+    n, total = make_corpus(corpus, args.files, args.videos, args.video_mb)
+    print(f"corpus: {n} files, {total / 1e9:.2f} GB ({args.videos} videos of {args.video_mb} MB)")
+
+    def fresh(*names: str) -> list[Path]:
+        out = []
+        for name in names:
+            shutil.rmtree(work / name, ignore_errors=True)
+            out.append(work / name)
+        subprocess.run(["sync"], check=True)
+        return out
+
+    a, b = fresh("rsync-fsync-a", "rsync-fsync-b")
+    t_fsync = timed(
+        [
+            ["rsync", "-a", "--fsync", f"{corpus}/", str(a)],
+            ["rsync", "-a", "--fsync", f"{corpus}/", str(b)],
+        ]
+    )
+    fresh("rsync-fsync-a", "rsync-fsync-b")
+    a, b = fresh("rsync-a", "rsync-b")
+    t_plain = timed([["rsync", "-a", f"{corpus}/", str(a)], ["rsync", "-a", f"{corpus}/", str(b)]])
+    fresh("rsync-a", "rsync-b")
+
+    t1, t2, state = fresh("photod-a", "photod-b", "photod-state")
+    config = work / "photod.toml"
+    config.write_text(
+        f"[policy]\ncopies = 2\nmedia = 1\noffsite = 0\n"
+        f'[[sources]]\nname = "corpus"\ntype = "folder"\npath = "{corpus}"\n'
+        f'[[targets]]\nname = "a"\ntype = "local"\npath = "{t1}"\n'
+        f'[[targets]]\nname = "b"\ntype = "local"\npath = "{t2}"\n'
+        f'[daemon]\nstate_dir = "{state}"\nlog_dir = "{state}/log"\nworkers = {args.workers}\n'
+    )
+    photod = [sys.executable, "-m", "photod", "--config", str(config)]
+    t_photod = timed([[*photod, "run", "--once"]])
+    status = json.loads(
+        subprocess.run(
+            [*photod, "status", "--json"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    ok = status["assets"] == n and status["policy"]["compliant"] == n
+    print(
+        f"photod run --once (hash, 2 targets, fsync, read-back verify): {t_photod:7.2f} s  "
+        f"[{status['policy']['compliant']}/{n} verified on both targets: {'ok' if ok else 'MISSING'}]"
+    )
+    print(f"rsync -a --fsync  x2:                                         {t_fsync:7.2f} s")
+    print(f"rsync -a          x2:                                         {t_plain:7.2f} s")
+    print(f"ratio photod / rsync --fsync: {t_photod / t_fsync:.2f}  (goal <= 0.80)")
+    print(f"ratio photod / rsync plain:   {t_photod / t_plain:.2f}")
+    print(
+        f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    fresh("photod-a", "photod-b", "photod-state")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
