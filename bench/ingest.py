@@ -1,6 +1,6 @@
 """Ingest benchmark: photod against rsync on the same corpus, in the same run.
 
-    python bench/ingest.py [--files 2000] [--videos 8] [--video-mb 120] [--workdir DIR]
+    python bench/ingest.py [--files 2000] [--videos 6] [--video-mb 100] [--workdir DIR] [--workers 2]
 
 Generates a corpus of real-JPEG-based photos (each made unique) plus a few large
 videos, then times, each from a flushed page cache state (`sync` between runs):
@@ -31,15 +31,19 @@ SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 
 def make_corpus(root: Path, files: int, videos: int, video_mb: int) -> tuple[int, int]:
     rng = random.Random(42)
-    jpegs = [p.read_bytes() for p in sorted(SAMPLES.glob("*.jpg")) if "corrupted" not in p.name]
-    heics = [p.read_bytes() for p in sorted(SAMPLES.glob("*.HEIC"))]
+    # Real photos small enough to pad to a typical 0.4-1.2 MB phone or camera file.
+    jpegs = [p.read_bytes() for p in sorted(SAMPLES.glob("*.jpg")) if p.stat().st_size < 400_000]
+    heics = [
+        p.read_bytes() for p in sorted(SAMPLES.glob("*.HEI[CF]")) if p.stat().st_size < 400_000
+    ]
+    heics = heics or jpegs
     total = 0
     photos = files - videos
     for i in range(photos):
         base = rng.choice(heics) if i % 4 == 0 else rng.choice(jpegs)
         ext = "HEIC" if i % 4 == 0 else "JPG"
         # Pad to a phone-sized file after the image data (decoders ignore trailing bytes).
-        pad = os.urandom(max(0, rng.randint(600_000, 1_400_000) - len(base)))
+        pad = os.urandom(max(0, rng.randint(400_000, 1_200_000) - len(base)))
         folder = root / f"{2015 + i % 8}" / f"roll{i % 20:02d}"
         folder.mkdir(parents=True, exist_ok=True)
         data = base + pad + i.to_bytes(4, "big")
@@ -73,8 +77,8 @@ def timed(cmds: list[list[str]]) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=2000)
-    ap.add_argument("--videos", type=int, default=8)
-    ap.add_argument("--video-mb", type=int, default=120)
+    ap.add_argument("--videos", type=int, default=6)
+    ap.add_argument("--video-mb", type=int, default=100)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/photod-bench"))
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
