@@ -11,13 +11,13 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psutil
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from photod.logs import log
 from photod.media import is_ignored
+from photod.mounts import mount_of
 
 NETWORK_FS = {
     "nfs",
@@ -42,17 +42,6 @@ NETWORK_FS = {
 }
 
 OnEvent = Callable[[str, Path, str], None]  # (source name, path, event kind)
-
-
-def filesystem_type(path: Path) -> str:
-    """The type of the filesystem a path is on ('' when unknown)."""
-    best, fstype = "", ""
-    target = str(path.resolve())
-    for part in psutil.disk_partitions(all=True):
-        mp = part.mountpoint
-        if (target == mp or target.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
-            best, fstype = mp, part.fstype
-    return fstype
 
 
 class _Handler(FileSystemEventHandler):
@@ -109,7 +98,7 @@ class FolderWatcher:
                 reason="folder does not exist; it is watched once it appears",
             )
             return False
-        fstype = filesystem_type(self.root)
+        _, fstype = mount_of(self.root)
         why = ""
         if self.force_poll:
             why = "poll = true in the config"
@@ -121,8 +110,9 @@ class FolderWatcher:
                 return True
             except OSError as exc:
                 why = (
-                    f"inotify watches ran out ({exc.strerror}); raise "
-                    "fs.inotify.max_user_watches to watch it with events"
+                    f"inotify limit reached ({exc.strerror or exc}); raise the sysctls "
+                    "fs.inotify.max_user_watches and fs.inotify.max_user_instances "
+                    "to watch it with events"
                 )
         self._start(PollingObserver(timeout=self.poll_interval), sees_closes=False)
         self.polling = True

@@ -19,10 +19,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-import psutil
-
 from photod.errors import ChecksumMismatch, KeyExists, TargetFull, TargetUnavailable
 from photod.models import VerifyMethod
+from photod.mounts import mount_of, mount_points
 from photod.targets.base import CHUNK, Identity
 
 META = ".photod"
@@ -50,13 +49,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
-
-
-def _mount_of(path: Path) -> Path:
-    path = path.resolve()
-    while not os.path.ismount(path) and path != path.parent:
-        path = path.parent
-    return path
 
 
 class LocalWriter:
@@ -167,8 +159,8 @@ class LocalTarget:
     def _find_moved(self, known: Identity) -> Path | None:
         """A drive mounted somewhere else: look for its marker at the same place under
         every mounted filesystem."""
-        for part in psutil.disk_partitions(all=False):
-            candidate = Path(part.mountpoint) / known.mount_rel
+        for mountpoint, _ in mount_points():
+            candidate = Path(mountpoint) / known.mount_rel
             if self._read_marker(candidate) == known.target_id:
                 return candidate
         return None
@@ -214,7 +206,7 @@ class LocalTarget:
                 )
             except OSError as exc:
                 raise self.error(exc) from exc
-        mount = _mount_of(root)
+        mount, _ = mount_of(root)
         return Identity(found, str(root), str(root.resolve().relative_to(mount)))
 
     def free_bytes(self) -> int | None:

@@ -1,0 +1,143 @@
+"""Targets on real mounts (bind mounts, as root like CI): read-only drives, drives that
+come back at another mount point, and watch folders that cannot use inotify."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import target_files
+from tests.integration.conftest import Setup, assert_target_holds
+
+pytestmark = pytest.mark.integration
+
+Mount = Callable[..., None]
+
+
+@pytest.fixture
+def mount() -> Iterator[Mount]:
+    """Bind-mount a folder (optionally read-only); every mount is undone afterwards."""
+    done: list[Path] = []
+
+    def bind(src: Path, dst: Path, readonly: bool = False) -> None:
+        dst.mkdir(parents=True, exist_ok=True)
+        cmds = [["mount", "--bind", str(src), str(dst)]]
+        if readonly:
+            cmds.append(["mount", "-o", "remount,ro,bind", str(dst)])
+        for cmd in cmds:
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                pytest.fail(
+                    f"{' '.join(cmd)} failed ({r.stderr.strip()}): these tests need root and mount(8), as in CI"
+                )
+        done.append(dst)
+
+    yield bind
+    for dst in reversed(done):
+        subprocess.run(["umount", "-l", str(dst)], capture_output=True)
+
+
+def umount(dst: Path) -> None:
+    subprocess.run(["umount", str(dst)], check=True)
+
+
+def test_read_only_drive_waits_then_catches_up(setup: Setup, samples: Path, mount: Mount) -> None:
+    """A target mounted read-only is unavailable ('read-only'), the library still gets
+    every copy, and once the drive is writable again the pending copies complete."""
+    lib, disk, mnt = setup.home / "library", setup.home / "disk", setup.home / "mnt" / "usb"
+    (disk / "photos").mkdir(parents=True)
+    mount(disk, mnt)
+    p = setup.photod(
+        [
+            {"name": "library", "path": str(lib)},
+            {"name": "usb", "path": str(mnt / "photos"), "media": "external"},
+        ],
+        policy={"copies": 2, "media": 2, "offsite": 0},
+    ).start()
+    p.wait_event("target_available", target="usb")
+    p.stop()
+    umount(mnt)
+    mount(disk, mnt, readonly=True)
+    p.start()
+    p.wait_event("target_unavailable", target="usb")
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    p.wait_event("replica_written", target="library")
+    status = p.status()
+    assert (False, "read-only") == (
+        status["targets"][1]["available"],
+        status["targets"][1]["reason"][-9:],
+    )
+    assert 1 == status["targets"][1]["pending"]
+    subprocess.run(["mount", "-o", "remount,rw,bind", str(mnt)], check=True)
+    p.wait_protected(1, timeout=30)
+    assert_target_holds(mnt / "photos", target_files(lib))
+    assert 0 == p.stop()
+
+
+def test_drive_mounted_elsewhere_is_recognised_by_its_marker(
+    setup: Setup, samples: Path, mount: Mount
+) -> None:
+    """An external drive that comes back at another mount point is found by its marker,
+    logged as target_relocated, and its pending copies land there."""
+    lib, disk = setup.home / "library", setup.home / "disk"
+    first, second = setup.home / "media" / "T7", setup.home / "media" / "T7-1"
+    (disk / "photos").mkdir(parents=True)
+    mount(disk, first)
+    p = setup.photod(
+        [
+            {"name": "library", "path": str(lib)},
+            {"name": "t7", "path": str(first / "photos"), "media": "external"},
+        ],
+        policy={"copies": 2, "media": 2, "offsite": 0},
+    ).start()
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    p.wait_protected(1)
+    umount(first)
+    p.wait_event("target_unavailable", target="t7")
+    shutil.copy(samples / "jpg_gps_DSCN0010.jpg", setup.inbox / "b.jpg")
+    p.wait_event("replica_written", count=2, target="library")
+    mount(disk, second)  # the desktop mounted it as T7-1 this time
+    moved = p.wait_event("target_relocated", target="t7", timeout=30)
+    assert str(second / "photos") == moved[0]["new"]
+    p.wait_protected(2, timeout=30)
+    assert_target_holds(second / "photos", target_files(lib))
+    assert 0 == p.stop()
+
+
+def test_folder_is_polled_when_inotify_runs_out(setup: Setup, samples: Path) -> None:
+    """When inotify runs out (here: no instances left), the folder is polled instead,
+    photod says so once, and new files are still taken."""
+    knob = Path("/proc/sys/fs/inotify/max_user_instances")
+    old = knob.read_text()
+    lib = setup.home / "library"
+    p = setup.photod([{"name": "library", "path": str(lib)}])
+    try:
+        knob.write_text("0\n")
+    except OSError as exc:
+        pytest.fail(f"cannot lower {knob} ({exc}): this test needs root, as in CI")
+    try:
+        p.start()
+        polling = p.wait_event("source_polling", source="inbox")
+    finally:
+        knob.write_text(old)
+    assert "fs.inotify.max_user_watches" in polling[0]["reason"]
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    p.wait_protected(1, timeout=30)
+    assert 1 == len(p.events("source_polling"))
+    assert 0 == p.stop()
+
+
+def test_poll_option_forces_polling(setup: Setup, samples: Path) -> None:
+    """`poll = true` on a source polls it (for mounts that deliver no events)."""
+    lib = setup.home / "library"
+    cfg = setup.config([{"name": "library", "path": str(lib)}])
+    cfg.write_text(cfg.read_text().replace('type = "folder"', 'type = "folder"\npoll = true'))
+    p = setup.factory(cfg).start()
+    assert "poll = true" in p.wait_event("source_polling")[0]["reason"]
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    p.wait_protected(1, timeout=30)
+    assert 0 == p.stop()
