@@ -1,6 +1,6 @@
 """Ingest benchmark: photod against rsync on the same corpus, in the same run.
 
-    python bench/ingest.py [--files 2000] [--videos 6] [--video-mb 100] [--workdir DIR] [--workers 2]
+    python bench/ingest.py [--files 2000] [--videos 6] [--video-mb 100] [--workdir DIR] [--workers 2] [--rounds 3]
 
 Generates a corpus of real-JPEG-based photos (each made unique) plus a few large
 videos, then times, each from a flushed page cache state (`sync` between runs):
@@ -21,6 +21,7 @@ import os
 import platform
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -81,6 +82,7 @@ def main() -> int:
     ap.add_argument("--video-mb", type=int, default=100)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/photod-bench"))
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     if shutil.which("rsync") is None:
         print("rsync is needed: apt-get install rsync", file=sys.stderr)
@@ -100,20 +102,8 @@ def main() -> int:
         subprocess.run(["sync"], check=True)
         return out
 
-    a, b = fresh("rsync-fsync-a", "rsync-fsync-b")
-    t_fsync = timed(
-        [
-            ["rsync", "-a", "--fsync", f"{corpus}/", str(a)],
-            ["rsync", "-a", "--fsync", f"{corpus}/", str(b)],
-        ]
-    )
-    fresh("rsync-fsync-a", "rsync-fsync-b")
-    a, b = fresh("rsync-a", "rsync-b")
-    t_plain = timed([["rsync", "-a", f"{corpus}/", str(a)], ["rsync", "-a", f"{corpus}/", str(b)]])
-    fresh("rsync-a", "rsync-b")
-
-    t1, t2, state = fresh("photod-a", "photod-b", "photod-state")
     config = work / "photod.toml"
+    t1, t2, state = work / "photod-a", work / "photod-b", work / "photod-state"
     config.write_text(
         f"[policy]\ncopies = 2\nmedia = 1\noffsite = 0\n"
         f'[[sources]]\nname = "corpus"\ntype = "folder"\npath = "{corpus}"\n'
@@ -122,21 +112,42 @@ def main() -> int:
         f'[daemon]\nstate_dir = "{state}"\nlog_dir = "{state}/log"\nworkers = {args.workers}\n'
     )
     photod = [sys.executable, "-m", "photod", "--config", str(config)]
-    t_photod = timed([[*photod, "run", "--once"]])
-    status = json.loads(
-        subprocess.run(
-            [*photod, "status", "--json"], capture_output=True, text=True, check=True
-        ).stdout
-    )
-    ok = status["assets"] == n and status["policy"]["compliant"] == n
-    print(
-        f"photod run --once (hash, 2 targets, fsync, read-back verify): {t_photod:7.2f} s  "
-        f"[{status['policy']['compliant']}/{n} verified on both targets: {'ok' if ok else 'MISSING'}]"
-    )
-    print(f"rsync -a --fsync  x2:                                         {t_fsync:7.2f} s")
-    print(f"rsync -a          x2:                                         {t_plain:7.2f} s")
-    print(f"ratio photod / rsync --fsync: {t_photod / t_fsync:.2f}  (goal <= 0.80)")
-    print(f"ratio photod / rsync plain:   {t_photod / t_plain:.2f}")
+    times: dict[str, list[float]] = {"photod": [], "fsync": [], "plain": []}
+    ok = True
+    # Interleave the tools, round after round: a shared disk's speed drifts over minutes.
+    for round_ in range(args.rounds):
+        a, b = fresh("rsync-a", "rsync-b")
+        times["fsync"].append(
+            timed(
+                [
+                    ["rsync", "-a", "--fsync", f"{corpus}/", str(a)],
+                    ["rsync", "-a", "--fsync", f"{corpus}/", str(b)],
+                ]
+            )
+        )
+        a, b = fresh("rsync-a", "rsync-b")
+        times["plain"].append(
+            timed([["rsync", "-a", f"{corpus}/", str(a)], ["rsync", "-a", f"{corpus}/", str(b)]])
+        )
+        fresh("rsync-a", "rsync-b", "photod-a", "photod-b", "photod-state")
+        times["photod"].append(timed([[*photod, "run", "--once"]]))
+        status = json.loads(
+            subprocess.run(
+                [*photod, "status", "--json"], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        ok = ok and status["assets"] == n and status["policy"]["compliant"] == n
+        print(
+            f"round {round_ + 1}: photod {times['photod'][-1]:.2f} s, rsync --fsync {times['fsync'][-1]:.2f} s, "
+            f"rsync {times['plain'][-1]:.2f} s; photod verified {status['policy']['compliant']}/{n} on both targets"
+        )
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"median of {args.rounds} rounds:")
+    print(f"  photod run --once (hash, 2 targets, fsync, read-back verify): {med['photod']:7.2f} s")
+    print(f"  rsync -a --fsync  x2:                                         {med['fsync']:7.2f} s")
+    print(f"  rsync -a          x2:                                         {med['plain']:7.2f} s")
+    print(f"  ratio photod / rsync --fsync: {med['photod'] / med['fsync']:.2f}  (goal <= 0.80)")
+    print(f"  ratio photod / rsync plain:   {med['photod'] / med['plain']:.2f}")
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
