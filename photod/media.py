@@ -65,7 +65,9 @@ LAYOUT_FIELDS = (
 )
 
 MAX_NAME_BYTES = 200  # leaves room under the 255-byte limit for a suffix and temp names
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\\/]")
+# Control characters and separators, plus what FAT/exFAT/NTFS refuse (external drives are
+# often exFAT): a target tree must be writable on, and movable to, any filesystem.
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f\\/<>:"|?*]')
 
 
 def kind_from_name(name: str) -> Kind | None:
@@ -86,12 +88,13 @@ def is_ignored(relpath: str, patterns: tuple[str, ...] | list[str]) -> bool:
 def safe_name(name: str) -> str:
     """Turn a file name from a device or folder into one that is safe on every target.
 
-    NFC-normalised (macOS writes NFD), undecodable bytes and control characters replaced,
+    NFC-normalised (macOS writes NFD); undecodable bytes, control characters and what
+    FAT/exFAT/NTFS forbid (``<>:"|?*``, a trailing dot) replaced;
     and cut to ``MAX_NAME_BYTES`` keeping the extension, so the same source name always
     gives the same target name.
     """
     name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    name = unicodedata.normalize("NFC", _CONTROL.sub("_", name)).strip()
+    name = unicodedata.normalize("NFC", _UNSAFE.sub("_", name)).strip().rstrip(".")
     if name in ("", ".", ".."):
         name = "_" + name
     if len(name.encode()) > MAX_NAME_BYTES:

@@ -51,9 +51,11 @@ def test_custom_layout_fields() -> None:
         ("nul\x00byte.jpg", "nul_byte.jpg"),
         ("tab\tnew\nline.jpg", "tab_new_line.jpg"),
         ("back\\slash.jpg", "back_slash.jpg"),
-        ("..", "_.."),
+        ("..", "_"),
         (unicodedata.normalize("NFD", "Café.jpg"), "Café.jpg"),
         ("bad\udcffbyte.jpg", "bad\ufffdbyte.jpg"),
+        ('12:30 "best?" <1|2>*.jpg', "12_30 _best__ _1_2__.jpg"),
+        ("trailing dot.", "trailing dot"),
     ],
 )
 def test_safe_name(name: str, expected: str) -> None:

@@ -141,3 +141,52 @@ def test_poll_option_forces_polling(setup: Setup, samples: Path) -> None:
     shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
     p.wait_protected(1, timeout=30)
     assert 0 == p.stop()
+
+
+@pytest.fixture
+def exfat_drive(tmp_path: Path) -> Iterator[Path]:
+    """A real exFAT filesystem (no hard links, no ':' in names), as on most USB drives:
+    a loop device with exfat-fuse."""
+    for tool in ("mkfs.exfat", "mount.exfat-fuse", "losetup"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: apt-get install exfatprogs exfat-fuse (CI does)")
+    image, mnt = tmp_path / "exfat.img", tmp_path / "media" / "EXFAT"
+    mnt.mkdir(parents=True)
+    with open(image, "wb") as f:
+        f.truncate(64 * 1024 * 1024)
+    subprocess.run(["mkfs.exfat", str(image)], check=True, capture_output=True)
+    loop = subprocess.run(
+        ["losetup", "-f", "--show", str(image)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    try:
+        subprocess.run(["mount.exfat-fuse", loop, str(mnt)], check=True, capture_output=True)
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+        subprocess.run(["losetup", "-d", loop], capture_output=True)
+
+
+def test_exfat_drive_gets_every_file(setup: Setup, samples: Path, exfat_drive: Path) -> None:
+    """On exFAT (no hard links; ':' and '?' refused), copies are still published without
+    replacing anything, names stay valid, and `sha256sum -c` passes on the drive."""
+    lib = setup.home / "library"
+    p = setup.photod(
+        [
+            {"name": "library", "path": str(lib)},
+            {
+                "name": "usb",
+                "path": str(exfat_drive / "photos"),
+                "media": "external",
+                "create": True,
+            },
+        ],
+        policy={"copies": 2, "media": 2, "offsite": 0},
+    ).start()
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "12:30 what?.jpg")
+    shutil.copy(samples / "heic_IMG_5195.HEIC", setup.inbox / "IMG_5195.HEIC")
+    shutil.copy(samples / "jpg_gps_DSCN0010.jpg", setup.inbox / "IMG_5195.jpg")
+    p.wait_protected(3, timeout=30)
+    held = target_files(lib)
+    assert "2008/2008-05-30/12_30 what_.jpg" in held
+    assert_target_holds(exfat_drive / "photos", held)
+    assert 0 == p.stop()
