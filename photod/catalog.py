@@ -271,9 +271,19 @@ class Catalog:
             )
 
     def add_replica(
-        self, sha256: str, target: str, relpath: str, size: int, method: VerifyMethod
+        self,
+        sha256: str,
+        target: str,
+        relpath: str,
+        size: int,
+        method: VerifyMethod,
+        temp: str | None = None,
     ) -> None:
+        """Record a verified replica; ``temp`` (the copy's temporary, now gone) is
+        forgotten in the same transaction."""
         with self._tx() as db:
+            if temp is not None:
+                db.execute("DELETE FROM temp_files WHERE target=? AND relpath=?", (target, temp))
             db.execute(
                 "INSERT OR REPLACE INTO replicas (asset, target, state, relpath, size, verified_at,"
                 " method) VALUES (?,?,'verified',?,?,?,?)",
@@ -386,9 +396,11 @@ class Catalog:
                 (name, target_id, root, mount_rel, now_iso()),
             )
 
-    def add_temp(self, target: str, relpath: str) -> None:
-        with self._tx() as db:
-            db.execute("INSERT OR IGNORE INTO temp_files VALUES (?,?)", (target, relpath))
+    def add_temps(self, temps: list[tuple[str, str]]) -> None:
+        """Record (target, temp key) of copies being written, in one transaction."""
+        if temps:
+            with self._tx() as db:
+                db.executemany("INSERT OR IGNORE INTO temp_files VALUES (?,?)", temps)
 
     def drop_temp(self, target: str, relpath: str) -> None:
         with self._tx() as db:

@@ -42,7 +42,9 @@ def start(pipeline: Pipeline, cfg: Config) -> BackgroundScheduler:
     )
     now = datetime.now(UTC)
     scheduler.add_job(_guarded(pipeline.settle_tick), "interval", seconds=SETTLE_TICK, id="settle")
-    scheduler.add_job(_guarded(pipeline.probe_targets), "interval", seconds=TARGET_PROBE, id="probe")
+    scheduler.add_job(
+        _guarded(pipeline.probe_targets), "interval", seconds=TARGET_PROBE, id="probe"
+    )
     scheduler.add_job(
         _guarded(pipeline.retry_pending),
         "interval",

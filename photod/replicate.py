@@ -159,10 +159,9 @@ class Replicator:
         with self._inflight_lock:
             self._inflight.difference_update((sha, n) for n in names)
 
-    def _open(self, name: str, key: str) -> Writer:
-        writer = self.targets[name].target.open_writer(key)
-        self.catalog.add_temp(name, writer.temp_key)
-        return writer
+    def _register(self, writers: dict[str, Writer]) -> None:
+        """Note the temporaries before any byte is written, so a crash can clean them."""
+        self.catalog.add_temps([(n, w.temp_key) for n, w in writers.items()])
 
     def _fail(self, sha: str, name: str, exc: Exception) -> None:
         state = self.targets[name]
@@ -206,15 +205,14 @@ class Replicator:
                             raise
                         writer.abort()
                         method = VerifyMethod.EXISTING
-            self.catalog.add_replica(sha, name, key, size, method)
+            self.catalog.add_replica(sha, name, key, size, method, temp=writer.temp_key)
             with state.lock:
                 state.target.append_manifest([(sha, key)])
         except (PhotodError, OSError) as exc:
             writer.abort()
+            self.catalog.drop_temp(name, writer.temp_key)
             self._fail(sha, name, exc)
             return
-        finally:
-            self.catalog.drop_temp(name, writer.temp_key)
         state.full = False
         log.info(
             "replica_written",
@@ -292,9 +290,10 @@ class Replicator:
                 dropped[name] = TargetFull(name, new.size, free)
                 continue
             try:
-                writers[name] = self._open(name, new.key)
+                writers[name] = self.targets[name].target.open_writer(new.key)
             except TargetUnavailable as exc:
                 dropped[name] = exc
+        self._register(writers)
         try:
             with open(new.path, "rb", buffering=0) as f:
                 before = os.fstat(f.fileno())
@@ -385,11 +384,12 @@ class Replicator:
             last: Exception | None = None
             for opener in self._sources_for(asset, name):
                 try:
-                    writer = self._open(name, asset.relpath)
+                    writer = self.targets[name].target.open_writer(asset.relpath)
                 except TargetUnavailable as exc:
                     self._fail(asset.sha256, name, exc)
                     return False
                 writers: dict[str, Writer] = {name: writer}
+                self._register(writers)
                 dropped: dict[str, TargetUnavailable] = {}
                 try:
                     with opener() as stream:
