@@ -88,6 +88,24 @@ def _status_line(pipeline: Pipeline) -> str:
     return text + (f"; unavailable: {', '.join(down)}" if down else "")
 
 
+def _reloaded(old: Config) -> Config:
+    """The config file read again.  The catalog and the log stay where they are while
+    the process lives: moving them needs a restart."""
+    assert old.path is not None
+    new = configmod.load(old.path)
+    moved = [
+        f"{old.path}: daemon.{key}: changed from {a} to {b}; restart photod to move it"
+        for key, a, b in (
+            ("state_dir", old.state_dir, new.state_dir),
+            ("log_dir", old.log_dir, new.log_dir),
+        )
+        if a != b
+    ]
+    if moved:
+        raise ConfigError(moved)
+    return new
+
+
 class Daemon:
     def __init__(self, cfg: Config, once: bool = False) -> None:
         self.cfg = cfg
@@ -123,8 +141,7 @@ class Daemon:
                 self._reload = False
                 sd_notify("RELOADING=1")
                 try:
-                    assert cfg.path is not None
-                    cfg = configmod.load(cfg.path)
+                    cfg = _reloaded(cfg)
                     log.info("config_reloaded", config=str(cfg.path))
                 except ConfigError as exc:
                     log.error(

@@ -227,8 +227,8 @@ def test_second_instance_is_refused(setup: Setup) -> None:
 
 
 def test_sighup_reloads_config(setup: Setup, samples: Path) -> None:
-    """SIGHUP applies a new config (a new target gets every asset); a bad new config is
-    reported and the daemon keeps running on the old one."""
+    """SIGHUP applies a new config (a new target gets every asset); a bad new config, or
+    one that moves the state dir, is reported and the daemon keeps running on the old one."""
     lib, extra = setup.home / "library", setup.home / "second"
     p = setup.photod([{"name": "library", "path": str(lib)}]).start()
     shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
@@ -243,7 +243,12 @@ def test_sighup_reloads_config(setup: Setup, samples: Path) -> None:
     p.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
     bad = p.wait_event("config_invalid")
     assert "targets[1].name" in bad[0]["problems"][0]
-    time.sleep(1)
+
+    setup.config([{"name": "library", "path": str(lib)}])
+    p.config.write_text(p.config.read_text().replace('/state"', '/elsewhere"'))
+    p.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+    moved = p.wait_event("config_invalid", count=2)
+    assert "daemon.state_dir" in moved[1]["problems"][0]
     assert p.proc.poll() is None  # type: ignore[union-attr]
     assert 0 == p.stop()
 
