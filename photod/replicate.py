@@ -188,23 +188,21 @@ class Replicator:
         """Publish one verified copy, never over another file, and record it."""
         state = self.targets[name]
         try:
-            try:
-                method = writer.commit(key, sha, mtime_ns)
-            except KeyExists:
-                # Something is already there: ours from a forgotten run (adopt it), or a
-                # different file (ours goes beside it under a deterministic suffix).
-                if hash_object(state.target, key) == sha:
+            method: VerifyMethod | None = None
+            for candidate in (key, suffixed(key, sha)):
+                try:
+                    method = writer.commit(candidate, sha, mtime_ns)
+                except KeyExists:
+                    # Something is already there: ours from a run the catalog forgot (adopt
+                    # it), or a different file (ours goes beside it under a suffix).
+                    if hash_object(state.target, candidate) != sha:
+                        continue
                     writer.abort()
                     method = VerifyMethod.EXISTING
-                else:
-                    key = suffixed(key, sha)
-                    try:
-                        method = writer.commit(key, sha, mtime_ns)
-                    except KeyExists:
-                        if hash_object(state.target, key) != sha:
-                            raise
-                        writer.abort()
-                        method = VerifyMethod.EXISTING
+                key = candidate
+                break
+            if method is None:
+                raise KeyExists(suffixed(key, sha))
             self.catalog.add_replica(sha, name, key, size, method, temp=writer.temp_key)
             with state.lock:
                 state.target.append_manifest([(sha, key)])

@@ -167,3 +167,18 @@ def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         config.load(tmp_path / "nope.toml")
     assert "no such config file" in info.value.problems[0]
+
+
+def test_photod_config_env_selects_the_file(tmp_path: Path) -> None:
+    """PHOTOD_CONFIG picks the config when --config is not given."""
+    cfg = tmp_path / "elsewhere.toml"
+    cfg.write_text(GOOD.replace("copies = 2", "copies = 1").replace("media = 2", "media = 1"))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PHOTOD_CONFIG": str(cfg)}
+    out = subprocess.run(
+        [sys.executable, "-m", "photod", "config", "check"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert (0, f"ok: {cfg}: 1 source(s), 2 target(s)") == (out.returncode, out.stdout.strip())
