@@ -1,7 +1,8 @@
 """Structured events: structlog set up for the daemon, and ``photod logs`` reading them.
 
 The daemon writes one JSON object per line to ``photod.jsonl`` in the log directory
-(rotated), and a human-readable line to the console.  Every event carries ``ts`` (ISO
+(rotated), and a human-readable line to the console: every event on a terminal,
+warnings and errors otherwise (a service manager's journal).  Every event carries ``ts`` (ISO
 8601 UTC), ``level`` and ``event``; ids (``asset``, ``source``, ``target``) let a person
 follow one photo through the log.
 """
@@ -82,6 +83,10 @@ def setup(
         root.addHandler(handler)
     if console:
         out = logging.StreamHandler(sys.stderr)
+        # A person at a terminal sees every event; a service manager's journal gets the
+        # warnings and errors (the full story is in the JSON log, `photod logs`), which
+        # also spares a bulk import the cost of rendering every event twice.
+        out.setLevel(level if sys.stderr.isatty() or log_dir is None else logging.WARNING)
         out.setFormatter(
             structlog.stdlib.ProcessorFormatter(
                 foreign_pre_chain=shared,
