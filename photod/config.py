@@ -86,10 +86,12 @@ class _Strict(BaseModel):
         # pydantic's own message ("Extra inputs are not permitted") names neither the key's
         # neighbours nor what is allowed; say both.
         if isinstance(data, dict):
-            unknown = [k for k in data if k not in cls.model_fields]
+            # Fields marked exclude (Config.path, set by the loader) are not for the file.
+            allowed = [k for k, f in cls.model_fields.items() if not f.exclude]
+            unknown = [k for k in data if k not in allowed]
             if unknown:
                 raise ValueError(
-                    f"unknown key {unknown[0]!r}; allowed keys here: {', '.join(cls.model_fields)}"
+                    f"unknown key {unknown[0]!r}; allowed keys here: {', '.join(allowed)}"
                 )
         return data
 

@@ -122,6 +122,7 @@ BAD = [
         "greater than or equal to 1",
     ),
     (BASE + targets("x") + "[surprise]\n", "(top level)", "unknown key 'surprise'"),
+    ('path = "/etc"\n' + BASE + targets("x"), "(top level)", "unknown key 'path'"),
     ("[policy\n", "not valid TOML", "line 1"),
 ]
 
