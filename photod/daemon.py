@@ -172,9 +172,11 @@ class Daemon:
             targets=[t.name for t in cfg.targets],
             startup=round(time.monotonic() - started, 3),
         )
-        sd_notify(f"READY=1\nSTATUS={_status_line(pipeline)}")
+        # The status line counts assets in the catalog: only worth it under systemd.
+        supervised = bool(os.environ.get("NOTIFY_SOCKET"))
+        sd_notify(f"READY=1\nSTATUS={_status_line(pipeline)}" if supervised else "")
         while not self._wake.wait(5.0):
-            if pipeline.alive():
+            if supervised and pipeline.alive():
                 sd_notify(f"WATCHDOG=1\nSTATUS={_status_line(pipeline)}")
         self._wake.clear()
         stopping = time.monotonic()

@@ -326,3 +326,23 @@ def test_cli_runs_as_module_and_script() -> None:
         [sys.executable, "-m", "photod", "--version"], capture_output=True, text=True
     )
     assert r.stdout.startswith("photod ")
+
+
+def test_speaks_sd_notify(setup: Setup) -> None:
+    """Under systemd (NOTIFY_SOCKET set) photod sends READY=1 with a STATUS line once it
+    is up, and STOPPING=1 when told to stop."""
+    import socket
+
+    sock_path = setup.home / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(sock_path))
+        sock.settimeout(30)
+        p = setup.photod([{"name": "library", "path": str(setup.home / "library")}])
+        p.env["NOTIFY_SOCKET"] = str(sock_path)
+        p.start()
+        ready = sock.recv(4096).decode()
+        assert ready.startswith("READY=1\nSTATUS=1 folder(s), 0 assets")
+        assert 0 == p.stop()
+        messages = []
+        while not any(m.startswith("STOPPING=1") for m in messages):
+            messages.append(sock.recv(4096).decode())
