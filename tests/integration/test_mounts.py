@@ -3,6 +3,7 @@ come back at another mount point, and watch folders that cannot use inotify."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -190,3 +191,89 @@ def test_exfat_drive_gets_every_file(setup: Setup, samples: Path, exfat_drive: P
     assert "2008/2008-05-30/12_30 what_.jpg" in held
     assert_target_holds(exfat_drive / "photos", held)
     assert 0 == p.stop()
+
+
+@pytest.fixture
+def small_drive(tmp_path: Path) -> Iterator[Path]:
+    """A real 32 MB ext4 filesystem on a loop device, to fill up."""
+    if shutil.which("mkfs.ext4") is None:
+        pytest.fail("mkfs.ext4 not found: apt-get install e2fsprogs (CI does)")
+    image, mnt = tmp_path / "small.img", tmp_path / "media" / "SMALL"
+    mnt.mkdir(parents=True)
+    with open(image, "wb") as f:
+        f.truncate(32 * 1024 * 1024)
+    subprocess.run(["mkfs.ext4", "-q", "-m", "0", str(image)], check=True, capture_output=True)
+    r = subprocess.run(
+        ["mount", "-o", "loop", str(image), str(mnt)], capture_output=True, text=True
+    )
+    if r.returncode != 0:
+        pytest.fail(f"mount -o loop failed ({r.stderr.strip()}): these tests need root, as in CI")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def fill(drive: Path, leave: int) -> Path:
+    """Fill a filesystem with one file until about ``leave`` bytes are free."""
+    filler = drive / "filler.bin"
+    free = shutil.disk_usage(drive).free
+    with open(filler, "wb") as f:
+        f.truncate(0)
+        f.write(b"\0" * max(0, free - leave))
+        f.flush()
+        os.fsync(f.fileno())
+    return filler
+
+
+def test_full_drive_waits_then_completes(setup: Setup, samples: Path, small_drive: Path) -> None:
+    """A drive too full for a video gets the photos that fit, reports target_full with
+    the space needed, holds no partial file, and takes the video once space is freed."""
+    lib, photos = setup.home / "library", small_drive / "photos"
+    p = setup.photod(
+        [
+            {"name": "library", "path": str(lib)},
+            {
+                "name": "small",
+                "path": str(photos),
+                "media": "external",
+                "create": True,
+                "reserve": 0,
+            },
+        ],
+        policy={"copies": 2, "media": 2, "offsite": 0},
+    ).start()
+    p.wait_event("target_available", target="small")
+    filler = fill(small_drive, leave=3 * 1024 * 1024)
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    video = setup.inbox / "big.mov"
+    with open(video, "wb") as f:
+        f.write(b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  " + os.urandom(8 * 1024 * 1024))
+    full = p.wait_event("target_full", target="small", timeout=30)
+    assert full[0]["needed"] >= 8 * 1024 * 1024
+    p.wait_event("replica_written", count=2, target="library")
+    status = p.status()
+    assert (1, 1) == (status["targets"][1]["replicas"], status["targets"][1]["pending"])
+    assert [] == list(photos.rglob(".photod-*.tmp"))
+    assert ["2008/2008-05-30/a.jpg"] == sorted(target_files(photos))
+    filler.unlink()  # the person frees some space
+    p.wait_protected(2, timeout=30)
+    assert_target_holds(photos, target_files(lib))
+    assert 0 == p.stop()
+
+
+def test_disk_full_mid_write_leaves_nothing(small_drive: Path) -> None:
+    """ENOSPC in the middle of a copy becomes TargetFull and removes the temporary: no
+    partial file is left on the drive."""
+    from photod.errors import TargetFull
+    from photod.targets.local import LocalTarget
+
+    target = LocalTarget("small", small_drive / "t", creates_root=True)
+    target.check(None)
+    fill(small_drive, leave=1024 * 1024)
+    writer = target.open_writer("2024/2024-01-01/big.mov")
+    with pytest.raises(TargetFull):  # from write(), or from fsync() in commit()
+        for _ in range(8):
+            writer.write(os.urandom(1024 * 1024))
+        writer.commit("2024/2024-01-01/big.mov", "0" * 64)
+    assert [] == list((small_drive / "t").rglob(".photod-*.tmp"))
