@@ -25,7 +25,8 @@ def collect(cfg: Config) -> dict[str, Any]:
         assets, size = catalog.counts() if catalog else (0, 0)
         compliant = noncompliant = 0
         missing: Counter[str] = Counter()
-        for held, count, _ in catalog.holdings() if catalog else []:
+        holdings = catalog.holdings() if catalog else []
+        for held, count, _ in holdings:
             verdict = policy.evaluate(rule, held, infos)
             if verdict.compliant:
                 compliant += count
@@ -43,6 +44,8 @@ def collect(cfg: Config) -> dict[str, Any]:
             except TargetUnavailable as exc:
                 available, reason = False, exc.reason
             t = next(t for t in cfg.targets if t.name == name)
+            # Counted from the holdings already read: no query per target.
+            held_here = sum(n for held, n, _ in holdings if name in held)
             targets.append(
                 {
                     "name": name,
@@ -52,8 +55,8 @@ def collect(cfg: Config) -> dict[str, Any]:
                     "offsite": t.offsite,
                     "available": available,
                     "reason": reason,
-                    "replicas": catalog.verified_count(name) if catalog else 0,
-                    "pending": catalog.pending_count(name) if catalog else 0,
+                    "replicas": held_here,
+                    "pending": assets - held_here,
                 }
             )
         undecodable = catalog.undecodable() if catalog else 0

@@ -55,3 +55,47 @@ def test_pending_and_backoff(tmp_path: Path) -> None:
     c.add_replica("a" * 64, "t", "k/1.jpg", 10, VerifyMethod.READBACK)
     assert (0, [frozenset({"t"})]) == (c.pending_count("t"), [h[0] for h in c.holdings()])
     c.close()
+
+
+def test_v1_catalog_migrates_and_keeps_its_holdings(tmp_path: Path) -> None:
+    """A catalog written by the first schema is upgraded in place: nothing is lost, and
+    status still sees which targets hold each asset."""
+    path = tmp_path / "c.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version=1; COMMIT;")
+    for i, held in enumerate([("lib", "t7"), ("lib",), ()]):
+        db.execute(
+            "INSERT INTO assets VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                f"{i}" * 64,
+                10,
+                "photo",
+                "jpeg",
+                f"k/{i}.jpg",
+                "2024-01-01",
+                "exif",
+                1,
+                "",
+                "in",
+                f"{i}.jpg",
+                "x",
+            ),
+        )
+        for t in held:
+            db.execute(
+                "INSERT INTO replicas (asset, target, state, relpath, size, verified_at, method)"
+                " VALUES (?,?,'verified',?,10,'x','readback')",
+                (f"{i}" * 64, t, f"k/{i}.jpg"),
+            )
+    db.commit()
+    db.close()
+    c = Catalog(path)
+    assert len(MIGRATIONS) == c.schema_version
+    assert (3, 30) == c.counts()
+    expected = {frozenset({"lib", "t7"}): 1, frozenset({"lib"}): 1, frozenset(): 1}
+    assert expected == {held: n for held, n, _ in c.holdings()}
+    c.add_replica("2" * 64, "t7", "k/2.jpg", 10, VerifyMethod.READBACK)
+    assert {frozenset({"lib", "t7"}): 1, frozenset({"lib"}): 1, frozenset({"t7"}): 1} == {
+        held: n for held, n, _ in c.holdings()
+    }
+    c.close()
