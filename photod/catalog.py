@@ -8,15 +8,17 @@ data at any time thanks to WAL.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from photod.errors import PhotodError
 from photod.models import Asset, Kind, Probe, Replica, VerifyMethod
@@ -93,6 +95,33 @@ MIGRATIONS: list[str] = [
     CREATE INDEX assets_held ON assets(held, size);
     CREATE INDEX assets_undecodable ON assets(decodable) WHERE decodable = 0;
     """,
+    # v3: phones.  ``devices`` keeps each phone's last known state for `photod status`;
+    # ``device_files`` is the phone's last listing: what is on it, and which asset each
+    # file became (NULL: not imported yet; ``problem`` says why).
+    """
+    CREATE TABLE devices (
+        udid TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        model TEXT NOT NULL DEFAULT '',
+        ios TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        since TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        last_import TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE device_files (
+        udid TEXT NOT NULL,
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        taken_at TEXT NOT NULL,
+        asset TEXT,
+        problem TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (udid, path)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 
@@ -119,6 +148,30 @@ class SourceFile:
     size: int
     mtime_ns: int
     asset: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFile:
+    """A file on a phone, as its last listing showed it."""
+
+    path: str  # AFC path, e.g. /DCIM/100APPLE/IMG_0001.HEIC
+    size: int
+    mtime_ns: int
+    taken_at: str  # when the phone created it (ISO, local time)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    udid: str
+    source: str
+    name: str
+    model: str
+    ios: str
+    state: str
+    detail: str
+    since: str
+    last_seen: str = ""
+    last_import: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,6 +483,92 @@ class Catalog:
                     "SELECT relpath FROM temp_files WHERE target=?", (target,)
                 ).fetchall()
             ]
+
+    # -- phones ---------------------------------------------------------------------
+
+    def save_device(self, device: DeviceRecord) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO devices VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    device.udid,
+                    device.source,
+                    device.name,
+                    device.model,
+                    device.ios,
+                    device.state,
+                    device.detail,
+                    device.since,
+                    now_iso(),
+                    json.dumps(device.last_import),
+                ),
+            )
+
+    def devices(self) -> list[DeviceRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM devices ORDER BY name, udid").fetchall()
+        return [
+            DeviceRecord(
+                r["udid"],
+                r["source"],
+                r["name"],
+                r["model"],
+                r["ios"],
+                r["state"],
+                r["detail"],
+                r["since"],
+                r["last_seen"],
+                json.loads(r["last_import"]),
+            )
+            for r in rows
+        ]
+
+    def sync_device_files(self, udid: str, listing: list[DeviceFile]) -> list[DeviceFile]:
+        """Record what is on the phone now; returns the files still to import (new,
+        changed since they were imported, or not imported yet)."""
+        todo: list[DeviceFile] = []
+        with self._tx() as db:
+            known = {
+                r[0]: (r[1], r[2], r[3])
+                for r in db.execute(
+                    "SELECT path, size, mtime_ns, asset FROM device_files WHERE udid=?", (udid,)
+                )
+            }
+            here = set()
+            changed = []
+            for f in listing:
+                here.add(f.path)
+                seen = known.get(f.path)
+                if seen is not None and (seen[0], seen[1]) == (f.size, f.mtime_ns):
+                    if seen[2] is None:
+                        todo.append(f)
+                    continue
+                changed.append((udid, f.path, f.size, f.mtime_ns, f.taken_at))
+                todo.append(f)
+            db.executemany("INSERT OR REPLACE INTO device_files (udid, path, size, mtime_ns,"
+                           " taken_at) VALUES (?,?,?,?,?)", changed)  # fmt: skip
+            gone = [(udid, p) for p in known if p not in here]
+            db.executemany("DELETE FROM device_files WHERE udid=? AND path=?", gone)
+        return todo
+
+    def device_file_done(self, udid: str, path: str, asset: str | None, problem: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE device_files SET asset=?, problem=? WHERE udid=? AND path=?",
+                (asset, problem, udid, path),
+            )
+
+    def device_files(self, udid: str) -> list[tuple[DeviceFile, str | None, str, str]]:
+        """The phone's last listing: (file, asset or None, problem, targets holding a
+        verified replica, NUL-separated)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT f.path, f.size, f.mtime_ns, f.taken_at, f.asset, f.problem,"
+                " coalesce(a.held, '') FROM device_files f LEFT JOIN assets a"
+                " ON a.sha256 = f.asset WHERE f.udid=? ORDER BY f.taken_at, f.path",
+                (udid,),
+            ).fetchall()
+        return [(DeviceFile(r[0], r[1], r[2], r[3]), r[4], r[5], r[6]) for r in rows]
 
 
 def _asset(row: sqlite3.Row) -> Asset:

@@ -41,6 +41,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     from photod import status
 
     report = status.collect(configmod.load(_config_path(args)))
+    if args.device:
+        device = status.find_device(report, args.device)
+        if device is None:
+            known = ", ".join(repr(d["name"]) for d in report["devices"]) or "none yet"
+            print(f"photod: no phone named {args.device!r}; known phones: {known}", file=sys.stderr)
+            return 1
+        print(json.dumps(device, indent=2) if args.json else status.render_device(device))
+        return 0
     print(json.dumps(report, indent=2) if args.json else status.render(report))
     return 0
 
@@ -85,6 +93,11 @@ def parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="is everything protected? where are the copies?")
     status.add_argument("--json", action="store_true", help="one JSON object")
+    status.add_argument(
+        "--device",
+        metavar="NAME",
+        help="one phone (name or UDID): what on it is protected and safe to delete",
+    )
     status.set_defaults(func=cmd_status)
 
     logs = sub.add_parser("logs", help="the event log as a readable timeline")

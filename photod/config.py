@@ -114,6 +114,24 @@ class FolderSource(_Strict):
     )  # force polling (network folders are detected and polled anyway)
 
 
+# A UDID as usbmuxd reports it: 40 hex digits (older phones) or 8-16 with a dash.
+UDID_PATTERN = r"^([0-9A-Fa-f]{40}|[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{16})$"
+
+
+class IPhoneSource(_Strict):
+    name: Name
+    type: Literal["iphone"]
+    # Only these phones (empty: any phone this computer is paired with).
+    udids: list[Annotated[str, Field(pattern=UDID_PATTERN)]] = Field(default_factory=list)
+    # Also import the rendered edits (PhotoData/Mutations), beside their originals.
+    include_edits: bool = Field(False, strict=True)
+    # Longest wait for one answer from the phone before the link counts as stalled.
+    timeout: Duration = 30.0
+
+
+Source = Annotated[FolderSource | IPhoneSource, Field(discriminator="type")]
+
+
 class LocalTarget(_Strict):
     name: Name
     type: Literal["local"]
@@ -158,7 +176,7 @@ class IngestConfig(_Strict):
 
 class Config(_Strict):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
-    sources: list[FolderSource] = Field(default_factory=list)
+    sources: list[Source] = Field(default_factory=list)
     targets: list[LocalTarget] = Field(default_factory=list)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
@@ -173,6 +191,23 @@ class Config(_Strict):
     def log_dir(self) -> Path:
         return self.daemon.log_dir or Path(platformdirs.user_log_dir(APP))
 
+    @property
+    def folders(self) -> list[FolderSource]:
+        return [s for s in self.sources if isinstance(s, FolderSource)]
+
+    @property
+    def iphones(self) -> list[IPhoneSource]:
+        return [s for s in self.sources if isinstance(s, IPhoneSource)]
+
+    def source_roots(self) -> dict[str, Path]:
+        """Where each source's files are on this computer.  A phone's files are staged
+        under the state dir while they are imported (and kept there until at least one
+        target holds a verified copy)."""
+        return {
+            s.name: s.path if isinstance(s, FolderSource) else self.state_dir / "import" / s.name
+            for s in self.sources
+        }
+
     def target_infos(self) -> dict[str, TargetInfo]:
         return {t.name: t.info() for t in self.targets}
 
@@ -186,9 +221,14 @@ def default_config_path() -> Path:
     return system if not user.exists() and system.exists() else user
 
 
+SOURCE_TYPES = ("folder", "iphone")
+
+
 def _keypath(loc: tuple[int | str, ...]) -> str:
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
+        if part in SOURCE_TYPES and i and isinstance(loc[i - 1], int):
+            continue  # pydantic names the union member taken; the file has no such key
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
 
@@ -197,8 +237,21 @@ def _message(err: Any) -> str:
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "missing":
         return "required key is missing"
+    if err["type"] == "string_pattern_mismatch" and err["ctx"]["pattern"] == UDID_PATTERN:
+        return (
+            f"is {err['input']!r}; allowed: an iPhone UDID, 40 hex digits or "
+            "8 and 16 hex digits with a dash (Finder or `idevice_id -l` shows it)"
+        )
     if err["type"] == "string_pattern_mismatch":
         return f"is {err['input']!r}; allowed: letters, digits, '.', '_' and '-', up to 64, starting with a letter or digit"
+    if err["type"] == "union_tag_invalid":
+        return f"source type {err['ctx']['tag']!r} is not known; allowed: " + ", ".join(
+            repr(t) for t in SOURCE_TYPES
+        )
+    if err["type"] == "union_tag_not_found":
+        return "required key 'type' is missing; allowed: " + ", ".join(
+            repr(t) for t in SOURCE_TYPES
+        )
     if (
         err["type"].startswith(
             (
@@ -244,6 +297,8 @@ def _cross_checks(cfg: Config) -> list[str]:
             seen.setdefault(name, i)
     for ti, target in enumerate(cfg.targets):
         for si, source in enumerate(cfg.sources):
+            if not isinstance(source, FolderSource):
+                continue
             t, s = target.path.resolve(), source.path.resolve()
             if t == s or s in t.parents:
                 problems.append(
@@ -302,7 +357,12 @@ def parse(text: str, path: Path) -> Config:
     cfg = cfg.model_copy(
         update={
             "path": path,
-            "sources": [s.model_copy(update={"path": _resolve(s.path, base)}) for s in cfg.sources],
+            "sources": [
+                s.model_copy(update={"path": _resolve(s.path, base)})
+                if isinstance(s, FolderSource)
+                else s
+                for s in cfg.sources
+            ],
             "targets": [t.model_copy(update={"path": _resolve(t.path, base)}) for t in cfg.targets],
             "daemon": cfg.daemon.model_copy(
                 update={

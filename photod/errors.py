@@ -95,3 +95,51 @@ class TargetFull(TargetUnavailable):
         super().__init__(
             target, f"full: {needed} bytes needed, {free} free; free some space or add a drive"
         )
+
+
+class DeviceProblem(PhotodError):
+    """A phone cannot be read right now.  ``state`` is what `photod status` shows,
+    ``action`` what the person should do."""
+
+    state = "error"
+    action = ""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.action)
+        self.detail = detail
+
+
+class DeviceUntrusted(DeviceProblem):
+    state = "untrusted"
+    action = "unlock the iPhone and tap Trust"
+
+
+class DeviceLocked(DeviceProblem):
+    state = "locked"
+    action = "unlock the iPhone"
+
+
+class PairingDenied(DeviceProblem):
+    state = "pairing_denied"
+    action = "Don't Trust was tapped: unplug and plug in again to be asked again"
+
+
+class DeviceGone(DeviceProblem):
+    state = "disconnected"
+    action = "plug the iPhone in again"
+
+
+class DeviceStalled(DeviceProblem):
+    state = "stalled"
+    action = "the USB link stopped answering; photod retries (try another cable or port)"
+
+
+class FileUnreadable(DeviceProblem):
+    """One file on the phone cannot be read (with iCloud's "Optimize iPhone Storage"
+    only a small version is on the phone)."""
+
+    state = "unreadable"
+    action = (
+        "the original is not on the phone: turn on Settings > Photos > "
+        "'Download and Keep Originals', wait for the download, then plug in again"
+    )

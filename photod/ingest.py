@@ -111,15 +111,26 @@ class Ingestor:
         self.cfg = cfg
         self.catalog = catalog
         self.replicator = replicator
-        self.roots = {s.name: s.path for s in cfg.sources}
+        self.roots = cfg.source_roots()
         self.ignore = cfg.ingest.ignore_patterns
 
     def relpath(self, source: str, path: Path) -> str:
         return path.relative_to(self.roots[source]).as_posix()
 
-    def ingest(self, source: str, path: Path) -> str:
+    def ingest(
+        self,
+        source: str,
+        path: Path,
+        lead: str | None = None,
+        sha256: str | None = None,
+        tag: str = "",
+    ) -> str:
         """Take one complete file; returns what happened ('stored', 'known', 'unchanged',
-        'ignored', 'skipped', 'gone').  Raises SourceChanged when it changed under us."""
+        'ignored', 'skipped', 'gone').  Raises SourceChanged when it changed under us.
+
+        A phone import passes what it already knows: ``lead`` (the source path of the
+        still a movie, sidecar or edit belongs with), ``sha256`` (hashed while it was
+        read from the phone) and, for a rendered edit, the ``tag`` its name gets."""
         rel = self.relpath(source, path)
         if is_ignored(rel, self.ignore):
             return "ignored"
@@ -154,7 +165,11 @@ class Ingestor:
         if st.st_size == 0:
             log.info("file_skipped", source=source, path=rel, reason="empty file")
             return "skipped"
-        if self.catalog.has_size(st.st_size):
+        if sha256 is not None and self.catalog.asset(sha256) is not None:
+            self.catalog.saw_source_file(source, rel, st.st_size, st.st_mtime_ns, sha256)
+            log.info("asset_seen_again", asset=sha256, source=source, path=rel)
+            return "known"
+        if sha256 is None and self.catalog.has_size(st.st_size):
             # Something of this size is known: hash first, so a duplicate (the same photo
             # exported twice, a re-synced folder) is never written to the targets again.
             sha = hash_path(path, st.st_size, st.st_mtime_ns)
@@ -162,15 +177,27 @@ class Ingestor:
                 self.catalog.saw_source_file(source, rel, st.st_size, st.st_mtime_ns, sha)
                 log.info("asset_seen_again", asset=sha, source=source, path=rel)
                 return "known"
-        key = self._key(source, path, info)
+        key = self._key(source, path, info, lead, tag)
         new = NewFile(source, rel, path, st.st_size, st.st_mtime_ns, info, key)
-        _, is_new = self.replicator.store_new(new)
+        sha, is_new = self.replicator.store_new(new)
+        if sha256 is not None and sha != sha256:
+            raise SourceChanged(f"{path}: read {sha}, expected {sha256}")
         return "stored" if is_new else "known"
 
-    def _key(self, source: str, path: Path, info: Probe) -> str:
+    def _key(
+        self, source: str, path: Path, info: Probe, lead_rel: str | None = None, tag: str = ""
+    ) -> str:
         """The layout key; a Live Photo's movie or an edit's sidecar follows its still."""
         layout = self.cfg.ingest.layout
-        if info.kind in (Kind.VIDEO, Kind.SIDECAR):
+        if lead_rel is not None:
+            asset = self.catalog.asset_at_source(source, lead_rel)
+            if asset is not None:
+                return companion_key(asset.relpath, path.name, tag)
+            if tag:  # the original is not imported (yet): name the edit after it anyway
+                lead_name = lead_rel.rpartition("/")[2]
+                name = companion_key(lead_name, path.name, tag)
+                return layout_key(layout, name, info.captured_at, info.kind, source)
+        elif info.kind in (Kind.VIDEO, Kind.SIDECAR):
             lead = self._lead(path)
             if lead is not None:
                 rel = self.relpath(source, lead)

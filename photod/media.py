@@ -163,14 +163,16 @@ def suffixed(key: str, sha256: str) -> str:
     return f"{folder}/{new}" if folder else new
 
 
-def companion_key(lead_key: str, name: str) -> str:
+def companion_key(lead_key: str, name: str, tag: str = "") -> str:
     """Key for a Live Photo movie or an .AAE sidecar that must sit beside its still:
-    same folder, same stem (suffix included) as the still, its own extension."""
+    same folder, same stem (suffix included) as the still, its own extension.  A
+    rendered edit adds a ``tag`` (``IMG_0001_edited.HEIC``), which sorts right after
+    the original and its movie."""
     folder, _, lead_name = lead_key.rpartition("/")
     lead_stem = lead_name.rpartition(".")[0] or lead_name
     name = safe_name(name)
     _, dot, ext = name.rpartition(".")
-    new = f"{lead_stem}.{ext}" if dot else lead_stem
+    new = f"{lead_stem}{tag}.{ext}" if dot else f"{lead_stem}{tag}"
     return check_key(f"{folder}/{new}" if folder else new)
 
 

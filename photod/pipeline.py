@@ -12,6 +12,7 @@ from pathlib import Path
 
 from photod.catalog import Catalog
 from photod.config import Config
+from photod.devices import DeviceManager
 from photod.errors import SourceChanged, Stopping
 from photod.ingest import Ingestor, Settler
 from photod.logs import log
@@ -39,7 +40,7 @@ class Pipeline:
         self.catalog = catalog
         self.stop_event = threading.Event()
         self.targets = build_targets(cfg)
-        roots = {s.name: s.path for s in cfg.sources}
+        roots = cfg.source_roots()
         self.replicator = Replicator(
             catalog,
             self.targets,
@@ -53,11 +54,16 @@ class Pipeline:
         self.settler = Settler(cfg.ingest.settle)
         self.watchers = {
             s.name: FolderWatcher(s.name, s.path, cfg.ingest.ignore_patterns, self.on_event, s.poll)
-            for s in cfg.sources
+            for s in cfg.folders
         }
         self.workers = ThreadPoolExecutor(cfg.daemon.workers, thread_name_prefix="ingest")
         self._inflight: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
+        self.devices = (
+            DeviceManager(cfg, catalog, self.ingestor, self.workers, self._can_import)
+            if cfg.iphones
+            else None
+        )
         self.watching = False
         self.wake: Callable[[str], None] = lambda job: None  # set by jobs.start
 
@@ -70,17 +76,28 @@ class Pipeline:
         if watch:
             for watcher in self.watchers.values():
                 watcher.start()
+            if self.devices is not None:
+                self.devices.start()
 
     def stop(self) -> None:
         """Stop everything; a copy in flight is rolled back (its temporary removed)."""
         self.stop_event.set()
+        if self.devices is not None:
+            self.devices.stop()
         for watcher in self.watchers.values():
             watcher.stop()
         self.workers.shutdown(wait=True, cancel_futures=True)
         self.replicator.close()
 
     def alive(self) -> bool:
-        return all(w.alive() for w in self.watchers.values() if w.observer is not None)
+        devices_ok = self.devices is None or not self.watching or self.devices.alive()
+        return devices_ok and all(
+            w.alive() for w in self.watchers.values() if w.observer is not None
+        )
+
+    def _can_import(self) -> bool:
+        """A phone import starts only when some target can take the files."""
+        return bool(self.replicator.available())
 
     def busy(self) -> bool:
         with self._lock:

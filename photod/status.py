@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from photod import policy
-from photod.catalog import Catalog
-from photod.config import Config
+from photod.catalog import Catalog, DeviceRecord
+from photod.config import Config, FolderSource
 from photod.daemon import CATALOG_NAME, running_pid
-from photod.errors import TargetUnavailable
+from photod.errors import FileUnreadable, TargetUnavailable
+from photod.models import PolicyRule, TargetInfo
 from photod.pipeline import build_targets
 from photod.targets.base import Identity
 
@@ -60,6 +61,9 @@ def collect(cfg: Config) -> dict[str, Any]:
                 }
             )
         undecodable = catalog.undecodable() if catalog else 0
+        devices = (
+            [device_report(catalog, d, rule, infos) for d in catalog.devices()] if catalog else []
+        )
     finally:
         if catalog:
             catalog.close()
@@ -84,13 +88,102 @@ def collect(cfg: Config) -> dict[str, Any]:
                 "path": str(s.path),
                 "available": Path(s.path).is_dir(),
             }
+            if isinstance(s, FolderSource)
+            else {"name": s.name, "type": s.type, "udids": s.udids}
             for s in cfg.sources
         ],
+        "devices": devices,
         "undecodable": undecodable,
         "daemon": {"running": pid is not None, "pid": pid or None},
         "config": str(cfg.path),
         "catalog": str(db_path),
     }
+
+
+def device_report(
+    catalog: Catalog, d: DeviceRecord, rule: PolicyRule, infos: dict[str, TargetInfo]
+) -> dict[str, Any]:
+    """One phone: its state, and what on it is protected (safe to delete from it)."""
+    verdicts: dict[str, tuple[bool, str]] = {}  # held -> (protected, why not)
+    protected = 0
+    not_protected: list[dict[str, str]] = []
+    safe_before: str | None = None
+    unreadable = 0
+    for f, asset, problem, held in catalog.device_files(d.udid):  # oldest first
+        if asset is None:
+            unreadable += problem == "unreadable"
+            why = (
+                "unreadable: " + FileUnreadable.action
+                if problem == "unreadable"
+                else "not imported yet"
+            )
+            ok = False
+        else:
+            if held not in verdicts:
+                verdict = policy.evaluate(rule, held.split("\0") if held else [], infos)
+                verdicts[held] = (verdict.compliant, "needs " + ", ".join(verdict.missing))
+            ok, why = verdicts[held]
+        if ok:
+            protected += 1
+        else:
+            if safe_before is None:
+                safe_before = f.taken_at
+            not_protected.append({"path": f.path, "taken_at": f.taken_at, "why": why})
+    return {
+        "name": d.name or d.udid,
+        "udid": d.udid,
+        "source": d.source,
+        "model": d.model,
+        "ios": d.ios,
+        "state": d.state,
+        "detail": d.detail,
+        "since": d.since,
+        "last_seen": d.last_seen,
+        "last_import": d.last_import,
+        "on_phone": protected + len(not_protected),
+        "protected": protected,
+        "not_protected": not_protected,
+        "unreadable": unreadable,
+        # Everything the phone holds from before this moment is protected; None when
+        # everything on it is.
+        "safe_before": safe_before,
+    }
+
+
+def find_device(report: dict[str, Any], name: str) -> dict[str, Any] | None:
+    for d in report["devices"]:
+        if name in (d["name"], d["udid"]) or d["udid"].replace("-", "") == name.replace("-", ""):
+            return dict(d)
+    return None
+
+
+def render_device(d: dict[str, Any], limit: int = 20) -> str:
+    name = d["name"]
+    lines = [
+        f"{name} ({d['model'] or 'iPhone'}, iOS {d['ios'] or '?'}, UDID {d['udid']})",
+        f"  State      {d['state']}" + (f": {d['detail']}" if d["detail"] else ""),
+        f"  On phone   {d['on_phone']} files at the last listing",
+        f"  Protected  {d['protected']} (policy met with verified copies)",
+    ]
+    if d["on_phone"] == 0:
+        lines.append("  Nothing listed yet: plug the phone in and let the import finish.")
+    elif d["safe_before"] is None:
+        lines.append(
+            f"  Everything on '{name}' is protected: all {d['on_phone']} files are safe "
+            "to delete from the phone."
+        )
+    else:
+        lines.append(f"  Not yet    {len(d['not_protected'])}")
+        lines.append(
+            f"  Everything taken before {d['safe_before'].replace('T', ' ')} is safe to "
+            f"delete from '{name}'; newer files are not all protected yet."
+        )
+        for item in d["not_protected"][:limit]:
+            lines.append(f"    {item['taken_at'].replace('T', ' ')}  {item['path']}: {item['why']}")
+        if len(d["not_protected"]) > limit:
+            lines.append(f"    ... and {len(d['not_protected']) - limit} more (--json lists all)")
+    lines.append("  photod never deletes anything from a phone.")
+    return "\n".join(lines)
 
 
 def _size(n: int) -> str:
@@ -142,10 +235,26 @@ def render(s: dict[str, Any]) -> str:
             lines.append(f"  {'':<14} {t['reason']}")
     lines.append("Sources")
     for src in s["sources"]:
+        if src["type"] == "iphone":
+            which = ", ".join(src["udids"]) or "any paired iPhone"
+            lines.append(f"  {src['name']:<14} {src['type']:<9} {which}")
+            continue
         lines.append(
             f"  {src['name']:<14} {src['type']:<9} {src['path']}"
             + ("" if src["available"] else "  (folder missing)")
         )
+    if s["devices"]:
+        lines.append("Phones")
+    for d in s["devices"]:
+        lines.append(
+            f"  {d['name']:<14} {d['state']:<14} {d['protected']}/{d['on_phone']} protected"
+            + (f"  {d['detail']}" if d["detail"] else "")
+        )
+        if d["unreadable"]:
+            lines.append(
+                f"  {'':<14} {d['unreadable']} file(s) on the phone but not imported: turn on "
+                "Settings > Photos > 'Download and Keep Originals', then plug in again"
+            )
     if s["undecodable"]:
         lines.append(
             f"Warning  {s['undecodable']} file(s) do not decode as images; they are backed "

@@ -1,0 +1,250 @@
+"""iPhones through usbmuxd: the only module that imports pymobiledevice3.
+
+Everything here is asyncio (pymobiledevice3 11.x has no sync API) and runs on the
+device thread's loop (``devices.py``).  It turns the library's exceptions into
+photod's own (``DeviceLocked``, ``DeviceUntrusted``, ...) and bounds every call to the
+phone with a timeout: a stalled USB link becomes ``DeviceStalled``, never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import posixpath
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pymobiledevice3 import exceptions as pmd
+from pymobiledevice3 import usbmux
+from pymobiledevice3.lockdown import LockdownClient, create_using_usbmux
+from pymobiledevice3.services.afc import AfcService
+
+from photod.errors import (
+    DeviceGone,
+    DeviceLocked,
+    DeviceProblem,
+    DeviceStalled,
+    DeviceUntrusted,
+    FileUnreadable,
+    PairingDenied,
+)
+
+READ_SIZE = 4 * 1024 * 1024  # AFC's largest read request
+STAT_BATCH = 128  # stats in flight at once: AFC answers them in order, one round trip
+T = TypeVar("T")
+
+# The link is gone: usbmuxd closed, the phone was unplugged, a socket broke.
+_GONE = (
+    pmd.ConnectionFailedToUsbmuxdError,
+    pmd.MuxException,
+    pmd.DeviceNotFoundError,
+    pmd.NoDeviceConnectedError,
+    pmd.ConnectionTerminatedError,
+    pmd.ConnectionFailedError,
+    asyncio.IncompleteReadError,
+    ConnectionError,
+    EOFError,
+)
+
+
+def normal_udid(udid: str) -> str:
+    return udid.replace("-", "").upper()
+
+
+@dataclass(frozen=True)
+class PhoneFile:
+    path: str  # AFC path, /DCIM/100APPLE/IMG_0001.HEIC
+    size: int
+    mtime_ns: int
+    birth_ns: int
+
+
+# -- attach and detach ---------------------------------------------------------------
+
+
+async def watch(
+    attached: Callable[[str], None],
+    detached: Callable[[str], None],
+    usbmuxd: Callable[[bool], None],
+    retry: float = 2.0,
+) -> None:
+    """Follow usbmuxd's Listen events forever.  ``usbmuxd(False)`` is called once when
+    it cannot be reached (on Linux it only runs while a phone is plugged in) and
+    ``usbmuxd(True)`` once when it can again; in between the socket is tried every
+    ``retry`` seconds, quietly."""
+    up: bool | None = None
+    while True:
+        try:
+            mux = await usbmux.create_mux()
+        except (*_GONE, OSError):
+            if up is not False:
+                usbmuxd(False)
+                up = False
+            await asyncio.sleep(retry)
+            continue
+        if up is not True:
+            usbmuxd(True)
+            up = True
+        present: set[str] = set()
+        try:
+            await mux.listen()
+            while True:
+                # usbmuxd replays every attached phone right after Listen.
+                await mux.receive_device_state_update()
+                now = {d.serial for d in mux.devices if d.is_usb}
+                for udid in sorted(now - present):
+                    attached(udid)
+                for udid in sorted(present - now):
+                    detached(udid)
+                present = now
+        except (*_GONE, OSError):
+            for udid in sorted(present):
+                detached(udid)
+            usbmuxd(False)
+            up = False
+            await asyncio.sleep(retry)
+        finally:
+            with contextlib.suppress(Exception):
+                await mux.close()
+
+
+# -- one phone -----------------------------------------------------------------------
+
+
+class PhoneLink:
+    """Lockdown and AFC to one phone.  Open with ``await PhoneLink.open(...)``; every
+    method raises a ``DeviceProblem`` subclass on trouble."""
+
+    def __init__(self, udid: str, lockdown: LockdownClient, timeout: float) -> None:
+        self.udid = udid
+        self.lockdown = lockdown
+        self.timeout = timeout
+        self.afc: AfcService | None = None
+        values = lockdown.all_values
+        self.name = str(values.get("DeviceName") or "iPhone")
+        self.model = str(lockdown.display_name or values.get("ProductType") or "")
+        self.ios = str(values.get("ProductVersion") or "")
+
+    @classmethod
+    async def open(cls, udid: str, pair_dir: Path, timeout: float) -> PhoneLink:
+        """Connect to lockdownd; pair when this computer is not trusted yet.  Pairing is
+        one request (no waiting loop): while the Trust dialog is open it raises
+        ``DeviceUntrusted`` and the caller asks again later."""
+
+        async def connect() -> LockdownClient:
+            # autopair=False: the library's own pairing polls forever while the dialog
+            # is open, which a daemon must not do.
+            return await create_using_usbmux(
+                serial=udid, autopair=False, pairing_records_cache_folder=pair_dir
+            )
+
+        lockdown = await _bounded(connect(), timeout, "connect to lockdownd")
+        try:
+            if not lockdown.paired:
+                await _bounded(lockdown.pair(timeout=0), timeout, "pair")
+                if not await _bounded(lockdown.validate_pairing(), timeout, "start a session"):
+                    raise DeviceUntrusted("the phone did not accept the new pairing")
+            return cls(udid, lockdown, timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await lockdown.close()
+            raise
+
+    async def start_files(self) -> None:
+        """Start AFC (the phone's media file service).  Refused while it is locked."""
+        afc = AfcService(self.lockdown)
+        await _bounded(afc.__aenter__(), self.timeout, "start the file service")
+        self.afc = afc
+
+    async def close(self) -> None:
+        if self.afc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.afc.aclose(), 5)
+            self.afc = None
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.lockdown.close(), 5)
+
+    def _files(self) -> AfcService:
+        assert self.afc is not None, "start_files() first"
+        return self.afc
+
+    async def _call(self, what: str, coro: Awaitable[T]) -> T:
+        return await _bounded(coro, self.timeout, what)
+
+    async def walk(self, top: str) -> AsyncIterator[PhoneFile]:
+        """Every regular file under ``top`` (missing ``top``: nothing).  Stats go out in
+        batches: one round trip each would make a 20,000-file listing slow."""
+        afc = self._files()
+        folders = [top]
+        while folders:
+            folder = folders.pop(0)
+            try:
+                names = await self._call(f"list {folder}", afc.listdir(folder))
+            except FileUnreadable:
+                continue
+            paths = [posixpath.join(folder, n) for n in sorted(names) if n not in ("", ".", "..")]
+            for start in range(0, len(paths), STAT_BATCH):
+                batch = paths[start : start + STAT_BATCH]
+                stats = await self._call(
+                    f"stat in {folder}",
+                    asyncio.gather(*(afc.stat(p) for p in batch), return_exceptions=True),
+                )
+                subfolders = []
+                for path, st in zip(batch, stats, strict=True):
+                    if isinstance(st, pmd.AfcException):
+                        continue  # vanished between listing and stat
+                    if isinstance(st, pmd.PyMobileDevice3Exception | OSError):
+                        raise _translate(st, f"stat {path}") from st
+                    if isinstance(st, BaseException):
+                        raise st
+                    if st.get("st_ifmt") == "S_IFDIR":
+                        subfolders.append(path)
+                    elif st.get("st_ifmt") == "S_IFREG":
+                        yield PhoneFile(
+                            path, int(st["st_size"]), _ns(st["st_mtime"]), _ns(st["st_birthtime"])
+                        )
+                folders.extend(subfolders)
+
+    async def open_file(self, path: str) -> int:
+        return await self._call(f"open {path}", self._files().fopen(path))
+
+    async def seek(self, handle: int, offset: int) -> None:
+        await self._call("seek", self._files().fseek(handle, offset))
+
+    async def read(self, handle: int, size: int = READ_SIZE) -> bytes:
+        return await self._call("read", self._files().fread(handle, size))
+
+    async def close_file(self, handle: int) -> None:
+        with contextlib.suppress(DeviceProblem):
+            await self._call("close", self._files().fclose(handle))
+
+
+def _ns(value: Any) -> int:
+    """AFC reports naive local datetimes (microsecond precision) in pymobiledevice3."""
+    return int(value.timestamp() * 1_000_000 + 0.5) * 1000
+
+
+async def _bounded(coro: Awaitable[T], timeout: float, what: str) -> T:
+    try:
+        async with asyncio.timeout(timeout):
+            return await coro
+    except TimeoutError as exc:
+        raise DeviceStalled(f"no answer to '{what}' within {timeout:g} s") from exc
+    except (pmd.PyMobileDevice3Exception, *_GONE, OSError) as exc:
+        raise _translate(exc, what) from exc
+
+
+def _translate(exc: BaseException, what: str) -> DeviceProblem:
+    """photod's name for a library or socket error (anything else is a bug, and is
+    left to propagate)."""
+    if isinstance(exc, pmd.PasswordRequiredError):
+        return DeviceLocked()
+    if isinstance(exc, pmd.PairingDialogResponsePendingError | pmd.NotPairedError):
+        return DeviceUntrusted()
+    if isinstance(exc, pmd.UserDeniedPairingError):
+        return PairingDenied()
+    if isinstance(exc, pmd.AfcException):  # an OSError too: test it before the link errors
+        return FileUnreadable(f"{what}: {exc}")
+    return DeviceGone(f"{what}: {type(exc).__name__}: {exc}")
