@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -97,6 +98,7 @@ class DeviceManager:
         self._thread = threading.Thread(target=self._run, name="devices", daemon=True)
         self._main: asyncio.Task[None] | None = None
         self._sessions: dict[str, asyncio.Task[None]] = {}
+        self._ending: dict[str, asyncio.Task[None]] = {}  # cancelled, still cleaning up
         self._records: dict[str, DeviceRecord] = {}
         self.usbmuxd_up: bool | None = None
         self._stopping = False
@@ -145,12 +147,17 @@ class DeviceManager:
 
     def _usbmuxd(self, up: bool) -> None:
         if up:
-            log.info("usbmuxd_connected")
+            log.info("usbmuxd_connected", socket=usbmuxd_socket())
         elif self.usbmuxd_up is not False:
-            log.info(
+            installed = usbmuxd_installed()
+            (log.info if installed else log.warning)(
                 "usbmuxd_waiting",
+                socket=usbmuxd_socket(),
                 detail="usbmuxd is not running; on Linux it starts when an iPhone is "
-                "plugged in (package 'usbmuxd'); photod keeps listening",
+                "plugged in; photod keeps listening"
+                if installed
+                else "usbmuxd is not installed: install it (Debian/Ubuntu: "
+                "sudo apt install usbmuxd), then plug the iPhone in",
             )
         self.usbmuxd_up = up
 
@@ -176,6 +183,7 @@ class DeviceManager:
         task = self._sessions.pop(udid, None)
         if task is not None:
             task.cancel()
+            self._ending[udid] = task
 
     # -- state, as events and as rows for `photod status` -------------------------------
 
@@ -193,6 +201,9 @@ class DeviceManager:
     async def _session(self, udid: str, source: IPhoneSource) -> None:
         from photod.sources.iphone import PhoneLink
 
+        ending = self._ending.pop(udid, None)
+        if ending is not None:  # a quick unplug and replug: let the last session finish
+            await asyncio.gather(ending, return_exceptions=True)
         old = {d.udid: d for d in self.catalog.devices()}.get(udid)
         self._records[udid] = DeviceRecord(
             udid,
@@ -443,6 +454,28 @@ class DeviceManager:
         meta = staged.with_name(staged.name + ".part.json")
         staged.parent.mkdir(parents=True, exist_ok=True)
         offset, h = await asyncio.to_thread(_resume_point, part, meta, f.size, f.mtime_ns)
+        try:
+            await self._read_into(link, f, part, meta, offset, h, progress)
+        except BaseException:
+            if not meta.exists():  # nothing worth resuming: leave no debris in staging
+                part.unlink(missing_ok=True)
+            raise
+        os.utime(part, ns=(f.mtime_ns, f.mtime_ns))  # copies keep the phone's mtime
+        os.replace(part, staged)
+        with contextlib.suppress(FileNotFoundError):
+            meta.unlink()
+        return staged, h.hexdigest()
+
+    async def _read_into(
+        self,
+        link: PhoneLink,
+        f: DeviceFile,
+        part: Path,
+        meta: Path,
+        offset: int,
+        h: Any,
+        progress: _Import,
+    ) -> None:
         handle = await link.open_file(f.path)
         try:
             progress.done_bytes += offset
@@ -484,11 +517,6 @@ class DeviceManager:
                 raise DeviceGone(f"{f.path}: read {done} of {f.size} bytes")
         finally:
             await link.close_file(handle)
-        os.utime(part, ns=(f.mtime_ns, f.mtime_ns))  # copies keep the phone's mtime
-        os.replace(part, staged)
-        with contextlib.suppress(FileNotFoundError):
-            meta.unlink()
-        return staged, h.hexdigest()
 
     def _hand_over(
         self, source: str, udid: str, f: DeviceFile, staged: Path, sha: str, lead: str | None
@@ -523,6 +551,21 @@ class DeviceManager:
                 seen = self.catalog.source_file(source, f"{udid}{phone_path}")
                 if seen is not None and self.catalog.replicas(seen.asset):
                     path.unlink(missing_ok=True)
+
+
+def usbmuxd_socket() -> str:
+    """Where pymobiledevice3 looks for usbmuxd: $USBMUXD_SOCKET_ADDRESS (a path, or
+    host:port for TCP), else /var/run/usbmuxd on Linux and macOS."""
+    return os.environ.get("USBMUXD_SOCKET_ADDRESS") or "/var/run/usbmuxd"
+
+
+def usbmuxd_installed() -> bool:
+    """macOS has usbmuxd built in; Linux needs the 'usbmuxd' package."""
+    if sys.platform == "darwin" or "USBMUXD_SOCKET_ADDRESS" in os.environ:
+        return True
+    return any(
+        Path(d, "usbmuxd").exists() for d in ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/sbin")
+    )
 
 
 class _NoTarget(Exception):

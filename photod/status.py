@@ -11,6 +11,7 @@ from photod import policy
 from photod.catalog import Catalog, DeviceRecord
 from photod.config import Config, FolderSource
 from photod.daemon import CATALOG_NAME, running_pid
+from photod.devices import usbmuxd_installed, usbmuxd_socket
 from photod.errors import FileUnreadable, TargetUnavailable
 from photod.models import PolicyRule, TargetInfo
 from photod.pipeline import build_targets
@@ -93,10 +94,20 @@ def collect(cfg: Config) -> dict[str, Any]:
             for s in cfg.sources
         ],
         "devices": devices,
+        "usbmuxd": _usbmuxd() if cfg.iphones else None,
         "undecodable": undecodable,
         "daemon": {"running": pid is not None, "pid": pid or None},
         "config": str(cfg.path),
         "catalog": str(db_path),
+    }
+
+
+def _usbmuxd() -> dict[str, Any]:
+    sock = usbmuxd_socket()
+    return {
+        "socket": sock,
+        "installed": usbmuxd_installed(),
+        "running": ":" in sock or Path(sock).exists(),
     }
 
 
@@ -242,6 +253,17 @@ def render(s: dict[str, Any]) -> str:
         lines.append(
             f"  {src['name']:<14} {src['type']:<9} {src['path']}"
             + ("" if src["available"] else "  (folder missing)")
+        )
+    mux = s["usbmuxd"]
+    if mux is not None and not mux["installed"]:
+        lines.append(
+            "Warning  usbmuxd is not installed, so photod cannot see iPhones: "
+            "sudo apt install usbmuxd (Debian/Ubuntu), then plug the phone in"
+        )
+    elif mux is not None and not mux["running"]:
+        lines.append(
+            f"Phones   usbmuxd is not running ({mux['socket']} is missing); on Linux it "
+            "starts by itself when an iPhone is plugged in"
         )
     if s["devices"]:
         lines.append("Phones")

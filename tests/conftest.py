@@ -52,6 +52,8 @@ def write_config(
             return "true" if v else "false"
         if isinstance(v, int | float):
             return str(v)
+        if isinstance(v, list):
+            return json.dumps(v)
         return json.dumps(str(v))
 
     lines = []

@@ -28,6 +28,7 @@ import threading
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -108,6 +109,7 @@ class FakeUsbmuxd:
         self._ports = itertools.count(49152)
         self._services: dict[tuple[str, int], str] = {}  # (udid, port) -> service name
         self._listeners: list[_Conn] = []
+        self._conns: set[_Conn] = set()
         self._device_conns: dict[str, list[_Conn]] = {}
         self._unstall: dict[str, asyncio.Event] = {}
         self.listen_count = 0
@@ -128,8 +130,10 @@ class FakeUsbmuxd:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.stop()
+            self._call(asyncio.sleep(0.1))  # let the aborted connections finish
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
+        self.loop.close()
 
     def plug(self, phone: FakePhone, paired_host: bool = True) -> None:
         """Plug a phone in.  ``paired_host``: this computer paired with it before
@@ -167,9 +171,8 @@ class FakeUsbmuxd:
         for conn in self._listeners:
             conn.abort()
         self._listeners.clear()
-        for conns in self._device_conns.values():
-            for conn in conns:
-                conn.abort()
+        for conn in list(self._conns):
+            conn.abort()
         self._device_conns.clear()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
@@ -216,6 +219,7 @@ class FakeUsbmuxd:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = _Conn(reader, writer)
+        self._conns.add(conn)
         try:
             while True:
                 header = await reader.readexactly(16)
@@ -264,6 +268,7 @@ class FakeUsbmuxd:
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         finally:
+            self._conns.discard(conn)
             if conn in self._listeners:
                 self._listeners.remove(conn)
             writer.close()
@@ -456,3 +461,87 @@ class FakeUsbmuxd:
                 os.close(entry[1])
             return self._status(AFC_OK)
         return self._status(AFC_NOT_SUPPORTED)
+
+
+# -- camera rolls ------------------------------------------------------------------------
+
+
+def jpeg(path: Path, seed: int, taken: str = "2026:10:01 12:00:00") -> Path:
+    """A small, unique, decodable JPEG with an EXIF capture time."""
+    from PIL import Image
+
+    img = Image.new("RGB", (32, 32), ((seed * 37) % 256, (seed * 91) % 256, seed // 256 % 256))
+    img.putpixel((seed % 32, seed // 32 % 32), (255, 255, 255))
+    exif = Image.Exif()
+    exif[0x8769] = {0x9003: taken}  # ExifIFD: DateTimeOriginal
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, "JPEG", exif=exif, quality=90)
+    return path
+
+
+AAE = b"""<?xml version="1.0" encoding="UTF-8"?>
+<plist version="1.0"><dict><key>adjustmentFormatIdentifier</key>
+<string>com.apple.photo</string><key>n</key><integer>{n}</integer></dict></plist>
+"""
+
+
+@dataclass
+class CameraRoll:
+    """What a test phone holds, by AFC path, and which files pair with which."""
+
+    media: Path
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def add(self, afc_path: str, local: Path) -> None:
+        self.files[afc_path] = local
+
+    def path(self, afc_path: str) -> Path:
+        return self.media / afc_path.lstrip("/")
+
+
+def camera_roll(
+    media: Path,
+    samples: Path,
+    photos: int = 200,
+    live: int = 10,
+    big_video: int = 0,
+    start: int = 1,
+) -> CameraRoll:
+    """A phone's /DCIM: ``photos`` JPEGs split over 100APPLE and 101APPLE (numbers
+    restart, so names repeat across the folders), ``live`` Live Photos (a real HEIC
+    sample and a movie with the same stem) each with an .AAE sidecar, and one movie of
+    ``big_video`` bytes when asked."""
+    from tests.conftest import make_mov
+
+    roll = CameraRoll(media)
+    heics = sorted(p for p in samples.iterdir() if p.suffix.upper() == ".HEIC")
+    for i in range(start, start + photos):
+        folder = "100APPLE" if i % 2 else "101APPLE"
+        afc = f"/DCIM/{folder}/IMG_{(i // 2) % 10000:04d}.JPG"
+        roll.add(afc, jpeg(roll.path(afc), i, f"2026:09:{1 + i % 28:02d} 10:00:{i % 60:02d}"))
+    for j in range(live):
+        n = 5000 + start + j
+        still = f"/DCIM/100APPLE/IMG_{n:04d}.HEIC"
+        tag = f"photod-test-{start}-{j}".encode()  # unique bytes, in a valid 'free' box
+        data = heics[j % len(heics)].read_bytes() + struct.pack(">I4s", 8 + len(tag), b"free") + tag
+        roll.path(still).write_bytes(data)
+        roll.add(still, roll.path(still))
+        movie = still.replace(".HEIC", ".MOV")
+        when = datetime(2026, 9, 15, 12, j % 60, tzinfo=UTC)
+        roll.add(movie, make_mov(roll.path(movie), when, payload=os.urandom(20000)))
+        aae = still.replace(".HEIC", ".AAE")
+        roll.path(aae).write_bytes(AAE.replace(b"{n}", str(n).encode()))
+        roll.add(aae, roll.path(aae))
+    if big_video:
+        afc = f"/DCIM/100APPLE/IMG_{9000 + start:04d}.MOV"
+        path = roll.path(afc)
+        when = datetime(2026, 9, 20, 8, 0, tzinfo=UTC)
+        make_mov(path, when, payload=b"")
+        with open(path, "ab") as f:  # a big mdat's worth of bytes after the header
+            left = big_video
+            while left:
+                chunk = os.urandom(min(left, 8 * 1024 * 1024))
+                f.write(chunk)
+                left -= len(chunk)
+        roll.add(afc, path)
+    return roll

@@ -122,6 +122,31 @@ BAD = [
         "greater than or equal to 1",
     ),
     (BASE + targets("x") + "[surprise]\n", "(top level)", "unknown key 'surprise'"),
+    (
+        BASE + targets("x") + '[[sources]]\nname = "p"\ntype = "iphone"\nudids = ["abc"]\n',
+        "sources[1].udids[0]",
+        "an iPhone UDID",
+    ),
+    (
+        BASE + targets("x") + '[[sources]]\nname = "p"\ntype = "iphone"\ntimeout = "long"\n',
+        "sources[1].timeout",
+        "duration",
+    ),
+    (
+        BASE + targets("x") + '[[sources]]\nname = "p"\ntype = "iphone"\npath = "/x"\n',
+        "sources[1]",
+        "unknown key 'path'; allowed keys here: name, type, udids, include_edits, timeout",
+    ),
+    (
+        BASE + targets("x") + '[[sources]]\nname = "p"\ntype = "android"\n',
+        "sources[1]",
+        "source type 'android' is not known; allowed: 'folder', 'iphone'",
+    ),
+    (
+        BASE + targets("x") + '[[sources]]\nname = "p"\n',
+        "sources[1]",
+        "required key 'type' is missing",
+    ),
     ('path = "/etc"\n' + BASE + targets("x"), "(top level)", "unknown key 'path'"),
     ("[policy\n", "not valid TOML", "line 1"),
 ]

@@ -1,0 +1,363 @@
+"""Plugging in an iPhone, end to end: a real ``photod run`` process talks through
+pymobiledevice3's own client code to a fake usbmuxd, lockdownd and AFC on a local
+socket (tests/fakephone.py).  Nothing of photod is mocked."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.conftest import Photod, sha256, target_files, wait_for, write_config
+from tests.fakephone import CameraRoll, FakePhone, FakeUsbmuxd, camera_roll
+from tests.integration.conftest import FAST, assert_target_holds
+
+UDID_A = "00008110-000A1B2C3D4E5F60"
+UDID_B = "00008120-0011223344556677"
+
+
+@pytest.fixture
+def usbmuxd(tmp_path: Path) -> Iterator[FakeUsbmuxd]:
+    mux = FakeUsbmuxd(tmp_path / "usbmuxd.sock")
+    mux.start()
+    yield mux
+    mux.close()
+
+
+class PhoneSetup:
+    def __init__(self, home: Path, mux: FakeUsbmuxd, factory: Callable[[Path], Photod]) -> None:
+        self.home = home
+        self.mux = mux
+        self.factory = factory
+        self.lib = home / "lib"
+        self.mirror = home / "mirror"
+
+    def photod(self, iphone: dict[str, Any] | None = None, extra: str = "") -> Photod:
+        source = {"name": "phones", "type": "iphone", **(iphone or {})}
+        config = write_config(
+            self.home / "photod.toml",
+            [source],
+            [
+                {"name": "lib", "type": "local", "path": str(self.lib)},
+                {"name": "mirror", "type": "local", "path": str(self.mirror)},
+            ],
+            {"copies": 2, "media": 1, "offsite": 0},
+            FAST.format(home=self.home) + extra,
+        )
+        p = self.factory(config)
+        p.env["USBMUXD_SOCKET_ADDRESS"] = str(self.mux.socket_path)
+        return p
+
+    def phone(self, udid: str, name: str, roll: CameraRoll, **kw: Any) -> FakePhone:
+        return FakePhone(udid, roll.media, name=name, **kw)
+
+
+@pytest.fixture
+def phones(
+    tmp_path: Path, usbmuxd: FakeUsbmuxd, photod_factory: Callable[[Path], Photod]
+) -> PhoneSetup:
+    return PhoneSetup(tmp_path, usbmuxd, photod_factory)
+
+
+def hashes(roll: CameraRoll, skip: set[str] = frozenset()) -> set[str]:  # type: ignore[assignment]
+    return {sha256(p) for afc, p in roll.files.items() if afc not in skip}
+
+
+def by_hash(root: Path) -> dict[str, str]:
+    return {h: rel for rel, h in target_files(root).items()}
+
+
+def device(p: Photod, name: str) -> dict[str, Any]:
+    r = p.cli("status", "--device", name, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+def test_plug_in_imports_every_original(phones: PhoneSetup, samples: Path, tmp_path: Path) -> None:
+    roll = camera_roll(tmp_path / "phoneA", samples, photos=200, live=8, big_video=300 * 1024**2)
+    # An edit rendered by Photos, and a photo duplicated byte for byte in another folder.
+    render = "/PhotoData/Mutations/DCIM/100APPLE/IMG_5001/Adjustments/FullSizeRender.JPG"
+    from tests.fakephone import jpeg
+
+    roll.add(render, jpeg(roll.path(render), 99999))
+    dup = "/DCIM/101APPLE/IMG_7777.JPG"
+    roll.path(dup).write_bytes(roll.path("/DCIM/100APPLE/IMG_0000.JPG").read_bytes())
+    roll.add(dup, roll.path(dup))
+    # Two originals kept only in iCloud ("Optimize iPhone Storage").
+    unreadable = {"/DCIM/100APPLE/IMG_0010.JPG", "/DCIM/101APPLE/IMG_0020.JPG"}
+    phone = phones.phone(UDID_A, "Anna's iPhone", roll, unreadable=set(unreadable))
+
+    p = phones.photod({"include_edits": True}).start()
+    p.wait_event("usbmuxd_connected")
+    sampler = psutil.Process(p.proc.pid)  # type: ignore[union-attr]
+    peak = 0
+    phones.mux.plug(phone)
+    started = p.wait_event("device_import_started", timeout=30)[0]
+    assert started["on_phone"] == len(roll.files)
+    attached = p.events("device_attached")[0]
+    assert (attached["device"], attached["udid"], attached["ios"]) == (
+        "Anna's iPhone",
+        UDID_A,
+        "17.5.1",
+    )
+    assert attached["model"]  # the marketing name, e.g. "iPhone 13 mini"
+
+    def finished() -> bool:
+        nonlocal peak
+        peak = max(peak, sampler.memory_info().rss)
+        return bool(p.events("device_import_finished"))
+
+    wait_for(finished, 180, "the import to finish")
+    done = p.events("device_import_finished")[0]
+    assert done["unreadable"] == 2
+    assert done["imported"] == len(roll.files) - 2 - 1  # the duplicate is the same bytes
+    assert p.events("device_import_progress"), "a 300 MB import reports progress"
+    # Memory stays bounded whatever the file size (the 300 MB movie is read in chunks).
+    assert peak < 250 * 1024**2, f"photod grew to {peak / 1e6:.0f} MB"
+
+    # Every readable original, byte for byte, on both targets, verified.
+    want = hashes(roll, skip=unreadable)
+    p.wait_event("asset_protected", count=len(want), timeout=60)
+    for root in (phones.lib, phones.mirror):
+        held = by_hash(root)
+        assert set(held) == want
+        assert_target_holds(root, {rel: h for h, rel in held.items()})
+        # A Live Photo's still, movie and sidecar sit together under one stem; the
+        # rendered edit is named after its original and sorts right after it.
+        for j in range(8):
+            n = 5001 + j
+            still = held[sha256(roll.path(f"/DCIM/100APPLE/IMG_{n}.HEIC"))]
+            movie = held[sha256(roll.path(f"/DCIM/100APPLE/IMG_{n}.MOV"))]
+            aae = held[sha256(roll.path(f"/DCIM/100APPLE/IMG_{n}.AAE"))]
+            assert movie == still[: -len("HEIC")] + "MOV"
+            assert aae == still[: -len("HEIC")] + "AAE"
+        edit = held[sha256(roll.path(render))]
+        original = held[sha256(roll.path("/DCIM/100APPLE/IMG_5001.HEIC"))]
+        assert edit == original[: -len(".HEIC")] + "_edited.JPG"
+        # The same name in 100APPLE and 101APPLE: both kept, neither overwritten.
+        a = held[sha256(roll.path("/DCIM/100APPLE/IMG_0001.JPG"))]
+        b = held[sha256(roll.path("/DCIM/101APPLE/IMG_0001.JPG"))]
+        assert a != b
+    # Nothing was left in staging once the targets held the copies.
+    staging = phones.home / "state" / "import"
+    assert not [f for f in staging.rglob("*") if f.is_file()]
+
+    # The unreadable originals: one event each, "on the phone but not imported".
+    bad = p.events("device_file_unreadable")
+    assert {e["path"] for e in bad} == unreadable
+    assert "Download and Keep Originals" in bad[0]["action"]
+    status = p.status()
+    d = status["devices"][0]
+    assert (d["name"], d["state"], d["unreadable"]) == ("Anna's iPhone", "imported", 2)
+    assert "Download and Keep Originals" in p.cli("status").stdout
+    report = device(p, "Anna's iPhone")
+    assert report["on_phone"] == len(roll.files)
+    assert report["protected"] == len(roll.files) - 2
+    assert {x["path"] for x in report["not_protected"]} == unreadable
+    # Everything taken before the oldest unreadable file is safe to delete.
+    oldest = min(x["taken_at"] for x in report["not_protected"])
+    assert report["safe_before"] == oldest
+    text = p.cli("status", "--device", UDID_A).stdout
+    assert f"Everything taken before {oldest.replace('T', ' ')} is safe to delete" in text
+
+    # Unplug, take 10 new photos, plug in again: only those 10 (and the two
+    # unreadable ones, retried) are read; the rest is skipped from the listing alone.
+    phones.mux.unplug(phone)
+    p.wait_event("device_detached")
+    more = camera_roll(roll.media, samples, photos=10, live=0, start=20001)
+    phone.reset_counters()
+    phones.mux.plug(phone)
+    p.wait_event("device_import_finished", count=2, timeout=60)
+    assert set(phone.opened) == set(more.files) | unreadable
+    assert all(n == 1 for n in phone.opened.values())
+    second = p.events("device_import_finished")[1]
+    assert (second["imported"], second["unreadable"]) == (10, 2)
+    p.wait_protected(len(want) + 10, timeout=60)
+    assert p.stop() == 0
+
+
+def test_trust_lock_and_dont_trust(phones: PhoneSetup, samples: Path, tmp_path: Path) -> None:
+    """Two phones at once: one waits for Trust, one is locked; a third says Don't Trust."""
+    roll_a = camera_roll(tmp_path / "A", samples, photos=6, live=1)
+    roll_b = camera_roll(tmp_path / "B", samples, photos=4, live=0, start=101)
+    new = phones.phone(UDID_A, "New iPhone", roll_a, trust="pending")
+    locked = phones.phone(UDID_B, "Locked iPhone", roll_b, locked=True)
+    p = phones.photod().start()
+    phones.mux.plug(new, paired_host=False)
+    phones.mux.plug(locked)
+
+    untrusted = p.wait_event("device_untrusted", udid=UDID_A)[0]
+    assert untrusted["action"] == "unlock the iPhone and tap Trust"
+    was_locked = p.wait_event("device_locked", udid=UDID_B)[0]
+    assert was_locked["action"] == "unlock the iPhone"
+    states = {d["udid"]: d for d in p.status()["devices"]}
+    assert states[UDID_A]["state"] == "untrusted"
+    assert states[UDID_B]["state"] == "locked"
+    assert "tap Trust" in p.cli("status").stdout
+    # photod keeps asking, but says so once.
+    wait_for(lambda: new.pair_attempts >= 3, 20, "three pairing attempts")
+    assert len(p.events("device_untrusted")) == 1
+    assert len(p.events("device_locked")) == 1
+    assert p.status()["assets"] == 0  # nothing read from either phone yet
+
+    new.trust = "trusted"  # the person taps Trust
+    locked.locked = False  # and unlocks the other phone
+    p.wait_event("device_import_finished", udid=UDID_A, timeout=30)
+    p.wait_event("device_import_finished", udid=UDID_B, timeout=30)
+    p.wait_protected(len(roll_a.files) + len(roll_b.files))
+    assert (phones.home / "state" / "pairing" / f"{UDID_A}.plist").exists()
+
+    # Don't Trust: said once, no retry loop, until the phone is plugged in again.
+    roll_c = camera_roll(tmp_path / "C", samples, photos=3, live=0, start=301)
+    denied = phones.phone("00008130-0099887766554433", "Ben's iPhone", roll_c, trust="denied")
+    phones.mux.plug(denied, paired_host=False)
+    event = p.wait_event("device_pairing_denied")[0]
+    assert "unplug and plug in again" in event["action"]
+    attempts = denied.pair_attempts
+    time.sleep(5)
+    assert denied.pair_attempts == attempts
+    phones.mux.unplug(denied)
+    denied.trust = "trusted"
+    phones.mux.plug(denied, paired_host=False)
+    p.wait_event("device_import_finished", udid=denied.udid, timeout=30)
+    p.wait_protected(len(roll_a.files) + len(roll_b.files) + len(roll_c.files))
+    assert p.stop() == 0
+
+
+def test_unplug_mid_file_leaves_nothing_partial_and_resumes(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    roll = camera_roll(tmp_path / "A", samples, photos=4, live=0, big_video=150 * 1024**2)
+    big = next(a for a in roll.files if a.endswith(".MOV"))
+    phone = phones.phone(UDID_A, "Anna's iPhone", roll, cut_after=100 * 1024**2)
+    p = phones.photod().start()
+    phones.mux.plug(phone)
+    gone = p.wait_event("device_detached", timeout=60)[0]
+    assert gone["unfinished"] >= 1
+    # The four photos are in; the movie is nowhere: not in the catalog, not on a target.
+    p.wait_protected(4)
+    big_hash = sha256(roll.path(big))
+    for root in (phones.lib, phones.mirror):
+        assert big_hash not in by_hash(root)
+        assert not [f for f in root.rglob("*.tmp")]
+    assert phone.bytes_read[big] >= 64 * 1024**2
+
+    phone.reset_counters()
+    phones.mux.plug(phone)
+    resumed = p.wait_event("device_import_resumed", timeout=30)[0]
+    assert resumed["path"] == big and resumed["offset"] >= 64 * 1024**2
+    p.wait_event("device_import_finished", timeout=60)
+    assert phone.seeks == [(big, resumed["offset"])]
+    # Only the rest of the movie came over the cable the second time.
+    assert phone.bytes_read[big] == roll.path(big).stat().st_size - resumed["offset"]
+    p.wait_protected(5)
+    for root in (phones.lib, phones.mirror):
+        assert big_hash in by_hash(root)
+    assert p.stop() == 0
+
+
+def test_usbmuxd_absent_then_back_and_a_stalled_link(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    roll = camera_roll(tmp_path / "A", samples, photos=20, live=0)
+    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
+    phones.mux.stop()  # no phone plugged in: on Linux usbmuxd is not running
+    p = phones.photod({"timeout": "1s"}).start()
+    p.wait_event("usbmuxd_waiting")
+    time.sleep(5)
+    assert len(p.events("usbmuxd_waiting")) == 1, "waiting is said once, not once a second"
+
+    phones.mux.start()
+    phone.stall_after = 5_000  # the USB link stops answering mid-import
+    phones.mux.plug(phone)
+    stalled = p.wait_event("device_stalled", timeout=30)[0]
+    assert "within 1 s" in stalled["detail"]
+    assert p.cli("status").returncode == 0  # the daemon is not hung
+    assert {d["state"] for d in p.status()["devices"]} == {"stalled"}
+    phones.mux.unstall(phone)
+    p.wait_event("device_import_finished", timeout=30)
+    p.wait_protected(20)
+
+    # usbmuxd exits (the last phone unplugged) and comes back with the phone.
+    phones.mux.stop()
+    p.wait_event("device_detached")
+    p.wait_event("usbmuxd_waiting", count=2)
+    phone.reset_counters()
+    phones.mux.start()
+    phones.mux.plug(phone)
+    p.wait_event("device_import_finished", count=2, timeout=30)
+    assert sum(phone.opened.values()) == 0  # unchanged phone: listing and stats only
+    assert p.stop() == 0
+
+
+def test_only_listed_udids_are_imported(phones: PhoneSetup, samples: Path, tmp_path: Path) -> None:
+    mine = phones.phone(UDID_A, "Mine", camera_roll(tmp_path / "A", samples, photos=3, live=0))
+    other = phones.phone(
+        UDID_B, "Other", camera_roll(tmp_path / "B", samples, photos=3, live=0, start=50)
+    )
+    p = phones.photod({"udids": [UDID_A.replace("-", "")]}).start()
+    phones.mux.plug(other)
+    phones.mux.plug(mine)
+    p.wait_event("device_import_finished", udid=UDID_A)
+    ignored = p.wait_event("device_ignored")[0]
+    assert ignored["udid"] == UDID_B
+    assert sum(other.opened.values()) == 0
+    assert [d["udid"] for d in p.status()["devices"]] == [UDID_A]
+    assert p.stop() == 0
+
+
+def test_status_device_says_what_is_safe_to_delete(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    """With the second target missing nothing meets the policy; when it comes, all does."""
+    roll = camera_roll(tmp_path / "A", samples, photos=5, live=0)
+    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
+    p = phones.photod()
+    toml = p.config.read_text().replace(
+        f'path = "{phones.mirror}"', f'path = "{phones.mirror}"\nmedia = "external"'
+    )
+    p.config.write_text(toml)
+    p.start()
+    phones.mux.plug(phone)
+    p.wait_event("device_import_finished")
+    report = device(p, "Anna's iPhone")
+    assert report["protected"] == 0
+    assert report["safe_before"] == min(x["taken_at"] for x in report["not_protected"])
+    assert all(x["why"].startswith("needs") for x in report["not_protected"])
+    text = p.cli("status", "--device", "Anna's iPhone").stdout
+    assert "photod never deletes anything from a phone" in text
+
+    phones.mirror.mkdir()  # the external drive is plugged in
+    p.wait_protected(5, timeout=60)
+    report = device(p, UDID_A)
+    assert report["protected"] == 5 and report["safe_before"] is None
+    assert (
+        "Everything on 'Anna's iPhone' is protected"
+        in p.cli("status", "--device", "Anna's iPhone").stdout
+    )
+    r = p.cli("status", "--device", "Nobody's iPhone")
+    assert r.returncode == 1 and "Anna's iPhone" in r.stderr
+    assert p.stop() == 0
+
+
+def test_status_says_when_usbmuxd_is_missing(phones: PhoneSetup) -> None:
+    """No daemon needed: status reads the config and looks for usbmuxd itself."""
+    p = phones.photod()
+    p.env.pop("USBMUXD_SOCKET_ADDRESS")
+    mux = p.status()["usbmuxd"]
+    installed = any(Path(d, "usbmuxd").exists() for d in ("/usr/sbin", "/usr/bin", "/sbin"))
+    assert mux == {
+        "socket": "/var/run/usbmuxd",
+        "installed": installed,
+        "running": Path("/var/run/usbmuxd").exists(),
+    }
+    text = p.cli("status").stdout
+    if not installed:
+        assert "usbmuxd is not installed" in text and "apt install usbmuxd" in text
+    elif not mux["running"]:
+        assert "usbmuxd is not running" in text
