@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -51,7 +52,9 @@ if TYPE_CHECKING:
 CHECKPOINT = 32 * 1024 * 1024  # a partial file is made durable (and resumable) this often
 PROGRESS_EVERY = 3.0  # seconds between device_import_progress events
 RETRY = 2.0  # seconds between tries while waiting for Trust, an unlock or a target
+PARALLEL = 4  # files in flight at once per phone
 MUTATIONS = "/PhotoData/Mutations"
+IGNORED = "not backed up"  # device_files.problem of a file that is not media
 
 
 @dataclass
@@ -350,38 +353,14 @@ class DeviceManager:
             bytes=progress.bytes,
         )
         stills = _stills([f.path for f in listing])
-        pending: asyncio.Future[str] | None = None
-        for f in todo:
+        # Stills first, then what pairs with them (movies, sidecars), then edits: each
+        # group is handed over completely before the next, so a movie always finds its
+        # still in the catalog.
+        for _, group in itertools.groupby(todo, key=lambda f: _order(f)[0]):
             try:
-                staged, sha = await self._fetch(link, f, source, progress)
-            except FileUnreadable as exc:
-                progress.unreadable += 1
-                progress.done_files += 1
-                await asyncio.to_thread(
-                    self.catalog.device_file_done, udid, f.path, None, "unreadable"
-                )
-                log.warning(
-                    "device_file_unreadable",
-                    device=link.name,
-                    udid=udid,
-                    path=f.path,
-                    error=exc.detail,
-                    action=FileUnreadable.action,
-                )
-                continue
-            # Hand over to the ingest workers; read the next file meanwhile.  At most one
-            # hand-over waits, so staging holds at most two files beyond the targets.
-            if pending is not None:
-                self._count(await pending, progress)
-            pending = asyncio.wrap_future(
-                self.workers.submit(
-                    self._hand_over, source.name, udid, f, staged, sha, _lead(f.path, stills)
-                )
-            )
-            progress.done_files += 1
-            self._progress(link, progress)
-        if pending is not None:
-            self._count(await pending, progress)
+                await self._import_group(link, source, list(group), stills, progress)
+            except BaseExceptionGroup as group_error:
+                raise _leaf(group_error) from None
         await asyncio.to_thread(self._tidy, source.name, udid)
         rate, _ = progress.eta()
         counts = {
@@ -409,6 +388,63 @@ class DeviceManager:
             else "everything on the phone is imported"
         )
         self._set(udid, "imported", detail, **counts)
+
+    async def _import_group(
+        self,
+        link: PhoneLink,
+        source: IPhoneSource,
+        files: list[DeviceFile],
+        stills: dict[tuple[str, str], str],
+        progress: _Import,
+    ) -> None:
+        """Up to PARALLEL files in flight (being read, or handed over to ingest): AFC
+        answers requests in turn, so small files stop paying one round trip at a time,
+        and staging never holds more than PARALLEL files."""
+        slots = asyncio.Semaphore(PARALLEL)
+        async with asyncio.TaskGroup() as tasks:
+            for f in files:
+                await slots.acquire()
+                tasks.create_task(self._import_one(link, source, f, stills, progress, slots))
+
+    async def _import_one(
+        self,
+        link: PhoneLink,
+        source: IPhoneSource,
+        f: DeviceFile,
+        stills: dict[tuple[str, str], str],
+        progress: _Import,
+        slots: asyncio.Semaphore,
+    ) -> None:
+        udid = link.udid
+        try:
+            try:
+                staged, sha = await self._fetch(link, f, source, progress)
+            except FileUnreadable as exc:
+                progress.unreadable += 1
+                progress.done_files += 1
+                await asyncio.to_thread(
+                    self.catalog.device_file_done, udid, f.path, None, "unreadable"
+                )
+                log.warning(
+                    "device_file_unreadable",
+                    device=link.name,
+                    udid=udid,
+                    path=f.path,
+                    error=exc.detail,
+                    action=FileUnreadable.action,
+                )
+                return
+            # The same ingest as a watch-folder file, on the ingest workers.
+            result = await asyncio.wrap_future(
+                self.workers.submit(
+                    self._hand_over, source.name, udid, f, staged, sha, _lead(f.path, stills)
+                )
+            )
+            self._count(result, progress)
+            progress.done_files += 1
+            self._progress(link, progress)
+        finally:
+            slots.release()
 
     def _unreadable_count(self, udid: str) -> int:
         return sum(1 for _, asset, _, _ in self.catalog.device_files(udid) if asset is None)
@@ -527,8 +563,11 @@ class DeviceManager:
         lead_rel = f"{udid}{lead}" if lead else None
         tag = "_edited" if f.path.startswith(MUTATIONS) else ""
         result = self.ingestor.ingest(source, staged, lead=lead_rel, sha256=sha, tag=tag)
-        self.catalog.device_file_done(udid, f.path, sha, "")
-        if self.catalog.replicas(sha):
+        # Not a photo or video (or empty): nothing to protect, and no reason to read it
+        # again while it stays the same; `photod status --device` leaves it out.
+        problem = f"{IGNORED}: {result}" if result in ("ignored", "skipped") else ""
+        self.catalog.device_file_done(udid, f.path, sha, problem)
+        if problem or self.catalog.replicas(sha):
             with contextlib.suppress(FileNotFoundError):
                 staged.unlink()
         return result
@@ -566,6 +605,22 @@ def usbmuxd_installed() -> bool:
     return any(
         Path(d, "usbmuxd").exists() for d in ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/sbin")
     )
+
+
+def _leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to act on from a failed group of imports: a phone problem (unplugged,
+    stalled, locked) before anything else."""
+    leaves: list[BaseException] = []
+
+    def collect(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for inner in e.exceptions:
+                collect(inner)
+        else:
+            leaves.append(e)
+
+    collect(group)
+    return next((e for e in leaves if isinstance(e, DeviceProblem)), leaves[0])
 
 
 class _NoTarget(Exception):

@@ -11,7 +11,7 @@ from photod import policy
 from photod.catalog import Catalog, DeviceRecord
 from photod.config import Config, FolderSource
 from photod.daemon import CATALOG_NAME, running_pid
-from photod.devices import usbmuxd_installed, usbmuxd_socket
+from photod.devices import IGNORED, usbmuxd_installed, usbmuxd_socket
 from photod.errors import FileUnreadable, TargetUnavailable
 from photod.models import PolicyRule, TargetInfo
 from photod.pipeline import build_targets
@@ -121,6 +121,8 @@ def device_report(
     safe_before: str | None = None
     unreadable = 0
     for f, asset, problem, held in catalog.device_files(d.udid):  # oldest first
+        if problem.startswith(IGNORED):
+            continue  # not a photo or video: nothing to protect
         if asset is None:
             unreadable += problem == "unreadable"
             why = (

@@ -88,6 +88,8 @@ def test_plug_in_imports_every_original(phones: PhoneSetup, samples: Path, tmp_p
     dup = "/DCIM/101APPLE/IMG_7777.JPG"
     roll.path(dup).write_bytes(roll.path("/DCIM/100APPLE/IMG_0000.JPG").read_bytes())
     roll.add(dup, roll.path(dup))
+    # Something that is not a photo or video: listed, read once, not backed up.
+    roll.path("/DCIM/100APPLE/notes.txt").write_text("not a photo")
     # Two originals kept only in iCloud ("Optimize iPhone Storage").
     unreadable = {"/DCIM/100APPLE/IMG_0010.JPG", "/DCIM/101APPLE/IMG_0020.JPG"}
     phone = phones.phone(UDID_A, "Anna's iPhone", roll, unreadable=set(unreadable))
@@ -98,7 +100,7 @@ def test_plug_in_imports_every_original(phones: PhoneSetup, samples: Path, tmp_p
     peak = 0
     phones.mux.plug(phone)
     started = p.wait_event("device_import_started", timeout=30)[0]
-    assert started["on_phone"] == len(roll.files)
+    assert started["on_phone"] == len(roll.files) + 1  # and notes.txt
     attached = p.events("device_attached")[0]
     assert (attached["device"], attached["udid"], attached["ios"]) == (
         "Anna's iPhone",

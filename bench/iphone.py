@@ -1,0 +1,290 @@
+"""iPhone import benchmark: photod against pymobiledevice3's own `afc pull`, through
+the same fake phone (tests/fakephone.py: usbmux, lockdownd and AFC on a local socket).
+
+    python bench/iphone.py [--gb 2] [--small 5000] [--replug 20000] [--workdir DIR]
+
+Three phones, each imported by a real `photod run` process (one local target):
+
+  big     --gb GB of 250 MB movies: throughput.  Also timed: a bare AFC read loop
+          (the fixture's ceiling: what any client can get through it) and
+          `pymobiledevice3 afc pull /DCIM` (what a person would run by hand).
+  small   --small files of about 50 KB: the cost per file (open, read, close, hash,
+          stage, ingest, copy, verify).
+  replug  --replug tiny files, imported, unplugged and plugged in again: the time
+          from plug-in to "import finished" when nothing is new.
+
+Real phones give 15-40 MB/s; the goal is that photod is never the bottleneck: at least
+200 MB/s through the fixture, and a re-plug of an unchanged 20,000-file phone in under
+10 s.  Prints the numbers and the ratios; copy them into bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.fakephone import FakePhone, FakeUsbmuxd  # noqa: E402
+
+SAMPLE_JPEG = ROOT.parent / "shared" / "samples" / "jpg_Canon_40D.jpg"
+UDID = "00008110-000A1B2C3D4E5F60"
+
+BARE_READ = r"""
+import asyncio, os, sys, time
+from pathlib import Path
+from pymobiledevice3.lockdown import create_using_usbmux
+from pymobiledevice3.services.afc import AfcService
+
+async def main():
+    ld = await create_using_usbmux(serial=sys.argv[1], autopair=False,
+                                   pairing_records_cache_folder=Path(sys.argv[2]))
+    async with AfcService(ld) as afc:
+        started, total = time.monotonic(), 0
+        async for folder, _, files in afc.walk("/DCIM"):
+            for name in files:
+                h = await afc.fopen(folder + "/" + name)
+                while chunk := await afc.fread(h, 4 << 20):
+                    total += len(chunk)
+                await afc.fclose(h)
+        print(total, time.monotonic() - started)
+
+asyncio.run(main())
+"""
+
+
+def build(media: Path, kind: str, count: int, size: int) -> int:
+    """Fill a phone's /DCIM; returns the bytes written."""
+    total = 0
+    jpeg = SAMPLE_JPEG.read_bytes()
+    for i in range(count):
+        folder = media / "DCIM" / f"{100 + i // 1000}APPLE"
+        folder.mkdir(parents=True, exist_ok=True)
+        if kind == "movie":
+            path = folder / f"IMG_{i % 10000:04d}.MOV"
+            with open(path, "wb") as f:
+                f.write(b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  ")
+                left = size
+                while left > 0:
+                    chunk = os.urandom(min(left, 8 << 20))
+                    f.write(chunk)
+                    left -= len(chunk)
+        else:
+            path = folder / f"IMG_{i % 10000:04d}.JPG"
+            pad = max(0, size - len(jpeg) - 8)
+            path.write_bytes(jpeg + os.urandom(pad) + i.to_bytes(8, "big"))
+        total += path.stat().st_size
+    return total
+
+
+def config(home: Path) -> Path:
+    path = home / "photod.toml"
+    path.write_text(
+        f"""
+[policy]
+copies = 1
+media = 1
+offsite = 0
+
+[[sources]]
+name = "iphone"
+type = "iphone"
+
+[[targets]]
+name = "library"
+type = "local"
+path = "{home / "library"}"
+
+[daemon]
+state_dir = "{home / "state"}"
+log_dir = "{home / "log"}"
+log_max_size = "4GiB"     # one file: the bench follows it from where it last read
+"""
+    )
+    return path
+
+
+_seen: dict[Path, tuple[int, list[dict[str, object]]]] = {}
+
+
+def events(home: Path, name: str) -> list[dict[str, object]]:
+    """Events so far; the log is read from where the last call stopped (re-reading a
+    30 MB log every 50 ms would starve the fake phone, which runs in this process)."""
+    log = home / "log" / "photod.jsonl"
+    offset, seen = _seen.get(log, (0, []))
+    if log.exists():
+        with open(log, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        for line in complete.splitlines():
+            if b'"event": "device_' in line or b'"event": "usbmuxd_' in line:
+                seen.append(json.loads(line))
+        _seen[log] = (offset + len(complete), seen)
+    return [e for e in seen if e["event"] == name]
+
+
+def wait_event(
+    home: Path, name: str, count: int = 1, timeout: float = 3600
+) -> list[dict[str, object]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = events(home, name)
+        if len(found) >= count:
+            return found
+        time.sleep(0.05)
+    raise SystemExit(f"timed out waiting for {name}")
+
+
+def ts(event: dict[str, object]) -> float:
+    return datetime.fromisoformat(str(event["ts"]).replace("Z", "+00:00")).timestamp()
+
+
+class Daemon:
+    def __init__(self, home: Path, sock: Path) -> None:
+        self.home = home
+        env = {**os.environ, "USBMUXD_SOCKET_ADDRESS": str(sock), "HOME": str(home)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "photod", "--config", str(config(home)), "run"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_event(home, "usbmuxd_connected", timeout=60)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+def fresh(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def photod_import(
+    work: Path, mux: FakeUsbmuxd, phone: FakePhone, name: str
+) -> tuple[float, Daemon]:
+    home = fresh(work / f"photod-{name}")
+    daemon = Daemon(home, mux.socket_path)
+    plugged = time.time()
+    mux.plug(phone)
+    done = wait_event(home, "device_import_finished")[0]
+    return ts(done) - plugged, daemon
+
+
+def afc_pull(work: Path, sock: Path) -> float:
+    out = fresh(work / "pulled")
+    env = {**os.environ, "USBMUXD_SOCKET_ADDRESS": str(sock), "HOME": str(work)}
+    started = time.monotonic()
+    subprocess.run(
+        ["pymobiledevice3", "afc", "pull", "/DCIM", str(out)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    took = time.monotonic() - started
+    shutil.rmtree(out)
+    return took
+
+
+def bare_read(work: Path, sock: Path) -> float:
+    env = {**os.environ, "USBMUXD_SOCKET_ADDRESS": str(sock)}
+    out = subprocess.run(
+        [sys.executable, "-c", BARE_READ, UDID, str(work / "pair")],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return float(out[1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gb", type=float, default=2.0)
+    ap.add_argument("--small", type=int, default=5000)
+    ap.add_argument("--replug", type=int, default=20000)
+    ap.add_argument("--workdir", default="/tmp/photod-bench-iphone")
+    args = ap.parse_args()
+    work = fresh(Path(args.workdir))
+    print(f"# {platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} cores")
+    print(f"# workdir {work}")
+
+    # -- big: throughput -------------------------------------------------------------
+    movies = max(1, round(args.gb * 1024**3 / (250 * 1024**2)))
+    media = work / "phone-big"
+    size = build(media, "movie", movies, 250 * 1024**2)
+    mux = FakeUsbmuxd(work / "usbmuxd.sock")
+    mux.start()
+    try:
+        phone = FakePhone(UDID, media, name="Bench iPhone", paired_hosts={f"HOST-{UDID}"})
+        mux.plug(phone)
+        ceiling = bare_read(work, mux.socket_path)
+        pull = afc_pull(work, mux.socket_path)
+        mux.unplug(phone)
+        took, daemon = photod_import(work, mux, phone, "big")
+        mux.unplug(phone)
+        daemon.stop()
+        mb = size / 1e6
+        print(f"\nbig: {movies} movies, {mb:.0f} MB")
+        print(f"  bare AFC read loop (fixture ceiling) {ceiling:7.2f} s  {mb / ceiling:6.0f} MB/s")
+        print(f"  pymobiledevice3 afc pull             {pull:7.2f} s  {mb / pull:6.0f} MB/s")
+        print(f"  photod import (plug -> finished)     {took:7.2f} s  {mb / took:6.0f} MB/s")
+        print(f"  photod / afc pull: {took / pull:.2f}   photod / ceiling: {took / ceiling:.2f}")
+        shutil.rmtree(media)
+
+        # -- small: per-file overhead --------------------------------------------------
+        media = work / "phone-small"
+        size = build(media, "photo", args.small, 50_000)
+        phone = FakePhone(UDID, media, name="Bench iPhone", paired_hosts={f"HOST-{UDID}"})
+        mux.plug(phone)
+        pull = afc_pull(work, mux.socket_path)
+        mux.unplug(phone)
+        took, daemon = photod_import(work, mux, phone, "small")
+        mux.unplug(phone)
+        daemon.stop()
+        print(f"\nsmall: {args.small} files, {size / 1e6:.0f} MB")
+        print(
+            f"  pymobiledevice3 afc pull   {pull:7.2f} s  {pull / args.small * 1000:6.2f} ms/file"
+        )
+        print(
+            f"  photod import              {took:7.2f} s  {took / args.small * 1000:6.2f} ms/file"
+        )
+        print(f"  photod / afc pull: {took / pull:.2f}")
+        shutil.rmtree(media)
+
+        # -- replug: nothing new ---------------------------------------------------------
+        media = work / "phone-replug"
+        build(media, "photo", args.replug, 2_000)
+        phone = FakePhone(UDID, media, name="Bench iPhone", paired_hosts={f"HOST-{UDID}"})
+        first, daemon = photod_import(work, mux, phone, "replug")
+        mux.unplug(phone)
+        wait_event(daemon.home, "device_detached")
+        phone.reset_counters()
+        plugged = time.time()
+        mux.plug(phone)
+        again = wait_event(daemon.home, "device_import_finished", count=2)[1]
+        replug = ts(again) - plugged
+        daemon.stop()
+        print(f"\nreplug: {args.replug} files")
+        print(f"  first import               {first:7.2f} s")
+        print(
+            f"  re-plug, nothing new       {replug:7.2f} s  (files opened: {sum(phone.opened.values())})"
+        )
+    finally:
+        mux.close()
+
+
+if __name__ == "__main__":
+    main()

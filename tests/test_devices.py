@@ -1,0 +1,78 @@
+"""Phone import rules that need no phone: what pairs with what, in which order files
+are read, where a staging copy may go, and how a partial copy is resumed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from photod.catalog import DeviceFile
+from photod.devices import _is_render, _lead, _order, _resume_point, _stills
+from photod.media import companion_key
+
+ON_PHONE = [
+    "/DCIM/100APPLE/IMG_0001.HEIC",
+    "/DCIM/100APPLE/IMG_0001.MOV",
+    "/DCIM/100APPLE/IMG_0001.AAE",
+    "/DCIM/101APPLE/IMG_0001.JPG",  # the same number in the next folder: another photo
+    "/DCIM/101APPLE/IMG_0002.MOV",  # a plain video, no still
+    "/PhotoData/Mutations/DCIM/100APPLE/IMG_0001/Adjustments/FullSizeRender.heic",
+]
+
+
+def test_live_photo_movie_sidecar_and_edit_find_their_still() -> None:
+    stills = _stills(ON_PHONE)
+    assert _lead("/DCIM/100APPLE/IMG_0001.MOV", stills) == "/DCIM/100APPLE/IMG_0001.HEIC"
+    assert _lead("/DCIM/100APPLE/IMG_0001.AAE", stills) == "/DCIM/100APPLE/IMG_0001.HEIC"
+    assert _lead(ON_PHONE[-1], stills) == "/DCIM/100APPLE/IMG_0001.HEIC"
+    assert _lead("/DCIM/101APPLE/IMG_0002.MOV", stills) is None
+    assert _lead("/DCIM/101APPLE/IMG_0001.JPG", stills) is None  # a still leads itself
+
+
+def test_only_rendered_edits_are_taken_from_mutations() -> None:
+    assert _is_render(ON_PHONE[-1])
+    assert not _is_render("/PhotoData/Mutations/DCIM/100APPLE/IMG_0001/Adjustments/Adjustments.plist")
+    assert not _is_render("/PhotoData/Mutations/DCIM/100APPLE/IMG_0001/FullSizeRender.heic")
+
+
+def test_stills_are_read_before_what_pairs_with_them() -> None:
+    files = [DeviceFile(p, 1, 1, "2026-01-01T00:00:00") for p in reversed(ON_PHONE)]
+    ranks = [_order(f)[0] for f in sorted(files, key=_order)]
+    assert ranks == sorted(ranks)
+    first = sorted(files, key=_order)[0].path
+    assert first.endswith((".HEIC", ".JPG"))
+
+
+def test_edit_is_named_after_its_original_and_sorts_after_it() -> None:
+    lead = "2026/2026-09-15/IMG_0001.HEIC"
+    edit = companion_key(lead, "FullSizeRender.heic", "_edited")
+    movie = companion_key(lead, "IMG_0001.MOV")
+    assert edit == "2026/2026-09-15/IMG_0001_edited.heic"
+    assert sorted([edit, "2026/2026-09-15/IMG_0002.HEIC", movie, lead]) == [
+        lead,
+        movie,
+        edit,
+        "2026/2026-09-15/IMG_0002.HEIC",
+    ]
+
+
+def test_resume_point_trusts_only_a_checkpoint_of_the_same_file(tmp_path: Path) -> None:
+    part, meta = tmp_path / "IMG.MOV.part", tmp_path / "IMG.MOV.part.json"
+    data = bytes(range(256)) * 1000
+    part.write_bytes(data + b"bytes written after the checkpoint, maybe never synced")
+    meta.write_text(json.dumps({"size": 500_000, "mtime_ns": 7, "offset": len(data)}))
+
+    offset, h = _resume_point(part, meta, 500_000, 7)
+    assert offset == len(data)
+    assert h.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert part.stat().st_size == len(data)  # cut back to the checkpoint
+
+    # The file on the phone changed (another size or mtime): start again from 0.
+    assert _resume_point(part, meta, 500_000, 8)[0] == 0
+    assert _resume_point(part, meta, 400_000, 7)[0] == 0
+    # No checkpoint, or a damaged one: from 0.
+    meta.write_text("{not json")
+    assert _resume_point(part, meta, 500_000, 7)[0] == 0
+    meta.unlink()
+    assert _resume_point(part, meta, 500_000, 7)[0] == 0
