@@ -32,7 +32,9 @@ def test_live_photo_movie_sidecar_and_edit_find_their_still() -> None:
 
 def test_only_rendered_edits_are_taken_from_mutations() -> None:
     assert _is_render(ON_PHONE[-1])
-    assert not _is_render("/PhotoData/Mutations/DCIM/100APPLE/IMG_0001/Adjustments/Adjustments.plist")
+    assert not _is_render(
+        "/PhotoData/Mutations/DCIM/100APPLE/IMG_0001/Adjustments/Adjustments.plist"
+    )
     assert not _is_render("/PhotoData/Mutations/DCIM/100APPLE/IMG_0001/FullSizeRender.heic")
 
 
