@@ -31,12 +31,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from photod import usb
 from photod.catalog import Catalog, DeviceFile, DeviceRecord, now_iso
 from photod.config import Config, IPhoneSource
 from photod.errors import (
     DeviceGone,
     DeviceProblem,
     DeviceStalled,
+    DeviceUntrusted,
     FileUnreadable,
     PairingDenied,
     Stopping,
@@ -102,6 +104,7 @@ class DeviceManager:
         self._main: asyncio.Task[None] | None = None
         self._sessions: dict[str, asyncio.Task[None]] = {}
         self._ending: dict[str, asyncio.Task[None]] = {}  # cancelled, still cleaning up
+        self._visible: set[str] = set()  # UDIDs usbmuxd lists now, without dashes
         self._records: dict[str, DeviceRecord] = {}
         self.usbmuxd_up: bool | None = None
         self._stopping = False
@@ -138,10 +141,12 @@ class DeviceManager:
         from photod.sources import iphone  # pymobiledevice3 loads only when a phone source exists
 
         self.pair_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        hidden = asyncio.create_task(self._watch_untrusted())
         try:
             await iphone.watch(self._attached, self._detached, self._usbmuxd)
         finally:
-            tasks = list(self._sessions.values())
+            hidden.cancel()
+            tasks = [hidden, *self._sessions.values()]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -164,6 +169,40 @@ class DeviceManager:
             )
         self.usbmuxd_up = up
 
+    async def _watch_untrusted(self) -> None:
+        """A phone on the USB bus that usbmuxd does not list is waiting for Trust (on
+        Linux usbmuxd hides it until then).  Looked for only while usbmuxd runs, which on
+        Linux is only while a phone is plugged in."""
+        told: set[str] = set()
+        while True:
+            await asyncio.sleep(RETRY)
+            on_bus = await asyncio.to_thread(usb.apple_phones) if self.usbmuxd_up else {}
+            for serial, product in on_bus.items():
+                udid = usb.dashed(serial)
+                source = self._source_for(udid)
+                if serial in self._visible or serial in told or source is None:
+                    continue
+                told.add(serial)
+                record = {d.udid: d for d in self.catalog.devices()}.get(udid)
+                self._records[udid] = DeviceRecord(
+                    udid,
+                    source.name,
+                    record.name if record else product,
+                    record.model if record else "",
+                    record.ios if record else "",
+                    "attached",
+                    "",
+                    now_iso(),
+                    last_import=record.last_import if record else {},
+                )
+                self._problem(udid, DeviceUntrusted(), log.info)
+            for serial in list(told):
+                if serial in self._visible:
+                    told.discard(serial)  # trusted now: its session took over
+                elif serial not in on_bus:
+                    told.discard(serial)  # unplugged before tapping Trust
+                    self._set(usb.dashed(serial), "detached", "unplugged before Trust")
+
     def _source_for(self, udid: str) -> IPhoneSource | None:
         from photod.sources.iphone import normal_udid
 
@@ -173,6 +212,7 @@ class DeviceManager:
         return None
 
     def _attached(self, udid: str) -> None:
+        self._visible.add(udid.replace("-", "").upper())
         source = self._source_for(udid)
         if source is None:
             log.info("device_ignored", udid=udid, detail="not in any iphone source's udids")
@@ -183,6 +223,7 @@ class DeviceManager:
         self._sessions[udid] = self.loop.create_task(self._session(udid, source))
 
     def _detached(self, udid: str) -> None:
+        self._visible.discard(udid.replace("-", "").upper())
         task = self._sessions.pop(udid, None)
         if task is not None:
             task.cancel()

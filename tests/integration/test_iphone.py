@@ -363,3 +363,41 @@ def test_status_says_when_usbmuxd_is_missing(phones: PhoneSetup) -> None:
         assert "usbmuxd is not installed" in text and "apt install usbmuxd" in text
     elif not mux["running"]:
         assert "usbmuxd is not running" in text
+
+
+def test_phone_hidden_by_usbmuxd_until_trust_is_reported(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    """On Linux usbmuxd lists a phone only once it trusts this computer.  The phone is
+    on the USB bus all the same (sysfs): photod says to tap Trust, then imports when
+    usbmuxd shows the phone."""
+    sysfs = tmp_path / "sysfs"
+    bus = sysfs / "1-1"
+    roll = camera_roll(tmp_path / "A", samples, photos=3, live=0)
+    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
+    p = phones.photod()
+    p.env["PHOTOD_USB_SYSFS"] = str(sysfs)
+    (sysfs / "2-1").mkdir(parents=True)  # a keyboard: not a phone
+    for name, value in (("idVendor", "046d"), ("idProduct", "c31c"), ("serial", "KBD")):
+        (sysfs / "2-1" / name).write_text(value + "\n")
+    p.start()
+    p.wait_event("usbmuxd_connected")
+    bus.mkdir()
+    for name, value in (
+        ("idVendor", "05ac"),
+        ("idProduct", "12a8"),
+        ("serial", UDID_A.replace("-", "")),
+        ("product", "iPhone"),
+    ):
+        (bus / name).write_text(value + "\n")
+    event = p.wait_event("device_untrusted", timeout=15)[0]
+    assert event["udid"] == UDID_A and event["action"] == "unlock the iPhone and tap Trust"
+    assert [d["state"] for d in p.status()["devices"]] == ["untrusted"]
+    time.sleep(3)
+    assert len(p.events("device_untrusted")) == 1
+
+    phones.mux.plug(phone)  # Trust tapped: usbmuxd pairs and lists the phone
+    p.wait_event("device_import_finished", timeout=30)
+    p.wait_protected(3)
+    assert len(p.events("device_untrusted")) == 1
+    assert p.stop() == 0

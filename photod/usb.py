@@ -1,0 +1,50 @@
+"""Which Apple phones are on the USB bus, from Linux sysfs.
+
+usbmuxd on Linux shows a phone to its clients only once the phone trusts this computer:
+while the Trust dialog is open the phone is on the bus but not in usbmuxd's list.  This
+is how photod can still say "unlock the iPhone and tap Trust".  Reading a few sysfs
+files is cheap and needs no privileges; elsewhere (macOS) it finds nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SYSFS = Path(os.environ.get("PHOTOD_USB_SYSFS", "/sys/bus/usb/devices"))
+APPLE = 0x05AC
+# iPhone, iPad and iPod touch product ids, as usbmuxd's own udev rule matches them.
+MOBILE_PRODUCTS = range(0x1290, 0x12B0)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def apple_phones(root: Path = SYSFS) -> dict[str, str]:
+    """USB serial (the phone's UDID without a dash) -> product name, for every Apple
+    mobile device on the bus."""
+    found: dict[str, str] = {}
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return found
+    for entry in entries:
+        try:
+            vendor = int(_read(entry / "idVendor") or "0", 16)
+            product = int(_read(entry / "idProduct") or "0", 16)
+        except ValueError:
+            continue
+        serial = _read(entry / "serial")
+        if vendor == APPLE and product in MOBILE_PRODUCTS and serial:
+            found[serial.replace("-", "").upper()] = _read(entry / "product") or "iPhone"
+    return found
+
+
+def dashed(serial: str) -> str:
+    """A 24-digit UDID as usbmuxd and Finder write it: 8 digits, a dash, 16."""
+    s = serial.replace("-", "").upper()
+    return f"{s[:8]}-{s[8:]}" if len(s) == 24 else s
