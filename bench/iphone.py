@@ -245,6 +245,8 @@ def main() -> None:
         shutil.rmtree(media)
 
         # -- small: per-file overhead --------------------------------------------------
+        if not args.small:
+            return
         media = work / "phone-small"
         size = build(media, "photo", args.small, 50_000)
         phone = FakePhone(UDID, media, name="Bench iPhone", paired_hosts={f"HOST-{UDID}"})
@@ -265,6 +267,8 @@ def main() -> None:
         shutil.rmtree(media)
 
         # -- replug: nothing new ---------------------------------------------------------
+        if not args.replug:
+            return
         media = work / "phone-replug"
         build(media, "photo", args.replug, 2_000)
         phone = FakePhone(UDID, media, name="Bench iPhone", paired_hosts={f"HOST-{UDID}"})
