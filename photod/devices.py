@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import itertools
 import json
@@ -70,6 +71,7 @@ class _Import:
     imported: int = 0
     known: int = 0
     unreadable: int = 0
+    failed: int = 0
     started: float = field(default_factory=time.monotonic)
     last_progress: float = field(default_factory=time.monotonic)
 
@@ -263,6 +265,7 @@ class DeviceManager:
         self.catalog.save_device(self._records[udid])
         announced = False
         told: str | None = None  # the problem already logged, so a retry loop logs it once
+        failures = 0  # imports in a row that failed on something other than the phone
         progress = _Import()
         link: PhoneLink | None = None
         try:
@@ -286,9 +289,9 @@ class DeviceManager:
                     await link.start_files()
                     if not self.targets_ready():
                         raise _NoTarget()
-                    told = None
                     progress = _Import()
                     await self._import(link, source, progress)
+                    told, failures = None, 0
                     await link.close()
                     link = None
                     # Stay attached; look again now and then for photos taken meanwhile.
@@ -322,14 +325,30 @@ class DeviceManager:
                     await asyncio.sleep(RETRY)
                 except (Stopping, asyncio.CancelledError):
                     raise
-                except Exception as exc:  # a session boundary: log, retry later
-                    log.exception(
-                        "device_import_failed",
-                        device=self._records[udid].name,
-                        udid=udid,
-                        error=f"{type(exc).__name__}: {exc}",
+                except Exception as exc:  # a session boundary: log, retry with backoff
+                    error = f"{type(exc).__name__}: {exc}"
+                    failures += 1
+                    delay = min(
+                        self.cfg.daemon.retry_max,
+                        self.cfg.daemon.retry_interval * 2 ** (failures - 1),
                     )
-                    await asyncio.sleep(self.cfg.daemon.retry_interval)
+                    if told != error:  # the same failure again is not news
+                        full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+                        (log.warning if full else log.exception)(
+                            "device_import_failed",
+                            device=self._records[udid].name,
+                            udid=udid,
+                            error=error,
+                            detail=f"no space left to stage files in "
+                            f"{self.roots[source.name]}; free some space there (or move "
+                            "[daemon] state_dir)"
+                            if full
+                            else "retried with backoff",
+                            retry_in=round(delay),
+                        )
+                        self._set(udid, "error", error)
+                        told = error
+                    await asyncio.sleep(delay)
                 finally:
                     if link is not None:
                         await link.close()
@@ -418,6 +437,7 @@ class DeviceManager:
             imported=progress.imported,
             skipped_known=progress.known + len(listing) - len(todo),
             unreadable=progress.unreadable,
+            failed=progress.failed,
             bytes=progress.done_bytes,
             rate=round(rate),
             duration=round(time.monotonic() - progress.started, 3),
@@ -476,11 +496,31 @@ class DeviceManager:
                 )
                 return
             # The same ingest as a watch-folder file, on the ingest workers.
-            result = await asyncio.wrap_future(
-                self.workers.submit(
-                    self._hand_over, source.name, udid, f, staged, sha, _lead(f.path, stills)
+            try:
+                result = await asyncio.wrap_future(
+                    self.workers.submit(
+                        self._hand_over, source.name, udid, f, staged, sha, _lead(f.path, stills)
+                    )
                 )
-            )
+            except (Stopping, DeviceProblem):
+                raise
+            except Exception as exc:
+                # One file that cannot be ingested must not hold up the rest of the
+                # phone: say so, and try it again at the next plug-in.
+                progress.failed += 1
+                progress.done_files += 1
+                await asyncio.to_thread(
+                    self.catalog.device_file_done, udid, f.path, None, f"failed: {exc}"
+                )
+                log.exception(
+                    "device_file_failed",
+                    device=link.name,
+                    udid=udid,
+                    path=f.path,
+                    error=f"{type(exc).__name__}: {exc}",
+                    detail="not imported; retried at the next plug-in",
+                )
+                return
             self._count(result, progress)
             progress.done_files += 1
             self._progress(link, progress)
@@ -488,7 +528,9 @@ class DeviceManager:
             slots.release()
 
     def _unreadable_count(self, udid: str) -> int:
-        return sum(1 for _, asset, _, _ in self.catalog.device_files(udid) if asset is None)
+        return sum(
+            1 for _, _, problem, _ in self.catalog.device_files(udid) if problem == "unreadable"
+        )
 
     @staticmethod
     def _count(result: str, progress: _Import) -> None:

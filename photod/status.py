@@ -128,7 +128,7 @@ def device_report(
             why = (
                 "unreadable: " + FileUnreadable.action
                 if problem == "unreadable"
-                else "not imported yet"
+                else (problem or "not imported yet")
             )
             ok = False
         else:

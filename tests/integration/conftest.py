@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +73,36 @@ def assert_target_holds(root: Path, expected: dict[str, str]) -> None:
 
 
 __all__ = ["Setup", "assert_target_holds", "sha256"]
+
+
+@pytest.fixture
+def small_drive(tmp_path: Path) -> Iterator[Path]:
+    """A real 32 MB ext4 filesystem on a loop device, to fill up."""
+    if shutil.which("mkfs.ext4") is None:
+        pytest.fail("mkfs.ext4 not found: apt-get install e2fsprogs (CI does)")
+    image, mnt = tmp_path / "small.img", tmp_path / "media" / "SMALL"
+    mnt.mkdir(parents=True)
+    with open(image, "wb") as f:
+        f.truncate(32 * 1024 * 1024)
+    subprocess.run(["mkfs.ext4", "-q", "-m", "0", str(image)], check=True, capture_output=True)
+    r = subprocess.run(
+        ["mount", "-o", "loop", str(image), str(mnt)], capture_output=True, text=True
+    )
+    if r.returncode != 0:
+        pytest.fail(f"mount -o loop failed ({r.stderr.strip()}): these tests need root, as in CI")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def fill(drive: Path, leave: int) -> Path:
+    """Fill a filesystem with one file until about ``leave`` bytes are free."""
+    filler = drive / "filler.bin"
+    free = shutil.disk_usage(drive).free
+    with open(filler, "wb") as f:
+        f.truncate(0)
+        f.write(b"\0" * max(0, free - leave))
+        f.flush()
+        os.fsync(f.fileno())
+    return filler

@@ -5,6 +5,7 @@ socket (tests/fakephone.py).  Nothing of photod is mocked."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from tests.conftest import Photod, sha256, target_files, wait_for, write_config
 from tests.fakephone import CameraRoll, FakePhone, FakeUsbmuxd, camera_roll
-from tests.integration.conftest import FAST, assert_target_holds
+from tests.integration.conftest import FAST, assert_target_holds, fill
 
 UDID_A = "00008110-000A1B2C3D4E5F60"
 UDID_B = "00008120-0011223344556677"
@@ -401,3 +402,35 @@ def test_phone_hidden_by_usbmuxd_until_trust_is_reported(
     p.wait_protected(3)
     assert len(p.events("device_untrusted")) == 1
     assert p.stop() == 0
+
+
+def test_full_staging_disk_is_a_clear_event_and_a_retry(
+    phones: PhoneSetup, samples: Path, tmp_path: Path, small_drive: Path
+) -> None:
+    """Staging on a real, nearly full filesystem: the movie that does not fit becomes one
+    clear event, leaves nothing behind, and is imported once space is freed."""
+    roll = camera_roll(tmp_path / "A", samples, photos=3, live=0, big_video=16 * 1024**2)
+    big = next(a for a in roll.files if a.endswith(".MOV"))
+    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
+    staging = phones.home / "state" / "import"
+    staging.mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(small_drive), str(staging)], check=True)
+    try:
+        filler = fill(staging, leave=6 * 1024**2)
+        p = phones.photod().start()
+        phones.mux.plug(phone)
+        failed = p.wait_event("device_import_failed", timeout=60)[0]
+        assert failed["level"] == "warning"
+        assert "No space left" in failed["error"] and "free some space" in failed["detail"]
+        time.sleep(4)  # retried meanwhile (with backoff), and said once
+        assert len(p.events("device_import_failed")) == 1
+        p.wait_protected(3)  # the photos that fit are in
+        assert not [f for f in staging.rglob("*.part")]  # no partial file left
+        assert sha256(roll.path(big)) not in by_hash(phones.lib)
+
+        filler.unlink()  # space is freed: the retry completes
+        p.wait_protected(4, timeout=60)
+        assert sha256(roll.path(big)) in by_hash(phones.lib)
+        assert p.stop() == 0
+    finally:
+        subprocess.run(["umount", str(staging)], capture_output=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import target_files
-from tests.integration.conftest import Setup, assert_target_holds
+from tests.integration.conftest import Setup, assert_target_holds, fill
 
 pytestmark = pytest.mark.integration
 
@@ -191,39 +191,6 @@ def test_exfat_drive_gets_every_file(setup: Setup, samples: Path, exfat_drive: P
     assert "2008/2008-05-30/12_30 what_.jpg" in held
     assert_target_holds(exfat_drive / "photos", held)
     assert 0 == p.stop()
-
-
-@pytest.fixture
-def small_drive(tmp_path: Path) -> Iterator[Path]:
-    """A real 32 MB ext4 filesystem on a loop device, to fill up."""
-    if shutil.which("mkfs.ext4") is None:
-        pytest.fail("mkfs.ext4 not found: apt-get install e2fsprogs (CI does)")
-    image, mnt = tmp_path / "small.img", tmp_path / "media" / "SMALL"
-    mnt.mkdir(parents=True)
-    with open(image, "wb") as f:
-        f.truncate(32 * 1024 * 1024)
-    subprocess.run(["mkfs.ext4", "-q", "-m", "0", str(image)], check=True, capture_output=True)
-    r = subprocess.run(
-        ["mount", "-o", "loop", str(image), str(mnt)], capture_output=True, text=True
-    )
-    if r.returncode != 0:
-        pytest.fail(f"mount -o loop failed ({r.stderr.strip()}): these tests need root, as in CI")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
-
-
-def fill(drive: Path, leave: int) -> Path:
-    """Fill a filesystem with one file until about ``leave`` bytes are free."""
-    filler = drive / "filler.bin"
-    free = shutil.disk_usage(drive).free
-    with open(filler, "wb") as f:
-        f.truncate(0)
-        f.write(b"\0" * max(0, free - leave))
-        f.flush()
-        os.fsync(f.fileno())
-    return filler
 
 
 def test_full_drive_waits_then_completes(setup: Setup, samples: Path, small_drive: Path) -> None:
