@@ -271,7 +271,7 @@ class DeviceManager:
         try:
             while True:
                 try:
-                    link = await PhoneLink.open(udid, self.pair_dir, source.timeout)
+                    link = await PhoneLink.connect(udid, self.pair_dir, source.timeout)
                     if not announced:
                         self._records[udid] = replace(
                             self._records[udid], name=link.name, model=link.model, ios=link.ios
@@ -286,6 +286,18 @@ class DeviceManager:
                             source=source.name,
                         )
                         announced = True
+                    if not link.paired:
+
+                        def waiting() -> None:
+                            nonlocal told
+                            if told != DeviceUntrusted.state:
+                                self._problem(udid, DeviceUntrusted(), log.info)
+                                told = DeviceUntrusted.state
+
+                        await link.pair(waiting)
+                        self._records[udid] = replace(
+                            self._records[udid], name=link.name, ios=link.ios
+                        )
                     await link.start_files()
                     if not self.targets_ready():
                         raise _NoTarget()
@@ -443,11 +455,19 @@ class DeviceManager:
             duration=round(time.monotonic() - progress.started, 3),
         )
         unread = await asyncio.to_thread(self._unreadable_count, udid)
-        detail = (
-            f"{unread} file(s) on the phone but not imported: {FileUnreadable.action}"
-            if unread
-            else "everything on the phone is imported"
+        detail = "; ".join(
+            part
+            for part in (
+                f"{unread} file(s) on the phone but not imported: {FileUnreadable.action}"
+                if unread
+                else "",
+                f"{progress.failed} file(s) failed, retried at the next plug-in"
+                if progress.failed
+                else "",
+            )
+            if part
         )
+        detail = detail or "everything on the phone is imported"
         self._set(udid, "imported", detail, **counts)
 
     async def _import_group(

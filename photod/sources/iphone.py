@@ -33,6 +33,7 @@ from photod.errors import (
 
 READ_SIZE = 4 * 1024 * 1024  # AFC's largest read request
 STAT_BATCH = 128  # stats in flight at once: AFC answers them in order, one round trip
+TRUST_WAIT = 60.0  # seconds one pairing request waits for the Trust dialog's answer
 T = TypeVar("T")
 
 # The link is gone: usbmuxd closed, the phone was unplugged, a socket broke.
@@ -128,29 +129,41 @@ class PhoneLink:
         self.ios = str(values.get("ProductVersion") or "")
 
     @classmethod
-    async def open(cls, udid: str, pair_dir: Path, timeout: float) -> PhoneLink:
-        """Connect to lockdownd; pair when this computer is not trusted yet.  Pairing is
-        one request (no waiting loop): while the Trust dialog is open it raises
-        ``DeviceUntrusted`` and the caller asks again later."""
+    async def connect(cls, udid: str, pair_dir: Path, timeout: float) -> PhoneLink:
+        """Connect to lockdownd (name, model and iOS are known from here on).  A phone
+        that does not trust this computer yet has no session: ``pair()`` next."""
 
         async def connect() -> LockdownClient:
-            # autopair=False: the library's own pairing polls forever while the dialog
-            # is open, which a daemon must not do.
+            # autopair=False: the library's own pairing waits forever for the Trust
+            # dialog; pair() below waits in bounded steps and says why it waits.
             return await create_using_usbmux(
                 serial=udid, autopair=False, pairing_records_cache_folder=pair_dir
             )
 
-        lockdown = await _bounded(connect(), timeout, "connect to lockdownd")
+        return cls(udid, await _bounded(connect(), timeout, "connect to lockdownd"), timeout)
+
+    @property
+    def paired(self) -> bool:
+        return bool(self.lockdown.paired)
+
+    async def pair(self, waiting: Callable[[], None]) -> None:
+        """Pair with a phone that does not trust this computer.  When its Trust dialog
+        is open, ``waiting()`` is called and the same request is repeated every second
+        (as pymobiledevice3 does) for up to TRUST_WAIT seconds; then DeviceUntrusted."""
+        if self.lockdown.paired:
+            return
         try:
-            if not lockdown.paired:
-                await _bounded(lockdown.pair(timeout=0), timeout, "pair")
-                if not await _bounded(lockdown.validate_pairing(), timeout, "start a session"):
-                    raise DeviceUntrusted("the phone did not accept the new pairing")
-            return cls(udid, lockdown, timeout)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await lockdown.close()
-            raise
+            await _bounded(self.lockdown.pair(timeout=0), self.timeout, "pair")
+        except DeviceUntrusted:
+            waiting()
+            await _bounded(
+                self.lockdown.pair(timeout=TRUST_WAIT), TRUST_WAIT + self.timeout, "Trust"
+            )
+        if not await _bounded(self.lockdown.validate_pairing(), self.timeout, "start a session"):
+            raise DeviceUntrusted("the phone did not accept the new pairing")
+        values = self.lockdown.all_values  # complete now that a session is open
+        self.name = str(values.get("DeviceName") or self.name)
+        self.ios = str(values.get("ProductVersion") or self.ios)
 
     async def start_files(self) -> None:
         """Start AFC (the phone's media file service).  Refused while it is locked."""
