@@ -24,7 +24,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         inbox, library = configmod.write_default(path)
         print(
             f"photod: no config found; wrote a default one to {path}\n"
-            f"photod: drop photos into {inbox}; they are copied to {library}",
+            f"photod: drop photos into {inbox}, or plug in an iPhone; they are copied to "
+            f"{library}",
             file=sys.stderr,
         )
     cfg = configmod.load(path)

@@ -399,8 +399,8 @@ DEFAULT_CONFIG = """\
 # photod configuration, written by `photod run` because no config existed.
 # Every key is documented in etc/photod.example.toml of the photod source.
 #
-# Drop photos and videos into the inbox folder: photod copies every original, byte for
-# byte, to each target below and verifies every copy.
+# Drop photos and videos into the inbox folder, or plug in an iPhone: photod copies
+# every original, byte for byte, to each target below and verifies every copy.
 
 [policy]
 # The 3-2-1 rule is the goal: copies = 3, media = 2, offsite = 1.  With only the one
@@ -414,6 +414,13 @@ offsite = 0
 name = "inbox"
 type = "folder"
 path = "{inbox}"
+
+[[sources]]
+# Plug in an iPhone and every photo and video on it that photod has not seen is
+# imported.  Needs usbmuxd: built into macOS; `sudo apt install usbmuxd` on
+# Debian/Ubuntu.  The first time, unlock the phone and tap Trust.
+name = "iphone"
+type = "iphone"
 
 [[targets]]
 name = "library"

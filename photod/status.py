@@ -259,7 +259,7 @@ def render(s: dict[str, Any]) -> str:
     mux = s["usbmuxd"]
     if mux is not None and not mux["installed"]:
         lines.append(
-            "Warning  usbmuxd is not installed, so photod cannot see iPhones: "
+            "Phones   usbmuxd is not installed, so photod cannot see iPhones: "
             "sudo apt install usbmuxd (Debian/Ubuntu), then plug the phone in"
         )
     elif mux is not None and not mux["running"]:

@@ -214,6 +214,11 @@ def test_first_run_writes_default_config(tmp_path: Path, photod_factory) -> None
     (inbox / "first.jpg").write_bytes(data)
     wait_for(lambda: len(target_files(library)) == 1, 20, "the first photo in the library")
     assert 0 == p.cli("config", "check", config=False).returncode
+    # The default config also imports iPhones; with no usbmuxd here it says so, once.
+    assert 'type = "iphone"' in written.read_text()
+    if "USBMUXD_SOCKET_ADDRESS" not in p.env and not Path("/var/run/usbmuxd").exists():
+        waiting = p.wait_event("usbmuxd_waiting")
+        assert len(waiting) == 1 and "usbmuxd" in waiting[0]["detail"]
     assert 0 == p.stop()
 
 
