@@ -135,9 +135,14 @@ class DeviceManager:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self._main = self.loop.create_task(self._watch())
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             self.loop.run_until_complete(self._main)
-        self.loop.close()
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # a bug: say so; `alive()` turns false for the watchdog
+            log.exception("device_watcher_failed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self.loop.close()
 
     async def _watch(self) -> None:
         from photod.sources import iphone  # pymobiledevice3 loads only when a phone source exists
