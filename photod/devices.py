@@ -190,18 +190,7 @@ class DeviceManager:
                 if serial in self._visible or serial in told or source is None:
                     continue
                 told.add(serial)
-                record = {d.udid: d for d in self.catalog.devices()}.get(udid)
-                self._records[udid] = DeviceRecord(
-                    udid,
-                    source.name,
-                    record.name if record else product,
-                    record.model if record else "",
-                    record.ios if record else "",
-                    "attached",
-                    "",
-                    now_iso(),
-                    last_import=record.last_import if record else {},
-                )
+                self._begin(udid, source, product)
                 self._problem(udid, DeviceUntrusted(), log.info)
             for serial in list(told):
                 if serial in self._visible:
@@ -211,15 +200,13 @@ class DeviceManager:
                     self._set(usb.dashed(serial), "detached", "unplugged before Trust")
 
     def _source_for(self, udid: str) -> IPhoneSource | None:
-        from photod.sources.iphone import normal_udid
-
         for source in self.sources:
-            if not source.udids or normal_udid(udid) in {normal_udid(u) for u in source.udids}:
+            if not source.udids or usb.normal(udid) in {usb.normal(u) for u in source.udids}:
                 return source
         return None
 
     def _attached(self, udid: str) -> None:
-        self._visible.add(udid.replace("-", "").upper())
+        self._visible.add(usb.normal(udid))
         source = self._source_for(udid)
         if source is None:
             log.info("device_ignored", udid=udid, detail="not in any iphone source's udids")
@@ -230,13 +217,28 @@ class DeviceManager:
         self._sessions[udid] = self.loop.create_task(self._session(udid, source))
 
     def _detached(self, udid: str) -> None:
-        self._visible.discard(udid.replace("-", "").upper())
+        self._visible.discard(usb.normal(udid))
         task = self._sessions.pop(udid, None)
         if task is not None:
             task.cancel()
             self._ending[udid] = task
 
     # -- state, as events and as rows for `photod status` -------------------------------
+
+    def _begin(self, udid: str, source: IPhoneSource, name: str = "") -> None:
+        """A phone's record at attach: what the catalog knew of it, state 'attached'."""
+        old = next((d for d in self.catalog.devices() if d.udid == udid), None)
+        self._records[udid] = DeviceRecord(
+            udid,
+            source.name,
+            old.name if old else name,
+            old.model if old else "",
+            old.ios if old else "",
+            "attached",
+            "",
+            now_iso(),
+            last_import=old.last_import if old else {},
+        )
 
     def _set(self, udid: str, state: str, detail: str = "", **last: Any) -> None:
         record = self._records[udid]
@@ -255,18 +257,7 @@ class DeviceManager:
         ending = self._ending.pop(udid, None)
         if ending is not None:  # a quick unplug and replug: let the last session finish
             await asyncio.gather(ending, return_exceptions=True)
-        old = {d.udid: d for d in self.catalog.devices()}.get(udid)
-        self._records[udid] = DeviceRecord(
-            udid,
-            source.name,
-            old.name if old else "",
-            old.model if old else "",
-            old.ios if old else "",
-            "attached",
-            "",
-            now_iso(),
-            last_import=old.last_import if old else {},
-        )
+        self._begin(udid, source)
         self.catalog.save_device(self._records[udid])
         announced = False
         told: str | None = None  # the problem already logged, so a retry loop logs it once
@@ -438,7 +429,7 @@ class DeviceManager:
                 await self._import_group(link, source, list(group), stills, progress)
             except BaseExceptionGroup as group_error:
                 raise _leaf(group_error) from None
-        await asyncio.to_thread(self._tidy, source.name, udid)
+        await asyncio.to_thread(self._tidy, source.name, udid, {f.path for f in listing})
         rate, _ = progress.eta()
         counts = {
             "on_phone": len(listing),
@@ -459,7 +450,8 @@ class DeviceManager:
             rate=round(rate),
             duration=round(time.monotonic() - progress.started, 3),
         )
-        unread = await asyncio.to_thread(self._unreadable_count, udid)
+        # Every file left unreadable before was tried again in this import.
+        unread = progress.unreadable
         detail = "; ".join(
             part
             for part in (
@@ -551,11 +543,6 @@ class DeviceManager:
             self._progress(link, progress)
         finally:
             slots.release()
-
-    def _unreadable_count(self, udid: str) -> int:
-        return sum(
-            1 for _, _, problem, _ in self.catalog.device_files(udid) if problem == "unreadable"
-        )
 
     @staticmethod
     def _count(result: str, progress: _Import) -> None:
@@ -680,13 +667,12 @@ class DeviceManager:
                 staged.unlink()
         return result
 
-    def _tidy(self, source: str, udid: str) -> None:
+    def _tidy(self, source: str, udid: str, on_phone: set[str]) -> None:
         """Remove staging files that are no longer needed: copies already on a target,
         and partial files of files no longer on the phone."""
         top = self.roots[source] / udid
         if not top.is_dir():
             return
-        on_phone = {f.path for f, _, _, _ in self.catalog.device_files(udid)}
         for folder, _, names in os.walk(top):
             for name in names:
                 path = Path(folder) / name

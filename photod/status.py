@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from photod import policy
+from photod import policy, usb
 from photod.catalog import Catalog, DeviceRecord
 from photod.config import Config, FolderSource
 from photod.daemon import CATALOG_NAME, running_pid
@@ -165,7 +165,7 @@ def device_report(
 
 def find_device(report: dict[str, Any], name: str) -> dict[str, Any] | None:
     for d in report["devices"]:
-        if name in (d["name"], d["udid"]) or d["udid"].replace("-", "") == name.replace("-", ""):
+        if name == d["name"] or usb.normal(d["udid"]) == usb.normal(name):
             return dict(d)
     return None
 

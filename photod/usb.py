@@ -40,11 +40,16 @@ def apple_phones(root: Path = SYSFS) -> dict[str, str]:
             continue
         serial = _read(entry / "serial")
         if vendor == APPLE and product in MOBILE_PRODUCTS and serial:
-            found[serial.replace("-", "").upper()] = _read(entry / "product") or "iPhone"
+            found[normal(serial)] = _read(entry / "product") or "iPhone"
     return found
+
+
+def normal(udid: str) -> str:
+    """A UDID as photod compares them: no dash, upper case (usbmuxd may drop the dash)."""
+    return udid.replace("-", "").upper()
 
 
 def dashed(serial: str) -> str:
     """A 24-digit UDID as usbmuxd and Finder write it: 8 digits, a dash, 16."""
-    s = serial.replace("-", "").upper()
+    s = normal(serial)
     return f"{s[:8]}-{s[8:]}" if len(s) == 24 else s

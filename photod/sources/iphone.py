@@ -50,10 +50,6 @@ _GONE = (
 )
 
 
-def normal_udid(udid: str) -> str:
-    return udid.replace("-", "").upper()
-
-
 @dataclass(frozen=True)
 class PhoneFile:
     path: str  # AFC path, /DCIM/100APPLE/IMG_0001.HEIC
