@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from photod.errors import PhotodError
-from photod.models import Asset, Kind, Probe, Replica, VerifyMethod
+from photod.models import Asset, Kind, ManifestEntry, Probe, Replica, VerifyMethod
 
 # The targets with a verified replica of an asset, sorted, NUL-separated ('' for none).
 _HELD = (
@@ -399,16 +399,17 @@ class Catalog:
                 ).fetchone()[0]
             )
 
-    def verified_on(self, target: str) -> Iterator[tuple[str, str]]:
-        """(sha256, relpath) of every verified replica on a target, in path order."""
+    def verified_on(self, target: str) -> Iterator[ManifestEntry]:
+        """Every verified replica on a target, in path order, as its manifest has it."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT asset, relpath FROM replicas WHERE target=? AND "
-                "state='verified' ORDER BY relpath",
+                "SELECT r.asset, r.relpath, a.size, a.captured_at FROM replicas r"
+                " JOIN assets a ON a.sha256=r.asset WHERE r.target=? AND"
+                " r.state='verified' ORDER BY r.relpath",
                 (target,),
             ).fetchall()
         for r in rows:
-            yield r[0], r[1]
+            yield ManifestEntry(r[0], r[1], r[2], r[3])
 
     def verified_count(self, target: str) -> int:
         with self._lock:

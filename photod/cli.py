@@ -29,11 +29,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     cfg = configmod.load(path)
+    configmod.check_secrets(cfg)
     return Daemon(cfg, once=args.once).run()
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     cfg = configmod.load(_config_path(args))
+    configmod.check_secrets(cfg)
     print(f"ok: {cfg.path}: {len(cfg.sources)} source(s), {len(cfg.targets)} target(s)")
     return 0
 
@@ -71,6 +73,29 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from photod.targets.crypt import keygen
+
+    out = Path(args.output).expanduser()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        recipient = keygen(out)
+    except FileExistsError:
+        print(f"photod: {out} exists; photod never overwrites a key", file=sys.stderr)
+        return 73  # EX_CANTCREAT
+    except OSError as exc:
+        print(f"photod: cannot write {out}: {exc.strerror}", file=sys.stderr)
+        return 73
+    print(f"wrote the age identity {out} (readable only by you)")
+    print(f"public key (recipient): {recipient}")
+    print(
+        "\nWARNING: without this file, encrypted copies can never be read again, by you or\n"
+        "anyone.  Keep a copy offline now: print it, or store it in a password manager.\n"
+        f'To use it, add to photod.toml:\n\n[encryption]\nidentity = "{out}"\n',
+    )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="photod", description="Photo backup daemon: 3 copies, 2 media, 1 offsite."
@@ -100,6 +125,10 @@ def parser() -> argparse.ArgumentParser:
         help="one phone (name or UDID): what on it is protected and safe to delete",
     )
     status.set_defaults(func=cmd_status)
+
+    keygen = sub.add_parser("keygen", help="make an age identity for encrypted targets")
+    keygen.add_argument("--output", required=True, metavar="FILE", help="where to write it")
+    keygen.set_defaults(func=cmd_keygen)
 
     logs = sub.add_parser("logs", help="the event log as a readable timeline")
     logs.add_argument("--failures", action="store_true", help="only warnings and errors")

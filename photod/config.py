@@ -132,8 +132,61 @@ class IPhoneSource(_Strict):
 Source = Annotated[FolderSource | IPhoneSource, Field(discriminator="type")]
 
 
-class LocalTarget(_Strict):
+def parse_rate(value: Any) -> int:
+    """'5MiB/s', '500 KB/s' -> bytes per second."""
+    text = str(value).strip()
+    if isinstance(value, str) and text.lower().endswith("/s"):
+        text = text[:-2]
+    try:
+        rate = parse_size(text if isinstance(value, str) else value)
+    except ValueError:
+        rate = 0
+    if rate <= 0:
+        raise ValueError(f"is {value!r}; allowed: a rate like '5MiB/s', '500KB/s' (above 0)")
+    return rate
+
+
+def parse_window(value: Any) -> tuple[int, int]:
+    """'01:00-06:00' -> minutes after midnight (start, end); may wrap past midnight."""
+    m = re.fullmatch(r"\s*(\d\d):(\d\d)\s*-\s*(\d\d):(\d\d)\s*", str(value))
+    if m:
+        h1, m1, h2, m2 = (int(g) for g in m.groups())
+        if h1 < 24 and h2 < 24 and m1 < 60 and m2 < 60 and (h1, m1) != (h2, m2):
+            return h1 * 60 + m1, h2 * 60 + m2
+    raise ValueError(
+        f"is {value!r}; allowed: local hours 'HH:MM-HH:MM' like '01:00-06:00' "
+        "(may wrap past midnight, '22:00-06:00')"
+    )
+
+
+Rate = Annotated[int, BeforeValidator(parse_rate)]
+Window = Annotated[tuple[int, int], BeforeValidator(parse_window)]
+# age's X25519 recipient: "age1" and 58 bech32 characters.
+RECIPIENT_PATTERN = r"^age1[02-9ac-hj-np-z]{58}$"
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+REMOTE_PATTERN = r"^[A-Za-z0-9_.][A-Za-z0-9_. -]*:.*$"
+
+
+class _Target(_Strict):
+    """What every target kind takes."""
+
     name: Name
+    # Encrypt every object with age ([encryption] names the keys); names and listing
+    # show nothing of the photos.
+    encrypt: bool = Field(False, strict=True)
+    bandwidth_limit: Rate | None = None  # uploads to this target, bytes per second
+    window: Window | None = None  # copy only in these local hours
+    on_battery: bool = Field(True, strict=True)  # false: pause while on battery
+
+    def info(self) -> TargetInfo:
+        return TargetInfo(self.name, self.media, self.offsite)  # type: ignore[attr-defined]
+
+    @property
+    def where(self) -> str:
+        raise NotImplementedError
+
+
+class LocalTarget(_Target):
     type: Literal["local"]
     path: Path
     media: Media = Media.INTERNAL
@@ -143,12 +196,57 @@ class LocalTarget(_Strict):
     )  # None: create the folder only for internal targets
     reserve: Size = 64 * 1024**2  # free space always left on the target
 
-    def info(self) -> TargetInfo:
-        return TargetInfo(self.name, self.media, self.offsite)
-
     @property
     def creates_root(self) -> bool:
         return self.media is Media.INTERNAL if self.create is None else self.create
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+
+class S3Target(_Target):
+    type: Literal["s3"]
+    bucket: Annotated[str, Field(pattern=BUCKET_PATTERN)]
+    prefix: str = ""  # objects go under this prefix ("photos/" or "")
+    endpoint: str | None = None  # https://s3.example.com; none for AWS itself
+    region: str | None = None
+    profile: str | None = None  # a profile of the shared AWS credentials file
+    credentials_file: Path | None = None  # an AWS-style credentials file, mode 600
+    part_size: Size = 16 * 1024**2  # larger files go up in parts of this size
+    transfers: int = Field(4, ge=1, le=32, strict=True)  # files uploaded at once
+    media: Media = Media.CLOUD
+    offsite: bool = Field(True, strict=True)
+
+    @property
+    def where(self) -> str:
+        where = f"s3://{self.bucket}/{self.prefix}"
+        return f"{where} at {self.endpoint}" if self.endpoint else where
+
+
+class RcloneTarget(_Target):
+    type: Literal["rclone"]
+    remote: Annotated[str, Field(pattern=REMOTE_PATTERN)]  # "name:path" of an rclone remote
+    # The remote's settings inline ({type = "sftp", host = ...}) instead of in the
+    # user's rclone.conf; photod writes them to a private rclone.conf of its own.
+    rclone_config: dict[str, str] | None = None
+    config_file: Path | None = None  # an rclone.conf other than rclone's default
+    transfers: int = Field(4, ge=1, le=32, strict=True)  # files uploaded at once
+    media: Media = Media.CLOUD
+    offsite: bool = Field(True, strict=True)
+
+    @property
+    def where(self) -> str:
+        return self.remote
+
+
+Target = Annotated[LocalTarget | S3Target | RcloneTarget, Field(discriminator="type")]
+
+
+class EncryptionConfig(_Strict):
+    identity: Path | None = None  # the age identity (`photod keygen` writes one), mode 600
+    # More age recipients every encrypted object is also sealed to (a key kept offline).
+    recipients: list[Annotated[str, Field(pattern=RECIPIENT_PATTERN)]] = Field(default_factory=list)
 
 
 class DaemonConfig(_Strict):
@@ -177,7 +275,8 @@ class IngestConfig(_Strict):
 class Config(_Strict):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     sources: list[Source] = Field(default_factory=list)
-    targets: list[LocalTarget] = Field(default_factory=list)
+    targets: list[Target] = Field(default_factory=list)
+    encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
 
@@ -208,6 +307,10 @@ class Config(_Strict):
             for s in self.sources
         }
 
+    @property
+    def locals(self) -> list[LocalTarget]:
+        return [t for t in self.targets if isinstance(t, LocalTarget)]
+
     def target_infos(self) -> dict[str, TargetInfo]:
         return {t.name: t.info() for t in self.targets}
 
@@ -222,12 +325,18 @@ def default_config_path() -> Path:
 
 
 SOURCE_TYPES = ("folder", "iphone")
+TARGET_TYPES = ("local", "s3", "rclone")
+_PATTERNS = {
+    RECIPIENT_PATTERN: "an age recipient, 'age1' and 58 more characters (`photod keygen` prints one)",
+    BUCKET_PATTERN: "a bucket name: 3-63 lowercase letters, digits, '.' and '-'",
+    REMOTE_PATTERN: "an rclone remote 'name:path', e.g. 'b2:my-photos' (`rclone listremotes`)",
+}
 
 
 def _keypath(loc: tuple[int | str, ...]) -> str:
     out = ""
     for i, part in enumerate(loc):
-        if part in SOURCE_TYPES and i and isinstance(loc[i - 1], int):
+        if part in (*SOURCE_TYPES, *TARGET_TYPES) and i and isinstance(loc[i - 1], int):
             continue  # pydantic names the union member taken; the file has no such key
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
@@ -242,16 +351,19 @@ def _message(err: Any) -> str:
             f"is {err['input']!r}; allowed: an iPhone UDID, 40 hex digits or "
             "8 and 16 hex digits with a dash (Finder or `idevice_id -l` shows it)"
         )
+    if err["type"] == "string_pattern_mismatch" and err["ctx"]["pattern"] in _PATTERNS:
+        return f"is {err['input']!r}; allowed: {_PATTERNS[err['ctx']['pattern']]}"
     if err["type"] == "string_pattern_mismatch":
         return f"is {err['input']!r}; allowed: letters, digits, '.', '_' and '-', up to 64, starting with a letter or digit"
+    is_target = bool(err["loc"]) and err["loc"][0] == "targets"
+    kinds = TARGET_TYPES if is_target else SOURCE_TYPES
+    what = "target" if is_target else "source"
     if err["type"] == "union_tag_invalid":
-        return f"source type {err['ctx']['tag']!r} is not known; allowed: " + ", ".join(
-            repr(t) for t in SOURCE_TYPES
+        return f"{what} type {err['ctx']['tag']!r} is not known; allowed: " + ", ".join(
+            repr(t) for t in kinds
         )
     if err["type"] == "union_tag_not_found":
-        return "required key 'type' is missing; allowed: " + ", ".join(
-            repr(t) for t in SOURCE_TYPES
-        )
+        return "required key 'type' is missing; allowed: " + ", ".join(repr(t) for t in kinds)
     if (
         err["type"].startswith(
             (
@@ -278,6 +390,55 @@ def _resolve(path: Path, base: Path) -> Path:
     return path if path.is_absolute() else (base / path)
 
 
+def _resolve_target(t: LocalTarget | S3Target | RcloneTarget, base: Path) -> Any:
+    keys = ("path", "credentials_file", "config_file")
+    return t.model_copy(
+        update={
+            k: _resolve(v, base)
+            for k in keys
+            if k in type(t).model_fields and (v := getattr(t, k)) is not None
+        }
+    )
+
+
+def secret_files(cfg: Config) -> list[tuple[str, Path]]:
+    """(key path, file) of every file that holds a secret: the age identity and the
+    credentials files."""
+    files: list[tuple[str, Path]] = []
+    if cfg.encryption.identity is not None:
+        files.append(("encryption.identity", cfg.encryption.identity))
+    for i, t in enumerate(cfg.targets):
+        if isinstance(t, S3Target) and t.credentials_file is not None:
+            files.append((f"targets[{i}].credentials_file", t.credentials_file))
+        if isinstance(t, RcloneTarget) and t.config_file is not None:
+            files.append((f"targets[{i}].config_file", t.config_file))
+    return files
+
+
+def check_secrets(cfg: Config) -> None:
+    """Refuse secrets others can read, as ssh does with private keys: a key readable
+    by the group or everyone has to be assumed copied."""
+    where = str(cfg.path)
+    problems = []
+    for key, path in secret_files(cfg):
+        try:
+            mode = path.stat().st_mode & 0o777
+        except FileNotFoundError:
+            hint = " (create it with `photod keygen --output FILE`)" if "identity" in key else ""
+            problems.append(f"{where}: {key}: {path} does not exist{hint}")
+            continue
+        except OSError as exc:
+            problems.append(f"{where}: {key}: cannot read {path}: {exc.strerror}")
+            continue
+        if mode & 0o077:
+            problems.append(
+                f"{where}: {key}: {path} is readable by others (mode {mode:03o}); "
+                f"allowed: only its owner, run `chmod 600 {path}`"
+            )
+    if problems:
+        raise ConfigError(problems)
+
+
 def _cross_checks(cfg: Config) -> list[str]:
     """Rules that span keys: unique names, no target inside a watch folder, a policy
     the targets can meet, a layout that renders."""
@@ -296,6 +457,8 @@ def _cross_checks(cfg: Config) -> list[str]:
                 )
             seen.setdefault(name, i)
     for ti, target in enumerate(cfg.targets):
+        if not isinstance(target, LocalTarget):
+            continue
         for si, source in enumerate(cfg.sources):
             if not isinstance(source, FolderSource):
                 continue
@@ -311,13 +474,21 @@ def _cross_checks(cfg: Config) -> list[str]:
                     f"targets[{ti}].path ({target.path}); keep watch folders outside targets"
                 )
         for tj in range(ti):
-            other = cfg.targets[tj].path.resolve()
-            t = target.path.resolve()
+            earlier = cfg.targets[tj]
+            if not isinstance(earlier, LocalTarget):
+                continue
+            other, t = earlier.path.resolve(), target.path.resolve()
             if t == other or other in t.parents or t in other.parents:
                 problems.append(
                     f"targets[{ti}].path: {target.path} overlaps targets[{tj}].path "
-                    f"({cfg.targets[tj].path}); each target needs its own folder"
+                    f"({earlier.path}); each target needs its own folder"
                 )
+    encrypted = [i for i, t in enumerate(cfg.targets) if t.encrypt]
+    if encrypted and cfg.encryption.identity is None:
+        problems.append(
+            f"targets[{encrypted[0]}].encrypt: needs [encryption] identity = FILE; "
+            "create one with `photod keygen --output FILE`"
+        )
     for why in policy.achievable(cfg.policy.rule(), [t.info() for t in cfg.targets]):
         problems.append(f"policy: {why}; add targets or lower the policy")
     try:
@@ -363,7 +534,12 @@ def parse(text: str, path: Path) -> Config:
                 else s
                 for s in cfg.sources
             ],
-            "targets": [t.model_copy(update={"path": _resolve(t.path, base)}) for t in cfg.targets],
+            "targets": [_resolve_target(t, base) for t in cfg.targets],
+            "encryption": cfg.encryption.model_copy(
+                update={
+                    "identity": cfg.encryption.identity and _resolve(cfg.encryption.identity, base)
+                }
+            ),
             "daemon": cfg.daemon.model_copy(
                 update={
                     k: _resolve(v, base)

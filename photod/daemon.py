@@ -93,6 +93,7 @@ def _reloaded(old: Config) -> Config:
     the process lives: moving them needs a restart."""
     assert old.path is not None
     new = configmod.load(old.path)
+    configmod.check_secrets(new)
     moved = [
         f"{old.path}: daemon.{key}: changed from {a} to {b}; restart photod to move it"
         for key, a, b in (
@@ -195,10 +196,24 @@ class Daemon:
         pipeline.start(watch=False)
         log.info("backup_started", config=str(cfg.path))
         started = time.monotonic()
+        # Uploads to remote targets start while files are still being ingested, as in
+        # the daemon, where each new asset wakes the upload job.
+        ingesting = threading.Event()
+        ingesting.set()
+
+        def upload_meanwhile() -> None:
+            while ingesting.is_set() and not self._stop:
+                pipeline.upload_pending()
+                time.sleep(0.2)
+
+        uploader = threading.Thread(target=upload_meanwhile, name="upload", daemon=True)
+        uploader.start()
         pipeline.reconcile()
         while pipeline.busy() and not self._stop:
             pipeline.settle_tick()
             time.sleep(0.05)
+        ingesting.clear()
+        uploader.join()
         if not self._stop:
             pipeline.retry_pending()
         pipeline.stop()

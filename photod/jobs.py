@@ -46,10 +46,17 @@ def start(pipeline: Pipeline, cfg: Config) -> BackgroundScheduler:
         _guarded(pipeline.probe_targets), "interval", seconds=TARGET_PROBE, id="probe"
     )
     scheduler.add_job(
-        _guarded(pipeline.retry_pending),
+        _guarded(pipeline.retry_local),
         "interval",
         seconds=cfg.daemon.retry_interval,
         id="retry",
+        next_run_time=now,
+    )
+    scheduler.add_job(
+        _guarded(pipeline.upload_pending),
+        "interval",
+        seconds=cfg.daemon.retry_interval,
+        id="upload",
         next_run_time=now,
     )
     scheduler.add_job(

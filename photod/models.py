@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 
 class Kind(enum.StrEnum):
@@ -24,6 +25,7 @@ class Media(enum.StrEnum):
 class VerifyMethod(enum.StrEnum):
     READBACK = "readback"  # bytes read back from the target after fsync and hashed
     EXISTING = "existing"  # a file already on the target was hashed and matched
+    SERVER = "server"  # the server checked each request's Content-MD5 before storing it
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +87,12 @@ class Replica:
     size: int
     verified_at: str
     method: VerifyMethod
+
+
+class ManifestEntry(NamedTuple):
+    """One verified object as a target's manifest (or encrypted index) records it."""
+
+    sha256: str
+    key: str
+    size: int = -1
+    captured_at: str = ""

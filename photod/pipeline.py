@@ -12,23 +12,68 @@ from pathlib import Path
 
 from photod.catalog import Catalog
 from photod.config import Config
+from photod.config import LocalTarget as LocalTargetConfig
+from photod.config import S3Target as S3TargetConfig
+from photod.config import Target as TargetConfig
 from photod.devices import DeviceManager
-from photod.errors import SourceChanged, Stopping
+from photod.errors import PhotodError, SourceChanged, Stopping
 from photod.ingest import Ingestor, Settler
 from photod.logs import log
 from photod.models import Media
 from photod.replicate import Replicator, TargetState
 from photod.sources.folder import FolderWatcher
+from photod.targets.base import Target
+from photod.targets.crypt import CryptTarget, Keys
 from photod.targets.local import LocalTarget
+from photod.targets.rclone import RcloneTarget
+from photod.targets.s3 import S3Target
+from photod.throttle import TokenBucket
 
 
-def build_targets(cfg: Config) -> dict[str, TargetState]:
+def _target(cfg: Config, t: TargetConfig, keys: Keys | None) -> Target:
+    """One configured target, wrapped in encryption when it asks for it."""
+    inner: Target
+    if isinstance(t, LocalTargetConfig):
+        inner = LocalTarget(
+            t.name, t.path, t.creates_root, t.reserve, relocatable=t.media is not Media.INTERNAL
+        )
+    elif isinstance(t, S3TargetConfig):
+        inner = S3Target(
+            t.name, t.bucket, t.prefix, t.endpoint, t.region, t.profile, t.credentials_file,
+            t.part_size,
+        )  # fmt: skip
+    else:
+        conf = t.config_file
+        if t.rclone_config is not None:
+            conf = RcloneTarget.write_inline_config(
+                cfg.state_dir / "rclone" / f"{t.name}.conf", t.remote, t.rclone_config
+            )
+        inner = RcloneTarget(t.name, t.remote, conf)
+    if t.encrypt:
+        assert keys is not None  # the config requires [encryption] identity
+        return CryptTarget(inner, keys)
+    return inner
+
+
+def build_targets(cfg: Config, stop: threading.Event | None = None) -> dict[str, TargetState]:
+    keys = None
+    if any(t.encrypt for t in cfg.targets) and cfg.encryption.identity is not None:
+        try:
+            keys = Keys(cfg.encryption.identity, cfg.encryption.recipients)
+        except OSError as exc:
+            raise PhotodError(
+                f"cannot read the age identity {cfg.encryption.identity}: {exc}"
+            ) from exc
+    stop = stop or threading.Event()
     return {
         t.name: TargetState(
-            LocalTarget(
-                t.name, t.path, t.creates_root, t.reserve, relocatable=t.media is not Media.INTERNAL
-            ),
+            _target(cfg, t, keys),
             t.info(),
+            queued=not isinstance(t, LocalTargetConfig),
+            transfers=1 if isinstance(t, LocalTargetConfig) else t.transfers,
+            bucket=TokenBucket(t.bandwidth_limit, stop) if t.bandwidth_limit else None,
+            window=t.window,
+            on_battery=t.on_battery,
         )
         for t in cfg.targets
     }
@@ -39,7 +84,7 @@ class Pipeline:
         self.cfg = cfg
         self.catalog = catalog
         self.stop_event = threading.Event()
-        self.targets = build_targets(cfg)
+        self.targets = build_targets(cfg, self.stop_event)
         roots = cfg.source_roots()
         self.replicator = Replicator(
             catalog,
@@ -50,6 +95,7 @@ class Pipeline:
             cfg.daemon.retry_interval,
             cfg.daemon.retry_max,
         )
+        self.replicator.on_new = lambda: self.wake("upload")
         self.ingestor = Ingestor(cfg, catalog, self.replicator)
         self.settler = Settler(cfg.ingest.settle)
         self.watchers = {
@@ -88,6 +134,11 @@ class Pipeline:
             watcher.stop()
         self.workers.shutdown(wait=True, cancel_futures=True)
         self.replicator.close()
+        for state in self.targets.values():
+            try:
+                state.target.close()  # writes what the manifests still buffer
+            except PhotodError as exc:
+                log.warning("target_close_failed", target=state.target.name, error=str(exc))
 
     def alive(self) -> bool:
         devices_ok = self.devices is None or not self.watching or self.devices.alive()
@@ -191,11 +242,22 @@ class Pipeline:
             was = state.available
             if self.replicator.refresh(name) and not was:
                 came_back = True
+        self.replicator.flush()
         if came_back:
             self.wake("retry")
+            self.wake("upload")
 
-    def retry_pending(self) -> None:
+    def retry_pending(self, queued: bool | None = None) -> None:
+        """Catch up every available target (only the local ones, or only the remote
+        ones, when ``queued`` says which)."""
         for name in self.replicator.available():
             if self.stop_event.is_set():
                 return
-            self.replicator.replicate_pending(name)
+            if queued is None or self.targets[name].queued == queued:
+                self.replicator.replicate_pending(name)
+
+    def retry_local(self) -> None:
+        self.retry_pending(queued=False)
+
+    def upload_pending(self) -> None:
+        self.retry_pending(queued=True)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,7 +40,8 @@ from photod.errors import (
 from photod.logs import log
 from photod.media import suffixed
 from photod.models import Asset, PolicyRule, Probe, TargetInfo, VerifyMethod
-from photod.targets.base import CHUNK, Identity, Target, Writer, hash_object
+from photod.targets.base import CHUNK, Identity, ManifestEntry, Target, Writer, hash_object
+from photod.throttle import LimitedWriter, TokenBucket, on_battery_now, paused
 
 
 @dataclass
@@ -52,6 +54,21 @@ class TargetState:
     reason: str = "not checked yet"
     full: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)  # manifest appends
+    # Remote targets are "queued": a new file is not written to them while it is
+    # ingested (a slow upload would hold up the local copies); the catch-up uploads it
+    # from a verified local copy, ``transfers`` files at a time.
+    queued: bool = False
+    transfers: int = 1
+    bucket: TokenBucket | None = None  # bandwidth_limit
+    window: tuple[int, int] | None = None
+    on_battery: bool = True
+    # A remote that failed is asked again after a growing pause, not every probe.
+    backoff: float = 0.0
+    next_probe: float = 0.0
+
+    def open_writer(self, key: str) -> Writer:
+        writer = self.target.open_writer(key)
+        return LimitedWriter(writer, self.bucket) if self.bucket is not None else writer
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,7 @@ class Replicator:
         self._pool = ThreadPoolExecutor(
             max_workers=max(2, 2 * len(targets)), thread_name_prefix="commit"
         )
+        self.on_new: Callable[[], None] = lambda: None  # the pipeline wakes the uploads
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -99,12 +117,26 @@ class Replicator:
     def refresh(self, name: str) -> bool:
         """Check a target now; log when it comes or goes; tidy it when it comes back."""
         state = self.targets[name]
+        why = paused(state.window, state.on_battery, datetime.now(), on_battery_now())
+        if why:
+            if state.reason != why:
+                log.info(
+                    "target_paused",
+                    target=name,
+                    reason=why,
+                    pending=self.catalog.pending_count(name),
+                )
+            state.available, state.reason = False, why
+            return False
+        now = time.monotonic()
+        if not state.available and now < state.next_probe:
+            return False
         record = self.catalog.target(name)
         known = Identity(record.target_id, record.root, record.mount_rel) if record else None
         try:
             ident = state.target.check(known)
         except TargetUnavailable as exc:
-            if state.available or state.reason == "not checked yet":
+            if state.available or state.reason != exc.reason:
                 log.warning(
                     "target_unavailable",
                     target=name,
@@ -112,7 +144,11 @@ class Replicator:
                     pending=self.catalog.pending_count(name),
                 )
             state.available, state.reason = False, exc.reason
+            if state.queued:  # a remote: 5 s, 10 s, 20 s ... up to retry_max
+                state.backoff = min(max(5.0, state.backoff * 2), self.retry_max)
+                state.next_probe = now + state.backoff
             return False
+        state.backoff = 0.0
         if record is None or (record.root, record.mount_rel) != (ident.root, ident.mount_rel):
             if record is not None:
                 log.info("target_relocated", target=name, old=record.root, new=ident.root)
@@ -145,6 +181,23 @@ class Replicator:
     def available(self) -> list[str]:
         return [n for n, s in self.targets.items() if s.available]
 
+    def flush(self) -> None:
+        """Write buffered manifest entries of every available target."""
+        for name, state in self.targets.items():
+            if state.available:
+                try:
+                    with state.lock:
+                        state.target.flush()
+                except TargetUnavailable as exc:
+                    self._fail_target(name, exc)
+
+    def _fail_target(self, name: str, exc: TargetUnavailable) -> None:
+        state = self.targets[name]
+        if state.available:
+            log.warning("target_unavailable", target=name, reason=exc.reason,
+                        pending=self.catalog.pending_count(name))  # fmt: skip
+        state.available, state.reason = False, exc.reason
+
     # -- shared steps ----------------------------------------------------------------
 
     def _take(self, sha: str, names: list[str]) -> list[str]:
@@ -169,9 +222,8 @@ class Replicator:
             if not state.full:
                 log.warning("target_full", target=name, needed=exc.needed, free=exc.free)
             state.full = True
-        elif isinstance(exc, TargetUnavailable) and state.available:
-            state.available, state.reason = False, exc.reason
-            log.warning("target_unavailable", target=name, reason=exc.reason)
+        elif isinstance(exc, TargetUnavailable):
+            self._fail_target(name, exc)
         delay = self.catalog.replica_failed(sha, name, str(exc), self.retry_base, self.retry_max)
         log.warning("replica_failed", asset=sha, target=name, error=str(exc), retry_in=round(delay))
 
@@ -184,6 +236,7 @@ class Replicator:
         size: int,
         mtime_ns: int | None,
         started: float,
+        captured_at: str = "",
     ) -> None:
         """Publish one verified copy, never over another file, and record it."""
         state = self.targets[name]
@@ -205,7 +258,7 @@ class Replicator:
                 raise KeyExists(suffixed(key, sha))
             self.catalog.add_replica(sha, name, key, size, method, temp=writer.temp_key)
             with state.lock:
-                state.target.append_manifest([(sha, key)])
+                state.target.append_manifest([ManifestEntry(sha, key, size, captured_at)])
         except (PhotodError, OSError) as exc:
             writer.abort()
             self.catalog.drop_temp(name, writer.temp_key)
@@ -230,10 +283,11 @@ class Replicator:
         size: int,
         mtime_ns: int | None,
         started: float,
+        captured_at: str,
     ) -> None:
         # fsync and read-back wait on each device: do every target at once.
         futures = [
-            self._pool.submit(self._commit, n, w, key, sha, size, mtime_ns, started)
+            self._pool.submit(self._commit, n, w, key, sha, size, mtime_ns, started, captured_at)
             for n, w in writers.items()
         ]
         for f in futures:
@@ -283,12 +337,14 @@ class Replicator:
         writers: dict[str, Writer] = {}
         dropped: dict[str, TargetUnavailable] = {}
         for name in self.available():
+            if self.targets[name].queued:
+                continue  # uploaded by the catch-up, from a verified local copy
             free = self.targets[name].target.free_bytes()
             if free is not None and free < new.size:
                 dropped[name] = TargetFull(name, new.size, free)
                 continue
             try:
-                writers[name] = self.targets[name].target.open_writer(new.key)
+                writers[name] = self.targets[name].open_writer(new.key)
             except TargetUnavailable as exc:
                 dropped[name] = exc
         self._register(writers)
@@ -338,13 +394,20 @@ class Replicator:
                 for name, err in dropped.items():
                     self._fail(sha, name, err)
                 self._commit_all(
-                    {n: writers[n] for n in mine}, key, sha, new.size, new.mtime_ns, started
+                    {n: writers[n] for n in mine},
+                    key,
+                    sha,
+                    new.size,
+                    new.mtime_ns,
+                    started,
+                    new.info.captured_at.isoformat(),
                 )
         finally:
             self._release(sha, mine)
         self.catalog.saw_source_file(new.source, new.relpath, new.size, new.mtime_ns, sha)
         if is_new:
             self.judge(sha)
+            self.on_new()
         return sha, is_new
 
     def _abort_all(self, writers: dict[str, Writer]) -> None:
@@ -382,7 +445,7 @@ class Replicator:
             last: Exception | None = None
             for opener in self._sources_for(asset, name):
                 try:
-                    writer = self.targets[name].target.open_writer(asset.relpath)
+                    writer = self.targets[name].open_writer(asset.relpath)
                 except TargetUnavailable as exc:
                     self._fail(asset.sha256, name, exc)
                     return False
@@ -409,7 +472,14 @@ class Replicator:
                     self._fail(asset.sha256, name, dropped[name])
                     return False
                 self._commit(
-                    name, writer, asset.relpath, asset.sha256, asset.size, mtime_ns, started
+                    name,
+                    writer,
+                    asset.relpath,
+                    asset.sha256,
+                    asset.size,
+                    mtime_ns,
+                    started,
+                    asset.captured_at,
                 )
                 return self.catalog.replica_exists(asset.sha256, name)
             self._fail(asset.sha256, name, last or PhotodError("no readable copy is reachable now"))
@@ -418,25 +488,32 @@ class Replicator:
             self._release(asset.sha256, [name])
 
     def replicate_pending(self, name: str, batch: int = 500) -> int:
-        """Copy what a target is missing, oldest first; returns how many were copied."""
-        if not self.targets[name].available:
+        """Copy what a target is missing, oldest first, ``transfers`` at a time; returns
+        how many were copied."""
+        state = self.targets[name]
+        if not state.available:
             return 0
+
+        def one(asset: Asset) -> bool:
+            if self.stop.is_set() or not state.available:
+                return False
+            if not self.copy_asset(asset, name):
+                return False
+            self.judge(asset.sha256)
+            return True
+
         done = 0
-        while not self.stop.is_set():
-            todo = self.catalog.pending(name, batch, time.time())
-            todo = [a for a in todo if (a.sha256, name) not in self._inflight]
-            if not todo:
-                break
-            progress = False
-            for asset in todo:
-                if self.stop.is_set() or not self.targets[name].available:
-                    return done
-                if self.copy_asset(asset, name):
-                    done += 1
-                    progress = True
-                    self.judge(asset.sha256)
-            if not progress:
-                break
+        with ThreadPoolExecutor(state.transfers, thread_name_prefix=f"upload-{name}") as pool:
+            while not self.stop.is_set() and state.available:
+                todo = self.catalog.pending(name, batch, time.time())
+                with self._inflight_lock:
+                    todo = [a for a in todo if (a.sha256, name) not in self._inflight]
+                if not todo:
+                    break
+                copied = sum(pool.map(one, todo))
+                done += copied
+                if not copied:
+                    break
         return done
 
 

@@ -52,7 +52,7 @@ def collect(cfg: Config) -> dict[str, Any]:
                 {
                     "name": name,
                     "type": t.type,
-                    "path": str(t.path),
+                    "path": t.where,
                     "media": str(t.media),
                     "offsite": t.offsite,
                     "available": available,

@@ -17,9 +17,30 @@ from typing import Any
 
 import pytest
 
+from tests.servers import S3Server, SSHServer
+
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 if not SAMPLES.is_dir():  # the project may be checked out elsewhere: look beside it too
     SAMPLES = Path(os.environ.get("PHOTOD_SAMPLES", "../shared/samples")).resolve()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server (``rclone serve s3``) on 127.0.0.1, shared by the session;
+    tests that stop it start it again."""
+    server = S3Server(tmp_path_factory.mktemp("s3") / "data")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
+    """A real OpenSSH sshd on 127.0.0.1 with throwaway keys, serving SFTP."""
+    server = SSHServer(tmp_path_factory.mktemp("ssh"))
+    server.start()
+    yield server
+    server.stop()
 
 
 def sha256(path: Path) -> str:

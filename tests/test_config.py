@@ -38,8 +38,14 @@ media = "external"
 
 def test_example_config_is_valid() -> None:
     """etc/photod.example.toml, which documents every key, passes validation."""
-    cfg = config.load(ROOT / "etc" / "photod.example.toml")
-    assert ["library", "t7", "nas"] == [t.name for t in cfg.targets]
+    path = ROOT / "etc" / "photod.example.toml"
+    cfg = config.load(path)
+    assert ["library", "t7", "nas", "b2", "dropbox"] == [t.name for t in cfg.targets]
+    assert [("cloud", True), ("cloud", True)] == [(t.media, t.offsite) for t in cfg.targets[3:]]
+    text = path.read_text()
+    models = (config.LocalTarget, config.S3Target, config.RcloneTarget, config.EncryptionConfig)
+    undocumented = [k for m in models for k in m.model_fields if f"{k} =" not in text]
+    assert [] == undocumented
 
 
 def test_contract_config_and_tilde(tmp_path: Path) -> None:
@@ -81,7 +87,46 @@ BAD = [
     (BASE + targets('x|offsite = "yes"\n'), "targets[0].offsite", "valid boolean"),
     (BASE + targets("x|pth = 1\n"), "targets[0]", "unknown key 'pth'"),
     (BASE + targets("x", "x"), "targets[1].name", "already the name"),
-    (BASE + '[[targets]]\nname = "x"\ntype = "ftp"\npath = "/b"\n', "targets[0].type", "'local'"),
+    (
+        BASE + '[[targets]]\nname = "x"\ntype = "ftp"\npath = "/b"\n',
+        "targets[0]",
+        "target type 'ftp' is not known; allowed: 'local', 's3', 'rclone'",
+    ),
+    (
+        BASE + targets("x") + '[[targets]]\nname = "o"\ntype = "s3"\nbucket = "My_Bucket"\n',
+        "targets[1].bucket",
+        "a bucket name",
+    ),
+    (
+        BASE + targets("x") + '[[targets]]\nname = "o"\ntype = "s3"\n',
+        "targets[1].bucket",
+        "required key is missing",
+    ),
+    (
+        BASE + targets("x") + '[[targets]]\nname = "o"\ntype = "rclone"\nremote = "nocolon"\n',
+        "targets[1].remote",
+        "an rclone remote 'name:path'",
+    ),
+    (
+        BASE + targets('x|window = "1am-6am"\n'),
+        "targets[0].window",
+        "'HH:MM-HH:MM' like '01:00-06:00'",
+    ),
+    (
+        BASE + targets('x|bandwidth_limit = "fast"\n'),
+        "targets[0].bandwidth_limit",
+        "a rate like '5MiB/s'",
+    ),
+    (
+        BASE + targets("x|encrypt = true\n"),
+        "targets[0].encrypt",
+        "needs [encryption] identity = FILE; create one with `photod keygen --output FILE`",
+    ),
+    (
+        BASE + targets("x") + '[encryption]\nidentity = "k"\nrecipients = ["age1nope"]\n',
+        "encryption.recipients[0]",
+        "an age recipient",
+    ),
     (
         BASE + '[[targets]]\nname = "x"\ntype = "local"\n',
         "targets[0].path",
@@ -208,3 +253,24 @@ def test_photod_config_env_selects_the_file(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert (0, f"ok: {cfg}: 1 source(s), 2 target(s)") == (out.returncode, out.stdout.strip())
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o660])
+def test_credentials_readable_by_others_are_refused(tmp_path: Path, mode: int) -> None:
+    """An S3 credentials file the group or others can read is refused, with the key,
+    the mode and the fix; at 600 it is accepted."""
+    creds = tmp_path / "creds"
+    creds.write_text("[default]\n")
+    creds.chmod(mode)
+    text = BASE.replace("copies = 1", "copies = 1") + (
+        f'[[targets]]\nname = "o"\ntype = "s3"\nbucket = "photos"\ncredentials_file = "{creds}"\n'
+    )
+    cfg = config.parse(text, tmp_path / "photod.toml")
+    with pytest.raises(ConfigError) as info:
+        config.check_secrets(cfg)
+    assert [
+        f"{tmp_path / 'photod.toml'}: targets[0].credentials_file: {creds} is readable by "
+        f"others (mode {mode:03o}); allowed: only its owner, run `chmod 600 {creds}`"
+    ] == info.value.problems
+    creds.chmod(0o600)
+    config.check_secrets(cfg)

@@ -74,7 +74,7 @@ def test_new_file_lands_on_every_target_verified(rig2: Rig, samples: Path) -> No
     key = "2008/2008-05-30/jpg_Canon_40D.jpg"
     for t in rig2.mem.values():
         assert {key: path.read_bytes()} == t.objects
-        assert [(sha, key)] == t.manifest
+        assert [(sha, key)] == [(e.sha256, e.key) for e in t.manifest]
     assert {"a", "b"} == {r.target for r in rig2.catalog.replicas(sha)}
 
 

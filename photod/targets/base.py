@@ -12,7 +12,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-from photod.models import VerifyMethod
+from photod.models import ManifestEntry, VerifyMethod
+
+__all__ = ["CHUNK", "Identity", "ManifestEntry", "Target", "Writer", "hash_object"]
 
 CHUNK = 1024 * 1024
 
@@ -71,16 +73,32 @@ class Target(Protocol):
     def delete_temp(self, temp_key: str) -> None:
         """Delete a temporary object left by a crash.  Never deletes anything else."""
 
-    def append_manifest(self, entries: Iterable[tuple[str, str]]) -> None:
-        """Record (sha256, key) of newly verified objects in the target's own manifest."""
+    def append_manifest(self, entries: Iterable[ManifestEntry]) -> None:
+        """Record newly verified objects in the target's own manifest (it may buffer
+        them until ``flush``: the catalog is the record, and ``rewrite_manifest``
+        restores what a crash lost)."""
 
-    def rewrite_manifest(self, entries: Iterable[tuple[str, str]]) -> None:
-        """Replace the manifest with exactly these (sha256, key) entries, atomically."""
+    def rewrite_manifest(self, entries: Iterable[ManifestEntry]) -> None:
+        """Replace the manifest with exactly these entries."""
 
     def manifest_lines(self) -> int:
-        """How many entries the manifest holds now."""
+        """How many entries the manifest holds now (-1: damaged, rewrite it)."""
 
-    def close(self) -> None: ...
+    def flush(self) -> None:
+        """Write buffered manifest entries to the target."""
+
+    # The target's own small files under ``.photod/`` (marker, manifest segments, the
+    # encrypted index).  Names are '/'-separated and made by photod.
+    def put_meta(self, name: str, data: bytes) -> None: ...
+
+    def get_meta(self, name: str) -> bytes | None: ...
+
+    def list_meta(self, folder: str) -> list[str]: ...
+
+    def delete_meta(self, name: str) -> None: ...
+
+    def close(self) -> None:
+        """Flush and let go of connections and helper processes."""
 
 
 def hash_object(target: Target, key: str) -> str:

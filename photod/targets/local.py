@@ -22,7 +22,7 @@ from typing import BinaryIO
 from photod.errors import ChecksumMismatch, KeyExists, TargetFull, TargetUnavailable
 from photod.models import VerifyMethod
 from photod.mounts import mount_of, mount_points
-from photod.targets.base import CHUNK, Identity
+from photod.targets.base import CHUNK, Identity, ManifestEntry
 
 META = ".photod"
 MARKER = f"{META}/target.json"
@@ -89,6 +89,7 @@ class LocalWriter:
                     raise ChecksumMismatch(f"{self.target.name}:{key}", sha256, actual)
                 if mtime_ns is not None:
                     os.utime(self.temp, ns=(mtime_ns, mtime_ns))
+            final.parent.mkdir(parents=True, exist_ok=True)  # commit may pick another folder
             self._publish(final, key)
             _fsync_dir(final.parent)
         except OSError as exc:
@@ -249,8 +250,8 @@ class LocalTarget:
         with contextlib.suppress(FileNotFoundError):
             (self.root / temp_key).unlink()
 
-    def append_manifest(self, entries: Iterable[tuple[str, str]]) -> None:
-        lines = "".join(f"{sha}  {key}\n" for sha, key in entries)
+    def append_manifest(self, entries: Iterable[ManifestEntry]) -> None:
+        lines = "".join(f"{e[0]}  {e[1]}\n" for e in entries)
         if not lines:
             return
         try:
@@ -261,8 +262,8 @@ class LocalTarget:
         except OSError as exc:
             raise self.error(exc) from exc
 
-    def rewrite_manifest(self, entries: Iterable[tuple[str, str]]) -> None:
-        data = "".join(f"{sha}  {key}\n" for sha, key in entries).encode()
+    def rewrite_manifest(self, entries: Iterable[ManifestEntry]) -> None:
+        data = "".join(f"{e[0]}  {e[1]}\n" for e in entries).encode()
         try:
             _write_atomic(self.root / MANIFEST, data)
         except OSError as exc:
@@ -278,6 +279,38 @@ class LocalTarget:
         if data and not data.endswith(b"\n"):
             return -1  # a line cut by a crash: the caller rewrites the manifest
         return data.count(b"\n")
+
+    def flush(self) -> None:
+        pass  # appends go straight to the file
+
+    def put_meta(self, name: str, data: bytes) -> None:
+        path = self.root / META / name
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(path, data)
+        except OSError as exc:
+            raise self.error(exc) from exc
+
+    def get_meta(self, name: str) -> bytes | None:
+        try:
+            return (self.root / META / name).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self.error(exc) from exc
+
+    def list_meta(self, folder: str) -> list[str]:
+        try:
+            names = os.listdir(self.root / META / folder)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise self.error(exc) from exc
+        return sorted(f"{folder}/{n}" for n in names if not n.startswith(TEMP_PREFIX))
+
+    def delete_meta(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / META / name).unlink()
 
     def close(self) -> None:
         pass

@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 from photod.errors import ChecksumMismatch, KeyExists, TargetFull, TargetUnavailable
 from photod.models import VerifyMethod
-from photod.targets.base import Identity
+from photod.targets.base import Identity, ManifestEntry
 
 _ids = itertools.count()
 
@@ -32,6 +32,8 @@ class MemoryWriter:
         self.buf.write(data)
 
     def commit(self, key: str, sha256: str, mtime_ns: int | None = None) -> VerifyMethod:
+        if not self.target.available:
+            raise TargetUnavailable(self.target.name, "offline")
         data = self.buf.getvalue()
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha256:
@@ -51,7 +53,8 @@ class MemoryTarget:
         self.capacity = capacity
         self.available = True
         self.objects: dict[str, bytes] = {}
-        self.manifest: list[tuple[str, str]] = []
+        self.manifest: list[ManifestEntry] = []
+        self.meta: dict[str, bytes] = {}
         self.target_id = f"memory-{name}"
 
     def check(self, known: Identity | None, prepare: bool = True) -> Identity:
@@ -86,14 +89,33 @@ class MemoryTarget:
     def delete_temp(self, temp_key: str) -> None:
         pass  # a memory writer's bytes vanish with it
 
-    def append_manifest(self, entries: Iterable[tuple[str, str]]) -> None:
+    def append_manifest(self, entries: Iterable[ManifestEntry]) -> None:
         self.manifest.extend(entries)
 
-    def rewrite_manifest(self, entries: Iterable[tuple[str, str]]) -> None:
+    def rewrite_manifest(self, entries: Iterable[ManifestEntry]) -> None:
         self.manifest = list(entries)
 
     def manifest_lines(self) -> int:
         return len(self.manifest)
+
+    def flush(self) -> None:
+        pass
+
+    def put_meta(self, name: str, data: bytes) -> None:
+        if not self.available:
+            raise TargetUnavailable(self.name, "offline")
+        self.meta[name] = data
+
+    def get_meta(self, name: str) -> bytes | None:
+        if not self.available:
+            raise TargetUnavailable(self.name, "offline")
+        return self.meta.get(name)
+
+    def list_meta(self, folder: str) -> list[str]:
+        return sorted(n for n in self.meta if n.startswith(folder + "/"))
+
+    def delete_meta(self, name: str) -> None:
+        self.meta.pop(name, None)
 
     def close(self) -> None:
         pass

@@ -281,7 +281,8 @@ def test_usbmuxd_absent_then_back_and_a_stalled_link(
     stalled = p.wait_event("device_stalled", timeout=30)[0]
     assert "within 1 s" in stalled["detail"]
     assert p.cli("status").returncode == 0  # the daemon is not hung
-    assert {d["state"] for d in p.status()["devices"]} == {"stalled"}
+    # photod keeps retrying the stalled phone, so poll: the state shows between tries.
+    wait_for(lambda: {d["state"] for d in p.status()["devices"]} == {"stalled"}, 20, "stalled")
     phones.mux.unstall(phone)
     p.wait_event("device_import_finished", timeout=30)
     p.wait_protected(20)

@@ -4,30 +4,127 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from photod.errors import ChecksumMismatch, KeyExists, TargetUnavailable
-from photod.targets.base import Identity, hash_object
+from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
+from photod.targets.base import Identity, ManifestEntry, hash_object
+from photod.targets.crypt import CryptTarget, Keys, keygen
 from photod.targets.local import LocalTarget
 from photod.targets.memory import MemoryTarget
+from photod.targets.rclone import RcloneTarget
+from photod.targets.s3 import S3Target
+from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server, SSHServer, ThrottlingServer
 
 DATA = b"photo bytes " * 100_000
 SHA = hashlib.sha256(DATA).hexdigest()
+KINDS = ["memory", "local", "s3", "rclone-sftp", "rclone-local"]
 
 
-@pytest.fixture(params=["memory", "local"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    if request.param == "memory":
-        t: Any = MemoryTarget("m")
-    else:
-        t = LocalTarget("l", tmp_path / "root", creates_root=True)
-    t.check(None)
-    yield t
-    t.close()
+@dataclass
+class Kind:
+    """A target under test, and how to take its connection away and give it back."""
+
+    target: Any
+    cut: Callable[[], None]
+    heal: Callable[[], None]
+    raw: Callable[[], list[str]] = field(default=lambda: [])  # object names as stored
+
+
+def s3_target(server: S3Server, prefix: str, credentials: Path, endpoint: str = "") -> S3Target:
+    return S3Target(
+        "s3", BUCKET, prefix, endpoint or server.endpoint, credentials_file=credentials,
+        part_size=5 * 1024**2, timeout=5,
+    )  # fmt: skip
+
+
+def make_kind(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Kind:
+    if kind == "memory":
+        m = MemoryTarget("m")
+
+        def cut() -> None:
+            m.available = False
+
+        def heal() -> None:
+            m.available = True
+
+        return Kind(m, cut, heal, lambda: sorted(m.objects))
+    if kind == "local":
+        root = tmp_path / "root"
+        away = tmp_path / "unplugged"
+        return Kind(
+            LocalTarget("l", root, creates_root=True),
+            lambda: root.rename(away),  # the drive goes: writes in flight cannot land
+            lambda: away.rename(root),
+            lambda: sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()),
+        )
+    if kind == "s3":
+        server: S3Server = request.getfixturevalue("s3_server")
+        if not server.running():
+            server.start()
+        prefix = f"t{abs(hash(request.node.nodeid))}"
+        folder = server.root / BUCKET / prefix
+        return Kind(
+            s3_target(server, prefix, server.credentials(tmp_path / "aws-credentials")),
+            server.stop,  # killed mid-upload: no goodbye to the client
+            server.start,
+            lambda: sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()),
+        )
+    if kind == "rclone-sftp":
+        ssh: SSHServer = request.getfixturevalue("ssh_server")
+        if not ssh.running():
+            ssh.start()
+        conf = RcloneTarget.write_inline_config(
+            tmp_path / "rclone.conf", "box:", ssh.rclone_config()
+        )
+        folder = tmp_path / "sftp-files"
+        return Kind(
+            RcloneTarget("r", f"box:{folder}", conf, timeout=5),
+            ssh.stop,
+            ssh.start,
+            lambda: sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()),
+        )
+    folder = tmp_path / "rclone-dir"
+    folder.mkdir()
+    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "dir:", {"type": "local"})
+    away = tmp_path / "rclone-away"
+
+    def cut() -> None:  # rclone makes missing folders: put a file in the folder's place
+        folder.rename(away)
+        folder.write_bytes(b"")
+
+    def heal() -> None:
+        folder.unlink()
+        away.rename(folder)
+
+    return Kind(
+        RcloneTarget("r", f"dir:{folder}", conf),
+        cut,
+        heal,
+        lambda: sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()),
+    )
+
+
+@pytest.fixture(params=[(k, enc) for k in KINDS for enc in (False, True)],
+                ids=[f"{k}{'-encrypted' if enc else ''}" for k in KINDS for enc in (False, True)])  # fmt: skip
+def kind(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kind]:
+    name, encrypted = request.param
+    k = make_kind(name, request, tmp_path)
+    if encrypted:
+        keygen(tmp_path / "identity.txt")
+        k.target = CryptTarget(k.target, Keys(tmp_path / "identity.txt"))
+    k.target.check(None)
+    yield k
+    k.target.close()
+
+
+@pytest.fixture
+def target(kind: Kind) -> Any:
+    return kind.target
 
 
 def put(target: Any, key: str, data: bytes = DATA) -> None:
@@ -77,12 +174,105 @@ def test_checksum_mismatch_publishes_nothing(target: Any) -> None:
 
 
 def test_manifest_append_and_rewrite(target: Any) -> None:
-    """The manifest grows with each verified copy and can be rewritten whole."""
-    target.append_manifest([("a" * 64, "x.jpg")])
-    target.append_manifest([("b" * 64, "y.jpg")])
+    """The manifest grows with each verified copy, survives a restart (flushed to the
+    target itself), and can be rewritten whole."""
+    target.append_manifest([ManifestEntry("a" * 64, "x.jpg", 5, "2024-01-02T03:04:05")])
+    target.append_manifest([ManifestEntry("b" * 64, "y.jpg", 6, "")])
     assert 2 == target.manifest_lines()
-    target.rewrite_manifest([("c" * 64, "z.jpg")])
+    target.flush()
+    target.rewrite_manifest([ManifestEntry("c" * 64, "z.jpg", 7, "")])
     assert 1 == target.manifest_lines()
+
+
+def test_cut_connection_mid_upload_counts_nothing_and_retry_completes(kind: Kind) -> None:
+    """The server (or drive) goes away half way through an upload: the write or the
+    commit fails with TargetUnavailable, nothing appears under the key, the temporary
+    is cleaned once it is back, and the same upload then completes."""
+    t = kind.target
+    big = DATA * 12  # 14 MB: several parts of a multipart upload on S3
+    w = t.open_writer("2024/movie.MOV")
+    w.write(big[: len(big) // 2])
+    kind.cut()
+    with pytest.raises(PhotodError):
+        for i in range(len(big) // 2, len(big), 1 << 20):
+            w.write(big[i : i + (1 << 20)])
+        w.commit("2024/movie.MOV", hashlib.sha256(big).hexdigest())
+    w.abort()
+    kind.heal()
+    t.check(None)
+    t.delete_temp(w.temp_key)
+    assert [] == list(t.keys())
+    put(t, "2024/movie.MOV", big)
+    assert hashlib.sha256(big).hexdigest() == hash_object(t, "2024/movie.MOV")
+    assert ["2024/movie.MOV"] == list(t.keys())
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_encrypted_names_and_listing_leak_nothing(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """On an encrypted target the stored names show no file name, date, folder or
+    hash; still the target lists and reads back the original keys."""
+    kind = make_kind(name, request, tmp_path)
+    keygen(tmp_path / "identity.txt")
+    kind.target = CryptTarget(kind.target, Keys(tmp_path / "identity.txt"))
+    kind.target.check(None)
+    put(kind.target, "2024/2024-05-06/IMG_4242.HEIC")
+    kind.target.append_manifest([ManifestEntry(SHA, "2024/2024-05-06/IMG_4242.HEIC", len(DATA))])
+    kind.target.flush()
+    raw = " ".join(kind.raw())
+    for secret in ("IMG_4242", "HEIC", "2024", "05-06", SHA, SHA[:16]):
+        assert secret not in raw
+    assert ["2024/2024-05-06/IMG_4242.HEIC"] == list(kind.target.keys())
+    assert SHA == hash_object(kind.target, "2024/2024-05-06/IMG_4242.HEIC")
+    kind.target.close()
+
+
+# -- remote specifics: credentials and throttling -----------------------------------------
+
+
+def test_s3_refused_credentials_are_a_clear_reason(s3_server: S3Server, tmp_path: Path) -> None:
+    """A wrong secret makes the target unavailable with "credentials refused", not a
+    crash or a stack trace."""
+    bad = s3_server.credentials(tmp_path / "aws-credentials", secret="not-the-secret-at-all")
+    with pytest.raises(TargetUnavailable, match="credentials refused"):
+        s3_target(s3_server, "x", bad).check(None)
+
+
+def test_rclone_refused_key_is_a_clear_reason(ssh_server: SSHServer, tmp_path: Path) -> None:
+    """An SFTP login with a key the server does not know is "credentials refused"."""
+    import subprocess
+
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True
+    )
+    settings = {**ssh_server.rclone_config(), "key_file": str(tmp_path / "k")}
+    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "box:", settings)
+    with pytest.raises(TargetUnavailable, match="credentials refused"):
+        RcloneTarget("r", f"box:{tmp_path}/files", conf, timeout=5).check(None)
+
+
+@pytest.mark.parametrize("via", ["s3", "rclone"])
+def test_throttling_is_target_unavailable(via: str, tmp_path: Path) -> None:
+    """A server shedding load (HTTP 503 SlowDown) makes the target unavailable with
+    "throttled" as the reason; photod retries with backoff."""
+    server = ThrottlingServer()
+    try:
+        if via == "s3":
+            creds = tmp_path / "aws-credentials"
+            creds.write_text(
+                f"[default]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"
+            )
+            t: Any = S3Target("s3", BUCKET, "", server.endpoint, credentials_file=creds, timeout=5)
+        else:
+            settings = {"type": "s3", "provider": "Other", "endpoint": server.endpoint,
+                        "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}  # fmt: skip
+            conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "cloud:", settings)
+            t = RcloneTarget("r", f"cloud:{BUCKET}", conf, timeout=5)
+        with pytest.raises(TargetUnavailable, match="throttled"):
+            t.check(None)
+    finally:
+        server.stop()
 
 
 # -- local specifics ---------------------------------------------------------------------
@@ -143,3 +333,37 @@ def test_local_preserves_mtime(tmp_path: Path) -> None:
     w.write(DATA)
     w.commit("a.jpg", SHA, mtime_ns=1_500_000_000_000_000_000)
     assert 1_500_000_000 == int((tmp_path / "r" / "a.jpg").stat().st_mtime)
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_s3_large_upload_streams_in_bounded_memory(
+    s3_server: S3Server, tmp_path: Path, encrypted: bool
+) -> None:
+    """A 200 MB video goes up as a multipart upload without ever holding more than a
+    few parts in memory (peak Python allocations stay under 40 MB), and reads back
+    whole."""
+    import tracemalloc
+
+    if not s3_server.running():
+        s3_server.start()
+    t: Any = s3_target(s3_server, f"big{int(encrypted)}", s3_server.credentials(tmp_path / "c"))
+    if encrypted:
+        keygen(tmp_path / "identity.txt")
+        t = CryptTarget(t, Keys(tmp_path / "identity.txt"))
+    t.check(None)
+    block = bytes(range(256)) * 4096  # 1 MiB
+    h = hashlib.sha256()
+    tracemalloc.start()
+    try:
+        w = t.open_writer("2024/long.MOV")
+        for i in range(200):
+            chunk = block[:-4] + i.to_bytes(4, "big")
+            h.update(chunk)
+            w.write(chunk)
+        w.commit("2024/long.MOV", h.hexdigest())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * 1024**2, f"peak {peak / 1e6:.0f} MB"
+    assert h.hexdigest() == hash_object(t, "2024/long.MOV")
+    t.close()

@@ -1,0 +1,152 @@
+"""Offsite benchmark: photod against rclone, uploading the same corpus to the same
+loopback S3 server, in the same run.
+
+    python bench/offsite.py [--gb 2] [--video-mb 200] [--workdir DIR] [--rounds 2]
+
+A real ``rclone serve s3`` on 127.0.0.1 stores the objects under the work dir.  Each
+round times, in turn:
+
+  photod         `photod run --once` with one S3 target: hash and probe every file,
+                 record it in the catalog, upload it (4 at a time, Content-MD5 checked
+                 by the server), and check the stored size;
+  rclone copy    `rclone copy CORPUS s3:` (4 transfers; it checks MD5s as well);
+  photod crypt   the same with `encrypt = true` (age, keyed names, encrypted index);
+  rclone crypt   `rclone copy CORPUS crypt:` over the same S3 remote.
+
+Prints the times and the ratios (goal: photod <= 1.0 x rclone, both ways); copy them
+into bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.ingest import make_corpus
+from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
+
+
+def rclone_conf(path: Path, endpoint: str) -> Path:
+    rclone = shutil.which("rclone") or str(Path(sys.executable).parent / "rclone")
+    password = subprocess.run(
+        [rclone, "obscure", "bench-password"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    path.write_text(
+        f"[s3]\ntype = s3\nprovider = Other\nendpoint = {endpoint}\n"
+        f"access_key_id = {ACCESS_KEY}\nsecret_access_key = {SECRET_KEY}\n\n"
+        f"[crypt]\ntype = crypt\nremote = s3:{BUCKET}/rclone-crypt\npassword = {password}\n"
+    )
+    path.chmod(0o600)
+    return path
+
+
+def photod_config(work: Path, corpus: Path, server: S3Server, encrypt: bool) -> Path:
+    creds = server.credentials(work / "aws-credentials")
+    state = work / "photod-state"
+    key = work / "photod.key"
+    if encrypt and not key.exists():
+        subprocess.run([sys.executable, "-m", "photod", "keygen", "--output", str(key)],
+                       check=True, capture_output=True)  # fmt: skip
+    config = work / "photod.toml"
+    config.write_text(
+        "[policy]\ncopies = 1\nmedia = 1\noffsite = 1\n"
+        f'[[sources]]\nname = "corpus"\ntype = "folder"\npath = "{corpus}"\n'
+        f'[[targets]]\nname = "offsite"\ntype = "s3"\nendpoint = "{server.endpoint}"\n'
+        f'bucket = "{BUCKET}"\nprefix = "photod-{"crypt" if encrypt else "plain"}"\n'
+        f'credentials_file = "{creds}"\nencrypt = {"true" if encrypt else "false"}\n'
+        + (f'[encryption]\nidentity = "{key}"\n' if encrypt else "")
+        + f'[daemon]\nstate_dir = "{state}"\nlog_dir = "{state}/log"\n'
+    )
+    return config
+
+
+def timed(cmd: list[str]) -> float:
+    subprocess.run(["sync"], check=True)
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gb", type=float, default=2.0)
+    ap.add_argument("--video-mb", type=int, default=200)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/photod-bench-offsite"))
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    work = args.workdir
+    shutil.rmtree(work, ignore_errors=True)
+    corpus = work / "corpus"
+    corpus.mkdir(parents=True)
+    videos = 3
+    photos = int((args.gb * 1e9 - videos * args.video_mb * 1.048e6) / 800_000)
+    n, total = make_corpus(corpus, photos + videos, videos, args.video_mb)
+    print(f"corpus: {n} files, {total / 1e9:.2f} GB ({videos} videos of {args.video_mb} MB)")
+    server = S3Server(work / "s3")
+    server.start()
+    conf = rclone_conf(work / "rclone.conf", server.endpoint)
+    rclone = shutil.which("rclone") or str(Path(sys.executable).parent / "rclone")
+    bucket = server.root / BUCKET
+    times: dict[str, list[float]] = {
+        "photod": [],
+        "rclone": [],
+        "photod crypt": [],
+        "rclone crypt": [],
+    }
+    ok = True
+    try:
+        for round_ in range(args.rounds):
+            for name in times:
+                for d in ("photod-plain", "photod-crypt", "rclone-plain", "rclone-crypt"):
+                    shutil.rmtree(bucket / d, ignore_errors=True)
+                shutil.rmtree(work / "photod-state", ignore_errors=True)
+                if name.startswith("photod"):
+                    config = photod_config(work, corpus, server, encrypt="crypt" in name)
+                    cmd = [sys.executable, "-m", "photod", "--config", str(config), "run", "--once"]
+                    times[name].append(timed(cmd))
+                    status = json.loads(subprocess.run(
+                        [sys.executable, "-m", "photod", "--config", str(config), "status", "--json"],
+                        capture_output=True, text=True, check=True).stdout)  # fmt: skip
+                    ok = ok and status["policy"]["compliant"] == n
+                else:
+                    dest = "s3:photos/rclone-plain" if name == "rclone" else "crypt:"
+                    times[name].append(
+                        timed([rclone, "--config", str(conf), "copy", str(corpus), dest])
+                    )
+            print(
+                f"round {round_ + 1}: "
+                + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items())
+                + f"; ratios {times['photod'][-1] / times['rclone'][-1]:.2f} plain, "
+                f"{times['photod crypt'][-1] / times['rclone crypt'][-1]:.2f} encrypted",
+                flush=True,
+            )
+    finally:
+        server.stop()
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"median of {args.rounds} rounds ({total / 1e9:.2f} GB, {n} files):")
+    for k, v in med.items():
+        print(f"  {k:13s} {v:7.2f} s  {total / v / 1e6:6.1f} MB/s")
+    print(f"  photod / rclone copy:        {med['photod'] / med['rclone']:.2f}  (goal <= 1.0)")
+    print(
+        f"  photod crypt / rclone crypt: {med['photod crypt'] / med['rclone crypt']:.2f}  (goal <= 1.0)"
+    )
+    print(f"  every file verified offsite by photod: {ok}")
+    print(
+        f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    shutil.rmtree(work, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,407 @@
+"""Encryption at rest, in the age format, over any other target.  The only module that
+imports pyrage.
+
+Every object is an age file sealed to the owner's X25519 recipient (and any extra
+recipients), so ``age -d -i IDENTITY`` opens it without photod.  Names leak nothing:
+an object's name is an HMAC of its key under a secret derived from the identity, so
+the listing shows neither file names, dates, folders nor hashes.  The encrypted index
+(``.photod/index/``, age files of tab-separated lines: object, SHA-256, size, capture
+time, key) maps objects back to what they are, so a restore needs only the target and
+the identity.
+
+pyrage encrypts a whole stream in one call, and photod pushes chunks; a thread per
+open object runs pyrage between two bounded queues.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import io
+import os
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pyrage
+from pyrage import x25519
+
+from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
+from photod.models import VerifyMethod
+from photod.targets.base import Identity, ManifestEntry, Target, Writer
+from photod.targets.segments import SegmentLog
+
+DATA = "data/"
+INDEX = "index"
+_EOF = b""
+QUEUE = 8  # chunks waiting between photod and pyrage, per object
+
+
+class Keys:
+    """The owner's identity, the recipients objects are sealed to, and the name key."""
+
+    def __init__(self, identity_file: Path, extra: Iterable[str] = ()) -> None:
+        secret = ""
+        for line in identity_file.read_text(encoding="utf-8").splitlines():
+            if line.startswith("AGE-SECRET-KEY-"):
+                secret = line.strip()
+                break
+        try:
+            self.identity = x25519.Identity.from_str(secret)
+            self.recipients = [self.identity.to_public()] + [
+                x25519.Recipient.from_str(r) for r in extra
+            ]
+        except (pyrage.IdentityError, pyrage.RecipientError, ValueError) as exc:
+            raise PhotodError(
+                f"{identity_file}: not an age identity (expected a line AGE-SECRET-KEY-1...): {exc}"
+            ) from exc
+        self.file = identity_file
+        self.name_key = hmac.digest(secret.encode(), b"photod object names v1", "sha256")
+
+    def object_name(self, key: str) -> str:
+        digest = hmac.new(self.name_key, key.encode(), "sha256").hexdigest()
+        return f"{DATA}{digest[:2]}/{digest[2:40]}"
+
+    def encrypt(self, data: bytes) -> bytes:
+        return bytes(pyrage.encrypt(data, self.recipients))
+
+    def decrypt(self, data: bytes) -> bytes:
+        return bytes(pyrage.decrypt(data, [self.identity]))
+
+
+def keygen(output: Path) -> str:
+    """Write a new identity file readable only by its owner (never over an existing
+    file), in age-keygen's format; return its public recipient."""
+    identity = x25519.Identity.generate()
+    recipient = str(identity.to_public())
+    created = datetime.now(UTC).replace(microsecond=0).isoformat()
+    text = f"# created: {created}\n# public key: {recipient}\n{identity}\n"
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    return recipient
+
+
+# -- index lines ------------------------------------------------------------------------
+
+
+def _index_lines(keys: Keys, entries: list[ManifestEntry]) -> bytes:
+    text = "".join(
+        f"{keys.object_name(e.key)}\t{e.sha256}\t{e.size}\t{e.captured_at}\t{e.key}\n"
+        for e in entries
+    )
+    return keys.encrypt(text.encode())
+
+
+def _parse_index(keys: Keys, data: bytes) -> list[ManifestEntry]:
+    out = []
+    for line in keys.decrypt(data).decode().splitlines():
+        parts = line.split("\t")
+        if len(parts) == 5:
+            out.append(ManifestEntry(parts[1], parts[4], int(parts[2]), parts[3]))
+    return out
+
+
+# -- streams between photod and pyrage ------------------------------------------------
+
+
+class _QueueReader(io.RawIOBase):
+    """What pyrage reads from: chunks put by the producer, then _EOF."""
+
+    def __init__(self, q: queue.Queue[bytes | None]) -> None:
+        self.q = q
+        self.chunk = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        if not self.chunk:
+            item = self.q.get()
+            if item is None:
+                raise OSError("aborted")
+            self.chunk = memoryview(item)
+            if not item:
+                return 0
+        n = min(len(buf), len(self.chunk))
+        buf[:n] = self.chunk[:n]
+        self.chunk = self.chunk[n:]
+        return n
+
+
+class _Sink(io.RawIOBase):
+    """What pyrage writes ciphertext to: the inner writer, hashed on the way."""
+
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+        self.sha = hashlib.sha256()
+        self.failure: BaseException | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        try:
+            self.writer.write(chunk)
+        except BaseException as exc:
+            self.failure = exc  # pyrage only sees an I/O error; keep the real one
+            raise
+        self.sha.update(chunk)
+        return len(chunk)
+
+
+class CryptWriter:
+    def __init__(self, target: CryptTarget, key: str) -> None:
+        self.t = target
+        self.key = key
+        self.inner = target.inner.open_writer(target.keys_.object_name(key))
+        self.temp_key = self.inner.temp_key
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.q: queue.Queue[bytes | None] = queue.Queue(QUEUE)
+        self.sink = _Sink(self.inner)
+        self.failure: BaseException | None = None
+        self.sealed = False
+        self.thread = threading.Thread(target=self._run, name="encrypt", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            pyrage.encrypt_io(_QueueReader(self.q), self.sink, self.t.keys_.recipients)
+        except BaseException as exc:  # handed to the producer thread
+            self.failure = self.sink.failure or exc
+
+    def _put(self, item: bytes | None) -> None:
+        while True:
+            if self.failure is not None:
+                raise self._error()
+            try:
+                self.q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if not self.thread.is_alive():
+                    raise self._error() from None
+
+    def _error(self) -> PhotodError:
+        exc = self.failure
+        if isinstance(exc, PhotodError):
+            return exc
+        return TargetUnavailable(self.t.name, f"encryption failed: {exc}")
+
+    def write(self, data: bytes) -> None:
+        self.sha.update(data)
+        self.size += len(data)
+        try:
+            self._put(data)
+        except PhotodError:
+            self.abort()
+            raise
+
+    def _seal(self) -> None:
+        """End of the plaintext: let pyrage write the last chunk and finish."""
+        if not self.sealed:
+            self._put(_EOF)
+            self.thread.join()
+            self.sealed = True
+        if self.failure is not None:
+            raise self._error()
+
+    def commit(self, key: str, sha256: str, mtime_ns: int | None = None) -> VerifyMethod:
+        try:
+            self._seal()
+        except PhotodError:
+            self.abort()
+            raise
+        if self.sha.hexdigest() != sha256:
+            self.abort()
+            raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, self.sha.hexdigest())
+        try:
+            # The inner target proves the ciphertext it stored is the ciphertext pyrage
+            # produced (read back, or the server's checksum).
+            method = self.inner.commit(
+                self.t.keys_.object_name(key), self.sink.sha.hexdigest(), mtime_ns
+            )
+        except KeyExists:
+            raise KeyExists(key) from None
+        with self.t.lock:
+            self.t.sizes[key] = self.size
+        return method
+
+    def abort(self) -> None:
+        if not self.sealed and self.thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self.q.get_nowait()
+            with contextlib.suppress(queue.Full):
+                self.q.put_nowait(None)  # the reader raises; pyrage stops
+            self.thread.join(timeout=10)
+        self.sealed = True
+        self.inner.abort()
+
+
+class _Decrypting(io.RawIOBase):
+    """An object's plaintext, decrypted by pyrage in a thread while it is read."""
+
+    def __init__(self, target: CryptTarget, source: BinaryIO) -> None:
+        self.t = target
+        self.source = source
+        self.q: queue.Queue[bytes | None] = queue.Queue(QUEUE)
+        self.chunk = b""
+        self.failure: BaseException | None = None
+        self.done = False
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="decrypt", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            pyrage.decrypt_io(self.source, _QueueWriter(self.q, self.stop), [self.t.keys_.identity])
+        except BaseException as exc:
+            self.failure = exc
+        finally:
+            with contextlib.suppress(queue.Full):
+                self.q.put(None, timeout=5)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        while not self.chunk:
+            if self.done:
+                return 0
+            item = self.q.get()
+            if item is None:
+                self.done = True
+                if self.failure is not None:
+                    raise OSError(f"{self.t.name}: cannot decrypt: {self.failure}")
+                return 0
+            self.chunk = item
+        n = min(len(buf), len(self.chunk))
+        buf[:n] = self.chunk[:n]
+        self.chunk = self.chunk[n:]
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self.stop.set()
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self.q.get_nowait()
+            self.thread.join(timeout=10)
+            self.source.close()
+        super().close()
+
+
+class _QueueWriter(io.RawIOBase):
+    def __init__(self, q: queue.Queue[bytes | None], stop: threading.Event) -> None:
+        self.q = q
+        self.stop = stop
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        while not self.stop.is_set():
+            try:
+                self.q.put(chunk, timeout=0.2)
+                return len(chunk)
+            except queue.Full:
+                continue
+        raise OSError("reader closed")
+
+
+class CryptTarget:
+    """``inner`` holds the ciphertext; this holds the keys and the index."""
+
+    def __init__(self, inner: Target, keys: Keys) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.keys_ = keys
+        self.index = SegmentLog(
+            inner,
+            INDEX,
+            lambda entries: _index_lines(keys, entries),
+            lambda data: _parse_index(keys, data),
+        )
+        self.sizes: dict[str, int] = {}  # key -> plaintext size, from the index
+        self.lock = threading.Lock()
+
+    def check(self, known: Identity | None, prepare: bool = True) -> Identity:
+        ident = self.inner.check(known, prepare)
+        if not prepare:
+            return ident  # a look from `photod status`: the index is not needed
+        try:
+            entries = self.index.entries()
+        except pyrage.DecryptError as exc:
+            raise TargetUnavailable(
+                self.name,
+                f"the encrypted index cannot be opened with {self.keys_.file}: the target "
+                "was written with another identity",
+            ) from exc
+        with self.lock:
+            self.sizes = {e.key: e.size for e in entries}
+        return ident
+
+    def free_bytes(self) -> int | None:
+        return self.inner.free_bytes()
+
+    def open_writer(self, key: str) -> CryptWriter:
+        return CryptWriter(self, key)
+
+    def open(self, key: str) -> BinaryIO:
+        source = self.inner.open(self.keys_.object_name(key))
+        return io.BufferedReader(_Decrypting(self, source), 1024 * 1024)
+
+    def size(self, key: str) -> int | None:
+        if self.inner.size(self.keys_.object_name(key)) is None:
+            return None
+        with self.lock:
+            return self.sizes.get(key)
+
+    def keys(self) -> Iterator[str]:
+        with self.lock:
+            known = sorted(self.sizes)
+        stored = set(self.inner.keys())
+        for key in known:
+            if self.keys_.object_name(key) in stored:
+                yield key
+
+    def delete_temp(self, temp_key: str) -> None:
+        self.inner.delete_temp(temp_key)
+
+    def append_manifest(self, entries: Iterable[ManifestEntry]) -> None:
+        self.index.append(entries)
+
+    def rewrite_manifest(self, entries: Iterable[ManifestEntry]) -> None:
+        self.index.rewrite(entries)
+
+    def manifest_lines(self) -> int:
+        return self.index.count()
+
+    def flush(self) -> None:
+        self.index.flush()
+
+    def put_meta(self, name: str, data: bytes) -> None:
+        self.inner.put_meta(name, data)
+
+    def get_meta(self, name: str) -> bytes | None:
+        return self.inner.get_meta(name)
+
+    def list_meta(self, folder: str) -> list[str]:
+        return self.inner.list_meta(folder)
+
+    def delete_meta(self, name: str) -> None:
+        self.inner.delete_meta(name)
+
+    def close(self) -> None:
+        with contextlib.suppress(PhotodError):
+            self.flush()
+        self.inner.close()

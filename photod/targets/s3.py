@@ -1,0 +1,455 @@
+"""S3-compatible object storage (AWS, Backblaze B2, Wasabi, MinIO, Ceph...).  The only
+module that imports boto3.
+
+Uploads stream: a file up to ``part_size`` goes in one PUT; a larger one in a multipart
+upload, ``part_size`` at a time, at most two parts in flight, so memory stays bounded
+for a video of any size.  Every request body carries its Content-MD5, which every S3
+server checks before it stores the bytes (a SHA-256 checksum header is ignored by some
+servers, Content-MD5 by none).  Nothing is visible under a key until the PUT or the
+CompleteMultipartUpload succeeds, and an upload cut off half way is aborted.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import boto3
+import botocore.session
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.handlers import add_expect_header
+
+from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
+from photod.models import VerifyMethod
+from photod.targets.objects import TMP, ObjectTarget
+
+UPLOAD = "s3-upload:"  # temp keys: an unfinished upload to the key that follows
+THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+             "TooManyRequests", "ServiceUnavailable", "RequestTimeTooSkewed"}  # fmt: skip
+CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+               "TokenRefreshRequired", "AccessDenied", "InvalidClientTokenId"}  # fmt: skip
+IN_FLIGHT = 2  # parts of one upload on the wire at once
+LISTING_TTL = 60.0  # seconds a folder listing answers "is this key taken?"
+
+
+def _md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+class S3Writer:
+    def __init__(self, target: S3Target, key: str) -> None:
+        self.t = target
+        self.key = key
+        # Where a multipart upload goes, decided when the first part is ready: straight
+        # to the key when it is free (the usual case: no copy), else under .photod/tmp/
+        # (copied into place by the server at commit, under whatever name commit is
+        # given).  A small file is one PUT at commit and needs neither.
+        self.tmp = f"{TMP}{secrets.token_hex(12)}"
+        self.upload_key = key
+        self.temp_key = f"{UPLOAD}{self.tmp}:{key}"  # delete_temp cleans either
+        self.chunks: list[bytes] = []  # joined once per part or PUT: one copy of each byte
+        self.buffered = 0
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.upload_id: str | None = None
+        self.parts: list[dict[str, Any]] = []
+        self.futures: list[Future[dict[str, Any]]] = []
+        self.completed = False
+
+    def write(self, data: bytes) -> None:
+        self.sha.update(data)
+        self.size += len(data)
+        self.chunks.append(data)
+        self.buffered += len(data)
+        while self.buffered >= self.t.part_size:
+            joined = b"".join(self.chunks)
+            part, rest = joined[: self.t.part_size], joined[self.t.part_size :]
+            self.chunks, self.buffered = ([rest] if rest else []), len(rest)
+            self._send_part(part)
+
+    def _take_buffer(self) -> bytes:
+        data = b"".join(self.chunks)
+        self.chunks, self.buffered = [], 0
+        return data
+
+    def _send_part(self, part: bytes) -> None:
+        try:
+            if self.upload_id is None:
+                if self.t.exists(self.key):
+                    self.upload_key = self.tmp
+                self.upload_id = self.t.call(
+                    "create_multipart_upload", Key=self.t.full(self.upload_key)
+                )["UploadId"]
+            while len(self.futures) >= IN_FLIGHT:  # bounded memory: wait for room
+                self.futures[0].result()
+                self._collect(wait=False)
+            number = len(self.parts) + len(self.futures) + 1
+            self.futures.append(self.t.pool.submit(self._upload_part, number, part))
+            self._collect(wait=False)
+        except PhotodError:
+            self.abort()
+            raise
+
+    def _upload_part(self, number: int, part: bytes) -> dict[str, Any]:
+        response = self.t.call(
+            "upload_part",
+            Key=self.t.full(self.upload_key),
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=part,
+            ContentMD5=_md5(part),
+        )
+        return {"PartNumber": number, "ETag": response["ETag"]}
+
+    def _collect(self, wait: bool) -> None:
+        """Move finished parts to ``parts``; raise the first failure."""
+        pending = []
+        for f in self.futures:
+            if wait or f.done():
+                self.parts.append(f.result())
+            else:
+                pending.append(f)
+        self.futures = pending
+
+    def commit(self, key: str, sha256: str, mtime_ns: int | None = None) -> VerifyMethod:
+        if self.sha.hexdigest() != sha256:
+            self.abort()
+            raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, self.sha.hexdigest())
+        if key != self.key and self.upload_key == self.key and self.upload_id is not None:
+            # A multipart upload is bound to its key, and that key was taken while we
+            # uploaded: nothing is published; the catch-up copies it again later.
+            self.abort()
+            raise PhotodError(f"{key}: the name was taken during the upload; copied again later")
+        if self.t.exists(key):
+            raise KeyExists(key)  # still open: commit again under another key
+        try:
+            if self.upload_id is None:
+                # One request: the server checks the Content-MD5 of the whole object
+                # before it stores it, so its 200 is the proof.  If-None-Match makes
+                # servers that know it refuse to replace an object that appeared
+                # since the existence check.
+                body = b"".join(self.chunks)
+                try:
+                    self.t.call(
+                        "put_object",
+                        Key=self.t.full(key),
+                        Body=body,
+                        ContentMD5=_md5(body),
+                        IfNoneMatch="*",
+                    )
+                except KeyExists:
+                    self.t.remember(key)
+                    raise KeyExists(key) from None  # still open, bytes kept
+                self.chunks, self.buffered = [], 0
+                self.t.remember(key)
+                return VerifyMethod.SERVER
+            if self.buffered:
+                self._send_part(self._take_buffer())
+            self._collect(wait=True)
+            self.parts.sort(key=lambda p: p["PartNumber"])
+            self.t.call(
+                "complete_multipart_upload",
+                Key=self.t.full(self.upload_key),
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": self.parts},
+            )
+            self.completed = True
+            if self.upload_key != key:
+                self.t.copy(self.upload_key, key)
+                self.t.delete_object(self.upload_key)
+            self.t.remember(key)
+            stored = self.t.object_size(key)  # every part was checked; the whole is there
+        except KeyExists:
+            raise
+        except PhotodError:
+            self.abort()
+            raise
+        if stored != self.size:
+            raise ChecksumMismatch(f"{self.t.name}:{key}", f"{self.size} bytes", f"{stored} bytes")
+        return VerifyMethod.SERVER
+
+    def abort(self) -> None:
+        for f in self.futures:
+            with contextlib.suppress(Exception):
+                f.result()
+        self.futures = []
+        self.chunks, self.buffered = [], 0
+        if self.upload_id is not None and not self.completed:
+            with contextlib.suppress(PhotodError):
+                self.t.call(
+                    "abort_multipart_upload",
+                    Key=self.t.full(self.upload_key),
+                    UploadId=self.upload_id,
+                )
+        self.upload_id = None
+        if self.completed and self.upload_key == self.tmp:
+            with contextlib.suppress(PhotodError):
+                self.t.delete_object(self.upload_key)
+
+
+class _Body:
+    """A GET's body as a file: read errors become OSError, as from a disk."""
+
+    def __init__(self, target: S3Target, body: Any) -> None:
+        self.t = target
+        self.body = body
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return bytes(self.body.read(None if n < 0 else n))
+        except (BotoCoreError, OSError, ValueError) as exc:
+            raise OSError(f"{self.t.name}: download cut off: {exc}") from exc
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.body.close()
+
+    def __enter__(self) -> _Body:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class S3Target(ObjectTarget):
+    def __init__(
+        self,
+        name: str,
+        bucket: str,
+        prefix: str = "",
+        endpoint: str | None = None,
+        region: str | None = None,
+        profile: str | None = None,
+        credentials_file: Path | None = None,
+        part_size: int = 16 * 1024**2,
+        timeout: float = 20.0,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.endpoint = endpoint
+        self.where = f"s3://{bucket}/{self.prefix}" + (f" at {endpoint}" if endpoint else "")
+        self.part_size = max(part_size, 5 * 1024**2)  # S3's smallest part
+        core = botocore.session.Session(profile=profile)
+        if credentials_file is not None:
+            core.set_config_variable("credentials_file", str(credentials_file))
+        session = boto3.Session(botocore_session=core, region_name=region or "us-east-1")
+        self.client = session.client(
+            "s3",
+            endpoint_url=endpoint,
+            config=BotoConfig(
+                # Content-MD5 already protects every body: no second hash of it for
+                # the signature (botocore signs payloads on plain http otherwise).
+                s3={"addressing_style": "path", "payload_signing_enabled": False}
+                if endpoint
+                else {"payload_signing_enabled": False},
+                # A few quick retries inside botocore; after that the target is
+                # unavailable and photod's own backoff takes over.
+                retries={"max_attempts": 2, "mode": "standard"},
+                connect_timeout=min(timeout, 10),
+                read_timeout=timeout,
+                max_pool_connections=16,
+                # Content-MD5 is what we send; no extra trailing checksums.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
+        # botocore asks "Expect: 100-continue" before each body over 1 MB: a round
+        # trip per upload that buys nothing when the server is known to take it.
+        self.client.meta.events.unregister("before-call.s3", add_expect_header)
+        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"s3-{name}")
+        self._lock = threading.Lock()
+        self._listings: dict[str, tuple[float, set[str]]] = {}
+
+    # -- errors -----------------------------------------------------------------------
+
+    def error(self, exc: Exception) -> PhotodError:
+        """Map one botocore exception to photod's errors: the one place that knows them."""
+        if isinstance(exc, NoCredentialsError):
+            return TargetUnavailable(
+                self.name,
+                "no S3 credentials found: set credentials_file or profile, or "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            )
+        if isinstance(exc, ClientError):
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code == "PreconditionFailed" or status == 412:
+                return KeyExists(str(exc.response.get("Error", {}).get("Key", "")))
+            if code in ("BadDigest", "InvalidDigest"):
+                return PhotodError(
+                    f"{self.name}: the server received other bytes than sent ({code})"
+                )
+            if code in THROTTLED or status in (429, 503):
+                return TargetUnavailable(
+                    self.name, f"throttled by the server (HTTP {status} {code}); retrying later"
+                )
+            if code in CREDENTIALS or status in (401, 403):
+                return TargetUnavailable(
+                    self.name,
+                    f"credentials refused ({code or status}): check the access key, the "
+                    f"secret and their expiry for {self.where}",
+                )
+            if code == "NoSuchBucket":
+                return TargetUnavailable(
+                    self.name, f"bucket {self.bucket!r} does not exist; create it"
+                )
+            return TargetUnavailable(
+                self.name, f"S3 error {code or status}: {err.get('Message', exc)}"
+            )
+        if isinstance(exc, BotoCoreError):
+            return TargetUnavailable(self.name, f"cannot reach {self.endpoint or 'S3'}: {exc}")
+        return TargetUnavailable(self.name, f"S3 request failed: {exc}")
+
+    def call(self, op: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.client, op)(Bucket=self.bucket, **kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise self.error(exc) from exc
+
+    def full(self, key: str) -> str:
+        return self.prefix + key
+
+    # -- primitives -------------------------------------------------------------------
+
+    def object_size(self, key: str) -> int | None:
+        try:
+            return int(
+                self.client.head_object(Bucket=self.bucket, Key=self.full(key))["ContentLength"]
+            )
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise self.error(exc) from exc
+        except BotoCoreError as exc:
+            raise self.error(exc) from exc
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is at the key, from a listing of its folder made at most
+        LISTING_TTL ago (one request per folder instead of one per file, as rclone
+        copy does), kept up to date with what this process publishes."""
+        folder = key.rpartition("/")[0]
+        now = time.monotonic()
+        with self._lock:
+            cached = self._listings.get(folder)
+        if cached is None or now - cached[0] > LISTING_TTL:
+            prefix = f"{folder}/" if folder else ""
+            names = set(self._list(prefix, delimiter=True))
+            cached = (now, names)
+            with self._lock:
+                self._listings[folder] = cached
+        return key in cached[1]
+
+    def remember(self, key: str) -> None:
+        with self._lock:
+            cached = self._listings.get(key.rpartition("/")[0])
+            if cached is not None:
+                cached[1].add(key)
+
+    def copy(self, src: str, dst: str) -> None:
+        try:  # the managed copy switches to a multipart copy above 5 GB
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": self.full(src)},
+                self.bucket,
+                self.full(dst),
+                Config=TransferConfig(multipart_threshold=4 * 1024**3, use_threads=False),
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise self.error(exc) from exc
+
+    def delete_object(self, key: str) -> None:
+        self.call("delete_object", Key=self.full(key))
+
+    def _get(self, key: str) -> bytes | None:
+        try:
+            with self.open(key) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise TargetUnavailable(self.name, str(exc)) from exc
+
+    def _put(self, key: str, data: bytes) -> None:
+        self.call("put_object", Key=self.full(key), Body=data, ContentMD5=_md5(data))
+
+    def _list(self, prefix: str, delimiter: bool = False) -> Iterator[str]:
+        """Keys under a prefix; with ``delimiter``, only those directly in it."""
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket,
+                Prefix=self.full(prefix),
+                **({"Delimiter": "/"} if delimiter else {}),
+            )
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    yield obj["Key"][len(self.prefix) :]
+        except (BotoCoreError, ClientError) as exc:
+            raise self.error(exc) from exc
+
+    def _delete(self, key: str) -> None:
+        self.delete_object(key)
+
+    # -- the Target contract ----------------------------------------------------------
+
+    def open_writer(self, key: str) -> S3Writer:
+        return S3Writer(self, key)
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.full(key))["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise FileNotFoundError(key) from exc
+            raise self.error(exc) from exc
+        except BotoCoreError as exc:
+            raise self.error(exc) from exc
+        return _Body(self, body)  # type: ignore[return-value]
+
+    def size(self, key: str) -> int | None:
+        return self.object_size(key)
+
+    def delete_temp(self, temp_key: str) -> None:
+        """Abort unfinished uploads to the key or its temporary, and delete the
+        temporary object.  A finished object at a real key is never touched."""
+        if not temp_key.startswith(UPLOAD):
+            return
+        tmp, _, key = temp_key[len(UPLOAD) :].partition(":")
+        for upload_key in (tmp, key):
+            self._abort_uploads(upload_key)
+        if tmp.startswith(TMP):
+            self.delete_object(tmp)
+
+    def _abort_uploads(self, key: str) -> None:
+        try:
+            uploads = self.client.list_multipart_uploads(
+                Bucket=self.bucket, Prefix=self.full(key)
+            ).get("Uploads", [])
+            for upload in uploads:
+                if upload["Key"] == self.full(key):
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+        except ClientError as exc:
+            # Some servers (rclone serve s3) answer NoSuchUpload when there are none.
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise self.error(exc) from exc
+        except BotoCoreError as exc:
+            raise self.error(exc) from exc
+
+    def close(self) -> None:
+        with contextlib.suppress(PhotodError):
+            self.flush()
+        self.pool.shutdown(wait=True)
+        self.client.close()

