@@ -43,6 +43,8 @@ from photod.models import Asset, PolicyRule, Probe, TargetInfo, VerifyMethod
 from photod.targets.base import CHUNK, Identity, ManifestEntry, Target, Writer, hash_object
 from photod.throttle import LimitedWriter, TokenBucket, on_battery_now, paused
 
+REMOTE_PROBE = 60.0  # seconds between checks of a remote target that answers
+
 
 @dataclass
 class TargetState:
@@ -129,8 +131,8 @@ class Replicator:
             state.available, state.reason = False, why
             return False
         now = time.monotonic()
-        if not state.available and now < state.next_probe:
-            return False
+        if now < state.next_probe:
+            return state.available  # a remote is not asked more often than it needs
         record = self.catalog.target(name)
         known = Identity(record.target_id, record.root, record.mount_rel) if record else None
         try:
@@ -149,6 +151,8 @@ class Replicator:
                 state.next_probe = now + state.backoff
             return False
         state.backoff = 0.0
+        if state.queued:  # a reachable remote is asked again in a minute, not every probe
+            state.next_probe = now + REMOTE_PROBE
         if record is None or (record.root, record.mount_rel) != (ident.root, ident.mount_rel):
             if record is not None:
                 log.info("target_relocated", target=name, old=record.root, new=ident.root)
@@ -420,7 +424,12 @@ class Replicator:
     def _sources_for(self, asset: Asset, exclude: str) -> Iterator[Callable[[], BinaryIO]]:
         """Openers for a copy of the asset's bytes: verified replicas on other available
         targets first, then source files that look unchanged since they were hashed."""
-        for r in self.catalog.replicas(asset.sha256):
+        # Local copies first: reading back from a remote costs time and egress.
+        replicas = sorted(
+            self.catalog.replicas(asset.sha256),
+            key=lambda r: r.target in self.targets and self.targets[r.target].queued,
+        )
+        for r in replicas:
             state = self.targets.get(r.target)
             if r.target != exclude and state is not None and state.available:
                 yield functools.partial(state.target.open, r.relpath)

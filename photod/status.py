@@ -4,6 +4,7 @@ each target, so it works whether the daemon runs or not."""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from photod.errors import FileUnreadable, TargetUnavailable
 from photod.models import PolicyRule, TargetInfo
 from photod.pipeline import build_targets
 from photod.targets.base import Identity
+from photod.throttle import on_battery_now, paused
 
 
 def collect(cfg: Config) -> dict[str, Any]:
@@ -40,11 +42,16 @@ def collect(cfg: Config) -> dict[str, Any]:
         for name, state in build_targets(cfg).items():
             record = catalog.target(name) if catalog else None
             known = Identity(record.target_id, record.root, record.mount_rel) if record else None
+            why = paused(state.window, state.on_battery, datetime.now(), on_battery_now())
             try:
+                if why:
+                    raise TargetUnavailable(name, why)
                 state.target.check(known, prepare=False)
                 available, reason = True, ""
             except TargetUnavailable as exc:
                 available, reason = False, exc.reason
+            finally:
+                state.target.close()
             t = next(t for t in cfg.targets if t.name == name)
             # Counted from the holdings already read: no query per target.
             held_here = sum(n for held, n, _ in holdings if name in held)

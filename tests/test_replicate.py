@@ -181,3 +181,39 @@ def test_symlink_is_not_followed(rig2: Rig, samples: Path) -> None:
     (rig2.inbox / "link.jpg").symlink_to(samples / "jpg_Canon_40D.jpg")
     assert "skipped" == rig2.ingest(rig2.inbox / "link.jpg")
     assert {} == rig2.mem["a"].objects
+
+
+def test_remote_is_asked_again_with_backoff_and_filled_from_a_local_copy(
+    tmp_path: Path, samples: Path
+) -> None:
+    """A queued (remote) target gets nothing while a file is ingested; the catch-up
+    fills it from the local copy.  When it stops answering it is asked again after
+    5 s, then 10 s, 20 s..., not at every probe; once back, it catches up."""
+    rig = Rig(tmp_path, "local", "remote")
+    remote = rig.states["remote"]
+    remote.queued = True
+    rig.rep.retry_max = 3600
+    photo = rig.add(next(samples.iterdir()))
+    sha = sha256(photo)
+    rig.ingest(photo)
+    assert (["local"], []) == (
+        [r.target for r in rig.catalog.replicas(sha)],
+        list(rig.mem["remote"].objects),
+    )
+    photo.unlink()  # the catch-up must read the local replica, not the source
+    assert 1 == rig.rep.replicate_pending("remote")
+    assert {"local", "remote"} == {r.target for r in rig.catalog.replicas(sha)}
+
+    rig.mem["remote"].available = False
+    remote.next_probe = 0.0
+    delays = []
+    for _ in range(3):
+        assert not rig.rep.refresh("remote")
+        delays.append(remote.backoff)
+        assert not rig.rep.refresh("remote")  # asked too soon: not checked again
+        remote.next_probe = 0.0  # as if the pause had passed
+    assert [5.0, 10.0, 20.0] == delays
+    rig.mem["remote"].available = True
+    assert rig.rep.refresh("remote")
+    assert 0.0 == remote.backoff
+    rig.close()

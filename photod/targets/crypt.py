@@ -332,12 +332,13 @@ class CryptTarget:
             lambda data: _parse_index(keys, data),
         )
         self.sizes: dict[str, int] = {}  # key -> plaintext size, from the index
+        self.loaded = False
         self.lock = threading.Lock()
 
     def check(self, known: Identity | None, prepare: bool = True) -> Identity:
         ident = self.inner.check(known, prepare)
-        if not prepare:
-            return ident  # a look from `photod status`: the index is not needed
+        if not prepare or self.loaded:
+            return ident  # `photod status` needs no index; the daemon reads it once
         try:
             entries = self.index.entries()
         except pyrage.DecryptError as exc:
@@ -348,6 +349,7 @@ class CryptTarget:
             ) from exc
         with self.lock:
             self.sizes = {e.key: e.size for e in entries}
+        self.loaded = True
         return ident
 
     def free_bytes(self) -> int | None:
@@ -381,7 +383,10 @@ class CryptTarget:
         self.index.append(entries)
 
     def rewrite_manifest(self, entries: Iterable[ManifestEntry]) -> None:
-        self.index.rewrite(entries)
+        batch = list(entries)
+        self.index.rewrite(batch)
+        with self.lock:
+            self.sizes = {e.key: e.size for e in batch}
 
     def manifest_lines(self) -> int:
         return self.index.count()

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from photod.targets.base import ManifestEntry, Target
 
 FLUSH_EVERY = 1000  # entries; fewer are written by flush() (the daemon calls it often)
+COMPACT_AFTER = 64  # segments; then they are merged into one, so a restore reads few files
 
 
 class SegmentLog:
@@ -32,6 +33,7 @@ class SegmentLog:
         self.decode = decode
         self._buffer: list[ManifestEntry] = []
         self._stored: int | None = None  # entries in segments on the target, once counted
+        self._segments: int | None = None
         self._lock = threading.Lock()
 
     def _name(self) -> str:
@@ -42,12 +44,13 @@ class SegmentLog:
     def entries(self) -> list[ManifestEntry]:
         """Every stored entry, oldest segment first (a restore reads these)."""
         out: list[ManifestEntry] = []
-        for name in self.target.list_meta(self.folder):
+        names = self.target.list_meta(self.folder)
+        for name in names:
             data = self.target.get_meta(name)
             if data is not None:
                 out.extend(self.decode(data))
         with self._lock:
-            self._stored = len(out)
+            self._stored, self._segments = len(out), len(names)
             return out + self._buffer
 
     def append(self, entries: Iterable[ManifestEntry]) -> None:
@@ -69,8 +72,12 @@ class SegmentLog:
                 self._buffer[:0] = batch  # kept for the next flush
             raise
         with self._lock:
-            if self._stored is not None:
+            if self._stored is not None and self._segments is not None:
                 self._stored += len(batch)
+                self._segments += 1
+            compact = (self._segments or 0) > COMPACT_AFTER
+        if compact:
+            self.rewrite(self.entries())
 
     def rewrite(self, entries: Iterable[ManifestEntry]) -> None:
         """One new segment with exactly these entries, then the old ones go.  A crash
@@ -85,7 +92,7 @@ class SegmentLog:
         for name in old:
             self.target.delete_meta(name)
         with self._lock:
-            self._stored = len(batch)
+            self._stored, self._segments = len(batch), 1 if batch else 0
 
     def count(self) -> int:
         with self._lock:

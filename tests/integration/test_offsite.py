@@ -161,7 +161,8 @@ def test_upload_window_pauses_a_target(setup: Setup, samples: Path, s3_server: S
     p.wait_protected(1)
     wait_for(lambda: p.events("asset_protected"), 10, "asset protected")
     offsite = next(t for t in p.status()["targets"] if t["name"] == "offsite")
-    assert (1, 0) == (offsite["pending"], offsite["replicas"])
+    assert (1, 0, False) == (offsite["pending"], offsite["replicas"], offsite["available"])
+    assert f"outside its upload window {window}" in offsite["reason"]
     assert [] == list((s3_server.root / BUCKET / "window").rglob("*.jpg"))
     p.stop()
 

@@ -367,3 +367,23 @@ def test_s3_large_upload_streams_in_bounded_memory(
     assert peak < 40 * 1024**2, f"peak {peak / 1e6:.0f} MB"
     assert h.hexdigest() == hash_object(t, "2024/long.MOV")
     t.close()
+
+
+def test_extra_recipient_can_decrypt_with_the_stock_tool(tmp_path: Path) -> None:
+    """An object on an encrypted target also opens with a second identity whose public
+    key is listed in `recipients` (a key kept offline), using the stock age tool."""
+    import subprocess
+
+    from tests.servers import need
+
+    age = need("age", "apt install age")
+    keygen(tmp_path / "main.txt")
+    spare = keygen(tmp_path / "spare.txt")
+    t = CryptTarget(LocalTarget("l", tmp_path / "root", creates_root=True),
+                    Keys(tmp_path / "main.txt", [spare]))  # fmt: skip
+    t.check(None)
+    put(t, "2024/IMG_1.HEIC")
+    obj = tmp_path / "root" / t.keys_.object_name("2024/IMG_1.HEIC")
+    opened = subprocess.run([age, "-d", "-i", str(tmp_path / "spare.txt"), str(obj)],
+                            capture_output=True, check=True)  # fmt: skip
+    assert DATA == opened.stdout
