@@ -289,8 +289,9 @@ class S3Target(ObjectTarget):
             if code == "PreconditionFailed" or status == 412:
                 return KeyExists(str(exc.response.get("Error", {}).get("Key", "")))
             if code in ("BadDigest", "InvalidDigest"):
-                return PhotodError(
-                    f"{self.name}: the server received other bytes than sent ({code})"
+                # Bytes changed on the way (a bad link or proxy): nothing was stored.
+                return TargetUnavailable(
+                    self.name, f"the server received other bytes than were sent ({code})"
                 )
             if code in THROTTLED or status in (429, 503):
                 return TargetUnavailable(
