@@ -50,7 +50,7 @@ def rclone_conf(path: Path, endpoint: str) -> Path:
     return path
 
 
-def photod_config(work: Path, corpus: Path, server: S3Server, encrypt: bool) -> Path:
+def photod_config(work: Path, corpus: Path, server: S3Server, encrypt: bool, prefix: str) -> Path:
     creds = server.credentials(work / "aws-credentials")
     state = work / "photod-state"
     key = work / "photod.key"
@@ -62,7 +62,7 @@ def photod_config(work: Path, corpus: Path, server: S3Server, encrypt: bool) -> 
         "[policy]\ncopies = 1\nmedia = 1\noffsite = 1\n"
         f'[[sources]]\nname = "corpus"\ntype = "folder"\npath = "{corpus}"\n'
         f'[[targets]]\nname = "offsite"\ntype = "s3"\nendpoint = "{server.endpoint}"\n'
-        f'bucket = "{BUCKET}"\nprefix = "photod-{"crypt" if encrypt else "plain"}"\n'
+        f'bucket = "{BUCKET}"\nprefix = "{prefix}"\n'
         f'credentials_file = "{creds}"\nencrypt = {"true" if encrypt else "false"}\n'
         + (f'[encryption]\nidentity = "{key}"\n' if encrypt else "")
         + f'[daemon]\nstate_dir = "{state}"\nlog_dir = "{state}/log"\n'
@@ -96,7 +96,6 @@ def main() -> int:
     server.start()
     conf = rclone_conf(work / "rclone.conf", server.endpoint)
     rclone = shutil.which("rclone") or str(Path(sys.executable).parent / "rclone")
-    bucket = server.root / BUCKET
     times: dict[str, list[float]] = {
         "photod": [],
         "rclone": [],
@@ -107,11 +106,12 @@ def main() -> int:
     try:
         for round_ in range(args.rounds):
             for name in times:
-                for d in ("photod-plain", "photod-crypt", "rclone-plain", "rclone-crypt"):
-                    shutil.rmtree(bucket / d, ignore_errors=True)
+                # Fresh names each time: files deleted behind the server's back would
+                # linger in its directory cache.
+                run = f"{name.replace(' ', '-')}-{round_}"
                 shutil.rmtree(work / "photod-state", ignore_errors=True)
                 if name.startswith("photod"):
-                    config = photod_config(work, corpus, server, encrypt="crypt" in name)
+                    config = photod_config(work, corpus, server, "crypt" in name, run)
                     cmd = [sys.executable, "-m", "photod", "--config", str(config), "run", "--once"]
                     times[name].append(timed(cmd))
                     status = json.loads(subprocess.run(
@@ -119,7 +119,7 @@ def main() -> int:
                         capture_output=True, text=True, check=True).stdout)  # fmt: skip
                     ok = ok and status["policy"]["compliant"] == n
                 else:
-                    dest = "s3:photos/rclone-plain" if name == "rclone" else "crypt:"
+                    dest = f"s3:{BUCKET}/{run}" if name == "rclone" else f"crypt:{run}"
                     times[name].append(
                         timed([rclone, "--config", str(conf), "copy", str(corpus), dest])
                     )

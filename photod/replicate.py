@@ -136,7 +136,13 @@ class Replicator:
         record = self.catalog.target(name)
         known = Identity(record.target_id, record.root, record.mount_rel) if record else None
         try:
-            ident = state.target.check(known)
+            try:
+                ident = state.target.check(known)
+            except TargetUnavailable:
+                raise
+            except Exception as exc:  # a bug or an unmapped error: one event, never a crash
+                log.exception("target_check_failed", target=name, error=str(exc))
+                raise TargetUnavailable(name, f"unexpected error: {exc}") from exc
         except TargetUnavailable as exc:
             if state.available or state.reason != exc.reason:
                 log.warning(

@@ -28,6 +28,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.handlers import add_expect_header
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
 from photod.models import VerifyMethod
@@ -38,6 +39,9 @@ THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExcee
              "TooManyRequests", "ServiceUnavailable", "RequestTimeTooSkewed"}  # fmt: skip
 CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
                "TokenRefreshRequired", "AccessDenied", "InvalidClientTokenId"}  # fmt: skip
+# What a request can raise besides a ClientError: botocore's own errors, and (reading a
+# broken response) urllib3's and the socket's.
+NETWORK = (BotoCoreError, Urllib3Error, OSError)
 IN_FLIGHT = 2  # parts of one upload on the wire at once
 LISTING_TTL = 60.0  # seconds a folder listing answers "is this key taken?"
 
@@ -207,7 +211,7 @@ class _Body:
     def read(self, n: int = -1) -> bytes:
         try:
             return bytes(self.body.read(None if n < 0 else n))
-        except (BotoCoreError, OSError, ValueError) as exc:
+        except (*NETWORK, ValueError) as exc:
             raise OSError(f"{self.t.name}: download cut off: {exc}") from exc
 
     def close(self) -> None:
@@ -310,14 +314,14 @@ class S3Target(ObjectTarget):
             return TargetUnavailable(
                 self.name, f"S3 error {code or status}: {err.get('Message', exc)}"
             )
-        if isinstance(exc, BotoCoreError):
+        if isinstance(exc, NETWORK):
             return TargetUnavailable(self.name, f"cannot reach {self.endpoint or 'S3'}: {exc}")
         return TargetUnavailable(self.name, f"S3 request failed: {exc}")
 
     def call(self, op: str, **kwargs: Any) -> Any:
         try:
             return getattr(self.client, op)(Bucket=self.bucket, **kwargs)
-        except (BotoCoreError, ClientError) as exc:
+        except (*NETWORK, ClientError) as exc:
             raise self.error(exc) from exc
 
     def full(self, key: str) -> str:
@@ -334,7 +338,7 @@ class S3Target(ObjectTarget):
             if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                 return None
             raise self.error(exc) from exc
-        except BotoCoreError as exc:
+        except NETWORK as exc:
             raise self.error(exc) from exc
 
     def exists(self, key: str) -> bool:
@@ -367,7 +371,7 @@ class S3Target(ObjectTarget):
                 self.full(dst),
                 Config=TransferConfig(multipart_threshold=4 * 1024**3, use_threads=False),
             )
-        except (BotoCoreError, ClientError) as exc:
+        except (*NETWORK, ClientError) as exc:
             raise self.error(exc) from exc
 
     def delete_object(self, key: str) -> None:
@@ -396,7 +400,7 @@ class S3Target(ObjectTarget):
             for page in pages:
                 for obj in page.get("Contents", []):
                     yield obj["Key"][len(self.prefix) :]
-        except (BotoCoreError, ClientError) as exc:
+        except (*NETWORK, ClientError) as exc:
             raise self.error(exc) from exc
 
     def _delete(self, key: str) -> None:
@@ -414,7 +418,7 @@ class S3Target(ObjectTarget):
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise FileNotFoundError(key) from exc
             raise self.error(exc) from exc
-        except BotoCoreError as exc:
+        except NETWORK as exc:
             raise self.error(exc) from exc
         return _Body(self, body)  # type: ignore[return-value]
 
@@ -446,7 +450,7 @@ class S3Target(ObjectTarget):
             # Some servers (rclone serve s3) answer NoSuchUpload when there are none.
             if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
                 raise self.error(exc) from exc
-        except BotoCoreError as exc:
+        except NETWORK as exc:
             raise self.error(exc) from exc
 
     def close(self) -> None:
