@@ -4,6 +4,7 @@ can be stopped and started again on the same port (a server going away mid-uploa
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -63,7 +64,14 @@ class Server:
             ) from None
 
     def stop(self) -> None:
+        """Kill the server and every connection it serves (sshd forks one process per
+        session: a crashed server takes those down too)."""
         if getattr(self, "proc", None) is not None and self.proc.poll() is None:
+            import psutil
+
+            for child in psutil.Process(self.proc.pid).children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
             self.proc.kill()
             self.proc.wait()
 

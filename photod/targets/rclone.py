@@ -1,32 +1,42 @@
 """Any remote rclone reaches (SFTP, Dropbox, OneDrive, Google Drive, B2...), through
-the rclone binary's command line.  The only module that runs rclone.
+one ``rclone rcd`` per target.  The only module that runs rclone.
 
-An upload streams into ``rclone rcat`` under ``.photod/tmp/``; the remote's own hash
-of it (or, where the remote keeps none, a read-back) must equal the SHA-256 photod
-computed; only then ``rclone moveto`` gives it its name.  A half-uploaded object is
-never under a real name, and the catalog notes the temporary so a crash can remove it.
+rcd keeps the remote's connections open between files, which spares a login per
+operation (a fresh ``rclone`` process per call made SFTP three times slower).  It
+listens on a unix socket in a private folder, so only this user reaches it.
+
+An upload streams (chunked HTTP) into ``operations/uploadfile`` under
+``.photod/tmp/``.  The remote's own SHA-256 of it, or, for remotes that keep none
+(SFTP, Dropbox...), the bytes read back, must equal photod's; only then
+``operations/movefile`` gives it its name.  A half-uploaded object is never under a
+real name, and the catalog notes the temporary so a crash can remove it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import Any, BinaryIO
 
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
 from photod.models import VerifyMethod
 from photod.targets.base import CHUNK
 from photod.targets.objects import TMP, ObjectTarget
 
-NOT_FOUND = ("not found", "doesn't exist", "does not exist", "no such file")
 UNREACHABLE = ("connection refused", "couldn't connect", "no such host", "i/o timeout",
                "connection reset", "network is unreachable", "eof", "broken pipe")  # fmt: skip
 CREDENTIALS = ("unable to authenticate", "permission denied", "handshake failed", "401",
@@ -42,33 +52,103 @@ def rclone_binary() -> str:
     return found
 
 
-class _Cat:
-    """An object's bytes from ``rclone cat``, as a file."""
+class _UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
 
-    def __init__(self, target: RcloneTarget, proc: subprocess.Popen[bytes]) -> None:
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+class Rcd:
+    """One ``rclone rcd`` process, started on first use and again if it died."""
+
+    def __init__(self, name: str, config_file: Path | None, timeout: float) -> None:
+        self.name = name
+        self.config_file = config_file
+        self.timeout = timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.folder: str | None = None
+        self.lock = threading.Lock()
+
+    @property
+    def socket_path(self) -> str:
+        assert self.folder is not None
+        return os.path.join(self.folder, "rc.sock")
+
+    def _start(self) -> None:
+        try:
+            binary = rclone_binary()
+        except PhotodError as exc:
+            raise TargetUnavailable(self.name, str(exc)) from exc
+        self.folder = tempfile.mkdtemp(prefix="photod-rclone-")  # mode 700: ours only
+        args = [binary, "rcd", "--rc-addr", f"unix://{self.socket_path}", "--rc-no-auth",
+                "--rc-serve", "--contimeout", "10s", "--timeout", f"{int(self.timeout)}s",
+                "--retries", "1", "--low-level-retries", "2", "--log-level", "ERROR"]  # fmt: skip
+        if self.config_file is not None:
+            args += ["--config", str(self.config_file)]
+        self.log = open(os.path.join(self.folder, "rcd.log"), "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise TargetUnavailable(self.name, f"rclone rcd exited: {self._log_tail()}")
+            with socket.socket(socket.AF_UNIX) as s, contextlib.suppress(OSError):
+                s.connect(self.socket_path)
+                return
+            time.sleep(0.05)
+        raise TargetUnavailable(self.name, "rclone rcd did not start within 15 s")
+
+    def _log_tail(self) -> str:
+        assert self.folder is not None
+        with contextlib.suppress(OSError), open(os.path.join(self.folder, "rcd.log"), "rb") as f:
+            return f.read()[-400:].decode(errors="replace").strip()
+        return ""
+
+    def connection(self) -> _UnixHTTP:
+        with self.lock:
+            if self.proc is None or self.proc.poll() is not None:
+                self.stop()
+                self._start()
+        return _UnixHTTP(self.socket_path, self.timeout * 4)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.log.close()
+            self.proc = None
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+
+class _Download:
+    """An object's bytes from rcd's file server, as a file."""
+
+    def __init__(self, target: RcloneTarget, conn: _UnixHTTP, response: http.client.HTTPResponse):
         self.t = target
-        self.proc = proc
-        assert proc.stdout is not None
-        self.stdout: IO[bytes] = proc.stdout
+        self.conn = conn
+        self.response = response
 
     def read(self, n: int = -1) -> bytes:
-        data = self.stdout.read(n)
-        if not data and self.proc.wait() != 0:
-            assert self.proc.stderr is not None
-            raise OSError(
-                f"{self.t.name}: download failed: {self.proc.stderr.read().decode()[-300:]}"
-            )
-        return data
+        try:
+            return self.response.read(None if n < 0 else n)
+        except (OSError, http.client.HTTPException) as exc:
+            raise OSError(f"{self.t.name}: download cut off: {exc}") from exc
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.stdout.close()
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        self.conn.close()
 
-    def __enter__(self) -> _Cat:
+    def __enter__(self) -> _Download:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -81,47 +161,55 @@ class RcloneWriter:
         self.temp_key = f"{TMP}{secrets.token_hex(12)}"
         self.sha = hashlib.sha256()
         self.size = 0
-        self.proc: subprocess.Popen[bytes] | None = target.popen(
-            ["rcat", target.full(self.temp_key)], stdin=subprocess.PIPE
-        )
+        self.boundary = secrets.token_hex(16)
+        self.conn: _UnixHTTP | None = target.rcd.connection()
+        folder, _, name = self.temp_key.rpartition("/")
+        query = urllib.parse.urlencode({"fs": target.remote, "remote": folder})
+        try:
+            self.conn.putrequest("POST", f"/operations/uploadfile?{query}")
+            self.conn.putheader("Content-Type", f"multipart/form-data; boundary={self.boundary}")
+            self.conn.putheader("Transfer-Encoding", "chunked")  # the size is not known yet
+            self.conn.endheaders()
+            self._chunk(
+                f'--{self.boundary}\r\nContent-Disposition: form-data; name="file0"; '
+                f'filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
+            )
+        except OSError as exc:
+            raise self._lost(exc) from exc
         self.uploaded = False
 
+    def _chunk(self, data: bytes) -> None:
+        assert self.conn is not None
+        self.conn.send(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _lost(self, exc: BaseException) -> TargetUnavailable:
+        self.abort()
+        return TargetUnavailable(self.t.name, f"upload to {self.t.remote} cut off: {exc}")
+
     def write(self, data: bytes) -> None:
-        assert self.proc is not None and self.proc.stdin is not None
         try:
-            self.proc.stdin.write(data)
-        except OSError:
-            raise self._failed() from None
+            self._chunk(data)
+        except OSError as exc:
+            raise self._lost(exc) from exc
         self.sha.update(data)
         self.size += len(data)
-
-    def _failed(self) -> PhotodError:
-        err = b""
-        if self.proc is not None:
-            with contextlib.suppress(OSError):
-                assert self.proc.stdin is not None
-                self.proc.stdin.close()
-            self.proc.wait()
-            assert self.proc.stderr is not None
-            err = self.proc.stderr.read()
-            self.proc.stderr.close()
-            self.proc = None
-        self.abort()
-        return self.t.error(err.decode(errors="replace"))
 
     def _finish_upload(self) -> None:
         if self.uploaded:
             return
-        assert self.proc is not None and self.proc.stdin is not None
+        assert self.conn is not None
         try:
-            self.proc.stdin.close()
-        except OSError:
-            raise self._failed() from None
-        if self.proc.wait() != 0:
-            raise self._failed()
-        assert self.proc.stderr is not None
-        self.proc.stderr.close()
-        self.proc = None
+            self._chunk(f"\r\n--{self.boundary}--\r\n".encode())
+            self.conn.send(b"0\r\n\r\n")
+            response = self.conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._lost(exc) from exc
+        self.conn.close()
+        self.conn = None
+        if response.status != 200:
+            self.abort()
+            raise self.t.error(body.decode(errors="replace"))
         self.uploaded = True
 
     def commit(self, key: str, sha256: str, mtime_ns: int | None = None) -> VerifyMethod:
@@ -136,20 +224,17 @@ class RcloneWriter:
                 raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, stored)
             if self.t.size(key) is not None:
                 raise KeyExists(key)  # still uploaded: commit again under another key
-            self.t.run(["moveto", self.t.full(self.temp_key), self.t.full(key)])
+            self.t.call("operations/movefile", srcFs=self.t.remote, srcRemote=self.temp_key,
+                        dstFs=self.t.remote, dstRemote=key)  # fmt: skip
         except (TargetUnavailable, ChecksumMismatch):
             self.abort()
             raise
         return method
 
     def abort(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            for f in (self.proc.stdin, self.proc.stderr):
-                with contextlib.suppress(OSError):
-                    f and f.close()
-            self.proc = None
+        if self.conn is not None:
+            self.conn.close()  # rcd sees the body end early and drops the upload
+            self.conn = None
         with contextlib.suppress(PhotodError):
             self.t.delete_temp(self.temp_key)
 
@@ -166,9 +251,7 @@ class RcloneTarget(ObjectTarget):
         self.name = name
         self.remote = remote
         self.where = remote
-        self.config_file = config_file
-        self.timeout = timeout
-        self._binary: str | None = None
+        self.rcd = Rcd(name, config_file, timeout)
 
     @staticmethod
     def write_inline_config(path: Path, remote: str, settings: dict[str, str]) -> Path:
@@ -182,75 +265,52 @@ class RcloneTarget(ObjectTarget):
         os.replace(path.with_suffix(".tmp"), path)
         return path
 
-    # -- running rclone ---------------------------------------------------------------
+    # -- talking to rcd ---------------------------------------------------------------
 
-    def _args(self, args: list[str]) -> list[str]:
-        if self._binary is None:
-            try:
-                self._binary = rclone_binary()
-            except PhotodError as exc:
-                raise TargetUnavailable(self.name, str(exc)) from exc
-        base = [self._binary, "--contimeout", "10s", "--timeout", f"{int(self.timeout)}s",
-                "--retries", "1", "--low-level-retries", "2"]  # fmt: skip
-        if self.config_file is not None:
-            base += ["--config", str(self.config_file)]
-        return base + args
-
-    def popen(self, args: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
-            self._args(args), stdout=kwargs.pop("stdout", subprocess.DEVNULL),
-            stderr=subprocess.PIPE, **kwargs,
-        )  # fmt: skip
-
-    def run(
-        self, args: list[str], data: bytes | None = None, missing_ok: bool = False
-    ) -> bytes | None:
-        """Run one rclone command; its stdout, or None when the object is not there and
-        ``missing_ok``."""
+    def call(self, command: str, missing_ok: bool = False, **params: Any) -> dict[str, Any]:
+        """One remote-control call; its JSON answer.  With ``missing_ok`` a "not found"
+        is an empty answer."""
+        conn = self.rcd.connection()
         try:
-            done = subprocess.run(
-                self._args(args), input=data, capture_output=True, timeout=self.timeout * 4
+            conn.request(
+                "POST", f"/{command}", json.dumps(params), {"Content-Type": "application/json"}
             )
-        except subprocess.TimeoutExpired as exc:
-            raise TargetUnavailable(self.name, f"rclone {args[0]} did not answer in time") from exc
-        if done.returncode == 0:
-            return done.stdout
-        err = done.stderr.decode(errors="replace")
-        if missing_ok and (done.returncode == 3 or any(m in err.lower() for m in NOT_FOUND)):
-            return None
-        raise self.error(err)
+            response = conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise TargetUnavailable(self.name, f"rclone rcd did not answer: {exc}") from exc
+        finally:
+            conn.close()
+        try:
+            answer: dict[str, Any] = json.loads(body or b"{}")
+        except ValueError:
+            answer = {"error": body.decode(errors="replace")}
+        if response.status == 200:
+            return answer
+        if missing_ok and response.status == 404:
+            return {}
+        raise self.error(str(answer.get("error", answer)))
 
-    def error(self, stderr: str) -> TargetUnavailable:
+    def error(self, message: str) -> TargetUnavailable:
         """Map rclone's complaint to a reason a person can act on."""
-        lines = [line for line in stderr.strip().splitlines() if line.strip()]
-        last = lines[-1] if lines else "rclone failed"
-        low = stderr.lower()
+        low = message.lower()
         if "didn't find section in config file" in low:
             why = f"remote {self.remote.partition(':')[0]!r} is not in the rclone config (`rclone listremotes`)"
         elif any(m in low for m in CREDENTIALS):
-            why = f"credentials refused: {last}"
+            why = f"credentials refused: {message}"
         elif any(m in low for m in THROTTLED):
-            why = f"throttled by the remote; retrying later: {last}"
+            why = f"throttled by the remote; retrying later: {message}"
         elif any(m in low for m in UNREACHABLE):
-            why = f"cannot reach {self.remote}: {last}"
+            why = f"cannot reach {self.remote}: {message}"
         else:
-            why = last
-        return TargetUnavailable(self.name, why[-400:])
-
-    def full(self, key: str) -> str:
-        name, _, path = self.remote.partition(":")
-        path = path.rstrip("/")
-        return f"{name}:{path}/{key}" if path else f"{name}:{key}"
+            why = message
+        return TargetUnavailable(self.name, why.strip()[-400:])
 
     def remote_sha256(self, key: str) -> tuple[str, VerifyMethod]:
         """The remote's own SHA-256 of an object, else the bytes read back and hashed."""
-        try:
-            out = self.run(["hashsum", "sha256", self.full(key)], missing_ok=True)
-        except TargetUnavailable as exc:
-            if "unsupported" not in exc.reason and "not supported" not in exc.reason:
-                raise
-            out = None  # SFTP, Dropbox...: the remote keeps no SHA-256; read it back
-        digest = (out or b"").decode().split(" ", 1)[0].strip()
+        item = self.call("operations/stat", fs=self.remote, remote=key,
+                         opt={"hashTypes": ["sha256"]}).get("item") or {}  # fmt: skip
+        digest = str((item.get("Hashes") or {}).get("sha256", ""))
         if len(digest) == 64:
             return digest, VerifyMethod.SERVER
         h = hashlib.sha256()
@@ -265,19 +325,31 @@ class RcloneTarget(ObjectTarget):
     # -- primitives -------------------------------------------------------------------
 
     def _get(self, key: str) -> bytes | None:
-        return self.run(["cat", self.full(key)], missing_ok=True)
+        try:
+            with self.open(key) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise TargetUnavailable(self.name, str(exc)) from exc
 
     def _put(self, key: str, data: bytes) -> None:
-        self.run(["rcat", self.full(key)], data=data)
+        w = RcloneWriter(self, key)
+        w.write(data)
+        w._finish_upload()
+        self.call("operations/movefile", srcFs=self.remote, srcRemote=w.temp_key,
+                  dstFs=self.remote, dstRemote=key)  # fmt: skip
 
     def _list(self, prefix: str) -> Iterator[str]:
-        out = self.run(["lsf", "-R", "--files-only", self.full(prefix)], missing_ok=True)
-        for line in (out or b"").decode().splitlines():
-            if line:
-                yield prefix + line
+        folder = prefix.rstrip("/")
+        answer = self.call("operations/list", missing_ok=True, fs=self.remote, remote=folder,
+                           opt={"recurse": True, "filesOnly": True, "noModTime": True,
+                                "noMimeType": True})  # fmt: skip
+        for item in answer.get("list", []):
+            yield f"{folder}/{item['Path']}" if folder else str(item["Path"])
 
     def _delete(self, key: str) -> None:
-        self.run(["deletefile", self.full(key)], missing_ok=True)
+        self.call("operations/deletefile", missing_ok=True, fs=self.remote, remote=key)
 
     # -- the Target contract ----------------------------------------------------------
 
@@ -285,18 +357,25 @@ class RcloneTarget(ObjectTarget):
         return RcloneWriter(self, key)
 
     def open(self, key: str) -> BinaryIO:
-        if self.size(key) is None:
+        conn = self.rcd.connection()
+        try:
+            conn.request("GET", f"/[{self.remote}]/{urllib.parse.quote(key)}")
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise TargetUnavailable(self.name, f"rclone rcd did not answer: {exc}") from exc
+        if response.status == 404:
+            conn.close()
             raise FileNotFoundError(key)
-        proc = self.popen(["cat", self.full(key)], stdout=subprocess.PIPE)
-        return _Cat(self, proc)  # type: ignore[return-value]
+        if response.status != 200:
+            message = response.read().decode(errors="replace")
+            conn.close()
+            raise self.error(message)
+        return _Download(self, conn, response)  # type: ignore[return-value]
 
     def size(self, key: str) -> int | None:
-        out = self.run(["lsjson", "--files-only", "--no-mimetype", self.full(key)], missing_ok=True)
-        try:
-            items = json.loads(out or b"[]")
-        except ValueError:
-            return None
-        return int(items[0]["Size"]) if items else None
+        item = self.call("operations/stat", fs=self.remote, remote=key).get("item")
+        return None if item is None else int(item["Size"])
 
     def delete_temp(self, temp_key: str) -> None:
         if temp_key.startswith(TMP):  # never anything but photod's own temporaries
@@ -305,3 +384,4 @@ class RcloneTarget(ObjectTarget):
     def close(self) -> None:
         with contextlib.suppress(PhotodError):
             self.flush()
+        self.rcd.stop()

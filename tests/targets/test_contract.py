@@ -248,8 +248,12 @@ def test_rclone_refused_key_is_a_clear_reason(ssh_server: SSHServer, tmp_path: P
     )
     settings = {**ssh_server.rclone_config(), "key_file": str(tmp_path / "k")}
     conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "box:", settings)
-    with pytest.raises(TargetUnavailable, match="credentials refused"):
-        RcloneTarget("r", f"box:{tmp_path}/files", conf, timeout=5).check(None)
+    t = RcloneTarget("r", f"box:{tmp_path}/files", conf, timeout=5)
+    try:
+        with pytest.raises(TargetUnavailable, match="credentials refused"):
+            t.check(None)
+    finally:
+        t.close()
 
 
 @pytest.mark.parametrize("via", ["s3", "rclone"])
@@ -269,8 +273,11 @@ def test_throttling_is_target_unavailable(via: str, tmp_path: Path) -> None:
                         "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}  # fmt: skip
             conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "cloud:", settings)
             t = RcloneTarget("r", f"cloud:{BUCKET}", conf, timeout=5)
-        with pytest.raises(TargetUnavailable, match="throttled"):
-            t.check(None)
+        try:
+            with pytest.raises(TargetUnavailable, match="throttled"):
+                t.check(None)
+        finally:
+            t.close()
     finally:
         server.stop()
 
