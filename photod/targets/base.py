@@ -12,9 +12,18 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
+from photod.errors import TargetUnavailable
 from photod.models import ManifestEntry, VerifyMethod
 
-__all__ = ["CHUNK", "Identity", "ManifestEntry", "Target", "Writer", "hash_object"]
+__all__ = [
+    "CHUNK",
+    "Identity",
+    "ManifestEntry",
+    "Target",
+    "Writer",
+    "hash_object",
+    "refuse_stranger",
+]
 
 CHUNK = 1024 * 1024
 
@@ -108,3 +117,23 @@ def hash_object(target: Target, key: str) -> str:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def refuse_stranger(
+    name: str, where: str, known: Identity | None, found: str | None, missing: str
+) -> None:
+    """Raise TargetUnavailable unless the marker id ``found`` at ``where`` is the target
+    photod knows (any id is fine the first time).  ``missing`` says why a known target
+    can have lost its marker."""
+    if known is not None and found is None:
+        raise TargetUnavailable(
+            name,
+            f"{where} has no .photod/target.json: it is not the place photod knows as "
+            f"{name!r} (id {known.target_id}); {missing}",
+        )
+    if known is not None and found != known.target_id:
+        raise TargetUnavailable(
+            name,
+            f"{where} belongs to another target (id {found}, expected {known.target_id}); "
+            "give it its own target name in the config",
+        )

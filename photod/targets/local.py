@@ -22,7 +22,7 @@ from typing import BinaryIO
 from photod.errors import ChecksumMismatch, KeyExists, TargetFull, TargetUnavailable
 from photod.models import VerifyMethod
 from photod.mounts import mount_of, mount_points
-from photod.targets.base import CHUNK, Identity, ManifestEntry
+from photod.targets.base import CHUNK, Identity, ManifestEntry, refuse_stranger
 
 META = ".photod"
 MARKER = f"{META}/target.json"
@@ -180,18 +180,7 @@ class LocalTarget:
                 root, found = moved, known.target_id
         if not root.is_dir():
             raise TargetUnavailable(self.name, f"{root} does not exist (drive not connected?)")
-        if known is not None and found is None:
-            raise TargetUnavailable(
-                self.name,
-                f"{root} has no {MARKER}: it is not the drive photod knows as "
-                f"{self.name!r} (id {known.target_id}), or the drive is not mounted there",
-            )
-        if known is not None and found != known.target_id:
-            raise TargetUnavailable(
-                self.name,
-                f"{root} belongs to another target (id {found}, expected "
-                f"{known.target_id}); give this drive its own target name in the config",
-            )
+        refuse_stranger(self.name, str(root), known, found, "is the drive mounted there?")
         if not os.access(root, os.W_OK):
             raise TargetUnavailable(self.name, f"{root} is read-only")
         self.root = root

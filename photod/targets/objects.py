@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 
 from photod.errors import TargetUnavailable
-from photod.targets.base import Identity, ManifestEntry
+from photod.targets.base import Identity, ManifestEntry, refuse_stranger
 from photod.targets.segments import SegmentLog, parse_plain_lines, plain_lines
 
 META = ".photod/"
@@ -33,8 +34,17 @@ class ObjectTarget:
 
     # -- primitives -------------------------------------------------------------------
 
-    def _get(self, key: str) -> bytes | None:
+    def open(self, key: str) -> BinaryIO:
         raise NotImplementedError
+
+    def _get(self, key: str) -> bytes | None:
+        try:
+            with self.open(key) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:  # a download cut off
+            raise TargetUnavailable(self.name, str(exc)) from exc
 
     def _put(self, key: str, data: bytes) -> None:
         raise NotImplementedError
@@ -53,18 +63,7 @@ class ObjectTarget:
             found = str(json.loads(raw)["id"]) if raw else None
         except (ValueError, KeyError, TypeError):
             found = None
-        if known is not None and found is None:
-            raise TargetUnavailable(
-                self.name,
-                f"{self.where} has no {META}{MARKER}: it is not the place photod knows as "
-                f"{self.name!r} (id {known.target_id}); was it emptied or moved?",
-            )
-        if known is not None and found != known.target_id:
-            raise TargetUnavailable(
-                self.name,
-                f"{self.where} belongs to another target (id {found}, expected "
-                f"{known.target_id}); give it its own target name in the config",
-            )
+        refuse_stranger(self.name, self.where, known, found, "was it emptied or moved?")
         if found is None and not prepare:
             return Identity("", self.where)
         if found is None:

@@ -324,15 +324,6 @@ class RcloneTarget(ObjectTarget):
 
     # -- primitives -------------------------------------------------------------------
 
-    def _get(self, key: str) -> bytes | None:
-        try:
-            with self.open(key) as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise TargetUnavailable(self.name, str(exc)) from exc
-
     def _put(self, key: str, data: bytes) -> None:
         w = RcloneWriter(self, key)
         w.write(data)

@@ -377,15 +377,6 @@ class S3Target(ObjectTarget):
     def delete_object(self, key: str) -> None:
         self.call("delete_object", Key=self.full(key))
 
-    def _get(self, key: str) -> bytes | None:
-        try:
-            with self.open(key) as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise TargetUnavailable(self.name, str(exc)) from exc
-
     def _put(self, key: str, data: bytes) -> None:
         self.call("put_object", Key=self.full(key), Body=data, ContentMD5=_md5(data))
 
