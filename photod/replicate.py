@@ -152,12 +152,11 @@ class Replicator:
                     pending=self.catalog.pending_count(name),
                 )
             state.available, state.reason = False, exc.reason
-            if state.queued:  # a remote: 5 s, 10 s, 20 s ... up to retry_max
-                state.backoff = min(max(5.0, state.backoff * 2), self.retry_max)
-                state.next_probe = now + state.backoff
+            self._back_off(state)
             return False
-        state.backoff = 0.0
-        if state.queued:  # a reachable remote is asked again in a minute, not every probe
+        if (
+            state.queued and not state.backoff
+        ):  # a reachable remote is asked again in a minute, not every probe
             state.next_probe = now + REMOTE_PROBE
         if record is None or (record.root, record.mount_rel) != (ident.root, ident.mount_rel):
             if record is not None:
@@ -207,6 +206,15 @@ class Replicator:
             log.warning("target_unavailable", target=name, reason=exc.reason,
                         pending=self.catalog.pending_count(name))  # fmt: skip
         state.available, state.reason = False, exc.reason
+        self._back_off(state)
+
+    def _back_off(self, state: TargetState) -> None:
+        """A remote that failed is asked again after 5 s, 10 s, 20 s ... up to
+        retry_max; only a copy that lands resets the pause.  (A server that answers
+        checks but sheds uploads, as when throttling, does not flap every probe.)"""
+        if state.queued:
+            state.backoff = min(max(5.0, state.backoff * 2), self.retry_max)
+            state.next_probe = time.monotonic() + state.backoff
 
     # -- shared steps ----------------------------------------------------------------
 
@@ -275,6 +283,7 @@ class Replicator:
             self._fail(sha, name, exc)
             return
         state.full = False
+        state.backoff = 0.0  # a copy landed: the remote works again
         log.info(
             "replica_written",
             asset=sha,

@@ -188,7 +188,7 @@ def test_remote_is_asked_again_with_backoff_and_filled_from_a_local_copy(
 ) -> None:
     """A queued (remote) target gets nothing while a file is ingested; the catch-up
     fills it from the local copy.  When it stops answering it is asked again after
-    5 s, then 10 s, 20 s..., not at every probe; once back, it catches up."""
+    5 s, then 10 s, 20 s..., not at every probe, until an upload lands again."""
     rig = Rig(tmp_path, "local", "remote")
     remote = rig.states["remote"]
     remote.queued = True
@@ -215,5 +215,9 @@ def test_remote_is_asked_again_with_backoff_and_filled_from_a_local_copy(
     assert [5.0, 10.0, 20.0] == delays
     rig.mem["remote"].available = True
     assert rig.rep.refresh("remote")
+    assert 20.0 == remote.backoff  # answering is not enough: an upload must land
+    second = rig.add(sorted(samples.iterdir())[1])
+    rig.ingest(second)
+    assert 1 == rig.rep.replicate_pending("remote")
     assert 0.0 == remote.backoff
     rig.close()
