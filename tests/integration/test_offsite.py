@@ -51,7 +51,8 @@ def test_three_targets_reach_policy_then_survive_an_s3_outage(
     """A local library, an external-like drive and an S3 bucket (encrypted) reach
     "policy met" for every sample.  The S3 server is then stopped and photos are
     added: `target_unavailable` names the reason, status shows them pending offsite and
-    not protected.  The server comes back and everything completes by itself."""
+    not protected.  The server comes back and the same daemon completes everything by
+    itself."""
     key = keygen(setup)
     extra = f'\n[encryption]\nidentity = "{key}"\n'
     p = setup.photod(three_targets(setup, s3_server, "e2e", encrypt=True), POLICY_321, extra)
@@ -73,13 +74,13 @@ def test_three_targets_reach_policy_then_survive_an_s3_outage(
     status = p.status()
     offsite = next(t for t in status["targets"] if t["name"] == "offsite")
     assert (n + 3, 3, False) == (status["assets"], offsite["pending"], status["protected"])
-    assert 0 == p.stop()  # stops cleanly while the server is away
 
-    s3_server.start()
-    p.start()
+    s3_server.start()  # and nothing else: the running daemon notices and catches up
     status = p.wait_protected(n + 3, timeout=90)
     assert status["protected"]
+    p.wait_event("target_available", count=2, target="offsite")
     assert [] == p.events("job_failed")
+    assert 0 == p.stop()
     # The local copies are exactly the inbox, byte for byte.
     expected = sorted(sha256(f) for f in setup.inbox.iterdir())
     assert expected == sorted(target_files(setup.home / "drive").values())
