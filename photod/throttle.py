@@ -9,6 +9,7 @@ from datetime import datetime
 
 import psutil
 
+from photod.models import VerifyMethod
 from photod.targets.base import Writer
 
 
@@ -78,7 +79,7 @@ class LimitedWriter:
         self.bucket.take(len(data))
         self.writer.write(data)
 
-    def commit(self, key: str, sha256: str, mtime_ns: int | None = None):  # type: ignore[no-untyped-def]
+    def commit(self, key: str, sha256: str, mtime_ns: int | None = None) -> VerifyMethod:
         return self.writer.commit(key, sha256, mtime_ns)
 
     def abort(self) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,24 @@ def test_a_stopping_daemon_does_not_wait_for_the_limit() -> None:
     started = time.monotonic()
     bucket.take(100_000)  # 100 s worth
     assert time.monotonic() - started < 0.5
+
+
+def test_config_rules_reach_the_targets(tmp_path: Path) -> None:
+    """bandwidth_limit, window and on_battery from the config are what the daemon's
+    targets obey; remote kinds are queued behind the local copies, 4 at a time."""
+    from photod import config
+    from photod.pipeline import build_targets
+
+    text = (
+        "[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n"
+        f'[[targets]]\nname = "t7"\ntype = "local"\npath = "{tmp_path / "t7"}"\n'
+        'bandwidth_limit = "5MiB/s"\nwindow = "22:00-06:00"\non_battery = false\n'
+        '[[targets]]\nname = "b2"\ntype = "s3"\nbucket = "photos"\nendpoint = "http://127.0.0.1:9"\n'
+    )
+    states = build_targets(config.parse(text, tmp_path / "photod.toml"))
+    t7, b2 = states["t7"], states["b2"]
+    assert t7.bucket is not None and 5 * 1024**2 == t7.bucket.rate
+    assert ((22 * 60, 6 * 60), False, False) == (t7.window, t7.on_battery, t7.queued)
+    assert (None, True, 4) == (b2.bucket, b2.queued, b2.transfers)
+    for state in states.values():
+        state.target.close()
