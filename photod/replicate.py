@@ -68,6 +68,12 @@ class TargetState:
     backoff: float = 0.0
     next_probe: float = 0.0
 
+    def paused(self) -> str:
+        """Why writes wait now ("" when they may run).  The battery is read only for a
+        target whose rule needs it: this runs at every probe."""
+        battery = None if self.on_battery else on_battery_now()
+        return paused(self.window, self.on_battery, datetime.now(), battery)
+
     def open_writer(self, key: str) -> Writer:
         writer = self.target.open_writer(key)
         return LimitedWriter(writer, self.bucket) if self.bucket is not None else writer
@@ -119,7 +125,7 @@ class Replicator:
     def refresh(self, name: str) -> bool:
         """Check a target now; log when it comes or goes; tidy it when it comes back."""
         state = self.targets[name]
-        why = paused(state.window, state.on_battery, datetime.now(), on_battery_now())
+        why = state.paused()
         if why:
             if state.reason != why:
                 log.info(

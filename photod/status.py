@@ -4,7 +4,6 @@ each target, so it works whether the daemon runs or not."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from photod.errors import FileUnreadable, TargetUnavailable
 from photod.models import PolicyRule, TargetInfo
 from photod.pipeline import build_targets
 from photod.targets.base import Identity
-from photod.throttle import on_battery_now, paused
 
 
 def collect(cfg: Config) -> dict[str, Any]:
@@ -42,7 +40,7 @@ def collect(cfg: Config) -> dict[str, Any]:
         for name, state in build_targets(cfg).items():
             record = catalog.target(name) if catalog else None
             known = Identity(record.target_id, record.root, record.mount_rel) if record else None
-            why = paused(state.window, state.on_battery, datetime.now(), on_battery_now())
+            why = state.paused()
             try:
                 if why:
                     raise TargetUnavailable(name, why)
