@@ -122,6 +122,43 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (udid, path)
     ) WITHOUT ROWID;
     """,
+    # v4: proof over time.  Each replica records its last full re-read (``checked_at``,
+    # how, with what result) apart from the last cheap look (``listed_at``: present and
+    # the right size); the write's own read-back is the first check.  ``lost_at`` marks
+    # an asset with no good copy left anywhere.  Source files get their own re-reads.
+    # ``egress`` counts the bytes a scrub downloaded from each remote per month, and
+    # ``runs`` when each scheduled job last finished (a missed scrub runs at start).
+    """
+    ALTER TABLE replicas ADD COLUMN checked_at TEXT;
+    ALTER TABLE replicas ADD COLUMN check_method TEXT;
+    ALTER TABLE replicas ADD COLUMN check_result TEXT NOT NULL DEFAULT '';
+    ALTER TABLE replicas ADD COLUMN listed_at TEXT;
+    UPDATE replicas SET checked_at = verified_at, check_method = method, check_result = 'ok'
+        WHERE state = 'verified';
+    CREATE INDEX replicas_checked ON replicas(target, state, checked_at);
+    ALTER TABLE assets ADD COLUMN lost_at TEXT;
+    ALTER TABLE source_files ADD COLUMN checked_at TEXT;
+    ALTER TABLE source_files ADD COLUMN corrupt INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE egress (
+        target TEXT NOT NULL,
+        month TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        PRIMARY KEY (target, month)
+    );
+    CREATE TABLE drills (
+        target TEXT NOT NULL,
+        at TEXT NOT NULL,
+        passed INTEGER NOT NULL,
+        files INTEGER NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX drills_target ON drills(target, at);
+    CREATE TABLE runs (
+        job TEXT PRIMARY KEY,
+        at TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    """,
 ]
 
 
@@ -141,6 +178,20 @@ def _unpath(value: str | bytes) -> str:
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+REPAIR = "repair: "  # the error of a replica that the catch-up copies again to heal it
+
+
+@dataclass(frozen=True, slots=True)
+class CheckItem:
+    """A verified replica as the scrub sees it."""
+
+    asset: str
+    relpath: str
+    size: int
+    checked_at: str
+    kind: Kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,13 +402,16 @@ class Catalog:
         with self._tx() as db:
             if temp is not None:
                 db.execute("DELETE FROM temp_files WHERE target=? AND relpath=?", (target, temp))
+            at = now_iso()
+            # The write's own read-back (or the server's check) is the first proof.
             db.execute(
                 "INSERT OR REPLACE INTO replicas (asset, target, state, relpath, size, verified_at,"
-                " method) VALUES (?,?,'verified',?,?,?,?)",
-                (sha256, target, relpath, size, now_iso(), str(method)),
+                " method, checked_at, check_method, check_result, listed_at)"
+                " VALUES (?,?,'verified',?,?,?,?,?,?,'ok',?)",
+                (sha256, target, relpath, size, at, str(method), at, str(method), at),
             )
-            db.execute(f"UPDATE assets SET held = {_HELD.format(asset='?')} WHERE sha256 = ?",
-                       (sha256, sha256))  # fmt: skip
+            db.execute(f"UPDATE assets SET held = {_HELD.format(asset='?')}, lost_at = NULL"
+                       " WHERE sha256 = ?", (sha256, sha256))  # fmt: skip
 
     def replica_failed(
         self, sha256: str, target: str, error: str, base: float, cap: float
@@ -365,10 +419,13 @@ class Catalog:
         """Record a failed copy; returns the delay before the next try (doubling, capped)."""
         with self._tx() as db:
             row = db.execute(
-                "SELECT attempts, state FROM replicas WHERE asset=? AND target=?", (sha256, target)
+                "SELECT attempts, state, error FROM replicas WHERE asset=? AND target=?",
+                (sha256, target),
             ).fetchone()
             if row and row["state"] == "verified":
                 return 0.0
+            if row and str(row["error"]).startswith(REPAIR):  # still a repair when it lands
+                error = f"{row['error'].split(';')[0]}; {error}"
             attempts = (row["attempts"] if row else 0) + 1
             delay = min(cap, base * 2 ** (attempts - 1))
             db.execute(
@@ -419,6 +476,230 @@ class Catalog:
                 ).fetchone()[0]
             )
 
+    # -- proof over time (scrub, heal, drills) -----------------------------------------
+
+    def replicas_by_age(
+        self, target: str, after: tuple[str, str] = ("", ""), limit: int = 1000
+    ) -> list[CheckItem]:
+        """Verified replicas on a target, the ones fully re-read longest ago first,
+        a page at a time: pass the last item's (checked_at, asset) as ``after``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT r.asset, r.relpath, r.size, coalesce(r.checked_at, ''), a.kind"
+                " FROM replicas r JOIN assets a ON a.sha256 = r.asset"
+                " WHERE r.target=? AND r.state='verified'"
+                " AND (coalesce(r.checked_at, ''), r.asset) > (?, ?)"
+                " ORDER BY coalesce(r.checked_at, ''), r.asset LIMIT ?",
+                (target, after[0], after[1], limit),
+            ).fetchall()
+        return [CheckItem(r[0], r[1], r[2], r[3], Kind(r[4])) for r in rows]
+
+    def check_totals(self, target: str) -> tuple[int, int, str | None]:
+        """(verified replicas, their bytes, the oldest full re-read) on a target."""
+        with self._lock:
+            r = self._db.execute(
+                "SELECT count(*), coalesce(sum(size), 0), min(checked_at) FROM replicas"
+                " WHERE target=? AND state='verified'",
+                (target,),
+            ).fetchone()
+        return int(r[0]), int(r[1]), r[2]
+
+    def replica_checked(self, sha256: str, target: str, method: str) -> None:
+        """A full re-read matched."""
+        with self._tx() as db:
+            at = now_iso()
+            db.execute(
+                "UPDATE replicas SET checked_at=?, check_method=?, check_result='ok', listed_at=?"
+                " WHERE asset=? AND target=? AND state='verified'",
+                (at, method, at, sha256, target),
+            )
+
+    def replicas_listed(self, target: str, assets: list[str]) -> None:
+        """A cheap look found these replicas present with the right size."""
+        at = now_iso()
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE replicas SET listed_at=? WHERE asset=? AND target=?",
+                [(at, a, target) for a in assets],
+            )
+
+    def replica_bad(self, sha256: str, target: str, result: str, method: str) -> int:
+        """A replica is corrupt or missing: it no longer counts, and the catch-up copies
+        it again at once (``error`` says it is a repair).  Returns how many verified
+        replicas of the asset are left."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE replicas SET state='failed', attempts=0, next_try=0, error=?,"
+                " checked_at=?, check_method=?, check_result=? WHERE asset=? AND target=?",
+                (f"{REPAIR}{result}", now_iso(), method, result, sha256, target),
+            )
+            db.execute(f"UPDATE assets SET held = {_HELD.format(asset='?')} WHERE sha256 = ?",
+                       (sha256, sha256))  # fmt: skip
+            return int(db.execute("SELECT count(*) FROM replicas WHERE asset=? AND"
+                                  " state='verified'", (sha256,)).fetchone()[0])  # fmt: skip
+
+    def repairs(self, sha256: str, target: str) -> str | None:
+        """Why a failed replica is being copied again ("corrupt", "missing"), or None
+        when it is not a repair."""
+        with self._lock:
+            r = self._db.execute(
+                "SELECT error FROM replicas WHERE asset=? AND target=? AND state='failed'",
+                (sha256, target),
+            ).fetchone()
+        if r is None or not str(r[0]).startswith(REPAIR):
+            return None
+        return str(r[0])[len(REPAIR) :].split(";")[0]
+
+    def mark_lost(self, sha256: str) -> bool:
+        """Record that no good copy of an asset is left; True the first time."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE assets SET lost_at=? WHERE sha256=? AND lost_at IS NULL",
+                (now_iso(), sha256),
+            )
+            return cur.rowcount == 1
+
+    def lost(self) -> list[Asset]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM assets WHERE lost_at IS NOT NULL ORDER BY relpath"
+            ).fetchall()
+        return [_asset(r) for r in rows]
+
+    def egress_used(self, target: str, month: str) -> int:
+        with self._lock:
+            r = self._db.execute(
+                "SELECT bytes FROM egress WHERE target=? AND month=?", (target, month)
+            ).fetchone()
+        return int(r[0]) if r else 0
+
+    def add_egress(self, target: str, month: str, size: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO egress VALUES (?,?,?) ON CONFLICT (target, month)"
+                " DO UPDATE SET bytes = bytes + excluded.bytes",
+                (target, month, size),
+            )
+
+    def sources_by_age(self, source: str, limit: int) -> list[tuple[str, int, int, str]]:
+        """Files of a watch folder re-read longest ago first: (path, size, mtime_ns,
+        asset); known-corrupt ones are left out (they are reported already)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT path, size, mtime_ns, asset FROM source_files WHERE source=? AND"
+                " corrupt=0 ORDER BY coalesce(checked_at, '') LIMIT ?",
+                (source, limit),
+            ).fetchall()
+        return [(_unpath(r[0]), r[1], r[2], r[3]) for r in rows]
+
+    def source_bytes(self, source: str) -> int:
+        with self._lock:
+            return int(
+                self._db.execute(
+                    "SELECT coalesce(sum(size), 0) FROM source_files WHERE source=?", (source,)
+                ).fetchone()[0]
+            )
+
+    def source_checked(self, source: str, path: str, corrupt: bool) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE source_files SET checked_at=?, corrupt=? WHERE source=? AND path=?",
+                (now_iso(), int(corrupt), source, _path(path)),
+            )
+
+    def corrupt_sources(self) -> int:
+        with self._lock:
+            return int(
+                self._db.execute("SELECT count(*) FROM source_files WHERE corrupt=1").fetchone()[0]
+            )
+
+    def sample(self, target: str, n: int) -> list[tuple[Asset, bool | None]]:
+        """A random sample of the assets a target holds, with whether each decoded at
+        ingest (None: not checked)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT a.* FROM replicas r JOIN assets a ON a.sha256=r.asset WHERE"
+                " r.target=? AND r.state='verified' ORDER BY random() LIMIT ?",
+                (target, n),
+            ).fetchall()
+        return [(_asset(r), None if r["decodable"] is None else bool(r["decodable"])) for r in rows]
+
+    def add_drill(self, target: str, passed: bool, files: int, detail: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO drills VALUES (?,?,?,?,?)",
+                (target, now_iso(), int(passed), files, detail),
+            )
+
+    def last_drills(self) -> dict[str, tuple[str, bool, int, str]]:
+        """Per target, the last drill: (when, passed, files, detail)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT target, max(at), passed, files, detail FROM drills GROUP BY target"
+            ).fetchall()
+        return {r[0]: (r[1], bool(r[2]), r[3], r[4]) for r in rows}
+
+    def ran(self, job: str, detail: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO runs VALUES (?,?,?)", (job, now_iso(), json.dumps(detail))
+            )
+
+    def last_run(self, job: str) -> tuple[str, dict[str, Any]] | None:
+        with self._lock:
+            r = self._db.execute("SELECT at, detail FROM runs WHERE job=?", (job,)).fetchone()
+        return (r[0], json.loads(r[1])) if r else None
+
+    def assets(self) -> Iterator[Asset]:
+        """Every asset, in key order (restore)."""
+        after = ""
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT * FROM assets WHERE relpath > ? ORDER BY relpath LIMIT 1000", (after,)
+                ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield _asset(r)
+            after = rows[-1]["relpath"]
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def changes(self) -> int:
+        """Rows changed through this connection so far: tells whether a snapshot is due."""
+        with self._lock:
+            return self._db.total_changes
+
+    def snapshot(self, dest: Path) -> None:
+        """A consistent copy of the whole catalog at ``dest`` (SQLite's online backup:
+        writers wait a moment; readers are not disturbed)."""
+        out = sqlite3.connect(dest)
+        try:
+            with self._lock:
+                self._db.backup(out)
+            out.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            out.close()
+
+    def adopt(self, entry: ManifestEntry, target: str, kind: Kind, fmt: str, source: str) -> bool:
+        """Record an asset and its replica found on a target while rebuilding the
+        catalog; False when the asset was known (its replica is recorded all the same)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO assets (sha256, size, kind, format, relpath, captured_at,"
+                " capture_source, decodable, problem, first_source, first_path, added_at)"
+                " VALUES (?,?,?,?,?,?,'target',NULL,'',?,?,?)",
+                (entry.sha256, entry.size, str(kind), fmt, entry.key,
+                 entry.captured_at or "", source, entry.key, now_iso()),
+            )  # fmt: skip
+            new = cur.rowcount == 1
+        if not new and self.asset(entry.sha256) is None:
+            return False  # the key names other bytes in the catalog: keep the catalog's
+        if not self.replica_exists(entry.sha256, target):
+            self.add_replica(entry.sha256, target, entry.key, entry.size, VerifyMethod.EXISTING)
+        return new
+
     # -- sources --------------------------------------------------------------------
 
     def source_files(self, source: str) -> dict[str, SourceFile]:
@@ -441,14 +722,16 @@ class Catalog:
     ) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO source_files VALUES (?,?,?,?,?,?)",
-                (source, _path(path), size, mtime_ns, sha256, now_iso()),
+                "INSERT OR REPLACE INTO source_files (source, path, size, mtime_ns, asset,"
+                " seen_at, checked_at) VALUES (?,?,?,?,?,?,?)",
+                (source, _path(path), size, mtime_ns, sha256, now_iso(), now_iso()),
             )
 
     def source_paths(self, sha256: str) -> list[tuple[str, str, int, int]]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT source, path, size, mtime_ns FROM source_files WHERE asset=?", (sha256,)
+                "SELECT source, path, size, mtime_ns FROM source_files WHERE asset=? AND corrupt=0",
+                (sha256,),
             ).fetchall()
         return [(r[0], _unpath(r[1]), r[2], r[3]) for r in rows]
 

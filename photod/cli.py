@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 from photod import __version__
 from photod import config as configmod
@@ -73,6 +76,173 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Bar:
+    """A rich progress bar on a terminal, nothing otherwise (a pipe, a log, cron)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _Bar:
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self.progress = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(self.label, total=None)
+        return self
+
+    def total(self, n: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, total=n)
+
+    def advance(self, n: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, advance=n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from photod import standalone
+
+    cfg = configmod.load(_config_path(args))
+    configmod.check_secrets(cfg)
+    with _Bar("verifying") as bar:
+        report = standalone.verify(cfg, args.target, args.all, bar.total, bar.advance)
+    for name, t in report.targets.items():
+        if t.skipped:
+            print(f"{name}: not verified: {t.skipped}")
+            continue
+        line = (
+            f"{name}: {t.listed + t.corrupt + t.missing} present-checked, {t.checked} re-read "
+            f"({t.bytes / 1e6:.1f} MB)"
+        )
+        bad = [
+            f"{n} {what}"
+            for n, what in ((t.corrupt, "corrupt"), (t.missing, "missing"), (t.lost, "LOST"))
+            if n
+        ]
+        if bad:
+            line += f"; {', '.join(bad)}; {t.repaired} repaired"
+        print(line + ("" if bad else "; all good"))
+    if report.sources_checked or report.sources_corrupt:
+        print(
+            f"watch folders: {report.sources_checked} files re-read, "
+            f"{report.sources_corrupt} corrupt"
+        )
+    if report.problems:
+        print("problems were found: `photod logs --failures` has the details", file=sys.stderr)
+    lost = sum(t.lost for t in report.targets.values())
+    unrepaired = sum(t.corrupt + t.missing - t.repaired for t in report.targets.values())
+    skipped = any(t.skipped for t in report.targets.values())
+    return 1 if lost or unrepaired or report.sources_corrupt or skipped else 0
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2024-07-31") from None
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from photod import logs, standalone
+
+    cfg = configmod.load(_config_path(args))
+    configmod.check_secrets(cfg)
+    logs.setup(None, console=True, level=logging.WARNING)  # failures only; the summary below
+    dest = Path(args.dest).expanduser()
+    try:
+        with _Bar("restoring") as bar:
+            report = standalone.restore(
+                cfg, dest, args.target, args.since, args.until, args.match, bar.total, bar.advance
+            )
+    except FileNotFoundError as exc:
+        print(
+            f"photod: no catalog at {exc}; rebuild it first: photod catalog rebuild --from TARGET",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"restored {report.restored} files ({report.bytes / 1e6:.1f} MB) to {dest}, "
+        f"skipped {report.skipped} already there, failed {len(report.failed)}"
+    )
+    for path, why in report.failed:
+        print(f"  failed: {path}: {why}")
+    return 1 if report.failed else 0
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    from photod import standalone
+
+    cfg = configmod.load(_config_path(args))
+    configmod.check_secrets(cfg)
+    results = standalone.run_drill(cfg, args.target)
+    if not results:
+        print("nothing to drill: no reachable target holds a copy yet")
+    for name, passed in results.items():
+        print(f"{name}: drill {'passed' if passed else 'FAILED (photod logs --failures)'}")
+    return 0 if all(results.values()) else 1
+
+
+def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
+    from photod import standalone
+
+    cfg = configmod.load(_config_path(args))
+    configmod.check_secrets(cfg)
+    result, aside = standalone.rebuild(cfg, args.source, args.force)
+    how = "its catalog snapshot and manifest" if result.from_snapshot else "a full re-scan"
+    print(
+        f"rebuilt the catalog from {args.source!r} ({how}): {result.assets} assets, "
+        f"{result.adopted} read from the target"
+    )
+    if aside:
+        print(f"the previous catalog is kept as {aside}")
+    for line in result.skipped:
+        print(f"  not adopted: {line}")
+    print("next: `photod status`, then `photod verify --all` to check every other target")
+    return 0
+
+
+def cmd_recovery_plan(args: argparse.Namespace) -> int:
+    from photod.catalog import Catalog
+    from photod.daemon import CATALOG_NAME
+    from photod.recovery import plan_for
+
+    cfg = configmod.load(_config_path(args))
+    catalog = Catalog(cfg.state_dir / CATALOG_NAME)
+    try:
+        text = plan_for(cfg, catalog)
+    finally:
+        catalog.close()
+    if args.output:
+        out = Path(args.output).expanduser()
+        out.write_text(text, encoding="utf-8")
+        print(f"wrote the recovery plan to {out}; print it and keep it away from this computer")
+    else:
+        print(text)
+    return 0
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     from photod.targets.crypt import keygen
 
@@ -125,6 +295,36 @@ def parser() -> argparse.ArgumentParser:
         help="one phone (name or UDID): what on it is protected and safe to delete",
     )
     status.set_defaults(func=cmd_status)
+
+    verify = sub.add_parser("verify", help="re-read copies now: find, repair and report rot")
+    verify.add_argument("--target", metavar="NAME", help="only this target")
+    verify.add_argument(
+        "--all", action="store_true", help="re-read every copy, whatever the budgets say"
+    )
+    verify.set_defaults(func=cmd_verify)
+
+    restore = sub.add_parser("restore", help="copy originals back, every file checked")
+    restore.add_argument("dest", metavar="DEST", help="folder to restore into")
+    restore.add_argument("--target", metavar="NAME", help="read only from this target")
+    restore.add_argument("--since", type=_date, metavar="DATE", help="taken on or after")
+    restore.add_argument("--until", type=_date, metavar="DATE", help="taken on or before")
+    restore.add_argument("--match", metavar="GLOB", help="path or name, e.g. '2024/*' '*.HEIC'")
+    restore.set_defaults(func=cmd_restore)
+
+    drill = sub.add_parser("drill", help="restore a random sample from each target and check it")
+    drill.add_argument("--target", metavar="NAME", help="only this target")
+    drill.set_defaults(func=cmd_drill)
+
+    cat = sub.add_parser("catalog", help="catalog commands")
+    cat_sub = cat.add_subparsers(dest="catalog_command", required=True, metavar="SUBCOMMAND")
+    rebuild = cat_sub.add_parser("rebuild", help="rebuild a lost catalog from one target")
+    rebuild.add_argument("--from", dest="source", required=True, metavar="TARGET")
+    rebuild.add_argument("--force", action="store_true", help="even if a catalog exists")
+    rebuild.set_defaults(func=cmd_catalog_rebuild)
+
+    plan = sub.add_parser("recovery-plan", help="write the recovery plan for this config")
+    plan.add_argument("--output", metavar="FILE", help="write here instead of printing")
+    plan.set_defaults(func=cmd_recovery_plan)
 
     keygen = sub.add_parser("keygen", help="make an age identity for encrypted targets")
     keygen.add_argument("--output", required=True, metavar="FILE", help="where to write it")

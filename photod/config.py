@@ -159,7 +159,51 @@ def parse_window(value: Any) -> tuple[int, int]:
     )
 
 
+def parse_budget(value: Any) -> tuple[int | None, float | None]:
+    """'20GiB' -> (bytes, None); '2h' -> (None, seconds).  A bare 'm' is refused: it
+    could be minutes or megabytes."""
+    text = str(value).strip().lower()
+    if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?\s*m", text):
+        raise ValueError(f"is {value!r}; 'm' is ambiguous: write '20MB' or '20min'")
+    if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?\s*(ms|s|min|h|d|w)", text):
+        return None, parse_duration(value)
+    try:
+        size = parse_size(value)
+    except ValueError:
+        size = 0
+    if size <= 0:
+        raise ValueError(
+            f"is {value!r}; allowed: a size like '20GiB' or a duration like '2h', '45min'"
+        )
+    return size, None
+
+
+def parse_monthly(value: Any) -> int:
+    """'10GiB/month' (or just '10GiB') -> bytes per month."""
+    text = str(value).strip()
+    if isinstance(value, str) and text.lower().endswith("/month"):
+        text = text[: -len("/month")]
+    try:
+        return parse_size(text if isinstance(value, str) else value)
+    except ValueError:
+        raise ValueError(f"is {value!r}; allowed: a size per month like '10GiB/month'") from None
+
+
+def parse_cron(value: Any) -> str:
+    """A crontab line (minute hour day month weekday), checked by the scheduler that
+    will run it."""
+    from photod.jobs import cron_trigger  # the only apscheduler importer
+
+    if not isinstance(value, str):
+        raise ValueError(f"is {value!r}; allowed: a cron line like '30 3 * * *'")
+    cron_trigger(value)
+    return value
+
+
 Rate = Annotated[int, BeforeValidator(parse_rate)]
+Budget = Annotated[tuple[int | None, float | None], BeforeValidator(parse_budget)]
+Monthly = Annotated[int, BeforeValidator(parse_monthly)]
+Cron = Annotated[str, BeforeValidator(parse_cron)]
 Window = Annotated[tuple[int, int], BeforeValidator(parse_window)]
 # age's X25519 recipient: "age1" and 58 bech32 characters.
 RECIPIENT_PATTERN = r"^age1[02-9ac-hj-np-z]{58}$"
@@ -215,6 +259,9 @@ class S3Target(_Target):
     credentials_file: Path | None = None  # an AWS-style credentials file, mode 600
     part_size: Size = 16 * 1024**2  # larger files go up in parts of this size
     transfers: int = Field(4, ge=1, le=32, strict=True)  # files uploaded at once
+    # Most bytes a scrub may download from here each month to re-read copies in full
+    # (cheap checks of presence and size run every scrub whatever this says).
+    egress_budget: Monthly = 10 * 1024**3
     media: Media = Media.CLOUD
     offsite: bool = Field(True, strict=True)
 
@@ -232,6 +279,9 @@ class RcloneTarget(_Target):
     rclone_config: dict[str, str] | None = None
     config_file: Path | None = None  # an rclone.conf other than rclone's default
     transfers: int = Field(4, ge=1, le=32, strict=True)  # files uploaded at once
+    # Most bytes a scrub may download from here each month to re-read copies in full
+    # (cheap checks of presence and size run every scrub whatever this says).
+    egress_budget: Monthly = 10 * 1024**3
     media: Media = Media.CLOUD
     offsite: bool = Field(True, strict=True)
 
@@ -247,6 +297,20 @@ class EncryptionConfig(_Strict):
     identity: Path | None = None  # the age identity (`photod keygen` writes one), mode 600
     # More age recipients every encrypted object is also sealed to (a key kept offline).
     recipients: list[Annotated[str, Field(pattern=RECIPIENT_PATTERN)]] = Field(default_factory=list)
+
+
+class ScheduleConfig(_Strict):
+    """When the proof jobs run (cron lines in local time; a run missed while the
+    computer slept or was off happens when it wakes or starts)."""
+
+    scrub: Cron = "30 3 * * *"
+    # Most one scrub run reads: bytes ('20GiB') or time ('2h').
+    scrub_budget: Budget = (20 * 1024**3, None)
+    # Every replica is read again in full at least this often (as far as the budgets
+    # allow: `photod status` says when they do not).
+    scrub_cycle: Duration = 30 * 86400.0
+    drill: Cron = "0 4 * * 0"
+    drill_sample: int = Field(20, ge=1, le=100_000, strict=True)  # files per target
 
 
 class DaemonConfig(_Strict):
@@ -277,6 +341,7 @@ class Config(_Strict):
     sources: list[Source] = Field(default_factory=list)
     targets: list[Target] = Field(default_factory=list)
     encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
 

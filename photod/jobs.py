@@ -4,17 +4,55 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 
-from photod.config import Config
 from photod.errors import Stopping
 from photod.logs import log
-from photod.pipeline import Pipeline
+
+if TYPE_CHECKING:  # config imports this module to check cron lines
+    from photod.config import Config
+    from photod.pipeline import Pipeline
 
 SETTLE_TICK = 0.25  # seconds between looks at files that are still being written
 TARGET_PROBE = 5.0  # seconds between checks that a drive came or went
+
+
+def cron_trigger(line: str) -> CronTrigger:
+    """A crontab line in local time; ValueError names what is wrong."""
+    try:
+        return CronTrigger.from_crontab(line)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            f"is {line!r}: {exc}; allowed: five fields 'minute hour day month weekday', "
+            "e.g. '30 3 * * *' (03:30 daily) or '0 4 * * sun'"
+        ) from None
+
+
+def interval(line: str) -> float:
+    """Seconds between two runs of a cron line (the scrub spreads its cycle over them)."""
+    trigger = cron_trigger(line)
+    now = datetime.now(UTC)
+    first = trigger.get_next_fire_time(None, now)
+    assert first is not None
+    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
+    assert second is not None
+    return float((second - first).total_seconds())
+
+
+def _missed(last: tuple[str, object] | None, line: str, now: datetime) -> datetime | None:
+    """When a run was missed while photod was not running at all (the computer was
+    off), run it a minute after start; else None: the cron line decides.  (A run due
+    while the computer slept is run on waking by the scheduler itself.)"""
+    if last is None:
+        return None  # never ran: this is a new installation, nothing to catch up on
+    then = datetime.fromisoformat(last[0].replace("Z", "+00:00"))
+    if (now - then).total_seconds() > interval(line) * 1.5:
+        return now + timedelta(seconds=60)
+    return None
 
 
 def _guarded(job: Callable[[], None]) -> Callable[[], None]:
@@ -66,6 +104,16 @@ def start(pipeline: Pipeline, cfg: Config) -> BackgroundScheduler:
         id="reconcile",
         next_run_time=now,
     )
+
+    for job, line in (("scrub", cfg.schedule.scrub), ("drill", cfg.schedule.drill)):
+        missed = _missed(pipeline.catalog.last_run(job), line, now)
+        # (next_run_time=None would add the job paused: pass it only when set.)
+        scheduler.add_job(
+            _guarded(getattr(pipeline, job)),
+            cron_trigger(line),
+            id=job,
+            **({"next_run_time": missed} if missed else {}),
+        )
 
     def wake(job_id: str) -> None:
         job = scheduler.get_job(job_id)

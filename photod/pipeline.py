@@ -10,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from photod import snapshot
 from photod.catalog import Catalog
 from photod.config import Config
 from photod.config import LocalTarget as LocalTargetConfig
@@ -18,9 +19,12 @@ from photod.config import Target as TargetConfig
 from photod.devices import DeviceManager
 from photod.errors import PhotodError, SourceChanged, Stopping
 from photod.ingest import Ingestor, Settler
+from photod.jobs import interval
 from photod.logs import log
 from photod.models import Media
+from photod.recovery import plan_for
 from photod.replicate import Replicator, TargetState
+from photod.restore import drill, open_targets
 from photod.sources.folder import FolderWatcher
 from photod.targets.base import Target
 from photod.targets.crypt import CryptTarget, Keys
@@ -28,6 +32,7 @@ from photod.targets.local import LocalTarget
 from photod.targets.rclone import RcloneTarget
 from photod.targets.s3 import S3Target
 from photod.throttle import TokenBucket
+from photod.verify import Scrubber
 
 
 def _target(cfg: Config, t: TargetConfig, keys: Keys | None) -> Target:
@@ -110,8 +115,12 @@ class Pipeline:
             if cfg.iphones
             else None
         )
+        self.scrubber = Scrubber(
+            cfg, catalog, self.replicator, interval(cfg.schedule.scrub), self.stop_event
+        )
         self.watching = False
         self.wake: Callable[[str], None] = lambda job: None  # set by jobs.start
+        self._snapshot_at = (-1, 0.0)  # (catalog changes, monotonic time) of the last one
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -134,6 +143,7 @@ class Pipeline:
             watcher.stop()
         self.workers.shutdown(wait=True, cancel_futures=True)
         self.replicator.close()
+        self.snapshot_if_due(force=True)
         for state in self.targets.values():
             try:
                 state.target.close()  # writes what the manifests still buffer
@@ -243,6 +253,7 @@ class Pipeline:
             if self.replicator.refresh(name) and not was:
                 came_back = True
         self.replicator.flush()
+        self.snapshot_if_due()
         if came_back:
             self.wake("retry")
             self.wake("upload")
@@ -261,3 +272,34 @@ class Pipeline:
 
     def upload_pending(self) -> None:
         self.retry_pending(queued=True)
+
+    # -- proof and recovery -----------------------------------------------------------
+
+    def scrub(self) -> None:
+        self.scrubber.run()
+
+    def drill(self) -> None:
+        drill(
+            self.catalog,
+            open_targets(self.catalog, {n: s for n, s in self.targets.items() if s.available}),
+            self.cfg.schedule.drill_sample,
+            self.stop_event,
+            self.cfg.state_dir,
+        )
+
+    def snapshot_if_due(self, force: bool = False) -> None:
+        """After a batch (the catalog changed and nothing is being ingested), at most
+        every SNAPSHOT_EVERY seconds: the catalog and the recovery plan on every
+        available target."""
+        changes, at = self.catalog.changes(), time.monotonic()
+        if changes == self._snapshot_at[0] or not self.replicator.available():
+            return
+        if not force and (self.busy() or at - self._snapshot_at[1] < snapshot.SNAPSHOT_EVERY):
+            return
+        try:
+            snapshot.write_all(
+                self.catalog, self.targets, self.cfg.state_dir, plan_for(self.cfg, self.catalog)
+            )
+        except (PhotodError, OSError) as exc:
+            log.warning("snapshot_failed", error=str(exc))
+        self._snapshot_at = (self.catalog.changes(), at)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 from photod.models import Compliance, PolicyRule, TargetInfo
+
+T = TypeVar("T")
 
 
 def evaluate(
@@ -55,3 +59,39 @@ def achievable(rule: PolicyRule, targets: Iterable[TargetInfo]) -> list[str]:
             f"{offsite} configured"
         )
     return problems
+
+
+def scrub_share(total_bytes: int, cycle: float, interval: float) -> int:
+    """Bytes one scrub run has to re-read so that runs every ``interval`` seconds
+    re-read ``total_bytes`` within ``cycle`` seconds."""
+    runs = max(1, math.floor(cycle / interval))
+    return math.ceil(total_bytes / runs)
+
+
+def scrub_pick(oldest_first: Iterable[tuple[T, int]], share: int, budget: int | None) -> list[T]:
+    """Choose what one scrub run re-reads: replicas in order of their last full read,
+    oldest first, until ``share`` bytes are chosen, never more than ``budget`` bytes
+    (the first one is always taken, so a file larger than the budget is still read).
+
+    Reading at least the share each run, oldest first, reads every replica once in any
+    ``cycle / interval`` consecutive runs: the budget must allow the share plus one
+    file (tests/test_policy.py proves it for random libraries).
+    """
+    picked: list[T] = []
+    taken = 0
+    for name, size in oldest_first:
+        if taken >= share:
+            break
+        if picked and budget is not None and taken + size > budget:
+            break
+        picked.append(name)
+        taken += size
+    return picked
+
+
+def full_pass_seconds(total_bytes: int, per_run: int | None, interval: float) -> float | None:
+    """How long re-reading a whole target takes at ``per_run`` bytes a run (None: no
+    byte limit, a run reads what it needs)."""
+    if per_run is None or total_bytes == 0:
+        return None
+    return math.ceil(total_bytes / max(1, per_run)) * interval

@@ -192,6 +192,20 @@ def _truncated_box(path: str) -> str:
     return ""
 
 
+def _container_problem(path: str) -> str:
+    """For QuickTime/MP4 videos: the top-level boxes must fit in the file and include
+    the movie header ('moov'); decoding frames is left to video players."""
+    with open(path, "rb") as f:
+        size = _file_end(f)
+        boxes = _boxes(f, size)
+    for typ, _, end in boxes:
+        if end > size:
+            return f"video file is truncated: box {typ.decode('latin-1')!r} needs {end} bytes, file has {size}"
+    if not any(typ == b"moov" for typ, _, _ in boxes):
+        return "video has no movie header ('moov' box): it cannot be played"
+    return ""
+
+
 def _decode_problem(path: str, fmt: str, mode: str) -> str:
     """Empty when the photo decodes, else what Pillow said."""
     _register_heif()
@@ -238,6 +252,12 @@ def probe(path: str, name: str, head: bytes, mtime: float, decode: str = "fast")
         if kind is Kind.PHOTO and decode != "off":
             problem = "content is not a known image format" if fmt == "unknown" else ""
             problem = problem or _decode_problem(path, fmt, decode)
+            decodable = not problem
+        elif kind is Kind.VIDEO and fmt in ("quicktime", "mp4") and decode != "off":
+            try:
+                problem = _container_problem(path)
+            except OSError as exc:
+                problem = f"cannot read the container: {exc}"
             decodable = not problem
     if captured is None:
         captured, source = datetime.fromtimestamp(mtime), "mtime"

@@ -280,6 +280,7 @@ class Replicator:
                 break
             if method is None:
                 raise KeyExists(suffixed(key, sha))
+            repair = self.catalog.repairs(sha, name)
             self.catalog.add_replica(sha, name, key, size, method, temp=writer.temp_key)
             with state.lock:
                 state.target.append_manifest([ManifestEntry(sha, key, size, captured_at)])
@@ -291,13 +292,14 @@ class Replicator:
         state.full = False
         state.backoff = 0.0  # a copy landed: the remote works again
         log.info(
-            "replica_written",
+            "replica_repaired" if repair else "replica_written",
             asset=sha,
             target=name,
             path=key,
             bytes=size,
             method=str(method),
             duration=round(time.monotonic() - started, 3),
+            **({"was": repair} if repair else {}),
         )
 
     def _commit_all(

@@ -88,7 +88,24 @@ def test_quicktime_creation_time(tmp_path: Path) -> None:
     info = run_probe(mov)
     assert (Kind.VIDEO, "quicktime", "quicktime") == (info.kind, info.format, info.capture_source)
     assert when == info.captured_at
-    assert info.decodable is None
+    assert info.decodable is True  # its container parses
+
+
+def test_cut_video_is_flagged_undecodable(tmp_path: Path) -> None:
+    """A MOV cut short (a box runs past the end) or without a movie header is flagged,
+    with the reason; it is still a video to back up."""
+    mov = make_mov(tmp_path / "IMG_0002.MOV", datetime(2023, 7, 1, tzinfo=UTC))
+    data = mov.read_bytes()
+    cut = tmp_path / "CUT.MOV"
+    cut.write_bytes(data[:-10])
+    info = run_probe(cut)
+    assert (Kind.VIDEO, False) == (info.kind, info.decodable)
+    assert "truncated" in info.problem
+    headless = tmp_path / "NOMOOV.MOV"
+    headless.write_bytes(b"\x00\x00\x00\x10ftypqt  \x00\x00\x00\x00" + b"\x00\x00\x00\x08free")
+    info = run_probe(headless)
+    assert (Kind.VIDEO, False) == (info.kind, info.decodable)
+    assert "moov" in info.problem
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import BinaryIO, Protocol
 
 from photod.errors import TargetUnavailable
@@ -22,6 +23,8 @@ __all__ = [
     "Target",
     "Writer",
     "hash_object",
+    "now_stamp",
+    "quarantine_name",
     "refuse_stranger",
 ]
 
@@ -106,6 +109,21 @@ class Target(Protocol):
 
     def delete_meta(self, name: str) -> None: ...
 
+    def manifest_entries(self) -> list[ManifestEntry]:
+        """The manifest as the target holds it (rebuilding a lost catalog reads it).
+        Sizes and capture times are -1 and '' where the format keeps none."""
+
+    def discard(self, key: str) -> None:
+        """Move an object found corrupt out of the way (under ``.photod/quarantine/``):
+        kept for a person to look at, and its key free for a good copy.  Only ever
+        called for an object the scrub proved wrong; missing is not an error."""
+
+    # Small files only photod reads back (the catalog snapshot): sealed with age on an
+    # encrypted target, as they are on a plain one.
+    def put_private(self, name: str, data: bytes) -> None: ...
+
+    def get_private(self, name: str) -> bytes | None: ...
+
     def close(self) -> None:
         """Flush and let go of connections and helper processes."""
 
@@ -117,6 +135,15 @@ def hash_object(target: Target, key: str) -> str:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def now_stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def quarantine_name(key: str, when: str) -> str:
+    """Where ``discard`` puts an object: one folder per scrub time, the key below it."""
+    return f"quarantine/{when.replace(':', '')}/{key}"
 
 
 def refuse_stranger(

@@ -406,6 +406,28 @@ class CryptTarget:
     def delete_meta(self, name: str) -> None:
         self.inner.delete_meta(name)
 
+    def manifest_entries(self) -> list[ManifestEntry]:
+        return self.index.entries()
+
+    def discard(self, key: str) -> None:
+        self.inner.discard(self.keys_.object_name(key))
+        with self.lock:
+            self.sizes.pop(key, None)
+
+    def put_private(self, name: str, data: bytes) -> None:
+        self.inner.put_meta(name, self.keys_.encrypt(data))
+
+    def get_private(self, name: str) -> bytes | None:
+        data = self.inner.get_meta(name)
+        if data is None:
+            return None
+        try:
+            return self.keys_.decrypt(data)
+        except pyrage.DecryptError as exc:
+            raise TargetUnavailable(
+                self.name, f"{name} cannot be opened with {self.keys_.file}"
+            ) from exc
+
     def close(self) -> None:
         with contextlib.suppress(PhotodError):
             self.flush()

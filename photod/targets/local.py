@@ -22,7 +22,15 @@ from typing import BinaryIO
 from photod.errors import ChecksumMismatch, KeyExists, TargetFull, TargetUnavailable
 from photod.models import VerifyMethod
 from photod.mounts import mount_of, mount_points
-from photod.targets.base import CHUNK, Identity, ManifestEntry, refuse_stranger
+from photod.targets.base import (
+    CHUNK,
+    Identity,
+    ManifestEntry,
+    now_stamp,
+    quarantine_name,
+    refuse_stranger,
+)
+from photod.targets.segments import parse_plain_lines
 
 META = ".photod"
 MARKER = f"{META}/target.json"
@@ -300,6 +308,29 @@ class LocalTarget:
     def delete_meta(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.root / META / name).unlink()
+
+    def manifest_entries(self) -> list[ManifestEntry]:
+        try:
+            with open(self.root / MANIFEST, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise self.error(exc) from exc
+        return parse_plain_lines(data)
+
+    def discard(self, key: str) -> None:
+        dest = self.root / META / quarantine_name(key, now_stamp())
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(self.root / key, dest)  # same filesystem: a rename, never a copy
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise self.error(exc) from exc
+
+    put_private = put_meta
+    get_private = get_meta
 
     def close(self) -> None:
         pass

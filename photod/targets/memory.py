@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 from photod.errors import ChecksumMismatch, KeyExists, TargetFull, TargetUnavailable
 from photod.models import VerifyMethod
-from photod.targets.base import Identity, ManifestEntry
+from photod.targets.base import Identity, ManifestEntry, now_stamp, quarantine_name
 
 _ids = itertools.count()
 
@@ -116,6 +116,17 @@ class MemoryTarget:
 
     def delete_meta(self, name: str) -> None:
         self.meta.pop(name, None)
+
+    def manifest_entries(self) -> list[ManifestEntry]:
+        return list(self.manifest)
+
+    def discard(self, key: str) -> None:
+        data = self.objects.pop(key, None)
+        if data is not None:
+            self.meta[quarantine_name(key, now_stamp())] = data
+
+    put_private = put_meta
+    get_private = get_meta
 
     def close(self) -> None:
         pass

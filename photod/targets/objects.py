@@ -8,13 +8,20 @@ uploads are either invisible (an unfinished multipart upload) or under
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from photod.errors import TargetUnavailable
-from photod.targets.base import Identity, ManifestEntry, refuse_stranger
+from photod.targets.base import (
+    Identity,
+    ManifestEntry,
+    now_stamp,
+    quarantine_name,
+    refuse_stranger,
+)
 from photod.targets.segments import SegmentLog, parse_plain_lines, plain_lines
 
 META = ".photod/"
@@ -103,3 +110,16 @@ class ObjectTarget:
 
     def delete_meta(self, name: str) -> None:
         self._delete(META + name)
+
+    def manifest_entries(self) -> list[ManifestEntry]:
+        return self.manifest.entries()
+
+    def _move(self, src: str, dst: str) -> None:
+        raise NotImplementedError
+
+    def discard(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._move(key, META + quarantine_name(key, now_stamp()))
+
+    put_private = put_meta
+    get_private = get_meta

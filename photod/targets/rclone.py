@@ -342,6 +342,12 @@ class RcloneTarget(ObjectTarget):
     def _delete(self, key: str) -> None:
         self.call("operations/deletefile", missing_ok=True, fs=self.remote, remote=key)
 
+    def _move(self, src: str, dst: str) -> None:
+        if self.size(src) is None:
+            raise FileNotFoundError(src)
+        self.call("operations/movefile", srcFs=self.remote, srcRemote=src,
+                  dstFs=self.remote, dstRemote=dst)  # fmt: skip
+
     # -- the Target contract ----------------------------------------------------------
 
     def open_writer(self, key: str) -> RcloneWriter:

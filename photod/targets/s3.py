@@ -397,6 +397,14 @@ class S3Target(ObjectTarget):
     def _delete(self, key: str) -> None:
         self.delete_object(key)
 
+    def _move(self, src: str, dst: str) -> None:
+        if self.object_size(src) is None:
+            raise FileNotFoundError(src)
+        self.copy(src, dst)
+        self.delete_object(src)
+        with self._lock:
+            self._listings.pop(src.rpartition("/")[0], None)
+
     # -- the Target contract ----------------------------------------------------------
 
     def open_writer(self, key: str) -> S3Writer:

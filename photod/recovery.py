@@ -1,0 +1,183 @@
+"""``photod recovery-plan``: a Markdown page the owner can print and keep.
+
+It names every target, what it holds and how recently that was proved, where the keys
+and credentials live (never what they are), and how to get everything back from each
+target: with photod, and with stock tools only.  Pure: it renders what it is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from photod import __version__
+from photod.catalog import Catalog, now_iso
+from photod.config import Config, LocalTarget, RcloneTarget, S3Target
+
+
+@dataclass(frozen=True)
+class Held:
+    """What one target holds, from the catalog."""
+
+    replicas: int
+    bytes: int
+    oldest_check: str | None
+    last_drill: str | None  # "2026-11-20T04:00:03Z passed"
+
+
+def plan_for(cfg: Config, catalog: Catalog) -> str:
+    """The plan for this config, with what the catalog knows now."""
+    drills = catalog.last_drills()
+    held = {}
+    for t in cfg.targets:
+        count, size, oldest = catalog.check_totals(t.name)
+        drill = drills.get(t.name)
+        held[t.name] = Held(
+            count,
+            size,
+            oldest,
+            f"{drill[0]} {'passed' if drill[1] else 'FAILED'}" if drill else None,
+        )
+    assets, total = catalog.counts()
+    return render(cfg, assets, total, held, now_iso())
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+def render(cfg: Config, assets: int, total: int, held: dict[str, Held], now: str) -> str:
+    p = cfg.policy
+    enc = [t.name for t in cfg.targets if t.encrypt]
+    lines = [
+        "# photod recovery plan",
+        "",
+        f"Written {now} by photod {__version__} from the config `{cfg.path}`.",
+        "It holds no password, key or photo: keep a printed copy away from this computer,",
+        "with the offline copy of your age identity if you use encryption.",
+        "",
+        "## What is backed up",
+        "",
+        f"- {assets} photos and videos, {_size(total)}.",
+        f"- Policy: {p.copies} copies on {p.media} kinds of media, {p.offsite} offsite.",
+        "",
+        "## Targets",
+        "",
+        "| target | kind | where | copies | encrypted | oldest full check | last drill |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in cfg.targets:
+        h = held.get(t.name, Held(0, 0, None, None))
+        kind = f"{t.type}, {t.media}" + (", offsite" if t.offsite else "")
+        lines.append(
+            f"| {t.name} | {kind} | `{t.where}` | {h.replicas} ({_size(h.bytes)}) | "
+            f"{'yes' if t.encrypt else 'no'} | {h.oldest_check or 'never'} | "
+            f"{h.last_drill or 'never'} |"
+        )
+    lines += ["", "## Keys and credentials (where they are, not what they are)", ""]
+    if enc:
+        lines.append(
+            f"- The age identity `{cfg.encryption.identity}` opens the encrypted targets "
+            f"({', '.join(enc)}). Without it those copies can never be read, by anyone."
+        )
+        if cfg.encryption.recipients:
+            lines.append(
+                "- Also sealed to these extra recipients (their identities open them too): "
+                + ", ".join(f"`{r}`" for r in cfg.encryption.recipients)
+            )
+    for t in cfg.targets:
+        if isinstance(t, S3Target):
+            creds = (
+                f"the credentials file `{t.credentials_file}`"
+                if t.credentials_file
+                else f"the AWS profile `{t.profile}`"
+                if t.profile
+                else "the AWS default chain (environment, `~/.aws/credentials`)"
+            )
+            lines.append(f"- Target {t.name}: S3 keys come from {creds}.")
+        elif isinstance(t, RcloneTarget):
+            conf = (
+                "photod's own rclone.conf in its state folder (the settings are in the config)"
+                if t.rclone_config
+                else f"`{t.config_file}`"
+                if t.config_file
+                else "rclone's default config (`rclone config file` shows where)"
+            )
+            lines.append(f"- Target {t.name}: the rclone remote is set up in {conf}.")
+    if not enc and not any(isinstance(t, S3Target | RcloneTarget) for t in cfg.targets):
+        lines.append("- None: every target is a plain folder.")
+    lines += [
+        "",
+        "## Restore with photod",
+        "",
+        "1. Install photod on any computer: `pip install photod`.",
+        f"2. Put back the config (`{cfg.path}`) and, for encrypted targets, the identity file.",
+        "3. Rebuild the catalog from any target, the offsite one if nothing else is left:",
+        "   `photod catalog rebuild --from TARGET`",
+        "4. Restore everything, every file checked against its SHA-256:",
+        "   `photod restore ~/Restored` (add `--target TARGET` to read from one target).",
+        "",
+        "## Restore without photod",
+        "",
+    ]
+    for t in cfg.targets:
+        lines += [f"### {t.name}", ""]
+        lines += _by_hand(t)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _by_hand(t: LocalTarget | S3Target | RcloneTarget) -> list[str]:
+    if isinstance(t, LocalTarget):
+        fetch = f"cd '{t.path}'"
+    elif isinstance(t, S3Target):
+        src = f"s3://{t.bucket}/{t.prefix}"
+        endpoint = f" --endpoint-url {t.endpoint}" if t.endpoint else ""
+        fetch = (
+            f"aws s3 cp --recursive{endpoint} {src} encrypted/"
+            if t.encrypt
+            else (f"aws s3 cp --recursive{endpoint} {src} restored/ && cd restored")
+        )
+    else:
+        fetch = (
+            f"rclone copy '{t.remote}' encrypted/"
+            if t.encrypt
+            else f"rclone copy '{t.remote}' restored/ && cd restored"
+        )
+    if not t.encrypt:
+        sums = (
+            "sha256sum -c .photod/SHA256SUMS"
+            if isinstance(t, LocalTarget)
+            else "cat .photod/manifest/* > SUMS && sha256sum -c SUMS"
+        )
+        return [
+            "The files are your originals under their dates, as plain files.",
+            "",
+            "```sh",
+            fetch,
+            f"{sums}   # one OK per photo",
+            "```",
+            "",
+            "Then copy them anywhere (`cp -a`, `rsync -a --exclude=.photod`).",
+        ]
+    get = f"cp -a '{t.path}' encrypted" if isinstance(t, LocalTarget) else fetch
+    return [
+        "Every file is an age file under a meaningless name; the encrypted index maps them",
+        "back. With `KEY` set to the identity file, in an empty folder:",
+        "",
+        "```bash",
+        get,
+        'for f in encrypted/.photod/index/*; do age -d -i "$KEY" "$f"; done | sort -u > index.tsv',
+        "mkdir -p restored",
+        "while IFS=$'\\t' read -r object sha size taken path; do",
+        '  mkdir -p "restored/$(dirname "$path")"',
+        '  age -d -i "$KEY" -o "restored/$path" "encrypted/$object"',
+        '  printf \'%s  %s\\n\' "$sha" "$path" >> restored/SHA256SUMS',
+        "done < index.tsv",
+        "cd restored && sha256sum -c SHA256SUMS   # one OK per photo",
+        "```",
+    ]

@@ -1,0 +1,363 @@
+"""Scrub and heal: prove, run after run, that every replica still holds its bytes.
+
+One run, per target:
+1. a cheap look at everything: one listing says which replicas are still there (and,
+   on local disks, a stat says whether their size is right);
+2. full re-reads of the replicas read longest ago, within the run's budget (and, for a
+   remote, the month's egress budget), hashed and compared with the catalog;
+3. healing: a corrupt replica is moved aside (``.photod/quarantine/``), no longer
+   counts, and is copied again from a verified replica or an unchanged source; the copy
+   is read back like any other before it counts.  With no good copy left anywhere, the
+   asset is ``asset_lost``.
+
+Watch-folder files are re-read too: bytes that changed under an unchanged size and
+mtime are ``source_corrupt`` (bit rot in the library), and never replace good copies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from photod import policy
+from photod.catalog import Catalog, CheckItem
+from photod.config import Config
+from photod.errors import Stopping, TargetUnavailable
+from photod.logs import log
+from photod.models import Asset
+from photod.replicate import Replicator, TargetState
+from photod.targets.base import Identity, ManifestEntry
+from photod.targets.crypt import CryptTarget
+
+READ = 4 * 1024 * 1024  # bytes per read: large reads keep the disk streaming
+
+
+@dataclass
+class TargetScrub:
+    """What one run did on one target."""
+
+    listed: int = 0
+    checked: int = 0
+    bytes: int = 0
+    corrupt: int = 0
+    missing: int = 0
+    repaired: int = 0
+    lost: int = 0
+    skipped: str = ""  # why the target was not scrubbed ("" when it was)
+
+
+@dataclass
+class ScrubReport:
+    targets: dict[str, TargetScrub] = field(default_factory=dict)
+    sources_checked: int = 0
+    sources_corrupt: int = 0
+
+    @property
+    def problems(self) -> int:
+        return sum(t.corrupt + t.missing for t in self.targets.values()) + self.sources_corrupt
+
+
+def month(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).strftime("%Y-%m")
+
+
+def hash_stream(f: object, on_bytes: Callable[[int], None], stop: threading.Event) -> str:
+    """SHA-256 of an open object.  A local file is first dropped from the page cache,
+    so the bytes come from the disk and not from memory, then read ahead by the kernel
+    while this thread hashes (hashlib releases the GIL; OpenSSL uses the CPU's SHA
+    instructions)."""
+    fd = _fileno(f)
+    if fd is not None:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+    h = hashlib.sha256()
+    read = f.read  # type: ignore[attr-defined]
+    while chunk := read(READ):
+        if stop.is_set():
+            raise Stopping
+        h.update(chunk)
+        on_bytes(len(chunk))
+    if fd is not None:  # leave the cache to what the computer is doing
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    return h.hexdigest()
+
+
+def _fileno(f: object) -> int | None:
+    try:
+        return int(f.fileno())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+class Scrubber:
+    def __init__(
+        self,
+        cfg: Config,
+        catalog: Catalog,
+        replicator: Replicator,
+        interval: float,
+        stop: threading.Event,
+    ) -> None:
+        self.cfg = cfg
+        self.catalog = catalog
+        self.replicator = replicator
+        self.targets: dict[str, TargetState] = replicator.targets
+        self.interval = interval  # seconds between scheduled runs
+        self.stop = stop
+        self.on_bytes: Callable[[int], None] = lambda n: None  # a progress bar
+        self.on_plan: Callable[[int], None] = lambda n: None  # bytes the run will read
+
+    # -- one run ---------------------------------------------------------------------
+
+    def run(self, only: str | None = None, everything: bool = False) -> ScrubReport:
+        """Scrub every target (or ``only`` one) and the watch folders; ``everything``
+        re-reads every replica and source file, whatever the budgets say."""
+        started = time.monotonic()
+        report = ScrubReport()
+        log.info("scrub_started", target=only, everything=everything)
+        plans: dict[str, list[CheckItem]] = {}
+        for name, state in self.targets.items():
+            if only is not None and name != only:
+                continue
+            scrub = report.targets[name] = TargetScrub()
+            if not self.replicator.refresh(name):
+                scrub.skipped = state.reason
+                log.warning("scrub_skipped", target=name, reason=state.reason)
+                continue
+            try:
+                self._look(name, state, scrub)
+            except TargetUnavailable as exc:
+                scrub.skipped = exc.reason
+                log.warning("scrub_skipped", target=name, reason=exc.reason)
+                continue
+            plans[name] = self._plan(name, state, everything)
+        self.on_plan(sum(i.size for items in plans.values() for i in items))
+        for name, items in plans.items():
+            self._read(name, self.targets[name], items, report.targets[name])
+        if only is None:
+            self._check_sources(report, everything)
+        for name in plans:
+            self._heal(name, report.targets[name])
+        summary = {n: {k: v for k, v in vars(t).items() if v} for n, t in report.targets.items()}
+        self.catalog.ran("scrub", {"targets": summary, "sources_corrupt": report.sources_corrupt})
+        log.info(
+            "scrub_finished",
+            targets=summary,
+            sources_checked=report.sources_checked,
+            sources_corrupt=report.sources_corrupt,
+            problems=report.problems,
+            duration=round(time.monotonic() - started, 3),
+        )
+        return report
+
+    # -- 1. the cheap look ---------------------------------------------------------------
+
+    def _look(self, name: str, state: TargetState, scrub: TargetScrub) -> None:
+        """One listing: every replica the catalog counts must be there (and, on a local
+        disk, have its size)."""
+        entries = list(self.catalog.verified_on(name))
+        present = set(state.target.keys())
+        sized = not state.queued and not isinstance(state.target, CryptTarget)
+        # A drive unplugged during the listing lists nothing: only believe a missing
+        # replica once the target is proved to be still there, and the file to be gone.
+        record = self.catalog.target(name)
+        known = Identity(record.target_id, record.root, record.mount_rel) if record else None
+        state.target.check(known, prepare=False)
+        fine: list[str] = []
+        for e in entries:
+            if e.key not in present:
+                if state.target.size(e.key) is None:
+                    self._bad(name, state, e, "missing", "listing", scrub)
+                    continue
+            elif sized and state.target.size(e.key) != e.size:
+                self._bad(name, state, e, "corrupt", "size", scrub)
+                continue
+            fine.append(e.sha256)
+        self.catalog.replicas_listed(name, fine)
+        scrub.listed = len(fine)
+
+    # -- 2. full re-reads ----------------------------------------------------------------
+
+    def _plan(self, name: str, state: TargetState, everything: bool) -> list[CheckItem]:
+        _, total, _ = self.catalog.check_totals(name)
+        budget: int | None = None
+        if everything:
+            share = total
+        else:
+            share = policy.scrub_share(total, self.cfg.schedule.scrub_cycle, self.interval)
+            budget = self.cfg.schedule.scrub_budget[0]
+            egress = getattr(self._config(name), "egress_budget", None)
+            if state.queued and egress is not None:
+                left = max(0, egress - self.catalog.egress_used(name, month()))
+                budget = left if budget is None else min(budget, left)
+                if left == 0:
+                    log.info("scrub_egress_spent", target=name, budget=egress, month=month())
+                    return []
+        return policy.scrub_pick(((i, i.size) for i in self._by_age(name)), share, budget)
+
+    def _by_age(self, name: str) -> Iterator[CheckItem]:
+        after = ("", "")
+        while page := self.catalog.replicas_by_age(name, after):
+            yield from page
+            after = (page[-1].checked_at, page[-1].asset)
+
+    def _config(self, name: str) -> object:
+        return next(t for t in self.cfg.targets if t.name == name)
+
+    def _read(
+        self, name: str, state: TargetState, items: list[CheckItem], scrub: TargetScrub
+    ) -> None:
+        limit = None if not items else self.cfg.schedule.scrub_budget[1]
+        started = time.monotonic()
+        method = "download" if state.queued else "readback"
+        if isinstance(state.target, CryptTarget):
+            method += "+decrypt"
+        for item in items:
+            if self.stop.is_set():
+                raise Stopping
+            if limit is not None and time.monotonic() - started > limit:
+                break  # the run's time is up; the rest are first next time
+            entry = ManifestEntry(item.asset, item.relpath, item.size)
+            try:
+                with state.target.open(item.relpath) as f:
+                    actual = hash_stream(f, self.on_bytes, self.stop)
+            except FileNotFoundError:
+                self._bad(name, state, entry, "missing", method, scrub)
+                continue
+            except (TargetUnavailable, OSError) as exc:
+                reason = exc.reason if isinstance(exc, TargetUnavailable) else str(exc)
+                scrub.skipped = reason
+                log.warning("scrub_interrupted", target=name, reason=reason)
+                return
+            if state.queued:
+                self.catalog.add_egress(name, month(), item.size)
+            scrub.checked += 1
+            scrub.bytes += item.size
+            if actual == item.asset:
+                self.catalog.replica_checked(item.asset, name, method)
+            else:
+                self._bad(name, state, entry, "corrupt", method, scrub, actual=actual)
+
+    # -- 3. heal -----------------------------------------------------------------------
+
+    def _bad(
+        self,
+        name: str,
+        state: TargetState,
+        entry: ManifestEntry,
+        result: str,
+        method: str,
+        scrub: TargetScrub,
+        actual: str = "",
+    ) -> None:
+        """A replica that no longer holds its bytes stops counting at once; the corrupt
+        object is moved aside, never read again as a source, never overwritten."""
+        if result == "corrupt":
+            state.target.discard(entry.key)
+            scrub.corrupt += 1
+        else:
+            scrub.missing += 1
+        left = self.catalog.replica_bad(entry.sha256, name, result, method)
+        log.error(
+            f"replica_{result}",
+            asset=entry.sha256,
+            target=name,
+            path=entry.key,
+            method=method,
+            good_copies_left=left,
+            **({"found": actual} if actual else {}),
+        )
+
+    def _heal(self, name: str, scrub: TargetScrub) -> None:
+        if not scrub.corrupt and not scrub.missing:
+            return
+        state = self.targets[name]
+        todo = [
+            a
+            for a in self.catalog.pending(name, 1_000_000, time.time())
+            if self.catalog.repairs(a.sha256, name)
+        ]
+        for asset in todo:
+            if self.stop.is_set():
+                raise Stopping
+            if self.replicator.copy_asset(asset, name):
+                scrub.repaired += 1
+                self.replicator.judge(asset.sha256)
+            elif self._lost(asset):
+                scrub.lost += 1
+        with state.lock:  # the manifest drops what no longer counts
+            state.target.rewrite_manifest(self.catalog.verified_on(name))
+
+    def _lost(self, asset: Asset) -> bool:
+        """No verified replica anywhere, and no source file with the right bytes."""
+        if self.catalog.replicas(asset.sha256):
+            return False
+        roots = self.replicator.source_roots
+        for source, rel, _, _ in self.catalog.source_paths(asset.sha256):
+            path = roots[source] / rel if source in roots else None
+            try:
+                if path is not None and _hash_file(path) == asset.sha256:
+                    return False
+            except OSError:
+                continue
+        if self.catalog.mark_lost(asset.sha256):
+            log.critical(
+                "asset_lost",
+                asset=asset.sha256,
+                path=asset.relpath,
+                detail="no good copy is left on any target or in any source",
+            )
+        return True
+
+    # -- sources -----------------------------------------------------------------------
+
+    def _check_sources(self, report: ScrubReport, everything: bool) -> None:
+        for source in self.cfg.folders:
+            total = self.catalog.source_bytes(source.name)
+            share = (
+                total
+                if everything
+                else policy.scrub_share(total, self.cfg.schedule.scrub_cycle, self.interval)
+            )
+            done = 0
+            for rel, size, mtime_ns, asset in self.catalog.sources_by_age(source.name, 100_000):
+                if done >= share or self.stop.is_set():
+                    break
+                path = source.path / rel
+                try:
+                    st = path.stat()
+                    if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+                        continue  # changed or gone: the reconcile scan takes it again
+                    actual = _hash_file(path)
+                    st2 = path.stat()
+                except OSError:
+                    continue
+                if (st2.st_size, st2.st_mtime_ns) != (size, mtime_ns):
+                    continue  # written while we read: not rot
+                done += size
+                report.sources_checked += 1
+                corrupt = actual != asset
+                self.catalog.source_checked(source.name, rel, corrupt)
+                if corrupt:
+                    report.sources_corrupt += 1
+                    log.error(
+                        "source_corrupt",
+                        source=source.name,
+                        path=rel,
+                        asset=asset,
+                        found=actual,
+                        detail="the bytes changed but the size and mtime did not (bit rot?); "
+                        "the backed-up copies are kept, restore this file from them",
+                    )
+
+
+def _hash_file(path: Path) -> str:
+    with open(path, "rb", buffering=0) as f:
+        return hash_stream(f, lambda n: None, threading.Event())
