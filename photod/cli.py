@@ -132,10 +132,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if t.skipped:
             print(f"{name}: not verified: {t.skipped}")
             continue
-        line = (
-            f"{name}: {t.listed + t.corrupt + t.missing} present-checked, {t.checked} re-read "
-            f"({t.bytes / 1e6:.1f} MB)"
-        )
+        line = f"{name}: {t.listed} listed, {t.checked} re-read ({t.bytes / 1e6:.1f} MB)"
         bad = [
             f"{n} {what}"
             for n, what in ((t.corrupt, "corrupt"), (t.missing, "missing"), (t.lost, "LOST"))

@@ -6,6 +6,8 @@
     ├── UnsafeName              a source name that could escape a target root
     ├── SourceChanged           the file changed while it was being read
     ├── ChecksumMismatch        bytes read back do not match the expected SHA-256
+    ├── Undecryptable           an encrypted object fails age's authentication (also an
+    │                           OSError, so readers that try the next copy do so)
     ├── KeyExists               a target already has a file at that key (never overwritten)
     ├── Stopping                the daemon is shutting down; work in flight was rolled back
     └── TargetUnavailable       transient: the target is missing, foreign, read-only, offline
@@ -66,6 +68,12 @@ class ChecksumMismatch(PhotodError):
         self.expected = expected
         self.actual = actual
         super().__init__(f"{where}: read back SHA-256 {actual[:12]}…, expected {expected[:12]}…")
+
+
+class Undecryptable(PhotodError, OSError):
+    def __init__(self, target: str, detail: str) -> None:
+        self.detail = detail
+        super().__init__(f"{target}: cannot decrypt: {detail} (the object is damaged)")
 
 
 class KeyExists(PhotodError):

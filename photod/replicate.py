@@ -272,7 +272,11 @@ class Replicator:
                 except KeyExists:
                     # Something is already there: ours from a run the catalog forgot (adopt
                     # it), or a different file (ours goes beside it under a suffix).
-                    if hash_object(state.target, candidate) != sha:
+                    try:
+                        ours = hash_object(state.target, candidate) == sha
+                    except (OSError, PhotodError):  # unreadable: not ours to adopt
+                        ours = False
+                    if not ours:
                         continue
                     writer.abort()
                     method = VerifyMethod.EXISTING

@@ -4,10 +4,11 @@ each target, so it works whether the daemon runs or not."""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from photod import policy, usb
+from photod import jobs, policy, usb
 from photod.catalog import Catalog, DeviceRecord
 from photod.config import Config, FolderSource
 from photod.daemon import CATALOG_NAME, running_pid
@@ -21,6 +22,7 @@ from photod.targets.base import Identity
 def collect(cfg: Config) -> dict[str, Any]:
     rule = cfg.policy.rule()
     infos = cfg.target_infos()
+    now = datetime.now(UTC)
     db_path = cfg.state_dir / CATALOG_NAME
     catalog = Catalog(db_path) if db_path.exists() else None
     try:
@@ -53,6 +55,7 @@ def collect(cfg: Config) -> dict[str, Any]:
             t = next(t for t in cfg.targets if t.name == name)
             # Counted from the holdings already read: no query per target.
             held_here = sum(n for held, n, _ in holdings if name in held)
+            proof = _proof(cfg, catalog, name, state.queued, now) if catalog else {}
             targets.append(
                 {
                     "name": name,
@@ -64,9 +67,13 @@ def collect(cfg: Config) -> dict[str, Any]:
                     "reason": reason,
                     "replicas": held_here,
                     "pending": assets - held_here,
+                    **proof,
                 }
             )
         undecodable = catalog.undecodable() if catalog else 0
+        lost = [{"asset": a.sha256, "path": a.relpath} for a in catalog.lost()] if catalog else []
+        corrupt_sources = catalog.corrupt_sources() if catalog else 0
+        last_scrub = catalog.last_run("scrub") if catalog else None
         devices = (
             [device_report(catalog, d, rule, infos) for d in catalog.devices()] if catalog else []
         )
@@ -75,7 +82,10 @@ def collect(cfg: Config) -> dict[str, Any]:
             catalog.close()
     pid = running_pid(cfg.state_dir)
     return {
-        "protected": noncompliant == 0,
+        "protected": noncompliant == 0 and not lost,
+        "lost": lost,
+        "corrupt_sources": corrupt_sources,
+        "last_scrub": last_scrub[0] if last_scrub else None,
         "assets": assets,
         "bytes": size,
         "policy": {
@@ -104,6 +114,46 @@ def collect(cfg: Config) -> dict[str, Any]:
         "daemon": {"running": pid is not None, "pid": pid or None},
         "config": str(cfg.path),
         "catalog": str(db_path),
+    }
+
+
+MONTH = 30 * 86400.0
+
+
+def _age_days(stamp: str | None, now: datetime) -> float | None:
+    if not stamp:
+        return None
+    then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return round((now - then).total_seconds() / 86400, 1)
+
+
+def _proof(cfg: Config, catalog: Catalog, name: str, remote: bool, now: datetime) -> dict[str, Any]:
+    """How recently a target's copies were proved, the last drill, and whether the
+    budgets let the scrub re-read all of it within its cycle."""
+    _, total, oldest = catalog.check_totals(name)
+    every = jobs.interval(cfg.schedule.scrub)
+    cycle = cfg.schedule.scrub_cycle
+    per_run = cfg.schedule.scrub_budget[0]
+    t = next(t for t in cfg.targets if t.name == name)
+    egress = getattr(t, "egress_budget", None) if remote else None
+    if egress is not None:
+        monthly = int(egress * min(1.0, every / MONTH))  # a month's budget spread over its runs
+        per_run = monthly if per_run is None else min(per_run, monthly)
+    share = policy.scrub_share(total, cycle, every)
+    full_pass = None
+    if per_run is not None and per_run < share:
+        full_pass = policy.full_pass_seconds(total, per_run, every)
+    drill = catalog.last_drills().get(name)
+    return {
+        "oldest_check_days": _age_days(oldest, now),
+        "full_pass_days": round(full_pass / 86400, 1) if full_pass else round(cycle / 86400, 1),
+        "behind": bool(full_pass and full_pass > cycle),
+        "egress_used": catalog.egress_used(name, now.strftime("%Y-%m")) if remote else None,
+        "last_drill": (
+            {"at": drill[0], "passed": drill[1], "files": drill[2], "detail": drill[3]}
+            if drill
+            else None
+        ),
     }
 
 
@@ -217,6 +267,12 @@ def render(s: dict[str, Any]) -> str:
     p = s["policy"]
     rule = f"{p['copies']} copies, {p['media']} kinds of media, {p['offsite']} offsite"
     lines = []
+    if s["lost"]:
+        lines.append(
+            f"LOST: {len(s['lost'])} file(s) have no good copy left anywhere "
+            "(`photod logs --failures` says what happened):"
+        )
+        lines.extend(f"  {item['path']}" for item in s["lost"][:20])
     if s["assets"] == 0:
         lines.append("Nothing backed up yet: drop photos into a watch folder.")
     elif s["protected"]:
@@ -251,6 +307,21 @@ def render(s: dict[str, Any]) -> str:
         )
         if not t["available"]:
             lines.append(f"  {'':<14} {t['reason']}")
+        if t.get("oldest_check_days") is not None:
+            drill = t["last_drill"]
+            said = (
+                "no drill yet"
+                if drill is None
+                else f"last drill {drill['at'][:10]} {'passed' if drill['passed'] else 'FAILED'}"
+            )
+            lines.append(
+                f"  {'':<14} oldest full re-read {t['oldest_check_days']:g} days ago; {said}"
+            )
+            if t["behind"]:
+                lines.append(
+                    f"  {'':<14} BEHIND: at its scrub budget a full re-read takes "
+                    f"{t['full_pass_days']:g} days, longer than scrub_cycle; raise the budget"
+                )
     lines.append("Sources")
     for src in s["sources"]:
         if src["type"] == "iphone":
@@ -284,6 +355,11 @@ def render(s: dict[str, Any]) -> str:
                 f"  {'':<14} {d['unreadable']} file(s) on the phone but not imported: turn on "
                 "Settings > Photos > 'Download and Keep Originals', then plug in again"
             )
+    if s["corrupt_sources"]:
+        lines.append(
+            f"Warning  {s['corrupt_sources']} file(s) in watch folders changed on disk without "
+            "being edited (bit rot?); the backups keep the good bytes: restore them from there"
+        )
     if s["undecodable"]:
         lines.append(
             f"Warning  {s['undecodable']} file(s) do not decode as images; they are backed "

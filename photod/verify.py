@@ -28,7 +28,7 @@ from pathlib import Path
 from photod import policy
 from photod.catalog import Catalog, CheckItem
 from photod.config import Config
-from photod.errors import Stopping, TargetUnavailable
+from photod.errors import Stopping, TargetUnavailable, Undecryptable
 from photod.logs import log
 from photod.models import Asset
 from photod.replicate import Replicator, TargetState
@@ -61,6 +61,10 @@ class ScrubReport:
     @property
     def problems(self) -> int:
         return sum(t.corrupt + t.missing for t in self.targets.values()) + self.sources_corrupt
+
+
+class _Unreadable(Exception):
+    """A replica whose bytes cannot be read back as stored, while its target answers."""
 
 
 def month(now: datetime | None = None) -> str:
@@ -167,9 +171,7 @@ class Scrubber:
         sized = not state.queued and not isinstance(state.target, CryptTarget)
         # A drive unplugged during the listing lists nothing: only believe a missing
         # replica once the target is proved to be still there, and the file to be gone.
-        record = self.catalog.target(name)
-        known = Identity(record.target_id, record.root, record.mount_rel) if record else None
-        state.target.check(known, prepare=False)
+        state.target.check(self._known(name), prepare=False)
         fine: list[str] = []
         for e in entries:
             if e.key not in present:
@@ -226,15 +228,16 @@ class Scrubber:
                 break  # the run's time is up; the rest are first next time
             entry = ManifestEntry(item.asset, item.relpath, item.size)
             try:
-                with state.target.open(item.relpath) as f:
-                    actual = hash_stream(f, self.on_bytes, self.stop)
+                actual = self._hash(name, state, item.relpath)
             except FileNotFoundError:
                 self._bad(name, state, entry, "missing", method, scrub)
                 continue
-            except (TargetUnavailable, OSError) as exc:
-                reason = exc.reason if isinstance(exc, TargetUnavailable) else str(exc)
-                scrub.skipped = reason
-                log.warning("scrub_interrupted", target=name, reason=reason)
+            except _Unreadable as exc:  # damaged, undecryptable, or shorter than stored
+                self._bad(name, state, entry, "corrupt", method, scrub, actual=str(exc))
+                continue
+            except TargetUnavailable as exc:
+                scrub.skipped = exc.reason
+                log.warning("scrub_interrupted", target=name, reason=exc.reason)
                 return
             if state.queued:
                 self.catalog.add_egress(name, month(), item.size)
@@ -244,6 +247,28 @@ class Scrubber:
                 self.catalog.replica_checked(item.asset, name, method)
             else:
                 self._bad(name, state, entry, "corrupt", method, scrub, actual=actual)
+
+    def _hash(self, name: str, state: TargetState, key: str) -> str:
+        """SHA-256 of a replica.  A read that fails is tried once more after the
+        target proved it still answers; failing twice on a target that answers, the
+        object itself is bad (``_Unreadable``).  TargetUnavailable: an outage."""
+        for attempt in (1, 2):
+            try:
+                with state.target.open(key) as f:
+                    return hash_stream(f, self.on_bytes, self.stop)
+            except (FileNotFoundError, Stopping):
+                raise
+            except Undecryptable as exc:  # age's authentication failed: damaged bytes
+                raise _Unreadable(exc.detail) from exc
+            except (TargetUnavailable, OSError) as exc:
+                state.target.check(self._known(name), prepare=False)  # raises if gone
+                if attempt == 2:
+                    raise _Unreadable(f"unreadable: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def _known(self, name: str) -> Identity | None:
+        record = self.catalog.target(name)
+        return Identity(record.target_id, record.root, record.mount_rel) if record else None
 
     # -- 3. heal -----------------------------------------------------------------------
 
@@ -260,7 +285,10 @@ class Scrubber:
         """A replica that no longer holds its bytes stops counting at once; the corrupt
         object is moved aside, never read again as a source, never overwritten."""
         if result == "corrupt":
-            state.target.discard(entry.key)
+            try:
+                state.target.discard(entry.key)
+            except TargetUnavailable as exc:  # the repair then goes beside it
+                log.warning("replica_not_moved", target=name, path=entry.key, reason=exc.reason)
             scrub.corrupt += 1
         else:
             scrub.missing += 1

@@ -1,11 +1,14 @@
-"""The 3-2-1 policy as a table: which replicas satisfy which rule."""
+"""The pure rules as tables and properties: the 3-2-1 policy, and how the scrub
+spreads its re-reads so every replica is read again within its cycle."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from photod.models import Media, PolicyRule, TargetInfo
-from photod.policy import achievable, evaluate
+from photod.policy import achievable, evaluate, full_pass_seconds, scrub_pick, scrub_share
 
 TARGETS = {
     "library": TargetInfo("library", Media.INTERNAL, False),
@@ -55,3 +58,75 @@ def test_evaluate(held: list[str], rule: PolicyRule, missing: tuple[str, ...]) -
 def test_achievable(names: list[str], rule: PolicyRule, problems: int) -> None:
     """A rule the configured targets can never meet is reported, once per reason."""
     assert problems == len(achievable(rule, [TARGETS[n] for n in names]))
+
+
+@pytest.mark.parametrize(
+    ("total", "cycle", "interval", "share"),
+    [
+        (30_000, 30 * 86400, 86400, 1000),  # daily runs, a 30-day cycle
+        (30_001, 30 * 86400, 86400, 1001),  # rounded up, never down
+        (7_000, 7 * 86400, 3600, 42),  # hourly runs in a week: 168 runs
+        (5_000, 3600, 86400, 5_000),  # a cycle shorter than the runs: read it all
+        (0, 30 * 86400, 86400, 0),
+    ],
+)
+def test_scrub_share(total: int, cycle: float, interval: float, share: int) -> None:
+    """Each run re-reads the library divided by the runs in a cycle, rounded up."""
+    assert share == scrub_share(total, cycle, interval)
+
+
+def test_scrub_pick_takes_oldest_first_within_the_budget() -> None:
+    """The run takes replicas in the order given (oldest first) until the share is
+    reached, stops before the budget is exceeded, and always takes the first one, so a
+    file bigger than the budget is still read some day."""
+    items = [("a", 40), ("b", 40), ("c", 40), ("d", 40)]
+    assert ["a", "b"] == scrub_pick(items, share=50, budget=None)
+    assert ["a", "b"] == scrub_pick(items, share=200, budget=100)
+    assert ["a"] == scrub_pick([("a", 500), ("b", 1)], share=10, budget=100)
+    assert [] == scrub_pick(items, share=0, budget=100)
+
+
+def _simulate(sizes: list[int], cycle_runs: int, budget: int, rounds: int) -> int:
+    """Run the scrub ``rounds`` times over a library whose replicas were all just
+    written; returns the longest time (in runs) any replica went without a full read."""
+    last = dict.fromkeys(range(len(sizes)), 0)  # replica -> run of its last full read
+    worst = 0
+    total = sum(sizes)
+    for run in range(1, rounds + 1):
+        # oldest first; ties in a stable order, as the catalog's (checked_at, asset)
+        order = sorted(last, key=lambda i: (last[i], i))
+        share = scrub_share(total, cycle_runs, 1)
+        for i in scrub_pick(((i, sizes[i]) for i in order), share, budget):
+            worst = max(worst, run - last[i])
+            last[i] = run
+    return max(worst, *(rounds - r for r in last.values()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 5_000), min_size=1, max_size=80),
+    cycle_runs=st.integers(1, 40),
+    extra=st.integers(0, 10_000),
+)
+def test_every_replica_is_reread_within_its_cycle(
+    sizes: list[int], cycle_runs: int, extra: int
+) -> None:
+    """For any library and any budget of at least the share plus the largest file,
+    no replica goes longer than the cycle without a full re-read."""
+    budget = scrub_share(sum(sizes), cycle_runs, 1) + max(sizes) + extra
+    assert _simulate(sizes, cycle_runs, budget, rounds=3 * cycle_runs) <= cycle_runs
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 1_000), min_size=4, max_size=50), cycle_runs=st.integers(2, 20)
+)
+def test_a_small_budget_is_reported_behind(sizes: list[int], cycle_runs: int) -> None:
+    """When the budget is below the share, a full pass takes longer than the cycle, and
+    ``full_pass_seconds`` says so, which `photod status` shows as BEHIND."""
+    total = sum(sizes)
+    share = scrub_share(total, cycle_runs, 1)
+    budget = max(1, share // 3)
+    assume(budget < share)
+    full_pass = full_pass_seconds(total, budget, 1)
+    assert full_pass is not None and full_pass > cycle_runs

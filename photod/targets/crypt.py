@@ -30,7 +30,13 @@ from typing import Any, BinaryIO
 import pyrage
 from pyrage import x25519
 
-from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
+from photod.errors import (
+    ChecksumMismatch,
+    KeyExists,
+    PhotodError,
+    TargetUnavailable,
+    Undecryptable,
+)
 from photod.models import VerifyMethod
 from photod.targets.base import Identity, ManifestEntry, Target, Writer
 from photod.targets.segments import SegmentLog
@@ -255,6 +261,7 @@ class _Decrypting(io.RawIOBase):
         self.q: queue.Queue[bytes | None] = queue.Queue(QUEUE)
         self.chunk = b""
         self.failure: BaseException | None = None
+        self.source_failure: BaseException | None = None
         self.done = False
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="decrypt", daemon=True)
@@ -262,7 +269,9 @@ class _Decrypting(io.RawIOBase):
 
     def _run(self) -> None:
         try:
-            pyrage.decrypt_io(self.source, _QueueWriter(self.q, self.stop), [self.t.keys_.identity])
+            pyrage.decrypt_io(
+                _Watched(self), _QueueWriter(self.q, self.stop), [self.t.keys_.identity]
+            )
         except BaseException as exc:
             self.failure = exc
         finally:
@@ -279,8 +288,12 @@ class _Decrypting(io.RawIOBase):
             item = self.q.get()
             if item is None:
                 self.done = True
-                if self.failure is not None:
-                    raise OSError(f"{self.t.name}: cannot decrypt: {self.failure}")
+                if self.source_failure is not None:  # the download, not the data
+                    if isinstance(self.source_failure, TargetUnavailable):
+                        raise self.source_failure
+                    raise OSError(f"{self.t.name}: download failed: {self.source_failure}")
+                if self.failure is not None:  # pyrage read every byte and refused them
+                    raise Undecryptable(self.t.name, str(self.failure))
                 return 0
             self.chunk = item
         n = min(len(buf), len(self.chunk))
@@ -297,6 +310,28 @@ class _Decrypting(io.RawIOBase):
             self.thread.join(timeout=10)
             self.source.close()
         super().close()
+
+
+class _Watched(io.RawIOBase):
+    """The ciphertext stream as pyrage reads it, noting a failure of the download
+    itself: pyrage reports every failure as the same OSError, and a cut connection
+    must not be taken for damaged data."""
+
+    def __init__(self, owner: _Decrypting) -> None:
+        self.owner = owner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        try:
+            data = self.owner.source.read(len(buf))
+        except BaseException as exc:
+            self.owner.source_failure = exc
+            raise
+        n = len(data)
+        buf[:n] = data
+        return n
 
 
 class _QueueWriter(io.RawIOBase):

@@ -400,7 +400,12 @@ class S3Target(ObjectTarget):
     def _move(self, src: str, dst: str) -> None:
         if self.object_size(src) is None:
             raise FileNotFoundError(src)
-        self.copy(src, dst)
+        try:
+            self.copy(src, dst)
+        except TargetUnavailable:
+            # A server that cannot even copy the object (its bytes are shorter than its
+            # record, say) still answers a listing: then the object goes, unkept.
+            list(self._list(src.rpartition("/")[0] + "/", delimiter=True))
         self.delete_object(src)
         with self._lock:
             self._listings.pop(src.rpartition("/")[0], None)

@@ -1,0 +1,241 @@
+"""Scrub and heal with real processes: damage copies on disk and on a real S3 server,
+and check that the next `photod verify` finds each case, repairs it from a good copy,
+logs it, and leaves every healthy copy alone."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import boto3
+
+from tests.conftest import Photod, S3Server, sha256, target_files
+from tests.integration.conftest import Setup, assert_target_holds
+from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY
+
+
+def _stamp(root: Path) -> dict[str, tuple[int, int]]:
+    """(inode, mtime_ns) of every published file: a healthy copy must keep both."""
+    out = {}
+    for p in root.rglob("*"):
+        rel = p.relative_to(root).as_posix()
+        if p.is_file() and not rel.startswith(".photod/"):
+            st = p.stat()
+            out[rel] = (st.st_ino, st.st_mtime_ns)
+    return out
+
+
+def _damage(root: Path, keys: list[str]) -> dict[str, str]:
+    """Flip one byte, truncate, delete, and replace four files; returns key -> how."""
+    flip, cut, gone, other = keys[:4]
+    with open(root / flip, "r+b") as f:
+        f.seek(1000)
+        byte = f.read(1)
+        f.seek(1000)
+        f.write(bytes([byte[0] ^ 0x40]))
+    os.truncate(root / cut, (root / cut).stat().st_size // 2)
+    (root / gone).unlink()
+    (root / other).write_bytes(b"not the photo you stored")
+    return {flip: "corrupt", cut: "corrupt", gone: "missing", other: "corrupt"}
+
+
+def test_scrub_finds_flipped_truncated_deleted_and_replaced_copies_and_heals_them(
+    setup: Setup, samples: Path
+) -> None:
+    """Each kind of damage on a local target is found by `photod verify`, logged as
+    replica_corrupt or replica_missing, repaired from the other target and logged
+    replica_repaired; the damaged bytes are kept in quarantine; no healthy copy is
+    rewritten; and a second run finds nothing."""
+    lib, ext = setup.home / "lib", setup.home / "ext"
+    p = setup.photod(
+        [{"name": "lib", "path": str(lib)}, {"name": "ext", "path": str(ext), "create": True}]
+    )
+    for f in samples.iterdir():
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    originals = target_files(lib)
+    keys = sorted(originals)
+    damaged = _damage(lib, keys)
+    healthy_lib = {k: v for k, v in _stamp(lib).items() if k not in damaged}
+    healthy_ext = _stamp(ext)
+
+    r = p.cli("verify", "--all")
+    assert 0 == r.returncode, r.stdout + r.stderr
+
+    found = {e["path"]: e["event"].removeprefix("replica_") for e in p.events()
+             if e["event"] in ("replica_corrupt", "replica_missing")}  # fmt: skip
+    assert damaged == found
+    assert {e["target"] for e in p.events("replica_corrupt")} == {"lib"}
+    repaired = {e["path"]: e["was"] for e in p.events("replica_repaired")}
+    assert damaged == repaired
+    assert_target_holds(lib, originals)
+    assert_target_holds(ext, originals)
+    assert healthy_lib == {k: v for k, v in _stamp(lib).items() if k not in damaged}
+    assert healthy_ext == _stamp(ext)
+    quarantined = sorted(q.name for q in (lib / ".photod" / "quarantine").rglob("*") if q.is_file())
+    assert sorted(Path(k).name for k, how in damaged.items() if how == "corrupt") == quarantined
+    assert "3 corrupt, 1 missing; 4 repaired" in r.stdout
+    assert "ext: 11 listed, 11 re-read" in r.stdout and "all good" in r.stdout
+
+    again = p.cli("verify", "--all")
+    assert 0 == again.returncode
+    assert 3 == len(p.events("replica_corrupt")) and 1 == len(p.events("replica_missing"))
+    status = p.status()
+    assert status["protected"] and [] == status["lost"]
+    assert all(t["oldest_check_days"] is not None for t in status["targets"])
+
+
+def test_a_corrupt_copy_is_never_the_source_of_a_repair_and_a_lost_asset_is_shown_first(
+    setup: Setup, samples: Path
+) -> None:
+    """When one asset is damaged on every target and its source file is gone, nothing
+    can heal it: `asset_lost` is logged as critical, status names it first and is not
+    protected, and no corrupt bytes were copied anywhere.  Every other asset is fine."""
+    lib, ext = setup.home / "lib", setup.home / "ext"
+    p = setup.photod(
+        [{"name": "lib", "path": str(lib)}, {"name": "ext", "path": str(ext), "create": True}]
+    )
+    for f in samples.iterdir():
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    originals = target_files(lib)
+    victim = sorted(originals)[0]
+    for root in (lib, ext):
+        (root / victim).write_bytes(b"rotten")
+    (setup.inbox / Path(victim).name).unlink()
+
+    r = p.cli("verify", "--all")
+    assert 1 == r.returncode  # something could not be repaired
+    lost = p.events("asset_lost")
+    assert [victim] == [e["path"] for e in lost]
+    assert "critical" == lost[0]["level"]
+    assert [] == p.events("replica_repaired")
+    for root in (lib, ext):
+        assert not (root / victim).exists()  # moved to quarantine, not copied around
+        assert {k: v for k, v in originals.items() if k != victim} == target_files(root)
+    status = p.cli("status")
+    assert status.stdout.startswith("LOST: 1 file(s)"), status.stdout
+    assert victim in status.stdout.splitlines()[1]
+    assert not p.status()["protected"]
+
+
+def test_bit_rot_in_a_watch_folder_is_reported_and_never_replaces_the_copies(
+    setup: Setup, samples: Path
+) -> None:
+    """A watch-folder file whose bytes change while its size and mtime stay the same is
+    reported as source_corrupt; it is not ingested again, and the copies keep the
+    original bytes (which `photod restore` gives back)."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}])
+    photo = setup.inbox / "IMG_1.jpg"
+    shutil.copy2(next(samples.glob("*.jpg")), photo)
+    assert 0 == p.cli("run", "--once").returncode
+    good = sha256(photo)
+    st = photo.stat()
+    data = bytearray(photo.read_bytes())
+    data[2000] ^= 0x01
+    photo.write_bytes(bytes(data))
+    os.utime(photo, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    r = p.cli("verify", "--all")
+    assert 1 == r.returncode
+    rot = p.events("source_corrupt")
+    assert [("inbox", "IMG_1.jpg", good)] == [(e["source"], e["path"], e["asset"]) for e in rot]
+    assert 0 == p.cli("run", "--once").returncode  # a rescan does not take the rotten file
+    assert [good] == list(target_files(lib).values())
+    assert 1 == p.status()["corrupt_sources"]
+    assert "changed on disk without being edited" in p.cli("status").stdout
+
+
+def test_damage_on_a_real_s3_server_is_found_and_healed(
+    setup: Setup, samples: Path, s3_server: S3Server
+) -> None:
+    """Objects flipped, truncated, deleted and replaced in the S3 server's own storage
+    are found by the download check, uploaded again from the local copy, and counted
+    against the month's egress."""
+    creds = s3_server.credentials(setup.home / "s3.cred")
+    prefix = f"scrub-{setup.home.name}/"
+    lib = setup.home / "lib"
+    p = setup.photod(
+        [
+            {"name": "lib", "path": str(lib)},
+            s3_server.target("cloud", creds, prefix=prefix),
+        ],  # fmt: skip
+        policy={"copies": 2, "media": 2, "offsite": 1},
+    )
+    for f in samples.iterdir():
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    originals = target_files(lib)
+    bucket = s3_server.root / BUCKET / prefix
+    assert originals == target_files(bucket)
+    # Damage through the S3 API, as the server would store rotten bytes: its own
+    # caches then agree with what it serves.
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_server.endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name="us-east-1",
+    )
+    flip, cut, gone, other = sorted(originals)[:4]
+    body = bytearray((lib / flip).read_bytes())
+    body[1000] ^= 0x40
+    s3.put_object(Bucket=BUCKET, Key=prefix + flip, Body=bytes(body))
+    s3.put_object(Bucket=BUCKET, Key=prefix + cut, Body=(lib / cut).read_bytes()[:5000])
+    s3.delete_object(Bucket=BUCKET, Key=prefix + gone)
+    s3.put_object(Bucket=BUCKET, Key=prefix + other, Body=b"not the photo you stored")
+    damaged = {flip: "corrupt", cut: "corrupt", gone: "missing", other: "corrupt"}
+
+    r = p.cli("verify", "--all")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    found = {e["path"]: e["event"].removeprefix("replica_") for e in p.events()
+             if e["event"] in ("replica_corrupt", "replica_missing")}  # fmt: skip
+    assert damaged == found
+    assert {"cloud"} == {e["target"] for e in p.events("replica_repaired")}
+    assert originals == target_files(bucket)
+    cloud = next(t for t in p.status()["targets"] if t["name"] == "cloud")
+    assert cloud["egress_used"] >= sum(
+        (samples / Path(k).name).stat().st_size for k in originals if k not in damaged
+    )
+
+
+def test_encrypted_copies_that_fail_authentication_are_healed(setup: Setup, samples: Path) -> None:
+    """On an encrypted target, a flipped byte makes age's authentication fail: the
+    scrub calls it corrupt (not an outage) and writes a fresh sealed copy."""
+    key = setup.home / "key.txt"
+    lib, vault = setup.home / "lib", setup.home / "vault"
+    p = setup.photod(
+        [
+            {"name": "lib", "path": str(lib)},
+            {"name": "vault", "path": str(vault), "create": True, "encrypt": True},
+        ],  # fmt: skip
+        extra=f'\n[encryption]\nidentity = "{key}"\n',
+    )
+    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    for f in list(samples.iterdir())[:3]:
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    objects = sorted(q for q in (vault / "data").rglob("*") if q.is_file())
+    with open(objects[0], "r+b") as f:
+        f.seek(-100, 2)
+        f.write(b"\xff" * 8)
+    r = p.cli("verify", "--all")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert ["vault"] == [e["target"] for e in p.events("replica_corrupt")]
+    assert ["vault"] == [e["target"] for e in p.events("replica_repaired")]
+    assert 0 == p.cli("verify", "--all").returncode
+    assert 1 == len(p.events("replica_corrupt"))
+
+
+def test_photod_verify_refuses_to_run_beside_the_daemon(setup: Setup) -> None:
+    """Two processes healing the same targets would race: `photod verify` says the
+    daemon runs (its pid) and exits 75; the daemon scrubs on its schedule."""
+    p: Photod = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}]).start()
+    try:
+        r = p.cli("verify")
+        assert 75 == r.returncode
+        assert str(p.proc.pid if p.proc else "") in r.stderr
+    finally:
+        p.stop()
