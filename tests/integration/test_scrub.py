@@ -63,8 +63,11 @@ def test_scrub_finds_flipped_truncated_deleted_and_replaced_copies_and_heals_the
     r = p.cli("verify", "--all")
     assert 0 == r.returncode, r.stdout + r.stderr
 
-    found = {e["path"]: e["event"].removeprefix("replica_") for e in p.events()
-             if e["event"] in ("replica_corrupt", "replica_missing")}  # fmt: skip
+    found = {
+        e["path"]: e["event"].removeprefix("replica_")
+        for e in p.events()
+        if e["event"] in ("replica_corrupt", "replica_missing")
+    }
     assert damaged == found
     assert {e["target"] for e in p.events("replica_corrupt")} == {"lib"}
     repaired = {e["path"]: e["was"] for e in p.events("replica_repaired")}
@@ -161,7 +164,7 @@ def test_damage_on_a_real_s3_server_is_found_and_healed(
         [
             {"name": "lib", "path": str(lib)},
             s3_server.target("cloud", creds, prefix=prefix),
-        ],  # fmt: skip
+        ],
         policy={"copies": 2, "media": 2, "offsite": 1},
     )
     for f in samples.iterdir():
@@ -190,8 +193,11 @@ def test_damage_on_a_real_s3_server_is_found_and_healed(
 
     r = p.cli("verify", "--all")
     assert 0 == r.returncode, r.stdout + r.stderr
-    found = {e["path"]: e["event"].removeprefix("replica_") for e in p.events()
-             if e["event"] in ("replica_corrupt", "replica_missing")}  # fmt: skip
+    found = {
+        e["path"]: e["event"].removeprefix("replica_")
+        for e in p.events()
+        if e["event"] in ("replica_corrupt", "replica_missing")
+    }
     assert damaged == found
     assert {"cloud"} == {e["target"] for e in p.events("replica_repaired")}
     assert originals == target_files(bucket)
@@ -210,7 +216,7 @@ def test_encrypted_copies_that_fail_authentication_are_healed(setup: Setup, samp
         [
             {"name": "lib", "path": str(lib)},
             {"name": "vault", "path": str(vault), "create": True, "encrypt": True},
-        ],  # fmt: skip
+        ],
         extra=f'\n[encryption]\nidentity = "{key}"\n',
     )
     assert 0 == p.cli("keygen", "--output", str(key)).returncode
