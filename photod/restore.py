@@ -52,6 +52,8 @@ def select(
     library matches the glob."""
     for asset in catalog.assets():
         day = asset.captured_at[:10]
+        if (since or until) and not day:
+            continue  # capture time unknown (rebuilt from a store that keeps none)
         if since is not None and day < since.isoformat():
             continue
         if until is not None and day > until.isoformat():

@@ -12,6 +12,7 @@ probed.  Either way, anything adopted from the target was read and hashed first.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -121,8 +122,13 @@ def _adopt(
     """Read one object, hash and probe it, and record it; '' on success, else why not."""
     with tempfile.NamedTemporaryFile(prefix="photod-rebuild-", suffix=Path(key).suffix) as out:
         h = hashlib.sha256()
+        mtime: float | None = None
         try:
             with state.target.open(key) as src:
+                # A local copy keeps its source's mtime: the capture time of a photo
+                # without EXIF, as at ingest.  Object stores keep none.
+                with contextlib.suppress(AttributeError, OSError, ValueError):
+                    mtime = os.fstat(src.fileno()).st_mtime
                 while chunk := src.read(CHUNK):
                     h.update(chunk)
                     out.write(chunk)
@@ -136,11 +142,12 @@ def _adopt(
             return f"its bytes do not match the manifest (expected {listed.sha256[:12]})"
         with open(out.name, "rb") as f:
             head = f.read(HEAD_BYTES)
-        info = probe(out.name, Path(key).name, head, time.time(), "off")
+        info = probe(out.name, Path(key).name, head, mtime or 0.0, "off")
     kind, fmt, captured = Kind.SIDECAR, "unknown", ""
     if info is not None:
         kind, fmt = info.kind, info.format
-        captured = info.captured_at.isoformat() if info.capture_source != "mtime" else ""
+        if info.capture_source != "mtime" or mtime is not None:
+            captured = info.captured_at.isoformat()
     if listed is not None and listed.captured_at:
         captured = listed.captured_at
     catalog.adopt(ManifestEntry(sha, key, size, captured), name, kind, fmt, f"rebuild:{name}")

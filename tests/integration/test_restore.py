@@ -1,0 +1,276 @@
+"""Getting photos back, with real processes: `photod restore`, restore drills, the
+catalog rebuilt from a target (down to the offsite copy alone), and the recovery plan."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Photod, S3Server, sha256, target_files
+from tests.integration.conftest import Setup
+
+
+def _two_targets(setup: Setup, samples: Path) -> tuple[Photod, Path, Path, dict[str, str]]:
+    """A library and an external folder holding every sample; returns the originals
+    as key -> sha256."""
+    lib, ext = setup.home / "lib", setup.home / "ext"
+    p = setup.photod(
+        [{"name": "lib", "path": str(lib)}, {"name": "ext", "path": str(ext), "create": True}],
+        extra="\n[schedule]\ndrill_sample = 100\n",
+    )
+    for f in samples.iterdir():
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    return p, lib, ext, target_files(lib)
+
+
+def test_restore_brings_back_every_original_and_never_overwrites(
+    setup: Setup, samples: Path
+) -> None:
+    """`photod restore DEST` writes every original under its library path, each one
+    checked; run again it skips what is there; a different file already at a path is
+    left untouched and reported as failed (exit 1)."""
+    p, _, _, originals = _two_targets(setup, samples)
+    dest = setup.home / "restored"
+    r = p.cli("restore", str(dest))
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert f"restored {len(originals)} files" in r.stdout
+    assert originals == target_files(dest)
+    assert [] == list(dest.rglob(".photod-restore-*"))
+
+    again = p.cli("restore", str(dest))
+    assert f"restored 0 files (0.0 MB) to {dest}, skipped {len(originals)}" in again.stdout
+
+    victim = sorted(originals)[0]
+    (dest / victim).write_bytes(b"my own edit")
+    mine = p.cli("restore", str(dest))
+    assert 1 == mine.returncode
+    assert f"failed: {victim}: a different file is already there; left untouched" in mine.stdout
+    assert b"my own edit" == (dest / victim).read_bytes()
+
+
+def test_restore_filters_by_date_and_name(setup: Setup, samples: Path) -> None:
+    """--since/--until select by capture date (inclusive) and --match by path or name."""
+    p, _, _, originals = _two_targets(setup, samples)
+    years = {k: k[:4] for k in originals}  # the default layout starts with the year
+    first = min(years.values())
+
+    r = p.cli("restore", str(setup.home / "old"), "--until", f"{first}-12-31")
+    assert 0 == r.returncode, r.stderr
+    assert {k for k, y in years.items() if y == first} == set(target_files(setup.home / "old"))
+
+    r = p.cli("restore", str(setup.home / "new"), "--since", f"{int(first) + 1}-01-01")
+    assert {k for k, y in years.items() if y > first} == set(target_files(setup.home / "new"))
+
+    r = p.cli("restore", str(setup.home / "heic"), "--match", "*.HEIC")
+    expected = {k for k in originals if k.endswith(".HEIC")}
+    assert expected and expected == set(target_files(setup.home / "heic"))
+
+    bad = p.cli("restore", str(setup.home / "x"), "--since", "last tuesday")
+    assert 2 == bad.returncode and "is not a date like 2024-07-31" in bad.stderr
+
+
+def test_restore_skips_a_bad_copy_for_a_good_one(setup: Setup, samples: Path) -> None:
+    """A copy that no longer matches is never restored: the next target's copy is used;
+    with --target naming only the bad one, that file fails and says why."""
+    p, lib, _, originals = _two_targets(setup, samples)
+    victim = sorted(originals)[1]
+    (lib / victim).write_bytes(b"rotten")
+    r = p.cli("restore", str(setup.home / "a"))
+    assert 0 == r.returncode, r.stdout
+    assert originals == target_files(setup.home / "a")
+    only = p.cli("restore", str(setup.home / "b"), "--target", "lib")
+    assert 1 == only.returncode
+    assert re.search(rf"failed: {re.escape(victim)}: lib: bytes do not match", only.stdout)
+    assert not (setup.home / "b" / victim).exists()
+
+
+def test_drills_pass_fail_and_show_in_status(setup: Setup, samples: Path) -> None:
+    """`photod drill` restores a sample from each target into a temporary folder,
+    checks hashes and decoding, and deletes it; a damaged copy fails its target's drill
+    with the file named; status shows the last drill per target."""
+    p, _, ext, originals = _two_targets(setup, samples)
+    r = p.cli("drill")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert "lib: drill passed" in r.stdout and "ext: drill passed" in r.stdout
+    passed = p.events("drill_passed")
+    assert {"lib", "ext"} == {e["target"] for e in passed}
+    assert all(e["files"] == len(originals) for e in passed)
+    assert [] == list((setup.home / "state").glob("photod-drill-*"))
+
+    victim = sorted(originals)[2]
+    (ext / victim).write_bytes(b"rotten")
+    r = p.cli("drill", "--target", "ext")
+    assert 1 == r.returncode
+    failed = p.events("drill_failed")
+    assert ["ext"] == [e["target"] for e in failed]
+    assert victim in failed[0]["problems"][0]
+    drills = {t["name"]: t["last_drill"] for t in p.status()["targets"]}
+    assert drills["lib"]["passed"] and not drills["ext"]["passed"]
+    assert "last drill" in p.cli("status").stdout and "FAILED" in p.cli("status").stdout
+
+
+def test_catalog_rebuilt_without_a_snapshot_rescans_the_target(setup: Setup, samples: Path) -> None:
+    """With no snapshot on the target, the rebuild reads and hashes every file, takes
+    capture dates from the photos, refuses to replace an existing catalog without
+    --force, and afterwards status, restore and verify work."""
+    p, _, ext, originals = _two_targets(setup, samples)
+    (ext / ".photod" / "catalog.sqlite.gz").unlink()
+    refused = p.cli("catalog", "rebuild", "--from", "ext")
+    assert 1 == refused.returncode and "add --force" in refused.stderr
+    shutil.rmtree(setup.home / "state")
+
+    r = p.cli("catalog", "rebuild", "--from", "ext")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert f"(a full re-scan): {len(originals)} assets, {len(originals)} read" in r.stdout
+    status = p.status()
+    assert len(originals) == status["assets"]
+    assert len(originals) == {t["name"]: t for t in status["targets"]}["ext"]["replicas"]
+    first = min(k[:4] for k in originals)
+    r = p.cli("restore", str(setup.home / "old"), "--until", f"{first}-12-31")
+    assert {k for k in originals if k[:4] == first} == set(target_files(setup.home / "old"))
+    assert 0 == p.cli("verify", "--all").returncode
+
+
+def test_rebuild_adds_what_arrived_after_the_last_snapshot(setup: Setup, samples: Path) -> None:
+    """A snapshot is a moment: photos copied after it are listed in the target's
+    manifest, and the rebuild reads them in beside the snapshot's."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}])
+    files = sorted(samples.iterdir())
+    for f in files[:4]:
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    early = (lib / ".photod" / "catalog.sqlite.gz").read_bytes()
+    for f in files[4:]:
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    (lib / ".photod" / "catalog.sqlite.gz").write_bytes(early)  # as if the last was lost
+    shutil.rmtree(setup.home / "state")
+
+    r = p.cli("catalog", "rebuild", "--from", "lib")
+    assert 0 == r.returncode, r.stderr
+    n = len(target_files(lib))
+    assert f"(its catalog snapshot and manifest): {n} assets, {n - 4} read" in r.stdout
+    assert p.status()["protected"]
+
+
+def test_disaster_everything_lost_but_the_encrypted_offsite_copy(
+    setup: Setup, samples: Path, s3_server: S3Server
+) -> None:
+    """The disaster drill: the state directory and the local library are deleted.
+    From the encrypted S3 target alone, `photod catalog rebuild` gets the catalog back
+    from its sealed snapshot, `photod restore` brings back every original (compared
+    byte for byte), and status and verify work as before."""
+    key = setup.home / "key.txt"
+    creds = s3_server.credentials(setup.home / "s3.cred")
+    lib = setup.home / "lib"
+    p = setup.photod(
+        [
+            {"name": "lib", "path": str(lib)},
+            s3_server.target("cloud", creds, prefix=f"disaster-{setup.home.name}/", encrypt=True),
+        ],
+        policy={"copies": 2, "media": 2, "offsite": 1},
+        extra=f'\n[encryption]\nidentity = "{key}"\n',
+    )
+    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    for f in samples.iterdir():
+        shutil.copy2(f, setup.inbox / f.name)
+    p.start()
+    p.wait_protected(len(list(samples.iterdir())), timeout=90)
+    assert 0 == p.stop()
+    originals = target_files(lib)
+    assert [] != p.events("catalog_snapshot_written")
+
+    shutil.rmtree(setup.home / "state")
+    shutil.rmtree(lib)
+    shutil.rmtree(setup.inbox)
+    r = p.cli("catalog", "rebuild", "--from", "cloud")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert "its catalog snapshot" in r.stdout
+
+    dest = setup.home / "restored"
+    r = p.cli("restore", str(dest))
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert originals == target_files(dest)
+    for key_path in originals:
+        assert (dest / key_path).read_bytes() == (samples / Path(key_path).name).read_bytes()
+
+    status = p.status()
+    assert len(originals) == status["assets"]
+    cloud = {t["name"]: t for t in status["targets"]}["cloud"]
+    assert cloud["available"] and len(originals) == cloud["replicas"]
+    v = p.cli("verify", "--target", "cloud", "--all")
+    assert 0 == v.returncode, v.stdout + v.stderr
+    assert f"cloud: {len(originals)} listed, {len(originals)} re-read" in v.stdout
+
+
+def test_recovery_plan_names_every_target_and_no_secret(
+    setup: Setup, samples: Path, s3_server: S3Server
+) -> None:
+    """`photod recovery-plan` lists every target with its copies, says where the
+    identity and credentials are without their contents, and its stock-tools steps
+    for a plain local target work as written; the daemon keeps the same plan in
+    `.photod/RECOVERY.md` on every target."""
+    key = setup.home / "key.txt"
+    creds = s3_server.credentials(setup.home / "s3.cred")
+    lib = setup.home / "lib"
+    p = setup.photod(
+        [
+            {"name": "lib", "path": str(lib)},
+            s3_server.target("cloud", creds, prefix=f"plan-{setup.home.name}/", encrypt=True),
+        ],
+        policy={"copies": 2, "media": 2, "offsite": 1},
+        extra=f'\n[encryption]\nidentity = "{key}"\n',
+    )
+    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    for f in list(samples.iterdir())[:3]:
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+
+    out = setup.home / "plan.md"
+    assert 0 == p.cli("recovery-plan", "--output", str(out)).returncode
+    plan = out.read_text()
+    assert "| lib | local, internal |" in plan and "| cloud | s3, cloud, offsite |" in plan
+    assert "| 3 (" in plan
+    assert str(key) in plan and str(creds) in plan
+    secret = key.read_text()
+    assert "AGE-SECRET-KEY" in secret and "AGE-SECRET-KEY" not in plan
+    assert "photodtestsecretkey" not in plan
+    on_target = (lib / ".photod" / "RECOVERY.md").read_text()
+    strip = re.compile(r"^Written .*$", re.M)
+    assert strip.sub("", plan) == strip.sub("", on_target)
+
+    block = re.search(r"### lib\n\n.*?```sh\n(.*?)```", plan, re.S)
+    assert block is not None
+    r = subprocess.run(["sh", "-e", "-c", block.group(1)], capture_output=True, text=True,
+                       env={**os.environ})  # fmt: skip
+    assert 0 == r.returncode, r.stderr
+    assert 3 == r.stdout.count(": OK")
+
+
+@pytest.mark.integration
+def test_the_daemon_scrubs_drills_and_snapshots_on_schedule(setup: Setup, samples: Path) -> None:
+    """With cron lines that fire every minute, a running daemon scrubs and drills on
+    its own, and after each batch writes the catalog snapshot and the plan."""
+    lib = setup.home / "lib"
+    p = setup.photod(
+        [{"name": "lib", "path": str(lib)}],
+        extra='\n[schedule]\nscrub = "* * * * *"\ndrill = "* * * * *"\n',
+    ).start()
+    try:
+        shutil.copy2(next(samples.iterdir()), setup.inbox / "a.jpg")
+        p.wait_protected(1)
+        p.wait_event("catalog_snapshot_written", timeout=60)
+        assert (lib / ".photod" / "RECOVERY.md").exists()
+        p.wait_event("scrub_finished", timeout=75)
+        p.wait_event("drill_passed", timeout=75, target="lib")
+        assert p.status()["last_scrub"] is not None
+    finally:
+        assert 0 == p.stop()
+    assert sha256(setup.inbox / "a.jpg") in target_files(lib).values()
