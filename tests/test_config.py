@@ -43,7 +43,13 @@ def test_example_config_is_valid() -> None:
     assert ["library", "t7", "nas", "b2", "dropbox"] == [t.name for t in cfg.targets]
     assert [("cloud", True), ("cloud", True)] == [(t.media, t.offsite) for t in cfg.targets[3:]]
     text = path.read_text()
-    models = (config.LocalTarget, config.S3Target, config.RcloneTarget, config.EncryptionConfig)
+    models = (
+        config.LocalTarget,
+        config.S3Target,
+        config.RcloneTarget,
+        config.EncryptionConfig,
+        config.ScheduleConfig,
+    )
     undocumented = [k for m in models for k in m.model_fields if f"{k} =" not in text]
     assert [] == undocumented
 
@@ -193,6 +199,39 @@ BAD = [
         "required key 'type' is missing",
     ),
     ('path = "/etc"\n' + BASE + targets("x"), "(top level)", "unknown key 'path'"),
+    (
+        BASE + targets("x") + '[schedule]\nscrub = "61 3 * * *"\n',
+        "schedule.scrub",
+        "minute hour day",
+    ),
+    (BASE + targets("x") + '[schedule]\ndrill = "weekly"\n', "schedule.drill", "e.g. '30 3 * * *'"),
+    (
+        BASE + targets("x") + '[schedule]\nscrub_budget = "20m"\n',
+        "schedule.scrub_budget",
+        "'20MB' or '20min'",
+    ),
+    (
+        BASE + targets("x") + '[schedule]\nscrub_budget = "lots"\n',
+        "schedule.scrub_budget",
+        "a size like '20GiB' or a duration",
+    ),
+    (
+        BASE + targets("x") + '[schedule]\nscrub_cycle = "monthly"\n',
+        "schedule.scrub_cycle",
+        "duration",
+    ),
+    (
+        BASE + targets("x") + "[schedule]\ndrill_sample = 0\n",
+        "schedule.drill_sample",
+        "greater than or equal to 1",
+    ),
+    (
+        BASE
+        + targets("x")
+        + '[[targets]]\nname = "s"\ntype = "s3"\nbucket = "bkt"\negress_budget = "a lot"\n',
+        "targets[1].egress_budget",
+        "'10GiB/month'",
+    ),
     ("[policy\n", "not valid TOML", "line 1"),
 ]
 

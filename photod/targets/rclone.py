@@ -337,7 +337,7 @@ class RcloneTarget(ObjectTarget):
                            opt={"recurse": True, "filesOnly": True, "noModTime": True,
                                 "noMimeType": True})  # fmt: skip
         for item in answer.get("list", []):
-            yield f"{folder}/{item['Path']}" if folder else str(item["Path"])
+            yield str(item["Path"])  # rclone gives paths from the remote's root
 
     def _delete(self, key: str) -> None:
         self.call("operations/deletefile", missing_ok=True, fs=self.remote, remote=key)

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
+import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 
@@ -24,6 +27,17 @@ def _stamp(root: Path) -> dict[str, tuple[int, int]]:
             st = p.stat()
             out[rel] = (st.st_ino, st.st_mtime_ns)
     return out
+
+
+def _s3(server: S3Server) -> Any:
+    """A plain boto3 client on the test server: the test's own hands on the bucket."""
+    return boto3.client(
+        "s3",
+        endpoint_url=server.endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name="us-east-1",
+    )
 
 
 def _damage(root: Path, keys: list[str]) -> dict[str, str]:
@@ -175,13 +189,7 @@ def test_damage_on_a_real_s3_server_is_found_and_healed(
     assert originals == target_files(bucket)
     # Damage through the S3 API, as the server would store rotten bytes: its own
     # caches then agree with what it serves.
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_server.endpoint,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name="us-east-1",
-    )
+    s3 = _s3(s3_server)
     flip, cut, gone, other = sorted(originals)[:4]
     body = bytearray((lib / flip).read_bytes())
     body[1000] ^= 0x40
@@ -245,3 +253,74 @@ def test_photod_verify_refuses_to_run_beside_the_daemon(setup: Setup) -> None:
         assert str(p.proc.pid if p.proc else "") in r.stderr
     finally:
         p.stop()
+
+
+def _never_reread(p: Photod) -> set[str]:
+    """Keys on 'lib' whose only full read is still the one made when they were written."""
+    db = sqlite3.connect(p.home / "state" / "catalog.sqlite")
+    try:
+        rows = db.execute(
+            "SELECT relpath FROM replicas WHERE target='lib' AND checked_at = verified_at"
+        ).fetchall()
+    finally:
+        db.close()
+    return {r[0] for r in rows}
+
+
+def test_each_run_reads_within_its_budget_oldest_first(setup: Setup, samples: Path) -> None:
+    """Without --all, a run re-reads only as much as scrub_budget allows, the copies
+    checked longest ago first; successive runs go round the whole library; status says
+    the budget is too small for the cycle."""
+    lib = setup.home / "lib"
+    p = setup.photod(
+        [{"name": "lib", "path": str(lib)}],
+        extra='\n[schedule]\nscrub_budget = "3MB"\nscrub_cycle = "1d"\n',
+    )
+    for f in samples.iterdir():
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    sizes = {k: (lib / k).stat().st_size for k in target_files(lib)}
+    runs = 0
+    while _never_reread(p) and runs < len(sizes):
+        time.sleep(1.05)  # check times have one-second resolution
+        assert 0 == p.cli("verify").returncode
+        runs += 1
+    assert set() == _never_reread(p)
+    done = [e["targets"]["lib"] for e in p.events("scrub_finished")]
+    assert all(r["bytes"] <= 3_000_000 or r["checked"] == 1 for r in done)
+    # oldest first: one round takes as many runs as the budget needs, no more
+    assert runs <= -(-sum(sizes.values()) // (3_000_000 - max(sizes.values()))) + 1
+    lib_status = p.status()["targets"][0]
+    assert lib_status["behind"] and lib_status["full_pass_days"] > 1
+    assert "BEHIND" in p.cli("status").stdout
+
+
+def test_a_remote_is_read_within_its_monthly_egress_budget(
+    setup: Setup, samples: Path, s3_server: S3Server
+) -> None:
+    """A remote's full re-reads stop at its egress_budget for the month (counted in the
+    catalog); the cheap presence check still runs on every scrub and still finds a
+    deleted object."""
+    creds = s3_server.credentials(setup.home / "s3.cred")
+    prefix = f"egress-{setup.home.name}/"
+    p = setup.photod(
+        [
+            {"name": "lib", "path": str(setup.home / "lib")},
+            s3_server.target("cloud", creds, prefix=prefix, egress_budget="2MB/month"),
+        ],
+        policy={"copies": 2, "media": 2, "offsite": 1},
+    )
+    for f in samples.iterdir():
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    assert 0 == p.cli("verify").returncode
+    used = {t["name"]: t for t in p.status()["targets"]}["cloud"]["egress_used"]
+    assert 0 < used <= 2_000_000 or used == max(f.stat().st_size for f in samples.iterdir())
+    assert 0 == p.cli("verify").returncode
+    gone = sorted(target_files(s3_server.root / BUCKET / prefix))[0]
+    _s3(s3_server).delete_object(Bucket=BUCKET, Key=prefix + gone)
+    p.cli("verify")
+    assert [gone] == [e["path"] for e in p.events("replica_missing")]
+    cloud = {t["name"]: t for t in p.status()["targets"]}["cloud"]
+    assert cloud["egress_used"] <= 2_000_000 + max(f.stat().st_size for f in samples.iterdir())
+    assert cloud["behind"]

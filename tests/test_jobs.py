@@ -1,0 +1,44 @@
+"""The scheduler's rules: cron lines, and catching up a run missed while photod was
+not running."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from photod.jobs import _missed, cron_trigger, interval
+
+
+@pytest.mark.parametrize(
+    ("line", "seconds"),
+    [("30 3 * * *", 86400), ("0 4 * * sun", 7 * 86400), ("*/15 * * * *", 900), ("0 * * * *", 3600)],
+)
+def test_interval_between_runs(line: str, seconds: float) -> None:
+    """The scrub spreads its cycle over the runs: it needs the time between two."""
+    assert seconds == interval(line)
+
+
+def test_bad_cron_line_says_what_is_allowed() -> None:
+    """A cron line the scheduler cannot use is one ValueError naming the five fields."""
+    with pytest.raises(ValueError, match="minute hour day month weekday"):
+        cron_trigger("every night")
+
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("last", "expected"),
+    [
+        (None, None),  # a new installation: nothing to catch up
+        ((NOW - timedelta(hours=20)).isoformat(), None),  # ran last night: wait for 03:30
+        ((NOW - timedelta(days=3)).isoformat(), NOW + timedelta(seconds=60)),  # was off
+    ],
+)
+def test_a_run_missed_while_photod_was_off_runs_soon_after_start(
+    last: str | None, expected: datetime | None
+) -> None:
+    """When the last daily scrub is older than one and a half days, the daemon runs it
+    a minute after starting instead of waiting for the next 03:30."""
+    assert expected == _missed((last, {}) if last else None, "30 3 * * *", NOW)
