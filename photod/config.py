@@ -309,6 +309,9 @@ class ScheduleConfig(_Strict):
     # Every replica is read again in full at least this often (as far as the budgets
     # allow: `photod status` says when they do not).
     scrub_cycle: Duration = 30 * 86400.0
+    # How politely a scrub reads: "idle" (only when nothing else uses the disk), "low"
+    # or "normal"; it also runs at a lower CPU priority unless "normal".
+    io_priority: Literal["idle", "low", "normal"] = "idle"
     drill: Cron = "0 4 * * 0"
     drill_sample: int = Field(20, ge=1, le=100_000, strict=True)  # files per target
 

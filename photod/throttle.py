@@ -1,8 +1,10 @@
 """When and how fast a target may be written: the upload window, the battery rule and
-the bandwidth limit.  ``paused`` is pure (the clock and the battery are parameters)."""
+the bandwidth limit; and how politely a scrub reads (its I/O and CPU priority).
+``paused`` is pure (the clock and the battery are parameters)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import datetime
@@ -30,6 +32,25 @@ def paused(
     if not on_battery and battery:
         return "the computer runs on battery (on_battery = false); uploads resume on mains power"
     return ""
+
+
+def lower_priority(level: str) -> None:
+    """Lower the calling thread's I/O class and CPU priority for a scrub: "idle" reads
+    only when no one else wants the disk (ionice -c3), "low" is best-effort at the
+    lowest level (ionice -c2 -n7); both add 10 to the nice value.  Linux applies both
+    per thread; call it in a thread that ends with the scrub."""
+    if level == "normal" or not hasattr(psutil, "IOPRIO_CLASS_IDLE"):
+        return
+    tid = threading.get_native_id()
+    try:
+        proc = psutil.Process(tid)  # a thread id names the thread itself on Linux
+        if level == "idle":
+            proc.ionice(psutil.IOPRIO_CLASS_IDLE)
+        else:
+            proc.ionice(psutil.IOPRIO_CLASS_BE, value=7)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + 10))
+    except (psutil.Error, OSError):
+        pass  # a politeness, never a reason to skip the scrub
 
 
 def _hhmm(minutes: int) -> str:

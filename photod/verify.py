@@ -34,8 +34,10 @@ from photod.models import Asset
 from photod.replicate import Replicator, TargetState
 from photod.targets.base import Identity, ManifestEntry
 from photod.targets.crypt import CryptTarget
+from photod.throttle import lower_priority
 
 READ = 4 * 1024 * 1024  # bytes per read: large reads keep the disk streaming
+LOOKAHEAD = 64 * 1024 * 1024  # bytes of upcoming files being read while one is hashed
 
 
 @dataclass
@@ -71,16 +73,19 @@ def month(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y-%m")
 
 
-def hash_stream(f: object, on_bytes: Callable[[int], None], stop: threading.Event) -> str:
-    """SHA-256 of an open object.  A local file is first dropped from the page cache,
-    so the bytes come from the disk and not from memory, then read ahead by the kernel
+def hash_stream(
+    f: object, on_bytes: Callable[[int], None], stop: threading.Event, cold: bool = True
+) -> str:
+    """SHA-256 of an open object.  A local file is first dropped from the page cache
+    (``cold``; unless ``Target.prefetch`` did that already and started the read), so
+    the bytes come from the disk and not from memory, then read ahead by the kernel
     while this thread hashes (hashlib releases the GIL; OpenSSL uses the CPU's SHA
     instructions)."""
     fd = _fileno(f)
-    if fd is not None:
+    if fd is not None and cold:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    if fd is not None:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
     h = hashlib.sha256()
     read = f.read  # type: ignore[attr-defined]
     while chunk := read(READ):
@@ -122,7 +127,27 @@ class Scrubber:
 
     def run(self, only: str | None = None, everything: bool = False) -> ScrubReport:
         """Scrub every target (or ``only`` one) and the watch folders; ``everything``
-        re-reads every replica and source file, whatever the budgets say."""
+        re-reads every replica and source file, whatever the budgets say.  The work
+        runs in a thread of its own at the configured I/O priority (a lowered priority
+        cannot always be raised again, so it dies with the thread)."""
+        out: list[ScrubReport] = []
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            lower_priority(self.cfg.schedule.io_priority)
+            try:
+                out.append(self._run(only, everything))
+            except BaseException as exc:
+                failure.append(exc)
+
+        thread = threading.Thread(target=work, name="scrub")
+        thread.start()
+        thread.join()
+        if failure:
+            raise failure[0]
+        return out[0]
+
+    def _run(self, only: str | None, everything: bool) -> ScrubReport:
         started = time.monotonic()
         report = ScrubReport()
         log.info("scrub_started", target=only, everything=everything)
@@ -221,11 +246,20 @@ class Scrubber:
         method = "download" if state.queued else "readback"
         if isinstance(state.target, CryptTarget):
             method += "+decrypt"
-        for item in items:
+        ahead = 0  # items[:ahead] have been prefetched
+        for i, item in enumerate(items):
             if self.stop.is_set():
                 raise Stopping
             if limit is not None and time.monotonic() - started > limit:
                 break  # the run's time is up; the rest are first next time
+            # Keep the disk busy: while this file is hashed, the next ones are being
+            # read (a deeper queue than one file at a time, with no extra thread).
+            ahead = max(ahead, i)
+            while ahead < len(items) and (ahead - i < 2 or (
+                ahead - i < 32 and sum(x.size for x in items[i:ahead]) < LOOKAHEAD
+            )):  # fmt: skip
+                state.target.prefetch(items[ahead].relpath)
+                ahead += 1
             entry = ManifestEntry(item.asset, item.relpath, item.size)
             try:
                 actual = self._hash(name, state, item.relpath)
@@ -255,7 +289,7 @@ class Scrubber:
         for attempt in (1, 2):
             try:
                 with state.target.open(key) as f:
-                    return hash_stream(f, self.on_bytes, self.stop)
+                    return hash_stream(f, self.on_bytes, self.stop, cold=attempt == 2)
             except (FileNotFoundError, Stopping):
                 raise
             except Undecryptable as exc:  # age's authentication failed: damaged bytes

@@ -113,6 +113,11 @@ class Target(Protocol):
         """The manifest as the target holds it (rebuilding a lost catalog reads it).
         Sizes and capture times are -1 and '' where the format keeps none."""
 
+    def prefetch(self, key: str) -> None:
+        """Hint that ``key`` will be read soon.  A local disk starts reading it from the
+        device now (any cached copy is dropped first, so the read still proves the
+        disk); elsewhere a no-op."""
+
     def discard(self, key: str) -> None:
         """Move an object found corrupt out of the way (under ``.photod/quarantine/``):
         kept for a person to look at, and its key free for a good copy.  Only ever

@@ -444,6 +444,9 @@ class CryptTarget:
     def manifest_entries(self) -> list[ManifestEntry]:
         return self.index.entries()
 
+    def prefetch(self, key: str) -> None:
+        self.inner.prefetch(self.keys_.object_name(key))
+
     def discard(self, key: str) -> None:
         self.inner.discard(self.keys_.object_name(key))
         with self.lock:

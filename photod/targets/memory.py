@@ -120,6 +120,9 @@ class MemoryTarget:
     def manifest_entries(self) -> list[ManifestEntry]:
         return list(self.manifest)
 
+    def prefetch(self, key: str) -> None:
+        pass
+
     def discard(self, key: str) -> None:
         data = self.objects.pop(key, None)
         if data is not None:

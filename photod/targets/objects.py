@@ -117,6 +117,9 @@ class ObjectTarget:
     def _move(self, src: str, dst: str) -> None:
         raise NotImplementedError
 
+    def prefetch(self, key: str) -> None:
+        pass  # a download starts when it is read
+
     def discard(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._move(key, META + quarantine_name(key, now_stamp()))
