@@ -189,11 +189,10 @@ class Scrubber:
     # -- 1. the cheap look ---------------------------------------------------------------
 
     def _look(self, name: str, state: TargetState, scrub: TargetScrub) -> None:
-        """One listing: every replica the catalog counts must be there (and, on a local
-        disk, have its size)."""
+        """One listing: every replica the catalog counts must be there, with its size
+        (unless encrypted: the stored size is the ciphertext's)."""
         entries = list(self.catalog.verified_on(name))
-        present = set(state.target.keys())
-        sized = not state.queued and not isinstance(state.target, CryptTarget)
+        present = dict(state.target.listing())
         # A drive unplugged during the listing lists nothing: only believe a missing
         # replica once the target is proved to be still there, and the file to be gone.
         state.target.check(self._known(name), prepare=False)
@@ -203,7 +202,7 @@ class Scrubber:
                 if state.target.size(e.key) is None:
                     self._bad(name, state, e, "missing", "listing", scrub)
                     continue
-            elif sized and state.target.size(e.key) != e.size:
+            elif present[e.key] is not None and present[e.key] != e.size:
                 self._bad(name, state, e, "corrupt", "size", scrub)
                 continue
             fine.append(e.sha256)

@@ -82,6 +82,10 @@ class Target(Protocol):
     def keys(self) -> Iterator[str]:
         """Every published object key (not the target's own metadata)."""
 
+    def listing(self) -> Iterator[tuple[str, int | None]]:
+        """Every published key with the size the store reports for it, from one
+        listing (None where the stored size says nothing of the photo's: encrypted)."""
+
     def delete_temp(self, temp_key: str) -> None:
         """Delete a temporary object left by a crash.  Never deletes anything else."""
 

@@ -411,6 +411,10 @@ class CryptTarget:
             if self.keys_.object_name(key) in stored:
                 yield key
 
+    def listing(self) -> Iterator[tuple[str, int | None]]:
+        for key in self.keys():
+            yield key, None  # the stored size is the ciphertext's
+
     def delete_temp(self, temp_key: str) -> None:
         self.inner.delete_temp(temp_key)
 

@@ -233,13 +233,27 @@ class LocalTarget:
             return None
 
     def keys(self) -> Iterator[str]:
+        for key, _ in self._walk(sized=False):
+            yield key
+
+    def listing(self) -> Iterator[tuple[str, int | None]]:
+        return self._walk(sized=True)
+
+    def _walk(self, sized: bool) -> Iterator[tuple[str, int | None]]:
         for folder, dirs, files in os.walk(self.root):
             rel = os.path.relpath(folder, self.root)
             if rel == ".":
                 dirs[:] = [d for d in dirs if d != META]
             for name in files:
-                if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
-                    yield name if rel == "." else f"{rel}/{name}"
+                if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
+                    continue
+                size = None
+                if sized:
+                    try:
+                        size = os.lstat(os.path.join(folder, name)).st_size
+                    except FileNotFoundError:
+                        continue
+                yield (name if rel == "." else f"{rel}/{name}"), size
 
     def delete_temp(self, temp_key: str) -> None:
         name = temp_key.rpartition("/")[2]

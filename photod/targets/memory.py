@@ -86,6 +86,10 @@ class MemoryTarget:
     def keys(self) -> Iterator[str]:
         yield from sorted(self.objects)
 
+    def listing(self) -> Iterator[tuple[str, int | None]]:
+        for key in sorted(self.objects):
+            yield key, len(self.objects[key])
+
     def delete_temp(self, temp_key: str) -> None:
         pass  # a memory writer's bytes vanish with it
 

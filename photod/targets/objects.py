@@ -57,6 +57,11 @@ class ObjectTarget:
         raise NotImplementedError
 
     def _list(self, prefix: str) -> Iterator[str]:
+        for key, _ in self._list_sized(prefix):
+            yield key
+
+    def _list_sized(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """Keys under a prefix, with their sizes, from a recursive listing."""
         raise NotImplementedError
 
     def _delete(self, key: str) -> None:
@@ -83,9 +88,13 @@ class ObjectTarget:
         return None  # object stores do not say; a full bucket shows as a failed upload
 
     def keys(self) -> Iterator[str]:
-        for key in self._list(""):
+        for key, _ in self.listing():
+            yield key
+
+    def listing(self) -> Iterator[tuple[str, int | None]]:
+        for key, size in self._list_sized(""):
             if not key.startswith(META):
-                yield key
+                yield key, size
 
     def append_manifest(self, entries: Iterable[ManifestEntry]) -> None:
         self.manifest.append(entries)

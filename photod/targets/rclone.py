@@ -331,13 +331,13 @@ class RcloneTarget(ObjectTarget):
         self.call("operations/movefile", srcFs=self.remote, srcRemote=w.temp_key,
                   dstFs=self.remote, dstRemote=key)  # fmt: skip
 
-    def _list(self, prefix: str) -> Iterator[str]:
+    def _list_sized(self, prefix: str) -> Iterator[tuple[str, int]]:
         folder = prefix.rstrip("/")
         answer = self.call("operations/list", missing_ok=True, fs=self.remote, remote=folder,
                            opt={"recurse": True, "filesOnly": True, "noModTime": True,
                                 "noMimeType": True})  # fmt: skip
         for item in answer.get("list", []):
-            yield str(item["Path"])  # rclone gives paths from the remote's root
+            yield str(item["Path"]), int(item["Size"])  # paths from the remote's root
 
     def _delete(self, key: str) -> None:
         self.call("operations/deletefile", missing_ok=True, fs=self.remote, remote=key)

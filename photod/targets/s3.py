@@ -382,6 +382,10 @@ class S3Target(ObjectTarget):
 
     def _list(self, prefix: str, delimiter: bool = False) -> Iterator[str]:
         """Keys under a prefix; with ``delimiter``, only those directly in it."""
+        for key, _ in self._list_sized(prefix, delimiter):
+            yield key
+
+    def _list_sized(self, prefix: str, delimiter: bool = False) -> Iterator[tuple[str, int]]:
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket,
@@ -390,7 +394,7 @@ class S3Target(ObjectTarget):
             )
             for page in pages:
                 for obj in page.get("Contents", []):
-                    yield obj["Key"][len(self.prefix) :]
+                    yield obj["Key"][len(self.prefix) :], int(obj["Size"])
         except (*NETWORK, ClientError) as exc:
             raise self.error(exc) from exc
 

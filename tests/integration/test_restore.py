@@ -29,6 +29,26 @@ def _two_targets(setup: Setup, samples: Path) -> tuple[Photod, Path, Path, dict[
     return p, lib, ext, target_files(lib)
 
 
+def _library_and_sealed_s3(
+    setup: Setup, s3_server: S3Server, prefix: str
+) -> tuple[Photod, Path, Path, Path]:
+    """A library and an encrypted S3 target under policy 2/2/1, with a fresh identity;
+    returns the photod, the library, the identity file and the S3 credentials file."""
+    key = setup.home / "key.txt"
+    creds = s3_server.credentials(setup.home / "s3.cred")
+    lib = setup.home / "lib"
+    p = setup.photod(
+        [
+            {"name": "lib", "path": str(lib)},
+            s3_server.target("cloud", creds, prefix=f"{prefix}-{setup.home.name}/", encrypt=True),
+        ],
+        policy={"copies": 2, "media": 2, "offsite": 1},
+        extra=f'\n[encryption]\nidentity = "{key}"\n',
+    )
+    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    return p, lib, key, creds
+
+
 def test_restore_brings_back_every_original_and_never_overwrites(
     setup: Setup, samples: Path
 ) -> None:
@@ -167,18 +187,7 @@ def test_disaster_everything_lost_but_the_encrypted_offsite_copy(
     From the encrypted S3 target alone, `photod catalog rebuild` gets the catalog back
     from its sealed snapshot, `photod restore` brings back every original (compared
     byte for byte), and status and verify work as before."""
-    key = setup.home / "key.txt"
-    creds = s3_server.credentials(setup.home / "s3.cred")
-    lib = setup.home / "lib"
-    p = setup.photod(
-        [
-            {"name": "lib", "path": str(lib)},
-            s3_server.target("cloud", creds, prefix=f"disaster-{setup.home.name}/", encrypt=True),
-        ],
-        policy={"copies": 2, "media": 2, "offsite": 1},
-        extra=f'\n[encryption]\nidentity = "{key}"\n',
-    )
-    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    p, lib, _, _ = _library_and_sealed_s3(setup, s3_server, "disaster")
     for f in samples.iterdir():
         shutil.copy2(f, setup.inbox / f.name)
     p.start()
@@ -217,18 +226,7 @@ def test_recovery_plan_names_every_target_and_no_secret(
     identity and credentials are without their contents, and its stock-tools steps
     for a plain local target work as written; the daemon keeps the same plan in
     `.photod/RECOVERY.md` on every target."""
-    key = setup.home / "key.txt"
-    creds = s3_server.credentials(setup.home / "s3.cred")
-    lib = setup.home / "lib"
-    p = setup.photod(
-        [
-            {"name": "lib", "path": str(lib)},
-            s3_server.target("cloud", creds, prefix=f"plan-{setup.home.name}/", encrypt=True),
-        ],
-        policy={"copies": 2, "media": 2, "offsite": 1},
-        extra=f'\n[encryption]\nidentity = "{key}"\n',
-    )
-    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    p, lib, key, creds = _library_and_sealed_s3(setup, s3_server, "plan")
     for f in list(samples.iterdir())[:3]:
         shutil.copy2(f, setup.inbox / f.name)
     assert 0 == p.cli("run", "--once").returncode

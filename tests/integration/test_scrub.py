@@ -40,6 +40,15 @@ def _s3(server: S3Server) -> Any:
     )
 
 
+def _found(p: Photod) -> dict[str, str]:
+    """path -> "corrupt" or "missing", as the scrub logged them."""
+    return {
+        e["path"]: e["event"].removeprefix("replica_")
+        for e in p.events()
+        if e["event"] in ("replica_corrupt", "replica_missing")
+    }
+
+
 def _damage(root: Path, keys: list[str]) -> dict[str, str]:
     """Flip one byte, truncate, delete, and replace four files; returns key -> how."""
     flip, cut, gone, other = keys[:4]
@@ -77,12 +86,7 @@ def test_scrub_finds_flipped_truncated_deleted_and_replaced_copies_and_heals_the
     r = p.cli("verify", "--all")
     assert 0 == r.returncode, r.stdout + r.stderr
 
-    found = {
-        e["path"]: e["event"].removeprefix("replica_")
-        for e in p.events()
-        if e["event"] in ("replica_corrupt", "replica_missing")
-    }
-    assert damaged == found
+    assert damaged == _found(p)
     assert {e["target"] for e in p.events("replica_corrupt")} == {"lib"}
     repaired = {e["path"]: e["was"] for e in p.events("replica_repaired")}
     assert damaged == repaired
@@ -190,6 +194,16 @@ def test_damage_on_a_real_s3_server_is_found_and_healed(
     # Damage through the S3 API, as the server would store rotten bytes: its own
     # caches then agree with what it serves.
     s3 = _s3(s3_server)
+
+    def stored() -> dict[str, tuple[str, object]]:
+        """key -> (ETag, LastModified) of every photo object."""
+        page = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+        return {
+            o["Key"][len(prefix) :]: (o["ETag"], o["LastModified"])
+            for o in page.get("Contents", [])
+            if not o["Key"][len(prefix) :].startswith(".photod/")
+        }
+
     flip, cut, gone, other = sorted(originals)[:4]
     body = bytearray((lib / flip).read_bytes())
     body[1000] ^= 0x40
@@ -198,17 +212,14 @@ def test_damage_on_a_real_s3_server_is_found_and_healed(
     s3.delete_object(Bucket=BUCKET, Key=prefix + gone)
     s3.put_object(Bucket=BUCKET, Key=prefix + other, Body=b"not the photo you stored")
     damaged = {flip: "corrupt", cut: "corrupt", gone: "missing", other: "corrupt"}
+    healthy = {k: v for k, v in stored().items() if k not in damaged}
 
     r = p.cli("verify", "--all")
     assert 0 == r.returncode, r.stdout + r.stderr
-    found = {
-        e["path"]: e["event"].removeprefix("replica_")
-        for e in p.events()
-        if e["event"] in ("replica_corrupt", "replica_missing")
-    }
-    assert damaged == found
+    assert damaged == _found(p)
     assert {"cloud"} == {e["target"] for e in p.events("replica_repaired")}
     assert originals == target_files(bucket)
+    assert healthy == {k: v for k, v in stored().items() if k not in damaged}  # untouched
     cloud = next(t for t in p.status()["targets"] if t["name"] == "cloud")
     assert cloud["egress_used"] >= sum(
         (samples / Path(k).name).stat().st_size for k in originals if k not in damaged
