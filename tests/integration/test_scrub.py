@@ -5,8 +5,11 @@ logs it, and leaves every healthy copy alone."""
 from __future__ import annotations
 
 import os
+import pty
 import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -335,3 +338,42 @@ def test_a_remote_is_read_within_its_monthly_egress_budget(
     cloud = {t["name"]: t for t in p.status()["targets"]}["cloud"]
     assert cloud["egress_used"] <= 2_000_000 + max(f.stat().st_size for f in samples.iterdir())
     assert cloud["behind"]
+
+
+def _on_a_terminal(p: Photod, *args: str) -> str:
+    """Run a photod command with a pseudo-terminal for its output; returns it all."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "photod", "--config", str(p.config), *args],
+        stdin=slave, stdout=slave, stderr=slave, env={**p.env, "TERM": "xterm"},
+    )  # fmt: skip
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the other side closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert 0 == proc.wait(timeout=60)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_verify_and_restore_draw_a_progress_bar_only_on_a_terminal(
+    setup: Setup, samples: Path
+) -> None:
+    """On a terminal, `photod verify` and `photod restore` draw a progress bar (with
+    bytes done and the total); in a pipe or a log they print only their summary."""
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}])
+    for f in samples.iterdir():
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    shown = _on_a_terminal(p, "verify", "--all")
+    assert "verifying" in shown and "MB" in shown and "lib:" in shown
+    shown = _on_a_terminal(p, "restore", str(setup.home / "back"))
+    assert "restoring" in shown and f"restored {len(list(samples.iterdir()))} files" in shown
+    piped = p.cli("verify", "--all")
+    assert "verifying" not in piped.stdout + piped.stderr
