@@ -249,8 +249,8 @@ class Scrubber:
         for i, item in enumerate(items):
             if self.stop.is_set():
                 raise Stopping
-            if limit is not None and time.monotonic() - started > limit:
-                break  # the run's time is up; the rest are first next time
+            if i and limit is not None and time.monotonic() - started > limit:
+                break  # the run's time is up (one file at least); the rest go first next time
             # Keep the disk busy: while this file is hashed, the next ones are being
             # read (a deeper queue than one file at a time, with no extra thread).
             ahead = max(ahead, i)

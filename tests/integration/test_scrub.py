@@ -309,6 +309,21 @@ def test_each_run_reads_within_its_budget_oldest_first(setup: Setup, samples: Pa
     assert "BEHIND" in p.cli("status").stdout
 
 
+def test_a_time_budget_stops_the_run_when_it_is_spent(setup: Setup, samples: Path) -> None:
+    """scrub_budget may be a time: the run stops reading when it is spent (after one
+    file at least), and the next run goes on from there."""
+    p = setup.photod(
+        [{"name": "lib", "path": str(setup.home / "lib")}],
+        extra='\n[schedule]\nscrub_budget = "1ms"\nscrub_cycle = "1d"\n',
+    )
+    for f in samples.iterdir():
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    assert 0 == p.cli("verify").returncode
+    checked = p.events("scrub_finished")[-1]["targets"]["lib"]["checked"]
+    assert 1 <= checked < len(list(samples.iterdir()))
+
+
 def test_a_remote_is_read_within_its_monthly_egress_budget(
     setup: Setup, samples: Path, s3_server: S3Server
 ) -> None:
