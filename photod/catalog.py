@@ -550,6 +550,17 @@ class Catalog:
             return None
         return str(r[0])[len(REPAIR) :].split(";")[0]
 
+    def to_repair(self, target: str) -> list[Asset]:
+        """Assets whose replica on a target was found bad and is not copied again yet."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT a.* FROM replicas r JOIN assets a ON a.sha256 = r.asset WHERE"
+                " r.target=? AND r.state='failed' AND substr(r.error, 1, ?) = ?"
+                " ORDER BY a.relpath",
+                (target, len(REPAIR), REPAIR),
+            ).fetchall()
+        return [_asset(r) for r in rows]
+
     def mark_lost(self, sha256: str) -> bool:
         """Record that no good copy of an asset is left; True the first time."""
         with self._tx() as db:

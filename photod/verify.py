@@ -340,12 +340,7 @@ class Scrubber:
         if not scrub.corrupt and not scrub.missing:
             return
         state = self.targets[name]
-        todo = [
-            a
-            for a in self.catalog.pending(name, 1_000_000, time.time())
-            if self.catalog.repairs(a.sha256, name)
-        ]
-        for asset in todo:
+        for asset in self.catalog.to_repair(name):
             if self.stop.is_set():
                 raise Stopping
             if self.replicator.copy_asset(asset, name):
