@@ -72,7 +72,23 @@ def assert_target_holds(root: Path, expected: dict[str, str]) -> None:
     assert len(expected) == check.stdout.count(": OK")
 
 
-__all__ = ["Setup", "assert_target_holds", "sha256"]
+def backed_up_twice(
+    setup: Setup, samples: Path, extra: str = ""
+) -> tuple[Photod, Path, Path, dict[str, str]]:
+    """Every sample backed up by `photod run --once` to a library and an external
+    folder; returns the photod, both roots, and the originals as key -> sha256."""
+    lib, ext = setup.home / "lib", setup.home / "ext"
+    p = setup.photod(
+        [{"name": "lib", "path": str(lib)}, {"name": "ext", "path": str(ext), "create": True}],
+        extra=extra,
+    )
+    for f in samples.iterdir():
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    return p, lib, ext, target_files(lib)
+
+
+__all__ = ["Setup", "assert_target_holds", "backed_up_twice", "sha256"]
 
 
 @pytest.fixture

@@ -12,21 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Photod, S3Server, sha256, target_files
-from tests.integration.conftest import Setup
+from tests.integration.conftest import Setup, backed_up_twice
 
-
-def _two_targets(setup: Setup, samples: Path) -> tuple[Photod, Path, Path, dict[str, str]]:
-    """A library and an external folder holding every sample; returns the originals
-    as key -> sha256."""
-    lib, ext = setup.home / "lib", setup.home / "ext"
-    p = setup.photod(
-        [{"name": "lib", "path": str(lib)}, {"name": "ext", "path": str(ext), "create": True}],
-        extra="\n[schedule]\ndrill_sample = 100\n",
-    )
-    for f in samples.iterdir():
-        shutil.copy2(f, setup.inbox / f.name)
-    assert 0 == p.cli("run", "--once").returncode
-    return p, lib, ext, target_files(lib)
+DRILL_ALL = "\n[schedule]\ndrill_sample = 100\n"
 
 
 def _library_and_sealed_s3(
@@ -55,7 +43,7 @@ def test_restore_brings_back_every_original_and_never_overwrites(
     """`photod restore DEST` writes every original under its library path, each one
     checked; run again it skips what is there; a different file already at a path is
     left untouched and reported as failed (exit 1)."""
-    p, _, _, originals = _two_targets(setup, samples)
+    p, _, _, originals = backed_up_twice(setup, samples, DRILL_ALL)
     dest = setup.home / "restored"
     r = p.cli("restore", str(dest))
     assert 0 == r.returncode, r.stdout + r.stderr
@@ -76,7 +64,7 @@ def test_restore_brings_back_every_original_and_never_overwrites(
 
 def test_restore_filters_by_date_and_name(setup: Setup, samples: Path) -> None:
     """--since/--until select by capture date (inclusive) and --match by path or name."""
-    p, _, _, originals = _two_targets(setup, samples)
+    p, _, _, originals = backed_up_twice(setup, samples, DRILL_ALL)
     years = {k: k[:4] for k in originals}  # the default layout starts with the year
     first = min(years.values())
 
@@ -98,7 +86,7 @@ def test_restore_filters_by_date_and_name(setup: Setup, samples: Path) -> None:
 def test_restore_skips_a_bad_copy_for_a_good_one(setup: Setup, samples: Path) -> None:
     """A copy that no longer matches is never restored: the next target's copy is used;
     with --target naming only the bad one, that file fails and says why."""
-    p, lib, _, originals = _two_targets(setup, samples)
+    p, lib, _, originals = backed_up_twice(setup, samples, DRILL_ALL)
     victim = sorted(originals)[1]
     (lib / victim).write_bytes(b"rotten")
     r = p.cli("restore", str(setup.home / "a"))
@@ -114,7 +102,7 @@ def test_drills_pass_fail_and_show_in_status(setup: Setup, samples: Path) -> Non
     """`photod drill` restores a sample from each target into a temporary folder,
     checks hashes and decoding, and deletes it; a damaged copy fails its target's drill
     with the file named; status shows the last drill per target."""
-    p, _, ext, originals = _two_targets(setup, samples)
+    p, _, ext, originals = backed_up_twice(setup, samples, DRILL_ALL)
     r = p.cli("drill")
     assert 0 == r.returncode, r.stdout + r.stderr
     assert "lib: drill passed" in r.stdout and "ext: drill passed" in r.stdout
@@ -139,7 +127,7 @@ def test_catalog_rebuilt_without_a_snapshot_rescans_the_target(setup: Setup, sam
     """With no snapshot on the target, the rebuild reads and hashes every file, takes
     capture dates from the photos, refuses to replace an existing catalog without
     --force, and afterwards status, restore and verify work."""
-    p, _, ext, originals = _two_targets(setup, samples)
+    p, _, ext, originals = backed_up_twice(setup, samples, DRILL_ALL)
     (ext / ".photod" / "catalog.sqlite.gz").unlink()
     refused = p.cli("catalog", "rebuild", "--from", "ext")
     assert 1 == refused.returncode and "add --force" in refused.stderr
