@@ -31,7 +31,7 @@ from photod.models import Asset, Kind
 from photod.probe import HEAD_BYTES, probe
 from photod.replicate import TargetState
 from photod.targets.base import CHUNK, Identity
-from photod.verify import hash_stream
+from photod.verify import hash_stream, month
 
 
 @dataclass
@@ -199,6 +199,8 @@ def drill(
             restorer = Restorer(catalog, {name: state}, stop)
             for asset, decoded in picked:
                 outcome = restorer.one(asset, Path(tmp))
+                if state.queued:  # a remote's drill downloads: it counts as egress
+                    catalog.add_egress(name, month(), asset.size)
                 if outcome != "restored":
                     problems.append(f"{asset.relpath}: {outcome}")
                     continue

@@ -315,8 +315,8 @@ def test_a_remote_is_read_within_its_monthly_egress_budget(
     setup: Setup, samples: Path, s3_server: S3Server
 ) -> None:
     """A remote's full re-reads stop at its egress_budget for the month (counted in the
-    catalog); the cheap presence check still runs on every scrub and still finds a
-    deleted object."""
+    catalog, with what drills download); the cheap presence check still runs on every
+    scrub and still finds a deleted object."""
     creds = s3_server.credentials(setup.home / "s3.cred")
     prefix = f"egress-{setup.home.name}/"
     p = setup.photod(
@@ -340,6 +340,10 @@ def test_a_remote_is_read_within_its_monthly_egress_budget(
     cloud = {t["name"]: t for t in p.status()["targets"]}["cloud"]
     assert cloud["egress_used"] <= 2_000_000 + max(f.stat().st_size for f in samples.iterdir())
     assert cloud["behind"]
+    # A drill on a remote downloads its sample: that is egress too.
+    assert 0 == p.cli("drill", "--target", "cloud").returncode
+    after = {t["name"]: t for t in p.status()["targets"]}["cloud"]["egress_used"]
+    assert after > cloud["egress_used"]
 
 
 def _on_a_terminal(p: Photod, *args: str) -> str:
@@ -379,3 +383,23 @@ def test_verify_and_restore_draw_a_progress_bar_only_on_a_terminal(
     assert "restoring" in shown and f"restored {len(list(samples.iterdir()))} files" in shown
     piped = p.cli("verify", "--all")
     assert "verifying" not in piped.stdout + piped.stderr
+
+
+def test_an_unplugged_drive_is_skipped_never_taken_for_missing_copies(
+    setup: Setup, samples: Path
+) -> None:
+    """A drive that is not there is reported as not verified, with the reason; none of
+    its copies is marked missing or copied again, and once it is back the next scrub
+    finds everything in place."""
+    p, _, ext, originals = backed_up_twice(setup, samples)
+    away = setup.home / "unplugged"
+    ext.rename(away)
+    r = p.cli("verify", "--all")
+    assert 1 == r.returncode
+    assert "ext: not verified:" in r.stdout and "does not exist" in r.stdout
+    assert [] == p.events("replica_missing") and [] == p.events("replica_repaired")
+    assert {"ext"} == {e["target"] for e in p.events("scrub_skipped")}
+    away.rename(ext)
+    assert 0 == p.cli("verify", "--all").returncode
+    assert [] == p.events("replica_missing")
+    assert_target_holds(ext, originals)
