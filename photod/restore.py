@@ -208,6 +208,8 @@ def drill(
                 if problem and decoded is not False:  # it decoded when it came in
                     problems.append(f"{asset.relpath}: {problem}")
             shutil.rmtree(tmp, ignore_errors=True)
+        if stop.is_set():
+            break  # cut short by a shutdown: neither passed nor failed
         passed = not problems
         detail = "; ".join(problems[:5])
         catalog.add_drill(name, passed, len(picked), detail)
