@@ -504,6 +504,16 @@ class Catalog:
             ).fetchone()
         return int(r[0]), int(r[1]), r[2]
 
+    def oldest_check(self, target: str) -> str | None:
+        """When the copy on a target read longest ago was last read in full (an index
+        lookup, not a scan)."""
+        with self._lock:
+            r = self._db.execute(
+                "SELECT min(checked_at) FROM replicas WHERE target=? AND state='verified'",
+                (target,),
+            ).fetchone()
+        return r[0] if r else None
+
     def replica_checked(self, sha256: str, target: str, method: str) -> None:
         """A full re-read matched."""
         with self._tx() as db:

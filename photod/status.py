@@ -39,6 +39,7 @@ def collect(cfg: Config) -> dict[str, Any]:
                 for m in verdict.missing:
                     missing[m] += count
         targets = []
+        drills = catalog.last_drills() if catalog else {}
         for name, state in build_targets(cfg).items():
             record = catalog.target(name) if catalog else None
             known = Identity(record.target_id, record.root, record.mount_rel) if record else None
@@ -55,7 +56,12 @@ def collect(cfg: Config) -> dict[str, Any]:
             t = next(t for t in cfg.targets if t.name == name)
             # Counted from the holdings already read: no query per target.
             held_here = sum(n for held, n, _ in holdings if name in held)
-            proof = _proof(cfg, catalog, name, state.queued, now) if catalog else {}
+            # Bytes from the holdings too; the oldest check through its index: status
+            # stays one pass over a few groups, whatever the catalog's size.
+            held_bytes = sum(b for held, _, b in holdings if name in held)
+            proof = (
+                _proof(cfg, catalog, name, held_bytes, drills, state.queued, now) if catalog else {}
+            )
             targets.append(
                 {
                     "name": name,
@@ -127,10 +133,18 @@ def _age_days(stamp: str | None, now: datetime) -> float | None:
     return round((now - then).total_seconds() / 86400, 1)
 
 
-def _proof(cfg: Config, catalog: Catalog, name: str, remote: bool, now: datetime) -> dict[str, Any]:
+def _proof(
+    cfg: Config,
+    catalog: Catalog,
+    name: str,
+    total: int,
+    drills: dict[str, tuple[str, bool, int, str]],
+    remote: bool,
+    now: datetime,
+) -> dict[str, Any]:
     """How recently a target's copies were proved, the last drill, and whether the
     budgets let the scrub re-read all of it within its cycle."""
-    _, total, oldest = catalog.check_totals(name)
+    oldest = catalog.oldest_check(name)
     every = jobs.interval(cfg.schedule.scrub)
     cycle = cfg.schedule.scrub_cycle
     per_run = cfg.schedule.scrub_budget[0]
@@ -143,7 +157,7 @@ def _proof(cfg: Config, catalog: Catalog, name: str, remote: bool, now: datetime
     full_pass = None
     if per_run is not None and per_run < share:
         full_pass = policy.full_pass_seconds(total, per_run, every)
-    drill = catalog.last_drills().get(name)
+    drill = drills.get(name)
     return {
         "oldest_check_days": _age_days(oldest, now),
         "full_pass_days": round(full_pass / 86400, 1) if full_pass else round(cycle / 86400, 1),
