@@ -46,7 +46,14 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from photod import status
 
-    report = status.collect(configmod.load(_config_path(args)))
+    cfg = configmod.load(_config_path(args))
+    report = status.collect(cfg)
+    if report["daemon"]["running"]:
+        try:
+            live = _ask(cfg, {"cmd": "status"})
+        except PhotodError as exc:
+            live = {"ok": False, "message": str(exc)}
+        report["daemon"]["live"] = live
     if args.device:
         device = status.find_device(report, args.device)
         if device is None:
@@ -121,11 +128,56 @@ class _Bar:
             self.progress.stop()
 
 
+def _ask(cfg: configmod.Config, request: dict[str, Any]) -> dict[str, Any] | None:
+    """The running daemon's answer, or None when no daemon listens."""
+    from photod.control import ask
+
+    try:
+        return ask(cfg.control_socket, request)
+    except PermissionError as exc:
+        raise PhotodError(f"cannot reach the daemon at {cfg.control_socket}: {exc}") from exc
+    except (OSError, ValueError) as exc:
+        raise PhotodError(f"the daemon did not answer at {cfg.control_socket}: {exc}") from exc
+
+
+def _tell(answer: dict[str, Any] | None, alone: str) -> int:
+    """Print the daemon's answer (or say clearly that none runs); the exit code."""
+    if answer is None:
+        print(f"photod: the daemon is not running; {alone}", file=sys.stderr)
+        return 3
+    print(answer.get("message", ""))
+    return 0 if answer.get("ok") else 1
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    cfg = configmod.load(_config_path(args))
+    request: dict[str, Any] = {"cmd": args.control}
+    if args.control == "pause" and args.duration:
+        request["seconds"] = args.duration
+    alone = {
+        "backup": "`photod run --once` backs up now, or start it with `photod run`",
+        "reload": "nothing to reload (the config is read when photod starts)",
+        "pause": "nothing to pause",
+        "resume": "nothing to resume",
+    }[args.control]
+    return _tell(_ask(cfg, request), alone)
+
+
+def _duration(text: str) -> float:
+    try:
+        return configmod.parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from photod import standalone
 
     cfg = configmod.load(_config_path(args))
     configmod.check_secrets(cfg)
+    answer = _ask(cfg, {"cmd": "verify", "target": args.target, "all": args.all})
+    if answer is not None:  # the daemon scrubs; two processes healing at once would race
+        return _tell(answer, "")
     with _Bar("verifying") as bar:
         report = standalone.verify(cfg, args.target, args.all, bar.total, bar.advance)
     for name, t in report.targets.items():
@@ -293,7 +345,21 @@ def parser() -> argparse.ArgumentParser:
     )
     status.set_defaults(func=cmd_status)
 
-    verify = sub.add_parser("verify", help="re-read copies now: find, repair and report rot")
+    backup = sub.add_parser("backup", help="ask the daemon to scan and copy now")
+    backup.add_argument("--now", action="store_true", required=True, help="now (required)")
+    backup.set_defaults(func=cmd_control, control="backup")
+    reload = sub.add_parser("reload", help="ask the daemon to read its config again")
+    reload.set_defaults(func=cmd_control, control="reload")
+    pause = sub.add_parser("pause", help="ask the daemon to start no new work")
+    pause.add_argument("--for", dest="duration", type=_duration, metavar="DURATION",
+                       help="e.g. 30m, 2h (default: until `photod resume`)")  # fmt: skip
+    pause.set_defaults(func=cmd_control, control="pause")
+    resume = sub.add_parser("resume", help="end a pause")
+    resume.set_defaults(func=cmd_control, control="resume")
+
+    verify = sub.add_parser(
+        "verify", help="re-read copies now (through the daemon when it runs): find, repair, report"
+    )
     verify.add_argument("--target", metavar="NAME", help="only this target")
     verify.add_argument(
         "--all", action="store_true", help="re-read every copy, whatever the budgets say"

@@ -319,6 +319,7 @@ class ScheduleConfig(_Strict):
 class DaemonConfig(_Strict):
     state_dir: Path | None = None
     log_dir: Path | None = None
+    runtime_dir: Path | None = None  # the control socket; default: the platform runtime dir
     workers: int = Field(2, ge=1, le=32, strict=True)
     rescan_interval: Duration = 900.0
     retry_interval: Duration = 30.0
@@ -357,6 +358,16 @@ class Config(_Strict):
     @property
     def log_dir(self) -> Path:
         return self.daemon.log_dir or Path(platformdirs.user_log_dir(APP))
+
+    @property
+    def runtime_dir(self) -> Path:
+        return self.daemon.runtime_dir or Path(platformdirs.user_runtime_dir(APP))
+
+    @property
+    def control_socket(self) -> Path:
+        from photod.control import socket_path
+
+        return socket_path(self.runtime_dir, self.state_dir)
 
     @property
     def folders(self) -> list[FolderSource]:
@@ -611,7 +622,7 @@ def parse(text: str, path: Path) -> Config:
             "daemon": cfg.daemon.model_copy(
                 update={
                     k: _resolve(v, base)
-                    for k in ("state_dir", "log_dir")
+                    for k in ("state_dir", "log_dir", "runtime_dir")
                     if (v := getattr(cfg.daemon, k)) is not None
                 }
             ),

@@ -12,14 +12,16 @@ import signal
 import socket
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 
 from photod import config as configmod
 from photod import jobs, logs
 from photod.catalog import Catalog
 from photod.config import Config
+from photod.control import ControlServer
 from photod.errors import AlreadyRunning, ConfigError
 from photod.logs import log
 from photod.pipeline import Pipeline
@@ -81,6 +83,13 @@ def running_pid(state_dir: Path) -> int | None:
     return None
 
 
+def _iso(t: float) -> str | None:
+    """ISO UTC; None for "forever" (a pause with no end)."""
+    if t == float("inf"):
+        return None
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _status_line(pipeline: Pipeline) -> str:
     assets, _ = pipeline.catalog.counts()
     down = [n for n, s in pipeline.targets.items() if not s.available]
@@ -99,6 +108,7 @@ def _reloaded(old: Config) -> Config:
         for key, a, b in (
             ("state_dir", old.state_dir, new.state_dir),
             ("log_dir", old.log_dir, new.log_dir),
+            ("runtime_dir", old.runtime_dir, new.runtime_dir),
         )
         if a != b
     ]
@@ -114,6 +124,9 @@ class Daemon:
         self._wake = threading.Event()
         self._stop = False
         self._reload = False
+        self._paused_until = 0.0  # `photod pause`, kept across reloads
+        self._pipeline: Pipeline | None = None
+        self._scheduler: Any = None
 
     def _on_signal(self, signum: int, _: FrameType | None) -> None:
         if signum == signal.SIGHUP:
@@ -131,7 +144,10 @@ class Daemon:
         catalog = Catalog(cfg.state_dir / CATALOG_NAME)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
+        control = None if self.once else ControlServer(cfg.control_socket, self._control)
         try:
+            if control is not None:
+                control.start()
             if self.once:
                 self._run_once(cfg, catalog)
                 return 0
@@ -152,6 +168,8 @@ class Daemon:
                         action="kept the previous config",
                     )
         finally:
+            if control is not None:
+                control.stop()
             catalog.close()
             lock.release()
             log.info("daemon_stopped")
@@ -162,8 +180,10 @@ class Daemon:
         """Run one configuration until a signal asks to stop or reload."""
         started = time.monotonic()
         pipeline = Pipeline(cfg, catalog)
+        pipeline.paused_until = self._paused_until
         pipeline.start(watch=True)
         scheduler = jobs.start(pipeline, cfg)
+        self._pipeline, self._scheduler = pipeline, scheduler
         log.info(
             "daemon_started",
             pid=os.getpid(),
@@ -185,10 +205,68 @@ class Daemon:
         log.info(
             "daemon_stopping", reason="reload" if self._reload and not self._stop else "signal"
         )
+        self._pipeline = None
         pipeline.stop_event.set()
         jobs.stop(scheduler)
         pipeline.stop()
         log.info("pipeline_stopped", duration=round(time.monotonic() - stopping, 3))
+
+    # -- the control socket -----------------------------------------------------------
+
+    def _control(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer one request from the command line (see control.py)."""
+        cmd = request["cmd"]
+        pipeline, scheduler = self._pipeline, self._scheduler
+        if cmd == "reload":
+            self._reload = True
+            self._wake.set()
+            return {"ok": True, "message": "reloading the config; `photod logs` shows the result"}
+        if pipeline is None or scheduler is None:
+            return {"ok": False, "message": "the daemon is starting or reloading; try again"}
+        if cmd == "status":
+            return {
+                "ok": True,
+                "pid": os.getpid(),
+                "paused": pipeline.paused(),
+                "paused_until": _iso(self._paused_until) if pipeline.paused() else None,
+                "busy": pipeline.busy(),
+                "next_runs": jobs.schedule(scheduler),
+                "targets": {n: s.available for n, s in pipeline.targets.items()},
+            }
+        if cmd == "backup":
+            for job in ("reconcile", "retry", "upload"):
+                pipeline.wake(job)
+            note = " (paused: it starts when you `photod resume`)" if pipeline.paused() else ""
+            return {"ok": True, "message": "backing up now: scanning the watch folders and "
+                    f"copying what is pending{note}; `photod status` shows progress"}  # fmt: skip
+        if cmd == "verify":
+            target = request.get("target")
+            if target is not None and target not in pipeline.targets:
+                return {"ok": False, "message": f"no target named {target!r}"}
+            everything = bool(request.get("all"))
+            jobs.run_now(scheduler, "verify-now",
+                         lambda: pipeline.scrubber.run(target, everything))  # fmt: skip
+            return {"ok": True, "message": "the daemon is verifying now; "
+                    "`photod logs --since 10m` shows what it finds"}  # fmt: skip
+        if cmd == "pause":
+            seconds = request.get("seconds")
+            if seconds is not None and not (isinstance(seconds, int | float) and seconds > 0):
+                return {"ok": False, "message": "seconds must be a positive number"}
+            self._paused_until = time.time() + float(seconds) if seconds else float("inf")
+            pipeline.paused_until = self._paused_until
+            until = _iso(self._paused_until) if seconds else None
+            log.info("daemon_paused", until=until)
+            when = f"until {until}" if until else "until `photod resume`"
+            return {"ok": True, "message": f"paused {when}: no import, copy, scan or scrub "
+                    "starts; work in flight finishes"}  # fmt: skip
+        if cmd == "resume":
+            was = pipeline.paused()
+            self._paused_until = pipeline.paused_until = 0.0
+            log.info("daemon_resumed")
+            for job in ("reconcile", "retry", "upload"):
+                pipeline.wake(job)
+            return {"ok": True, "message": "resumed" if was else "was not paused"}
+        return {"ok": False, "message": f"unknown command {cmd!r}"}
 
     def _run_once(self, cfg: Config, catalog: Catalog) -> None:
         """Scan, copy everything pending, and return: a one-shot backup."""

@@ -55,12 +55,16 @@ def _missed(last: tuple[str, object] | None, line: str, now: datetime) -> dateti
     return None
 
 
-def _guarded(job: Callable[[], None]) -> Callable[[], None]:
+def _guarded(
+    job: Callable[[], None], paused: Callable[[], bool] = lambda: False
+) -> Callable[[], None]:
     """A job boundary: a failure becomes one event and the daemon goes on; the job
-    simply runs again at its next time."""
+    simply runs again at its next time.  A heavy job does not start while ``paused``."""
 
     @functools.wraps(job)
     def run() -> None:
+        if paused():
+            return
         try:
             job()
         except Stopping:
@@ -84,21 +88,21 @@ def start(pipeline: Pipeline, cfg: Config) -> BackgroundScheduler:
         _guarded(pipeline.probe_targets), "interval", seconds=TARGET_PROBE, id="probe"
     )
     scheduler.add_job(
-        _guarded(pipeline.retry_local),
+        _guarded(pipeline.retry_local, pipeline.paused),
         "interval",
         seconds=cfg.daemon.retry_interval,
         id="retry",
         next_run_time=now,
     )
     scheduler.add_job(
-        _guarded(pipeline.upload_pending),
+        _guarded(pipeline.upload_pending, pipeline.paused),
         "interval",
         seconds=cfg.daemon.retry_interval,
         id="upload",
         next_run_time=now,
     )
     scheduler.add_job(
-        _guarded(pipeline.reconcile),
+        _guarded(pipeline.reconcile, pipeline.paused),
         "interval",
         seconds=cfg.daemon.rescan_interval,
         id="reconcile",
@@ -109,7 +113,7 @@ def start(pipeline: Pipeline, cfg: Config) -> BackgroundScheduler:
         missed = _missed(pipeline.catalog.last_run(job), line, now)
         # (next_run_time=None would add the job paused: pass it only when set.)
         scheduler.add_job(
-            _guarded(getattr(pipeline, job)),
+            _guarded(getattr(pipeline, job), pipeline.paused),
             cron_trigger(line),
             id=job,
             **({"next_run_time": missed} if missed else {}),
@@ -124,6 +128,24 @@ def start(pipeline: Pipeline, cfg: Config) -> BackgroundScheduler:
     pipeline.wake = wake
     scheduler.start()
     return scheduler
+
+
+def run_now(scheduler: BackgroundScheduler, job_id: str, func: Callable[[], object]) -> None:
+    """Run a one-off job at once (a repeated request while it waits runs it once)."""
+
+    def job() -> None:
+        func()
+
+    job.__name__ = job_id
+    scheduler.add_job(_guarded(job), "date", id=job_id, replace_existing=True)
+
+
+def schedule(scheduler: BackgroundScheduler) -> dict[str, str | None]:
+    """Each job's next run (ISO UTC; None while it is paused or running once)."""
+    return {
+        job.id: job.next_run_time.astimezone(UTC).isoformat() if job.next_run_time else None
+        for job in scheduler.get_jobs()
+    }
 
 
 def stop(scheduler: BackgroundScheduler) -> None:

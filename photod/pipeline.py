@@ -121,6 +121,9 @@ class Pipeline:
         self.watching = False
         self.wake: Callable[[str], None] = lambda job: None  # set by jobs.start
         self._snapshot_at = (-1, 0.0)  # (catalog changes, monotonic time) of the last one
+        # `photod pause`: until this time.time() nothing heavy starts (imports, copies,
+        # scans, scrubs, drills); events still arrive and wait.  Set by the daemon.
+        self.paused_until = 0.0
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -158,7 +161,10 @@ class Pipeline:
 
     def _can_import(self) -> bool:
         """A phone import starts only when some target can take the files."""
-        return bool(self.replicator.available())
+        return not self.paused() and bool(self.replicator.available())
+
+    def paused(self) -> bool:
+        return time.time() < self.paused_until
 
     def busy(self) -> bool:
         with self._lock:
@@ -174,6 +180,8 @@ class Pipeline:
         self.settler.touch(source, path, kind)
 
     def settle_tick(self) -> None:
+        if self.paused():
+            return  # settled files stay in the settler until work resumes
         for source, path in self.settler.due():
             self.submit(source, path)
 

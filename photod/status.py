@@ -383,4 +383,16 @@ def render(s: dict[str, Any]) -> str:
     lines.append(
         f"Daemon   {'running, pid ' + str(d['pid']) if d['running'] else 'not running (start it with `photod run`)'}"
     )
+    live = d.get("live")
+    if live and live.get("ok"):
+        if live.get("paused"):
+            until = live.get("paused_until")
+            lines.append(f"         PAUSED until {until or '`photod resume`'}")
+        lines.append(f"         {'busy importing' if live['busy'] else 'idle'}")
+        nxt = live.get("next_runs", {})
+        for job in ("scrub", "drill"):
+            if nxt.get(job):
+                lines.append(f"         next {job} {nxt[job].replace('T', ' ')[:16]} UTC")
+    elif live:
+        lines.append(f"         {live.get('message', '')}")
     return "\n".join(lines)

@@ -106,6 +106,7 @@ class Photod:
         }
         self.env.pop("PHOTOD_CONFIG", None)
         self.env.pop("NOTIFY_SOCKET", None)
+        (home / "run").mkdir(mode=0o700, exist_ok=True)  # as systemd makes /run/user/UID
         self.output = home / "photod.out"
         self.log_dir = home / "log"
 

@@ -244,14 +244,16 @@ def test_encrypted_copies_that_fail_authentication_are_healed(setup: Setup, samp
     assert 1 == len(p.events("replica_corrupt"))
 
 
-def test_photod_verify_refuses_to_run_beside_the_daemon(setup: Setup) -> None:
-    """Two processes healing the same targets would race: `photod verify` says the
-    daemon runs (its pid) and exits 75; the daemon scrubs on its schedule."""
+def test_photod_verify_beside_the_daemon_asks_the_daemon(setup: Setup) -> None:
+    """Two processes healing the same targets would race: with the daemon running,
+    `photod verify` hands the work to it through the control socket and says how to
+    follow it; the daemon scrubs."""
     p: Photod = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}]).start()
     try:
-        r = p.cli("verify")
-        assert 75 == r.returncode
-        assert str(p.proc.pid if p.proc else "") in r.stderr
+        r = p.cli("verify", "--all")
+        assert 0 == r.returncode, r.stderr
+        assert "the daemon is verifying now" in r.stdout
+        p.wait_event("scrub_finished", timeout=30)
     finally:
         p.stop()
 
