@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -78,7 +79,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if not (cfg.log_dir / logs.LOG_NAME).exists():
         print(f"photod: no log yet in {cfg.log_dir}", file=sys.stderr)
         return 0
-    for raw, event in logs.read_events(cfg.log_dir, since=since, failures=args.failures):
+    if args.asset is not None and not re.fullmatch(r"[0-9a-fA-F]{6,64}", args.asset):
+        print(f"photod: --asset {args.asset!r}: give a SHA-256, or its first 6 to 64 hex digits "
+              "(as the timeline shows it)", file=sys.stderr)  # fmt: skip
+        return 64
+    only = logs.Filter(since, args.failures, args.device, args.target, args.asset)
+    for raw, event in logs.read_events(cfg.log_dir, only=only):
         print(raw if args.json else logs.render(event))
     return 0
 
@@ -397,6 +403,11 @@ def parser() -> argparse.ArgumentParser:
     logs.add_argument("--failures", action="store_true", help="only warnings and errors")
     logs.add_argument("--since", metavar="WHEN", help="e.g. 30m, 2h, 7d, or 2026-01-31")
     logs.add_argument("--json", action="store_true", help="raw JSON lines")
+    logs.add_argument("--device", metavar="NAME", help="one phone's events (its name or UDID)")
+    logs.add_argument("--target", metavar="NAME", help="one target's events")
+    logs.add_argument(
+        "--asset", metavar="HASH", help="one photo, from import to every check (SHA-256 or prefix)"
+    )
     logs.set_defaults(func=cmd_logs)
     return p
 

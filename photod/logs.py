@@ -14,6 +14,7 @@ import logging
 import logging.handlers
 import sys
 from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -136,10 +137,47 @@ def _files(log_dir: Path) -> list[Path]:
     return [p for p in rotated if p.suffix[1:].isdigit()] + ([current] if current.exists() else [])
 
 
+@dataclass(frozen=True)
+class Filter:
+    """What `photod logs` narrows the timeline to."""
+
+    since: datetime | None = None
+    failures: bool = False
+    device: str | None = None  # a phone's name or UDID
+    target: str | None = None
+    asset: str | None = None  # a SHA-256 or a prefix of one (as the timeline shows it)
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        if self.failures and event.get("level") not in FAILURE_LEVELS:
+            return False
+        if self.device is not None:
+            ids = {str(event.get("device", "")), _udid(str(event.get("udid", "")))}
+            if self.device not in ids and _udid(self.device) not in ids:
+                return False
+        if self.target is not None and not _names(event, self.target):
+            return False
+        return self.asset is None or str(event.get("asset", "")).startswith(self.asset.lower())
+
+
+def _udid(text: str) -> str:
+    return text.replace("-", "").lower()
+
+
+def _names(event: dict[str, Any], target: str) -> bool:
+    """Whether an event is about a target: its ``target``, or one of the targets a
+    summary event lists (``targets`` as a list or a per-target table)."""
+    if event.get("target") == target:
+        return True
+    many = event.get("targets")
+    return isinstance(many, list | dict) and target in many
+
+
 def read_events(
-    log_dir: Path, since: datetime | None = None, failures: bool = False
+    log_dir: Path, since: datetime | None = None, failures: bool = False, only: Filter | None = None
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(raw line, event) in time order; lines that are not JSON are passed over."""
+    only = only or Filter(since, failures)
+    since = only.since
     cutoff = since.astimezone(UTC).isoformat().replace("+00:00", "Z") if since else ""
     for path in _files(log_dir):
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -153,7 +191,7 @@ def read_events(
                 ts = str(event.get("ts", "")).replace("+00:00", "Z")
                 if cutoff and ts < cutoff:
                     continue
-                if failures and event.get("level") not in FAILURE_LEVELS:
+                if not only.matches(event):
                     continue
                 yield line.rstrip("\n"), event
 

@@ -278,6 +278,7 @@ class Scrubber:
             scrub.bytes += item.size
             if actual == item.asset:
                 self.catalog.replica_checked(item.asset, name, method)
+                log.info("replica_checked", asset=item.asset, target=name, method=method)
             else:
                 self._bad(name, state, entry, "corrupt", method, scrub, actual=actual)
 

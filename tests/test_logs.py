@@ -80,3 +80,40 @@ def test_parse_since(text: str, hours: float) -> None:
     """--since takes durations ago."""
     now = datetime(2026, 1, 2, tzinfo=UTC)
     assert now - timedelta(hours=hours) == logs.parse_since(text, now)
+
+
+@pytest.mark.parametrize(
+    ("only", "expected"),
+    [
+        (logs.Filter(device="Anna's iPhone"), ["device_attached", "device_import_finished"]),
+        (
+            logs.Filter(device="00008030-001A2B3C4D5E6F70"),
+            ["device_attached", "device_import_finished"],
+        ),
+        (logs.Filter(target="t7"), ["replica_written", "replica_checked", "scrub_finished"]),
+        (logs.Filter(target="b2"), ["catalog_snapshot_written"]),
+        (
+            logs.Filter(asset="ABCDEF123456"),
+            ["asset_ingested", "replica_written", "replica_checked"],
+        ),
+        (logs.Filter(asset="abcdef", failures=True), []),
+        (logs.Filter(target="t7", failures=True), []),
+    ],
+)
+def test_filters_follow_one_device_target_or_photo(
+    tmp_path: Path, logger, only: logs.Filter, expected: list[str]
+) -> None:  # type: ignore[no-untyped-def]
+    """--device (name or UDID, any case, with or without the dash), --target (also in
+    summaries that list targets) and --asset (a hash prefix, any case) keep exactly
+    the events about it; they combine with --failures."""
+    photo, other = "abcdef123456" + "0" * 52, "ffff" * 16
+    logger.info("device_attached", device="Anna's iPhone", udid="00008030001A2B3C4D5E6F70")
+    logger.info("asset_ingested", asset=photo, source="iphone")
+    logger.info("replica_written", asset=photo, target="t7")
+    logger.info("replica_written", asset=other, target="library")
+    logger.info("device_import_finished", device="Anna's iPhone", udid="00008030001A2B3C4D5E6F70")
+    logger.info("replica_checked", asset=photo, target="t7", method="readback")
+    logger.info("scrub_finished", targets={"t7": {"checked": 1}, "library": {}})
+    logger.info("catalog_snapshot_written", targets=["library", "b2"])
+    got = [e["event"] for _, e in logs.read_events(tmp_path, only=only)]
+    assert expected == got

@@ -99,6 +99,13 @@ def test_scrub_finds_flipped_truncated_deleted_and_replaced_copies_and_heals_the
     again = p.cli("verify", "--all")
     assert 0 == again.returncode
     assert 3 == len(p.events("replica_corrupt")) and 1 == len(p.events("replica_missing"))
+    # One photo's story, from import to every check: `photod logs --asset`.
+    flipped = originals[sorted(damaged)[0]]
+    story = [line.split()[3] for line in p.cli("logs", "--asset", flipped[:12]).stdout.splitlines()]
+    assert "asset_ingested" == story[0]
+    for event in ("replica_written", "replica_corrupt", "replica_repaired", "replica_checked"):
+        assert event in story
+    assert 64 == p.cli("logs", "--asset", "not-a-hash").returncode
     status = p.status()
     assert status["protected"] and [] == status["lost"]
     assert all(t["oldest_check_days"] is not None for t in status["targets"])
