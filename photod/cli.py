@@ -298,6 +298,26 @@ def cmd_recovery_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_service(args: argparse.Namespace) -> int:
+    from photod import service
+
+    home = Path.home()
+    config = Path(args.config).expanduser().absolute() if args.config else None
+    if args.action == "install":
+        if config is not None:
+            configmod.load(config)  # a service on a bad config would only restart in vain
+        outcome = service.install(config, args.system, home)
+    elif args.action == "uninstall":
+        outcome = service.uninstall(args.system, home)
+    else:
+        outcome = service.status(args.system, home)
+    for line in outcome.done:
+        print(line)
+    for line in outcome.problems:
+        print(f"photod: {line}", file=sys.stderr)
+    return 1 if outcome.problems else 0
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     from photod.targets.crypt import keygen
 
@@ -394,6 +414,18 @@ def parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("recovery-plan", help="write the recovery plan for this config")
     plan.add_argument("--output", metavar="FILE", help="write here instead of printing")
     plan.set_defaults(func=cmd_recovery_plan)
+
+    svc = sub.add_parser("service", help="run photod as a systemd service or launchd agent")
+    svc_sub = svc.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (
+        ("install", "write the unit (or plist), enable and start it"),
+        ("uninstall", "stop and remove it (config, catalog and backups stay)"),
+        ("status", "is it installed and running?"),
+    ):
+        one = svc_sub.add_parser(action, help=text)
+        one.add_argument("--system", action="store_true",
+                         help="a system unit with its own user (Linux, as root)")  # fmt: skip
+        one.set_defaults(func=cmd_service)
 
     keygen = sub.add_parser("keygen", help="make an age identity for encrypted targets")
     keygen.add_argument("--output", required=True, metavar="FILE", help="where to write it")

@@ -351,17 +351,31 @@ class Config(_Strict):
 
     path: Path | None = Field(default=None, exclude=True)  # the file this came from
 
+    # Under a systemd system unit, StateDirectory= and friends say where (they come
+    # before the platform's defaults, after the config's own keys).
     @property
     def state_dir(self) -> Path:
-        return self.daemon.state_dir or Path(platformdirs.user_state_dir(APP))
+        return (
+            self.daemon.state_dir
+            or _systemd_dir("STATE_DIRECTORY")
+            or Path(platformdirs.user_state_dir(APP))
+        )
 
     @property
     def log_dir(self) -> Path:
-        return self.daemon.log_dir or Path(platformdirs.user_log_dir(APP))
+        return (
+            self.daemon.log_dir
+            or _systemd_dir("LOGS_DIRECTORY")
+            or Path(platformdirs.user_log_dir(APP))
+        )
 
     @property
     def runtime_dir(self) -> Path:
-        return self.daemon.runtime_dir or Path(platformdirs.user_runtime_dir(APP))
+        return (
+            self.daemon.runtime_dir
+            or _systemd_dir("RUNTIME_DIRECTORY")
+            or Path(platformdirs.user_runtime_dir(APP))
+        )
 
     @property
     def control_socket(self) -> Path:
@@ -392,6 +406,11 @@ class Config(_Strict):
 
     def target_infos(self) -> dict[str, TargetInfo]:
         return {t.name: t.info() for t in self.targets}
+
+
+def _systemd_dir(variable: str) -> Path | None:
+    value = os.environ.get(variable, "").split(":")[0]
+    return Path(value) if value else None
 
 
 def default_config_path() -> Path:

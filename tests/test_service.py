@@ -1,0 +1,173 @@
+"""Running photod as a service: the units and the plist are checked by the tools that
+read them (systemd-analyze, plistlib), and `photod service install` writes them into a
+temporary HOME."""
+
+from __future__ import annotations
+
+import os
+import plistlib
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from photod import service
+from tests.servers import need
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_repository_files_are_what_install_writes() -> None:
+    """systemd/ and launchd/ hold the same texts `photod service install` renders (for
+    the README's install paths), so the two can never drift apart."""
+    readme_user = ["%h/.local/photod/bin/photod", "run"]
+    assert service.render_user_unit(readme_user) == (ROOT / "systemd/photod.service").read_text()
+    assert (
+        service.render_failure_unit(False) == (ROOT / "systemd/photod-failure.service").read_text()
+    )
+    assert (
+        service.render_system_unit(["/opt/photod/bin/photod", "run"])
+        == (ROOT / "systemd/photod-system.service").read_text()
+    )
+    assert (
+        service.render_plist(["/Users/USER/.local/photod/bin/photod", "run"], Path("/Users/USER"))
+        == (ROOT / "launchd/org.photod.photod.plist").read_bytes()
+    )
+
+
+def _verify(tmp_path: Path, units: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """systemd-analyze verify in a root with the units and stub programs in place."""
+    analyze = need("systemd-analyze", "apt install systemd")
+    folder = tmp_path / "etc/systemd/system"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stub in ("bin/kill", "bin/sh", "opt/photod/bin/photod"):
+        path = tmp_path / stub
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+    for name, text in units.items():
+        (folder / name).write_text(text)
+    return subprocess.run(
+        [analyze, "verify", "--recursive-errors=no", "--man=no", f"--root={tmp_path}", *units],
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("system", [False, True])
+def test_units_pass_systemd_analyze_verify(tmp_path: Path, system: bool) -> None:
+    """Both units and the failure unit have no unknown key, typo or bad value."""
+    argv = ["/opt/photod/bin/photod", "run"]
+    main = service.render_system_unit(argv) if system else service.render_user_unit(argv)
+    r = _verify(
+        tmp_path,
+        {"photod.service": main, "photod-failure.service": service.render_failure_unit(system)},
+    )
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert "" == r.stderr.strip()
+    for key in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "ExecReload=", "OnFailure="):
+        assert key in main
+
+
+def test_the_checker_catches_a_typo(tmp_path: Path) -> None:
+    """The check above can fail: a misspelt key is reported."""
+    bad = service.render_user_unit(["/opt/photod/bin/photod", "run"]).replace(
+        "WatchdogSec=", "WatchDogSec="
+    )
+    r = _verify(tmp_path, {"photod.service": bad})
+    assert 0 != r.returncode and "WatchDogSec" in r.stderr
+
+
+def test_the_system_unit_is_hardened(tmp_path: Path) -> None:
+    """systemd-analyze security rates the system unit's exposure OK or better (below
+    3.0 of 10), while it may still write drives under /media and /run/media."""
+    _verify(tmp_path, {"photod-system.service": service.render_system_unit(
+        ["/opt/photod/bin/photod", "run"])})  # fmt: skip
+    r = subprocess.run(
+        [need("systemd-analyze", "apt install systemd"), "security", "--offline=true",
+         f"--root={tmp_path}", "photod-system.service"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    m = re.search(r"Overall exposure level for photod-system.service: ([\d.]+)", r.stdout)
+    assert m is not None, r.stdout + r.stderr
+    assert float(m.group(1)) < 3.0
+    text = service.render_system_unit(["/x", "run"])
+    assert "ReadWritePaths=-/media -/run/media" in text and "ProtectHome=read-only" in text
+
+
+LAUNCHD_KEYS = {
+    "Label": str,
+    "ProgramArguments": list,
+    "RunAtLoad": bool,
+    "KeepAlive": dict,
+    "ThrottleInterval": int,
+    "ProcessType": str,
+    "LowPriorityIO": bool,
+    "ExitTimeOut": int,
+    "StandardOutPath": str,
+    "StandardErrorPath": str,
+}
+
+
+def test_the_plist_round_trips_with_launchds_keys_and_types() -> None:
+    """The agent plist parses back, uses only keys launchd knows with their types,
+    restarts on a crash but not after a clean exit, and logs under ~/Library/Logs."""
+    data = service.render_plist(["/usr/bin/python3", "-m", "photod", "run"], Path("/Users/anna"))
+    plist = plistlib.loads(data)
+    assert set(LAUNCHD_KEYS) == set(plist)
+    assert all(isinstance(plist[k], t) for k, t in LAUNCHD_KEYS.items())
+    assert {"SuccessfulExit": False, "Crashed": True} == plist["KeepAlive"]
+    assert plist["StandardErrorPath"].startswith("/Users/anna/Library/Logs/photod/")
+    assert ["/usr/bin/python3", "-m", "photod", "run"] == plist["ProgramArguments"]
+
+
+def test_service_install_is_idempotent_and_uninstall_keeps_the_data(tmp_path: Path) -> None:
+    """`photod service install` writes the user unit (ExecStart: this Python, this
+    photod, this config) and the failure unit into HOME, and asks systemctl --user to
+    enable it, saying plainly when that is not possible (no user manager here);
+    a second install changes nothing; uninstall removes only the units."""
+    if sys.platform != "linux":
+        pytest.fail("this test covers the Linux path; run it on Linux")
+    home = tmp_path / "home"
+    home.mkdir()
+    config = tmp_path / "photod.toml"
+    config.write_text(
+        '[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n[[targets]]\nname = "l"\n'
+        f'type = "local"\npath = "{tmp_path / "lib"}"\n'
+    )
+    env = {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(tmp_path / "run")}
+    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+
+    def photod(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "photod", "--config", str(config), *args],
+                              env=env, capture_output=True, text=True)  # fmt: skip
+
+    r = photod("service", "install")
+    units = home / ".config/systemd/user"
+    unit = (units / "photod.service").read_text()
+    assert f"ExecStart={sys.executable} -m photod --config {config} run" in unit
+    assert (units / "photod-failure.service").exists()
+    assert f"wrote {units / 'photod.service'}" in r.stdout
+    assert "journalctl --user -u photod" in r.stdout
+    if shutil.which("systemctl") is None:
+        print("systemctl is not installed: the enable step was skipped")  # the test says so
+        assert "systemctl is not installed here" in r.stderr
+    elif r.returncode != 0:  # systemctl is there, but no user manager runs (CI, containers)
+        assert "`systemctl --user daemon-reload` failed" in r.stderr
+    again = photod("service", "install")
+    assert "is up to date" in again.stdout and unit == (units / "photod.service").read_text()
+    assert (
+        0 == photod("service", "status").returncode
+        or "installed:" in photod("service", "status").stdout
+    )
+
+    (tmp_path / "state").mkdir()
+    photod("service", "uninstall")
+    assert not (units / "photod.service").exists()
+    assert not (units / "photod-failure.service").exists()
+    assert config.exists() and (tmp_path / "state").exists()
+    gone = photod("service", "status")
+    assert 1 == gone.returncode and "not installed" in gone.stderr
