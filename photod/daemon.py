@@ -18,7 +18,7 @@ from types import FrameType
 from typing import IO, Any
 
 from photod import config as configmod
-from photod import jobs, logs
+from photod import jobs, logs, policy
 from photod.catalog import Catalog
 from photod.config import Config
 from photod.control import ControlServer
@@ -90,11 +90,42 @@ def _iso(t: float) -> str | None:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _status_line(pipeline: Pipeline) -> str:
-    assets, _ = pipeline.catalog.counts()
-    down = [n for n, s in pipeline.targets.items() if not s.available]
-    text = f"{len(pipeline.watchers)} folder(s), {assets} assets"
-    return text + (f"; unavailable: {', '.join(down)}" if down else "")
+_KIND = {"internal": "folder", "external": "external drive", "nas": "NAS", "cloud": "offsite"}
+
+
+def _ago(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return "a moment"
+
+
+def status_line(pipeline: Pipeline) -> str:
+    """The one line `systemctl status photod` shows: "3 folders, 1 phone, 12,301
+    photos, all protected", then any target that is missing and since when."""
+    catalog, cfg = pipeline.catalog, pipeline.cfg
+    assets, _ = catalog.counts()
+    infos = cfg.target_infos()
+    short = sum(
+        n
+        for held, n, _ in catalog.holdings()
+        if not policy.evaluate(cfg.policy.rule(), held, infos).compliant
+    )
+    folders, phones = len(cfg.folders), len(catalog.devices())
+    parts = [
+        f"{folders} folder{'s' if folders != 1 else ''}",
+        f"{phones} phone{'s' if phones != 1 else ''}",
+        f"{assets:,} photos",
+        "nothing to protect yet" if not assets else
+        "all protected" if not short else f"{short:,} not protected yet",
+    ]  # fmt: skip
+    now = time.time()
+    for name, state in pipeline.targets.items():
+        if not state.available:
+            kind = _KIND.get(str(state.info.media), "target")
+            parts.append(f"{kind} '{name}' missing for {_ago(now - state.since)} ({state.reason})")
+    return ", ".join(parts[:4]) + "".join(f"; {p}" for p in parts[4:])
 
 
 def _reloaded(old: Config) -> Config:
@@ -195,10 +226,14 @@ class Daemon:
         )
         # The status line counts assets in the catalog: only worth it under systemd.
         supervised = bool(os.environ.get("NOTIFY_SOCKET"))
-        sd_notify(f"READY=1\nSTATUS={_status_line(pipeline)}" if supervised else "")
+        sd_notify(f"READY=1\nSTATUS={status_line(pipeline)}" if supervised else "")
+        line_at = time.monotonic()
         while not self._wake.wait(5.0):
-            if supervised and pipeline.alive():
-                sd_notify(f"WATCHDOG=1\nSTATUS={_status_line(pipeline)}")
+            if supervised and pipeline.alive() and scheduler.running:
+                # The line costs a pass over the catalog's groups: once a minute.
+                fresh = time.monotonic() - line_at > 60
+                sd_notify("WATCHDOG=1" + (f"\nSTATUS={status_line(pipeline)}" if fresh else ""))
+                line_at = time.monotonic() if fresh else line_at
         self._wake.clear()
         stopping = time.monotonic()
         sd_notify("STOPPING=1")

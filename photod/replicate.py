@@ -67,6 +67,7 @@ class TargetState:
     # A remote that failed is asked again after a growing pause, not every probe.
     backoff: float = 0.0
     next_probe: float = 0.0
+    since: float = field(default_factory=time.time)  # when ``available`` last changed
 
     def paused(self) -> str:
         """Why writes wait now ("" when they may run).  The battery is read only for a
@@ -134,7 +135,7 @@ class Replicator:
                     reason=why,
                     pending=self.catalog.pending_count(name),
                 )
-            state.available, state.reason = False, why
+            self._set(state, False, why)
             return False
         now = time.monotonic()
         if now < state.next_probe:
@@ -157,7 +158,7 @@ class Replicator:
                     reason=exc.reason,
                     pending=self.catalog.pending_count(name),
                 )
-            state.available, state.reason = False, exc.reason
+            self._set(state, False, exc.reason)
             self._back_off(state)
             return False
         if (
@@ -172,7 +173,7 @@ class Replicator:
             try:
                 self._tidy(name, state)
             except TargetUnavailable as exc:
-                state.available, state.reason = False, exc.reason
+                self._set(state, False, exc.reason)
                 return False
             log.info(
                 "target_available",
@@ -180,7 +181,7 @@ class Replicator:
                 root=ident.root,
                 pending=self.catalog.pending_count(name),
             )
-        state.available, state.reason = True, ""
+        self._set(state, True, "")
         return True
 
     def _tidy(self, name: str, state: TargetState) -> None:
@@ -211,8 +212,14 @@ class Replicator:
         if state.available:
             log.warning("target_unavailable", target=name, reason=exc.reason,
                         pending=self.catalog.pending_count(name))  # fmt: skip
-        state.available, state.reason = False, exc.reason
+        self._set(state, False, exc.reason)
         self._back_off(state)
+
+    @staticmethod
+    def _set(state: TargetState, available: bool, reason: str) -> None:
+        if state.available != available:
+            state.since = time.time()
+        state.available, state.reason = available, reason
 
     def _back_off(self, state: TargetState) -> None:
         """A remote that failed is asked again after 5 s, 10 s, 20 s ... up to

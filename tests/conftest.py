@@ -73,9 +73,11 @@ def write_config(
             return "true" if v else "false"
         if isinstance(v, int | float):
             return str(v)
+        # JSON strings are TOML basic strings, as long as nothing outside the BMP is
+        # escaped as a surrogate pair: keep non-ASCII as it is.
         if isinstance(v, list):
-            return json.dumps(v)
-        return json.dumps(str(v))
+            return json.dumps(v, ensure_ascii=False)
+        return json.dumps(str(v), ensure_ascii=False)
 
     lines = []
     policy = policy or {"copies": len(targets), "media": 1, "offsite": 0}

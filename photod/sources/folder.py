@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -130,7 +131,9 @@ class FolderWatcher:
         self.observer = observer
 
     def alive(self) -> bool:
-        return self.observer is not None and bool(self.observer.is_alive())  # type: ignore[attr-defined]
+        """The observer thread and each of its emitter threads are running."""
+        obs: Any = self.observer
+        return obs is not None and bool(obs.is_alive()) and all(e.is_alive() for e in obs.emitters)
 
     def stop(self) -> None:
         if self.observer is not None:

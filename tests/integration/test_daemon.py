@@ -334,19 +334,38 @@ def test_cli_runs_as_module_and_script() -> None:
 
 
 def test_speaks_sd_notify(setup: Setup) -> None:
-    """Under systemd (NOTIFY_SOCKET set) photod sends READY=1 with a STATUS line once it
-    is up, and STOPPING=1 when told to stop."""
+    """Under systemd (NOTIFY_SOCKET set, a real datagram socket here) photod sends
+    nothing before it is up, then READY=1 with a one-line STATUS (folders, phones,
+    photos, protection, and any missing target with its reason, non-ASCII intact);
+    WATCHDOG=1 while it runs; RELOADING=1 then READY=1 on HUP; STOPPING=1 at the end."""
     import socket
 
     sock_path = setup.home / "notify.sock"
+    away = setup.home / "Bibliothèque 📷"  # a drive that is not plugged in
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(sock_path))
         sock.settimeout(30)
-        p = setup.photod([{"name": "library", "path": str(setup.home / "library")}])
+        p = setup.photod(
+            [
+                {"name": "library", "path": str(setup.home / "library")},
+                {"name": "t7", "path": str(away), "media": "external"},
+            ],
+            policy={"copies": 1, "media": 1, "offsite": 0},
+        )
         p.env["NOTIFY_SOCKET"] = str(sock_path)
         p.start()
-        ready = sock.recv(4096).decode()
-        assert ready.startswith("READY=1\nSTATUS=1 folder(s), 0 assets")
+        ready = sock.recv(4096).decode("utf-8")
+        assert p.events("daemon_started")  # READY came after start-up, and first
+        assert ready.startswith(
+            "READY=1\nSTATUS=1 folder, 0 phones, 0 photos, nothing to protect yet"
+        )
+        assert f"; external drive 't7' missing for a moment ({away} does not exist" in ready
+        assert "WATCHDOG=1" == sock.recv(4096).decode()[:10]
+        assert p.proc is not None
+        p.proc.send_signal(signal.SIGHUP)
+        later = [sock.recv(4096).decode() for _ in range(4)]
+        assert "RELOADING=1" in later
+        assert any(m.startswith("READY=1") for m in later[later.index("RELOADING=1") :])
         assert 0 == p.stop()
         messages = []
         while not any(m.startswith("STOPPING=1") for m in messages):
