@@ -446,6 +446,18 @@ class Catalog:
             ).fetchall()
         return [_asset(r) for r in rows]
 
+    def pending_bytes(self, target: str) -> int:
+        """Bytes of the assets a target does not hold yet."""
+        with self._lock:
+            return int(
+                self._db.execute(
+                    "SELECT coalesce(sum(a.size), 0) FROM assets a WHERE NOT EXISTS (SELECT 1"
+                    " FROM replicas r WHERE r.asset=a.sha256 AND r.target=? AND"
+                    " r.state='verified')",
+                    (target,),
+                ).fetchone()[0]
+            )
+
     def pending_count(self, target: str) -> int:
         with self._lock:
             return int(

@@ -318,6 +318,17 @@ def cmd_service(args: argparse.Namespace) -> int:
     return 1 if outcome.problems else 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from photod import doctor
+
+    findings = doctor.run(_config_path(args), Path.home())
+    for f in findings:
+        print(f.line())
+    failed = sum(f.level == "fail" for f in findings)
+    print(f"\n{failed} problem(s)" if failed else "\nall good")
+    return 1 if failed else 0
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     from photod.targets.crypt import keygen
 
@@ -426,6 +437,9 @@ def parser() -> argparse.ArgumentParser:
         one.add_argument("--system", action="store_true",
                          help="a system unit with its own user (Linux, as root)")  # fmt: skip
         one.set_defaults(func=cmd_service)
+
+    doctor = sub.add_parser("doctor", help="check everything photod needs, with the fix for each")
+    doctor.set_defaults(func=cmd_doctor)
 
     keygen = sub.add_parser("keygen", help="make an age identity for encrypted targets")
     keygen.add_argument("--output", required=True, metavar="FILE", help="where to write it")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -371,11 +372,14 @@ class Config(_Strict):
 
     @property
     def runtime_dir(self) -> Path:
-        return (
-            self.daemon.runtime_dir
-            or _systemd_dir("RUNTIME_DIRECTORY")
-            or Path(platformdirs.user_runtime_dir(APP))
-        )
+        chosen = self.daemon.runtime_dir or _systemd_dir("RUNTIME_DIRECTORY")
+        if chosen is not None:
+            return chosen
+        with warnings.catch_warnings():
+            # Without a usable $XDG_RUNTIME_DIR (cron, su) platformdirs warns and uses
+            # /tmp/runtime-UID, the same for the daemon and the command line: fine.
+            warnings.simplefilter("ignore")
+            return Path(platformdirs.user_runtime_dir(APP))
 
     @property
     def control_socket(self) -> Path:

@@ -78,7 +78,7 @@ def running_pid(state_dir: Path) -> int | None:
             except BlockingIOError:
                 text = f.read().strip()
                 return int(text) if text.isdigit() else 0
-    except FileNotFoundError:
+    except OSError:  # no lock file (or no state dir): no daemon
         return None
     return None
 

@@ -1,0 +1,266 @@
+"""``photod doctor``: check everything photod depends on, one line each with the fix.
+
+Each check returns findings: ``ok`` (fine), ``warn`` (works, but worth knowing) or
+``fail`` (something will not work).  The command exits 1 when anything fails.  Nothing
+here writes to a target or the catalog; writability is tested with a temporary file
+that is removed at once.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from photod import config as configmod
+from photod import service
+from photod.catalog import Catalog
+from photod.config import Config, FolderSource, LocalTarget
+from photod.daemon import CATALOG_NAME, running_pid
+from photod.devices import usbmuxd_installed, usbmuxd_socket
+from photod.errors import ConfigError, PhotodError, TargetUnavailable
+from photod.mounts import mount_of
+from photod.pipeline import build_targets
+from photod.sources.folder import NETWORK_FS
+from photod.targets.base import Identity
+
+# A clock before this is wrong (photod did not exist): capture dates, logs and the
+# scrub's schedule would all be nonsense.
+EARLIEST = 1_767_225_600  # 2026-01-01T00:00:00Z
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # "ok", "warn", "fail"
+    what: str
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{self.level.upper():<5} {self.what}: {self.detail}"
+        return text + (f" -> {self.fix}" if self.fix else "")
+
+
+def run(path: Path, home: Path) -> list[Finding]:
+    try:
+        cfg = configmod.load(path)
+    except ConfigError as exc:
+        return [Finding("fail", "config", p, "fix the key named, then `photod config check`")
+                for p in exc.problems]  # fmt: skip
+    found = [
+        Finding(
+            "ok", "config", f"{cfg.path}: {len(cfg.sources)} sources, {len(cfg.targets)} targets"
+        )
+    ]
+    try:
+        configmod.check_secrets(cfg)
+        if configmod.secret_files(cfg):
+            found.append(Finding("ok", "secrets", "identity and credentials files are private"))
+    except ConfigError as exc:
+        found += [Finding("fail", "secrets", p) for p in exc.problems]
+    checks: list[Callable[[], list[Finding]]] = [
+        lambda: _dirs(cfg),
+        lambda: _targets(cfg),
+        lambda: _folders(cfg),
+        lambda: _phones(cfg) if cfg.iphones else [],
+        lambda: _service(cfg, home),
+        lambda: [_clock(cfg.log_dir)],
+    ]
+    for check in checks:
+        try:
+            found += check()
+        except Exception as exc:  # one broken check must not hide the others
+            found.append(Finding("fail", "doctor", f"a check failed: {type(exc).__name__}: {exc}"))
+    return found
+
+
+def _writable(folder: Path) -> str:
+    """'' when a file can be created in the folder (made if missing), else why not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".photod-doctor-"):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return ""
+
+
+def _dirs(cfg: Config) -> list[Finding]:
+    out = []
+    for what, folder in (
+        ("state dir", cfg.state_dir),
+        ("log dir", cfg.log_dir),
+        ("runtime dir", cfg.runtime_dir),
+    ):
+        why = _writable(folder)
+        out.append(
+            Finding("ok", what, f"{folder} is writable")
+            if not why
+            else Finding(
+                "fail",
+                what,
+                f"{folder}: {why}",
+                "give your user write access, or move it in [daemon]",
+            )
+        )
+    return out
+
+
+def _targets(cfg: Config) -> list[Finding]:
+    out = []
+    db = cfg.state_dir / CATALOG_NAME
+    catalog = Catalog(db) if db.exists() else None
+    try:
+        try:
+            states = build_targets(cfg)
+        except PhotodError as exc:  # the identity cannot be read: no target can be built
+            return [Finding("fail", "targets", str(exc), "see the secrets line above")]
+        for name, state in states.items():
+            record = catalog.target(name) if catalog else None
+            known = Identity(record.target_id, record.root, record.mount_rel) if record else None
+            try:
+                why = state.paused()
+                if why:
+                    out.append(Finding("warn", f"target {name}", f"paused: {why}"))
+                    continue
+                ident = state.target.check(known, prepare=False)
+            except TargetUnavailable as exc:
+                t = next(t for t in cfg.targets if t.name == name)
+                if isinstance(t, LocalTarget) and t.creates_root and known is None:
+                    parent = next(p for p in t.path.parents if p.exists())
+                    if os.access(parent, os.W_OK):
+                        out.append(Finding("ok", f"target {name}",
+                                           f"{t.path} is made when photod first runs"))  # fmt: skip
+                        continue
+                level = "warn" if state.info.media.value == "external" else "fail"
+                fix = ("plug the drive in" if level == "warn"
+                       else "check the path, the network and the credentials")  # fmt: skip
+                out.append(Finding(level, f"target {name}", exc.reason, fix))
+                continue
+            finally:
+                state.target.close()
+            pending = catalog.pending_bytes(name) if catalog else 0
+            free = state.target.free_bytes()
+            if free is not None and free < pending:
+                out.append(Finding("fail", f"target {name}", f"{free / 1e9:.1f} GB free, "
+                                   f"{pending / 1e9:.1f} GB waiting to be copied there",
+                                   "free space or use a bigger drive"))  # fmt: skip
+                continue
+            local = ident.root if ident.root else state.target.name
+            if ident.target_id == "" and known is None:
+                out.append(Finding("ok", f"target {name}", f"{local} is reachable (first use)"))
+            else:
+                room = f", {free / 1e9:.1f} GB free" if free is not None else ""
+                out.append(Finding("ok", f"target {name}", f"{local} is reachable{room}"))
+    finally:
+        if catalog:
+            catalog.close()
+    return out
+
+
+def _watch_limit() -> int | None:
+    try:
+        return int(Path("/proc/sys/fs/inotify/max_user_watches").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _folders(cfg: Config) -> list[Finding]:
+    out = []
+    limit = _watch_limit()
+    dirs = 0
+    for source in cfg.sources:
+        if not isinstance(source, FolderSource):
+            continue
+        what = f"folder {source.name}"
+        if not source.path.is_dir():
+            out.append(Finding("warn", what, f"{source.path} does not exist",
+                               "create it, or mount the drive it is on"))  # fmt: skip
+            continue
+        if not os.access(source.path, os.R_OK | os.X_OK):
+            out.append(Finding("fail", what, f"{source.path} is not readable",
+                               "give your user read access"))  # fmt: skip
+            continue
+        _, fstype = mount_of(source.path)
+        if fstype in NETWORK_FS or source.poll:
+            out.append(Finding("warn", what, f"{source.path} is polled ({fstype}): new files "
+                               "are noticed at each scan, not at once"))  # fmt: skip
+            continue
+        count = sum(1 for _ in os.walk(source.path))
+        dirs += count
+        out.append(
+            Finding("ok", what, f"{source.path}: {count} folder{'s' * (count != 1)} to watch")
+        )
+    if limit is not None and dirs > limit * 0.8:
+        out.append(Finding("warn", "inotify", f"{dirs} folders to watch, limit {limit}",
+                           "sysctl fs.inotify.max_user_watches=524288 (and in /etc/sysctl.d/)"))  # fmt: skip
+    return out
+
+
+def _phones(cfg: Config) -> list[Finding]:
+    if not usbmuxd_installed():
+        return [Finding("fail", "usbmuxd", "not installed: photod cannot see iPhones",
+                        "sudo apt install usbmuxd")]  # fmt: skip
+    out = [Finding("ok", "usbmuxd", "installed")]
+    sock = usbmuxd_socket()
+    if ":" not in sock and not Path(sock).exists():
+        out.append(Finding("warn", "usbmuxd", f"{sock} is missing: it starts by itself when "
+                           "an iPhone is plugged in (Linux)"))  # fmt: skip
+    why = _writable(cfg.state_dir / "pairing")
+    out.append(
+        Finding("ok", "pairing", "pairing records can be kept") if not why
+        else Finding("fail", "pairing", f"{cfg.state_dir / 'pairing'}: {why}", "fix the state dir")
+    )  # fmt: skip
+    return out
+
+
+def _service(cfg: Config, home: Path) -> list[Finding]:
+    installed = service.status(False, home)
+    pid = running_pid(cfg.state_dir)
+    running = f"the daemon runs (pid {pid})" if pid else "the daemon is not running"
+    if installed.problems and not installed.done:
+        level = "ok" if pid else "warn"
+        return [Finding(level, "service", f"not installed as a service; {running}",
+                        "" if pid else "`photod service install`")]  # fmt: skip
+    return [Finding("ok" if pid else "warn", "service", f"installed; {running}",
+                    "" if pid else "`systemctl --user start photod`")]  # fmt: skip
+
+
+def _clock(log_dir: Path) -> Finding:
+    """The clock is after photod existed, and not before the last logged event (a
+    clock that jumped back makes new copies look older than old ones)."""
+    now = time.time()
+    fix = "set the clock (timedatectl set-ntp true)"
+    shown = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(now))
+    if now < EARLIEST:
+        return Finding("fail", "clock", f"{shown} is before photod existed", fix)
+    last = _last_event_time(log_dir)
+    if last is not None and last > now + 3600:
+        return Finding("fail", "clock", f"{shown} is before the last logged event "
+                       f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(last))})", fix)  # fmt: skip
+    return Finding("ok", "clock", shown)
+
+
+def _last_event_time(log_dir: Path) -> float | None:
+    from datetime import datetime
+
+    from photod.logs import LOG_NAME
+
+    try:
+        with open(log_dir / LOG_NAME, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 4096))
+            tail = f.read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(tail):
+        start = line.find(b'"ts": "')
+        if start >= 0:
+            stamp = line[start + 7 : start + 7 + 27].split(b'"')[0].decode(errors="replace")
+            try:
+                return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return None
