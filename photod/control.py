@@ -120,15 +120,7 @@ class ControlServer:
 
     @staticmethod
     def _read(conn: socket.socket) -> dict[str, Any]:
-        data = b""
-        while b"\n" not in data:
-            chunk = conn.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-            if len(data) > MAX_REQUEST:
-                raise ValueError("request too long")
-        request = json.loads(data.split(b"\n", 1)[0] or b"null")
+        request = json.loads(_line(conn, MAX_REQUEST) or b"null")
         if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
             raise ValueError('expected one JSON object with a "cmd"')
         return request
@@ -136,6 +128,19 @@ class ControlServer:
     @staticmethod
     def _answer(conn: socket.socket, answer: dict[str, Any]) -> None:
         conn.sendall(json.dumps(answer).encode() + b"\n")
+
+
+def _line(conn: socket.socket, limit: int) -> bytes:
+    """One line (without its newline), or what came before the other side closed."""
+    data = b""
+    while b"\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > limit:
+            raise ValueError("line too long")
+    return data.split(b"\n", 1)[0]
 
 
 def ask(path: Path, request: dict[str, Any], timeout: float = 30) -> dict[str, Any] | None:
@@ -148,12 +153,7 @@ def ask(path: Path, request: dict[str, Any], timeout: float = 30) -> dict[str, A
         except (FileNotFoundError, ConnectionRefusedError):
             return None
         sock.sendall(json.dumps(request).encode() + b"\n")
-        data = b""
-        while b"\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = _line(sock, 16 * 1024 * 1024)
     finally:
         sock.close()
     answer = json.loads(data or b"null")
