@@ -154,9 +154,14 @@ class Pipeline:
                 log.warning("target_close_failed", target=state.target.name, error=str(exc))
 
     def alive(self) -> bool:
+        """Every thread that should run does (WATCHDOG=1 is sent only then).  A watcher
+        whose folder went away (deleted, or on a drive that was unplugged) lost its
+        thread for a reason: the reconcile scan watches it again once it is back."""
         devices_ok = self.devices is None or not self.watching or self.devices.alive()
         return devices_ok and all(
-            w.alive() for w in self.watchers.values() if w.observer is not None
+            w.alive() or not w.root.is_dir()
+            for w in self.watchers.values()
+            if w.observer is not None
         )
 
     def _can_import(self) -> bool:
@@ -225,8 +230,13 @@ class Pipeline:
         for name, watcher in self.watchers.items():
             if self.stop_event.is_set():
                 return
-            if self.watching and watcher.observer is None:
-                watcher.start()  # the folder was missing at start (a drive, a mount)
+            if self.watching and watcher.root.is_dir() and not watcher.alive():
+                # Missing at start, or its watch thread ended when the folder went away
+                # (a drive unplugged, a folder renamed back): watch it again.
+                if watcher.observer is not None:
+                    watcher.stop()
+                    log.info("source_rewatched", source=name, path=str(watcher.root))
+                watcher.start()
             if not watcher.root.is_dir():
                 continue
             started = time.monotonic()

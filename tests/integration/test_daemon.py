@@ -370,3 +370,44 @@ def test_speaks_sd_notify(setup: Setup) -> None:
         messages = []
         while not any(m.startswith("STOPPING=1") for m in messages):
             messages.append(sock.recv(4096).decode())
+
+
+def test_a_watch_folder_that_goes_and_comes_back_is_watched_again(
+    setup: Setup, samples: Path
+) -> None:
+    """A watch folder that disappears (deleted, or its drive unplugged) ends its watch
+    thread: the daemon does not count that as a dead daemon (WATCHDOG=1 goes on, so
+    systemd does not restart it), and when the folder is back the next scan watches it
+    again (`source_rewatched`): a new photo there is taken within seconds."""
+    import socket
+
+    from tests.conftest import write_config
+
+    config = write_config(
+        setup.home / "photod.toml",
+        [{"name": "inbox", "type": "folder", "path": str(setup.inbox)}],
+        [{"name": "library", "type": "local", "path": str(setup.home / "library")}],
+        extra=(
+            f'[daemon]\nstate_dir = "{setup.home}/state"\nlog_dir = "{setup.home}/log"\n'
+            'rescan_interval = "1s"\n[ingest]\nsettle = "0.5s"\n'
+        ),
+    )
+    sock_path = setup.home / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(sock_path))
+        sock.settimeout(15)
+        p = setup.factory(config)
+        p.env["NOTIFY_SOCKET"] = str(sock_path)
+        p.start()
+        try:
+            assert sock.recv(4096).startswith(b"READY=1")
+            setup.inbox.rmdir()  # gone (as when its drive is unplugged)
+            time.sleep(2)
+            pings = [sock.recv(4096) for _ in range(2)]  # 5 s apart: still alive
+            assert all(m.startswith(b"WATCHDOG=1") for m in pings)
+            setup.inbox.mkdir()  # back, as a new folder
+            p.wait_event("source_rewatched", timeout=15, source="inbox")
+            shutil.copy2(next(samples.iterdir()), setup.inbox / "back.jpg")
+            p.wait_event("asset_ingested", timeout=15, path="back.jpg")
+        finally:
+            assert 0 == p.stop()
