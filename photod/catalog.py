@@ -782,6 +782,25 @@ class Catalog:
                 (name, target_id, root, mount_rel, now_iso()),
             )
 
+    def target_seen(self, name: str) -> None:
+        """The target answered now (kept for "not connected for 14 days")."""
+        with self._tx() as db:
+            db.execute("UPDATE targets SET last_seen=? WHERE name=?", (now_iso(), name))
+
+    def last_seen(self, name: str) -> str | None:
+        with self._lock:
+            r = self._db.execute("SELECT last_seen FROM targets WHERE name=?", (name,)).fetchone()
+        return r[0] if r else None
+
+    def holdings_before(self, added_before: str) -> list[tuple[frozenset[str], int]]:
+        """Like ``holdings``, for the assets added before a time."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT held, count(*) FROM assets WHERE added_at < ? GROUP BY held",
+                (added_before,),
+            ).fetchall()
+        return [(frozenset(r[0].split("\0")) if r[0] else frozenset(), int(r[1])) for r in rows]
+
     def add_temps(self, temps: list[tuple[str, str]]) -> None:
         """Record (target, temp key) of copies being written, in one transaction."""
         if temps:

@@ -210,6 +210,7 @@ Window = Annotated[tuple[int, int], BeforeValidator(parse_window)]
 RECIPIENT_PATTERN = r"^age1[02-9ac-hj-np-z]{58}$"
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 REMOTE_PATTERN = r"^[A-Za-z0-9_.][A-Za-z0-9_. -]*:.*$"
+URL_PATTERN = r"^https?://\S+$"
 
 
 class _Target(_Strict):
@@ -222,6 +223,9 @@ class _Target(_Strict):
     bandwidth_limit: Rate | None = None  # uploads to this target, bytes per second
     window: Window | None = None  # copy only in these local hours
     on_battery: bool = Field(True, strict=True)  # false: pause while on battery
+    # Tell the owner when the target has not been reachable for this long ("the
+    # external drive 'T7' has not been connected for 14 days").
+    expect_every: Duration | None = None
 
     def info(self) -> TargetInfo:
         return TargetInfo(self.name, self.media, self.offsite)  # type: ignore[attr-defined]
@@ -317,6 +321,23 @@ class ScheduleConfig(_Strict):
     drill_sample: int = Field(20, ge=1, le=100_000, strict=True)  # files per target
 
 
+class NotifyConfig(_Strict):
+    """Who is told when something fails (`photod logs` always has the whole story)."""
+
+    desktop: bool = Field(True, strict=True)  # D-Bus notifications (Linux), osascript (macOS)
+    webhook: Annotated[str, Field(pattern=URL_PATTERN)] | None = None
+    webhook_format: Literal["json", "ntfy"] = "json"  # json: Gotify, Slack; ntfy: plain text
+    email_to: str | None = None
+    email_from: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535, strict=True)
+    smtp_tls: Literal["starttls", "ssl", "none"] = "starttls"
+    smtp_user: str | None = None
+    smtp_password_file: Path | None = None  # mode 600
+    every: Duration = 3600.0  # the same kind of message at most this often
+    grace: Duration = 86400.0  # tell when photos stay short of the policy this long
+
+
 class DaemonConfig(_Strict):
     state_dir: Path | None = None
     log_dir: Path | None = None
@@ -347,6 +368,7 @@ class Config(_Strict):
     targets: list[Target] = Field(default_factory=list)
     encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
 
@@ -432,6 +454,7 @@ _PATTERNS = {
     RECIPIENT_PATTERN: "an age recipient, 'age1' and 58 more characters (`photod keygen` prints one)",
     BUCKET_PATTERN: "a bucket name: 3-63 lowercase letters, digits, '.' and '-'",
     REMOTE_PATTERN: "an rclone remote 'name:path', e.g. 'b2:my-photos' (`rclone listremotes`)",
+    URL_PATTERN: "a URL starting with http:// or https://",
 }
 
 
@@ -509,6 +532,8 @@ def secret_files(cfg: Config) -> list[tuple[str, Path]]:
     files: list[tuple[str, Path]] = []
     if cfg.encryption.identity is not None:
         files.append(("encryption.identity", cfg.encryption.identity))
+    if cfg.notify.smtp_password_file is not None:
+        files.append(("notify.smtp_password_file", cfg.notify.smtp_password_file))
     for i, t in enumerate(cfg.targets):
         if isinstance(t, S3Target) and t.credentials_file is not None:
             files.append((f"targets[{i}].credentials_file", t.credentials_file))
@@ -585,6 +610,8 @@ def _cross_checks(cfg: Config) -> list[str]:
                     f"targets[{ti}].path: {target.path} overlaps targets[{tj}].path "
                     f"({earlier.path}); each target needs its own folder"
                 )
+    if cfg.notify.email_to and not cfg.notify.smtp_host:
+        problems.append("notify.email_to: needs notify.smtp_host, the server that sends it")
     encrypted = [i for i, t in enumerate(cfg.targets) if t.encrypt]
     if encrypted and cfg.encryption.identity is None:
         problems.append(
@@ -637,6 +664,12 @@ def parse(text: str, path: Path) -> Config:
                 for s in cfg.sources
             ],
             "targets": [_resolve_target(t, base) for t in cfg.targets],
+            "notify": cfg.notify.model_copy(
+                update={
+                    "smtp_password_file": cfg.notify.smtp_password_file
+                    and _resolve(cfg.notify.smtp_password_file, base)
+                }
+            ),
             "encryption": cfg.encryption.model_copy(
                 update={
                     "identity": cfg.encryption.identity and _resolve(cfg.encryption.identity, base)

@@ -24,6 +24,7 @@ from photod.config import Config
 from photod.control import ControlServer
 from photod.errors import AlreadyRunning, ConfigError
 from photod.logs import log
+from photod.notify import Notifier
 from photod.pipeline import Pipeline
 
 LOCK_NAME = "photod.lock"
@@ -212,6 +213,10 @@ class Daemon:
         started = time.monotonic()
         pipeline = Pipeline(cfg, catalog)
         pipeline.paused_until = self._paused_until
+        notifier = Notifier(cfg.notify)
+        notifier.start()
+        pipeline.notifier = notifier
+        logs.listeners.append(notifier.on_event)
         pipeline.start(watch=True)
         scheduler = jobs.start(pipeline, cfg)
         self._pipeline, self._scheduler = pipeline, scheduler
@@ -244,6 +249,8 @@ class Daemon:
         pipeline.stop_event.set()
         jobs.stop(scheduler)
         pipeline.stop()
+        logs.listeners.remove(notifier.on_event)
+        notifier.stop()  # what is queued still goes out
         log.info("pipeline_stopped", duration=round(time.monotonic() - stopping, 3))
 
     # -- the control socket -----------------------------------------------------------

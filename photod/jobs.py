@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # config imports this module to check cron lines
 
 SETTLE_TICK = 0.25  # seconds between looks at files that are still being written
 TARGET_PROBE = 5.0  # seconds between checks that a drive came or went
+REMIND = 15.0  # seconds between looks for reminders (each kind is sent at most `every`)
 
 
 def cron_trigger(line: str) -> CronTrigger:
@@ -109,6 +110,7 @@ def start(pipeline: Pipeline, cfg: Config) -> BackgroundScheduler:
         next_run_time=now,
     )
 
+    scheduler.add_job(_guarded(pipeline.remind), "interval", seconds=REMIND, id="remind")
     for job, line in (("scrub", cfg.schedule.scrub), ("drill", cfg.schedule.drill)):
         missed = _missed(pipeline.catalog.last_run(job), line, now)
         # (next_run_time=None would add the job paused: pass it only when set.)

@@ -9,6 +9,7 @@ follow one photo through the log.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import logging.handlers
@@ -25,6 +26,17 @@ LOG_NAME = "photod.jsonl"
 FAILURE_LEVELS = {"warning", "error", "critical"}
 
 log = structlog.get_logger("photod")
+
+# Callables told of every event photod logs (the notifier); they must not block.
+listeners: list[Any] = []
+
+
+def _tap(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for listener in listeners:
+        # A listener's bug must not lose the event itself.
+        with contextlib.suppress(Exception):
+            listener(dict(event))
+    return event
 
 
 def _front(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -48,7 +60,7 @@ def setup(
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
     ]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[*shared, _tap, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

@@ -8,9 +8,11 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from photod import snapshot
+from photod import policy, snapshot
 from photod.catalog import Catalog
 from photod.config import Config
 from photod.config import LocalTarget as LocalTargetConfig
@@ -33,6 +35,9 @@ from photod.targets.rclone import RcloneTarget
 from photod.targets.s3 import S3Target
 from photod.throttle import TokenBucket
 from photod.verify import Scrubber
+
+if TYPE_CHECKING:
+    from photod.notify import Notifier
 
 
 def _target(cfg: Config, t: TargetConfig, keys: Keys | None) -> Target:
@@ -124,6 +129,7 @@ class Pipeline:
         # `photod pause`: until this time.time() nothing heavy starts (imports, copies,
         # scans, scrubs, drills); events still arrive and wait.  Set by the daemon.
         self.paused_until = 0.0
+        self.notifier: Notifier | None = None  # set by the daemon
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -321,3 +327,49 @@ class Pipeline:
         except (PhotodError, OSError) as exc:
             log.warning("snapshot_failed", error=str(exc))
         self._snapshot_at = (self.catalog.changes(), at)
+
+    def remind(self) -> None:
+        """The reminders no single event triggers: a target away longer than its
+        ``expect_every``, and photos short of the policy for longer than ``grace``."""
+        if self.notifier is None:
+            return
+        from photod.notify import Message
+
+        now = datetime.now(UTC)
+        for t in self.cfg.targets:
+            state = self.targets[t.name]
+            if t.expect_every is None or state.available:
+                continue
+            seen = self.catalog.last_seen(t.name)
+            since = (
+                datetime.fromisoformat(seen.replace("Z", "+00:00"))
+                if seen
+                else datetime.fromtimestamp(state.since, UTC)
+            )
+            away = (now - since).total_seconds()
+            if away > t.expect_every:
+                kind = {"external": "external drive", "nas": "NAS"}.get(str(t.media), "target")
+                self.notifier.send(Message(
+                    f"away:{t.name}",
+                    f"photod: {kind} '{t.name}' missing",
+                    f"the {kind} '{t.name}' has not been connected for {_span(away)}; "
+                    f"{state.reason}",
+                ))  # fmt: skip
+        cutoff = (now - timedelta(seconds=self.cfg.notify.grace)).isoformat(timespec="seconds")
+        rule, infos = self.cfg.policy.rule(), self.cfg.target_infos()
+        short = sum(n for held, n in self.catalog.holdings_before(cutoff.replace("+00:00", "Z"))
+                    if not policy.evaluate(rule, held, infos).compliant)  # fmt: skip
+        if short:
+            self.notifier.send(Message(
+                "policy",
+                "photod: photos are not protected",
+                f"{short} photo(s) have been short of the 3-2-1 policy for more than "
+                f"{_span(self.cfg.notify.grace)}; `photod status` says what is missing",
+            ))  # fmt: skip
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds)} seconds"

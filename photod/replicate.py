@@ -68,6 +68,7 @@ class TargetState:
     backoff: float = 0.0
     next_probe: float = 0.0
     since: float = field(default_factory=time.time)  # when ``available`` last changed
+    seen_saved: float = 0.0  # monotonic time the catalog last heard it answer
 
     def paused(self) -> str:
         """Why writes wait now ("" when they may run).  The battery is read only for a
@@ -182,6 +183,9 @@ class Replicator:
                 pending=self.catalog.pending_count(name),
             )
         self._set(state, True, "")
+        if now - state.seen_saved > 3600 or not state.seen_saved:
+            self.catalog.target_seen(name)  # hourly: "not connected for N days" needs it
+            state.seen_saved = now
         return True
 
     def _tidy(self, name: str, state: TargetState) -> None:

@@ -49,6 +49,7 @@ def test_example_config_is_valid() -> None:
         config.RcloneTarget,
         config.EncryptionConfig,
         config.ScheduleConfig,
+        config.NotifyConfig,
     )
     undocumented = [k for m in models for k in m.model_fields if f"{k} =" not in text]
     assert [] == undocumented
@@ -199,6 +200,9 @@ BAD = [
         "required key 'type' is missing",
     ),
     ('path = "/etc"\n' + BASE + targets("x"), "(top level)", "unknown key 'path'"),
+    (BASE + targets("x") + '[notify]\nwebhook = "ftp://x"\n', "notify.webhook", "http:// or https://"),
+    (BASE + targets("x") + '[notify]\nemail_to = "a@b.c"\n', "notify.email_to", "smtp_host"),
+    (BASE + targets("x|expect_every = \"often\"\n"), "targets[0].expect_every", "duration"),
     (
         BASE + targets("x") + '[schedule]\nscrub = "61 3 * * *"\n',
         "schedule.scrub",

@@ -1,0 +1,206 @@
+"""Being told: a real daemon sends notifications to a desktop notification server on
+a private D-Bus session bus, a webhook and an SMTP server, all on this machine."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socketserver
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jeepney import MessageType, message_bus, new_method_return
+from jeepney.io.blocking import open_dbus_connection
+
+from tests.conftest import wait_for
+from tests.integration.conftest import Setup, backed_up_twice
+from tests.servers import need
+
+pytestmark = pytest.mark.integration
+
+
+class Webhook:
+    """An HTTP server on 127.0.0.1 that keeps every POST (headers and body)."""
+
+    def __init__(self) -> None:
+        got: list[tuple[dict[str, str], bytes]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                got.append((dict(self.headers), body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.got = got
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/photod"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Mailbox:
+    """A small SMTP server on 127.0.0.1 that keeps every message it is given."""
+
+    def __init__(self) -> None:
+        mails: list[str] = []
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                self.wfile.write(b"220 test ESMTP\r\n")
+                while line := self.rfile.readline():
+                    verb = line[:4].upper()
+                    if verb == b"DATA":
+                        self.wfile.write(b"354 go on\r\n")
+                        data = b""
+                        while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                            data += chunk
+                        mails.append(data.decode("utf-8", "replace"))
+                        self.wfile.write(b"250 kept\r\n")
+                    elif verb == b"QUIT":
+                        self.wfile.write(b"221 bye\r\n")
+                        return
+                    else:
+                        self.wfile.write(b"250 ok\r\n")
+
+        self.mails = mails
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Desktop:
+    """A private D-Bus session bus (dbus-daemon) and a notification server on it that
+    keeps every Notify call, as a desktop's would show them."""
+
+    def __init__(self, folder: Path) -> None:
+        daemon = need("dbus-daemon", "apt install dbus")
+        self.address = f"unix:path={folder / 'bus'}"
+        self.proc = subprocess.Popen(
+            [daemon, "--session", "--nofork", f"--address={self.address}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(lambda: (folder / "bus").exists(), 10, "the session bus")
+        self.shown: list[tuple[str, str]] = []  # (summary, body)
+        self.stop = threading.Event()
+        self.conn = open_dbus_connection(bus=self.address)
+        self.conn.send_and_get_reply(message_bus.RequestName("org.freedesktop.Notifications"))
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                msg = self.conn.receive(timeout=0.5)
+            except TimeoutError:
+                continue
+            call = msg.header.message_type == MessageType.method_call
+            if call and msg.header.fields.get(3) == "Notify":  # 3: MEMBER
+                self.shown.append((msg.body[3], msg.body[4]))
+                self.conn.send(new_method_return(msg, "u", (len(self.shown),)))
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.conn.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def channels(tmp_path: Path) -> Iterator[tuple[Webhook, Mailbox, Desktop]]:
+    hook, box, desk = Webhook(), Mailbox(), Desktop(tmp_path)
+    yield hook, box, desk
+    hook.close()
+    box.close()
+    desk.close()
+
+
+def test_a_missing_drive_and_unprotected_photos_are_told_everywhere(
+    setup: Setup, samples: Path, channels: tuple[Webhook, Mailbox, Desktop]
+) -> None:
+    """An external drive away longer than its expect_every, and photos short of the
+    policy longer than grace, each reach the desktop (D-Bus Notify), the webhook (JSON
+    for Gotify/Slack) and the mailbox (SMTP); each kind once, whatever the repeats."""
+    hook, box, desk = channels
+    p = setup.photod(
+        [
+            {"name": "lib", "path": str(setup.home / "lib")},
+            {
+                "name": "t7",
+                "path": str(setup.home / "T7"),
+                "media": "external",
+                "expect_every": "1s",
+            },
+        ],
+        policy={"copies": 2, "media": 2, "offsite": 0},
+        extra=(
+            f'\n[notify]\nwebhook = "{hook.url}"\nemail_to = "anna@example.org"\n'
+            f'smtp_host = "127.0.0.1"\nsmtp_port = {box.port}\nsmtp_tls = "none"\n'
+            'grace = "1s"\n'
+        ),
+    )
+    p.env["DBUS_SESSION_BUS_ADDRESS"] = desk.address
+    p.start()
+    try:
+        shutil.copy2(next(samples.iterdir()), setup.inbox / "a.jpg")
+        p.wait_event("notification_sent", count=6, timeout=60)
+        time.sleep(16)  # another reminder round: nothing new (at most once per `every`)
+        assert 6 == len(p.events("notification_sent"))
+    finally:
+        assert 0 == p.stop()
+    titles = sorted(s for s, _ in desk.shown)
+    assert ["photod: external drive 't7' missing", "photod: photos are not protected"] == titles
+    away = next(b for s, b in desk.shown if "missing" in s)
+    assert "the external drive 't7' has not been connected for" in away
+    posted = sorted(json.loads(body)["title"] for _, body in hook.got)
+    assert titles == posted
+    assert all("text" in json.loads(body) for _, body in hook.got)
+    subjects = sorted(
+        next(line[9:] for line in m.splitlines() if line.startswith("Subject: ")) for m in box.mails
+    )
+    assert titles == subjects
+    assert all("To: anna@example.org" in m for m in box.mails)
+
+
+def test_damage_is_told_once_and_a_dead_channel_is_logged(setup: Setup, samples: Path) -> None:
+    """Two damaged copies found by one scrub give one message (ntfy's plain-text form
+    here); a channel that cannot be reached is a `notify_failed` event, never a crash."""
+    hook = Webhook()
+    try:
+        extra = (
+            f'\n[notify]\nwebhook = "{hook.url}"\nwebhook_format = "ntfy"\n'
+            'email_to = "x@example.org"\nsmtp_host = "127.0.0.1"\nsmtp_port = 1\n'
+            'smtp_tls = "none"\n'
+        )
+        p, lib, _, originals = backed_up_twice(setup, samples, extra)
+        for key in sorted(originals)[:2]:
+            (lib / key).write_bytes(b"rotten")
+        p.start()
+        assert 0 == p.cli("verify", "--all").returncode
+        p.wait_event("scrub_finished", timeout=30)
+        p.wait_event("notify_failed", timeout=30, channel="email")
+        p.wait_event("notification_sent", timeout=30, channel="webhook")
+        assert 0 == p.stop()
+        assert 1 == len(hook.got)
+        headers, body = hook.got[0]
+        assert "photod: a copy went bad" == headers["Title"]
+        assert "on 'lib' was damaged" in body.decode()
+    finally:
+        hook.close()
