@@ -200,9 +200,13 @@ BAD = [
         "required key 'type' is missing",
     ),
     ('path = "/etc"\n' + BASE + targets("x"), "(top level)", "unknown key 'path'"),
-    (BASE + targets("x") + '[notify]\nwebhook = "ftp://x"\n', "notify.webhook", "http:// or https://"),
+    (
+        BASE + targets("x") + '[notify]\nwebhook = "ftp://x"\n',
+        "notify.webhook",
+        "http:// or https://",
+    ),
     (BASE + targets("x") + '[notify]\nemail_to = "a@b.c"\n', "notify.email_to", "smtp_host"),
-    (BASE + targets("x|expect_every = \"often\"\n"), "targets[0].expect_every", "duration"),
+    (BASE + targets('x|expect_every = "often"\n'), "targets[0].expect_every", "duration"),
     (
         BASE + targets("x") + '[schedule]\nscrub = "61 3 * * *"\n',
         "schedule.scrub",
