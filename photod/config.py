@@ -343,6 +343,9 @@ class DaemonConfig(_Strict):
     log_dir: Path | None = None
     runtime_dir: Path | None = None  # the control socket; default: the platform runtime dir
     workers: int = Field(2, ge=1, le=32, strict=True)
+    # How politely the whole daemon runs: "idle" I/O (only when nothing else uses the
+    # disk) and nice 10 by default, as the systemd units set it; "low"; "normal".
+    priority: Literal["idle", "low", "normal"] = "idle"
     rescan_interval: Duration = 900.0
     retry_interval: Duration = 30.0
     retry_max: Duration = 3600.0

@@ -26,6 +26,7 @@ from photod.errors import AlreadyRunning, ConfigError
 from photod.logs import log
 from photod.notify import Notifier
 from photod.pipeline import Pipeline
+from photod.throttle import lower_priority
 
 LOCK_NAME = "photod.lock"
 CATALOG_NAME = "catalog.sqlite"
@@ -172,6 +173,8 @@ class Daemon:
         logs.setup(
             cfg.log_dir, console=True, max_bytes=cfg.daemon.log_max_size, keep=cfg.daemon.log_keep
         )
+        # First, before any thread starts: every thread inherits it.
+        lower_priority(cfg.daemon.priority, nice=10)
         lock = StateLock(cfg.state_dir)
         catalog = Catalog(cfg.state_dir / CATALOG_NAME)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

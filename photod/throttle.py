@@ -34,11 +34,12 @@ def paused(
     return ""
 
 
-def lower_priority(level: str) -> None:
-    """Lower the calling thread's I/O class and CPU priority for a scrub: "idle" reads
-    only when no one else wants the disk (ionice -c3), "low" is best-effort at the
-    lowest level (ionice -c2 -n7); both add 10 to the nice value.  Linux applies both
-    per thread; call it in a thread that ends with the scrub."""
+def lower_priority(level: str, nice: int | None = None) -> None:
+    """Lower the calling thread's I/O class and CPU priority: "idle" reads only when no
+    one else wants the disk (ionice -c3), "low" is best-effort at the lowest level
+    (ionice -c2 -n7).  The nice value becomes at least ``nice``, or goes up by 10 when
+    it is None.  Linux applies both per thread, and threads started afterwards inherit
+    them: the daemon calls it first thing; a scrub in a thread that ends with it."""
     if level == "normal" or not hasattr(psutil, "IOPRIO_CLASS_IDLE"):
         return
     tid = threading.get_native_id()
@@ -48,7 +49,10 @@ def lower_priority(level: str) -> None:
             proc.ionice(psutil.IOPRIO_CLASS_IDLE)
         else:
             proc.ionice(psutil.IOPRIO_CLASS_BE, value=7)
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + 10))
+        now = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(
+            os.PRIO_PROCESS, tid, min(19, max(now, nice) if nice is not None else now + 10)
+        )
     except (psutil.Error, OSError):
         pass  # a politeness, never a reason to skip the scrub
 

@@ -411,3 +411,21 @@ def test_a_watch_folder_that_goes_and_comes_back_is_watched_again(
             p.wait_event("asset_ingested", timeout=15, path="back.jpg")
         finally:
             assert 0 == p.stop()
+
+
+def test_the_daemon_runs_politely_by_default(setup: Setup) -> None:
+    """Without systemd setting it, the daemon lowers its own priority first thing: nice
+    10 and the idle I/O class, inherited by every thread (a copy never competes with
+    what the person is doing)."""
+    import psutil
+
+    p = setup.photod([{"name": "library", "path": str(setup.home / "library")}]).start()
+    try:
+        assert p.proc is not None
+        proc = psutil.Process(p.proc.pid)
+        threads = [psutil.Process(t.id) for t in proc.threads()]
+        assert len(threads) > 3
+        assert all(10 == t.nice() for t in threads), [t.nice() for t in threads]
+        assert all(psutil.IOPRIO_CLASS_IDLE == t.ionice().ioclass for t in threads)
+    finally:
+        assert 0 == p.stop()
