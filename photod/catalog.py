@@ -191,7 +191,6 @@ class CheckItem:
     relpath: str
     size: int
     checked_at: str
-    kind: Kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,14 +496,13 @@ class Catalog:
         a page at a time: pass the last item's (checked_at, asset) as ``after``."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT r.asset, r.relpath, r.size, coalesce(r.checked_at, ''), a.kind"
-                " FROM replicas r JOIN assets a ON a.sha256 = r.asset"
+                "SELECT r.asset, r.relpath, r.size, coalesce(r.checked_at, '') FROM replicas r"
                 " WHERE r.target=? AND r.state='verified'"
                 " AND (coalesce(r.checked_at, ''), r.asset) > (?, ?)"
                 " ORDER BY coalesce(r.checked_at, ''), r.asset LIMIT ?",
                 (target, after[0], after[1], limit),
             ).fetchall()
-        return [CheckItem(r[0], r[1], r[2], r[3], Kind(r[4])) for r in rows]
+        return [CheckItem(r[0], r[1], r[2], r[3]) for r in rows]
 
     def check_totals(self, target: str) -> tuple[int, int, str | None]:
         """(verified replicas, their bytes, the oldest full re-read) on a target."""

@@ -254,7 +254,18 @@ class LocalTarget(_Target):
         return str(self.path)
 
 
-class S3Target(_Target):
+class _RemoteTarget(_Target):
+    """What S3 and rclone targets share: uploads in parallel, and offsite by default."""
+
+    transfers: int = Field(4, ge=1, le=32, strict=True)  # files uploaded at once
+    # Most bytes a scrub may download from here each month to re-read copies in full
+    # (cheap checks of presence and size run every scrub whatever this says).
+    egress_budget: Monthly = 10 * 1024**3
+    media: Media = Media.CLOUD
+    offsite: bool = Field(True, strict=True)
+
+
+class S3Target(_RemoteTarget):
     type: Literal["s3"]
     bucket: Annotated[str, Field(pattern=BUCKET_PATTERN)]
     prefix: str = ""  # objects go under this prefix ("photos/" or "")
@@ -263,12 +274,6 @@ class S3Target(_Target):
     profile: str | None = None  # a profile of the shared AWS credentials file
     credentials_file: Path | None = None  # an AWS-style credentials file, mode 600
     part_size: Size = 16 * 1024**2  # larger files go up in parts of this size
-    transfers: int = Field(4, ge=1, le=32, strict=True)  # files uploaded at once
-    # Most bytes a scrub may download from here each month to re-read copies in full
-    # (cheap checks of presence and size run every scrub whatever this says).
-    egress_budget: Monthly = 10 * 1024**3
-    media: Media = Media.CLOUD
-    offsite: bool = Field(True, strict=True)
 
     @property
     def where(self) -> str:
@@ -276,19 +281,13 @@ class S3Target(_Target):
         return f"{where} at {self.endpoint}" if self.endpoint else where
 
 
-class RcloneTarget(_Target):
+class RcloneTarget(_RemoteTarget):
     type: Literal["rclone"]
     remote: Annotated[str, Field(pattern=REMOTE_PATTERN)]  # "name:path" of an rclone remote
     # The remote's settings inline ({type = "sftp", host = ...}) instead of in the
     # user's rclone.conf; photod writes them to a private rclone.conf of its own.
     rclone_config: dict[str, str] | None = None
     config_file: Path | None = None  # an rclone.conf other than rclone's default
-    transfers: int = Field(4, ge=1, le=32, strict=True)  # files uploaded at once
-    # Most bytes a scrub may download from here each month to re-read copies in full
-    # (cheap checks of presence and size run every scrub whatever this says).
-    egress_budget: Monthly = 10 * 1024**3
-    media: Media = Media.CLOUD
-    offsite: bool = Field(True, strict=True)
 
     @property
     def where(self) -> str:
