@@ -318,6 +318,9 @@ class ScheduleConfig(_Strict):
     io_priority: Literal["idle", "low", "normal"] = "idle"
     drill: Cron = "0 4 * * 0"
     drill_sample: int = Field(20, ge=1, le=100_000, strict=True)  # files per target
+    # false: a scrub or drill that falls due while the computer runs on battery waits
+    # for mains power, and runs as soon as it is back (a laptop's battery is spared).
+    on_battery: bool = Field(True, strict=True)
 
 
 class NotifyConfig(_Strict):

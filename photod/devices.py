@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from photod import usb
+from photod import failpoints, usb
 from photod.catalog import Catalog, DeviceFile, DeviceRecord, now_iso
 from photod.config import Config, IPhoneSource
 from photod.errors import (
@@ -108,6 +108,7 @@ class DeviceManager:
         self._ending: dict[str, asyncio.Task[None]] = {}  # cancelled, still cleaning up
         self._visible: set[str] = set()  # UDIDs usbmuxd lists now, without dashes
         self._records: dict[str, DeviceRecord] = {}
+        self._imports: dict[str, _Import] = {}  # the import running on each phone
         self.usbmuxd_up: bool | None = None
         self._stopping = False
 
@@ -131,6 +132,25 @@ class DeviceManager:
 
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    def live(self) -> list[dict[str, Any]]:
+        """Each phone attached now: its state and, while it imports, how far it got
+        (for `photod status` through the control socket; read from another thread, so
+        only copies are taken)."""
+        out = []
+        for udid, record in list(self._records.items()):
+            if udid not in self._sessions:
+                continue
+            row: dict[str, Any] = {"device": record.name, "udid": udid, "state": record.state,
+                                   "detail": record.detail}  # fmt: skip
+            p = self._imports.get(udid)
+            if p is not None and record.state == "importing":
+                rate, eta = p.eta()
+                row.update(files=p.done_files, of_files=p.files, bytes=p.done_bytes,
+                           of_bytes=p.bytes, rate=round(rate),
+                           eta=None if eta is None else round(eta))  # fmt: skip
+            out.append(row)
+        return out
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -206,6 +226,7 @@ class DeviceManager:
         return None
 
     def _attached(self, udid: str) -> None:
+        failpoints.hit("device_attached")  # the fault campaign's thread that dies
         self._visible.add(usb.normal(udid))
         source = self._source_for(udid)
         if source is None:
@@ -297,7 +318,7 @@ class DeviceManager:
                     await link.start_files()
                     if not self.targets_ready():
                         raise _NoTarget()
-                    progress = _Import()
+                    progress = self._imports[udid] = _Import()
                     await self._import(link, source, progress)
                     told, failures = None, 0
                     await link.close()
@@ -362,6 +383,7 @@ class DeviceManager:
                         await link.close()
                         link = None
         except asyncio.CancelledError:
+            self._imports.pop(udid, None)
             unfinished = progress.files - progress.done_files
             if self._stopping:
                 self._set(udid, "detached", "photod stopped")

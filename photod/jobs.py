@@ -57,21 +57,29 @@ def _missed(last: tuple[str, object] | None, line: str, now: datetime) -> dateti
 
 
 def _guarded(
-    job: Callable[[], None], paused: Callable[[], bool] = lambda: False
+    job: Callable[[], None],
+    paused: Callable[[], bool] = lambda: False,
+    running: set[str] | None = None,
 ) -> Callable[[], None]:
     """A job boundary: a failure becomes one event and the daemon goes on; the job
-    simply runs again at its next time.  A heavy job does not start while ``paused``."""
+    simply runs again at its next time.  A heavy job does not start while ``paused``;
+    while it runs its name is in ``running`` (for `photod status`)."""
 
     @functools.wraps(job)
     def run() -> None:
         if paused():
             return
+        if running is not None:
+            running.add(job.__name__)
         try:
             job()
         except Stopping:
             pass
         except Exception as exc:
             log.exception("job_failed", job=job.__name__, error=str(exc))
+        finally:
+            if running is not None:
+                running.discard(job.__name__)
 
     return run
 
@@ -88,22 +96,23 @@ def start(pipeline: Pipeline, cfg: Config) -> BackgroundScheduler:
     scheduler.add_job(
         _guarded(pipeline.probe_targets), "interval", seconds=TARGET_PROBE, id="probe"
     )
+    busy = pipeline.running
     scheduler.add_job(
-        _guarded(pipeline.retry_local, pipeline.paused),
+        _guarded(pipeline.retry_local, pipeline.paused, busy),
         "interval",
         seconds=cfg.daemon.retry_interval,
         id="retry",
         next_run_time=now,
     )
     scheduler.add_job(
-        _guarded(pipeline.upload_pending, pipeline.paused),
+        _guarded(pipeline.upload_pending, pipeline.paused, busy),
         "interval",
         seconds=cfg.daemon.retry_interval,
         id="upload",
         next_run_time=now,
     )
     scheduler.add_job(
-        _guarded(pipeline.reconcile, pipeline.paused),
+        _guarded(pipeline.reconcile, pipeline.paused, busy),
         "interval",
         seconds=cfg.daemon.rescan_interval,
         id="reconcile",
@@ -114,8 +123,10 @@ def start(pipeline: Pipeline, cfg: Config) -> BackgroundScheduler:
     for job, line in (("scrub", cfg.schedule.scrub), ("drill", cfg.schedule.drill)):
         missed = _missed(pipeline.catalog.last_run(job), line, now)
         # (next_run_time=None would add the job paused: pass it only when set.)
+        # A scrub or a drill also waits for mains power where the config says so.
+        waits = functools.partial(pipeline.heavy_waits, job)
         scheduler.add_job(
-            _guarded(getattr(pipeline, job), pipeline.paused),
+            _guarded(getattr(pipeline, job), waits, busy),
             cron_trigger(line),
             id=job,
             **({"next_run_time": missed} if missed else {}),
@@ -132,14 +143,19 @@ def start(pipeline: Pipeline, cfg: Config) -> BackgroundScheduler:
     return scheduler
 
 
-def run_now(scheduler: BackgroundScheduler, job_id: str, func: Callable[[], object]) -> None:
+def run_now(
+    scheduler: BackgroundScheduler,
+    job_id: str,
+    func: Callable[[], object],
+    running: set[str] | None = None,
+) -> None:
     """Run a one-off job at once (a repeated request while it waits runs it once)."""
 
     def job() -> None:
         func()
 
     job.__name__ = job_id
-    scheduler.add_job(_guarded(job), "date", id=job_id, replace_existing=True)
+    scheduler.add_job(_guarded(job, running=running), "date", id=job_id, replace_existing=True)
 
 
 def schedule(scheduler: BackgroundScheduler) -> dict[str, str | None]:

@@ -33,7 +33,7 @@ from photod.targets.crypt import CryptTarget, Keys
 from photod.targets.local import LocalTarget
 from photod.targets.rclone import RcloneTarget
 from photod.targets.s3 import S3Target
-from photod.throttle import TokenBucket
+from photod.throttle import TokenBucket, on_battery_now
 from photod.verify import Scrubber
 
 if TYPE_CHECKING:
@@ -130,6 +130,10 @@ class Pipeline:
         # scans, scrubs, drills); events still arrive and wait.  Set by the daemon.
         self.paused_until = 0.0
         self.notifier: Notifier | None = None  # set by the daemon
+        self.running: set[str] = set()  # the jobs running now (`photod status`)
+        # Scheduled scrubs and drills that fell due on battery ([schedule] on_battery =
+        # false): each runs when the probe sees mains power again.
+        self.deferred: set[str] = set()
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -176,6 +180,25 @@ class Pipeline:
 
     def paused(self) -> bool:
         return time.time() < self.paused_until
+
+    def heavy_waits(self, job: str) -> bool:
+        """Whether a scheduled scrub or drill must not start now: `photod pause`, or
+        the battery when ``[schedule] on_battery = false`` (then it is remembered and
+        run as soon as the charger is back)."""
+        if self.paused():
+            return True
+        if self.cfg.schedule.on_battery or not on_battery_now():
+            self.deferred.discard(job)
+            return False
+        if job not in self.deferred:
+            self.deferred.add(job)
+            log.info(
+                "job_deferred",
+                job=job,
+                reason="the computer runs on battery ([schedule] on_battery = false); "
+                "it runs when mains power is back",
+            )
+        return True
 
     def busy(self) -> bool:
         with self._lock:
@@ -278,6 +301,11 @@ class Pipeline:
                 came_back = True
         self.replicator.flush()
         self.snapshot_if_due()
+        if self.deferred and not on_battery_now():
+            for job in sorted(self.deferred):
+                log.info("job_resumed", job=job, reason="mains power is back")
+                self.wake(job)
+            self.deferred.clear()
         if came_back:
             self.wake("retry")
             self.wake("upload")

@@ -268,6 +268,23 @@ def render_device(d: dict[str, Any], limit: int = 20) -> str:
     return "\n".join(lines)
 
 
+# What `photod status` calls the jobs that are running now.
+JOB_NAMES = {
+    "reconcile": "scanning the watch folders",
+    "retry_local": "copying to local targets",
+    "upload_pending": "uploading to offsite targets",
+    "scrub": "scrubbing (re-reading copies)",
+    "verify-now": "verifying (photod verify)",
+    "drill": "running a restore drill",
+}
+
+
+def _eta(seconds: float) -> str:
+    if seconds >= 5400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{max(1, round(seconds / 60))} min"
+
+
 def _size(n: int) -> str:
     value = float(n)
     for unit in ("B", "KB", "MB", "GB", "TB"):
@@ -388,7 +405,20 @@ def render(s: dict[str, Any]) -> str:
         if live.get("paused"):
             until = live.get("paused_until")
             lines.append(f"         PAUSED until {until or '`photod resume`'}")
-        lines.append(f"         {'busy importing' if live['busy'] else 'idle'}")
+        doing = [JOB_NAMES.get(j, j) for j in live.get("running", [])]
+        doing += ["importing new files"] if live["busy"] else []
+        lines.append(f"         {', '.join(doing) if doing else 'idle'}")
+        for imp in live.get("imports", []):
+            if "of_files" in imp:
+                eta = f", about {_eta(imp['eta'])} left" if imp.get("eta") else ""
+                lines.append(
+                    f"         importing from {imp['device']}: {imp['files']}/{imp['of_files']} "
+                    f"files, {_size(imp['bytes'])} of {_size(imp['of_bytes'])}{eta}"
+                )
+            else:
+                lines.append(f"         phone {imp['device']}: {imp['state']}")
+        for job in live.get("waiting_for_mains", []):
+            lines.append(f"         {job} waits for mains power ([schedule] on_battery = false)")
         nxt = live.get("next_runs", {})
         for job in ("scrub", "drill"):
             if nxt.get(job):

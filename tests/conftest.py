@@ -111,6 +111,9 @@ class Photod:
         (home / "run").mkdir(mode=0o700, exist_ok=True)  # as systemd makes /run/user/UID
         self.output = home / "photod.out"
         self.log_dir = home / "log"
+        # Run the daemon under another program (a private mount namespace, say); it
+        # must exec photod in the end, so that the pid is photod's.
+        self.prefix: list[str] = []
 
     @property
     def log_file(self) -> Path:
@@ -128,6 +131,7 @@ class Photod:
 
     def start(self, *args: str, config: bool = True) -> Photod:
         cmd = [
+            *self.prefix,
             sys.executable,
             "-m",
             "photod",

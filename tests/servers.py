@@ -1,6 +1,7 @@
 """Real servers on 127.0.0.1 for the offsite tests: ``rclone serve s3`` over a
 temporary folder, and OpenSSH's ``sshd`` with a throwaway host key and user key.  Each
-can be stopped and started again on the same port (a server going away mid-upload)."""
+can be stopped and started again on the same port (a server going away mid-upload).
+And a webhook that keeps what the notifier posts."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 ACCESS_KEY = "photodtestaccesskey01"  # rclone serve s3 wants 16 or more characters
 SECRET_KEY = "photodtestsecretkey0123456789"
@@ -188,3 +192,29 @@ class SSHServer(Server):
             "key_file": str(self.user_key),
             "shell_type": "unix",
         }
+
+
+class Webhook:
+    """An HTTP server on 127.0.0.1 that keeps every POST (headers and body)."""
+
+    def __init__(self) -> None:
+        got: list[tuple[dict[str, str], bytes]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                got.append((dict(self.headers), body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.got = got
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/photod"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

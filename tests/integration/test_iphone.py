@@ -4,6 +4,7 @@ socket (tests/fakephone.py).  Nothing of photod is mocked."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -17,6 +18,7 @@ import pytest
 from tests.conftest import Photod, sha256, target_files, wait_for, write_config
 from tests.fakephone import CameraRoll, FakePhone, FakeUsbmuxd, camera_roll
 from tests.integration.conftest import FAST, assert_target_holds, fill
+from tests.servers import Webhook
 
 UDID_A = "00008110-000A1B2C3D4E5F60"
 UDID_B = "00008120-0011223344556677"
@@ -437,3 +439,88 @@ def test_full_staging_disk_is_a_clear_event_and_a_retry(
         assert p.stop() == 0
     finally:
         subprocess.run(["umount", str(staging)], capture_output=True)
+
+
+def test_told_when_a_phone_waits_for_trust_and_when_its_import_finished(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    """The two phone messages, end to end through the fake phone: a phone waiting for
+    Trust, then the finished import with its counts, each reach the webhook once.  While
+    the import runs, `photod status` asks the daemon and names the phone and how far it
+    got."""
+    hook = Webhook()
+    try:
+        roll = camera_roll(tmp_path / "A", samples, photos=12, live=1)
+        phone = phones.phone(UDID_A, "Anna's iPhone", roll, trust="pending")
+        p = phones.photod(extra=f'\n[notify]\nwebhook = "{hook.url}"\n').start()
+        phones.mux.plug(phone, paired_host=False)
+        wait_for(lambda: hook.got, 30, "the Trust message")
+        trust = json.loads(hook.got[0][1])
+        assert "photod: unlock Anna's iPhone and tap Trust" == trust["title"]
+
+        # The link stalls mid-import, once the photos' bytes are served (four files are
+        # read at once, so all but the last few of them are in).
+        jpegs = [f for f in roll.files if f.endswith(".JPG")]
+        phone.stall_after = sum(roll.files[f].stat().st_size for f in jpegs)
+        phone.trust = "trusted"  # the person taps Trust
+
+        def importing() -> list[dict[str, Any]]:
+            live = p.status()["daemon"].get("live", {})
+            return [i for i in live.get("imports", []) if i.get("files", 0) > 0]
+
+        wait_for(importing, 30, "the import in the live status", lambda: json.dumps(p.status()))
+        row = importing()[0]
+        assert ("Anna's iPhone", UDID_A, "importing", len(roll.files)) == (
+            row["device"], row["udid"], row["state"], row["of_files"],
+        )  # fmt: skip
+        assert 0 < row["files"] < row["of_files"]
+        text = p.cli("status").stdout
+        assert f"importing from Anna's iPhone: {row['files']}/{len(roll.files)} files" in text
+
+        phones.mux.unstall(phone)
+        p.wait_event("device_import_finished", timeout=30)
+        wait_for(lambda: len(hook.got) == 2, 30, "the import message")
+        done = json.loads(hook.got[1][1])
+        assert "photod: import from Anna's iPhone finished" == done["title"]
+        assert f"{len(roll.files)} new, 0 already backed up, 0 failed" == done["message"]
+        p.wait_protected(len(roll.files))
+        after = p.status()["daemon"]["live"]["imports"][0]
+        assert ("imported", False) == (after["state"], "of_files" in after)
+        assert 0 == p.stop()
+        assert 2 == len(hook.got)  # the reminder of Trust is not repeated after it
+    finally:
+        hook.close()
+
+
+def test_watchdog_stops_when_a_daemon_thread_dies(phones: PhoneSetup) -> None:
+    """systemd restarts a daemon that stops sending WATCHDOG=1.  photod sends it only
+    while its threads live: when the phone thread dies of a bug (a failpoint raises in
+    its attach handler), the death is one `device_watcher_failed` event and the pings
+    stop, though the process and its control socket still answer."""
+    import socket
+
+    sock_path = phones.home / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(sock_path))
+        sock.settimeout(15)
+        p = phones.photod()
+        p.env["NOTIFY_SOCKET"] = str(sock_path)
+        p.env["PHOTOD_FAILPOINTS"] = "device_attached=raise"
+        p.start()
+        assert sock.recv(4096).startswith(b"READY=1")
+        p.wait_event("usbmuxd_connected")
+        assert sock.recv(4096).startswith(b"WATCHDOG=1")  # alive: pinged every 5 s
+
+        phones.mux.plug(phones.phone(UDID_A, "Anna's iPhone", CameraRoll(phones.home)))
+        failed = p.wait_event("device_watcher_failed")[0]
+        assert "failpoint 'device_attached' hit" in failed["error"]
+        sock.settimeout(0.5)
+        with contextlib.suppress(TimeoutError):  # what was sent before the death
+            while True:
+                sock.recv(4096)
+        sock.settimeout(12)
+        with pytest.raises(TimeoutError):  # two ping periods and more: silence
+            print(sock.recv(4096))
+        assert p.proc is not None and p.proc.poll() is None
+        assert 0 == p.cli("status").returncode
+        assert 0 == p.stop()

@@ -10,9 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from jeepney import MessageType, message_bus, new_method_return
@@ -20,35 +18,9 @@ from jeepney.io.blocking import open_dbus_connection
 
 from tests.conftest import wait_for
 from tests.integration.conftest import Setup, backed_up_twice
-from tests.servers import need
+from tests.servers import Webhook, need
 
 pytestmark = pytest.mark.integration
-
-
-class Webhook:
-    """An HTTP server on 127.0.0.1 that keeps every POST (headers and body)."""
-
-    def __init__(self) -> None:
-        got: list[tuple[dict[str, str], bytes]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                got.append((dict(self.headers), body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.got = got
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/photod"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class Mailbox:
