@@ -275,7 +275,7 @@ class Daemon:
                 "paused": pipeline.paused(),
                 "paused_until": _iso(self._paused_until) if pipeline.paused() else None,
                 "busy": pipeline.busy(),
-                "running": sorted(pipeline.running),
+                "running": pipeline.activity.now(),
                 "waiting_for_mains": sorted(pipeline.deferred),
                 "imports": pipeline.devices.live() if pipeline.devices is not None else [],
                 "next_runs": jobs.schedule(scheduler),
@@ -293,7 +293,7 @@ class Daemon:
                 return {"ok": False, "message": f"no target named {target!r}"}
             everything = bool(request.get("all"))
             jobs.run_now(scheduler, "verify-now",
-                         lambda: pipeline.scrubber.run(target, everything), pipeline.running)  # fmt: skip
+                         lambda: pipeline.scrubber.run(target, everything), pipeline.activity)  # fmt: skip
             return {"ok": True, "message": "the daemon is verifying now; "
                     "`photod logs --since 10m` shows what it finds"}  # fmt: skip
         if cmd == "pause":

@@ -46,7 +46,7 @@ from photod.errors import (
 )
 from photod.ingest import Ingestor
 from photod.logs import log
-from photod.media import kind_from_name, stem_of
+from photod.media import MAX_NAME_BYTES, kind_from_name, safe_name, stem_of
 from photod.models import Kind
 
 if TYPE_CHECKING:
@@ -519,6 +519,12 @@ class DeviceManager:
         try:
             try:
                 staged, sha = await self._fetch(link, f, source, progress)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise  # the staging disk is full: the whole import waits (one event)
+                # This file cannot be staged here (its name, say): the others go on.
+                await self._file_failed(link, f, progress, exc)
+                return
             except FileUnreadable as exc:
                 progress.unreadable += 1
                 progress.done_files += 1
@@ -546,25 +552,31 @@ class DeviceManager:
             except Exception as exc:
                 # One file that cannot be ingested must not hold up the rest of the
                 # phone: say so, and try it again at the next plug-in.
-                progress.failed += 1
-                progress.done_files += 1
-                await asyncio.to_thread(
-                    self.catalog.device_file_done, udid, f.path, None, f"failed: {exc}"
-                )
-                log.exception(
-                    "device_file_failed",
-                    device=link.name,
-                    udid=udid,
-                    path=f.path,
-                    error=f"{type(exc).__name__}: {exc}",
-                    detail="not imported; retried at the next plug-in",
-                )
+                await self._file_failed(link, f, progress, exc)
                 return
             self._count(result, progress)
             progress.done_files += 1
             self._progress(link, progress)
         finally:
             slots.release()
+
+    async def _file_failed(
+        self, link: PhoneLink, f: DeviceFile, progress: _Import, exc: Exception
+    ) -> None:
+        progress.failed += 1
+        progress.done_files += 1
+        await asyncio.to_thread(
+            self.catalog.device_file_done, link.udid, f.path, None, f"failed: {exc}"
+        )
+        log.warning(
+            "device_file_failed",
+            device=link.name,
+            udid=link.udid,
+            path=f.path,
+            error=f"{type(exc).__name__}: {exc}",
+            detail="not imported; retried at the next plug-in",
+            exc_info=not isinstance(exc, OSError),  # a bug gets its traceback
+        )
 
     @staticmethod
     def _count(result: str, progress: _Import) -> None:
@@ -594,7 +606,7 @@ class DeviceManager:
     def _staged(self, source: str, udid: str, path: str) -> Path:
         # AFC paths come from the phone: keep them inside the staging root whatever
         # they hold (the layout key, not this path, decides where copies go).
-        parts = [p for p in path.split("/") if p not in ("", ".", "..")]
+        parts = [_stage_name(p) for p in path.split("/") if p not in ("", ".", "..")]
         return self.roots[source].joinpath(udid, *parts)
 
     async def _fetch(
@@ -741,6 +753,19 @@ def _leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 class _NoTarget(Exception):
     pass
+
+
+def _stage_name(part: str) -> str:
+    """A phone's path component as a name on this computer's disk: itself when any disk
+    takes it; else (over MAX_NAME_BYTES, or bytes that are not UTF-8) a safe name
+    plus a hash of the original, so that two odd names never share a staging file."""
+    raw = part.encode("utf-8", "surrogateescape")
+    if len(raw) <= MAX_NAME_BYTES and raw.decode("utf-8", "replace") == part:
+        return part
+    stem, dot, ext = safe_name(part).rpartition(".")
+    if not dot:
+        stem, ext = ext, ""
+    return f"{stem}~{hashlib.sha256(raw).hexdigest()[:8]}{dot}{ext}"
 
 
 def _resume_point(part: Path, meta: Path, size: int, mtime_ns: int) -> tuple[int, Any]:

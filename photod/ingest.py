@@ -26,6 +26,8 @@ from photod.probe import HEAD_BYTES, probe
 from photod.replicate import NewFile, Replicator
 from photod.targets.base import CHUNK
 
+SPARSE_MIN = 64 * 1024 * 1024  # files this long or longer are checked for holes
+
 
 @dataclass
 class _Watch:
@@ -113,9 +115,22 @@ class Ingestor:
         self.replicator = replicator
         self.roots = cfg.source_roots()
         self.ignore = cfg.ingest.ignore_patterns
+        self._refused: dict[tuple[str, str], tuple[int, int, int]] = {}
+        self._refused_lock = threading.Lock()
 
     def relpath(self, source: str, path: Path) -> str:
         return path.relative_to(self.roots[source]).as_posix()
+
+    def _refuse(self, source: str, rel: str, st: os.stat_result, reason: str) -> str:
+        """Say once why a file is not taken: every rescan finds it again, and only a
+        change to it (size, mtime, type) is news."""
+        seen = (st.st_mode, st.st_size, st.st_mtime_ns)
+        with self._refused_lock:
+            if self._refused.get((source, rel)) == seen:
+                return "skipped"
+            self._refused[(source, rel)] = seen
+        log.info("file_skipped", source=source, path=rel, reason=reason)
+        return "skipped"
 
     def ingest(
         self,
@@ -139,17 +154,19 @@ class Ingestor:
         except FileNotFoundError:
             return "gone"
         if stat.S_ISLNK(st.st_mode):
-            log.info(
-                "file_skipped",
-                source=source,
-                path=rel,
-                reason="symbolic link; photod "
-                "backs up real files only, so a link cannot pull in files from elsewhere",
-            )
-            return "skipped"
+            return self._refuse(source, rel, st, "symbolic link; photod backs up real "
+                                "files only, so a link cannot pull in files from elsewhere")  # fmt: skip
         if not stat.S_ISREG(st.st_mode):
-            log.info("file_skipped", source=source, path=rel, reason="not a regular file")
-            return "skipped"
+            # A FIFO or a device node would block or never end a read: never opened.
+            return self._refuse(source, rel, st, "not a regular file (a FIFO, socket or "
+                                "device node); it is never opened")  # fmt: skip
+        if st.st_size >= SPARSE_MIN and st.st_blocks * 512 < st.st_size // 16:
+            # Mostly holes: no camera or phone writes such a file (a disk image, or a
+            # placeholder of a file kept elsewhere); reading it would copy gigabytes
+            # of zeros to every target.
+            return self._refuse(source, rel, st, f"sparse file: {st.st_size:,} bytes long "
+                                f"but {st.st_blocks * 512:,} on disk; not a photo or video "
+                                "original, so it is not copied")  # fmt: skip
         seen = self.catalog.source_file(source, rel)
         if seen and (seen.size, seen.mtime_ns) == (st.st_size, st.st_mtime_ns):
             return "unchanged"
@@ -163,8 +180,7 @@ class Ingestor:
         if info is None:
             return "ignored"
         if st.st_size == 0:
-            log.info("file_skipped", source=source, path=rel, reason="empty file")
-            return "skipped"
+            return self._refuse(source, rel, st, "empty file")
         if sha256 is not None and self.catalog.asset(sha256) is not None:
             self.catalog.saw_source_file(source, rel, st.st_size, st.st_mtime_ns, sha256)
             log.info("asset_seen_again", asset=sha256, source=source, path=rel)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -56,30 +57,66 @@ def _missed(last: tuple[str, object] | None, line: str, now: datetime) -> dateti
     return None
 
 
+class Activity:
+    """Which jobs run now (for `photod status`), and which were woken while they ran:
+    such a job runs once more as soon as it ends (APScheduler would skip the wake-up,
+    with a warning, and the new work would wait for the job's next interval)."""
+
+    def __init__(self) -> None:
+        self.running: set[str] = set()
+        self.again: set[str] = set()
+        self.lock = threading.Lock()
+
+    def now(self) -> list[str]:
+        with self.lock:
+            return sorted(self.running)
+
+    def wake_running(self, name: str) -> bool:
+        """If ``name`` runs now, have it run again when it ends; True when it did."""
+        with self.lock:
+            if name in self.running:
+                self.again.add(name)
+                return True
+            return False
+
+
 def _guarded(
     job: Callable[[], None],
     paused: Callable[[], bool] = lambda: False,
-    running: set[str] | None = None,
+    activity: Activity | None = None,
 ) -> Callable[[], None]:
     """A job boundary: a failure becomes one event and the daemon goes on; the job
     simply runs again at its next time.  A heavy job does not start while ``paused``;
-    while it runs its name is in ``running`` (for `photod status`)."""
+    while it runs its name is in ``activity.running``."""
+    name = job.__name__
 
     @functools.wraps(job)
     def run() -> None:
         if paused():
             return
-        if running is not None:
-            running.add(job.__name__)
+        if activity is not None:
+            with activity.lock:
+                activity.running.add(name)
         try:
-            job()
-        except Stopping:
-            pass
-        except Exception as exc:
-            log.exception("job_failed", job=job.__name__, error=str(exc))
+            while True:
+                try:
+                    job()
+                except Stopping:
+                    pass
+                except Exception as exc:
+                    log.exception("job_failed", job=name, error=str(exc))
+                if activity is None:
+                    return
+                with activity.lock:
+                    if name not in activity.again:
+                        return
+                    activity.again.discard(name)
+                if paused():
+                    return
         finally:
-            if running is not None:
-                running.discard(job.__name__)
+            if activity is not None:
+                with activity.lock:
+                    activity.running.discard(name)
 
     return run
 
@@ -96,7 +133,7 @@ def start(pipeline: Pipeline, cfg: Config) -> BackgroundScheduler:
     scheduler.add_job(
         _guarded(pipeline.probe_targets), "interval", seconds=TARGET_PROBE, id="probe"
     )
-    busy = pipeline.running
+    busy = pipeline.activity
     scheduler.add_job(
         _guarded(pipeline.retry_local, pipeline.paused, busy),
         "interval",
@@ -134,7 +171,7 @@ def start(pipeline: Pipeline, cfg: Config) -> BackgroundScheduler:
 
     def wake(job_id: str) -> None:
         job = scheduler.get_job(job_id)
-        if job is not None:
+        if job is not None and not busy.wake_running(job.func.__name__):
             job.modify(next_run_time=datetime.now(UTC))
             scheduler.wakeup()
 
@@ -147,7 +184,7 @@ def run_now(
     scheduler: BackgroundScheduler,
     job_id: str,
     func: Callable[[], object],
-    running: set[str] | None = None,
+    activity: Activity | None = None,
 ) -> None:
     """Run a one-off job at once (a repeated request while it waits runs it once)."""
 
@@ -155,7 +192,7 @@ def run_now(
         func()
 
     job.__name__ = job_id
-    scheduler.add_job(_guarded(job, running=running), "date", id=job_id, replace_existing=True)
+    scheduler.add_job(_guarded(job, activity=activity), "date", id=job_id, replace_existing=True)
 
 
 def schedule(scheduler: BackgroundScheduler) -> dict[str, str | None]:

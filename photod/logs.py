@@ -115,6 +115,9 @@ def setup(
         root.addHandler(out)
     # APScheduler logs every job run at INFO; only its problems belong in our log.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # "skipped: maximum number of running instances reached": a tick that is still
+    # busy is simply not doubled (photod's jobs coalesce); not a problem to report.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
     logging.getLogger("apscheduler.executors").setLevel(logging.ERROR)
     logging.getLogger("watchdog").setLevel(logging.WARNING)
     logging.getLogger("PIL").setLevel(logging.WARNING)

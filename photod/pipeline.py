@@ -21,13 +21,13 @@ from photod.config import Target as TargetConfig
 from photod.devices import DeviceManager
 from photod.errors import PhotodError, SourceChanged, Stopping
 from photod.ingest import Ingestor, Settler
-from photod.jobs import interval
+from photod.jobs import Activity, interval
 from photod.logs import log
 from photod.models import Media
 from photod.recovery import plan_for
 from photod.replicate import Replicator, TargetState
 from photod.restore import drill, open_targets
-from photod.sources.folder import FolderWatcher
+from photod.sources.folder import FolderWatcher, on_events_lost
 from photod.targets.base import Target
 from photod.targets.crypt import CryptTarget, Keys
 from photod.targets.local import LocalTarget
@@ -105,7 +105,8 @@ class Pipeline:
             cfg.daemon.retry_interval,
             cfg.daemon.retry_max,
         )
-        self.replicator.on_new = lambda: self.wake("upload")
+        if any(s.queued for s in self.targets.values()):  # remote targets wait for it
+            self.replicator.on_new = lambda: self.wake("upload")
         self.ingestor = Ingestor(cfg, catalog, self.replicator)
         self.settler = Settler(cfg.ingest.settle)
         self.watchers = {
@@ -124,13 +125,14 @@ class Pipeline:
             cfg, catalog, self.replicator, interval(cfg.schedule.scrub), self.stop_event
         )
         self.watching = False
+        self._unhook: Callable[[], None] = lambda: None  # undoes on_events_lost
         self.wake: Callable[[str], None] = lambda job: None  # set by jobs.start
         self._snapshot_at = (-1, 0.0)  # (catalog changes, monotonic time) of the last one
         # `photod pause`: until this time.time() nothing heavy starts (imports, copies,
         # scans, scrubs, drills); events still arrive and wait.  Set by the daemon.
         self.paused_until = 0.0
         self.notifier: Notifier | None = None  # set by the daemon
-        self.running: set[str] = set()  # the jobs running now (`photod status`)
+        self.activity = Activity()  # the jobs running now (`photod status`)
         # Scheduled scrubs and drills that fell due on battery ([schedule] on_battery =
         # false): each runs when the probe sees mains power again.
         self.deferred: set[str] = set()
@@ -142,6 +144,7 @@ class Pipeline:
         for name in self.targets:
             self.replicator.refresh(name)
         if watch:
+            self._unhook = on_events_lost(self._events_lost)
             for watcher in self.watchers.values():
                 watcher.start()
             if self.devices is not None:
@@ -152,6 +155,7 @@ class Pipeline:
         self.stop_event.set()
         if self.devices is not None:
             self.devices.stop()
+        self._unhook()
         for watcher in self.watchers.values():
             watcher.stop()
         self.workers.shutdown(wait=True, cancel_futures=True)
@@ -173,6 +177,14 @@ class Pipeline:
             for w in self.watchers.values()
             if w.observer is not None
         )
+
+    def _events_lost(self) -> None:
+        log.warning(
+            "source_events_lost",
+            detail="the kernel's queue of file events overflowed (a storm of new files); "
+            "the watch folders are scanned now, so that nothing is missed",
+        )
+        self.wake("reconcile")
 
     def _can_import(self) -> bool:
         """A phone import starts only when some target can take the files."""

@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from photod import policy
+from photod import failpoints, policy
 from photod.catalog import Catalog
 from photod.errors import (
     ChecksumMismatch,
@@ -254,6 +254,9 @@ class Replicator:
     def _fail(self, sha: str, name: str, exc: Exception) -> None:
         state = self.targets[name]
         if isinstance(exc, TargetFull):
+            asset = self.catalog.asset(sha)
+            if asset is not None and exc.needed < asset.size:  # full mid-copy: one chunk
+                exc = TargetFull(name, asset.size, exc.free)
             if not state.full:
                 log.warning("target_full", target=name, needed=exc.needed, free=exc.free)
             state.full = True
@@ -295,8 +298,10 @@ class Replicator:
                 break
             if method is None:
                 raise KeyExists(suffixed(key, sha))
+            failpoints.hit("replica_published")
             repair = self.catalog.repairs(sha, name)
             self.catalog.add_replica(sha, name, key, size, method, temp=writer.temp_key)
+            failpoints.hit("replica_recorded")
             with state.lock:
                 state.target.append_manifest([ManifestEntry(sha, key, size, captured_at)])
         except (PhotodError, OSError) as exc:

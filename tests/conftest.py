@@ -139,9 +139,12 @@ class Photod:
             "run",
             *args,
         ]
+        started = len(self.events("daemon_started"))  # earlier runs logged theirs
+        if getattr(self, "out", None) is not None:
+            self.out.close()
         self.out = open(self.output, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.out, stderr=subprocess.STDOUT)
-        self.wait_event("daemon_started", timeout=30)
+        self.wait_event("daemon_started", count=started + 1, timeout=30)
         return self
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:

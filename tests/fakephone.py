@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import os
 import plistlib
+import posixpath
 import socket
 import struct
 import threading
@@ -71,8 +72,15 @@ class FakePhone:
     seeks: list[tuple[str, int]] = field(default_factory=list)
     served: int = 0
     pair_attempts: int = 0
+    # Directory entries a broken or malicious phone could send: (folder, name) -> the
+    # local file served for it.  The name may hold "..", slashes, control characters,
+    # bytes that are not UTF-8 (as surrogate escapes), or be absolute.
+    hostile: dict[tuple[str, str], Path] = field(default_factory=dict)
 
     def afc_path(self, path: str) -> Path:
+        for (folder, name), local in self.hostile.items():
+            if posixpath.join(folder, name) == path:
+                return local
         rel = os.path.normpath("/" + path).lstrip("/")
         return self.media / rel
 
@@ -384,14 +392,15 @@ class FakeUsbmuxd:
         next_handle: itertools.count[int],
     ) -> tuple[int | None, bytes]:
         if op == OP_READ_DIR:
-            path = body.rstrip(b"\0").decode()
+            path = body.rstrip(b"\0").decode(errors="surrogateescape")
             local = phone.afc_path(path)
             if not local.is_dir():
                 return self._status(AFC_NOT_FOUND)
             names = [".", "..", *sorted(os.listdir(local))]
-            return OP_DATA, b"".join(n.encode() + b"\0" for n in names)
+            names += [name for folder, name in phone.hostile if folder == path]
+            return OP_DATA, b"".join(n.encode(errors="surrogateescape") + b"\0" for n in names)
         if op == OP_GET_FILE_INFO:
-            path = body.rstrip(b"\0").decode()
+            path = body.rstrip(b"\0").decode(errors="surrogateescape")
             try:
                 st = os.stat(phone.afc_path(path))
             except OSError:
@@ -411,7 +420,7 @@ class FakeUsbmuxd:
             return OP_DATA, b"".join(f"{k}\0{v}\0".encode() for k, v in info.items())
         if op == OP_FILE_OPEN:
             (_mode,) = struct.unpack_from("<Q", body)
-            path = body[8:].rstrip(b"\0").decode()
+            path = body[8:].rstrip(b"\0").decode(errors="surrogateescape")
             try:
                 fd = os.open(phone.afc_path(path), os.O_RDONLY)
             except OSError:

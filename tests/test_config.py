@@ -93,7 +93,35 @@ BAD = [
     ),
     (BASE + targets('x|offsite = "yes"\n'), "targets[0].offsite", "valid boolean"),
     (BASE + targets("x|pth = 1\n"), "targets[0]", "unknown key 'pth'"),
-    (BASE + targets("x", "x"), "targets[1].name", "already the name"),
+    (
+        BASE + targets("x") + '[[targets]]\nname = "x"\ntype = "local"\npath = "/b/y"\n',
+        "targets[1].name",
+        "already the name",
+    ),
+    (
+        BASE + '[[sources]]\nname = "in"\ntype = "folder"\npath = "/a/two"\n' + targets("x"),
+        "sources[1].name",
+        "already the name",
+    ),
+    (
+        BASE + targets("x") + '[[targets]]\nname = "y"\ntype = "local"\npath = "/b/x/in"\n',
+        "targets[1].path",
+        "overlaps",
+    ),
+    (BASE + targets("x|reserve = -5\n"), "targets[0].reserve", "size like"),
+    (BASE + targets("x") + "[daemon]\nretry_interval = -1\n", "daemon.retry_interval", "duration"),
+    (BASE + targets("x") + '[daemon]\nworkers = "two"\n', "daemon.workers", "valid integer"),
+    (
+        BASE.replace("media = 1", "media = 2") + targets("x", "y"),
+        "policy",
+        "media = 2",
+    ),
+    (
+        BASE + targets("x") + '[schedule]\non_battery = "no"\n',
+        "schedule.on_battery",
+        "valid boolean",
+    ),
+    (BASE + targets("x") + '[notify]\nevery = "often"\n', "notify.every", "duration"),
     (
         BASE + '[[targets]]\nname = "x"\ntype = "ftp"\npath = "/b"\n',
         "targets[0]",

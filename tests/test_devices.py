@@ -78,3 +78,20 @@ def test_resume_point_trusts_only_a_checkpoint_of_the_same_file(tmp_path: Path) 
     assert _resume_point(part, meta, 500_000, 7)[0] == 0
     meta.unlink()
     assert _resume_point(part, meta, 500_000, 7)[0] == 0
+
+
+def test_odd_phone_names_get_safe_distinct_staging_names() -> None:
+    """A name any disk takes is kept; one over the length limit or not UTF-8 becomes a
+    safe name with a hash of the original: short enough for '.part.json' to follow,
+    and two odd names never share a staging file."""
+    from photod.devices import _stage_name
+
+    assert "IMG_0001.HEIC" == _stage_name("IMG_0001.HEIC")
+    assert "ctrl\x01.jpg" == _stage_name("ctrl\x01.jpg")  # a local disk takes it
+    long_a, long_b = _stage_name("a" * 300 + "1.jpg"), _stage_name("a" * 300 + "2.jpg")
+    assert long_a != long_b
+    assert all(len(n.encode()) + len(".part.json") <= 255 for n in (long_a, long_b))
+    assert (".jpg", ".jpg") == (long_a[-4:], long_b[-4:])
+    odd = _stage_name("bad-\udcff.jpg")
+    odd.encode("utf-8")  # valid UTF-8 now
+    assert odd.startswith("bad-") and odd.endswith(".jpg")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from photod import jobs
 from photod.jobs import _missed, cron_trigger, interval
 
 
@@ -42,3 +43,32 @@ def test_a_run_missed_while_photod_was_off_runs_soon_after_start(
     """When the last daily scrub is older than one and a half days, the daemon runs it
     a minute after starting instead of waiting for the next 03:30."""
     assert expected == _missed((last, {}) if last else None, "30 3 * * *", NOW)
+
+
+def test_a_job_woken_while_it_runs_runs_once_more() -> None:
+    """A wake-up that comes while the job runs (new files while the uploads run) is not
+    lost, as APScheduler would skip it: the job runs again when it ends, once however
+    many wake-ups came; `photod status` sees it running meanwhile."""
+    import threading
+
+    activity = jobs.Activity()
+    runs: list[int] = []
+    inside, go = threading.Event(), threading.Event()
+
+    def upload_pending() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            inside.set()
+            go.wait(5)
+
+    run = jobs._guarded(upload_pending, activity=activity)
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert inside.wait(5)
+    assert ["upload_pending"] == activity.now()
+    assert (True, True) == (activity.wake_running("upload_pending"),
+                            activity.wake_running("upload_pending"))  # fmt: skip
+    go.set()
+    worker.join(5)
+    assert (2, []) == (len(runs), activity.now())
+    assert not activity.wake_running("upload_pending")  # idle: the scheduler wakes it

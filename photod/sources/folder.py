@@ -7,6 +7,7 @@ network filesystem that reports no remote changes, the folder is polled instead.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,6 +44,29 @@ NETWORK_FS = {
 }
 
 OnEvent = Callable[[str, Path, str], None]  # (source name, path, event kind)
+
+
+class _OverflowTap(logging.Handler):
+    """watchdog tells that an inotify queue overflowed (so that events were lost: a
+    storm of new files, or a slow reader) only in its log.  This turns that line into
+    a call, so that the folders are scanned at once instead of at the next rescan."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.callback = callback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "queue overflowed" in str(record.msg) and "events were lost" in str(record.msg):
+            self.callback()
+
+
+def on_events_lost(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` whenever the kernel dropped events of a watched folder;
+    returns what undoes it."""
+    tap = _OverflowTap(callback)
+    logger = logging.getLogger("watchdog.observers.inotify_c")
+    logger.addHandler(tap)
+    return lambda: logger.removeHandler(tap)
 
 
 class _Handler(FileSystemEventHandler):
@@ -88,6 +112,7 @@ class FolderWatcher:
         self.poll_interval = poll_interval
         self.observer: object | None = None
         self.polling = False
+        self.unreadable: set[str] = set()  # folders a scan could not read (told once)
 
     def start(self) -> bool:
         """Start watching; False (and an event) when the folder is not there yet."""
@@ -151,13 +176,16 @@ class FolderWatcher:
                 with os.scandir(folder) as it:
                     entries = list(it)
             except OSError as exc:
-                log.warning(
-                    "folder_unreadable",
-                    source=self.name,
-                    path=str(folder),
-                    error=exc.strerror or str(exc),
-                )
+                if str(folder) not in self.unreadable:  # told once, not at every scan
+                    self.unreadable.add(str(folder))
+                    log.warning(
+                        "folder_unreadable",
+                        source=self.name,
+                        path=str(folder),
+                        error=exc.strerror or str(exc),
+                    )
                 continue
+            self.unreadable.discard(str(folder))
             for entry in entries:
                 rel = os.path.relpath(entry.path, self.root)
                 if is_ignored(rel.replace(os.sep, "/"), self.ignore):

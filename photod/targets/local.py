@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from photod import failpoints
 from photod.errors import ChecksumMismatch, KeyExists, TargetFull, TargetUnavailable
 from photod.models import VerifyMethod
 from photod.mounts import mount_of, mount_points
@@ -56,34 +57,57 @@ def _write_atomic(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+    failpoints.hit("meta_written")
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
 
 class LocalWriter:
+    """One copy being written.  Every step goes through file descriptors of folders
+    opened from the target's root (``LocalTarget.folder``), never through paths: a
+    drive unplugged or renamed mid-copy makes the next step fail, and can never make
+    photod recreate the folders on the disk underneath (the empty mount point) and
+    write a "copy" there."""
+
     def __init__(self, target: LocalTarget, key: str) -> None:
         self.target = target
-        folder = target.root / key.rpartition("/")[0]
-        self.temp_key = (
-            f"{key.rpartition('/')[0]}/" if "/" in key else ""
-        ) + f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
-        self.temp = target.root / self.temp_key
+        self.folder_rel = key.rpartition("/")[0]
+        self.temp_name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        self.temp_key = f"{self.folder_rel}/{self.temp_name}" if self.folder_rel else self.temp_name
+        # The temporary is created by the first write, not here: the caller records
+        # ``temp_key`` in the catalog in between, so a crash at any moment leaves no
+        # temporary that the next start does not know to remove.
+        self.f: BinaryIO | None = None
+        self.dir_fd: int | None = None  # the folder the temporary is in
+        self.opened = False
+
+    def _open(self) -> BinaryIO:
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            self.f: BinaryIO | None = open(self.temp, "xb", buffering=0)  # noqa: SIM115
+            self.dir_fd = self.target.folder(self.folder_rel, create=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            fd = os.open(self.temp_name, flags, 0o644, dir_fd=self.dir_fd)
         except OSError as exc:
-            raise target.error(exc) from exc
+            self._close_dir()
+            raise self.target.error(exc) from exc
+        self.f = open(fd, "wb", buffering=0)  # noqa: SIM115
+        self.opened = True
+        failpoints.hit("replica_opened")
+        return self.f
 
     def write(self, data: bytes) -> None:
-        assert self.f is not None
+        f = self.f if self.opened else self._open()
+        assert f is not None
         try:
-            self.f.write(data)
+            f.write(data)
         except OSError as exc:
+            error = self.target.error(exc, len(data))  # the free space before the clean-up
             self.abort()
-            raise self.target.error(exc, len(data)) from exc
+            raise error from exc
 
     def commit(self, key: str, sha256: str, mtime_ns: int | None = None) -> VerifyMethod:
-        final = self.target.root / key
+        if not self.opened:
+            self._open()  # an empty object: nothing was written
+        assert self.dir_fd is not None
         try:
             if self.f is not None:
                 os.fsync(self.f.fileno())
@@ -92,49 +116,67 @@ class LocalWriter:
                 os.posix_fadvise(self.f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
                 self.f.close()
                 self.f = None
-                actual = _hash_file(self.temp)
+                actual = _hash_at(self.dir_fd, self.temp_name)
                 if actual != sha256:
                     self.abort()
                     raise ChecksumMismatch(f"{self.target.name}:{key}", sha256, actual)
                 if mtime_ns is not None:
-                    os.utime(self.temp, ns=(mtime_ns, mtime_ns))
-            final.parent.mkdir(parents=True, exist_ok=True)  # commit may pick another folder
-            self._publish(final, key)
-            _fsync_dir(final.parent)
+                    os.utime(self.temp_name, ns=(mtime_ns, mtime_ns), dir_fd=self.dir_fd)
+                failpoints.hit("replica_synced")
+            folder_rel, _, name = key.rpartition("/")
+            final_fd = self.target.folder(folder_rel, create=True)  # may be another folder
+            try:
+                self._publish(final_fd, name, key)
+                os.fsync(final_fd)
+            finally:
+                os.close(final_fd)
         except OSError as exc:
             self.abort()
             raise self.target.error(exc) from exc
+        self._close_dir()
         return VerifyMethod.READBACK
 
-    def _publish(self, final: Path, key: str) -> None:
+    def _publish(self, final_fd: int, name: str, key: str) -> None:
         # link() fails when the name exists, so a replica is never replaced, even by a
         # race with another writer.  Drives formatted FAT/exFAT have no hard links: there
         # we check, then rename (the gap is tiny and only photod writes there).
+        where = {"src_dir_fd": self.dir_fd, "dst_dir_fd": final_fd}
         try:
-            os.link(self.temp, final)
+            os.link(self.temp_name, name, **where, follow_symlinks=False)
         except FileExistsError:
             raise KeyExists(key) from None
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
                 raise
-            if final.exists():
+            try:
+                os.stat(name, dir_fd=final_fd, follow_symlinks=False)
                 raise KeyExists(key) from None
-            os.rename(self.temp, final)
+            except FileNotFoundError:
+                pass
+            os.rename(self.temp_name, name, **where)
             return
-        os.unlink(self.temp)
+        os.unlink(self.temp_name, dir_fd=self.dir_fd)
+
+    def _close_dir(self) -> None:
+        if self.dir_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.dir_fd)
+            self.dir_fd = None
 
     def abort(self) -> None:
         if self.f is not None:
             with contextlib.suppress(OSError):
                 self.f.close()
             self.f = None
-        with contextlib.suppress(OSError):
-            self.temp.unlink()
+        if self.dir_fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.temp_name, dir_fd=self.dir_fd)
+        self._close_dir()
 
 
-def _hash_file(path: Path) -> str:
+def _hash_at(dir_fd: int, name: str) -> str:
     h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
+    with open(os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd), "rb", buffering=0) as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
@@ -150,6 +192,8 @@ class LocalTarget:
         self.creates_root = creates_root
         self.reserve = reserve
         self.relocatable = relocatable
+        self.swept = False  # metadata temporaries of a crashed run removed (once)
+        self.root_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the checked root
 
     def error(self, exc: OSError, needed: int = 0) -> TargetUnavailable:
         """Map an OS error from a write to the target's transient errors."""
@@ -205,8 +249,49 @@ class LocalTarget:
                 )
             except OSError as exc:
                 raise self.error(exc) from exc
+        st = os.stat(root)
+        self.root_id = (st.st_dev, st.st_ino)
+        if prepare and not self.swept:
+            self._sweep_meta(root)
         mount, _ = mount_of(root)
         return Identity(found, str(root), str(root.resolve().relative_to(mount)))
+
+    def folder(self, rel: str, create: bool = False) -> int:
+        """A file descriptor of the folder ``rel`` under the root (made on the way when
+        ``create``), opened from the root that ``check`` proved: if the root is gone or
+        is another directory now (the drive unplugged, renamed, or replaced by an empty
+        mount point), this raises instead of making folders where the drive was."""
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if self.root_id is not None and (st.st_dev, st.st_ino) != self.root_id:
+                raise FileNotFoundError(
+                    errno.ENOENT, "not the folder photod checked (unplugged or replaced?)",
+                    str(self.root),
+                )  # fmt: skip
+            for part in rel.split("/") if rel else []:
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+                inner = os.open(part, flags, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _sweep_meta(self, root: Path) -> None:
+        """Remove what a crash left half written under ``.photod/`` (an atomic write's
+        temporary).  Done at the first check of the process: nothing of this process
+        writes there yet, and the state lock keeps any other photod away."""
+        for folder, _, names in os.walk(root / META):
+            for name in names:
+                if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(folder, name))
+        self.swept = True
 
     def free_bytes(self) -> int | None:
         try:
@@ -298,7 +383,7 @@ class LocalTarget:
     def put_meta(self, name: str, data: bytes) -> None:
         path = self.root / META / name
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(self.folder(f"{META}/{name}".rpartition("/")[0], create=True))
             _write_atomic(path, data)
         except OSError as exc:
             raise self.error(exc) from exc
@@ -346,9 +431,10 @@ class LocalTarget:
             os.close(fd)
 
     def discard(self, key: str) -> None:
-        dest = self.root / META / quarantine_name(key, now_stamp())
+        rel = f"{META}/{quarantine_name(key, now_stamp())}"
+        dest = self.root / rel
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.close(self.folder(rel.rpartition("/")[0], create=True))
             os.rename(self.root / key, dest)  # same filesystem: a rename, never a copy
         except FileNotFoundError:
             return

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -438,7 +439,7 @@ def test_full_staging_disk_is_a_clear_event_and_a_retry(
         assert sha256(roll.path(big)) in by_hash(phones.lib)
         assert p.stop() == 0
     finally:
-        subprocess.run(["umount", str(staging)], capture_output=True)
+        subprocess.run(["umount", "-l", str(staging)], capture_output=True)
 
 
 def test_told_when_a_phone_waits_for_trust_and_when_its_import_finished(
@@ -524,3 +525,53 @@ def test_watchdog_stops_when_a_daemon_thread_dies(phones: PhoneSetup) -> None:
         assert p.proc is not None and p.proc.poll() is None
         assert 0 == p.cli("status").returncode
         assert 0 == p.stop()
+
+
+def test_hostile_names_from_a_phone_never_escape_and_never_block(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    """A phone (broken or malicious) lists names with '..', an absolute path, control
+    characters and 300 bytes.  (AFC strings end at a NUL, so a NUL cannot reach photod;
+    and pymobiledevice3 ends a listing at a name that is not UTF-8, which an iPhone's
+    APFS never holds.)  Every photo behind those names is imported, named safely
+    inside the targets and staging; nothing is written anywhere else; the normal
+    photos beside them are not held up."""
+    from tests.fakephone import jpeg
+
+    roll = camera_roll(tmp_path / "A", samples, photos=6, live=0)
+    evil = tmp_path / "evil"
+    names = [
+        "../../../../../../tmp/photod-escaped.jpg",
+        "/etc/photod-evil.jpg",
+        "ctrl\x01\x1b[31mred\x7f.jpg",
+        "y" * 300 + ".jpg",
+        "..",  # listed again: skipped like the real one
+    ]
+    hostile = {
+        ("/DCIM/100APPLE", n): jpeg(evil / f"{i}.jpg", 7000 + i) for i, n in enumerate(names)
+    }
+    phone = phones.phone(UDID_A, "Odd iPhone", roll, hostile=hostile)
+    p = phones.photod().start()
+    phones.mux.plug(phone)
+    done = p.wait_event("device_import_finished", timeout=60)[0]
+    real = len(names) - 1  # ".." is not a file
+    assert (len(roll.files) + real, 0) == (done["imported"], done["failed"])
+    p.wait_protected(len(roll.files) + real)
+    want = hashes(roll) | {sha256(evil / f"{i}.jpg") for i in range(real)}
+    for root in (phones.lib, phones.mirror):
+        held = by_hash(root)
+        assert want == set(held)
+        assert_target_holds(root, {rel: h for h, rel in held.items()})
+        assert all(len(part.encode()) <= 255 for rel in held.values() for part in rel.split("/"))
+    assert not Path("/tmp/photod-escaped.jpg").exists()
+    assert not Path("/etc/photod-evil.jpg").exists()
+    ours = {phones.lib, phones.mirror, phones.home / "state", phones.home / "log", evil,
+            tmp_path / "A", samples}  # fmt: skip
+    stray = {
+        Path(folder, n).relative_to(tmp_path).as_posix()
+        for folder, _, files in os.walk(tmp_path)
+        if not ours & {Path(folder), *Path(folder).parents}
+        for n in files
+    }
+    assert {"photod.toml", "photod.out", "usbmuxd.sock", "run/photod/control.sock"} == stray
+    assert 0 == p.stop()

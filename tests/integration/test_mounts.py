@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import target_files
+from tests.conftest import target_files, wait_for
 from tests.integration.conftest import Setup, assert_target_holds, fill
 
 pytestmark = pytest.mark.integration
@@ -163,7 +163,7 @@ def exfat_drive(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["mount.exfat-fuse", loop, str(mnt)], check=True, capture_output=True)
         yield mnt
     finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
         subprocess.run(["losetup", "-d", loop], capture_output=True)
 
 
@@ -244,3 +244,147 @@ def test_disk_full_mid_write_leaves_nothing(small_drive: Path) -> None:
             writer.write(os.urandom(1024 * 1024))
         writer.commit("2024/2024-01-01/big.mov", "0" * 64)
     assert [] == list((small_drive / "t").rglob(".photod-*.tmp"))
+
+
+def big_video(path: Path, mb: int) -> Path:
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        f.write(b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  ")
+        for i in range(mb):
+            f.write(block[:-4] + i.to_bytes(4, "big"))
+    return path
+
+
+def temps(root: Path) -> list[Path]:
+    return list(root.rglob(".photod-*.tmp")) if root.is_dir() else []
+
+
+def test_drive_renamed_away_mid_copy_then_back(setup: Setup, samples: Path) -> None:
+    """The drive's folder disappears while a video is being copied to it (renamed away:
+    to photod, the same as an unplug): the copy fails, nothing partial stays on the
+    drive, no folder is recreated where the drive was, the library gets every copy;
+    when the folder is back, the copy completes."""
+    lib, drive = setup.home / "library", setup.home / "T7"
+    (drive / "photos").mkdir(parents=True)
+    p = setup.photod(
+        [{"name": "library", "path": str(lib)},
+         {"name": "t7", "path": str(drive / "photos"), "media": "external"}],
+        policy={"copies": 2, "media": 2, "offsite": 0},
+    ).start()  # fmt: skip
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    p.wait_protected(1)
+    os.rename(big_video(setup.home / "big.mov", 300), setup.inbox / "big.mov")
+    wait_for(lambda: temps(drive), 30, "the copy to the drive to start")
+    away = setup.home / "T7-away"
+    os.rename(drive, away)  # yanked mid-copy
+    p.wait_event("target_unavailable", target="t7", timeout=30)
+    p.wait_event("replica_written", count=2, target="library", timeout=60)
+    wait_for(lambda: not temps(away), 30, "the partial copy to go")
+    assert not drive.exists(), "a folder was made where the drive was"
+    assert ["2008/2008-05-30/a.jpg"] == sorted(target_files(away / "photos"))
+    os.rename(away, drive)  # plugged back in
+    p.wait_protected(2, timeout=60)
+    assert_target_holds(drive / "photos", target_files(lib))
+    assert 0 == p.stop()
+
+
+def test_drive_turns_read_only_mid_copy_and_comes_back_elsewhere(
+    setup: Setup, samples: Path, tmp_path: Path
+) -> None:
+    """A failing disk: the kernel remounts it read-only in the middle of a copy (ext4's
+    errors=remount-ro, set off through sysfs).  The copy fails with a clear reason, the
+    library is unaffected; the person unplugs the drive, it is checked (e2fsck) and
+    mounted at another path: photod finds it by its marker, removes the partial copy
+    the read-only disk kept, and completes."""
+    need_tools = [t for t in ("mkfs.ext4", "e2fsck") if shutil.which(t) is None]
+    if need_tools:
+        pytest.fail(f"{need_tools} not found: apt-get install e2fsprogs (CI does)")
+    image, first, second = (
+        tmp_path / "t7.img",
+        tmp_path / "media" / "T7",
+        tmp_path / "media" / "T7-1",
+    )
+    with open(image, "wb") as f:
+        f.truncate(512 * 1024 * 1024)
+    subprocess.run(["mkfs.ext4", "-q", str(image)], check=True, capture_output=True)
+    first.mkdir(parents=True)
+    second.mkdir()
+    subprocess.run(["mount", "-o", "loop,errors=remount-ro", str(image), str(first)], check=True)
+    mounted = [first]
+    try:
+        lib = setup.home / "library"
+        p = setup.photod(
+            [{"name": "library", "path": str(lib)},
+             {"name": "t7", "path": str(first / "photos"), "media": "external", "create": True}],
+            policy={"copies": 2, "media": 2, "offsite": 0},
+        ).start()  # fmt: skip
+        shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+        p.wait_protected(1)
+        os.rename(big_video(setup.home / "big.mov", 300), setup.inbox / "big.mov")
+        wait_for(lambda: temps(first), 30, "the copy to the drive to start")
+        device = os.path.basename(os.path.realpath(subprocess.run(
+            ["findmnt", "-n", "-o", "SOURCE", str(first)], capture_output=True, text=True,
+            check=True).stdout.strip()))  # fmt: skip
+        Path(f"/sys/fs/ext4/{device}/trigger_fs_error").write_text("1")
+        gone = p.wait_event("target_unavailable", target="t7", timeout=60)[0]
+        assert "read-only" in gone["reason"]
+        p.wait_event("replica_written", count=2, target="library", timeout=60)
+        # Unplugged: photod let go of the drive, so it unmounts.
+        wait_for(lambda: subprocess.run(["umount", str(first)]).returncode == 0, 30, "umount")
+        mounted.remove(first)
+        subprocess.run(["e2fsck", "-fy", str(image)], capture_output=True)
+        subprocess.run(["mount", "-o", "loop", str(image), str(second)], check=True)
+        mounted.append(second)
+        p.wait_event("target_relocated", target="t7", timeout=30)
+        p.wait_protected(2, timeout=90)
+        assert [] == temps(second)
+        assert_target_holds(second / "photos", target_files(lib))
+        assert 0 == p.stop()
+    finally:  # lazily: a daemon left by a failed assertion may still hold the drive
+        for m in mounted:
+            subprocess.run(["umount", "-l", str(m)], capture_output=True)
+
+
+def test_drive_fills_up_mid_copy_then_completes(setup: Setup, tmp_path: Path) -> None:
+    """Another program takes the drive's last free space while photod copies a video to
+    it (the test reserves it with fallocate the moment the copy starts): the copy fails
+    with `target_full` and the space it needed, nothing partial stays, the library
+    completes; once the space is freed the drive gets the video by itself."""
+    image, drive = tmp_path / "t7.img", tmp_path / "media" / "T7"
+    with open(image, "wb") as f:
+        f.truncate(256 * 1024 * 1024)
+    subprocess.run(["mkfs.ext4", "-q", "-m", "0", str(image)], check=True, capture_output=True)
+    drive.mkdir(parents=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(drive)], check=True)
+    try:
+        lib = setup.home / "library"
+        p = setup.photod(
+            [{"name": "library", "path": str(lib)},
+             {"name": "t7", "path": str(drive / "photos"), "media": "external",
+              "create": True, "reserve": 0}],
+            policy={"copies": 2, "media": 2, "offsite": 0},
+        ).start()  # fmt: skip
+        p.wait_event("target_available", target="t7")
+        os.rename(big_video(setup.home / "big.mov", 160), setup.inbox / "big.mov")
+        wait_for(lambda: temps(drive), 30, "the copy to the drive to start")
+        filler = drive / "other-program.bin"
+        with open(filler, "wb") as f:  # takes the rest of the drive at once
+            for _ in range(50):  # photod writes meanwhile: take what is left each time
+                free = shutil.disk_usage(drive).free
+                try:
+                    os.posix_fallocate(f.fileno(), f.seek(0, 2), max(free - 256 * 1024, 4096))
+                except OSError:
+                    continue
+                if shutil.disk_usage(drive).free < 1024 * 1024:
+                    break
+        full = p.wait_event("target_full", target="t7", timeout=30)[0]
+        assert (160 * 1024 * 1024 + 20, True) == (full["needed"], full["free"] < 1024 * 1024)
+        p.wait_event("replica_written", target="library", timeout=60)
+        wait_for(lambda: not temps(drive), 15, "the partial copy to go")
+        assert {} == target_files(drive / "photos")
+        filler.unlink()  # the person makes room
+        p.wait_protected(1, timeout=60)
+        assert_target_holds(drive / "photos", target_files(lib))
+        assert 0 == p.stop()
+    finally:  # lazily: a daemon left by a failed assertion may still hold the drive
+        subprocess.run(["umount", "-l", str(drive)], capture_output=True)

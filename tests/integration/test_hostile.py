@@ -1,0 +1,139 @@
+"""Hostile input in a watch folder, given to a real `photod run`: links out of the folder
+and in loops, a FIFO and a device node (either would block a reader forever), empty
+files, a 10 GB sparse file, NFC/NFD twins, names of 255 bytes, a path longer than the
+kernel's PATH_MAX.  Nothing is written outside a target's root, nothing holds up the
+photos beside them, each refusal is one clear event (not one per rescan), and the
+daemon's threads all live on."""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import socket
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import sha256, target_files, wait_for, write_config
+from tests.integration.conftest import Setup, assert_target_holds
+
+pytestmark = pytest.mark.integration
+
+
+def deep_folder(top: Path, depth: int) -> bytes:
+    """Folders nested until the path is longer than PATH_MAX (4096 bytes), made with
+    relative calls (no absolute path that long can be passed to the kernel); returns
+    the path relative to ``top``."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    rel = b""
+    try:
+        for i in range(depth):
+            name = b"d%03d" % i + b"x" * 200
+            os.mkdir(name, dir_fd=fd)
+            new = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = new
+            rel += name + b"/"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        out = os.open(b"deep.jpg", flags, 0o644, dir_fd=fd)
+        os.write(out, b"\xff\xd8\xff\xe0" + os.urandom(1000))
+        os.close(out)
+    finally:
+        os.close(fd)
+    return rel + b"deep.jpg"
+
+
+def test_hostile_files_are_refused_once_and_never_hold_up_the_photos(
+    setup: Setup, samples: Path
+) -> None:
+    """Each hostile entry is refused with one event; the photos beside them, and the
+    odd but legitimate names, are all protected; nothing lands outside the target."""
+    lib, outside = setup.home / "library", setup.home / "outside"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes((samples / "jpg_Canon_40D.jpg").read_bytes() + b"s")
+    (outside / "album").mkdir()
+    shutil.copy(samples / "jpg_Canon_40D.jpg", outside / "album" / "elsewhere.jpg")
+    config = write_config(
+        setup.home / "photod.toml",
+        [{"name": "inbox", "type": "folder", "path": str(setup.inbox)}],
+        [{"name": "library", "type": "local", "path": str(lib)}],
+        extra=(
+            f'[daemon]\nstate_dir = "{setup.home}/state"\nlog_dir = "{setup.home}/log"\n'
+            'rescan_interval = "1s"\n[ingest]\nsettle = "0.5s"\n'
+        ),
+    )
+    p = setup.factory(config)
+    sock_path = setup.home / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(sock_path))
+    p.env["NOTIFY_SOCKET"] = str(sock_path)
+    p.start()
+    inbox = setup.inbox
+    jpeg = (samples / "jpg_Canon_40D.jpg").read_bytes()
+
+    # What must be refused, each with its reason.
+    (inbox / "link-out.jpg").symlink_to(outside / "secret.jpg")
+    (inbox / "album-link").symlink_to(outside / "album", target_is_directory=True)
+    (inbox / "loop").symlink_to(".", target_is_directory=True)
+    (inbox / "ping.jpg").symlink_to(inbox / "pong.jpg")
+    (inbox / "pong.jpg").symlink_to(inbox / "ping.jpg")
+    os.mkfifo(inbox / "pipe.jpg")
+    os.mknod(inbox / "zero.jpg", stat.S_IFCHR | 0o644, os.makedev(1, 5))  # as /dev/zero
+    (inbox / "empty.jpg").write_bytes(b"")
+    with open(inbox / "huge.mov", "wb") as f:  # 10 GB long, a few bytes on disk
+        f.write(b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  ")
+        f.truncate(10 * 1024**3)
+    deep = deep_folder(inbox, 22)
+    refused = {
+        "link-out.jpg": "symbolic link",
+        "album-link": "symbolic link",
+        "loop": "symbolic link",
+        "ping.jpg": "symbolic link",
+        "pong.jpg": "symbolic link",
+        "pipe.jpg": "not a regular file",
+        "zero.jpg": "not a regular file",
+        "empty.jpg": "empty file",
+        "huge.mov": "sparse",
+    }
+    # What must be kept: photos beside them, NFC/NFD twins, 255-byte names twice.
+    good = {
+        "a.jpg": jpeg + b"a",
+        "Cafe\u0301.jpg": jpeg + b"nfd",
+        "Caf\u00e9.jpg": jpeg + b"nfc",
+        ("x" * 251 + ".jpg"): jpeg + b"long1",
+        ("sub/" + "x" * 251 + ".jpg"): jpeg + b"long2",
+    }
+    for name, data in good.items():
+        (inbox / name).parent.mkdir(exist_ok=True)
+        (inbox / name).write_bytes(data)
+
+    p.wait_protected(len(good), timeout=60)
+    time.sleep(4)  # several rescans: a refusal is told once, not once per scan
+    skipped = collections.Counter(e["path"] for e in p.events("file_skipped"))
+    assert {n: 1 for n in refused} == {n: skipped[n] for n in refused}
+    for event in p.events("file_skipped"):
+        assert refused[event["path"]] in event["reason"], event
+    too_long = [e for e in p.events("folder_unreadable") if "File name too long" in e["error"]]
+    assert 1 == len(too_long), p.events("folder_unreadable")
+    assert os.fsdecode(deep).split("/")[0] in too_long[0]["path"]
+
+    held = target_files(lib)
+    assert sorted(sha256(inbox / n) for n in good) == sorted(held.values())
+    assert_target_holds(lib, held)
+    assert not any("secret" in k or "elsewhere" in k for k in held)
+    ours = {lib, inbox, outside, samples, setup.home / "state", setup.home / "log"}
+    made = {  # (os.walk passes over what the kernel cannot reach: the deep folders)
+        Path(folder, name).relative_to(setup.home).as_posix()
+        for folder, _, names in os.walk(setup.home)
+        if not ours & {Path(folder), *Path(folder).parents}
+        for name in names
+    }
+    assert {"photod.toml", "photod.out", "notify.sock", "run/photod/control.sock"} == made
+    # Every thread lives: the daemon still pings systemd's watchdog.
+    notify.settimeout(12)
+    wait_for(lambda: notify.recv(4096).startswith(b"WATCHDOG=1"), 15, "a WATCHDOG ping")
+    notify.close()
+    assert 0 == p.stop()
