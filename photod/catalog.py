@@ -733,12 +733,15 @@ class Catalog:
 
     # -- sources --------------------------------------------------------------------
 
-    def source_files(self, source: str) -> dict[str, SourceFile]:
+    def source_stats(self, source: str) -> dict[str, tuple[int, int]]:
+        """path -> (size, mtime_ns) of every file of a folder: what a scan compares."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT path, size, mtime_ns, asset FROM source_files WHERE source=?", (source,)
+            cur = self._db.cursor()
+            cur.row_factory = None  # plain tuples: a large library has 100,000s of rows
+            rows = cur.execute(
+                "SELECT path, size, mtime_ns FROM source_files WHERE source=?", (source,)
             ).fetchall()
-        return {_unpath(r[0]): SourceFile(r[1], r[2], r[3]) for r in rows}
+        return {(p if isinstance(p, str) else _unpath(p)): (size, mtime) for p, size, mtime in rows}
 
     def source_file(self, source: str, path: str) -> SourceFile | None:
         with self._lock:

@@ -26,7 +26,7 @@ from photod.errors import AlreadyRunning, ConfigError
 from photod.logs import log
 from photod.notify import Notifier
 from photod.pipeline import Pipeline
-from photod.throttle import lower_priority
+from photod.throttle import give_back_memory, lower_priority
 
 LOCK_NAME = "photod.lock"
 CATALOG_NAME = "catalog.sqlite"
@@ -235,8 +235,11 @@ class Daemon:
         # The status line counts assets in the catalog: only worth it under systemd.
         supervised = bool(os.environ.get("NOTIFY_SOCKET"))
         sd_notify(f"READY=1\nSTATUS={status_line(pipeline)}" if supervised else "")
-        line_at = time.monotonic()
+        line_at = trimmed_at = time.monotonic()
         while not self._wake.wait(5.0):
+            if time.monotonic() - trimmed_at > 60:
+                give_back_memory()  # memory stays flat over days, not at its peak
+                trimmed_at = time.monotonic()
             if supervised and pipeline.alive() and scheduler.running:
                 # The line costs a pass over the catalog's groups: once a minute.
                 fresh = time.monotonic() - line_at > 60

@@ -5,9 +5,11 @@ live in ``probe``)."""
 from __future__ import annotations
 
 import fnmatch
+import functools
 import posixpath
 import re
 import unicodedata
+from collections.abc import Callable
 from datetime import datetime
 
 from photod.errors import UnsafeName
@@ -76,13 +78,20 @@ def kind_from_name(name: str) -> Kind | None:
     return EXTENSIONS.get(ext.lower()) if dot else None
 
 
+@functools.lru_cache(maxsize=8)
+def ignore_matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    """Whether one file or folder name matches any of the ignore patterns (any case):
+    one compiled expression, as a scan asks it for every name."""
+    if not patterns:
+        return lambda name: False
+    joined = re.compile("|".join(f"(?:{fnmatch.translate(p.lower())})" for p in patterns))
+    return lambda name: joined.match(name.lower()) is not None
+
+
 def is_ignored(relpath: str, patterns: tuple[str, ...] | list[str]) -> bool:
     """True when any component of ``relpath`` matches an ignore pattern (any case)."""
-    for part in relpath.split("/"):
-        low = part.lower()
-        if any(fnmatch.fnmatchcase(low, p.lower()) for p in patterns):
-            return True
-    return False
+    ignored = ignore_matcher(tuple(patterns))
+    return any(ignored(part) for part in relpath.split("/"))
 
 
 def safe_name(name: str) -> str:

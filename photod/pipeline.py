@@ -32,7 +32,6 @@ from photod.targets.base import Target
 from photod.targets.crypt import CryptTarget, Keys
 from photod.targets.local import LocalTarget
 from photod.targets.rclone import RcloneTarget
-from photod.targets.s3 import S3Target
 from photod.throttle import TokenBucket, on_battery_now
 from photod.verify import Scrubber
 
@@ -48,6 +47,8 @@ def _target(cfg: Config, t: TargetConfig, keys: Keys | None) -> Target:
             t.name, t.path, t.creates_root, t.reserve, relocatable=t.media is not Media.INTERNAL
         )
     elif isinstance(t, S3TargetConfig):
+        from photod.targets.s3 import S3Target  # boto3 takes 0.1 s to load: only when used
+
         inner = S3Target(
             t.name, t.bucket, t.prefix, t.endpoint, t.region, t.profile, t.credentials_file,
             t.part_size,
@@ -220,8 +221,8 @@ class Pipeline:
 
     def on_event(self, source: str, path: Path, kind: str) -> None:
         if kind == "dir":  # a folder moved or copied in: its files may have no events
-            for file, _ in self.watchers[source].scan(path):
-                self.settler.touch(source, file, "scan")
+            for _, file, _ in self.watchers[source].scan(path):
+                self.settler.touch(source, Path(file), "scan")
             return
         self.settler.touch(source, path, kind)
 
@@ -281,22 +282,20 @@ class Pipeline:
             if not watcher.root.is_dir():
                 continue
             started = time.monotonic()
-            known = self.catalog.source_files(name)
+            known = self.catalog.source_stats(name)
             files = new = 0
             cutoff = time.time() - self.cfg.ingest.settle
-            for path, st in watcher.scan():
+            for rel, path, st in watcher.scan():
+                files += 1
+                if known.get(rel) == (st.st_size, st.st_mtime_ns):
+                    continue  # the common case, by far: keep it to one lookup
                 if self.stop_event.is_set():
                     return
-                files += 1
-                rel = path.relative_to(watcher.root).as_posix()
-                seen = known.get(rel)
-                if seen is not None and (seen.size, seen.mtime_ns) == (st.st_size, st.st_mtime_ns):
-                    continue
                 new += 1
                 if st.st_mtime < cutoff:
-                    self.submit(name, path)
+                    self.submit(name, Path(path))
                 else:
-                    self.settler.touch(name, path, "scan")
+                    self.settler.touch(name, Path(path), "scan")
             log.info(
                 "scan_finished",
                 source=name,

@@ -414,6 +414,9 @@ class Replicator:
                 if self.catalog.relpath_taken(key):
                     key = suffixed(key, sha)
                 self.catalog.add_asset(sha, new.size, key, new.info, new.source, new.relpath)
+                # Where the bytes are, at once: if photod dies before the copies land,
+                # the catch-up after the restart copies from this file.
+                self.catalog.saw_source_file(new.source, new.relpath, new.size, new.mtime_ns, sha)
             mine = self._take(sha, list(writers)) if is_new else []
         try:
             self._abort_all({n: w for n, w in writers.items() if n not in mine})
@@ -451,7 +454,8 @@ class Replicator:
                 )
         finally:
             self._release(sha, mine)
-        self.catalog.saw_source_file(new.source, new.relpath, new.size, new.mtime_ns, sha)
+        if not is_new:
+            self.catalog.saw_source_file(new.source, new.relpath, new.size, new.mtime_ns, sha)
         if is_new:
             self.judge(sha)
             self.on_new()

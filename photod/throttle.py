@@ -4,10 +4,14 @@ the bandwidth limit; and how politely a scrub reads (its I/O and CPU priority).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import os
 import threading
 import time
 from datetime import datetime
+from typing import Any
 
 import psutil
 
@@ -55,6 +59,25 @@ def lower_priority(level: str, nice: int | None = None) -> None:
         )
     except (psutil.Error, OSError):
         pass  # a politeness, never a reason to skip the scrub
+
+
+@functools.cache
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def give_back_memory() -> None:
+    """Hand freed heap memory back to the system.  glibc keeps each thread arena at its
+    high-water mark, so a daemon that copies in many threads grows over the days
+    without holding more objects (bench/daemon.py day measures it); ``malloc_trim``
+    returns the free pages.  A no-op where the C library has no such call (macOS)."""
+    libc = _libc()
+    trim = getattr(libc, "malloc_trim", None) if libc is not None else None
+    if trim is not None:
+        trim(0)
 
 
 def _hhmm(minutes: int) -> str:

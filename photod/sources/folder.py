@@ -18,7 +18,7 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from photod.logs import log
-from photod.media import is_ignored
+from photod.media import ignore_matcher
 from photod.mounts import mount_of
 
 NETWORK_FS = {
@@ -166,34 +166,38 @@ class FolderWatcher:
             self.observer.join(timeout=5)  # type: ignore[attr-defined]
             self.observer = None
 
-    def scan(self, top: Path | None = None) -> Iterator[tuple[Path, os.stat_result]]:
-        """Every file under the folder (or under ``top`` in it), without following
-        symbolic links to directories (no loops, nothing from outside)."""
-        stack = [top or self.root]
+    def scan(self, top: Path | None = None) -> Iterator[tuple[str, str, os.stat_result]]:
+        """(path relative to the folder, full path, lstat) of every file under the
+        folder (or under ``top`` in it), without following symbolic links to
+        directories (no loops, nothing from outside).  A reconcile asks this of every
+        file in a large library, so it stays with strings and the entries' own stats."""
+        ignored = ignore_matcher(tuple(self.ignore))
+        start = top or self.root
+        rel0 = os.path.relpath(start, self.root).replace(os.sep, "/")
+        stack = [(str(start), "" if rel0 == "." else rel0 + "/")]
         while stack:
-            folder = stack.pop()
+            folder, prefix = stack.pop()
             try:
                 with os.scandir(folder) as it:
                     entries = list(it)
             except OSError as exc:
-                if str(folder) not in self.unreadable:  # told once, not at every scan
-                    self.unreadable.add(str(folder))
+                if folder not in self.unreadable:  # told once, not at every scan
+                    self.unreadable.add(folder)
                     log.warning(
                         "folder_unreadable",
                         source=self.name,
-                        path=str(folder),
+                        path=folder,
                         error=exc.strerror or str(exc),
                     )
                 continue
-            self.unreadable.discard(str(folder))
+            self.unreadable.discard(folder)
             for entry in entries:
-                rel = os.path.relpath(entry.path, self.root)
-                if is_ignored(rel.replace(os.sep, "/"), self.ignore):
+                if ignored(entry.name):
                     continue
                 try:
                     if entry.is_dir(follow_symlinks=False):
-                        stack.append(Path(entry.path))
+                        stack.append((entry.path, f"{prefix}{entry.name}/"))
                     else:
-                        yield Path(entry.path), entry.stat(follow_symlinks=False)
+                        yield prefix + entry.name, entry.path, entry.stat(follow_symlinks=False)
                 except OSError:
                     continue

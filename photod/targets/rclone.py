@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import psutil
+
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
 from photod.models import VerifyMethod
 from photod.targets.base import CHUNK
@@ -63,6 +65,48 @@ class _UnixHTTP(http.client.HTTPConnection):
         self.sock.connect(self.socket_path)
 
 
+RCD_PREFIX = "photod-rclone-"
+OWNER = "owner.json"  # in each rcd's folder: which photod process started which rcd
+
+
+def _own(folder: str, rcd_pid: int) -> None:
+    me = psutil.Process()
+    data = {"photod": me.pid, "photod_started": me.create_time(), "rcd": rcd_pid}
+    with open(os.path.join(folder, OWNER), "w") as f:
+        json.dump(data, f)
+
+
+def _reap_orphans() -> None:
+    """Stop the ``rclone rcd`` of a photod that was killed (SIGKILL, a power cut of the
+    process): no handler of it ran, so its rcd lives on, reparented.  Each rcd's folder
+    says which photod started it; an rcd whose photod is gone is stopped, its folder
+    removed.  Another running photod's rcd is left alone."""
+    top = tempfile.gettempdir()
+    for name in os.listdir(top):
+        folder = os.path.join(top, name)
+        if not name.startswith(RCD_PREFIX):
+            continue
+        try:
+            if os.stat(folder).st_uid != os.getuid():
+                continue
+            with open(os.path.join(folder, OWNER)) as f:
+                owner = json.load(f)
+            alive = (
+                psutil.pid_exists(owner["photod"])
+                and abs(psutil.Process(owner["photod"]).create_time() - owner["photod_started"]) < 1
+            )
+            if alive:
+                continue
+            with contextlib.suppress(psutil.Error):
+                rcd = psutil.Process(owner["rcd"])
+                if "rcd" in rcd.cmdline() and any(folder in a for a in rcd.cmdline()):
+                    rcd.kill()
+                    rcd.wait(5)
+        except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+            continue  # not ours to judge (or half made by a photod just starting)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class Rcd:
     """One ``rclone rcd`` process, started on first use and again if it died."""
 
@@ -84,7 +128,8 @@ class Rcd:
             binary = rclone_binary()
         except PhotodError as exc:
             raise TargetUnavailable(self.name, str(exc)) from exc
-        self.folder = tempfile.mkdtemp(prefix="photod-rclone-")  # mode 700: ours only
+        _reap_orphans()
+        self.folder = tempfile.mkdtemp(prefix=RCD_PREFIX)  # mode 700: ours only
         args = [binary, "rcd", "--rc-addr", f"unix://{self.socket_path}", "--rc-no-auth",
                 "--rc-serve", "--contimeout", "10s", "--timeout", f"{int(self.timeout)}s",
                 "--retries", "1", "--low-level-retries", "2", "--log-level", "ERROR"]  # fmt: skip
@@ -92,6 +137,7 @@ class Rcd:
             args += ["--config", str(self.config_file)]
         self.log = open(os.path.join(self.folder, "rcd.log"), "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log)
+        _own(self.folder, self.proc.pid)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

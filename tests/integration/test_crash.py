@@ -215,3 +215,55 @@ def test_a_kill_between_two_steps_of_a_copy_is_repaired_at_the_next_start(
     assert 0 == p.stop()
     originals = {q.name: sha256(q) for q in paths + ([first] if first else [])}
     assert_consistent(p, roots, originals)
+
+
+def rcds() -> list[int]:
+    """pids of every `rclone rcd` of a photod on this machine."""
+    import psutil
+
+    out = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "rcd" in cmd and any("photod-rclone-" in a for a in cmd):
+            out.append(proc.pid)
+    return out
+
+
+def test_killed_mid_upload_leaves_no_rclone_behind_and_completes(setup: Setup) -> None:
+    """An offsite target behind rclone (a local remote here, driven through `rclone
+    rcd`): photod is killed five times in the middle of uploads.  Each next start stops
+    the rcd the killed one left running, the uploads complete, each file is on the
+    remote exactly once with nothing left in its temporary folder, and once photod
+    stops no rclone process is left."""
+    rng = random.Random(SEED)
+    lib, remote = setup.home / "lib", setup.home / "offsite"
+    remote.mkdir()
+    before = set(rcds())
+    extra = (
+        f'\n[[targets]]\nname = "cloud"\ntype = "rclone"\nremote = "dir:{remote}"\n'
+        'rclone_config = { type = "local" }\ntransfers = 2\n'
+    )
+    p = setup.photod([{"name": "lib", "path": str(lib)}],
+                     policy={"copies": 2, "media": 2, "offsite": 1}, extra=extra)  # fmt: skip
+    # [[targets]] after [daemon] and [ingest] would belong to them: move it up.
+    text = p.config.read_text()
+    p.config.write_text(text.replace(extra, "").replace("\n[daemon]", extra + "\n[daemon]", 1))
+    paths: list[Path] = []
+    for life in range(5):  # new photos (and once a video) each time: uploads to cut
+        paths += [add_photo(setup.inbox, life * 100 + i, rng) for i in range(10)]
+        if life == 2:
+            paths.append(add_video(setup.inbox, 1, 40))
+        uploaded = sum(e.get("target") == "cloud" for e in p.events("replica_written"))
+        proc = spawn(p)
+        p.wait_event("replica_written", count=uploaded + 1, target="cloud", timeout=60)
+        assert 1 == len(set(rcds()) - before), "the killed photod's rcd was not stopped"
+        time.sleep(rng.uniform(0.0, 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    p.start()
+    p.wait_protected(len(paths), timeout=120)
+    assert 0 == p.stop()
+    wait_for(lambda: not set(rcds()) - before, 10, "no rclone rcd left")
+    held = target_files(remote)
+    assert sorted(sha256(q) for q in paths) == sorted(held.values())
+    assert [] == [q for q in (remote / ".photod" / "tmp").rglob("*") if q.is_file()]
