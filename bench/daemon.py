@@ -23,6 +23,7 @@ Prints a table; copy it into bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -38,6 +39,8 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import result  # noqa: E402
+from bench.scale import fill_catalog  # noqa: E402
 from tests.fakephone import FakePhone, FakeUsbmuxd  # noqa: E402
 
 SAMPLE_JPEG = ROOT.parent / "shared" / "samples" / "jpg_Canon_40D.jpg"
@@ -116,7 +119,8 @@ def day(args: argparse.Namespace, home: Path) -> None:
     t0 = time.monotonic()
     n = 0
     status: dict[str, object] = {"assets": 0}
-    print(f"{'minute':>6} {'RSS MB':>7} {'assets':>7} {'scrubs':>6} {'drills':>6} {'imports':>7}")
+    print(f"{'minute':>6} {'RSS MB':>7} {'anon MB':>7} {'threads':>7} {'assets':>7} {'scrubs':>6} "
+          f"{'drills':>6} {'imports':>7}")  # fmt: skip
     try:
         for minute in range(args.minutes):
             for _ in range(args.photos):
@@ -142,8 +146,10 @@ def day(args: argparse.Namespace, home: Path) -> None:
                 if int(left) % 12 == 0:
                     status = cli(cfg, env, "status", "--json")
                 time.sleep(min(5.0, max(0.0, end - time.monotonic())))
-            rss = ps.memory_info().rss
-            print(f"{minute + 1:>6} {rss / 1e6:>7.1f} {status['assets']:>7} "
+            mem = ps.memory_info()
+            anon = mem.rss - mem.shared  # what the daemon itself allocated (not file pages)
+            print(f"{minute + 1:>6} {mem.rss / 1e6:>7.1f} {anon / 1e6:>7.1f} {ps.num_threads():>7} "
+                  f"{status['assets']:>7} "
                   f"{count(home, 'scrub_finished'):>6} {count(home, 'drill_passed'):>6} "
                   f"{count(home, 'device_import_finished'):>7}", flush=True)  # fmt: skip
     finally:
@@ -178,15 +184,21 @@ def idle(args: argparse.Namespace, home: Path) -> None:
     env = {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(home / "run")}
     (home / "run").mkdir(mode=0o700)
     inbox = home / "inbox"
+    rows = []
     for i in range(args.files):
-        folder = inbox / f"{2010 + i % 15}" / f"{i // 1000 % 100:02d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"IMG_{i:06d}.JPG").write_bytes(b"\xff\xd8\xff" + i.to_bytes(8, "big"))
+        rel = f"{2010 + i % 15}/{i // 1000 % 100:02d}/IMG_{i:06d}.JPG"
+        (inbox / rel).parent.mkdir(parents=True, exist_ok=True)
+        data = b"\xff\xd8\xff" + i.to_bytes(8, "big")
+        (inbox / rel).write_bytes(data)
+        rows.append((hashlib.sha256(data).hexdigest(), rel, len(data),
+                     (inbox / rel).stat().st_mtime_ns))  # fmt: skip
     cfg = config(home, day=False)
+    # Every file already backed up (a catalog filled through photod's schema, as in
+    # bench/scale.py): what follows is the idle state of a large library.
+    fill_catalog(home / "state" / "catalog.sqlite", rows, ["library"])
     proc = start(home, cfg, env)
-    # Wait until every file is in the catalog, so that what follows is the idle state.
-    while cli(cfg, env, "status", "--json")["assets"] < args.files:
-        time.sleep(5)
+    while count(home, "scan_finished") < 1:
+        time.sleep(1)
     time.sleep(20)
     watchmedo = subprocess.Popen(
         [str(Path(sys.executable).parent / "watchmedo"), "log", "--recursive", str(inbox)],
@@ -205,6 +217,10 @@ def idle(args: argparse.Namespace, home: Path) -> None:
     print(f"{'watchmedo log':<24} {100 * cpu[1]:>18.2f} {peak[1] / 1e6:>12.1f}")
     print(f"photod / watchmedo: CPU {cpu[0] / max(cpu[1], 1e-9):.2f} x, RSS "
           f"{peak[0] / peak[1]:.2f} x")  # fmt: skip
+    result("daemon", f"idle, watching {args.files:,} files: CPU", 100 * cpu[0], 100 * cpu[1],
+           "watchmedo log", "% of a core", "< 1 %", 100 * cpu[0] < 1)  # fmt: skip
+    result("daemon", f"idle, watching {args.files:,} files: peak RSS", peak[0] / 1e6,
+           peak[1] / 1e6, "watchmedo log", "MB", "< 150 MB", peak[0] < 150e6)  # fmt: skip
 
 
 def main() -> int:

@@ -27,6 +27,11 @@ import sys
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.report import result  # noqa: E402
+
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 
 
@@ -158,6 +163,8 @@ def main() -> int:
         f"{paired:.2f} (median of per-round ratios)  (goal <= 0.80)"
     )
     print(f"  ratio photod / rsync plain:   {med['photod'] / med['plain']:.2f}")
+    result("ingest", f"{n:,} files, 2 targets, verified", med["photod"], med["fsync"],
+           "rsync -a --fsync x2", goal="<= 0.80 x", met=med["photod"] <= 0.8 * med["fsync"])  # fmt: skip
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )

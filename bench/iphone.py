@@ -34,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import result  # noqa: E402
 from tests.fakephone import FakePhone, FakeUsbmuxd  # noqa: E402
 
 SAMPLE_JPEG = ROOT.parent / "shared" / "samples" / "jpg_Canon_40D.jpg"
@@ -242,6 +243,8 @@ def main() -> None:
         print(f"  pymobiledevice3 afc pull             {pull:7.2f} s  {mb / pull:6.0f} MB/s")
         print(f"  photod import (plug -> finished)     {took:7.2f} s  {mb / took:6.0f} MB/s")
         print(f"  photod / afc pull: {took / pull:.2f}   photod / ceiling: {took / ceiling:.2f}")
+        result("iphone", f"import {mb:,.0f} MB of movies", took, pull,
+               "pymobiledevice3 afc pull", goal=">= 200 MB/s", met=mb / took >= 200)  # fmt: skip
         shutil.rmtree(media)
 
         # -- small: per-file overhead --------------------------------------------------
@@ -264,6 +267,8 @@ def main() -> None:
             f"  photod import              {took:7.2f} s  {took / args.small * 1000:6.2f} ms/file"
         )
         print(f"  photod / afc pull: {took / pull:.2f}")
+        result("iphone", f"import {args.small:,} small files", took, pull,
+               "pymobiledevice3 afc pull")  # fmt: skip
         shutil.rmtree(media)
 
         # -- replug: nothing new ---------------------------------------------------------
@@ -286,6 +291,8 @@ def main() -> None:
         print(
             f"  re-plug, nothing new       {replug:7.2f} s  (files opened: {sum(phone.opened.values())})"
         )
+        result("iphone", f"re-plug of an unchanged {args.replug:,}-file phone", replug, None,
+               "", goal="< 10 s", met=replug < 10)  # fmt: skip
     finally:
         mux.close()
 

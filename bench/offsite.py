@@ -30,10 +30,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from bench.ingest import make_corpus
-from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
+from bench.ingest import make_corpus  # noqa: E402
+from bench.report import result  # noqa: E402
+from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server  # noqa: E402
 
 
 def rclone_conf(path: Path, endpoint: str) -> Path:
@@ -141,6 +143,11 @@ def main() -> int:
         f"  photod crypt / rclone crypt: {med['photod crypt'] / med['rclone crypt']:.2f}  (goal <= 1.0)"
     )
     print(f"  every file verified offsite by photod: {ok}")
+    result("offsite", f"{n:,} files to S3", med["photod"], med["rclone"], "rclone copy",
+           goal="<= 1.0 x", met=med["photod"] <= med["rclone"])  # fmt: skip
+    result("offsite", f"{n:,} files to S3, encrypted", med["photod crypt"], med["rclone crypt"],
+           "rclone copy (crypt remote)", goal="<= 1.0 x",
+           met=med["photod crypt"] <= med["rclone crypt"])  # fmt: skip
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )

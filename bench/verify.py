@@ -33,9 +33,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from bench.ingest import make_corpus
+from bench.ingest import make_corpus  # noqa: E402
+from bench.report import result  # noqa: E402
 
 
 def drop_caches() -> bool:
@@ -110,6 +112,9 @@ def main() -> int:
         med[name] = wall
         print(f"  {name:10s} {wall:7.2f} s  {total / wall / 1e6:7.1f} MB/s  CPU {cores:.2f} cores")
     print(f"  photod / sha256sum throughput: {med['sha256sum'] / med['photod']:.2f}  (goal >= 1.5)")
+    result("verify", f"scrub {total / 1e9:.2f} GB", med["photod"], med["sha256sum"],
+           "sha256sum -c", goal="<= 0.67 x (1.5 x throughput)",
+           met=med["photod"] * 1.5 <= med["sha256sum"])  # fmt: skip
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )

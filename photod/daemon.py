@@ -26,7 +26,7 @@ from photod.errors import AlreadyRunning, ConfigError
 from photod.logs import log
 from photod.notify import Notifier
 from photod.pipeline import Pipeline
-from photod.throttle import give_back_memory, lower_priority
+from photod.throttle import few_arenas, give_back_memory, lower_priority
 
 LOCK_NAME = "photod.lock"
 CATALOG_NAME = "catalog.sqlite"
@@ -173,8 +173,9 @@ class Daemon:
         logs.setup(
             cfg.log_dir, console=True, max_bytes=cfg.daemon.log_max_size, keep=cfg.daemon.log_keep
         )
-        # First, before any thread starts: every thread inherits it.
+        # First, before any thread starts: every thread inherits these.
         lower_priority(cfg.daemon.priority, nice=10)
+        few_arenas()
         lock = StateLock(cfg.state_dir)
         catalog = Catalog(cfg.state_dir / CATALOG_NAME)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -69,6 +69,21 @@ def _libc() -> Any:
         return None
 
 
+M_ARENA_MAX = -8  # mallopt(3)
+
+
+def few_arenas(count: int = 2) -> None:
+    """Let glibc's malloc keep at most ``count`` arenas.  By default each busy thread
+    may get one of its own (up to 8 per core), and a daemon that hashes and copies in a
+    dozen threads holds all of their high-water marks; with two, memory stays flat
+    (bench/daemon.py day).  Called first thing, before any thread starts.  A no-op
+    where the C library has no such setting (macOS)."""
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None) if libc is not None else None
+    if mallopt is not None:
+        mallopt(M_ARENA_MAX, count)
+
+
 def give_back_memory() -> None:
     """Hand freed heap memory back to the system.  glibc keeps each thread arena at its
     high-water mark, so a daemon that copies in many threads grows over the days

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Photod
+from tests.conftest import Photod, wait_for
 from tests.integration.conftest import Setup
 
 pytestmark = pytest.mark.integration
@@ -175,3 +175,27 @@ def test_backup_reload_and_verify_through_the_daemon(setup: Setup) -> None:
         r = p.cli(*args)
         assert 3 == r.returncode
         assert "the daemon is not running" in r.stderr
+
+
+def test_status_names_the_job_that_runs_now(setup: Setup) -> None:
+    """While the daemon re-reads a large library for `photod verify --all`, `photod
+    status` says so (from daemon.live.running); once it is done, nothing runs."""
+    from tests.integration.test_mounts import big_video
+
+    p = _daemon(setup)
+    try:
+        os.rename(big_video(setup.home / "big.mov", 800), setup.inbox / "big.mov")
+        p.wait_protected(1, timeout=60)
+        assert 0 == p.cli("verify", "--all").returncode
+        seen = ""
+
+        def verifying() -> bool:
+            nonlocal seen
+            seen = p.cli("status").stdout
+            return "verifying (photod verify)" in seen
+
+        wait_for(verifying, 30, "the verify among the running jobs", lambda: seen)
+        p.wait_event("scrub_finished", timeout=60)
+        wait_for(lambda: [] == p.status()["daemon"]["live"]["running"], 10, "idle")
+    finally:
+        assert 0 == p.stop()

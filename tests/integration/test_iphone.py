@@ -575,3 +575,43 @@ def test_hostile_names_from_a_phone_never_escape_and_never_block(
     }
     assert {"photod.toml", "photod.out", "usbmuxd.sock", "run/photod/control.sock"} == stray
     assert 0 == p.stop()
+
+
+def test_photod_killed_mid_import_resumes_when_it_starts_again(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    """SIGKILL in the middle of a phone's big movie (after a checkpoint): nothing partial
+    reaches a target; when photod starts again, with the phone still plugged in, it
+    resumes the movie from its checkpoint instead of reading it all again, and the
+    staging folder is left empty."""
+    import signal
+
+    roll = camera_roll(tmp_path / "A", samples, photos=4, live=0, big_video=200 * 1024**2)
+    big = next(a for a in roll.files if a.endswith(".MOV"))
+    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
+    phone.stall_after = 120 * 1024**2  # hold the movie at 120 MB: past three checkpoints
+    p = phones.photod().start()
+    phones.mux.plug(phone)
+    wait_for(lambda: phone.served >= phone.stall_after, 60, "the movie to be half read")  # type: ignore[operator]
+    assert p.proc is not None
+    p.proc.send_signal(signal.SIGKILL)
+    p.proc.wait()
+    for root in (phones.lib, phones.mirror):
+        assert sha256(roll.path(big)) not in by_hash(root)
+        assert not list(root.rglob(".photod-*.tmp"))
+    served = phone.served
+    phones.mux.unstall(phone)  # the dead photod's read still waiting in the fake ends
+    wait_for(lambda: phone.served > served, 10, "the dead connection's last read")
+    phone.reset_counters()
+    p.start()
+    resumed = p.wait_event("device_import_resumed", timeout=60)[0]
+    assert (big, True) == (resumed["path"], resumed["offset"] >= 64 * 1024**2)
+    p.wait_event("device_import_finished", timeout=90)
+    assert phone.bytes_read[big] == roll.path(big).stat().st_size - resumed["offset"]
+    p.wait_protected(len(roll.files), timeout=60)
+    for root in (phones.lib, phones.mirror):
+        assert hashes(roll) == set(by_hash(root))
+        assert_target_holds(root, {rel: h for h, rel in by_hash(root).items()})
+    staging = phones.home / "state" / "import"
+    assert [] == [q for q in staging.rglob("*") if q.is_file()]
+    assert 0 == p.stop()

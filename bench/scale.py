@@ -1,0 +1,294 @@
+"""How photod scales: a large catalog, a large tree, one photo's way to safety.
+
+    python bench/scale.py reconcile [--files 100000] [--rounds 3] [--workdir DIR]
+    python bench/scale.py status [--assets 250000,500000,1000000] [--workdir DIR]
+    python bench/scale.py latency [--photos 100] [--workdir DIR]
+
+reconcile  `photod run` starts on a watch folder of --files files that are all in the
+           catalog already (unchanged since): the time of its start-up scan (its
+           `scan_finished` duration, and spawn to scan end), against
+           `rsync -a --dry-run` of the same tree to an identical copy: what a person
+           would run to find what is new.  Goal: photod <= 1.0 x rsync.
+status     `photod status --json` on synthetic catalogs of N assets x 3 targets (built
+           through photod's own schema, then filled in one transaction), against
+           `sqlite3 catalog.sqlite "SELECT count(*) ..."` as the floor of any report.
+           Goal: under 1 s at 1,000,000, and growing no worse than linearly.
+latency    5 MB photos land in the watch folder one by one (written and closed, as a
+           camera app or sync client does); from the close to `asset_protected`
+           (three local targets, policy 3-2-1 met), at the default settle time.
+           Against `rsync -a --fsync` of the same file to three folders (no watching,
+           no read-back).  Goal: p50 under 1 s, p99 under 3 s.
+
+Prints a report and RESULT lines for `bench/all`; copy them into bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.report import result  # noqa: E402
+from photod.catalog import Catalog  # noqa: E402
+
+SAMPLE_JPEG = ROOT.parent / "shared" / "samples" / "jpg_Canon_40D.jpg"
+
+
+def write_config(home: Path, targets: list[tuple[str, str, bool]], policy: str) -> Path:
+    lines = [f"[policy]\n{policy}", '[[sources]]\nname = "inbox"\ntype = "folder"\n'
+             f'path = "{home / "inbox"}"']  # fmt: skip
+    for name, media, offsite in targets:
+        lines.append(f'[[targets]]\nname = "{name}"\ntype = "local"\npath = "{home / name}"\n'
+                     f'media = "{media}"\noffsite = {str(offsite).lower()}\ncreate = true')  # fmt: skip
+    lines.append(f'[daemon]\nstate_dir = "{home / "state"}"\nlog_dir = "{home / "log"}"\n'
+                 'log_max_size = "1GiB"')  # fmt: skip
+    path = home / "photod.toml"
+    path.write_text("\n\n".join(lines) + "\n")
+    return path
+
+
+def env(home: Path) -> dict[str, str]:
+    (home / "run").mkdir(mode=0o700, exist_ok=True)
+    return {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(home / "run")}
+
+
+class Log:
+    """Follows photod.jsonl from where it last read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.f = None
+        self.buf = ""
+
+    def events(self) -> list[dict[str, object]]:
+        if self.f is None:
+            if not self.path.exists():
+                return []
+            self.f = open(self.path, encoding="utf-8")  # noqa: SIM115
+        self.buf += self.f.read()
+        lines, _, self.buf = self.buf.rpartition("\n")
+        out = []
+        for line in lines.splitlines():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+    def wait(self, name: str, timeout: float = 600, **match: object) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for e in self.events():
+                if e.get("event") == name and all(e.get(k) == v for k, v in match.items()):
+                    return e
+            time.sleep(0.01)
+        raise SystemExit(f"timed out waiting for {name} {match}")
+
+
+def fill_catalog(path: Path, rows: list[tuple[str, str, int, int]], targets: list[str]) -> None:
+    """Assets (sha, relpath in the folder, size, mtime_ns), each verified on every
+    target and seen in the 'inbox' folder, in one transaction through photod's schema."""
+    catalog = Catalog(path)  # creates the schema and runs the migrations
+    db = catalog._db
+    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    held = "\0".join(sorted(targets))
+    db.execute("BEGIN")
+    db.executemany(
+        "INSERT INTO assets (sha256, size, kind, format, relpath, captured_at, capture_source,"
+        " decodable, problem, first_source, first_path, added_at, held)"
+        " VALUES (?,?,'photo','jpeg',?,'2020-01-01T00:00:00','exif',1,'','inbox',?,?,?)",
+        ((sha, size, f"lib/{rel}", rel, now, held) for sha, rel, size, _ in rows),
+    )
+    for t in targets:
+        db.executemany(
+            "INSERT INTO replicas (asset, target, state, relpath, size, verified_at, method,"
+            " checked_at, check_method, check_result, listed_at)"
+            " VALUES (?,?,'verified',?,?,?,'readback',?,'readback','ok',?)",
+            ((sha, t, f"lib/{rel}", size, now, now, now) for sha, rel, size, _ in rows),
+        )
+    db.executemany(
+        "INSERT INTO source_files (source, path, size, mtime_ns, asset, seen_at, checked_at)"
+        " VALUES ('inbox',?,?,?,?,?,?)",
+        ((rel, size, mtime, sha, now, now) for sha, rel, size, mtime in rows),
+    )
+    db.execute("COMMIT")
+    catalog.close()
+
+
+def reconcile(args: argparse.Namespace, home: Path) -> None:
+    inbox = home / "inbox"
+    rows = []
+    past = time.time() - 86400
+    for i in range(args.files):
+        rel = f"{2010 + i % 15}/{i // 1000 % 100:02d}/IMG_{i:06d}.JPG"
+        path = inbox / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = b"\xff\xd8\xff" + i.to_bytes(8, "big")
+        path.write_bytes(data)
+        os.utime(path, (past, past))
+        rows.append((hashlib.sha256(data).hexdigest(), rel, len(data), path.stat().st_mtime_ns))
+    cfg = write_config(home, [("library", "internal", False)], "copies = 1\nmedia = 1\noffsite = 0")
+    fill_catalog(home / "state" / "catalog.sqlite", rows, ["library"])
+    copy = home / "copy"
+    subprocess.run(["cp", "-al", str(inbox), str(copy)], check=True)  # identical: nothing new
+    e = env(home)
+    log = Log(home / "log" / "photod.jsonl")
+    scans, walls, rsyncs = [], [], []
+    for r in range(args.rounds):
+        t0 = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "photod", "--config", str(cfg), "run"],
+                                env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        done = log.wait("scan_finished", source="inbox")
+        walls.append(time.monotonic() - t0)
+        scans.append(float(done["duration"]))  # type: ignore[arg-type]
+        assert done["changed"] == 0 and done["files"] == args.files, done
+        proc.terminate()
+        proc.wait(timeout=60)
+        t0 = time.monotonic()
+        subprocess.run(["rsync", "-a", "--dry-run", f"{inbox}/", f"{copy}/"], check=True)
+        rsyncs.append(time.monotonic() - t0)
+        print(f"round {r + 1}: photod scan {scans[-1]:.2f} s (spawn to scan end {walls[-1]:.2f} s)"
+              f", rsync -a --dry-run {rsyncs[-1]:.2f} s", flush=True)  # fmt: skip
+    scan, wall, rs = (statistics.median(x) for x in (scans, walls, rsyncs))
+    print(f"median: photod scan {scan:.2f} s, spawn to scan end {wall:.2f} s, rsync {rs:.2f} s; "
+          f"photod / rsync {scan / rs:.2f} (scan), {wall / rs:.2f} (with start-up)")  # fmt: skip
+    result("scale", f"reconcile {args.files:,} unchanged files (scan)", scan, rs,
+           "rsync -a --dry-run", goal="<= 1.0 x", met=scan <= rs)  # fmt: skip
+    result("scale", f"reconcile {args.files:,} unchanged files (with start-up)", wall, rs,
+           "rsync -a --dry-run", goal="<= 1.0 x", met=wall <= rs)  # fmt: skip
+
+
+def status(args: argparse.Namespace, home: Path) -> None:
+    targets = [("lib", "internal", False), ("t7", "external", False), ("cloud", "cloud", True)]
+    sizes = [int(n) for n in args.assets.split(",")]
+    e = env(home)
+    per = []
+    for n in sizes:
+        work = home / f"n{n}"
+        work.mkdir()
+        (work / "inbox").mkdir()
+        cfg = write_config(work, targets, "copies = 3\nmedia = 2\noffsite = 1")
+        for name, _, _ in targets:
+            (work / name).mkdir()
+        t0 = time.monotonic()
+        rows = [(hashlib.sha256(i.to_bytes(8, "big")).hexdigest(), f"{i // 1000}/IMG_{i}.JPG",
+                 2_000_000 + i % 1_000_000, 0) for i in range(n)]  # fmt: skip
+        fill_catalog(work / "state" / "catalog.sqlite", rows, [t[0] for t in targets])
+        built = time.monotonic() - t0
+        times, floors = [], []
+        for _ in range(3):
+            t0 = time.monotonic()
+            r = subprocess.run([sys.executable, "-m", "photod", "--config", str(cfg), "status",
+                                "--json"], env=e, capture_output=True, text=True, check=True)  # fmt: skip
+            times.append(time.monotonic() - t0)
+            report = json.loads(r.stdout)
+            assert report["assets"] == n and report["policy"]["compliant"] == n, report["policy"]
+            t0 = time.monotonic()
+            subprocess.run(["sqlite3", str(work / "state" / "catalog.sqlite"),
+                            "SELECT count(*), sum(size) FROM assets"], check=True,
+                           capture_output=True)  # fmt: skip
+            floors.append(time.monotonic() - t0)
+        t, floor = statistics.median(times), statistics.median(floors)
+        per.append((n, t))
+        print(f"{n:>9,} assets x 3 targets: photod status {t:.2f} s, sqlite3 count {floor:.2f} s"
+              f" (catalog built in {built:.0f} s)", flush=True)  # fmt: skip
+        result("scale", f"photod status, {n:,} assets x 3 targets", t, floor,
+               "sqlite3 SELECT count(*), sum(size)", goal="< 1 s at 1,000,000",
+               met=t < 1.0 if n >= 1_000_000 else None)  # fmt: skip
+        shutil.rmtree(work)
+    if len(per) > 1:
+        (n0, t0_), (n1, t1) = per[0], per[-1]
+        growth = (t1 / t0_) / (n1 / n0)
+        print(f"growth from {n0:,} to {n1:,}: time x{t1 / t0_:.2f} for assets x{n1 / n0:.0f} "
+              f"({growth:.2f} of linear)")  # fmt: skip
+
+
+def latency(args: argparse.Namespace, home: Path) -> None:
+    targets = [("lib", "internal", False), ("t7", "external", False), ("nas", "nas", True)]
+    cfg = write_config(home, targets, "copies = 3\nmedia = 2\noffsite = 1")
+    (home / "inbox").mkdir()
+    for name, _, _ in targets:
+        (home / name).mkdir()
+    e = env(home)
+    log = Log(home / "log" / "photod.jsonl")
+    proc = subprocess.Popen([sys.executable, "-m", "photod", "--config", str(cfg), "run"], env=e,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    log.wait("daemon_started")
+    time.sleep(2)
+    jpeg = SAMPLE_JPEG.read_bytes()
+    ours, theirs = [], []
+    rsync_dirs = [home / f"rsync-{n}" for n, _, _ in targets]
+    try:
+        for i in range(args.photos):
+            data = jpeg + os.urandom(5 * 1024 * 1024 - len(jpeg) - 8) + i.to_bytes(8, "big")
+            sha = hashlib.sha256(data).hexdigest()
+            path = home / "inbox" / f"IMG_{i:04d}.JPG"
+            with open(path, "wb") as f:
+                f.write(data)
+            landed = time.time()  # closed: the file is complete
+            event = log.wait("asset_protected", timeout=60, asset=sha)
+            ts = datetime.fromisoformat(str(event["ts"]).replace("Z", "+00:00")).timestamp()
+            ours.append(ts - landed)
+            t0 = time.monotonic()
+            for d in rsync_dirs:
+                subprocess.run(["rsync", "-a", "--fsync", str(path), f"{d}/"], check=True)
+            theirs.append(time.monotonic() - t0)
+            time.sleep(0.3)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    ours.sort()
+    theirs.sort()
+
+    def pct(xs: list[float], p: float) -> float:
+        return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
+
+    p50, p99 = pct(ours, 50), pct(ours, 99)
+    r50, r99 = pct(theirs, 50), pct(theirs, 99)
+    print(f"{args.photos} photos of 5 MB, landing -> policy met on 3 local targets:")
+    print(f"  photod (settle, hash, 3 copies, fsync, read-back, catalog): p50 {p50:.3f} s, "
+          f"p99 {p99:.3f} s, max {ours[-1]:.3f} s")  # fmt: skip
+    print(f"  rsync -a --fsync to 3 folders (copy only):                 p50 {r50:.3f} s, "
+          f"p99 {r99:.3f} s")  # fmt: skip
+    result("scale", "5 MB photo: landing -> policy met, p50", p50, r50,
+           "rsync -a --fsync x3", goal="< 1 s", met=p50 < 1)  # fmt: skip
+    result("scale", "5 MB photo: landing -> policy met, p99", p99, r99,
+           "rsync -a --fsync x3", goal="< 3 s", met=p99 < 3)  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["reconcile", "status", "latency"])
+    ap.add_argument("--files", type=int, default=100_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--assets", default="250000,500000,1000000")
+    ap.add_argument("--photos", type=int, default=100)
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+    for tool in ("rsync", "sqlite3"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is needed: apt-get install {tool}")
+    home = Path(tempfile.mkdtemp(prefix=f"photod-bench-{args.mode}-", dir=args.workdir))
+    print(f"# bench/scale.py {args.mode}: {platform.platform()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}, work dir {home}", flush=True)  # fmt: skip
+    try:
+        {"reconcile": reconcile, "status": status, "latency": latency}[args.mode](args, home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
