@@ -71,10 +71,11 @@ def config(home: Path, day: bool) -> Path:
             'drill = "* * * * *"\ndrill_sample = 5\n'
         )
     path = home / "photod.toml"
+    # The day retries fast (the drive comes back every minute); idle is a default daemon.
+    retries = 'retry_interval = "2s"\nretry_max = "10s"\n' if day else ""
     path.write_text(
         f"[policy]\n{policy}\n{sources}\n{targets}\n{schedule}\n"
-        f'[daemon]\nstate_dir = "{home / "state"}"\nlog_dir = "{home / "log"}"\n'
-        'retry_interval = "2s"\nretry_max = "10s"\n'
+        f'[daemon]\nstate_dir = "{home / "state"}"\nlog_dir = "{home / "log"}"\n{retries}'
     )
     return path
 

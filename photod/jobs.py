@@ -8,13 +8,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from photod.errors import Stopping
 from photod.logs import log
 
 if TYPE_CHECKING:  # config imports this module to check cron lines
+    from apscheduler.schedulers.background import BackgroundScheduler
+
     from photod.config import Config
     from photod.pipeline import Pipeline
 
@@ -123,6 +124,9 @@ def _guarded(
 
 def start(pipeline: Pipeline, cfg: Config) -> BackgroundScheduler:
     """Start the scheduler with photod's periodic jobs; a reconcile scan runs at once."""
+    # Loaded here: `photod status` and the config check need the cron lines, not this.
+    from apscheduler.schedulers.background import BackgroundScheduler
+
     scheduler = BackgroundScheduler(
         timezone=UTC,
         # A laptop that slept through a run does it when it wakes, once.

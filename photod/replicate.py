@@ -547,7 +547,7 @@ class Replicator:
         """Copy what a target is missing, oldest first, ``transfers`` at a time; returns
         how many were copied."""
         state = self.targets[name]
-        if not state.available:
+        if not state.available or not self.catalog.anything_pending(name, time.time()):
             return 0
 
         def one(asset: Asset) -> bool:

@@ -26,10 +26,11 @@ def collect(cfg: Config) -> dict[str, Any]:
     db_path = cfg.state_dir / CATALOG_NAME
     catalog = Catalog(db_path) if db_path.exists() else None
     try:
-        assets, size = catalog.counts() if catalog else (0, 0)
         compliant = noncompliant = 0
         missing: Counter[str] = Counter()
         holdings = catalog.holdings() if catalog else []
+        # The groups count every asset once: no second pass over the catalog for totals.
+        assets, size = sum(g[1] for g in holdings), sum(g[2] for g in holdings)
         for held, count, _ in holdings:
             verdict = policy.evaluate(rule, held, infos)
             if verdict.compliant:

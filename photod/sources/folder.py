@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,7 @@ class FolderWatcher:
         self.observer: object | None = None
         self.polling = False
         self.unreadable: set[str] = set()  # folders a scan could not read (told once)
+        self.scanned = 0  # files the last scan saw
 
     def start(self) -> bool:
         """Start watching; False (and an event) when the folder is not there yet."""
@@ -166,38 +167,58 @@ class FolderWatcher:
             self.observer.join(timeout=5)  # type: ignore[attr-defined]
             self.observer = None
 
-    def scan(self, top: Path | None = None) -> Iterator[tuple[str, str, os.stat_result]]:
+    def scan(
+        self, top: Path | None = None, unchanged: Mapping[str, tuple[int, int]] | None = None
+    ) -> Iterator[tuple[str, str, os.stat_result]]:
         """(path relative to the folder, full path, lstat) of every file under the
         folder (or under ``top`` in it), without following symbolic links to
-        directories (no loops, nothing from outside).  A reconcile asks this of every
-        file in a large library, so it stays with strings and the entries' own stats."""
+        directories (no loops, nothing from outside).  Files whose (size, mtime_ns) is
+        the one in ``unchanged`` (the catalog's) are counted but not yielded.  After the
+        scan, ``self.scanned`` is the number of files seen.
+
+        A reconcile asks this of every file of a large library at every start, so the
+        loop stays lean: strings, the entries' own stats, and the ignore patterns only
+        for what is not known already."""
         ignored = ignore_matcher(tuple(self.ignore))
+        same = unchanged.get if unchanged is not None else None
         start = top or self.root
         rel0 = os.path.relpath(start, self.root).replace(os.sep, "/")
         stack = [(str(start), "" if rel0 == "." else rel0 + "/")]
-        while stack:
-            folder, prefix = stack.pop()
-            try:
-                with os.scandir(folder) as it:
-                    entries = list(it)
-            except OSError as exc:
-                if folder not in self.unreadable:  # told once, not at every scan
-                    self.unreadable.add(folder)
-                    log.warning(
-                        "folder_unreadable",
-                        source=self.name,
-                        path=folder,
-                        error=exc.strerror or str(exc),
-                    )
-                continue
-            self.unreadable.discard(folder)
-            for entry in entries:
-                if ignored(entry.name):
-                    continue
+        seen = 0
+        try:
+            while stack:
+                folder, prefix = stack.pop()
                 try:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append((entry.path, f"{prefix}{entry.name}/"))
-                    else:
-                        yield prefix + entry.name, entry.path, entry.stat(follow_symlinks=False)
-                except OSError:
+                    with os.scandir(folder) as it:
+                        entries = list(it)
+                except OSError as exc:
+                    if folder not in self.unreadable:  # told once, not at every scan
+                        self.unreadable.add(folder)
+                        log.warning(
+                            "folder_unreadable",
+                            source=self.name,
+                            path=folder,
+                            error=exc.strerror or str(exc),
+                        )
                     continue
+                self.unreadable.discard(folder)
+                for entry in entries:
+                    name = entry.name
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            if not ignored(name):
+                                stack.append((entry.path, f"{prefix}{name}/"))
+                            continue
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    rel = prefix + name
+                    if same is not None and same(rel) == (st.st_size, st.st_mtime_ns):
+                        seen += 1
+                        continue
+                    if ignored(name):
+                        continue
+                    seen += 1
+                    yield rel, entry.path, st
+        finally:
+            self.scanned = seen

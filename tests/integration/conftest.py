@@ -20,7 +20,7 @@ state_dir = "{home}/state"
 log_dir = "{home}/log"
 retry_interval = "1s"
 retry_max = "2s"
-
+{daemon}
 [ingest]
 settle = "0.5s"
 """
@@ -34,8 +34,14 @@ class Setup:
         self.factory = factory
 
     def config(
-        self, targets: list[dict[str, Any]], policy: dict[str, int] | None = None, extra: str = ""
+        self,
+        targets: list[dict[str, Any]],
+        policy: dict[str, int] | None = None,
+        extra: str = "",
+        daemon: str = "",
     ) -> Path:
+        """The inbox and ``targets``; ``daemon``: more [daemon] lines; ``extra``: more
+        sections."""
         for t in targets:
             t.setdefault("type", "local")
         return write_config(
@@ -43,13 +49,17 @@ class Setup:
             [{"name": "inbox", "type": "folder", "path": str(self.inbox)}],
             targets,
             policy,
-            FAST.format(home=self.home) + extra,
+            FAST.format(home=self.home, daemon=daemon) + extra,
         )
 
     def photod(
-        self, targets: list[dict[str, Any]], policy: dict[str, int] | None = None, extra: str = ""
+        self,
+        targets: list[dict[str, Any]],
+        policy: dict[str, int] | None = None,
+        extra: str = "",
+        daemon: str = "",
     ) -> Photod:
-        return self.factory(self.config(targets, policy, extra))
+        return self.factory(self.config(targets, policy, extra, daemon))
 
 
 @pytest.fixture

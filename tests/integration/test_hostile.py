@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import sha256, target_files, wait_for, write_config
+from tests.conftest import sha256, target_files, wait_for
 from tests.integration.conftest import Setup, assert_target_holds
 
 pytestmark = pytest.mark.integration
@@ -56,16 +56,7 @@ def test_hostile_files_are_refused_once_and_never_hold_up_the_photos(
     (outside / "secret.jpg").write_bytes((samples / "jpg_Canon_40D.jpg").read_bytes() + b"s")
     (outside / "album").mkdir()
     shutil.copy(samples / "jpg_Canon_40D.jpg", outside / "album" / "elsewhere.jpg")
-    config = write_config(
-        setup.home / "photod.toml",
-        [{"name": "inbox", "type": "folder", "path": str(setup.inbox)}],
-        [{"name": "library", "type": "local", "path": str(lib)}],
-        extra=(
-            f'[daemon]\nstate_dir = "{setup.home}/state"\nlog_dir = "{setup.home}/log"\n'
-            'rescan_interval = "1s"\n[ingest]\nsettle = "0.5s"\n'
-        ),
-    )
-    p = setup.factory(config)
+    p = setup.photod([{"name": "library", "path": str(lib)}], daemon='rescan_interval = "1s"')
     sock_path = setup.home / "notify.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(sock_path))

@@ -51,7 +51,7 @@ class PhoneSetup:
                 {"name": "mirror", "type": "local", "path": str(self.mirror)},
             ],
             {"copies": 2, "media": 1, "offsite": 0},
-            FAST.format(home=self.home) + extra,
+            FAST.format(home=self.home, daemon="") + extra,
         )
         p = self.factory(config)
         p.env["USBMUXD_SOCKET_ADDRESS"] = str(self.mux.socket_path)

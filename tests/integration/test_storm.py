@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import SAMPLES, write_config
+from tests.conftest import SAMPLES
 from tests.integration.conftest import Setup
 
 pytestmark = pytest.mark.integration
@@ -38,16 +38,8 @@ def test_storms_are_ingested_exactly_once_in_bounded_memory(setup: Setup) -> Non
     """20,000 at once, then 200/s for 60 s: 32,000 photos, each ingested once and copied
     once; the daemon's resident memory stays under 300 MB throughout."""
     lib = setup.home / "library"
-    config = write_config(
-        setup.home / "photod.toml",
-        [{"name": "inbox", "type": "folder", "path": str(setup.inbox)}],
-        [{"name": "library", "type": "local", "path": str(lib)}],
-        extra=(
-            f'[daemon]\nstate_dir = "{setup.home}/state"\nlog_dir = "{setup.home}/log"\n'
-            'log_max_size = "1GiB"\n[ingest]\nsettle = "0.5s"\n'
-        ),
-    )
-    p = setup.factory(config).start()
+    p = setup.photod([{"name": "library", "path": str(lib)}], daemon='log_max_size = "1GiB"')
+    p.start()
     assert p.proc is not None
     daemon = psutil.Process(p.proc.pid)
     peak = 0
