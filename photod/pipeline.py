@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -129,6 +129,7 @@ class Pipeline:
         )
         self.watching = False
         self._unhook: Callable[[], None] = lambda: None  # undoes on_events_lost
+        self._known: dict[str, Future[dict[str, tuple[int, int]]]] = {}  # for the first scan
         self.wake: Callable[[str], None] = lambda job: None  # set by jobs.start
         self._snapshot_at = (-1, 0.0)  # (catalog changes, monotonic time) of the last one
         self._policy_looked = -POLICY_LOOK_MAX  # when `remind` last grouped the catalog
@@ -145,6 +146,11 @@ class Pipeline:
 
     def start(self, watch: bool = True) -> None:
         self.watching = watch
+        # What the first scan compares with is read from the catalog while the targets
+        # are checked and the folders' watches are set up (for a large library both
+        # take a good part of a second).
+        self._known = {name: self.workers.submit(self.catalog.source_stats, name)
+                       for name in self.watchers}  # fmt: skip
         for name in self.targets:
             self.replicator.refresh(name)
         if watch:
@@ -285,7 +291,8 @@ class Pipeline:
             if not watcher.root.is_dir():
                 continue
             started = time.monotonic()
-            known = self.catalog.source_stats(name)
+            first = self._known.pop(name, None)
+            known = first.result() if first is not None else self.catalog.source_stats(name)
             new = 0
             cutoff = time.time() - self.cfg.ingest.settle
             for _, path, st in watcher.scan(unchanged=known):  # new or changed files only
