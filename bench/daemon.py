@@ -164,6 +164,9 @@ def day(args: argparse.Namespace, home: Path) -> None:
     print(f"\nafter minute 3: mean RSS {first / 1e6:.1f} MB (first half), {last / 1e6:.1f} MB "
           f"(second half): {100 * (last - first) / first:+.1f} %; peak "
           f"{max(warm) / 1e6:.1f} MB; {(last - first) / 1e6 / max(hours / 2, 1e-9):+.1f} MB/h")  # fmt: skip
+    growth = 100 * (last - first) / first
+    result("daemon", f"a compressed day ({args.minutes} min): mean RSS, second half",
+           last / 1e6, None, "", "MB", "flat: < +10 % on the first half", growth < 10)  # fmt: skip
 
 
 def cpu_rss(procs: list[psutil.Process], seconds: float) -> tuple[list[float], list[int]]:

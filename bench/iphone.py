@@ -184,12 +184,18 @@ def photod_import(
     return ts(done) - plugged, daemon
 
 
+# The venv's own command, wherever the benchmark is started from.
+PYMOBILEDEVICE3 = (
+    shutil.which("pymobiledevice3", path=str(Path(sys.executable).parent)) or "pymobiledevice3"
+)
+
+
 def afc_pull(work: Path, sock: Path) -> float:
     out = fresh(work / "pulled")
     env = {**os.environ, "USBMUXD_SOCKET_ADDRESS": str(sock), "HOME": str(work)}
     started = time.monotonic()
     subprocess.run(
-        ["pymobiledevice3", "afc", "pull", "/DCIM", str(out)],
+        [PYMOBILEDEVICE3, "afc", "pull", "/DCIM", str(out)],
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,

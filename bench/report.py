@@ -21,7 +21,8 @@ def result(
 ) -> None:
     """``photod`` and ``other`` (the tool a person would otherwise run) in ``unit``;
     the ratio is photod / other."""
-    ratio = photod / other if other else None
+    # No ratio against nothing (an idle tool's 0 % of a core, say).
+    ratio = photod / other if other is not None and abs(other) > 1e-9 else None
     print("RESULT " + json.dumps({
         "bench": bench, "what": what, "photod": round(photod, 4),
         "other": None if other is None else round(other, 4), "tool": tool, "unit": unit,

@@ -5,7 +5,7 @@ catalog record) need failures at exact moments, which no outside signal can hit.
 FreeBSD's fail(9) or TiKV's fail-rs, the code names such places with ``hit("name")``
 and the environment arms them::
 
-    PHOTOD_FAILPOINTS="replica_renamed=kill,device_attached=3:raise"
+    PHOTOD_FAILPOINTS="replica_published=kill,device_attached=3:raise"
 
 ``ACTION`` is ``raise`` (a ``FailpointHit``, which no handler in photod expects),
 ``kill`` (SIGKILL to the whole process: a power cut, as far as the disk can tell) or

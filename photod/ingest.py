@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from photod import failpoints
 from photod.catalog import Catalog
 from photod.config import Config
 from photod.errors import SourceChanged
@@ -195,6 +196,7 @@ class Ingestor:
                 return "known"
         key = self._key(source, path, info, lead, tag)
         new = NewFile(source, rel, path, st.st_size, st.st_mtime_ns, info, key)
+        failpoints.hit("ingest_storing")  # a slow disk, for the test of `workers`
         sha, is_new = self.replicator.store_new(new)
         if sha256 is not None and sha != sha256:
             raise SourceChanged(f"{path}: read {sha}, expected {sha256}")

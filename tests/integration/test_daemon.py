@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -427,5 +429,38 @@ def test_the_daemon_runs_politely_by_default(setup: Setup) -> None:
         assert len(threads) > 3
         assert all(10 == t.nice() for t in threads), [t.nice() for t in threads]
         assert all(psutil.IOPRIO_CLASS_IDLE == t.ionice().ioclass for t in threads)
+    finally:
+        assert 0 == p.stop()
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_workers_is_how_many_files_are_taken_at_once(
+    setup: Setup, samples: Path, workers: int
+) -> None:
+    """`[daemon] workers` bounds the files ingested at the same time: with each file
+    held a second on its way to the targets (a slow disk), one worker takes four files
+    one after another, four take them together."""
+    names = ["jpg_Canon_40D.jpg", "heic_IMG_5195.HEIC", "jpg_gps_DSCN0010.jpg",
+             "jpg_hdr_iphone_hdr_NO.jpg"]  # fmt: skip
+    for name in names:
+        shutil.copy(samples / name, setup.inbox / name)
+    time.sleep(1)  # older than `settle`: the first scan takes all four at once
+    p = setup.photod(
+        [{"name": "library", "path": str(setup.home / "library")}],
+        policy={"copies": 1, "media": 1, "offsite": 0},
+        daemon=f"workers = {workers}",
+    )
+    p.env["PHOTOD_FAILPOINTS"] = "ingest_storing=sleep:1"
+    p.start()
+    try:
+        ingested = p.wait_event("asset_ingested", count=4, timeout=60)
+        ts = sorted(datetime.fromisoformat(e["ts"]) for e in ingested)
+        span = (ts[-1] - ts[0]).total_seconds()
+        if workers == 1:
+            gaps = [(b - a).total_seconds() for a, b in pairwise(ts)]
+            assert all(g >= 0.95 for g in gaps), gaps
+        else:
+            assert span < 2.0, span  # one after another would take 3 s or more
+        assert sorted(names) == sorted(e["path"] for e in ingested)
     finally:
         assert 0 == p.stop()
