@@ -64,21 +64,39 @@ class Activity:
     with a warning, and the new work would wait for the job's next interval)."""
 
     def __init__(self) -> None:
-        self.running: set[str] = set()
-        self.again: set[str] = set()
-        self.lock = threading.Lock()
+        self._running: set[str] = set()
+        self._again: set[str] = set()
+        self._lock = threading.Lock()
 
     def now(self) -> list[str]:
-        with self.lock:
-            return sorted(self.running)
+        with self._lock:
+            return sorted(self._running)
+
+    def begin(self, name: str) -> None:
+        with self._lock:
+            self._running.add(name)
 
     def wake_running(self, name: str) -> bool:
         """If ``name`` runs now, have it run again when it ends; True when it did."""
-        with self.lock:
-            if name in self.running:
-                self.again.add(name)
+        with self._lock:
+            if name in self._running:
+                self._again.add(name)
                 return True
             return False
+
+    def rerun(self, name: str) -> bool:
+        """Whether ``name``, which just ended a run, was woken during it (and is now
+        taken as running again)."""
+        with self._lock:
+            if name in self._again:
+                self._again.discard(name)
+                return True
+            return False
+
+    def end(self, name: str) -> None:
+        with self._lock:
+            self._running.discard(name)
+            self._again.discard(name)
 
 
 def _guarded(
@@ -96,8 +114,7 @@ def _guarded(
         if paused():
             return
         if activity is not None:
-            with activity.lock:
-                activity.running.add(name)
+            activity.begin(name)
         try:
             while True:
                 try:
@@ -106,18 +123,11 @@ def _guarded(
                     pass
                 except Exception as exc:
                     log.exception("job_failed", job=name, error=str(exc))
-                if activity is None:
-                    return
-                with activity.lock:
-                    if name not in activity.again:
-                        return
-                    activity.again.discard(name)
-                if paused():
+                if activity is None or not activity.rerun(name) or paused():
                     return
         finally:
             if activity is not None:
-                with activity.lock:
-                    activity.running.discard(name)
+                activity.end(name)
 
     return run
 
