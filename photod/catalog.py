@@ -4,24 +4,35 @@ SQLite in WAL mode; the only module that imports sqlite3.
 One connection, serialised by a lock: every statement here is small, and one writer is
 what SQLite wants anyway.  Readers in other processes (``photod status``) see committed
 data at any time thanks to WAL.
+
+The catalog is a cache of what the targets hold (``targets/records.py``).  SQLite's own
+failures are mapped here, once: a damaged file is ``CatalogDamaged`` (the daemon stops
+acting on it and rebuilds it from the targets), a full disk ``StateDirFull`` (a retry
+once there is room).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from photod.errors import PhotodError
+from photod.errors import CatalogDamaged, PhotodError, StateDirFull
 from photod.models import Asset, Kind, ManifestEntry, Probe, Replica, VerifyMethod
+
+CATALOG_NAME = "catalog.sqlite"  # in the state dir
+# Room the catalog needs in the state dir to take new files (its WAL grows with each
+# batch): below this, new files wait, status says so and doctor fails.
+STATE_MIN_FREE = 8 * 1024**2
 
 # The targets with a verified replica of an asset, sorted, NUL-separated ('' for none).
 _HELD = (
@@ -165,6 +176,39 @@ MIGRATIONS: list[str] = [
     CREATE INDEX assets_lost ON assets(lost_at) WHERE lost_at IS NOT NULL;
     CREATE INDEX source_files_corrupt ON source_files(corrupt) WHERE corrupt = 1;
     """,
+    # v6: the catalog as a cache of the targets.  ``meta`` holds the installation's id
+    # and the snapshot generation; ``ledger_segments`` the segments of this
+    # installation's own list on each target that the catalog has seen (a segment it
+    # does not know means the catalog forgot something); ``shared_segments`` and
+    # ``shared_entries`` what other installations list on a shared target, so that the
+    # same bytes are stored there once.  ``replicas.owner`` is '' for a copy this
+    # installation wrote, else the installation whose copy it relies on (never moved
+    # aside or repaired in place by this one).
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE ledger_segments (
+        target TEXT NOT NULL,
+        segment TEXT NOT NULL,
+        entries INTEGER NOT NULL,
+        PRIMARY KEY (target, segment)
+    ) WITHOUT ROWID;
+    CREATE TABLE shared_segments (
+        target TEXT NOT NULL,
+        segment TEXT NOT NULL,
+        installation TEXT NOT NULL,
+        PRIMARY KEY (target, segment)
+    ) WITHOUT ROWID;
+    CREATE TABLE shared_entries (
+        target TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        relpath TEXT NOT NULL,
+        installation TEXT NOT NULL,
+        segment TEXT NOT NULL
+    );
+    CREATE INDEX shared_entries_asset ON shared_entries(target, asset);
+    CREATE INDEX shared_entries_segment ON shared_entries(target, segment);
+    ALTER TABLE replicas ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 
@@ -180,6 +224,88 @@ def _path(path: str) -> str | bytes:
 
 def _unpath(value: str | bytes) -> str:
     return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+_INT64 = 2**63
+
+
+def _ns(value: int) -> int | bytes:
+    """A file time in nanoseconds as SQLite stores it: an INTEGER when it fits in 64
+    bits, else its digits as a BLOB (ext4 keeps times up to 2446, past 2**63 ns; a TEXT
+    would be turned into an inexact REAL by the column's affinity)."""
+    return value if -_INT64 <= value < _INT64 else str(value).encode()
+
+
+def _unns(value: int | bytes) -> int:
+    return value if isinstance(value, int) else int(value)
+
+
+# SQLite's result codes that mean the file itself is not a sound database.
+_DAMAGED = {"SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_CORRUPT_INDEX", "SQLITE_CORRUPT_SEQUENCE",
+            "SQLITE_CORRUPT_VTAB", "SQLITE_IOERR_SHORT_READ"}  # fmt: skip
+
+
+def _map(exc: sqlite3.Error, path: Path) -> PhotodError | None:
+    """photod's error for one of SQLite's, or None when it is a plain bug."""
+    code = getattr(exc, "sqlite_errorname", "")
+    if code in _DAMAGED or "malformed" in str(exc) or "not a database" in str(exc):
+        return CatalogDamaged(path, str(exc))
+    if code.startswith(("SQLITE_FULL", "SQLITE_IOERR")) or "disk is full" in str(exc):
+        return StateDirFull(path.parent, str(exc))
+    return None
+
+
+class _Cursor(sqlite3.Cursor):
+    """Every call maps SQLite's errors to photod's (see ``_map``)."""
+
+    def _guard(self, call: Callable[..., object], *args: object) -> object:
+        try:
+            return call(*args)
+        except sqlite3.Error as exc:
+            mapped = _map(exc, self.connection.path)  # type: ignore[attr-defined]
+            if mapped is None:
+                raise
+            self.connection.noticed(mapped)  # type: ignore[attr-defined]
+            raise mapped from exc
+
+    def execute(self, sql: str, params: object = (), /) -> _Cursor:
+        self._guard(super().execute, sql, params)
+        return self
+
+    def executemany(self, sql: str, params: object, /) -> _Cursor:
+        self._guard(super().executemany, sql, params)
+        return self
+
+    def fetchone(self) -> Any:
+        return self._guard(super().fetchone)
+
+    def fetchall(self) -> list[Any]:
+        return self._guard(super().fetchall)  # type: ignore[return-value]
+
+    def __next__(self) -> Any:
+        return self._guard(super().__next__)
+
+
+class _Connection(sqlite3.Connection):
+    path: Path
+    problem: PhotodError | None = None  # the last damage or full disk SQLite reported
+
+    def noticed(self, problem: PhotodError) -> None:
+        self.problem = problem
+
+    def cursor(self, factory: Any = _Cursor) -> _Cursor:  # type: ignore[override]
+        return super().cursor(factory)  # type: ignore[no-any-return]
+
+    def execute(self, sql: str, params: object = (), /) -> _Cursor:
+        return self.cursor().execute(sql, params)
+
+    def executemany(self, sql: str, params: object, /) -> _Cursor:
+        return self.cursor().executemany(sql, params)
+
+    def executescript(self, script: str, /) -> _Cursor:
+        cur = self.cursor()
+        cur._guard(super().executescript, script)
+        return cur
 
 
 def now_iso() -> str:
@@ -239,33 +365,64 @@ class TargetRecord:
 
 
 class Catalog:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, readonly: bool = False) -> None:
+        """Open (or create) the catalog.  Raises CatalogDamaged when the file is not a
+        sound SQLite database.  ``readonly``: for commands that only read (a missing
+        file is not created, the schema is not migrated)."""
+        if not readonly:
+            path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        uri = f"file:{path}?mode=ro" if readonly else str(path)
+        try:
+            db = sqlite3.connect(uri, uri=readonly, check_same_thread=False,
+                                 isolation_level=None, timeout=30, factory=_Connection)  # fmt: skip
+        except sqlite3.Error as exc:
+            raise _map(exc, path) or CatalogDamaged(path, str(exc)) from exc
+        assert isinstance(db, _Connection)
+        db.path = path
+        self._db: _Connection = db
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode never corrupts; a power cut can forget the last commits, and a
-        # forgotten replica is found again on the target (same bytes) and adopted.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            if not readonly:
+                self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode never corrupts; a power cut can forget the last commits:
+            # the start-up check finds them again in the targets' records.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA cell_size_check=ON")  # a damaged page fails early
+            if not readonly:
+                self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    @property
+    def problem(self) -> PhotodError | None:
+        """Damage or a full disk that SQLite reported on some call (the daemon watches
+        this: a job may have caught the error and gone on)."""
+        return self._db.problem
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> Iterator[_Connection]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error, PhotodError):
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error, PhotodError):
+                    self._db.execute("ROLLBACK")
+                raise
 
     def _migrate(self) -> None:
         with self._lock:
@@ -284,6 +441,150 @@ class Catalog:
     def schema_version(self) -> int:
         with self._lock:
             return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def sound(self, thorough: bool = False) -> str:
+        """'' when SQLite finds the file sound, else what it found.  ``quick_check``
+        proves every page's structure; ``thorough`` (integrity_check) also that every
+        index agrees with its table (a few times slower)."""
+        check = "integrity_check" if thorough else "quick_check"
+        try:
+            with self._lock:
+                rows = self._db.execute(f"PRAGMA {check}(5)").fetchall()
+        except CatalogDamaged as exc:
+            return exc.detail
+        found = "; ".join(str(r[0]) for r in rows)
+        return "" if found == "ok" else found
+
+    # -- meta: who this catalog belongs to, and how new it is ---------------------------
+
+    def meta(self, key: str) -> str | None:
+        with self._lock:
+            r = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return str(r[0]) if r else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value))
+
+    @property
+    def generation(self) -> int:
+        """How many snapshots this catalog has had written: a target that holds a newer
+        generation of this installation's snapshot knows more than the catalog."""
+        return int(self.meta("generation") or 0)
+
+    def next_generation(self, at_least: int = 0) -> int:
+        """Count one more snapshot (above ``at_least``, what the targets hold)."""
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+            gen = max(int(row[0]) if row else 0, at_least) + 1
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(gen),))
+        return gen
+
+    # -- the targets' records, as far as the catalog has seen them ------------------------
+
+    def own_segments(self, target: str) -> set[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT segment FROM ledger_segments WHERE target=?", (target,)
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def own_segment_sizes(self, target: str) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT segment, entries FROM ledger_segments WHERE target=?", (target,)
+            ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def own_entries(self, target: str) -> int:
+        with self._lock:
+            r = self._db.execute(
+                "SELECT coalesce(sum(entries), 0) FROM ledger_segments WHERE target=?", (target,)
+            ).fetchone()
+        return int(r[0])
+
+    def segment_written(
+        self, target: str, segment: str, entries: int, replaces: tuple[str, ...] = ()
+    ) -> None:
+        """A segment of this installation's list is on the target (after a compaction, in
+        place of ``replaces``)."""
+        with self._tx() as db:
+            db.executemany("DELETE FROM ledger_segments WHERE target=? AND segment=?",
+                           [(target, r) for r in replaces])  # fmt: skip
+            if segment:
+                db.execute("INSERT OR REPLACE INTO ledger_segments VALUES (?,?,?)",
+                           (target, segment, entries))  # fmt: skip
+
+    def segments_gone(self, target: str, segments: list[str]) -> None:
+        with self._tx() as db:
+            db.executemany("DELETE FROM ledger_segments WHERE target=? AND segment=?",
+                           [(target, r) for r in segments])  # fmt: skip
+
+    def shared_segments(self, target: str) -> dict[str, str]:
+        """segment -> installation folder, of other installations' lists read so far."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT segment, installation FROM shared_segments WHERE target=?", (target,)
+            ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def shared_read(
+        self, target: str, installation: str, segment: str, entries: list[ManifestEntry]
+    ) -> None:
+        """Another installation's segment, read: its entries, in one transaction."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO shared_segments VALUES (?,?,?)",
+                       (target, segment, installation))  # fmt: skip
+            db.executemany(
+                "INSERT INTO shared_entries VALUES (?,?,?,?,?)",
+                [(target, e.sha256, e.key, installation, segment) for e in entries],
+            )
+
+    def shared_gone(self, target: str, segments: list[str]) -> None:
+        with self._tx() as db:
+            for segment in segments:
+                db.execute("DELETE FROM shared_entries WHERE target=? AND segment=?",
+                           (target, segment))  # fmt: skip
+                db.execute("DELETE FROM shared_segments WHERE target=? AND segment=?",
+                           (target, segment))  # fmt: skip
+
+    def shared_copy(self, target: str, sha256: str) -> tuple[str, str] | None:
+        """(key, installation) of another installation's copy of these bytes on the
+        target, if one lists it: an upload that need not happen."""
+        with self._lock:
+            r = self._db.execute(
+                "SELECT relpath, installation FROM shared_entries WHERE target=? AND asset=?"
+                " LIMIT 1",
+                (target, sha256),
+            ).fetchone()
+        return (str(r[0]), str(r[1])) if r else None
+
+    def shared_keys(self, target: str) -> dict[str, tuple[str, str]]:
+        """key -> (SHA-256, installation) of every other installation's entry on a target."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT relpath, asset, installation FROM shared_entries WHERE target=?",
+                (target,),
+            ).fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def listed_by_other(self, target: str, key: str, sha256: str) -> str | None:
+        """The installation that lists ``sha256`` at ``key`` on a target, if another does."""
+        with self._lock:
+            r = self._db.execute(
+                "SELECT installation FROM shared_entries WHERE target=? AND asset=?"
+                " AND relpath=? LIMIT 1",
+                (target, sha256, key),
+            ).fetchone()
+        return str(r[0]) if r else None
+
+    def replica_owner(self, sha256: str, target: str) -> str:
+        """'' when this installation wrote the copy, else the installation it relies on."""
+        with self._lock:
+            r = self._db.execute(
+                "SELECT owner FROM replicas WHERE asset=? AND target=?", (sha256, target)
+            ).fetchone()
+        return str(r[0]) if r else ""
 
     # -- assets ---------------------------------------------------------------------
 
@@ -401,9 +702,11 @@ class Catalog:
         size: int,
         method: VerifyMethod,
         temp: str | None = None,
+        owner: str = "",
     ) -> None:
         """Record a verified replica; ``temp`` (the copy's temporary, now gone) is
-        forgotten in the same transaction."""
+        forgotten in the same transaction; ``owner``: another installation whose copy
+        this is."""
         with self._tx() as db:
             if temp is not None:
                 db.execute("DELETE FROM temp_files WHERE target=? AND relpath=?", (target, temp))
@@ -411,9 +714,9 @@ class Catalog:
             # The write's own read-back (or the server's check) is the first proof.
             db.execute(
                 "INSERT OR REPLACE INTO replicas (asset, target, state, relpath, size, verified_at,"
-                " method, checked_at, check_method, check_result, listed_at)"
-                " VALUES (?,?,'verified',?,?,?,?,?,?,'ok',?)",
-                (sha256, target, relpath, size, at, str(method), at, str(method), at),
+                " method, checked_at, check_method, check_result, listed_at, owner)"
+                " VALUES (?,?,'verified',?,?,?,?,?,?,'ok',?,?)",
+                (sha256, target, relpath, size, at, str(method), at, str(method), at, owner),
             )
             db.execute(f"UPDATE assets SET held = {_HELD.format(asset='?')}, lost_at = NULL"
                        " WHERE sha256 = ?", (sha256, sha256))  # fmt: skip
@@ -644,7 +947,7 @@ class Catalog:
                 " corrupt=0 ORDER BY coalesce(checked_at, '') LIMIT ?",
                 (source, limit),
             ).fetchall()
-        return [(_unpath(r[0]), r[1], r[2], r[3]) for r in rows]
+        return [(_unpath(r[0]), r[1], _unns(r[2]), r[3]) for r in rows]
 
     def source_bytes(self, source: str) -> int:
         with self._lock:
@@ -731,14 +1034,30 @@ class Catalog:
         out = sqlite3.connect(dest)
         try:
             with self._lock:
-                self._db.backup(out)
+                try:
+                    self._db.backup(out)
+                except sqlite3.Error as exc:
+                    mapped = _map(exc, self.path)
+                    if mapped is None:
+                        raise
+                    self._db.noticed(mapped)
+                    raise mapped from exc
             out.execute("PRAGMA journal_mode=DELETE")
         finally:
             out.close()
 
-    def adopt(self, entry: ManifestEntry, target: str, kind: Kind, fmt: str, source: str) -> bool:
-        """Record an asset and its replica found on a target while rebuilding the
-        catalog; False when the asset was known (its replica is recorded all the same)."""
+    def adopt(
+        self,
+        entry: ManifestEntry,
+        target: str,
+        kind: Kind,
+        fmt: str,
+        source: str,
+        owner: str = "",
+    ) -> bool:
+        """Record an asset and its replica found on a target (while rebuilding the
+        catalog, or catching up with the target's list); False when the asset was known
+        (its replica is recorded all the same)."""
         with self._tx() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO assets (sha256, size, kind, format, relpath, captured_at,"
@@ -751,7 +1070,9 @@ class Catalog:
         if not new and self.asset(entry.sha256) is None:
             return False  # the key names other bytes in the catalog: keep the catalog's
         if not self.replica_exists(entry.sha256, target):
-            self.add_replica(entry.sha256, target, entry.key, entry.size, VerifyMethod.EXISTING)
+            self.add_replica(
+                entry.sha256, target, entry.key, entry.size, VerifyMethod.EXISTING, owner=owner
+            )
         return new
 
     # -- sources --------------------------------------------------------------------
@@ -764,7 +1085,13 @@ class Catalog:
             rows = cur.execute(
                 "SELECT path, size, mtime_ns FROM source_files WHERE source=?", (source,)
             ).fetchall()
-        return {(p if isinstance(p, str) else _unpath(p)): (size, mtime) for p, size, mtime in rows}
+        return {
+            (p if isinstance(p, str) else _unpath(p)): (
+                size,
+                mtime if type(mtime) is int else _unns(mtime),
+            )
+            for p, size, mtime in rows
+        }
 
     def source_file(self, source: str, path: str) -> SourceFile | None:
         with self._lock:
@@ -772,7 +1099,7 @@ class Catalog:
                 "SELECT size, mtime_ns, asset FROM source_files WHERE source=? AND path=?",
                 (source, _path(path)),
             ).fetchone()
-        return SourceFile(r[0], r[1], r[2]) if r else None
+        return SourceFile(r[0], _unns(r[1]), r[2]) if r else None
 
     def saw_source_file(
         self, source: str, path: str, size: int, mtime_ns: int, sha256: str
@@ -781,7 +1108,7 @@ class Catalog:
             db.execute(
                 "INSERT OR REPLACE INTO source_files (source, path, size, mtime_ns, asset,"
                 " seen_at, checked_at) VALUES (?,?,?,?,?,?,?)",
-                (source, _path(path), size, mtime_ns, sha256, now_iso(), now_iso()),
+                (source, _path(path), size, _ns(mtime_ns), sha256, now_iso(), now_iso()),
             )
 
     def source_paths(self, sha256: str) -> list[tuple[str, str, int, int]]:
@@ -790,9 +1117,13 @@ class Catalog:
                 "SELECT source, path, size, mtime_ns FROM source_files WHERE asset=? AND corrupt=0",
                 (sha256,),
             ).fetchall()
-        return [(r[0], _unpath(r[1]), r[2], r[3]) for r in rows]
+        return [(r[0], _unpath(r[1]), r[2], _unns(r[3])) for r in rows]
 
     # -- targets --------------------------------------------------------------------
+
+    def target_names(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT name FROM targets ORDER BY name")]
 
     def target(self, name: str) -> TargetRecord | None:
         with self._lock:
@@ -889,7 +1220,7 @@ class Catalog:
         todo: list[DeviceFile] = []
         with self._tx() as db:
             known = {
-                r[0]: (r[1], r[2], r[3])
+                r[0]: (r[1], _unns(r[2]), r[3])
                 for r in db.execute(
                     "SELECT path, size, mtime_ns, asset FROM device_files WHERE udid=?", (udid,)
                 )
@@ -903,7 +1234,7 @@ class Catalog:
                     if seen[2] is None:
                         todo.append(f)
                     continue
-                changed.append((udid, f.path, f.size, f.mtime_ns, f.taken_at))
+                changed.append((udid, f.path, f.size, _ns(f.mtime_ns), f.taken_at))
                 todo.append(f)
             db.executemany("INSERT OR REPLACE INTO device_files (udid, path, size, mtime_ns,"
                            " taken_at) VALUES (?,?,?,?,?)", changed)  # fmt: skip
@@ -928,7 +1259,25 @@ class Catalog:
                 " ON a.sha256 = f.asset WHERE f.udid=? ORDER BY f.taken_at, f.path",
                 (udid,),
             ).fetchall()
-        return [(DeviceFile(r[0], r[1], r[2], r[3]), r[4], r[5], r[6]) for r in rows]
+        return [(DeviceFile(r[0], r[1], _unns(r[2]), r[3]), r[4], r[5], r[6]) for r in rows]
+
+
+def check_file(path: Path) -> tuple[str, int]:
+    """('' or what is wrong, assets) of a catalog file (a snapshot), opened read-only
+    and proved by SQLite's quick_check."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        return str(exc), 0
+    try:
+        found = "; ".join(str(r[0]) for r in db.execute("PRAGMA quick_check(5)").fetchall())
+        if found != "ok":
+            return found, 0
+        return "", int(db.execute("SELECT count(*) FROM assets").fetchone()[0])
+    except sqlite3.Error as exc:
+        return str(exc), 0
+    finally:
+        db.close()
 
 
 def _asset(row: sqlite3.Row) -> Asset:

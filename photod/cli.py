@@ -55,6 +55,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         except PhotodError as exc:
             live = {"ok": False, "message": str(exc)}
         report["daemon"]["live"] = live
+        if live and live.get("held"):  # the daemon found what the state dir cannot show
+            report["catalog_problem"] = {k: live["held"][k] for k in ("found", "fix")}
+            report["protected"] = False
     if args.device:
         device = status.find_device(report, args.device)
         if device is None:
@@ -64,7 +67,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(device, indent=2) if args.json else status.render_device(device))
         return 0
     print(json.dumps(report, indent=2) if args.json else status.render(report))
-    return 0
+    return CATALOG_UNTRUSTED if report["catalog_problem"] else 0
+
+
+CATALOG_UNTRUSTED = 65  # EX_DATAERR: photod does not act on its catalog (status says why)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -264,11 +270,21 @@ def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
 
     cfg = configmod.load(_config_path(args))
     configmod.check_secrets(cfg)
-    result, aside = standalone.rebuild(cfg, args.source, args.force)
-    how = "its catalog snapshot and manifest" if result.from_snapshot else "a full re-scan"
+    result, aside = standalone.rebuild(cfg, args.source, args.force, args.instance)
+    whose = (
+        f" of installation {result.installation.folder.rpartition('/')[2]!r}"
+        if result.installation
+        else ""
+    )
+    how = (
+        f"its catalog snapshot{whose}, its lists and its files"
+        if result.from_snapshot
+        else f"a full re-scan{whose}"
+    )
     print(
         f"rebuilt the catalog from {args.source!r} ({how}): {result.assets} assets, "
         f"{result.adopted} read from the target"
+        + (f", {result.missing} gone from it since the snapshot" if result.missing else "")
     )
     if aside:
         print(f"the previous catalog is kept as {aside}")
@@ -279,14 +295,15 @@ def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_recovery_plan(args: argparse.Namespace) -> int:
-    from photod.catalog import Catalog
-    from photod.daemon import CATALOG_NAME
+    from photod import instance
+    from photod.catalog import CATALOG_NAME, Catalog
     from photod.recovery import plan_for
 
     cfg = configmod.load(_config_path(args))
+    known = instance.load(cfg.state_dir)
     catalog = Catalog(cfg.state_dir / CATALOG_NAME)
     try:
-        text = plan_for(cfg, catalog)
+        text = plan_for(cfg, catalog, known.installation.folder if known else "")
     finally:
         catalog.close()
     if args.output:
@@ -420,6 +437,11 @@ def parser() -> argparse.ArgumentParser:
     rebuild = cat_sub.add_parser("rebuild", help="rebuild a lost catalog from one target")
     rebuild.add_argument("--from", dest="source", required=True, metavar="TARGET")
     rebuild.add_argument("--force", action="store_true", help="even if a catalog exists")
+    rebuild.add_argument(
+        "--instance", metavar="NAME",
+        help="take this installation's records (another computer's, for a new one); "
+        "default: this one's",
+    )  # fmt: skip
     rebuild.set_defaults(func=cmd_catalog_rebuild)
 
     plan = sub.add_parser("recovery-plan", help="write the recovery plan for this config")

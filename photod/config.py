@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import tomllib
 import warnings
 from pathlib import Path
@@ -341,6 +342,9 @@ class NotifyConfig(_Strict):
 
 
 class DaemonConfig(_Strict):
+    # This installation's name on shared targets (a family's computers may back up to
+    # the same drive, NAS or bucket): the host name by default.
+    instance: Name | None = None
     state_dir: Path | None = None
     log_dir: Path | None = None
     runtime_dir: Path | None = None  # the control socket; default: the platform runtime dir
@@ -415,6 +419,10 @@ class Config(_Strict):
         return socket_path(self.runtime_dir, self.state_dir)
 
     @property
+    def instance(self) -> str:
+        return self.daemon.instance or host_name()
+
+    @property
     def folders(self) -> list[FolderSource]:
         return [s for s in self.sources if isinstance(s, FolderSource)]
 
@@ -437,6 +445,13 @@ class Config(_Strict):
 
     def target_infos(self) -> dict[str, TargetInfo]:
         return {t.name: t.info() for t in self.targets}
+
+
+def host_name() -> str:
+    """The host name as an instance name (letters, digits, '.', '_', '-')."""
+    raw = socket.gethostname().split(".")[0]
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", raw).strip("-._")[:64]
+    return name or "photod"
 
 
 def _systemd_dir(variable: str) -> Path | None:

@@ -17,19 +17,21 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from photod import catalog_guard, jobs, logs, policy
 from photod import config as configmod
-from photod import jobs, logs, policy
-from photod.catalog import Catalog
+from photod.catalog import CATALOG_NAME, Catalog
 from photod.config import Config
 from photod.control import ControlServer
-from photod.errors import AlreadyRunning, ConfigError
+from photod.errors import AlreadyRunning, CatalogDamaged, CatalogUntrusted, ConfigError
 from photod.logs import log
 from photod.notify import Notifier
-from photod.pipeline import Pipeline
+from photod.pipeline import Pipeline, build_targets
+from photod.targets.records import Installation
 from photod.throttle import few_arenas, give_back_memory, lower_priority
 
 LOCK_NAME = "photod.lock"
-CATALOG_NAME = "catalog.sqlite"
+STOPPED = "stopped"  # what the lock file says after a clean stop
+HOLD_LOOK = 5.0  # seconds between looks while the catalog cannot be acted on
 
 
 def sd_notify(message: str) -> None:
@@ -48,7 +50,9 @@ def sd_notify(message: str) -> None:
 
 class StateLock:
     """An flock on the state dir: one daemon per catalog.  The kernel drops it when the
-    process dies, so a crash never leaves a stale lock."""
+    process dies, so a crash never leaves a stale lock.  The file holds the pid while
+    the lock is held and "stopped" after a clean stop: ``unclean`` tells that the last
+    holder died (a crash, kill -9, a power cut)."""
 
     def __init__(self, state_dir: Path) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -62,11 +66,19 @@ class StateLock:
             self.file.close()
             raise AlreadyRunning(str(state_dir), pid) from None
         self.file.seek(0)
+        before = self.file.read().strip()
+        self.unclean = before not in ("", STOPPED)
+        self.file.seek(0)
         self.file.truncate()
         self.file.write(f"{os.getpid()}\n")
         self.file.flush()
 
-    def release(self) -> None:
+    def release(self, clean: bool = True) -> None:
+        if clean:
+            self.file.seek(0)
+            self.file.truncate()
+            self.file.write(f"{STOPPED}\n")
+            self.file.flush()
         self.file.close()
 
 
@@ -156,16 +168,27 @@ class Daemon:
         self.once = once
         self._wake = threading.Event()
         self._stop = False
+        self._stopping = threading.Event()  # the same, for long work (a rebuild)
         self._reload = False
         self._paused_until = 0.0  # `photod pause`, kept across reloads
         self._pipeline: Pipeline | None = None
         self._scheduler: Any = None
+        # Why the catalog is not acted on now (None while it is), for `photod status`.
+        self._held: catalog_guard.Verdict | None = None
+        self._resettle = ""  # why the catalog must be checked again now
 
     def _on_signal(self, signum: int, _: FrameType | None) -> None:
         if signum == signal.SIGHUP:
             self._reload = True
         else:
             self._stop = True
+            self._stopping.set()
+        self._wake.set()
+
+    def _distrust(self, why: str) -> None:
+        """A target holds a newer snapshot than the catalog (or SQLite found damage):
+        stop, and settle the catalog again before anything more is written."""
+        self._resettle = why
         self._wake.set()
 
     def run(self) -> int:
@@ -177,45 +200,102 @@ class Daemon:
         lower_priority(cfg.daemon.priority, nice=10)
         few_arenas()
         lock = StateLock(cfg.state_dir)
-        catalog = Catalog(cfg.state_dir / CATALOG_NAME)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
         control = None if self.once else ControlServer(cfg.control_socket, self._control)
+        unclean = lock.unclean
         try:
             if control is not None:
                 control.start()
-            if self.once:
-                self._run_once(cfg, catalog)
-                return 0
-            while True:
-                self._serve(cfg, catalog)
+            while not self._stop:
+                trusted = self._settle(cfg)
+                if trusted is None:
+                    break
+                catalog, me, relist = trusted
+                try:
+                    if self.once:
+                        self._run_once(cfg, catalog, me, relist or unclean)
+                        return 0
+                    self._serve(cfg, catalog, me, relist or unclean)
+                finally:
+                    catalog.close()
+                unclean = False
                 if self._stop:
                     break
+                if self._resettle:
+                    continue
                 self._reload = False
                 sd_notify("RELOADING=1")
-                try:
-                    cfg = _reloaded(cfg)
-                    log.info("config_reloaded", config=str(cfg.path))
-                except ConfigError as exc:
-                    log.error(
-                        "config_invalid",
-                        config=str(cfg.path),
-                        problems=exc.problems,
-                        action="kept the previous config",
-                    )
+                cfg = self._reread(cfg)
         finally:
             if control is not None:
                 control.stop()
-            catalog.close()
             lock.release()
             log.info("daemon_stopped")
             logs.shutdown()
         return 0
 
-    def _serve(self, cfg: Config, catalog: Catalog) -> None:
-        """Run one configuration until a signal asks to stop or reload."""
+    def _reread(self, cfg: Config) -> Config:
+        try:
+            new = _reloaded(cfg)
+            log.info("config_reloaded", config=str(new.path))
+            return new
+        except ConfigError as exc:
+            log.error(
+                "config_invalid",
+                config=str(cfg.path),
+                problems=exc.problems,
+                action="kept the previous config",
+            )
+            return cfg
+
+    def _settle(self, cfg: Config) -> tuple[Catalog, Installation, bool] | None:
+        """The catalog once it can be trusted (rebuilt if need be), with this
+        installation and whether the targets' lists must be compared in full.  While it
+        cannot be trusted, nothing is written anywhere: the daemon says so once (event,
+        notification, status) and looks again every few seconds.  None when stopping."""
+        thorough = bool(self._resettle)
+        if thorough:
+            log.warning("catalog_rechecked", reason=self._resettle)
+        targets = build_targets(cfg, self._stopping)
+        notifier = Notifier(cfg.notify)
+        notifier.start()
+        logs.listeners.append(notifier.on_event)
+        said = ""
+        try:
+            while not self._stop:
+                self._resettle = ""
+                verdict = catalog_guard.settle(cfg, targets, self._stopping, thorough)
+                if verdict.action == "go" and verdict.me is not None:
+                    self._held = None
+                    return Catalog(cfg.state_dir / CATALOG_NAME), verdict.me, verdict.relist
+                self._held = verdict
+                if verdict.found != said:
+                    log.error("catalog_untrusted", found=verdict.found, keeps=verdict.keeps,
+                              fix=verdict.fix)  # fmt: skip
+                    said = verdict.found
+                if self.once:
+                    raise CatalogUntrusted(verdict.found, verdict.fix)
+                status = f"NOT ACTING: {verdict.found}; {verdict.fix}"
+                sd_notify(f"READY=1\nWATCHDOG=1\nSTATUS={status}")
+                self._wake.wait(HOLD_LOOK)
+                self._wake.clear()
+                if self._reload and not self._stop:
+                    self._reload = False
+                    cfg = self._reread(cfg)
+            return None
+        finally:
+            for state in targets.values():
+                state.target.close()
+            logs.listeners.remove(notifier.on_event)
+            notifier.stop()
+
+    def _serve(self, cfg: Config, catalog: Catalog, me: Installation, relist: bool) -> None:
+        """Run one configuration until a signal asks to stop or reload, or the catalog
+        must be settled again."""
         started = time.monotonic()
-        pipeline = Pipeline(cfg, catalog)
+        pipeline = Pipeline(cfg, catalog, me, relist)
+        pipeline.replicator.distrust = self._distrust
         pipeline.paused_until = self._paused_until
         notifier = Notifier(cfg.notify)
         notifier.start()
@@ -229,6 +309,7 @@ class Daemon:
             pid=os.getpid(),
             config=str(cfg.path),
             state_dir=str(cfg.state_dir),
+            installation=me.folder,
             sources=[s.name for s in cfg.sources],
             targets=[t.name for t in cfg.targets],
             startup=round(time.monotonic() - started, 3),
@@ -238,6 +319,11 @@ class Daemon:
         sd_notify(f"READY=1\nSTATUS={status_line(pipeline)}" if supervised else "")
         line_at = trimmed_at = time.monotonic()
         while not self._wake.wait(5.0):
+            if isinstance(catalog.problem, CatalogDamaged):
+                log.error("catalog_damaged", detail=catalog.problem.detail,
+                          action="stopped; the catalog is checked and rebuilt from the targets")  # fmt: skip
+                self._resettle = catalog.problem.detail
+                break
             if time.monotonic() - trimmed_at > 60:
                 give_back_memory()  # memory stays flat over days, not at its peak
                 trimmed_at = time.monotonic()
@@ -249,13 +335,12 @@ class Daemon:
         self._wake.clear()
         stopping = time.monotonic()
         sd_notify("STOPPING=1")
-        log.info(
-            "daemon_stopping", reason="reload" if self._reload and not self._stop else "signal"
-        )
+        reason = "signal" if self._stop else "catalog" if self._resettle else "reload"
+        log.info("daemon_stopping", reason=reason)
         self._pipeline = None
         pipeline.stop_event.set()
         jobs.stop(scheduler)
-        pipeline.stop()
+        pipeline.stop(snapshot=not self._resettle)
         logs.listeners.remove(notifier.on_event)
         notifier.stop()  # what is queued still goes out
         log.info("pipeline_stopped", duration=round(time.monotonic() - stopping, 3))
@@ -270,6 +355,13 @@ class Daemon:
             self._reload = True
             self._wake.set()
             return {"ok": True, "message": "reloading the config; `photod logs` shows the result"}
+        held = self._held
+        if held is not None and cmd == "status":
+            return {"ok": True, "pid": os.getpid(), "paused": False, "busy": False, "running": [],
+                    "waiting_for_mains": [], "imports": [], "next_runs": {}, "targets": {},
+                    "held": {"found": held.found, "keeps": held.keeps, "fix": held.fix}}  # fmt: skip
+        if held is not None:
+            return {"ok": False, "message": f"not acting: {held.found}; {held.fix}"}
         if pipeline is None or scheduler is None:
             return {"ok": False, "message": "the daemon is starting or reloading; try again"}
         if cmd == "status":
@@ -320,9 +412,9 @@ class Daemon:
             return {"ok": True, "message": "resumed" if was else "was not paused"}
         return {"ok": False, "message": f"unknown command {cmd!r}"}
 
-    def _run_once(self, cfg: Config, catalog: Catalog) -> None:
+    def _run_once(self, cfg: Config, catalog: Catalog, me: Installation, relist: bool) -> None:
         """Scan, copy everything pending, and return: a one-shot backup."""
-        pipeline = Pipeline(cfg, catalog)
+        pipeline = Pipeline(cfg, catalog, me, relist)
         pipeline.start(watch=False)
         log.info("backup_started", config=str(cfg.path))
         started = time.monotonic()

@@ -9,6 +9,7 @@ that is removed at once.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -16,16 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from photod import config as configmod
-from photod import service
-from photod.catalog import Catalog
+from photod import instance, service
+from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog
 from photod.config import Config, FolderSource, LocalTarget
-from photod.daemon import CATALOG_NAME, running_pid
+from photod.daemon import running_pid
 from photod.devices import usbmuxd_installed, usbmuxd_socket
-from photod.errors import ConfigError, PhotodError, TargetUnavailable
+from photod.errors import CatalogDamaged, ConfigError, PhotodError, TargetUnavailable
 from photod.mounts import mount_of
 from photod.pipeline import build_targets
 from photod.sources.folder import NETWORK_FS
-from photod.targets.base import Identity
+from photod.targets.base import Identity, Target
+from photod.targets.records import installations
 
 # A clock before this is wrong (photod did not exist): capture dates, logs and the
 # scrub's schedule would all be nonsense.
@@ -63,6 +65,7 @@ def run(path: Path, home: Path) -> list[Finding]:
         found += [Finding("fail", "secrets", p) for p in exc.problems]
     checks: list[Callable[[], list[Finding]]] = [
         lambda: _dirs(cfg),
+        lambda: _catalog(cfg),
         lambda: _targets(cfg),
         lambda: _folders(cfg),
         lambda: _phones(cfg) if cfg.iphones else [],
@@ -96,6 +99,12 @@ def _dirs(cfg: Config) -> list[Finding]:
         ("runtime dir", cfg.runtime_dir),
     ):
         why = _writable(folder)
+        free = _free(folder)
+        if not why and what == "state dir" and free < STATE_MIN_FREE:
+            out.append(Finding("fail", what, f"{folder} is full ({free / 1e6:.1f} MB free): "
+                               "new files wait until there is room for the catalog",
+                               "free some space on that disk, or move [daemon] state_dir"))  # fmt: skip
+            continue
         out.append(
             Finding("ok", what, f"{folder} is writable")
             if not why
@@ -109,10 +118,49 @@ def _dirs(cfg: Config) -> list[Finding]:
     return out
 
 
+def _free(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0
+
+
+def _catalog(cfg: Config) -> list[Finding]:
+    """The catalog is sound (every page, as SQLite proves it) and not missing or older
+    than its last snapshot."""
+    problem = instance.check_catalog(cfg.state_dir, thorough=True)
+    if problem is not None:
+        return [Finding("fail", "catalog", problem.found, problem.fix)]
+    db = cfg.state_dir / CATALOG_NAME
+    if not db.exists():
+        return [Finding("ok", "catalog", f"{db} is made when photod first runs")]
+    catalog = Catalog(db)
+    try:
+        assets, _ = catalog.counts()
+        return [Finding("ok", "catalog", f"{db} is sound: {assets} photos, snapshot "
+                        f"generation {catalog.generation}")]  # fmt: skip
+    finally:
+        catalog.close()
+
+
+def _installations(target: Target) -> str:
+    """Who keeps records on a target: ' (installations: a, b)', or ''."""
+    try:
+        seen = installations(target)
+    except (PhotodError, OSError):
+        return ""
+    if not seen:
+        return ""
+    return " (installations: " + ", ".join(f"{s.name} {s.short}" for s in seen) + ")"
+
+
 def _targets(cfg: Config) -> list[Finding]:
     out = []
     db = cfg.state_dir / CATALOG_NAME
-    catalog = Catalog(db) if db.exists() else None
+    try:
+        catalog = Catalog(db) if db.exists() else None
+    except CatalogDamaged:
+        catalog = None  # said by the catalog check; the targets are checked all the same
     try:
         try:
             states = build_targets(cfg)
@@ -154,7 +202,8 @@ def _targets(cfg: Config) -> list[Finding]:
                 out.append(Finding("ok", f"target {name}", f"{local} is reachable (first use)"))
             else:
                 room = f", {free / 1e9:.1f} GB free" if free is not None else ""
-                out.append(Finding("ok", f"target {name}", f"{local} is reachable{room}"))
+                who = _installations(state.target)
+                out.append(Finding("ok", f"target {name}", f"{local} is reachable{room}{who}"))
     finally:
         if catalog:
             catalog.close()

@@ -10,6 +10,10 @@
     │                           OSError, so readers that try the next copy do so)
     ├── KeyExists               a target already has a file at that key (never overwritten)
     ├── Stopping                the daemon is shutting down; work in flight was rolled back
+    ├── CatalogDamaged          exit 65 (EX_DATAERR): the catalog file is not a sound database
+    ├── CatalogUntrusted        exit 65: the catalog disagrees with the targets (missing,
+    │                           older, another computer's); photod does not act on it
+    ├── StateDirFull            transient: no room left in the state dir for the catalog
     └── TargetUnavailable       transient: the target is missing, foreign, read-only, offline
         └── TargetFull          transient: no space left; carries the bytes needed
 
@@ -85,6 +89,45 @@ class KeyExists(PhotodError):
 class Stopping(PhotodError):
     def __init__(self) -> None:
         super().__init__("photod is stopping; the copy in flight was rolled back")
+
+
+class CatalogDamaged(PhotodError):
+    """SQLite says the catalog file is damaged (a truncated file, flipped bytes)."""
+
+    exit_code = 65  # EX_DATAERR
+
+    def __init__(self, path: object, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(
+            f"the catalog {path} is damaged ({detail}); photod does not act on it: "
+            "`photod catalog rebuild --from TARGET --force` rebuilds it from a target "
+            "(the damaged file is kept beside it)"
+        )
+
+
+class CatalogUntrusted(PhotodError):
+    """The catalog cannot be trusted as a cache of the targets; ``found`` says why,
+    ``fix`` what to run."""
+
+    exit_code = 65
+
+    def __init__(self, found: str, fix: str) -> None:
+        self.found = found
+        self.fix = fix
+        super().__init__(f"{found}; {fix}")
+
+
+class StateDirFull(PhotodError):
+    """Transient: the state dir has no room for the catalog (or a staged file)."""
+
+    def __init__(self, where: object, detail: str) -> None:
+        self.where = where
+        self.detail = detail
+        super().__init__(
+            f"no room left in the state dir {where} ({detail}); files wait until there is "
+            "room, then photod takes them by itself"
+        )
 
 
 class TargetUnavailable(PhotodError):

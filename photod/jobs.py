@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from apscheduler.triggers.cron import CronTrigger
 
-from photod.errors import Stopping
+from photod.errors import StateDirFull, Stopping
 from photod.logs import log
 
 if TYPE_CHECKING:  # config imports this module to check cron lines
@@ -103,10 +103,12 @@ def _guarded(
     job: Callable[[], None],
     paused: Callable[[], bool] = lambda: False,
     activity: Activity | None = None,
+    full: Callable[[StateDirFull], None] = lambda exc: None,
 ) -> Callable[[], None]:
     """A job boundary: a failure becomes one event and the daemon goes on; the job
     simply runs again at its next time.  A heavy job does not start while ``paused``;
-    while it runs its name is in ``activity.running``."""
+    while it runs its name is in ``activity.running``.  A full state dir is not a
+    failure of the job: ``full`` says it once, and the work waits for room."""
     name = job.__name__
 
     @functools.wraps(job)
@@ -121,6 +123,8 @@ def _guarded(
                     job()
                 except Stopping:
                     pass
+                except StateDirFull as exc:
+                    full(exc)
                 except Exception as exc:
                     log.exception("job_failed", job=name, error=str(exc))
                 if activity is None or not activity.rerun(name) or paused():
@@ -143,41 +147,44 @@ def start(pipeline: Pipeline, cfg: Config) -> BackgroundScheduler:
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
     now = datetime.now(UTC)
-    scheduler.add_job(_guarded(pipeline.settle_tick), "interval", seconds=SETTLE_TICK, id="settle")
+    full = pipeline.note_full
     scheduler.add_job(
-        _guarded(pipeline.probe_targets), "interval", seconds=TARGET_PROBE, id="probe"
+        _guarded(pipeline.settle_tick, full=full), "interval", seconds=SETTLE_TICK, id="settle"
+    )
+    scheduler.add_job(
+        _guarded(pipeline.probe_targets, full=full), "interval", seconds=TARGET_PROBE, id="probe"
     )
     busy = pipeline.activity
     scheduler.add_job(
-        _guarded(pipeline.retry_local, pipeline.paused, busy),
+        _guarded(pipeline.retry_local, pipeline.paused, busy, full),
         "interval",
         seconds=cfg.daemon.retry_interval,
         id="retry",
         next_run_time=now,
     )
     scheduler.add_job(
-        _guarded(pipeline.upload_pending, pipeline.paused, busy),
+        _guarded(pipeline.upload_pending, pipeline.paused, busy, full),
         "interval",
         seconds=cfg.daemon.retry_interval,
         id="upload",
         next_run_time=now,
     )
     scheduler.add_job(
-        _guarded(pipeline.reconcile, pipeline.paused, busy),
+        _guarded(pipeline.reconcile, pipeline.paused, busy, full),
         "interval",
         seconds=cfg.daemon.rescan_interval,
         id="reconcile",
         next_run_time=now,
     )
 
-    scheduler.add_job(_guarded(pipeline.remind), "interval", seconds=REMIND, id="remind")
+    scheduler.add_job(_guarded(pipeline.remind, full=full), "interval", seconds=REMIND, id="remind")
     for job, line in (("scrub", cfg.schedule.scrub), ("drill", cfg.schedule.drill)):
         missed = _missed(pipeline.catalog.last_run(job), line, now)
         # (next_run_time=None would add the job paused: pass it only when set.)
         # A scrub or a drill also waits for mains power where the config says so.
         waits = functools.partial(pipeline.heavy_waits, job)
         scheduler.add_job(
-            _guarded(getattr(pipeline, job), waits, busy),
+            _guarded(getattr(pipeline, job), waits, busy, full),
             cron_trigger(line),
             id=job,
             **({"next_run_time": missed} if missed else {}),

@@ -90,9 +90,12 @@ class Replica:
 
 
 class ManifestEntry(NamedTuple):
-    """One verified object as a target's manifest (or encrypted index) records it."""
+    """One verified object as a target's list (or encrypted index) records it.  A plain
+    list keeps only the hash and the key: size -1, capture time '' and file time None
+    where the format keeps none."""
 
     sha256: str
     key: str
     size: int = -1
     captured_at: str = ""
+    mtime_ns: int | None = None

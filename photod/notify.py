@@ -52,6 +52,17 @@ def message_for(event: dict[str, Any]) -> Message | None:
     if name in ("job_failed", "ingest_failed", "device_import_failed", "scrub_interrupted"):
         why = event.get("error") or event.get("reason") or event.get("detail") or ""
         return Message("failure", "photod: a backup step failed", f"{name}: {why}".strip(": "))
+    if name == "catalog_untrusted":
+        return Message("catalog", "photod: backups stopped",
+                       f"{event.get('found', '')}; {event.get('fix', '')}", True)  # fmt: skip
+    if name == "catalog_recovered":
+        return Message("catalog", "photod: the catalog was rebuilt from a target",
+                       f"{event.get('found', '')}: rebuilt from '{target}' "
+                       f"({event.get('assets', 0)} photos); nothing on any target changed")  # fmt: skip
+    if name == "state_dir_full":
+        return Message("failure", "photod: no room left in the state dir",
+                       f"{event.get('state_dir', '')} is full: new photos wait until there "
+                       "is room (free some space, or move [daemon] state_dir)")  # fmt: skip
     if name == "asset_lost":
         return Message("lost", "photod: a photo has no good copy left",
                        f"{path}: every copy is damaged or gone; see `photod status`", True)  # fmt: skip

@@ -4,6 +4,7 @@ methods here; ``daemon.py`` starts and stops it."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -13,18 +14,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from photod import policy, snapshot
-from photod.catalog import Catalog
+from photod.catalog import STATE_MIN_FREE, Catalog
 from photod.config import Config
 from photod.config import LocalTarget as LocalTargetConfig
 from photod.config import S3Target as S3TargetConfig
 from photod.config import Target as TargetConfig
 from photod.devices import DeviceManager
-from photod.errors import PhotodError, SourceChanged, Stopping
+from photod.errors import CatalogDamaged, PhotodError, SourceChanged, StateDirFull, Stopping
 from photod.ingest import Ingestor, Settler
 from photod.jobs import Activity, interval
 from photod.logs import log
 from photod.models import Media
-from photod.recovery import plan_for
+from photod.recovery import plan_for, shared_plan
 from photod.replicate import Replicator, TargetState
 from photod.restore import drill, open_targets
 from photod.sources.folder import FolderWatcher, on_events_lost
@@ -32,6 +33,7 @@ from photod.targets.base import Target
 from photod.targets.crypt import CryptTarget, Keys
 from photod.targets.local import LocalTarget
 from photod.targets.rclone import RcloneTarget
+from photod.targets.records import Installation, Records
 from photod.throttle import TokenBucket, on_battery_now
 from photod.verify import Scrubber
 
@@ -39,15 +41,17 @@ if TYPE_CHECKING:
     from photod.notify import Notifier
 
 POLICY_LOOK_MAX = 600.0  # seconds between looks for photos short of the policy, at most
+LIST_EVERY = 1.0  # seconds between writes of the targets' lists when copies trickle in
 
 
-def _target(cfg: Config, t: TargetConfig, keys: Keys | None) -> Target:
+def _target(cfg: Config, t: TargetConfig, keys: Keys | None, owner: str) -> Target:
     """One configured target, wrapped in encryption when it asks for it."""
     inner: Target
     if isinstance(t, LocalTargetConfig):
         inner = LocalTarget(
-            t.name, t.path, t.creates_root, t.reserve, relocatable=t.media is not Media.INTERNAL
-        )
+            t.name, t.path, t.creates_root, t.reserve, relocatable=t.media is not Media.INTERNAL,
+            owner=owner,
+        )  # fmt: skip
     elif isinstance(t, S3TargetConfig):
         from photod.targets.s3 import S3Target  # boto3 takes 0.1 s to load: only when used
 
@@ -68,7 +72,11 @@ def _target(cfg: Config, t: TargetConfig, keys: Keys | None) -> Target:
     return inner
 
 
-def build_targets(cfg: Config, stop: threading.Event | None = None) -> dict[str, TargetState]:
+def build_targets(
+    cfg: Config, stop: threading.Event | None = None, me: Installation | None = None
+) -> dict[str, TargetState]:
+    """Every configured target; with ``me`` (the daemon, and the commands that write),
+    each with this installation's records on it."""
     keys = None
     if any(t.encrypt for t in cfg.targets) and cfg.encryption.identity is not None:
         try:
@@ -78,10 +86,12 @@ def build_targets(cfg: Config, stop: threading.Event | None = None) -> dict[str,
                 f"cannot read the age identity {cfg.encryption.identity}: {exc}"
             ) from exc
     stop = stop or threading.Event()
+    targets = {t.name: _target(cfg, t, keys, me.short if me else "") for t in cfg.targets}
     return {
         t.name: TargetState(
-            _target(cfg, t, keys),
+            targets[t.name],
             t.info(),
+            records=Records(targets[t.name], me) if me else None,
             queued=not isinstance(t, LocalTargetConfig),
             transfers=1 if isinstance(t, LocalTargetConfig) else t.transfers,
             bucket=TokenBucket(t.bandwidth_limit, stop) if t.bandwidth_limit else None,
@@ -93,11 +103,17 @@ def build_targets(cfg: Config, stop: threading.Event | None = None) -> dict[str,
 
 
 class Pipeline:
-    def __init__(self, cfg: Config, catalog: Catalog) -> None:
+    def __init__(
+        self, cfg: Config, catalog: Catalog, me: Installation, relist: bool = False
+    ) -> None:
+        """``me``: this installation (its records on the targets); ``relist``: the last
+        run did not stop cleanly, so each target's list is compared with the catalog
+        in full when it comes."""
         self.cfg = cfg
         self.catalog = catalog
+        self.me = me
         self.stop_event = threading.Event()
-        self.targets = build_targets(cfg, self.stop_event)
+        self.targets = build_targets(cfg, self.stop_event, me)
         roots = cfg.source_roots()
         self.replicator = Replicator(
             catalog,
@@ -107,6 +123,7 @@ class Pipeline:
             roots,
             cfg.daemon.retry_interval,
             cfg.daemon.retry_max,
+            relist,
         )
         if any(s.queued for s in self.targets.values()):  # remote targets wait for it
             self.replicator.on_new = lambda: self.wake("upload")
@@ -132,6 +149,9 @@ class Pipeline:
         self._known: dict[str, Future[dict[str, tuple[int, int]]]] = {}  # for the first scan
         self.wake: Callable[[str], None] = lambda job: None  # set by jobs.start
         self._snapshot_at = (-1, 0.0)  # (catalog changes, monotonic time) of the last one
+        self._listed_at = 0.0  # when the lists were last written from settle_tick
+        self._waiting_room: set[tuple[str, str]] = set()  # files that met a full state dir
+        self._full = False  # the state dir was full, and no room was seen since
         self._policy_looked = -POLICY_LOOK_MAX  # when `remind` last grouped the catalog
         # `photod pause`: until this time.time() nothing heavy starts (imports, copies,
         # scans, scrubs, drills); events still arrive and wait.  Set by the daemon.
@@ -160,8 +180,9 @@ class Pipeline:
             if self.devices is not None:
                 self.devices.start()
 
-    def stop(self) -> None:
-        """Stop everything; a copy in flight is rolled back (its temporary removed)."""
+    def stop(self, snapshot: bool = True) -> None:
+        """Stop everything; a copy in flight is rolled back (its temporary removed).
+        ``snapshot``: write the catalog's last snapshot (not when it is suspect)."""
         self.stop_event.set()
         if self.devices is not None:
             self.devices.stop()
@@ -170,7 +191,9 @@ class Pipeline:
             watcher.stop()
         self.workers.shutdown(wait=True, cancel_futures=True)
         self.replicator.close()
-        self.snapshot_if_due(force=True)
+        self.replicator.flush()  # the lists' last entries
+        if snapshot:
+            self.snapshot_if_due(force=True)
         for state in self.targets.values():
             try:
                 state.target.close()  # writes what the manifests still buffer
@@ -236,6 +259,12 @@ class Pipeline:
         self.settler.touch(source, path, kind)
 
     def settle_tick(self) -> None:
+        # A batch is done: its copies go on the targets' lists now, not at the next probe
+        # (at most once a second, so a trickle of files makes few segments).
+        now = time.monotonic()
+        if now - self._listed_at > LIST_EVERY and not self.busy() and self.replicator.unlisted():
+            self._listed_at = now
+            self.replicator.flush()
         if self.paused():
             return  # settled files stay in the settler until work resumes
         for source, path in self.settler.due():
@@ -267,11 +296,51 @@ class Pipeline:
             self.settler.touch(source, path, "changed")
         except Stopping:
             pass
+        except StateDirFull as exc:
+            self._wait_for_room(source, path, exc)
+        except CatalogDamaged as exc:  # the daemon stops and settles the catalog
+            log.error("ingest_failed", source=source, path=str(path), error=str(exc))
         except Exception as exc:  # a job boundary: log, keep the daemon alive
             log.exception("ingest_failed", source=source, path=str(path), error=str(exc))
         finally:
             with self._lock:
                 self._inflight.discard((source, str(path)))
+
+    def _wait_for_room(self, source: str, path: Path, exc: StateDirFull) -> None:
+        """The state dir is full: the file waits, and is taken as soon as the probe sees
+        room again, not at the next rescan."""
+        with self._lock:
+            self._waiting_room.add((source, str(path)))
+        self.note_full(exc)
+
+    def note_full(self, exc: StateDirFull) -> None:
+        """Say once (until there is room again) that the state dir is full; the jobs
+        and the files that met it wait."""
+        with self._lock:
+            first, self._full = not self._full, True
+        if first:
+            log.error("state_dir_full", state_dir=str(self.cfg.state_dir), detail=exc.detail,
+                      free=_free(self.cfg.state_dir),
+                      action="new files wait; they are taken as soon as there is room")  # fmt: skip
+
+    def _room_again(self) -> None:
+        """Files that waited for room in the state dir go now, if there is room."""
+        with self._lock:
+            waiting, full = sorted(self._waiting_room), self._full
+        if not full or _free(self.cfg.state_dir) < STATE_MIN_FREE:
+            return
+        with self._lock:
+            self._waiting_room.clear()
+            self._full = False
+        log.info("state_dir_room", state_dir=str(self.cfg.state_dir), files=len(waiting),
+                 free=_free(self.cfg.state_dir))  # fmt: skip
+        for source, path in waiting:
+            self.submit(source, Path(path))
+
+    def state_full(self) -> int:
+        """How many files wait for room in the state dir (for `photod status`)."""
+        with self._lock:
+            return len(self._waiting_room)
 
     # -- jobs ---------------------------------------------------------------------------
 
@@ -319,6 +388,7 @@ class Pipeline:
                 came_back = True
         self.replicator.flush()
         self.snapshot_if_due()
+        self._room_again()
         if self.deferred and not on_battery_now():
             for job in sorted(self.deferred):
                 log.info("job_resumed", job=job, reason="mains power is back")
@@ -368,7 +438,11 @@ class Pipeline:
             return
         try:
             snapshot.write_all(
-                self.catalog, self.targets, self.cfg.state_dir, plan_for(self.cfg, self.catalog)
+                self.catalog,
+                self.targets,
+                self.cfg.state_dir,
+                plan_for(self.cfg, self.catalog, self.me.folder),
+                {t.name: shared_plan(t) for t in self.cfg.targets},
             )
         except (PhotodError, OSError) as exc:
             log.warning("snapshot_failed", error=str(exc))
@@ -418,6 +492,13 @@ class Pipeline:
                 f"{short} photo(s) have been short of the 3-2-1 policy for more than "
                 f"{_span(self.cfg.notify.grace)}; `photod status` says what is missing",
             ))  # fmt: skip
+
+
+def _free(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0
 
 
 def _span(seconds: float) -> str:

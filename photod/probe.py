@@ -260,5 +260,14 @@ def probe(path: str, name: str, head: bytes, mtime: float, decode: str = "fast")
                 problem = f"cannot read the container: {exc}"
             decodable = not problem
     if captured is None:
-        captured, source = datetime.fromtimestamp(mtime), "mtime"
+        captured, source = file_time(mtime), "mtime"
     return Probe(kind, fmt, captured, source, decodable, problem)
+
+
+def file_time(mtime: float) -> datetime:
+    """A file time as a local datetime; one beyond what datetime holds (year 10000
+    and later, before year 1) is the nearest it holds, never an error."""
+    try:
+        return datetime.fromtimestamp(mtime)
+    except (ValueError, OverflowError, OSError):
+        return datetime.max if mtime > 0 else datetime.min

@@ -24,8 +24,9 @@ class Held:
     last_drill: str | None  # "2026-11-20T04:00:03Z passed"
 
 
-def plan_for(cfg: Config, catalog: Catalog) -> str:
-    """The plan for this config, with what the catalog knows now."""
+def plan_for(cfg: Config, catalog: Catalog, folder: str = "") -> str:
+    """The plan for this config, with what the catalog knows now (``folder``: this
+    installation's records on the targets, under ``.photod/``)."""
     drills = catalog.last_drills()
     held = {}
     for t in cfg.targets:
@@ -38,7 +39,27 @@ def plan_for(cfg: Config, catalog: Catalog) -> str:
             f"{drill[0]} {'passed' if drill[1] else 'FAILED'}" if drill else None,
         )
     assets, total = catalog.counts()
-    return render(cfg, assets, total, held, now_iso())
+    return render(cfg, assets, total, held, now_iso(), folder)
+
+
+def shared_plan(t: LocalTarget | S3Target | RcloneTarget) -> str:
+    """The recovery document at a target's top level, ``.photod/RECOVERY.md``: how to
+    get back the photos of every installation that backs up there, with stock tools."""
+    lines = [
+        "# How to get these photos back",
+        "",
+        f"This is a photod backup target (`{t.where}`). Every photo and video on it is",
+        "an untouched original. Several computers may back up here: each one's records",
+        "are in its own folder under `.photod/installations/`, and the steps below",
+        "restore the photos of all of them. With photod: `photod catalog rebuild --from",
+        f"{t.name}` (add `--instance NAME` to take another computer's), then `photod restore`.",
+        "",
+        "## Without photod",
+        "",
+        *_by_hand(t),
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _size(n: int) -> str:
@@ -50,7 +71,9 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def render(cfg: Config, assets: int, total: int, held: dict[str, Held], now: str) -> str:
+def render(
+    cfg: Config, assets: int, total: int, held: dict[str, Held], now: str, folder: str = ""
+) -> str:
     p = cfg.policy
     enc = [t.name for t in cfg.targets if t.encrypt]
     lines = [
@@ -63,6 +86,7 @@ def render(cfg: Config, assets: int, total: int, held: dict[str, Held], now: str
         "## What is backed up",
         "",
         f"- {assets} photos and videos, {_size(total)}.",
+        *_records_line(folder),
         f"- Policy: {p.copies} copies on {p.media} kinds of media, {p.offsite} offsite.",
         "",
         "## Targets",
@@ -132,7 +156,17 @@ def render(cfg: Config, assets: int, total: int, held: dict[str, Held], now: str
     return "\n".join(lines)
 
 
+def _records_line(folder: str) -> list[str]:
+    if not folder:
+        return []
+    return [
+        f"- This computer's records on each target: `.photod/{folder}/` (other computers",
+        "  that back up to the same target have folders of their own beside it).",
+    ]
+
+
 def _by_hand(t: LocalTarget | S3Target | RcloneTarget) -> list[str]:
+    """Stock-tool steps that restore every installation's photos from one target."""
     if isinstance(t, LocalTarget):
         fetch = f"cd '{t.path}'"
     elif isinstance(t, S3Target):
@@ -150,35 +184,39 @@ def _by_hand(t: LocalTarget | S3Target | RcloneTarget) -> list[str]:
             else f"rclone copy '{t.remote}' restored/ && cd restored"
         )
     if not t.encrypt:
-        sums = (
-            "sha256sum -c .photod/SHA256SUMS"
-            if isinstance(t, LocalTarget)
-            else "cat .photod/manifest/* > SUMS && sha256sum -c SUMS"
-        )
         return [
-            "The files are your originals under their dates, as plain files.",
+            "The files are the originals under their dates, as plain files. Each",
+            "computer's checksum list is in `.photod/installations/*/sums/`:",
             "",
             "```sh",
             fetch,
-            f"{sums}   # one OK per photo",
+            "cat .photod/installations/*/sums/*.sha256 | sort -u | sha256sum -c   # one OK per photo",
             "```",
             "",
             "Then copy them anywhere (`cp -a`, `rsync -a --exclude=.photod`).",
         ]
     get = f"cp -a '{t.path}' encrypted" if isinstance(t, LocalTarget) else fetch
     return [
-        "Every file is an age file under a meaningless name; the encrypted index maps them",
-        "back. With `KEY` set to the identity file, in an empty folder:",
+        "Every file is an age file under a meaningless name. Each one's index line (object,",
+        "SHA-256, size, capture time, file time, path) is sealed beside it in",
+        "`.photod/objects/`, and each computer's index in `.photod/installations/*/index/`.",
+        "With `KEY` set to the identity file, in an empty folder:",
         "",
         "```bash",
         get,
-        'for f in encrypted/.photod/index/*; do age -d -i "$KEY" "$f"; done | sort -u > index.tsv',
+        "for f in encrypted/.photod/objects/*/* encrypted/.photod/installations/*/index/*; do",
+        '  age -d -i "$KEY" "$f" 2>/dev/null || true   # sealed to another identity: skipped',
+        "done | sort -u > index.tsv",
+        '[ -s index.tsv ] || echo "nothing here opens with $KEY"',
         "mkdir -p restored",
-        "while IFS=$'\\t' read -r object sha size taken path; do",
+        "while IFS=$'\\t' read -r object sha size taken mtime path; do",
         '  mkdir -p "restored/$(dirname "$path")"',
-        '  age -d -i "$KEY" -o "restored/$path" "encrypted/$object"',
+        '  age -d -i "$KEY" -o "restored/$path" "encrypted/$object" || continue',
+        '  if [ -n "$mtime" ]; then touch -d "@$mtime" "restored/$path"; fi',
         '  printf \'%s  %s\\n\' "$sha" "$path" >> restored/SHA256SUMS',
         "done < index.tsv",
         "cd restored && sha256sum -c SHA256SUMS   # one OK per photo",
         "```",
+        "",
+        "A computer that used another identity: run the same with its `KEY`.",
     ]

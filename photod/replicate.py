@@ -8,8 +8,10 @@ Two ways in:
   full, read-only).  Bytes come from a verified replica on another target, or from the
   source file while it is unchanged, and are hashed again on the way.
 
-A copy counts (a ``verified`` replica in the catalog, a line in the target's manifest)
-only after the target read it back and the SHA-256 matched.
+A copy counts (a ``verified`` replica in the catalog, an entry in this installation's
+list on the target) only after the target read it back and the SHA-256 matched.  On a
+target shared with other computers, bytes another installation already stored there are
+proved and recorded, not written again (``ledgers.shared_copy``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from photod import failpoints, policy
+from photod import failpoints, ledgers, policy
 from photod.catalog import Catalog
 from photod.errors import (
     ChecksumMismatch,
@@ -36,11 +38,13 @@ from photod.errors import (
     Stopping,
     TargetFull,
     TargetUnavailable,
+    Undecryptable,
 )
 from photod.logs import log
 from photod.media import suffixed
-from photod.models import Asset, PolicyRule, Probe, TargetInfo, VerifyMethod
-from photod.targets.base import CHUNK, Identity, ManifestEntry, Target, Writer, hash_object
+from photod.models import Asset, ManifestEntry, PolicyRule, Probe, TargetInfo, VerifyMethod
+from photod.targets.base import CHUNK, Identity, Target, Writer, hash_object
+from photod.targets.records import Records
 from photod.throttle import LimitedWriter, TokenBucket, on_battery_now, paused
 
 REMOTE_PROBE = 60.0  # seconds between checks of a remote target that answers
@@ -52,10 +56,11 @@ class TargetState:
 
     target: Target
     info: TargetInfo
+    records: Records | None = None  # this installation's records on it (the daemon's)
     available: bool = False
     reason: str = "not checked yet"
     full: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)  # manifest appends
+    lock: threading.Lock = field(default_factory=threading.Lock)  # the list's compaction
     # Remote targets are "queued": a new file is not written to them while it is
     # ingested (a slow upload would hold up the local copies); the catch-up uploads it
     # from a verified local copy, ``transfers`` files at a time.
@@ -69,6 +74,7 @@ class TargetState:
     next_probe: float = 0.0
     since: float = field(default_factory=time.time)  # when ``available`` last changed
     seen_saved: float = 0.0  # monotonic time the catalog last heard it answer
+    others_read: float = 0.0  # monotonic time the other installations' lists were read
 
     def paused(self) -> str:
         """Why writes wait now ("" when they may run).  The battery is read only for a
@@ -102,8 +108,12 @@ class Replicator:
         source_roots: dict[str, Path],
         retry_base: float = 30.0,
         retry_max: float = 3600.0,
+        relist: bool = False,
     ) -> None:
         self.catalog = catalog
+        # After an unclean stop the lists may lack copies the catalog has: compare them
+        # in full when each target comes (else only when their counts disagree).
+        self.relist = relist
         self.targets = targets
         self.rule = rule
         self.stop = stop
@@ -118,6 +128,9 @@ class Replicator:
             max_workers=max(2, 2 * len(targets)), thread_name_prefix="commit"
         )
         self.on_new: Callable[[], None] = lambda: None  # the pipeline wakes the uploads
+        # Told when a target knows more than the catalog (a newer snapshot of this
+        # installation): the daemon stops and settles the catalog again.
+        self.distrust: Callable[[str], None] = lambda why: None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -182,6 +195,8 @@ class Replicator:
                 root=ident.root,
                 pending=self.catalog.pending_count(name),
             )
+        elif state.records is not None and now - state.others_read > REMOTE_PROBE:
+            self._read_others(name, state)
         self._set(state, True, "")
         if now - state.seen_saved > 3600 or not state.seen_saved:
             self.catalog.target_seen(name)  # hourly: "not connected for N days" needs it
@@ -189,27 +204,66 @@ class Replicator:
         return True
 
     def _tidy(self, name: str, state: TargetState) -> None:
-        """After a crash: remove temporaries, and make the manifest agree with the catalog."""
+        """When a target comes: remove a crash's temporaries, and bring the catalog and
+        the target's records in step, both ways (``ledgers.py``): nothing the target
+        lists is forgotten, and nothing is ever taken off its list to agree with the
+        catalog."""
         for temp in self.catalog.temps(name):
             state.target.delete_temp(temp)
             self.catalog.drop_temp(name, temp)
-        if state.target.manifest_lines() != self.catalog.verified_count(name):
+        records = state.records
+        if records is None:
+            return
+        if not records.find_own_folder():
+            records.register()
+        newest = next(iter(records.snapshots()), None)
+        if newest is not None and newest.generation > self.catalog.generation:
+            why = (f"target {name!r} holds a newer snapshot of this installation's catalog "
+                   f"(generation {newest.generation}, the catalog {self.catalog.generation})")  # fmt: skip
+            self.distrust(why)
+            raise TargetUnavailable(name, f"{why}; the catalog is checked before it is used")
+        if state.target.encrypted:  # its listing maps names back to keys
+            state.target.learn(self.catalog.verified_on(name))
+        try:
+            ledgers.catch_up(self.catalog, name, records, self.stop)
+        except Undecryptable as exc:
+            raise TargetUnavailable(
+                name, f"this installation's index there cannot be opened: {exc}; was the "
+                "target written with another identity?",
+            ) from exc  # fmt: skip
+        verified = self.catalog.verified_count(name)
+        if self.relist or verified > self.catalog.own_entries(name):
             with state.lock:
-                state.target.rewrite_manifest(self.catalog.verified_on(name))
-            log.info("manifest_rewritten", target=name, entries=self.catalog.verified_count(name))
+                ledgers.relist(self.catalog, name, records)
+        self._read_others(name, state)
+
+    def _read_others(self, name: str, state: TargetState) -> None:
+        """What the other installations sharing the target list (a minute old at most)."""
+        assert state.records is not None
+        state.others_read = time.monotonic()
+        try:
+            ledgers.read_others(self.catalog, name, state.records)
+        except TargetUnavailable as exc:
+            log.warning("records_unreadable", target=name, reason=exc.reason)
 
     def available(self) -> list[str]:
         return [n for n, s in self.targets.items() if s.available]
 
     def flush(self) -> None:
-        """Write buffered manifest entries of every available target."""
+        """Write the buffered list entries of every available target."""
         for name, state in self.targets.items():
-            if state.available:
+            if state.available and state.records is not None:
                 try:
                     with state.lock:
-                        state.target.flush()
+                        ledgers.flush(self.catalog, name, state.records)
                 except TargetUnavailable as exc:
                     self._fail_target(name, exc)
+
+    def unlisted(self) -> bool:
+        """Whether some verified copy waits to be written to its target's list."""
+        return any(
+            s.records is not None and s.records.ledger.pending() for s in self.targets.values()
+        )
 
     def _fail_target(self, name: str, exc: TargetUnavailable) -> None:
         state = self.targets[name]
@@ -276,16 +330,26 @@ class Replicator:
         started: float,
         captured_at: str = "",
     ) -> None:
-        """Publish one verified copy, never over another file, and record it."""
+        """Publish one verified copy, never over another file, and record it.  When
+        another installation sharing the target holds these bytes already, that copy is
+        proved and recorded instead, and nothing is published."""
         state = self.targets[name]
         try:
             method: VerifyMethod | None = None
-            for candidate in (key, suffixed(key, sha)):
+            owner = ""
+            shared = None
+            if state.records is not None and not self.catalog.repairs(sha, name):
+                shared = ledgers.shared_copy(self.catalog, name, state.target, sha)
+            if shared is not None:
+                writer.abort()
+                key, owner, method = shared[0], shared[1], VerifyMethod.EXISTING
+            for candidate in (key, suffixed(key, sha)) if method is None else ():
                 try:
-                    method = writer.commit(candidate, sha, mtime_ns)
+                    method = writer.commit(candidate, sha, mtime_ns, captured_at)
                 except KeyExists:
-                    # Something is already there: ours from a run the catalog forgot (adopt
-                    # it), or a different file (ours goes beside it under a suffix).
+                    # Something is already there: ours from a run the catalog forgot, or
+                    # another installation's copy of the same bytes (adopt either), or a
+                    # different file (ours goes beside it under a suffix).
                     try:
                         ours = hash_object(state.target, candidate) == sha
                     except (OSError, PhotodError):  # unreadable: not ours to adopt
@@ -294,16 +358,21 @@ class Replicator:
                         continue
                     writer.abort()
                     method = VerifyMethod.EXISTING
+                    owner = self.catalog.listed_by_other(name, candidate, sha) or ""
                 key = candidate
                 break
             if method is None:
                 raise KeyExists(suffixed(key, sha))
             failpoints.hit("replica_published")
             repair = self.catalog.repairs(sha, name)
-            self.catalog.add_replica(sha, name, key, size, method, temp=writer.temp_key)
+            self.catalog.add_replica(sha, name, key, size, method, temp=writer.temp_key,
+                                     owner=owner)  # fmt: skip
             failpoints.hit("replica_recorded")
-            with state.lock:
-                state.target.append_manifest([ManifestEntry(sha, key, size, captured_at)])
+            if state.records is not None:
+                entry = ManifestEntry(sha, key, size, captured_at, mtime_ns)
+                if state.records.ledger.append([entry]):
+                    with state.lock:
+                        ledgers.flush(self.catalog, name, state.records)
         except (PhotodError, OSError) as exc:
             writer.abort()
             self.catalog.drop_temp(name, writer.temp_key)
@@ -311,8 +380,9 @@ class Replicator:
             return
         state.full = False
         state.backoff = 0.0  # a copy landed: the remote works again
+        event = "replica_repaired" if repair else "replica_shared" if owner else "replica_written"
         log.info(
-            "replica_repaired" if repair else "replica_written",
+            event,
             asset=sha,
             target=name,
             path=key,
@@ -320,6 +390,7 @@ class Replicator:
             method=str(method),
             duration=round(time.monotonic() - started, 3),
             **({"was": repair} if repair else {}),
+            **({"installation": owner} if owner else {}),
         )
 
     def _commit_all(
@@ -407,17 +478,23 @@ class Replicator:
         except BaseException:
             self._abort_all(writers)
             raise
-        with self._new_lock:
-            is_new = self.catalog.asset(sha) is None
-            key = new.key
-            if is_new:
-                if self.catalog.relpath_taken(key):
-                    key = suffixed(key, sha)
-                self.catalog.add_asset(sha, new.size, key, new.info, new.source, new.relpath)
-                # Where the bytes are, at once: if photod dies before the copies land,
-                # the catch-up after the restart copies from this file.
-                self.catalog.saw_source_file(new.source, new.relpath, new.size, new.mtime_ns, sha)
-            mine = self._take(sha, list(writers)) if is_new else []
+        try:
+            with self._new_lock:
+                is_new = self.catalog.asset(sha) is None
+                key = new.key
+                if is_new:
+                    if self.catalog.relpath_taken(key):
+                        key = suffixed(key, sha)
+                    self.catalog.add_asset(sha, new.size, key, new.info, new.source, new.relpath)
+                    # Where the bytes are, at once: if photod dies before the copies land,
+                    # the catch-up after the restart copies from this file.
+                    self.catalog.saw_source_file(
+                        new.source, new.relpath, new.size, new.mtime_ns, sha
+                    )
+                mine = self._take(sha, list(writers)) if is_new else []
+        except BaseException:  # the catalog refused (a full disk): no temporary stays
+            self._abort_all(writers)
+            raise
         try:
             self._abort_all({n: w for n, w in writers.items() if n not in mine})
             if is_new:
@@ -498,6 +575,8 @@ class Replicator:
         if not self._take(asset.sha256, [name]):
             return False
         try:
+            if self._take_shared(asset, name, started):
+                return True
             last: Exception | None = None
             for opener in self._sources_for(asset, name):
                 try:
@@ -542,6 +621,26 @@ class Replicator:
             return False
         finally:
             self._release(asset.sha256, [name])
+
+    def _take_shared(self, asset: Asset, name: str, started: float) -> bool:
+        """Record another installation's proved copy of the asset on the target instead
+        of uploading it; True when there was one."""
+        state = self.targets[name]
+        if state.records is None or self.catalog.repairs(asset.sha256, name):
+            return False
+        found = ledgers.shared_copy(self.catalog, name, state.target, asset.sha256)
+        if found is None:
+            return False
+        key, owner = found
+        self.catalog.add_replica(asset.sha256, name, key, asset.size, VerifyMethod.EXISTING,
+                                 owner=owner)  # fmt: skip
+        if state.records.ledger.append([ManifestEntry(asset.sha256, key, asset.size,
+                                                      asset.captured_at)]):  # fmt: skip
+            with state.lock:
+                ledgers.flush(self.catalog, name, state.records)
+        log.info("replica_shared", asset=asset.sha256, target=name, path=key, bytes=asset.size,
+                 installation=owner, duration=round(time.monotonic() - started, 3))  # fmt: skip
+        return True
 
     def replicate_pending(self, name: str, batch: int = 500) -> int:
         """Copy what a target is missing, oldest first, ``transfers`` at a time; returns

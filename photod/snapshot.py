@@ -1,167 +1,310 @@
 """The catalog outlives the computer: snapshots on every target, and a rebuild.
 
 After each batch of work the daemon writes a consistent copy of the catalog (SQLite's
-online backup, gzipped) to every target as ``.photod/catalog.sqlite.gz``, sealed with
-age on an encrypted target, and the recovery plan beside it as ``.photod/RECOVERY.md``.
+online backup, checked, gzipped; sealed with age on an encrypted target) into this
+installation's folder on every target, as one more generation
+(``snapshots/<generation>-<assets>.sqlite.gz``), and its recovery plan beside it.  A
+snapshot never stands in for a larger one: a catalog with fewer assets than the
+target's newest snapshot writes none (something is wrong with it), and only the oldest
+of more than ``KEEP_SNAPSHOTS`` generations are removed.
 
-``photod catalog rebuild --from TARGET`` starts from that snapshot and adds what the
-target's manifest lists beyond it (photos that arrived after the last snapshot).  A
-target without a snapshot is re-scanned in full: every object read, hashed and
-probed.  Either way, anything adopted from the target was read and hashed first.
+``photod catalog rebuild --from TARGET`` (and the daemon, when its catalog is lost,
+damaged or older than the targets) takes the newest snapshot that opens and is sound,
+then reconciles it with the target: copies it lists that are gone are marked missing,
+the installation's list adds what came after the snapshot, and any file on the target
+that no list names (a power cut before the list was written) is read, hashed and
+adopted.  Anything adopted from the target was read and hashed first.
+
+The new catalog is built beside the old one (``.rebuilding``), made durable, renamed
+``.rebuilt``, and only then swapped in, the old one kept as ``.bak``: a rebuild killed
+at any moment leaves the old catalog in place or a finished one to swap in at the next
+start (``finish_interrupted``), never a half-built one to act on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
+import json
 import os
-import shutil
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from photod.catalog import Catalog
-from photod.errors import PhotodError, TargetUnavailable
+from photod import failpoints, instance
+from photod.catalog import Catalog, check_file
+from photod.errors import CatalogDamaged, PhotodError, Stopping, TargetUnavailable, Undecryptable
+from photod.ledgers import adopt_object
 from photod.logs import log
-from photod.models import Kind, ManifestEntry
-from photod.probe import HEAD_BYTES, probe
+from photod.models import ManifestEntry
 from photod.replicate import TargetState
-from photod.targets.base import CHUNK
+from photod.targets.base import Target
+from photod.targets.records import (
+    INFO,
+    PLAN,
+    Installation,
+    Ledger,
+    Seen,
+    SnapshotName,
+    installations,
+    pick,
+    snapshots_in,
+)
 
-SNAPSHOT = "catalog.sqlite.gz"
-PLAN = "RECOVERY.md"
 SNAPSHOT_EVERY = 30.0  # seconds: at most this often while work keeps coming
+REBUILDING = ".rebuilding"  # being built: never opened by anything else
+REBUILT = ".rebuilt"  # finished and durable: swapped in at the next chance
 
 
-def snapshot_bytes(catalog: Catalog, scratch: Path) -> bytes:
-    """The whole catalog, consistent, gzipped."""
+def snapshot_bytes(catalog: Catalog, scratch: Path) -> tuple[bytes, int]:
+    """The whole catalog, consistent, proved sound, gzipped; and its asset count.
+    Raises CatalogDamaged rather than hand a damaged copy to the targets."""
     with tempfile.TemporaryDirectory(prefix="photod-snapshot-", dir=scratch) as tmp:
         path = Path(tmp) / "catalog.sqlite"
         catalog.snapshot(path)
-        return gzip.compress(path.read_bytes(), compresslevel=6, mtime=0)
+        why, assets = check_file(path)
+        if why:
+            raise CatalogDamaged(catalog.path, f"its snapshot is not sound: {why}")
+        return gzip.compress(path.read_bytes(), compresslevel=6, mtime=0), assets
 
 
 def write_all(
-    catalog: Catalog, targets: dict[str, TargetState], scratch: Path, plan: str
+    catalog: Catalog,
+    targets: dict[str, TargetState],
+    scratch: Path,
+    plan: str,
+    shared_plan: dict[str, str],
 ) -> list[str]:
-    """Put the snapshot and the recovery plan on every available target; returns the
-    targets written."""
+    """Put a new snapshot generation and the recovery plan on every available target
+    (and the shared recovery document where there is none); returns the targets written."""
+    ready = {n: s for n, s in targets.items() if s.available and s.records is not None}
+    assets, _ = catalog.counts()
+    if not ready or not assets:
+        return []  # an empty catalog has nothing to keep, and never covers a full one
     started = time.monotonic()
-    data = snapshot_bytes(catalog, scratch)
+    newest: dict[str, SnapshotName | None] = {}
+    for name, state in ready.items():
+        assert state.records is not None
+        try:
+            newest[name] = next(iter(state.records.snapshots()), None)
+        except TargetUnavailable as exc:
+            log.warning("snapshot_failed", target=name, reason=exc.reason)
+    gen = catalog.next_generation(max((s.generation for s in newest.values() if s), default=0))
+    data, counted = snapshot_bytes(catalog, scratch)
     written = []
-    for name, state in targets.items():
-        if not state.available:
+    for name, top in newest.items():
+        records = ready[name].records
+        assert records is not None
+        if top is not None and top.assets > counted:
+            log.error("snapshot_refused", target=name, assets=counted, target_assets=top.assets,
+                      reason="the target holds a snapshot of more photos than this catalog "
+                      "knows; the catalog is not written over it")  # fmt: skip
             continue
         try:
-            state.target.put_private(SNAPSHOT, data)
-            state.target.put_meta(PLAN, plan.encode())
+            records.put_snapshot(gen, counted, data)
+            records.put_plan(plan)
+            records.prune_snapshots()
+            records.target.create_meta(PLAN, shared_plan.get(name, "").encode())
         except TargetUnavailable as exc:
             log.warning("snapshot_failed", target=name, reason=exc.reason)
             continue
         written.append(name)
-    log.info(
-        "catalog_snapshot_written",
-        targets=written,
-        bytes=len(data),
-        duration=round(time.monotonic() - started, 3),
-    )
+    if written:
+        me = instance.Known(ready[written[0]].records.me, gen, counted)  # type: ignore[union-attr]
+        instance.save(catalog.path.parent, me)
+    log.info("catalog_snapshot_written", targets=written, generation=gen, assets=counted,
+             bytes=len(data), duration=round(time.monotonic() - started, 3))  # fmt: skip
     return written
+
+
+# -- the rebuild ------------------------------------------------------------------------
 
 
 @dataclass
 class Rebuilt:
-    from_snapshot: bool
+    from_snapshot: str  # the snapshot's name ('' for none)
+    generation: int  # the newest generation on the target (a damaged one included)
+    installation: Installation | None  # whose records were taken
     assets: int
     adopted: int  # read from the target beyond the snapshot (or all, without one)
+    missing: int  # in the snapshot, not on the target any more
     skipped: list[str]  # keys that could not be adopted, with why
 
 
 def rebuild(
-    db_path: Path, name: str, state: TargetState, stop: threading.Event | None = None
+    db_path: Path,
+    name: str,
+    state: TargetState,
+    me: Installation | None,
+    wanted: str | None = None,
+    stop: threading.Event | None = None,
 ) -> Rebuilt:
-    """Write a new catalog at ``db_path`` from one target (checked by the caller)."""
+    """Build a new catalog from one target (checked by the caller) at
+    ``db_path.rebuilt``; ``swap_in`` puts it in place.  ``wanted``: the installation
+    whose records to take (default: this one)."""
     stop = stop or threading.Event()
-    tmp = db_path.with_name(db_path.name + ".rebuilding")
-    for stale in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-        stale.unlink(missing_ok=True)
-    data = state.target.get_private(SNAPSHOT)
-    if data is not None:
-        try:
-            tmp.write_bytes(gzip.decompress(data))
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise PhotodError(f"the catalog snapshot on {name!r} is damaged: {exc}") from exc
-    catalog = Catalog(tmp)  # brings an older snapshot's schema up to date
+    target = state.target
+    tmp = db_path.with_name(db_path.name + REBUILDING)
+    _remove(tmp)
+    seen = installations(target)
+    chosen = pick(seen, me, wanted) if seen else None
+    if not seen and wanted is not None and me is not None:
+        raise PhotodError(f"{name!r} holds no installation's records; drop --instance")
+    snap = _newest_good(target, chosen, tmp) if chosen else ""
+    # The new catalog counts from the newest generation there, good or not: its next
+    # snapshot supersedes them all, and none of them is taken for newer knowledge.
+    top = (
+        max((s.generation for s in snapshots_in(target, chosen.folder)), default=0) if chosen else 0
+    )
+    catalog = Catalog(tmp)  # an older snapshot's schema is brought up to date
     skipped: list[str] = []
-    adopted = 0
+    adopted = missing = 0
     try:
-        known = {e.key for e in catalog.verified_on(name)}
-        by_key = {e.key: e for e in state.target.manifest_entries()}
-        todo = list(state.target.keys()) if data is None else sorted(set(by_key) - known)
-        for key in todo:
+        own: dict[str, ManifestEntry] = {}
+        others: set[str] = set()
+        for s in seen:
+            try:
+                entries = list(Ledger(target, s.folder).entries())
+            except Undecryptable:
+                continue  # sealed to another identity
+            target.learn(entries)
+            if chosen is not None and s.folder == chosen.folder:
+                own.update((e.key, e) for e in entries)
+            else:
+                others.update(e.key for e in entries)
+        known = {e.key: e for e in catalog.verified_on(name)}
+        target.learn(known.values())
+        present = {key for key, _ in target.listing()}
+        for key, e in known.items():
+            if key not in present:  # in the snapshot, gone from the target since
+                catalog.replica_bad(e.sha256, name, "missing", "rebuild")
+                missing += 1
+        todo: list[tuple[str, ManifestEntry | None]] = [
+            (k, e) for k, e in sorted(own.items()) if k not in known and k in present
+        ]
+        # Files no list names, and no snapshot: a power cut before the list was written.
+        todo += [(k, None) for k in sorted(present - set(known) - set(own) - others)]
+        for key, listed in todo:
             if stop.is_set():
-                raise PhotodError("stopped before the rebuild finished; run it again")
-            why = _adopt(catalog, name, state, key, by_key.get(key))
+                raise Stopping
+            why = adopt_object(catalog, name, target, key, listed, f"rebuild:{name}")
             if why:
                 skipped.append(f"{key}: {why}")
                 log.warning("rebuild_skipped", target=name, path=key, reason=why)
             else:
                 adopted += 1
+        if chosen is not None:
+            catalog.set_meta("installation", chosen.short)
         assets, _ = catalog.counts()
+        failpoints.hit("catalog_rebuilding")  # a kill here leaves a half-built catalog
     finally:
         catalog.close()
-    os.replace(tmp, db_path)
-    return Rebuilt(data is not None, assets, adopted, skipped)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    for ext in ("-wal", "-shm"):  # closed cleanly: checkpointed into the file
+        Path(f"{tmp}{ext}").unlink(missing_ok=True)
+    os.replace(tmp, db_path.with_name(db_path.name + REBUILT))
+    _fsync_dir(db_path.parent)
+    return Rebuilt(snap, top, _identity(target, chosen), assets, adopted, missing, skipped)
 
 
-def _adopt(
-    catalog: Catalog, name: str, state: TargetState, key: str, listed: ManifestEntry | None
-) -> str:
-    """Read one object, hash and probe it, and record it; '' on success, else why not."""
-    with tempfile.NamedTemporaryFile(prefix="photod-rebuild-", suffix=Path(key).suffix) as out:
-        h = hashlib.sha256()
-        mtime: float | None = None
+def _identity(target: Target, seen: Seen | None) -> Installation | None:
+    """The installation whose records were taken, with the full id its own
+    ``installation.json`` gives (the folder's short id when that is unreadable)."""
+    if seen is None:
+        return None
+    full = seen.short
+    with contextlib.suppress(OSError, PhotodError, ValueError, KeyError, TypeError):
+        raw = target.get_meta(f"{seen.folder}/{INFO}")
+        got = str(json.loads(raw or b"{}")["id"])
+        if got.startswith(seen.short):
+            full = got
+    return Installation(full.ljust(32, "0"), seen.name)
+
+
+def _newest_good(target: Target, chosen: Seen, dest: Path) -> str:
+    """Write the newest snapshot of ``chosen`` that opens and is sound to ``dest``;
+    its name, or '' when none is good (a damaged one is skipped and said)."""
+    for snap in snapshots_in(target, chosen.folder):
         try:
-            with state.target.open(key) as src:
-                # A local copy keeps its source's mtime: the capture time of a photo
-                # without EXIF, as at ingest.  Object stores keep none.
-                with contextlib.suppress(AttributeError, OSError, ValueError):
-                    mtime = os.fstat(src.fileno()).st_mtime
-                while chunk := src.read(CHUNK):
-                    h.update(chunk)
-                    out.write(chunk)
-        except FileNotFoundError:
-            return "listed in the manifest but not on the target"
-        except (OSError, TargetUnavailable) as exc:
-            return str(exc)
-        out.flush()
-        sha, size = h.hexdigest(), out.tell()
-        if listed is not None and listed.sha256 != sha:
-            return f"its bytes do not match the manifest (expected {listed.sha256[:12]})"
-        with open(out.name, "rb") as f:
-            head = f.read(HEAD_BYTES)
-        info = probe(out.name, Path(key).name, head, mtime or 0.0, "off")
-    kind, fmt, captured = Kind.SIDECAR, "unknown", ""
-    if info is not None:
-        kind, fmt = info.kind, info.format
-        if info.capture_source != "mtime" or mtime is not None:
-            captured = info.captured_at.isoformat()
-    if listed is not None and listed.captured_at:
-        captured = listed.captured_at
-    catalog.adopt(ManifestEntry(sha, key, size, captured), name, kind, fmt, f"rebuild:{name}")
+            data = target.get_private(snap.name)
+            raw = gzip.decompress(data) if data else b""
+        except (OSError, EOFError, gzip.BadGzipFile, Undecryptable) as exc:
+            log.warning("snapshot_damaged", snapshot=snap.name, reason=str(exc))
+            continue
+        dest.write_bytes(raw)
+        why, _ = check_file(dest)
+        if not why:
+            return snap.name
+        log.warning("snapshot_damaged", snapshot=snap.name, reason=why)
+        _remove(dest)
+    return ""
+
+
+def _remove(path: Path) -> None:
+    for ext in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{ext}").unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def swap_in(db_path: Path) -> Path | None:
+    """Put a finished rebuild in place; the old catalog (with its WAL) is kept as
+    ``.bak``, never deleted.  Safe to run again after a kill at any step: the name it
+    keeps the old one under comes from the finished rebuild, so a WAL never parts from
+    its file, and no WAL of the old catalog is ever left beside the new one."""
+    rebuilt = db_path.with_name(db_path.name + REBUILT)
+    stamp = datetime.fromtimestamp(rebuilt.stat().st_mtime, UTC).strftime("%Y%m%d-%H%M%S")
+    aside = db_path.with_name(f"{db_path.name}.{stamp}.bak")
+    kept = None
+    for ext in ("", "-wal", "-shm"):
+        old = Path(f"{db_path}{ext}")
+        if old.exists():
+            os.replace(old, Path(f"{aside}{ext}"))
+            kept = aside
+    os.replace(rebuilt, db_path)
+    _fsync_dir(db_path.parent)
+    return kept if kept is not None and kept.exists() else None
+
+
+def finish_interrupted(db_path: Path) -> str:
+    """A rebuild killed earlier: a finished one is swapped in, a half-built one removed.
+    Returns what was done ('' for nothing)."""
+    if db_path.with_name(db_path.name + REBUILT).exists():
+        aside = swap_in(db_path)
+        return f"a finished rebuild was put in place (the old catalog kept as {aside})"
+    tmp = db_path.with_name(db_path.name + REBUILDING)
+    if any(Path(f"{tmp}{e}").exists() for e in ("", "-wal", "-shm", "-journal")):
+        _remove(tmp)
+        return "a rebuild cut short was removed (the catalog it was to replace is kept)"
     return ""
 
 
 def rebuild_catalog(
-    catalog_path: Path, name: str, targets: dict[str, TargetState], force: bool
+    state_dir: Path,
+    catalog_path: Path,
+    name: str,
+    targets: dict[str, TargetState],
+    force: bool,
+    wanted: str | None,
+    instance_name: str,
+    stop: threading.Event | None = None,
 ) -> tuple[Rebuilt, Path | None]:
-    """``photod catalog rebuild --from NAME``: check the target (nothing is written to
-    it), keep any existing catalog aside, and rebuild.  Returns what was rebuilt and
-    where the old catalog went."""
+    """``photod catalog rebuild --from NAME`` (and the daemon's own rebuild): check the
+    target (nothing is written to it), rebuild beside the old catalog, swap it in.
+    Returns what was rebuilt and where the old catalog went."""
     if name not in targets:
         raise PhotodError(f"no target named {name!r}; configured: {', '.join(targets)}")
+    finish_interrupted(catalog_path)
     if catalog_path.exists() and not force:
         raise PhotodError(
             f"a catalog exists at {catalog_path}; add --force to rebuild anyway (the old "
@@ -170,38 +313,33 @@ def rebuild_catalog(
     state = targets[name]
     try:
         ident = state.target.check(None, prepare=False)  # reads the marker, writes nothing
-        if not ident.target_id:
-            raise PhotodError(f"{name!r} has no .photod/target.json: photod never wrote there")
-        state.target.check(ident, prepare=True)  # an encrypted target reads its index
     except TargetUnavailable as exc:
         raise PhotodError(f"target {name!r} is unavailable: {exc.reason}") from exc
-    aside = move_aside(catalog_path)
-    result = rebuild(catalog_path, name, state)
-    catalog = Catalog(catalog_path)
+    if not ident.target_id:
+        raise PhotodError(f"{name!r} has no .photod/target.json: photod never wrote there")
+    known = instance.load(state_dir)
+    me = known.installation if known else None
+    # Without an id (a new computer) the installation of this name is taken.
+    result = rebuild(catalog_path, name, state, me, wanted or (None if me else instance_name), stop)
+    # Taking an installation's records makes this computer that installation (a new
+    # laptop in place of the old one).
+    me = result.installation or me or instance.new(instance_name)
+    generation = result.generation
+    catalog = Catalog(catalog_path.with_name(catalog_path.name + REBUILT))
     try:
         catalog.save_target(name, ident.target_id, ident.root, ident.mount_rel)
+        catalog.set_meta("installation", me.short)
+        if generation > catalog.generation:
+            catalog.next_generation(generation - 1)
     finally:
         catalog.close()
-    log.info(
-        "catalog_rebuilt",
-        target=name,
-        from_snapshot=result.from_snapshot,
-        assets=result.assets,
-        adopted=result.adopted,
-        skipped=len(result.skipped),
-        old_catalog=str(aside) if aside else None,
-    )
+    with contextlib.suppress(FileNotFoundError):
+        for ext in ("-wal", "-shm"):
+            Path(f"{catalog_path}{REBUILT}{ext}").unlink(missing_ok=True)
+    aside = swap_in(catalog_path)
+    instance.save(state_dir, instance.Known(me, generation, result.assets))
+    log.info("catalog_rebuilt", target=name, snapshot=result.from_snapshot or None,
+             installation=result.installation.folder if result.installation else None,
+             assets=result.assets, adopted=result.adopted, missing=result.missing,
+             skipped=len(result.skipped), old_catalog=str(aside) if aside else None)  # fmt: skip
     return result, aside
-
-
-def move_aside(db_path: Path) -> Path | None:
-    """Keep an existing catalog (and its WAL) under a dated name before a rebuild."""
-    if not db_path.exists():
-        return None
-    aside = db_path.with_name(f"{db_path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
-    shutil.move(db_path, aside)
-    for ext in ("-wal", "-shm"):
-        extra = Path(f"{db_path}{ext}")
-        if extra.exists():
-            shutil.move(extra, Path(f"{aside}{ext}"))
-    return aside

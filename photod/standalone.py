@@ -13,46 +13,78 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
-from photod import logs, snapshot
-from photod.catalog import Catalog
+from photod import catalog_guard, logs, snapshot
+from photod.catalog import CATALOG_NAME, Catalog
 from photod.config import Config
-from photod.daemon import CATALOG_NAME, StateLock
-from photod.errors import PhotodError
+from photod.daemon import StateLock
+from photod.errors import CatalogUntrusted, PhotodError
 from photod.pipeline import Pipeline, build_targets
 from photod.restore import Restorer, RestoreReport, drill, open_targets, select
+from photod.targets.records import Installation
 from photod.verify import ScrubReport
 
 Progress = Callable[[int], None]
 
 
 class _Foreground:
-    """The lock, the log and the catalog, for as long as a command runs."""
+    """The lock, the log and the catalog, for as long as a command runs.  ``settle``:
+    check the catalog against the targets first, as the daemon does at start (and
+    rebuild it where that is safe); else a missing catalog is an error."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, settle: bool = False) -> None:
         self.cfg = cfg
+        self.settle = settle
+        self.me: Installation | None = None
 
     def __enter__(self) -> Catalog:
         self.lock = StateLock(self.cfg.state_dir)  # raises AlreadyRunning
-        logs.setup(
-            self.cfg.log_dir,
-            console=False,
-            max_bytes=self.cfg.daemon.log_max_size,
-            keep=self.cfg.daemon.log_keep,
-        )
-        self.catalog = Catalog(self.cfg.state_dir / CATALOG_NAME)
+        try:
+            logs.setup(
+                self.cfg.log_dir,
+                console=False,
+                max_bytes=self.cfg.daemon.log_max_size,
+                keep=self.cfg.daemon.log_keep,
+            )
+            db = self.cfg.state_dir / CATALOG_NAME
+            if self.settle:
+                targets = build_targets(self.cfg)
+                try:
+                    verdict = catalog_guard.settle(self.cfg, targets)
+                finally:
+                    for state in targets.values():
+                        state.target.close()
+                if verdict.action != "go":
+                    raise CatalogUntrusted(verdict.found, verdict.fix)
+                self.me = verdict.me
+            elif not db.exists():
+                raise CatalogUntrusted(f"there is no catalog at {db}", MISSING_FIX)
+            self.catalog = Catalog(db)
+        except BaseException:
+            logs.shutdown()
+            self.lock.release(clean=not self.lock.unclean)
+            raise
         return self.catalog
 
     def __exit__(self, *exc: object) -> None:
         self.catalog.close()
         logs.shutdown()
-        self.lock.release()
+        # A crash of the daemon before this command is still news for its next start.
+        self.lock.release(clean=not self.lock.unclean)
+
+
+MISSING_FIX = (
+    "start photod (it rebuilds a lost catalog from the targets by itself), or run "
+    "`photod catalog rebuild --from TARGET`"
+)
 
 
 def verify(
     cfg: Config, only: str | None, everything: bool, on_plan: Progress, on_bytes: Progress
 ) -> ScrubReport:
-    with _Foreground(cfg) as catalog:
-        pipeline = Pipeline(cfg, catalog)
+    fg = _Foreground(cfg, settle=True)
+    with fg as catalog:
+        assert fg.me is not None
+        pipeline = Pipeline(cfg, catalog, fg.me, relist=fg.lock.unclean)
         if only is not None and only not in pipeline.targets:
             pipeline.stop()
             raise PhotodError(
@@ -109,14 +141,19 @@ def restore(
         catalog.close()
 
 
-def rebuild(cfg: Config, name: str, force: bool) -> tuple[snapshot.Rebuilt, Path | None]:
+def rebuild(
+    cfg: Config, name: str, force: bool, wanted: str | None
+) -> tuple[snapshot.Rebuilt, Path | None]:
     lock = StateLock(cfg.state_dir)
     logs.setup(cfg.log_dir, console=False)
     targets = build_targets(cfg)
     try:
-        return snapshot.rebuild_catalog(cfg.state_dir / CATALOG_NAME, name, targets, force)
+        return snapshot.rebuild_catalog(
+            cfg.state_dir, cfg.state_dir / CATALOG_NAME, name, targets, force, wanted,
+            cfg.instance,
+        )  # fmt: skip
     finally:
         for state in targets.values():
             state.target.close()
         logs.shutdown()
-        lock.release()
+        lock.release(clean=not lock.unclean)

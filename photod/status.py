@@ -3,17 +3,18 @@ each target, so it works whether the daemon runs or not."""
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from photod import jobs, policy, usb
-from photod.catalog import Catalog, DeviceRecord
+from photod import instance, jobs, policy, usb
+from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog, DeviceRecord
 from photod.config import Config, FolderSource
-from photod.daemon import CATALOG_NAME, running_pid
+from photod.daemon import running_pid
 from photod.devices import IGNORED, usbmuxd_installed, usbmuxd_socket
-from photod.errors import FileUnreadable, TargetUnavailable
+from photod.errors import CatalogDamaged, FileUnreadable, TargetUnavailable
 from photod.models import PolicyRule, TargetInfo
 from photod.pipeline import build_targets
 from photod.targets.base import Identity
@@ -24,7 +25,10 @@ def collect(cfg: Config) -> dict[str, Any]:
     infos = cfg.target_infos()
     now = datetime.now(UTC)
     db_path = cfg.state_dir / CATALOG_NAME
-    catalog = Catalog(db_path) if db_path.exists() else None
+    problem = instance.check_catalog(cfg.state_dir)  # raises nothing: says what is wrong
+    if problem is not None and problem.damaged:
+        raise CatalogDamaged(db_path, problem.damaged)
+    catalog = Catalog(db_path) if db_path.exists() and problem is None else None
     try:
         compliant = noncompliant = 0
         missing: Counter[str] = Counter()
@@ -89,7 +93,10 @@ def collect(cfg: Config) -> dict[str, Any]:
             catalog.close()
     pid = running_pid(cfg.state_dir)
     return {
-        "protected": noncompliant == 0 and not lost,
+        "protected": noncompliant == 0 and not lost and problem is None,
+        "catalog_problem": {"found": problem.found, "fix": problem.fix} if problem else None,
+        "state_dir_free": _free(cfg.state_dir),
+        "state_dir_full": _free(cfg.state_dir) < STATE_MIN_FREE,
         "lost": lost,
         "corrupt_sources": corrupt_sources,
         "last_scrub": last_scrub[0] if last_scrub else None,
@@ -121,7 +128,15 @@ def collect(cfg: Config) -> dict[str, Any]:
         "daemon": {"running": pid is not None, "pid": pid or None},
         "config": str(cfg.path),
         "catalog": str(db_path),
+        "state_dir": str(cfg.state_dir),
     }
+
+
+def _free(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0
 
 
 MONTH = 30 * 86400.0
@@ -299,13 +314,25 @@ def render(s: dict[str, Any]) -> str:
     p = s["policy"]
     rule = f"{p['copies']} copies, {p['media']} kinds of media, {p['offsite']} offsite"
     lines = []
+    problem = s.get("catalog_problem")
+    if problem:
+        lines.append(f"NOT ACTING: {problem['found']}.")
+        lines.append(f"  Nothing is written to any target meanwhile. To fix it: {problem['fix']}.")
+    if s.get("state_dir_full"):
+        lines.append(
+            f"NOT TAKING NEW FILES: the state dir {s['state_dir']} is full "
+            f"({_size(s['state_dir_free'])} free); new files wait and are taken as soon as "
+            "there is room: free some space on that disk, or move [daemon] state_dir."
+        )
     if s["lost"]:
         lines.append(
             f"LOST: {len(s['lost'])} file(s) have no good copy left anywhere "
             "(`photod logs --failures` says what happened):"
         )
         lines.extend(f"  {item['path']}" for item in s["lost"][:20])
-    if s["assets"] == 0:
+    if problem:
+        pass
+    elif s["assets"] == 0:
         lines.append("Nothing backed up yet: drop photos into a watch folder.")
     elif s["protected"]:
         lines.append(

@@ -142,8 +142,10 @@ class LimitedWriter:
         self.bucket.take(len(data))
         self.writer.write(data)
 
-    def commit(self, key: str, sha256: str, mtime_ns: int | None = None) -> VerifyMethod:
-        return self.writer.commit(key, sha256, mtime_ns)
+    def commit(
+        self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""
+    ) -> VerifyMethod:
+        return self.writer.commit(key, sha256, mtime_ns, captured_at)
 
     def abort(self) -> None:
         self.writer.abort()

@@ -25,15 +25,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from photod import policy
+from photod import ledgers, policy
 from photod.catalog import Catalog, CheckItem
 from photod.config import Config
 from photod.errors import Stopping, TargetUnavailable, Undecryptable
 from photod.logs import log
-from photod.models import Asset
+from photod.models import Asset, ManifestEntry
 from photod.replicate import Replicator, TargetState
-from photod.targets.base import Identity, ManifestEntry
-from photod.targets.crypt import CryptTarget
+from photod.targets.base import Identity
 from photod.throttle import lower_priority
 
 READ = 4 * 1024 * 1024  # bytes per read: large reads keep the disk streaming
@@ -52,6 +51,8 @@ class TargetScrub:
     repaired: int = 0
     lost: int = 0
     skipped: str = ""  # why the target was not scrubbed ("" when it was)
+    bad_keys: list[str] = field(default_factory=list)  # found corrupt or missing
+    replaced: list[str] = field(default_factory=list)  # another installation's file is there
 
 
 @dataclass
@@ -174,7 +175,10 @@ class Scrubber:
             self._check_sources(report, everything)
         for name in plans:
             self._heal(name, report.targets[name])
-        summary = {n: {k: v for k, v in vars(t).items() if v} for n, t in report.targets.items()}
+        summary = {
+            n: {k: v for k, v in vars(t).items() if v and not isinstance(v, list)}
+            for n, t in report.targets.items()
+        }
         self.catalog.ran("scrub", {"targets": summary, "sources_corrupt": report.sources_corrupt})
         log.info(
             "scrub_finished",
@@ -243,7 +247,7 @@ class Scrubber:
         limit = None if not items else self.cfg.schedule.scrub_budget[1]
         started = time.monotonic()
         method = "download" if state.queued else "readback"
-        if isinstance(state.target, CryptTarget):
+        if state.target.encrypted:
             method += "+decrypt"
         ahead = 0  # items[:ahead] have been prefetched
         for i, item in enumerate(items):
@@ -317,15 +321,27 @@ class Scrubber:
         actual: str = "",
     ) -> None:
         """A replica that no longer holds its bytes stops counting at once; the corrupt
-        object is moved aside, never read again as a source, never overwritten."""
+        object is moved aside, never read again as a source, never overwritten.  On a
+        shared target, another installation's file is never moved aside: a copy this
+        one relies on that went bad, or bytes another installation listed under the key
+        (its file took the name), only stop counting here; the repair goes beside."""
+        owner = self.catalog.replica_owner(entry.sha256, name)
+        if result == "corrupt" and actual and not owner:
+            other = self.catalog.listed_by_other(name, entry.key, actual)
+            if other:
+                owner, result = other, "missing"  # ours is not there: theirs is
+                scrub.replaced.append(entry.key)
         if result == "corrupt":
-            try:
-                state.target.discard(entry.key)
-            except TargetUnavailable as exc:  # the repair then goes beside it
-                log.warning("replica_not_moved", target=name, path=entry.key, reason=exc.reason)
+            if not owner:
+                try:
+                    state.target.discard(entry.key)
+                except TargetUnavailable as exc:  # the repair then goes beside it
+                    log.warning("replica_not_moved", target=name, path=entry.key,
+                                reason=exc.reason)  # fmt: skip
             scrub.corrupt += 1
         else:
             scrub.missing += 1
+        scrub.bad_keys.append(entry.key)
         left = self.catalog.replica_bad(entry.sha256, name, result, method)
         log.error(
             f"replica_{result}",
@@ -349,8 +365,20 @@ class Scrubber:
                 self.replicator.judge(asset.sha256)
             elif self._lost(asset):
                 scrub.lost += 1
-        with state.lock:  # the manifest drops what no longer counts
-            state.target.rewrite_manifest(self.catalog.verified_on(name))
+        if state.records is None:
+            return
+        # The list drops only entries whose file is provably gone (not repaired in
+        # place); everything on the target stays listed.
+        held = {e.key for e in self.catalog.verified_on(name)}
+        gone = frozenset(
+            k
+            for k in scrub.bad_keys
+            if k not in held and (k in scrub.replaced or state.target.size(k) is None)
+        )
+        with state.lock:
+            ledgers.flush(self.catalog, name, state.records)
+            if gone:
+                ledgers.compact(self.catalog, name, state.records, gone)
 
     def _lost(self, asset: Asset) -> bool:
         """No verified replica anywhere, and no source file with the right bytes."""

@@ -77,6 +77,8 @@ def write_config(
         # escaped as a surrogate pair: keep non-ASCII as it is.
         if isinstance(v, list):
             return json.dumps(v, ensure_ascii=False)
+        if isinstance(v, dict):  # an inline table
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
         return json.dumps(str(v), ensure_ascii=False)
 
     lines = []
@@ -119,6 +121,9 @@ class Photod:
     def log_file(self) -> Path:
         return self.log_dir / "photod.jsonl"
 
+    def cli_command(self) -> list[str]:
+        return [sys.executable, "-m", "photod", "--config", str(self.config)]
+
     def cli(self, *args: str, config: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = [
             sys.executable,
@@ -129,7 +134,9 @@ class Photod:
         ]
         return subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120)
 
-    def start(self, *args: str, config: bool = True) -> Photod:
+    def start(self, *args: str, config: bool = True, wait: bool = True) -> Photod:
+        """Start the daemon; ``wait``: until it logs `daemon_started` (a daemon that
+        holds, not acting on its catalog, never does)."""
         cmd = [
             *self.prefix,
             sys.executable,
@@ -144,7 +151,8 @@ class Photod:
             self.out.close()
         self.out = open(self.output, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.out, stderr=subprocess.STDOUT)
-        self.wait_event("daemon_started", count=started + 1, timeout=30)
+        if wait:
+            self.wait_event("daemon_started", count=started + 1, timeout=30)
         return self
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from photod.catalog import MIGRATIONS, Catalog
-from photod.errors import PhotodError
+from photod.errors import CatalogDamaged, PhotodError
 from photod.models import Kind, Probe, VerifyMethod
 
 INFO = Probe(Kind.PHOTO, "jpeg", datetime(2024, 1, 1), "exif", True)
@@ -99,3 +99,52 @@ def test_v1_catalog_migrates_and_keeps_its_holdings(tmp_path: Path) -> None:
         held: n for held, n, _ in c.holdings()
     }
     c.close()
+
+
+def test_file_times_past_64_bit_nanoseconds_are_kept_exactly(tmp_path: Path) -> None:
+    """A file time ext4 can hold (2446: 1.5e19 ns) or tmpfs (the year 10000) does not fit
+    SQLite's 64-bit INTEGER: it is kept exactly all the same, and compares equal."""
+    c = Catalog(tmp_path / "c.sqlite")
+    for i, ns in enumerate((15_032_385_535_000_000_000, 253_402_300_800 * 10**9, -(2**64))):
+        c.saw_source_file("in", f"{i}.jpg", 5, ns, "a" * 64)
+        assert ns == c.source_stats("in")[f"{i}.jpg"][1]
+        assert ns == c.source_file("in", f"{i}.jpg").mtime_ns  # type: ignore[union-attr]
+    c.close()
+
+
+def test_a_damaged_catalog_is_one_clear_error(tmp_path: Path) -> None:
+    """A catalog cut in half is CatalogDamaged (exit 65) naming the file and the fix,
+    not SQLite's bare error; quick_check finds flipped bytes in a table's pages."""
+    c = Catalog(tmp_path / "c.sqlite")
+    for i in range(300):
+        c.add_asset(f"{i:064x}", 10, f"k/{i}.jpg", INFO, "in", f"{i}.jpg")
+    c.close()
+    data = (tmp_path / "c.sqlite").read_bytes()
+    (tmp_path / "cut.sqlite").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CatalogDamaged) as err:
+        cut = Catalog(tmp_path / "cut.sqlite")
+        cut.counts()
+    assert 65 == err.value.exit_code
+    assert str(tmp_path / "cut.sqlite") in str(err.value) and "catalog rebuild" in str(err.value)
+
+    db = sqlite3.connect(tmp_path / "c.sqlite")
+    page = db.execute("SELECT pageno FROM dbstat WHERE name='assets' AND pagetype='leaf'"
+                      " LIMIT 1").fetchone()[0]  # fmt: skip
+    db.close()
+    flipped = bytearray(data)
+    start = (page - 1) * 4096 + 2048
+    flipped[start : start + 300] = bytes(b ^ 0xFF for b in flipped[start : start + 300])
+    (tmp_path / "flip.sqlite").write_bytes(bytes(flipped))
+    c = Catalog(tmp_path / "flip.sqlite")
+    assert "" != c.sound()
+    c.close()
+    assert "" == Catalog(tmp_path / "c.sqlite").sound()
+
+
+def test_generations_count_up_from_what_the_targets_hold(tmp_path: Path) -> None:
+    """Each snapshot is one more generation, above any the targets already hold."""
+    c = Catalog(tmp_path / "c.sqlite")
+    assert (0, 1, 2, 8) == (c.generation, c.next_generation(), c.next_generation(),
+                            c.next_generation(at_least=7))  # fmt: skip
+    c.close()
+    assert 8 == Catalog(tmp_path / "c.sqlite").generation

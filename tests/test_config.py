@@ -50,6 +50,7 @@ def test_example_config_is_valid() -> None:
         config.EncryptionConfig,
         config.ScheduleConfig,
         config.NotifyConfig,
+        config.DaemonConfig,
     )
     undocumented = [k for m in models for k in m.model_fields if f"{k} =" not in text]
     assert [] == undocumented
@@ -66,6 +67,18 @@ def test_relative_paths_are_relative_to_the_config(tmp_path: Path) -> None:
     """A relative path means beside the config file, not the current directory."""
     cfg = config.parse(GOOD.replace('"~/Pictures/Inbox"', '"in"'), tmp_path / "c.toml")
     assert tmp_path / "in" == cfg.sources[0].path
+
+
+def test_the_instance_name_is_the_host_name_unless_set(tmp_path: Path) -> None:
+    """[daemon] instance names this computer on shared targets; by default it is the
+    host name (made safe); a name that is not safe is one line naming the key."""
+    assert config.host_name() == config.parse(GOOD, tmp_path / "c.toml").instance
+    cfg = config.parse(GOOD + '[daemon]\ninstance = "annas-laptop"\n', tmp_path / "c.toml")
+    assert "annas-laptop" == cfg.instance
+    with pytest.raises(ConfigError) as err:
+        config.parse(GOOD + '[daemon]\ninstance = "../up"\n', tmp_path / "c.toml")
+    assert [f"{tmp_path / 'c.toml'}: daemon.instance: is '../up'; allowed: letters, digits, "
+            "'.', '_' and '-', up to 64, starting with a letter or digit"] == err.value.problems  # fmt: skip
 
 
 def test_daemon_dirs_override(tmp_path: Path) -> None:

@@ -16,20 +16,31 @@ from photod.ingest import Ingestor
 from photod.models import Media, PolicyRule, TargetInfo
 from photod.replicate import Replicator, TargetState
 from photod.targets.memory import MemoryTarget
+from photod.targets.records import Installation, Records
 from tests.conftest import make_mov, sha256
 
 
 class Rig:
-    def __init__(self, tmp: Path, *names: str, capacity: int | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *names: str,
+        capacity: int | None = None,
+        shared: dict[str, MemoryTarget] | None = None,
+        me: str = "rig",
+    ) -> None:
+        """``shared``: targets another rig (another computer) uses too."""
         self.inbox = tmp / "in"
-        self.inbox.mkdir()
+        self.inbox.mkdir(parents=True)
         text = f'[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n[[sources]]\nname = "in"\ntype = "folder"\npath = "{self.inbox}"\n'
         text += f'[[targets]]\nname = "unused"\ntype = "local"\npath = "{tmp / "unused"}"\n'
         self.cfg = config.parse(text, tmp / "c.toml")
         self.catalog = Catalog(tmp / "state" / "catalog.sqlite")
-        self.mem = {n: MemoryTarget(n, capacity) for n in names}
+        self.mem = {n: (shared or {}).get(n) or MemoryTarget(n, capacity) for n in names}
+        self.me = Installation(me.ljust(32, "0").encode().hex()[:32], me)
         self.states = {
-            n: TargetState(t, TargetInfo(n, Media.INTERNAL, False)) for n, t in self.mem.items()
+            n: TargetState(t, TargetInfo(n, Media.INTERNAL, False), records=Records(t, self.me))
+            for n, t in self.mem.items()
         }
         self.rep = Replicator(
             self.catalog,
@@ -67,15 +78,42 @@ def rig2(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def test_new_file_lands_on_every_target_verified(rig2: Rig, samples: Path) -> None:
     """One ingest writes the photo to both targets at its layout key, records two
-    verified replicas and a manifest line on each target."""
+    verified replicas, and (once flushed) an entry in this installation's list on each
+    target."""
     path = rig2.add(samples / "jpg_Canon_40D.jpg")
     assert "stored" == rig2.ingest(path)
     sha = sha256(path)
     key = "2008/2008-05-30/jpg_Canon_40D.jpg"
-    for t in rig2.mem.values():
+    rig2.rep.flush()
+    for name, t in rig2.mem.items():
         assert {key: path.read_bytes()} == t.objects
-        assert [(sha, key)] == [(e.sha256, e.key) for e in t.manifest]
+        ledger = rig2.states[name].records.ledger  # type: ignore[union-attr]
+        assert [(sha, key)] == [(e.sha256, e.key) for e in ledger.entries()]
+        assert 1 == rig2.catalog.own_entries(name)
     assert {"a", "b"} == {r.target for r in rig2.catalog.replicas(sha)}
+
+
+def test_bytes_another_computer_stored_are_not_stored_again(tmp_path: Path, samples: Path) -> None:
+    """Two computers share a target: the second one's photo, already on the target
+    from the first (under another name), is proved and recorded as the first one's
+    copy, and not written again; its own list names it."""
+    first = Rig(tmp_path / "one", "nas", me="laptop")
+    first.ingest(first.add(samples / "jpg_Canon_40D.jpg"))
+    first.rep.flush()
+    second = Rig(tmp_path / "two", "nas", shared=first.mem, me="desktop")
+    try:
+        assert "stored" == second.ingest(second.add(samples / "jpg_Canon_40D.jpg", "renamed.jpg"))
+        sha = sha256(second.inbox / "renamed.jpg")
+        assert ["2008/2008-05-30/jpg_Canon_40D.jpg"] == list(first.mem["nas"].objects)
+        replica = second.catalog.replicas(sha)[0]
+        assert ("nas", "2008/2008-05-30/jpg_Canon_40D.jpg") == (replica.target, replica.relpath)
+        assert first.me.folder == second.catalog.replica_owner(sha, "nas")
+        second.rep.flush()
+        ledger = second.states["nas"].records.ledger  # type: ignore[union-attr]
+        assert [sha] == [e.sha256 for e in ledger.entries()]
+    finally:
+        first.close()
+        second.close()
 
 
 def test_unchanged_file_is_not_read_again(rig2: Rig, samples: Path) -> None:

@@ -19,7 +19,6 @@ from photod.models import ManifestEntry, VerifyMethod
 __all__ = [
     "CHUNK",
     "Identity",
-    "ManifestEntry",
     "Target",
     "Writer",
     "hash_object",
@@ -46,9 +45,13 @@ class Writer(Protocol):
     def write(self, data: bytes) -> None:
         """Append bytes.  Raises TargetFull or TargetUnavailable."""
 
-    def commit(self, key: str, sha256: str, mtime_ns: int | None = None) -> VerifyMethod:
+    def commit(
+        self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""
+    ) -> VerifyMethod:
         """Make the bytes durable, prove they read back as ``sha256``, then publish them
-        at ``key`` without ever replacing an existing object.
+        at ``key`` without ever replacing an existing object (with the file time
+        ``mtime_ns`` where the target keeps one; an encrypted target records both times
+        beside the object).
 
         Raises KeyExists (the writer stays open: commit again under another key),
         ChecksumMismatch (the writer is aborted), TargetFull, TargetUnavailable.
@@ -60,6 +63,7 @@ class Writer(Protocol):
 
 class Target(Protocol):
     name: str
+    encrypted: bool  # objects and private files are sealed with age
 
     def check(self, known: Identity | None, prepare: bool = True) -> Identity:
         """Make sure this is the target photod knows (``known``; None the first time) and
@@ -89,33 +93,29 @@ class Target(Protocol):
     def delete_temp(self, temp_key: str) -> None:
         """Delete a temporary object left by a crash.  Never deletes anything else."""
 
-    def append_manifest(self, entries: Iterable[ManifestEntry]) -> None:
-        """Record newly verified objects in the target's own manifest (it may buffer
-        them until ``flush``: the catalog is the record, and ``rewrite_manifest``
-        restores what a crash lost)."""
-
-    def rewrite_manifest(self, entries: Iterable[ManifestEntry]) -> None:
-        """Replace the manifest with exactly these entries."""
-
-    def manifest_lines(self) -> int:
-        """How many entries the manifest holds now (-1: damaged, rewrite it)."""
-
-    def flush(self) -> None:
-        """Write buffered manifest entries to the target."""
-
-    # The target's own small files under ``.photod/`` (marker, manifest segments, the
-    # encrypted index).  Names are '/'-separated and made by photod.
+    # The target's own small files under ``.photod/`` (marker, records, snapshots).  Names
+    # are '/'-separated and made by photod.  ``put_meta`` replaces a file atomically (a
+    # reader sees the old one or the new one); ``create_meta`` writes one only when it
+    # is missing, and says whether it did (the first of two computers wins).
     def put_meta(self, name: str, data: bytes) -> None: ...
+
+    def create_meta(self, name: str, data: bytes) -> bool: ...
 
     def get_meta(self, name: str) -> bytes | None: ...
 
-    def list_meta(self, folder: str) -> list[str]: ...
+    def list_meta(self, folder: str) -> list[str]:
+        """Every file under ``folder`` (recursively), as names relative to ``.photod/``,
+        sorted; never a temporary."""
 
     def delete_meta(self, name: str) -> None: ...
 
-    def manifest_entries(self) -> list[ManifestEntry]:
-        """The manifest as the target holds it (rebuilding a lost catalog reads it).
-        Sizes and capture times are -1 and '' where the format keeps none."""
+    def locate(self, key: str) -> str:
+        """Where an object is stored: its key, or its meaningless name when encrypted."""
+
+    def learn(self, entries: Iterable[ManifestEntry]) -> None:
+        """Take note of the keys a list (``records.py``) says the target holds: an
+        encrypted target maps its meaningless names back to keys with it; a plain one
+        needs nothing."""
 
     def prefetch(self, key: str) -> None:
         """Hint that ``key`` will be read soon.  A local disk starts reading it from the

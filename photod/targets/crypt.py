@@ -4,10 +4,12 @@ imports pyrage.
 Every object is an age file sealed to the owner's X25519 recipient (and any extra
 recipients), so ``age -d -i IDENTITY`` opens it without photod.  Names leak nothing:
 an object's name is an HMAC of its key under a secret derived from the identity, so
-the listing shows neither file names, dates, folders nor hashes.  The encrypted index
-(``.photod/index/``, age files of tab-separated lines: object, SHA-256, size, capture
-time, key) maps objects back to what they are, so a restore needs only the target and
-the identity.
+the listing shows neither file names, dates, folders nor hashes.  Beside each object,
+before it is published, ``.photod/objects/<ab>/<38 hex>`` holds its index line, sealed
+(object, SHA-256, size, capture time, file time, path; ``records.index_line``): an
+object is restorable under its name and date even when every index is lost.  The
+installations' encrypted indexes (``records.py``) list the same lines in few files, so
+that photod need not read one file per object.
 
 pyrage encrypts a whole stream in one call, and photod pushes chunks; a thread per
 open object runs pyrage between two bounded queues.
@@ -37,12 +39,12 @@ from photod.errors import (
     TargetUnavailable,
     Undecryptable,
 )
-from photod.models import VerifyMethod
-from photod.targets.base import Identity, ManifestEntry, Target, Writer
-from photod.targets.segments import SegmentLog
+from photod.models import ManifestEntry, VerifyMethod
+from photod.targets.base import Identity, Target, Writer
+from photod.targets.records import index_line, parse_index
 
 DATA = "data/"
-INDEX = "index"
+OBJECTS = "objects/"  # under .photod/: each object's sealed index line
 _EOF = b""
 QUEUE = 8  # chunks waiting between photod and pyrage, per object
 
@@ -92,26 +94,6 @@ def keygen(output: Path) -> str:
         f.flush()
         os.fsync(f.fileno())
     return recipient
-
-
-# -- index lines ------------------------------------------------------------------------
-
-
-def _index_lines(keys: Keys, entries: list[ManifestEntry]) -> bytes:
-    text = "".join(
-        f"{keys.object_name(e.key)}\t{e.sha256}\t{e.size}\t{e.captured_at}\t{e.key}\n"
-        for e in entries
-    )
-    return keys.encrypt(text.encode())
-
-
-def _parse_index(keys: Keys, data: bytes) -> list[ManifestEntry]:
-    out = []
-    for line in keys.decrypt(data).decode().splitlines():
-        parts = line.split("\t")
-        if len(parts) == 5:
-            out.append(ManifestEntry(parts[1], parts[4], int(parts[2]), parts[3]))
-    return out
 
 
 # -- streams between photod and pyrage ------------------------------------------------
@@ -219,7 +201,9 @@ class CryptWriter:
         if self.failure is not None:
             raise self._error()
 
-    def commit(self, key: str, sha256: str, mtime_ns: int | None = None) -> VerifyMethod:
+    def commit(
+        self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""
+    ) -> VerifyMethod:
         try:
             self._seal()
         except PhotodError:
@@ -228,16 +212,24 @@ class CryptWriter:
         if self.sha.hexdigest() != sha256:
             self.abort()
             raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, self.sha.hexdigest())
+        obj = self.t.keys_.object_name(key)
+        if self.t.inner.size(obj) is not None:
+            raise KeyExists(key)  # still open: commit again under another key
+        # The object's own index line goes first: an object never exists without it.
+        entry = ManifestEntry(sha256, key, self.size, captured_at, mtime_ns)
         try:
+            self.t.inner.put_meta(
+                sidecar(obj), self.t.keys_.encrypt(index_line(obj, entry).encode())
+            )
             # The inner target proves the ciphertext it stored is the ciphertext pyrage
             # produced (read back, or the server's checksum).
-            method = self.inner.commit(
-                self.t.keys_.object_name(key), self.sink.sha.hexdigest(), mtime_ns
-            )
+            method = self.inner.commit(obj, self.sink.sha.hexdigest(), mtime_ns)
         except KeyExists:
             raise KeyExists(key) from None
-        with self.t.lock:
-            self.t.sizes[key] = self.size
+        except PhotodError:
+            self.abort()
+            raise
+        self.t.learn([entry])
         return method
 
     def abort(self) -> None:
@@ -353,39 +345,47 @@ class _QueueWriter(io.RawIOBase):
         raise OSError("reader closed")
 
 
+def sidecar(obj: str) -> str:
+    """Where an object's sealed index line is, under .photod/: objects/<ab>/<38 hex>."""
+    return OBJECTS + obj.removeprefix(DATA)
+
+
 class CryptTarget:
-    """``inner`` holds the ciphertext; this holds the keys and the index."""
+    """``inner`` holds the ciphertext; this holds the keys, and what it learned of which
+    object is which key (from the indexes and the objects' own index lines)."""
+
+    encrypted = True
 
     def __init__(self, inner: Target, keys: Keys) -> None:
         self.inner = inner
         self.name = inner.name
         self.keys_ = keys
-        self.index = SegmentLog(
-            inner,
-            INDEX,
-            lambda entries: _index_lines(keys, entries),
-            lambda data: _parse_index(keys, data),
-        )
-        self.sizes: dict[str, int] = {}  # key -> plaintext size, from the index
-        self.loaded = False
+        self.names: dict[str, str] = {}  # object name -> key
+        self.sizes: dict[str, int] = {}  # key -> plaintext size
         self.lock = threading.Lock()
 
-    def check(self, known: Identity | None, prepare: bool = True) -> Identity:
-        ident = self.inner.check(known, prepare)
-        if not prepare or self.loaded:
-            return ident  # `photod status` needs no index; the daemon reads it once
-        try:
-            entries = self.index.entries()
-        except pyrage.DecryptError as exc:
-            raise TargetUnavailable(
-                self.name,
-                f"the encrypted index cannot be opened with {self.keys_.file}: the target "
-                "was written with another identity",
-            ) from exc
+    def learn(self, entries: Iterable[ManifestEntry]) -> None:
+        """Note which object holds which key (from an index read by the records)."""
         with self.lock:
-            self.sizes = {e.key: e.size for e in entries}
-        self.loaded = True
-        return ident
+            for e in entries:
+                self.names[self.keys_.object_name(e.key)] = e.key
+                if e.size >= 0:
+                    self.sizes[e.key] = e.size
+
+    def described(self, obj: str) -> ManifestEntry | None:
+        """An object's own index line (None: it has none, or not for this identity)."""
+        try:
+            data = self.get_private(sidecar(obj))
+        except Undecryptable:
+            return None
+        entries = parse_index(data) if data else []
+        if not entries or self.keys_.object_name(entries[0].key) != obj:
+            return None
+        self.learn(entries[:1])
+        return entries[0]
+
+    def check(self, known: Identity | None, prepare: bool = True) -> Identity:
+        return self.inner.check(known, prepare)
 
     def free_bytes(self) -> int | None:
         return self.inner.free_bytes()
@@ -398,43 +398,45 @@ class CryptTarget:
         return io.BufferedReader(_Decrypting(self, source), 1024 * 1024)
 
     def size(self, key: str) -> int | None:
-        if self.inner.size(self.keys_.object_name(key)) is None:
+        obj = self.keys_.object_name(key)
+        if self.inner.size(obj) is None:
             return None
         with self.lock:
-            return self.sizes.get(key)
+            size = self.sizes.get(key)
+        if size is None:
+            entry = self.described(obj)
+            size = entry.size if entry is not None else None
+        return size
 
     def keys(self) -> Iterator[str]:
-        with self.lock:
-            known = sorted(self.sizes)
-        stored = set(self.inner.keys())
-        for key in known:
-            if self.keys_.object_name(key) in stored:
-                yield key
+        for key, _ in self.listing():
+            yield key
 
     def listing(self) -> Iterator[tuple[str, int | None]]:
-        for key in self.keys():
+        """Every object whose key is known: learned from an index, else read from the
+        object's own index line (objects sealed to another identity are not listed)."""
+        found = []
+        for obj, _ in self.inner.listing():
+            if not obj.startswith(DATA):
+                continue
+            with self.lock:
+                key = self.names.get(obj)
+            if key is None:
+                entry = self.described(obj)
+                key = entry.key if entry is not None else None
+            if key is not None:
+                found.append(key)
+        for key in sorted(found):
             yield key, None  # the stored size is the ciphertext's
 
     def delete_temp(self, temp_key: str) -> None:
         self.inner.delete_temp(temp_key)
 
-    def append_manifest(self, entries: Iterable[ManifestEntry]) -> None:
-        self.index.append(entries)
-
-    def rewrite_manifest(self, entries: Iterable[ManifestEntry]) -> None:
-        batch = list(entries)
-        self.index.rewrite(batch)
-        with self.lock:
-            self.sizes = {e.key: e.size for e in batch}
-
-    def manifest_lines(self) -> int:
-        return self.index.count()
-
-    def flush(self) -> None:
-        self.index.flush()
-
     def put_meta(self, name: str, data: bytes) -> None:
         self.inner.put_meta(name, data)
+
+    def create_meta(self, name: str, data: bytes) -> bool:
+        return self.inner.create_meta(name, data)
 
     def get_meta(self, name: str) -> bytes | None:
         return self.inner.get_meta(name)
@@ -445,16 +447,14 @@ class CryptTarget:
     def delete_meta(self, name: str) -> None:
         self.inner.delete_meta(name)
 
-    def manifest_entries(self) -> list[ManifestEntry]:
-        return self.index.entries()
+    def locate(self, key: str) -> str:
+        return self.keys_.object_name(key)
 
     def prefetch(self, key: str) -> None:
         self.inner.prefetch(self.keys_.object_name(key))
 
     def discard(self, key: str) -> None:
         self.inner.discard(self.keys_.object_name(key))
-        with self.lock:
-            self.sizes.pop(key, None)
 
     def put_private(self, name: str, data: bytes) -> None:
         self.inner.put_meta(name, self.keys_.encrypt(data))
@@ -466,11 +466,9 @@ class CryptTarget:
         try:
             return self.keys_.decrypt(data)
         except pyrage.DecryptError as exc:
-            raise TargetUnavailable(
+            raise Undecryptable(
                 self.name, f"{name} cannot be opened with {self.keys_.file}"
             ) from exc
 
     def close(self) -> None:
-        with contextlib.suppress(PhotodError):
-            self.flush()
         self.inner.close()

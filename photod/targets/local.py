@@ -2,8 +2,8 @@
 
 The root holds ``.photod/target.json`` (the target's id: a drive mounted at another path
 is still recognised, and a different drive at the same path is not mistaken for it) and
-``.photod/SHA256SUMS``, which ``sha256sum -c .photod/SHA256SUMS`` checks from the root
-with no photod installed.
+the records of every installation that uses it (``records.py``): their checksum lists
+pass ``sha256sum -c`` from the root with no photod installed.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import secrets
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,23 +22,17 @@ from typing import BinaryIO
 
 from photod import failpoints
 from photod.errors import ChecksumMismatch, KeyExists, TargetFull, TargetUnavailable
-from photod.models import VerifyMethod
+from photod.models import ManifestEntry, VerifyMethod
 from photod.mounts import mount_of, mount_points
-from photod.targets.base import (
-    CHUNK,
-    Identity,
-    ManifestEntry,
-    now_stamp,
-    quarantine_name,
-    refuse_stranger,
-)
-from photod.targets.segments import parse_plain_lines
+from photod.targets.base import CHUNK, Identity, now_stamp, quarantine_name, refuse_stranger
 
 META = ".photod"
-MARKER = f"{META}/target.json"
-MANIFEST = f"{META}/SHA256SUMS"
+MARKER = "target.json"
 TEMP_PREFIX = ".photod-"
 TEMP_SUFFIX = ".tmp"
+# A metadata temporary of another installation (sharing the target) is removed only
+# once it is this old: it may be a write in flight.
+FOREIGN_TEMP_AGE = 3600.0
 PREFETCH = 16 * 1024 * 1024  # bytes of a file read ahead by ``prefetch``; the rest streams
 
 
@@ -49,17 +44,42 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, fsync, rename over, fsync the directory: the
-    file is either the old one or the new one after a crash, never a mix."""
-    tmp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}")
+def _write_temp(path: Path, data: bytes, owner: str) -> Path:
+    tmp = path.with_name(f"{TEMP_PREFIX}{owner}{secrets.token_hex(8)}{TEMP_SUFFIX}")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     failpoints.hit("meta_written")
-    os.replace(tmp, path)
+    return tmp
+
+
+def _write_atomic(path: Path, data: bytes, owner: str = "") -> None:
+    """Temp file in the same directory, fsync, rename over, fsync the directory: the
+    file is either the old one or the new one after a crash, never a mix."""
+    os.replace(_write_temp(path, data, owner), path)
     _fsync_dir(path.parent)
+
+
+def _create_atomic(path: Path, data: bytes, owner: str = "") -> bool:
+    """Like ``_write_atomic``, but only when nothing is at ``path``: link() refuses an
+    existing name, so of two writers exactly one wins.  False when one was there."""
+    tmp = _write_temp(path, data, owner)
+    try:
+        os.link(tmp, path, follow_symlinks=False)
+    except FileExistsError:
+        return False
+    except OSError as exc:  # FAT/exFAT have no hard links: check, then rename
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if path.exists():
+            return False
+        os.rename(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    _fsync_dir(path.parent)
+    return True
 
 
 class LocalWriter:
@@ -104,7 +124,9 @@ class LocalWriter:
             self.abort()
             raise error from exc
 
-    def commit(self, key: str, sha256: str, mtime_ns: int | None = None) -> VerifyMethod:
+    def commit(
+        self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""
+    ) -> VerifyMethod:
         if not self.opened:
             self._open()  # an empty object: nothing was written
         assert self.dir_fd is not None
@@ -183,10 +205,21 @@ def _hash_at(dir_fd: int, name: str) -> str:
 
 
 class LocalTarget:
+    encrypted = False
+
     def __init__(
-        self, name: str, path: Path, creates_root: bool, reserve: int = 0, relocatable: bool = False
+        self,
+        name: str,
+        path: Path,
+        creates_root: bool,
+        reserve: int = 0,
+        relocatable: bool = False,
+        owner: str = "",
     ) -> None:
         self.name = name
+        # Tags this process's metadata temporaries (the installation's short id), so that
+        # a crash's leftovers are told from another installation's writes in flight.
+        self.owner = f"{owner}-" if owner else ""
         self.configured = path
         self.root = path
         self.creates_root = creates_root
@@ -205,7 +238,7 @@ class LocalTarget:
 
     def _read_marker(self, root: Path) -> str | None:
         try:
-            data = json.loads((root / MARKER).read_text())
+            data = json.loads((root / META / MARKER).read_text())
             return str(data["id"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -240,15 +273,17 @@ class LocalTarget:
         if found is None and not prepare:
             return Identity("", str(root))
         if found is None:
-            found = str(uuid.uuid4())
+            # Two computers may find the same empty folder at once: the first marker
+            # written wins, and the other takes the id it finds.
+            mine = json.dumps({"id": str(uuid.uuid4()), "name": self.name, "created_by": "photod"})
             try:
                 (root / META).mkdir(exist_ok=True)
-                _write_atomic(
-                    root / MARKER,
-                    json.dumps({"id": found, "name": self.name, "created_by": "photod"}).encode(),
-                )
+                _create_atomic(root / META / MARKER, mine.encode(), self.owner)
             except OSError as exc:
                 raise self.error(exc) from exc
+            found = self._read_marker(root)
+            if found is None:
+                raise TargetUnavailable(self.name, f"{root / META / MARKER} cannot be read")
         st = os.stat(root)
         self.root_id = (st.st_dev, st.st_ino)
         if prepare and not self.swept:
@@ -285,12 +320,19 @@ class LocalTarget:
     def _sweep_meta(self, root: Path) -> None:
         """Remove what a crash left half written under ``.photod/`` (an atomic write's
         temporary).  Done at the first check of the process: nothing of this process
-        writes there yet, and the state lock keeps any other photod away."""
+        writes there yet, and the state lock keeps any other photod of this
+        installation away.  Another installation's temporaries may be writes in flight:
+        those go only once they are old."""
+        mine = f"{TEMP_PREFIX}{self.owner}"
+        old = time.time() - FOREIGN_TEMP_AGE
         for folder, _, names in os.walk(root / META):
             for name in names:
-                if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
-                    with contextlib.suppress(OSError):
-                        os.unlink(os.path.join(folder, name))
+                if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+                    continue
+                path = os.path.join(folder, name)
+                with contextlib.suppress(OSError):
+                    if (self.owner and name.startswith(mine)) or os.lstat(path).st_mtime < old:
+                        os.unlink(path)
         self.swept = True
 
     def free_bytes(self) -> int | None:
@@ -347,44 +389,18 @@ class LocalTarget:
         with contextlib.suppress(FileNotFoundError):
             (self.root / temp_key).unlink()
 
-    def append_manifest(self, entries: Iterable[ManifestEntry]) -> None:
-        lines = "".join(f"{e[0]}  {e[1]}\n" for e in entries)
-        if not lines:
-            return
-        try:
-            # No fsync: the catalog is the record; a line lost to a power cut makes the
-            # line count disagree with it, and the manifest is rewritten on next use.
-            with open(self.root / MANIFEST, "a", encoding="utf-8") as f:
-                f.write(lines)
-        except OSError as exc:
-            raise self.error(exc) from exc
-
-    def rewrite_manifest(self, entries: Iterable[ManifestEntry]) -> None:
-        data = "".join(f"{e[0]}  {e[1]}\n" for e in entries).encode()
-        try:
-            _write_atomic(self.root / MANIFEST, data)
-        except OSError as exc:
-            raise self.error(exc) from exc
-
-    def manifest_lines(self) -> int:
-        """Complete lines only: a line cut by a crash does not count."""
-        try:
-            with open(self.root / MANIFEST, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            return 0
-        if data and not data.endswith(b"\n"):
-            return -1  # a line cut by a crash: the caller rewrites the manifest
-        return data.count(b"\n")
-
-    def flush(self) -> None:
-        pass  # appends go straight to the file
-
     def put_meta(self, name: str, data: bytes) -> None:
         path = self.root / META / name
         try:
             os.close(self.folder(f"{META}/{name}".rpartition("/")[0], create=True))
-            _write_atomic(path, data)
+            _write_atomic(path, data, self.owner)
+        except OSError as exc:
+            raise self.error(exc) from exc
+
+    def create_meta(self, name: str, data: bytes) -> bool:
+        try:
+            os.close(self.folder(f"{META}/{name}".rpartition("/")[0], create=True))
+            return _create_atomic(self.root / META / name, data, self.owner)
         except OSError as exc:
             raise self.error(exc) from exc
 
@@ -397,27 +413,27 @@ class LocalTarget:
             raise self.error(exc) from exc
 
     def list_meta(self, folder: str) -> list[str]:
-        try:
-            names = os.listdir(self.root / META / folder)
-        except FileNotFoundError:
+        top = self.root / META
+        if not (top / folder).is_dir():
             return []
-        except OSError as exc:
-            raise self.error(exc) from exc
-        return sorted(f"{folder}/{n}" for n in names if not n.startswith(TEMP_PREFIX))
+        out = []
+        errors: list[OSError] = []
+        for where, _, names in os.walk(top / folder, onerror=errors.append):
+            rel = os.path.relpath(where, top)
+            out += [f"{rel}/{n}" for n in names if not n.startswith(TEMP_PREFIX)]
+        if errors and not isinstance(errors[0], FileNotFoundError):
+            raise self.error(errors[0])
+        return sorted(out)
 
     def delete_meta(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.root / META / name).unlink()
 
-    def manifest_entries(self) -> list[ManifestEntry]:
-        try:
-            with open(self.root / MANIFEST, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise self.error(exc) from exc
-        return parse_plain_lines(data)
+    def locate(self, key: str) -> str:
+        return key
+
+    def learn(self, entries: Iterable[ManifestEntry]) -> None:
+        pass  # plain keys are the stored names
 
     def prefetch(self, key: str) -> None:
         try:

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from photod.errors import ChecksumMismatch, KeyExists, TargetFull, TargetUnavailable
-from photod.models import VerifyMethod
-from photod.targets.base import Identity, ManifestEntry, now_stamp, quarantine_name
+from photod.models import ManifestEntry, VerifyMethod
+from photod.targets.base import Identity, now_stamp, quarantine_name
 
 _ids = itertools.count()
 
@@ -31,7 +31,9 @@ class MemoryWriter:
             raise TargetFull(self.target.name, used, self.target.capacity)
         self.buf.write(data)
 
-    def commit(self, key: str, sha256: str, mtime_ns: int | None = None) -> VerifyMethod:
+    def commit(
+        self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""
+    ) -> VerifyMethod:
         if not self.target.available:
             raise TargetUnavailable(self.target.name, "offline")
         data = self.buf.getvalue()
@@ -48,12 +50,13 @@ class MemoryWriter:
 
 
 class MemoryTarget:
+    encrypted = False
+
     def __init__(self, name: str, capacity: int | None = None) -> None:
         self.name = name
         self.capacity = capacity
         self.available = True
         self.objects: dict[str, bytes] = {}
-        self.manifest: list[ManifestEntry] = []
         self.meta: dict[str, bytes] = {}
         self.target_id = f"memory-{name}"
 
@@ -93,22 +96,15 @@ class MemoryTarget:
     def delete_temp(self, temp_key: str) -> None:
         pass  # a memory writer's bytes vanish with it
 
-    def append_manifest(self, entries: Iterable[ManifestEntry]) -> None:
-        self.manifest.extend(entries)
-
-    def rewrite_manifest(self, entries: Iterable[ManifestEntry]) -> None:
-        self.manifest = list(entries)
-
-    def manifest_lines(self) -> int:
-        return len(self.manifest)
-
-    def flush(self) -> None:
-        pass
-
     def put_meta(self, name: str, data: bytes) -> None:
         if not self.available:
             raise TargetUnavailable(self.name, "offline")
         self.meta[name] = data
+
+    def create_meta(self, name: str, data: bytes) -> bool:
+        if not self.available:
+            raise TargetUnavailable(self.name, "offline")
+        return self.meta.setdefault(name, data) is data
 
     def get_meta(self, name: str) -> bytes | None:
         if not self.available:
@@ -121,8 +117,11 @@ class MemoryTarget:
     def delete_meta(self, name: str) -> None:
         self.meta.pop(name, None)
 
-    def manifest_entries(self) -> list[ManifestEntry]:
-        return list(self.manifest)
+    def locate(self, key: str) -> str:
+        return key
+
+    def learn(self, entries: Iterable[ManifestEntry]) -> None:
+        pass  # plain keys are the stored names
 
     def prefetch(self, key: str) -> None:
         pass

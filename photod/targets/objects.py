@@ -1,32 +1,36 @@
 """What S3 and rclone targets share: an object store seen through a few primitives.
 
 Under the target's prefix, ``.photod/target.json`` names the target (its id), and
-``.photod/manifest/`` holds the manifest as segments (see ``segments.py``).  Temporary
-uploads are either invisible (an unfinished multipart upload) or under
+``.photod/installations/`` holds each installation's records (``records.py``).
+Temporary uploads are either invisible (an unfinished multipart upload) or under
 ``.photod/tmp/``; listings never show either.
+
+Object stores have no "create if missing" that every server honours (S3's If-None-Match
+is ignored by some, rclone's remotes have none), so two computers that find the same
+empty target settle its id by claims: each writes ``.photod/claims/<time>-<id>``,
+waits, and the earliest claim's id becomes the target's, written by whoever gets there
+(the same bytes, whoever writes them).  Nothing else is written before that.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from photod.errors import TargetUnavailable
-from photod.targets.base import (
-    Identity,
-    ManifestEntry,
-    now_stamp,
-    quarantine_name,
-    refuse_stranger,
-)
-from photod.targets.segments import SegmentLog, parse_plain_lines, plain_lines
+from photod.models import ManifestEntry
+from photod.targets.base import Identity, now_stamp, quarantine_name, refuse_stranger
 
 META = ".photod/"
 MARKER = "target.json"
+CLAIMS = "claims"
 TMP = f"{META}tmp/"
+CLAIM_SETTLE = 2.0  # seconds a claimant waits for others' claims to be listed
+CLAIM_WAIT = 30.0  # seconds to wait for the winner's marker before writing it ourselves
 
 
 class ObjectTarget:
@@ -35,9 +39,7 @@ class ObjectTarget:
 
     name: str
     where: str
-
-    def __init__(self) -> None:
-        self.manifest = SegmentLog(self, "manifest", plain_lines, parse_plain_lines)  # type: ignore[arg-type]
+    encrypted = False
 
     # -- primitives -------------------------------------------------------------------
 
@@ -55,6 +57,14 @@ class ObjectTarget:
 
     def _put(self, key: str, data: bytes) -> None:
         raise NotImplementedError
+
+    def _put_new(self, key: str, data: bytes) -> bool:
+        """Put an object only where none is: False when one is.  Without a conditional
+        write on the server there is a moment between the look and the put."""
+        if self._get(key) is not None:
+            return False
+        self._put(key, data)
+        return True
 
     def _list(self, prefix: str) -> Iterator[str]:
         for key, _ in self._list_sized(prefix):
@@ -79,10 +89,37 @@ class ObjectTarget:
         if found is None and not prepare:
             return Identity("", self.where)
         if found is None:
-            found = str(uuid.uuid4())
-            marker = {"id": found, "name": self.name, "created_by": "photod"}
-            self.put_meta(MARKER, json.dumps(marker).encode())
+            found = self._settle_identity()
         return Identity(found, self.where)
+
+    def _marker_id(self) -> str | None:
+        raw = self.get_meta(MARKER)
+        try:
+            return str(json.loads(raw)["id"]) if raw else None
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def _settle_identity(self) -> str:
+        """The id of a target found empty, agreed with any other computer that found it
+        empty at the same moment (see the module's docstring)."""
+        mine = f"{time.time_ns():020d}-{uuid.uuid4()}"
+        self.put_meta(f"{CLAIMS}/{mine}", b"claim\n")
+        time.sleep(CLAIM_SETTLE)
+        deadline = time.monotonic() + CLAIM_WAIT
+        while True:
+            found = self._marker_id()
+            if found is not None:
+                return found
+            claims = self.list_meta(CLAIMS)
+            first = claims[0].rpartition("/")[2] if claims else mine
+            if first == mine or time.monotonic() > deadline:
+                # The winner writes the marker; if it died before it did, anyone may:
+                # the marker holds the winner's id whoever writes it.
+                winner = first.partition("-")[2]
+                marker = {"id": winner, "name": self.name, "created_by": "photod"}
+                self._put_new(META + MARKER, json.dumps(marker).encode())
+                continue
+            time.sleep(0.5)
 
     def free_bytes(self) -> int | None:
         return None  # object stores do not say; a full bucket shows as a failed upload
@@ -96,20 +133,11 @@ class ObjectTarget:
             if not key.startswith(META):
                 yield key, size
 
-    def append_manifest(self, entries: Iterable[ManifestEntry]) -> None:
-        self.manifest.append(entries)
-
-    def rewrite_manifest(self, entries: Iterable[ManifestEntry]) -> None:
-        self.manifest.rewrite(entries)
-
-    def manifest_lines(self) -> int:
-        return self.manifest.count()
-
-    def flush(self) -> None:
-        self.manifest.flush()
-
     def put_meta(self, name: str, data: bytes) -> None:
         self._put(META + name, data)
+
+    def create_meta(self, name: str, data: bytes) -> bool:
+        return self._put_new(META + name, data)
 
     def get_meta(self, name: str) -> bytes | None:
         return self._get(META + name)
@@ -120,8 +148,11 @@ class ObjectTarget:
     def delete_meta(self, name: str) -> None:
         self._delete(META + name)
 
-    def manifest_entries(self) -> list[ManifestEntry]:
-        return self.manifest.entries()
+    def locate(self, key: str) -> str:
+        return key
+
+    def learn(self, entries: Iterable[ManifestEntry]) -> None:
+        pass  # plain keys are the stored names
 
     def _move(self, src: str, dst: str) -> None:
         raise NotImplementedError

@@ -233,6 +233,8 @@ class RcloneWriter:
         return TargetUnavailable(self.t.name, f"upload to {self.t.remote} cut off: {exc}")
 
     def write(self, data: bytes) -> None:
+        if not data:
+            return  # an empty chunk would end the chunked body
         try:
             self._chunk(data)
         except OSError as exc:
@@ -258,7 +260,9 @@ class RcloneWriter:
             raise self.t.error(body.decode(errors="replace"))
         self.uploaded = True
 
-    def commit(self, key: str, sha256: str, mtime_ns: int | None = None) -> VerifyMethod:
+    def commit(
+        self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""
+    ) -> VerifyMethod:
         if self.sha.hexdigest() != sha256:
             self.abort()
             raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, self.sha.hexdigest())
@@ -293,7 +297,6 @@ class RcloneTarget(ObjectTarget):
         config_file: Path | None = None,
         timeout: float = 30.0,
     ) -> None:
-        super().__init__()
         self.name = name
         self.remote = remote
         self.where = remote
@@ -425,6 +428,4 @@ class RcloneTarget(ObjectTarget):
             self._delete(temp_key)
 
     def close(self) -> None:
-        with contextlib.suppress(PhotodError):
-            self.flush()
         self.rcd.stop()

@@ -125,7 +125,9 @@ class S3Writer:
                 pending.append(f)
         self.futures = pending
 
-    def commit(self, key: str, sha256: str, mtime_ns: int | None = None) -> VerifyMethod:
+    def commit(
+        self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""
+    ) -> VerifyMethod:
         if self.sha.hexdigest() != sha256:
             self.abort()
             raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, self.sha.hexdigest())
@@ -238,7 +240,6 @@ class S3Target(ObjectTarget):
         part_size: int = 16 * 1024**2,
         timeout: float = 20.0,
     ) -> None:
-        super().__init__()
         self.name = name
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
@@ -342,9 +343,12 @@ class S3Target(ObjectTarget):
             raise self.error(exc) from exc
 
     def exists(self, key: str) -> bool:
-        """Whether an object is at the key, from a listing of its folder made at most
-        LISTING_TTL ago (one request per folder instead of one per file, as rclone
-        copy does), kept up to date with what this process publishes."""
+        """Whether an object is at the key.  "No" comes from a listing of its folder
+        made at most LISTING_TTL ago (one request per folder instead of one per file, as
+        rclone copy does), kept up to date with what this process publishes; "yes" is
+        asked again of the object itself, since a cache must never outrank what was just
+        seen (a scrub moved the object aside, another computer's upload failed): a
+        repair then goes under the original name."""
         folder = key.rpartition("/")[0]
         now = time.monotonic()
         with self._lock:
@@ -355,7 +359,13 @@ class S3Target(ObjectTarget):
             cached = (now, names)
             with self._lock:
                 self._listings[folder] = cached
-        return key in cached[1]
+        if key not in cached[1]:
+            return False
+        if self.object_size(key) is None:
+            with self._lock:
+                cached[1].discard(key)
+            return False
+        return True
 
     def remember(self, key: str) -> None:
         with self._lock:
@@ -379,6 +389,18 @@ class S3Target(ObjectTarget):
 
     def _put(self, key: str, data: bytes) -> None:
         self.call("put_object", Key=self.full(key), Body=data, ContentMD5=_md5(data))
+
+    def _put_new(self, key: str, data: bytes) -> bool:
+        # If-None-Match makes a server that knows it refuse the second of two writers;
+        # one that ignores it leaves the moment between the look and the put.
+        if self._get(key) is not None:
+            return False
+        try:
+            self.call("put_object", Key=self.full(key), Body=data, ContentMD5=_md5(data),
+                      IfNoneMatch="*")  # fmt: skip
+        except KeyExists:
+            return False
+        return True
 
     def _list(self, prefix: str, delimiter: bool = False) -> Iterator[str]:
         """Keys under a prefix; with ``delimiter``, only those directly in it."""
@@ -462,7 +484,5 @@ class S3Target(ObjectTarget):
             raise self.error(exc) from exc
 
     def close(self) -> None:
-        with contextlib.suppress(PhotodError):
-            self.flush()
         self.pool.shutdown(wait=True)
         self.client.close()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Photod, sha256, target_files, write_config
+from tests.conftest import Photod, sha256, target_files, wait_for, write_config
 
 FAST = """
 [daemon]
@@ -67,19 +67,39 @@ def setup(tmp_path: Path, photod_factory: Callable[[Path], Photod]) -> Setup:
     return Setup(tmp_path, photod_factory)
 
 
+def target_lists(root: Path) -> list[Path]:
+    """Every checksum list segment on a plain local target, of every installation."""
+    return sorted(root.glob(".photod/installations/*/sums/*.sha256"))
+
+
+def listed(root: Path) -> dict[str, str]:
+    """relpath -> sha256 of every entry in every installation's list on a target."""
+    out = {}
+    for segment in target_lists(root):
+        for line in segment.read_text().splitlines():
+            sha, _, key = line.partition("  ")
+            out[key] = sha
+    return out
+
+
 def assert_target_holds(root: Path, expected: dict[str, str]) -> None:
     """The target holds exactly the expected files (relpath -> sha256), no temporaries,
-    and its manifest passes the stock `sha256sum -c` from its root."""
+    every checksum list on it passes the stock `sha256sum -c` from its root, and
+    together they list every file (a running daemon writes the lists within a second
+    or two of a batch: waited for)."""
     assert expected == target_files(root)
     assert [] == [p.name for p in root.rglob(".photod-*.tmp")]
-    check = subprocess.run(
-        ["sha256sum", "-c", "--strict", ".photod/SHA256SUMS"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-    )
-    assert 0 == check.returncode, check.stdout + check.stderr
-    assert len(expected) == check.stdout.count(": OK")
+    wait_for(lambda: expected == listed(root), 10, "the lists to name every file",
+             lambda: f"{len(listed(root))} of {len(expected)} listed")  # fmt: skip
+    for segment in target_lists(root):
+        check = subprocess.run(
+            ["sha256sum", "-c", "--strict", str(segment.relative_to(root))],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+        assert 0 == check.returncode, check.stdout + check.stderr
+    assert expected == listed(root)
 
 
 def backed_up_twice(
@@ -98,7 +118,7 @@ def backed_up_twice(
     return p, lib, ext, target_files(lib)
 
 
-__all__ = ["Setup", "assert_target_holds", "backed_up_twice", "sha256"]
+__all__ = ["Setup", "assert_target_holds", "backed_up_twice", "listed", "sha256", "target_lists"]
 
 
 @pytest.fixture

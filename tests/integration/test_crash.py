@@ -5,7 +5,7 @@ time; and at each exact moment between the steps of a copy (failpoints).
 
 After every kill nothing partial is visible under a final name on any target; at the
 end every file is on every target exactly once, verified, no temporary is left, the
-manifests pass `sha256sum -c`, the catalog passes `PRAGMA integrity_check` and agrees
+checksum lists pass `sha256sum -c` and list every file, the catalog passes `PRAGMA integrity_check` and agrees
 with the targets, and no copy was written twice.  ``PHOTOD_CRASH_SEED`` replays a run.
 """
 
@@ -180,8 +180,8 @@ STEPS = [
     ("replica_opened", "a temporary exists, not yet in the catalog's list to clean"),
     ("replica_synced", "the copy is durable and read back, not yet published"),
     ("replica_published", "published under its final name, not yet in the catalog"),
-    ("replica_recorded", "in the catalog, not yet in the target's manifest"),
-    ("meta_written", "a manifest rewrite is half done (its temporary written)"),
+    ("replica_recorded", "in the catalog, not yet in the target's list"),
+    ("meta_written", "a list segment or snapshot is half written (its temporary written)"),
 ]
 
 
@@ -194,13 +194,12 @@ def test_a_kill_between_two_steps_of_a_copy_is_repaired_at_the_next_start(
     rng = random.Random(SEED)
     roots, p = targets(setup)
     if failpoint == "meta_written":
-        # A manifest rewrite happens at start when a manifest disagrees with the catalog:
-        # one file backed up, then its manifest line removed behind photod's back.
+        # Once the targets are set up (one file backed up), the next metadata write is
+        # a list segment or a snapshot: the kill lands in the middle of it.
         first = add_photo(setup.inbox, 0, rng)
         p.start()
         p.wait_protected(1)
         assert 0 == p.stop()
-        (roots[0] / ".photod" / "SHA256SUMS").write_text("")
         hit = "1:kill"
     else:
         first = None

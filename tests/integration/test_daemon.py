@@ -323,6 +323,7 @@ def test_hostile_names_stay_inside_the_targets(setup: Setup, samples: Path) -> N
         "catalog.sqlite-wal",
         "catalog.sqlite-shm",
         "photod.lock",
+        "installation.json",
     } >= {q.name for q in outside}
     assert 0 == p.stop()
 

@@ -209,3 +209,52 @@ def test_keygen_writes_a_private_identity_and_warns(setup: Setup) -> None:
                            capture_output=True, text=True)  # fmt: skip
     assert (73, before) == (again.returncode, out.read_bytes())
     assert "never overwrites" in again.stderr
+
+
+@pytest.mark.parametrize("via", ["s3", "rclone"])
+def test_a_copy_repaired_right_after_its_upload_keeps_its_name(
+    setup: Setup, samples: Path, s3_server: S3Server, via: str
+) -> None:
+    """An uploaded copy vanishes from the remote within a minute of its upload (while
+    the daemon's listing of that folder still names it): the scrub finds it missing and
+    the repair puts it back under its original name, never `name~hash`, so the stock
+    tools restore it as it was called."""
+    if not s3_server.running():
+        s3_server.start()
+    if via == "s3":
+        creds = s3_server.credentials(setup.home / "aws-credentials")
+        cloud = s3_server.target("cloud", creds, prefix="repair/")
+        stored = s3_server.root / BUCKET / "repair"
+    else:
+        stored = setup.home / "remote"
+        stored.mkdir()
+        cloud = {"name": "cloud", "type": "rclone", "remote": f"box:{stored}",
+                 "rclone_config": {"type": "local"}}  # fmt: skip
+    p = setup.photod(
+        [{"name": "lib", "path": str(setup.home / "lib")}, cloud],
+        policy={"copies": 2, "media": 2, "offsite": 1},
+    ).start()
+    try:
+        for f in sorted(samples.iterdir())[:2]:
+            shutil.copy(f, setup.inbox / f.name)
+        p.wait_protected(2, timeout=60)
+        uploaded = p.events("replica_written")
+        key = next(e["path"] for e in uploaded if e["target"] == "cloud")
+        if via == "s3":  # seconds after the upload, through the S3 API
+            import boto3
+
+            boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id=ACCESS_KEY,
+                         aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
+                         ).delete_object(Bucket=BUCKET, Key=f"repair/{key}")  # fmt: skip
+        else:
+            (stored / key).unlink()
+        r = p.cli("verify", "--target", "cloud", "--all")
+        assert 0 == r.returncode, r.stdout + r.stderr
+        p.wait_event("replica_missing", target="cloud", path=key, timeout=60)
+        [repaired] = p.wait_event("replica_repaired", target="cloud", timeout=60)
+        assert key == repaired["path"]
+        assert (stored / key).is_file()
+        names = [q.name for q in stored.rglob("*") if ".photod" not in q.parts]
+        assert [] == [n for n in names if "~" in n]
+    finally:
+        assert 0 == p.stop()

@@ -128,14 +128,16 @@ def test_catalog_rebuilt_without_a_snapshot_rescans_the_target(setup: Setup, sam
     capture dates from the photos, refuses to replace an existing catalog without
     --force, and afterwards status, restore and verify work."""
     p, _, ext, originals = backed_up_twice(setup, samples, DRILL_ALL)
-    (ext / ".photod" / "catalog.sqlite.gz").unlink()
+    for snap in ext.glob(".photod/installations/*/snapshots/*"):
+        snap.unlink()
     refused = p.cli("catalog", "rebuild", "--from", "ext")
     assert 1 == refused.returncode and "add --force" in refused.stderr
     shutil.rmtree(setup.home / "state")
 
     r = p.cli("catalog", "rebuild", "--from", "ext")
     assert 0 == r.returncode, r.stdout + r.stderr
-    assert f"(a full re-scan): {len(originals)} assets, {len(originals)} read" in r.stdout
+    assert re.search(rf"\(a full re-scan[^)]*\): {len(originals)} assets, {len(originals)} read",
+                     r.stdout), r.stdout  # fmt: skip
     status = p.status()
     assert len(originals) == status["assets"]
     assert len(originals) == {t["name"]: t for t in status["targets"]}["ext"]["replicas"]
@@ -146,25 +148,29 @@ def test_catalog_rebuilt_without_a_snapshot_rescans_the_target(setup: Setup, sam
 
 
 def test_rebuild_adds_what_arrived_after_the_last_snapshot(setup: Setup, samples: Path) -> None:
-    """A snapshot is a moment: photos copied after it are listed in the target's
-    manifest, and the rebuild reads them in beside the snapshot's."""
+    """A snapshot is a moment: photos copied after it are in the installation's list
+    on the target, and the rebuild reads them in beside the snapshot's."""
     lib = setup.home / "lib"
     p = setup.photod([{"name": "lib", "path": str(lib)}])
     files = sorted(samples.iterdir())
     for f in files[:4]:
         shutil.copy2(f, setup.inbox / f.name)
     assert 0 == p.cli("run", "--once").returncode
-    early = (lib / ".photod" / "catalog.sqlite.gz").read_bytes()
+    early = sorted(lib.glob(".photod/installations/*/snapshots/*"))
+    assert 1 == len(early)
     for f in files[4:]:
         shutil.copy2(f, setup.inbox / f.name)
     assert 0 == p.cli("run", "--once").returncode
-    (lib / ".photod" / "catalog.sqlite.gz").write_bytes(early)  # as if the last was lost
+    for snap in set(lib.glob(".photod/installations/*/snapshots/*")) - set(early):
+        snap.unlink()  # as if the last snapshot was lost
     shutil.rmtree(setup.home / "state")
 
     r = p.cli("catalog", "rebuild", "--from", "lib")
     assert 0 == r.returncode, r.stderr
     n = len(target_files(lib))
-    assert f"(its catalog snapshot and manifest): {n} assets, {n - 4} read" in r.stdout
+    assert re.search(rf"\(its catalog snapshot[^)]*\): {n} assets, {n - 4} read", r.stdout), (
+        r.stdout
+    )
     assert p.status()["protected"]
 
 
@@ -228,9 +234,12 @@ def test_recovery_plan_names_every_target_and_no_secret(
     secret = key.read_text()
     assert "AGE-SECRET-KEY" in secret and "AGE-SECRET-KEY" not in plan
     assert "photodtestsecretkey" not in plan
-    on_target = (lib / ".photod" / "RECOVERY.md").read_text()
+    (on_target,) = (p.read_text() for p in lib.glob(".photod/installations/*/RECOVERY.md"))
     strip = re.compile(r"^Written .*$", re.M)
     assert strip.sub("", plan) == strip.sub("", on_target)
+    # The document at the top covers every installation that backs up there.
+    shared = (lib / ".photod" / "RECOVERY.md").read_text()
+    assert "every photo and video on it" in shared.lower() or ".photod/installations/" in shared
 
     block = re.search(r"### lib\n\n.*?```sh\n(.*?)```", plan, re.S)
     assert block is not None

@@ -12,11 +12,13 @@ from typing import Any
 import pytest
 
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
-from photod.targets.base import Identity, ManifestEntry, hash_object
+from photod.models import ManifestEntry
+from photod.targets.base import Identity, hash_object
 from photod.targets.crypt import CryptTarget, Keys, keygen
 from photod.targets.local import LocalTarget
 from photod.targets.memory import MemoryTarget
 from photod.targets.rclone import RcloneTarget
+from photod.targets.records import Ledger
 from photod.targets.s3 import S3Target
 from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server, SSHServer, ThrottlingServer
 
@@ -177,29 +179,56 @@ def test_checksum_mismatch_publishes_nothing(target: Any) -> None:
     assert [] == list(target.keys())
 
 
-def test_manifest_append_and_rewrite(target: Any) -> None:
-    """The manifest grows with each verified copy, survives a restart (flushed to the
-    target itself), and can be rewritten whole."""
-    target.append_manifest([ManifestEntry("a" * 64, "x.jpg", 5, "2024-01-02T03:04:05")])
-    target.append_manifest([ManifestEntry("b" * 64, "y.jpg", 6, "")])
-    assert 2 == target.manifest_lines()
-    target.flush()
-    target.rewrite_manifest([ManifestEntry("c" * 64, "z.jpg", 7, "")])
-    assert 1 == target.manifest_lines()
-
-
-def test_manifest_entries_read_back_what_was_recorded(target: Any) -> None:
-    """A rebuilt catalog starts from the manifest as the target holds it: every entry's
-    hash and key come back (size and capture time where the format keeps them)."""
+def test_a_list_grows_by_whole_segments_and_reads_back(target: Any) -> None:
+    """An installation's list is written as whole segments in its own folder, and
+    reads back every entry (size, capture and file time where the format keeps them:
+    the encrypted index does); another installation's list beside it is its own."""
+    me = Ledger(target, "installations/laptop.aaaaaaaaaaaa")
+    other = Ledger(target, "installations/desk.bbbbbbbbbbbb")
     entries = [
-        ManifestEntry("a" * 64, "2024/x.jpg", 5, "2024-01-02T03:04:05"),
-        ManifestEntry("b" * 64, "2024/y y.jpg", 6, ""),
+        ManifestEntry("a" * 64, "2024/x.jpg", 5, "2024-01-02T03:04:05", 1_700_000_000_123_456_789),
+        ManifestEntry("b" * 64, "2024/y y.jpg", 6, "", None),
     ]
-    target.append_manifest(entries)
-    target.flush()
-    assert [(e.sha256, e.key) for e in entries] == [
-        (e.sha256, e.key) for e in sorted(target.manifest_entries(), key=lambda e: e.key)
-    ]
+    me.append(entries[:1])
+    assert [] == me.segments()  # buffered until flushed
+    me.flush()
+    me.append(entries[1:])
+    me.flush()
+    other.append([ManifestEntry("c" * 64, "2025/z.jpg", 7)])
+    other.flush()
+    assert 2 == len(me.segments()) and 1 == len(other.segments())
+    got = sorted(me.entries(), key=lambda e: e.key)
+    if target.encrypted:
+        assert entries == got
+    else:
+        assert [(e.sha256, e.key) for e in entries] == [(e.sha256, e.key) for e in got]
+    assert ["c" * 64] == [e.sha256 for e in other.entries()]
+
+
+def test_compaction_merges_only_its_own_segments(target: Any) -> None:
+    """Compaction merges an installation's segments into one, drops duplicates and
+    only the keys it is told are gone, and leaves another installation's alone."""
+    me = Ledger(target, "installations/laptop.aaaaaaaaaaaa")
+    other = Ledger(target, "installations/desk.bbbbbbbbbbbb")
+    for i in range(3):
+        me.append([ManifestEntry(f"{i}" * 64, f"k{i}.jpg"), ManifestEntry("9" * 64, "same.jpg")])
+        me.flush()
+        other.append([ManifestEntry(f"{i}" * 64, f"o{i}.jpg")])
+        other.flush()
+    done = me.compact(me.segments(), drop=frozenset({"k1.jpg"}))
+    assert done is not None
+    assert [done[0]] == me.segments()
+    assert ["k0.jpg", "k2.jpg", "same.jpg"] == sorted(e.key for e in me.entries())
+    assert 3 == len(other.segments())
+    assert ["o0.jpg", "o1.jpg", "o2.jpg"] == sorted(e.key for e in other.entries())
+
+
+def test_create_meta_writes_once(target: Any) -> None:
+    """create_meta writes a file only where none is: the second writer is told so
+    and the first one's bytes stay."""
+    assert target.create_meta("RECOVERY.md", b"first")
+    assert not target.create_meta("RECOVERY.md", b"second")
+    assert b"first" == target.get_meta("RECOVERY.md")
 
 
 def test_discard_moves_a_bad_object_aside(kind: Kind) -> None:
@@ -272,13 +301,16 @@ def test_encrypted_names_and_listing_leak_nothing(
     kind.target = CryptTarget(kind.target, Keys(tmp_path / "identity.txt"))
     kind.target.check(None)
     put(kind.target, "2024/2024-05-06/IMG_4242.HEIC")
-    kind.target.append_manifest([ManifestEntry(SHA, "2024/2024-05-06/IMG_4242.HEIC", len(DATA))])
-    kind.target.flush()
     raw = " ".join(kind.raw())
     for secret in ("IMG_4242", "HEIC", "2024", "05-06", SHA, SHA[:16]):
         assert secret not in raw
     assert ["2024/2024-05-06/IMG_4242.HEIC"] == list(kind.target.keys())
     assert SHA == hash_object(kind.target, "2024/2024-05-06/IMG_4242.HEIC")
+    # A target that learned nothing (every index lost) still knows the object, from the
+    # index line sealed beside it: its key, size and times.
+    fresh = CryptTarget(kind.target.inner, Keys(tmp_path / "identity.txt"))
+    assert [("2024/2024-05-06/IMG_4242.HEIC", None)] == list(fresh.listing())
+    assert len(DATA) == fresh.size("2024/2024-05-06/IMG_4242.HEIC")
     kind.target.close()
 
 
@@ -337,6 +369,43 @@ def test_throttling_is_target_unavailable(via: str, tmp_path: Path) -> None:
 
 
 # -- local specifics ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["local", "s3", "rclone-local"])
+def test_two_computers_that_find_an_empty_target_agree_on_its_id(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Two photods that check the same empty target at the same moment end with one
+    target id, whether the store can refuse a second writer (a local folder) or not
+    (S3 without conditional writes, an rclone remote: claims settle it)."""
+    import threading
+
+    first = make_kind(name, request, tmp_path)
+    t = first.target
+    twin = {  # a second photod's view of the same place
+        "local": lambda: LocalTarget("l", t.configured, creates_root=True),
+        "s3": lambda: S3Target(
+            "s3",
+            BUCKET,
+            t.prefix,
+            t.endpoint,
+            credentials_file=tmp_path / "aws-credentials",
+            timeout=5,
+        ),
+        "rclone-local": lambda: RcloneTarget("r", t.remote, tmp_path / "rclone.conf"),
+    }[name]()
+    targets = [t, twin]
+    ids: list[str] = []
+    threads = [threading.Thread(target=lambda t=t: ids.append(t.check(None).target_id))
+               for t in targets]  # fmt: skip
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert 2 == len(ids) and ids[0] == ids[1]
+    for t in targets:
+        assert ids[0] == t.check(Identity(ids[0], "")).target_id
+        t.close()
 
 
 def test_local_marker_identity(tmp_path: Path) -> None:

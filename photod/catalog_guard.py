@@ -1,0 +1,247 @@
+"""Before photod writes anything anywhere: is the catalog a faithful cache of the targets?
+
+``settle`` runs when the daemon starts (and again if SQLite reports damage while it
+runs, or a target arrives with a newer snapshot of this installation than the
+catalog).  It finds one of these, and acts on it (README, "When the catalog is wrong"):
+
+======================================  ==============================================
+what photod finds                        what it does
+======================================  ==============================================
+no catalog, and no records of this       a new installation: a new catalog
+installation anywhere
+the catalog is sound, and no target      goes on; each target's list is caught up with
+holds a newer snapshot of it             the catalog when the target comes
+missing or empty while this              rebuilds it from the reachable target with the
+installation has records (the state      newest good snapshot (local targets first)
+dir says so, or a target holds them)
+damaged (SQLite cannot open it, or       the same; the damaged file is kept as .bak
+finds it unsound)
+older than the targets (a target, or     the same, from the newer snapshot; the old
+the state dir, knows a newer snapshot)   catalog is kept as .bak
+any of these, and no reachable target    holds: writes nothing anywhere, says what it
+holds this installation's records        found and the fix (event, status, notification),
+                                         and looks again every few seconds
+a new state dir, and a target holds      holds: `catalog rebuild` if this computer is
+records of an installation of this name  that one, else another [daemon] instance name
+======================================  ==============================================
+
+Remote targets are looked at only when something is wrong (a sound catalog does not
+wait for the network); a remote with a newer snapshot is caught when it comes
+(``Replicator._tidy``).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from photod import instance, snapshot
+from photod.catalog import CATALOG_NAME, Catalog
+from photod.config import Config
+from photod.errors import CatalogDamaged, PhotodError, TargetUnavailable
+from photod.logs import log
+from photod.replicate import TargetState
+from photod.targets.base import Identity
+from photod.targets.records import Installation, Seen, installations, snapshots_in
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What ``settle`` decided.  ``me`` is set when the daemon may go on."""
+
+    action: str  # "go" or "hold"
+    found: str = ""  # what was wrong, in words ('' when nothing was)
+    keeps: str = ""  # what photod keeps meanwhile
+    fix: str = ""  # the command that fixes it
+    me: Installation | None = None
+    relist: bool = False  # compare each target's list with the catalog in full
+
+
+@dataclass
+class _Holder:
+    """What one reachable target holds of this installation."""
+
+    name: str
+    remote: bool
+    mine: Seen | None = None
+    newest: int = 0  # generation of its newest snapshot
+    same_name: list[Seen] = field(default_factory=list)
+
+
+def _look(
+    name: str, state: TargetState, me: Installation | None, wanted_name: str, known: Identity | None
+) -> _Holder | None:
+    """What a reachable target holds of this installation (None: not reachable)."""
+    try:
+        if state.paused():
+            return None
+        state.target.check(known, prepare=False)
+        seen = installations(state.target)
+    except TargetUnavailable:
+        return None
+    holder = _Holder(name, state.queued)
+    for s in seen:
+        if me is not None and s.is_(me):
+            holder.mine = s
+            snaps = snapshots_in(state.target, s.folder)
+            holder.newest = snaps[0].generation if snaps else 0
+        elif s.name == wanted_name:
+            holder.same_name.append(s)
+    return holder
+
+
+def _catalog_state(db: Path) -> tuple[str, int, int]:
+    """('' or why the catalog cannot be used, assets, generation); 'absent' when none."""
+    if not db.exists():
+        return "absent", 0, 0
+    try:
+        catalog = Catalog(db)
+    except CatalogDamaged as exc:
+        return f"damaged: {exc.detail}", 0, 0
+    try:
+        why = catalog.sound()
+        if why:
+            return f"damaged: SQLite finds it unsound ({why})", 0, 0
+        assets, _ = catalog.counts()
+        return "", assets, catalog.generation
+    except CatalogDamaged as exc:
+        return f"damaged: {exc.detail}", 0, 0
+    finally:
+        catalog.close()
+
+
+def settle(
+    cfg: Config,
+    targets: dict[str, TargetState],
+    stop: threading.Event | None = None,
+    thorough: bool = False,
+) -> Verdict:
+    """Decide whether the catalog can be acted on; rebuild it where that is safe.
+    ``thorough``: look at remote targets even when the catalog looks right (a target
+    said it holds a newer snapshot)."""
+    stop = stop or threading.Event()
+    db = cfg.state_dir / CATALOG_NAME
+    done = snapshot.finish_interrupted(db)
+    if done:
+        log.info("catalog_rebuild_finished", detail=done)
+    known = instance.load(cfg.state_dir)
+    me = known.installation if known else None
+    why, assets, generation = _catalog_state(db)
+    remembered = _remembered_targets(db) if not why else {}
+
+    def look(remote: bool) -> list[_Holder]:
+        out = []
+        for name, state in targets.items():
+            if state.queued == remote:
+                found = _look(name, state, me, cfg.instance, remembered.get(name))
+                if found is not None:
+                    out.append(found)
+        return out
+
+    holders = look(remote=False) + (look(remote=True) if thorough else [])
+    problem = ""
+    if why.startswith("damaged"):
+        problem = f"the catalog {db} is {why}"
+    elif why == "absent" and known is not None:
+        holders += look(remote=True)
+        if known.assets or any(h.mine for h in holders):
+            problem = f"the catalog {db} is missing"
+    elif not why and known is not None and assets == 0 and known.assets > 0:
+        problem = f"the catalog {db} is empty, but its last snapshot held {known.assets} photos"
+    elif not why and known is not None and generation < known.generation:
+        problem = (f"the catalog {db} is older than its last snapshot (generation "
+                   f"{generation}, snapshot {known.generation}): it lost its last changes")  # fmt: skip
+    elif not why:
+        newer = [h for h in holders if h.newest > generation]
+        if newer:
+            problem = (f"the catalog {db} is older than the snapshot on {newer[0].name!r} "
+                       f"(generation {generation}, there {newer[0].newest}): it lost changes")  # fmt: skip
+    if not problem and why == "absent" and me is None:
+        holders += look(remote=True)
+        if any(h.same_name for h in holders):
+            h = next(h for h in holders if h.same_name)
+            return _hold(
+                f"target {h.name!r} holds the records of an installation named "
+                f"{cfg.instance!r}, and this state dir is new",
+                "nothing is written anywhere until this is settled",
+                f"if this computer is that installation: `photod catalog rebuild --from "
+                f"{h.name}`; if it is another computer: give it its own name in "
+                "[daemon] instance",
+            )
+    if not problem:
+        if me is None:
+            me = _start_identity(cfg, db)
+        return Verdict("go", me=me)
+    # Something is wrong: rebuild from the best reachable target that holds records.
+    if not thorough and why != "absent":
+        holders += look(remote=True)
+    sources = sorted((h for h in holders if h.mine), key=lambda h: (-h.newest, h.remote))
+    keeps = (f"the catalog file is kept as it is ({db})" if why != "absent"
+             else "the photos on the targets are untouched")  # fmt: skip
+    if not sources:
+        fix = (
+            "plug in or connect a target that holds this computer's records (photod then "
+            "rebuilds the catalog by itself), or `photod catalog rebuild --from TARGET "
+            "--force` (a full re-scan of one target)"
+        )
+        return _hold(problem, keeps, fix)
+    source = sources[0].name
+    log.warning("catalog_rebuilding", found=problem, target=source,
+                detail="nothing is written to any target until the catalog is rebuilt")  # fmt: skip
+    try:
+        result, aside = snapshot.rebuild_catalog(
+            cfg.state_dir, db, source, targets, True, None, cfg.instance, stop
+        )
+    except (PhotodError, OSError) as exc:
+        return _hold(problem, keeps, f"the rebuild from {source!r} failed ({exc}); "
+                     f"`photod catalog rebuild --from {source} --force`")  # fmt: skip
+    log.error(
+        "catalog_recovered",
+        found=problem,
+        target=source,
+        snapshot=result.from_snapshot or None,
+        assets=result.assets,
+        adopted=result.adopted,
+        kept=str(aside) if aside else None,
+        detail="the catalog was rebuilt from the target's records; nothing on any target "
+        "was changed",
+    )
+    loaded = instance.load(cfg.state_dir)
+    assert loaded is not None
+    return Verdict("go", problem, me=loaded.installation, relist=True)
+
+
+def _hold(found: str, keeps: str, fix: str) -> Verdict:
+    return Verdict("hold", found, keeps, fix)
+
+
+def _remembered_targets(db: Path) -> dict[str, Identity]:
+    """Where the catalog last saw each target (a drive mounted elsewhere is found)."""
+    catalog = Catalog(db)
+    try:
+        out = {}
+        for name in catalog.target_names():
+            record = catalog.target(name)
+            if record is not None:
+                out[name] = Identity(record.target_id, record.root, record.mount_rel)
+        return out
+    finally:
+        catalog.close()
+
+
+def _start_identity(cfg: Config, db: Path) -> Installation:
+    """This installation's identity the first time: a new one, or (a catalog written by
+    a photod from before installations had ids) one made for the catalog it has."""
+    me = instance.new(cfg.instance)
+    generation = assets = 0
+    if db.exists():
+        catalog = Catalog(db)
+        try:
+            catalog.set_meta("installation", me.short)
+            generation = catalog.generation
+            assets, _ = catalog.counts()
+        finally:
+            catalog.close()
+    instance.save(cfg.state_dir, instance.Known(me, generation, assets))
+    return me

@@ -1,0 +1,199 @@
+"""Keeping the catalog and the targets' own records in step (``targets/records.py``).
+
+The targets are the truth and the catalog is a cache of them.  When a target comes
+(at start, or a drive plugged in):
+
+- ``catch_up``: segments of this installation's list that the catalog never saw (it
+  lost its last commits, or came from an older snapshot).  Each entry it lacks is read
+  from the target, hashed and recorded: nothing on a target is forgotten for good.
+- ``relist``: verified copies the catalog has and the list lacks (photod died before
+  the list was flushed) are appended.  The list never shrinks to the catalog's view.
+- ``read_others``: what other installations list on a shared target, so that the same
+  bytes are stored there once (``shared_copy``).
+
+And while it runs, ``flush`` writes the buffered entries as one new segment, and merges
+the segments when there are many (``compact``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+from photod.catalog import Catalog
+from photod.errors import PhotodError, Stopping, TargetUnavailable, Undecryptable
+from photod.logs import log
+from photod.models import Kind, ManifestEntry
+from photod.probe import HEAD_BYTES, probe
+from photod.targets.base import CHUNK, Target, hash_object
+from photod.targets.records import Records
+
+TIER = 10  # segments of the same order of size (entries: 1-9, 10-99, ...) merged into one
+
+
+def adopt_object(
+    catalog: Catalog,
+    name: str,
+    target: Target,
+    key: str,
+    listed: ManifestEntry | None,
+    source: str,
+    owner: str = "",
+) -> str:
+    """Read one object, hash and probe it, and record it as a verified replica; '' on
+    success, else why not.  Nothing is recorded that was not read and hashed first."""
+    with tempfile.NamedTemporaryFile(prefix="photod-adopt-", suffix=Path(key).suffix) as out:
+        h = hashlib.sha256()
+        mtime: float | None = None
+        try:
+            with target.open(key) as src:
+                # A local copy keeps its source's mtime: the capture time of a photo
+                # without EXIF, as at ingest.  Object stores keep none.
+                with contextlib.suppress(AttributeError, OSError, ValueError):
+                    mtime = os.fstat(src.fileno()).st_mtime
+                while chunk := src.read(CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+        except FileNotFoundError:
+            return "listed but not on the target"
+        except (OSError, TargetUnavailable) as exc:
+            return str(exc)
+        out.flush()
+        sha, size = h.hexdigest(), out.tell()
+        if listed is not None and listed.sha256 != sha:
+            return f"its bytes do not match its list entry (expected {listed.sha256[:12]})"
+        if mtime is None and listed is not None and listed.mtime_ns is not None:
+            mtime = listed.mtime_ns / 1e9
+        with open(out.name, "rb") as f:
+            head = f.read(HEAD_BYTES)
+        info = probe(out.name, Path(key).name, head, mtime or 0.0, "off")
+    kind, fmt, captured = Kind.SIDECAR, "unknown", ""
+    if info is not None:
+        kind, fmt = info.kind, info.format
+        if info.capture_source != "mtime" or mtime is not None:
+            captured = info.captured_at.isoformat()
+    if listed is not None and listed.captured_at:
+        captured = listed.captured_at
+    entry = ManifestEntry(sha, key, size, captured)
+    catalog.adopt(entry, name, kind, fmt, source, owner)
+    return ""
+
+
+def catch_up(catalog: Catalog, name: str, records: Records, stop: threading.Event) -> int:
+    """Adopt what this installation's list on the target holds and the catalog does not
+    know (read, hashed, recorded); returns how many copies were recovered."""
+    on_target = set(records.ledger.segments())
+    known = catalog.own_segments(name)
+    if known - on_target:  # compacted (by this installation) into a segment read below
+        catalog.segments_gone(name, sorted(known - on_target))
+    recovered = 0
+    for segment in sorted(on_target - known):
+        entries = records.ledger.read(segment)
+        for e in entries:
+            if stop.is_set():
+                raise Stopping
+            if catalog.replica_exists(e.sha256, name):
+                continue
+            why = adopt_object(catalog, name, records.target, e.key, e, f"target:{name}")
+            if why:
+                log.warning("replica_not_recovered", asset=e.sha256, target=name, path=e.key,
+                            reason=why)  # fmt: skip
+                continue
+            recovered += 1
+            log.info("replica_recovered", asset=e.sha256, target=name, path=e.key,
+                     detail="listed on the target, unknown to the catalog: read, hashed, "
+                     "recorded")  # fmt: skip
+        catalog.segment_written(name, segment, len(entries))
+    return recovered
+
+
+def relist(catalog: Catalog, name: str, records: Records) -> int:
+    """Append to the list the verified copies it lacks; returns how many."""
+    listed = {(e.sha256, e.key) for e in records.ledger.entries()}
+    missing = [e for e in catalog.verified_on(name) if (e.sha256, e.key) not in listed]
+    if missing:
+        records.ledger.append(missing)
+        flush(catalog, name, records)
+        log.info("list_completed", target=name, entries=len(missing))
+    return len(missing)
+
+
+def read_others(catalog: Catalog, name: str, records: Records) -> int:
+    """Bring the catalog's copy of the other installations' lists up to date (only
+    segments not read before are read); returns how many entries were read."""
+    seen = catalog.shared_segments(name)
+    present: dict[str, str] = {}
+    for other in records.others():
+        for segment in records.ledger_of(other).segments():
+            present[segment] = other.folder
+    gone = [s for s in seen if s not in present]
+    if gone:
+        catalog.shared_gone(name, gone)
+    read = 0
+    for segment, folder in sorted(present.items()):
+        if segment in seen:
+            continue
+        try:
+            entries = records.ledger_of_folder(folder).read(segment)
+        except Undecryptable:
+            entries = []  # sealed to another identity: nothing this one can share
+        catalog.shared_read(name, folder, segment, entries)
+        records.target.learn(entries)
+        read += len(entries)
+    return read
+
+
+def shared_copy(catalog: Catalog, name: str, target: Target, sha256: str) -> tuple[str, str] | None:
+    """(key, installation) of another installation's copy of these bytes on the target,
+    proved by reading it back; None when there is none, or it does not match."""
+    found = catalog.shared_copy(name, sha256)
+    if found is None:
+        return None
+    try:
+        if hash_object(target, found[0]) == sha256:
+            return found
+    except (OSError, PhotodError):
+        pass
+    return None
+
+
+def flush(catalog: Catalog, name: str, records: Records) -> None:
+    """Write the buffered entries as one segment, and merge segments of about the same
+    size once there are TIER of them (each entry is rewritten a few times over the
+    list's life, and a list of a million entries stays a few dozen segments)."""
+    done = records.ledger.flush()
+    if done is None:
+        return
+    catalog.segment_written(name, done[0], len(done[1]))
+    tiers: dict[int, list[str]] = {}
+    for segment, entries in catalog.own_segment_sizes(name).items():
+        tiers.setdefault(len(str(max(entries, 1))), []).append(segment)
+    for segments in tiers.values():
+        if len(segments) >= TIER:
+            merge(catalog, name, records, sorted(segments))
+
+
+def merge(catalog: Catalog, name: str, records: Records, segments: list[str]) -> None:
+    merged = records.ledger.compact(segments)
+    if merged is not None:
+        catalog.segment_written(name, merged[0], len(merged[1]), replaces=tuple(segments))
+
+
+def compact(
+    catalog: Catalog, name: str, records: Records, drop: frozenset[str] = frozenset()
+) -> None:
+    """Merge this installation's segments on the target into one; ``drop``: keys whose
+    files are provably gone from the target."""
+    segments = records.ledger.segments()
+    if len(segments) < 2 and not drop:
+        return
+    done = records.ledger.compact(segments, drop)
+    catalog.segment_written(
+        name, done[0] if done else "", len(done[1]) if done else 0, replaces=tuple(segments)
+    )
+    log.info("list_compacted", target=name, segments=len(segments),
+             entries=len(done[1]) if done else 0, dropped=sorted(drop))  # fmt: skip

@@ -1,0 +1,187 @@
+"""Several computers, one set of targets (issue 15): three photod installations, each a
+real `photod run` with its own state and inbox, back up to one NAS folder and one
+(encrypted) S3 prefix, two of them started at the same moment, with photos in common.
+Each writes only its own records, the same bytes are stored once, the target has one
+id, and every photo comes back from each single target, with photod (a fresh state
+dir, `catalog rebuild --instance`, `restore`) and with the target's recovery document."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Photod, sha256, target_files, wait_for, write_config
+from tests.integration.conftest import assert_target_holds, listed, target_lists
+from tests.integration.test_truth import make_photos, stock_restore
+from tests.servers import BUCKET, S3Server, need
+
+pytestmark = pytest.mark.integration
+
+
+class Computer:
+    """One installation: its own home, inbox, state dir and log, the shared targets."""
+
+    def __init__(
+        self, top: Path, name: str, nas: Path, server: S3Server, key: Path, prefix: str
+    ) -> None:
+        self.name = name
+        self.home = top / name
+        self.inbox = self.home / "inbox"
+        self.inbox.mkdir(parents=True)
+        creds = server.credentials(self.home / "aws-credentials")
+        write_config(
+            self.home / "photod.toml",
+            [{"name": "inbox", "type": "folder", "path": str(self.inbox)}],
+            [
+                {"name": "nas", "type": "local", "path": str(nas), "media": "nas", "create": True},
+                server.target("cloud", creds, prefix=f"{prefix}/", encrypt=True),
+            ],
+            {"copies": 2, "media": 2, "offsite": 1},
+            f'\n[daemon]\ninstance = "{name}"\nstate_dir = "{self.home}/state"\n'
+            f'log_dir = "{self.home}/log"\nretry_interval = "1s"\nretry_max = "2s"\n'
+            f'[ingest]\nsettle = "0.5s"\n[encryption]\nidentity = "{key}"\n',
+        )
+        self.photod = Photod(self.home, self.home / "photod.toml")
+        self.photod.log_dir = self.home / "log"
+
+    def catalog_ids(self) -> dict[str, str]:
+        db = sqlite3.connect(self.home / "state" / "catalog.sqlite")
+        try:
+            return dict(db.execute("SELECT name, target_id FROM targets").fetchall())
+        finally:
+            db.close()
+
+
+@pytest.fixture
+def family(
+    tmp_path: Path, s3_server: S3Server
+) -> Iterator[tuple[list[Computer], Path, Path, Path]]:
+    """Three computers; the NAS folder, the identity and the S3 prefix's folder."""
+    need("age", "apt install age")
+    if not s3_server.running():
+        s3_server.start()
+    nas = tmp_path / "nas"
+    key = tmp_path / "family.key"
+    prefix = f"family-{tmp_path.name}"  # an empty prefix of its own on the shared server
+    computers = [
+        Computer(tmp_path, n, nas, s3_server, key, prefix) for n in ("laptop", "desktop", "tablet")
+    ]
+    assert 0 == computers[0].photod.cli("keygen", "--output", str(key)).returncode
+    yield computers, nas, key, s3_server.root / BUCKET / prefix
+    for c in computers:
+        if c.photod.proc is not None and c.photod.proc.poll() is None:
+            c.photod.proc.kill()
+            c.photod.proc.wait()
+            c.photod.out.close()
+
+
+def spawn_together(computers: list[Computer]) -> None:
+    """Start the daemons at the same moment (not one after the other's start-up)."""
+    for c in computers:
+        p = c.photod
+        p.out = open(p.output, "ab")  # noqa: SIM115
+        p.proc = subprocess.Popen([*p.cli_command(), "run"], env=p.env, stdout=p.out,
+                                  stderr=subprocess.STDOUT)  # fmt: skip
+    for c in computers:
+        c.photod.wait_event("daemon_started", timeout=60)
+
+
+def test_three_computers_share_a_nas_and_an_s3_prefix(
+    family: tuple[list[Computer], Path, Path, Path],
+) -> None:
+    """Laptop and desktop start at the same moment on an empty NAS folder and an empty
+    S3 prefix, with three photos in common; the tablet joins later with one photo of
+    its own.  Each photo is on each target once; each computer's records are its own,
+    and the tablet's arrival takes nothing from the others'; the three agree on each
+    target's id; doctor lists the installations."""
+    (laptop, desktop, tablet), nas, _, cloud = family
+    common = make_photos(laptop.inbox, 3, start=0)
+    make_photos(desktop.inbox, 3, start=0)
+    mine = {c.name: make_photos(c.inbox, 3, start=100 + 10 * i)
+            for i, c in enumerate((laptop, desktop))}  # fmt: skip
+    spawn_together([laptop, desktop])
+    laptop.photod.wait_protected(6, timeout=180)
+    desktop.photod.wait_protected(6, timeout=180)
+    wait_for(lambda: len(listed(nas)) == 9, 30, "nine photos listed on the NAS")
+    lists = {seg: seg.read_text() for seg in target_lists(nas)}
+
+    mine["tablet"] = make_photos(tablet.inbox, 1, start=200)
+    tablet.photod.start()
+    tablet.photod.wait_protected(1, timeout=120)
+    for c in (laptop, desktop, tablet):
+        assert 0 == c.photod.stop()
+
+    everything = set(common.values()) | {s for m in mine.values() for s in m.values()}
+    held = target_files(nas)
+    assert sorted(everything) == sorted(held.values())  # each photo once on the NAS
+    assert_target_holds(nas, held)
+    for seg, text in lists.items():
+        assert text == seg.read_text()  # the tablet replaced or deleted none of them
+    folders = sorted(
+        p.name.partition(".")[0] for p in (nas / ".photod" / "installations").iterdir()
+    )
+    assert ["desktop", "laptop", "tablet"] == folders
+    objects = [p for p in (cloud / "data").rglob("*") if p.is_file()]
+    assert len(everything) == len(objects)  # each photo once on S3 (sealed)
+    ids = [c.catalog_ids() for c in (laptop, desktop, tablet)]
+    assert ids[0] == ids[1] == ids[2]
+    assert json.loads((nas / ".photod" / "target.json").read_text())["id"] == ids[0]["nas"]
+    assert json.loads((cloud / ".photod" / "target.json").read_text())["id"] == ids[0]["cloud"]
+    doctor = laptop.photod.cli("doctor")
+    line = next(x for x in doctor.stdout.splitlines() if "target nas:" in x)
+    assert all(n in line for n in ("laptop", "desktop", "tablet")), doctor.stdout
+
+
+def test_every_computer_comes_back_from_each_single_target(
+    family: tuple[list[Computer], Path, Path, Path],
+) -> None:
+    """After two computers backed up to the shared NAS and S3 prefix, each one's
+    photos come back from each target alone: on a new computer (a fresh state dir),
+    `catalog rebuild --from T --instance NAME` then `restore`; and everyone's with
+    the stock tools the target's recovery document names."""
+    (laptop, desktop, _), nas, key, cloud = family
+    common = make_photos(laptop.inbox, 2, start=0)
+    make_photos(desktop.inbox, 2, start=0)
+    own = {"laptop": make_photos(laptop.inbox, 2, start=50),
+           "desktop": make_photos(desktop.inbox, 2, start=60)}  # fmt: skip
+    spawn_together([laptop, desktop])
+    laptop.photod.wait_protected(4, timeout=180)
+    desktop.photod.wait_protected(4, timeout=180)
+    for c in (laptop, desktop):
+        assert 0 == c.photod.stop()
+
+    for target in ("nas", "cloud"):
+        for c in (laptop, desktop):
+            shutil.rmtree(c.home / "state")  # a new computer, the same config and key
+            r = c.photod.cli("catalog", "rebuild", "--from", target, "--instance", c.name)
+            assert 0 == r.returncode, r.stdout + r.stderr
+            dest = c.home / f"restored-{target}"
+            r = c.photod.cli("restore", str(dest), "--target", target)
+            assert 0 == r.returncode, r.stdout + r.stderr
+            expected = set(common.values()) | set(own[c.name].values())
+            assert sorted(expected) == sorted(target_files(dest).values())
+
+    everyone = set(common.values()) | {s for m in own.values() for s in m.values()}
+    nas_plan = (nas / ".photod" / "RECOVERY.md").read_text()
+    r = stock_restore(nas_plan, nas / "..")
+    assert len(everyone) == r.stdout.count(": OK"), r.stdout + r.stderr
+    copy = laptop.home / "cloud-copy"
+    shutil.copytree(cloud, copy / "encrypted")
+    plan = (copy / "encrypted" / ".photod" / "RECOVERY.md").read_text()
+    plan = re.sub(r"```bash\n[^\n]*\n", "```bash\n", plan)  # the download is done above
+    r = stock_restore(plan, copy, key)
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert len(everyone) == r.stdout.count(": OK"), r.stdout + r.stderr
+    restored = {
+        sha256(p) for p in (copy / "restored").rglob("*") if p.is_file() and p.name != "SHA256SUMS"
+    }
+    assert everyone == restored
+    assert os.path.exists(copy / "restored" / "SHA256SUMS")

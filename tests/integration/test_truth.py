@@ -1,0 +1,387 @@
+"""The targets are the truth; the catalog is a cache of them.  Each story of issue 15,
+on a real `photod run`: the catalog deleted, cut short, bit-flipped or rolled back, a
+rebuild killed half way, a drive's image taken at a power cut, a full state dir, file
+times past 2262.  After each, nothing any target said about itself was lost, and every
+photo comes back from a single target, with photod and with stock tools."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLES, Photod, sha256, target_files, wait_for
+from tests.integration.conftest import Setup, assert_target_holds, fill, listed
+from tests.servers import Webhook, need
+
+pytestmark = pytest.mark.integration
+
+JPEG = (SAMPLES / "jpg_Canon_40D.jpg").read_bytes() if SAMPLES.is_dir() else b""
+
+
+def make_photos(folder: Path, n: int, start: int = 0, size: int = 200_000) -> dict[str, str]:
+    """``n`` distinct real JPEGs (padded after the image data); name -> sha256."""
+    rng = random.Random(start)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for i in range(start, start + n):
+        path = folder / f"IMG_{i:04d}.JPG"
+        path.write_bytes(JPEG + rng.randbytes(size) + i.to_bytes(4, "big"))
+        out[path.name] = sha256(path)
+    return out
+
+
+def snapshots(root: Path) -> list[str]:
+    return sorted(p.name for p in root.glob(".photod/installations/*/snapshots/*"))
+
+
+def empty(folder: Path) -> None:
+    shutil.rmtree(folder)
+    folder.mkdir()
+
+
+def no_traceback(text: str) -> None:
+    assert "Traceback" not in text, text
+
+
+def stock_restore(
+    plan: str, workdir: Path, key: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the shell block of a recovery document in ``workdir`` (KEY set for age)."""
+    block = re.search(r"```(?:sh|bash)\n(.*?)```", plan, re.S)
+    assert block is not None, plan
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "KEY": str(key or "")}
+    return subprocess.run(["bash", "-e", "-c", block.group(1)], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def three_targets(setup: Setup) -> tuple[Photod, list[Path], Path, Path]:
+    """A library, an external folder and an encrypted folder, all three required."""
+    need("age", "apt install age")
+    lib, ext, vault = setup.home / "lib", setup.home / "ext", setup.home / "vault"
+    key = setup.home / "key.txt"
+    p = setup.photod(
+        [
+            {"name": "lib", "path": str(lib)},
+            {"name": "ext", "path": str(ext), "create": True},
+            {"name": "vault", "path": str(vault), "create": True, "encrypt": True},
+        ],
+        policy={"copies": 3, "media": 1, "offsite": 0},
+        extra=f'\n[encryption]\nidentity = "{key}"\n',
+    )
+    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    return p, [lib, ext], vault, key
+
+
+@pytest.mark.parametrize("how", ["deleted", "killed-rebuild"])
+def test_a_lost_catalog_shrinks_no_target_and_comes_back_from_them(setup: Setup, how: str) -> None:
+    """The catalog deleted (or a `catalog rebuild --force` killed half way), the watch
+    folder emptied, photod started: no target's list, index or snapshot shrinks;
+    photod rebuilds the catalog from a target by itself; status, restore and the
+    stock-tool recovery of the encrypted target all give back every photo."""
+    p, plain, vault, key = three_targets(setup)
+    made = make_photos(setup.inbox, 30)
+    p.start()
+    p.wait_protected(30, timeout=120)
+    assert 0 == p.stop()
+    lists = {root: listed(root) for root in plain}
+    index = sorted(vault.glob(".photod/installations/*/index/*"))
+    snaps = {root: snapshots(root) for root in (*plain, vault)}
+    state = setup.home / "state"
+    if how == "deleted":
+        for f in state.glob("catalog.sqlite*"):
+            f.unlink()
+    else:
+        r = subprocess.run(
+            [*p.cli_command(), "catalog", "rebuild", "--from", "ext", "--force"],
+            env={**p.env, "PHOTOD_FAILPOINTS": "catalog_rebuilding=kill"}, capture_output=True,
+        )  # fmt: skip
+        assert -signal.SIGKILL == r.returncode
+        assert (state / "catalog.sqlite.rebuilding").exists()
+    empty(setup.inbox)
+
+    p.start()
+    status = p.wait_protected(30, timeout=120)
+    assert 0 == p.stop()
+    assert [] == list(state.glob("catalog.sqlite.rebuild*"))
+    if how == "deleted":
+        [recovered] = p.events("catalog_recovered")
+        assert "missing" in recovered["found"] and 30 == recovered["assets"]
+    assert 30 == status["assets"] and status["protected"]
+    for root in plain:
+        assert lists[root].items() <= listed(root).items()  # nothing dropped from a list
+        assert_target_holds(root, target_files(root))
+    assert set(index) <= set(vault.glob(".photod/installations/*/index/*"))
+    for root, names in snaps.items():
+        assert names[-1] in snapshots(root)  # the newest is never replaced by a smaller one
+
+    dest = setup.home / "restored"
+    r = p.cli("restore", str(dest))
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert sorted(made.values()) == sorted(target_files(dest).values())
+    out = stock_restore((vault / ".photod" / "RECOVERY.md").read_text(), setup.home / "stock", key)
+    assert 0 == r.returncode, out.stderr
+    assert 30 == out.stdout.count(": OK"), out.stdout + out.stderr
+
+
+def test_a_catalog_that_lost_its_last_commits_catches_up_from_the_targets(setup: Setup) -> None:
+    """Killed, and its WAL deleted (a power cut that lost the last commits): the
+    targets' lists keep every copy, the catalog gets them back from the lists (or a
+    newer snapshot) at the next start, and status is true again."""
+    lib, ext = setup.home / "lib", setup.home / "ext"
+    p = setup.photod([{"name": "lib", "path": str(lib)}, {"name": "ext", "path": str(ext),
+                                                          "create": True}])  # fmt: skip
+    make_photos(setup.inbox, 30)
+    p.start()
+    p.wait_protected(30, timeout=120)
+    assert 0 == p.stop()
+    make_photos(setup.inbox, 20, start=30)
+    p.start()
+    p.wait_protected(50, timeout=120)
+    wait_for(lambda: all(len(listed(r)) == 50 for r in (lib, ext)), 15, "both lists at 50")
+    lists = {root: listed(root) for root in (lib, ext)}
+    p.stop(signal.SIGKILL)
+    for f in (setup.home / "state").glob("catalog.sqlite-*"):
+        f.unlink()  # the WAL and its index: the last commits are gone
+    empty(setup.inbox)
+
+    p.start()
+    p.wait_protected(50, timeout=120)
+    assert 0 == p.stop()
+    recovered = p.events("replica_recovered") + p.events("catalog_recovered")
+    assert recovered, "the catalog did not take back what the targets list"
+    for root in (lib, ext):
+        assert lists[root].items() <= listed(root).items()
+        assert 50 == len(target_files(root))
+        assert_target_holds(root, target_files(root))
+
+
+def test_damaged_catalog_pages_are_noticed_and_never_reach_the_targets(setup: Setup) -> None:
+    """Three hundred bytes flipped in the catalog's replicas table: photod notices at
+    start, keeps the damaged file aside, rebuilds from a target, and no target's newest
+    snapshot is replaced by the damaged catalog's."""
+    lib, ext = setup.home / "lib", setup.home / "ext"
+    p = setup.photod([{"name": "lib", "path": str(lib)}, {"name": "ext", "path": str(ext),
+                                                          "create": True}])  # fmt: skip
+    make_photos(setup.inbox, 20)
+    p.start()
+    p.wait_protected(20, timeout=120)
+    assert 0 == p.stop()
+    snaps = {root: snapshots(root) for root in (lib, ext)}
+    db_path = setup.home / "state" / "catalog.sqlite"
+    db = sqlite3.connect(db_path)
+    size = db.execute("PRAGMA page_size").fetchone()[0]
+    page = db.execute("SELECT pageno FROM dbstat WHERE name='replicas' AND pagetype='leaf'"
+                      " ORDER BY pageno LIMIT 1").fetchone()[0]  # fmt: skip
+    db.close()
+    data = bytearray(db_path.read_bytes())
+    start = (page - 1) * size + size // 2
+    data[start : start + 300] = bytes(b ^ 0xA5 for b in data[start : start + 300])
+    db_path.write_bytes(bytes(data))
+
+    p.start()
+    [recovered] = p.wait_event("catalog_recovered", timeout=60)
+    assert "damaged" in recovered["found"]
+    status = p.wait_protected(20, timeout=60)
+    assert 0 == p.stop()
+    assert status["protected"]
+    kept = list((setup.home / "state").glob("catalog.sqlite.*.bak"))
+    assert kept and bytes(data) == kept[0].read_bytes()  # the damaged file is kept
+    for root in (lib, ext):
+        assert snaps[root][-1] in snapshots(root)
+        assert_target_holds(root, target_files(root))
+
+
+def test_a_truncated_catalog_is_one_clear_line_then_photod_waits_for_a_target(
+    setup: Setup,
+) -> None:
+    """A catalog cut in half, its only target unplugged: `status` and `run --once` say
+    so in one line naming the file and the fix (exit 65), doctor fails it and still
+    runs its other checks, and the daemon writes nothing and waits.  When the target is
+    back, the daemon rebuilds the catalog from it by itself."""
+    lib = setup.home / "lib"
+    hook = Webhook()
+    p = setup.photod([{"name": "lib", "path": str(lib), "media": "external", "create": True}],
+                     extra=f'\n[notify]\ndesktop = false\nwebhook = "{hook.url}"\n')  # fmt: skip
+    make_photos(setup.inbox, 10)
+    assert 0 == p.cli("run", "--once").returncode
+    db = setup.home / "state" / "catalog.sqlite"
+    data = db.read_bytes()
+    db.write_bytes(data[: len(data) // 2])
+    away = setup.home / "lib-unplugged"
+    lib.rename(away)
+
+    r = p.cli("status")
+    assert 65 == r.returncode
+    assert 1 == len(r.stderr.strip().splitlines()), r.stderr
+    assert str(db) in r.stderr and "catalog rebuild" in r.stderr
+    no_traceback(r.stdout + r.stderr)
+    doctor = p.cli("doctor")
+    assert 1 == doctor.returncode
+    assert re.search(r"^FAIL  catalog: .*damaged", doctor.stdout, re.M), doctor.stdout
+    assert re.search(r"^OK    config:", doctor.stdout, re.M) and "clock:" in doctor.stdout
+    once = p.cli("run", "--once")
+    assert 65 == once.returncode, once.stdout + once.stderr
+    no_traceback(once.stdout + once.stderr)
+
+    p.start(wait=False)
+    [held] = p.wait_event("catalog_untrusted", timeout=30)
+    assert "damaged" in held["found"] and "catalog rebuild" in held["fix"]
+    wait_for(lambda: any(b"backups stopped" in body for _, body in hook.got), 15,
+             "the notification that backups stopped")  # fmt: skip
+    r = p.cli("status")
+    assert 65 == r.returncode
+    no_traceback(r.stdout + r.stderr)
+    assert not lib.exists()  # nothing was written where the drive belongs
+    away.rename(lib)
+    p.wait_event("catalog_recovered", timeout=30)
+    p.wait_protected(10, timeout=60)
+    assert 0 == p.cli("status").returncode
+    assert 0 == p.stop()
+    hook.close()
+    no_traceback(p.output.read_text())
+
+
+def test_a_power_cut_right_after_a_copy_loses_nothing_on_the_drive(
+    setup: Setup, small_drive: Path
+) -> None:
+    """The drive's image taken right after the copies landed, without a sync (what
+    the disk holds at a power cut), mounted on a new computer: `catalog rebuild` finds
+    every photo the drive holds, listed or not, and `restore` gives each back whole."""
+    drive = small_drive / "photos"
+    p = setup.photod([{"name": "drive", "path": str(drive), "media": "external",
+                       "create": True}])  # fmt: skip
+    made = make_photos(setup.inbox, 8, size=900_000)
+    p.start()
+    p.wait_protected(8, timeout=60)
+    image = small_drive.parent.parent / "small.img"
+    crash = setup.home / "crash.img"
+    subprocess.run(["cp", "--sparse=always", str(image), str(crash)], check=True)  # no sync
+    assert 0 == p.stop()
+
+    mnt = setup.home / "media" / "CRASH"
+    mnt.mkdir(parents=True)
+    r = subprocess.run(
+        ["mount", "-o", "loop", str(crash), str(mnt)], capture_output=True, text=True
+    )
+    assert 0 == r.returncode, r.stderr
+    try:
+        other = setup.home / "new-computer"
+        other.mkdir()
+        q = Photod(other, other / "photod.toml")
+        (other / "photod.toml").write_text(
+            f'[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n[[targets]]\nname = "drive"\n'
+            f'type = "local"\npath = "{mnt / "photos"}"\nmedia = "external"\n'
+            f'[daemon]\nstate_dir = "{other / "state"}"\nlog_dir = "{other / "log"}"\n'
+        )
+        r = q.cli("catalog", "rebuild", "--from", "drive")
+        assert 0 == r.returncode, r.stdout + r.stderr
+        assert ": 8 assets" in r.stdout, r.stdout
+        dest = other / "restored"
+        r = q.cli("restore", str(dest))
+        assert 0 == r.returncode, r.stdout + r.stderr
+        assert sorted(made.values()) == sorted(target_files(dest).values())
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_full_state_dir_is_one_event_and_the_files_go_when_there_is_room(
+    setup: Setup, small_drive: Path
+) -> None:
+    """The state dir fills up: one `state_dir_full` event (not one per file, no
+    traceback), a status headline and a doctor FAIL; once there is room again the
+    waiting files are taken at once, not at the next rescan."""
+    lib = setup.home / "lib"
+    state = small_drive / "state"
+    p = setup.photod(
+        [{"name": "lib", "path": str(lib)}],
+        daemon=f'state_dir = "{state}"\nrescan_interval = "1h"',
+    )
+    p.config.write_text(p.config.read_text().replace(f'state_dir = "{setup.home}/state"\n', ""))
+    p.start()
+    make_photos(setup.inbox, 2)
+    p.wait_protected(2, timeout=60)
+    filler = fill(small_drive, leave=256 * 1024)
+    made = make_photos(setup.inbox, 12, start=2)
+    p.wait_event("state_dir_full", timeout=30)
+    status = p.cli("status")
+    assert "NOT TAKING NEW FILES" in status.stdout and str(state) in status.stdout
+    doctor = p.cli("doctor")
+    assert re.search(r"^FAIL  state dir: .* is full", doctor.stdout, re.M), doctor.stdout
+    filler.unlink()
+    p.wait_event("state_dir_room", timeout=30)
+    p.wait_protected(14, timeout=60)
+    assert 0 == p.stop()
+    assert 1 == len(p.events("state_dir_full"))
+    no_traceback(p.output.read_text())
+    assert set(made.values()) <= set(target_files(lib).values())
+    assert_target_holds(lib, target_files(lib))
+
+
+def test_a_file_time_past_2262_is_stored_and_backed_up(setup: Setup) -> None:
+    """A photo whose mtime does not fit in 64-bit nanoseconds (touch -d @253402300800:
+    ext4 keeps 2446, a tmpfs the year 10000) is ingested, copied with its time, and
+    leaves no temporary behind."""
+    lib = setup.home / "lib"
+    tmpfs = setup.home / "tmpfs-inbox"
+    tmpfs.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(tmpfs)],
+                       capture_output=True, text=True)  # fmt: skip
+    assert 0 == r.returncode, f"mount tmpfs: {r.stderr} (these tests run as root, as in CI)"
+    try:
+        p = setup.photod([{"name": "lib", "path": str(lib)}])
+        p.config.write_text(p.config.read_text() + f'\n[[sources]]\nname = "far"\ntype = "folder"\npath = "{tmpfs}"\n')  # fmt: skip
+        made = make_photos(setup.inbox, 1)
+        made |= make_photos(tmpfs, 1, start=1)
+        for path in (setup.inbox / "IMG_0000.JPG", tmpfs / "IMG_0001.JPG"):
+            subprocess.run(["touch", "-d", "@253402300800", str(path)], check=True)
+        p.start()
+        p.wait_protected(2, timeout=60)
+        assert 0 == p.stop()
+        assert [] == p.events("ingest_failed")
+        held = target_files(lib)
+        assert sorted(made.values()) == sorted(held.values())
+        assert_target_holds(lib, held)
+        ext4_copy = next(k for k, v in held.items() if v == made["IMG_0000.JPG"])
+        assert (setup.inbox / "IMG_0000.JPG").stat().st_mtime == (lib / ext4_copy).stat().st_mtime
+    finally:
+        subprocess.run(["umount", "-l", str(tmpfs)], capture_output=True)
+
+
+def test_an_encrypted_object_without_its_index_entry_keeps_its_name_and_date(
+    setup: Setup,
+) -> None:
+    """Every index and snapshot on an encrypted target lost: each object's own sealed
+    index line still gives it back under its original name and file time, with photod
+    (a rebuild on a new computer, then restore) and with the stock tools."""
+    p, _, vault, key = three_targets(setup)
+    made = make_photos(setup.inbox, 6)
+    times = {}
+    for i, path in enumerate(sorted(setup.inbox.iterdir())):
+        os.utime(path, (1_500_000_000 + i, 1_500_000_000 + i))
+        times[sha256(path)] = 1_500_000_000 + i
+    assert 0 == p.cli("run", "--once").returncode
+    for lost in [*vault.glob(".photod/installations/*/index/*"),
+                 *vault.glob(".photod/installations/*/snapshots/*")]:  # fmt: skip
+        lost.unlink()
+    shutil.rmtree(setup.home / "state")
+    r = p.cli("catalog", "rebuild", "--from", "vault")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    dest = setup.home / "restored"
+    r = p.cli("restore", str(dest), "--target", "vault")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    back = target_files(dest)
+    assert sorted(made.values()) == sorted(back.values())
+    assert sorted(target_files(setup.home / "lib")) == sorted(back)  # the original names
+    out = stock_restore((vault / ".photod" / "RECOVERY.md").read_text(), setup.home / "stock", key)
+    assert 6 == out.stdout.count(": OK"), out.stdout + out.stderr
+    for f in (setup.home / "stock" / "restored").rglob("*.JPG"):
+        assert times[sha256(f)] == int(f.stat().st_mtime)  # the date, from the line

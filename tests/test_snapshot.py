@@ -1,0 +1,116 @@
+"""Catalog snapshots are generations: a new one never stands in for a newer, larger or
+sound one, and a rebuild takes the newest good one.  Real catalogs, memory targets."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from photod import instance, snapshot
+from photod.catalog import Catalog
+from photod.errors import CatalogDamaged
+from photod.models import Kind, Media, Probe, TargetInfo, VerifyMethod
+from photod.replicate import TargetState
+from photod.targets.memory import MemoryTarget
+from photod.targets.records import Installation, Records, snapshots_in
+
+ME = Installation("ab" * 16, "laptop")
+INFO = Probe(Kind.PHOTO, "jpeg", datetime(2024, 1, 1), "exif", True)
+
+
+def target(t: MemoryTarget | None = None) -> TargetState:
+    t = t or MemoryTarget("nas")
+    return TargetState(t, TargetInfo("nas", Media.NAS, False), records=Records(t, ME),
+                       available=True)  # fmt: skip
+
+
+def grow(catalog: Catalog, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        sha = f"{i:064x}"
+        catalog.add_asset(sha, 10, f"2024/{i}.jpg", INFO, "in", f"{i}.jpg")
+        catalog.add_replica(sha, "nas", f"2024/{i}.jpg", 10, VerifyMethod.READBACK)
+
+
+def write(catalog: Catalog, states: dict[str, TargetState], tmp: Path) -> list[str]:
+    return snapshot.write_all(catalog, states, tmp, "plan", {"nas": "shared plan"})
+
+
+def test_each_snapshot_is_a_generation_and_the_newest_five_stay(tmp_path: Path) -> None:
+    """Every snapshot is one more generation with its photo count in its name; the
+    newest five are kept; the state dir remembers the last one; the target's shared
+    recovery document is written once."""
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    states = {"nas": target()}
+    for i in range(7):
+        grow(catalog, 1, start=i)
+        assert ["nas"] == write(catalog, states, tmp_path)
+    t = states["nas"].target
+    snaps = snapshots_in(t, ME.folder)
+    assert [(7, 7), (6, 6), (5, 5), (4, 4), (3, 3)] == [(s.generation, s.assets) for s in snaps]
+    known = instance.load(tmp_path)
+    assert known is not None and (7, 7, ME) == (known.generation, known.assets, known.installation)
+    assert b"shared plan" == t.get_meta("RECOVERY.md")
+    assert b"plan" == t.get_meta(f"{ME.folder}/RECOVERY.md")
+
+
+def test_a_smaller_or_empty_catalog_writes_no_snapshot_over_a_larger_one(tmp_path: Path) -> None:
+    """A catalog that knows fewer photos than the target's newest snapshot (something
+    is wrong with it) writes none there (`snapshot_refused`); an empty one writes none
+    anywhere."""
+    states = {"nas": target()}
+    full = Catalog(tmp_path / "full" / "catalog.sqlite")
+    grow(full, 3)
+    assert ["nas"] == write(full, states, tmp_path)
+    empty = Catalog(tmp_path / "empty" / "catalog.sqlite")
+    assert [] == write(empty, states, tmp_path)
+    small = Catalog(tmp_path / "small" / "catalog.sqlite")
+    grow(small, 1)
+    assert [] == write(small, states, tmp_path)
+    assert [3] == [s.assets for s in snapshots_in(states["nas"].target, ME.folder)]
+
+
+def test_a_damaged_catalog_writes_no_snapshot(tmp_path: Path) -> None:
+    """A catalog whose pages SQLite finds unsound never reaches a target."""
+    db = tmp_path / "catalog.sqlite"
+    catalog = Catalog(db)
+    grow(catalog, 200)
+    catalog.close()
+    raw = sqlite3.connect(db)
+    page = raw.execute("SELECT pageno FROM dbstat WHERE name='replicas' AND pagetype='leaf'"
+                       " LIMIT 1").fetchone()[0]  # fmt: skip
+    raw.close()
+    data = bytearray(db.read_bytes())
+    start = (page - 1) * 4096 + 2048
+    data[start : start + 300] = bytes(b ^ 0x5A for b in data[start : start + 300])
+    db.write_bytes(bytes(data))
+    states = {"nas": target()}
+    with pytest.raises(CatalogDamaged):
+        write(Catalog(db), states, tmp_path)
+    assert [] == snapshots_in(states["nas"].target, ME.folder)
+
+
+def test_the_rebuild_takes_the_newest_good_generation(tmp_path: Path) -> None:
+    """With the newest snapshot damaged on the target, the rebuild takes the one
+    before, adds what the list names beyond it, and counts on from the newest
+    generation there (so its own next snapshot supersedes the damaged one)."""
+    state = target()
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    grow(catalog, 2)
+    write(catalog, {"nas": state}, tmp_path)
+    grow(catalog, 2, start=2)
+    write(catalog, {"nas": state}, tmp_path)
+    t = state.target
+    assert isinstance(t, MemoryTarget)
+    for i in range(4):
+        t.objects[f"2024/{i}.jpg"] = f"photo {i}".encode()  # (hashes need not match here)
+    newest = snapshots_in(t, ME.folder)[0]
+    t.meta[newest.name] = b"not a snapshot"
+    out = tmp_path / "new" / "catalog.sqlite"
+    out.parent.mkdir()
+    result = snapshot.rebuild(out, "nas", state, ME)
+    assert snapshots_in(t, ME.folder)[1].name == result.from_snapshot
+    assert newest.generation == result.generation
+    assert (4, 2) == (result.assets, result.adopted)  # 2 from the snapshot, 2 read back
