@@ -46,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -313,31 +314,42 @@ def check(args: argparse.Namespace, home: Path) -> None:
     for name, _, _ in targets:  # each target holds this installation's records, as in use
         states[name].target.check(None)
         Records(states[name].target, first.me).register()
-    rounds: dict[str, list[float]] = {"warm": [], "cold": [], "floor-warm": [], "floor-cold": []}
+    rounds: dict[str, list[float]] = {}
     for _ in range(args.rounds):
-        for cold in (False, True):
-            if cold and not drop_caches():
+        for cold in ("warm", "cold"):
+            if cold == "cold" and not drop_caches():
                 continue
             t0 = time.monotonic()
             verdict = catalog_guard.settle(cfg, states)
-            rounds["cold" if cold else "warm"].append(time.monotonic() - t0)
+            rounds.setdefault(f"start-{cold}", []).append(time.monotonic() - t0)
             assert verdict.action == "go" and not verdict.found, verdict
-            if cold:
+            t0 = time.monotonic()
+            if verdict.unchecked:  # the rest of the page check, before the first write
+                assert "" == catalog_guard.deep_check(db, threading.Event())
+            rounds.setdefault(f"background-{cold}", []).append(time.monotonic() - t0)
+            if cold == "cold":
                 drop_caches()
             t0 = time.monotonic()
             subprocess.run(["sqlite3", str(db), "PRAGMA quick_check"], check=True,
                            capture_output=True)  # fmt: skip
-            rounds["floor-cold" if cold else "floor-warm"].append(time.monotonic() - t0)
+            rounds.setdefault(f"floor-{cold}", []).append(time.monotonic() - t0)
     for state in states.values():
         state.target.close()
-    for kind in ("warm", "cold"):
-        if not rounds[kind]:
+    for cold in ("warm", "cold"):
+        if f"start-{cold}" not in rounds:
             continue
-        ours, floor = statistics.median(rounds[kind]), statistics.median(rounds[f"floor-{kind}"])
-        print(f"{kind}: photod's check {ours:.2f} s, sqlite3 quick_check {floor:.2f} s", flush=True)
-        result("scale", f"start-up catalog check, {n:,} assets x 3 targets ({kind} cache)", ours,
-               floor, "sqlite3 PRAGMA quick_check", goal="< 1 s added at 1,000,000",
-               met=ours < 1.0 if n >= 1_000_000 else None)  # fmt: skip
+        start, rest, floor = (statistics.median(rounds[f"{k}-{cold}"])
+                              for k in ("start", "background", "floor"))  # fmt: skip
+        print(
+            f"{cold} cache: added to the start {start:.2f} s, then in the background before "
+            f"the first write {rest:.2f} s; sqlite3 quick_check {floor:.2f} s",
+            flush=True,
+        )
+        result("scale", f"start-up catalog check, {n:,} assets x 3 targets ({cold} cache)",
+               start, floor, "sqlite3 PRAGMA quick_check", goal="< 1 s added at 1,000,000",
+               met=start < 1.0 if n >= 1_000_000 else None)  # fmt: skip
+        result("scale", f"catalog check before the first write, {n:,} assets ({cold} cache)",
+               start + rest, floor, "sqlite3 PRAGMA quick_check")  # fmt: skip
 
 
 def shared(args: argparse.Namespace, home: Path) -> None:

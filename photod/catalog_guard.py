@@ -36,7 +36,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from photod import instance, snapshot
+from photod import failpoints, instance, snapshot
 from photod.catalog import CATALOG_NAME, Catalog
 from photod.config import Config
 from photod.errors import CatalogDamaged, PhotodError, TargetUnavailable
@@ -56,6 +56,9 @@ class Verdict:
     fix: str = ""  # the command that fixes it
     me: Installation | None = None
     relist: bool = False  # compare each target's list with the catalog in full
+    # The catalog is too large to check within START_BUDGET: the check goes on in the
+    # background, and no target is written to until it has passed (``deep_check``).
+    unchecked: bool = False
 
 
 @dataclass
@@ -91,8 +94,12 @@ def _look(
     return holder
 
 
-def _catalog_state(db: Path) -> tuple[str, int, int]:
-    """('' or why the catalog cannot be used, assets, generation); 'absent' when none."""
+START_BUDGET = 0.5  # seconds of SQLite's page check at start; the rest in the background
+
+
+def _catalog_state(db: Path, budget: float | None) -> tuple[str, int, int]:
+    """('' or why the catalog cannot be used, assets, generation); 'absent' when none,
+    'unchecked' when it is sound as far as the ``budget`` let SQLite look."""
     if not db.exists():
         return "absent", 0, 0
     try:
@@ -100,11 +107,14 @@ def _catalog_state(db: Path) -> tuple[str, int, int]:
     except CatalogDamaged as exc:
         return f"damaged: {exc.detail}", 0, 0
     try:
-        why = catalog.sound()
+        # (A large catalog's check outlasts the budget; a test arms this failpoint to
+        # take that path with a small one.)
+        spent = budget is not None and failpoints.armed("catalog_budget_spent")
+        why = None if spent else catalog.sound(budget=budget)
         if why:
             return f"damaged: SQLite finds it unsound ({why})", 0, 0
         assets, _ = catalog.counts()
-        return "", assets, catalog.generation
+        return "" if why == "" else "unchecked", assets, catalog.generation
     except CatalogDamaged as exc:
         return f"damaged: {exc.detail}", 0, 0
     finally:
@@ -127,7 +137,10 @@ def settle(
         log.info("catalog_rebuild_finished", detail=done)
     known = instance.load(cfg.state_dir)
     me = known.installation if known else None
-    why, assets, generation = _catalog_state(db)
+    # Checked again because of damage or a newer snapshot: every page, however long.
+    why, assets, generation = _catalog_state(db, None if thorough else START_BUDGET)
+    unchecked = why == "unchecked"
+    why = "" if unchecked else why
     remembered = _remembered_targets(db) if not why else {}
 
     def look(remote: bool) -> list[_Holder]:
@@ -172,7 +185,7 @@ def settle(
     if not problem:
         if me is None:
             me = _start_identity(cfg, db)
-        return Verdict("go", me=me)
+        return Verdict("go", me=me, unchecked=unchecked)
     # Something is wrong: rebuild from the best reachable target that holds records.
     if not thorough and why != "absent":
         holders += look(remote=True)
@@ -210,6 +223,30 @@ def settle(
     loaded = instance.load(cfg.state_dir)
     assert loaded is not None
     return Verdict("go", problem, me=loaded.installation, relist=True)
+
+
+def deep_check(db: Path, stop: threading.Event) -> str | None:
+    """SQLite's check of every page of the catalog, on a connection of its own (the
+    daemon runs meanwhile, writing to no target): '' when sound, else what it found;
+    None when stopped first."""
+    catalog = Catalog(db)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.2):
+            if stop.is_set():
+                catalog.interrupt()
+                return
+
+    threading.Thread(target=watch, name="catalog-check-stop", daemon=True).start()
+    try:
+        failpoints.hit("catalog_checking")
+        return catalog.sound() if not stop.is_set() else None
+    except PhotodError:
+        return None
+    finally:
+        done.set()
+        catalog.close()
 
 
 def _hold(found: str, keeps: str, fix: str) -> Verdict:

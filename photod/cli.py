@@ -55,9 +55,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         except PhotodError as exc:
             live = {"ok": False, "message": str(exc)}
         report["daemon"]["live"] = live
-        if live and live.get("held"):  # the daemon found what the state dir cannot show
-            report["catalog_problem"] = {k: live["held"][k] for k in ("found", "fix")}
-            report["protected"] = False
+        if live and live.get("ok"):
+            status.merge_live(report, live)
     if args.device:
         device = status.find_device(report, args.device)
         if device is None:

@@ -22,7 +22,13 @@ from photod import config as configmod
 from photod.catalog import CATALOG_NAME, Catalog
 from photod.config import Config
 from photod.control import ControlServer
-from photod.errors import AlreadyRunning, CatalogDamaged, CatalogUntrusted, ConfigError
+from photod.errors import (
+    AlreadyRunning,
+    CatalogDamaged,
+    CatalogUntrusted,
+    ConfigError,
+    PhotodError,
+)
 from photod.logs import log
 from photod.notify import Notifier
 from photod.pipeline import Pipeline, build_targets
@@ -204,6 +210,8 @@ class Daemon:
             signal.signal(signum, self._on_signal)
         control = None if self.once else ControlServer(cfg.control_socket, self._control)
         unclean = lock.unclean
+        clean = False  # whether this run ends as a clean stop (the next start trusts it)
+        resettled = -60.0  # when the catalog was last settled again while running
         try:
             if control is not None:
                 control.start()
@@ -211,26 +219,38 @@ class Daemon:
                 trusted = self._settle(cfg)
                 if trusted is None:
                     break
-                catalog, me, relist = trusted
+                catalog, verdict = trusted
+                me, relist = verdict.me, verdict.relist or unclean
+                assert me is not None
                 try:
                     if self.once:
-                        self._run_once(cfg, catalog, me, relist or unclean)
+                        if verdict.unchecked:
+                            self._check_deeply(cfg, catalog, None)
+                        self._run_once(cfg, catalog, me, relist)
+                        clean = True
                         return 0
-                    self._serve(cfg, catalog, me, relist or unclean)
+                    self._serve(cfg, catalog, me, relist, verdict.unchecked)
                 finally:
                     catalog.close()
                 unclean = False
                 if self._stop:
                     break
                 if self._resettle:
+                    # Settled again at once, unless it keeps happening (a bug must not
+                    # spin): then a pause first.
+                    if time.monotonic() - resettled < 30:
+                        self._wake.wait(HOLD_LOOK)
+                        self._wake.clear()
+                    resettled = time.monotonic()
                     continue
                 self._reload = False
                 sd_notify("RELOADING=1")
                 cfg = self._reread(cfg)
+            clean = not unclean  # a stop while holding keeps the last crash's mark
         finally:
             if control is not None:
                 control.stop()
-            lock.release()
+            lock.release(clean)
             log.info("daemon_stopped")
             logs.shutdown()
         return 0
@@ -249,7 +269,7 @@ class Daemon:
             )
             return cfg
 
-    def _settle(self, cfg: Config) -> tuple[Catalog, Installation, bool] | None:
+    def _settle(self, cfg: Config) -> tuple[Catalog, catalog_guard.Verdict] | None:
         """The catalog once it can be trusted (rebuilt if need be), with this
         installation and whether the targets' lists must be compared in full.  While it
         cannot be trusted, nothing is written anywhere: the daemon says so once (event,
@@ -265,10 +285,17 @@ class Daemon:
         try:
             while not self._stop:
                 self._resettle = ""
-                verdict = catalog_guard.settle(cfg, targets, self._stopping, thorough)
+                try:
+                    verdict = catalog_guard.settle(cfg, targets, self._stopping, thorough)
+                except (PhotodError, OSError) as exc:  # a bug or an odd disk: hold, say it
+                    log.exception("catalog_check_failed", error=str(exc))
+                    verdict = catalog_guard.Verdict(
+                        "hold", f"the catalog could not be checked ({exc})",
+                        "nothing is written anywhere", "`photod doctor`, then restart photod",
+                    )  # fmt: skip
                 if verdict.action == "go" and verdict.me is not None:
                     self._held = None
-                    return Catalog(cfg.state_dir / CATALOG_NAME), verdict.me, verdict.relist
+                    return Catalog(cfg.state_dir / CATALOG_NAME), verdict
                 self._held = verdict
                 if verdict.found != said:
                     log.error("catalog_untrusted", found=verdict.found, keeps=verdict.keeps,
@@ -290,12 +317,43 @@ class Daemon:
             logs.listeners.remove(notifier.on_event)
             notifier.stop()
 
-    def _serve(self, cfg: Config, catalog: Catalog, me: Installation, relist: bool) -> None:
+    def _check_deeply(self, cfg: Config, catalog: Catalog, pipeline: Pipeline | None) -> None:
+        """Finish the check of a catalog too large for the start-up budget; targets are
+        made available (written to) only once it has passed."""
+        started = time.monotonic()
+        if pipeline is not None:
+            lower_priority("idle")  # this thread only: the daemon goes on meanwhile
+        why = catalog_guard.deep_check(cfg.state_dir / CATALOG_NAME, self._stopping)
+        if why is None:
+            return  # stopping
+        if why:
+            catalog.noticed(CatalogDamaged(catalog.path, why))
+            if pipeline is None:
+                raise CatalogDamaged(catalog.path, why)
+            log.error("catalog_damaged", detail=why,
+                      action="stopped; the catalog is checked and rebuilt from the targets")  # fmt: skip
+            self._distrust(why)
+            return
+        log.info("catalog_checked", duration=round(time.monotonic() - started, 3))
+        if pipeline is not None:
+            pipeline.replicator.trusted.set()
+            pipeline.wake("probe")
+
+    def _serve(
+        self, cfg: Config, catalog: Catalog, me: Installation, relist: bool, unchecked: bool
+    ) -> None:
         """Run one configuration until a signal asks to stop or reload, or the catalog
-        must be settled again."""
+        must be settled again.  ``unchecked``: the catalog's check goes on in the
+        background, and no target is written to until it passes."""
         started = time.monotonic()
         pipeline = Pipeline(cfg, catalog, me, relist)
         pipeline.replicator.distrust = self._distrust
+        checker = None
+        if unchecked:
+            pipeline.replicator.trusted.clear()
+            checker = threading.Thread(target=self._check_deeply, args=(cfg, catalog, pipeline),
+                                       name="catalog-check", daemon=True)  # fmt: skip
+            checker.start()
         pipeline.paused_until = self._paused_until
         notifier = Notifier(cfg.notify)
         notifier.start()
@@ -340,6 +398,11 @@ class Daemon:
         self._pipeline = None
         pipeline.stop_event.set()
         jobs.stop(scheduler)
+        if checker is not None and checker.is_alive():
+            self._stopping.set()  # interrupts the check (a new one runs at the next start)
+            checker.join()
+            if not self._stop:
+                self._stopping.clear()
         pipeline.stop(snapshot=not self._resettle)
         logs.listeners.remove(notifier.on_event)
         notifier.stop()  # what is queued still goes out
@@ -376,6 +439,7 @@ class Daemon:
                 "imports": pipeline.devices.live() if pipeline.devices is not None else [],
                 "next_runs": jobs.schedule(scheduler),
                 "targets": {n: s.available for n, s in pipeline.targets.items()},
+                "reasons": {n: s.reason for n, s in pipeline.targets.items() if not s.available},
             }
         if cmd == "backup":
             for job in ("reconcile", "retry", "upload"):

@@ -191,7 +191,10 @@ class Pipeline:
             watcher.stop()
         self.workers.shutdown(wait=True, cancel_futures=True)
         self.replicator.close()
-        self.replicator.flush()  # the lists' last entries
+        try:
+            self.replicator.flush()  # the lists' last entries
+        except PhotodError as exc:  # the catalog failed: the next start lists them again
+            log.warning("list_flush_failed", error=str(exc))
         if snapshot:
             self.snapshot_if_due(force=True)
         for state in self.targets.values():

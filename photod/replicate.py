@@ -131,6 +131,10 @@ class Replicator:
         # Told when a target knows more than the catalog (a newer snapshot of this
         # installation): the daemon stops and settles the catalog again.
         self.distrust: Callable[[str], None] = lambda why: None
+        # Set once the catalog is proved sound: until then no target is made available,
+        # so nothing is written anywhere (a large catalog is checked in the background).
+        self.trusted = threading.Event()
+        self.trusted.set()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -150,6 +154,9 @@ class Replicator:
                     pending=self.catalog.pending_count(name),
                 )
             self._set(state, False, why)
+            return False
+        if not self.trusted.is_set():
+            self._set(state, False, "waiting for the check of the catalog to finish")
             return False
         now = time.monotonic()
         if now < state.next_probe:
@@ -232,9 +239,11 @@ class Replicator:
                 "target written with another identity?",
             ) from exc  # fmt: skip
         verified = self.catalog.verified_count(name)
-        if self.relist or verified > self.catalog.own_entries(name):
+        unlisted = self.catalog.meta(f"unlisted:{name}") is not None
+        if self.relist or unlisted or verified > self.catalog.own_entries(name):
             with state.lock:
                 ledgers.relist(self.catalog, name, records)
+            self.catalog.delete_meta(f"unlisted:{name}")
         self._read_others(name, state)
 
     def _read_others(self, name: str, state: TargetState) -> None:
@@ -252,12 +261,22 @@ class Replicator:
     def flush(self) -> None:
         """Write the buffered list entries of every available target."""
         for name, state in self.targets.items():
-            if state.available and state.records is not None:
+            if state.records is not None and state.records.ledger.pending():
+                if not state.available:
+                    self._unlisted(name)
+                    continue
                 try:
                     with state.lock:
                         ledgers.flush(self.catalog, name, state.records)
                 except TargetUnavailable as exc:
+                    self._unlisted(name)
                     self._fail_target(name, exc)
+
+    def _unlisted(self, name: str) -> None:
+        """Copies wait to be listed on a target that went: the catalog says so, so that
+        they are listed the next time it comes, even after a restart."""
+        if self.catalog.meta(f"unlisted:{name}") is None:
+            self.catalog.set_meta(f"unlisted:{name}", "1")
 
     def unlisted(self) -> bool:
         """Whether some verified copy waits to be written to its target's list."""

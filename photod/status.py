@@ -248,6 +248,19 @@ def device_report(
     }
 
 
+def merge_live(report: dict[str, Any], live: dict[str, Any]) -> None:
+    """What only the running daemon knows: a target it does not write to now (while
+    the catalog is being checked, say) is unavailable, with the daemon's reason; a
+    catalog it does not act on is the report's problem."""
+    if live.get("held"):
+        report["catalog_problem"] = {k: live["held"][k] for k in ("found", "fix")}
+        report["protected"] = False
+    for t in report["targets"]:
+        why = (live.get("reasons") or {}).get(t["name"])
+        if t["available"] and why:
+            t["available"], t["reason"] = False, why
+
+
 def find_device(report: dict[str, Any], name: str) -> dict[str, Any] | None:
     for d in report["devices"]:
         if name == d["name"] or usb.normal(d["udid"]) == usb.normal(name):

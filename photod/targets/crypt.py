@@ -362,6 +362,9 @@ class CryptTarget:
         self.keys_ = keys
         self.names: dict[str, str] = {}  # object name -> key
         self.sizes: dict[str, int] = {}  # key -> plaintext size
+        # Objects whose own index line this identity cannot open (another computer's,
+        # sealed to another identity): not asked again at every listing.
+        self.foreign: set[str] = set()
         self.lock = threading.Lock()
 
     def learn(self, entries: Iterable[ManifestEntry]) -> None:
@@ -374,9 +377,12 @@ class CryptTarget:
 
     def described(self, obj: str) -> ManifestEntry | None:
         """An object's own index line (None: it has none, or not for this identity)."""
+        if obj in self.foreign:
+            return None
         try:
             data = self.get_private(sidecar(obj))
         except Undecryptable:
+            self.foreign.add(obj)
             return None
         entries = parse_index(data) if data else []
         if not entries or self.keys_.object_name(entries[0].key) != obj:

@@ -64,6 +64,8 @@ def _write_atomic(path: Path, data: bytes, owner: str = "") -> None:
 def _create_atomic(path: Path, data: bytes, owner: str = "") -> bool:
     """Like ``_write_atomic``, but only when nothing is at ``path``: link() refuses an
     existing name, so of two writers exactly one wins.  False when one was there."""
+    if os.path.lexists(path):
+        return False  # the usual case once written: no temporary, no fsync
     tmp = _write_temp(path, data, owner)
     try:
         os.link(tmp, path, follow_symlinks=False)

@@ -185,3 +185,37 @@ def test_every_computer_comes_back_from_each_single_target(
     }
     assert everyone == restored
     assert os.path.exists(copy / "restored" / "SHA256SUMS")
+
+
+def test_a_scrub_never_moves_aside_another_computers_file(
+    family: tuple[list[Computer], Path, Path, Path],
+) -> None:
+    """A photo the laptop stored on the NAS and the desktop relies on goes bad: the
+    desktop's scrub stops counting that copy and makes its own, but never moves the
+    laptop's file aside or writes over it; the laptop's scrub moves its own file aside
+    and repairs it under its name."""
+    (laptop, desktop, _), nas, _, _ = family
+    common = make_photos(laptop.inbox, 1, start=0)
+    make_photos(desktop.inbox, 1, start=0)
+    laptop.photod.start()
+    laptop.photod.wait_protected(1, timeout=120)
+    desktop.photod.start()
+    desktop.photod.wait_protected(1, timeout=120)
+    for c in (laptop, desktop):
+        assert 0 == c.photod.stop()
+    assert [] == [e for e in desktop.photod.events("replica_written") if e["target"] == "nas"]
+    [key] = target_files(nas)
+    (nas / key).write_bytes(b"rotten" * 1000)
+
+    r = desktop.photod.cli("verify", "--target", "nas", "--all")
+    assert "1 corrupt" in r.stdout and "1 repaired" in r.stdout, r.stdout + r.stderr
+    assert b"rotten" * 1000 == (nas / key).read_bytes()  # the laptop's file, left alone
+    assert [] == list(nas.glob(".photod/quarantine/**/*.JPG"))
+    assert sorted(common.values()) == sorted(
+        v for k, v in target_files(nas).items() if k != key
+    )  # the desktop's own good copy, beside it
+
+    r = laptop.photod.cli("verify", "--target", "nas", "--all")
+    assert "1 corrupt" in r.stdout and "1 repaired" in r.stdout, r.stdout + r.stderr
+    assert common["IMG_0000.JPG"] == sha256(nas / key)  # repaired under its own name
+    assert 1 == len(list(nas.glob(".photod/quarantine/**/*.JPG")))

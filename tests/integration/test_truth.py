@@ -385,3 +385,44 @@ def test_an_encrypted_object_without_its_index_entry_keeps_its_name_and_date(
     assert 6 == out.stdout.count(": OK"), out.stdout + out.stderr
     for f in (setup.home / "stock" / "restored").rglob("*.JPG"):
         assert times[sha256(f)] == int(f.stat().st_mtime)  # the date, from the line
+
+
+@pytest.mark.parametrize("damaged", [False, True], ids=["sound", "damaged"])
+def test_a_catalog_checked_in_the_background_gates_every_write(setup: Setup, damaged: bool) -> None:
+    """A catalog too large to check within the start-up budget (the failpoint takes
+    that path on a small one) is checked in the background: meanwhile new photos are
+    recorded but nothing is written to any target, and status says why; once the check
+    passes the copies go.  If the check finds damage, the daemon stops, rebuilds the
+    catalog from a target, and then copies."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}])
+    make_photos(setup.inbox, 3)
+    assert 0 == p.cli("run", "--once").returncode
+    before = target_files(lib)
+    if damaged:
+        db_path = setup.home / "state" / "catalog.sqlite"
+        db = sqlite3.connect(db_path)
+        page = db.execute("SELECT pageno FROM dbstat WHERE name='assets' AND pagetype='leaf'"
+                          " LIMIT 1").fetchone()[0]  # fmt: skip
+        db.close()
+        data = bytearray(db_path.read_bytes())
+        start = page * 4096 - 350  # the rows are at the end of the page
+        data[start : start + 300] = bytes(b ^ 0x3C for b in data[start : start + 300])
+        db_path.write_bytes(bytes(data))
+    p.env["PHOTOD_FAILPOINTS"] = "catalog_budget_spent=raise,catalog_checking=1:sleep:4"
+    made = make_photos(setup.inbox, 2, start=10)
+    p.start()
+    if not damaged:
+        p.wait_event("asset_ingested", count=2, timeout=10)
+        assert before == target_files(lib)  # recorded, not written: the check is not done
+        lib_status = next(t for t in p.status()["targets"] if t["name"] == "lib")
+        assert "check of the catalog" in lib_status["reason"]
+        p.wait_event("catalog_checked", timeout=30)
+    else:  # found at the start or by the check in the background: rebuilt either way
+        [recovered] = p.wait_event("catalog_recovered", timeout=60)
+        assert "damaged" in recovered["found"]
+    p.wait_protected(5, timeout=60)
+    assert 0 == p.stop()
+    assert set(made.values()) <= set(target_files(lib).values())
+    assert before.items() <= target_files(lib).items()
+    assert_target_holds(lib, target_files(lib))
