@@ -1,4 +1,4 @@
-"""Scrub benchmark: `photod verify --all` against `sha256sum -c` of the same manifest,
+"""Scrub benchmark: `photod verify --all` against `sha256sum -c` of the same checksum list,
 on the same local target, in the same run.
 
     python bench/verify.py [--gb 2] [--video-mb 200] [--workdir DIR] [--rounds 3]
@@ -13,7 +13,8 @@ memory):
               every copy from the disk
               (its cached pages dropped first), hash it, compare with the catalog and
               record the check; at the configured io_priority (default idle);
-  sha256sum   `sha256sum -c --quiet .photod/SHA256SUMS` in the target's root.
+  sha256sum   `sha256sum -c --quiet SUMS` in the target's root, SUMS being the target's
+              checksum lists (`.photod/installations/*/sums/*.sha256`) in one file.
 
 Prints wall time, throughput, CPU used (user + system of the process, in cores) and
 the ratio of throughputs (goal: photod >= 1.5 x sha256sum, CPU below one core); copy
@@ -30,6 +31,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -86,6 +88,9 @@ def main() -> int:
     print(
         f"target: {n} files, {total / 1e9:.2f} GB (photos and {videos} videos of {args.video_mb} MB)"
     )
+    sums = Path(tempfile.mkdtemp(prefix="photod-bench-sums-")) / "SUMS"
+    sums.write_bytes(b"".join(p.read_bytes() for p in sorted(
+        target.glob(".photod/installations/*/sums/*.sha256"))))  # fmt: skip
     cold = drop_caches()
     if not cold:
         print("warning: cannot drop the page cache (not root): reads may come from memory")
@@ -94,9 +99,7 @@ def main() -> int:
         drop_caches()
         runs["photod"].append(timed([*photod, "verify", "--target", "library", "--all"]))
         drop_caches()
-        runs["sha256sum"].append(
-            timed(["sha256sum", "-c", "--quiet", ".photod/SHA256SUMS"], cwd=target)
-        )
+        runs["sha256sum"].append(timed(["sha256sum", "-c", "--quiet", str(sums)], cwd=target))
         p, s = runs["photod"][-1], runs["sha256sum"][-1]
         print(
             f"round {round_ + 1}: photod {p[0]:.2f} s ({p[1] / p[0]:.2f} cores), "
