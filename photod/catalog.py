@@ -669,6 +669,11 @@ class Catalog:
             )
             return cur.rowcount == 1
 
+    def empty(self) -> bool:
+        """No asset at all (one row looked for, not a count of a million)."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM assets LIMIT 1").fetchone() is None
+
     def counts(self) -> tuple[int, int]:
         with self._lock:
             row = self._db.execute("SELECT count(*), coalesce(sum(size), 0) FROM assets").fetchone()

@@ -10,12 +10,12 @@ unplugged.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from photod.catalog import CATALOG_NAME, Catalog
+from photod.durable import write_atomic
 from photod.errors import CatalogDamaged
 from photod.targets.records import Installation
 
@@ -52,13 +52,7 @@ def save(state_dir: Path, known: Known) -> None:
         "generation": known.generation,
         "assets": known.assets,
     }
-    tmp = state_dir / f".{FILE}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, state_dir / FILE)
+    write_atomic(state_dir / FILE, json.dumps(data, indent=1).encode())
 
 
 def new(name: str) -> Installation:
@@ -100,8 +94,7 @@ def check_catalog(state_dir: Path, thorough: bool = False) -> CatalogProblem | N
         why = catalog.sound() if thorough else ""
         if why:
             return CatalogProblem(f"the catalog {db} is damaged ({why})", damaged=why)
-        assets, _ = catalog.counts()
-        if known is not None and assets == 0 and known.assets:
+        if known is not None and known.assets and catalog.empty():
             return CatalogProblem(
                 f"the catalog {db} is empty, but its last snapshot held {known.assets} photos"
             )

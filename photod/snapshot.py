@@ -36,6 +36,7 @@ from pathlib import Path
 
 from photod import failpoints, instance
 from photod.catalog import Catalog, check_file
+from photod.durable import fsync_dir
 from photod.errors import CatalogDamaged, PhotodError, Stopping, TargetUnavailable, Undecryptable
 from photod.ledgers import adopt_object
 from photod.logs import log
@@ -207,7 +208,7 @@ def rebuild(
     for ext in ("-wal", "-shm"):  # closed cleanly: checkpointed into the file
         Path(f"{tmp}{ext}").unlink(missing_ok=True)
     os.replace(tmp, db_path.with_name(db_path.name + REBUILT))
-    _fsync_dir(db_path.parent)
+    fsync_dir(db_path.parent)
     return Rebuilt(snap, top, _identity(target, chosen), assets, adopted, missing, skipped)
 
 
@@ -249,14 +250,6 @@ def _remove(path: Path) -> None:
         Path(f"{path}{ext}").unlink(missing_ok=True)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def swap_in(db_path: Path) -> Path | None:
     """Put a finished rebuild in place; the old catalog (with its WAL) is kept as
     ``.bak``, never deleted.  Safe to run again after a kill at any step: the name it
@@ -272,7 +265,7 @@ def swap_in(db_path: Path) -> Path | None:
             os.replace(old, Path(f"{aside}{ext}"))
             kept = aside
     os.replace(rebuilt, db_path)
-    _fsync_dir(db_path.parent)
+    fsync_dir(db_path.parent)
     return kept if kept is not None and kept.exists() else None
 
 

@@ -43,6 +43,23 @@ def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
     server.stop()
 
 
+def damage_catalog(db_path: Path, table: str) -> bytes:
+    """Flip 300 bytes among the rows of a table's first leaf page, as bit rot or a bad
+    sector would; returns the damaged file's bytes."""
+    import sqlite3
+
+    db = sqlite3.connect(db_path)
+    size = db.execute("PRAGMA page_size").fetchone()[0]
+    page = db.execute("SELECT pageno FROM dbstat WHERE name=? AND pagetype='leaf'"
+                      " ORDER BY pageno LIMIT 1", (table,)).fetchone()[0]  # fmt: skip
+    db.close()
+    data = bytearray(db_path.read_bytes())
+    start = page * size - 350  # a page's rows fill it from its end
+    data[start : start + 300] = bytes(b ^ 0xA5 for b in data[start : start + 300])
+    db_path.write_bytes(bytes(data))
+    return bytes(data)
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -11,6 +11,7 @@ import pytest
 from photod.catalog import MIGRATIONS, Catalog
 from photod.errors import CatalogDamaged, PhotodError
 from photod.models import Kind, Probe, VerifyMethod
+from tests.conftest import damage_catalog
 
 INFO = Probe(Kind.PHOTO, "jpeg", datetime(2024, 1, 1), "exif", True)
 
@@ -127,14 +128,8 @@ def test_a_damaged_catalog_is_one_clear_error(tmp_path: Path) -> None:
     assert 65 == err.value.exit_code
     assert str(tmp_path / "cut.sqlite") in str(err.value) and "catalog rebuild" in str(err.value)
 
-    db = sqlite3.connect(tmp_path / "c.sqlite")
-    page = db.execute("SELECT pageno FROM dbstat WHERE name='assets' AND pagetype='leaf'"
-                      " LIMIT 1").fetchone()[0]  # fmt: skip
-    db.close()
-    flipped = bytearray(data)
-    start = (page - 1) * 4096 + 2048
-    flipped[start : start + 300] = bytes(b ^ 0xFF for b in flipped[start : start + 300])
-    (tmp_path / "flip.sqlite").write_bytes(bytes(flipped))
+    (tmp_path / "flip.sqlite").write_bytes(data)
+    damage_catalog(tmp_path / "flip.sqlite", "assets")
     c = Catalog(tmp_path / "flip.sqlite")
     assert "" != c.sound()
     c.close()

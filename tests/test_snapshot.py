@@ -3,7 +3,6 @@ sound one, and a rebuild takes the newest good one.  Real catalogs, memory targe
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from photod.models import Kind, Media, Probe, TargetInfo, VerifyMethod
 from photod.replicate import TargetState
 from photod.targets.memory import MemoryTarget
 from photod.targets.records import Installation, Records, snapshots_in
+from tests.conftest import damage_catalog
 
 ME = Installation("ab" * 16, "laptop")
 INFO = Probe(Kind.PHOTO, "jpeg", datetime(2024, 1, 1), "exif", True)
@@ -78,14 +78,7 @@ def test_a_damaged_catalog_writes_no_snapshot(tmp_path: Path) -> None:
     catalog = Catalog(db)
     grow(catalog, 200)
     catalog.close()
-    raw = sqlite3.connect(db)
-    page = raw.execute("SELECT pageno FROM dbstat WHERE name='replicas' AND pagetype='leaf'"
-                       " LIMIT 1").fetchone()[0]  # fmt: skip
-    raw.close()
-    data = bytearray(db.read_bytes())
-    start = (page - 1) * 4096 + 2048
-    data[start : start + 300] = bytes(b ^ 0x5A for b in data[start : start + 300])
-    db.write_bytes(bytes(data))
+    damage_catalog(db, "replicas")
     states = {"nas": target()}
     with pytest.raises(CatalogDamaged):
         write(Catalog(db), states, tmp_path)

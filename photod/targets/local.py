@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from photod import failpoints
+from photod.durable import fsync_dir
 from photod.errors import ChecksumMismatch, KeyExists, TargetFull, TargetUnavailable
 from photod.models import ManifestEntry, VerifyMethod
 from photod.mounts import mount_of, mount_points
@@ -34,14 +35,6 @@ TEMP_SUFFIX = ".tmp"
 # once it is this old: it may be a write in flight.
 FOREIGN_TEMP_AGE = 3600.0
 PREFETCH = 16 * 1024 * 1024  # bytes of a file read ahead by ``prefetch``; the rest streams
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_temp(path: Path, data: bytes, owner: str) -> Path:
@@ -58,7 +51,7 @@ def _write_atomic(path: Path, data: bytes, owner: str = "") -> None:
     """Temp file in the same directory, fsync, rename over, fsync the directory: the
     file is either the old one or the new one after a crash, never a mix."""
     os.replace(_write_temp(path, data, owner), path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _create_atomic(path: Path, data: bytes, owner: str = "") -> bool:
@@ -80,7 +73,7 @@ def _create_atomic(path: Path, data: bytes, owner: str = "") -> bool:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return True
 
 

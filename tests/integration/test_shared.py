@@ -112,6 +112,8 @@ def test_three_computers_share_a_nas_and_an_s3_prefix(
     desktop.photod.wait_protected(6, timeout=180)
     wait_for(lambda: len(listed(nas)) == 9, 30, "nine photos listed on the NAS")
     lists = {seg: seg.read_text() for seg in target_lists(nas)}
+    indexes = {seg: seg.read_bytes() for seg in cloud.glob(".photod/installations/*/index/*")}
+    assert indexes
 
     mine["tablet"] = make_photos(tablet.inbox, 1, start=200)
     tablet.photod.start()
@@ -125,6 +127,8 @@ def test_three_computers_share_a_nas_and_an_s3_prefix(
     assert_target_holds(nas, held)
     for seg, text in lists.items():
         assert text == seg.read_text()  # the tablet replaced or deleted none of them
+    for seg, data in indexes.items():
+        assert data == seg.read_bytes()  # nor any of their index segments on S3
     folders = sorted(
         p.name.partition(".")[0] for p in (nas / ".photod" / "installations").iterdir()
     )

@@ -11,13 +11,12 @@ import random
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAMPLES, Photod, sha256, target_files, wait_for
+from tests.conftest import SAMPLES, Photod, damage_catalog, sha256, target_files, wait_for
 from tests.integration.conftest import Setup, assert_target_holds, fill, listed
 from tests.servers import Webhook, need
 
@@ -61,6 +60,14 @@ def stock_restore(
     env = {**os.environ, "KEY": str(key or "")}
     return subprocess.run(["bash", "-e", "-c", block.group(1)], cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def two_targets(setup: Setup) -> tuple[Photod, Path, Path]:
+    """A library and an external folder, both required."""
+    lib, ext = setup.home / "lib", setup.home / "ext"
+    p = setup.photod([{"name": "lib", "path": str(lib)},
+                      {"name": "ext", "path": str(ext), "create": True}])  # fmt: skip
+    return p, lib, ext
 
 
 def three_targets(setup: Setup) -> tuple[Photod, list[Path], Path, Path]:
@@ -136,9 +143,7 @@ def test_a_catalog_that_lost_its_last_commits_catches_up_from_the_targets(setup:
     """Killed, and its WAL deleted (a power cut that lost the last commits): the
     targets' lists keep every copy, the catalog gets them back from the lists (or a
     newer snapshot) at the next start, and status is true again."""
-    lib, ext = setup.home / "lib", setup.home / "ext"
-    p = setup.photod([{"name": "lib", "path": str(lib)}, {"name": "ext", "path": str(ext),
-                                                          "create": True}])  # fmt: skip
+    p, lib, ext = two_targets(setup)
     make_photos(setup.inbox, 30)
     p.start()
     p.wait_protected(30, timeout=120)
@@ -168,24 +173,13 @@ def test_damaged_catalog_pages_are_noticed_and_never_reach_the_targets(setup: Se
     """Three hundred bytes flipped in the catalog's replicas table: photod notices at
     start, keeps the damaged file aside, rebuilds from a target, and no target's newest
     snapshot is replaced by the damaged catalog's."""
-    lib, ext = setup.home / "lib", setup.home / "ext"
-    p = setup.photod([{"name": "lib", "path": str(lib)}, {"name": "ext", "path": str(ext),
-                                                          "create": True}])  # fmt: skip
+    p, lib, ext = two_targets(setup)
     make_photos(setup.inbox, 20)
     p.start()
     p.wait_protected(20, timeout=120)
     assert 0 == p.stop()
     snaps = {root: snapshots(root) for root in (lib, ext)}
-    db_path = setup.home / "state" / "catalog.sqlite"
-    db = sqlite3.connect(db_path)
-    size = db.execute("PRAGMA page_size").fetchone()[0]
-    page = db.execute("SELECT pageno FROM dbstat WHERE name='replicas' AND pagetype='leaf'"
-                      " ORDER BY pageno LIMIT 1").fetchone()[0]  # fmt: skip
-    db.close()
-    data = bytearray(db_path.read_bytes())
-    start = (page - 1) * size + size // 2
-    data[start : start + 300] = bytes(b ^ 0xA5 for b in data[start : start + 300])
-    db_path.write_bytes(bytes(data))
+    data = damage_catalog(setup.home / "state" / "catalog.sqlite", "replicas")
 
     p.start()
     [recovered] = p.wait_event("catalog_recovered", timeout=60)
@@ -400,15 +394,7 @@ def test_a_catalog_checked_in_the_background_gates_every_write(setup: Setup, dam
     assert 0 == p.cli("run", "--once").returncode
     before = target_files(lib)
     if damaged:
-        db_path = setup.home / "state" / "catalog.sqlite"
-        db = sqlite3.connect(db_path)
-        page = db.execute("SELECT pageno FROM dbstat WHERE name='assets' AND pagetype='leaf'"
-                          " LIMIT 1").fetchone()[0]  # fmt: skip
-        db.close()
-        data = bytearray(db_path.read_bytes())
-        start = page * 4096 - 350  # the rows are at the end of the page
-        data[start : start + 300] = bytes(b ^ 0x3C for b in data[start : start + 300])
-        db_path.write_bytes(bytes(data))
+        damage_catalog(setup.home / "state" / "catalog.sqlite", "assets")
     p.env["PHOTOD_FAILPOINTS"] = "catalog_budget_spent=raise,catalog_checking=1:sleep:4"
     made = make_photos(setup.inbox, 2, start=10)
     p.start()
