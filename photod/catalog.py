@@ -558,14 +558,16 @@ class Catalog:
     def shared_read(
         self, target: str, installation: str, segment: str, entries: list[ManifestEntry]
     ) -> None:
-        """Another installation's segment, read: its entries, in one transaction."""
-        with self._tx() as db:
+        """Another installation's segment, read: its entries in transactions of 10,000
+        (no other use of the catalog waits long), then the segment as read."""
+        rows = [(target, e.sha256, e.key, installation, segment) for e in entries]
+        for i in range(0, len(rows), 10_000):
+            with self._tx() as db:
+                db.executemany("INSERT INTO shared_entries VALUES (?,?,?,?,?)",
+                               rows[i : i + 10_000])  # fmt: skip
+        with self._tx() as db:  # a crash before this line: read again, after a clean-out
             db.execute("INSERT OR REPLACE INTO shared_segments VALUES (?,?,?)",
                        (target, segment, installation))  # fmt: skip
-            db.executemany(
-                "INSERT INTO shared_entries VALUES (?,?,?,?,?)",
-                [(target, e.sha256, e.key, installation, segment) for e in entries],
-            )
 
     def shared_gone(self, target: str, segments: list[str]) -> None:
         with self._tx() as db:

@@ -136,7 +136,8 @@ def settle(
     if done:
         log.info("catalog_rebuild_finished", detail=done)
     known = instance.load(cfg.state_dir)
-    me = known.installation if known else None
+    # (installation.json lost beside a catalog that carries its id: that id, not a new one)
+    me = known.installation if known else snapshot.identity(cfg.state_dir, db, cfg.instance)
     # Checked again because of damage or a newer snapshot: every page, however long.
     why, assets, generation = _catalog_state(db, None if thorough else START_BUDGET)
     unchecked = why == "unchecked"
@@ -183,8 +184,9 @@ def settle(
                 "[daemon] instance",
             )
     if not problem:
-        if me is None:
-            me = _start_identity(cfg, db)
+        if known is None:
+            me = _start_identity(cfg, db, me)
+        assert me is not None
         return Verdict("go", me=me, unchecked=unchecked)
     # Something is wrong: rebuild from the best reachable target that holds records.
     if not thorough and why != "absent":
@@ -227,9 +229,12 @@ def settle(
 
 def deep_check(db: Path, stop: threading.Event) -> str | None:
     """SQLite's check of every page of the catalog, on a connection of its own (the
-    daemon runs meanwhile, writing to no target): '' when sound, else what it found;
-    None when stopped first."""
-    catalog = Catalog(db)
+    daemon runs meanwhile, writing to no target): '' when sound, else what it found (a
+    catalog that cannot be read to the end is not sound either); None when stopped."""
+    try:
+        catalog = Catalog(db)
+    except PhotodError as exc:
+        return f"it cannot be opened: {exc}"
     done = threading.Event()
 
     def watch() -> None:
@@ -242,8 +247,8 @@ def deep_check(db: Path, stop: threading.Event) -> str | None:
     try:
         failpoints.hit("catalog_checking")
         return catalog.sound() if not stop.is_set() else None
-    except PhotodError:
-        return None
+    except PhotodError as exc:  # an I/O error on the way
+        return f"it cannot be read to the end: {exc}"
     finally:
         done.set()
         catalog.close()
@@ -267,10 +272,11 @@ def _remembered_targets(db: Path) -> dict[str, Identity]:
         catalog.close()
 
 
-def _start_identity(cfg: Config, db: Path) -> Installation:
-    """This installation's identity the first time: a new one, or (a catalog written by
-    a photod from before installations had ids) one made for the catalog it has."""
-    me = instance.new(cfg.instance)
+def _start_identity(cfg: Config, db: Path, me: Installation | None) -> Installation:
+    """This installation's identity, saved in the state dir: the one the catalog
+    carries, or a new one (the first start, or a catalog written by a photod from before
+    installations had ids)."""
+    me = me or instance.new(cfg.instance)
     generation = assets = 0
     if db.exists():
         catalog = Catalog(db)

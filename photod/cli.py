@@ -13,7 +13,7 @@ from typing import Any
 
 from photod import __version__
 from photod import config as configmod
-from photod.errors import ConfigError, PhotodError
+from photod.errors import CatalogUntrusted, ConfigError, PhotodError
 
 
 def _config_path(args: argparse.Namespace) -> Path:
@@ -270,11 +270,8 @@ def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
     cfg = configmod.load(_config_path(args))
     configmod.check_secrets(cfg)
     result, aside = standalone.rebuild(cfg, args.source, args.force, args.instance)
-    whose = (
-        f" of installation {result.installation.folder.rpartition('/')[2]!r}"
-        if result.installation
-        else ""
-    )
+    whose = f" of installation {result.taken.folder.rpartition('/')[2]!r}" if result.taken else ""
+
     how = (
         f"its catalog snapshot{whose}, its lists and its files"
         if result.from_snapshot
@@ -300,7 +297,10 @@ def cmd_recovery_plan(args: argparse.Namespace) -> int:
 
     cfg = configmod.load(_config_path(args))
     known = instance.load(cfg.state_dir)
-    catalog = Catalog(cfg.state_dir / CATALOG_NAME)
+    db = cfg.state_dir / CATALOG_NAME
+    if not db.exists():  # never made here: an empty one would hide a lost one
+        raise CatalogUntrusted(f"there is no catalog at {db}", instance.FIX)
+    catalog = Catalog(db)
     try:
         text = plan_for(cfg, catalog, known.installation.folder if known else "")
     finally:

@@ -27,7 +27,6 @@ from photod.errors import (
     CatalogDamaged,
     CatalogUntrusted,
     ConfigError,
-    PhotodError,
 )
 from photod.logs import log
 from photod.notify import Notifier
@@ -224,8 +223,8 @@ class Daemon:
                 assert me is not None
                 try:
                     if self.once:
-                        if verdict.unchecked:
-                            self._check_deeply(cfg, catalog, None)
+                        if verdict.unchecked and not self._check_deeply(cfg, catalog, None):
+                            return 0  # stopped before the check ended: nothing was done
                         self._run_once(cfg, catalog, me, relist)
                         clean = True
                         return 0
@@ -287,7 +286,7 @@ class Daemon:
                 self._resettle = ""
                 try:
                     verdict = catalog_guard.settle(cfg, targets, self._stopping, thorough)
-                except (PhotodError, OSError) as exc:  # a bug or an odd disk: hold, say it
+                except Exception as exc:  # a bug or an odd disk: hold, and say it
                     log.exception("catalog_check_failed", error=str(exc))
                     verdict = catalog_guard.Verdict(
                         "hold", f"the catalog could not be checked ({exc})",
@@ -297,6 +296,7 @@ class Daemon:
                     self._held = None
                     return Catalog(cfg.state_dir / CATALOG_NAME), verdict
                 self._held = verdict
+                thorough = False  # looked at in full once: then the start-up budget again
                 if verdict.found != said:
                     log.error("catalog_untrusted", found=verdict.found, keeps=verdict.keeps,
                               fix=verdict.fix)  # fmt: skip
@@ -317,15 +317,15 @@ class Daemon:
             logs.listeners.remove(notifier.on_event)
             notifier.stop()
 
-    def _check_deeply(self, cfg: Config, catalog: Catalog, pipeline: Pipeline | None) -> None:
+    def _check_deeply(self, cfg: Config, catalog: Catalog, pipeline: Pipeline | None) -> bool:
         """Finish the check of a catalog too large for the start-up budget; targets are
-        made available (written to) only once it has passed."""
+        made available (written to) only once it has passed (True)."""
         started = time.monotonic()
         if pipeline is not None:
             lower_priority("idle")  # this thread only: the daemon goes on meanwhile
         why = catalog_guard.deep_check(cfg.state_dir / CATALOG_NAME, self._stopping)
         if why is None:
-            return  # stopping
+            return False  # stopping
         if why:
             catalog.noticed(CatalogDamaged(catalog.path, why))
             if pipeline is None:
@@ -333,11 +333,12 @@ class Daemon:
             log.error("catalog_damaged", detail=why,
                       action="stopped; the catalog is checked and rebuilt from the targets")  # fmt: skip
             self._distrust(why)
-            return
+            return False
         log.info("catalog_checked", duration=round(time.monotonic() - started, 3))
         if pipeline is not None:
             pipeline.replicator.trusted.set()
             pipeline.wake("probe")
+        return True
 
     def _serve(
         self, cfg: Config, catalog: Catalog, me: Installation, relist: bool, unchecked: bool

@@ -45,7 +45,9 @@ def adopt_object(
     owner: str = "",
 ) -> str:
     """Read one object, hash and probe it, and record it as a verified replica; '' on
-    success, else why not.  Nothing is recorded that was not read and hashed first."""
+    success, else why not (for good: not there, other bytes).  Nothing is recorded that
+    was not read and hashed first.  Raises TargetUnavailable when the target failed on
+    the way (the adoption is to be tried again, not given up)."""
     with tempfile.NamedTemporaryFile(prefix="photod-adopt-", suffix=Path(key).suffix) as out:
         h = hashlib.sha256()
         mtime: float | None = None
@@ -60,8 +62,10 @@ def adopt_object(
                     out.write(chunk)
         except FileNotFoundError:
             return "listed but not on the target"
-        except (OSError, TargetUnavailable) as exc:
+        except Undecryptable as exc:  # its bytes, not the link: refused for good
             return str(exc)
+        except OSError as exc:
+            raise TargetUnavailable(name, f"reading {key}: {exc}") from exc
         out.flush()
         sha, size = h.hexdigest(), out.tell()
         if listed is not None and listed.sha256 != sha:
@@ -93,7 +97,7 @@ def catch_up(catalog: Catalog, name: str, records: Records, stop: threading.Even
     recovered = 0
     for segment in sorted(on_target - known):
         entries = records.ledger.read(segment)
-        for e in entries:
+        for e in entries:  # a TargetUnavailable leaves the segment unread: tried again
             if stop.is_set():
                 raise Stopping
             if catalog.replica_exists(e.sha256, name):
@@ -141,6 +145,7 @@ def read_others(catalog: Catalog, name: str, records: Records) -> int:
             entries = records.ledger_of_folder(folder).read(segment)
         except Undecryptable:
             entries = []  # sealed to another identity: nothing this one can share
+        catalog.shared_gone(name, [segment])  # rows of a read cut short before
         catalog.shared_read(name, folder, segment, entries)
         records.target.learn(entries)
         read += len(entries)

@@ -149,6 +149,7 @@ class Pipeline:
         self._known: dict[str, Future[dict[str, tuple[int, int]]]] = {}  # for the first scan
         self.wake: Callable[[str], None] = lambda job: None  # set by jobs.start
         self._snapshot_at = (-1, 0.0)  # (catalog changes, monotonic time) of the last one
+        self._snapshot_took = 0.0  # seconds the last one took
         self._listed_at = 0.0  # when the lists were last written from settle_tick
         self._waiting_room: set[tuple[str, str]] = set()  # files that met a full state dir
         self._full = False  # the state dir was full, and no room was seen since
@@ -432,13 +433,17 @@ class Pipeline:
 
     def snapshot_if_due(self, force: bool = False) -> None:
         """After a batch (the catalog changed and nothing is being ingested), at most
-        every SNAPSHOT_EVERY seconds: the catalog and the recovery plan on every
-        available target."""
+        every SNAPSHOT_EVERY seconds, and never more than a tenth of the time (a large
+        catalog takes seconds to copy, check and pack): the catalog and the recovery
+        plan on every available target."""
         changes, at = self.catalog.changes(), time.monotonic()
         if changes == self._snapshot_at[0] or not self.replicator.available():
             return
-        if not force and (self.busy() or at - self._snapshot_at[1] < snapshot.SNAPSHOT_EVERY):
+        every = max(snapshot.SNAPSHOT_EVERY, 10 * self._snapshot_took)
+        if not force and (self.busy() or at - self._snapshot_at[1] < every):
             return
+        if isinstance(self.catalog.problem, CatalogDamaged):
+            return  # the daemon is about to settle the catalog: no snapshot of it
         try:
             snapshot.write_all(
                 self.catalog,
@@ -447,8 +452,12 @@ class Pipeline:
                 plan_for(self.cfg, self.catalog, self.me.folder),
                 {t.name: shared_plan(t) for t in self.cfg.targets},
             )
+        except CatalogDamaged as exc:  # its copy is not sound: the daemon acts on it
+            self.catalog.noticed(exc)
+            log.error("snapshot_failed", error=str(exc))
         except (PhotodError, OSError) as exc:
             log.warning("snapshot_failed", error=str(exc))
+        self._snapshot_took = time.monotonic() - at
         self._snapshot_at = (self.catalog.changes(), at)
 
     def remind(self) -> None:

@@ -112,8 +112,10 @@ class Replicator:
     ) -> None:
         self.catalog = catalog
         # After an unclean stop the lists may lack copies the catalog has: compare them
-        # in full when each target comes (else only when their counts disagree).
+        # in full when each target first comes (else only when their counts disagree).
         self.relist = relist
+        self._relisted: set[str] = set()  # targets compared in full in this process
+        self._learned: set[str] = set()  # encrypted targets told the catalog's keys
         self.targets = targets
         self.rule = rule
         self.stop = stop
@@ -229,8 +231,9 @@ class Replicator:
                    f"(generation {newest.generation}, the catalog {self.catalog.generation})")  # fmt: skip
             self.distrust(why)
             raise TargetUnavailable(name, f"{why}; the catalog is checked before it is used")
-        if state.target.encrypted:  # its listing maps names back to keys
+        if state.target.encrypted and name not in self._learned:  # names back to keys
             state.target.learn(self.catalog.verified_on(name))
+            self._learned.add(name)
         try:
             ledgers.catch_up(self.catalog, name, records, self.stop)
         except Undecryptable as exc:
@@ -240,10 +243,12 @@ class Replicator:
             ) from exc  # fmt: skip
         verified = self.catalog.verified_count(name)
         unlisted = self.catalog.meta(f"unlisted:{name}") is not None
-        if self.relist or unlisted or verified > self.catalog.own_entries(name):
+        first = self.relist and name not in self._relisted
+        if first or unlisted or verified > self.catalog.own_entries(name):
             with state.lock:
                 ledgers.relist(self.catalog, name, records)
             self.catalog.delete_meta(f"unlisted:{name}")
+            self._relisted.add(name)
         self._read_others(name, state)
 
     def _read_others(self, name: str, state: TargetState) -> None:

@@ -30,6 +30,7 @@ import os
 import tempfile
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +43,7 @@ from photod.ledgers import adopt_object
 from photod.logs import log
 from photod.models import ManifestEntry
 from photod.replicate import TargetState
-from photod.targets.base import Target
+from photod.targets.base import Identity, Target
 from photod.targets.records import (
     INFO,
     PLAN,
@@ -128,7 +129,8 @@ def write_all(
 class Rebuilt:
     from_snapshot: str  # the snapshot's name ('' for none)
     generation: int  # the newest generation on the target (a damaged one included)
-    installation: Installation | None  # whose records were taken
+    installation: Installation  # who this computer is now
+    taken: Seen | None  # whose records were taken
     assets: int
     adopted: int  # read from the target beyond the snapshot (or all, without one)
     missing: int  # in the snapshot, not on the target any more
@@ -142,10 +144,15 @@ def rebuild(
     me: Installation | None,
     wanted: str | None = None,
     stop: threading.Event | None = None,
+    ident: Identity | None = None,
+    new_name: str = "photod",
 ) -> Rebuilt:
-    """Build a new catalog from one target (checked by the caller) at
-    ``db_path.rebuilt``; ``swap_in`` puts it in place.  ``wanted``: the installation
-    whose records to take (default: this one)."""
+    """Build a new catalog from one target (checked by the caller, ``ident`` its
+    identity) at ``db_path.rebuilt``; ``swap_in`` puts it in place.  ``wanted``: the
+    installation whose records to take (default: this one).  Everything the new catalog
+    holds is written before it is renamed ``.rebuilt``: it is never opened to write
+    again, so no WAL of it can be left behind.  ``Rebuilt.installation`` is who this
+    computer is afterwards: the installation taken, else ``me``, else a new one."""
     stop = stop or threading.Event()
     target = state.target
     tmp = db_path.with_name(db_path.name + REBUILDING)
@@ -191,14 +198,23 @@ def rebuild(
         for key, listed in todo:
             if stop.is_set():
                 raise Stopping
-            why = adopt_object(catalog, name, target, key, listed, f"rebuild:{name}")
+            try:
+                why = adopt_object(catalog, name, target, key, listed, f"rebuild:{name}")
+            except TargetUnavailable as exc:  # the rebuild stops: the old catalog stays
+                raise PhotodError(f"{name!r} failed during the rebuild: {exc.reason}") from exc
             if why:
                 skipped.append(f"{key}: {why}")
                 log.warning("rebuild_skipped", target=name, path=key, reason=why)
             else:
                 adopted += 1
-        if chosen is not None:
-            catalog.set_meta("installation", chosen.short)
+        # Taking an installation's records makes this computer that installation (a new
+        # laptop in place of the old one).
+        who = _identity(target, chosen) or me or instance.new(new_name)
+        catalog.set_meta("installation", who.short)
+        if ident is not None:
+            catalog.save_target(name, ident.target_id, ident.root, ident.mount_rel)
+        if top > catalog.generation:
+            catalog.next_generation(top - 1)
         assets, _ = catalog.counts()
         failpoints.hit("catalog_rebuilding")  # a kill here leaves a half-built catalog
     finally:
@@ -209,7 +225,7 @@ def rebuild(
         Path(f"{tmp}{ext}").unlink(missing_ok=True)
     os.replace(tmp, db_path.with_name(db_path.name + REBUILT))
     fsync_dir(db_path.parent)
-    return Rebuilt(snap, top, _identity(target, chosen), assets, adopted, missing, skipped)
+    return Rebuilt(snap, top, who, chosen, assets, adopted, missing, skipped)
 
 
 def _identity(target: Target, seen: Seen | None) -> Installation | None:
@@ -233,7 +249,7 @@ def _newest_good(target: Target, chosen: Seen, dest: Path) -> str:
         try:
             data = target.get_private(snap.name)
             raw = gzip.decompress(data) if data else b""
-        except (OSError, EOFError, gzip.BadGzipFile, Undecryptable) as exc:
+        except (OSError, EOFError, zlib.error, Undecryptable) as exc:  # BadGzipFile: OSError
             log.warning("snapshot_damaged", snapshot=snap.name, reason=str(exc))
             continue
         dest.write_bytes(raw)
@@ -269,9 +285,30 @@ def swap_in(db_path: Path) -> Path | None:
     return kept if kept is not None and kept.exists() else None
 
 
+def identity(state_dir: Path, db_path: Path, name: str) -> Installation | None:
+    """This installation, from the state dir; if its ``installation.json`` was lost,
+    from the id the catalog carries (never a new id for a catalog that has one)."""
+    known = instance.load(state_dir)
+    if known is not None:
+        return known.installation
+    if not db_path.exists():
+        return None
+    try:
+        catalog = Catalog(db_path)
+        try:
+            short = catalog.meta("installation")
+        finally:
+            catalog.close()
+    except PhotodError:
+        return None
+    return Installation(short.ljust(32, "0"), name) if short else None
+
+
 def finish_interrupted(db_path: Path) -> str:
     """A rebuild killed earlier: a finished one is swapped in, a half-built one removed.
     Returns what was done ('' for nothing)."""
+    for ext in ("-wal", "-shm"):  # never opened to write once finished; a stray is not its
+        Path(f"{db_path}{REBUILT}{ext}").unlink(missing_ok=True)
     if db_path.with_name(db_path.name + REBUILT).exists():
         aside = swap_in(db_path)
         return f"a finished rebuild was put in place (the old catalog kept as {aside})"
@@ -310,29 +347,17 @@ def rebuild_catalog(
         raise PhotodError(f"target {name!r} is unavailable: {exc.reason}") from exc
     if not ident.target_id:
         raise PhotodError(f"{name!r} has no .photod/target.json: photod never wrote there")
-    known = instance.load(state_dir)
-    me = known.installation if known else None
+    me = identity(state_dir, catalog_path, instance_name)
     # Without an id (a new computer) the installation of this name is taken.
-    result = rebuild(catalog_path, name, state, me, wanted or (None if me else instance_name), stop)
-    # Taking an installation's records makes this computer that installation (a new
-    # laptop in place of the old one).
-    me = result.installation or me or instance.new(instance_name)
-    generation = result.generation
-    catalog = Catalog(catalog_path.with_name(catalog_path.name + REBUILT))
-    try:
-        catalog.save_target(name, ident.target_id, ident.root, ident.mount_rel)
-        catalog.set_meta("installation", me.short)
-        if generation > catalog.generation:
-            catalog.next_generation(generation - 1)
-    finally:
-        catalog.close()
-    with contextlib.suppress(FileNotFoundError):
-        for ext in ("-wal", "-shm"):
-            Path(f"{catalog_path}{REBUILT}{ext}").unlink(missing_ok=True)
+    wanted = wanted or (None if me else instance_name)
+    result = rebuild(catalog_path, name, state, me, wanted, stop, ident, instance_name)
+    # Who this computer is, before the new catalog is in place: a kill in between
+    # leaves both saying the same (the next start puts the new catalog in place).
+    instance.save(state_dir, instance.Known(result.installation, result.generation,
+                                            result.assets))  # fmt: skip
     aside = swap_in(catalog_path)
-    instance.save(state_dir, instance.Known(me, generation, result.assets))
     log.info("catalog_rebuilt", target=name, snapshot=result.from_snapshot or None,
-             installation=result.installation.folder if result.installation else None,
+             installation=result.installation.folder,
              assets=result.assets, adopted=result.adopted, missing=result.missing,
              skipped=len(result.skipped), old_catalog=str(aside) if aside else None)  # fmt: skip
     return result, aside

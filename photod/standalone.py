@@ -17,7 +17,7 @@ from photod import catalog_guard, logs, snapshot
 from photod.catalog import CATALOG_NAME, Catalog
 from photod.config import Config
 from photod.daemon import StateLock
-from photod.errors import CatalogUntrusted, PhotodError
+from photod.errors import CatalogDamaged, CatalogUntrusted, PhotodError
 from photod.pipeline import Pipeline, build_targets
 from photod.restore import Restorer, RestoreReport, drill, open_targets, select
 from photod.targets.records import Installation
@@ -35,6 +35,7 @@ class _Foreground:
         self.cfg = cfg
         self.settle = settle
         self.me: Installation | None = None
+        self.relist = False  # the catalog was rebuilt: compare the targets' lists in full
 
     def __enter__(self) -> Catalog:
         self.lock = StateLock(self.cfg.state_dir)  # raises AlreadyRunning
@@ -55,7 +56,11 @@ class _Foreground:
                         state.target.close()
                 if verdict.action != "go":
                     raise CatalogUntrusted(verdict.found, verdict.fix)
-                self.me = verdict.me
+                if verdict.unchecked:  # a large catalog: checked in full before any write
+                    why = catalog_guard.deep_check(db, threading.Event())
+                    if why:
+                        raise CatalogDamaged(db, why)
+                self.me, self.relist = verdict.me, verdict.relist
             elif not db.exists():
                 raise CatalogUntrusted(f"there is no catalog at {db}", MISSING_FIX)
             self.catalog = Catalog(db)
@@ -84,7 +89,7 @@ def verify(
     fg = _Foreground(cfg, settle=True)
     with fg as catalog:
         assert fg.me is not None
-        pipeline = Pipeline(cfg, catalog, fg.me, relist=fg.lock.unclean)
+        pipeline = Pipeline(cfg, catalog, fg.me, relist=fg.relist or fg.lock.unclean)
         if only is not None and only not in pipeline.targets:
             pipeline.stop()
             raise PhotodError(

@@ -361,8 +361,30 @@ class LocalTarget:
     def listing(self) -> Iterator[tuple[str, int | None]]:
         return self._walk(sized=True)
 
+    def _proved(self) -> None:
+        """Raise TargetUnavailable unless the root is still the folder ``check`` proved:
+        a drive unplugged under a listing must not read as an empty target."""
+        try:
+            st = os.stat(self.root)
+        except OSError as exc:
+            raise self.error(exc) from exc
+        if self.root_id is not None and (st.st_dev, st.st_ino) != self.root_id:
+            raise TargetUnavailable(self.name, f"{self.root} is not the folder photod checked "
+                                    "(unplugged or replaced?)")  # fmt: skip
+
     def _walk(self, sized: bool) -> Iterator[tuple[str, int | None]]:
-        for folder, dirs, files in os.walk(self.root):
+        """Every file, from one walk; a folder that cannot be read (or the drive gone
+        under the walk) is an error, never a shorter listing."""
+        self._proved()
+        errors: list[OSError] = []
+        yield from self._walk_files(sized, errors)
+        errors = [e for e in errors if not isinstance(e, FileNotFoundError)]  # a folder gone
+        if errors:
+            raise self.error(errors[0])
+        self._proved()
+
+    def _walk_files(self, sized: bool, errors: list[OSError]) -> Iterator[tuple[str, int | None]]:
+        for folder, dirs, files in os.walk(self.root, onerror=errors.append):
             rel = os.path.relpath(folder, self.root)
             if rel == ".":
                 dirs[:] = [d for d in dirs if d != META]
@@ -408,6 +430,7 @@ class LocalTarget:
             raise self.error(exc) from exc
 
     def list_meta(self, folder: str) -> list[str]:
+        self._proved()  # a folder missing because the drive is gone is not an empty one
         top = self.root / META
         if not (top / folder).is_dir():
             return []
@@ -418,6 +441,7 @@ class LocalTarget:
             out += [f"{rel}/{n}" for n in names if not n.startswith(TEMP_PREFIX)]
         if errors and not isinstance(errors[0], FileNotFoundError):
             raise self.error(errors[0])
+        self._proved()
         return sorted(out)
 
     def delete_meta(self, name: str) -> None:

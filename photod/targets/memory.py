@@ -78,6 +78,8 @@ class MemoryTarget:
         return MemoryWriter(self, key)
 
     def open(self, key: str) -> BinaryIO:
+        if not self.available:
+            raise TargetUnavailable(self.name, "offline")
         if key not in self.objects:
             raise FileNotFoundError(key)
         return io.BytesIO(self.objects[key])

@@ -80,11 +80,7 @@ class ObjectTarget:
     # -- the Target contract -----------------------------------------------------------
 
     def check(self, known: Identity | None, prepare: bool = True) -> Identity:
-        raw = self.get_meta(MARKER)  # also proves the store answers and the keys work
-        try:
-            found = str(json.loads(raw)["id"]) if raw else None
-        except (ValueError, KeyError, TypeError):
-            found = None
+        found = self._marker_id()  # also proves the store answers and the keys work
         refuse_stranger(self.name, self.where, known, found, "was it emptied or moved?")
         if found is None and not prepare:
             return Identity("", self.where)
@@ -93,11 +89,18 @@ class ObjectTarget:
         return Identity(found, self.where)
 
     def _marker_id(self) -> str | None:
+        """The id in the marker; None when there is no marker.  A marker that cannot be
+        read is never taken for none (writing another would make two targets of one)."""
         raw = self.get_meta(MARKER)
-        try:
-            return str(json.loads(raw)["id"]) if raw else None
-        except (ValueError, KeyError, TypeError):
+        if raw is None:
             return None
+        try:
+            return str(json.loads(raw)["id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TargetUnavailable(
+                self.name, f"{self.where}.photod/{MARKER} cannot be read ({exc}); photod "
+                "does not write to a target it cannot identify",
+            ) from exc  # fmt: skip
 
     def _settle_identity(self) -> str:
         """The id of a target found empty, agreed with any other computer that found it
@@ -118,7 +121,6 @@ class ObjectTarget:
                 winner = first.partition("-")[2]
                 marker = {"id": winner, "name": self.name, "created_by": "photod"}
                 self._put_new(META + MARKER, json.dumps(marker).encode())
-                continue
             time.sleep(0.5)
 
     def free_bytes(self) -> int | None:

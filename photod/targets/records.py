@@ -33,6 +33,7 @@ import socket
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from photod import __version__
 from photod.errors import PhotodError
@@ -44,9 +45,11 @@ INFO = "installation.json"
 PLAN = "RECOVERY.md"
 SNAPSHOTS = "snapshots"
 SNAPSHOT_SUFFIX = ".sqlite.gz"
-KEEP_SNAPSHOTS = 5  # generations kept per installation on each target
+KEEP_SNAPSHOTS = 5  # newest generations kept per installation on each target
 FLUSH_EVERY = 1000  # entries; fewer are written by flush() (the daemon calls it often)
-SNAPSHOT_NAME = re.compile(r"^(\d{10})-(\d{10})\.sqlite\.gz$")
+# <generation>-<photos>-<UTC day and time>.sqlite.gz
+SNAPSHOT_NAME = re.compile(r"^(\d{10})-(\d{10})(?:-(\d{8})T\d{6}Z)?\.sqlite\.gz$")
+KEEP_DAYS = 7  # and the newest snapshot of each of the last days that have one
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,7 @@ class SnapshotName:
     generation: int
     assets: int
     name: str  # the meta name, relative to .photod/
+    day: str = ""  # YYYYMMDD (UTC) it was written
 
 
 def _mtime_text(ns: int | None) -> str:
@@ -108,9 +112,15 @@ def plain_lines(entries: Iterable[ManifestEntry]) -> bytes:
     return "".join(f"{e.sha256}  {e.key}\n" for e in entries).encode()
 
 
+def _lines(data: bytes) -> list[str]:
+    """Lines split on newlines only (str.splitlines would also split a key on U+2028,
+    U+0085... which a file name may hold)."""
+    return data.decode("utf-8", "replace").split("\n")
+
+
 def parse_plain(data: bytes) -> list[ManifestEntry]:
     out = []
-    for line in data.decode("utf-8", "replace").splitlines():
+    for line in _lines(data):
         sha, sep, key = line.partition("  ")
         if sep and len(sha) == 64 and key:
             out.append(ManifestEntry(sha, key))
@@ -125,7 +135,7 @@ def index_line(obj: str, e: ManifestEntry) -> str:
 
 def parse_index(data: bytes) -> list[ManifestEntry]:
     out = []
-    for line in data.decode("utf-8", "replace").splitlines():
+    for line in _lines(data):
         parts = line.split("\t")
         if len(parts) == 6:  # object sha size taken mtime key
             sha, size, taken, mtime, key = (
@@ -276,13 +286,23 @@ class Records:
         return snapshots_in(self.target, folder or self.folder)
 
     def put_snapshot(self, generation: int, assets: int, data: bytes) -> str:
-        name = f"{self.folder}/{SNAPSHOTS}/{generation:010d}-{assets:010d}{SNAPSHOT_SUFFIX}"
-        self.target.put_private(name, data)
-        return name
+        when = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        name = f"{self.folder}/{SNAPSHOTS}/{generation:010d}-{assets:010d}-{when}"
+        self.target.put_private(name + SNAPSHOT_SUFFIX, data)
+        return name + SNAPSHOT_SUFFIX
 
     def prune_snapshots(self) -> list[str]:
-        """Keep the newest KEEP_SNAPSHOTS generations of this installation's own."""
-        old = self.snapshots()[KEEP_SNAPSHOTS:]
+        """Keep this installation's newest KEEP_SNAPSHOTS generations, and the newest
+        of each of the last KEEP_DAYS days that have one: a catalog gone wrong in a way
+        no check sees cannot push every good generation out within minutes."""
+        snaps = self.snapshots()
+        keep = {s.name for s in snaps[:KEEP_SNAPSHOTS]}
+        days: list[str] = []
+        for s in snaps:  # newest first
+            if s.day and s.day not in days and len(days) < KEEP_DAYS:
+                days.append(s.day)
+                keep.add(s.name)
+        old = [s for s in snaps if s.name not in keep]
         for snap in old:
             self.target.delete_meta(snap.name)
         return [s.name for s in old]
@@ -311,19 +331,25 @@ def snapshots_in(target: Target, folder: str) -> list[SnapshotName]:
     for name in target.list_meta(f"{folder}/{SNAPSHOTS}"):
         m = SNAPSHOT_NAME.match(name.rpartition("/")[2])
         if m:
-            out.append(SnapshotName(int(m.group(1)), int(m.group(2)), name))
+            out.append(SnapshotName(int(m.group(1)), int(m.group(2)), name, m.group(3) or ""))
     return sorted(out, reverse=True)
 
 
 def pick(seen: list[Seen], me: Installation | None, name: str | None) -> Seen:
     """The installation a rebuild takes: by ``name`` (``--instance``), else this one (by
-    its id, then by its name).  PhotodError says which there are when it is unclear."""
+    its id; by its name only on a new computer, ``me`` None).  PhotodError says which
+    there are when it is unclear."""
     listed = ", ".join(f"{s.name} ({s.short})" for s in seen) or "none"
     if name is None and me is not None:
-        mine = [s for s in seen if s.is_(me)] or [s for s in seen if s.name == me.name]
-        if len(mine) == 1:
+        # This installation, by its id only: another computer of the same name (two
+        # "raspberrypi") is never taken for it without --instance.
+        mine = [s for s in seen if s.is_(me)]
+        if mine:
             return mine[0]
-        name = me.name
+        raise PhotodError(
+            f"this installation ({me.name} {me.short}) keeps no records here; installations "
+            f"found: {listed}; to take another's, name it with --instance NAME"
+        )
     wanted = [s for s in seen if name in (s.name, s.short, f"{s.name}.{s.short}")]
     if len(wanted) == 1:
         return wanted[0]

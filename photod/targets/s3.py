@@ -163,12 +163,22 @@ class S3Writer:
                 self._send_part(self._take_buffer())
             self._collect(wait=True)
             self.parts.sort(key=lambda p: p["PartNumber"])
-            self.t.call(
-                "complete_multipart_upload",
-                Key=self.t.full(self.upload_key),
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": self.parts},
-            )
+            # If-None-Match: a server that knows it refuses to complete over an object
+            # another computer published at this key meanwhile (a shared bucket).
+            exclusive = {"IfNoneMatch": "*"} if self.upload_key == key else {}
+            try:
+                self.t.call(
+                    "complete_multipart_upload",
+                    Key=self.t.full(self.upload_key),
+                    UploadId=self.upload_id,
+                    MultipartUpload={"Parts": self.parts},
+                    **exclusive,
+                )
+            except KeyExists:
+                self.abort()
+                raise PhotodError(
+                    f"{key}: another upload took the name meanwhile; copied again later"
+                ) from None
             self.completed = True
             if self.upload_key != key:
                 self.t.copy(self.upload_key, key)

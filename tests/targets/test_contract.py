@@ -412,6 +412,24 @@ def test_two_computers_that_find_an_empty_target_agree_on_its_id(
         t.close()
 
 
+@pytest.mark.parametrize("name", ["s3", "rclone-local"])
+def test_an_unreadable_marker_is_never_taken_for_none(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A target.json that does not parse makes the object store unavailable at once:
+    photod neither writes a second marker (two ids for one target) nor loops."""
+    import time
+
+    t = make_kind(name, request, tmp_path).target
+    t.put_meta("target.json", b"{not json")
+    started = time.monotonic()
+    with pytest.raises(TargetUnavailable, match="cannot be read"):
+        t.check(None)
+    assert time.monotonic() - started < 5
+    assert b"{not json" == t.get_meta("target.json")
+    t.close()
+
+
 def test_local_marker_identity(tmp_path: Path) -> None:
     """A new local target gets a marker with an id; the same folder is recognised later,
     and a folder with another target's marker is refused."""

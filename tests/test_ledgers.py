@@ -1,0 +1,130 @@
+"""The catalog and the targets' lists in step (ledgers.py), and the list format
+(records.py): real catalogs, memory targets."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import threading
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from photod import ledgers, snapshot
+from photod.catalog import Catalog
+from photod.errors import PhotodError, TargetUnavailable
+from photod.models import Kind, ManifestEntry, Media, Probe, TargetInfo
+from photod.replicate import TargetState
+from photod.targets.memory import MemoryTarget
+from photod.targets.records import (
+    Installation,
+    Records,
+    Seen,
+    index_line,
+    parse_index,
+    parse_plain,
+    pick,
+    plain_lines,
+    snapshots_in,
+)
+
+ME = Installation("ab" * 16, "laptop")
+INFO = Probe(Kind.PHOTO, "jpeg", datetime(2024, 1, 1), "exif", True)
+
+
+def listed_target(n: int) -> tuple[MemoryTarget, Records, list[ManifestEntry]]:
+    """A target holding n photos that this installation's list names."""
+    t = MemoryTarget("nas")
+    records = Records(t, ME)
+    entries = []
+    for i in range(n):
+        data = f"photo {i}".encode()
+        key = f"2024/IMG_{i}.JPG"
+        t.objects[key] = data
+        entries.append(ManifestEntry(hashlib.sha256(data).hexdigest(), key, len(data)))
+    records.ledger.append(entries)
+    records.ledger.flush()
+    return t, records, entries
+
+
+def test_catch_up_takes_back_what_the_list_holds_and_the_catalog_forgot(tmp_path: Path) -> None:
+    """Copies the catalog forgot (lost commits) are read back, hashed and recorded from
+    the target's list; a target that fails half way leaves the segment to be read again,
+    so no copy is forgotten for good."""
+    t, records, entries = listed_target(5)
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    reads = 0
+    real_open = t.open
+
+    def flaky(key: str):  # type: ignore[no-untyped-def]
+        nonlocal reads
+        reads += 1
+        if reads == 3:
+            t.available = False  # the drive goes on the third read
+        return real_open(key)
+
+    t.open = flaky  # type: ignore[method-assign]
+    with pytest.raises(TargetUnavailable):
+        ledgers.catch_up(catalog, "nas", records, threading.Event())
+    assert set() == catalog.own_segments("nas")
+    t.available = True
+    assert 3 == ledgers.catch_up(catalog, "nas", records, threading.Event())
+    assert {e.sha256 for e in entries} == {a.sha256 for a in catalog.assets()}
+    assert 0 == ledgers.catch_up(catalog, "nas", records, threading.Event())
+
+
+def test_names_with_unicode_line_separators_survive_the_list() -> None:
+    """A key holding U+2028, U+2029 or U+0085 (a legal file name) reads back whole from
+    both list formats: lines split on newlines only."""
+    key = "2024/a\u2028b\u2029c\u0085d.jpg"
+    e = ManifestEntry("a" * 64, key, 5, "2024-01-01T00:00:00", 1_700_000_000_000_000_001)
+    assert [("a" * 64, key)] == [(x.sha256, x.key) for x in parse_plain(plain_lines([e]))]
+    assert [e] == parse_index(index_line("data/ab/cd", e).encode())
+
+
+def test_a_rebuild_never_takes_another_computer_of_the_same_name() -> None:
+    """Two computers both called "raspberrypi": a known installation takes only its own
+    records (by id); a new one takes them by name; several of one name need --instance."""
+    mine, theirs = (
+        Seen("installations/pi.abababababab", "pi", "abababababab"),
+        Seen("installations/pi.cdcdcdcdcdcd", "pi", "cdcdcdcdcdcd"),
+    )
+    me = Installation("ab" * 16, "pi")
+    assert mine == pick([theirs, mine], me, None)
+    with pytest.raises(PhotodError, match="keeps no records here"):
+        pick([theirs], me, None)
+    assert theirs == pick([theirs], None, "pi")
+    with pytest.raises(PhotodError, match="several installations"):
+        pick([theirs, mine], None, "pi")
+    assert theirs == pick([theirs, mine], None, "pi.cdcdcdcdcdcd")
+
+
+def test_a_snapshot_with_a_damaged_body_is_skipped_for_the_one_before(tmp_path: Path) -> None:
+    """A snapshot whose gzip body is damaged (zlib's error, not a bad CRC) is skipped
+    with an event, and the rebuild takes the generation before."""
+    t = MemoryTarget("nas")
+    state = TargetState(t, TargetInfo("nas", Media.NAS, False), records=Records(t, ME),
+                        available=True)  # fmt: skip
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    for i in range(2):
+        sha = f"{i:064x}"
+        catalog.add_asset(sha, 10, f"2024/{i}.jpg", INFO, "in", f"{i}.jpg")
+        snapshot.write_all(catalog, {"nas": state}, tmp_path, "plan", {})
+    newest, older = snapshots_in(t, ME.folder)[:2]
+    body = bytearray(gzip.compress(b"SQLite format 3\0" + b"x" * 5000))
+    body[20:40] = b"\xff" * 20  # a bad deflate stream under a good gzip header
+    t.meta[newest.name] = bytes(body)
+    out = tmp_path / "new" / "catalog.sqlite"
+    out.parent.mkdir()
+    assert older.name == snapshot.rebuild(out, "nas", state, ME).from_snapshot
+
+
+def test_a_stray_wal_of_a_finished_rebuild_is_never_replayed(tmp_path: Path) -> None:
+    """A WAL left beside a finished rebuild (a kill at the wrong moment) is removed
+    before that rebuild is put in place, never replayed into it."""
+    db = tmp_path / "catalog.sqlite"
+    Catalog(tmp_path / "catalog.sqlite.rebuilt").close()
+    (tmp_path / "catalog.sqlite.rebuilt-wal").write_bytes(b"stray")
+    assert "put in place" in snapshot.finish_interrupted(db)
+    assert not (tmp_path / "catalog.sqlite.rebuilt-wal").exists() and db.exists()
