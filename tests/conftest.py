@@ -254,10 +254,11 @@ def photod_factory(tmp_path: Path) -> Iterator[Callable[[Path], Photod]]:
         return p
 
     yield make
-    for p in started:  # never leak a daemon
+    for p in started:  # never leak a daemon, nor its output file (a test that failed)
         if p.proc is not None and p.proc.poll() is None:
             p.proc.kill()
             p.proc.wait()
+        if getattr(p, "out", None) is not None:
             p.out.close()
 
 

@@ -71,6 +71,7 @@ class FakePhone:
     bytes_read: Counter[str] = field(default_factory=Counter)
     seeks: list[tuple[str, int]] = field(default_factory=list)
     served: int = 0
+    afc_sessions: int = 0  # AFC connections being served now
     pair_attempts: int = 0
     # Directory entries a broken or malicious phone could send: (folder, name) -> the
     # local file served for it.  The name may hold "..", slashes, control characters,
@@ -355,6 +356,7 @@ class FakeUsbmuxd:
         handles: dict[int, tuple[str, int]] = {}  # handle -> (AFC path, fd)
         positions: dict[int, int] = {}
         next_handle = itertools.count(1)
+        phone.afc_sessions += 1
         try:
             while True:
                 header = await conn.reader.readexactly(AFC_HEADER.size)
@@ -375,6 +377,7 @@ class FakeUsbmuxd:
                 conn.writer.write(data)
                 await conn.writer.drain()
         finally:
+            phone.afc_sessions -= 1
             for _, fd in handles.values():
                 os.close(fd)
 

@@ -599,9 +599,8 @@ def test_photod_killed_mid_import_resumes_when_it_starts_again(
     for root in (phones.lib, phones.mirror):
         assert sha256(roll.path(big)) not in by_hash(root)
         assert not list(root.rglob(".photod-*.tmp"))
-    served = phone.served
-    phones.mux.unstall(phone)  # the dead photod's read still waiting in the fake ends
-    wait_for(lambda: phone.served > served, 10, "the dead connection's last read")
+    phones.mux.unstall(phone)  # a read of the dead photod's held by the fake ends
+    wait_for(lambda: phone.afc_sessions == 0, 10, "the dead photod's AFC sessions to end")
     phone.reset_counters()
     p.start()
     resumed = p.wait_event("device_import_resumed", timeout=60)[0]
