@@ -40,6 +40,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_config_check(args: argparse.Namespace) -> int:
     cfg = configmod.load(_config_path(args))
     configmod.check_secrets(cfg)
+    for line in configmod.warnings_for(cfg):
+        print(f"warning: {line}", file=sys.stderr)
     print(f"ok: {cfg.path}: {len(cfg.sources)} source(s), {len(cfg.targets)} target(s)")
     return 0
 

@@ -5,10 +5,12 @@ Every problem becomes one line: ``FILE: key.path: what is wrong; what is allowed
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
 import tomllib
+import urllib.parse
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -562,11 +564,45 @@ def secret_files(cfg: Config) -> list[tuple[str, Path]]:
     return files
 
 
+def inline_secrets(cfg: Config) -> list[str]:
+    """Keys of the config file itself that hold a secret: an rclone remote's settings
+    (passwords, tokens), a webhook URL (its token)."""
+    keys = [f"targets[{i}].rclone_config.{name}" for i, t in enumerate(cfg.targets)
+            if isinstance(t, RcloneTarget) and t.rclone_config
+            for name, value in t.rclone_config.items() if _is_secret(name, value)]  # fmt: skip
+    if cfg.notify.webhook:
+        keys.append("notify.webhook")
+    return keys
+
+
+# Names of rclone options that hold a credential (pass, password2, token, client_secret,
+# secret_access_key, key, sas_url, service_account_credentials, ...): a name that merely
+# points at a file (key_file, service_account_file) holds none, nor does an empty value.
+_SECRET_WORDS = ("pass", "token", "secret", "key", "credentials", "sas_url", "auth")
+
+
+def _is_secret(name: str, value: str) -> bool:
+    name = name.lower()
+    return bool(value) and not name.endswith("_file") and any(w in name for w in _SECRET_WORDS)
+
+
 def check_secrets(cfg: Config) -> None:
     """Refuse secrets others can read, as ssh does with private keys: a key readable
-    by the group or everyone has to be assumed copied."""
+    by the group or everyone has to be assumed copied.  The config file itself too,
+    when it holds one."""
     where = str(cfg.path)
     problems = []
+    held = inline_secrets(cfg)
+    if held and cfg.path is not None:
+        try:
+            mode = cfg.path.stat().st_mode & 0o777
+        except OSError:
+            mode = 0
+        if mode & 0o077:
+            problems.append(
+                f"{where}: {held[0]}: the config holds a secret and is readable by others "
+                f"(mode {mode:03o}); allowed: only its owner, run `chmod 600 {where}`"
+            )
     for key, path in secret_files(cfg):
         try:
             mode = path.stat().st_mode & 0o777
@@ -584,6 +620,31 @@ def check_secrets(cfg: Config) -> None:
             )
     if problems:
         raise ConfigError(problems)
+
+
+def _on_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: never a name that merely starts like one."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def warnings_for(cfg: Config) -> list[str]:
+    """What works but is worth knowing: an S3 endpoint over plain http that is not on
+    this computer sends photos (and credentials' signatures) in clear."""
+    out = []
+    for i, t in enumerate(cfg.targets):
+        if not (isinstance(t, S3Target) and t.endpoint):
+            continue
+        url = urllib.parse.urlsplit(t.endpoint)
+        if url.scheme.lower() == "http" and not _on_loopback(url.hostname or ""):
+            clear = "photos and metadata" if not t.encrypt else "metadata (names are sealed)"
+            out.append(f"{cfg.path}: targets[{i}].endpoint: {t.endpoint} is plain http: "
+                       f"{clear} travel in clear; use https://")  # fmt: skip
+    return out
 
 
 def _cross_checks(cfg: Config) -> list[str]:
@@ -771,7 +832,10 @@ def write_default(path: Path) -> tuple[Path, Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = DEFAULT_CONFIG.format(inbox=_tilde(inbox, home), library=_tilde(library, home))
     try:
-        with open(path, "x", encoding="utf-8") as f:  # never overwrite a config
+        # Never overwrite a config; private from the start, as it may come to hold a
+        # secret (an rclone password, a webhook's token) that check_secrets guards.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
             f.write(text)
     except OSError as exc:
         raise PhotodError(f"cannot write the default config to {path}: {exc}") from exc

@@ -6,10 +6,12 @@ reloads the config (a bad new config is reported and the old one kept).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
 import socket
+import stat
 import threading
 import time
 from datetime import UTC, datetime
@@ -17,7 +19,9 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from photod import catalog_guard, jobs, logs, policy
+import psutil
+
+from photod import catalog_guard, jobs, logs, policy, private
 from photod import config as configmod
 from photod.catalog import CATALOG_NAME, Catalog
 from photod.config import Config
@@ -27,6 +31,7 @@ from photod.errors import (
     CatalogDamaged,
     CatalogUntrusted,
     ConfigError,
+    PhotodError,
 )
 from photod.logs import log
 from photod.notify import Notifier
@@ -57,26 +62,52 @@ class StateLock:
     """An flock on the state dir: one daemon per catalog.  The kernel drops it when the
     process dies, so a crash never leaves a stale lock.  The file holds the pid while
     the lock is held and "stopped" after a clean stop: ``unclean`` tells that the last
-    holder died (a crash, kill -9, a power cut)."""
+    holder died (a crash, kill -9, a power cut).
+
+    The lock file is mode 600, so only photod's user can open it, and so hold the lock.
+    A lock file left readable (an old start with a wide umask) may be open in another
+    user's process: when such a file is held by anything but a live photod of this user,
+    the holder is a stranger, and the file is replaced rather than waited for.  A file
+    that was private all along is held by this user's own process: waited for."""
 
     def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = state_dir / LOCK_NAME
-        self.file: IO[str] = open(self.path, "a+")  # noqa: SIM115
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.file.seek(0)
-            pid = self.file.read().strip()
-            self.file.close()
-            raise AlreadyRunning(str(state_dir), pid) from None
-        self.file.seek(0)
-        before = self.file.read().strip()
-        self.unclean = before not in ("", STOPPED)
+        _not_a_lock_file(self.path)
+        before = None  # what a stranger's lock file said, when it is replaced
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            self.file: IO[str] = os.fdopen(fd, "a+")
+            try:
+                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                pid = self._text()
+                st = os.fstat(self.file.fileno())
+                stranger = bool(st.st_mode & 0o077) and before is None
+                stranger = stranger and not _photod_holds(self.file)
+                self.file.close()
+                if not stranger:
+                    raise AlreadyRunning(str(state_dir), pid) from None
+                before = pid
+                # Only the very file found held: a photod starting at the same moment
+                # may have replaced it already (then the next round finds that one's).
+                if _same_file(self.path, st):
+                    os.unlink(self.path)  # a new file only we can open
+                    log.warning("lock_taken_over", path=str(self.path),
+                                detail="another process held photod's lock file (left "
+                                "readable by an earlier start); it was replaced")  # fmt: skip
+        os.fchmod(self.file.fileno(), 0o600)
+        text = self._text() if before is None else before
+        self.unclean = text not in ("", STOPPED)
         self.file.seek(0)
         self.file.truncate()
         self.file.write(f"{os.getpid()}\n")
         self.file.flush()
+
+    def _text(self) -> str:
+        self.file.seek(0)
+        return self.file.read().strip()
 
     def release(self, clean: bool = True) -> None:
         if clean:
@@ -85,6 +116,48 @@ class StateLock:
             self.file.write(f"{STOPPED}\n")
             self.file.flush()
         self.file.close()
+
+
+def _not_a_lock_file(path: Path) -> None:
+    """Something at the lock's name that is not our regular file (a link, a file of
+    another user) is removed: the lock is opened without following a link."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and st.st_nlink == 1:
+        return  # a second name (a hard link) might be another file's: truncated below
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _same_file(path: Path, st: os.stat_result) -> bool:
+    try:
+        now = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+
+def _photod_holds(lock: IO[str]) -> bool:
+    """Whether the lock is held by photod (a daemon or a command) of this user: the pid
+    in the file is a live photod process of ours.  Asked twice, a moment apart, as a
+    photod that has just taken the lock writes its pid right after."""
+    for attempt in (1, 2):
+        lock.seek(0)
+        text = lock.read().strip()
+        if text.isdigit():
+            try:
+                proc = psutil.Process(int(text))
+                if proc.uids().real == os.getuid() and any(
+                    "photod" in part for part in proc.cmdline()
+                ):
+                    return True
+            except (psutil.Error, OSError):
+                pass
+        if attempt == 1:
+            time.sleep(0.3)
+    return False
 
 
 def running_pid(state_dir: Path) -> int | None:
@@ -181,6 +254,7 @@ class Daemon:
         # Why the catalog is not acted on now (None while it is), for `photod status`.
         self._held: catalog_guard.Verdict | None = None
         self._resettle = ""  # why the catalog must be checked again now
+        self._control_server: ControlServer | None = None
 
     def _on_signal(self, signum: int, _: FrameType | None) -> None:
         if signum == signal.SIGHUP:
@@ -198,22 +272,34 @@ class Daemon:
 
     def run(self) -> int:
         cfg = self.cfg
+        private.go_private()  # before anything is written: the state is private
         logs.setup(
             cfg.log_dir, console=True, max_bytes=cfg.daemon.log_max_size, keep=cfg.daemon.log_keep
         )
+        # The lock first: it judges a lock file left open to others by its mode.
+        lock = StateLock(cfg.state_dir)
+        widened = private.tighten([cfg.state_dir, cfg.log_dir, cfg.runtime_dir])
+        if widened:
+            log.warning("permissions_tightened", count=len(widened), paths=widened[:20],
+                        detail="photod's folders were open to other users (a start with a "
+                        "wide umask); now only their owner reads them")  # fmt: skip
         # First, before any thread starts: every thread inherits these.
         lower_priority(cfg.daemon.priority, nice=10)
         few_arenas()
-        lock = StateLock(cfg.state_dir)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
         control = None if self.once else ControlServer(cfg.control_socket, self._control)
+        self._control_server = control
         unclean = lock.unclean
         clean = False  # whether this run ends as a clean stop (the next start trusts it)
         resettled = -60.0  # when the catalog was last settled again while running
         try:
             if control is not None:
-                control.start()
+                try:
+                    control.start()
+                except OSError as exc:
+                    raise PhotodError(f"cannot open the control socket {control.path}: "
+                                      f"{exc.strerror or exc}") from exc  # fmt: skip
             while not self._stop:
                 trusted = self._settle(cfg)
                 if trusted is None:
@@ -386,7 +472,8 @@ class Daemon:
             if time.monotonic() - trimmed_at > 60:
                 give_back_memory()  # memory stays flat over days, not at its peak
                 trimmed_at = time.monotonic()
-            if supervised and pipeline.alive() and scheduler.running:
+            control_ok = self._control_server is None or self._control_server.alive()
+            if supervised and pipeline.alive() and scheduler.running and control_ok:
                 # The line costs a pass over the catalog's groups: once a minute.
                 fresh = time.monotonic() - line_at > 60
                 sd_notify("WATCHDOG=1" + (f"\nSTATUS={status_line(pipeline)}" if fresh else ""))

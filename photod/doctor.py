@@ -59,10 +59,12 @@ def run(path: Path, home: Path) -> list[Finding]:
     ]
     try:
         configmod.check_secrets(cfg)
-        if configmod.secret_files(cfg):
-            found.append(Finding("ok", "secrets", "identity and credentials files are private"))
+        if configmod.secret_files(cfg) or configmod.inline_secrets(cfg):
+            found.append(Finding("ok", "secrets", "the config, identity and credentials "
+                                 "files that hold secrets are private"))  # fmt: skip
     except ConfigError as exc:
-        found += [Finding("fail", "secrets", p) for p in exc.problems]
+        found += [Finding("fail", "secrets", p, "chmod 600 the file named") for p in exc.problems]
+    found += [Finding("warn", "config", w) for w in configmod.warnings_for(cfg)]
     checks: list[Callable[[], list[Finding]]] = [
         lambda: _dirs(cfg),
         lambda: _catalog(cfg),

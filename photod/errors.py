@@ -15,6 +15,7 @@
     │                           older, another computer's); photod does not act on it
     ├── StateDirFull            transient: no room left in the state dir for the catalog
     └── TargetUnavailable       transient: the target is missing, foreign, read-only, offline
+        ├── LinkInTarget        a folder inside the target is a link: it waits for a folder
         └── TargetFull          transient: no space left; carries the bytes needed
 
 Only ``cli.main()`` turns these into exit codes; the daemon catches them at job
@@ -137,6 +138,19 @@ class TargetUnavailable(PhotodError):
         self.target = target
         self.reason = reason
         super().__init__(f"target {target!r} unavailable: {reason}")
+
+
+class LinkInTarget(TargetUnavailable):
+    """A folder inside a target is a symbolic link: nothing is written through it (it
+    could point anywhere), and the target waits until it is a folder again."""
+
+    def __init__(self, target: str, path: object) -> None:
+        self.path = path
+        super().__init__(
+            target,
+            f"{path} is a symbolic link: photod reads and writes nothing through a link "
+            "(it could point anywhere); replace it by a real folder, or remove it",
+        )
 
 
 class TargetFull(TargetUnavailable):

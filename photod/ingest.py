@@ -8,13 +8,16 @@ goes (layout), and hands it to the replicator.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import pwd
 import stat
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from photod import failpoints
 from photod.catalog import Catalog
@@ -23,11 +26,14 @@ from photod.errors import SourceChanged
 from photod.logs import log
 from photod.media import companion_key, is_ignored, kind_from_name, layout_key, stem_of
 from photod.models import Kind, Probe
-from photod.probe import HEAD_BYTES, probe
+from photod.probe import probe
 from photod.replicate import NewFile, Replicator
+from photod.safeopen import LinkRefused, open_beneath, open_root
 from photod.targets.base import CHUNK
 
 SPARSE_MIN = 64 * 1024 * 1024  # files this long or longer are checked for holes
+LINK = "a symbolic link: photod reads no file through a link, which could point anywhere"
+NOT_A_FILE = "not a regular file (a FIFO, socket or device node); it is never read"
 
 
 @dataclass
@@ -81,7 +87,7 @@ class Settler:
         with self._lock:
             for key, item in list(self._items.items()):
                 try:
-                    st = os.stat(item.path)
+                    st = os.lstat(item.path)  # a link is never followed, even to look
                 except OSError:
                     del self._items[key]  # gone (renamed away, deleted): nothing to take
                     continue
@@ -98,15 +104,54 @@ class Settler:
         return ready
 
 
-def hash_path(path: Path, size: int, mtime_ns: int) -> str:
+def hash_open(f: BinaryIO, size: int, mtime_ns: int, where: str) -> str:
+    """SHA-256 of an open file from its start; SourceChanged if it changed meanwhile."""
     h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    st = os.stat(path)
+    f.seek(0)
+    while chunk := f.read(CHUNK):
+        h.update(chunk)
+    st = os.fstat(f.fileno())
     if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
-        raise SourceChanged(str(path))
+        raise SourceChanged(where)
     return h.hexdigest()
+
+
+class _Owners:
+    """Who may read what: a file in a watch folder is taken only if the folder's owner
+    could read it.  When photod runs as someone else (root, for a family's folders),
+    this keeps a file another user linked in (a hard link to a file only root can
+    read) from being copied to the targets."""
+
+    def __init__(self) -> None:
+        self._groups: dict[int, set[int]] = {}
+
+    def can_read(self, folder: os.stat_result, st: os.stat_result) -> bool:
+        """Whether the owner of ``folder`` (the file's own) could read the file; and in
+        a folder of photod's own user that others may write to (a shared inbox), whether
+        those others could: only they can have linked a file of photod's user there."""
+        owner = folder.st_uid
+        if os.geteuid() == owner:
+            if st.st_uid != owner:
+                return True  # the system's own permissions already decided
+            if folder.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_IROTH:
+                return False
+            return not (
+                folder.st_mode & stat.S_IWGRP and not st.st_mode & (stat.S_IRGRP | stat.S_IROTH)
+            )
+        if st.st_uid == owner:
+            return bool(st.st_mode & stat.S_IRUSR)
+        if st.st_gid in self._groups_of(owner):
+            return bool(st.st_mode & stat.S_IRGRP)
+        return bool(st.st_mode & stat.S_IROTH)
+
+    def _groups_of(self, uid: int) -> set[int]:
+        if uid not in self._groups:
+            try:
+                user = pwd.getpwuid(uid)
+                self._groups[uid] = set(os.getgrouplist(user.pw_name, user.pw_gid))
+            except (KeyError, OSError):
+                self._groups[uid] = set()
+        return self._groups[uid]
 
 
 class Ingestor:
@@ -117,6 +162,7 @@ class Ingestor:
         self.roots = cfg.source_roots()
         self.ignore = cfg.ingest.ignore_patterns
         self._refused: dict[tuple[str, str], tuple[int, int, int]] = {}
+        self._owners = _Owners()
         self._refused_lock = threading.Lock()
 
     def relpath(self, source: str, path: Path) -> str:
@@ -155,12 +201,73 @@ class Ingestor:
         except FileNotFoundError:
             return "gone"
         if stat.S_ISLNK(st.st_mode):
-            return self._refuse(source, rel, st, "symbolic link; photod backs up real "
-                                "files only, so a link cannot pull in files from elsewhere")  # fmt: skip
+            return self._refuse(source, rel, st, LINK)
         if not stat.S_ISREG(st.st_mode):
             # A FIFO or a device node would block or never end a read: never opened.
-            return self._refuse(source, rel, st, "not a regular file (a FIFO, socket or "
-                                "device node); it is never opened")  # fmt: skip
+            return self._refuse(source, rel, st, NOT_A_FILE)
+        seen = self.catalog.source_file(source, rel)
+        if seen and (seen.size, seen.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            return "unchanged"
+        # From here on, one descriptor, opened beneath the source's root through no link,
+        # is what is probed, hashed and copied: a folder swapped for a link, or a file
+        # swapped between two reads, can bring in nothing but what was opened.
+        try:
+            f, folder = self._open(source, rel)
+        except LinkRefused as exc:
+            return self._refuse(source, rel, st, f"{LINK} ({exc.strerror})")
+        except FileNotFoundError:
+            return "gone"
+        except OSError as exc:
+            if exc.errno in (errno.ENXIO, errno.EOPNOTSUPP):  # a socket took its place
+                return self._refuse(source, rel, st, NOT_A_FILE)
+            log.warning("file_unreadable", source=source, path=rel, error=exc.strerror or str(exc))
+            return "skipped"
+        with f:
+            return self._take(source, rel, path, f, folder, lead, sha256, tag)
+
+    def _open(self, source: str, rel: str) -> tuple[BinaryIO, os.stat_result]:
+        """The file, opened beneath the source's root through no link, and the status
+        of the folder it is in (whose owner's right to read it decides)."""
+        folder_rel, _, name = rel.rpartition("/")
+        root = open_root(self.roots[source])
+        try:
+            folder = (
+                open_beneath(root, folder_rel, os.O_RDONLY | os.O_DIRECTORY)
+                if folder_rel
+                else os.dup(root)
+            )
+        finally:
+            os.close(root)
+        try:
+            folder_st = os.fstat(folder)
+            # O_NONBLOCK: a FIFO put where a photo was is opened without waiting for a
+            # writer, then refused below; a regular file reads as it always does.
+            fd = open_beneath(folder, name, os.O_RDONLY | os.O_NONBLOCK)
+        except LinkRefused as exc:
+            parts = rel.split("/")
+            raise LinkRefused(rel, parts, len(parts) - 1) from exc
+        finally:
+            os.close(folder)
+        return os.fdopen(fd, "rb"), folder_st
+
+    def _take(
+        self,
+        source: str,
+        rel: str,
+        path: Path,
+        f: BinaryIO,
+        folder: os.stat_result,
+        lead: str | None,
+        sha256: str | None,
+        tag: str,
+    ) -> str:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return self._refuse(source, rel, st, NOT_A_FILE)
+        if not self._owners.can_read(folder, st):
+            return self._refuse(source, rel, st, "the owner of its folder (or whoever may "
+                                "write there) may not read it: a link to someone else's file? "
+                                "It is never copied")  # fmt: skip
         if st.st_size >= SPARSE_MIN and st.st_blocks * 512 < st.st_size // 16:
             # Mostly holes: no camera or phone writes such a file (a disk image, or a
             # placeholder of a file kept elsewhere); reading it would copy gigabytes
@@ -168,13 +275,8 @@ class Ingestor:
             return self._refuse(source, rel, st, f"sparse file: {st.st_size:,} bytes long "
                                 f"but {st.st_blocks * 512:,} on disk; not a photo or video "
                                 "original, so it is not copied")  # fmt: skip
-        seen = self.catalog.source_file(source, rel)
-        if seen and (seen.size, seen.mtime_ns) == (st.st_size, st.st_mtime_ns):
-            return "unchanged"
         try:
-            with open(path, "rb") as f:
-                head = f.read(HEAD_BYTES)
-            info = probe(str(path), path.name, head, st.st_mtime, self.cfg.ingest.decode_check)
+            info = probe(f, path.name, st.st_mtime, self.cfg.ingest.decode_check)
         except OSError as exc:
             log.warning("file_unreadable", source=source, path=rel, error=exc.strerror or str(exc))
             return "skipped"
@@ -189,13 +291,13 @@ class Ingestor:
         if sha256 is None and self.catalog.has_size(st.st_size):
             # Something of this size is known: hash first, so a duplicate (the same photo
             # exported twice, a re-synced folder) is never written to the targets again.
-            sha = hash_path(path, st.st_size, st.st_mtime_ns)
+            sha = hash_open(f, st.st_size, st.st_mtime_ns, str(path))
             if self.catalog.asset(sha) is not None:
                 self.catalog.saw_source_file(source, rel, st.st_size, st.st_mtime_ns, sha)
                 log.info("asset_seen_again", asset=sha, source=source, path=rel)
                 return "known"
         key = self._key(source, path, info, lead, tag)
-        new = NewFile(source, rel, path, st.st_size, st.st_mtime_ns, info, key)
+        new = NewFile(source, rel, path, st.st_size, st.st_mtime_ns, info, key, f)
         failpoints.hit("ingest_storing")  # a slow disk, for the test of `workers`
         sha, is_new = self.replicator.store_new(new)
         if sha256 is not None and sha != sha256:
@@ -222,13 +324,15 @@ class Ingestor:
                 asset = self.catalog.asset_at_source(source, rel)
                 if asset is not None:
                     return companion_key(asset.relpath, path.name)
+                lead_info = None
                 try:
-                    with open(lead, "rb") as f:
-                        lead_info = probe(
-                            str(lead), lead.name, f.read(HEAD_BYTES), lead.stat().st_mtime, "off"
-                        )
-                except OSError:
-                    lead_info = None
+                    f, folder = self._open(source, rel)
+                    with f:
+                        st = os.fstat(f.fileno())
+                        if stat.S_ISREG(st.st_mode) and self._owners.can_read(folder, st):
+                            lead_info = probe(f, lead.name, st.st_mtime, "off")
+                except OSError:  # gone, unreadable, or a link: not a lead to follow
+                    pass
                 if lead_info is not None:
                     lead_key = layout_key(
                         layout, lead.name, lead_info.captured_at, lead_info.kind, source

@@ -109,9 +109,10 @@ def _register_heif() -> None:
         _heif_registered = True
 
 
-def _exif_time(path: str) -> datetime | None:
+def _exif_time(f: BinaryIO) -> datetime | None:
     _register_heif()
-    with Image.open(path) as im:
+    f.seek(0)
+    with Image.open(f) as im:  # (a file object photod opened: Pillow leaves it open)
         exif = im.getexif()
     sub = exif.get_ifd(0x8769)
     for when, offset in ((sub.get(0x9003), sub.get(0x9011)), (exif.get(0x0132), sub.get(0x9010))):
@@ -182,22 +183,20 @@ def _quicktime_time(f: BinaryIO) -> datetime | None:
     return None
 
 
-def _truncated_box(path: str) -> str:
+def _truncated_box(f: BinaryIO) -> str:
     """For HEIF/AVIF: a box that runs past the end of the file means the file was cut."""
-    with open(path, "rb") as f:
-        size = _file_end(f)
-        for typ, _, end in _boxes(f, size):
-            if end > size:
-                return f"image file is truncated: box {typ.decode('latin-1')!r} needs {end} bytes, file has {size}"
+    size = _file_end(f)
+    for typ, _, end in _boxes(f, size):
+        if end > size:
+            return f"image file is truncated: box {typ.decode('latin-1')!r} needs {end} bytes, file has {size}"
     return ""
 
 
-def _container_problem(path: str) -> str:
+def _container_problem(f: BinaryIO) -> str:
     """For QuickTime/MP4 videos: the top-level boxes must fit in the file and include
     the movie header ('moov'); decoding frames is left to video players."""
-    with open(path, "rb") as f:
-        size = _file_end(f)
-        boxes = _boxes(f, size)
+    size = _file_end(f)
+    boxes = _boxes(f, size)
     for typ, _, end in boxes:
         if end > size:
             return f"video file is truncated: box {typ.decode('latin-1')!r} needs {end} bytes, file has {size}"
@@ -206,17 +205,18 @@ def _container_problem(path: str) -> str:
     return ""
 
 
-def _decode_problem(path: str, fmt: str, mode: str) -> str:
+def _decode_problem(f: BinaryIO, fmt: str, mode: str) -> str:
     """Empty when the photo decodes, else what Pillow said."""
     _register_heif()
     try:
         if fmt in ("heif", "avif"):
             # libheif decodes a cut file without complaint, so check the container first;
             # HEVC has no scaled decode (a 12 MP HEIC takes ~0.5 s), so "fast" stops here.
-            problem = _truncated_box(path)
+            problem = _truncated_box(f)
             if problem or mode == "fast":
                 return problem
-        with Image.open(path) as im:
+        f.seek(0)
+        with Image.open(f) as im:
             if mode == "fast" and fmt == "jpeg":
                 # DCT scaling decodes every block at 1/8 size: it still reads the whole
                 # entropy-coded stream, so a truncated or garbled file fails, ~20x faster.
@@ -227,9 +227,18 @@ def _decode_problem(path: str, fmt: str, mode: str) -> str:
     return ""
 
 
-def probe(path: str, name: str, head: bytes, mtime: float, decode: str = "fast") -> Probe | None:
-    """Everything photod needs to know about a file before copying it, or None when
-    photod leaves the file alone.  ``decode`` is "full", "fast" or "off"."""
+def probe_file(path: str, name: str, mtime: float, decode: str = "fast") -> Probe | None:
+    """``probe`` of a file photod made itself (a temporary, a restored copy)."""
+    with open(path, "rb") as f:
+        return probe(f, name, mtime, decode)
+
+
+def probe(f: BinaryIO, name: str, mtime: float, decode: str = "fast") -> Probe | None:
+    """Everything photod needs to know about an open file (seekable; the one
+    descriptor that is then hashed and copied) before copying it, or None when photod
+    leaves the file alone.  ``decode`` is "full", "fast" or "off"."""
+    f.seek(0)
+    head = f.read(HEAD_BYTES)
     found = classify(name, head)
     if found is None:
         return None
@@ -241,21 +250,21 @@ def probe(path: str, name: str, head: bytes, mtime: float, decode: str = "fast")
         Image.MAX_IMAGE_PIXELS = None  # panoramas are legitimate; nothing is displayed
         try:
             if fmt in _PHOTO_FORMATS or kind is Kind.RAW:
-                captured, source = _exif_time(path), "exif"
+                captured, source = _exif_time(f), "exif"
             elif fmt in ("quicktime", "mp4"):
-                with open(path, "rb") as f:
-                    captured, source = _quicktime_time(f), "quicktime"
+                f.seek(0)
+                captured, source = _quicktime_time(f), "quicktime"
         except Exception:  # unreadable metadata: fall back to the file time
             captured = None
         problem = ""
         decodable: bool | None = None
         if kind is Kind.PHOTO and decode != "off":
             problem = "content is not a known image format" if fmt == "unknown" else ""
-            problem = problem or _decode_problem(path, fmt, decode)
+            problem = problem or _decode_problem(f, fmt, decode)
             decodable = not problem
         elif kind is Kind.VIDEO and fmt in ("quicktime", "mp4") and decode != "off":
             try:
-                problem = _container_problem(path)
+                problem = _container_problem(f)
             except OSError as exc:
                 problem = f"cannot read the container: {exc}"
             decodable = not problem

@@ -206,7 +206,7 @@ def _by_hand(t: LocalTarget | S3Target | RcloneTarget) -> list[str]:
         get,
         "for f in encrypted/.photod/objects/*/* encrypted/.photod/installations/*/index/*; do",
         '  age -d -i "$KEY" "$f" 2>/dev/null || true   # sealed to another identity: skipped',
-        "done | sort -u > index.tsv",
+        "done | sort -u -t $'\\t' -k2,2 -k6,6 > index.tsv   # one line per photo and name",
         '[ -s index.tsv ] || echo "nothing here opens with $KEY"',
         "mkdir -p restored",
         "while IFS=$'\\t' read -r object sha size taken mtime path; do",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ from photod.catalog import Catalog
 from photod.errors import (
     ChecksumMismatch,
     KeyExists,
+    LinkInTarget,
     PhotodError,
     SourceChanged,
     Stopping,
@@ -43,6 +45,7 @@ from photod.errors import (
 from photod.logs import log
 from photod.media import suffixed
 from photod.models import Asset, ManifestEntry, PolicyRule, Probe, TargetInfo, VerifyMethod
+from photod.safeopen import open_beneath, open_root
 from photod.targets.base import CHUNK, Identity, Target, Writer, hash_object
 from photod.targets.records import Records
 from photod.throttle import LimitedWriter, TokenBucket, on_battery_now, paused
@@ -75,6 +78,7 @@ class TargetState:
     since: float = field(default_factory=time.time)  # when ``available`` last changed
     seen_saved: float = 0.0  # monotonic time the catalog last heard it answer
     others_read: float = 0.0  # monotonic time the other installations' lists were read
+    link: str = ""  # a folder inside the target found to be a link: it waits for a folder
 
     def paused(self) -> str:
         """Why writes wait now ("" when they may run).  The battery is read only for a
@@ -96,6 +100,9 @@ class NewFile:
     mtime_ns: int
     info: Probe
     key: str  # wanted key on the targets (the layout)
+    # The file, opened once beneath its source's root (the ingest probed and perhaps
+    # hashed it already): this descriptor is what is copied, never the path again.
+    file: BinaryIO
 
 
 class Replicator:
@@ -160,6 +167,10 @@ class Replicator:
         if not self.trusted.is_set():
             self._set(state, False, "waiting for the check of the catalog to finish")
             return False
+        if state.link:
+            if os.path.islink(state.link):
+                return False  # said once; the target waits until it is a folder again
+            state.link = ""
         now = time.monotonic()
         if now < state.next_probe:
             return state.available  # a remote is not asked more often than it needs
@@ -291,6 +302,8 @@ class Replicator:
 
     def _fail_target(self, name: str, exc: TargetUnavailable) -> None:
         state = self.targets[name]
+        if isinstance(exc, LinkInTarget):
+            state.link = str(exc.path)
         if state.available:
             log.warning("target_unavailable", target=name, reason=exc.reason,
                         pending=self.catalog.pending_count(name))  # fmt: skip
@@ -491,14 +504,15 @@ class Replicator:
                 dropped[name] = exc
         self._register(writers)
         try:
-            with open(new.path, "rb", buffering=0) as f:
-                before = os.fstat(f.fileno())
-                if (before.st_size, before.st_mtime_ns) != (new.size, new.mtime_ns):
-                    raise SourceChanged(str(new.path))
-                sha = self._pump(f, writers, dropped)
-                after = os.stat(new.path)
-                if (after.st_size, after.st_mtime_ns) != (new.size, new.mtime_ns):
-                    raise SourceChanged(str(new.path))
+            f = new.file
+            before = os.fstat(f.fileno())
+            if (before.st_size, before.st_mtime_ns) != (new.size, new.mtime_ns):
+                raise SourceChanged(str(new.path))
+            f.seek(0)
+            sha = self._pump(f, writers, dropped)
+            after = os.fstat(f.fileno())
+            if (after.st_size, after.st_mtime_ns) != (new.size, new.mtime_ns):
+                raise SourceChanged(str(new.path))
         except BaseException:
             self._abort_all(writers)
             raise
@@ -585,13 +599,12 @@ class Replicator:
             root = self.source_roots.get(source)
             if root is None:
                 continue
-            path = root / rel
             try:
-                st = path.stat()
+                st = os.lstat(root / rel)
             except OSError:
                 continue
-            if (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
-                yield functools.partial(_open_file, path)
+            if stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
+                yield functools.partial(open_source, root, rel)  # hashed on the way
 
     def copy_asset(self, asset: Asset, name: str) -> bool:
         """Copy one asset to one target from the best copy there is; True on success."""
@@ -696,5 +709,11 @@ class Replicator:
         return done
 
 
-def _open_file(path: Path) -> BinaryIO:
-    return open(path, "rb")  # the caller closes it
+def open_source(root: Path, rel: str) -> BinaryIO:
+    """A source file opened beneath its folder's root, through no link (the caller
+    closes it); LinkRefused, FileNotFoundError and other OSErrors as they come."""
+    root_fd = open_root(root)
+    try:
+        return os.fdopen(open_beneath(root_fd, rel, os.O_RDONLY | os.O_NONBLOCK), "rb")
+    finally:
+        os.close(root_fd)

@@ -15,6 +15,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -23,15 +24,20 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from photod import private
 from photod.catalog import Catalog
 from photod.errors import PhotodError, TargetUnavailable, UnsafeName
 from photod.logs import log
 from photod.media import check_key
 from photod.models import Asset, Kind
-from photod.probe import HEAD_BYTES, probe
+from photod.probe import probe_file
 from photod.replicate import TargetState
+from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
 from photod.targets.base import CHUNK, Identity
 from photod.verify import hash_stream, month
+
+TEMP_PREFIX = ".photod-restore-"  # a restore's temporaries, beside their final name
+TEMP_AGE = 60.0  # seconds: an older one is a killed restore's, removed by the next
 
 
 @dataclass
@@ -98,56 +104,103 @@ class Restorer:
         self.targets = targets  # already checked, in the order to try them
         self.stop = stop
         self.on_bytes: Callable[[int], None] = lambda n: None
+        self._swept: set[str] = set()  # DEST folders cleared of a killed restore's temporaries
+        # What is restored is the caller's, with the caller's umask (photod's own is 077).
+        self._umask = private.caller_umask()
 
     def restore(self, assets: Iterable[Asset], dest: Path) -> RestoreReport:
         report = RestoreReport()
-        dest.mkdir(parents=True, exist_ok=True)
-        for asset in assets:
-            if self.stop.is_set():
-                break
-            outcome = self.one(asset, dest)
-            if outcome == "restored":
-                report.restored += 1
-                report.bytes += asset.size
-            elif outcome == "skipped":
-                report.skipped += 1
-            else:
-                report.failed.append((asset.relpath, outcome))
-                log.warning("restore_failed", asset=asset.sha256, path=asset.relpath, error=outcome)
+        _make_folder(dest, 0o777 & ~self._umask)
+        # Everything below DEST is reached from this descriptor, through no link: a
+        # link planted in DEST (DEST/2026 -> elsewhere) is refused, never followed.
+        dest_fd = open_root(dest)
+        try:
+            for asset in assets:
+                if self.stop.is_set():
+                    break
+                outcome = self.one(asset, dest_fd)
+                if outcome == "restored":
+                    report.restored += 1
+                    report.bytes += asset.size
+                elif outcome == "skipped":
+                    report.skipped += 1
+                else:
+                    report.failed.append((asset.relpath, outcome))
+                    log.warning("restore_failed", asset=asset.sha256, path=asset.relpath,
+                                error=outcome)  # fmt: skip
+        finally:
+            os.close(dest_fd)
         return report
 
-    def one(self, asset: Asset, dest: Path) -> str:
-        """Restore one asset: 'restored', 'skipped', or why it failed."""
+    def one(self, asset: Asset, dest_fd: int) -> str:
+        """Restore one asset beneath the folder ``dest_fd``: 'restored', 'skipped', or
+        why it failed."""
         try:
-            final = dest / check_key(asset.relpath)  # never outside DEST
+            key = check_key(asset.relpath)  # never outside DEST
         except UnsafeName as exc:
             return str(exc)
-        if final.exists():
-            same = final.stat().st_size == asset.size and _sha_file(final) == asset.sha256
-            if same:
+        parent, _, name = key.rpartition("/")
+        try:
+            folder = folder_beneath(dest_fd, parent, True, 0o777 & ~self._umask, exact=True)
+        except LinkRefused as exc:
+            return f"{exc.strerror}: nothing is written through it"
+        except OSError as exc:
+            return f"cannot make its folder: {exc.strerror or exc}"
+        try:
+            self._sweep(folder, parent)
+            return self._into(asset, folder, name)
+        finally:
+            os.close(folder)
+
+    def _into(self, asset: Asset, folder: int, name: str) -> str:
+        try:
+            st = os.stat(name, dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            if not stat.S_ISREG(st.st_mode):
+                return "something other than a file is there (a link?); left untouched"
+            if st.st_size == asset.size and _sha_beneath(folder, name) == asset.sha256:
                 self.on_bytes(asset.size)
                 return "skipped"
             return "a different file is already there; left untouched"
         held = {r.target: r.relpath for r in self.catalog.replicas(asset.sha256)}
         tried: list[str] = []
-        for name, state in self.targets.items():
-            if name not in held:
+        for target, state in self.targets.items():
+            if target not in held:
                 continue
-            why = self._copy(state, held[name], asset, final)
+            why = self._copy(state, held[target], asset, folder, name)
             if why == "":
                 return "restored"
-            tried.append(f"{name}: {why}")
+            tried.append(f"{target}: {why}")
         if not tried:
             return "no reachable target holds a verified copy"
         return "; ".join(tried)
 
-    def _copy(self, state: TargetState, key: str, asset: Asset, final: Path) -> str:
-        """Copy one replica to ``final``; '' on success, else why not."""
-        final.parent.mkdir(parents=True, exist_ok=True)
-        temp = final.with_name(f".photod-restore-{secrets.token_hex(6)}.tmp")
+    def _sweep(self, folder: int, rel: str) -> None:
+        """Remove what a killed restore left in a folder (its temporaries), once per
+        folder and run; a temporary still being written (another restore) is young."""
+        if rel in self._swept:
+            return
+        self._swept.add(rel)
+        old = time.time() - TEMP_AGE
+        with contextlib.suppress(OSError):
+            for entry in os.listdir(folder):
+                if entry.startswith(TEMP_PREFIX) and entry.endswith(".tmp"):
+                    with contextlib.suppress(OSError):
+                        st = os.stat(entry, dir_fd=folder, follow_symlinks=False)
+                        if stat.S_ISREG(st.st_mode) and st.st_mtime < old:
+                            os.unlink(entry, dir_fd=folder)
+
+    def _copy(self, state: TargetState, key: str, asset: Asset, folder: int, name: str) -> str:
+        """Copy one replica to ``name`` in ``folder``; '' on success, else why not."""
+        temp = f"{TEMP_PREFIX}{secrets.token_hex(6)}.tmp"
         h = hashlib.sha256()
         try:
-            with state.target.open(key) as src, open(temp, "xb") as out:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            with state.target.open(key) as src, \
+                    os.fdopen(os.open(temp, flags, 0o600, dir_fd=folder), "wb") as out:  # fmt: skip
+                os.fchmod(out.fileno(), 0o666 & ~self._umask)
                 while chunk := src.read(CHUNK):
                     if self.stop.is_set():
                         raise OSError("stopped")
@@ -158,14 +211,16 @@ class Restorer:
                 os.fsync(out.fileno())
             if h.hexdigest() != asset.sha256:
                 return f"bytes do not match (got {h.hexdigest()[:12]}); the next scrub repairs it"
+            where = {"src_dir_fd": folder, "dst_dir_fd": folder}
             try:
-                os.link(temp, final)  # never replaces a file that appeared meanwhile
+                os.link(temp, name, **where, follow_symlinks=False)  # never over a file
             except FileExistsError:
                 return "a different file appeared there; left untouched"
             except OSError:  # no hard links (FAT, exFAT): check, then rename
-                if final.exists():
+                with contextlib.suppress(FileNotFoundError):
+                    os.stat(name, dir_fd=folder, follow_symlinks=False)
                     return "a different file appeared there; left untouched"
-                os.rename(temp, final)
+                os.rename(temp, name, **where)
             return ""
         except FileNotFoundError:
             return "missing on the target"
@@ -173,7 +228,7 @@ class Restorer:
             return str(exc)
         finally:
             with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
+                os.unlink(temp, dir_fd=folder)
 
 
 def drill(
@@ -197,16 +252,20 @@ def drill(
         problems: list[str] = []
         with tempfile.TemporaryDirectory(prefix="photod-drill-", dir=scratch) as tmp:
             restorer = Restorer(catalog, {name: state}, stop)
-            for asset, decoded in picked:
-                outcome = restorer.one(asset, Path(tmp))
-                if state.queued:  # a remote's drill downloads: it counts as egress
-                    catalog.add_egress(name, month(), asset.size)
-                if outcome != "restored":
-                    problems.append(f"{asset.relpath}: {outcome}")
-                    continue
-                problem = _decode(Path(tmp) / asset.relpath, asset)
-                if problem and decoded is not False:  # it decoded when it came in
-                    problems.append(f"{asset.relpath}: {problem}")
+            tmp_fd = open_root(tmp)
+            try:
+                for asset, decoded in picked:
+                    outcome = restorer.one(asset, tmp_fd)
+                    if state.queued:  # a remote's drill downloads: it counts as egress
+                        catalog.add_egress(name, month(), asset.size)
+                    if outcome != "restored":
+                        problems.append(f"{asset.relpath}: {outcome}")
+                        continue
+                    problem = _decode(Path(tmp) / asset.relpath, asset)
+                    if problem and decoded is not False:  # it decoded when it came in
+                        problems.append(f"{asset.relpath}: {problem}")
+            finally:
+                os.close(tmp_fd)
             shutil.rmtree(tmp, ignore_errors=True)
         if stop.is_set():
             break  # cut short by a shutdown: neither passed nor failed
@@ -231,14 +290,33 @@ def _decode(path: Path, asset: Asset) -> str:
     """'' when a restored photo decodes (or a video's container parses)."""
     if asset.kind not in (Kind.PHOTO, Kind.VIDEO):
         return ""
-    with open(path, "rb") as f:
-        head = f.read(HEAD_BYTES)
-    info = probe(str(path), path.name, head, path.stat().st_mtime, "full")
+    info = probe_file(str(path), path.name, path.stat().st_mtime, "full")
     if info is None:
         return "not recognised as a photo or video any more"
     return info.problem
 
 
-def _sha_file(path: Path) -> str:
-    with open(path, "rb", buffering=0) as f:
+def _make_folder(path: Path, mode: int) -> None:
+    """DEST and its missing parents, each made with ``mode`` (set through a descriptor
+    opened without following a link: a folder swapped for a link meanwhile is refused)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir()
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
+
+
+def _sha_beneath(folder: int, name: str) -> str:
+    """The SHA-256 of a file already in DEST ("" when it is not a regular file by the
+    time it is opened: a FIFO swapped in must not hang the restore)."""
+    with os.fdopen(open_beneath(folder, name, os.O_RDONLY | os.O_NONBLOCK), "rb", 0) as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return ""
         return hash_stream(f, lambda n: None, threading.Event())

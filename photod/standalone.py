@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
-from photod import catalog_guard, logs, snapshot
+from photod import catalog_guard, logs, private, snapshot
 from photod.catalog import CATALOG_NAME, Catalog
 from photod.config import Config
 from photod.daemon import StateLock
@@ -38,6 +38,7 @@ class _Foreground:
         self.relist = False  # the catalog was rebuilt: compare the targets' lists in full
 
     def __enter__(self) -> Catalog:
+        private.go_private()  # what it writes in the state dir is private
         self.lock = StateLock(self.cfg.state_dir)  # raises AlreadyRunning
         try:
             logs.setup(
@@ -149,6 +150,7 @@ def restore(
 def rebuild(
     cfg: Config, name: str, force: bool, wanted: str | None
 ) -> tuple[snapshot.Rebuilt, Path | None]:
+    private.go_private()
     lock = StateLock(cfg.state_dir)
     logs.setup(cfg.log_dir, console=False)
     targets = build_targets(cfg)

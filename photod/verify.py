@@ -16,8 +16,10 @@ mtime are ``source_corrupt`` (bit rot in the library), and never replace good co
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,10 +30,10 @@ from pathlib import Path
 from photod import ledgers, policy
 from photod.catalog import Catalog, CheckItem
 from photod.config import Config
-from photod.errors import Stopping, TargetUnavailable, Undecryptable
+from photod.errors import LinkInTarget, Stopping, TargetUnavailable, Undecryptable
 from photod.logs import log
 from photod.models import Asset, ManifestEntry
-from photod.replicate import Replicator, TargetState
+from photod.replicate import Replicator, TargetState, open_source
 from photod.targets.base import Identity
 from photod.throttle import lower_priority
 
@@ -294,8 +296,8 @@ class Scrubber:
             try:
                 with state.target.open(key) as f:
                     return hash_stream(f, self.on_bytes, self.stop, cold=attempt == 2)
-            except (FileNotFoundError, Stopping):
-                raise
+            except (FileNotFoundError, Stopping, LinkInTarget):
+                raise  # a link on the way to it: the target waits, the file is not bad
             except Undecryptable as exc:  # age's authentication failed: damaged bytes
                 raise _Unreadable(exc.detail) from exc
             except (TargetUnavailable, OSError) as exc:
@@ -386,11 +388,12 @@ class Scrubber:
             return False
         roots = self.replicator.source_roots
         for source, rel, _, _ in self.catalog.source_paths(asset.sha256):
-            path = roots[source] / rel if source in roots else None
+            if source not in roots:
+                continue
             try:
-                if path is not None and _hash_file(path) == asset.sha256:
+                if _hash_source(roots[source], rel)[0] == asset.sha256:
                     return False
-            except OSError:
+            except OSError:  # gone, unreadable, or a link now: not a copy
                 continue
         if self.catalog.mark_lost(asset.sha256):
             log.critical(
@@ -415,15 +418,12 @@ class Scrubber:
             for rel, size, mtime_ns, asset in self.catalog.sources_by_age(source.name, 100_000):
                 if done >= share or self.stop.is_set():
                     break
-                path = source.path / rel
                 try:
-                    st = path.stat()
-                    if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
-                        continue  # changed or gone: the reconcile scan takes it again
-                    actual = _hash_file(path)
-                    st2 = path.stat()
-                except OSError:
+                    actual, st, st2 = _hash_source(source.path, rel)
+                except OSError:  # gone, unreadable, or a link now: the scan says so
                     continue
+                if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+                    continue  # changed: the reconcile scan takes it again
                 if (st2.st_size, st2.st_mtime_ns) != (size, mtime_ns):
                     continue  # written while we read: not rot
                 done += size
@@ -443,6 +443,12 @@ class Scrubber:
                     )
 
 
-def _hash_file(path: Path) -> str:
-    with open(path, "rb", buffering=0) as f:
-        return hash_stream(f, lambda n: None, threading.Event())
+def _hash_source(root: Path, rel: str) -> tuple[str, os.stat_result, os.stat_result]:
+    """SHA-256 of a watch-folder file, opened beneath its root through no link, with
+    its stat before and after the read."""
+    with open_source(root, rel) as f:
+        before = os.fstat(f.fileno())
+        if not stat.S_ISREG(before.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", rel)
+        sha = hash_stream(f, lambda n: None, threading.Event())
+        return sha, before, os.fstat(f.fileno())

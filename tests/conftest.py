@@ -107,6 +107,7 @@ def write_config(
             lines.append(f"\n[[{section}]]")
             lines += [f"{k} = {value(v)}" for k, v in item.items()]
     path.write_text("\n".join(lines) + "\n" + extra)
+    path.chmod(0o600)  # as photod writes its own default config: it may hold a secret
     return path
 
 

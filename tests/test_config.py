@@ -362,3 +362,63 @@ def test_credentials_readable_by_others_are_refused(tmp_path: Path, mode: int) -
     ] == info.value.problems
     creds.chmod(0o600)
     config.check_secrets(cfg)
+
+
+@pytest.mark.parametrize(
+    ("settings", "secret"),
+    [
+        ('{ type = "local" }', None),
+        ('{ type = "sftp", host = "nas.lan", key_file = "/home/a/.ssh/id" }', None),
+        ('{ type = "sftp", host = "nas.lan", pass = "obscured" }', "pass"),
+        ('{ type = "drive", token = "{\\"access_token\\": \\"x\\"}" }', "token"),
+        ('{ type = "s3", secret_access_key = "k" }', "secret_access_key"),
+    ],
+)
+def test_a_config_is_refused_when_others_can_read_a_secret_in_it(
+    tmp_path: Path, settings: str, secret: str | None
+) -> None:
+    """An inline rclone remote that holds a password or token makes the config file
+    itself a secret: refused at 644 with the key and the fix, accepted at 600. Settings
+    without one (a type, a host, a key file's path) leave the file's mode to its owner."""
+    path = tmp_path / "photod.toml"
+    path.write_text(
+        BASE + '[[targets]]\nname = "o"\ntype = "rclone"\nremote = "o:photos"\n'
+        f"rclone_config = {settings}\n"
+    )
+    path.chmod(0o644)
+    cfg = config.parse(path.read_text(), path)
+    if secret is None:
+        config.check_secrets(cfg)
+        return
+    with pytest.raises(ConfigError) as info:
+        config.check_secrets(cfg)
+    assert [
+        f"{path}: targets[0].rclone_config.{secret}: the config holds a secret and is "
+        f"readable by others (mode 644); allowed: only its owner, run `chmod 600 {path}`"
+    ] == info.value.problems
+    path.chmod(0o600)
+    config.check_secrets(cfg)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "warned"),
+    [
+        ("http://127.0.0.1:9000", False),
+        ("http://127.8.0.1/", False),
+        ("http://[::1]:9000", False),
+        ("http://localhost:9000", False),
+        ("https://s3.example.org", False),
+        ("http://nas.lan:9000", True),
+        ("http://127.evil.example", True),
+        ("http://192.168.1.10:9000", True),
+    ],
+)
+def test_a_plain_http_endpoint_off_this_computer_is_a_warning(endpoint: str, warned: bool) -> None:
+    """Photos sent over plain http travel in clear unless the server is this computer."""
+    text = BASE + (
+        f'[[targets]]\nname = "o"\ntype = "s3"\nbucket = "photos"\nendpoint = "{endpoint}"\n'
+    )
+    found = config.warnings_for(config.parse(text, Path("/etc/photod.toml")))
+    assert warned == bool(found), found
+    if warned:
+        assert f"targets[0].endpoint: {endpoint} is plain http" in found[0]

@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 
 from photod.models import Kind
-from photod.probe import HEAD_BYTES, classify, probe
+from photod.probe import classify, probe_file
 from tests.conftest import make_mov
 
 
 def run_probe(path: Path, name: str | None = None, decode: str = "fast"):  # type: ignore[no-untyped-def]
-    head = path.read_bytes()[:HEAD_BYTES]
-    return probe(str(path), name or path.name, head, path.stat().st_mtime, decode)
+    return probe_file(str(path), name or path.name, path.stat().st_mtime, decode)
 
 
 def test_iphone_heic_capture_time_with_offset(samples: Path) -> None:

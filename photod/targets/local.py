@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import secrets
+import stat
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -21,10 +22,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from photod import failpoints
-from photod.durable import fsync_dir
-from photod.errors import ChecksumMismatch, KeyExists, TargetFull, TargetUnavailable
+from photod.errors import (
+    ChecksumMismatch,
+    KeyExists,
+    LinkInTarget,
+    TargetFull,
+    TargetUnavailable,
+)
 from photod.models import ManifestEntry, VerifyMethod
 from photod.mounts import mount_of, mount_points
+from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
 from photod.targets.base import CHUNK, Identity, now_stamp, quarantine_name, refuse_stranger
 
 META = ".photod"
@@ -37,9 +44,17 @@ FOREIGN_TEMP_AGE = 3600.0
 PREFETCH = 16 * 1024 * 1024  # bytes of a file read ahead by ``prefetch``; the rest streams
 
 
-def _write_temp(path: Path, data: bytes, owner: str) -> Path:
-    tmp = path.with_name(f"{TEMP_PREFIX}{owner}{secrets.token_hex(8)}{TEMP_SUFFIX}")
-    with open(tmp, "wb") as f:
+def _swap(old: int, new: int) -> int:
+    """``new``, once ``old`` (the folder it was opened beneath) is closed."""
+    os.close(old)
+    return new
+
+
+def _write_temp(folder: int, name: str, data: bytes, owner: str) -> str:
+    """A temporary beside ``name`` in the folder ``folder``, written and synced."""
+    tmp = f"{TEMP_PREFIX}{owner}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with open(os.open(tmp, flags, 0o644, dir_fd=folder), "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -47,33 +62,43 @@ def _write_temp(path: Path, data: bytes, owner: str) -> Path:
     return tmp
 
 
-def _write_atomic(path: Path, data: bytes, owner: str = "") -> None:
+def _write_atomic(folder: int, name: str, data: bytes, owner: str = "") -> None:
     """Temp file in the same directory, fsync, rename over, fsync the directory: the
-    file is either the old one or the new one after a crash, never a mix."""
-    os.replace(_write_temp(path, data, owner), path)
-    fsync_dir(path.parent)
+    file is either the old one or the new one after a crash, never a mix.  ``folder``
+    is a descriptor opened through no link: nothing is written anywhere else."""
+    os.replace(_write_temp(folder, name, data, owner), name, src_dir_fd=folder, dst_dir_fd=folder)
+    os.fsync(folder)
 
 
-def _create_atomic(path: Path, data: bytes, owner: str = "") -> bool:
-    """Like ``_write_atomic``, but only when nothing is at ``path``: link() refuses an
+def _create_atomic(folder: int, name: str, data: bytes, owner: str = "") -> bool:
+    """Like ``_write_atomic``, but only when nothing is at ``name``: link() refuses an
     existing name, so of two writers exactly one wins.  False when one was there."""
-    if os.path.lexists(path):
+    if _lexists(folder, name):
         return False  # the usual case once written: no temporary, no fsync
-    tmp = _write_temp(path, data, owner)
+    tmp = _write_temp(folder, name, data, owner)
+    at = {"src_dir_fd": folder, "dst_dir_fd": folder}
     try:
-        os.link(tmp, path, follow_symlinks=False)
+        os.link(tmp, name, **at, follow_symlinks=False)
     except FileExistsError:
         return False
     except OSError as exc:  # FAT/exFAT have no hard links: check, then rename
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
             raise
-        if path.exists():
+        if _lexists(folder, name):
             return False
-        os.rename(tmp, path)
+        os.rename(tmp, name, **at)
     finally:
         with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    fsync_dir(path.parent)
+            os.unlink(tmp, dir_fd=folder)
+    os.fsync(folder)
+    return True
+
+
+def _lexists(folder: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
     return True
 
 
@@ -127,18 +152,20 @@ class LocalWriter:
         assert self.dir_fd is not None
         try:
             if self.f is not None:
-                os.fsync(self.f.fileno())
+                fd = self.f.fileno()
+                if mtime_ns is not None:  # on the descriptor: a name could be swapped
+                    os.utime(fd, ns=(mtime_ns, mtime_ns))
+                os.fsync(fd)
                 # Drop the pages we just wrote so the read-back below comes from the
                 # device, not from memory: it proves what is on the disk.
-                os.posix_fadvise(self.f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                written = os.fstat(fd)
                 self.f.close()
                 self.f = None
-                actual = _hash_at(self.dir_fd, self.temp_name)
+                actual = _hash_at(self.dir_fd, self.temp_name, written)
                 if actual != sha256:
                     self.abort()
                     raise ChecksumMismatch(f"{self.target.name}:{key}", sha256, actual)
-                if mtime_ns is not None:
-                    os.utime(self.temp_name, ns=(mtime_ns, mtime_ns), dir_fd=self.dir_fd)
                 failpoints.hit("replica_synced")
             folder_rel, _, name = key.rpartition("/")
             final_fd = self.target.folder(folder_rel, create=True)  # may be another folder
@@ -191,9 +218,15 @@ class LocalWriter:
         self._close_dir()
 
 
-def _hash_at(dir_fd: int, name: str) -> str:
+def _hash_at(dir_fd: int, name: str, written: os.stat_result) -> str:
+    """The SHA-256 of the temporary read back from the disk: the very file written (a
+    name another writer of the folder swapped meanwhile is no proof: a mismatch)."""
     h = hashlib.sha256()
-    with open(os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd), "rb", buffering=0) as f:
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    with open(os.open(name, flags, dir_fd=dir_fd), "rb", buffering=0) as f:
+        st = os.fstat(f.fileno())
+        if (st.st_dev, st.st_ino) != (written.st_dev, written.st_ino):
+            return "not the file written"
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
@@ -225,6 +258,8 @@ class LocalTarget:
 
     def error(self, exc: OSError, needed: int = 0) -> TargetUnavailable:
         """Map an OS error from a write to the target's transient errors."""
+        if isinstance(exc, LinkRefused):  # a folder inside the target is a link
+            return LinkInTarget(self.name, self.root / (exc.link or exc.rel))
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return TargetFull(self.name, needed, self.free_bytes() or 0)
         if exc.errno == errno.EROFS:
@@ -233,7 +268,16 @@ class LocalTarget:
 
     def _read_marker(self, root: Path) -> str | None:
         try:
-            data = json.loads((root / META / MARKER).read_text())
+            fd = open_root(root)
+            try:
+                fd = _swap(fd, open_beneath(fd, f"{META}/{MARKER}", os.O_RDONLY | os.O_NONBLOCK))
+            except BaseException:
+                os.close(fd)
+                raise
+            with open(fd, "rb") as f:  # a link, a FIFO or a huge file is no marker
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    return None
+                data = json.loads(f.read(1 << 16))
             return str(data["id"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -272,8 +316,15 @@ class LocalTarget:
             # written wins, and the other takes the id it finds.
             mine = json.dumps({"id": str(uuid.uuid4()), "name": self.name, "created_by": "photod"})
             try:
-                (root / META).mkdir(exist_ok=True)
-                _create_atomic(root / META / MARKER, mine.encode(), self.owner)
+                top = open_root(root)
+                try:
+                    meta = folder_beneath(top, META, create=True)
+                finally:
+                    os.close(top)
+                try:
+                    _create_atomic(meta, MARKER, mine.encode(), self.owner)
+                finally:
+                    os.close(meta)
             except OSError as exc:
                 raise self.error(exc) from exc
             found = self._read_marker(root)
@@ -292,25 +343,19 @@ class LocalTarget:
         is another directory now (the drive unplugged, renamed, or replaced by an empty
         mount point), this raises instead of making folders where the drive was."""
         fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            st = os.fstat(fd)
-            if self.root_id is not None and (st.st_dev, st.st_ino) != self.root_id:
-                raise FileNotFoundError(
-                    errno.ENOENT, "not the folder photod checked (unplugged or replaced?)",
-                    str(self.root),
-                )  # fmt: skip
-            for part in rel.split("/") if rel else []:
-                if create:
-                    with contextlib.suppress(FileExistsError):
-                        os.mkdir(part, 0o755, dir_fd=fd)
-                flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-                inner = os.open(part, flags, dir_fd=fd)
-                os.close(fd)
-                fd = inner
-        except BaseException:
+        st = os.fstat(fd)
+        if self.root_id is not None and (st.st_dev, st.st_ino) != self.root_id:
             os.close(fd)
-            raise
-        return fd
+            raise FileNotFoundError(
+                errno.ENOENT, "not the folder photod checked (unplugged or replaced?)",
+                str(self.root),
+            )  # fmt: skip
+        if not rel:
+            return fd
+        try:
+            return folder_beneath(fd, rel, create)  # a link in it: LinkRefused
+        finally:
+            os.close(fd)
 
     def _sweep_meta(self, root: Path) -> None:
         """Remove what a crash left half written under ``.photod/`` (an atomic write's
@@ -320,14 +365,16 @@ class LocalTarget:
         those go only once they are old."""
         mine = f"{TEMP_PREFIX}{self.owner}"
         old = time.time() - FOREIGN_TEMP_AGE
-        for folder, _, names in os.walk(root / META):
-            for name in names:
-                if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
-                    continue
-                path = os.path.join(folder, name)
-                with contextlib.suppress(OSError):
-                    if (self.owner and name.startswith(mine)) or os.lstat(path).st_mtime < old:
-                        os.unlink(path)
+        # fwalk: through descriptors, never into a link (a link's writes are refused).
+        with contextlib.suppress(OSError):  # no .photod yet: nothing to sweep
+            for _, _, names, dirfd in os.fwalk(root / META, follow_symlinks=False):
+                for name in names:
+                    if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+                        continue
+                    with contextlib.suppress(OSError):
+                        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+                        if (self.owner and name.startswith(mine)) or st.st_mtime < old:
+                            os.unlink(name, dir_fd=dirfd)
         self.swept = True
 
     def free_bytes(self) -> int | None:
@@ -341,16 +388,36 @@ class LocalTarget:
         return LocalWriter(self, key)
 
     def open(self, key: str) -> BinaryIO:
+        """A stored file, read through no link: a link where a copy should be is not a
+        copy (LinkRefused, an OSError: verify calls it corrupt and moves it aside); a
+        folder on the way that is a link makes the target wait (LinkInTarget)."""
+        fd = self._open_beneath(key)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO put there: never read
+            os.close(fd)
+            raise OSError(errno.EINVAL, "not a regular file", str(self.root / key))
+        return open(fd, "rb")
+
+    def _open_beneath(self, key: str) -> int:
         try:
-            return open(self.root / key, "rb")
+            root = self.folder("")
+        except OSError as exc:
+            raise self.error(exc) from exc
+        try:
+            return open_beneath(root, key, os.O_RDONLY | os.O_NONBLOCK)
+        except LinkRefused as exc:
+            if exc.last:
+                raise
+            raise self.error(exc) from exc
         except FileNotFoundError:
             raise
         except OSError as exc:
             raise self.error(exc) from exc
+        finally:
+            os.close(root)
 
     def size(self, key: str) -> int | None:
         try:
-            return (self.root / key).stat().st_size
+            return os.lstat(self.root / key).st_size
         except FileNotFoundError:
             return None
 
@@ -384,49 +451,78 @@ class LocalTarget:
         self._proved()
 
     def _walk_files(self, sized: bool, errors: list[OSError]) -> Iterator[tuple[str, int | None]]:
-        for folder, dirs, files in os.walk(self.root, onerror=errors.append):
-            rel = os.path.relpath(folder, self.root)
-            if rel == ".":
-                dirs[:] = [d for d in dirs if d != META]
-            for name in files:
-                if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
-                    continue
-                size = None
-                if sized:
+        """Regular files only: a link (to a file or a folder), a FIFO or a socket in a
+        target is nothing photod wrote, and is neither listed nor followed."""
+        folders = [""]
+        while folders:
+            rel = folders.pop()
+            try:
+                entries = os.scandir(os.path.join(self.root, rel))
+            except OSError as exc:
+                errors.append(exc)
+                continue
+            with entries:
+                for entry in entries:
+                    key = f"{rel}/{entry.name}" if rel else entry.name
                     try:
-                        size = os.lstat(os.path.join(folder, name)).st_size
+                        if entry.is_dir(follow_symlinks=False):
+                            if key != META:
+                                folders.append(key)
+                            continue
+                        if not entry.is_file(follow_symlinks=False) or (
+                            entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX)
+                        ):
+                            continue
+                        size = entry.stat(follow_symlinks=False).st_size if sized else None
                     except FileNotFoundError:
-                        continue
-                yield (name if rel == "." else f"{rel}/{name}"), size
+                        continue  # gone meanwhile
+                    yield key, size
 
     def delete_temp(self, temp_key: str) -> None:
         name = temp_key.rpartition("/")[2]
         if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
             return  # never delete anything that is not one of our temporaries
+        self._unlink(temp_key)
+
+    def _unlink(self, rel: str) -> None:
+        """Remove one file of the target, reached through no link."""
+        parent, _, name = rel.rpartition("/")
         with contextlib.suppress(FileNotFoundError):
-            (self.root / temp_key).unlink()
+            fd = self.folder(parent)
+            try:
+                os.unlink(name, dir_fd=fd)
+            finally:
+                os.close(fd)
 
     def put_meta(self, name: str, data: bytes) -> None:
-        path = self.root / META / name
+        parent, _, base = f"{META}/{name}".rpartition("/")
         try:
-            os.close(self.folder(f"{META}/{name}".rpartition("/")[0], create=True))
-            _write_atomic(path, data, self.owner)
+            folder = self.folder(parent, create=True)
+            try:
+                _write_atomic(folder, base, data, self.owner)
+            finally:
+                os.close(folder)
         except OSError as exc:
             raise self.error(exc) from exc
 
     def create_meta(self, name: str, data: bytes) -> bool:
+        parent, _, base = f"{META}/{name}".rpartition("/")
         try:
-            os.close(self.folder(f"{META}/{name}".rpartition("/")[0], create=True))
-            return _create_atomic(self.root / META / name, data, self.owner)
+            folder = self.folder(parent, create=True)
+            try:
+                return _create_atomic(folder, base, data, self.owner)
+            finally:
+                os.close(folder)
         except OSError as exc:
             raise self.error(exc) from exc
 
     def get_meta(self, name: str) -> bytes | None:
         try:
-            return (self.root / META / name).read_bytes()
+            with self.open(f"{META}/{name}") as f:
+                return f.read()
         except FileNotFoundError:
             return None
-        except OSError as exc:
+        except OSError as exc:  # a link where a record should be is refused, not read
             raise self.error(exc) from exc
 
     def list_meta(self, folder: str) -> list[str]:
@@ -445,8 +541,7 @@ class LocalTarget:
         return sorted(out)
 
     def delete_meta(self, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            (self.root / META / name).unlink()
+        self._unlink(f"{META}/{name}")
 
     def locate(self, key: str) -> str:
         return key
@@ -456,8 +551,8 @@ class LocalTarget:
 
     def prefetch(self, key: str) -> None:
         try:
-            fd = os.open(self.root / key, os.O_RDONLY)
-        except OSError:
+            fd = self._open_beneath(key)
+        except (OSError, TargetUnavailable):
             return  # the read itself reports what is wrong
         try:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
@@ -467,10 +562,20 @@ class LocalTarget:
 
     def discard(self, key: str) -> None:
         rel = f"{META}/{quarantine_name(key, now_stamp())}"
-        dest = self.root / rel
+        parent, _, name = key.rpartition("/")
+        into, _, aside = rel.rpartition("/")
         try:
-            os.close(self.folder(rel.rpartition("/")[0], create=True))
-            os.rename(self.root / key, dest)  # same filesystem: a rename, never a copy
+            # Both folders reached through no link: what is moved aside is the file (or
+            # link) in the target, never what a link planted on the way points to.
+            src = self.folder(parent)
+            try:
+                dst = self.folder(into, create=True)
+                try:
+                    os.rename(name, aside, src_dir_fd=src, dst_dir_fd=dst)  # never a copy
+                finally:
+                    os.close(dst)
+            finally:
+                os.close(src)
         except FileNotFoundError:
             return
         except OSError as exc:

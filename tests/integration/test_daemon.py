@@ -210,6 +210,7 @@ def test_first_run_writes_default_config(tmp_path: Path, photod_factory) -> None
     written = home / ".config" / "photod" / "photod.toml"
     assert f"wrote a default one to {written}" in p.output.read_text()
     assert "# " in written.read_text()
+    assert 0o600 == written.stat().st_mode & 0o777  # it may come to hold a secret
     inbox, library = home / "Pictures" / "Inbox", home / "Pictures" / "photod"
     assert inbox.is_dir() and library.is_dir()
     data = b"\xff\xd8\xff" + os.urandom(5000)

@@ -135,7 +135,7 @@ def test_a_lost_catalog_shrinks_no_target_and_comes_back_from_them(setup: Setup,
     assert 0 == r.returncode, r.stdout + r.stderr
     assert sorted(made.values()) == sorted(target_files(dest).values())
     out = stock_restore((vault / ".photod" / "RECOVERY.md").read_text(), setup.home / "stock", key)
-    assert 0 == r.returncode, out.stderr
+    assert 0 == out.returncode, out.stderr
     assert 30 == out.stdout.count(": OK"), out.stdout + out.stderr
 
 

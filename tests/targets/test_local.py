@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from photod.errors import TargetUnavailable
+from photod.errors import LinkInTarget, TargetUnavailable
 from photod.targets.local import LocalTarget
 
 
@@ -53,3 +53,40 @@ def test_a_drive_gone_under_a_listing_is_an_error_not_an_empty_target(tmp_path: 
         target.list_meta("installations")
     with pytest.raises(TargetUnavailable):
         list(target.listing())
+
+
+def test_a_link_in_a_target_is_neither_listed_nor_read_nor_moved_through(
+    tmp_path: Path,
+) -> None:
+    """Whoever can write to a drive plants links in it: a link where a copy should be,
+    and a folder that is a link to a private folder.  Neither is listed; the link-file
+    reads as a bad copy (moved aside itself when discarded); the folder-link makes the
+    target wait, naming it; nothing elsewhere is read, listed or moved."""
+    root, private = tmp_path / "lib", tmp_path / "private"
+    (root / "2024").mkdir(parents=True)
+    private.mkdir()
+    (private / "secret.jpg").write_bytes(b"secret")
+    (root / "2024" / "a.jpg").write_bytes(b"mine")
+    (root / "2024" / "b.jpg").symlink_to(private / "secret.jpg")
+    (root / "2025").symlink_to(private)
+    os.mkfifo(root / "2024" / "c.jpg")
+    target = LocalTarget("lib", root, creates_root=True)
+    target.check(None)
+    assert ["2024/a.jpg"] == sorted(key for key, _ in target.listing())
+    assert ["2024/a.jpg"] == sorted(target.keys())
+    with target.open("2024/a.jpg") as f:
+        assert b"mine" == f.read()
+    with pytest.raises(OSError, match="symbolic link") as link_file:
+        target.open("2024/b.jpg")
+    assert not isinstance(link_file.value, TargetUnavailable)  # one bad copy, not an outage
+    with pytest.raises(OSError, match="not a regular file"):
+        target.open("2024/c.jpg")  # never blocks on the FIFO
+    with pytest.raises(LinkInTarget) as link_folder:
+        target.open("2025/secret.jpg")
+    assert f"{root / '2025'} is a symbolic link" in link_folder.value.reason
+    with pytest.raises(LinkInTarget):
+        target.discard("2025/secret.jpg")
+    target.discard("2024/b.jpg")  # the link itself goes aside
+    assert (private / "secret.jpg").read_bytes() == b"secret"
+    assert not (root / "2024" / "b.jpg").is_symlink()
+    assert [] == [p for p in private.iterdir() if p.name != "secret.jpg"]

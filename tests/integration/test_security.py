@@ -1,0 +1,485 @@
+"""Nobody gets in (issue 16): each attack, run by a second, unprivileged user the test
+creates, against a real `photod run` started as root.  After each, nothing private
+reached any target or any folder outside, and photod kept working."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLES, Photod, sha256, target_files, wait_for, write_config
+from tests.integration.conftest import Setup, backed_up_twice
+
+pytestmark = pytest.mark.integration
+
+JPEG = (SAMPLES / "jpg_Canon_40D.jpg").read_bytes() if SAMPLES.is_dir() else b""
+PYTHON = "/usr/bin/python3"  # Debian's python3, which every user may run
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    uid: int
+    gid: int
+
+    def run(self, *cmd: str, **kw: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(cmd),
+            user=self.uid,
+            group=self.gid,
+            extra_groups=[],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            **kw,
+        )  # type: ignore[call-overload]
+
+    def python(self, code: str) -> subprocess.CompletedProcess[str]:
+        """Python code run as this user, by the system's Python (the test's own may be
+        in a folder only root can enter)."""
+        return self.run(PYTHON, "-c", code)
+
+
+@pytest.fixture
+def intruder() -> Iterator[User]:
+    """A second, unprivileged local user, made for the test and removed after it."""
+    if os.geteuid() != 0:
+        pytest.fail("the security tests run as root and create a user (as CI does)")
+    if shutil.which("useradd") is None:
+        pytest.fail("useradd not found: apt-get install passwd")
+    if not os.access(PYTHON, os.X_OK):
+        pytest.fail(f"{PYTHON} not found: apt-get install python3")
+    name = f"pdx{os.getpid() % 100000}"
+    subprocess.run(["userdel", name], capture_output=True)
+    made = subprocess.run(
+        ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", name],
+        capture_output=True,
+        text=True,
+    )
+    assert 0 == made.returncode, made.stderr
+    pw = pwd.getpwnam(name)
+    try:
+        yield User(name, pw.pw_uid, pw.pw_gid)
+    finally:
+        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Iterator[Path]:
+    """A folder others can reach (pytest's own tmp is root's only): what a family
+    shares lives here, photod's private parts stay in tmp_path."""
+    top = Path(f"/tmp/photod-shared-{tmp_path.name}")
+    shutil.rmtree(top, ignore_errors=True)
+    top.mkdir(mode=0o755)
+    top.chmod(0o755)
+    yield top
+    shutil.rmtree(top, ignore_errors=True)
+
+
+def photo(n: int) -> bytes:
+    return JPEG + b"photo" + n.to_bytes(8, "big")
+
+
+def private_files(tmp_path: Path) -> dict[str, str]:
+    """Files only root may read, photos among them: name -> sha256."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "secret.jpg").write_bytes(photo(9001))
+    (private / "notes.xmp").write_bytes(b"<x:xmpmeta>root's notes</x:xmpmeta>")
+    (private / "deep").mkdir()
+    (private / "deep" / "IMG_0001.JPG").write_bytes(photo(9002))
+    for p in private.rglob("*"):
+        p.chmod(0o600 if p.is_file() else 0o700)
+    return {p.name: sha256(p) for p in private.rglob("*") if p.is_file()}
+
+
+def daemon_on(setup: Setup, inbox: Path, extra: str = "", daemon: str = "") -> Photod:
+    """photod as root on the shared inbox, with a library and a second target."""
+    lib, ext = setup.home / "lib", setup.home / "ext"
+    config = write_config(
+        setup.home / "photod.toml",
+        [{"name": "inbox", "type": "folder", "path": str(inbox)}],
+        [
+            {"name": "lib", "type": "local", "path": str(lib)},
+            {"name": "ext", "type": "local", "path": str(ext), "create": True},
+        ],
+        {"copies": 2, "media": 1, "offsite": 0},
+        f'\n[daemon]\nstate_dir = "{setup.home}/state"\nlog_dir = "{setup.home}/log"\n'
+        f'retry_interval = "1s"\nretry_max = "2s"\n{daemon}\n[ingest]\nsettle = "0.5s"\n{extra}',
+    )
+    return setup.factory(config)
+
+
+def everything_on_targets(setup: Setup) -> set[str]:
+    return {h for root in ("lib", "ext") for h in target_files(setup.home / root).values()}
+
+
+def test_a_watch_folder_is_no_way_to_read_other_files(
+    setup: Setup, intruder: User, shared: Path, tmp_path: Path
+) -> None:
+    """As a user who can write to the watch folder: a folder swapped for a link to a
+    root-only folder, links to a root-only file and folder at every depth, a hard link
+    to a root-only file, a FIFO and a socket where photos were.  Each is refused with
+    one `file_skipped`; no private byte reaches a target; the intruder's own photos are
+    backed up and photod keeps working."""
+    secrets = private_files(tmp_path)
+    private = tmp_path / "private"
+    inbox = shared / "inbox"
+    inbox.mkdir()
+    os.chown(inbox, intruder.uid, intruder.gid)  # the intruder's own synced folder
+    (shared / "camera.jpg").write_bytes(JPEG)
+    (shared / "camera.jpg").chmod(0o644)
+    p = daemon_on(setup, inbox).start()
+    attack = intruder.python(f"""
+import os, socket
+inbox = {str(inbox)!r}; private = {str(private)!r}
+jpeg = open({str(shared / "camera.jpg")!r}, "rb").read()
+os.chdir(inbox)
+os.mkdir("d")
+open("d/IMG_090000.JPG", "wb").write(jpeg + b"mine")
+open("d/notes.xmp", "wb").write(b"<x:xmpmeta>mine</x:xmpmeta>")
+os.rename("d", "d.old")
+os.symlink(private, "d")                                   # the folder swapped for a link
+os.symlink(private + "/secret.jpg", "a.jpg")               # a file link at the top
+os.makedirs("x/z")
+os.symlink(private, "x/y")                                 # a folder link at depth 2
+os.symlink(private + "/deep/IMG_0001.JPG", "x/z/IMG_0001.JPG")  # a file link at depth 3
+os.mkfifo("fifo.jpg")                                      # a FIFO where a photo was
+s = socket.socket(socket.AF_UNIX); s.bind("sock.jpg")      # and a socket
+open("ok.jpg", "wb").write(jpeg + b"also mine")
+""")
+    assert 0 == attack.returncode, attack.stderr
+    # Hard links to files only root may read (protected_hardlinks keeps the intruder from
+    # making them here; root makes them, as a system without that protection would let
+    # the intruder): in the intruder's folder, and in a family folder of root's that
+    # everyone may write to, where only those others can have put it.
+    os.link(private / "secret.jpg", inbox / "h.jpg")
+    family = inbox / "family"
+    family.mkdir()
+    family.chmod(0o1777)
+    os.link(private / "deep" / "IMG_0001.JPG", family / "h2.jpg")
+    p.wait_protected(3, timeout=60)  # the two photos and the intruder's sidecar
+    skipped = {e["path"]: e["reason"] for e in p.wait_event("file_skipped", count=7, timeout=30)}
+    want = {"a.jpg", "x/z/IMG_0001.JPG", "fifo.jpg", "sock.jpg", "h.jpg", "family/h2.jpg"}
+    assert want <= set(skipped), skipped
+    assert "symbolic link" in skipped["a.jpg"] and "symbolic link" in skipped["x/z/IMG_0001.JPG"]
+    assert "not a regular file" in skipped["fifo.jpg"]
+    assert "may not read it" in skipped["h.jpg"] and "may not read it" in skipped["family/h2.jpg"]
+    assert not set(secrets.values()) & everything_on_targets(setup)
+    assert not [
+        e for e in p.events("asset_ingested") if "notes" in e["path"] and "d/" == e["path"][:2]
+    ]
+    r = p.cli("backup", "--now")
+    assert 0 == r.returncode, r.stderr
+    assert 0 == p.stop()
+    assert not set(secrets.values()) & everything_on_targets(setup)
+
+
+def test_a_file_swapped_between_two_reads_is_what_was_opened(
+    setup: Setup, intruder: User, shared: Path, tmp_path: Path
+) -> None:
+    """The intruder's photo is opened; while photod holds it (a slow disk, by a
+    failpoint), the file is renamed away and a link to a root-only photo put in its
+    place: what is stored is the photo that was opened, under its own hash; the link
+    is then refused; nothing private reaches a target."""
+    secrets = private_files(tmp_path)
+    inbox = shared / "inbox"
+    inbox.mkdir()
+    os.chown(inbox, intruder.uid, intruder.gid)
+    p = daemon_on(setup, inbox)
+    p.env["PHOTOD_FAILPOINTS"] = "ingest_storing=1:sleep:3"
+    p.start()
+    mine = photo(1)
+    r = intruder.python(f"open({str(inbox / 'a.jpg')!r}, 'wb').write({mine!r})")
+    assert 0 == r.returncode, r.stderr
+    time.sleep(1.5)  # opened, probed, held at the failpoint
+    r = intruder.python(f"""
+import os
+os.rename({str(inbox / "a.jpg")!r}, {str(inbox / "a.old")!r})
+os.symlink({str(tmp_path / "private" / "secret.jpg")!r}, {str(inbox / "a.jpg")!r})
+""")
+    assert 0 == r.returncode, r.stderr
+    [ingested] = p.wait_event("asset_ingested", timeout=30)
+    assert sha256_bytes(mine) == ingested["asset"]
+    p.wait_protected(1, timeout=30)
+    p.cli("backup", "--now")
+    p.wait_event("file_skipped", path="a.jpg", timeout=30)
+    assert 0 == p.stop()
+    on = everything_on_targets(setup)
+    assert sha256_bytes(mine) in on and not set(secrets.values()) & on
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_the_control_socket_outlives_a_flood(setup: Setup, intruder: User) -> None:
+    """Another user (its process count capped, as a real limit would be) cannot even
+    connect: the socket is its owner's.  A thousand idle connections from its owner
+    (a runaway script) are held by a few threads and a queue, never a thread each; once
+    they close, `photod pause` answers within a second and the daemon stays healthy."""
+    p = daemon_on(setup, setup.inbox).start()
+    sock_path = Path(p.env["XDG_RUNTIME_DIR"]) / "photod" / "control.sock"
+    wait_for(sock_path.exists, 10, "the control socket")
+    r = intruder.run(
+        "prlimit",
+        "--nproc=20",
+        "--",
+        PYTHON,
+        "-c",
+        f"""
+import socket, sys
+refused = 0
+for _ in range(1000):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect({str(sock_path)!r})
+    except OSError:
+        refused += 1
+    s.close()
+print(refused)
+""",
+    )
+    assert "1000" == r.stdout.strip(), r.stdout + r.stderr
+    flood = []
+    for _ in range(1000):
+        s = socket.socket(socket.AF_UNIX)
+        s.setblocking(False)
+        try:
+            s.connect(str(sock_path))
+        except BlockingIOError:
+            pass  # in the backlog: still one more connection waiting
+        except OSError:
+            s.close()
+            continue
+        flood.append(s)
+    time.sleep(2)
+    for s in flood:
+        s.close()
+    # And six that, answered, keep sending a byte now and then: each is cut off after
+    # a second, so four of them cannot hold every worker.
+    trickles = [threading.Thread(target=trickle, args=(sock_path, 8.0)) for _ in range(6)]
+    for t in trickles:
+        t.start()
+    time.sleep(1.5)
+    started = time.monotonic()
+    r = p.cli("pause")
+    took = time.monotonic() - started
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert took < 3.0, f"pause answered in {took:.1f} s"  # (a CLI process's start included)
+    assert 0 == p.cli("resume").returncode
+    status = p.status()
+    assert status["daemon"]["live"]["ok"]
+    for t in trickles:
+        t.join()
+    assert 0 == p.stop()
+    assert "Traceback" not in p.output.read_text()
+
+
+def trickle(path: Path, seconds: float) -> None:
+    """A request, then a byte every 0.3 s for ``seconds`` (or until cut off)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(path))
+        s.sendall(b'{"cmd": "status"}\n')
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                s.send(b" ")
+            except OSError:
+                return
+            time.sleep(0.3)
+
+
+def test_a_wide_umask_and_another_users_lock_change_nothing(
+    setup: Setup, intruder: User, shared: Path
+) -> None:
+    """Started with umask 022, photod's state, log and runtime folders are 700 and
+    their files 600; what an earlier start left open is tightened once, with an event.
+    Another user holding a shared lock on an old, open lock file does not keep photod
+    from starting, and status says it runs."""
+    state, logs = shared / "state", shared / "log"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    (state / "photod.lock").write_text("stopped\n")
+    (state / "photod.lock").chmod(0o644)  # as an old photod with umask 022 left it
+    holder = subprocess.Popen(
+        ["flock", "-s", str(state / "photod.lock"), "-c", "sleep 60"],
+        user=intruder.uid,
+        group=intruder.gid,
+        extra_groups=[],
+    )
+    try:
+        time.sleep(0.5)
+        config = write_config(
+            setup.home / "photod.toml",
+            [{"name": "inbox", "type": "folder", "path": str(setup.inbox)}],
+            [{"name": "lib", "type": "local", "path": str(setup.home / "lib")}],
+            {"copies": 1, "media": 1, "offsite": 0},
+            f'\n[daemon]\nstate_dir = "{state}"\nlog_dir = "{logs}"\n[ingest]\nsettle = "0.5s"\n',
+        )
+        p = setup.factory(config)
+        p.log_dir = logs
+        p.prefix = ["sh", "-c", 'umask 022 && exec "$@"', "sh"]
+        p.start()
+        (setup.inbox / "a.jpg").write_bytes(photo(7))
+        p.wait_protected(1, timeout=30)
+        [tightened] = p.events("permissions_tightened")
+        assert str(state) in tightened["paths"]
+        status = p.status()
+        assert status["daemon"]["running"]
+        for top in (state, logs, Path(p.env["XDG_RUNTIME_DIR"]) / "photod"):
+            for f in [top, *top.rglob("*")]:
+                mode = stat.S_IMODE(f.lstat().st_mode)
+                assert not mode & 0o077, f"{f} is {mode:o}"
+        peek = intruder.run("cat", str(state / "catalog.sqlite"))
+        assert 0 != peek.returncode
+        [copy] = [f for f in (setup.home / "lib").rglob("*.jpg")]
+        assert (0o600, 0o700) == (
+            stat.S_IMODE(copy.stat().st_mode),
+            stat.S_IMODE(copy.parent.stat().st_mode),
+        ), "a copy on a target is as private as the state"
+        assert 0 == p.stop()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_config_that_holds_a_secret_must_be_private(setup: Setup) -> None:
+    """An inline rclone secret (or a webhook's token) in a config others may read: run,
+    config check and doctor refuse it in one line with the `chmod 600` that fixes it;
+    an S3 endpoint over plain http off this computer is a warning."""
+    config = write_config(
+        setup.home / "photod.toml",
+        [{"name": "inbox", "type": "folder", "path": str(setup.inbox)}],
+        [
+            {
+                "name": "box",
+                "type": "rclone",
+                "remote": "box:photos",
+                "rclone_config": {"type": "sftp", "host": "nas.lan", "pass": "hunter2"},
+            },
+            {"name": "b2", "type": "s3", "bucket": "photos", "endpoint": "http://nas.lan:9000"},
+        ],
+        {"copies": 2, "media": 1, "offsite": 1},
+        f'\n[daemon]\nstate_dir = "{setup.home}/state"\nlog_dir = "{setup.home}/log"\n',
+    )
+    config.chmod(0o644)
+    p = setup.factory(config)
+    for args in (["run", "--once"], ["config", "check"]):
+        r = p.cli(*args)
+        assert 78 == r.returncode, r.stdout + r.stderr
+        assert (
+            f"targets[0].rclone_config.pass: the config holds a secret and is readable by others "
+            f"(mode 644); allowed: only its owner, run `chmod 600 {config}`" in r.stderr
+        )
+    doctor = p.cli("doctor")
+    assert 1 == doctor.returncode
+    assert re.search(r"^FAIL  secrets: .*chmod 600", doctor.stdout, re.M), doctor.stdout
+    config.chmod(0o600)
+    r = p.cli("config", "check")
+    assert 0 == r.returncode, r.stderr
+    assert "warning:" in r.stderr and "http://nas.lan:9000 is plain http" in r.stderr
+    assert "WARN  config:" in p.cli("doctor").stdout
+
+
+def test_restore_writes_nothing_through_a_link_planted_in_dest(
+    setup: Setup, intruder: User, shared: Path
+) -> None:
+    """DEST is a shared folder where the intruder put a link (DEST/2008 -> a folder of
+    theirs): the photos of that folder fail with the reason, nothing is written where
+    the link points; a temporary a killed restore left is removed by the next one."""
+    make = [photo(i) for i in range(3)]
+    for i, data in enumerate(make):
+        (setup.inbox / f"IMG_{i}.JPG").write_bytes(data)
+    p = daemon_on(setup, setup.inbox)
+    assert 0 == p.cli("run", "--once").returncode
+    dest, elsewhere = shared / "dest", shared / "elsewhere"
+    dest.mkdir(mode=0o1777)
+    dest.chmod(0o1777)
+    elsewhere.mkdir()
+    os.chown(elsewhere, intruder.uid, intruder.gid)  # a folder of the intruder's
+    r = intruder.python(f"import os; os.symlink({str(elsewhere)!r}, {str(dest / '2008')!r})")
+    assert 0 == r.returncode, r.stderr
+    r = p.cli("restore", str(dest))
+    assert 1 == r.returncode
+    assert 3 == r.stdout.count("symbolic link"), r.stdout
+    assert [] == list(elsewhere.iterdir())
+    (dest / "2008").unlink()
+    [day] = [d.name for d in (setup.home / "lib" / "2008").iterdir()]
+    (dest / "2008" / day).mkdir(parents=True)
+    stale = dest / "2008" / day / ".photod-restore-0123456789ab.tmp"  # beside a final name
+    stale.write_bytes(b"x" * 1000)
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    r = p.cli("restore", str(dest))
+    assert 0 == r.returncode, r.stdout
+    assert not stale.exists()
+    assert sorted(sha256_bytes(d) for d in make) == sorted(target_files(dest).values())
+    umask = os.umask(0)
+    os.umask(umask)
+    restored = [f for f in dest.rglob("*") if f.is_file()]
+    assert {0o666 & ~umask} == {stat.S_IMODE(f.stat().st_mode) for f in restored}, (
+        "what is restored is the caller's, with the caller's umask (not photod's 077)"
+    )
+
+
+def test_a_link_inside_a_target_is_said_once_and_waits(setup: Setup, tmp_path: Path) -> None:
+    """A folder inside a target is a link (lib/2008 -> elsewhere): nothing is written
+    through it; one `target_unavailable` names the folder (not the target's root), and
+    it is not said again at every probe; status shows it; once the link is a folder
+    again, the copies complete."""
+    lib, elsewhere = setup.home / "lib", tmp_path / "elsewhere"
+    lib.mkdir()
+    elsewhere.mkdir()
+    (lib / "2008").symlink_to(elsewhere)
+    p = setup.photod([{"name": "lib", "path": str(lib)}])
+    p.start()
+    (setup.inbox / "a.jpg").write_bytes(photo(1))
+    [down] = p.wait_event("target_unavailable", target="lib", timeout=30)
+    assert f"{lib / '2008'} is a symbolic link" in down["reason"]
+    time.sleep(12)  # more than two probes
+    assert 1 == len(p.events("target_unavailable"))
+    lib_status = next(t for t in p.status()["targets"] if t["name"] == "lib")
+    assert (False, True) == (lib_status["available"], "2008" in lib_status["reason"])
+    assert [] == list(elsewhere.iterdir())
+    (lib / "2008").unlink()
+    (lib / "2008").mkdir()
+    p.wait_protected(1, timeout=30)
+    assert 0 == p.stop()
+    assert [] == list(elsewhere.iterdir())
+
+
+def test_a_link_where_a_copy_was_is_moved_aside_never_read(
+    setup: Setup, tmp_path: Path, samples: Path
+) -> None:
+    """Someone who can write to the drive swaps a copy for a link to a private file:
+    `photod verify` reads nothing through it, calls the copy corrupt, moves the link
+    itself aside and writes the copy again; the private file is untouched and no
+    target ever holds it."""
+    secrets = private_files(tmp_path)
+    p, lib, _ext, originals = backed_up_twice(setup, samples)
+    key = sorted(originals)[0]
+    (lib / key).unlink()
+    (lib / key).symlink_to(tmp_path / "private" / "secret.jpg")
+    r = p.cli("verify", "--all")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    [bad] = p.events("replica_corrupt")
+    assert (key, "lib") == (bad["path"], bad["target"])
+    assert not (lib / key).is_symlink() and originals[key] == sha256(lib / key)
+    [aside] = [q for q in (lib / ".photod" / "quarantine").rglob("*") if q.is_symlink()]
+    assert (tmp_path / "private" / "secret.jpg") == aside.readlink()
+    assert secrets["secret.jpg"] == sha256(tmp_path / "private" / "secret.jpg")
+    assert not set(secrets.values()) & everything_on_targets(setup)
