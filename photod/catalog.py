@@ -9,6 +9,10 @@ The catalog is a cache of what the targets hold (``targets/records.py``).  SQLit
 failures are mapped here, once: a damaged file is ``CatalogDamaged`` (the daemon stops
 acting on it and rebuilds it from the targets), a full disk ``StateDirFull`` (a retry
 once there is room).
+
+It is better whole, long as it is: the schema, its migrations and every query that
+reads it sit side by side, so a change to a table is made and checked in one file, and
+no other module ever writes SQL.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 from photod.errors import CatalogDamaged, PhotodError, StateDirFull
 from photod.models import Asset, Kind, ManifestEntry, Probe, Replica, VerifyMethod
 
+IGNORED = "not backed up"  # device_files.problem of a file that is not media
 CATALOG_NAME = "catalog.sqlite"  # in the state dir
 # Room the catalog needs in the state dir to take new files (its WAL grows with each
 # batch): below this, new files wait, status says so and doctor fails.

@@ -40,8 +40,8 @@ from photod import failpoints, instance, snapshot
 from photod.catalog import CATALOG_NAME, Catalog
 from photod.config import Config
 from photod.errors import CatalogDamaged, PhotodError, TargetUnavailable
+from photod.fleet import TargetState
 from photod.logs import log
-from photod.replicate import TargetState
 from photod.targets.base import Identity
 from photod.targets.records import Installation, Seen, installations, snapshots_in
 

@@ -1,6 +1,9 @@
 """Load and validate photod.toml.  The only module that imports pydantic.
 
 Every problem becomes one line: ``FILE: key.path: what is wrong; what is allowed``.
+
+It is better whole: the schema is one tree of models that mirrors
+``etc/photod.example.toml`` key for key, and the checks that span keys need all of it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Annotated, Any, Literal
 import platformdirs
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from photod import policy
+from photod import paths, policy, schedules
 from photod.errors import ConfigError, PhotodError
 from photod.media import DEFAULT_IGNORE, DEFAULT_LAYOUT, LAYOUT_FIELDS
 from photod.models import Media, PolicyRule, TargetInfo
@@ -194,14 +197,8 @@ def parse_monthly(value: Any) -> int:
 
 
 def parse_cron(value: Any) -> str:
-    """A crontab line (minute hour day month weekday), checked by the scheduler that
-    will run it."""
-    from photod.jobs import cron_trigger  # the only apscheduler importer
-
-    if not isinstance(value, str):
-        raise ValueError(f"is {value!r}; allowed: a cron line like '30 3 * * *'")
-    cron_trigger(value)
-    return value
+    """A crontab line (minute hour day month weekday), read as the scheduler will."""
+    return schedules.check(value)
 
 
 Rate = Annotated[int, BeforeValidator(parse_rate)]
@@ -416,9 +413,7 @@ class Config(_Strict):
 
     @property
     def control_socket(self) -> Path:
-        from photod.control import socket_path
-
-        return socket_path(self.runtime_dir, self.state_dir)
+        return paths.socket_path(self.runtime_dir, self.state_dir)
 
     @property
     def instance(self) -> str:

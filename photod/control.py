@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import queue
 import socket
 import struct
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -33,22 +31,11 @@ from typing import Any
 
 from photod.logs import log
 
-SOCKET_NAME = "control.sock"
 MAX_REQUEST = 64 * 1024
 WORKERS = 4  # connections answered at once
 QUEUE = 64  # connections waiting for a worker; beyond, "busy"
 REQUEST_TIME = 5.0  # seconds a connection has to send its whole request
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-def socket_path(runtime_dir: Path, state_dir: Path) -> Path:
-    """The socket for the daemon of this state dir.  A Unix socket path holds at most
-    107 bytes: a deeper runtime dir gets a short private folder in /tmp instead."""
-    path = runtime_dir / SOCKET_NAME
-    if len(os.fsencode(path)) <= 100:
-        return path
-    tag = hashlib.sha256(os.fsencode(state_dir)).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"photod-{os.getuid()}-{tag}" / SOCKET_NAME
 
 
 def _own_folder(folder: Path) -> None:

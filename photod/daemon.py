@@ -6,20 +6,14 @@ reloads the config (a bad new config is reported and the old one kept).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import signal
 import socket
-import stat
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from types import FrameType
-from typing import IO, Any
-
-import psutil
+from typing import Any
 
 from photod import catalog_guard, jobs, logs, policy, private
 from photod import config as configmod
@@ -27,20 +21,19 @@ from photod.catalog import CATALOG_NAME, Catalog
 from photod.config import Config
 from photod.control import ControlServer
 from photod.errors import (
-    AlreadyRunning,
     CatalogDamaged,
     CatalogUntrusted,
     ConfigError,
     PhotodError,
 )
+from photod.fleet import build_targets
 from photod.logs import log
 from photod.notify import Notifier
-from photod.pipeline import Pipeline, build_targets
+from photod.pipeline import Pipeline
+from photod.statelock import StateLock
 from photod.targets.records import Installation
 from photod.throttle import few_arenas, give_back_memory, lower_priority
 
-LOCK_NAME = "photod.lock"
-STOPPED = "stopped"  # what the lock file says after a clean stop
 HOLD_LOOK = 5.0  # seconds between looks while the catalog cannot be acted on
 
 
@@ -56,123 +49,6 @@ def sd_notify(message: str) -> None:
             s.sendto(message.encode("utf-8"), addr)
     except OSError:
         pass
-
-
-class StateLock:
-    """An flock on the state dir: one daemon per catalog.  The kernel drops it when the
-    process dies, so a crash never leaves a stale lock.  The file holds the pid while
-    the lock is held and "stopped" after a clean stop: ``unclean`` tells that the last
-    holder died (a crash, kill -9, a power cut).
-
-    The lock file is mode 600, so only photod's user can open it, and so hold the lock.
-    A lock file left readable (an old start with a wide umask) may be open in another
-    user's process: when such a file is held by anything but a live photod of this user,
-    the holder is a stranger, and the file is replaced rather than waited for.  A file
-    that was private all along is held by this user's own process: waited for."""
-
-    def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.path = state_dir / LOCK_NAME
-        _not_a_lock_file(self.path)
-        before = None  # what a stranger's lock file said, when it is replaced
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            self.file: IO[str] = os.fdopen(fd, "a+")
-            try:
-                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                pid = self._text()
-                st = os.fstat(self.file.fileno())
-                stranger = bool(st.st_mode & 0o077) and before is None
-                stranger = stranger and not _photod_holds(self.file)
-                self.file.close()
-                if not stranger:
-                    raise AlreadyRunning(str(state_dir), pid) from None
-                before = pid
-                # Only the very file found held: a photod starting at the same moment
-                # may have replaced it already (then the next round finds that one's).
-                if _same_file(self.path, st):
-                    os.unlink(self.path)  # a new file only we can open
-                    log.warning("lock_taken_over", path=str(self.path),
-                                detail="another process held photod's lock file (left "
-                                "readable by an earlier start); it was replaced")  # fmt: skip
-        os.fchmod(self.file.fileno(), 0o600)
-        text = self._text() if before is None else before
-        self.unclean = text not in ("", STOPPED)
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(f"{os.getpid()}\n")
-        self.file.flush()
-
-    def _text(self) -> str:
-        self.file.seek(0)
-        return self.file.read().strip()
-
-    def release(self, clean: bool = True) -> None:
-        if clean:
-            self.file.seek(0)
-            self.file.truncate()
-            self.file.write(f"{STOPPED}\n")
-            self.file.flush()
-        self.file.close()
-
-
-def _not_a_lock_file(path: Path) -> None:
-    """Something at the lock's name that is not our regular file (a link, a file of
-    another user) is removed: the lock is opened without following a link."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and st.st_nlink == 1:
-        return  # a second name (a hard link) might be another file's: truncated below
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-def _same_file(path: Path, st: os.stat_result) -> bool:
-    try:
-        now = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
-
-
-def _photod_holds(lock: IO[str]) -> bool:
-    """Whether the lock is held by photod (a daemon or a command) of this user: the pid
-    in the file is a live photod process of ours.  Asked twice, a moment apart, as a
-    photod that has just taken the lock writes its pid right after."""
-    for attempt in (1, 2):
-        lock.seek(0)
-        text = lock.read().strip()
-        if text.isdigit():
-            try:
-                proc = psutil.Process(int(text))
-                if proc.uids().real == os.getuid() and any(
-                    "photod" in part for part in proc.cmdline()
-                ):
-                    return True
-            except (psutil.Error, OSError):
-                pass
-        if attempt == 1:
-            time.sleep(0.3)
-    return False
-
-
-def running_pid(state_dir: Path) -> int | None:
-    """The pid of the daemon holding this state dir, or None when none runs."""
-    path = state_dir / LOCK_NAME
-    try:
-        with open(path) as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                text = f.read().strip()
-                return int(text) if text.isdigit() else 0
-    except OSError:  # no lock file (or no state dir): no daemon
-        return None
-    return None
 
 
 def _iso(t: float) -> str | None:
@@ -422,7 +298,7 @@ class Daemon:
             return False
         log.info("catalog_checked", duration=round(time.monotonic() - started, 3))
         if pipeline is not None:
-            pipeline.replicator.trusted.set()
+            pipeline.fleet.trusted.set()
             pipeline.wake("probe")
         return True
 
@@ -434,10 +310,10 @@ class Daemon:
         background, and no target is written to until it passes."""
         started = time.monotonic()
         pipeline = Pipeline(cfg, catalog, me, relist)
-        pipeline.replicator.distrust = self._distrust
+        pipeline.fleet.distrust = self._distrust
         checker = None
         if unchecked:
-            pipeline.replicator.trusted.clear()
+            pipeline.fleet.trusted.clear()
             checker = threading.Thread(target=self._check_deeply, args=(cfg, catalog, pipeline),
                                        name="catalog-check", daemon=True)  # fmt: skip
             checker.start()

@@ -20,14 +20,13 @@ from photod import config as configmod
 from photod import instance, service
 from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog
 from photod.config import Config, FolderSource, LocalTarget
-from photod.daemon import running_pid
-from photod.devices import usbmuxd_installed, usbmuxd_socket
 from photod.errors import CatalogDamaged, ConfigError, PhotodError, TargetUnavailable
-from photod.mounts import mount_of
-from photod.pipeline import build_targets
-from photod.sources.folder import NETWORK_FS
+from photod.fleet import build_targets
+from photod.mounts import NETWORK_FS, mount_of
+from photod.statelock import running_pid
 from photod.targets.base import Identity, Target
 from photod.targets.records import installations
+from photod.usb import usbmuxd_installed, usbmuxd_socket
 
 # A clock before this is wrong (photod did not exist): capture dates, logs and the
 # scrub's schedule would all be nonsense.

@@ -24,8 +24,15 @@ from photod.catalog import Catalog
 from photod.config import Config
 from photod.errors import SourceChanged
 from photod.logs import log
-from photod.media import companion_key, is_ignored, kind_from_name, layout_key, stem_of
-from photod.models import Kind, Probe
+from photod.media import (
+    companion_key,
+    is_ignored,
+    layout_key,
+    lead_of,
+    stem_of,
+    still_index,
+)
+from photod.models import IngestResult, Kind, Probe
 from photod.probe import probe
 from photod.replicate import NewFile, Replicator
 from photod.safeopen import LinkRefused, open_beneath, open_root
@@ -168,16 +175,16 @@ class Ingestor:
     def relpath(self, source: str, path: Path) -> str:
         return path.relative_to(self.roots[source]).as_posix()
 
-    def _refuse(self, source: str, rel: str, st: os.stat_result, reason: str) -> str:
+    def _refuse(self, source: str, rel: str, st: os.stat_result, reason: str) -> IngestResult:
         """Say once why a file is not taken: every rescan finds it again, and only a
         change to it (size, mtime, type) is news."""
         seen = (st.st_mode, st.st_size, st.st_mtime_ns)
         with self._refused_lock:
             if self._refused.get((source, rel)) == seen:
-                return "skipped"
+                return IngestResult.SKIPPED
             self._refused[(source, rel)] = seen
         log.info("file_skipped", source=source, path=rel, reason=reason)
-        return "skipped"
+        return IngestResult.SKIPPED
 
     def ingest(
         self,
@@ -186,20 +193,19 @@ class Ingestor:
         lead: str | None = None,
         sha256: str | None = None,
         tag: str = "",
-    ) -> str:
-        """Take one complete file; returns what happened ('stored', 'known', 'unchanged',
-        'ignored', 'skipped', 'gone').  Raises SourceChanged when it changed under us.
+    ) -> IngestResult:
+        """Take one complete file; returns what happened (an ``IngestResult``).  Raises SourceChanged when it changed under us.
 
         A phone import passes what it already knows: ``lead`` (the source path of the
         still a movie, sidecar or edit belongs with), ``sha256`` (hashed while it was
         read from the phone) and, for a rendered edit, the ``tag`` its name gets."""
         rel = self.relpath(source, path)
         if is_ignored(rel, self.ignore):
-            return "ignored"
+            return IngestResult.IGNORED
         try:
             st = os.lstat(path)
         except FileNotFoundError:
-            return "gone"
+            return IngestResult.GONE
         if stat.S_ISLNK(st.st_mode):
             return self._refuse(source, rel, st, LINK)
         if not stat.S_ISREG(st.st_mode):
@@ -207,7 +213,7 @@ class Ingestor:
             return self._refuse(source, rel, st, NOT_A_FILE)
         seen = self.catalog.source_file(source, rel)
         if seen and (seen.size, seen.mtime_ns) == (st.st_size, st.st_mtime_ns):
-            return "unchanged"
+            return IngestResult.UNCHANGED
         # From here on, one descriptor, opened beneath the source's root through no link,
         # is what is probed, hashed and copied: a folder swapped for a link, or a file
         # swapped between two reads, can bring in nothing but what was opened.
@@ -216,12 +222,12 @@ class Ingestor:
         except LinkRefused as exc:
             return self._refuse(source, rel, st, f"{LINK} ({exc.strerror})")
         except FileNotFoundError:
-            return "gone"
+            return IngestResult.GONE
         except OSError as exc:
             if exc.errno in (errno.ENXIO, errno.EOPNOTSUPP):  # a socket took its place
                 return self._refuse(source, rel, st, NOT_A_FILE)
             log.warning("file_unreadable", source=source, path=rel, error=exc.strerror or str(exc))
-            return "skipped"
+            return IngestResult.SKIPPED
         with f:
             return self._take(source, rel, path, f, folder, lead, sha256, tag)
 
@@ -260,7 +266,7 @@ class Ingestor:
         lead: str | None,
         sha256: str | None,
         tag: str,
-    ) -> str:
+    ) -> IngestResult:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
             return self._refuse(source, rel, st, NOT_A_FILE)
@@ -279,15 +285,15 @@ class Ingestor:
             info = probe(f, path.name, st.st_mtime, self.cfg.ingest.decode_check)
         except OSError as exc:
             log.warning("file_unreadable", source=source, path=rel, error=exc.strerror or str(exc))
-            return "skipped"
+            return IngestResult.SKIPPED
         if info is None:
-            return "ignored"
+            return IngestResult.IGNORED
         if st.st_size == 0:
             return self._refuse(source, rel, st, "empty file")
         if sha256 is not None and self.catalog.asset(sha256) is not None:
             self.catalog.saw_source_file(source, rel, st.st_size, st.st_mtime_ns, sha256)
             log.info("asset_seen_again", asset=sha256, source=source, path=rel)
-            return "known"
+            return IngestResult.KNOWN
         if sha256 is None and self.catalog.has_size(st.st_size):
             # Something of this size is known: hash first, so a duplicate (the same photo
             # exported twice, a re-synced folder) is never written to the targets again.
@@ -295,14 +301,14 @@ class Ingestor:
             if self.catalog.asset(sha) is not None:
                 self.catalog.saw_source_file(source, rel, st.st_size, st.st_mtime_ns, sha)
                 log.info("asset_seen_again", asset=sha, source=source, path=rel)
-                return "known"
+                return IngestResult.KNOWN
         key = self._key(source, path, info, lead, tag)
         new = NewFile(source, rel, path, st.st_size, st.st_mtime_ns, info, key, f)
         failpoints.hit("ingest_storing")  # a slow disk, for the test of `workers`
         sha, is_new = self.replicator.store_new(new)
         if sha256 is not None and sha != sha256:
             raise SourceChanged(f"{path}: read {sha}, expected {sha256}")
-        return "stored" if is_new else "known"
+        return IngestResult.STORED if is_new else IngestResult.KNOWN
 
     def _key(
         self, source: str, path: Path, info: Probe, lead_rel: str | None = None, tag: str = ""
@@ -342,18 +348,17 @@ class Ingestor:
 
     @staticmethod
     def _lead(path: Path) -> Path | None:
-        """The still beside a movie or sidecar: same folder, same stem, any case."""
+        """The still beside a movie or sidecar (``media.lead_of``, the rule a phone's
+        listing follows too)."""
         stem = stem_of(path.name)
         try:
             with os.scandir(path.parent) as it:
-                for entry in it:
-                    if (
-                        entry.name != path.name
-                        and stem_of(entry.name) == stem
-                        and kind_from_name(entry.name) in (Kind.PHOTO, Kind.RAW)
-                        and entry.is_file(follow_symlinks=False)
-                    ):
-                        return Path(entry.path)
+                same = [
+                    e.name
+                    for e in it
+                    if stem_of(e.name) == stem and e.is_file(follow_symlinks=False)
+                ]
         except OSError:
             return None
-        return None
+        lead = lead_of(path.name, still_index(same))
+        return path.with_name(lead) if lead else None

@@ -1,19 +1,21 @@
-"""APScheduler wiring: the only place where time enters photod."""
+"""APScheduler wiring: photod's periodic jobs, and the cron trigger they fire on."""
 
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.base import BaseTrigger
+from tzlocal import get_localzone
 
+from photod import schedules
+from photod.activity import Activity
 from photod.errors import StateDirFull, Stopping
 from photod.logs import log
 
-if TYPE_CHECKING:  # config imports this module to check cron lines
+if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from photod.config import Config
@@ -24,26 +26,23 @@ TARGET_PROBE = 5.0  # seconds between checks that a drive came or went
 REMIND = 15.0  # seconds between looks for reminders (each kind is sent at most `every`)
 
 
-def cron_trigger(line: str) -> CronTrigger:
-    """A crontab line in local time; ValueError names what is wrong."""
-    try:
-        return CronTrigger.from_crontab(line)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(
-            f"is {line!r}: {exc}; allowed: five fields 'minute hour day month weekday', "
-            "e.g. '30 3 * * *' (03:30 daily) or '0 4 * * sun'"
-        ) from None
+class CronLine(BaseTrigger):  # type: ignore[misc]
+    """A crontab line in the computer's local time, as ``schedules`` reads it: APScheduler
+    runs the job, and when is the standard cron answer (APScheduler's own
+    ``from_crontab`` takes 0 as Monday, and ANDs a day of month with a day of week)."""
 
+    def __init__(self, line: str) -> None:
+        self.line = schedules.check(line)
+        self.zone = get_localzone()
 
-def interval(line: str) -> float:
-    """Seconds between two runs of a cron line (the scrub spreads its cycle over them)."""
-    trigger = cron_trigger(line)
-    now = datetime.now(UTC)
-    first = trigger.get_next_fire_time(None, now)
-    assert first is not None
-    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
-    assert second is not None
-    return float((second - first).total_seconds())
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        start = previous_fire_time or now - timedelta(microseconds=1)  # now itself may fire
+        return schedules.next_after(self.line, start.astimezone(self.zone))
+
+    def __str__(self) -> str:
+        return f"cron[{self.line}]"
 
 
 def _missed(last: tuple[str, object] | None, line: str, now: datetime) -> datetime | None:
@@ -53,50 +52,9 @@ def _missed(last: tuple[str, object] | None, line: str, now: datetime) -> dateti
     if last is None:
         return None  # never ran: this is a new installation, nothing to catch up on
     then = datetime.fromisoformat(last[0].replace("Z", "+00:00"))
-    if (now - then).total_seconds() > interval(line) * 1.5:
+    if (now - then).total_seconds() > schedules.interval(line) * 1.5:
         return now + timedelta(seconds=60)
     return None
-
-
-class Activity:
-    """Which jobs run now (for `photod status`), and which were woken while they ran:
-    such a job runs once more as soon as it ends (APScheduler would skip the wake-up,
-    with a warning, and the new work would wait for the job's next interval)."""
-
-    def __init__(self) -> None:
-        self._running: set[str] = set()
-        self._again: set[str] = set()
-        self._lock = threading.Lock()
-
-    def now(self) -> list[str]:
-        with self._lock:
-            return sorted(self._running)
-
-    def begin(self, name: str) -> None:
-        with self._lock:
-            self._running.add(name)
-
-    def wake_running(self, name: str) -> bool:
-        """If ``name`` runs now, have it run again when it ends; True when it did."""
-        with self._lock:
-            if name in self._running:
-                self._again.add(name)
-                return True
-            return False
-
-    def rerun(self, name: str) -> bool:
-        """Whether ``name``, which just ended a run, was woken during it (and is now
-        taken as running again)."""
-        with self._lock:
-            if name in self._again:
-                self._again.discard(name)
-                return True
-            return False
-
-    def end(self, name: str) -> None:
-        with self._lock:
-            self._running.discard(name)
-            self._again.discard(name)
 
 
 def _guarded(
@@ -185,7 +143,7 @@ def start(pipeline: Pipeline, cfg: Config) -> BackgroundScheduler:
         waits = functools.partial(pipeline.heavy_waits, job)
         scheduler.add_job(
             _guarded(getattr(pipeline, job), waits, busy, full),
-            cron_trigger(line),
+            CronLine(line),
             id=job,
             **({"next_run_time": missed} if missed else {}),
         )

@@ -28,7 +28,6 @@ from photod.catalog import Catalog
 from photod.errors import PhotodError, Stopping, TargetUnavailable, Undecryptable
 from photod.logs import log
 from photod.models import Kind, ManifestEntry
-from photod.probe import probe_file
 from photod.targets.base import CHUNK, Target, hash_object
 from photod.targets.records import Records
 
@@ -72,6 +71,8 @@ def adopt_object(
             return f"its bytes do not match its list entry (expected {listed.sha256[:12]})"
         if mtime is None and listed is not None and listed.mtime_ns is not None:
             mtime = listed.mtime_ns / 1e9
+        from photod.probe import probe_file  # Pillow: only when a file is adopted
+
         info = probe_file(out.name, Path(key).name, mtime or 0.0, "off")
     kind, fmt, captured = Kind.SIDECAR, "unknown", ""
     if info is not None:

@@ -20,12 +20,26 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 LOG_NAME = "photod.jsonl"
 FAILURE_LEVELS = {"warning", "error", "critical"}
 
-log = structlog.get_logger("photod")
+
+class _Events:
+    """photod's event log (``log.info("asset_ingested", ...)``).  structlog, with the
+    console renderer it brings, takes 0.1 s to import: it loads at the first event or at
+    ``setup``, so a command that only reads (`photod status`) never pays for it."""
+
+    _logger: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if _Events._logger is None:
+            import structlog
+
+            _Events._logger = structlog.get_logger("photod")
+        return getattr(_Events._logger, name)
+
+
+log: Any = _Events()
 
 # Callables told of every event photod logs (the notifier); they must not block.
 listeners: list[Any] = []
@@ -53,6 +67,8 @@ def setup(
     level: int = logging.INFO,
 ) -> None:
     """Route structlog and the stdlib loggers (APScheduler, watchdog) through one chain."""
+    import structlog
+
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,

@@ -9,7 +9,7 @@ import functools
 import posixpath
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 from photod.errors import UnsafeName
@@ -188,3 +188,27 @@ def companion_key(lead_key: str, name: str, tag: str = "") -> str:
 def stem_of(name: str) -> str:
     stem, dot, _ = name.rpartition(".")
     return (stem if dot else name).lower()
+
+
+def is_still(name: str) -> bool:
+    """A photo or a raw: what a Live Photo's movie or a sidecar belongs with."""
+    return kind_from_name(name) in (Kind.PHOTO, Kind.RAW)
+
+
+def still_index(names: Iterable[str]) -> dict[str, str]:
+    """The stills of one folder by lower-case stem (the first in name order wins)."""
+    index: dict[str, str] = {}
+    for name in sorted(names, reverse=True):
+        if is_still(name):
+            index[stem_of(name)] = name
+    return index
+
+
+def lead_of(name: str, stills: Mapping[str, str]) -> str | None:
+    """The one rule, for a watch folder and a phone alike: a file that is not a still
+    (a Live Photo's movie, an .AAE or .XMP sidecar) belongs with the still of the same
+    folder and the same stem, in any case; ``stills`` is that folder's ``still_index``."""
+    if is_still(name):
+        return None
+    lead = stills.get(stem_of(name))
+    return lead if lead != name else None

@@ -8,6 +8,17 @@ from datetime import datetime
 from typing import NamedTuple
 
 
+class IngestResult(enum.StrEnum):
+    """What one ingest did with a file (the values are what the catalog and the log say)."""
+
+    STORED = "stored"  # new bytes: copied to the targets
+    KNOWN = "known"  # bytes photod already holds: recorded at this place too
+    UNCHANGED = "unchanged"  # the same file as at the last look: nothing to do
+    IGNORED = "ignored"  # not a photo or video (nor a sidecar of one)
+    SKIPPED = "skipped"  # refused (a link, not a file, unreadable...): one file_skipped
+    GONE = "gone"  # removed before it could be read
+
+
 class Kind(enum.StrEnum):
     PHOTO = "photo"
     VIDEO = "video"

@@ -21,3 +21,28 @@ def mount_of(path: Path) -> tuple[Path, str]:
         if (target == mp or target.startswith(mp.rstrip("/") + "/")) and len(mp) >= len(best):
             best, fstype = mp, fs
     return Path(best), fstype
+
+
+# File systems served over a network: no inotify for changes made by other computers
+# (a watch folder there is polled), and a drive that may come and go.
+NETWORK_FS = {
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb",
+    "smb2",
+    "smb3",
+    "smbfs",
+    "fuse.sshfs",
+    "sshfs",
+    "fuse.rclone",
+    "9p",
+    "afpfs",
+    "davfs",
+    "fuse.davfs2",
+    "ceph",
+    "glusterfs",
+    "fuse.glusterfs",
+    "fuse.s3fs",
+    "webdav",
+}

@@ -14,27 +14,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from photod import policy, snapshot
+from photod.activity import Activity
 from photod.catalog import STATE_MIN_FREE, Catalog
 from photod.config import Config
-from photod.config import LocalTarget as LocalTargetConfig
-from photod.config import S3Target as S3TargetConfig
-from photod.config import Target as TargetConfig
 from photod.devices import DeviceManager
 from photod.errors import CatalogDamaged, PhotodError, SourceChanged, StateDirFull, Stopping
+from photod.fleet import Fleet, build_targets
 from photod.ingest import Ingestor, Settler
-from photod.jobs import Activity, interval
 from photod.logs import log
-from photod.models import Media
 from photod.recovery import plan_for, shared_plan
-from photod.replicate import Replicator, TargetState
+from photod.replicate import Replicator
 from photod.restore import drill, open_targets
+from photod.schedules import interval
 from photod.sources.folder import FolderWatcher, on_events_lost
-from photod.targets.base import Target
-from photod.targets.crypt import CryptTarget, Keys
-from photod.targets.local import LocalTarget
-from photod.targets.rclone import RcloneTarget
-from photod.targets.records import Installation, Records
-from photod.throttle import TokenBucket, on_battery_now
+from photod.targets.records import Installation
+from photod.throttle import on_battery_now
 from photod.verify import Scrubber
 
 if TYPE_CHECKING:
@@ -42,64 +36,6 @@ if TYPE_CHECKING:
 
 POLICY_LOOK_MAX = 600.0  # seconds between looks for photos short of the policy, at most
 LIST_EVERY = 1.0  # seconds between writes of the targets' lists when copies trickle in
-
-
-def _target(cfg: Config, t: TargetConfig, keys: Keys | None, owner: str) -> Target:
-    """One configured target, wrapped in encryption when it asks for it."""
-    inner: Target
-    if isinstance(t, LocalTargetConfig):
-        inner = LocalTarget(
-            t.name, t.path, t.creates_root, t.reserve, relocatable=t.media is not Media.INTERNAL,
-            owner=owner,
-        )  # fmt: skip
-    elif isinstance(t, S3TargetConfig):
-        from photod.targets.s3 import S3Target  # boto3 takes 0.1 s to load: only when used
-
-        inner = S3Target(
-            t.name, t.bucket, t.prefix, t.endpoint, t.region, t.profile, t.credentials_file,
-            t.part_size,
-        )  # fmt: skip
-    else:
-        conf = t.config_file
-        if t.rclone_config is not None:
-            conf = RcloneTarget.write_inline_config(
-                cfg.state_dir / "rclone" / f"{t.name}.conf", t.remote, t.rclone_config
-            )
-        inner = RcloneTarget(t.name, t.remote, conf)
-    if t.encrypt:
-        assert keys is not None  # the config requires [encryption] identity
-        return CryptTarget(inner, keys)
-    return inner
-
-
-def build_targets(
-    cfg: Config, stop: threading.Event | None = None, me: Installation | None = None
-) -> dict[str, TargetState]:
-    """Every configured target; with ``me`` (the daemon, and the commands that write),
-    each with this installation's records on it."""
-    keys = None
-    if any(t.encrypt for t in cfg.targets) and cfg.encryption.identity is not None:
-        try:
-            keys = Keys(cfg.encryption.identity, cfg.encryption.recipients)
-        except OSError as exc:
-            raise PhotodError(
-                f"cannot read the age identity {cfg.encryption.identity}: {exc}"
-            ) from exc
-    stop = stop or threading.Event()
-    targets = {t.name: _target(cfg, t, keys, me.short if me else "") for t in cfg.targets}
-    return {
-        t.name: TargetState(
-            targets[t.name],
-            t.info(),
-            records=Records(targets[t.name], me) if me else None,
-            queued=not isinstance(t, LocalTargetConfig),
-            transfers=1 if isinstance(t, LocalTargetConfig) else t.transfers,
-            bucket=TokenBucket(t.bandwidth_limit, stop) if t.bandwidth_limit else None,
-            window=t.window,
-            on_battery=t.on_battery,
-        )
-        for t in cfg.targets
-    }
 
 
 class Pipeline:
@@ -115,18 +51,17 @@ class Pipeline:
         self.stop_event = threading.Event()
         self.targets = build_targets(cfg, self.stop_event, me)
         roots = cfg.source_roots()
+        self.fleet = Fleet(catalog, self.targets, self.stop_event, cfg.daemon.retry_max, relist)
         self.replicator = Replicator(
             catalog,
-            self.targets,
+            self.fleet,
             cfg.policy.rule(),
             self.stop_event,
             roots,
             cfg.daemon.retry_interval,
             cfg.daemon.retry_max,
-            relist,
+            on_new=self._wake_uploads if any(s.queued for s in self.targets.values()) else None,
         )
-        if any(s.queued for s in self.targets.values()):  # remote targets wait for it
-            self.replicator.on_new = lambda: self.wake("upload")
         self.ingestor = Ingestor(cfg, catalog, self.replicator)
         self.settler = Settler(cfg.ingest.settle)
         self.watchers = {
@@ -173,7 +108,7 @@ class Pipeline:
         self._known = {name: self.workers.submit(self.catalog.source_stats, name)
                        for name in self.watchers}  # fmt: skip
         for name in self.targets:
-            self.replicator.refresh(name)
+            self.fleet.refresh(name)
         if watch:
             self._unhook = on_events_lost(self._events_lost)
             for watcher in self.watchers.values():
@@ -193,7 +128,7 @@ class Pipeline:
         self.workers.shutdown(wait=True, cancel_futures=True)
         self.replicator.close()
         try:
-            self.replicator.flush()  # the lists' last entries
+            self.fleet.flush()  # the lists' last entries
         except PhotodError as exc:  # the catalog failed: the next start lists them again
             log.warning("list_flush_failed", error=str(exc))
         if snapshot:
@@ -225,7 +160,7 @@ class Pipeline:
 
     def _can_import(self) -> bool:
         """A phone import starts only when some target can take the files."""
-        return not self.paused() and bool(self.replicator.available())
+        return not self.paused() and bool(self.fleet.available())
 
     def paused(self) -> bool:
         return time.time() < self.paused_until
@@ -249,6 +184,9 @@ class Pipeline:
             )
         return True
 
+    def _wake_uploads(self) -> None:
+        self.wake("upload")
+
     def busy(self) -> bool:
         with self._lock:
             return bool(self._inflight) or len(self.settler) > 0
@@ -266,9 +204,9 @@ class Pipeline:
         # A batch is done: its copies go on the targets' lists now, not at the next probe
         # (at most once a second, so a trickle of files makes few segments).
         now = time.monotonic()
-        if now - self._listed_at > LIST_EVERY and not self.busy() and self.replicator.unlisted():
+        if now - self._listed_at > LIST_EVERY and not self.busy() and self.fleet.unlisted():
             self._listed_at = now
-            self.replicator.flush()
+            self.fleet.flush()
         if self.paused():
             return  # settled files stay in the settler until work resumes
         for source, path in self.settler.due():
@@ -388,9 +326,9 @@ class Pipeline:
         came_back = False
         for name, state in self.targets.items():
             was = state.available
-            if self.replicator.refresh(name) and not was:
+            if self.fleet.refresh(name) and not was:
                 came_back = True
-        self.replicator.flush()
+        self.fleet.flush()
         self.snapshot_if_due()
         self._room_again()
         if self.deferred and not on_battery_now():
@@ -405,7 +343,7 @@ class Pipeline:
     def retry_pending(self, queued: bool | None = None) -> None:
         """Catch up every available target (only the local ones, or only the remote
         ones, when ``queued`` says which)."""
-        for name in self.replicator.available():
+        for name in self.fleet.available():
             if self.stop_event.is_set():
                 return
             if queued is None or self.targets[name].queued == queued:
@@ -437,7 +375,7 @@ class Pipeline:
         catalog takes seconds to copy, check and pack): the catalog and the recovery
         plan on every available target."""
         changes, at = self.catalog.changes(), time.monotonic()
-        if changes == self._snapshot_at[0] or not self.replicator.available():
+        if changes == self._snapshot_at[0] or not self.fleet.available():
             return
         every = max(snapshot.SNAPSHOT_EVERY, 10 * self._snapshot_took)
         if not force and (self.busy() or at - self._snapshot_at[1] < every):

@@ -24,8 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,61 +33,18 @@ from photod.catalog import Catalog
 from photod.errors import (
     ChecksumMismatch,
     KeyExists,
-    LinkInTarget,
     PhotodError,
     SourceChanged,
     Stopping,
     TargetFull,
     TargetUnavailable,
-    Undecryptable,
 )
+from photod.fleet import Fleet
 from photod.logs import log
 from photod.media import suffixed
-from photod.models import Asset, ManifestEntry, PolicyRule, Probe, TargetInfo, VerifyMethod
+from photod.models import Asset, ManifestEntry, PolicyRule, Probe, VerifyMethod
 from photod.safeopen import open_beneath, open_root
-from photod.targets.base import CHUNK, Identity, Target, Writer, hash_object
-from photod.targets.records import Records
-from photod.throttle import LimitedWriter, TokenBucket, on_battery_now, paused
-
-REMOTE_PROBE = 60.0  # seconds between checks of a remote target that answers
-
-
-@dataclass
-class TargetState:
-    """A configured target and what the daemon currently knows about it."""
-
-    target: Target
-    info: TargetInfo
-    records: Records | None = None  # this installation's records on it (the daemon's)
-    available: bool = False
-    reason: str = "not checked yet"
-    full: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)  # the list's compaction
-    # Remote targets are "queued": a new file is not written to them while it is
-    # ingested (a slow upload would hold up the local copies); the catch-up uploads it
-    # from a verified local copy, ``transfers`` files at a time.
-    queued: bool = False
-    transfers: int = 1
-    bucket: TokenBucket | None = None  # bandwidth_limit
-    window: tuple[int, int] | None = None
-    on_battery: bool = True
-    # A remote that failed is asked again after a growing pause, not every probe.
-    backoff: float = 0.0
-    next_probe: float = 0.0
-    since: float = field(default_factory=time.time)  # when ``available`` last changed
-    seen_saved: float = 0.0  # monotonic time the catalog last heard it answer
-    others_read: float = 0.0  # monotonic time the other installations' lists were read
-    link: str = ""  # a folder inside the target found to be a link: it waits for a folder
-
-    def paused(self) -> str:
-        """Why writes wait now ("" when they may run).  The battery is read only for a
-        target whose rule needs it: this runs at every probe."""
-        battery = None if self.on_battery else on_battery_now()
-        return paused(self.window, self.on_battery, datetime.now(), battery)
-
-    def open_writer(self, key: str) -> Writer:
-        writer = self.target.open_writer(key)
-        return LimitedWriter(writer, self.bucket) if self.bucket is not None else writer
+from photod.targets.base import CHUNK, Writer, hash_object
 
 
 @dataclass(frozen=True)
@@ -106,223 +62,42 @@ class NewFile:
 
 
 class Replicator:
+    """Writing: a new file to every available target at once (``store_new``), and the
+    catch-up of what a target missed (``replicate_pending``).  Which targets may be
+    written is the fleet's to say."""
+
     def __init__(
         self,
         catalog: Catalog,
-        targets: dict[str, TargetState],
+        fleet: Fleet,
         rule: PolicyRule,
         stop: threading.Event,
         source_roots: dict[str, Path],
         retry_base: float = 30.0,
         retry_max: float = 3600.0,
-        relist: bool = False,
+        on_new: Callable[[], None] | None = None,
     ) -> None:
+        """``on_new``: told when a new file waits for the remote targets (the pipeline
+        wakes the uploads)."""
         self.catalog = catalog
-        # After an unclean stop the lists may lack copies the catalog has: compare them
-        # in full when each target first comes (else only when their counts disagree).
-        self.relist = relist
-        self._relisted: set[str] = set()  # targets compared in full in this process
-        self._learned: set[str] = set()  # encrypted targets told the catalog's keys
-        self.targets = targets
+        self.fleet = fleet
+        self.targets = fleet.targets
         self.rule = rule
         self.stop = stop
         self.source_roots = source_roots
         self.retry_base = retry_base
         self.retry_max = retry_max
-        self._infos = {n: s.info for n, s in targets.items()}
+        self.on_new = on_new or (lambda: None)
+        self._infos = {n: s.info for n, s in self.targets.items()}
         self._new_lock = threading.Lock()  # one "is this asset new?" decision at a time
         self._inflight: set[tuple[str, str]] = set()
         self._inflight_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(
-            max_workers=max(2, 2 * len(targets)), thread_name_prefix="commit"
+            max_workers=max(2, 2 * len(self.targets)), thread_name_prefix="commit"
         )
-        self.on_new: Callable[[], None] = lambda: None  # the pipeline wakes the uploads
-        # Told when a target knows more than the catalog (a newer snapshot of this
-        # installation): the daemon stops and settles the catalog again.
-        self.distrust: Callable[[str], None] = lambda why: None
-        # Set once the catalog is proved sound: until then no target is made available,
-        # so nothing is written anywhere (a large catalog is checked in the background).
-        self.trusted = threading.Event()
-        self.trusted.set()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-
-    # -- target availability ----------------------------------------------------------
-
-    def refresh(self, name: str) -> bool:
-        """Check a target now; log when it comes or goes; tidy it when it comes back."""
-        state = self.targets[name]
-        why = state.paused()
-        if why:
-            if state.reason != why:
-                log.info(
-                    "target_paused",
-                    target=name,
-                    reason=why,
-                    pending=self.catalog.pending_count(name),
-                )
-            self._set(state, False, why)
-            return False
-        if not self.trusted.is_set():
-            self._set(state, False, "waiting for the check of the catalog to finish")
-            return False
-        if state.link:
-            if os.path.islink(state.link):
-                return False  # said once; the target waits until it is a folder again
-            state.link = ""
-        now = time.monotonic()
-        if now < state.next_probe:
-            return state.available  # a remote is not asked more often than it needs
-        record = self.catalog.target(name)
-        known = Identity(record.target_id, record.root, record.mount_rel) if record else None
-        try:
-            try:
-                ident = state.target.check(known)
-            except TargetUnavailable:
-                raise
-            except Exception as exc:  # a bug or an unmapped error: one event, never a crash
-                log.exception("target_check_failed", target=name, error=str(exc))
-                raise TargetUnavailable(name, f"unexpected error: {exc}") from exc
-        except TargetUnavailable as exc:
-            if state.available or state.reason != exc.reason:
-                log.warning(
-                    "target_unavailable",
-                    target=name,
-                    reason=exc.reason,
-                    pending=self.catalog.pending_count(name),
-                )
-            self._set(state, False, exc.reason)
-            self._back_off(state)
-            return False
-        if (
-            state.queued and not state.backoff
-        ):  # a reachable remote is asked again in a minute, not every probe
-            state.next_probe = now + REMOTE_PROBE
-        if record is None or (record.root, record.mount_rel) != (ident.root, ident.mount_rel):
-            if record is not None:
-                log.info("target_relocated", target=name, old=record.root, new=ident.root)
-            self.catalog.save_target(name, ident.target_id, ident.root, ident.mount_rel)
-        if not state.available:
-            try:
-                self._tidy(name, state)
-            except TargetUnavailable as exc:
-                self._set(state, False, exc.reason)
-                return False
-            log.info(
-                "target_available",
-                target=name,
-                root=ident.root,
-                pending=self.catalog.pending_count(name),
-            )
-        elif state.records is not None and now - state.others_read > REMOTE_PROBE:
-            self._read_others(name, state)
-        self._set(state, True, "")
-        if now - state.seen_saved > 3600 or not state.seen_saved:
-            self.catalog.target_seen(name)  # hourly: "not connected for N days" needs it
-            state.seen_saved = now
-        return True
-
-    def _tidy(self, name: str, state: TargetState) -> None:
-        """When a target comes: remove a crash's temporaries, and bring the catalog and
-        the target's records in step, both ways (``ledgers.py``): nothing the target
-        lists is forgotten, and nothing is ever taken off its list to agree with the
-        catalog."""
-        for temp in self.catalog.temps(name):
-            state.target.delete_temp(temp)
-            self.catalog.drop_temp(name, temp)
-        records = state.records
-        if records is None:
-            return
-        if not records.find_own_folder():
-            records.register()
-        newest = next(iter(records.snapshots()), None)
-        if newest is not None and newest.generation > self.catalog.generation:
-            why = (f"target {name!r} holds a newer snapshot of this installation's catalog "
-                   f"(generation {newest.generation}, the catalog {self.catalog.generation})")  # fmt: skip
-            self.distrust(why)
-            raise TargetUnavailable(name, f"{why}; the catalog is checked before it is used")
-        if state.target.encrypted and name not in self._learned:  # names back to keys
-            state.target.learn(self.catalog.verified_on(name))
-            self._learned.add(name)
-        try:
-            ledgers.catch_up(self.catalog, name, records, self.stop)
-        except Undecryptable as exc:
-            raise TargetUnavailable(
-                name, f"this installation's index there cannot be opened: {exc}; was the "
-                "target written with another identity?",
-            ) from exc  # fmt: skip
-        verified = self.catalog.verified_count(name)
-        unlisted = self.catalog.meta(f"unlisted:{name}") is not None
-        first = self.relist and name not in self._relisted
-        if first or unlisted or verified > self.catalog.own_entries(name):
-            with state.lock:
-                ledgers.relist(self.catalog, name, records)
-            self.catalog.delete_meta(f"unlisted:{name}")
-            self._relisted.add(name)
-        self._read_others(name, state)
-
-    def _read_others(self, name: str, state: TargetState) -> None:
-        """What the other installations sharing the target list (a minute old at most)."""
-        assert state.records is not None
-        state.others_read = time.monotonic()
-        try:
-            ledgers.read_others(self.catalog, name, state.records)
-        except TargetUnavailable as exc:
-            log.warning("records_unreadable", target=name, reason=exc.reason)
-
-    def available(self) -> list[str]:
-        return [n for n, s in self.targets.items() if s.available]
-
-    def flush(self) -> None:
-        """Write the buffered list entries of every available target."""
-        for name, state in self.targets.items():
-            if state.records is not None and state.records.ledger.pending():
-                if not state.available:
-                    self._unlisted(name)
-                    continue
-                try:
-                    with state.lock:
-                        ledgers.flush(self.catalog, name, state.records)
-                except TargetUnavailable as exc:
-                    self._unlisted(name)
-                    self._fail_target(name, exc)
-
-    def _unlisted(self, name: str) -> None:
-        """Copies wait to be listed on a target that went: the catalog says so, so that
-        they are listed the next time it comes, even after a restart."""
-        if self.catalog.meta(f"unlisted:{name}") is None:
-            self.catalog.set_meta(f"unlisted:{name}", "1")
-
-    def unlisted(self) -> bool:
-        """Whether some verified copy waits to be written to its target's list."""
-        return any(
-            s.records is not None and s.records.ledger.pending() for s in self.targets.values()
-        )
-
-    def _fail_target(self, name: str, exc: TargetUnavailable) -> None:
-        state = self.targets[name]
-        if isinstance(exc, LinkInTarget):
-            state.link = str(exc.path)
-        if state.available:
-            log.warning("target_unavailable", target=name, reason=exc.reason,
-                        pending=self.catalog.pending_count(name))  # fmt: skip
-        self._set(state, False, exc.reason)
-        self._back_off(state)
-
-    @staticmethod
-    def _set(state: TargetState, available: bool, reason: str) -> None:
-        if state.available != available:
-            state.since = time.time()
-        state.available, state.reason = available, reason
-
-    def _back_off(self, state: TargetState) -> None:
-        """A remote that failed is asked again after 5 s, 10 s, 20 s ... up to
-        retry_max; only a copy that lands resets the pause.  (A server that answers
-        checks but sheds uploads, as when throttling, does not flap every probe.)"""
-        if state.queued:
-            state.backoff = min(max(5.0, state.backoff * 2), self.retry_max)
-            state.next_probe = time.monotonic() + state.backoff
 
     # -- shared steps ----------------------------------------------------------------
 
@@ -352,7 +127,7 @@ class Replicator:
                 log.warning("target_full", target=name, needed=exc.needed, free=exc.free)
             state.full = True
         elif isinstance(exc, TargetUnavailable):
-            self._fail_target(name, exc)
+            self.fleet.fail(name, exc)
         delay = self.catalog.replica_failed(sha, name, str(exc), self.retry_base, self.retry_max)
         log.warning("replica_failed", asset=sha, target=name, error=str(exc), retry_in=round(delay))
 
@@ -491,7 +266,7 @@ class Replicator:
         started = time.monotonic()
         writers: dict[str, Writer] = {}
         dropped: dict[str, TargetUnavailable] = {}
-        for name in self.available():
+        for name in self.fleet.available():
             if self.targets[name].queued:
                 continue  # uploaded by the catch-up, from a verified local copy
             free = self.targets[name].target.free_bytes()

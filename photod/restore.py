@@ -27,11 +27,11 @@ from pathlib import Path
 from photod import private
 from photod.catalog import Catalog
 from photod.errors import PhotodError, TargetUnavailable, UnsafeName
+from photod.fleet import TargetState
 from photod.logs import log
 from photod.media import check_key
 from photod.models import Asset, Kind
 from photod.probe import probe_file
-from photod.replicate import TargetState
 from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
 from photod.targets.base import CHUNK, Identity
 from photod.verify import hash_stream, month

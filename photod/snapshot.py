@@ -39,10 +39,10 @@ from photod import failpoints, instance
 from photod.catalog import Catalog, check_file
 from photod.durable import fsync_dir
 from photod.errors import CatalogDamaged, PhotodError, Stopping, TargetUnavailable, Undecryptable
+from photod.fleet import TargetState
 from photod.ledgers import adopt_object
 from photod.logs import log
 from photod.models import ManifestEntry
-from photod.replicate import TargetState
 from photod.targets.base import Identity, Target
 from photod.targets.records import (
     INFO,

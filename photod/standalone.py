@@ -16,10 +16,11 @@ from pathlib import Path
 from photod import catalog_guard, logs, private, snapshot
 from photod.catalog import CATALOG_NAME, Catalog
 from photod.config import Config
-from photod.daemon import StateLock
 from photod.errors import CatalogDamaged, CatalogUntrusted, PhotodError
-from photod.pipeline import Pipeline, build_targets
+from photod.fleet import build_targets
+from photod.pipeline import Pipeline
 from photod.restore import Restorer, RestoreReport, drill, open_targets, select
+from photod.statelock import StateLock
 from photod.targets.records import Installation
 from photod.verify import ScrubReport
 

@@ -9,15 +9,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from photod import instance, jobs, policy, usb
-from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog, DeviceRecord
+from photod import instance, policy, schedules, usb
+from photod.catalog import CATALOG_NAME, IGNORED, STATE_MIN_FREE, Catalog, DeviceRecord
 from photod.config import Config, FolderSource
-from photod.daemon import running_pid
-from photod.devices import IGNORED, usbmuxd_installed, usbmuxd_socket
 from photod.errors import CatalogDamaged, FileUnreadable, TargetUnavailable
+from photod.fleet import build_targets
 from photod.models import PolicyRule, TargetInfo
-from photod.pipeline import build_targets
+from photod.statelock import running_pid
 from photod.targets.base import Identity
+from photod.usb import usbmuxd_installed, usbmuxd_socket
 
 
 def collect(cfg: Config) -> dict[str, Any]:
@@ -161,7 +161,7 @@ def _proof(
     """How recently a target's copies were proved, the last drill, and whether the
     budgets let the scrub re-read all of it within its cycle."""
     oldest = catalog.oldest_check(name)
-    every = jobs.interval(cfg.schedule.scrub)
+    every = schedules.interval(cfg.schedule.scrub)
     cycle = cfg.schedule.scrub_cycle
     per_run = cfg.schedule.scrub_budget[0]
     t = next(t for t in cfg.targets if t.name == name)

@@ -1,4 +1,4 @@
-"""Which Apple phones are on the USB bus, from Linux sysfs.
+"""Which Apple phones are on the USB bus, from Linux sysfs, and where usbmuxd is.
 
 usbmuxd on Linux shows a phone to its clients only once the phone trusts this computer:
 while the Trust dialog is open the phone is on the bus but not in usbmuxd's list.  This
@@ -9,6 +9,7 @@ files is cheap and needs no privileges; elsewhere (macOS) it finds nothing.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 SYSFS = Path(os.environ.get("PHOTOD_USB_SYSFS", "/sys/bus/usb/devices"))
@@ -53,3 +54,18 @@ def dashed(serial: str) -> str:
     """A 24-digit UDID as usbmuxd and Finder write it: 8 digits, a dash, 16."""
     s = normal(serial)
     return f"{s[:8]}-{s[8:]}" if len(s) == 24 else s
+
+
+def usbmuxd_socket() -> str:
+    """Where pymobiledevice3 looks for usbmuxd: $USBMUXD_SOCKET_ADDRESS (a path, or
+    host:port for TCP), else /var/run/usbmuxd on Linux and macOS."""
+    return os.environ.get("USBMUXD_SOCKET_ADDRESS") or "/var/run/usbmuxd"
+
+
+def usbmuxd_installed() -> bool:
+    """macOS has usbmuxd built in; Linux needs the 'usbmuxd' package."""
+    if sys.platform == "darwin" or "USBMUXD_SOCKET_ADDRESS" in os.environ:
+        return True
+    return any(
+        Path(d, "usbmuxd").exists() for d in ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/sbin")
+    )

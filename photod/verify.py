@@ -31,9 +31,10 @@ from photod import ledgers, policy
 from photod.catalog import Catalog, CheckItem
 from photod.config import Config
 from photod.errors import LinkInTarget, Stopping, TargetUnavailable, Undecryptable
+from photod.fleet import TargetState
 from photod.logs import log
 from photod.models import Asset, ManifestEntry
-from photod.replicate import Replicator, TargetState, open_source
+from photod.replicate import Replicator, open_source
 from photod.targets.base import Identity
 from photod.throttle import lower_priority
 
@@ -159,7 +160,7 @@ class Scrubber:
             if only is not None and name != only:
                 continue
             scrub = report.targets[name] = TargetScrub()
-            if not self.replicator.refresh(name):
+            if not self.replicator.fleet.refresh(name):
                 scrub.skipped = state.reason
                 log.warning("scrub_skipped", target=name, reason=state.reason)
                 continue
@@ -225,8 +226,8 @@ class Scrubber:
         else:
             share = policy.scrub_share(total, self.cfg.schedule.scrub_cycle, self.interval)
             budget = self.cfg.schedule.scrub_budget[0]
-            egress = getattr(self._config(name), "egress_budget", None)
-            if state.queued and egress is not None:
+            egress = state.egress_budget
+            if egress is not None:
                 left = max(0, egress - self.catalog.egress_used(name, month()))
                 budget = left if budget is None else min(budget, left)
                 if left == 0:
@@ -239,9 +240,6 @@ class Scrubber:
         while page := self.catalog.replicas_by_age(name, after):
             yield from page
             after = (page[-1].checked_at, page[-1].asset)
-
-    def _config(self, name: str) -> object:
-        return next(t for t in self.cfg.targets if t.name == name)
 
     def _read(
         self, name: str, state: TargetState, items: list[CheckItem], scrub: TargetScrub

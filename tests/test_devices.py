@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 
 from photod.catalog import DeviceFile
-from photod.devices import _is_render, _lead, _order, _resume_point, _stills
 from photod.media import companion_key
+from photod.phoneplan import is_render, lead, order, stills
+from photod.staging import resume_point, stage_name
 
 ON_PHONE = [
     "/DCIM/100APPLE/IMG_0001.HEIC",
@@ -22,27 +23,27 @@ ON_PHONE = [
 
 
 def test_live_photo_movie_sidecar_and_edit_find_their_still() -> None:
-    stills = _stills(ON_PHONE)
-    assert _lead("/DCIM/100APPLE/IMG_0001.MOV", stills) == "/DCIM/100APPLE/IMG_0001.HEIC"
-    assert _lead("/DCIM/100APPLE/IMG_0001.AAE", stills) == "/DCIM/100APPLE/IMG_0001.HEIC"
-    assert _lead(ON_PHONE[-1], stills) == "/DCIM/100APPLE/IMG_0001.HEIC"
-    assert _lead("/DCIM/101APPLE/IMG_0002.MOV", stills) is None
-    assert _lead("/DCIM/101APPLE/IMG_0001.JPG", stills) is None  # a still leads itself
+    index = stills(ON_PHONE)
+    assert lead("/DCIM/100APPLE/IMG_0001.MOV", index) == "/DCIM/100APPLE/IMG_0001.HEIC"
+    assert lead("/DCIM/100APPLE/IMG_0001.AAE", index) == "/DCIM/100APPLE/IMG_0001.HEIC"
+    assert lead(ON_PHONE[-1], index) == "/DCIM/100APPLE/IMG_0001.HEIC"
+    assert lead("/DCIM/101APPLE/IMG_0002.MOV", index) is None
+    assert lead("/DCIM/101APPLE/IMG_0001.JPG", index) is None  # a still leads itself
 
 
 def test_only_rendered_edits_are_taken_from_mutations() -> None:
-    assert _is_render(ON_PHONE[-1])
-    assert not _is_render(
+    assert is_render(ON_PHONE[-1])
+    assert not is_render(
         "/PhotoData/Mutations/DCIM/100APPLE/IMG_0001/Adjustments/Adjustments.plist"
     )
-    assert not _is_render("/PhotoData/Mutations/DCIM/100APPLE/IMG_0001/FullSizeRender.heic")
+    assert not is_render("/PhotoData/Mutations/DCIM/100APPLE/IMG_0001/FullSizeRender.heic")
 
 
 def test_stills_are_read_before_what_pairs_with_them() -> None:
     files = [DeviceFile(p, 1, 1, "2026-01-01T00:00:00") for p in reversed(ON_PHONE)]
-    ranks = [_order(f)[0] for f in sorted(files, key=_order)]
+    ranks = [order(f.path)[0] for f in sorted(files, key=lambda f: order(f.path))]
     assert ranks == sorted(ranks)
-    first = sorted(files, key=_order)[0].path
+    first = sorted(files, key=lambda f: order(f.path))[0].path
     assert first.endswith((".HEIC", ".JPG"))
 
 
@@ -65,33 +66,82 @@ def test_resume_point_trusts_only_a_checkpoint_of_the_same_file(tmp_path: Path) 
     part.write_bytes(data + b"bytes written after the checkpoint, maybe never synced")
     meta.write_text(json.dumps({"size": 500_000, "mtime_ns": 7, "offset": len(data)}))
 
-    offset, h = _resume_point(part, meta, 500_000, 7)
+    offset, h = resume_point(part, meta, 500_000, 7)
     assert offset == len(data)
     assert h.hexdigest() == hashlib.sha256(data).hexdigest()
     assert part.stat().st_size == len(data)  # cut back to the checkpoint
 
     # The file on the phone changed (another size or mtime): start again from 0.
-    assert _resume_point(part, meta, 500_000, 8)[0] == 0
-    assert _resume_point(part, meta, 400_000, 7)[0] == 0
+    assert resume_point(part, meta, 500_000, 8)[0] == 0
+    assert resume_point(part, meta, 400_000, 7)[0] == 0
     # No checkpoint, or a damaged one: from 0.
     meta.write_text("{not json")
-    assert _resume_point(part, meta, 500_000, 7)[0] == 0
+    assert resume_point(part, meta, 500_000, 7)[0] == 0
     meta.unlink()
-    assert _resume_point(part, meta, 500_000, 7)[0] == 0
+    assert resume_point(part, meta, 500_000, 7)[0] == 0
 
 
 def test_odd_phone_names_get_safe_distinct_staging_names() -> None:
     """A name any disk takes is kept; one over the length limit or not UTF-8 becomes a
     safe name with a hash of the original: short enough for '.part.json' to follow,
     and two odd names never share a staging file."""
-    from photod.devices import _stage_name
-
-    assert "IMG_0001.HEIC" == _stage_name("IMG_0001.HEIC")
-    assert "ctrl\x01.jpg" == _stage_name("ctrl\x01.jpg")  # a local disk takes it
-    long_a, long_b = _stage_name("a" * 300 + "1.jpg"), _stage_name("a" * 300 + "2.jpg")
+    assert "IMG_0001.HEIC" == stage_name("IMG_0001.HEIC")
+    assert "ctrl\x01.jpg" == stage_name("ctrl\x01.jpg")  # a local disk takes it
+    long_a, long_b = stage_name("a" * 300 + "1.jpg"), stage_name("a" * 300 + "2.jpg")
     assert long_a != long_b
     assert all(len(n.encode()) + len(".part.json") <= 255 for n in (long_a, long_b))
     assert (".jpg", ".jpg") == (long_a[-4:], long_b[-4:])
-    odd = _stage_name("bad-\udcff.jpg")
+    odd = stage_name("bad-\udcff.jpg")
     odd.encode("utf-8")  # valid UTF-8 now
     assert odd.startswith("bad-") and odd.endswith(".jpg")
+
+
+def test_a_busy_catalog_never_stalls_the_phones_loop(tmp_path: Path) -> None:
+    """Another writer holds the catalog (a long transaction): telling a phone's new state
+    returns at once on the phones' event loop, and the state reaches the catalog, in
+    order, once the writer lets go."""
+    import sqlite3
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from photod import config
+    from photod.catalog import Catalog, DeviceRecord
+    from photod.devices import DeviceManager
+
+    text = (
+        '[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n[[sources]]\nname = "p"\ntype = "iphone"\n'
+        f'[[targets]]\nname = "lib"\ntype = "local"\npath = "{tmp_path}/lib"\n'
+        f'[daemon]\nstate_dir = "{tmp_path}/state"\n'
+    )
+    cfg = config.parse(text, tmp_path / "photod.toml")
+    (tmp_path / "state").mkdir()
+    catalog = Catalog(tmp_path / "state" / "catalog.sqlite")
+    workers = ThreadPoolExecutor(1)
+    phones = DeviceManager(cfg, catalog, None, workers, lambda: True)  # type: ignore[arg-type]
+    udid = "00008110-000A1B2C3D4E5F60"
+    phones._records[udid] = DeviceRecord(udid, "p", "Anna's iPhone", "", "", "attached", "",
+                                         "2026-12-02T10:00:00")  # fmt: skip
+    other = sqlite3.connect(tmp_path / "state" / "catalog.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # a writer that holds the catalog
+    took = []
+
+    def on_the_loop() -> None:
+        started = time.monotonic()
+        phones._set(udid, "importing", "12 new file(s)")
+        phones._set(udid, "imported", "everything on the phone is imported", imported=12)
+        took.append(time.monotonic() - started)
+
+    t = threading.Thread(target=on_the_loop)
+    t.start()
+    t.join(timeout=5)
+    assert took and took[0] < 0.5, took  # not waiting for the catalog
+    time.sleep(0.5)
+    other.execute("COMMIT")
+    other.close()
+    phones._saver.shutdown(wait=True)
+    [saved] = catalog.devices()
+    assert ("imported", 12) == (saved.state, saved.last_import["imported"])
+    catalog.close()
+    workers.shutdown()
+    phones.loop.close()  # made with the manager; never run here

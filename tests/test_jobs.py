@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from photod import jobs
-from photod.jobs import _missed, cron_trigger, interval
+from photod import jobs, schedules
+from photod.activity import Activity
+from photod.jobs import CronLine, _missed
+from photod.schedules import interval
 
 
 @pytest.mark.parametrize(
@@ -20,10 +22,35 @@ def test_interval_between_runs(line: str, seconds: float) -> None:
     assert seconds == interval(line)
 
 
-def test_bad_cron_line_says_what_is_allowed() -> None:
+@pytest.mark.parametrize("line", ["every night", "61 * * * *", "0 4 * * 8", "* * * *", 7])
+def test_bad_cron_line_says_what_is_allowed(line: object) -> None:
     """A cron line the scheduler cannot use is one ValueError naming the five fields."""
-    with pytest.raises(ValueError, match="minute hour day month weekday"):
-        cron_trigger("every night")
+    with pytest.raises(ValueError, match="allowed"):
+        schedules.check(line)
+
+
+WED = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)  # a Wednesday
+
+
+@pytest.mark.parametrize(
+    ("line", "first"),
+    [
+        ("0 4 * * 0", datetime(2026, 12, 6, 4, 0, tzinfo=UTC)),  # 0 is Sunday, as in cron
+        ("0 4 * * 7", datetime(2026, 12, 6, 4, 0, tzinfo=UTC)),  # and so is 7
+        ("0 4 * * sun", datetime(2026, 12, 6, 4, 0, tzinfo=UTC)),
+        ("0 4 * * 1-5", datetime(2026, 12, 3, 4, 0, tzinfo=UTC)),  # weekdays: Thursday next
+        ("0 4 1 * 1", datetime(2026, 12, 7, 4, 0, tzinfo=UTC)),  # the 1st OR a Monday
+        ("0 12 * * *", datetime(2026, 12, 2, 12, 0, tzinfo=UTC)),  # now itself is a run
+    ],
+)
+def test_the_scheduler_fires_when_cron_would(line: str, first: datetime) -> None:
+    """The trigger the scheduler runs reads a line as cron does (APScheduler's own
+    from_crontab would take 0 as Monday and AND the two day fields)."""
+    trigger = CronLine(line)
+    trigger.zone = UTC  # the machine's zone is whatever it is: the test fixes it
+    assert first == trigger.get_next_fire_time(None, WED)
+    after = trigger.get_next_fire_time(first, first)
+    assert after is not None and after > first
 
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -51,7 +78,7 @@ def test_a_job_woken_while_it_runs_runs_once_more() -> None:
     many wake-ups came; `photod status` sees it running meanwhile."""
     import threading
 
-    activity = jobs.Activity()
+    activity = Activity()
     runs: list[int] = []
     inside, go = threading.Event(), threading.Event()
 

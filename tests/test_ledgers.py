@@ -14,8 +14,8 @@ import pytest
 from photod import ledgers, snapshot
 from photod.catalog import Catalog
 from photod.errors import PhotodError, TargetUnavailable
+from photod.fleet import TargetState
 from photod.models import Kind, ManifestEntry, Media, Probe, TargetInfo
-from photod.replicate import TargetState
 from photod.targets.memory import MemoryTarget
 from photod.targets.records import (
     Installation,

@@ -151,3 +151,27 @@ def test_default_ignore(path: str, ignored: bool) -> None:
 def test_kind_from_extension_any_case(name: str, kind: Kind | None) -> None:
     """Photo, video, RAW and sidecar types are recognised by extension in any case."""
     assert kind == kind_from_name(name)
+
+
+def test_a_watch_folder_and_a_phone_pair_files_by_one_rule() -> None:
+    """What a movie or sidecar belongs with is one rule (media.lead_of): the same names
+    give the same answers in a folder and in a phone's listing."""
+    from photod import phoneplan
+    from photod.media import lead_of, still_index
+
+    names = ["IMG_0001.HEIC", "img_0001.mov", "IMG_0001.AAE", "IMG_0002.MOV",
+             "IMG_0003.JPG", "IMG_0003.DNG", "IMG_0003.xmp"]  # fmt: skip
+    expected = {
+        "IMG_0001.HEIC": None,  # a still leads itself
+        "img_0001.mov": "IMG_0001.HEIC",  # any case
+        "IMG_0001.AAE": "IMG_0001.HEIC",
+        "IMG_0002.MOV": None,  # a plain video
+        "IMG_0003.JPG": None,
+        "IMG_0003.DNG": None,
+        "IMG_0003.xmp": "IMG_0003.DNG",  # two stills: the first in name order
+    }
+    folder = {name: lead_of(name, still_index(names)) for name in names}
+    index = phoneplan.stills(f"/DCIM/100APPLE/{n}" for n in names)
+    phone = {n: phoneplan.lead(f"/DCIM/100APPLE/{n}", index) for n in names}
+    assert expected == folder
+    assert {n: (f"/DCIM/100APPLE/{v}" if v else None) for n, v in expected.items()} == phone

@@ -12,9 +12,10 @@ import pytest
 
 from photod import config
 from photod.catalog import Catalog
+from photod.fleet import Fleet, TargetState
 from photod.ingest import Ingestor
 from photod.models import Media, PolicyRule, TargetInfo
-from photod.replicate import Replicator, TargetState
+from photod.replicate import Replicator
 from photod.targets.memory import MemoryTarget
 from photod.targets.records import Installation, Records
 from tests.conftest import make_mov, sha256
@@ -42,17 +43,19 @@ class Rig:
             n: TargetState(t, TargetInfo(n, Media.INTERNAL, False), records=Records(t, self.me))
             for n, t in self.mem.items()
         }
+        stop = threading.Event()
+        self.fleet = Fleet(self.catalog, self.states, stop, retry_max=0)
         self.rep = Replicator(
             self.catalog,
-            self.states,
+            self.fleet,
             PolicyRule(len(names), 1, 0),
-            threading.Event(),
+            stop,
             {"in": self.inbox},
             retry_base=0,
             retry_max=0,
         )
         for n in names:
-            self.rep.refresh(n)
+            self.fleet.refresh(n)
         self.ingestor = Ingestor(self.cfg, self.catalog, self.rep)
 
     def add(self, src: Path, name: str | None = None) -> Path:
@@ -84,7 +87,7 @@ def test_new_file_lands_on_every_target_verified(rig2: Rig, samples: Path) -> No
     assert "stored" == rig2.ingest(path)
     sha = sha256(path)
     key = "2008/2008-05-30/jpg_Canon_40D.jpg"
-    rig2.rep.flush()
+    rig2.fleet.flush()
     for name, t in rig2.mem.items():
         assert {key: path.read_bytes()} == t.objects
         ledger = rig2.states[name].records.ledger  # type: ignore[union-attr]
@@ -99,7 +102,7 @@ def test_bytes_another_computer_stored_are_not_stored_again(tmp_path: Path, samp
     copy, and not written again; its own list names it."""
     first = Rig(tmp_path / "one", "nas", me="laptop")
     first.ingest(first.add(samples / "jpg_Canon_40D.jpg"))
-    first.rep.flush()
+    first.fleet.flush()
     second = Rig(tmp_path / "two", "nas", shared=first.mem, me="desktop")
     try:
         assert "stored" == second.ingest(second.add(samples / "jpg_Canon_40D.jpg", "renamed.jpg"))
@@ -108,7 +111,7 @@ def test_bytes_another_computer_stored_are_not_stored_again(tmp_path: Path, samp
         replica = second.catalog.replicas(sha)[0]
         assert ("nas", "2008/2008-05-30/jpg_Canon_40D.jpg") == (replica.target, replica.relpath)
         assert first.me.folder == second.catalog.replica_owner(sha, "nas")
-        second.rep.flush()
+        second.fleet.flush()
         ledger = second.states["nas"].records.ledger  # type: ignore[union-attr]
         assert [sha] == [e.sha256 for e in ledger.entries()]
     finally:
@@ -145,14 +148,14 @@ def test_offline_target_catches_up_from_another_replica(rig2: Rig, samples: Path
     """A target that was offline gets its copy later, from a verified replica, even
     after the source file is gone."""
     rig2.mem["b"].available = False
-    rig2.rep.refresh("b")
+    rig2.fleet.refresh("b")
     path = rig2.add(samples / "jpg_gps_DSCN0010.jpg")
     rig2.ingest(path)
     sha = sha256(path)
     assert ({}, 1) == (rig2.mem["b"].objects, rig2.catalog.pending_count("b"))
     path.unlink()
     rig2.mem["b"].available = True
-    assert rig2.rep.refresh("b")
+    assert rig2.fleet.refresh("b")
     assert 1 == rig2.rep.replicate_pending("b")
     assert rig2.mem["a"].objects == rig2.mem["b"].objects
     assert 0 == rig2.catalog.pending_count("b")
@@ -230,7 +233,7 @@ def test_remote_is_asked_again_with_backoff_and_filled_from_a_local_copy(
     rig = Rig(tmp_path, "local", "remote")
     remote = rig.states["remote"]
     remote.queued = True
-    rig.rep.retry_max = 3600
+    rig.fleet.retry_max = rig.rep.retry_max = 3600
     photo = rig.add(next(samples.iterdir()))
     sha = sha256(photo)
     rig.ingest(photo)
@@ -246,13 +249,13 @@ def test_remote_is_asked_again_with_backoff_and_filled_from_a_local_copy(
     remote.next_probe = 0.0
     delays = []
     for _ in range(3):
-        assert not rig.rep.refresh("remote")
+        assert not rig.fleet.refresh("remote")
         delays.append(remote.backoff)
-        assert not rig.rep.refresh("remote")  # asked too soon: not checked again
+        assert not rig.fleet.refresh("remote")  # asked too soon: not checked again
         remote.next_probe = 0.0  # as if the pause had passed
     assert [5.0, 10.0, 20.0] == delays
     rig.mem["remote"].available = True
-    assert rig.rep.refresh("remote")
+    assert rig.fleet.refresh("remote")
     assert 20.0 == remote.backoff  # answering is not enough: an upload must land
     second = rig.add(sorted(samples.iterdir())[1])
     rig.ingest(second)

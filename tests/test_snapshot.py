@@ -11,8 +11,8 @@ import pytest
 from photod import instance, snapshot
 from photod.catalog import Catalog
 from photod.errors import CatalogDamaged
+from photod.fleet import TargetState
 from photod.models import Kind, Media, Probe, TargetInfo, VerifyMethod
-from photod.replicate import TargetState
 from photod.targets.memory import MemoryTarget
 from photod.targets.records import Installation, Records, snapshots_in
 from tests.conftest import damage_catalog

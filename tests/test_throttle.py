@@ -84,7 +84,7 @@ def test_config_rules_reach_the_targets(tmp_path: Path) -> None:
     """bandwidth_limit, window and on_battery from the config are what the daemon's
     targets obey; remote kinds are queued behind the local copies, 4 at a time."""
     from photod import config
-    from photod.pipeline import build_targets
+    from photod.fleet import build_targets
 
     text = (
         "[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n"

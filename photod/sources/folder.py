@@ -28,29 +28,7 @@ from watchdog.observers.polling import PollingObserver
 
 from photod.logs import log
 from photod.media import ignore_matcher
-from photod.mounts import mount_of
-
-NETWORK_FS = {
-    "nfs",
-    "nfs4",
-    "cifs",
-    "smb",
-    "smb2",
-    "smb3",
-    "smbfs",
-    "fuse.sshfs",
-    "sshfs",
-    "fuse.rclone",
-    "9p",
-    "afpfs",
-    "davfs",
-    "fuse.davfs2",
-    "ceph",
-    "glusterfs",
-    "fuse.glusterfs",
-    "fuse.s3fs",
-    "webdav",
-}
+from photod.mounts import NETWORK_FS, mount_of
 
 OnEvent = Callable[[str, Path, str], None]  # (source name, path, event kind)
 

@@ -1,0 +1,347 @@
+"""The targets as configured, and which of them may be written now.
+
+``build_targets`` makes each target's storage (local, S3, rclone, sealed by age where
+asked) with its live state (``TargetState``): what the daemon, the commands and
+`photod status` share; the storage libraries (boto3, pyrage) load only for a target
+that uses them.  ``Fleet`` keeps their availability: checks, the pause before a failed
+remote is asked again, the tidy when a target comes back, its list kept in step.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from photod import ledgers
+from photod.catalog import Catalog
+from photod.config import Config
+from photod.config import LocalTarget as LocalTargetConfig
+from photod.config import S3Target as S3TargetConfig
+from photod.config import Target as TargetConfig
+from photod.errors import LinkInTarget, PhotodError, TargetUnavailable, Undecryptable
+from photod.logs import log
+from photod.models import Media, TargetInfo
+from photod.targets.base import Identity, Target, Writer
+from photod.targets.local import LocalTarget
+from photod.targets.rclone import RcloneTarget
+from photod.targets.records import Installation, Records
+from photod.throttle import LimitedWriter, TokenBucket, on_battery_now, paused
+
+REMOTE_PROBE = 60.0  # seconds between checks of a remote target that answers
+
+if TYPE_CHECKING:
+    from photod.targets.crypt import Keys
+
+
+def _target(cfg: Config, t: TargetConfig, keys: Keys | None, owner: str) -> Target:
+    """One configured target, wrapped in encryption when it asks for it."""
+    inner: Target
+    if isinstance(t, LocalTargetConfig):
+        inner = LocalTarget(
+            t.name, t.path, t.creates_root, t.reserve, relocatable=t.media is not Media.INTERNAL,
+            owner=owner,
+        )  # fmt: skip
+    elif isinstance(t, S3TargetConfig):
+        from photod.targets.s3 import S3Target  # boto3 takes 0.1 s to load: only when used
+
+        inner = S3Target(
+            t.name, t.bucket, t.prefix, t.endpoint, t.region, t.profile, t.credentials_file,
+            t.part_size,
+        )  # fmt: skip
+    else:
+        conf = t.config_file
+        if t.rclone_config is not None:
+            conf = RcloneTarget.write_inline_config(
+                cfg.state_dir / "rclone" / f"{t.name}.conf", t.remote, t.rclone_config
+            )
+        inner = RcloneTarget(t.name, t.remote, conf)
+    if t.encrypt:
+        from photod.targets.crypt import CryptTarget  # pyrage: only when a target is sealed
+
+        assert keys is not None  # the config requires [encryption] identity
+        return CryptTarget(inner, keys)
+    return inner
+
+
+def build_targets(
+    cfg: Config, stop: threading.Event | None = None, me: Installation | None = None
+) -> dict[str, TargetState]:
+    """Every configured target; with ``me`` (the daemon, and the commands that write),
+    each with this installation's records on it."""
+    keys = None
+    if any(t.encrypt for t in cfg.targets) and cfg.encryption.identity is not None:
+        from photod.targets.crypt import Keys
+
+        try:
+            keys = Keys(cfg.encryption.identity, cfg.encryption.recipients)
+        except OSError as exc:
+            raise PhotodError(
+                f"cannot read the age identity {cfg.encryption.identity}: {exc}"
+            ) from exc
+    stop = stop or threading.Event()
+    targets = {t.name: _target(cfg, t, keys, me.short if me else "") for t in cfg.targets}
+    return {
+        t.name: TargetState(
+            targets[t.name],
+            t.info(),
+            records=Records(targets[t.name], me) if me else None,
+            queued=not isinstance(t, LocalTargetConfig),
+            transfers=1 if isinstance(t, LocalTargetConfig) else t.transfers,
+            bucket=TokenBucket(t.bandwidth_limit, stop) if t.bandwidth_limit else None,
+            window=t.window,
+            on_battery=t.on_battery,
+            egress_budget=None if isinstance(t, LocalTargetConfig) else t.egress_budget,
+        )
+        for t in cfg.targets
+    }
+
+
+@dataclass
+class TargetState:
+    """A configured target and what the daemon currently knows about it."""
+
+    target: Target
+    info: TargetInfo
+    records: Records | None = None  # this installation's records on it (the daemon's)
+    available: bool = False
+    reason: str = "not checked yet"
+    full: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)  # the list's compaction
+    # Remote targets are "queued": a new file is not written to them while it is
+    # ingested (a slow upload would hold up the local copies); the catch-up uploads it
+    # from a verified local copy, ``transfers`` files at a time.
+    queued: bool = False
+    transfers: int = 1
+    bucket: TokenBucket | None = None  # bandwidth_limit
+    window: tuple[int, int] | None = None
+    on_battery: bool = True
+    egress_budget: int | None = None  # bytes a month the scrub may read back (remote only)
+    # A remote that failed is asked again after a growing pause, not every probe.
+    backoff: float = 0.0
+    next_probe: float = 0.0
+    since: float = field(default_factory=time.time)  # when ``available`` last changed
+    seen_saved: float = 0.0  # monotonic time the catalog last heard it answer
+    others_read: float = 0.0  # monotonic time the other installations' lists were read
+    link: str = ""  # a folder inside the target found to be a link: it waits for a folder
+
+    def paused(self) -> str:
+        """Why writes wait now ("" when they may run).  The battery is read only for a
+        target whose rule needs it: this runs at every probe."""
+        battery = None if self.on_battery else on_battery_now()
+        return paused(self.window, self.on_battery, datetime.now(), battery)
+
+    def open_writer(self, key: str) -> Writer:
+        writer = self.target.open_writer(key)
+        return LimitedWriter(writer, self.bucket) if self.bucket is not None else writer
+
+
+class Fleet:
+    """The configured targets, and which may be written now: each checked (a remote
+    that failed only after a growing pause), tidied when it comes back (a crash's
+    temporaries, the catalog and the target's lists brought in step), and its list
+    written as copies land."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        targets: dict[str, TargetState],
+        stop: threading.Event,
+        retry_max: float = 3600.0,
+        relist: bool = False,
+    ) -> None:
+        self.catalog = catalog
+        self.targets = targets
+        self.stop = stop
+        self.retry_max = retry_max
+        # After an unclean stop the lists may lack copies the catalog has: compare them
+        # in full when each target first comes (else only when their counts disagree).
+        self.relist = relist
+        self._relisted: set[str] = set()  # targets compared in full in this process
+        self._learned: set[str] = set()  # encrypted targets told the catalog's keys
+        # Told when a target knows more than the catalog (a newer snapshot of this
+        # installation): the daemon stops and settles the catalog again.
+        self.distrust: Callable[[str], None] = lambda why: None
+        # Set once the catalog is proved sound: until then no target is made available,
+        # so nothing is written anywhere (a large catalog is checked in the background).
+        self.trusted = threading.Event()
+        self.trusted.set()
+
+    def refresh(self, name: str) -> bool:
+        """Check a target now; log when it comes or goes; tidy it when it comes back."""
+        state = self.targets[name]
+        why = state.paused()
+        if why:
+            if state.reason != why:
+                log.info(
+                    "target_paused",
+                    target=name,
+                    reason=why,
+                    pending=self.catalog.pending_count(name),
+                )
+            self._set(state, False, why)
+            return False
+        if not self.trusted.is_set():
+            self._set(state, False, "waiting for the check of the catalog to finish")
+            return False
+        if state.link:
+            if os.path.islink(state.link):
+                return False  # said once; the target waits until it is a folder again
+            state.link = ""
+        now = time.monotonic()
+        if now < state.next_probe:
+            return state.available  # a remote is not asked more often than it needs
+        record = self.catalog.target(name)
+        known = Identity(record.target_id, record.root, record.mount_rel) if record else None
+        try:
+            try:
+                ident = state.target.check(known)
+            except TargetUnavailable:
+                raise
+            except Exception as exc:  # a bug or an unmapped error: one event, never a crash
+                log.exception("target_check_failed", target=name, error=str(exc))
+                raise TargetUnavailable(name, f"unexpected error: {exc}") from exc
+        except TargetUnavailable as exc:
+            if state.available or state.reason != exc.reason:
+                log.warning(
+                    "target_unavailable",
+                    target=name,
+                    reason=exc.reason,
+                    pending=self.catalog.pending_count(name),
+                )
+            self._set(state, False, exc.reason)
+            self._back_off(state)
+            return False
+        if (
+            state.queued and not state.backoff
+        ):  # a reachable remote is asked again in a minute, not every probe
+            state.next_probe = now + REMOTE_PROBE
+        if record is None or (record.root, record.mount_rel) != (ident.root, ident.mount_rel):
+            if record is not None:
+                log.info("target_relocated", target=name, old=record.root, new=ident.root)
+            self.catalog.save_target(name, ident.target_id, ident.root, ident.mount_rel)
+        if not state.available:
+            try:
+                self._tidy(name, state)
+            except TargetUnavailable as exc:
+                self._set(state, False, exc.reason)
+                return False
+            log.info(
+                "target_available",
+                target=name,
+                root=ident.root,
+                pending=self.catalog.pending_count(name),
+            )
+        elif state.records is not None and now - state.others_read > REMOTE_PROBE:
+            self._read_others(name, state)
+        self._set(state, True, "")
+        if now - state.seen_saved > 3600 or not state.seen_saved:
+            self.catalog.target_seen(name)  # hourly: "not connected for N days" needs it
+            state.seen_saved = now
+        return True
+
+    def _tidy(self, name: str, state: TargetState) -> None:
+        """When a target comes: remove a crash's temporaries, and bring the catalog and
+        the target's records in step, both ways (``ledgers.py``): nothing the target
+        lists is forgotten, and nothing is ever taken off its list to agree with the
+        catalog."""
+        for temp in self.catalog.temps(name):
+            state.target.delete_temp(temp)
+            self.catalog.drop_temp(name, temp)
+        records = state.records
+        if records is None:
+            return
+        if not records.find_own_folder():
+            records.register()
+        newest = next(iter(records.snapshots()), None)
+        if newest is not None and newest.generation > self.catalog.generation:
+            why = (f"target {name!r} holds a newer snapshot of this installation's catalog "
+                   f"(generation {newest.generation}, the catalog {self.catalog.generation})")  # fmt: skip
+            self.distrust(why)
+            raise TargetUnavailable(name, f"{why}; the catalog is checked before it is used")
+        if state.target.encrypted and name not in self._learned:  # names back to keys
+            state.target.learn(self.catalog.verified_on(name))
+            self._learned.add(name)
+        try:
+            ledgers.catch_up(self.catalog, name, records, self.stop)
+        except Undecryptable as exc:
+            raise TargetUnavailable(
+                name, f"this installation's index there cannot be opened: {exc}; was the "
+                "target written with another identity?",
+            ) from exc  # fmt: skip
+        verified = self.catalog.verified_count(name)
+        unlisted = self.catalog.meta(f"unlisted:{name}") is not None
+        first = self.relist and name not in self._relisted
+        if first or unlisted or verified > self.catalog.own_entries(name):
+            with state.lock:
+                ledgers.relist(self.catalog, name, records)
+            self.catalog.delete_meta(f"unlisted:{name}")
+            self._relisted.add(name)
+        self._read_others(name, state)
+
+    def _read_others(self, name: str, state: TargetState) -> None:
+        """What the other installations sharing the target list (a minute old at most)."""
+        assert state.records is not None
+        state.others_read = time.monotonic()
+        try:
+            ledgers.read_others(self.catalog, name, state.records)
+        except TargetUnavailable as exc:
+            log.warning("records_unreadable", target=name, reason=exc.reason)
+
+    def available(self) -> list[str]:
+        return [n for n, s in self.targets.items() if s.available]
+
+    def flush(self) -> None:
+        """Write the buffered list entries of every available target."""
+        for name, state in self.targets.items():
+            if state.records is not None and state.records.ledger.pending():
+                if not state.available:
+                    self._unlisted(name)
+                    continue
+                try:
+                    with state.lock:
+                        ledgers.flush(self.catalog, name, state.records)
+                except TargetUnavailable as exc:
+                    self._unlisted(name)
+                    self.fail(name, exc)
+
+    def _unlisted(self, name: str) -> None:
+        """Copies wait to be listed on a target that went: the catalog says so, so that
+        they are listed the next time it comes, even after a restart."""
+        if self.catalog.meta(f"unlisted:{name}") is None:
+            self.catalog.set_meta(f"unlisted:{name}", "1")
+
+    def unlisted(self) -> bool:
+        """Whether some verified copy waits to be written to its target's list."""
+        return any(
+            s.records is not None and s.records.ledger.pending() for s in self.targets.values()
+        )
+
+    def fail(self, name: str, exc: TargetUnavailable) -> None:
+        """A write found the target gone: unavailable now, asked again after a pause."""
+        state = self.targets[name]
+        if isinstance(exc, LinkInTarget):
+            state.link = str(exc.path)
+        if state.available:
+            log.warning("target_unavailable", target=name, reason=exc.reason,
+                        pending=self.catalog.pending_count(name))  # fmt: skip
+        self._set(state, False, exc.reason)
+        self._back_off(state)
+
+    @staticmethod
+    def _set(state: TargetState, available: bool, reason: str) -> None:
+        if state.available != available:
+            state.since = time.time()
+        state.available, state.reason = available, reason
+
+    def _back_off(self, state: TargetState) -> None:
+        """A remote that failed is asked again after 5 s, 10 s, 20 s ... up to
+        retry_max; only a copy that lands resets the pause.  (A server that answers
+        checks but sheds uploads, as when throttling, does not flap every probe.)"""
+        if state.queued:
+            state.backoff = min(max(5.0, state.backoff * 2), self.retry_max)
+            state.next_probe = time.monotonic() + state.backoff

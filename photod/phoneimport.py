@@ -1,0 +1,415 @@
+"""One phone's import: list it, read what is new, hand each file to ingest.
+
+Each new file is read in 4 MiB chunks into a staging file under the state dir (up to
+PARALLEL files in flight: AFC answers requests in turn), hashed as it goes, then handed
+complete to the same ``Ingestor.ingest`` as a watch-folder file, on the ingest workers.
+Nothing reaches a target before the whole file is on this computer; a large file's
+partial copy is checkpointed so that the next plug-in resumes it (``staging``).  Which
+files, in which order, with which still, is ``phoneplan``'s to say.
+
+Runs on the phones' event loop (``devices``); every catalog call goes off it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import itertools
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from photod import phoneplan, staging
+from photod.catalog import IGNORED, Catalog, DeviceFile, now_iso
+from photod.config import IPhoneSource
+from photod.errors import DeviceGone, DeviceProblem, FileUnreadable, Stopping
+from photod.ingest import Ingestor
+from photod.logs import log
+from photod.models import IngestResult
+
+if TYPE_CHECKING:
+    from photod.sources.iphone import PhoneFile, PhoneLink
+
+PROGRESS_EVERY = 3.0  # seconds between device_import_progress events
+PARALLEL = 4  # files in flight at once per phone
+SetState = Callable[..., None]  # (udid, state, detail, **last_import): the phone's record
+
+
+@dataclass
+class ImportProgress:
+    """Counters of one import, for progress and the final event."""
+
+    files: int = 0
+    bytes: int = 0
+    done_files: int = 0
+    done_bytes: int = 0
+    imported: int = 0
+    known: int = 0
+    unreadable: int = 0
+    failed: int = 0
+    started: float = field(default_factory=time.monotonic)
+    last_progress: float = field(default_factory=time.monotonic)
+
+    def eta(self) -> tuple[float, float | None]:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = self.done_bytes / elapsed
+        left = self.bytes - self.done_bytes
+        return rate, (left / rate if rate > 0 else None)
+
+
+class PhoneImport:
+    """Imports for every phone (one at a time per phone: its session calls ``run``)."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        ingestor: Ingestor,
+        workers: Executor,
+        roots: dict[str, Path],
+        set_state: SetState,
+    ) -> None:
+        self.catalog = catalog
+        self.ingestor = ingestor
+        self.workers = workers
+        self.roots = roots
+        self.set_state = set_state
+
+    async def _list(self, link: PhoneLink, source: IPhoneSource) -> list[PhoneFile]:
+        tops = ["/DCIM", phoneplan.MUTATIONS] if source.include_edits else ["/DCIM"]
+        files = []
+        for top in tops:
+            async for f in link.walk(top):
+                if top == phoneplan.MUTATIONS and not phoneplan.is_render(f.path):
+                    continue
+                files.append(f)
+        return files
+
+    async def run(self, link: PhoneLink, source: IPhoneSource, progress: ImportProgress) -> None:
+        """List the phone, read what is new (stills first), hand each file to ingest,
+        and say how it went."""
+        udid = link.udid
+        listed = await self._list(link, source)
+        listing = [DeviceFile(f.path, f.size, f.mtime_ns, _local_iso(f.birth_ns)) for f in listed]
+        todo = await asyncio.to_thread(self.catalog.sync_device_files, udid, listing)
+        todo.sort(key=lambda f: phoneplan.order(f.path))
+        progress.files = len(todo)
+        progress.bytes = sum(f.size for f in todo)
+        self.set_state(udid, "importing", f"{len(todo)} new file(s)")
+        log.info(
+            "device_import_started",
+            device=link.name,
+            udid=udid,
+            on_phone=len(listing),
+            to_read=len(todo),
+            bytes=progress.bytes,
+        )
+        stills = phoneplan.stills(f.path for f in listing)
+        # Stills first, then what pairs with them (movies, sidecars), then edits: each
+        # group is handed over completely before the next, so a movie always finds its
+        # still in the catalog.
+        for _, group in itertools.groupby(todo, key=lambda f: phoneplan.order(f.path)[0]):
+            try:
+                await self._import_group(link, source, list(group), stills, progress)
+            except BaseExceptionGroup as group_error:
+                raise _leaf(group_error) from None
+        await asyncio.to_thread(self._tidy, source.name, udid, {f.path for f in listing})
+        rate, _ = progress.eta()
+        counts = {
+            "on_phone": len(listing),
+            "imported": progress.imported,
+            "known": progress.known,
+            "unreadable": progress.unreadable,
+            "finished_at": now_iso(),
+        }
+        log.info(
+            "device_import_finished",
+            device=link.name,
+            udid=udid,
+            imported=progress.imported,
+            skipped_known=progress.known + len(listing) - len(todo),
+            unreadable=progress.unreadable,
+            failed=progress.failed,
+            bytes=progress.done_bytes,
+            rate=round(rate),
+            duration=round(time.monotonic() - progress.started, 3),
+        )
+        # Every file left unreadable before was tried again in this import.
+        unread = progress.unreadable
+        detail = "; ".join(
+            part
+            for part in (
+                f"{unread} file(s) on the phone but not imported: {FileUnreadable.action}"
+                if unread
+                else "",
+                f"{progress.failed} file(s) failed, retried at the next plug-in"
+                if progress.failed
+                else "",
+            )
+            if part
+        )
+        detail = detail or "everything on the phone is imported"
+        self.set_state(udid, "imported", detail, **counts)
+
+    async def _import_group(
+        self,
+        link: PhoneLink,
+        source: IPhoneSource,
+        files: list[DeviceFile],
+        stills: dict[str, dict[str, str]],
+        progress: ImportProgress,
+    ) -> None:
+        """Up to PARALLEL files in flight (being read, or handed over to ingest): AFC
+        answers requests in turn, so small files stop paying one round trip at a time,
+        and staging never holds more than PARALLEL files."""
+        slots = asyncio.Semaphore(PARALLEL)
+        async with asyncio.TaskGroup() as tasks:
+            for f in files:
+                await slots.acquire()
+                tasks.create_task(self._import_one(link, source, f, stills, progress, slots))
+
+    async def _import_one(
+        self,
+        link: PhoneLink,
+        source: IPhoneSource,
+        f: DeviceFile,
+        stills: dict[str, dict[str, str]],
+        progress: ImportProgress,
+        slots: asyncio.Semaphore,
+    ) -> None:
+        udid = link.udid
+        try:
+            try:
+                staged, sha = await self._fetch(link, f, source, progress)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise  # the staging disk is full: the whole import waits (one event)
+                # This file cannot be staged here (its name, say): the others go on.
+                await self._file_failed(link, f, progress, exc)
+                return
+            except FileUnreadable as exc:
+                progress.unreadable += 1
+                progress.done_files += 1
+                await asyncio.to_thread(
+                    self.catalog.device_file_done, udid, f.path, None, "unreadable"
+                )
+                log.warning(
+                    "device_file_unreadable",
+                    device=link.name,
+                    udid=udid,
+                    path=f.path,
+                    error=exc.detail,
+                    action=FileUnreadable.action,
+                )
+                return
+            # The same ingest as a watch-folder file, on the ingest workers.
+            try:
+                result = await asyncio.wrap_future(
+                    self.workers.submit(
+                        self._hand_over,
+                        source.name,
+                        udid,
+                        f,
+                        staged,
+                        sha,
+                        phoneplan.lead(f.path, stills),
+                    )
+                )
+            except (Stopping, DeviceProblem):
+                raise
+            except Exception as exc:
+                # One file that cannot be ingested must not hold up the rest of the
+                # phone: say so, and try it again at the next plug-in.
+                await self._file_failed(link, f, progress, exc)
+                return
+            self._count(result, progress)
+            progress.done_files += 1
+            self._progress(link, progress)
+        finally:
+            slots.release()
+
+    async def _file_failed(
+        self, link: PhoneLink, f: DeviceFile, progress: ImportProgress, exc: Exception
+    ) -> None:
+        progress.failed += 1
+        progress.done_files += 1
+        await asyncio.to_thread(
+            self.catalog.device_file_done, link.udid, f.path, None, f"failed: {exc}"
+        )
+        log.warning(
+            "device_file_failed",
+            device=link.name,
+            udid=link.udid,
+            path=f.path,
+            error=f"{type(exc).__name__}: {exc}",
+            detail="not imported; retried at the next plug-in",
+            exc_info=not isinstance(exc, OSError),  # a bug gets its traceback
+        )
+
+    @staticmethod
+    def _count(result: IngestResult, progress: ImportProgress) -> None:
+        if result is IngestResult.STORED:
+            progress.imported += 1
+        else:
+            progress.known += 1
+
+    def _progress(self, link: PhoneLink, p: ImportProgress) -> None:
+        now = time.monotonic()
+        if now - p.last_progress < PROGRESS_EVERY or p.done_files == p.files:
+            return
+        p.last_progress = now
+        rate, eta = p.eta()
+        log.info(
+            "device_import_progress",
+            device=link.name,
+            udid=link.udid,
+            files=p.done_files,
+            of_files=p.files,
+            bytes=p.done_bytes,
+            of_bytes=p.bytes,
+            rate=round(rate),
+            eta=None if eta is None else round(eta),
+        )
+
+    def _staged(self, source: str, udid: str, path: str) -> Path:
+        # AFC paths come from the phone: keep them inside the staging root whatever
+        # they hold (the layout key, not this path, decides where copies go).
+        parts = [staging.stage_name(p) for p in path.split("/") if p not in ("", ".", "..")]
+        return self.roots[source].joinpath(udid, *parts)
+
+    async def _fetch(
+        self, link: PhoneLink, f: DeviceFile, source: IPhoneSource, progress: ImportProgress
+    ) -> tuple[Path, str]:
+        """Copy one file from the phone into staging, hashing it; resume a partial copy
+        left by an unplug when the file on the phone is unchanged."""
+        staged = self._staged(source.name, link.udid, f.path)
+        part = staged.with_name(staged.name + ".part")
+        meta = staged.with_name(staged.name + ".part.json")
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        offset, h = await asyncio.to_thread(staging.resume_point, part, meta, f.size, f.mtime_ns)
+        try:
+            await self._read_into(link, f, part, meta, offset, h, progress)
+        except BaseException:
+            if not meta.exists():  # nothing worth resuming: leave no debris in staging
+                part.unlink(missing_ok=True)
+            raise
+        os.utime(part, ns=(f.mtime_ns, f.mtime_ns))  # copies keep the phone's mtime
+        os.replace(part, staged)
+        with contextlib.suppress(FileNotFoundError):
+            meta.unlink()
+        return staged, h.hexdigest()
+
+    async def _read_into(
+        self,
+        link: PhoneLink,
+        f: DeviceFile,
+        part: Path,
+        meta: Path,
+        offset: int,
+        h: Any,
+        progress: ImportProgress,
+    ) -> None:
+        handle = await link.open_file(f.path)
+        try:
+            progress.done_bytes += offset
+            if offset:
+                await link.seek(handle, offset)
+                log.info(
+                    "device_import_resumed",
+                    device=link.name,
+                    udid=link.udid,
+                    path=f.path,
+                    offset=offset,
+                    size=f.size,
+                )
+            with open(part, "r+b" if offset else "wb") as out:
+                out.seek(offset)
+                done = offset
+                next_checkpoint = offset + staging.CHECKPOINT
+                nxt = asyncio.ensure_future(link.read(handle))
+                try:
+                    while True:
+                        chunk = await nxt
+                        if not chunk:
+                            break
+                        # Ask for the next chunk before hashing and writing this one.
+                        nxt = asyncio.ensure_future(link.read(handle))
+                        await asyncio.to_thread(staging.write_hashed, out, h, chunk)
+                        done += len(chunk)
+                        progress.done_bytes += len(chunk)
+                        self._progress(link, progress)
+                        if done >= next_checkpoint and done < f.size:
+                            await asyncio.to_thread(staging.checkpoint, out, meta, f, done)
+                            next_checkpoint = done + staging.CHECKPOINT
+                finally:
+                    if not nxt.done():
+                        nxt.cancel()
+                        with contextlib.suppress(BaseException):
+                            await nxt
+            if done != f.size:
+                raise DeviceGone(f"{f.path}: read {done} of {f.size} bytes")
+        finally:
+            await link.close_file(handle)
+
+    def _hand_over(
+        self, source: str, udid: str, f: DeviceFile, staged: Path, sha: str, lead: str | None
+    ) -> IngestResult:
+        """On an ingest worker: the same ingest as a watch-folder file, then bookkeeping.
+        The staging copy goes once a target holds a verified copy; until then it is the
+        source that catch-up copies from."""
+        lead_rel = f"{udid}{lead}" if lead else None
+        tag = "_edited" if f.path.startswith(phoneplan.MUTATIONS) else ""
+        result = self.ingestor.ingest(source, staged, lead=lead_rel, sha256=sha, tag=tag)
+        # Not a photo or video (or empty): nothing to protect, and no reason to read it
+        # again while it stays the same; `photod status --device` leaves it out.
+        problem = (
+            f"{IGNORED}: {result}" if result in (IngestResult.IGNORED, IngestResult.SKIPPED) else ""
+        )
+        self.catalog.device_file_done(udid, f.path, sha, problem)
+        if problem or self.catalog.replicas(sha):
+            with contextlib.suppress(FileNotFoundError):
+                staged.unlink()
+        return result
+
+    def _tidy(self, source: str, udid: str, on_phone: set[str]) -> None:
+        """Remove staging files that are no longer needed: copies already on a target,
+        and partial files of files no longer on the phone."""
+        top = self.roots[source] / udid
+        if not top.is_dir():
+            return
+        for folder, _, names in os.walk(top):
+            for name in names:
+                path = Path(folder) / name
+                phone_path = "/" + path.relative_to(top).as_posix()
+                if name.endswith(".part") or name.endswith(".part.json"):
+                    if phone_path.removesuffix(".json").removesuffix(".part") not in on_phone:
+                        path.unlink(missing_ok=True)
+                    continue
+                seen = self.catalog.source_file(source, f"{udid}{phone_path}")
+                if seen is not None and self.catalog.replicas(seen.asset):
+                    path.unlink(missing_ok=True)
+
+
+def _leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to act on from a failed group of imports: a phone problem (unplugged,
+    stalled, locked) before anything else."""
+    leaves: list[BaseException] = []
+
+    def collect(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for inner in e.exceptions:
+                collect(inner)
+        else:
+            leaves.append(e)
+
+    collect(group)
+    return next((e for e in leaves if isinstance(e, DeviceProblem)), leaves[0])
+
+
+def _local_iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9).isoformat(timespec="seconds")

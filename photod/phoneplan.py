@@ -1,0 +1,57 @@
+"""What to import from a phone, and in which order: pure rules over the phone's listing.
+
+A phone shows its library as ``/DCIM/100APPLE/IMG_0001.HEIC`` and its edits as
+``/PhotoData/Mutations/DCIM/100APPLE/IMG_0001/Adjustments/FullSizeRender.heic``.  A movie
+or sidecar belongs with its still by ``media.lead_of`` (the rule a watch folder follows),
+an edit with the original it renders; stills are imported first, so that what belongs
+with one finds it already there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from photod.media import is_still, lead_of, still_index
+
+MUTATIONS = "/PhotoData/Mutations"
+
+
+def is_render(path: str) -> bool:
+    """/PhotoData/Mutations/DCIM/100APPLE/IMG_0001/Adjustments/FullSizeRender.heic"""
+    parts = path.split("/")
+    return (
+        len(parts) == 8
+        and parts[4].upper().endswith(("APPLE", "IMPRT", "CLOUD"))
+        and parts[6] == "Adjustments"
+        and parts[7].startswith("FullSizeRender.")
+    )
+
+
+def stills(paths: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Each folder's ``still_index`` (edits are never stills)."""
+    names: dict[str, list[str]] = {}
+    for path in paths:
+        if not path.startswith(MUTATIONS):
+            folder, _, name = path.rpartition("/")
+            names.setdefault(folder, []).append(name)
+    return {folder: still_index(ns) for folder, ns in names.items()}
+
+
+def lead(path: str, index: dict[str, dict[str, str]]) -> str | None:
+    """The still a file belongs with: a Live Photo movie or an .AAE beside it (same
+    folder, same stem), or the original of a rendered edit."""
+    if path.startswith(MUTATIONS):
+        parts = path.split("/")  # '', PhotoData, Mutations, DCIM, 100APPLE, IMG_0001, ...
+        folder = "/DCIM/" + parts[4]
+        name = index.get(folder, {}).get(parts[5].lower())
+        return f"{folder}/{name}" if name else None
+    folder, _, name = path.rpartition("/")
+    found = lead_of(name, index.get(folder, {}))
+    return f"{folder}/{found}" if found else None
+
+
+def order(path: str) -> tuple[int, str]:
+    """Stills first, so a movie, sidecar or edit finds its still already imported."""
+    if path.startswith(MUTATIONS):
+        return 2, path
+    return (0 if is_still(path.rpartition("/")[2]) else 1), path

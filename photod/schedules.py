@@ -1,0 +1,44 @@
+"""Cron lines: what a schedule key means, checked and measured without the scheduler.
+
+photod has one cron semantics, the standard one (cronsim: 0 and 7 are Sunday; when both
+the day of month and the day of week are restricted, either one matching is enough).
+The config check, `photod status` and the scheduler's trigger (jobs.CronLine) all ask
+this module, so a line means the same everywhere, and a command that only reads never
+loads the scheduler.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from cronsim import CronSim, CronSimError
+
+__all__ = ["check", "interval", "next_after"]
+
+
+def check(line: object) -> str:
+    """The line itself when it is a valid five-field cron line; else ValueError saying
+    what is allowed."""
+    if not isinstance(line, str):
+        raise ValueError(f"is {line!r}; allowed: a cron line like '30 3 * * *'")
+    try:
+        CronSim(line, datetime(2000, 1, 1))
+    except (CronSimError, ValueError) as exc:
+        raise ValueError(
+            f"is {line!r}: {exc}; allowed: five fields 'minute hour day month weekday', "
+            "e.g. '30 3 * * *' (03:30 daily) or '0 4 * * sun'"
+        ) from None
+    return line
+
+
+def next_after(line: str, after: datetime) -> datetime:
+    """The first time strictly after ``after`` the line fires (in ``after``'s zone)."""
+    return next(CronSim(line, after))
+
+
+def interval(line: str) -> float:
+    """Seconds between two runs of a cron line (the scrub spreads its cycle over them):
+    the gap after the next run, measured from now."""
+    first = next_after(line, datetime.now(UTC).replace(tzinfo=None))
+    second = next_after(line, first)
+    return float((second - first).total_seconds())

@@ -1,0 +1,68 @@
+"""A phone's files on this computer's disk, before they are ingested: staging names,
+and partial copies that survive an unplug (checkpointed, then resumed with a seek).
+
+The staging folder is under the state dir (private to photod); the names come from the
+phone and are made safe for any disk here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from photod.catalog import DeviceFile
+from photod.media import MAX_NAME_BYTES, safe_name
+
+CHECKPOINT = 32 * 1024 * 1024  # a partial file is made durable (and resumable) this often
+
+
+def stage_name(part: str) -> str:
+    """A phone's path component as a name on this computer's disk: itself when any disk
+    takes it; else (over MAX_NAME_BYTES, or bytes that are not UTF-8) a safe name
+    plus a hash of the original, so that two odd names never share a staging file."""
+    raw = part.encode("utf-8", "surrogateescape")
+    if len(raw) <= MAX_NAME_BYTES and raw.decode("utf-8", "replace") == part:
+        return part
+    stem, dot, ext = safe_name(part).rpartition(".")
+    if not dot:
+        stem, ext = ext, ""
+    return f"{stem}~{hashlib.sha256(raw).hexdigest()[:8]}{dot}{ext}"
+
+
+def resume_point(part: Path, meta: Path, size: int, mtime_ns: int) -> tuple[int, Any]:
+    """Where to start: the last checkpoint of a partial copy of the same file (same size
+    and mtime on the phone), with the hash of the bytes before it; else 0."""
+    h = hashlib.sha256()
+    try:
+        saved = json.loads(meta.read_text())
+        if (saved["size"], saved["mtime_ns"]) != (size, mtime_ns):
+            return 0, h
+        offset = int(saved["offset"])
+        with open(part, "r+b") as f:
+            f.truncate(offset)  # bytes after the checkpoint may not have reached the disk
+            remaining = offset
+            while remaining:
+                chunk = f.read(min(remaining, 4 * 1024 * 1024))
+                if not chunk:
+                    return 0, hashlib.sha256()
+                h.update(chunk)
+                remaining -= len(chunk)
+        return offset, h
+    except (OSError, ValueError, KeyError):
+        return 0, hashlib.sha256()
+
+
+def write_hashed(out: BinaryIO, h: Any, chunk: bytes) -> None:
+    h.update(chunk)
+    out.write(chunk)
+
+
+def checkpoint(out: BinaryIO, meta: Path, f: DeviceFile, offset: int) -> None:
+    out.flush()
+    os.fsync(out.fileno())
+    tmp = meta.with_name(meta.name + ".tmp")
+    tmp.write_text(json.dumps({"size": f.size, "mtime_ns": f.mtime_ns, "offset": offset}))
+    os.replace(tmp, meta)
