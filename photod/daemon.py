@@ -309,18 +309,16 @@ class Daemon:
         must be settled again.  ``unchecked``: the catalog's check goes on in the
         background, and no target is written to until it passes."""
         started = time.monotonic()
-        pipeline = Pipeline(cfg, catalog, me, relist)
-        pipeline.fleet.distrust = self._distrust
+        notifier = Notifier(cfg.notify)
+        notifier.start()
+        pipeline = Pipeline(cfg, catalog, me, relist, notifier=notifier,
+                            paused_until=self._paused_until, trusted=not unchecked,
+                            distrust=self._distrust)  # fmt: skip
         checker = None
         if unchecked:
-            pipeline.fleet.trusted.clear()
             checker = threading.Thread(target=self._check_deeply, args=(cfg, catalog, pipeline),
                                        name="catalog-check", daemon=True)  # fmt: skip
             checker.start()
-        pipeline.paused_until = self._paused_until
-        notifier = Notifier(cfg.notify)
-        notifier.start()
-        pipeline.notifier = notifier
         logs.listeners.append(notifier.on_event)
         pipeline.start(watch=True)
         scheduler = jobs.start(pipeline, cfg)

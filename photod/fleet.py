@@ -153,7 +153,12 @@ class Fleet:
         stop: threading.Event,
         retry_max: float = 3600.0,
         relist: bool = False,
+        trusted: bool = True,
+        distrust: Callable[[str], None] | None = None,
     ) -> None:
+        """``trusted``: the catalog is proved sound (else the fleet waits for
+        ``trusted.set()``); ``distrust``: told when a target knows more than the
+        catalog (a newer snapshot of this installation), so the daemon settles again."""
         self.catalog = catalog
         self.targets = targets
         self.stop = stop
@@ -165,11 +170,12 @@ class Fleet:
         self._learned: set[str] = set()  # encrypted targets told the catalog's keys
         # Told when a target knows more than the catalog (a newer snapshot of this
         # installation): the daemon stops and settles the catalog again.
-        self.distrust: Callable[[str], None] = lambda why: None
+        self.distrust: Callable[[str], None] = distrust or (lambda why: None)
         # Set once the catalog is proved sound: until then no target is made available,
         # so nothing is written anywhere (a large catalog is checked in the background).
         self.trusted = threading.Event()
-        self.trusted.set()
+        if trusted:
+            self.trusted.set()
 
     def refresh(self, name: str) -> bool:
         """Check a target now; log when it comes or goes; tidy it when it comes back."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +19,7 @@ from photod.catalog import STATE_MIN_FREE, Catalog
 from photod.config import Config
 from photod.devices import DeviceManager
 from photod.errors import CatalogDamaged, PhotodError, SourceChanged, StateDirFull, Stopping
-from photod.fleet import Fleet, build_targets
+from photod.fleet import Fleet, TargetState, build_targets
 from photod.ingest import Ingestor, Settler
 from photod.logs import log
 from photod.recovery import plan_for, shared_plan
@@ -40,18 +40,30 @@ LIST_EVERY = 1.0  # seconds between writes of the targets' lists when copies tri
 
 class Pipeline:
     def __init__(
-        self, cfg: Config, catalog: Catalog, me: Installation, relist: bool = False
+        self,
+        cfg: Config,
+        catalog: Catalog,
+        me: Installation,
+        relist: bool = False,
+        *,
+        notifier: Notifier | None = None,
+        paused_until: float = 0.0,
+        trusted: bool = True,
+        distrust: Callable[[str], None] | None = None,
     ) -> None:
         """``me``: this installation (its records on the targets); ``relist``: the last
         run did not stop cleanly, so each target's list is compared with the catalog
-        in full when it comes."""
+        in full when it comes.  ``notifier``: who is told of failures (the daemon's);
+        ``paused_until``: a `photod pause` that outlives a reload; ``trusted`` and
+        ``distrust``: see ``Fleet``."""
         self.cfg = cfg
         self.catalog = catalog
         self.me = me
         self.stop_event = threading.Event()
         self.targets = build_targets(cfg, self.stop_event, me)
         roots = cfg.source_roots()
-        self.fleet = Fleet(catalog, self.targets, self.stop_event, cfg.daemon.retry_max, relist)
+        self.fleet = Fleet(catalog, self.targets, self.stop_event, cfg.daemon.retry_max,
+                           relist, trusted=trusted, distrust=distrust)  # fmt: skip
         self.replicator = Replicator(
             catalog,
             self.fleet,
@@ -91,8 +103,8 @@ class Pipeline:
         self._policy_looked = -POLICY_LOOK_MAX  # when `remind` last grouped the catalog
         # `photod pause`: until this time.time() nothing heavy starts (imports, copies,
         # scans, scrubs, drills); events still arrive and wait.  Set by the daemon.
-        self.paused_until = 0.0
-        self.notifier: Notifier | None = None  # set by the daemon
+        self.paused_until = paused_until
+        self.notifier = notifier
         self.activity = Activity()  # the jobs running now (`photod status`)
         # Scheduled scrubs and drills that fell due on battery ([schedule] on_battery =
         # false): each runs when the probe sees mains power again.
@@ -406,25 +418,8 @@ class Pipeline:
         from photod.notify import Message
 
         now = datetime.now(UTC)
-        for t in self.cfg.targets:
-            state = self.targets[t.name]
-            if t.expect_every is None or state.available:
-                continue
-            seen = self.catalog.last_seen(t.name)
-            since = (
-                datetime.fromisoformat(seen.replace("Z", "+00:00"))
-                if seen
-                else datetime.fromtimestamp(state.since, UTC)
-            )
-            away = (now - since).total_seconds()
-            if away > t.expect_every:
-                kind = {"external": "external drive", "nas": "NAS"}.get(str(t.media), "target")
-                self.notifier.send(Message(
-                    f"away:{t.name}",
-                    f"photod: {kind} '{t.name}' missing",
-                    f"the {kind} '{t.name}' has not been connected for {_span(away)}; "
-                    f"{state.reason}",
-                ))  # fmt: skip
+        for key, title, body in _targets_away(self.cfg, self.targets, self.catalog, now):
+            self.notifier.send(Message(key, title, body))
         # The policy look groups every asset: a grace of a day needs it every few
         # minutes, not every 15 s (at a million assets that would be an idle load).
         grace = self.cfg.notify.grace
@@ -442,6 +437,29 @@ class Pipeline:
                 f"{short} photo(s) have been short of the 3-2-1 policy for more than "
                 f"{_span(self.cfg.notify.grace)}; `photod status` says what is missing",
             ))  # fmt: skip
+
+
+def _targets_away(
+    cfg: Config, targets: dict[str, TargetState], catalog: Catalog, now: datetime
+) -> Iterator[tuple[str, str, str]]:
+    """(key, title, text) of a reminder for each target away longer than its
+    ``expect_every``."""
+    for t in cfg.targets:
+        state = targets[t.name]
+        if t.expect_every is None or state.available:
+            continue
+        seen = catalog.last_seen(t.name)
+        since = (
+            datetime.fromisoformat(seen.replace("Z", "+00:00"))
+            if seen
+            else datetime.fromtimestamp(state.since, UTC)
+        )
+        away = (now - since).total_seconds()
+        if away > t.expect_every:
+            kind = {"external": "external drive", "nas": "NAS"}.get(str(t.media), "target")
+            yield (f"away:{t.name}", f"photod: {kind} '{t.name}' missing",
+                   f"the {kind} '{t.name}' has not been connected for {_span(away)}; "
+                   f"{state.reason}")  # fmt: skip
 
 
 def _free(folder: Path) -> int:

@@ -65,7 +65,11 @@ def collect(cfg: Config) -> dict[str, Any]:
             # stays one pass over a few groups, whatever the catalog's size.
             held_bytes = sum(b for held, _, b in holdings if name in held)
             proof = (
-                _proof(cfg, catalog, name, held_bytes, drills, state.queued, now) if catalog else {}
+                _proof(
+                    cfg, catalog, name, held_bytes, drills, state.queued, state.egress_budget, now
+                )
+                if catalog
+                else {}
             )
             targets.append(
                 {
@@ -156,6 +160,7 @@ def _proof(
     total: int,
     drills: dict[str, tuple[str, bool, int, str]],
     remote: bool,
+    egress: int | None,
     now: datetime,
 ) -> dict[str, Any]:
     """How recently a target's copies were proved, the last drill, and whether the
@@ -164,8 +169,6 @@ def _proof(
     every = schedules.interval(cfg.schedule.scrub)
     cycle = cfg.schedule.scrub_cycle
     per_run = cfg.schedule.scrub_budget[0]
-    t = next(t for t in cfg.targets if t.name == name)
-    egress = getattr(t, "egress_budget", None) if remote else None
     if egress is not None:
         monthly = int(egress * min(1.0, every / MONTH))  # a month's budget spread over its runs
         per_run = monthly if per_run is None else min(per_run, monthly)

@@ -103,7 +103,7 @@ DEBT = {
     "photod/daemon.py:Daemon": 358,
     "photod/devices.py:DeviceManager": 347,
     "photod/phoneimport.py:PhoneImport": 330,
-    "photod/pipeline.py:Pipeline": 404,
+    "photod/pipeline.py:Pipeline": 399,
     "photod/replicate.py:Replicator": 421,
     "photod/targets/local.py:LocalTarget": 354,
     "photod/verify.py:Scrubber": 330,
