@@ -297,20 +297,18 @@ def _decode(path: Path, asset: Asset) -> str:
 
 
 def _make_folder(path: Path, mode: int) -> None:
-    """DEST and its missing parents, each made with ``mode`` (set through a descriptor
-    opened without following a link: a folder swapped for a link meanwhile is refused)."""
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    for folder in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            folder.mkdir()
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            try:
-                os.fchmod(fd, mode)
-            finally:
-                os.close(fd)
+    """DEST and its missing parents, each made with ``mode`` beneath the deepest folder
+    that exists (``folder_beneath``: a folder swapped for a link meanwhile is refused)."""
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if existing == path:
+        return
+    root = open_root(existing)
+    try:
+        os.close(folder_beneath(root, path.relative_to(existing).as_posix(), True, mode, True))
+    finally:
+        os.close(root)
 
 
 def _sha_beneath(folder: int, name: str) -> str:

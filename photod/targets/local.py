@@ -44,12 +44,6 @@ FOREIGN_TEMP_AGE = 3600.0
 PREFETCH = 16 * 1024 * 1024  # bytes of a file read ahead by ``prefetch``; the rest streams
 
 
-def _swap(old: int, new: int) -> int:
-    """``new``, once ``old`` (the folder it was opened beneath) is closed."""
-    os.close(old)
-    return new
-
-
 def _write_temp(folder: int, name: str, data: bytes, owner: str) -> str:
     """A temporary beside ``name`` in the folder ``folder``, written and synced."""
     tmp = f"{TEMP_PREFIX}{owner}{secrets.token_hex(8)}{TEMP_SUFFIX}"
@@ -268,12 +262,11 @@ class LocalTarget:
 
     def _read_marker(self, root: Path) -> str | None:
         try:
-            fd = open_root(root)
+            top = open_root(root)
             try:
-                fd = _swap(fd, open_beneath(fd, f"{META}/{MARKER}", os.O_RDONLY | os.O_NONBLOCK))
-            except BaseException:
-                os.close(fd)
-                raise
+                fd = open_beneath(top, f"{META}/{MARKER}", os.O_RDONLY | os.O_NONBLOCK)
+            finally:
+                os.close(top)
             with open(fd, "rb") as f:  # a link, a FIFO or a huge file is no marker
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     return None
