@@ -14,7 +14,9 @@ reconcile  `photod run` starts on a watch folder of --files files that are all i
 status     `photod status --json` on synthetic catalogs of N assets x 3 targets (built
            through photod's own schema, then filled in one transaction), against
            `sqlite3 catalog.sqlite "SELECT count(*) ..."` as the floor of any report.
-           Goal: under 1 s at 1,000,000, and growing no worse than linearly.
+           The first run of each size checks the config in full and keeps the check in
+           the state dir; it is printed apart.  Goal: under 0.15 s at 100,000 (issue
+           17), under 1 s at 1,000,000, and growing no worse than linearly.
 latency    5 MB photos land in the watch folder one by one (written and closed, as a
            camera app or sync client does); from the close to `asset_protected`
            (three local targets, policy 3-2-1 met), at the default settle time.
@@ -221,6 +223,9 @@ def status(args: argparse.Namespace, home: Path) -> None:
         print(f"{n:>9,} assets x 3 targets: photod status --json {t:.3f} s, python3 -c pass "
               f"{start:.3f} s, sqlite3 count {floor:.3f} s (medians of {args.rounds}; catalog "
               f"built in {built:.0f} s)", flush=True)  # fmt: skip
+        # The first status of a state dir validates the config in full and keeps the
+        # result (``configcache``); the rounds after it use that, and so does the median.
+        print(f"{'':>9}   first run (config checked in full): {times[0]:.3f} s", flush=True)
         result("scale", f"photod status, {n:,} assets x 3 targets", t, floor,
                "sqlite3 SELECT count(*), sum(size)", goal="< 0.15 s at 100,000",
                met=t < 0.15 if n == 100_000 else None)  # fmt: skip

@@ -49,7 +49,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from photod import status
 
-    cfg = configmod.load(_config_path(args))
+    # cached: while the file is unchanged, its schema check is the one kept in the state
+    # dir (``configcache``): a question asked often starts faster.
+    cfg = configmod.load(_config_path(args), cached=True)
     report = status.collect(cfg)
     if report["daemon"]["running"]:
         try:

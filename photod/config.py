@@ -18,10 +18,9 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import platformdirs
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from photod import paths, policy, schedules
+from photod import configcache, paths, policy, schedules
 from photod.errors import ConfigError, PhotodError
 from photod.media import DEFAULT_IGNORE, DEFAULT_LAYOUT, LAYOUT_FIELDS
 from photod.models import Media, PolicyRule, TargetInfo
@@ -85,7 +84,9 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: the validators are built at the first validation, not at import, so
+    # a command that gets its config from ``configcache`` never builds them.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -386,14 +387,12 @@ class Config(_Strict):
     # before the platform's defaults, after the config's own keys).
     @property
     def state_dir(self) -> Path:
-        return (
-            self.daemon.state_dir
-            or _systemd_dir("STATE_DIRECTORY")
-            or Path(platformdirs.user_state_dir(APP))
-        )
+        return self.daemon.state_dir or _default_state_dir()
 
     @property
     def log_dir(self) -> Path:
+        import platformdirs
+
         return (
             self.daemon.log_dir
             or _systemd_dir("LOGS_DIRECTORY")
@@ -405,6 +404,8 @@ class Config(_Strict):
         chosen = self.daemon.runtime_dir or _systemd_dir("RUNTIME_DIRECTORY")
         if chosen is not None:
             return chosen
+        import platformdirs
+
         with warnings.catch_warnings():
             # Without a usable $XDG_RUNTIME_DIR (cron, su) platformdirs warns and uses
             # /tmp/runtime-UID, the same for the daemon and the command line: fine.
@@ -451,6 +452,15 @@ def host_name() -> str:
     return name or "photod"
 
 
+def _default_state_dir() -> Path:
+    """The state dir of a config that names none."""
+    # platformdirs is imported where a default folder is asked for: its few ms are
+    # spared to `photod status` on a config that names its folders.
+    import platformdirs
+
+    return _systemd_dir("STATE_DIRECTORY") or Path(platformdirs.user_state_dir(APP))
+
+
 def _systemd_dir(variable: str) -> Path | None:
     value = os.environ.get(variable, "").split(":")[0]
     return Path(value) if value else None
@@ -460,6 +470,8 @@ def default_config_path() -> Path:
     env = os.environ.get("PHOTOD_CONFIG")
     if env:
         return Path(env).expanduser()
+    import platformdirs
+
     user = Path(platformdirs.user_config_dir(APP)) / "photod.toml"
     system = Path("/etc/photod/photod.toml")
     return system if not user.exists() and system.exists() else user
@@ -716,19 +728,25 @@ def _cross_checks(cfg: Config) -> list[str]:
     return problems
 
 
-def parse(text: str, path: Path) -> Config:
-    """Validate TOML text; raise ConfigError with one line per problem."""
+def parse(text: str, path: Path, cached: bool = False) -> Config:
+    """Validate TOML text; raise ConfigError with one line per problem.  ``cached``: the
+    schema check of these very bytes may be the one kept in the state dir
+    (``configcache``), and is kept there when it is not; all that follows it (paths
+    resolved, the checks across keys) runs every time."""
     path = path.absolute()
     where = str(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{where}: not valid TOML: {exc}"]) from exc
+    folder, key = (_kept_in(data, path.parent), _cache_key(text)) if cached else (None, b"")
+    kept = configcache.read(folder, key, _CACHEABLE) if folder and key else None
     try:
-        cfg = Config.model_validate(data)
+        cfg = kept if isinstance(kept, Config) else Config.model_validate(data)
     except ValidationError as exc:
         lines = [f"{where}: {_keypath(e['loc'])}: {_message(e)}" for e in exc.errors()]
         raise ConfigError(lines) from exc
+    checked = cfg  # what the schema check gave, before its paths are resolved: kept
     base = path.parent
     cfg = cfg.model_copy(
         update={
@@ -763,10 +781,46 @@ def parse(text: str, path: Path) -> Config:
     problems = _cross_checks(cfg)
     if problems:
         raise ConfigError([f"{where}: {p}" for p in problems])
+    if folder is not None and key and checked is not kept and folder == cfg.state_dir:
+        configcache.write(folder, key, checked)
     return cfg
 
 
-def load(path: Path) -> Config:
+# The code that decides what a file's bytes validate to: a kept check stands for these
+# modules' files as they are.
+_CHECKED_BY = (
+    "photod.config",
+    "photod.media",
+    "photod.models",
+    "photod.schedules",
+    "cronsim",
+    "pydantic",
+    "pydantic_core",
+)
+# All a kept check may be made of: this file's models, the media kinds and paths.
+_CACHEABLE: tuple[type, ...] = (
+    Media,
+    type(Path()),
+    *(m for m in list(globals().values()) if isinstance(m, type) and issubclass(m, _Strict)),
+)
+
+
+def _cache_key(text: str) -> bytes:
+    return configcache.key(text.encode(), _CHECKED_BY)
+
+
+def _kept_in(data: dict[str, Any], base: Path) -> Path | None:
+    """The state dir a file names, read from its keys before they are checked: where
+    its check is kept (only a file that passed has one there)."""
+    daemon = data.get("daemon")
+    named = daemon.get("state_dir") if isinstance(daemon, dict) else None
+    try:
+        return _resolve(Path(named), base) if isinstance(named, str) else _default_state_dir()
+    except RuntimeError:  # '~nobody/state': no cache, the file is checked as without one
+        return None
+
+
+def load(path: Path, cached: bool = False) -> Config:
     path = path.expanduser().absolute()
     try:
         text = path.read_text(encoding="utf-8")
@@ -779,7 +833,7 @@ def load(path: Path) -> Config:
         ) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read the config: {exc}"]) from exc
-    return parse(text, path)
+    return parse(text, path, cached)
 
 
 DEFAULT_CONFIG = """\

@@ -11,12 +11,12 @@ import signal
 import socket
 import threading
 import time
-from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from photod import catalog_guard, jobs, logs, policy, private
+from photod import catalog_guard, jobs, live, logs, oneshot, private
 from photod import config as configmod
+from photod.activity import Activity
 from photod.catalog import CATALOG_NAME, Catalog
 from photod.config import Config
 from photod.control import ControlServer
@@ -51,51 +51,6 @@ def sd_notify(message: str) -> None:
         pass
 
 
-def _iso(t: float) -> str | None:
-    """ISO UTC; None for "forever" (a pause with no end)."""
-    if t == float("inf"):
-        return None
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-_KIND = {"internal": "folder", "external": "external drive", "nas": "NAS", "cloud": "offsite"}
-
-
-def _ago(seconds: float) -> str:
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            n = int(seconds // size)
-            return f"{n} {unit}{'s' if n != 1 else ''}"
-    return "a moment"
-
-
-def status_line(pipeline: Pipeline) -> str:
-    """The one line `systemctl status photod` shows: "3 folders, 1 phone, 12,301
-    photos, all protected", then any target that is missing and since when."""
-    catalog, cfg = pipeline.catalog, pipeline.cfg
-    assets, _ = catalog.counts()
-    infos = cfg.target_infos()
-    short = sum(
-        n
-        for held, n, _ in catalog.holdings()
-        if not policy.evaluate(cfg.policy.rule(), held, infos).compliant
-    )
-    folders, phones = len(cfg.folders), len(catalog.devices())
-    parts = [
-        f"{folders} folder{'s' if folders != 1 else ''}",
-        f"{phones} phone{'s' if phones != 1 else ''}",
-        f"{assets:,} photos",
-        "nothing to protect yet" if not assets else
-        "all protected" if not short else f"{short:,} not protected yet",
-    ]  # fmt: skip
-    now = time.time()
-    for name, state in pipeline.targets.items():
-        if not state.available:
-            kind = _KIND.get(str(state.info.media), "target")
-            parts.append(f"{kind} '{name}' missing for {_ago(now - state.since)} ({state.reason})")
-    return ", ".join(parts[:4]) + "".join(f"; {p}" for p in parts[4:])
-
-
 def _reloaded(old: Config) -> Config:
     """The config file read again.  The catalog and the log stay where they are while
     the process lives: moving them needs a restart."""
@@ -114,6 +69,43 @@ def _reloaded(old: Config) -> Config:
     if moved:
         raise ConfigError(moved)
     return new
+
+
+def _reread(cfg: Config) -> Config:
+    """The config file read again, or the one running kept when the new one is wrong."""
+    try:
+        new = _reloaded(cfg)
+        log.info("config_reloaded", config=str(new.path))
+        return new
+    except ConfigError as exc:
+        log.error(
+            "config_invalid",
+            config=str(cfg.path),
+            problems=exc.problems,
+            action="kept the previous config",
+        )
+        return cfg
+
+
+def _set_up_process(cfg: Config) -> StateLock:
+    """Private files, the event log, the lock (raises AlreadyRunning), folders only
+    their owner reads, and a low priority: all before any thread starts, since every
+    thread inherits them."""
+    private.go_private()  # before anything is written: the state is private
+    logs.setup(
+        cfg.log_dir, console=True, max_bytes=cfg.daemon.log_max_size, keep=cfg.daemon.log_keep
+    )
+    # The lock first: it judges a lock file left open to others by its mode.
+    lock = StateLock(cfg.state_dir)
+    widened = private.tighten([cfg.state_dir, cfg.log_dir, cfg.runtime_dir])
+    if widened:
+        log.warning("permissions_tightened", count=len(widened), paths=widened[:20],
+                    detail="photod's folders were open to other users (a start with a "
+                    "wide umask); now only their owner reads them")  # fmt: skip
+    # First, before any thread starts: every thread inherits these.
+    lower_priority(cfg.daemon.priority, nice=10)
+    few_arenas()
+    return lock
 
 
 class Daemon:
@@ -148,20 +140,7 @@ class Daemon:
 
     def run(self) -> int:
         cfg = self.cfg
-        private.go_private()  # before anything is written: the state is private
-        logs.setup(
-            cfg.log_dir, console=True, max_bytes=cfg.daemon.log_max_size, keep=cfg.daemon.log_keep
-        )
-        # The lock first: it judges a lock file left open to others by its mode.
-        lock = StateLock(cfg.state_dir)
-        widened = private.tighten([cfg.state_dir, cfg.log_dir, cfg.runtime_dir])
-        if widened:
-            log.warning("permissions_tightened", count=len(widened), paths=widened[:20],
-                        detail="photod's folders were open to other users (a start with a "
-                        "wide umask); now only their owner reads them")  # fmt: skip
-        # First, before any thread starts: every thread inherits these.
-        lower_priority(cfg.daemon.priority, nice=10)
-        few_arenas()
+        lock = _set_up_process(cfg)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
         control = None if self.once else ControlServer(cfg.control_socket, self._control)
@@ -206,7 +185,7 @@ class Daemon:
                     continue
                 self._reload = False
                 sd_notify("RELOADING=1")
-                cfg = self._reread(cfg)
+                cfg = _reread(cfg)
             clean = not unclean  # a stop while holding keeps the last crash's mark
         finally:
             if control is not None:
@@ -215,20 +194,6 @@ class Daemon:
             log.info("daemon_stopped")
             logs.shutdown()
         return 0
-
-    def _reread(self, cfg: Config) -> Config:
-        try:
-            new = _reloaded(cfg)
-            log.info("config_reloaded", config=str(new.path))
-            return new
-        except ConfigError as exc:
-            log.error(
-                "config_invalid",
-                config=str(cfg.path),
-                problems=exc.problems,
-                action="kept the previous config",
-            )
-            return cfg
 
     def _settle(self, cfg: Config) -> tuple[Catalog, catalog_guard.Verdict] | None:
         """The catalog once it can be trusted (rebuilt if need be), with this
@@ -271,7 +236,7 @@ class Daemon:
                 self._wake.clear()
                 if self._reload and not self._stop:
                     self._reload = False
-                    cfg = self._reread(cfg)
+                    cfg = _reread(cfg)
             return None
         finally:
             for state in targets.values():
@@ -311,9 +276,11 @@ class Daemon:
         started = time.monotonic()
         notifier = Notifier(cfg.notify)
         notifier.start()
+        scheduler, activity = jobs.scheduler(), Activity()
         pipeline = Pipeline(cfg, catalog, me, relist, notifier=notifier,
                             paused_until=self._paused_until, trusted=not unchecked,
-                            distrust=self._distrust)  # fmt: skip
+                            distrust=self._distrust, activity=activity,
+                            wake=jobs.waker(scheduler, activity))  # fmt: skip
         checker = None
         if unchecked:
             checker = threading.Thread(target=self._check_deeply, args=(cfg, catalog, pipeline),
@@ -321,7 +288,7 @@ class Daemon:
             checker.start()
         logs.listeners.append(notifier.on_event)
         pipeline.start(watch=True)
-        scheduler = jobs.start(pipeline, cfg)
+        jobs.start(scheduler, pipeline, cfg)
         self._pipeline, self._scheduler = pipeline, scheduler
         log.info(
             "daemon_started",
@@ -335,7 +302,7 @@ class Daemon:
         )
         # The status line counts assets in the catalog: only worth it under systemd.
         supervised = bool(os.environ.get("NOTIFY_SOCKET"))
-        sd_notify(f"READY=1\nSTATUS={status_line(pipeline)}" if supervised else "")
+        sd_notify(f"READY=1\nSTATUS={live.status_line(pipeline)}" if supervised else "")
         line_at = trimmed_at = time.monotonic()
         while not self._wake.wait(5.0):
             if isinstance(catalog.problem, CatalogDamaged):
@@ -350,7 +317,9 @@ class Daemon:
             if supervised and pipeline.alive() and scheduler.running and control_ok:
                 # The line costs a pass over the catalog's groups: once a minute.
                 fresh = time.monotonic() - line_at > 60
-                sd_notify("WATCHDOG=1" + (f"\nSTATUS={status_line(pipeline)}" if fresh else ""))
+                sd_notify(
+                    "WATCHDOG=1" + (f"\nSTATUS={live.status_line(pipeline)}" if fresh else "")
+                )
                 line_at = time.monotonic() if fresh else line_at
         self._wake.clear()
         stopping = time.monotonic()
@@ -382,27 +351,13 @@ class Daemon:
             return {"ok": True, "message": "reloading the config; `photod logs` shows the result"}
         held = self._held
         if held is not None and cmd == "status":
-            return {"ok": True, "pid": os.getpid(), "paused": False, "busy": False, "running": [],
-                    "waiting_for_mains": [], "imports": [], "next_runs": {}, "targets": {},
-                    "held": {"found": held.found, "keeps": held.keeps, "fix": held.fix}}  # fmt: skip
+            return live.held_reply(held)
         if held is not None:
             return {"ok": False, "message": f"not acting: {held.found}; {held.fix}"}
         if pipeline is None or scheduler is None:
             return {"ok": False, "message": "the daemon is starting or reloading; try again"}
         if cmd == "status":
-            return {
-                "ok": True,
-                "pid": os.getpid(),
-                "paused": pipeline.paused(),
-                "paused_until": _iso(self._paused_until) if pipeline.paused() else None,
-                "busy": pipeline.busy(),
-                "running": pipeline.activity.now(),
-                "waiting_for_mains": sorted(pipeline.deferred),
-                "imports": pipeline.devices.live() if pipeline.devices is not None else [],
-                "next_runs": jobs.schedule(scheduler),
-                "targets": {n: s.available for n, s in pipeline.targets.items()},
-                "reasons": {n: s.reason for n, s in pipeline.targets.items() if not s.available},
-            }
+            return live.status_reply(pipeline, scheduler, self._paused_until)
         if cmd == "backup":
             for job in ("reconcile", "retry", "upload"):
                 pipeline.wake(job)
@@ -424,7 +379,7 @@ class Daemon:
                 return {"ok": False, "message": "seconds must be a positive number"}
             self._paused_until = time.time() + float(seconds) if seconds else float("inf")
             pipeline.paused_until = self._paused_until
-            until = _iso(self._paused_until) if seconds else None
+            until = live.iso(self._paused_until) if seconds else None
             log.info("daemon_paused", until=until)
             when = f"until {until}" if until else "until `photod resume`"
             return {"ok": True, "message": f"paused {when}: no import, copy, scan or scrub "
@@ -440,35 +395,4 @@ class Daemon:
 
     def _run_once(self, cfg: Config, catalog: Catalog, me: Installation, relist: bool) -> None:
         """Scan, copy everything pending, and return: a one-shot backup."""
-        pipeline = Pipeline(cfg, catalog, me, relist)
-        pipeline.start(watch=False)
-        log.info("backup_started", config=str(cfg.path))
-        started = time.monotonic()
-        # Uploads to remote targets start while files are still being ingested, as in
-        # the daemon, where each new asset wakes the upload job.
-        ingesting = threading.Event()
-        ingesting.set()
-
-        def upload_meanwhile() -> None:
-            while ingesting.is_set() and not self._stop:
-                pipeline.upload_pending()
-                time.sleep(0.2)
-
-        uploader = threading.Thread(target=upload_meanwhile, name="upload", daemon=True)
-        uploader.start()
-        pipeline.reconcile()
-        while pipeline.busy() and not self._stop:
-            pipeline.settle_tick()
-            time.sleep(0.05)
-        ingesting.clear()
-        uploader.join()
-        if not self._stop:
-            pipeline.retry_pending()
-        pipeline.stop()
-        assets, size = catalog.counts()
-        log.info(
-            "backup_finished",
-            assets=assets,
-            bytes=size,
-            duration=round(time.monotonic() - started, 3),
-        )
+        oneshot.run_once(Pipeline(cfg, catalog, me, relist), lambda: self._stop)

@@ -1,44 +1,37 @@
 """Phones: notice them, import what is new, say what is going on.
 
 One thread runs an asyncio loop (pymobiledevice3 is asyncio-only) with:
-- the usbmuxd watcher (``sources/iphone.watch``): attach and detach events;
+- the attach and detach watcher (usbmuxd's, ``sources/iphone.watch``), and the look at
+  the USB bus for a phone usbmuxd hides until it trusts this computer;
 - one session task per attached phone (so one import at a time per phone), which
-  connects, waits for Trust or unlock where needed, and runs the import
-  (``phoneimport``), retrying what failed;
+  connects, waits for Trust or unlock where needed, runs the import and retries what
+  failed (``phonesession``);
 - each phone's record (state, detail, last import) for `photod status`, saved to the
-  catalog off the loop.
+  catalog off the loop (``phonerecords``).
+
+How a phone is reached is injected (``sources.phone.Connect`` and ``Watch``); by default
+through usbmuxd, whose library loads only when the thread starts.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
 
 from photod import failpoints, usb
-from photod.catalog import Catalog, DeviceRecord, now_iso
-from photod.config import Config, IPhoneSource
-from photod.errors import (
-    DeviceGone,
-    DeviceProblem,
-    DeviceStalled,
-    DeviceUntrusted,
-    PairingDenied,
-    Stopping,
-)
+from photod.catalog import Catalog
+from photod.config import DaemonConfig, IPhoneSource
+from photod.errors import DeviceUntrusted
 from photod.ingest import Ingestor
 from photod.logs import log
-from photod.phoneimport import ImportProgress, PhoneImport
-
-if TYPE_CHECKING:
-    from photod.sources.iphone import PhoneLink
-
-RETRY = 2.0  # seconds between tries while waiting for Trust, an unlock or a target
+from photod.phoneimport import PhoneImport
+from photod.phonerecords import CatalogLane, PhoneRecords
+from photod.phonesession import RETRY, PhoneSession, SessionContext
+from photod.sources.phone import Connect, PhoneLink, Watch
 
 
 class DeviceManager:
@@ -46,34 +39,55 @@ class DeviceManager:
 
     def __init__(
         self,
-        cfg: Config,
+        sources: list[IPhoneSource],
+        timing: DaemonConfig,
+        roots: dict[str, Path],
+        pair_dir: Path,
         catalog: Catalog,
         ingestor: Ingestor,
         workers: Executor,
         targets_ready: Callable[[], bool],
+        *,
+        connect: Connect | None = None,
+        watch: Watch | None = None,
+        on_bus: Callable[[], dict[str, str]] = usb.apple_phones,
+        retry: float = RETRY,
     ) -> None:
-        self.cfg = cfg
-        self.sources = cfg.iphones
-        self.catalog = catalog
-        self.ingestor = ingestor
-        self.workers = workers
-        self.targets_ready = targets_ready
-        self.roots = cfg.source_roots()
-        self.pair_dir = cfg.state_dir / "pairing"
+        """``timing``: the retry and rescan intervals; ``roots``: where each phone's
+        files are staged; ``pair_dir``: where pairing records are kept.  ``connect``
+        and ``watch``: how phones are reached and followed (default: usbmuxd);
+        ``on_bus``: the Apple phones on the USB bus (serial -> product); ``retry``:
+        seconds between tries while waiting for Trust, an unlock or a target."""
+        self.sources = sources
+        self.pair_dir = pair_dir
+        self._watch_phones = watch
+        self._on_bus = on_bus
+        self.retry = retry
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="devices", daemon=True)
         self._main: asyncio.Task[None] | None = None
         self._sessions: dict[str, asyncio.Task[None]] = {}
+        self._phones: dict[str, PhoneSession] = {}  # the session of each attached phone
         self._ending: dict[str, asyncio.Task[None]] = {}  # cancelled, still cleaning up
         self._visible: set[str] = set()  # UDIDs usbmuxd lists now, without dashes
-        self._records: dict[str, DeviceRecord] = {}
-        self._imports: dict[str, ImportProgress] = {}  # the import running on each phone
         self.usbmuxd_up: bool | None = None
         self._stopping = False
-        # Each phone's record is saved off the event loop, in order, by one thread: a
+        # Every catalog call from the loop goes through the lane, off the loop: a
         # catalog busy with a long write must not stall every phone's session.
-        self._saver = ThreadPoolExecutor(1, thread_name_prefix="devices-save")
-        self.importer = PhoneImport(catalog, ingestor, workers, self.roots, self._set)
+        self.lane = CatalogLane(catalog)
+        self.records = PhoneRecords(self.lane)
+        self.importer = PhoneImport(self.lane, ingestor, workers, roots, self.records.set)
+        self._context = SessionContext(
+            connect=connect or _usbmuxd_connect,
+            pair_dir=pair_dir,
+            records=self.records,
+            importer=self.importer,
+            targets_ready=targets_ready,
+            timing=timing,
+            roots=roots,
+            stopping=lambda: self._stopping,
+            retry=retry,
+        )
 
     # -- life cycle (called from the daemon's thread) ----------------------------------
 
@@ -92,7 +106,7 @@ class DeviceManager:
 
         self.loop.call_soon_threadsafe(cancel)
         self._thread.join(timeout=30)
-        self._saver.shutdown(wait=True)  # the last states ("photod stopped") are saved
+        self.lane.close()  # the last states ("photod stopped") are saved
 
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -102,13 +116,14 @@ class DeviceManager:
         (for `photod status` through the control socket; read from another thread, so
         only copies are taken)."""
         out = []
-        for udid, record in list(self._records.items()):
-            if udid not in self._sessions:
+        for udid, record in self.records.items():
+            session = self._phones.get(udid)
+            if udid not in self._sessions or session is None:
                 continue
             row: dict[str, Any] = {"device": record.name, "udid": udid, "state": record.state,
                                    "detail": record.detail}  # fmt: skip
-            p = self._imports.get(udid)
-            if p is not None and record.state == "importing":
+            p = session.progress
+            if record.state == "importing":
                 rate, eta = p.eta()
                 row.update(files=p.done_files, of_files=p.files, bytes=p.done_bytes,
                            of_bytes=p.bytes, rate=round(rate),
@@ -129,12 +144,15 @@ class DeviceManager:
             self.loop.close()
 
     async def _watch(self) -> None:
-        from photod.sources import iphone  # pymobiledevice3 loads only when a phone source exists
+        watch = self._watch_phones
+        if watch is None:
+            from photod.sources import iphone  # pymobiledevice3 loads only for a phone source
 
+            watch = iphone.watch
         self.pair_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         hidden = asyncio.create_task(self._watch_untrusted())
         try:
-            await iphone.watch(self._attached, self._detached, self._usbmuxd)
+            await watch(self._attached, self._detached, self._usbmuxd)
         finally:
             hidden.cancel()
             tasks = [hidden, *self._sessions.values()]
@@ -166,22 +184,22 @@ class DeviceManager:
         Linux is only while a phone is plugged in."""
         told: set[str] = set()
         while True:
-            await asyncio.sleep(RETRY)
-            on_bus = await asyncio.to_thread(usb.apple_phones) if self.usbmuxd_up else {}
+            await asyncio.sleep(self.retry)
+            on_bus = await asyncio.to_thread(self._on_bus) if self.usbmuxd_up else {}
             for serial, product in on_bus.items():
                 udid = usb.dashed(serial)
                 source = self._source_for(udid)
                 if serial in self._visible or serial in told or source is None:
                     continue
                 told.add(serial)
-                await self._begin(udid, source, product)
-                self._problem(udid, DeviceUntrusted(), log.info)
+                await self.records.begin(udid, source.name, product)
+                self.records.problem(udid, DeviceUntrusted(), log.info)
             for serial in list(told):
                 if serial in self._visible:
                     told.discard(serial)  # trusted now: its session took over
                 elif serial not in on_bus:
                     told.discard(serial)  # unplugged before tapping Trust
-                    self._set(usb.dashed(serial), "detached", "unplugged before Trust")
+                    self.records.set(usb.dashed(serial), "detached", "unplugged before Trust")
 
     def _source_for(self, udid: str) -> IPhoneSource | None:
         for source in self.sources:
@@ -199,196 +217,25 @@ class DeviceManager:
         running = self._sessions.get(udid)
         if running is not None and not running.done():
             return
-        self._sessions[udid] = self.loop.create_task(self._session(udid, source))
+        session = self._phones[udid] = PhoneSession(udid, source, self._context)
+        self._sessions[udid] = self.loop.create_task(self._session(udid, session))
 
     def _detached(self, udid: str) -> None:
         self._visible.discard(usb.normal(udid))
+        self._phones.pop(udid, None)
         task = self._sessions.pop(udid, None)
         if task is not None:
             task.cancel()
             self._ending[udid] = task
 
-    # -- state, as events and as rows for `photod status` -------------------------------
-
-    async def _begin(self, udid: str, source: IPhoneSource, name: str = "") -> None:
-        """A phone's record at attach: what the catalog knew of it, state 'attached'."""
-        known = await asyncio.to_thread(self.catalog.devices)
-        old = next((d for d in known if d.udid == udid), None)
-        self._records[udid] = DeviceRecord(
-            udid,
-            source.name,
-            old.name if old else name,
-            old.model if old else "",
-            old.ios if old else "",
-            "attached",
-            "",
-            now_iso(),
-            last_import=old.last_import if old else {},
-        )
-
-    def _set(self, udid: str, state: str, detail: str = "", **last: Any) -> None:
-        record = self._records[udid]
-        if (record.state, record.detail) != (state, detail) or last:
-            since = now_iso() if record.state != state else record.since
-            merged = {**record.last_import, **last} if last else record.last_import
-            record = replace(record, state=state, detail=detail, since=since, last_import=merged)
-            self._records[udid] = record
-            self._save(record)
-
-    def _save(self, record: DeviceRecord) -> None:
-        """The one way the event loop writes to the catalog: handed to the saver."""
-        with contextlib.suppress(RuntimeError):  # shut down: photod is stopping
-            self._saver.submit(self._save_now, record)
-
-    def _save_now(self, record: DeviceRecord) -> None:
-        try:
-            self.catalog.save_device(record)
-        except Exception as exc:  # a full state dir: status shows the phone a moment late
-            log.warning("device_state_unsaved", udid=record.udid, error=str(exc))
-
-    # -- one phone ----------------------------------------------------------------------
-
-    async def _session(self, udid: str, source: IPhoneSource) -> None:
-        from photod.sources.iphone import PhoneLink
-
+    async def _session(self, udid: str, session: PhoneSession) -> None:
         ending = self._ending.pop(udid, None)
         if ending is not None:  # a quick unplug and replug: let the last session finish
             await asyncio.gather(ending, return_exceptions=True)
-        await self._begin(udid, source)
-        self._save(self._records[udid])
-        announced = False
-        told: str | None = None  # the problem already logged, so a retry loop logs it once
-        failures = 0  # imports in a row that failed on something other than the phone
-        progress = ImportProgress()
-        link: PhoneLink | None = None
-        try:
-            while True:
-                try:
-                    link = await PhoneLink.connect(udid, self.pair_dir, source.timeout)
-                    if not announced:
-                        self._records[udid] = replace(
-                            self._records[udid], name=link.name, model=link.model, ios=link.ios
-                        )
-                        self._set(udid, "attached")
-                        log.info(
-                            "device_attached",
-                            device=link.name,
-                            model=link.model,
-                            ios=link.ios,
-                            udid=udid,
-                            source=source.name,
-                        )
-                        announced = True
-                    if not link.paired:
-
-                        def waiting() -> None:
-                            nonlocal told
-                            if told != DeviceUntrusted.state:
-                                self._problem(udid, DeviceUntrusted(), log.info)
-                                told = DeviceUntrusted.state
-
-                        await link.pair(waiting)
-                        self._records[udid] = replace(
-                            self._records[udid], name=link.name, ios=link.ios
-                        )
-                    await link.start_files()
-                    if not self.targets_ready():
-                        raise _NoTarget()
-                    progress = self._imports[udid] = ImportProgress()
-                    await self.importer.run(link, source, progress)
-                    told, failures = None, 0
-                    await link.close()
-                    link = None
-                    # Stay attached; look again now and then for photos taken meanwhile.
-                    await asyncio.sleep(self.cfg.daemon.rescan_interval)
-                except _NoTarget:
-                    if told != "no_target":
-                        log.warning(
-                            "device_waiting",
-                            device=self._records[udid].name,
-                            udid=udid,
-                            detail="no target is available to copy to; the import starts "
-                            "when one is",
-                        )
-                        self._set(udid, "waiting", "no target is available")
-                        told = "no_target"
-                    await asyncio.sleep(RETRY)
-                except PairingDenied as exc:
-                    self._problem(udid, exc, log.warning)
-                    await asyncio.Event().wait()  # until the phone is unplugged
-                except DeviceProblem as exc:
-                    if isinstance(exc, DeviceGone):
-                        # Usually an unplug: the detach event cancels this session
-                        # within a moment; only a phone still listed is worth a line.
-                        await asyncio.sleep(RETRY)
-                    if told != exc.state:
-                        level = log.warning if isinstance(exc, DeviceStalled) else log.info
-                        self._problem(udid, exc, level)
-                        told = exc.state
-                    if isinstance(exc, DeviceGone | DeviceStalled):
-                        told = None  # each drop or stall is news
-                    await asyncio.sleep(RETRY)
-                except (Stopping, asyncio.CancelledError):
-                    raise
-                except Exception as exc:  # a session boundary: log, retry with backoff
-                    error = f"{type(exc).__name__}: {exc}"
-                    failures += 1
-                    delay = min(
-                        self.cfg.daemon.retry_max,
-                        self.cfg.daemon.retry_interval * 2 ** (failures - 1),
-                    )
-                    if told != error:  # the same failure again is not news
-                        full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
-                        (log.warning if full else log.exception)(
-                            "device_import_failed",
-                            device=self._records[udid].name,
-                            udid=udid,
-                            error=error,
-                            detail=f"no space left to stage files in "
-                            f"{self.roots[source.name]}; free some space there (or move "
-                            "[daemon] state_dir)"
-                            if full
-                            else "retried with backoff",
-                            retry_in=round(delay),
-                        )
-                        self._set(udid, "error", error)
-                        told = error
-                    await asyncio.sleep(delay)
-                finally:
-                    if link is not None:
-                        await link.close()
-                        link = None
-        except asyncio.CancelledError:
-            self._imports.pop(udid, None)
-            unfinished = progress.files - progress.done_files
-            if self._stopping:
-                self._set(udid, "detached", "photod stopped")
-                raise
-            log.info(
-                "device_detached",
-                device=self._records[udid].name,
-                udid=udid,
-                unfinished=unfinished,
-                detail=f"{unfinished} file(s) left to import at the next plug-in"
-                if unfinished
-                else "nothing left to import",
-            )
-            self._set(
-                udid, "detached", f"{unfinished} file(s) not imported yet" if unfinished else ""
-            )
-            raise
-
-    def _problem(self, udid: str, exc: DeviceProblem, level: Callable[..., Any]) -> None:
-        record = self._records[udid]
-        level(
-            f"device_{exc.state}",
-            device=record.name,
-            udid=udid,
-            action=exc.action,
-            detail=exc.detail if exc.detail != exc.action else "",
-        )
-        self._set(udid, exc.state, exc.action)
+        await session.run()
 
 
-class _NoTarget(Exception):
-    pass
+async def _usbmuxd_connect(udid: str, pair_dir: Path, timeout: float) -> PhoneLink:
+    from photod.sources import iphone  # pymobiledevice3 loads only when a phone is reached
+
+    return await iphone.connect(udid, pair_dir, timeout)

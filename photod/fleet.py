@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from photod import ledgers
 from photod.catalog import Catalog
+from photod.clock import SYSTEM, Clock
 from photod.config import Config
 from photod.config import LocalTarget as LocalTargetConfig
 from photod.config import S3Target as S3TargetConfig
@@ -28,7 +29,6 @@ from photod.logs import log
 from photod.models import Media, TargetInfo
 from photod.targets.base import Identity, Target, Writer
 from photod.targets.local import LocalTarget
-from photod.targets.rclone import RcloneTarget
 from photod.targets.records import Installation, Records
 from photod.throttle import LimitedWriter, TokenBucket, on_battery_now, paused
 
@@ -54,6 +54,8 @@ def _target(cfg: Config, t: TargetConfig, keys: Keys | None, owner: str) -> Targ
             t.part_size,
         )  # fmt: skip
     else:
+        from photod.targets.rclone import RcloneTarget  # http.client, ssl: only when used
+
         conf = t.config_file
         if t.rclone_config is not None:
             conf = RcloneTarget.write_inline_config(
@@ -155,10 +157,13 @@ class Fleet:
         relist: bool = False,
         trusted: bool = True,
         distrust: Callable[[str], None] | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         """``trusted``: the catalog is proved sound (else the fleet waits for
         ``trusted.set()``); ``distrust``: told when a target knows more than the
-        catalog (a newer snapshot of this installation), so the daemon settles again."""
+        catalog (a newer snapshot of this installation), so the daemon settles again;
+        ``clock``: what the pauses between checks are measured with."""
+        self.clock = clock
         self.catalog = catalog
         self.targets = targets
         self.stop = stop
@@ -198,7 +203,7 @@ class Fleet:
             if os.path.islink(state.link):
                 return False  # said once; the target waits until it is a folder again
             state.link = ""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now < state.next_probe:
             return state.available  # a remote is not asked more often than it needs
         record = self.catalog.target(name)
@@ -292,7 +297,7 @@ class Fleet:
     def _read_others(self, name: str, state: TargetState) -> None:
         """What the other installations sharing the target list (a minute old at most)."""
         assert state.records is not None
-        state.others_read = time.monotonic()
+        state.others_read = self.clock.monotonic()
         try:
             ledgers.read_others(self.catalog, name, state.records)
         except TargetUnavailable as exc:
@@ -338,10 +343,9 @@ class Fleet:
         self._set(state, False, exc.reason)
         self._back_off(state)
 
-    @staticmethod
-    def _set(state: TargetState, available: bool, reason: str) -> None:
+    def _set(self, state: TargetState, available: bool, reason: str) -> None:
         if state.available != available:
-            state.since = time.time()
+            state.since = self.clock.time()
         state.available, state.reason = available, reason
 
     def _back_off(self, state: TargetState) -> None:
@@ -350,4 +354,4 @@ class Fleet:
         checks but sheds uploads, as when throttling, does not flap every probe.)"""
         if state.queued:
             state.backoff = min(max(5.0, state.backoff * 2), self.retry_max)
-            state.next_probe = time.monotonic() + state.backoff
+            state.next_probe = self.clock.monotonic() + state.backoff

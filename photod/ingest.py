@@ -14,14 +14,14 @@ import os
 import pwd
 import stat
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from photod import failpoints
 from photod.catalog import Catalog
-from photod.config import Config
+from photod.clock import SYSTEM, Clock
+from photod.config import IngestConfig
 from photod.errors import SourceChanged
 from photod.logs import log
 from photod.media import (
@@ -64,7 +64,8 @@ class Settler:
 
     CLOSED_GRACE = 0.3
 
-    def __init__(self, settle: float, open_wait: float = 60.0) -> None:
+    def __init__(self, settle: float, open_wait: float = 60.0, clock: Clock = SYSTEM) -> None:
+        self.clock = clock
         self.settle = settle
         self.open_wait = max(open_wait, settle)
         self._items: dict[tuple[str, str], _Watch] = {}
@@ -74,7 +75,7 @@ class Settler:
         """Note an event: 'created', 'modified' (inotify), 'changed' (polling), 'closed',
         'moved' (renamed into place, complete) or 'scan' (found by a rescan)."""
         key = (source, str(path))
-        now = time.monotonic()
+        now = self.clock.monotonic()
         with self._lock:
             item = self._items.setdefault(key, _Watch(path, -1, -1, now, False, False))
             if event in ("closed", "moved"):
@@ -89,7 +90,7 @@ class Settler:
 
     def due(self) -> list[tuple[str, Path]]:
         """Paths that are complete now; they leave the settler."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         ready = []
         with self._lock:
             for key, item in list(self._items.items()):
@@ -162,12 +163,19 @@ class _Owners:
 
 
 class Ingestor:
-    def __init__(self, cfg: Config, catalog: Catalog, replicator: Replicator) -> None:
-        self.cfg = cfg
+    def __init__(
+        self,
+        settings: IngestConfig,
+        roots: dict[str, Path],
+        catalog: Catalog,
+        replicator: Replicator,
+    ) -> None:
+        """``roots``: where each source's files are (``Config.source_roots``)."""
+        self.settings = settings
         self.catalog = catalog
         self.replicator = replicator
-        self.roots = cfg.source_roots()
-        self.ignore = cfg.ingest.ignore_patterns
+        self.roots = roots
+        self.ignore = settings.ignore_patterns
         self._refused: dict[tuple[str, str], tuple[int, int, int]] = {}
         self._owners = _Owners()
         self._refused_lock = threading.Lock()
@@ -282,7 +290,7 @@ class Ingestor:
                                 f"but {st.st_blocks * 512:,} on disk; not a photo or video "
                                 "original, so it is not copied")  # fmt: skip
         try:
-            info = probe(f, path.name, st.st_mtime, self.cfg.ingest.decode_check)
+            info = probe(f, path.name, st.st_mtime, self.settings.decode_check)
         except OSError as exc:
             log.warning("file_unreadable", source=source, path=rel, error=exc.strerror or str(exc))
             return IngestResult.SKIPPED
@@ -314,7 +322,7 @@ class Ingestor:
         self, source: str, path: Path, info: Probe, lead_rel: str | None = None, tag: str = ""
     ) -> str:
         """The layout key; a Live Photo's movie or an edit's sidecar follows its still."""
-        layout = self.cfg.ingest.layout
+        layout = self.settings.layout
         if lead_rel is not None:
             asset = self.catalog.asset_at_source(source, lead_rel)
             if asset is not None:

@@ -94,16 +94,36 @@ def _guarded(
     return run
 
 
-def start(pipeline: Pipeline, cfg: Config) -> BackgroundScheduler:
-    """Start the scheduler with photod's periodic jobs; a reconcile scan runs at once."""
+def scheduler() -> BackgroundScheduler:
+    """The daemon's scheduler, not started yet: the pipeline is built with its
+    ``waker`` before ``start`` gives it the jobs."""
     # Loaded here: `photod status` and the config check need the cron lines, not this.
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    scheduler = BackgroundScheduler(
+    return BackgroundScheduler(
         timezone=UTC,
         # A laptop that slept through a run does it when it wakes, once.
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
+
+
+def waker(scheduler: BackgroundScheduler, busy: Activity) -> Callable[[str], None]:
+    """A function that runs a job now (``Pipeline``'s ``wake``).  A job that is running
+    runs once more when it ends; before ``start`` a wake-up is a no-op (every job runs
+    at once when the scheduler starts)."""
+
+    def wake(job_id: str) -> None:
+        job = scheduler.get_job(job_id)
+        if job is not None and not busy.wake_running(job.func.__name__):
+            job.modify(next_run_time=datetime.now(UTC))
+            scheduler.wakeup()
+
+    return wake
+
+
+def start(scheduler: BackgroundScheduler, pipeline: Pipeline, cfg: Config) -> None:
+    """Give the scheduler photod's periodic jobs and start it; a reconcile scan runs at
+    once."""
     now = datetime.now(UTC)
     full = pipeline.note_full
     scheduler.add_job(
@@ -147,16 +167,7 @@ def start(pipeline: Pipeline, cfg: Config) -> BackgroundScheduler:
             id=job,
             **({"next_run_time": missed} if missed else {}),
         )
-
-    def wake(job_id: str) -> None:
-        job = scheduler.get_job(job_id)
-        if job is not None and not busy.wake_running(job.func.__name__):
-            job.modify(next_run_time=datetime.now(UTC))
-            scheduler.wakeup()
-
-    pipeline.wake = wake
     scheduler.start()
-    return scheduler
 
 
 def run_now(

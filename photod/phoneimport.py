@@ -1,13 +1,14 @@
 """One phone's import: list it, read what is new, hand each file to ingest.
 
-Each new file is read in 4 MiB chunks into a staging file under the state dir (up to
-PARALLEL files in flight: AFC answers requests in turn), hashed as it goes, then handed
-complete to the same ``Ingestor.ingest`` as a watch-folder file, on the ingest workers.
-Nothing reaches a target before the whole file is on this computer; a large file's
-partial copy is checkpointed so that the next plug-in resumes it (``staging``).  Which
-files, in which order, with which still, is ``phoneplan``'s to say.
+Each new file is copied into a staging file under the state dir (up to PARALLEL files
+in flight: AFC answers requests in turn), hashed as it goes, then handed complete to the
+same ``Ingestor.ingest`` as a watch-folder file, on the ingest workers.  Nothing reaches
+a target before the whole file is on this computer; a large file's partial copy is
+checkpointed so that the next plug-in resumes it (``phonecopy``).  Which files, in which
+order, with which still, is ``phoneplan``'s to say.
 
-Runs on the phones' event loop (``devices``); every catalog call goes off it.
+Runs on the phones' event loop (``devices``); every catalog call from it goes through
+the lane (``phonerecords.CatalogLane``), off the loop.
 """
 
 from __future__ import annotations
@@ -23,18 +24,16 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from photod import phoneplan, staging
-from photod.catalog import IGNORED, Catalog, DeviceFile, now_iso
+from photod import phonecopy, phoneplan, staging
+from photod.catalog import IGNORED, DeviceFile, now_iso
 from photod.config import IPhoneSource
-from photod.errors import DeviceGone, DeviceProblem, FileUnreadable, Stopping
+from photod.errors import DeviceProblem, FileUnreadable, Stopping
 from photod.ingest import Ingestor
 from photod.logs import log
 from photod.models import IngestResult
-
-if TYPE_CHECKING:
-    from photod.sources.iphone import PhoneFile, PhoneLink
+from photod.phonerecords import CatalogLane
+from photod.sources.phone import PhoneFile, PhoneLink
 
 PROGRESS_EVERY = 3.0  # seconds between device_import_progress events
 PARALLEL = 4  # files in flight at once per phone
@@ -68,13 +67,15 @@ class PhoneImport:
 
     def __init__(
         self,
-        catalog: Catalog,
+        lane: CatalogLane,
         ingestor: Ingestor,
         workers: Executor,
         roots: dict[str, Path],
         set_state: SetState,
     ) -> None:
-        self.catalog = catalog
+        """``lane``: the catalog, from the loop; ``set_state``: the phone's record."""
+        self.db = lane.call  # every catalog call made on the loop
+        self.catalog = lane.catalog  # for the ingest workers' bookkeeping, off the loop
         self.ingestor = ingestor
         self.workers = workers
         self.roots = roots
@@ -96,7 +97,7 @@ class PhoneImport:
         udid = link.udid
         listed = await self._list(link, source)
         listing = [DeviceFile(f.path, f.size, f.mtime_ns, _local_iso(f.birth_ns)) for f in listed]
-        todo = await asyncio.to_thread(self.catalog.sync_device_files, udid, listing)
+        todo = await self.db(self.catalog.sync_device_files, udid, listing)
         todo.sort(key=lambda f: phoneplan.order(f.path))
         progress.files = len(todo)
         progress.bytes = sum(f.size for f in todo)
@@ -117,8 +118,14 @@ class PhoneImport:
             try:
                 await self._import_group(link, source, list(group), stills, progress)
             except BaseExceptionGroup as group_error:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # Unplugged (or photod stopping) as a file failed: the group raises
+                    # the files' errors and drops the cancel, which must win, or the
+                    # session would outlive its phone (and hold up the next plug-in's).
+                    raise asyncio.CancelledError() from None
                 raise _leaf(group_error) from None
-        await asyncio.to_thread(self._tidy, source.name, udid, {f.path for f in listing})
+        await self.db(self._tidy, source.name, udid, {f.path for f in listing})
         rate, _ = progress.eta()
         counts = {
             "on_phone": len(listing),
@@ -169,9 +176,15 @@ class PhoneImport:
         and staging never holds more than PARALLEL files."""
         slots = asyncio.Semaphore(PARALLEL)
         async with asyncio.TaskGroup() as tasks:
+            started = []
             for f in files:
                 await slots.acquire()
-                tasks.create_task(self._import_one(link, source, f, stills, progress, slots))
+                one = self._import_one(link, source, f, stills, progress, slots)
+                started.append(tasks.create_task(one))
+            # Waited for here, not in the group's exit: on Python 3.11 a file failing
+            # during the exit leaves this task marked as cancelled, which ``run`` would
+            # take for an unplug.
+            await asyncio.wait(started)
 
     async def _import_one(
         self,
@@ -185,7 +198,10 @@ class PhoneImport:
         udid = link.udid
         try:
             try:
-                staged, sha = await self._fetch(link, f, source, progress)
+                staged = staging.staged_path(self.roots[source.name], udid, f.path)
+                sha = await phonecopy.fetch(
+                    link, f, staged, lambda n: self._counted(link, progress, n)
+                )
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
                     raise  # the staging disk is full: the whole import waits (one event)
@@ -195,9 +211,7 @@ class PhoneImport:
             except FileUnreadable as exc:
                 progress.unreadable += 1
                 progress.done_files += 1
-                await asyncio.to_thread(
-                    self.catalog.device_file_done, udid, f.path, None, "unreadable"
-                )
+                await self.db(self.catalog.device_file_done, udid, f.path, None, "unreadable")
                 log.warning(
                     "device_file_unreadable",
                     device=link.name,
@@ -238,9 +252,7 @@ class PhoneImport:
     ) -> None:
         progress.failed += 1
         progress.done_files += 1
-        await asyncio.to_thread(
-            self.catalog.device_file_done, link.udid, f.path, None, f"failed: {exc}"
-        )
+        await self.db(self.catalog.device_file_done, link.udid, f.path, None, f"failed: {exc}")
         log.warning(
             "device_file_failed",
             device=link.name,
@@ -257,6 +269,11 @@ class PhoneImport:
             progress.imported += 1
         else:
             progress.known += 1
+
+    def _counted(self, link: PhoneLink, p: ImportProgress, n: int) -> None:
+        """n more bytes of the phone's files are on this computer."""
+        p.done_bytes += n
+        self._progress(link, p)
 
     def _progress(self, link: PhoneLink, p: ImportProgress) -> None:
         now = time.monotonic()
@@ -275,86 +292,6 @@ class PhoneImport:
             rate=round(rate),
             eta=None if eta is None else round(eta),
         )
-
-    def _staged(self, source: str, udid: str, path: str) -> Path:
-        # AFC paths come from the phone: keep them inside the staging root whatever
-        # they hold (the layout key, not this path, decides where copies go).
-        parts = [staging.stage_name(p) for p in path.split("/") if p not in ("", ".", "..")]
-        return self.roots[source].joinpath(udid, *parts)
-
-    async def _fetch(
-        self, link: PhoneLink, f: DeviceFile, source: IPhoneSource, progress: ImportProgress
-    ) -> tuple[Path, str]:
-        """Copy one file from the phone into staging, hashing it; resume a partial copy
-        left by an unplug when the file on the phone is unchanged."""
-        staged = self._staged(source.name, link.udid, f.path)
-        part = staged.with_name(staged.name + ".part")
-        meta = staged.with_name(staged.name + ".part.json")
-        staged.parent.mkdir(parents=True, exist_ok=True)
-        offset, h = await asyncio.to_thread(staging.resume_point, part, meta, f.size, f.mtime_ns)
-        try:
-            await self._read_into(link, f, part, meta, offset, h, progress)
-        except BaseException:
-            if not meta.exists():  # nothing worth resuming: leave no debris in staging
-                part.unlink(missing_ok=True)
-            raise
-        os.utime(part, ns=(f.mtime_ns, f.mtime_ns))  # copies keep the phone's mtime
-        os.replace(part, staged)
-        with contextlib.suppress(FileNotFoundError):
-            meta.unlink()
-        return staged, h.hexdigest()
-
-    async def _read_into(
-        self,
-        link: PhoneLink,
-        f: DeviceFile,
-        part: Path,
-        meta: Path,
-        offset: int,
-        h: Any,
-        progress: ImportProgress,
-    ) -> None:
-        handle = await link.open_file(f.path)
-        try:
-            progress.done_bytes += offset
-            if offset:
-                await link.seek(handle, offset)
-                log.info(
-                    "device_import_resumed",
-                    device=link.name,
-                    udid=link.udid,
-                    path=f.path,
-                    offset=offset,
-                    size=f.size,
-                )
-            with open(part, "r+b" if offset else "wb") as out:
-                out.seek(offset)
-                done = offset
-                next_checkpoint = offset + staging.CHECKPOINT
-                nxt = asyncio.ensure_future(link.read(handle))
-                try:
-                    while True:
-                        chunk = await nxt
-                        if not chunk:
-                            break
-                        # Ask for the next chunk before hashing and writing this one.
-                        nxt = asyncio.ensure_future(link.read(handle))
-                        await asyncio.to_thread(staging.write_hashed, out, h, chunk)
-                        done += len(chunk)
-                        progress.done_bytes += len(chunk)
-                        self._progress(link, progress)
-                        if done >= next_checkpoint and done < f.size:
-                            await asyncio.to_thread(staging.checkpoint, out, meta, f, done)
-                            next_checkpoint = done + staging.CHECKPOINT
-                finally:
-                    if not nxt.done():
-                        nxt.cancel()
-                        with contextlib.suppress(BaseException):
-                            await nxt
-            if done != f.size:
-                raise DeviceGone(f"{f.path}: read {done} of {f.size} bytes")
-        finally:
-            await link.close_file(handle)
 
     def _hand_over(
         self, source: str, udid: str, f: DeviceFile, staged: Path, sha: str, lead: str | None

@@ -32,6 +32,14 @@ def stage_name(part: str) -> str:
     return f"{stem}~{hashlib.sha256(raw).hexdigest()[:8]}{dot}{ext}"
 
 
+def staged_path(root: Path, udid: str, path: str) -> Path:
+    """Where a phone's file is staged: under the source's staging root, in a folder
+    per phone.  AFC paths come from the phone: they stay inside that folder whatever
+    they hold (the layout key, not this path, decides where copies go)."""
+    parts = [stage_name(p) for p in path.split("/") if p not in ("", ".", "..")]
+    return root.joinpath(udid, *parts)
+
+
 def resume_point(part: Path, meta: Path, size: int, mtime_ns: int) -> tuple[int, Any]:
     """Where to start: the last checkpoint of a partial copy of the same file (same size
     and mtime on the phone), with the hash of the bytes before it; else 0."""

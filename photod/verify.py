@@ -10,35 +10,32 @@ One run, per target:
    is read back like any other before it counts.  With no good copy left anywhere, the
    asset is ``asset_lost``.
 
-Watch-folder files are re-read too: bytes that changed under an unchanged size and
-mtime are ``source_corrupt`` (bit rot in the library), and never replace good copies.
+Watch-folder files are re-read too (``sourcescrub.py``): bytes that changed under an
+unchanged size and mtime are ``source_corrupt`` (bit rot in the library), and never
+replace good copies.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from photod import ledgers, policy
 from photod.catalog import Catalog, CheckItem
-from photod.config import Config
+from photod.config import FolderSource, ScheduleConfig
 from photod.errors import LinkInTarget, Stopping, TargetUnavailable, Undecryptable
 from photod.fleet import TargetState
+from photod.hashing import hash_stream as hash_stream  # restore.py imports it from here
 from photod.logs import log
 from photod.models import Asset, ManifestEntry
-from photod.replicate import Replicator, open_source
+from photod.replicate import Replicator
+from photod.sourcescrub import SourceScrub, source_holds
 from photod.targets.base import Identity
 from photod.throttle import lower_priority
 
-READ = 4 * 1024 * 1024  # bytes per read: large reads keep the disk streaming
 LOOKAHEAD = 64 * 1024 * 1024  # bytes of upcoming files being read while one is hashed
 
 
@@ -77,53 +74,28 @@ def month(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y-%m")
 
 
-def hash_stream(
-    f: object, on_bytes: Callable[[int], None], stop: threading.Event, cold: bool = True
-) -> str:
-    """SHA-256 of an open object.  A local file is first dropped from the page cache
-    (``cold``; unless ``Target.prefetch`` did that already and started the read), so
-    the bytes come from the disk and not from memory, then read ahead by the kernel
-    while this thread hashes (hashlib releases the GIL; OpenSSL uses the CPU's SHA
-    instructions)."""
-    fd = _fileno(f)
-    if fd is not None and cold:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    if fd is not None:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-    h = hashlib.sha256()
-    read = f.read  # type: ignore[attr-defined]
-    while chunk := read(READ):
-        if stop.is_set():
-            raise Stopping
-        h.update(chunk)
-        on_bytes(len(chunk))
-    if fd is not None:  # leave the cache to what the computer is doing
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    return h.hexdigest()
-
-
-def _fileno(f: object) -> int | None:
-    try:
-        return int(f.fileno())  # type: ignore[attr-defined]
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
 class Scrubber:
+    """Proves the replicas on every target (look, re-read, heal), and has the watch
+    folders' own files re-read in the same run (``sourcescrub.SourceScrub``)."""
+
     def __init__(
         self,
-        cfg: Config,
+        schedule: ScheduleConfig,
+        folders: list[FolderSource],
         catalog: Catalog,
         replicator: Replicator,
         interval: float,
         stop: threading.Event,
     ) -> None:
-        self.cfg = cfg
+        """``schedule``: the budgets, cycle and I/O priority of a scrub; ``folders``:
+        the watch folders whose files are re-read too."""
+        self.schedule = schedule
         self.catalog = catalog
         self.replicator = replicator
         self.targets: dict[str, TargetState] = replicator.targets
         self.interval = interval  # seconds between scheduled runs
         self.stop = stop
+        self.sources = SourceScrub(schedule, folders, catalog, interval, stop)
         self.on_bytes: Callable[[int], None] = lambda n: None  # a progress bar
         self.on_plan: Callable[[int], None] = lambda n: None  # bytes the run will read
 
@@ -138,7 +110,7 @@ class Scrubber:
         failure: list[BaseException] = []
 
         def work() -> None:
-            lower_priority(self.cfg.schedule.io_priority)
+            lower_priority(self.schedule.io_priority)
             try:
                 out.append(self._run(only, everything))
             except BaseException as exc:
@@ -175,7 +147,8 @@ class Scrubber:
         for name, items in plans.items():
             self._read(name, self.targets[name], items, report.targets[name])
         if only is None:
-            self._check_sources(report, everything)
+            tally = self.sources.run(everything)
+            report.sources_checked, report.sources_corrupt = tally.checked, tally.corrupt
         for name in plans:
             self._heal(name, report.targets[name])
         summary = {
@@ -224,8 +197,8 @@ class Scrubber:
         if everything:
             share = total
         else:
-            share = policy.scrub_share(total, self.cfg.schedule.scrub_cycle, self.interval)
-            budget = self.cfg.schedule.scrub_budget[0]
+            share = policy.scrub_share(total, self.schedule.scrub_cycle, self.interval)
+            budget = self.schedule.scrub_budget[0]
             egress = state.egress_budget
             if egress is not None:
                 left = max(0, egress - self.catalog.egress_used(name, month()))
@@ -244,7 +217,7 @@ class Scrubber:
     def _read(
         self, name: str, state: TargetState, items: list[CheckItem], scrub: TargetScrub
     ) -> None:
-        limit = None if not items else self.cfg.schedule.scrub_budget[1]
+        limit = None if not items else self.schedule.scrub_budget[1]
         started = time.monotonic()
         method = "download" if state.queued else "readback"
         if state.target.encrypted:
@@ -384,15 +357,8 @@ class Scrubber:
         """No verified replica anywhere, and no source file with the right bytes."""
         if self.catalog.replicas(asset.sha256):
             return False
-        roots = self.replicator.source_roots
-        for source, rel, _, _ in self.catalog.source_paths(asset.sha256):
-            if source not in roots:
-                continue
-            try:
-                if _hash_source(roots[source], rel)[0] == asset.sha256:
-                    return False
-            except OSError:  # gone, unreadable, or a link now: not a copy
-                continue
+        if source_holds(self.catalog, self.replicator.source_roots, asset.sha256):
+            return False
         if self.catalog.mark_lost(asset.sha256):
             log.critical(
                 "asset_lost",
@@ -401,52 +367,3 @@ class Scrubber:
                 detail="no good copy is left on any target or in any source",
             )
         return True
-
-    # -- sources -----------------------------------------------------------------------
-
-    def _check_sources(self, report: ScrubReport, everything: bool) -> None:
-        for source in self.cfg.folders:
-            total = self.catalog.source_bytes(source.name)
-            share = (
-                total
-                if everything
-                else policy.scrub_share(total, self.cfg.schedule.scrub_cycle, self.interval)
-            )
-            done = 0
-            for rel, size, mtime_ns, asset in self.catalog.sources_by_age(source.name, 100_000):
-                if done >= share or self.stop.is_set():
-                    break
-                try:
-                    actual, st, st2 = _hash_source(source.path, rel)
-                except OSError:  # gone, unreadable, or a link now: the scan says so
-                    continue
-                if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
-                    continue  # changed: the reconcile scan takes it again
-                if (st2.st_size, st2.st_mtime_ns) != (size, mtime_ns):
-                    continue  # written while we read: not rot
-                done += size
-                report.sources_checked += 1
-                corrupt = actual != asset
-                self.catalog.source_checked(source.name, rel, corrupt)
-                if corrupt:
-                    report.sources_corrupt += 1
-                    log.error(
-                        "source_corrupt",
-                        source=source.name,
-                        path=rel,
-                        asset=asset,
-                        found=actual,
-                        detail="the bytes changed but the size and mtime did not (bit rot?); "
-                        "the backed-up copies are kept, restore this file from them",
-                    )
-
-
-def _hash_source(root: Path, rel: str) -> tuple[str, os.stat_result, os.stat_result]:
-    """SHA-256 of a watch-folder file, opened beneath its root through no link, with
-    its stat before and after the read."""
-    with open_source(root, rel) as f:
-        before = os.fstat(f.fileno())
-        if not stat.S_ISREG(before.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", rel)
-        sha = hash_stream(f, lambda n: None, threading.Event())
-        return sha, before, os.fstat(f.fileno())

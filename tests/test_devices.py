@@ -100,13 +100,14 @@ def test_a_busy_catalog_never_stalls_the_phones_loop(tmp_path: Path) -> None:
     """Another writer holds the catalog (a long transaction): telling a phone's new state
     returns at once on the phones' event loop, and the state reaches the catalog, in
     order, once the writer lets go."""
+    import asyncio
     import sqlite3
     import threading
     import time
     from concurrent.futures import ThreadPoolExecutor
 
     from photod import config
-    from photod.catalog import Catalog, DeviceRecord
+    from photod.catalog import Catalog
     from photod.devices import DeviceManager
 
     text = (
@@ -118,18 +119,26 @@ def test_a_busy_catalog_never_stalls_the_phones_loop(tmp_path: Path) -> None:
     (tmp_path / "state").mkdir()
     catalog = Catalog(tmp_path / "state" / "catalog.sqlite")
     workers = ThreadPoolExecutor(1)
-    phones = DeviceManager(cfg, catalog, None, workers, lambda: True)  # type: ignore[arg-type]
+    phones = DeviceManager(
+        cfg.iphones,
+        cfg.daemon,
+        cfg.source_roots(),
+        tmp_path / "state" / "pairing",
+        catalog,
+        None,  # type: ignore[arg-type]
+        workers,
+        lambda: True,
+    )
     udid = "00008110-000A1B2C3D4E5F60"
-    phones._records[udid] = DeviceRecord(udid, "p", "Anna's iPhone", "", "", "attached", "",
-                                         "2026-12-02T10:00:00")  # fmt: skip
+    asyncio.run(phones.records.begin(udid, "p", "Anna's iPhone"))  # the phone is attached
     other = sqlite3.connect(tmp_path / "state" / "catalog.sqlite", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # a writer that holds the catalog
     took = []
 
     def on_the_loop() -> None:
         started = time.monotonic()
-        phones._set(udid, "importing", "12 new file(s)")
-        phones._set(udid, "imported", "everything on the phone is imported", imported=12)
+        phones.records.set(udid, "importing", "12 new file(s)")
+        phones.records.set(udid, "imported", "everything on the phone is imported", imported=12)
         took.append(time.monotonic() - started)
 
     t = threading.Thread(target=on_the_loop)
@@ -139,7 +148,7 @@ def test_a_busy_catalog_never_stalls_the_phones_loop(tmp_path: Path) -> None:
     time.sleep(0.5)
     other.execute("COMMIT")
     other.close()
-    phones._saver.shutdown(wait=True)
+    phones.lane.close()
     [saved] = catalog.devices()
     assert ("imported", 12) == (saved.state, saved.last_import["imported"])
     catalog.close()

@@ -12,7 +12,8 @@ import pytest
 
 from photod import config
 from photod.catalog import Catalog
-from photod.fleet import Fleet, TargetState
+from photod.clock import ManualClock
+from photod.fleet import REMOTE_PROBE, Fleet, TargetState
 from photod.ingest import Ingestor
 from photod.models import Media, PolicyRule, TargetInfo
 from photod.replicate import Replicator
@@ -44,7 +45,8 @@ class Rig:
             for n, t in self.mem.items()
         }
         stop = threading.Event()
-        self.fleet = Fleet(self.catalog, self.states, stop, retry_max=0)
+        self.clock = ManualClock()
+        self.fleet = Fleet(self.catalog, self.states, stop, retry_max=0, clock=self.clock)
         self.rep = Replicator(
             self.catalog,
             self.fleet,
@@ -56,7 +58,7 @@ class Rig:
         )
         for n in names:
             self.fleet.refresh(n)
-        self.ingestor = Ingestor(self.cfg, self.catalog, self.rep)
+        self.ingestor = Ingestor(self.cfg.ingest, {"in": self.inbox}, self.catalog, self.rep)
 
     def add(self, src: Path, name: str | None = None) -> Path:
         dest = self.inbox / (name or src.name)
@@ -246,17 +248,23 @@ def test_remote_is_asked_again_with_backoff_and_filled_from_a_local_copy(
     assert {"local", "remote"} == {r.target for r in rig.catalog.replicas(sha)}
 
     rig.mem["remote"].available = False
-    remote.next_probe = 0.0
+    rig.clock.advance(REMOTE_PROBE)  # the next regular probe
     delays = []
     for _ in range(3):
         assert not rig.fleet.refresh("remote")
         delays.append(remote.backoff)
+        rig.mem["remote"].available = True  # it answers again, but
+        rig.clock.advance(remote.backoff - 0.1)
         assert not rig.fleet.refresh("remote")  # asked too soon: not checked again
-        remote.next_probe = 0.0  # as if the pause had passed
+        rig.mem["remote"].available = False
+        rig.clock.advance(0.1)  # the pause has passed
     assert [5.0, 10.0, 20.0] == delays
+    assert not rig.fleet.refresh("remote")
+    assert 40.0 == remote.backoff
     rig.mem["remote"].available = True
+    rig.clock.advance(remote.backoff)
     assert rig.fleet.refresh("remote")
-    assert 20.0 == remote.backoff  # answering is not enough: an upload must land
+    assert 40.0 == remote.backoff  # answering is not enough: an upload must land
     second = rig.add(sorted(samples.iterdir())[1])
     rig.ingest(second)
     assert 1 == rig.rep.replicate_pending("remote")

@@ -1,69 +1,124 @@
-"""When a file being written counts as complete."""
+"""When a file being written counts as complete.
+
+Time is a ``ManualClock`` moved by hand: each case says exactly how long a file stayed
+quiet, and none sleeps.
+"""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
+from photod.clock import ManualClock
 from photod.ingest import Settler
 
 
-def drain(s: Settler, seconds: float) -> list[Path]:
-    got: list[Path] = []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        got += [p for _, p in s.due()]
-        time.sleep(0.05)
-    return got
+def due(s: Settler) -> list[Path]:
+    return [p for _, p in s.due()]
 
 
 def test_closed_file_is_due_quickly(tmp_path: Path) -> None:
     """A file a writer closed is taken after a short grace, not the full settle time."""
     f = tmp_path / "a.jpg"
     f.write_bytes(b"x" * 10)
-    s = Settler(settle=30)
+    clock = ManualClock()
+    s = Settler(settle=30, clock=clock)
     s.touch("in", f, "closed")
-    assert [f] == drain(s, 1.0)
+    assert [] == due(s)  # the first look notes its size and time
+    clock.advance(Settler.CLOSED_GRACE - 0.01)
+    assert [] == due(s)
+    clock.advance(0.02)
+    assert [f] == due(s)
+    assert 0 == len(s)
 
 
 def test_quiet_file_is_due_after_settle(tmp_path: Path) -> None:
     """A file moved in (no close seen) is taken once size and mtime hold for settle."""
     f = tmp_path / "a.jpg"
     f.write_bytes(b"x")
-    s = Settler(settle=0.5)
+    clock = ManualClock()
+    s = Settler(settle=2.0, clock=clock)
     s.touch("in", f, "created")
-    assert [] == drain(s, 0.3)
-    assert [f] == drain(s, 0.6)
+    assert [] == due(s)
+    clock.advance(1.99)
+    assert [] == due(s)
+    clock.advance(0.02)
+    assert [f] == due(s)
 
 
 def test_growing_file_waits(tmp_path: Path) -> None:
-    """A file that keeps growing is not taken while it grows."""
+    """A file that keeps growing is not taken while it grows: each change starts the
+    settle time again."""
     f = tmp_path / "a.jpg"
-    s = Settler(settle=0.4)
-    s.touch("in", f.parent / "a.jpg", "created")
+    clock = ManualClock()
+    s = Settler(settle=2.0, clock=clock)
+    s.touch("in", f, "created")
     with open(f, "wb") as out:
         for _ in range(8):
             out.write(b"x" * 100)
             out.flush()
             s.touch("in", f, "changed")
-            assert [] == [p for _, p in s.due()]
-            time.sleep(0.1)
-    assert [f] == drain(s, 1.0)
+            assert [] == due(s)
+            clock.advance(1.5)  # less than settle since the last change
+    assert [] == due(s)  # 1.5 s since the last write
+    clock.advance(0.49)
+    assert [] == due(s)
+    clock.advance(0.02)
+    assert [f] == due(s)
+
+
+def test_a_change_the_watcher_missed_is_seen_by_the_look(tmp_path: Path) -> None:
+    """Events are hints: a file that grew without an event still waits, because each
+    look compares its size with the last."""
+    f = tmp_path / "a.jpg"
+    f.write_bytes(b"x")
+    clock = ManualClock()
+    s = Settler(settle=2.0, clock=clock)
+    s.touch("in", f, "created")
+    assert [] == due(s)
+    clock.advance(1.9)
+    f.write_bytes(b"xy")  # no event
+    assert [] == due(s)
+    clock.advance(1.9)
+    assert [] == due(s)
+    clock.advance(0.2)
+    assert [f] == due(s)
 
 
 def test_open_writer_pausing_is_not_taken(tmp_path: Path) -> None:
-    """With inotify, a file modified and not yet closed waits past the settle time."""
+    """With inotify, a file modified and not yet closed waits past the settle time, up
+    to ``open_wait``; its close makes it due after the short grace."""
     f = tmp_path / "a.jpg"
     f.write_bytes(b"x")
-    s = Settler(settle=0.2, open_wait=5)
+    clock = ManualClock()
+    s = Settler(settle=2.0, open_wait=60, clock=clock)
     s.touch("in", f, "modified")
-    assert [] == drain(s, 0.8)
+    assert [] == due(s)
+    clock.advance(30)  # quiet far longer than settle, but still open
+    assert [] == due(s)
     s.touch("in", f, "closed")
-    assert [f] == drain(s, 1.0)
+    clock.advance(Settler.CLOSED_GRACE)
+    assert [f] == due(s)
+
+
+def test_a_writer_that_never_closes_is_taken_after_open_wait(tmp_path: Path) -> None:
+    """A writer that holds a file open and silent for ``open_wait`` has stopped: the
+    file is taken rather than waiting forever."""
+    f = tmp_path / "a.jpg"
+    f.write_bytes(b"x")
+    clock = ManualClock()
+    s = Settler(settle=2.0, open_wait=60, clock=clock)
+    s.touch("in", f, "modified")
+    assert [] == due(s)
+    clock.advance(59.9)
+    assert [] == due(s)
+    clock.advance(0.2)
+    assert [f] == due(s)
 
 
 def test_vanished_file_is_dropped(tmp_path: Path) -> None:
     """A file renamed away before it settled is forgotten, not reported."""
-    s = Settler(settle=0.1)
+    clock = ManualClock()
+    s = Settler(settle=0.1, clock=clock)
     s.touch("in", tmp_path / "gone.jpg.part", "created")
-    assert ([], 0) == (drain(s, 0.3), len(s))
+    clock.advance(1)
+    assert ([], 0) == (due(s), len(s))

@@ -1,9 +1,11 @@
 """iPhones through usbmuxd: the only module that imports pymobiledevice3.
 
-Everything here is asyncio (pymobiledevice3 11.x has no sync API) and runs on the
-device thread's loop (``devices.py``).  It turns the library's exceptions into
-photod's own (``DeviceLocked``, ``DeviceUntrusted``, ...) and bounds every call to the
-phone with a timeout: a stalled USB link becomes ``DeviceStalled``, never a hang.
+``connect`` and ``watch`` here are the real ``sources.phone.Connect`` and ``Watch``, and
+``UsbPhoneLink`` the real ``PhoneLink``.  Everything is asyncio (pymobiledevice3 11.x has
+no sync API) and runs on the device thread's loop (``devices.py``).  It turns the
+library's exceptions into photod's own (``DeviceLocked``, ``DeviceUntrusted``, ...) and
+bounds every call to the phone with a timeout: a stalled USB link becomes
+``DeviceStalled``, never a hang.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import asyncio
 import contextlib
 import posixpath
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +31,7 @@ from photod.errors import (
     FileUnreadable,
     PairingDenied,
 )
+from photod.sources.phone import PhoneFile
 
 READ_SIZE = 4 * 1024 * 1024  # AFC's largest read request
 STAT_BATCH = 128  # stats in flight at once: AFC answers them in order, one round trip
@@ -48,14 +50,6 @@ _GONE = (
     ConnectionError,
     EOFError,
 )
-
-
-@dataclass(frozen=True)
-class PhoneFile:
-    path: str  # AFC path, /DCIM/100APPLE/IMG_0001.HEIC
-    size: int
-    mtime_ns: int
-    birth_ns: int
 
 
 # -- attach and detach ---------------------------------------------------------------
@@ -110,9 +104,23 @@ async def watch(
 # -- one phone -----------------------------------------------------------------------
 
 
-class PhoneLink:
-    """Lockdown and AFC to one phone.  Open with ``await PhoneLink.open(...)``; every
-    method raises a ``DeviceProblem`` subclass on trouble."""
+async def connect(udid: str, pair_dir: Path, timeout: float) -> UsbPhoneLink:
+    """Connect to lockdownd (name, model and iOS are known from here on).  A phone
+    that does not trust this computer yet has no session: ``pair()`` next."""
+
+    async def lockdown() -> LockdownClient:
+        # autopair=False: the library's own pairing waits forever for the Trust
+        # dialog; pair() below waits in bounded steps and says why it waits.
+        return await create_using_usbmux(
+            serial=udid, autopair=False, pairing_records_cache_folder=pair_dir
+        )
+
+    return UsbPhoneLink(udid, await _bounded(lockdown(), timeout, "connect to lockdownd"), timeout)
+
+
+class UsbPhoneLink:
+    """Lockdown and AFC to one phone (a ``sources.phone.PhoneLink``), made by
+    ``connect``; every method raises a ``DeviceProblem`` subclass on trouble."""
 
     def __init__(self, udid: str, lockdown: LockdownClient, timeout: float) -> None:
         self.udid = udid
@@ -123,20 +131,6 @@ class PhoneLink:
         self.name = str(values.get("DeviceName") or "iPhone")
         self.model = str(lockdown.display_name or values.get("ProductType") or "")
         self.ios = str(values.get("ProductVersion") or "")
-
-    @classmethod
-    async def connect(cls, udid: str, pair_dir: Path, timeout: float) -> PhoneLink:
-        """Connect to lockdownd (name, model and iOS are known from here on).  A phone
-        that does not trust this computer yet has no session: ``pair()`` next."""
-
-        async def connect() -> LockdownClient:
-            # autopair=False: the library's own pairing waits forever for the Trust
-            # dialog; pair() below waits in bounded steps and says why it waits.
-            return await create_using_usbmux(
-                serial=udid, autopair=False, pairing_records_cache_folder=pair_dir
-            )
-
-        return cls(udid, await _bounded(connect(), timeout, "connect to lockdownd"), timeout)
 
     @property
     def paired(self) -> bool:

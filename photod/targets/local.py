@@ -4,16 +4,17 @@ The root holds ``.photod/target.json`` (the target's id: a drive mounted at anot
 is still recognised, and a different drive at the same path is not mistaken for it) and
 the records of every installation that uses it (``records.py``): their checksum lists
 pass ``sha256sum -c`` from the root with no photod installed.
+
+``LocalTarget`` is the target; its files under ``.photod/`` are ``LocalMeta``'s, and the
+writes themselves (a copy, a small file replaced atomically) are in ``localwrite.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
-import secrets
 import stat
 import time
 import uuid
@@ -21,209 +22,146 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from photod import failpoints
-from photod.errors import (
-    ChecksumMismatch,
-    KeyExists,
-    LinkInTarget,
-    TargetFull,
-    TargetUnavailable,
-)
-from photod.models import ManifestEntry, VerifyMethod
+from photod.errors import LinkInTarget, TargetFull, TargetUnavailable
+from photod.models import ManifestEntry
 from photod.mounts import mount_of, mount_points
 from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
-from photod.targets.base import CHUNK, Identity, now_stamp, quarantine_name, refuse_stranger
+from photod.targets.base import Identity, now_stamp, quarantine_name, refuse_stranger
+from photod.targets.localwrite import (
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
+    LocalWriter,
+    create_atomic,
+    write_atomic,
+)
 
 META = ".photod"
 MARKER = "target.json"
-TEMP_PREFIX = ".photod-"
-TEMP_SUFFIX = ".tmp"
 # A metadata temporary of another installation (sharing the target) is removed only
 # once it is this old: it may be a write in flight.
 FOREIGN_TEMP_AGE = 3600.0
 PREFETCH = 16 * 1024 * 1024  # bytes of a file read ahead by ``prefetch``; the rest streams
 
 
-def _write_temp(folder: int, name: str, data: bytes, owner: str) -> str:
-    """A temporary beside ``name`` in the folder ``folder``, written and synced."""
-    tmp = f"{TEMP_PREFIX}{owner}{secrets.token_hex(8)}{TEMP_SUFFIX}"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    with open(os.open(tmp, flags, 0o644, dir_fd=folder), "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    failpoints.hit("meta_written")
-    return tmp
+class LocalMeta:
+    """The target's own small files under ``.photod/``: its marker (``check`` reads and
+    makes it), the records' files (the target's ``*_meta`` and ``*_private``), and the
+    sweep of what a crash left half written there."""
 
-
-def _write_atomic(folder: int, name: str, data: bytes, owner: str = "") -> None:
-    """Temp file in the same directory, fsync, rename over, fsync the directory: the
-    file is either the old one or the new one after a crash, never a mix.  ``folder``
-    is a descriptor opened through no link: nothing is written anywhere else."""
-    os.replace(_write_temp(folder, name, data, owner), name, src_dir_fd=folder, dst_dir_fd=folder)
-    os.fsync(folder)
-
-
-def _create_atomic(folder: int, name: str, data: bytes, owner: str = "") -> bool:
-    """Like ``_write_atomic``, but only when nothing is at ``name``: link() refuses an
-    existing name, so of two writers exactly one wins.  False when one was there."""
-    if _lexists(folder, name):
-        return False  # the usual case once written: no temporary, no fsync
-    tmp = _write_temp(folder, name, data, owner)
-    at = {"src_dir_fd": folder, "dst_dir_fd": folder}
-    try:
-        os.link(tmp, name, **at, follow_symlinks=False)
-    except FileExistsError:
-        return False
-    except OSError as exc:  # FAT/exFAT have no hard links: check, then rename
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-            raise
-        if _lexists(folder, name):
-            return False
-        os.rename(tmp, name, **at)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=folder)
-    os.fsync(folder)
-    return True
-
-
-def _lexists(folder: int, name: str) -> bool:
-    try:
-        os.stat(name, dir_fd=folder, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-class LocalWriter:
-    """One copy being written.  Every step goes through file descriptors of folders
-    opened from the target's root (``LocalTarget.folder``), never through paths: a
-    drive unplugged or renamed mid-copy makes the next step fail, and can never make
-    photod recreate the folders on the disk underneath (the empty mount point) and
-    write a "copy" there."""
-
-    def __init__(self, target: LocalTarget, key: str) -> None:
+    def __init__(self, target: LocalTarget, owner: str) -> None:
         self.target = target
-        self.folder_rel = key.rpartition("/")[0]
-        self.temp_name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
-        self.temp_key = f"{self.folder_rel}/{self.temp_name}" if self.folder_rel else self.temp_name
-        # The temporary is created by the first write, not here: the caller records
-        # ``temp_key`` in the catalog in between, so a crash at any moment leaves no
-        # temporary that the next start does not know to remove.
-        self.f: BinaryIO | None = None
-        self.dir_fd: int | None = None  # the folder the temporary is in
-        self.opened = False
+        # Tags this process's metadata temporaries (the installation's short id), so that
+        # a crash's leftovers are told from another installation's writes in flight.
+        self.owner = f"{owner}-" if owner else ""
+        self.swept = False  # metadata temporaries of a crashed run removed (once)
 
-    def _open(self) -> BinaryIO:
+    def read_marker(self, root: Path) -> str | None:
         try:
-            self.dir_fd = self.target.folder(self.folder_rel, create=True)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-            fd = os.open(self.temp_name, flags, 0o644, dir_fd=self.dir_fd)
-        except OSError as exc:
-            self._close_dir()
-            raise self.target.error(exc) from exc
-        self.f = open(fd, "wb", buffering=0)  # noqa: SIM115
-        self.opened = True
-        failpoints.hit("replica_opened")
-        return self.f
-
-    def write(self, data: bytes) -> None:
-        f = self.f if self.opened else self._open()
-        assert f is not None
-        try:
-            f.write(data)
-        except OSError as exc:
-            error = self.target.error(exc, len(data))  # the free space before the clean-up
-            self.abort()
-            raise error from exc
-
-    def commit(
-        self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""
-    ) -> VerifyMethod:
-        if not self.opened:
-            self._open()  # an empty object: nothing was written
-        assert self.dir_fd is not None
-        try:
-            if self.f is not None:
-                fd = self.f.fileno()
-                if mtime_ns is not None:  # on the descriptor: a name could be swapped
-                    os.utime(fd, ns=(mtime_ns, mtime_ns))
-                os.fsync(fd)
-                # Drop the pages we just wrote so the read-back below comes from the
-                # device, not from memory: it proves what is on the disk.
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-                written = os.fstat(fd)
-                self.f.close()
-                self.f = None
-                actual = _hash_at(self.dir_fd, self.temp_name, written)
-                if actual != sha256:
-                    self.abort()
-                    raise ChecksumMismatch(f"{self.target.name}:{key}", sha256, actual)
-                failpoints.hit("replica_synced")
-            folder_rel, _, name = key.rpartition("/")
-            final_fd = self.target.folder(folder_rel, create=True)  # may be another folder
+            top = open_root(root)
             try:
-                self._publish(final_fd, name, key)
-                os.fsync(final_fd)
+                fd = open_beneath(top, f"{META}/{MARKER}", os.O_RDONLY | os.O_NONBLOCK)
             finally:
-                os.close(final_fd)
-        except OSError as exc:
-            self.abort()
-            raise self.target.error(exc) from exc
-        self._close_dir()
-        return VerifyMethod.READBACK
+                os.close(top)
+            with open(fd, "rb") as f:  # a link, a FIFO or a huge file is no marker
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    return None
+                data = json.loads(f.read(1 << 16))
+            return str(data["id"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
-    def _publish(self, final_fd: int, name: str, key: str) -> None:
-        # link() fails when the name exists, so a replica is never replaced, even by a
-        # race with another writer.  Drives formatted FAT/exFAT have no hard links: there
-        # we check, then rename (the gap is tiny and only photod writes there).
-        where = {"src_dir_fd": self.dir_fd, "dst_dir_fd": final_fd}
+    def create_marker(self, root: Path) -> str:
+        """Give the empty folder ``root`` a marker; the id it holds."""
+        # Two computers may find the same empty folder at once: the first marker
+        # written wins, and the other takes the id it finds.
+        name = self.target.name
+        mine = json.dumps({"id": str(uuid.uuid4()), "name": name, "created_by": "photod"})
         try:
-            os.link(self.temp_name, name, **where, follow_symlinks=False)
-        except FileExistsError:
-            raise KeyExists(key) from None
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-                raise
+            top = open_root(root)
             try:
-                os.stat(name, dir_fd=final_fd, follow_symlinks=False)
-                raise KeyExists(key) from None
-            except FileNotFoundError:
-                pass
-            os.rename(self.temp_name, name, **where)
-            return
-        os.unlink(self.temp_name, dir_fd=self.dir_fd)
+                meta = folder_beneath(top, META, create=True)
+            finally:
+                os.close(top)
+            try:
+                create_atomic(meta, MARKER, mine.encode(), self.owner)
+            finally:
+                os.close(meta)
+        except OSError as exc:
+            raise self.target.error(exc) from exc
+        found = self.read_marker(root)
+        if found is None:
+            raise TargetUnavailable(name, f"{root / META / MARKER} cannot be read")
+        return found
 
-    def _close_dir(self) -> None:
-        if self.dir_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.dir_fd)
-            self.dir_fd = None
+    def sweep(self, root: Path) -> None:
+        """Remove what a crash left half written under ``.photod/`` (an atomic write's
+        temporary).  Done at the first check of the process: nothing of this process
+        writes there yet, and the state lock keeps any other photod of this
+        installation away.  Another installation's temporaries may be writes in flight:
+        those go only once they are old."""
+        mine = f"{TEMP_PREFIX}{self.owner}"
+        old = time.time() - FOREIGN_TEMP_AGE
+        # fwalk: through descriptors, never into a link (a link's writes are refused).
+        with contextlib.suppress(OSError):  # no .photod yet: nothing to sweep
+            for _, _, names, dirfd in os.fwalk(root / META, follow_symlinks=False):
+                for name in names:
+                    if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+                        continue
+                    with contextlib.suppress(OSError):
+                        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+                        if (self.owner and name.startswith(mine)) or st.st_mtime < old:
+                            os.unlink(name, dir_fd=dirfd)
+        self.swept = True
 
-    def abort(self) -> None:
-        if self.f is not None:
-            with contextlib.suppress(OSError):
-                self.f.close()
-            self.f = None
-        if self.dir_fd is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self.temp_name, dir_fd=self.dir_fd)
-        self._close_dir()
+    def put(self, name: str, data: bytes) -> None:
+        parent, _, base = f"{META}/{name}".rpartition("/")
+        try:
+            folder = self.target.folder(parent, create=True)
+            try:
+                write_atomic(folder, base, data, self.owner)
+            finally:
+                os.close(folder)
+        except OSError as exc:
+            raise self.target.error(exc) from exc
 
+    def create(self, name: str, data: bytes) -> bool:
+        parent, _, base = f"{META}/{name}".rpartition("/")
+        try:
+            folder = self.target.folder(parent, create=True)
+            try:
+                return create_atomic(folder, base, data, self.owner)
+            finally:
+                os.close(folder)
+        except OSError as exc:
+            raise self.target.error(exc) from exc
 
-def _hash_at(dir_fd: int, name: str, written: os.stat_result) -> str:
-    """The SHA-256 of the temporary read back from the disk: the very file written (a
-    name another writer of the folder swapped meanwhile is no proof: a mismatch)."""
-    h = hashlib.sha256()
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    with open(os.open(name, flags, dir_fd=dir_fd), "rb", buffering=0) as f:
-        st = os.fstat(f.fileno())
-        if (st.st_dev, st.st_ino) != (written.st_dev, written.st_ino):
-            return "not the file written"
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+    def get(self, name: str) -> bytes | None:
+        try:
+            with self.target.open(f"{META}/{name}") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:  # a link where a record should be is refused, not read
+            raise self.target.error(exc) from exc
+
+    def names(self, folder: str) -> list[str]:
+        target = self.target
+        target._proved()  # a folder missing because the drive is gone is not an empty one
+        top = target.root / META
+        if not (top / folder).is_dir():
+            return []
+        out = []
+        errors: list[OSError] = []
+        for where, _, names in os.walk(top / folder, onerror=errors.append):
+            rel = os.path.relpath(where, top)
+            out += [f"{rel}/{n}" for n in names if not n.startswith(TEMP_PREFIX)]
+        if errors and not isinstance(errors[0], FileNotFoundError):
+            raise target.error(errors[0])
+        target._proved()
+        return sorted(out)
+
+    def delete(self, name: str) -> None:
+        self.target._unlink(f"{META}/{name}")
 
 
 class LocalTarget:
@@ -239,16 +177,13 @@ class LocalTarget:
         owner: str = "",
     ) -> None:
         self.name = name
-        # Tags this process's metadata temporaries (the installation's short id), so that
-        # a crash's leftovers are told from another installation's writes in flight.
-        self.owner = f"{owner}-" if owner else ""
         self.configured = path
         self.root = path
         self.creates_root = creates_root
         self.reserve = reserve
         self.relocatable = relocatable
-        self.swept = False  # metadata temporaries of a crashed run removed (once)
         self.root_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the checked root
+        self.meta = LocalMeta(self, owner)
 
     def error(self, exc: OSError, needed: int = 0) -> TargetUnavailable:
         """Map an OS error from a write to the target's transient errors."""
@@ -260,27 +195,12 @@ class LocalTarget:
             return TargetUnavailable(self.name, f"{self.root} is read-only")
         return TargetUnavailable(self.name, f"{exc.strerror or exc} ({self.root})")
 
-    def _read_marker(self, root: Path) -> str | None:
-        try:
-            top = open_root(root)
-            try:
-                fd = open_beneath(top, f"{META}/{MARKER}", os.O_RDONLY | os.O_NONBLOCK)
-            finally:
-                os.close(top)
-            with open(fd, "rb") as f:  # a link, a FIFO or a huge file is no marker
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    return None
-                data = json.loads(f.read(1 << 16))
-            return str(data["id"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
     def _find_moved(self, known: Identity) -> Path | None:
         """A drive mounted somewhere else: look for its marker at the same place under
         every mounted filesystem."""
         for mountpoint, _ in mount_points():
             candidate = Path(mountpoint) / known.mount_rel
-            if self._read_marker(candidate) == known.target_id:
+            if self.meta.read_marker(candidate) == known.target_id:
                 return candidate
         return None
 
@@ -291,7 +211,7 @@ class LocalTarget:
                 root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise TargetUnavailable(self.name, f"cannot create {root}: {exc.strerror}") from exc
-        found = self._read_marker(root) if root.is_dir() else None
+        found = self.meta.read_marker(root) if root.is_dir() else None
         if known is not None and found != known.target_id and self.relocatable:
             moved = self._find_moved(known)
             if moved is not None:
@@ -305,28 +225,11 @@ class LocalTarget:
         if found is None and not prepare:
             return Identity("", str(root))
         if found is None:
-            # Two computers may find the same empty folder at once: the first marker
-            # written wins, and the other takes the id it finds.
-            mine = json.dumps({"id": str(uuid.uuid4()), "name": self.name, "created_by": "photod"})
-            try:
-                top = open_root(root)
-                try:
-                    meta = folder_beneath(top, META, create=True)
-                finally:
-                    os.close(top)
-                try:
-                    _create_atomic(meta, MARKER, mine.encode(), self.owner)
-                finally:
-                    os.close(meta)
-            except OSError as exc:
-                raise self.error(exc) from exc
-            found = self._read_marker(root)
-            if found is None:
-                raise TargetUnavailable(self.name, f"{root / META / MARKER} cannot be read")
+            found = self.meta.create_marker(root)
         st = os.stat(root)
         self.root_id = (st.st_dev, st.st_ino)
-        if prepare and not self.swept:
-            self._sweep_meta(root)
+        if prepare and not self.meta.swept:
+            self.meta.sweep(root)
         mount, _ = mount_of(root)
         return Identity(found, str(root), str(root.resolve().relative_to(mount)))
 
@@ -349,26 +252,6 @@ class LocalTarget:
             return folder_beneath(fd, rel, create)  # a link in it: LinkRefused
         finally:
             os.close(fd)
-
-    def _sweep_meta(self, root: Path) -> None:
-        """Remove what a crash left half written under ``.photod/`` (an atomic write's
-        temporary).  Done at the first check of the process: nothing of this process
-        writes there yet, and the state lock keeps any other photod of this
-        installation away.  Another installation's temporaries may be writes in flight:
-        those go only once they are old."""
-        mine = f"{TEMP_PREFIX}{self.owner}"
-        old = time.time() - FOREIGN_TEMP_AGE
-        # fwalk: through descriptors, never into a link (a link's writes are refused).
-        with contextlib.suppress(OSError):  # no .photod yet: nothing to sweep
-            for _, _, names, dirfd in os.fwalk(root / META, follow_symlinks=False):
-                for name in names:
-                    if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
-                        continue
-                    with contextlib.suppress(OSError):
-                        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
-                        if (self.owner and name.startswith(mine)) or st.st_mtime < old:
-                            os.unlink(name, dir_fd=dirfd)
-        self.swept = True
 
     def free_bytes(self) -> int | None:
         try:
@@ -487,54 +370,21 @@ class LocalTarget:
             finally:
                 os.close(fd)
 
+    # The files under ``.photod/`` are ``LocalMeta``'s.
     def put_meta(self, name: str, data: bytes) -> None:
-        parent, _, base = f"{META}/{name}".rpartition("/")
-        try:
-            folder = self.folder(parent, create=True)
-            try:
-                _write_atomic(folder, base, data, self.owner)
-            finally:
-                os.close(folder)
-        except OSError as exc:
-            raise self.error(exc) from exc
+        self.meta.put(name, data)
 
     def create_meta(self, name: str, data: bytes) -> bool:
-        parent, _, base = f"{META}/{name}".rpartition("/")
-        try:
-            folder = self.folder(parent, create=True)
-            try:
-                return _create_atomic(folder, base, data, self.owner)
-            finally:
-                os.close(folder)
-        except OSError as exc:
-            raise self.error(exc) from exc
+        return self.meta.create(name, data)
 
     def get_meta(self, name: str) -> bytes | None:
-        try:
-            with self.open(f"{META}/{name}") as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:  # a link where a record should be is refused, not read
-            raise self.error(exc) from exc
+        return self.meta.get(name)
 
     def list_meta(self, folder: str) -> list[str]:
-        self._proved()  # a folder missing because the drive is gone is not an empty one
-        top = self.root / META
-        if not (top / folder).is_dir():
-            return []
-        out = []
-        errors: list[OSError] = []
-        for where, _, names in os.walk(top / folder, onerror=errors.append):
-            rel = os.path.relpath(where, top)
-            out += [f"{rel}/{n}" for n in names if not n.startswith(TEMP_PREFIX)]
-        if errors and not isinstance(errors[0], FileNotFoundError):
-            raise self.error(errors[0])
-        self._proved()
-        return sorted(out)
+        return self.meta.names(folder)
 
     def delete_meta(self, name: str) -> None:
-        self._unlink(f"{META}/{name}")
+        self.meta.delete(name)
 
     def locate(self, key: str) -> str:
         return key

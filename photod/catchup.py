@@ -1,0 +1,164 @@
+"""The catch-up: copying to one target what it is missing, one asset at a time.
+
+A target misses assets when it was unplugged, full or read-only while they came, and
+a remote (queued) target gets every asset this way: the uploads.  The scrub's repairs
+come here too.  Bytes come from a verified replica on another target (a local one
+first), or from the source file while it is unchanged, and are hashed again on the
+way; each copy goes through the shared steps of ``copies.Copier``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import stat
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import BinaryIO
+
+from photod import ledgers
+from photod.copies import Copier
+from photod.errors import ChecksumMismatch, PhotodError, TargetUnavailable
+from photod.hashing import open_source
+from photod.logs import log
+from photod.models import Asset, ManifestEntry, VerifyMethod
+from photod.targets.base import Writer
+
+
+class CatchUp:
+    def __init__(self, copier: Copier, source_roots: dict[str, Path]) -> None:
+        """``copier``: the copy steps (and claims) this shares with the store of new
+        files; ``source_roots``: where each source's files are, to copy from."""
+        self.copier = copier
+        self.catalog = copier.catalog
+        self.targets = copier.targets
+        self.stop = copier.stop
+        self.source_roots = source_roots
+
+    def replicate_pending(self, name: str, batch: int = 500) -> int:
+        """Copy what a target is missing, oldest first, ``transfers`` at a time; returns
+        how many were copied."""
+        state = self.targets[name]
+        if not state.available or not self.catalog.anything_pending(name, time.time()):
+            return 0
+
+        def one(asset: Asset) -> bool:
+            if self.stop.is_set() or not state.available:
+                return False
+            if not self.copy_asset(asset, name):
+                return False
+            self.copier.judge(asset.sha256)
+            return True
+
+        done = 0
+        with ThreadPoolExecutor(state.transfers, thread_name_prefix=f"upload-{name}") as pool:
+            while not self.stop.is_set() and state.available:
+                todo = self.copier.unclaimed(self.catalog.pending(name, batch, time.time()), name)
+                if not todo:
+                    break
+                copied = sum(pool.map(one, todo))
+                done += copied
+                if not copied:
+                    break
+        return done
+
+    def copy_asset(self, asset: Asset, name: str) -> bool:
+        """Copy one asset to one target from the best copy there is; True on success."""
+        started = time.monotonic()
+        copier = self.copier
+        if not copier.take(asset.sha256, [name]):
+            return False
+        try:
+            if self._take_shared(asset, name, started):
+                return True
+            last: Exception | None = None
+            for opener in self._sources_for(asset, name):
+                try:
+                    writer = self.targets[name].open_writer(asset.relpath)
+                except TargetUnavailable as exc:
+                    copier.fail(asset.sha256, name, exc)
+                    return False
+                writers: dict[str, Writer] = {name: writer}
+                copier.register(writers)
+                dropped: dict[str, TargetUnavailable] = {}
+                try:
+                    with opener() as stream:
+                        try:
+                            mtime_ns: int | None = os.fstat(stream.fileno()).st_mtime_ns
+                        except (OSError, ValueError, AttributeError):
+                            mtime_ns = None
+                        sha = copier.pump(stream, writers, dropped)
+                    if sha != asset.sha256:
+                        raise ChecksumMismatch("source copy", asset.sha256, sha)
+                except (OSError, ChecksumMismatch) as exc:
+                    copier.abort_all(writers)
+                    last = exc
+                    continue
+                except BaseException:
+                    copier.abort_all(writers)
+                    raise
+                if name in dropped:
+                    copier.fail(asset.sha256, name, dropped[name])
+                    return False
+                copier.commit(
+                    name,
+                    writer,
+                    asset.relpath,
+                    asset.sha256,
+                    asset.size,
+                    mtime_ns,
+                    started,
+                    asset.captured_at,
+                )
+                return self.catalog.replica_exists(asset.sha256, name)
+            copier.fail(
+                asset.sha256, name, last or PhotodError("no readable copy is reachable now")
+            )
+            return False
+        finally:
+            copier.release(asset.sha256, [name])
+
+    def _sources_for(self, asset: Asset, exclude: str) -> Iterator[Callable[[], BinaryIO]]:
+        """Openers for a copy of the asset's bytes: verified replicas on other available
+        targets first, then source files that look unchanged since they were hashed."""
+        # Local copies first: reading back from a remote costs time and egress.
+        replicas = sorted(
+            self.catalog.replicas(asset.sha256),
+            key=lambda r: r.target in self.targets and self.targets[r.target].queued,
+        )
+        for r in replicas:
+            state = self.targets.get(r.target)
+            if r.target != exclude and state is not None and state.available:
+                yield functools.partial(state.target.open, r.relpath)
+        for source, rel, size, mtime_ns in self.catalog.source_paths(asset.sha256):
+            root = self.source_roots.get(source)
+            if root is None:
+                continue
+            try:
+                st = os.lstat(root / rel)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
+                yield functools.partial(open_source, root, rel)  # hashed on the way
+
+    def _take_shared(self, asset: Asset, name: str, started: float) -> bool:
+        """Record another installation's proved copy of the asset on the target instead
+        of uploading it; True when there was one."""
+        state = self.targets[name]
+        if state.records is None or self.catalog.repairs(asset.sha256, name):
+            return False
+        found = ledgers.shared_copy(self.catalog, name, state.target, asset.sha256)
+        if found is None:
+            return False
+        key, owner = found
+        self.catalog.add_replica(asset.sha256, name, key, asset.size, VerifyMethod.EXISTING,
+                                 owner=owner)  # fmt: skip
+        if state.records.ledger.append([ManifestEntry(asset.sha256, key, asset.size,
+                                                      asset.captured_at)]):  # fmt: skip
+            with state.lock:
+                ledgers.flush(self.catalog, name, state.records)
+        log.info("replica_shared", asset=asset.sha256, target=name, path=key, bytes=asset.size,
+                 installation=owner, duration=round(time.monotonic() - started, 3))  # fmt: skip
+        return True

@@ -1,0 +1,106 @@
+"""The config's schema check, kept between runs: what validating the config file's exact
+bytes gave, so that `photod status` can skip building pydantic's validators (most of
+its start) while the file and photod have not changed.
+
+One private file in the state dir.  What is read back counts only if all of this holds;
+else the caller validates in full (and keeps that result instead):
+
+- the file is ours: a regular file of this user, mode 600, reached through no link;
+- its key is the SHA-256 of the config's bytes and of the code that checks them, and
+  its contents match the checksum written with them (a torn or damaged file fails);
+- it unpickles naming no class but those the caller allows: a forged file runs no code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import pickle
+import stat
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+NAME = "config.cache"
+_MAGIC = b"photod config cache 1\n"
+_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def key(text: bytes, code: Iterable[str]) -> bytes:
+    """What a kept check stands for: these bytes, checked by this code (each named
+    module's file as it is now, by size and time: an edit or an upgrade changes it).
+    Empty when a module is not loaded or its file cannot be read: then nothing is kept."""
+    h = hashlib.sha256(text)
+    try:
+        for name in code:
+            st = os.stat(sys.modules[name].__file__ or "")
+            h.update(f"\0{name} {st.st_size} {st.st_mtime_ns}".encode())
+    except (KeyError, OSError):
+        return b""
+    return h.hexdigest().encode()
+
+
+def read(folder: Path, want: bytes, classes: Iterable[type]) -> Any:
+    """The value kept under the key ``want`` in ``folder``; None when there is none,
+    it is another key's, not ours, or damaged in any way."""
+    try:
+        fd = os.open(folder / NAME, _OPEN)
+    except (OSError, ValueError):  # ValueError: a NUL in the path
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            return None
+        data = f.read()
+    head, _, body = data.partition(b"\n\n")
+    if head != _head(want, body):
+        return None
+    try:
+        return _Allowed(body, {(c.__module__, c.__qualname__): c for c in classes}).load()
+    except Exception:  # whatever a damaged pickle raises (many kinds): not used
+        return None
+
+
+def write(folder: Path, want: bytes, value: object) -> None:
+    """Keep ``value`` under the key ``want``: a temporary renamed over the file, so a
+    reader sees the old file or the new one.  Only in a folder of this user (never in
+    another user's state dir, whoever runs the command).  Not fsynced: a file a crash
+    tore fails its checksum and is written again.  Best effort: a cache that cannot be
+    written is simply not there next time."""
+    body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp = folder / f".{NAME}.{os.getpid()}.tmp"
+    with contextlib.suppress(OSError, ValueError):
+        st = os.stat(folder)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            return
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_head(want, body) + b"\n\n" + body)
+            os.replace(tmp, folder / NAME)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def _head(want: bytes, body: bytes) -> bytes:
+    return _MAGIC + want + b" " + hashlib.sha256(body).hexdigest().encode()
+
+
+class _Allowed(pickle.Unpickler):
+    """An unpickler that makes nothing but the allowed classes (the pickle module's own
+    advice for data that is not fully trusted)."""
+
+    def __init__(self, data: bytes, classes: Mapping[tuple[str, str], type]) -> None:
+        super().__init__(io.BytesIO(data))
+        self.classes = classes
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self.classes[module, name]
+        except KeyError:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed here") from None

@@ -1,0 +1,211 @@
+"""The steps every copy of an asset to a target shares, in one place: the store of a
+new file (``replicate.Replicator.store_new``) and the catch-up (``catchup.CatchUp``)
+both go through a ``Copier``.
+
+- a claim on each (asset, target) pair, so that no two jobs copy the same one at once;
+- the temporaries noted before any byte is written, so that a crash can clean them;
+- one read that hashes a stream and feeds every writer (``pump``);
+- publishing a copy once it is proved, never over another file, and recording it
+  (``commit``); on a target shared with other computers, bytes another installation
+  already stored there are proved and recorded instead (``ledgers.shared_copy``);
+- a failure recorded with the time of the next try (``fail``), and the policy's
+  verdict on an asset once its copies landed (``judge``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterable
+from typing import BinaryIO
+
+from photod import failpoints, ledgers, policy
+from photod.catalog import Catalog
+from photod.errors import KeyExists, PhotodError, Stopping, TargetFull, TargetUnavailable
+from photod.fleet import Fleet
+from photod.logs import log
+from photod.media import suffixed
+from photod.models import Asset, ManifestEntry, PolicyRule, VerifyMethod
+from photod.targets.base import CHUNK, Writer, hash_object
+
+
+class Copier:
+    def __init__(
+        self,
+        catalog: Catalog,
+        fleet: Fleet,
+        rule: PolicyRule,
+        stop: threading.Event,
+        retry_base: float,
+        retry_max: float,
+    ) -> None:
+        """``rule``: what ``judge`` holds an asset's copies to; ``retry_base`` and
+        ``retry_max``: the first and the longest wait before a failed copy is tried
+        again (doubling in between)."""
+        self.catalog = catalog
+        self.fleet = fleet
+        self.targets = fleet.targets
+        self.rule = rule
+        self.stop = stop
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        self._infos = {n: s.info for n, s in self.targets.items()}
+        self._inflight: set[tuple[str, str]] = set()
+        self._inflight_lock = threading.Lock()
+
+    # -- claims ----------------------------------------------------------------------
+
+    def take(self, sha: str, names: list[str]) -> list[str]:
+        """Mark (asset, target) pairs as being copied so no other job copies them too;
+        returns the names this caller got.  Give them back with ``release``."""
+        with self._inflight_lock:
+            mine = [n for n in names if (sha, n) not in self._inflight]
+            self._inflight.update((sha, n) for n in mine)
+        return mine
+
+    def release(self, sha: str, names: list[str]) -> None:
+        with self._inflight_lock:
+            self._inflight.difference_update((sha, n) for n in names)
+
+    def unclaimed(self, assets: Iterable[Asset], name: str) -> list[Asset]:
+        """The assets no job is copying to target ``name`` now."""
+        with self._inflight_lock:
+            return [a for a in assets if (a.sha256, name) not in self._inflight]
+
+    # -- writing ---------------------------------------------------------------------
+
+    def register(self, writers: dict[str, Writer]) -> None:
+        """Note the temporaries before any byte is written, so a crash can clean them."""
+        self.catalog.add_temps([(n, w.temp_key) for n, w in writers.items()])
+
+    def pump(
+        self, stream: BinaryIO, writers: dict[str, Writer], dropped: dict[str, TargetUnavailable]
+    ) -> str:
+        """Read a stream once: hash it and feed every writer.  A writer that fails is
+        moved to ``dropped`` while the others go on."""
+        h = hashlib.sha256()
+        while chunk := stream.read(CHUNK):
+            if self.stop.is_set():
+                raise Stopping
+            h.update(chunk)
+            for name, writer in list(writers.items()):
+                try:
+                    writer.write(chunk)
+                except TargetUnavailable as exc:
+                    del writers[name]
+                    self.catalog.drop_temp(name, writer.temp_key)
+                    dropped[name] = exc
+        return h.hexdigest()
+
+    def abort_all(self, writers: dict[str, Writer]) -> None:
+        for name, w in writers.items():
+            w.abort()
+            self.catalog.drop_temp(name, w.temp_key)
+
+    def fail(self, sha: str, name: str, exc: Exception) -> None:
+        state = self.targets[name]
+        if isinstance(exc, TargetFull):
+            asset = self.catalog.asset(sha)
+            if asset is not None and exc.needed < asset.size:  # full mid-copy: one chunk
+                exc = TargetFull(name, asset.size, exc.free)
+            if not state.full:
+                log.warning("target_full", target=name, needed=exc.needed, free=exc.free)
+            state.full = True
+        elif isinstance(exc, TargetUnavailable):
+            self.fleet.fail(name, exc)
+        delay = self.catalog.replica_failed(sha, name, str(exc), self.retry_base, self.retry_max)
+        log.warning("replica_failed", asset=sha, target=name, error=str(exc), retry_in=round(delay))
+
+    def commit(
+        self,
+        name: str,
+        writer: Writer,
+        key: str,
+        sha: str,
+        size: int,
+        mtime_ns: int | None,
+        started: float,
+        captured_at: str = "",
+    ) -> None:
+        """Publish one verified copy, never over another file, and record it.  When
+        another installation sharing the target holds these bytes already, that copy is
+        proved and recorded instead, and nothing is published."""
+        state = self.targets[name]
+        try:
+            method: VerifyMethod | None = None
+            owner = ""
+            shared = None
+            if state.records is not None and not self.catalog.repairs(sha, name):
+                shared = ledgers.shared_copy(self.catalog, name, state.target, sha)
+            if shared is not None:
+                writer.abort()
+                key, owner, method = shared[0], shared[1], VerifyMethod.EXISTING
+            for candidate in (key, suffixed(key, sha)) if method is None else ():
+                try:
+                    method = writer.commit(candidate, sha, mtime_ns, captured_at)
+                except KeyExists:
+                    # Something is already there: ours from a run the catalog forgot, or
+                    # another installation's copy of the same bytes (adopt either), or a
+                    # different file (ours goes beside it under a suffix).
+                    try:
+                        ours = hash_object(state.target, candidate) == sha
+                    except (OSError, PhotodError):  # unreadable: not ours to adopt
+                        ours = False
+                    if not ours:
+                        continue
+                    writer.abort()
+                    method = VerifyMethod.EXISTING
+                    owner = self.catalog.listed_by_other(name, candidate, sha) or ""
+                key = candidate
+                break
+            if method is None:
+                raise KeyExists(suffixed(key, sha))
+            failpoints.hit("replica_published")
+            repair = self.catalog.repairs(sha, name)
+            self.catalog.add_replica(sha, name, key, size, method, temp=writer.temp_key,
+                                     owner=owner)  # fmt: skip
+            failpoints.hit("replica_recorded")
+            if state.records is not None:
+                entry = ManifestEntry(sha, key, size, captured_at, mtime_ns)
+                if state.records.ledger.append([entry]):
+                    with state.lock:
+                        ledgers.flush(self.catalog, name, state.records)
+        except (PhotodError, OSError) as exc:
+            writer.abort()
+            self.catalog.drop_temp(name, writer.temp_key)
+            self.fail(sha, name, exc)
+            return
+        state.full = False
+        state.backoff = 0.0  # a copy landed: the remote works again
+        event = "replica_repaired" if repair else "replica_shared" if owner else "replica_written"
+        log.info(
+            event,
+            asset=sha,
+            target=name,
+            path=key,
+            bytes=size,
+            method=str(method),
+            duration=round(time.monotonic() - started, 3),
+            **({"was": repair} if repair else {}),
+            **({"installation": owner} if owner else {}),
+        )
+
+    # -- the verdict -----------------------------------------------------------------
+
+    def judge(self, sha: str) -> None:
+        """Log whether the asset's copies meet the policy now."""
+        held = [r.target for r in self.catalog.replicas(sha)]
+        verdict = policy.evaluate(self.rule, held, self._infos)
+        if verdict.compliant:
+            log.info(
+                "asset_protected",
+                asset=sha,
+                copies=verdict.copies,
+                media=verdict.media,
+                offsite=verdict.offsite,
+            )
+        else:
+            log.info(
+                "policy_unmet", asset=sha, copies=verdict.copies, missing=list(verdict.missing)
+            )

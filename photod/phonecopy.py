@@ -1,0 +1,99 @@
+"""One file from a phone to this computer's disk, before it is ingested.
+
+The file is read in chunks into ``NAME.part`` in staging, hashed as it comes (the next
+chunk is asked for before this one is written), and checkpointed every
+``staging.CHECKPOINT`` bytes into ``NAME.part.json``: an unplug then costs at most that
+much, and the next plug-in resumes with a seek when the file on the phone is unchanged.
+Only a complete file takes its real name; a copy with no checkpoint is removed at once,
+so staging holds nothing half-read that cannot be resumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from photod import staging
+from photod.catalog import DeviceFile
+from photod.errors import DeviceGone
+from photod.logs import log
+from photod.sources.phone import PhoneLink
+
+
+async def fetch(
+    link: PhoneLink, f: DeviceFile, staged: Path, counted: Callable[[int], None]
+) -> str:
+    """Copy ``f`` from the phone to ``staged``; its SHA-256.  ``counted(n)``: n more
+    bytes of it are here (a resumed copy counts its first part at once)."""
+    part = staged.with_name(staged.name + ".part")
+    meta = staged.with_name(staged.name + ".part.json")
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    offset, h = await asyncio.to_thread(staging.resume_point, part, meta, f.size, f.mtime_ns)
+    try:
+        await _read_into(link, f, part, meta, offset, h, counted)
+    except BaseException:
+        if not meta.exists():  # nothing worth resuming: leave no debris in staging
+            part.unlink(missing_ok=True)
+        raise
+    os.utime(part, ns=(f.mtime_ns, f.mtime_ns))  # copies keep the phone's mtime
+    os.replace(part, staged)
+    with contextlib.suppress(FileNotFoundError):
+        meta.unlink()
+    return str(h.hexdigest())
+
+
+async def _read_into(
+    link: PhoneLink,
+    f: DeviceFile,
+    part: Path,
+    meta: Path,
+    offset: int,
+    h: Any,
+    counted: Callable[[int], None],
+) -> None:
+    handle = await link.open_file(f.path)
+    try:
+        if offset:
+            counted(offset)
+            await link.seek(handle, offset)
+            log.info(
+                "device_import_resumed",
+                device=link.name,
+                udid=link.udid,
+                path=f.path,
+                offset=offset,
+                size=f.size,
+            )
+        with open(part, "r+b" if offset else "wb") as out:
+            out.seek(offset)
+            done = offset
+            next_checkpoint = offset + staging.CHECKPOINT
+            nxt = asyncio.ensure_future(link.read(handle))
+            try:
+                while True:
+                    chunk = await nxt
+                    if not chunk:
+                        break
+                    # Ask for the next chunk before hashing and writing this one.
+                    nxt = asyncio.ensure_future(link.read(handle))
+                    await asyncio.to_thread(staging.write_hashed, out, h, chunk)
+                    done += len(chunk)
+                    counted(len(chunk))
+                    if done >= next_checkpoint and done < f.size:
+                        await asyncio.to_thread(staging.checkpoint, out, meta, f, done)
+                        next_checkpoint = done + staging.CHECKPOINT
+            finally:
+                if not nxt.done():
+                    nxt.cancel()
+                # Its outcome is taken even when it failed (the phone unplugged while
+                # this chunk was written): a failure nobody retrieves is logged as a bug.
+                with contextlib.suppress(BaseException):
+                    await nxt
+        if done != f.size:
+            raise DeviceGone(f"{f.path}: read {done} of {f.size} bytes")
+    finally:
+        await link.close_file(handle)

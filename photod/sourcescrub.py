@@ -1,0 +1,99 @@
+"""The scrub's other half: re-reading the watch folders' own files.
+
+The backed-up copies are proved by ``verify.Scrubber``; this re-reads the originals in
+the watch folders, oldest check first, within the run's share.  Bytes that changed
+under an unchanged size and mtime are ``source_corrupt`` (bit rot in the library), and
+never replace good copies.  ``source_holds`` answers the heal's last question: is a
+source file still holding an asset no target holds?
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from photod import policy
+from photod.catalog import Catalog
+from photod.config import FolderSource, ScheduleConfig
+from photod.hashing import hash_source
+from photod.logs import log
+
+
+@dataclass
+class SourceTally:
+    """What one run did in the watch folders."""
+
+    checked: int = 0
+    corrupt: int = 0
+
+
+class SourceScrub:
+    def __init__(
+        self,
+        schedule: ScheduleConfig,
+        folders: list[FolderSource],
+        catalog: Catalog,
+        interval: float,
+        stop: threading.Event,
+    ) -> None:
+        """``schedule``: the scrub's cycle; ``folders``: the watch folders re-read;
+        ``interval``: seconds between scheduled runs (each reads its share)."""
+        self.schedule = schedule
+        self.folders = folders
+        self.catalog = catalog
+        self.interval = interval
+        self.stop = stop
+
+    def run(self, everything: bool) -> SourceTally:
+        """Re-read each watch folder's share of files (``everything``: all of them)."""
+        tally = SourceTally()
+        for source in self.folders:
+            total = self.catalog.source_bytes(source.name)
+            share = (
+                total
+                if everything
+                else policy.scrub_share(total, self.schedule.scrub_cycle, self.interval)
+            )
+            done = 0
+            for rel, size, mtime_ns, asset in self.catalog.sources_by_age(source.name, 100_000):
+                if done >= share or self.stop.is_set():
+                    break
+                try:
+                    actual, st, st2 = hash_source(source.path, rel)
+                except OSError:  # gone, unreadable, or a link now: the scan says so
+                    continue
+                if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+                    continue  # changed: the reconcile scan takes it again
+                if (st2.st_size, st2.st_mtime_ns) != (size, mtime_ns):
+                    continue  # written while we read: not rot
+                done += size
+                tally.checked += 1
+                corrupt = actual != asset
+                self.catalog.source_checked(source.name, rel, corrupt)
+                if corrupt:
+                    tally.corrupt += 1
+                    log.error(
+                        "source_corrupt",
+                        source=source.name,
+                        path=rel,
+                        asset=asset,
+                        found=actual,
+                        detail="the bytes changed but the size and mtime did not (bit rot?); "
+                        "the backed-up copies are kept, restore this file from them",
+                    )
+        return tally
+
+
+def source_holds(catalog: Catalog, roots: dict[str, Path], sha: str) -> bool:
+    """A source file (of any source in ``roots``) still has the asset's bytes, read
+    again now, not taken from the catalog."""
+    for source, rel, _, _ in catalog.source_paths(sha):
+        if source not in roots:
+            continue
+        try:
+            if hash_source(roots[source], rel)[0] == sha:
+                return True
+        except OSError:  # gone, unreadable, or a link now: not a copy
+            continue
+    return False

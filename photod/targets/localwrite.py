@@ -1,0 +1,214 @@
+"""Writing into a local target (``local.py``) through folder descriptors: a copy
+(``LocalWriter``), and the small files under ``.photod/`` replaced or created
+atomically.  A crash leaves the old file or the new one, never a mix, and at most a
+temporary named ``TEMP_PREFIX…TEMP_SUFFIX`` that the target knows to remove.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import secrets
+from typing import BinaryIO, Protocol
+
+from photod import failpoints
+from photod.errors import ChecksumMismatch, KeyExists, TargetUnavailable
+from photod.models import VerifyMethod
+from photod.targets.base import CHUNK
+
+TEMP_PREFIX = ".photod-"
+TEMP_SUFFIX = ".tmp"
+
+
+def _write_temp(folder: int, name: str, data: bytes, owner: str) -> str:
+    """A temporary beside ``name`` in the folder ``folder``, written and synced."""
+    tmp = f"{TEMP_PREFIX}{owner}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with open(os.open(tmp, flags, 0o644, dir_fd=folder), "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    failpoints.hit("meta_written")
+    return tmp
+
+
+def write_atomic(folder: int, name: str, data: bytes, owner: str = "") -> None:
+    """Temp file in the same directory, fsync, rename over, fsync the directory: the
+    file is either the old one or the new one after a crash, never a mix.  ``folder``
+    is a descriptor opened through no link: nothing is written anywhere else."""
+    os.replace(_write_temp(folder, name, data, owner), name, src_dir_fd=folder, dst_dir_fd=folder)
+    os.fsync(folder)
+
+
+def create_atomic(folder: int, name: str, data: bytes, owner: str = "") -> bool:
+    """Like ``write_atomic``, but only when nothing is at ``name``: link() refuses an
+    existing name, so of two writers exactly one wins.  False when one was there."""
+    if _lexists(folder, name):
+        return False  # the usual case once written: no temporary, no fsync
+    tmp = _write_temp(folder, name, data, owner)
+    at = {"src_dir_fd": folder, "dst_dir_fd": folder}
+    try:
+        os.link(tmp, name, **at, follow_symlinks=False)
+    except FileExistsError:
+        return False
+    except OSError as exc:  # FAT/exFAT have no hard links: check, then rename
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if _lexists(folder, name):
+            return False
+        os.rename(tmp, name, **at)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=folder)
+    os.fsync(folder)
+    return True
+
+
+def _lexists(folder: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+class Folders(Protocol):
+    """What a writer needs of its target (a ``LocalTarget``)."""
+
+    name: str
+
+    def folder(self, rel: str, create: bool = False) -> int: ...
+
+    def error(self, exc: OSError, needed: int = 0) -> TargetUnavailable: ...
+
+
+class LocalWriter:
+    """One copy being written.  Every step goes through file descriptors of folders
+    opened from the target's root (``LocalTarget.folder``), never through paths: a
+    drive unplugged or renamed mid-copy makes the next step fail, and can never make
+    photod recreate the folders on the disk underneath (the empty mount point) and
+    write a "copy" there."""
+
+    def __init__(self, target: Folders, key: str) -> None:
+        self.target = target
+        self.folder_rel = key.rpartition("/")[0]
+        self.temp_name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        self.temp_key = f"{self.folder_rel}/{self.temp_name}" if self.folder_rel else self.temp_name
+        # The temporary is created by the first write, not here: the caller records
+        # ``temp_key`` in the catalog in between, so a crash at any moment leaves no
+        # temporary that the next start does not know to remove.
+        self.f: BinaryIO | None = None
+        self.dir_fd: int | None = None  # the folder the temporary is in
+        self.opened = False
+
+    def _open(self) -> BinaryIO:
+        try:
+            self.dir_fd = self.target.folder(self.folder_rel, create=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            fd = os.open(self.temp_name, flags, 0o644, dir_fd=self.dir_fd)
+        except OSError as exc:
+            self._close_dir()
+            raise self.target.error(exc) from exc
+        self.f = open(fd, "wb", buffering=0)  # noqa: SIM115
+        self.opened = True
+        failpoints.hit("replica_opened")
+        return self.f
+
+    def write(self, data: bytes) -> None:
+        f = self.f if self.opened else self._open()
+        assert f is not None
+        try:
+            f.write(data)
+        except OSError as exc:
+            error = self.target.error(exc, len(data))  # the free space before the clean-up
+            self.abort()
+            raise error from exc
+
+    def commit(
+        self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""
+    ) -> VerifyMethod:
+        if not self.opened:
+            self._open()  # an empty object: nothing was written
+        assert self.dir_fd is not None
+        try:
+            if self.f is not None:
+                fd = self.f.fileno()
+                if mtime_ns is not None:  # on the descriptor: a name could be swapped
+                    os.utime(fd, ns=(mtime_ns, mtime_ns))
+                os.fsync(fd)
+                # Drop the pages we just wrote so the read-back below comes from the
+                # device, not from memory: it proves what is on the disk.
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                written = os.fstat(fd)
+                self.f.close()
+                self.f = None
+                actual = _hash_at(self.dir_fd, self.temp_name, written)
+                if actual != sha256:
+                    self.abort()
+                    raise ChecksumMismatch(f"{self.target.name}:{key}", sha256, actual)
+                failpoints.hit("replica_synced")
+            folder_rel, _, name = key.rpartition("/")
+            final_fd = self.target.folder(folder_rel, create=True)  # may be another folder
+            try:
+                self._publish(final_fd, name, key)
+                os.fsync(final_fd)
+            finally:
+                os.close(final_fd)
+        except OSError as exc:
+            self.abort()
+            raise self.target.error(exc) from exc
+        self._close_dir()
+        return VerifyMethod.READBACK
+
+    def _publish(self, final_fd: int, name: str, key: str) -> None:
+        # link() fails when the name exists, so a replica is never replaced, even by a
+        # race with another writer.  Drives formatted FAT/exFAT have no hard links: there
+        # we check, then rename (the gap is tiny and only photod writes there).
+        where = {"src_dir_fd": self.dir_fd, "dst_dir_fd": final_fd}
+        try:
+            os.link(self.temp_name, name, **where, follow_symlinks=False)
+        except FileExistsError:
+            raise KeyExists(key) from None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            try:
+                os.stat(name, dir_fd=final_fd, follow_symlinks=False)
+                raise KeyExists(key) from None
+            except FileNotFoundError:
+                pass
+            os.rename(self.temp_name, name, **where)
+            return
+        os.unlink(self.temp_name, dir_fd=self.dir_fd)
+
+    def _close_dir(self) -> None:
+        if self.dir_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.dir_fd)
+            self.dir_fd = None
+
+    def abort(self) -> None:
+        if self.f is not None:
+            with contextlib.suppress(OSError):
+                self.f.close()
+            self.f = None
+        if self.dir_fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.temp_name, dir_fd=self.dir_fd)
+        self._close_dir()
+
+
+def _hash_at(dir_fd: int, name: str, written: os.stat_result) -> str:
+    """The SHA-256 of the temporary read back from the disk: the very file written (a
+    name another writer of the folder swapped meanwhile is no proof: a mismatch)."""
+    h = hashlib.sha256()
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    with open(os.open(name, flags, dir_fd=dir_fd), "rb", buffering=0) as f:
+        st = os.fstat(f.fileno())
+        if (st.st_dev, st.st_ino) != (written.st_dev, written.st_ino):
+            return "not the file written"
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()

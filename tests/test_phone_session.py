@@ -1,0 +1,348 @@
+"""A phone's session, case by case, in milliseconds: the phones' thread runs as in the
+daemon, on a real catalog, the real ingest and replication to a local target folder;
+only the phone is in memory (``tests/memphone.py``, reached through the same
+``PhoneLink`` interface as a real one).  Each test asserts what a person would notice:
+the photos in the target folder, byte for byte; the phone's state in `photod status`
+(its record in the catalog); the events in the log."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterator, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from photod import config, staging
+from photod.catalog import Catalog, DeviceRecord
+from photod.devices import DeviceManager
+from photod.fleet import Fleet, build_targets
+from photod.ingest import Ingestor
+from photod.replicate import Replicator
+from photod.targets.records import Installation
+from tests.conftest import make_mov, target_files
+from tests.fakephone import jpeg
+from tests.memphone import MemPhone, MemUsbmux
+
+UDID = "00008110-000A1B2C3D4E5F60"
+Events = list[MutableMapping[str, Any]]
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def wait_until(pred: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.001)
+
+
+class PhoneRig:
+    """photod's phone side on a real pipeline: catalog, ingest, replication to the
+    local target ``lib``, and the phones' thread with in-memory usbmuxd and phones.
+    Retries wait 1 ms instead of seconds."""
+
+    def __init__(self, tmp: Path, external: bool = False) -> None:
+        self.tmp = tmp
+        self.lib = tmp / "lib"
+        media = '\nmedia = "external"' if external else ""
+        text = (
+            '[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n'
+            '[[sources]]\nname = "phones"\ntype = "iphone"\ntimeout = "20ms"\n'
+            f'[[targets]]\nname = "lib"\ntype = "local"\npath = "{self.lib}"{media}\n'
+            f'[daemon]\nstate_dir = "{tmp}/state"\nretry_interval = "1ms"\nretry_max = "1ms"\n'
+            'rescan_interval = "1h"\n'
+        )  # fmt: skip
+        cfg = config.parse(text, tmp / "photod.toml")
+        (tmp / "state").mkdir()
+        self.staging = cfg.source_roots()["phones"]
+        self.catalog = Catalog(tmp / "state" / "catalog.sqlite")
+        stop = threading.Event()
+        me = Installation("1" * 32, "rig")
+        self.fleet = Fleet(self.catalog, build_targets(cfg, stop, me), stop, retry_max=0)
+        self.fleet.refresh("lib")
+        self.replicator = Replicator(
+            self.catalog, self.fleet, cfg.policy.rule(), stop, cfg.source_roots(), 0, 0
+        )
+        ingestor = Ingestor(cfg.ingest, cfg.source_roots(), self.catalog, self.replicator)
+        self.workers = ThreadPoolExecutor(2, thread_name_prefix="ingest")
+        self.mux = MemUsbmux()
+        self.on_bus: dict[str, str] = {}  # the USB bus as sysfs shows it
+        self.phones = DeviceManager(
+            cfg.iphones,
+            cfg.daemon,
+            cfg.source_roots(),
+            tmp / "state" / "pairing",
+            self.catalog,
+            ingestor,
+            self.workers,
+            lambda: bool(self.fleet.available()),  # as the pipeline asks
+            connect=self.mux.connect,
+            watch=self.mux.watch,
+            on_bus=lambda: dict(self.on_bus),
+            retry=0.001,
+        )
+        self.phones.start()
+        self.closed = False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.phones.stop()
+        self.workers.shutdown(wait=True)
+        self.replicator.close()
+        self.catalog.close()
+
+    def record(self) -> DeviceRecord | None:
+        """The phone as `photod status` shows it."""
+        return next((d for d in self.catalog.devices() if d.udid == UDID), None)
+
+    def state(self) -> tuple[str, str] | None:
+        r = self.record()
+        return None if r is None else (r.state, r.detail)
+
+    def on_target(self) -> set[str]:
+        """The SHA-256 of every photo in the target folder."""
+        return set(target_files(self.lib).values()) if self.lib.is_dir() else set()
+
+    def staged(self) -> list[str]:
+        return sorted(p.name for p in self.staging.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def events() -> Iterator[Events]:
+    with capture_logs() as captured:
+        yield captured
+
+
+def named(events: Events, name: str) -> Events:
+    return [e for e in list(events) if e["event"] == name]
+
+
+def photos(tmp: Path, n: int, start: int = 1) -> dict[str, bytes]:
+    """n small, unique, real JPEGs by AFC path."""
+    out = {}
+    for i in range(start, start + n):
+        path = f"/DCIM/100APPLE/IMG_{i:04d}.JPG"
+        out[path] = jpeg(tmp / "roll" / path.lstrip("/"), i).read_bytes()
+    return out
+
+
+def imported(rig: PhoneRig, phone: MemPhone) -> bool:
+    return rig.on_target() == {sha(b) for b in phone.files.values()}
+
+
+@pytest.fixture
+def make_rig(tmp_path: Path) -> Iterator[Callable[..., PhoneRig]]:
+    rigs: list[PhoneRig] = []
+
+    def make(**kw: Any) -> PhoneRig:
+        rigs.append(PhoneRig(tmp_path, **kw))
+        return rigs[-1]
+
+    yield make
+    for rig in rigs:
+        rig.close()
+
+
+def test_untrusted_phone_is_asked_again_and_imports_once_trust_is_tapped(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """A phone that does not trust this computer: 'tap Trust' is said once and shown as
+    its state while photod keeps asking; once Trust is tapped, everything is imported."""
+    rig = make_rig()
+    phone = MemPhone(UDID, photos(tmp_path, 5), name="Anna's iPhone", paired=False)
+    phone.trust = "pending"
+    rig.mux.plug(phone)
+
+    wait_until(lambda: rig.state() == ("untrusted", "unlock the iPhone and tap Trust"), "untrusted")
+    wait_until(lambda: phone.pair_attempts >= 3, "three pairing requests")
+    [told] = named(events, "device_untrusted")
+    assert ("Anna's iPhone", UDID, "unlock the iPhone and tap Trust") == (
+        told["device"], told["udid"], told["action"],
+    )  # fmt: skip
+    assert (set(), {}) == (rig.on_target(), dict(phone.opened))  # nothing read yet
+
+    phone.trust = "trusted"  # the person taps Trust
+    wait_until(lambda: named(events, "device_import_finished"), "the import")
+    wait_until(lambda: rig.state() == ("imported", "everything on the phone is imported"), "state")
+    assert imported(rig, phone)
+    assert 5 == rig.record().last_import["imported"]  # type: ignore[union-attr]
+    assert 1 == len(named(events, "device_untrusted"))
+    rig.phones.stop()  # photod stops, the phone still plugged in
+    assert ("detached", "photod stopped") == rig.state()
+
+
+def test_dont_trust_is_said_once_and_asked_again_only_at_the_next_plug_in(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """Don't Trust: one event and the state that says to plug in again; no retry loop
+    asks the phone again until it is unplugged and plugged in."""
+    rig = make_rig()
+    phone = MemPhone(UDID, photos(tmp_path, 3), paired=False, trust="denied")
+    rig.mux.plug(phone)
+    wait_until(lambda: named(events, "device_pairing_denied"), "Don't Trust said")
+    action = named(events, "device_pairing_denied")[0]["action"]
+    assert "unplug and plug in again" in action
+    wait_until(lambda: rig.state() == ("pairing_denied", action), "its state")
+    attempts, connects = phone.pair_attempts, phone.connects
+    time.sleep(0.05)  # 50 retry intervals
+    assert (attempts, connects) == (phone.pair_attempts, phone.connects)
+
+    rig.mux.unplug(phone)
+    wait_until(lambda: named(events, "device_detached"), "the unplug")
+    phone.trust = "trusted"
+    rig.mux.plug(phone)
+    wait_until(lambda: named(events, "device_import_finished"), "the import")
+    assert imported(rig, phone)
+    assert 1 == len(named(events, "device_pairing_denied"))
+
+
+def test_locked_phone_waits_and_imports_after_unlock(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """A locked phone: 'unlock the iPhone' is said once and shown while photod tries
+    again; after the unlock every photo is imported."""
+    rig = make_rig()
+    phone = MemPhone(UDID, photos(tmp_path, 4), locked=True)
+    rig.mux.plug(phone)
+    wait_until(lambda: rig.state() == ("locked", "unlock the iPhone"), "locked")
+    wait_until(lambda: phone.connects >= 3, "tries again")
+    assert 1 == len(named(events, "device_locked"))
+    assert "info" == named(events, "device_locked")[0]["log_level"]
+    assert set() == rig.on_target()
+
+    phone.locked = False  # the person unlocks it
+    wait_until(lambda: named(events, "device_import_finished"), "the import")
+    assert imported(rig, phone)
+    wait_until(lambda: rig.state() == ("imported", "everything on the phone is imported"), "state")
+
+
+def test_stalled_link_is_reported_and_retried_until_it_answers(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """The link stops answering mid-import: each stall is a warning naming the timeout,
+    the phone shows 'stalled', the import is tried again; once the link answers,
+    everything is imported, nothing half-read left in staging."""
+    rig = make_rig()
+    files = photos(tmp_path, 6)
+    phone = MemPhone(UDID, files, stall_after=sum(len(b) for b in files.values()) // 2)
+    rig.mux.plug(phone)
+    wait_until(lambda: len(named(events, "device_stalled")) >= 2, "two stalls")
+    stalled = named(events, "device_stalled")[0]
+    assert ("warning", "no answer to 'read' within 0.02 s") == (
+        stalled["log_level"], stalled["detail"],
+    )  # fmt: skip
+    assert "try another cable or port" in stalled["action"]
+    wait_until(lambda: (rig.state() or ("",))[0] == "stalled", "the state")
+    assert phone.connects >= 2  # retried
+
+    phone.stall_after = None  # the link answers again
+    wait_until(lambda: named(events, "device_import_finished"), "the import")
+    assert imported(rig, phone)
+    assert [] == rig.staged()
+
+
+def test_unplug_mid_file_leaves_nothing_partial_and_next_plug_in_finishes(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """Unplugged in the middle of a file: the detach says how many files are left;
+    nothing half-read is in staging, the catalog or the target; the next plug-in
+    imports the rest, every file byte for byte."""
+    rig = make_rig()
+    files = photos(tmp_path, 8)
+    phone = MemPhone(UDID, files, cut_after=sum(len(b) for b in files.values()) // 2 + 100)
+    rig.mux.plug(phone)
+    wait_until(lambda: named(events, "device_detached"), "the unplug")
+    gone = named(events, "device_detached")[0]
+    assert gone["unfinished"] >= 1
+    left = gone["unfinished"]
+    wait_until(lambda: rig.state() == ("detached", f"{left} file(s) not imported yet"), "state")
+    assert not [n for n in rig.staged() if n.endswith((".part", ".part.json"))]
+    # A file handed to ingest before the unplug was whole: it lands.  Once it has,
+    # the catalog and the target hold the same whole photos, and not all of them.
+    wait_until(lambda: len(rig.on_target()) == rig.catalog.counts()[0], "the hand-overs")
+    assert rig.on_target() < {sha(b) for b in files.values()}
+
+    rig.mux.plug(phone)
+    wait_until(lambda: named(events, "device_import_finished"), "the import")
+    assert imported(rig, phone)
+    # Only what was left is read again (a file being handed to ingest at the unplug
+    # was whole in staging: it is in by now).
+    assert 0 < named(events, "device_import_started")[-1]["to_read"] <= left
+    assert [] == rig.staged()
+
+
+def test_unplug_mid_movie_resumes_from_its_checkpoint(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """A movie longer than a checkpoint, unplugged past it: the next plug-in seeks to
+    the checkpoint and reads only the rest; the copy on the target is byte-identical."""
+    rig = make_rig()
+    when = datetime(2026, 9, 20, 8, 0, tzinfo=UTC)
+    payload = bytes(range(256)) * ((staging.CHECKPOINT + 4 * 1024**2) // 256)
+    movie = make_mov(tmp_path / "IMG_9001.MOV", when, payload=payload).read_bytes()
+    path = "/DCIM/100APPLE/IMG_9001.MOV"
+    phone = MemPhone(UDID, {path: movie}, cut_after=staging.CHECKPOINT + 2 * 1024**2)
+    rig.mux.plug(phone)
+    wait_until(lambda: named(events, "device_detached"), "the unplug")
+    assert set() == rig.on_target()
+
+    phone.reset_counters()
+    rig.mux.plug(phone)
+    wait_until(lambda: named(events, "device_import_finished"), "the import")
+    [resumed] = named(events, "device_import_resumed")
+    assert (path, staging.CHECKPOINT) == (resumed["path"], resumed["offset"])
+    assert [(path, staging.CHECKPOINT)] == phone.seeks
+    assert len(movie) - staging.CHECKPOINT == phone.bytes_read[path]
+    assert imported(rig, phone)
+    assert [] == rig.staged()
+
+
+def test_phone_with_no_target_waits_and_imports_when_one_is_ready(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """No target can take the files (the external drive is not plugged in): the phone
+    waits, said once, and nothing is read from it; when the drive comes, it imports."""
+    rig = make_rig(external=True)
+    phone = MemPhone(UDID, photos(tmp_path, 4))
+    rig.mux.plug(phone)
+    wait_until(lambda: rig.state() == ("waiting", "no target is available"), "waiting")
+    wait_until(lambda: phone.connects >= 3, "tries again")
+    [waiting] = named(events, "device_waiting")
+    assert "warning" == waiting["log_level"]
+    assert {} == dict(phone.opened)
+
+    rig.lib.mkdir()  # the drive is plugged in
+    rig.fleet.refresh("lib")
+    wait_until(lambda: named(events, "device_import_finished"), "the import")
+    assert imported(rig, phone)
+    assert 1 == len(named(events, "device_waiting"))
+
+
+def test_phone_hidden_by_usbmuxd_until_trust_is_reported_from_the_bus(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """On Linux usbmuxd lists a phone only once it trusts this computer: seen on the
+    USB bus, it is said (once) to wait for Trust; once usbmuxd lists it, it imports."""
+    rig = make_rig()
+    rig.on_bus[UDID.replace("-", "")] = "iPhone"
+    wait_until(lambda: rig.state() == ("untrusted", "unlock the iPhone and tap Trust"), "told")
+    time.sleep(0.02)  # 20 looks at the bus
+    assert 1 == len(named(events, "device_untrusted"))
+
+    phone = MemPhone(UDID, photos(tmp_path, 2))
+    rig.mux.plug(phone)  # Trust tapped: usbmuxd lists the phone
+    wait_until(lambda: named(events, "device_import_finished"), "the import")
+    assert imported(rig, phone)
+    assert 1 == len(named(events, "device_untrusted"))
