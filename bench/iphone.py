@@ -1,7 +1,8 @@
 """iPhone import benchmark: photod against pymobiledevice3's own `afc pull`, through
 the same fake phone (tests/fakephone.py: usbmux, lockdownd and AFC on a local socket).
 
-    python bench/iphone.py [--gb 2] [--small 5000] [--replug 20000] [--workdir DIR]
+    python bench/iphone.py [--gb 2] [--small 5000] [--replug 20000] [--library 20000]
+                           [--workdir DIR]
 
 Three phones, each imported by a real `photod run` process (one local target):
 
@@ -12,6 +13,11 @@ Three phones, each imported by a real `photod run` process (one local target):
           stage, ingest, copy, verify).
   replug  --replug tiny files, imported, unplugged and plugged in again: the time
           from plug-in to "import finished" when nothing is new.
+  library --library assets in 500 albums (tests/photoslib.py, iOS 18's schema; 70 %
+          of the originals on the phone as tiny files, the rest only in iCloud): the
+          first read, and what the library adds to a re-plug when nothing changed
+          (goal: under 5 s), beside `pymobiledevice3 afc pull /PhotoData` of the same
+          database files.
 
 Real phones give 15-40 MB/s; the goal is that photod is never the bottleneck: at least
 200 MB/s through the fixture, and a re-plug of an unchanged 20,000-file phone in under
@@ -35,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.report import result  # noqa: E402
+from tests import photoslib  # noqa: E402
 from tests.fakephone import FakePhone, FakeUsbmuxd  # noqa: E402
 
 SAMPLE_JPEG = ROOT.parent / "shared" / "samples" / "jpg_Canon_40D.jpg"
@@ -190,12 +197,12 @@ PYMOBILEDEVICE3 = (
 )
 
 
-def afc_pull(work: Path, sock: Path) -> float:
+def afc_pull(work: Path, sock: Path, top: str = "/DCIM") -> float:
     out = fresh(work / "pulled")
     env = {**os.environ, "USBMUXD_SOCKET_ADDRESS": str(sock), "HOME": str(work)}
     started = time.monotonic()
     subprocess.run(
-        [PYMOBILEDEVICE3, "afc", "pull", "/DCIM", str(out)],
+        [PYMOBILEDEVICE3, "afc", "pull", top, str(out)],
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,
@@ -217,90 +224,137 @@ def bare_read(work: Path, sock: Path) -> float:
     return float(out[1])
 
 
+def library(work: Path, mux: FakeUsbmuxd, count: int) -> None:
+    media = work / "phone-library"
+    photos, albums = photoslib.sample(count, 500)
+    for p in photos:
+        if p.local:
+            path = media / p.directory / p.filename
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(p.uuid.encode() * 20)
+    built = time.monotonic()
+    db = photoslib.build(media, "18", photos, albums, wal_only=500)
+    built = time.monotonic() - built
+    size = sum(Path(f"{db}{s}").stat().st_size for s in ("", "-wal", "-shm"))
+    phone = FakePhone(UDID, media, name="Bench iPhone", paired_hosts={f"HOST-{UDID}"})
+    mux.plug(phone)
+    pull = afc_pull(work, mux.socket_path, "/PhotoData")
+    mux.unplug(phone)
+    _, daemon = photod_import(work, mux, phone, "library")
+    first = wait_event(daemon.home, "device_library_read")[0]
+    mux.unplug(phone)
+    wait_event(daemon.home, "device_detached")
+    plugged = time.time()
+    mux.plug(phone)
+    finished = wait_event(daemon.home, "device_import_finished", count=2)[1]
+    unchanged = wait_event(daemon.home, "device_library_unchanged")[0]
+    daemon.stop()
+    added = float(unchanged["duration"])  # its copy and compare, inside the import
+    print(f"\nlibrary: {count} assets, {len(albums)} albums, database {size / 1e6:.1f} MB "
+          f"(built in {built:.1f} s)")  # fmt: skip
+    print(f"  pymobiledevice3 afc pull /PhotoData   {pull:7.2f} s")
+    print(f"  first read (copy, read, catalog)      {first['duration']:7.2f} s")
+    print(f"  re-plug: plug -> import finished       {ts(finished) - plugged:7.2f} s")
+    print(f"  re-plug: of which the library          {added:7.2f} s  (copy and compare)")
+    result("iphone", f"library of {count:,} assets, 500 albums: first read",
+           float(first["duration"]), pull, "pymobiledevice3 afc pull /PhotoData")  # fmt: skip
+    result("iphone", f"library of {count:,} assets: added to an unchanged re-plug", added,
+           pull, "pymobiledevice3 afc pull /PhotoData", goal="< 5 s", met=added < 5)  # fmt: skip
+    shutil.rmtree(media)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--gb", type=float, default=2.0)
     ap.add_argument("--small", type=int, default=5000)
     ap.add_argument("--replug", type=int, default=20000)
+    ap.add_argument("--library", type=int, default=20000)
     ap.add_argument("--workdir", default="/tmp/photod-bench-iphone")
     args = ap.parse_args()
     work = fresh(Path(args.workdir))
     print(f"# {platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} cores")
     print(f"# workdir {work}")
 
-    # -- big: throughput -------------------------------------------------------------
-    movies = max(1, round(args.gb * 1024**3 / (250 * 1024**2)))
-    media = work / "phone-big"
-    size = build(media, "movie", movies, 250 * 1024**2)
     mux = FakeUsbmuxd(work / "usbmuxd.sock")
     mux.start()
     try:
-        phone = FakePhone(UDID, media, name="Bench iPhone", paired_hosts={f"HOST-{UDID}"})
-        mux.plug(phone)
-        ceiling = bare_read(work, mux.socket_path)
-        pull = afc_pull(work, mux.socket_path)
-        mux.unplug(phone)
-        took, daemon = photod_import(work, mux, phone, "big")
-        mux.unplug(phone)
-        daemon.stop()
-        mb = size / 1e6
-        print(f"\nbig: {movies} movies, {mb:.0f} MB")
-        print(f"  bare AFC read loop (fixture ceiling) {ceiling:7.2f} s  {mb / ceiling:6.0f} MB/s")
-        print(f"  pymobiledevice3 afc pull             {pull:7.2f} s  {mb / pull:6.0f} MB/s")
-        print(f"  photod import (plug -> finished)     {took:7.2f} s  {mb / took:6.0f} MB/s")
-        print(f"  photod / afc pull: {took / pull:.2f}   photod / ceiling: {took / ceiling:.2f}")
-        result("iphone", f"import {mb:,.0f} MB of movies", took, pull,
-               "pymobiledevice3 afc pull", goal=">= 200 MB/s", met=mb / took >= 200)  # fmt: skip
-        shutil.rmtree(media)
-
-        # -- small: per-file overhead --------------------------------------------------
-        if not args.small:
-            return
-        media = work / "phone-small"
-        size = build(media, "photo", args.small, 50_000)
-        phone = FakePhone(UDID, media, name="Bench iPhone", paired_hosts={f"HOST-{UDID}"})
-        mux.plug(phone)
-        pull = afc_pull(work, mux.socket_path)
-        mux.unplug(phone)
-        took, daemon = photod_import(work, mux, phone, "small")
-        mux.unplug(phone)
-        daemon.stop()
-        print(f"\nsmall: {args.small} files, {size / 1e6:.0f} MB")
-        print(
-            f"  pymobiledevice3 afc pull   {pull:7.2f} s  {pull / args.small * 1000:6.2f} ms/file"
-        )
-        print(
-            f"  photod import              {took:7.2f} s  {took / args.small * 1000:6.2f} ms/file"
-        )
-        print(f"  photod / afc pull: {took / pull:.2f}")
-        result("iphone", f"import {args.small:,} small files", took, pull,
-               "pymobiledevice3 afc pull")  # fmt: skip
-        shutil.rmtree(media)
-
-        # -- replug: nothing new ---------------------------------------------------------
-        if not args.replug:
-            return
-        media = work / "phone-replug"
-        build(media, "photo", args.replug, 2_000)
-        phone = FakePhone(UDID, media, name="Bench iPhone", paired_hosts={f"HOST-{UDID}"})
-        first, daemon = photod_import(work, mux, phone, "replug")
-        mux.unplug(phone)
-        wait_event(daemon.home, "device_detached")
-        phone.reset_counters()
-        plugged = time.time()
-        mux.plug(phone)
-        again = wait_event(daemon.home, "device_import_finished", count=2)[1]
-        replug = ts(again) - plugged
-        daemon.stop()
-        print(f"\nreplug: {args.replug} files")
-        print(f"  first import               {first:7.2f} s")
-        print(
-            f"  re-plug, nothing new       {replug:7.2f} s  (files opened: {sum(phone.opened.values())})"
-        )
-        result("iphone", f"re-plug of an unchanged {args.replug:,}-file phone", replug, None,
-               "", goal="< 10 s", met=replug < 10)  # fmt: skip
+        if args.gb:
+            big(work, mux, args.gb)
+        if args.small:
+            small(work, mux, args.small)
+        if args.replug:
+            replug(work, mux, args.replug)
+        if args.library:
+            library(work, mux, args.library)
     finally:
         mux.close()
+
+
+def big(work: Path, mux: FakeUsbmuxd, gb: float) -> None:
+    """Throughput: ``gb`` GB of 250 MB movies, beside the fixture's ceiling."""
+    movies = max(1, round(gb * 1024**3 / (250 * 1024**2)))
+    media = work / "phone-big"
+    size = build(media, "movie", movies, 250 * 1024**2)
+    phone = FakePhone(UDID, media, name="Bench iPhone", paired_hosts={f"HOST-{UDID}"})
+    mux.plug(phone)
+    ceiling = bare_read(work, mux.socket_path)
+    pull = afc_pull(work, mux.socket_path)
+    mux.unplug(phone)
+    took, daemon = photod_import(work, mux, phone, "big")
+    mux.unplug(phone)
+    daemon.stop()
+    mb = size / 1e6
+    print(f"\nbig: {movies} movies, {mb:.0f} MB")
+    print(f"  bare AFC read loop (fixture ceiling) {ceiling:7.2f} s  {mb / ceiling:6.0f} MB/s")
+    print(f"  pymobiledevice3 afc pull             {pull:7.2f} s  {mb / pull:6.0f} MB/s")
+    print(f"  photod import (plug -> finished)     {took:7.2f} s  {mb / took:6.0f} MB/s")
+    print(f"  photod / afc pull: {took / pull:.2f}   photod / ceiling: {took / ceiling:.2f}")
+    result("iphone", f"import {mb:,.0f} MB of movies", took, pull,
+           "pymobiledevice3 afc pull", goal=">= 200 MB/s", met=mb / took >= 200)  # fmt: skip
+    shutil.rmtree(media)
+
+
+def small(work: Path, mux: FakeUsbmuxd, count: int) -> None:
+    """Per-file overhead: ``count`` files of about 50 KB."""
+    media = work / "phone-small"
+    size = build(media, "photo", count, 50_000)
+    phone = FakePhone(UDID, media, name="Bench iPhone", paired_hosts={f"HOST-{UDID}"})
+    mux.plug(phone)
+    pull = afc_pull(work, mux.socket_path)
+    mux.unplug(phone)
+    took, daemon = photod_import(work, mux, phone, "small")
+    mux.unplug(phone)
+    daemon.stop()
+    print(f"\nsmall: {count} files, {size / 1e6:.0f} MB")
+    print(f"  pymobiledevice3 afc pull   {pull:7.2f} s  {pull / count * 1000:6.2f} ms/file")
+    print(f"  photod import              {took:7.2f} s  {took / count * 1000:6.2f} ms/file")
+    print(f"  photod / afc pull: {took / pull:.2f}")
+    result("iphone", f"import {count:,} small files", took, pull, "pymobiledevice3 afc pull")
+    shutil.rmtree(media)
+
+
+def replug(work: Path, mux: FakeUsbmuxd, count: int) -> None:
+    """Nothing new: plug-in to "import finished" for an unchanged phone."""
+    media = work / "phone-replug"
+    build(media, "photo", count, 2_000)
+    phone = FakePhone(UDID, media, name="Bench iPhone", paired_hosts={f"HOST-{UDID}"})
+    first, daemon = photod_import(work, mux, phone, "replug")
+    mux.unplug(phone)
+    wait_event(daemon.home, "device_detached")
+    phone.reset_counters()
+    plugged = time.time()
+    mux.plug(phone)
+    again = wait_event(daemon.home, "device_import_finished", count=2)[1]
+    took = ts(again) - plugged
+    daemon.stop()
+    print(f"\nreplug: {count} files")
+    print(f"  first import               {first:7.2f} s")
+    print(
+        f"  re-plug, nothing new       {took:7.2f} s  (files opened: {sum(phone.opened.values())})"
+    )
+    result("iphone", f"re-plug of an unchanged {count:,}-file phone", took, None,
+           "", goal="< 10 s", met=took < 10)  # fmt: skip
+    shutil.rmtree(media)
 
 
 if __name__ == "__main__":

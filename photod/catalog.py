@@ -23,7 +23,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -213,6 +213,53 @@ MIGRATIONS: list[str] = [
     CREATE INDEX shared_entries_asset ON shared_entries(target, asset);
     CREATE INDEX shared_entries_segment ON shared_entries(target, segment);
     ALTER TABLE replicas ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    """,
+    # v8: the phones' libraries (``library.py``).  ``libraries``: each phone's last read
+    # library (the digest of its database copy: an equal one is not read again);
+    # ``library_assets``: each asset's facts (JSON) and the digest of its sidecar;
+    # ``library_files``: which asset each file on the phone belongs to (``asset``: its
+    # SHA-256 once known, kept through a catalog rebuild); ``library_albums``; and
+    # ``sidecars``: which sidecar each target holds beside an original.
+    """
+    CREATE TABLE libraries (
+        udid TEXT PRIMARY KEY,
+        digest TEXT NOT NULL,
+        schema TEXT NOT NULL,
+        read_at TEXT NOT NULL,
+        in_icloud INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE library_assets (
+        udid TEXT NOT NULL,
+        uuid TEXT NOT NULL,
+        path TEXT NOT NULL,
+        local INTEGER NOT NULL,
+        facts TEXT NOT NULL,
+        sidecar TEXT NOT NULL,
+        PRIMARY KEY (udid, uuid)
+    ) WITHOUT ROWID;
+    CREATE TABLE library_files (
+        udid TEXT NOT NULL,
+        path TEXT NOT NULL,
+        uuid TEXT NOT NULL,
+        asset TEXT,
+        PRIMARY KEY (udid, path)
+    ) WITHOUT ROWID;
+    CREATE INDEX library_files_uuid ON library_files(udid, uuid);
+    CREATE TABLE library_albums (
+        udid TEXT NOT NULL,
+        uuid TEXT NOT NULL,
+        path TEXT NOT NULL,
+        trashed INTEGER NOT NULL,
+        assets TEXT NOT NULL,
+        PRIMARY KEY (udid, uuid)
+    ) WITHOUT ROWID;
+    CREATE TABLE sidecars (
+        asset TEXT NOT NULL,
+        target TEXT NOT NULL,
+        relpath TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        PRIMARY KEY (asset, target)
+    ) WITHOUT ROWID;
     """,
 ]
 
@@ -1299,6 +1346,146 @@ class Catalog:
                 (udid,),
             ).fetchall()
         return [(DeviceFile(r[0], r[1], _unns(r[2]), r[3]), r[4], r[5], r[6]) for r in rows]
+
+    # -- the phones' libraries ----------------------------------------------------------
+
+    def library_digest(self, udid: str) -> str | None:
+        """The digest of the library last read from this phone (None: never read)."""
+        with self._lock:
+            row = self._db.execute("SELECT digest FROM libraries WHERE udid=?", (udid,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def save_library(self, udid: str, rows: LibraryRows) -> None:
+        """Replace what is known of one phone's library, in one transaction."""
+        in_icloud = sum(1 for a in rows.assets if not a[2])
+        with self._tx() as db:
+            for table in ("library_assets", "library_files", "library_albums"):
+                db.execute(f"DELETE FROM {table} WHERE udid=?", (udid,))
+            db.execute(
+                "INSERT OR REPLACE INTO libraries VALUES (?,?,?,?,?)",
+                (udid, rows.digest, rows.schema, now_iso(), in_icloud),
+            )
+            db.executemany(
+                "INSERT INTO library_assets VALUES (?,?,?,?,?,?)",
+                ((udid, u, p, int(loc), f, s) for u, p, loc, f, s in rows.assets),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO library_files VALUES (?,?,?,?)",
+                ((udid, p, u, a) for p, u, a in rows.files),
+            )
+            db.executemany(
+                "INSERT INTO library_albums VALUES (?,?,?,?,?)",
+                ((udid, u, p, int(t), a) for u, p, t, a in rows.albums),
+            )
+
+    def library(self, udid: str) -> LibraryRows | None:
+        """One phone's library as saved, each file's asset filled in from the phone's
+        listing where the import has done it since."""
+        with self._lock:
+            head = self._db.execute(
+                "SELECT digest, schema FROM libraries WHERE udid=?", (udid,)
+            ).fetchone()
+            if head is None:
+                return None
+            assets = self._db.execute(
+                "SELECT uuid, path, local, facts, sidecar FROM library_assets WHERE udid=?"
+                " ORDER BY uuid",
+                (udid,),
+            ).fetchall()
+            files = self._db.execute(
+                "SELECT l.path, l.uuid, coalesce(l.asset, d.asset) FROM library_files l"
+                " LEFT JOIN device_files d ON d.udid = l.udid AND d.path = l.path"
+                " WHERE l.udid=? ORDER BY l.path",
+                (udid,),
+            ).fetchall()
+            albums = self._db.execute(
+                "SELECT uuid, path, trashed, assets FROM library_albums WHERE udid=? ORDER BY path",
+                (udid,),
+            ).fetchall()
+        return LibraryRows(
+            head[0],
+            head[1],
+            [(r[0], r[1], bool(r[2]), r[3], r[4]) for r in assets],
+            [(r[0], r[1], r[2]) for r in files],
+            [(r[0], r[1], bool(r[2]), r[3]) for r in albums],
+        )
+
+    def libraries(self) -> list[str]:
+        """The phones whose library photod has read."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT udid FROM libraries ORDER BY udid")]
+
+    def in_icloud_only(self, udid: str) -> list[tuple[str, str, str]]:
+        """The library's photos whose original photod does not have because the phone
+        holds it in iCloud only: (uuid, original path, facts JSON).  One the import got
+        after all (downloaded since) is not among them."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT a.uuid, a.path, a.facts FROM library_assets a"
+                " LEFT JOIN library_files l ON l.udid = a.udid AND l.path = a.path"
+                " LEFT JOIN device_files d ON d.udid = a.udid AND d.path = a.path"
+                " WHERE a.udid=? AND a.local = 0"
+                " AND coalesce(l.asset, d.asset) IS NULL ORDER BY a.path",
+                (udid,),
+            ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def sidecars_due(self, target: str) -> list[tuple[str, str, str, str, str]]:
+        """The sidecars ``target`` lacks or holds out of date, beside the originals it
+        holds verified: (asset, relpath, facts JSON, sidecar digest, phone's name)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT f.asset, r.relpath, a.facts, a.sidecar, coalesce(v.name, '')"
+                " FROM library_assets a"
+                " JOIN (SELECT l.udid, l.path, coalesce(l.asset, d.asset) AS asset"
+                "       FROM library_files l LEFT JOIN device_files d"
+                "       ON d.udid = l.udid AND d.path = l.path) f"
+                "   ON f.udid = a.udid AND f.path = a.path AND f.asset IS NOT NULL"
+                " JOIN replicas r ON r.asset = f.asset AND r.target = ? AND r.state = 'verified'"
+                " LEFT JOIN sidecars s ON s.asset = f.asset AND s.target = r.target"
+                " LEFT JOIN devices v ON v.udid = a.udid"
+                " WHERE s.digest IS NULL OR s.digest != a.sidecar OR s.relpath != r.relpath"
+                " GROUP BY f.asset",
+                (target,),
+            ).fetchall()
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def held_by_asset(self, assets: Iterable[str]) -> dict[str, str]:
+        """The targets holding each asset verified (NUL-separated), for these assets."""
+        wanted = set(assets)
+        with self._lock:
+            rows = self._db.execute("SELECT sha256, held FROM assets").fetchall()
+        return {r[0]: r[1] for r in rows if r[0] in wanted}
+
+    def sidecar_written(self, asset: str, target: str, relpath: str, digest: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO sidecars VALUES (?,?,?,?)", (asset, target, relpath, digest)
+            )
+
+    def sidecar_of(self, asset: str) -> tuple[str, str] | None:
+        """(facts JSON, phone's name) of the library asset whose original is ``asset``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT a.facts, coalesce(v.name, '') FROM library_files l"
+                " LEFT JOIN device_files d ON d.udid = l.udid AND d.path = l.path"
+                " JOIN library_assets a ON a.udid = l.udid AND a.path = l.path"
+                " LEFT JOIN devices v ON v.udid = l.udid"
+                " WHERE coalesce(l.asset, d.asset) = ? LIMIT 1",
+                (asset,),
+            ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+
+@dataclass(frozen=True)
+class LibraryRows:
+    """One phone's library as the catalog keeps it (see migration v8)."""
+
+    digest: str
+    schema: str
+    assets: list[tuple[str, str, bool, str, str]]  # uuid, path, local, facts JSON, sidecar digest
+    files: list[tuple[str, str, str | None]]  # path, uuid, asset SHA-256 (None: not yet known)
+    albums: list[tuple[str, str, bool, str]]  # uuid, path JSON, trashed, asset uuids JSON
 
 
 def check_file(path: Path) -> tuple[str, int]:

@@ -14,6 +14,7 @@ from typing import Any
 from photod import __version__
 from photod import config as configmod
 from photod.errors import CatalogUntrusted, ConfigError, PhotodError
+from photod.progress import Bar
 
 
 def _config_path(args: argparse.Namespace) -> Path:
@@ -47,7 +48,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from photod import status
+    from photod import phonestatus, status
 
     # cached: while the file is unchanged, its schema check is the one kept in the state
     # dir (``configcache``): a question asked often starts faster.
@@ -62,15 +63,34 @@ def cmd_status(args: argparse.Namespace) -> int:
         if live and live.get("ok"):
             status.merge_live(report, live)
     if args.device:
-        device = status.find_device(report, args.device)
+        device = phonestatus.find_device(report, args.device)
         if device is None:
             known = ", ".join(repr(d["name"]) for d in report["devices"]) or "none yet"
             print(f"photod: no phone named {args.device!r}; known phones: {known}", file=sys.stderr)
             return 1
-        print(json.dumps(device, indent=2) if args.json else status.render_device(device))
+        print(json.dumps(device, indent=2) if args.json else phonestatus.render_device(device))
         return 0
     print(json.dumps(report, indent=2) if args.json else status.render(report))
     return CATALOG_UNTRUSTED if report["catalog_problem"] else 0
+
+
+def cmd_albums(args: argparse.Namespace) -> int:
+    from photod.albums import albums, render
+    from photod.catalog import CATALOG_NAME, Catalog
+
+    cfg = configmod.load(_config_path(args), cached=True)
+    db = cfg.state_dir / CATALOG_NAME
+    if not db.exists():
+        print(f"photod: no catalog at {db} yet", file=sys.stderr)
+        return 1
+    catalog = Catalog(db, readonly=True)
+    try:
+        found = albums(catalog, cfg.policy.rule(), cfg.target_infos(), args.device)
+    finally:
+        catalog.close()
+    text, code = render(found, args.device, args.json)
+    print(text)
+    return code
 
 
 CATALOG_UNTRUSTED = 65  # EX_DATAERR: photod does not act on its catalog (status says why)
@@ -96,51 +116,6 @@ def cmd_logs(args: argparse.Namespace) -> int:
     for raw, event in logs.read_events(cfg.log_dir, only=only):
         print(raw if args.json else logs.render(event))
     return 0
-
-
-class _Bar:
-    """A rich progress bar on a terminal, nothing otherwise (a pipe, a log, cron)."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.progress: Any = None
-        self.task: Any = None
-
-    def __enter__(self) -> _Bar:
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
-
-            self.progress = Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self.progress.start()
-            self.task = self.progress.add_task(self.label, total=None)
-        return self
-
-    def total(self, n: int) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, total=n)
-
-    def advance(self, n: int) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, advance=n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
 
 
 def _ask(cfg: configmod.Config, request: dict[str, Any]) -> dict[str, Any] | None:
@@ -193,7 +168,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     answer = _ask(cfg, {"cmd": "verify", "target": args.target, "all": args.all})
     if answer is not None:  # the daemon scrubs; two processes healing at once would race
         return _tell(answer, "")
-    with _Bar("verifying") as bar:
+    with Bar("verifying") as bar:
         report = standalone.verify(cfg, args.target, args.all, bar.total, bar.advance)
     for name, t in report.targets.items():
         if t.skipped:
@@ -236,10 +211,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     logs.setup(None, console=True, level=logging.WARNING)  # failures only; the summary below
     dest = Path(args.dest).expanduser()
     try:
-        with _Bar("restoring") as bar:
+        with Bar("restoring") as bar:
             report = standalone.restore(
-                cfg, dest, args.target, args.since, args.until, args.match, bar.total, bar.advance
-            )
+                cfg, dest, args.target, args.since, args.until, args.match, bar.total,
+                bar.advance, args.album,
+            )  # fmt: skip
     except FileNotFoundError as exc:
         print(
             f"photod: no catalog at {exc}; rebuild it first: photod catalog rebuild --from TARGET",
@@ -402,6 +378,11 @@ def parser() -> argparse.ArgumentParser:
     )
     status.set_defaults(func=cmd_status)
 
+    albums = sub.add_parser("albums", help="the phones' albums: photos in each, how many protected")
+    albums.add_argument("--device", metavar="NAME", help="one phone (name or UDID)")
+    albums.add_argument("--json", action="store_true", help="one JSON list")
+    albums.set_defaults(func=cmd_albums)
+
     backup = sub.add_parser("backup", help="ask the daemon to scan and copy now")
     backup.add_argument("--now", action="store_true", required=True, help="now (required)")
     backup.set_defaults(func=cmd_control, control="backup")
@@ -429,6 +410,9 @@ def parser() -> argparse.ArgumentParser:
     restore.add_argument("--since", type=_date, metavar="DATE", help="taken on or after")
     restore.add_argument("--until", type=_date, metavar="DATE", help="taken on or before")
     restore.add_argument("--match", metavar="GLOB", help="path or name, e.g. '2024/*' '*.HEIC'")
+    restore.add_argument(
+        "--album", metavar="NAME", help="one album of a phone ('Trips/Rome' or its title)"
+    )
     restore.set_defaults(func=cmd_restore)
 
     drill = sub.add_parser("drill", help="restore a random sample from each target and check it")

@@ -133,6 +133,9 @@ class IPhoneSource(_Strict):
     udids: list[Annotated[str, Field(pattern=UDID_PATTERN)]] = Field(default_factory=list)
     # Also import the rendered edits (PhotoData/Mutations), beside their originals.
     include_edits: bool = Field(False, strict=True)
+    # Read the phone's Photos library at each import (albums, favourites, captions,
+    # people, originals only in iCloud) and keep it beside the files as XMP sidecars.
+    library: bool = Field(True, strict=True)
     # Longest wait for one answer from the phone before the link counts as stalled.
     timeout: Duration = 30.0
 

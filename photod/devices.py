@@ -52,12 +52,14 @@ class DeviceManager:
         watch: Watch | None = None,
         on_bus: Callable[[], dict[str, str]] = usb.apple_phones,
         retry: float = RETRY,
+        imported: Callable[[], None] = lambda: None,
     ) -> None:
         """``timing``: the retry and rescan intervals; ``roots``: where each phone's
         files are staged; ``pair_dir``: where pairing records are kept.  ``connect``
         and ``watch``: how phones are reached and followed (default: usbmuxd);
         ``on_bus``: the Apple phones on the USB bus (serial -> product); ``retry``:
-        seconds between tries while waiting for Trust, an unlock or a target."""
+        seconds between tries while waiting for Trust, an unlock or a target;
+        ``imported``: called after each import."""
         self.sources = sources
         self.pair_dir = pair_dir
         self._watch_phones = watch
@@ -76,7 +78,7 @@ class DeviceManager:
         # catalog busy with a long write must not stall every phone's session.
         self.lane = CatalogLane(catalog)
         self.records = PhoneRecords(self.lane)
-        self.importer = PhoneImport(self.lane, ingestor, workers, roots, self.records.set)
+        self.importer = PhoneImport(self.lane, ingestor, workers, roots, self.records.set, imported)
         self._context = SessionContext(
             connect=connect or _usbmuxd_connect,
             pair_dir=pair_dir,

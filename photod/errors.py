@@ -14,6 +14,7 @@
     ├── CatalogUntrusted        exit 65: the catalog disagrees with the targets (missing,
     │                           older, another computer's); photod does not act on it
     ├── StateDirFull            transient: no room left in the state dir for the catalog
+    ├── LibraryUnreadable       exit 65: a copy of the phone's Photos database makes no sense
     └── TargetUnavailable       transient: the target is missing, foreign, read-only, offline
         ├── LinkInTarget        a folder inside the target is a link: it waits for a folder
         └── TargetFull          transient: no space left; carries the bytes needed
@@ -208,3 +209,15 @@ class FileUnreadable(DeviceProblem):
         "the original is not on the phone: turn on Settings > Photos > "
         "'Download and Keep Originals', wait for the download, then plug in again"
     )
+
+
+class LibraryUnreadable(PhotodError):
+    """A copy of the phone's ``Photos.sqlite`` cannot be read as a Photos library (not
+    SQLite, damaged, a shape photod does not know); ``reason`` says why in one line."""
+
+    exit_code = 65  # EX_DATAERR: the input is not what it should be
+
+    def __init__(self, db: object, reason: str) -> None:
+        self.db = db
+        self.reason = " ".join(reason.split())  # one line, whatever SQLite said
+        super().__init__(f"cannot read the phone's Photos library {db}: {self.reason}")

@@ -359,12 +359,13 @@ class Ingestor:
         """The still beside a movie or sidecar (``media.lead_of``, the rule a phone's
         listing follows too)."""
         stem = stem_of(path.name)
+        stems = {stem, stem_of(stem)}  # IMG_0001.HEIC.xmp belongs with IMG_0001.HEIC
         try:
             with os.scandir(path.parent) as it:
                 same = [
                     e.name
                     for e in it
-                    if stem_of(e.name) == stem and e.is_file(follow_symlinks=False)
+                    if stem_of(e.name) in stems and e.is_file(follow_symlinks=False)
                 ]
         except OSError:
             return None

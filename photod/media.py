@@ -211,4 +211,9 @@ def lead_of(name: str, stills: Mapping[str, str]) -> str | None:
     if is_still(name):
         return None
     lead = stills.get(stem_of(name))
+    if lead is None and name.lower().endswith(".xmp"):
+        # IMG_0001.HEIC.xmp: how Photos' and osxphotos' exports name a sidecar.
+        inner = name[: -len(".xmp")]
+        lead = stills.get(stem_of(inner))
+        lead = lead if lead is not None and lead.lower() == inner.lower() else None
     return lead if lead != name else None

@@ -82,6 +82,11 @@ def message_for(event: dict[str, Any]) -> Message | None:
         return Message("import", f"photod: import from {device} finished",
                        f"{event.get('imported', 0)} new, {event.get('skipped_known', 0)} already "
                        f"backed up, {event.get('failed', 0)} failed")  # fmt: skip
+    if name == "device_originals_in_icloud" and event.get("grew"):
+        return Message("icloud", f"photod: {event.get('count', 0)} photos on {device} are only in iCloud",
+                       "their originals are not on the phone, so photod cannot back them up: "
+                       "Settings > Photos > Download and Keep Originals, then plug the phone "
+                       "in again")  # fmt: skip
     if name == "device_untrusted":
         return Message("trust", f"photod: unlock {device} and tap Trust",
                        "the phone waits for you to trust this computer before photod can "

@@ -32,6 +32,7 @@ from photod.errors import DeviceProblem, FileUnreadable, Stopping
 from photod.ingest import Ingestor
 from photod.logs import log
 from photod.models import IngestResult
+from photod.phonelib import PhoneLibraryStep
 from photod.phonerecords import CatalogLane
 from photod.sources.phone import PhoneFile, PhoneLink
 
@@ -72,8 +73,13 @@ class PhoneImport:
         workers: Executor,
         roots: dict[str, Path],
         set_state: SetState,
+        imported: Callable[[], None] = lambda: None,
     ) -> None:
-        """``lane``: the catalog, from the loop; ``set_state``: the phone's record."""
+        """``lane``: the catalog, from the loop; ``set_state``: the phone's record;
+        ``imported``: called after each import (the catch-up then takes the library's
+        sidecars to the targets)."""
+        self.library = PhoneLibraryStep(lane)
+        self.imported = imported
         self.db = lane.call  # every catalog call made on the loop
         self.catalog = lane.catalog  # for the ingest workers' bookkeeping, off the loop
         self.ingestor = ingestor
@@ -126,6 +132,10 @@ class PhoneImport:
                     raise asyncio.CancelledError() from None
                 raise _leaf(group_error) from None
         await self.db(self._tidy, source.name, udid, {f.path for f in listing})
+        if source.library:  # after the files: they never wait on the library
+            await self.library.read(link, self.roots[source.name] / udid, (f.path for f in listed))
+            await self.library.count_icloud(link)
+        self.imported()
         rate, _ = progress.eta()
         counts = {
             "on_phone": len(listing),

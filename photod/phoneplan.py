@@ -9,9 +9,11 @@ with one finds it already there.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
-from photod.media import is_still, lead_of, still_index
+from photod.library import LibraryAsset
+from photod.media import is_still, lead_of, stem_of, still_index
 
 MUTATIONS = "/PhotoData/Mutations"
 
@@ -55,3 +57,37 @@ def order(path: str) -> tuple[int, str]:
     if path.startswith(MUTATIONS):
         return 2, path
     return (0 if is_still(path.rpartition("/")[2]) else 1), path
+
+
+_NUMBERED = re.compile(r"([a-z]+_)(\d+)")
+
+
+def by_identity(assets: Iterable[LibraryAsset], paths: Iterable[str]) -> dict[str, str]:
+    """Which library asset (UUID) each file on the phone belongs to: its original, as
+    the database names it, and what the phone keeps with it by its own naming: the
+    movie and ``.AAE`` of the same stem, the ``IMG_E0001`` edit and ``IMG_O0001``
+    adjustments of the same number, the renders under ``Mutations/…/IMG_0001/``.
+    Files of no asset are left out (the name rules of ``lead`` still pair them)."""
+    owner: dict[tuple[str, str], str] = {}  # (folder, stem), lower case -> UUID
+    for a in assets:
+        folder = "/" + a.directory.strip("/").lower()
+        stem = stem_of(a.filename)
+        owner.setdefault((folder, stem), a.uuid)
+        numbered = _NUMBERED.fullmatch(stem)
+        if numbered:
+            for tag in ("e", "o"):
+                owner.setdefault((folder, f"{numbered[1]}{tag}{numbered[2]}"), a.uuid)
+    found: dict[str, str] = {}
+    for path in paths:
+        if path.startswith(MUTATIONS + "/"):
+            parts = path.split("/")  # '', PhotoData, Mutations, DCIM, 100APPLE, IMG_0001, ...
+            if len(parts) < 7:
+                continue
+            key = ("/" + "/".join(parts[3:5])).lower(), parts[5].lower()
+        else:
+            folder, _, name = path.rpartition("/")
+            key = folder.lower(), stem_of(name)
+        uuid = owner.get(key)
+        if uuid is not None:
+            found[path] = uuid
+    return found

@@ -16,7 +16,7 @@ from photod.catalog import Catalog
 from photod.clock import SYSTEM, Clock
 from photod.config import Config
 from photod.devices import DeviceManager
-from photod.errors import CatalogDamaged, PhotodError, StateDirFull
+from photod.errors import CatalogDamaged, PhotodError, StateDirFull, TargetFull, TargetUnavailable
 from photod.fleet import Fleet, build_targets
 from photod.ingest import Ingestor
 from photod.intake import FolderIntake
@@ -26,6 +26,7 @@ from photod.reminders import Reminders
 from photod.replicate import Replicator
 from photod.restore import drill, open_targets
 from photod.schedules import interval
+from photod.sidecars import LibraryKeeper
 from photod.targets.records import Installation
 from photod.throttle import on_battery_now
 from photod.verify import Scrubber
@@ -93,10 +94,12 @@ class Pipeline:
                 self.ingestor,
                 self.workers,
                 self._can_import,
+                imported=self._wake_catch_up,
             )
             if cfg.iphones
             else None
         )
+        self.keeper = LibraryKeeper(catalog, self.stop_event)
         self.scrubber = Scrubber(
             cfg.schedule,
             cfg.folders,
@@ -238,6 +241,22 @@ class Pipeline:
                 return
             if queued is None or self.targets[name].queued == queued:
                 self.replicator.replicate_pending(name)
+                self._keep_library(name)
+
+    def _keep_library(self, name: str) -> None:
+        """The phones' library sidecars and indexes, to a target that may be written."""
+        state = self.targets[name]
+        if not state.available or state.paused() or self.stop_event.is_set():
+            return
+        try:
+            self.keeper.sync(name, state.target)
+        except (TargetUnavailable, TargetFull) as exc:
+            log.warning("sidecars_waiting", target=name, reason=str(exc))
+
+    def _wake_catch_up(self) -> None:
+        """After a phone's import: its library's sidecars go out with the catch-up."""
+        self.wake("retry")
+        self.wake("upload")
 
     def retry_local(self) -> None:
         self.retry_pending(queued=False)

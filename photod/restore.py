@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from photod import private
+from photod import private, xmp
 from photod.catalog import Catalog
 from photod.errors import PhotodError, TargetUnavailable, UnsafeName
 from photod.fleet import TargetState
+from photod.library import asset_from_json
 from photod.logs import log
 from photod.media import check_key
 from photod.models import Asset, Kind
@@ -53,10 +54,13 @@ def select(
     since: date | None = None,
     until: date | None = None,
     match: str | None = None,
+    among: frozenset[str] | None = None,
 ) -> Iterator[Asset]:
-    """Assets whose capture date is within [since, until] and whose path in the
-    library matches the glob."""
+    """Assets whose capture date is within [since, until], whose path in the
+    library matches the glob, and (``among``: an album's) that are among these."""
     for asset in catalog.assets():
+        if among is not None and asset.sha256 not in among:
+            continue
         day = asset.captured_at[:10]
         if (since or until) and not day:
             continue  # capture time unknown (rebuilt from a store that keeps none)
@@ -148,9 +152,53 @@ class Restorer:
             return f"cannot make its folder: {exc.strerror or exc}"
         try:
             self._sweep(folder, parent)
-            return self._into(asset, folder, name)
+            outcome = self._into(asset, folder, name)
+            if outcome in ("restored", "skipped"):
+                self._beside(asset, folder, name)
+            return outcome
         finally:
             os.close(folder)
+
+    def _beside(self, asset: Asset, folder: int, name: str) -> None:
+        """The phone library's sidecar next to a restored photo (``NAME.EXT.xmp``): a
+        target's copy, else made from the catalog's facts.  A file already there is
+        left as it is, as a photo would be."""
+        facts = self.catalog.sidecar_of(asset.sha256)
+        if facts is None:
+            return
+        data = None
+        held = {r.target: r.relpath for r in self.catalog.replicas(asset.sha256)}
+        for target, state in self.targets.items():
+            if target in held:
+                with contextlib.suppress(TargetUnavailable, OSError):
+                    data = state.target.get_beside(held[target] + xmp.SUFFIX)
+                if data:
+                    break
+        if not data:
+            data = xmp.sidecar(asset_from_json(facts[0]), facts[1])
+        temp = f"{TEMP_PREFIX}{secrets.token_hex(6)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            with os.fdopen(os.open(temp, flags, 0o600, dir_fd=folder), "wb") as out:
+                os.fchmod(out.fileno(), 0o666 & ~self._umask)
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            where = {"src_dir_fd": folder, "dst_dir_fd": folder}
+            try:
+                os.link(temp, name + xmp.SUFFIX, **where, follow_symlinks=False)
+            except FileExistsError:
+                pass
+            except OSError:  # no hard links (FAT, exFAT): check, then rename
+                try:
+                    os.stat(name + xmp.SUFFIX, dir_fd=folder, follow_symlinks=False)
+                except FileNotFoundError:
+                    os.rename(temp, name + xmp.SUFFIX, **where)
+        except OSError as exc:
+            log.warning("restore_sidecar_failed", path=name + xmp.SUFFIX, error=str(exc))
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=folder)
 
     def _into(self, asset: Asset, folder: int, name: str) -> str:
         try:

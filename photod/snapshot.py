@@ -42,7 +42,9 @@ from photod.errors import CatalogDamaged, PhotodError, Stopping, TargetUnavailab
 from photod.fleet import TargetState
 from photod.ledgers import adopt_object
 from photod.logs import log
-from photod.models import ManifestEntry
+from photod.media import kind_from_name
+from photod.models import Kind, ManifestEntry
+from photod.sidecars import take_indexes
 from photod.targets.base import Identity, Target
 from photod.targets.records import (
     INFO,
@@ -194,7 +196,9 @@ def rebuild(
             (k, e) for k, e in sorted(own.items()) if k not in known and k in present
         ]
         # Files no list names, and no snapshot: a power cut before the list was written.
-        todo += [(k, None) for k in sorted(present - set(known) - set(own) - others)]
+        # (A phone library's sidecar, KEY.xmp beside an original, is not an original.)
+        unlisted = present - set(known) - set(own) - others
+        todo += [(k, None) for k in sorted(unlisted) if not _library_sidecar(k, present)]
         for key, listed in todo:
             if stop.is_set():
                 raise Stopping
@@ -207,6 +211,8 @@ def rebuild(
                 log.warning("rebuild_skipped", target=name, path=key, reason=why)
             else:
                 adopted += 1
+        # The phones' libraries the snapshot lacks (none, or older), from the indexes.
+        take_indexes(catalog, [(name, target)])
         # Taking an installation's records makes this computer that installation (a new
         # laptop in place of the old one).
         who = _identity(target, chosen) or me or instance.new(new_name)
@@ -361,3 +367,14 @@ def rebuild_catalog(
              assets=result.assets, adopted=result.adopted, missing=result.missing,
              skipped=len(result.skipped), old_catalog=str(aside) if aside else None)  # fmt: skip
     return result, aside
+
+
+def _library_sidecar(key: str, present: set[str]) -> bool:
+    """``KEY.xmp`` beside the original ``KEY``: what ``sidecars`` writes for a phone's
+    library (a watch folder's own sidecar is named after the still's stem instead)."""
+    original = key[: -len(".xmp")]
+    return (
+        key.lower().endswith(".xmp")
+        and original in present
+        and kind_from_name(original) not in (None, Kind.SIDECAR)
+    )

@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 from photod import catalog_guard, logs, private, snapshot
+from photod.albums import album_assets, albums
 from photod.catalog import CATALOG_NAME, Catalog
 from photod.config import Config
 from photod.errors import CatalogDamaged, CatalogUntrusted, PhotodError
@@ -130,6 +131,7 @@ def restore(
     match: str | None,
     on_plan: Progress,
     on_bytes: Progress,
+    album: str | None = None,
 ) -> RestoreReport:
     db = cfg.state_dir / CATALOG_NAME
     if not db.exists():
@@ -137,7 +139,17 @@ def restore(
     catalog = Catalog(db)
     targets = build_targets(cfg)
     try:
-        assets = list(select(catalog, since, until, match))
+        among = None
+        if album is not None:
+            among = album_assets(catalog, album)
+            if among is None:
+                known = sorted({a.name for a in albums(catalog, cfg.policy.rule(), {})})
+                raise PhotodError(
+                    f"no album named {album!r}; "
+                    + (f"known: {', '.join(known[:20])}" if known else
+                       "photod knows no album yet (they come from a phone's library)")
+                )  # fmt: skip
+        assets = list(select(catalog, since, until, match, among))
         on_plan(sum(a.size for a in assets))
         restorer = Restorer(catalog, open_targets(catalog, targets, only), threading.Event())
         restorer.on_bytes = on_bytes

@@ -9,12 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from photod import instance, policy, schedules, usb
-from photod.catalog import CATALOG_NAME, IGNORED, STATE_MIN_FREE, Catalog, DeviceRecord
+from photod import instance, phonestatus, policy, schedules
+from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog
 from photod.config import Config, FolderSource
-from photod.errors import CatalogDamaged, FileUnreadable, TargetUnavailable
+from photod.errors import CatalogDamaged, TargetUnavailable
 from photod.fleet import build_targets
-from photod.models import PolicyRule, TargetInfo
 from photod.statelock import running_pid
 from photod.targets.base import Identity
 from photod.usb import usbmuxd_installed, usbmuxd_socket
@@ -90,7 +89,9 @@ def collect(cfg: Config) -> dict[str, Any]:
         corrupt_sources = catalog.corrupt_sources() if catalog else 0
         last_scrub = catalog.last_run("scrub") if catalog else None
         devices = (
-            [device_report(catalog, d, rule, infos) for d in catalog.devices()] if catalog else []
+            [phonestatus.device_report(catalog, d, rule, infos) for d in catalog.devices()]
+            if catalog
+            else []
         )
     finally:
         if catalog:
@@ -199,58 +200,6 @@ def _usbmuxd() -> dict[str, Any]:
     }
 
 
-def device_report(
-    catalog: Catalog, d: DeviceRecord, rule: PolicyRule, infos: dict[str, TargetInfo]
-) -> dict[str, Any]:
-    """One phone: its state, and what on it is protected (safe to delete from it)."""
-    verdicts: dict[str, tuple[bool, str]] = {}  # held -> (protected, why not)
-    protected = 0
-    not_protected: list[dict[str, str]] = []
-    safe_before: str | None = None
-    unreadable = 0
-    for f, asset, problem, held in catalog.device_files(d.udid):  # oldest first
-        if problem.startswith(IGNORED):
-            continue  # not a photo or video: nothing to protect
-        if asset is None:
-            unreadable += problem == "unreadable"
-            why = (
-                "unreadable: " + FileUnreadable.action
-                if problem == "unreadable"
-                else (problem or "not imported yet")
-            )
-            ok = False
-        else:
-            if held not in verdicts:
-                verdict = policy.evaluate(rule, held.split("\0") if held else [], infos)
-                verdicts[held] = (verdict.compliant, "needs " + ", ".join(verdict.missing))
-            ok, why = verdicts[held]
-        if ok:
-            protected += 1
-        else:
-            if safe_before is None:
-                safe_before = f.taken_at
-            not_protected.append({"path": f.path, "taken_at": f.taken_at, "why": why})
-    return {
-        "name": d.name or d.udid,
-        "udid": d.udid,
-        "source": d.source,
-        "model": d.model,
-        "ios": d.ios,
-        "state": d.state,
-        "detail": d.detail,
-        "since": d.since,
-        "last_seen": d.last_seen,
-        "last_import": d.last_import,
-        "on_phone": protected + len(not_protected),
-        "protected": protected,
-        "not_protected": not_protected,
-        "unreadable": unreadable,
-        # Everything the phone holds from before this moment is protected; None when
-        # everything on it is.
-        "safe_before": safe_before,
-    }
-
-
 def merge_live(report: dict[str, Any], live: dict[str, Any]) -> None:
     """What only the running daemon knows: a target it does not write to now (while
     the catalog is being checked, say) is unavailable, with the daemon's reason; a
@@ -262,42 +211,6 @@ def merge_live(report: dict[str, Any], live: dict[str, Any]) -> None:
         why = (live.get("reasons") or {}).get(t["name"])
         if t["available"] and why:
             t["available"], t["reason"] = False, why
-
-
-def find_device(report: dict[str, Any], name: str) -> dict[str, Any] | None:
-    for d in report["devices"]:
-        if name == d["name"] or usb.normal(d["udid"]) == usb.normal(name):
-            return dict(d)
-    return None
-
-
-def render_device(d: dict[str, Any], limit: int = 20) -> str:
-    name = d["name"]
-    lines = [
-        f"{name} ({d['model'] or 'iPhone'}, iOS {d['ios'] or '?'}, UDID {d['udid']})",
-        f"  State      {d['state']}" + (f": {d['detail']}" if d["detail"] else ""),
-        f"  On phone   {d['on_phone']} files at the last listing",
-        f"  Protected  {d['protected']} (policy met with verified copies)",
-    ]
-    if d["on_phone"] == 0:
-        lines.append("  Nothing listed yet: plug the phone in and let the import finish.")
-    elif d["safe_before"] is None:
-        lines.append(
-            f"  Everything on '{name}' is protected: all {d['on_phone']} files are safe "
-            "to delete from the phone."
-        )
-    else:
-        lines.append(f"  Not yet    {len(d['not_protected'])}")
-        lines.append(
-            f"  Everything taken before {d['safe_before'].replace('T', ' ')} is safe to "
-            f"delete from '{name}'; newer files are not all protected yet."
-        )
-        for item in d["not_protected"][:limit]:
-            lines.append(f"    {item['taken_at'].replace('T', ' ')}  {item['path']}: {item['why']}")
-        if len(d["not_protected"]) > limit:
-            lines.append(f"    ... and {len(d['not_protected']) - limit} more (--json lists all)")
-    lines.append("  photod never deletes anything from a phone.")
-    return "\n".join(lines)
 
 
 # What `photod status` calls the jobs that are running now.

@@ -60,6 +60,8 @@ class MemPhone:
     unreadable: set[str] = field(default_factory=set)  # originals only iCloud has
     cut_after: int | None = None  # unplugged once this many file bytes were served
     stall_after: int | None = None  # reads stop answering once this many were served
+    # Called with each path read, before it is served: the phone writing as it is read.
+    on_read: Callable[[str], None] | None = None
     # What the phone was asked for: tests assert what photod read.
     opened: Counter[str] = field(default_factory=Counter)
     bytes_read: Counter[str] = field(default_factory=Counter)
@@ -200,6 +202,11 @@ class MemLink:
                 self._here(f"stat {path}")
                 yield PhoneFile(path, len(data), MTIME_NS, MTIME_NS)
 
+    async def stat(self, path: str) -> PhoneFile | None:
+        assert self._files, "start_files() first"
+        data = self._here(f"stat {path}").files.get(path)
+        return None if data is None else PhoneFile(path, len(data), MTIME_NS, MTIME_NS)
+
     async def open_file(self, path: str) -> int:
         assert self._files, "start_files() first"
         phone = self._here(f"open {path}")
@@ -226,6 +233,8 @@ class MemLink:
             self.mux.unplug(phone)
             raise DeviceGone("read: ConnectionTerminatedError: the phone was unplugged")
         await self._unless_stalled()
+        if phone.on_read is not None:
+            phone.on_read(path)
         limit = READ_SIZE
         for after in (phone.cut_after, phone.stall_after):
             if after is not None:

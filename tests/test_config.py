@@ -228,7 +228,7 @@ BAD = [
     (
         BASE + targets("x") + '[[sources]]\nname = "p"\ntype = "iphone"\npath = "/x"\n',
         "sources[1]",
-        "unknown key 'path'; allowed keys here: name, type, udids, include_edits, timeout",
+        "unknown key 'path'; allowed keys here: name, type, udids, include_edits, library, timeout",
     ),
     (
         BASE + targets("x") + '[[sources]]\nname = "p"\ntype = "android"\n',

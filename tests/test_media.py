@@ -160,7 +160,8 @@ def test_a_watch_folder_and_a_phone_pair_files_by_one_rule() -> None:
     from photod.media import lead_of, still_index
 
     names = ["IMG_0001.HEIC", "img_0001.mov", "IMG_0001.AAE", "IMG_0002.MOV",
-             "IMG_0003.JPG", "IMG_0003.DNG", "IMG_0003.xmp"]  # fmt: skip
+             "IMG_0003.JPG", "IMG_0003.DNG", "IMG_0003.xmp", "IMG_0004.HEIC",
+             "IMG_0004.HEIC.xmp", "IMG_0005.JPG.xmp"]  # fmt: skip
     expected = {
         "IMG_0001.HEIC": None,  # a still leads itself
         "img_0001.mov": "IMG_0001.HEIC",  # any case
@@ -169,9 +170,38 @@ def test_a_watch_folder_and_a_phone_pair_files_by_one_rule() -> None:
         "IMG_0003.JPG": None,
         "IMG_0003.DNG": None,
         "IMG_0003.xmp": "IMG_0003.DNG",  # two stills: the first in name order
+        "IMG_0004.HEIC": None,
+        "IMG_0004.HEIC.xmp": "IMG_0004.HEIC",  # as Photos' and osxphotos' exports name it
+        "IMG_0005.JPG.xmp": None,  # its photo is not there
     }
     folder = {name: lead_of(name, still_index(names)) for name in names}
     index = phoneplan.stills(f"/DCIM/100APPLE/{n}" for n in names)
     phone = {n: phoneplan.lead(f"/DCIM/100APPLE/{n}", index) for n in names}
     assert expected == folder
     assert {n: (f"/DCIM/100APPLE/{v}" if v else None) for n, v in expected.items()} == phone
+
+
+def test_a_phones_files_belong_to_their_library_asset_by_identity() -> None:
+    """With the phone's library read, a photo's files are one asset by its UUID: the
+    original the database names, its movie and .AAE, the IMG_E edit and IMG_O
+    adjustments of its number, and its renders under Mutations, whatever their case;
+    a file of no asset is left to the name rules."""
+    from photod import phoneplan
+    from photod.library import LibraryAsset
+
+    assets = [
+        LibraryAsset("U1", "DCIM/100APPLE", "IMG_0001.HEIC", live=True),
+        LibraryAsset("U2", "DCIM/101APPLE", "IMG_0001.JPG"),
+    ]
+    paths = [
+        "/DCIM/100APPLE/IMG_0001.HEIC",
+        "/DCIM/100APPLE/img_0001.mov",
+        "/DCIM/100APPLE/IMG_0001.AAE",
+        "/DCIM/100APPLE/IMG_E0001.JPG",
+        "/DCIM/100APPLE/IMG_O0001.AAE",
+        "/PhotoData/Mutations/DCIM/100APPLE/IMG_0001/Adjustments/FullSizeRender.heic",
+        "/DCIM/101APPLE/IMG_0001.JPG",
+        "/DCIM/101APPLE/IMG_0002.JPG",
+    ]
+    owner = phoneplan.by_identity(assets, paths)
+    assert {p: "U1" for p in paths[:6]} | {"/DCIM/101APPLE/IMG_0001.JPG": "U2"} == owner

@@ -210,6 +210,15 @@ class UsbPhoneLink:
                         )
                 folders.extend(subfolders)
 
+    async def stat(self, path: str) -> PhoneFile | None:
+        try:
+            st = await self._call(f"stat {path}", self._files().stat(path))
+        except FileUnreadable:  # no such file: AFC says so with an error
+            return None
+        if st.get("st_ifmt") != "S_IFREG":
+            return None
+        return PhoneFile(path, int(st["st_size"]), _ns(st["st_mtime"]), _ns(st["st_birthtime"]))
+
     async def open_file(self, path: str) -> int:
         return await self._call(f"open {path}", self._files().fopen(path))
 

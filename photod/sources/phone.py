@@ -57,6 +57,10 @@ class PhoneLink(Protocol):
         """Every regular file under ``top`` (a missing ``top``: none)."""
         ...
 
+    async def stat(self, path: str) -> PhoneFile | None:
+        """One regular file's size and times; None when there is no such file."""
+        ...
+
     async def open_file(self, path: str) -> int:
         """A handle to read ``path``; ``FileUnreadable`` if it cannot be opened."""
         ...

@@ -127,6 +127,15 @@ class Target(Protocol):
         kept for a person to look at, and its key free for a good copy.  Only ever
         called for an object the scrub proved wrong; missing is not an error."""
 
+    # Metadata kept beside an original, at ``KEY.xmp`` (the library's facts as an XMP
+    # sidecar, for other tools to read): replaced atomically when the facts change,
+    # never an original, never listed by ``keys``/``listing`` on an encrypted target
+    # (plain targets list it: it is a file there like any other).  An encrypted target
+    # seals it like everything else, under its own meaningless name.
+    def put_beside(self, key: str, data: bytes) -> None: ...
+
+    def get_beside(self, key: str) -> bytes | None: ...
+
     # Small files only photod reads back (the catalog snapshot): sealed with age on an
     # encrypted target, as they are on a plain one.
     def put_private(self, name: str, data: bytes) -> None: ...

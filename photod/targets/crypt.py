@@ -453,6 +453,14 @@ class CryptTarget:
     def delete_meta(self, name: str) -> None:
         self.inner.delete_meta(name)
 
+    # A sidecar is sealed and kept with the target's own files, under the meaningless
+    # name its key has: not among the objects, so a listing never has to open it.
+    def put_beside(self, key: str, data: bytes) -> None:
+        self.put_private(f"beside/{self.keys_.object_name(key).rpartition('/')[2]}", data)
+
+    def get_beside(self, key: str) -> bytes | None:
+        return self.get_private(f"beside/{self.keys_.object_name(key).rpartition('/')[2]}")
+
     def locate(self, key: str) -> str:
         return self.keys_.object_name(key)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from photod.errors import LinkInTarget, TargetFull, TargetUnavailable
+from photod.media import check_key
 from photod.models import ManifestEntry
 from photod.mounts import mount_of, mount_points
 from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
@@ -385,6 +386,26 @@ class LocalTarget:
 
     def delete_meta(self, name: str) -> None:
         self.meta.delete(name)
+
+    def put_beside(self, key: str, data: bytes) -> None:
+        parent, _, name = check_key(key).rpartition("/")
+        try:
+            folder = self.folder(parent)  # the original's folder: there already
+            try:
+                write_atomic(folder, name, data, self.meta.owner)
+            finally:
+                os.close(folder)
+        except OSError as exc:
+            raise self.error(exc) from exc
+
+    def get_beside(self, key: str) -> bytes | None:
+        try:
+            with self.open(key) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self.error(exc) from exc
 
     def locate(self, key: str) -> str:
         return key

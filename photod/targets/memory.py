@@ -119,6 +119,16 @@ class MemoryTarget:
     def delete_meta(self, name: str) -> None:
         self.meta.pop(name, None)
 
+    def put_beside(self, key: str, data: bytes) -> None:
+        if not self.available:
+            raise TargetUnavailable(self.name, "offline")
+        self.objects[key] = data
+
+    def get_beside(self, key: str) -> bytes | None:
+        if not self.available:
+            raise TargetUnavailable(self.name, "offline")
+        return self.objects.get(key)
+
     def locate(self, key: str) -> str:
         return key
 

@@ -150,6 +150,12 @@ class ObjectTarget:
     def delete_meta(self, name: str) -> None:
         self._delete(META + name)
 
+    def put_beside(self, key: str, data: bytes) -> None:
+        self._put(key, data)  # one PUT: the old object or the new one, never a mix
+
+    def get_beside(self, key: str) -> bytes | None:
+        return self._get(key)
+
     def locate(self, key: str) -> str:
         return key
 

@@ -183,6 +183,34 @@ def test_checksum_mismatch_publishes_nothing(target: Any) -> None:
     assert [] == list(target.keys())
 
 
+def test_a_sidecar_beside_an_original_is_replaced_whole_and_the_original_never(
+    kind: Kind,
+) -> None:
+    """``put_beside`` keeps metadata at ``KEY.xmp`` and replaces it atomically when
+    the facts change; the original is untouched.  A plain target shows it beside the
+    original for other tools; an encrypted one seals it and lists only the original."""
+    t = kind.target
+    key = "2024/2024-01-02/IMG_1.HEIC"
+    put(t, key)
+    assert None is t.get_beside(key + ".xmp")
+    t.put_beside(key + ".xmp", b"<x:xmpmeta>first</x:xmpmeta>")
+    t.put_beside(key + ".xmp", b"<x:xmpmeta>starred</x:xmpmeta>")
+    assert b"<x:xmpmeta>starred</x:xmpmeta>" == t.get_beside(key + ".xmp")
+    assert SHA == hash_object(t, key)
+    raw = " ".join(kind.raw())
+    if isinstance(t, CryptTarget):
+        assert [key] == list(t.keys())
+        assert "IMG_1" not in raw
+        (sealed,) = t.inner.list_meta("beside")
+        stored = t.inner.get_meta(sealed)
+        assert stored.startswith(b"age-encryption.org/v1") and b"starred" not in stored
+        assert "IMG_1" not in sealed
+    else:
+        assert [key, key + ".xmp"] == list(t.keys())
+        if not isinstance(t, MemoryTarget):
+            assert ".photod-" not in raw  # no temporary left beside it
+
+
 def test_a_list_grows_by_whole_segments_and_reads_back(target: Any) -> None:
     """An installation's list is written as whole segments in its own folder, and
     reads back every entry (size, capture and file time where the format keeps them:

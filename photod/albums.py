@@ -1,0 +1,130 @@
+"""The phones' albums, as the catalog knows them from their libraries: `photod albums`
+lists them (with how many of their photos are protected), and `photod restore --album`
+takes the photos of one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from photod import policy
+from photod.catalog import Catalog
+from photod.models import PolicyRule, TargetInfo
+
+
+@dataclass(frozen=True)
+class AlbumInfo:
+    name: str  # folders and title: "Trips/2024/Rome"
+    device: str  # the phone's name (its UDID when it has none)
+    udid: str
+    photos: int  # the album's photos (library assets)
+    backed_up: int  # of which photod holds every file
+    protected: int  # of which every file meets the policy
+    trashed: bool  # the album itself is in Recently Deleted
+    assets: frozenset[str]  # the SHA-256 of every file photod holds of it
+
+
+def _device_names(catalog: Catalog) -> dict[str, str]:
+    return {d.udid: d.name or d.udid for d in catalog.devices()}
+
+
+def albums(
+    catalog: Catalog,
+    rule: PolicyRule,
+    infos: Mapping[str, TargetInfo],
+    device: str | None = None,
+) -> list[AlbumInfo]:
+    """Every album of every phone (or of the phone named ``device``: its name or
+    UDID), by phone then name."""
+    names = _device_names(catalog)
+    out: list[AlbumInfo] = []
+    for udid in catalog.libraries():
+        shown = names.get(udid, udid)
+        if device is not None and device not in (shown, udid):
+            continue
+        rows = catalog.library(udid)
+        if rows is None:
+            continue
+        files: dict[str, list[str | None]] = {}
+        for _, uuid, sha in rows.files:
+            files.setdefault(uuid, []).append(sha)
+        every = {s for shas in files.values() for s in shas if s}
+        ok = _judge(catalog.held_by_asset(every), rule, infos)
+        for _, path, trashed, members in rows.albums:
+            uuids = json.loads(members)
+            backed = protected = 0
+            shas: set[str] = set()
+            for u in uuids:
+                mine = files.get(u, [])
+                if mine and all(mine):
+                    backed += 1
+                    protected += all(ok(s) for s in mine if s)
+                shas.update(s for s in mine if s)
+            out.append(
+                AlbumInfo(
+                    "/".join(json.loads(path)),
+                    shown,
+                    udid,
+                    len(uuids),
+                    backed,
+                    protected,
+                    trashed,
+                    frozenset(shas),
+                )
+            )
+    return sorted(out, key=lambda a: (a.device, a.name.casefold()))
+
+
+def _judge(
+    held: dict[str, str], rule: PolicyRule, infos: Mapping[str, TargetInfo]
+) -> Callable[[str], bool]:
+    """Whether an asset meets the policy (one verdict per set of targets holding it)."""
+    verdicts: dict[str, bool] = {}
+
+    def ok(sha: str) -> bool:
+        h = held.get(sha, "")
+        if h not in verdicts:
+            verdicts[h] = policy.evaluate(rule, h.split("\0") if h else [], infos).compliant
+        return verdicts[h]
+
+    return ok
+
+
+def album_assets(catalog: Catalog, album: str, device: str | None = None) -> frozenset[str] | None:
+    """The files photod holds of the album named ``album`` (its full name with folders,
+    or its title alone when only one album has it); None when no album has that name."""
+    found = albums(catalog, PolicyRule(0, 0, 0), {}, device)
+    exact = [a for a in found if a.name == album]
+    by_title = [a for a in found if a.name.rpartition("/")[2] == album]
+    chosen = exact or by_title
+    if not chosen:
+        return None
+    return frozenset().union(*(a.assets for a in chosen))
+
+
+def render(found: list[AlbumInfo], device: str | None, as_json: bool) -> tuple[str, int]:
+    """What `photod albums` prints, and its exit code (1: no album on that phone)."""
+    if as_json:
+        rows = [
+            {"album": a.name, "device": a.device, "udid": a.udid, "photos": a.photos,
+             "backed_up": a.backed_up, "protected": a.protected, "trashed": a.trashed}
+            for a in found
+        ]  # fmt: skip
+        return json.dumps(rows, indent=2), 0
+    if not found:
+        where = f" on {device!r}" if device else ""
+        return f"no albums{where} yet: they are read from a phone's library at its import", (
+            1 if device else 0
+        )
+    lines: list[str] = []
+    for a in found:
+        if f"{a.device}:" not in lines:
+            lines.append(f"{a.device}:")
+        missing = a.photos - a.backed_up
+        lines.append(
+            f"  {a.name}  {a.photos} photos, {a.protected} protected"
+            + (f", {missing} not backed up" if missing else "")
+            + ("  (in Recently Deleted)" if a.trashed else "")
+        )
+    return "\n".join(lines), 0

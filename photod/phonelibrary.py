@@ -1,0 +1,460 @@
+"""Read what the phone's Photos library knows, from a private copy of its database.
+
+The iPhone keeps each photo's facts (favourite, hidden, albums and their folders,
+caption, keywords, people, the time zone it was taken in, whether "Optimize iPhone
+Storage" left the original in iCloud only) in ``PhotoData/Photos.sqlite``, a Core Data
+store whose table and column names change with iOS (``Z_27ASSETS`` on iOS 15,
+``Z_30ASSETS`` on 18, face columns renamed on 17...).  This module owns reading one
+copy of it into ``library.PhoneLibrary``, and nothing else: no I/O but that file.
+
+Why it is built this way:
+
+- The names are discovered from the store itself (``Z_PRIMARYKEY`` gives the entity
+  numbers, ``pragma_table_info`` confirms every table and column) instead of a table
+  of iOS versions, so a release photod has never seen still reads.  A fact whose
+  column or table is absent reads as absent (False, empty); only what photod cannot
+  do without (the assets, the albums' join) is an error.
+- The copy is opened read-only through a URI, never ``immutable=1``: the phone commits
+  into ``Photos.sqlite-wal`` and those rows must be seen; a read-only connection
+  neither checkpoints nor deletes the -wal.  (Besides the catalog, this is the one
+  module that imports sqlite3: it reads a foreign file, never photod's own state.)
+- A handful of set-based queries, never one per asset: a library of 20,000 photos
+  reads in a fraction of a second.
+- Every failure is ``LibraryUnreadable`` with one line a person understands; no
+  sqlite3 exception leaves this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sqlite3
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from photod.errors import LibraryUnreadable
+from photod.library import Album, LibraryAsset, PhoneLibrary
+
+CORE_DATA_EPOCH = 978_307_200  # 2001-01-01T00:00:00Z in Unix seconds
+NO_LOCATION = -180.0  # what the phone stores for "no location"
+USER_ALBUM, ROOT_FOLDER = 2, 3999  # ZGENERICALBUM.ZKIND
+SQLITE_MAGIC = b"SQLite format 3\x00"
+FACE_COLUMNS = (("ZASSETFORFACE", "ZPERSONFORFACE"), ("ZASSET", "ZPERSON"))  # iOS 17+, before
+
+
+class _Unreadable(Exception):
+    """Internal: the reason a library cannot be read, made LibraryUnreadable at the edge."""
+
+
+def read_library(db: Path) -> PhoneLibrary:
+    """Read the copy ``db`` of ``Photos.sqlite`` (its ``-wal`` and ``-shm`` beside it, if
+    any).  Raises ``LibraryUnreadable`` and nothing else; leaves the files' bytes as
+    they were (SQLite may rebuild the ``-shm``, which is only an index of the -wal)."""
+    try:
+        _check_header(db)
+        conn = sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True)
+        try:
+            try:
+                return _read(conn)
+            except sqlite3.OperationalError as exc:
+                if "decode" not in str(exc):
+                    raise
+                conn.text_factory = _decode  # slower, but one odd title must not lose the library
+                return _read(conn)
+        finally:
+            conn.close()
+    except _Unreadable as exc:
+        raise LibraryUnreadable(db, str(exc)) from None
+    except sqlite3.Error as exc:
+        raise LibraryUnreadable(db, _sqlite_reason(db, exc)) from exc
+    except (OSError, ValueError, TypeError, OverflowError) as exc:  # a value no Photos has
+        raise LibraryUnreadable(db, f"unexpected content: {exc}") from exc
+
+
+def _check_header(db: Path) -> None:
+    try:
+        with db.open("rb") as f:
+            head = f.read(100)
+    except FileNotFoundError:
+        raise _Unreadable("no such file") from None
+    except IsADirectoryError:
+        raise _Unreadable("a folder, not a database file") from None
+    except OSError as exc:
+        raise _Unreadable(f"cannot open it: {exc.strerror or exc}") from None
+    if not head:
+        raise _Unreadable("empty file (0 bytes), not a Photos database")
+    if not (head.startswith(SQLITE_MAGIC) or SQLITE_MAGIC.startswith(head)):
+        raise _Unreadable("not a SQLite database (another kind of file, or encrypted)")
+    if len(head) < 100:
+        raise _Unreadable(f"truncated: {len(head)} bytes, shorter than a SQLite header")
+
+
+def _sqlite_reason(db: Path, exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "not a database" in text:
+        return "not a SQLite database (another kind of file, or encrypted)"
+    if "malformed" in text:
+        return f"damaged or truncated{_truncation(db)} (SQLite: {text})"
+    return f"SQLite: {text}"
+
+
+def _truncation(db: Path) -> str:
+    """When SQLite found damage: is the main file shorter than its header says?"""
+    try:
+        head = db.read_bytes()[:100]
+        size = db.stat().st_size
+    except OSError:
+        return ""
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(head[28:32], "big")
+    valid = head[24:28] == head[92:96]  # the header's page count is only kept when these match
+    if valid and size < pages * page:
+        return f": {size} bytes of the {pages * page} its header says"
+    return ""
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class _Schema:
+    """Where each fact is, as SQL over ``a`` (the asset table) and ``x`` (its
+    additional attributes), found once per read."""
+
+    asset_table: str
+    columns: dict[str, frozenset[str]]  # table -> its columns, upper case
+    album_join: tuple[str, str, str, str]  # table, album column, asset column, order column
+    keyword_join: tuple[str, str, str] | None  # table, attributes column, keyword column
+    faces: tuple[str, str] | None  # ZDETECTEDFACE's asset and person columns
+    edits: str  # the column that says an asset was edited, or ""
+    how: str  # how the album join was found, for the log
+
+    def has(self, table: str, *names: str) -> bool:
+        cols = self.columns.get(table)
+        return cols is not None and all(n in cols for n in names)
+
+    def describe(self) -> str:
+        kw = self.keyword_join[0] if self.keyword_join else "none"
+        faces = "ZDETECTEDFACE.{}/{}".format(*self.faces) if self.faces else "none"
+        return (
+            f"{self.asset_table}, albums {self.album_join[0]}{self.how}, keywords {kw}, "
+            f"faces {faces}, edits {self.edits or 'none'}"
+        )
+
+
+def _discover(conn: sqlite3.Connection) -> _Schema:
+    columns: dict[str, set[str]] = defaultdict(set)
+    for table, column in conn.execute(
+        "SELECT m.name, p.name FROM sqlite_master AS m, pragma_table_info(m.name) AS p "
+        "WHERE m.type = 'table' AND m.sql NOT LIKE 'CREATE VIRTUAL%'"  # a module we lack
+    ):
+        columns[str(table).upper()].add(str(column).upper())
+    cols = {t: frozenset(c) for t, c in columns.items()}
+    asset = next((t for t in ("ZASSET", "ZGENERICASSET") if t in cols), "")
+    if not asset:
+        raise _Unreadable("no asset table (ZASSET or ZGENERICASSET)")
+    missing = [c for c in ("Z_PK", "ZUUID", "ZDIRECTORY", "ZFILENAME") if c not in cols[asset]]
+    if missing:
+        raise _Unreadable(f"the asset table {asset} has no {', '.join(missing)} column")
+    if not {"Z_ENT", "Z_NAME"} <= cols.get("Z_PRIMARYKEY", frozenset()):
+        raise _Unreadable("no Z_PRIMARYKEY table with Z_ENT and Z_NAME (not a Core Data store)")
+    if not {"Z_PK", "ZKIND", "ZTITLE", "ZUUID"} <= cols.get("ZGENERICALBUM", frozenset()):
+        raise _Unreadable("no album table ZGENERICALBUM with Z_PK, ZKIND, ZTITLE, ZUUID")
+    ents: dict[str, int] = {}
+    for ent, name in conn.execute("SELECT Z_ENT, Z_NAME FROM Z_PRIMARYKEY"):
+        if isinstance(ent, int) and isinstance(name, str):
+            ents.setdefault(name.upper(), ent)
+    asset_ent = ents.get(asset[1:])  # ZASSET holds 'Asset', ZGENERICASSET 'GenericAsset'
+    album_join, how = _album_join(cols, ents.get("ALBUM"), asset_ent)
+    edits = next((c for c in ("ZADJUSTMENTSSTATE", "ZHASADJUSTMENTS") if c in cols[asset]), "")
+    faces = next((fc for fc in FACE_COLUMNS if fc[0] in cols.get("ZDETECTEDFACE", ())), None)
+    if faces and not (faces[1] in cols["ZDETECTEDFACE"] and "Z_PK" in cols.get("ZPERSON", ())):
+        faces = None
+    return _Schema(
+        asset_table=asset,
+        columns=cols,
+        album_join=album_join,
+        keyword_join=_keyword_join(
+            cols, ents.get("ADDITIONALASSETATTRIBUTES"), ents.get("KEYWORD")
+        ),
+        faces=faces,
+        edits=edits,
+        how=how,
+    )
+
+
+def _album_join(
+    cols: dict[str, frozenset[str]], album: int | None, asset: int | None
+) -> tuple[tuple[str, str, str, str], str]:
+    """``Z_<Album>ASSETS(Z_<Album>ALBUMS, Z_<asset>ASSETS, Z_FOK_<asset>ASSETS)`` by the
+    entity numbers; else the one table of exactly that shape.  Never the first table
+    named like ``Z_%ASSETS``: memories and suggestions have such tables too."""
+    if album is not None and asset is not None:
+        table = f"Z_{album}ASSETS"
+        wanted = (f"Z_{album}ALBUMS", f"Z_{asset}ASSETS", f"Z_FOK_{asset}ASSETS")
+        if set(wanted) <= cols.get(table, frozenset()):
+            return (table, *wanted), ""
+    shaped = []
+    for table, tcols in sorted(cols.items()):
+        albums = [c for c in tcols if re.fullmatch(r"Z_\d+ALBUMS", c)]
+        assets = [m[1] for c in tcols if (m := re.fullmatch(r"Z_(\d+)ASSETS", c))]
+        if len(tcols) != 3 or len(albums) != 1 or len(assets) != 1:
+            continue
+        ent = assets[0]
+        if f"Z_FOK_{ent}ASSETS" in tcols and asset in (None, int(ent)):
+            shaped.append((table, albums[0], f"Z_{ent}ASSETS", f"Z_FOK_{ent}ASSETS"))
+    if len(shaped) == 1:
+        return shaped[0], " (found by its shape)"
+    wanted_of = f"entity {album} (Album)" if album is not None else "Album (not in Z_PRIMARYKEY)"
+    also = f"; {len(shaped)} tables have its shape: " if shaped else ""
+    raise _Unreadable(f"no album join table for {wanted_of}{also}{', '.join(s[0] for s in shaped)}")
+
+
+def _keyword_join(
+    cols: dict[str, frozenset[str]], attrs: int | None, keyword: int | None
+) -> tuple[str, str, str] | None:
+    """``Z_1KEYWORDS(Z_1ASSETATTRIBUTES, Z_<Keyword>KEYWORDS)``; else the one table of that
+    shape; else None (the library has no keywords to read)."""
+    if not ({"ZADDITIONALASSETATTRIBUTES", "ZKEYWORD"} <= cols.keys()):
+        return None
+    if not {"Z_PK", "ZTITLE"} <= cols["ZKEYWORD"]:
+        return None
+    if attrs is not None and keyword is not None:
+        table = f"Z_{attrs}KEYWORDS"
+        wanted = (f"Z_{attrs}ASSETATTRIBUTES", f"Z_{keyword}KEYWORDS")
+        if set(wanted) <= cols.get(table, frozenset()):
+            return (table, *wanted)
+    shaped = []
+    for table, tcols in sorted(cols.items()):
+        left = [c for c in tcols if re.fullmatch(r"Z_\d+ASSETATTRIBUTES", c)]
+        right = [c for c in tcols if re.fullmatch(r"Z_\d+KEYWORDS", c)]
+        if len(tcols) == 2 and len(left) == 1 and len(right) == 1:
+            shaped.append((table, left[0], right[0]))
+    return shaped[0] if len(shaped) == 1 else None
+
+
+def _read(conn: sqlite3.Connection) -> PhoneLibrary:
+    schema = _discover(conn)
+    keywords = _keywords(conn, schema)
+    people = _people(conn, schema)
+    offline = _offline(conn, schema)
+    # a row without an identity is nothing photod can name
+    rows = {row[0]: row for row in conn.execute(_asset_query(schema)) if row[1]}
+    albums, member_of = _albums(conn, schema, {pk: row[1] for pk, row in rows.items()})
+    assets = tuple(
+        _asset(
+            row,
+            keywords.get(row[-1], ()),
+            people.get(pk, ()),
+            tuple(sorted(set(member_of.get(pk, ())))),
+            pk not in offline,
+        )
+        for pk, row in rows.items()
+    )
+    return PhoneLibrary(assets=assets, albums=albums, schema=schema.describe())
+
+
+def _asset_query(s: _Schema) -> str:
+    a, x = s.asset_table, "ZADDITIONALASSETATTRIBUTES"
+
+    def col(name: str, table: str = a, alias: str = "a") -> str:
+        return f"{alias}.{name}" if s.has(table, name) else "NULL"
+
+    def any_of(*conds: tuple[str, str]) -> str:
+        parts = [f"{col(c)} = {v}" for c, v in conds if s.has(a, c)]
+        return "(" + " OR ".join(parts) + ")" if parts else "0"
+
+    joins = ""
+    if s.has(a, "ZADDITIONALATTRIBUTES") and s.has(x, "Z_PK"):
+        joins = f" LEFT JOIN {x} AS x ON x.Z_PK = a.ZADDITIONALATTRIBUTES"
+    elif s.has(x, "ZASSET"):
+        joins = f" LEFT JOIN {x} AS x ON x.ZASSET = a.Z_PK"
+    has_x = bool(joins)
+
+    def xcol(name: str) -> str:
+        return col(name, x, "x") if has_x else "NULL"
+
+    caption = "NULL"
+    if has_x and s.has(x, "ZASSETDESCRIPTION") and s.has("ZASSETDESCRIPTION", "Z_PK"):
+        joins += " LEFT JOIN ZASSETDESCRIPTION AS d ON d.Z_PK = x.ZASSETDESCRIPTION"
+        caption = col("ZLONGDESCRIPTION", "ZASSETDESCRIPTION", "d")
+    edited = "0"
+    if s.edits == "ZADJUSTMENTSSTATE":
+        edited = "(a.ZADJUSTMENTSSTATE > 0)"  # 2 edited in Photos, 3 a camera lens adjustment
+    elif s.edits:
+        edited = f"(a.{s.edits} = 1)"
+
+    def text(expr: str) -> str:  # text made in SQLite, not once per value in Python
+        return f"COALESCE(CAST({expr} AS TEXT), '')"
+
+    fields = [
+        "a.Z_PK", text("a.ZUUID"), text("a.ZDIRECTORY"), text("a.ZFILENAME"),
+        text(xcol("ZORIGINALFILENAME")), any_of(("ZKIND", "1")), any_of(("ZFAVORITE", "1")),
+        any_of(("ZHIDDEN", "1")), any_of(("ZTRASHEDSTATE", "1")), text(xcol("ZTITLE")),
+        text(caption), col("ZDATECREATED"), xcol("ZTIMEZONEOFFSET"), col("ZLATITUDE"),
+        col("ZLONGITUDE"), any_of(("ZKINDSUBTYPE", "2"), ("ZPLAYBACKSTYLE", "3")),
+        text(col("ZAVALANCHEUUID")), any_of(("ZKINDSUBTYPE", "10"), ("ZISDETECTEDSCREENSHOT", "1")),
+        any_of(("ZKINDSUBTYPE", "103")), edited, xcol("Z_PK"),
+    ]  # fmt: skip
+    return f"SELECT {', '.join(fields)} FROM {a} AS a{joins} ORDER BY a.Z_PK"
+
+
+def _asset(
+    row: tuple[Any, ...],
+    keywords: tuple[str, ...],
+    people: tuple[str, ...],
+    albums: tuple[tuple[str, ...], ...],
+    local: bool,
+) -> LibraryAsset:
+    (_, uuid, directory, filename, original, video, favorite, hidden, trashed, title,
+     caption, created, offset, lat, lon, live, burst, shot, recording, edited, _) = row  # fmt: skip
+    where = (lat, lon) if isinstance(lat, int | float) and isinstance(lon, int | float) else None
+    if where and NO_LOCATION in where:
+        where = None  # the phone's "no location" (both are -180.0 then)
+    return LibraryAsset(
+        uuid=uuid,
+        directory=directory,
+        filename=filename,
+        original_name=original,
+        video=bool(video),
+        favorite=bool(favorite),
+        hidden=bool(hidden),
+        trashed=bool(trashed),
+        title=title,
+        caption=caption,
+        keywords=keywords,
+        people=people,
+        albums=albums,
+        captured=_captured(created, offset),
+        latitude=float(where[0]) if where else None,
+        longitude=float(where[1]) if where else None,
+        live=bool(live),
+        burst=burst,
+        screenshot=bool(shot),
+        screen_recording=bool(recording),
+        edited=bool(edited),
+        local=local,
+    )
+
+
+def _text(value: object) -> str:
+    return "" if value is None else value if isinstance(value, str) else str(value)
+
+
+def _captured(created: object, offset: object) -> datetime | None:
+    """``ZDATECREATED`` is the instant; ``ZTIMEZONEOFFSET`` (seconds east of UTC) the
+    clock it was taken by.  UTC when the offset is absent or impossible."""
+    if not isinstance(created, int | float):
+        return None
+    zone = _zone(int(offset)) if isinstance(offset, int | float) and abs(offset) < 86_400 else UTC
+    try:
+        return datetime.fromtimestamp(created + CORE_DATA_EPOCH, zone)
+    except (OverflowError, OSError, ValueError):
+        return None  # a date no calendar holds is no date
+
+
+@functools.cache
+def _zone(seconds: int) -> timezone:
+    return timezone(timedelta(seconds=seconds))
+
+
+def _keywords(conn: sqlite3.Connection, s: _Schema) -> dict[object, tuple[str, ...]]:
+    """Keyword titles by additional-attributes row (keywords hang off that, not the asset)."""
+    if s.keyword_join is None:
+        return {}
+    table, attrs, keyword = s.keyword_join
+    found: dict[object, set[str]] = defaultdict(set)
+    for owner, title in conn.execute(
+        f"SELECT j.{attrs}, k.ZTITLE FROM {table} AS j JOIN ZKEYWORD AS k ON k.Z_PK = j.{keyword}"
+    ):
+        if title:
+            found[owner].add(_text(title))
+    return {owner: tuple(sorted(titles)) for owner, titles in found.items()}
+
+
+def _people(conn: sqlite3.Connection, s: _Schema) -> dict[object, tuple[str, ...]]:
+    """Named people by asset: the full name, else the display name; unnamed faces are
+    nobody (the phone has not been told who they are)."""
+    if s.faces is None:
+        return {}
+    asset, person = s.faces
+    names = [f"p.{c}" if s.has("ZPERSON", c) else "NULL" for c in ("ZFULLNAME", "ZDISPLAYNAME")]
+    found: dict[object, set[str]] = defaultdict(set)
+    for pk, full, display in conn.execute(
+        f"SELECT f.{asset}, {', '.join(names)} FROM ZDETECTEDFACE AS f "
+        f"JOIN ZPERSON AS p ON p.Z_PK = f.{person}"
+    ):
+        name = _text(full).strip() or _text(display).strip()
+        if name:
+            found[pk].add(name)
+    return {pk: tuple(sorted(n)) for pk, n in found.items()}
+
+
+def _offline(conn: sqlite3.Connection, s: _Schema) -> set[object]:
+    """Assets whose original (resource data store subtype 1) is not on the phone."""
+    if not s.has("ZINTERNALRESOURCE", "ZASSET", "ZDATASTORESUBTYPE", "ZLOCALAVAILABILITY"):
+        return set()
+    return {
+        pk
+        for (pk,) in conn.execute(
+            "SELECT DISTINCT ZASSET FROM ZINTERNALRESOURCE "
+            "WHERE ZDATASTORESUBTYPE = 1 AND ZLOCALAVAILABILITY <> 1"
+        )
+    }
+
+
+def _albums(
+    conn: sqlite3.Connection, s: _Schema, uuids: dict[object, str]
+) -> tuple[tuple[Album, ...], dict[object, list[tuple[str, ...]]]]:
+    """The person's albums (ZKIND 2), each with its folders' path and its assets in the
+    album's order; and, by asset, the paths of the albums (not in the trash) it is in."""
+    parent = "ZPARENTFOLDER" if s.has("ZGENERICALBUM", "ZPARENTFOLDER") else "NULL"
+    trash = "ZTRASHEDSTATE = 1" if s.has("ZGENERICALBUM", "ZTRASHEDSTATE") else "0"
+    nodes: dict[object, tuple[object, str, object, bool]] = {}
+    mine: list[tuple[object, str]] = []  # the person's albums: primary key, UUID
+    for pk, kind, title, up, trashed, uuid in conn.execute(
+        f"SELECT Z_PK, ZKIND, ZTITLE, {parent}, {trash}, ZUUID FROM ZGENERICALBUM ORDER BY Z_PK"
+    ):
+        nodes[pk] = (kind, _text(title), up, bool(trashed))
+        if kind == USER_ALBUM:
+            mine.append((pk, _text(uuid)))
+    table, album_col, asset_col, order_col = s.album_join
+    members: dict[object, list[object]] = defaultdict(list)
+    for album, asset in conn.execute(
+        f"SELECT {album_col}, {asset_col} FROM {table} WHERE {album_col} IN "
+        f"(SELECT Z_PK FROM ZGENERICALBUM WHERE ZKIND = {USER_ALBUM}) "
+        f"ORDER BY {album_col}, {order_col}, {asset_col}"
+    ):
+        if asset in uuids:
+            members[album].append(asset)
+    albums: list[Album] = []
+    member_of: dict[object, list[tuple[str, ...]]] = defaultdict(list)
+    for pk, uuid in mine:
+        path, trashed = _path(nodes, pk)
+        inside = members.get(pk, [])
+        albums.append(Album(uuid, path[-1], path, tuple(uuids[a] for a in inside), trashed))
+        for asset in () if trashed else inside:
+            member_of[asset].append(path)
+    albums.sort(key=lambda al: (al.path, al.uuid))
+    return tuple(albums), member_of
+
+
+def _path(
+    nodes: dict[object, tuple[object, str, object, bool]], pk: object
+) -> tuple[tuple[str, ...], bool]:
+    """The folders' titles from the top down to the album's own, up to (not including)
+    the root folder; trashed when the album or a folder holding it is."""
+    titles: list[str] = []
+    trashed, seen = False, set()
+    while pk in nodes and pk not in seen and nodes[pk][0] != ROOT_FOLDER:
+        seen.add(pk)
+        _, title, up, gone = nodes[pk]
+        titles.append(title)
+        trashed = trashed or gone
+        pk = up
+    return tuple(reversed(titles)), trashed

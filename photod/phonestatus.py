@@ -1,0 +1,139 @@
+"""What `photod status --device NAME` says of one phone: what on it is protected (safe
+to delete from it), what is not and why, and the library's photos that photod does not
+have because their originals are only in iCloud."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from photod import policy, usb
+from photod.catalog import IGNORED, Catalog, DeviceRecord
+from photod.errors import FileUnreadable
+from photod.library import asset_from_json
+from photod.models import PolicyRule, TargetInfo
+
+
+def device_report(
+    catalog: Catalog, d: DeviceRecord, rule: PolicyRule, infos: dict[str, TargetInfo]
+) -> dict[str, Any]:
+    """One phone: its state, and what on it is protected (safe to delete from it)."""
+    verdicts: dict[str, tuple[bool, str]] = {}  # held -> (protected, why not)
+    protected = 0
+    not_protected: list[dict[str, str]] = []
+    safe_before: str | None = None
+    unreadable = 0
+    for f, asset, problem, held in catalog.device_files(d.udid):  # oldest first
+        if problem.startswith(IGNORED):
+            continue  # not a photo or video: nothing to protect
+        if asset is None:
+            unreadable += problem == "unreadable"
+            why = (
+                "unreadable: " + FileUnreadable.action
+                if problem == "unreadable"
+                else (problem or "not imported yet")
+            )
+            ok = False
+        else:
+            if held not in verdicts:
+                verdict = policy.evaluate(rule, held.split("\0") if held else [], infos)
+                verdicts[held] = (verdict.compliant, "needs " + ", ".join(verdict.missing))
+            ok, why = verdicts[held]
+        if ok:
+            protected += 1
+        else:
+            if safe_before is None:
+                safe_before = f.taken_at
+            not_protected.append({"path": f.path, "taken_at": f.taken_at, "why": why})
+    in_icloud = icloud_only(catalog, d.udid)
+    if in_icloud:
+        # With iCloud Photos, deleting a photo on the phone deletes it in iCloud too: a
+        # photo photod does not have keeps everything taken after it from being safe.
+        first = min(p["taken_at"] for p in in_icloud)
+        safe_before = first if safe_before is None else min(safe_before, first)
+    return {
+        "name": d.name or d.udid,
+        "udid": d.udid,
+        "source": d.source,
+        "model": d.model,
+        "ios": d.ios,
+        "state": d.state,
+        "detail": d.detail,
+        "since": d.since,
+        "last_seen": d.last_seen,
+        "last_import": d.last_import,
+        "on_phone": protected + len(not_protected),
+        "protected": protected,
+        "not_protected": not_protected,
+        "unreadable": unreadable,
+        # Everything the phone holds from before this moment is protected; None when
+        # everything on it is.
+        "safe_before": safe_before,
+        # The library's photos whose original only iCloud has: not backed up.
+        "in_icloud": in_icloud,
+    }
+
+
+def icloud_only(catalog: Catalog, udid: str) -> list[dict[str, str]]:
+    """The phone's library photos that photod does not have because their originals
+    are only in iCloud, oldest first: file name, capture time (this computer's local
+    time, as the phone's files are listed) and UUID."""
+    out = []
+    for uuid, path, facts in catalog.in_icloud_only(udid):
+        a = asset_from_json(facts)
+        when = a.captured.astimezone().replace(tzinfo=None) if a.captured else None
+        out.append({
+            "name": a.original_name or a.filename,
+            "path": path,
+            "taken_at": when.isoformat(timespec="seconds") if when else "",
+            "uuid": uuid,
+        })  # fmt: skip
+    return sorted(out, key=lambda p: (p["taken_at"], p["path"]))
+
+
+def find_device(report: dict[str, Any], name: str) -> dict[str, Any] | None:
+    for d in report["devices"]:
+        if name == d["name"] or usb.normal(d["udid"]) == usb.normal(name):
+            return dict(d)
+    return None
+
+
+def render_device(d: dict[str, Any], limit: int = 20) -> str:
+    name = d["name"]
+    lines = [
+        f"{name} ({d['model'] or 'iPhone'}, iOS {d['ios'] or '?'}, UDID {d['udid']})",
+        f"  State      {d['state']}" + (f": {d['detail']}" if d["detail"] else ""),
+        f"  On phone   {d['on_phone']} files at the last listing",
+        f"  Protected  {d['protected']} (policy met with verified copies)",
+    ]
+    icloud = d.get("in_icloud") or []
+    if icloud:
+        lines.append(
+            f"  {len(icloud)} photos in this phone's library are not backed up: their originals "
+            "are only in iCloud. On the phone: Settings > Photos > Download and Keep "
+            "Originals, then plug it in again."
+        )
+        for item in icloud[:limit]:
+            lines.append(
+                f"    {item['taken_at'].replace('T', ' ')}  {item['name']}: only in iCloud"
+            )
+        if len(icloud) > limit:
+            lines.append(f"    ... and {len(icloud) - limit} more (--json lists all)")
+    if d["on_phone"] == 0 and not icloud:
+        lines.append("  Nothing listed yet: plug the phone in and let the import finish.")
+    elif d["safe_before"] is None:
+        lines.append(
+            f"  Everything on '{name}' is protected: all {d['on_phone']} files are safe "
+            "to delete from the phone."
+        )
+    else:
+        lines.append(f"  Not yet    {len(d['not_protected'])}")
+        lines.append(
+            f"  Everything taken before {d['safe_before'].replace('T', ' ')} is safe to "
+            f"delete from '{name}'; newer files are not all protected yet."
+        )
+        for item in d["not_protected"][:limit]:
+            lines.append(f"    {item['taken_at'].replace('T', ' ')}  {item['path']}: {item['why']}")
+        if len(d["not_protected"]) > limit:
+            lines.append(f"    ... and {len(d['not_protected']) - limit} more (--json lists all)")
+    lines.append("  photod never deletes anything from a phone.")
+    return "\n".join(lines)

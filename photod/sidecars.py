@@ -1,0 +1,146 @@
+"""The phones' libraries on the targets: each original's XMP sidecar beside it, and
+each phone's library index.
+
+A sidecar is metadata, not an original: it follows the facts (a photo starred or put
+in an album after its import is rewritten; an unchanged one is never written again:
+the catalog keeps the digest each target holds), and it goes to a target only beside
+an original that target holds verified, so a remote target gets it with its catch-up.
+The index (``.photod/library/UDID.json``, sealed on an encrypted target) is what a
+``catalog rebuild`` takes the library back from: albums in their order, and which
+files (by SHA-256) each asset is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterable
+
+from photod import xmp
+from photod.catalog import Catalog, LibraryRows, now_iso
+from photod.errors import TargetUnavailable, Undecryptable
+from photod.library import asset_from_json
+from photod.logs import log
+from photod.targets.base import Target
+
+INDEX = "library"  # the folder under .photod/
+FORMAT = 1
+
+
+def index_name(udid: str) -> str:
+    return f"{INDEX}/{udid}.json"
+
+
+def sidecar_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class LibraryKeeper:
+    """Writes what the catalog knows of the phones' libraries to one target at a time
+    (called by the catch-up, for each available target)."""
+
+    def __init__(self, catalog: Catalog, stop: threading.Event) -> None:
+        self.catalog = catalog
+        self.stop = stop
+
+    def sync(self, name: str, target: Target) -> int:
+        """Bring ``target``'s sidecars and indexes up to date; the sidecars written.
+        Raises TargetUnavailable (and leaves the rest for the next time)."""
+        written = 0
+        for asset, relpath, facts, digest, device in self.catalog.sidecars_due(name):
+            if self.stop.is_set():
+                break
+            target.put_beside(relpath + xmp.SUFFIX, xmp.sidecar(asset_from_json(facts), device))
+            self.catalog.sidecar_written(asset, name, relpath, digest)
+            written += 1
+        if written:
+            log.info("sidecars_written", target=name, count=written)
+        for udid in self.catalog.libraries():
+            self._index(name, target, udid)
+        return written
+
+    def _index(self, name: str, target: Target, udid: str) -> None:
+        rows = self.catalog.library(udid)
+        if rows is None:
+            return
+        version = f"{rows.digest}:{sum(1 for f in rows.files if f[2])}"
+        mark = f"library_index:{name}:{udid}"
+        if self.catalog.meta(mark) == version:
+            return
+        device = next((d.name for d in self.catalog.devices() if d.udid == udid), "")
+        target.put_private(index_name(udid), index_bytes(udid, device, rows))
+        self.catalog.set_meta(mark, version)
+
+
+def index_bytes(udid: str, device: str, rows: LibraryRows) -> bytes:
+    doc = {
+        "format": FORMAT,
+        "udid": udid,
+        "device": device,
+        "digest": rows.digest,
+        "schema": rows.schema,
+        "written_at": now_iso(),
+        "albums": [
+            {"uuid": u, "path": json.loads(p), "trashed": t, "assets": json.loads(a)}
+            for u, p, t, a in rows.albums
+        ],
+        "assets": [
+            {"uuid": u, "path": p, "local": loc, "facts": json.loads(f), "sidecar": s}
+            for u, p, loc, f, s in rows.assets
+        ],
+        "files": [{"path": p, "uuid": u, "sha256": a} for p, u, a in rows.files],
+    }
+    return json.dumps(doc, ensure_ascii=False, sort_keys=True).encode()
+
+
+def rows_from_index(data: bytes) -> tuple[str, str, LibraryRows]:
+    """(udid, device name, rows) from an index; ValueError when it is not one."""
+    doc = json.loads(data)
+    if doc.get("format") != FORMAT:
+        raise ValueError(f"library index format {doc.get('format')!r}")
+    dumps = json.dumps
+    return (
+        str(doc["udid"]),
+        str(doc.get("device", "")),
+        LibraryRows(
+            str(doc["digest"]),
+            str(doc["schema"]),
+            [
+                (a["uuid"], a["path"], bool(a["local"]), _facts(a["facts"]), a["sidecar"])
+                for a in doc["assets"]
+            ],
+            [(f["path"], f["uuid"], f["sha256"]) for f in doc["files"]],
+            [
+                (al["uuid"], dumps(al["path"]), bool(al["trashed"]), dumps(al["assets"]))
+                for al in doc["albums"]
+            ],
+        ),
+    )
+
+
+def _facts(data: dict[str, object]) -> str:
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def take_indexes(catalog: Catalog, targets: Iterable[tuple[str, Target]]) -> int:
+    """The libraries a rebuilt catalog lacks, from the targets' indexes; how many."""
+    taken = 0
+    for name, target in targets:
+        try:
+            names = target.list_meta(INDEX)
+        except TargetUnavailable:
+            continue
+        for meta in names:
+            try:
+                data = target.get_private(meta)
+                if data is None:
+                    continue
+                udid, _, rows = rows_from_index(data)
+            except (TargetUnavailable, Undecryptable, ValueError, KeyError, TypeError) as exc:
+                log.warning("library_index_unreadable", target=name, file=meta, reason=str(exc))
+                continue
+            if catalog.library_digest(udid) is None:
+                catalog.save_library(udid, rows)
+                taken += 1
+    return taken

@@ -1,0 +1,279 @@
+"""A phone's Photos library, in milliseconds: the database copied consistently over
+the phone link, read, kept in the catalog, and written beside the originals as XMP
+sidecars that the real ``exiftool`` reads back.  The phone is in memory
+(``tests/memphone.py``); the catalog, ingest, replication and target folder are real."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from photod import librarycopy
+from photod.catalog import Catalog
+from photod.errors import LibraryUnreadable
+from photod.sidecars import LibraryKeeper, take_indexes
+from tests import photoslib
+from tests import test_phone_session as session
+from tests.memphone import MemPhone, MemUsbmux
+from tests.test_phone_session import UDID, Events, PhoneRig, named, photos, wait_until
+
+# The session tests' rig and event capture, as fixtures here too.
+make_rig = session.make_rig
+events = session.events
+
+DB, WAL, SHM = librarycopy.PARTS
+
+
+def exiftool(path: Path) -> dict[str, Any]:
+    if shutil.which("exiftool") is None:
+        pytest.fail("exiftool is missing: apt-get install libimage-exiftool-perl")
+    out = subprocess.run(
+        ["exiftool", "-j", "-n", "-G1", "-struct", str(path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout)[0]  # type: ignore[no-any-return]
+
+
+async def _copy(phone: MemPhone, folder: Path) -> librarycopy.LibraryCopy | None:
+    mux = MemUsbmux()
+    mux.plug(phone)
+    link = await mux.connect(phone.udid, folder, 1.0)
+    await link.start_files()
+    return await librarycopy.copy_library(link, folder)
+
+
+def test_the_database_is_copied_with_its_log_and_again_if_the_phone_wrote_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The three files are copied as one snapshot: a write to the log while it was
+    read makes photod take the copy again, and the copy holds the phone's last bytes."""
+    monkeypatch.setattr(librarycopy, "SETTLE", 0.0)
+    phone = MemPhone(UDID, {DB: b"main" * 1000, WAL: b"log1" * 100, SHM: b"shm" * 10})
+    writes = []
+
+    def phone_writes(path: str) -> None:
+        if path == WAL and not writes:  # once: a commit lands in the log as it is read
+            writes.append(path)
+            phone.files[WAL] += b"commit"
+
+    phone.on_read = phone_writes
+    copy = asyncio.run(_copy(phone, tmp_path / "copy"))
+    assert copy is not None
+    assert phone.files[WAL] == (tmp_path / "copy" / "Photos.sqlite-wal").read_bytes()
+    assert phone.files[DB] == copy.db.read_bytes()
+    assert 2 == phone.opened[DB]  # taken twice: the first copy did not count
+    again = asyncio.run(_copy(MemPhone(UDID, dict(phone.files)), tmp_path / "again"))
+    assert again is not None and again.digest == copy.digest  # same bytes, same digest
+
+
+def test_a_phone_that_never_stops_writing_gives_one_clear_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(librarycopy, "SETTLE", 0.0)
+    phone = MemPhone(UDID, {DB: b"main" * 1000, WAL: b"log" * 100})
+    phone.on_read = lambda path: phone.files.__setitem__(WAL, phone.files[WAL] + b"x")
+    with pytest.raises(LibraryUnreadable, match="kept changing it while it was copied"):
+        asyncio.run(_copy(phone, tmp_path / "copy"))
+
+
+def test_a_phone_without_a_library_database_has_none(tmp_path: Path) -> None:
+    assert None is asyncio.run(
+        _copy(MemPhone(UDID, {"/DCIM/100APPLE/IMG_0001.JPG": b"x"}), tmp_path)
+    )
+
+
+# -- the whole way: phone, catalog, sidecars on the target ------------------------------
+
+TOKYO = timezone(timedelta(hours=9))
+
+
+def library_phone(
+    tmp: Path, generation: str = "18"
+) -> tuple[MemPhone, Path, list[photoslib.Photo]]:
+    """A phone with 4 photos in DCIM (one a Live Photo with its movie) and a library
+    that knows them, plus one photo whose original only iCloud has."""
+    files = photos(tmp, 3)
+    files["/DCIM/100APPLE/IMG_0009.HEIC"] = files.pop("/DCIM/100APPLE/IMG_0003.JPG")
+    files["/DCIM/100APPLE/IMG_0009.MOV"] = b"\0\0\0\x14ftypqt  " + b"movie" * 100
+    media = tmp / "media"
+    lib = [
+        photoslib.Photo("IMG_0001.JPG", favorite=True, title="Sunset", caption="Gion <at> dusk",
+                        keywords=("travel",), people=("Ann Lee",),
+                        captured=datetime(2024, 4, 1, 18, 30, tzinfo=TOKYO),
+                        latitude=35.0036, longitude=135.7780),
+        photoslib.Photo("IMG_0002.JPG", hidden=True),
+        photoslib.Photo("IMG_0009.HEIC", live=True, trashed=True),
+        photoslib.Photo("IMG_0777.HEIC", local=False, original_name="IMG_0777.HEIC",
+                        captured=datetime(2023, 1, 2, 3, 4, 5, tzinfo=UTC)),
+    ]  # fmt: skip
+    albums = [
+        (("Trips", "2024", "Kyoto"), [lib[0].uuid, lib[2].uuid]),
+        (("Family",), [lib[1].uuid]),
+    ]
+    db = photoslib.build(media, generation, lib, albums, wal_only=1)
+    for part in librarycopy.PARTS:
+        files[part] = (media / part.lstrip("/")).read_bytes()
+    return MemPhone(UDID, files, name="Anna's iPhone"), db, lib
+
+
+def plug_and_import(rig: PhoneRig, phone: MemPhone, events: Events, imports: int) -> None:
+    rig.mux.plug(phone)
+    wait_until(lambda: len(named(events, "device_import_finished")) >= imports, "the import")
+    wait_until(
+        lambda: rig.state() == ("imported", rig.state()[1]) if rig.state() else False, "state"
+    )
+    rig.mux.unplug(phone)
+    wait_until(lambda: named(events, "device_detached"), "unplugged")
+
+
+def refresh(phone: MemPhone, db: Path) -> None:
+    for part, local in zip(librarycopy.PARTS, ("", "-wal", "-shm"), strict=True):
+        phone.files[part] = Path(f"{db}{local}").read_bytes()
+
+
+def test_the_library_reaches_the_target_as_sidecars_that_exiftool_reads(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    rig = make_rig()
+    phone, _, lib = library_phone(tmp_path)
+    plug_and_import(rig, phone, events, 1)
+    [read] = named(events, "device_library_read")
+    assert (4, 2, 1) == (read["assets"], read["albums"], read["not_on_phone"])
+    keeper = LibraryKeeper(rig.catalog, threading.Event())
+    target = rig.fleet.targets["lib"].target
+    assert 3 == keeper.sync("lib", target)  # one per original on the phone
+
+    sidecars = sorted(rig.lib.rglob("*.xmp"))
+    assert ["IMG_0001.JPG.xmp", "IMG_0002.JPG.xmp", "IMG_0009.HEIC.xmp"] == [
+        p.name for p in sidecars
+    ]
+    first = exiftool(sidecars[0])
+    assert "Sunset" == first["XMP-dc:Title"]
+    assert "Gion <at> dusk" == first["XMP-dc:Description"]
+    assert 5 == first["XMP-xmp:Rating"]
+    assert ["Ann Lee"] == first["XMP-iptcExt:PersonInImage"]
+    assert {"Albums|Trips|2024|Kyoto", "travel"} == set(first["XMP-lr:HierarchicalSubject"])
+    assert "2024:04:01 18:30:00+09:00" == first["XMP-exif:DateTimeOriginal"]
+    assert abs(first["XMP-exif:GPSLatitude"] - 35.0036) < 1e-6
+    assert lib[0].uuid == first["XMP-photod:Uuid"]
+    assert exiftool(sidecars[1])["XMP-photod:Hidden"] is True
+    live = exiftool(sidecars[2])
+    assert (True, True) == (live["XMP-photod:Trashed"], live["XMP-photod:Live"])
+    # The sidecar sits beside its original: the original keeps its bytes.
+    assert (sidecars[0].parent / "IMG_0001.JPG").read_bytes() == phone.files[
+        "/DCIM/100APPLE/IMG_0001.JPG"
+    ]
+
+    # The Live Photo's still and movie are one asset: its album holds both.
+    from photod.albums import album_assets
+
+    kyoto = album_assets(rig.catalog, "Kyoto")
+    assert kyoto is not None and 3 == len(kyoto)  # IMG_0001, and IMG_0009's still and movie
+    assert album_assets(rig.catalog, "Trips/2024/Kyoto") == kyoto
+    assert None is album_assets(rig.catalog, "Nowhere")
+
+    # The photo only iCloud has: named and counted, and the phone never all safe.
+    [icloud] = named(events, "device_originals_in_icloud")
+    assert (1, True) == (icloud["count"], icloud["grew"])
+    [(uuid, path, _)] = rig.catalog.in_icloud_only(UDID)
+    assert (lib[3].uuid, "/DCIM/100APPLE/IMG_0777.HEIC") == (uuid, path)
+
+
+def test_an_unchanged_phone_costs_one_copy_and_a_change_rewrites_only_its_sidecar(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    rig = make_rig()
+    phone, db, lib = library_phone(tmp_path)
+    plug_and_import(rig, phone, events, 1)
+    keeper = LibraryKeeper(rig.catalog, threading.Event())
+    target = rig.fleet.targets["lib"].target
+    keeper.sync("lib", target)
+    sidecar = next(rig.lib.rglob("IMG_0002.JPG.xmp"))
+    original = sidecar.with_name("IMG_0002.JPG")
+    before = (original.stat().st_ino, original.read_bytes())
+
+    phone.reset_counters()
+    plug_and_import(rig, phone, events, 2)
+    assert named(events, "device_library_unchanged")
+    assert 1 == len(named(events, "device_library_read"))  # not read again
+    assert {p for p in phone.opened if not p.startswith("/PhotoData")} == set()  # no photo read
+    assert 0 == keeper.sync("lib", target)
+
+    # On the phone: starred, captioned and put in an album after the import.
+    photoslib.update(
+        db, lib[1].uuid, favorite=True, caption="the cat", add_to_album=("Trips", "2024", "Kyoto")
+    )
+    refresh(phone, db)
+    phone.reset_counters()
+    plug_and_import(rig, phone, events, 3)
+    assert 2 == len(named(events, "device_library_read"))
+    assert {p for p in phone.opened if not p.startswith("/PhotoData")} == set()
+    assert 1 == keeper.sync("lib", target)  # only the one whose facts changed
+    now = exiftool(sidecar)
+    assert (5, "the cat") == (now["XMP-xmp:Rating"], now["XMP-dc:Description"])
+    assert "Albums|Trips|2024|Kyoto" in now["XMP-lr:HierarchicalSubject"]
+    assert before == (original.stat().st_ino, original.read_bytes())  # the original: untouched
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "unknown"])
+def test_a_database_photod_cannot_read_is_one_event_and_every_file_is_imported(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path, damage: str
+) -> None:
+    rig = make_rig()
+    phone, db, _ = library_phone(tmp_path)
+    if damage == "garbage":
+        photoslib.garbage(db)
+        Path(f"{db}-wal").unlink()
+    elif damage == "truncated":
+        photoslib.truncate(db)
+    else:
+        Path(f"{db}-wal").unlink()
+        Path(f"{db}-shm").unlink()
+        db.unlink()
+        photoslib.unknown_schema(db)
+    for part in librarycopy.PARTS:
+        phone.files.pop(part, None)
+        local = tmp_path / "media" / part.lstrip("/")
+        if local.exists():
+            phone.files[part] = local.read_bytes()
+    plug_and_import(rig, phone, events, 1)
+    [bad] = named(events, "device_library_unreadable")
+    assert bad["reason"] and "\n" not in bad["reason"]
+    assert not named(events, "device_library_read")
+    dcim = {p: b for p, b in phone.files.items() if p.startswith("/DCIM")}
+    assert {hashlib.sha256(b).hexdigest() for b in dcim.values()} == rig.on_target()
+    assert [] == list(rig.lib.rglob("*.xmp"))
+
+
+def test_a_rebuilt_catalog_takes_the_library_back_from_the_targets_index(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    rig = make_rig()
+    phone, _, lib = library_phone(tmp_path, "15")
+    plug_and_import(rig, phone, events, 1)
+    keeper = LibraryKeeper(rig.catalog, threading.Event())
+    target = rig.fleet.targets["lib"].target
+    keeper.sync("lib", target)
+    index = json.loads((rig.lib / ".photod" / "library" / f"{UDID}.json").read_text())
+    assert {a["uuid"] for a in index["assets"]} == {p.uuid for p in lib}
+    assert ["Family", "Trips/2024/Kyoto"] == sorted("/".join(a["path"]) for a in index["albums"])
+
+    fresh = Catalog(tmp_path / "fresh.sqlite")
+    try:
+        assert 1 == take_indexes(fresh, [("lib", target)])
+        from photod.albums import album_assets
+
+        assert album_assets(fresh, "Kyoto") == album_assets(rig.catalog, "Kyoto")
+        assert [lib[3].uuid] == [u for u, _, _ in fresh.in_icloud_only(UDID)]
+    finally:
+        fresh.close()
