@@ -55,6 +55,10 @@ class PhoneLibraryStep:
             log.warning("device_library_unreadable", device=link.name, udid=link.udid,
                         reason=exc.reason)  # fmt: skip
             return
+        except OSError as exc:  # this computer's side: the state dir full, say
+            log.warning("device_library_unreadable", device=link.name, udid=link.udid,
+                        reason=f"cannot copy it into {folder}: {exc.strerror or exc}")  # fmt: skip
+            return
         finally:
             await asyncio.to_thread(shutil.rmtree, folder, True)
         paths = list(on_phone)
