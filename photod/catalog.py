@@ -1410,6 +1410,19 @@ class Catalog:
             [(r[0], r[1], bool(r[2]), r[3]) for r in albums],
         )
 
+    def library_version(self, udid: str) -> str | None:
+        """What a target's index of this library must say to be current: the library's
+        digest and how many of its files photod holds (None: no library)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT digest, (SELECT count(*) FROM library_files l LEFT JOIN device_files d"
+                " ON d.udid = l.udid AND d.path = l.path"
+                " WHERE l.udid = ?1 AND coalesce(l.asset, d.asset) IS NOT NULL)"
+                " FROM libraries WHERE udid = ?1",
+                (udid,),
+            ).fetchone()
+        return None if row is None else f"{row[0]}:{row[1]}"
+
     def libraries(self) -> list[str]:
         """The phones whose library photod has read."""
         with self._lock:

@@ -61,12 +61,12 @@ class LibraryKeeper:
         return written
 
     def _index(self, name: str, target: Target, udid: str) -> None:
+        version = self.catalog.library_version(udid)
+        mark = f"library_index:{name}:{udid}"
+        if version is None or self.catalog.meta(mark) == version:
+            return  # the index there is current: nothing read, nothing written
         rows = self.catalog.library(udid)
         if rows is None:
-            return
-        version = f"{rows.digest}:{sum(1 for f in rows.files if f[2])}"
-        mark = f"library_index:{name}:{udid}"
-        if self.catalog.meta(mark) == version:
             return
         device = next((d.name for d in self.catalog.devices() if d.udid == udid), "")
         target.put_private(index_name(udid), index_bytes(udid, device, rows))

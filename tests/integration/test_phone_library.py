@@ -131,6 +131,42 @@ def test_albums_favourites_captions_and_icloud_only_originals_reach_the_user(
     finally:
         hook.close()
 
+    # The catalog lost, and no snapshot of it on the target: a full re-scan rebuild
+    # takes the library back from the target's index (and never takes a sidecar for a
+    # photo).
+    shutil.rmtree(phones.home / "state")
+    for snap in phones.lib.glob(".photod/installations/*/snapshots/*"):
+        snap.unlink()
+    photos_before = len(p.events("asset_ingested"))
+    r = p.cli("catalog", "rebuild", "--from", "lib")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert "a full re-scan" in r.stdout
+    mine = p.cli("albums", "--device", UDID_A)
+    assert 0 == mine.returncode, mine.stderr
+    assert "Trips/Beach 2026  2 photos, " in mine.stdout
+    assert photos_before == int(r.stdout.split(" assets,")[0].rsplit(" ", 1)[1])
+    unknown = p.cli("albums", "--device", "Bob's iPhone")
+    assert 1 == unknown.returncode and 'no albums on "Bob\'s iPhone" yet' in unknown.stdout
+
+
+def test_a_database_photod_cannot_read_imports_every_file_all_the_same(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    """A garbage Photos.sqlite on the phone: one device_library_unreadable with the
+    reason, and every file imported and protected as without a library."""
+    roll = camera_roll(tmp_path / "phone", samples, photos=4, live=1)
+    photoslib.garbage(roll.media / "PhotoData" / "Photos.sqlite")
+    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
+    p = phones.photod().start()
+    p.wait_event("usbmuxd_connected")
+    phones.mux.plug(phone)
+    [bad] = p.wait_event("device_library_unreadable", timeout=60)
+    assert "not a SQLite database" in bad["reason"]
+    assert "\n" not in bad["reason"] and "Traceback" not in p.log_file.read_text()
+    p.wait_protected(len(roll.files))
+    assert not list(phones.lib.rglob("*.xmp"))
+    assert 0 == p.stop()
+
 
 def test_a_sidecar_exported_beside_a_photo_is_kept_with_it(setup: Setup, samples: Path) -> None:
     """An export from Photos or osxphotos names its sidecar ``IMG_0001.HEIC.xmp``: in a
