@@ -1443,6 +1443,20 @@ class Catalog:
             ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
 
+    def library_unlisted(self, udid: str) -> list[tuple[str, str, str]]:
+        """The library's photos the phone says it holds, at a path its last listing did
+        not show (somewhere photod does not read): (uuid, original path, facts JSON)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT a.uuid, a.path, a.facts FROM library_assets a"
+                " LEFT JOIN library_files l ON l.udid = a.udid AND l.path = a.path"
+                " LEFT JOIN device_files d ON d.udid = a.udid AND d.path = a.path"
+                " WHERE a.udid=? AND a.local = 1 AND d.path IS NULL AND l.asset IS NULL"
+                " ORDER BY a.path",
+                (udid,),
+            ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
     def sidecars_due(self, target: str) -> list[tuple[str, str, str, str, str]]:
         """The sidecars ``target`` lacks or holds out of date, beside the originals it
         holds verified: (asset, relpath, facts JSON, sidecar digest, phone's name)."""

@@ -89,6 +89,8 @@ class PhoneImport:
 
     async def _list(self, link: PhoneLink, source: IPhoneSource) -> list[PhoneFile]:
         tops = ["/DCIM", phoneplan.MUTATIONS] if source.include_edits else ["/DCIM"]
+        if source.library:  # originals synced from the person's other devices
+            tops.append(phoneplan.CPL_ASSETS)
         files = []
         for top in tops:
             async for f in link.walk(top):

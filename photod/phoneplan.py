@@ -16,6 +16,9 @@ from photod.library import LibraryAsset
 from photod.media import is_still, lead_of, stem_of, still_index
 
 MUTATIONS = "/PhotoData/Mutations"
+# Where a phone with iCloud Photos keeps the downloaded originals of photos taken on the
+# person's other devices (the library names them; they are not under DCIM).
+CPL_ASSETS = "/PhotoData/CPLAssets"
 
 
 def is_render(path: str) -> bool:

@@ -44,11 +44,12 @@ def device_report(
             if safe_before is None:
                 safe_before = f.taken_at
             not_protected.append({"path": f.path, "taken_at": f.taken_at, "why": why})
-    in_icloud = icloud_only(catalog, d.udid)
-    if in_icloud:
+    in_icloud = _listed(catalog.in_icloud_only(d.udid))
+    elsewhere = _listed(catalog.library_unlisted(d.udid))
+    if in_icloud or elsewhere:
         # With iCloud Photos, deleting a photo on the phone deletes it in iCloud too: a
         # photo photod does not have keeps everything taken after it from being safe.
-        first = min(p["taken_at"] for p in in_icloud)
+        first = min(p["taken_at"] for p in in_icloud + elsewhere)
         safe_before = first if safe_before is None else min(safe_before, first)
     return {
         "name": d.name or d.udid,
@@ -70,15 +71,16 @@ def device_report(
         "safe_before": safe_before,
         # The library's photos whose original only iCloud has: not backed up.
         "in_icloud": in_icloud,
+        # ... and those the phone holds where its listing did not show them.
+        "not_listed": elsewhere,
     }
 
 
-def icloud_only(catalog: Catalog, udid: str) -> list[dict[str, str]]:
-    """The phone's library photos that photod does not have because their originals
-    are only in iCloud, oldest first: file name, capture time (this computer's local
-    time, as the phone's files are listed) and UUID."""
+def _listed(rows: list[tuple[str, str, str]]) -> list[dict[str, str]]:
+    """Library photos photod does not have, oldest first: file name, capture time (this
+    computer's local time, as the phone's files are listed) and UUID."""
     out = []
-    for uuid, path, facts in catalog.in_icloud_only(udid):
+    for uuid, path, facts in rows:
         a = asset_from_json(facts)
         when = a.captured.astimezone().replace(tzinfo=None) if a.captured else None
         out.append({
@@ -118,6 +120,13 @@ def render_device(d: dict[str, Any], limit: int = 20) -> str:
             )
         if len(icloud) > limit:
             lines.append(f"    ... and {len(icloud) - limit} more (--json lists all)")
+    elsewhere = d.get("not_listed") or []
+    if elsewhere:
+        lines.append(
+            f"  {len(elsewhere)} photos in this phone's library are not backed up: their "
+            "originals are not where photod reads the phone (DCIM); photod never calls "
+            "them safe (`--json` lists them under not_listed)"
+        )
     if d["on_phone"] == 0 and not icloud:
         lines.append("  Nothing listed yet: plug the phone in and let the import finish.")
     elif d["safe_before"] is None:

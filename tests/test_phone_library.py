@@ -105,16 +105,21 @@ def library_phone(
     files = photos(tmp, 3)
     files["/DCIM/100APPLE/IMG_0009.HEIC"] = files.pop("/DCIM/100APPLE/IMG_0003.JPG")
     files["/DCIM/100APPLE/IMG_0009.MOV"] = b"\0\0\0\x14ftypqt  " + b"movie" * 100
+    # Taken on the person's iPad: iCloud Photos keeps its original outside DCIM.
+    ipad = "/PhotoData/CPLAssets/group12/2B1E0F6C.JPG"
+    files[ipad] = files.pop("/DCIM/100APPLE/IMG_0002.JPG")
     media = tmp / "media"
     lib = [
         photoslib.Photo("IMG_0001.JPG", favorite=True, title="Sunset", caption="Gion <at> dusk",
                         keywords=("travel",), people=("Ann Lee",),
                         captured=datetime(2024, 4, 1, 18, 30, tzinfo=TOKYO),
                         latitude=35.0036, longitude=135.7780),
-        photoslib.Photo("IMG_0002.JPG", hidden=True),
+        photoslib.Photo("2B1E0F6C.JPG", directory="PhotoData/CPLAssets/group12", hidden=True),
         photoslib.Photo("IMG_0009.HEIC", live=True, trashed=True),
         photoslib.Photo("IMG_0777.HEIC", local=False, original_name="IMG_0777.HEIC",
                         captured=datetime(2023, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        # The library says it is on the phone, but no listing shows it.
+        photoslib.Photo("IMG_0666.HEIC", captured=datetime(2022, 5, 6, 7, 8, 9, tzinfo=UTC)),
     ]  # fmt: skip
     albums = [
         (("Trips", "2024", "Kyoto"), [lib[0].uuid, lib[2].uuid]),
@@ -148,16 +153,14 @@ def test_the_library_reaches_the_target_as_sidecars_that_exiftool_reads(
     phone, _, lib = library_phone(tmp_path)
     plug_and_import(rig, phone, events, 1)
     [read] = named(events, "device_library_read")
-    assert (4, 2, 1) == (read["assets"], read["albums"], read["not_on_phone"])
+    assert (5, 2, 1) == (read["assets"], read["albums"], read["not_on_phone"])
     keeper = LibraryKeeper(rig.catalog, threading.Event())
     target = rig.fleet.targets["lib"].target
     assert 3 == keeper.sync("lib", target)  # one per original on the phone
 
-    sidecars = sorted(rig.lib.rglob("*.xmp"))
-    assert ["IMG_0001.JPG.xmp", "IMG_0002.JPG.xmp", "IMG_0009.HEIC.xmp"] == [
-        p.name for p in sidecars
-    ]
-    first = exiftool(sidecars[0])
+    sidecars = {p.name: p for p in rig.lib.rglob("*.xmp")}
+    assert ["2B1E0F6C.JPG.xmp", "IMG_0001.JPG.xmp", "IMG_0009.HEIC.xmp"] == sorted(sidecars)
+    first = exiftool(sidecars["IMG_0001.JPG.xmp"])
     assert "Sunset" == first["XMP-dc:Title"]
     assert "Gion <at> dusk" == first["XMP-dc:Description"]
     assert 5 == first["XMP-xmp:Rating"]
@@ -166,11 +169,11 @@ def test_the_library_reaches_the_target_as_sidecars_that_exiftool_reads(
     assert "2024:04:01 18:30:00+09:00" == first["XMP-exif:DateTimeOriginal"]
     assert abs(first["XMP-exif:GPSLatitude"] - 35.0036) < 1e-6
     assert lib[0].uuid == first["XMP-photod:Uuid"]
-    assert exiftool(sidecars[1])["XMP-photod:Hidden"] is True
-    live = exiftool(sidecars[2])
+    assert exiftool(sidecars["2B1E0F6C.JPG.xmp"])["XMP-photod:Hidden"] is True
+    live = exiftool(sidecars["IMG_0009.HEIC.xmp"])
     assert (True, True) == (live["XMP-photod:Trashed"], live["XMP-photod:Live"])
     # The sidecar sits beside its original: the original keeps its bytes.
-    assert (sidecars[0].parent / "IMG_0001.JPG").read_bytes() == phone.files[
+    assert (sidecars["IMG_0001.JPG.xmp"].parent / "IMG_0001.JPG").read_bytes() == phone.files[
         "/DCIM/100APPLE/IMG_0001.JPG"
     ]
 
@@ -187,6 +190,27 @@ def test_the_library_reaches_the_target_as_sidecars_that_exiftool_reads(
     assert (1, True) == (icloud["count"], icloud["grew"])
     [(uuid, path, _)] = rig.catalog.in_icloud_only(UDID)
     assert (lib[3].uuid, "/DCIM/100APPLE/IMG_0777.HEIC") == (uuid, path)
+    from photod import phonestatus
+    from photod.models import PolicyRule
+
+    record = rig.record()
+    assert record is not None
+    infos = {"lib": rig.fleet.targets["lib"].info}
+    report = phonestatus.device_report(rig.catalog, record, PolicyRule(1, 1, 0), infos)
+    assert [lib[3].uuid] == [p["uuid"] for p in report["in_icloud"]]
+    assert [lib[4].uuid] == [p["uuid"] for p in report["not_listed"]]
+    # Everything else is protected, yet the oldest photo photod lacks bounds "safe".
+    assert [] == report["not_protected"]
+    assert report["safe_before"] == "2022-05-06T07:08:09" or report["safe_before"].startswith(
+        "2022-05-0"
+    )
+    text = phonestatus.render_device(report)
+    assert (
+        "1 photos in this phone's library are not backed up: their originals are only in iCloud"
+        in text
+    )
+    assert "not where photod reads the phone" in text
+    assert "is protected: all" not in text
 
 
 def test_an_unchanged_phone_costs_one_copy_and_a_change_rewrites_only_its_sidecar(
@@ -198,8 +222,8 @@ def test_an_unchanged_phone_costs_one_copy_and_a_change_rewrites_only_its_sideca
     keeper = LibraryKeeper(rig.catalog, threading.Event())
     target = rig.fleet.targets["lib"].target
     keeper.sync("lib", target)
-    sidecar = next(rig.lib.rglob("IMG_0002.JPG.xmp"))
-    original = sidecar.with_name("IMG_0002.JPG")
+    sidecar = next(rig.lib.rglob("2B1E0F6C.JPG.xmp"))  # the iPad's photo
+    original = sidecar.with_name("2B1E0F6C.JPG")
     before = (original.stat().st_ino, original.read_bytes())
 
     phone.reset_counters()
@@ -250,7 +274,7 @@ def test_a_database_photod_cannot_read_is_one_event_and_every_file_is_imported(
     [bad] = named(events, "device_library_unreadable")
     assert bad["reason"] and "\n" not in bad["reason"]
     assert not named(events, "device_library_read")
-    dcim = {p: b for p, b in phone.files.items() if p.startswith("/DCIM")}
+    dcim = {p: b for p, b in phone.files.items() if p not in librarycopy.PARTS}
     assert {hashlib.sha256(b).hexdigest() for b in dcim.values()} == rig.on_target()
     assert [] == list(rig.lib.rglob("*.xmp"))
 
