@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from photod import policy
 from photod.catalog import Catalog
+from photod.errors import PhotodError
 from photod.models import PolicyRule, TargetInfo
 
 
@@ -100,6 +101,9 @@ def album_assets(catalog: Catalog, album: str, device: str | None = None) -> fro
     chosen = exact or by_title
     if not chosen:
         return None
+    if not exact and len({a.name for a in by_title}) > 1:
+        names = ", ".join(sorted({repr(a.name) for a in by_title}))
+        raise PhotodError(f"several albums are titled {album!r}: {names}; give the full name")
     return frozenset().union(*(a.assets for a in chosen))
 
 
@@ -119,12 +123,17 @@ def render(found: list[AlbumInfo], device: str | None, as_json: bool) -> tuple[s
         )
     lines: list[str] = []
     for a in found:
-        if f"{a.device}:" not in lines:
-            lines.append(f"{a.device}:")
+        if f"{printable(a.device)}:" not in lines:
+            lines.append(f"{printable(a.device)}:")
         missing = a.photos - a.backed_up
         lines.append(
-            f"  {a.name}  {a.photos} photos, {a.protected} protected"
+            f"  {printable(a.name)}  {a.photos} photos, {a.protected} protected"
             + (f", {missing} not backed up" if missing else "")
             + ("  (in Recently Deleted)" if a.trashed else "")
         )
     return "\n".join(lines), 0
+
+
+def printable(text: str) -> str:
+    """A name from a phone, safe to print on a terminal: control characters shown as ?."""
+    return "".join("?" if ord(c) < 32 or 127 <= ord(c) < 160 else c for c in text)

@@ -245,6 +245,8 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (udid, path)
     ) WITHOUT ROWID;
     CREATE INDEX library_files_uuid ON library_files(udid, uuid);
+    CREATE INDEX library_files_asset ON library_files(asset) WHERE asset IS NOT NULL;
+    CREATE INDEX device_files_asset ON device_files(asset) WHERE asset IS NOT NULL;
     CREATE TABLE library_albums (
         udid TEXT NOT NULL,
         uuid TEXT NOT NULL,
@@ -1457,25 +1459,40 @@ class Catalog:
             ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
 
-    def sidecars_due(self, target: str) -> list[tuple[str, str, str, str, str]]:
+    # Each original's library facts: one row per asset, the first phone's by UDID when
+    # the same bytes are in two libraries (an iPhone's photo in the iPad's CPLAssets),
+    # so a sidecar does not flip between them at every catch-up.
+    _FACTS = (
+        "SELECT asset, udid, facts, sidecar FROM ("
+        " SELECT f.asset, a.udid, a.facts, a.sidecar, row_number() OVER"
+        "  (PARTITION BY f.asset ORDER BY a.udid, a.uuid) AS n"
+        " FROM library_assets a"
+        " JOIN (SELECT l.udid, l.path, coalesce(l.asset, d.asset) AS asset"
+        "       FROM library_files l LEFT JOIN device_files d"
+        "       ON d.udid = l.udid AND d.path = l.path) f"
+        "   ON f.udid = a.udid AND f.path = a.path AND f.asset IS NOT NULL"
+        ") WHERE n = 1"
+    )
+
+    def sidecars_due(self, target: str) -> list[tuple[str, str, str, str, str, bool]]:
         """The sidecars ``target`` lacks or holds out of date, beside the originals it
-        holds verified: (asset, relpath, facts JSON, sidecar digest, phone's name)."""
+        holds verified: (asset, relpath, facts JSON, sidecar digest, phone's name,
+        whether photod wrote one there before).  Never one whose name ``KEY.xmp`` is
+        an original's on that target."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT f.asset, r.relpath, a.facts, a.sidecar, coalesce(v.name, '')"
-                " FROM library_assets a"
-                " JOIN (SELECT l.udid, l.path, coalesce(l.asset, d.asset) AS asset"
-                "       FROM library_files l LEFT JOIN device_files d"
-                "       ON d.udid = l.udid AND d.path = l.path) f"
-                "   ON f.udid = a.udid AND f.path = a.path AND f.asset IS NOT NULL"
-                " JOIN replicas r ON r.asset = f.asset AND r.target = ? AND r.state = 'verified'"
-                " LEFT JOIN sidecars s ON s.asset = f.asset AND s.target = r.target"
-                " LEFT JOIN devices v ON v.udid = a.udid"
-                " WHERE s.digest IS NULL OR s.digest != a.sidecar OR s.relpath != r.relpath"
-                " GROUP BY f.asset",
+                "SELECT x.asset, r.relpath, x.facts, x.sidecar, coalesce(v.name, ''),"
+                " s.digest IS NOT NULL"
+                f" FROM ({self._FACTS}) x"
+                " JOIN replicas r ON r.asset = x.asset AND r.target = ? AND r.state = 'verified'"
+                " LEFT JOIN sidecars s ON s.asset = x.asset AND s.target = r.target"
+                " LEFT JOIN devices v ON v.udid = x.udid"
+                " WHERE (s.digest IS NULL OR s.digest != x.sidecar OR s.relpath != r.relpath)"
+                " AND NOT EXISTS (SELECT 1 FROM replicas o WHERE o.target = r.target"
+                "                 AND o.relpath = r.relpath || '.xmp')",
                 (target,),
             ).fetchall()
-        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        return [(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
 
     def held_by_asset(self, assets: Iterable[str]) -> dict[str, str]:
         """The targets holding each asset verified (NUL-separated), for these assets."""
@@ -1491,14 +1508,17 @@ class Catalog:
             )
 
     def sidecar_of(self, asset: str) -> tuple[str, str] | None:
-        """(facts JSON, phone's name) of the library asset whose original is ``asset``."""
+        """(facts JSON, phone's name) of the library asset whose original is ``asset``
+        (the same one ``sidecars_due`` takes: the first by UDID)."""
         with self._lock:
             row = self._db.execute(
-                "SELECT a.facts, coalesce(v.name, '') FROM library_files l"
-                " LEFT JOIN device_files d ON d.udid = l.udid AND d.path = l.path"
-                " JOIN library_assets a ON a.udid = l.udid AND a.path = l.path"
-                " LEFT JOIN devices v ON v.udid = l.udid"
-                " WHERE coalesce(l.asset, d.asset) = ? LIMIT 1",
+                "SELECT a.facts, coalesce(v.name, '') FROM library_assets a"
+                " JOIN (SELECT udid, path FROM library_files WHERE asset = ?1"
+                "       UNION SELECT d.udid, d.path FROM device_files d JOIN library_files l"
+                "       ON l.udid = d.udid AND l.path = d.path"
+                "       WHERE d.asset = ?1 AND l.asset IS NULL) f"
+                "   ON a.udid = f.udid AND a.path = f.path"
+                " LEFT JOIN devices v ON v.udid = a.udid ORDER BY a.udid, a.uuid LIMIT 1",
                 (asset,),
             ).fetchone()
         return None if row is None else (row[0], row[1])

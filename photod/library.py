@@ -78,7 +78,12 @@ def facts_json(asset: LibraryAsset) -> str:
 
 
 def asset_from_json(text: str) -> LibraryAsset:
-    data = json.loads(text)
+    """The facts back; a fact this photod does not know (a newer one wrote it) is left
+    out.  Raises ValueError, KeyError or TypeError on what is not facts at all."""
+    raw = json.loads(text)
+    if not isinstance(raw, dict):
+        raise TypeError(f"facts are a JSON object, not {type(raw).__name__}")
+    data = {k: v for k, v in raw.items() if k in LibraryAsset.__slots__}
     data["keywords"] = tuple(data["keywords"])
     data["people"] = tuple(data["people"])
     data["albums"] = tuple(tuple(a) for a in data["albums"])

@@ -95,14 +95,18 @@ def library_rows(
 ) -> LibraryRows:
     """The catalog's rows for a library: each asset's facts and sidecar digest, and
     which asset each file on the phone is (its original, and what goes with it)."""
+    # The database and the listing may spell a path in another case: the listing's
+    # spelling is the one the catalog joins on.
+    listed = {p.lower(): p for p in on_phone}
     assets = []
     for a in library.assets:
         data = xmp.sidecar(a, device)
-        assets.append((a.uuid, a.path, a.local, facts_json(a), hashlib.sha256(data).hexdigest()))
+        path = listed.get(a.path.lower(), a.path)
+        assets.append((a.uuid, path, a.local, facts_json(a), hashlib.sha256(data).hexdigest()))
     owner = phoneplan.by_identity(library.assets, on_phone)
     files: dict[str, tuple[str, str, str | None]] = {p: (p, u, None) for p, u in owner.items()}
-    for a in library.assets:  # an original not listed (only in iCloud) is still its own
-        files.setdefault(a.path, (a.path, a.uuid, None))
+    for uuid, path, *_ in assets:  # an original not listed (only in iCloud) is its own
+        files.setdefault(path, (path, uuid, None))
     albums = [
         (al.uuid, json.dumps(list(al.path), ensure_ascii=False), al.trashed,
          json.dumps(list(al.assets)))

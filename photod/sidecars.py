@@ -25,6 +25,7 @@ from photod.logs import log
 from photod.targets.base import Target
 
 INDEX = "library"  # the folder under .photod/
+FAILURES = 10  # sidecars that failed in one round before the target counts as gone
 FORMAT = 1
 
 
@@ -46,12 +47,29 @@ class LibraryKeeper:
 
     def sync(self, name: str, target: Target) -> int:
         """Bring ``target``'s sidecars and indexes up to date; the sidecars written.
-        Raises TargetUnavailable (and leaves the rest for the next time)."""
-        written = 0
-        for asset, relpath, facts, digest, device in self.catalog.sidecars_due(name):
+        One sidecar that cannot be written (its folder gone from the target) is said
+        and passed over; a target that stops answering stops the round (raises
+        TargetUnavailable), and the rest waits for the next."""
+        written = failed = 0
+        for asset, relpath, facts, digest, device, before in self.catalog.sidecars_due(name):
             if self.stop.is_set():
                 break
-            target.put_beside(relpath + xmp.SUFFIX, xmp.sidecar(asset_from_json(facts), device))
+            key = relpath + xmp.SUFFIX
+            try:
+                data = xmp.sidecar(asset_from_json(facts), device)
+                if not target.put_beside(key, data, replace=before):
+                    log.warning("sidecar_name_taken", target=name, path=key,
+                                reason="a file photod did not write is there; left as it is")  # fmt: skip
+                    digest = "taken"  # not asked again until the facts change
+            except (ValueError, KeyError, TypeError) as exc:  # facts the catalog garbled
+                log.warning("sidecar_failed", target=name, path=key, reason=f"facts: {exc}")
+                continue
+            except TargetUnavailable as exc:
+                failed += 1
+                log.warning("sidecar_failed", target=name, path=key, reason=exc.reason)
+                if failed >= FAILURES:
+                    raise
+                continue
             self.catalog.sidecar_written(asset, name, relpath, digest)
             written += 1
         if written:
@@ -109,6 +127,7 @@ def rows_from_index(data: bytes) -> tuple[str, str, LibraryRows]:
             [
                 (a["uuid"], a["path"], bool(a["local"]), _facts(a["facts"]), a["sidecar"])
                 for a in doc["assets"]
+                if asset_from_json(_facts(a["facts"]))  # raises on facts that are not facts
             ],
             [(f["path"], f["uuid"], f["sha256"]) for f in doc["files"]],
             [

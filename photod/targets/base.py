@@ -28,6 +28,7 @@ __all__ = [
 ]
 
 CHUNK = 1024 * 1024
+BESIDE_MAX = 1024 * 1024  # a sidecar is a few kB: a bigger file at KEY.xmp is not photod's
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,10 @@ class Target(Protocol):
     # never an original, never listed by ``keys``/``listing`` on an encrypted target
     # (plain targets list it: it is a file there like any other).  An encrypted target
     # seals it like everything else, under its own meaningless name.
-    def put_beside(self, key: str, data: bytes) -> None: ...
+    def put_beside(self, key: str, data: bytes, replace: bool) -> bool:
+        """Write ``data`` at ``key``: over what is there with ``replace`` (a sidecar
+        photod wrote before), else only where nothing is (False when something was: a
+        file photod did not write is never replaced)."""
 
     def get_beside(self, key: str) -> bytes | None: ...
 

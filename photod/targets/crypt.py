@@ -455,8 +455,10 @@ class CryptTarget:
 
     # A sidecar is sealed and kept with the target's own files, under the meaningless
     # name its key has: not among the objects, so a listing never has to open it.
-    def put_beside(self, key: str, data: bytes) -> None:
+    def put_beside(self, key: str, data: bytes, replace: bool) -> bool:
+        # Under .photod/ with a name only a sidecar has: nothing else can be there.
         self.put_private(f"beside/{self.keys_.object_name(key).rpartition('/')[2]}", data)
+        return True
 
     def get_beside(self, key: str) -> bytes | None:
         return self.get_private(f"beside/{self.keys_.object_name(key).rpartition('/')[2]}")

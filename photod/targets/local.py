@@ -27,7 +27,13 @@ from photod.media import check_key
 from photod.models import ManifestEntry
 from photod.mounts import mount_of, mount_points
 from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
-from photod.targets.base import Identity, now_stamp, quarantine_name, refuse_stranger
+from photod.targets.base import (
+    BESIDE_MAX,
+    Identity,
+    now_stamp,
+    quarantine_name,
+    refuse_stranger,
+)
 from photod.targets.localwrite import (
     TEMP_PREFIX,
     TEMP_SUFFIX,
@@ -387,12 +393,15 @@ class LocalTarget:
     def delete_meta(self, name: str) -> None:
         self.meta.delete(name)
 
-    def put_beside(self, key: str, data: bytes) -> None:
+    def put_beside(self, key: str, data: bytes, replace: bool) -> bool:
         parent, _, name = check_key(key).rpartition("/")
         try:
             folder = self.folder(parent)  # the original's folder: there already
             try:
-                write_atomic(folder, name, data, self.meta.owner)
+                if replace:
+                    write_atomic(folder, name, data, self.meta.owner)
+                    return True
+                return create_atomic(folder, name, data, self.meta.owner)
             finally:
                 os.close(folder)
         except OSError as exc:
@@ -401,7 +410,8 @@ class LocalTarget:
     def get_beside(self, key: str) -> bytes | None:
         try:
             with self.open(key) as f:
-                return f.read()
+                data = f.read(BESIDE_MAX + 1)
+            return data if len(data) <= BESIDE_MAX else None
         except FileNotFoundError:
             return None
         except OSError as exc:

@@ -119,10 +119,13 @@ class MemoryTarget:
     def delete_meta(self, name: str) -> None:
         self.meta.pop(name, None)
 
-    def put_beside(self, key: str, data: bytes) -> None:
+    def put_beside(self, key: str, data: bytes, replace: bool) -> bool:
         if not self.available:
             raise TargetUnavailable(self.name, "offline")
+        if not replace and key in self.objects:
+            return False
         self.objects[key] = data
+        return True
 
     def get_beside(self, key: str) -> bytes | None:
         if not self.available:

@@ -150,8 +150,11 @@ class ObjectTarget:
     def delete_meta(self, name: str) -> None:
         self._delete(META + name)
 
-    def put_beside(self, key: str, data: bytes) -> None:
+    def put_beside(self, key: str, data: bytes, replace: bool) -> bool:
+        if not replace:
+            return self._put_new(key, data)
         self._put(key, data)  # one PUT: the old object or the new one, never a mix
+        return True
 
     def get_beside(self, key: str) -> bytes | None:
         return self._get(key)

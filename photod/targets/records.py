@@ -310,6 +310,10 @@ class Records:
     def put_plan(self, text: str) -> None:
         self.target.put_meta(f"{self.folder}/{PLAN}", text.encode())
 
+    def put_config(self, text: str) -> None:
+        """The config without its secrets (``recovery.kept_config``), beside the plan."""
+        self.target.put_meta(f"{self.folder}/photod.toml", text.encode())
+
 
 def installations(target: Target) -> list[Seen]:
     """Every installation that keeps records on the target, from one listing."""

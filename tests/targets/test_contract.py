@@ -193,9 +193,16 @@ def test_a_sidecar_beside_an_original_is_replaced_whole_and_the_original_never(
     key = "2024/2024-01-02/IMG_1.HEIC"
     put(t, key)
     assert None is t.get_beside(key + ".xmp")
-    t.put_beside(key + ".xmp", b"<x:xmpmeta>first</x:xmpmeta>")
-    t.put_beside(key + ".xmp", b"<x:xmpmeta>starred</x:xmpmeta>")
+    assert t.put_beside(key + ".xmp", b"<x:xmpmeta>first</x:xmpmeta>", replace=False)
+    t.put_beside(key + ".xmp", b"<x:xmpmeta>starred</x:xmpmeta>", replace=True)
     assert b"<x:xmpmeta>starred</x:xmpmeta>" == t.get_beside(key + ".xmp")
+    # Not asked to replace (photod never wrote one there): what is there stays.
+    if not isinstance(t, CryptTarget):
+        put(t, "2024/2024-01-02/IMG_2.HEIC.xmp", b"someone's own file")
+        assert not t.put_beside("2024/2024-01-02/IMG_2.HEIC.xmp", b"<x/>", replace=False)
+        with t.open("2024/2024-01-02/IMG_2.HEIC.xmp") as f:
+            assert b"someone's own file" == f.read()
+        t.discard("2024/2024-01-02/IMG_2.HEIC.xmp")
     assert SHA == hash_object(t, key)
     raw = " ".join(kind.raw())
     if isinstance(t, CryptTarget):
