@@ -96,7 +96,9 @@ def start(home: Path, cfg: Path, env: dict[str, str]) -> subprocess.Popen[bytes]
 
 def cli(cfg: Path, env: dict[str, str], *args: str) -> dict[str, object]:
     r = subprocess.run([sys.executable, "-m", "photod", "--config", str(cfg), *args],
-                       env=env, capture_output=True, text=True, check=True)  # fmt: skip
+                       env=env, capture_output=True, text=True)  # fmt: skip
+    if r.returncode not in (0, 1):  # 1: `status` says a photo is not protected (yet)
+        raise subprocess.CalledProcessError(r.returncode, r.args, r.stdout, r.stderr)
     return json.loads(r.stdout) if "--json" in args else {}
 
 

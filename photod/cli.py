@@ -1,4 +1,5 @@
-"""The command line: parse, call, render, exit code.  No logic lives here."""
+"""The command line: call, render, exit code.  No logic lives here; the grammar (every
+command, flag and help page) and the exit codes are in ``cliparser``."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import json
 import logging
 import re
 import sys
-from datetime import date
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from photod import __version__
 from photod import config as configmod
-from photod.errors import CatalogUntrusted, ConfigError, PhotodError
+from photod.cliparser import CANT_CREATE, DATA, NO, NO_DAEMON, OK, USAGE, parser
+from photod.errors import AlreadyRunning, CatalogUntrusted, ConfigError, PhotodError
 from photod.progress import Bar
 
 
@@ -35,7 +36,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     cfg = configmod.load(path)
     configmod.check_secrets(cfg)
-    return Daemon(cfg, once=args.once).run()
+    daemon = Daemon(cfg, once=args.once)
+    try:
+        code = daemon.run()
+    except AlreadyRunning as exc:
+        if not args.once:
+            raise
+        return _beside(exc, "ask it to back up now with `photod backup`")
+    if daemon.summary is None:  # stopped before anything was done
+        return code
+    print(daemon.summary.render())  # also off a terminal: a cron job's mail says it
+    return code or (OK if daemon.summary.protected else NO)
+
+
+def _beside(exc: AlreadyRunning, advice: str) -> int:
+    """A command that cannot run beside the daemon: what to do instead (exit 75)."""
+    print(f"photod: the daemon is running (pid {exc.pid or 'unknown'}, state dir "
+          f"{exc.state_dir}): {advice}", file=sys.stderr)  # fmt: skip
+    return exc.exit_code
+
+
+def cmd_config_example(args: argparse.Namespace) -> int:
+    """The example config shipped in the package (``photod/example.toml``, the same file
+    as ``etc/photod.example.toml``): every key documented."""
+    from importlib.resources import files
+
+    print(files("photod").joinpath("example.toml").read_text(encoding="utf-8"), end="")
+    return OK
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -47,12 +74,29 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _daemon_config(args: argparse.Namespace, cached: bool = False) -> configmod.Config:
+    """The config, for a command that reads the state or asks the daemon (status,
+    logs, pause, resume, backup): when the file has errors, the one the daemon runs on,
+    said once on stderr, so that a broken edit never locks anyone out of their daemon."""
+    path = _config_path(args)
+    try:
+        return configmod.load(path, cached=cached)
+    except ConfigError as exc:
+        kept = configmod.last_good(path)
+        if kept is None:
+            raise
+        print(f"photod: {exc.problems[0]}\nphotod: the config has errors (`photod config "
+              "check` lists them); using the one the daemon runs on until they are fixed",
+              file=sys.stderr)  # fmt: skip
+        return kept
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from photod import phonestatus, status
 
     # cached: while the file is unchanged, its schema check is the one kept in the state
     # dir (``configcache``): a question asked often starts faster.
-    cfg = configmod.load(_config_path(args), cached=True)
+    cfg = _daemon_config(args, cached=True)
     report = status.collect(cfg)
     if report["daemon"]["running"]:
         try:
@@ -67,11 +111,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         if device is None:
             known = ", ".join(repr(d["name"]) for d in report["devices"]) or "none yet"
             print(f"photod: no phone named {args.device!r}; known phones: {known}", file=sys.stderr)
-            return 1
+            return NO
         print(json.dumps(device, indent=2) if args.json else phonestatus.render_device(device))
-        return 0
+        # Not all of it safe to delete from the phone (the same test as its last line).
+        return NO if device["not_protected"] or device["safe_before"] is not None else OK
     print(json.dumps(report, indent=2) if args.json else status.render(report))
-    return CATALOG_UNTRUSTED if report["catalog_problem"] else 0
+    if report["catalog_problem"]:
+        return DATA
+    return OK if report["protected"] else NO  # so that `photod status || alert` works
 
 
 def cmd_albums(args: argparse.Namespace) -> int:
@@ -93,29 +140,52 @@ def cmd_albums(args: argparse.Namespace) -> int:
     return code
 
 
-CATALOG_UNTRUSTED = 65  # EX_DATAERR: photod does not act on its catalog (status says why)
-
-
 def cmd_logs(args: argparse.Namespace) -> int:
     from photod import logs
 
-    cfg = configmod.load(_config_path(args))
+    cfg = _daemon_config(args)
     try:
         since = logs.parse_since(args.since) if args.since else None
     except ValueError as exc:
         print(f"photod: {exc}", file=sys.stderr)
-        return 64
-    if not (cfg.log_dir / logs.LOG_NAME).exists():
-        print(f"photod: no log yet in {cfg.log_dir}", file=sys.stderr)
-        return 0
+        return USAGE
     if args.asset is not None and not re.fullmatch(r"[0-9a-fA-F]{6,64}", args.asset):
         print(f"photod: --asset {args.asset!r}: give a SHA-256, or its first 6 to 64 hex digits "
               "(as the timeline shows it)", file=sys.stderr)  # fmt: skip
-        return 64
+        return USAGE
+    if not (cfg.log_dir / logs.LOG_NAME).exists():
+        print(f"photod: no log yet in {cfg.log_dir}", file=sys.stderr)
+        return NO
     only = logs.Filter(since, args.failures, args.device, args.target, args.asset)
+    shown = 0
     for raw, event in logs.read_events(cfg.log_dir, only=only):
         print(raw if args.json else logs.render(event))
-    return 0
+        shown += 1
+    if shown:
+        return OK
+    print(f"photod: {_nothing_matched(cfg, args)}", file=sys.stderr)
+    return NO
+
+
+def _nothing_matched(cfg: configmod.Config, args: argparse.Namespace) -> str:
+    """The one line `photod logs` says when no event matched: the filters, and the
+    targets or phones there are to choose from."""
+    from photod import logs
+
+    given = [f"--{flag} {value!r}" for flag, value in (("since", args.since),
+             ("device", args.device), ("target", args.target), ("asset", args.asset)) if value]  # fmt: skip
+    given += ["--failures"] if args.failures else []
+    line = "no event in the log" + (f" matches {' '.join(given)}" if given else "")
+    if args.target is not None:
+        line += f"; the targets: {', '.join(t.name for t in cfg.targets)}"
+    if args.device is not None:
+        phones = sorted(
+            {str(e["device"]) for _, e in logs.read_events(cfg.log_dir) if e.get("device")}
+        )
+        line += (
+            f"; phones in the log: {', '.join(phones)}" if phones else "; no phone in the log yet"
+        )
+    return line
 
 
 def _ask(cfg: configmod.Config, request: dict[str, Any]) -> dict[str, Any] | None:
@@ -134,15 +204,22 @@ def _tell(answer: dict[str, Any] | None, alone: str) -> int:
     """Print the daemon's answer (or say clearly that none runs); the exit code."""
     if answer is None:
         print(f"photod: the daemon is not running; {alone}", file=sys.stderr)
-        return 3
+        return NO_DAEMON
     print(answer.get("message", ""))
-    return 0 if answer.get("ok") else 1
+    return OK if answer.get("ok") else NO
 
 
 def cmd_control(args: argparse.Namespace) -> int:
-    cfg = configmod.load(_config_path(args))
+    # A reload must read the file as it is now: its errors are the answer.
+    cfg = configmod.load(_config_path(args)) if args.control == "reload" else _daemon_config(args)
+    if args.control == "reload":  # what the daemon would refuse, refused here, said the same
+        configmod.check_secrets(cfg)
     request: dict[str, Any] = {"cmd": args.control}
-    if args.control == "pause" and args.duration:
+    if args.control == "pause" and args.duration is not None:
+        if args.duration <= 0:  # not "forever": that is --for left out
+            print("photod: pause --for: give a duration above 0, or leave --for out to "
+                  "pause until `photod resume`", file=sys.stderr)  # fmt: skip
+            return USAGE
         request["seconds"] = args.duration
     alone = {
         "backup": "`photod run --once` backs up now, or start it with `photod run`",
@@ -151,13 +228,6 @@ def cmd_control(args: argparse.Namespace) -> int:
         "resume": "nothing to resume",
     }[args.control]
     return _tell(_ask(cfg, request), alone)
-
-
-def _duration(text: str) -> float:
-    try:
-        return configmod.parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -196,13 +266,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if lost or unrepaired or report.sources_corrupt or skipped else 0
 
 
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2024-07-31") from None
-
-
 def cmd_restore(args: argparse.Namespace) -> int:
     from photod import logs, standalone
 
@@ -221,14 +284,28 @@ def cmd_restore(args: argparse.Namespace) -> int:
             f"photod: no catalog at {exc}; rebuild it first: photod catalog rebuild --from TARGET",
             file=sys.stderr,
         )
-        return 1
+        return DATA  # as every command that finds no catalog to act on
+    if not (report.restored or report.skipped or report.failed):
+        given = [f"--{flag} {value}" for flag, value in (("since", args.since), ("until", args.until),
+                 ("match", args.match), ("album", args.album), ("target", args.target)) if value]  # fmt: skip
+        print(f"photod: nothing to restore: no photo or video in the catalog matches "
+              f"{' '.join(given) or 'anything'}", file=sys.stderr)  # fmt: skip
+        return NO
     print(
         f"restored {report.restored} files ({report.bytes / 1e6:.1f} MB) to {dest}, "
         f"skipped {report.skipped} already there, failed {len(report.failed)}"
     )
+    shown = report.paths[:RESTORED_SHOWN]
+    for path in shown:
+        print(f"  restored: {path}")
+    if len(report.paths) > len(shown):
+        print(f"  ... and {len(report.paths) - len(shown)} more restored files")
     for path, why in report.failed:
         print(f"  failed: {path}: {why}")
     return 1 if report.failed else 0
+
+
+RESTORED_SHOWN = 50  # files a restore names one by one; past that, how many more
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
@@ -236,12 +313,19 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
     cfg = configmod.load(_config_path(args))
     configmod.check_secrets(cfg)
-    results = standalone.run_drill(cfg, args.target)
+    answer = _ask(cfg, {"cmd": "drill", "target": args.target})
+    if answer is not None:  # the daemon holds the catalog: it drills, as it does on schedule
+        return _tell(answer, "")
+    try:
+        results = standalone.run_drill(cfg, args.target)
+    except AlreadyRunning as exc:  # it started just now
+        return _beside(exc, "run `photod drill` again: the daemon takes it now")
     if not results:
         print("nothing to drill: no reachable target holds a copy yet")
-    for name, passed in results.items():
-        print(f"{name}: drill {'passed' if passed else 'FAILED (photod logs --failures)'}")
-    return 0 if all(results.values()) else 1
+    for name, r in results.items():
+        print(f"{name}: drill {'passed' if r.passed else 'FAILED'}: {r.counts}"
+              + ("" if r.passed else " (photod logs --failures)"))  # fmt: skip
+    return 0 if all(r.passed for r in results.values()) else 1
 
 
 def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
@@ -249,7 +333,11 @@ def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
 
     cfg = configmod.load(_config_path(args))
     configmod.check_secrets(cfg)
-    result, aside = standalone.rebuild(cfg, args.source, args.force, args.instance)
+    try:
+        result, aside = standalone.rebuild(cfg, args.source, args.force, args.instance)
+    except AlreadyRunning as exc:  # it acts on the catalog this would replace
+        return _beside(exc, "stop the daemon first (`systemctl --user stop photod`, or Ctrl-C "
+                       "where it runs), then rebuild, then start it again")  # fmt: skip
     whose = f" of installation {result.taken.folder.rpartition('/')[2]!r}" if result.taken else ""
 
     how = (
@@ -266,7 +354,12 @@ def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
         print(f"the previous catalog is kept as {aside}")
     for line in result.skipped:
         print(f"  not adopted: {line}")
-    print("next: `photod status`, then `photod verify --all` to check every other target")
+    if result.from_snapshot:
+        print("next: `photod status`, then `photod verify --all` to check every other target")
+    else:  # the other targets' copies are not in the catalog yet: a run adopts them
+        print("next: `photod run --once` (or start the daemon): it finds the copies already "
+              "on the other targets and counts them, without copying them again; then "
+              "`photod status`")  # fmt: skip
     return 0
 
 
@@ -287,7 +380,15 @@ def cmd_recovery_plan(args: argparse.Namespace) -> int:
         catalog.close()
     if args.output:
         out = Path(args.output).expanduser()
-        out.write_text(text, encoding="utf-8")
+        try:
+            out.write_text(text, encoding="utf-8")
+        except FileNotFoundError:
+            print(f"photod: cannot write {out}: the folder {out.parent} does not exist; "
+                  "create it first", file=sys.stderr)  # fmt: skip
+            return CANT_CREATE
+        except OSError as exc:
+            print(f"photod: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+            return CANT_CREATE
         print(f"wrote the recovery plan to {out}; print it and keep it away from this computer")
     else:
         print(text)
@@ -320,9 +421,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     findings = doctor.run(_config_path(args), Path.home())
     for f in findings:
         print(f.line())
-    failed = sum(f.level == "fail" for f in findings)
-    print(f"\n{failed} problem(s)" if failed else "\nall good")
-    return 1 if failed else 0
+    print(f"\n{doctor.summary(findings)}")
+    return 1 if any(f.level == "fail" for f in findings) else 0
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -334,10 +434,10 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         recipient = keygen(out)
     except FileExistsError:
         print(f"photod: {out} exists; photod never overwrites a key", file=sys.stderr)
-        return 73  # EX_CANTCREAT
+        return CANT_CREATE
     except OSError as exc:
         print(f"photod: cannot write {out}: {exc.strerror}", file=sys.stderr)
-        return 73
+        return CANT_CREATE
     print(f"wrote the age identity {out} (readable only by you)")
     print(f"public key (recipient): {recipient}")
     print(
@@ -348,129 +448,17 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="photod", description="Photo backup daemon: 3 copies, 2 media, 1 offsite."
-    )
-    p.add_argument(
-        "--config",
-        metavar="FILE",
-        help="config file (default: $PHOTOD_CONFIG or the user config dir)",
-    )
-    p.add_argument("--version", action="version", version=f"photod {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = sub.add_parser("run", help="run the daemon in the foreground")
-    run.add_argument("--once", action="store_true", help="scan, copy everything pending, then exit")
-    run.set_defaults(func=cmd_run)
-
-    cfg = sub.add_parser("config", help="config commands")
-    cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
-    check = cfg_sub.add_parser("check", help="validate the config: 'ok' or one line per problem")
-    check.set_defaults(func=cmd_config_check)
-
-    status = sub.add_parser("status", help="is everything protected? where are the copies?")
-    status.add_argument("--json", action="store_true", help="one JSON object")
-    status.add_argument(
-        "--device",
-        metavar="NAME",
-        help="one phone (name or UDID): what on it is protected and safe to delete",
-    )
-    status.set_defaults(func=cmd_status)
-
-    albums = sub.add_parser("albums", help="the phones' albums: photos in each, how many protected")
-    albums.add_argument("--device", metavar="NAME", help="one phone (name or UDID)")
-    albums.add_argument("--json", action="store_true", help="one JSON list")
-    albums.set_defaults(func=cmd_albums)
-
-    backup = sub.add_parser("backup", help="ask the daemon to scan and copy now")
-    backup.add_argument("--now", action="store_true", required=True, help="now (required)")
-    backup.set_defaults(func=cmd_control, control="backup")
-    reload = sub.add_parser("reload", help="ask the daemon to read its config again")
-    reload.set_defaults(func=cmd_control, control="reload")
-    pause = sub.add_parser("pause", help="ask the daemon to start no new work")
-    pause.add_argument("--for", dest="duration", type=_duration, metavar="DURATION",
-                       help="e.g. 30m, 2h (default: until `photod resume`)")  # fmt: skip
-    pause.set_defaults(func=cmd_control, control="pause")
-    resume = sub.add_parser("resume", help="end a pause")
-    resume.set_defaults(func=cmd_control, control="resume")
-
-    verify = sub.add_parser(
-        "verify", help="re-read copies now (through the daemon when it runs): find, repair, report"
-    )
-    verify.add_argument("--target", metavar="NAME", help="only this target")
-    verify.add_argument(
-        "--all", action="store_true", help="re-read every copy, whatever the budgets say"
-    )
-    verify.set_defaults(func=cmd_verify)
-
-    restore = sub.add_parser("restore", help="copy originals back, every file checked")
-    restore.add_argument("dest", metavar="DEST", help="folder to restore into")
-    restore.add_argument("--target", metavar="NAME", help="read only from this target")
-    restore.add_argument("--since", type=_date, metavar="DATE", help="taken on or after")
-    restore.add_argument("--until", type=_date, metavar="DATE", help="taken on or before")
-    restore.add_argument("--match", metavar="GLOB", help="path or name, e.g. '2024/*' '*.HEIC'")
-    restore.add_argument(
-        "--album", metavar="NAME", help="one album of a phone ('Trips/Rome' or its title)"
-    )
-    restore.set_defaults(func=cmd_restore)
-
-    drill = sub.add_parser("drill", help="restore a random sample from each target and check it")
-    drill.add_argument("--target", metavar="NAME", help="only this target")
-    drill.set_defaults(func=cmd_drill)
-
-    cat = sub.add_parser("catalog", help="catalog commands")
-    cat_sub = cat.add_subparsers(dest="catalog_command", required=True, metavar="SUBCOMMAND")
-    rebuild = cat_sub.add_parser("rebuild", help="rebuild a lost catalog from one target")
-    rebuild.add_argument("--from", dest="source", required=True, metavar="TARGET")
-    rebuild.add_argument("--force", action="store_true", help="even if a catalog exists")
-    rebuild.add_argument(
-        "--instance", metavar="NAME",
-        help="take this installation's records (another computer's, for a new one); "
-        "default: this one's",
-    )  # fmt: skip
-    rebuild.set_defaults(func=cmd_catalog_rebuild)
-
-    plan = sub.add_parser("recovery-plan", help="write the recovery plan for this config")
-    plan.add_argument("--output", metavar="FILE", help="write here instead of printing")
-    plan.set_defaults(func=cmd_recovery_plan)
-
-    svc = sub.add_parser("service", help="run photod as a systemd service or launchd agent")
-    svc_sub = svc.add_subparsers(dest="action", required=True, metavar="ACTION")
-    for action, text in (
-        ("install", "write the unit (or plist), enable and start it"),
-        ("uninstall", "stop and remove it (config, catalog and backups stay)"),
-        ("status", "is it installed and running?"),
-    ):
-        one = svc_sub.add_parser(action, help=text)
-        one.add_argument("--system", action="store_true",
-                         help="a system unit with its own user (Linux, as root)")  # fmt: skip
-        one.set_defaults(func=cmd_service)
-
-    doctor = sub.add_parser("doctor", help="check everything photod needs, with the fix for each")
-    doctor.set_defaults(func=cmd_doctor)
-
-    keygen = sub.add_parser("keygen", help="make an age identity for encrypted targets")
-    keygen.add_argument("--output", required=True, metavar="FILE", help="where to write it")
-    keygen.set_defaults(func=cmd_keygen)
-
-    logs = sub.add_parser("logs", help="the event log as a readable timeline")
-    logs.add_argument("--failures", action="store_true", help="only warnings and errors")
-    logs.add_argument("--since", metavar="WHEN", help="e.g. 30m, 2h, 7d, or 2026-01-31")
-    logs.add_argument("--json", action="store_true", help="raw JSON lines")
-    logs.add_argument("--device", metavar="NAME", help="one phone's events (its name or UDID)")
-    logs.add_argument("--target", metavar="NAME", help="one target's events")
-    logs.add_argument(
-        "--asset", metavar="HASH", help="one photo, from import to every check (SHA-256 or prefix)"
-    )
-    logs.set_defaults(func=cmd_logs)
-    return p
+def cmd_help(args: argparse.Namespace) -> int:
+    """A command that needs a subcommand got none (bare `photod`): its help, exit 64."""
+    print(args.help_of.format_help(), end="")
+    return USAGE
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = globals()[f"cmd_{args.command}"]
     try:
-        return int(args.func(args))
+        return int(command(args))
     except ConfigError as exc:
         for line in exc.problems:  # each already names the file and the key
             print(line, file=sys.stderr)

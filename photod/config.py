@@ -8,10 +8,12 @@ It is better whole: the schema is one tree of models that mirrors
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
 import socket
+import stat
 import tomllib
 import urllib.parse
 import warnings
@@ -267,6 +269,9 @@ class _RemoteTarget(_Target):
     egress_budget: Monthly = 10 * 1024**3
     media: Media = Media.CLOUD
     offsite: bool = Field(True, strict=True)
+    # true: upload over a metered connection too (NetworkManager's Metered: a phone's
+    # hotspot); false: uploads wait for an unmetered one.  Local targets copy always.
+    on_metered: bool = Field(False, strict=True)
 
 
 class S3Target(_RemoteTarget):
@@ -342,6 +347,11 @@ class NotifyConfig(_Strict):
     smtp_password_file: Path | None = None  # mode 600
     every: Duration = 3600.0  # the same kind of message at most this often
     grace: Duration = 86400.0  # tell when photos stay short of the policy this long
+    # A dead man's switch (healthchecks.io and the like): pinged after each healthy
+    # round, its "/fail" form after one that is not (README, "Being told").
+    heartbeat_url: Annotated[str, Field(pattern=URL_PATTERN)] | None = None
+    # Tell when no round finished for this long ("photod: backups stopped"); 0: never.
+    stale_after: Duration = 86400.0
 
 
 class DaemonConfig(_Strict):
@@ -538,8 +548,29 @@ def _message(err: Any) -> str:
         )
         or err["type"] == "enum"
     ):
-        return f"{msg[0].lower()}{msg[1:]} (got {err['input']!r})"
+        # One style for every value refused, pydantic's checks and photod's own alike:
+        # "is 'three'; allowed: a whole number".
+        shown = str(err["input"]).lower() if isinstance(err["input"], bool) else repr(err["input"])
+        return f"is {shown}; allowed: {_allowed(err, msg)}"
     return msg
+
+
+def _allowed(err: Any, msg: str) -> str:
+    """What a key takes, from pydantic's error: its type's name for it, or its bound."""
+    ctx = err.get("ctx") or {}
+    kind = err["type"].split("_")[0]
+    named = {"int": "a whole number", "bool": "true or false", "float": "a number",
+             "string": "text in quotes", "list": "a list like [\"a\", \"b\"]",
+             "dict": "a table", "model": "a table"}  # fmt: skip
+    bounds = (("ge", "{} or more"), ("gt", "more than {}"), ("le", "{} or less"),
+              ("lt", "less than {}"))  # fmt: skip
+    for key, words in bounds:
+        if key in ctx:
+            return words.format(ctx[key])
+    if err["type"] in ("literal_error", "enum") or kind not in named:
+        rest = msg.removeprefix("Input should be ")
+        return f"{rest[0].lower()}{rest[1:]}"
+    return named[kind]
 
 
 def _resolve(path: Path, base: Path) -> Path:
@@ -582,6 +613,8 @@ def inline_secrets(cfg: Config) -> list[str]:
             for name, value in t.rclone_config.items() if _is_secret(name, value)]  # fmt: skip
     if cfg.notify.webhook:
         keys.append("notify.webhook")
+    if cfg.notify.heartbeat_url:  # its token: whoever has it can ping "all is well"
+        keys.append("notify.heartbeat_url")
     return keys
 
 
@@ -594,6 +627,9 @@ _SECRET_WORDS = ("pass", "token", "secret", "key", "credentials", "sas_url", "au
 def _is_secret(name: str, value: str) -> bool:
     name = name.lower()
     return bool(value) and not name.endswith("_file") and any(w in name for w in _SECRET_WORDS)
+
+
+is_secret = _is_secret  # the recovery plan marks the same values
 
 
 def check_secrets(cfg: Config) -> None:
@@ -823,6 +859,52 @@ def _kept_in(data: dict[str, Any], base: Path) -> Path | None:
         return None
 
 
+LAST_GOOD = "config.lastgood"  # in the state dir: the text of the config the daemon runs on
+
+
+def keep_last_good(cfg: Config) -> None:
+    """The daemon keeps the text of the config it runs on (private, in its state dir):
+    when the file is later broken by an edit, `photod status`, `logs`, `pause`... still
+    reach the daemon, which runs on this one.  The file is read and checked again: an
+    edit since the start must not be kept as good.  Best effort."""
+    if cfg.path is None:
+        return
+    with contextlib.suppress(OSError, UnicodeDecodeError, ConfigError):
+        text = cfg.path.read_text(encoding="utf-8")
+        parse(text, cfg.path)
+        tmp = cfg.state_dir / f".{LAST_GOOD}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, cfg.state_dir / LAST_GOOD)
+
+
+def last_good(path: Path) -> Config | None:
+    """The config the daemon last ran on, for a config file that is broken now (its
+    state dir found from the broken file's keys where they can be read, else the
+    default); None when there is none, or it is not this user's own private file."""
+    path = path.expanduser().absolute()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        data = {}
+    folder = _kept_in(data, path.parent)
+    if folder is None:
+        return None
+    try:
+        fd = os.open(folder / LAST_GOOD, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, encoding="utf-8") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            return None
+        try:
+            return parse(f.read(), path)
+        except (ConfigError, UnicodeDecodeError):
+            return None
+
+
 def load(path: Path, cached: bool = False) -> Config:
     path = path.expanduser().absolute()
     try:
@@ -831,7 +913,7 @@ def load(path: Path, cached: bool = False) -> Config:
         raise ConfigError(
             [
                 f"{path}: no such config file; run `photod run` once to write a "
-                "default one, or copy etc/photod.example.toml"
+                "default one, or write one from the example `photod config example` prints"
             ]
         ) from exc
     except (OSError, UnicodeDecodeError) as exc:
@@ -841,7 +923,7 @@ def load(path: Path, cached: bool = False) -> Config:
 
 DEFAULT_CONFIG = """\
 # photod configuration, written by `photod run` because no config existed.
-# Every key is documented in etc/photod.example.toml of the photod source.
+# Every key is documented in the example config: `photod config example`.
 #
 # Drop photos and videos into the inbox folder, or plug in an iPhone: photod copies
 # every original, byte for byte, to each target below and verifies every copy.

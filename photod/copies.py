@@ -114,7 +114,14 @@ class Copier:
             state.full = True
         elif isinstance(exc, TargetUnavailable):
             self.fleet.fail(name, exc)
-        delay = self.catalog.replica_failed(sha, name, str(exc), self.retry_base, self.retry_max)
+        # A remote that went away: the fleet's growing pause (reset only when a copy
+        # lands) decides when it is asked again, and the catch-up runs only while it
+        # answers, so the copy is due the moment it is back, not a retry_interval later.
+        # (A local target is checked again at the next probe: its copies keep their
+        # own doubling wait, or a file it refuses would be tried every 5 s.)
+        away = isinstance(exc, TargetUnavailable) and not isinstance(exc, TargetFull)
+        base = 0.0 if away and state.queued else self.retry_base
+        delay = self.catalog.replica_failed(sha, name, str(exc), base, self.retry_max)
         log.warning("replica_failed", asset=sha, target=name, error=str(exc), retry_in=round(delay))
 
     def commit(

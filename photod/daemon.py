@@ -11,6 +11,7 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -30,6 +31,7 @@ from photod.fleet import build_targets
 from photod.logs import log
 from photod.notify import Notifier
 from photod.pipeline import Pipeline
+from photod.restore import drill, open_targets
 from photod.statelock import StateLock
 from photod.targets.records import Installation
 from photod.throttle import few_arenas, give_back_memory, lower_priority
@@ -71,11 +73,54 @@ def _reloaded(old: Config) -> Config:
     return new
 
 
-def _reread(cfg: Config) -> Config:
-    """The config file read again, or the one running kept when the new one is wrong."""
+def _changes(old: Config, new: Config) -> list[str]:
+    """What a reload changed, by name only (a value may be a secret): a section's keys
+    (``policy.copies``), the sources and targets by their names (``targets.b2``)."""
+    a, b = old.model_dump(), new.model_dump()  # SecretStr compares its secret
+    out: list[str] = []
+    for section in sorted(a.keys() | b.keys()):
+        x, y = a.get(section), b.get(section)
+        if x == y:
+            continue
+        if isinstance(x, list) and isinstance(y, list):
+            x, y = ({str(i.get("name")): i for i in v if isinstance(i, dict)} for v in (x, y))
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += [f"{section}.{k}" for k in sorted(x.keys() | y.keys()) if x.get(k) != y.get(k)]
+        else:
+            out.append(section)
+    return out
+
+
+@dataclass
+class _Reload:
+    """A reload under way: said once, as `daemon_reloaded` when the new config runs, not
+    as a stop and a start.  What it changed (None: the new config was wrong and the old
+    one is kept, as `config_invalid` said), since when, and whether usbmuxd was up."""
+
+    began: float
+    usbmuxd_up: bool | None
+    changed: list[str] | None = None
+
+
+def _say_running(cfg: Config, me: Installation, started: float, reload: _Reload | None) -> None:
+    if reload is None:
+        log.info("daemon_started", pid=os.getpid(), config=str(cfg.path),
+                 state_dir=str(cfg.state_dir), installation=me.folder,
+                 sources=[s.name for s in cfg.sources], targets=[t.name for t in cfg.targets],
+                 startup=round(time.monotonic() - started, 3))  # fmt: skip
+    elif reload.changed is not None:
+        log.info("daemon_reloaded", config=str(cfg.path), changed=reload.changed,
+                 duration=round(time.monotonic() - reload.began, 3))  # fmt: skip
+
+
+def _reread(cfg: Config, reload: _Reload | None = None) -> Config:
+    """The config file read again, or the one running kept when the new one is wrong
+    (said here; a good one is said once it runs); ``reload`` learns what changed."""
     try:
         new = _reloaded(cfg)
-        log.info("config_reloaded", config=str(new.path))
+        if reload is not None:
+            reload.changed = _changes(cfg, new)
+        configmod.keep_last_good(new)
         return new
     except ConfigError as exc:
         log.error(
@@ -105,7 +150,27 @@ def _set_up_process(cfg: Config) -> StateLock:
     # First, before any thread starts: every thread inherits these.
     lower_priority(cfg.daemon.priority, nice=10)
     few_arenas()
+    configmod.keep_last_good(cfg)  # what `photod status` reaches it with if the file breaks
     return lock
+
+
+def _drill_now(pipeline: Pipeline, scheduler: Any, only: object) -> dict[str, Any]:
+    """`photod drill` while the daemon runs: the scheduled drill, now (one target or all)."""
+    state = pipeline.targets.get(only) if isinstance(only, str) else None
+    if only is not None and state is None:
+        return {"ok": False, "message": f"no target named {only!r}; configured: "
+                + ", ".join(pipeline.targets)}  # fmt: skip
+    if state is not None and not state.available:
+        return {"ok": False, "message": f"target {only!r} is unavailable: {state.reason}"}
+    pick = {n: s for n, s in pipeline.targets.items() if s.available and only in (None, n)}
+    if not pick:
+        return {"ok": False, "message": "nothing to drill: no target is available now"}
+    sample, scratch = pipeline.cfg.schedule.drill_sample, pipeline.cfg.state_dir
+    jobs.run_now(scheduler, "drill-now", lambda: drill(
+        pipeline.catalog, open_targets(pipeline.catalog, pick), sample, pipeline.stop_event,
+        scratch), pipeline.activity)  # fmt: skip
+    return {"ok": True, "message": "the daemon is running the drill now; `photod logs "
+            "--since 10m` says whether it passed, `photod status` keeps each target's last"}  # fmt: skip
 
 
 class Daemon:
@@ -123,6 +188,8 @@ class Daemon:
         self._held: catalog_guard.Verdict | None = None
         self._resettle = ""  # why the catalog must be checked again now
         self._control_server: ControlServer | None = None
+        self._reloading: _Reload | None = None
+        self.summary: oneshot.Summary | None = None  # what `run --once` did and left
 
     def _on_signal(self, signum: int, _: FrameType | None) -> None:
         if signum == signal.SIGHUP:
@@ -184,8 +251,7 @@ class Daemon:
                     resettled = time.monotonic()
                     continue
                 self._reload = False
-                sd_notify("RELOADING=1")
-                cfg = _reread(cfg)
+                cfg = _reread(cfg, self._reloading)
             clean = not unclean  # a stop while holding keeps the last crash's mark
         finally:
             if control is not None:
@@ -236,7 +302,7 @@ class Daemon:
                 self._wake.clear()
                 if self._reload and not self._stop:
                     self._reload = False
-                    cfg = _reread(cfg)
+                    cfg = _reread(cfg, self._reloading)
             return None
         finally:
             for state in targets.values():
@@ -287,19 +353,13 @@ class Daemon:
                                        name="catalog-check", daemon=True)  # fmt: skip
             checker.start()
         logs.listeners.append(notifier.on_event)
+        reload, self._reloading = self._reloading, None
+        if reload is not None and pipeline.devices is not None:
+            pipeline.devices.usbmuxd_up = reload.usbmuxd_up  # "usbmuxd_waiting" said once
         pipeline.start(watch=True)
         jobs.start(scheduler, pipeline, cfg)
         self._pipeline, self._scheduler = pipeline, scheduler
-        log.info(
-            "daemon_started",
-            pid=os.getpid(),
-            config=str(cfg.path),
-            state_dir=str(cfg.state_dir),
-            installation=me.folder,
-            sources=[s.name for s in cfg.sources],
-            targets=[t.name for t in cfg.targets],
-            startup=round(time.monotonic() - started, 3),
-        )
+        _say_running(cfg, me, started, reload)
         # The status line counts assets in the catalog: only worth it under systemd.
         supervised = bool(os.environ.get("NOTIFY_SOCKET"))
         sd_notify(f"READY=1\nSTATUS={live.status_line(pipeline)}" if supervised else "")
@@ -323,9 +383,12 @@ class Daemon:
                 line_at = time.monotonic() if fresh else line_at
         self._wake.clear()
         stopping = time.monotonic()
-        sd_notify("STOPPING=1")
         reason = "signal" if self._stop else "catalog" if self._resettle else "reload"
-        log.info("daemon_stopping", reason=reason)
+        sd_notify("RELOADING=1" if reason == "reload" else "STOPPING=1")  # READY=1 ends a reload
+        if reason == "reload":  # said once it runs again: `daemon_reloaded`
+            self._reloading = _Reload(stopping, getattr(pipeline.devices, "usbmuxd_up", None))
+        else:
+            log.info("daemon_stopping", reason=reason)
         self._pipeline = None
         pipeline.stop_event.set()
         jobs.stop(scheduler)
@@ -337,7 +400,8 @@ class Daemon:
         pipeline.stop(snapshot=not self._resettle)
         logs.listeners.remove(notifier.on_event)
         notifier.stop()  # what is queued still goes out
-        log.info("pipeline_stopped", duration=round(time.monotonic() - stopping, 3))
+        if self._reloading is None:
+            log.info("pipeline_stopped", duration=round(time.monotonic() - stopping, 3))
 
     # -- the control socket -----------------------------------------------------------
 
@@ -373,6 +437,8 @@ class Daemon:
                          lambda: pipeline.scrubber.run(target, everything), pipeline.activity)  # fmt: skip
             return {"ok": True, "message": "the daemon is verifying now; "
                     "`photod logs --since 10m` shows what it finds"}  # fmt: skip
+        if cmd == "drill":
+            return _drill_now(pipeline, scheduler, request.get("target"))
         if cmd == "pause":
             seconds = request.get("seconds")
             if seconds is not None and not (isinstance(seconds, int | float) and seconds > 0):
@@ -380,19 +446,20 @@ class Daemon:
             self._paused_until = time.time() + float(seconds) if seconds else float("inf")
             pipeline.paused_until = self._paused_until
             until = live.iso(self._paused_until) if seconds else None
-            log.info("daemon_paused", until=until)
-            when = f"until {until}" if until else "until `photod resume`"
+            log.info("daemon_paused", **({"until": until} if until else {}))
+            when = f"until {logs.local_time(until)}" if until else "until `photod resume`"
             return {"ok": True, "message": f"paused {when}: no import, copy, scan or scrub "
                     "starts; work in flight finishes"}  # fmt: skip
         if cmd == "resume":
-            was = pipeline.paused()
+            if not pipeline.paused():
+                return {"ok": True, "message": "not paused: nothing to resume"}
             self._paused_until = pipeline.paused_until = 0.0
             log.info("daemon_resumed")
             for job in ("reconcile", "retry", "upload"):
                 pipeline.wake(job)
-            return {"ok": True, "message": "resumed" if was else "was not paused"}
+            return {"ok": True, "message": "resumed"}
         return {"ok": False, "message": f"unknown command {cmd!r}"}
 
     def _run_once(self, cfg: Config, catalog: Catalog, me: Installation, relist: bool) -> None:
         """Scan, copy everything pending, and return: a one-shot backup."""
-        oneshot.run_once(Pipeline(cfg, catalog, me, relist), lambda: self._stop)
+        self.summary = oneshot.run_once(Pipeline(cfg, catalog, me, relist), lambda: self._stop)

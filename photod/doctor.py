@@ -16,15 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from photod import colour, instance, service
 from photod import config as configmod
-from photod import instance, service
 from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog
 from photod.config import Config, FolderSource, LocalTarget
+from photod.config import Target as TargetConfig
 from photod.errors import CatalogDamaged, ConfigError, PhotodError, TargetUnavailable
 from photod.fleet import build_targets
 from photod.mounts import NETWORK_FS, mount_of
+from photod.policy import plural, size
 from photod.statelock import running_pid
 from photod.targets.base import Identity, Target
+from photod.targets.local import missing_folder
 from photod.targets.records import installations
 from photod.usb import usbmuxd_installed, usbmuxd_socket
 
@@ -40,8 +43,12 @@ class Finding:
     detail: str
     fix: str = ""
 
-    def line(self) -> str:
-        text = f"{self.level.upper():<5} {self.what}: {self.detail}"
+    def line(self, tty: bool | None = None) -> str:
+        """One line of the report; on a terminal (``tty``, None: whether standard output
+        is one) OK is green, WARN yellow, FAIL red, unless NO_COLOR is set."""
+        shade = {"ok": colour.GREEN, "warn": colour.YELLOW}.get(self.level, colour.RED)
+        word = colour.padded(self.level.upper(), 5, shade, colour.enabled(tty))
+        text = f"{word} {self.what}: {self.detail}"
         return text + (f" -> {self.fix}" if self.fix else "")
 
 
@@ -51,11 +58,13 @@ def run(path: Path, home: Path) -> list[Finding]:
     except ConfigError as exc:
         return [Finding("fail", "config", p, "fix the key named, then `photod config check`")
                 for p in exc.problems]  # fmt: skip
+    counts = f"{plural(len(cfg.sources), 'source')}, {plural(len(cfg.targets), 'target')}"
     found = [
-        Finding(
-            "ok", "config", f"{cfg.path}: {len(cfg.sources)} sources, {len(cfg.targets)} targets"
-        )
-    ]
+        Finding("ok", "config", f"{cfg.path}: {counts}")
+        if cfg.sources
+        else Finding("fail", "config", f"{cfg.path}: no source: nothing will ever be backed up",
+                     "add a [[sources]]: a watch folder (type = \"folder\") or iPhones (type = \"iphone\")")
+    ]  # fmt: skip
     try:
         configmod.check_secrets(cfg)
         if configmod.secret_files(cfg) or configmod.inline_secrets(cfg):
@@ -81,6 +90,15 @@ def run(path: Path, home: Path) -> list[Finding]:
     return found
 
 
+def summary(findings: list[Finding]) -> str:
+    """The last line: 'all good', or the failures and the warnings counted apart
+    ('1 failure, 1 warning').  Only a failure makes `photod doctor` exit 1."""
+    failed = sum(f.level == "fail" for f in findings)
+    warned = sum(f.level == "warn" for f in findings)
+    counted = [plural(n, word) for n, word in ((failed, "failure"), (warned, "warning")) if n]
+    return ", ".join(counted) or "all good"
+
+
 def _writable(folder: Path) -> str:
     """'' when a file can be created in the folder (made if missing), else why not."""
     try:
@@ -102,7 +120,7 @@ def _dirs(cfg: Config) -> list[Finding]:
         why = _writable(folder)
         free = _free(folder)
         if not why and what == "state dir" and free < STATE_MIN_FREE:
-            out.append(Finding("fail", what, f"{folder} is full ({free / 1e6:.1f} MB free): "
+            out.append(Finding("fail", what, f"{folder} is full ({size(free)} free): "
                                "new files wait until there is room for the catalog",
                                "free some space on that disk, or move [daemon] state_dir"))  # fmt: skip
             continue
@@ -178,37 +196,48 @@ def _targets(cfg: Config) -> list[Finding]:
                 ident = state.target.check(known, prepare=False)
             except TargetUnavailable as exc:
                 t = next(t for t in cfg.targets if t.name == name)
-                if isinstance(t, LocalTarget) and t.creates_root and known is None:
-                    parent = next(p for p in t.path.parents if p.exists())
-                    if os.access(parent, os.W_OK):
-                        out.append(Finding("ok", f"target {name}",
-                                           f"{t.path} is made when photod first runs"))  # fmt: skip
-                        continue
-                level = "warn" if state.info.media.value == "external" else "fail"
-                fix = ("plug the drive in" if level == "warn"
-                       else "check the path, the network and the credentials")  # fmt: skip
-                out.append(Finding(level, f"target {name}", exc.reason, fix))
+                out.append(_unavailable(t, state.info.media.value, known is None, exc.reason))
                 continue
             finally:
                 state.target.close()
             pending = catalog.pending_bytes(name) if catalog else 0
             free = state.target.free_bytes()
             if free is not None and free < pending:
-                out.append(Finding("fail", f"target {name}", f"{free / 1e9:.1f} GB free, "
-                                   f"{pending / 1e9:.1f} GB waiting to be copied there",
+                out.append(Finding("fail", f"target {name}", f"{size(free)} free, "
+                                   f"{size(pending)} waiting to be copied there",
                                    "free space or use a bigger drive"))  # fmt: skip
                 continue
             local = ident.root if ident.root else state.target.name
             if ident.target_id == "" and known is None:
                 out.append(Finding("ok", f"target {name}", f"{local} is reachable (first use)"))
             else:
-                room = f", {free / 1e9:.1f} GB free" if free is not None else ""
+                room = f", {size(free)} free" if free is not None else ""
                 who = _installations(state.target)
                 out.append(Finding("ok", f"target {name}", f"{local} is reachable{room}{who}"))
     finally:
         if catalog:
             catalog.close()
     return out
+
+
+def _unavailable(t: TargetConfig, media: str, first_use: bool, reason: str) -> Finding:
+    """A target that cannot be used now.  A local folder that is missing says why: made
+    at the first run (OK), a drive not plugged in or a drive without the folder (WARN
+    for an external drive), or a file in its place (FAIL: it never works by itself)."""
+    what = f"target {t.name}"
+    if isinstance(t, LocalTarget) and not t.path.is_dir():
+        missing = missing_folder(t.path, first_use)
+        if missing.blocked:
+            return Finding("fail", what, missing.reason, missing.fix)
+        if t.creates_root and first_use:
+            parent = next(p for p in t.path.parents if p.exists())
+            if os.access(parent, os.W_OK):
+                return Finding("ok", what, f"{t.path} is made when photod first runs")
+        level = "warn" if media == "external" else "fail"
+        return Finding(level, what, missing.found, missing.fix)
+    if media == "external":
+        return Finding("warn", what, reason, "plug the drive in")
+    return Finding("fail", what, reason, "check the path, the network and the credentials")
 
 
 def _watch_limit() -> int | None:
@@ -251,8 +280,8 @@ def _folders(cfg: Config) -> list[Finding]:
 
 
 def _phones(cfg: Config) -> list[Finding]:
-    if not usbmuxd_installed():
-        return [Finding("fail", "usbmuxd", "not installed: photod cannot see iPhones",
+    if not usbmuxd_installed():  # the phone sources wait; nothing else is held up
+        return [Finding("warn", "usbmuxd", "not installed: photod cannot see iPhones until it is",
                         "sudo apt install usbmuxd")]  # fmt: skip
     out = [Finding("ok", "usbmuxd", "installed")]
     sock = usbmuxd_socket()

@@ -21,7 +21,10 @@
 
 Only ``cli.main()`` turns these into exit codes; the daemon catches them at job
 boundaries, logs an event and goes on.  ``TargetUnavailable`` is the one class that
-tells jobs "retry later with backoff".
+tells jobs "retry later with backoff".  The command line's other codes (0 all well,
+1 the answer is no, 3 no daemon, 64 usage, 73 cannot create a file, 130 interrupted)
+are named in ``cliparser``; README's "Exit codes" table has every code, one meaning
+each, the same in every command.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from photod.config import Target as TargetConfig
 from photod.errors import LinkInTarget, PhotodError, TargetUnavailable, Undecryptable
 from photod.logs import log
 from photod.models import Media, TargetInfo
+from photod.network import metered_now
 from photod.targets.base import Identity, Target, Writer
 from photod.targets.local import LocalTarget
 from photod.targets.records import Installation, Records
@@ -97,6 +98,7 @@ def build_targets(
             bucket=TokenBucket(t.bandwidth_limit, stop) if t.bandwidth_limit else None,
             window=t.window,
             on_battery=t.on_battery,
+            on_metered=True if isinstance(t, LocalTargetConfig) else t.on_metered,
             egress_budget=None if isinstance(t, LocalTargetConfig) else t.egress_budget,
         )
         for t in cfg.targets
@@ -122,6 +124,7 @@ class TargetState:
     bucket: TokenBucket | None = None  # bandwidth_limit
     window: tuple[int, int] | None = None
     on_battery: bool = True
+    on_metered: bool = True  # False: uploads wait while the connection is metered
     egress_budget: int | None = None  # bytes a month the scrub may read back (remote only)
     # A remote that failed is asked again after a growing pause, not every probe.
     backoff: float = 0.0
@@ -132,10 +135,12 @@ class TargetState:
     link: str = ""  # a folder inside the target found to be a link: it waits for a folder
 
     def paused(self) -> str:
-        """Why writes wait now ("" when they may run).  The battery is read only for a
-        target whose rule needs it: this runs at every probe."""
+        """Why writes wait now ("" when they may run).  The battery and the connection
+        are read only for a target whose rule needs them: this runs at every probe."""
         battery = None if self.on_battery else on_battery_now()
-        return paused(self.window, self.on_battery, datetime.now(), battery)
+        metered = False if self.on_metered else metered_now()
+        return paused(self.window, self.on_battery, datetime.now(), battery,
+                      self.on_metered, metered)  # fmt: skip
 
     def open_writer(self, key: str) -> Writer:
         writer = self.target.open_writer(key)
@@ -225,7 +230,7 @@ class Fleet:
                     pending=self.catalog.pending_count(name),
                 )
             self._set(state, False, exc.reason)
-            self._back_off(state)
+            self._back_off(state, longest=REMOTE_PROBE)
             return False
         if (
             state.queued and not state.backoff
@@ -348,10 +353,14 @@ class Fleet:
             state.since = self.clock.time()
         state.available, state.reason = available, reason
 
-    def _back_off(self, state: TargetState) -> None:
+    def _back_off(self, state: TargetState, longest: float | None = None) -> None:
         """A remote that failed is asked again after 5 s, 10 s, 20 s ... up to
         retry_max; only a copy that lands resets the pause.  (A server that answers
-        checks but sheds uploads, as when throttling, does not flap every probe.)"""
+        checks but sheds uploads, as when throttling, does not flap every probe.)
+        ``longest``: a remote that does not answer its check is asked again at least
+        this often, however long the pause has grown: when it answers again, its
+        uploads start within a minute, not after an hour of backoff."""
         if state.queued:
             state.backoff = min(max(5.0, state.backoff * 2), self.retry_max)
-            state.next_probe = self.clock.monotonic() + state.backoff
+            wait = state.backoff if longest is None else min(state.backoff, longest)
+            state.next_probe = self.clock.monotonic() + wait

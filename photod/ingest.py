@@ -294,7 +294,9 @@ class Ingestor:
         except OSError as exc:
             log.warning("file_unreadable", source=source, path=rel, error=exc.strerror or str(exc))
             return IngestResult.SKIPPED
-        if info is None:
+        if info is None:  # said once, as a refusal is; still "ignored" for the bookkeeping
+            self._refuse(source, rel, st, "not a photo, video or sidecar (by its content and "
+                         "its name): left alone")  # fmt: skip
             return IngestResult.IGNORED
         if st.st_size == 0:
             return self._refuse(source, rel, st, "empty file")

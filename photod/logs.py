@@ -1,10 +1,10 @@
 """Structured events: structlog set up for the daemon, and ``photod logs`` reading them.
 
 The daemon writes one JSON object per line to ``photod.jsonl`` in the log directory
-(rotated), and a human-readable line to the console: every event on a terminal,
-warnings and errors otherwise (a service manager's journal).  Every event carries ``ts`` (ISO
-8601 UTC), ``level`` and ``event``; ids (``asset``, ``source``, ``target``) let a person
-follow one photo through the log.
+(rotated), and to the console the timeline line ``photod logs`` prints (``render``):
+every event on a terminal, warnings and errors otherwise (a service manager's journal).
+Every event carries ``ts`` (ISO 8601 UTC), ``level`` and ``event``; ids (``asset``,
+``source``, ``target``) let a person follow one photo through the log.
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ import contextlib
 import json
 import logging
 import logging.handlers
+import re
 import sys
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from photod import colour
 
 LOG_NAME = "photod.jsonl"
 FAILURE_LEVELS = {"warning", "error", "critical"}
@@ -115,16 +118,17 @@ def setup(
         # A person at a terminal sees every event; a service manager's journal gets the
         # warnings and errors (the full story is in the JSON log, `photod logs`), which
         # also spares a bulk import the cost of rendering every event twice.
-        out.setLevel(level if sys.stderr.isatty() or log_dir is None else logging.WARNING)
+        tty = sys.stderr.isatty()
+        out.setLevel(level if tty or log_dir is None else logging.WARNING)
+        # The same timeline line `photod logs` prints (hashes short, local time), the
+        # level in colour on a terminal; a traceback follows it as Python prints it.
         out.setFormatter(
             structlog.stdlib.ProcessorFormatter(
                 foreign_pre_chain=shared,
                 processors=[
                     structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.dev.ConsoleRenderer(
-                        colors=sys.stderr.isatty(),
-                        exception_formatter=structlog.dev.plain_traceback,
-                    ),
+                    structlog.processors.format_exc_info,
+                    lambda _, __, event: render(event, tty),
                 ],
             )
         )
@@ -137,6 +141,9 @@ def setup(
     logging.getLogger("apscheduler.executors").setLevel(logging.ERROR)
     logging.getLogger("watchdog").setLevel(logging.WARNING)
     logging.getLogger("PIL").setLevel(logging.WARNING)
+    # boto3 says "Found credentials in shared credentials file" at every S3 probe.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    logging.getLogger("boto3").setLevel(logging.WARNING)
 
 
 def shutdown() -> None:
@@ -227,23 +234,87 @@ def read_events(
                 yield line.rstrip("\n"), event
 
 
-def render(event: dict[str, Any]) -> str:
-    """One readable timeline line: local time, level, event, then key=value."""
-    try:
-        when = datetime.fromisoformat(str(event.get("ts")).replace("Z", "+00:00")).astimezone()
-        ts = when.strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        ts = str(event.get("ts", "?"))
-    rest = []
+def local_time(stamp: str | datetime | None, seconds: bool = False) -> str:
+    """A moment as photod shows it to a person, everywhere (status, logs, pause): this
+    computer's local time, ``YYYY-MM-DD HH:MM`` (``:SS`` with ``seconds``), no zone
+    letter.  A time with a zone (``Z``, ``+02:00``) is turned into local time; one
+    without is local already (a phone's listing); text that is no time comes back as
+    it is."""
+    if stamp is None or stamp == "":
+        return ""
+    if isinstance(stamp, str):
+        try:
+            when = datetime.fromisoformat(stamp)
+        except ValueError:
+            return stamp
+    else:
+        when = stamp
+    if when.tzinfo is not None:
+        when = when.astimezone()
+    return when.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+_HASH = re.compile(r"[0-9a-f]{64}")
+_LEVEL_COLOURS = {"warning": colour.YELLOW, "error": colour.RED, "critical": colour.RED}
+
+
+def _flat(value: Any, inner: bool = False) -> str:
+    """A value as a timeline shows it: a hash by its first 12 digits (enough for
+    ``photod logs --asset``), a list as ``a,b``, a table as ``k:v,k:v`` (nested ones in
+    brackets), true/false and null as the JSON log writes them."""
+    if isinstance(value, str):
+        return value[:12] if _HASH.fullmatch(value) else value
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        text = ",".join(f"{k}:{_flat(v, True)}" for k, v in value.items())
+        return f"{{{text}}}" if inner or not text else text
+    if isinstance(value, list | tuple):
+        text = ",".join(_flat(v, True) for v in value)
+        return f"[{text}]" if inner or not text else text
+    return str(value)
+
+
+def _quoted(text: str) -> str:
+    """The one quoting rule of a timeline line: in double quotes (JSON's escapes) when
+    empty or holding a space, a quote, a backslash or a character that does not print."""
+    plain = text and not any(c.isspace() or c in '"\\' or not c.isprintable() for c in text)
+    return text if plain else json.dumps(text, ensure_ascii=False)
+
+
+def _exception(value: Any) -> str:
+    """The JSON log's exception (structlog's list of dicts) as one short phrase: the
+    type, the message, and where it was raised."""
+    if not (isinstance(value, list) and value and isinstance(value[0], dict)):
+        return _flat(value)
+    first = value[0]
+    frames = first.get("frames") or [{}]
+    at = frames[-1] if isinstance(frames[-1], dict) else {}
+    where = f" (at {at.get('filename')}:{at.get('lineno')})" if at.get("filename") else ""
+    return f"{first.get('exc_type', '?')}: {first.get('exc_value', '')}{where}"
+
+
+def render(event: Mapping[str, Any], tty: bool | None = None) -> str:
+    """One timeline line, for `photod logs` and the daemon's terminal alike: local time,
+    level, event, then key=value (a key whose value is None is left out).  A traceback
+    (the daemon's console) follows on the lines below.  ``tty``: whether the line goes
+    to a terminal (None: whether standard output is one), where the level of a warning
+    or an error is in colour unless NO_COLOR is set."""
+    on = colour.enabled(tty)
+    rest, below = [], ""
     for key, value in event.items():
-        if key in ("ts", "level", "event"):
+        if key in ("ts", "level", "event") or value is None:
             continue
-        if key == "asset" and isinstance(value, str) and len(value) == 64:
-            value = value[:12]
-        if isinstance(value, dict | list):
-            value = json.dumps(value, ensure_ascii=False)
-        text = str(value)
-        rest.append(
-            f"{key}={json.dumps(text, ensure_ascii=False) if ' ' in text or not text else text}"
-        )
-    return f"{ts}  {str(event.get('level', '')).upper():<8} {event.get('event', '')}  {' '.join(rest)}".rstrip()
+        if key == "exception" and isinstance(value, str):
+            below = "\n" + value.rstrip("\n")  # the console's traceback, as Python prints it
+            continue
+        text = _exception(value) if key == "exception" else _flat(value)
+        rest.append(f"{key}={_quoted(text)}")
+    level = str(event.get("level", ""))
+    shown = colour.padded(
+        level.upper(), 8, _LEVEL_COLOURS.get(level, ""), level in _LEVEL_COLOURS and on
+    )
+    ts = local_time(str(event.get("ts", "?")), seconds=True)
+    return f"{ts}  {shown} {event.get('event', '')}  {' '.join(rest)}".rstrip() + below

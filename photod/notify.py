@@ -1,16 +1,23 @@
-"""Being told when something fails: desktop notifications, a webhook, e-mail.
+"""Being told when something fails: desktop notifications, a webhook, e-mail; and a
+heartbeat for a dead man's switch.
 
 The notifier listens to the event log (``logs.listen``): a few events become a message
 (a backup step failed, a copy went bad or an asset was lost, an import finished, a
-phone waits for Trust), and the daemon's probe adds two reminders of its own (a target
-away longer than its ``expect_every``, assets short of the policy for longer than
-``grace``).  Messages go out from one thread, so a slow mail server never holds up a
-copy; each kind at most once per ``[notify] every``.  A channel that fails is logged
-(``notify_failed``) and tried again with the next message.
+phone waits for Trust), and the daemon's reminders add their own (a target away longer
+than its ``expect_every``, assets short of the policy for longer than ``grace``, no
+round finished for ``stale_after``).  Messages go out from one thread, so a slow mail
+server never holds up a copy; each kind at most once per ``[notify] every``.  A channel
+that fails is logged (``notify_failed``) and tried again with the next message.
 
 Channels: the desktop (org.freedesktop.Notifications over the session D-Bus, through
-jeepney, the only module that imports it; osascript on macOS), a webhook (JSON that
-Gotify and Slack take, or ntfy's plain text), SMTP.
+``network``; osascript on macOS), a webhook (JSON that Gotify and Slack take, or ntfy's
+plain text), SMTP.
+
+The heartbeat (``[notify] heartbeat_url``, healthchecks.io and the like): at the end of
+each round (``reminders.Reminders.round_done``) one ping from the same thread, a GET of
+the URL when all is well, a POST to its "/fail" form with what is wrong as the body
+when not: a failure logged since the last ping (``FAILURES``) or a problem the round
+found.  At most one ping a minute (``HEARTBEAT_EVERY``), whatever the rounds.
 """
 
 from __future__ import annotations
@@ -23,16 +30,25 @@ import smtplib
 import subprocess
 import sys
 import threading
-import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
+from photod import network
+from photod.clock import SYSTEM, Clock
 from photod.config import NotifyConfig
 from photod.logs import log
 
 APP = "photod"
+HEARTBEAT_EVERY = 60.0  # seconds between two pings at least
+HEARTBEAT_TIMEOUT = 10.0  # seconds a ping may take
+# Events that make the next ping a "/fail": a step of the backup failed, a photo has no
+# good copy left, a drill could not restore, the catalog cannot be trusted.  (A copy
+# that went bad and was repaired, or a drive that went away, is not one.)
+FAILURES = frozenset({"job_failed", "ingest_failed", "device_import_failed", "state_dir_full",
+                      "asset_lost", "drill_failed", "catalog_untrusted"})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,30 @@ class Message:
     title: str
     body: str
     urgent: bool = False
+
+
+@dataclass(frozen=True)
+class Ping:
+    """One heartbeat: "all is well" when ``problems`` is empty, else the "/fail" form
+    with them (one a line) as its body."""
+
+    problems: tuple[str, ...] = ()
+
+
+def fail_url(url: str) -> str:
+    """The "/fail" form of a heartbeat URL (healthchecks.io's; a query stays after it)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/fail"))
+
+
+def failure(event: dict[str, Any]) -> str | None:
+    """What a failure event says for the "/fail" ping, or None for any other event."""
+    name = str(event.get("event", ""))
+    if name not in FAILURES:
+        return None
+    what = [str(event[k]) for k in ("job", "source", "target", "device", "path") if event.get(k)]
+    why = event.get("error") or event.get("reason") or event.get("found") or ""
+    return f"{name} {' '.join(what)}: {why}".replace(" :", ":").strip(": ")
 
 
 def message_for(event: dict[str, Any]) -> Message | None:
@@ -95,12 +135,16 @@ def message_for(event: dict[str, Any]) -> Message | None:
 
 
 class Notifier:
-    def __init__(self, cfg: NotifyConfig) -> None:
+    def __init__(self, cfg: NotifyConfig, clock: Clock = SYSTEM) -> None:
+        """``clock``: what ``every`` and the pings' minute are measured with."""
         self.cfg = cfg
-        self.q: queue.Queue[Message | None] = queue.Queue(256)
+        self.clock = clock
+        self.q: queue.Queue[Message | Ping | None] = queue.Queue(256)
         self.last: dict[str, float] = {}  # kind -> when a message of it last went out
         self.thread = threading.Thread(target=self._run, name="notify", daemon=True)
         self.lock = threading.Lock()
+        self.failed: list[str] = []  # failures logged since the last ping (the first few)
+        self.pinged: float | None = None  # when the last ping was queued
 
     def start(self) -> None:
         self.thread.start()
@@ -111,12 +155,43 @@ class Notifier:
 
     def on_event(self, event: dict[str, Any]) -> None:
         """Called for every logged event (from any thread): cheap, never blocks."""
+        if self.cfg.heartbeat_url is not None and (what := failure(event)) is not None:
+            with self.lock:
+                if len(self.failed) < 10:
+                    self.failed.append(what)
         message = message_for(event)
         if message is not None:
             self.send(message)
 
+    def heartbeat_due(self) -> bool:
+        """Whether a round's end would ping now: a ``heartbeat_url`` is set and the last
+        ping is at least a minute old (else the round need not look for problems)."""
+        with self.lock:
+            return self.cfg.heartbeat_url is not None and (
+                self.pinged is None or self.clock.monotonic() - self.pinged >= HEARTBEAT_EVERY
+            )
+
+    def heartbeat(self, problems: list[str]) -> bool:
+        """A round ended: ping, "/fail" when ``problems`` (what the round found wrong) or
+        the failures logged since the last ping say so; not when the last ping is less
+        than a minute old (the failures then wait for the next).  Never blocks: the ping
+        goes out from the notifier's thread.  True when one was queued."""
+        if self.cfg.heartbeat_url is None:
+            return False
+        with self.lock:
+            now = self.clock.monotonic()
+            if self.pinged is not None and now - self.pinged < HEARTBEAT_EVERY:
+                return False
+            try:
+                self.q.put_nowait(Ping((*problems, *self.failed)))
+            except queue.Full:
+                return False
+            self.pinged = now
+            self.failed.clear()
+        return True
+
     def send(self, message: Message) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         with self.lock:
             last = self.last.get(message.kind)
             if last is not None and now - last < self.cfg.every:
@@ -127,6 +202,9 @@ class Notifier:
 
     def _run(self) -> None:
         while (message := self.q.get()) is not None:
+            if isinstance(message, Ping):
+                self._ping(message)
+                continue
             for channel, send in self._channels():
                 try:
                     send(message)
@@ -135,6 +213,24 @@ class Notifier:
                 else:
                     log.info("notification_sent", channel=channel, kind=message.kind,
                              title=message.title)  # fmt: skip
+
+    def _ping(self, ping: Ping) -> None:
+        """One heartbeat: a failing URL is one ``notify_failed``, never more."""
+        assert self.cfg.heartbeat_url is not None
+        if ping.problems:  # the body is what healthchecks.io shows beside the failure
+            body = "\n".join(ping.problems).encode()
+            request = urllib.request.Request(fail_url(self.cfg.heartbeat_url), data=body,
+                                             headers={"Content-Type": "text/plain; charset=utf-8"})  # fmt: skip
+        else:
+            request = urllib.request.Request(self.cfg.heartbeat_url)
+        try:
+            with urllib.request.urlopen(request, timeout=HEARTBEAT_TIMEOUT) as response:
+                response.read()
+        except Exception as exc:  # a dead switch must not stop the messages after it
+            log.warning("notify_failed", channel="heartbeat", error=str(exc))
+        else:
+            log.info("heartbeat_sent", outcome="fail" if ping.problems else "ok",
+                     problems=list(ping.problems))  # fmt: skip
 
     def _channels(self) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = []
@@ -186,15 +282,9 @@ def _desktop(m: Message) -> None:
         subprocess.run(["osascript", "-e", script, m.title, m.body], check=True, timeout=30,
                        capture_output=True)  # fmt: skip
         return
-    from jeepney import DBusAddress, new_method_call
-    from jeepney.io.blocking import open_dbus_connection
-
-    address = DBusAddress("/org/freedesktop/Notifications", bus_name="org.freedesktop.Notifications",
-                          interface="org.freedesktop.Notifications")  # fmt: skip
     hints = {"urgency": ("y", 2 if m.urgent else 1)}
-    call = new_method_call(address, "Notify", "susssasa{sv}i",
-                           (APP, 0, "drive-harddisk", m.title, m.body, [], hints, -1))  # fmt: skip
-    with open_dbus_connection(bus="SESSION") as conn:
-        reply = conn.send_and_get_reply(call, timeout=10)
-    if reply.header.message_type.name == "error":
-        raise OSError(f"the notification server refused: {reply.body}")
+    name = "org.freedesktop.Notifications"
+    # Started on demand where the desktop's notification server is D-Bus activated.
+    network.call("SESSION", name, "/org/freedesktop/Notifications", name, "Notify",
+                 "susssasa{sv}i", (APP, 0, "drive-harddisk", m.title, m.body, [], hints, -1),
+                 timeout=10, auto_start=True)  # fmt: skip

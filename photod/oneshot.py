@@ -1,18 +1,148 @@
-"""`photod run --once`: scan, copy everything pending, and return (a one-shot backup)."""
+"""`photod run --once`: scan, copy everything pending, and return (a one-shot backup),
+with what it did and what it left unprotected, for the paragraph it prints."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from photod.logs import log
+from photod import policy
+from photod.logs import listeners, log
+from photod.models import PolicyRule
 from photod.pipeline import Pipeline
 
 
-def run_once(pipeline: Pipeline, stopped: Callable[[], bool]) -> None:
+def _n(count: int, one: str, many: str = "") -> str:
+    """'1 copy', '2 copies': the count and the word that goes with it."""
+    return f"{count} {one if count == 1 else many or one + 's'}"
+
+
+def rule_text(rule: PolicyRule) -> str:
+    return (
+        f"{_n(rule.copies, 'copy', 'copies')}, {_n(rule.media, 'kind')} of media, "
+        f"{rule.offsite} offsite"
+    )
+
+
+@dataclass
+class Summary:
+    """What one run did (counted from its events) and what it left (from the catalog
+    and the targets at its end)."""
+
+    rule: PolicyRule = field(default_factory=PolicyRule)
+    known: int = 0  # files of the watch folders the catalog knows, after the run (new ones too)
+    new: int = 0  # new photos and videos taken in
+    again: int = 0  # files whose bytes were already backed up (another name, another folder)
+    skipped: int = 0  # files not taken (not a photo or video, a link, unreadable)
+    copies: int = 0  # copies written and verified on targets
+    failed: dict[str, str] = field(default_factory=dict)  # target -> its last copy's error
+    assets: int = 0
+    short: int = 0  # assets that fall short of the policy
+    needs: Counter[str] = field(default_factory=Counter)  # what they miss -> how many
+    lost: int = 0  # assets with no good copy left anywhere
+    down: dict[str, str] = field(default_factory=dict)  # target not written to -> why
+    stopped: bool = False  # a signal ended the run early
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def protected(self) -> bool:
+        """Every photo meets the policy and none is lost."""
+        return not self.short and not self.lost
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        """A log listener: counts what the run does as it does it."""
+        name = event.get("event")
+        with self._lock:
+            if name == "asset_ingested":
+                self.new += 1
+            elif name == "asset_seen_again":
+                self.again += 1
+            elif name in ("file_skipped", "file_unreadable"):
+                self.skipped += 1
+            elif name in ("replica_written", "replica_repaired"):
+                self.copies += 1
+            elif name == "replica_failed":
+                self.failed[str(event.get("target"))] = str(event.get("error", ""))
+
+    def take_stock(self, pipeline: Pipeline) -> None:
+        """What the run leaves: each photo judged by the policy, the targets not written."""
+        catalog, infos = pipeline.catalog, pipeline.cfg.target_infos()
+        self.rule = pipeline.cfg.policy.rule()
+        self.known = sum(len(catalog.source_stats(s.name)) for s in pipeline.cfg.folders)
+        for held, count, _ in catalog.holdings():
+            self.assets += count
+            verdict = policy.evaluate(self.rule, held, infos)
+            if not verdict.compliant:
+                self.short += count
+                for need in verdict.missing:
+                    self.needs[need] += count
+        self.lost = len(catalog.lost())
+        for name, state in pipeline.targets.items():
+            why = "" if state.available else state.reason
+            self.down[name] = why or state.paused()
+        self.down = {name: why for name, why in self.down.items() if why}
+
+    def render(self) -> str:
+        """One paragraph, in plain words."""
+        said = [f"{self.new} new"] if self.new else []
+        if self.again:
+            said.append(f"{self.again} already backed up under another name")
+        if self.skipped:
+            said.append(f"{self.skipped} not taken (not a photo or video, or unreadable: "
+                        "`photod logs` says why)")  # fmt: skip
+        text = f"photod run --once: {_n(self.known + self.skipped, 'file')} in the watch folders"
+        text += (": " + ", ".join(said) if said else "") + "; "
+        text += f"{_n(self.copies, 'copy', 'copies')} written and verified."
+        if self.stopped:
+            text += " Stopped before the end: the rest is copied at the next run."
+        rule = rule_text(self.rule)
+        if self.protected:
+            if not self.assets:
+                return text + " Nothing is backed up yet: drop photos into a watch folder."
+            every = (
+                "The one photo or video is"
+                if self.assets == 1
+                else f"All {self.assets} photos and videos are"
+            )
+            return text + f" {every} protected ({rule})."
+        if self.lost:
+            text += (f" {_n(self.lost, 'photo or video', 'photos and videos')} LOST: no good "
+                     "copy left anywhere (`photod status` lists them).")  # fmt: skip
+        if self.short:
+            needs = "; ".join(f"{n} {'needs' if n == 1 else 'need'} {what}"
+                              for what, n in self.needs.items())  # fmt: skip
+            text += (f" NOT PROTECTED: {self.short} of {self.assets} photos and videos "
+                     f"{'falls' if self.short == 1 else 'fall'} short of the policy ({rule}): "
+                     f"{needs}.")  # fmt: skip
+        why = [
+            f"target '{name}' was not written to: {reason}" for name, reason in self.down.items()
+        ]
+        why += [f"copies to '{name}' failed: {error}" for name, error in self.failed.items()
+                if name not in self.down]  # fmt: skip
+        if why:
+            text += " Because " + "; ".join(why) + "."
+        return text + " The next run (or the daemon) copies what is missing."
+
+
+def run_once(pipeline: Pipeline, stopped: Callable[[], bool]) -> Summary:
     """Run ``pipeline`` through one backup; ``stopped`` says a signal asked to stop
-    (what is in flight is rolled back, as in the daemon)."""
+    (what is in flight is rolled back, as in the daemon).  Returns what it did."""
+    summary = Summary()
+    listeners.append(summary.on_event)
+    try:
+        _run(pipeline, stopped)
+    finally:
+        listeners.remove(summary.on_event)
+    summary.stopped = stopped()
+    summary.take_stock(pipeline)
+    return summary
+
+
+def _run(pipeline: Pipeline, stopped: Callable[[], bool]) -> None:
     pipeline.start(watch=False)
     log.info("backup_started", config=str(pipeline.cfg.path))
     started = time.monotonic()

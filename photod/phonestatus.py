@@ -10,7 +10,10 @@ from photod import policy, usb
 from photod.catalog import IGNORED, Catalog, DeviceRecord
 from photod.errors import FileUnreadable
 from photod.library import asset_from_json
+from photod.logs import local_time
 from photod.models import PolicyRule, TargetInfo
+
+NOTHING_SAFE = "0001-01-01T00:00:00"  # safe_before when nothing on the phone is
 
 
 def device_report(
@@ -45,11 +48,15 @@ def device_report(
                 safe_before = f.taken_at
             not_protected.append({"path": f.path, "taken_at": f.taken_at, "why": why})
     in_icloud = _listed(catalog.in_icloud_only(d.udid))
+    # Photos the library places where no listing showed them (a shared album's, say):
+    # said, but not counted against "safe": they are not this phone's camera roll.
     elsewhere = _listed(catalog.library_unlisted(d.udid))
-    if in_icloud or elsewhere:
+    if in_icloud:
         # With iCloud Photos, deleting a photo on the phone deletes it in iCloud too: a
-        # photo photod does not have keeps everything taken after it from being safe.
-        first = min(p["taken_at"] for p in in_icloud + elsewhere)
+        # photo photod does not have keeps everything taken after it from being safe,
+        # and one with no date keeps anything from being called safe.
+        dates = [p["taken_at"] for p in in_icloud]
+        first = min(dates) if all(dates) else NOTHING_SAFE
         safe_before = first if safe_before is None else min(safe_before, first)
     return {
         "name": d.name or d.udid,
@@ -115,17 +122,16 @@ def render_device(d: dict[str, Any], limit: int = 20) -> str:
             "Originals, then plug it in again."
         )
         for item in icloud[:limit]:
-            lines.append(
-                f"    {item['taken_at'].replace('T', ' ')}  {item['name']}: only in iCloud"
-            )
+            when = local_time(item["taken_at"], seconds=True)
+            lines.append(f"    {when}  {item['name']}: only in iCloud")
         if len(icloud) > limit:
             lines.append(f"    ... and {len(icloud) - limit} more (--json lists all)")
     elsewhere = d.get("not_listed") or []
     if elsewhere:
         lines.append(
             f"  {len(elsewhere)} photos in this phone's library are not backed up: their "
-            "originals are not where photod reads the phone (DCIM); photod never calls "
-            "them safe (`--json` lists them under not_listed)"
+            "originals are not where photod reads the phone (DCIM, PhotoData/CPLAssets); "
+            "`--json` lists them under not_listed"
         )
     if d["on_phone"] == 0 and not icloud:
         lines.append("  Nothing listed yet: plug the phone in and let the import finish.")
@@ -136,12 +142,19 @@ def render_device(d: dict[str, Any], limit: int = 20) -> str:
         )
     else:
         lines.append(f"  Not yet    {len(d['not_protected'])}")
-        lines.append(
-            f"  Everything taken before {d['safe_before'].replace('T', ' ')} is safe to "
-            f"delete from '{name}'; newer files are not all protected yet."
-        )
+        if d["safe_before"] == NOTHING_SAFE:
+            lines.append(
+                f"  Nothing on '{name}' can be called safe to delete yet: a photo photod "
+                "does not have has no date."
+            )
+        else:
+            lines.append(
+                f"  Everything taken before {local_time(d['safe_before'], seconds=True)} is "
+                f"safe to delete from '{name}'; newer files are not all protected yet."
+            )
         for item in d["not_protected"][:limit]:
-            lines.append(f"    {item['taken_at'].replace('T', ' ')}  {item['path']}: {item['why']}")
+            when = local_time(item["taken_at"], seconds=True)
+            lines.append(f"    {when}  {item['path']}: {item['why']}")
         if len(d["not_protected"]) > limit:
             lines.append(f"    ... and {len(d['not_protected']) - limit} more (--json lists all)")
     lines.append("  photod never deletes anything from a phone.")

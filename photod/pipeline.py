@@ -21,7 +21,7 @@ from photod.fleet import Fleet, build_targets
 from photod.ingest import Ingestor
 from photod.intake import FolderIntake
 from photod.logs import log
-from photod.recovery import plan_for, shared_plan
+from photod.recovery import kept_config, plan_for, shared_plan
 from photod.reminders import Reminders
 from photod.replicate import Replicator
 from photod.restore import drill, open_targets
@@ -214,6 +214,8 @@ class Pipeline:
 
     def reconcile(self) -> None:
         self.intake.reconcile()
+        if self.reminders is not None and not self.stop_event.is_set():
+            self.reminders.round_done()  # a round: the heartbeat, and what stale_after counts
 
     def probe_targets(self) -> None:
         came_back = False
@@ -298,6 +300,7 @@ class Pipeline:
                 self.cfg.state_dir,
                 plan_for(self.cfg, self.catalog, self.me.folder),
                 {t.name: shared_plan(t) for t in self.cfg.targets},
+                kept_config(self.cfg),
             )
         except CatalogDamaged as exc:  # its copy is not sound: the daemon acts on it
             self.catalog.noticed(exc)

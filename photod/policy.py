@@ -25,13 +25,9 @@ def evaluate(
     offsite = sum(1 for t in held if t.offsite)
     missing: list[str] = []
     if copies < rule.copies:
-        missing.append(
-            f"{rule.copies - copies} more cop{'y' if rule.copies - copies == 1 else 'ies'}"
-        )
+        missing.append(plural(rule.copies - copies, "more copy", "more copies"))
     if media < rule.media:
-        missing.append(
-            f"{rule.media - media} more kind{'' if rule.media - media == 1 else 's'} of media"
-        )
+        missing.append(f"{plural(rule.media - media, 'more kind')} of media")
     if offsite < rule.offsite:
         missing.append(f"{rule.offsite - offsite} more offsite")
     return Compliance(copies=copies, media=media, offsite=offsite, missing=tuple(missing))
@@ -43,22 +39,51 @@ def achievable(rule: PolicyRule, targets: Iterable[TargetInfo]) -> list[str]:
     problems = []
     if len(all_targets) < rule.copies:
         problems.append(
-            f"copies = {rule.copies} needs at least {rule.copies} targets, "
+            f"copies = {rule.copies} needs at least {plural(rule.copies, 'target')}, "
             f"{len(all_targets)} configured"
         )
     kinds = {t.media for t in all_targets}
     if len(kinds) < rule.media:
         problems.append(
-            f"media = {rule.media} needs targets on {rule.media} kinds of media, "
+            f"media = {rule.media} needs targets on {plural(rule.media, 'kind')} of media, "
             f"configured: {', '.join(sorted(kinds)) or 'none'}"
         )
     offsite = sum(1 for t in all_targets if t.offsite)
     if offsite < rule.offsite:
         problems.append(
-            f"offsite = {rule.offsite} needs {rule.offsite} targets with offsite = true, "
-            f"{offsite} configured"
+            f"offsite = {rule.offsite} needs {plural(rule.offsite, 'target')} with "
+            f"offsite = true, {offsite} configured"
         )
     return problems
+
+
+def describe(copies: int, media: int, offsite: int) -> str:
+    """A rule as a person reads it: '3 copies, 2 kinds of media, 1 offsite'."""
+    return (
+        f"{plural(copies, 'copy', 'copies')}, {plural(media, 'kind')} of media, {offsite} offsite"
+    )
+
+
+# -- wording: counts and sizes as a person reads them -----------------------------------
+# Here, in the pure core, so that every command and message words them the same way.
+
+
+def plural(count: int, one: str, many: str = "") -> str:
+    """'1 copy', '2 copies', '0 targets': the count and the word that agrees with it."""
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
+def size(count: int) -> str:
+    """Bytes as a person reads them: '512 bytes', '1.2 kB', '3.4 MB', '2.0 GB' (SI units,
+    as disks and `df -H` count them); never '0.0 MB' for a small file."""
+    if count < 1000:
+        return plural(count, "byte")
+    value = count / 1000
+    for unit in ("kB", "MB", "GB", "TB"):
+        if value < 999.95:  # else it would round up to '1000.0'
+            return f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} PB"
 
 
 def scrub_share(total_bytes: int, cycle: float, interval: float) -> int:

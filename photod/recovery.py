@@ -7,11 +7,18 @@ target: with photod, and with stock tools only.  Pure: it renders what it is giv
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
+from typing import Any
 
-from photod import __version__
+from photod import __version__, policy
 from photod.catalog import Catalog, now_iso
-from photod.config import Config, LocalTarget, RcloneTarget, S3Target
+from photod.config import Config, LocalTarget, RcloneTarget, S3Target, is_secret
+
+KEPT_CONFIG = "photod.toml"  # the config as every target keeps it, beside the plan
+SECRET = "<secret: put it back here>"
+# [notify] keys whose value carries a token (a webhook's, a heartbeat's URL).
+_NOTIFY_SECRETS = ("webhook", "heartbeat_url")
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,7 @@ def render(
         "",
         f"- {assets} photos and videos, {_size(total)}.",
         *_records_line(folder),
-        f"- Policy: {p.copies} copies on {p.media} kinds of media, {p.offsite} offsite.",
+        f"- Policy: {policy.describe(p.copies, p.media, p.offsite)}.",
         "",
         "## Targets",
         "",
@@ -140,7 +147,10 @@ def render(
         "",
         "1. Install photod on any computer (its README's quick start: `pip install .` in a",
         "   copy of its source).",
-        f"2. Put back the config (`{cfg.path}`) and, for encrypted targets, the identity file.",
+        f"2. Put back the config (`{cfg.path}`). Every target keeps a copy without its",
+        f"   secrets, `.photod/<installations folder>/{KEPT_CONFIG}`: copy it there, and write",
+        f"   each value marked `{SECRET}` back in. For encrypted targets, put back the",
+        "   identity file too.",
         "3. Rebuild the catalog from any target, the offsite one if nothing else is left:",
         "   `photod catalog rebuild --from TARGET`",
         "4. Restore everything, every file checked against its SHA-256:",
@@ -167,22 +177,29 @@ def _records_line(folder: str) -> list[str]:
 
 def _by_hand(t: LocalTarget | S3Target | RcloneTarget) -> list[str]:
     """Stock-tool steps that restore every installation's photos from one target."""
+    first: list[str] = []  # what the download needs first: where its keys are
     if isinstance(t, LocalTarget):
         fetch = f"cd '{t.path}'"
     elif isinstance(t, S3Target):
         src = f"s3://{t.bucket}/{t.prefix}"
         endpoint = f" --endpoint-url {t.endpoint}" if t.endpoint else ""
+        first = [f"First, the S3 keys for the `aws` tool: {_aws_credentials(t)}", ""]
         fetch = (
             f"aws s3 cp --recursive{endpoint} {src} encrypted/"
             if t.encrypt
             else (f"aws s3 cp --recursive{endpoint} {src} restored/ && cd restored")
         )
     else:
+        first = [*_rclone_remote(t), ""]
         fetch = (
             f"rclone copy '{t.remote}' encrypted/"
             if t.encrypt
             else f"rclone copy '{t.remote}' restored/ && cd restored"
         )
+    return first + _steps(t, fetch)
+
+
+def _steps(t: LocalTarget | S3Target | RcloneTarget, fetch: str) -> list[str]:
     if not t.encrypt:
         return [
             "The files are the originals under their dates, as plain files. Each",
@@ -220,3 +237,71 @@ def _by_hand(t: LocalTarget | S3Target | RcloneTarget) -> list[str]:
         "",
         "A computer that used another identity: run the same with its `KEY`.",
     ]
+
+
+def _aws_credentials(t: S3Target) -> str:
+    """How the `aws` tool gets the keys photod used."""
+    if t.credentials_file:
+        return f"put back `{t.credentials_file}`, then `export AWS_SHARED_CREDENTIALS_FILE='{t.credentials_file}'`."
+    if t.profile:
+        return f"`export AWS_PROFILE='{t.profile}'` (its keys in `~/.aws/credentials`)."
+    return "`AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` in the environment, or `~/.aws/credentials`."
+
+
+def _rclone_remote(t: RcloneTarget) -> list[str]:
+    """The remote's definition, for a computer where rclone has never heard of it: an
+    inline one is written out (its secrets marked, to be put back); else where it is."""
+    section = t.remote.partition(":")[0]
+    if not t.rclone_config:
+        where = (
+            f"`{t.config_file}` (`export RCLONE_CONFIG='{t.config_file}'`)"
+            if t.config_file
+            else "rclone's default config"
+        )
+        return [
+            f"First, the remote `{section}` for `rclone`: it is defined in {where}; put it back."
+        ]
+    body = [f"{k} = {SECRET if is_secret(k, v) else v}" for k, v in t.rclone_config.items()]
+    return [
+        f"First, the remote `{section}` for `rclone`, as photod's config defines it: write",
+        "this to a file `rclone.conf`, each marked secret written back (a password goes",
+        "through `rclone obscure` first, as rclone.conf keeps it), and",
+        '`export RCLONE_CONFIG="$PWD/rclone.conf"`:',
+        "",
+        "```ini",
+        f"[{section}]",
+        *body,
+        "```",
+    ]
+
+
+def kept_config(cfg: Config) -> str:
+    """The config file as every target keeps it beside the recovery plan: itself, with
+    each secret it holds (an rclone remote's password or token, a webhook's or a
+    heartbeat's URL) replaced by a mark to write the secret back at.  Empty when the
+    file cannot be read."""
+    if cfg.path is None:
+        return ""
+    try:
+        data: dict[str, Any] = tomllib.loads(cfg.path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return ""
+    for target in data.get("targets", []):
+        remote = target.get("rclone_config") if isinstance(target, dict) else None
+        if isinstance(remote, dict):
+            for name, value in remote.items():
+                if is_secret(name, str(value)):
+                    remote[name] = SECRET
+    notify = data.get("notify")
+    if isinstance(notify, dict):
+        for name in _NOTIFY_SECRETS:
+            if notify.get(name):
+                notify[name] = SECRET
+    import tomli_w  # only when a snapshot is written
+
+    head = (
+        f"# The photod config of this installation, as it was at {now_iso()}, kept on\n"
+        f"# every target by photod {__version__} for a restore. Its secrets are replaced with\n"
+        f"# {SECRET!r}: write them back before you use it (see RECOVERY.md).\n\n"
+    )
+    return head + tomli_w.dumps(data)

@@ -1,8 +1,16 @@
 """The reminders no single event triggers: a target away longer than its
-``expect_every``, and photos short of the policy for longer than ``[notify] grace``."""
+``expect_every``, photos short of the policy for longer than ``[notify] grace``, and no
+round finished for ``[notify] stale_after``; and the heartbeat at the end of a round.
+
+A round is one reconcile scan that finished (``Pipeline.reconcile``: at start, then
+every ``[daemon] rescan_interval``): photod looked at every watch folder and took what
+was new.  It is healthy when nothing is wrong that a person must act on (``problems``),
+nor was any step's failure logged since the last ping (``notify.FAILURES``).
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -12,6 +20,7 @@ from photod.catalog import Catalog
 from photod.clock import SYSTEM, Clock
 from photod.config import Config
 from photod.fleet import TargetState
+from photod.logs import log
 
 if TYPE_CHECKING:
     from photod.notify import Notifier
@@ -37,6 +46,36 @@ class Reminders:
         self.notifier = notifier
         self.clock = clock
         self._policy_looked = -POLICY_LOOK_MAX  # when the catalog was last grouped
+        self.stale_after = cfg.notify.stale_after
+        # When the last round ended (the start until one does): on the monotonic clock,
+        # which stands still while the computer sleeps.
+        self._round_at = clock.monotonic()
+        self._stalled = False  # `rounds_stopped` was said (and not yet `rounds_resumed`)
+        self._lock = threading.Lock()
+
+    def round_done(self) -> None:
+        """A round ended: ``stale_after`` counts from now, and the heartbeat is pinged
+        ("/fail" with the ``problems``, if any; at most once a minute)."""
+        with self._lock:
+            self._round_at = self.clock.monotonic()
+            resumed, self._stalled = self._stalled, False
+        if resumed:
+            log.info("rounds_resumed")
+        if self.notifier.heartbeat_due():  # else the catalog need not be looked at
+            self.notifier.heartbeat(self.problems())
+
+    def problems(self) -> list[str]:
+        """What makes a round unhealthy: photos short of the policy for longer than
+        ``grace``, a photo with no good copy left, a target away longer than its
+        ``expect_every`` (the notifier adds the failures logged since the last ping)."""
+        now = datetime.fromtimestamp(self.clock.time(), UTC)
+        found = [body for _, _, body in self._targets_away(now)]
+        if short := self._short(now):
+            found.append(f"{_photos(short)} short of the 3-2-1 policy for more than "
+                         f"{_span(self.grace)}")  # fmt: skip
+        if lost := len(self.catalog.lost()):
+            found.append(f"{_photos(lost)} with no good copy left")
+        return found
 
     def remind(self) -> None:
         from photod.notify import Message  # smtplib and friends: only once there is one
@@ -44,22 +83,47 @@ class Reminders:
         now = datetime.fromtimestamp(self.clock.time(), UTC)
         for key, title, body in self._targets_away(now):
             self.notifier.send(Message(key, title, body))
+        self._stale()
         # The policy look groups every asset: a grace of a day needs it every few
         # minutes, not every 15 s (at a million assets that would be an idle load).
         at = self.clock.monotonic()
         if at - self._policy_looked < min(max(self.grace / 4, 0.0), POLICY_LOOK_MAX):
             return
         self._policy_looked = at
-        cutoff = (now - timedelta(seconds=self.grace)).isoformat(timespec="seconds")
-        short = sum(n for held, n in self.catalog.holdings_before(cutoff.replace("+00:00", "Z"))
-                    if not policy.evaluate(self.rule, held, self.infos).compliant)  # fmt: skip
-        if short:
+        if short := self._short(now):
             self.notifier.send(Message(
                 "policy",
                 "photod: photos are not protected",
-                f"{short} photo(s) have been short of the 3-2-1 policy for more than "
+                f"{_photos(short)} short of the 3-2-1 policy for more than "
                 f"{_span(self.grace)}; `photod status` says what is missing",
             ))  # fmt: skip
+
+    def _stale(self) -> None:
+        """Tell "photod: backups stopped" when no round ended for ``stale_after`` (0:
+        never); again at most once per ``every`` while it lasts."""
+        from photod.notify import Message
+
+        with self._lock:
+            idle = self.clock.monotonic() - self._round_at
+            if not self.stale_after or idle <= self.stale_after:
+                return
+            said, self._stalled = self._stalled, True
+        if not said:
+            log.warning("rounds_stopped", idle=round(idle), stale_after=self.stale_after)
+        self.notifier.send(Message(
+            "stale",
+            "photod: backups stopped",
+            f"no round of photod (a scan of the watch folders) finished for {_span(idle)}: "
+            "`photod pause`, a scan that hangs or a step that fails each time; "
+            "`photod status` and `photod logs --failures` say which",
+            True,
+        ))  # fmt: skip
+
+    def _short(self, now: datetime) -> int:
+        """Photos short of the policy for longer than ``grace``."""
+        cutoff = (now - timedelta(seconds=self.grace)).isoformat(timespec="seconds")
+        return sum(n for held, n in self.catalog.holdings_before(cutoff.replace("+00:00", "Z"))
+                   if not policy.evaluate(self.rule, held, self.infos).compliant)  # fmt: skip
 
     def _targets_away(self, now: datetime) -> Iterator[tuple[str, str, str]]:
         """(key, title, text) of a reminder for each target away longer than its
@@ -86,4 +150,8 @@ def _span(seconds: float) -> str:
     for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
         if seconds >= 2 * size:
             return f"{int(seconds // size)} {unit}"
-    return f"{int(seconds)} seconds"
+    return f"{int(seconds)} second{'' if int(seconds) == 1 else 's'}"
+
+
+def _photos(count: int) -> str:
+    return f"{count} photo{'' if count == 1 else 's'}"

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
 from photod import private, xmp
 from photod.catalog import Catalog
@@ -32,6 +33,7 @@ from photod.library import asset_from_json
 from photod.logs import log
 from photod.media import check_key
 from photod.models import Asset, Kind
+from photod.policy import plural
 from photod.probe import probe_file
 from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
 from photod.targets.base import CHUNK, Identity
@@ -47,6 +49,7 @@ class RestoreReport:
     skipped: int = 0  # already there with the same bytes
     bytes: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    paths: list[str] = field(default_factory=list)  # restored, relative to DEST
 
 
 def select(
@@ -126,12 +129,11 @@ class Restorer:
                 if outcome == "restored":
                     report.restored += 1
                     report.bytes += asset.size
+                    report.paths.append(asset.relpath)
                 elif outcome == "skipped":
                     report.skipped += 1
-                else:
+                else:  # told by the caller, once, in its own words (`photod restore`)
                     report.failed.append((asset.relpath, outcome))
-                    log.warning("restore_failed", asset=asset.sha256, path=asset.relpath,
-                                error=outcome)  # fmt: skip
         finally:
             os.close(dest_fd)
         return report
@@ -240,6 +242,15 @@ class Restorer:
                         if stat.S_ISREG(st.st_mode) and st.st_mtime < old:
                             os.unlink(entry, dir_fd=folder)
 
+    def _file_time(self, state: TargetState, src: BinaryIO, asset: Asset) -> int | None:
+        """The time the restored file gets: the copy's own on a plain local target (the
+        target keeps the original's), else the source file's as the catalog recorded it."""
+        if not state.target.encrypted:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                return os.fstat(src.fileno()).st_mtime_ns
+        times = [mtime for _, _, _, mtime in self.catalog.source_paths(asset.sha256)]
+        return min(times) if times else None
+
     def _copy(self, state: TargetState, key: str, asset: Asset, folder: int, name: str) -> str:
         """Copy one replica to ``name`` in ``folder``; '' on success, else why not."""
         temp = f"{TEMP_PREFIX}{secrets.token_hex(6)}.tmp"
@@ -249,6 +260,7 @@ class Restorer:
             with state.target.open(key) as src, \
                     os.fdopen(os.open(temp, flags, 0o600, dir_fd=folder), "wb") as out:  # fmt: skip
                 os.fchmod(out.fileno(), 0o666 & ~self._umask)
+                mtime = self._file_time(state, src, asset)
                 while chunk := src.read(CHUNK):
                     if self.stop.is_set():
                         raise OSError("stopped")
@@ -256,6 +268,8 @@ class Restorer:
                     out.write(chunk)
                     self.on_bytes(len(chunk))
                 out.flush()
+                if mtime is not None:  # the file's own time: for a photo without EXIF, its date
+                    os.utime(out.fileno(), ns=(mtime, mtime))
                 os.fsync(out.fileno())
             if h.hexdigest() != asset.sha256:
                 return f"bytes do not match (got {h.hexdigest()[:12]}); the next scrub repairs it"
@@ -279,17 +293,33 @@ class Restorer:
                 os.unlink(temp, dir_fd=folder)
 
 
+class DrillResult(NamedTuple):
+    """One target's drill: how many files it restored and checked, how many failed."""
+
+    files: int
+    failed: int
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+    @property
+    def counts(self) -> str:
+        """'20 photos restored and checked, 0 failed'."""
+        return f"{plural(self.files - self.failed, 'photo')} restored and checked, {self.failed} failed"
+
+
 def drill(
     catalog: Catalog,
     targets: dict[str, TargetState],
     sample: int,
     stop: threading.Event,
     scratch: Path | None = None,
-) -> dict[str, bool]:
+) -> dict[str, DrillResult]:
     """Restore a random sample from each target into a temporary folder, check every
     hash and that photos decode and videos' containers parse, then delete the sample.
-    Logs ``drill_passed`` or ``drill_failed`` per target; returns {target: passed}."""
-    results: dict[str, bool] = {}
+    Logs ``drill_passed`` or ``drill_failed`` per target; returns each target's counts."""
+    results: dict[str, DrillResult] = {}
     for name, state in targets.items():
         if stop.is_set():
             break
@@ -320,7 +350,7 @@ def drill(
         passed = not problems
         detail = "; ".join(problems[:5])
         catalog.add_drill(name, passed, len(picked), detail)
-        results[name] = passed
+        results[name] = DrillResult(len(picked), len(problems))
         event = log.info if passed else log.error
         event(
             "drill_passed" if passed else "drill_failed",
@@ -330,7 +360,7 @@ def drill(
             problems=problems[:20],
             duration=round(time.monotonic() - started, 3),
         )
-    catalog.ran("drill", {"passed": results})
+    catalog.ran("drill", {"passed": {n: r.passed for n, r in results.items()}})
     return results
 
 

@@ -16,17 +16,31 @@ from cronsim import CronSim, CronSimError
 __all__ = ["check", "interval", "next_after"]
 
 
+ALLOWED = (
+    "five fields 'minute hour day month weekday', e.g. '30 3 * * *' (03:30 daily) or '0 4 * * sun'"
+)
+# What each field takes, by cronsim's name for it (its errors say "Bad minute").
+FIELDS = {
+    "second": "the seconds field (a sixth, first) is wrong: it takes 0-59",
+    "minute": "the minute field is wrong: it takes 0-59",
+    "hour": "the hour field is wrong: it takes 0-23",
+    "day-of-month": "the day field is wrong: it takes 1-31, a day some month has",
+    "month": "the month field is wrong: it takes 1-12 or jan-dec",
+    "day-of-week": "the weekday field is wrong: it takes 0-7 or sun-sat, Sunday being 0 or 7",
+}
+
+
 def check(line: object) -> str:
-    """The line itself when it is a valid five-field cron line; else ValueError saying
-    what is allowed."""
+    """The line itself when it is a valid five-field cron line; else ValueError saying,
+    in photod's words ("is '…'; allowed: …"), which field is wrong and what is allowed."""
     if not isinstance(line, str):
         raise ValueError(f"is {line!r}; allowed: a cron line like '30 3 * * *'")
     try:
         CronSim(line, datetime(2000, 1, 1))
     except (CronSimError, ValueError) as exc:
+        field = FIELDS.get(str(exc).removeprefix("Bad "))
         raise ValueError(
-            f"is {line!r}: {exc}; allowed: five fields 'minute hour day month weekday', "
-            "e.g. '30 3 * * *' (03:30 daily) or '0 4 * * sun'"
+            f"is {line!r}{f' ({field})' if field else ''}; allowed: {ALLOWED}"
         ) from None
     return line
 

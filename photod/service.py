@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import plistlib
+import re
 import shlex
 import shutil
 import subprocess
@@ -21,7 +22,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from photod import config as configmod
 from photod.errors import PhotodError
+from photod.statelock import running_pid
 
 UNIT = "photod.service"
 FAILURE_UNIT = "photod-failure.service"
@@ -37,8 +40,9 @@ RestartSec=10
 # photod sends WATCHDOG=1 every 5 s while its watcher threads are alive.
 WatchdogSec=60
 TimeoutStopSec=30
-# A bad config (exit 78) will not fix itself by restarting.
-RestartPreventExitStatus=78
+# Restarting does not help a bad config (exit 78), nor another photod that holds the
+# state dir (exit 75, a `photod run` in a terminal): either would only restart-loop.
+RestartPreventExitStatus=75 78
 UMask=0077
 Nice=10
 IOSchedulingClass=idle
@@ -156,7 +160,12 @@ def render_plist(argv: list[str], home: Path) -> bytes:
             "Label": LABEL,
             "ProgramArguments": argv,
             "RunAtLoad": True,
-            # Restarted after a crash, not after a clean stop or a bad config.
+            # Restarted after a crash (a signal) or any exit that is not 0; not after a
+            # clean stop.  launchd has no RestartPreventExitStatus: after a bad config
+            # (78) or with another photod holding the state dir (75) it starts photod
+            # again each ThrottleInterval (30 s), one line in stderr.log each time,
+            # until that is fixed; so `install` does not start the agent beside a
+            # photod that runs.
             "KeepAlive": {"SuccessfulExit": False, "Crashed": True},
             "ThrottleInterval": 30,
             "ProcessType": "Standard",  # Background throttles big copies to a crawl
@@ -205,6 +214,9 @@ def unit_dir(system: bool, home: Path) -> Path:
 def install(config: Path | None, system: bool, home: Path) -> Outcome:
     out = Outcome()
     argv = exec_start(config)
+    # A photod that runs already (`photod run` in a terminal) holds the state dir: the
+    # service would exit 75 at once.  It is not started beside one.
+    other = None if system else _running(config)
     if sys.platform == "darwin":
         if system:
             raise PhotodError("--system is for Linux; on macOS photod runs as your agent")
@@ -212,8 +224,11 @@ def install(config: Path | None, system: bool, home: Path) -> Outcome:
         plist = home / "Library" / "LaunchAgents" / f"{LABEL}.plist"
         _write(plist, render_plist(argv, home), out)
         target = f"gui/{os.getuid()}"
-        subprocess.run(["launchctl", "bootout", f"{target}/{LABEL}"], capture_output=True)
-        _run(["launchctl", "bootstrap", target, str(plist)], out)
+        if other is not None and other[0] != _agent_pid(target):
+            out.problems.append(_beside(*other, f"`launchctl bootstrap {target} {plist}`"))
+        else:
+            subprocess.run(["launchctl", "bootout", f"{target}/{LABEL}"], capture_output=True)
+            _run(["launchctl", "bootstrap", target, str(plist)], out)
         out.done.append("logs: ~/Library/Logs/photod/ and `photod logs`")
         return out
     folder = unit_dir(system, home)
@@ -221,11 +236,90 @@ def install(config: Path | None, system: bool, home: Path) -> Outcome:
     _write(folder / UNIT, unit.encode(), out)
     _write(folder / FAILURE_UNIT, render_failure_unit(system).encode(), out)
     ctl = ["systemctl"] if system else ["systemctl", "--user"]
-    if _run([*ctl, "daemon-reload"], out):
+    why = _unreachable(ctl)
+    if why:
+        out.problems += _instead(why, system, other)
+    elif other is not None and other[0] != _unit_pid(ctl):
+        if _run([*ctl, "daemon-reload"], out):
+            _run([*ctl, "enable", UNIT], out)
+        out.problems.append(_beside(*other, f"`{_quote(ctl)} start photod`"))
+    elif _run([*ctl, "daemon-reload"], out):
         _run([*ctl, "enable", "--now", UNIT], out)
     journal = "journalctl -u photod" if system else "journalctl --user -u photod"
     out.done.append(f"logs: `photod logs` (every event), `{journal}` (warnings and errors)")
     return out
+
+
+def _unreachable(ctl: list[str]) -> str:
+    """Why systemd cannot enable a unit from here (the user manager, for a user unit),
+    or '' when it answers."""
+    if shutil.which(ctl[0]) is None:
+        return "systemctl is not installed here"
+    try:
+        r = subprocess.run([*ctl, "is-system-running"], capture_output=True, text=True,
+                           timeout=15)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return ""  # slow, but there: enabling says what goes wrong, if anything
+    # A manager that answers says its state ("running", "degraded", ... : the exit
+    # status is not 0 for some of them, so the words are what count); "offline": the
+    # computer did not boot with systemd; nothing: no manager could be reached.
+    state = r.stdout.strip()
+    if state and state != "offline":
+        return ""
+    if state == "offline" or not Path("/run/systemd/system").is_dir():
+        return "it does not run on this computer: a container, or another init system"
+    said = (r.stderr.strip().splitlines() or [""])[-1] or "no login session?"
+    return f"no user manager answers for you: {said}" if "--user" in ctl else said
+
+
+def _instead(why: str, system: bool, other: tuple[int, Path] | None) -> list[str]:
+    """What to run when systemd cannot be reached: the unit is written all the same."""
+    lines = [f"systemd is not reachable from here ({why}): the unit is written, but not "
+             "enabled or started."]  # fmt: skip
+    if other is not None:
+        pid, state = other
+        lines.append(f"a photod already runs on {state} (pid {pid}) and backs up your "
+                     "photos: keep it running.")  # fmt: skip
+    else:
+        lines.append("run photod in the foreground instead: `photod run` (in tmux or screen, "
+                     "or as a container's command).")  # fmt: skip
+    if not system and "user manager" in why:
+        lines.append('or let your systemd user manager run without a login session: '
+                     '`sudo loginctl enable-linger "$USER"`, then log in again (ssh or a '
+                     "desktop) and run `photod service install` again.")  # fmt: skip
+    return lines
+
+
+def _beside(pid: int, state: Path, start: str) -> str:
+    return (f"a photod already runs on {state} (pid {pid}), not as the service (a `photod "
+            "run` in a terminal?): the service is installed but not started (it would find "
+            "the state dir taken and exit 75). Stop that one (Ctrl-C in its terminal, or "
+            f"`kill {pid}`), then run {start}.")  # fmt: skip
+
+
+def _running(config: Path | None) -> tuple[int, Path] | None:
+    """(pid, state dir) of a photod running on this config's state dir, if one runs."""
+    try:
+        cfg = configmod.load(config or configmod.default_config_path())
+    except (PhotodError, OSError):
+        return None  # no config yet (or a bad one, said elsewhere): no daemon of it
+    pid = running_pid(cfg.state_dir)
+    return (pid, cfg.state_dir) if pid else None
+
+
+def _unit_pid(ctl: list[str]) -> int:
+    """The pid of the service's photod (0: not running)."""
+    r = subprocess.run([*ctl, "show", "--property=MainPID", "--value", UNIT],
+                       capture_output=True, text=True)  # fmt: skip
+    return int(r.stdout.strip()) if r.stdout.strip().isdigit() else 0
+
+
+def _agent_pid(target: str) -> int:
+    """The pid of the launchd agent's photod (0: not running)."""
+    r = subprocess.run(["launchctl", "print", f"{target}/{LABEL}"], capture_output=True,
+                       text=True)  # fmt: skip
+    found = re.search(r"^\s*pid = (\d+)", r.stdout, re.MULTILINE)
+    return int(found.group(1)) if found else 0
 
 
 def uninstall(system: bool, home: Path) -> Outcome:

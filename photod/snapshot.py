@@ -81,6 +81,7 @@ def write_all(
     scratch: Path,
     plan: str,
     shared_plan: dict[str, str],
+    config: str = "",
 ) -> list[str]:
     """Put a new snapshot generation and the recovery plan on every available target
     (and the shared recovery document where there is none); returns the targets written."""
@@ -110,6 +111,8 @@ def write_all(
         try:
             records.put_snapshot(gen, counted, data)
             records.put_plan(plan)
+            if config:  # the config without its secrets, for a restore (recovery.py)
+                records.put_config(config)
             records.prune_snapshots()
             records.target.create_meta(PLAN, shared_plan.get(name, "").encode())
         except TargetUnavailable as exc:

@@ -20,7 +20,7 @@ from photod.config import Config
 from photod.errors import CatalogDamaged, CatalogUntrusted, PhotodError
 from photod.fleet import build_targets
 from photod.pipeline import Pipeline
-from photod.restore import Restorer, RestoreReport, drill, open_targets, select
+from photod.restore import DrillResult, Restorer, RestoreReport, drill, open_targets, select
 from photod.statelock import StateLock
 from photod.targets.records import Installation
 from photod.verify import ScrubReport
@@ -106,7 +106,8 @@ def verify(
             pipeline.stop()  # also writes the catalog snapshot after a repair
 
 
-def run_drill(cfg: Config, only: str | None) -> dict[str, bool]:
+def run_drill(cfg: Config, only: str | None) -> dict[str, DrillResult]:
+    """Each reachable target's drill: files restored and checked, and how many failed."""
     with _Foreground(cfg) as catalog:
         targets = build_targets(cfg)
         try:

@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from photod import instance, phonestatus, policy, schedules
+from photod import colour, instance, phonestatus, policy, schedules
 from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog
 from photod.config import Config, FolderSource
 from photod.errors import CatalogDamaged, TargetUnavailable
 from photod.fleet import build_targets
+from photod.logs import local_time
 from photod.statelock import running_pid
 from photod.targets.base import Identity
 from photod.usb import usbmuxd_installed, usbmuxd_socket
@@ -221,6 +222,7 @@ JOB_NAMES = {
     "scrub": "scrubbing (re-reading copies)",
     "verify-now": "verifying (photod verify)",
     "drill": "running a restore drill",
+    "drill-now": "running a restore drill (photod drill)",
 }
 
 
@@ -239,23 +241,49 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def render(s: dict[str, Any]) -> str:
+def _paused(live: dict[str, Any] | None) -> str | None:
+    """Until when the running daemon is paused ("`photod resume`" for no end); None
+    when it is not."""
+    if not (live and live.get("ok") and live.get("paused")):
+        return None
+    until = live.get("paused_until")
+    return local_time(until) if until else "`photod resume`"
+
+
+def render(s: dict[str, Any], tty: bool | None = None) -> str:
+    """The text of `photod status`: the headline first (what is wrong, or that all is
+    protected), then each part.  ``tty``: whether it goes to a terminal (None: whether
+    standard output is one), where the words that matter are in colour unless
+    NO_COLOR is set."""
+    on = colour.enabled(tty)
+
+    def red(word: str) -> str:
+        return colour.paint(word, colour.RED, on)
+
     p = s["policy"]
-    rule = f"{p['copies']} copies, {p['media']} kinds of media, {p['offsite']} offsite"
+    rule = policy.describe(p["copies"], p["media"], p["offsite"])
     lines = []
     problem = s.get("catalog_problem")
+    paused = _paused(s["daemon"].get("live"))
+    if paused:
+        # First: whatever the counts below say, files that came since are not seen yet.
+        lines.append(
+            f"{colour.paint('PAUSED', colour.YELLOW, on)} until {paused}: new files wait "
+            "(nothing is scanned, imported, copied or scrubbed meanwhile); "
+            "`photod resume` ends the pause now."
+        )
     if problem:
-        lines.append(f"NOT ACTING: {problem['found']}.")
+        lines.append(f"{red('NOT ACTING')}: {problem['found']}.")
         lines.append(f"  Nothing is written to any target meanwhile. To fix it: {problem['fix']}.")
     if s.get("state_dir_full"):
         lines.append(
-            f"NOT TAKING NEW FILES: the state dir {s['state_dir']} is full "
+            f"{red('NOT TAKING NEW FILES')}: the state dir {s['state_dir']} is full "
             f"({_size(s['state_dir_free'])} free); new files wait and are taken as soon as "
             "there is room: free some space on that disk, or move [daemon] state_dir."
         )
     if s["lost"]:
         lines.append(
-            f"LOST: {len(s['lost'])} file(s) have no good copy left anywhere "
+            f"{red('LOST')}: {len(s['lost'])} file(s) have no good copy left anywhere "
             "(`photod logs --failures` says what happened):"
         )
         lines.extend(f"  {item['path']}" for item in s["lost"][:20])
@@ -264,8 +292,10 @@ def render(s: dict[str, Any]) -> str:
     elif s["assets"] == 0:
         lines.append("Nothing backed up yet: drop photos into a watch folder.")
     elif s["protected"]:
+        seen = " photod has seen" if paused else ""
         lines.append(
-            f"All {s['assets']} photos and videos ({_size(s['bytes'])}) are protected: {rule}."
+            f"All {s['assets']} photos and videos{seen} ({_size(s['bytes'])}) are "
+            f"{colour.paint('protected', colour.GREEN, on)}: {rule}."
         )
     else:
         why = "; ".join(f"{n} need {m}" for m, n in p["missing"].items())
@@ -275,7 +305,7 @@ def render(s: dict[str, Any]) -> str:
             if not t["available"]
         ]
         lines.append(
-            f"NOT PROTECTED: {p['noncompliant']} of {s['assets']} assets fall short of "
+            f"{red('NOT PROTECTED')}: {p['noncompliant']} of {s['assets']} assets fall short of "
             f"the policy ({rule}): {why}."
         )
         lines.extend(f"  because {d}" for d in down)
@@ -286,12 +316,22 @@ def render(s: dict[str, Any]) -> str:
         )
     lines.append("")
     lines.append(f"Policy   {rule}: {p['compliant']} compliant, {p['noncompliant']} not")
+    scrubbed = s.get("last_scrub")
+    lines.append(
+        f"Scrub    last run {local_time(scrubbed)}"
+        if scrubbed
+        else "Scrub    not run yet (it runs on its schedule; `photod verify` runs one now)"
+    )
     lines.append("Targets")
     for t in s["targets"]:
-        state = "available" if t["available"] else "UNAVAILABLE"
+        state = (
+            colour.padded("available", 12, colour.GREEN, on)
+            if t["available"]
+            else colour.padded("UNAVAILABLE", 12, colour.RED, on)
+        )
         lines.append(
             f"  {t['name']:<14} {t['media']:<9} {'offsite' if t['offsite'] else 'onsite':<8}"
-            f" {state:<12} {t['replicas']:>7} copies {t['pending']:>6} pending  {t['path']}"
+            f" {state} {t['replicas']:>7} copies {t['pending']:>6} pending  {t['path']}"
         )
         if not t["available"]:
             lines.append(f"  {'':<14} {t['reason']}")
@@ -300,14 +340,16 @@ def render(s: dict[str, Any]) -> str:
             said = (
                 "no drill yet"
                 if drill is None
-                else f"last drill {drill['at'][:10]} {'passed' if drill['passed'] else 'FAILED'}"
+                else f"last drill {local_time(drill['at'])} "
+                + ("passed" if drill["passed"] else red("FAILED"))
             )
             lines.append(
                 f"  {'':<14} oldest full re-read {t['oldest_check_days']:g} days ago; {said}"
             )
             if t["behind"]:
                 lines.append(
-                    f"  {'':<14} BEHIND: at its scrub budget a full re-read takes "
+                    f"  {'':<14} {colour.paint('BEHIND', colour.YELLOW, on)}: at its scrub "
+                    "budget a full re-read takes "
                     f"{t['full_pass_days']:g} days, longer than scrub_cycle; raise the budget"
                 )
     lines.append("Sources")
@@ -359,9 +401,8 @@ def render(s: dict[str, Any]) -> str:
     )
     live = d.get("live")
     if live and live.get("ok"):
-        if live.get("paused"):
-            until = live.get("paused_until")
-            lines.append(f"         PAUSED until {until or '`photod resume`'}")
+        if paused:
+            lines.append(f"         {colour.paint('PAUSED', colour.YELLOW, on)} until {paused}")
         doing = [JOB_NAMES.get(j, j) for j in live.get("running", [])]
         doing += ["importing new files"] if live["busy"] else []
         lines.append(f"         {', '.join(doing) if doing else 'idle'}")
@@ -379,7 +420,7 @@ def render(s: dict[str, Any]) -> str:
         nxt = live.get("next_runs", {})
         for job in ("scrub", "drill"):
             if nxt.get(job):
-                lines.append(f"         next {job} {nxt[job].replace('T', ' ')[:16]} UTC")
+                lines.append(f"         next {job} {local_time(nxt[job])}")
     elif live:
         lines.append(f"         {live.get('message', '')}")
     return "\n".join(lines)

@@ -1,6 +1,7 @@
-"""When and how fast a target may be written: the upload window, the battery rule and
-the bandwidth limit; and how politely a scrub reads (its I/O and CPU priority).
-``paused`` is pure (the clock and the battery are parameters)."""
+"""When and how fast a target may be written: the upload window, the battery rule, the
+metered-connection rule and the bandwidth limit; and how politely a scrub reads (its
+I/O and CPU priority).  ``paused`` is pure (the clock, the battery and the connection
+are parameters)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,16 @@ from photod.targets.base import Writer
 
 
 def paused(
-    window: tuple[int, int] | None, on_battery: bool, now: datetime, battery: bool | None
+    window: tuple[int, int] | None,
+    on_battery: bool,
+    now: datetime,
+    battery: bool | None,
+    on_metered: bool = True,
+    metered: bool = False,
 ) -> str:
     """Why uploads to a target wait now, or "" when they may run.  ``battery`` is True
-    when the computer runs on battery, None when it has none."""
+    when the computer runs on battery, None when it has none; ``metered``: the
+    connection is metered (a phone's hotspot)."""
     if window is not None:
         start, end = window
         minute = now.hour * 60 + now.minute
@@ -35,6 +42,10 @@ def paused(
             )
     if not on_battery and battery:
         return "the computer runs on battery (on_battery = false); uploads resume on mains power"
+    if not on_metered and metered:
+        return (
+            "the connection is metered (on_metered = false); uploads resume on an unmetered network"
+        )
     return ""
 
 

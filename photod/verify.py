@@ -126,7 +126,7 @@ class Scrubber:
     def _run(self, only: str | None, everything: bool) -> ScrubReport:
         started = time.monotonic()
         report = ScrubReport()
-        log.info("scrub_started", target=only, everything=everything)
+        log.info("scrub_started", **({"target": only} if only else {}), everything=everything)
         plans: dict[str, list[CheckItem]] = {}
         for name, state in self.targets.items():
             if only is not None and name != only:

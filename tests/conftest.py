@@ -125,6 +125,9 @@ class Photod:
             "XDG_STATE_HOME": str(home / ".local" / "state"),
             "XDG_RUNTIME_DIR": str(home / "run"),
             "PYTHONUNBUFFERED": "1",
+            # No NetworkManager of this computer's: a laptop on a hotspot must not hold
+            # the tests' uploads back (a test of the metered rule sets its own bus).
+            "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={home}/no-system-bus",
         }
         self.env.pop("PHOTOD_CONFIG", None)
         self.env.pop("NOTIFY_SOCKET", None)
@@ -204,7 +207,7 @@ class Photod:
 
     def status(self) -> dict[str, Any]:
         r = self.cli("status", "--json")
-        assert r.returncode == 0, r.stderr
+        assert r.returncode in (0, 1), r.stderr  # 1: not everything is protected (yet)
         return json.loads(r.stdout)  # type: ignore[no-any-return]
 
     def wait_protected(self, assets: int, timeout: float = 60) -> dict[str, Any]:

@@ -218,3 +218,39 @@ class Webhook:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class Pinger:
+    """An HTTP server on 127.0.0.1 that answers every GET and POST with 200, as a
+    healthchecks-style service does, and keeps each request: (method, path, body)."""
+
+    def __init__(self) -> None:
+        got: list[tuple[str, str, bytes]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def _keep(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                got.append((self.command, self.path, body))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"OK")
+
+            do_GET = do_POST = do_HEAD = _keep
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.got = got
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/ping/5e5c1a2b"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def paths(self) -> list[str]:
+        return [path for _, path, _ in self.got]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)

@@ -97,14 +97,22 @@ def targets(*items: str) -> str:
 BASE = '[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n[[sources]]\nname = "in"\ntype = "folder"\npath = "/a/in"\n'
 
 BAD = [
-    ('[policy]\ncopies = "three"\n' + targets("x"), "policy.copies", "valid integer"),
-    ("[policy]\ncopies = 0\n", "policy.copies", "greater than or equal to 1"),
+    (
+        '[policy]\ncopies = "three"\n' + targets("x"),
+        "policy.copies",
+        "is 'three'; allowed: a whole number",
+    ),
+    ("[policy]\ncopies = 0\n", "policy.copies", "is 0; allowed: 1 or more"),
     (
         BASE + targets('x|media = "tape"\n'),
         "targets[0].media",
         "'internal', 'external', 'nas' or 'cloud'",
     ),
-    (BASE + targets('x|offsite = "yes"\n'), "targets[0].offsite", "valid boolean"),
+    (
+        BASE + targets('x|offsite = "yes"\n'),
+        "targets[0].offsite",
+        "is 'yes'; allowed: true or false",
+    ),
     (BASE + targets("x|pth = 1\n"), "targets[0]", "unknown key 'pth'"),
     (
         BASE + targets("x") + '[[targets]]\nname = "x"\ntype = "local"\npath = "/b/y"\n',
@@ -123,7 +131,11 @@ BAD = [
     ),
     (BASE + targets("x|reserve = -5\n"), "targets[0].reserve", "size like"),
     (BASE + targets("x") + "[daemon]\nretry_interval = -1\n", "daemon.retry_interval", "duration"),
-    (BASE + targets("x") + '[daemon]\nworkers = "two"\n', "daemon.workers", "valid integer"),
+    (
+        BASE + targets("x") + '[daemon]\nworkers = "two"\n',
+        "daemon.workers",
+        "is 'two'; allowed: a whole number",
+    ),
     (
         BASE.replace("media = 1", "media = 2") + targets("x", "y"),
         "policy",
@@ -132,7 +144,7 @@ BAD = [
     (
         BASE + targets("x") + '[schedule]\non_battery = "no"\n',
         "schedule.on_battery",
-        "valid boolean",
+        "is 'no'; allowed: true or false",
     ),
     (BASE + targets("x") + '[notify]\nevery = "often"\n', "notify.every", "duration"),
     (
@@ -196,7 +208,11 @@ BAD = [
         "inside target",
     ),
     (BASE.replace("copies = 1", "copies = 3") + targets("x"), "policy", "needs at least 3 targets"),
-    (BASE.replace("offsite = 0", "offsite = 1") + targets("x"), "policy", "offsite = true"),
+    (
+        BASE.replace("offsite = 0", "offsite = 1") + targets("x"),
+        "policy",
+        "offsite = 1 needs 1 target with offsite = true, 0 configured",
+    ),
     (BASE + targets("x") + '[ingest]\nsettle = "soon"\n', "ingest.settle", "duration"),
     (BASE + targets('x|reserve = "lots"\n'), "targets[0].reserve", "size like"),
     (
@@ -212,7 +228,7 @@ BAD = [
     (
         BASE + targets("x") + "[daemon]\nworkers = 0\n",
         "daemon.workers",
-        "greater than or equal to 1",
+        "is 0; allowed: 1 or more",
     ),
     (BASE + targets("x") + "[surprise]\n", "(top level)", "unknown key 'surprise'"),
     (
@@ -251,9 +267,14 @@ BAD = [
     (
         BASE + targets("x") + '[schedule]\nscrub = "61 3 * * *"\n',
         "schedule.scrub",
-        "minute hour day",
+        "is '61 3 * * *' (the minute field is wrong: it takes 0-59); allowed: five fields "
+        "'minute hour day month weekday'",
     ),
-    (BASE + targets("x") + '[schedule]\ndrill = "weekly"\n', "schedule.drill", "e.g. '30 3 * * *'"),
+    (
+        BASE + targets("x") + '[schedule]\ndrill = "weekly"\n',
+        "schedule.drill",
+        "is 'weekly'; allowed: five fields 'minute hour day month weekday', e.g. '30 3 * * *'",
+    ),
     (
         BASE + targets("x") + '[schedule]\nscrub_budget = "20m"\n',
         "schedule.scrub_budget",
@@ -272,7 +293,7 @@ BAD = [
     (
         BASE + targets("x") + "[schedule]\ndrill_sample = 0\n",
         "schedule.drill_sample",
-        "greater than or equal to 1",
+        "is 0; allowed: 1 or more",
     ),
     (
         BASE
@@ -295,6 +316,22 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, key: str, why: str)
     assert line is not None, info.value.problems
     assert line.startswith(f"{path}: ")
     assert why in line
+
+
+def test_a_refused_value_is_said_one_way() -> None:
+    """Every value refused, by pydantic's checks or photod's own, reads "is X; allowed:
+    Y" (never "input should be …" with a "(got X)" beside it), and a cron line's error
+    names the field in photod's words, not cronsim's ("Wrong number of fields")."""
+    for text, _, _ in BAD:
+        with pytest.raises(ConfigError) as info:
+            config.parse(text, Path("/c.toml"))
+        for line in info.value.problems:
+            assert not any(w in line for w in ("(got ", "nput should", "Wrong number", "Bad ")), (
+                line
+            )
+    with pytest.raises(ConfigError) as info:
+        config.parse(BASE + targets("x|encrypt = 1\n"), Path("/c.toml"))
+    assert ["/c.toml: targets[0].encrypt: is 1; allowed: true or false"] == info.value.problems
 
 
 def test_config_check_cli(tmp_path: Path) -> None:

@@ -1,13 +1,23 @@
-"""`photod doctor`: one line per check with the fix, exit 1 on any problem."""
+"""`photod doctor`: one line per check with the fix; exit 1 on a FAIL, never on a WARN."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from photod import config as configmod
+from photod.errors import TargetUnavailable
+from photod.mounts import mount_of
+from photod.targets.local import LocalTarget
+from photod.usb import usbmuxd_installed
 from tests.conftest import write_config
 
 
@@ -20,7 +30,7 @@ def _doctor(config: Path, home: Path) -> subprocess.CompletedProcess[str]:
 
 def test_a_healthy_setup_is_all_good(tmp_path: Path) -> None:
     """Config, folders, writable dirs, a reachable target with its free space, the
-    clock: each an OK line; exit 0."""
+    clock: each an OK line; the service not installed is the one warning; exit 0."""
     (tmp_path / "inbox").mkdir()
     config = write_config(
         tmp_path / "photod.toml",
@@ -34,7 +44,9 @@ def test_a_healthy_setup_is_all_good(tmp_path: Path) -> None:
     for start in ("OK    config:", "OK    state dir:", "OK    log dir:", "OK    runtime dir:",
                   "OK    target lib:", "OK    folder inbox:", "OK    clock:"):  # fmt: skip
         assert any(line.startswith(start) for line in lines), (start, r.stdout)
-    assert "all good" == lines[-1]
+    # Only the service (not installed here, no daemon running) is worth a WARN.
+    assert ["WARN  service"] == [x[:13] for x in lines[:-2] if not x.startswith("OK")]
+    assert "1 warning" == lines[-1]
 
 
 def test_each_problem_is_one_line_with_its_fix(tmp_path: Path) -> None:
@@ -66,4 +78,116 @@ def test_each_problem_is_one_line_with_its_fix(tmp_path: Path) -> None:
     assert "WARN  target t7:" in out and "-> plug the drive in" in out
     assert "WARN  folder inbox:" in out and "does not exist" in out
     assert "FAIL  clock:" in out and "before the last logged event" in out
-    assert out.rstrip().endswith("problem(s)")
+    assert _summary(out) == out.rstrip().splitlines()[-1]
+
+
+def _summary(out: str) -> str:
+    """What the last line must say: the FAIL and WARN lines above it, counted apart."""
+    lines = out.splitlines()
+    failed = sum(line.startswith("FAIL ") for line in lines)
+    warned = sum(line.startswith("WARN ") for line in lines)
+    counted = [f"{n} {word}{'s' * (n != 1)}"
+               for n, word in ((failed, "failure"), (warned, "warning")) if n]  # fmt: skip
+    return ", ".join(counted) or "all good"
+
+
+def _daemon_dirs(tmp_path: Path) -> str:
+    return f'[daemon]\nstate_dir = "{tmp_path}/state"\nlog_dir = "{tmp_path}/log"\n'
+
+
+def test_a_fresh_install_warns_and_exits_0(tmp_path: Path) -> None:
+    """The default config as photod writes it (a watch folder, a phone source, the
+    library) on a computer without usbmuxd: usbmuxd is a WARN with the install
+    command, like the service not installed yet; nothing FAILs, the summary counts the
+    warnings, exit 0."""
+    (tmp_path / "Pictures" / "Inbox").mkdir(parents=True)
+    (tmp_path / "Pictures" / "photod").mkdir()
+    config = tmp_path / "photod.toml"
+    config.write_text(configmod.DEFAULT_CONFIG.format(inbox="~/Pictures/Inbox",
+                                                      library="~/Pictures/photod")
+                      + _daemon_dirs(tmp_path))  # fmt: skip
+    config.chmod(0o600)
+    r = _doctor(config, tmp_path)
+    out = r.stdout
+    assert (0, []) == (r.returncode, [x for x in out.splitlines() if x.startswith("FAIL")]), out
+    if usbmuxd_installed():
+        assert "OK    usbmuxd: installed" in out
+    else:
+        assert ("WARN  usbmuxd: not installed: photod cannot see iPhones until it is -> "
+                "sudo apt install usbmuxd") in out  # fmt: skip
+    assert "WARN  service: not installed as a service" in out
+    assert _summary(out) == out.splitlines()[-1] and "warning" in out.splitlines()[-1]
+
+
+def test_a_file_where_the_target_folder_should_be_fails(tmp_path: Path) -> None:
+    """A target path that is a regular file can never hold a backup: FAIL, saying so
+    and what to do; exit 1 (not "is made when photod first runs" and "all good")."""
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "lib1").write_text("not a folder")
+    config = write_config(
+        tmp_path / "photod.toml",
+        [{"name": "inbox", "type": "folder", "path": str(tmp_path / "inbox")}],
+        [{"name": "lib1", "type": "local", "path": str(tmp_path / "lib1")}],
+        extra=_daemon_dirs(tmp_path),
+    )
+    r = _doctor(config, tmp_path)
+    assert 1 == r.returncode, r.stdout
+    assert (f"FAIL  target lib1: {tmp_path / 'lib1'} is a file, not a folder -> move it "
+            "away, or point the target's path at a folder") in r.stdout.splitlines()  # fmt: skip
+    assert "1 failure, 1 warning" == r.stdout.splitlines()[-1]  # and the service
+
+
+def test_a_config_without_a_source_fails(tmp_path: Path) -> None:
+    """A config with targets but no source backs nothing up, ever: FAIL with the fix."""
+    config = write_config(
+        tmp_path / "photod.toml", [],
+        [{"name": "lib", "type": "local", "path": str(tmp_path / "lib")}],
+        extra=_daemon_dirs(tmp_path),
+    )  # fmt: skip
+    r = _doctor(config, tmp_path)
+    assert 1 == r.returncode, r.stdout
+    assert (f"FAIL  config: {config}: no source: nothing will ever be backed up -> add a "
+            '[[sources]]: a watch folder (type = "folder") or iPhones (type = "iphone")'
+            ) == r.stdout.splitlines()[0]  # fmt: skip
+    assert "OK    target lib:" in r.stdout
+
+
+@pytest.fixture
+def drive() -> Iterator[Path]:
+    """A folder on a filesystem of its own, as a plugged-in drive is: a tmpfs (Linux
+    mounts one at /dev/shm)."""
+    shm = Path("/dev/shm")
+    if mount_of(shm)[0] != shm:
+        pytest.fail("/dev/shm is not a mount here: this test needs Linux's tmpfs at /dev/shm")
+    folder = Path(tempfile.mkdtemp(dir=shm, prefix="photod-drive-"))
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_a_drive_that_is_plugged_in_but_lacks_the_folder(tmp_path: Path, drive: Path) -> None:
+    """An external drive's folder that does not exist yet: with the drive mounted, the
+    advice is to create the folder or set `create = true` (doctor, and the reason the
+    log and status give); with nothing mounted there, to plug the drive in."""
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "media" / "T7").mkdir(parents=True)  # an empty mount point
+    config = write_config(
+        tmp_path / "photod.toml",
+        [{"name": "inbox", "type": "folder", "path": str(tmp_path / "inbox")}],
+        [{"name": "lib", "type": "local", "path": str(tmp_path / "lib")},
+         {"name": "t7", "type": "local", "path": str(drive / "Photos"), "media": "external"},
+         {"name": "t8", "type": "local", "path": str(tmp_path / "media/T7/Photos"),
+          "media": "external"}],
+        extra=_daemon_dirs(tmp_path),
+    )  # fmt: skip
+    r = _doctor(config, tmp_path)
+    lines = r.stdout.splitlines()
+    assert (f"WARN  target t7: {drive / 'Photos'} does not exist on the drive mounted at "
+            "/dev/shm -> create the folder, or set `create = true` for the target") in lines  # fmt: skip
+    assert (f"WARN  target t8: {tmp_path / 'media/T7/Photos'} does not exist (drive not "
+            "connected?) -> plug the drive in") in lines  # fmt: skip
+    assert 0 == r.returncode, r.stdout
+    with pytest.raises(TargetUnavailable) as err:
+        LocalTarget("t7", drive / "Photos", creates_root=False).check(None)
+    assert (f"{drive / 'Photos'} does not exist on the drive mounted at /dev/shm: create the "
+            "folder, or set `create = true` for the target") == err.value.reason  # fmt: skip
+    assert not (drive / "Photos").exists()

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import pty
+import select
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +16,7 @@ import pytest
 import structlog
 
 from photod import logs
+from tests.servers import BUCKET, S3Server
 
 
 @pytest.fixture
@@ -74,9 +80,160 @@ def test_render_is_one_readable_line() -> None:
             "asset": "ab" * 32,
             "target": "t7",
             "error": "disk full",
-        }
+        },
+        tty=False,
     )
     assert 'WARNING  replica_failed  asset=abababababab target=t7 error="disk full"' in line
+
+
+def test_render_leaves_out_none_and_shows_nested_values_readably() -> None:
+    """No ``target=None``; a list of names reads ``a,b``, a table ``k:v`` (a nested one in
+    braces), every 64-hex hash as its first 12 digits, never escaped JSON."""
+    line = logs.render(
+        {
+            "ts": "2026-01-02T03:04:05Z",
+            "level": "info",
+            "event": "scrub_finished",
+            "target": None,
+            "targets": ["lib", "mirror"],
+            "checked": {"lib": 3, "mirror": {"bytes": 10, "ok": True}},
+            "assets": ["ab" * 32, "cd" * 32],
+        },
+        tty=False,
+    )
+    expected = (
+        "scrub_finished  targets=lib,mirror checked=lib:3,mirror:{bytes:10,ok:true} "
+        "assets=abababababab,cdcdcdcdcdcd"
+    )
+    assert expected == line.split("  ", 2)[2].lstrip()
+    assert "None" not in line and "\\" not in line
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("plain", "k=plain"),
+        ("two words", 'k="two words"'),
+        ("", 'k=""'),
+        ('say "hi"', 'k="say \\"hi\\""'),
+        ("Anna's", "k=Anna's"),
+        (["a b", "c"], 'k="a b,c"'),
+        ("tab\there", 'k="tab\\there"'),
+    ],
+)
+def test_render_has_one_quoting_rule(value: object, shown: str) -> None:
+    """A value is in double quotes (JSON's escapes) exactly when it is empty or holds a
+    space, a quote, a backslash or a control character, whatever its type was."""
+    line = logs.render({"ts": "2026-01-02T03:04:05Z", "level": "info", "event": "e", "k": value})
+    assert line.endswith(f"e  {shown}")
+
+
+def test_render_colours_warnings_and_errors_on_a_terminal_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a terminal WARNING is yellow and ERROR red, INFO plain; off a terminal, or with
+    NO_COLOR set to anything (no-color.org), no escape at all."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("TERM", raising=False)
+
+    def line(level: str, tty: bool) -> str:
+        return logs.render({"ts": "2026-01-02T03:04:05Z", "level": level, "event": "e"}, tty=tty)
+
+    assert "\033[33mWARNING\033[0m  e" in line("warning", True)
+    assert "\033[31mERROR\033[0m    e" in line("error", True)
+    assert "\033[" not in line("info", True)
+    assert "\033[" not in line("error", False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert "\033[" not in line("error", True)
+    assert "ERROR    e" in line("error", True)
+
+
+def test_local_time_is_the_one_time_style(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A UTC stamp (``Z`` or ``+00:00``) is shown in local time, ``YYYY-MM-DD HH:MM``
+    (seconds when asked), no zone letter; a local stamp with no zone stays as it is."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert "2026-01-02 12:04" == logs.local_time("2026-01-02T03:04:05Z")
+        assert "2026-01-02 12:04:05" == logs.local_time("2026-01-02T03:04:05+00:00", seconds=True)
+        assert "2026-01-02 03:04:05" == logs.local_time("2026-01-02T03:04:05", seconds=True)
+        line = logs.render({"ts": "2026-01-02T03:04:05Z", "level": "info", "event": "e"})
+        assert line.startswith("2026-01-02 12:04:05  INFO")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def _console(monkeypatch: pytest.MonkeyPatch, no_color: str | None) -> str:
+    """What the daemon's console handler writes to a terminal (a pseudo-terminal) for
+    one info and one warning event."""
+    if no_color is None:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    else:
+        monkeypatch.setenv("NO_COLOR", no_color)
+    monkeypatch.delenv("TERM", raising=False)
+    main, tty = pty.openpty()
+    stream = os.fdopen(tty, "w", buffering=1)
+    monkeypatch.setattr(sys, "stderr", stream)
+    try:
+        logs.setup(None, console=True)
+        log = structlog.get_logger("photod")
+        log.info("replica_written", asset="ab" * 32, target="lib", source=None, n=[1, 2])
+        log.warning("target_unavailable", target="usb", reason="not mounted")
+        stream.flush()
+        out = b""
+        while select.select([main], [], [], 0.5)[0]:
+            out += os.read(main, 65536)
+    finally:
+        root = logging.getLogger()
+        for h in list(root.handlers):
+            root.removeHandler(h)
+            h.close()
+        structlog.reset_defaults()
+        stream.close()
+        os.close(main)
+    return out.decode().replace("\r\n", "\n")
+
+
+def test_console_on_a_terminal_prints_the_timeline_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon on a terminal prints the very line `photod logs` prints (short hash,
+    no None, lists as a,b), the warning's level in colour; not structlog's own."""
+    out = _console(monkeypatch, None).splitlines()
+    assert 2 == len(out), out
+    assert out[0].endswith("INFO     replica_written  asset=abababababab target=lib n=1,2")
+    assert out[1].endswith(
+        '\033[33mWARNING\033[0m  target_unavailable  target=usb reason="not mounted"'
+    )
+    assert "ab" * 32 not in "".join(out)
+
+
+@pytest.mark.parametrize("value", ["1", "true", "0"])
+def test_console_honours_no_color(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """NO_COLOR with any non-empty value: the same lines on the terminal, no colour."""
+    out = _console(monkeypatch, value)
+    assert "\033[" not in out
+    assert 'WARNING  target_unavailable  target=usb reason="not mounted"' in out
+
+
+def test_an_s3_probe_leaves_no_boto3_chatter_in_the_log(
+    tmp_path: Path, logger, s3_server: S3Server
+) -> None:  # type: ignore[no-untyped-def]
+    """boto3's "Found credentials in shared credentials file" (at every S3 probe) does
+    not reach the event log; photod's own events do."""
+    from photod.targets.s3 import S3Target
+
+    if not s3_server.running():
+        s3_server.start()
+    creds = s3_server.credentials(tmp_path / "aws-credentials")
+    target = S3Target("s3", BUCKET, "probe", s3_server.endpoint, credentials_file=creds)
+    try:
+        target.check(None)
+    finally:
+        target.close()
+    logger.info("probe_done")
+    text = (tmp_path / logs.LOG_NAME).read_text()
+    assert "Found credentials" not in text
+    assert "probe_done" in text
 
 
 @pytest.mark.parametrize(("text", "hours"), [("2h", 2), ("30m", 0.5), ("1d", 24)])

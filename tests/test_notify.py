@@ -1,13 +1,19 @@
-"""Which events become a message, and how often one goes out."""
+"""Which events become a message, and how often one goes out; the heartbeat's pings
+to a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
+from photod.clock import ManualClock
 from photod.config import NotifyConfig
-from photod.notify import Message, Notifier, message_for
+from photod.notify import Message, Notifier, Ping, fail_url, failure, message_for
+from tests.servers import Pinger, free_port
 
 
 @pytest.mark.parametrize(
@@ -64,3 +70,156 @@ def test_each_kind_goes_out_at_most_once_per_every() -> None:
     while not n.q.empty():
         queued.append(n.q.get_nowait())
     assert [("damage", "b"), ("import", "b")] == [(m.kind, m.body) for m in queued]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://hc-ping.com/2f9a", "https://hc-ping.com/2f9a/fail"),
+        ("https://hc-ping.com/2f9a/", "https://hc-ping.com/2f9a/fail"),
+        ("https://hc-ping.com/KEY/photod?create=1", "https://hc-ping.com/KEY/photod/fail?create=1"),
+    ],
+)
+def test_the_fail_form_of_a_heartbeat_url(url: str, expected: str) -> None:
+    """ "/fail" goes after the URL's path, as healthchecks.io expects; a query stays last."""
+    assert expected == fail_url(url)
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        ({"event": "job_failed", "job": "upload_pending", "error": "boom"},
+         "job_failed upload_pending: boom"),
+        ({"event": "ingest_failed", "source": "inbox", "path": "/p/a.jpg", "error": "bad"},
+         "ingest_failed inbox /p/a.jpg: bad"),
+        ({"event": "asset_lost", "path": "2024/a.jpg"}, "asset_lost 2024/a.jpg"),
+        ({"event": "state_dir_full", "state_dir": "/s"}, "state_dir_full"),
+        ({"event": "replica_corrupt", "path": "a.jpg"}, None),  # repaired: not a failure
+        ({"event": "notify_failed", "channel": "heartbeat"}, None),
+        ({"event": "target_unavailable", "target": "b2"}, None),
+    ],
+)  # fmt: skip
+def test_which_events_make_the_next_ping_fail(event: dict[str, Any], expected: str | None) -> None:
+    """A failed step, a lost photo or a full state dir is a line of the "/fail" ping;
+    a repaired copy, a drive that went away or a failed notification is not."""
+    assert expected == failure(event)
+
+
+@pytest.fixture
+def pinger() -> Iterator[Pinger]:
+    server = Pinger()
+    yield server
+    server.close()
+
+
+def _notifier(url: str, clock: ManualClock) -> Notifier:
+    n = Notifier(NotifyConfig(desktop=False, heartbeat_url=url), clock)
+    n.start()
+    return n
+
+
+def test_heartbeat_pings_once_a_minute_and_fails_after_a_failed_step(pinger: Pinger) -> None:
+    """A round's end pings the URL (GET); rounds within the minute ping nothing; a step
+    that failed meanwhile makes the next ping a POST to URL/fail whose body names it,
+    and the ping after that is healthy again."""
+    clock = ManualClock()
+    n = _notifier(pinger.url, clock)
+    try:
+        assert n.heartbeat([])
+        for _ in range(5):
+            clock.advance(10)
+            assert not n.heartbeat_due()
+            assert not n.heartbeat([])  # rounds every 10 s: one ping a minute
+        n.on_event({"event": "job_failed", "job": "upload_pending", "error": "disk I/O error"})
+        clock.advance(10)
+        assert n.heartbeat_due()
+        assert n.heartbeat([])
+        clock.advance(60)
+        assert n.heartbeat([])
+        clock.advance(60)
+        assert n.heartbeat(["1 photo short of the 3-2-1 policy for more than 1 day"])
+    finally:
+        n.stop()
+    path = "/ping/5e5c1a2b"
+    assert [
+        ("GET", path, b""),
+        ("POST", path + "/fail", b"job_failed upload_pending: disk I/O error"),
+        ("GET", path, b""),
+        ("POST", path + "/fail", b"1 photo short of the 3-2-1 policy for more than 1 day"),
+    ] == pinger.got
+
+
+def test_a_dead_heartbeat_url_is_one_notify_failed_per_ping() -> None:
+    """Nothing listens at the URL: each ping is one `notify_failed` (channel
+    heartbeat), the notifier's thread goes on and still delivers the next ping."""
+    clock = ManualClock()
+    n = _notifier(f"http://127.0.0.1:{free_port()}/ping", clock)
+    with capture_logs() as events:
+        try:
+            assert n.heartbeat([])
+            clock.advance(60)
+            assert n.heartbeat(["x"])
+        finally:
+            n.stop()
+    failed = [e for e in events if e["event"] == "notify_failed"]
+    assert ["heartbeat", "heartbeat"] == [e["channel"] for e in failed]
+    assert not n.thread.is_alive()  # stopped when asked, not by the failures
+
+
+def test_without_a_heartbeat_url_nothing_is_pinged_or_kept() -> None:
+    """No URL: a round's end queues nothing and failures are not collected."""
+    n = Notifier(NotifyConfig(desktop=False))
+    n.on_event({"event": "job_failed", "error": "x"})
+    assert (False, False, []) == (n.heartbeat_due(), n.heartbeat([]), n.failed)
+    queued = [n.q.get_nowait() for _ in range(n.q.qsize())]
+    assert ["failure"] == [m.kind for m in queued if isinstance(m, Message)]  # the message only
+    assert [] == [m for m in queued if isinstance(m, Ping)]
+
+
+def test_no_round_for_stale_after_says_backups_stopped(tmp_path: Path) -> None:
+    """With `stale_after = "1h"`: a round an hour ago is fine; past the hour the
+    reminder says "photod: backups stopped" (`rounds_stopped` logged once, however
+    often it looks); the next round ends it (`rounds_resumed`).  `stale_after = 0`
+    never says it."""
+    from photod import config
+    from photod.catalog import Catalog
+    from photod.fleet import build_targets
+    from photod.reminders import Reminders
+
+    def reminders(stale: str, clock: ManualClock) -> tuple[Reminders, Notifier]:
+        text = (
+            "[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n"
+            f'[[targets]]\nname = "lib"\ntype = "local"\npath = "{tmp_path / "lib"}"\n'
+            f'[notify]\ndesktop = false\nstale_after = "{stale}"\n'
+        )
+        cfg = config.parse(text, tmp_path / "photod.toml")
+        n = Notifier(cfg.notify, clock)
+        catalog = Catalog(tmp_path / f"catalog-{stale}.sqlite")
+        return Reminders(cfg, catalog, build_targets(cfg), n, clock), n
+
+    def queued(n: Notifier) -> list[str]:
+        return [m.title for m in (n.q.get_nowait() for _ in range(n.q.qsize()))
+                if isinstance(m, Message)]  # fmt: skip
+
+    clock = ManualClock()
+    r, n = reminders("1h", clock)
+    with capture_logs() as events:
+        clock.advance(3600)
+        r.remind()
+        assert [] == queued(n)
+        clock.advance(1)
+        r.remind()
+        n.last.clear()  # as if `every` had passed: told again, logged once
+        r.remind()
+        assert ["photod: backups stopped"] * 2 == queued(n)
+        r.round_done()
+        clock.advance(3000)
+        r.remind()
+        assert [] == queued(n)
+    names = [e["event"] for e in events]
+    assert ["rounds_stopped", "rounds_resumed"] == names
+
+    off, n = reminders("0s", clock)
+    clock.advance(10 * 86400)
+    off.remind()
+    assert [] == queued(n)

@@ -8,7 +8,15 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from photod.models import Media, PolicyRule, TargetInfo
-from photod.policy import achievable, evaluate, full_pass_seconds, scrub_pick, scrub_share
+from photod.policy import (
+    achievable,
+    describe,
+    evaluate,
+    full_pass_seconds,
+    scrub_pick,
+    scrub_share,
+    size,
+)
 
 TARGETS = {
     "library": TargetInfo("library", Media.INTERNAL, False),
@@ -58,6 +66,53 @@ def test_evaluate(held: list[str], rule: PolicyRule, missing: tuple[str, ...]) -
 def test_achievable(names: list[str], rule: PolicyRule, problems: int) -> None:
     """A rule the configured targets can never meet is reported, once per reason."""
     assert problems == len(achievable(rule, [TARGETS[n] for n in names]))
+
+
+def test_achievable_says_one_target_not_1_targets() -> None:
+    """The reasons agree with their numbers: "needs at least 1 target", "needs 1 target
+    with offsite = true", "on 1 kind of media"."""
+    assert [
+        "copies = 1 needs at least 1 target, 0 configured",
+        "media = 1 needs targets on 1 kind of media, configured: none",
+        "offsite = 1 needs 1 target with offsite = true, 0 configured",
+    ] == achievable(PolicyRule(1, 1, 1), [])
+    assert ["copies = 3 needs at least 3 targets, 1 configured"] == achievable(
+        PolicyRule(3, 1, 0), [TARGETS["library"]]
+    )
+
+
+@pytest.mark.parametrize(
+    ("rule", "words"),
+    [
+        (PolicyRule(1, 1, 0), "1 copy, 1 kind of media, 0 offsite"),
+        (PolicyRule(3, 2, 1), "3 copies, 2 kinds of media, 1 offsite"),
+    ],
+)
+def test_a_rule_in_words(rule: PolicyRule, words: str) -> None:
+    """A policy reads as a person would say it: never "1 copies, 1 kinds of media"."""
+    assert words == describe(rule.copies, rule.media, rule.offsite)
+
+
+@pytest.mark.parametrize(
+    ("count", "words"),
+    [
+        (0, "0 bytes"),
+        (1, "1 byte"),
+        (512, "512 bytes"),
+        (999, "999 bytes"),
+        (1000, "1.0 kB"),
+        (1234, "1.2 kB"),
+        (999_949, "999.9 kB"),
+        (999_950, "1.0 MB"),
+        (3_400_000, "3.4 MB"),
+        (2 * 10**9, "2.0 GB"),
+        (5 * 10**12, "5.0 TB"),
+        (7 * 10**15, "7.0 PB"),
+    ],
+)
+def test_sizes_in_words(count: int, words: str) -> None:
+    """A size says what it is at any scale: "512 bytes", "1.2 kB", never "0.0 MB"."""
+    assert words == size(count)
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,13 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from photod import service
+from photod.statelock import running_pid
 from tests.servers import need
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +72,17 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path, system: bool) -> None
     assert "" == r.stderr.strip()
     for key in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "ExecReload=", "OnFailure="):
         assert key in main
+
+
+@pytest.mark.parametrize("system", [False, True])
+def test_a_unit_does_not_restart_on_a_bad_config_or_beside_another_photod(system: bool) -> None:
+    """Exit 78 (bad config) and 75 (another photod holds the state dir) are not
+    restarted: either would only restart-loop."""
+    argv = ["/opt/photod/bin/photod", "run"]
+    main = service.render_system_unit(argv) if system else service.render_user_unit(argv)
+    assert ["RestartPreventExitStatus=75 78"] == [
+        line for line in main.splitlines() if line.startswith("RestartPreventExitStatus=")
+    ]
 
 
 def test_the_checker_catches_a_typo(tmp_path: Path) -> None:
@@ -156,7 +169,7 @@ def test_service_install_is_idempotent_and_uninstall_keeps_the_data(tmp_path: Pa
         print("systemctl is not installed: the enable step was skipped")  # the test says so
         assert "systemctl is not installed here" in r.stderr
     elif r.returncode != 0:  # systemctl is there, but no user manager runs (CI, containers)
-        assert "`systemctl --user daemon-reload` failed" in r.stderr
+        assert "photod: systemd is not reachable from here (" in r.stderr
     again = photod("service", "install")
     assert "is up to date" in again.stdout and unit == (units / "photod.service").read_text()
     assert (
@@ -171,3 +184,79 @@ def test_service_install_is_idempotent_and_uninstall_keeps_the_data(tmp_path: Pa
     assert config.exists() and (tmp_path / "state").exists()
     gone = photod("service", "status")
     assert 1 == gone.returncode and "not installed" in gone.stderr
+
+
+def _install_env(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A HOME of its own and a runtime dir with no bus in it: no systemd user manager
+    can be reached (as in a container, or over ssh with no login session)."""
+    home = tmp_path / "home"
+    (home / "run").mkdir(parents=True, mode=0o700)
+    env = {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(home / "run")}
+    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    return home, env
+
+
+def _config(tmp_path: Path) -> Path:
+    (tmp_path / "inbox").mkdir()
+    config = tmp_path / "photod.toml"
+    config.write_text(
+        '[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n[[sources]]\nname = "in"\n'
+        f'type = "folder"\npath = "{tmp_path / "inbox"}"\n[[targets]]\nname = "l"\n'
+        f'type = "local"\npath = "{tmp_path / "lib"}"\n[daemon]\nstate_dir = '
+        f'"{tmp_path / "state"}"\nlog_dir = "{tmp_path / "log"}"\n'
+    )
+    config.chmod(0o600)
+    return config
+
+
+def test_install_where_systemd_cannot_be_reached_says_what_to_run(tmp_path: Path) -> None:
+    """Where no systemd (user) manager answers, install still writes the unit, then
+    says plainly that systemd is not reachable from here and what to run instead
+    (`photod run` in the foreground; on a systemd computer, lingering), exit 1; it
+    does not leave the person with systemctl's bare "Failed to connect to bus"."""
+    if sys.platform != "linux":
+        pytest.fail("this test covers the Linux path; run it on Linux")
+    home, env = _install_env(tmp_path)
+    config = _config(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "photod", "--config", str(config), "service",
+                        "install"], env=env, capture_output=True, text=True)  # fmt: skip
+    assert 1 == r.returncode, r.stdout + r.stderr
+    assert (home / ".config/systemd/user/photod.service").exists()
+    problems = r.stderr.splitlines()
+    assert problems[0].startswith("photod: systemd is not reachable from here ("), r.stderr
+    assert problems[0].endswith("): the unit is written, but not enabled or started.")
+    assert ("photod: run photod in the foreground instead: `photod run` (in tmux or screen, "
+            "or as a container's command).") == problems[1]  # fmt: skip
+    if shutil.which("systemctl") is None:
+        assert "systemctl is not installed here" in problems[0]
+    elif Path("/run/systemd/system").is_dir():  # systemd runs, but not for this user here
+        assert "(no user manager answers for you: " in problems[0]
+        assert 'sudo loginctl enable-linger "$USER"' in problems[2]
+    else:  # a container
+        assert "(it does not run on this computer: a container, or another init" in problems[0]
+    assert not any(line.startswith("Failed to connect") for line in problems)
+
+
+def test_install_beside_a_foreground_photod_says_so(tmp_path: Path) -> None:
+    """With `photod run` already running in a terminal on the same state dir, install
+    says so, with its pid: the service is not started beside it (it would exit 75)."""
+    if sys.platform != "linux":
+        pytest.fail("this test covers the Linux path; run it on Linux")
+    _, env = _install_env(tmp_path)
+    config = _config(tmp_path)
+    daemon = subprocess.Popen([sys.executable, "-m", "photod", "--config", str(config), "run"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while running_pid(tmp_path / "state") != daemon.pid:
+            assert daemon.poll() is None and time.monotonic() < deadline, "photod run did not start"
+            time.sleep(0.1)
+        r = subprocess.run([sys.executable, "-m", "photod", "--config", str(config), "service",
+                            "install"], env=env, capture_output=True, text=True)  # fmt: skip
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
+    assert 1 == r.returncode
+    said = f"a photod already runs on {tmp_path / 'state'} (pid {daemon.pid})"
+    assert any(said in line for line in r.stderr.splitlines()), r.stderr
+    assert "`photod run` (in tmux" not in r.stderr  # one runs already: no need to start one

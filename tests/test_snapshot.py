@@ -107,3 +107,41 @@ def test_the_rebuild_takes_the_newest_good_generation(tmp_path: Path) -> None:
     assert snapshots_in(t, ME.folder)[1].name == result.from_snapshot
     assert newest.generation == result.generation
     assert (4, 2) == (result.assets, result.adopted)  # 2 from the snapshot, 2 read back
+
+
+def test_the_config_kept_on_the_targets_holds_no_secret(tmp_path: Path) -> None:
+    """The config every target keeps for a restore is the config itself, each secret
+    (an inline rclone password or token, a webhook URL) replaced by a mark saying to
+    put it back; the recovery plan defines the rclone remote the same way."""
+    import tomllib
+
+    from photod import config, recovery
+
+    path = tmp_path / "photod.toml"
+    path.write_text(
+        '[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n'
+        f'[[sources]]\nname = "inbox"\ntype = "folder"\npath = "{tmp_path}/in"\n'
+        '[[targets]]\nname = "nas"\ntype = "rclone"\nremote = "nas:photos"\n'
+        '[targets.rclone_config]\ntype = "sftp"\nhost = "nas.local"\nuser = "anna"\n'
+        'pass = "obscured-s3cr3t"\n'
+        '[notify]\nwebhook = "https://ntfy.sh/t0ken-in-url"\n'
+        f'[daemon]\nstate_dir = "{tmp_path}/state"\n'
+    )  # fmt: skip
+    path.chmod(0o600)
+    cfg = config.load(path)
+    kept = recovery.kept_config(cfg)
+    assert "s3cr3t" not in kept and "t0ken" not in kept
+    data = tomllib.loads(kept)
+    assert recovery.SECRET == data["targets"][0]["rclone_config"]["pass"]
+    assert recovery.SECRET == data["notify"]["webhook"]
+    assert "nas.local" == data["targets"][0]["rclone_config"]["host"]
+    original = tomllib.loads(path.read_text())
+    original["targets"][0]["rclone_config"]["pass"] = recovery.SECRET
+    original["notify"]["webhook"] = recovery.SECRET
+    assert original == data  # everything else as it was
+    plan = recovery.render(cfg, 0, 0, {}, "now")
+    assert (
+        "[nas]\ntype = sftp\nhost = nas.local\nuser = anna\npass = <secret: put it back here>"
+        in plan
+    )
+    assert "s3cr3t" not in plan and "RCLONE_CONFIG" in plan

@@ -146,9 +146,9 @@ def test_pause_holds_new_work_until_resume_or_its_time(setup: Setup, samples: Pa
         assert 0 == r.returncode and "paused until 20" in r.stdout
         shutil.copy2(photos[1], setup.inbox / "b.jpg")
         p.wait_event("asset_ingested", count=2, timeout=20)
-        assert "was not paused" == p.cli("resume").stdout.strip()
+        assert "not paused: nothing to resume" == p.cli("resume").stdout.strip()
         bad = p.cli("pause", "--for", "soon")
-        assert 2 == bad.returncode and "duration like" in bad.stderr
+        assert 64 == bad.returncode and "duration like" in bad.stderr  # EX_USAGE
     finally:
         assert 0 == p.stop()
 
@@ -163,7 +163,7 @@ def test_backup_reload_and_verify_through_the_daemon(setup: Setup) -> None:
         assert 0 == r.returncode and "backing up now" in r.stdout
         p.wait_event("scan_finished", count=scans + 1, timeout=20)
         assert 0 == p.cli("reload").returncode
-        p.wait_event("config_reloaded", timeout=20)
+        p.wait_event("daemon_reloaded", timeout=20)
         assert 0 == p.cli("verify", "--target", "lib").returncode
         p.wait_event("scrub_started", timeout=30, target="lib")
         p.wait_event("scrub_finished", timeout=30)

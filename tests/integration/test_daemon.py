@@ -192,7 +192,7 @@ def test_bad_config_refuses_to_start(setup: Setup) -> None:
     r = p.cli("run")
     assert 78 == r.returncode
     assert (
-        f"{cfg}: targets[0].media: input should be 'internal', 'external', 'nas' or 'cloud' (got 'tape')"
+        f"{cfg}: targets[0].media: is 'tape'; allowed: 'internal', 'external', 'nas' or 'cloud'"
         == r.stderr.strip()
     )
     assert not (setup.home / "state").exists()
@@ -243,7 +243,7 @@ def test_sighup_reloads_config(setup: Setup, samples: Path) -> None:
     p.wait_protected(1)
     setup.config([{"name": "library", "path": str(lib)}, {"name": "second", "path": str(extra)}])
     p.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
-    p.wait_event("config_reloaded")
+    p.wait_event("daemon_reloaded")
     p.wait_protected(1)
     assert target_files(lib) == target_files(extra)
 

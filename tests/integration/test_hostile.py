@@ -128,3 +128,26 @@ def test_hostile_files_are_refused_once_and_never_hold_up_the_photos(
     wait_for(lambda: notify.recv(4096).startswith(b"WATCHDOG=1"), 15, "a WATCHDOG ping")
     notify.close()
     assert 0 == p.stop()
+
+
+def test_a_file_that_is_not_a_photo_is_one_file_skipped_told_once(
+    setup: Setup, samples: Path
+) -> None:
+    """A .txt (or any file that is neither a photo, a video nor a sidecar) in a watch
+    folder is left alone, as the README says, and that is one `file_skipped` with the
+    reason, not one per rescan; a photo beside it is backed up."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}], {"copies": 1, "media": 1, "offsite": 0},
+                     daemon='rescan_interval = "1s"')  # fmt: skip
+    p.start()
+    (setup.inbox / "notes.txt").write_text("shopping list\n")
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "photo.jpg")
+    p.wait_protected(1)
+    [skipped] = p.wait_event("file_skipped", path="notes.txt")
+    assert "not a photo, video or sidecar" in skipped["reason"]
+    time.sleep(3)  # rescans
+    assert 1 == len([e for e in p.events("file_skipped") if e["path"] == "notes.txt"])
+    assert ["photo.jpg"] == [
+        q.name for q in lib.rglob("*") if q.is_file() and ".photod" not in q.parts
+    ]
+    assert 0 == p.stop()

@@ -18,7 +18,7 @@ from jeepney.io.blocking import open_dbus_connection
 
 from tests.conftest import wait_for
 from tests.integration.conftest import Setup, backed_up_twice
-from tests.servers import Webhook, need
+from tests.servers import Pinger, Webhook, need
 
 pytestmark = pytest.mark.integration
 
@@ -176,3 +176,70 @@ def test_damage_is_told_once_and_a_dead_channel_is_logged(setup: Setup, samples:
         assert "on 'lib' was damaged" in body.decode()
     finally:
         hook.close()
+
+
+def test_the_heartbeat_pings_after_each_round_and_fails_on_unprotected_photos(
+    setup: Setup, samples: Path
+) -> None:
+    """With `heartbeat_url`, the first round (the reconcile scan at start) pings the
+    URL; rounds every second still make one ping a minute.  A photo then waits for a
+    drive that never comes, longer than `grace`: the next round pings URL/fail, with
+    what is wrong as the body (the daemon is restarted here so the minute need not
+    pass)."""
+    pinger = Pinger()
+    try:
+        p = setup.photod(
+            [
+                {"name": "lib", "path": str(setup.home / "lib")},
+                {"name": "t7", "path": str(setup.home / "T7"), "media": "external"},
+            ],
+            policy={"copies": 2, "media": 1, "offsite": 0},
+            daemon='rescan_interval = "1s"',
+            extra=f'\n[notify]\ndesktop = false\nheartbeat_url = "{pinger.url}"\ngrace = "1s"\n',
+        )
+        p.start()
+        p.wait_event("heartbeat_sent", outcome="ok")
+        shutil.copy2(next(samples.iterdir()), setup.inbox / "a.jpg")
+        p.wait_event("replica_written", target="lib")
+        rounds = len(p.events("scan_finished"))
+        p.wait_event("scan_finished", count=rounds + 3)  # more rounds: no more pings
+        assert [("GET", "/ping/5e5c1a2b", b"")] == pinger.got
+        assert 0 == p.stop()
+
+        p.start()
+        sent = p.wait_event("heartbeat_sent", outcome="fail")
+        assert 0 == p.stop()
+    finally:
+        pinger.close()
+    expected = b"1 photo short of the 3-2-1 policy for more than 1 second"
+    assert [("POST", "/ping/5e5c1a2b/fail", expected)] == pinger.got[1:]
+    assert [expected.decode()] == sent[0]["problems"]
+
+
+def test_no_round_for_stale_after_is_told_without_a_heartbeat(setup: Setup) -> None:
+    """No heartbeat URL, `stale_after = "2s"`: a `photod pause` (a forgotten one, a
+    hung scan would do the same) stops the rounds, and the reminder tells the webhook
+    "photod: backups stopped" (`rounds_stopped`); `photod resume` starts the rounds
+    again (`rounds_resumed`)."""
+    hook = Webhook()
+    try:
+        p = setup.photod(
+            [{"name": "lib", "path": str(setup.home / "lib")}],
+            daemon='rescan_interval = "1s"',
+            extra=f'\n[notify]\ndesktop = false\nwebhook = "{hook.url}"\nstale_after = "2s"\n',
+        )
+        p.start()
+        p.wait_event("scan_finished")
+        assert 0 == p.cli("pause").returncode
+        p.wait_event("rounds_stopped", timeout=30)
+        p.wait_event("notification_sent", channel="webhook", kind="stale", timeout=30)
+        assert 0 == p.cli("resume").returncode
+        p.wait_event("rounds_resumed", timeout=30)
+        assert 0 == p.stop()
+    finally:
+        hook.close()
+    [(_, body)] = hook.got
+    message = json.loads(body)
+    assert "photod: backups stopped" == message["title"]
+    assert "no round of photod" in message["message"]
+    assert [] == p.events("heartbeat_sent")

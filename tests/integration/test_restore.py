@@ -48,8 +48,15 @@ def test_restore_brings_back_every_original_and_never_overwrites(
     r = p.cli("restore", str(dest))
     assert 0 == r.returncode, r.stdout + r.stderr
     assert f"restored {len(originals)} files" in r.stdout
+    assert sorted(originals) == sorted(re.findall(r"^  restored: (.*)$", r.stdout, re.M))
+    assert "restore_failed" not in r.stdout + r.stderr  # no raw event line
     assert originals == target_files(dest)
     assert [] == list(dest.rglob(".photod-restore-*"))
+    # Each file keeps its own time, as the targets keep it (for a photo without EXIF
+    # the only date it has), not the moment of the restore.
+    for rel in originals:
+        kept = setup.home / "lib" / rel
+        assert kept.stat().st_mtime_ns == (dest / rel).stat().st_mtime_ns, rel
 
     again = p.cli("restore", str(dest))
     assert f"restored 0 files (0.0 MB) to {dest}, skipped {len(originals)}" in again.stdout
@@ -80,7 +87,7 @@ def test_restore_filters_by_date_and_name(setup: Setup, samples: Path) -> None:
     assert expected and expected == set(target_files(setup.home / "heic"))
 
     bad = p.cli("restore", str(setup.home / "x"), "--since", "last tuesday")
-    assert 2 == bad.returncode and "is not a date like 2024-07-31" in bad.stderr
+    assert 64 == bad.returncode and "is not a date like 2024-07-31" in bad.stderr  # EX_USAGE
 
 
 def test_restore_skips_a_bad_copy_for_a_good_one(setup: Setup, samples: Path) -> None:
@@ -138,9 +145,13 @@ def test_catalog_rebuilt_without_a_snapshot_rescans_the_target(setup: Setup, sam
     assert 0 == r.returncode, r.stdout + r.stderr
     assert re.search(rf"\(a full re-scan[^)]*\): {len(originals)} assets, {len(originals)} read",
                      r.stdout), r.stdout  # fmt: skip
+    assert "next: `photod run --once`" in r.stdout  # what adopts the other target's copies
     status = p.status()
     assert len(originals) == status["assets"]
     assert len(originals) == {t["name"]: t for t in status["targets"]}["ext"]["replicas"]
+    assert 0 == {t["name"]: t for t in status["targets"]}["lib"]["replicas"]
+    p.cli("run", "--once")  # as the advice says: lib's copies are found, not copied again
+    assert len(originals) == {t["name"]: t for t in p.status()["targets"]}["lib"]["replicas"]
     first = min(k[:4] for k in originals)
     r = p.cli("restore", str(setup.home / "old"), "--until", f"{first}-12-31")
     assert {k for k in originals if k[:4] == first} == set(target_files(setup.home / "old"))
@@ -240,6 +251,16 @@ def test_recovery_plan_names_every_target_and_no_secret(
     # The document at the top covers every installation that backs up there.
     shared = (lib / ".photod" / "RECOVERY.md").read_text()
     assert "every photo and video on it" in shared.lower() or ".photod/installations/" in shared
+
+    # The aws tool is told where the keys are; the config itself is on every target,
+    # with its secrets marked, and reads back as the config it was.
+    assert f"export AWS_SHARED_CREDENTIALS_FILE='{creds}'" in plan
+    assert "photod.toml" in plan and "<secret: put it back here>" in plan
+    (kept,) = lib.glob(".photod/installations/*/photod.toml")
+    import tomllib
+
+    original = tomllib.loads(p.config.read_text())
+    assert original == tomllib.loads(kept.read_text())  # this config holds no secret
 
     block = re.search(r"### lib\n\n.*?```sh\n(.*?)```", plan, re.S)
     assert block is not None

@@ -1,0 +1,106 @@
+"""The fleet's checks of a remote target, on a real catalog with a memory target and a
+clock moved by hand: how soon a remote that comes back is seen."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from photod import config
+from photod.catalog import Catalog
+from photod.clock import ManualClock
+from photod.errors import TargetUnavailable
+from photod.fleet import REMOTE_PROBE, Fleet, TargetState
+from photod.ingest import Ingestor
+from photod.models import Media, PolicyRule, TargetInfo
+from photod.replicate import Replicator
+from photod.targets.memory import MemoryTarget
+from tests.conftest import sha256
+
+
+class Remote:
+    """One queued (remote) target in a fleet whose pauses may grow to an hour."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.catalog = Catalog(tmp / "catalog.sqlite")
+        self.target = MemoryTarget("cloud")
+        self.state = TargetState(self.target, TargetInfo("cloud", Media.CLOUD, True), queued=True)
+        self.clock = ManualClock()
+        self.fleet = Fleet(self.catalog, {"cloud": self.state}, threading.Event(),
+                           retry_max=3600.0, clock=self.clock)  # fmt: skip
+        assert self.fleet.refresh("cloud")
+
+    def away(self, seconds: float) -> None:
+        """The server does not answer for this long, checked whenever the fleet asks."""
+        self.target.available = False
+        end = self.clock.monotonic() + seconds
+        while self.clock.monotonic() < end:
+            self.fleet.refresh("cloud")
+            self.clock.advance(1.0)
+
+    def seen_back_after(self) -> float:
+        """Seconds until the fleet sees the server that answers again."""
+        self.target.available = True
+        waited = 0.0
+        while not self.fleet.refresh("cloud"):
+            self.clock.advance(1.0)
+            waited += 1.0
+        return waited
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Iterator[Remote]:
+    r = Remote(tmp_path)
+    yield r
+    r.catalog.close()
+
+
+def test_a_remote_back_after_a_long_outage_is_seen_within_a_minute(remote: Remote) -> None:
+    """Down for three hours, its pause grew to the hour of retry_max; it is still asked
+    at least once a minute, so its uploads can start within a minute of its return
+    (not up to an hour later, with status saying NOT PROTECTED all the while)."""
+    remote.away(3 * 3600)
+    assert 3600.0 == remote.state.backoff
+    assert remote.seen_back_after() <= REMOTE_PROBE
+
+
+def test_a_remote_that_sheds_uploads_still_waits_out_its_pause(remote: Remote) -> None:
+    """A server that answers checks but fails uploads (throttling) is not asked again
+    at every probe: after failed uploads the pause doubles and is waited out in full."""
+    for _ in range(6):
+        remote.fleet.fail("cloud", TargetUnavailable("cloud", "503 Slow Down"))
+    assert 160.0 == remote.state.backoff
+    remote.clock.advance(REMOTE_PROBE)
+    assert not remote.fleet.refresh("cloud")  # answers now, but its pause has not passed
+    remote.clock.advance(160.0 - REMOTE_PROBE)
+    assert remote.fleet.refresh("cloud")
+
+
+def test_an_upload_that_failed_while_the_remote_was_away_goes_as_it_returns(
+    remote: Remote, tmp_path: Path, samples: Path
+) -> None:
+    """A photo whose upload failed because the remote went away is uploaded by the
+    first catch-up after the remote answers again, as a local drive's copy is: it
+    does not wait out a retry_interval (30 s) of its own."""
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    photo = inbox / "a.jpg"
+    photo.write_bytes((samples / "jpg_Canon_40D.jpg").read_bytes())
+    text = (f'[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n[[sources]]\nname = "in"\n'
+            f'type = "folder"\npath = "{inbox}"\n[[targets]]\nname = "cloud"\n'
+            'type = "s3"\nbucket = "photos"\n')  # fmt: skip
+    cfg = config.parse(text, tmp_path / "c.toml")
+    rep = Replicator(remote.catalog, remote.fleet, PolicyRule(1, 1, 1), threading.Event(),
+                     {"in": inbox}, retry_base=30.0, retry_max=3600.0)  # fmt: skip
+    try:
+        remote.target.available = False  # it goes away as the photo arrives
+        Ingestor(cfg.ingest, {"in": inbox}, remote.catalog, rep).ingest("in", photo)
+        assert 0 == rep.replicate_pending("cloud")  # the upload fails: the remote is away
+        assert remote.seen_back_after() <= 5.0
+        assert 1 == rep.replicate_pending("cloud")  # at once, not 30 s later
+        assert ["cloud"] == [r.target for r in remote.catalog.replicas(sha256(photo))]
+    finally:
+        rep.close()

@@ -1,0 +1,193 @@
+"""The text of `photod status` and `photod doctor` as a person reads it: the headline
+first (PAUSED before "all protected"), one time style (local, no zone letter), the last
+scrub, and colour on a terminal only (NO_COLOR honoured)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from photod import config as configmod
+from photod import status
+from photod.doctor import Finding
+from tests.conftest import write_config
+
+RED, YELLOW, GREEN, RESET = "\033[31m", "\033[33m", "\033[32m", "\033[0m"
+
+
+@pytest.fixture(autouse=True)
+def tokyo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Local time is UTC+9, with colour allowed: a UTC time shown as it is stands out."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("TERM", raising=False)
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def _config(home: Path) -> Path:
+    """A watch folder, a library that is there and a drive that is not plugged in."""
+    for folder in ("inbox", "lib", "state"):
+        (home / folder).mkdir(exist_ok=True)
+    return write_config(
+        home / "photod.toml",
+        [{"name": "inbox", "type": "folder", "path": str(home / "inbox")}],
+        [
+            {"name": "lib", "type": "local", "path": str(home / "lib")},
+            {"name": "usb", "type": "local", "path": str(home / "T7"), "media": "external"},
+        ],
+        policy={"copies": 1, "media": 1, "offsite": 0},
+        extra=f'[daemon]\nstate_dir = "{home}/state"\nlog_dir = "{home}/log"\n',
+    )
+
+
+@pytest.fixture
+def report(tmp_path: Path) -> dict[str, Any]:
+    """A real `photod status` report, then as it reads with 11 photos protected, a
+    drill and the running daemon's next scrub."""
+    s = status.collect(configmod.load(_config(tmp_path)))
+    s.update(assets=11, bytes=12_000_000, protected=True)
+    s["policy"].update(compliant=11, noncompliant=0)
+    s["targets"][0].update(
+        oldest_check_days=1.5,
+        full_pass_days=30.0,
+        behind=False,
+        last_drill={"at": "2026-01-02T03:04:05Z", "passed": True, "files": 3, "detail": ""},
+    )
+    s["daemon"] = {"running": True, "pid": 4242, "live": _live()}
+    return s
+
+
+def _live(paused: bool = False, until: str | None = None) -> dict[str, Any]:
+    """The running daemon's answer (live.status_reply's keys)."""
+    return {"ok": True, "pid": 4242, "paused": paused, "paused_until": until, "busy": False,
+            "running": [], "waiting_for_mains": [], "imports": [],
+            "next_runs": {"scrub": "2026-01-03T17:00:00+00:00", "drill": None},
+            "targets": {}, "reasons": {}}  # fmt: skip
+
+
+def test_paused_is_the_headline_and_says_new_files_wait(report: dict[str, Any]) -> None:
+    """Paused, the first line says PAUSED and until when (local time), and that new
+    files wait; "all protected" then counts only what photod has seen."""
+    report["daemon"]["live"] = _live(True, "2026-01-02T15:30:00Z")
+    lines = status.render(report, tty=False).splitlines()
+    assert lines[0].startswith("PAUSED until 2026-01-03 00:30: new files wait")
+    assert "`photod resume` ends the pause now" in lines[0]
+    assert lines[1].startswith("All 11 photos and videos photod has seen (12.0 MB) are protected")
+
+    report["daemon"]["live"] = _live(True, None)
+    first = status.render(report, tty=False).splitlines()[0]
+    assert first.startswith("PAUSED until `photod resume`: new files wait")
+
+    report["daemon"]["live"] = _live(False)
+    first = status.render(report, tty=False).splitlines()[0]
+    assert first.startswith("All 11 photos and videos (12.0 MB) are protected")
+
+
+def test_times_are_local_with_no_zone_letter(report: dict[str, Any]) -> None:
+    """The last drill, the last scrub and the next scrub: this computer's local time,
+    YYYY-MM-DD HH:MM, never UTC nor a Z."""
+    report["last_scrub"] = "2026-01-02T20:15:00Z"
+    text = status.render(report, tty=False)
+    assert "last drill 2026-01-02 12:04 passed" in text
+    assert "Scrub    last run 2026-01-03 05:15" in text
+    assert "next scrub 2026-01-04 02:00" in text
+    assert "UTC" not in text and not re.search(r"\d(Z|\+00:00)\b", text)
+
+
+def test_status_has_a_last_scrub_line(report: dict[str, Any]) -> None:
+    """The text says when the last scrub ran, or that none has yet, as --json does."""
+    report["last_scrub"] = None
+    assert "Scrub    not run yet" in status.render(report, tty=False)
+    report["last_scrub"] = "2026-01-02T03:04:05Z"
+    assert "Scrub    last run 2026-01-02 12:04" in status.render(report, tty=False)
+
+
+def test_status_words_in_colour_on_a_terminal_only(
+    report: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal NOT PROTECTED, UNAVAILABLE and LOST are red, protected green,
+    PAUSED yellow; the columns stay aligned; off a terminal, or with NO_COLOR, plain."""
+    text = status.render(report, tty=True)
+    assert f"are {GREEN}protected{RESET}" in text
+    assert f"onsite   {RED}UNAVAILABLE{RESET}  " in text
+    assert f"onsite   {GREEN}available{RESET}    " in text
+    report["daemon"]["live"] = _live(True, None)
+    report.update(protected=False, lost=[{"asset": "ab" * 32, "path": "a.jpg"}])
+    report["policy"].update(compliant=10, noncompliant=1, missing={"1 copies": 1})
+    text = status.render(report, tty=True)
+    for word, shade in (("NOT PROTECTED", RED), ("LOST", RED), ("PAUSED", YELLOW)):
+        assert f"{shade}{word}{RESET}:" in text or f"{shade}{word}{RESET} until" in text, word
+    plain = status.render(report, tty=False)
+    assert "\033[" not in plain
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert plain == status.render(report, tty=True)
+
+
+def test_doctor_words_in_colour_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """doctor's OK is green, WARN yellow, FAIL red on a terminal, each padded as before;
+    off a terminal, or with NO_COLOR, the line is plain."""
+    ok, warn, fail = (Finding(level, "x", "y") for level in ("ok", "warn", "fail"))
+    assert f"{GREEN}OK{RESET}    x: y" == ok.line(tty=True)
+    assert f"{YELLOW}WARN{RESET}  x: y" == warn.line(tty=True)
+    assert f"{RED}FAIL{RESET}  x: y" == fail.line(tty=True)
+    assert "FAIL  x: y" == fail.line(tty=False)
+    monkeypatch.setenv("NO_COLOR", "yes")
+    assert "FAIL  x: y" == fail.line(tty=True)
+
+
+def _on_a_terminal(home: Path, *args: str, no_color: str = "") -> str:
+    """What a photod command prints to a terminal (a pseudo-terminal)."""
+    env = {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(home / "run"),
+           "NO_COLOR": no_color}  # fmt: skip
+    (home / "run").mkdir(mode=0o700, exist_ok=True)
+    main, tty = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "photod", *args], env=env, stdout=tty,
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+        os.close(tty)
+        out = b""
+        while True:
+            try:
+                ready = select.select([main], [], [], 30)[0]
+                chunk = os.read(main, 65536) if ready else b""
+            except OSError:  # the terminal is gone: the command ended
+                chunk = b""
+            if not chunk:
+                break
+            out += chunk
+        proc.wait(timeout=30)
+    finally:
+        os.close(main)
+    return out.decode()
+
+
+@pytest.mark.parametrize(
+    ("command", "word", "shade"), [("status", "UNAVAILABLE", RED), ("doctor", "OK", GREEN)]
+)
+def test_commands_colour_a_terminal_unless_no_color(
+    tmp_path: Path, command: str, word: str, shade: str
+) -> None:
+    """`photod status` and `photod doctor` on a terminal colour their words by
+    themselves; NO_COLOR (any non-empty value) turns it off; a pipe never gets it."""
+    config = str(_config(tmp_path))
+    coloured = _on_a_terminal(tmp_path, "--config", config, command)
+    assert f"{shade}{word}{RESET}" in coloured, coloured
+    plain = _on_a_terminal(tmp_path, "--config", config, command, no_color="1")
+    assert "\033[" not in plain and word in plain, plain
+    piped = subprocess.run([sys.executable, "-m", "photod", "--config", config, command],
+                           env={**os.environ, "HOME": str(tmp_path)}, capture_output=True,
+                           text=True)  # fmt: skip
+    assert "\033[" not in piped.stdout
