@@ -15,6 +15,7 @@ from typing import Any
 from photod import config as configmod
 from photod.cliparser import CANT_CREATE, DATA, NO, NO_DAEMON, OK, USAGE, parser
 from photod.errors import AlreadyRunning, CatalogUntrusted, ConfigError, PhotodError
+from photod.policy import plural, size
 from photod.progress import Bar
 
 
@@ -70,7 +71,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     configmod.check_secrets(cfg)
     for line in configmod.warnings_for(cfg):
         print(f"warning: {line}", file=sys.stderr)
-    print(f"ok: {cfg.path}: {len(cfg.sources)} source(s), {len(cfg.targets)} target(s)")
+    print(f"ok: {cfg.path}: {plural(len(cfg.sources), 'source')}, "
+          f"{plural(len(cfg.targets), 'target')}")  # fmt: skip
     return 0
 
 
@@ -244,7 +246,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if t.skipped:
             print(f"{name}: not verified: {t.skipped}")
             continue
-        line = f"{name}: {t.listed} listed, {t.checked} re-read ({t.bytes / 1e6:.1f} MB)"
+        line = f"{name}: {t.listed} listed, {t.checked} re-read ({size(t.bytes)})"
         bad = [
             f"{n} {what}"
             for n, what in ((t.corrupt, "corrupt"), (t.missing, "missing"), (t.lost, "LOST"))
@@ -292,7 +294,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
               f"{' '.join(given) or 'anything'}", file=sys.stderr)  # fmt: skip
         return NO
     print(
-        f"restored {report.restored} files ({report.bytes / 1e6:.1f} MB) to {dest}, "
+        f"restored {plural(report.restored, 'file')} ({size(report.bytes)}) to {dest}, "
         f"skipped {report.skipped} already there, failed {len(report.failed)}"
     )
     shown = report.paths[:RESTORED_SHOWN]

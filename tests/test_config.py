@@ -377,7 +377,7 @@ def test_photod_config_env_selects_the_file(tmp_path: Path) -> None:
         env=env,
         cwd=ROOT,
     )
-    assert (0, f"ok: {cfg}: 1 source(s), 2 target(s)") == (out.returncode, out.stdout.strip())
+    assert (0, f"ok: {cfg}: 1 source, 2 targets") == (out.returncode, out.stdout.strip())
 
 
 @pytest.mark.parametrize("mode", [0o644, 0o604, 0o660])

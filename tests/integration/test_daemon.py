@@ -326,6 +326,7 @@ def test_hostile_names_stay_inside_the_targets(setup: Setup, samples: Path) -> N
         "photod.lock",
         "installation.json",
         "config.cache",  # `photod status` keeps its config check (configcache)
+        "config.lastgood",  # the config the daemon runs on (config.keep_last_good)
     } >= {q.name for q in outside}
     assert 0 == p.stop()
 

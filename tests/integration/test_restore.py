@@ -59,7 +59,7 @@ def test_restore_brings_back_every_original_and_never_overwrites(
         assert kept.stat().st_mtime_ns == (dest / rel).stat().st_mtime_ns, rel
 
     again = p.cli("restore", str(dest))
-    assert f"restored 0 files (0.0 MB) to {dest}, skipped {len(originals)}" in again.stdout
+    assert f"restored 0 files (0 bytes) to {dest}, skipped {len(originals)}" in again.stdout
 
     victim = sorted(originals)[0]
     (dest / victim).write_bytes(b"my own edit")
