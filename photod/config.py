@@ -573,16 +573,23 @@ def _allowed(err: Any, msg: str) -> str:
     return named[kind]
 
 
-def _resolve(path: Path, base: Path) -> Path:
-    path = path.expanduser()
+def _resolve(path: Path, base: Path, key: str = "") -> Path:
+    try:
+        path = path.expanduser()
+    except RuntimeError:  # '~nobody/photos': no such user, no home to expand to
+        user = str(path).partition("/")[0]
+        raise ConfigError(
+            [f"{key}: is {str(path)!r}, whose {user!r} names no user of this computer; "
+             "allowed: an absolute path, '~/…', or a path relative to the config"]
+        ) from None  # fmt: skip
     return path if path.is_absolute() else (base / path)
 
 
-def _resolve_target(t: LocalTarget | S3Target | RcloneTarget, base: Path) -> Any:
+def _resolve_target(t: LocalTarget | S3Target | RcloneTarget, base: Path, at: str) -> Any:
     keys = ("path", "credentials_file", "config_file")
     return t.model_copy(
         update={
-            k: _resolve(v, base)
+            k: _resolve(v, base, f"{at}.{k}")
             for k in keys
             if k in type(t).model_fields and (v := getattr(t, k)) is not None
         }
@@ -767,6 +774,45 @@ def _cross_checks(cfg: Config) -> list[str]:
     return problems
 
 
+def _resolved(cfg: Config, path: Path) -> Config:
+    """The config with every path made absolute against the config file's folder (``~``
+    expanded).  Raises ConfigError for a ``~user`` of no user of this computer."""
+    base = path.parent
+    return cfg.model_copy(
+        update={
+            "path": path,
+            "sources": [
+                s.model_copy(update={"path": _resolve(s.path, base, f"sources[{i}].path")})
+                if isinstance(s, FolderSource)
+                else s
+                for i, s in enumerate(cfg.sources)
+            ],
+            "targets": [
+                _resolve_target(t, base, f"targets[{i}]") for i, t in enumerate(cfg.targets)
+            ],
+            "notify": cfg.notify.model_copy(
+                update={
+                    "smtp_password_file": cfg.notify.smtp_password_file
+                    and _resolve(cfg.notify.smtp_password_file, base, "notify.smtp_password_file")
+                }
+            ),
+            "encryption": cfg.encryption.model_copy(
+                update={
+                    "identity": cfg.encryption.identity
+                    and _resolve(cfg.encryption.identity, base, "encryption.identity")
+                }
+            ),
+            "daemon": cfg.daemon.model_copy(
+                update={
+                    k: _resolve(v, base, f"daemon.{k}")
+                    for k in ("state_dir", "log_dir", "runtime_dir")
+                    if (v := getattr(cfg.daemon, k)) is not None
+                }
+            ),
+        }
+    )
+
+
 def parse(text: str, path: Path, cached: bool = False) -> Config:
     """Validate TOML text; raise ConfigError with one line per problem.  ``cached``: the
     schema check of these very bytes may be the one kept in the state dir
@@ -786,37 +832,10 @@ def parse(text: str, path: Path, cached: bool = False) -> Config:
         lines = [f"{where}: {_keypath(e['loc'])}: {_message(e)}" for e in exc.errors()]
         raise ConfigError(lines) from exc
     checked = cfg  # what the schema check gave, before its paths are resolved: kept
-    base = path.parent
-    cfg = cfg.model_copy(
-        update={
-            "path": path,
-            "sources": [
-                s.model_copy(update={"path": _resolve(s.path, base)})
-                if isinstance(s, FolderSource)
-                else s
-                for s in cfg.sources
-            ],
-            "targets": [_resolve_target(t, base) for t in cfg.targets],
-            "notify": cfg.notify.model_copy(
-                update={
-                    "smtp_password_file": cfg.notify.smtp_password_file
-                    and _resolve(cfg.notify.smtp_password_file, base)
-                }
-            ),
-            "encryption": cfg.encryption.model_copy(
-                update={
-                    "identity": cfg.encryption.identity and _resolve(cfg.encryption.identity, base)
-                }
-            ),
-            "daemon": cfg.daemon.model_copy(
-                update={
-                    k: _resolve(v, base)
-                    for k in ("state_dir", "log_dir", "runtime_dir")
-                    if (v := getattr(cfg.daemon, k)) is not None
-                }
-            ),
-        }
-    )
+    try:
+        cfg = _resolved(cfg, path)
+    except ConfigError as exc:
+        raise ConfigError([f"{where}: {p}" for p in exc.problems]) from None
     problems = _cross_checks(cfg)
     if problems:
         raise ConfigError([f"{where}: {p}" for p in problems])
@@ -855,7 +874,7 @@ def _kept_in(data: dict[str, Any], base: Path) -> Path | None:
     named = daemon.get("state_dir") if isinstance(daemon, dict) else None
     try:
         return _resolve(Path(named), base) if isinstance(named, str) else _default_state_dir()
-    except RuntimeError:  # '~nobody/state': no cache, the file is checked as without one
+    except (RuntimeError, ConfigError):  # '~nobody/state': no cache, checked without one
         return None
 
 

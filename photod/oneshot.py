@@ -15,10 +15,7 @@ from photod.logs import listeners, log
 from photod.models import PolicyRule
 from photod.pipeline import Pipeline
 
-
-def _n(count: int, one: str, many: str = "") -> str:
-    """'1 copy', '2 copies': the count and the word that goes with it."""
-    return f"{count} {one if count == 1 else many or one + 's'}"
+_n = policy.plural  # '1 copy', '2 copies'
 
 
 def rule_text(rule: PolicyRule) -> str:

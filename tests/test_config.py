@@ -303,6 +303,11 @@ BAD = [
         "'10GiB/month'",
     ),
     ("[policy\n", "not valid TOML", "line 1"),
+    (
+        BASE + targets("x") + '[daemon]\nstate_dir = "~nosuchuser/photod"\n',
+        "daemon.state_dir",
+        "is '~nosuchuser/photod', whose '~nosuchuser' names no user of this computer",
+    ),
 ]
 
 
