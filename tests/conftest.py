@@ -44,8 +44,10 @@ def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
 
 
 def damage_catalog(db_path: Path, table: str) -> bytes:
-    """Flip 300 bytes among the rows of a table's first leaf page, as bit rot or a bad
-    sector would; returns the damaged file's bytes."""
+    """Flip 300 bytes of a table's first leaf page, as bit rot or a bad sector would:
+    its cell pointers and the rows at its end, so that the damage is to the page's
+    structure, which SQLite's own checks see (bytes flipped inside a row's text only
+    would be another, undetectable kind of rot); returns the damaged file's bytes."""
     import sqlite3
 
     db = sqlite3.connect(db_path)
@@ -54,8 +56,10 @@ def damage_catalog(db_path: Path, table: str) -> bytes:
                       " ORDER BY pageno LIMIT 1", (table,)).fetchone()[0]  # fmt: skip
     db.close()
     data = bytearray(db_path.read_bytes())
-    start = page * size - 350  # a page's rows fill it from its end
-    data[start : start + 300] = bytes(b ^ 0xA5 for b in data[start : start + 300])
+    head = (page - 1) * size + 8  # the cell pointer array, after a leaf's 8-byte header
+    data[head : head + 16] = bytes(b ^ 0xA5 for b in data[head : head + 16])
+    start = page * size - 334  # a page's rows fill it from its end
+    data[start : start + 284] = bytes(b ^ 0xA5 for b in data[start : start + 284])
     db_path.write_bytes(bytes(data))
     return bytes(data)
 
