@@ -26,19 +26,33 @@ def _write_temp(folder: int, name: str, data: bytes, owner: str) -> str:
     """A temporary beside ``name`` in the folder ``folder``, written and synced."""
     tmp = f"{TEMP_PREFIX}{owner}{secrets.token_hex(8)}{TEMP_SUFFIX}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    with open(os.open(tmp, flags, 0o644, dir_fd=folder), "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(os.open(tmp, flags, 0o644, dir_fd=folder), "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:  # a full disk, an unplugged drive: leave no half-written temporary
+        _discard(folder, tmp)
+        raise
     failpoints.hit("meta_written")
     return tmp
+
+
+def _discard(folder: int, tmp: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(tmp, dir_fd=folder)
 
 
 def write_atomic(folder: int, name: str, data: bytes, owner: str = "") -> None:
     """Temp file in the same directory, fsync, rename over, fsync the directory: the
     file is either the old one or the new one after a crash, never a mix.  ``folder``
     is a descriptor opened through no link: nothing is written anywhere else."""
-    os.replace(_write_temp(folder, name, data, owner), name, src_dir_fd=folder, dst_dir_fd=folder)
+    tmp = _write_temp(folder, name, data, owner)
+    try:
+        os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
+    except OSError:
+        _discard(folder, tmp)
+        raise
     os.fsync(folder)
 
 
@@ -60,8 +74,7 @@ def create_atomic(folder: int, name: str, data: bytes, owner: str = "") -> bool:
             return False
         os.rename(tmp, name, **at)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=folder)
+        _discard(folder, tmp)
     os.fsync(folder)
     return True
 

@@ -86,9 +86,11 @@ def assert_target_holds(root: Path, expected: dict[str, str]) -> None:
     """The target holds exactly the expected files (relpath -> sha256), no temporaries,
     every checksum list on it passes the stock `sha256sum -c` from its root, and
     together they list every file (a running daemon writes the lists within a second
-    or two of a batch: waited for)."""
+    or two of a batch: waited for, and so is a temporary of a write in flight; one left
+    behind never goes)."""
     assert expected == target_files(root)
-    assert [] == [p.name for p in root.rglob(".photod-*.tmp")]
+    wait_for(lambda: not list(root.rglob(".photod-*.tmp")), 10, "no temporaries on the target",
+             lambda: str([p.name for p in root.rglob(".photod-*.tmp")]))  # fmt: skip
     wait_for(lambda: expected == listed(root), 10, "the lists to name every file",
              lambda: f"{len(listed(root))} of {len(expected)} listed")  # fmt: skip
     for segment in target_lists(root):

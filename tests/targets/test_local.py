@@ -10,6 +10,7 @@ import pytest
 
 from photod.errors import LinkInTarget, TargetUnavailable
 from photod.targets.local import LocalTarget
+from photod.targets.localwrite import write_atomic
 
 
 def test_a_copy_never_recreates_a_drive_that_went_away(tmp_path: Path) -> None:
@@ -90,3 +91,18 @@ def test_a_link_in_a_target_is_neither_listed_nor_read_nor_moved_through(
     assert (private / "secret.jpg").read_bytes() == b"secret"
     assert not (root / "2024" / "b.jpg").is_symlink()
     assert [] == [p for p in private.iterdir() if p.name != "secret.jpg"]
+
+
+def test_a_failed_metadata_write_leaves_no_temporary(tmp_path: Path) -> None:
+    """A small file under .photod/ that cannot be put in place (here a folder holds its
+    name; a full disk or an unplugged drive fail the same way) raises, keeps what was
+    there, and leaves no temporary behind: the next sweep only runs at the next start."""
+    (tmp_path / "SHA256SUMS" / "inside").mkdir(parents=True)
+    folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(OSError):
+            write_atomic(folder, "SHA256SUMS", b"abc  a.jpg\n", "e0f548bc8f1e-")
+    finally:
+        os.close(folder)
+    assert ["SHA256SUMS"] == sorted(p.name for p in tmp_path.iterdir())
+    assert (tmp_path / "SHA256SUMS" / "inside").is_dir()
