@@ -317,7 +317,7 @@ def check(args: argparse.Namespace, home: Path) -> None:
     print(f"catalog of {n:,} assets x 3 targets built in {time.monotonic() - t0:.0f} s "
           f"({db.stat().st_size / 1e9:.2f} GB)", flush=True)  # fmt: skip
     cfg = config.load(cfg_path)
-    states = build_targets(cfg)
+    states = build_targets(cfg.targets_settings())
     first = catalog_guard.settle(cfg, states)  # a new installation: its identity is made
     assert first.action == "go", first
     assert first.me is not None

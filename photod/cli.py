@@ -10,20 +10,26 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from photod import config as configmod
+from photod import paths
 from photod.cliparser import CANT_CREATE, DATA, NO, NO_DAEMON, OK, USAGE, parser
 from photod.errors import AlreadyRunning, CatalogUntrusted, ConfigError, PhotodError
 from photod.policy import plural, size
 from photod.progress import Bar
 
+# The config's schema (pydantic, a third of a short command's start) is imported by
+# the commands that check a config; `photod status` mostly reads its kept settings.
+if TYPE_CHECKING:
+    from photod import config as configmod
+
 
 def _config_path(args: argparse.Namespace) -> Path:
-    return Path(args.config).expanduser() if args.config else configmod.default_config_path()
+    return Path(args.config).expanduser() if args.config else paths.default_config_path()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from photod import config as configmod
     from photod.daemon import Daemon
 
     path = _config_path(args)
@@ -67,6 +73,8 @@ def cmd_config_example(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from photod import config as configmod
+
     cfg = configmod.load(_config_path(args))
     configmod.check_secrets(cfg)
     for line in configmod.warnings_for(cfg):
@@ -80,6 +88,8 @@ def _daemon_config(args: argparse.Namespace, cached: bool = False) -> configmod.
     """The config, for a command that reads the state or asks the daemon (status,
     logs, pause, resume, backup): when the file has errors, the one the daemon runs on,
     said once on stderr, so that a broken edit never locks anyone out of their daemon."""
+    from photod import config as configmod
+
     path = _config_path(args)
     try:
         return configmod.load(path, cached=cached)
@@ -94,15 +104,15 @@ def _daemon_config(args: argparse.Namespace, cached: bool = False) -> configmod.
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from photod import phonestatus, status
+    from photod import phonestatus, status, statusconfig
 
-    # cached: while the file is unchanged, its schema check is the one kept in the state
-    # dir (``configcache``): a question asked often starts faster.
-    cfg = _daemon_config(args, cached=True)
+    cfg = statusconfig.load(_config_path(args))
+    if cfg is None:  # a config with errors: the daemon's, said once
+        cfg = statusconfig.of(_daemon_config(args, cached=True))
     report = status.collect(cfg)
     if report["daemon"]["running"]:
         try:
-            live = _ask(cfg, {"cmd": "status"})
+            live = _ask(cfg.control_socket, {"cmd": "status"})
         except PhotodError as exc:
             live = {"ok": False, "message": str(exc)}
         report["daemon"]["live"] = live
@@ -124,6 +134,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_albums(args: argparse.Namespace) -> int:
+    from photod import config as configmod
     from photod.albums import albums, render
     from photod.catalog import CATALOG_NAME, Catalog
 
@@ -190,16 +201,16 @@ def _nothing_matched(cfg: configmod.Config, args: argparse.Namespace) -> str:
     return line
 
 
-def _ask(cfg: configmod.Config, request: dict[str, Any]) -> dict[str, Any] | None:
+def _ask(socket: Path, request: dict[str, Any]) -> dict[str, Any] | None:
     """The running daemon's answer, or None when no daemon listens."""
     from photod.control import ask
 
     try:
-        return ask(cfg.control_socket, request)
+        return ask(socket, request)
     except PermissionError as exc:
-        raise PhotodError(f"cannot reach the daemon at {cfg.control_socket}: {exc}") from exc
+        raise PhotodError(f"cannot reach the daemon at {socket}: {exc}") from exc
     except (OSError, ValueError) as exc:
-        raise PhotodError(f"the daemon did not answer at {cfg.control_socket}: {exc}") from exc
+        raise PhotodError(f"the daemon did not answer at {socket}: {exc}") from exc
 
 
 def _tell(answer: dict[str, Any] | None, alone: str) -> int:
@@ -213,6 +224,8 @@ def _tell(answer: dict[str, Any] | None, alone: str) -> int:
 
 def cmd_control(args: argparse.Namespace) -> int:
     # A reload must read the file as it is now: its errors are the answer.
+    from photod import config as configmod
+
     cfg = configmod.load(_config_path(args)) if args.control == "reload" else _daemon_config(args)
     if args.control == "reload":  # what the daemon would refuse, refused here, said the same
         configmod.check_secrets(cfg)
@@ -229,15 +242,16 @@ def cmd_control(args: argparse.Namespace) -> int:
         "pause": "nothing to pause",
         "resume": "nothing to resume",
     }[args.control]
-    return _tell(_ask(cfg, request), alone)
+    return _tell(_ask(cfg.control_socket, request), alone)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from photod import config as configmod
     from photod import standalone
 
     cfg = configmod.load(_config_path(args))
     configmod.check_secrets(cfg)
-    answer = _ask(cfg, {"cmd": "verify", "target": args.target, "all": args.all})
+    answer = _ask(cfg.control_socket, {"cmd": "verify", "target": args.target, "all": args.all})
     if answer is not None:  # the daemon scrubs; two processes healing at once would race
         return _tell(answer, "")
     with Bar("verifying") as bar:
@@ -269,6 +283,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from photod import config as configmod
     from photod import logs, standalone
 
     cfg = configmod.load(_config_path(args))
@@ -311,11 +326,12 @@ RESTORED_SHOWN = 50  # files a restore names one by one; past that, how many mor
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
+    from photod import config as configmod
     from photod import standalone
 
     cfg = configmod.load(_config_path(args))
     configmod.check_secrets(cfg)
-    answer = _ask(cfg, {"cmd": "drill", "target": args.target})
+    answer = _ask(cfg.control_socket, {"cmd": "drill", "target": args.target})
     if answer is not None:  # the daemon holds the catalog: it drills, as it does on schedule
         return _tell(answer, "")
     try:
@@ -331,6 +347,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
+    from photod import config as configmod
     from photod import standalone
 
     cfg = configmod.load(_config_path(args))
@@ -366,6 +383,7 @@ def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_recovery_plan(args: argparse.Namespace) -> int:
+    from photod import config as configmod
     from photod import instance
     from photod.catalog import CATALOG_NAME, Catalog
     from photod.recovery import plan_for
@@ -398,6 +416,7 @@ def cmd_recovery_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_service(args: argparse.Namespace) -> int:
+    from photod import config as configmod
     from photod import service
 
     home = Path.home()

@@ -16,8 +16,7 @@ import sys
 from datetime import date
 from typing import NoReturn
 
-from photod import __version__
-from photod import config as configmod
+from photod import __version__, units
 
 OK = 0
 NO = 1  # done, and the answer is no: not protected, a check failed, nothing matched
@@ -40,7 +39,7 @@ class Parser(argparse.ArgumentParser):
 
 def _duration(text: str) -> float:
     try:
-        return configmod.parse_duration(text)
+        return units.parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -26,60 +26,10 @@ from photod import configcache, paths, policy, schedules
 from photod.errors import ConfigError, PhotodError
 from photod.media import DEFAULT_IGNORE, DEFAULT_LAYOUT, LAYOUT_FIELDS
 from photod.models import Media, PolicyRule, TargetInfo
+from photod.targetspec import LocalSpec, RcloneSpec, S3Spec, TargetSpec, TargetsSettings
+from photod.units import parse_duration, parse_size
 
-APP = "photod"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "kib": 1024,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "mib": 1024**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "gib": 1024**3,
-    "t": 1000**4,
-    "tb": 1000**4,
-    "tib": 1024**4,
-}
-_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_size(value: Any) -> int:
-    """'1GiB', '500 MB', 1024 -> bytes."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    m = (
-        re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value))
-        if isinstance(value, str)
-        else None
-    )
-    if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError(
-            f"is {value!r}; allowed: a byte count or a size like '100MiB', '2GB', '1TiB'"
-        )
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
-def parse_duration(value: Any) -> float:
-    """'2s', '15m', '1h', 30 -> seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    m = (
-        re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", str(value))
-        if isinstance(value, str)
-        else None
-    )
-    if not m or (m.group(2) or "s") not in _SECONDS:
-        raise ValueError(
-            f"is {value!r}; allowed: seconds or a duration like '500ms', '2s', '15m', '1h', '7d'"
-        )
-    return float(m.group(1)) * _SECONDS[m.group(2) or "s"]
-
-
 Size = Annotated[int, BeforeValidator(parse_size)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -240,6 +190,23 @@ class _Target(_Strict):
     def where(self) -> str:
         raise NotImplementedError
 
+    def spec(self) -> TargetSpec:
+        raise NotImplementedError
+
+    def _common(self) -> dict[str, Any]:
+        """The plain fields every kind's spec has."""
+        return {
+            "name": self.name,
+            "type": self.type,  # type: ignore[attr-defined]
+            "where": self.where,
+            "media": self.media,  # type: ignore[attr-defined]
+            "offsite": self.offsite,  # type: ignore[attr-defined]
+            "encrypt": self.encrypt,
+            "bandwidth_limit": self.bandwidth_limit,
+            "window": self.window,
+            "on_battery": self.on_battery,
+        }
+
 
 class LocalTarget(_Target):
     type: Literal["local"]
@@ -259,6 +226,11 @@ class LocalTarget(_Target):
     def where(self) -> str:
         return str(self.path)
 
+    def spec(self) -> LocalSpec:
+        return LocalSpec(
+            **self._common(), path=self.path, creates_root=self.creates_root, reserve=self.reserve
+        )
+
 
 class _RemoteTarget(_Target):
     """What S3 and rclone targets share: uploads in parallel, and offsite by default."""
@@ -272,6 +244,14 @@ class _RemoteTarget(_Target):
     # true: upload over a metered connection too (NetworkManager's Metered: a phone's
     # hotspot); false: uploads wait for an unmetered one.  Local targets copy always.
     on_metered: bool = Field(False, strict=True)
+
+    def _remote(self) -> dict[str, Any]:
+        return {
+            **self._common(),
+            "transfers": self.transfers,
+            "egress_budget": self.egress_budget,
+            "on_metered": self.on_metered,
+        }
 
 
 class S3Target(_RemoteTarget):
@@ -289,6 +269,13 @@ class S3Target(_RemoteTarget):
         where = f"s3://{self.bucket}/{self.prefix}"
         return f"{where} at {self.endpoint}" if self.endpoint else where
 
+    def spec(self) -> S3Spec:
+        return S3Spec(
+            **self._remote(), bucket=self.bucket, prefix=self.prefix, endpoint=self.endpoint,
+            region=self.region, profile=self.profile, credentials_file=self.credentials_file,
+            part_size=self.part_size,
+        )  # fmt: skip
+
 
 class RcloneTarget(_RemoteTarget):
     type: Literal["rclone"]
@@ -301,6 +288,13 @@ class RcloneTarget(_RemoteTarget):
     @property
     def where(self) -> str:
         return self.remote
+
+    def spec(self) -> RcloneSpec:
+        inline = tuple(self.rclone_config.items()) if self.rclone_config is not None else None
+        return RcloneSpec(
+            **self._remote(), remote=self.remote, rclone_config=inline,
+            config_file=self.config_file,
+        )  # fmt: skip
 
 
 Target = Annotated[LocalTarget | S3Target | RcloneTarget, Field(discriminator="type")]
@@ -400,7 +394,7 @@ class Config(_Strict):
     # before the platform's defaults, after the config's own keys).
     @property
     def state_dir(self) -> Path:
-        return self.daemon.state_dir or _default_state_dir()
+        return self.daemon.state_dir or paths.default_state_dir()
 
     @property
     def log_dir(self) -> Path:
@@ -408,13 +402,13 @@ class Config(_Strict):
 
         return (
             self.daemon.log_dir
-            or _systemd_dir("LOGS_DIRECTORY")
-            or Path(platformdirs.user_log_dir(APP))
+            or paths.systemd_dir("LOGS_DIRECTORY")
+            or Path(platformdirs.user_log_dir(paths.APP))
         )
 
     @property
     def runtime_dir(self) -> Path:
-        chosen = self.daemon.runtime_dir or _systemd_dir("RUNTIME_DIRECTORY")
+        chosen = self.daemon.runtime_dir or paths.systemd_dir("RUNTIME_DIRECTORY")
         if chosen is not None:
             return chosen
         import platformdirs
@@ -423,7 +417,7 @@ class Config(_Strict):
             # Without a usable $XDG_RUNTIME_DIR (cron, su) platformdirs warns and uses
             # /tmp/runtime-UID, the same for the daemon and the command line: fine.
             warnings.simplefilter("ignore")
-            return Path(platformdirs.user_runtime_dir(APP))
+            return Path(platformdirs.user_runtime_dir(paths.APP))
 
     @property
     def control_socket(self) -> Path:
@@ -457,37 +451,21 @@ class Config(_Strict):
     def target_infos(self) -> dict[str, TargetInfo]:
         return {t.name: t.info() for t in self.targets}
 
+    def targets_settings(self) -> TargetsSettings:
+        """What ``fleet.build_targets`` makes the targets from."""
+        return TargetsSettings(
+            tuple(t.spec() for t in self.targets),
+            self.state_dir,
+            self.encryption.identity,
+            tuple(self.encryption.recipients),
+        )
+
 
 def host_name() -> str:
     """The host name as an instance name (letters, digits, '.', '_', '-')."""
     raw = socket.gethostname().split(".")[0]
     name = re.sub(r"[^A-Za-z0-9._-]", "-", raw).strip("-._")[:64]
     return name or "photod"
-
-
-def _default_state_dir() -> Path:
-    """The state dir of a config that names none."""
-    # platformdirs is imported where a default folder is asked for: its few ms are
-    # spared to `photod status` on a config that names its folders.
-    import platformdirs
-
-    return _systemd_dir("STATE_DIRECTORY") or Path(platformdirs.user_state_dir(APP))
-
-
-def _systemd_dir(variable: str) -> Path | None:
-    value = os.environ.get(variable, "").split(":")[0]
-    return Path(value) if value else None
-
-
-def default_config_path() -> Path:
-    env = os.environ.get("PHOTOD_CONFIG")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    user = Path(platformdirs.user_config_dir(APP)) / "photod.toml"
-    system = Path("/etc/photod/photod.toml")
-    return system if not user.exists() and system.exists() else user
 
 
 SOURCE_TYPES = ("folder", "iphone")
@@ -573,23 +551,11 @@ def _allowed(err: Any, msg: str) -> str:
     return named[kind]
 
 
-def _resolve(path: Path, base: Path, key: str = "") -> Path:
-    try:
-        path = path.expanduser()
-    except RuntimeError:  # '~nobody/photos': no such user, no home to expand to
-        user = str(path).partition("/")[0]
-        raise ConfigError(
-            [f"{key}: is {str(path)!r}, whose {user!r} names no user of this computer; "
-             "allowed: an absolute path, '~/…', or a path relative to the config"]
-        ) from None  # fmt: skip
-    return path if path.is_absolute() else (base / path)
-
-
 def _resolve_target(t: LocalTarget | S3Target | RcloneTarget, base: Path, at: str) -> Any:
     keys = ("path", "credentials_file", "config_file")
     return t.model_copy(
         update={
-            k: _resolve(v, base, f"{at}.{k}")
+            k: paths.resolve(v, base, f"{at}.{k}")
             for k in keys
             if k in type(t).model_fields and (v := getattr(t, k)) is not None
         }
@@ -782,7 +748,7 @@ def _resolved(cfg: Config, path: Path) -> Config:
         update={
             "path": path,
             "sources": [
-                s.model_copy(update={"path": _resolve(s.path, base, f"sources[{i}].path")})
+                s.model_copy(update={"path": paths.resolve(s.path, base, f"sources[{i}].path")})
                 if isinstance(s, FolderSource)
                 else s
                 for i, s in enumerate(cfg.sources)
@@ -793,18 +759,20 @@ def _resolved(cfg: Config, path: Path) -> Config:
             "notify": cfg.notify.model_copy(
                 update={
                     "smtp_password_file": cfg.notify.smtp_password_file
-                    and _resolve(cfg.notify.smtp_password_file, base, "notify.smtp_password_file")
+                    and paths.resolve(
+                        cfg.notify.smtp_password_file, base, "notify.smtp_password_file"
+                    )
                 }
             ),
             "encryption": cfg.encryption.model_copy(
                 update={
                     "identity": cfg.encryption.identity
-                    and _resolve(cfg.encryption.identity, base, "encryption.identity")
+                    and paths.resolve(cfg.encryption.identity, base, "encryption.identity")
                 }
             ),
             "daemon": cfg.daemon.model_copy(
                 update={
-                    k: _resolve(v, base, f"daemon.{k}")
+                    k: paths.resolve(v, base, f"daemon.{k}")
                     for k in ("state_dir", "log_dir", "runtime_dir")
                     if (v := getattr(cfg.daemon, k)) is not None
                 }
@@ -824,7 +792,9 @@ def parse(text: str, path: Path, cached: bool = False) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{where}: not valid TOML: {exc}"]) from exc
-    folder, key = (_kept_in(data, path.parent), _cache_key(text)) if cached else (None, b"")
+    folder, key = (
+        (paths.unchecked_state_dir(data, path.parent), _cache_key(text)) if cached else (None, b"")
+    )
     kept = configcache.read(folder, key, _CACHEABLE) if folder and key else None
     try:
         cfg = kept if isinstance(kept, Config) else Config.model_validate(data)
@@ -867,17 +837,6 @@ def _cache_key(text: str) -> bytes:
     return configcache.key(text.encode(), _CHECKED_BY)
 
 
-def _kept_in(data: dict[str, Any], base: Path) -> Path | None:
-    """The state dir a file names, read from its keys before they are checked: where
-    its check is kept (only a file that passed has one there)."""
-    daemon = data.get("daemon")
-    named = daemon.get("state_dir") if isinstance(daemon, dict) else None
-    try:
-        return _resolve(Path(named), base) if isinstance(named, str) else _default_state_dir()
-    except (RuntimeError, ConfigError):  # '~nobody/state': no cache, checked without one
-        return None
-
-
 LAST_GOOD = "config.lastgood"  # in the state dir: the text of the config the daemon runs on
 
 
@@ -907,7 +866,7 @@ def last_good(path: Path) -> Config | None:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         data = {}
-    folder = _kept_in(data, path.parent)
+    folder = paths.unchecked_state_dir(data, path.parent)
     if folder is None:
         return None
     try:

@@ -1,8 +1,9 @@
-"""The config's schema check, kept between runs: what validating the config file's exact
-bytes gave, so that `photod status` can skip building pydantic's validators (most of
-its start) while the file and photod have not changed.
+"""What checking the config file's exact bytes gave, kept between runs while the file and
+photod have not changed: the schema check (``config.cache``: commands skip building
+pydantic's validators, most of their start) and `photod status`'s plain settings
+(``status.cache``, see ``statusconfig``: it loads no pydantic at all).
 
-One private file in the state dir.  What is read back counts only if all of this holds;
+Private files in the state dir.  What is read back counts only if all of this holds;
 else the caller validates in full (and keeps that result instead):
 
 - the file is ours: a regular file of this user, mode 600, reached through no link;
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.machinery
 import io
 import os
 import pickle
@@ -31,23 +33,34 @@ _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 def key(text: bytes, code: Iterable[str]) -> bytes:
     """What a kept check stands for: these bytes, checked by this code (each named
-    module's file as it is now, by size and time: an edit or an upgrade changes it).
-    Empty when a module is not loaded or its file cannot be read: then nothing is kept."""
+    module's file as it is now, by size and time: an edit or an upgrade changes it;
+    a module not loaded is found without being loaded).  Empty when a module or its
+    file cannot be found: then nothing is kept."""
     h = hashlib.sha256(text)
     try:
         for name in code:
-            st = os.stat(sys.modules[name].__file__ or "")
+            st = os.stat(_file_of(name))
             h.update(f"\0{name} {st.st_size} {st.st_mtime_ns}".encode())
-    except (KeyError, OSError):
+    except (KeyError, ImportError, ValueError, OSError):
         return b""
     return h.hexdigest().encode()
 
 
-def read(folder: Path, want: bytes, classes: Iterable[type]) -> Any:
+def _file_of(module: str) -> str:
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        return loaded.__file__ or ""
+    parent = module.rpartition(".")[0]
+    where = sys.modules[parent].__path__ if parent else None  # KeyError: parent not loaded
+    spec = importlib.machinery.PathFinder.find_spec(module, where)  # found, not loaded
+    return (spec.origin if spec else None) or ""
+
+
+def read(folder: Path, want: bytes, classes: Iterable[type], name: str = NAME) -> Any:
     """The value kept under the key ``want`` in ``folder``; None when there is none,
     it is another key's, not ours, or damaged in any way."""
     try:
-        fd = os.open(folder / NAME, _OPEN)
+        fd = os.open(folder / name, _OPEN)
     except (OSError, ValueError):  # ValueError: a NUL in the path
         return None
     with os.fdopen(fd, "rb") as f:
@@ -64,14 +77,14 @@ def read(folder: Path, want: bytes, classes: Iterable[type]) -> Any:
         return None
 
 
-def write(folder: Path, want: bytes, value: object) -> None:
+def write(folder: Path, want: bytes, value: object, name: str = NAME) -> None:
     """Keep ``value`` under the key ``want``: a temporary renamed over the file, so a
     reader sees the old file or the new one.  Only in a folder of this user (never in
     another user's state dir, whoever runs the command).  Not fsynced: a file a crash
     tore fails its checksum and is written again.  Best effort: a cache that cannot be
     written is simply not there next time."""
     body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp = folder / f".{NAME}.{os.getpid()}.tmp"
+    tmp = folder / f".{name}.{os.getpid()}.tmp"
     with contextlib.suppress(OSError, ValueError):
         st = os.stat(folder)
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
@@ -81,7 +94,7 @@ def write(folder: Path, want: bytes, value: object) -> None:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(_head(want, body) + b"\n\n" + body)
-            os.replace(tmp, folder / NAME)
+            os.replace(tmp, folder / name)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

@@ -269,7 +269,7 @@ class Daemon:
         thorough = bool(self._resettle)
         if thorough:
             log.warning("catalog_rechecked", reason=self._resettle)
-        targets = build_targets(cfg, self._stopping)
+        targets = build_targets(cfg.targets_settings(), self._stopping)
         notifier = Notifier(cfg.notify)
         notifier.start()
         logs.listeners.append(notifier.on_event)

@@ -182,7 +182,7 @@ def _targets(cfg: Config) -> list[Finding]:
         catalog = None  # said by the catalog check; the targets are checked all the same
     try:
         try:
-            states = build_targets(cfg)
+            states = build_targets(cfg.targets_settings())
         except PhotodError as exc:  # the identity cannot be read: no target can be built
             return [Finding("fail", "targets", str(exc), "see the secrets line above")]
         for name, state in states.items():

@@ -15,15 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from photod import ledgers
 from photod.catalog import Catalog
 from photod.clock import SYSTEM, Clock
-from photod.config import Config
-from photod.config import LocalTarget as LocalTargetConfig
-from photod.config import S3Target as S3TargetConfig
-from photod.config import Target as TargetConfig
 from photod.errors import LinkInTarget, PhotodError, TargetUnavailable, Undecryptable
 from photod.logs import log
 from photod.models import Media, TargetInfo
@@ -31,6 +28,14 @@ from photod.network import metered_now
 from photod.targets.base import Identity, Target, Writer
 from photod.targets.local import LocalTarget
 from photod.targets.records import Installation, Records
+from photod.targetspec import (
+    LocalSpec,
+    RcloneSpec,
+    RemoteSpec,
+    S3Spec,
+    TargetSpec,
+    TargetsSettings,
+)
 from photod.throttle import LimitedWriter, TokenBucket, on_battery_now, paused
 
 REMOTE_PROBE = 60.0  # seconds between checks of a remote target that answers
@@ -39,15 +44,15 @@ if TYPE_CHECKING:
     from photod.targets.crypt import Keys
 
 
-def _target(cfg: Config, t: TargetConfig, keys: Keys | None, owner: str) -> Target:
+def _target(state_dir: Path, t: TargetSpec, keys: Keys | None, owner: str) -> Target:
     """One configured target, wrapped in encryption when it asks for it."""
     inner: Target
-    if isinstance(t, LocalTargetConfig):
+    if isinstance(t, LocalSpec):
         inner = LocalTarget(
             t.name, t.path, t.creates_root, t.reserve, relocatable=t.media is not Media.INTERNAL,
             owner=owner,
         )  # fmt: skip
-    elif isinstance(t, S3TargetConfig):
+    elif isinstance(t, S3Spec):
         from photod.targets.s3 import S3Target  # boto3 takes 0.1 s to load: only when used
 
         inner = S3Target(
@@ -57,10 +62,11 @@ def _target(cfg: Config, t: TargetConfig, keys: Keys | None, owner: str) -> Targ
     else:
         from photod.targets.rclone import RcloneTarget  # http.client, ssl: only when used
 
+        assert isinstance(t, RcloneSpec)
         conf = t.config_file
         if t.rclone_config is not None:
             conf = RcloneTarget.write_inline_config(
-                cfg.state_dir / "rclone" / f"{t.name}.conf", t.remote, t.rclone_config
+                state_dir / "rclone" / f"{t.name}.conf", t.remote, dict(t.rclone_config)
             )
         inner = RcloneTarget(t.name, t.remote, conf)
     if t.encrypt:
@@ -72,37 +78,37 @@ def _target(cfg: Config, t: TargetConfig, keys: Keys | None, owner: str) -> Targ
 
 
 def build_targets(
-    cfg: Config, stop: threading.Event | None = None, me: Installation | None = None
+    settings: TargetsSettings, stop: threading.Event | None = None, me: Installation | None = None
 ) -> dict[str, TargetState]:
     """Every configured target; with ``me`` (the daemon, and the commands that write),
     each with this installation's records on it."""
     keys = None
-    if any(t.encrypt for t in cfg.targets) and cfg.encryption.identity is not None:
+    if any(t.encrypt for t in settings.targets) and settings.identity is not None:
         from photod.targets.crypt import Keys
 
         try:
-            keys = Keys(cfg.encryption.identity, cfg.encryption.recipients)
+            keys = Keys(settings.identity, list(settings.recipients))
         except OSError as exc:
-            raise PhotodError(
-                f"cannot read the age identity {cfg.encryption.identity}: {exc}"
-            ) from exc
+            raise PhotodError(f"cannot read the age identity {settings.identity}: {exc}") from exc
     stop = stop or threading.Event()
-    targets = {t.name: _target(cfg, t, keys, me.short if me else "") for t in cfg.targets}
-    return {
-        t.name: TargetState(
-            targets[t.name],
+    owner = me.short if me else ""
+    states = {}
+    for t in settings.targets:
+        target = _target(settings.state_dir, t, keys, owner)
+        remote = t if isinstance(t, RemoteSpec) else None
+        states[t.name] = TargetState(
+            target,
             t.info(),
-            records=Records(targets[t.name], me) if me else None,
-            queued=not isinstance(t, LocalTargetConfig),
-            transfers=1 if isinstance(t, LocalTargetConfig) else t.transfers,
+            records=Records(target, me) if me else None,
+            queued=remote is not None,
+            transfers=remote.transfers if remote else 1,
             bucket=TokenBucket(t.bandwidth_limit, stop) if t.bandwidth_limit else None,
             window=t.window,
             on_battery=t.on_battery,
-            on_metered=True if isinstance(t, LocalTargetConfig) else t.on_metered,
-            egress_budget=None if isinstance(t, LocalTargetConfig) else t.egress_budget,
+            on_metered=remote.on_metered if remote else True,  # local targets copy always
+            egress_budget=remote.egress_budget if remote else None,
         )
-        for t in cfg.targets
-    }
+    return states
 
 
 @dataclass

@@ -10,7 +10,6 @@ unplugged.
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +55,8 @@ def save(state_dir: Path, known: Known) -> None:
 
 
 def new(name: str) -> Installation:
+    import uuid  # loads platform: only where an installation is made
+
     return Installation(uuid.uuid4().hex, name)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import logging.handlers
 import re
 import sys
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -90,8 +89,11 @@ def setup(
         h.close()
     root.setLevel(level)
     if log_dir is not None:
+        # socket, pickle: loaded only by a command that writes the log
+        from logging.handlers import RotatingFileHandler
+
         log_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
+        handler = RotatingFileHandler(
             log_dir / LOG_NAME,
             maxBytes=max_bytes,
             backupCount=keep,

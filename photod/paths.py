@@ -1,13 +1,17 @@
 """Where photod's own files are, as every command finds them without loading the part
-that uses them: the control socket of a state dir."""
+that uses them: the config file, the state dir, the control socket of a state dir; and
+how a path in the config is read (``~`` and relative to the config's folder)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
+from typing import Any
 
+from photod.errors import ConfigError
+
+APP = "photod"
 SOCKET_NAME = "control.sock"
 
 
@@ -17,5 +21,56 @@ def socket_path(runtime_dir: Path, state_dir: Path) -> Path:
     path = runtime_dir / SOCKET_NAME
     if len(os.fsencode(path)) <= 100:
         return path
+    import tempfile  # only for a deep runtime dir: most commands never need it
+
     tag = hashlib.sha256(os.fsencode(state_dir)).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / f"photod-{os.getuid()}-{tag}" / SOCKET_NAME
+
+
+def default_state_dir() -> Path:
+    """The state dir of a config that names none."""
+    # platformdirs is imported where a default folder is asked for: its few ms are
+    # spared to `photod status` on a config that names its folders.
+    import platformdirs
+
+    return systemd_dir("STATE_DIRECTORY") or Path(platformdirs.user_state_dir(APP))
+
+
+def systemd_dir(variable: str) -> Path | None:
+    value = os.environ.get(variable, "").split(":")[0]
+    return Path(value) if value else None
+
+
+def default_config_path() -> Path:
+    env = os.environ.get("PHOTOD_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    user = Path(platformdirs.user_config_dir(APP)) / "photod.toml"
+    system = Path("/etc/photod/photod.toml")
+    return system if not user.exists() and system.exists() else user
+
+
+def resolve(path: Path, base: Path, key: str = "") -> Path:
+    try:
+        path = path.expanduser()
+    except RuntimeError:  # '~nobody/photos': no such user, no home to expand to
+        user = str(path).partition("/")[0]
+        raise ConfigError(
+            [f"{key}: is {str(path)!r}, whose {user!r} names no user of this computer; "
+             "allowed: an absolute path, '~/…', or a path relative to the config"]
+        ) from None  # fmt: skip
+    return path if path.is_absolute() else (base / path)
+
+
+def unchecked_state_dir(data: dict[str, Any], base: Path) -> Path | None:
+    """The state dir a config names, read from its keys before they are checked (where
+    the kept checks of a file are: only a file that passed has one there); None when
+    it names none that can be."""
+    daemon = data.get("daemon")
+    named = daemon.get("state_dir") if isinstance(daemon, dict) else None
+    try:
+        return resolve(Path(named), base) if isinstance(named, str) else default_state_dir()
+    except (RuntimeError, ConfigError):  # '~nobody/state': no cache, checked without one
+        return None

@@ -66,7 +66,7 @@ class Pipeline:
         self.catalog = catalog
         self.me = me
         self.stop_event = threading.Event()
-        self.targets = build_targets(cfg, self.stop_event, me)
+        self.targets = build_targets(cfg.targets_settings(), self.stop_event, me)
         roots = cfg.source_roots()
         self.fleet = Fleet(catalog, self.targets, self.stop_event, cfg.daemon.retry_max,
                            relist, trusted=trusted, distrust=distrust, clock=clock)  # fmt: skip

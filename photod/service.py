@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from photod import config as configmod
+from photod import paths
 from photod.errors import PhotodError
 from photod.statelock import running_pid
 
@@ -300,7 +301,7 @@ def _beside(pid: int, state: Path, start: str) -> str:
 def _running(config: Path | None) -> tuple[int, Path] | None:
     """(pid, state dir) of a photod running on this config's state dir, if one runs."""
     try:
-        cfg = configmod.load(config or configmod.default_config_path())
+        cfg = configmod.load(config or paths.default_config_path())
     except (PhotodError, OSError):
         return None  # no config yet (or a bad one, said elsewhere): no daemon of it
     pid = running_pid(cfg.state_dir)

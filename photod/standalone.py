@@ -51,7 +51,7 @@ class _Foreground:
             )
             db = self.cfg.state_dir / CATALOG_NAME
             if self.settle:
-                targets = build_targets(self.cfg)
+                targets = build_targets(self.cfg.targets_settings())
                 try:
                     verdict = catalog_guard.settle(self.cfg, targets)
                 finally:
@@ -109,7 +109,7 @@ def verify(
 def run_drill(cfg: Config, only: str | None) -> dict[str, DrillResult]:
     """Each reachable target's drill: files restored and checked, and how many failed."""
     with _Foreground(cfg) as catalog:
-        targets = build_targets(cfg)
+        targets = build_targets(cfg.targets_settings())
         try:
             return drill(
                 catalog,
@@ -138,7 +138,7 @@ def restore(
     if not db.exists():
         raise FileNotFoundError(db)
     catalog = Catalog(db)
-    targets = build_targets(cfg)
+    targets = build_targets(cfg.targets_settings())
     try:
         among = None
         if album is not None:
@@ -167,7 +167,7 @@ def rebuild(
     private.go_private()
     lock = StateLock(cfg.state_dir)
     logs.setup(cfg.log_dir, console=False)
-    targets = build_targets(cfg)
+    targets = build_targets(cfg.targets_settings())
     try:
         return snapshot.rebuild_catalog(
             cfg.state_dir, cfg.state_dir / CATALOG_NAME, name, targets, force, wanted,

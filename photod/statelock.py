@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 from typing import IO
 
-import psutil
-
 from photod.errors import AlreadyRunning
 from photod.logs import log
 
@@ -109,6 +107,8 @@ def _photod_holds(lock: IO[str]) -> bool:
     """Whether the lock is held by photod (a daemon or a command) of this user: the pid
     in the file is a live photod process of ours.  Asked twice, a moment apart, as a
     photod that has just taken the lock writes its pid right after."""
+    import psutil  # only when the lock is taken: `photod status` never loads it
+
     for attempt in (1, 2):
         lock.seek(0)
         text = lock.read().strip()

@@ -11,17 +11,17 @@ from typing import Any
 
 from photod import colour, instance, phonestatus, policy, schedules
 from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog
-from photod.config import Config, FolderSource
 from photod.errors import CatalogDamaged, TargetUnavailable
 from photod.fleet import build_targets
 from photod.logs import local_time
 from photod.statelock import running_pid
+from photod.statusconfig import StatusSettings
 from photod.targets.base import Identity
 from photod.usb import usbmuxd_installed, usbmuxd_socket
 
 
-def collect(cfg: Config) -> dict[str, Any]:
-    rule = cfg.policy.rule()
+def collect(cfg: StatusSettings) -> dict[str, Any]:
+    rule = cfg.rule
     infos = cfg.target_infos()
     now = datetime.now(UTC)
     db_path = cfg.state_dir / CATALOG_NAME
@@ -45,7 +45,7 @@ def collect(cfg: Config) -> dict[str, Any]:
                     missing[m] += count
         targets = []
         drills = catalog.last_drills() if catalog else {}
-        for name, state in build_targets(cfg).items():
+        for name, state in build_targets(cfg.targets).items():
             record = catalog.target(name) if catalog else None
             known = Identity(record.target_id, record.root, record.mount_rel) if record else None
             why = state.paused()
@@ -58,7 +58,7 @@ def collect(cfg: Config) -> dict[str, Any]:
                 available, reason = False, exc.reason
             finally:
                 state.target.close()
-            t = next(t for t in cfg.targets if t.name == name)
+            t = next(t for t in cfg.targets.targets if t.name == name)
             # Counted from the holdings already read: no query per target.
             held_here = sum(n for held, n, _ in holdings if name in held)
             # Bytes from the holdings too; the oldest check through its index: status
@@ -124,12 +124,12 @@ def collect(cfg: Config) -> dict[str, Any]:
                 "path": str(s.path),
                 "available": Path(s.path).is_dir(),
             }
-            if isinstance(s, FolderSource)
-            else {"name": s.name, "type": s.type, "udids": s.udids}
+            if s.path is not None
+            else {"name": s.name, "type": s.type, "udids": list(s.udids)}
             for s in cfg.sources
         ],
         "devices": devices,
-        "usbmuxd": _usbmuxd() if cfg.iphones else None,
+        "usbmuxd": _usbmuxd() if cfg.phones else None,
         "undecodable": undecodable,
         "daemon": {"running": pid is not None, "pid": pid or None},
         "config": str(cfg.path),
@@ -156,7 +156,7 @@ def _age_days(stamp: str | None, now: datetime) -> float | None:
 
 
 def _proof(
-    cfg: Config,
+    cfg: StatusSettings,
     catalog: Catalog,
     name: str,
     total: int,
@@ -168,9 +168,9 @@ def _proof(
     """How recently a target's copies were proved, the last drill, and whether the
     budgets let the scrub re-read all of it within its cycle."""
     oldest = catalog.oldest_check(name)
-    every = schedules.interval(cfg.schedule.scrub)
-    cycle = cfg.schedule.scrub_cycle
-    per_run = cfg.schedule.scrub_budget[0]
+    every = schedules.interval(cfg.scrub)
+    cycle = cfg.scrub_cycle
+    per_run = cfg.scrub_budget
     if egress is not None:
         monthly = int(egress * min(1.0, every / MONTH))  # a month's budget spread over its runs
         per_run = monthly if per_run is None else min(per_run, monthly)

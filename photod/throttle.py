@@ -5,16 +5,12 @@ are parameters)."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import os
 import threading
 import time
 from datetime import datetime
 from typing import Any
-
-import psutil
 
 from photod.models import VerifyMethod
 from photod.targets.base import Writer
@@ -55,6 +51,8 @@ def lower_priority(level: str, nice: int | None = None) -> None:
     (ionice -c2 -n7).  The nice value becomes at least ``nice``, or goes up by 10 when
     it is None.  Linux applies both per thread, and threads started afterwards inherit
     them: the daemon calls it first thing; a scrub in a thread that ends with it."""
+    import psutil  # loaded where asked: it is a sixth of a short command's start
+
     if level == "normal" or not hasattr(psutil, "IOPRIO_CLASS_IDLE"):
         return
     tid = threading.get_native_id()
@@ -74,6 +72,8 @@ def lower_priority(level: str, nice: int | None = None) -> None:
 
 @functools.cache
 def _libc() -> Any:
+    import ctypes.util  # runs subprocess: only when a copy is made to wait
+
     try:
         return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
@@ -112,6 +112,8 @@ def _hhmm(minutes: int) -> str:
 
 def on_battery_now() -> bool | None:
     """True on battery, False on mains, None without a battery (or when unknown)."""
+    import psutil  # as in lower_priority: only when asked
+
     try:
         battery = psutil.sensors_battery()
     except (AttributeError, OSError, NotImplementedError):

@@ -214,3 +214,32 @@ def test_status_keeps_nothing_in_another_users_state_dir(tmp_path: Path) -> None
     r = _status(path, tmp_path)
     assert 0 == r.returncode, r.stderr
     assert [] == sorted(p.name for p in state.iterdir())
+
+
+def test_status_settings_follow_the_file_and_the_environment(tmp_path: Path) -> None:
+    """What `photod status` keeps of a config (``statusconfig``) stands for the file's
+    bytes and the environment its paths are read in: the same file under another
+    $HOME reports that home's folder, and an edit shows at once."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    homes = [tmp_path / "alice", tmp_path / "bob"]
+    for home in homes:
+        (home / "lib").mkdir(parents=True)
+    path = tmp_path / "photod.toml"
+    path.write_text(
+        '[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n[[targets]]\nname = "lib"\ntype = "local"\n'
+        f'path = "~/lib"\n[daemon]\nstate_dir = "{state}"\nlog_dir = "{tmp_path}/log"\n'
+    )
+
+    def targets(home: Path) -> list[tuple[str, str]]:
+        r = _status(path, home)
+        assert 0 == r.returncode, r.stderr
+        report = json.loads(r.stdout.rsplit("\nBUILT", 1)[0])
+        return [(t["name"], t["path"]) for t in report["targets"]]
+
+    for home in [*homes, *homes]:  # each twice: the second time from what was kept
+        assert [("lib", str(home / "lib"))] == targets(home)
+    assert (state / "status.cache").stat().st_mode & 0o777 == 0o600
+    with path.open("a") as f:
+        f.write(f'[[targets]]\nname = "t7"\ntype = "local"\npath = "{tmp_path}/t7"\n')
+    assert ["lib", "t7"] == [name for name, _ in targets(homes[0])]

@@ -4,6 +4,7 @@ commands that only read stay light."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -93,6 +94,35 @@ def test_read_only_commands_load_no_heavy_library(tmp_path: Path, command: str) 
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, timeout=60)  # fmt: skip
     assert "LOADED []" in r.stdout, r.stdout + r.stderr
+
+
+def test_status_on_an_unchanged_config_loads_no_pydantic(tmp_path: Path) -> None:
+    """The first `photod status` checks the config in full and keeps what it read of
+    it (``statusconfig``); the next, on the same file, loads neither pydantic nor
+    psutil (about half of its start) and reports the same."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (tmp_path / "state").mkdir(mode=0o700)  # as the daemon leaves it
+    config = tmp_path / "photod.toml"
+    config.write_text(
+        f"[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n"
+        f'[[targets]]\nname = "lib"\ntype = "local"\npath = "{lib}"\n'
+        f'[daemon]\nstate_dir = "{tmp_path}/state"\nlog_dir = "{tmp_path}/log"\n'
+    )
+    code = (
+        "import sys\nfrom photod.cli import main\n"
+        f"code = main(['--config', {str(config)!r}, 'status', '--json'])\n"
+        "print('LOADED', sorted(m for m in ('pydantic', 'psutil') if m in sys.modules))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    run = [sys.executable, "-c", code]
+    runs = [
+        subprocess.run(run, cwd=ROOT, capture_output=True, text=True, env=env, timeout=60)
+        for _ in range(2)
+    ]
+    assert ["LOADED ['pydantic']", "LOADED []"] == [r.stdout.splitlines()[-1] for r in runs]
+    first, second = (json.loads(r.stdout.rsplit("\nLOADED", 1)[0]) for r in runs)
+    assert first["targets"] == second["targets"] and str(lib) == second["targets"][0]["path"]
 
 
 MODULE_MAX, CLASS_MAX = 500, 300

@@ -195,7 +195,7 @@ def test_no_round_for_stale_after_says_backups_stopped(tmp_path: Path) -> None:
         cfg = config.parse(text, tmp_path / "photod.toml")
         n = Notifier(cfg.notify, clock)
         catalog = Catalog(tmp_path / f"catalog-{stale}.sqlite")
-        return Reminders(cfg, catalog, build_targets(cfg), n, clock), n
+        return Reminders(cfg, catalog, build_targets(cfg.targets_settings()), n, clock), n
 
     def queued(n: Notifier) -> list[str]:
         return [m.title for m in (n.q.get_nowait() for _ in range(n.q.qsize()))

@@ -68,7 +68,9 @@ class PhoneRig:
         self.catalog = Catalog(tmp / "state" / "catalog.sqlite")
         stop = threading.Event()
         me = Installation("1" * 32, "rig")
-        self.fleet = Fleet(self.catalog, build_targets(cfg, stop, me), stop, retry_max=0)
+        self.fleet = Fleet(
+            self.catalog, build_targets(cfg.targets_settings(), stop, me), stop, retry_max=0
+        )
         self.fleet.refresh("lib")
         self.replicator = Replicator(
             self.catalog, self.fleet, cfg.policy.rule(), stop, cfg.source_roots(), 0, 0

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from photod import config as configmod
-from photod import status
+from photod import status, statusconfig
 from photod.doctor import Finding
 from tests.conftest import write_config
 
@@ -57,7 +57,7 @@ def _config(home: Path) -> Path:
 def report(tmp_path: Path) -> dict[str, Any]:
     """A real `photod status` report, then as it reads with 11 photos protected, a
     drill and the running daemon's next scrub."""
-    s = status.collect(configmod.load(_config(tmp_path)))
+    s = status.collect(statusconfig.of(configmod.load(_config(tmp_path))))
     s.update(assets=11, bytes=12_000_000, protected=True)
     s["policy"].update(compliant=11, noncompliant=0)
     s["targets"][0].update(

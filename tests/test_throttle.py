@@ -119,7 +119,7 @@ def test_a_metered_connection_pauses_remote_targets_only(tmp_path: Path, system_
         '[[targets]]\nname = "b2"\ntype = "s3"\nbucket = "photos"\nendpoint = "http://127.0.0.1:9"\n'
         '[[targets]]\nname = "box"\ntype = "rclone"\nremote = "box:photos"\non_metered = true\n'
     )
-    states = build_targets(config.parse(text, tmp_path / "photod.toml"))
+    states = build_targets(config.parse(text, tmp_path / "photod.toml").targets_settings())
     nm = FakeNetworkManager(system_bus, GUESS_YES)
     try:
         assert (True, False, True) == tuple(s.on_metered for s in states.values())
@@ -198,7 +198,7 @@ def test_config_rules_reach_the_targets(tmp_path: Path) -> None:
         'bandwidth_limit = "5MiB/s"\nwindow = "22:00-06:00"\non_battery = false\n'
         '[[targets]]\nname = "b2"\ntype = "s3"\nbucket = "photos"\nendpoint = "http://127.0.0.1:9"\n'
     )
-    states = build_targets(config.parse(text, tmp_path / "photod.toml"))
+    states = build_targets(config.parse(text, tmp_path / "photod.toml").targets_settings())
     t7, b2 = states["t7"], states["b2"]
     assert t7.bucket is not None and 5 * 1024**2 == t7.bucket.rate
     assert ((22 * 60, 6 * 60), False, False) == (t7.window, t7.on_battery, t7.queued)

@@ -17,7 +17,6 @@ import json
 import os
 import stat
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
@@ -116,6 +115,8 @@ class LocalMeta:
         # Two computers may find the same empty folder at once: the first marker
         # written wins, and the other takes the id it finds.
         name = self.target.name
+        import uuid  # loads platform: only where a marker is made
+
         mine = json.dumps({"id": str(uuid.uuid4()), "name": name, "created_by": "photod"})
         try:
             top = open_root(root)

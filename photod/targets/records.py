@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
-import socket
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -189,6 +187,8 @@ class Ledger:
             return len(self._buffer)
 
     def _write(self, entries: list[ManifestEntry]) -> str:
+        import secrets  # here, as socket below: `photod status` never writes a list
+
         name = f"{self.folder}/{secrets.token_hex(12)}{self.suffix}"
         # put_private: sealed with age on an encrypted target, as it is on a plain one.
         self.target.put_private(name, self.encode(entries))
@@ -266,6 +266,8 @@ class Records:
 
     def register(self) -> None:
         """Write this installation's ``installation.json`` (its own file)."""
+        import socket
+
         info = {"id": self.me.id, "name": self.me.name, "host": socket.gethostname(),
                 "photod": __version__}  # fmt: skip
         self.target.put_meta(f"{self.folder}/{INFO}", json.dumps(info, indent=1).encode())
