@@ -1109,6 +1109,52 @@ class Catalog:
                 yield _asset(r)
             after = rows[-1]["relpath"]
 
+    # -- what the dashboard shows ---------------------------------------------------------
+
+    def held_by(self, held: frozenset[str], limit: int) -> list[Asset]:
+        """Assets whose verified replicas are on exactly these targets, newest first."""
+        key = "\0".join(sorted(held))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM assets WHERE held = ? ORDER BY captured_at DESC, relpath LIMIT ?",
+                (key, limit),
+            ).fetchall()
+        return [_asset(r) for r in rows]
+
+    def added_by_day(self, since: str) -> list[tuple[str, frozenset[str], int]]:
+        """(day added, targets holding it, assets) for the assets added since a day."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT substr(added_at, 1, 10), held, count(*) FROM assets WHERE added_at >= ?"
+                " GROUP BY 1, 2",
+                (since,),
+            ).fetchall()
+        return [(r[0], frozenset(r[1].split("\0")) if r[1] else frozenset(), r[2]) for r in rows]
+
+    def months(self) -> list[tuple[str, int]]:
+        """('YYYY-MM' of capture, assets), newest first; '' for an unknown capture time."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT substr(captured_at, 1, 7), count(*) FROM assets GROUP BY 1 ORDER BY 1 DESC"
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def captured_in(self, month: str, limit: int) -> list[Asset]:
+        """The assets captured in a month ('YYYY-MM'; '' for those with no capture time),
+        in time order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM assets WHERE substr(captured_at, 1, 7) = ?"
+                " ORDER BY captured_at, relpath LIMIT ?",
+                (month, limit),
+            ).fetchall()
+        return [_asset(r) for r in rows]
+
+    def held_of(self, sha256: str) -> frozenset[str]:
+        with self._lock:
+            r = self._db.execute("SELECT held FROM assets WHERE sha256 = ?", (sha256,)).fetchone()
+        return frozenset(r[0].split("\0")) if r and r[0] else frozenset()
+
     # -- snapshots -----------------------------------------------------------------------
 
     def changes(self) -> int:

@@ -22,10 +22,21 @@ from photod.progress import Bar
 # the commands that check a config; `photod status` mostly reads its kept settings.
 if TYPE_CHECKING:
     from photod import config as configmod
+    from photod.config import Config
 
 
 def _config_path(args: argparse.Namespace) -> Path:
     return Path(args.config).expanduser() if args.config else paths.default_config_path()
+
+
+def _load(args: argparse.Namespace, secrets: bool = False, cached: bool = False) -> Config:
+    """The config, checked (and its secret files' modes, with ``secrets``)."""
+    from photod import config as configmod
+
+    cfg = configmod.load(_config_path(args), cached=cached)
+    if secrets:
+        configmod.check_secrets(cfg)
+    return cfg
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -75,8 +86,7 @@ def cmd_config_example(args: argparse.Namespace) -> int:
 def cmd_config_check(args: argparse.Namespace) -> int:
     from photod import config as configmod
 
-    cfg = configmod.load(_config_path(args))
-    configmod.check_secrets(cfg)
+    cfg = _load(args, secrets=True)
     for line in configmod.warnings_for(cfg):
         print(f"warning: {line}", file=sys.stderr)
     print(f"ok: {cfg.path}: {plural(len(cfg.sources), 'source')}, "
@@ -133,12 +143,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     return OK if report["protected"] else NO  # so that `photod status || alert` works
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from photod.dashboard import login
+
+    url = login.link(_daemon_config(args))
+    print(f"{url}\n(a login link for this user: good once, for two minutes)")
+    if not args.no_browser:
+        login.open_in_browser(url)
+    return OK
+
+
 def cmd_albums(args: argparse.Namespace) -> int:
-    from photod import config as configmod
     from photod.albums import albums, render
     from photod.catalog import CATALOG_NAME, Catalog
 
-    cfg = configmod.load(_config_path(args), cached=True)
+    cfg = _load(args, cached=True)
     db = cfg.state_dir / CATALOG_NAME
     if not db.exists():
         print(f"photod: no catalog at {db} yet", file=sys.stderr)
@@ -223,12 +242,9 @@ def _tell(answer: dict[str, Any] | None, alone: str) -> int:
 
 
 def cmd_control(args: argparse.Namespace) -> int:
-    # A reload must read the file as it is now: its errors are the answer.
-    from photod import config as configmod
-
-    cfg = configmod.load(_config_path(args)) if args.control == "reload" else _daemon_config(args)
-    if args.control == "reload":  # what the daemon would refuse, refused here, said the same
-        configmod.check_secrets(cfg)
+    # A reload must read the file as it is now: its errors (those of its secret files
+    # too, which the daemon would refuse) are the answer, said the same.
+    cfg = _load(args, secrets=True) if args.control == "reload" else _daemon_config(args)
     request: dict[str, Any] = {"cmd": args.control}
     if args.control == "pause" and args.duration is not None:
         if args.duration <= 0:  # not "forever": that is --for left out
@@ -246,11 +262,9 @@ def cmd_control(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from photod import config as configmod
     from photod import standalone
 
-    cfg = configmod.load(_config_path(args))
-    configmod.check_secrets(cfg)
+    cfg = _load(args, secrets=True)
     answer = _ask(cfg.control_socket, {"cmd": "verify", "target": args.target, "all": args.all})
     if answer is not None:  # the daemon scrubs; two processes healing at once would race
         return _tell(answer, "")
@@ -283,11 +297,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from photod import config as configmod
     from photod import logs, standalone
 
-    cfg = configmod.load(_config_path(args))
-    configmod.check_secrets(cfg)
+    cfg = _load(args, secrets=True)
     logs.setup(None, console=True, level=logging.WARNING)  # failures only; the summary below
     dest = Path(args.dest).expanduser()
     try:
@@ -326,11 +338,9 @@ RESTORED_SHOWN = 50  # files a restore names one by one; past that, how many mor
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
-    from photod import config as configmod
     from photod import standalone
 
-    cfg = configmod.load(_config_path(args))
-    configmod.check_secrets(cfg)
+    cfg = _load(args, secrets=True)
     answer = _ask(cfg.control_socket, {"cmd": "drill", "target": args.target})
     if answer is not None:  # the daemon holds the catalog: it drills, as it does on schedule
         return _tell(answer, "")
@@ -347,11 +357,9 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
-    from photod import config as configmod
     from photod import standalone
 
-    cfg = configmod.load(_config_path(args))
-    configmod.check_secrets(cfg)
+    cfg = _load(args, secrets=True)
     try:
         result, aside = standalone.rebuild(cfg, args.source, args.force, args.instance)
     except AlreadyRunning as exc:  # it acts on the catalog this would replace
@@ -383,12 +391,11 @@ def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_recovery_plan(args: argparse.Namespace) -> int:
-    from photod import config as configmod
     from photod import instance
     from photod.catalog import CATALOG_NAME, Catalog
     from photod.recovery import plan_for
 
-    cfg = configmod.load(_config_path(args))
+    cfg = _load(args)
     known = instance.load(cfg.state_dir)
     db = cfg.state_dir / CATALOG_NAME
     if not db.exists():  # never made here: an empty one would hide a lost one

@@ -120,6 +120,11 @@ def parser() -> Parser:
     albums.add_argument("--json", action="store_true", help="one JSON list")
 
     daemon = "Exit 3 when the daemon is not running."
+    dash = _page(sub, "dashboard", "a one-time login link to the daemon's local dashboard",
+                 "Print a login link to the dashboard the running daemon serves on "
+                 "loopback (good once, for two minutes), and open it in the browser where "
+                 f"there is one. {daemon}")  # fmt: skip
+    dash.add_argument("--no-browser", action="store_true", help="only print the link")
     backup = _page(sub, "backup", "ask the daemon to scan and copy now",
                    "Ask the running daemon to scan the watch folders and copy what is "
                    f"pending now. {daemon}", "control")  # fmt: skip

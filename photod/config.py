@@ -152,12 +152,29 @@ def parse_monthly(value: Any) -> int:
         raise ValueError(f"is {value!r}; allowed: a size per month like '10GiB/month'") from None
 
 
+def parse_listen(value: Any) -> tuple[str, int]:
+    """'127.0.0.1:8737', 'localhost:8737', '[::1]:8737' -> (host, port): loopback only."""
+    m = re.fullmatch(r"\s*(\[::1\]|localhost|127(?:\.\d{1,3}){3}):(\d{1,5})\s*", str(value))
+    host = m.group(1).strip("[]") if m else ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not m or not loopback or int(m.group(2)) > 65535:
+        raise ValueError(
+            f"is {value!r}; allowed: a loopback address and a port, '127.0.0.1:8737', "
+            "'localhost:8737' or '[::1]:8737' (the dashboard is never served to the network)"
+        )
+    return host, int(m.group(2))
+
+
 def parse_cron(value: Any) -> str:
     """A crontab line (minute hour day month weekday), read as the scheduler will."""
     return schedules.check(value)
 
 
 Rate = Annotated[int, BeforeValidator(parse_rate)]
+Listen = Annotated[tuple[str, int], BeforeValidator(parse_listen)]
 Budget = Annotated[tuple[int | None, float | None], BeforeValidator(parse_budget)]
 Monthly = Annotated[int, BeforeValidator(parse_monthly)]
 Cron = Annotated[str, BeforeValidator(parse_cron)]
@@ -366,6 +383,14 @@ class DaemonConfig(_Strict):
     log_keep: int = Field(5, ge=1, le=100, strict=True)
 
 
+class DashboardConfig(_Strict):
+    """The local web dashboard the daemon serves (`photod dashboard` logs in)."""
+
+    enabled: bool = Field(True, strict=True)
+    listen: Listen = ("127.0.0.1", 8737)  # loopback only; port 0: any free port
+    thumbnail_cache: Size = 200 * 1024**2  # thumbnails kept in the state dir, at most
+
+
 class IngestConfig(_Strict):
     ignore: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORE))
     extra_ignore: list[str] = Field(default_factory=list)
@@ -387,6 +412,7 @@ class Config(_Strict):
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
 
     path: Path | None = Field(default=None, exclude=True)  # the file this came from
 

@@ -21,6 +21,7 @@ from photod.activity import Activity
 from photod.catalog import CATALOG_NAME, Catalog
 from photod.config import Config
 from photod.control import ControlServer
+from photod.dashboard.server import DashboardServer
 from photod.errors import (
     CatalogDamaged,
     CatalogUntrusted,
@@ -212,6 +213,7 @@ class Daemon:
             signal.signal(signum, self._on_signal)
         control = None if self.once else ControlServer(cfg.control_socket, self._control)
         self._control_server = control
+        dashboard: DashboardServer | None = None
         unclean = lock.unclean
         clean = False  # whether this run ends as a clean stop (the next start trusts it)
         resettled = -60.0  # when the catalog was last settled again while running
@@ -222,6 +224,9 @@ class Daemon:
                 except OSError as exc:
                     raise PhotodError(f"cannot open the control socket {control.path}: "
                                       f"{exc.strerror or exc}") from exc  # fmt: skip
+                if cfg.dashboard.enabled:
+                    dashboard = DashboardServer(lambda: self.cfg, self._live)
+                    dashboard.start()
             while not self._stop:
                 trusted = self._settle(cfg)
                 if trusted is None:
@@ -251,9 +256,11 @@ class Daemon:
                     resettled = time.monotonic()
                     continue
                 self._reload = False
-                cfg = _reread(cfg, self._reloading)
+                cfg = self.cfg = _reread(cfg, self._reloading)
             clean = not unclean  # a stop while holding keeps the last crash's mark
         finally:
+            if dashboard is not None:
+                dashboard.stop()
             if control is not None:
                 control.stop()
             lock.release(clean)
@@ -404,6 +411,10 @@ class Daemon:
             log.info("pipeline_stopped", duration=round(time.monotonic() - stopping, 3))
 
     # -- the control socket -----------------------------------------------------------
+
+    def _live(self) -> dict[str, Any]:
+        """What the daemon says of itself, as `photod status` hears it (the dashboard's)."""
+        return self._control({"cmd": "status"})
 
     def _control(self, request: dict[str, Any]) -> dict[str, Any]:
         """Answer one request from the command line (see control.py)."""

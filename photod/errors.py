@@ -46,6 +46,12 @@ class ConfigError(PhotodError):
         super().__init__("\n".join(problems))
 
 
+class NotRunning(PhotodError):
+    """A command that needs the running daemon found none."""
+
+    exit_code = 3
+
+
 class AlreadyRunning(PhotodError):
     exit_code = 75
 

@@ -133,7 +133,11 @@ def restore(
     on_plan: Progress,
     on_bytes: Progress,
     album: str | None = None,
+    chosen: frozenset[str] | None = None,
+    stop: threading.Event | None = None,
 ) -> RestoreReport:
+    """``photod restore``, and the dashboard's: ``chosen`` narrows it to these assets
+    (SHA-256), ``stop`` ends it between two files."""
     db = cfg.state_dir / CATALOG_NAME
     if not db.exists():
         raise FileNotFoundError(db)
@@ -150,9 +154,13 @@ def restore(
                     + (f"known: {', '.join(known[:20])}" if known else
                        "photod knows no album yet (they come from a phone's library)")
                 )  # fmt: skip
+        if chosen is not None:
+            among = chosen if among is None else among & chosen
         assets = list(select(catalog, since, until, match, among))
         on_plan(sum(a.size for a in assets))
-        restorer = Restorer(catalog, open_targets(catalog, targets, only), threading.Event())
+        restorer = Restorer(
+            catalog, open_targets(catalog, targets, only), stop or threading.Event()
+        )
         restorer.on_bytes = on_bytes
         return restorer.restore(assets, dest)
     finally:

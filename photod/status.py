@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,15 @@ from photod.logs import local_time
 from photod.statelock import running_pid
 from photod.statusconfig import StatusSettings
 from photod.targets.base import Identity
+from photod.targetspec import RemoteSpec
 from photod.usb import usbmuxd_installed, usbmuxd_socket
 
 
-def collect(cfg: StatusSettings) -> dict[str, Any]:
+def collect(
+    cfg: StatusSettings, known: Mapping[str, tuple[bool, str]] | None = None
+) -> dict[str, Any]:
+    """The report `photod status` prints.  ``known``: each target's availability as the
+    running daemon sees it (the dashboard's, in the daemon): then no target is probed."""
     rule = cfg.rule
     infos = cfg.target_infos()
     now = datetime.now(UTC)
@@ -45,29 +51,19 @@ def collect(cfg: StatusSettings) -> dict[str, Any]:
                     missing[m] += count
         targets = []
         drills = catalog.last_drills() if catalog else {}
-        for name, state in build_targets(cfg.targets).items():
-            record = catalog.target(name) if catalog else None
-            known = Identity(record.target_id, record.root, record.mount_rel) if record else None
-            why = state.paused()
-            try:
-                if why:
-                    raise TargetUnavailable(name, why)
-                state.target.check(known, prepare=False)
-                available, reason = True, ""
-            except TargetUnavailable as exc:
-                available, reason = False, exc.reason
-            finally:
-                state.target.close()
-            t = next(t for t in cfg.targets.targets if t.name == name)
+        seen = _availability(cfg, catalog) if known is None else known
+        for t in cfg.targets.targets:
+            name = t.name
+            available, reason = seen.get(name, (False, "not checked yet"))
+            remote = t if isinstance(t, RemoteSpec) else None
+            queued, egress = remote is not None, remote.egress_budget if remote else None
             # Counted from the holdings already read: no query per target.
             held_here = sum(n for held, n, _ in holdings if name in held)
             # Bytes from the holdings too; the oldest check through its index: status
             # stays one pass over a few groups, whatever the catalog's size.
             held_bytes = sum(b for held, _, b in holdings if name in held)
             proof = (
-                _proof(
-                    cfg, catalog, name, held_bytes, drills, state.queued, state.egress_budget, now
-                )
+                _proof(cfg, catalog, name, held_bytes, drills, queued, egress, now)
                 if catalog
                 else {}
             )
@@ -81,7 +77,9 @@ def collect(cfg: StatusSettings) -> dict[str, Any]:
                     "available": available,
                     "reason": reason,
                     "replicas": held_here,
+                    "bytes": held_bytes,
                     "pending": assets - held_here,
+                    "last_seen": catalog.last_seen(name) if catalog else None,
                     **proof,
                 }
             )
@@ -136,6 +134,25 @@ def collect(cfg: StatusSettings) -> dict[str, Any]:
         "catalog": str(db_path),
         "state_dir": str(cfg.state_dir),
     }
+
+
+def _availability(cfg: StatusSettings, catalog: Catalog | None) -> dict[str, tuple[bool, str]]:
+    """Each target probed now, as this command finds it (read-only: nothing is made)."""
+    out = {}
+    for name, state in build_targets(cfg.targets).items():
+        record = catalog.target(name) if catalog else None
+        known = Identity(record.target_id, record.root, record.mount_rel) if record else None
+        why = state.paused()
+        try:
+            if why:
+                raise TargetUnavailable(name, why)
+            state.target.check(known, prepare=False)
+            out[name] = (True, "")
+        except TargetUnavailable as exc:
+            out[name] = (False, exc.reason)
+        finally:
+            state.target.close()
+    return out
 
 
 def _free(folder: Path) -> int:

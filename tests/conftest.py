@@ -110,6 +110,9 @@ def write_config(
         for item in items:
             lines.append(f"\n[[{section}]]")
             lines += [f"{k} = {value(v)}" for k, v in item.items()]
+    # Any free port for the dashboard: two daemons of one test never race for 8737.
+    if "[dashboard]" not in extra:
+        extra += '\n[dashboard]\nlisten = "127.0.0.1:0"\n'
     path.write_text("\n".join(lines) + "\n" + extra)
     path.chmod(0o600)  # as photod writes its own default config: it may hold a secret
     return path

@@ -372,3 +372,37 @@ def test_an_index_from_a_newer_photod_is_read_and_a_damaged_one_is_said(
     finally:
         fresh.close()
     assert named(events, "library_index_unreadable")
+
+
+def test_the_dashboard_shows_each_phone_month_by_month_and_its_albums(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """The dashboard's Phones page: `status --device`'s answer, the phone's photos month
+    by month marked safe or not, the originals only in iCloud; the Library page lists
+    the phone's albums and shows an album's photos; a photo the phone hides gets the
+    placeholder, not its thumbnail."""
+    from photod.dashboard import data
+    from photod.models import PolicyRule
+
+    rig = make_rig()
+    phone, _, lib = library_phone(tmp_path)
+    plug_and_import(rig, phone, events, 1)
+    infos = {"lib": rig.fleet.targets["lib"].info}
+    [shown] = data.phones(rig.catalog, PolicyRule(1, 1, 0), infos)
+    assert "Anna's iPhone" == shown["name"]
+    assert "only in iCloud" in shown["text"]
+    assert [lib[3].uuid] == [p["uuid"] for p in shown["in_icloud"]]
+    months = {m["month"]: (m["safe"], m["not"]) for m in shown["months"]}
+    assert sum(s for s, _ in months.values()) == shown["protected"] == 4
+    assert all(n == 0 for _, n in months.values())  # everything on it is on the target
+    # Under a policy the one target cannot meet, nothing on the phone is safe.
+    [strict] = data.phones(rig.catalog, PolicyRule(2, 1, 0), infos)
+    assert 0 == sum(m["safe"] for m in strict["months"])
+    assert 4 == sum(m["not"] for m in strict["months"])
+
+    found = data.library(rig.catalog, PolicyRule(1, 1, 0), infos, "", "Trips/2024/Kyoto")
+    assert {"Trips/2024/Kyoto", "Family"} <= {a["name"] for a in found["albums"]}
+    assert 3 == len(found["assets"])  # IMG_0001, and IMG_0009's still and movie
+    hidden = hashlib.sha256(phone.files["/PhotoData/CPLAssets/group12/2B1E0F6C.JPG"]).hexdigest()
+    shown_one = hashlib.sha256(phone.files["/DCIM/100APPLE/IMG_0001.JPG"]).hexdigest()
+    assert (True, False) == (data.hidden(rig.catalog, hidden), data.hidden(rig.catalog, shown_one))

@@ -23,6 +23,8 @@ retry_max = "2s"
 {daemon}
 [ingest]
 settle = "0.5s"
+[dashboard]
+listen = "127.0.0.1:0"
 """
 
 

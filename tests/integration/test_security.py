@@ -5,6 +5,7 @@ reached any target or any folder outside, and photod kept working."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pwd
 import re
@@ -483,3 +484,43 @@ def test_a_link_where_a_copy_was_is_moved_aside_never_read(
     assert (tmp_path / "private" / "secret.jpg") == aside.readlink()
     assert secrets["secret.jpg"] == sha256(tmp_path / "private" / "secret.jpg")
     assert not set(secrets.values()) & everything_on_targets(setup)
+
+
+def test_another_user_cannot_get_into_the_dashboard(
+    setup: Setup, intruder: User, samples: Path
+) -> None:
+    """Another local user reaches the dashboard's loopback port but not the secret:
+    every page, thumbnail and endpoint says 401 to it, a made-up cookie or login token
+    too, and a restore it asks for is refused (nothing is written)."""
+    p = daemon_on(setup, setup.inbox, extra='[dashboard]\nlisten = "127.0.0.1:0"\n').start()
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    p.wait_event("dashboard_started")
+    url = json.loads((setup.home / "state" / "dashboard.json").read_text())["url"]
+    secret = setup.home / "state" / "dashboard.secret"
+    assert 0o600 == secret.stat().st_mode & 0o777
+    sha = hashlib.sha256((samples / "jpg_Canon_40D.jpg").read_bytes()).hexdigest()
+    r = intruder.python(f"""
+import urllib.request, urllib.error
+out = []
+try:
+    open({str(secret)!r}).read()
+    out.append("secret read")
+except OSError:
+    out.append("secret refused")
+def code(path, data=None, headers={{}}):
+    req = urllib.request.Request({url!r} + path, data=data, headers=headers)
+    try:
+        return urllib.request.urlopen(req, timeout=10).status
+    except urllib.error.HTTPError as e:
+        return e.code
+for path in ["/", "/unsafe", "/phones", "/library", "/events", "/thumb/{sha}",
+             "/asset/{sha}", "/api/changes", "/static/app.js", "/restore/1"]:
+    out.append(code(path))
+out.append(code("/", headers={{"Cookie": "photod_session=9999999999.{"a" * 32}.{"b" * 64}"}}))
+out.append(code("/login?t=9999999999.{"a" * 32}.{"b" * 64}"))
+out.append(code("/restore", data=b"dest=/tmp/stolen&assets={sha}"))
+print(out)
+""")
+    assert 0 == r.returncode, r.stderr
+    assert "['secret refused', " + ", ".join(["401"] * 13) + "]" == r.stdout.strip()
+    assert not Path("/tmp/stolen").exists()

@@ -1,0 +1,113 @@
+"""Who may see the dashboard: the model Syncthing, Kopia and Duplicati converged on.
+
+- A random secret in a 0600 file of the state dir (``dashboard.secret``): only this
+  user can read it, so only this user can make a login link (`photod dashboard`).
+- A login link holds a token signed with the secret, good for two minutes and once.
+- It is traded for a session cookie (HttpOnly, SameSite=Strict), signed likewise.
+- Every request must name the server by the loopback name it listens on (``Host``):
+  a page of another site that resolves its own name to 127.0.0.1 (DNS rebinding)
+  gets 403.  A request that changes anything must carry the session's CSRF token and,
+  when the browser sends one, this server's ``Origin``.
+Tokens are HMAC-SHA256 over what they say, compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+import threading
+import time
+from pathlib import Path
+
+SECRET_NAME = "dashboard.secret"
+LOGIN_TTL = 120.0  # seconds a login link is good for
+SESSION_TTL = 7 * 86400.0  # seconds a session lasts
+COOKIE = "photod_session"
+
+
+def read_secret(state_dir: Path) -> bytes | None:
+    """The secret, if it is there and private to this user; None otherwise."""
+    try:
+        fd = os.open(state_dir / SECRET_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            return None
+        data = f.read(256).strip()
+    return bytes.fromhex(data.decode()) if len(data) == 64 else None
+
+
+def ensure_secret(state_dir: Path) -> bytes:
+    """The secret, made at the first start (or when the file is gone, unreadable or
+    not private: then every earlier session and link stops working)."""
+    found = read_secret(state_dir)
+    if found is not None:
+        return found
+    key = secrets.token_bytes(32)
+    path = state_dir / SECRET_NAME
+    tmp = state_dir / f".{SECRET_NAME}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.hex().encode() + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return key
+
+
+def _sign(key: bytes, *parts: str) -> str:
+    return hmac.new(key, "|".join(parts).encode(), hashlib.sha256).hexdigest()
+
+
+def login_token(key: bytes, now: float | None = None) -> str:
+    """A token for a one-time login link."""
+    expiry, nonce = str(int((now or time.time()) + LOGIN_TTL)), secrets.token_hex(16)
+    return f"{expiry}.{nonce}.{_sign(key, 'login', expiry, nonce)}"
+
+
+class Keys:
+    """The running server's checks, with the secret it started with."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self._used: dict[str, float] = {}  # login nonces spent, until they expire
+        self._lock = threading.Lock()
+
+    def take_login(self, token: str) -> str | None:
+        """A new session's cookie value for a good, unspent login token; else None."""
+        expiry, nonce, mac = _three(token)
+        now = time.time()
+        if not mac or not hmac.compare_digest(mac, _sign(self.key, "login", expiry, nonce)):
+            return None
+        if not expiry.isdigit() or int(expiry) < now:
+            return None
+        with self._lock:
+            self._used = {n: t for n, t in self._used.items() if t >= now}
+            if nonce in self._used:
+                return None  # one use only: a link seen in a history or a log is dead
+            self._used[nonce] = int(expiry)
+        until, sid = str(int(now + SESSION_TTL)), secrets.token_hex(16)
+        return f"{until}.{sid}.{_sign(self.key, 'session', until, sid)}"
+
+    def session(self, cookie: str | None) -> str | None:
+        """The session id of a good cookie, else None."""
+        until, sid, mac = _three(cookie or "")
+        if not mac or not hmac.compare_digest(mac, _sign(self.key, "session", until, sid)):
+            return None
+        return sid if until.isdigit() and int(until) >= time.time() else None
+
+    def csrf(self, sid: str) -> str:
+        return _sign(self.key, "csrf", sid)[:40]
+
+    def csrf_ok(self, sid: str, given: str | None) -> bool:
+        return bool(given) and hmac.compare_digest(str(given), self.csrf(sid))
+
+
+def _three(token: str) -> tuple[str, str, str]:
+    parts = token.split(".")
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else ("", "", "")

@@ -1,0 +1,119 @@
+"""The dashboard's server: uvicorn in a thread of the daemon, on a loopback socket.
+
+It costs nothing while nobody looks: uvicorn's own loop wakes ten times a second
+(``main_loop``), so this runs its start-up and shut-down around one wait instead, and
+sends no Date header (which that loop keeps fresh).  Its libraries load in that thread
+after the daemon is up: the daemon's start does not wait for them.  Where it listens
+is kept in ``dashboard.json`` in the state dir, for `photod dashboard`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from photod.durable import write_atomic
+from photod.logs import log
+
+if TYPE_CHECKING:
+    from photod.config import Config
+
+ADDRESS_NAME = "dashboard.json"
+
+
+def url_of(state_dir: Path) -> str | None:
+    """Where the running daemon's dashboard answers, as it said when it started."""
+    try:
+        found = json.loads((state_dir / ADDRESS_NAME).read_text())
+        return str(found["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class DashboardServer:
+    def __init__(
+        self, config: Callable[[], Config], live: Callable[[], dict[str, Any] | None]
+    ) -> None:
+        self.config, self.live = config, live
+        self.stop_event = threading.Event()  # ends restores in flight too
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._done: asyncio.Event | None = None
+
+    def start(self) -> None:
+        cfg = self.config()
+        host, port = cfg.dashboard.listen
+        host = "127.0.0.1" if host == "localhost" else host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # Inherited by each connection: a response's head and body go out at once
+            # (else Nagle holds the body for the browser's delayed ACK, 40 ms a request).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.bind((host, port))
+            sock.listen(64)
+        except OSError as exc:
+            sock.close()
+            log.warning("dashboard_unavailable", listen=f"{host}:{port}",
+                        reason=f"{exc.strerror or exc}; set [dashboard] listen to a free port, "
+                        "or enabled = false")  # fmt: skip
+            return
+        self._thread = threading.Thread(target=self._serve, args=(sock,), name="dashboard",
+                                        daemon=True)  # fmt: skip
+        self._thread.start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        try:
+            asyncio.run(self._main(sock))
+        except Exception as exc:  # the dashboard never takes the backups down with it
+            log.error("dashboard_failed", reason=f"{type(exc).__name__}: {exc}")
+        finally:
+            sock.close()
+
+    async def _main(self, sock: socket.socket) -> None:
+        import uvicorn
+
+        from photod.dashboard.app import Site, build
+        from photod.dashboard.auth import Keys, ensure_secret
+        from photod.dashboard.restores import Restores
+        from photod.thumbs import Thumbnails
+
+        cfg = self.config()
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        names = {shown, "localhost"} if host == "127.0.0.1" else {shown}
+        hosts = frozenset(f"{n}:{port}" for n in names)
+        origin = f"http://{shown}:{port}"
+        keys = Keys(ensure_secret(cfg.state_dir))
+        thumbs = Thumbnails(cfg.state_dir / "thumbs", cfg.dashboard.thumbnail_cache)
+        site = Site(self.config, self.live, thumbs, Restores(self.stop_event))
+        config = uvicorn.Config(
+            build(site, keys, hosts, origin), log_config=None, access_log=False,
+            lifespan="off", date_header=False, server_header=False, proxy_headers=False,
+        )  # fmt: skip
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        self._loop, self._done = asyncio.get_running_loop(), asyncio.Event()
+        await server.startup(sockets=[sock])
+        write_atomic(cfg.state_dir / ADDRESS_NAME, json.dumps({"url": origin}).encode())
+        log.info("dashboard_started", url=origin)
+        if not self.stop_event.is_set():
+            await self._done.wait()
+        await server.shutdown(sockets=[sock])
+        site.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        loop, done = self._loop, self._done
+        if loop is not None and done is not None:
+            loop.call_soon_threadsafe(done.set)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        (self.config().state_dir / ADDRESS_NAME).unlink(missing_ok=True)

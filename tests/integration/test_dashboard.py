@@ -1,0 +1,321 @@
+"""The dashboard in a real browser (headless Chromium driven by Selenium) against a
+real `photod run` with real sample photos (HEIC included) and an external drive that
+is not plugged in; and its guard, asked over plain HTTP as another site or program
+would.  A screenshot of each page is kept in test-output/dashboard/."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Photod, wait_for
+from tests.integration.conftest import Setup
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = Path(os.environ.get("PHOTOD_TEST_OUTPUT", ROOT / "test-output")) / "dashboard"
+PHOTOS = ("heic_IMG_5195.HEIC", "jpg_Canon_40D.jpg", "jpg_gps_DSCN0010.jpg")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    for program, package in (("chromium", "chromium"), ("chromedriver", "chromium-driver")):
+        if shutil.which(program) is None:
+            pytest.fail(f"{program} not found: apt-get install {package}")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or ""
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--no-first-run", "--disable-background-networking", "--disable-sync",
+                 "--disable-component-update", "--window-size=1280,1000"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def start(setup: Setup, samples: Path) -> tuple[Photod, Path, Path]:
+    """A daemon with a library folder and an external drive not plugged in, the sample
+    photos backed up to the library."""
+    lib, drive = setup.home / "library", setup.home / "media" / "T7"
+    p = setup.photod(
+        [{"name": "library", "path": str(lib)},
+         {"name": "t7", "path": str(drive), "media": "external"}],
+        policy={"copies": 2, "media": 2, "offsite": 0},
+    ).start()  # fmt: skip
+    for name in PHOTOS:
+        shutil.copy(samples / name, setup.inbox / name)
+    p.wait_event("replica_written", count=len(PHOTOS), target="library")
+    p.wait_event("dashboard_started")
+    return p, lib, drive
+
+
+def base_url(p: Photod) -> str:
+    return str(json.loads((p.home / "state" / "dashboard.json").read_text())["url"])
+
+
+def login(p: Photod) -> str:
+    r = p.cli("dashboard", "--no-browser")
+    assert 0 == r.returncode, r.stderr
+    link = r.stdout.split()[0]
+    assert link.startswith(base_url(p) + "/login?t=")
+    return link
+
+
+def shot(driver: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def images_loaded(driver: Any) -> list[tuple[str, int]]:
+    """(src, naturalWidth) of every image on the page, once each has finished loading."""
+    script = (
+        "const imgs = Array.from(document.images); imgs.forEach(i => i.loading = 'eager');"
+        "return imgs.every(i => i.complete) ? imgs.map(i => [i.src, i.naturalWidth]) : null;"
+    )
+    found: list[tuple[str, int]] = []
+
+    def done() -> bool:
+        nonlocal found
+        found = driver.execute_script(script)
+        return found is not None
+
+    wait_for(done, 30, "every thumbnail to load")
+    return [(src, width) for src, width in found]
+
+
+def text(driver: Any, css: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.CSS_SELECTOR, css).text)
+
+
+def test_every_page_shows_the_right_numbers_and_the_photos(
+    setup: Setup, samples: Path, browser: Any
+) -> None:
+    """Home says NOT YET with the drive's reason; "not yet safe" shows the three photos
+    the drive lacks, every thumbnail decoded (HEIC too), each opening its timeline;
+    the page empties by itself when the drive comes; events put the failure first."""
+    from selenium.webdriver.common.by import By
+
+    p, _, drive = start(setup, samples)
+    url = base_url(p)
+    browser.get(login(p))
+    assert browser.current_url == url + "/"
+    assert "NOT YET: 3 of 3 photos" in text(browser, "#headline")
+    card = text(browser, 'section[data-target="t7"]')
+    assert "unavailable" in card and "does not exist" in card and "Pending\n3" in card
+    assert "3 photos" in text(browser, 'section[data-target="library"] .replicas')
+    shot(browser, "home")
+
+    browser.get(url + "/unsafe")
+    assert "3 photo(s) needs 1 more copy, 1 more kind of media" in text(browser, "main")
+    assert "t7: unavailable" in text(browser, ".why")
+    loaded = images_loaded(browser)
+    assert 3 == len(loaded) and all(width > 0 for _, width in loaded), loaded
+    shot(browser, "unsafe")
+    names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".photo span")]
+    assert sorted(PHOTOS) == sorted(names)
+
+    browser.find_element(By.CSS_SELECTOR, 'a.photo[title$="HEIC"]').click()
+    wait_for(lambda: "/asset/" in browser.current_url, 10, "the photo's page")
+    sha = hashlib.sha256((samples / "heic_IMG_5195.HEIC").read_bytes()).hexdigest()
+    assert browser.current_url == f"{url}/asset/{sha}"
+    assert "replica_written" in text(browser, "ol.events") and "library" == text(browser, "#held")
+    assert all(width > 0 for _, width in images_loaded(browser))
+    shot(browser, "asset")
+
+    browser.get(url + "/events")
+    assert "target_unavailable" in text(browser, "#failures") and "t7" in text(browser, "#failures")
+    shot(browser, "events")
+    browser.get(url + "/phones")
+    assert "No phone has been plugged in yet" in text(browser, "main")
+    shot(browser, "phones")
+
+    browser.get(url + "/unsafe")
+    drive.mkdir(parents=True)  # the drive is plugged in; the open page follows by itself
+    p.wait_protected(3)
+    wait_for(lambda: browser.find_elements(By.ID, "all-safe"), 30, "the page to empty itself")
+    shot(browser, "unsafe-after")
+    browser.get(url + "/")
+    assert "PROTECTED: all 3 photos" in text(browser, "#headline")
+
+
+def test_a_restore_chosen_in_the_library_is_bit_exact_and_overwrites_nothing(
+    setup: Setup, samples: Path, browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    p, _, _ = start(setup, samples)
+    url = base_url(p)
+    browser.get(login(p))
+    browser.get(url + "/library")
+    assert all(width > 0 for _, width in images_loaded(browser))
+    months = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "aside .months a")]
+    assert len(months) >= 2  # the samples were taken in different months
+    dest = tmp_path / "Restored"
+    restored: dict[str, str] = {}
+    for month in months:
+        browser.get(f"{url}/library?month={month}")
+        browser.find_element(By.ID, "all").click()
+        box = browser.find_element(By.ID, "dest")
+        box.clear()
+        box.send_keys(str(dest))
+        browser.find_element(By.ID, "go").click()
+        wait_for(lambda: text(browser, "#progress").startswith(("restored", "restore failed")),
+                 60, "the restore to end", lambda: text(browser, "#progress"))  # fmt: skip
+        assert text(browser, "#progress").startswith("restored "), text(browser, "#progress")
+    shot(browser, "library")
+    for f in dest.rglob("*"):
+        if f.is_file():
+            restored[f.name] = hashlib.sha256(f.read_bytes()).hexdigest()
+    expected = {n: hashlib.sha256((samples / n).read_bytes()).hexdigest() for n in PHOTOS}
+    assert expected == restored
+    # Again, over what is there: every file skipped, none overwritten.
+    browser.get(f"{url}/library?month={months[0]}")
+    browser.find_element(By.ID, "all").click()
+    browser.find_element(By.ID, "dest").send_keys(str(dest))
+    browser.find_element(By.ID, "go").click()
+    wait_for(lambda: "skipped" in text(browser, "#progress"), 60, "the second restore")
+    assert "restored 0 file(s)" in text(browser, "#progress")
+    assert "failed 0" in text(browser, "#progress")
+    assert p.events("restore_finished")
+
+
+# -- the guard, over plain HTTP ---------------------------------------------------------
+
+PATHS = ["/", "/unsafe", "/phones", "/library", "/events", "/api/changes", "/static/app.js",
+         "/thumb/" + "0" * 64, "/asset/" + "0" * 64, "/restore/1"]  # fmt: skip
+
+
+def ask(
+    url: str, path: str, method: str = "GET", headers: dict[str, str] | None = None,
+    body: str | None = None,
+) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    try:
+        conn.putrequest(method, path, skip_host=True)
+        sent = {"Host": u.netloc, **(headers or {})}
+        if body is not None:
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+            sent["Content-Length"] = str(len(body))
+        for k, v in sent.items():
+            conn.putheader(k, v)
+        conn.endheaders(body.encode() if body is not None else None)
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+def session(url: str, link: str) -> str:
+    status, headers, _ = ask(url, urllib.parse.urlsplit(link).path + "?" +
+                             urllib.parse.urlsplit(link).query)  # fmt: skip
+    assert 303 == status
+    cookie = headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    return cookie.split(";")[0]
+
+
+def test_the_guard(setup: Setup, samples: Path) -> None:
+    """Without a session every page and endpoint says 401; a foreign Host gets 403
+    even with one; a change without the CSRF token, or from another origin, 403; a
+    login link works once; every answer carries a strict CSP and no CORS header."""
+    p, _, _ = start(setup, samples)
+    url = base_url(p)
+    for path in PATHS:
+        status, headers, _ = ask(url, path)
+        assert 401 == status, path
+        assert "default-src 'none'" in headers["content-security-policy"]
+    assert 401 == ask(url, "/restore", "POST", body="dest=/tmp/x&assets=" + "0" * 64)[0]
+    assert 401 == ask(url, "/", headers={"Cookie": "photod_session=1.2.3"})[0]
+
+    link = login(p)
+    cookie = {"Cookie": session(url, link)}
+    assert (
+        401
+        == ask(url, urllib.parse.urlsplit(link).path + "?" + urllib.parse.urlsplit(link).query)[0]
+    )  # fmt: skip  (used up)
+    for path in PATHS[:5]:
+        status, headers, body = ask(url, path, headers=cookie)
+        assert 200 == status, (path, body[:200])
+        assert not any(k.startswith("access-control-") for k in headers)
+        assert "script-src 'self'" in headers["content-security-policy"]
+        assert "<script>" not in body.decode()  # no inline script: the CSP forbids it
+    port = urllib.parse.urlsplit(url).port
+    for host in (f"evil.example:{port}", f"127.0.0.1.nip.io:{port}", "127.0.0.1"):
+        assert 403 == ask(url, "/", headers={**cookie, "Host": host})[0], host
+    assert 403 == ask(url, "/", headers={"Host": f"rebind.example:{port}"})[0]
+
+    form = f"dest={setup.home / 'out'}&assets={'0' * 64}"
+    assert 403 == ask(url, "/restore", "POST", cookie, form)[0]
+    page = ask(url, "/library", headers=cookie)[2].decode()
+    csrf = page.split('name="csrf" content="')[1].split('"')[0]
+    good = {**cookie, "X-CSRF-Token": csrf}
+    assert 403 == ask(url, "/restore", "POST", {**cookie, "X-CSRF-Token": "x" * 40}, form)[0]
+    assert 403 == ask(url, "/restore", "POST", {**good, "Origin": "http://evil.example"}, form)[0]
+    status, _, body = ask(url, "/restore", "POST", {**good, "Origin": url}, form)
+    assert 200 == status, body
+    assert not (setup.home / "out").exists() or not any((setup.home / "out").rglob("*.jpg"))
+
+
+def test_the_secret_and_the_address(setup: Setup, samples: Path) -> None:
+    """The secret is private to the user; a link made with another secret is refused;
+    the dashboard never listens beyond loopback; `enabled = false` serves nothing."""
+    p, _, _ = start(setup, samples)
+    secret = p.home / "state" / "dashboard.secret"
+    assert 0o600 == secret.stat().st_mode & 0o777
+    url = base_url(p)
+    assert urllib.parse.urlsplit(url).hostname == "127.0.0.1"
+    forged = "9999999999.0123456789abcdef0123456789abcdef." + "ab" * 32
+    assert 401 == ask(url, "/login?t=" + forged)[0]
+    p.stop()
+    text_ = p.config.read_text().replace('listen = "127.0.0.1:0"', 'listen = "0.0.0.0:8737"')
+    p.config.write_text(text_)
+    check = p.cli("config", "check")
+    assert 78 == check.returncode
+    assert "dashboard.listen" in check.stderr and "loopback" in check.stderr
+    p.config.write_text(text_.replace('listen = "0.0.0.0:8737"', "enabled = false"))
+    p.start()
+    p.wait_event("daemon_started", count=2)
+    time.sleep(1)
+    assert not (p.home / "state" / "dashboard.json").exists()
+    r = p.cli("dashboard", "--no-browser")
+    assert 1 == r.returncode and "enabled = false" in r.stderr
+
+
+def test_a_port_in_use_is_an_event_and_backups_go_on(setup: Setup, samples: Path) -> None:
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        lib = setup.home / "library"
+        p = setup.photod([{"name": "library", "path": str(lib)}])
+        p.config.write_text(p.config.read_text().replace('"127.0.0.1:0"', f'"127.0.0.1:{port}"'))
+        p.start()
+        shutil.copy(samples / PHOTOS[0], setup.inbox / PHOTOS[0])
+        event = p.wait_event("dashboard_unavailable")[0]
+        assert str(port) in event["listen"] and "free port" in event["reason"]
+        p.wait_protected(1)
+        r = p.cli("dashboard", "--no-browser")
+        assert 3 == r.returncode, r.stderr
+    finally:
+        taken.close()
