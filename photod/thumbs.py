@@ -29,10 +29,17 @@ from typing import IO
 from photod.logs import log
 from photod.media import EXTENSIONS
 from photod.models import Kind
+from photod.safeopen import LinkRefused, open_beneath, open_root
 
 __all__ = ["MAX_PIXELS", "Thumbnails"]
 
 MAX_PIXELS = 200_000_000  # larger than any camera's photo; a bomb's header claims more
+# What is decoded in full (no JPEG draft): 50 megapixels is 200 MB as RGBA, and a 48 MP
+# phone photo still fits.
+FULL_DECODE_MAX = 50_000_000
+# Decodes at once, whatever the number of threads asking: a page of hostile images
+# must not take the daemon's memory.
+_DECODING = threading.BoundedSemaphore(2)
 FFMPEG_TIMEOUT = 20.0
 # The formats Pillow may open here: photos, never EPS and the like (Ghostscript).  A
 # JPEG with several pictures opens as MPO through the JPEG opener.
@@ -59,15 +66,18 @@ class Thumbnails:
         self._total: int | None = None  # the cache's bytes, scanned once at first use
         self._problem = ""  # the last reason the folder could not be used, logged once
 
-    def get(self, sha256: str, sources: Iterable[Path]) -> bytes | None:
+    def get(self, sha256: str, sources: Iterable[Path | tuple[Path, str]]) -> bytes | None:
         """The thumbnail of the photo whose content hash is ``sha256``: from the cache,
         else made from the first of ``sources`` that decodes, then cached; None when
-        none does.  Raises ValueError for a ``sha256`` that is not 64 lowercase hex."""
+        none does.  A source is a file, or (root, path beneath it): then no link is
+        followed anywhere on the way.  Raises ValueError for a ``sha256`` that is not
+        64 lowercase hex."""
         found = self.cached(sha256)
         if found is not None:
             return found
         for source in sources:
-            data = _make(source, self.edge)
+            with _DECODING:
+                data = _make(source, self.edge)
             if data is not None:
                 self._store(sha256 + ".jpg", data)
                 return data
@@ -171,6 +181,24 @@ class Thumbnails:
         self._total = total
 
 
+def _open_beneath(root: Path, rel: str) -> IO[bytes] | None:
+    """``rel`` beneath ``root`` through no link (``safeopen``), or None."""
+    try:
+        top = open_root(root)
+    except (OSError, ValueError):
+        return None
+    try:
+        fd = open_beneath(top, rel, _READ)
+    except (OSError, ValueError, LinkRefused):
+        return None
+    finally:
+        os.close(top)
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        return os.fdopen(fd, "rb")
+    os.close(fd)
+    return None
+
+
 def _open_file(path: Path | str, dir_fd: int | None = None) -> IO[bytes] | None:
     """A regular file opened for reading, or None: missing, unreadable, a link, a
     directory, a FIFO (opened without blocking), a device."""
@@ -184,11 +212,12 @@ def _open_file(path: Path | str, dir_fd: int | None = None) -> IO[bytes] | None:
     return None
 
 
-def _make(path: Path, edge: int) -> bytes | None:
+def _make(source: Path | tuple[Path, str], edge: int) -> bytes | None:
     """A thumbnail of one file, or None when it is not a regular file that decodes."""
     from PIL import UnidentifiedImageError
 
-    f = _open_file(path)
+    f = _open_file(source) if isinstance(source, Path) else _open_beneath(*source)
+    path = source if isinstance(source, Path) else Path(source[1])
     if f is None:
         return None
     with f:
@@ -224,7 +253,8 @@ def _thumbnail(f: IO[bytes], edge: int) -> bytes | None:
         return None
     with Image.open(f, formats=_formats()) as im:
         # Pillow's own limit is a global other modules set; this one is per call.
-        if im.width * im.height > MAX_PIXELS:
+        pixels = im.width * im.height
+        if pixels > MAX_PIXELS or (im.format != "JPEG" and pixels > FULL_DECODE_MAX):
             return None
         im.draft("RGB", (edge, edge))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
         im.thumbnail((edge, edge))

@@ -20,25 +20,29 @@ from photod.dashboard.auth import (
 def test_a_login_link_works_once_and_not_after_two_minutes(tmp_path: Path) -> None:
     keys = Keys(ensure_secret(tmp_path))
     token = login_token(keys.key)
-    cookie = keys.take_login(token)
-    assert cookie is not None and keys.session(cookie) is not None
-    assert keys.take_login(token) is None  # spent
+    cookie = keys.take_login(token, 1000)
+    assert cookie is not None and keys.session(cookie, 1000) is not None
+    assert keys.take_login(token, 1000) is None  # spent
     old = login_token(keys.key, now=time.time() - LOGIN_TTL - 1)
-    assert keys.take_login(old) is None  # expired
+    assert keys.take_login(old, 1000) is None  # expired
     other = Keys(os.urandom(32))
-    assert other.take_login(login_token(keys.key)) is None  # made with another secret
+    assert other.take_login(login_token(keys.key), 1000) is None  # made with another secret
+    assert keys.take_login("9999999999.\u00e9.\u00e9", 1000) is None  # not a token: no crash
 
 
 def test_a_session_is_what_was_signed_and_ends(tmp_path: Path) -> None:
     keys = Keys(ensure_secret(tmp_path))
-    cookie = keys.take_login(login_token(keys.key))
+    cookie = keys.take_login(login_token(keys.key), 1000)
     assert cookie is not None
     until, sid, mac = cookie.split(".")
-    assert keys.session(f"{int(until) + 1}.{sid}.{mac}") is None  # made to last longer
-    assert keys.session(f"{until}.{'0' * 32}.{mac}") is None  # another session's id
-    assert keys.session(f"{int(time.time()) - 1}.{sid}.{mac}") is None
-    assert keys.session("") is None and keys.session("a.b") is None
-    sid_ok = keys.session(cookie)
+    assert keys.session(f"{int(until) + 1}.{sid}.{mac}", 1000) is None  # made to last longer
+    assert keys.session(f"{until}.{'0' * 32}-1000.{mac}", 1000) is None  # another session's id
+    assert keys.session(f"{int(time.time()) - 1}.{sid}.{mac}", 1000) is None
+    assert keys.session("", 1000) is None and keys.session("a.b", 1000) is None
+    assert keys.session(f"{until}.{sid}.{mac[:-1]}\u00e9", 1000) is None  # no crash
+    # The cookie another user's server received, brought by that user: refused.
+    assert keys.session(cookie, 1001) is None
+    sid_ok = keys.session(cookie, 1000)
     assert sid_ok is not None
     assert keys.csrf_ok(sid_ok, keys.csrf(sid_ok))
     assert not keys.csrf_ok(sid_ok, None) and not keys.csrf_ok("f" * 32, keys.csrf(sid_ok))
@@ -56,3 +60,23 @@ def test_the_secret_is_private_and_a_loose_one_is_replaced(tmp_path: Path) -> No
     path.unlink()
     path.symlink_to(tmp_path / "elsewhere")
     assert read_secret(tmp_path) is None
+
+
+def test_the_user_at_the_other_end_of_a_connection_is_known() -> None:
+    """The kernel's socket table names the local user who opened a connection: the
+    session is bound to that user."""
+    import socket
+
+    from photod.dashboard.auth import peer_uid
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    client = socket.create_connection(server.getsockname())
+    conn, addr = server.accept()
+    try:
+        assert os.geteuid() == peer_uid(addr, server.getsockname())
+        assert peer_uid(("127.0.0.1", 1), server.getsockname()) is None
+    finally:
+        for s in (conn, client, server):
+            s.close()

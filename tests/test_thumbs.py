@@ -190,12 +190,13 @@ def bomb_png(path: Path, side: int) -> Path:
 def test_a_decompression_bomb_is_refused_even_without_pillows_limit(
     tmp_path: Path, thumbs: Thumbnails, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A 256-megapixel image gives None, also when another module has lifted Pillow's
-    global limit (the probe does: panoramas are legitimate backups); one just under
-    the limit (196 megapixels) is still made."""
+    """An image decoded in full (not a JPEG, which is decoded at a fraction of its size)
+    over 50 megapixels gives None (a 64-megapixel PNG of 250 KB would take half a GB to
+    decode), also when another module has lifted Pillow's global limit (the probe
+    does: panoramas are legitimate backups); one just under (49 megapixels) is made."""
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
-    assert thumbs.get(sha(1), [bomb_png(tmp_path / "bomb.png", 16000)]) is None
-    assert (256, 256) == size_of(thumbs.get(sha(2), [bomb_png(tmp_path / "big.png", 14000)]))
+    assert thumbs.get(sha(1), [bomb_png(tmp_path / "bomb.png", 8000)]) is None
+    assert (256, 256) == size_of(thumbs.get(sha(2), [bomb_png(tmp_path / "big.png", 7000)]))
 
 
 def ffmpeg() -> str:
@@ -303,3 +304,20 @@ def test_importing_the_module_does_not_load_pillow() -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True)  # fmt: skip
     assert "False False" == run.stdout.strip()
+
+
+def test_a_source_beneath_a_root_is_read_through_no_link(
+    samples: Path, tmp_path: Path, thumbs: Thumbnails
+) -> None:
+    """(root, path beneath it), as the dashboard gives a target's copy: a folder on the
+    way that is a link (swapped in by whoever writes the watch folder) gives None,
+    even when it leads to a photo; the real path gives the thumbnail."""
+    root, outside = tmp_path / "inbox", tmp_path / "private"
+    (root / "2024").mkdir(parents=True)
+    outside.mkdir()
+    shutil.copy(samples / "jpg_Canon_40D.jpg", root / "2024" / "a.jpg")
+    shutil.copy(samples / "jpg_Canon_40D.jpg", outside / "a.jpg")
+    (root / "trip").symlink_to(outside)
+    assert thumbs.get(sha(1), [(root, "trip/a.jpg")]) is None
+    assert thumbs.get(sha(2), [(root, "../private/a.jpg")]) is None
+    assert (100, 68) == size_of(thumbs.get(sha(3), [(root, "2024/a.jpg")]))

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from photod import logs, statusconfig
 from photod.catalog import CATALOG_NAME, Catalog
 from photod.dashboard import data
-from photod.dashboard.auth import COOKIE, Keys
+from photod.dashboard.auth import COOKIE, Keys, peer_uid
 from photod.dashboard.restores import Restores
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ HEADERS = [
 STATIC = {"app.js": "text/javascript", "style.css": "text/css", "hidden.svg": "image/svg+xml",
           "none.svg": "image/svg+xml"}  # fmt: skip
 SHA = frozenset("0123456789abcdef")
+BODY_MAX = 1 << 22  # a restore of 60,000 photos at once
 
 
 class Site:
@@ -101,7 +102,7 @@ class Site:
         return HTMLResponse(html)
 
 
-def build(site: Site, keys: Keys, hosts: frozenset[str], origin: str) -> ASGIApp:
+def build(site: Site, keys: Keys, hosts: frozenset[str]) -> ASGIApp:
     def with_catalog(render: Callable[[Request, Catalog], Response]) -> Callable[..., Response]:
         def endpoint(request: Request) -> Response:
             catalog = site.catalog()
@@ -176,13 +177,21 @@ def build(site: Site, keys: Keys, hosts: frozenset[str], origin: str) -> ASGIApp
                         headers={"cache-control": "private, max-age=86400"})  # fmt: skip
 
     async def restore(request: Request) -> Response:
+        if int(request.headers.get("content-length") or 0) > BODY_MAX:
+            return JSONResponse({"error": "too many photos at once"}, status_code=413)
+        if site.restores.running():
+            return JSONResponse({"error": "a restore is running: wait for it to end"},
+                                status_code=429)  # fmt: skip
         # A urlencoded body, read here (Starlette's form parser needs python-multipart).
-        form = urllib.parse.parse_qs((await request.body())[: 1 << 22].decode("utf-8", "replace"))
+        form = urllib.parse.parse_qs((await request.body())[:BODY_MAX].decode("utf-8", "replace"))
         dest = Path(form.get("dest", [""])[0].strip()).expanduser()
         chosen = frozenset(s for s in form.get("assets", [""])[0].split(",") if _is_sha(s))
         if not dest.is_absolute():
             return JSONResponse({"error": "give the folder as a full path, like /home/me/Restored"},
                                 status_code=400)  # fmt: skip
+        if not _may_write(request.scope["photod.uid"], dest):
+            return JSONResponse({"error": f"{dest} is not a folder of yours: restore into "
+                                 "one you own (or with `photod restore`)"}, status_code=403)  # fmt: skip
         if not chosen:
             return JSONResponse({"error": "choose at least one photo"}, status_code=400)
         job = site.restores.start(site.config(), dest, chosen)
@@ -206,7 +215,7 @@ def build(site: Site, keys: Keys, hosts: frozenset[str], origin: str) -> ASGIApp
         return _static(name) if name in STATIC else Response(status_code=404)
 
     def login(request: Request) -> Response:
-        cookie = keys.take_login(request.query_params.get("t", ""))
+        cookie = keys.take_login(request.query_params.get("t", ""), request.scope["photod.uid"])
         if cookie is None:
             return HTMLResponse(
                 "<!doctype html><title>photod</title><p>This login link is used up or too "
@@ -230,7 +239,7 @@ def build(site: Site, keys: Keys, hosts: frozenset[str], origin: str) -> ASGIApp
         Route("/static/{name}", static),
         Route("/login", login),
     ]
-    return Guard(Starlette(routes=routes), keys, hosts, origin)
+    return Guard(Starlette(routes=routes), keys, hosts)
 
 
 class Guard:
@@ -239,8 +248,9 @@ class Guard:
     anything needs the CSRF token and no foreign Origin (403).  Every answer gets the
     security headers; no CORS header is ever sent."""
 
-    def __init__(self, app: ASGIApp, keys: Keys, hosts: frozenset[str], origin: str) -> None:
-        self.app, self.keys, self.hosts, self.origin = app, keys, hosts, origin
+    def __init__(self, app: ASGIApp, keys: Keys, hosts: frozenset[str]) -> None:
+        self.app, self.keys, self.hosts = app, keys, hosts
+        self.origins = frozenset(f"http://{h}" for h in hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -258,16 +268,20 @@ class Guard:
     def _problem(
         self, scope: Scope, headers: dict[str, str], request: Request
     ) -> tuple[int, str] | None:
-        if headers.get("host", "") not in self.hosts:
+        host = headers.get("host", "")
+        if host not in self.hosts:
             return 403, "this dashboard answers only at its own loopback address"
+        client, server = scope.get("client"), scope.get("server")
+        uid = peer_uid(tuple(client), tuple(server)) if client and server else None
+        scope["photod.uid"] = uid
         if scope["path"] == "/login" and scope["method"] == "GET":
             return None
-        sid = self.keys.session(request.cookies.get(COOKIE))
+        sid = self.keys.session(request.cookies.get(COOKIE), uid)
         if sid is None:
             return 401, "not logged in: run `photod dashboard` for a login link"
         scope["photod.session"] = sid
         if scope["method"] not in ("GET", "HEAD"):
-            if headers.get("origin", self.origin) != self.origin:
+            if headers.get("origin", f"http://{host}") not in self.origins:
                 return 403, "a request from another site is refused"
             if not self.keys.csrf_ok(sid, headers.get("x-csrf-token")):
                 return 403, "the page's CSRF token is missing or wrong: reload the page"
@@ -293,6 +307,24 @@ def _static(name: str, private: bool = False) -> Response:
     body = (HERE / "static" / name).read_bytes()
     cache = "private, max-age=3600" if private else "no-cache"
     return Response(body, media_type=STATIC[name], headers={"cache-control": cache})
+
+
+def _may_write(uid: int | None, dest: Path) -> bool:
+    """Whether the person on the page may have a restore written at ``dest``: a daemon
+    of their own writes as them; a root daemon only into a folder the logged-in user
+    owns (the nearest one that exists), root's own session anywhere."""
+    if os.geteuid() != 0 or uid == 0:
+        return True
+    if uid is None:
+        return False  # who is asking is not known here: no root writes for them
+    for folder in (dest, *dest.parents):
+        try:
+            return os.lstat(folder).st_uid == uid
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+    return False
 
 
 def _is_sha(text: str) -> bool:

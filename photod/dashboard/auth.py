@@ -8,6 +8,10 @@
   a page of another site that resolves its own name to 127.0.0.1 (DNS rebinding)
   gets 403.  A request that changes anything must carry the session's CSRF token and,
   when the browser sends one, this server's ``Origin``.
+- A browser sends a cookie for 127.0.0.1 to every port there, another user's server
+  too: so on Linux a session is bound to the local user whose connection logged in
+  (the kernel's socket table says who owns the other end), and a request from any
+  other user's connection is refused, cookie or not.
 Tokens are HMAC-SHA256 over what they say, compared in constant time.
 """
 
@@ -15,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
+import re
 import secrets
 import stat
 import threading
@@ -64,6 +70,36 @@ def _sign(key: bytes, *parts: str) -> str:
     return hmac.new(key, "|".join(parts).encode(), hashlib.sha256).hexdigest()
 
 
+def _same(given: str, wanted: str) -> bool:
+    """Constant-time equality of two tokens' parts (anything not ASCII is not one)."""
+    return given.isascii() and hmac.compare_digest(given.encode(), wanted.encode())
+
+
+def peer_uid(client: tuple[str, int], server: tuple[str, int]) -> int | None:
+    """The local user owning the other end of a loopback TCP connection, from the
+    kernel's table (Linux); None where there is no such table, or it is not found."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            want = (f"{_hex(client[0], table)}:{client[1]:04X} "
+                    f"{_hex(server[0], table)}:{server[1]:04X}")  # fmt: skip
+            with open(table, encoding="ascii") as f:
+                for line in f:
+                    if want in line:
+                        return int(line.split()[7])
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def _hex(host: str, table: str) -> str:
+    """An address as the kernel's table writes it: each 32-bit word in host order."""
+    ip = ipaddress.ip_address(host)
+    if table.endswith("6") and ip.version == 4:
+        ip = ipaddress.IPv6Address(f"::ffff:{ip}")
+    raw = ip.packed
+    return "".join(raw[i : i + 4][::-1].hex().upper() for i in range(0, len(raw), 4))
+
+
 def login_token(key: bytes, now: float | None = None) -> str:
     """A token for a one-time login link."""
     expiry, nonce = str(int((now or time.time()) + LOGIN_TTL)), secrets.token_hex(16)
@@ -78,11 +114,12 @@ class Keys:
         self._used: dict[str, float] = {}  # login nonces spent, until they expire
         self._lock = threading.Lock()
 
-    def take_login(self, token: str) -> str | None:
-        """A new session's cookie value for a good, unspent login token; else None."""
+    def take_login(self, token: str, uid: int | None) -> str | None:
+        """A new session's cookie value for a good, unspent login token, bound to the
+        local user ``uid`` who brought it (None: not known here); else None."""
         expiry, nonce, mac = _three(token)
         now = time.time()
-        if not mac or not hmac.compare_digest(mac, _sign(self.key, "login", expiry, nonce)):
+        if not mac or not _same(mac, _sign(self.key, "login", expiry, nonce)):
             return None
         if not expiry.isdigit() or int(expiry) < now:
             return None
@@ -91,23 +128,33 @@ class Keys:
             if nonce in self._used:
                 return None  # one use only: a link seen in a history or a log is dead
             self._used[nonce] = int(expiry)
-        until, sid = str(int(now + SESSION_TTL)), secrets.token_hex(16)
+        until, who = str(int(now + SESSION_TTL)), "x" if uid is None else str(uid)
+        sid = f"{secrets.token_hex(16)}-{who}"
         return f"{until}.{sid}.{_sign(self.key, 'session', until, sid)}"
 
-    def session(self, cookie: str | None) -> str | None:
-        """The session id of a good cookie, else None."""
+    def session(self, cookie: str | None, uid: int | None) -> str | None:
+        """The session id of a good cookie brought by the user it was given to (when
+        known at both ends), else None."""
         until, sid, mac = _three(cookie or "")
-        if not mac or not hmac.compare_digest(mac, _sign(self.key, "session", until, sid)):
+        if not mac or not _same(mac, _sign(self.key, "session", until, sid)):
             return None
+        owner = sid.rpartition("-")[2]
+        if owner != "x" and uid is not None and owner != str(uid):
+            return None  # another user's connection, with this user's cookie
         return sid if until.isdigit() and int(until) >= time.time() else None
 
     def csrf(self, sid: str) -> str:
         return _sign(self.key, "csrf", sid)[:40]
 
     def csrf_ok(self, sid: str, given: str | None) -> bool:
-        return bool(given) and hmac.compare_digest(str(given), self.csrf(sid))
+        return bool(given) and _same(str(given), self.csrf(sid))
+
+
+_PART = re.compile(r"[0-9a-fx-]{1,80}")
 
 
 def _three(token: str) -> tuple[str, str, str]:
     parts = token.split(".")
-    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else ("", "", "")
+    if len(parts) != 3 or not all(_PART.fullmatch(p) for p in parts):
+        return ("", "", "")  # not a token: nothing to compare, nor to fail on
+    return (parts[0], parts[1], parts[2])

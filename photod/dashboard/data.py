@@ -5,7 +5,6 @@ CLI reads (nothing here is the dashboard's own truth), as plain dicts for the te
 from __future__ import annotations
 
 import contextlib
-import os
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -162,10 +161,10 @@ def _event(e: Mapping[str, Any]) -> dict[str, Any]:
 
 def thumbnail_sources(
     catalog: Catalog, settings: StatusSettings, roots: Mapping[str, Path], sha: str
-) -> list[Path]:
+) -> list[tuple[Path, str]]:
     """Where a photo's bytes are on this computer, as plain files: its verified copies
-    on local targets that do not encrypt, then the watch folder's original.  A path
-    that leads out of its root through a link is left out."""
+    on local targets that do not encrypt, then the watch folder's original; each as
+    (root, path beneath it), opened through no link."""
     local = {t.name: t.path for t in settings.targets.targets if isinstance(t, LocalSpec)}
     plain = {t.name for t in settings.targets.targets if not t.encrypt}
     found = [
@@ -174,16 +173,7 @@ def thumbnail_sources(
         if r.target in local and r.target in plain
     ]
     found += [(roots[s], p) for s, p, _, _ in catalog.source_paths(sha) if s in roots]
-    return [path for root, rel in found if (path := _beneath(root, rel)) is not None]
-
-
-def _beneath(root: Path, rel: str) -> Path | None:
-    with contextlib.suppress(OSError, ValueError):
-        real_root = os.path.realpath(root)
-        real = os.path.realpath(root / rel)
-        if real.startswith(real_root.rstrip("/") + "/"):
-            return Path(real)
-    return None
+    return found
 
 
 def hidden(catalog: Catalog, sha: str) -> bool:

@@ -30,11 +30,18 @@ def link(cfg: Config) -> str:
 
 
 def open_in_browser(url: str) -> bool:
-    """Open the link where there is a desktop (macOS, or a display on Linux)."""
+    """Open the link where there is a desktop (macOS, or a display on Linux), through
+    a private page that forwards to it: a browser started with the link itself would
+    show its token to every local user (``ps``, /proc/PID/cmdline)."""
     if sys.platform != "darwin" and not (
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     ):
         return False
+    import html
+    import tempfile
     import webbrowser
 
-    return webbrowser.open(url)
+    fd, path = tempfile.mkstemp(prefix="photod-login-", suffix=".html")  # mode 600
+    with os.fdopen(fd, "w") as f:
+        f.write(f'<!doctype html><meta http-equiv="refresh" content="0;url={html.escape(url)}">')
+    return webbrowser.open(f"file://{path}")

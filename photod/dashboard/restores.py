@@ -83,6 +83,10 @@ class Restores:
         log.info("restore_finished", dest=str(dest), restored=report.restored,
                  skipped=report.skipped, failed=len(report.failed), by="dashboard")  # fmt: skip
 
+    def running(self) -> bool:
+        with self._lock:
+            return any(j.state == "running" for j in self.jobs.values())
+
     def get(self, job_id: int) -> Job | None:
         with self._lock:
             return self.jobs.get(job_id)

@@ -47,6 +47,8 @@ class DashboardServer:
 
     def start(self) -> None:
         cfg = self.config()
+        # A crash's leftover must not send `photod dashboard` to whoever holds the port now.
+        (cfg.state_dir / ADDRESS_NAME).unlink(missing_ok=True)
         host, port = cfg.dashboard.listen
         host = "127.0.0.1" if host == "localhost" else host
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -94,8 +96,11 @@ class DashboardServer:
         thumbs = Thumbnails(cfg.state_dir / "thumbs", cfg.dashboard.thumbnail_cache)
         site = Site(self.config, self.live, thumbs, Restores(self.stop_event))
         config = uvicorn.Config(
-            build(site, keys, hosts, origin), log_config=None, access_log=False,
-            lifespan="off", date_header=False, server_header=False, proxy_headers=False,
+            build(site, keys, hosts), log_config=None, access_log=False,
+            lifespan="off", date_header=False, ws="none",
+            # Connections held open without a request (another user may try) are
+            # bounded: the daemon's descriptors are not the dashboard's to spend.
+            limit_concurrency=64, server_header=False, proxy_headers=False,
         )  # fmt: skip
         config.load()
         server = uvicorn.Server(config)

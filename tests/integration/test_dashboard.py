@@ -244,6 +244,10 @@ def test_the_guard(setup: Setup, samples: Path) -> None:
         assert "default-src 'none'" in headers["content-security-policy"]
     assert 401 == ask(url, "/restore", "POST", body="dest=/tmp/x&assets=" + "0" * 64)[0]
     assert 401 == ask(url, "/", headers={"Cookie": "photod_session=1.2.3"})[0]
+    for junk in ("photod_session=1.2.\u00e9", "photod_session=" + "9" * 5000):  # never a 500
+        assert 401 == ask(url, "/", headers={"Cookie": junk.encode().decode("latin-1")})[0]
+    assert 401 == ask(url, "/login?t=1.2.%C3%A9")[0]
+    assert not p.events("dashboard_failed") and "Traceback" not in p.log_file.read_text()
 
     link = login(p)
     cookie = {"Cookie": session(url, link)}
@@ -270,6 +274,11 @@ def test_the_guard(setup: Setup, samples: Path) -> None:
     assert 403 == ask(url, "/restore", "POST", {**cookie, "X-CSRF-Token": "x" * 40}, form)[0]
     assert 403 == ask(url, "/restore", "POST", {**good, "Origin": "http://evil.example"}, form)[0]
     status, _, body = ask(url, "/restore", "POST", {**good, "Origin": url}, form)
+    assert 200 == status, body
+    wait_for(lambda: b'"running"' not in ask(url, "/restore/1", headers=cookie)[2], 30, "it")
+    local = url.replace("127.0.0.1", "localhost")  # the same server by its other name
+    status, _, body = ask(url, "/restore", "POST",
+                          {**good, "Host": local.split("//")[1], "Origin": local}, form)  # fmt: skip
     assert 200 == status, body
     assert not (setup.home / "out").exists() or not any((setup.home / "out").rglob("*.jpg"))
 

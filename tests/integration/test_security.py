@@ -5,6 +5,7 @@ reached any target or any folder outside, and photod kept working."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import pwd
@@ -15,6 +16,7 @@ import stat
 import subprocess
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -491,7 +493,9 @@ def test_another_user_cannot_get_into_the_dashboard(
 ) -> None:
     """Another local user reaches the dashboard's loopback port but not the secret:
     every page, thumbnail and endpoint says 401 to it, a made-up cookie or login token
-    too, and a restore it asks for is refused (nothing is written)."""
+    too, and a restore it asks for is refused (nothing is written).  Even the owner's
+    own session cookie (a browser sends it to every port of 127.0.0.1: another user's
+    server there receives it) is refused from that user's connection."""
     p = daemon_on(setup, setup.inbox, extra='[dashboard]\nlisten = "127.0.0.1:0"\n').start()
     shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
     p.wait_event("dashboard_started")
@@ -499,6 +503,15 @@ def test_another_user_cannot_get_into_the_dashboard(
     secret = setup.home / "state" / "dashboard.secret"
     assert 0o600 == secret.stat().st_mode & 0o777
     sha = hashlib.sha256((samples / "jpg_Canon_40D.jpg").read_bytes()).hexdigest()
+    link = urllib.parse.urlsplit(p.cli("dashboard", "--no-browser").stdout.split()[0])
+    conn = http.client.HTTPConnection(link.hostname, link.port, timeout=10)
+    conn.request("GET", f"{link.path}?{link.query}")
+    answer = conn.getresponse()
+    answer.read()
+    stolen = answer.getheader("set-cookie", "").split(";")[0]
+    conn.request("GET", "/", headers={"Cookie": stolen})  # the owner's own: in
+    assert 200 == conn.getresponse().status
+    conn.close()
     r = intruder.python(f"""
 import urllib.request, urllib.error
 out = []
@@ -519,8 +532,10 @@ for path in ["/", "/unsafe", "/phones", "/library", "/events", "/thumb/{sha}",
 out.append(code("/", headers={{"Cookie": "photod_session=9999999999.{"a" * 32}.{"b" * 64}"}}))
 out.append(code("/login?t=9999999999.{"a" * 32}.{"b" * 64}"))
 out.append(code("/restore", data=b"dest=/tmp/stolen&assets={sha}"))
+out.append(code("/", headers={{"Cookie": {stolen!r}}}))
+out.append(code("/library", headers={{"Cookie": {stolen!r}}}))
 print(out)
 """)
     assert 0 == r.returncode, r.stderr
-    assert "['secret refused', " + ", ".join(["401"] * 13) + "]" == r.stdout.strip()
+    assert "['secret refused', " + ", ".join(["401"] * 15) + "]" == r.stdout.strip()
     assert not Path("/tmp/stolen").exists()
