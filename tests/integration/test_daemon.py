@@ -327,6 +327,9 @@ def test_hostile_names_stay_inside_the_targets(setup: Setup, samples: Path) -> N
         "installation.json",
         "config.cache",  # `photod status` keeps its config check (configcache)
         "config.lastgood",  # the config the daemon runs on (config.keep_last_good)
+        "status.cache",  # what `photod status` reads of the config (statusconfig)
+        "dashboard.secret",  # the dashboard's login secret (600)
+        "dashboard.json",  # where the dashboard listens
     } >= {q.name for q in outside}
     assert 0 == p.stop()
 
