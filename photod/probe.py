@@ -3,13 +3,13 @@ QuickTime), and whether a photo decodes.  Pillow and pillow-heif are used here o
 
 from __future__ import annotations
 
-import struct
 import warnings
 from datetime import UTC, datetime, timedelta, timezone
 from typing import BinaryIO
 
 from PIL import Image
 
+from photod.isobmff import boxes, file_end, truncated_box
 from photod.media import kind_from_name
 from photod.models import Kind, Probe
 
@@ -134,42 +134,13 @@ def _exif_time(f: BinaryIO) -> datetime | None:
     return None
 
 
-def _boxes(f: BinaryIO, end: int) -> list[tuple[bytes, int, int]]:
-    """ISO base media boxes from the current position to ``end``: (type, body, box end)."""
-    found = []
-    while f.tell() + 8 <= end:
-        start = f.tell()
-        header = f.read(8)
-        if len(header) < 8:
-            break
-        size, typ = struct.unpack(">I4s", header)
-        body = start + 8
-        if size == 1:
-            size = struct.unpack(">Q", f.read(8))[0]
-            body = start + 16
-        elif size == 0:
-            size = end - start
-        if size < 8:
-            break
-        found.append((typ, body, start + size))
-        f.seek(start + size)
-    return found
-
-
-def _file_end(f: BinaryIO) -> int:
-    f.seek(0, 2)
-    end = f.tell()
-    f.seek(0)
-    return end
-
-
 def _quicktime_time(f: BinaryIO) -> datetime | None:
     """Creation time from the movie header ('moov'/'mvhd'), seconds since 1904 in UTC."""
-    for typ, body, end in _boxes(f, _file_end(f)):
+    for typ, body, end in boxes(f, file_end(f)):
         if typ != b"moov":
             continue
         f.seek(body)
-        for sub, sub_body, _ in _boxes(f, end):
+        for sub, sub_body, _ in boxes(f, end):
             if sub != b"mvhd":
                 continue
             f.seek(sub_body)
@@ -183,24 +154,13 @@ def _quicktime_time(f: BinaryIO) -> datetime | None:
     return None
 
 
-def _truncated_box(f: BinaryIO) -> str:
-    """For HEIF/AVIF: a box that runs past the end of the file means the file was cut."""
-    size = _file_end(f)
-    for typ, _, end in _boxes(f, size):
-        if end > size:
-            return f"image file is truncated: box {typ.decode('latin-1')!r} needs {end} bytes, file has {size}"
-    return ""
-
-
 def _container_problem(f: BinaryIO) -> str:
     """For QuickTime/MP4 videos: the top-level boxes must fit in the file and include
     the movie header ('moov'); decoding frames is left to video players."""
-    size = _file_end(f)
-    boxes = _boxes(f, size)
-    for typ, _, end in boxes:
-        if end > size:
-            return f"video file is truncated: box {typ.decode('latin-1')!r} needs {end} bytes, file has {size}"
-    if not any(typ == b"moov" for typ, _, _ in boxes):
+    problem = truncated_box(f, "video")
+    if problem:
+        return problem
+    if not any(typ == b"moov" for typ, _, _ in boxes(f, file_end(f))):
         return "video has no movie header ('moov' box): it cannot be played"
     return ""
 
@@ -212,7 +172,7 @@ def _decode_problem(f: BinaryIO, fmt: str, mode: str) -> str:
         if fmt in ("heif", "avif"):
             # libheif decodes a cut file without complaint, so check the container first;
             # HEVC has no scaled decode (a 12 MP HEIC takes ~0.5 s), so "fast" stops here.
-            problem = _truncated_box(f)
+            problem = truncated_box(f)
             if problem or mode == "fast":
                 return problem
         f.seek(0)

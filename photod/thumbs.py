@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
+from photod.isobmff import is_isobmff, truncated_box
 from photod.logs import log
 from photod.media import EXTENSIONS
 from photod.models import Kind
@@ -249,7 +250,7 @@ def _formats() -> tuple[str, ...]:
 def _thumbnail(f: IO[bytes], edge: int) -> bytes | None:
     from PIL import Image, ImageOps
 
-    if _cut(f):
+    if is_isobmff(f) and truncated_box(f):  # HEIF/AVIF: libheif paints a cut file green
         return None
     with Image.open(f, formats=_formats()) as im:
         # Pillow's own limit is a global other modules set; this one is per call.
@@ -268,25 +269,6 @@ def _thumbnail(f: IO[bytes], edge: int) -> bytes | None:
     out = io.BytesIO()
     rgb.save(out, "JPEG", quality=80)
     return out.getvalue()
-
-
-def _cut(f: IO[bytes]) -> bool:
-    """Does a HEIF/AVIF file end inside a box?  libheif paints a cut file's missing tiles
-    green without a word, so the container is checked first."""
-    end, at = f.seek(0, os.SEEK_END), 0
-    f.seek(0)
-    if f.read(8)[4:] != b"ftyp":
-        return False
-    while at + 8 <= end:
-        f.seek(at)
-        size, _type = int.from_bytes(f.read(4)), f.read(4)
-        if size == 1:  # a 64-bit size follows
-            size = int.from_bytes(f.read(8))
-        size = size or end - at  # 0: to the end of the file
-        if size < 8:
-            return True
-        at += size
-    return at > end
 
 
 def _first_frame(fd: int, edge: int) -> bytes | None:
