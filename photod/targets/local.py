@@ -247,6 +247,15 @@ class LocalTarget:
         return None
 
     def check(self, known: Identity | None, prepare: bool = True) -> Identity:
+        try:
+            return self._check(known, prepare)
+        except TargetUnavailable:
+            # Gone (unplugged, read-only, replaced): a write it cut short may have left
+            # a temporary there, so the sweep runs again when it is back.
+            self.meta.swept = False
+            raise
+
+    def _check(self, known: Identity | None, prepare: bool) -> Identity:
         root = self.configured
         if prepare and not root.is_dir() and self.creates_root and known is None:
             try:

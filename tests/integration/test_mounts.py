@@ -337,7 +337,9 @@ def test_drive_turns_read_only_mid_copy_and_comes_back_elsewhere(
         mounted.append(second)
         p.wait_event("target_relocated", target="t7", timeout=30)
         p.wait_protected(2, timeout=90)
-        assert [] == temps(second)
+        # What the read-only disk kept is swept when the drive is back (a list being
+        # written right now goes by itself within moments).
+        wait_for(lambda: not temps(second), 10, "no temporaries", lambda: str(temps(second)))
         assert_target_holds(second / "photos", target_files(lib))
         assert 0 == p.stop()
     finally:  # lazily: a daemon left by a failed assertion may still hold the drive

@@ -106,3 +106,22 @@ def test_a_failed_metadata_write_leaves_no_temporary(tmp_path: Path) -> None:
         os.close(folder)
     assert ["SHA256SUMS"] == sorted(p.name for p in tmp_path.iterdir())
     assert (tmp_path / "SHA256SUMS" / "inside").is_dir()
+
+
+def test_a_drive_that_comes_back_is_swept_again(tmp_path: Path) -> None:
+    """A metadata write cut short by the drive going away (a read-only remount, an
+    unplug) leaves its temporary there; the sweep, done once at start, runs again when
+    the drive is back, in the same process."""
+    root = tmp_path / "T7" / "photos"
+    root.mkdir(parents=True)
+    target = LocalTarget("t7", root, creates_root=False, relocatable=True, owner="e0f548bc8f1e")
+    known = target.check(None)
+    left = root / ".photod" / "sums" / ".photod-e0f548bc8f1e-55480f844e8be05a.tmp"
+    left.parent.mkdir(parents=True, exist_ok=True)
+    left.write_bytes(b"half a list")
+    os.rename(tmp_path / "T7", tmp_path / "T7-away")  # unplugged
+    with pytest.raises(TargetUnavailable):
+        target.check(known)
+    os.rename(tmp_path / "T7-away", tmp_path / "T7")  # back
+    target.check(known)
+    assert not left.exists()
