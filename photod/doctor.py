@@ -27,7 +27,7 @@ from photod.mounts import NETWORK_FS, mount_of
 from photod.policy import plural, size
 from photod.statelock import running_pid
 from photod.targets.base import Identity, Target
-from photod.targets.local import missing_folder
+from photod.targets.missing import missing_folder
 from photod.targets.records import installations
 from photod.usb import usbmuxd_installed, usbmuxd_socket
 

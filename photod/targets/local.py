@@ -19,7 +19,7 @@ import stat
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 
 from photod.errors import LinkInTarget, TargetFull, TargetUnavailable
 from photod.media import check_key
@@ -40,6 +40,7 @@ from photod.targets.localwrite import (
     create_atomic,
     write_atomic,
 )
+from photod.targets.missing import missing_folder
 
 META = ".photod"
 MARKER = "target.json"
@@ -47,40 +48,6 @@ MARKER = "target.json"
 # once it is this old: it may be a write in flight.
 FOREIGN_TEMP_AGE = 3600.0
 PREFETCH = 16 * 1024 * 1024  # bytes of a file read ahead by ``prefetch``; the rest streams
-
-
-class MissingFolder(NamedTuple):
-    found: str  # what is wrong
-    fix: str  # what to do (`photod doctor` says it after the finding)
-    blocked: bool = False  # a file is in the way: it never comes right by itself
-    advised: bool = False  # the log and `photod status` say the fix too
-
-    @property
-    def reason(self) -> str:
-        return f"{self.found}: {self.fix}" if self.advised else self.found
-
-
-def missing_folder(root: Path, first_use: bool = True) -> MissingFolder:
-    """Why a target's folder is not there, and what to do.  A file in its place is a
-    mistake in the config.  Else the deepest folder that exists tells whether the drive
-    is plugged in: on a filesystem mounted for it (neither the system disk's nor the
-    home's), only the folder is missing (first use: create it; else another drive is
-    there).  An empty mount point is on the system disk, where a folder made would
-    fill the system disk: then the advice is to plug the drive in, never to create it."""
-    existing = next(p for p in (root, *root.parents) if os.path.lexists(p))
-    if existing == root or not existing.is_dir():
-        what = "a file, not a folder" if existing.is_file() else "not a folder"
-        fix = "move it away, or point the target's path at a folder"
-        return MissingFolder(f"{existing} is {what}", fix, blocked=True)
-    mount, _ = mount_of(existing)
-    if mount in (Path("/"), mount_of(Path.home())[0]):
-        return MissingFolder(f"{root} does not exist (drive not connected?)", "plug the drive in")
-    found = f"{root} does not exist on the drive mounted at {mount}"
-    if not first_use:
-        return MissingFolder(found, "plug in the drive that holds it (is another drive "
-                             "mounted there?)", advised=True)  # fmt: skip
-    return MissingFolder(found, "create the folder, or set `create = true` for the target",
-                         advised=True)  # fmt: skip
 
 
 class LocalMeta:
