@@ -418,6 +418,11 @@ class TargetRecord:
     mount_rel: str
 
 
+def _held(text: str) -> frozenset[str]:
+    """The ``held`` column (targets with a verified replica, NUL-separated) as a set."""
+    return frozenset(text.split("\0")) if text else frozenset()
+
+
 class Catalog:
     def __init__(self, path: Path, readonly: bool = False) -> None:
         """Open (or create) the catalog.  Raises CatalogDamaged when the file is not a
@@ -748,10 +753,7 @@ class Catalog:
             rows = self._db.execute(
                 "SELECT held, count(*), sum(size) FROM assets GROUP BY held"
             ).fetchall()
-        return [
-            (frozenset(r[0].split("\0")) if r[0] else frozenset(), int(r[1]), int(r[2]))
-            for r in rows
-        ]
+        return [(_held(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     # -- replicas -------------------------------------------------------------------
 
@@ -1129,7 +1131,7 @@ class Catalog:
                 " GROUP BY 1, 2",
                 (since,),
             ).fetchall()
-        return [(r[0], frozenset(r[1].split("\0")) if r[1] else frozenset(), r[2]) for r in rows]
+        return [(r[0], _held(r[1]), r[2]) for r in rows]
 
     def months(self) -> list[tuple[str, int]]:
         """('YYYY-MM' of capture, assets), newest first; '' for an unknown capture time."""
@@ -1153,7 +1155,7 @@ class Catalog:
     def held_of(self, sha256: str) -> frozenset[str]:
         with self._lock:
             r = self._db.execute("SELECT held FROM assets WHERE sha256 = ?", (sha256,)).fetchone()
-        return frozenset(r[0].split("\0")) if r and r[0] else frozenset()
+        return _held(r[0]) if r else frozenset()
 
     # -- snapshots -----------------------------------------------------------------------
 
@@ -1288,7 +1290,7 @@ class Catalog:
                 "SELECT held, count(*) FROM assets WHERE added_at < ? GROUP BY held",
                 (added_before,),
             ).fetchall()
-        return [(frozenset(r[0].split("\0")) if r[0] else frozenset(), int(r[1])) for r in rows]
+        return [(_held(r[0]), int(r[1])) for r in rows]
 
     def add_temps(self, temps: list[tuple[str, str]]) -> None:
         """Record (target, temp key) of copies being written, in one transaction."""
