@@ -68,7 +68,7 @@ def _target(state_dir: Path, t: TargetSpec, keys: Keys | None, owner: str) -> Ta
             conf = RcloneTarget.write_inline_config(
                 state_dir / "rclone" / f"{t.name}.conf", t.remote, dict(t.rclone_config)
             )
-        inner = RcloneTarget(t.name, t.remote, conf)
+        inner = RcloneTarget(t.name, t.remote, conf, owner=owner)
     if t.encrypt:
         from photod.targets.crypt import CryptTarget  # pyrage: only when a target is sealed
 

@@ -9,7 +9,10 @@ An upload streams (chunked HTTP) into ``operations/uploadfile`` under
 ``.photod/tmp/``.  The remote's own SHA-256 of it, or, for remotes that keep none
 (SFTP, Dropbox...), the bytes read back, must equal photod's; only then
 ``operations/movefile`` gives it its name.  A half-uploaded object is never under a
-real name, and the catalog notes the temporary so a crash can remove it.
+real name, and the catalog notes the temporary so a crash can remove it.  A metadata
+write (a list segment, a marker) is not in the catalog: its temporary carries this
+installation's id, and the first check of the next start removes what a crash left
+(another computer's only once it is a day old: it may be an upload in flight).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -36,7 +40,7 @@ import psutil
 
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
 from photod.models import VerifyMethod
-from photod.targets.base import CHUNK
+from photod.targets.base import CHUNK, Identity
 from photod.targets.objects import TMP, ObjectTarget
 
 UNREACHABLE = ("connection refused", "couldn't connect", "no such host", "i/o timeout",
@@ -44,6 +48,7 @@ UNREACHABLE = ("connection refused", "couldn't connect", "no such host", "i/o ti
 CREDENTIALS = ("unable to authenticate", "permission denied", "handshake failed", "401",
                "403", "accessdenied", "invalid_grant", "token expired", "unauthorized")  # fmt: skip
 THROTTLED = ("429", "503", "too many requests", "rate limit", "slowdown", "throttl")
+FOREIGN_TEMP_AGE = 86400.0  # seconds before another computer's temporary counts as debris
 
 
 def rclone_binary() -> str:
@@ -204,13 +209,23 @@ class _Download:
 class RcloneWriter:
     def __init__(self, target: RcloneTarget, key: str) -> None:
         self.t = target
-        self.temp_key = f"{TMP}{secrets.token_hex(12)}"
+        self.temp_key = f"{TMP}{target.owner}{secrets.token_hex(12)}"
         self.sha = hashlib.sha256()
         self.size = 0
         self.boundary = secrets.token_hex(16)
-        self.conn: _UnixHTTP | None = target.rcd.connection()
+        self.conn: _UnixHTTP | None = None
+        self.begun = False  # the upload was started: the temporary may exist
+        self.uploaded = False
+
+    def _begin(self) -> None:
+        """Start the upload.  Not before the first byte: rcd may create the temporary
+        as soon as the request starts, and the caller records ``temp_key`` in the
+        catalog between opening the writer and writing, so that a crash at any moment
+        leaves no temporary the next start does not know of."""
+        self.conn = self.t.rcd.connection()
+        self.begun = True
         folder, _, name = self.temp_key.rpartition("/")
-        query = urllib.parse.urlencode({"fs": target.remote, "remote": folder})
+        query = urllib.parse.urlencode({"fs": self.t.remote, "remote": folder})
         try:
             self.conn.putrequest("POST", f"/operations/uploadfile?{query}")
             self.conn.putheader("Content-Type", f"multipart/form-data; boundary={self.boundary}")
@@ -222,7 +237,6 @@ class RcloneWriter:
             )
         except OSError as exc:
             raise self._lost(exc) from exc
-        self.uploaded = False
 
     def _chunk(self, data: bytes) -> None:
         assert self.conn is not None
@@ -235,6 +249,8 @@ class RcloneWriter:
     def write(self, data: bytes) -> None:
         if not data:
             return  # an empty chunk would end the chunked body
+        if self.conn is None:
+            self._begin()
         try:
             self._chunk(data)
         except OSError as exc:
@@ -245,12 +261,11 @@ class RcloneWriter:
     def _finish_upload(self) -> None:
         if self.uploaded:
             return
+        if self.conn is None:
+            self._begin()  # an empty object
         assert self.conn is not None
         try:
-            self._chunk(f"\r\n--{self.boundary}--\r\n".encode())
-            self.conn.send(b"0\r\n\r\n")
-            response = self.conn.getresponse()
-            body = response.read()
+            response, body = self._end_body()
         except (OSError, http.client.HTTPException) as exc:
             raise self._lost(exc) from exc
         self.conn.close()
@@ -281,12 +296,27 @@ class RcloneWriter:
             raise
         return method
 
+    def _end_body(self) -> tuple[http.client.HTTPResponse, bytes]:
+        assert self.conn is not None
+        self._chunk(f"\r\n--{self.boundary}--\r\n".encode())
+        self.conn.send(b"0\r\n\r\n")
+        response = self.conn.getresponse()
+        return response, response.read()
+
     def abort(self) -> None:
         if self.conn is not None:
-            self.conn.close()  # rcd sees the body end early and drops the upload
+            # The upload is ended, not cut: rcd then has finished with the temporary
+            # when it answers, and the delete below is the last word.  A cut upload is
+            # dropped by rcd in its own time, which may be after our delete (and the
+            # temporary would outlive its entry in the catalog).
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                if not self.uploaded:
+                    self._end_body()
+            self.conn.close()
             self.conn = None
-        with contextlib.suppress(PhotodError):
-            self.t.delete_temp(self.temp_key)
+        if self.begun:
+            with contextlib.suppress(PhotodError):
+                self.t.delete_temp(self.temp_key)
 
 
 class RcloneTarget(ObjectTarget):
@@ -296,11 +326,37 @@ class RcloneTarget(ObjectTarget):
         remote: str,
         config_file: Path | None = None,
         timeout: float = 30.0,
+        owner: str = "",
     ) -> None:
+        """``owner``: this installation's short id, which its temporaries' names begin
+        with (empty for a command that only reads)."""
         self.name = name
         self.remote = remote
         self.where = remote
         self.rcd = Rcd(name, config_file, timeout)
+        self.owner = f"{owner}-" if owner else ""
+        self.swept = False  # a crashed run's metadata temporaries removed (once)
+
+    def check(self, known: Identity | None, prepare: bool = True) -> Identity:
+        found = super().check(known, prepare)
+        if prepare and self.owner and found.target_id and not self.swept:
+            self._sweep()
+        return found
+
+    def _sweep(self) -> None:
+        """Remove the temporaries a crash of this installation left in ``.photod/tmp/``
+        (nothing of this process writes there before its first check, and the state
+        lock keeps any other photod of this installation away), and other computers'
+        once they are old."""
+        answer = self.call("operations/list", missing_ok=True, fs=self.remote,
+                           remote=TMP.rstrip("/"), opt={"filesOnly": True,
+                                                        "noMimeType": True})  # fmt: skip
+        old = time.time() - FOREIGN_TEMP_AGE
+        for item in answer.get("list", []):
+            key = str(item["Path"])
+            if key.startswith(TMP + self.owner) or _mtime(item) < old:
+                self.delete_temp(key)
+        self.swept = True
 
     @staticmethod
     def write_inline_config(path: Path, remote: str, settings: dict[str, str]) -> Path:
@@ -429,3 +485,15 @@ class RcloneTarget(ObjectTarget):
 
     def close(self) -> None:
         self.rcd.stop()
+
+
+def _mtime(item: dict[str, Any]) -> float:
+    """An rclone listing's ModTime (RFC 3339, nanoseconds) as a timestamp; now when it
+    cannot be read, so that an odd entry is kept rather than removed."""
+    stamp = str(item.get("ModTime", ""))
+    whole, _, rest = stamp.partition(".")
+    zone = rest.lstrip("0123456789") if rest else stamp[19:]
+    try:
+        return datetime.fromisoformat(whole[:19] + zone.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return time.time()

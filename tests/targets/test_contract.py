@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +161,19 @@ def test_nothing_visible_before_commit(target: Any) -> None:
     assert (None, []) == (target.size("a/b.jpg"), list(target.keys()))
     w.abort()
     assert [] == list(target.keys())
+
+
+def test_opening_a_writer_puts_nothing_on_the_target(kind: Kind) -> None:
+    """A writer's temporary is recorded in the catalog after it is opened and before
+    its first byte: a process killed in between must leave nothing on the target that
+    the next start does not know to remove, so opening a writer stores nothing."""
+    before = kind.raw()
+    w = kind.target.open_writer("a/b.jpg")
+    time.sleep(0.5)  # an upload begun at once would have reached the remote by now
+    assert before == kind.raw()
+    w.write(DATA)
+    w.abort()
+    assert before == kind.raw()
 
 
 def test_never_overwrites(target: Any) -> None:
@@ -362,6 +377,40 @@ def test_s3_refused_credentials_are_a_clear_reason(s3_server: S3Server, tmp_path
     bad = s3_server.credentials(tmp_path / "aws-credentials", secret="not-the-secret-at-all")
     with pytest.raises(TargetUnavailable, match="credentials refused"):
         s3_target(s3_server, "x", bad).check(None)
+
+
+def test_rclone_start_removes_the_temporaries_its_crash_left(tmp_path: Path) -> None:
+    """A list segment or a marker is uploaded under .photod/tmp/ and then moved: a
+    photod killed in between leaves a temporary no catalog knows of.  Its name carries
+    the installation's id, and the next start's first check removes it; another
+    computer's is kept while it may be an upload in flight (a day), then removed; a
+    command that only reads removes nothing."""
+    folder = tmp_path / "remote"
+    tmp = folder / ".photod" / "tmp"
+    tmp.mkdir(parents=True)
+    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "dir:", {"type": "local"})
+    mine = RcloneTarget("r", f"dir:{folder}", conf, owner="aaaa1111")
+    mine.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
+    writer = mine.open_writer("x.jpg")
+    assert writer.temp_key.startswith(".photod/tmp/aaaa1111-")
+    writer.abort()
+    mine.close()
+    (tmp / "aaaa1111-0123").write_bytes(b"half a list")  # what the killed run left
+    (tmp / "bbbb2222-0456").write_bytes(b"another computer, now")
+    (tmp / "bbbb2222-0789").write_bytes(b"another computer, long ago")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(tmp / "bbbb2222-0789", (two_days_ago, two_days_ago))
+    everything = sorted(p.name for p in tmp.iterdir())
+
+    reader = RcloneTarget("r", f"dir:{folder}", conf)  # `photod status`, say
+    reader.check(None, prepare=False)
+    reader.close()
+    assert everything == sorted(p.name for p in tmp.iterdir())
+
+    again = RcloneTarget("r", f"dir:{folder}", conf, owner="aaaa1111")
+    again.check(None)
+    again.close()
+    assert ["bbbb2222-0456"] == sorted(p.name for p in tmp.iterdir())
 
 
 def test_rclone_refused_key_is_a_clear_reason(ssh_server: SSHServer, tmp_path: Path) -> None:
