@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.floors import disk_write_rate  # noqa: E402
 from bench.report import result  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
@@ -121,6 +122,7 @@ def main() -> int:
     )
     photod = [sys.executable, "-m", "photod", "--config", str(config)]
     times: dict[str, list[float]] = {"photod": [], "fsync": [], "plain": []}
+    rates: list[float] = []  # dd conv=fsync MB/s, each round
     ok = True
     # Interleave the tools, round after round: a shared disk's speed drifts over minutes.
     for round_ in range(args.rounds):
@@ -145,6 +147,7 @@ def main() -> int:
             ).stdout
         )
         ok = ok and status["assets"] == n and status["policy"]["compliant"] == n
+        rates.append(disk_write_rate(work))  # the floor, in the same round
         print(
             f"round {round_ + 1}: photod {times['photod'][-1]:.2f} s, rsync --fsync {times['fsync'][-1]:.2f} s, "
             f"rsync {times['plain'][-1]:.2f} s; ratio to rsync --fsync "
@@ -163,8 +166,12 @@ def main() -> int:
         f"{paired:.2f} (median of per-round ratios)  (goal <= 0.80)"
     )
     print(f"  ratio photod / rsync plain:   {med['photod'] / med['plain']:.2f}")
+    rate = statistics.median(rates)
+    floor = 2 * total / 1e6 / rate
+    print(f"  floor: the bytes written twice at dd conv=fsync's {rate:.0f} MB/s: {floor:.2f} s")
     result("ingest", f"{n:,} files, 2 targets, verified", med["photod"], med["fsync"],
-           "rsync -a --fsync x2", goal="<= 0.80 x", met=med["photod"] <= 0.8 * med["fsync"])  # fmt: skip
+           "rsync -a --fsync x2", goal="<= 0.80 x", met=med["photod"] <= 0.8 * med["fsync"],
+           floor=floor, floor_tool=f"2 x the bytes at dd conv=fsync ({rate:.0f} MB/s)")  # fmt: skip
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )

@@ -11,7 +11,9 @@ round times, in turn:
                  by the server), and check the stored size;
   rclone copy    `rclone copy CORPUS s3:` (4 transfers; it checks MD5s as well);
   photod crypt   the same with `encrypt = true` (age, keyed names, encrypted index);
-  rclone crypt   `rclone copy CORPUS crypt:` over the same S3 remote.
+  rclone crypt   `rclone copy CORPUS crypt:` over the same S3 remote;
+  bare client    the floor: every file PUT by a bare boto3 client, 4 at a time, with
+                 the Content-MD5 the server checks and nothing else (bench/floors.py).
 
 Prints the times and the ratios (goal: photod <= 1.0 x rclone, both ways); copy them
 into bench/RESULTS.md.
@@ -33,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.floors import s3_bare_put  # noqa: E402
 from bench.ingest import make_corpus  # noqa: E402
 from bench.report import result  # noqa: E402
 from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server  # noqa: E402
@@ -103,6 +106,7 @@ def main() -> int:
         "rclone": [],
         "photod crypt": [],
         "rclone crypt": [],
+        "bare client": [],  # the floor: bench/floors.py
     }
     ok = True
     try:
@@ -120,6 +124,10 @@ def main() -> int:
                         [sys.executable, "-m", "photod", "--config", str(config), "status", "--json"],
                         capture_output=True, text=True, check=True).stdout)  # fmt: skip
                     ok = ok and status["policy"]["compliant"] == n
+                elif name == "bare client":
+                    times[name].append(
+                        s3_bare_put(corpus, server.endpoint, BUCKET, run, ACCESS_KEY, SECRET_KEY)
+                    )
                 else:
                     dest = f"s3:{BUCKET}/{run}" if name == "rclone" else f"crypt:{run}"
                     times[name].append(
@@ -143,11 +151,14 @@ def main() -> int:
         f"  photod crypt / rclone crypt: {med['photod crypt'] / med['rclone crypt']:.2f}  (goal <= 1.0)"
     )
     print(f"  every file verified offsite by photod: {ok}")
+    bare = "bare boto3 PUT with Content-MD5, 4 at a time"
     result("offsite", f"{n:,} files to S3", med["photod"], med["rclone"], "rclone copy",
-           goal="<= 1.0 x", met=med["photod"] <= med["rclone"])  # fmt: skip
+           goal="<= 1.0 x", met=med["photod"] <= med["rclone"], floor=med["bare client"],
+           floor_tool=bare)  # fmt: skip
     result("offsite", f"{n:,} files to S3, encrypted", med["photod crypt"], med["rclone crypt"],
            "rclone copy (crypt remote)", goal="<= 1.0 x",
-           met=med["photod crypt"] <= med["rclone crypt"])  # fmt: skip
+           met=med["photod crypt"] <= med["rclone crypt"], floor=med["bare client"],
+           floor_tool=bare + " (unencrypted)")  # fmt: skip
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )

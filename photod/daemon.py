@@ -155,6 +155,17 @@ def _set_up_process(cfg: Config) -> StateLock:
     return lock
 
 
+def _verify_now(pipeline: Pipeline, scheduler: Any, target: str | None, everything: bool
+                ) -> dict[str, Any]:  # fmt: skip
+    """`photod verify` with the daemon running: the daemon verifies, in the background."""
+    if target is not None and target not in pipeline.targets:
+        return {"ok": False, "message": f"no target named {target!r}"}
+    jobs.run_now(scheduler, "verify-now", lambda: pipeline.scrubber.run(target, everything),
+                 pipeline.activity)  # fmt: skip
+    return {"ok": True, "message": "the daemon is verifying now; "
+            "`photod logs --since 10m` shows what it finds"}  # fmt: skip
+
+
 def _drill_now(pipeline: Pipeline, scheduler: Any, only: object) -> dict[str, Any]:
     """`photod drill` while the daemon runs: the scheduled drill, now (one target or all)."""
     state = pipeline.targets.get(only) if isinstance(only, str) else None
@@ -190,6 +201,9 @@ class Daemon:
         self._resettle = ""  # why the catalog must be checked again now
         self._control_server: ControlServer | None = None
         self._reloading: _Reload | None = None
+        # Set when the start-up work is done (the first scan, or the catalog held): the
+        # dashboard's libraries load then, not while the daemon checks and scans.
+        self._started = threading.Event()
         self.summary: oneshot.Summary | None = None  # what `run --once` did and left
 
     def _on_signal(self, signum: int, _: FrameType | None) -> None:
@@ -226,6 +240,7 @@ class Daemon:
                                       f"{exc.strerror or exc}") from exc  # fmt: skip
                 if cfg.dashboard.enabled:
                     dashboard = DashboardServer(lambda: self.cfg, self._live)
+                    dashboard.begin = self._started
                     dashboard.start()
             while not self._stop:
                 trusted = self._settle(cfg)
@@ -296,6 +311,7 @@ class Daemon:
                     self._held = None
                     return Catalog(cfg.state_dir / CATALOG_NAME), verdict
                 self._held = verdict
+                self._started.set()  # the dashboard shows why nothing is done
                 thorough = False  # looked at in full once: then the start-up budget again
                 if verdict.found != said:
                     log.error("catalog_untrusted", found=verdict.found, keeps=verdict.keeps,
@@ -353,7 +369,8 @@ class Daemon:
         pipeline = Pipeline(cfg, catalog, me, relist, notifier=notifier,
                             paused_until=self._paused_until, trusted=not unchecked,
                             distrust=self._distrust, activity=activity,
-                            wake=jobs.waker(scheduler, activity))  # fmt: skip
+                            wake=jobs.waker(scheduler, activity),
+                            scanned=self._started.set)  # fmt: skip
         checker = None
         if unchecked:
             checker = threading.Thread(target=self._check_deeply, args=(cfg, catalog, pipeline),
@@ -440,14 +457,7 @@ class Daemon:
             return {"ok": True, "message": "backing up now: scanning the watch folders and "
                     f"copying what is pending{note}; `photod status` shows progress"}  # fmt: skip
         if cmd == "verify":
-            target = request.get("target")
-            if target is not None and target not in pipeline.targets:
-                return {"ok": False, "message": f"no target named {target!r}"}
-            everything = bool(request.get("all"))
-            jobs.run_now(scheduler, "verify-now",
-                         lambda: pipeline.scrubber.run(target, everything), pipeline.activity)  # fmt: skip
-            return {"ok": True, "message": "the daemon is verifying now; "
-                    "`photod logs --since 10m` shows what it finds"}  # fmt: skip
+            return _verify_now(pipeline, scheduler, request.get("target"), bool(request.get("all")))
         if cmd == "drill":
             return _drill_now(pipeline, scheduler, request.get("target"))
         if cmd == "pause":

@@ -26,18 +26,35 @@ LOG_NAME = "photod.jsonl"
 FAILURE_LEVELS = {"warning", "error", "critical"}
 
 
+def _structlog() -> Any:
+    """structlog, loaded without rich.  When rich is installed (pymobiledevice3 brings
+    it) structlog loads it for a console renderer and pretty tracebacks that photod
+    never uses (it renders its own lines, and tracebacks without locals): 0.1 s of
+    every daemon start.  An import of rich fails while structlog loads, and works
+    again after."""
+    if "structlog" in sys.modules:
+        return sys.modules["structlog"]
+    blocked = "rich" not in sys.modules
+    if blocked:
+        sys.modules["rich"] = None  # type: ignore[assignment]  # importing it raises ImportError
+    try:
+        import structlog
+    finally:
+        if blocked and sys.modules.get("rich", False) is None:
+            del sys.modules["rich"]
+    return structlog
+
+
 class _Events:
-    """photod's event log (``log.info("asset_ingested", ...)``).  structlog, with the
-    console renderer it brings, takes 0.1 s to import: it loads at the first event or at
-    ``setup``, so a command that only reads (`photod status`) never pays for it."""
+    """photod's event log (``log.info("asset_ingested", ...)``).  structlog takes a
+    while to import: it loads at the first event or at ``setup``, so a command that
+    only reads (`photod status`) never pays for it."""
 
     _logger: Any = None
 
     def __getattr__(self, name: str) -> Any:
         if _Events._logger is None:
-            import structlog
-
-            _Events._logger = structlog.get_logger("photod")
+            _Events._logger = _structlog().get_logger("photod")
         return getattr(_Events._logger, name)
 
 
@@ -69,7 +86,7 @@ def setup(
     level: int = logging.INFO,
 ) -> None:
     """Route structlog and the stdlib loggers (APScheduler, watchdog) through one chain."""
-    import structlog
+    structlog = _structlog()
 
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

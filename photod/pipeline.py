@@ -51,6 +51,7 @@ class Pipeline:
         distrust: Callable[[str], None] | None = None,
         activity: Activity | None = None,
         wake: Callable[[str], None] = lambda job: None,
+        scanned: Callable[[], None] = lambda: None,
         clock: Clock = SYSTEM,
     ) -> None:
         """``me``: this installation (its records on the targets); ``relist``: the last
@@ -59,10 +60,13 @@ class Pipeline:
         ``paused_until``: a `photod pause` that outlives a reload; ``trusted`` and
         ``distrust``: see ``Fleet``; ``activity``: the jobs running now (shared with
         the scheduler); ``wake``: runs a scheduled job now (``jobs.waker``; a one-shot
-        run has none); ``clock``: what settling, backoff and pauses are measured with."""
+        run has none); ``scanned``: called after each reconcile scan (the daemon starts
+        its dashboard after the first); ``clock``: what settling, backoff and pauses
+        are measured with."""
         self.cfg = cfg
         self.clock = clock
         self.wake = wake
+        self.scanned = scanned
         self.catalog = catalog
         self.me = me
         self.stop_event = threading.Event()
@@ -214,6 +218,7 @@ class Pipeline:
 
     def reconcile(self) -> None:
         self.intake.reconcile()
+        self.scanned()
         if self.reminders is not None and not self.stop_event.is_set():
             self.reminders.round_done()  # a round: the heartbeat, and what stale_after counts
 

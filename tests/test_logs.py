@@ -7,6 +7,7 @@ import logging
 import os
 import pty
 import select
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -278,3 +279,28 @@ def test_filters_follow_one_device_target_or_photo(
     logger.info("catalog_snapshot_written", targets=["library", "b2"])
     got = [e["event"] for _, e in logs.read_events(tmp_path, only=only)]
     assert expected == got
+
+
+def test_the_log_loads_without_rich_and_rich_still_loads_after(tmp_path: Path) -> None:
+    """structlog would load rich (0.1 s of every daemon start) for renderers photod does
+    not use: the daemon's log comes up without it, a failure still carries its
+    traceback in the JSON log, and rich (which pymobiledevice3 uses) imports after."""
+    script = f"""
+import sys
+from pathlib import Path
+from photod import logs
+logs.setup(Path({str(tmp_path)!r}), console=False)
+loaded_with_log = "rich" in sys.modules
+try:
+    raise ValueError("a bad day")
+except ValueError:
+    logs.log.exception("job_failed", job="scrub")
+import rich.pretty
+print(loaded_with_log, "rich.pretty" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout.split()  # fmt: skip
+    assert ["False", "True"] == out
+    event = json.loads((tmp_path / logs.LOG_NAME).read_text().splitlines()[-1])
+    assert "job_failed" == event["event"]
+    assert "a bad day" in json.dumps(event["exception"])

@@ -2,9 +2,12 @@
 
 It costs nothing while nobody looks: uvicorn's own loop wakes ten times a second
 (``main_loop``), so this runs its start-up and shut-down around one wait instead, and
-sends no Date header (which that loop keeps fresh).  Its libraries load in that thread
-after the daemon is up: the daemon's start does not wait for them.  Where it listens
-is kept in ``dashboard.json`` in the state dir, for `photod dashboard`.
+sends no Date header (which that loop keeps fresh).  Its port is taken at once, but its
+libraries (0.2 s of Python) load in that thread only once the daemon's first scan is
+done (``begin``), or after BEGIN_WAIT: they would hold the interpreter while the daemon
+checks its catalog and scans.  A browser that comes earlier waits in the socket's
+queue.  Where it listens is kept in ``dashboard.json`` in the state dir, for
+`photod dashboard`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from photod.config import Config
 
 ADDRESS_NAME = "dashboard.json"
+BEGIN_WAIT = 5.0  # seconds the dashboard waits at most for the daemon's first scan
 
 
 def url_of(state_dir: Path) -> str | None:
@@ -40,6 +44,7 @@ class DashboardServer:
         self, config: Callable[[], Config], live: Callable[[], dict[str, Any] | None]
     ) -> None:
         self.config, self.live = config, live
+        self.begin = threading.Event()  # set once the daemon's start-up work is done
         self.stop_event = threading.Event()  # ends restores in flight too
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -71,6 +76,10 @@ class DashboardServer:
         self._thread.start()
 
     def _serve(self, sock: socket.socket) -> None:
+        self.begin.wait(BEGIN_WAIT)
+        if self.stop_event.is_set():
+            sock.close()
+            return
         try:
             asyncio.run(self._main(sock))
         except Exception as exc:  # the dashboard never takes the backups down with it
@@ -116,6 +125,7 @@ class DashboardServer:
 
     def stop(self) -> None:
         self.stop_event.set()
+        self.begin.set()  # a dashboard still waiting to begin ends at once
         loop, done = self._loop, self._done
         if loop is not None and done is not None:
             loop.call_soon_threadsafe(done.set)
