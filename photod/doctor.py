@@ -313,13 +313,13 @@ def _clock(log_dir: Path) -> Finding:
     clock that jumped back makes new copies look older than old ones)."""
     now = time.time()
     fix = "set the clock (timedatectl set-ntp true)"
-    shown = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(now))
+    shown = time.strftime("%Y-%m-%d %H:%M", time.localtime(now))  # local, as everywhere
     if now < EARLIEST:
         return Finding("fail", "clock", f"{shown} is before photod existed", fix)
     last = _last_event_time(log_dir)
     if last is not None and last > now + 3600:
         return Finding("fail", "clock", f"{shown} is before the last logged event "
-                       f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(last))})", fix)  # fmt: skip
+                       f"({time.strftime('%Y-%m-%d %H:%M', time.localtime(last))})", fix)  # fmt: skip
     return Finding("ok", "clock", shown)
 
 

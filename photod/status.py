@@ -300,7 +300,8 @@ def render(s: dict[str, Any], tty: bool | None = None) -> str:
         )
     if s["lost"]:
         lines.append(
-            f"{red('LOST')}: {len(s['lost'])} file(s) have no good copy left anywhere "
+            f"{red('LOST')}: {_files(len(s['lost']))} {_verb(len(s['lost']), 'has', 'have')} "
+            "no good copy left anywhere "
             "(`photod logs --failures` says what happened):"
         )
         lines.extend(f"  {item['path']}" for item in s["lost"][:20])
@@ -310,20 +311,24 @@ def render(s: dict[str, Any], tty: bool | None = None) -> str:
         lines.append("Nothing backed up yet: drop photos into a watch folder.")
     elif s["protected"]:
         seen = " photod has seen" if paused else ""
+        every = (
+            "The one photo or video" if s["assets"] == 1 else f"All {s['assets']} photos and videos"
+        )
         lines.append(
-            f"All {s['assets']} photos and videos{seen} ({_size(s['bytes'])}) are "
+            f"{every}{seen} ({_size(s['bytes'])}) {_verb(s['assets'], 'is', 'are')} "
             f"{colour.paint('protected', colour.GREEN, on)}: {rule}."
         )
     else:
-        why = "; ".join(f"{n} need {m}" for m, n in p["missing"].items())
+        why = "; ".join(f"{n} {_verb(n, 'needs', 'need')} {m}" for m, n in p["missing"].items())
         down = [
             f"target '{t['name']}' is unavailable ({t['reason']})"
             for t in s["targets"]
             if not t["available"]
         ]
         lines.append(
-            f"{red('NOT PROTECTED')}: {p['noncompliant']} of {s['assets']} assets fall short of "
-            f"the policy ({rule}): {why}."
+            f"{red('NOT PROTECTED')}: {p['noncompliant']} of {s['assets']} "
+            f"{'photo or video' if s['assets'] == 1 else 'photos and videos'} "
+            f"{_verb(p['noncompliant'], 'falls', 'fall')} short of the policy ({rule}): {why}."
         )
         lines.extend(f"  because {d}" for d in down)
     if p["copies"] < 3 or p["media"] < 2 or p["offsite"] < 1:
@@ -399,17 +404,18 @@ def render(s: dict[str, Any], tty: bool | None = None) -> str:
         )
         if d["unreadable"]:
             lines.append(
-                f"  {'':<14} {d['unreadable']} file(s) on the phone but not imported: turn on "
+                f"  {'':<14} {_files(d['unreadable'])} on the phone but not imported: turn on "
                 "Settings > Photos > 'Download and Keep Originals', then plug in again"
             )
     if s["corrupt_sources"]:
         lines.append(
-            f"Warning  {s['corrupt_sources']} file(s) in watch folders changed on disk without "
+            f"Warning  {_files(s['corrupt_sources'])} in watch folders changed on disk without "
             "being edited (bit rot?); the backups keep the good bytes: restore them from there"
         )
     if s["undecodable"]:
         lines.append(
-            f"Warning  {s['undecodable']} file(s) do not decode as images; they are backed "
+            f"Warning  {_files(s['undecodable'])} {_verb(s['undecodable'], 'does', 'do')} not "
+            "decode as images; each is backed "
             "up byte for byte all the same (see `photod logs --failures`)"
         )
     d = s["daemon"]
@@ -441,3 +447,12 @@ def render(s: dict[str, Any], tty: bool | None = None) -> str:
     elif live:
         lines.append(f"         {live.get('message', '')}")
     return "\n".join(lines)
+
+
+def _files(count: int) -> str:
+    return policy.plural(count, "file")
+
+
+def _verb(count: int, one: str, many: str) -> str:
+    """The verb that agrees with a count: '1 file has', '2 files have'."""
+    return one if count == 1 else many

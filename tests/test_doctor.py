@@ -9,7 +9,9 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -191,3 +193,22 @@ def test_a_drive_that_is_plugged_in_but_lacks_the_folder(tmp_path: Path, drive: 
     assert (f"{drive / 'Photos'} does not exist on the drive mounted at /dev/shm: create the "
             "folder, or set `create = true` for the target") == err.value.reason  # fmt: skip
     assert not (drive / "Photos").exists()
+
+
+def test_the_clock_line_is_local_time_as_everywhere(tmp_path: Path) -> None:
+    """`photod doctor` shows the clock as every command shows a time: local, no zone
+    letter (here UTC+9, where a UTC time would be nine hours off)."""
+    (tmp_path / "inbox").mkdir()
+    config = write_config(
+        tmp_path / "photod.toml",
+        [{"name": "inbox", "type": "folder", "path": str(tmp_path / "inbox")}],
+        [{"name": "lib", "type": "local", "path": str(tmp_path / "lib")}],
+        extra=f'[daemon]\nstate_dir = "{tmp_path}/state"\nlog_dir = "{tmp_path}/log"\n',
+    )
+    env = {**os.environ, "HOME": str(tmp_path), "TZ": "Asia/Tokyo"}
+    r = subprocess.run([sys.executable, "-m", "photod", "--config", str(config), "doctor"],
+                       env=env, capture_output=True, text=True)  # fmt: skip
+    line = next(x for x in r.stdout.splitlines() if x.startswith("OK    clock:"))
+    shown = datetime.strptime(line.split("clock:")[1].strip(), "%Y-%m-%d %H:%M")
+    tokyo = datetime.now(ZoneInfo("Asia/Tokyo")).replace(tzinfo=None)
+    assert abs((tokyo - shown).total_seconds()) < 120, line

@@ -191,3 +191,27 @@ def test_commands_colour_a_terminal_unless_no_color(
                            env={**os.environ, "HOME": str(tmp_path)}, capture_output=True,
                            text=True)  # fmt: skip
     assert "\033[" not in piped.stdout
+
+
+def test_counts_agree_with_their_words(report: dict[str, Any]) -> None:
+    """One photo is "the one photo or video ... is", one lost file "has", one short of
+    the policy "falls" and "needs": never "1 file(s)" or "1 of 1 assets fall"."""
+    report.update(assets=1, bytes=2_000_000)
+    first = status.render(report, tty=False).splitlines()[0]
+    assert first.startswith("The one photo or video (2.0 MB) is protected")
+
+    report.update(protected=False, lost=[{"path": "inbox/IMG_1.HEIC"}], undecodable=1)
+    report["policy"].update(compliant=0, noncompliant=1, missing={"1 more copy": 1})
+    text = status.render(report, tty=False)
+    assert text.startswith("LOST: 1 file has no good copy left anywhere")
+    assert "NOT PROTECTED: 1 of 1 photo or video falls short of the policy" in text
+    assert "1 needs 1 more copy." in text
+    assert "Warning  1 file does not decode as images" in text
+
+    report.update(assets=3, lost=[{"path": f"inbox/IMG_{i}.HEIC"} for i in range(2)])
+    report["policy"].update(noncompliant=2, missing={"1 more copy": 2})
+    text = status.render(report, tty=False)
+    assert text.startswith("LOST: 2 files have no good copy left anywhere")
+    assert "NOT PROTECTED: 2 of 3 photos and videos fall short" in text
+    assert "2 need 1 more copy." in text
+    assert "file(s)" not in text

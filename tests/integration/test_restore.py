@@ -66,6 +66,9 @@ def test_restore_brings_back_every_original_and_never_overwrites(
     mine = p.cli("restore", str(dest))
     assert 1 == mine.returncode
     assert f"failed: {victim}: a different file is already there; left untouched" in mine.stdout
+    assert not re.search(r"[0-9a-f]{64}|\bts=|restore_failed", mine.stderr), (
+        mine.stderr
+    )  # said once
     assert b"my own edit" == (dest / victim).read_bytes()
 
 
@@ -102,6 +105,8 @@ def test_restore_skips_a_bad_copy_for_a_good_one(setup: Setup, samples: Path) ->
     only = p.cli("restore", str(setup.home / "b"), "--target", "lib")
     assert 1 == only.returncode
     assert re.search(rf"failed: {re.escape(victim)}: lib: bytes do not match", only.stdout)
+    # Said once, in the summary: no raw event line (a 64-hex asset id, ts=) after it.
+    assert not re.search(r"[0-9a-f]{64}|\bts=|restore_failed", only.stderr), only.stderr
     assert not (setup.home / "b" / victim).exists()
 
 
@@ -191,7 +196,7 @@ def test_disaster_everything_lost_but_the_encrypted_offsite_copy(
     """The disaster drill: the state directory and the local library are deleted.
     From the encrypted S3 target alone, `photod catalog rebuild` gets the catalog back
     from its sealed snapshot, `photod restore` brings back every original (compared
-    byte for byte), and status and verify work as before."""
+    byte for byte, with its file time), and status and verify work as before."""
     p, lib, _, _ = _library_and_sealed_s3(setup, s3_server, "disaster")
     for f in samples.iterdir():
         shutil.copy2(f, setup.inbox / f.name)
@@ -199,6 +204,7 @@ def test_disaster_everything_lost_but_the_encrypted_offsite_copy(
     p.wait_protected(len(list(samples.iterdir())), timeout=90)
     assert 0 == p.stop()
     originals = target_files(lib)
+    times = {rel: (lib / rel).stat().st_mtime_ns for rel in originals}
     assert [] != p.events("catalog_snapshot_written")
 
     shutil.rmtree(setup.home / "state")
@@ -214,6 +220,8 @@ def test_disaster_everything_lost_but_the_encrypted_offsite_copy(
     assert originals == target_files(dest)
     for key_path in originals:
         assert (dest / key_path).read_bytes() == (samples / Path(key_path).name).read_bytes()
+        # The file's own time, from the sealed copy's records (no plain file to stat).
+        assert times[key_path] == (dest / key_path).stat().st_mtime_ns, key_path
 
     status = p.status()
     assert len(originals) == status["assets"]

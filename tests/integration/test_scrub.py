@@ -133,7 +133,8 @@ def test_a_corrupt_copy_is_never_the_source_of_a_repair_and_a_lost_asset_is_show
         assert not (root / victim).exists()  # moved to quarantine, not copied around
         assert {k: v for k, v in originals.items() if k != victim} == target_files(root)
     status = p.cli("status")
-    assert status.stdout.startswith("LOST: 1 file(s)"), status.stdout
+    assert status.stdout.startswith("LOST: 1 file has no good copy left anywhere"), status.stdout
+    assert 1 == status.returncode  # lost: a script sees it
     assert victim in status.stdout.splitlines()[1]
     assert not p.status()["protected"]
 
