@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,23 +27,27 @@ LOG_NAME = "photod.jsonl"
 FAILURE_LEVELS = {"warning", "error", "critical"}
 
 
+_loading = threading.Lock()
+
+
 def _structlog() -> Any:
     """structlog, loaded without rich.  When rich is installed (pymobiledevice3 brings
     it) structlog loads it for a console renderer and pretty tracebacks that photod
     never uses (it renders its own lines, and tracebacks without locals): 0.1 s of
     every daemon start.  An import of rich fails while structlog loads, and works
     again after."""
-    if "structlog" in sys.modules:
-        return sys.modules["structlog"]
-    blocked = "rich" not in sys.modules
-    if blocked:
-        sys.modules["rich"] = None  # type: ignore[assignment]  # importing it raises ImportError
-    try:
-        import structlog
-    finally:
-        if blocked and sys.modules.get("rich", False) is None:
-            del sys.modules["rich"]
-    return structlog
+    with _loading:  # a second thread never sees a half-loaded structlog
+        if "structlog" in sys.modules:
+            return sys.modules["structlog"]
+        blocked = "rich" not in sys.modules
+        if blocked:
+            sys.modules["rich"] = None  # type: ignore[assignment]  # importing it raises ImportError
+        try:
+            import structlog
+        finally:
+            if blocked and sys.modules.get("rich", False) is None:
+                del sys.modules["rich"]
+        return structlog
 
 
 class _Events:
