@@ -239,8 +239,7 @@ class Daemon:
                     raise PhotodError(f"cannot open the control socket {control.path}: "
                                       f"{exc.strerror or exc}") from exc  # fmt: skip
                 if cfg.dashboard.enabled:
-                    dashboard = DashboardServer(lambda: self.cfg, self._live)
-                    dashboard.begin = self._started
+                    dashboard = DashboardServer(lambda: self.cfg, self._live, self._started)
                     dashboard.start()
             while not self._stop:
                 trusted = self._settle(cfg)

@@ -23,8 +23,19 @@ from photod.usb import usbmuxd_installed
 from tests.conftest import write_config
 
 
-def _doctor(config: Path, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(home / "run")}
+def _healthy(home: Path) -> Path:
+    """A config with a watch folder and a library, both fine."""
+    (home / "inbox").mkdir()
+    return write_config(
+        home / "photod.toml",
+        [{"name": "inbox", "type": "folder", "path": str(home / "inbox")}],
+        [{"name": "lib", "type": "local", "path": str(home / "lib")}],
+        extra=f'[daemon]\nstate_dir = "{home}/state"\nlog_dir = "{home}/log"\n',
+    )
+
+
+def _doctor(config: Path, home: Path, **more_env: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(home / "run"), **more_env}
     (home / "run").mkdir(mode=0o700, exist_ok=True)
     return subprocess.run([sys.executable, "-m", "photod", "--config", str(config), "doctor"],
                           env=env, capture_output=True, text=True)  # fmt: skip
@@ -33,13 +44,7 @@ def _doctor(config: Path, home: Path) -> subprocess.CompletedProcess[str]:
 def test_a_healthy_setup_is_all_good(tmp_path: Path) -> None:
     """Config, folders, writable dirs, a reachable target with its free space, the
     clock: each an OK line; the service not installed is the one warning; exit 0."""
-    (tmp_path / "inbox").mkdir()
-    config = write_config(
-        tmp_path / "photod.toml",
-        [{"name": "inbox", "type": "folder", "path": str(tmp_path / "inbox")}],
-        [{"name": "lib", "type": "local", "path": str(tmp_path / "lib")}],
-        extra=f'[daemon]\nstate_dir = "{tmp_path}/state"\nlog_dir = "{tmp_path}/log"\n',
-    )
+    config = _healthy(tmp_path)
     r = _doctor(config, tmp_path)
     assert 0 == r.returncode, r.stdout + r.stderr
     lines = r.stdout.splitlines()
@@ -198,16 +203,8 @@ def test_a_drive_that_is_plugged_in_but_lacks_the_folder(tmp_path: Path, drive: 
 def test_the_clock_line_is_local_time_as_everywhere(tmp_path: Path) -> None:
     """`photod doctor` shows the clock as every command shows a time: local, no zone
     letter (here UTC+9, where a UTC time would be nine hours off)."""
-    (tmp_path / "inbox").mkdir()
-    config = write_config(
-        tmp_path / "photod.toml",
-        [{"name": "inbox", "type": "folder", "path": str(tmp_path / "inbox")}],
-        [{"name": "lib", "type": "local", "path": str(tmp_path / "lib")}],
-        extra=f'[daemon]\nstate_dir = "{tmp_path}/state"\nlog_dir = "{tmp_path}/log"\n',
-    )
-    env = {**os.environ, "HOME": str(tmp_path), "TZ": "Asia/Tokyo"}
-    r = subprocess.run([sys.executable, "-m", "photod", "--config", str(config), "doctor"],
-                       env=env, capture_output=True, text=True)  # fmt: skip
+    config = _healthy(tmp_path)
+    r = _doctor(config, tmp_path, TZ="Asia/Tokyo")
     line = next(x for x in r.stdout.splitlines() if x.startswith("OK    clock:"))
     shown = datetime.strptime(line.split("clock:")[1].strip(), "%Y-%m-%d %H:%M")
     tokyo = datetime.now(ZoneInfo("Asia/Tokyo")).replace(tzinfo=None)

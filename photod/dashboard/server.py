@@ -41,10 +41,14 @@ def url_of(state_dir: Path) -> str | None:
 
 class DashboardServer:
     def __init__(
-        self, config: Callable[[], Config], live: Callable[[], dict[str, Any] | None]
+        self,
+        config: Callable[[], Config],
+        live: Callable[[], dict[str, Any] | None],
+        begin: threading.Event,
     ) -> None:
+        """``begin``: set by the daemon once its start-up work is done."""
         self.config, self.live = config, live
-        self.begin = threading.Event()  # set once the daemon's start-up work is done
+        self.begin = begin
         self.stop_event = threading.Event()  # ends restores in flight too
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
