@@ -25,10 +25,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from photod.errors import CatalogDamaged, PhotodError, StateDirFull
 from photod.models import Asset, Kind, ManifestEntry, Probe, Replica, VerifyMethod
@@ -369,8 +368,7 @@ def now_iso() -> str:
 REPAIR = "repair: "  # the error of a replica that the catch-up copies again to heal it
 
 
-@dataclass(frozen=True, slots=True)
-class CheckItem:
+class CheckItem(NamedTuple):
     """A verified replica as the scrub sees it."""
 
     asset: str
@@ -379,15 +377,13 @@ class CheckItem:
     checked_at: str
 
 
-@dataclass(frozen=True, slots=True)
-class SourceFile:
+class SourceFile(NamedTuple):
     size: int
     mtime_ns: int
     asset: str
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceFile:
+class DeviceFile(NamedTuple):
     """A file on a phone, as its last listing showed it."""
 
     path: str  # AFC path, e.g. /DCIM/100APPLE/IMG_0001.HEIC
@@ -396,8 +392,7 @@ class DeviceFile:
     taken_at: str  # when the phone created it (ISO, local time)
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceRecord:
+class DeviceRecord(NamedTuple):
     udid: str
     source: str
     name: str
@@ -406,12 +401,11 @@ class DeviceRecord:
     state: str
     detail: str
     since: str
-    last_seen: str = ""
-    last_import: dict[str, Any] = field(default_factory=dict)
+    last_seen: str
+    last_import: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class TargetRecord:
+class TargetRecord(NamedTuple):
     name: str
     target_id: str
     root: str
@@ -1572,8 +1566,7 @@ class Catalog:
         return None if row is None else (row[0], row[1])
 
 
-@dataclass(frozen=True)
-class LibraryRows:
+class LibraryRows(NamedTuple):
     """One phone's library as the catalog keeps it (see migration v8)."""
 
     digest: str

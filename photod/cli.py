@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import re
 import sys
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from photod import paths
-from photod.cliparser import CANT_CREATE, DATA, NO, NO_DAEMON, OK, USAGE, parser
+from photod.cliparser import CANT_CREATE, DATA, NO, NO_DAEMON, OK, USAGE, parse
 from photod.errors import AlreadyRunning, CatalogUntrusted, ConfigError, PhotodError
 from photod.policy import plural, size
 from photod.progress import Bar
@@ -300,7 +299,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from photod import logs, standalone
 
     cfg = _load(args, secrets=True)
-    logs.setup(None, console=True, level=logging.WARNING)  # failures only; the summary below
+    logs.setup(None, console=True, level=logs.WARNING)  # failures only; the summary below
     dest = Path(args.dest).expanduser()
     try:
         with Bar("restoring") as bar:
@@ -483,7 +482,7 @@ def cmd_help(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse(argv)
     command: Callable[[argparse.Namespace], int] = globals()[f"cmd_{args.command}"]
     try:
         return int(command(args))

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from datetime import date
-from typing import NoReturn
+from typing import Any, NoReturn, cast
 
 from photod import __version__, units
 
@@ -66,7 +67,49 @@ def _page(sub: argparse._SubParsersAction[Parser], name: str, line: str, about: 
     return one
 
 
-def parser() -> Parser:
+class _Unused:
+    """The page of a command this run does not use: what it is told is dropped."""
+
+    prog = ""
+
+    def __getattr__(self, name: str) -> Any:  # add_argument, set_defaults, add_parser...
+        return lambda *args, **kwargs: self
+
+
+_UNUSED = cast(Parser, _Unused())
+
+
+def _named(argv: Sequence[str]) -> str | None:
+    """The command the arguments name; None when they ask for help or name none."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--config":
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+        elif not arg.startswith("--config="):
+            return None  # --help, --version, an abbreviation or a typo: every page
+    return None
+
+
+def parser(argv: Sequence[str] | None = None) -> Parser:
+    """The grammar.  Given the arguments, only the page of the command they name is
+    filled in: argparse takes a fifth of a light command's start (`status`) to build
+    all 25 pages and their flags.  No arguments given, no command, an unknown one, or
+    help: every page."""
+    only = None if argv is None else _named(argv)
+    built, seen = _grammar(only)
+    return built if only is None or only in seen else _grammar(None)[0]
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments (the process's when None), parsed."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return parser(args).parse_args(args)
+
+
+def _grammar(only: str | None) -> tuple[Parser, set[str]]:
+    seen: set[str] = set()
     p = Parser(
         prog="photod",
         description="Photo backup daemon: 3 copies, 2 media, 1 offsite. "
@@ -80,7 +123,11 @@ def parser() -> Parser:
     p.add_argument("--version", action="version", version=f"photod {__version__}")
     sub = _commands(p, "COMMAND")
 
-    run = _page(sub, "run", "run the daemon in the foreground",
+    def page(name: str, line: str, about: str, command: str | None = None) -> Parser:
+        seen.add(name)
+        return _page(sub, name, line, about, command) if only in (None, name) else _UNUSED
+
+    run = page("run", "run the daemon in the foreground",
                 "Run the daemon in the foreground: watch the sources, copy every new file to "
                 "each target, verify, scrub and drill on schedule, until TERM or INT. With no "
                 "config yet, write a default one first.")  # fmt: skip
@@ -90,7 +137,7 @@ def parser() -> Parser:
         "photo is not protected)",
     )  # fmt: skip
 
-    cfg = _page(sub, "config", "config commands", "Check the config, or print the example.")
+    cfg = page("config", "config commands", "Check the config, or print the example.")
     cfg_sub = _commands(cfg, "SUBCOMMAND")
     _page(cfg_sub, "check", "validate the config: 'ok' or one line per problem",
           "Validate the config: print 'ok', or one line per problem naming the file and the "
@@ -100,7 +147,7 @@ def parser() -> Parser:
           "`photod config example > ~/.config/photod/photod.toml` starts a config from it.",
           "config_example")  # fmt: skip
 
-    status = _page(sub, "status", "is everything protected? where are the copies?",
+    status = page("status", "is everything protected? where are the copies?",
                    "Say whether every photo is protected by the policy, and if not why; each "
                    "target with its copies and pending work. Exit 0 when every photo is "
                    "protected and none is lost, 1 otherwise, 65 when photod does not act on "
@@ -113,40 +160,40 @@ def parser() -> Parser:
         "(exit 1 when anything on it is not)",
     )
 
-    albums = _page(sub, "albums", "the phones' albums: photos in each, how many protected",
+    albums = page("albums", "the phones' albums: photos in each, how many protected",
                    "The albums of each phone's Photos library: the photos in each, how many "
                    "are protected, how many are not backed up.")  # fmt: skip
     albums.add_argument("--device", metavar="NAME", help="one phone (name or UDID)")
     albums.add_argument("--json", action="store_true", help="one JSON list")
 
     daemon = "Exit 3 when the daemon is not running."
-    dash = _page(sub, "dashboard", "a one-time login link to the daemon's local dashboard",
+    dash = page("dashboard", "a one-time login link to the daemon's local dashboard",
                  "Print a login link to the dashboard the running daemon serves on "
                  "loopback (good once, for two minutes), and open it in the browser where "
                  f"there is one. {daemon}")  # fmt: skip
     dash.add_argument("--no-browser", action="store_true", help="only print the link")
-    backup = _page(sub, "backup", "ask the daemon to scan and copy now",
+    backup = page("backup", "ask the daemon to scan and copy now",
                    "Ask the running daemon to scan the watch folders and copy what is "
                    f"pending now. {daemon}", "control")  # fmt: skip
     backup.add_argument("--now", action="store_true", help="now (the default; kept for scripts)")
     backup.set_defaults(control="backup")
-    reload = _page(sub, "reload", "ask the daemon to read its config again",
+    reload = page("reload", "ask the daemon to read its config again",
                    "Check the config (secrets' permissions too), then ask the running "
                    f"daemon to read it again, as `kill -HUP` does. {daemon}",
                    "control")  # fmt: skip
     reload.set_defaults(control="reload")
-    pause = _page(sub, "pause", "ask the daemon to start no new work",
+    pause = page("pause", "ask the daemon to start no new work",
                   "Ask the running daemon to start no new import, copy, scan, scrub or drill "
                   f"for a while, or until `photod resume`; work in flight finishes. {daemon}",
                   "control")  # fmt: skip
     pause.add_argument("--for", dest="duration", type=_duration, metavar="DURATION",
                        help="e.g. 30m, 2h (default: until `photod resume`)")  # fmt: skip
     pause.set_defaults(control="pause")
-    resume = _page(sub, "resume", "end a pause",
+    resume = page("resume", "end a pause",
                    f"Ask the running daemon to end a pause. {daemon}", "control")  # fmt: skip
     resume.set_defaults(control="resume")
 
-    verify = _page(sub, "verify",
+    verify = page("verify",
                    "re-read copies now (through the daemon when it runs): find, repair, report",
                    "Scrub now: re-read copies (within the budgets, or every one), repair what "
                    "is bad from a good copy, and print what was found (exit 1 when something "
@@ -156,7 +203,7 @@ def parser() -> Parser:
         "--all", action="store_true", help="re-read every copy, whatever the budgets say"
     )
 
-    restore = _page(sub, "restore", "copy originals back, every file checked",
+    restore = page("restore", "copy originals back, every file checked",
                     "Copy originals back into DEST under their library paths, every file "
                     "checked against its SHA-256; a different file is never overwritten. "
                     "Exit 1 when a file failed or nothing matched.")  # fmt: skip
@@ -169,13 +216,13 @@ def parser() -> Parser:
         "--album", metavar="NAME", help="one album of a phone ('Trips/Rome' or its title)"
     )
 
-    drill = _page(sub, "drill", "restore a random sample from each target and check it",
+    drill = page("drill", "restore a random sample from each target and check it",
                   "Restore a random sample from each target into a temporary folder, check "
                   "every byte and that it decodes, then delete it (exit 1 when a drill "
                   "fails). With the daemon running, the daemon does it.")  # fmt: skip
     drill.add_argument("--target", metavar="NAME", help="only this target")
 
-    cat = _page(sub, "catalog", "catalog commands", "Rebuild the catalog from a target.")
+    cat = page("catalog", "catalog commands", "Rebuild the catalog from a target.")
     cat_sub = _commands(cat, "SUBCOMMAND")
     rebuild = _page(cat_sub, "rebuild", "rebuild a lost catalog from one target",
                     "Rebuild the catalog from one target: its newest good snapshot, its lists "
@@ -190,12 +237,12 @@ def parser() -> Parser:
         "default: this one's",
     )  # fmt: skip
 
-    plan = _page(sub, "recovery-plan", "write the recovery plan for this config",
+    plan = page("recovery-plan", "write the recovery plan for this config",
                  "Write the recovery plan for this config as Markdown: how to get every "
                  "photo back from each target, with photod or without it.")  # fmt: skip
     plan.add_argument("--output", metavar="FILE", help="write here instead of printing")
 
-    svc = _page(sub, "service", "run photod as a systemd service or launchd agent",
+    svc = page("service", "run photod as a systemd service or launchd agent",
                 "Install, remove or look at photod as a systemd user service (Linux) or a "
                 "launchd agent (macOS).")  # fmt: skip
     svc_sub = _commands(svc, "ACTION")
@@ -209,17 +256,17 @@ def parser() -> Parser:
                          help="a system unit with its own user (Linux, as root)")  # fmt: skip
         one.set_defaults(action=action)
 
-    _page(sub, "doctor", "check everything photod needs, with the fix for each",
+    page("doctor", "check everything photod needs, with the fix for each",
           "Check everything photod needs, one line each with the fix: the config, secrets, "
           "folders, the catalog, each target and source, usbmuxd, the service, the clock. "
           "Exit 1 on any problem.")  # fmt: skip
 
-    keygen = _page(sub, "keygen", "make an age identity for encrypted targets",
+    keygen = page("keygen", "make an age identity for encrypted targets",
                    "Write a new age identity (mode 600) for encrypted targets and print its "
                    "public key. An existing file is never overwritten: exit 73.")  # fmt: skip
     keygen.add_argument("--output", required=True, metavar="FILE", help="where to write it")
 
-    logs = _page(sub, "logs", "the event log as a readable timeline",
+    logs = page("logs", "the event log as a readable timeline",
                  "The event log as a readable timeline, oldest first. Exit 1 when no event "
                  "matches (the line says which targets or phones there are).")  # fmt: skip
     logs.add_argument("--failures", action="store_true", help="only warnings and errors")
@@ -230,4 +277,4 @@ def parser() -> Parser:
     logs.add_argument(
         "--asset", metavar="HASH", help="one photo, from import to every check (SHA-256 or prefix)"
     )
-    return p
+    return p, seen

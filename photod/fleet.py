@@ -13,7 +13,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -111,34 +110,52 @@ def build_targets(
     return states
 
 
-@dataclass
 class TargetState:
-    """A configured target and what the daemon currently knows about it."""
+    """A configured target and what the daemon currently knows about it.
 
-    target: Target
-    info: TargetInfo
-    records: Records | None = None  # this installation's records on it (the daemon's)
-    available: bool = False
-    reason: str = "not checked yet"
-    full: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)  # the list's compaction
-    # Remote targets are "queued": a new file is not written to them while it is
-    # ingested (a slow upload would hold up the local copies); the catch-up uploads it
-    # from a verified local copy, ``transfers`` files at a time.
-    queued: bool = False
-    transfers: int = 1
-    bucket: TokenBucket | None = None  # bandwidth_limit
-    window: tuple[int, int] | None = None
-    on_battery: bool = True
-    on_metered: bool = True  # False: uploads wait while the connection is metered
-    egress_budget: int | None = None  # bytes a month the scrub may read back (remote only)
-    # A remote that failed is asked again after a growing pause, not every probe.
-    backoff: float = 0.0
-    next_probe: float = 0.0
-    since: float = field(default_factory=time.time)  # when ``available`` last changed
-    seen_saved: float = 0.0  # monotonic time the catalog last heard it answer
-    others_read: float = 0.0  # monotonic time the other installations' lists were read
-    link: str = ""  # a folder inside the target found to be a link: it waits for a folder
+    A plain class, not a dataclass: `photod status` loads this module, and the
+    ``dataclasses`` machinery (its import and the code it generates per class) was a
+    tenth of that command's start."""
+
+    def __init__(
+        self,
+        target: Target,
+        info: TargetInfo,
+        records: Records | None = None,  # this installation's records on it (the daemon's)
+        *,
+        available: bool = False,
+        queued: bool = False,
+        transfers: int = 1,
+        bucket: TokenBucket | None = None,  # bandwidth_limit
+        window: tuple[int, int] | None = None,
+        on_battery: bool = True,
+        on_metered: bool = True,  # False: uploads wait while the connection is metered
+        egress_budget: int | None = None,  # bytes a month the scrub may read back (remote)
+    ) -> None:
+        self.target = target
+        self.info = info
+        self.records = records
+        self.available = available
+        self.reason = "not checked yet"
+        self.full = False
+        self.lock = threading.Lock()  # the list's compaction
+        # Remote targets are "queued": a new file is not written to them while it is
+        # ingested (a slow upload would hold up the local copies); the catch-up uploads
+        # it from a verified local copy, ``transfers`` files at a time.
+        self.queued = queued
+        self.transfers = transfers
+        self.bucket = bucket
+        self.window = window
+        self.on_battery = on_battery
+        self.on_metered = on_metered
+        self.egress_budget = egress_budget
+        # A remote that failed is asked again after a growing pause, not every probe.
+        self.backoff = 0.0
+        self.next_probe = 0.0
+        self.since = time.time()  # when ``available`` last changed
+        self.seen_saved = 0.0  # monotonic time the catalog last heard it answer
+        self.others_read = 0.0  # monotonic time the other installations' lists were read
+        self.link = ""  # a folder inside the target found to be a link: it waits for one
 
     def paused(self) -> str:
         """Why writes wait now ("" when they may run).  The battery and the connection

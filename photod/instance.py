@@ -10,8 +10,8 @@ unplugged.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from photod.catalog import CATALOG_NAME, Catalog
 from photod.durable import write_atomic
@@ -21,8 +21,7 @@ from photod.targets.records import Installation
 FILE = "installation.json"
 
 
-@dataclass(frozen=True, slots=True)
-class Known:
+class Known(NamedTuple):
     """What the state dir says of this installation."""
 
     installation: Installation
@@ -69,8 +68,7 @@ FIX = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class CatalogProblem:
+class CatalogProblem(NamedTuple):
     found: str
     fix: str = FIX
     damaged: str = ""  # what SQLite said, when the file itself is damaged

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 import threading
 from pathlib import Path
 
@@ -47,6 +46,8 @@ def adopt_object(
     success, else why not (for good: not there, other bytes).  Nothing is recorded that
     was not read and hashed first.  Raises TargetUnavailable when the target failed on
     the way (the adoption is to be tried again, not given up)."""
+    import tempfile  # here: its random numbers cost ``status``, which never adopts, 2 ms
+
     with tempfile.NamedTemporaryFile(prefix="photod-adopt-", suffix=Path(key).suffix) as out:
         h = hashlib.sha256()
         mtime: float | None = None

@@ -8,12 +8,11 @@ library index carry them.  No I/O here.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Album:
+class Album(NamedTuple):
     """One album the person made (folders are not albums: they are its ``path``)."""
 
     uuid: str
@@ -28,8 +27,7 @@ class Album:
         return "/".join(self.path)
 
 
-@dataclass(frozen=True, slots=True)
-class LibraryAsset:
+class LibraryAsset(NamedTuple):
     """One photo or video in the library, by the facts of its database row."""
 
     uuid: str
@@ -61,8 +59,7 @@ class LibraryAsset:
         return f"/{self.directory.strip('/')}/{self.filename}"
 
 
-@dataclass(frozen=True, slots=True)
-class PhoneLibrary:
+class PhoneLibrary(NamedTuple):
     """Everything read from one copy of the database."""
 
     assets: tuple[LibraryAsset, ...]
@@ -72,7 +69,7 @@ class PhoneLibrary:
 
 def facts_json(asset: LibraryAsset) -> str:
     """One asset's facts as the catalog and the targets' library index keep them."""
-    data = {f: getattr(asset, f) for f in LibraryAsset.__slots__}
+    data = {f: getattr(asset, f) for f in LibraryAsset._fields}
     data["captured"] = asset.captured.isoformat() if asset.captured else None
     return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
@@ -83,7 +80,7 @@ def asset_from_json(text: str) -> LibraryAsset:
     raw = json.loads(text)
     if not isinstance(raw, dict):
         raise TypeError(f"facts are a JSON object, not {type(raw).__name__}")
-    data = {k: v for k, v in raw.items() if k in LibraryAsset.__slots__}
+    data = {k: v for k, v in raw.items() if k in LibraryAsset._fields}
     data["keywords"] = tuple(data["keywords"])
     data["people"] = tuple(data["people"])
     data["albums"] = tuple(tuple(a) for a in data["albums"])

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import re
 import sys
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from photod import colour
 
@@ -28,6 +26,7 @@ FAILURE_LEVELS = {"warning", "error", "critical"}
 
 
 _loading = threading.Lock()
+INFO, WARNING = 20, 30  # logging's levels, without loading logging for them
 
 
 def _structlog() -> Any:
@@ -88,9 +87,11 @@ def setup(
     console: bool = True,
     max_bytes: int = 10 * 1024**2,
     keep: int = 5,
-    level: int = logging.INFO,
+    level: int = INFO,
 ) -> None:
     """Route structlog and the stdlib loggers (APScheduler, watchdog) through one chain."""
+    import logging  # here: a command that logs nothing (`status`) never loads it
+
     structlog = _structlog()
 
     shared: list[Any] = [
@@ -171,7 +172,8 @@ def setup(
 
 
 def shutdown() -> None:
-    logging.shutdown()
+    if "logging" in sys.modules:  # nothing to flush where nothing was set up
+        sys.modules["logging"].shutdown()
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
@@ -199,8 +201,7 @@ def _files(log_dir: Path) -> list[Path]:
     return [p for p in rotated if p.suffix[1:].isdigit()] + ([current] if current.exists() else [])
 
 
-@dataclass(frozen=True)
-class Filter:
+class Filter(NamedTuple):
     """What `photod logs` narrows the timeline to."""
 
     since: datetime | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
@@ -39,8 +38,7 @@ class VerifyMethod(enum.StrEnum):
     SERVER = "server"  # the server checked each request's Content-MD5 before storing it
 
 
-@dataclass(frozen=True, slots=True)
-class Probe:
+class Probe(NamedTuple):
     """What photod learned about a file's content before copying it."""
 
     kind: Kind
@@ -51,8 +49,7 @@ class Probe:
     problem: str = ""  # why it does not decode, when it does not
 
 
-@dataclass(frozen=True, slots=True)
-class TargetInfo:
+class TargetInfo(NamedTuple):
     """What the policy needs to know about a target."""
 
     name: str
@@ -60,29 +57,26 @@ class TargetInfo:
     offsite: bool
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyRule:
+class PolicyRule(NamedTuple):
     copies: int = 3
     media: int = 2
     offsite: int = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Compliance:
+class Compliance(NamedTuple):
     """The policy's answer for one asset."""
 
     copies: int
     media: int
     offsite: int
-    missing: tuple[str, ...] = field(default=())
+    missing: tuple[str, ...] = ()
 
     @property
     def compliant(self) -> bool:
         return not self.missing
 
 
-@dataclass(frozen=True, slots=True)
-class Asset:
+class Asset(NamedTuple):
     sha256: str
     size: int
     kind: Kind
@@ -90,8 +84,7 @@ class Asset:
     captured_at: str
 
 
-@dataclass(frozen=True, slots=True)
-class Replica:
+class Replica(NamedTuple):
     asset: str
     target: str
     relpath: str

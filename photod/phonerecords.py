@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any, ParamSpec, TypeVar
 
 from photod.catalog import Catalog, DeviceRecord, now_iso
@@ -62,7 +61,7 @@ class PhoneRecords:
         """The phone's name, iOS and model as it tells them; saved with the next state."""
         old = self._records[udid]
         model = old.model if model is None else model
-        self._records[udid] = replace(old, name=name, ios=ios, model=model)
+        self._records[udid] = old._replace(name=name, ios=ios, model=model)
 
     def items(self) -> list[tuple[str, DeviceRecord]]:
         """A copy: read from other threads."""
@@ -81,6 +80,7 @@ class PhoneRecords:
             "attached",
             "",
             now_iso(),
+            last_seen="",
             last_import=old.last_import if old else {},
         )
 
@@ -90,7 +90,7 @@ class PhoneRecords:
         if (record.state, record.detail) != (state, detail) or last:
             since = now_iso() if record.state != state else record.since
             merged = {**record.last_import, **last} if last else record.last_import
-            record = replace(record, state=state, detail=detail, since=since, last_import=merged)
+            record = record._replace(state=state, detail=detail, since=since, last_import=merged)
             self._records[udid] = record
             self.save(record)
 

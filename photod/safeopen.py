@@ -12,12 +12,12 @@ read, hashed and copied is that one descriptor.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
+import functools
 import os
-import platform
 import stat
 import sys
+from typing import Any
 
 __all__ = ["LinkRefused", "folder_beneath", "open_beneath", "open_root"]
 
@@ -45,27 +45,40 @@ class LinkRefused(OSError):
         self.last = at >= 0 and at == len(parts) - 1  # the file itself, not a folder on the way
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                ("resolve", ctypes.c_uint64)]  # fmt: skip
+# Until the kernel says otherwise (ENOSYS, seccomp), or the C library cannot be reached.
+_has_openat2 = sys.platform.startswith("linux") and not os.uname().machine.startswith(
+    ("mips", "alpha")
+)
 
 
-_syscall = None
-if sys.platform.startswith("linux") and not platform.machine().startswith(("mips", "alpha")):
-    with contextlib.suppress(OSError, AttributeError):
-        _syscall = ctypes.CDLL(None, use_errno=True).syscall
-_has_openat2 = _syscall is not None  # until the kernel says otherwise (ENOSYS, seccomp)
+@functools.cache
+def _libc() -> tuple[Any, Any, Any]:
+    """ctypes, the C library's syscall() and openat2's ``struct open_how``: loaded at
+    the first open beneath a root, not at import (ctypes would cost every read-only
+    command, ``status`` among them, a few ms)."""
+    import ctypes
+
+    class OpenHow(ctypes.Structure):
+        _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                    ("resolve", ctypes.c_uint64)]  # fmt: skip
+
+    try:
+        return ctypes, ctypes.CDLL(None, use_errno=True).syscall, OpenHow
+    except (OSError, AttributeError):
+        return ctypes, None, OpenHow
 
 
 def _openat2(dir_fd: int, rel: str, flags: int, mode: int) -> int:
+    ctypes, syscall, OpenHow = _libc()
+    if syscall is None:
+        raise OSError(errno.ENOSYS, "no syscall() in the C library")  # walk instead
     mode = mode if flags & os.O_CREAT else 0  # openat2 refuses a mode it would not use
     # The raw syscall gets no O_LARGEFILE from the C library: a 32-bit system (a
     # Raspberry Pi) would refuse every file over 2 GiB, a video among them.
     flags |= getattr(os, "O_LARGEFILE", 0)
-    how = _OpenHow(flags, mode, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
-    assert _syscall is not None
-    fd = _syscall(SYS_OPENAT2, ctypes.c_int(dir_fd), ctypes.c_char_p(os.fsencode(rel)),
-                  ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))  # fmt: skip
+    how = OpenHow(flags, mode, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+    fd = syscall(SYS_OPENAT2, ctypes.c_int(dir_fd), ctypes.c_char_p(os.fsencode(rel)),
+                 ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))  # fmt: skip
     if fd < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), rel)

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from photod import configcache, paths
 from photod.errors import ConfigError
@@ -40,16 +39,14 @@ CODE = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class SourceView:
+class SourceView(NamedTuple):
     name: str
     type: str  # "folder" or "iphone"
     path: Path | None  # a folder's
     udids: tuple[str, ...]  # the phones an iphone source takes (none: any)
 
 
-@dataclass(frozen=True)
-class StatusSettings:
+class StatusSettings(NamedTuple):
     path: Path  # the config file
     state_dir: Path
     control_socket: Path

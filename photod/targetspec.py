@@ -1,21 +1,25 @@
-"""What a configured target is, in plain frozen dataclasses: all that
+"""What a configured target is, in plain frozen records: all that
 ``fleet.build_targets`` needs to make its storage and all that `photod status` shows of
 it.  ``config`` builds these from the checked file; a command that keeps them between
 runs (``statusconfig``) reads them back without loading pydantic.
+
+Named tuples, not dataclasses: `photod status` reads these, and generating a
+dataclass's methods costs its start a few ms each (``dataclasses`` itself more).  A
+named tuple has no fields by inheritance, so each kind lists the nine every target has
+first, in the same order: ``TargetSpec`` and ``RemoteSpec`` are the unions callers ask
+``isinstance`` of.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from photod.models import Media, TargetInfo
 
 
-@dataclass(frozen=True, kw_only=True)
-class TargetSpec:
-    """What every kind of target has."""
-
+class LocalSpec(NamedTuple):
+    # What every kind of target has:
     name: str
     type: str  # "local", "s3", "rclone": as the config says it
     where: str  # the folder, bucket or remote, as a person reads it
@@ -25,29 +29,30 @@ class TargetSpec:
     bandwidth_limit: int | None  # bytes per second
     window: tuple[int, int] | None  # copy only in these local hours
     on_battery: bool
+    # A folder's own:
+    path: Path
+    creates_root: bool
+    reserve: int  # bytes always left free
 
     def info(self) -> TargetInfo:
         return TargetInfo(self.name, self.media, self.offsite)
 
 
-@dataclass(frozen=True, kw_only=True)
-class LocalSpec(TargetSpec):
-    path: Path
-    creates_root: bool
-    reserve: int  # bytes always left free
-
-
-@dataclass(frozen=True, kw_only=True)
-class RemoteSpec(TargetSpec):
-    """What S3 and rclone targets share: uploads queued and in parallel."""
-
+class S3Spec(NamedTuple):
+    name: str  # the nine every target has, as in LocalSpec
+    type: str
+    where: str
+    media: Media
+    offsite: bool
+    encrypt: bool
+    bandwidth_limit: int | None
+    window: tuple[int, int] | None
+    on_battery: bool
+    # What S3 and rclone targets share: uploads queued and in parallel.
     transfers: int
     egress_budget: int  # bytes a month the scrub may read back
     on_metered: bool
-
-
-@dataclass(frozen=True, kw_only=True)
-class S3Spec(RemoteSpec):
+    # A bucket's own:
     bucket: str
     prefix: str
     endpoint: str | None
@@ -56,16 +61,37 @@ class S3Spec(RemoteSpec):
     credentials_file: Path | None
     part_size: int
 
+    def info(self) -> TargetInfo:
+        return TargetInfo(self.name, self.media, self.offsite)
 
-@dataclass(frozen=True, kw_only=True)
-class RcloneSpec(RemoteSpec):
+
+class RcloneSpec(NamedTuple):
+    name: str  # the nine every target has, as in LocalSpec
+    type: str
+    where: str
+    media: Media
+    offsite: bool
+    encrypt: bool
+    bandwidth_limit: int | None
+    window: tuple[int, int] | None
+    on_battery: bool
+    transfers: int  # the three remote targets share, as in S3Spec
+    egress_budget: int
+    on_metered: bool
+    # A remote's own:
     remote: str
     rclone_config: tuple[tuple[str, str], ...] | None  # the remote's settings, inline
     config_file: Path | None
 
+    def info(self) -> TargetInfo:
+        return TargetInfo(self.name, self.media, self.offsite)
 
-@dataclass(frozen=True)
-class TargetsSettings:
+
+TargetSpec = LocalSpec | S3Spec | RcloneSpec
+RemoteSpec = S3Spec | RcloneSpec  # uploads queued and in parallel
+
+
+class TargetsSettings(NamedTuple):
     """Every configured target, and where their keys and private files are."""
 
     targets: tuple[TargetSpec, ...]

@@ -11,7 +11,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from photod.cli import parser
+import pytest
+
+from photod.cliparser import parser
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,6 +40,29 @@ def test_every_page_has_a_description_and_every_flag_its_help() -> None:
         if not isinstance(a, argparse._SubParsersAction) and not a.help
     ]
     assert ([], []) == (undescribed, unhelped)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "--json", "--device", "Anna"],
+        ["--config", "x.toml", "restore", "out", "--album", "Trip", "--since", "2024-01-02"],
+        ["--config=x.toml", "catalog", "rebuild", "--from", "nas", "--force"],
+        ["service", "install", "--system"],
+        ["config", "check"],
+        ["pause", "--for", "2h"],
+        ["logs", "--failures", "--asset", "abc"],
+    ],
+)
+def test_a_command_parses_alike_with_only_its_page(argv: list[str]) -> None:
+    """The command line builds only the page of the command it names (a lighter
+    start); what it parses is what the whole grammar parses, and an unknown command
+    still hears every command there is."""
+    assert vars(parser(None).parse_args(argv)) | {"help_of": None} == vars(
+        parser(argv).parse_args(argv)
+    ) | {"help_of": None}
+    r = _photod("--config", "x.toml", "statsu", cwd=ROOT)
+    assert r.returncode == 64 and "'status'" in r.stderr and "'restore'" in r.stderr
 
 
 def _photod(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -99,7 +99,8 @@ def test_read_only_commands_load_no_heavy_library(tmp_path: Path, command: str) 
 def test_status_on_an_unchanged_config_loads_no_pydantic(tmp_path: Path) -> None:
     """The first `photod status` checks the config in full and keeps what it read of
     it (``statusconfig``); the next, on the same file, loads neither pydantic nor
-    psutil (about half of its start) and reports the same."""
+    psutil (about half of its start), nor ``dataclasses`` (its records are named
+    tuples: a tenth more), and reports the same."""
     lib = tmp_path / "lib"
     lib.mkdir()
     (tmp_path / "state").mkdir(mode=0o700)  # as the daemon leaves it
@@ -112,7 +113,8 @@ def test_status_on_an_unchanged_config_loads_no_pydantic(tmp_path: Path) -> None
     code = (
         "import sys\nfrom photod.cli import main\n"
         f"code = main(['--config', {str(config)!r}, 'status', '--json'])\n"
-        "print('LOADED', sorted(m for m in ('pydantic', 'psutil') if m in sys.modules))\n"
+        "print('LOADED', sorted(m for m in ('pydantic', 'psutil', 'dataclasses')\n"
+        "                       if m in sys.modules))\n"
     )
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     run = [sys.executable, "-c", code]
@@ -120,7 +122,9 @@ def test_status_on_an_unchanged_config_loads_no_pydantic(tmp_path: Path) -> None
         subprocess.run(run, cwd=ROOT, capture_output=True, text=True, env=env, timeout=60)
         for _ in range(2)
     ]
-    assert ["LOADED ['pydantic']", "LOADED []"] == [r.stdout.splitlines()[-1] for r in runs]
+    assert ["LOADED ['dataclasses', 'pydantic']", "LOADED []"] == [
+        r.stdout.splitlines()[-1] for r in runs
+    ]
     first, second = (json.loads(r.stdout.rsplit("\nLOADED", 1)[0]) for r in runs)
     assert first["targets"] == second["targets"] and str(lib) == second["targets"][0]["path"]
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, NamedTuple, Protocol
 
 from photod.errors import TargetUnavailable
 from photod.models import ManifestEntry, VerifyMethod
@@ -31,8 +30,7 @@ CHUNK = 1024 * 1024
 BESIDE_MAX = 1024 * 1024  # a sidecar is a few kB: a bigger file at KEY.xmp is not photod's
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+class Identity(NamedTuple):
     """Who a target is: the id in its marker, and where it was found."""
 
     target_id: str

@@ -10,7 +10,6 @@ import contextlib
 import errno
 import hashlib
 import os
-import secrets
 from typing import BinaryIO, Protocol
 
 from photod import failpoints
@@ -24,7 +23,7 @@ TEMP_SUFFIX = ".tmp"
 
 def _write_temp(folder: int, name: str, data: bytes, owner: str) -> str:
     """A temporary beside ``name`` in the folder ``folder``, written and synced."""
-    tmp = f"{TEMP_PREFIX}{owner}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+    tmp = f"{TEMP_PREFIX}{owner}{os.urandom(8).hex()}{TEMP_SUFFIX}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         with open(os.open(tmp, flags, 0o644, dir_fd=folder), "wb") as f:
@@ -107,7 +106,7 @@ class LocalWriter:
     def __init__(self, target: Folders, key: str) -> None:
         self.target = target
         self.folder_rel = key.rpartition("/")[0]
-        self.temp_name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        self.temp_name = f"{TEMP_PREFIX}{os.urandom(8).hex()}{TEMP_SUFFIX}"
         self.temp_key = f"{self.folder_rel}/{self.temp_name}" if self.folder_rel else self.temp_name
         # The temporary is created by the first write, not here: the caller records
         # ``temp_key`` in the catalog in between, so a crash at any moment leaves no

@@ -30,8 +30,8 @@ import json
 import re
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from photod import __version__
 from photod.errors import PhotodError
@@ -50,8 +50,7 @@ SNAPSHOT_NAME = re.compile(r"^(\d{10})-(\d{10})(?:-(\d{8})T\d{6}Z)?\.sqlite\.gz$
 KEEP_DAYS = 7  # and the newest snapshot of each of the last days that have one
 
 
-@dataclass(frozen=True, slots=True)
-class Installation:
+class Installation(NamedTuple):
     """One photod installation: a computer's photod, by a random id and a name."""
 
     id: str  # 32 hex digits
@@ -66,8 +65,7 @@ class Installation:
         return f"{INSTALLATIONS}/{self.name}.{self.short}"
 
 
-@dataclass(frozen=True, slots=True)
-class Seen:
+class Seen(NamedTuple):
     """An installation found on a target, by its folder."""
 
     folder: str  # installations/<name>.<id12>
@@ -78,8 +76,7 @@ class Seen:
         return self.short == me.short
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class SnapshotName:
+class SnapshotName(NamedTuple):
     generation: int
     assets: int
     name: str  # the meta name, relative to .photod/
