@@ -262,6 +262,15 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (asset, target)
     ) WITHOUT ROWID;
     """,
+    # v9: a Live Photo movie's content identifier, read from the movie at its import:
+    # the media group its still has in the phone's library, which ties the two whatever
+    # their names.  By the movie's SHA-256: its bytes say it, whichever phone had it.
+    """
+    CREATE TABLE media_groups (
+        asset TEXT PRIMARY KEY,
+        media_group TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 
@@ -1378,6 +1387,21 @@ class Catalog:
                 "UPDATE device_files SET asset=?, problem=? WHERE udid=? AND path=?",
                 (asset, problem, udid, path),
             )
+
+    def set_media_group(self, asset: str, group: str) -> None:
+        """A movie's content identifier (see migration v9)."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO media_groups VALUES (?, ?)", (asset, group))
+
+    def media_groups(self, udid: str) -> dict[str, str]:
+        """The phone's files whose content names a media group: path -> group."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT f.path, g.media_group FROM device_files f"
+                " JOIN media_groups g ON g.asset = f.asset WHERE f.udid=?",
+                (udid,),
+            ).fetchall()
+        return {r[0]: r[1] for r in rows}
 
     def device_files(self, udid: str) -> list[tuple[DeviceFile, str | None, str, str]]:
         """The phone's last listing: (file, asset or None, problem, targets holding a

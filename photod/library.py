@@ -52,6 +52,9 @@ class LibraryAsset(NamedTuple):
     screen_recording: bool = False
     edited: bool = False
     local: bool = True  # False: "Optimize iPhone Storage" left the original in iCloud only
+    # A Live Photo's media group: the UUID its still (Apple's maker note, tag 17) and its
+    # movie (QuickTime's content identifier) both carry, whatever their names.
+    media_group: str = ""
 
     @property
     def path(self) -> str:

@@ -18,6 +18,7 @@ import contextlib
 import errno
 import itertools
 import os
+import struct
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -25,13 +26,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from photod import phonecopy, phoneplan, staging
+from photod import isobmff, phonecopy, phoneplan, staging
 from photod.catalog import IGNORED, DeviceFile, now_iso
 from photod.config import IPhoneSource
 from photod.errors import DeviceProblem, FileUnreadable, Stopping
 from photod.ingest import Ingestor
 from photod.logs import log
-from photod.models import IngestResult
+from photod.media import kind_from_name
+from photod.models import IngestResult, Kind
 from photod.phonelib import PhoneLibraryStep
 from photod.phonerecords import CatalogLane
 from photod.sources.phone import PhoneFile, PhoneLink
@@ -320,10 +322,24 @@ class PhoneImport:
             f"{IGNORED}: {result}" if result in (IngestResult.IGNORED, IngestResult.SKIPPED) else ""
         )
         self.catalog.device_file_done(udid, f.path, sha, problem)
+        if not problem and kind_from_name(f.path) is Kind.VIDEO:
+            self._note_group(staged, sha)
         if problem or self.catalog.replicas(sha):
             with contextlib.suppress(FileNotFoundError):
                 staged.unlink()
         return result
+
+    def _note_group(self, staged: Path, sha: str) -> None:
+        """A Live Photo movie's content identifier, kept: the phone's library ties the
+        movie to its still by it (``phonelib``), whatever their names.  A movie that
+        cannot be read for it is only left ungrouped (the name rules still pair it)."""
+        try:
+            with open(staged, "rb") as movie:
+                group = isobmff.content_identifier(movie)
+        except (OSError, struct.error):
+            return
+        if group:
+            self.catalog.set_media_group(sha, group.upper())
 
     def _tidy(self, source: str, udid: str, on_phone: set[str]) -> None:
         """Remove staging files that are no longer needed: copies already on a target,

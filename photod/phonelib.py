@@ -14,7 +14,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from photod import phoneplan, xmp
@@ -43,6 +43,7 @@ class PhoneLibraryStep:
         folder = staging / COPY_FOLDER
         try:
             copy = await copy_library(link, folder)
+            copied = time.monotonic() - started
             if copy is None:
                 log.info("device_library_absent", device=link.name, udid=link.udid)
                 return
@@ -62,7 +63,8 @@ class PhoneLibraryStep:
         finally:
             await asyncio.to_thread(shutil.rmtree, folder, True)
         paths = list(on_phone)
-        rows = await asyncio.to_thread(library_rows, library, paths, link.name, copy.digest)
+        groups = await self.db(self.catalog.media_groups, link.udid)
+        rows = await asyncio.to_thread(library_rows, library, paths, link.name, copy.digest, groups)
         await self.db(self.catalog.save_library, link.udid, rows)
         log.info(
             "device_library_read",
@@ -73,6 +75,7 @@ class PhoneLibraryStep:
             not_on_phone=sum(1 for a in library.assets if not a.local),
             schema=library.schema,
             bytes=copy.size,
+            copy_duration=round(copied, 3),
             duration=round(time.monotonic() - started, 3),
         )
 
@@ -91,10 +94,15 @@ class PhoneLibraryStep:
 
 
 def library_rows(
-    library: PhoneLibrary, on_phone: list[str], device: str, digest: str
+    library: PhoneLibrary,
+    on_phone: list[str],
+    device: str,
+    digest: str,
+    groups: Mapping[str, str] | None = None,
 ) -> LibraryRows:
     """The catalog's rows for a library: each asset's facts and sidecar digest, and
-    which asset each file on the phone is (its original, and what goes with it)."""
+    which asset each file on the phone is (its original, and what goes with it;
+    ``groups``: the media group each movie's content names, path -> group)."""
     # The database and the listing may spell a path in another case: the listing's
     # spelling is the one the catalog joins on.
     listed = {p.lower(): p for p in on_phone}
@@ -103,7 +111,7 @@ def library_rows(
         data = xmp.sidecar(a, device)
         path = listed.get(a.path.lower(), a.path)
         assets.append((a.uuid, path, a.local, facts_json(a), hashlib.sha256(data).hexdigest()))
-    owner = phoneplan.by_identity(library.assets, on_phone)
+    owner = phoneplan.by_identity(library.assets, on_phone, groups or {})
     files: dict[str, tuple[str, str, str | None]] = {p: (p, u, None) for p, u in owner.items()}
     for uuid, path, *_ in assets:  # an original not listed (only in iCloud) is its own
         files.setdefault(path, (path, uuid, None))

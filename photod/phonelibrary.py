@@ -299,7 +299,7 @@ def _asset_query(s: _Schema) -> str:
         text(caption), col("ZDATECREATED"), xcol("ZTIMEZONEOFFSET"), col("ZLATITUDE"),
         col("ZLONGITUDE"), any_of(("ZKINDSUBTYPE", "2"), ("ZPLAYBACKSTYLE", "3")),
         text(col("ZAVALANCHEUUID")), any_of(("ZKINDSUBTYPE", "10"), ("ZISDETECTEDSCREENSHOT", "1")),
-        any_of(("ZKINDSUBTYPE", "103")), edited, xcol("Z_PK"),
+        any_of(("ZKINDSUBTYPE", "103")), edited, text(col("ZMEDIAGROUPUUID")), xcol("Z_PK"),
     ]  # fmt: skip
     return f"SELECT {', '.join(fields)} FROM {a} AS a{joins} ORDER BY a.Z_PK"
 
@@ -312,7 +312,8 @@ def _asset(
     local: bool,
 ) -> LibraryAsset:
     (_, uuid, directory, filename, original, video, favorite, hidden, trashed, title,
-     caption, created, offset, lat, lon, live, burst, shot, recording, edited, _) = row  # fmt: skip
+     caption, created, offset, lat, lon, live, burst, shot, recording, edited, group,
+     _) = row  # fmt: skip
     where = (lat, lon) if isinstance(lat, int | float) and isinstance(lon, int | float) else None
     if where and NO_LOCATION in where:
         where = None  # the phone's "no location" (both are -180.0 then)
@@ -339,6 +340,7 @@ def _asset(
         screen_recording=bool(recording),
         edited=bool(edited),
         local=local,
+        media_group=group.upper() if live else "",
     )
 
 

@@ -10,7 +10,7 @@ with one finds it already there.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from photod.library import LibraryAsset
 from photod.media import is_still, lead_of, stem_of, still_index
@@ -65,12 +65,18 @@ def order(path: str) -> tuple[int, str]:
 _NUMBERED = re.compile(r"([a-z]+_)(\d+)")
 
 
-def by_identity(assets: Iterable[LibraryAsset], paths: Iterable[str]) -> dict[str, str]:
+def by_identity(
+    assets: Iterable[LibraryAsset], paths: Iterable[str], groups: Mapping[str, str]
+) -> dict[str, str]:
     """Which library asset (UUID) each file on the phone belongs to: its original, as
-    the database names it, and what the phone keeps with it by its own naming: the
-    movie and ``.AAE`` of the same stem, the ``IMG_E0001`` edit and ``IMG_O0001``
-    adjustments of the same number, the renders under ``Mutations/…/IMG_0001/``.
-    Files of no asset are left out (the name rules of ``lead`` still pair them)."""
+    the database names it; a Live Photo's movie by the content identifier it carries
+    (``groups``: path -> the media group the movie names), whatever its name; and what
+    the phone keeps with an original by its own naming: the movie and ``.AAE`` of the
+    same stem, the ``IMG_E0001`` edit and ``IMG_O0001`` adjustments of the same number,
+    the renders under ``Mutations/…/IMG_0001/``.  Files of no asset are left out (the
+    name rules of ``lead`` still pair them)."""
+    assets = list(assets)
+    grouped = {a.media_group: a.uuid for a in assets if a.media_group}
     owner: dict[tuple[str, str], str] = {}  # (folder, stem), lower case -> UUID
     for a in assets:
         folder = "/" + a.directory.strip("/").lower()
@@ -82,6 +88,10 @@ def by_identity(assets: Iterable[LibraryAsset], paths: Iterable[str]) -> dict[st
                 owner.setdefault((folder, f"{numbered[1]}{tag}{numbered[2]}"), a.uuid)
     found: dict[str, str] = {}
     for path in paths:
+        group = grouped.get(groups.get(path, ""))
+        if group is not None:  # identity first: a name can mislead
+            found[path] = group
+            continue
         if path.startswith(MUTATIONS + "/"):
             parts = path.split("/")  # '', PhotoData, Mutations, DCIM, 100APPLE, IMG_0001, ...
             if len(parts) < 7:

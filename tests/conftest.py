@@ -284,9 +284,15 @@ def target_files(root: Path) -> dict[str, str]:
 
 
 def make_mov(
-    path: Path, when: Any, payload: bytes = b"\x00" * 4096, brand: bytes = b"qt  "
+    path: Path,
+    when: Any,
+    payload: bytes = b"\x00" * 4096,
+    brand: bytes = b"qt  ",
+    content_id: str = "",
 ) -> Path:
-    """A minimal QuickTime file: ftyp, moov/mvhd with a creation time, mdat."""
+    """A minimal QuickTime file: ftyp, mdat, moov/mvhd with a creation time; with a
+    ``content_id``, the Live Photo movie's ``com.apple.quicktime.content.identifier``
+    in ``moov/meta`` (hdlr ``mdta``, keys, ilst) as the iPhone writes it."""
     import struct
     from datetime import UTC, datetime
 
@@ -300,7 +306,18 @@ def make_mov(
         + struct.pack(">I", 2)
     )
     mvhd = struct.pack(">I4s", 8 + len(mvhd_body), b"mvhd") + mvhd_body
-    moov = struct.pack(">I4s", 8 + len(mvhd), b"moov") + mvhd
+
+    def box(typ: bytes, body: bytes) -> bytes:
+        return struct.pack(">I4s", 8 + len(body), typ) + body
+
+    meta = b""
+    if content_id:
+        key = b"com.apple.quicktime.content.identifier"
+        hdlr = box(b"hdlr", b"\0" * 8 + b"mdta" + b"\0" * 13)
+        keys = box(b"keys", struct.pack(">II", 0, 1) + box(b"mdta", key))
+        data = box(b"data", struct.pack(">II", 1, 0) + content_id.encode())
+        meta = box(b"meta", hdlr + keys + box(b"ilst", box(struct.pack(">I", 1), data)))
+    moov = box(b"moov", mvhd + meta)
     ftyp = struct.pack(">I4s4sI4s", 20, b"ftyp", brand, 0, brand)
     mdat = struct.pack(">I4s", 8 + len(payload), b"mdat") + payload
     path.write_bytes(ftyp + mdat + moov)

@@ -135,11 +135,17 @@ class Photo:
     screen_recording: bool = False  # a video too: say video=True
     edited: bool = False
     local: bool = True
+    media_group: str = ""  # a Live Photo's (its movie's content identifier); made when live
+
     # how it is stored
     unnamed_faces: int = 0  # faces of people nobody named (and one face of nobody at all)
     subtype: int | None = None  # ZKINDSUBTYPE instead of the one the flags give
     playback: int | None = None  # ZPLAYBACKSTYLE instead of the one the flags give
     offset_stored: bool = True  # False: ZTIMEZONEOFFSET is NULL (the reader says UTC)
+
+    def __post_init__(self) -> None:
+        if self.live and not self.media_group:
+            self.media_group = str(uuidlib.uuid4()).upper()
 
     def expected(self, albums: Iterable[tuple[str, ...]] = ()) -> LibraryAsset:
         """What a reader must give back for this photo in ``albums``."""
@@ -156,7 +162,7 @@ class Photo:
             latitude=self.latitude if located else None,
             longitude=self.longitude if located else None, live=self.live, burst=self.burst,
             screenshot=self.screenshot, screen_recording=self.screen_recording,
-            edited=self.edited, local=self.local,
+            edited=self.edited, local=self.local, media_group=self.media_group,
         )  # fmt: skip
 
 
@@ -307,7 +313,7 @@ class _Rows:
                  ZAVALANCHEKIND=int(bool(p.burst)), ZISDETECTEDSCREENSHOT=int(p.screenshot),
                  ZADDITIONALATTRIBUTES=attrs, ZMASTER=None, ZCLOUDASSETGUID=None,
                  ZCLOUDLOCALSTATE=1, ZSAVEDASSETTYPE=3, ZWIDTH=4032, ZHEIGHT=3024,
-                 ZMEDIAGROUPUUID=str(uuidlib.uuid4()).upper() if p.live else None,
+                 ZMEDIAGROUPUUID=p.media_group or None,
                  **{g.edits: edit})  # fmt: skip
         description = None
         if p.caption:

@@ -203,5 +203,27 @@ def test_a_phones_files_belong_to_their_library_asset_by_identity() -> None:
         "/DCIM/101APPLE/IMG_0001.JPG",
         "/DCIM/101APPLE/IMG_0002.JPG",
     ]
-    owner = phoneplan.by_identity(assets, paths)
+    owner = phoneplan.by_identity(assets, paths, {})
     assert {p: "U1" for p in paths[:6]} | {"/DCIM/101APPLE/IMG_0001.JPG": "U2"} == owner
+
+
+def test_a_live_photos_movie_is_its_stills_by_the_identifier_it_carries() -> None:
+    """A Live Photo's movie whose name says nothing of its still (an import, a shared
+    or restored library) is the still's asset by the content identifier it carries,
+    the media group the library gives the still; it wins over a misleading name, and
+    a movie naming no group the library knows is left to the names."""
+    from photod import phoneplan
+    from photod.library import LibraryAsset
+
+    assets = [
+        LibraryAsset("U1", "DCIM/100APPLE", "IMG_0001.HEIC", live=True, media_group="G1"),
+        LibraryAsset("U2", "DCIM/100APPLE", "IMG_0002.HEIC", live=True, media_group="G2"),
+    ]
+    paths = ["/DCIM/100APPLE/IMG_0001.HEIC", "/DCIM/100APPLE/IMG_0002.HEIC",
+             "/DCIM/103APPLE/CLIP_7731.MOV", "/DCIM/100APPLE/IMG_0002.MOV",
+             "/DCIM/100APPLE/IMG_0001.MOV"]  # fmt: skip
+    groups = {"/DCIM/103APPLE/CLIP_7731.MOV": "G1", "/DCIM/100APPLE/IMG_0002.MOV": "G1",
+              "/DCIM/100APPLE/IMG_0001.MOV": "NOT-IN-THE-LIBRARY"}  # fmt: skip
+    owner = phoneplan.by_identity(assets, paths, groups)
+    assert {"/DCIM/103APPLE/CLIP_7731.MOV": "U1", "/DCIM/100APPLE/IMG_0002.MOV": "U1",
+            "/DCIM/100APPLE/IMG_0001.MOV": "U1"} == {p: owner[p] for p in groups}  # fmt: skip

@@ -137,3 +137,43 @@ def test_truncated_heic_is_flagged(samples: Path, decode: str) -> None:
     info = run_probe(cut, decode=decode)
     assert (Kind.PHOTO, False) == (info.kind, info.decodable)
     assert "truncated" in info.problem.lower() or "error" in info.problem.lower()
+
+
+def test_a_live_photo_movies_content_identifier_is_read_as_exiftool_reads_it(
+    tmp_path: Path, samples: Path
+) -> None:
+    """The identifier that ties a Live Photo's movie to its still, from the movie's
+    QuickTime metadata: where the iPhone puts it (``moov/meta``) and where ffmpeg does
+    (``moov/udta/meta``, a full box), the same as the stock exiftool reads; nothing
+    from a movie without one, a still, or a cut file."""
+    import shutil
+    import subprocess
+
+    from photod.isobmff import content_identifier
+
+    def exiftool(path: Path) -> str:
+        out = subprocess.run(["exiftool", "-s3", "-Keys:ContentIdentifier", str(path)],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        return out.stdout.strip()
+
+    for tool in ("ffmpeg", "exiftool"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: apt-get install ffmpeg libimage-exiftool-perl")
+    when = datetime(2026, 9, 1, tzinfo=UTC)
+    phone = make_mov(
+        tmp_path / "phone.mov", when, content_id="570F1469-09C7-4E50-9875-05F21D5BD166"
+    )
+    other = tmp_path / "ffmpeg.mov"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=5",
+                    "-t", "1", "-c:v", "mpeg4", "-movflags", "use_metadata_tags", "-metadata",
+                    "com.apple.quicktime.content.identifier=0F1E2D3C-1111-2222-3333-444455556666",
+                    str(other)], check=True)  # fmt: skip
+    plain = make_mov(tmp_path / "plain.mov", when)
+    cut = tmp_path / "cut.mov"
+    cut.write_bytes(phone.read_bytes()[:-40])
+    for path in (phone, other):
+        with open(path, "rb") as f:
+            assert exiftool(path) == content_identifier(f) != ""
+    for path in (plain, cut, samples / "heic_IMG_5195.HEIC"):
+        with open(path, "rb") as f:
+            assert "" == content_identifier(f)

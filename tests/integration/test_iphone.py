@@ -41,14 +41,20 @@ class PhoneSetup:
         self.lib = home / "lib"
         self.mirror = home / "mirror"
 
-    def photod(self, iphone: dict[str, Any] | None = None, extra: str = "") -> Photod:
+    def photod(
+        self,
+        iphone: dict[str, Any] | None = None,
+        extra: str = "",
+        mirror: dict[str, Any] | None = None,
+    ) -> Photod:
+        """``mirror``: more settings of the second target (``encrypt = true``, say)."""
         source = {"name": "phones", "type": "iphone", **(iphone or {})}
         config = write_config(
             self.home / "photod.toml",
             [source],
             [
                 {"name": "lib", "type": "local", "path": str(self.lib)},
-                {"name": "mirror", "type": "local", "path": str(self.mirror)},
+                {"name": "mirror", "type": "local", "path": str(self.mirror), **(mirror or {})},
             ],
             {"copies": 2, "media": 1, "offsite": 0},
             FAST.format(home=self.home, daemon="") + extra,

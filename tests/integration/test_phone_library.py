@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import struct
 import subprocess
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests import photoslib
-from tests.conftest import sha256, wait_for
+from tests.conftest import make_mov, sha256, wait_for
 from tests.fakephone import camera_roll
 from tests.integration import test_iphone
 from tests.integration.conftest import Setup
@@ -47,18 +49,32 @@ def test_albums_favourites_captions_and_icloud_only_originals_reach_the_user(
 ) -> None:
     roll = camera_roll(tmp_path / "phone", samples, photos=6, live=2)
     still, movie = "/DCIM/100APPLE/IMG_5001.HEIC", "/DCIM/100APPLE/IMG_5001.MOV"
+    # A Live Photo whose movie's name says nothing of its still (as a camera import or
+    # a restored library leaves them): tied only by the identifier both carry.
+    group = "6A1E6F4C-7D1B-4E52-9D7B-2B1C3F1A0042"
+    odd_still, odd_movie = "/DCIM/102APPLE/IMG_7000.HEIC", "/DCIM/103APPLE/CLIP_0042.MOV"
+    for afc in (odd_still, odd_movie):
+        roll.path(afc).parent.mkdir(parents=True, exist_ok=True)
+    heic = next(q for q in sorted(samples.iterdir()) if q.suffix.upper() == ".HEIC")
+    roll.path(odd_still).write_bytes(heic.read_bytes() + struct.pack(">I4s", 11, b"free") + b"odd")
+    roll.add(odd_still, roll.path(odd_still))
+    roll.add(odd_movie, make_mov(roll.path(odd_movie), datetime(2026, 9, 16, tzinfo=UTC),
+                                 payload=os.urandom(9000), content_id=group))  # fmt: skip
     lib = [
         photoslib.Photo("IMG_0000.JPG", directory="DCIM/100APPLE", favorite=True,
                         caption="first steps", people=("Ann Lee",),
                         captured=datetime(2026, 9, 1, 10, 0, tzinfo=timezone(timedelta(hours=2)))),
-        photoslib.Photo("IMG_0001.JPG", directory="DCIM/100APPLE", keywords=("beach",)),
+        photoslib.Photo("IMG_0001.JPG", directory="DCIM/100APPLE", keywords=("beach",),
+                        trashed=True),  # in Recently Deleted: still on the phone, still kept
         photoslib.Photo("IMG_5001.HEIC", live=True, title="Live one"),
         # Only in iCloud: one absent from DCIM, one listed there but unreadable.
         photoslib.Photo("IMG_0900.HEIC", local=False, original_name="IMG_0900.HEIC",
                         captured=datetime(2026, 8, 30, 9, 0, tzinfo=UTC)),
         photoslib.Photo("IMG_0002.JPG", directory="DCIM/101APPLE", local=False),
+        photoslib.Photo("IMG_7000.HEIC", directory="DCIM/102APPLE", live=True, media_group=group),
     ]  # fmt: skip
-    albums = [(("Trips", "Beach 2026"), [lib[1].uuid, lib[2].uuid]), (("Family",), [lib[0].uuid])]
+    beach = [lib[1].uuid, lib[2].uuid, lib[5].uuid]
+    albums = [(("Trips", "Beach 2026"), beach), (("Family",), [lib[0].uuid])]
     db = photoslib.build(roll.media, "17.6", lib, albums, wal_only=2)
     phone = phones.phone(UDID_A, "Anna's iPhone", roll, unreadable={"/DCIM/101APPLE/IMG_0002.JPG"})
     hook = Webhook()
@@ -68,7 +84,7 @@ def test_albums_favourites_captions_and_icloud_only_originals_reach_the_user(
         phones.mux.plug(phone)
         p.wait_event("device_import_finished", timeout=60)
         [read] = p.wait_event("device_library_read", timeout=30)
-        assert (5, 2, 2) == (read["assets"], read["albums"], read["not_on_phone"])
+        assert (6, 2, 2) == (read["assets"], read["albums"], read["not_on_phone"])
         [icloud] = p.wait_event("device_originals_in_icloud")
         assert (2, True) == (icloud["count"], icloud["grew"])
         wait_for(lambda: any("only in iCloud" in json.loads(b)["title"] for _, b in hook.got),
@@ -76,7 +92,7 @@ def test_albums_favourites_captions_and_icloud_only_originals_reach_the_user(
 
         # Beside each original, on both targets: a sidecar exiftool reads.
         for root in (phones.lib, phones.mirror):
-            wait_for(lambda root=root: len(list(root.rglob("*.xmp"))) == 3, 30, "the sidecars")
+            wait_for(lambda root=root: len(list(root.rglob("*.xmp"))) == 4, 30, "the sidecars")
         first = next(phones.lib.rglob("IMG_0000*.JPG.xmp"))
         facts = exiftool(first)
         assert (5, "first steps") == (facts["XMP-xmp:Rating"], facts["XMP-dc:Description"])
@@ -88,7 +104,12 @@ def test_albums_favourites_captions_and_icloud_only_originals_reach_the_user(
         dev = device(p, "Anna's iPhone")
         assert ["IMG_0002.JPG", "IMG_0900.HEIC"] == sorted(i["name"] for i in dev["in_icloud"])
         assert {lib[3].uuid, lib[4].uuid} == {i["uuid"] for i in dev["in_icloud"]}
-        assert dev["safe_before"] is not None
+        # Each with its capture time, in this computer's time as the phone's files are
+        # listed; one with no date (IMG_0002) keeps anything from being called safe.
+        when = {i["name"]: i["taken_at"] for i in dev["in_icloud"]}
+        local = lib[3].captured.astimezone().replace(tzinfo=None)  # type: ignore[union-attr]
+        assert {"IMG_0900.HEIC": local.isoformat(timespec="seconds"), "IMG_0002.JPG": ""} == when
+        assert "0001-01-01T00:00:00" == dev["safe_before"]
         text = p.cli("status", "--device", "Anna's iPhone").stdout
         assert (
             "2 photos in this phone's library are not backed up: their originals are only in iCloud"
@@ -97,28 +118,43 @@ def test_albums_favourites_captions_and_icloud_only_originals_reach_the_user(
         assert "Download and Keep Originals" in text
         assert "Everything on 'Anna's iPhone' is protected" not in text
 
-        # albums, and one restored: the Live Photo's still and movie, bit for bit,
-        # each photo with its sidecar.
+        # albums, and one restored: the Live Photos' stills and movies (one movie by
+        # the identifier it carries, from another folder), bit for bit, each photo with
+        # its sidecar.
         listed = p.cli("albums")
         assert 0 == listed.returncode, listed.stderr
-        assert "Trips/Beach 2026  2 photos, 2 protected" in listed.stdout
+        assert "Trips/Beach 2026  3 photos, 3 protected" in listed.stdout
         assert "Family  1 photos, 1 protected" in listed.stdout
         dest = tmp_path / "restored"
         r = p.cli("restore", str(dest), "--album", "Beach 2026")
         assert 0 == r.returncode, r.stdout + r.stderr
         got = {q.name: sha256(q) for q in dest.rglob("*") if q.is_file()}
         want = {Path(a).name: sha256(roll.files[a]) for a in
-                ("/DCIM/100APPLE/IMG_0001.JPG", still, movie, still.replace(".HEIC", ".AAE"))}  # fmt: skip
+                ("/DCIM/100APPLE/IMG_0001.JPG", still, movie, still.replace(".HEIC", ".AAE"),
+                 odd_still, odd_movie)}  # fmt: skip
         assert want == {n: h for n, h in got.items() if not n.endswith(".xmp")}
         assert {"IMG_0001.JPG.xmp", "IMG_5001.HEIC.xmp"} <= set(got)
         assert "Live one" == exiftool(next(dest.rglob("IMG_5001.HEIC.xmp")))["XMP-dc:Title"]
+        # The library index on the target: the album in its order, the trashed photo
+        # marked, the odd movie under its still's asset with the movie's own bytes.
+        index = json.loads((phones.lib / ".photod" / "library" / f"{UDID_A}.json").read_bytes())
+        [trip] = [al for al in index["albums"] if al["path"] == ["Trips", "Beach 2026"]]
+        assert beach == trip["assets"]
+        facts = {a["uuid"]: a["facts"] for a in index["assets"]}
+        assert (True, False) == (facts[lib[1].uuid]["trashed"], facts[lib[0].uuid]["trashed"])
+        files = {f["path"]: f for f in index["files"]}
+        assert (lib[5].uuid, sha256(roll.files[odd_movie])) == (
+            files[odd_movie]["uuid"], files[odd_movie]["sha256"])  # fmt: skip
+        assert "True" == str(exiftool(next(dest.rglob("IMG_0001.JPG.xmp")))["XMP-photod:Trashed"])
         nothing = p.cli("restore", str(tmp_path / "none"), "--album", "Nowhere")
         assert 0 != nothing.returncode and "no album named 'Nowhere'" in nothing.stderr
 
-        # Starred on the phone after the import: the sidecar follows at the next plug-in.
+        # Starred, captioned, put in an album on the phone after the import: the
+        # sidecars follow at the next plug-in, and so do the albums.
         phones.mux.unplug(phone)
         p.wait_event("device_detached")
         photoslib.update(db, lib[1].uuid, favorite=True, caption="after")
+        photoslib.update(db, lib[0].uuid, add_to_album=("Trips", "Beach 2026"))
         sidecar = next(phones.lib.rglob("IMG_0001*.JPG.xmp"))
         original = sidecar.with_name(sidecar.name.removesuffix(".xmp"))
         before = hashlib.sha256(original.read_bytes()).hexdigest()
@@ -126,6 +162,9 @@ def test_albums_favourites_captions_and_icloud_only_originals_reach_the_user(
         p.wait_event("device_library_read", count=2, timeout=60)
         wait_for(lambda: exiftool(sidecar).get("XMP-xmp:Rating") == 5, 30, "the new sidecar")
         assert "after" == exiftool(sidecar)["XMP-dc:Description"]
+        wait_for(lambda: "Albums|Trips|Beach 2026" in exiftool(first)["XMP-lr:HierarchicalSubject"],
+                 30, "the album in the first photo's sidecar")  # fmt: skip
+        assert "Trips/Beach 2026  4 photos, 4 protected" in p.cli("albums").stdout
         assert before == hashlib.sha256(original.read_bytes()).hexdigest()
         assert 0 == p.stop()
     finally:
@@ -143,25 +182,41 @@ def test_albums_favourites_captions_and_icloud_only_originals_reach_the_user(
     assert "a full re-scan" in r.stdout
     mine = p.cli("albums", "--device", UDID_A)
     assert 0 == mine.returncode, mine.stderr
-    assert "Trips/Beach 2026  2 photos, " in mine.stdout
+    assert "Trips/Beach 2026  4 photos, " in mine.stdout
     assert photos_before == int(r.stdout.split(" assets,")[0].rsplit(" ", 1)[1])
     unknown = p.cli("albums", "--device", "Bob's iPhone")
     assert 1 == unknown.returncode and 'no albums on "Bob\'s iPhone" yet' in unknown.stdout
 
 
+@pytest.mark.parametrize(
+    ("spoil", "reason"),
+    [
+        ("garbage", "not a SQLite database"),
+        ("truncated", "damaged or truncated: "),
+        ("unknown schema", "no asset table (ZASSET or ZGENERICASSET)"),
+    ],
+)
 def test_a_database_photod_cannot_read_imports_every_file_all_the_same(
-    phones: PhoneSetup, samples: Path, tmp_path: Path
+    phones: PhoneSetup, samples: Path, tmp_path: Path, spoil: str, reason: str
 ) -> None:
-    """A garbage Photos.sqlite on the phone: one device_library_unreadable with the
-    reason, and every file imported and protected as without a library."""
+    """A Photos.sqlite on the phone that is garbage, cut short, or another app's: one
+    device_library_unreadable with the reason, and every file imported and protected
+    as without a library."""
     roll = camera_roll(tmp_path / "phone", samples, photos=4, live=1)
-    photoslib.garbage(roll.media / "PhotoData" / "Photos.sqlite")
+    db = roll.media / "PhotoData" / "Photos.sqlite"
+    if spoil == "garbage":
+        photoslib.garbage(db)
+    elif spoil == "truncated":
+        photos = [photoslib.Photo(f"IMG_{i:04d}.JPG", caption="x" * 3000) for i in range(40)]
+        photoslib.truncate(photoslib.build(roll.media, "18", photos, []))
+    else:
+        photoslib.unknown_schema(db)
     phone = phones.phone(UDID_A, "Anna's iPhone", roll)
     p = phones.photod().start()
     p.wait_event("usbmuxd_connected")
     phones.mux.plug(phone)
     [bad] = p.wait_event("device_library_unreadable", timeout=60)
-    assert "not a SQLite database" in bad["reason"]
+    assert reason in bad["reason"]
     assert "\n" not in bad["reason"] and "Traceback" not in p.log_file.read_text()
     p.wait_protected(len(roll.files))
     assert not list(phones.lib.rglob("*.xmp"))
@@ -183,3 +238,54 @@ def test_a_sidecar_exported_beside_a_photo_is_kept_with_it(setup: Setup, samples
     [photo] = lib.rglob("IMG_0001.HEIC")
     assert xmp == (photo.parent / "IMG_0001.xmp").read_bytes()
     assert 0 == p.stop()
+    dest = setup.home / "restored"
+    r = p.cli("restore", str(dest))
+    assert 0 == r.returncode, r.stdout + r.stderr
+    got = {q.name: q.read_bytes() for q in dest.rglob("*") if q.is_file()}
+    assert {"IMG_0001.HEIC": heic.read_bytes(), "IMG_0001.xmp": xmp} == got
+
+
+def test_an_encrypted_target_keeps_the_library_sealed_and_restores_it(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    """On a target that encrypts, the sidecars and the library index are sealed like the
+    originals (no caption, title or album name readable there, no ``.xmp`` name), and
+    an album restored from that target alone comes back with its sidecars, which the
+    stock exiftool reads."""
+    roll = camera_roll(tmp_path / "phone", samples, photos=3, live=1)
+    lib = [
+        photoslib.Photo("IMG_0001.JPG", directory="DCIM/100APPLE", title="Secret harbour",
+                        caption="only for the family"),
+        photoslib.Photo("IMG_5001.HEIC", live=True),
+    ]  # fmt: skip
+    photoslib.build(roll.media, "18", lib, [(("Hidden cove",), [lib[0].uuid, lib[1].uuid])])
+    key = phones.home / "key.txt"
+    p = phones.photod(extra=f'\n[encryption]\nidentity = "{key}"\n', mirror={"encrypt": True})
+    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    p.start()
+    p.wait_event("usbmuxd_connected")
+    phones.mux.plug(phone := phones.phone(UDID_A, "Anna's iPhone", roll))
+    p.wait_event("device_library_read", timeout=60)
+    wait_for(lambda: len(list(phones.lib.rglob("*.xmp"))) == 2, 30, "the plain sidecars")
+    wait_for(lambda: len(list((phones.mirror / ".photod" / "beside").glob("*"))) == 2, 30,
+             "the sealed sidecars")  # fmt: skip
+    wait_for(lambda: (phones.mirror / ".photod" / "library").is_dir(), 30, "the sealed index")
+    sealed = [q for q in phones.mirror.rglob("*") if q.is_file()]
+    assert not [q for q in sealed if q.suffix == ".xmp"]
+    for secret in (b"Secret harbour", b"only for the family", b"Hidden cove", lib[0].uuid.encode()):
+        assert not [q for q in sealed if secret in q.read_bytes()], secret
+    phones.mux.unplug(phone)
+    assert 0 == p.stop()
+
+    dest = tmp_path / "restored"
+    r = p.cli("restore", str(dest), "--album", "Hidden cove", "--target", "mirror")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    sidecar = next(dest.rglob("IMG_0001.JPG.xmp"))
+    facts = exiftool(sidecar)
+    assert ("Secret harbour", "only for the family") == (facts["XMP-dc:Title"],
+                                                        facts["XMP-dc:Description"])  # fmt: skip
+    assert sha256(roll.files["/DCIM/100APPLE/IMG_0001.JPG"]) == sha256(
+        sidecar.with_name("IMG_0001.JPG"))  # fmt: skip
+    assert {"IMG_5001.HEIC", "IMG_5001.HEIC.xmp", "IMG_5001.MOV"} <= {
+        q.name for q in dest.rglob("*")
+    }
