@@ -48,14 +48,14 @@ def device_report(
                 safe_before = f.taken_at
             not_protected.append({"path": f.path, "taken_at": f.taken_at, "why": why})
     in_icloud = _listed(catalog.in_icloud_only(d.udid))
-    # Photos the library places where no listing showed them (a shared album's, say):
-    # said, but not counted against "safe": they are not this phone's camera roll.
+    # Photos the library places where no listing showed them (a shared album's, say).
     elsewhere = _listed(catalog.library_unlisted(d.udid))
-    if in_icloud:
-        # With iCloud Photos, deleting a photo on the phone deletes it in iCloud too: a
-        # photo photod does not have keeps everything taken after it from being safe,
-        # and one with no date keeps anything from being called safe.
-        dates = [p["taken_at"] for p in in_icloud]
+    if in_icloud or elsewhere:
+        # The phone is never called safe while its library holds photos photod does not
+        # have (with iCloud Photos, deleting on the phone deletes in iCloud too): each
+        # keeps everything taken after it from being safe, and one with no date keeps
+        # anything from being called safe.
+        dates = [p["taken_at"] for p in in_icloud + elsewhere]
         first = min(dates) if all(dates) else NOTHING_SAFE
         safe_before = first if safe_before is None else min(safe_before, first)
     return {

@@ -200,10 +200,10 @@ def test_the_library_reaches_the_target_as_sidecars_that_exiftool_reads(
     report = phonestatus.device_report(rig.catalog, record, PolicyRule(1, 1, 0), infos)
     assert [lib[3].uuid] == [p["uuid"] for p in report["in_icloud"]]
     assert [lib[4].uuid] == [p["uuid"] for p in report["not_listed"]]
-    # Everything else is protected, yet the iCloud-only photo bounds "safe" (the
-    # unlisted one is said, not counted).
+    # Everything else is protected, yet the photos photod does not have bound "safe":
+    # the iCloud-only one (2023) and the unlisted one, older (2022).
     assert [] == report["not_protected"]
-    oldest = datetime(2023, 1, 2, 3, 4, 5, tzinfo=UTC).astimezone().replace(tzinfo=None)
+    oldest = datetime(2022, 5, 6, 7, 8, 9, tzinfo=UTC).astimezone().replace(tzinfo=None)
     assert oldest.isoformat(timespec="seconds") == report["safe_before"]
     text = phonestatus.render_device(report)
     assert (
