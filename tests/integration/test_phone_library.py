@@ -251,16 +251,22 @@ def test_an_encrypted_target_keeps_the_library_sealed_and_restores_it(
     """On a target that encrypts, the sidecars and the library index are sealed like the
     originals (no caption, title or album name readable there, no ``.xmp`` name), and
     an album restored from that target alone comes back with its sidecars, which the
-    stock exiftool reads."""
+    stock exiftool reads, and with the edit Photos rendered under ``Mutations``."""
     roll = camera_roll(tmp_path / "phone", samples, photos=3, live=1)
+    render = "/PhotoData/Mutations/DCIM/100APPLE/IMG_5001/Adjustments/FullSizeRender.heic"
+    roll.path(render).parent.mkdir(parents=True)
+    roll.path(render).write_bytes(roll.path("/DCIM/100APPLE/IMG_5001.HEIC").read_bytes() + b"e")
+    roll.add(render, roll.path(render))
     lib = [
         photoslib.Photo("IMG_0001.JPG", directory="DCIM/100APPLE", title="Secret harbour",
                         caption="only for the family"),
-        photoslib.Photo("IMG_5001.HEIC", live=True),
+        photoslib.Photo("IMG_5001.HEIC", live=True, edited=True),
     ]  # fmt: skip
     photoslib.build(roll.media, "18", lib, [(("Hidden cove",), [lib[0].uuid, lib[1].uuid])])
     key = phones.home / "key.txt"
-    p = phones.photod(extra=f'\n[encryption]\nidentity = "{key}"\n', mirror={"encrypt": True})
+    p = phones.photod(
+        {"include_edits": True}, f'\n[encryption]\nidentity = "{key}"\n', mirror={"encrypt": True}
+    )
     assert 0 == p.cli("keygen", "--output", str(key)).returncode
     p.start()
     p.wait_event("usbmuxd_connected")
@@ -286,6 +292,8 @@ def test_an_encrypted_target_keeps_the_library_sealed_and_restores_it(
                                                         facts["XMP-dc:Description"])  # fmt: skip
     assert sha256(roll.files["/DCIM/100APPLE/IMG_0001.JPG"]) == sha256(
         sidecar.with_name("IMG_0001.JPG"))  # fmt: skip
-    assert {"IMG_5001.HEIC", "IMG_5001.HEIC.xmp", "IMG_5001.MOV"} <= {
-        q.name for q in dest.rglob("*")
-    }
+    got = {q.name: q for q in dest.rglob("*")}
+    assert {"IMG_5001.HEIC", "IMG_5001.HEIC.xmp", "IMG_5001.MOV", "IMG_5001_edited.heic"} <= set(
+        got
+    )
+    assert roll.path(render).read_bytes() == got["IMG_5001_edited.heic"].read_bytes()
