@@ -80,15 +80,24 @@ class Copier:
         self.catalog.add_temps([(n, w.temp_key) for n, w in writers.items()])
 
     def pump(
-        self, stream: BinaryIO, writers: dict[str, Writer], dropped: dict[str, TargetUnavailable]
+        self,
+        stream: BinaryIO,
+        writers: dict[str, Writer],
+        dropped: dict[str, TargetUnavailable],
+        lean: bool = False,
     ) -> str:
         """Read a stream once: hash it and feed every writer.  A writer that fails is
-        moved to ``dropped`` while the others go on."""
-        h = hashlib.sha256()
+        moved to ``dropped`` while the others go on.  ``lean`` (one writer whose bytes
+        the caller already knows the hash of): when that writer hashes what it takes
+        (an upload), its hash is the stream's and the bytes are not hashed twice; ''
+        when it was dropped."""
+        only = next(iter(writers.values())) if lean and len(writers) == 1 else None
+        h = None if only is not None and only.sha256() is not None else hashlib.sha256()
         while chunk := stream.read(CHUNK):
             if self.stop.is_set():
                 raise Stopping
-            h.update(chunk)
+            if h is not None:
+                h.update(chunk)
             for name, writer in list(writers.items()):
                 try:
                     writer.write(chunk)
@@ -96,7 +105,9 @@ class Copier:
                     del writers[name]
                     self.catalog.drop_temp(name, writer.temp_key)
                     dropped[name] = exc
-        return h.hexdigest()
+        if h is not None:
+            return h.hexdigest()
+        return (only.sha256() or "") if only is not None and writers else ""
 
     def abort_all(self, writers: dict[str, Writer]) -> None:
         for name, w in writers.items():

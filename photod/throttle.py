@@ -155,6 +155,9 @@ class LimitedWriter:
         self.bucket.take(len(data))
         self.writer.write(data)
 
+    def sha256(self) -> str | None:
+        return self.writer.sha256()
+
     def commit(
         self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""
     ) -> VerifyMethod:

@@ -270,3 +270,23 @@ def test_remote_is_asked_again_with_backoff_and_filled_from_a_local_copy(
     assert 1 == rig.rep.replicate_pending("remote")
     assert 0.0 == remote.backoff
     rig.close()
+
+
+def test_a_rotten_copy_is_never_uploaded_when_the_upload_alone_hashes(
+    tmp_path: Path, samples: Path
+) -> None:
+    """The catch-up reads a copy once, and an upload's own hash of what it sent is the
+    only one taken: a local copy that rotted is still refused before anything is
+    published, and the source file, unchanged, is uploaded instead."""
+    rig = Rig(tmp_path, "local", "remote")
+    rig.states["remote"].queued = True
+    photo = rig.add(next(samples.iterdir()))
+    sha = sha256(photo)
+    rig.ingest(photo)
+    [replica] = rig.catalog.replicas(sha)
+    good = rig.mem["local"].objects[replica.relpath]
+    rig.mem["local"].objects[replica.relpath] = bytes([good[0] ^ 1]) + good[1:]
+    assert 1 == rig.rep.replicate_pending("remote")
+    assert good == rig.mem["remote"].objects[replica.relpath]
+    assert {"local", "remote"} == {r.target for r in rig.catalog.replicas(sha)}
+    rig.close()

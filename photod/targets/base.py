@@ -44,6 +44,12 @@ class Writer(Protocol):
     def write(self, data: bytes) -> None:
         """Append bytes.  Raises TargetFull or TargetUnavailable."""
 
+    def sha256(self) -> str | None:
+        """The SHA-256 of every byte written so far, when the writer hashes them to
+        prove its commit (an upload: what it sent); None when it proves its copy
+        another way (a local file is read back).  The caller that would hash the same
+        bytes again takes this instead: one pass over each byte, not two."""
+
     def commit(
         self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""
     ) -> VerifyMethod:

@@ -124,11 +124,12 @@ class _QueueReader(io.RawIOBase):
 
 
 class _Sink(io.RawIOBase):
-    """What pyrage writes ciphertext to: the inner writer, hashed on the way."""
+    """What pyrage writes ciphertext to: the inner writer, hashed on the way unless the
+    inner writer hashes what it takes itself (an upload): then once is enough."""
 
     def __init__(self, writer: Writer) -> None:
         self.writer = writer
-        self.sha = hashlib.sha256()
+        self.sha = None if writer.sha256() is not None else hashlib.sha256()
         self.failure: BaseException | None = None
         # Set by abort: what pyrage still writes as it stops (the age header of a file
         # aborted before its first byte) must not start an upload nobody ends.
@@ -146,8 +147,15 @@ class _Sink(io.RawIOBase):
         except BaseException as exc:
             self.failure = exc  # pyrage only sees an I/O error; keep the real one
             raise
-        self.sha.update(chunk)
+        if self.sha is not None:
+            self.sha.update(chunk)
         return len(chunk)
+
+    def digest(self) -> str:
+        """The ciphertext's SHA-256."""
+        found = self.writer.sha256() if self.sha is None else self.sha.hexdigest()
+        assert found is not None  # the inner writer said it hashes
+        return found
 
 
 class CryptWriter:
@@ -197,6 +205,9 @@ class CryptWriter:
             self.abort()
             raise
 
+    def sha256(self) -> str | None:
+        return self.sha.hexdigest()
+
     def _seal(self) -> None:
         """End of the plaintext: let pyrage write the last chunk and finish."""
         if not self.sealed:
@@ -228,7 +239,7 @@ class CryptWriter:
             )
             # The inner target proves the ciphertext it stored is the ciphertext pyrage
             # produced (read back, or the server's checksum).
-            method = self.inner.commit(obj, self.sink.sha.hexdigest(), mtime_ns)
+            method = self.inner.commit(obj, self.sink.digest(), mtime_ns)
         except KeyExists:
             raise KeyExists(key) from None
         except PhotodError:

@@ -22,6 +22,10 @@ class MemoryWriter:
         self.target = target
         self.temp_key = f"{key}.tmp{next(_ids)}"
         self.buf = io.BytesIO()
+        self.taken = hashlib.sha256()  # as an upload hashes what it sends
+
+    def sha256(self) -> str | None:
+        return self.taken.hexdigest()
 
     def write(self, data: bytes) -> None:
         if not self.target.available:
@@ -30,6 +34,7 @@ class MemoryWriter:
         if self.target.capacity is not None and used > self.target.capacity:
             raise TargetFull(self.target.name, used, self.target.capacity)
         self.buf.write(data)
+        self.taken.update(data)
 
     def commit(
         self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""
@@ -47,6 +52,7 @@ class MemoryWriter:
 
     def abort(self) -> None:
         self.buf = io.BytesIO()
+        self.taken = hashlib.sha256()
 
 
 class MemoryTarget:

@@ -132,6 +132,9 @@ class RcloneWriter:
         self.sha.update(data)
         self.size += len(data)
 
+    def sha256(self) -> str | None:
+        return self.sha.hexdigest()
+
     def _finish_upload(self) -> None:
         with self._lock:
             if self.uploaded:

@@ -81,6 +81,9 @@ class S3Writer:
             self.chunks, self.buffered = ([rest] if rest else []), len(rest)
             self._send_part(part)
 
+    def sha256(self) -> str | None:
+        return self.sha.hexdigest()
+
     def _take_buffer(self) -> bytes:
         data = b"".join(self.chunks)
         self.chunks, self.buffered = [], 0
