@@ -32,13 +32,7 @@ from typing import Any, BinaryIO
 import pyrage
 from pyrage import x25519
 
-from photod.errors import (
-    ChecksumMismatch,
-    KeyExists,
-    PhotodError,
-    TargetUnavailable,
-    Undecryptable,
-)
+from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable, Undecryptable
 from photod.models import ManifestEntry, VerifyMethod
 from photod.targets.base import Identity, Target, Writer
 from photod.targets.records import index_line, parse_index
@@ -124,12 +118,12 @@ class _QueueReader(io.RawIOBase):
 
 
 class _Sink(io.RawIOBase):
-    """What pyrage writes ciphertext to: the inner writer, hashed on the way unless the
-    inner writer hashes what it takes itself (an upload): then once is enough."""
+    """What pyrage writes ciphertext to: the inner writer, hashed on the way (unless the
+    inner writer hashes what it takes itself, as an upload does: once is enough)."""
 
     def __init__(self, writer: Writer) -> None:
         self.writer = writer
-        self.sha = None if writer.sha256() is not None else hashlib.sha256()
+        self.sha, self.hashing = hashlib.sha256(), writer.sha256() is None
         self.failure: BaseException | None = None
         # Set by abort: what pyrage still writes as it stops (the age header of a file
         # aborted before its first byte) must not start an upload nobody ends.
@@ -147,15 +141,9 @@ class _Sink(io.RawIOBase):
         except BaseException as exc:
             self.failure = exc  # pyrage only sees an I/O error; keep the real one
             raise
-        if self.sha is not None:
+        if self.hashing:
             self.sha.update(chunk)
         return len(chunk)
-
-    def digest(self) -> str:
-        """The ciphertext's SHA-256."""
-        found = self.writer.sha256() if self.sha is None else self.sha.hexdigest()
-        assert found is not None  # the inner writer said it hashes
-        return found
 
 
 class CryptWriter:
@@ -237,9 +225,10 @@ class CryptWriter:
             self.t.inner.put_meta(
                 sidecar(obj), self.t.keys_.encrypt(index_line(obj, entry).encode())
             )
-            # The inner target proves the ciphertext it stored is the ciphertext pyrage
-            # produced (read back, or the server's checksum).
-            method = self.inner.commit(obj, self.sink.digest(), mtime_ns)
+            # The inner target proves it stored the ciphertext pyrage produced (read
+            # back, or the server's checksum); an upload hashed it on its way out.
+            cipher = self.inner.sha256() or self.sink.sha.hexdigest()
+            method = self.inner.commit(obj, cipher, mtime_ns)
         except KeyExists:
             raise KeyExists(key) from None
         except PhotodError:

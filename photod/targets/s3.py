@@ -54,10 +54,9 @@ class S3Writer:
     def __init__(self, target: S3Target, key: str) -> None:
         self.t = target
         self.key = key
-        # Where a multipart upload goes, decided when the first part is ready: straight
-        # to the key when it is free (the usual case: no copy), else under .photod/tmp/
-        # (copied into place by the server at commit, under whatever name commit is
-        # given).  A small file is one PUT at commit and needs neither.
+        # Where a multipart upload goes, decided at its first part: the key itself when it
+        # is free (no copy), else .photod/tmp/ (put in place by the server at commit, under
+        # whatever name commit is given).  A small file is one PUT at commit.
         self.tmp = f"{TMP}{secrets.token_hex(12)}"
         self.upload_key = key
         self.temp_key = f"{UPLOAD}{self.tmp}:{key}"  # delete_temp cleans either

@@ -276,12 +276,12 @@ def test_an_encrypted_target_keeps_the_library_sealed_and_restores_it(
     wait_for(lambda: len(list((phones.mirror / ".photod" / "beside").glob("*"))) == 2, 30,
              "the sealed sidecars")  # fmt: skip
     wait_for(lambda: (phones.mirror / ".photod" / "library").is_dir(), 30, "the sealed index")
+    phones.mux.unplug(phone)
+    assert 0 == p.stop()  # then nothing is being written there while it is read
     sealed = [q for q in phones.mirror.rglob("*") if q.is_file()]
     assert not [q for q in sealed if q.suffix == ".xmp"]
     for secret in (b"Secret harbour", b"only for the family", b"Hidden cove", lib[0].uuid.encode()):
         assert not [q for q in sealed if secret in q.read_bytes()], secret
-    phones.mux.unplug(phone)
-    assert 0 == p.stop()
 
     dest = tmp_path / "restored"
     r = p.cli("restore", str(dest), "--album", "Hidden cove", "--target", "mirror")
