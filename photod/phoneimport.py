@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from photod import isobmff, phonecopy, phoneplan, staging
+from photod import failpoints, isobmff, phonecopy, phoneplan, staging
 from photod.catalog import IGNORED, DeviceFile, now_iso
 from photod.config import IPhoneSource
 from photod.errors import DeviceProblem, FileUnreadable, Stopping
@@ -321,9 +321,12 @@ class PhoneImport:
         problem = (
             f"{IGNORED}: {result}" if result in (IngestResult.IGNORED, IngestResult.SKIPPED) else ""
         )
-        self.catalog.device_file_done(udid, f.path, sha, problem)
-        if not problem and kind_from_name(f.path) is Kind.VIDEO:
+        movie = not problem and kind_from_name(f.path) is Kind.VIDEO
+        if movie:  # before the file is recorded done: it is never read again after that
             self._note_group(staged, sha)
+        self.catalog.device_file_done(udid, f.path, sha, problem)
+        if movie:
+            failpoints.hit("phone_movie_recorded")  # a power cut once a movie is in
         if problem or self.catalog.replicas(sha):
             with contextlib.suppress(FileNotFoundError):
                 staged.unlink()

@@ -188,6 +188,44 @@ def test_albums_favourites_captions_and_icloud_only_originals_reach_the_user(
     assert 1 == unknown.returncode and 'no albums on "Bob\'s iPhone" yet' in unknown.stdout
 
 
+def test_a_power_cut_after_a_movie_is_in_keeps_it_with_its_live_photo(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    """photod killed the moment a phone's movie is recorded as read: the movie is not
+    read again at the next start, so what ties it to its still by identity (its content
+    identifier) must be kept by then; the album restored brings back both."""
+    roll = camera_roll(tmp_path / "phone", samples, photos=2, live=0)
+    group = "0D5E1C1B-2A3B-4C5D-8E9F-0A1B2C3D4E5F"
+    still, movie = "/DCIM/100APPLE/IMG_0042.HEIC", "/DCIM/101APPLE/CLIP_9000.MOV"
+    for afc in (still, movie):
+        roll.path(afc).parent.mkdir(parents=True, exist_ok=True)
+    heic = next(q for q in sorted(samples.iterdir()) if q.suffix.upper() == ".HEIC")
+    roll.add(still, shutil.copyfile(heic, roll.path(still)))
+    roll.add(movie, make_mov(roll.path(movie), datetime(2026, 9, 16, tzinfo=UTC),
+                             payload=os.urandom(5000), content_id=group))  # fmt: skip
+    lib = [photoslib.Photo("IMG_0042.HEIC", live=True, media_group=group)]
+    photoslib.build(roll.media, "18", lib, [(("Live",), [lib[0].uuid])])
+    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
+    p = phones.photod()
+    p.env["PHOTOD_FAILPOINTS"] = "phone_movie_recorded=kill"
+    p.start()
+    phones.mux.plug(phone)
+    assert p.proc is not None
+    wait_for(lambda: p.proc.poll() is not None, 60, "the kill once the movie is recorded")  # type: ignore[union-attr]
+    wait_for(lambda: phone.afc_sessions == 0, 10, "the dead photod's AFC sessions to end")
+    p.env.pop("PHOTOD_FAILPOINTS")
+    p.start()
+    p.wait_event("device_library_read", timeout=60)
+    p.wait_protected(len(roll.files), timeout=60)
+    index = json.loads((phones.lib / ".photod" / "library" / f"{UDID_A}.json").read_bytes())
+    assert lib[0].uuid == {f["path"]: f for f in index["files"]}[movie]["uuid"]
+    dest = tmp_path / "restored"
+    r = p.cli("restore", str(dest), "--album", "Live")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert {"IMG_0042.HEIC", "CLIP_9000.MOV"} <= {q.name for q in dest.rglob("*")}
+    assert 0 == p.stop()
+
+
 @pytest.mark.parametrize(
     ("spoil", "reason"),
     [
