@@ -213,7 +213,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX shared_entries_segment ON shared_entries(target, segment);
     ALTER TABLE replicas ADD COLUMN owner TEXT NOT NULL DEFAULT '';
     """,
-    # v8: the phones' libraries (``library.py``).  ``libraries``: each phone's last read
+    # v7: the phones' libraries (``library.py``).  ``libraries``: each phone's last read
     # library (the digest of its database copy: an equal one is not read again);
     # ``library_assets``: each asset's facts (JSON) and the digest of its sidecar;
     # ``library_files``: which asset each file on the phone belongs to (``asset``: its
@@ -262,7 +262,7 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (asset, target)
     ) WITHOUT ROWID;
     """,
-    # v9: a Live Photo movie's content identifier, read from the movie at its import:
+    # v8: a Live Photo movie's content identifier, read from the movie at its import:
     # the media group its still has in the phone's library, which ties the two whatever
     # their names.  By the movie's SHA-256: its bytes say it, whichever phone had it.
     """
@@ -270,6 +270,36 @@ MIGRATIONS: list[str] = [
         asset TEXT PRIMARY KEY,
         media_group TEXT NOT NULL
     ) WITHOUT ROWID;
+    """,
+    # v9: the assets and bytes of each set of holding targets, kept by triggers in the
+    # transaction that changes an asset, so that `photod status` reads a few rows, not
+    # an index of every asset (a tenth of its time at 100,000 assets, most at a million).
+    # Assets are never deleted and their size never changes; INSERT OR IGNORE fires no
+    # trigger for a row it ignores.
+    """
+    CREATE TABLE holdings (
+        held TEXT PRIMARY KEY,
+        assets INTEGER NOT NULL,
+        bytes INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO holdings SELECT held, count(*), sum(size) FROM assets GROUP BY held;
+    CREATE TRIGGER holdings_added AFTER INSERT ON assets BEGIN
+        INSERT INTO holdings VALUES (new.held, 1, new.size) ON CONFLICT (held)
+            DO UPDATE SET assets = assets + 1, bytes = bytes + excluded.bytes;
+    END;
+    CREATE TRIGGER holdings_moved AFTER UPDATE OF held, size ON assets
+        WHEN old.held IS NOT new.held OR old.size IS NOT new.size BEGIN
+        UPDATE holdings SET assets = assets - 1, bytes = bytes - old.size
+            WHERE held = old.held;
+        DELETE FROM holdings WHERE held = old.held AND assets = 0;
+        INSERT INTO holdings VALUES (new.held, 1, new.size) ON CONFLICT (held)
+            DO UPDATE SET assets = assets + 1, bytes = bytes + excluded.bytes;
+    END;
+    CREATE TRIGGER holdings_removed AFTER DELETE ON assets BEGIN
+        UPDATE holdings SET assets = assets - 1, bytes = bytes - old.size
+            WHERE held = old.held;
+        DELETE FROM holdings WHERE held = old.held AND assets = 0;
+    END;
     """,
 ]
 
@@ -751,11 +781,14 @@ class Catalog:
 
     def holdings(self) -> list[tuple[frozenset[str], int, int]]:
         """Assets grouped by the set of targets holding a verified replica:
-        (targets, number of assets, bytes).  Few groups, whatever the catalog's size."""
+        (targets, number of assets, bytes).  Few groups, whatever the catalog's size,
+        and read as they are kept (v9), not counted."""
         with self._lock:
+            kept = self.schema_version >= 9  # (v9) a reader's catalog is not brought up to date
             rows = self._db.execute(
-                "SELECT held, count(*), sum(size) FROM assets GROUP BY held"
-            ).fetchall()
+                "SELECT held, assets, bytes FROM holdings" if kept
+                else "SELECT held, count(*), sum(size) FROM assets GROUP BY held"
+            ).fetchall()  # fmt: skip
         return [(_held(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     # -- replicas -------------------------------------------------------------------
@@ -1389,7 +1422,7 @@ class Catalog:
             )
 
     def set_media_group(self, asset: str, group: str) -> None:
-        """A movie's content identifier (see migration v9)."""
+        """A movie's content identifier (see migration v8)."""
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO media_groups VALUES (?, ?)", (asset, group))
 

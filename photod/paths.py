@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,30 @@ def resolve(path: Path, base: Path, key: str = "") -> Path:
              "allowed: an absolute path, '~/…', or a path relative to the config"]
         ) from None  # fmt: skip
     return path if path.is_absolute() else (base / path)
+
+
+# `state_dir = "…"` or `= '…'` on its own line (escapes are left to the TOML parser).
+_STATE_DIR = re.compile(r"""state_dir[ \t]*=[ \t]*(?:"([^"\\]*)"|'([^']*)')[ \t]*(?:#.*)?""")
+
+
+def state_dir_hint(text: str, base: Path) -> Path | None:
+    """Where a config's state dir most likely is, read without a TOML parser (whose
+    import is a tenth of `photod status`): a `state_dir` line in the `[daemon]` table,
+    else the default.  Only a hint, for finding what was kept of a file there: that is
+    found by a key of the file's exact bytes, which only a full check of those bytes
+    wrote, in the folder that check gave; a wrong hint costs a full check, never a
+    wrong answer."""
+    table, named = "", None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            table = line.partition("#")[0].strip()
+        elif table == "[daemon]" and (m := _STATE_DIR.fullmatch(line)):
+            named = m.group(1) if m.group(1) is not None else m.group(2)
+    try:
+        return resolve(Path(named), base) if named is not None else default_state_dir()
+    except (RuntimeError, ConfigError):
+        return None
 
 
 def unchecked_state_dir(data: dict[str, Any], base: Path) -> Path | None:

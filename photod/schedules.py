@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from cronsim import CronSim, CronSimError
-
 __all__ = ["check", "interval", "next_after"]
 
 
@@ -35,6 +33,8 @@ def check(line: object) -> str:
     in photod's words ("is '…'; allowed: …"), which field is wrong and what is allowed."""
     if not isinstance(line, str):
         raise ValueError(f"is {line!r}; allowed: a cron line like '30 3 * * *'")
+    from cronsim import CronSim, CronSimError
+
     try:
         CronSim(line, datetime(2000, 1, 1))
     except (CronSimError, ValueError) as exc:
@@ -47,12 +47,32 @@ def check(line: object) -> str:
 
 def next_after(line: str, after: datetime) -> datetime:
     """The first time strictly after ``after`` the line fires (in ``after``'s zone)."""
+    from cronsim import CronSim  # a quarter of `photod status` when imported: see interval
+
     return next(CronSim(line, after))
 
 
 def interval(line: str) -> float:
     """Seconds between two runs of a cron line (the scrub spreads its cycle over them):
     the gap after the next run, measured from now."""
+    steady = _steady(line)
+    if steady is not None:  # `photod status` asks this each run: no cron library for it
+        return steady
     first = next_after(line, datetime.now(UTC).replace(tzinfo=None))
     second = next_after(line, first)
     return float((second - first).total_seconds())
+
+
+def _steady(line: str) -> float | None:
+    """The gap of a line that fires at one minute of every hour ('15 * * * *') or of
+    every day ('30 3 * * *'), the usual ones: 3,600 or 86,400 s whenever it is asked
+    (the times are UTC's, which has no summer time).  None for any other line."""
+    fields = line.split()
+    if len(fields) != 5 or fields[2:] != ["*", "*", "*"]:
+        return None
+    minute, hour = fields[:2]
+    if not (minute.isascii() and minute.isdigit() and int(minute) < 60):
+        return None
+    if hour == "*":
+        return 3600.0
+    return 86400.0 if hour.isascii() and hour.isdigit() and int(hour) < 24 else None

@@ -13,7 +13,6 @@ checksum, these classes only).  Anything else validates the file in full
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -120,10 +119,9 @@ class Kept:
         self.settings: StatusSettings | None = None
         try:
             self.text = self.path.read_text(encoding="utf-8")
-            data = tomllib.loads(self.text)
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        except (OSError, UnicodeDecodeError):
             return  # the full check says what is wrong
-        self.folder = paths.unchecked_state_dir(data, self.path.parent)
+        self.folder = paths.state_dir_hint(self.text, self.path.parent)
         seen = "\0".join([str(self.path), *(f"{v}={os.environ.get(v, '')}" for v in ENVIRONMENT)])
         self.key = configcache.key(f"{seen}\0{self.text}".encode(), CODE)
         if self.folder is not None and self.key:

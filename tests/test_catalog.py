@@ -90,16 +90,35 @@ def test_v1_catalog_migrates_and_keeps_its_holdings(tmp_path: Path) -> None:
             )
     db.commit()
     db.close()
+    expected = {frozenset({"lib", "t7"}): 1, frozenset({"lib"}): 1, frozenset(): 1}
     c = Catalog(path)
     assert len(MIGRATIONS) == c.schema_version
     assert (3, 30) == c.counts()
-    expected = {frozenset({"lib", "t7"}): 1, frozenset({"lib"}): 1, frozenset(): 1}
     assert expected == {held: n for held, n, _ in c.holdings()}
     c.add_replica("2" * 64, "t7", "k/2.jpg", 10, VerifyMethod.READBACK)
     assert {frozenset({"lib", "t7"}): 1, frozenset({"lib"}): 1, frozenset({"t7"}): 1} == {
         held: n for held, n, _ in c.holdings()
     }
     c.close()
+
+
+def test_a_reader_of_a_catalog_from_before_kept_holdings_counts_them(tmp_path: Path) -> None:
+    """A command that only reads does not bring the catalog up to date (the daemon
+    does, at its start): on a catalog from before the holdings were kept (v8), it
+    counts them."""
+    path = tmp_path / "c.sqlite"
+    c = Catalog(path)
+    c.add_asset("a" * 64, 10, "k/1.jpg", INFO, "in", "1.jpg")
+    c.add_asset("b" * 64, 20, "k/2.jpg", INFO, "in", "2.jpg")
+    c.add_replica("a" * 64, "lib", "k/1.jpg", 10, VerifyMethod.READBACK)
+    c.close()
+    db = sqlite3.connect(path)
+    db.executescript("DROP TABLE holdings; PRAGMA user_version=8;")
+    db.close()
+    reader = Catalog(path, readonly=True)
+    assert 8 == reader.schema_version
+    assert {(frozenset({"lib"}), 1, 10), (frozenset(), 1, 20)} == set(reader.holdings())
+    reader.close()
 
 
 def test_file_times_past_64_bit_nanoseconds_are_kept_exactly(tmp_path: Path) -> None:
@@ -143,3 +162,45 @@ def test_generations_count_up_from_what_the_targets_hold(tmp_path: Path) -> None
                             c.next_generation(at_least=7))  # fmt: skip
     c.close()
     assert 8 == Catalog(tmp_path / "c.sqlite").generation
+
+
+def test_the_kept_holdings_are_what_counting_every_asset_gives(tmp_path: Path) -> None:
+    """`photod status` reads the assets and bytes each set of targets holds as the
+    catalog keeps them (v9), not counted: after any sequence of new assets, copies
+    made, adopted and found bad, they are what counting every asset gives."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from photod.models import ManifestEntry
+
+    op = st.tuples(st.sampled_from(["add", "copy", "adopt", "bad"]), st.integers(0, 5),
+                   st.sampled_from(["lib", "t7", "cloud"]))  # fmt: skip
+    runs = iter(range(10**6))
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(op, max_size=25))
+    def check(ops: list[tuple[str, int, str]]) -> None:
+        path = tmp_path / f"c{next(runs)}.sqlite"
+        c = Catalog(path)
+        for what, i, target in ops:
+            sha, size = f"{i:x}" * 64, 10 + i
+            if what == "add":
+                c.add_asset(sha, size, f"k/{i}.jpg", INFO, "in", f"{i}.jpg")
+            elif what == "adopt":
+                c.adopt(
+                    ManifestEntry(sha, f"k/{i}.jpg", size, ""), target, Kind.PHOTO, "jpeg", "in"
+                )
+            elif c.asset(sha) is not None and what == "copy":
+                c.add_replica(sha, target, f"k/{i}.jpg", size, VerifyMethod.READBACK)
+            elif c.asset(sha) is not None:
+                c.replica_bad(sha, target, "corrupt", "sha256")
+        kept = sorted((tuple(sorted(h)), n, b) for h, n, b in c.holdings())
+        c.close()
+        db = sqlite3.connect(path)
+        rows = db.execute("SELECT held, count(*), sum(size) FROM assets GROUP BY held").fetchall()
+        db.close()
+        assert (
+            sorted((tuple(sorted(filter(None, h.split("\0")))), n, b) for h, n, b in rows) == kept
+        )
+
+    check()

@@ -42,6 +42,26 @@ def test_every_page_has_a_description_and_every_flag_its_help() -> None:
     assert ([], []) == (undescribed, unhelped)
 
 
+@pytest.mark.parametrize("columns", ["50", "132", ""])
+def test_help_fills_the_terminals_width_as_argparse_would(columns: str) -> None:
+    """The pages wrap where argparse's own formatter wraps them (at $COLUMNS, else the
+    terminal's width, else 80), though photod reads the width without shutil."""
+    env = {"PATH": "/usr/bin:/bin", **({"COLUMNS": columns} if columns else {})}
+    code = (
+        "import argparse, sys\nfrom photod import cliparser\n"
+        "cliparser.parser(['restore', '--help']).parse_args(sys.argv[1:])\n"
+    )
+    ours = subprocess.run([sys.executable, "-c", code, "restore", "--help"], cwd=ROOT, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    stock = subprocess.run([sys.executable, "-c", code.replace(
+        "from photod import cliparser\n",
+        "from photod import cliparser\ncliparser._Formatter = argparse.HelpFormatter\n"),
+        "restore", "--help"], cwd=ROOT, env=env, capture_output=True, text=True)  # fmt: skip
+    assert (0, 0) == (ours.returncode, stock.returncode), ours.stderr + stock.stderr
+    assert stock.stdout == ours.stdout
+    assert max(map(len, ours.stdout.splitlines())) <= int(columns or 80)
+
+
 @pytest.mark.parametrize(
     "argv",
     [

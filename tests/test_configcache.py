@@ -243,3 +243,29 @@ def test_status_settings_follow_the_file_and_the_environment(tmp_path: Path) -> 
     with path.open("a") as f:
         f.write(f'[[targets]]\nname = "t7"\ntype = "local"\npath = "{tmp_path}/t7"\n')
     assert ["lib", "t7"] == [name for name, _ in targets(homes[0])]
+
+
+@pytest.mark.parametrize("written", ["dotted key", "escaped"])
+def test_a_state_dir_written_past_the_hint_is_still_the_one_status_uses(
+    tmp_path: Path, written: str
+) -> None:
+    """Status looks for what it kept in the folder a `state_dir` line of `[daemon]`
+    names, read without a TOML parser; a state dir written any other valid way is still
+    the one status reports and keeps its settings in: a hint that misses costs a full
+    check, never a wrong answer."""
+    path, state = setup(tmp_path)
+    text = path.read_text()
+    line = f'state_dir = "{state}"\n'
+    if written == "dotted key":  # before every table: daemon.state_dir = "…"
+        text = f"daemon.{line}daemon.log_dir = '{tmp_path}/log'\n" + text.replace(
+            f'[daemon]\n{line}log_dir = "{tmp_path}/log"\n', ""
+        )
+    else:  # the same path, one letter a TOML escape
+        text = text.replace(line, line.replace('state"', 'stat\\u0065"'))
+    path.write_text(text)
+    assert config.parse(text, path).state_dir == state
+    runs = [_status(path, tmp_path) for _ in range(2)]
+    assert [0, 0] == [r.returncode for r in runs], runs[0].stderr
+    reports = [json.loads(r.stdout.rsplit("\nBUILT", 1)[0]) for r in runs]
+    assert [str(state)] * 2 == [r["state_dir"] for r in reports]
+    assert ["lib", "t7"] == [t["name"] for t in reports[1]["targets"]]

@@ -22,6 +22,33 @@ def test_interval_between_runs(line: str, seconds: float) -> None:
     assert seconds == interval(line)
 
 
+@pytest.mark.parametrize(
+    "line",
+    ["0 3 * * *", "59 23 * * *", "07 * * * *", "0 03 * * *", "0 24 * * *", "60 * * * *",
+     "5 1,13 * * *", "5 */2 * * *", "0 3 1 * *", "0 3 * 2 *", "0 3 * * 0", "0 3 * * * *",
+     "\u0663 3 * * *"],
+)  # fmt: skip
+def test_the_usual_lines_gap_is_the_cron_librarys_at_any_time(line: str) -> None:
+    """`photod status` knows an hourly or daily line's gap without the cron library:
+    whatever the line, the gap is the one the cron library gives for its next two runs
+    (from now, and for a line whose gap never changes, from any time of the year)."""
+    from cronsim import CronSim, CronSimError
+
+    try:
+        CronSim(line, datetime(2000, 1, 1))
+    except (CronSimError, ValueError):
+        return  # the config check refuses it: no schedule asks for its gap
+
+    def gap(now: datetime) -> float:
+        runs = CronSim(line, now)
+        first = next(runs)
+        return (next(runs) - first).total_seconds()
+
+    year = {gap(datetime(2026, 1, 1) + timedelta(days=d, hours=d % 24)) for d in range(366)}
+    assert interval(line) == gap(datetime.now(UTC).replace(tzinfo=None))
+    assert len(year) > 1 or {interval(line)} == year
+
+
 @pytest.mark.parametrize("line", ["every night", "61 * * * *", "0 4 * * 8", "* * * *", 7])
 def test_bad_cron_line_says_what_is_allowed(line: object) -> None:
     """A cron line the scheduler cannot use is one ValueError naming the five fields."""
