@@ -71,6 +71,10 @@ class CatchUp:
         if not copier.take(asset.sha256, [name]):
             return False
         try:
+            # What is pending was read before the claim: the store of a new file, which
+            # held the claim then, may have copied it since (and must not be copied twice).
+            if self.catalog.replica_exists(asset.sha256, name):
+                return False
             if self._take_shared(asset, name, started):
                 return True
             last: Exception | None = None

@@ -290,3 +290,24 @@ def test_a_rotten_copy_is_never_uploaded_when_the_upload_alone_hashes(
     assert good == rig.mem["remote"].objects[replica.relpath]
     assert {"local", "remote"} == {r.target for r in rig.catalog.replicas(sha)}
     rig.close()
+
+
+def test_a_copy_made_after_the_pending_list_was_read_is_not_made_twice(
+    rig2: Rig, samples: Path
+) -> None:
+    """The catch-up reads what a target is missing, then claims each asset: a copy the
+    store of the new file made in between (it held the claim) is not made again: one
+    write and one `replica_written` per copy (the arrival storm found the second)."""
+    from structlog.testing import capture_logs
+
+    rig2.mem["b"].available = False
+    rig2.fleet.refresh("b")
+    rig2.ingest(rig2.add(samples / "jpg_gps_DSCN0010.jpg"))
+    [stale] = rig2.catalog.pending("b", 10, now=1e12)  # read, then the copy lands
+    rig2.mem["b"].available = True
+    assert rig2.fleet.refresh("b")
+    assert 1 == rig2.rep.replicate_pending("b")
+    with capture_logs() as events:
+        assert not rig2.rep.copy_asset(stale, "b")
+    assert [] == [e for e in events if e["event"].startswith("replica_")]
+    assert 1 == len(rig2.catalog.replicas(stale.sha256)) - 1
