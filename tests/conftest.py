@@ -19,6 +19,15 @@ import pytest
 
 from tests.servers import S3Server, SSHServer
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fault campaigns first, then the other tests of a real `photod run`, then the
+    rest: the suite is spread over workers (pytest-xdist), and a campaign of minutes
+    handed out last would run alone at the end."""
+    items.sort(key=lambda item: (item.get_closest_marker("campaign") is None,
+                                 item.get_closest_marker("integration") is None))  # fmt: skip
+
+
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 if not SAMPLES.is_dir():  # the project may be checked out elsewhere: look beside it too
     SAMPLES = Path(os.environ.get("PHOTOD_SAMPLES", "../shared/samples")).resolve()

@@ -126,6 +126,7 @@ def targets(setup: Setup) -> tuple[list[Path], Photod]:
     return roots, p
 
 
+@pytest.mark.campaign
 def test_killed_at_50_random_moments_loses_nothing_and_copies_nothing_twice(
     setup: Setup,
 ) -> None:

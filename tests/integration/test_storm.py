@@ -34,6 +34,7 @@ def drop(folder: Path, first: int, count: int) -> None:
         os.rename(tmp, folder / f"IMG_{n:06d}.jpg")
 
 
+@pytest.mark.campaign
 @pytest.mark.timeout(900)  # its own wait is 600 s: a loaded machine may need it
 def test_storms_are_ingested_exactly_once_in_bounded_memory(setup: Setup) -> None:
     """20,000 at once, then 200/s for 60 s: 32,000 photos, each ingested once and copied
