@@ -738,10 +738,21 @@ class Catalog:
         return _asset(row) if row else None
 
     def add_asset(
-        self, sha256: str, size: int, relpath: str, info: Probe, source: str, path: str
+        self,
+        sha256: str,
+        size: int,
+        relpath: str,
+        info: Probe,
+        source: str,
+        path: str,
+        mtime_ns: int | None = None,
     ) -> bool:
-        """Record a new asset; False when these bytes were already known."""
+        """Record a new asset; False when these bytes were already known.  With
+        ``mtime_ns``, the source file it came from is recorded in the same transaction:
+        a reader never sees the asset without the file to copy it from."""
         with self._tx() as db:
+            if mtime_ns is not None:
+                self._saw(db, source, path, size, mtime_ns, sha256)
             cur = db.execute(
                 "INSERT OR IGNORE INTO assets (sha256, size, kind, format, relpath, captured_at,"
                 " capture_source, decodable, problem, first_source, first_path, added_at)"
@@ -1277,11 +1288,15 @@ class Catalog:
         self, source: str, path: str, size: int, mtime_ns: int, sha256: str
     ) -> None:
         with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO source_files (source, path, size, mtime_ns, asset,"
-                " seen_at, checked_at) VALUES (?,?,?,?,?,?,?)",
-                (source, _path(path), size, _ns(mtime_ns), sha256, now_iso(), now_iso()),
-            )
+            self._saw(db, source, path, size, mtime_ns, sha256)
+
+    @staticmethod
+    def _saw(db: _Connection, source: str, path: str, size: int, mtime_ns: int, sha: str) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO source_files (source, path, size, mtime_ns, asset,"
+            " seen_at, checked_at) VALUES (?,?,?,?,?,?,?)",
+            (source, _path(path), size, _ns(mtime_ns), sha, now_iso(), now_iso()),
+        )
 
     def source_paths(self, sha256: str) -> list[tuple[str, str, int, int]]:
         with self._lock:

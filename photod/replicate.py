@@ -150,21 +150,23 @@ class Replicator:
         except BaseException:
             self.copier.abort_all(writers)
             raise
+        mine: list[str] = []
         try:
             with self._new_lock:
                 is_new = self.catalog.asset(sha) is None
                 key = new.key
+                # Claimed before the asset is recorded: from then on the catch-up sees it
+                # pending, and must leave these copies to this store (else both copy it).
+                mine = self.copier.take(sha, list(writers)) if is_new else []
                 if is_new:
                     if self.catalog.relpath_taken(key):
                         key = suffixed(key, sha)
-                    self.catalog.add_asset(sha, new.size, key, new.info, new.source, new.relpath)
-                    # Where the bytes are, at once: if photod dies before the copies land,
-                    # the catch-up after the restart copies from this file.
-                    self.catalog.saw_source_file(
-                        new.source, new.relpath, new.size, new.mtime_ns, sha
-                    )
-                mine = self.copier.take(sha, list(writers)) if is_new else []
+                    # With the file it came from, in one transaction: a catch-up that sees
+                    # the asset (a queued target's, or after a crash) has it to copy from.
+                    self.catalog.add_asset(sha, new.size, key, new.info, new.source,
+                                           new.relpath, new.mtime_ns)  # fmt: skip
         except BaseException:  # the catalog refused (a full disk): no temporary stays
+            self.copier.release(sha, mine)
             self.copier.abort_all(writers)
             raise
         try:

@@ -311,3 +311,36 @@ def test_a_copy_made_after_the_pending_list_was_read_is_not_made_twice(
         assert not rig2.rep.copy_asset(stale, "b")
     assert [] == [e for e in events if e["event"].startswith("replica_")]
     assert 1 == len(rig2.catalog.replicas(stale.sha256)) - 1
+
+
+def test_the_catch_up_running_beside_new_files_copies_none_of_them(
+    rig2: Rig, tmp_path: Path
+) -> None:
+    """New files stored while the catch-up runs again and again (an arrival storm):
+    each lands once per target, written by its store; the catch-up, which sees each
+    new asset pending from the moment it is recorded, copies none and fails none."""
+    from structlog.testing import capture_logs
+
+    from tests.fakephone import jpeg
+
+    files = [jpeg(tmp_path / "made" / f"IMG_{i:04d}.JPG", i) for i in range(150)]
+    done = threading.Event()
+
+    def catch_up() -> None:
+        while not done.is_set():
+            for name in ("a", "b"):
+                rig2.rep.replicate_pending(name)
+
+    with capture_logs() as events:
+        runner = threading.Thread(target=catch_up)
+        runner.start()
+        try:
+            for f in files:
+                rig2.ingest(rig2.add(f))
+        finally:
+            done.set()
+            runner.join()
+    written = [(e["target"], e["asset"]) for e in events if e["event"] == "replica_written"]
+    assert 2 * len(files) == len(written) == len(set(written))
+    assert [] == [e for e in events if e["event"] == "replica_failed"]
+    assert all(e.get("method") != "existing" for e in events if e["event"] == "replica_written")

@@ -35,7 +35,8 @@ def drop(folder: Path, first: int, count: int) -> None:
 
 
 @pytest.mark.campaign
-@pytest.mark.timeout(900)  # its own wait is 600 s: a loaded machine may need it
+@pytest.mark.timeout(1500)  # its own wait is 1,200 s: beside three other workers on two
+# cores it has needed 7 to 13 minutes
 def test_storms_are_ingested_exactly_once_in_bounded_memory(setup: Setup) -> None:
     """20,000 at once, then 200/s for 60 s: 32,000 photos, each ingested once and copied
     once; the daemon's resident memory stays under 300 MB throughout."""
@@ -61,7 +62,7 @@ def test_storms_are_ingested_exactly_once_in_bounded_memory(setup: Setup) -> Non
         for second in range(60):  # then 200 a second
             drop(setup.inbox / "burst" / f"{second:02d}", 20_000 + second * 200, 200)
             time.sleep(max(0.0, started + second + 1 - time.monotonic()))
-        p.wait_protected(32_000, timeout=600)
+        p.wait_protected(32_000, timeout=1200)
     finally:
         sampling = False
         sampler.join()
