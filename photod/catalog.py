@@ -1018,17 +1018,19 @@ class Catalog:
             return int(db.execute("SELECT count(*) FROM replicas WHERE asset=? AND"
                                   " state='verified'", (sha256,)).fetchone()[0])  # fmt: skip
 
-    def repairs(self, sha256: str, target: str) -> str | None:
-        """Why a failed replica is being copied again ("corrupt", "missing"), or None
-        when it is not a repair."""
+    def to_copy(self, sha256: str, target: str) -> str | None:
+        """What a copy of the asset to the target would be, in one look: None when a
+        verified replica is there already (nothing to copy), else why it is a repair
+        ("corrupt", "missing"), or '' for a plain copy."""
         with self._lock:
             r = self._db.execute(
-                "SELECT error FROM replicas WHERE asset=? AND target=? AND state='failed'",
-                (sha256, target),
+                "SELECT state, error FROM replicas WHERE asset=? AND target=?", (sha256, target)
             ).fetchone()
-        if r is None or not str(r[0]).startswith(REPAIR):
+        if r is not None and r[0] == "verified":
             return None
-        return str(r[0])[len(REPAIR) :].split(";")[0]
+        if r is None or r[0] != "failed" or not str(r[1]).startswith(REPAIR):
+            return ""
+        return str(r[1])[len(REPAIR) :].split(";")[0]
 
     def to_repair(self, target: str) -> list[Asset]:
         """Assets whose replica on a target was found bad and is not copied again yet."""

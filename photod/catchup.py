@@ -73,9 +73,10 @@ class CatchUp:
         try:
             # What is pending was read before the claim: the store of a new file, which
             # held the claim then, may have copied it since (and must not be copied twice).
-            if self.catalog.replica_exists(asset.sha256, name):
+            repair = self.catalog.to_copy(asset.sha256, name)
+            if repair is None:
                 return False
-            if self._take_shared(asset, name, started):
+            if not repair and self._take_shared(asset, name, started):
                 return True
             last: Exception | None = None
             for opener in self._sources_for(asset, name):
@@ -106,7 +107,7 @@ class CatchUp:
                 if name in dropped:
                     copier.fail(asset.sha256, name, dropped[name])
                     return False
-                copier.commit(
+                return copier.commit(
                     name,
                     writer,
                     asset.relpath,
@@ -115,8 +116,8 @@ class CatchUp:
                     mtime_ns,
                     started,
                     asset.captured_at,
+                    repair,
                 )
-                return self.catalog.replica_exists(asset.sha256, name)
             copier.fail(
                 asset.sha256, name, last or PhotodError("no readable copy is reachable now")
             )
@@ -151,7 +152,7 @@ class CatchUp:
         """Record another installation's proved copy of the asset on the target instead
         of uploading it; True when there was one."""
         state = self.targets[name]
-        if state.records is None or self.catalog.repairs(asset.sha256, name):
+        if state.records is None:
             return False
         found = ledgers.shared_copy(self.catalog, name, state.target, asset.sha256)
         if found is None:

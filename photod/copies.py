@@ -145,16 +145,18 @@ class Copier:
         mtime_ns: int | None,
         started: float,
         captured_at: str = "",
-    ) -> None:
-        """Publish one verified copy, never over another file, and record it.  When
-        another installation sharing the target holds these bytes already, that copy is
-        proved and recorded instead, and nothing is published."""
+        repair: str = "",
+    ) -> bool:
+        """Publish one verified copy, never over another file, and record it; True once
+        recorded.  When another installation sharing the target holds these bytes
+        already, that copy is proved and recorded instead, and nothing is published.
+        ``repair``: why the copy replaces a bad one ('' for none: ``Catalog.to_copy``)."""
         state = self.targets[name]
         try:
             method: VerifyMethod | None = None
             owner = ""
             shared = None
-            if state.records is not None and not self.catalog.repairs(sha, name):
+            if state.records is not None and not repair:
                 shared = ledgers.shared_copy(self.catalog, name, state.target, sha)
             if shared is not None:
                 writer.abort()
@@ -180,7 +182,6 @@ class Copier:
             if method is None:
                 raise KeyExists(suffixed(key, sha))
             failpoints.hit("replica_published")
-            repair = self.catalog.repairs(sha, name)
             self.catalog.add_replica(sha, name, key, size, method, temp=writer.temp_key,
                                      owner=owner)  # fmt: skip
             failpoints.hit("replica_recorded")
@@ -193,7 +194,7 @@ class Copier:
             writer.abort()
             self.catalog.drop_temp(name, writer.temp_key)
             self.fail(sha, name, exc)
-            return
+            return False
         state.full = False
         state.backoff = 0.0  # a copy landed: the remote works again
         event = "replica_repaired" if repair else "replica_shared" if owner else "replica_written"
@@ -208,6 +209,7 @@ class Copier:
             **({"was": repair} if repair else {}),
             **({"installation": owner} if owner else {}),
         )
+        return True
 
     # -- the verdict -----------------------------------------------------------------
 
