@@ -161,7 +161,7 @@ def cmd_albums(args: argparse.Namespace) -> int:
     if not db.exists():
         print(f"photod: no catalog at {db} yet", file=sys.stderr)
         return 1
-    catalog = Catalog(db, readonly=True)
+    catalog = Catalog(db)  # brought up to date, as status does: an older one has no libraries
     try:
         found = albums(catalog, cfg.policy.rule(), cfg.target_infos(), args.device)
     finally:

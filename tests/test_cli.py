@@ -125,3 +125,27 @@ def test_a_missing_config_points_to_the_example(tmp_path: Path) -> None:
     r = _photod("--config", str(tmp_path / "none.toml"), "status", cwd=tmp_path)
     assert 78 == r.returncode
     assert "no such config file" in r.stderr and "`photod config example`" in r.stderr
+
+
+def test_albums_on_a_catalog_an_older_photod_wrote_answers(tmp_path: Path) -> None:
+    """`photod albums` right after an upgrade, before the daemon started again: the
+    catalog has no table of the phones' libraries yet; it is brought up to date (as
+    `photod status` does) and the command answers, with no traceback."""
+    import sqlite3
+
+    from photod.catalog import MIGRATIONS
+
+    (tmp_path / "state").mkdir()
+    db = sqlite3.connect(tmp_path / "state" / "catalog.sqlite")
+    db.executescript(f"BEGIN; {'; '.join(MIGRATIONS[:6])}; PRAGMA user_version=6; COMMIT;")
+    db.close()
+    config = tmp_path / "photod.toml"
+    config.write_text(
+        '[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n[[targets]]\nname = "lib"\ntype = "local"\n'
+        f'path = "{tmp_path}/lib"\n[daemon]\nstate_dir = "{tmp_path}/state"\n'
+        f'log_dir = "{tmp_path}/log"\n'
+    )
+    r = subprocess.run([sys.executable, "-m", "photod", "--config", str(config), "albums"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert (0, "") == (r.returncode, r.stderr)
+    assert "no albums yet" in r.stdout
