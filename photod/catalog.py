@@ -275,7 +275,8 @@ MIGRATIONS: list[str] = [
     # transaction that changes an asset, so that `photod status` reads a few rows, not
     # an index of every asset (a tenth of its time at 100,000 assets, most at a million).
     # Assets are never deleted and their size never changes; INSERT OR IGNORE fires no
-    # trigger for a row it ignores.
+    # trigger for a row it ignores.  (An INSERT OR REPLACE into assets would delete a row
+    # without firing holdings_removed, recursive triggers being off: never write one.)
     """
     CREATE TABLE holdings (
         held TEXT PRIMARY KEY,
@@ -1641,7 +1642,7 @@ class Catalog:
 
 
 class LibraryRows(NamedTuple):
-    """One phone's library as the catalog keeps it (see migration v8)."""
+    """One phone's library as the catalog keeps it (see migration v7)."""
 
     digest: str
     schema: str

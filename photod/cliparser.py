@@ -38,8 +38,10 @@ class _Formatter(argparse.HelpFormatter):
     def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
                  width: int | None = None) -> None:  # fmt: skip
         if width is None:
-            named = os.environ.get("COLUMNS", "")
-            columns = int(named) if named.isdigit() else 0
+            try:
+                columns = int(os.environ["COLUMNS"])
+            except (KeyError, ValueError):
+                columns = 0
             if columns <= 0:
                 try:
                     columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]

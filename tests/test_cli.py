@@ -42,10 +42,11 @@ def test_every_page_has_a_description_and_every_flag_its_help() -> None:
     assert ([], []) == (undescribed, unhelped)
 
 
-@pytest.mark.parametrize("columns", ["50", "132", ""])
+@pytest.mark.parametrize("columns", ["50", "132", " 100", "\u00b2", ""])
 def test_help_fills_the_terminals_width_as_argparse_would(columns: str) -> None:
     """The pages wrap where argparse's own formatter wraps them (at $COLUMNS, else the
-    terminal's width, else 80), though photod reads the width without shutil."""
+    terminal's width, else 80; a $COLUMNS that is no number is passed over, never a
+    crash), though photod reads the width without shutil."""
     env = {"PATH": "/usr/bin:/bin", **({"COLUMNS": columns} if columns else {})}
     code = (
         "import argparse, sys\nfrom photod import cliparser\n"
@@ -59,7 +60,8 @@ def test_help_fills_the_terminals_width_as_argparse_would(columns: str) -> None:
         "restore", "--help"], cwd=ROOT, env=env, capture_output=True, text=True)  # fmt: skip
     assert (0, 0) == (ours.returncode, stock.returncode), ours.stderr + stock.stderr
     assert stock.stdout == ours.stdout
-    assert max(map(len, ours.stdout.splitlines())) <= int(columns or 80)
+    width = int(columns) if columns.strip().isascii() and columns.strip().isdigit() else 80
+    assert max(map(len, ours.stdout.splitlines())) <= width
 
 
 @pytest.mark.parametrize(

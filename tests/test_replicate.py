@@ -13,6 +13,7 @@ import pytest
 from photod import config
 from photod.catalog import Catalog
 from photod.clock import ManualClock
+from photod.errors import TargetUnavailable
 from photod.fleet import REMOTE_PROBE, Fleet, TargetState
 from photod.ingest import Ingestor
 from photod.models import Media, PolicyRule, TargetInfo
@@ -344,3 +345,58 @@ def test_the_catch_up_running_beside_new_files_copies_none_of_them(
     assert 2 * len(files) == len(written) == len(set(written))
     assert [] == [e for e in events if e["event"] == "replica_failed"]
     assert all(e.get("method") != "existing" for e in events if e["event"] == "replica_written")
+
+
+class _ListRefused(MemoryTarget):
+    """A target that takes photos but, once ``refuse`` is set, not its list of them."""
+
+    refuse = False
+
+    def put_meta(self, name: str, data: bytes) -> None:
+        if self.refuse:
+            raise TargetUnavailable(self.name, "the list was refused")
+        super().put_meta(name, data)
+
+    put_private = put_meta
+
+
+def test_a_copy_recorded_is_counted_even_when_the_targets_list_of_it_fails(
+    tmp_path: Path, samples: Path
+) -> None:
+    """The copy is proved and recorded, then the target refuses the segment of its list
+    that names it: the copy counts as made and is said written, never failed; the list
+    waits, noted in the catalog, and is written at a later flush."""
+    from structlog.testing import capture_logs
+
+    from photod.models import ManifestEntry
+    from photod.targets.records import FLUSH_EVERY
+
+    rig = Rig(tmp_path, "a", "b", shared={"b": _ListRefused("b")})
+    try:
+        rig.mem["b"].available = False
+        rig.fleet.refresh("b")
+        rig.ingest(rig.add(samples / "jpg_gps_DSCN0010.jpg"))
+        [asset] = rig.catalog.pending("b", 10, now=1e12)
+        rig.mem["b"].available = True
+        assert rig.fleet.refresh("b")
+        records = rig.states["b"].records
+        assert records is not None
+        records.ledger.append([ManifestEntry(f"{i:064x}", f"k/{i}", 1, "")
+                               for i in range(FLUSH_EVERY - 1)])  # fmt: skip
+        rig.mem["b"].refuse = True  # type: ignore[attr-defined]
+        with capture_logs() as events:
+            assert rig.rep.copy_asset(asset, "b")
+        assert rig.catalog.replica_exists(asset.sha256, "b")
+        assert ["replica_written"] == [
+            e["event"] for e in events if e["event"].startswith("replica_")
+        ]
+        assert "1" == rig.catalog.meta("unlisted:b")
+        assert FLUSH_EVERY == records.ledger.pending()  # kept for the next flush
+        rig.mem["b"].refuse = False  # type: ignore[attr-defined]
+        rig.mem["b"].available = True
+        assert rig.fleet.refresh("b")
+        rig.fleet.flush()
+        assert 0 == records.ledger.pending()
+        assert asset.sha256 in {e.sha256 for e in records.ledger.entries()}
+    finally:
+        rig.close()
