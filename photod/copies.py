@@ -23,7 +23,7 @@ from typing import BinaryIO
 from photod import failpoints, ledgers, policy
 from photod.catalog import Catalog
 from photod.errors import KeyExists, PhotodError, Stopping, TargetFull, TargetUnavailable
-from photod.fleet import Fleet, TargetState
+from photod.fleet import Fleet
 from photod.logs import log
 from photod.media import suffixed
 from photod.models import Asset, ManifestEntry, PolicyRule, VerifyMethod
@@ -191,7 +191,14 @@ class Copier:
             self.fail(sha, name, exc)
             return False
         if state.records is not None:
-            self._list(name, state, ManifestEntry(sha, key, size, captured_at, mtime_ns))
+            entry = ManifestEntry(sha, key, size, captured_at, mtime_ns)
+            if state.records.ledger.append([entry]):
+                # The copy stands whatever happens here: a list the target refuses
+                # stays buffered for a later flush.
+                try:
+                    self.fleet.flush_target(name)
+                except PhotodError as exc:  # the catalog failed: the next start lists them
+                    log.warning("list_flush_failed", target=name, error=str(exc))
         state.full = False
         state.backoff = 0.0  # a copy landed: the remote works again
         event = "replica_repaired" if repair else "replica_shared" if owner else "replica_written"
@@ -207,23 +214,6 @@ class Copier:
             **({"installation": owner} if owner else {}),
         )
         return True
-
-    def _list(self, name: str, state: TargetState, entry: ManifestEntry) -> None:
-        """Add a recorded copy to the target's list, written when a segment's worth is
-        buffered.  The copy stands whatever happens here: a segment the target refuses
-        stays buffered (and the catalog notes the target unlisted, for the next start)
-        until a later flush writes it."""
-        assert state.records is not None
-        if not state.records.ledger.append([entry]):
-            return
-        try:
-            with state.lock:
-                ledgers.flush(self.catalog, name, state.records)
-        except TargetUnavailable as exc:
-            self.fleet.note_unlisted(name)
-            self.fleet.fail(name, exc)
-        except PhotodError as exc:  # the catalog failed: the next start lists them again
-            log.warning("list_flush_failed", target=name, error=str(exc))
 
     # -- the verdict -----------------------------------------------------------------
 

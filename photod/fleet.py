@@ -339,16 +339,23 @@ class Fleet:
         for name, state in self.targets.items():
             if state.records is not None and state.records.ledger.pending():
                 if not state.available:
-                    self.note_unlisted(name)
+                    self._unlisted(name)
                     continue
-                try:
-                    with state.lock:
-                        ledgers.flush(self.catalog, name, state.records)
-                except TargetUnavailable as exc:
-                    self.note_unlisted(name)
-                    self.fail(name, exc)
+                self.flush_target(name)
 
-    def note_unlisted(self, name: str) -> None:
+    def flush_target(self, name: str) -> None:
+        """Write one target's buffered list entries; a target that refuses them keeps
+        them buffered, and the catalog notes it unlisted (for the next start)."""
+        state = self.targets[name]
+        assert state.records is not None
+        try:
+            with state.lock:
+                ledgers.flush(self.catalog, name, state.records)
+        except TargetUnavailable as exc:
+            self._unlisted(name)
+            self.fail(name, exc)
+
+    def _unlisted(self, name: str) -> None:
         """Copies wait to be listed on a target that went: the catalog says so, so that
         they are listed the next time it comes, even after a restart."""
         if self.catalog.meta(f"unlisted:{name}") is None:

@@ -83,10 +83,7 @@ def state_dir_hint(text: str, base: Path) -> Path | None:
             table = line.partition("#")[0].strip()
         elif table == "[daemon]" and (m := _STATE_DIR.fullmatch(line)):
             named = m.group(1) if m.group(1) is not None else m.group(2)
-    try:
-        return resolve(Path(named), base) if named is not None else default_state_dir()
-    except (RuntimeError, ConfigError):
-        return None
+    return unchecked_state_dir({"daemon": {"state_dir": named}}, base)
 
 
 def unchecked_state_dir(data: dict[str, Any], base: Path) -> Path | None:
