@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -43,7 +44,12 @@ def mount() -> Iterator[Mount]:
 
 
 def umount(dst: Path) -> None:
-    subprocess.run(["umount", str(dst)], check=True)
+    """Unmount as a person ejects a drive: refused while a file on it is open, so a
+    copy's or a check's moment is waited out (10 s); a drive held longer fails."""
+    deadline = time.monotonic() + 10
+    while (r := subprocess.run(["umount", str(dst)], capture_output=True, text=True)).returncode:
+        assert time.monotonic() < deadline, f"{dst} stays busy: {r.stderr}"
+        time.sleep(0.2)
 
 
 def test_read_only_drive_waits_then_catches_up(setup: Setup, samples: Path, mount: Mount) -> None:
