@@ -217,14 +217,15 @@ def test_a_kill_between_two_steps_of_a_copy_is_repaired_at_the_next_start(
     assert_consistent(p, roots, originals)
 
 
-def rcds() -> list[int]:
-    """pids of every `rclone rcd` of a photod on this machine."""
+def rcds(home: Path) -> list[int]:
+    """pids of every `rclone rcd` of a photod whose state is under `home` (its rclone.conf
+    is there): other tests' photods, on other workers, start rcds of their own."""
     import psutil
 
     out = []
     for proc in psutil.process_iter(["cmdline"]):
         cmd = proc.info["cmdline"] or []
-        if "rcd" in cmd and any("photod-rclone-" in a for a in cmd):
+        if "rcd" in cmd and any(a.startswith(f"{home}/") for a in cmd):
             out.append(proc.pid)
     return out
 
@@ -238,7 +239,7 @@ def test_killed_mid_upload_leaves_no_rclone_behind_and_completes(setup: Setup) -
     rng = random.Random(SEED)
     lib, remote = setup.home / "lib", setup.home / "offsite"
     remote.mkdir()
-    before = set(rcds())
+    before = set(rcds(setup.home))
     extra = (
         f'\n[[targets]]\nname = "cloud"\ntype = "rclone"\nremote = "dir:{remote}"\n'
         'rclone_config = { type = "local" }\ntransfers = 2\n'
@@ -256,14 +257,14 @@ def test_killed_mid_upload_leaves_no_rclone_behind_and_completes(setup: Setup) -
         uploaded = sum(e.get("target") == "cloud" for e in p.events("replica_written"))
         proc = spawn(p)
         p.wait_event("replica_written", count=uploaded + 1, target="cloud", timeout=60)
-        assert 1 == len(set(rcds()) - before), "the killed photod's rcd was not stopped"
+        assert 1 == len(set(rcds(setup.home)) - before), "the killed photod's rcd was not stopped"
         time.sleep(rng.uniform(0.0, 0.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     p.start()
     p.wait_protected(len(paths), timeout=120)
     assert 0 == p.stop()
-    wait_for(lambda: not set(rcds()) - before, 10, "no rclone rcd left")
+    wait_for(lambda: not set(rcds(setup.home)) - before, 10, "no rclone rcd left")
     held = target_files(remote)
     assert sorted(sha256(q) for q in paths) == sorted(held.values())
     assert [] == [q for q in (remote / ".photod" / "tmp").rglob("*") if q.is_file()]
