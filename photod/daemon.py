@@ -6,6 +6,7 @@ reloads the config (a bad new config is reported and the old one kept).
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -245,6 +246,8 @@ class Daemon:
                 trusted = self._settle(cfg)
                 if trusted is None:
                     break
+                # What is loaded by now lives as long as the daemon: no GC pass walks it.
+                gc.freeze()
                 catalog, verdict = trusted
                 me, relist = verdict.me, verdict.relist or unclean
                 assert me is not None

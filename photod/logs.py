@@ -111,18 +111,13 @@ def setup(
         root.removeHandler(h)
         h.close()
     root.setLevel(level)
+    # An event's line has no source file, thread or process in it: logging need not
+    # look them up for each record (its HOWTO's "Optimization"; a frame walk per event).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     if log_dir is not None:
-        # socket, pickle: loaded only by a command that writes the log
-        from logging.handlers import RotatingFileHandler
-
         log_dir.mkdir(parents=True, exist_ok=True)
-        handler = RotatingFileHandler(
-            log_dir / LOG_NAME,
-            maxBytes=max_bytes,
-            backupCount=keep,
-            encoding="utf-8",
-            errors="backslashreplace",  # a file name that is not UTF-8 must not lose the event
-        )
+        handler = _file_handler(log_dir / LOG_NAME, max_bytes, keep)
         handler.setFormatter(
             structlog.stdlib.ProcessorFormatter(
                 foreign_pre_chain=shared,
@@ -169,6 +164,53 @@ def setup(
     # boto3 says "Found credentials in shared credentials file" at every S3 probe.
     logging.getLogger("botocore").setLevel(logging.WARNING)
     logging.getLogger("boto3").setLevel(logging.WARNING)
+
+
+def _file_handler(path: Path, max_bytes: int, keep: int) -> Any:
+    """The rotated JSON log's handler.  The stock one renders each event twice (once to
+    measure it against the size limit, once to write it) and looks twice at the file's
+    type: this one keeps the line of the record it is handling (under the handler's
+    lock), renders it once, and looks at the file's type once, when it opens it."""
+    import os
+    import stat
+
+    # socket, pickle: loaded only by a command that writes the log
+    from logging.handlers import RotatingFileHandler
+
+    class OnceRendered(RotatingFileHandler):
+        last: tuple[object, str] | None = None
+        regular = True
+
+        def _open(self) -> Any:
+            stream = super()._open()
+            # Never roll over what is not a regular file (a log dir's photod.jsonl linked
+            # to /dev/null): as the stock handler, which asks at every event (bpo-45401).
+            self.regular = stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+            return stream
+
+        def shouldRollover(self, record: Any) -> bool:
+            if self.stream is None:
+                self.stream = self._open()
+            if not self.regular or self.maxBytes <= 0:
+                return False
+            line = self.format(record)
+            self.stream.seek(0, 2)
+            return bool(self.stream.tell() + len(line) + 1 >= self.maxBytes)
+
+        def format(self, record: Any) -> str:
+            if self.last is not None and self.last[0] is record:
+                return self.last[1]
+            line = super().format(record)
+            self.last = (record, line)
+            return line
+
+    return OnceRendered(
+        path,
+        maxBytes=max_bytes,
+        backupCount=keep,
+        encoding="utf-8",
+        errors="backslashreplace",  # a file name that is not UTF-8 must not lose the event
+    )
 
 
 def shutdown() -> None:

@@ -9,6 +9,7 @@ import pty
 import select
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,13 +51,50 @@ def test_events_are_json_lines_with_ts_level_event(tmp_path: Path, logger) -> No
 
 
 def test_rotation_keeps_order_when_read(tmp_path: Path, logger) -> None:  # type: ignore[no-untyped-def]
-    """The log rotates at its size limit; reading walks rotated files oldest first."""
+    """The log rotates before a file would pass its size limit, every event written
+    once; reading walks rotated files oldest first."""
     for i in range(60):
         logger.info("tick", n=i)
-    assert (tmp_path / f"{logs.LOG_NAME}.1").exists()
-    ns = [e["n"] for _, e in logs.read_events(tmp_path)]
-    assert ns == sorted(ns)
-    assert 59 == ns[-1]
+    files = sorted(tmp_path.glob(f"{logs.LOG_NAME}*"))
+    assert len(files) == 3  # about 4,000 bytes of events in files of at most 2,000
+    assert all(0 < f.stat().st_size <= 2000 for f in files)
+    assert list(range(60)) == [e["n"] for _, e in logs.read_events(tmp_path)]
+
+
+@pytest.mark.parametrize("kind", ["/dev/null", "pipe"])
+def test_a_log_that_is_no_regular_file_gets_every_event_and_is_never_rotated(
+    tmp_path: Path, kind: str
+) -> None:
+    """The log file linked to /dev/null (someone wants no log), or a named pipe that a
+    collector reads: every event goes to it, and it is never renamed away."""
+    path = tmp_path / logs.LOG_NAME
+    got: list[str] = []
+    reader = None
+    if kind == "pipe":
+        os.mkfifo(path)
+
+        def read() -> None:
+            with open(path) as f:
+                got.extend(f)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+    else:
+        path.symlink_to(kind)
+    logs.setup(tmp_path, console=False, max_bytes=2000, keep=3)
+    try:
+        for i in range(60):
+            structlog.get_logger("photod").info("tick", n=i)
+    finally:
+        for h in list(logging.getLogger().handlers):
+            logging.getLogger().removeHandler(h)
+            h.close()
+        structlog.reset_defaults()
+    if reader is not None:
+        reader.join(10)
+        assert list(range(60)) == [json.loads(line)["n"] for line in got]
+    assert not path.is_file()
+    assert [] == list(tmp_path.glob(f"{logs.LOG_NAME}.*"))
 
 
 def test_failures_and_since_filters(tmp_path: Path, logger) -> None:  # type: ignore[no-untyped-def]

@@ -1,5 +1,5 @@
-"""S3-compatible object storage (AWS, Backblaze B2, Wasabi, MinIO, Ceph...).  The only
-module that imports boto3.
+"""S3-compatible object storage (AWS, Backblaze B2, Wasabi, MinIO, Ceph...).  With
+``s3client`` (the client it talks through), the only module that imports boto3.
 
 Uploads stream: a file up to ``part_size`` goes in one PUT; a larger one in a multipart
 upload, ``part_size`` at a time, at most two parts in flight, so memory stays bounded
@@ -22,17 +22,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import boto3
-import botocore.session
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from botocore.handlers import add_expect_header
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
 from photod.models import VerifyMethod
 from photod.targets.objects import TMP, ObjectTarget
+from photod.targets.s3client import make_client
 
 UPLOAD = "s3-upload:"  # temp keys: an unfinished upload to the key that follows
 THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
@@ -258,33 +255,7 @@ class S3Target(ObjectTarget):
         self.endpoint = endpoint
         self.where = f"s3://{bucket}/{self.prefix}" + (f" at {endpoint}" if endpoint else "")
         self.part_size = max(part_size, 5 * 1024**2)  # S3's smallest part
-        core = botocore.session.Session(profile=profile)
-        if credentials_file is not None:
-            core.set_config_variable("credentials_file", str(credentials_file))
-        session = boto3.Session(botocore_session=core, region_name=region or "us-east-1")
-        self.client = session.client(
-            "s3",
-            endpoint_url=endpoint,
-            config=BotoConfig(
-                # Content-MD5 already protects every body: no second hash of it for
-                # the signature (botocore signs payloads on plain http otherwise).
-                s3={"addressing_style": "path", "payload_signing_enabled": False}
-                if endpoint
-                else {"payload_signing_enabled": False},
-                # A few quick retries inside botocore; after that the target is
-                # unavailable and photod's own backoff takes over.
-                retries={"max_attempts": 2, "mode": "standard"},
-                connect_timeout=min(timeout, 10),
-                read_timeout=timeout,
-                max_pool_connections=16,
-                # Content-MD5 is what we send; no extra trailing checksums.
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-            ),
-        )
-        # botocore asks "Expect: 100-continue" before each body over 1 MB: a round
-        # trip per upload that buys nothing when the server is known to take it.
-        self.client.meta.events.unregister("before-call.s3", add_expect_header)
+        self.client = make_client(endpoint, region, profile, credentials_file, timeout)
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"s3-{name}")
         self._lock = threading.Lock()
         self._listings: dict[str, tuple[float, set[str]]] = {}

@@ -389,6 +389,22 @@ def test_s3_refused_credentials_are_a_clear_reason(s3_server: S3Server, tmp_path
         s3_target(s3_server, "x", bad).check(None)
 
 
+def test_s3_credentials_fixed_in_their_file_are_used_by_the_next_build(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """The targets built again (a reload, the next start in the same process) read the
+    credentials file again: the secret fixed there is the one used, though what S3's
+    API looks like is read once per process."""
+    creds = s3_server.credentials(tmp_path / "aws-credentials", secret="not-the-secret-at-all")
+    with pytest.raises(TargetUnavailable, match="credentials refused"):
+        s3_target(s3_server, "x", creds).check(None)
+    s3_server.credentials(creds)
+    s3_target(s3_server, "x", creds).check(None)
+    s3_server.credentials(creds, secret="not-the-secret-at-all")
+    with pytest.raises(TargetUnavailable, match="credentials refused"):
+        s3_target(s3_server, "x", creds).check(None)
+
+
 def test_rclone_start_removes_the_temporaries_its_crash_left(tmp_path: Path) -> None:
     """A list segment or a marker is uploaded under .photod/tmp/ and then moved: a
     photod killed in between leaves a temporary no catalog knows of.  Its name carries
