@@ -380,6 +380,7 @@ def replug(work: Path, mux: FakeUsbmuxd, count: int) -> None:
     again = wait_event(daemon.home, "device_import_finished", count=2)[1]
     took = ts(again) - plugged
     daemon.stop()
+    mux.unplug(phone)  # else the next step's `afc pull` finds two phones and asks which
     print(f"\nreplug: {count} files")
     print(f"  first import               {first:7.2f} s")
     print(

@@ -16,8 +16,10 @@ round times, in turn:
   bare client    the floor: every file PUT by a bare boto3 client, 4 at a time, with
                  the Content-MD5 the server checks and nothing else (bench/floors.py).
 
-Prints the times and the ratios (goal: photod <= 1.0 x rclone, both ways); copy them
-into bench/RESULTS.md.
+Prints the times and the ratios (goal: photod <= 1.0 x rclone, both ways), and the CPU
+each tool and the server spent (the loopback server shares the two cores: where both
+sides are CPU-bound, a tool's CPU per file is what decides); copy them into
+bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -83,6 +88,15 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def cpu_seconds(server: S3Server) -> tuple[float, float]:
+    """CPU time (user + system) so far of this script's finished children (the tool
+    just run) and of the S3 server: on two cores both sides share, the sum says how
+    much of the machine a tool's upload costs."""
+    own = resource.getrusage(resource.RUSAGE_CHILDREN)
+    srv = psutil.Process(server.proc.pid).cpu_times()
+    return own.ru_utime + own.ru_stime, srv.user + srv.system
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--gb", type=float, default=2.0)
@@ -109,6 +123,7 @@ def main() -> int:
         "rclone crypt": [],
         "bare client": [],  # the floor: bench/floors.py
     }
+    cpu: dict[str, list[tuple[float, float]]] = {k: [] for k in times}  # (tool, server)
     ok = True
     claim: list[float] = []  # photod's first contact with each fresh prefix, not timed
     try:
@@ -127,20 +142,27 @@ def main() -> int:
                     cmd = [sys.executable, "-m", "photod", "--config", str(config), "run", "--once"]
                     claim.append(timed(cmd))
                     config = photod_config(work, corpus, server, "crypt" in name, run)
+                    before = cpu_seconds(server)
                     times[name].append(timed(cmd))
+                    after = cpu_seconds(server)  # (before `photod status` below)
                     status = json.loads(subprocess.run(
                         [sys.executable, "-m", "photod", "--config", str(config), "status", "--json"],
                         capture_output=True, text=True, check=True).stdout)  # fmt: skip
                     ok = ok and status["policy"]["compliant"] == n
                 elif name == "bare client":
+                    before = cpu_seconds(server)
                     times[name].append(
                         s3_bare_put(corpus, server.endpoint, BUCKET, run, ACCESS_KEY, SECRET_KEY)
                     )
                 else:
                     dest = f"s3:{BUCKET}/{run}" if name == "rclone" else f"crypt:{run}"
+                    before = cpu_seconds(server)
                     times[name].append(
                         timed([rclone, "--config", str(conf), "copy", str(corpus), dest])
                     )
+                if not name.startswith("photod"):
+                    after = cpu_seconds(server)
+                cpu[name].append((after[0] - before[0], after[1] - before[1]))
             print(
                 f"round {round_ + 1}: "
                 + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items())
@@ -158,6 +180,10 @@ def main() -> int:
     print(
         f"  photod crypt / rclone crypt: {med['photod crypt'] / med['rclone crypt']:.2f}  (goal <= 1.0)"
     )
+    print("  CPU seconds (user + system), median: the tool's own, the S3 server's, per file")
+    for k, v in cpu.items():
+        own, srv = (statistics.median(x[i] for x in v) for i in (0, 1))
+        print(f"  {k:13s} {own:7.2f} s  server {srv:6.2f} s  {own / n * 1e3:6.2f} ms a file")
     print(f"  every file verified offsite by photod: {ok}")
     print(f"  (not in photod's times: a fresh target's first contact, {statistics.median(claim):.2f} s,"
           " made once in its life)")  # fmt: skip
