@@ -246,8 +246,8 @@ class Daemon:
                 trusted = self._settle(cfg)
                 if trusted is None:
                     break
-                # What is loaded by now lives as long as the daemon: no GC pass walks it.
-                gc.freeze()
+                if not gc.get_freeze_count():  # the loaded modules: never walked by the GC
+                    gc.freeze()  # (once: later settles' leftovers must stay collectable)
                 catalog, verdict = trusted
                 me, relist = verdict.me, verdict.relist or unclean
                 assert me is not None
