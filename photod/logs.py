@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import stat
 import sys
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -171,9 +173,6 @@ def _file_handler(path: Path, max_bytes: int, keep: int) -> Any:
     measure it against the size limit, once to write it) and looks twice at the file's
     type: this one keeps the line of the record it is handling (under the handler's
     lock), renders it once, and looks at the file's type once, when it opens it."""
-    import os
-    import stat
-
     # socket, pickle: loaded only by a command that writes the log
     from logging.handlers import RotatingFileHandler
 
