@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -100,7 +101,14 @@ def make_kind(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Kind
 
     def cut() -> None:  # rclone makes missing folders: put a file in the folder's place
         folder.rename(away)
-        folder.write_bytes(b"")
+        while True:
+            try:
+                folder.touch(exist_ok=False)
+                return
+            except (FileExistsError, IsADirectoryError):
+                # The upload in flight made the folder again in the moment between: what
+                # it wrote there is gone with the "drive", as it would be.
+                shutil.rmtree(folder, ignore_errors=True)
 
     def heal() -> None:
         folder.unlink()
