@@ -4,11 +4,13 @@ QuickTime), and whether a photo decodes.  Pillow and pillow-heif are used here o
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import BinaryIO
 
 from PIL import Image
 
+from photod import exif
 from photod.isobmff import boxes, file_end, truncated_box
 from photod.media import kind_from_name
 from photod.models import Kind, Probe
@@ -109,13 +111,21 @@ def _register_heif() -> None:
         _heif_registered = True
 
 
-def _exif_time(f: BinaryIO) -> datetime | None:
-    _register_heif()
-    f.seek(0)
-    with Image.open(f) as im:  # (a file object photod opened: Pillow leaves it open)
-        exif = im.getexif()
-    sub = exif.get_ifd(0x8769)
-    for when, offset in ((sub.get(0x9003), sub.get(0x9011)), (exif.get(0x0132), sub.get(0x9010))):
+def _exif_time(im: Image.Image) -> datetime | None:
+    """When the photo was taken: DateTimeOriginal with its offset, else DateTime."""
+    block = im.info.get("exif")
+    fields: Mapping[int, object] | None = None
+    if isinstance(block, bytes):
+        fields = exif.time_fields(block)
+    if fields is None:  # no block, or one only Pillow can follow
+        ifd0 = im.getexif()
+        sub = ifd0.get_ifd(exif.EXIF_POINTER)
+        fields = {tag: sub.get(tag) for tag in (exif.ORIGINAL, exif.OFFSET, exif.OFFSET_ORIGINAL)}
+        fields[exif.IFD0_TIME] = ifd0.get(exif.IFD0_TIME)
+    for when, offset in (
+        (fields.get(exif.ORIGINAL), fields.get(exif.OFFSET_ORIGINAL)),
+        (fields.get(exif.IFD0_TIME), fields.get(exif.OFFSET)),
+    ):
         if not isinstance(when, str):
             continue
         try:
@@ -165,26 +175,49 @@ def _container_problem(f: BinaryIO) -> str:
     return ""
 
 
-def _decode_problem(f: BinaryIO, fmt: str, mode: str) -> str:
-    """Empty when the photo decodes, else what Pillow said."""
+def _look(f: BinaryIO, fmt: str, decode: str) -> tuple[datetime | None, str]:
+    """A photo's capture time (None when it has none, or it cannot be read), and its
+    decode problem (empty when it decodes, or ``decode`` is "off"), from one open."""
     _register_heif()
+    problem = ""
+    load = decode != "off"
     try:
-        if fmt in ("heif", "avif"):
+        if load and fmt in ("heif", "avif"):
             # libheif decodes a cut file without complaint, so check the container first;
             # HEVC has no scaled decode (a 12 MP HEIC takes ~0.5 s), so "fast" stops here.
             problem = truncated_box(f)
-            if problem or mode == "fast":
-                return problem
+            load = not problem and decode == "full"
         f.seek(0)
-        with Image.open(f) as im:
-            if mode == "fast" and fmt == "jpeg":
-                # DCT scaling decodes every block at 1/8 size: it still reads the whole
-                # entropy-coded stream, so a truncated or garbled file fails, ~20x faster.
-                im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
-            im.load()
+        im = Image.open(f)  # (a file object photod opened: Pillow leaves it open)
     except Exception as exc:  # Pillow raises many types for broken files
-        return f"{type(exc).__name__}: {exc}"
-    return ""
+        return None, (f"{type(exc).__name__}: {exc}" if load else problem)
+    with im:
+        if load:
+            try:
+                if decode == "fast" and fmt == "jpeg":
+                    # DCT scaling decodes every block at 1/8 size: it still reads the whole
+                    # entropy-coded stream, so a truncated or garbled file fails, ~20x faster.
+                    im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+                im.load()
+            except Exception as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+        if not problem:
+            return _time_of(im), problem
+    # The pixels did not decode: the time is read from a fresh open, as if they had not
+    # been read (a failed decode can leave the image unusable).
+    f.seek(0)
+    try:
+        with Image.open(f) as again:
+            return _time_of(again), problem
+    except Exception:
+        return None, problem
+
+
+def _time_of(im: Image.Image) -> datetime | None:
+    try:
+        return _exif_time(im)
+    except Exception:  # unreadable metadata: the caller falls back to the file time
+        return None
 
 
 def probe_file(path: str, name: str, mtime: float, decode: str = "fast") -> Probe | None:
@@ -208,19 +241,21 @@ def probe(f: BinaryIO, name: str, mtime: float, decode: str = "fast") -> Probe |
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow warns about odd EXIF; a photo is a photo
         Image.MAX_IMAGE_PIXELS = None  # panoramas are legitimate; nothing is displayed
-        try:
-            if fmt in _PHOTO_FORMATS or kind is Kind.RAW:
-                captured, source = _exif_time(f), "exif"
-            elif fmt in ("quicktime", "mp4"):
+        problem = ""
+        if fmt in _PHOTO_FORMATS or kind is Kind.RAW:
+            # A raw file's pixels are not checked: only its time is read.
+            checked = decode if kind is Kind.PHOTO else "off"
+            captured, problem = _look(f, fmt, checked)
+            source = "exif"
+        elif fmt in ("quicktime", "mp4"):
+            try:
                 f.seek(0)
                 captured, source = _quicktime_time(f), "quicktime"
-        except Exception:  # unreadable metadata: fall back to the file time
-            captured = None
-        problem = ""
+            except Exception:  # unreadable metadata: fall back to the file time
+                captured = None
         decodable: bool | None = None
         if kind is Kind.PHOTO and decode != "off":
-            problem = "content is not a known image format" if fmt == "unknown" else ""
-            problem = problem or _decode_problem(f, fmt, decode)
+            problem = "content is not a known image format" if fmt == "unknown" else problem
             decodable = not problem
         elif kind is Kind.VIDEO and fmt in ("quicktime", "mp4") and decode != "off":
             try:

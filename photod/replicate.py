@@ -222,6 +222,10 @@ class Replicator:
         started: float,
         captured_at: str,
     ) -> None:
+        if len(writers) == 1:  # one target: no hand-over to another thread to wait for
+            [(name, writer)] = writers.items()
+            self.copier.commit(name, writer, key, sha, size, mtime_ns, started, captured_at)
+            return
         # fsync and read-back wait on each device: do every target at once.
         futures = [
             self._pool.submit(

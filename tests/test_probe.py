@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import warnings
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from photod import exif
 from photod.models import Kind
 from photod.probe import classify, probe_file
 from tests.conftest import make_mov
@@ -177,3 +179,107 @@ def test_a_live_photo_movies_content_identifier_is_read_as_exiftool_reads_it(
     for path in (plain, cut, samples / "heic_IMG_5195.HEIC"):
         with open(path, "rb") as f:
             assert "" == content_identifier(f)
+
+
+def _pillows_fields(block: bytes) -> dict[int, object]:
+    """The four time fields as Pillow reads them from an EXIF block."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # as the probe reads it
+        ifd0 = Image.Exif()
+        ifd0.load(block)
+        sub = ifd0.get_ifd(exif.EXIF_POINTER)
+        found = {tag: sub.get(tag) for tag in (exif.ORIGINAL, exif.OFFSET, exif.OFFSET_ORIGINAL)}
+        found[exif.IFD0_TIME] = ifd0.get(exif.IFD0_TIME)
+    return {tag: value for tag, value in found.items() if isinstance(value, str)}
+
+
+def test_the_time_fields_are_read_as_pillow_reads_them_from_every_sample(samples: Path) -> None:
+    """photod's own reader of the four EXIF time fields (Pillow's unpacks every tag, a
+    sixth of a small photo's ingest) gives what Pillow gives, on every sample with EXIF."""
+    from PIL import Image
+
+    from photod.probe import _register_heif
+
+    _register_heif()
+    read = 0
+    for path in sorted(samples.iterdir()):
+        try:
+            with Image.open(path) as im:
+                block = im.info.get("exif")
+        except Exception:
+            continue  # not an image Pillow opens (README, a corrupted sample)
+        if not block:
+            continue
+        assert exif.time_fields(block) == _pillows_fields(block), path.name
+        read += 1
+    assert read >= 6
+
+
+def _block(order: str, entries: list[tuple[int, int, bytes]], sub: list[tuple[int, int, bytes]],
+           cut: int) -> bytes:  # fmt: skip
+    """An EXIF block: IFD0 with ``entries`` and a pointer to a sub-directory with
+    ``sub`` (each (tag, type, raw value)); values over 4 bytes placed after them."""
+    import struct
+
+    def directory(at: int, items: list[tuple[int, int, bytes]]) -> tuple[bytes, bytes]:
+        head = struct.pack(order + "H", len(items))
+        tail = b""
+        data_at = at + 2 + 12 * len(items) + 4
+        for tag, kind, raw in items:
+            if len(raw) <= 4:
+                field = raw.ljust(4, b"\x00")
+            else:
+                field = struct.pack(order + "I", data_at + len(tail))
+                tail += raw
+            count = len(raw) // 4 if kind == 4 else len(raw)  # a LONG is 4 bytes
+            head += struct.pack(order + "HHI", tag, kind, count) + field
+        return head + b"\x00\x00\x00\x00", tail
+
+    magic = b"II*\x00" if order == "<" else b"MM\x00*"
+    ifd0_at = 8
+    # IFD0 laid out once with a blank pointer: its length says where the sub-directory goes.
+    blank, blank_tail = directory(ifd0_at, [*entries, (exif.EXIF_POINTER, 4, b"\0" * 4)])
+    sub_at = ifd0_at + len(blank) + len(blank_tail)
+    pointer = (exif.EXIF_POINTER, 4, struct.pack(order + "I", sub_at))
+    ifd0, tail0 = directory(ifd0_at, [*entries, pointer])
+    subdir, tail1 = directory(sub_at, sub)
+    block = (
+        b"Exif\x00\x00" + magic + struct.pack(order + "I", ifd0_at) + ifd0 + tail0 + subdir + tail1
+    )
+    return block[: len(block) - cut] if cut else block
+
+
+def test_the_time_fields_are_read_as_pillow_reads_them_from_any_block() -> None:
+    """Either endianness, values inline or placed after, a tag written twice, a field of
+    another type, an empty one, a block cut short: the reader gives Pillow's fields, or
+    None (then the probe asks Pillow), and never raises; a whole block whose fields are
+    each written once it reads itself."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    text = st.text(alphabet="0123456789:+- \x00", max_size=24).map(lambda s: s.encode("latin-1"))
+    entry = st.tuples(
+        st.sampled_from([exif.IFD0_TIME, exif.ORIGINAL, exif.OFFSET, exif.OFFSET_ORIGINAL, 0x010F]),
+        st.sampled_from([2, 2, 2, 7, 1]),
+        text,
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from("<>"), st.lists(entry, max_size=4), st.lists(entry, max_size=5),
+           st.integers(0, 40))  # fmt: skip
+    def check(order: str, top: list[tuple[int, int, bytes]], sub: list[tuple[int, int, bytes]],
+              cut: int) -> None:  # fmt: skip
+        block = _block(order, top, sub, cut)
+        mine = exif.time_fields(block)
+        if mine is not None:
+            assert mine == _pillows_fields(block)
+        else:  # only a cut block, or a field written twice, is left to Pillow
+            twice = any(
+                len([t for t, _, raw in items if raw]) > len({t for t, _, raw in items if raw})
+                for items in (top, sub)
+            )
+            assert cut or twice, "a whole, well-formed block was not read"
+
+    check()
