@@ -192,6 +192,7 @@ def _look(f: BinaryIO, fmt: str, decode: str) -> tuple[datetime | None, str]:
     except Exception as exc:  # Pillow raises many types for broken files
         return None, (f"{type(exc).__name__}: {exc}" if load else problem)
     with im:
+        failed = False
         if load:
             try:
                 if decode == "fast" and fmt == "jpeg":
@@ -200,8 +201,8 @@ def _look(f: BinaryIO, fmt: str, decode: str) -> tuple[datetime | None, str]:
                     im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
                 im.load()
             except Exception as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-        if not problem:
+                problem, failed = f"{type(exc).__name__}: {exc}", True
+        if not failed:
             return _time_of(im), problem
     # The pixels did not decode: the time is read from a fresh open, as if they had not
     # been read (a failed decode can leave the image unusable).
