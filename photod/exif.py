@@ -45,7 +45,7 @@ def time_fields(block: bytes) -> dict[int, str] | None:
             if kind not in (LONG, IFD) or count != 1:
                 return None
             found.update(_entries(tiff, order, value, {ORIGINAL, OFFSET, OFFSET_ORIGINAL}))
-        return {tag: _text(tiff, order, *e) for tag, e in found.items() if e[0] == ASCII}
+        return {tag: _text(tiff, order, n, v) for tag, (k, n, v) in found.items() if k == ASCII}
     except (struct.error, ValueError):
         return None
 
@@ -70,7 +70,7 @@ def _entries(tiff: bytes, order: str, at: int, wanted: set[int]) -> dict[int, tu
     return found
 
 
-def _text(tiff: bytes, order: str, kind: int, count: int, value: int) -> str:
+def _text(tiff: bytes, order: str, count: int, value: int) -> str:
     # Four bytes or fewer sit in the entry's value field itself (packed back as read).
     data = struct.pack(order + "I", value)[:count] if count <= 4 else tiff[value : value + count]
     if data.endswith(b"\x00"):
