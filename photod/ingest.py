@@ -206,7 +206,9 @@ class Ingestor:
 
         A phone import passes what it already knows: ``lead`` (the source path of the
         still a movie, sidecar or edit belongs with), ``sha256`` (hashed while it was
-        read from the phone) and, for a rendered edit, the ``tag`` its name gets."""
+        read from the phone into photod's private staging: a local target on the same
+        disk may take that very file by a link, ``NewFile.staged_sha256``) and, for a
+        rendered edit, the ``tag`` its name gets."""
         rel = self.relpath(source, path)
         if is_ignored(rel, self.ignore):
             return IngestResult.IGNORED
@@ -313,7 +315,7 @@ class Ingestor:
                 log.info("asset_seen_again", asset=sha, source=source, path=rel)
                 return IngestResult.KNOWN
         key = self._key(source, path, info, lead, tag)
-        new = NewFile(source, rel, path, st.st_size, st.st_mtime_ns, info, key, f)
+        new = NewFile(source, rel, path, st.st_size, st.st_mtime_ns, info, key, f, sha256)
         failpoints.hit("ingest_storing")  # a slow disk, for the test of `workers`
         sha, is_new = self.replicator.store_new(new)
         if sha256 is not None and sha != sha256:

@@ -22,6 +22,7 @@ from photod.catalog import DeviceFile
 from photod.errors import DeviceGone
 from photod.logs import log
 from photod.sources.phone import PhoneLink
+from photod.targets.localwrite import COPY_MODE
 
 
 async def fetch(
@@ -68,7 +69,10 @@ async def _read_into(
                 offset=offset,
                 size=f.size,
             )
-        with open(part, "r+b" if offset else "wb") as out:
+        # Created as a copy on a target is (COPY_MODE): a target on this disk may take
+        # the staged file by a link, and it must then be what a copy there would be.
+        flags = os.O_RDWR if offset else os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        with open(os.open(part, flags | os.O_CLOEXEC, COPY_MODE), "r+b" if offset else "wb") as out:
             out.seek(offset)
             done = offset
             next_checkpoint = offset + staging.CHECKPOINT

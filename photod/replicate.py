@@ -49,6 +49,10 @@ class NewFile:
     # The file, opened once beneath its source's root (the ingest probed and perhaps
     # hashed it already): this descriptor is what is copied, never the path again.
     file: BinaryIO
+    # Set for a phone's file only: the SHA-256 of photod's own copy in its private
+    # staging, hashed as it was written there.  A local target on the same disk takes
+    # that copy by a hard link (``Writer.adopt``) instead of its bytes written twice.
+    staged_sha256: str | None = None
 
 
 class Replicator:
@@ -142,8 +146,7 @@ class Replicator:
             before = os.fstat(f.fileno())
             if (before.st_size, before.st_mtime_ns) != (new.size, new.mtime_ns):
                 raise SourceChanged(str(new.path))
-            f.seek(0)
-            sha = self.copier.pump(f, writers, dropped)
+            sha = self._fill(new, writers, dropped, before)
             after = os.fstat(f.fileno())
             if (after.st_size, after.st_mtime_ns) != (new.size, new.mtime_ns):
                 raise SourceChanged(str(new.path))
@@ -211,6 +214,29 @@ class Replicator:
             self.copier.judge(sha)
             self.on_new()
         return sha, is_new
+
+    def _fill(
+        self,
+        new: NewFile,
+        writers: dict[str, Writer],
+        dropped: dict[str, TargetUnavailable],
+        st: os.stat_result,
+    ) -> str:
+        """Give every writer the file's bytes, read once; its SHA-256.  A target that
+        adopts a staged file (a link) takes none: when every target did, nothing is
+        read here, and the commit's read-back proves each copy against the hash the
+        staging took."""
+        adopted = set()
+        if new.staged_sha256 is not None:
+            adopted = {n for n, w in writers.items() if w.adopt(new.path, st)}
+        rest = {n: w for n, w in writers.items() if n not in adopted}
+        if not rest and new.staged_sha256 is not None:
+            return new.staged_sha256
+        new.file.seek(0)
+        sha = self.copier.pump(new.file, rest, dropped)
+        for name in set(writers) - adopted - set(rest):  # dropped by the pump
+            del writers[name]
+        return sha
 
     def _commit_all(
         self,

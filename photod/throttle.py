@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from photod.models import VerifyMethod
@@ -157,6 +158,9 @@ class LimitedWriter:
 
     def sha256(self) -> str | None:
         return self.writer.sha256()
+
+    def adopt(self, path: Path, st: os.stat_result) -> bool:
+        return self.writer.adopt(path, st)  # a link moves no bytes: nothing to limit
 
     def commit(
         self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""

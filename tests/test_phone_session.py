@@ -8,6 +8,8 @@ the photos in the target folder, byte for byte; the phone's state in `photod sta
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, MutableMapping
@@ -24,11 +26,12 @@ from photod.catalog import Catalog, DeviceRecord
 from photod.devices import DeviceManager
 from photod.fleet import Fleet, build_targets
 from photod.ingest import Ingestor
+from photod.models import VerifyMethod
 from photod.replicate import Replicator
 from photod.targets.records import Installation
 from tests.conftest import make_mov, target_files
 from tests.fakephone import jpeg
-from tests.memphone import MemPhone, MemUsbmux
+from tests.memphone import MTIME_NS, MemPhone, MemUsbmux
 
 UDID = "00008110-000A1B2C3D4E5F60"
 Events = list[MutableMapping[str, Any]]
@@ -348,3 +351,34 @@ def test_phone_hidden_by_usbmuxd_until_trust_is_reported_from_the_bus(
     wait_until(lambda: named(events, "device_import_finished"), "the import")
     assert imported(rig, phone)
     assert 1 == len(named(events, "device_untrusted"))
+
+
+def test_a_phone_copy_on_the_staging_disk_is_proved_and_made_as_any_copy(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """The library is on the disk that holds the staging folder (the usual home
+    folder): each staged file becomes the library's copy by a link, not a second
+    write.  Each copy still counted only once read back; each has the phone's time and
+    the mode a written copy gets (under the umask, whatever the staging's)."""
+    when = datetime(2026, 9, 20, 8, 0, tzinfo=UTC)
+    files = photos(tmp_path, 3)
+    files["/DCIM/100APPLE/IMG_0001.MOV"] = make_mov(tmp_path / "IMG_0001.MOV", when).read_bytes()
+    old = os.umask(0o002)  # a file created with the default 0o666 would be group-writable
+    try:
+        rig = make_rig()
+        phone = MemPhone(UDID, files)
+        rig.mux.plug(phone)
+        wait_until(lambda: named(events, "device_import_finished"), "the import")
+    finally:
+        os.umask(old)
+    assert imported(rig, phone)
+    copies = [p for p in rig.lib.rglob("*") if p.is_file() and ".photod" not in p.parts]
+    assert 4 == len(copies)
+    for copy in copies:
+        st = copy.stat()
+        assert 0o644 == stat.S_IMODE(st.st_mode), copy.name
+        assert MTIME_NS == st.st_mtime_ns, copy.name
+        assert 1 == st.st_nlink, f"{copy.name}: still linked into staging"
+        [replica] = rig.catalog.replicas(sha(copy.read_bytes()))
+        assert VerifyMethod.READBACK == replica.method
+    assert [] == rig.staged()

@@ -8,8 +8,10 @@ final key until ``commit`` has verified the bytes and published them atomically.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import BinaryIO, NamedTuple, Protocol
 
 from photod.errors import TargetUnavailable
@@ -49,6 +51,14 @@ class Writer(Protocol):
         prove its commit (an upload: what it sent); None when it proves its copy
         another way (a local file is read back).  The caller that would hash the same
         bytes again takes this instead: one pass over each byte, not two."""
+
+    def adopt(self, path: Path, st: os.stat_result) -> bool:
+        """Take the file at ``path`` (status ``st``) as this copy's bytes without
+        writing them again, before any ``write``: a hard link on the same disk.  Only
+        for photod's own staged copy of a phone's file, which nothing else writes.
+        False when it cannot (another disk, a folder whose new files would get another
+        group or ACL, an upload); the caller then writes the bytes.  ``commit`` proves
+        an adopted copy as it proves a written one."""
 
     def commit(
         self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""

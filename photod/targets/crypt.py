@@ -196,6 +196,9 @@ class CryptWriter:
     def sha256(self) -> str | None:
         return self.sha.hexdigest()
 
+    def adopt(self, path: Path, st: os.stat_result) -> bool:
+        return False  # what it stores is ciphertext, never the file's own bytes
+
     def _seal(self) -> None:
         """End of the plaintext: let pyrage write the last chunk and finish."""
         if not self.sealed:

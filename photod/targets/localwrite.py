@@ -10,6 +10,8 @@ import contextlib
 import errno
 import hashlib
 import os
+import stat
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from photod import failpoints
@@ -19,6 +21,7 @@ from photod.targets.base import CHUNK
 
 TEMP_PREFIX = ".photod-"
 TEMP_SUFFIX = ".tmp"
+COPY_MODE = 0o644  # a copy's mode before the umask; photod's staging creates files so too
 
 
 def _write_temp(folder: int, name: str, data: bytes, owner: str) -> str:
@@ -119,7 +122,7 @@ class LocalWriter:
         try:
             self.dir_fd = self.target.folder(self.folder_rel, create=True)
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-            fd = os.open(self.temp_name, flags, 0o644, dir_fd=self.dir_fd)
+            fd = os.open(self.temp_name, flags, COPY_MODE, dir_fd=self.dir_fd)
         except OSError as exc:
             self._close_dir()
             raise self.target.error(exc) from exc
@@ -130,6 +133,38 @@ class LocalWriter:
 
     def sha256(self) -> str | None:
         return None  # proved by reading the file back at commit
+
+    def adopt(self, path: Path, st: os.stat_result) -> bool:
+        """A hard link to the staged file as the temporary (Linux): the bytes are
+        already on this disk, so they are not written twice.  The commit then syncs,
+        drops the pages and reads the copy back from the device like any other."""
+        if self.opened or not hasattr(os, "getxattr"):
+            return False  # (no getxattr, no way to see a default ACL: macOS)
+        made = False
+        # Any failure (another disk, links refused as on FAT, a full or unplugged drive)
+        # leaves the bytes to be written as usual: that write says what is wrong.
+        try:
+            self.dir_fd = self.target.folder(self.folder_rel, create=True)
+            if not _new_files_alike(self.dir_fd, st):
+                self._close_dir()
+                return False
+            os.link(path, self.temp_name, dst_dir_fd=self.dir_fd, follow_symlinks=False)
+            made = True
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            fd = os.open(self.temp_name, flags, dir_fd=self.dir_fd)
+            self.f = open(fd, "rb", buffering=0)  # noqa: SIM115
+            linked = os.fstat(fd)
+        except OSError:
+            if made:
+                self.abort()
+            else:
+                self._close_dir()
+            return False
+        if (linked.st_dev, linked.st_ino) != (st.st_dev, st.st_ino):
+            self.abort()  # not the file the ingest opened: its bytes are written instead
+            return False
+        self.opened = True
+        return True
 
     def write(self, data: bytes) -> None:
         f = self.f if self.opened else self._open()
@@ -213,6 +248,21 @@ class LocalWriter:
             with contextlib.suppress(OSError):
                 os.unlink(self.temp_name, dir_fd=self.dir_fd)
         self._close_dir()
+
+
+def _new_files_alike(dir_fd: int, st: os.stat_result) -> bool:
+    """Whether a file created in this folder would be like ``st``: the same group (a
+    setgid folder gives its own) and no default ACL to inherit (a family's shared
+    library).  A link keeps the staged file's; a copy there must not differ."""
+    folder = os.fstat(dir_fd)
+    group = folder.st_gid if folder.st_mode & stat.S_ISGID else os.getegid()
+    if st.st_gid != group:
+        return False
+    try:
+        os.getxattr(dir_fd, "system.posix_acl_default")
+    except OSError as exc:
+        return exc.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP)
+    return False
 
 
 def _hash_at(dir_fd: int, name: str, written: os.stat_result) -> str:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
+import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 from photod.errors import ChecksumMismatch, KeyExists, TargetFull, TargetUnavailable
@@ -26,6 +28,9 @@ class MemoryWriter:
 
     def sha256(self) -> str | None:
         return self.taken.hexdigest()
+
+    def adopt(self, path: Path, st: os.stat_result) -> bool:
+        return False  # its bytes live in memory: there is no file to link
 
     def write(self, data: bytes) -> None:
         if not self.target.available:

@@ -135,6 +135,9 @@ class RcloneWriter:
     def sha256(self) -> str | None:
         return self.sha.hexdigest()
 
+    def adopt(self, path: Path, st: os.stat_result) -> bool:
+        return False  # an upload: its bytes are sent
+
     def _finish_upload(self) -> None:
         with self._lock:
             if self.uploaded:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import os
 import secrets
 import threading
 import time
@@ -79,6 +80,9 @@ class S3Writer:
 
     def sha256(self) -> str | None:
         return self.sha.hexdigest()
+
+    def adopt(self, path: Path, st: os.stat_result) -> bool:
+        return False  # an upload: its bytes are sent
 
     def _take_buffer(self) -> bytes:
         data = b"".join(self.chunks)
