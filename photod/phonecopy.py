@@ -30,8 +30,8 @@ async def fetch(
 ) -> str:
     """Copy ``f`` from the phone to ``staged``; its SHA-256.  ``counted(n)``: n more
     bytes of it are here (a resumed copy counts its first part at once)."""
-    part = staged.with_name(staged.name + ".part")
-    meta = staged.with_name(staged.name + ".part.json")
+    part = staged.with_name(staged.name + staging.PARTIAL[0])
+    meta = staged.with_name(staged.name + staging.PARTIAL[1])
     staged.parent.mkdir(parents=True, exist_ok=True)
     offset, h = await asyncio.to_thread(staging.resume_point, part, meta, f.size, f.mtime_ns)
     try:
@@ -69,10 +69,14 @@ async def _read_into(
                 offset=offset,
                 size=f.size,
             )
-        # Created as a copy on a target is (COPY_MODE): a target on this disk may take
-        # the staged file by a link, and it must then be what a copy there would be.
-        flags = os.O_RDWR if offset else os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        with open(os.open(part, flags | os.O_CLOEXEC, COPY_MODE), "r+b" if offset else "wb") as out:
+        # A fresh file, never one truncated in place: a staged file may be linked into
+        # a target (``Writer.adopt``), and its bytes must never change there.  Created
+        # as a copy on a target is (COPY_MODE), since it may become one.
+        if not offset:
+            part.unlink(missing_ok=True)
+        flags = os.O_RDWR if offset else os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        flags |= os.O_NOFOLLOW | os.O_CLOEXEC
+        with open(os.open(part, flags, COPY_MODE), "r+b" if offset else "wb") as out:
             out.seek(offset)
             done = offset
             next_checkpoint = offset + staging.CHECKPOINT

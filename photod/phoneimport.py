@@ -354,7 +354,7 @@ class PhoneImport:
             for name in names:
                 path = Path(folder) / name
                 phone_path = "/" + path.relative_to(top).as_posix()
-                if name.endswith(".part") or name.endswith(".part.json"):
+                if name.endswith(staging.PARTIAL):
                     if phone_path.removesuffix(".json").removesuffix(".part") not in on_phone:
                         path.unlink(missing_ok=True)
                     continue

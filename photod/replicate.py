@@ -222,19 +222,22 @@ class Replicator:
         dropped: dict[str, TargetUnavailable],
         st: os.stat_result,
     ) -> str:
-        """Give every writer the file's bytes, read once; its SHA-256.  A target that
-        adopts a staged file (a link) takes none: when every target did, nothing is
-        read here, and the commit's read-back proves each copy against the hash the
-        staging took."""
-        adopted = set()
+        """Give every writer the file's bytes, read once; its SHA-256.  One target may
+        adopt a staged file (a link) and take none: two targets on one disk must
+        still be two copies.  When no other target is written, nothing is read here,
+        and the commit's read-back proves the copy against the hash the staging took."""
+        adopted = ""
         if new.staged_sha256 is not None:
-            adopted = {n for n, w in writers.items() if w.adopt(new.path, st)}
-        rest = {n: w for n, w in writers.items() if n not in adopted}
+            adopted = next((n for n, w in writers.items() if w.adopt(new.path, st)), "")
+        rest = {n: w for n, w in writers.items() if n != adopted}
         if not rest and new.staged_sha256 is not None:
             return new.staged_sha256
         new.file.seek(0)
         sha = self.copier.pump(new.file, rest, dropped)
-        for name in set(writers) - adopted - set(rest):  # dropped by the pump
+        if new.staged_sha256 is not None and sha != new.staged_sha256:
+            # The staged bytes are not what came from the phone: no copy of them counts.
+            raise SourceChanged(f"{new.path}: read {sha}, expected {new.staged_sha256}")
+        for name in set(writers) - {adopted} - set(rest):  # dropped by the pump
             del writers[name]
         return sha
 

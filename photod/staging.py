@@ -19,17 +19,24 @@ from photod.media import MAX_NAME_BYTES, safe_name
 CHECKPOINT = 32 * 1024 * 1024  # a partial file is made durable (and resumable) this often
 
 
+PARTIAL = (".part", ".part.json")  # a partial copy and its checkpoint, beside NAME
+
+
 def stage_name(part: str) -> str:
     """A phone's path component as a name on this computer's disk: itself when any disk
     takes it; else (over MAX_NAME_BYTES, or bytes that are not UTF-8) a safe name
-    plus a hash of the original, so that two odd names never share a staging file."""
+    plus a hash of the original, so that two odd names never share a staging file.  A
+    name ending like a partial copy (``X.part``) gets a hash after it: it must never be
+    the partial copy of another file (``X``), which is written in place."""
     raw = part.encode("utf-8", "surrogateescape")
+    mark = hashlib.sha256(raw).hexdigest()[:8]
     if len(raw) <= MAX_NAME_BYTES and raw.decode("utf-8", "replace") == part:
-        return part
+        return f"{part}~{mark}" if part.endswith(PARTIAL) else part
     stem, dot, ext = safe_name(part).rpartition(".")
     if not dot:
         stem, ext = ext, ""
-    return f"{stem}~{hashlib.sha256(raw).hexdigest()[:8]}{dot}{ext}"
+    name = f"{stem}~{mark}{dot}{ext}"
+    return f"{name}~{mark}" if name.endswith(PARTIAL) else name
 
 
 def staged_path(root: Path, udid: str, path: str) -> Path:
@@ -49,7 +56,10 @@ def resume_point(part: Path, meta: Path, size: int, mtime_ns: int) -> tuple[int,
         if (saved["size"], saved["mtime_ns"]) != (size, mtime_ns):
             return 0, h
         offset = int(saved["offset"])
-        with open(part, "r+b") as f:
+        with open(os.open(part, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC), "r+b") as f:
+            if os.fstat(f.fileno()).st_nlink != 1:
+                return 0, hashlib.sha256()  # linked elsewhere: never written into; anew
+
             f.truncate(offset)  # bytes after the checkpoint may not have reached the disk
             remaining = offset
             while remaining:

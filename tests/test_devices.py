@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from photod.catalog import DeviceFile
@@ -79,6 +80,31 @@ def test_resume_point_trusts_only_a_checkpoint_of_the_same_file(tmp_path: Path) 
     assert resume_point(part, meta, 500_000, 7)[0] == 0
     meta.unlink()
     assert resume_point(part, meta, 500_000, 7)[0] == 0
+
+
+def test_a_partial_copy_linked_elsewhere_is_never_written_into(tmp_path: Path) -> None:
+    """A partial copy whose file is also linked elsewhere (a target took it after a
+    crash left the names odd) is not resumed: writing into it would change that copy
+    too.  The phone's file is read again from its start."""
+    part, meta = tmp_path / "IMG.MOV.part", tmp_path / "IMG.MOV.part.json"
+    data = bytes(range(256)) * 1000
+    part.write_bytes(data + b"more")
+    os.link(part, tmp_path / "a copy on a target")
+    meta.write_text(json.dumps({"size": 500_000, "mtime_ns": 7, "offset": len(data)}))
+    assert resume_point(part, meta, 500_000, 7)[0] == 0
+    assert data + b"more" == (tmp_path / "a copy on a target").read_bytes()
+
+
+def test_a_phone_name_that_looks_like_a_partial_copy_is_never_anothers_partial() -> None:
+    """`X.part` on the phone (with `*.part` taken out of `ignore`) is staged under a
+    name that is not the partial copy of `X` (`X.part`, written in place)."""
+    for name in ("IMG_0001.JPG", "a" * 300 + ".JPG", "bad-\udcff.jpg"):
+        base = stage_name(name)
+        for suffix in (".part", ".part.json"):
+            odd = stage_name(name + suffix)
+            assert odd != base + suffix
+            assert not odd.endswith((".part", ".part.json"))
+            assert len(odd.encode("utf-8", "surrogateescape")) + len(".part.json") <= 255
 
 
 def test_odd_phone_names_get_safe_distinct_staging_names() -> None:

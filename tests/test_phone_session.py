@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, MutableMapping
@@ -24,6 +26,7 @@ from structlog.testing import capture_logs
 from photod import config, staging
 from photod.catalog import Catalog, DeviceRecord
 from photod.devices import DeviceManager
+from photod.errors import SourceChanged
 from photod.fleet import Fleet, build_targets
 from photod.ingest import Ingestor
 from photod.models import VerifyMethod
@@ -54,14 +57,16 @@ class PhoneRig:
     local target ``lib``, and the phones' thread with in-memory usbmuxd and phones.
     Retries wait 1 ms instead of seconds."""
 
-    def __init__(self, tmp: Path, external: bool = False) -> None:
+    def __init__(self, tmp: Path, external: bool = False, also: Path | None = None) -> None:
+        """``also``: a second local target's folder ("lib2")."""
         self.tmp = tmp
         self.lib = tmp / "lib"
         media = '\nmedia = "external"' if external else ""
+        second = f'[[targets]]\nname = "lib2"\ntype = "local"\npath = "{also}"\n' if also else ""
         text = (
             '[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n'
             '[[sources]]\nname = "phones"\ntype = "iphone"\ntimeout = "20ms"\n'
-            f'[[targets]]\nname = "lib"\ntype = "local"\npath = "{self.lib}"{media}\n'
+            f'[[targets]]\nname = "lib"\ntype = "local"\npath = "{self.lib}"{media}\n{second}'
             f'[daemon]\nstate_dir = "{tmp}/state"\nretry_interval = "1ms"\nretry_max = "1ms"\n'
             'rescan_interval = "1h"\n'
         )  # fmt: skip
@@ -74,11 +79,13 @@ class PhoneRig:
         self.fleet = Fleet(
             self.catalog, build_targets(cfg.targets_settings(), stop, me), stop, retry_max=0
         )
-        self.fleet.refresh("lib")
+        for name in ("lib", "lib2") if also else ("lib",):
+            self.fleet.refresh(name)
         self.replicator = Replicator(
             self.catalog, self.fleet, cfg.policy.rule(), stop, cfg.source_roots(), 0, 0
         )
         ingestor = Ingestor(cfg.ingest, cfg.source_roots(), self.catalog, self.replicator)
+        self.ingestor = ingestor  # what the phone import hands each staged file to
         self.workers = ThreadPoolExecutor(2, thread_name_prefix="ingest")
         self.mux = MemUsbmux()
         self.on_bus: dict[str, str] = {}  # the USB bus as sysfs shows it
@@ -382,3 +389,48 @@ def test_a_phone_copy_on_the_staging_disk_is_proved_and_made_as_any_copy(
         [replica] = rig.catalog.replicas(sha(copy.read_bytes()))
         assert VerifyMethod.READBACK == replica.method
     assert [] == rig.staged()
+
+
+def test_two_targets_on_the_staging_disk_get_two_copies_not_one_file(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """A library and an archive folder on the same disk as the staging: one may take
+    the staged file by a link, the other gets its bytes written. Two copies are two
+    files: changing one (a photo editor writing tags in place) leaves the other whole."""
+    rig = make_rig(also=tmp_path / "archive")
+    phone = MemPhone(UDID, photos(tmp_path, 2))
+    rig.mux.plug(phone)
+    wait_until(lambda: named(events, "device_import_finished"), "the import")
+    assert imported(rig, phone)
+    for path, data in phone.files.items():
+        name = path.rpartition("/")[2]
+        [a] = [p for p in rig.lib.rglob(name)]
+        [b] = [p for p in (tmp_path / "archive").rglob(name)]
+        assert a.stat().st_ino != b.stat().st_ino
+        with open(a, "r+b") as f:
+            f.write(b"tags written in place")
+        assert data == b.read_bytes()
+        assert {"lib", "lib2"} == {r.target for r in rig.catalog.replicas(sha(data))}
+
+
+def test_staged_bytes_that_are_not_what_the_phone_sent_are_copied_nowhere(
+    make_rig: Callable[..., PhoneRig], tmp_path: Path
+) -> None:
+    """The staged file went bad after it was hashed (rot, a bug): the ingest says the
+    file changed (the import reads it again), and neither the target that would link
+    it nor the one on another disk holds or records a copy."""
+    shm = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        rig = make_rig(also=shm / "usb")
+        good = photos(tmp_path, 1)["/DCIM/100APPLE/IMG_0001.JPG"]
+        staged = staging.staged_path(rig.staging, UDID, "/DCIM/100APPLE/IMG_0001.JPG")
+        staged.parent.mkdir(parents=True)
+        staged.write_bytes(good[:-10] + b"rotten....")
+        with pytest.raises(SourceChanged):
+            rig.ingestor.ingest("phones", staged, sha256=sha(good))
+        for root in (rig.lib, shm / "usb"):
+            assert [] == [p for p in root.rglob("*") if p.is_file() and ".photod" not in p.parts]
+        assert 0 == rig.catalog.counts()[0]
+        assert 1 == staged.stat().st_nlink
+    finally:
+        shutil.rmtree(shm)

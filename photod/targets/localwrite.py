@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -138,30 +140,34 @@ class LocalWriter:
         """A hard link to the staged file as the temporary (Linux): the bytes are
         already on this disk, so they are not written twice.  The commit then syncs,
         drops the pages and reads the copy back from the device like any other."""
-        if self.opened or not hasattr(os, "getxattr"):
-            return False  # (no getxattr, no way to see a default ACL: macOS)
+        if self.opened or not hasattr(os, "listxattr"):
+            return False  # (no xattrs to compare: macOS)
         made = False
         # Any failure (another disk, links refused as on FAT, a full or unplugged drive)
         # leaves the bytes to be written as usual: that write says what is wrong.
         try:
             self.dir_fd = self.target.folder(self.folder_rel, create=True)
-            if not _new_files_alike(self.dir_fd, st):
-                self._close_dir()
-                return False
             os.link(path, self.temp_name, dst_dir_fd=self.dir_fd, follow_symlinks=False)
             made = True
             flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
             fd = os.open(self.temp_name, flags, dir_fd=self.dir_fd)
             self.f = open(fd, "rb", buffering=0)  # noqa: SIM115
             linked = os.fstat(fd)
+            # The file the ingest opened, linked nowhere else (the staging and here:
+            # a second target on this disk gets its own bytes, a copy of its own), and
+            # what a file written here would be.
+            taken = (
+                (linked.st_dev, linked.st_ino) == (st.st_dev, st.st_ino)
+                and linked.st_nlink == 2
+                and _like_a_new_file(self.dir_fd, fd, linked)
+            )
         except OSError:
+            taken = False
+        if not taken:
             if made:
                 self.abort()
             else:
                 self._close_dir()
-            return False
-        if (linked.st_dev, linked.st_ino) != (st.st_dev, st.st_ino):
-            self.abort()  # not the file the ingest opened: its bytes are written instead
             return False
         self.opened = True
         return True
@@ -250,19 +256,55 @@ class LocalWriter:
         self._close_dir()
 
 
-def _new_files_alike(dir_fd: int, st: os.stat_result) -> bool:
-    """Whether a file created in this folder would be like ``st``: the same group (a
-    setgid folder gives its own) and no default ACL to inherit (a family's shared
-    library).  A link keeps the staged file's; a copy there must not differ."""
+# Inode flags (chattr, linux/fs.h) that change what a file is or how it is kept.
+_SPECIAL_FLAGS = (
+    0x000000FF  # secure deletion, undelete, compressed, sync, immutable, append, no dump/atime
+    | 0x00000400  # no compression
+    | 0x00000800  # encrypted (fscrypt): unreadable once its owner's key is locked away
+    | 0x0000C000  # data journalling, no tail merging
+    | 0x00100000  # verity
+    | 0x00800000  # no copy-on-write (btrfs: no checksums)
+    | 0x02000000  # DAX
+    | 0x60000000  # project inheritance, case-folding
+)
+_FS_IOC_GETFLAGS = 0x80086601
+
+
+def _like_a_new_file(dir_fd: int, fd: int, st: os.stat_result) -> bool:
+    """Whether the linked file ``fd`` is what a file written into this folder would be.
+    A link keeps the staged file's group, ACL, labels and flags; a copy must not carry
+    the state dir's, nor miss what the folder gives its files (a setgid group or a
+    default ACL for a family's shared library, an SELinux type, encryption)."""
     folder = os.fstat(dir_fd)
-    group = folder.st_gid if folder.st_mode & stat.S_ISGID else os.getegid()
-    if st.st_gid != group:
+    if st.st_gid != folder.st_gid:
+        return False  # (equal: whether the folder's group or ours is given, it is this)
+    if not folder.st_mode & stat.S_ISGID and st.st_gid != os.getegid():
         return False
+    if _flags(fd) & _SPECIAL_FLAGS or _flags(dir_fd) & _SPECIAL_FLAGS:
+        return False
+    mine, theirs = _xattrs(fd), _xattrs(dir_fd)
+    if any(n.startswith("system.") and n != "system.posix_acl_access" for n in theirs):
+        return False  # a default ACL (POSIX, NFSv4, CIFS): new files inherit from it
+    labels = {n for n in (*mine, *theirs) if n.startswith("security.")}
+    return set(mine) <= labels and all(mine.get(n) == theirs.get(n) for n in labels)
+
+
+def _flags(fd: int) -> int:
+    buf = bytearray(8)
     try:
-        os.getxattr(dir_fd, "system.posix_acl_default")
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf, True)
+    except OSError:
+        return 0  # a filesystem without such flags
+    return int.from_bytes(buf[:4], sys.byteorder)
+
+
+def _xattrs(fd: int) -> dict[str, bytes]:
+    try:
+        return {n: os.getxattr(fd, n) for n in os.listxattr(fd)}
     except OSError as exc:
-        return exc.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP)
-    return False
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return {}  # a filesystem without extended attributes: no ACL, no label
+        raise
 
 
 def _hash_at(dir_fd: int, name: str, written: os.stat_result) -> str:

@@ -3,11 +3,13 @@ and a phone's staged file taken by a link."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
 import stat
 import struct
+import sys
 import tempfile
 from pathlib import Path
 
@@ -155,15 +157,42 @@ def _library(tmp_path: Path) -> tuple[LocalTarget, Path]:
     return target, root
 
 
+def _acl(entries: list[tuple[int, int, int]]) -> bytes:
+    """An ACL as the kernel keeps it in an xattr (posix_acl_xattr.h: a version, then
+    tag, permissions and id for each entry, sorted by tag)."""
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+NO_ID = 0xFFFFFFFF
+
+
 def _default_acl_group_read(folder: Path) -> None:
-    """A default ACL on ``folder`` (what `setfacl -d -m g::r-x` leaves): new files
-    there give their group read.  The xattr's format is the kernel's (posix_acl_xattr.h:
-    a version, then tag, permissions and id for each entry)."""
-    entries = [(0x01, 7), (0x04, 5), (0x20, 0)]  # user::rwx, group::r-x, other::---
-    value = struct.pack("<I", 2) + b"".join(
-        struct.pack("<HHI", tag, perm, 0xFFFFFFFF) for tag, perm in entries
-    )
+    """What `setfacl -d -m g::r-x` leaves: new files there give their group read."""
+    value = _acl([(0x01, 7, NO_ID), (0x04, 5, NO_ID), (0x20, 0, NO_ID)])
     os.setxattr(folder, "system.posix_acl_default", value)
+
+
+def _acl_for_nobody(path: Path) -> None:
+    """What `setfacl -m u:nobody:r` leaves: one more user may read the file."""
+    entries = [(0x01, 6, NO_ID), (0x02, 4, 65534), (0x04, 0, NO_ID), (0x10, 4, NO_ID)]
+    os.setxattr(path, "system.posix_acl_access", _acl([*entries, (0x20, 0, NO_ID)]))
+
+
+NODUMP = 0x40  # chattr +d
+FS_IOC_GETFLAGS, FS_IOC_SETFLAGS = 0x80086601, 0x40086602
+
+
+def _flags(path: Path) -> int:
+    buf = bytearray(8)
+    with open(path, "rb") as f:
+        fcntl.ioctl(f.fileno(), FS_IOC_GETFLAGS, buf, True)
+    return int.from_bytes(buf[:4], sys.byteorder)
+
+
+def _add_flag(path: Path, flag: int) -> None:
+    with open(path, "rb") as f:
+        value = (_flags(path) | flag).to_bytes(4, sys.byteorder) + bytes(4)
+        fcntl.ioctl(f.fileno(), FS_IOC_SETFLAGS, value)
 
 
 def test_a_staged_file_on_the_same_disk_becomes_the_copy_proved_by_its_read_back(
@@ -202,13 +231,17 @@ def test_a_linked_file_whose_bytes_are_not_its_hash_is_never_published(tmp_path:
     assert 1 == os.stat(staged).st_nlink
 
 
-@pytest.mark.parametrize("why", ["another disk", "setgid folder", "default ACL"])
+@pytest.mark.parametrize(
+    "why", ["another disk", "setgid folder", "default ACL", "staged file's ACL", "staged flag"]
+)
 def test_where_a_link_would_not_be_a_copy_like_the_others_the_bytes_are_written(
     tmp_path: Path, why: str
 ) -> None:
-    """Staged on another disk (no link can be made), or a library folder whose new
-    files get its group (setgid) or a default ACL (a family's shared library): the
-    staged file is not taken, and the copy written there is what any copy there is."""
+    """Staged on another disk (no link can be made); a library folder whose new files
+    get its group (setgid) or a default ACL (a family's shared library); a staged file
+    that carries what a copy must not (an ACL letting another user read it, an inode
+    flag such as chattr's): the staged file is not taken, and the copy written there is
+    what any copy there is."""
     target, root = _library(tmp_path)
     day = root / KEY.rpartition("/")[0]
     day.mkdir(parents=True)
@@ -220,11 +253,16 @@ def test_where_a_link_would_not_be_a_copy_like_the_others_the_bytes_are_written(
         assert os.geteuid() == 0, "run the suite as root (CI does): it gives a folder a group"
         os.chown(day, -1, 65534)  # nogroup: not this process's group
         os.chmod(day, 0o2770)
-    else:
+    elif why == "default ACL":
         _default_acl_group_read(day)
     data = os.urandom(100_000)
     try:
         staged, st = _staged(staging, data)
+        if why == "staged file's ACL":
+            _acl_for_nobody(staged)
+        elif why == "staged flag":
+            _add_flag(staged, NODUMP)
+            assert _flags(staged) & NODUMP, "this filesystem keeps no chattr flags"
         writer = target.open_writer(KEY)
         assert not writer.adopt(staged, st)
         writer.write(data)
@@ -239,3 +277,24 @@ def test_where_a_link_would_not_be_a_copy_like_the_others_the_bytes_are_written(
         assert 65534 == copy.st_gid
     if why == "default ACL":
         assert copy.st_mode & stat.S_IRGRP, "the folder's default ACL gives the group read"
+    assert "system.posix_acl_access" not in os.listxattr(root / KEY)
+    assert not _flags(root / KEY) & NODUMP
+
+
+def test_a_second_target_on_the_same_disk_does_not_take_the_same_file(tmp_path: Path) -> None:
+    """Once the staged file is linked into one target, another target cannot adopt it:
+    two copies must be two files."""
+    target, _ = _library(tmp_path)
+    other = LocalTarget("archive", tmp_path / "archive", creates_root=True)
+    other.check(None)
+    staged, st = _staged(tmp_path / "state" / "staging", b"photo" * 1000)
+    first = target.open_writer(KEY)
+    assert first.adopt(staged, st)
+    second = other.open_writer(KEY)
+    assert not second.adopt(staged, os.stat(staged))
+    assert 2 == os.stat(staged).st_nlink  # the staging's name and the first target's
+    first.abort()
+    assert 1 == os.stat(staged).st_nlink
+    assert [] == [
+        p for p in (tmp_path / "archive").rglob("*") if ".photod" not in p.parts and p.is_file()
+    ]
