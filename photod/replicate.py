@@ -146,7 +146,7 @@ class Replicator:
             before = os.fstat(f.fileno())
             if (before.st_size, before.st_mtime_ns) != (new.size, new.mtime_ns):
                 raise SourceChanged(str(new.path))
-            sha = self._fill(new, writers, dropped, before)
+            sha, adopted = self._fill(new, writers, dropped, before)
             after = os.fstat(f.fileno())
             if (after.st_size, after.st_mtime_ns) != (new.size, new.mtime_ns):
                 raise SourceChanged(str(new.path))
@@ -213,6 +213,10 @@ class Replicator:
         if is_new:
             self.copier.judge(sha)
             self.on_new()
+        if adopted in mine and all(r.target != adopted for r in self.catalog.replicas(sha)):
+            # The linked file did not become a copy (its read-back failed: the staged
+            # bytes may not be the phone's): the phone's file is read again.
+            raise SourceChanged(f"{new.path}: its link into {adopted!r} was not proved")
         return sha, is_new
 
     def _fill(
@@ -221,17 +225,18 @@ class Replicator:
         writers: dict[str, Writer],
         dropped: dict[str, TargetUnavailable],
         st: os.stat_result,
-    ) -> str:
+    ) -> tuple[str, str]:
         """Give every writer the file's bytes, read once; its SHA-256.  One target may
         adopt a staged file (a link) and take none: two targets on one disk must
         still be two copies.  When no other target is written, nothing is read here,
-        and the commit's read-back proves the copy against the hash the staging took."""
+        and the commit's read-back proves the copy against the hash the staging took.
+        Returns the hash and the target that adopted the file ('' for none)."""
         adopted = ""
         if new.staged_sha256 is not None:
             adopted = next((n for n, w in writers.items() if w.adopt(new.path, st)), "")
         rest = {n: w for n, w in writers.items() if n != adopted}
         if not rest and new.staged_sha256 is not None:
-            return new.staged_sha256
+            return new.staged_sha256, adopted
         new.file.seek(0)
         sha = self.copier.pump(new.file, rest, dropped)
         if new.staged_sha256 is not None and sha != new.staged_sha256:
@@ -239,7 +244,7 @@ class Replicator:
             raise SourceChanged(f"{new.path}: read {sha}, expected {new.staged_sha256}")
         for name in set(writers) - {adopted} - set(rest):  # dropped by the pump
             del writers[name]
-        return sha
+        return sha, adopted
 
     def _commit_all(
         self,

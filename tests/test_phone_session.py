@@ -413,24 +413,34 @@ def test_two_targets_on_the_staging_disk_get_two_copies_not_one_file(
         assert {"lib", "lib2"} == {r.target for r in rig.catalog.replicas(sha(data))}
 
 
+@pytest.mark.parametrize("targets", ["the library alone", "and a drive on another disk"])
 def test_staged_bytes_that_are_not_what_the_phone_sent_are_copied_nowhere(
-    make_rig: Callable[..., PhoneRig], tmp_path: Path
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path, targets: str
 ) -> None:
     """The staged file went bad after it was hashed (rot, a bug): the ingest says the
-    file changed (the import reads it again), and neither the target that would link
-    it nor the one on another disk holds or records a copy."""
+    file changed, neither the target that would link it nor one on another disk holds or
+    records a copy, and the phone's file is read again: the next plug-in brings it in."""
     shm = Path(tempfile.mkdtemp(dir="/dev/shm"))
     try:
-        rig = make_rig(also=shm / "usb")
-        good = photos(tmp_path, 1)["/DCIM/100APPLE/IMG_0001.JPG"]
-        staged = staging.staged_path(rig.staging, UDID, "/DCIM/100APPLE/IMG_0001.JPG")
+        rig = make_rig(also=shm / "usb" if targets.startswith("and") else None)
+        files = photos(tmp_path, 1)
+        [(path, good)] = files.items()
+        staged = staging.staged_path(rig.staging, UDID, path)
         staged.parent.mkdir(parents=True)
         staged.write_bytes(good[:-10] + b"rotten....")
         with pytest.raises(SourceChanged):
             rig.ingestor.ingest("phones", staged, sha256=sha(good))
         for root in (rig.lib, shm / "usb"):
-            assert [] == [p for p in root.rglob("*") if p.is_file() and ".photod" not in p.parts]
-        assert 0 == rig.catalog.counts()[0]
+            if root.exists():
+                copies = [p for p in root.rglob("*") if p.is_file() and ".photod" not in p.parts]
+                assert [] == copies
+        assert [] == rig.catalog.replicas(sha(good))
         assert 1 == staged.stat().st_nlink
+
+        phone = MemPhone(UDID, files)
+        rig.mux.plug(phone)
+        wait_until(lambda: named(events, "device_import_finished"), "the import")
+        rig.replicator.replicate_pending("lib")  # the daemon's catch-up, from the staging
+        assert imported(rig, phone)
     finally:
         shutil.rmtree(shm)
