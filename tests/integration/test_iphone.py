@@ -241,6 +241,39 @@ def test_trust_lock_and_dont_trust(phones: PhoneSetup, samples: Path, tmp_path: 
     assert p.stop() == 0
 
 
+@pytest.mark.parametrize("step", ["replica_synced", "replica_published", "replica_recorded"])
+def test_a_kill_mid_copy_of_a_phone_file_is_repaired_at_the_next_start(
+    phones: PhoneSetup, samples: Path, tmp_path: Path, step: str
+) -> None:
+    """A power cut (SIGKILL) once the third copy of a phone's file reached this step:
+    synced and read back, published, or recorded.  The library, on the staging's disk,
+    took the staged file by a link; the mirror, on the same disk, got its bytes written.
+    The next start cleans up and imports the rest: every photo on both targets once,
+    byte for byte, as two files; no temporary, nothing left in staging."""
+    roll = camera_roll(tmp_path / "A", samples, photos=8, live=0)
+    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
+    p = phones.photod()
+    p.env["PHOTOD_FAILPOINTS"] = f"{step}=3:kill"
+    p.start()
+    phones.mux.plug(phone)
+    assert p.proc is not None
+    wait_for(lambda: p.proc.poll() is not None, 60, f"the kill at {step}")  # type: ignore[union-attr]
+    wait_for(lambda: phone.afc_sessions == 0, 10, "the dead photod's AFC sessions to end")
+    p.env.pop("PHOTOD_FAILPOINTS")
+    p.start()
+    p.wait_protected(len(roll.files), timeout=60)
+    lib, mirror = target_files(phones.lib), target_files(phones.mirror)
+    assert hashes(roll) == set(lib.values()) == set(mirror.values())
+    assert len(roll.files) == len(lib) == len(mirror)
+    for rel in lib:
+        assert (phones.lib / rel).stat().st_ino != (phones.mirror / rel).stat().st_ino
+    for root in (phones.lib, phones.mirror):
+        wait_for(lambda r=root: not list(r.rglob(".photod-*.tmp")), 10, "no temporaries")
+    staging = phones.home / "state" / "import" / "phones"
+    assert [] == [q for q in staging.rglob("*") if q.is_file()]
+    assert p.stop() == 0
+
+
 def test_unplug_mid_file_leaves_nothing_partial_and_resumes(
     phones: PhoneSetup, samples: Path, tmp_path: Path
 ) -> None:
