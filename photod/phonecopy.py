@@ -21,8 +21,8 @@ from photod import staging
 from photod.catalog import DeviceFile
 from photod.errors import DeviceGone
 from photod.logs import log
+from photod.private import COPY_MODE
 from photod.sources.phone import PhoneLink
-from photod.targets.localwrite import COPY_MODE
 
 
 async def fetch(

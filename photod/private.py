@@ -15,6 +15,9 @@ import stat
 from pathlib import Path
 
 UMASK = 0o077
+# A copy's mode before the umask: a target's copy, and a phone's staged file (which a
+# target on the same disk may take by a link: it must be what a written copy is).
+COPY_MODE = 0o644
 _caller: int | None = None  # the umask photod was started with
 # Open an entry to change its mode, never through a link, never waiting on a FIFO.
 _ENTRY = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)

@@ -154,6 +154,7 @@ class Replicator:
             self.copier.abort_all(writers)
             raise
         mine: list[str] = []
+        recorded: set[str] = set()  # the targets whose copy is recorded now
         try:
             with self._new_lock:
                 is_new = self.catalog.asset(sha) is None
@@ -197,7 +198,7 @@ class Replicator:
                     )
                 for name, err in dropped.items():
                     self.copier.fail(sha, name, err)
-                self._commit_all(
+                recorded = self._commit_all(
                     {n: writers[n] for n in mine},
                     key,
                     sha,
@@ -213,7 +214,7 @@ class Replicator:
         if is_new:
             self.copier.judge(sha)
             self.on_new()
-        if adopted in mine and all(r.target != adopted for r in self.catalog.replicas(sha)):
+        if adopted in mine and adopted not in recorded:
             # The linked file did not become a copy (its read-back failed: the staged
             # bytes may not be the phone's): the phone's file is read again.
             raise SourceChanged(f"{new.path}: its link into {adopted!r} was not proved")
@@ -255,17 +256,17 @@ class Replicator:
         mtime_ns: int | None,
         started: float,
         captured_at: str,
-    ) -> None:
+    ) -> set[str]:
+        """Commit each copy; the targets whose copy is recorded."""
         if len(writers) == 1:  # one target: no hand-over to another thread to wait for
             [(name, writer)] = writers.items()
-            self.copier.commit(name, writer, key, sha, size, mtime_ns, started, captured_at)
-            return
+            ok = self.copier.commit(name, writer, key, sha, size, mtime_ns, started, captured_at)
+            return {name} if ok else set()
         # fsync and read-back wait on each device: do every target at once.
-        futures = [
-            self._pool.submit(
+        futures = {
+            n: self._pool.submit(
                 self.copier.commit, n, w, key, sha, size, mtime_ns, started, captured_at
             )
             for n, w in writers.items()
-        ]
-        for f in futures:
-            f.result()
+        }
+        return {n for n, f in futures.items() if f.result()}

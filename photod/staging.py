@@ -59,7 +59,6 @@ def resume_point(part: Path, meta: Path, size: int, mtime_ns: int) -> tuple[int,
         with open(os.open(part, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC), "r+b") as f:
             if os.fstat(f.fileno()).st_nlink != 1:
                 return 0, hashlib.sha256()  # linked elsewhere: never written into; anew
-
             f.truncate(offset)  # bytes after the checkpoint may not have reached the disk
             remaining = offset
             while remaining:

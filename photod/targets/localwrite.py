@@ -19,11 +19,11 @@ from typing import BinaryIO, Protocol
 from photod import failpoints
 from photod.errors import ChecksumMismatch, KeyExists, TargetUnavailable
 from photod.models import VerifyMethod
+from photod.private import COPY_MODE
 from photod.targets.base import CHUNK
 
 TEMP_PREFIX = ".photod-"
 TEMP_SUFFIX = ".tmp"
-COPY_MODE = 0o644  # a copy's mode before the umask; photod's staging creates files so too
 
 
 def _write_temp(folder: int, name: str, data: bytes, owner: str) -> str:

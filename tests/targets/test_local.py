@@ -17,8 +17,9 @@ import pytest
 
 from photod.errors import ChecksumMismatch, LinkInTarget, TargetUnavailable
 from photod.models import VerifyMethod
+from photod.private import COPY_MODE
 from photod.targets.local import LocalTarget
-from photod.targets.localwrite import COPY_MODE, write_atomic
+from photod.targets.localwrite import write_atomic
 
 
 def test_a_copy_never_recreates_a_drive_that_went_away(tmp_path: Path) -> None:
