@@ -1,6 +1,6 @@
 """Ingest benchmark: photod against rsync on the same corpus, in the same run.
 
-    python bench/ingest.py [--files 2000] [--videos 6] [--video-mb 100] [--workdir DIR] [--workers 2] [--rounds 3]
+    python bench/ingest.py [--files 2000] [--videos 6] [--video-mb 100] [--workdir DIR] [--workers N] [--rounds 3]
 
 Generates a corpus of real-JPEG-based photos (each made unique) plus a few large
 videos, then times, each from a flushed page cache state (`sync` between runs):
@@ -87,7 +87,7 @@ def main() -> int:
     ap.add_argument("--videos", type=int, default=6)
     ap.add_argument("--video-mb", type=int, default=100)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/photod-bench"))
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=None, help="default: the daemon's own")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     if shutil.which("rsync") is None:
@@ -118,7 +118,8 @@ def main() -> int:
         f'[[sources]]\nname = "corpus"\ntype = "folder"\npath = "{corpus}"\n'
         f'[[targets]]\nname = "a"\ntype = "local"\npath = "{t1}"\n'
         f'[[targets]]\nname = "b"\ntype = "local"\npath = "{t2}"\n'
-        f'[daemon]\nstate_dir = "{state}"\nlog_dir = "{state}/log"\nworkers = {args.workers}\n'
+        f'[daemon]\nstate_dir = "{state}"\nlog_dir = "{state}/log"\n'
+        + (f"workers = {args.workers}\n" if args.workers else "")
     )
     photod = [sys.executable, "-m", "photod", "--config", str(config)]
     times: dict[str, list[float]] = {"photod": [], "fsync": [], "plain": []}

@@ -372,7 +372,7 @@ class DaemonConfig(_Strict):
     state_dir: Path | None = None
     log_dir: Path | None = None
     runtime_dir: Path | None = None  # the control socket; default: the platform runtime dir
-    workers: int = Field(2, ge=1, le=32, strict=True)
+    workers: int = Field(4, ge=1, le=32, strict=True)
     # How politely the whole daemon runs: "idle" I/O (only when nothing else uses the
     # disk) and nice 10 by default, as the systemd units set it; "low"; "normal".
     priority: Literal["idle", "low", "normal"] = "idle"
