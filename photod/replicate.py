@@ -209,8 +209,9 @@ class Replicator:
                 )
         finally:
             self.copier.release(sha, mine)
-        if not is_new:
+        if not is_new:  # the same bytes came in another file at the same time
             self.catalog.saw_source_file(new.source, new.relpath, new.size, new.mtime_ns, sha)
+            log.info("asset_seen_again", asset=sha, source=new.source, path=new.relpath)
         if is_new:
             self.copier.judge(sha)
             self.on_new()

@@ -136,6 +136,36 @@ def test_same_bytes_under_two_names_are_one_asset(rig2: Rig, samples: Path) -> N
     assert (1, 1) == (rig2.catalog.counts()[0], len(rig2.mem["a"].objects))
 
 
+def test_the_same_bytes_in_two_files_taken_at_once_are_one_asset_and_both_told(
+    rig2: Rig, samples: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two files with the same bytes, taken by two ingest workers at the same moment
+    (both past the "is this known?" check before either is recorded): one asset, one
+    copy per target, and the log says which file was stored and which was seen again."""
+    from structlog.testing import capture_logs
+
+    from photod import failpoints
+
+    # Both workers wait here, after their checks and before the store: the race made sure.
+    monkeypatch.setattr(failpoints, "_armed", failpoints._parse("ingest_storing=sleep:0.5"))
+    twins = [rig2.add(samples / "jpg_Canon_40D.jpg", name) for name in ("a.jpg", "b/c.jpg")]
+    with capture_logs() as events:
+        workers = [threading.Thread(target=rig2.ingest, args=(p,)) for p in twins]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    said = [(e["event"], e["path"]) for e in events if e["event"] in ("asset_ingested",
+                                                                      "asset_seen_again")]  # fmt: skip
+    told = dict(said)
+    assert 2 == len(said) and {"asset_ingested", "asset_seen_again"} == set(told)
+    assert {"a.jpg", "b/c.jpg"} == set(told.values())
+    assert (1, 1, 1) == (rig2.catalog.counts()[0], len(rig2.mem["a"].objects),
+                         len(rig2.mem["b"].objects))  # fmt: skip
+    sha = sha256(twins[0])
+    assert [sha, sha] == [rig2.catalog.source_file("in", p).asset for p in ("a.jpg", "b/c.jpg")]
+
+
 def test_same_name_same_day_different_bytes_get_a_suffix(rig2: Rig, samples: Path) -> None:
     """Two different files that want the same key: the second gets a deterministic suffix."""
     first = rig2.add(samples / "jpg_hdr_iphone_hdr_NO.jpg", "x/IMG_0001.JPG")
