@@ -11,13 +11,13 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Photod, sha256, target_files, wait_for
+from tests.conftest import Photod, make_mov, sha256, target_files, wait_for
 from tests.integration.conftest import Setup, assert_target_holds
 
 pytestmark = pytest.mark.integration
@@ -444,6 +444,40 @@ def test_the_daemon_runs_politely_by_default(setup: Setup) -> None:
         assert all(psutil.IOPRIO_CLASS_IDLE == t.ionice().ioclass for t in threads)
     finally:
         assert 0 == p.stop()
+
+
+def test_live_photos_of_one_name_each_keep_their_movie_and_sidecar(
+    setup: Setup, samples: Path
+) -> None:
+    """Two phones' Live Photos named IMG_0001 from one day, taken by several workers
+    at once: each movie and .AAE lands beside its own still, which for one of them
+    carries a suffix; never beside the other phone's still.  (Each file is held a
+    moment before its store, so that without the still going first the movie would be
+    stored at the same time and named after the key its still merely wanted.)"""
+    when = datetime(2015, 4, 10, 9, tzinfo=UTC)
+    families = []
+    for phone, still in (
+        ("anna", "jpg_hdr_iphone_hdr_NO.jpg"),
+        ("ben", "jpg_hdr_iphone_hdr_YES.jpg"),
+    ):
+        folder = setup.inbox / phone
+        folder.mkdir()
+        # The movie and the sidecar first on disk: the order they are found in must
+        # not matter.
+        make_mov(folder / "IMG_0001.MOV", when, payload=phone.encode() * 4096)
+        (folder / "IMG_0001.AAE").write_text(f"<plist><!-- {phone}'s edit --></plist>")
+        shutil.copy(samples / still, folder / "IMG_0001.JPG")
+        families.append([folder / n for n in ("IMG_0001.JPG", "IMG_0001.MOV", "IMG_0001.AAE")])
+    lib = setup.home / "library"
+    p = setup.photod([{"name": "library", "path": str(lib)}],
+                     policy={"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
+    p.env["PHOTOD_FAILPOINTS"] = "ingest_storing=sleep:0.3"
+    assert 0 == p.cli("run", "--once").returncode
+    held = {sha: key for key, sha in target_files(lib).items()}
+    keys = [[held[sha256(f)] for f in family] for family in families]
+    for family in keys:  # one stem per family: IMG_0001, or IMG_0001~<the still's tag>
+        assert 1 == len({k.rsplit(".", 1)[0] for k in family}), keys
+    assert 2 == len({family[0].rsplit(".", 1)[0] for family in keys}), keys
 
 
 @pytest.mark.parametrize("workers", [1, 4, None], ids=["1", "4", "unset"])
