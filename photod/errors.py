@@ -77,6 +77,15 @@ class SourceChanged(PhotodError):
         super().__init__(f"{path} changed while it was being read; it is taken again once stable")
 
 
+class LeadPending(PhotodError):
+    """A Live Photo's movie or a sidecar whose still is on its way in (being taken, or
+    settling): it waits for the still's key, which it is named after."""
+
+    def __init__(self, path: str, lead: str) -> None:
+        self.path, self.lead = path, lead
+        super().__init__(f"{path} waits for {lead}, whose name it follows")
+
+
 class ChecksumMismatch(PhotodError):
     def __init__(self, where: str, expected: str, actual: str) -> None:
         self.where = where

@@ -14,6 +14,7 @@ import os
 import pwd
 import stat
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -22,7 +23,7 @@ from photod import failpoints
 from photod.catalog import Catalog
 from photod.clock import SYSTEM, Clock
 from photod.config import IngestConfig
-from photod.errors import SourceChanged
+from photod.errors import LeadPending, SourceChanged
 from photod.logs import log
 from photod.media import (
     companion_key,
@@ -87,6 +88,11 @@ class Settler:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        """Whether (source, path) waits here."""
+        with self._lock:
+            return key in self._items
 
     def due(self) -> list[tuple[str, Path]]:
         """Paths that are complete now; they leave the settler."""
@@ -169,9 +175,13 @@ class Ingestor:
         roots: dict[str, Path],
         catalog: Catalog,
         replicator: Replicator,
+        lead_pending: Callable[[str, Path], bool] = lambda source, lead: False,
     ) -> None:
-        """``roots``: where each source's files are (``Config.source_roots``)."""
+        """``roots``: where each source's files are (``Config.source_roots``);
+        ``lead_pending``: whether a still not recorded yet is still on its way in (a
+        watch folder's intake knows); its movie and sidecars then wait for it."""
         self.settings = settings
+        self.lead_pending = lead_pending
         self.catalog = catalog
         self.replicator = replicator
         self.roots = roots
@@ -202,7 +212,9 @@ class Ingestor:
         sha256: str | None = None,
         tag: str = "",
     ) -> IngestResult:
-        """Take one complete file; returns what happened (an ``IngestResult``).  Raises SourceChanged when it changed under us.
+        """Take one complete file; returns what happened (an ``IngestResult``).  Raises
+        SourceChanged when it changed under us, LeadPending when it is a movie or
+        sidecar whose still is on its way in (``lead_pending``).
 
         A phone import passes what it already knows: ``lead`` (the source path of the
         still a movie, sidecar or edit belongs with), ``sha256`` (hashed while it was
@@ -341,6 +353,11 @@ class Ingestor:
                 asset = self.catalog.asset_at_source(source, rel)
                 if asset is not None:
                     return companion_key(asset.relpath, path.name)
+                if self.lead_pending(source, lead):
+                    # Its key may yet carry a suffix, or be an older copy's key: a name
+                    # worked out now could put this beside another camera's still.
+                    raise LeadPending(self.relpath(source, path), rel)
+                # Never coming (refused, unreadable): named after the key it would get.
                 lead_info = None
                 try:
                     f, folder = self._open(source, rel)

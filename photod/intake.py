@@ -1,11 +1,12 @@
 """The watch folders' way in: watchers feed the settler, complete files go to the
 ingest workers, one at a time per path.
 
-A still and what belongs with it (its Live Photo movie, its .AAE or .XMP sidecar) are
-taken in turn, the still first: the movie is named after the key its still got (which
-may carry a suffix, or be an older copy's key), and that key exists only once the
-still is recorded.  Several workers taking both at once would name the movie after the
-key its still merely wanted: beside another camera's IMG_0001.JPG.
+A Live Photo's movie or a sidecar is named after the key its still got, which exists
+only once the still is recorded (it may carry a suffix, or be an older copy's key).
+When several workers would take both at once, or the movie comes first, the movie goes
+back to the settler while its still is on its way in (being taken, settling, waiting
+for room, or not reached yet by a running scan) and is taken again after it.  Batches
+are handed over stills first, so that this is rare.
 
 A file that meets a full state dir waits in a waiting room and is taken as soon as
 there is room again; the reconcile scan finds what arrived while nobody watched.
@@ -22,25 +23,11 @@ from pathlib import Path
 from photod.catalog import STATE_MIN_FREE, Catalog
 from photod.clock import SYSTEM, Clock
 from photod.config import FolderSource, IngestConfig
-from photod.errors import CatalogDamaged, SourceChanged, StateDirFull, Stopping
+from photod.errors import CatalogDamaged, LeadPending, SourceChanged, StateDirFull, Stopping
 from photod.ingest import Ingestor, Settler
 from photod.logs import log
-from photod.media import is_still, stem_of
+from photod.media import is_still
 from photod.sources.folder import FolderWatcher, on_events_lost
-
-Family = tuple[str, str, str]  # (source, folder, stem): a still and its companions
-
-
-def family(source: str, path: Path) -> Family:
-    """What a still shares with its movie and sidecars: IMG_0001.JPG, IMG_0001.MOV,
-    IMG_0001.AAE and IMG_0001.JPG.xmp are one family."""
-    return source, str(path.parent), stem_of(stem_of(path.name))
-
-
-def stills_first(files: Iterable[tuple[str, Path]]) -> list[tuple[str, Path]]:
-    """Files in the order they are handed to the workers: each family together, its
-    stills before the rest."""
-    return sorted(files, key=lambda f: (family(*f), not is_still(f[1].name), f[1].name))
 
 
 class FolderIntake:
@@ -61,6 +48,7 @@ class FolderIntake:
         storm of events asks for the reconcile scan)."""
         self.settings = settings
         self.ingestor = ingestor
+        ingestor.lead_pending = self.lead_pending  # what is on its way in is known here
         self.catalog = catalog
         self.workers = workers
         self.state_dir = state_dir
@@ -73,13 +61,9 @@ class FolderIntake:
             for s in folders
         }
         self.watching = False
-        # Files handed to the workers and not done, by the order they were handed
-        # over; a family's files wait for the earlier ones of the family (``_turn``).
-        self._inflight: dict[tuple[str, str], int] = {}
-        self._families: dict[Family, list[int]] = {}
-        self._handed = 0
+        self._inflight: set[tuple[str, str]] = set()
+        self._scanning: set[str] = set()  # sources a reconcile scan is walking now
         self._lock = threading.Lock()
-        self._turn = threading.Condition(self._lock)
         self._unhook: Callable[[], None] = lambda: None  # undoes on_events_lost
         self._known: dict[str, Future[dict[str, tuple[int, int]]]] = {}  # for the first scan
         self._waiting_room: set[tuple[str, str]] = set()  # files that met a full state dir
@@ -140,50 +124,31 @@ class FolderIntake:
         for source, path in stills_first(self.settler.due()):
             self.submit(source, path)
 
+    def lead_pending(self, source: str, lead: Path) -> bool:
+        """Whether a still (not recorded) is on its way in: handed to the workers,
+        settling, waiting for room, or in a folder a scan has not finished walking.
+        (The ingestor asks, for a movie or sidecar that is named after it.)"""
+        key = (source, str(lead))
+        with self._lock:
+            if key in self._inflight or key in self._waiting_room or source in self._scanning:
+                return True
+        return key in self.settler
+
     def submit(self, source: str, path: Path) -> None:
-        """Hand a file to the workers.  (A family's files must be handed over stills
-        first, as ``stills_first`` orders them, for the still to be taken first.)"""
         key = (source, str(path))
         with self._lock:
             if key in self._inflight:
                 self.settler.touch(source, path, "changed")  # look again after this run
                 return
-            self._handed += 1
-            self._inflight[key] = self._handed
-            self._families.setdefault(family(source, path), []).append(self._handed)
+            self._inflight.add(key)
         try:
             self.workers.submit(self._ingest, source, path)
         except RuntimeError:  # shutting down
-            self._done(source, path)
-
-    def _done(self, source: str, path: Path) -> None:
-        with self._lock:
-            turn = self._inflight.pop((source, str(path)))
-            fam = family(source, path)
-            waiting = self._families[fam]
-            waiting.remove(turn)
-            if not waiting:
-                del self._families[fam]
-            self._turn.notify_all()
-
-    def _my_turn(self, source: str, path: Path) -> bool:
-        """Wait until the files of this one's family handed over before it are done
-        (never for a later one: the workers take files in the order they were handed
-        over, so the first of a family never waits, and no wait can close a circle).
-        False when the daemon stops meanwhile."""
-        with self._lock:
-            turn = self._inflight[(source, str(path))]
-            waiting = self._families[family(source, path)]
-            while waiting[0] != turn:
-                if self.stop_event.is_set():
-                    return False
-                self._turn.wait(0.5)
-        return True
+            with self._lock:
+                self._inflight.discard(key)
 
     def _ingest(self, source: str, path: Path) -> None:
         try:
-            if not self._my_turn(source, path):
-                return  # stopping: taken at the next start
             self.ingestor.ingest(source, path)
         except SourceChanged:
             log.info(
@@ -192,6 +157,10 @@ class FolderIntake:
                 path=self.ingestor.relpath(source, path),
                 detail="changed while being read; taken again once stable",
             )
+            self.settler.touch(source, path, "changed")
+        except LeadPending:
+            # Taken again once its still is in (the settler's wait; no event: this is
+            # the normal order of things, not news).
             self.settler.touch(source, path, "changed")
         except Stopping:
             pass
@@ -202,7 +171,8 @@ class FolderIntake:
         except Exception as exc:  # a job boundary: log, keep the daemon alive
             log.exception("ingest_failed", source=source, path=str(path), error=str(exc))
         finally:
-            self._done(source, path)
+            with self._lock:
+                self._inflight.discard((source, str(path)))
 
     # -- a full state dir ------------------------------------------------------------------
 
@@ -259,17 +229,20 @@ class FolderIntake:
             known = first.result() if first is not None else self.catalog.source_stats(name)
             new = 0
             cutoff = self.clock.time() - self.settings.settle
-            settled = []
-            for _, path, st in watcher.scan(unchanged=known):  # new or changed files only
-                if self.stop_event.is_set():
-                    return
-                new += 1
-                if st.st_mtime < cutoff:
-                    settled.append((name, Path(path)))
-                else:
-                    self.settler.touch(name, Path(path), "scan")
-            for source, file in stills_first(settled):
-                self.submit(source, file)
+            with self._lock:
+                self._scanning.add(name)
+            try:
+                for _, path, st in watcher.scan(unchanged=known):  # new or changed only
+                    if self.stop_event.is_set():
+                        return
+                    new += 1
+                    if st.st_mtime < cutoff:
+                        self.submit(name, Path(path))
+                    else:
+                        self.settler.touch(name, Path(path), "scan")
+            finally:
+                with self._lock:
+                    self._scanning.discard(name)
             log.info(
                 "scan_finished",
                 source=name,
@@ -277,6 +250,12 @@ class FolderIntake:
                 changed=new,
                 duration=round(self.clock.monotonic() - started, 3),
             )
+
+
+def stills_first(files: Iterable[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """A batch of files in the order they are handed over: stills first, so that a
+    movie rarely has to wait for its still."""
+    return sorted(files, key=lambda f: not is_still(f[1].name))
 
 
 def _free(folder: Path) -> int:

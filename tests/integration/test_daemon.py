@@ -449,25 +449,35 @@ def test_the_daemon_runs_politely_by_default(setup: Setup) -> None:
 def test_live_photos_of_one_name_each_keep_their_movie_and_sidecar(
     setup: Setup, samples: Path
 ) -> None:
-    """Two phones' Live Photos named IMG_0001 from one day, taken by several workers
-    at once: each movie and .AAE lands beside its own still, which for one of them
-    carries a suffix; never beside the other phone's still.  (Each file is held a
-    moment before its store, so that without the still going first the movie would be
-    stored at the same time and named after the key its still merely wanted.)"""
+    """Two phones' Live Photos named IMG_0001 from one day: each movie and .AAE lands
+    beside its own still, which for one of them carries a suffix; never beside the
+    other phone's still.  Anna's three files are taken by several workers at once (each
+    held a moment before its store, so that both would be stored together); Ben's still
+    was written last and is still settling when the scan hands over his movie and edit.
+    A movie whose still is never taken (Cara's is empty) does not wait for it forever."""
     when = datetime(2015, 4, 10, 9, tzinfo=UTC)
     families = []
+    old = time.time() - 60
     for phone, still in (
         ("anna", "jpg_hdr_iphone_hdr_NO.jpg"),
         ("ben", "jpg_hdr_iphone_hdr_YES.jpg"),
     ):
         folder = setup.inbox / phone
         folder.mkdir()
-        # The movie and the sidecar first on disk: the order they are found in must
-        # not matter.
         make_mov(folder / "IMG_0001.MOV", when, payload=phone.encode() * 4096)
         (folder / "IMG_0001.AAE").write_text(f"<plist><!-- {phone}'s edit --></plist>")
         shutil.copy(samples / still, folder / "IMG_0001.JPG")
         families.append([folder / n for n in ("IMG_0001.JPG", "IMG_0001.MOV", "IMG_0001.AAE")])
+        for f in families[-1]:
+            os.utime(f, (old, old))
+    cara = setup.inbox / "cara"
+    cara.mkdir()
+    (cara / "IMG_0002.JPG").write_bytes(b"")  # refused: an empty file
+    make_mov(cara / "IMG_0002.MOV", when, payload=b"cara" * 4096)
+    for f in (cara / "IMG_0002.JPG", cara / "IMG_0002.MOV"):
+        os.utime(f, (old, old))
+    recent = time.time() + 2  # newer than the scan's settle cutoff: it waits to settle
+    os.utime(families[1][0], (recent, recent))
     lib = setup.home / "library"
     p = setup.photod([{"name": "library", "path": str(lib)}],
                      policy={"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
@@ -478,6 +488,7 @@ def test_live_photos_of_one_name_each_keep_their_movie_and_sidecar(
     for family in keys:  # one stem per family: IMG_0001, or IMG_0001~<the still's tag>
         assert 1 == len({k.rsplit(".", 1)[0] for k in family}), keys
     assert 2 == len({family[0].rsplit(".", 1)[0] for family in keys}), keys
+    assert held[sha256(cara / "IMG_0002.MOV")].endswith("/IMG_0002.MOV")
 
 
 @pytest.mark.parametrize("workers", [1, 4, None], ids=["1", "4", "unset"])
