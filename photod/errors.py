@@ -78,8 +78,9 @@ class SourceChanged(PhotodError):
 
 
 class LeadPending(PhotodError):
-    """A Live Photo's movie or a sidecar whose still is on its way in (being taken, or
-    settling): it waits for the still's key, which it is named after."""
+    """A Live Photo's movie or a sidecar whose still is on its way in (being taken,
+    settling, or not reached yet by a scan): it waits for the still's key, which it is
+    named after."""
 
     def __init__(self, path: str, lead: str) -> None:
         self.path, self.lead = path, lead

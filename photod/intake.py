@@ -4,9 +4,9 @@ ingest workers, one at a time per path.
 A Live Photo's movie or a sidecar is named after the key its still got, which exists
 only once the still is recorded (it may carry a suffix, or be an older copy's key).
 When several workers would take both at once, or the movie comes first, the movie goes
-back to the settler while its still is on its way in (being taken, settling, waiting
-for room, or not reached yet by a running scan) and is taken again after it.  Batches
-are handed over stills first, so that this is rare.
+back to the settler while its still is on its way in (being taken, settling, or not
+reached yet by a running scan) and is taken again after it.  Each batch (a folder's
+files in a scan, the settler's due files) is handed over stills first.
 
 A file that meets a full state dir waits in a waiting room and is taken as soon as
 there is room again; the reconcile scan finds what arrived while nobody watched.
@@ -14,6 +14,7 @@ there is room again; the reconcile scan finds what arrived while nobody watched.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from collections.abc import Callable, Iterable
@@ -63,6 +64,8 @@ class FolderIntake:
         self.watching = False
         self._inflight: set[tuple[str, str]] = set()
         self._scanning: set[str] = set()  # sources a reconcile scan is walking now
+        # Stills a movie asked for that nobody had heard of, as they were then.
+        self._asked: dict[tuple[str, str], tuple[int, int]] = {}
         self._lock = threading.Lock()
         self._unhook: Callable[[], None] = lambda: None  # undoes on_events_lost
         self._known: dict[str, Future[dict[str, tuple[int, int]]]] = {}  # for the first scan
@@ -121,31 +124,57 @@ class FolderIntake:
 
     def take_due(self) -> None:
         """Send every settled file to the workers."""
-        for source, path in stills_first(self.settler.due()):
-            self.submit(source, path)
+        with self._lock:  # from the settler to the in-flight set at once (``lead_pending``)
+            files = self._claim(self.settler.due())
+        self._hand_over(files)
 
     def lead_pending(self, source: str, lead: Path) -> bool:
         """Whether a still (not recorded) is on its way in: handed to the workers,
-        settling, waiting for room, or in a folder a scan has not finished walking.
-        (The ingestor asks, for a movie or sidecar that is named after it.)"""
+        settling, or in a folder a scan has not finished walking.  A still on disk that
+        nobody has heard of yet (a polled folder between two looks, a start before
+        the first scan) is put in the settler now, once: if it comes back unchanged and
+        still not recorded, it was not taken (refused, unreadable) and is not waited
+        for again.  (The ingestor asks, for a movie or sidecar named after it.)"""
         key = (source, str(lead))
         with self._lock:
-            if key in self._inflight or key in self._waiting_room or source in self._scanning:
+            if key in self._inflight or source in self._scanning or key in self.settler:
                 return True
-        return key in self.settler
+            try:
+                st = os.lstat(lead)
+            except OSError:
+                return False  # gone
+            looked = (st.st_size, st.st_mtime_ns)
+            if self._asked.pop(key, None) == looked:
+                return False
+            self._asked[key] = looked
+            self.settler.touch(source, lead, "scan")
+            return True
 
     def submit(self, source: str, path: Path) -> None:
-        key = (source, str(path))
         with self._lock:
+            files = self._claim([(source, path)])
+        self._hand_over(files)
+
+    def _claim(self, files: Iterable[tuple[str, Path]]) -> list[tuple[str, Path]]:
+        """Mark files in flight (under ``_lock``), stills first; a file in flight
+        already is looked at again after this run."""
+        claimed = []
+        for source, path in stills_first(files):
+            key = (source, str(path))
             if key in self._inflight:
-                self.settler.touch(source, path, "changed")  # look again after this run
-                return
+                self.settler.touch(source, path, "changed")
+                continue
             self._inflight.add(key)
-        try:
-            self.workers.submit(self._ingest, source, path)
-        except RuntimeError:  # shutting down
-            with self._lock:
-                self._inflight.discard(key)
+            claimed.append((source, path))
+        return claimed
+
+    def _hand_over(self, files: list[tuple[str, Path]]) -> None:
+        for source, path in files:
+            try:
+                self.workers.submit(self._ingest, source, path)
+            except RuntimeError:  # shutting down
+                with self._lock:
+                    self._inflight.discard((source, str(path)))
 
     def _ingest(self, source: str, path: Path) -> None:
         try:
@@ -196,16 +225,22 @@ class FolderIntake:
     def room_again(self) -> None:
         """Files that waited for room in the state dir go now, if there is room."""
         with self._lock:
-            waiting, full = sorted(self._waiting_room), self._full
+            full = self._full
         if not full or _free(self.state_dir) < STATE_MIN_FREE:
             return
-        with self._lock:
+        with self._lock:  # (one look: a file that meets the full disk meanwhile stays)
+            waiting = [(s, Path(p)) for s, p in self._waiting_room]
             self._waiting_room.clear()
             self._full = False
+            files = self._claim(waiting)
         log.info("state_dir_room", state_dir=str(self.state_dir), files=len(waiting),
                  free=_free(self.state_dir))  # fmt: skip
-        for source, path in stills_first((s, Path(p)) for s, p in waiting):
-            self.submit(source, path)
+        self._hand_over(files)
+
+    def _submit_all(self, files: list[tuple[str, Path]]) -> None:
+        with self._lock:
+            claimed = self._claim(files)
+        self._hand_over(claimed)
 
     # -- the reconcile scan ----------------------------------------------------------------
 
@@ -232,14 +267,20 @@ class FolderIntake:
             with self._lock:
                 self._scanning.add(name)
             try:
+                folder: list[tuple[str, Path]] = []  # one folder's files: stills first
                 for _, path, st in watcher.scan(unchanged=known):  # new or changed only
                     if self.stop_event.is_set():
                         return
                     new += 1
+                    file = Path(path)
+                    if folder and folder[-1][1].parent != file.parent:
+                        self._submit_all(folder)
+                        folder = []
                     if st.st_mtime < cutoff:
-                        self.submit(name, Path(path))
+                        folder.append((name, file))
                     else:
-                        self.settler.touch(name, Path(path), "scan")
+                        self.settler.touch(name, file, "scan")
+                self._submit_all(folder)
             finally:
                 with self._lock:
                     self._scanning.discard(name)
