@@ -94,8 +94,9 @@ class Settler:
         with self._lock:
             return key in self._items
 
-    def due(self) -> list[tuple[str, Path]]:
-        """Paths that are complete now; they leave the settler."""
+    def due(self, leave: bool = True) -> list[tuple[str, Path]]:
+        """Paths that are complete now; they leave the settler (unless ``leave`` is
+        False: then they stay until ``discard``, so that they never seem nowhere)."""
         now = self.clock.monotonic()
         ready = []
         with self._lock:
@@ -113,9 +114,15 @@ class Settler:
                 else:
                     done = quiet >= (self.open_wait if item.writing else self.settle)
                 if done:
-                    del self._items[key]
+                    if leave:
+                        del self._items[key]
                     ready.append((key[0], item.path))
         return ready
+
+    def discard(self, files: list[tuple[str, Path]]) -> None:
+        with self._lock:
+            for source, path in files:
+                self._items.pop((source, str(path)), None)
 
 
 def hash_open(f: BinaryIO, size: int, mtime_ns: int, where: str) -> str:

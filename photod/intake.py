@@ -28,6 +28,7 @@ from photod.errors import CatalogDamaged, LeadPending, SourceChanged, StateDirFu
 from photod.ingest import Ingestor, Settler
 from photod.logs import log
 from photod.media import is_still
+from photod.models import IngestResult
 from photod.sources.folder import FolderWatcher, on_events_lost
 
 
@@ -124,8 +125,10 @@ class FolderIntake:
 
     def take_due(self) -> None:
         """Send every settled file to the workers."""
+        ready = self.settler.due(leave=False)  # (its look at each file, outside our lock)
         with self._lock:  # from the settler to the in-flight set at once (``lead_pending``)
-            files = self._claim(self.settler.due())
+            self.settler.discard(ready)
+            files = self._claim(ready)
         self._hand_over(files)
 
     def lead_pending(self, source: str, lead: Path) -> bool:
@@ -142,6 +145,7 @@ class FolderIntake:
             try:
                 st = os.lstat(lead)
             except OSError:
+                self._asked.pop(key, None)
                 return False  # gone
             looked = (st.st_size, st.st_mtime_ns)
             if self._asked.pop(key, None) == looked:
@@ -178,7 +182,9 @@ class FolderIntake:
 
     def _ingest(self, source: str, path: Path) -> None:
         try:
-            self.ingestor.ingest(source, path)
+            if self.ingestor.ingest(source, path) in (IngestResult.STORED, IngestResult.KNOWN):
+                with self._lock:  # a still a movie asked for is recorded: nothing to remember
+                    self._asked.pop((source, str(path)), None)
         except SourceChanged:
             log.info(
                 "source_changed",
@@ -238,6 +244,8 @@ class FolderIntake:
         self._hand_over(files)
 
     def _submit_all(self, files: list[tuple[str, Path]]) -> None:
+        if not files:
+            return
         with self._lock:
             claimed = self._claim(files)
         self._hand_over(claimed)
@@ -268,18 +276,18 @@ class FolderIntake:
                 self._scanning.add(name)
             try:
                 folder: list[tuple[str, Path]] = []  # one folder's files: stills first
+                where = ""
                 for _, path, st in watcher.scan(unchanged=known):  # new or changed only
                     if self.stop_event.is_set():
                         return
                     new += 1
-                    file = Path(path)
-                    if folder and folder[-1][1].parent != file.parent:
+                    if os.path.dirname(path) != where:
                         self._submit_all(folder)
-                        folder = []
+                        folder, where = [], os.path.dirname(path)
                     if st.st_mtime < cutoff:
-                        folder.append((name, file))
+                        folder.append((name, Path(path)))
                     else:
-                        self.settler.touch(name, file, "scan")
+                        self.settler.touch(name, Path(path), "scan")
                 self._submit_all(folder)
             finally:
                 with self._lock:

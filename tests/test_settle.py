@@ -122,3 +122,23 @@ def test_vanished_file_is_dropped(tmp_path: Path) -> None:
     s.touch("in", tmp_path / "gone.jpg.part", "created")
     clock.advance(1)
     assert ([], 0) == (due(s), len(s))
+
+
+def test_a_due_file_kept_until_it_is_handed_over_is_still_settling(tmp_path: Path) -> None:
+    """The intake looks at the settler's files without taking them out, and takes
+    them out only as it hands them over: meanwhile they still count as settling (a
+    movie asks whether its still is on its way in), and a file not handed over stays."""
+    still, other = tmp_path / "IMG_0001.JPG", tmp_path / "b.jpg"
+    for f in (still, other):
+        f.write_bytes(b"x")
+    clock = ManualClock()
+    s = Settler(settle=1.0, clock=clock)
+    for f in (still, other):
+        s.touch("in", f, "closed")
+    s.due()
+    clock.advance(1.0)
+    ready = s.due(leave=False)
+    assert {still, other} == {p for _, p in ready}
+    assert ("in", str(still)) in s and 2 == len(s)
+    s.discard([("in", still)])
+    assert ("in", str(still)) not in s and ("in", str(other)) in s
