@@ -182,13 +182,12 @@ class Ingestor:
         roots: dict[str, Path],
         catalog: Catalog,
         replicator: Replicator,
-        lead_pending: Callable[[str, Path], bool] = lambda source, lead: False,
     ) -> None:
-        """``roots``: where each source's files are (``Config.source_roots``);
-        ``lead_pending``: whether a still not recorded yet is still on its way in (a
-        watch folder's intake knows); its movie and sidecars then wait for it."""
+        """``roots``: where each source's files are (``Config.source_roots``)."""
         self.settings = settings
-        self.lead_pending = lead_pending
+        # Whether a still not recorded yet is on its way in (its movie and sidecars then
+        # wait for it): the watch folders' intake knows, and sets this.
+        self.lead_pending: Callable[[str, Path], bool] = lambda source, lead: False
         self.catalog = catalog
         self.replicator = replicator
         self.roots = roots

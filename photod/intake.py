@@ -154,11 +154,6 @@ class FolderIntake:
             self.settler.touch(source, lead, "scan")
             return True
 
-    def submit(self, source: str, path: Path) -> None:
-        with self._lock:
-            files = self._claim([(source, path)])
-        self._hand_over(files)
-
     def _claim(self, files: Iterable[tuple[str, Path]]) -> list[tuple[str, Path]]:
         """Mark files in flight (under ``_lock``), stills first; a file in flight
         already is looked at again after this run."""
@@ -281,9 +276,9 @@ class FolderIntake:
                     if self.stop_event.is_set():
                         return
                     new += 1
-                    if os.path.dirname(path) != where:
+                    if (here := os.path.dirname(path)) != where:
                         self._submit_all(folder)
-                        folder, where = [], os.path.dirname(path)
+                        folder, where = [], here
                     if st.st_mtime < cutoff:
                         folder.append((name, Path(path)))
                     else:
