@@ -94,7 +94,7 @@ class CatchUp:
                             mtime_ns: int | None = os.fstat(stream.fileno()).st_mtime_ns
                         except (OSError, ValueError, AttributeError):
                             mtime_ns = None
-                        sha = copier.pump(stream, writers, dropped, lean=True)
+                        sha = copier.pump(stream, writers, dropped, need_hash=False)
                     if name not in dropped and sha != asset.sha256:
                         raise ChecksumMismatch("source copy", asset.sha256, sha)
                 except (OSError, ChecksumMismatch) as exc:

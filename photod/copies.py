@@ -84,15 +84,18 @@ class Copier:
         stream: BinaryIO,
         writers: dict[str, Writer],
         dropped: dict[str, TargetUnavailable],
-        lean: bool = False,
+        need_hash: bool = True,
     ) -> str:
-        """Read a stream once: hash it and feed every writer.  A writer that fails is
-        moved to ``dropped`` while the others go on.  ``lean`` (one writer whose bytes
-        the caller already knows the hash of): when that writer hashes what it takes
-        (an upload), its hash is the stream's and the bytes are not hashed twice; ''
-        when it was dropped."""
-        only = next(iter(writers.values())) if lean and len(writers) == 1 else None
-        h = None if only is not None and only.sha256() is not None else hashlib.sha256()
+        """Read a stream once, feed every writer and return the stream's SHA-256.  A
+        writer that hashes what it takes (an upload, to prove its commit) hashes for
+        the stream as well: each byte is hashed once, not twice.  A writer that fails
+        is moved to ``dropped`` while the others go on; when the last writer hashing
+        goes, what was read is hashed again from the start.  Without ``need_hash`` (a
+        catch-up: the hash only proves a copy) reading stops, returning '', once no
+        writer is left; '' too when the hash is needed and the stream cannot go back."""
+        start = _position(stream)
+        hashing = [n for n, w in writers.items() if w.sha256() is not None]
+        h = None if hashing else hashlib.sha256()
         while chunk := stream.read(CHUNK):
             if self.stop.is_set():
                 raise Stopping
@@ -105,9 +108,29 @@ class Copier:
                     del writers[name]
                     self.catalog.drop_temp(name, writer.temp_key)
                     dropped[name] = exc
+            if not writers and not need_hash:
+                return ""
+            if h is None and not any(n in writers for n in hashing):
+                if start is None:
+                    return ""
+                h = self._hash_again(stream, start)
         if h is not None:
             return h.hexdigest()
-        return (only.sha256() or "") if only is not None and writers else ""
+        return next(writers[n].sha256() or "" for n in hashing if n in writers)
+
+    def _hash_again(self, stream: BinaryIO, start: int) -> hashlib._Hash:
+        """The SHA-256 of what was read of a stream since ``start``, read again, the
+        stream left where it was."""
+        end = stream.tell()
+        stream.seek(start)
+        h = hashlib.sha256()
+        while (left := end - stream.tell()) > 0 and (chunk := stream.read(min(CHUNK, left))):
+            if self.stop.is_set():
+                raise Stopping
+            h.update(chunk)
+        if stream.tell() != end:
+            raise OSError(f"the stream ended {end - stream.tell()} bytes early, read again")
+        return h
 
     def abort_all(self, writers: dict[str, Writer]) -> None:
         for name, w in writers.items():
@@ -233,3 +256,11 @@ class Copier:
             log.info(
                 "policy_unmet", asset=sha, copies=verdict.copies, missing=list(verdict.missing)
             )
+
+
+def _position(stream: BinaryIO) -> int | None:
+    """Where a stream is, when it can go back there (a file); None for a download."""
+    try:
+        return stream.tell() if stream.seekable() else None
+    except (AttributeError, OSError, ValueError):
+        return None

@@ -241,6 +241,8 @@ class Replicator:
             return new.staged_sha256, adopted
         new.file.seek(0)
         sha = self.copier.pump(new.file, rest, dropped)
+        if not sha:  # a file can always be read again; never record an asset without one
+            raise SourceChanged(f"{new.path}: its SHA-256 could not be taken")
         if new.staged_sha256 is not None and sha != new.staged_sha256:
             # The staged bytes are not what came from the phone: no copy of them counts.
             raise SourceChanged(f"{new.path}: read {sha}, expected {new.staged_sha256}")

@@ -150,6 +150,75 @@ class ThrottlingServer:
         self.httpd.server_close()
 
 
+class DamagingProxy:
+    """A TCP proxy on 127.0.0.1 in front of an HTTP server that, while ``damaging``,
+    flips one bit in the middle of every request body of at least ``min_body`` bytes:
+    a network (a bad cable, a broken middlebox) that changes bytes in transit.
+    Requests are read one by one by their Content-Length; answers pass unchanged."""
+
+    def __init__(self, upstream: str, min_body: int = 64 * 1024) -> None:
+        import urllib.parse
+
+        url = urllib.parse.urlsplit(upstream)
+        self.upstream = (url.hostname or "127.0.0.1", url.port or 80)
+        self.min_body = min_body
+        self.damaging = True
+        self.damaged = 0  # bodies changed so far
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            server = socket.create_connection(self.upstream)
+            threading.Thread(target=self._answers, args=(server, client), daemon=True).start()
+            threading.Thread(target=self._requests, args=(client, server), daemon=True).start()
+
+    @staticmethod
+    def _answers(server: Any, client: Any) -> None:
+        with server, client:
+            while data := server.recv(65536):
+                client.sendall(data)
+
+    def _requests(self, client: Any, server: Any) -> None:
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = client.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(buf) < length:
+                    data = client.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                body, buf = bytearray(buf[:length]), buf[length:]
+                if self.damaging and length >= self.min_body:
+                    body[length // 2] ^= 0x01
+                    self.damaged += 1
+                server.sendall(head + b"\r\n\r\n" + bytes(body))
+        except OSError:
+            pass
+        finally:
+            client.close()
+            server.close()
+
+    def stop(self) -> None:
+        self.listener.close()
+
+
 class SSHServer(Server):
     """OpenSSH's sshd as the current user, key login only, SFTP served in-process."""
 

@@ -323,6 +323,60 @@ def test_a_rotten_copy_is_never_uploaded_when_the_upload_alone_hashes(
     rig.close()
 
 
+@pytest.mark.parametrize("cut", [0, 1024 * 1024], ids=["at-once", "half-way"])
+@pytest.mark.parametrize("names", [("remote",), ("remote", "local"), ("local", "remote")])
+def test_an_upload_cut_off_mid_file_still_leaves_the_files_true_hash(
+    tmp_path: Path, samples: Path, names: tuple[str, ...], cut: int
+) -> None:
+    """A target that hashes what it takes (an upload) hashes for the file: no second
+    pass.  When it is cut off at the file's first byte or half way through, the file
+    is still recorded under its true SHA-256 (what sha256sum prints), the other target
+    (hashing too) gets a proved copy, and the cut-off one gets the whole file once it
+    is back."""
+    rig = Rig(tmp_path, *names)
+    remote = rig.mem["remote"]
+    remote.cut_after = cut  # then the cable is pulled
+    photo = rig.add(samples / "heic_mobile_iphone_13_pro_max.HEIC")
+    sha = sha256(photo)
+    assert photo.stat().st_size > 2 * 1024 * 1024
+    assert "stored" == rig.ingest(photo)
+    asset = rig.catalog.asset(sha)
+    assert asset is not None and asset.size == photo.stat().st_size
+    assert {} == remote.objects
+    assert set(names) - {"remote"} == {r.target for r in rig.catalog.replicas(sha)}
+    if "local" in names:
+        assert [photo.read_bytes()] == list(rig.mem["local"].objects.values())
+    remote.cut_after, remote.available = None, True
+    rig.fleet.refresh("remote")
+    assert 1 == rig.rep.replicate_pending("remote")
+    assert [photo.read_bytes()] == list(remote.objects.values())
+    assert set(names) == {r.target for r in rig.catalog.replicas(sha)}
+    rig.close()
+
+
+def test_a_catch_up_upload_cut_off_mid_file_publishes_nothing_and_comes_back_whole(
+    tmp_path: Path, samples: Path
+) -> None:
+    """The catch-up's upload of a verified local copy is cut off half way: nothing is
+    published, the copy stays pending, and once the target is back the whole file goes
+    up and is recorded."""
+    rig = Rig(tmp_path, "local", "remote")
+    rig.states["remote"].queued = True
+    remote = rig.mem["remote"]
+    photo = rig.add(samples / "heic_mobile_iphone_13_pro_max.HEIC")
+    sha = sha256(photo)
+    rig.ingest(photo)
+    remote.cut_after = 1024 * 1024
+    assert 0 == rig.rep.replicate_pending("remote")
+    assert ({}, 1) == (remote.objects, rig.catalog.pending_count("remote"))
+    remote.cut_after, remote.available = None, True
+    rig.fleet.refresh("remote")
+    assert 1 == rig.rep.replicate_pending("remote")
+    assert [photo.read_bytes()] == list(remote.objects.values())
+    assert {"local", "remote"} == {r.target for r in rig.catalog.replicas(sha)}
+    rig.close()
+
+
 def test_a_copy_made_after_the_pending_list_was_read_is_not_made_twice(
     rig2: Rig, samples: Path
 ) -> None:

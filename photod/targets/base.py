@@ -79,6 +79,9 @@ class Writer(Protocol):
 class Target(Protocol):
     name: str
     encrypted: bool  # objects and private files are sealed with age
+    # The store checks every body it is sent against the checksum sent with it (S3's
+    # Content-MD5) and refuses a body that does not match: what a writer sent arrived.
+    checks_bodies: bool
 
     def check(self, known: Identity | None, prepare: bool = True) -> Identity:
         """Make sure this is the target photod knows (``known``; None the first time) and
@@ -89,8 +92,11 @@ class Target(Protocol):
     def free_bytes(self) -> int | None:
         """Space that may still be written, or None when unknown."""
 
-    def open_writer(self, key: str) -> Writer:
-        """Start writing an object that will be published at ``key`` (or a sibling)."""
+    def open_writer(self, key: str, hashed: bool = True) -> Writer:
+        """Start writing an object that will be published at ``key`` (or a sibling).
+        ``hashed=False``, only where ``checks_bodies``: the caller made the bytes
+        itself (ciphertext) and nothing is checked against their hash, so the writer
+        hashes nothing, ``sha256`` is None and ``commit`` takes "" for its ``sha256``."""
 
     def open(self, key: str) -> BinaryIO:
         """Read an object.  Raises FileNotFoundError or TargetUnavailable."""

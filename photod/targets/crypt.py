@@ -118,12 +118,12 @@ class _QueueReader(io.RawIOBase):
 
 
 class _Sink(io.RawIOBase):
-    """What pyrage writes ciphertext to: the inner writer, hashed on the way (unless the
-    inner writer hashes what it takes itself, as an upload does: once is enough)."""
+    """What pyrage writes ciphertext to: the inner writer, hashed on the way when its
+    commit needs the hash and the writer takes none itself (a local file, read back)."""
 
-    def __init__(self, writer: Writer) -> None:
+    def __init__(self, writer: Writer, hashing: bool) -> None:
         self.writer = writer
-        self.sha, self.hashing = hashlib.sha256(), writer.sha256() is None
+        self.sha, self.hashing = hashlib.sha256(), hashing
         self.failure: BaseException | None = None
         # Set by abort: what pyrage still writes as it stops (the age header of a file
         # aborted before its first byte) must not start an upload nobody ends.
@@ -150,12 +150,13 @@ class CryptWriter:
     def __init__(self, target: CryptTarget, key: str) -> None:
         self.t = target
         self.key = key
-        self.inner = target.inner.open_writer(target.keys_.object_name(key))
+        self.checked = target.inner.checks_bodies  # S3: no hash of the ciphertext needed
+        self.inner = target.inner.open_writer(target.keys_.object_name(key), not self.checked)
         self.temp_key = self.inner.temp_key
         self.sha = hashlib.sha256()
         self.size = 0
         self.q: queue.Queue[bytes | None] = queue.Queue(QUEUE)
-        self.sink = _Sink(self.inner)
+        self.sink = _Sink(self.inner, not self.checked and self.inner.sha256() is None)
         self.failure: BaseException | None = None
         self.sealed = False
         self.thread = threading.Thread(target=self._run, name="encrypt", daemon=True)
@@ -228,9 +229,9 @@ class CryptWriter:
             self.t.inner.put_meta(
                 sidecar(obj), self.t.keys_.encrypt(index_line(obj, entry).encode())
             )
-            # The inner target proves it stored the ciphertext pyrage produced (read
-            # back, or the server's checksum); an upload hashed it on its way out.
-            cipher = self.inner.sha256() or self.sink.sha.hexdigest()
+            # The inner target proves it stored the ciphertext pyrage produced: read
+            # back, the remote's own hash, or the server's check of every body.
+            cipher = "" if self.checked else self.inner.sha256() or self.sink.sha.hexdigest()
             method = self.inner.commit(obj, cipher, mtime_ns)
         except KeyExists:
             raise KeyExists(key) from None
@@ -363,7 +364,7 @@ class CryptTarget:
     """``inner`` holds the ciphertext; this holds the keys, and what it learned of which
     object is which key (from the indexes and the objects' own index lines)."""
 
-    encrypted = True
+    encrypted, checks_bodies = True, False
 
     def __init__(self, inner: Target, keys: Keys) -> None:
         self.inner = inner
@@ -405,7 +406,7 @@ class CryptTarget:
     def free_bytes(self) -> int | None:
         return self.inner.free_bytes()
 
-    def open_writer(self, key: str) -> CryptWriter:
+    def open_writer(self, key: str, hashed: bool = True) -> CryptWriter:
         return CryptWriter(self, key)
 
     def open(self, key: str) -> BinaryIO:

@@ -174,7 +174,7 @@ class LocalMeta:
 
 
 class LocalTarget:
-    encrypted = False
+    encrypted = checks_bodies = False
 
     def __init__(
         self,
@@ -280,7 +280,7 @@ class LocalTarget:
             return None
         return max(0, st.f_bavail * st.f_frsize - self.reserve)
 
-    def open_writer(self, key: str) -> LocalWriter:
+    def open_writer(self, key: str, hashed: bool = True) -> LocalWriter:
         return LocalWriter(self, key)
 
     def open(self, key: str) -> BinaryIO:

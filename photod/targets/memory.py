@@ -38,6 +38,12 @@ class MemoryWriter:
         used = sum(len(v) for v in self.target.objects.values()) + self.buf.tell() + len(data)
         if self.target.capacity is not None and used > self.target.capacity:
             raise TargetFull(self.target.name, used, self.target.capacity)
+        if (
+            self.target.cut_after is not None
+            and self.buf.tell() + len(data) > self.target.cut_after
+        ):
+            self.target.available = False  # the connection drops, this file half sent
+            raise TargetUnavailable(self.target.name, "connection lost")
         self.buf.write(data)
         self.taken.update(data)
 
@@ -61,12 +67,14 @@ class MemoryWriter:
 
 
 class MemoryTarget:
-    encrypted = False
+    encrypted = checks_bodies = False
 
     def __init__(self, name: str, capacity: int | None = None) -> None:
         self.name = name
         self.capacity = capacity
         self.available = True
+        # Bytes of one file after which the target goes offline (a cable pulled mid-copy).
+        self.cut_after: int | None = None
         self.objects: dict[str, bytes] = {}
         self.meta: dict[str, bytes] = {}
         self.target_id = f"memory-{name}"
@@ -83,7 +91,7 @@ class MemoryTarget:
             return None
         return self.capacity - sum(len(v) for v in self.objects.values())
 
-    def open_writer(self, key: str) -> MemoryWriter:
+    def open_writer(self, key: str, hashed: bool = True) -> MemoryWriter:
         if not self.available:
             raise TargetUnavailable(self.name, "offline")
         return MemoryWriter(self, key)

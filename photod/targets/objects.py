@@ -39,7 +39,7 @@ class ObjectTarget:
 
     name: str
     where: str
-    encrypted = False
+    encrypted = checks_bodies = False
 
     # -- primitives -------------------------------------------------------------------
 

@@ -354,7 +354,7 @@ class RcloneTarget(ObjectTarget):
 
     # -- the Target contract ----------------------------------------------------------
 
-    def open_writer(self, key: str) -> RcloneWriter:
+    def open_writer(self, key: str, hashed: bool = True) -> RcloneWriter:
         return RcloneWriter(self, key)
 
     def open(self, key: str) -> BinaryIO:

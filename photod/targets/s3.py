@@ -49,7 +49,7 @@ def _md5(data: bytes) -> str:
 
 
 class S3Writer:
-    def __init__(self, target: S3Target, key: str) -> None:
+    def __init__(self, target: S3Target, key: str, hashed: bool = True) -> None:
         self.t = target
         self.key = key
         # Where a multipart upload goes, decided at its first part: the key itself when it
@@ -60,7 +60,9 @@ class S3Writer:
         self.temp_key = f"{UPLOAD}{self.tmp}:{key}"  # delete_temp cleans either
         self.chunks: list[bytes] = []  # joined once per part or PUT: one copy of each byte
         self.buffered = 0
-        self.sha = hashlib.sha256()
+        # What it sent, hashed for a caller that has no hash of its own (a catch-up
+        # reading a copy); None for bytes the caller made (``open_writer``).
+        self.sha = hashlib.sha256() if hashed else None
         self.size = 0
         self.upload_id: str | None = None
         self.parts: list[dict[str, Any]] = []
@@ -68,7 +70,8 @@ class S3Writer:
         self.completed = False
 
     def write(self, data: bytes) -> None:
-        self.sha.update(data)
+        if self.sha is not None:
+            self.sha.update(data)
         self.size += len(data)
         self.chunks.append(data)
         self.buffered += len(data)
@@ -79,7 +82,7 @@ class S3Writer:
             self._send_part(part)
 
     def sha256(self) -> str | None:
-        return self.sha.hexdigest()
+        return self.sha.hexdigest() if self.sha is not None else None
 
     def adopt(self, path: Path, st: os.stat_result) -> bool:
         return False  # an upload: its bytes are sent
@@ -131,7 +134,9 @@ class S3Writer:
     def commit(
         self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""
     ) -> VerifyMethod:
-        if self.sha.hexdigest() != sha256:
+        if self.sha is None and sha256:  # a caller's mistake: these bytes were not hashed
+            raise ValueError(f"{key}: an upload opened unhashed cannot prove {sha256}")
+        if self.sha is not None and self.sha.hexdigest() != sha256:
             self.abort()
             raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, self.sha.hexdigest())
         if key != self.key and self.upload_key == self.key and self.upload_id is not None:
@@ -241,6 +246,8 @@ class _Body:
 
 
 class S3Target(ObjectTarget):
+    checks_bodies = True  # Content-MD5 on every PUT and part
+
     def __init__(
         self,
         name: str,
@@ -425,8 +432,8 @@ class S3Target(ObjectTarget):
 
     # -- the Target contract ----------------------------------------------------------
 
-    def open_writer(self, key: str) -> S3Writer:
-        return S3Writer(self, key)
+    def open_writer(self, key: str, hashed: bool = True) -> S3Writer:
+        return S3Writer(self, key, hashed)
 
     def open(self, key: str) -> BinaryIO:
         try:

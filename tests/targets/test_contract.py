@@ -24,7 +24,15 @@ from photod.targets.memory import MemoryTarget
 from photod.targets.rclone import RcloneTarget
 from photod.targets.records import Ledger
 from photod.targets.s3 import S3Target
-from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server, SSHServer, ThrottlingServer
+from tests.servers import (
+    ACCESS_KEY,
+    BUCKET,
+    SECRET_KEY,
+    DamagingProxy,
+    S3Server,
+    SSHServer,
+    ThrottlingServer,
+)
 
 DATA = b"photo bytes " * 100_000
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -670,3 +678,38 @@ def test_extra_recipient_can_decrypt_with_the_stock_tool(tmp_path: Path) -> None
     opened = subprocess.run([age, "-d", "-i", str(tmp_path / "spare.txt"), str(obj)],
                             capture_output=True, check=True)  # fmt: skip
     assert DATA == opened.stdout
+
+
+@pytest.mark.parametrize("size", [len(DATA), 12 * len(DATA)], ids=["one-put", "multipart"])
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+def test_s3_bytes_damaged_on_the_wire_are_refused_and_nothing_is_published(
+    s3_server: S3Server, tmp_path: Path, encrypted: bool, size: int
+) -> None:
+    """Every body sent to S3 carries its Content-MD5, and the server refuses one that
+    does not match: the proof an upload rests on (an encrypted upload takes no other
+    hash of its ciphertext).  A network that flips a bit in transit leaves nothing
+    under the key; once it heals, the same file goes up and reads back whole."""
+    if not s3_server.running():
+        s3_server.start()
+    proxy = DamagingProxy(s3_server.endpoint)
+    proxy.damaging = False
+    creds = s3_server.credentials(tmp_path / "c")
+    t: Any = s3_target(s3_server, f"wire{int(encrypted)}{size}", creds, proxy.endpoint)
+    if encrypted:
+        keygen(tmp_path / "identity.txt")
+        t = CryptTarget(t, Keys(tmp_path / "identity.txt"))
+    t.put_meta("target.json", json.dumps({"id": "t-wire"}).encode())
+    t.check(None)
+    data = (DATA * (size // len(DATA) + 1))[:size]
+    sha = hashlib.sha256(data).hexdigest()
+    proxy.damaging = True
+    with pytest.raises(PhotodError, match="other bytes than were sent"):
+        put(t, "2024/x.jpg", data)
+    assert proxy.damaged >= 1
+    assert [] == list(t.keys())
+    proxy.damaging = False
+    put(t, "2024/x.jpg", data)
+    assert ["2024/x.jpg"] == list(t.keys())
+    assert sha == hash_object(t, "2024/x.jpg")
+    t.close()
+    proxy.stop()
