@@ -24,6 +24,7 @@ from photod import failpoints, ledgers, policy
 from photod.catalog import Catalog
 from photod.errors import KeyExists, PhotodError, Stopping, TargetFull, TargetUnavailable
 from photod.fleet import Fleet
+from photod.hashing import hash_stream
 from photod.logs import log
 from photod.media import suffixed
 from photod.models import Asset, ManifestEntry, PolicyRule, VerifyMethod
@@ -89,13 +90,13 @@ class Copier:
         """Read a stream once, feed every writer and return the stream's SHA-256.  A
         writer that hashes what it takes (an upload, to prove its commit) hashes for
         the stream as well: each byte is hashed once, not twice.  A writer that fails
-        is moved to ``dropped`` while the others go on; when the last writer hashing
-        goes, what was read is hashed again from the start.  Without ``need_hash`` (a
+        is moved to ``dropped`` while the others go on; when every writer hashing was
+        cut off, the stream is hashed again from its start.  Without ``need_hash`` (a
         catch-up: the hash only proves a copy) reading stops, returning '', once no
         writer is left; '' too when the hash is needed and the stream cannot go back."""
         start = _position(stream)
-        hashing = [n for n, w in writers.items() if w.sha256() is not None]
-        h = None if hashing else hashlib.sha256()
+        hashers = [n for n, w in writers.items() if w.sha256() is not None]
+        h = None if hashers else hashlib.sha256()
         while chunk := stream.read(CHUNK):
             if self.stop.is_set():
                 raise Stopping
@@ -110,27 +111,14 @@ class Copier:
                     dropped[name] = exc
             if not writers and not need_hash:
                 return ""
-            if h is None and not any(n in writers for n in hashing):
-                if start is None:
-                    return ""
-                h = self._hash_again(stream, start)
         if h is not None:
             return h.hexdigest()
-        return next(writers[n].sha256() or "" for n in hashing if n in writers)
-
-    def _hash_again(self, stream: BinaryIO, start: int) -> hashlib._Hash:
-        """The SHA-256 of what was read of a stream since ``start``, read again, the
-        stream left where it was."""
-        end = stream.tell()
+        if survivor := next((n for n in hashers if n in writers), None):
+            return writers[survivor].sha256() or ""
+        if start is None:
+            return ""
         stream.seek(start)
-        h = hashlib.sha256()
-        while (left := end - stream.tell()) > 0 and (chunk := stream.read(min(CHUNK, left))):
-            if self.stop.is_set():
-                raise Stopping
-            h.update(chunk)
-        if stream.tell() != end:
-            raise OSError(f"the stream ended {end - stream.tell()} bytes early, read again")
-        return h
+        return hash_stream(stream, lambda n: None, self.stop, cold=False)
 
     def abort_all(self, writers: dict[str, Writer]) -> None:
         for name, w in writers.items():
