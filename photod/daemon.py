@@ -368,10 +368,11 @@ class Daemon:
         notifier = Notifier(cfg.notify)
         notifier.start()
         scheduler, activity = jobs.scheduler(), Activity()
+        waker = jobs.Waker(scheduler, activity)
         pipeline = Pipeline(cfg, catalog, me, relist, notifier=notifier,
                             paused_until=self._paused_until, trusted=not unchecked,
                             distrust=self._distrust, activity=activity,
-                            wake=jobs.waker(scheduler, activity),
+                            wake=waker,
                             scanned=self._started.set)  # fmt: skip
         checker = None
         if unchecked:
@@ -417,7 +418,7 @@ class Daemon:
             log.info("daemon_stopping", reason=reason)
         self._pipeline = None
         pipeline.stop_event.set()
-        jobs.stop(scheduler)
+        jobs.stop(scheduler, waker)
         if checker is not None and checker.is_alive():
             self._stopping.set()  # interrupts the check (a new one runs at the next start)
             checker.join()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -107,18 +108,35 @@ def scheduler() -> BackgroundScheduler:
     )
 
 
-def waker(scheduler: BackgroundScheduler, busy: Activity) -> Callable[[str], None]:
-    """A function that runs a job now (``Pipeline``'s ``wake``).  A job that is running
-    runs once more when it ends; before ``start`` a wake-up is a no-op (every job runs
-    at once when the scheduler starts)."""
+class Waker:
+    """Runs a job now (``Pipeline``'s ``wake``).  A job that is running runs once more
+    when it ends; before ``start`` a wake-up is a no-op (every job runs at once when the
+    scheduler starts); once ``close``d, nothing.
 
-    def wake(job_id: str) -> None:
-        job = scheduler.get_job(job_id)
-        if job is not None and not busy.wake_running(job.func.__name__):
-            job.modify(next_run_time=datetime.now(UTC))
-            scheduler.wakeup()
+    It is closed before the scheduler stops because APScheduler's ``shutdown(wait=True)``
+    holds its job-store lock while it waits for the running jobs: a running job that then
+    woke another through ``get_job`` would wait for that lock forever, and the daemon with
+    it (seen as a ``photod run`` that never exits after ``daemon_stopping``).  APScheduler
+    once split those locks for this reason (agronholm/apscheduler#268); 3.11 takes both
+    again."""
 
-    return wake
+    def __init__(self, scheduler: BackgroundScheduler, busy: Activity) -> None:
+        self._scheduler, self._busy = scheduler, busy
+        self._lock = threading.Lock()  # a wake-up in progress ends before ``close`` returns
+        self._open = True
+
+    def __call__(self, job_id: str) -> None:
+        with self._lock:
+            if not self._open:
+                return
+            job = self._scheduler.get_job(job_id)
+            if job is not None and not self._busy.wake_running(job.func.__name__):
+                job.modify(next_run_time=datetime.now(UTC))
+                self._scheduler.wakeup()
+
+    def close(self) -> None:
+        with self._lock:
+            self._open = False
 
 
 def start(scheduler: BackgroundScheduler, pipeline: Pipeline, cfg: Config) -> None:
@@ -193,6 +211,8 @@ def schedule(scheduler: BackgroundScheduler) -> dict[str, str | None]:
     }
 
 
-def stop(scheduler: BackgroundScheduler) -> None:
-    """Wait for running jobs; they check the pipeline's stop event between files."""
+def stop(scheduler: BackgroundScheduler, waker: Waker) -> None:
+    """Wait for running jobs; they check the pipeline's stop event between files.  No
+    wake-up reaches the scheduler from here on (see ``Waker``)."""
+    waker.close()
     scheduler.shutdown(wait=True)

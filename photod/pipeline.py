@@ -59,7 +59,7 @@ class Pipeline:
         in full when it comes.  ``notifier``: who is told of failures (the daemon's);
         ``paused_until``: a `photod pause` that outlives a reload; ``trusted`` and
         ``distrust``: see ``Fleet``; ``activity``: the jobs running now (shared with
-        the scheduler); ``wake``: runs a scheduled job now (``jobs.waker``; a one-shot
+        the scheduler); ``wake``: runs a scheduled job now (``jobs.Waker``; a one-shot
         run has none); ``scanned``: called after each reconcile scan (the daemon starts
         its dashboard after the first); ``clock``: what settling, backoff and pauses
         are measured with."""
