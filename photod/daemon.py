@@ -13,10 +13,9 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
-from photod import catalog_guard, jobs, live, logs, oneshot, private
+from photod import catalog_guard, jobs, live, logs, oneshot, private, signals
 from photod import config as configmod
 from photod.activity import Activity
 from photod.catalog import CATALOG_NAME, Catalog
@@ -207,7 +206,7 @@ class Daemon:
         self._started = threading.Event()
         self.summary: oneshot.Summary | None = None  # what `run --once` did and left
 
-    def _on_signal(self, signum: int, _: FrameType | None) -> None:
+    def _on_signal(self, signum: int) -> None:  # on the thread "signals" (photod.signals)
         if signum == signal.SIGHUP:
             self._reload = True
         else:
@@ -224,8 +223,7 @@ class Daemon:
     def run(self) -> int:
         cfg = self.cfg
         lock = _set_up_process(cfg)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, self._on_signal)
+        end_signals = signals.listen(self._on_signal)
         control = None if self.once else ControlServer(cfg.control_socket, self._control)
         self._control_server = control
         dashboard: DashboardServer | None = None
@@ -281,6 +279,7 @@ class Daemon:
             if control is not None:
                 control.stop()
             lock.release(clean)
+            end_signals()
             log.info("daemon_stopped")
             logs.shutdown()
         return 0
@@ -441,8 +440,7 @@ class Daemon:
         cmd = request["cmd"]
         pipeline, scheduler = self._pipeline, self._scheduler
         if cmd == "reload":
-            self._reload = True
-            self._wake.set()
+            self._on_signal(signal.SIGHUP)
             return {"ok": True, "message": "reloading the config; `photod logs` shows the result"}
         held = self._held
         if held is not None and cmd == "status":

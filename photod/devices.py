@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
@@ -106,8 +107,13 @@ class DeviceManager:
             if self._main is not None:
                 self._main.cancel()
 
-        self.loop.call_soon_threadsafe(cancel)
-        self._thread.join(timeout=30)
+        # Cancelled again each second: a cancel can be swallowed on its way (Python
+        # 3.11's asyncio.wait_for loses one that lands as what it awaits completes),
+        # and a session that missed it would sleep on to its next look.
+        deadline = time.monotonic() + 30
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            self.loop.call_soon_threadsafe(cancel)
+            self._thread.join(timeout=1)
         self.lane.close()  # the last states ("photod stopped") are saved
 
     def alive(self) -> bool:

@@ -149,7 +149,13 @@ def test_a_job_that_wakes_another_while_the_daemon_stops_does_not_hang_the_stop(
     def upload_pending() -> None:
         pass
 
-    scheduler.add_job(jobs._guarded(probe_targets, activity=activity), id="probe")
+    scheduler.add_job(
+        jobs._guarded(probe_targets, activity=activity),
+        "interval",
+        seconds=5,
+        id="probe",
+        next_run_time=datetime.now(UTC),
+    )  # as the daemon's probe
     scheduler.add_job(jobs._guarded(upload_pending, activity=activity), "interval",
                       hours=1, id="upload")  # fmt: skip
     scheduler.start()

@@ -7,6 +7,8 @@ the photos in the target folder, byte for byte; the phone's state in `photod sta
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -34,7 +36,7 @@ from photod.replicate import Replicator
 from photod.targets.records import Installation
 from tests.conftest import make_mov, target_files
 from tests.fakephone import jpeg
-from tests.memphone import MTIME_NS, MemPhone, MemUsbmux
+from tests.memphone import MTIME_NS, MemLink, MemPhone, MemUsbmux
 
 UDID = "00008110-000A1B2C3D4E5F60"
 Events = list[MutableMapping[str, Any]]
@@ -57,8 +59,14 @@ class PhoneRig:
     local target ``lib``, and the phones' thread with in-memory usbmuxd and phones.
     Retries wait 1 ms instead of seconds."""
 
-    def __init__(self, tmp: Path, external: bool = False, also: Path | None = None) -> None:
-        """``also``: a second local target's folder ("lib2")."""
+    def __init__(
+        self,
+        tmp: Path,
+        external: bool = False,
+        also: Path | None = None,
+        mux: MemUsbmux | None = None,
+    ) -> None:
+        """``also``: a second local target's folder ("lib2"); ``mux``: another usbmuxd."""
         self.tmp = tmp
         self.lib = tmp / "lib"
         media = '\nmedia = "external"' if external else ""
@@ -87,7 +95,7 @@ class PhoneRig:
         ingestor = Ingestor(cfg.ingest, cfg.source_roots(), self.catalog, self.replicator)
         self.ingestor = ingestor  # what the phone import hands each staged file to
         self.workers = ThreadPoolExecutor(2, thread_name_prefix="ingest")
-        self.mux = MemUsbmux()
+        self.mux = mux or MemUsbmux()
         self.on_bus: dict[str, str] = {}  # the USB bus as sysfs shows it
         self.phones = DeviceManager(
             cfg.iphones,
@@ -444,3 +452,46 @@ def test_staged_bytes_that_are_not_what_the_phone_sent_are_copied_nowhere(
         assert imported(rig, phone)
     finally:
         shutil.rmtree(shm)
+
+
+class _CloseSwallowsCancel(MemUsbmux):
+    """A usbmuxd whose links' ``close`` swallows a cancel that arrives while it runs:
+    what Python 3.11's ``asyncio.wait_for`` does when the cancel lands in the loop turn
+    in which the awaited close completes (photod's USB link closed its services so)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closing = threading.Event()
+
+    async def connect(self, udid: str, pair_dir: Path, timeout: float) -> MemLink:
+        link = await super().connect(udid, pair_dir, timeout)
+        closing = self.closing
+
+        class Link(MemLink):
+            async def close(self) -> None:
+                await super().close()
+                closing.set()
+                with contextlib.suppress(asyncio.CancelledError):  # swallowed
+                    await asyncio.sleep(2)  # the daemon stops now
+
+        return Link(self, link.phone, timeout)
+
+
+def test_a_stop_while_the_phones_link_closes_ends_at_once(
+    make_rig: Callable[..., PhoneRig], tmp_path: Path
+) -> None:
+    """The daemon stops just as an import ends and the phone's link is closed, and the
+    close swallows the stop (a library's race): the stop still ends at once, not after
+    the phones' thread's 30 s grace, and `photod status` says photod stopped."""
+    mux = _CloseSwallowsCancel()
+    rig = make_rig(mux=mux)
+    phone = MemPhone(UDID, photos(tmp_path, 2))
+    rig.mux.plug(phone)
+    assert mux.closing.wait(20), "the import never ended"
+    assert imported(rig, phone)
+    started = time.monotonic()
+    rig.phones.stop()
+    took = time.monotonic() - started
+    assert not rig.phones.alive(), "the phones' thread still runs after the stop"
+    assert took < 5, f"the stop took {took:.1f} s"
+    assert ("detached", "photod stopped") == rig.state()

@@ -162,12 +162,16 @@ class UsbPhoneLink:
         self.afc = afc
 
     async def close(self) -> None:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel (the
+        # daemon stopping) that lands as the awaited close completes.
         if self.afc is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.afc.aclose(), 5)
+                async with asyncio.timeout(5):
+                    await self.afc.aclose()
             self.afc = None
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.lockdown.close(), 5)
+            async with asyncio.timeout(5):
+                await self.lockdown.close()
 
     def _files(self) -> AfcService:
         assert self.afc is not None, "start_files() first"
