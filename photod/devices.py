@@ -16,6 +16,7 @@ through usbmuxd, whose library loads only when the thread starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -112,7 +113,8 @@ class DeviceManager:
         # and a session that missed it would sleep on to its next look.
         deadline = time.monotonic() + 30
         while self._thread.is_alive() and time.monotonic() < deadline:
-            self.loop.call_soon_threadsafe(cancel)
+            with contextlib.suppress(RuntimeError):  # the loop closed as its thread ends
+                self.loop.call_soon_threadsafe(cancel)
             self._thread.join(timeout=1)
         self.lane.close()  # the last states ("photod stopped") are saved
 

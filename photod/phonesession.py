@@ -89,7 +89,7 @@ class PhoneSession:
             link = await self.context.connect(self.udid, self.context.pair_dir, self.source.timeout)
             await self._import(link)
             self._told, self._failures = None, 0
-            await link.close()
+            await self._close(link)
             link = None
             # Stay attached; look again now and then for photos taken meanwhile.
             await asyncio.sleep(self.context.timing.rescan_interval)
@@ -115,7 +115,18 @@ class PhoneSession:
             await self._failed(exc)
         finally:
             if link is not None:
-                await link.close()
+                await self._close(link)
+
+    @staticmethod
+    async def _close(link: PhoneLink) -> None:
+        """Close the link; a cancel (unplugged, photod stopping) that the close swallowed
+        on its way (pymobiledevice3's AFC close suppresses one; Python 3.11's wait_for
+        loses one that lands as what it awaits completes) is raised again: the session
+        must not outlive its phone."""
+        await link.close()
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError()
 
     async def _import(self, link: PhoneLink) -> None:
         if not self._announced:

@@ -10,6 +10,7 @@ rest."""
 
 from __future__ import annotations
 
+import logging
 import queue
 import signal
 import threading
@@ -21,17 +22,26 @@ HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 def listen(act: Callable[[int], None]) -> Callable[[], None]:
     """Install the handlers; ``act(signum)`` runs on the thread "signals" for each
-    signal received.  Returns what ends that thread."""
+    signal received.  Returns what ends that thread and puts the handlers that were
+    there before back (a process that then hangs on its way out can still be stopped)."""
     inbox: queue.SimpleQueue[int | None] = queue.SimpleQueue()
 
     def take() -> None:
         while (signum := inbox.get()) is not None:
-            act(signum)
+            try:
+                act(signum)
+            except Exception:  # a bug: said, and the next signal is still heard
+                logging.getLogger("photod").exception("signal_failed", extra={"signal": signum})
 
     def handler(signum: int, _: FrameType | None) -> None:
         inbox.put(signum)
 
     threading.Thread(target=take, name="signals", daemon=True).start()
-    for signum in HANDLED:
-        signal.signal(signum, handler)
-    return lambda: inbox.put(None)
+    before = {signum: signal.signal(signum, handler) for signum in HANDLED}
+
+    def end() -> None:
+        for signum, old in before.items():
+            signal.signal(signum, old)
+        inbox.put(None)
+
+    return end

@@ -128,45 +128,56 @@ def test_a_job_woken_while_it_runs_runs_once_more() -> None:
     assert not activity.wake_running("upload_pending")  # idle: the scheduler wakes it
 
 
+# In a process of its own: if the stop hangs, APScheduler's pool thread (not a daemon
+# thread) would keep this one from ever exiting.
+WAKE_WHILE_STOPPING = """
+import threading, time
+from datetime import UTC, datetime
+from photod import jobs
+from photod.activity import Activity
+
+scheduler, activity = jobs.scheduler(), Activity()
+waker = jobs.Waker(scheduler, activity)
+inside, go, woke = threading.Event(), threading.Event(), threading.Event()
+
+def probe_targets():
+    inside.set()
+    go.wait(10)
+    waker("upload")  # what a probe does when a drive came back
+    woke.set()
+
+def upload_pending():
+    pass
+
+scheduler.add_job(jobs._guarded(probe_targets, activity=activity), "interval", seconds=5,
+                  id="probe", next_run_time=datetime.now(UTC))  # as the daemon's probe
+scheduler.add_job(jobs._guarded(upload_pending, activity=activity), "interval", hours=1,
+                  id="upload")
+scheduler.start()
+assert inside.wait(10), "the probe job never started"
+stopper = threading.Thread(target=jobs.stop, args=(scheduler, waker), daemon=True)
+stopper.start()
+deadline = time.monotonic() + 5
+while scheduler.state != 0 and time.monotonic() < deadline:  # 0: STATE_STOPPED
+    time.sleep(0.01)
+time.sleep(0.3)  # the shutdown now waits for the probe, holding its lock
+go.set()
+stopper.join(10)
+print("hung" if stopper.is_alive() else "stopped", woke.is_set(), activity.now(), flush=True)
+import os
+os._exit(0)
+"""
+
+
 def test_a_job_that_wakes_another_while_the_daemon_stops_does_not_hang_the_stop() -> None:
     """APScheduler's shutdown holds its job-store lock while it waits for running jobs.
     A job that wakes another just then (a target probe that sees a drive come back wakes
     the uploads) must not wait for that lock forever: the stop ends, and the wake-up is
     dropped (the next start runs every job)."""
-    import threading
-    import time
+    import subprocess
+    import sys
 
-    scheduler, activity = jobs.scheduler(), Activity()
-    waker = jobs.Waker(scheduler, activity)
-    inside, go, woke = threading.Event(), threading.Event(), threading.Event()
-
-    def probe_targets() -> None:
-        inside.set()
-        go.wait(10)
-        waker("upload")  # what a probe does when a drive came back
-        woke.set()
-
-    def upload_pending() -> None:
-        pass
-
-    scheduler.add_job(
-        jobs._guarded(probe_targets, activity=activity),
-        "interval",
-        seconds=5,
-        id="probe",
-        next_run_time=datetime.now(UTC),
-    )  # as the daemon's probe
-    scheduler.add_job(jobs._guarded(upload_pending, activity=activity), "interval",
-                      hours=1, id="upload")  # fmt: skip
-    scheduler.start()
-    assert inside.wait(10), "the probe job never started"
-    stopper = threading.Thread(target=jobs.stop, args=(scheduler, waker), daemon=True)
-    stopper.start()
-    deadline = time.monotonic() + 5
-    while scheduler.state != 0 and time.monotonic() < deadline:  # 0: STATE_STOPPED
-        time.sleep(0.01)
-    time.sleep(0.3)  # the shutdown now waits for the probe, holding its lock
-    go.set()
-    stopper.join(10)
-    assert not stopper.is_alive(), "the stop hung: a job's wake-up waits on the scheduler"
-    assert woke.is_set() and activity.now() == []
+    out = subprocess.run([sys.executable, "-c", WAKE_WHILE_STOPPING], capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "stopped True []" == out.stdout.strip(), "the stop hung: a job's wake-up waits"

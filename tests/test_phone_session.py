@@ -455,9 +455,9 @@ def test_staged_bytes_that_are_not_what_the_phone_sent_are_copied_nowhere(
 
 
 class _CloseSwallowsCancel(MemUsbmux):
-    """A usbmuxd whose links' ``close`` swallows a cancel that arrives while it runs:
-    what Python 3.11's ``asyncio.wait_for`` does when the cancel lands in the loop turn
-    in which the awaited close completes (photod's USB link closed its services so)."""
+    """A usbmuxd whose links' ``close`` (after an import) waits until it is cancelled,
+    and swallows that cancel: as pymobiledevice3's AFC close does with one, and Python
+    3.11's ``asyncio.wait_for`` with one that lands as what it awaits completes."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -470,9 +470,10 @@ class _CloseSwallowsCancel(MemUsbmux):
         class Link(MemLink):
             async def close(self) -> None:
                 await super().close()
-                closing.set()
-                with contextlib.suppress(asyncio.CancelledError):  # swallowed
-                    await asyncio.sleep(2)  # the daemon stops now
+                if self.phone.files and not closing.is_set():  # the first import's close
+                    closing.set()
+                    with contextlib.suppress(asyncio.CancelledError):  # swallowed
+                        await asyncio.Event().wait()  # until the stop or the unplug
 
         return Link(self, link.phone, timeout)
 
@@ -495,3 +496,23 @@ def test_a_stop_while_the_phones_link_closes_ends_at_once(
     assert not rig.phones.alive(), "the phones' thread still runs after the stop"
     assert took < 5, f"the stop took {took:.1f} s"
     assert ("detached", "photod stopped") == rig.state()
+
+
+def test_an_unplug_while_the_phones_link_closes_ends_the_session(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """The phone is unplugged just as its import ends and its link is closed, and the
+    close swallows the unplug's cancel: the session still ends (the phone is detached,
+    nothing left to import), and the next plug-in is a new session that finds the
+    photo taken meanwhile."""
+    mux = _CloseSwallowsCancel()
+    rig = make_rig(mux=mux)
+    phone = MemPhone(UDID, photos(tmp_path, 2))
+    rig.mux.plug(phone)
+    assert mux.closing.wait(20), "the import never ended"
+    rig.mux.unplug(phone)
+    wait_until(lambda: named(events, "device_detached"), "the session ends at the unplug")
+    assert "nothing left to import" == named(events, "device_detached")[0]["detail"]
+    phone.files.update(photos(tmp_path, 1, start=3))  # a photo taken while unplugged
+    rig.mux.plug(phone)
+    wait_until(lambda: imported(rig, phone), "the next plug-in imports the new photo")
