@@ -241,8 +241,13 @@ class Daemon:
                     dashboard = DashboardServer(lambda: self.cfg, self._live, self._started)
                     dashboard.start()
             while not self._stop:
+                if self._reload:  # (a reload while held, too: the new targets settle)
+                    self._reload = False
+                    cfg = self.cfg = _reread(cfg, self._reloading)
                 trusted = self._settle(cfg)
                 if trusted is None:
+                    if self._reload and not self._stop:
+                        continue
                     break
                 if not gc.get_freeze_count():  # the loaded modules: never walked by the GC
                     gc.freeze()  # (once: later settles' leftovers must stay collectable)
@@ -269,9 +274,6 @@ class Daemon:
                         self._wake.wait(HOLD_LOOK)
                         self._wake.clear()
                     resettled = time.monotonic()
-                    continue
-                self._reload = False
-                cfg = self.cfg = _reread(cfg, self._reloading)
             clean = not unclean  # a stop while holding keeps the last crash's mark
         finally:
             if dashboard is not None:
@@ -298,7 +300,7 @@ class Daemon:
         logs.listeners.append(notifier.on_event)
         said = ""
         try:
-            while not self._stop:
+            while not self._stop and not self._reload:
                 self._resettle = ""
                 try:
                     verdict = catalog_guard.settle(cfg, targets, self._stopping, thorough)
@@ -324,10 +326,7 @@ class Daemon:
                 sd_notify(f"READY=1\nWATCHDOG=1\nSTATUS={status}")
                 self._wake.wait(HOLD_LOOK)
                 self._wake.clear()
-                if self._reload and not self._stop:
-                    self._reload = False
-                    cfg = _reread(cfg, self._reloading)
-            return None
+            return None  # stopping, or reloading: run() reads the config, then settles anew
         finally:
             for state in targets.values():
                 state.target.close()

@@ -244,6 +244,35 @@ def test_a_truncated_catalog_is_one_clear_line_then_photod_waits_for_a_target(
     no_traceback(p.output.read_text())
 
 
+def test_a_config_fixed_and_reloaded_while_the_catalog_is_held_is_acted_on(
+    setup: Setup,
+) -> None:
+    """The catalog is lost and its only target is not where the config says (the drive
+    now mounts elsewhere): photod holds.  The person fixes the path in the config and
+    runs `photod reload`: the daemon reads it, finds the target there, rebuilds the
+    catalog from it and goes on with the new config, without a restart."""
+    lib, moved = setup.home / "lib", setup.home / "lib-moved"
+    p = setup.photod([{"name": "lib", "path": str(lib), "media": "external", "create": True}])
+    make_photos(setup.inbox, 3)
+    p.start()
+    p.wait_protected(3)
+    assert 0 == p.stop()
+    for f in (setup.home / "state").glob("catalog.sqlite*"):
+        f.unlink()
+    lib.rename(moved)  # the drive mounts elsewhere now
+    p.start(wait=False)
+    p.wait_event("catalog_untrusted", timeout=30)
+    setup.config([{"name": "lib", "path": str(moved), "media": "external"}])  # fixed
+    r = p.cli("reload")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    p.wait_event("catalog_recovered", timeout=30)
+    make_photos(setup.inbox, 1, start=3)  # a new photo goes where the config now says
+    p.wait_protected(4, timeout=60)
+    assert 4 == len(target_files(moved)) and not lib.exists()
+    assert 0 == p.stop()
+    no_traceback(p.output.read_text())
+
+
 def test_a_power_cut_right_after_a_copy_loses_nothing_on_the_drive(
     setup: Setup, small_drive: Path
 ) -> None:
