@@ -30,6 +30,7 @@ from photod.catalog import CATALOG_NAME, Catalog
 from photod.dashboard import data
 from photod.dashboard.auth import COOKIE, Keys, peer_uid
 from photod.dashboard.restores import Restores
+from photod.errors import PhotodError
 
 if TYPE_CHECKING:
     from photod.config import Config
@@ -65,6 +66,7 @@ class Site:
     ) -> None:
         self.config, self.live, self.thumbs, self.restores = config, live, thumbs, restores
         self._shared: Catalog | None = None
+        self._opened: tuple[int, int] | None = None  # the file it reads: device, inode
         self._lock = threading.Lock()
         self.env = Environment(
             loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"])
@@ -77,10 +79,20 @@ class Site:
         return Catalog(db, readonly=True) if db.exists() else None
 
     def shared(self) -> Catalog | None:
-        """One read-only connection the thumbnails share (its queries take a lock)."""
+        """One read-only connection the thumbnails share (its queries take a lock),
+        opened again when the catalog is another file (a rebuild swaps a new one in,
+        and the old one, renamed aside, must not be read on).  A request still using
+        the old connection finishes on it; it closes when the last one lets go."""
+        db = self.config().state_dir / CATALOG_NAME
+        try:
+            st = os.stat(db)
+            now: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            now = None
         with self._lock:
-            if self._shared is None:
-                self._shared = self.catalog()
+            if now != self._opened:
+                self._shared = Catalog(db, readonly=True) if now is not None else None
+                self._opened = now  # (not when the open failed: asked again next time)
             return self._shared
 
     def make_thumb(self, catalog: Catalog, sha: str) -> bytes | None:
@@ -105,13 +117,16 @@ class Site:
 def build(site: Site, keys: Keys, hosts: frozenset[str]) -> ASGIApp:
     def with_catalog(render: Callable[[Request, Catalog], Response]) -> Callable[..., Response]:
         def endpoint(request: Request) -> Response:
-            catalog = site.catalog()
-            if catalog is None:
-                return site.page(request, "empty.html")
             try:
-                return render(request, catalog)
-            finally:
-                catalog.close()
+                catalog = site.catalog()
+                if catalog is None:
+                    return site.page(request, "empty.html")
+                try:
+                    return render(request, catalog)
+                finally:
+                    catalog.close()
+            except PhotodError as exc:  # damaged, held, being rebuilt: said, not a 500
+                return site.page(request, "unreadable.html", why=str(exc))
 
         return endpoint
 
@@ -163,14 +178,17 @@ def build(site: Site, keys: Keys, hosts: frozenset[str]) -> ASGIApp:
         # On the loop itself while the thumbnail is cached (a page asks for hundreds:
         # a hop to a thread each would cost more than the answer); made in a thread.
         sha = request.path_params["sha"]
-        catalog = site.shared()
-        if not _is_sha(sha) or catalog is None:
-            return Response(status_code=404)
-        if data.hidden(catalog, sha):
-            return _static("hidden.svg", private=True)
-        got = site.thumbs.cached(sha)
-        if got is None:
-            got = await run_in_threadpool(site.make_thumb, catalog, sha)
+        try:
+            catalog = site.shared()
+            if not _is_sha(sha) or catalog is None:
+                return Response(status_code=404)
+            if data.hidden(catalog, sha):
+                return _static("hidden.svg", private=True)
+            got = site.thumbs.cached(sha)
+            if got is None:
+                got = await run_in_threadpool(site.make_thumb, catalog, sha)
+        except PhotodError:  # damaged, held, being rebuilt: no picture now (no traceback)
+            return Response(status_code=503, headers={"cache-control": "no-store"})
         if got is None:
             return _static("none.svg", private=True)
         return Response(got, media_type="image/jpeg",

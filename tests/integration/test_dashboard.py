@@ -328,3 +328,70 @@ def test_a_port_in_use_is_an_event_and_backups_go_on(setup: Setup, samples: Path
         assert 3 == r.returncode, r.stderr
     finally:
         taken.close()
+
+
+def test_thumbnails_follow_a_catalog_rebuilt_while_running(setup: Setup) -> None:
+    """The daemon runs on an older catalog (its state dir restored from a backup, the
+    drive away); the drive comes back with newer records and the catalog is rebuilt
+    from them while the dashboard is open: a photo that only the rebuilt catalog knows
+    shows its thumbnail (the dashboard reads the new file, not the old one set aside)."""
+    from tests.integration.test_truth import make_photos
+
+    lib, away, state = setup.home / "lib", setup.home / "lib-away", setup.home / "state"
+    p = setup.photod([{"name": "lib", "path": str(lib), "media": "external", "create": True}])
+    first = make_photos(setup.inbox, 2)
+    p.start()
+    p.wait_protected(2)
+    assert 0 == p.stop()
+    shutil.copytree(state, setup.home / "state-old")
+    second = make_photos(setup.inbox, 2, start=2)
+    p.start()
+    p.wait_protected(4)
+    assert 0 == p.stop()
+    shutil.rmtree(state)
+    shutil.copytree(setup.home / "state-old", state)  # the older state dir, restored
+    for name in second:
+        (setup.inbox / name).unlink()
+    lib.rename(away)
+    p.start()
+    p.wait_event("dashboard_started", count=3)
+    url = base_url(p)
+    cookie = session(url, login(p))
+    status, headers, _ = ask(url, f"/thumb/{first['IMG_0000.JPG']}", headers={"Cookie": cookie})
+    assert (200, "image/jpeg") == (status, headers.get("content-type"))
+    away.rename(lib)  # the drive is back, with the newer records
+    p.wait_event("catalog_recovered", timeout=60)
+    wait_for(lambda: p.status().get("assets") == 4, 30, "the rebuilt catalog in use")
+    status, headers, body = ask(url, f"/thumb/{second['IMG_0002.JPG']}",
+                                headers={"Cookie": cookie})  # fmt: skip
+    assert (200, "image/jpeg") == (status, headers.get("content-type")), body[:200]
+    assert 0 == p.stop()
+
+
+def test_a_thumbnail_asked_while_the_catalog_is_damaged_is_no_error_page(setup: Setup) -> None:
+    """The catalog is damaged and held (its target away): the dashboard's thumbnails
+    answer 503, not cached, its pages say what is wrong, and there is no traceback in
+    the daemon's output."""
+    from tests.integration.test_truth import make_photos
+
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib), "media": "external", "create": True}])
+    shas = make_photos(setup.inbox, 2)
+    assert 0 == p.cli("run", "--once").returncode
+    db = setup.home / "state" / "catalog.sqlite"
+    data = db.read_bytes()
+    db.write_bytes(data[: len(data) // 2])
+    lib.rename(setup.home / "lib-away")
+    p.start(wait=False)
+    p.wait_event("catalog_untrusted", timeout=30)
+    p.wait_event("dashboard_started", timeout=30)
+    url = base_url(p)
+    cookie = session(url, login(p))
+    for sha in [*shas.values(), *shas.values()]:
+        status, headers, body = ask(url, f"/thumb/{sha}", headers={"Cookie": cookie})
+        assert (503, "no-store") == (status, headers.get("cache-control")), body
+    for page in ("/", "/unsafe", "/library", f"/asset/{sha}"):
+        status, _, body = ask(url, page, headers={"Cookie": cookie})
+        assert 200 == status and b"catalog" in body and b"damaged" in body, (page, body[:300])
+    assert 0 == p.stop()
+    assert "Traceback" not in p.output.read_text()
