@@ -50,3 +50,45 @@ def test_a_drill_prints_how_many_photos_it_restored_and_checked(
         1,
         "lib: drill FAILED: 2 photos restored and checked, 1 failed (photod logs --failures)",
     ) == (r.returncode, r.stdout.strip()), r.stderr
+
+
+def test_a_drill_cut_short_by_a_stop_is_not_counted_as_run(tmp_path: Path, samples: Path) -> None:
+    """A scheduled drill that a shutdown cuts short restored nothing, or not every
+    target: it is not recorded as the week's drill, so the next start runs it (a run
+    missed while photod was off runs soon after the start); one that ends is recorded."""
+    import threading
+
+    from photod import config as configmod
+    from photod.catalog import Catalog
+    from photod.fleet import build_targets
+    from photod.restore import drill, open_targets
+
+    inbox, lib = tmp_path / "inbox", tmp_path / "lib"
+    inbox.mkdir()
+    for name in sorted(p.name for p in samples.iterdir() if p.suffix == ".jpg")[:2]:
+        shutil.copy(samples / name, inbox / name)
+    path = write_config(
+        tmp_path / "photod.toml",
+        [{"name": "inbox", "type": "folder", "path": str(inbox)}],
+        [{"name": "lib", "type": "local", "path": str(lib)}],
+        extra=f'[daemon]\nstate_dir = "{tmp_path}/state"\nlog_dir = "{tmp_path}/log"\n',
+    )
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path / "run")}
+    (tmp_path / "run").mkdir(mode=0o700)
+    once = subprocess.run([sys.executable, "-m", "photod", "--config", str(path), "run", "--once"],
+                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert 0 == once.returncode, once.stdout + once.stderr
+    cfg = configmod.load(path)
+    catalog = Catalog(cfg.state_dir / "catalog.sqlite")
+    try:
+        targets = open_targets(catalog, build_targets(cfg.targets_settings()))
+        stopped = threading.Event()
+        stopped.set()  # the daemon stops as the drill begins
+        assert {} == drill(catalog, targets, 10, stopped)
+        assert catalog.last_run("drill") is None
+        result = drill(catalog, targets, 10, threading.Event())
+        assert (2, 0) == (result["lib"].files, result["lib"].failed)
+        last = catalog.last_run("drill")
+        assert last is not None and {"lib": True} == last[1]["passed"]
+    finally:
+        catalog.close()
