@@ -185,6 +185,19 @@ def _drill_now(pipeline: Pipeline, scheduler: Any, only: object) -> dict[str, An
             "--since 10m` says whether it passed, `photod status` keeps each target's last"}  # fmt: skip
 
 
+def _dashboard(
+    running: DashboardServer | None, cfg: Config, daemon: Daemon
+) -> DashboardServer | None:
+    """The dashboard ``cfg`` asks for; the one running (if any) is stopped first."""
+    if running is not None:
+        running.stop()
+    if not cfg.dashboard.enabled:
+        return None
+    new = DashboardServer(lambda: daemon.cfg, daemon._live, daemon._started)
+    new.start()
+    return new
+
+
 class Daemon:
     def __init__(self, cfg: Config, once: bool = False) -> None:
         self.cfg = cfg
@@ -237,13 +250,14 @@ class Daemon:
                 except OSError as exc:
                     raise PhotodError(f"cannot open the control socket {control.path}: "
                                       f"{exc.strerror or exc}") from exc  # fmt: skip
-                if cfg.dashboard.enabled:
-                    dashboard = DashboardServer(lambda: self.cfg, self._live, self._started)
-                    dashboard.start()
+                dashboard = _dashboard(None, cfg, self)
             while not self._stop:
                 if self._reload:  # (a reload while held, too: the new targets settle)
                     self._reload = False
-                    cfg = self.cfg = _reread(cfg, self._reloading)
+                    old, cfg = cfg, _reread(cfg, self._reloading)
+                    self.cfg = cfg
+                    if control is not None and cfg.dashboard != old.dashboard:
+                        dashboard = _dashboard(dashboard, cfg, self)
                 trusted = self._settle(cfg)
                 if trusted is None:
                     if self._reload and not self._stop:

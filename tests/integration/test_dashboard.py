@@ -395,3 +395,31 @@ def test_a_thumbnail_asked_while_the_catalog_is_damaged_is_no_error_page(setup: 
         assert 200 == status and b"catalog" in body and b"damaged" in body, (page, body[:300])
     assert 0 == p.stop()
     assert "Traceback" not in p.output.read_text()
+
+
+def test_the_dashboard_follows_a_reload(setup: Setup) -> None:
+    """`[dashboard] enabled = false` and `photod reload`: the dashboard stops (its port
+    answers nothing, `photod dashboard` says it is off); enabled again and reloaded, it
+    is served again, on a new port."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}]).start()
+    p.wait_event("dashboard_started")
+    url = base_url(p)
+    assert 401 == ask(url, "/")[0]
+    on = p.config.read_text()
+    assert 'listen = "127.0.0.1:0"' in on
+    p.config.write_text(on.replace('listen = "127.0.0.1:0"', "enabled = false"))
+    assert 0 == p.cli("reload").returncode
+    p.wait_event("daemon_reloaded")
+    assert not (p.home / "state" / "dashboard.json").exists()
+    with pytest.raises(OSError):
+        ask(url, "/")
+    r = p.cli("dashboard", "--no-browser")
+    assert 1 == r.returncode and "enabled = false" in r.stderr
+    p.config.write_text(on)
+    assert 0 == p.cli("reload").returncode
+    p.wait_event("dashboard_started", count=2)
+    again = base_url(p)
+    assert 401 == ask(again, "/")[0]
+    assert session(again, login(p))  # a login link works on it
+    assert 0 == p.stop()
