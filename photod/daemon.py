@@ -32,7 +32,6 @@ from photod.fleet import build_targets
 from photod.logs import log
 from photod.notify import Notifier
 from photod.pipeline import Pipeline
-from photod.restore import drill, open_targets
 from photod.statelock import StateLock
 from photod.targets.records import Installation
 from photod.throttle import few_arenas, give_back_memory, lower_priority
@@ -153,36 +152,6 @@ def _set_up_process(cfg: Config) -> StateLock:
     few_arenas()
     configmod.keep_last_good(cfg)  # what `photod status` reaches it with if the file breaks
     return lock
-
-
-def _verify_now(pipeline: Pipeline, scheduler: Any, target: str | None, everything: bool
-                ) -> dict[str, Any]:  # fmt: skip
-    """`photod verify` with the daemon running: the daemon verifies, in the background."""
-    if target is not None and target not in pipeline.targets:
-        return {"ok": False, "message": f"no target named {target!r}"}
-    jobs.run_now(scheduler, "verify-now", lambda: pipeline.scrubber.run(target, everything),
-                 pipeline.activity)  # fmt: skip
-    return {"ok": True, "message": "the daemon is verifying now; "
-            "`photod logs --since 10m` shows what it finds"}  # fmt: skip
-
-
-def _drill_now(pipeline: Pipeline, scheduler: Any, only: object) -> dict[str, Any]:
-    """`photod drill` while the daemon runs: the scheduled drill, now (one target or all)."""
-    state = pipeline.targets.get(only) if isinstance(only, str) else None
-    if only is not None and state is None:
-        return {"ok": False, "message": f"no target named {only!r}; configured: "
-                + ", ".join(pipeline.targets)}  # fmt: skip
-    if state is not None and not state.available:
-        return {"ok": False, "message": f"target {only!r} is unavailable: {state.reason}"}
-    pick = {n: s for n, s in pipeline.targets.items() if s.available and only in (None, n)}
-    if not pick:
-        return {"ok": False, "message": "nothing to drill: no target is available now"}
-    sample, scratch = pipeline.cfg.schedule.drill_sample, pipeline.cfg.state_dir
-    jobs.run_now(scheduler, "drill-now", lambda: drill(
-        pipeline.catalog, open_targets(pipeline.catalog, pick), sample, pipeline.stop_event,
-        scratch), pipeline.activity)  # fmt: skip
-    return {"ok": True, "message": "the daemon is running the drill now; `photod logs "
-            "--since 10m` says whether it passed, `photod status` keeps each target's last"}  # fmt: skip
 
 
 def _dashboard(
@@ -471,9 +440,9 @@ class Daemon:
             return {"ok": True, "message": "backing up now: scanning the watch folders and "
                     f"copying what is pending{note}; `photod status` shows progress"}  # fmt: skip
         if cmd == "verify":
-            return _verify_now(pipeline, scheduler, request.get("target"), bool(request.get("all")))
+            return jobs.verify_now(pipeline, scheduler, request.get("target"), bool(request.get("all")))  # fmt: skip
         if cmd == "drill":
-            return _drill_now(pipeline, scheduler, request.get("target"))
+            return jobs.drill_now(pipeline, scheduler, request.get("target"))
         if cmd == "pause":
             seconds = request.get("seconds")
             if seconds is not None and not (isinstance(seconds, int | float) and seconds > 0):

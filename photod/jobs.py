@@ -6,7 +6,7 @@ import functools
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.triggers.base import BaseTrigger
 from tzlocal import get_localzone
@@ -15,6 +15,7 @@ from photod import schedules
 from photod.activity import Activity
 from photod.errors import StateDirFull, Stopping
 from photod.logs import log
+from photod.restore import drill, open_targets
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -193,14 +194,54 @@ def run_now(
     job_id: str,
     func: Callable[[], object],
     activity: Activity | None = None,
-) -> None:
-    """Run a one-off job at once (a repeated request while it waits runs it once)."""
+) -> bool:
+    """Run a one-off job at once (a repeated request while it waits runs it once).
+    False when the scheduler stopped meanwhile (a reload or a stop began): the job will
+    not run, and the request must say so."""
 
     def job() -> None:
         func()
 
     job.__name__ = job_id
     scheduler.add_job(_guarded(job, activity=activity), "date", id=job_id, replace_existing=True)
+    # (add_job waits while a shutdown holds the scheduler's lock, then files the job
+    # where a stopped scheduler never looks.)
+    return bool(scheduler.running)
+
+
+STOPPING = "the daemon is stopping or reloading: nothing was started; ask again in a moment"
+
+
+def verify_now(pipeline: Pipeline, scheduler: Any, target: str | None, everything: bool
+                ) -> dict[str, Any]:  # fmt: skip
+    """`photod verify` with the daemon running: the daemon verifies, in the background."""
+    if target is not None and target not in pipeline.targets:
+        return {"ok": False, "message": f"no target named {target!r}"}
+    if not run_now(scheduler, "verify-now", lambda: pipeline.scrubber.run(target, everything),
+                        pipeline.activity):  # fmt: skip
+        return {"ok": False, "message": STOPPING}
+    return {"ok": True, "message": "the daemon is verifying now; "
+            "`photod logs --since 10m` shows what it finds"}  # fmt: skip
+
+
+def drill_now(pipeline: Pipeline, scheduler: Any, only: object) -> dict[str, Any]:
+    """`photod drill` while the daemon runs: the scheduled drill, now (one target or all)."""
+    state = pipeline.targets.get(only) if isinstance(only, str) else None
+    if only is not None and state is None:
+        return {"ok": False, "message": f"no target named {only!r}; configured: "
+                + ", ".join(pipeline.targets)}  # fmt: skip
+    if state is not None and not state.available:
+        return {"ok": False, "message": f"target {only!r} is unavailable: {state.reason}"}
+    pick = {n: s for n, s in pipeline.targets.items() if s.available and only in (None, n)}
+    if not pick:
+        return {"ok": False, "message": "nothing to drill: no target is available now"}
+    sample, scratch = pipeline.cfg.schedule.drill_sample, pipeline.cfg.state_dir
+    if not run_now(scheduler, "drill-now", lambda: drill(
+            pipeline.catalog, open_targets(pipeline.catalog, pick), sample, pipeline.stop_event,
+            scratch), pipeline.activity):  # fmt: skip
+        return {"ok": False, "message": STOPPING}
+    return {"ok": True, "message": "the daemon is running the drill now; `photod logs "
+            "--since 10m` says whether it passed, `photod status` keeps each target's last"}  # fmt: skip
 
 
 def schedule(scheduler: BackgroundScheduler) -> dict[str, str | None]:

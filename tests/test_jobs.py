@@ -181,3 +181,24 @@ def test_a_job_that_wakes_another_while_the_daemon_stops_does_not_hang_the_stop(
                          text=True, timeout=60)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "stopped True []" == out.stdout.strip(), "the stop hung: a job's wake-up waits"
+
+
+def test_a_job_asked_for_as_the_daemon_stops_is_refused_not_silently_dropped() -> None:
+    """`photod verify` or `photod drill` asked just as a reload or a stop shuts the
+    scheduler down: the job would be filed where a stopped scheduler never looks, so
+    the request is refused (the command says to ask again) instead of answered "ok"."""
+    import threading
+    import time
+
+    scheduler = jobs.scheduler()
+    scheduler.start()
+    ran = threading.Event()
+    assert jobs.run_now(scheduler, "verify-now", ran.set)
+    assert ran.wait(5), "a job asked for while the scheduler runs runs"
+    deadline = time.monotonic() + 5
+    while scheduler.get_job("verify-now") is not None and time.monotonic() < deadline:
+        time.sleep(0.01)  # a one-off job is dropped once it ran
+    scheduler.shutdown()
+    ran.clear()
+    assert not jobs.run_now(scheduler, "verify-now", ran.set)
+    assert not ran.wait(0.5)
