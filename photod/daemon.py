@@ -118,8 +118,8 @@ def _reread(cfg: Config, reload: _Reload | None = None) -> Config:
     (said here; a good one is said once it runs); ``reload`` learns what changed."""
     try:
         new = _reloaded(cfg)
-        if reload is not None:
-            reload.changed = _changes(cfg, new)
+        if reload is not None:  # (reloads in a row: what each of them changed)
+            reload.changed = sorted({*(reload.changed or []), *_changes(cfg, new)})
         configmod.keep_last_good(new)
         return new
     except ConfigError as exc:
@@ -155,9 +155,14 @@ def _set_up_process(cfg: Config) -> StateLock:
 
 
 def _dashboard(
-    running: DashboardServer | None, cfg: Config, daemon: Daemon
+    running: DashboardServer | None, cfg: Config, old: Config | None, daemon: Daemon
 ) -> DashboardServer | None:
-    """The dashboard ``cfg`` asks for; the one running (if any) is stopped first."""
+    """The dashboard ``cfg`` asks for: the running one while its settings are the same
+    and it serves, else that one stopped and a new one started (``old``: the config it
+    was started with, None at the start)."""
+    same = old is not None and cfg.dashboard == old.dashboard
+    if running is not None and same and running.serving():
+        return running
     if running is not None:
         running.stop()
     if not cfg.dashboard.enabled:
@@ -219,14 +224,14 @@ class Daemon:
                 except OSError as exc:
                     raise PhotodError(f"cannot open the control socket {control.path}: "
                                       f"{exc.strerror or exc}") from exc  # fmt: skip
-                dashboard = _dashboard(None, cfg, self)
+                dashboard = _dashboard(None, cfg, None, self)
             while not self._stop:
                 if self._reload:  # (a reload while held, too: the new targets settle)
                     self._reload = False
                     old, cfg = cfg, _reread(cfg, self._reloading)
                     self.cfg = cfg
-                    if control is not None and cfg.dashboard != old.dashboard:
-                        dashboard = _dashboard(dashboard, cfg, self)
+                    if control is not None:  # (one that could not listen is tried again)
+                        dashboard = _dashboard(dashboard, cfg, old, self)
                 trusted = self._settle(cfg)
                 if trusted is None:
                     if self._reload and not self._stop:
@@ -274,14 +279,14 @@ class Daemon:
         installation and whether the targets' lists must be compared in full.  While it
         cannot be trusted, nothing is written anywhere: the daemon says so once (event,
         notification, status) and looks again every few seconds.  None when stopping."""
-        thorough = bool(self._resettle)
-        if thorough:
-            log.warning("catalog_rechecked", reason=self._resettle)
+        why, self._resettle = self._resettle, ""  # (said once, even in a reload storm)
+        if thorough := bool(why):
+            log.warning("catalog_rechecked", reason=why)
         targets = build_targets(cfg.targets_settings(), self._stopping)
         notifier = Notifier(cfg.notify)
         notifier.start()
         logs.listeners.append(notifier.on_event)
-        said = ""
+        said = self._held.found if self._held else ""  # a reload while held: not said again
         try:
             while not self._stop and not self._reload:
                 self._resettle = ""

@@ -126,7 +126,9 @@ def build(site: Site, keys: Keys, hosts: frozenset[str]) -> ASGIApp:
                 finally:
                     catalog.close()
             except PhotodError as exc:  # damaged, held, being rebuilt: said, not a 500
-                return site.page(request, "unreadable.html", why=str(exc))
+                page = site.page(request, "unreadable.html", why=str(exc))
+                page.status_code = 503
+                return page
 
         return endpoint
 

@@ -13,6 +13,7 @@ queue.  Where it listens is kept in ``dashboard.json`` in the state dir, for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -57,20 +58,23 @@ class DashboardServer:
     def start(self) -> None:
         cfg = self.config()
         # A crash's leftover must not send `photod dashboard` to whoever holds the port now.
-        (cfg.state_dir / ADDRESS_NAME).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            (cfg.state_dir / ADDRESS_NAME).unlink(missing_ok=True)
         host, port = cfg.dashboard.listen
         host = "127.0.0.1" if host == "localhost" else host
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock: socket.socket | None = None
         try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             # Inherited by each connection: a response's head and body go out at once
             # (else Nagle holds the body for the browser's delayed ACK, 40 ms a request).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.bind((host, port))
             sock.listen(64)
-        except OSError as exc:
-            sock.close()
+        except OSError as exc:  # (a port in use, no IPv6: the backups go on)
+            if sock is not None:
+                sock.close()
             log.warning("dashboard_unavailable", listen=f"{host}:{port}",
                         reason=f"{exc.strerror or exc}; set [dashboard] listen to a free port, "
                         "or enabled = false")  # fmt: skip
@@ -135,4 +139,9 @@ class DashboardServer:
             loop.call_soon_threadsafe(done.set)
         if self._thread is not None:
             self._thread.join(timeout=10)
-        (self.config().state_dir / ADDRESS_NAME).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            (self.config().state_dir / ADDRESS_NAME).unlink(missing_ok=True)
+
+    def serving(self) -> bool:
+        """It listens (False when its address could not be taken, or it failed)."""
+        return self._thread is not None and self._thread.is_alive()

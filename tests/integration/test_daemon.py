@@ -267,6 +267,25 @@ def test_sighup_reloads_config(setup: Setup, samples: Path) -> None:
     assert 0 == p.stop()
 
 
+def test_a_storm_of_reloads_still_says_what_changed(setup: Setup) -> None:
+    """`photod reload` run again and again (or a burst of SIGHUPs) after one edit: the
+    daemon ends up running the new config, and its `daemon_reloaded` names the change,
+    not an empty list (each reload compared with the one just before it)."""
+    lib = setup.home / "library"
+    p = setup.photod([{"name": "library", "path": str(lib)}]).start()
+    p.config.write_text(p.config.read_text().replace('retry_max = "2s"', 'retry_max = "7s"'))
+    assert 'retry_max = "7s"' in p.config.read_text()
+    for _ in range(20):
+        p.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        time.sleep(0.003)
+    p.wait_event("daemon_reloaded")
+    time.sleep(2)  # the burst's last reload has run too
+    said = {key for e in p.events("daemon_reloaded") for key in e["changed"]}
+    assert "daemon.retry_max" in said, p.events("daemon_reloaded")
+    assert p.proc.poll() is None  # type: ignore[union-attr]
+    assert 0 == p.stop()
+
+
 def test_sigterm_mid_copy_leaves_nothing_partial(setup: Setup) -> None:
     """SIGTERM while a large video is being copied stops within 10 s, leaves no partial
     file on any target and no replica; the next start copies it completely."""

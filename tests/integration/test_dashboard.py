@@ -370,8 +370,8 @@ def test_thumbnails_follow_a_catalog_rebuilt_while_running(setup: Setup) -> None
 
 def test_a_thumbnail_asked_while_the_catalog_is_damaged_is_no_error_page(setup: Setup) -> None:
     """The catalog is damaged and held (its target away): the dashboard's thumbnails
-    answer 503, not cached, its pages say what is wrong, and there is no traceback in
-    the daemon's output."""
+    answer 503, not cached, its pages say what is wrong (503 too), and there is no
+    traceback in the daemon's output."""
     from tests.integration.test_truth import make_photos
 
     lib = setup.home / "lib"
@@ -392,7 +392,7 @@ def test_a_thumbnail_asked_while_the_catalog_is_damaged_is_no_error_page(setup: 
         assert (503, "no-store") == (status, headers.get("cache-control")), body
     for page in ("/", "/unsafe", "/library", f"/asset/{sha}"):
         status, _, body = ask(url, page, headers={"Cookie": cookie})
-        assert 200 == status and b"catalog" in body and b"damaged" in body, (page, body[:300])
+        assert 503 == status and b"catalog" in body and b"damaged" in body, (page, body[:300])
     assert 0 == p.stop()
     assert "Traceback" not in p.output.read_text()
 
@@ -400,7 +400,7 @@ def test_a_thumbnail_asked_while_the_catalog_is_damaged_is_no_error_page(setup: 
 def test_the_dashboard_follows_a_reload(setup: Setup) -> None:
     """`[dashboard] enabled = false` and `photod reload`: the dashboard stops (its port
     answers nothing, `photod dashboard` says it is off); enabled again and reloaded, it
-    is served again, on a new port."""
+    is served again."""
     lib = setup.home / "lib"
     p = setup.photod([{"name": "lib", "path": str(lib)}]).start()
     p.wait_event("dashboard_started")
@@ -422,4 +422,27 @@ def test_the_dashboard_follows_a_reload(setup: Setup) -> None:
     again = base_url(p)
     assert 401 == ask(again, "/")[0]
     assert session(again, login(p))  # a login link works on it
+    assert 0 == p.stop()
+
+
+def test_a_dashboard_address_taken_at_a_reload_is_tried_again_at_the_next(setup: Setup) -> None:
+    """A reload moves the dashboard to a port another program holds: one event, the
+    backups go on; once the port is free, the next reload serves the dashboard there."""
+    import socket
+
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}]).start()
+    p.wait_event("dashboard_started")
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    p.config.write_text(p.config.read_text().replace('"127.0.0.1:0"', f'"127.0.0.1:{port}"'))
+    assert 0 == p.cli("reload").returncode
+    p.wait_event("dashboard_unavailable")
+    assert 3 == p.cli("dashboard", "--no-browser").returncode
+    taken.close()
+    assert 0 == p.cli("reload").returncode
+    p.wait_event("dashboard_started", count=2)
+    assert base_url(p) == f"http://127.0.0.1:{port}"
+    assert session(base_url(p), login(p))
     assert 0 == p.stop()

@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -250,7 +251,8 @@ def test_a_config_fixed_and_reloaded_while_the_catalog_is_held_is_acted_on(
     """The catalog is lost and its only target is not where the config says (the drive
     now mounts elsewhere): photod holds.  The person fixes the path in the config and
     runs `photod reload`: the daemon reads it, finds the target there, rebuilds the
-    catalog from it and goes on with the new config, without a restart."""
+    catalog from it and goes on with the new config, without a restart.  Reloads
+    before the fix do not say the hold (nor notify it) again."""
     lib, moved = setup.home / "lib", setup.home / "lib-moved"
     p = setup.photod([{"name": "lib", "path": str(lib), "media": "external", "create": True}])
     make_photos(setup.inbox, 3)
@@ -262,6 +264,10 @@ def test_a_config_fixed_and_reloaded_while_the_catalog_is_held_is_acted_on(
     lib.rename(moved)  # the drive mounts elsewhere now
     p.start(wait=False)
     p.wait_event("catalog_untrusted", timeout=30)
+    for _ in range(3):  # reloads that change nothing: the hold is not said (sent) again
+        assert 0 == p.cli("reload").returncode
+    time.sleep(1)
+    assert 1 == len(p.events("catalog_untrusted"))
     setup.config([{"name": "lib", "path": str(moved), "media": "external"}])  # fixed
     r = p.cli("reload")
     assert 0 == r.returncode, r.stdout + r.stderr
