@@ -228,8 +228,8 @@ class Daemon:
             while not self._stop:
                 if self._reload:  # (a reload while held, too: the new targets settle)
                     self._reload = False
-                    old, cfg = cfg, _reread(cfg, self._reloading)
-                    self.cfg = cfg
+                    self._wake.clear()  # (the signals folded into this one reread)
+                    cfg = self.cfg = _reread(old := cfg, self._reloading)
                     if control is not None:  # (one that could not listen is tried again)
                         dashboard = _dashboard(dashboard, cfg, old, self)
                 trusted = self._settle(cfg)
@@ -279,9 +279,9 @@ class Daemon:
         installation and whether the targets' lists must be compared in full.  While it
         cannot be trusted, nothing is written anywhere: the daemon says so once (event,
         notification, status) and looks again every few seconds.  None when stopping."""
-        why, self._resettle = self._resettle, ""  # (said once, even in a reload storm)
-        if thorough := bool(why):
-            log.warning("catalog_rechecked", reason=why)
+        thorough = bool(self._resettle)  # (cleared once a settle has run: a reload keeps it)
+        if thorough:
+            log.warning("catalog_rechecked", reason=self._resettle)
         targets = build_targets(cfg.targets_settings(), self._stopping)
         notifier = Notifier(cfg.notify)
         notifier.start()

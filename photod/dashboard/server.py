@@ -136,7 +136,8 @@ class DashboardServer:
         self.begin.set()  # a dashboard still waiting to begin ends at once
         loop, done = self._loop, self._done
         if loop is not None and done is not None:
-            loop.call_soon_threadsafe(done.set)
+            with contextlib.suppress(RuntimeError):  # its loop closed: it failed, or ended
+                loop.call_soon_threadsafe(done.set)
         if self._thread is not None:
             self._thread.join(timeout=10)
         with contextlib.suppress(OSError):

@@ -446,3 +446,23 @@ def test_a_dashboard_address_taken_at_a_reload_is_tried_again_at_the_next(setup:
     assert base_url(p) == f"http://127.0.0.1:{port}"
     assert session(base_url(p), login(p))
     assert 0 == p.stop()
+
+
+def test_a_dashboard_that_failed_takes_no_reload_or_stop_down(setup: Setup) -> None:
+    """The dashboard fails after it began (its address file cannot be written): one
+    event, and a reload, then a stop, go as usual (no traceback, a clean exit); the
+    reload tries the dashboard again, and once the cause is gone it is served."""
+    state = setup.home / "state"
+    state.mkdir(mode=0o700)
+    (state / "dashboard.json").mkdir()  # what the dashboard cannot replace
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}]).start()
+    p.wait_event("dashboard_failed")
+    assert 0 == p.cli("reload").returncode
+    p.wait_event("dashboard_failed", count=2)
+    assert p.proc.poll() is None  # type: ignore[union-attr]
+    (state / "dashboard.json").rmdir()
+    assert 0 == p.cli("reload").returncode
+    p.wait_event("dashboard_started")
+    assert session(base_url(p), login(p))
+    assert 0 == p.stop()
+    assert "Traceback" not in p.output.read_text()
