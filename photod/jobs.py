@@ -217,8 +217,11 @@ def verify_now(pipeline: Pipeline, scheduler: Any, target: str | None, everythin
     """`photod verify` with the daemon running: the daemon verifies, in the background."""
     if target is not None and target not in pipeline.targets:
         return {"ok": False, "message": f"no target named {target!r}"}
-    if not run_now(scheduler, "verify-now", lambda: pipeline.scrubber.run(target, everything),
-                        pipeline.activity):  # fmt: skip
+
+    def verify() -> None:
+        pipeline.scrubber.run(target, everything)
+
+    if not run_now(scheduler, "verify-now", verify, pipeline.activity):
         return {"ok": False, "message": STOPPING}
     return {"ok": True, "message": "the daemon is verifying now; "
             "`photod logs --since 10m` shows what it finds"}  # fmt: skip
@@ -236,9 +239,12 @@ def drill_now(pipeline: Pipeline, scheduler: Any, only: object) -> dict[str, Any
     if not pick:
         return {"ok": False, "message": "nothing to drill: no target is available now"}
     sample, scratch = pipeline.cfg.schedule.drill_sample, pipeline.cfg.state_dir
-    if not run_now(scheduler, "drill-now", lambda: drill(
-            pipeline.catalog, open_targets(pipeline.catalog, pick), sample, pipeline.stop_event,
-            scratch), pipeline.activity):  # fmt: skip
+
+    def drill_picked() -> None:
+        targets = open_targets(pipeline.catalog, pick)
+        drill(pipeline.catalog, targets, sample, pipeline.stop_event, scratch)
+
+    if not run_now(scheduler, "drill-now", drill_picked, pipeline.activity):
         return {"ok": False, "message": STOPPING}
     return {"ok": True, "message": "the daemon is running the drill now; `photod logs "
             "--since 10m` says whether it passed, `photod status` keeps each target's last"}  # fmt: skip
