@@ -26,6 +26,7 @@ from photod.errors import (
     CatalogDamaged,
     CatalogUntrusted,
     ConfigError,
+    DaemonFailed,
     PhotodError,
 )
 from photod.fleet import build_targets
@@ -172,6 +173,37 @@ def _dashboard(
     return new
 
 
+def _watch(
+    wake: threading.Event, pipeline: Pipeline, scheduler: Any, control: ControlServer | None
+) -> str:
+    """Wait for a signal or a reason to settle the catalog again, telling systemd's
+    watchdog each 5 s that every part lives; the damage SQLite reported, if any."""
+    # The status line counts assets in the catalog: only worth it under systemd.
+    supervised = bool(os.environ.get("NOTIFY_SOCKET"))
+    sd_notify(f"READY=1\nSTATUS={live.status_line(pipeline)}" if supervised else "")
+    line_at = trimmed_at = time.monotonic()
+    while not wake.wait(5.0):
+        problem = pipeline.catalog.problem
+        if isinstance(problem, CatalogDamaged):
+            log.error("catalog_damaged", detail=problem.detail,
+                      action="stopped; the catalog is checked and rebuilt from the targets")  # fmt: skip
+            return problem.detail
+        if time.monotonic() - trimmed_at > 60:
+            give_back_memory()  # memory stays flat over days, not at its peak
+            trimmed_at = time.monotonic()
+        if (
+            supervised
+            and pipeline.alive()
+            and scheduler.running
+            and (control is None or control.alive())
+        ):
+            # The line costs a pass over the catalog's groups: once a minute.
+            fresh = time.monotonic() - line_at > 60
+            sd_notify("WATCHDOG=1" + (f"\nSTATUS={live.status_line(pipeline)}" if fresh else ""))
+            line_at = time.monotonic() if fresh else line_at
+    return ""
+
+
 class Daemon:
     def __init__(self, cfg: Config, once: bool = False) -> None:
         self.cfg = cfg
@@ -263,6 +295,11 @@ class Daemon:
                         self._wake.clear()
                     resettled = time.monotonic()
             clean = not unclean  # a stop while holding keeps the last crash's mark
+        except Exception as exc:
+            if isinstance(exc, PhotodError):
+                raise
+            log.exception("daemon_failed", error=f"{type(exc).__name__}: {exc}")
+            raise DaemonFailed(f"{type(exc).__name__}: {exc}") from exc
         finally:
             if dashboard is not None:
                 dashboard.stop()
@@ -373,30 +410,18 @@ class Daemon:
         jobs.start(scheduler, pipeline, cfg)
         self._pipeline, self._scheduler = pipeline, scheduler
         _say_running(cfg, me, started, reload)
-        # The status line counts assets in the catalog: only worth it under systemd.
-        supervised = bool(os.environ.get("NOTIFY_SOCKET"))
-        sd_notify(f"READY=1\nSTATUS={live.status_line(pipeline)}" if supervised else "")
-        line_at = trimmed_at = time.monotonic()
-        while not self._wake.wait(5.0):
-            if isinstance(catalog.problem, CatalogDamaged):
-                log.error("catalog_damaged", detail=catalog.problem.detail,
-                          action="stopped; the catalog is checked and rebuilt from the targets")  # fmt: skip
-                self._resettle = catalog.problem.detail
-                break
-            if time.monotonic() - trimmed_at > 60:
-                give_back_memory()  # memory stays flat over days, not at its peak
-                trimmed_at = time.monotonic()
-            control_ok = self._control_server is None or self._control_server.alive()
-            if supervised and pipeline.alive() and scheduler.running and control_ok:
-                # The line costs a pass over the catalog's groups: once a minute.
-                fresh = time.monotonic() - line_at > 60
-                sd_notify(
-                    "WATCHDOG=1" + (f"\nSTATUS={live.status_line(pipeline)}" if fresh else "")
-                )
-                line_at = time.monotonic() if fresh else line_at
+        reason = "failed"  # a bug in the loop below: what runs stops as at any stop
+        try:
+            damage = _watch(self._wake, pipeline, scheduler, self._control_server)
+            self._resettle = damage or self._resettle
+            reason = "signal" if self._stop else "catalog" if self._resettle else "reload"
+        finally:
+            self._stop_serving(reason, pipeline, scheduler, waker, checker, notifier)
+
+    def _stop_serving(self, reason: str, pipeline: Pipeline, scheduler: Any, waker: jobs.Waker,
+                      checker: threading.Thread | None, notifier: Notifier) -> None:  # fmt: skip
         self._wake.clear()
         stopping = time.monotonic()
-        reason = "signal" if self._stop else "catalog" if self._resettle else "reload"
         sd_notify("RELOADING=1" if reason == "reload" else "STOPPING=1")  # READY=1 ends a reload
         if reason == "reload":  # said once it runs again: `daemon_reloaded`
             self._reloading = _Reload(stopping, getattr(pipeline.devices, "usbmuxd_up", None))
@@ -410,7 +435,7 @@ class Daemon:
             checker.join()
             if not self._stop:
                 self._stopping.clear()
-        pipeline.stop(snapshot=not self._resettle)
+        pipeline.stop(snapshot=reason in ("signal", "reload"))  # never of a doubtful catalog
         logs.listeners.remove(notifier.on_event)
         notifier.stop()  # what is queued still goes out
         if self._reloading is None:

@@ -13,6 +13,7 @@
     ├── CatalogDamaged          exit 65 (EX_DATAERR): the catalog file is not a sound database
     ├── CatalogUntrusted        exit 65: the catalog disagrees with the targets (missing,
     │                           older, another computer's); photod does not act on it
+    ├── DaemonFailed            exit 70 (EX_SOFTWARE): `photod run` stopped on a bug of its own
     ├── StateDirFull            transient: no room left in the state dir for the catalog
     ├── LibraryUnreadable       exit 65: a copy of the phone's Photos database makes no sense
     └── TargetUnavailable       transient: the target is missing, foreign, read-only, offline
@@ -137,6 +138,17 @@ class CatalogUntrusted(PhotodError):
         self.found = found
         self.fix = fix
         super().__init__(f"{found}; {fix}")
+
+
+class DaemonFailed(PhotodError):
+    """`photod run` stopped on a bug of its own: its work was stopped as at any stop,
+    the trace is in the log (`daemon_failed`), and systemd or launchd start it again."""
+
+    exit_code = 70  # EX_SOFTWARE
+
+    def __init__(self, error: str) -> None:
+        super().__init__(f"stopped by an internal error ({error}); the log has its trace "
+                         "(`photod logs`); please report it")  # fmt: skip
 
 
 class StateDirFull(PhotodError):

@@ -8,7 +8,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from photod import catalog_guard, jobs, policy
+from photod import catalog_guard, failpoints, jobs, policy
+from photod.errors import PhotodError
 from photod.pipeline import Pipeline
 
 
@@ -32,7 +33,16 @@ def _ago(seconds: float) -> str:
 
 def status_line(pipeline: Pipeline) -> str:
     """The one line `systemctl status photod` shows: "3 folders, 1 phone, 12,301
-    photos, all protected", then any target that is missing and since when."""
+    photos, all protected", then any target that is missing and since when.  A catalog
+    that cannot be read says so here; the daemon settles it again (catalog.problem)."""
+    failpoints.hit("status_line")  # a fault in the daemon's own loop, for its test
+    try:
+        return _status_line(pipeline)
+    except PhotodError as exc:
+        return f"cannot read the catalog: {exc}"
+
+
+def _status_line(pipeline: Pipeline) -> str:
     catalog, cfg = pipeline.catalog, pipeline.cfg
     assets, _ = catalog.counts()
     infos = cfg.target_infos()

@@ -162,6 +162,8 @@ def setup(
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
     logging.getLogger("apscheduler.executors").setLevel(logging.ERROR)
     logging.getLogger("watchdog").setLevel(logging.WARNING)
+    # uvicorn says "Shutting down" each time the dashboard stops: not one of our events.
+    logging.getLogger("uvicorn").setLevel(logging.WARNING)
     logging.getLogger("PIL").setLevel(logging.WARNING)
     # boto3 says "Found credentials in shared credentials file" at every S3 probe.
     logging.getLogger("botocore").setLevel(logging.WARNING)

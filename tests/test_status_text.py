@@ -20,7 +20,7 @@ import pytest
 from photod import config as configmod
 from photod import status, statusconfig
 from photod.doctor import Finding
-from tests.conftest import write_config
+from tests.conftest import damage_catalog, write_config
 
 RED, YELLOW, GREEN, RESET = "\033[31m", "\033[33m", "\033[32m", "\033[0m"
 
@@ -215,3 +215,37 @@ def test_counts_agree_with_their_words(report: dict[str, Any]) -> None:
     assert "NOT PROTECTED: 2 of 3 photos and videos fall short" in text
     assert "2 need 1 more copy." in text
     assert "file(s)" not in text
+
+
+def test_the_line_systemd_shows_says_when_the_catalog_cannot_be_read(tmp_path: Path) -> None:
+    """The line `systemctl status photod` shows counts the catalog's photos; a catalog
+    damaged under the running daemon makes it say so (and the daemon notices the damage
+    and settles the catalog again) instead of ending the daemon's loop with an error."""
+    from datetime import datetime
+
+    from photod.catalog import Catalog
+    from photod.errors import CatalogDamaged
+    from photod.live import status_line
+    from photod.models import Kind, Probe
+    from photod.pipeline import Pipeline
+    from photod.targets.records import Installation
+
+    info = Probe(Kind.PHOTO, "jpeg", datetime(2024, 1, 1), "exif", True)
+    cfg = configmod.load(_config(tmp_path))
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    db = cfg.state_dir / "catalog.sqlite"
+    me = Installation("1" * 32, "rig")
+    for damaged in (False, True):
+        if damaged:
+            damage_catalog(db, "holdings")  # as bit rot would: found when it is read
+        catalog = Catalog(db)
+        if not damaged:
+            for i in range(300):
+                catalog.add_asset(f"{i:064x}", 10, f"k/{i}.jpg", info, "inbox", f"{i}.jpg")
+        pipeline = Pipeline(cfg, catalog, me)
+        line = status_line(pipeline)
+        catalog.close()
+        if not damaged:
+            assert line.startswith("1 folder, 0 phones, 300 photos, 300 not protected yet")
+    assert line.startswith(f"cannot read the catalog: the catalog {db} is damaged"), line
+    assert isinstance(catalog.problem, CatalogDamaged)  # what the daemon's loop acts on

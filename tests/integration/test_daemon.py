@@ -406,6 +406,37 @@ def test_speaks_sd_notify(setup: Setup) -> None:
             messages.append(sock.recv(4096).decode())
 
 
+def test_a_fault_in_the_daemons_own_loop_stops_its_work_and_ends_the_process(
+    setup: Setup,
+) -> None:
+    """A bug in the loop that watches over the running daemon (a failpoint in the line
+    systemd shows, read there once a minute) stops the work as a stop would
+    (`pipeline_stopped`, nothing left half done) and ends the process, which systemd
+    then restarts: it does not hang on with its workers on a closed catalog."""
+    import socket
+
+    sock_path = setup.home / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(sock_path))
+        p = setup.photod([{"name": "library", "path": str(setup.home / "library")}])
+        p.env["NOTIFY_SOCKET"] = str(sock_path)
+        p.env["PHOTOD_FAILPOINTS"] = "status_line=raise"
+        p.start(wait=False)
+        assert p.proc is not None
+        try:
+            rc = p.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"photod hung: {p.output.read_text()[-2000:]}") from None
+    assert 70 == rc  # EX_SOFTWARE: systemd's Restart=on-failure starts it again
+    last = p.output.read_text().splitlines()[-1]  # (the event above it carries the trace)
+    assert last.startswith("photod: stopped by an internal error (FailpointHit"), last
+    assert [e["reason"] for e in p.events("daemon_stopping")] == ["failed"]
+    assert p.events("pipeline_stopped") and p.events("daemon_stopped")
+    [failed] = p.events("daemon_failed")  # the trace, for the bug report
+    [trace] = failed["exception"]
+    assert "status_line" in [frame["name"] for frame in trace["frames"]]
+
+
 def test_a_watch_folder_that_goes_and_comes_back_is_watched_again(
     setup: Setup, samples: Path
 ) -> None:

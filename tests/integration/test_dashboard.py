@@ -9,6 +9,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import shutil
 import time
 import urllib.parse
@@ -423,6 +424,10 @@ def test_the_dashboard_follows_a_reload(setup: Setup) -> None:
     assert 401 == ask(again, "/")[0]
     assert session(again, login(p))  # a login link works on it
     assert 0 == p.stop()
+    # Started and stopped twice, and uvicorn's own chatter ("Shutting down") stays out:
+    # every line of the log is one of photod's events.
+    names = {e["event"] for e in p.events()}
+    assert all(re.fullmatch("[a-z][a-z0-9_]*", n) for n in names), names
 
 
 def test_a_dashboard_address_taken_at_a_reload_is_tried_again_at_the_next(setup: Setup) -> None:
