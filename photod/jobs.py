@@ -100,9 +100,25 @@ def scheduler() -> BackgroundScheduler:
     """The daemon's scheduler, not started yet: the pipeline is built with its
     ``waker`` before ``start`` gives it the jobs."""
     # Loaded here: `photod status` and the config check need the cron lines, not this.
+    from apscheduler.jobstores.base import JobLookupError
     from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.schedulers.base import STATE_STOPPED
 
-    return BackgroundScheduler(
+    class Scheduler(BackgroundScheduler):  # type: ignore[misc]
+        """APScheduler 3.11's ``shutdown`` marks the scheduler stopped before it takes
+        its lock. A one-off job (``run_now``) handed to its executor just then is
+        dropped where a stopped scheduler keeps jobs, is not found there, and the
+        scheduler's thread died of ``JobLookupError`` (a trace in the journal at a
+        stop). Once stopped, a job that is not found is gone: nothing to drop."""
+
+        def remove_job(self, job_id: str, jobstore: str | None = None) -> None:
+            try:
+                super().remove_job(job_id, jobstore)
+            except JobLookupError:
+                if self.state != STATE_STOPPED:
+                    raise
+
+    return Scheduler(
         timezone=UTC,
         # A laptop that slept through a run does it when it wakes, once.
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},

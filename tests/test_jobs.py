@@ -3,7 +3,10 @@ not running."""
 
 from __future__ import annotations
 
+import sys
+import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -202,3 +205,45 @@ def test_a_job_asked_for_as_the_daemon_stops_is_refused_not_silently_dropped() -
     ran.clear()
     assert not jobs.run_now(scheduler, "verify-now", ran.set)
     assert not ran.wait(0.5)
+
+
+def test_a_one_off_job_that_starts_as_the_daemon_stops_leaves_no_trace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`photod verify` asked a moment before a stop: APScheduler marks itself stopped
+    before it takes its lock, then drops the one-off job it has just started and looks
+    for it where a stopped scheduler keeps jobs. Its thread died of that, a
+    JobLookupError trace on stderr (the journal). Now the stop is quiet, and the job
+    that started still runs to its end."""
+    import threading
+
+    from apscheduler.schedulers.base import STATE_STOPPED
+
+    died: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
+    scheduler = jobs.scheduler()
+    stopping = threading.Thread(target=scheduler.shutdown)
+
+    def tracer(frame: Any, event: str, arg: object) -> None:
+        # In the scheduler's thread, as it drops the job it has just handed over: the
+        # stop begins (it marks the scheduler stopped, then waits for its lock).
+        if event == "call" and frame.f_code.co_name == "remove_job" and not stopping.is_alive():
+            threading.settrace(None)
+            sys.settrace(None)
+            stopping.start()
+            while scheduler.state != STATE_STOPPED:
+                time.sleep(0.001)
+
+    ran = threading.Event()
+    threading.settrace(tracer)  # (the scheduler's thread starts below)
+    try:
+        scheduler.start()
+    finally:
+        threading.settrace(None)  # type: ignore[arg-type]
+    jobs.run_now(scheduler, "verify-now", lambda: (time.sleep(0.2), ran.set()))
+    deadline = time.monotonic() + 10
+    while stopping.ident is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # (the scheduler's thread begins the stop)
+    stopping.join(10)
+    assert not stopping.is_alive() and ran.is_set()
+    assert [] == died
