@@ -10,6 +10,7 @@ from pathlib import Path
 from photod.dashboard.auth import (
     LOGIN_TTL,
     SECRET_NAME,
+    SPENT_NAME,
     Keys,
     ensure_secret,
     login_token,
@@ -28,6 +29,34 @@ def test_a_login_link_works_once_and_not_after_two_minutes(tmp_path: Path) -> No
     other = Keys(os.urandom(32))
     assert other.take_login(login_token(keys.key), 1000) is None  # made with another secret
     assert keys.take_login("9999999999.\u00e9.\u00e9", 1000) is None  # not a token: no crash
+
+
+def test_a_login_link_works_once_even_when_the_dashboard_restarts(tmp_path: Path) -> None:
+    """A link used, then the dashboard restarted within the link's two minutes (a
+    reload that changes it, a restart of photod): the link stays spent.  The record is
+    read only from a private file of this user's, never through a link."""
+    key = ensure_secret(tmp_path)
+    spent = tmp_path / SPENT_NAME
+    token = login_token(key)
+    assert Keys(key, spent).take_login(token, 1000) is not None
+    assert 0o600 == spent.stat().st_mode & 0o777
+    assert Keys(key, spent).take_login(token, 1000) is None  # the restarted server
+    fresh = login_token(key)
+    assert Keys(key, spent).take_login(fresh, 1000) is not None  # another link still works
+    kept = spent.read_text()
+    assert 2 == len(kept.splitlines())
+    # A record that is not this user's private file is not trusted, nor followed.
+    spent.chmod(0o644)
+    assert Keys(key, spent).take_login(token, 1000) is not None
+    spent.unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text(kept)
+    elsewhere.chmod(0o600)
+    spent.symlink_to(elsewhere)
+    keys = Keys(key, spent)
+    assert keys.take_login(fresh, 1000) is not None
+    assert keys.take_login(fresh, 1000) is None  # spent in memory all the same
+    assert kept == elsewhere.read_text() and not spent.is_symlink()  # the link replaced
 
 
 def test_a_session_is_what_was_signed_and_ends(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ Tokens are HMAC-SHA256 over what they say, compared in constant time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -28,7 +29,10 @@ import threading
 import time
 from pathlib import Path
 
+from photod.durable import write_atomic
+
 SECRET_NAME = "dashboard.secret"
+SPENT_NAME = "dashboard.spent"  # login links used, until they expire: once, across restarts
 LOGIN_TTL = 120.0  # seconds a login link is good for
 SESSION_TTL = 7 * 86400.0  # seconds a session lasts
 COOKIE = "photod_session"
@@ -64,6 +68,28 @@ def ensure_secret(state_dir: Path) -> bytes:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return key
+
+
+def _read_spent(path: Path | None) -> dict[str, float]:
+    """The spent login nonces a private file of this user's keeps; none from any other
+    file (a link or another owner's is not read)."""
+    if path is None:
+        return {}
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return {}
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            return {}
+        lines = f.read(1 << 20).decode("ascii", "replace").splitlines()
+    spent = {}
+    for line in lines:
+        expiry, _, nonce = line.partition(" ")
+        if expiry.isdigit() and _PART.fullmatch(nonce):
+            spent[nonce] = float(expiry)
+    return spent
 
 
 def _sign(key: bytes, *parts: str) -> str:
@@ -107,11 +133,14 @@ def login_token(key: bytes, now: float | None = None) -> str:
 
 
 class Keys:
-    """The running server's checks, with the secret it started with."""
+    """The running server's checks, with the secret it started with.  ``spent``: the
+    private file that keeps the login links already used, so that a link works once
+    even when the dashboard restarts (a reload, a restart) within its two minutes."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, spent: Path | None = None) -> None:
         self.key = key
-        self._used: dict[str, float] = {}  # login nonces spent, until they expire
+        self._spent = spent
+        self._used = _read_spent(spent)  # login nonces spent, until they expire
         self._lock = threading.Lock()
 
     def take_login(self, token: str, uid: int | None) -> str | None:
@@ -128,6 +157,10 @@ class Keys:
             if nonce in self._used:
                 return None  # one use only: a link seen in a history or a log is dead
             self._used[nonce] = int(expiry)
+            if self._spent is not None:
+                with contextlib.suppress(OSError):  # (a full disk: kept in memory alone)
+                    text = "".join(f"{t} {n}\n" for n, t in self._used.items())
+                    write_atomic(self._spent, text.encode())
         until, who = str(int(now + SESSION_TTL)), "x" if uid is None else str(uid)
         sid = f"{secrets.token_hex(16)}-{who}"
         return f"{until}.{sid}.{_sign(self.key, 'session', until, sid)}"

@@ -99,7 +99,7 @@ class DashboardServer:
         import uvicorn
 
         from photod.dashboard.app import Site, build
-        from photod.dashboard.auth import Keys, ensure_secret
+        from photod.dashboard.auth import SPENT_NAME, Keys, ensure_secret
         from photod.dashboard.restores import Restores
         from photod.thumbs import Thumbnails
 
@@ -109,7 +109,7 @@ class DashboardServer:
         names = {shown, "localhost"} if host == "127.0.0.1" else {shown}
         hosts = frozenset(f"{n}:{port}" for n in names)
         origin = f"http://{shown}:{port}"
-        keys = Keys(ensure_secret(cfg.state_dir))
+        keys = Keys(ensure_secret(cfg.state_dir), cfg.state_dir / SPENT_NAME)
         thumbs = Thumbnails(cfg.state_dir / "thumbs", cfg.dashboard.thumbnail_cache)
         site = Site(self.config, self.live, thumbs, Restores(self.stop_event))
         config = uvicorn.Config(

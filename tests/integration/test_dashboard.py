@@ -407,6 +407,8 @@ def test_the_dashboard_follows_a_reload(setup: Setup) -> None:
     p.wait_event("dashboard_started")
     url = base_url(p)
     assert 401 == ask(url, "/")[0]
+    used = login(p)
+    assert session(url, used)
     on = p.config.read_text()
     assert 'listen = "127.0.0.1:0"' in on
     p.config.write_text(on.replace('listen = "127.0.0.1:0"', "enabled = false"))
@@ -423,6 +425,8 @@ def test_the_dashboard_follows_a_reload(setup: Setup) -> None:
     again = base_url(p)
     assert 401 == ask(again, "/")[0]
     assert session(again, login(p))  # a login link works on it
+    token = urllib.parse.urlsplit(used)
+    assert 401 == ask(again, f"{token.path}?{token.query}")[0]  # spent before: still spent
     assert 0 == p.stop()
     # Started and stopped twice, and uvicorn's own chatter ("Shutting down") stays out:
     # every line of the log is one of photod's events.
