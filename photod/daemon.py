@@ -12,10 +12,9 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from photod import catalog_guard, jobs, live, logs, oneshot, private, signals
+from photod import catalog_guard, jobs, live, logs, oneshot, private, reloads, signals
 from photod import config as configmod
 from photod.activity import Activity
 from photod.catalog import CATALOG_NAME, Catalog
@@ -25,7 +24,6 @@ from photod.dashboard.server import DashboardServer
 from photod.errors import (
     CatalogDamaged,
     CatalogUntrusted,
-    ConfigError,
     DaemonFailed,
     PhotodError,
 )
@@ -52,85 +50,6 @@ def sd_notify(message: str) -> None:
             s.sendto(message.encode("utf-8"), addr)
     except OSError:
         pass
-
-
-def _reloaded(old: Config) -> Config:
-    """The config file read again.  The catalog and the log stay where they are while
-    the process lives: moving them needs a restart."""
-    assert old.path is not None
-    new = configmod.load(old.path)
-    configmod.check_secrets(new)
-    moved = [
-        f"{old.path}: daemon.{key}: changed from {a} to {b}; restart photod to move it"
-        for key, a, b in (
-            ("state_dir", old.state_dir, new.state_dir),
-            ("log_dir", old.log_dir, new.log_dir),
-            ("runtime_dir", old.runtime_dir, new.runtime_dir),
-        )
-        if a != b
-    ]
-    if moved:
-        raise ConfigError(moved)
-    return new
-
-
-def _changes(old: Config, new: Config) -> list[str]:
-    """What a reload changed, by name only (a value may be a secret): a section's keys
-    (``policy.copies``), the sources and targets by their names (``targets.b2``)."""
-    a, b = old.model_dump(), new.model_dump()  # SecretStr compares its secret
-    out: list[str] = []
-    for section in sorted(a.keys() | b.keys()):
-        x, y = a.get(section), b.get(section)
-        if x == y:
-            continue
-        if isinstance(x, list) and isinstance(y, list):
-            x, y = ({str(i.get("name")): i for i in v if isinstance(i, dict)} for v in (x, y))
-        if isinstance(x, dict) and isinstance(y, dict):
-            out += [f"{section}.{k}" for k in sorted(x.keys() | y.keys()) if x.get(k) != y.get(k)]
-        else:
-            out.append(section)
-    return out
-
-
-@dataclass
-class _Reload:
-    """A reload under way: said once, as `daemon_reloaded` when the new config runs, not
-    as a stop and a start.  What it changed (None: the new config was wrong and the old
-    one is kept, as `config_invalid` said), since when, and whether usbmuxd was up."""
-
-    began: float
-    usbmuxd_up: bool | None
-    changed: list[str] | None = None
-
-
-def _say_running(cfg: Config, me: Installation, started: float, reload: _Reload | None) -> None:
-    if reload is None:
-        log.info("daemon_started", pid=os.getpid(), config=str(cfg.path),
-                 state_dir=str(cfg.state_dir), installation=me.folder,
-                 sources=[s.name for s in cfg.sources], targets=[t.name for t in cfg.targets],
-                 startup=round(time.monotonic() - started, 3))  # fmt: skip
-    elif reload.changed is not None:
-        log.info("daemon_reloaded", config=str(cfg.path), changed=reload.changed,
-                 duration=round(time.monotonic() - reload.began, 3))  # fmt: skip
-
-
-def _reread(cfg: Config, reload: _Reload | None = None) -> Config:
-    """The config file read again, or the one running kept when the new one is wrong
-    (said here; a good one is said once it runs); ``reload`` learns what changed."""
-    try:
-        new = _reloaded(cfg)
-        if reload is not None:  # (reloads in a row: what each of them changed)
-            reload.changed = sorted({*(reload.changed or []), *_changes(cfg, new)})
-        configmod.keep_last_good(new)
-        return new
-    except ConfigError as exc:
-        log.error(
-            "config_invalid",
-            config=str(cfg.path),
-            problems=exc.problems,
-            action="kept the previous config",
-        )
-        return cfg
 
 
 def _set_up_process(cfg: Config) -> StateLock:
@@ -219,7 +138,7 @@ class Daemon:
         self._held: catalog_guard.Verdict | None = None
         self._resettle = ""  # why the catalog must be checked again now
         self._control_server: ControlServer | None = None
-        self._reloading: _Reload | None = None
+        self._reloading: reloads.Reload | None = None
         # Set when the start-up work is done (the first scan, or the catalog held): the
         # dashboard's libraries load then, not while the daemon checks and scans.
         self._started = threading.Event()
@@ -261,7 +180,10 @@ class Daemon:
                 if self._reload:  # (a reload while held, too: the new targets settle)
                     self._reload = False
                     self._wake.clear()  # (the signals folded into this one reread)
-                    cfg = self.cfg = _reread(old := cfg, self._reloading)
+                    reload = self._reloading or reloads.Reload(time.monotonic(), None, [])
+                    cfg = self.cfg = reloads.reread(old := cfg, reload)
+                    if self._reloading is None:  # held: nothing runs to say it later
+                        reloads.say_reloaded(cfg, reload)
                     if control is not None:  # (one that could not listen is tried again)
                         dashboard = _dashboard(dashboard, cfg, old, self)
                 trusted = self._settle(cfg)
@@ -409,7 +331,7 @@ class Daemon:
         pipeline.start(watch=True)
         jobs.start(scheduler, pipeline, cfg)
         self._pipeline, self._scheduler = pipeline, scheduler
-        _say_running(cfg, me, started, reload)
+        reloads.say_running(cfg, me, started, reload)
         reason = "failed"  # a bug in the loop below: what runs stops as at any stop
         try:
             damage = _watch(self._wake, pipeline, scheduler, self._control_server)
@@ -424,7 +346,9 @@ class Daemon:
         stopping = time.monotonic()
         sd_notify("RELOADING=1" if reason == "reload" else "STOPPING=1")  # READY=1 ends a reload
         if reason == "reload":  # said once it runs again: `daemon_reloaded`
-            self._reloading = _Reload(stopping, getattr(pipeline.devices, "usbmuxd_up", None))
+            self._reloading = reloads.Reload(
+                stopping, getattr(pipeline.devices, "usbmuxd_up", None)
+            )
         else:
             log.info("daemon_stopping", reason=reason)
         self._pipeline = None

@@ -12,7 +12,6 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -264,14 +263,17 @@ def test_a_config_fixed_and_reloaded_while_the_catalog_is_held_is_acted_on(
     lib.rename(moved)  # the drive mounts elsewhere now
     p.start(wait=False)
     p.wait_event("catalog_untrusted", timeout=30)
-    for _ in range(3):  # reloads that change nothing: the hold is not said (sent) again
+    for n in range(1, 4):  # reloads that change nothing: the hold is not said (sent) again
         assert 0 == p.cli("reload").returncode
-    time.sleep(1)
+        [*_, said] = p.wait_event("daemon_reloaded", count=n)  # (said at once, while held)
+        assert [] == said["changed"]
     assert 1 == len(p.events("catalog_untrusted"))
     setup.config([{"name": "lib", "path": str(moved), "media": "external"}])  # fixed
     r = p.cli("reload")
     assert 0 == r.returncode, r.stdout + r.stderr
+    p.wait_event("daemon_reloaded", changed=["targets.lib"])
     p.wait_event("catalog_recovered", timeout=30)
+    p.wait_event("daemon_started")  # acting from now on
     make_photos(setup.inbox, 1, start=3)  # a new photo goes where the config now says
     p.wait_protected(4, timeout=60)
     assert 4 == len(target_files(moved)) and not lib.exists()
