@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from photod import catalog_guard, jobs, live, logs, oneshot, private, reloads, signals
+from photod import catalog_guard, failpoints, jobs, live, logs, oneshot, private, reloads, signals
 from photod import config as configmod
 from photod.activity import Activity
 from photod.catalog import CATALOG_NAME, Catalog
@@ -87,7 +87,9 @@ def _dashboard(
         running.stop()
     if not cfg.dashboard.enabled:
         return None
-    new = DashboardServer(lambda: daemon.cfg, daemon._live, daemon._started)
+    new = DashboardServer(
+        lambda: daemon.cfg, lambda: daemon._control({"cmd": "status"}), daemon._started
+    )
     new.start()
     return new
 
@@ -121,6 +123,14 @@ def _watch(
             sd_notify("WATCHDOG=1" + (f"\nSTATUS={live.status_line(pipeline)}" if fresh else ""))
             line_at = time.monotonic() if fresh else line_at
     return ""
+
+
+def _described(exc: BaseException) -> str:
+    """A bug in one line: the first error, then any raised while stopping after it."""
+    chain: list[BaseException] = [exc]
+    while (cause := chain[-1].__context__) is not None and len(chain) < 4:
+        chain.append(cause)
+    return "; then ".join(f"{type(e).__name__}: {e}" for e in reversed(chain))
 
 
 class Daemon:
@@ -220,8 +230,8 @@ class Daemon:
         except Exception as exc:
             if isinstance(exc, PhotodError):
                 raise
-            log.exception("daemon_failed", error=f"{type(exc).__name__}: {exc}")
-            raise DaemonFailed(f"{type(exc).__name__}: {exc}") from exc
+            log.exception("daemon_failed", error=(error := _described(exc)))
+            raise DaemonFailed(error) from exc
         finally:
             if dashboard is not None:
                 dashboard.stop()
@@ -319,21 +329,22 @@ class Daemon:
                             distrust=self._distrust, activity=activity,
                             wake=waker,
                             scanned=self._started.set)  # fmt: skip
-        checker = None
-        if unchecked:
-            checker = threading.Thread(target=self._check_deeply, args=(cfg, catalog, pipeline),
-                                       name="catalog-check", daemon=True)  # fmt: skip
-            checker.start()
         logs.listeners.append(notifier.on_event)
-        reload, self._reloading = self._reloading, None
-        if reload is not None and pipeline.devices is not None:
-            pipeline.devices.usbmuxd_up = reload.usbmuxd_up  # "usbmuxd_waiting" said once
-        pipeline.start(watch=True)
-        jobs.start(scheduler, pipeline, cfg)
-        self._pipeline, self._scheduler = pipeline, scheduler
-        reloads.say_running(cfg, me, started, reload)
-        reason = "failed"  # a bug in the loop below: what runs stops as at any stop
+        checker = None
+        reason = "failed"  # a bug from here on: what runs stops as at any stop
         try:
+            if unchecked:
+                checker = threading.Thread(target=self._check_deeply, name="catalog-check",
+                                           args=(cfg, catalog, pipeline), daemon=True)  # fmt: skip
+                checker.start()
+            reload, self._reloading = self._reloading, None
+            if reload is not None and pipeline.devices is not None:
+                pipeline.devices.usbmuxd_up = reload.usbmuxd_up  # "usbmuxd_waiting" said once
+            pipeline.start(watch=True)
+            jobs.start(scheduler, pipeline, cfg)
+            self._pipeline, self._scheduler = pipeline, scheduler
+            failpoints.hit("daemon_serving")  # a bug once its jobs run, for its test
+            reloads.say_running(cfg, me, started, reload)
             damage = _watch(self._wake, pipeline, scheduler, self._control_server)
             self._resettle = damage or self._resettle
             reason = "signal" if self._stop else "catalog" if self._resettle else "reload"
@@ -353,23 +364,23 @@ class Daemon:
             log.info("daemon_stopping", reason=reason)
         self._pipeline = None
         pipeline.stop_event.set()
-        jobs.stop(scheduler, waker)
-        if checker is not None and checker.is_alive():
-            self._stopping.set()  # interrupts the check (a new one runs at the next start)
-            checker.join()
-            if not self._stop:
-                self._stopping.clear()
-        pipeline.stop(snapshot=reason in ("signal", "reload"))  # never of a doubtful catalog
-        logs.listeners.remove(notifier.on_event)
-        notifier.stop()  # what is queued still goes out
+        try:  # (each step runs whatever the one before it raised)
+            jobs.stop(scheduler, waker)
+            if checker is not None and checker.is_alive():
+                self._stopping.set()  # interrupts the check (a new one runs at the next start)
+                checker.join()
+                if not self._stop:
+                    self._stopping.clear()
+        finally:
+            try:  # never a snapshot of a doubtful catalog (distrusted while stopping, too)
+                pipeline.stop(snapshot=reason in ("signal", "reload") and not self._resettle)
+            finally:
+                logs.listeners.remove(notifier.on_event)
+                notifier.stop()  # what is queued still goes out
         if self._reloading is None:
             log.info("pipeline_stopped", duration=round(time.monotonic() - stopping, 3))
 
     # -- the control socket -----------------------------------------------------------
-
-    def _live(self) -> dict[str, Any]:
-        """What the daemon says of itself, as `photod status` hears it (the dashboard's)."""
-        return self._control({"cmd": "status"})
 
     def _control(self, request: dict[str, Any]) -> dict[str, Any]:
         """Answer one request from the command line (see control.py)."""

@@ -278,4 +278,5 @@ def stop(scheduler: BackgroundScheduler, waker: Waker) -> None:
     """Wait for running jobs; they check the pipeline's stop event between files.  No
     wake-up reaches the scheduler from here on (see ``Waker``)."""
     waker.close()
-    scheduler.shutdown(wait=True)
+    if scheduler.running:  # (not when the daemon failed before it started it)
+        scheduler.shutdown(wait=True)

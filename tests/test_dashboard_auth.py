@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from photod.dashboard.auth import (
     LOGIN_TTL,
     SECRET_NAME,
@@ -45,6 +47,12 @@ def test_a_login_link_works_once_even_when_the_dashboard_restarts(tmp_path: Path
     assert Keys(key, spent).take_login(fresh, 1000) is not None  # another link still works
     kept = spent.read_text()
     assert 2 == len(kept.splitlines())
+    third = Keys(key, spent)  # restarted again: both links are still spent
+    assert third.take_login(token, 1000) is None and third.take_login(fresh, 1000) is None
+    assert third.take_login(login_token(key), 1000) is not None
+    assert Keys(key, spent).take_login(token, 1000) is None  # and after one more restart
+    assert not list(tmp_path.glob(".dashboard.spent*"))  # no temporary left beside it
+    kept = spent.read_text()
     # A record that is not this user's private file is not trusted, nor followed.
     spent.chmod(0o644)
     assert Keys(key, spent).take_login(token, 1000) is not None
@@ -109,3 +117,36 @@ def test_the_user_at_the_other_end_of_a_connection_is_known() -> None:
     finally:
         for s in (conn, client, server):
             s.close()
+
+
+@pytest.mark.timeout(10)
+def test_a_pipe_for_a_record_blocks_nothing_and_a_record_not_written_is_said(
+    tmp_path: Path,
+) -> None:
+    """A named pipe where the secret or the spent links' record should be (nobody
+    writes to it) does not hang the dashboard's start; a record that cannot be written
+    (here, its folder is gone) still lets the person in, and is said once."""
+    import json
+
+    from photod import logs
+
+    key = ensure_secret(tmp_path)
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / SPENT_NAME).symlink_to(tmp_path / "pipe")
+    assert Keys(key, tmp_path / "pipe").take_login(login_token(key), 1000) is not None
+    os.unlink(tmp_path / SECRET_NAME)
+    os.mkfifo(tmp_path / SECRET_NAME)
+    assert read_secret(tmp_path) is None
+    logs.setup(tmp_path / "log", console=False)
+    try:
+        keys = Keys(key, tmp_path / "gone" / SPENT_NAME)
+        token = login_token(key)
+        assert keys.take_login(token, 1000) is not None
+        assert keys.take_login(token, 1000) is None  # spent, in memory
+        assert keys.take_login(login_token(key), 1000) is not None
+    finally:
+        logs.shutdown()
+    said = [
+        json.loads(line) for line in (tmp_path / "log" / "photod.jsonl").read_text().splitlines()
+    ]
+    assert ["dashboard_login_unsaved"] == [e["event"] for e in said if e["level"] == "warning"]

@@ -17,7 +17,6 @@ Tokens are HMAC-SHA256 over what they say, compared in constant time.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -30,6 +29,7 @@ import time
 from pathlib import Path
 
 from photod.durable import write_atomic
+from photod.logs import log
 
 SECRET_NAME = "dashboard.secret"
 SPENT_NAME = "dashboard.spent"  # login links used, until they expire: once, across restarts
@@ -41,7 +41,9 @@ COOKIE = "photod_session"
 def read_secret(state_dir: Path) -> bytes | None:
     """The secret, if it is there and private to this user; None otherwise."""
     try:
-        fd = os.open(state_dir / SECRET_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(
+            state_dir / SECRET_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        )
     except OSError:
         return None
     with os.fdopen(fd, "rb") as f:
@@ -70,13 +72,13 @@ def ensure_secret(state_dir: Path) -> bytes:
     return key
 
 
-def _read_spent(path: Path | None) -> dict[str, float]:
+def _read_spent(path: Path | None) -> dict[str, int]:
     """The spent login nonces a private file of this user's keeps; none from any other
     file (a link or another owner's is not read)."""
     if path is None:
         return {}
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return {}
     with os.fdopen(fd, "rb") as f:
@@ -88,7 +90,7 @@ def _read_spent(path: Path | None) -> dict[str, float]:
     for line in lines:
         expiry, _, nonce = line.partition(" ")
         if expiry.isdigit() and _PART.fullmatch(nonce):
-            spent[nonce] = float(expiry)
+            spent[nonce] = int(expiry)
     return spent
 
 
@@ -141,6 +143,7 @@ class Keys:
         self.key = key
         self._spent = spent
         self._used = _read_spent(spent)  # login nonces spent, until they expire
+        self._unsaved = False  # said once when the record could not be written
         self._lock = threading.Lock()
 
     def take_login(self, token: str, uid: int | None) -> str | None:
@@ -158,9 +161,15 @@ class Keys:
                 return None  # one use only: a link seen in a history or a log is dead
             self._used[nonce] = int(expiry)
             if self._spent is not None:
-                with contextlib.suppress(OSError):  # (a full disk: kept in memory alone)
-                    text = "".join(f"{t} {n}\n" for n, t in self._used.items())
-                    write_atomic(self._spent, text.encode())
+                try:
+                    write_atomic(
+                        self._spent, "".join(f"{t} {n}\n" for n, t in self._used.items()).encode()
+                    )
+                except OSError as exc:  # (a full disk: kept in memory alone, said once)
+                    if not self._unsaved:
+                        log.warning("dashboard_login_unsaved", path=str(self._spent),
+                                    error=str(exc), action="a link used stays spent until photod restarts")  # fmt: skip
+                    self._unsaved = True
         until, who = str(int(now + SESSION_TTL)), "x" if uid is None else str(uid)
         sid = f"{secrets.token_hex(16)}-{who}"
         return f"{until}.{sid}.{_sign(self.key, 'session', until, sid)}"

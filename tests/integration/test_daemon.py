@@ -406,22 +406,35 @@ def test_speaks_sd_notify(setup: Setup) -> None:
             messages.append(sock.recv(4096).decode())
 
 
-def test_a_fault_in_the_daemons_own_loop_stops_its_work_and_ends_the_process(
-    setup: Setup,
+@pytest.mark.parametrize(
+    ("failpoint", "where"),
+    [("status_line", "status_line"), ("daemon_serving", "_serve"), ("backup_waiting", "_run")],
+)
+def test_a_bug_of_photods_own_stops_its_work_and_ends_the_process(
+    setup: Setup, failpoint: str, where: str
 ) -> None:
-    """A bug in the loop that watches over the running daemon (a failpoint in the line
-    systemd shows, read there once a minute) stops the work as a stop would
-    (`pipeline_stopped`, nothing left half done) and ends the process, which systemd
-    then restarts: it does not hang on with its workers on a closed catalog."""
+    """A bug in the daemon's own code, while photos are being copied: in the loop that
+    watches over it (the line systemd shows, read there once a minute), just after its
+    jobs started, or in `run --once` while it copies.  The work is stopped as a stop
+    would (`pipeline_stopped`, nothing half done on the target), one line says so and
+    the process ends with 70, which systemd restarts: it does not hang, nor go on with
+    its workers on a closed catalog.  The next start protects every photo."""
     import socket
 
+    from tests.integration.test_truth import make_photos
+
+    make_photos(setup.inbox, 12, size=400_000)
     sock_path = setup.home / "notify.sock"
+    lib = setup.home / "library"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(sock_path))
-        p = setup.photod([{"name": "library", "path": str(setup.home / "library")}])
+        p = setup.photod([{"name": "library", "path": str(lib)}])
         p.env["NOTIFY_SOCKET"] = str(sock_path)
-        p.env["PHOTOD_FAILPOINTS"] = "status_line=raise"
-        p.start(wait=False)
+        once = failpoint == "backup_waiting"
+        # (one-shot: its copies held on a slow disk, so that the bug lands among them)
+        slow = "ingest_storing=sleep:0.5,backup_waiting=20:" if once else f"{failpoint}="
+        p.env["PHOTOD_FAILPOINTS"] = f"{slow}raise"
+        p.start(*(["--once"] if once else []), wait=False)
         assert p.proc is not None
         try:
             rc = p.proc.wait(timeout=30)
@@ -430,11 +443,22 @@ def test_a_fault_in_the_daemons_own_loop_stops_its_work_and_ends_the_process(
     assert 70 == rc  # EX_SOFTWARE: systemd's Restart=on-failure starts it again
     last = p.output.read_text().splitlines()[-1]  # (the event above it carries the trace)
     assert last.startswith("photod: stopped by an internal error (FailpointHit"), last
-    assert [e["reason"] for e in p.events("daemon_stopping")] == ["failed"]
-    assert p.events("pipeline_stopped") and p.events("daemon_stopped")
+    if not once:  # (a one-shot run has no daemon to stop)
+        assert [e["reason"] for e in p.events("daemon_stopping")] == ["failed"]
+        assert p.events("pipeline_stopped")
+    assert (
+        p.events("daemon_stopped") and not p.events("job_failed") and not p.events("ingest_failed")
+    )
     [failed] = p.events("daemon_failed")  # the trace, for the bug report
     [trace] = failed["exception"]
-    assert "status_line" in [frame["name"] for frame in trace["frames"]]
+    assert where in [frame["name"] for frame in trace["frames"]]
+    if lib.exists():  # nothing partial: no temporary, every file whole
+        assert not [f for f in lib.rglob("*") if f.name.endswith(".tmp")]
+        assert_target_holds(lib, target_files(lib))
+    p.env.pop("PHOTOD_FAILPOINTS")
+    p.start()
+    p.wait_protected(12)
+    assert 0 == p.stop()
 
 
 def test_a_watch_folder_that_goes_and_comes_back_is_watched_again(
