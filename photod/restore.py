@@ -105,9 +105,19 @@ def open_targets(
 
 class Restorer:
     def __init__(
-        self, catalog: Catalog, targets: dict[str, TargetState], stop: threading.Event
+        self,
+        catalog: Catalog,
+        targets: dict[str, TargetState],
+        stop: threading.Event,
+        owner: int | None = None,
     ) -> None:
+        """``owner``: the local user a restore is for when photod (root) writes it on
+        their behalf (the dashboard): DEST must be their folder, as the descriptor it is
+        written through says (not the path: a link in it may lead elsewhere), and what
+        is made there is theirs."""
         self.catalog = catalog
+        self.owner = owner
+        self._chown: tuple[int, int] | None = None  # (uid, gid) for what is made, for owner
         self.targets = targets  # already checked, in the order to try them
         self.stop = stop
         self.on_bytes: Callable[[int], None] = lambda n: None
@@ -117,10 +127,9 @@ class Restorer:
 
     def restore(self, assets: Iterable[Asset], dest: Path) -> RestoreReport:
         report = RestoreReport()
-        _make_folder(dest, 0o777 & ~self._umask)
         # Everything below DEST is reached from this descriptor, through no link: a
         # link planted in DEST (DEST/2026 -> elsewhere) is refused, never followed.
-        dest_fd = open_root(dest)
+        dest_fd = self._open_dest(dest)
         try:
             for asset in assets:
                 if self.stop.is_set():
@@ -147,7 +156,8 @@ class Restorer:
             return str(exc)
         parent, _, name = key.rpartition("/")
         try:
-            folder = folder_beneath(dest_fd, parent, True, 0o777 & ~self._umask, exact=True)
+            mode = 0o777 & ~self._umask
+            folder = folder_beneath(dest_fd, parent, True, mode, exact=True, owner=self._chown)
         except LinkRefused as exc:
             return f"{exc.strerror}: nothing is written through it"
         except OSError as exc:
@@ -182,7 +192,7 @@ class Restorer:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             with os.fdopen(os.open(temp, flags, 0o600, dir_fd=folder), "wb") as out:
-                os.fchmod(out.fileno(), 0o666 & ~self._umask)
+                self._give(out.fileno())
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
@@ -201,6 +211,33 @@ class Restorer:
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=folder)
+
+    def _open_dest(self, dest: Path) -> int:
+        """DEST's descriptor: made with its missing parents beneath the deepest folder
+        that exists (``folder_beneath``: a folder swapped for a link meanwhile is
+        refused).  For ``owner``, that folder must be theirs."""
+        existing = dest
+        while not existing.exists():
+            existing = existing.parent
+        root = open_root(existing)
+        try:
+            if self.owner is not None:
+                st = os.fstat(root)
+                if st.st_uid != self.owner:
+                    raise PhotodError(f"{dest} is not a folder of yours ({existing} leads to "
+                                      "another user's folder): restore into one you own")  # fmt: skip
+                self._chown = (self.owner, st.st_gid)
+            rel = dest.relative_to(existing).as_posix()
+            mode = 0o777 & ~self._umask
+            return folder_beneath(root, "" if rel == "." else rel, True, mode, True, self._chown)
+        finally:
+            os.close(root)
+
+    def _give(self, fd: int) -> None:
+        """A file made in DEST: the caller's mode, and the user's own (``owner``)."""
+        if self._chown is not None:
+            os.fchown(fd, *self._chown)
+        os.fchmod(fd, 0o666 & ~self._umask)
 
     def _into(self, asset: Asset, folder: int, name: str) -> str:
         try:
@@ -259,7 +296,7 @@ class Restorer:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             with state.target.open(key) as src, \
                     os.fdopen(os.open(temp, flags, 0o600, dir_fd=folder), "wb") as out:  # fmt: skip
-                os.fchmod(out.fileno(), 0o666 & ~self._umask)
+                self._give(out.fileno())
                 mtime = self._file_time(state, src, asset)
                 while chunk := src.read(CHUNK):
                     if self.stop.is_set():
@@ -372,21 +409,6 @@ def _decode(path: Path, asset: Asset) -> str:
     if info is None:
         return "not recognised as a photo or video any more"
     return info.problem
-
-
-def _make_folder(path: Path, mode: int) -> None:
-    """DEST and its missing parents, each made with ``mode`` beneath the deepest folder
-    that exists (``folder_beneath``: a folder swapped for a link meanwhile is refused)."""
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if existing == path:
-        return
-    root = open_root(existing)
-    try:
-        os.close(folder_beneath(root, path.relative_to(existing).as_posix(), True, mode, True))
-    finally:
-        os.close(root)
 
 
 def _sha_beneath(folder: int, name: str) -> str:

@@ -134,11 +134,16 @@ def open_beneath(root_fd: int, rel: str, flags: int = os.O_RDONLY, mode: int = 0
 
 
 def folder_beneath(
-    root_fd: int, rel: str, create: bool = False, mode: int = 0o755, exact: bool = False
+    root_fd: int,
+    rel: str,
+    create: bool = False,
+    mode: int = 0o755,
+    exact: bool = False,
+    owner: tuple[int, int] | None = None,
 ) -> int:
     """A descriptor of the folder ``rel`` beneath ``root_fd`` (made on the way when
-    ``create``, with ``mode`` under the umask, or exactly ``mode`` when ``exact``),
-    through no link; ``rel`` '' is the root itself."""
+    ``create``, with ``mode`` under the umask, or exactly ``mode`` when ``exact``, and
+    given to ``owner`` (uid, gid) when set), through no link; ``rel`` '' is the root."""
     fd = os.dup(root_fd)
     try:
         parts = _parts(rel) if rel else []
@@ -156,6 +161,8 @@ def folder_beneath(
                 raise
             os.close(fd)
             fd = inner
+            if made and owner is not None:
+                os.fchown(fd, *owner)
             if made and exact:
                 os.fchmod(fd, mode)
     except BaseException:

@@ -135,9 +135,11 @@ def restore(
     album: str | None = None,
     chosen: frozenset[str] | None = None,
     stop: threading.Event | None = None,
+    owner: int | None = None,
 ) -> RestoreReport:
     """``photod restore``, and the dashboard's: ``chosen`` narrows it to these assets
-    (SHA-256), ``stop`` ends it between two files."""
+    (SHA-256), ``stop`` ends it between two files, ``owner`` is the user it is written
+    for by a root daemon (see ``Restorer``)."""
     db = cfg.state_dir / CATALOG_NAME
     if not db.exists():
         raise FileNotFoundError(db)
@@ -159,7 +161,7 @@ def restore(
         assets = list(select(catalog, since, until, match, among))
         on_plan(sum(a.size for a in assets))
         restorer = Restorer(
-            catalog, open_targets(catalog, targets, only), stop or threading.Event()
+            catalog, open_targets(catalog, targets, only), stop or threading.Event(), owner
         )
         restorer.on_bytes = on_bytes
         return restorer.restore(assets, dest)

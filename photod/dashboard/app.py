@@ -214,7 +214,9 @@ def build(site: Site, keys: Keys, hosts: frozenset[str]) -> ASGIApp:
                                  "one you own (or with `photod restore`)"}, status_code=403)  # fmt: skip
         if not chosen:
             return JSONResponse({"error": "choose at least one photo"}, status_code=400)
-        job = site.restores.start(site.config(), dest, chosen)
+        uid = request.scope["photod.uid"]
+        owner = uid if os.geteuid() == 0 and uid not in (None, 0) else None  # (written as theirs)
+        job = site.restores.start(site.config(), dest, chosen, owner)
         return JSONResponse(job.view())
 
     def restore_progress(request: Request) -> Response:
@@ -332,7 +334,8 @@ def _static(name: str, private: bool = False) -> Response:
 def _may_write(uid: int | None, dest: Path) -> bool:
     """Whether the person on the page may have a restore written at ``dest``: a daemon
     of their own writes as them; a root daemon only into a folder the logged-in user
-    owns (the nearest one that exists), root's own session anywhere."""
+    owns (the nearest one that exists), root's own session anywhere.  A first answer,
+    by the path; the restore judges again by the folder it writes through (``owner``)."""
     if os.geteuid() != 0 or uid == 0:
         return True
     if uid is None:

@@ -48,7 +48,8 @@ class Restores:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def start(self, cfg: Config, dest: Path, chosen: frozenset[str]) -> Job:
+    def start(self, cfg: Config, dest: Path, chosen: frozenset[str], owner: int | None) -> Job:
+        """``owner``: the user asking, when this daemon runs as root and they are not."""
         job = Job(next(self._ids), str(dest), len(chosen))
         with self._lock:
             self.jobs[job.id] = job
@@ -56,11 +57,15 @@ class Restores:
                 if self.jobs[old].state != "running":
                     del self.jobs[old]
         threading.Thread(
-            target=self._run, args=(job, cfg, dest, chosen), name=f"restore-{job.id}", daemon=True
+            target=self._run,
+            args=(job, cfg, dest, chosen, owner),
+            name=f"restore-{job.id}",
+            daemon=True,
         ).start()
         return job
 
-    def _run(self, job: Job, cfg: Config, dest: Path, chosen: frozenset[str]) -> None:
+    def _run(self, job: Job, cfg: Config, dest: Path, chosen: frozenset[str], owner: int | None
+             ) -> None:  # fmt: skip
         from photod import standalone
 
         def plan(n: int) -> None:
@@ -72,7 +77,17 @@ class Restores:
         log.info("restore_started", dest=str(dest), files=len(chosen), by="dashboard")
         try:
             report = standalone.restore(
-                cfg, dest, None, None, None, None, plan, advance, chosen=chosen, stop=self.stop
+                cfg,
+                dest,
+                None,
+                None,
+                None,
+                None,
+                plan,
+                advance,
+                chosen=chosen,
+                stop=self.stop,
+                owner=owner,
             )
         except (PhotodError, OSError) as exc:
             job.state, job.message = "failed", str(exc)

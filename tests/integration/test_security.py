@@ -539,3 +539,63 @@ print(out)
     assert 0 == r.returncode, r.stderr
     assert "['secret refused', " + ", ".join(["401"] * 15) + "]" == r.stdout.strip()
     assert not Path("/tmp/stolen").exists()
+
+
+def test_a_restore_another_user_asks_goes_only_into_their_own_folder(
+    setup: Setup, intruder: User, samples: Path, shared: Path
+) -> None:
+    """photod runs as root; another local user signed in to its dashboard (with a login
+    link the owner gave them) asks for restores.  Into a link in their own folder that
+    leads to a folder of root's, or into a new folder beneath that link: refused, and
+    nothing is written there (the folder is judged by the descriptor the restore writes
+    through, not by the link's own owner).  Into their own folder: the photo, whole,
+    and theirs (its folders too), so that they can move or delete it."""
+    p = daemon_on(setup, setup.inbox, extra='[dashboard]\nlisten = "127.0.0.1:0"\n').start()
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    p.wait_protected(1)
+    p.wait_event("dashboard_started")
+    url = json.loads((setup.home / "state" / "dashboard.json").read_text())["url"]
+    sha = hashlib.sha256((samples / "jpg_Canon_40D.jpg").read_bytes()).hexdigest()
+    home = shared / "bob"
+    home.mkdir()
+    os.chown(home, intruder.uid, intruder.gid)
+    roots = setup.home / "roots"  # root's (pytest's tmp is root's alone)
+    roots.mkdir(mode=0o700)
+    (home / "photos").symlink_to(roots)
+    os.lchown(home / "photos", intruder.uid, intruder.gid)
+    link = urllib.parse.urlsplit(p.cli("dashboard", "--no-browser").stdout.split()[0])
+    r = intruder.python(f"""
+import http.client, json, time, urllib.parse
+conn = http.client.HTTPConnection({link.hostname!r}, {link.port}, timeout=10)
+def ask(method, path, body=None, headers={{}}):
+    conn.request(method, path, body=body, headers=headers)
+    answer = conn.getresponse()
+    return answer, answer.read()
+answer, _ = ask("GET", {f"{link.path}?{link.query}"!r})
+cookie = {{"Cookie": answer.getheader("set-cookie").split(";")[0]}}
+page = ask("GET", "/library", headers=cookie)[1].decode()
+csrf = page.split('name="csrf" content="')[1].split('"')[0]
+out = []
+for dest in ({str(home / "photos")!r}, {str(home / "photos" / "new")!r}, {str(home / "real")!r}):
+    form = urllib.parse.urlencode({{"dest": dest, "assets": {sha!r}}})
+    answer, body = ask("POST", "/restore", form, {{**cookie, "X-CSRF-Token": csrf,
+        "Origin": {url!r}, "Content-Type": "application/x-www-form-urlencoded"}})
+    job = json.loads(body)
+    while answer.status == 200 and job["state"] == "running":
+        time.sleep(0.1)
+        job = json.loads(ask("GET", "/restore/" + str(job["id"]), headers=cookie)[1])
+    out.append((answer.status, job.get("state"), job.get("restored"), job.get("message", "")))
+print(json.dumps(out))
+""")
+    assert 0 == r.returncode, r.stderr
+    into_link, beneath_link, own = json.loads(r.stdout)
+    for asked in (into_link, beneath_link):
+        assert asked[1] != "done" and "is not a folder of yours" in (asked[3] or ""), asked
+    assert [] == list(roots.iterdir()), "nothing is written into root's folder"
+    assert [200, "done", 1] == own[:3], own
+    [restored] = [f for f in (home / "real").rglob("*") if f.is_file()]
+    assert sha == hashlib.sha256(restored.read_bytes()).hexdigest()
+    for made in (restored, *[d for d in (home / "real").rglob("*") if d.is_dir()], home / "real"):
+        st = made.stat()
+        assert (intruder.uid, intruder.gid) == (st.st_uid, st.st_gid), made
+    assert 0 == p.stop()
