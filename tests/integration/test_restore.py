@@ -3,6 +3,7 @@ catalog rebuilt from a target (down to the offsite copy alone), and the recovery
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -298,3 +299,74 @@ def test_the_daemon_scrubs_drills_and_snapshots_on_schedule(setup: Setup, sample
     finally:
         assert 0 == p.stop()
     assert sha256(setup.inbox / "a.jpg") in target_files(lib).values()
+
+
+def test_the_plans_steps_for_an_encrypted_target_bring_back_every_photo_and_only_there(
+    setup: Setup, samples: Path
+) -> None:
+    """The recovery plan's stock-tools steps for an encrypted drive, run as written
+    (bash, age, sha256sum): every photo comes back, those copied to the drive after
+    they were first backed up too (their index lines carry no file time: a tab-split
+    that merged the empty field skipped them, and still ended on OK lines only).  An
+    index line sealed by someone who knows only the public key (anyone who can write
+    to the drive may), naming a path out of the folder, writes nothing outside it."""
+    age = shutil.which("age")
+    assert age, "age not found: apt-get install age"
+    key = setup.home / "key.txt"
+    lib, vault = setup.home / "lib", setup.home / "vault"
+    config = [{"name": "lib", "path": str(lib)}]
+    extra = f'\n[encryption]\nidentity = "{key}"\n'
+    p = setup.photod(config, policy={"copies": 1, "media": 1, "offsite": 0}, extra=extra)
+    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    photos = list(samples.iterdir())[:4]
+    for f in photos[:2]:
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    sealed = {"name": "vault", "path": str(vault), "media": "external", "create": True,
+              "encrypt": True}  # fmt: skip
+    p = setup.photod(
+        [*config, sealed], policy={"copies": 2, "media": 2, "offsite": 0}, extra=extra
+    )  # fmt: skip  (the first two are caught up: no file time)
+    for f in photos[2:]:
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    public = subprocess.run(["age-keygen", "-y", str(key)], capture_output=True, text=True,
+                            check=True).stdout.strip()  # fmt: skip
+    forged = vault / "data" / "ff" / ("0" * 38)
+    forged.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([age, "-r", public, "-o", str(forged)], input=b"not yours\n", check=True)
+    line = (f"data/ff/{'0' * 38}\t{hashlib.sha256(b'not yours' + bytes([10])).hexdigest()}"
+            "\t10\t2020-01-01T00:00:00\t1577836800\t../../.bashrc\n")  # fmt: skip
+    (vault / ".photod" / "objects" / "ff").mkdir(parents=True, exist_ok=True)
+    subprocess.run([age, "-r", public, "-o", str(vault / ".photod" / "objects" / "ff" / ("0" * 38))],
+                   input=line.encode(), check=True)  # fmt: skip
+
+    # Another computer's index naming one of these objects under its own name, with
+    # no file time (what a copy it found already there is recorded as).
+    obj = next(f"data/{o.parent.name}/{o.name}" for o in sorted((vault / "data").glob("*/*"))
+               if o != forged)  # fmt: skip
+    mine = subprocess.run([age, "-d", "-i", str(key), str(vault / ".photod" / "objects" /
+                           obj.split("/", 1)[1])], capture_output=True, check=True).stdout  # fmt: skip
+    o, digest, size, taken, _, _ = mine.decode().rstrip("\n").split("\t")
+    kitchen = vault / ".photod" / "installations" / "kitchen.0123456789ab" / "index"
+    kitchen.mkdir(parents=True)
+    subprocess.run([age, "-r", public, "-o", str(kitchen / "0001")], check=True,
+                   input=f"{o}\t{digest}\t{size}\t{taken}\t\t2030/2030-01-01/shared.jpg\n".encode())  # fmt: skip
+
+    plan = setup.home / "plan.md"
+    assert 0 == p.cli("recovery-plan", "--output", str(plan)).returncode
+    block = re.search(r"### vault\n\n.*?```bash\n(.*?)```", plan.read_text(), re.S)
+    assert block is not None
+    work = setup.home / "away" / "work"
+    work.mkdir(parents=True)
+    r = subprocess.run(["bash", "-c", block.group(1)], cwd=work, env={**os.environ, "KEY": str(key)},
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert not (setup.home / ".bashrc").exists() and not (setup.home / "away" / ".bashrc").exists()
+    assert "unsafe" in r.stdout + r.stderr
+    assert len(photos) + 1 == r.stdout.count(": OK"), r.stdout + r.stderr
+    restored = {f.name: sha256(f) for f in (work / "restored").rglob("*")
+                if f.is_file() and f.name != "SHA256SUMS"}  # fmt: skip
+    assert {f.name: sha256(f) for f in photos} == {n: h for n, h in restored.items()
+                                                   if n != "shared.jpg"}  # fmt: skip
+    assert digest == restored["shared.jpg"]
+    assert 0 != r.returncode  # (the forged line is said to be skipped: not all is well)
