@@ -631,10 +631,11 @@ def _is_secret(name: str, value: str) -> bool:
 is_secret = _is_secret  # the recovery plan marks the same values
 
 
-def check_secrets(cfg: Config) -> None:
+def check_secrets(cfg: Config, lost_identity_ok: bool = False) -> None:
     """Refuse secrets others can read, as ssh does with private keys: a key readable
     by the group or everyone has to be assumed copied.  The config file itself too,
-    when it holds one."""
+    when it holds one.  ``lost_identity_ok``: a missing age identity is no problem here
+    (a restore goes on from the targets that are not encrypted)."""
     where = str(cfg.path)
     problems = []
     held = inline_secrets(cfg)
@@ -652,7 +653,11 @@ def check_secrets(cfg: Config) -> None:
         try:
             mode = path.stat().st_mode & 0o777
         except FileNotFoundError:
-            hint = " (create it with `photod keygen --output FILE`)" if "identity" in key else ""
+            if lost_identity_ok and "identity" in key:
+                continue
+            hint = (" (create it with `photod keygen --output FILE`; if it was lost, put your"
+                    " copy back: a new key does not open what was encrypted with the old one)"
+                    if "identity" in key else "")  # fmt: skip
             problems.append(f"{where}: {key}: {path} does not exist{hint}")
             continue
         except OSError as exc:

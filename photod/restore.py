@@ -322,6 +322,9 @@ class Restorer:
                 os.rename(temp, name, **where)
             return ""
         except FileNotFoundError:
+            if state.target.encrypted:  # (its objects are named with the identity's key)
+                return ("not found under this identity's names: missing on the target, or "
+                        "the identity file is not the one it was written with")  # fmt: skip
             return "missing on the target"
         except (OSError, TargetUnavailable) as exc:
             return str(exc)

@@ -19,10 +19,12 @@ from photod.catalog import CATALOG_NAME, Catalog
 from photod.config import Config
 from photod.errors import CatalogDamaged, CatalogUntrusted, PhotodError
 from photod.fleet import build_targets
+from photod.logs import log
 from photod.pipeline import Pipeline
 from photod.restore import DrillResult, Restorer, RestoreReport, drill, open_targets, select
 from photod.statelock import StateLock
 from photod.targets.records import Installation
+from photod.targetspec import TargetsSettings
 from photod.verify import ScrubReport
 
 Progress = Callable[[int], None]
@@ -123,6 +125,21 @@ def run_drill(cfg: Config, only: str | None) -> dict[str, DrillResult]:
                 state.target.close()
 
 
+def _readable(settings: TargetsSettings, only: str | None) -> TargetsSettings:
+    """The targets a restore can read: without the age identity (lost with the
+    computer), the encrypted ones are left out, said once each, and the others serve."""
+    if settings.identity is None or settings.identity.exists():
+        return settings
+    sealed = [t.name for t in settings.targets if t.encrypt]
+    why = (f"it is encrypted and the age identity {settings.identity} is missing: put that "
+           "file back (a new key from `photod keygen` does not open it)")  # fmt: skip
+    if only in sealed:
+        raise PhotodError(f"target {only!r} cannot be read: {why}")
+    for name in sealed:
+        log.warning("target_unavailable", target=name, reason=why)
+    return settings._replace(targets=tuple(t for t in settings.targets if not t.encrypt))
+
+
 def restore(
     cfg: Config,
     dest: Path,
@@ -144,7 +161,7 @@ def restore(
     if not db.exists():
         raise FileNotFoundError(db)
     catalog = Catalog(db)
-    targets = build_targets(cfg.targets_settings())
+    targets = build_targets(_readable(cfg.targets_settings(), only))
     try:
         among = None
         if album is not None:

@@ -370,3 +370,41 @@ def test_the_plans_steps_for_an_encrypted_target_bring_back_every_photo_and_only
                                                    if n != "shared.jpg"}  # fmt: skip
     assert digest == restored["shared.jpg"]
     assert 0 != r.returncode  # (the forged line is said to be skipped: not all is well)
+
+
+def test_a_lost_identity_leaves_the_plain_targets_to_restore_from(
+    setup: Setup, samples: Path
+) -> None:
+    """The age identity is lost with the computer; a plain drive survives.  `photod
+    restore` brings every photo back from it (the encrypted target is said to be
+    unreadable, once), `--target` on the encrypted one says which file is missing and
+    that a new key does not open it, and with a new key its failures say so instead of
+    "missing"."""
+    key = setup.home / "key.txt"
+    lib, vault = setup.home / "lib", setup.home / "vault"
+    p = setup.photod(
+        [{"name": "lib", "path": str(lib)},
+         {"name": "vault", "path": str(vault), "media": "external", "create": True, "encrypt": True}],
+        policy={"copies": 2, "media": 2, "offsite": 0}, extra=f'\n[encryption]\nidentity = "{key}"\n',
+    )  # fmt: skip
+    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    photos = list(samples.iterdir())[:3]
+    for f in photos:
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    key.rename(setup.home / "key.lost")
+
+    r = p.cli("restore", str(setup.home / "back"))
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert f"restored {len(photos)} files" in r.stdout
+    assert 1 == r.stderr.count("target_unavailable") and f"{key} is missing" in r.stderr
+    back = {f.name: sha256(f) for f in (setup.home / "back").rglob("*") if f.is_file()}
+    assert {f.name: sha256(f) for f in photos} == back
+
+    r = p.cli("restore", str(setup.home / "sealed"), "--target", "vault")
+    assert 0 != r.returncode and f"{key} is missing" in r.stderr and "new key" in r.stderr
+    assert not (setup.home / "sealed").exists()
+    assert 0 == p.cli("keygen", "--output", str(key)).returncode  # the wrong advice, taken
+    r = p.cli("restore", str(setup.home / "sealed"), "--target", "vault")
+    assert 1 == r.returncode
+    assert len(photos) == r.stdout.count("the identity file is not the one"), r.stdout
