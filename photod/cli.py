@@ -310,10 +310,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 bar.advance, args.album,
             )  # fmt: skip
     except FileNotFoundError as exc:
-        print(
-            f"photod: no catalog at {exc}; rebuild it first: photod catalog rebuild --from TARGET",
-            file=sys.stderr,
-        )
+        print(f"photod: no catalog at {exc}; rebuild it first: photod catalog rebuild "
+              "--from TARGET", file=sys.stderr)  # fmt: skip
         return DATA  # as every command that finds no catalog to act on
     if not (report.restored or report.skipped or report.failed):
         given = [f"--{flag} {value}" for flag, value in (("since", args.since), ("until", args.until),
