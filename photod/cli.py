@@ -297,10 +297,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from photod import config as configmod
-    from photod import logs, standalone
+    from photod import logs, signals, standalone
 
     cfg = _load(args)
     configmod.check_secrets(cfg, lost_identity_ok=True)  # the plain targets still restore
+    signals.interrupt_on_stop()
     logs.setup(None, console=True, level=logs.WARNING)  # failures only; the summary below
     dest = Path(args.dest).expanduser()
     try:

@@ -25,7 +25,7 @@ from datetime import date
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from photod import private, xmp
+from photod import failpoints, private, xmp
 from photod.catalog import Catalog
 from photod.errors import PhotodError, TargetUnavailable, UnsafeName
 from photod.fleet import TargetState
@@ -299,6 +299,7 @@ class Restorer:
                 self._give(out.fileno())
                 mtime = self._file_time(state, src, asset)
                 while chunk := src.read(CHUNK):
+                    failpoints.hit("restore_chunk")  # a slow target, for the tests of a stop
                     if self.stop.is_set():
                         raise OSError("stopped")
                     h.update(chunk)
@@ -313,7 +314,9 @@ class Restorer:
             where = {"src_dir_fd": folder, "dst_dir_fd": folder}
             try:
                 os.link(temp, name, **where, follow_symlinks=False)  # never over a file
-            except FileExistsError:
+            except FileExistsError:  # (another restore into DEST may have put it there)
+                if _sha_beneath(folder, name) == asset.sha256:
+                    return ""
                 return "a different file appeared there; left untouched"
             except OSError:  # no hard links (FAT, exFAT): check, then rename
                 with contextlib.suppress(FileNotFoundError):

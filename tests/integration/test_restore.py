@@ -408,3 +408,42 @@ def test_a_lost_identity_leaves_the_plain_targets_to_restore_from(
     r = p.cli("restore", str(setup.home / "sealed"), "--target", "vault")
     assert 1 == r.returncode
     assert len(photos) == r.stdout.count("the identity file is not the one"), r.stdout
+
+
+def test_a_restore_stopped_or_run_twice_at_once_leaves_only_whole_files(
+    setup: Setup, samples: Path
+) -> None:
+    """`photod restore` stopped by SIGTERM (systemd, `kill`, a closed terminal) while a
+    file is being written ends as Ctrl-C does: that file is removed, nothing half
+    written stays (exit 130).  Two restores into one folder at once (the command and
+    the dashboard's, say) both end well: the same bytes put there by the other are no
+    "different file"."""
+    import signal
+    import time
+
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}], policy={"copies": 1, "media": 1,
+                                                                   "offsite": 0})  # fmt: skip
+    big = setup.inbox / "big.jpg"
+    big.write_bytes((samples / "jpg_Canon_40D.jpg").read_bytes() + os.urandom(6 * 1024 * 1024))
+    assert 0 == p.cli("run", "--once").returncode
+    dest = setup.home / "back"
+    env = {**p.env, "PHOTOD_FAILPOINTS": "restore_chunk=sleep:0.3"}  # a slow target
+    cmd = [*p.cli_command(), "restore", str(dest)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not list(dest.rglob(".photod-restore-*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert list(dest.rglob(".photod-restore-*.tmp")), "the restore began writing"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert 130 == proc.returncode, err
+    assert [] == [f for f in dest.rglob("*") if f.is_file()], "nothing half written stays"
+
+    both = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]  # fmt: skip
+    said = [proc.communicate(timeout=60) for proc in both]
+    assert [0, 0] == [proc.returncode for proc in both], said
+    assert not any("different file" in out + err for out, err in said), said
+    [back] = [f for f in dest.rglob("*") if f.is_file()]
+    assert sha256(big) == sha256(back)
