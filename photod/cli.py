@@ -320,21 +320,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print(f"photod: nothing to restore: no photo or video in the catalog matches "
               f"{' '.join(given) or 'anything'}", file=sys.stderr)  # fmt: skip
         return NO
-    print(
-        f"restored {plural(report.restored, 'file')} ({size(report.bytes)}) to {dest}, "
-        f"skipped {report.skipped} already there, failed {len(report.failed)}"
-    )
-    shown = report.paths[:RESTORED_SHOWN]
-    for path in shown:
-        print(f"  restored: {path}")
-    if len(report.paths) > len(shown):
-        print(f"  ... and {len(report.paths) - len(shown)} more restored files")
-    for path, why in report.failed:
-        print(f"  failed: {path}: {why}")
+    print(report.render(dest))
     return 1 if report.failed else 0
-
-
-RESTORED_SHOWN = 50  # files a restore names one by one; past that, how many more
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
@@ -357,9 +344,11 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
+    from photod import config as configmod
     from photod import standalone
 
-    cfg = _load(args, secrets=True)
+    cfg = _load(args)
+    configmod.check_secrets(cfg, lost_identity_ok=True)  # a plain target still rebuilds it
     try:
         result, aside = standalone.rebuild(cfg, args.source, args.force, args.instance)
     except AlreadyRunning as exc:  # it acts on the catalog this would replace

@@ -33,7 +33,7 @@ from photod.library import asset_from_json
 from photod.logs import log
 from photod.media import check_key
 from photod.models import Asset, Kind
-from photod.policy import plural
+from photod.policy import plural, size
 from photod.probe import probe_file
 from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
 from photod.targets.base import CHUNK, Identity
@@ -50,6 +50,22 @@ class RestoreReport:
     bytes: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
     paths: list[str] = field(default_factory=list)  # restored, relative to DEST
+
+    def render(self, dest: Path, shown: int = 50) -> str:
+        """What `photod restore` prints: the counts, each file restored (up to
+        ``shown``), each failure and why.  A name that a terminal would not show as it
+        is (a control or direction character, planted to disguise it) is escaped."""
+        lines = [f"restored {plural(self.restored, 'file')} ({size(self.bytes)}) to {dest}, "
+                 f"skipped {self.skipped} already there, failed {len(self.failed)}"]  # fmt: skip
+        lines += [f"  restored: {_printable(path)}" for path in self.paths[:shown]]
+        if len(self.paths) > shown:
+            lines.append(f"  ... and {len(self.paths) - shown} more restored files")
+        lines += [f"  failed: {_printable(path)}: {why}" for path, why in self.failed]
+        return "\n".join(lines)
+
+
+def _printable(name: str) -> str:
+    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
 
 
 def select(
@@ -229,7 +245,15 @@ class Restorer:
                 self._chown = (self.owner, st.st_gid)
             rel = dest.relative_to(existing).as_posix()
             mode = 0o777 & ~self._umask
-            return folder_beneath(root, "" if rel == "." else rel, True, mode, True, self._chown)
+            try:
+                return folder_beneath(
+                    root, "" if rel == "." else rel, True, mode, True, self._chown
+                )
+            except OSError as exc:
+                if self.owner is None:
+                    raise
+                raise PhotodError(f"cannot make {dest} a folder of yours: "
+                                  f"{exc.strerror or exc} (a drive that keeps no owners?)") from exc  # fmt: skip
         finally:
             os.close(root)
 
@@ -314,16 +338,19 @@ class Restorer:
             where = {"src_dir_fd": folder, "dst_dir_fd": folder}
             try:
                 os.link(temp, name, **where, follow_symlinks=False)  # never over a file
-            except FileExistsError:  # (another restore into DEST may have put it there)
-                if _sha_beneath(folder, name) == asset.sha256:
-                    return ""
-                return "a different file appeared there; left untouched"
+                return ""
+            except FileExistsError:
+                pass
             except OSError:  # no hard links (FAT, exFAT): check, then rename
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     os.stat(name, dir_fd=folder, follow_symlinks=False)
-                    return "a different file appeared there; left untouched"
-                os.rename(temp, name, **where)
-            return ""
+                except FileNotFoundError:
+                    os.rename(temp, name, **where)
+                    return ""
+            # Something is there by now: the same bytes (another restore into DEST), or not.
+            if _sha_beneath(folder, name) == asset.sha256:
+                return ""
+            return "a different file appeared there; left untouched"
         except FileNotFoundError:
             if state.target.encrypted:  # (its objects are named with the identity's key)
                 return ("not found under this identity's names: missing on the target, or "

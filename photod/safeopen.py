@@ -142,8 +142,10 @@ def folder_beneath(
     owner: tuple[int, int] | None = None,
 ) -> int:
     """A descriptor of the folder ``rel`` beneath ``root_fd`` (made on the way when
-    ``create``, with ``mode`` under the umask, or exactly ``mode`` when ``exact``, and
-    given to ``owner`` (uid, gid) when set), through no link; ``rel`` '' is the root."""
+    ``create``, with ``mode`` under the umask, or exactly ``mode`` when ``exact``),
+    through no link; ``rel`` '' is the root.  With ``owner`` (uid, gid), what is made
+    is given to them, and a folder of anyone else's on the way is refused
+    (PermissionError): root writes there for that user only where they could."""
     fd = os.dup(root_fd)
     try:
         parts = _parts(rel) if rel else []
@@ -163,6 +165,9 @@ def folder_beneath(
             fd = inner
             if made and owner is not None:
                 os.fchown(fd, *owner)
+            elif owner is not None and os.fstat(fd).st_uid != owner[0]:
+                where = "/".join(parts[: i + 1])
+                raise PermissionError(errno.EACCES, f"{where} is another user's folder")
             if made and exact:
                 os.fchmod(fd, mode)
     except BaseException:

@@ -51,4 +51,5 @@ def interrupt_on_stop() -> None:
     """TERM and HUP end a command (`photod restore`) as Ctrl-C does: KeyboardInterrupt,
     so that the file being written is removed, not left half written (exit 130)."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.default_int_handler)
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # (`nohup` keeps it going)
+            signal.signal(signum, signal.default_int_handler)

@@ -194,7 +194,7 @@ def rebuild(
     private.go_private()
     lock = StateLock(cfg.state_dir)
     logs.setup(cfg.log_dir, console=False)
-    targets = build_targets(cfg.targets_settings())
+    targets = build_targets(_readable(cfg.targets_settings(), name))
     try:
         return snapshot.rebuild_catalog(
             cfg.state_dir, cfg.state_dir / CATALOG_NAME, name, targets, force, wanted,

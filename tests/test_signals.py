@@ -4,6 +4,7 @@ and `systemctl stop` would end in SIGKILL)."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,21 @@ def test_a_stop_that_lands_as_the_daemon_begins_to_wait_stops_it(tmp_path: Path)
 
 def test_a_reload_that_lands_as_the_daemon_begins_to_wait_reloads_it(tmp_path: Path) -> None:
     assert ["True", "False", "False", "True"] == _signal_while_waiting(tmp_path, "SIGHUP")
+
+
+def test_a_command_stopped_ends_as_at_ctrl_c_but_nohup_is_kept() -> None:
+    """`photod restore` takes TERM and HUP as Ctrl-C (the file it writes is removed);
+    a HUP that `nohup` set to be ignored stays ignored (closing the ssh session that
+    started `nohup photod restore ... &` must not stop it)."""
+    from photod import signals
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signals.interrupt_on_stop()
+        assert signal.SIG_IGN is signal.getsignal(signal.SIGHUP)
+        assert signal.default_int_handler is signal.getsignal(signal.SIGTERM)
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)

@@ -375,8 +375,10 @@ def test_the_plans_steps_for_an_encrypted_target_bring_back_every_photo_and_only
 def test_a_lost_identity_leaves_the_plain_targets_to_restore_from(
     setup: Setup, samples: Path
 ) -> None:
-    """The age identity is lost with the computer; a plain drive survives.  `photod
-    restore` brings every photo back from it (the encrypted target is said to be
+    """The age identity is lost with the computer, and the catalog; a plain drive
+    survives.  `photod catalog rebuild --from` it works (not from the encrypted one,
+    which says which file is missing), and `photod restore` brings every photo back
+    from it (the encrypted target is said to be
     unreadable, once), `--target` on the encrypted one says which file is missing and
     that a new key does not open it, and with a new key its failures say so instead of
     "missing"."""
@@ -393,6 +395,11 @@ def test_a_lost_identity_leaves_the_plain_targets_to_restore_from(
         shutil.copy2(f, setup.inbox / f.name)
     assert 0 == p.cli("run", "--once").returncode
     key.rename(setup.home / "key.lost")
+    shutil.rmtree(setup.home / "state")  # lost with the computer, as the key was
+    r = p.cli("catalog", "rebuild", "--from", "vault")
+    assert 0 != r.returncode and f"{key} is missing" in r.stderr
+    r = p.cli("catalog", "rebuild", "--from", "lib")
+    assert 0 == r.returncode, r.stdout + r.stderr
 
     r = p.cli("restore", str(setup.home / "back"))
     assert 0 == r.returncode, r.stdout + r.stderr

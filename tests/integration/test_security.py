@@ -548,8 +548,9 @@ def test_a_restore_another_user_asks_goes_only_into_their_own_folder(
     link the owner gave them) asks for restores.  Into a link in their own folder that
     leads to a folder of root's, or into a new folder beneath that link: refused, and
     nothing is written there (the folder is judged by the descriptor the restore writes
-    through, not by the link's own owner).  Into their own folder: the photo, whole,
-    and theirs (its folders too), so that they can move or delete it."""
+    through, not by the link's own owner), nor into a folder of root's inside their
+    own.  Into their own folder: the photo, whole, and theirs (its folders too), so
+    that they can move or delete it."""
     p = daemon_on(setup, setup.inbox, extra='[dashboard]\nlisten = "127.0.0.1:0"\n').start()
     shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
     p.wait_protected(1)
@@ -563,6 +564,9 @@ def test_a_restore_another_user_asks_goes_only_into_their_own_folder(
     roots.mkdir(mode=0o700)
     (home / "photos").symlink_to(roots)
     os.lchown(home / "photos", intruder.uid, intruder.gid)
+    # Their folder, holding one of root's (where they could not write themselves).
+    (home / "mixed" / "2008").mkdir(parents=True)
+    os.chown(home / "mixed", intruder.uid, intruder.gid)
     link = urllib.parse.urlsplit(p.cli("dashboard", "--no-browser").stdout.split()[0])
     r = intruder.python(f"""
 import http.client, json, time, urllib.parse
@@ -576,7 +580,8 @@ cookie = {{"Cookie": answer.getheader("set-cookie").split(";")[0]}}
 page = ask("GET", "/library", headers=cookie)[1].decode()
 csrf = page.split('name="csrf" content="')[1].split('"')[0]
 out = []
-for dest in ({str(home / "photos")!r}, {str(home / "photos" / "new")!r}, {str(home / "real")!r}):
+for dest in ({str(home / "photos")!r}, {str(home / "photos" / "new")!r}, {str(home / "real")!r},
+             {str(home / "mixed")!r}):
     form = urllib.parse.urlencode({{"dest": dest, "assets": {sha!r}}})
     answer, body = ask("POST", "/restore", form, {{**cookie, "X-CSRF-Token": csrf,
         "Origin": {url!r}, "Content-Type": "application/x-www-form-urlencoded"}})
@@ -584,14 +589,17 @@ for dest in ({str(home / "photos")!r}, {str(home / "photos" / "new")!r}, {str(ho
     while answer.status == 200 and job["state"] == "running":
         time.sleep(0.1)
         job = json.loads(ask("GET", "/restore/" + str(job["id"]), headers=cookie)[1])
-    out.append((answer.status, job.get("state"), job.get("restored"), job.get("message", "")))
+    out.append((answer.status, job.get("state"), job.get("restored"),
+                job.get("message") or str(job.get("failed"))))
 print(json.dumps(out))
 """)
     assert 0 == r.returncode, r.stderr
-    into_link, beneath_link, own = json.loads(r.stdout)
+    into_link, beneath_link, own, mixed = json.loads(r.stdout)
     for asked in (into_link, beneath_link):
         assert asked[1] != "done" and "is not a folder of yours" in (asked[3] or ""), asked
     assert [] == list(roots.iterdir()), "nothing is written into root's folder"
+    assert mixed[1] == "failed" and "another user's folder" in mixed[3], mixed
+    assert [] == list((home / "mixed" / "2008").iterdir())
     assert [200, "done", 1] == own[:3], own
     [restored] = [f for f in (home / "real").rglob("*") if f.is_file()]
     assert sha == hashlib.sha256(restored.read_bytes()).hexdigest()
