@@ -690,13 +690,14 @@ class Catalog:
             ).fetchall()
         return {r[0]: (r[1], r[2]) for r in rows}
 
-    def listed_by_other(self, target: str, key: str, sha256: str) -> str | None:
-        """The installation that lists ``sha256`` at ``key`` on a target, if another does."""
+    def listed_by_other(self, target: str, key: str, sha256: str, but: bool = False) -> str | None:
+        """The installation that lists ``sha256`` at ``key`` on a target, if another
+        does; with ``but``, one that lists another asset there."""
         with self._lock:
             r = self._db.execute(
-                "SELECT installation FROM shared_entries WHERE target=? AND asset=?"
-                " AND relpath=? LIMIT 1",
-                (target, sha256, key),
+                "SELECT installation FROM shared_entries WHERE target=? AND relpath=?"
+                f" AND asset{'<>' if but else '='}? LIMIT 1",
+                (target, key, sha256),
             ).fetchone()
         return str(r[0]) if r else None
 

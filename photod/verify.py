@@ -299,8 +299,10 @@ class Scrubber:
         one relies on that went bad, or bytes another installation listed under the key
         (its file took the name), only stop counting here; the repair goes beside."""
         owner = self.catalog.replica_owner(entry.sha256, name)
-        if result == "corrupt" and actual and not owner:
-            other = self.catalog.listed_by_other(name, entry.key, actual)
+        if result == "corrupt" and not owner:
+            # (a wrong size alone, ``actual`` unknown: another photo listed there)
+            other = self.catalog.listed_by_other(name, entry.key, actual or entry.sha256,
+                                                 but=not actual)  # fmt: skip
             if other:
                 owner, result = other, "missing"  # ours is not there: theirs is
                 scrub.replaced.append(entry.key)

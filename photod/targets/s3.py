@@ -24,22 +24,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from urllib3.exceptions import HTTPError as Urllib3Error
+from botocore.exceptions import ClientError
 
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
 from photod.models import VerifyMethod
 from photod.targets.objects import TMP, ObjectTarget
-from photod.targets.s3client import make_client
+from photod.targets.s3client import NETWORK, make_client, mapped
 
 UPLOAD = "s3-upload:"  # temp keys: an unfinished upload to the key that follows
-THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
-             "TooManyRequests", "ServiceUnavailable", "RequestTimeTooSkewed"}  # fmt: skip
-CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-               "TokenRefreshRequired", "AccessDenied", "InvalidClientTokenId"}  # fmt: skip
-# What a request can raise besides a ClientError: botocore's own errors, and (reading a
-# broken response) urllib3's and the socket's.
-NETWORK = (BotoCoreError, Urllib3Error, OSError)
 IN_FLIGHT = 2  # parts of one upload on the wire at once
 LISTING_TTL = 60.0  # seconds a folder listing answers "is this key taken?"
 
@@ -144,7 +136,9 @@ class S3Writer:
             # uploaded: nothing is published; the catch-up copies it again later.
             self.abort()
             raise PhotodError(f"{key}: the name was taken during the upload; copied again later")
-        if self.t.exists(key):
+        # Where the server would put over an object that appeared since the listing was
+        # made (another computer of the family, this minute), ask the object itself.
+        if self.t.exists(key, fresh=not self.t.refuses_overwrites()):
             raise KeyExists(key)  # still open: commit again under another key
         try:
             if self.upload_id is None:
@@ -270,48 +264,12 @@ class S3Target(ObjectTarget):
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"s3-{name}")
         self._lock = threading.Lock()
         self._listings: dict[str, tuple[float, set[str]]] = {}
+        self._exclusive: bool | None = None  # whether the server honours If-None-Match
 
     # -- errors -----------------------------------------------------------------------
 
     def error(self, exc: Exception) -> PhotodError:
-        """Map one botocore exception to photod's errors: the one place that knows them."""
-        if isinstance(exc, NoCredentialsError):
-            return TargetUnavailable(
-                self.name,
-                "no S3 credentials found: set credentials_file or profile, or "
-                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
-            )
-        if isinstance(exc, ClientError):
-            err = exc.response.get("Error", {})
-            code = str(err.get("Code", ""))
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if code == "PreconditionFailed" or status == 412:
-                return KeyExists(str(exc.response.get("Error", {}).get("Key", "")))
-            if code in ("BadDigest", "InvalidDigest"):
-                # Bytes changed on the way (a bad link or proxy): nothing was stored.
-                return TargetUnavailable(
-                    self.name, f"the server received other bytes than were sent ({code})"
-                )
-            if code in THROTTLED or status in (429, 503):
-                return TargetUnavailable(
-                    self.name, f"throttled by the server (HTTP {status} {code}); retrying later"
-                )
-            if code in CREDENTIALS or status in (401, 403):
-                return TargetUnavailable(
-                    self.name,
-                    f"credentials refused ({code or status}): check the access key, the "
-                    f"secret and their expiry for {self.where}",
-                )
-            if code == "NoSuchBucket":
-                return TargetUnavailable(
-                    self.name, f"bucket {self.bucket!r} does not exist; create it"
-                )
-            return TargetUnavailable(
-                self.name, f"S3 error {code or status}: {err.get('Message', exc)}"
-            )
-        if isinstance(exc, NETWORK):
-            return TargetUnavailable(self.name, f"cannot reach {self.endpoint or 'S3'}: {exc}")
-        return TargetUnavailable(self.name, f"S3 request failed: {exc}")
+        return mapped(exc, self.name, self.bucket, self.where, self.endpoint)
 
     def call(self, op: str, **kwargs: Any) -> Any:
         try:
@@ -336,13 +294,35 @@ class S3Target(ObjectTarget):
         except NETWORK as exc:
             raise self.error(exc) from exc
 
-    def exists(self, key: str) -> bool:
+    def refuses_overwrites(self) -> bool:
+        """Whether this server refuses a PUT with ``If-None-Match: *`` over an object
+        (AWS S3 since 2024, MinIO; `rclone serve s3` ignores it and overwrites).  Asked
+        once, with an object of photod's own: where it does, the PUT is itself the check
+        that nothing is at the key; where not, a HEAD just before it narrows the moment
+        two computers could both find a name free from a minute to milliseconds."""
+        if self._exclusive is None:
+            key = f"{TMP}probe-{secrets.token_hex(8)}"
+            self._put(key, b"")
+            try:
+                self.call("put_object", Key=self.full(key), Body=b"", IfNoneMatch="*")
+                exclusive = False
+            except KeyExists:
+                exclusive = True
+            finally:
+                with contextlib.suppress(PhotodError):
+                    self.delete_object(key)
+            self._exclusive = exclusive
+        return self._exclusive
+
+    def exists(self, key: str, fresh: bool = False) -> bool:
         """Whether an object is at the key.  "No" comes from a listing of its folder
         made at most LISTING_TTL ago (one request per folder instead of one per file, as
         rclone copy does), kept up to date with what this process publishes; "yes" is
         asked again of the object itself, since a cache must never outrank what was just
         seen (a scrub moved the object aside, another computer's upload failed): a
-        repair then goes under the original name."""
+        repair then goes under the original name.  ``fresh``: asked of the object alone."""
+        if fresh:
+            return self.object_size(key) is not None
         folder = key.rpartition("/")[0]
         now = time.monotonic()
         with self._lock:

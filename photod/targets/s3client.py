@@ -1,5 +1,5 @@
-"""The botocore client an S3 target talks through: its settings, and S3's API
-description read once per process instead of at every client."""
+"""The botocore client an S3 target talks through: its settings, S3's API description
+read once per process instead of at every client, and its errors as photod's."""
 
 from __future__ import annotations
 
@@ -10,7 +10,19 @@ from typing import Any
 import boto3
 import botocore.session
 from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.handlers import add_expect_header
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from photod.errors import KeyExists, PhotodError, TargetUnavailable
+
+THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+             "TooManyRequests", "ServiceUnavailable", "RequestTimeTooSkewed"}  # fmt: skip
+CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+               "TokenRefreshRequired", "AccessDenied", "InvalidClientTokenId"}  # fmt: skip
+# What a request can raise besides a ClientError: botocore's own errors, and (reading a
+# broken response) urllib3's and the socket's.
+NETWORK = (BotoCoreError, Urllib3Error, OSError)
 
 _loaders: list[Any] = []  # the first session's loader of API descriptions, shared
 _lock = threading.Lock()
@@ -69,3 +81,40 @@ def make_client(
     # trip per upload that buys nothing when the server is known to take it.
     client.meta.events.unregister("before-call.s3", add_expect_header)
     return client
+
+
+def mapped(exc: Exception, name: str, bucket: str, where: str, endpoint: str | None) -> PhotodError:
+    """One botocore exception as photod's error: the one place that knows them."""
+    if isinstance(exc, NoCredentialsError):
+        return TargetUnavailable(
+            name,
+            "no S3 credentials found: set credentials_file or profile, or "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+        )
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code == "PreconditionFailed" or status == 412:
+            return KeyExists(str(exc.response.get("Error", {}).get("Key", "")))
+        if code in ("BadDigest", "InvalidDigest"):
+            # Bytes changed on the way (a bad link or proxy): nothing was stored.
+            return TargetUnavailable(
+                name, f"the server received other bytes than were sent ({code})"
+            )
+        if code in THROTTLED or status in (429, 503):
+            return TargetUnavailable(
+                name, f"throttled by the server (HTTP {status} {code}); retrying later"
+            )
+        if code in CREDENTIALS or status in (401, 403):
+            return TargetUnavailable(
+                name,
+                f"credentials refused ({code or status}): check the access key, the "
+                f"secret and their expiry for {where}",
+            )
+        if code == "NoSuchBucket":
+            return TargetUnavailable(name, f"bucket {bucket!r} does not exist; create it")
+        return TargetUnavailable(name, f"S3 error {code or status}: {err.get('Message', exc)}")
+    if isinstance(exc, NETWORK):
+        return TargetUnavailable(name, f"cannot reach {endpoint or 'S3'}: {exc}")
+    return TargetUnavailable(name, f"S3 request failed: {exc}")

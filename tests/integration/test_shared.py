@@ -223,3 +223,33 @@ def test_a_scrub_never_moves_aside_another_computers_file(
     assert "1 corrupt" in r.stdout and "1 repaired" in r.stdout, r.stdout + r.stderr
     assert common["IMG_0000.JPG"] == sha256(nas / key)  # repaired under its own name
     assert 1 == len(list(nas.glob(".photod/quarantine/**/*.JPG")))
+
+
+def test_a_scrub_never_moves_aside_another_computers_file_at_its_own_name(
+    family: tuple[list[Computer], Path, Path, Path],
+) -> None:
+    """Two computers took different photos of one name on one day, and on a server that
+    lets a PUT replace an object both uploads landed at that name a moment apart: the
+    name holds the laptop's file, which the laptop's list names, while the desktop's
+    catalog still counts its own copy there.  The desktop's scrub sees a wrong size: it
+    stops counting its copy and writes it again beside, and never moves the laptop's
+    file aside (then each scrub would move the other's away in turn)."""
+    (laptop, desktop, _), nas, _, _ = family
+    mine = make_photos(desktop.inbox, 1, start=0, size=300_000)
+    desktop.photod.start()
+    desktop.photod.wait_protected(1, timeout=120)
+    assert 0 == desktop.photod.stop()
+    theirs = make_photos(laptop.inbox, 1, start=0)
+    [key] = target_files(nas)
+    shutil.copyfile(laptop.inbox / "IMG_0000.JPG", nas / key)  # the laptop's upload, landed
+    laptop.photod.start()
+    laptop.photod.wait_protected(1, timeout=120)
+    assert 0 == laptop.photod.stop()
+    laptops = [s for s in target_lists(nas) if "/laptop." in str(s)]
+    assert any(key in s.read_text() for s in laptops)  # the laptop counts it as its own
+
+    r = desktop.photod.cli("verify", "--target", "nas")
+    assert "1 repaired" in r.stdout, r.stdout + r.stderr
+    assert theirs["IMG_0000.JPG"] == sha256(nas / key)  # the laptop's file, left alone
+    assert [] == [f for f in nas.glob(".photod/quarantine/**/*") if f.is_file()]
+    assert mine["IMG_0000.JPG"] in target_files(nas).values()  # the desktop's, beside

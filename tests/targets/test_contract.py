@@ -397,6 +397,33 @@ def test_encrypted_names_and_listing_leak_nothing(
 # -- remote specifics: credentials and throttling -----------------------------------------
 
 
+def test_s3_a_name_another_computer_took_this_minute_is_not_written_over(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """Two computers of a family on one prefix: this one's listing of a folder (less
+    than a minute old) says a name is free; the other then publishes a photo under it.
+    `rclone serve s3` lets a PUT replace an object whatever If-None-Match says (which
+    photod learns once, with an object of its own), so this one's upload asks the
+    object itself first and goes beside it: the other's photo stays."""
+    if not s3_server.running():
+        s3_server.start()
+    creds = s3_server.credentials(tmp_path / "aws-credentials")
+    prefix = f"fam-{tmp_path.name}"
+    mine, theirs = s3_target(s3_server, prefix, creds), s3_target(s3_server, prefix, creds)
+    assert not mine.exists("2024/x.jpg")  # listed: free
+    put(theirs, "2024/x.jpg", b"theirs")
+    assert not mine.refuses_overwrites()
+    w = mine.open_writer("2024/x.jpg")
+    w.write(DATA)
+    with pytest.raises(KeyExists):
+        w.commit("2024/x.jpg", SHA)
+    w.commit("2024/x~mine.jpg", SHA)
+    with theirs.open("2024/x.jpg") as f:
+        assert b"theirs" == f.read()
+    stored = [p.name for p in (s3_server.root / BUCKET / prefix).rglob("*") if p.is_file()]
+    assert sorted(stored) == ["x.jpg", "x~mine.jpg"]  # and photod's own probe is gone
+
+
 def test_s3_refused_credentials_are_a_clear_reason(s3_server: S3Server, tmp_path: Path) -> None:
     """A wrong secret makes the target unavailable with "credentials refused", not a
     crash or a stack trace."""
