@@ -350,7 +350,8 @@ def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
     cfg = _load(args)
     configmod.check_secrets(cfg, lost_identity_ok=True)  # a plain target still rebuilds it
     try:
-        result, aside = standalone.rebuild(cfg, args.source, args.force, args.instance)
+        result, aside = standalone.rebuild(cfg, args.source, args.force, args.instance,
+                                           args.take_over)  # fmt: skip
     except AlreadyRunning as exc:  # it acts on the catalog this would replace
         return _beside(exc, "stop the daemon first (`systemctl --user stop photod`, or Ctrl-C "
                        "where it runs), then rebuild, then start it again")  # fmt: skip

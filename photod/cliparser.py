@@ -262,6 +262,9 @@ def _grammar(only: str | None) -> tuple[Parser, set[str]]:
         help="take this installation's records (another computer's, for a new one); "
         "default: this one's",
     )  # fmt: skip
+    rebuild.add_argument("--take-over", action="store_true",
+                         help="with --instance, on a computer that has an installation of its "
+                         "own: become the other one (it must never run again)")  # fmt: skip
 
     plan = page("recovery-plan", "write the recovery plan for this config",
                  "Write the recovery plan for this config as Markdown: how to get every "

@@ -337,10 +337,12 @@ def rebuild_catalog(
     wanted: str | None,
     instance_name: str,
     stop: threading.Event | None = None,
+    take_over: bool = False,
 ) -> tuple[Rebuilt, Path | None]:
     """``photod catalog rebuild --from NAME`` (and the daemon's own rebuild): check the
     target (nothing is written to it), rebuild beside the old catalog, swap it in.
-    Returns what was rebuilt and where the old catalog went."""
+    Returns what was rebuilt and where the old catalog went.  ``wanted`` naming another
+    installation than this computer's own is refused unless ``take_over``."""
     if name not in targets:
         raise PhotodError(f"no target named {name!r}; configured: {', '.join(targets)}")
     finish_interrupted(catalog_path)
@@ -357,6 +359,15 @@ def rebuild_catalog(
     if not ident.target_id:
         raise PhotodError(f"{name!r} has no .photod/target.json: photod never wrote there")
     me = identity(state_dir, catalog_path, instance_name)
+    if wanted is not None and me is not None and wanted != me.name and not take_over:
+        raise PhotodError(
+            f"this computer is the installation {me.name!r} ({me.short}); --instance "
+            f"{wanted} would make it {wanted!r} instead, its own records left behind, and if "
+            f"{wanted!r} still runs somewhere both would write as one. To get its photos back "
+            "without becoming it, use a copy of this config with a `[daemon] state_dir` of its "
+            f"own: `catalog rebuild --from {name} --instance {wanted}` there, then `restore`. "
+            f"To take over from a {wanted!r} that will not run again, add --take-over"
+        )
     # Without an id (a new computer) the installation of this name is taken.
     wanted = wanted or (None if me else instance_name)
     result = rebuild(catalog_path, name, state, me, wanted, stop, ident, instance_name)

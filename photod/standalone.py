@@ -189,7 +189,7 @@ def restore(
 
 
 def rebuild(
-    cfg: Config, name: str, force: bool, wanted: str | None
+    cfg: Config, name: str, force: bool, wanted: str | None, take_over: bool = False
 ) -> tuple[snapshot.Rebuilt, Path | None]:
     private.go_private()
     lock = StateLock(cfg.state_dir)
@@ -198,7 +198,7 @@ def rebuild(
     try:
         return snapshot.rebuild_catalog(
             cfg.state_dir, cfg.state_dir / CATALOG_NAME, name, targets, force, wanted,
-            cfg.instance,
+            cfg.instance, take_over=take_over,
         )  # fmt: skip
     finally:
         for state in targets.values():

@@ -253,3 +253,40 @@ def test_a_scrub_never_moves_aside_another_computers_file_at_its_own_name(
     assert theirs["IMG_0000.JPG"] == sha256(nas / key)  # the laptop's file, left alone
     assert [] == [f for f in nas.glob(".photod/quarantine/**/*") if f.is_file()]
     assert mine["IMG_0000.JPG"] in target_files(nas).values()  # the desktop's, beside
+
+
+def test_another_computers_photos_come_back_without_becoming_it(
+    family: tuple[list[Computer], Path, Path, Path],
+) -> None:
+    """The desktop wants the laptop's photos back while the laptop still runs.  `catalog
+    rebuild --instance laptop` on the desktop, which is an installation of its own, is
+    refused (it would become the laptop, both writing as one) and says the way that
+    works: a config with a state dir of its own, rebuilt there, then `restore`.  The
+    desktop stays itself."""
+    (laptop, desktop, _), _, _, _ = family
+    theirs = make_photos(laptop.inbox, 2, start=70)
+    make_photos(desktop.inbox, 2, start=80)
+    spawn_together([laptop, desktop])
+    laptop.photod.wait_protected(2, timeout=180)
+    desktop.photod.wait_protected(2, timeout=180)
+    assert 0 == desktop.photod.stop()
+    r = desktop.photod.cli("catalog", "rebuild", "--from", "nas", "--instance", "laptop", "--force")
+    assert 0 != r.returncode and "--take-over" in r.stderr and "state_dir" in r.stderr, r.stderr
+    assert (
+        "desktop" == json.loads((desktop.home / "state" / "installation.json").read_text())["name"]
+    )
+
+    aside = desktop.home / "laptops.toml"  # the way the message gives
+    aside.write_text(desktop.photod.config.read_text().replace(
+        f'state_dir = "{desktop.home}/state"', f'state_dir = "{desktop.home}/laptops-state"'))  # fmt: skip
+    aside.chmod(0o600)
+    other = Photod(desktop.home, aside)
+    r = other.cli("catalog", "rebuild", "--from", "nas", "--instance", "laptop")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    r = other.cli("restore", str(desktop.home / "laptops"), "--target", "nas")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert sorted(theirs.values()) == sorted(target_files(desktop.home / "laptops").values())
+    assert 0 == laptop.photod.stop()
+    desktop.photod.start()  # still itself: its own records, and nothing held
+    desktop.photod.wait_protected(2, timeout=120)
+    assert 0 == desktop.photod.stop()
