@@ -177,7 +177,7 @@ def rebuild(
     adopted = missing = 0
     try:
         own: dict[str, ManifestEntry] = {}
-        others: dict[str, str] = {}  # key -> the other installation that lists it
+        others: set[str] = set()
         for s in seen:
             try:
                 entries = list(Ledger(target, s.folder).entries())
@@ -187,7 +187,7 @@ def rebuild(
             if chosen is not None and s.folder == chosen.folder:
                 own.update((e.key, e) for e in entries)
             else:
-                others.update((e.key, s.folder) for e in entries)
+                others.update(e.key for e in entries)
         known = {e.key: e for e in catalog.verified_on(name)}
         target.learn(known.values())
         present = {key for key, _ in target.listing()}
@@ -200,16 +200,13 @@ def rebuild(
         ]
         # Files no list names, and no snapshot: a power cut before the list was written.
         # (A phone library's sidecar, KEY.xmp beside an original, is not an original.)
-        unlisted = present - set(known) - set(own) - others.keys()
+        unlisted = present - set(known) - set(own) - others
         todo += [(k, None) for k in sorted(unlisted) if not _library_sidecar(k, present)]
         for key, listed in todo:
             if stop.is_set():
                 raise Stopping
             try:
-                # Listed by another installation too: its file, which this one relied
-                # on (shared), or both wrote at once.  Either way not this one's to move.
-                why = adopt_object(catalog, name, target, key, listed, f"rebuild:{name}",
-                                   others.get(key, ""))  # fmt: skip
+                why = adopt_object(catalog, name, target, key, listed, f"rebuild:{name}")
             except TargetUnavailable as exc:  # the rebuild stops: the old catalog stays
                 raise PhotodError(f"{name!r} failed during the rebuild: {exc.reason}") from exc
             if why:

@@ -290,35 +290,3 @@ def test_another_computers_photos_come_back_without_becoming_it(
     desktop.photod.start()  # still itself: its own records, and nothing held
     desktop.photod.wait_protected(2, timeout=120)
     assert 0 == desktop.photod.stop()
-
-
-def test_a_rebuilt_catalog_still_knows_which_files_are_another_computers(
-    family: tuple[list[Computer], Path, Path, Path],
-) -> None:
-    """The desktop relies on the laptop's copy of a photo they both have; its catalog is
-    lost before a snapshot of its own holds that copy, and rebuilt from its list on the
-    NAS.  The copy is still the laptop's: when it rots, the desktop's scrub stops
-    counting it, and never moves the laptop's file aside (the laptop's own scrub
-    repairs it under its name)."""
-    (laptop, desktop, _), nas, _, _ = family
-    make_photos(laptop.inbox, 1, start=90)
-    laptop.photod.start()
-    laptop.photod.wait_protected(1, timeout=120)
-    assert 0 == laptop.photod.stop()
-    make_photos(desktop.inbox, 1, start=90)
-    desktop.photod.start()
-    desktop.photod.wait_protected(1, timeout=120)
-    assert 0 == desktop.photod.stop()
-    assert [e for e in desktop.photod.events("replica_shared") if e["target"] == "nas"]
-    shutil.rmtree(desktop.home / "state")
-    for snap in nas.glob(".photod/installations/desktop.*/snapshots/*"):
-        snap.unlink()  # lost before a snapshot held it
-    r = desktop.photod.cli("catalog", "rebuild", "--from", "nas")
-    assert 0 == r.returncode, r.stdout + r.stderr
-    [key] = target_files(nas)
-    (nas / key).write_bytes(b"rotten" * 1000)
-
-    r = desktop.photod.cli("verify", "--target", "nas", "--all")
-    assert "1 corrupt" in r.stdout, r.stdout + r.stderr  # (no copy to repair from yet)
-    assert b"rotten" * 1000 == (nas / key).read_bytes()  # the laptop's, left for it
-    assert [] == [f for f in nas.glob(".photod/quarantine/**/*") if f.is_file()]
