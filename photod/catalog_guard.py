@@ -272,6 +272,19 @@ def _remembered_targets(db: Path) -> dict[str, Identity]:
         catalog.close()
 
 
+def opened(cfg: Config, me: Installation) -> Catalog:
+    """The catalog to act on, carrying this installation's id (read when
+    ``installation.json`` is lost: a rebuild then knows which computer this is)."""
+    catalog = Catalog(cfg.state_dir / CATALOG_NAME)
+    try:
+        if catalog.meta("installation") != me.short:
+            catalog.set_meta("installation", me.short)
+    except BaseException:
+        catalog.close()
+        raise
+    return catalog
+
+
 def _start_identity(cfg: Config, db: Path, me: Installation | None) -> Installation:
     """This installation's identity, saved in the state dir: the one the catalog
     carries, or a new one (the first start, or a catalog written by a photod from before

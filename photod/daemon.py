@@ -269,7 +269,7 @@ class Daemon:
                     )  # fmt: skip
                 if verdict.action == "go" and verdict.me is not None:
                     self._held = None
-                    return Catalog(cfg.state_dir / CATALOG_NAME), verdict
+                    return catalog_guard.opened(cfg, verdict.me), verdict
                 self._held = verdict
                 self._started.set()  # the dashboard shows why nothing is done
                 thorough = False  # looked at in full once: then the start-up budget again

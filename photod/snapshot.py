@@ -151,19 +151,31 @@ def rebuild(
     stop: threading.Event | None = None,
     ident: Identity | None = None,
     new_name: str = "photod",
+    take_over: bool = False,
 ) -> Rebuilt:
     """Build a new catalog from one target (checked by the caller, ``ident`` its
     identity) at ``db_path.rebuilt``; ``swap_in`` puts it in place.  ``wanted``: the
     installation whose records to take (default: this one).  Everything the new catalog
     holds is written before it is renamed ``.rebuilt``: it is never opened to write
     again, so no WAL of it can be left behind.  ``Rebuilt.installation`` is who this
-    computer is afterwards: the installation taken, else ``me``, else a new one."""
+    computer is afterwards: the installation taken, else ``me``, else a new one.  Taking
+    another installation's records while this computer is one of its own (by id) needs
+    ``take_over``."""
     stop = stop or threading.Event()
     target = state.target
     tmp = db_path.with_name(db_path.name + REBUILDING)
     _remove(tmp)
     seen = installations(target)
     chosen = pick(seen, me, wanted) if seen else None
+    if chosen is not None and me is not None and not chosen.is_(me) and not take_over:
+        raise PhotodError(
+            f"this computer is the installation {me.folder}; --instance {wanted} would make it "
+            f"{chosen.folder} instead, its own records left behind, and if that one still "
+            "runs somewhere both would write as one. To get its photos back without becoming "
+            "it, use a copy of this config with a `[daemon] state_dir` of its own: `catalog "
+            f"rebuild --from {name} --instance {wanted}` there, then `restore`. To take over "
+            "from one that will not run again, add --take-over"
+        )
     if not seen and wanted is not None and me is not None:
         raise PhotodError(f"{name!r} holds no installation's records; drop --instance")
     snap = _newest_good(target, chosen, tmp) if chosen else ""
@@ -359,18 +371,9 @@ def rebuild_catalog(
     if not ident.target_id:
         raise PhotodError(f"{name!r} has no .photod/target.json: photod never wrote there")
     me = identity(state_dir, catalog_path, instance_name)
-    if wanted is not None and me is not None and wanted != me.name and not take_over:
-        raise PhotodError(
-            f"this computer is the installation {me.name!r} ({me.short}); --instance "
-            f"{wanted} would make it {wanted!r} instead, its own records left behind, and if "
-            f"{wanted!r} still runs somewhere both would write as one. To get its photos back "
-            "without becoming it, use a copy of this config with a `[daemon] state_dir` of its "
-            f"own: `catalog rebuild --from {name} --instance {wanted}` there, then `restore`. "
-            f"To take over from a {wanted!r} that will not run again, add --take-over"
-        )
     # Without an id (a new computer) the installation of this name is taken.
     wanted = wanted or (None if me else instance_name)
-    result = rebuild(catalog_path, name, state, me, wanted, stop, ident, instance_name)
+    result = rebuild(catalog_path, name, state, me, wanted, stop, ident, instance_name, take_over)
     # Who this computer is, before the new catalog is in place: a kill in between
     # leaves both saying the same (the next start puts the new catalog in place).
     instance.save(state_dir, instance.Known(result.installation, result.generation,

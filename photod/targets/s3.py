@@ -27,12 +27,14 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
+from photod.logs import log
 from photod.models import VerifyMethod
 from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.s3client import NETWORK, make_client, mapped
 
 UPLOAD = "s3-upload:"  # temp keys: an unfinished upload to the key that follows
 IN_FLIGHT = 2  # parts of one upload on the wire at once
+PROBE = "probe-"  # (under TMP) the object that learns whether the server honours If-None-Match
 LISTING_TTL = 60.0  # seconds a folder listing answers "is this key taken?"
 
 
@@ -138,7 +140,9 @@ class S3Writer:
             raise PhotodError(f"{key}: the name was taken during the upload; copied again later")
         # Where the server would put over an object that appeared since the listing was
         # made (another computer of the family, this minute), ask the object itself.
-        if self.t.exists(key, fresh=not self.t.refuses_overwrites()):
+        # (a multipart upload always: a server may honour it for a PUT, not a completion)
+        fresh = self.upload_id is not None or not self.t.refuses_overwrites()
+        if self.t.exists(key, fresh=fresh):
             raise KeyExists(key)  # still open: commit again under another key
         try:
             if self.upload_id is None:
@@ -265,6 +269,7 @@ class S3Target(ObjectTarget):
         self._lock = threading.Lock()
         self._listings: dict[str, tuple[float, set[str]]] = {}
         self._exclusive: bool | None = None  # whether the server honours If-None-Match
+        self._probing = threading.Lock()
 
     # -- errors -----------------------------------------------------------------------
 
@@ -294,25 +299,36 @@ class S3Target(ObjectTarget):
         except NETWORK as exc:
             raise self.error(exc) from exc
 
-    def refuses_overwrites(self) -> bool:
+    def refuses_overwrites(self) -> bool | None:
         """Whether this server refuses a PUT with ``If-None-Match: *`` over an object
         (AWS S3 since 2024, MinIO; `rclone serve s3` ignores it and overwrites).  Asked
         once, with an object of photod's own: where it does, the PUT is itself the check
         that nothing is at the key; where not, a HEAD just before it narrows the moment
         two computers could both find a name free from a minute to milliseconds."""
-        if self._exclusive is None:
-            key = f"{TMP}probe-{secrets.token_hex(8)}"
+        with self._probing:  # (one probe for the upload threads that all ask at once)
+            if self._exclusive is None:
+                self._exclusive = self._probe()
+        return self._exclusive
+
+    def _probe(self) -> bool | None:
+        key = f"{TMP}{PROBE}{secrets.token_hex(8)}"
+        try:
             self._put(key, b"")
             try:
                 self.call("put_object", Key=self.full(key), Body=b"", IfNoneMatch="*")
-                exclusive = False
+                return False
             except KeyExists:
-                exclusive = True
-            finally:
-                with contextlib.suppress(PhotodError):
-                    self.delete_object(key)
-            self._exclusive = exclusive
-        return self._exclusive
+                return True
+        except PhotodError as exc:  # not learned: each upload asks the object meanwhile
+            log.warning("target_probe_failed", target=self.name, error=str(exc))
+            return None
+        finally:
+            try:  # this one, and any a killed process left
+                for left in {key, *self._list(f"{TMP}{PROBE}")}:
+                    self.delete_object(left)
+            except PhotodError as exc:
+                log.warning("target_tidy_failed", target=self.name, error=str(exc),
+                            action=f"photod's probe objects stay in {TMP}")  # fmt: skip
 
     def exists(self, key: str, fresh: bool = False) -> bool:
         """Whether an object is at the key.  "No" comes from a listing of its folder

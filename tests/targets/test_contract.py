@@ -412,7 +412,8 @@ def test_s3_a_name_another_computer_took_this_minute_is_not_written_over(
     mine, theirs = s3_target(s3_server, prefix, creds), s3_target(s3_server, prefix, creds)
     assert not mine.exists("2024/x.jpg")  # listed: free
     put(theirs, "2024/x.jpg", b"theirs")
-    assert not mine.refuses_overwrites()
+    theirs._put(".photod/tmp/probe-0123456789abcdef", b"")  # a killed process's probe
+    assert mine.refuses_overwrites() is False
     w = mine.open_writer("2024/x.jpg")
     w.write(DATA)
     with pytest.raises(KeyExists):
@@ -421,7 +422,7 @@ def test_s3_a_name_another_computer_took_this_minute_is_not_written_over(
     with theirs.open("2024/x.jpg") as f:
         assert b"theirs" == f.read()
     stored = [p.name for p in (s3_server.root / BUCKET / prefix).rglob("*") if p.is_file()]
-    assert sorted(stored) == ["x.jpg", "x~mine.jpg"]  # and photod's own probe is gone
+    assert sorted(stored) == ["x.jpg", "x~mine.jpg"]  # and photod's probes are gone
 
 
 def test_s3_refused_credentials_are_a_clear_reason(s3_server: S3Server, tmp_path: Path) -> None:
