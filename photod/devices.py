@@ -197,6 +197,8 @@ class DeviceManager:
             await asyncio.sleep(self.retry)
             on_bus = await asyncio.to_thread(self._on_bus) if self.usbmuxd_up else {}
             for serial, product in on_bus.items():
+                if not usb.valid(serial):
+                    continue  # (not an iPhone's id: `_attached` says so if usbmuxd lists it)
                 udid = usb.dashed(serial)
                 source = self._source_for(udid)
                 if serial in self._visible or serial in told or source is None:
@@ -219,6 +221,10 @@ class DeviceManager:
 
     def _attached(self, udid: str) -> None:
         failpoints.hit("device_attached")  # the fault campaign's thread that dies
+        if not usb.valid(udid):  # (a hostile device: its id names staging folders)
+            log.warning("device_refused", udid=udid, detail="its id is not an iPhone's "
+                        "UDID (24 or 40 hexadecimal digits): nothing is read from it")  # fmt: skip
+            return
         self._visible.add(usb.normal(udid))
         source = self._source_for(udid)
         if source is None:

@@ -9,6 +9,7 @@ files is cheap and needs no privileges; elsewhere (macOS) it finds nothing.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -48,6 +49,16 @@ def apple_phones(root: Path = SYSFS) -> dict[str, str]:
 def normal(udid: str) -> str:
     """A UDID as photod compares them: no dash, upper case (usbmuxd may drop the dash)."""
     return udid.replace("-", "").upper()
+
+
+_UDID = re.compile(r"[0-9A-F]{24}|[0-9A-F]{40}")
+
+
+def valid(udid: str) -> bool:
+    """Whether a device id is an iPhone's UDID: 24 hexadecimal digits (with or without
+    the dash after the eighth) or 40 (before the iPhone XS).  It names folders and files
+    of photod's: a device that says ``../x`` or ``/home`` is refused, not followed."""
+    return bool(_UDID.fullmatch(normal(udid))) and udid.count("-") <= 1
 
 
 def dashed(serial: str) -> str:

@@ -655,3 +655,36 @@ def test_photod_killed_mid_import_resumes_when_it_starts_again(
     staging = phones.home / "state" / "import"
     assert [] == [q for q in staging.rglob("*") if q.is_file()]
     assert 0 == p.stop()
+
+
+@pytest.mark.parametrize(
+    "claimed", ["../../../victim", "/ABS/victim", "00008110-000A1B2C3D4E5F60/.."]
+)
+def test_a_device_whose_id_is_a_path_is_refused(
+    phones: PhoneSetup, samples: Path, tmp_path: Path, claimed: str
+) -> None:
+    """A device (a hostile one, or a fake on the wire) whose UDID is a path: its id
+    names photod's staging folders, so it would write and then delete files outside
+    them.  It is refused with one event and nothing is read from it; the user's files
+    where it points are untouched, and a real phone plugged in beside it is imported."""
+    victim = tmp_path / "victim"
+    (victim / "DCIM" / "100APPLE").mkdir(parents=True)
+    mine = victim / "DCIM" / "100APPLE" / "IMG_0000.JPG"
+    mine.write_bytes(b"the user's own photo")
+    (victim / "resume.part.json").write_text("the user's own file")
+    udid = claimed.replace("/ABS", str(tmp_path)) if claimed.startswith("/ABS") else claimed
+    roll = camera_roll(tmp_path / "evil", samples, photos=2, live=0)
+    good = camera_roll(tmp_path / "good", samples, photos=2, live=0)
+    p = phones.photod().start()
+    phones.mux.plug(phones.phone(udid, "Evil", roll))
+    [refused] = p.wait_event("device_refused", timeout=30)
+    assert udid == refused["udid"]
+    phones.mux.plug(phones.phone(UDID_A, "Anna's iPhone", good))
+    p.wait_event("device_import_finished", timeout=60, udid=UDID_A)
+    assert 0 == p.stop()
+    assert b"the user's own photo" == mine.read_bytes()
+    assert (victim / "resume.part.json").exists()
+    assert {"IMG_0000.JPG", "resume.part.json"} == {
+        f.name for f in victim.rglob("*") if f.is_file()
+    }
+    assert not [e for e in p.events() if e.get("udid") == udid and e["event"] != "device_refused"]
