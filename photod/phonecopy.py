@@ -19,7 +19,7 @@ from typing import Any
 
 from photod import staging
 from photod.catalog import DeviceFile
-from photod.errors import DeviceGone
+from photod.errors import SourceChanged
 from photod.logs import log
 from photod.private import COPY_MODE
 from photod.sources.phone import PhoneLink
@@ -36,9 +36,11 @@ async def fetch(
     offset, h = await asyncio.to_thread(staging.resume_point, part, meta, f.size, f.mtime_ns)
     try:
         await _read_into(link, f, part, meta, offset, h, counted)
-    except BaseException:
-        if not meta.exists():  # nothing worth resuming: leave no debris in staging
+    except BaseException as exc:
+        # Nothing worth resuming (or bytes that are not the listed file's): no debris.
+        if not meta.exists() or isinstance(exc, SourceChanged):
             part.unlink(missing_ok=True)
+            meta.unlink(missing_ok=True)
         raise
     os.utime(part, ns=(f.mtime_ns, f.mtime_ns))  # copies keep the phone's mtime
     os.replace(part, staged)
@@ -86,6 +88,8 @@ async def _read_into(
                     chunk = await nxt
                     if not chunk:
                         break
+                    if done + len(chunk) > f.size:  # (a file that never ends fills no disk)
+                        raise SourceChanged(f"{f.path} on the phone (longer than listed)")
                     # Ask for the next chunk before hashing and writing this one.
                     nxt = asyncio.ensure_future(link.read(handle))
                     await asyncio.to_thread(staging.write_hashed, out, h, chunk)
@@ -101,7 +105,7 @@ async def _read_into(
                 # this chunk was written): a failure nobody retrieves is logged as a bug.
                 with contextlib.suppress(BaseException):
                     await nxt
-        if done != f.size:
-            raise DeviceGone(f"{f.path}: read {done} of {f.size} bytes")
+        if done != f.size:  # the phone's reads ended early: this file's, not the link's
+            raise SourceChanged(f"{f.path} on the phone ({done} of {f.size} bytes)")
     finally:
         await link.close_file(handle)

@@ -29,7 +29,7 @@ from pathlib import Path
 from photod import failpoints, isobmff, phonecopy, phoneplan, staging
 from photod.catalog import IGNORED, DeviceFile, now_iso
 from photod.config import IPhoneSource
-from photod.errors import DeviceProblem, FileUnreadable, Stopping
+from photod.errors import DeviceProblem, FileUnreadable, PhotodError, SourceChanged, Stopping
 from photod.ingest import Ingestor
 from photod.logs import log
 from photod.media import kind_from_name
@@ -222,6 +222,9 @@ class PhoneImport:
                 # This file cannot be staged here (its name, say): the others go on.
                 await self._file_failed(link, f, progress, exc)
                 return
+            except SourceChanged as exc:  # not the size it was listed with: this file's
+                await self._file_failed(link, f, progress, exc)
+                return
             except FileUnreadable as exc:
                 progress.unreadable += 1
                 progress.done_files += 1
@@ -274,7 +277,7 @@ class PhoneImport:
             path=f.path,
             error=f"{type(exc).__name__}: {exc}",
             detail="not imported; retried at the next plug-in",
-            exc_info=not isinstance(exc, OSError),  # a bug gets its traceback
+            exc_info=not isinstance(exc, OSError | PhotodError),  # a bug gets its traceback
         )
 
     @staticmethod

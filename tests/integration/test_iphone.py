@@ -688,3 +688,48 @@ def test_a_device_whose_id_is_a_path_is_refused(
         f.name for f in victim.rglob("*") if f.is_file()
     }
     assert not [e for e in p.events() if e.get("udid") == udid and e["event"] != "device_refused"]
+
+
+def test_a_file_whose_size_lies_fails_alone_and_fills_no_disk(
+    phones: PhoneSetup, samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A phone's file longer than its listing says, and one whose reads never end: each
+    fails on its own (`device_file_failed`, retried at the next plug-in) instead of
+    restarting the whole import as a disconnect, nothing beyond the listed size is
+    written to staging, and every other photo is imported."""
+    import struct
+
+    from tests.fakephone import OP_DATA, OP_GET_FILE_INFO, OP_READ, FakeUsbmuxd, jpeg
+
+    roll = camera_roll(tmp_path / "A", samples, photos=6, live=0)
+    liar, endless = "/DCIM/100APPLE/AAA_0001.JPG", "/DCIM/100APPLE/AAA_0002.JPG"
+    for path, n in ((liar, 4242), (endless, 4243)):
+        roll.add(path, jpeg(roll.path(path), n))
+    honest = hashes(roll, {liar, endless})
+    real = FakeUsbmuxd._afc_op
+
+    async def lying(self: Any, phone: Any, op: int, body: bytes, handles: Any, *rest: Any) -> Any:
+        name = body.rstrip(b"\0").decode("utf-8", "replace")
+        if op == OP_GET_FILE_INFO and name in (liar, endless):
+            rop, data = await real(self, phone, op, body, handles, *rest)
+            fields = data.split(b"\0")
+            at = fields.index(b"st_size") + 1
+            fields[at] = str(int(fields[at]) - 10).encode()  # 10 bytes fewer than it holds
+            return rop, b"\0".join(fields)
+        if op == OP_READ:
+            handle, size = struct.unpack_from("<QQ", body)
+            if handles.get(handle, ("",))[0] == endless:
+                return OP_DATA, b"\0" * size  # and more, for ever
+        return await real(self, phone, op, body, handles, *rest)
+
+    monkeypatch.setattr(FakeUsbmuxd, "_afc_op", lying)
+    p = phones.photod().start()
+    phones.mux.plug(phones.phone(UDID_A, "Anna's iPhone", roll))
+    p.wait_event("device_import_finished", timeout=60)
+    assert 0 == p.stop()
+    failed = sorted(e["path"] for e in p.events("device_file_failed"))
+    assert [liar, endless] == failed
+    assert not p.events("device_disconnected") and 1 == len(p.events("device_import_started"))
+    assert honest <= set(by_hash(phones.lib))
+    staged = [f for f in (phones.home / "state").rglob("*") if f.is_file() and "AAA_" in f.name]
+    assert [] == staged, "nothing of theirs is kept in staging"
