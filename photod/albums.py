@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from photod import policy
 from photod.catalog import Catalog
 from photod.errors import PhotodError
+from photod.library import printable
 from photod.models import PolicyRule, TargetInfo
 
 
@@ -132,8 +133,3 @@ def render(found: list[AlbumInfo], device: str | None, as_json: bool) -> tuple[s
             + ("  (in Recently Deleted)" if a.trashed else "")
         )
     return "\n".join(lines), 0
-
-
-def printable(text: str) -> str:
-    """A name from a phone, safe to print on a terminal: control characters shown as ?."""
-    return "".join("?" if ord(c) < 32 or 127 <= ord(c) < 160 else c for c in text)

@@ -89,3 +89,11 @@ def asset_from_json(text: str) -> LibraryAsset:
     data["albums"] = tuple(tuple(a) for a in data["albums"])
     data["captured"] = datetime.fromisoformat(data["captured"]) if data["captured"] else None
     return LibraryAsset(**data)
+
+
+def printable(text: str) -> str:
+    """A name from a phone, safe to print on a terminal (and in a status line, a
+    notification): control characters shown as ?, and direction overrides, which can
+    disguise a name, too."""
+    return "".join("?" if ord(c) < 32 or 127 <= ord(c) < 160 or 0x202A <= ord(c) <= 0x202E
+                   or 0x2066 <= ord(c) <= 0x2069 else c for c in text)  # fmt: skip

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import shutil
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -51,7 +52,11 @@ class PhoneLibraryStep:
                 log.info("device_library_unchanged", device=link.name, udid=link.udid,
                          duration=round(time.monotonic() - started, 3))  # fmt: skip
                 return
-            library = await asyncio.to_thread(read_library, copy.db)
+            stop = threading.Event()  # a read cut short (unplugged, stopping) ends
+            try:
+                library = await asyncio.to_thread(read_library, copy.db, stop)
+            finally:
+                stop.set()
         except LibraryUnreadable as exc:
             log.warning("device_library_unreadable", device=link.name, udid=link.udid,
                         reason=exc.reason)  # fmt: skip

@@ -29,6 +29,8 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
+import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -42,6 +44,8 @@ CORE_DATA_EPOCH = 978_307_200  # 2001-01-01T00:00:00Z in Unix seconds
 NO_LOCATION = -180.0  # what the phone stores for "no location"
 USER_ALBUM, ROOT_FOLDER = 2, 3999  # ZGENERICALBUM.ZKIND
 SQLITE_MAGIC = b"SQLite format 3\x00"
+TEXT_MAX = 4096  # characters of a title, caption, name kept (captions are short)
+READ_MAX = 600.0  # seconds (20,000 photos: copied, read and recorded in 5 s here)
 FACE_COLUMNS = (("ZASSETFORFACE", "ZPERSONFORFACE"), ("ZASSET", "ZPERSON"))  # iOS 17+, before
 
 
@@ -49,13 +53,19 @@ class _Unreadable(Exception):
     """Internal: the reason a library cannot be read, made LibraryUnreadable at the edge."""
 
 
-def read_library(db: Path) -> PhoneLibrary:
+def read_library(db: Path, stop: threading.Event | None = None) -> PhoneLibrary:
     """Read the copy ``db`` of ``Photos.sqlite`` (its ``-wal`` and ``-shm`` beside it, if
     any).  Raises ``LibraryUnreadable`` and nothing else; leaves the files' bytes as
-    they were (SQLite may rebuild the ``-shm``, which is only an index of the -wal)."""
+    they were (SQLite may rebuild the ``-shm``, which is only an index of the -wal).
+    The file is the phone's, so untrusted: each text is cut at TEXT_MAX characters (one
+    long caption shared by every photo cannot fill the memory), and the read ends after
+    READ_MAX seconds of SQLite's work (joins made slow on purpose), or at ``stop``."""
+    stop = stop or threading.Event()
+    deadline = time.monotonic() + READ_MAX
     try:
         _check_header(db)
         conn = sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True)
+        conn.set_progress_handler(lambda: stop.is_set() or time.monotonic() > deadline, 10_000)
         try:
             try:
                 return _read(conn)
@@ -69,6 +79,9 @@ def read_library(db: Path) -> PhoneLibrary:
     except _Unreadable as exc:
         raise LibraryUnreadable(db, str(exc)) from None
     except sqlite3.Error as exc:
+        if time.monotonic() > deadline:
+            raise LibraryUnreadable(db, f"reading it took over {READ_MAX:.0f} s: no phone's "
+                                    "library is made like this one") from exc  # fmt: skip
         raise LibraryUnreadable(db, _sqlite_reason(db, exc)) from exc
     except (OSError, ValueError, TypeError, OverflowError) as exc:  # a value no Photos has
         raise LibraryUnreadable(db, f"unexpected content: {exc}") from exc
@@ -290,7 +303,7 @@ def _asset_query(s: _Schema) -> str:
         edited = f"(a.{s.edits} = 1)"
 
     def text(expr: str) -> str:  # text made in SQLite, not once per value in Python
-        return f"COALESCE(CAST({expr} AS TEXT), '')"
+        return f"COALESCE(substr(CAST({expr} AS TEXT), 1, {TEXT_MAX}), '')"
 
     fields = [
         "a.Z_PK", text("a.ZUUID"), text("a.ZDIRECTORY"), text("a.ZFILENAME"),
@@ -344,6 +357,11 @@ def _asset(
     )
 
 
+def _cut(column: str) -> str:
+    """A text column read at most TEXT_MAX characters long (NULL stays NULL)."""
+    return f"substr({column}, 1, {TEXT_MAX})"
+
+
 def _text(value: object) -> str:
     return "" if value is None else value if isinstance(value, str) else str(value)
 
@@ -372,7 +390,8 @@ def _keywords(conn: sqlite3.Connection, s: _Schema) -> dict[object, tuple[str, .
     table, attrs, keyword = s.keyword_join
     found: dict[object, set[str]] = defaultdict(set)
     for owner, title in conn.execute(
-        f"SELECT j.{attrs}, k.ZTITLE FROM {table} AS j JOIN ZKEYWORD AS k ON k.Z_PK = j.{keyword}"
+        f"SELECT j.{attrs}, {_cut('k.ZTITLE')} FROM {table} AS j "
+        f"JOIN ZKEYWORD AS k ON k.Z_PK = j.{keyword}"
     ):
         if title:
             found[owner].add(_text(title))
@@ -385,7 +404,9 @@ def _people(conn: sqlite3.Connection, s: _Schema) -> dict[object, tuple[str, ...
     if s.faces is None:
         return {}
     asset, person = s.faces
-    names = [f"p.{c}" if s.has("ZPERSON", c) else "NULL" for c in ("ZFULLNAME", "ZDISPLAYNAME")]
+    names = [
+        _cut(f"p.{c}") if s.has("ZPERSON", c) else "NULL" for c in ("ZFULLNAME", "ZDISPLAYNAME")
+    ]
     found: dict[object, set[str]] = defaultdict(set)
     for pk, full, display in conn.execute(
         f"SELECT f.{asset}, {', '.join(names)} FROM ZDETECTEDFACE AS f "
@@ -420,7 +441,8 @@ def _albums(
     nodes: dict[object, tuple[object, str, object, bool]] = {}
     mine: list[tuple[object, str]] = []  # the person's albums: primary key, UUID
     for pk, kind, title, up, trashed, uuid in conn.execute(
-        f"SELECT Z_PK, ZKIND, ZTITLE, {parent}, {trash}, ZUUID FROM ZGENERICALBUM ORDER BY Z_PK"
+        f"SELECT Z_PK, ZKIND, {_cut('ZTITLE')}, {parent}, {trash}, {_cut('ZUUID')} "
+        "FROM ZGENERICALBUM ORDER BY Z_PK"
     ):
         nodes[pk] = (kind, _text(title), up, bool(trashed))
         if kind == USER_ALBUM:

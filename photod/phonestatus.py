@@ -9,7 +9,7 @@ from typing import Any
 from photod import policy, usb
 from photod.catalog import IGNORED, Catalog, DeviceRecord
 from photod.errors import FileUnreadable
-from photod.library import asset_from_json
+from photod.library import asset_from_json, printable
 from photod.logs import local_time
 from photod.models import PolicyRule, TargetInfo
 
@@ -107,7 +107,7 @@ def find_device(report: dict[str, Any], name: str) -> dict[str, Any] | None:
 
 
 def render_device(d: dict[str, Any], limit: int = 20) -> str:
-    name = d["name"]
+    name = printable(d["name"])  # (what the phone says goes through ``printable``)
     lines = [
         f"{name} ({d['model'] or 'iPhone'}, iOS {d['ios'] or '?'}, UDID {d['udid']})",
         f"  State      {d['state']}" + (f": {d['detail']}" if d["detail"] else ""),
@@ -123,7 +123,7 @@ def render_device(d: dict[str, Any], limit: int = 20) -> str:
         )
         for item in icloud[:limit]:
             when = local_time(item["taken_at"], seconds=True)
-            lines.append(f"    {when}  {item['name']}: only in iCloud")
+            lines.append(f"    {when}  {printable(item['name'])}: only in iCloud")
         if len(icloud) > limit:
             lines.append(f"    ... and {len(icloud) - limit} more (--json lists all)")
     elsewhere = d.get("not_listed") or []
@@ -154,7 +154,7 @@ def render_device(d: dict[str, Any], limit: int = 20) -> str:
             )
         for item in d["not_protected"][:limit]:
             when = local_time(item["taken_at"], seconds=True)
-            lines.append(f"    {when}  {item['path']}: {item['why']}")
+            lines.append(f"    {when}  {printable(item['path'])}: {printable(item['why'])}")
         if len(d["not_protected"]) > limit:
             lines.append(f"    ... and {len(d['not_protected']) - limit} more (--json lists all)")
     lines.append("  photod never deletes anything from a phone.")

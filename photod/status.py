@@ -14,6 +14,7 @@ from photod import colour, instance, phonestatus, policy, schedules
 from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog
 from photod.errors import CatalogDamaged, TargetUnavailable
 from photod.fleet import build_targets
+from photod.library import printable
 from photod.logs import local_time
 from photod.statelock import running_pid
 from photod.statusconfig import StatusSettings
@@ -400,7 +401,7 @@ def render(s: dict[str, Any], tty: bool | None = None) -> str:
         lines.append("Phones")
     for d in s["devices"]:
         lines.append(
-            f"  {d['name']:<14} {d['state']:<14} {d['protected']}/{d['on_phone']} protected"
+            f"  {printable(d['name']):<14} {d['state']:<14} {d['protected']}/{d['on_phone']} protected"
             + (f"  {d['detail']}" if d["detail"] else "")
         )
         if d["unreadable"]:
@@ -434,11 +435,11 @@ def render(s: dict[str, Any], tty: bool | None = None) -> str:
             if "of_files" in imp:
                 eta = f", about {_eta(imp['eta'])} left" if imp.get("eta") else ""
                 lines.append(
-                    f"         importing from {imp['device']}: {imp['files']}/{imp['of_files']} "
+                    f"         importing from {printable(imp['device'])}: {imp['files']}/{imp['of_files']} "
                     f"files, {_size(imp['bytes'])} of {_size(imp['of_bytes'])}{eta}"
                 )
             else:
-                lines.append(f"         phone {imp['device']}: {imp['state']}")
+                lines.append(f"         phone {printable(imp['device'])}: {imp['state']}")
         for job in live.get("waiting_for_mains", []):
             lines.append(f"         {job} waits for mains power ([schedule] on_battery = false)")
         nxt = live.get("next_runs", {})

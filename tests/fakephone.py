@@ -346,7 +346,10 @@ class FakeUsbmuxd:
                     answer.update(Service="com.apple.afc", Port=port, EnableServiceSSL=False)
             else:
                 answer["Error"] = "UnknownRequest"
-            payload = plistlib.dumps(answer)
+            try:
+                payload = plistlib.dumps(answer)
+            except ValueError:  # text XML cannot carry (a hostile name): as a binary plist
+                payload = plistlib.dumps(answer, fmt=plistlib.FMT_BINARY)
             conn.writer.write(struct.pack(">I", len(payload)) + payload)
             await conn.writer.drain()
 

@@ -377,3 +377,34 @@ def test_captured_is_utc_when_the_phone_knows_no_offset(tmp_path: Path) -> None:
     [asset] = read_library(db).assets
 
     assert "2020-01-01T12:00:00+00:00" == asset.captured.isoformat()  # type: ignore[union-attr]
+
+
+def test_a_library_made_to_exhaust_the_computer_is_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The library is the phone's, so untrusted.  One 2 MB caption that every photo
+    points to (a few MB of file, gigabytes once read per photo) is read cut at
+    TEXT_MAX characters; a read that SQLite spends too long on (joins made slow on
+    purpose), or that is stopped (the phone unplugged, photod stopping), ends as one
+    LibraryUnreadable, not a thread that runs for hours."""
+    import threading
+
+    from photod import phonelibrary
+
+    photos = [Photo(f"IMG_{i:04d}.HEIC", caption="x" if i == 0 else "") for i in range(300)]
+    db = build(tmp_path / "bomb", "17", photos)
+    photoslib.sql(
+        db,
+        "UPDATE ZASSETDESCRIPTION SET ZLONGDESCRIPTION = replace(hex(zeroblob(1000000)), '00', 'xy')",
+        "UPDATE ZADDITIONALASSETATTRIBUTES SET ZASSETDESCRIPTION = (SELECT MIN(Z_PK) FROM ZASSETDESCRIPTION)",
+    )  # fmt: skip
+    lib = read_library(db)
+    captions = [a.caption for a in lib.assets]
+    assert 300 == len(captions) and 300 == captions.count("xy" * (phonelibrary.TEXT_MAX // 2))
+    stopped = threading.Event()
+    stopped.set()
+    with pytest.raises(LibraryUnreadable):
+        read_library(db, stopped)
+    monkeypatch.setattr(phonelibrary, "READ_MAX", 0.0)
+    with pytest.raises(LibraryUnreadable, match="took over 0 s"):
+        read_library(db)

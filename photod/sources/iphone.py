@@ -31,11 +31,13 @@ from photod.errors import (
     FileUnreadable,
     PairingDenied,
 )
+from photod.library import printable
 from photod.sources.phone import PhoneFile
 
 READ_SIZE = 4 * 1024 * 1024  # AFC's largest read request
 STAT_BATCH = 128  # stats in flight at once: AFC answers them in order, one round trip
 TRUST_WAIT = 60.0  # seconds one pairing request waits for the Trust dialog's answer
+NAME_MAX = 80  # characters of the phone's name, model and version kept
 T = TypeVar("T")
 
 # The link is gone: usbmuxd closed, the phone was unplugged, a socket broke.
@@ -128,9 +130,12 @@ class UsbPhoneLink:
         self.timeout = timeout
         self.afc: AfcService | None = None
         values = lockdown.all_values
-        self.name = str(values.get("DeviceName") or "iPhone")
-        self.model = str(lockdown.display_name or values.get("ProductType") or "")
-        self.ios = str(values.get("ProductVersion") or "")
+        # What the phone says of itself reaches terminals, logs and notifications.
+        self.name = printable(str(values.get("DeviceName") or "iPhone"))[:NAME_MAX]
+        self.model = printable(str(lockdown.display_name or values.get("ProductType") or ""))[
+            :NAME_MAX
+        ]
+        self.ios = printable(str(values.get("ProductVersion") or ""))[:NAME_MAX]
 
     @property
     def paired(self) -> bool:
@@ -152,8 +157,8 @@ class UsbPhoneLink:
         if not await _bounded(self.lockdown.validate_pairing(), self.timeout, "start a session"):
             raise DeviceUntrusted("the phone did not accept the new pairing")
         values = self.lockdown.all_values  # complete now that a session is open
-        self.name = str(values.get("DeviceName") or self.name)
-        self.ios = str(values.get("ProductVersion") or self.ios)
+        self.name = printable(str(values.get("DeviceName") or self.name))[:NAME_MAX]
+        self.ios = printable(str(values.get("ProductVersion") or self.ios))[:NAME_MAX]
 
     async def start_files(self) -> None:
         """Start AFC (the phone's media file service).  Refused while it is locked."""

@@ -733,3 +733,22 @@ def test_a_file_whose_size_lies_fails_alone_and_fills_no_disk(
     assert honest <= set(by_hash(phones.lib))
     staged = [f for f in (phones.home / "state").rglob("*") if f.is_file() and "AAA_" in f.name]
     assert [] == staged, "nothing of theirs is kept in staging"
+
+
+def test_what_a_phone_says_of_itself_reaches_no_terminal_raw(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    """A phone's name with terminal escapes and a newline (clearing the screen, setting
+    the window's title, forging a line of `photod status`): every place photod prints
+    it shows it as text, with no escape and no line of its own."""
+    hostile = "Evil\x1b[2J\x1b]0;pwned\x07\nPhones  Everything on this phone is protected\u202e"
+    roll = camera_roll(tmp_path / "A", samples, photos=2, live=0)
+    p = phones.photod().start()
+    phones.mux.plug(phones.phone(UDID_A, hostile, roll))
+    p.wait_event("device_import_finished", timeout=60)
+    said = [p.cli("status").stdout, p.cli("status", "--device", UDID_A).stdout]
+    assert 0 == p.stop()
+    said.append(p.cli("status").stdout)  # (from the catalog, the daemon stopped)
+    for text in said:
+        assert "Evil" in text and not any(c in text for c in "\x1b\x07\u202e"), text
+        assert not any(line.startswith("Phones  Everything") for line in text.splitlines())
