@@ -275,6 +275,12 @@ class Notifier:
             smtp.send_message(mail)
 
 
+def _text(body: str) -> str:
+    """A body as text for a freedesktop notification server, which reads it as markup
+    (`<a href>`, `<img>`): a file name or a phone's name from the event stays text."""
+    return body.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _desktop(m: Message) -> None:
     if sys.platform == "darwin":
         # The text goes in as arguments, never into the script: no quoting to get wrong.
@@ -286,5 +292,5 @@ def _desktop(m: Message) -> None:
     name = "org.freedesktop.Notifications"
     # Started on demand where the desktop's notification server is D-Bus activated.
     network.call("SESSION", name, "/org/freedesktop/Notifications", name, "Notify",
-                 "susssasa{sv}i", (APP, 0, "drive-harddisk", m.title, m.body, [], hints, -1),
+                 "susssasa{sv}i", (APP, 0, "drive-harddisk", m.title, _text(m.body), [], hints, -1),
                  timeout=10, auto_start=True)  # fmt: skip

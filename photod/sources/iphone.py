@@ -32,6 +32,7 @@ from photod.errors import (
     PairingDenied,
 )
 from photod.library import printable
+from photod.logs import log
 from photod.sources.phone import PhoneFile
 
 READ_SIZE = 4 * 1024 * 1024  # AFC's largest read request
@@ -209,14 +210,18 @@ class UsbPhoneLink:
                         continue  # vanished between listing and stat
                     if isinstance(st, pmd.PyMobileDevice3Exception | OSError):
                         raise _translate(st, f"stat {path}") from st
-                    if isinstance(st, BaseException):
-                        raise st
-                    if st.get("st_ifmt") == "S_IFDIR":
-                        subfolders.append(path)
-                    elif st.get("st_ifmt") == "S_IFREG":
-                        yield PhoneFile(
-                            path, int(st["st_size"]), _ns(st["st_mtime"]), _ns(st["st_birthtime"])
-                        )
+                    try:
+                        if isinstance(st, BaseException):
+                            raise st
+                        if st.get("st_ifmt") == "S_IFDIR":
+                            subfolders.append(path)
+                        elif st.get("st_ifmt") == "S_IFREG":
+                            yield _file(path, st)
+                    except (ValueError, TypeError, KeyError, OverflowError, OSError) as exc:
+                        # One answer that makes no sense (a hostile phone's): that file's.
+                        log.warning("device_file_failed", device=self.name, udid=self.udid,
+                                    path=path, error=f"its details make no sense: {exc}"[:300],
+                                    detail="not imported")  # fmt: skip
                 folders.extend(subfolders)
 
     async def stat(self, path: str) -> PhoneFile | None:
@@ -226,7 +231,10 @@ class UsbPhoneLink:
             return None
         if st.get("st_ifmt") != "S_IFREG":
             return None
-        return PhoneFile(path, int(st["st_size"]), _ns(st["st_mtime"]), _ns(st["st_birthtime"]))
+        try:
+            return _file(path, st)
+        except (ValueError, TypeError, KeyError, OverflowError, OSError):
+            return None  # (its details make no sense: said when the listing met it)
 
     async def open_file(self, path: str) -> int:
         return await self._call(f"open {path}", self._files().fopen(path))
@@ -240,6 +248,13 @@ class UsbPhoneLink:
     async def close_file(self, handle: int) -> None:
         with contextlib.suppress(DeviceProblem):
             await self._call("close", self._files().fclose(handle))
+
+
+def _file(path: str, st: dict[str, Any]) -> PhoneFile:
+    size = int(st["st_size"])
+    if size < 0:
+        raise ValueError(f"a size of {size}")
+    return PhoneFile(path, size, _ns(st["st_mtime"]), _ns(st["st_birthtime"]))
 
 
 def _ns(value: Any) -> int:

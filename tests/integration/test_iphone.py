@@ -752,3 +752,36 @@ def test_what_a_phone_says_of_itself_reaches_no_terminal_raw(
     for text in said:
         assert "Evil" in text and not any(c in text for c in "\x1b\x07\u202e"), text
         assert not any(line.startswith("Phones  Everything") for line in text.splitlines())
+
+
+def test_a_file_whose_details_make_no_sense_fails_alone(
+    phones: PhoneSetup, samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One file whose details (AFC's stat) are nonsense, a size that is markup: that
+    file is said failed, in one line with no traceback; every other photo is imported,
+    and the import ends as it should (it failed whole before, at every plug-in)."""
+    from tests.fakephone import OP_GET_FILE_INFO, FakeUsbmuxd, jpeg
+
+    roll = camera_roll(tmp_path / "A", samples, photos=4, live=0)
+    odd = "/DCIM/100APPLE/AAA_0001.JPG"
+    roll.add(odd, jpeg(roll.path(odd), 4244))
+    honest = hashes(roll, {odd})
+    real = FakeUsbmuxd._afc_op
+
+    async def nonsense(self: Any, phone: Any, op: int, body: bytes, *rest: Any) -> Any:
+        rop, data = await real(self, phone, op, body, *rest)
+        if op == OP_GET_FILE_INFO and body.rstrip(b"\0").decode("utf-8", "replace") == odd:
+            fields = data.split(b"\0")
+            fields[fields.index(b"st_size") + 1] = b'<a href="https://evil.example">fix</a>'
+            data = b"\0".join(fields)
+        return rop, data
+
+    monkeypatch.setattr(FakeUsbmuxd, "_afc_op", nonsense)
+    p = phones.photod().start()
+    phones.mux.plug(phones.phone(UDID_A, "Anna's iPhone", roll))
+    p.wait_event("device_import_finished", timeout=60)
+    assert 0 == p.stop()
+    [failed] = p.events("device_file_failed")
+    assert odd == failed["path"] and "exception" not in failed
+    assert not p.events("device_import_failed")
+    assert honest <= set(by_hash(phones.lib))

@@ -243,3 +243,21 @@ def test_no_round_for_stale_after_is_told_without_a_heartbeat(setup: Setup) -> N
     assert "photod: backups stopped" == message["title"]
     assert "no round of photod" in message["message"]
     assert [] == p.events("heartbeat_sent")
+
+
+def test_a_desktop_notification_shows_its_text_as_text(
+    channels: tuple[Webhook, Mailbox, Desktop], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A desktop's notification server reads a body as markup; what an event carries (a
+    phone's or a file's name, an error a phone caused) must show as the text it is, not
+    become a link or an image."""
+    from photod import notify
+
+    _, _, desk = channels
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", desk.address)
+    body = 'import failed: <a href="https://evil.example/fix">Click here</a> & <img src=x>'
+    notify._desktop(notify.Message("failure", "photod: an import failed", body))
+    wait_for(lambda: desk.shown, 10, "the notification")
+    [(_, shown)] = desk.shown
+    assert "<a" not in shown and "<img" not in shown
+    assert shown == body.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
