@@ -39,6 +39,8 @@ READ_SIZE = 4 * 1024 * 1024  # AFC's largest read request
 STAT_BATCH = 128  # stats in flight at once: AFC answers them in order, one round trip
 TRUST_WAIT = 60.0  # seconds one pairing request waits for the Trust dialog's answer
 NAME_MAX = 80  # characters of the phone's name, model and version kept
+WALK_DEPTH = 16  # folders deep a media folder may go (a photo's edit is 6 down)
+WALK_ENTRIES = 1_000_000  # entries a media folder may hold (a full 1 TB phone: ~300,000)
 T = TypeVar("T")
 
 # The link is gone: usbmuxd closed, the phone was unplugged, a socket broke.
@@ -191,12 +193,22 @@ class UsbPhoneLink:
         batches: one round trip each would make a 20,000-file listing slow."""
         afc = self._files()
         folders = [top]
+        seen = 0  # entries met: a listing that never ends (a hostile phone's) is cut
         while folders:
             folder = folders.pop(0)
             try:
                 names = await self._call(f"list {folder}", afc.listdir(folder))
             except FileUnreadable:
                 continue
+            seen += len(names)
+            deep = folder.count("/") - top.rstrip("/").count("/") >= WALK_DEPTH
+            if seen > WALK_ENTRIES or deep:
+                log.warning("device_listing_cut", device=self.name, udid=self.udid, folder=folder,
+                            reason=f"more than {WALK_DEPTH} folders deep" if deep else
+                            f"more than {WALK_ENTRIES:,} entries under {top}",
+                            detail="no phone's media folders look like this; the rest "
+                            "of it is not read")  # fmt: skip
+                return
             paths = [posixpath.join(folder, n) for n in sorted(names) if n not in ("", ".", "..")]
             for start in range(0, len(paths), STAT_BATCH):
                 batch = paths[start : start + STAT_BATCH]

@@ -785,3 +785,44 @@ def test_a_file_whose_details_make_no_sense_fails_alone(
     assert odd == failed["path"] and "exception" not in failed
     assert not p.events("device_import_failed")
     assert honest <= set(by_hash(phones.lib))
+
+
+def test_a_listing_that_never_ends_is_cut(
+    phones: PhoneSetup, samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder on the phone that holds itself for ever (a hostile phone's): the walk
+    stops at a depth no phone's media folders reach, says so once, and the photos
+    elsewhere are imported (it grew the daemon's memory by gigabytes a minute before)."""
+    from tests.fakephone import OP_DATA, OP_GET_FILE_INFO, OP_READ_DIR, FakeUsbmuxd
+
+    roll = camera_roll(tmp_path / "A", samples, photos=3, live=0)
+    real = FakeUsbmuxd._afc_op
+    loop = "/DCIM/loop"
+
+    async def endless(self: Any, phone: Any, op: int, body: bytes, *rest: Any) -> Any:
+        path = body.rstrip(b"\0").decode("utf-8", "replace")
+        if path.startswith(loop) and op == OP_READ_DIR:
+            return OP_DATA, b".\0..\0loop\0"
+        if path.startswith(loop) and op == OP_GET_FILE_INFO:
+            info = {
+                "st_size": 0,
+                "st_blocks": 0,
+                "st_nlink": 2,
+                "st_ifmt": "S_IFDIR",
+                "st_mtime": 1_700_000_000 * 10**9,
+                "st_birthtime": 1_700_000_000 * 10**9,
+            }
+            return OP_DATA, b"".join(f"{k}\0{v}\0".encode() for k, v in info.items())
+        rop, data = await real(self, phone, op, body, *rest)
+        if op == OP_READ_DIR and path == "/DCIM":
+            data += b"loop\0"
+        return rop, data
+
+    monkeypatch.setattr(FakeUsbmuxd, "_afc_op", endless)
+    p = phones.photod().start()
+    phones.mux.plug(phones.phone(UDID_A, "Anna's iPhone", roll))
+    p.wait_event("device_import_finished", timeout=60)
+    assert 0 == p.stop()
+    [cut] = p.events("device_listing_cut")
+    assert cut["folder"].startswith(loop) and "deep" in cut["reason"]
+    assert hashes(roll) <= set(by_hash(phones.lib))
