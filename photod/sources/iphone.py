@@ -220,7 +220,11 @@ class UsbPhoneLink:
                 for path, st in zip(batch, stats, strict=True):
                     if isinstance(st, pmd.AfcException):
                         continue  # vanished between listing and stat
-                    if isinstance(st, pmd.PyMobileDevice3Exception | OSError):
+                    # The link's trouble (its own errors, the socket's) is the phone's; an
+                    # answer it could not even parse (a time too large: EOVERFLOW) the file's.
+                    if isinstance(
+                        st, pmd.PyMobileDevice3Exception | ConnectionError | TimeoutError
+                    ):
                         raise _translate(st, f"stat {path}") from st
                     try:
                         if isinstance(st, BaseException):

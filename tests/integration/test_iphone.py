@@ -754,12 +754,22 @@ def test_what_a_phone_says_of_itself_reaches_no_terminal_raw(
         assert not any(line.startswith("Phones  Everything") for line in text.splitlines())
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [(b"st_size", b'<a href="https://evil.example">fix</a>'), (b"st_mtime", str(10**26).encode())],
+)
 def test_a_file_whose_details_make_no_sense_fails_alone(
-    phones: PhoneSetup, samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    phones: PhoneSetup,
+    samples: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    field: bytes,
+    value: bytes,
 ) -> None:
-    """One file whose details (AFC's stat) are nonsense, a size that is markup: that
-    file is said failed, in one line with no traceback; every other photo is imported,
-    and the import ends as it should (it failed whole before, at every plug-in)."""
+    """One file whose details (AFC's stat) are nonsense, a size that is markup or a time
+    no clock reaches: that file is said failed, in one line with no traceback; every
+    other photo is imported, and the import ends as it should (it failed whole at every
+    plug-in before, or read as an unplug, for ever)."""
     from tests.fakephone import OP_GET_FILE_INFO, FakeUsbmuxd, jpeg
 
     roll = camera_roll(tmp_path / "A", samples, photos=4, live=0)
@@ -772,7 +782,7 @@ def test_a_file_whose_details_make_no_sense_fails_alone(
         rop, data = await real(self, phone, op, body, *rest)
         if op == OP_GET_FILE_INFO and body.rstrip(b"\0").decode("utf-8", "replace") == odd:
             fields = data.split(b"\0")
-            fields[fields.index(b"st_size") + 1] = b'<a href="https://evil.example">fix</a>'
+            fields[fields.index(field) + 1] = value
             data = b"\0".join(fields)
         return rop, data
 
@@ -783,7 +793,7 @@ def test_a_file_whose_details_make_no_sense_fails_alone(
     assert 0 == p.stop()
     [failed] = p.events("device_file_failed")
     assert odd == failed["path"] and "exception" not in failed
-    assert not p.events("device_import_failed")
+    assert not p.events("device_import_failed") and not p.events("device_disconnected")
     assert honest <= set(by_hash(phones.lib))
 
 
