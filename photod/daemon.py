@@ -190,7 +190,7 @@ class Daemon:
                 if self._reload:  # (a reload while held, too: the new targets settle)
                     self._reload = False
                     self._wake.clear()  # (the signals folded into this one reread)
-                    reload = self._reloading or reloads.Reload(time.monotonic(), None, [])
+                    reload = self._reloading or reloads.Reload(time.monotonic(), None)
                     cfg = self.cfg = reloads.reread(old := cfg, reload)
                     if self._reloading is None:  # held: nothing runs to say it later
                         reloads.say_reloaded(cfg, reload)

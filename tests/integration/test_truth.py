@@ -268,10 +268,16 @@ def test_a_config_fixed_and_reloaded_while_the_catalog_is_held_is_acted_on(
         [*_, said] = p.wait_event("daemon_reloaded", count=n)  # (said at once, while held)
         assert [] == said["changed"]
     assert 1 == len(p.events("catalog_untrusted"))
+    good = p.config.read_text()
+    p.config.write_text(good + "\nthis is not TOML\n")  # a wrong one: said, the old kept
+    p.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]  (`reload` would refuse it)
+    p.wait_event("config_invalid")
     setup.config([{"name": "lib", "path": str(moved), "media": "external"}])  # fixed
     r = p.cli("reload")
     assert 0 == r.returncode, r.stdout + r.stderr
     p.wait_event("daemon_reloaded", changed=["targets.lib"])
+    said = [e["changed"] for e in p.events("daemon_reloaded")]
+    assert [[], [], [], ["targets.lib"]] == said  # (the wrong config was not said reloaded)
     p.wait_event("catalog_recovered", timeout=30)
     p.wait_event("daemon_started")  # acting from now on
     make_photos(setup.inbox, 1, start=3)  # a new photo goes where the config now says
