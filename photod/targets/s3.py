@@ -34,6 +34,7 @@ from photod.targets.s3client import NETWORK, make_client, mapped
 
 UPLOAD = "s3-upload:"  # temp keys: an unfinished upload to the key that follows
 IN_FLIGHT = 2  # parts of one upload on the wire at once
+PROBE_AGAIN = 600.0  # seconds before a probe that failed is tried again
 PROBE = "probe-"  # (under TMP) the object that learns whether the server honours If-None-Match
 LISTING_TTL = 60.0  # seconds a folder listing answers "is this key taken?"
 
@@ -270,6 +271,7 @@ class S3Target(ObjectTarget):
         self._listings: dict[str, tuple[float, set[str]]] = {}
         self._exclusive: bool | None = None  # whether the server honours If-None-Match
         self._probing = threading.Lock()
+        self._probe_after = 0.0  # (a probe that failed: not before then)
 
     # -- errors -----------------------------------------------------------------------
 
@@ -306,8 +308,10 @@ class S3Target(ObjectTarget):
         that nothing is at the key; where not, a HEAD just before it narrows the moment
         two computers could both find a name free from a minute to milliseconds."""
         with self._probing:  # (one probe for the upload threads that all ask at once)
-            if self._exclusive is None:
+            if self._exclusive is None and time.monotonic() >= self._probe_after:
                 self._exclusive = self._probe()
+                if self._exclusive is None:  # asked again in a while, not at every upload
+                    self._probe_after = time.monotonic() + PROBE_AGAIN
         return self._exclusive
 
     def _probe(self) -> bool | None:
