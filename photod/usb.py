@@ -62,9 +62,10 @@ def valid(udid: str) -> bool:
 
 
 def dashed(serial: str) -> str:
-    """A 24-digit UDID as usbmuxd and Finder write it: 8 digits, a dash, 16."""
+    """A UDID as usbmuxd writes it (and so the phone's records are named): 24 digits as
+    8, a dash, 16, in upper case; the 40 digits of an older phone in lower case."""
     s = normal(serial)
-    return f"{s[:8]}-{s[8:]}" if len(s) == 24 else s
+    return f"{s[:8]}-{s[8:]}" if len(s) == 24 else s.lower()
 
 
 def usbmuxd_socket() -> str:

@@ -368,6 +368,23 @@ def test_phone_hidden_by_usbmuxd_until_trust_is_reported_from_the_bus(
     assert 1 == len(named(events, "device_untrusted"))
 
 
+def test_an_older_phone_waiting_for_trust_is_one_phone_in_status(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """A phone from before the iPhone XS has a 40-digit UDID, which usbmuxd gives in
+    lower case: seen on the bus waiting for Trust, then imported, it is one phone in
+    `photod status`, not two (one of them stuck at "tap Trust" for ever)."""
+    old = "2b6f0cc904d137be2e1730235f5664094b831186"
+    rig = make_rig()
+    rig.on_bus[old.upper()] = "iPhone"  # (as the bus's serial is kept: ``usb.normal``)
+    wait_until(lambda: any(d.state == "untrusted" for d in rig.catalog.devices()), "told")
+    phone = MemPhone(old, photos(tmp_path, 2))
+    rig.mux.plug(phone)
+    wait_until(lambda: named(events, "device_import_finished"), "the import")
+    assert imported(rig, phone)
+    assert [old] == [d.udid for d in rig.catalog.devices()]
+
+
 def test_a_phone_copy_on_the_staging_disk_is_proved_and_made_as_any_copy(
     make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
 ) -> None:
