@@ -303,7 +303,7 @@ def _asset_query(s: _Schema) -> str:
         edited = f"(a.{s.edits} = 1)"
 
     def text(expr: str) -> str:  # text made in SQLite, not once per value in Python
-        return f"COALESCE(substr(CAST({expr} AS TEXT), 1, {TEXT_MAX}), '')"
+        return f"COALESCE({_cut(f'CAST({expr} AS TEXT)')}, '')"
 
     fields = [
         "a.Z_PK", text("a.ZUUID"), text("a.ZDIRECTORY"), text("a.ZFILENAME"),

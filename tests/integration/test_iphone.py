@@ -690,6 +690,28 @@ def test_a_device_whose_id_is_a_path_is_refused(
     assert not [e for e in p.events() if e.get("udid") == udid and e["event"] != "device_refused"]
 
 
+def import_through(
+    phones: PhoneSetup, roll: CameraRoll, monkeypatch: pytest.MonkeyPatch, afc_op: Any
+) -> Photod:
+    """A daemon that imports ``roll`` from a phone whose AFC answers go through
+    ``afc_op`` (a hostile phone's, the fake's own wrapped); stopped once the import ends."""
+    from tests.fakephone import FakeUsbmuxd
+
+    monkeypatch.setattr(FakeUsbmuxd, "_afc_op", afc_op)
+    p = phones.photod().start()
+    phones.mux.plug(phones.phone(UDID_A, "Anna's iPhone", roll))
+    p.wait_event("device_import_finished", timeout=60)
+    assert 0 == p.stop()
+    return p
+
+
+def with_stat(reply: bytes, field: bytes, value: bytes) -> bytes:
+    """An AFC stat reply (name, value, ... each NUL-ended) with one field's value changed."""
+    fields = reply.split(b"\0")
+    fields[fields.index(field) + 1] = value
+    return b"\0".join(fields)
+
+
 def test_a_file_whose_size_lies_fails_alone_and_fills_no_disk(
     phones: PhoneSetup, samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -713,20 +735,15 @@ def test_a_file_whose_size_lies_fails_alone_and_fills_no_disk(
         if op == OP_GET_FILE_INFO and name in (liar, endless):
             rop, data = await real(self, phone, op, body, handles, *rest)
             fields = data.split(b"\0")
-            at = fields.index(b"st_size") + 1
-            fields[at] = str(int(fields[at]) - 10).encode()  # 10 bytes fewer than it holds
-            return rop, b"\0".join(fields)
+            size = int(fields[fields.index(b"st_size") + 1])
+            return rop, with_stat(data, b"st_size", str(size - 10).encode())  # 10 fewer
         if op == OP_READ:
             handle, size = struct.unpack_from("<QQ", body)
             if handles.get(handle, ("",))[0] == endless:
                 return OP_DATA, b"\0" * size  # and more, for ever
         return await real(self, phone, op, body, handles, *rest)
 
-    monkeypatch.setattr(FakeUsbmuxd, "_afc_op", lying)
-    p = phones.photod().start()
-    phones.mux.plug(phones.phone(UDID_A, "Anna's iPhone", roll))
-    p.wait_event("device_import_finished", timeout=60)
-    assert 0 == p.stop()
+    p = import_through(phones, roll, monkeypatch, lying)
     failed = sorted(e["path"] for e in p.events("device_file_failed"))
     assert [liar, endless] == failed
     assert not p.events("device_disconnected") and 1 == len(p.events("device_import_started"))
@@ -781,16 +798,10 @@ def test_a_file_whose_details_make_no_sense_fails_alone(
     async def nonsense(self: Any, phone: Any, op: int, body: bytes, *rest: Any) -> Any:
         rop, data = await real(self, phone, op, body, *rest)
         if op == OP_GET_FILE_INFO and body.rstrip(b"\0").decode("utf-8", "replace") == odd:
-            fields = data.split(b"\0")
-            fields[fields.index(field) + 1] = value
-            data = b"\0".join(fields)
+            data = with_stat(data, field, value)
         return rop, data
 
-    monkeypatch.setattr(FakeUsbmuxd, "_afc_op", nonsense)
-    p = phones.photod().start()
-    phones.mux.plug(phones.phone(UDID_A, "Anna's iPhone", roll))
-    p.wait_event("device_import_finished", timeout=60)
-    assert 0 == p.stop()
+    p = import_through(phones, roll, monkeypatch, nonsense)
     [failed] = p.events("device_file_failed")
     assert odd == failed["path"] and "exception" not in failed
     assert not p.events("device_import_failed") and not p.events("device_disconnected")
@@ -828,11 +839,7 @@ def test_a_listing_that_never_ends_is_cut(
             data += b"loop\0"
         return rop, data
 
-    monkeypatch.setattr(FakeUsbmuxd, "_afc_op", endless)
-    p = phones.photod().start()
-    phones.mux.plug(phones.phone(UDID_A, "Anna's iPhone", roll))
-    p.wait_event("device_import_finished", timeout=60)
-    assert 0 == p.stop()
+    p = import_through(phones, roll, monkeypatch, endless)
     [cut] = p.events("device_listing_cut")
     assert cut["folder"].startswith(loop) and "deep" in cut["reason"]
     assert hashes(roll) <= set(by_hash(phones.lib))
