@@ -221,6 +221,14 @@ class PairingDenied(DeviceProblem):
     action = "Don't Trust was tapped: unplug and plug in again to be asked again"
 
 
+class DeviceRefused(DeviceProblem):
+    """The device answers as no iPhone does (a hostile one's): the rest of this
+    plug-in is not read."""
+
+    state = "refused"
+    action = "nothing more is read from this device until it is plugged in again"
+
+
 class DeviceGone(DeviceProblem):
     state = "disconnected"
     action = "plug the iPhone in again"

@@ -13,6 +13,7 @@ and shown as the phone's state, then the next go comes:
                     meanwhile): said each time, tried again after ``retry``
     stalled         the phone stopped answering: said each time, tried again
     pairing_denied  Don't Trust was tapped: nothing more until the phone is plugged in again
+    refused         the device answers as no iPhone does: nothing more until plugged in again
     error           anything else (a full staging disk, a bug): retried with backoff,
                     ``retry_interval`` doubling up to ``retry_max``
 
@@ -31,6 +32,7 @@ from photod.config import DaemonConfig, IPhoneSource
 from photod.errors import (
     DeviceGone,
     DeviceProblem,
+    DeviceRefused,
     DeviceStalled,
     DeviceUntrusted,
     PairingDenied,
@@ -104,7 +106,7 @@ class PhoneSession:
                 self.records.set(self.udid, "waiting", "no target is available")
                 self._told = "no_target"
             await asyncio.sleep(self.context.retry)
-        except PairingDenied as exc:
+        except (PairingDenied, DeviceRefused) as exc:
             self.records.problem(self.udid, exc, log.warning)
             await asyncio.Event().wait()  # until the phone is unplugged
         except DeviceProblem as exc:

@@ -51,6 +51,18 @@ DEVICE_PUBLIC_KEY = _DEVICE_KEY.public_key().public_bytes(
 T = TypeVar("T")
 
 
+class Oversized(bytes):
+    """An AFC reply whose header says it holds ``claimed`` bytes (a hostile phone's):
+    the fake sends zeros after it until the computer hangs up."""
+
+    claimed: int
+
+    def __new__(cls, claimed: int) -> Oversized:
+        reply = super().__new__(cls, b"")
+        reply.claimed = claimed
+        return reply
+
+
 @dataclass
 class FakePhone:
     """One phone.  ``media`` is the folder served as /var/mobile/Media."""
@@ -372,13 +384,17 @@ class FakeUsbmuxd:
                 )
                 if reply_op is None:  # the phone went away mid-request
                     return
+                entire = data.claimed if isinstance(data, Oversized) else len(data)
                 conn.writer.write(
                     AFC_HEADER.pack(
-                        AFC_MAGIC, AFC_HEADER.size + len(data), AFC_HEADER.size, number, reply_op
+                        AFC_MAGIC, AFC_HEADER.size + entire, AFC_HEADER.size, number, reply_op
                     )
                 )
                 conn.writer.write(data)
                 await conn.writer.drain()
+                while isinstance(data, Oversized):  # until the computer hangs up
+                    conn.writer.write(bytes(1 << 20))
+                    await conn.writer.drain()
         finally:
             phone.afc_sessions -= 1
             for _, fd in handles.values():

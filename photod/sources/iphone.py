@@ -20,12 +20,14 @@ from typing import Any, TypeVar
 from pymobiledevice3 import exceptions as pmd
 from pymobiledevice3 import usbmux
 from pymobiledevice3.lockdown import LockdownClient, create_using_usbmux
+from pymobiledevice3.service_connection import ServiceConnection
 from pymobiledevice3.services.afc import AfcService
 
 from photod.errors import (
     DeviceGone,
     DeviceLocked,
     DeviceProblem,
+    DeviceRefused,
     DeviceStalled,
     DeviceUntrusted,
     FileUnreadable,
@@ -36,6 +38,9 @@ from photod.logs import log
 from photod.sources.phone import PhoneFile
 
 READ_SIZE = 4 * 1024 * 1024  # AFC's largest read request
+# The longest AFC reply read: a read's data, or a folder's listing of some 500,000 names
+# (a phone's media folders hold a few thousand).
+REPLY_MAX = 2 * READ_SIZE
 STAT_BATCH = 128  # stats in flight at once: AFC answers them in order, one round trip
 TRUST_WAIT = 60.0  # seconds one pairing request waits for the Trust dialog's answer
 NAME_MAX = 80  # characters of the phone's name, model and version kept
@@ -167,6 +172,7 @@ class UsbPhoneLink:
         """Start AFC (the phone's media file service).  Refused while it is locked."""
         afc = AfcService(self.lockdown)
         await _bounded(afc.__aenter__(), self.timeout, "start the file service")
+        _cap_replies(afc)
         self.afc = afc
 
     async def close(self) -> None:
@@ -266,6 +272,31 @@ class UsbPhoneLink:
             await self._call("close", self._files().fclose(handle))
 
 
+class _ReplyTooLarge(ConnectionError):
+    """An AFC reply longer than any phone sends."""
+
+
+def _cap_replies(afc: AfcService) -> None:
+    """pymobiledevice3's AFC reader reads as many bytes as a reply's header says (a
+    64-bit length) into memory before anything looks at them: one reply of a hostile
+    device's could take all of the computer's memory.  A reply longer than REPLY_MAX
+    ends the link instead, and every read after it (the stream is past its framing)."""
+    conn = afc.service
+    assert isinstance(conn, ServiceConnection), "connected first"
+    read = conn.recvall
+    refused: list[_ReplyTooLarge] = []
+
+    async def recvall(size: int) -> bytes:
+        if not refused and size > REPLY_MAX:
+            refused.append(_ReplyTooLarge(f"it sent a reply of {size:,} bytes; "
+                                          f"no iPhone's is over {REPLY_MAX:,}"))  # fmt: skip
+        if refused:
+            raise refused[0]
+        return await read(size)
+
+    conn.recvall = recvall  # type: ignore[method-assign]
+
+
 def _file(path: str, st: dict[str, Any]) -> PhoneFile:
     size = int(st["st_size"])
     if size < 0:
@@ -291,6 +322,8 @@ async def _bounded(coro: Awaitable[T], timeout: float, what: str) -> T:
 def _translate(exc: BaseException, what: str) -> DeviceProblem:
     """photod's name for a library or socket error (anything else is a bug, and is
     left to propagate)."""
+    if isinstance(exc, _ReplyTooLarge):
+        return DeviceRefused(str(exc))
     if isinstance(exc, pmd.PasswordRequiredError):
         return DeviceLocked()
     if isinstance(exc, pmd.PairingDialogResponsePendingError | pmd.NotPairedError):

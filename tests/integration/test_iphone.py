@@ -808,6 +808,47 @@ def test_a_file_whose_details_make_no_sense_fails_alone(
     assert honest <= set(by_hash(phones.lib))
 
 
+def test_a_reply_longer_than_any_phones_is_refused(
+    phones: PhoneSetup, samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device whose answer to a listing says it holds a terabyte, and sends zeros for
+    ever: photod takes none of it into memory, says `device_refused` once (no retry loop),
+    shows the phone as refused, and reads it again only when it is plugged in again."""
+    from tests.fakephone import OP_DATA, OP_READ_DIR, FakeUsbmuxd, Oversized
+
+    roll = camera_roll(tmp_path / "A", samples, photos=3, live=0)
+    real = FakeUsbmuxd._afc_op
+    hostile = True
+
+    async def huge(self: Any, phone: Any, op: int, body: bytes, *rest: Any) -> Any:
+        if hostile and op == OP_READ_DIR:
+            return OP_DATA, Oversized(1 << 40)
+        return await real(self, phone, op, body, *rest)
+
+    monkeypatch.setattr(FakeUsbmuxd, "_afc_op", huge)
+    p = phones.photod().start()
+    p.wait_event("usbmuxd_connected")
+    sampler = psutil.Process(p.proc.pid)  # type: ignore[union-attr]
+    before = sampler.memory_info().rss
+    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
+    phones.mux.plug(phone)
+    [refused] = p.wait_event("device_refused", timeout=60)
+    assert "1,099,511,627,776 bytes" in refused["detail"] and "exception" not in refused
+    sessions = phone.afc_sessions
+    time.sleep(5)  # a retry (every 2 s here) would connect and say it again
+    assert 1 == len(p.events("device_refused")) and phone.afc_sessions <= sessions
+    assert sampler.memory_info().rss - before < 200 * 2**20
+    assert "refused" in p.cli("status", "--device", UDID_A).stdout
+    assert not p.events("device_import_finished")
+
+    hostile = False
+    phones.mux.unplug(phone)
+    phones.mux.plug(phone)
+    p.wait_event("device_import_finished", timeout=60)
+    assert hashes(roll) <= set(by_hash(phones.lib))
+    assert 0 == p.stop()
+
+
 def test_a_listing_that_never_ends_is_cut(
     phones: PhoneSetup, samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
