@@ -51,15 +51,15 @@ DEVICE_PUBLIC_KEY = _DEVICE_KEY.public_key().public_bytes(
 T = TypeVar("T")
 
 
-class Oversized(bytes):
-    """An AFC reply whose header says it holds ``claimed`` bytes (a hostile phone's):
-    the fake sends zeros after it until the computer hangs up."""
+class LyingReply(bytes):
+    """An AFC reply whose header gives ``entire`` as its length (a hostile phone's): the
+    fake sends 256 MB of zeros after it, then waits for the computer to hang up."""
 
-    claimed: int
+    entire: int
 
-    def __new__(cls, claimed: int) -> Oversized:
+    def __new__(cls, entire: int) -> LyingReply:
         reply = super().__new__(cls, b"")
-        reply.claimed = claimed
+        reply.entire = entire
         return reply
 
 
@@ -384,17 +384,20 @@ class FakeUsbmuxd:
                 )
                 if reply_op is None:  # the phone went away mid-request
                     return
-                entire = data.claimed if isinstance(data, Oversized) else len(data)
+                entire = AFC_HEADER.size + len(data)
+                if isinstance(data, LyingReply):
+                    entire = data.entire
                 conn.writer.write(
-                    AFC_HEADER.pack(
-                        AFC_MAGIC, AFC_HEADER.size + entire, AFC_HEADER.size, number, reply_op
-                    )
+                    AFC_HEADER.pack(AFC_MAGIC, entire, AFC_HEADER.size, number, reply_op)
                 )
                 conn.writer.write(data)
                 await conn.writer.drain()
-                while isinstance(data, Oversized):  # until the computer hangs up
-                    conn.writer.write(bytes(1 << 20))
-                    await conn.writer.drain()
+                if isinstance(data, LyingReply):
+                    for _ in range(256):  # (bounded: a computer that reads it all survives)
+                        conn.writer.write(bytes(1 << 20))
+                        await conn.writer.drain()
+                    await conn.reader.read()  # until the computer hangs up
+                    return
         finally:
             phone.afc_sessions -= 1
             for _, fd in handles.values():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import posixpath
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,9 +39,11 @@ from photod.logs import log
 from photod.sources.phone import PhoneFile
 
 READ_SIZE = 4 * 1024 * 1024  # AFC's largest read request
-# The longest AFC reply read: a read's data, or a folder's listing of some 500,000 names
+# The longest AFC reply read: a read's data, or a folder's listing of some 200,000 names
 # (a phone's media folders hold a few thousand).
 REPLY_MAX = 2 * READ_SIZE
+AFC_HEADER = struct.Struct("<8sQQQQ")  # a reply's magic, lengths, packet number, operation
+AFC_MAGIC, AFC_STATUS = b"CFA6LPAA", 1
 STAT_BATCH = 128  # stats in flight at once: AFC answers them in order, one round trip
 TRUST_WAIT = 60.0  # seconds one pairing request waits for the Trust dialog's answer
 NAME_MAX = 80  # characters of the phone's name, model and version kept
@@ -172,7 +175,9 @@ class UsbPhoneLink:
         """Start AFC (the phone's media file service).  Refused while it is locked."""
         afc = AfcService(self.lockdown)
         await _bounded(afc.__aenter__(), self.timeout, "start the file service")
-        _cap_replies(afc)
+        conn = afc.service
+        assert isinstance(conn, ServiceConnection), "connected by __aenter__"
+        conn.recvall = _CheckedReplies(conn.recvall)  # type: ignore[method-assign]
         self.afc = afc
 
     async def close(self) -> None:
@@ -272,29 +277,41 @@ class UsbPhoneLink:
             await self._call("close", self._files().fclose(handle))
 
 
-class _ReplyTooLarge(ConnectionError):
-    """An AFC reply longer than any phone sends."""
+class _BadReply(ConnectionError):
+    """An AFC reply no phone sends (a hostile device's)."""
 
 
-def _cap_replies(afc: AfcService) -> None:
-    """pymobiledevice3's AFC reader reads as many bytes as a reply's header says (a
-    64-bit length) into memory before anything looks at them: one reply of a hostile
-    device's could take all of the computer's memory.  A reply longer than REPLY_MAX
-    ends the link instead, and every read after it (the stream is past its framing)."""
-    conn = afc.service
-    assert isinstance(conn, ServiceConnection), "connected first"
-    read = conn.recvall
-    refused: list[_ReplyTooLarge] = []
+class _CheckedReplies:
+    """Each AFC reply's header, checked before pymobiledevice3 acts on it: its reader
+    reads as many bytes as the header says (a 64-bit length) into memory, so one reply
+    of a hostile device's could take all of the computer's memory, and a header it
+    cannot parse ends in an assertion.  A reply longer than REPLY_MAX, or not framed as
+    AFC frames replies, ends the link instead, and so does every read after it (the
+    stream is past its framing).  Installed as the AFC connection's ``recvall``."""
 
-    async def recvall(size: int) -> bytes:
-        if not refused and size > REPLY_MAX:
-            refused.append(_ReplyTooLarge(f"it sent a reply of {size:,} bytes; "
-                                          f"no iPhone's is over {REPLY_MAX:,}"))  # fmt: skip
-        if refused:
-            raise refused[0]
-        return await read(size)
+    def __init__(self, read: Callable[[int], Awaitable[bytes]]) -> None:
+        self.read = read
+        self.payload = 0  # bytes of the current reply still to come after its header
+        self.refused: _BadReply | None = None
 
-    conn.recvall = recvall  # type: ignore[method-assign]
+    async def __call__(self, size: int) -> bytes:
+        if self.refused is not None:
+            raise self.refused
+        data = await self.read(size)
+        if self.payload:  # the reader asks for a reply's body right after its header
+            self.payload = 0
+            return data
+        magic, entire, _, _, operation = AFC_HEADER.unpack(data)
+        length = entire - AFC_HEADER.size
+        if magic != AFC_MAGIC or length < 0 or (operation == AFC_STATUS and length != 8):
+            self.refused = _BadReply("it sent a reply that is not framed as AFC replies are")
+        elif length > REPLY_MAX:
+            self.refused = _BadReply(f"it sent a reply of {length:,} bytes; "
+                                     f"no iPhone's is over {REPLY_MAX:,}")  # fmt: skip
+        if self.refused is not None:
+            raise self.refused
+        self.payload = length
+        return data
 
 
 def _file(path: str, st: dict[str, Any]) -> PhoneFile:
@@ -322,7 +339,7 @@ async def _bounded(coro: Awaitable[T], timeout: float, what: str) -> T:
 def _translate(exc: BaseException, what: str) -> DeviceProblem:
     """photod's name for a library or socket error (anything else is a bug, and is
     left to propagate)."""
-    if isinstance(exc, _ReplyTooLarge):
+    if isinstance(exc, _BadReply):
         return DeviceRefused(str(exc))
     if isinstance(exc, pmd.PasswordRequiredError):
         return DeviceLocked()

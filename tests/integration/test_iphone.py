@@ -808,13 +808,23 @@ def test_a_file_whose_details_make_no_sense_fails_alone(
     assert honest <= set(by_hash(phones.lib))
 
 
-def test_a_reply_longer_than_any_phones_is_refused(
-    phones: PhoneSetup, samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("entire", "said"),
+    [(2**40 + 40, "a reply of 1,099,511,627,776 bytes"), (10, "not framed as AFC replies are")],
+)
+def test_a_reply_no_phone_sends_is_refused(
+    phones: PhoneSetup,
+    samples: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    entire: int,
+    said: str,
 ) -> None:
-    """A device whose answer to a listing says it holds a terabyte, and sends zeros for
-    ever: photod takes none of it into memory, says `device_refused` once (no retry loop),
-    shows the phone as refused, and reads it again only when it is plugged in again."""
-    from tests.fakephone import OP_DATA, OP_READ_DIR, FakeUsbmuxd, Oversized
+    """A device whose answer to a listing says it holds a terabyte (then sends zeros), or
+    whose header is shorter than a header: photod takes none of it into memory, says
+    `device_refused` once (no traceback, no retry loop), shows the phone as refused, and
+    reads it again only when it is plugged in again."""
+    from tests.fakephone import OP_DATA, OP_READ_DIR, FakeUsbmuxd, LyingReply
 
     roll = camera_roll(tmp_path / "A", samples, photos=3, live=0)
     real = FakeUsbmuxd._afc_op
@@ -822,7 +832,7 @@ def test_a_reply_longer_than_any_phones_is_refused(
 
     async def huge(self: Any, phone: Any, op: int, body: bytes, *rest: Any) -> Any:
         if hostile and op == OP_READ_DIR:
-            return OP_DATA, Oversized(1 << 40)
+            return OP_DATA, LyingReply(entire)
         return await real(self, phone, op, body, *rest)
 
     monkeypatch.setattr(FakeUsbmuxd, "_afc_op", huge)
@@ -833,7 +843,7 @@ def test_a_reply_longer_than_any_phones_is_refused(
     phone = phones.phone(UDID_A, "Anna's iPhone", roll)
     phones.mux.plug(phone)
     [refused] = p.wait_event("device_refused", timeout=60)
-    assert "1,099,511,627,776 bytes" in refused["detail"] and "exception" not in refused
+    assert said in refused["detail"] and "exception" not in refused
     sessions = phone.afc_sessions
     time.sleep(5)  # a retry (every 2 s here) would connect and say it again
     assert 1 == len(p.events("device_refused")) and phone.afc_sessions <= sessions
