@@ -21,8 +21,8 @@ from photod import config as configmod
 from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog
 from photod.config import Config, FolderSource, LocalTarget
 from photod.config import Target as TargetConfig
-from photod.errors import CatalogDamaged, ConfigError, PhotodError, TargetUnavailable
-from photod.fleet import build_targets
+from photod.errors import CatalogDamaged, ConfigError, PhotodError, SameDrive, TargetUnavailable
+from photod.fleet import build_targets, refuse_twin
 from photod.mounts import NETWORK_FS, mount_of
 from photod.policy import plural, size
 from photod.statelock import running_pid
@@ -194,6 +194,10 @@ def _targets(cfg: Config) -> list[Finding]:
                     out.append(Finding("warn", f"target {name}", f"paused: {why}"))
                     continue
                 ident = state.target.check(known, prepare=False)
+                refuse_twin(name, ident, known, catalog, states)
+            except SameDrive as exc:  # (waiting never mends it)
+                out.append(Finding("fail", f"target {name}", exc.reason))
+                continue
             except TargetUnavailable as exc:
                 t = next(t for t in cfg.targets if t.name == name)
                 out.append(_unavailable(t, state.info.media.value, known is None, exc.reason))

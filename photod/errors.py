@@ -172,6 +172,12 @@ class TargetUnavailable(PhotodError):
         super().__init__(f"target {target!r} unavailable: {reason}")
 
 
+class SameDrive(TargetUnavailable):
+    """A target found where another configured target is (a copy of its drive, the same
+    folder reached twice): one drive is one copy, so it is not used until it is told
+    apart.  Never fixed by waiting."""
+
+
 class LinkInTarget(TargetUnavailable):
     """A folder inside a target is a symbolic link: nothing is written through it (it
     could point anywhere), and the target waits until it is a folder again."""

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING
 from photod import ledgers
 from photod.catalog import Catalog
 from photod.clock import SYSTEM, Clock
-from photod.errors import LinkInTarget, PhotodError, TargetUnavailable, Undecryptable
+from photod.errors import (
+    LinkInTarget,
+    PhotodError,
+    SameDrive,
+    TargetUnavailable,
+    Undecryptable,
+)
 from photod.logs import log
 from photod.models import Media, TargetInfo
 from photod.network import metered_now
@@ -170,6 +176,51 @@ class TargetState:
         return LimitedWriter(writer, self.bucket) if self.bucket is not None else writer
 
 
+def refuse_twin(
+    name: str,
+    ident: Identity,
+    known: Identity | None,
+    catalog: Catalog | None,
+    states: dict[str, TargetState],
+) -> None:
+    """One drive is one copy: raise SameDrive when the place ``name``'s check found is
+    another configured target's.  The same id in its marker is a copy of that target's
+    drive (cloned to make a second backup drive) or the same folder reached twice (a
+    bind mount): the target that knew the id first keeps it (of two that both knew it,
+    the one configured first).  That target's own folder is where a drive looked for by
+    its id turned up on the other's (a clone again)."""
+    order = list(states)
+    for other, state in states.items():
+        if other == name:
+            continue
+        record = catalog.target(other) if catalog is not None else None
+        theirs = str(state.target.configured) if isinstance(state.target, LocalTarget) else ""
+        roots = {theirs, record.root if record else ""} - {""}
+        same_id = record is not None and ident.target_id == record.target_id != ""
+        if not same_id and ident.root not in roots:
+            continue
+        if same_id and known is not None and order.index(other) > order.index(name):
+            continue  # both knew the id: it stays with the one configured first
+        if not same_id:
+            why = (f"is target {other!r}'s folder: a copy of this target's drive found there "
+                   "is not another copy")  # fmt: skip
+        elif ident.root not in roots and any(_same_folder(ident.root, r) for r in roots):
+            why = (f"is the same folder as target {other!r}'s, reached twice (a bind mount): "
+                   "one folder is one copy; give each target a drive of its own")  # fmt: skip
+        else:
+            why = (f"holds target {other!r}'s id (.photod/target.json): it is a copy of that "
+                   "drive, and a copy of a drive is not a copy of its own; to make it a "
+                   f"target of its own, move {Path(ident.root, '.photod', 'target.json')} away")  # fmt: skip
+        raise SameDrive(name, f"{ident.root} {why}")
+
+
+def _same_folder(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
 class Fleet:
     """The configured targets, and which may be written now: each checked (a remote
     that failed only after a growing pause), tidied when it comes back (a crash's
@@ -239,6 +290,7 @@ class Fleet:
         try:
             try:
                 ident = state.target.check(known)
+                refuse_twin(name, ident, known, self.catalog, self.targets)
             except TargetUnavailable:
                 raise
             except Exception as exc:  # a bug or an unmapped error: one event, never a crash

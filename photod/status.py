@@ -13,7 +13,7 @@ from typing import Any
 from photod import colour, instance, phonestatus, policy, schedules
 from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog
 from photod.errors import CatalogDamaged, TargetUnavailable
-from photod.fleet import build_targets
+from photod.fleet import build_targets, refuse_twin
 from photod.library import printable
 from photod.logs import local_time
 from photod.statelock import running_pid
@@ -140,14 +140,15 @@ def collect(
 def _availability(cfg: StatusSettings, catalog: Catalog | None) -> dict[str, tuple[bool, str]]:
     """Each target probed now, as this command finds it (read-only: nothing is made)."""
     out = {}
-    for name, state in build_targets(cfg.targets).items():
+    states = build_targets(cfg.targets)
+    for name, state in states.items():
         record = catalog.target(name) if catalog else None
         known = Identity(record.target_id, record.root, record.mount_rel) if record else None
         why = state.paused()
         try:
             if why:
                 raise TargetUnavailable(name, why)
-            state.target.check(known, prepare=False)
+            refuse_twin(name, state.target.check(known, prepare=False), known, catalog, states)
             out[name] = (True, "")
         except TargetUnavailable as exc:
             out[name] = (False, exc.reason)

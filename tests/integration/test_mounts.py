@@ -396,3 +396,74 @@ def test_drive_fills_up_mid_copy_then_completes(setup: Setup, tmp_path: Path) ->
         assert 0 == p.stop()
     finally:  # lazily: a daemon left by a failed assertion may still hold the drive
         subprocess.run(["umount", "-l", str(drive)], capture_output=True)
+
+
+def test_a_copy_of_a_drive_is_not_a_copy_of_its_own(
+    setup: Setup, samples: Path, mount: Mount
+) -> None:
+    """A second backup drive made by copying the first (`cp -a`: its marker too) is not
+    a third copy: it is refused with the way out; with the first drive unplugged, photod
+    does not take the copy for it either.  Its marker moved away, it is a drive of its
+    own and gets its own copies."""
+    lib, disk7, disk8 = setup.home / "library", setup.home / "disk7", setup.home / "disk8"
+    t7, t8 = setup.home / "media" / "T7", setup.home / "media" / "T8"
+    (disk7 / "photos").mkdir(parents=True)
+    mount(disk7, t7)
+    drives = [
+        {"name": "library", "path": str(lib)},
+        {"name": "t7", "path": str(t7 / "photos"), "media": "external"},
+    ]
+    rule = {"copies": 3, "media": 2, "offsite": 0}
+    p = setup.photod(drives, policy={**rule, "copies": 2}).start()
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    p.wait_event("replica_written", target="t7")
+    assert 0 == p.stop()
+    subprocess.run(["cp", "-a", str(disk7), str(disk8)], check=True)
+    mount(disk8, t8)
+    eight = {"name": "t8", "path": str(t8 / "photos"), "media": "external"}
+    p = setup.photod([*drives, eight], policy=rule).start()
+    [refused] = p.wait_event("target_unavailable", target="t8")
+    assert "holds target 't7''s id" in refused["reason"] and "target.json away" in refused["reason"]
+    status = p.status()
+    assert 0 == status["policy"]["compliant"], "two copies are not three"
+    doctor = p.cli("doctor")
+    assert 1 == doctor.returncode and "holds target 't7''s id" in doctor.stdout, doctor.stdout
+
+    umount(t7)  # the first drive unplugged: its copy must not stand in for it
+    p.wait_event("target_unavailable", target="t7")
+    shutil.copy(samples / "jpg_gps_DSCN0010.jpg", setup.inbox / "b.jpg")
+    p.wait_event("replica_written", count=2, target="library")
+    time.sleep(2)  # the fleet's checks go on
+    assert not p.events("target_relocated")
+    assert 1 == len(target_files(t8 / "photos")), "nothing written to the copy as t7"
+
+    shutil.move(t8 / "photos" / ".photod" / "target.json", setup.home / "t7-marker.json")
+    mount(disk7, t7)
+    p.wait_protected(2, timeout=60)
+    assert_target_holds(t8 / "photos", target_files(lib))
+    assert_target_holds(t7 / "photos", target_files(lib))
+    assert 0 == p.stop()
+
+
+def test_one_folder_reached_twice_is_one_copy(setup: Setup, samples: Path, mount: Mount) -> None:
+    """A target whose folder is another target's, reached through a bind mount (no path
+    check can see it): one of the two is refused, and the photo is one copy, not two."""
+    lib, twice = setup.home / "library", setup.home / "media" / "usb"
+    lib.mkdir()
+    mount(lib, twice)
+    p = setup.photod(
+        [
+            {"name": "library", "path": str(lib)},
+            {"name": "usb", "path": str(twice), "media": "external"},
+        ],
+        policy={"copies": 2, "media": 2, "offsite": 0},
+    ).start()
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    p.wait_event("asset_ingested")
+    [refused] = p.wait_event("target_unavailable")
+    assert "the same folder as target" in refused["reason"]
+    time.sleep(2)
+    status = p.status()
+    assert (1, 0) == (status["assets"], status["policy"]["compliant"])
+    assert 1 == len(target_files(lib))
+    assert 0 == p.stop()
