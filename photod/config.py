@@ -684,12 +684,17 @@ def _on_loopback(host: str) -> bool:
 
 def warnings_for(cfg: Config) -> list[str]:
     """What works but is worth knowing: an S3 endpoint over plain http that is not on
-    this computer sends photos (and credentials' signatures) in clear."""
+    this computer sends photos (and credentials' signatures) in clear; one on this
+    computer counted as offsite is offsite only through a tunnel."""
     out = []
     for i, t in enumerate(cfg.targets):
         if not (isinstance(t, S3Target) and t.endpoint):
             continue
         url = urllib.parse.urlsplit(t.endpoint)
+        if t.offsite and _on_loopback(url.hostname or ""):
+            out.append(f"{cfg.path}: targets[{i}].endpoint: {t.endpoint} is this computer, and "
+                       "the target counts as offsite: right only through a tunnel to a server "
+                       "elsewhere; else set offsite = false")  # fmt: skip
         if url.scheme.lower() == "http" and not _on_loopback(url.hostname or ""):
             clear = "photos and metadata" if not t.encrypt else "metadata (names are sealed)"
             out.append(f"{cfg.path}: targets[{i}].endpoint: {t.endpoint} is plain http: "
@@ -741,6 +746,16 @@ def _cross_checks(cfg: Config) -> list[str]:
                     f"targets[{ti}].path: {target.path} overlaps targets[{tj}].path "
                     f"({earlier.path}); each target needs its own folder"
                 )
+    for ti, target in enumerate(cfg.targets):
+        if not isinstance(target, RcloneTarget):
+            continue
+        backend = (target.rclone_config or {}).get("type")
+        if backend in ("local", "alias") and not {"media", "offsite"} <= target.model_fields_set:
+            problems.append(
+                f"targets[{ti}].offsite: remote {target.remote!r} is a folder on this computer "
+                f"(type = {backend!r}), not a cloud offsite: set media and offsite for where it "
+                "really is (a local target is the usual way to a folder)"
+            )
     if cfg.notify.email_to and not cfg.notify.smtp_host:
         problems.append("notify.email_to: needs notify.smtp_host, the server that sends it")
     encrypted = [i for i, t in enumerate(cfg.targets) if t.encrypt]

@@ -409,7 +409,7 @@ def test_credentials_readable_by_others_are_refused(tmp_path: Path, mode: int) -
 @pytest.mark.parametrize(
     ("settings", "secret"),
     [
-        ('{ type = "local" }', None),
+        ('{ type = "sftp", host = "nas.lan" }', None),
         ('{ type = "sftp", host = "nas.lan", key_file = "/home/a/.ssh/id" }', None),
         ('{ type = "sftp", host = "nas.lan", pass = "obscured" }', "pass"),
         ('{ type = "drive", token = "{\\"access_token\\": \\"x\\"}" }', "token"),
@@ -461,6 +461,33 @@ def test_a_plain_http_endpoint_off_this_computer_is_a_warning(endpoint: str, war
         f'[[targets]]\nname = "o"\ntype = "s3"\nbucket = "photos"\nendpoint = "{endpoint}"\n'
     )
     found = config.warnings_for(config.parse(text, Path("/etc/photod.toml")))
+    found = [w for w in found if "plain http" in w]
     assert warned == bool(found), found
     if warned:
         assert f"targets[0].endpoint: {endpoint} is plain http" in found[0]
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9000", "https://localhost:9443"])
+def test_an_offsite_target_on_this_computer_is_said_or_refused(endpoint: str) -> None:
+    """A copy on this computer is not offsite: an S3 endpoint here counted as offsite is
+    a warning (right only through a tunnel), and an rclone remote that is a folder here
+    (type local or alias) is refused unless its media and offsite are set."""
+    s3 = f'[[targets]]\nname = "o"\ntype = "s3"\nbucket = "photos"\nendpoint = "{endpoint}"\n'
+    path = Path("/etc/photod.toml")
+    [said] = [w for w in config.warnings_for(config.parse(BASE + s3, path)) if "offsite" in w]
+    assert f"targets[0].endpoint: {endpoint} is this computer" in said
+    assert not [
+        w
+        for w in config.warnings_for(config.parse(BASE + s3 + "offsite = false\n", path))
+        if "offsite" in w
+    ]
+    folder = '[[targets]]\nname = "o"\ntype = "rclone"\nremote = "o:/srv/photos"\n'
+    with pytest.raises(ConfigError) as info:
+        config.parse(BASE + folder + 'rclone_config = { type = "local" }\n', path)
+    assert "targets[0].offsite: remote 'o:/srv/photos' is a folder on this computer" in str(
+        info.value
+    )
+    config.parse(
+        BASE + folder + 'media = "nas"\noffsite = false\nrclone_config = { type = "alias" }\n',
+        path,
+    )

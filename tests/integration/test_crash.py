@@ -242,7 +242,7 @@ def test_killed_mid_upload_leaves_no_rclone_behind_and_completes(setup: Setup) -
     before = set(rcds(setup.home))
     extra = (
         f'\n[[targets]]\nname = "cloud"\ntype = "rclone"\nremote = "dir:{remote}"\n'
-        'rclone_config = { type = "local" }\ntransfers = 2\n'
+        'rclone_config = { type = "local" }\ntransfers = 2\nmedia = "cloud"\noffsite = true\n'
     )
     p = setup.photod([{"name": "lib", "path": str(lib)}],
                      policy={"copies": 2, "media": 2, "offsite": 1}, extra=extra)  # fmt: skip

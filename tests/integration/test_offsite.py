@@ -229,7 +229,7 @@ def test_a_copy_repaired_right_after_its_upload_keeps_its_name(
         stored = setup.home / "remote"
         stored.mkdir()
         cloud = {"name": "cloud", "type": "rclone", "remote": f"box:{stored}",
-                 "rclone_config": {"type": "local"}}  # fmt: skip
+                 "rclone_config": {"type": "local"}, "media": "cloud", "offsite": True}  # fmt: skip
     p = setup.photod(
         [{"name": "lib", "path": str(setup.home / "lib")}, cloud],
         policy={"copies": 2, "media": 2, "offsite": 1},
