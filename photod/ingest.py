@@ -50,20 +50,23 @@ class _Watch:
     size: int
     mtime_ns: int
     changed_at: float
-    closed: bool  # a writer closed it (inotify): complete unless it changes again
+    renamed: bool  # renamed into place (a sync client's last step): complete at once
     writing: bool  # modified since the last close (inotify): a writer still has it open
 
 
 class Settler:
     """Paths waiting to be complete.  Events are hints: each tick re-stats every path.
 
-    A file is due when a writer closed it and it stayed unchanged for a moment, or when
-    its size and mtime stayed unchanged for ``settle`` seconds.  Where the watcher sees
-    opens and closes (inotify), a file still open for writing waits up to ``open_wait``
-    seconds even when quiet: a sync client may pause mid-file.
+    A file is due when it was renamed into place and stayed unchanged for a moment, or
+    when its size and mtime stayed unchanged for ``settle`` seconds.  Where the watcher
+    sees opens and closes (inotify), a file still open for writing waits up to
+    ``open_wait`` seconds even when quiet: a sync client may pause mid-file.  A close
+    is not the end: a writer that appends a chunk at a time (a resumed download, `cat
+    >>`) closes the file after each one, and a file taken after one would be a partial
+    copy kept for ever on every target; so a closed file waits ``settle`` too.
     """
 
-    CLOSED_GRACE = 0.3
+    RENAMED_GRACE = 0.3
 
     def __init__(self, settle: float, open_wait: float = 60.0, clock: Clock = SYSTEM) -> None:
         self.clock = clock
@@ -79,10 +82,12 @@ class Settler:
         now = self.clock.monotonic()
         with self._lock:
             item = self._items.setdefault(key, _Watch(path, -1, -1, now, False, False))
-            if event in ("closed", "moved"):
-                item.closed, item.writing = True, False
+            if event == "moved":
+                item.renamed, item.writing = True, False
+            elif event == "closed":
+                item.writing = False
             elif event == "modified":
-                item.writing, item.closed, item.changed_at = True, False, now
+                item.writing, item.renamed, item.changed_at = True, False, now
             elif event == "changed":  # a watcher that cannot see closes (polling)
                 item.changed_at = now
 
@@ -109,8 +114,8 @@ class Settler:
                 if (st.st_size, st.st_mtime_ns) != (item.size, item.mtime_ns):
                     item.size, item.mtime_ns, item.changed_at = st.st_size, st.st_mtime_ns, now
                 quiet = now - item.changed_at
-                if item.closed:
-                    done = quiet >= min(self.CLOSED_GRACE, self.settle)
+                if item.renamed:
+                    done = quiet >= min(self.RENAMED_GRACE, self.settle)
                 else:
                     done = quiet >= (self.open_wait if item.writing else self.settle)
                 if done:

@@ -35,6 +35,10 @@ DEFAULT_IGNORE: tuple[str, ...] = (
     "*.crdownload",
     "*.download",
     "*.icloud",
+    "*.!sync",  # Resilio Sync
+    "*.!qB",  # qBittorrent
+    "*.!ut",  # µTorrent
+    ".goutputstream-*",  # GNOME's file writes
     "~$*",
     "._*",
     ".~*",

@@ -16,19 +16,37 @@ def due(s: Settler) -> list[Path]:
     return [p for _, p in s.due()]
 
 
-def test_closed_file_is_due_quickly(tmp_path: Path) -> None:
-    """A file a writer closed is taken after a short grace, not the full settle time."""
+def test_renamed_file_is_due_quickly(tmp_path: Path) -> None:
+    """A file renamed into place (a sync client's last step) is taken after a short
+    grace, not the full settle time."""
     f = tmp_path / "a.jpg"
     f.write_bytes(b"x" * 10)
     clock = ManualClock()
     s = Settler(settle=30, clock=clock)
-    s.touch("in", f, "closed")
+    s.touch("in", f, "moved")
     assert [] == due(s)  # the first look notes its size and time
-    clock.advance(Settler.CLOSED_GRACE - 0.01)
+    clock.advance(Settler.RENAMED_GRACE - 0.01)
     assert [] == due(s)
     clock.advance(0.02)
     assert [f] == due(s)
     assert 0 == len(s)
+
+
+def test_a_file_closed_after_each_chunk_is_taken_whole(tmp_path: Path) -> None:
+    """A writer that appends a chunk at a time closes the file after each (a resumed
+    download, `cat >>`): a close is not the end, the file waits ``settle`` of quiet."""
+    f = tmp_path / "a.mp4"
+    clock = ManualClock()
+    s = Settler(settle=2.0, clock=clock)
+    for chunk in range(5):
+        s.touch("in", f, "modified")
+        with f.open("ab") as out:
+            out.write(b"x" * (chunk + 1))
+        s.touch("in", f, "closed")
+        assert [] == due(s), f"taken after chunk {chunk}"
+        clock.advance(1.0)  # the writer's pause between chunks
+    clock.advance(1.0)
+    assert [f] == due(s)
 
 
 def test_quiet_file_is_due_after_settle(tmp_path: Path) -> None:
@@ -86,7 +104,7 @@ def test_a_change_the_watcher_missed_is_seen_by_the_look(tmp_path: Path) -> None
 
 def test_open_writer_pausing_is_not_taken(tmp_path: Path) -> None:
     """With inotify, a file modified and not yet closed waits past the settle time, up
-    to ``open_wait``; its close makes it due after the short grace."""
+    to ``open_wait``; after its close it is due once quiet for ``settle``."""
     f = tmp_path / "a.jpg"
     f.write_bytes(b"x")
     clock = ManualClock()
@@ -96,7 +114,7 @@ def test_open_writer_pausing_is_not_taken(tmp_path: Path) -> None:
     clock.advance(30)  # quiet far longer than settle, but still open
     assert [] == due(s)
     s.touch("in", f, "closed")
-    clock.advance(Settler.CLOSED_GRACE)
+    clock.advance(2.0)
     assert [f] == due(s)
 
 

@@ -4,8 +4,11 @@ never had as a whole; the file is taken again once it is stable."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
+import time
+from pathlib import Path
 
 import pytest
 
@@ -47,4 +50,27 @@ def test_a_file_changed_mid_copy_is_taken_again_once_stable(setup: Setup, change
         held = target_files(root)
         assert final in held.values() and set(held.values()) <= {first, final}
         assert_target_holds(root, held)
+    assert 0 == p.stop()
+
+
+def test_a_file_written_a_chunk_at_a_time_is_taken_whole(setup: Setup, samples: Path) -> None:
+    """A writer that appends a chunk at a time, closing the file after each (`cat >>`
+    from a resumed download, an uploader's append per chunk), with a second's pause
+    between chunks: photod takes the whole file once, never a partial one (each closed
+    part was kept as a photo of its own, for ever, on every target)."""
+    lib = setup.home / "library"
+    p = setup.photod([{"name": "library", "path": str(lib)}])
+    p.config.write_text(p.config.read_text().replace('settle = "0.5s"', 'settle = "3s"'))
+    p.start()
+    whole = (samples / "jpg_Canon_40D.jpg").read_bytes()
+    photo = setup.inbox / "IMG_0001.JPG"
+    step = len(whole) // 4 + 1
+    for at in range(0, len(whole), step):
+        with photo.open("ab") as out:
+            out.write(whole[at : at + step])
+        time.sleep(1)
+    p.wait_event("asset_ingested", timeout=30)
+    time.sleep(4)  # a partial taken late would show up by now
+    assert [hashlib.sha256(whole).hexdigest()] == [e["asset"] for e in p.events("asset_ingested")]
+    assert {"2008/2008-05-30/IMG_0001.JPG"} == set(target_files(lib))
     assert 0 == p.stop()
