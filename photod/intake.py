@@ -68,6 +68,8 @@ class FolderIntake:
         # Stills a movie asked for that nobody had heard of, as they were then.
         self._asked: dict[tuple[str, str], tuple[int, int]] = {}
         self._lock = threading.Lock()
+        self._rewatching = threading.Lock()  # one (re)start of a watch at a time
+        self._gone: set[str] = set()  # watched folders said gone, until they are back
         self._unhook: Callable[[], None] = lambda: None  # undoes on_events_lost
         self._known: dict[str, Future[dict[str, tuple[int, int]]]] = {}  # for the first scan
         self._waiting_room: set[tuple[str, str]] = set()  # files that met a full state dir
@@ -94,13 +96,38 @@ class FolderIntake:
 
     def alive(self) -> bool:
         """Every watcher that should run does.  A watcher whose folder went away
-        (deleted, or on a drive that was unplugged) lost its thread for a reason: the
-        reconcile scan watches it again once it is back."""
+        (deleted, or on a drive that was unplugged) lost its thread for a reason:
+        ``rewatch`` watches it again once it is back."""
         return all(
             w.alive() or not w.root.is_dir()
             for w in self.watchers.values()
             if w.observer is not None
         )
+
+    def rewatch(self) -> None:
+        """Watch again each folder whose watch no longer sees it (deleted and made again,
+        a drive mounted over it or taken from under it), and scan it for what came
+        meanwhile; say once when a watched folder is gone.  Run every few seconds."""
+        with self._rewatching:
+            for name, watcher in self.watchers.items():
+                if not self.watching or self.stop_event.is_set():
+                    return
+                if not watcher.root.is_dir():
+                    if watcher.observer is not None and name not in self._gone:
+                        self._gone.add(name)
+                        log.warning("source_unavailable", source=name, path=str(watcher.root),
+                                    reason="the folder is gone (deleted, renamed, or on a "
+                                    "drive that was unplugged); it is watched again once it "
+                                    "is back")  # fmt: skip
+                    continue
+                if watcher.observer is not None and not watcher.lost():
+                    continue
+                self._gone.discard(name)
+                if watcher.observer is not None:
+                    watcher.stop()
+                    log.info("source_rewatched", source=name, path=str(watcher.root))
+                if watcher.start():
+                    self.wake("reconcile")
 
     def _events_lost(self) -> None:
         log.warning(
@@ -253,13 +280,10 @@ class FolderIntake:
         for name, watcher in self.watchers.items():
             if self.stop_event.is_set():
                 return
-            if self.watching and watcher.root.is_dir() and not watcher.alive():
-                # Missing at start, or its watch thread ended when the folder went away
-                # (a drive unplugged, a folder renamed back): watch it again.
-                if watcher.observer is not None:
-                    watcher.stop()
-                    log.info("source_rewatched", source=name, path=str(watcher.root))
-                watcher.start()
+            if self.watching and watcher.root.is_dir() and watcher.observer is None:
+                with self._rewatching:  # missing at start: watched now that it is here
+                    if watcher.observer is None:
+                        watcher.start()
             if not watcher.root.is_dir():
                 continue
             started = self.clock.monotonic()

@@ -108,6 +108,7 @@ class FolderWatcher:
         self.polling = False
         self.unreadable: set[str] = set()  # folders a scan could not read (told once)
         self.scanned = 0  # files the last scan saw
+        self.watched: tuple[int, int] | None = None  # (st_dev, st_ino) of the root watched
 
     def start(self) -> bool:
         """Start watching; False (and an event) when the folder is not there yet."""
@@ -151,6 +152,16 @@ class FolderWatcher:
             observer.stop()  # type: ignore[attr-defined]
             raise
         self.observer = observer
+        self.watched = _identity(self.root)
+
+    def lost(self) -> bool:
+        """The folder is there but this watch no longer sees it: its thread ended (the
+        folder was deleted and made again: a sync client resetting it), or the folder
+        at its path is another now (a drive mounted over it, or unmounted from under it,
+        leaves the watch on a folder nothing writes to)."""
+        if self.observer is None or not self.root.is_dir():
+            return False
+        return not self.alive() or _identity(self.root) != self.watched
 
     def alive(self) -> bool:
         """The observer thread and each of its emitter threads are running."""
@@ -162,6 +173,7 @@ class FolderWatcher:
             self.observer.stop()  # type: ignore[attr-defined]
             self.observer.join(timeout=5)  # type: ignore[attr-defined]
             self.observer = None
+            self.watched = None
 
     def scan(
         self, top: Path | None = None, unchanged: Mapping[str, tuple[int, int]] | None = None
@@ -218,3 +230,11 @@ class FolderWatcher:
                     yield rel, entry.path, st
         finally:
             self.scanned = seen
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino

@@ -461,13 +461,16 @@ def test_a_bug_of_photods_own_stops_its_work_and_ends_the_process(
     assert 0 == p.stop()
 
 
+@pytest.mark.parametrize("how", ["made_again", "mounted_over"])
 def test_a_watch_folder_that_goes_and_comes_back_is_watched_again(
-    setup: Setup, samples: Path
+    setup: Setup, samples: Path, how: str
 ) -> None:
-    """A watch folder that disappears (deleted, or its drive unplugged) ends its watch
-    thread: the daemon does not count that as a dead daemon (WATCHDOG=1 goes on, so
-    systemd does not restart it), and when the folder is back the next scan watches it
-    again (`source_rewatched`): a new photo there is taken within seconds."""
+    """A watch folder deleted and made again (a sync client resetting it), or one a drive
+    is mounted over: the daemon says the folder gone (`source_unavailable`), does not
+    count its ended watch as a dead daemon (WATCHDOG=1 goes on, so systemd does not
+    kill it), and watches the folder at its path again within seconds
+    (`source_rewatched`), not at the next rescan (15 minutes by default): a new photo
+    there is taken at once."""
     import socket
 
     from tests.conftest import write_config
@@ -478,9 +481,11 @@ def test_a_watch_folder_that_goes_and_comes_back_is_watched_again(
         [{"name": "library", "type": "local", "path": str(setup.home / "library")}],
         extra=(
             f'[daemon]\nstate_dir = "{setup.home}/state"\nlog_dir = "{setup.home}/log"\n'
-            'rescan_interval = "1s"\n[ingest]\nsettle = "0.5s"\n'
+            '[ingest]\nsettle = "0.5s"\n'
         ),
     )
+    drive = setup.home / "drive"
+    drive.mkdir()
     sock_path = setup.home / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(sock_path))
@@ -490,16 +495,24 @@ def test_a_watch_folder_that_goes_and_comes_back_is_watched_again(
         p.start()
         try:
             assert sock.recv(4096).startswith(b"READY=1")
-            setup.inbox.rmdir()  # gone (as when its drive is unplugged)
-            time.sleep(2)
-            pings = [sock.recv(4096) for _ in range(2)]  # 5 s apart: still alive
-            assert all(m.startswith(b"WATCHDOG=1") for m in pings)
-            setup.inbox.mkdir()  # back, as a new folder
+            if how == "made_again":
+                setup.inbox.rmdir()  # gone (as when its drive is unplugged)
+                p.wait_event("source_unavailable", timeout=15, source="inbox")
+                pings = [sock.recv(4096) for _ in range(2)]  # 5 s apart: still alive
+                assert all(m.startswith(b"WATCHDOG=1") for m in pings)
+                setup.inbox.mkdir()  # back, as a new folder
+            else:
+                subprocess.run(["mount", "--bind", str(drive), str(setup.inbox)], check=True)
             p.wait_event("source_rewatched", timeout=15, source="inbox")
+            pings = [sock.recv(4096) for _ in range(2)]
+            assert all(m.startswith(b"WATCHDOG=1") for m in pings)
             shutil.copy2(next(samples.iterdir()), setup.inbox / "back.jpg")
             p.wait_event("asset_ingested", timeout=15, path="back.jpg")
         finally:
+            if how == "mounted_over":
+                subprocess.run(["umount", "-l", str(setup.inbox)], check=False)
             assert 0 == p.stop()
+    assert 1 >= len(p.events("source_unavailable"))
 
 
 def test_the_daemon_runs_politely_by_default(setup: Setup) -> None:
