@@ -1079,16 +1079,28 @@ class Catalog:
                 (target, month, size),
             )
 
-    def sources_by_age(self, source: str, limit: int) -> list[tuple[str, int, int, str]]:
+    def sources_by_age(
+        self, source: str, limit: int
+    ) -> list[tuple[str, int, int, str, str | None]]:
         """Files of a watch folder re-read longest ago first: (path, size, mtime_ns,
-        asset); known-corrupt ones are left out (they are reported already)."""
+        asset, when its bytes were last read and matched); known-corrupt ones are left
+        out (they are reported already)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT path, size, mtime_ns, asset FROM source_files WHERE source=? AND"
-                " corrupt=0 ORDER BY coalesce(checked_at, '') LIMIT ?",
+                "SELECT path, size, mtime_ns, asset, checked_at FROM source_files WHERE"
+                " source=? AND corrupt=0 ORDER BY coalesce(checked_at, '') LIMIT ?",
                 (source, limit),
             ).fetchall()
-        return [(_unpath(r[0]), r[1], _unns(r[2]), r[3]) for r in rows]
+        return [(_unpath(r[0]), r[1], _unns(r[2]), r[3], r[4]) for r in rows]
+
+    def source_edited(self, source: str, path: str) -> None:
+        """A watch-folder file changed with its size and mtime kept: its recorded time is
+        forgotten, so that the next scan takes it again as a new version."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE source_files SET mtime_ns=-1 WHERE source=? AND path=?",
+                (source, _path(path)),
+            )
 
     def source_bytes(self, source: str) -> int:
         with self._lock:

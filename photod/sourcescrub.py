@@ -9,7 +9,10 @@ source file still holding an asset no target holds?
 
 from __future__ import annotations
 
+import calendar
+import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +59,9 @@ class SourceScrub:
                 else policy.scrub_share(total, self.schedule.scrub_cycle, self.interval)
             )
             done = 0
-            for rel, size, mtime_ns, asset in self.catalog.sources_by_age(source.name, 100_000):
+            for rel, size, mtime_ns, asset, read_at in self.catalog.sources_by_age(
+                source.name, 100_000
+            ):
                 if done >= share or self.stop.is_set():
                     break
                 try:
@@ -70,6 +75,13 @@ class SourceScrub:
                 done += size
                 tally.checked += 1
                 corrupt = actual != asset
+                if corrupt and _edited_since(st, read_at):
+                    self.catalog.source_edited(source.name, rel)
+                    log.info("source_edited", source=source.name, path=rel, asset=asset,
+                             found=actual, detail="its bytes changed with its size and mtime "
+                             "kept (an editor that keeps file times): the next scan takes it "
+                             "as a new version; the copies keep the one before")  # fmt: skip
+                    continue
                 self.catalog.source_checked(source.name, rel, corrupt)
                 if corrupt:
                     tally.corrupt += 1
@@ -83,6 +95,16 @@ class SourceScrub:
                         "the backed-up copies are kept, restore this file from them",
                     )
         return tally
+
+
+def _edited_since(st: os.stat_result, read_at: str | None) -> bool:
+    """The file's inode changed (its ctime moved, which no program can set back) after
+    photod last read its bytes and found them right: a program changed it, even if it
+    put its mtime back.  Bit rot changes bytes without the kernel knowing."""
+    if read_at is None:
+        return False
+    last = calendar.timegm(time.strptime(read_at, "%Y-%m-%dT%H:%M:%SZ"))
+    return st.st_ctime > last + 1  # (read_at is to the second)
 
 
 def source_holds(catalog: Catalog, roots: dict[str, Path], sha: str) -> bool:

@@ -140,29 +140,50 @@ def test_a_corrupt_copy_is_never_the_source_of_a_repair_and_a_lost_asset_is_show
 
 
 def test_bit_rot_in_a_watch_folder_is_reported_and_never_replaces_the_copies(
-    setup: Setup, samples: Path
+    setup: Setup, samples: Path, small_drive: Path
 ) -> None:
-    """A watch-folder file whose bytes change while its size and mtime stay the same is
-    reported as source_corrupt; it is not ingested again, and the copies keep the
-    original bytes (which `photod restore` gives back)."""
-    lib = setup.home / "lib"
-    p = setup.photod([{"name": "lib", "path": str(lib)}])
-    photo = setup.inbox / "IMG_1.jpg"
-    shutil.copy2(next(samples.glob("*.jpg")), photo)
+    """A watch-folder file whose bytes rot on the disk (flipped in the filesystem's
+    image, as a failing disk does: the kernel never knew) is reported as source_corrupt;
+    it is not ingested again, and the copies keep the original bytes.  A file an editor
+    changed and whose size and mtime it put back (`exiftool -P`) is no rot: it is taken
+    as a new version, and the copies keep both."""
+    lib, inbox = setup.home / "lib", small_drive / "inbox"
+    inbox.mkdir()
+    config = setup.config([{"name": "lib", "path": str(lib)}])
+    config.write_text(config.read_text().replace(str(setup.inbox), str(inbox)))
+    p = setup.factory(config)
+    rotten, edited = inbox / "IMG_1.jpg", inbox / "IMG_2.jpg"
+    photos = sorted(samples.glob("*.jpg"))
+    shutil.copy2(photos[0], rotten)
+    shutil.copy2(photos[1], edited)
     assert 0 == p.cli("run", "--once").returncode
-    good = sha256(photo)
-    st = photo.stat()
-    data = bytearray(photo.read_bytes())
-    data[2000] ^= 0x01
-    photo.write_bytes(bytes(data))
-    os.utime(photo, ns=(st.st_atime_ns, st.st_mtime_ns))
+    good, before = sha256(rotten), sha256(edited)
+    time.sleep(2)  # (the catalog's times are to the second)
+
+    st = edited.stat()  # an editor that keeps the file's times
+    data = bytearray(edited.read_bytes())
+    data[-3] ^= 0x01
+    edited.write_bytes(bytes(data))
+    os.utime(edited, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = sha256(edited)
+    middle = rotten.read_bytes()[4000:4064]  # the disk rots under a file nobody touched
+    image = small_drive.parent.parent / "small.img"
+    subprocess.run(["umount", str(small_drive)], check=True)
+    raw = bytearray(image.read_bytes())
+    assert 1 == raw.count(middle)
+    raw[raw.index(middle) + 10] ^= 0x01
+    image.write_bytes(bytes(raw))
+    subprocess.run(["mount", "-o", "loop", str(image), str(small_drive)], check=True)
+    assert good != sha256(rotten)
 
     r = p.cli("verify", "--all")
     assert 1 == r.returncode
     rot = p.events("source_corrupt")
     assert [("inbox", "IMG_1.jpg", good)] == [(e["source"], e["path"], e["asset"]) for e in rot]
-    assert 0 == p.cli("run", "--once").returncode  # a rescan does not take the rotten file
-    assert [good] == list(target_files(lib).values())
+    [change] = p.events("source_edited")
+    assert ("IMG_2.jpg", before, after) == (change["path"], change["asset"], change["found"])
+    assert 0 == p.cli("run", "--once").returncode  # a rescan takes the edit, not the rot
+    assert {good, before, after} == set(target_files(lib).values())
     assert 1 == p.status()["corrupt_sources"]
     assert "changed on disk without being edited" in p.cli("status").stdout
 
