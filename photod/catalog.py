@@ -17,19 +17,21 @@ no other module ever writes SQL.
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from photod import policy
 from photod.errors import CatalogDamaged, PhotodError, StateDirFull
-from photod.models import Asset, Kind, ManifestEntry, Probe, Replica, VerifyMethod
+from photod.models import Asset, Kind, ManifestEntry, Probe, Replica, TargetInfo, VerifyMethod
 
 IGNORED = "not backed up"  # device_files.problem of a file that is not media
 CATALOG_NAME = "catalog.sqlite"  # in the state dir
@@ -1344,6 +1346,18 @@ class Catalog:
         """The target answered now (kept for "not connected for 14 days")."""
         with self._tx() as db:
             db.execute("UPDATE targets SET last_seen=? WHERE name=?", (now_iso(), name))
+
+    def counting(
+        self, infos: Mapping[str, TargetInfo], cycle: float, here: Iterable[str] = ()
+    ) -> dict[str, TargetInfo]:
+        """``infos`` but the targets whose copies do not count now (``policy.counted``:
+        not seen for longer than ``cycle``, and not in ``here``)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, last_seen FROM targets WHERE last_seen IS NOT NULL"
+            ).fetchall()
+        seen = {r[0]: calendar.timegm(time.strptime(r[1], "%Y-%m-%dT%H:%M:%SZ")) for r in rows}
+        return policy.counted(infos, seen, cycle, time.time(), here)
 
     def last_seen(self, name: str) -> str | None:
         with self._lock:

@@ -163,7 +163,8 @@ def cmd_albums(args: argparse.Namespace) -> int:
         return 1
     catalog = Catalog(db)  # brought up to date, as status does: an older one has no libraries
     try:
-        found = albums(catalog, cfg.policy.rule(), cfg.target_infos(), args.device)
+        infos = catalog.counting(cfg.target_infos(), cfg.schedule.scrub_cycle)
+        found = albums(catalog, cfg.policy.rule(), infos, args.device)
     finally:
         catalog.close()
     text, code = render(found, args.device, args.json)

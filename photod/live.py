@@ -45,7 +45,7 @@ def status_line(pipeline: Pipeline) -> str:
 def _status_line(pipeline: Pipeline) -> str:
     catalog, cfg = pipeline.catalog, pipeline.cfg
     assets, _ = catalog.counts()
-    infos = cfg.target_infos()
+    infos = catalog.counting(cfg.target_infos(), cfg.schedule.scrub_cycle)
     short = sum(
         n
         for held, n, _ in catalog.holdings()

@@ -67,7 +67,8 @@ class Summary:
 
     def take_stock(self, pipeline: Pipeline) -> None:
         """What the run leaves: each photo judged by the policy, the targets not written."""
-        catalog, infos = pipeline.catalog, pipeline.cfg.target_infos()
+        catalog, cfg = pipeline.catalog, pipeline.cfg
+        infos = catalog.counting(cfg.target_infos(), cfg.schedule.scrub_cycle)
         self.rule = pipeline.cfg.policy.rule()
         self.known = sum(len(catalog.source_stats(s.name)) for s in pipeline.cfg.folders)
         for held, count, _ in catalog.holdings():

@@ -33,6 +33,26 @@ def evaluate(
     return Compliance(copies=copies, media=media, offsite=offsite, missing=tuple(missing))
 
 
+def counted(
+    infos: Mapping[str, TargetInfo],
+    last_seen: Mapping[str, float],
+    cycle: float,
+    now: float,
+    here: Iterable[str] = (),
+) -> dict[str, TargetInfo]:
+    """The targets whose copies count now: those seen within ``cycle`` seconds (the scrub
+    cycle: every copy is proven within one, and one on a target away for longer cannot
+    have been), and those reachable now (``here``).  A drive in a drawer for months, a
+    NAS that died, a cloud account closed: their copies stop counting, so that a photo
+    is never called safe on copies nobody has seen.  A target never seen has none."""
+    reachable = set(here)
+    return {
+        name: info
+        for name, info in infos.items()
+        if name in reachable or now - last_seen.get(name, now) <= cycle
+    }
+
+
 def achievable(rule: PolicyRule, targets: Iterable[TargetInfo]) -> list[str]:
     """Say why the rule can never hold with these targets (empty when it can)."""
     all_targets = list(targets)

@@ -41,6 +41,7 @@ class Reminders:
         self.targets_cfg = cfg.targets
         self.grace = cfg.notify.grace
         self.rule, self.infos = cfg.policy.rule(), cfg.target_infos()
+        self.cycle = cfg.schedule.scrub_cycle  # a target away longer: its copies do not count
         self.catalog = catalog
         self.targets = targets
         self.notifier = notifier
@@ -122,8 +123,9 @@ class Reminders:
     def _short(self, now: datetime) -> int:
         """Photos short of the policy for longer than ``grace``."""
         cutoff = (now - timedelta(seconds=self.grace)).isoformat(timespec="seconds")
+        counted = self.catalog.counting(self.infos, self.cycle)
         return sum(n for held, n in self.catalog.holdings_before(cutoff.replace("+00:00", "Z"))
-                   if not policy.evaluate(self.rule, held, self.infos).compliant)  # fmt: skip
+                   if not policy.evaluate(self.rule, held, counted).compliant)  # fmt: skip
 
     def _targets_away(self, now: datetime) -> Iterator[tuple[str, str, str]]:
         """(key, title, text) of a reminder for each target away longer than its

@@ -42,6 +42,10 @@ def collect(
         holdings = catalog.holdings() if catalog else []
         # The groups count every asset once: no second pass over the catalog for totals.
         assets, size = sum(g[1] for g in holdings), sum(g[2] for g in holdings)
+        seen = _availability(cfg, catalog) if known is None else known
+        if catalog:  # (a target away longer than the scrub cycle: its copies do not count)
+            here = [name for name, (ok, _) in seen.items() if ok]
+            infos = catalog.counting(infos, cfg.scrub_cycle, here)
         for held, count, _ in holdings:
             verdict = policy.evaluate(rule, held, infos)
             if verdict.compliant:
@@ -52,7 +56,6 @@ def collect(
                     missing[m] += count
         targets = []
         drills = catalog.last_drills() if catalog else {}
-        seen = _availability(cfg, catalog) if known is None else known
         for t in cfg.targets.targets:
             name = t.name
             available, reason = seen.get(name, (False, "not checked yet"))
@@ -81,6 +84,7 @@ def collect(
                     "bytes": held_bytes,
                     "pending": assets - held_here,
                     "last_seen": catalog.last_seen(name) if catalog else None,
+                    "counted": name in infos,
                     **proof,
                 }
             )
@@ -360,6 +364,9 @@ def render(s: dict[str, Any], tty: bool | None = None) -> str:
         )
         if not t["available"]:
             lines.append(f"  {'':<14} {t['reason']}")
+        if not t.get("counted", True):
+            lines.append(f"  {'':<14} its copies do not count: not seen since "
+                         f"{t['last_seen']}, longer than the scrub cycle")  # fmt: skip
         if t.get("oldest_check_days") is not None:
             drill = t["last_drill"]
             said = (

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from photod.models import Media, PolicyRule, TargetInfo
 from photod.policy import (
     achievable,
+    counted,
     describe,
     evaluate,
     full_pass_seconds,
@@ -66,6 +67,15 @@ def test_evaluate(held: list[str], rule: PolicyRule, missing: tuple[str, ...]) -
 def test_achievable(names: list[str], rule: PolicyRule, problems: int) -> None:
     """A rule the configured targets can never meet is reported, once per reason."""
     assert problems == len(achievable(rule, [TARGETS[n] for n in names]))
+
+
+def test_a_target_unseen_for_longer_than_the_cycle_holds_no_counted_copy() -> None:
+    """Seen within the cycle, reachable now, or never seen (no copies yet): counted."""
+    infos = {n: TargetInfo(n, Media.EXTERNAL, False) for n in ("week", "month", "back", "new")}
+    day = 86400.0
+    seen = {"week": 100 * day - 7 * day, "month": 100 * day - 31 * day, "back": 0.0}
+    kept = counted(infos, seen, 30 * day, 100 * day, here=["back"])
+    assert ["back", "new", "week"] == sorted(kept)
 
 
 def test_achievable_says_one_target_not_1_targets() -> None:

@@ -146,15 +146,15 @@ def build(site: Site, keys: Keys, hosts: frozenset[str]) -> ASGIApp:
 
     def phones(request: Request, catalog: Catalog) -> Response:
         settings = statusconfig.of(site.config())
-        found = data.phones(catalog, settings.rule, settings.target_infos())
+        infos = catalog.counting(settings.target_infos(), settings.scrub_cycle)
+        found = data.phones(catalog, settings.rule, infos)
         return site.page(request, "phones.html", phones=found)
 
     def library(request: Request, catalog: Catalog) -> Response:
         q = request.query_params
         settings = statusconfig.of(site.config())
-        found = data.library(
-            catalog, settings.rule, settings.target_infos(), q.get("month", ""), q.get("album", "")
-        )
+        infos = catalog.counting(settings.target_infos(), settings.scrub_cycle)
+        found = data.library(catalog, settings.rule, infos, q.get("month", ""), q.get("album", ""))
         return site.page(request, "library.html", lib=found)
 
     def asset(request: Request, catalog: Catalog) -> Response:

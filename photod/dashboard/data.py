@@ -42,7 +42,7 @@ def chart(catalog: Catalog, settings: StatusSettings, today: date) -> list[dict[
     """Per day of the last 30: photos added that day, protected now and not yet."""
     first = today - timedelta(days=CHART_DAYS - 1)
     days = {(first + timedelta(days=i)).isoformat(): [0, 0] for i in range(CHART_DAYS)}
-    infos = settings.target_infos()
+    infos = catalog.counting(settings.target_infos(), settings.scrub_cycle)
     for day, held, n in catalog.added_by_day(first.isoformat()):
         if day in days:
             safe = policy.evaluate(settings.rule, held, infos).compliant
@@ -53,7 +53,7 @@ def chart(catalog: Catalog, settings: StatusSettings, today: date) -> list[dict[
 def unsafe(catalog: Catalog, settings: StatusSettings, rep: dict[str, Any]) -> list[dict[str, Any]]:
     """The photos short of the policy, grouped by the targets they are not on yet, each
     group saying what it needs and why those targets do not have it."""
-    infos = settings.target_infos()
+    infos = catalog.counting(settings.target_infos(), settings.scrub_cycle)
     targets = {t["name"]: t for t in rep["targets"]}
     groups = []
     for held, count, size in catalog.holdings():

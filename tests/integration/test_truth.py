@@ -455,3 +455,38 @@ def test_a_catalog_checked_in_the_background_gates_every_write(setup: Setup, dam
     assert set(made.values()) <= set(target_files(lib).values())
     assert before.items() <= target_files(lib).items()
     assert_target_holds(lib, target_files(lib))
+
+
+def test_copies_on_a_target_away_longer_than_the_scrub_cycle_do_not_count(
+    setup: Setup,
+) -> None:
+    """A drive unplugged for longer than the scrub cycle (every copy is proven within
+    one; one nobody has seen for longer cannot have been): its copies no longer make a
+    photo protected (`photod status`, its exit code, its report), and the drive's line
+    says why.  Plugged in again, they count at once."""
+    import sqlite3
+    import time
+
+    make_photos(setup.inbox, 2, size=50_000)
+    lib, t7 = setup.home / "library", setup.home / "T7"
+    p = setup.photod(
+        [{"name": "library", "path": str(lib)},
+         {"name": "t7", "path": str(t7), "media": "external", "create": True}],
+        policy={"copies": 2, "media": 2, "offsite": 0},
+    )  # fmt: skip
+    assert 0 == p.cli("run", "--once").returncode
+    assert 0 == p.cli("status").returncode
+    t7.rename(setup.home / "T7-in-a-drawer")  # unplugged
+    week_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 7 * 86400))
+    with sqlite3.connect(setup.home / "state" / "catalog.sqlite") as db:
+        db.execute("UPDATE targets SET last_seen=? WHERE name='t7'", (week_ago,))
+    week = p.cli("status")
+    assert 0 == week.returncode, "a drive away for a while is still a copy"
+    p.config.write_text(p.config.read_text().replace("[ingest]", '[schedule]\nscrub_cycle = "1d"\n[ingest]'))  # fmt: skip
+    later = p.cli("status")
+    assert 1 == later.returncode and later.stdout.startswith("NOT PROTECTED"), later.stdout
+    assert f"its copies do not count: not seen since {week_ago}" in later.stdout
+    report = p.status()
+    assert (0, False) == (report["policy"]["compliant"], report["targets"][1]["counted"])
+    (setup.home / "T7-in-a-drawer").rename(t7)  # plugged in again
+    assert 0 == p.cli("status").returncode
