@@ -67,6 +67,7 @@ def write_config(home: Path, targets: list[tuple[str, str, bool]], policy: str) 
     lines = [f"[policy]\n{policy}", '[[sources]]\nname = "inbox"\ntype = "folder"\n'
              f'path = "{home / "inbox"}"']  # fmt: skip
     for name, media, offsite in targets:
+        (home / name).mkdir(parents=True, exist_ok=True)  # (no drive's folder is made on /)
         lines.append(f'[[targets]]\nname = "{name}"\ntype = "local"\npath = "{home / name}"\n'
                      f'media = "{media}"\noffsite = {str(offsite).lower()}\ncreate = true')  # fmt: skip
     lines.append(f'[daemon]\nstate_dir = "{home / "state"}"\nlog_dir = "{home / "log"}"\n'

@@ -198,6 +198,19 @@ def test_a_drive_that_is_plugged_in_but_lacks_the_folder(tmp_path: Path, drive: 
     assert (f"{drive / 'Photos'} does not exist on the drive mounted at /dev/shm: create the "
             "folder, or set `create = true` for the target") == err.value.reason  # fmt: skip
     assert not (drive / "Photos").exists()
+    # create = true makes a drive's folder on the drive, never under an empty mount point
+    # on the system disk (it would fill the system disk and count as the drive).
+    empty = tmp_path / "media/T7/Photos"
+    with pytest.raises(TargetUnavailable) as err:
+        LocalTarget("t8", empty, creates_root=True, relocatable=True).check(None)
+    assert f"{empty} does not exist (drive not connected?)" == err.value.reason
+    assert not empty.exists()
+    LocalTarget("t7", drive / "Photos", creates_root=True, relocatable=True).check(None)
+    assert (drive / "Photos" / ".photod" / "target.json").is_file()
+    config.write_text(config.read_text().replace('"external"', '"external"\ncreate = true'))
+    lines = _doctor(config, tmp_path).stdout.splitlines()
+    assert (f"WARN  target t8: {empty} does not exist (drive not connected?) -> plug the "
+            "drive in") in lines, lines  # fmt: skip
 
 
 def test_the_clock_line_is_local_time_as_everywhere(tmp_path: Path) -> None:

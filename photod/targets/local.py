@@ -40,7 +40,7 @@ from photod.targets.localwrite import (
     create_atomic,
     write_atomic,
 )
-from photod.targets.missing import missing_folder
+from photod.targets.missing import missing_folder, on_system_disk
 
 META = ".photod"
 MARKER = "target.json"
@@ -173,6 +173,20 @@ class LocalMeta:
         self.target._unlink(f"{META}/{name}")
 
 
+def _make_root(name: str, root: Path, drive: bool) -> None:
+    """Make a target's missing folder.  A drive's (create = true) only on the drive:
+    under its empty mount point it would fill the system disk and count as the drive
+    (the check says "drive not connected?" then)."""
+    if drive and on_system_disk(root):
+        return
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        pass  # a file where a folder should be: said by the check
+    except OSError as exc:
+        raise TargetUnavailable(name, f"cannot create {root}: {exc.strerror}") from exc
+
+
 class LocalTarget:
     encrypted = checks_bodies = False
 
@@ -225,12 +239,7 @@ class LocalTarget:
     def _check(self, known: Identity | None, prepare: bool) -> Identity:
         root = self.configured
         if prepare and not root.is_dir() and self.creates_root and known is None:
-            try:
-                root.mkdir(parents=True, exist_ok=True)
-            except (FileExistsError, NotADirectoryError):
-                pass  # a file where a folder should be: said below
-            except OSError as exc:
-                raise TargetUnavailable(self.name, f"cannot create {root}: {exc.strerror}") from exc
+            _make_root(self.name, root, drive=self.relocatable)
         found = self.meta.read_marker(root) if root.is_dir() else None
         if known is not None and found != known.target_id and self.relocatable:
             moved = self._find_moved(known)

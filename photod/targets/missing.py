@@ -21,6 +21,13 @@ class MissingFolder(NamedTuple):
         return f"{self.found}: {self.fix}" if self.advised else self.found
 
 
+def on_system_disk(path: Path) -> bool:
+    """The deepest folder of ``path`` that exists is on the system disk's filesystem or
+    the home's: no drive is mounted for it (an unplugged drive's empty mount point)."""
+    existing = next(p for p in (path, *path.parents) if os.path.lexists(p))
+    return mount_of(existing)[0] in (Path("/"), mount_of(Path.home())[0])
+
+
 def missing_folder(root: Path, first_use: bool = True) -> MissingFolder:
     """Why a target's folder is not there, and what to do.  A file in its place is a
     mistake in the config.  Else the deepest folder that exists tells whether the drive
@@ -33,9 +40,9 @@ def missing_folder(root: Path, first_use: bool = True) -> MissingFolder:
         what = "a file, not a folder" if existing.is_file() else "not a folder"
         fix = "move it away, or point the target's path at a folder"
         return MissingFolder(f"{existing} is {what}", fix, blocked=True)
-    mount, _ = mount_of(existing)
-    if mount in (Path("/"), mount_of(Path.home())[0]):
+    if on_system_disk(existing):
         return MissingFolder(f"{root} does not exist (drive not connected?)", "plug the drive in")
+    mount, _ = mount_of(existing)
     found = f"{root} does not exist on the drive mounted at {mount}"
     if not first_use:
         return MissingFolder(found, "plug in the drive that holds it (is another drive "

@@ -118,9 +118,10 @@ def assert_consistent(p: Photod, roots: list[Path], originals: dict[str, str]) -
 
 def targets(setup: Setup) -> tuple[list[Path], Photod]:
     roots = [setup.home / "lib", setup.home / "ext"]
+    roots[1].mkdir()  # (photod makes no drive's folder on the system disk)
     p = setup.photod(
         [{"name": "lib", "path": str(roots[0])},
-         {"name": "ext", "path": str(roots[1]), "media": "external", "create": True}],
+         {"name": "ext", "path": str(roots[1]), "media": "external"}],
         policy={"copies": 2, "media": 2, "offsite": 0},
     )  # fmt: skip
     return roots, p

@@ -339,7 +339,8 @@ def test_thumbnails_follow_a_catalog_rebuilt_while_running(setup: Setup) -> None
     from tests.integration.test_truth import make_photos
 
     lib, away, state = setup.home / "lib", setup.home / "lib-away", setup.home / "state"
-    p = setup.photod([{"name": "lib", "path": str(lib), "media": "external", "create": True}])
+    lib.mkdir()  # (the drive's folder: photod makes none under the system disk)
+    p = setup.photod([{"name": "lib", "path": str(lib), "media": "external"}])
     first = make_photos(setup.inbox, 2)
     p.start()
     p.wait_protected(2)
@@ -376,7 +377,8 @@ def test_a_thumbnail_asked_while_the_catalog_is_damaged_is_no_error_page(setup: 
     from tests.integration.test_truth import make_photos
 
     lib = setup.home / "lib"
-    p = setup.photod([{"name": "lib", "path": str(lib), "media": "external", "create": True}])
+    lib.mkdir()  # (the drive's folder: photod makes none under the system disk)
+    p = setup.photod([{"name": "lib", "path": str(lib), "media": "external"}])
     shas = make_photos(setup.inbox, 2)
     assert 0 == p.cli("run", "--once").returncode
     db = setup.home / "state" / "catalog.sqlite"

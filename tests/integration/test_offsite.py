@@ -38,9 +38,10 @@ def three_targets(
     setup: Setup, server: S3Server, prefix: str, encrypt: bool
 ) -> list[dict[str, object]]:
     creds = server.credentials(setup.home / "aws-credentials")
+    (setup.home / "drive").mkdir(exist_ok=True)  # (no drive's folder is made on the system disk)
     return [
         {"name": "library", "path": str(setup.home / "library")},
-        {"name": "drive", "path": str(setup.home / "drive"), "media": "external", "create": True},
+        {"name": "drive", "path": str(setup.home / "drive"), "media": "external"},
         server.target("offsite", creds, prefix=prefix, encrypt=encrypt, part_size="5MiB"),
     ]
 

@@ -322,8 +322,8 @@ def test_the_plans_steps_for_an_encrypted_target_bring_back_every_photo_and_only
     for f in photos[:2]:
         shutil.copy2(f, setup.inbox / f.name)
     assert 0 == p.cli("run", "--once").returncode
-    sealed = {"name": "vault", "path": str(vault), "media": "external", "create": True,
-              "encrypt": True}  # fmt: skip
+    vault.mkdir()  # (the drive's folder: photod makes none under the system disk)
+    sealed = {"name": "vault", "path": str(vault), "media": "external", "encrypt": True}
     p = setup.photod(
         [*config, sealed], policy={"copies": 2, "media": 2, "offsite": 0}, extra=extra
     )  # fmt: skip  (the first two are caught up: no file time)
@@ -384,9 +384,10 @@ def test_a_lost_identity_leaves_the_plain_targets_to_restore_from(
     "missing"."""
     key = setup.home / "key.txt"
     lib, vault = setup.home / "lib", setup.home / "vault"
+    vault.mkdir()  # (the drive's folder: photod makes none under the system disk)
     p = setup.photod(
         [{"name": "lib", "path": str(lib)},
-         {"name": "vault", "path": str(vault), "media": "external", "create": True, "encrypt": True}],
+         {"name": "vault", "path": str(vault), "media": "external", "encrypt": True}],
         policy={"copies": 2, "media": 2, "offsite": 0}, extra=f'\n[encryption]\nidentity = "{key}"\n',
     )  # fmt: skip
     assert 0 == p.cli("keygen", "--output", str(key)).returncode

@@ -36,12 +36,13 @@ class Computer:
         self.home = top / name
         self.inbox = self.home / "inbox"
         self.inbox.mkdir(parents=True)
+        nas.mkdir(parents=True, exist_ok=True)  # (no NAS folder is made on the system disk)
         creds = server.credentials(self.home / "aws-credentials")
         write_config(
             self.home / "photod.toml",
             [{"name": "inbox", "type": "folder", "path": str(self.inbox)}],
             [
-                {"name": "nas", "type": "local", "path": str(nas), "media": "nas", "create": True},
+                {"name": "nas", "type": "local", "path": str(nas), "media": "nas"},
                 server.target("cloud", creds, prefix=f"{prefix}/", encrypt=True),
             ],
             {"copies": 2, "media": 2, "offsite": 1},

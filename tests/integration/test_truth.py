@@ -202,8 +202,9 @@ def test_a_truncated_catalog_is_one_clear_line_then_photod_waits_for_a_target(
     runs its other checks, and the daemon writes nothing and waits.  When the target is
     back, the daemon rebuilds the catalog from it by itself."""
     lib = setup.home / "lib"
+    lib.mkdir()  # (photod makes no drive's folder on the system disk)
     hook = Webhook()
-    p = setup.photod([{"name": "lib", "path": str(lib), "media": "external", "create": True}],
+    p = setup.photod([{"name": "lib", "path": str(lib), "media": "external"}],
                      extra=f'\n[notify]\ndesktop = false\nwebhook = "{hook.url}"\n')  # fmt: skip
     make_photos(setup.inbox, 10)
     assert 0 == p.cli("run", "--once").returncode
@@ -253,7 +254,8 @@ def test_a_config_fixed_and_reloaded_while_the_catalog_is_held_is_acted_on(
     catalog from it and goes on with the new config, without a restart.  Reloads
     before the fix do not say the hold (nor notify it) again."""
     lib, moved = setup.home / "lib", setup.home / "lib-moved"
-    p = setup.photod([{"name": "lib", "path": str(lib), "media": "external", "create": True}])
+    lib.mkdir()  # (photod makes no drive's folder on the system disk)
+    p = setup.photod([{"name": "lib", "path": str(lib), "media": "external"}])
     make_photos(setup.inbox, 3)
     p.start()
     p.wait_protected(3)
@@ -469,9 +471,10 @@ def test_copies_on_a_target_away_longer_than_the_scrub_cycle_do_not_count(
 
     make_photos(setup.inbox, 2, size=50_000)
     lib, t7 = setup.home / "library", setup.home / "T7"
+    t7.mkdir()  # (photod makes no drive's folder on the system disk)
     p = setup.photod(
         [{"name": "library", "path": str(lib)},
-         {"name": "t7", "path": str(t7), "media": "external", "create": True}],
+         {"name": "t7", "path": str(t7), "media": "external"}],
         policy={"copies": 2, "media": 2, "offsite": 0},
     )  # fmt: skip
     assert 0 == p.cli("run", "--once").returncode
