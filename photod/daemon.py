@@ -109,7 +109,6 @@ def _watch(
             log.error("catalog_damaged", detail=problem.detail,
                       action="stopped; the catalog is checked and rebuilt from the targets")  # fmt: skip
             return problem.detail
-        pipeline.intake.rewatch()  # a folder made again, or a drive mounted over it
         if time.monotonic() - trimmed_at > 60:
             give_back_memory()  # memory stays flat over days, not at its peak
             trimmed_at = time.monotonic()

@@ -184,27 +184,29 @@ def refuse_twin(
     states: dict[str, TargetState],
 ) -> None:
     """One drive is one copy: raise SameDrive when the place ``name``'s check found is
-    another configured target's.  The same id in its marker is a copy of that target's
-    drive (cloned to make a second backup drive) or the same folder reached twice (a
-    bind mount): the target that knew the id first keeps it (of two that both knew it,
-    the one configured first).  That target's own folder is where a drive looked for by
-    its id turned up on the other's (a clone again)."""
+    another configured target's.  Another local target's folder, holding that target's
+    id or one it has not recorded yet, is where a drive looked for by its id turned up
+    on a copy of it.  The same id elsewhere is a copy of that target's drive (cloned to
+    make a second backup drive) or the same folder reached twice (a bind mount): the
+    target that knew the id first keeps it (of two that both knew it, the one
+    configured first).  A drive of its own at another's path (two drives plugged in the
+    other way round) holds another id, and is not refused."""
     order = list(states)
     for other, state in states.items():
         if other == name:
             continue
         record = catalog.target(other) if catalog is not None else None
-        theirs = str(state.target.configured) if isinstance(state.target, LocalTarget) else ""
-        roots = {theirs, record.root if record else ""} - {""}
         same_id = record is not None and ident.target_id == record.target_id != ""
-        if not same_id and ident.root not in roots:
-            continue
-        if same_id and known is not None and order.index(other) > order.index(name):
-            continue  # both knew the id: it stays with the one configured first
-        if not same_id:
+        local = getattr(state.target, "inner", state.target)  # (an encrypted one's folder)
+        roots = {str(local.configured), record.root if record else ""} - {""} if isinstance(
+            local, LocalTarget
+        ) else set()  # fmt: skip
+        if ident.root in roots and (record is None or same_id):
             why = (f"is target {other!r}'s folder: a copy of this target's drive found there "
                    "is not another copy")  # fmt: skip
-        elif ident.root not in roots and any(_same_folder(ident.root, r) for r in roots):
+        elif not same_id or (known is not None and order.index(other) > order.index(name)):
+            continue  # another drive; or both knew the id: it stays with the one first
+        elif any(_same_folder(ident.root, r) for r in roots):
             why = (f"is the same folder as target {other!r}'s, reached twice (a bind mount): "
                    "one folder is one copy; give each target a drive of its own")  # fmt: skip
         else:

@@ -94,40 +94,41 @@ class FolderIntake:
         for watcher in self.watchers.values():
             watcher.stop()
 
-    def alive(self) -> bool:
-        """Every watcher that should run does.  A watcher whose folder went away
-        (deleted, or on a drive that was unplugged) lost its thread for a reason:
-        ``rewatch`` watches it again once it is back."""
-        return all(
-            w.alive() or not w.root.is_dir()
-            for w in self.watchers.values()
-            if w.observer is not None
-        )
-
     def rewatch(self) -> None:
         """Watch again each folder whose watch no longer sees it (deleted and made again,
         a drive mounted over it or taken from under it), and scan it for what came
-        meanwhile; say once when a watched folder is gone.  Run every few seconds."""
+        meanwhile; say once when a watched folder is gone.  A job of its own every few
+        seconds, off the thread that tells systemd the daemon lives: a watch's start walks
+        the whole tree (a NAS's library: a minute), and a dead network mount raises."""
         with self._rewatching:
             for name, watcher in self.watchers.items():
                 if not self.watching or self.stop_event.is_set():
                     return
-                if not watcher.root.is_dir():
-                    if watcher.observer is not None and name not in self._gone:
-                        self._gone.add(name)
-                        log.warning("source_unavailable", source=name, path=str(watcher.root),
-                                    reason="the folder is gone (deleted, renamed, or on a "
-                                    "drive that was unplugged); it is watched again once it "
-                                    "is back")  # fmt: skip
-                    continue
-                if watcher.observer is not None and not watcher.lost():
-                    continue
-                self._gone.discard(name)
-                if watcher.observer is not None:
-                    watcher.stop()
-                    log.info("source_rewatched", source=name, path=str(watcher.root))
-                if watcher.start():
-                    self.wake("reconcile")
+                try:
+                    self._rewatch(name, watcher)
+                except OSError as exc:  # (a dead mount: ENOTCONN, ESTALE, EIO)
+                    self._said_gone(name, f"the folder cannot be read ({exc.strerror or exc})")
+
+    def _rewatch(self, name: str, watcher: FolderWatcher) -> None:
+        if not watcher.root.is_dir():
+            if watcher.observer is not None:
+                self._said_gone(name, "the folder is gone (deleted, renamed, or on a drive "
+                                "that was unplugged)")  # fmt: skip
+            return
+        if watcher.observer is not None and not watcher.lost():
+            return
+        self._gone.discard(name)
+        if watcher.observer is not None:
+            watcher.stop()
+            log.info("source_rewatched", source=name, path=str(watcher.root))
+        if watcher.start():
+            self.wake("reconcile")
+
+    def _said_gone(self, name: str, reason: str) -> None:
+        if name not in self._gone:
+            self._gone.add(name)
+            log.warning("source_unavailable", source=name, path=str(self.watchers[name].root),
+                        reason=f"{reason}; it is watched again once it is back")  # fmt: skip
 
     def _events_lost(self) -> None:
         log.warning(

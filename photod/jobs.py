@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 SETTLE_TICK = 0.25  # seconds between looks at files that are still being written
 TARGET_PROBE = 5.0  # seconds between checks that a drive came or went
+REWATCH = 5.0  # seconds between looks at whether a watch folder was made again or mounted over
 REMIND = 15.0  # seconds between looks for reminders (each kind is sent at most `every`)
 
 
@@ -167,6 +168,7 @@ def start(scheduler: BackgroundScheduler, pipeline: Pipeline, cfg: Config) -> No
     scheduler.add_job(
         _guarded(pipeline.probe_targets, full=full), "interval", seconds=TARGET_PROBE, id="probe"
     )
+    scheduler.add_job(_guarded(pipeline.intake.rewatch), "interval", seconds=REWATCH, id="rewatch")
     busy = pipeline.activity
     scheduler.add_job(
         _guarded(pipeline.retry_local, pipeline.paused, busy, full),

@@ -163,11 +163,10 @@ class Pipeline:
                 log.warning("target_close_failed", target=state.target.name, error=str(exc))
 
     def alive(self) -> bool:
-        """Every thread that should run does (WATCHDOG=1 is sent only then).  A watcher
-        whose folder went away (deleted, or on a drive that was unplugged) lost its
-        thread for a reason: the reconcile scan watches it again once it is back."""
-        devices_ok = self.devices is None or not self.watching or self.devices.alive()
-        return devices_ok and self.intake.alive()
+        """Every thread that should run does (WATCHDOG=1 is sent only then).  A watch
+        folder's watcher is not among them: one that ended (its folder gone, made again,
+        mounted over) is started again by the ``rewatch`` job, without a restart."""
+        return self.devices is None or not self.watching or self.devices.alive()
 
     def _can_import(self) -> bool:
         """A phone import starts only when some target can take the files."""

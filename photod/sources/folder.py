@@ -159,9 +159,10 @@ class FolderWatcher:
         folder was deleted and made again: a sync client resetting it), or the folder
         at its path is another now (a drive mounted over it, or unmounted from under it,
         leaves the watch on a folder nothing writes to)."""
-        if self.observer is None or not self.root.is_dir():
+        if self.observer is None:
             return False
-        return not self.alive() or _identity(self.root) != self.watched
+        now = _identity(self.root)
+        return now is not None and (not self.alive() or now != self.watched)
 
     def alive(self) -> bool:
         """The observer thread and each of its emitter threads are running."""

@@ -467,3 +467,40 @@ def test_one_folder_reached_twice_is_one_copy(setup: Setup, samples: Path, mount
     assert (1, 0) == (status["assets"], status["policy"]["compliant"])
     assert 1 == len(target_files(lib))
     assert 0 == p.stop()
+
+
+def test_two_drives_plugged_in_the_other_way_round_are_each_found(
+    setup: Setup, samples: Path, mount: Mount
+) -> None:
+    """Two drives of one model (a desktop mounts both as T7 and T71, in the order they
+    are plugged in) come back the other way round: each is found by its own id at the
+    other's mount point, neither is taken for a copy of the other, and both get the new
+    photo."""
+    lib, disk_a, disk_b = setup.home / "library", setup.home / "disk-a", setup.home / "disk-b"
+    first, second = setup.home / "media" / "T7", setup.home / "media" / "T71"
+    for disk in (disk_a, disk_b):
+        (disk / "photos").mkdir(parents=True)
+    mount(disk_a, first)
+    mount(disk_b, second)
+    p = setup.photod(
+        [
+            {"name": "library", "path": str(lib)},
+            {"name": "a", "path": str(first / "photos"), "media": "external"},
+            {"name": "b", "path": str(second / "photos"), "media": "external"},
+        ],
+        policy={"copies": 3, "media": 2, "offsite": 0},
+    )
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    assert 0 == p.cli("run", "--once").returncode
+    umount(first)
+    umount(second)
+    mount(disk_b, first)  # b plugged in first this time
+    mount(disk_a, second)
+    shutil.copy(samples / "jpg_gps_DSCN0010.jpg", setup.inbox / "b.jpg")
+    run = p.cli("run", "--once")
+    assert 0 == run.returncode, run.stdout + run.stderr
+    assert not p.events("target_unavailable"), p.events("target_unavailable")
+    moved = {e["target"]: e["new"] for e in p.events("target_relocated")}
+    assert {"a": str(second / "photos"), "b": str(first / "photos")} == moved
+    assert_target_holds(disk_a / "photos", target_files(lib))
+    assert_target_holds(disk_b / "photos", target_files(lib))
