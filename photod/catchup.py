@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from photod import ledgers
+from photod.catalog import Catalog
 from photod.copies import Copier
 from photod.errors import ChecksumMismatch, PhotodError, TargetUnavailable
-from photod.hashing import open_source
+from photod.hashing import hash_source, open_source
 from photod.logs import log
 from photod.models import Asset, ManifestEntry, VerifyMethod
 from photod.targets.base import Writer
@@ -121,9 +122,29 @@ class CatchUp:
             copier.fail(
                 asset.sha256, name, last or PhotodError("no readable copy is reachable now")
             )
+            self._lost_before_copied(asset)
             return False
         finally:
             copier.release(asset.sha256, [name])
+
+    def _lost_before_copied(self, asset: Asset) -> None:
+        """An asset no target holds whose source files are gone or changed (deleted or
+        edited in its watch folder before any target could take it) is said lost, by
+        name, instead of waiting as "pending" for ever.  Not while a source's folder is
+        away (a drive unplugged): its file may come back.  A copy that lands after all
+        takes the mark off."""
+        if self.catalog.replicas(asset.sha256):
+            return
+        # (No source file left at all: its path now holds a later version, an edit.)
+        sources = {source for source, _, _, _ in self.catalog.source_paths(asset.sha256)}
+        if not all(_present(self.source_roots.get(s)) for s in sources):
+            return
+        if source_holds(self.catalog, self.source_roots, asset.sha256):
+            return
+        if self.catalog.mark_lost(asset.sha256):
+            log.critical("asset_lost", asset=asset.sha256, path=asset.relpath,
+                         detail="deleted or changed where it came from before any target "
+                         "could take a copy: nothing of this version is left")  # fmt: skip
 
     def _sources_for(self, asset: Asset, exclude: str) -> Iterator[Callable[[], BinaryIO]]:
         """Openers for a copy of the asset's bytes: verified replicas on other available
@@ -167,3 +188,24 @@ class CatchUp:
         log.info("replica_shared", asset=asset.sha256, target=name, path=key, bytes=asset.size,
                  installation=owner, duration=round(time.monotonic() - started, 3))  # fmt: skip
         return True
+
+
+def source_holds(catalog: Catalog, roots: dict[str, Path], sha: str) -> bool:
+    """A source file (of any source in ``roots``) still has the asset's bytes, read
+    again now, not taken from the catalog."""
+    for source, rel, _, _ in catalog.source_paths(sha):
+        if source not in roots:
+            continue
+        try:
+            if hash_source(roots[source], rel)[0] == sha:
+                return True
+        except OSError:  # gone, unreadable, or a link now: not a copy
+            continue
+    return False
+
+
+def _present(folder: Path | None) -> bool:
+    try:
+        return folder is not None and folder.is_dir()
+    except OSError:  # (a dead network mount: as away)
+        return False

@@ -3,7 +3,7 @@
 The backed-up copies are proved by ``verify.Scrubber``; this re-reads the originals in
 the watch folders, oldest check first, within the run's share.  Bytes that changed
 under an unchanged size and mtime are ``source_corrupt`` (bit rot in the library), and
-never replace good copies.  ``source_holds`` answers the heal's last question: is a
+never replace good copies.  ``catchup.source_holds`` answers the heal's last question: is a
 source file still holding an asset no target holds?
 """
 
@@ -14,7 +14,6 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from photod import policy
 from photod.catalog import Catalog
@@ -105,17 +104,3 @@ def _edited_since(st: os.stat_result, read_at: str | None) -> bool:
         return False
     last = calendar.timegm(time.strptime(read_at, "%Y-%m-%dT%H:%M:%SZ"))
     return st.st_ctime > last + 1  # (read_at is to the second)
-
-
-def source_holds(catalog: Catalog, roots: dict[str, Path], sha: str) -> bool:
-    """A source file (of any source in ``roots``) still has the asset's bytes, read
-    again now, not taken from the catalog."""
-    for source, rel, _, _ in catalog.source_paths(sha):
-        if source not in roots:
-            continue
-        try:
-            if hash_source(roots[source], rel)[0] == sha:
-                return True
-        except OSError:  # gone, unreadable, or a link now: not a copy
-            continue
-    return False

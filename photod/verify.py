@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 from photod import ledgers, policy
 from photod.catalog import Catalog, CheckItem
+from photod.catchup import source_holds
 from photod.config import FolderSource, ScheduleConfig
 from photod.errors import LinkInTarget, Stopping, TargetUnavailable, Undecryptable
 from photod.fleet import TargetState
@@ -32,7 +33,7 @@ from photod.hashing import hash_stream as hash_stream  # restore.py imports it f
 from photod.logs import log
 from photod.models import Asset, ManifestEntry
 from photod.replicate import Replicator
-from photod.sourcescrub import SourceScrub, source_holds
+from photod.sourcescrub import SourceScrub
 from photod.targets.base import Identity
 from photod.throttle import lower_priority
 

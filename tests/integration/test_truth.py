@@ -493,3 +493,30 @@ def test_copies_on_a_target_away_longer_than_the_scrub_cycle_do_not_count(
     assert (0, False) == (report["policy"]["compliant"], report["targets"][1]["counted"])
     (setup.home / "T7-in-a-drawer").rename(t7)  # plugged in again
     assert 0 == p.cli("status").returncode
+
+
+def test_a_photo_deleted_before_any_target_took_it_is_said_lost_by_name(
+    setup: Setup,
+) -> None:
+    """The only target is a drive that is away; two photos arrive, then one is deleted
+    and the other edited in place.  When the drive is back the edit is copied, and the
+    two versions nothing is left of are said lost, by name (`asset_lost`, LOST in
+    status, exit 1), instead of waiting as "pending" for ever."""
+    drive = setup.home / "T7"
+    drive.mkdir()
+    p = setup.photod([{"name": "t7", "path": str(drive), "media": "internal"}],
+                     policy={"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
+    assert 0 == p.cli("run", "--once").returncode  # the drive is known
+    drive.rename(setup.home / "T7-away")
+    shas = make_photos(setup.inbox, 2, size=50_000)
+    assert 1 == p.cli("run", "--once").returncode  # taken in, no copy yet
+    deleted, edited = sorted(shas)
+    (setup.inbox / deleted).unlink()
+    (setup.inbox / edited).write_bytes((setup.inbox / edited).read_bytes() + b"edit")
+    (setup.home / "T7-away").rename(drive)
+    run = p.cli("run", "--once")
+    status = p.cli("status")
+    assert 1 == status.returncode and status.stdout.startswith("LOST: 2 files"), status.stdout
+    lost = {e["asset"] for e in p.events("asset_lost")}
+    assert {shas[deleted], shas[edited]} == lost, run.stdout
+    assert sha256(setup.inbox / edited) in set(target_files(drive).values())
