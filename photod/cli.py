@@ -63,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if daemon.summary is None:  # stopped before anything was done
         return code
     print(daemon.summary.render())  # also off a terminal: a cron job's mail says it
-    return code or (OK if daemon.summary.protected else NO)
+    return code or (OK if daemon.summary.ok else NO)
 
 
 def _beside(exc: AlreadyRunning, advice: str) -> int:

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from photod import failpoints, policy
@@ -42,6 +43,7 @@ class Summary:
     needs: Counter[str] = field(default_factory=Counter)  # what they miss -> how many
     lost: int = 0  # assets with no good copy left anywhere
     down: dict[str, str] = field(default_factory=dict)  # target not written to -> why
+    missing: list[str] = field(default_factory=list)  # watch folders not there to look at
     stopped: bool = False  # a signal ended the run early
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -49,6 +51,12 @@ class Summary:
     def protected(self) -> bool:
         """Every photo meets the policy and none is lost."""
         return not self.short and not self.lost
+
+    @property
+    def ok(self) -> bool:
+        """Protected, and every watch folder was there to look at (a cron job backing up a
+        folder on a drive that is not mounted must not end well for ever)."""
+        return self.protected and not self.missing
 
     def on_event(self, event: dict[str, Any]) -> None:
         """A log listener: counts what the run does as it does it."""
@@ -79,6 +87,7 @@ class Summary:
                 for need in verdict.missing:
                     self.needs[need] += count
         self.lost = len(catalog.lost())
+        self.missing = [f"'{s.name}' ({s.path})" for s in cfg.folders if not _present(s.path)]
         for name, state in pipeline.targets.items():
             why = "" if state.available else state.reason
             self.down[name] = why or state.paused()
@@ -95,6 +104,9 @@ class Summary:
         text = f"photod run --once: {_n(self.known + self.skipped, 'file')} in the watch folders"
         text += (": " + ", ".join(said) if said else "") + "; "
         text += f"{_n(self.copies, 'copy', 'copies')} written and verified."
+        if self.missing:
+            text += (f" Watch folder {', '.join(self.missing)} is missing: nothing in it was "
+                     "looked at (is its drive mounted?).")  # fmt: skip
         if self.stopped:
             text += " Stopped before the end: the rest is copied at the next run."
         rule = rule_text(self.rule)
@@ -182,3 +194,10 @@ def _run(pipeline: Pipeline, stopped: Callable[[], bool]) -> None:
         bytes=size,
         duration=round(time.monotonic() - started, 3),
     )
+
+
+def _present(folder: Path) -> bool:
+    try:
+        return folder.is_dir()
+    except OSError:  # (a dead network mount)
+        return False

@@ -225,3 +225,22 @@ def test_status_device_exits_1_until_everything_on_the_phone_is_protected(
         assert "Everything on 'Anna's iPhone' is protected" in safe.stdout
     finally:
         assert 0 == p.stop()
+
+
+def test_run_once_with_a_watch_folder_missing_does_not_end_well(setup: Setup) -> None:
+    """A cron job's `run --once` whose watch folder is on a drive that is not mounted:
+    the summary says the folder is missing and the exit is 1, not a success for ever
+    (every photo it already holds is still protected)."""
+    from tests.integration.test_truth import make_photos
+
+    make_photos(setup.inbox, 1, size=20_000)
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}],
+                     policy={"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
+    assert 0 == p.cli("run", "--once").returncode
+    setup.inbox.rename(setup.home / "inbox-unmounted")
+    r = p.cli("run", "--once")
+    assert 1 == r.returncode, r.stdout
+    assert (
+        f"Watch folder 'inbox' ({setup.inbox}) is missing: nothing in it was looked at" in r.stdout
+    )
+    assert "The one photo or video is protected" in r.stdout
