@@ -1357,7 +1357,7 @@ class Catalog:
                 "SELECT name, last_seen FROM targets WHERE last_seen IS NOT NULL"
             ).fetchall()
         seen = {r[0]: calendar.timegm(time.strptime(r[1], "%Y-%m-%dT%H:%M:%SZ")) for r in rows}
-        return policy.counted(infos, seen, cycle, time.time(), here)
+        return policy.counted(infos, seen, cycle, here)
 
     def last_seen(self, name: str) -> str | None:
         with self._lock:

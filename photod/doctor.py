@@ -27,7 +27,7 @@ from photod.mounts import NETWORK_FS, mount_of
 from photod.policy import plural, size
 from photod.statelock import running_pid
 from photod.targets.base import Identity, Target
-from photod.targets.missing import missing_folder, on_system_disk
+from photod.targets.missing import in_memory, missing_folder, on_system_disk
 from photod.targets.records import installations
 from photod.usb import usbmuxd_installed, usbmuxd_socket
 
@@ -233,7 +233,7 @@ def _unavailable(t: TargetConfig, media: str, first_use: bool, reason: str) -> F
         missing = missing_folder(t.path, first_use)
         if missing.blocked:
             return Finding("fail", what, missing.reason, missing.fix)
-        drive = media != "internal" and on_system_disk(t.path)  # (not made there)
+        drive = media != "internal" and (on_system_disk(t.path) or in_memory(t.path))
         if t.creates_root and first_use and not drive:
             parent = next(p for p in t.path.parents if p.exists())
             if os.access(parent, os.W_OK):

@@ -29,7 +29,7 @@ from photod.ingest import Ingestor, Settler
 from photod.logs import log
 from photod.media import is_still
 from photod.models import IngestResult
-from photod.sources.folder import FolderWatcher, on_events_lost
+from photod.sources.folder import FolderWatcher, on_events_lost, present
 
 
 class FolderIntake:
@@ -110,7 +110,7 @@ class FolderIntake:
                     self._said_gone(name, f"the folder cannot be read ({exc.strerror or exc})")
 
     def _rewatch(self, name: str, watcher: FolderWatcher) -> None:
-        if not watcher.root.is_dir():
+        if not present(watcher.root):
             if watcher.observer is not None:
                 self._said_gone(name, "the folder is gone (deleted, renamed, or on a drive "
                                 "that was unplugged)")  # fmt: skip
@@ -281,11 +281,11 @@ class FolderIntake:
         for name, watcher in self.watchers.items():
             if self.stop_event.is_set():
                 return
-            if self.watching and watcher.root.is_dir() and watcher.observer is None:
+            if self.watching and present(watcher.root) and watcher.observer is None:
                 with self._rewatching:  # missing at start: watched now that it is here
                     if watcher.observer is None:
                         watcher.start()
-            if not watcher.root.is_dir():
+            if not present(watcher.root):
                 continue
             started = self.clock.monotonic()
             first = self._known.pop(name, None)

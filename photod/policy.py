@@ -37,19 +37,22 @@ def counted(
     infos: Mapping[str, TargetInfo],
     last_seen: Mapping[str, float],
     cycle: float,
-    now: float,
     here: Iterable[str] = (),
 ) -> dict[str, TargetInfo]:
-    """The targets whose copies count now: those seen within ``cycle`` seconds (the scrub
-    cycle: every copy is proven within one, and one on a target away for longer cannot
-    have been), and those reachable now (``here``).  A drive in a drawer for months, a
-    NAS that died, a cloud account closed: their copies stop counting, so that a photo
-    is never called safe on copies nobody has seen.  A target never seen has none."""
+    """The targets whose copies count now: those seen within ``cycle`` seconds of the
+    last time photod saw any target (the scrub cycle: every copy is proven within one,
+    and one on a target away for longer cannot have been), and those reachable now
+    (``here``).  A drive in a drawer for months, a NAS that died, a cloud account
+    closed: their copies stop counting, so that a photo is never called safe on copies
+    nobody has seen.  Measured from the last target seen, not from the clock: weeks
+    with the computer off or asleep, or a clock set forward, take no target away.  A
+    target never seen has no copies."""
     reachable = set(here)
+    latest = max(last_seen.values(), default=0.0)
     return {
         name: info
         for name, info in infos.items()
-        if name in reachable or now - last_seen.get(name, now) <= cycle
+        if name in reachable or latest - last_seen.get(name, latest) <= cycle
     }
 
 

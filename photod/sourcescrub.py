@@ -76,10 +76,12 @@ class SourceScrub:
                 corrupt = actual != asset
                 if corrupt and _edited_since(st, read_at):
                     self.catalog.source_edited(source.name, rel)
-                    log.info("source_edited", source=source.name, path=rel, asset=asset,
-                             found=actual, detail="its bytes changed with its size and mtime "
-                             "kept (an editor that keeps file times): the next scan takes it "
-                             "as a new version; the copies keep the one before")  # fmt: skip
+                    log.warning("source_edited", source=source.name, path=rel, asset=asset,
+                                found=actual, detail="its bytes changed with its size and "
+                                "mtime kept, after its details changed (an editor that keeps "
+                                "file times; or damage after a chmod): the next scan takes it "
+                                "as a new version and the copies keep the one before; if you "
+                                "did not edit it, restore that one from them")  # fmt: skip
                     continue
                 self.catalog.source_checked(source.name, rel, corrupt)
                 if corrupt:

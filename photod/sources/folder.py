@@ -112,7 +112,7 @@ class FolderWatcher:
 
     def start(self) -> bool:
         """Start watching; False (and an event) when the folder is not there yet."""
-        if not self.root.is_dir():
+        if not present(self.root):
             log.warning(
                 "source_unavailable",
                 source=self.name,
@@ -239,3 +239,12 @@ def _identity(folder: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
+
+
+def present(folder: Path) -> bool:
+    """The folder is there to read.  A dead network or FUSE mount (ENOTCONN, ESTALE,
+    EIO) is as good as gone: Python's ``is_dir`` raises those instead of saying False."""
+    try:
+        return folder.is_dir()
+    except OSError:
+        return False

@@ -40,7 +40,7 @@ from photod.targets.localwrite import (
     create_atomic,
     write_atomic,
 )
-from photod.targets.missing import missing_folder, on_system_disk
+from photod.targets.missing import in_memory, missing_folder, on_system_disk
 
 META = ".photod"
 MARKER = "target.json"
@@ -179,6 +179,9 @@ def _make_root(name: str, root: Path, drive: bool) -> None:
     (the check says "drive not connected?" then)."""
     if drive and on_system_disk(root):
         return
+    if drive and in_memory(root):
+        raise TargetUnavailable(name, f"{root} does not exist, and is not made in memory "
+                                "(a tmpfs: gone at the next reboot): drive not connected?")  # fmt: skip
     try:
         root.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):

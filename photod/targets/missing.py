@@ -23,9 +23,23 @@ class MissingFolder(NamedTuple):
 
 def on_system_disk(path: Path) -> bool:
     """The deepest folder of ``path`` that exists is on the system disk's filesystem or
-    the home's: no drive is mounted for it (an unplugged drive's empty mount point)."""
+    the home's: no drive is mounted for it (an unplugged drive's empty mount point).
+    Judged by device, so that a bind mount of a system folder (systemd's ReadWritePaths
+    makes them) is the system disk too."""
     existing = next(p for p in (path, *path.parents) if os.path.lexists(p))
-    return mount_of(existing)[0] in (Path("/"), mount_of(Path.home())[0])
+    try:
+        system = {os.stat("/").st_dev, os.stat(Path.home()).st_dev}
+        return os.stat(existing).st_dev in system
+    except OSError:
+        return False
+
+
+def in_memory(path: Path) -> bool:
+    """The deepest folder of ``path`` that exists is on a filesystem in RAM (tmpfs:
+    ``/run/media/$USER``, where udisks mounts drives): nothing made there outlives a
+    reboot."""
+    existing = next(p for p in (path, *path.parents) if os.path.lexists(p))
+    return mount_of(existing)[1] in ("tmpfs", "ramfs")
 
 
 def missing_folder(root: Path, first_use: bool = True) -> MissingFolder:

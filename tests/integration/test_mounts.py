@@ -504,3 +504,48 @@ def test_two_drives_plugged_in_the_other_way_round_are_each_found(
     assert {"a": str(second / "photos"), "b": str(first / "photos")} == moved
     assert_target_holds(disk_a / "photos", target_files(lib))
     assert_target_holds(disk_b / "photos", target_files(lib))
+
+
+def test_create_makes_a_drives_folder_on_the_drive_only(
+    setup: Setup, samples: Path, small_drive: Path, mount: Mount
+) -> None:
+    """`create = true` on external drives: the folder is made on a drive that is
+    mounted, never under an empty mount point on the system disk (a bind mount of a
+    system folder, as systemd's ReadWritePaths makes, is the system disk too), nor on a
+    filesystem in RAM: there the target waits, "drive not connected?"."""
+    import tempfile
+
+    unplugged = setup.home / "media" / "T8"
+    unplugged.mkdir(parents=True)
+    bound = setup.home / "mnt"
+    mount(setup.home / "media", bound)  # (the same disk, seen through a bind mount)
+    ram = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        drives = {"t7": small_drive / "photos", "t8": unplugged / "photos",
+                  "t9": bound / "T9" / "photos", "ram": ram / "T7" / "photos"}  # fmt: skip
+        p = setup.photod(
+            [
+                {"name": "library", "path": str(setup.home / "library")},
+                {
+                    "name": "t7",
+                    "path": str(drives.pop("t7")),
+                    "media": "external",
+                    "create": True,
+                    "reserve": 0,
+                },
+            ]
+            + [
+                {"name": n, "path": str(d), "media": "external", "create": True}
+                for n, d in drives.items()
+            ],
+            policy={"copies": 2, "media": 2, "offsite": 0},
+        )
+        shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+        assert 0 == p.cli("run", "--once").returncode
+        assert 1 == len(target_files(small_drive / "photos"))
+        waiting = {e["target"]: e["reason"] for e in p.events("target_unavailable")}
+        assert ["ram", "t8", "t9"] == sorted(waiting)
+        assert all("drive not connected?" in why for why in waiting.values()), waiting
+        assert not any(drives[n].exists() for n in ("t8", "t9", "ram"))
+    finally:
+        shutil.rmtree(ram)

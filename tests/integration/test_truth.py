@@ -491,6 +491,9 @@ def test_copies_on_a_target_away_longer_than_the_scrub_cycle_do_not_count(
     assert f"its copies do not count: not seen since {week_ago}" in later.stdout
     report = p.status()
     assert (0, False) == (report["policy"]["compliant"], report["targets"][1]["counted"])
+    with sqlite3.connect(setup.home / "state" / "catalog.sqlite") as db:  # then photod was
+        db.execute("UPDATE targets SET last_seen=?", (week_ago,))  # off, or asleep, a week
+    assert 0 == p.cli("status").returncode, "the computer off takes no target away"
     (setup.home / "T7-in-a-drawer").rename(t7)  # plugged in again
     assert 0 == p.cli("status").returncode
 
