@@ -25,6 +25,7 @@ from photod.errors import ChecksumMismatch, PhotodError, TargetUnavailable
 from photod.hashing import hash_source, open_source
 from photod.logs import log
 from photod.models import Asset, ManifestEntry, VerifyMethod
+from photod.mounts import present
 from photod.targets.base import Writer
 
 
@@ -137,7 +138,7 @@ class CatchUp:
             return
         # (No source file left at all: its path now holds a later version, an edit.)
         sources = {source for source, _, _, _ in self.catalog.source_paths(asset.sha256)}
-        if not all(_present(self.source_roots.get(s)) for s in sources):
+        if not all(s in self.source_roots and present(self.source_roots[s]) for s in sources):
             return
         if source_holds(self.catalog, self.source_roots, asset.sha256):
             return
@@ -202,10 +203,3 @@ def source_holds(catalog: Catalog, roots: dict[str, Path], sha: str) -> bool:
         except OSError:  # gone, unreadable, or a link now: not a copy
             continue
     return False
-
-
-def _present(folder: Path | None) -> bool:
-    try:
-        return folder is not None and folder.is_dir()
-    except OSError:  # (a dead network mount: as away)
-        return False

@@ -29,7 +29,8 @@ from photod.ingest import Ingestor, Settler
 from photod.logs import log
 from photod.media import is_still
 from photod.models import IngestResult
-from photod.sources.folder import FolderWatcher, on_events_lost, present
+from photod.mounts import present
+from photod.sources.folder import FolderWatcher, on_events_lost
 
 
 class FolderIntake:

@@ -71,3 +71,12 @@ NETWORK_FS = {
     "fuse.s3fs",
     "webdav",
 }
+
+
+def present(folder: Path) -> bool:
+    """The folder is there to read.  A dead network or FUSE mount (ENOTCONN, ESTALE,
+    EIO) is as good as gone: Python's ``is_dir`` raises those instead of saying False."""
+    try:
+        return folder.is_dir()
+    except OSError:
+        return False

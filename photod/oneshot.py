@@ -8,12 +8,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from photod import failpoints, policy
 from photod.logs import listeners, log
 from photod.models import PolicyRule
+from photod.mounts import present
 from photod.pipeline import Pipeline
 
 _n = policy.plural  # '1 copy', '2 copies'
@@ -87,7 +87,7 @@ class Summary:
                 for need in verdict.missing:
                     self.needs[need] += count
         self.lost = len(catalog.lost())
-        self.missing = [f"'{s.name}' ({s.path})" for s in cfg.folders if not _present(s.path)]
+        self.missing = [f"'{s.name}' ({s.path})" for s in cfg.folders if not present(s.path)]
         for name, state in pipeline.targets.items():
             why = "" if state.available else state.reason
             self.down[name] = why or state.paused()
@@ -105,8 +105,10 @@ class Summary:
         text += (": " + ", ".join(said) if said else "") + "; "
         text += f"{_n(self.copies, 'copy', 'copies')} written and verified."
         if self.missing:
-            text += (f" Watch folder {', '.join(self.missing)} is missing: nothing in it was "
-                     "looked at (is its drive mounted?).")  # fmt: skip
+            many = len(self.missing) > 1
+            text += (f" Watch folder{'s' if many else ''} {', '.join(self.missing)} "
+                     f"{'are' if many else 'is'} missing: nothing in {'them' if many else 'it'} "
+                     "was looked at (is the drive mounted?).")  # fmt: skip
         if self.stopped:
             text += " Stopped before the end: the rest is copied at the next run."
         rule = rule_text(self.rule)
@@ -194,10 +196,3 @@ def _run(pipeline: Pipeline, stopped: Callable[[], bool]) -> None:
         bytes=size,
         duration=round(time.monotonic() - started, 3),
     )
-
-
-def _present(folder: Path) -> bool:
-    try:
-        return folder.is_dir()
-    except OSError:  # (a dead network mount)
-        return False

@@ -28,7 +28,7 @@ from watchdog.observers.polling import PollingObserver
 
 from photod.logs import log
 from photod.media import ignore_matcher
-from photod.mounts import NETWORK_FS, mount_of
+from photod.mounts import NETWORK_FS, mount_of, present
 
 OnEvent = Callable[[str, Path, str], None]  # (source name, path, event kind)
 
@@ -239,12 +239,3 @@ def _identity(folder: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
-
-
-def present(folder: Path) -> bool:
-    """The folder is there to read.  A dead network or FUSE mount (ENOTCONN, ESTALE,
-    EIO) is as good as gone: Python's ``is_dir`` raises those instead of saying False."""
-    try:
-        return folder.is_dir()
-    except OSError:
-        return False
