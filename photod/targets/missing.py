@@ -24,12 +24,15 @@ class MissingFolder(NamedTuple):
 def on_system_disk(path: Path) -> bool:
     """The deepest folder of ``path`` that exists is on the system disk's filesystem or
     the home's: no drive is mounted for it (an unplugged drive's empty mount point).
-    Judged by device, so that a bind mount of a system folder (systemd's ReadWritePaths
-    makes them) is the system disk too."""
+    Judged by mount point and by device, so that a bind mount of a system folder
+    (systemd's ReadWritePaths makes them) is the system disk too, and so is a btrfs
+    subvolume of it that is not mounted on its own (a device number of its own)."""
     existing = next(p for p in (path, *path.parents) if os.path.lexists(p))
+    home = Path.home()
+    if mount_of(existing)[0] in (Path("/"), mount_of(home)[0]):
+        return True
     try:
-        system = {os.stat("/").st_dev, os.stat(Path.home()).st_dev}
-        return os.stat(existing).st_dev in system
+        return os.stat(existing).st_dev in {os.stat("/").st_dev, os.stat(home).st_dev}
     except OSError:
         return False
 
