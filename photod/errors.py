@@ -18,6 +18,7 @@
     ├── LibraryUnreadable       exit 65: a copy of the phone's Photos database makes no sense
     └── TargetUnavailable       transient: the target is missing, foreign, read-only, offline
         ├── LinkInTarget        a folder inside the target is a link: it waits for a folder
+        ├── SameDrive           the place found is another target's drive: one drive, one copy
         └── TargetFull          transient: no space left; carries the bytes needed
 
 Only ``cli.main()`` turns these into exit codes; the daemon catches them at job
@@ -76,6 +77,16 @@ class SourceChanged(PhotodError):
     def __init__(self, path: str) -> None:
         self.path = path
         super().__init__(f"{path} changed while it was being read; it is taken again once stable")
+
+
+class StillArriving(PhotodError):
+    """A watch-folder file that looks cut short (its container or image data ends early)
+    and was written a moment ago: its writer is most likely still at it, pausing between
+    chunks longer than ``settle``.  Taken once whole, or as it is once it stays so."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"{path} looks cut short and was just written: taken once whole")
 
 
 class LeadPending(PhotodError):

@@ -14,6 +14,7 @@ import os
 import pwd
 import stat
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from photod import failpoints
 from photod.catalog import Catalog
 from photod.clock import SYSTEM, Clock
 from photod.config import IngestConfig
-from photod.errors import LeadPending, SourceChanged
+from photod.errors import LeadPending, SourceChanged, StillArriving
 from photod.logs import log
 from photod.media import (
     companion_key,
@@ -40,6 +41,7 @@ from photod.safeopen import LinkRefused, open_beneath, open_root
 from photod.targets.base import CHUNK
 
 SPARSE_MIN = 64 * 1024 * 1024  # files this long or longer are checked for holes
+CUT_SHORT_WAIT = 60.0  # seconds a file that ends early may be its writer's (as open_wait)
 LINK = "a symbolic link: photod reads no file through a link, which could point anywhere"
 NOT_A_FILE = "not a regular file (a FIFO, socket or device node); it is never read"
 
@@ -128,6 +130,15 @@ class Settler:
         with self._lock:
             for source, path in files:
                 self._items.pop((source, str(path)), None)
+
+
+def _cut_short(info: Probe, st: os.stat_result, now: float) -> bool:
+    """A file that ends early (a container's box or a JPEG's data cut off) and was
+    written within CUT_SHORT_WAIT: a writer pausing between chunks for longer than
+    ``settle`` (a slow download) would otherwise have each part kept as a photo of its
+    own.  Past that, a cut file is taken as it is (and said undecodable): a damaged
+    original is backed up all the same."""
+    return "truncated" in info.problem.lower() and now - st.st_mtime < CUT_SHORT_WAIT
 
 
 def hash_open(f: BinaryIO, size: int, mtime_ns: int, where: str) -> str:
@@ -325,6 +336,8 @@ class Ingestor:
             return IngestResult.IGNORED
         if st.st_size == 0:
             return self._refuse(source, rel, st, "empty file")
+        if sha256 is None and _cut_short(info, st, time.time()):
+            raise StillArriving(str(path))
         if sha256 is not None and self.catalog.asset(sha256) is not None:
             self.catalog.saw_source_file(source, rel, st.st_size, st.st_mtime_ns, sha256)
             log.info("asset_seen_again", asset=sha256, source=source, path=rel)

@@ -24,7 +24,14 @@ from pathlib import Path
 from photod.catalog import STATE_MIN_FREE, Catalog
 from photod.clock import SYSTEM, Clock
 from photod.config import FolderSource, IngestConfig
-from photod.errors import CatalogDamaged, LeadPending, SourceChanged, StateDirFull, Stopping
+from photod.errors import (
+    CatalogDamaged,
+    LeadPending,
+    SourceChanged,
+    StateDirFull,
+    StillArriving,
+    Stopping,
+)
 from photod.ingest import Ingestor, Settler
 from photod.logs import log
 from photod.media import is_still
@@ -217,9 +224,9 @@ class FolderIntake:
                 detail="changed while being read; taken again once stable",
             )
             self.settler.touch(source, path, "changed")
-        except LeadPending:
-            # Taken again once its still is in (the settler's wait; no event: this is
-            # the normal order of things, not news).
+        except (LeadPending, StillArriving):
+            # Taken again once its still is in, or once it is whole (the settler's wait;
+            # no event: this is the normal order of things, not news).
             self.settler.touch(source, path, "changed")
         except Stopping:
             pass

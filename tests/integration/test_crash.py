@@ -48,6 +48,7 @@ def add_video(inbox: Path, n: int, mb: int) -> Path:
     block = os.urandom(1 << 20)
     with open(path, "wb") as f:
         f.write(b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  ")
+        f.write((8 + mb * (1 << 20)).to_bytes(4, "big") + b"mdat")  # (whole: not waited for)
         for i in range(mb):
             f.write(block[:-8] + (n * 1000 + i).to_bytes(8, "big"))
     return path

@@ -58,6 +58,9 @@ def test_dropped_files_are_verified_on_every_target(setup: Setup, samples: Path)
     shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "IMG_0002.HEIC")  # a JPEG in disguise
     data = (samples / "jpg_hdr_iphone_hdr_NO.jpg").read_bytes()
     (setup.inbox / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    # (An hour old: a file that ends early and was written a moment ago waits up to a
+    # minute for the rest of it, as a slow writer's would.)
+    os.utime(setup.inbox / "truncated.jpg", (time.time() - 3600,) * 2)
     for junk in (".DS_Store", "notes.txt", "left.jpg.part", "._copied.jpg"):
         (setup.inbox / junk).write_bytes(b"junk")
     writer.join()
@@ -219,8 +222,9 @@ def test_first_run_writes_default_config(tmp_path: Path, photod_factory) -> None
     assert 0o600 == written.stat().st_mode & 0o777  # it may come to hold a secret
     inbox, library = home / "Pictures" / "Inbox", home / "Pictures" / "photod"
     assert inbox.is_dir() and library.is_dir()
-    data = b"\xff\xd8\xff" + os.urandom(5000)
-    (inbox / "first.jpg").write_bytes(data)
+    from tests.conftest import SAMPLES
+
+    (inbox / "first.jpg").write_bytes((SAMPLES / "jpg_Canon_40D.jpg").read_bytes())
     wait_for(lambda: len(target_files(library)) == 1, 20, "the first photo in the library")
     assert 0 == p.cli("config", "check", config=False).returncode
     # The default config also imports iPhones; with no usbmuxd here it says so, once.
@@ -296,6 +300,7 @@ def test_sigterm_mid_copy_leaves_nothing_partial(setup: Setup) -> None:
     block = os.urandom(1 << 20)
     with open(big, "wb") as f:
         f.write(b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  ")
+        f.write((8 + 600 * (1 << 20)).to_bytes(4, "big") + b"mdat")  # (whole: not waited for)
         for _ in range(600):
             f.write(block)
     os.rename(big, setup.inbox / "big.mov")

@@ -38,6 +38,8 @@ def test_a_file_changed_mid_copy_is_taken_again_once_stable(setup: Setup, change
             f.write(os.urandom(1024 * 1024))
         else:
             f.truncate(150 * 1024 * 1024)
+    if change == "truncated":  # (an old cut file: one just written waits for the rest)
+        os.utime(video, (time.time() - 3600,) * 2)
     final = sha256(video)
     event = p.wait_event("source_changed", timeout=60)[0]
     assert ("inbox", "clip.mov") == (event["source"], event["path"])
@@ -73,4 +75,24 @@ def test_a_file_written_a_chunk_at_a_time_is_taken_whole(setup: Setup, samples: 
     time.sleep(4)  # a partial taken late would show up by now
     assert [hashlib.sha256(whole).hexdigest()] == [e["asset"] for e in p.events("asset_ingested")]
     assert {"2008/2008-05-30/IMG_0001.JPG"} == set(target_files(lib))
+    assert 0 == p.stop()
+
+
+def test_a_file_written_slower_than_settle_is_taken_whole(setup: Setup, samples: Path) -> None:
+    """A writer pausing longer than `settle` between chunks (a slow download): each part
+    looks cut short (the JPEG's data ends early) and was written a moment ago, so it is
+    not taken as a photo of its own; the whole file is taken once."""
+    lib = setup.home / "library"
+    p = setup.photod([{"name": "library", "path": str(lib)}]).start()  # settle: 0.5 s
+    whole = (samples / "jpg_gps_DSCN0010.jpg").read_bytes()
+    photo = setup.inbox / "DSCN0010.JPG"
+    step = len(whole) // 3 + 1
+    for at in range(0, len(whole), step):
+        with photo.open("ab") as out:
+            out.write(whole[at : at + step])
+        time.sleep(1.5)
+    p.wait_event("asset_ingested", timeout=30)
+    time.sleep(2)  # a part taken late would show up by now
+    assert [hashlib.sha256(whole).hexdigest()] == [e["asset"] for e in p.events("asset_ingested")]
+    assert not p.events("asset_undecodable")
     assert 0 == p.stop()

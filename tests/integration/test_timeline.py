@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Photod, wait_for, write_config
+from tests.conftest import SAMPLES, Photod, wait_for, write_config
 from tests.integration.conftest import FAST, Setup
 
 pytestmark = pytest.mark.integration
@@ -79,7 +79,7 @@ def test_the_daemon_on_a_terminal_prints_the_timeline(setup: Setup, no_color: st
     term = Terminal()
     try:
         _on_a_terminal(p, term)
-        (setup.inbox / "a.jpg").write_bytes(b"\xff\xd8\xff" + os.urandom(4000))
+        (setup.inbox / "a.jpg").write_bytes((SAMPLES / "jpg_Canon_40D.jpg").read_bytes())
         p.wait_event("replica_written")
         p.wait_event("target_unavailable", target="usb")
         wait_for(lambda: "replica_written" in term.text(), 10, "the terminal's lines")
