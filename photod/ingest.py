@@ -138,7 +138,8 @@ def _cut_short(info: Probe, st: os.stat_result, now: float) -> bool:
     ``settle`` (a slow download) would otherwise have each part kept as a photo of its
     own.  Past that, a cut file is taken as it is (and said undecodable): a damaged
     original is backed up all the same."""
-    return "truncated" in info.problem.lower() and now - st.st_mtime < CUT_SHORT_WAIT
+    age = now - st.st_mtime  # (a time ahead of the clock, a camera's: taken as it is)
+    return "truncated" in info.problem.lower() and 0 <= age < CUT_SHORT_WAIT
 
 
 def hash_open(f: BinaryIO, size: int, mtime_ns: int, where: str) -> str:

@@ -19,7 +19,11 @@ def boxes(f: IO[bytes], end: int) -> list[tuple[bytes, int, int]]:
         size, typ = struct.unpack(">I4s", header)
         body = start + 8
         if size == 1:
-            size = struct.unpack(">Q", f.read(8))[0]
+            wide = f.read(8)
+            if len(wide) < 8:  # cut inside the 64-bit size: this box runs past the end
+                found.append((typ, start + 16, start + 16))
+                break
+            size = struct.unpack(">Q", wide)[0]
             body = start + 16
         elif size == 0:
             size = end - start

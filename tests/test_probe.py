@@ -102,6 +102,11 @@ def test_cut_video_is_flagged_undecodable(tmp_path: Path) -> None:
     info = run_probe(cut)
     assert (Kind.VIDEO, False) == (info.kind, info.decodable)
     assert "truncated" in info.problem
+    wide = tmp_path / "WIDE.MOV"  # cut inside a box's 64-bit size (it raised before)
+    wide.write_bytes(data[:20] + b"\x00\x00\x00\x01mdat\x00\x00\x00")
+    info = run_probe(wide)
+    assert (Kind.VIDEO, False) == (info.kind, info.decodable)
+    assert "truncated" in info.problem
     headless = tmp_path / "NOMOOV.MOV"
     headless.write_bytes(b"\x00\x00\x00\x10ftypqt  \x00\x00\x00\x00" + b"\x00\x00\x00\x08free")
     info = run_probe(headless)

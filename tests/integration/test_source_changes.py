@@ -95,4 +95,10 @@ def test_a_file_written_slower_than_settle_is_taken_whole(setup: Setup, samples:
     time.sleep(2)  # a part taken late would show up by now
     assert [hashlib.sha256(whole).hexdigest()] == [e["asset"] for e in p.events("asset_ingested")]
     assert not p.events("asset_undecodable")
+    # A cut photo whose time is ahead of the clock (a camera's) is not waited for until
+    # the clock catches up: it is taken as it is, and said undecodable.
+    ahead = setup.inbox / "AHEAD.JPG"
+    ahead.write_bytes(whole[: len(whole) // 2])
+    os.utime(ahead, (time.time() + 86400,) * 2)
+    p.wait_event("asset_undecodable", timeout=15, path="AHEAD.JPG")
     assert 0 == p.stop()
