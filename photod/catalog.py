@@ -35,6 +35,7 @@ from photod.models import Asset, Kind, ManifestEntry, Probe, Replica, TargetInfo
 
 IGNORED = "not backed up"  # device_files.problem of a file that is not media
 CATALOG_NAME = "catalog.sqlite"  # in the state dir
+STAMP = "%Y-%m-%dT%H:%M:%SZ"  # every record's time, in UTC to the second
 # Room the catalog needs in the state dir to take new files (its WAL grows with each
 # batch): below this, new files wait, status says so and doctor fails.
 STATE_MIN_FREE = 8 * 1024**2
@@ -404,7 +405,12 @@ class _Connection(sqlite3.Connection):
 
 def now_iso() -> str:
     """Now, in UTC to the second, as every record says it: ``2026-12-04T05:30:00Z``."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return time.strftime(STAMP, time.gmtime())
+
+
+def stamp_seconds(stamp: str) -> float:
+    """A record's time (``now_iso``'s) as seconds since the epoch."""
+    return float(calendar.timegm(time.strptime(stamp, STAMP)))
 
 
 REPAIR = "repair: "  # the error of a replica that the catch-up copies again to heal it
@@ -1356,7 +1362,7 @@ class Catalog:
             rows = self._db.execute(
                 "SELECT name, last_seen FROM targets WHERE last_seen IS NOT NULL"
             ).fetchall()
-        seen = {r[0]: calendar.timegm(time.strptime(r[1], "%Y-%m-%dT%H:%M:%SZ")) for r in rows}
+        seen = {r[0]: stamp_seconds(r[1]) for r in rows}
         return policy.counted(infos, seen, cycle, here)
 
     def last_seen(self, name: str) -> str | None:

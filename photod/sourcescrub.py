@@ -9,14 +9,12 @@ source file still holding an asset no target holds?
 
 from __future__ import annotations
 
-import calendar
 import os
 import threading
-import time
 from dataclasses import dataclass
 
 from photod import policy
-from photod.catalog import Catalog
+from photod.catalog import Catalog, stamp_seconds
 from photod.config import FolderSource, ScheduleConfig
 from photod.hashing import hash_source
 from photod.logs import log
@@ -104,5 +102,4 @@ def _edited_since(st: os.stat_result, read_at: str | None) -> bool:
     put its mtime back.  Bit rot changes bytes without the kernel knowing."""
     if read_at is None:
         return False
-    last = calendar.timegm(time.strptime(read_at, "%Y-%m-%dT%H:%M:%SZ"))
-    return st.st_ctime > last + 1  # (read_at is to the second)
+    return st.st_ctime > stamp_seconds(read_at) + 1  # (read_at is to the second)

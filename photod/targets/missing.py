@@ -21,13 +21,18 @@ class MissingFolder(NamedTuple):
         return f"{self.found}: {self.fix}" if self.advised else self.found
 
 
+def _deepest(path: Path) -> Path:
+    """The deepest folder of ``path`` (or ``path`` itself) that exists."""
+    return next(p for p in (path, *path.parents) if os.path.lexists(p))
+
+
 def on_system_disk(path: Path) -> bool:
     """The deepest folder of ``path`` that exists is on the system disk's filesystem or
     the home's: no drive is mounted for it (an unplugged drive's empty mount point).
     Judged by mount point and by device, so that a bind mount of a system folder
     (systemd's ReadWritePaths makes them) is the system disk too, and so is a btrfs
     subvolume of it that is not mounted on its own (a device number of its own)."""
-    existing = next(p for p in (path, *path.parents) if os.path.lexists(p))
+    existing = _deepest(path)
     home = Path.home()
     if mount_of(existing)[0] in (Path("/"), mount_of(home)[0]):
         return True
@@ -41,7 +46,7 @@ def in_memory(path: Path) -> bool:
     """The deepest folder of ``path`` that exists is on a filesystem in RAM (tmpfs:
     ``/run/media/$USER``, where udisks mounts drives): nothing made there outlives a
     reboot."""
-    existing = next(p for p in (path, *path.parents) if os.path.lexists(p))
+    existing = _deepest(path)
     return mount_of(existing)[1] in ("tmpfs", "ramfs")
 
 
@@ -52,7 +57,7 @@ def missing_folder(root: Path, first_use: bool = True) -> MissingFolder:
     home's), only the folder is missing (first use: create it; else another drive is
     there).  An empty mount point is on the system disk, where a folder made would
     fill the system disk: then the advice is to plug the drive in, never to create it."""
-    existing = next(p for p in (root, *root.parents) if os.path.lexists(p))
+    existing = _deepest(root)
     if existing == root or not existing.is_dir():
         what = "a file, not a folder" if existing.is_file() else "not a folder"
         fix = "move it away, or point the target's path at a folder"

@@ -55,6 +55,16 @@ def test_a_file_changed_mid_copy_is_taken_again_once_stable(setup: Setup, change
     assert 0 == p.stop()
 
 
+def append_in_parts(path: Path, data: bytes, parts: int, pause: float) -> None:
+    """Write ``data`` as a slow writer does: a part at a time, opened, appended and
+    closed each time, with ``pause`` seconds between."""
+    step = len(data) // parts + 1
+    for at in range(0, len(data), step):
+        with path.open("ab") as out:
+            out.write(data[at : at + step])
+        time.sleep(pause)
+
+
 def test_a_file_written_a_chunk_at_a_time_is_taken_whole(setup: Setup, samples: Path) -> None:
     """A writer that appends a chunk at a time, closing the file after each (`cat >>`
     from a resumed download, an uploader's append per chunk), with a second's pause
@@ -65,12 +75,7 @@ def test_a_file_written_a_chunk_at_a_time_is_taken_whole(setup: Setup, samples: 
     p.config.write_text(p.config.read_text().replace('settle = "0.5s"', 'settle = "3s"'))
     p.start()
     whole = (samples / "jpg_Canon_40D.jpg").read_bytes()
-    photo = setup.inbox / "IMG_0001.JPG"
-    step = len(whole) // 4 + 1
-    for at in range(0, len(whole), step):
-        with photo.open("ab") as out:
-            out.write(whole[at : at + step])
-        time.sleep(1)
+    append_in_parts(setup.inbox / "IMG_0001.JPG", whole, parts=4, pause=1)
     p.wait_event("asset_ingested", timeout=30)
     time.sleep(4)  # a partial taken late would show up by now
     assert [hashlib.sha256(whole).hexdigest()] == [e["asset"] for e in p.events("asset_ingested")]
@@ -85,12 +90,7 @@ def test_a_file_written_slower_than_settle_is_taken_whole(setup: Setup, samples:
     lib = setup.home / "library"
     p = setup.photod([{"name": "library", "path": str(lib)}]).start()  # settle: 0.5 s
     whole = (samples / "jpg_gps_DSCN0010.jpg").read_bytes()
-    photo = setup.inbox / "DSCN0010.JPG"
-    step = len(whole) // 3 + 1
-    for at in range(0, len(whole), step):
-        with photo.open("ab") as out:
-            out.write(whole[at : at + step])
-        time.sleep(1.5)
+    append_in_parts(setup.inbox / "DSCN0010.JPG", whole, parts=3, pause=1.5)
     p.wait_event("asset_ingested", timeout=30)
     time.sleep(2)  # a part taken late would show up by now
     assert [hashlib.sha256(whole).hexdigest()] == [e["asset"] for e in p.events("asset_ingested")]
