@@ -150,11 +150,18 @@ class ThrottlingServer:
         self.httpd.server_close()
 
 
+REFUSED = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nContent-Length: 87\r\n\r\n"
+           b"<Error><Code>InvalidRequest</Code><Message>No query string auth here.</Message></Error>")  # fmt: skip
+
+
 class DamagingProxy:
     """A TCP proxy on 127.0.0.1 in front of an HTTP server that, while ``damaging``,
     flips one bit in the middle of every request body of at least ``min_body`` bytes:
     a network (a bad cable, a broken middlebox) that changes bytes in transit.
-    Requests are read one by one by their Content-Length; answers pass unchanged."""
+    Requests are read one by one by their Content-Length; answers pass unchanged.
+    It counts the presigned requests (signed in their URL) and, while
+    ``refusing_presigned``, answers them itself with a 400, as a server that does not
+    take them would."""
 
     def __init__(self, upstream: str, min_body: int = 64 * 1024) -> None:
         import urllib.parse
@@ -164,6 +171,8 @@ class DamagingProxy:
         self.min_body = min_body
         self.damaging = True
         self.damaged = 0  # bodies changed so far
+        self.presigned = 0  # requests signed in their URL, so far
+        self.refusing_presigned = False
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
@@ -205,6 +214,11 @@ class DamagingProxy:
                         return
                     buf += data
                 body, buf = bytearray(buf[:length]), buf[length:]
+                if b"X-Amz-Signature=" in head.split(b"\r\n")[0]:
+                    self.presigned += 1
+                    if self.refusing_presigned:
+                        client.sendall(REFUSED)  # the request was read whole: in step
+                        continue
                 if self.damaging and length >= self.min_body:
                     body[length // 2] ^= 0x01
                     self.damaged += 1

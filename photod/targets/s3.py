@@ -31,6 +31,7 @@ from photod.logs import log
 from photod.models import VerifyMethod
 from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.s3client import NETWORK, make_client, mapped
+from photod.targets.s3presigned import UNTOLD, Presigned
 
 UPLOAD = "s3-upload:"  # temp keys: an unfinished upload to the key that follows
 IN_FLIGHT = 2  # parts of one upload on the wire at once
@@ -151,15 +152,8 @@ class S3Writer:
                 # before it stores it, so its 200 is the proof.  If-None-Match makes
                 # servers that know it refuse to replace an object that appeared
                 # since the existence check.
-                body = b"".join(self.chunks)
                 try:
-                    self.t.call(
-                        "put_object",
-                        Key=self.t.full(key),
-                        Body=body,
-                        ContentMD5=_md5(body),
-                        IfNoneMatch="*",
-                    )
+                    self.t.put(key, b"".join(self.chunks), exclusive=True)
                 except KeyExists:
                     self.t.remember(key)
                     raise KeyExists(key) from None  # still open, bytes kept
@@ -266,6 +260,7 @@ class S3Target(ObjectTarget):
         self.where = f"s3://{bucket}/{self.prefix}" + (f" at {endpoint}" if endpoint else "")
         self.part_size = max(part_size, 5 * 1024**2)  # S3's smallest part
         self.client = make_client(endpoint, region, profile, credentials_file, timeout)
+        self.presigned = Presigned(self.client, bucket)
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"s3-{name}")
         self._lock = threading.Lock()
         self._listings: dict[str, tuple[float, set[str]]] = {}
@@ -290,6 +285,9 @@ class S3Target(ObjectTarget):
     # -- primitives -------------------------------------------------------------------
 
     def object_size(self, key: str) -> int | None:
+        size = self.presigned.head(self.full(key))
+        if size != UNTOLD:
+            return size
         try:
             return int(
                 self.client.head_object(Bucket=self.bucket, Key=self.full(key))["ContentLength"]
@@ -317,9 +315,9 @@ class S3Target(ObjectTarget):
     def _probe(self) -> bool | None:
         key = f"{TMP}{PROBE}{secrets.token_hex(8)}"
         try:
-            self._put(key, b"")
+            self.put(key, b"")
             try:
-                self.call("put_object", Key=self.full(key), Body=b"", IfNoneMatch="*")
+                self.put(key, b"", exclusive=True)
                 return False
             except KeyExists:
                 return True
@@ -381,17 +379,24 @@ class S3Target(ObjectTarget):
     def delete_object(self, key: str) -> None:
         self.call("delete_object", Key=self.full(key))
 
+    def put(self, key: str, data: bytes, exclusive: bool = False) -> None:
+        """One PUT with the body's Content-MD5; ``exclusive``: If-None-Match, which a
+        server that knows it refuses over an existing object (KeyExists)."""
+        md5 = _md5(data)
+        if not self.presigned.put(self.full(key), data, md5, exclusive):
+            self.call("put_object", Key=self.full(key), Body=data, ContentMD5=md5,
+                      **({"IfNoneMatch": "*"} if exclusive else {}))  # fmt: skip
+
     def _put(self, key: str, data: bytes) -> None:
-        self.call("put_object", Key=self.full(key), Body=data, ContentMD5=_md5(data))
+        self.put(key, data)
 
     def _put_new(self, key: str, data: bytes) -> bool:
         # If-None-Match makes a server that knows it refuse the second of two writers;
         # one that ignores it leaves the moment between the look and the put.
-        if self._get(key) is not None:
+        if self.object_size(key) is not None:  # (a HEAD: the body is not needed)
             return False
         try:
-            self.call("put_object", Key=self.full(key), Body=data, ContentMD5=_md5(data),
-                      IfNoneMatch="*")  # fmt: skip
+            self.put(key, data, exclusive=True)
         except KeyExists:
             return False
         return True

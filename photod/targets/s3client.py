@@ -72,6 +72,8 @@ def make_client(
             max_pool_connections=16,
             # photod builds every request itself (a tenth of each request's time).
             parameter_validation=False,
+            # Presigned requests (s3presigned) signed as the others are (SigV4).
+            signature_version="s3v4",
             # Content-MD5 is what we send; no extra trailing checksums.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",

@@ -741,3 +741,36 @@ def test_s3_bytes_damaged_on_the_wire_are_refused_and_nothing_is_published(
     assert sha == hash_object(t, "2024/x.jpg")
     t.close()
     proxy.stop()
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+def test_a_server_that_refuses_presigned_requests_still_gets_every_copy(
+    s3_server: S3Server, tmp_path: Path, encrypted: bool
+) -> None:
+    """A small object's PUT and a HEAD go out as presigned requests (botocore signs
+    them, its connection pool sends them: a third of its request pipeline's CPU).  A
+    server or a proxy that does not take them is asked once, and from then on every
+    request goes through botocore's own call: each copy still lands and reads back."""
+    if not s3_server.running():
+        s3_server.start()
+    proxy = DamagingProxy(s3_server.endpoint)
+    proxy.damaging = False
+    creds = s3_server.credentials(tmp_path / "c")
+    t: Any = s3_target(s3_server, f"presigned{int(encrypted)}", creds, proxy.endpoint)
+    if encrypted:
+        keygen(tmp_path / "identity.txt")
+        t = CryptTarget(t, Keys(tmp_path / "identity.txt"))
+    t.put_meta("target.json", json.dumps({"id": "t-presigned"}).encode())
+    t.check(None)
+    put(t, "2024/a.jpg")
+    assert proxy.presigned >= 2  # the PUT and a HEAD, at least, went out presigned
+    proxy.refusing_presigned = True
+    refused_from = proxy.presigned
+    for name in ("2024/b.jpg", "2024/c.jpg"):
+        put(t, name)
+    assert ["2024/a.jpg", "2024/b.jpg", "2024/c.jpg"] == sorted(t.keys())
+    for name in ("2024/a.jpg", "2024/b.jpg", "2024/c.jpg"):
+        assert SHA == hash_object(t, name)
+    assert refused_from + 1 == proxy.presigned  # refused once, not at every request
+    t.close()
+    proxy.stop()
