@@ -21,7 +21,7 @@ from typing import BinaryIO
 from photod import ledgers
 from photod.catalog import Catalog
 from photod.copies import Copier
-from photod.errors import ChecksumMismatch, PhotodError, TargetUnavailable
+from photod.errors import ChecksumMismatch, PhotodError, TargetFull, TargetUnavailable
 from photod.hashing import hash_source, open_source
 from photod.logs import log
 from photod.models import Asset, ManifestEntry, VerifyMethod
@@ -80,6 +80,12 @@ class CatchUp:
                 return False
             if not repair and self._take_shared(asset, name, started):
                 return True
+            # The target's reserve holds for a catch-up as for a new photo's copy: a
+            # drive plugged in after a month of photos is never filled past it.
+            free = self.targets[name].target.free_bytes()
+            if free is not None and free < asset.size:
+                copier.fail(asset.sha256, name, TargetFull(name, asset.size, free))
+                return False
             last: Exception | None = None
             for opener in self._sources_for(asset, name):
                 try:

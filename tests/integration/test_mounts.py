@@ -185,6 +185,7 @@ def test_exfat_drive_gets_every_file(setup: Setup, samples: Path, exfat_drive: P
                 "path": str(exfat_drive / "photos"),
                 "media": "external",
                 "create": True,
+                "reserve": 0,  # (a drive smaller than the default)
             },
         ],
         policy={"copies": 2, "media": 2, "offsite": 0},
@@ -231,6 +232,32 @@ def test_full_drive_waits_then_completes(setup: Setup, samples: Path, small_driv
     p.wait_protected(2, timeout=30)
     assert_target_holds(photos, target_files(lib))
     assert 0 == p.stop()
+
+
+def test_a_catch_up_leaves_the_reserve_free(setup: Setup, small_drive: Path) -> None:
+    """A drive plugged in after the photos came gets them by the catch-up, and that
+    keeps the target's `reserve` free as a new photo's copy does: what does not fit
+    waits (`target_full`, the space it needed), the drive is never filled past it."""
+    lib, photos = setup.home / "library", small_drive / "photos"
+    for i in range(6):  # 30 MB: more than the 32 MB drive holds beside its reserve
+        os.rename(big_video(setup.home / f"v{i}.mov", 5), setup.inbox / f"v{i}.mov")
+    p = setup.photod([{"name": "library", "path": str(lib)}])
+    assert 0 == p.cli("run", "--once").returncode
+    reserve = 12 * 1024 * 1024
+    p = setup.photod(
+        [{"name": "library", "path": str(lib)},
+         {"name": "small", "path": str(photos), "media": "external", "create": True,
+          "reserve": reserve}],
+        policy={"copies": 2, "media": 2, "offsite": 0},
+    )  # fmt: skip
+    run = p.cli("run", "--once")
+    assert 1 == run.returncode, run.stdout + run.stderr  # not everything is protected
+    copied = target_files(photos)
+    assert 1 <= len(copied) < 6
+    assert shutil.disk_usage(small_drive).free >= reserve
+    full = [e for e in p.events("target_full") if e.get("target") == "small"]
+    assert full and full[0]["needed"] == 5 * 1024 * 1024 + 28
+    assert [] == temps(small_drive)
 
 
 def test_disk_full_mid_write_leaves_nothing(small_drive: Path) -> None:
