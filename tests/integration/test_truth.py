@@ -296,9 +296,10 @@ def test_a_power_cut_right_after_a_copy_loses_nothing_on_the_drive(
     the disk holds at a power cut), mounted on a new computer: `catalog rebuild` finds
     every photo the drive holds, listed or not, and `restore` gives each back whole."""
     drive = small_drive / "photos"
+    # (reserve 0: the drive is smaller than the default reserve)
     p = setup.photod(
         [{"name": "drive", "path": str(drive), "media": "external", "create": True, "reserve": 0}]
-    )  # fmt: skip  (a drive smaller than the default)
+    )
     made = make_photos(setup.inbox, 8, size=900_000)
     p.start()
     p.wait_protected(8, timeout=60)
