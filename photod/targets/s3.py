@@ -31,7 +31,7 @@ from photod.logs import log
 from photod.models import VerifyMethod
 from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.s3client import NETWORK, make_client, mapped
-from photod.targets.s3presigned import UNTOLD, Presigned
+from photod.targets.s3presigned import Presigned
 
 UPLOAD = "s3-upload:"  # temp keys: an unfinished upload to the key that follows
 IN_FLIGHT = 2  # parts of one upload on the wire at once
@@ -259,8 +259,8 @@ class S3Target(ObjectTarget):
         self.endpoint = endpoint
         self.where = f"s3://{bucket}/{self.prefix}" + (f" at {endpoint}" if endpoint else "")
         self.part_size = max(part_size, 5 * 1024**2)  # S3's smallest part
-        self.client = make_client(endpoint, region, profile, credentials_file, timeout)
-        self.presigned = Presigned(self.client, bucket)
+        self.client, presigner = make_client(endpoint, region, profile, credentials_file, timeout)
+        self.presigned = Presigned(self.client, presigner, bucket, name)
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"s3-{name}")
         self._lock = threading.Lock()
         self._listings: dict[str, tuple[float, set[str]]] = {}
@@ -285,19 +285,27 @@ class S3Target(ObjectTarget):
     # -- primitives -------------------------------------------------------------------
 
     def object_size(self, key: str) -> int | None:
-        size = self.presigned.head(self.full(key))
-        if size != UNTOLD:
+        status, size = self.presigned.head(self.full(key))
+        if status == 200 and size is not None:
             return size
+        if status == 404:
+            return None
         try:
-            return int(
-                self.client.head_object(Bucket=self.bucket, Key=self.full(key))["ContentLength"]
+            size = self.client.head_object(Bucket=self.bucket, Key=self.full(key)).get(
+                "ContentLength"
             )
         except ClientError as exc:
-            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
-                return None
-            raise self.error(exc) from exc
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 404:
+                raise self.error(exc) from exc
+            size = None  # (an answer: no object there)
         except NETWORK as exc:
             raise self.error(exc) from exc
+        self.presigned.decided(status)
+        if size is not None and not isinstance(
+            size, int
+        ):  # (a server's answer with no size, or a garbled one)
+            raise TargetUnavailable(self.name, f"the server's answer for {key} has no size")
+        return size
 
     def refuses_overwrites(self) -> bool | None:
         """Whether this server refuses a PUT with ``If-None-Match: *`` over an object
@@ -383,9 +391,14 @@ class S3Target(ObjectTarget):
         """One PUT with the body's Content-MD5; ``exclusive``: If-None-Match, which a
         server that knows it refuses over an existing object (KeyExists)."""
         md5 = _md5(data)
-        if not self.presigned.put(self.full(key), data, md5, exclusive):
-            self.call("put_object", Key=self.full(key), Body=data, ContentMD5=md5,
-                      **({"IfNoneMatch": "*"} if exclusive else {}))  # fmt: skip
+        status = self.presigned.put(self.full(key), data, md5, exclusive)
+        if 200 <= status < 300:
+            return
+        if status == 412 and exclusive:
+            raise KeyExists(key)  # (not the body sent again for the same answer)
+        self.call("put_object", Key=self.full(key), Body=data, ContentMD5=md5,
+                  **({"IfNoneMatch": "*"} if exclusive else {}))  # fmt: skip
+        self.presigned.decided(status)
 
     def _put(self, key: str, data: bytes) -> None:
         self.put(key, data)

@@ -4,6 +4,7 @@ read once per process instead of at every client, and its errors as photod's."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,9 @@ def make_client(
     profile: str | None,
     credentials_file: Path | None,
     timeout: float,
-) -> Any:
+) -> tuple[Any, Callable[[], Any]]:
+    """The client, and how to make the one that presigns its requests (``s3presigned``),
+    from the same session and credentials, when it is first needed."""
     session = _session(profile, credentials_file, region or "us-east-1")
     client = session.client(
         "s3",
@@ -72,8 +75,6 @@ def make_client(
             max_pool_connections=16,
             # photod builds every request itself (a tenth of each request's time).
             parameter_validation=False,
-            # Presigned requests (s3presigned) signed as the others are (SigV4).
-            signature_version="s3v4",
             # Content-MD5 is what we send; no extra trailing checksums.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
@@ -82,7 +83,16 @@ def make_client(
     # botocore asks "Expect: 100-continue" before each body over 1 MB: a round
     # trip per upload that buys nothing when the server is known to take it.
     client.meta.events.unregister("before-call.s3", add_expect_header)
-    return client
+
+    def presigner() -> Any:
+        # SigV4 (a presigned URL is SigV2 unless told), and on AWS the bucket's regional
+        # name, as the client's own requests use (else the global one): s3presigned
+        # sends only where the client's own requests go.
+        return session.client("s3", endpoint_url=endpoint, config=BotoConfig(
+            signature_version="s3v4", parameter_validation=False,
+            s3={"addressing_style": "path" if endpoint else "virtual"}))  # fmt: skip
+
+    return client, presigner
 
 
 def mapped(exc: Exception, name: str, bucket: str, where: str, endpoint: str | None) -> PhotodError:

@@ -6,72 +6,99 @@ same proxies, certificates and timeouts); only botocore's request pipeline (its
 events, its retries, its parsing of the answer) is skipped.  That pipeline costs more
 CPU per request than all of rclone's work for a small file (bench/RESULTS.md).
 
-Anything this path does not expect (an answer that is no success, a 404 to a HEAD or a
-412 to an exclusive PUT) is asked again through botocore's own call, which then has
-the last word: a bucket in another region, an expired token, a throttle.  After an
-answer of the first kind (not throttling, not the network), the target stops using
-this path.
+The path is taken only towards the host the client's own requests go to (learned from
+them).  An answer it cannot act on (no answer, a refusal, a redirect) is asked again
+through the client's own call, which has the last word; when that call succeeds where
+this path was refused, the target keeps to the client from then on (one
+``s3_presigned_off`` event).  A server that does not answer at all costs one timeout
+more than before, then the client's own retries.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from botocore.awsrequest import AWSRequest
 
-UNTOLD = -1  # what a HEAD returns when this path could not tell
-EXPIRES = 900  # seconds a presigned request stays valid (it is sent at once)
-WHATEVER = (429, 500, 502, 503, 504)  # answers that say nothing about this path
+from photod.logs import log
+from photod.targets.s3client import NETWORK
+
+EXPIRES = 300  # seconds a presigned request stays valid: it is sent at once
+NO_ANSWER = 0  # the status when this path got none (or is off)
+PASSING = (429, 500, 502, 503, 504)  # answers that say nothing about this path
 
 
 class Presigned:
-    def __init__(self, client: Any, bucket: str) -> None:
-        self.client = client
+    def __init__(self, client: Any, presigner: Callable[[], Any], bucket: str, target: str) -> None:
         self.bucket = bucket
+        self.target = target
+        self._make_signer = presigner  # (a second client: made at the first request)
+        self._signer: Any = None
+        self._lock = threading.Lock()
         # The client's own pool (botocore's ``Endpoint.http_session``): if a botocore
-        # release moves it, every request goes through botocore's call as before.
+        # release moves it, every request goes through the client's call as before.
         self.http = getattr(getattr(client, "_endpoint", None), "http_session", None)
+        self.host: str | None = None  # where the client's own last request went
+        client.meta.events.register("before-send.s3", self._learn)
 
-    @property
-    def usable(self) -> bool:
-        return self.http is not None
+    def _learn(self, request: Any, **kwargs: Any) -> None:
+        self.host = urlsplit(request.url).netloc
 
-    def head(self, key: str) -> int | None:
-        """The object's size; None if there is none; UNTOLD if this path could not
-        tell (the caller asks botocore)."""
+    def head(self, key: str) -> tuple[int, int | None]:
+        """(the status, the object's size when the answer says it)."""
         status, headers = self._send("head_object", "HEAD", {"Key": key}, {}, None)
-        if status == 200 and "Content-Length" in headers:
-            return int(headers["Content-Length"])
-        if status == 404:
-            return None
-        return UNTOLD
+        try:
+            return status, int(headers["Content-Length"])
+        except (KeyError, TypeError, ValueError):
+            return status, None
 
-    def put(self, key: str, body: bytes, md5: str, exclusive: bool) -> bool:
-        """Whether the server stored the body at the key (its 200 follows its own check
-        of the Content-MD5); False if this path could not tell (the caller asks
-        botocore, which then raises what the answer means)."""
+    def put(self, key: str, body: bytes, md5: str, exclusive: bool) -> int:
+        """The status of a PUT of the body with its Content-MD5 (the server checks it
+        before it stores anything: a 2xx is the proof); ``exclusive``: If-None-Match."""
         params = {"Key": key, "ContentMD5": md5}
         headers = {"Content-MD5": md5}
         if exclusive:
             params["IfNoneMatch"] = headers["If-None-Match"] = "*"
-        status, _ = self._send("put_object", "PUT", params, headers, body)
-        return status == 200
+        return self._send("put_object", "PUT", params, headers, body)[0]
+
+    def decided(self, status: int) -> None:
+        """The client's own call succeeded after this path's answer ``status``: a
+        refusal of this path (not a throttle, not the network) turns it off."""
+        if status >= 300 and status not in PASSING:
+            self._off(f"HTTP {status}")
+
+    def _off(self, why: str) -> None:
+        if self.http is not None:
+            self.http = None
+            log.info("s3_presigned_off", target=self.target, reason=why,
+                     action="every request goes through botocore's own call")  # fmt: skip
 
     def _send(
         self, op: str, method: str, params: dict[str, str], headers: dict[str, str],
         body: bytes | None,
     ) -> tuple[int, Any]:  # fmt: skip
-        if self.http is None:
-            return 0, {}
+        http = self.http
+        if http is None or self.host is None:
+            return NO_ANSWER, {}
         try:
-            url = self.client.generate_presigned_url(
+            with self._lock:
+                if self._signer is None:
+                    self._signer = self._make_signer()
+            url = self._signer.generate_presigned_url(
                 op, Params={"Bucket": self.bucket, **params}, ExpiresIn=EXPIRES
             )
-            response = self.http.send(AWSRequest(method, url, headers, body).prepare())
-        except Exception:  # botocore's call tries again and says what went wrong
-            return 0, {}
-        status = int(response.status_code)
-        expected = {"HEAD": 404, "PUT": 412}[method]  # no object; an exclusive PUT refused
-        if status >= 300 and status not in WHATEVER and status != expected:
-            self.http = None  # an answer this path did not expect: botocore from now on
-        return status, response.headers
+            if urlsplit(url).netloc != self.host:
+                self._off(f"presigned for {urlsplit(url).netloc}, not {self.host}")
+                return NO_ANSWER, {}
+            # (no-cache: a shared cache on the way must not answer a HEAD for the server)
+            headers = {**headers, "Cache-Control": "no-cache"}
+            response = http.send(AWSRequest(method, url, headers, body).prepare())
+            return int(response.status_code), response.headers
+        except NETWORK:  # the client's own call tries again and says what went wrong
+            return NO_ANSWER, {}
+        except Exception as exc:  # a botocore this path does not know: off
+            self._off(f"{type(exc).__name__}: {exc}")
+            return NO_ANSWER, {}
