@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -406,6 +407,11 @@ class _Connection(sqlite3.Connection):
 def now_iso() -> str:
     """Now, in UTC to the second, as every record says it: ``2026-12-04T05:30:00Z``."""
     return time.strftime(STAMP, time.gmtime())
+
+
+def month(now: datetime | None = None) -> str:
+    """The month egress is counted in (UTC): ``2026-12``."""
+    return (now or datetime.now(UTC)).strftime("%Y-%m")
 
 
 def stamp_seconds(stamp: str) -> float:
@@ -1052,6 +1058,15 @@ class Catalog:
                 (target, len(REPAIR), REPAIR),
             ).fetchall()
         return [_asset(r) for r in rows]
+
+    def ever_held(self, sha256: str) -> bool:
+        """Whether a target holds or held a proved copy of the asset (one found bad
+        since stays on record, as a copy to repair)."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT 1 FROM replicas WHERE asset=? AND (state='verified' OR"
+                " substr(error, 1, ?) = ?) LIMIT 1", (sha256, len(REPAIR), REPAIR),
+            ).fetchone() is not None  # fmt: skip
 
     def mark_lost(self, sha256: str) -> bool:
         """Record that no good copy of an asset is left; True the first time."""

@@ -19,9 +19,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from photod import ledgers
-from photod.catalog import Catalog
+from photod.catalog import Catalog, month
 from photod.copies import Copier
-from photod.errors import ChecksumMismatch, PhotodError, TargetFull, TargetUnavailable
+from photod.errors import (
+    ChecksumMismatch,
+    PhotodError,
+    TargetFull,
+    TargetUnavailable,
+    Undecryptable,
+)
+from photod.fleet import TargetState
 from photod.hashing import hash_source, open_source
 from photod.logs import log
 from photod.models import Asset, ManifestEntry, VerifyMethod
@@ -87,7 +94,7 @@ class CatchUp:
                 copier.fail(asset.sha256, name, TargetFull(name, asset.size, free))
                 return False
             last: Exception | None = None
-            for opener in self._sources_for(asset, name):
+            for source, key, opener in self._sources_for(asset, name):
                 try:
                     writer = self.targets[name].open_writer(asset.relpath)
                 except TargetUnavailable as exc:
@@ -103,11 +110,19 @@ class CatchUp:
                         except (OSError, ValueError, AttributeError):
                             mtime_ns = None
                         sha = copier.pump(stream, writers, dropped, need_hash=False)
+                    if source and self.targets[source].queued:  # a download: egress
+                        self.catalog.add_egress(source, month(), asset.size)
                     if name not in dropped and sha != asset.sha256:
-                        raise ChecksumMismatch("source copy", asset.sha256, sha)
-                except (OSError, ChecksumMismatch) as exc:
+                        raise ChecksumMismatch(
+                            f"{source or 'source file'}:{key}", asset.sha256, sha
+                        )
+                except (OSError, ChecksumMismatch, TargetUnavailable) as exc:
+                    # (the writer's own faults are in ``dropped``: these are the source's,
+                    # a drive pulled or a download cut: the next source is tried)
                     copier.abort_all(writers)
                     last = exc
+                    if source and isinstance(exc, (ChecksumMismatch, Undecryptable)):
+                        self._rotten_source(asset, source, key, getattr(exc, "actual", str(exc)))
                     continue
                 except BaseException:
                     copier.abort_all(writers)
@@ -140,8 +155,8 @@ class CatchUp:
         name, instead of waiting as "pending" for ever.  Not while a source's folder is
         away (a drive unplugged): its file may come back.  A copy that lands after all
         takes the mark off."""
-        if self.catalog.replicas(asset.sha256):
-            return
+        if self.catalog.ever_held(asset.sha256):
+            return  # (one that was held and went bad is the scrub's to call lost)
         # (No source file left at all: its path now holds a later version, an edit.)
         sources = {source for source, _, _, _ in self.catalog.source_paths(asset.sha256)}
         if not all(s in self.source_roots and present(self.source_roots[s]) for s in sources):
@@ -153,9 +168,24 @@ class CatchUp:
                          detail="deleted or changed where it came from before any target "
                          "could take a copy: nothing of this version is left")  # fmt: skip
 
-    def _sources_for(self, asset: Asset, exclude: str) -> Iterator[Callable[[], BinaryIO]]:
-        """Openers for a copy of the asset's bytes: verified replicas on other available
-        targets first, then source files that look unchanged since they were hashed."""
+    def _rotten_source(self, asset: Asset, source: str, key: str, found: str) -> None:
+        """A copy read as the source of another's that hashed wrong: it stops counting
+        now, not at its own re-read (up to a scrub cycle later, while the photo was
+        called protected and the copy was read again at every retry), and is set
+        aside and repaired in turn."""
+        kept = set_aside(self.catalog, self.source_roots, self.targets[source], source,
+                         asset.sha256, key)  # fmt: skip
+        left = self.catalog.replica_bad(asset.sha256, source, "corrupt", "copy source")
+        log.error("replica_corrupt", asset=asset.sha256, target=source, path=key,
+                  method="copy source", good_copies_left=left, found=found,
+                  **({"kept": kept} if kept else {}))  # fmt: skip
+
+    def _sources_for(
+        self, asset: Asset, exclude: str
+    ) -> Iterator[tuple[str, str, Callable[[], BinaryIO]]]:
+        """(target or '' for a source file, key, opener) for a copy of the asset's
+        bytes: verified replicas on other available targets first, then source files
+        that look unchanged since they were hashed."""
         # Local copies first: reading back from a remote costs time and egress.
         replicas = sorted(
             self.catalog.replicas(asset.sha256),
@@ -164,7 +194,7 @@ class CatchUp:
         for r in replicas:
             state = self.targets.get(r.target)
             if r.target != exclude and state is not None and state.available:
-                yield functools.partial(state.target.open, r.relpath)
+                yield r.target, r.relpath, functools.partial(state.target.open, r.relpath)
         for source, rel, size, mtime_ns in self.catalog.source_paths(asset.sha256):
             root = self.source_roots.get(source)
             if root is None:
@@ -174,7 +204,7 @@ class CatchUp:
             except OSError:
                 continue
             if stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
-                yield functools.partial(open_source, root, rel)  # hashed on the way
+                yield "", rel, functools.partial(open_source, root, rel)  # hashed on the way
 
     def _take_shared(self, asset: Asset, name: str, started: float) -> bool:
         """Record another installation's proved copy of the asset on the target instead
@@ -195,6 +225,38 @@ class CatchUp:
         log.info("replica_shared", asset=asset.sha256, target=name, path=key, bytes=asset.size,
                  installation=owner, duration=round(time.monotonic() - started, 3))  # fmt: skip
         return True
+
+
+def set_aside(
+    catalog: Catalog, roots: dict[str, Path], state: TargetState, name: str, sha: str,
+    key: str, damaged: bool = True,
+) -> str:  # fmt: skip
+    """Move a bad copy into its target's quarantine, so that it is never read again as
+    a source and its repair goes under its name; '' once moved, else why it stays:
+    another computer's file (left to it), a copy that could not be read at all (that
+    proves nothing about its bytes, and an object moved on S3 is copied then deleted),
+    the last of a photo (damaged, it is still all there is, under its name, in the
+    target's list), or a target that refused the move (the repair goes beside it)."""
+    if catalog.replica_owner(sha, name):
+        return "another computer's file: left to it"
+    if not damaged:
+        return "could not be read: kept in place, its bytes unproved either way"
+    if only_copy(catalog, roots, sha, name):
+        return "the only copy of this photo left: kept in place, damaged as it is"
+    try:
+        state.target.discard(key)
+    except TargetUnavailable as exc:
+        log.warning("replica_not_moved", target=name, path=key, reason=exc.reason)
+        return f"not moved aside: {exc.reason}"
+    return ""
+
+
+def only_copy(catalog: Catalog, roots: dict[str, Path], sha: str, name: str) -> bool:
+    """No target but ``name`` holds a proved copy of the asset and no source file has
+    its bytes: what ``name`` holds, even damaged, is all of the photo there is."""
+    if any(r.target != name for r in catalog.replicas(sha)):
+        return False
+    return not source_holds(catalog, roots, sha)
 
 
 def source_holds(catalog: Catalog, roots: dict[str, Path], sha: str) -> bool:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from photod import failpoints, private, xmp
-from photod.catalog import Catalog
+from photod.catalog import Catalog, month
 from photod.errors import PhotodError, TargetUnavailable, UnsafeName
 from photod.fleet import TargetState
 from photod.library import asset_from_json
@@ -37,7 +37,7 @@ from photod.policy import plural, size
 from photod.probe import probe_file
 from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
 from photod.targets.base import CHUNK, Identity
-from photod.verify import hash_stream, month
+from photod.verify import hash_stream
 
 TEMP_PREFIX = ".photod-restore-"  # a restore's temporaries, beside their final name
 TEMP_AGE = 60.0  # seconds: an older one is a killed restore's, removed by the next

@@ -21,11 +21,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from photod import ledgers, policy
-from photod.catalog import Catalog, CheckItem
-from photod.catchup import source_holds
+from photod.catalog import Catalog, CheckItem, month
+from photod.catchup import set_aside, source_holds
 from photod.config import FolderSource, ScheduleConfig
 from photod.errors import LinkInTarget, Stopping, TargetUnavailable, Undecryptable
 from photod.fleet import TargetState
@@ -68,11 +67,13 @@ class ScrubReport:
 
 
 class _Unreadable(Exception):
-    """A replica whose bytes cannot be read back as stored, while its target answers."""
+    """A replica whose bytes cannot be read back as stored, while its target answers:
+    ``damaged`` when what was read is not what was stored (age's check failed), not
+    when nothing could be read (a bad sector, an object the server keeps archived)."""
 
-
-def month(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).strftime("%Y-%m")
+    def __init__(self, detail: str, damaged: bool) -> None:
+        super().__init__(detail)
+        self.damaged = damaged
 
 
 class Scrubber:
@@ -244,7 +245,8 @@ class Scrubber:
                 self._bad(name, state, entry, "missing", method, scrub)
                 continue
             except _Unreadable as exc:  # damaged, undecryptable, or shorter than stored
-                self._bad(name, state, entry, "corrupt", method, scrub, actual=str(exc))
+                self._bad(name, state, entry, "corrupt", method, scrub, actual=str(exc),
+                          damaged=exc.damaged)  # fmt: skip
                 continue
             except TargetUnavailable as exc:
                 scrub.skipped = exc.reason
@@ -271,11 +273,11 @@ class Scrubber:
             except (FileNotFoundError, Stopping, LinkInTarget):
                 raise  # a link on the way to it: the target waits, the file is not bad
             except Undecryptable as exc:  # age's authentication failed: damaged bytes
-                raise _Unreadable(exc.detail) from exc
+                raise _Unreadable(exc.detail, damaged=True) from exc
             except (TargetUnavailable, OSError) as exc:
                 state.target.check(self._known(name), prepare=False)  # raises if gone
                 if attempt == 2:
-                    raise _Unreadable(f"unreadable: {exc}") from exc
+                    raise _Unreadable(f"unreadable: {exc}", damaged=False) from exc
         raise AssertionError("unreachable")
 
     def _known(self, name: str) -> Identity | None:
@@ -293,12 +295,14 @@ class Scrubber:
         method: str,
         scrub: TargetScrub,
         actual: str = "",
+        damaged: bool = True,
     ) -> None:
         """A replica that no longer holds its bytes stops counting at once; the corrupt
         object is moved aside, never read again as a source, never overwritten.  On a
         shared target, another installation's file is never moved aside: a copy this
         one relies on that went bad, or bytes another installation listed under the key
-        (its file took the name), only stop counting here; the repair goes beside."""
+        (its file took the name), only stop counting here; the repair goes beside.
+        Kept in place too: see ``set_aside``."""
         owner = self.catalog.replica_owner(entry.sha256, name)
         if result == "corrupt" and not owner:
             # (a wrong size alone, ``actual`` unknown: another photo listed there)
@@ -307,13 +311,11 @@ class Scrubber:
             if other:
                 owner, result = other, "missing"  # ours is not there: theirs is
                 scrub.replaced.append(entry.key)
+        kept = ""
         if result == "corrupt":
             if not owner:
-                try:
-                    state.target.discard(entry.key)
-                except TargetUnavailable as exc:  # the repair then goes beside it
-                    log.warning("replica_not_moved", target=name, path=entry.key,
-                                reason=exc.reason)  # fmt: skip
+                kept = set_aside(self.catalog, self.replicator.source_roots, state, name,
+                                 entry.sha256, entry.key, damaged)  # fmt: skip
             scrub.corrupt += 1
         else:
             scrub.missing += 1
@@ -327,6 +329,7 @@ class Scrubber:
             method=method,
             good_copies_left=left,
             **({"found": actual} if actual else {}),
+            **({"kept": kept} if kept else {}),
         )
 
     def _heal(self, name: str, scrub: TargetScrub) -> None:

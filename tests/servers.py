@@ -154,6 +154,11 @@ REFUSED = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nConten
            b"<Error><Code>InvalidRequest</Code><Message>No query string auth here.</Message></Error>")  # fmt: skip
 
 
+ARCHIVED = (b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: 122\r\n\r\n"
+            b"<Error><Code>InvalidObjectState</Code><Message>The operation is not valid for the"
+            b" object's storage class</Message></Error>")  # fmt: skip
+
+
 class DamagingProxy:
     """A TCP proxy on 127.0.0.1 in front of an HTTP server that, while ``damaging``,
     flips one bit in the middle of every request body of at least ``min_body`` bytes:
@@ -173,6 +178,9 @@ class DamagingProxy:
         self.damaged = 0  # bodies changed so far
         self.presigned = 0  # requests signed in their URL, so far
         self.refusing_presigned = False
+        # Keys the server keeps archived (a lifecycle rule moved them to Glacier): a
+        # GET or a copy of them is refused (403 InvalidObjectState); a HEAD answers.
+        self.archived: set[str] = set()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
@@ -214,7 +222,15 @@ class DamagingProxy:
                         return
                     buf += data
                 body, buf = bytearray(buf[:length]), buf[length:]
-                if b"X-Amz-Signature=" in head.split(b"\r\n")[0]:
+                line = head.split(b"\r\n")[0]
+                source = [
+                    h for h in head.split(b"\r\n") if h.lower().startswith(b"x-amz-copy-source:")
+                ]
+                if any(k.encode() in (line if line.startswith(b"GET ") else b"".join(source))
+                       for k in self.archived):  # fmt: skip
+                    client.sendall(ARCHIVED)  # the request was read whole: in step
+                    continue
+                if b"X-Amz-Signature=" in line:
                     self.presigned += 1
                     if self.refusing_presigned:
                         client.sendall(REFUSED)  # the request was read whole: in step

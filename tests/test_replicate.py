@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from photod import config
-from photod.catalog import Catalog
+from photod.catalog import Catalog, month
 from photod.clock import ManualClock
 from photod.errors import TargetUnavailable
 from photod.fleet import REMOTE_PROBE, Fleet, TargetState
@@ -308,7 +308,9 @@ def test_a_rotten_copy_is_never_uploaded_when_the_upload_alone_hashes(
 ) -> None:
     """The catch-up reads a copy once, and an upload's own hash of what it sent is the
     only one taken: a local copy that rotted is still refused before anything is
-    published, and the source file, unchanged, is uploaded instead."""
+    published, and the source file, unchanged, is uploaded instead.  The rotten copy,
+    proved so, stops counting at once (not at its own re-read, up to a cycle later):
+    it is set aside and repaired in turn."""
     rig = Rig(tmp_path, "local", "remote")
     rig.states["remote"].queued = True
     photo = rig.add(next(samples.iterdir()))
@@ -319,7 +321,11 @@ def test_a_rotten_copy_is_never_uploaded_when_the_upload_alone_hashes(
     rig.mem["local"].objects[replica.relpath] = bytes([good[0] ^ 1]) + good[1:]
     assert 1 == rig.rep.replicate_pending("remote")
     assert good == rig.mem["remote"].objects[replica.relpath]
-    assert {"local", "remote"} == {r.target for r in rig.catalog.replicas(sha)}
+    assert {"remote"} == {r.target for r in rig.catalog.replicas(sha)}
+    assert replica.relpath not in rig.mem["local"].objects  # set aside
+    assert [bytes([good[0] ^ 1]) + good[1:]] == list(rig.mem["local"].meta.values())[-1:]
+    assert 1 == rig.rep.replicate_pending("local")  # and repaired
+    assert good == rig.mem["local"].objects[replica.relpath]
     rig.close()
 
 
@@ -484,3 +490,43 @@ def test_a_copy_recorded_is_counted_even_when_the_targets_list_of_it_fails(
         assert asset.sha256 in {e.sha256 for e in records.ledger.entries()}
     finally:
         rig.close()
+
+
+def test_a_copys_source_gone_mid_repair_gives_way_to_the_next_source(
+    tmp_path: Path, samples: Path
+) -> None:
+    """The catch-up reads a copy from another target first; a target that went away
+    since the fleet last looked (a drive pulled, a remote down) is the next source's
+    turn (another target's copy, the watch-folder file), not the end of the copy (and
+    of a scrub's whole heal)."""
+    rig = Rig(tmp_path, "a", "b", "c")
+    rig.states["c"].queued = True
+    photo = rig.add(next(samples.iterdir()))
+    sha = sha256(photo)
+    rig.ingest(photo)
+    rig.mem["a"].available = rig.mem["b"].available = False  # gone, the fleet not told
+    assert 1 == rig.rep.replicate_pending("c")
+    [replica] = [r for r in rig.catalog.replicas(sha) if r.target == "c"]
+    assert photo.read_bytes() == rig.mem["c"].objects[replica.relpath]
+    rig.close()
+
+
+def test_a_copy_read_from_a_remote_counts_against_its_egress(tmp_path: Path, samples: Path) -> None:
+    """A drive back after its photos went offsite (and out of the watch folder) gets
+    them from the remote: a download, counted in the remote's monthly egress as a
+    scrub's or a restore's is (it was not: a budget of 1 MB let gigabytes out)."""
+    rig = Rig(tmp_path, "remote", "local")
+    rig.states["remote"].queued = True
+    rig.mem["local"].available = False
+    rig.fleet.refresh("local")
+    photo = rig.add(next(samples.iterdir()))
+    rig.ingest(photo)
+    assert 1 == rig.rep.replicate_pending("remote")  # from the watch folder
+    assert 0 == rig.catalog.egress_used("remote", month())
+    photo.unlink()
+    rig.mem["local"].available = True
+    rig.fleet.refresh("local")
+    assert 1 == rig.rep.replicate_pending("local")
+    [copied] = rig.mem["local"].objects.values()
+    assert len(copied) == rig.catalog.egress_used("remote", month())
+    rig.close()

@@ -438,12 +438,11 @@ class S3Target(ObjectTarget):
     def _move(self, src: str, dst: str) -> None:
         if self.object_size(src) is None:
             raise FileNotFoundError(src)
-        try:
-            self.copy(src, dst)
-        except TargetUnavailable:
-            # A server that cannot even copy the object (its bytes are shorter than its
-            # record, say) still answers a listing: then the object goes, unkept.
-            list(self._list(src.rpartition("/")[0] + "/", delimiter=True))
+        # An object the server will not copy (archived by a lifecycle rule: 403
+        # InvalidObjectState; its bytes shorter than its record) stays where it is: a
+        # copy that could not be made proves nothing about the bytes, and deleting
+        # them would be the only thing here that loses any.
+        self.copy(src, dst)
         self.delete_object(src)
         with self._lock:
             self._listings.pop(src.rpartition("/")[0], None)

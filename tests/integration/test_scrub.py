@@ -18,7 +18,7 @@ import boto3
 
 from tests.conftest import Photod, S3Server, sha256, target_files
 from tests.integration.conftest import Setup, assert_target_holds, backed_up_twice
-from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY
+from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, DamagingProxy
 
 
 def _stamp(root: Path) -> dict[str, tuple[int, int]]:
@@ -116,7 +116,9 @@ def test_a_corrupt_copy_is_never_the_source_of_a_repair_and_a_lost_asset_is_show
 ) -> None:
     """When one asset is damaged on every target and its source file is gone, nothing
     can heal it: `asset_lost` is logged as critical, status names it first and is not
-    protected, and no corrupt bytes were copied anywhere.  Every other asset is fine."""
+    protected, and no corrupt bytes were copied anywhere.  The last damaged copy stays
+    in place under its name (all there is of the photo), the others are set aside.
+    Every other asset is fine."""
     p, lib, ext, originals = backed_up_twice(setup, samples)
     victim = sorted(originals)[0]
     for root in (lib, ext):
@@ -129,9 +131,13 @@ def test_a_corrupt_copy_is_never_the_source_of_a_repair_and_a_lost_asset_is_show
     assert [victim] == [e["path"] for e in lost]
     assert "critical" == lost[0]["level"]
     assert [] == p.events("replica_repaired")
-    for root in (lib, ext):
-        assert not (root / victim).exists()  # moved to quarantine, not copied around
-        assert {k: v for k, v in originals.items() if k != victim} == target_files(root)
+    kept = [root for root in (lib, ext) if (root / victim).exists()]
+    assert 1 == len(kept) and b"rotten" == (kept[0] / victim).read_bytes()
+    assert [kept[0].name] == [e["target"] for e in p.events("replica_corrupt") if e.get("kept")]
+    for root in (lib, ext):  # the other set aside, nothing copied around
+        others = target_files(root)
+        others.pop(victim, None)
+        assert {k: v for k, v in originals.items() if k != victim} == others
     status = p.cli("status")
     assert status.stdout.startswith("LOST: 1 file has no good copy left anywhere"), status.stdout
     assert 1 == status.returncode  # lost: a script sees it
@@ -243,6 +249,40 @@ def test_damage_on_a_real_s3_server_is_found_and_healed(
     assert cloud["egress_used"] >= sum(
         (samples / Path(k).name).stat().st_size for k in originals if k not in damaged
     )
+
+
+def test_an_object_the_server_will_not_read_is_never_deleted(
+    setup: Setup, samples: Path, s3_server: S3Server
+) -> None:
+    """An object S3 keeps archived (a lifecycle rule moved it to Glacier) answers its
+    HEAD, but refuses a GET and a copy (403 InvalidObjectState).  A read that fails
+    proves nothing about the bytes: the copy stops counting, and the object itself
+    stays, whole, even as the last copy left (it was deleted when it could not be
+    copied into quarantine)."""
+    proxy = DamagingProxy(s3_server.endpoint)
+    proxy.damaging = False
+    creds = s3_server.credentials(setup.home / "s3.cred")
+    prefix = f"archived-{setup.home.name}/"
+    lib = setup.home / "lib"
+    p = setup.photod(
+        [{"name": "lib", "path": str(lib)},
+         {**s3_server.target("cloud", creds, prefix=prefix), "endpoint": proxy.endpoint}],
+        policy={"copies": 2, "media": 2, "offsite": 1},
+    )  # fmt: skip
+    shutil.copy2(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    assert 0 == p.cli("run", "--once").returncode
+    [key] = target_files(lib)
+    stored = s3_server.root / BUCKET / prefix / key
+    whole = stored.read_bytes()
+    proxy.archived.add(prefix + key)
+    (lib / key).unlink()  # and the object is the last copy: the others went
+    (setup.inbox / "a.jpg").unlink()
+    r = p.cli("verify", "--all")
+    assert "Traceback" not in r.stdout + r.stderr
+    assert stored.exists() and whole == stored.read_bytes()  # still there, whole
+    [found] = p.events("replica_corrupt")
+    assert ("cloud", True) == (found["target"], "could not be read" in found["kept"])
+    proxy.stop()
 
 
 def test_encrypted_copies_that_fail_authentication_are_healed(setup: Setup, samples: Path) -> None:
