@@ -71,7 +71,9 @@ class FolderIntake:
             for s in folders
         }
         self.watching = False
-        self._inflight: set[tuple[str, str]] = set()
+        # (source, path) handed to the workers -> when (monotonic): a file waiting
+        # longer than ``grace`` is an import that is stuck (the heartbeat says so).
+        self._inflight: dict[tuple[str, str], float] = {}
         self._scanning: set[str] = set()  # sources a reconcile scan is walking now
         # Stills a movie asked for that nobody had heard of, as they were then.
         self._asked: dict[tuple[str, str], tuple[int, int]] = {}
@@ -167,6 +169,12 @@ class FolderIntake:
             files = self._claim(ready)
         self._hand_over(files)
 
+    def waiting_for(self) -> float:
+        """Seconds the oldest file handed to the workers has waited to be imported."""
+        with self._lock:
+            oldest = min(self._inflight.values(), default=None)
+        return 0.0 if oldest is None else self.clock.monotonic() - oldest
+
     def lead_pending(self, source: str, lead: Path) -> bool:
         """Whether a still (not recorded) is on its way in: handed to the workers,
         settling, or in a folder a scan has not finished walking.  A still on disk that
@@ -199,7 +207,7 @@ class FolderIntake:
             if key in self._inflight:
                 self.settler.touch(source, path, "changed")
                 continue
-            self._inflight.add(key)
+            self._inflight[key] = self.clock.monotonic()
             claimed.append((source, path))
         return claimed
 
@@ -209,7 +217,7 @@ class FolderIntake:
                 self.workers.submit(self._ingest, source, path)
             except RuntimeError:  # shutting down
                 with self._lock:
-                    self._inflight.discard((source, str(path)))
+                    self._inflight.pop((source, str(path)), None)
 
     def _ingest(self, source: str, path: Path) -> None:
         try:
@@ -238,7 +246,7 @@ class FolderIntake:
             log.exception("ingest_failed", source=source, path=str(path), error=str(exc))
         finally:
             with self._lock:
-                self._inflight.discard((source, str(path)))
+                self._inflight.pop((source, str(path)), None)
 
     # -- a full state dir ------------------------------------------------------------------
 

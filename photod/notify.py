@@ -6,8 +6,11 @@ The notifier listens to the event log (``logs.listen``): a few events become a m
 phone waits for Trust), and the daemon's reminders add their own (a target away longer
 than its ``expect_every``, assets short of the policy for longer than ``grace``, no
 round finished for ``stale_after``).  Messages go out from one thread, so a slow mail
-server never holds up a copy; each kind at most once per ``[notify] every``.  A channel
-that fails is logged (``notify_failed``) and tried again with the next message.
+server never holds up a copy; each kind at most once per ``[notify] every``, counted
+from a message that reached a channel.  A message no channel took (each failure logged,
+``notify_failed``) is tried again later (a minute, doubling to an hour), not dropped
+with its kind muted.  A redirect is a failure, never followed: urllib would turn a
+message's POST into an empty GET (and a heartbeat's "/fail" into "all is well").
 
 Channels: the desktop (org.freedesktop.Notifications over the session D-Bus, through
 ``network``; osascript on macOS), a webhook (JSON that Gotify and Slack take, or ntfy's
@@ -22,7 +25,7 @@ found.  At most one ping a minute (``HEARTBEAT_EVERY``), whatever the rounds.
 
 from __future__ import annotations
 
-import contextlib
+import base64
 import json
 import os
 import queue
@@ -30,6 +33,8 @@ import smtplib
 import subprocess
 import sys
 import threading
+import unicodedata
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -44,6 +49,7 @@ from photod.logs import log
 APP = "photod"
 HEARTBEAT_EVERY = 60.0  # seconds between two pings at least
 HEARTBEAT_TIMEOUT = 10.0  # seconds a ping may take
+RETRY_FIRST, RETRY_MAX = 60.0, 3600.0  # seconds before a message no channel took is retried
 # Events that make the next ping a "/fail": a step of the backup failed, a photo has no
 # good copy left, a drill could not restore, the catalog cannot be trusted.  (A copy
 # that went bad and was repaired, or a drive that went away, is not one.)
@@ -73,22 +79,28 @@ def fail_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/fail"))
 
 
+def _plain(value: object) -> str:
+    """A value from an event (a file or phone name, an error) as one line of text: a
+    control character (a newline in a file name) would forge lines of its own."""
+    return "".join("?" if unicodedata.category(c) == "Cc" else c for c in str(value))
+
+
 def failure(event: dict[str, Any]) -> str | None:
     """What a failure event says for the "/fail" ping, or None for any other event."""
     name = str(event.get("event", ""))
     if name not in FAILURES:
         return None
-    what = [str(event[k]) for k in ("job", "source", "target", "device", "path") if event.get(k)]
-    why = event.get("error") or event.get("reason") or event.get("found") or ""
+    what = [_plain(event[k]) for k in ("job", "source", "target", "device", "path") if event.get(k)]
+    why = _plain(event.get("error") or event.get("reason") or event.get("found") or "")
     return f"{name} {' '.join(what)}: {why}".replace(" :", ":").strip(": ")
 
 
 def message_for(event: dict[str, Any]) -> Message | None:
     """The message an event deserves, or None (most events deserve none)."""
     name = str(event.get("event", ""))
-    path = event.get("path", "")
-    target = event.get("target", "")
-    device = event.get("device") or event.get("udid", "")
+    path = _plain(event.get("path", ""))
+    target = _plain(event.get("target", ""))
+    device = _plain(event.get("device") or event.get("udid", ""))
     if name in ("job_failed", "ingest_failed", "device_import_failed", "scrub_interrupted"):
         why = event.get("error") or event.get("reason") or event.get("detail") or ""
         return Message("failure", "photod: a backup step failed", f"{name}: {why}".strip(": "))
@@ -141,6 +153,8 @@ class Notifier:
         self.clock = clock
         self.q: queue.Queue[Message | Ping | None] = queue.Queue(256)
         self.last: dict[str, float] = {}  # kind -> when a message of it last went out
+        self.waiting: set[str] = set()  # kinds with a message queued or to be retried
+        self.retry: dict[str, tuple[Message, float, float]] = {}  # kind -> (it, when, wait)
         self.thread = threading.Thread(target=self._run, name="notify", daemon=True)
         self.lock = threading.Lock()
         self.failed: list[str] = []  # failures logged since the last ping (the first few)
@@ -196,23 +210,59 @@ class Notifier:
             last = self.last.get(message.kind)
             if last is not None and now - last < self.cfg.every:
                 return  # told already; the log has every event
-            self.last[message.kind] = now
-        with contextlib.suppress(queue.Full):
+            if message.kind in self.waiting:
+                return  # one of its kind is on its way (or waits to be retried)
+            self.waiting.add(message.kind)
+        try:
             self.q.put_nowait(message)
+        except queue.Full:
+            with self.lock:
+                self.waiting.discard(message.kind)
 
     def _run(self) -> None:
-        while (message := self.q.get()) is not None:
-            if isinstance(message, Ping):
-                self._ping(message)
-                continue
-            for channel, send in self._channels():
-                try:
-                    send(message)
-                except Exception as exc:  # a channel that fails must not stop the others
-                    log.warning("notify_failed", channel=channel, error=str(exc))
-                else:
-                    log.info("notification_sent", channel=channel, kind=message.kind,
-                             title=message.title)  # fmt: skip
+        while True:
+            with self.lock:
+                due = min((at for _, at, _ in self.retry.values()), default=None)
+            wait = None if due is None else max(0.0, due - self.clock.monotonic())
+            item: Message | Ping | bool | None
+            try:
+                item = self.q.get(timeout=wait)
+            except queue.Empty:
+                item = False  # a retry is due
+            if item is None:
+                return
+            if isinstance(item, Ping):
+                self._ping(item)
+            elif isinstance(item, Message):
+                self._deliver(item, RETRY_FIRST)
+            now = self.clock.monotonic()
+            with self.lock:
+                due_now = [(m, w) for m, at, w in self.retry.values() if at <= now]
+            for m, waited in due_now:
+                self._deliver(m, min(RETRY_MAX, waited * 2))
+
+    def _deliver(self, message: Message, wait: float) -> None:
+        """Send to every channel; counted as told once one took it, else kept and tried
+        again in ``wait`` seconds."""
+        channels = self._channels()
+        took = not channels
+        for channel, send in channels:
+            try:
+                send(message)
+            except Exception as exc:  # a channel that fails must not stop the others
+                log.warning("notify_failed", channel=channel, error=str(exc),
+                            retry_in=None if took else round(wait))  # fmt: skip
+            else:
+                took = True
+                log.info("notification_sent", channel=channel, kind=message.kind,
+                         title=message.title)  # fmt: skip
+        with self.lock:
+            if took:
+                self.last[message.kind] = self.clock.monotonic()
+                self.waiting.discard(message.kind)
+                self.retry.pop(message.kind, None)
+            else:
+                self.retry[message.kind] = (message, self.clock.monotonic() + wait, wait)
 
     def _ping(self, ping: Ping) -> None:
         """One heartbeat: a failing URL is one ``notify_failed``, never more."""
@@ -224,7 +274,7 @@ class Notifier:
         else:
             request = urllib.request.Request(self.cfg.heartbeat_url)
         try:
-            with urllib.request.urlopen(request, timeout=HEARTBEAT_TIMEOUT) as response:
+            with _OPENER.open(request, timeout=HEARTBEAT_TIMEOUT) as response:
                 response.read()
         except Exception as exc:  # a dead switch must not stop the messages after it
             log.warning("notify_failed", channel="heartbeat", error=str(exc))
@@ -248,13 +298,20 @@ class Notifier:
         assert self.cfg.webhook is not None
         if self.cfg.webhook_format == "ntfy":
             data = m.body.encode()
-            headers = {"Title": m.title, "Priority": "urgent" if m.urgent else "default"}
+            # A header is Latin-1: a title beyond it (a phone called "Anna’s iPhone")
+            # goes as one RFC 2047 word, which ntfy decodes.
+            title = m.title if m.title.isascii() else (
+                f"=?UTF-8?B?{base64.b64encode(m.title.encode()).decode()}?=")  # fmt: skip
+            headers = {"Title": title, "Priority": "urgent" if m.urgent else "default"}
         else:  # Gotify reads title/message/priority, Slack and Mattermost read text
+            # (Slack reads <...> in text as a link or a mention: <!channel> in a file
+            # name would call the whole channel.)
+            text = _text(f"*{m.title}*\n{m.body}")
             data = json.dumps({"title": m.title, "message": m.body, "priority": 8 if m.urgent
-                               else 5, "text": f"*{m.title}*\n{m.body}", "kind": m.kind}).encode()  # fmt: skip
+                               else 5, "text": text, "kind": m.kind}).encode()  # fmt: skip
             headers = {"Content-Type": "application/json"}
         request = urllib.request.Request(self.cfg.webhook, data=data, headers=headers)
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with _OPENER.open(request, timeout=30) as response:
             response.read()
 
     def _email(self, m: Message) -> None:
@@ -273,6 +330,20 @@ class Notifier:
                 password = c.smtp_password_file.read_text().strip() if c.smtp_password_file else ""
                 smtp.login(c.smtp_user, password)
             smtp.send_message(mail)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error to fix in the config, never followed: urllib turns a
+    POST into a GET without its body on a 302 (a message lost, a "/fail" ping read as
+    "all is well")."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> None:  # fmt: skip
+        raise urllib.error.HTTPError(req.full_url, code, f"redirected ({code}): photod does "
+                                     "not follow redirects; set the URL it points to", headers, fp)  # fmt: skip
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def _text(body: str) -> str:

@@ -119,7 +119,9 @@ class Pipeline:
         # scans, scrubs, drills); events still arrive and wait.  Set by the daemon.
         self.paused_until = paused_until
         self.reminders = (
-            Reminders(cfg, catalog, self.targets, notifier, clock) if notifier else None
+            Reminders(cfg, catalog, self.targets, notifier, clock, self._import_waits)
+            if notifier
+            else None
         )
         self.activity = activity or Activity()  # the jobs running now (`photod status`)
         # Scheduled scrubs and drills that fell due on battery ([schedule] on_battery =
@@ -171,6 +173,11 @@ class Pipeline:
     def _can_import(self) -> bool:
         """A phone import starts only when some target can take the files."""
         return not self.paused() and bool(self.fleet.available())
+
+    def _import_waits(self) -> float:
+        """How long the oldest file on its way in has waited (0 while paused: a pause
+        holds imports on purpose)."""
+        return 0.0 if self.paused() else self.intake.waiting_for()
 
     def paused(self) -> bool:
         return self.clock.time() < self.paused_until

@@ -11,7 +11,7 @@ nor was any step's failure logged since the last ping (``notify.FAILURES``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -36,8 +36,10 @@ class Reminders:
         targets: dict[str, TargetState],
         notifier: Notifier,
         clock: Clock = SYSTEM,
+        import_waits: Callable[[], float] = lambda: 0.0,
     ) -> None:
-        """``cfg``: the targets' ``expect_every``, the policy and ``[notify] grace``."""
+        """``cfg``: the targets' ``expect_every``, the policy and ``[notify] grace``;
+        ``import_waits``: how long the oldest file on its way in has waited."""
         self.targets_cfg = cfg.targets
         self.grace = cfg.notify.grace
         self.rule, self.infos = cfg.policy.rule(), cfg.target_infos()
@@ -46,6 +48,7 @@ class Reminders:
         self.targets = targets
         self.notifier = notifier
         self.clock = clock
+        self.import_waits = import_waits
         self._policy_looked = -POLICY_LOOK_MAX  # when the catalog was last grouped
         self.stale_after = cfg.notify.stale_after
         # When the last round ended (the start until one does): on the monotonic clock,
@@ -76,6 +79,11 @@ class Reminders:
                          f"{_span(self.grace)}")  # fmt: skip
         if lost := len(self.catalog.lost()):
             found.append(f"{_photos(lost)} with no good copy left")
+        # A round ends once the scan has handed its files over: an import that hangs
+        # would leave every round healthy while nothing new is backed up.
+        if (waited := self.import_waits()) > self.grace:
+            found.append(f"a file has waited {_span(waited)} to be imported: an import is "
+                         "stuck (`photod status`, `photod logs --failures`)")  # fmt: skip
         return found
 
     def remind(self) -> None:

@@ -294,17 +294,30 @@ class SSHServer(Server):
 
 
 class Webhook:
-    """An HTTP server on 127.0.0.1 that keeps every POST (headers and body)."""
+    """An HTTP server on 127.0.0.1 that keeps every request (headers and body, the
+    method and path in ``requests``) and answers each POST with the next of
+    ``answers`` (200 once they are used up; a 302 points to /elsewhere)."""
 
     def __init__(self) -> None:
         got: list[tuple[dict[str, str], bytes]] = []
+        self.requests: list[tuple[str, str]] = []
+        self.answers: list[int] = []
+        hook = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                got.append((dict(self.headers), body))
-                self.send_response(200)
+                hook.requests.append((self.command, self.path))
+                status = hook.answers.pop(0) if hook.answers else 200
+                if status == 200:
+                    got.append((dict(self.headers), body))
+                self.send_response(status)
+                if status == 302:
+                    self.send_header("Location", "/elsewhere")
+                self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            do_GET = do_POST
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -3,6 +3,7 @@ to a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from structlog.testing import capture_logs
 from photod.clock import ManualClock
 from photod.config import NotifyConfig
 from photod.notify import Message, Notifier, Ping, fail_url, failure, message_for
-from tests.servers import Pinger, free_port
+from tests.servers import Pinger, Webhook, free_port
 
 
 @pytest.mark.parametrize(
@@ -97,6 +98,8 @@ def test_the_fail_form_of_a_heartbeat_url(url: str, expected: str) -> None:
         ({"event": "replica_corrupt", "path": "a.jpg"}, None),  # repaired: not a failure
         ({"event": "notify_failed", "channel": "heartbeat"}, None),
         ({"event": "target_unavailable", "target": "b2"}, None),
+        ({"event": "ingest_failed", "source": "inbox", "path": "a.jpg\nall is well", "error": "x"},
+         "ingest_failed inbox a.jpg?all is well: x"),  # one line, whatever the name
     ],
 )  # fmt: skip
 def test_which_events_make_the_next_ping_fail(event: dict[str, Any], expected: str | None) -> None:
@@ -209,7 +212,8 @@ def test_no_round_for_stale_after_says_backups_stopped(tmp_path: Path) -> None:
         assert [] == queued(n)
         clock.advance(1)
         r.remind()
-        n.last.clear()  # as if `every` had passed: told again, logged once
+        n.waiting.clear()  # as if the first had gone out
+        n.last.clear()  # and `every` had passed: told again, logged once
         r.remind()
         assert ["photod: backups stopped"] * 2 == queued(n)
         r.round_done()
@@ -223,3 +227,102 @@ def test_no_round_for_stale_after_says_backups_stopped(tmp_path: Path) -> None:
     clock.advance(10 * 86400)
     off.remind()
     assert [] == queued(n)
+
+
+@pytest.fixture
+def hook() -> Iterator[Webhook]:
+    server = Webhook()
+    yield server
+    server.close()
+
+
+def _hooked(hook: Webhook, clock: ManualClock, fmt: str = "json") -> Notifier:
+    n = Notifier(NotifyConfig(desktop=False, webhook=hook.url, webhook_format=fmt), clock)
+    n.start()
+    return n
+
+
+def _delivered(n: Notifier, kinds: set[str], events: list[dict[str, Any]]) -> None:
+    import time
+
+    deadline = time.monotonic() + 10
+    while {e.get("kind") for e in events if e["event"] == "notification_sent"} < kinds:
+        assert time.monotonic() < deadline, events
+        time.sleep(0.02)
+
+
+def test_a_message_no_channel_took_is_sent_again_later(hook: Webhook) -> None:
+    """The webhook answers 500 to "a photo has no good copy left": the message is not
+    dropped with its kind muted for `every`; it goes out again once the retry's wait
+    has passed (woken here by another message), and a second message of its kind
+    meanwhile does not go out twice."""
+    clock = ManualClock()
+    hook.answers = [500]
+    n = _hooked(hook, clock)
+    with capture_logs() as events:
+        try:
+            n.send(Message("lost", "photod: a photo has no good copy left", "IMG_1"))
+            import time
+
+            while not any(e["event"] == "notify_failed" for e in events):
+                time.sleep(0.02)
+            n.send(Message("lost", "photod: a photo has no good copy left", "IMG_2"))
+            clock.advance(61)
+            n.send(Message("import", "photod: import finished", "12 new"))
+            _delivered(n, {"lost", "import"}, events)
+        finally:
+            n.stop()
+    bodies = [json.loads(body)["message"] for _, body in hook.got]
+    assert ["12 new", "IMG_1"] == bodies
+
+
+def test_a_redirect_is_a_failure_never_a_lost_message(hook: Webhook) -> None:
+    """A webhook URL that redirects (http to https, a moved endpoint): urllib would
+    follow a 302 with a GET without the body and call it sent.  It is `notify_failed`,
+    saying to set the URL it points to; nothing is sent to the other place."""
+    hook.answers = [302]
+    n = _hooked(hook, ManualClock())
+    with capture_logs() as events:
+        try:
+            n.send(Message("lost", "t", "IMG_1"))
+            import time
+
+            deadline = time.monotonic() + 10
+            while not any(e["event"] == "notify_failed" for e in events):
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        finally:
+            n.stop()
+    [failed] = [e for e in events if e["event"] == "notify_failed"]
+    assert "redirected (302)" in failed["error"]
+    assert [("POST", "/photod")] == hook.requests
+    assert [] == [e for e in events if e["event"] == "notification_sent"]
+
+
+def test_ntfy_titles_beyond_latin1_and_slack_markup_in_names(hook: Webhook) -> None:
+    """ntfy takes its title in a header, which is Latin-1: a phone called "Anna’s
+    iPhone" failed to send.  Slack reads <...> in text as a mention: a file named
+    "<!channel>.jpg" called the whole channel."""
+    import base64
+    import email.header
+
+    n = _hooked(hook, ManualClock(), "ntfy")
+    m = message_for({"event": "device_untrusted", "device": "Anna\u2019s iPhone"})
+    assert m is not None
+    with capture_logs() as events:
+        n.send(m)
+        _delivered(n, {"trust"}, events)
+    n.stop()
+    [(headers, _)] = hook.got
+    [(raw, charset)] = email.header.decode_header(headers["Title"])
+    assert "photod: unlock Anna\u2019s iPhone and tap Trust" == raw.decode(charset)
+    assert base64  # (the word is base64: email.header decodes it as ntfy does)
+    n = _hooked(hook, ManualClock())
+    m = message_for({"event": "asset_lost", "path": "2024/<!channel>.jpg"})
+    assert m is not None
+    with capture_logs() as events:
+        n.send(m)
+        _delivered(n, {"lost"}, events)
+    n.stop()
+    text = json.loads(hook.got[-1][1])["text"]
+    assert "<!channel>" not in text and "&lt;!channel&gt;" in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socketserver
 import subprocess
 import threading
@@ -214,6 +215,32 @@ def test_the_heartbeat_pings_after_each_round_and_fails_on_unprotected_photos(
     expected = b"1 photo short of the 3-2-1 policy for more than 1 second"
     assert [("POST", "/ping/5e5c1a2b/fail", expected)] == pinger.got[1:]
     assert [expected.decode()] == sent[0]["problems"]
+
+
+def test_an_import_that_hangs_fails_the_heartbeat(setup: Setup, samples: Path) -> None:
+    """Every worker hangs on its file (a stuck network read, a deadlock: a failpoint
+    here): the rounds still end (a scan only hands files over), so the heartbeat said
+    all was well while nothing was backed up.  A file waiting longer than `grace` to be
+    imported makes the next ping a "/fail" that says so (a minute after the first)."""
+    pinger = Pinger()
+    try:
+        p = setup.photod(
+            [{"name": "lib", "path": str(setup.home / "lib")}],
+            daemon='rescan_interval = "1s"',
+            extra=f'\n[notify]\ndesktop = false\nheartbeat_url = "{pinger.url}"\ngrace = "2s"\n',
+        )
+        p.env["PHOTOD_FAILPOINTS"] = "ingest_storing=sleep:600"
+        p.start()
+        p.wait_event("heartbeat_sent", outcome="ok")
+        shutil.copy2(next(samples.iterdir()), setup.inbox / "a.jpg")
+        sent = p.wait_event("heartbeat_sent", outcome="fail", timeout=90)
+        assert [] == p.events("replica_written")
+        [problem] = sent[0]["problems"]
+        assert problem.startswith("a file has waited ") and "an import is stuck" in problem
+    finally:
+        p.stop(signal.SIGKILL)  # (its worker sleeps for ten minutes)
+        pinger.close()
+    assert ["GET", "POST"] == [method for method, _, _ in pinger.got]
 
 
 def test_no_round_for_stale_after_is_told_without_a_heartbeat(setup: Setup) -> None:
