@@ -29,7 +29,7 @@ from photod.errors import (
     Undecryptable,
 )
 from photod.fleet import TargetState
-from photod.hashing import hash_source, open_source
+from photod.hashing import hash_source, hash_stream, open_source
 from photod.logs import log
 from photod.models import Asset, ManifestEntry, VerifyMethod
 from photod.mounts import present
@@ -93,6 +93,11 @@ class CatchUp:
             if free is not None and free < asset.size:
                 copier.fail(asset.sha256, name, TargetFull(name, asset.size, free))
                 return False
+            if repair == "corrupt" and self.targets[name].target.size(asset.relpath) is not None:
+                # A damaged copy kept in place (the last one, then): now that another may
+                # be at hand, it goes aside, and the repair under the photo's own name.
+                set_aside(self.catalog, self.source_roots, self.targets[name], name,
+                          asset.sha256, asset.relpath)  # fmt: skip
             last: Exception | None = None
             for source, key, opener in self._sources_for(asset, name):
                 try:
@@ -122,7 +127,7 @@ class CatchUp:
                     copier.abort_all(writers)
                     last = exc
                     if source and isinstance(exc, (ChecksumMismatch, Undecryptable)):
-                        self._rotten_source(asset, source, key, getattr(exc, "actual", str(exc)))
+                        self._rotten_source(asset, source, key)
                     continue
                 except BaseException:
                     copier.abort_all(writers)
@@ -168,17 +173,44 @@ class CatchUp:
                          detail="deleted or changed where it came from before any target "
                          "could take a copy: nothing of this version is left")  # fmt: skip
 
-    def _rotten_source(self, asset: Asset, source: str, key: str, found: str) -> None:
-        """A copy read as the source of another's that hashed wrong: it stops counting
-        now, not at its own re-read (up to a scrub cycle later, while the photo was
-        called protected and the copy was read again at every retry), and is set
-        aside and repaired in turn."""
-        kept = set_aside(self.catalog, self.source_roots, self.targets[source], source,
-                         asset.sha256, key)  # fmt: skip
-        left = self.catalog.replica_bad(asset.sha256, source, "corrupt", "copy source")
-        log.error("replica_corrupt", asset=asset.sha256, target=source, path=key,
-                  method="copy source", good_copies_left=left, found=found,
-                  **({"kept": kept} if kept else {}))  # fmt: skip
+    def _rotten_source(self, asset: Asset, source: str, key: str) -> None:
+        """A copy read as the source of another's that hashed wrong: once a second,
+        whole read says so too, it stops counting now, not at its own re-read (up to a
+        scrub cycle later, while the photo was called protected and the copy was read
+        again at every retry), and is set aside and repaired in turn.  A read cut short
+        (a download returns fewer bytes without an error) or a copy replaced meanwhile
+        (by the scrub's repair) is not rot; neither is another computer's file at the
+        key on a shared target (ours is missing there, not damaged)."""
+        if not self.copier.take(asset.sha256, [source]):
+            return  # being copied there now: that copy judges it
+        try:
+            state = self.targets[source]
+            got = [0]
+            try:
+                with state.target.open(key) as f:
+                    found = hash_stream(f, lambda n: got.__setitem__(0, got[0] + n),
+                                        self.copier.stop)  # fmt: skip
+            except Undecryptable as exc:  # age's check failed: damaged
+                found, got[0] = exc.detail, asset.size
+            except (OSError, PhotodError):
+                return  # not readable now: its own re-read tells
+            if got[0] != asset.size or found == asset.sha256:
+                return
+            if other := self.catalog.listed_by_other(source, key, found):
+                left = self.catalog.replica_bad(asset.sha256, source, "missing", "copy source")
+                log.error("replica_missing", asset=asset.sha256, target=source, path=key,
+                          method="copy source", good_copies_left=left, installation=other)  # fmt: skip
+            else:
+                kept = set_aside(self.catalog, self.source_roots, state, source,
+                                 asset.sha256, key)  # fmt: skip
+                left = self.catalog.replica_bad(asset.sha256, source, "corrupt", "copy source")
+                log.error("replica_corrupt", asset=asset.sha256, target=source, path=key,
+                          method="copy source", good_copies_left=left, found=found,
+                          **({"kept": kept} if kept else {}))  # fmt: skip
+            if not left:
+                lost_now(self.catalog, self.source_roots, asset)
+        finally:
+            self.copier.release(asset.sha256, [source])
 
     def _sources_for(
         self, asset: Asset, exclude: str
@@ -249,6 +281,17 @@ def set_aside(
         log.warning("replica_not_moved", target=name, path=key, reason=exc.reason)
         return f"not moved aside: {exc.reason}"
     return ""
+
+
+def lost_now(catalog: Catalog, roots: dict[str, Path], asset: Asset) -> bool:
+    """No verified replica anywhere, and no source file with the right bytes: the photo
+    is said lost (``asset_lost``, once)."""
+    if catalog.replicas(asset.sha256) or source_holds(catalog, roots, asset.sha256):
+        return False
+    if catalog.mark_lost(asset.sha256):
+        log.critical("asset_lost", asset=asset.sha256, path=asset.relpath,
+                     detail="no good copy is left on any target or in any source")  # fmt: skip
+    return True
 
 
 def only_copy(catalog: Catalog, roots: dict[str, Path], sha: str, name: str) -> bool:

@@ -219,8 +219,15 @@ def rebuild(
                 raise Stopping
             try:
                 why = adopt_object(catalog, name, target, key, listed, f"rebuild:{name}")
-            except TargetUnavailable as exc:  # the rebuild stops: the old catalog stays
-                raise PhotodError(f"{name!r} failed during the rebuild: {exc.reason}") from exc
+            except TargetUnavailable as exc:
+                # One object the target will not give (archived, a bad sector) while it
+                # answers is skipped, said; the target gone stops the rebuild (the old
+                # catalog stays): a rebuild never takes a target's outage for its files.
+                try:
+                    target.check(ident, prepare=False)
+                except TargetUnavailable:
+                    raise PhotodError(f"{name!r} failed during the rebuild: {exc.reason}") from exc
+                why = f"could not be read: {exc.reason}"
             if why:
                 skipped.append(f"{key}: {why}")
                 log.warning("rebuild_skipped", target=name, path=key, reason=why)

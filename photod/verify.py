@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from photod import ledgers, policy
 from photod.catalog import Catalog, CheckItem, month
-from photod.catchup import set_aside, source_holds
+from photod.catchup import lost_now, set_aside
 from photod.config import FolderSource, ScheduleConfig
 from photod.errors import LinkInTarget, Stopping, TargetUnavailable, Undecryptable
 from photod.fleet import TargetState
@@ -361,15 +361,4 @@ class Scrubber:
 
     def _lost(self, asset: Asset) -> bool:
         """No verified replica anywhere, and no source file with the right bytes."""
-        if self.catalog.replicas(asset.sha256):
-            return False
-        if source_holds(self.catalog, self.replicator.source_roots, asset.sha256):
-            return False
-        if self.catalog.mark_lost(asset.sha256):
-            log.critical(
-                "asset_lost",
-                asset=asset.sha256,
-                path=asset.relpath,
-                detail="no good copy is left on any target or in any source",
-            )
-        return True
+        return lost_now(self.catalog, self.replicator.source_roots, asset)

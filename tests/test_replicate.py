@@ -3,12 +3,15 @@ local targets: what lands where, what is pending, what is never written twice.""
 
 from __future__ import annotations
 
+import io
 import shutil
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
+from structlog.testing import capture_logs
 
 from photod import config
 from photod.catalog import Catalog, month
@@ -529,4 +532,44 @@ def test_a_copy_read_from_a_remote_counts_against_its_egress(tmp_path: Path, sam
     assert 1 == rig.rep.replicate_pending("local")
     [copied] = rig.mem["local"].objects.values()
     assert len(copied) == rig.catalog.egress_used("remote", month())
+    rig.close()
+
+
+class CutOnce(MemoryTarget):
+    """A remote whose next ``cut`` downloads end half way without an error, as
+    http.client gives what came when a connection drops mid-body."""
+
+    cut = 0
+
+    def open(self, key: str) -> BinaryIO:
+        f = super().open(key)
+        if self.cut:
+            self.cut -= 1
+            data = f.read()
+            return io.BytesIO(data[: len(data) // 2])
+        return f
+
+
+def test_a_download_cut_short_is_not_a_rotten_copy(tmp_path: Path, samples: Path) -> None:
+    """The catch-up's source read ends early (a dropped connection): its hash is wrong,
+    but the copy on the remote is whole.  Read again before it is condemned, it is
+    not: it still counts, nothing is set aside, and the next try copies it."""
+    remote = CutOnce("remote")
+    rig = Rig(tmp_path, "remote", "local", shared={"remote": remote})
+    rig.states["remote"].queued = True
+    rig.mem["local"].available = False
+    rig.fleet.refresh("local")
+    photo = rig.add(next(samples.iterdir()))
+    sha = sha256(photo)
+    rig.ingest(photo)
+    assert 1 == rig.rep.replicate_pending("remote")
+    photo.unlink()
+    rig.mem["local"].available = True
+    rig.fleet.refresh("local")
+    remote.cut = 1
+    with capture_logs() as events:
+        assert 0 == rig.rep.replicate_pending("local")
+    assert [] == [e for e in events if e["event"] == "replica_corrupt"]
+    assert {"remote"} == {r.target for r in rig.catalog.replicas(sha)}
+    assert 1 == rig.rep.replicate_pending("local")
     rig.close()

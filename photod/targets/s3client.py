@@ -118,6 +118,12 @@ def mapped(exc: Exception, name: str, bucket: str, where: str, endpoint: str | N
             return TargetUnavailable(
                 name, f"throttled by the server (HTTP {status} {code}); retrying later"
             )
+        if code == "InvalidObjectState":  # 403 too: not the credentials
+            return TargetUnavailable(
+                name,
+                "the object is archived (Glacier or Deep Archive): restore it on the "
+                "server to read it",
+            )
         if code in CREDENTIALS or status in (401, 403):
             return TargetUnavailable(
                 name,

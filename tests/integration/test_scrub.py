@@ -251,6 +251,37 @@ def test_damage_on_a_real_s3_server_is_found_and_healed(
     )
 
 
+def test_the_last_copy_kept_damaged_is_repaired_under_its_own_name(
+    setup: Setup, samples: Path
+) -> None:
+    """The only copy rots while its watch-folder file is away: it is kept in place
+    (all there is) and the photo is lost.  The file comes back: the repair sets the
+    damaged copy aside and writes the photo under its own name, so the target's list
+    passes `sha256sum -c` again (the repair went beside it, `a~….jpg`, and the damaged
+    file kept the real name for ever)."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}],
+                     policy={"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
+    shutil.copy2(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    assert 0 == p.cli("run", "--once").returncode
+    [key] = target_files(lib)
+    away = setup.home / "a.jpg"
+    os.rename(setup.inbox / "a.jpg", away)
+    body = bytearray((lib / key).read_bytes())
+    body[5000] ^= 0x20
+    (lib / key).write_bytes(bytes(body))
+    assert 1 == p.cli("verify", "--all").returncode
+    [found] = p.events("replica_corrupt")
+    assert "the only copy" in found["kept"] and bytes(body) == (lib / key).read_bytes()
+    assert "LOST" in p.cli("status").stdout
+    os.rename(away, setup.inbox / "a.jpg")
+    time.sleep(2.1)  # the repair that found no source then is due again (retry_max)
+    assert 0 == p.cli("run", "--once").returncode
+    assert {key: sha256(setup.inbox / "a.jpg")} == target_files(lib)
+    assert_target_holds(lib, target_files(lib))  # the list passes sha256sum -c
+    assert 0 == p.cli("status").returncode
+
+
 def test_an_object_the_server_will_not_read_is_never_deleted(
     setup: Setup, samples: Path, s3_server: S3Server
 ) -> None:
@@ -282,6 +313,11 @@ def test_an_object_the_server_will_not_read_is_never_deleted(
     assert stored.exists() and whole == stored.read_bytes()  # still there, whole
     [found] = p.events("replica_corrupt")
     assert ("cloud", True) == (found["target"], "could not be read" in found["kept"])
+    # A rebuild from that target skips the one object it cannot read, says why, and
+    # does not fail as a whole (the target still answers).
+    r = p.cli("catalog", "rebuild", "--from", "cloud", "--force")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert "archived (Glacier" in r.stdout + r.stderr
     proxy.stop()
 
 
