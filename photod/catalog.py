@@ -880,19 +880,21 @@ class Catalog:
         """Record a failed copy; returns the delay before the next try (doubling, capped)."""
         with self._tx() as db:
             row = db.execute(
-                "SELECT attempts, state, error FROM replicas WHERE asset=? AND target=?",
+                "SELECT attempts, state, error, relpath FROM replicas WHERE asset=? AND target=?",
                 (sha256, target),
             ).fetchone()
             if row and row["state"] == "verified":
                 return 0.0
+            relpath = ""
             if row and str(row["error"]).startswith(REPAIR):  # still a repair when it lands
                 error = f"{row['error'].split(';')[0]}; {error}"
+                relpath = row["relpath"]  # where the bad copy was (``bad_copy_key``)
             attempts = (row["attempts"] if row else 0) + 1
             delay = min(cap, base * 2 ** (attempts - 1))
             db.execute(
-                "INSERT OR REPLACE INTO replicas (asset, target, state, attempts, next_try, error)"
-                " VALUES (?,?,'failed',?,?,?)",
-                (sha256, target, attempts, time.time() + delay, error),
+                "INSERT OR REPLACE INTO replicas (asset, target, state, attempts, next_try, error,"
+                " relpath) VALUES (?,?,'failed',?,?,?,?)",
+                (sha256, target, attempts, time.time() + delay, error, relpath),
             )
             return float(delay)
 
@@ -1047,6 +1049,15 @@ class Catalog:
         if r is None or r[0] != "failed" or not str(r[1]).startswith(REPAIR):
             return ""
         return str(r[1])[len(REPAIR) :].split(";")[0]
+
+    def bad_copy_key(self, sha256: str, target: str) -> str:
+        """Where the copy found bad on a target was ('' when none is on record)."""
+        with self._lock:
+            r = self._db.execute(
+                "SELECT relpath FROM replicas WHERE asset=? AND target=? AND state='failed'"
+                " AND substr(error, 1, ?) = ?", (sha256, target, len(REPAIR), REPAIR),
+            ).fetchone()  # fmt: skip
+        return str(r[0]) if r else ""
 
     def to_repair(self, target: str) -> list[Asset]:
         """Assets whose replica on a target was found bad and is not copied again yet."""

@@ -93,11 +93,13 @@ class CatchUp:
             if free is not None and free < asset.size:
                 copier.fail(asset.sha256, name, TargetFull(name, asset.size, free))
                 return False
-            if repair == "corrupt" and self.targets[name].target.size(asset.relpath) is not None:
-                # A damaged copy kept in place (the last one, then): now that another may
-                # be at hand, it goes aside, and the repair under the photo's own name.
-                set_aside(self.catalog, self.source_roots, self.targets[name], name,
-                          asset.sha256, asset.relpath)  # fmt: skip
+            # A copy found bad and kept in place (the last one, or one that could not be
+            # read), at the key this installation's copy had: read again, it may be
+            # whole (an archived object restored); else it goes aside once a good copy
+            # is in hand, so that the repair goes under the photo's own name.
+            bad = self._kept(asset, name) if repair == "corrupt" else ""
+            if bad is None:
+                return True
             last: Exception | None = None
             for source, key, opener in self._sources_for(asset, name):
                 try:
@@ -135,6 +137,9 @@ class CatchUp:
                 if name in dropped:
                     copier.fail(asset.sha256, name, dropped[name])
                     return False
+                if bad:
+                    set_aside(self.catalog, self.source_roots, self.targets[name], name,
+                              asset.sha256, bad)  # fmt: skip
                 return copier.commit(
                     name,
                     writer,
@@ -172,6 +177,25 @@ class CatchUp:
             log.critical("asset_lost", asset=asset.sha256, path=asset.relpath,
                          detail="deleted or changed where it came from before any target "
                          "could take a copy: nothing of this version is left")  # fmt: skip
+
+    def _kept(self, asset: Asset, name: str) -> str | None:
+        """The key of a bad copy still on the target ('' when none); None when, read
+        again whole, it holds the photo after all: it counts again (``replica_checked``)."""
+        key = self.catalog.bad_copy_key(asset.sha256, name)
+        target = self.targets[name].target
+        if not key or target.size(key) is None:
+            return ""
+        try:
+            with target.open(key) as f:
+                whole = hash_stream(f, lambda n: None, self.copier.stop) == asset.sha256
+        except (OSError, PhotodError):
+            return key
+        if not whole:
+            return key
+        self.catalog.add_replica(asset.sha256, name, key, asset.size, VerifyMethod.EXISTING)
+        log.info("replica_checked", asset=asset.sha256, target=name, path=key,
+                 method="readback", detail="the copy kept in place reads whole again")  # fmt: skip
+        return None
 
     def _rotten_source(self, asset: Asset, source: str, key: str) -> None:
         """A copy read as the source of another's that hashed wrong: once a second,
@@ -269,7 +293,7 @@ def set_aside(
     proves nothing about its bytes, and an object moved on S3 is copied then deleted),
     the last of a photo (damaged, it is still all there is, under its name, in the
     target's list), or a target that refused the move (the repair goes beside it)."""
-    if catalog.replica_owner(sha, name):
+    if catalog.replica_owner(sha, name) or catalog.listed_by_other(name, key, sha, but=True):
         return "another computer's file: left to it"
     if not damaged:
         return "could not be read: kept in place, its bytes unproved either way"

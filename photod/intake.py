@@ -71,9 +71,9 @@ class FolderIntake:
             for s in folders
         }
         self.watching = False
-        # (source, path) handed to the workers -> when (monotonic): a file waiting
-        # longer than ``grace`` is an import that is stuck (the heartbeat says so).
+        # (source, path) handed to the workers -> when (monotonic): ``waiting_for``
         self._inflight: dict[tuple[str, str], float] = {}
+        self._progress = clock.monotonic()  # when an ingest last finished
         self._scanning: set[str] = set()  # sources a reconcile scan is walking now
         # Stills a movie asked for that nobody had heard of, as they were then.
         self._asked: dict[tuple[str, str], tuple[int, int]] = {}
@@ -170,10 +170,14 @@ class FolderIntake:
         self._hand_over(files)
 
     def waiting_for(self) -> float:
-        """Seconds the oldest file handed to the workers has waited to be imported."""
+        """Seconds the imports have not moved while files wait for them: since the last
+        one finished, or since the oldest waiting file was handed over if later (a
+        first backup of a large library waits long in the queue, moving all along)."""
         with self._lock:
             oldest = min(self._inflight.values(), default=None)
-        return 0.0 if oldest is None else self.clock.monotonic() - oldest
+            if oldest is None:
+                return 0.0
+            return self.clock.monotonic() - max(oldest, self._progress)
 
     def lead_pending(self, source: str, lead: Path) -> bool:
         """Whether a still (not recorded) is on its way in: handed to the workers,
@@ -247,6 +251,7 @@ class FolderIntake:
         finally:
             with self._lock:
                 self._inflight.pop((source, str(path)), None)
+                self._progress = self.clock.monotonic()
 
     # -- a full state dir ------------------------------------------------------------------
 

@@ -9,8 +9,8 @@ round finished for ``stale_after``).  Messages go out from one thread, so a slow
 server never holds up a copy; each kind at most once per ``[notify] every``, counted
 from a message that reached a channel.  A message no channel took (each failure logged,
 ``notify_failed``) is tried again later (a minute, doubling to an hour), not dropped
-with its kind muted.  A redirect is a failure, never followed: urllib would turn a
-message's POST into an empty GET (and a heartbeat's "/fail" into "all is well").
+with its kind muted.  A redirect of a POST is a failure, never followed: urllib would
+turn it into an empty GET (and a heartbeat's "/fail" into "all is well").
 
 Channels: the desktop (org.freedesktop.Notifications over the session D-Bus, through
 ``network``; osascript on macOS), a webhook (JSON that Gotify and Slack take, or ntfy's
@@ -105,7 +105,7 @@ def message_for(event: dict[str, Any]) -> Message | None:
         why = event.get("error") or event.get("reason") or event.get("detail") or ""
         return Message("failure", "photod: a backup step failed", f"{name}: {why}".strip(": "))
     if name == "catalog_untrusted":
-        return Message("catalog", "photod: backups stopped",
+        return Message("untrusted", "photod: backups stopped",
                        f"{event.get('found', '')}; {event.get('fix', '')}", True)  # fmt: skip
     if name == "catalog_recovered":
         return Message("catalog", "photod: the catalog was rebuilt from a target",
@@ -211,7 +211,12 @@ class Notifier:
             if last is not None and now - last < self.cfg.every:
                 return  # told already; the log has every event
             if message.kind in self.waiting:
-                return  # one of its kind is on its way (or waits to be retried)
+                # One of its kind is on its way, or waits to be retried: that one says
+                # the newest (urgent first), not what came first.
+                old = self.retry.get(message.kind)
+                if old is not None and (message.urgent or not old[0].urgent):
+                    self.retry[message.kind] = (message, old[1], old[2])
+                return
             self.waiting.add(message.kind)
         try:
             self.q.put_nowait(message)
@@ -333,12 +338,14 @@ class Notifier:
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is an error to fix in the config, never followed: urllib turns a
-    POST into a GET without its body on a 302 (a message lost, a "/fail" ping read as
-    "all is well")."""
+    """A redirect of a message's POST is an error to fix in the config, never
+    followed: urllib turns it into a GET without its body (a message lost, a "/fail"
+    ping read as "all is well").  A GET's (a healthy ping, http to https) is followed."""
 
     def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
-                         newurl: str) -> None:  # fmt: skip
+                         newurl: str) -> Any:  # fmt: skip
+        if req.data is None:
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
         raise urllib.error.HTTPError(req.full_url, code, f"redirected ({code}): photod does "
                                      "not follow redirects; set the URL it points to", headers, fp)  # fmt: skip
 

@@ -61,6 +61,7 @@ from photod.targets.records import (
 SNAPSHOT_EVERY = 30.0  # seconds: at most this often while work keeps coming
 REBUILDING = ".rebuilding"  # being built: never opened by anything else
 REBUILT = ".rebuilt"  # finished and durable: swapped in at the next chance
+UNREAD_IN_A_ROW = 5  # files in a row a rebuild cannot read: the target is failing, not them
 
 
 def snapshot_bytes(catalog: Catalog, scratch: Path) -> tuple[bytes, int]:
@@ -214,19 +215,24 @@ def rebuild(
         # (A phone library's sidecar, KEY.xmp beside an original, is not an original.)
         unlisted = present - set(known) - set(own) - others
         todo += [(k, None) for k in sorted(unlisted) if not _library_sidecar(k, present)]
+        unread = 0  # objects in a row the target would not give
         for key, listed in todo:
             if stop.is_set():
                 raise Stopping
             try:
-                why = adopt_object(catalog, name, target, key, listed, f"rebuild:{name}")
+                why = _adopt(catalog, name, target, key, listed, ident)
+                unread = 0
             except TargetUnavailable as exc:
-                # One object the target will not give (archived, a bad sector) while it
-                # answers is skipped, said; the target gone stops the rebuild (the old
-                # catalog stays): a rebuild never takes a target's outage for its files.
-                try:
-                    target.check(ident, prepare=False)
-                except TargetUnavailable:
-                    raise PhotodError(f"{name!r} failed during the rebuild: {exc.reason}") from exc
+                # One object the target will not give twice (archived, a bad sector)
+                # while it answers is skipped, said.  The target gone, or several in a
+                # row (every read failing while its marker still reads), stops the
+                # rebuild (the old catalog stays): never an outage taken for its files.
+                unread += 1
+                if unread >= UNREAD_IN_A_ROW:
+                    raise PhotodError(
+                        f"{name!r} failed during the rebuild: {unread} files in a row could "
+                        f"not be read ({exc.reason})"
+                    ) from exc
                 why = f"could not be read: {exc.reason}"
             if why:
                 skipped.append(f"{key}: {why}")
@@ -254,6 +260,23 @@ def rebuild(
     os.replace(tmp, db_path.with_name(db_path.name + REBUILT))
     fsync_dir(db_path.parent)
     return Rebuilt(snap, top, who, chosen, assets, adopted, missing, skipped)
+
+
+def _adopt(
+    catalog: Catalog, name: str, target: Target, key: str, listed: ManifestEntry | None,
+    ident: Identity | None,
+) -> str:  # fmt: skip
+    """``adopt_object``, tried once more after the target proved it still answers (a
+    throttle, a dropped connection); TargetUnavailable when it is gone, or when the
+    object fails twice."""
+    try:
+        return adopt_object(catalog, name, target, key, listed, f"rebuild:{name}")
+    except TargetUnavailable as exc:
+        try:
+            target.check(ident, prepare=False)
+        except TargetUnavailable:
+            raise PhotodError(f"{name!r} failed during the rebuild: {exc.reason}") from exc
+    return adopt_object(catalog, name, target, key, listed, f"rebuild:{name}")
 
 
 def _identity(target: Target, seen: Seen | None) -> Installation | None:

@@ -254,8 +254,8 @@ def _delivered(n: Notifier, kinds: set[str], events: list[dict[str, Any]]) -> No
 def test_a_message_no_channel_took_is_sent_again_later(hook: Webhook) -> None:
     """The webhook answers 500 to "a photo has no good copy left": the message is not
     dropped with its kind muted for `every`; it goes out again once the retry's wait
-    has passed (woken here by another message), and a second message of its kind
-    meanwhile does not go out twice."""
+    has passed (woken here by another message); a second message of its kind
+    meanwhile takes its place: one goes out, the newest."""
     clock = ManualClock()
     hook.answers = [500]
     n = _hooked(hook, clock)
@@ -264,7 +264,7 @@ def test_a_message_no_channel_took_is_sent_again_later(hook: Webhook) -> None:
             n.send(Message("lost", "photod: a photo has no good copy left", "IMG_1"))
             import time
 
-            while not any(e["event"] == "notify_failed" for e in events):
+            while "lost" not in n.retry:  # (failed, and kept for its retry)
                 time.sleep(0.02)
             n.send(Message("lost", "photod: a photo has no good copy left", "IMG_2"))
             clock.advance(61)
@@ -273,7 +273,7 @@ def test_a_message_no_channel_took_is_sent_again_later(hook: Webhook) -> None:
         finally:
             n.stop()
     bodies = [json.loads(body)["message"] for _, body in hook.got]
-    assert ["12 new", "IMG_1"] == bodies
+    assert ["12 new", "IMG_2"] == bodies
 
 
 def test_a_redirect_is_a_failure_never_a_lost_message(hook: Webhook) -> None:
@@ -326,3 +326,44 @@ def test_ntfy_titles_beyond_latin1_and_slack_markup_in_names(hook: Webhook) -> N
     n.stop()
     text = json.loads(hook.got[-1][1])["text"]
     assert "<!channel>" not in text and "&lt;!channel&gt;" in text
+
+
+def test_a_healthy_ping_follows_a_redirect(hook: Webhook) -> None:
+    """A heartbeat URL behind a redirect (http to https on a reverse proxy) keeps
+    working for its GET, as urllib always did; only a POST's redirect is refused."""
+    hook.answers = [302]
+    clock = ManualClock()
+    n = Notifier(NotifyConfig(desktop=False, heartbeat_url=hook.url), clock)
+    n.start()
+    with capture_logs() as events:
+        try:
+            assert n.heartbeat([])
+        finally:
+            n.stop()
+    assert ["heartbeat_sent"] == [e["event"] for e in events]
+    assert [("GET", "/photod"), ("GET", "/elsewhere")] == hook.requests
+
+
+def test_the_message_retried_is_the_newest_of_its_kind(hook: Webhook) -> None:
+    """A message no channel took waits for its retry; a newer, urgent one of its kind
+    meanwhile ("backups stopped" after "the catalog was rebuilt") is what goes out
+    then, not the stale one."""
+    import time
+
+    clock = ManualClock()
+    hook.answers = [500]
+    n = _hooked(hook, clock)
+    with capture_logs() as events:
+        try:
+            n.send(Message("lost", "photod: a photo has no good copy left", "IMG_1"))
+            deadline = time.monotonic() + 10
+            while "lost" not in n.retry:  # (failed, and kept for its retry)
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            n.send(Message("lost", "photod: a photo has no good copy left", "IMG_2", True))
+            clock.advance(61)
+            n.send(Message("import", "photod: import finished", "12 new"))
+            _delivered(n, {"lost", "import"}, events)
+        finally:
+            n.stop()
+    assert ["12 new", "IMG_2"] == [json.loads(body)["message"] for _, body in hook.got]

@@ -315,9 +315,18 @@ def test_an_object_the_server_will_not_read_is_never_deleted(
     assert ("cloud", True) == (found["target"], "could not be read" in found["kept"])
     # A rebuild from that target skips the one object it cannot read, says why, and
     # does not fail as a whole (the target still answers).
-    r = p.cli("catalog", "rebuild", "--from", "cloud", "--force")
+    rebuilt = setup.home / "rebuilt.toml"
+    rebuilt.write_text(p.config.read_text().replace(str(setup.home / "state"),
+                                                   str(setup.home / "state2")))  # fmt: skip
+    r = p.cli("--config", str(rebuilt), "catalog", "rebuild", "--from", "cloud", config=False)
     assert 0 == r.returncode, r.stdout + r.stderr
     assert "archived (Glacier" in r.stdout + r.stderr
+    # The object restored from the archive: read again, it counts again.
+    proxy.archived.clear()
+    time.sleep(2.1)  # the repair is due again (retry_max)
+    r = p.cli("run", "--once")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert [] == p.status()["lost"] and whole == stored.read_bytes()
     proxy.stop()
 
 
