@@ -522,6 +522,10 @@ def _message(err: Any) -> str:
             f"is {err['input']!r}; allowed: an iPhone UDID, 40 hex digits or "
             "8 and 16 hex digits with a dash (Finder or `idevice_id -l` shows it)"
         )
+    if err["type"] == "string_pattern_mismatch" and err["ctx"]["pattern"] == URL_PATTERN:
+        # A webhook's or a heartbeat's URL carries its token: never echoed (the
+        # message goes to a terminal, a log, a `config_invalid` event).
+        return f"is not a URL (not shown: it may hold a token); allowed: {_PATTERNS[URL_PATTERN]}"
     if err["type"] == "string_pattern_mismatch" and err["ctx"]["pattern"] in _PATTERNS:
         return f"is {err['input']!r}; allowed: {_PATTERNS[err['ctx']['pattern']]}"
     if err["type"] == "string_pattern_mismatch":

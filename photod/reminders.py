@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from photod.notify import Notifier
 
 POLICY_LOOK_MAX = 600.0  # seconds between looks for photos short of the policy, at most
+AWAY_EVERY = 86400.0  # seconds between two reminders of one target away, at least
 
 
 class Reminders:
@@ -55,6 +56,9 @@ class Reminders:
         # which stands still while the computer sleeps.
         self._round_at = clock.monotonic()
         self._stalled = False  # `rounds_stopped` was said (and not yet `rounds_resumed`)
+        # A drive in a drawer is said once a day (or once per `every`, if longer), not
+        # every hour for ever: reminders that come too often get turned off.
+        self._away_told: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def round_done(self) -> None:
@@ -90,8 +94,11 @@ class Reminders:
         from photod.notify import Message  # smtplib and friends: only once there is one
 
         now = datetime.fromtimestamp(self.clock.time(), UTC)
+        at = self.clock.monotonic()
         for key, title, body in self._targets_away(now):
-            self.notifier.send(Message(key, title, body))
+            if at - self._away_told.get(key, -AWAY_EVERY) >= AWAY_EVERY:
+                self._away_told[key] = at
+                self.notifier.send(Message(key, title, body))
         self._stale()
         # The policy look groups every asset: a grace of a day needs it every few
         # minutes, not every 15 s (at a million assets that would be an idle load).

@@ -491,3 +491,13 @@ def test_an_offsite_target_on_this_computer_is_said_or_refused(endpoint: str) ->
         BASE + folder + 'media = "nas"\noffsite = false\nrclone_config = { type = "alias" }\n',
         path,
     )
+
+
+def test_a_refused_notification_url_is_not_echoed(tmp_path: Path) -> None:
+    """A webhook's or heartbeat's URL holds its token: a malformed one is named by its
+    key and what is allowed, never printed (the message reaches terminals and logs)."""
+    text = BASE + targets("x") + '[notify]\nwebhook = "ftp://u:SECRETTOKEN@example.com/h"\n'
+    with pytest.raises(ConfigError) as info:
+        config.parse(text, tmp_path / "c.toml")
+    assert "notify.webhook" in str(info.value) and "http://" in str(info.value)
+    assert "SECRETTOKEN" not in str(info.value)

@@ -367,3 +367,36 @@ def test_the_message_retried_is_the_newest_of_its_kind(hook: Webhook) -> None:
         finally:
             n.stop()
     assert ["12 new", "IMG_2"] == [json.loads(body)["message"] for _, body in hook.got]
+
+
+def test_a_drive_in_a_drawer_is_said_once_a_day(tmp_path: Path) -> None:
+    """A drive away longer than its `expect_every` is said when that passes, then once
+    a day while it lasts: not every hour for ever (72 messages in three days made
+    people turn the notifications off)."""
+    from photod import config
+    from photod.catalog import Catalog
+    from photod.fleet import build_targets
+    from photod.reminders import Reminders
+
+    text = (
+        "[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n"
+        f'[[targets]]\nname = "t7"\ntype = "local"\npath = "{tmp_path / "T7"}"\n'
+        'media = "external"\nexpect_every = "1h"\n[notify]\ndesktop = false\n'
+    )
+    cfg = config.parse(text, tmp_path / "photod.toml")
+    clock = ManualClock(wall=1_900_000_000.0)  # later than the real clock: away since it
+    n = Notifier(cfg.notify, clock)
+    r = Reminders(
+        cfg, Catalog(tmp_path / "c.sqlite"), build_targets(cfg.targets_settings()), n, clock
+    )
+    told = []
+    for hour in range(72):
+        clock.advance(3600)
+        r.remind()
+        while not n.q.empty():
+            m = n.q.get_nowait()
+            if isinstance(m, Message) and m.kind == "away:t7":
+                told.append(hour)
+        n.waiting.clear()  # as if each had gone out
+        n.last.clear()
+    assert [0, 24, 48] == told
