@@ -156,8 +156,14 @@ def _catalog(cfg: Config) -> list[Finding]:
     catalog = Catalog(db)
     try:
         assets, _ = catalog.counts()
-        return [Finding("ok", "catalog", f"{db} is sound: {assets} photos, snapshot "
-                        f"generation {catalog.generation}")]  # fmt: skip
+        found = [Finding("ok", "catalog", f"{db} is sound: {assets} photos, snapshot "
+                         f"generation {catalog.generation}")]  # fmt: skip
+        if lost := len(catalog.lost()):  # (sound, and still not "all good")
+            found.append(Finding("fail", "photos", f"{lost} photo{'s' if lost > 1 else ''} "
+                                 "with no good copy left on any target",
+                                 "`photod status` names them; bring back a drive that "
+                                 "held them, or the files, and run `photod verify`"))  # fmt: skip
+        return found
     finally:
         catalog.close()
 

@@ -49,6 +49,8 @@ from photod.logs import log
 APP = "photod"
 HEARTBEAT_EVERY = 60.0  # seconds between two pings at least
 HEARTBEAT_TIMEOUT = 10.0  # seconds a ping may take
+STOP_WAIT = 5.0  # seconds a stop waits for the messages in flight
+RESPONSE_MAX = 64 * 1024  # bytes of an answer read (its body says nothing photod needs)
 RETRY_FIRST, RETRY_MAX = 60.0, 3600.0  # seconds before a message no channel took is retried
 # Events that make the next ping a "/fail": a step of the backup failed, a photo has no
 # good copy left, a drill could not restore, the catalog cannot be trusted.  (A copy
@@ -164,8 +166,14 @@ class Notifier:
         self.thread.start()
 
     def stop(self) -> None:
-        self.q.put(None)
-        self.thread.join(timeout=30)
+        """Let what is queued go out for a few seconds at most: a server that answers a
+        byte at a time must not hold a stop past systemd's ``TimeoutStopSec`` (30 s),
+        which would kill the daemon mid-step (the thread is a daemon: it ends with it)."""
+        try:
+            self.q.put(None, timeout=STOP_WAIT)
+        except queue.Full:
+            return
+        self.thread.join(timeout=STOP_WAIT)
 
     def on_event(self, event: dict[str, Any]) -> None:
         """Called for every logged event (from any thread): cheap, never blocks."""
@@ -280,7 +288,7 @@ class Notifier:
             request = urllib.request.Request(self.cfg.heartbeat_url)
         try:
             with _OPENER.open(request, timeout=HEARTBEAT_TIMEOUT) as response:
-                response.read()
+                response.read(RESPONSE_MAX)
         except Exception as exc:  # a dead switch must not stop the messages after it
             log.warning("notify_failed", channel="heartbeat", error=str(exc))
         else:
@@ -317,7 +325,7 @@ class Notifier:
             headers = {"Content-Type": "application/json"}
         request = urllib.request.Request(self.cfg.webhook, data=data, headers=headers)
         with _OPENER.open(request, timeout=30) as response:
-            response.read()
+            response.read(RESPONSE_MAX)
 
     def _email(self, m: Message) -> None:
         c = self.cfg

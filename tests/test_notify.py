@@ -3,6 +3,7 @@ to a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -400,3 +401,40 @@ def test_a_drive_in_a_drawer_is_said_once_a_day(tmp_path: Path) -> None:
         n.waiting.clear()  # as if each had gone out
         n.last.clear()
     assert [0, 24, 48] == told
+
+
+def test_a_server_that_answers_a_byte_at_a_time_does_not_hold_a_stop() -> None:
+    """A webhook that answers one byte every second never trips a read timeout: the
+    notifier's stop gave it 30 s, as long as systemd's TimeoutStopSec, and the daemon
+    was killed mid-step.  A stop now waits for the messages in flight a few seconds at
+    most."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100:
+                if done.is_set():
+                    return
+                with contextlib.suppress(OSError):
+                    conn.sendall(bytes([byte]))
+                time.sleep(1)
+
+    threading.Thread(target=drip, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    n = Notifier(NotifyConfig(desktop=False, webhook=url), ManualClock())
+    n.start()
+    n.send(Message("lost", "t", "IMG_1"))
+    time.sleep(1)  # it is sending
+    started = time.monotonic()
+    n.stop()
+    took = time.monotonic() - started
+    done.set()
+    listener.close()
+    assert took < 8, took

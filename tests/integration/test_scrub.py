@@ -143,6 +143,8 @@ def test_a_corrupt_copy_is_never_the_source_of_a_repair_and_a_lost_asset_is_show
     assert 1 == status.returncode  # lost: a script sees it
     assert victim in status.stdout.splitlines()[1]
     assert not p.status()["protected"]
+    doctor = p.cli("doctor")  # (it said "all good" while a photo was lost)
+    assert 1 == doctor.returncode and "1 photo with no good copy left" in doctor.stdout
 
 
 def test_bit_rot_in_a_watch_folder_is_reported_and_never_replaces_the_copies(
