@@ -29,7 +29,7 @@ from photod.errors import (
 )
 from photod.fleet import build_targets
 from photod.logs import log
-from photod.notify import Notifier
+from photod.notify import Left, Notifier
 from photod.pipeline import Pipeline
 from photod.statelock import StateLock
 from photod.targets.records import Installation
@@ -149,10 +149,10 @@ class Daemon:
         self._resettle = ""  # why the catalog must be checked again now
         self._control_server: ControlServer | None = None
         self._reloading: reloads.Reload | None = None
-        # Set when the start-up work is done (the first scan, or the catalog held): the
-        # dashboard's libraries load then, not while the daemon checks and scans.
+        # Set once started (the first scan, or the catalog held): the dashboard loads then.
         self._started = threading.Event()
         self.summary: oneshot.Summary | None = None  # what `run --once` did and left
+        self._left: Left | None = None  # what the last notifier had not told (a reload)
 
     def _on_signal(self, signum: int) -> None:  # on the thread "signals" (photod.signals)
         if signum == signal.SIGHUP:
@@ -163,8 +163,7 @@ class Daemon:
         self._wake.set()
 
     def _distrust(self, why: str) -> None:
-        """A target holds a newer snapshot than the catalog (or SQLite found damage):
-        stop, and settle the catalog again before anything more is written."""
+        """Stop, and settle the catalog again (a target has a newer snapshot, or damage)."""
         self._resettle = why
         self._wake.set()
 
@@ -252,7 +251,7 @@ class Daemon:
         if thorough:
             log.warning("catalog_rechecked", reason=self._resettle)
         targets = build_targets(cfg.targets_settings(), self._stopping)
-        notifier = Notifier(cfg.notify)
+        notifier = Notifier(cfg.notify, left=self._left)
         notifier.start()
         logs.listeners.append(notifier.on_event)
         said = self._held.found if self._held else ""  # a reload while held: not said again
@@ -289,6 +288,7 @@ class Daemon:
                 state.target.close()
             logs.listeners.remove(notifier.on_event)
             notifier.stop()
+            self._left = notifier.left()
 
     def _check_deeply(self, cfg: Config, catalog: Catalog, pipeline: Pipeline | None) -> bool:
         """Finish the check of a catalog too large for the start-up budget; targets are
@@ -320,7 +320,7 @@ class Daemon:
         must be settled again.  ``unchecked``: the catalog's check goes on in the
         background, and no target is written to until it passes."""
         started = time.monotonic()
-        notifier = Notifier(cfg.notify)
+        notifier = Notifier(cfg.notify, left=self._left)
         notifier.start()
         scheduler, activity = jobs.scheduler(), Activity()
         waker = jobs.Waker(scheduler, activity)
@@ -377,6 +377,7 @@ class Daemon:
             finally:
                 logs.listeners.remove(notifier.on_event)
                 notifier.stop()  # what is queued still goes out
+                self._left = notifier.left()
         if self._reloading is None:
             log.info("pipeline_stopped", duration=round(time.monotonic() - stopping, 3))
 

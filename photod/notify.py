@@ -148,9 +148,19 @@ def message_for(event: dict[str, Any]) -> Message | None:
     return None
 
 
+@dataclass(frozen=True)
+class Left:
+    """What a notifier stopped by a reload leaves to the next: the failures the next
+    ping must say, and the messages no channel took yet."""
+
+    failed: tuple[str, ...] = ()
+    messages: tuple[Message, ...] = ()
+
+
 class Notifier:
-    def __init__(self, cfg: NotifyConfig, clock: Clock = SYSTEM) -> None:
-        """``clock``: what ``every`` and the pings' minute are measured with."""
+    def __init__(self, cfg: NotifyConfig, clock: Clock = SYSTEM, left: Left | None = None) -> None:
+        """``clock``: what ``every`` and the pings' minute are measured with; ``left``:
+        what the notifier before this one (a reload) had not told yet."""
         self.cfg = cfg
         self.clock = clock
         self.q: queue.Queue[Message | Ping | None] = queue.Queue(256)
@@ -161,6 +171,15 @@ class Notifier:
         self.lock = threading.Lock()
         self.failed: list[str] = []  # failures logged since the last ping (the first few)
         self.pinged: float | None = None  # when the last ping was queued
+        if left is not None:
+            self.failed.extend(left.failed[:10])
+            for message in left.messages:
+                self.send(message)
+
+    def left(self) -> Left:
+        """What this notifier (stopped) has not told: for the next one (a reload)."""
+        with self.lock:
+            return Left(tuple(self.failed), tuple(m for m, _, _ in self.retry.values()))
 
     def start(self) -> None:
         self.thread.start()

@@ -438,3 +438,33 @@ def test_a_server_that_answers_a_byte_at_a_time_does_not_hold_a_stop() -> None:
     done.set()
     listener.close()
     assert took < 8, took
+
+
+def test_a_reload_keeps_what_was_not_told_yet(pinger: Pinger, hook: Webhook) -> None:
+    """A reload builds a new notifier: the failures logged since the last ping, and a
+    message no channel took yet, go to the new one (the next ping said all was well)."""
+    clock = ManualClock()
+    hook.answers = [500, 500]  # the failure's message, then the lost photo's
+    cfg = NotifyConfig(desktop=False, heartbeat_url=pinger.url, webhook=hook.url)
+    old = Notifier(cfg, clock)
+    old.start()
+    assert old.heartbeat([])
+    old.on_event({"event": "ingest_failed", "source": "inbox", "path": "a.jpg", "error": "EIO"})
+    old.send(Message("lost", "photod: a photo has no good copy left", "IMG_1"))
+    import time
+
+    deadline = time.monotonic() + 10
+    while "lost" not in old.retry:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    old.stop()
+    new = Notifier(cfg, clock, left=old.left())
+    new.start()
+    with capture_logs() as events:
+        try:
+            assert new.heartbeat([])
+            _delivered(new, {"lost", "failure"}, events)
+        finally:
+            new.stop()
+    assert ("POST", "/ping/5e5c1a2b/fail", b"ingest_failed inbox a.jpg: EIO") == pinger.got[-1]
+    assert "IMG_1" in [json.loads(body)["message"] for _, body in hook.got]
