@@ -35,6 +35,8 @@ from photod.models import Asset, ManifestEntry, VerifyMethod
 from photod.mounts import present
 from photod.targets.base import Writer
 
+DAY = 86400.0  # seconds between two reads of a kept copy on a remote, at least
+
 
 class CatchUp:
     def __init__(self, copier: Copier, source_roots: dict[str, Path]) -> None:
@@ -45,6 +47,7 @@ class CatchUp:
         self.targets = copier.targets
         self.stop = copier.stop
         self.source_roots = source_roots
+        self._kept_read: dict[tuple[str, str], float] = {}  # (asset, target) -> last read
 
     def replicate_pending(self, name: str, batch: int = 500) -> int:
         """Copy what a target is missing, oldest first, ``transfers`` at a time; returns
@@ -182,17 +185,28 @@ class CatchUp:
         """The key of a bad copy still on the target ('' when none); None when, read
         again whole, it holds the photo after all: it counts again (``replica_checked``)."""
         key = self.catalog.bad_copy_key(asset.sha256, name)
-        target = self.targets[name].target
-        if not key or target.size(key) is None:
+        state = self.targets[name]
+        if not key or state.target.size(key) is None:
             return ""
+        # A remote's copy is downloaded again once a day at most, and counted as egress.
+        if (
+            state.queued
+            and time.monotonic() - self._kept_read.get((asset.sha256, name), -DAY) < DAY
+        ):
+            return key
+        self._kept_read[(asset.sha256, name)] = time.monotonic()
         try:
-            with target.open(key) as f:
+            with state.target.open(key) as f:
                 whole = hash_stream(f, lambda n: None, self.copier.stop) == asset.sha256
         except (OSError, PhotodError):
             return key
+        if state.queued:
+            self.catalog.add_egress(name, month(), asset.size)
         if not whole:
             return key
-        self.catalog.add_replica(asset.sha256, name, key, asset.size, VerifyMethod.EXISTING)
+        owner = self.catalog.listed_by_other(name, key, asset.sha256) or ""  # theirs, then
+        self.catalog.add_replica(asset.sha256, name, key, asset.size, VerifyMethod.EXISTING,
+                                 owner=owner)  # fmt: skip
         log.info("replica_checked", asset=asset.sha256, target=name, path=key,
                  method="readback", detail="the copy kept in place reads whole again")  # fmt: skip
         return None

@@ -183,6 +183,11 @@ class TargetUnavailable(PhotodError):
         super().__init__(f"target {target!r} unavailable: {reason}")
 
 
+class ObjectArchived(TargetUnavailable):
+    """One object the server keeps archived (S3's Glacier classes: InvalidObjectState):
+    the target answers; that object cannot be read until it is restored there."""
+
+
 class SameDrive(TargetUnavailable):
     """A target found where another configured target is (a copy of its drive, the same
     folder reached twice): one drive is one copy, so it is not used until it is told

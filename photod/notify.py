@@ -9,8 +9,8 @@ round finished for ``stale_after``).  Messages go out from one thread, so a slow
 server never holds up a copy; each kind at most once per ``[notify] every``, counted
 from a message that reached a channel.  A message no channel took (each failure logged,
 ``notify_failed``) is tried again later (a minute, doubling to an hour), not dropped
-with its kind muted.  A redirect of a POST is a failure, never followed: urllib would
-turn it into an empty GET (and a heartbeat's "/fail" into "all is well").
+with its kind muted.  A redirect of a POST is followed with the POST and its body
+(urllib would send an empty GET: a heartbeat's "/fail" would read as "all is well").
 
 Channels: the desktop (org.freedesktop.Notifications over the session D-Bus, through
 ``network``; osascript on macOS), a webhook (JSON that Gotify and Slack take, or ntfy's
@@ -26,6 +26,7 @@ found.  At most one ping a minute (``HEARTBEAT_EVERY``), whatever the rounds.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import queue
@@ -34,7 +35,6 @@ import subprocess
 import sys
 import threading
 import unicodedata
-import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -155,6 +155,7 @@ class Left:
 
     failed: tuple[str, ...] = ()
     messages: tuple[Message, ...] = ()
+    told: tuple[tuple[str, float], ...] = ()  # (kind, when it last went out)
 
 
 class Notifier:
@@ -171,15 +172,36 @@ class Notifier:
         self.lock = threading.Lock()
         self.failed: list[str] = []  # failures logged since the last ping (the first few)
         self.pinged: float | None = None  # when the last ping was queued
+        self.stopping = threading.Event()  # from then on nothing more is sent
         if left is not None:
             self.failed.extend(left.failed[:10])
+            self.last.update(left.told)
             for message in left.messages:
                 self.send(message)
 
     def left(self) -> Left:
         """What this notifier (stopped) has not told: for the next one (a reload)."""
+        queued = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                item = self.q.get_nowait()
+                if isinstance(item, Message):
+                    queued.append(item)
+        if self.stopping.is_set():
+            self.q.put_nowait(None)  # (a thread still sending ends after it)
         with self.lock:
-            return Left(tuple(self.failed), tuple(m for m, _, _ in self.retry.values()))
+            kept = [m for m, _, _ in self.retry.values()]
+            return Left(tuple(self.failed), tuple(kept + queued), tuple(self.last.items()))
+
+    def told_at(self, kind: str) -> float | None:
+        """When a message of this kind last went out (on the notifier's clock)."""
+        with self.lock:
+            return self.last.get(kind)
+
+    def forget(self, kind: str) -> None:
+        """What was told of this kind is over (a drive back): the next is said at once."""
+        with self.lock:
+            self.last.pop(kind, None)
 
     def start(self) -> None:
         self.thread.start()
@@ -187,7 +209,9 @@ class Notifier:
     def stop(self) -> None:
         """Let what is queued go out for a few seconds at most: a server that answers a
         byte at a time must not hold a stop past systemd's ``TimeoutStopSec`` (30 s),
-        which would kill the daemon mid-step (the thread is a daemon: it ends with it)."""
+        which would kill the daemon mid-step (the thread is a daemon: it ends with it).
+        What is not sent by then stays for ``left`` (a reload's next notifier)."""
+        self.stopping.set()
         try:
             self.q.put(None, timeout=STOP_WAIT)
         except queue.Full:
@@ -267,6 +291,8 @@ class Notifier:
                 self._ping(item)
             elif isinstance(item, Message):
                 self._deliver(item, RETRY_FIRST)
+            if self.stopping.is_set():
+                continue  # (the None that ends the loop is next)
             now = self.clock.monotonic()
             with self.lock:
                 due_now = [(m, w) for m, at, w in self.retry.values() if at <= now]
@@ -279,6 +305,10 @@ class Notifier:
         channels = self._channels()
         took = not channels
         for channel, send in channels:
+            if self.stopping.is_set() and not took:  # kept for the next notifier
+                with self.lock:
+                    self.retry[message.kind] = (message, self.clock.monotonic(), wait)
+                return
             try:
                 send(message)
             except Exception as exc:  # a channel that fails must not stop the others
@@ -364,20 +394,20 @@ class Notifier:
             smtp.send_message(mail)
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect of a message's POST is an error to fix in the config, never
-    followed: urllib turns it into a GET without its body (a message lost, a "/fail"
-    ping read as "all is well").  A GET's (a healthy ping, http to https) is followed."""
+class _KeepPost(urllib.request.HTTPRedirectHandler):
+    """A redirect of a POST (a message, a "/fail" ping) is followed with the POST and
+    its body: urllib would send an empty GET instead (a message lost, a "/fail" read
+    as "all is well", so that a URL behind http-to-https could never go red)."""
 
     def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
                          newurl: str) -> Any:  # fmt: skip
         if req.data is None:
             return super().redirect_request(req, fp, code, msg, headers, newurl)
-        raise urllib.error.HTTPError(req.full_url, code, f"redirected ({code}): photod does "
-                                     "not follow redirects; set the URL it points to", headers, fp)  # fmt: skip
+        return urllib.request.Request(newurl, data=req.data, headers=dict(req.headers),
+                                      method=req.get_method())  # fmt: skip
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+_OPENER = urllib.request.build_opener(_KeepPost)
 
 
 def _text(body: str) -> str:

@@ -56,9 +56,6 @@ class Reminders:
         # which stands still while the computer sleeps.
         self._round_at = clock.monotonic()
         self._stalled = False  # `rounds_stopped` was said (and not yet `rounds_resumed`)
-        # A drive in a drawer is said once a day (or once per `every`, if longer), not
-        # every hour for ever: reminders that come too often get turned off.
-        self._away_told: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def round_done(self) -> None:
@@ -94,10 +91,16 @@ class Reminders:
         from photod.notify import Message  # smtplib and friends: only once there is one
 
         now = datetime.fromtimestamp(self.clock.time(), UTC)
+        # A drive in a drawer is said once a day (`every` still bounds it), not every
+        # hour for ever: reminders that come too often get turned off.  Its next
+        # absence, once it was back, is said at once.
         at = self.clock.monotonic()
+        for t in self.targets_cfg:
+            if self.targets[t.name].available:
+                self.notifier.forget(f"away:{t.name}")
         for key, title, body in self._targets_away(now):
-            if at - self._away_told.get(key, -AWAY_EVERY) >= AWAY_EVERY:
-                self._away_told[key] = at
+            told = self.notifier.told_at(key)
+            if told is None or at - told >= AWAY_EVERY:
                 self.notifier.send(Message(key, title, body))
         self._stale()
         # The policy look groups every asset: a grace of a day needs it every few

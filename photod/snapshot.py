@@ -38,7 +38,14 @@ from pathlib import Path
 from photod import failpoints, instance
 from photod.catalog import Catalog, check_file
 from photod.durable import fsync_dir
-from photod.errors import CatalogDamaged, PhotodError, Stopping, TargetUnavailable, Undecryptable
+from photod.errors import (
+    CatalogDamaged,
+    ObjectArchived,
+    PhotodError,
+    Stopping,
+    TargetUnavailable,
+    Undecryptable,
+)
 from photod.fleet import TargetState
 from photod.ledgers import adopt_object
 from photod.logs import log
@@ -227,7 +234,8 @@ def rebuild(
                 # while it answers is skipped, said.  The target gone, or several in a
                 # row (every read failing while its marker still reads), stops the
                 # rebuild (the old catalog stays): never an outage taken for its files.
-                unread += 1
+                # (archived objects come in runs, a year at a time: each is said)
+                unread += not isinstance(exc, ObjectArchived)
                 if unread >= UNREAD_IN_A_ROW:
                     raise PhotodError(
                         f"{name!r} failed during the rebuild: {unread} files in a row could "

@@ -277,27 +277,20 @@ def test_a_message_no_channel_took_is_sent_again_later(hook: Webhook) -> None:
     assert ["12 new", "IMG_2"] == bodies
 
 
-def test_a_redirect_is_a_failure_never_a_lost_message(hook: Webhook) -> None:
+def test_a_redirected_message_is_sent_again_with_its_text(hook: Webhook) -> None:
     """A webhook URL that redirects (http to https, a moved endpoint): urllib would
-    follow a 302 with a GET without the body and call it sent.  It is `notify_failed`,
-    saying to set the URL it points to; nothing is sent to the other place."""
+    follow a 302 with a GET without the body and call it sent.  The POST goes again,
+    with its text, where it was sent."""
     hook.answers = [302]
     n = _hooked(hook, ManualClock())
     with capture_logs() as events:
         try:
             n.send(Message("lost", "t", "IMG_1"))
-            import time
-
-            deadline = time.monotonic() + 10
-            while not any(e["event"] == "notify_failed" for e in events):
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+            _delivered(n, {"lost"}, events)
         finally:
             n.stop()
-    [failed] = [e for e in events if e["event"] == "notify_failed"]
-    assert "redirected (302)" in failed["error"]
-    assert [("POST", "/photod")] == hook.requests
-    assert [] == [e for e in events if e["event"] == "notification_sent"]
+    assert [("POST", "/photod"), ("POST", "/elsewhere")] == hook.requests
+    assert ["IMG_1"] == [json.loads(body)["message"] for _, body in hook.got]
 
 
 def test_ntfy_titles_beyond_latin1_and_slack_markup_in_names(hook: Webhook) -> None:
@@ -329,9 +322,12 @@ def test_ntfy_titles_beyond_latin1_and_slack_markup_in_names(hook: Webhook) -> N
     assert "<!channel>" not in text and "&lt;!channel&gt;" in text
 
 
-def test_a_healthy_ping_follows_a_redirect(hook: Webhook) -> None:
-    """A heartbeat URL behind a redirect (http to https on a reverse proxy) keeps
-    working for its GET, as urllib always did; only a POST's redirect is refused."""
+def test_a_heartbeat_behind_a_redirect_still_goes_red(hook: Webhook) -> None:
+    """A heartbeat URL behind a redirect (http to https on a reverse proxy): the
+    healthy GET follows it, and so does the "/fail" POST, with its body (refused, the
+    check could never go red; turned into a GET by urllib, it read as all is well)."""
+    import time
+
     hook.answers = [302]
     clock = ManualClock()
     n = Notifier(NotifyConfig(desktop=False, heartbeat_url=hook.url), clock)
@@ -339,10 +335,19 @@ def test_a_healthy_ping_follows_a_redirect(hook: Webhook) -> None:
     with capture_logs() as events:
         try:
             assert n.heartbeat([])
+            deadline = time.monotonic() + 10
+            while not events:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            hook.answers = [302]
+            clock.advance(60)
+            assert n.heartbeat(["1 photo with no good copy left"])
         finally:
             n.stop()
-    assert ["heartbeat_sent"] == [e["event"] for e in events]
-    assert [("GET", "/photod"), ("GET", "/elsewhere")] == hook.requests
+    assert ["heartbeat_sent"] * 2 == [e["event"] for e in events]
+    assert [("GET", "/photod"), ("GET", "/elsewhere"), ("POST", "/photod/fail"),
+            ("POST", "/elsewhere")] == hook.requests  # fmt: skip
+    assert b"1 photo with no good copy left" == hook.got[-1][1]
 
 
 def test_the_message_retried_is_the_newest_of_its_kind(hook: Webhook) -> None:
@@ -373,7 +378,8 @@ def test_the_message_retried_is_the_newest_of_its_kind(hook: Webhook) -> None:
 def test_a_drive_in_a_drawer_is_said_once_a_day(tmp_path: Path) -> None:
     """A drive away longer than its `expect_every` is said when that passes, then once
     a day while it lasts: not every hour for ever (72 messages in three days made
-    people turn the notifications off)."""
+    people turn the notifications off).  A reload does not say it again at once; once
+    the drive was back, its next absence is said when `expect_every` passes again."""
     from photod import config
     from photod.catalog import Catalog
     from photod.fleet import build_targets
@@ -386,28 +392,30 @@ def test_a_drive_in_a_drawer_is_said_once_a_day(tmp_path: Path) -> None:
     )
     cfg = config.parse(text, tmp_path / "photod.toml")
     clock = ManualClock(wall=1_900_000_000.0)  # later than the real clock: away since it
-    n = Notifier(cfg.notify, clock)
-    r = Reminders(
-        cfg, Catalog(tmp_path / "c.sqlite"), build_targets(cfg.targets_settings()), n, clock
-    )
+    catalog = Catalog(tmp_path / "c.sqlite")
+
+    def build(left: Any = None) -> tuple[Reminders, Notifier]:
+        n = Notifier(cfg.notify, clock, left)
+        return Reminders(cfg, catalog, build_targets(cfg.targets_settings()), n, clock), n
+
+    r, n = build()
     told = []
     for hour in range(72):
         clock.advance(3600)
+        if hour == 30:  # a reload
+            r, n = build(n.left())
         r.remind()
         while not n.q.empty():
             m = n.q.get_nowait()
-            if isinstance(m, Message) and m.kind == "away:t7":
-                told.append(hour)
-        n.waiting.clear()  # as if each had gone out
-        n.last.clear()
+            if isinstance(m, Message):  # as the notifier's thread would: it went out
+                n.last[m.kind], _ = clock.monotonic(), n.waiting.discard(m.kind)
+                told.append(hour) if m.kind == "away:t7" else None
     assert [0, 24, 48] == told
 
 
-def test_a_server_that_answers_a_byte_at_a_time_does_not_hold_a_stop() -> None:
-    """A webhook that answers one byte every second never trips a read timeout: the
-    notifier's stop gave it 30 s, as long as systemd's TimeoutStopSec, and the daemon
-    was killed mid-step.  A stop now waits for the messages in flight a few seconds at
-    most."""
+@pytest.fixture
+def dripping() -> Iterator[str]:
+    """The URL of a webhook that answers one byte a second: never a read timeout."""
     import socket
     import threading
     import time
@@ -416,28 +424,44 @@ def test_a_server_that_answers_a_byte_at_a_time_does_not_hold_a_stop() -> None:
     done = threading.Event()
 
     def drip() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.recv(65536)
-            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100:
-                if done.is_set():
-                    return
-                with contextlib.suppress(OSError):
-                    conn.sendall(bytes([byte]))
-                time.sleep(1)
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100:
+                    if done.is_set():
+                        return
+                    with contextlib.suppress(OSError):
+                        conn.sendall(bytes([byte]))
+                    time.sleep(1)
 
     threading.Thread(target=drip, daemon=True).start()
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
-    n = Notifier(NotifyConfig(desktop=False, webhook=url), ManualClock())
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    done.set()
+    listener.close()
+
+
+def test_a_server_that_answers_a_byte_at_a_time_does_not_hold_a_stop(dripping: str) -> None:
+    """A webhook that answers one byte every second never trips a read timeout: the
+    notifier's stop gave it 30 s, as long as systemd's TimeoutStopSec, and the daemon
+    was killed mid-step.  A stop now waits for the messages in flight a few seconds at
+    most; what it did not send is left for a reload's next notifier, never sent after
+    the stop with the old settings."""
+    import time
+
+    n = Notifier(NotifyConfig(desktop=False, webhook=dripping), ManualClock())
     n.start()
     n.send(Message("lost", "t", "IMG_1"))
     time.sleep(1)  # it is sending
+    n.send(Message("import", "t", "12 new"))  # queued behind it
     started = time.monotonic()
     n.stop()
     took = time.monotonic() - started
-    done.set()
-    listener.close()
     assert took < 8, took
+    assert "12 new" in [m.body for m in n.left().messages]
 
 
 def test_a_reload_keeps_what_was_not_told_yet(pinger: Pinger, hook: Webhook) -> None:

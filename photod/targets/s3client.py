@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.handlers import add_expect_header
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from photod.errors import KeyExists, PhotodError, TargetUnavailable
+from photod.errors import KeyExists, ObjectArchived, PhotodError, TargetUnavailable
 
 THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
              "TooManyRequests", "ServiceUnavailable", "RequestTimeTooSkewed"}  # fmt: skip
@@ -119,7 +119,7 @@ def mapped(exc: Exception, name: str, bucket: str, where: str, endpoint: str | N
                 name, f"throttled by the server (HTTP {status} {code}); retrying later"
             )
         if code == "InvalidObjectState":  # 403 too: not the credentials
-            return TargetUnavailable(
+            return ObjectArchived(
                 name,
                 "the object is archived (Glacier or Deep Archive): restore it on the "
                 "server to read it",
