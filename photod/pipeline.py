@@ -175,8 +175,8 @@ class Pipeline:
         return not self.paused() and bool(self.fleet.available())
 
     def _import_waits(self) -> float:
-        """How long the oldest file on its way in has waited (0 while paused: a pause
-        holds imports on purpose)."""
+        """How long the imports have not moved while files wait (0 while paused: a
+        pause holds imports on purpose)."""
         return 0.0 if self.paused() else self.intake.waiting_for()
 
     def paused(self) -> bool:

@@ -40,7 +40,7 @@ class Reminders:
         import_waits: Callable[[], float] = lambda: 0.0,
     ) -> None:
         """``cfg``: the targets' ``expect_every``, the policy and ``[notify] grace``;
-        ``import_waits``: how long the oldest file on its way in has waited."""
+        ``import_waits``: how long the imports have not moved while files wait."""
         self.targets_cfg = cfg.targets
         self.grace = cfg.notify.grace
         self.rule, self.infos = cfg.policy.rule(), cfg.target_infos()
@@ -83,8 +83,8 @@ class Reminders:
         # A round ends once the scan has handed its files over: an import that hangs
         # would leave every round healthy while nothing new is backed up.
         if (waited := self.import_waits()) > self.grace:
-            found.append(f"a file has waited {_span(waited)} to be imported: an import is "
-                         "stuck (`photod status`, `photod logs --failures`)")  # fmt: skip
+            found.append(f"no import has moved for {_span(waited)} while files wait: an "
+                         "import is stuck (`photod status`, `photod logs --failures`)")  # fmt: skip
         return found
 
     def remind(self) -> None:

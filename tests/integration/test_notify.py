@@ -236,7 +236,7 @@ def test_an_import_that_hangs_fails_the_heartbeat(setup: Setup, samples: Path) -
         sent = p.wait_event("heartbeat_sent", outcome="fail", timeout=90)
         assert [] == p.events("replica_written")
         [problem] = sent[0]["problems"]
-        assert problem.startswith("a file has waited ") and "an import is stuck" in problem
+        assert problem.startswith("no import has moved for ") and "an import is stuck" in problem
     finally:
         p.stop(signal.SIGKILL)  # (its worker sleeps for ten minutes)
         pinger.close()
