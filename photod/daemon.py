@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import resource
 import signal
 import socket
 import threading
@@ -36,6 +37,7 @@ from photod.targets.records import Installation
 from photod.throttle import few_arenas, give_back_memory, lower_priority
 
 HOLD_LOOK = 5.0  # seconds between looks while the catalog cannot be acted on
+FILES_MAX = 65536  # open files the daemon asks for, at most (its hard limit allowing)
 
 
 def sd_notify(message: str) -> None:
@@ -57,6 +59,12 @@ def _set_up_process(cfg: Config) -> StateLock:
     their owner reads, and a low priority: all before any thread starts, since every
     thread inherits them."""
     private.go_private()  # before anything is written: the state is private
+    # systemd's soft limit of 1,024 open files is few for a daemon that others can make
+    # hold sockets (the dashboard's port): as many as the hard limit allows, up to 64 Ki.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = FILES_MAX if hard == resource.RLIM_INFINITY else min(hard, FILES_MAX)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     logs.setup(
         cfg.log_dir, console=True, max_bytes=cfg.daemon.log_max_size, keep=cfg.daemon.log_keep
     )

@@ -16,6 +16,7 @@ import re
 import stat
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping, MutableMapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -168,6 +169,32 @@ def setup(
     # boto3 says "Found credentials in shared credentials file" at every S3 probe.
     logging.getLogger("botocore").setLevel(logging.WARNING)
     logging.getLogger("boto3").setLevel(logging.WARNING)
+    # Anyone on this computer can send the dashboard's port junk ("Invalid HTTP request
+    # received") or exhaust it ("Exceeded concurrency limit"), each a line: a flood
+    # rotated the whole event log away in seconds, photod's own history with it.
+    for name in ("uvicorn.error", "asyncio"):
+        logging.getLogger(name).addFilter(_Sparse())
+
+
+class _Sparse:
+    """A library's message at most once a minute (each kind: its text before any
+    arguments), however often it comes."""
+
+    EVERY = 60.0
+
+    def __init__(self) -> None:
+        self.said: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def filter(self, record: Any) -> bool:
+        now = time.monotonic()
+        with self.lock:
+            if now - self.said.get(str(record.msg), -self.EVERY) < self.EVERY:
+                return False
+            if len(self.said) > 1000:  # (texts with values in them: bounded)
+                self.said.clear()
+            self.said[str(record.msg)] = now
+        return True
 
 
 def _file_handler(path: Path, max_bytes: int, keep: int) -> Any:

@@ -15,6 +15,11 @@ from datetime import datetime
 from photod.errors import UnsafeName
 from photod.models import Kind
 
+# A progressive JPEG cannot be decoded at a smaller scale: libjpeg keeps every
+# coefficient of it (a 3 MB file of 13,000 x 13,000 pixels took 1-1.5 GB).  Past this
+# many pixels one is neither decoded nor thumbnailed.  (Cameras write baseline JPEGs.)
+PROGRESSIVE_MAX = 25_000_000
+
 EXTENSIONS: dict[str, Kind] = {}
 for _kind, _exts in {
     Kind.PHOTO: "jpg jpeg jpe heic heif hif avif png gif webp tif tiff bmp jxl",

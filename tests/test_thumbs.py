@@ -321,3 +321,47 @@ def test_a_source_beneath_a_root_is_read_through_no_link(
     assert thumbs.get(sha(1), [(root, "trip/a.jpg")]) is None
     assert thumbs.get(sha(2), [(root, "../private/a.jpg")]) is None
     assert (100, 68) == size_of(thumbs.get(sha(3), [(root, "2024/a.jpg")]))
+
+
+def test_a_playlist_posing_as_a_video_shows_nothing_else(
+    tmp_path: Path, thumbs: Thumbnails
+) -> None:
+    """A watch folder's "video" that is an HLS playlist naming another file: ffmpeg
+    followed it and the thumbnail showed any video the daemon's user can read.  Only
+    video containers are opened now: no thumbnail."""
+    secret = tmp_path / "elsewhere" / "secret.mp4"
+    secret.parent.mkdir()
+    subprocess.run([ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=1",
+                    "-t", "1", "-f", "mp4", str(secret)], check=True, timeout=60)  # fmt: skip
+    playlist = tmp_path / "other.mp4"
+    playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\nfile://{secret}\n"
+                        "#EXT-X-ENDLIST\n")  # fmt: skip
+    assert thumbs.get(sha(1), [playlist]) is None
+    assert (256, 192) == size_of(thumbs.get(sha(2), [secret]))  # a real video still is
+
+
+def test_a_large_progressive_jpeg_is_neither_thumbnailed_nor_decoded(tmp_path: Path) -> None:
+    """A progressive JPEG is not decoded at a smaller scale: libjpeg keeps every
+    coefficient (a 3 MB file of 13,000 x 13,000 pixels took 1-2 GB, enough for the OOM
+    killer on a small NAS).  Past 25 megapixels it gets no thumbnail and no decode
+    check (it is backed up as it is); the memory of both, measured in a child
+    process (its high-water mark: ``ru_maxrss`` keeps its parent's across exec),
+    stays small."""
+    big = tmp_path / "big.jpg"
+    Image.new("RGB", (6000, 4400), (200, 40, 40)).save(big, "JPEG", progressive=True,
+                                                      subsampling=0)  # fmt: skip
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from photod.probe import probe_file\n"
+        "from photod.thumbs import Thumbnails\n"
+        "p = Path(sys.argv[1])\n"
+        "t = Thumbnails(p.parent / 'thumbs').get('a' * 64, [p])\n"
+        "probe_file(str(p), p.name, 0.0, 'full')\n"
+        "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+        "print(t is None, int(peak.split()[1]) // 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(big)], capture_output=True,
+                         text=True, check=True, timeout=120).stdout.split()  # fmt: skip
+    assert "True" == out[0]
+    assert int(out[1]) < 120, f"peak {out[1]} MB"

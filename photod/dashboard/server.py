@@ -114,9 +114,7 @@ class DashboardServer:
         site = Site(self.config, self.live, thumbs, Restores(self.stop_event))
         config = uvicorn.Config(
             build(site, keys, hosts), log_config=None, access_log=False,
-            lifespan="off", date_header=False, ws="none",
-            # Connections held open without a request (another user may try) are
-            # bounded: the daemon's descriptors are not the dashboard's to spend.
+            lifespan="off", date_header=False, ws="none", http=_guarded(),
             limit_concurrency=64, server_header=False, proxy_headers=False,
         )  # fmt: skip
         config.load()
@@ -146,3 +144,29 @@ class DashboardServer:
     def serving(self) -> bool:
         """It listens (False when its address could not be taken, or it failed)."""
         return self._thread is not None and self._thread.is_alive()
+
+
+CONNECTIONS_MAX = 64  # connections open at once; more are closed as they come
+
+
+def _guarded() -> type:
+    """uvicorn's HTTP protocol, bounded: another local user can open connections to
+    the port without a session, and each holds one of the daemon's descriptors (1,100
+    idle ones took them all: copies failed with "Too many open files").  A connection
+    past ``CONNECTIONS_MAX`` is closed at once, and one that sends no request within
+    ``timeout_keep_alive`` (5 s) is closed as an idle kept-alive one is.  (uvicorn's
+    ``limit_concurrency`` only answers 503 to requests, and a connection that sends
+    nothing waits for ever.)"""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Guarded(H11Protocol):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > CONNECTIONS_MAX:
+                transport.close()
+                return
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+    return Guarded

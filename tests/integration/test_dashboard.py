@@ -477,3 +477,43 @@ def test_a_dashboard_that_failed_takes_no_reload_or_stop_down(setup: Setup) -> N
     assert session(base_url(p), login(p))
     assert 0 == p.stop()
     assert "Traceback" not in p.output.read_text()
+
+
+def test_connections_without_a_session_cannot_starve_the_daemon(
+    setup: Setup, samples: Path
+) -> None:
+    """Another local user, without a session, opens more connections to the port than
+    the dashboard keeps (idle ones took every descriptor the daemon had: copies failed
+    with "Too many open files") and sends junk on others (each a warning line: a flood
+    rotated the event log away).  Those past the cap are closed at once, idle ones
+    within seconds; the junk is one line a minute; a photo still backs up meanwhile."""
+    import socket
+    import time
+
+    p, _, _ = start(setup, samples)
+    port = int(base_url(p).rsplit(":", 1)[1])
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(200)]
+    for _ in range(50):
+        with socket.create_connection(("127.0.0.1", port)) as junk:
+            junk.sendall(b"\x16\x03\x01 not http at all\r\n\r\n")
+    new = (samples / "jpg_gps_DSCN0010.jpg").read_bytes() + b"taken during the flood"
+    (setup.home / "during.jpg").write_bytes(new)
+    (setup.home / "during.jpg").rename(setup.inbox / "during.jpg")
+    p.wait_event("replica_written", target="library", path="2008/2008-10-22/during.jpg")
+    time.sleep(7)  # past the idle timeout (5 s)
+
+    def closed(s: socket.socket) -> bool:
+        s.settimeout(0.5)
+        try:
+            return s.recv(1) == b""
+        except TimeoutError:
+            return False  # still held open
+        except OSError:
+            return True  # reset
+        finally:
+            s.close()
+
+    assert 200 == sum(closed(s) for s in held)
+    invalid = [e for e in p.events() if "Invalid HTTP request" in str(e.get("event"))]
+    assert len(invalid) <= 1, len(invalid)
+    assert 0 == p.stop()
