@@ -6,6 +6,7 @@ reloads the config (a bad new config is reported and the old one kept).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import resource
@@ -63,8 +64,11 @@ def _set_up_process(cfg: Config) -> StateLock:
     # hold sockets (the dashboard's port): as many as the hard limit allows, up to 64 Ki.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = FILES_MAX if hard == resource.RLIM_INFINITY else min(hard, FILES_MAX)
-    if soft != resource.RLIM_INFINITY and soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    for ask in (want, 10240):  # (macOS refuses more than kern.maxfilesperproc)
+        if soft != resource.RLIM_INFINITY and soft < ask:
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (ask, hard))
+                break
     logs.setup(
         cfg.log_dir, console=True, max_bytes=cfg.daemon.log_max_size, keep=cfg.daemon.log_keep
     )

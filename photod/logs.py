@@ -17,6 +17,7 @@ import stat
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, MutableMapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -177,23 +178,28 @@ def setup(
 
 
 class _Sparse:
-    """A library's message at most once a minute (each kind: its text before any
-    arguments), however often it comes."""
+    """A library's message at most once a minute for each kind (its logger, level,
+    text before any arguments, and the exception it carries), however often it comes:
+    a second, different crash is still said at once."""
 
     EVERY = 60.0
+    KINDS = 256  # kinds remembered; the oldest are forgotten first
 
     def __init__(self) -> None:
-        self.said: dict[str, float] = {}
+        self.said: OrderedDict[tuple[str, int, str, str], float] = OrderedDict()
         self.lock = threading.Lock()
 
     def filter(self, record: Any) -> bool:
+        exc = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else ""
+        kind = (record.name, record.levelno, str(record.msg), exc)
         now = time.monotonic()
         with self.lock:
-            if now - self.said.get(str(record.msg), -self.EVERY) < self.EVERY:
+            if now - self.said.get(kind, -self.EVERY) < self.EVERY:
                 return False
-            if len(self.said) > 1000:  # (texts with values in them: bounded)
-                self.said.clear()
-            self.said[str(record.msg)] = now
+            self.said[kind] = now
+            self.said.move_to_end(kind)
+            if len(self.said) > self.KINDS:
+                self.said.popitem(last=False)
         return True
 
 

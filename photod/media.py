@@ -11,6 +11,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from typing import IO
 
 from photod.errors import UnsafeName
 from photod.models import Kind
@@ -19,6 +20,43 @@ from photod.models import Kind
 # coefficient of it (a 3 MB file of 13,000 x 13,000 pixels took 1-1.5 GB).  Past this
 # many pixels one is neither decoded nor thumbnailed.  (Cameras write baseline JPEGs.)
 PROGRESSIVE_MAX = 25_000_000
+_PROGRESSIVE = {0xC2, 0xC6, 0xCA, 0xCE}  # the SOF markers of progressive JPEGs
+_SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # (C4, C8, CC: tables, reserved)
+
+
+def decoded_whole(f: IO[bytes]) -> bool:
+    """Whether libjpeg must keep every coefficient of this JPEG to decode it, at any
+    scale (``PROGRESSIVE_MAX``): progressive, or its components in scans of their own
+    (the first scan names fewer than the frame; Pillow flags only progressive ones).
+    Reads the markers up to the first scan; the file's position is kept."""
+    start = f.tell()
+    try:
+        f.seek(0)
+        if f.read(2) != b"\xff\xd8":
+            return False
+        components = 0
+        for _ in range(256):  # the segments before the first scan (junk: a bound)
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0xFF:
+                return False
+            if head[1] == 0xFF:  # a fill byte before the marker
+                f.seek(-3, 1)
+                continue
+            marker, length = head[1], int.from_bytes(head[2:4], "big")
+            if length < 2:
+                return False
+            if marker == 0xDA:  # the first scan: how many components it holds
+                named = f.read(1)
+                return bool(named) and named[0] < components
+            body = f.read(length - 2)
+            if marker in _SOF:
+                if marker in _PROGRESSIVE:
+                    return True
+                components = body[5] if len(body) > 5 else 0
+        return False
+    finally:
+        f.seek(start)
+
 
 EXTENSIONS: dict[str, Kind] = {}
 for _kind, _exts in {

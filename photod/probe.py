@@ -12,7 +12,7 @@ from PIL import Image
 
 from photod import exif
 from photod.isobmff import boxes, file_end, truncated_box
-from photod.media import PROGRESSIVE_MAX, kind_from_name
+from photod.media import PROGRESSIVE_MAX, decoded_whole, kind_from_name
 from photod.models import Kind, Probe
 
 HEAD_BYTES = 512
@@ -193,10 +193,10 @@ def _look(f: BinaryIO, fmt: str, decode: str) -> tuple[datetime | None, str]:
         return None, (f"{type(exc).__name__}: {exc}" if load else problem)
     with im:
         failed = False
-        if load and fmt == "jpeg" and im.info.get("progressive"):
-            # Not drafted: libjpeg keeps every coefficient (1.5 GB for a 3 MB file of
-            # 13,000 x 13,000 pixels); past this size it is backed up unchecked.
-            load = im.width * im.height <= PROGRESSIVE_MAX
+        if load and fmt == "jpeg" and im.width * im.height > PROGRESSIVE_MAX:
+            # One libjpeg keeps whole (1.5 GB for a 3 MB file of 13,000 x 13,000
+            # pixels) is, past this size, backed up unchecked.
+            load = not decoded_whole(f)
         if load:
             try:
                 if decode == "fast" and fmt == "jpeg":

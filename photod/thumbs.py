@@ -28,7 +28,7 @@ from typing import IO
 
 from photod.isobmff import is_isobmff, truncated_box
 from photod.logs import log
-from photod.media import EXTENSIONS, PROGRESSIVE_MAX
+from photod.media import EXTENSIONS, PROGRESSIVE_MAX, decoded_whole
 from photod.models import Kind
 from photod.safeopen import LinkRefused, open_beneath, open_root
 
@@ -38,7 +38,7 @@ MAX_PIXELS = 200_000_000  # larger than any camera's photo; a bomb's header clai
 # What is decoded in full (no JPEG draft): 50 megapixels is 200 MB as RGBA, and a 48 MP
 # phone photo still fits.
 FULL_DECODE_MAX = 50_000_000
-VIDEO_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts"  # ffmpeg's demuxers
+VIDEO_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,asf"  # ffmpeg demuxers
 # Decodes at once, whatever the number of threads asking: a page of hostile images
 # must not take the daemon's memory.
 _DECODING = threading.BoundedSemaphore(2)
@@ -258,7 +258,7 @@ def _thumbnail(f: IO[bytes], edge: int) -> bytes | None:
         pixels = im.width * im.height
         if pixels > MAX_PIXELS or (im.format != "JPEG" and pixels > FULL_DECODE_MAX):
             return None
-        if im.format == "JPEG" and im.info.get("progressive") and pixels > PROGRESSIVE_MAX:
+        if im.format == "JPEG" and pixels > PROGRESSIVE_MAX and decoded_whole(f):
             return None
         im.draft("RGB", (edge, edge))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
         im.thumbnail((edge, edge))

@@ -365,3 +365,48 @@ def test_a_large_progressive_jpeg_is_neither_thumbnailed_nor_decoded(tmp_path: P
                          text=True, check=True, timeout=120).stdout.split()  # fmt: skip
     assert "True" == out[0]
     assert int(out[1]) < 120, f"peak {out[1]} MB"
+
+
+@pytest.mark.parametrize(
+    ("name", "container"),
+    [("a.mkv", "matroska"), ("a.avi", "avi"), ("a.mts", "mpegts"), ("a.mpg", "mpeg"),
+     ("a.wmv", "asf"), ("a.3gp", "3gp"), ("a.webm", "webm")],
+)  # fmt: skip
+def test_every_video_container_photod_imports_gets_its_frame(
+    tmp_path: Path, thumbs: Thumbnails, name: str, container: str
+) -> None:
+    """The containers ffmpeg may open for a thumbnail are those of the videos photod
+    imports: each still gives its first frame."""
+    video = tmp_path / name
+    codec = {"webm": ["-c:v", "libvpx"], "3gp": ["-c:v", "mpeg4"]}.get(container, [])
+    subprocess.run([ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
+                    "-t", "1", *codec, "-f", container, str(video)], check=True, timeout=60)  # fmt: skip
+    assert (256, 192) == size_of(thumbs.get(sha(1), [video]))
+
+
+def _jpeg_head(sof: int, frame: int, scan: int) -> bytes:
+    """The markers of a JPEG up to its first scan's component count."""
+    comps = b"".join(bytes([i + 1, 0x11, 0]) for i in range(frame))
+    sof_body = b"\x08\x27\x10\x27\x10" + bytes([frame]) + comps  # 10000 x 10000
+    return (b"\xff\xd8" + b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+            + bytes([0xFF, sof]) + (2 + len(sof_body)).to_bytes(2, "big") + sof_body
+            + b"\xff\xff\xda\x00\x08" + bytes([scan]) + b"\x01\x00\x00\x3f\x00")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("sof", "frame", "scan", "whole"),
+    [(0xC0, 3, 3, False),  # baseline, interleaved: decoded at 1/8 scale, a block at a time
+     (0xC0, 3, 1, True),  # baseline, one component a scan: libjpeg keeps it all
+     (0xC2, 3, 3, True),  # progressive
+     (0xC0, 1, 1, False)],  # greyscale
+)  # fmt: skip
+def test_which_jpegs_libjpeg_keeps_whole(sof: int, frame: int, scan: int, whole: bool) -> None:
+    """Not only a progressive JPEG is kept whole by libjpeg: a baseline one whose
+    components come in scans of their own is too (Pillow does not flag it; a 3.5 MB
+    file of 100 megapixels took 1 GB), so the size limit looks at the scans."""
+    from photod.media import decoded_whole
+
+    f = io.BytesIO(_jpeg_head(sof, frame, scan))
+    f.seek(7)
+    assert whole == decoded_whole(f)
+    assert 7 == f.tell()  # the position kept

@@ -115,7 +115,8 @@ class DashboardServer:
         config = uvicorn.Config(
             build(site, keys, hosts), log_config=None, access_log=False,
             lifespan="off", date_header=False, ws="none", http=_guarded(),
-            limit_concurrency=64, server_header=False, proxy_headers=False,
+            limit_concurrency=CONNECTIONS_MAX + 1, backlog=CONNECTIONS_MAX,
+            server_header=False, proxy_headers=False,
         )  # fmt: skip
         config.load()
         server = uvicorn.Server(config)
@@ -147,16 +148,18 @@ class DashboardServer:
 
 
 CONNECTIONS_MAX = 64  # connections open at once; more are closed as they come
+HEAD_WAIT = 10.0  # seconds a connection has to send a whole request head
 
 
 def _guarded() -> type:
     """uvicorn's HTTP protocol, bounded: another local user can open connections to
     the port without a session, and each holds one of the daemon's descriptors (1,100
     idle ones took them all: copies failed with "Too many open files").  A connection
-    past ``CONNECTIONS_MAX`` is closed at once, and one that sends no request within
-    ``timeout_keep_alive`` (5 s) is closed as an idle kept-alive one is.  (uvicorn's
-    ``limit_concurrency`` only answers 503 to requests, and a connection that sends
-    nothing waits for ever.)"""
+    past ``CONNECTIONS_MAX`` is closed at once, and one that has not sent a whole
+    request head within ``HEAD_WAIT`` (after it opened, or after its last answer) is
+    closed: a single byte no longer holds it for ever.  (uvicorn's
+    ``limit_concurrency`` only answers 503 to requests, and its keep-alive timer stops
+    at the first byte.)"""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class Guarded(H11Protocol):
@@ -165,8 +168,18 @@ def _guarded() -> type:
             if len(self.connections) > CONNECTIONS_MAX:
                 transport.close()
                 return
-            self.timeout_keep_alive_task = self.loop.call_later(
-                self.timeout_keep_alive, self.timeout_keep_alive_handler
-            )
+            self._head_by()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._head_by()
+
+        def _head_by(self) -> None:
+            self.loop.call_later(HEAD_WAIT, self._head_late, self.cycle)
+
+        def _head_late(self, answered: Any) -> None:
+            # No request since (the cycle is the one answered then, or none): close.
+            if self.cycle is answered and not self.transport.is_closing():
+                self.transport.close()
 
     return Guarded
