@@ -483,8 +483,8 @@ def test_a_reload_keeps_what_was_not_told_yet(pinger: Pinger, hook: Webhook) -> 
         time.sleep(0.02)
     old.stop()
     new = Notifier(cfg, clock, left=old.left())
-    new.start()
-    with capture_logs() as events:
+    with capture_logs() as events:  # (started inside: what it sends at once is seen)
+        new.start()
         try:
             assert new.heartbeat([])
             _delivered(new, {"lost", "failure"}, events)
