@@ -16,9 +16,10 @@ from typing import IO
 from photod.errors import UnsafeName
 from photod.models import Kind
 
-# A progressive JPEG cannot be decoded at a smaller scale: libjpeg keeps every
-# coefficient of it (a 3 MB file of 13,000 x 13,000 pixels took 1-1.5 GB).  Past this
-# many pixels one is neither decoded nor thumbnailed.  (Cameras write baseline JPEGs.)
+# A JPEG that libjpeg keeps whole to decode (``decoded_whole``: progressive, or one
+# component a scan) cannot be decoded at a smaller scale: a 3 MB file of 13,000 x
+# 13,000 pixels took 1-2 GB.  Past this many pixels one is neither decoded nor
+# thumbnailed.  (Cameras write baseline, interleaved JPEGs.)
 PROGRESSIVE_MAX = 25_000_000
 _PROGRESSIVE = {0xC2, 0xC6, 0xCA, 0xCE}  # the SOF markers of progressive JPEGs
 _SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # (C4, C8, CC: tables, reserved)

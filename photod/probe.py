@@ -194,8 +194,8 @@ def _look(f: BinaryIO, fmt: str, decode: str) -> tuple[datetime | None, str]:
     with im:
         failed = False
         if load and fmt == "jpeg" and im.width * im.height > PROGRESSIVE_MAX:
-            # One libjpeg keeps whole (1.5 GB for a 3 MB file of 13,000 x 13,000
-            # pixels) is, past this size, backed up unchecked.
+            # A JPEG libjpeg keeps whole (1.5 GB for a 3 MB file of 13,000 x 13,000
+            # pixels) is not decoded past this size: it is backed up unchecked.
             load = not decoded_whole(f)
         if load:
             try:
