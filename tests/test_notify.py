@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from photod.clock import ManualClock
 from photod.config import NotifyConfig
 from photod.notify import Message, Notifier, Ping, fail_url, failure, message_for
+from tests.conftest import wait_for
 from tests.servers import Pinger, Webhook, free_port
 
 
@@ -244,12 +245,12 @@ def _hooked(hook: Webhook, clock: ManualClock, fmt: str = "json") -> Notifier:
 
 
 def _delivered(n: Notifier, kinds: set[str], events: list[dict[str, Any]]) -> None:
-    import time
+    sent = lambda: {e.get("kind") for e in events if e["event"] == "notification_sent"}  # noqa: E731
+    wait_for(lambda: sent() >= kinds, 10, f"{kinds} sent", lambda: str(events))
 
-    deadline = time.monotonic() + 10
-    while {e.get("kind") for e in events if e["event"] == "notification_sent"} < kinds:
-        assert time.monotonic() < deadline, events
-        time.sleep(0.02)
+
+def _kept_for_retry(n: Notifier, kind: str) -> None:
+    wait_for(lambda: kind in n.retry, 10, f"{kind} failed and kept for its retry")
 
 
 def test_a_message_no_channel_took_is_sent_again_later(hook: Webhook) -> None:
@@ -263,10 +264,7 @@ def test_a_message_no_channel_took_is_sent_again_later(hook: Webhook) -> None:
     with capture_logs() as events:
         try:
             n.send(Message("lost", "photod: a photo has no good copy left", "IMG_1"))
-            import time
-
-            while "lost" not in n.retry:  # (failed, and kept for its retry)
-                time.sleep(0.02)
+            _kept_for_retry(n, "lost")
             n.send(Message("lost", "photod: a photo has no good copy left", "IMG_2"))
             clock.advance(61)
             n.send(Message("import", "photod: import finished", "12 new"))
@@ -326,8 +324,6 @@ def test_a_heartbeat_behind_a_redirect_still_goes_red(hook: Webhook) -> None:
     """A heartbeat URL behind a redirect (http to https on a reverse proxy): the
     healthy GET follows it, and so does the "/fail" POST, with its body (refused, the
     check could never go red; turned into a GET by urllib, it read as all is well)."""
-    import time
-
     hook.answers = [302]
     clock = ManualClock()
     n = Notifier(NotifyConfig(desktop=False, heartbeat_url=hook.url), clock)
@@ -335,10 +331,7 @@ def test_a_heartbeat_behind_a_redirect_still_goes_red(hook: Webhook) -> None:
     with capture_logs() as events:
         try:
             assert n.heartbeat([])
-            deadline = time.monotonic() + 10
-            while not events:
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+            wait_for(lambda: events, 10, "the first ping")
             hook.answers = [302]
             clock.advance(60)
             assert n.heartbeat(["1 photo with no good copy left"])
@@ -354,18 +347,13 @@ def test_the_message_retried_is_the_newest_of_its_kind(hook: Webhook) -> None:
     """A message no channel took waits for its retry; a newer, urgent one of its kind
     meanwhile ("backups stopped" after "the catalog was rebuilt") is what goes out
     then, not the stale one."""
-    import time
-
     clock = ManualClock()
     hook.answers = [500]
     n = _hooked(hook, clock)
     with capture_logs() as events:
         try:
             n.send(Message("lost", "photod: a photo has no good copy left", "IMG_1"))
-            deadline = time.monotonic() + 10
-            while "lost" not in n.retry:  # (failed, and kept for its retry)
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+            _kept_for_retry(n, "lost")
             n.send(Message("lost", "photod: a photo has no good copy left", "IMG_2", True))
             clock.advance(61)
             n.send(Message("import", "photod: import finished", "12 new"))
@@ -475,12 +463,7 @@ def test_a_reload_keeps_what_was_not_told_yet(pinger: Pinger, hook: Webhook) -> 
     assert old.heartbeat([])
     old.on_event({"event": "ingest_failed", "source": "inbox", "path": "a.jpg", "error": "EIO"})
     old.send(Message("lost", "photod: a photo has no good copy left", "IMG_1"))
-    import time
-
-    deadline = time.monotonic() + 10
-    while "lost" not in old.retry:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    _kept_for_retry(old, "lost")
     old.stop()
     new = Notifier(cfg, clock, left=old.left())
     with capture_logs() as events:  # (started inside: what it sends at once is seen)

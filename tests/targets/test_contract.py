@@ -708,6 +708,24 @@ def test_extra_recipient_can_decrypt_with_the_stock_tool(tmp_path: Path) -> None
     assert DATA == opened.stdout
 
 
+def proxied(
+    s3_server: S3Server, tmp_path: Path, prefix: str, encrypted: bool
+) -> tuple[DamagingProxy, Any]:
+    """An S3 target (encrypted, or not) behind a DamagingProxy not damaging yet, checked."""
+    if not s3_server.running():
+        s3_server.start()
+    proxy = DamagingProxy(s3_server.endpoint)
+    proxy.damaging = False
+    creds = s3_server.credentials(tmp_path / "c")
+    t: Any = s3_target(s3_server, prefix, creds, proxy.endpoint)
+    if encrypted:
+        keygen(tmp_path / "identity.txt")
+        t = CryptTarget(t, Keys(tmp_path / "identity.txt"))
+    t.put_meta("target.json", json.dumps({"id": f"t-{prefix}"}).encode())
+    t.check(None)
+    return proxy, t
+
+
 @pytest.mark.parametrize("size", [len(DATA), 12 * len(DATA)], ids=["one-put", "multipart"])
 @pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
 def test_s3_bytes_damaged_on_the_wire_are_refused_and_nothing_is_published(
@@ -717,17 +735,7 @@ def test_s3_bytes_damaged_on_the_wire_are_refused_and_nothing_is_published(
     does not match: the proof an upload rests on (an encrypted upload takes no other
     hash of its ciphertext).  A network that flips a bit in transit leaves nothing
     under the key; once it heals, the same file goes up and reads back whole."""
-    if not s3_server.running():
-        s3_server.start()
-    proxy = DamagingProxy(s3_server.endpoint)
-    proxy.damaging = False
-    creds = s3_server.credentials(tmp_path / "c")
-    t: Any = s3_target(s3_server, f"wire{int(encrypted)}{size}", creds, proxy.endpoint)
-    if encrypted:
-        keygen(tmp_path / "identity.txt")
-        t = CryptTarget(t, Keys(tmp_path / "identity.txt"))
-    t.put_meta("target.json", json.dumps({"id": "t-wire"}).encode())
-    t.check(None)
+    proxy, t = proxied(s3_server, tmp_path, f"wire{int(encrypted)}{size}", encrypted)
     data = (DATA * (size // len(DATA) + 1))[:size]
     sha = hashlib.sha256(data).hexdigest()
     proxy.damaging = True
@@ -754,17 +762,7 @@ def test_a_server_that_refuses_presigned_requests_still_gets_every_copy(
     them, its connection pool sends them: a third of its request pipeline's CPU).  A
     server or a proxy that does not take them is asked once, and from then on every
     request goes through botocore's own call: each copy still lands and reads back."""
-    if not s3_server.running():
-        s3_server.start()
-    proxy = DamagingProxy(s3_server.endpoint)
-    proxy.damaging = False
-    creds = s3_server.credentials(tmp_path / "c")
-    t: Any = s3_target(s3_server, f"presigned{int(encrypted)}", creds, proxy.endpoint)
-    if encrypted:
-        keygen(tmp_path / "identity.txt")
-        t = CryptTarget(t, Keys(tmp_path / "identity.txt"))
-    t.put_meta("target.json", json.dumps({"id": "t-presigned"}).encode())
-    t.check(None)
+    proxy, t = proxied(s3_server, tmp_path, f"presigned{int(encrypted)}", encrypted)
     put(t, "2024/a.jpg")
     assert proxy.presigned >= 2  # the PUT and a HEAD, at least, went out presigned
     proxy.refusing_presigned = True
