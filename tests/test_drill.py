@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from tests.conftest import target_files, write_config
@@ -50,3 +51,23 @@ def test_a_drill_prints_how_many_photos_it_restored_and_checked(
         1,
         "lib: drill FAILED: 2 photos restored and checked, 1 failed (photod logs --failures)",
     ) == (r.returncode, r.stdout.strip()), r.stderr
+
+
+def test_a_drill_cut_short_by_a_stop_is_not_recorded_as_run(tmp_path: Path, samples: Path) -> None:
+    """A drill a stop cut short is not counted as the run its schedule wanted: the
+    next start still catches up on it (a whole drill is counted)."""
+    from photod.restore import drill
+    from tests.test_replicate import Rig
+
+    rig = Rig(tmp_path, "a", "b")
+    try:
+        rig.ingest(rig.add(samples / "jpg_Canon_40D.jpg"))
+        stop = threading.Event()
+        stop.set()
+        assert {} == drill(rig.catalog, rig.states, 5, stop, tmp_path)
+        assert None is rig.catalog.last_run("drill")
+        results = drill(rig.catalog, rig.states, 5, threading.Event(), tmp_path)
+        assert {"a": (1, 0), "b": (1, 0)} == results
+        assert {"a": True, "b": True} == rig.catalog.last_run("drill")[1]["passed"]  # type: ignore[index]
+    finally:
+        rig.close()
