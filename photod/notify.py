@@ -61,7 +61,9 @@ FAILURES = frozenset({"job_failed", "ingest_failed", "device_import_failed", "st
 
 @dataclass(frozen=True)
 class Message:
-    kind: str  # what the rate limit counts: "failure", "damage", "import", ...
+    # What the rate limit counts: "failure", "damage", "drill", "import", ...  Kinds that
+    # ask different things of the owner are kept apart: one must never mute another.
+    kind: str
     title: str
     body: str
     urgent: bool = False
@@ -114,7 +116,7 @@ def message_for(event: dict[str, Any]) -> Message | None:
                        f"{event.get('found', '')}: rebuilt from '{target}' "
                        f"({event.get('assets', 0)} photos); nothing on any target changed")  # fmt: skip
     if name == "state_dir_full":
-        return Message("failure", "photod: no room left in the state dir",
+        return Message("full", "photod: no room left in the state dir",
                        f"{event.get('state_dir', '')} is full: new photos wait until there "
                        "is room (free some space, or move [daemon] state_dir)")  # fmt: skip
     if name == "asset_lost":
@@ -126,11 +128,11 @@ def message_for(event: dict[str, Any]) -> Message | None:
                        f"the copy of {path} on '{target}' was {what}; photod repairs it "
                        "from a good copy (`photod logs --failures`)")  # fmt: skip
     if name == "source_corrupt":
-        return Message("damage", "photod: a file in a watch folder changed on disk",
+        return Message("rot", "photod: a file in a watch folder changed on disk",
                        f"{path} in '{event.get('source', '')}' no longer has the bytes backed up "
                        "(bit rot?); restore it with `photod restore`")  # fmt: skip
     if name == "drill_failed":
-        return Message("damage", "photod: a restore drill failed",
+        return Message("drill", "photod: a restore drill failed",
                        f"target '{target}': {'; '.join(event.get('problems', [])[:3])}")  # fmt: skip
     if name == "device_import_finished":
         return Message("import", f"photod: import from {device} finished",

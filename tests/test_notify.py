@@ -30,10 +30,10 @@ from tests.servers import Pinger, Webhook, free_port
          "photod: a photo has no good copy left", "2024/IMG_1.HEIC"),
         ({"event": "replica_missing", "path": "a.jpg", "target": "t7"}, "damage",
          "photod: a copy went bad", "on 't7' was missing"),
-        ({"event": "source_corrupt", "path": "a.jpg", "source": "inbox"}, "damage",
+        ({"event": "source_corrupt", "path": "a.jpg", "source": "inbox"}, "rot",
          "photod: a file in a watch folder changed on disk", "'inbox'"),
         ({"event": "drill_failed", "target": "b2", "problems": ["x.jpg: bytes do not match"]},
-         "damage", "photod: a restore drill failed", "x.jpg"),
+         "drill", "photod: a restore drill failed", "x.jpg"),
         ({"event": "device_import_finished", "device": "Anna's iPhone", "imported": 12,
           "skipped_known": 300, "failed": 0}, "import",
          "photod: import from Anna's iPhone finished", "12 new, 300 already backed up"),
@@ -73,6 +73,33 @@ def test_each_kind_goes_out_at_most_once_per_every() -> None:
     while not n.q.empty():
         queued.append(n.q.get_nowait())
     assert [("damage", "b"), ("import", "b")] == [(m.kind, m.body) for m in queued]
+
+
+def test_one_kind_of_trouble_never_mutes_another() -> None:
+    """A copy gone bad, a watch folder's file rotted, a failed drill, a failed step and
+    a full state dir, all within `every`: each is told (each asks something else)."""
+    n = Notifier(NotifyConfig(desktop=False, every=3600))
+    events = [
+        {"event": "replica_corrupt", "path": "a.jpg", "target": "t7"},
+        {"event": "source_corrupt", "path": "b.jpg", "source": "inbox"},
+        {"event": "drill_failed", "target": "b2", "problems": ["c.jpg: bytes do not match"]},
+        {"event": "job_failed", "error": "disk I/O error"},
+        {"event": "state_dir_full", "state_dir": "/var/lib/photod"},
+    ]
+    for event in events:
+        m = message_for(event)
+        assert m is not None
+        n.send(m)
+    told = []
+    while not n.q.empty():
+        told.append(n.q.get_nowait().title)
+    assert [
+        "photod: a copy went bad",
+        "photod: a file in a watch folder changed on disk",
+        "photod: a restore drill failed",
+        "photod: a backup step failed",
+        "photod: no room left in the state dir",
+    ] == told
 
 
 @pytest.mark.parametrize(
