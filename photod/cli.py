@@ -325,6 +325,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    from photod import notify
+
+    lines, ok = notify.try_channels(_load(args, secrets=True).notify)
+    print("\n".join(lines))
+    return OK if ok else NO
+
+
 def cmd_drill(args: argparse.Namespace) -> int:
     from photod import standalone
 

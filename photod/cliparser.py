@@ -285,6 +285,11 @@ def _grammar(only: str | None) -> tuple[Parser, set[str]]:
                          help="a system unit with its own user (Linux, as root)")  # fmt: skip
         one.set_defaults(action=action)
 
+    page("notify-test", "send a test message to every notification channel",
+          "Send a test message to every channel in [notify] (the desktop, the webhook, "
+          "e-mail) now, and print what each answered. Exit 1 when one failed or none is "
+          "set up.")  # fmt: skip
+
     page("doctor", "check everything photod needs, with the fix for each",
           "Check everything photod needs, one line each with the fix: the config, secrets, "
           "folders, the catalog, each target and source, usbmuxd, the service, the clock. "

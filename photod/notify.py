@@ -150,6 +150,10 @@ def message_for(event: dict[str, Any]) -> Message | None:
     return None
 
 
+TEST = Message("test", "photod: a test message",
+               "If you read this, photod can reach you here.")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Left:
     """What a notifier stopped by a reload leaves to the next: the failures the next
@@ -394,6 +398,27 @@ class Notifier:
                 password = c.smtp_password_file.read_text().strip() if c.smtp_password_file else ""
                 smtp.login(c.smtp_user, password)
             smtp.send_message(mail)
+
+
+def try_channels(cfg: NotifyConfig) -> tuple[list[str], bool]:
+    """`photod notify-test`: a test message sent now to each channel; a line for each
+    (never its URL: it may hold a token), and whether every one took it."""
+    lines, ok = [], True
+    channels = Notifier(cfg)._channels()
+    for channel, send in channels:
+        try:
+            send(TEST)
+            lines.append(f"{channel}: sent")
+        except Exception as exc:  # each channel's own answer, whatever it is
+            lines.append(f"{channel}: FAILED: {str(exc) or type(exc).__name__}")
+            ok = False
+    if cfg.desktop and all(channel != "desktop" for channel, _ in channels):
+        lines.append("desktop: not tried: no desktop session here (no D-Bus session bus)")
+    if cfg.heartbeat_url:
+        lines.append("heartbeat: not pinged (it would tell its monitor that photod runs)")
+    if not channels:
+        lines.append("no notification channel to try: set `webhook` or `email_to` in [notify]")
+    return lines, ok and bool(channels)
 
 
 class _KeepPost(urllib.request.HTTPRedirectHandler):

@@ -502,3 +502,42 @@ def test_a_reload_keeps_what_was_not_told_yet(pinger: Pinger, hook: Webhook) -> 
             new.stop()
     assert ("POST", "/ping/5e5c1a2b/fail", b"ingest_failed inbox a.jpg: EIO") == pinger.got[-1]
     assert "IMG_1" in [json.loads(body)["message"] for _, body in hook.got]
+
+
+def test_notify_test_sends_a_message_and_says_what_each_channel_answered(
+    hook: Webhook, tmp_path: Path
+) -> None:
+    """`photod notify-test` sends a test message to the webhook and prints "webhook:
+    sent" (exit 0); a webhook that refuses it is "webhook: FAILED" with the answer
+    (exit 1) and its URL, token included, is not printed; no channel at all is exit 1
+    with what to set."""
+    import subprocess
+    import sys
+
+    from tests.conftest import write_config
+
+    def notify_test(notify: str) -> subprocess.CompletedProcess[str]:
+        config = write_config(
+            tmp_path / "photod.toml",
+            [{"name": "inbox", "type": "folder", "path": str(tmp_path / "in")}],
+            [{"name": "lib", "type": "local", "path": str(tmp_path / "lib")}],
+            extra=f'[daemon]\nstate_dir = "{tmp_path}/state"\n[notify]\ndesktop = false\n{notify}',
+        )
+        return subprocess.run(
+            [sys.executable, "-m", "photod", "--config", str(config), "notify-test"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    r = notify_test(f'webhook = "{hook.url}?token=s3cret"\n')
+    assert (0, "webhook: sent") == (r.returncode, r.stdout.strip()), r.stderr
+    assert ["photod: a test message"] == [json.loads(body)["title"] for _, body in hook.got]
+
+    hook.answers = [403]
+    r = notify_test(f'webhook = "{hook.url}?token=s3cret"\n')
+    assert (1, "webhook: FAILED: HTTP Error 403: Forbidden") == (r.returncode, r.stdout.strip())
+    assert "s3cret" not in r.stdout + r.stderr
+    assert 1 == len(hook.got)
+
+    r = notify_test("")
+    assert 1 == r.returncode
+    assert "no notification channel to try: set `webhook` or `email_to`" in r.stdout
