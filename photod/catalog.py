@@ -35,6 +35,9 @@ from photod.errors import CatalogDamaged, PhotodError, StateDirFull
 from photod.models import Asset, Kind, ManifestEntry, Probe, Replica, TargetInfo, VerifyMethod
 
 IGNORED = "not backed up"  # device_files.problem of a file that is not media
+# device_files.problem of a file whose staged copy went before any target took one (a
+# power cut, say): it is read from the phone again at the next plug-in.
+READ_AGAIN = "to be read again: its staged copy was lost before any target took one"
 CATALOG_NAME = "catalog.sqlite"  # in the state dir
 STAMP = "%Y-%m-%dT%H:%M:%SZ"  # every record's time, in UTC to the second
 # Room the catalog needs in the state dir to take new files (its WAL grows with each
@@ -1469,9 +1472,10 @@ class Catalog:
         todo: list[DeviceFile] = []
         with self._tx() as db:
             known = {
-                r[0]: (r[1], _unns(r[2]), r[3])
+                r[0]: (r[1], _unns(r[2]), None if r[4] == READ_AGAIN else r[3])
                 for r in db.execute(
-                    "SELECT path, size, mtime_ns, asset FROM device_files WHERE udid=?", (udid,)
+                    "SELECT path, size, mtime_ns, asset, problem FROM device_files WHERE udid=?",
+                    (udid,),
                 )
             }
             here = set()
@@ -1497,6 +1501,16 @@ class Catalog:
                 "UPDATE device_files SET asset=?, problem=? WHERE udid=? AND path=?",
                 (asset, problem, udid, path),
             )
+
+    def read_again_from_phones(self, asset: str) -> tuple[list[tuple[str, str]], bool]:
+        """The phone files (udid, path) of an asset, as their phones last listed them,
+        marked to be read again at the next plug-in; and whether any was marked now
+        (not already)."""
+        with self._tx() as db:
+            rows = db.execute("SELECT udid, path, problem FROM device_files WHERE asset=?",
+                              (asset,)).fetchall()  # fmt: skip
+            db.execute("UPDATE device_files SET problem=? WHERE asset=?", (READ_AGAIN, asset))
+        return [(r[0], r[1]) for r in rows], any(r[2] != READ_AGAIN for r in rows)
 
     def set_media_group(self, asset: str, group: str) -> None:
         """A movie's content identifier (see migration v8)."""

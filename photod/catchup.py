@@ -176,6 +176,16 @@ class CatchUp:
             return
         if source_holds(self.catalog, self.source_roots, asset.sha256):
             return
+        # A phone's file whose staged copy went (a power cut, a staging folder cleared):
+        # the phone still had it at its last listing, so it is read again from there.
+        phone_files, now = self.catalog.read_again_from_phones(asset.sha256)
+        if phone_files:
+            if now:
+                log.warning("device_file_read_again", asset=asset.sha256, path=asset.relpath,
+                            udid=phone_files[0][0], phone_path=phone_files[0][1],
+                            detail="its staged copy was lost before any target took one; "
+                            "it is read from the phone again at its next plug-in")  # fmt: skip
+            return
         if self.catalog.mark_lost(asset.sha256):
             log.critical("asset_lost", asset=asset.sha256, path=asset.relpath,
                          detail="deleted or changed where it came from before any target "

@@ -282,10 +282,8 @@ class PhoneImport:
 
     @staticmethod
     def _count(result: IngestResult, progress: ImportProgress) -> None:
-        if result is IngestResult.STORED:
-            progress.imported += 1
-        else:
-            progress.known += 1
+        progress.imported += result is IngestResult.STORED
+        progress.known += result is not IngestResult.STORED
 
     def _counted(self, link: PhoneLink, p: ImportProgress, n: int) -> None:
         """n more bytes of the phone's files are on this computer."""
@@ -327,6 +325,8 @@ class PhoneImport:
         movie = not problem and kind_from_name(f.path) is Kind.VIDEO
         if movie:  # before the file is recorded done: it is never read again after that
             self._note_group(staged, sha)
+        if not problem and not self.catalog.replicas(sha):  # its only copy off the phone:
+            staging.make_durable(staged, self.roots[source])  # on the disk before it counts
         self.catalog.device_file_done(udid, f.path, sha, problem)
         if movie:
             failpoints.hit("phone_movie_recorded")  # a power cut once a movie is in

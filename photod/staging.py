@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from photod.catalog import DeviceFile
+from photod.durable import fsync_dir
 from photod.media import MAX_NAME_BYTES, safe_name
 
 CHECKPOINT = 32 * 1024 * 1024  # a partial file is made durable (and resumable) this often
@@ -75,6 +76,22 @@ def resume_point(part: Path, meta: Path, size: int, mtime_ns: int) -> tuple[int,
 def write_hashed(out: BinaryIO, h: Any, chunk: bytes) -> None:
     h.update(chunk)
     out.write(chunk)
+
+
+def make_durable(staged: Path, top: Path) -> None:
+    """The staged file's bytes, its name and its folders' names up to ``top`` on the
+    disk: it is about to be the only copy of the phone's file that photod counts on."""
+    fd = os.open(staged, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    folder = staged.parent
+    while True:
+        fsync_dir(folder)
+        if folder == top or folder.parent == folder:
+            return
+        folder = folder.parent
 
 
 def checkpoint(out: BinaryIO, meta: Path, f: DeviceFile, offset: int) -> None:

@@ -65,11 +65,14 @@ class PhoneRig:
         external: bool = False,
         also: Path | None = None,
         mux: MemUsbmux | None = None,
+        reserve: str = "",
     ) -> None:
-        """``also``: a second local target's folder ("lib2"); ``mux``: another usbmuxd."""
+        """``also``: a second local target's folder ("lib2"); ``mux``: another usbmuxd;
+        ``reserve``: the space ``lib`` keeps free."""
         self.tmp = tmp
         self.lib = tmp / "lib"
         media = '\nmedia = "external"' if external else ""
+        media += f'\nreserve = "{reserve}"' if reserve else ""
         second = f'[[targets]]\nname = "lib2"\ntype = "local"\npath = "{also}"\n' if also else ""
         text = (
             '[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n'
@@ -79,7 +82,7 @@ class PhoneRig:
             'rescan_interval = "1h"\n'
         )  # fmt: skip
         cfg = config.parse(text, tmp / "photod.toml")
-        (tmp / "state").mkdir()
+        (tmp / "state").mkdir(exist_ok=True)  # (a second rig on it: a restart)
         self.staging = cfg.source_roots()["phones"]
         self.catalog = Catalog(tmp / "state" / "catalog.sqlite")
         stop = threading.Event()
@@ -533,3 +536,50 @@ def test_an_unplug_while_the_phones_link_closes_ends_the_session(
     phone.files.update(photos(tmp_path, 1, start=3))  # a photo taken while unplugged
     rig.mux.plug(phone)
     wait_until(lambda: imported(rig, phone), "the next plug-in imports the new photo")
+
+
+def test_a_staged_copy_lost_before_any_target_took_it_is_read_from_the_phone_again(
+    tmp_path: Path, events: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The library drive has no room: a phone's photos wait in staging, their only copy
+    off the phone, synced to the disk before the phone's files are counted as read.
+    Those staged files are then lost (emptied, as a power cut left unsynced files): with
+    room again, they are not said lost ("deleted before any target could take a copy")
+    while the phone still has them; they are read from it again at the next plug-in,
+    and reach the library."""
+    synced: list[str] = []  # the files and folders os.fsync made durable
+    fsync = os.fsync
+
+    def spied(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spied)
+    rig = PhoneRig(tmp_path, reserve="1000TiB")
+    phone = MemPhone(UDID, photos(tmp_path, 3))
+    rig.mux.plug(phone)
+    wait_until(lambda: named(events, "device_import_finished"), "the import")
+    staged = sorted(p for p in rig.staging.rglob("*") if p.is_file())
+    assert (3, set()) == (len(staged), rig.on_target())
+    assert {str(p) for p in staged} | {str(staged[0].parent)} <= set(synced)
+    rig.mux.unplug(phone)
+    wait_until(lambda: named(events, "device_detached"), "the unplug")
+    rig.close()
+
+    for path in staged:
+        os.truncate(path, 0)
+    rig = PhoneRig(tmp_path, mux=rig.mux)  # room again: photod restarted
+    try:
+        rig.replicator.replicate_pending("lib")
+        assert [] == named(events, "asset_lost")
+        again = named(events, "device_file_read_again")
+        assert {f"/DCIM/100APPLE/IMG_000{i}.JPG" for i in (1, 2, 3)} == {
+            e["phone_path"] for e in again
+        }
+        rig.mux.plug(phone)
+        wait_until(lambda: len(named(events, "device_import_finished")) == 2, "the re-read")
+        assert 3 == named(events, "device_import_started")[-1]["to_read"]
+        rig.replicator.replicate_pending("lib")
+        assert imported(rig, phone)
+    finally:
+        rig.close()
