@@ -128,10 +128,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         if live and live.get("ok"):
             status.merge_live(report, live)
     if args.device:
-        device = phonestatus.find_device(report, args.device)
+        device, why = phonestatus.find_device(report, args.device)
         if device is None:
-            known = ", ".join(repr(d["name"]) for d in report["devices"]) or "none yet"
-            print(f"photod: no phone named {args.device!r}; known phones: {known}", file=sys.stderr)
+            print(f"photod: {why}", file=sys.stderr)
             return NO
         print(json.dumps(device, indent=2) if args.json else phonestatus.render_device(device))
         # Not all of it safe to delete from the phone (the same test as its last line).

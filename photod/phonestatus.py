@@ -99,11 +99,20 @@ def _listed(rows: list[tuple[str, str, str]]) -> list[dict[str, str]]:
     return sorted(out, key=lambda p: (p["taken_at"], p["path"]))
 
 
-def find_device(report: dict[str, Any], name: str) -> dict[str, Any] | None:
-    for d in report["devices"]:
-        if name == d["name"] or usb.normal(d["udid"]) == usb.normal(name):
-            return dict(d)
-    return None
+def find_device(report: dict[str, Any], name: str) -> tuple[dict[str, Any] | None, str]:
+    """The phone asked for, by its UDID or its name; else (None, why not).  Two phones
+    of one name (iOS calls every one "iPhone") are never taken for each other: what is
+    safe to delete from one says nothing of the other."""
+    devices = report["devices"]
+    found = [d for d in devices if usb.normal(d["udid"]) == usb.normal(name)]
+    found = found or [d for d in devices if d["name"] == name]
+    if len(found) == 1:
+        return dict(found[0]), ""
+    if found:
+        udids = ", ".join(d["udid"] for d in found)
+        return None, f"{len(found)} phones are named {name!r}: ask for one by its UDID ({udids})"
+    known = ", ".join(repr(d["name"]) for d in devices) or "none yet"
+    return None, f"no phone named {name!r}; known phones: {known}"
 
 
 def render_device(d: dict[str, Any], limit: int = 20) -> str:

@@ -13,6 +13,8 @@ import hashlib
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -583,3 +585,37 @@ def test_a_staged_copy_lost_before_any_target_took_it_is_read_from_the_phone_aga
         assert imported(rig, phone)
     finally:
         rig.close()
+
+
+def test_two_phones_of_one_name_are_never_taken_for_each_other(
+    tmp_path: Path, events: Events
+) -> None:
+    """A family's two phones both called "iPhone" (iOS's own name): `photod status
+    --device iPhone` does not answer for the first it finds (this one all protected,
+    the other not: "safe to delete" would be about the wrong phone); it names both
+    UDIDs and exits 1, and each answers by its UDID."""
+    other = "00008120-0011223344556677"
+    rig = PhoneRig(tmp_path)
+    roll = photos(tmp_path, 3, start=10)
+    rig.mux.plug(MemPhone(UDID, photos(tmp_path, 3), name="iPhone"))
+    rig.mux.plug(MemPhone(other, roll, name="iPhone", unreadable=set(list(roll)[:2])))
+    wait_until(lambda: len(named(events, "device_import_finished")) == 2, "both imports")
+    rig.close()
+    config = tmp_path / "photod.toml"  # the rig's, as a file
+    config.write_text(
+        '[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n'
+        '[[sources]]\nname = "phones"\ntype = "iphone"\n'
+        f'[[targets]]\nname = "lib"\ntype = "local"\npath = "{rig.lib}"\n'
+        f'[daemon]\nstate_dir = "{tmp_path}/state"\nlog_dir = "{tmp_path}/log"\n'
+    )  # fmt: skip
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path / "run")}
+
+    def status(device: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "photod", "--config", str(config), "status",
+                               "--device", device], capture_output=True, text=True, env=env,
+                              timeout=60)  # fmt: skip
+
+    both = status("iPhone")
+    assert (1, "") == (both.returncode, both.stdout)
+    assert f"2 phones are named 'iPhone': ask for one by its UDID ({UDID}, {other})" in both.stderr
+    assert (0, 1) == (status(UDID).returncode, status(other).returncode)
