@@ -335,6 +335,11 @@ def _ns(value: int) -> int | bytes:
     return value if -_INT64 <= value < _INT64 else str(value).encode()
 
 
+def _under(path: str, tops: tuple[str, ...]) -> bool:
+    """``path`` is one of ``tops`` or in one of them (phone paths)."""
+    return any(path == t or path.startswith(t.rstrip("/") + "/") for t in tops)
+
+
 def _unns(value: int | bytes) -> int:
     return value if isinstance(value, int) else int(value)
 
@@ -1466,9 +1471,13 @@ class Catalog:
             for r in rows
         ]
 
-    def sync_device_files(self, udid: str, listing: list[DeviceFile]) -> list[DeviceFile]:
+    def sync_device_files(
+        self, udid: str, listing: list[DeviceFile], skipped: Iterable[str] = ()
+    ) -> list[DeviceFile]:
         """Record what is on the phone now; returns the files still to import (new,
-        changed since they were imported, or not imported yet)."""
+        changed since they were imported, or not imported yet).  What is in or under
+        ``skipped`` (the phone would not list it) stays as it was."""
+        kept = tuple(skipped)
         todo: list[DeviceFile] = []
         with self._tx() as db:
             known = {
@@ -1491,7 +1500,7 @@ class Catalog:
                 todo.append(f)
             db.executemany("INSERT OR REPLACE INTO device_files (udid, path, size, mtime_ns,"
                            " taken_at) VALUES (?,?,?,?,?)", changed)  # fmt: skip
-            gone = [(udid, p) for p in known if p not in here]
+            gone = [(udid, p) for p in known if p not in here and not _under(p, kept)]
             db.executemany("DELETE FROM device_files WHERE udid=? AND path=?", gone)
         return todo
 

@@ -89,25 +89,32 @@ class PhoneImport:
         self.roots = roots
         self.set_state = set_state
 
-    async def _list(self, link: PhoneLink, source: IPhoneSource) -> list[PhoneFile]:
+    async def _list(
+        self, link: PhoneLink, source: IPhoneSource
+    ) -> tuple[list[PhoneFile], list[str]]:
+        """The phone's files, and what it would not list (folders, files)."""
         tops = ["/DCIM", phoneplan.MUTATIONS] if source.include_edits else ["/DCIM"]
         if source.library:  # originals synced from the person's other devices
             tops.append(phoneplan.CPL_ASSETS)
-        files = []
+        files: list[PhoneFile] = []
+        skipped: list[str] = []
         for top in tops:
-            async for f in link.walk(top):
+            async for f in link.walk(top, skipped):
                 if top == phoneplan.MUTATIONS and not phoneplan.is_render(f.path):
                     continue
                 files.append(f)
-        return files
+        if skipped:
+            log.warning("device_listing_incomplete", device=link.name, udid=link.udid,
+                        count=len(skipped), paths=skipped[:20], detail=INCOMPLETE)  # fmt: skip
+        return files, skipped
 
     async def run(self, link: PhoneLink, source: IPhoneSource, progress: ImportProgress) -> None:
         """List the phone, read what is new (stills first), hand each file to ingest,
         and say how it went."""
         udid = link.udid
-        listed = await self._list(link, source)
+        listed, skipped = await self._list(link, source)
         listing = [DeviceFile(f.path, f.size, f.mtime_ns, _local_iso(f.birth_ns)) for f in listed]
-        todo = await self.db(self.catalog.sync_device_files, udid, listing)
+        todo = await self.db(self.catalog.sync_device_files, udid, listing, skipped)
         todo.sort(key=lambda f: phoneplan.order(f.path))
         progress.files = len(todo)
         progress.bytes = sum(f.size for f in todo)
@@ -136,8 +143,10 @@ class PhoneImport:
                     raise asyncio.CancelledError() from None
                 raise _leaf(group_error) from None
         await self.db(self._tidy, source.name, udid, {f.path for f in listing})
+        unread = ""  # why the phone's library could not be read
         if source.library:  # after the files: they never wait on the library
-            await self.library.read(link, self.roots[source.name] / udid, (f.path for f in listed))
+            unread = await self.library.read(link, self.roots[source.name] / udid,
+                                             (f.path for f in listed))  # fmt: skip
             await self.library.count_icloud(link)
         self.imported()
         rate, _ = progress.eta()
@@ -147,6 +156,9 @@ class PhoneImport:
             "known": progress.known,
             "unreadable": progress.unreadable,
             "finished_at": now_iso(),
+            "unlisted": len(skipped),
+            "unlisted_paths": skipped[:20],
+            "library_unread": unread,
         }
         log.info(
             "device_import_finished",
@@ -160,22 +172,7 @@ class PhoneImport:
             rate=round(rate),
             duration=round(time.monotonic() - progress.started, 3),
         )
-        # Every file left unreadable before was tried again in this import.
-        unread = progress.unreadable
-        detail = "; ".join(
-            part
-            for part in (
-                f"{unread} file(s) on the phone but not imported: {FileUnreadable.action}"
-                if unread
-                else "",
-                f"{progress.failed} file(s) failed, retried at the next plug-in"
-                if progress.failed
-                else "",
-            )
-            if part
-        )
-        detail = detail or "everything on the phone is imported"
-        self.set_state(udid, "imported", detail, **counts)
+        self.set_state(udid, "imported", _said(progress, len(skipped)), **counts)
 
     async def _import_group(
         self,
@@ -380,6 +377,25 @@ def _leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
     collect(group)
     return next((e for e in leaves if isinstance(e, DeviceProblem)), leaves[0])
+
+
+INCOMPLETE = (
+    "the phone would not list these: what photod knew of them is kept, and "
+    "nothing on the phone is called safe to delete until a listing reads them"
+)
+
+
+def _said(progress: ImportProgress, unlisted: int) -> str:
+    """The phone's state after an import, in a line."""
+    parts = [
+        # Every file left unreadable before was tried again in this import.
+        f"{progress.unreadable} file(s) on the phone but not imported: {FileUnreadable.action}"
+        if progress.unreadable else "",
+        f"{progress.failed} file(s) failed, retried at the next plug-in" if progress.failed else "",
+        f"{unlisted} folder(s) or file(s) the phone would not list, tried again at the next "
+        "plug-in" if unlisted else "",
+    ]  # fmt: skip
+    return "; ".join(p for p in parts if p) or "everything on the phone is imported"
 
 
 def _local_iso(ns: int) -> str:

@@ -36,10 +36,11 @@ class PhoneLibraryStep:
         self.db = lane.call
         self.catalog = lane.catalog
 
-    async def read(self, link: PhoneLink, staging: Path, on_phone: Iterable[str]) -> None:
+    async def read(self, link: PhoneLink, staging: Path, on_phone: Iterable[str]) -> str:
         """Copy and read the phone's library (``staging``: this phone's staging folder;
-        ``on_phone``: the paths of its listing).  Never raises for the library's own
-        trouble; the phone's (unplugged, stalled) goes up to the session."""
+        ``on_phone``: the paths of its listing); '' once it is read (or the phone has
+        none), else why it could not be.  Never raises for the library's own trouble;
+        the phone's (unplugged, stalled) goes up to the session."""
         started = time.monotonic()
         folder = staging / COPY_FOLDER
         try:
@@ -47,11 +48,11 @@ class PhoneLibraryStep:
             copied = time.monotonic() - started
             if copy is None:
                 log.info("device_library_absent", device=link.name, udid=link.udid)
-                return
+                return ""
             if await self.db(self.catalog.library_digest, link.udid) == copy.digest:
                 log.info("device_library_unchanged", device=link.name, udid=link.udid,
                          duration=round(time.monotonic() - started, 3))  # fmt: skip
-                return
+                return ""
             stop = threading.Event()  # a read cut short (unplugged, stopping) ends
             try:
                 library = await asyncio.to_thread(read_library, copy.db, stop)
@@ -60,11 +61,11 @@ class PhoneLibraryStep:
         except LibraryUnreadable as exc:
             log.warning("device_library_unreadable", device=link.name, udid=link.udid,
                         reason=exc.reason)  # fmt: skip
-            return
+            return exc.reason
         except OSError as exc:  # this computer's side: the state dir full, say
-            log.warning("device_library_unreadable", device=link.name, udid=link.udid,
-                        reason=f"cannot copy it into {folder}: {exc.strerror or exc}")  # fmt: skip
-            return
+            why = f"cannot copy it into {folder}: {exc.strerror or exc}"
+            log.warning("device_library_unreadable", device=link.name, udid=link.udid, reason=why)
+            return why
         finally:
             await asyncio.to_thread(shutil.rmtree, folder, True)
         paths = list(on_phone)
@@ -83,6 +84,7 @@ class PhoneLibraryStep:
             copy_duration=round(copied, 3),
             duration=round(time.monotonic() - started, 3),
         )
+        return ""
 
     async def count_icloud(self, link: PhoneLink) -> None:
         """After the files: the photos whose original only iCloud has, one event with

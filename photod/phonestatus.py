@@ -47,6 +47,12 @@ def device_report(
             if safe_before is None:
                 safe_before = f.taken_at
             not_protected.append({"path": f.path, "taken_at": f.taken_at, "why": why})
+    # What the last import could not see (folders the phone would not list, its library
+    # unreadable): nothing on the phone is called safe, since what it hides may not be
+    # backed up (a photo only in iCloud is deleted there too when deleted on the phone).
+    unseen = bool(d.last_import.get("unlisted") or d.last_import.get("library_unread"))
+    if unseen:
+        safe_before = NOTHING_SAFE
     in_icloud = _listed(catalog.in_icloud_only(d.udid))
     # Photos the library places where no listing showed them (a shared album's, say).
     elsewhere = _listed(catalog.library_unlisted(d.udid))
@@ -80,6 +86,9 @@ def device_report(
         "in_icloud": in_icloud,
         # ... and those the phone holds where its listing did not show them.
         "not_listed": elsewhere,
+        # What the last import could not read: folders or files, the library (why).
+        "unlisted": d.last_import.get("unlisted_paths") or [],
+        "library_unread": d.last_import.get("library_unread") or "",
     }
 
 
@@ -152,10 +161,14 @@ def render_device(d: dict[str, Any], limit: int = 20) -> str:
     else:
         lines.append(f"  Not yet    {len(d['not_protected'])}")
         if d["safe_before"] == NOTHING_SAFE:
-            lines.append(
-                f"  Nothing on '{name}' can be called safe to delete yet: a photo photod "
-                "does not have has no date."
-            )
+            why = "a photo photod does not have has no date"
+            if d.get("unlisted"):
+                shown = ", ".join(printable(p) for p in d["unlisted"][:3])
+                why = f"the phone would not list all of itself ({shown}); plug it in again"
+            elif d.get("library_unread"):
+                why = (f"its Photos library could not be read ({printable(d['library_unread'])}),"
+                       " so photos only in iCloud are not known; plug it in again")  # fmt: skip
+            lines.append(f"  Nothing on '{name}' can be called safe to delete yet: {why}.")
         else:
             lines.append(
                 f"  Everything taken before {local_time(d['safe_before'], seconds=True)} is "

@@ -76,6 +76,7 @@ class FakePhone:
     locked: bool = False
     paired_hosts: set[str] = field(default_factory=set)
     unreadable: set[str] = field(default_factory=set)  # AFC paths whose reads fail
+    unlistable: set[str] = field(default_factory=set)  # AFC paths it will not list or stat
     cut_after: int | None = None  # unplug once this many file bytes were served
     stall_after: int | None = None  # stop answering once this many file bytes were served
     # What the phone was asked for: tests assert what photod read.
@@ -419,6 +420,8 @@ class FakeUsbmuxd:
         if op == OP_READ_DIR:
             path = body.rstrip(b"\0").decode(errors="surrogateescape")
             local = phone.afc_path(path)
+            if path in phone.unlistable:  # a folder the phone cannot read now
+                return self._status(AFC_IO_ERROR)
             if not local.is_dir():
                 return self._status(AFC_NOT_FOUND)
             names = [".", "..", *sorted(os.listdir(local))]
@@ -426,6 +429,8 @@ class FakeUsbmuxd:
             return OP_DATA, b"".join(n.encode(errors="surrogateescape") + b"\0" for n in names)
         if op == OP_GET_FILE_INFO:
             path = body.rstrip(b"\0").decode(errors="surrogateescape")
+            if path in phone.unlistable:
+                return self._status(AFC_IO_ERROR)
             try:
                 st = os.stat(phone.afc_path(path))
             except OSError:

@@ -194,7 +194,7 @@ class MemLink:
             raise DeviceLocked()
         self._files = True
 
-    async def walk(self, top: str) -> AsyncIterator[PhoneFile]:
+    async def walk(self, top: str, skipped: list[str]) -> AsyncIterator[PhoneFile]:
         assert self._files, "start_files() first"
         for path, data in sorted(self._here(f"list {top}").files.items()):
             if path.startswith(top + "/"):

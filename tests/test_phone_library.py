@@ -284,6 +284,19 @@ def test_a_database_photod_cannot_read_is_one_event_and_every_file_is_imported(
     dcim = {p: b for p, b in phone.files.items() if p not in librarycopy.PARTS}
     assert {hashlib.sha256(b).hexdigest() for b in dcim.values()} == rig.on_target()
     assert [] == list(rig.lib.rglob("*.xmp"))
+    # Every file is protected, but what the library would have said (photos only in
+    # iCloud, deleted there too when deleted on the phone) is not known: nothing on the
+    # phone is called safe to delete, and status says why.
+    from photod import phonestatus
+    from photod.models import PolicyRule
+
+    record = rig.record()
+    assert record is not None
+    infos = {"lib": rig.fleet.targets["lib"].info}
+    report = phonestatus.device_report(rig.catalog, record, PolicyRule(1, 1, 0), infos)
+    assert ([], phonestatus.NOTHING_SAFE) == (report["not_protected"], report["safe_before"])
+    assert bad["reason"] == report["library_unread"]
+    assert "its Photos library could not be read" in phonestatus.render_device(report)
 
 
 def test_a_rebuilt_catalog_takes_the_library_back_from_the_targets_index(

@@ -199,7 +199,7 @@ class UsbPhoneLink:
     async def _call(self, what: str, coro: Awaitable[T]) -> T:
         return await _bounded(coro, self.timeout, what)
 
-    async def walk(self, top: str) -> AsyncIterator[PhoneFile]:
+    async def walk(self, top: str, skipped: list[str]) -> AsyncIterator[PhoneFile]:
         """Every regular file under ``top`` (missing ``top``: nothing).  Stats go out in
         batches: one round trip each would make a 20,000-file listing slow."""
         afc = self._files()
@@ -209,7 +209,9 @@ class UsbPhoneLink:
             folder = folders.pop(0)
             try:
                 names = await self._call(f"list {folder}", afc.listdir(folder))
-            except FileUnreadable:
+            except FileUnreadable as exc:  # (gone, or refused: then the listing is not whole)
+                if not isinstance(exc.__cause__, pmd.AfcFileNotFoundError):
+                    skipped.append(folder)
                 continue
             seen += len(names)
             deep = folder.count("/") - top.rstrip("/").count("/") >= WALK_DEPTH
@@ -229,8 +231,10 @@ class UsbPhoneLink:
                 )
                 subfolders = []
                 for path, st in zip(batch, stats, strict=True):
-                    if isinstance(st, pmd.AfcException):
-                        continue  # vanished between listing and stat
+                    if isinstance(st, pmd.AfcException):  # vanished, or refused
+                        if not isinstance(st, pmd.AfcFileNotFoundError):
+                            skipped.append(path)
+                        continue
                     # The link's trouble (its own errors, the socket's) is the phone's; an
                     # answer it could not even parse (a time too large: EOVERFLOW) the file's.
                     if isinstance(
@@ -249,6 +253,7 @@ class UsbPhoneLink:
                         log.warning("device_file_failed", device=self.name, udid=self.udid,
                                     path=path, error=f"its details make no sense: {exc}"[:300],
                                     detail="not imported")  # fmt: skip
+                        skipped.append(path)
                 folders.extend(subfolders)
 
     async def stat(self, path: str) -> PhoneFile | None:

@@ -53,8 +53,10 @@ class PhoneLink(Protocol):
         """Start the media file service (AFC).  Raises ``DeviceLocked`` while locked."""
         ...
 
-    def walk(self, top: str) -> AsyncIterator[PhoneFile]:
-        """Every regular file under ``top`` (a missing ``top``: none)."""
+    def walk(self, top: str, skipped: list[str]) -> AsyncIterator[PhoneFile]:
+        """Every regular file under ``top`` (a missing ``top``: none).  A folder or file
+        the phone would not list or describe (not a missing one) is added to
+        ``skipped``: the listing is not whole."""
         ...
 
     async def stat(self, path: str) -> PhoneFile | None:

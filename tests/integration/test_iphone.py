@@ -894,3 +894,52 @@ def test_a_listing_that_never_ends_is_cut(
     [cut] = p.events("device_listing_cut")
     assert cut["folder"].startswith(loop) and "deep" in cut["reason"]
     assert hashes(roll) <= set(by_hash(phones.lib))
+
+
+def test_a_folder_the_phone_will_not_list_keeps_the_phone_from_being_called_safe(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    """Everything imported and protected; then the phone answers an I/O error (not "no
+    such folder") when asked to list one of its folders and a new one. What photod knew
+    of the first is kept (it is not taken as emptied), the new folder's photos are not
+    taken as absent: the phone is not called safe to delete (exit 1, and why), until a
+    plug-in lists it whole again."""
+    from tests.fakephone import jpeg
+
+    roll = camera_roll(tmp_path / "A", samples, photos=6, live=0)
+    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
+    p = phones.photod()
+    p.start()
+    try:
+        phones.mux.plug(phone)
+        p.wait_event("device_import_finished")
+        p.wait_protected(6, timeout=60)
+        assert 0 == p.cli("status", "--device", UDID_A).returncode
+        phones.mux.unplug(phone)
+        p.wait_event("device_detached")
+
+        new = "/DCIM/102APPLE/IMG_0001.JPG"
+        roll.add(new, jpeg(roll.path(new), 777))
+        phone.unlistable = {"/DCIM/101APPLE", "/DCIM/102APPLE"}
+        phones.mux.plug(phone)
+        p.wait_event("device_import_finished", count=2)
+        [said] = p.events("device_listing_incomplete")
+        assert ["/DCIM/101APPLE", "/DCIM/102APPLE"] == said["paths"]
+        report = device(p, UDID_A)
+        assert 6 == report["on_phone"]  # 101APPLE's photos are still known
+        r = p.cli("status", "--device", UDID_A)
+        assert 1 == r.returncode
+        assert (
+            "Nothing on 'Anna's iPhone' can be called safe to delete yet: the phone would not "
+            "list all of itself (/DCIM/101APPLE, /DCIM/102APPLE)" in r.stdout
+        )
+        phones.mux.unplug(phone)
+        p.wait_event("device_detached", count=2)
+
+        phone.unlistable = set()
+        phones.mux.plug(phone)
+        p.wait_event("device_import_finished", count=3)
+        p.wait_protected(7, timeout=60)
+        assert 0 == p.cli("status", "--device", UDID_A).returncode
+    finally:
+        assert 0 == p.stop()
