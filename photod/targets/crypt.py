@@ -1,5 +1,5 @@
-"""Encryption at rest, in the age format, over any other target.  The only module that
-imports pyrage.
+"""Encryption at rest, in the age format, over any other target.  With ``agedecrypt``
+(reading), the only modules that import pyrage.
 
 Every object is an age file sealed to the owner's X25519 recipient (and any extra
 recipients), so ``age -d -i IDENTITY`` opens it without photod.  Names leak nothing:
@@ -34,13 +34,13 @@ from pyrage import x25519
 
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable, Undecryptable
 from photod.models import ManifestEntry, VerifyMethod
+from photod.targets.agedecrypt import QUEUE, Decrypting
 from photod.targets.base import Identity, Target, Writer
 from photod.targets.records import index_line, parse_index
 
 DATA = "data/"
 OBJECTS = "objects/"  # under .photod/: each object's sealed index line
 _EOF = b""
-QUEUE = 8  # chunks waiting between photod and pyrage, per object
 
 
 class Keys:
@@ -254,107 +254,6 @@ class CryptWriter:
         self.inner.abort()
 
 
-class _Decrypting(io.RawIOBase):
-    """An object's plaintext, decrypted by pyrage in a thread while it is read."""
-
-    def __init__(self, target: CryptTarget, source: BinaryIO) -> None:
-        self.t = target
-        self.source = source
-        self.q: queue.Queue[bytes | None] = queue.Queue(QUEUE)
-        self.chunk = b""
-        self.failure: BaseException | None = None
-        self.source_failure: BaseException | None = None
-        self.done = False
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="decrypt", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            pyrage.decrypt_io(
-                _Watched(self), _QueueWriter(self.q, self.stop), [self.t.keys_.identity]
-            )
-        except BaseException as exc:
-            self.failure = exc
-        finally:
-            with contextlib.suppress(queue.Full):
-                self.q.put(None, timeout=5)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf: Any) -> int:
-        while not self.chunk:
-            if self.done:
-                return 0
-            item = self.q.get()
-            if item is None:
-                self.done = True
-                if self.source_failure is not None:  # the download, not the data
-                    if isinstance(self.source_failure, TargetUnavailable):
-                        raise self.source_failure
-                    raise OSError(f"{self.t.name}: download failed: {self.source_failure}")
-                if self.failure is not None:  # pyrage read every byte and refused them
-                    raise Undecryptable(self.t.name, str(self.failure))
-                return 0
-            self.chunk = item
-        n = min(len(buf), len(self.chunk))
-        buf[:n] = self.chunk[:n]
-        self.chunk = self.chunk[n:]
-        return n
-
-    def close(self) -> None:
-        if not self.closed:
-            self.stop.set()
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    self.q.get_nowait()
-            self.thread.join(timeout=10)
-            self.source.close()
-        super().close()
-
-
-class _Watched(io.RawIOBase):
-    """The ciphertext stream as pyrage reads it, noting a failure of the download
-    itself: pyrage reports every failure as the same OSError, and a cut connection
-    must not be taken for damaged data."""
-
-    def __init__(self, owner: _Decrypting) -> None:
-        self.owner = owner
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf: Any) -> int:
-        try:
-            data = self.owner.source.read(len(buf))
-        except BaseException as exc:
-            self.owner.source_failure = exc
-            raise
-        n = len(data)
-        buf[:n] = data
-        return n
-
-
-class _QueueWriter(io.RawIOBase):
-    def __init__(self, q: queue.Queue[bytes | None], stop: threading.Event) -> None:
-        self.q = q
-        self.stop = stop
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        chunk = bytes(data)
-        while not self.stop.is_set():
-            try:
-                self.q.put(chunk, timeout=0.2)
-                return len(chunk)
-            except queue.Full:
-                continue
-        raise OSError("reader closed")
-
-
 def sidecar(obj: str) -> str:
     """Where an object's sealed index line is, under .photod/: objects/<ab>/<38 hex>."""
     return OBJECTS + obj.removeprefix(DATA)
@@ -411,7 +310,7 @@ class CryptTarget:
 
     def open(self, key: str) -> BinaryIO:
         source = self.inner.open(self.keys_.object_name(key))
-        return io.BufferedReader(_Decrypting(self, source), 1024 * 1024)
+        return io.BufferedReader(Decrypting(self.name, self.keys_.identity, source), 1 << 20)
 
     def size(self, key: str) -> int | None:
         obj = self.keys_.object_name(key)

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -775,3 +776,27 @@ def test_a_server_that_refuses_presigned_requests_still_gets_every_copy(
     assert refused_from + 1 == proxy.presigned  # refused once, not at every request
     t.close()
     proxy.stop()
+
+
+def test_an_encrypted_object_read_slowly_still_ends(tmp_path: Path) -> None:
+    """A reader that stops for longer than a few seconds while the last chunks wait
+    (a slow USB drive being restored to, a throttled upload of a repair) still gets the
+    whole object and its end: it hung for ever once pyrage's end-of-stream could not
+    be handed over within 5 seconds."""
+    keygen(tmp_path / "identity.txt")
+    target = CryptTarget(make_kind("local", None, tmp_path).target,  # type: ignore[arg-type]
+                         Keys(tmp_path / "identity.txt"))  # fmt: skip
+    target.check(None)
+    data = os.urandom(9 * 8192 - 1000)  # pyrage writes 8 KiB: one read, eight waiting
+    put(target, "2024/2024-01-02/slow.png", data)
+    got: list[bytes] = []
+    f = target.open("2024/2024-01-02/slow.png")
+    got.append(f.read(1))
+    time.sleep(6)  # every chunk decrypted meanwhile, the queue full
+    reader = threading.Thread(target=lambda: got.append(f.read()), daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    assert not reader.is_alive(), "the read never ended"  # (left open then: it would hang)
+    f.close()
+    assert data == b"".join(got)
+    target.close()
