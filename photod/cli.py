@@ -346,8 +346,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
     if not results:
         print("nothing to drill: no reachable target holds a copy yet")
     for name, r in results.items():
-        print(f"{name}: drill {'passed' if r.passed else 'FAILED'}: {r.counts}"
-              + ("" if r.passed else " (photod logs --failures)"))  # fmt: skip
+        print(r.line(name))
     return 0 if all(r.passed for r in results.values()) else 1
 
 

@@ -96,10 +96,14 @@ def select(
 
 
 def open_targets(
-    catalog: Catalog, targets: dict[str, TargetState], only: str | None = None
+    catalog: Catalog,
+    targets: dict[str, TargetState],
+    only: str | None = None,
+    away: dict[str, str] | None = None,
 ) -> dict[str, TargetState]:
     """The targets that answer now (read-only: nothing is written to them), local
-    ones first.  Raises PhotodError when ``only`` is unknown or unreachable."""
+    ones first; why each other one does not, into ``away``.  Raises PhotodError when
+    ``only`` is unknown or unreachable."""
     if only is not None and only not in targets:
         raise PhotodError(f"no target named {only!r}; configured: {', '.join(targets)}")
     ready: dict[str, TargetState] = {}
@@ -112,6 +116,8 @@ def open_targets(
             state.target.check(known, prepare=False)
         except TargetUnavailable as exc:
             log.warning("target_unavailable", target=name, reason=exc.reason)
+            if away is not None:
+                away[name] = exc.reason
             if only is not None:
                 raise PhotodError(f"target {name!r} is unavailable: {exc.reason}") from exc
             continue
@@ -364,14 +370,23 @@ class Restorer:
 
 
 class DrillResult(NamedTuple):
-    """One target's drill: how many files it restored and checked, how many failed."""
+    """One target's drill: how many files it restored and checked, how many failed;
+    or why it could not be drilled (``away``: not reachable)."""
 
     files: int
     failed: int
+    away: str = ""
 
     @property
     def passed(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.away
+
+    def line(self, name: str) -> str:
+        """'lib: drill passed: 20 photos restored and checked, 0 failed'."""
+        if self.away:
+            return f"{name}: not drilled: {self.away}"
+        return (f"{name}: drill {'passed' if self.passed else 'FAILED'}: {self.counts}"
+                + ("" if self.passed else " (photod logs --failures)"))  # fmt: skip
 
     @property
     def counts(self) -> str:
@@ -412,6 +427,9 @@ def drill(
                     problem = _decode(Path(tmp) / asset.relpath, asset)
                     if problem and decoded is not False:  # it decoded when it came in
                         problems.append(f"{asset.relpath}: {problem}")
+                    # Each file goes once checked: a sample of phone videos would fill the
+                    # state dir (the catalog's disk) if kept to the end.
+                    _empty(tmp)
             finally:
                 os.close(tmp_fd)
             shutil.rmtree(tmp, ignore_errors=True)
@@ -433,6 +451,16 @@ def drill(
     if not stop.is_set():  # (one cut short is not the run its schedule wanted: caught up)
         catalog.ran("drill", {"passed": {n: r.passed for n, r in results.items()}})
     return results
+
+
+def _empty(folder: str) -> None:
+    """Everything in ``folder`` removed (it stays)."""
+    for entry in os.scandir(folder):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
 
 
 def _decode(path: Path, asset: Asset) -> str:

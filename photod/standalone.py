@@ -109,17 +109,17 @@ def verify(
 
 
 def run_drill(cfg: Config, only: str | None) -> dict[str, DrillResult]:
-    """Each reachable target's drill: files restored and checked, and how many failed."""
+    """Each target's drill: files restored and checked, and how many failed; or why
+    it could not be drilled (not reachable now)."""
     with _Foreground(cfg) as catalog:
         targets = build_targets(cfg.targets_settings())
+        away: dict[str, str] = {}
         try:
-            return drill(
-                catalog,
-                open_targets(catalog, targets, only),
-                cfg.schedule.drill_sample,
-                threading.Event(),
-                cfg.state_dir,
+            ready = open_targets(catalog, targets, only, away)
+            done = drill(
+                catalog, ready, cfg.schedule.drill_sample, threading.Event(), cfg.state_dir
             )
+            return done | {name: DrillResult(0, 0, why) for name, why in away.items()}
         finally:
             for state in targets.values():
                 state.target.close()
