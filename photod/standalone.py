@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
-from photod import catalog_guard, logs, private, snapshot
+from photod import catalog_guard, instance, logs, private, snapshot
 from photod.albums import album_assets, albums
 from photod.catalog import CATALOG_NAME, Catalog
 from photod.config import Config
@@ -160,6 +160,11 @@ def restore(
     db = cfg.state_dir / CATALOG_NAME
     if not db.exists():
         raise FileNotFoundError(db)
+    # A catalog older than its last snapshot (put back from a backup of the home folder)
+    # would restore what it knows and say nothing of the rest: refused, as status does.
+    problem = instance.check_catalog(cfg.state_dir)
+    if problem is not None:
+        raise CatalogUntrusted(problem.found, problem.fix)
     catalog = Catalog(db)
     targets = build_targets(_readable(cfg.targets_settings(), only))
     try:

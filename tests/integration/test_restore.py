@@ -455,3 +455,32 @@ def test_a_restore_stopped_or_run_twice_at_once_leaves_only_whole_files(
     assert not any("different file" in out + err for out, err in said), said
     [back] = [f for f in dest.rglob("*") if f.is_file()]
     assert sha256(big) == sha256(back)
+
+
+def test_a_restore_from_a_catalog_older_than_its_snapshot_is_refused(
+    setup: Setup, samples: Path
+) -> None:
+    """The catalog put back from a backup of the home folder, older than the targets'
+    newest snapshot: `photod restore` refused to restore part of the photos in silence
+    (exit 0, the newer ones left out); it is refused as `status` refuses it (exit 65,
+    what is wrong and what to run), and nothing is written."""
+    import sqlite3
+
+    p, _, _, _ = backed_up_twice(setup, samples)
+    db = setup.home / "state" / "catalog.sqlite"
+    old = setup.home / "catalog-from-a-backup.sqlite"
+    with sqlite3.connect(db) as live, sqlite3.connect(old) as copy:
+        live.backup(copy)
+    newest = setup.inbox / "newest.jpg"
+    newest.write_bytes((samples / "jpg_Canon_40D.jpg").read_bytes() + b"one more photo")
+    assert 0 == p.cli("run", "--once").returncode
+    for leftover in ("-wal", "-shm"):
+        Path(f"{db}{leftover}").unlink(missing_ok=True)
+    old.replace(db)
+
+    dest = setup.home / "restored"
+    r = p.cli("restore", str(dest))
+    assert 65 == r.returncode, r.stdout + r.stderr
+    assert "is older than its last snapshot" in r.stderr
+    assert "photod catalog rebuild --from TARGET" in r.stderr
+    assert not dest.exists() or [] == list(dest.rglob("*"))
