@@ -270,6 +270,10 @@ class CryptTarget:
         self.name = inner.name
         self.keys_ = keys
         self.names: dict[str, str] = {}  # object name -> key
+        # key -> object, for objects named with another identity's key (a second
+        # recipient's identity reads what the owner's wrote): from their index lines.
+        self.objects: dict[str, str] = {}
+        self.relisted = False  # every object's line read once, to find them
         self.sizes: dict[str, int] = {}  # key -> plaintext size
         # Objects whose own index line this identity cannot open (another computer's,
         # sealed to another identity): not asked again at every listing.
@@ -294,10 +298,33 @@ class CryptTarget:
             self.foreign.add(obj)
             return None
         entries = parse_index(data) if data else []
-        if not entries or self.keys_.object_name(entries[0].key) != obj:
+        # The line names its object (one copied beside another proves nothing).
+        if not data or not entries or data.split(b"\t", 1)[0] != obj.encode():
             return None
+        key = entries[0].key
+        if self.keys_.object_name(key) != obj:  # named with another identity's key
+            with self.lock:
+                self.names[obj], self.objects[key] = key, obj
         self.learn(entries[:1])
         return entries[0]
+
+    def _object(self, key: str) -> str:
+        with self.lock:
+            return self.objects.get(key) or self.keys_.object_name(key)
+
+    def _found(self, key: str) -> bool:
+        """Whether an object not under this identity's name for ``key`` was found under
+        another's: every object's index line is read once (a restore with a second
+        recipient's identity, say, after the catalog was rebuilt from a snapshot)."""
+        with self.lock:
+            if self.relisted:
+                return key in self.objects
+            self.relisted = True
+        for obj, _ in self.inner.listing():
+            if obj.startswith(DATA) and obj not in self.names:
+                self.described(obj)
+        with self.lock:
+            return key in self.objects
 
     def check(self, known: Identity | None, prepare: bool = True) -> Identity:
         return self.inner.check(known, prepare)
@@ -309,13 +336,20 @@ class CryptTarget:
         return CryptWriter(self, key)
 
     def open(self, key: str) -> BinaryIO:
-        source = self.inner.open(self.keys_.object_name(key))
+        try:
+            source = self.inner.open(self._object(key))
+        except FileNotFoundError:
+            if not self._found(key):
+                raise
+            source = self.inner.open(self._object(key))
         return io.BufferedReader(Decrypting(self.name, self.keys_.identity, source), 1 << 20)
 
     def size(self, key: str) -> int | None:
-        obj = self.keys_.object_name(key)
+        obj = self._object(key)
         if self.inner.size(obj) is None:
-            return None
+            if not self._found(key):
+                return None
+            obj = self._object(key)
         with self.lock:
             size = self.sizes.get(key)
         if size is None:
@@ -366,20 +400,20 @@ class CryptTarget:
     # name its key has: not among the objects, so a listing never has to open it.
     def put_beside(self, key: str, data: bytes, replace: bool) -> bool:
         # Under .photod/ with a name only a sidecar has: nothing else can be there.
-        self.put_private(f"beside/{self.keys_.object_name(key).rpartition('/')[2]}", data)
+        self.put_private(f"beside/{self._object(key).rpartition('/')[2]}", data)
         return True
 
     def get_beside(self, key: str) -> bytes | None:
-        return self.get_private(f"beside/{self.keys_.object_name(key).rpartition('/')[2]}")
+        return self.get_private(f"beside/{self._object(key).rpartition('/')[2]}")
 
     def locate(self, key: str) -> str:
-        return self.keys_.object_name(key)
+        return self._object(key)
 
     def prefetch(self, key: str) -> None:
-        self.inner.prefetch(self.keys_.object_name(key))
+        self.inner.prefetch(self._object(key))
 
     def discard(self, key: str) -> None:
-        self.inner.discard(self.keys_.object_name(key))
+        self.inner.discard(self._object(key))
 
     def put_private(self, name: str, data: bytes) -> None:
         self.inner.put_meta(name, self.keys_.encrypt(data))

@@ -484,3 +484,40 @@ def test_a_restore_from_a_catalog_older_than_its_snapshot_is_refused(
     assert "is older than its last snapshot" in r.stderr
     assert "photod catalog rebuild --from TARGET" in r.stderr
     assert not dest.exists() or [] == list(dest.rglob("*"))
+
+
+def test_a_second_key_kept_in_a_drawer_gets_every_photo_back_through_photod(
+    setup: Setup, samples: Path
+) -> None:
+    """Every object is also sealed to a second key (`recipients`, "a second key kept in
+    a drawer"). The computer, its key and the library are lost: with the drawer key as
+    the identity, `photod catalog rebuild` finds every photo on the encrypted target
+    (it said they were all gone from it: their names come from the first key) and
+    `photod restore` brings each one back, byte for byte."""
+    import re as regex
+
+    key, drawer = setup.home / "key.txt", setup.home / "drawer.key"
+    lib, enc = setup.home / "lib", setup.home / "enc"
+    made = setup.photod([{"name": "lib", "path": str(lib)}]).cli("keygen", "--output", str(drawer))
+    [recipient] = regex.findall(r"age1[0-9a-z]+", made.stdout)
+    targets = [{"name": "lib", "path": str(lib)},
+               {"name": "enc", "path": str(enc), "create": True, "encrypt": True}]  # fmt: skip
+    p = setup.photod(targets, extra=f'\n[encryption]\nidentity = "{key}"\n'
+                     f'recipients = ["{recipient}"]\n')  # fmt: skip
+    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    for f in samples.iterdir():
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    originals = target_files(lib)
+
+    shutil.rmtree(setup.home / "state")
+    shutil.rmtree(lib)
+    key.unlink()
+    p = setup.photod(targets, extra=f'\n[encryption]\nidentity = "{drawer}"\n')
+    r = p.cli("catalog", "rebuild", "--from", "enc")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert " gone from it" not in r.stdout, r.stdout
+    dest = setup.home / "restored"
+    r = p.cli("restore", str(dest), "--target", "enc")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert originals == target_files(dest)
