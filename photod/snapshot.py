@@ -211,6 +211,16 @@ def rebuild(
         known = {e.key: e for e in catalog.verified_on(name)}
         target.learn(known.values())
         present = {key for key, _ in target.listing()}
+        # An encrypted target where nothing opens (no snapshot, list or object's own
+        # line): the identity is not the key these were sealed to.  Said, not taken for
+        # an empty target ("0 photos", then "nothing backed up yet" everywhere).
+        sealed = getattr(target, "foreign", ())  # (CryptTarget: objects not for this key)
+        if target.encrypted and not present and not known and sealed:
+            raise PhotodError(
+                f"nothing on {name!r} opens with this identity ({len(sealed)} objects there "
+                "are sealed to another key): put back the identity file they were made with "
+                "(`[encryption] identity`); a new key from `photod keygen` opens none of them"
+            )
         for key, e in known.items():
             if key not in present:  # in the snapshot, gone from the target since
                 catalog.replica_bad(e.sha256, name, "missing", "rebuild")
@@ -308,7 +318,11 @@ def _newest_good(target: Target, chosen: Seen, dest: Path) -> str:
         try:
             data = target.get_private(snap.name)
             raw = gzip.decompress(data) if data else b""
-        except (OSError, EOFError, zlib.error, Undecryptable) as exc:  # BadGzipFile: OSError
+        except Undecryptable:
+            log.warning("snapshot_unreadable", snapshot=snap.name,
+                        reason="sealed to another key than this identity")  # fmt: skip
+            continue
+        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile: OSError
             log.warning("snapshot_damaged", snapshot=snap.name, reason=str(exc))
             continue
         dest.write_bytes(raw)

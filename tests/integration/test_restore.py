@@ -521,3 +521,30 @@ def test_a_second_key_kept_in_a_drawer_gets_every_photo_back_through_photod(
     r = p.cli("restore", str(dest), "--target", "enc")
     assert 0 == r.returncode, r.stdout + r.stderr
     assert originals == target_files(dest)
+
+
+def test_a_rebuild_with_the_wrong_key_says_so_instead_of_finding_nothing(
+    setup: Setup, samples: Path
+) -> None:
+    """The identity file lost with the computer, a new one made in its place: the
+    rebuild from the encrypted target said "0 assets" and succeeded (then status said
+    nothing was ever backed up, its snapshots were called damaged). It refuses, names
+    the cause, and writes no catalog."""
+    key, lib, enc = setup.home / "key.txt", setup.home / "lib", setup.home / "enc"
+    targets = [{"name": "lib", "path": str(lib)},
+               {"name": "enc", "path": str(enc), "create": True, "encrypt": True}]  # fmt: skip
+    p = setup.photod(targets, extra=f'\n[encryption]\nidentity = "{key}"\n')
+    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    for f in samples.iterdir():
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+
+    shutil.rmtree(setup.home / "state")
+    shutil.rmtree(lib)
+    key.unlink()
+    assert 0 == p.cli("keygen", "--output", str(key)).returncode  # not the same key
+    r = p.cli("catalog", "rebuild", "--from", "enc")
+    assert 0 != r.returncode, r.stdout
+    assert "nothing on 'enc' opens with this identity" in r.stderr
+    assert "a new key from `photod keygen` opens none of them" in r.stderr
+    assert not (setup.home / "state" / "catalog.sqlite").exists()
