@@ -309,14 +309,21 @@ class Restorer:
                         if stat.S_ISREG(st.st_mode) and st.st_mtime < old:
                             os.unlink(entry, dir_fd=folder)
 
-    def _file_time(self, state: TargetState, src: BinaryIO, asset: Asset) -> int | None:
+    def _file_time(self, state: TargetState, src: BinaryIO, asset: Asset, key: str) -> int | None:
         """The time the restored file gets: the copy's own on a plain local target (the
-        target keeps the original's), else the source file's as the catalog recorded it."""
+        target keeps the original's), else the source file's as the catalog recorded it,
+        else, on an encrypted target, its index line's (a catalog rebuilt without a
+        snapshot knows no source file)."""
         if not state.target.encrypted:
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 return os.fstat(src.fileno()).st_mtime_ns
         times = [mtime for _, _, _, mtime in self.catalog.source_paths(asset.sha256)]
-        return min(times) if times else None
+        if times:
+            return min(times)
+        line = getattr(state.target, "file_time", None)  # (crypt.CryptTarget's)
+        with contextlib.suppress(OSError, PhotodError):
+            return line(key) if line is not None else None
+        return None
 
     def _copy(self, state: TargetState, key: str, asset: Asset, folder: int, name: str) -> str:
         """Copy one replica to ``name`` in ``folder``; '' on success, else why not."""
@@ -327,7 +334,7 @@ class Restorer:
             with state.target.open(key) as src, \
                     os.fdopen(os.open(temp, flags, 0o600, dir_fd=folder), "wb") as out:  # fmt: skip
                 self._give(out.fileno())
-                mtime = self._file_time(state, src, asset)
+                mtime = self._file_time(state, src, asset, key)
                 while chunk := src.read(CHUNK):
                     failpoints.hit("restore_chunk")  # a slow target, for the tests of a stop
                     if self.stop.is_set():

@@ -275,6 +275,7 @@ class CryptTarget:
         self.objects: dict[str, str] = {}
         self.relisted = False  # every object's line read once, to find them
         self.sizes: dict[str, int] = {}  # key -> plaintext size
+        self.times: dict[str, int] = {}  # key -> the original's file time, from its line
         # Objects whose own index line this identity cannot open (another computer's,
         # sealed to another identity): not asked again at every listing.
         self.foreign: set[str] = set()
@@ -287,6 +288,17 @@ class CryptTarget:
                 self.names[self.keys_.object_name(e.key)] = e.key
                 if e.size >= 0:
                     self.sizes[e.key] = e.size
+                if e.mtime_ns is not None:
+                    self.times[e.key] = e.mtime_ns
+
+    def file_time(self, key: str) -> int | None:
+        """The original's file time as its index line keeps it (a photo without EXIF
+        has no other date), read from the object's own line if not learned yet."""
+        with self.lock:
+            when = self.times.get(key)
+        if when is None and (entry := self.described(self._object(key))) is not None:
+            when = entry.mtime_ns
+        return when
 
     def described(self, obj: str) -> ManifestEntry | None:
         """An object's own index line (None: it has none, or not for this identity)."""
