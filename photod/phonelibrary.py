@@ -45,6 +45,9 @@ NO_LOCATION = -180.0  # what the phone stores for "no location"
 USER_ALBUM, ROOT_FOLDER = 2, 3999  # ZGENERICALBUM.ZKIND
 SQLITE_MAGIC = b"SQLite format 3\x00"
 TEXT_MAX = 4096  # characters of a title, caption, name kept (captions are short)
+# Characters of text over every photo's sidecar (200,000 with a 100-character caption:
+# 20 Mi); more is a file that joins a few long texts to every row, to fill the memory.
+LIBRARY_TEXT_MAX = 64 * 1024 * 1024
 READ_MAX = 600.0  # seconds (20,000 photos: copied, read and recorded in 5 s here)
 FACE_COLUMNS = (("ZASSETFORFACE", "ZPERSONFORFACE"), ("ZASSET", "ZPERSON"))  # iOS 17+, before
 
@@ -256,8 +259,11 @@ def _read(conn: sqlite3.Connection) -> PhoneLibrary:
     keywords = _keywords(conn, schema)
     people = _people(conn, schema)
     offline = _offline(conn, schema)
-    # a row without an identity is nothing photod can name
-    rows = {row[0]: row for row in conn.execute(_asset_query(schema)) if row[1]}
+    # a row without an identity is nothing photod can name; a text many rows share is
+    # kept once (one long caption joined to every row of a hostile file)
+    same: dict[str, str] = {}
+    rows = {r[0]: tuple(same.setdefault(v, v) if isinstance(v, str) else v for v in r)
+            for r in conn.execute(_asset_query(schema)) if r[1]}  # fmt: skip
     albums, member_of = _albums(conn, schema, {pk: row[1] for pk, row in rows.items()})
     assets = tuple(
         _asset(
@@ -269,7 +275,16 @@ def _read(conn: sqlite3.Connection) -> PhoneLibrary:
         )
         for pk, row in rows.items()
     )
+    if (texts := sum(map(_text_size, assets))) > LIBRARY_TEXT_MAX:
+        raise _Unreadable(f"its photos' texts add up to {texts:,} characters: no phone's "
+                          "library is made like this one")  # fmt: skip
     return PhoneLibrary(assets=assets, albums=albums, schema=schema.describe())
+
+
+def _text_size(a: LibraryAsset) -> int:
+    """The characters of text a photo's sidecar would carry."""
+    many = (*a.keywords, *a.people, *(part for album in a.albums for part in album))
+    return len(a.title) + len(a.caption) + len(a.original_name) + sum(map(len, many))
 
 
 def _asset_query(s: _Schema) -> str:

@@ -408,3 +408,45 @@ def test_a_library_made_to_exhaust_the_computer_is_bounded(
     monkeypatch.setattr(phonelibrary, "READ_MAX", 0.0)
     with pytest.raises(LibraryUnreadable, match="took over 0 s"):
         read_library(db)
+
+
+def test_a_small_file_whose_rows_share_long_texts_cannot_fill_the_memory(tmp_path: Path) -> None:
+    """A 3 MB Photos.sqlite whose 40,000 photo rows all point at one row holding a
+    title, a file name and a caption of 4,096 characters each (every read text is cut
+    there): read row by row it took over half a gigabyte, and its sidecars twice that
+    again, at every plug-in of the phone. The shared texts are kept once, and a
+    library whose texts add up to more than any phone's is refused with its reason,
+    in a fraction of that memory (measured in a child process)."""
+    import json
+    import subprocess
+    import sys
+
+    db = build(tmp_path, "17", [Photo("IMG_0001.HEIC", title="t", caption="c")])
+    big = "x" * 4096
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("UPDATE ZADDITIONALASSETATTRIBUTES SET ZTITLE=?, ZORIGINALFILENAME=?",
+                    (big, big))  # fmt: skip
+        con.execute("UPDATE ZASSETDESCRIPTION SET ZLONGDESCRIPTION=?", (big,))
+        (shared,) = con.execute("SELECT ZADDITIONALATTRIBUTES FROM ZASSET").fetchone()
+        con.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 40000) "
+            "INSERT INTO ZASSET (ZUUID, ZDIRECTORY, ZFILENAME, ZADDITIONALATTRIBUTES) "
+            "SELECT 'U'||i, 'DCIM/100APPLE', 'IMG_'||i||'.HEIC', ? FROM n",
+            (shared,),
+        )
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    child = (
+        "import json, resource, sys\n"
+        "from photod.errors import LibraryUnreadable\n"
+        "from photod.phonelibrary import read_library\n"
+        "try:\n    read_library(__import__('pathlib').Path(sys.argv[1])); why = ''\n"
+        "except LibraryUnreadable as exc:\n    why = exc.reason\n"
+        "print(json.dumps([why, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024]))"
+    )
+    out = subprocess.run([sys.executable, "-c", child, str(db)], capture_output=True,
+                         text=True, timeout=300, check=True).stdout  # fmt: skip
+    why, peak_mb = json.loads(out)
+    assert "texts add up to" in why and "no phone's library is made like this one" in why
+    assert peak_mb < 200, f"{peak_mb} MB"
