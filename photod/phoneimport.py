@@ -113,7 +113,9 @@ class PhoneImport:
         and say how it went."""
         udid = link.udid
         listed, skipped = await self._list(link, source)
-        listing = [DeviceFile(f.path, f.size, f.mtime_ns, _local_iso(f.birth_ns)) for f in listed]
+        # (taken: the earlier of its two times, should the phone's birth time be a copy's)
+        listing = [DeviceFile(f.path, f.size, f.mtime_ns, _local_iso(min(f.birth_ns, f.mtime_ns)))
+                   for f in listed]  # fmt: skip
         todo = await self.db(self.catalog.sync_device_files, udid, listing, skipped)
         todo.sort(key=lambda f: phoneplan.order(f.path))
         progress.files = len(todo)

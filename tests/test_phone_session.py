@@ -619,3 +619,31 @@ def test_two_phones_of_one_name_are_never_taken_for_each_other(
     assert (1, "") == (both.returncode, both.stdout)
     assert f"2 phones are named 'iPhone': ask for one by its UDID ({UDID}, {other})" in both.stderr
     assert (0, 1) == (status(UDID).returncode, status(other).returncode)
+
+
+def test_safe_to_delete_goes_by_when_a_photo_was_taken_not_when_it_reached_the_phone(
+    tmp_path: Path, events: Events
+) -> None:
+    """A photo taken in 2019 and saved to the phone in 2026 (AirDropped, downloaded):
+    the phone's file times say 2026, its EXIF says 2019, and Photos sorts it by 2019.
+    While it is not protected, "everything taken before …" must not reach past 2019
+    (it said 2026: deleting by date in Photos would have taken it)."""
+    from photod import phonestatus
+    from photod.models import PolicyRule
+
+    old = "/DCIM/100APPLE/IMG_0007.JPG"
+    roll = {old: jpeg(tmp_path / "roll" / "old.jpg", 7, "2019:03:04 10:00:00").read_bytes()}
+    rig = PhoneRig(tmp_path, reserve="1000TiB")  # the library drive has no room
+    try:
+        rig.mux.plug(MemPhone(UDID, roll))
+        wait_until(lambda: named(events, "device_import_finished"), "the import")
+        record = rig.record()
+        assert record is not None
+        infos = {"lib": rig.fleet.targets["lib"].info}
+        report = phonestatus.device_report(rig.catalog, record, PolicyRule(1, 1, 0), infos)
+        assert "2019-03-04T10:00:00" == report["safe_before"]
+        assert [(old, "2019-03-04T10:00:00")] == [
+            (f["path"], f["taken_at"]) for f in report["not_protected"]
+        ]
+    finally:
+        rig.close()
