@@ -1504,6 +1504,13 @@ class Catalog:
             db.executemany("DELETE FROM device_files WHERE udid=? AND path=?", gone)
         return todo
 
+    def device_paths_with(self, udid: str, problem: str) -> set[str]:
+        """The phone's files whose last import left them with ``problem``."""
+        with self._lock:
+            rows = self._db.execute("SELECT path FROM device_files WHERE udid=? AND problem=?",
+                                    (udid, problem)).fetchall()  # fmt: skip
+        return {r[0] for r in rows}
+
     def device_file_done(self, udid: str, path: str, asset: str | None, problem: str) -> None:
         with self._tx() as db:
             db.execute(

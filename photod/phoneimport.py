@@ -55,6 +55,8 @@ class ImportProgress:
     known: int = 0
     unreadable: int = 0
     failed: int = 0
+    failed_paths: set[str] = field(default_factory=set)  # failed or unreadable, in this import
+    held: int = 0  # files beside a still that failed now: read with it at the next plug-in
     started: float = field(default_factory=time.monotonic)
     last_progress: float = field(default_factory=time.monotonic)
 
@@ -134,8 +136,14 @@ class PhoneImport:
         # group is handed over completely before the next, so a movie always finds its
         # still in the catalog.
         for _, group in itertools.groupby(todo, key=lambda f: phoneplan.order(f.path)[0]):
+            waited = await self.db(self.catalog.device_paths_with, udid, phoneplan.WAITS)
+            files, held = phoneplan.hold(list(group), stills, progress.failed_paths, waited)
+            for f in held:  # (not read now: a Live Photo's two halves stay together)
+                await self.db(self.catalog.device_file_done, udid, f.path, None, phoneplan.WAITS)
+            progress.held += len(held)
             try:
-                await self._import_group(link, source, list(group), stills, progress)
+                if files:
+                    await self._import_group(link, source, files, stills, progress)
             except BaseExceptionGroup as group_error:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
@@ -227,6 +235,7 @@ class PhoneImport:
             except FileUnreadable as exc:
                 progress.unreadable += 1
                 progress.done_files += 1
+                progress.failed_paths.add(f.path)
                 await self.db(self.catalog.device_file_done, udid, f.path, None, "unreadable")
                 log.warning(
                     "device_file_unreadable",
@@ -268,6 +277,7 @@ class PhoneImport:
     ) -> None:
         progress.failed += 1
         progress.done_files += 1
+        progress.failed_paths.add(f.path)
         await self.db(self.catalog.device_file_done, link.udid, f.path, None, f"failed: {exc}")
         log.warning(
             "device_file_failed",
@@ -295,17 +305,9 @@ class PhoneImport:
             return
         p.last_progress = now
         rate, eta = p.eta()
-        log.info(
-            "device_import_progress",
-            device=link.name,
-            udid=link.udid,
-            files=p.done_files,
-            of_files=p.files,
-            bytes=p.done_bytes,
-            of_bytes=p.bytes,
-            rate=round(rate),
-            eta=None if eta is None else round(eta),
-        )
+        log.info("device_import_progress", device=link.name, udid=link.udid,
+                 files=p.done_files, of_files=p.files, bytes=p.done_bytes, of_bytes=p.bytes,
+                 rate=round(rate), eta=None if eta is None else round(eta))  # fmt: skip
 
     def _hand_over(
         self, source: str, udid: str, f: DeviceFile, staged: Path, sha: str, lead: str | None
@@ -396,6 +398,8 @@ def _said(progress: ImportProgress, unlisted: int) -> str:
         f"{progress.failed} file(s) failed, retried at the next plug-in" if progress.failed else "",
         f"{unlisted} folder(s) or file(s) the phone would not list, tried again at the next "
         "plug-in" if unlisted else "",
+        f"{progress.held} file(s) wait for their still, read with it at the next plug-in"
+        if progress.held else "",
     ]  # fmt: skip
     return "; ".join(p for p in parts if p) or "everything on the phone is imported"
 

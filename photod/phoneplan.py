@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+from photod.catalog import DeviceFile
 from photod.library import LibraryAsset
 from photod.media import is_still, lead_of, stem_of, still_index
 
@@ -53,6 +54,29 @@ def lead(path: str, index: dict[str, dict[str, str]]) -> str | None:
     folder, _, name = path.rpartition("/")
     found = lead_of(name, index.get(folder, {}))
     return f"{folder}/{found}" if found else None
+
+
+# device_files.problem of a Live Photo's movie (an .AAE, an edit) left unread once
+# because its still failed in that import: read with the still at the next plug-in, or,
+# should the still fail again, without it (a movie is never held twice).
+WAITS = "waits for its still"
+
+
+def hold(
+    files: list[DeviceFile],
+    index: dict[str, dict[str, str]],
+    failed: set[str],
+    waited: set[str],
+) -> tuple[list[DeviceFile], list[DeviceFile]]:
+    """The files to read now, and those to leave for the next plug-in: beside a still
+    that ``failed`` in this import (imported alone, a movie would be filed under its
+    own date, away from its still for good), unless they ``waited`` once already."""
+    now: list[DeviceFile] = []
+    later: list[DeviceFile] = []
+    for f in files:
+        still = lead(f.path, index)
+        (later if still in failed and f.path not in waited else now).append(f)
+    return now, later
 
 
 def order(path: str) -> tuple[int, str]:

@@ -647,3 +647,47 @@ def test_safe_to_delete_goes_by_when_a_photo_was_taken_not_when_it_reached_the_p
         ]
     finally:
         rig.close()
+
+
+def test_a_live_photos_movie_waits_once_for_its_still_and_stays_beside_it(
+    tmp_path: Path, events: Events
+) -> None:
+    """The still of a Live Photo cannot be read at one plug-in (its original briefly in
+    iCloud, a read error): its movie is not imported alone then (it would be filed under
+    its own date, away from its still for good); at the next plug-in both come in, side
+    by side. Should the still fail again, the movie comes in without it (never held
+    twice)."""
+    from datetime import UTC, datetime
+
+    from tests.conftest import make_mov
+
+    still, movie = "/DCIM/100APPLE/IMG_0042.JPG", "/DCIM/100APPLE/IMG_0042.MOV"
+    other_still, other_movie = "/DCIM/100APPLE/IMG_0043.JPG", "/DCIM/100APPLE/IMG_0043.MOV"
+    files = {
+        still: jpeg(tmp_path / "s.jpg", 42, "2026:09:15 22:00:00").read_bytes(),
+        movie: make_mov(tmp_path / "m.mov", datetime(2026, 10, 20, 2, tzinfo=UTC)).read_bytes(),
+        other_still: jpeg(tmp_path / "s2.jpg", 43, "2026:09:15 23:00:00").read_bytes(),
+        other_movie: make_mov(
+            tmp_path / "m2.mov", datetime(2026, 10, 21, 2, tzinfo=UTC), payload=b"\x01" * 4096
+        ).read_bytes(),
+    }
+    rig = PhoneRig(tmp_path)
+    try:
+        phone = MemPhone(UDID, files, unreadable={still, other_still})
+        rig.mux.plug(phone)
+        wait_until(lambda: named(events, "device_import_finished"), "the first import")
+        assert set() == rig.on_target()
+        state = rig.state()
+        assert state is not None and "2 file(s) wait for their still" in state[1]
+        rig.mux.unplug(phone)
+        wait_until(lambda: named(events, "device_detached"), "the unplug")
+
+        phone.unreadable = {other_still}  # one still reads now, the other still does not
+        rig.mux.plug(phone)
+        wait_until(lambda: len(named(events, "device_import_finished")) == 2, "the next import")
+        keys = {rel: digest for rel, digest in target_files(rig.lib).items()}
+        by_name = {Path(rel).name: Path(rel).parent for rel in keys}
+        assert by_name["IMG_0042.MOV"] == by_name["IMG_0042.JPG"]  # side by side
+        assert "IMG_0043.MOV" in by_name and "IMG_0043.JPG" not in by_name  # not held twice
+    finally:
+        rig.close()
