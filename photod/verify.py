@@ -26,7 +26,7 @@ from photod import ledgers, policy
 from photod.catalog import Catalog, CheckItem, month
 from photod.catchup import lost_now, set_aside
 from photod.config import FolderSource, ScheduleConfig
-from photod.errors import LinkInTarget, Stopping, TargetUnavailable, Undecryptable
+from photod.errors import LinkInTarget, PhotodError, Stopping, TargetUnavailable, Undecryptable
 from photod.fleet import TargetState
 from photod.hashing import hash_stream as hash_stream  # restore.py imports it from here
 from photod.logs import log
@@ -259,6 +259,7 @@ class Scrubber:
             if actual == item.asset:
                 self.catalog.replica_checked(item.asset, name, method)
                 log.info("replica_checked", asset=item.asset, target=name, method=method)
+                _mend_line(self.catalog, name, state, item)
             else:
                 self._bad(name, state, entry, "corrupt", method, scrub, actual=actual)
 
@@ -362,3 +363,21 @@ class Scrubber:
     def _lost(self, asset: Asset) -> bool:
         """No verified replica anywhere, and no source file with the right bytes."""
         return lost_now(self.catalog, self.replicator.source_roots, asset)
+
+
+def _mend_line(catalog: Catalog, name: str, state: TargetState, item: CheckItem) -> None:
+    """On an encrypted target, the copy's own sealed index line, checked with it:
+    without it the recovery without photod does not find the photo."""
+    mend = getattr(state.target, "mend_line", None)  # (crypt.CryptTarget's)
+    asset = catalog.asset(item.asset)
+    if mend is None or asset is None:
+        return
+    times = [t for _, _, _, t in catalog.source_paths(item.asset) if t is not None]
+    entry = ManifestEntry(item.asset, item.relpath, item.size, asset.captured_at,
+                          min(times) if times else None)  # fmt: skip
+    try:
+        if mend(item.relpath, entry):
+            log.warning("index_line_repaired", asset=item.asset, target=name,
+                        path=item.relpath)  # fmt: skip
+    except (OSError, PhotodError) as exc:  # the next scrub tries again
+        log.warning("index_line_unrepaired", asset=item.asset, target=name, error=str(exc))

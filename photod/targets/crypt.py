@@ -320,6 +320,24 @@ class CryptTarget:
         self.learn(entries[:1])
         return entries[0]
 
+    def mend_line(self, key: str, entry: ManifestEntry) -> bool:
+        """Write ``key``'s own index line again when it is missing, damaged or names
+        other bytes (the recovery without photod restores only what the lines name);
+        True when it was."""
+        obj = self._object(key)
+        try:
+            data = self.get_private(sidecar(obj))
+        except Undecryptable:  # (the object opens with this identity: so would its line)
+            data = None
+        found = parse_index(data)[:1] if data else []
+        named = data is not None and data.split(b"\t", 1)[0] == obj.encode()
+        if named and [(f.sha256, f.key) for f in found] == [(entry.sha256, key)]:
+            return False
+        self.inner.put_meta(sidecar(obj), self.keys_.encrypt(index_line(obj, entry).encode()))
+        with self.lock:
+            self.foreign.discard(obj)
+        return True
+
     def _object(self, key: str) -> str:
         with self.lock:
             return self.objects.get(key) or self.keys_.object_name(key)
