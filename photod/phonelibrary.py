@@ -27,18 +27,18 @@ Why it is built this way:
 from __future__ import annotations
 
 import functools
-import re
 import sqlite3
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from photod.errors import LibraryUnreadable
 from photod.library import Album, LibraryAsset, PhoneLibrary
+from photod.phoneschema import Schema, discover
+from photod.phoneschema import Unreadable as _Unreadable
 
 CORE_DATA_EPOCH = 978_307_200  # 2001-01-01T00:00:00Z in Unix seconds
 NO_LOCATION = -180.0  # what the phone stores for "no location"
@@ -49,11 +49,6 @@ TEXT_MAX = 4096  # characters of a title, caption, name kept (captions are short
 # 20 Mi); more is a file that joins a few long texts to every row, to fill the memory.
 LIBRARY_TEXT_MAX = 64 * 1024 * 1024
 READ_MAX = 600.0  # seconds (20,000 photos: copied, read and recorded in 5 s here)
-FACE_COLUMNS = (("ZASSETFORFACE", "ZPERSONFORFACE"), ("ZASSET", "ZPERSON"))  # iOS 17+, before
-
-
-class _Unreadable(Exception):
-    """Internal: the reason a library cannot be read, made LibraryUnreadable at the edge."""
 
 
 def read_library(db: Path, stop: threading.Event | None = None) -> PhoneLibrary:
@@ -137,157 +132,48 @@ def _decode(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
-@dataclass(frozen=True)
-class _Schema:
-    """Where each fact is, as SQL over ``a`` (the asset table) and ``x`` (its
-    additional attributes), found once per read."""
+class _Texts:
+    """The texts read, each kept once however many rows share it (one long caption
+    joined to every row of a hostile file), and counted as the sidecars would carry
+    them, once per photo: past LIBRARY_TEXT_MAX the read stops, before it is built."""
 
-    asset_table: str
-    columns: dict[str, frozenset[str]]  # table -> its columns, upper case
-    album_join: tuple[str, str, str, str]  # table, album column, asset column, order column
-    keyword_join: tuple[str, str, str] | None  # table, attributes column, keyword column
-    faces: tuple[str, str] | None  # ZDETECTEDFACE's asset and person columns
-    edits: str  # the column that says an asset was edited, or ""
-    how: str  # how the album join was found, for the log
+    def __init__(self) -> None:
+        self.kept: dict[str, str] = {}
+        self.left = LIBRARY_TEXT_MAX
 
-    def has(self, table: str, *names: str) -> bool:
-        cols = self.columns.get(table)
-        return cols is not None and all(n in cols for n in names)
+    def keep(self, value: str) -> str:
+        return self.kept.setdefault(value, value)
 
-    def describe(self) -> str:
-        kw = self.keyword_join[0] if self.keyword_join else "none"
-        faces = "ZDETECTEDFACE.{}/{}".format(*self.faces) if self.faces else "none"
-        return (
-            f"{self.asset_table}, albums {self.album_join[0]}{self.how}, keywords {kw}, "
-            f"faces {faces}, edits {self.edits or 'none'}"
-        )
-
-
-def _discover(conn: sqlite3.Connection) -> _Schema:
-    columns: dict[str, set[str]] = defaultdict(set)
-    for table, column in conn.execute(
-        "SELECT m.name, p.name FROM sqlite_master AS m, pragma_table_info(m.name) AS p "
-        "WHERE m.type = 'table' AND m.sql NOT LIKE 'CREATE VIRTUAL%'"  # a module we lack
-    ):
-        columns[str(table).upper()].add(str(column).upper())
-    cols = {t: frozenset(c) for t, c in columns.items()}
-    asset = next((t for t in ("ZASSET", "ZGENERICASSET") if t in cols), "")
-    if not asset:
-        raise _Unreadable("no asset table (ZASSET or ZGENERICASSET)")
-    missing = [c for c in ("Z_PK", "ZUUID", "ZDIRECTORY", "ZFILENAME") if c not in cols[asset]]
-    if missing:
-        raise _Unreadable(f"the asset table {asset} has no {', '.join(missing)} column")
-    if not {"Z_ENT", "Z_NAME"} <= cols.get("Z_PRIMARYKEY", frozenset()):
-        raise _Unreadable("no Z_PRIMARYKEY table with Z_ENT and Z_NAME (not a Core Data store)")
-    if not {"Z_PK", "ZKIND", "ZTITLE", "ZUUID"} <= cols.get("ZGENERICALBUM", frozenset()):
-        raise _Unreadable("no album table ZGENERICALBUM with Z_PK, ZKIND, ZTITLE, ZUUID")
-    ents: dict[str, int] = {}
-    for ent, name in conn.execute("SELECT Z_ENT, Z_NAME FROM Z_PRIMARYKEY"):
-        if isinstance(ent, int) and isinstance(name, str):
-            ents.setdefault(name.upper(), ent)
-    asset_ent = ents.get(asset[1:])  # ZASSET holds 'Asset', ZGENERICASSET 'GenericAsset'
-    album_join, how = _album_join(cols, ents.get("ALBUM"), asset_ent)
-    edits = next((c for c in ("ZADJUSTMENTSSTATE", "ZHASADJUSTMENTS") if c in cols[asset]), "")
-    faces = next((fc for fc in FACE_COLUMNS if fc[0] in cols.get("ZDETECTEDFACE", ())), None)
-    if faces and not (faces[1] in cols["ZDETECTEDFACE"] and "Z_PK" in cols.get("ZPERSON", ())):
-        faces = None
-    return _Schema(
-        asset_table=asset,
-        columns=cols,
-        album_join=album_join,
-        keyword_join=_keyword_join(
-            cols, ents.get("ADDITIONALASSETATTRIBUTES"), ents.get("KEYWORD")
-        ),
-        faces=faces,
-        edits=edits,
-        how=how,
-    )
-
-
-def _album_join(
-    cols: dict[str, frozenset[str]], album: int | None, asset: int | None
-) -> tuple[tuple[str, str, str, str], str]:
-    """``Z_<Album>ASSETS(Z_<Album>ALBUMS, Z_<asset>ASSETS, Z_FOK_<asset>ASSETS)`` by the
-    entity numbers; else the one table of exactly that shape.  Never the first table
-    named like ``Z_%ASSETS``: memories and suggestions have such tables too."""
-    if album is not None and asset is not None:
-        table = f"Z_{album}ASSETS"
-        wanted = (f"Z_{album}ALBUMS", f"Z_{asset}ASSETS", f"Z_FOK_{asset}ASSETS")
-        if set(wanted) <= cols.get(table, frozenset()):
-            return (table, *wanted), ""
-    shaped = []
-    for table, tcols in sorted(cols.items()):
-        albums = [c for c in tcols if re.fullmatch(r"Z_\d+ALBUMS", c)]
-        assets = [m[1] for c in tcols if (m := re.fullmatch(r"Z_(\d+)ASSETS", c))]
-        if len(tcols) != 3 or len(albums) != 1 or len(assets) != 1:
-            continue
-        ent = assets[0]
-        if f"Z_FOK_{ent}ASSETS" in tcols and asset in (None, int(ent)):
-            shaped.append((table, albums[0], f"Z_{ent}ASSETS", f"Z_FOK_{ent}ASSETS"))
-    if len(shaped) == 1:
-        return shaped[0], " (found by its shape)"
-    wanted_of = f"entity {album} (Album)" if album is not None else "Album (not in Z_PRIMARYKEY)"
-    also = f"; {len(shaped)} tables have its shape: " if shaped else ""
-    raise _Unreadable(f"no album join table for {wanted_of}{also}{', '.join(s[0] for s in shaped)}")
-
-
-def _keyword_join(
-    cols: dict[str, frozenset[str]], attrs: int | None, keyword: int | None
-) -> tuple[str, str, str] | None:
-    """``Z_1KEYWORDS(Z_1ASSETATTRIBUTES, Z_<Keyword>KEYWORDS)``; else the one table of that
-    shape; else None (the library has no keywords to read)."""
-    if not ({"ZADDITIONALASSETATTRIBUTES", "ZKEYWORD"} <= cols.keys()):
-        return None
-    if not {"Z_PK", "ZTITLE"} <= cols["ZKEYWORD"]:
-        return None
-    if attrs is not None and keyword is not None:
-        table = f"Z_{attrs}KEYWORDS"
-        wanted = (f"Z_{attrs}ASSETATTRIBUTES", f"Z_{keyword}KEYWORDS")
-        if set(wanted) <= cols.get(table, frozenset()):
-            return (table, *wanted)
-    shaped = []
-    for table, tcols in sorted(cols.items()):
-        left = [c for c in tcols if re.fullmatch(r"Z_\d+ASSETATTRIBUTES", c)]
-        right = [c for c in tcols if re.fullmatch(r"Z_\d+KEYWORDS", c)]
-        if len(tcols) == 2 and len(left) == 1 and len(right) == 1:
-            shaped.append((table, left[0], right[0]))
-    return shaped[0] if len(shaped) == 1 else None
+    def spend(self, *texts: str) -> None:
+        self.left -= sum(map(len, texts))
+        if self.left < 0:
+            raise _Unreadable(f"its photos' texts add up to more than {LIBRARY_TEXT_MAX:,} "
+                              "characters: no phone's library is made like this one")  # fmt: skip
 
 
 def _read(conn: sqlite3.Connection) -> PhoneLibrary:
-    schema = _discover(conn)
-    keywords = _keywords(conn, schema)
-    people = _people(conn, schema)
+    schema = discover(conn)
+    texts = _Texts()
+    keywords = _keywords(conn, schema, texts)
+    people = _people(conn, schema, texts)
     offline = _offline(conn, schema)
-    # a row without an identity is nothing photod can name; a text many rows share is
-    # kept once (one long caption joined to every row of a hostile file)
-    same: dict[str, str] = {}
-    rows = {r[0]: tuple(same.setdefault(v, v) if isinstance(v, str) else v for v in r)
-            for r in conn.execute(_asset_query(schema)) if r[1]}  # fmt: skip
+    rows = {}
+    for r in conn.execute(_asset_query(schema)):
+        if r[1]:  # a row without an identity is nothing photod can name
+            # (original name, title, caption; keywords and people, once per photo)
+            texts.spend(r[4], r[9], r[10], *keywords.get(r[-1], ()), *people.get(r[0], ()))
+            rows[r[0]] = tuple(texts.keep(v) if isinstance(v, str) else v for v in r)
     albums, member_of = _albums(conn, schema, {pk: row[1] for pk, row in rows.items()})
-    assets = tuple(
-        _asset(
-            row,
-            keywords.get(row[-1], ()),
-            people.get(pk, ()),
-            tuple(sorted(set(member_of.get(pk, ())))),
-            pk not in offline,
-        )
-        for pk, row in rows.items()
-    )
-    if (texts := sum(map(_text_size, assets))) > LIBRARY_TEXT_MAX:
-        raise _Unreadable(f"its photos' texts add up to {texts:,} characters: no phone's "
-                          "library is made like this one")  # fmt: skip
-    return PhoneLibrary(assets=assets, albums=albums, schema=schema.describe())
+    assets = []
+    for pk, row in rows.items():
+        paths = tuple(sorted(set(member_of.get(pk, ()))))
+        texts.spend(*(part for path in paths for part in path))
+        assets.append(_asset(row, keywords.get(row[-1], ()), people.get(pk, ()), paths,
+                             pk not in offline))  # fmt: skip
+    return PhoneLibrary(assets=tuple(assets), albums=albums, schema=schema.describe())
 
 
-def _text_size(a: LibraryAsset) -> int:
-    """The characters of text a photo's sidecar would carry."""
-    many = (*a.keywords, *a.people, *(part for album in a.albums for part in album))
-    return len(a.title) + len(a.caption) + len(a.original_name) + sum(map(len, many))
-
-
-def _asset_query(s: _Schema) -> str:
+def _asset_query(s: Schema) -> str:
     a, x = s.asset_table, "ZADDITIONALASSETATTRIBUTES"
 
     def col(name: str, table: str = a, alias: str = "a") -> str:
@@ -398,7 +284,7 @@ def _zone(seconds: int) -> timezone:
     return timezone(timedelta(seconds=seconds))
 
 
-def _keywords(conn: sqlite3.Connection, s: _Schema) -> dict[object, tuple[str, ...]]:
+def _keywords(conn: sqlite3.Connection, s: Schema, texts: _Texts) -> dict[object, tuple[str, ...]]:
     """Keyword titles by additional-attributes row (keywords hang off that, not the asset)."""
     if s.keyword_join is None:
         return {}
@@ -409,11 +295,11 @@ def _keywords(conn: sqlite3.Connection, s: _Schema) -> dict[object, tuple[str, .
         f"JOIN ZKEYWORD AS k ON k.Z_PK = j.{keyword}"
     ):
         if title:
-            found[owner].add(_text(title))
+            found[owner].add(texts.keep(_text(title)))
     return {owner: tuple(sorted(titles)) for owner, titles in found.items()}
 
 
-def _people(conn: sqlite3.Connection, s: _Schema) -> dict[object, tuple[str, ...]]:
+def _people(conn: sqlite3.Connection, s: Schema, texts: _Texts) -> dict[object, tuple[str, ...]]:
     """Named people by asset: the full name, else the display name; unnamed faces are
     nobody (the phone has not been told who they are)."""
     if s.faces is None:
@@ -429,11 +315,11 @@ def _people(conn: sqlite3.Connection, s: _Schema) -> dict[object, tuple[str, ...
     ):
         name = _text(full).strip() or _text(display).strip()
         if name:
-            found[pk].add(name)
+            found[pk].add(texts.keep(name))
     return {pk: tuple(sorted(n)) for pk, n in found.items()}
 
 
-def _offline(conn: sqlite3.Connection, s: _Schema) -> set[object]:
+def _offline(conn: sqlite3.Connection, s: Schema) -> set[object]:
     """Assets whose original (resource data store subtype 1) is not on the phone."""
     if not s.has("ZINTERNALRESOURCE", "ZASSET", "ZDATASTORESUBTYPE", "ZLOCALAVAILABILITY"):
         return set()
@@ -447,7 +333,7 @@ def _offline(conn: sqlite3.Connection, s: _Schema) -> set[object]:
 
 
 def _albums(
-    conn: sqlite3.Connection, s: _Schema, uuids: dict[object, str]
+    conn: sqlite3.Connection, s: Schema, uuids: dict[object, str]
 ) -> tuple[tuple[Album, ...], dict[object, list[tuple[str, ...]]]]:
     """The person's albums (ZKIND 2), each with its folders' path and its assets in the
     album's order; and, by asset, the paths of the albums (not in the trash) it is in."""
