@@ -280,6 +280,7 @@ class CryptTarget:
         # sealed to another identity): not asked again at every listing.
         self.foreign: set[str] = set()
         self.lock = threading.Lock()
+        self.scan = threading.Lock()  # held while every object's line is read (``_found``)
 
     def learn(self, entries: Iterable[ManifestEntry]) -> None:
         """Note which object holds which key (from an index read by the records)."""
@@ -296,7 +297,7 @@ class CryptTarget:
         has no other date), read from the object's own line if not learned yet."""
         with self.lock:
             when = self.times.get(key)
-        if when is None and (entry := self.described(self._object(key))) is not None:
+        if when is None and (entry := self.described(self._stored(key))) is not None:
             when = entry.mtime_ns
         return when
 
@@ -315,8 +316,9 @@ class CryptTarget:
             return None
         key = entries[0].key
         if self.keys_.object_name(key) != obj:  # named with another identity's key
-            with self.lock:
-                self.names[obj], self.objects[key] = key, obj
+            with self.lock:  # (this identity's own object for the key always comes first)
+                self.names[obj] = key
+                self.objects.setdefault(key, obj)
         self.learn(entries[:1])
         return entries[0]
 
@@ -324,7 +326,7 @@ class CryptTarget:
         """Write ``key``'s own index line again when it is missing, damaged or names
         other bytes (the recovery without photod restores only what the lines name);
         True when it was."""
-        obj = self._object(key)
+        obj = self._stored(key)
         try:
             data = self.get_private(sidecar(obj))
         except Undecryptable:  # (the object opens with this identity: so would its line)
@@ -339,22 +341,29 @@ class CryptTarget:
         return True
 
     def _object(self, key: str) -> str:
-        with self.lock:
-            return self.objects.get(key) or self.keys_.object_name(key)
+        """The object this identity names ``key`` (where it writes it)."""
+        return self.keys_.object_name(key)
 
-    def _found(self, key: str) -> bool:
-        """Whether an object not under this identity's name for ``key`` was found under
-        another's: every object's index line is read once (a restore with a second
-        recipient's identity, say, after the catalog was rebuilt from a snapshot)."""
+    def _stored(self, key: str) -> str:
+        """The object that holds ``key``: this identity's own, else one named with
+        another identity's key (only when this one's is not there)."""
+        own = self._object(key)
         with self.lock:
-            if self.relisted:
-                return key in self.objects
-            self.relisted = True
-        for obj, _ in self.inner.listing():
-            if obj.startswith(DATA) and obj not in self.names:
-                self.described(obj)
+            other = self.objects.get(key)
+        return own if other is None or self.inner.size(own) is not None else other
+
+    def _found(self, key: str) -> str | None:
+        """The object named with another identity's key that holds ``key``, when this
+        identity's own is not there: every object's index line is read once for it (a
+        restore with a second recipient's identity, after a rebuild from a snapshot)."""
+        with self.scan:  # (others wait for the one reading: none takes "not found" early)
+            if not self.relisted:
+                for obj, _ in self.inner.listing():
+                    if obj.startswith(DATA) and obj not in self.names:
+                        self.described(obj)
+                self.relisted = True
         with self.lock:
-            return key in self.objects
+            return self.objects.get(key)
 
     def check(self, known: Identity | None, prepare: bool = True) -> Identity:
         return self.inner.check(known, prepare)
@@ -369,17 +378,17 @@ class CryptTarget:
         try:
             source = self.inner.open(self._object(key))
         except FileNotFoundError:
-            if not self._found(key):
+            if (other := self._found(key)) is None:
                 raise
-            source = self.inner.open(self._object(key))
+            source = self.inner.open(other)
         return io.BufferedReader(Decrypting(self.name, self.keys_.identity, source), 1 << 20)
 
     def size(self, key: str) -> int | None:
         obj = self._object(key)
         if self.inner.size(obj) is None:
-            if not self._found(key):
+            if (other := self._found(key)) is None:
                 return None
-            obj = self._object(key)
+            obj = other
         with self.lock:
             size = self.sizes.get(key)
         if size is None:
@@ -405,7 +414,7 @@ class CryptTarget:
                 key = entry.key if entry is not None else None
             if key is not None:
                 found.append(key)
-        for key in sorted(found):
+        for key in sorted(set(found)):  # (one key under two identities' names: once)
             yield key, None  # the stored size is the ciphertext's
 
     def delete_temp(self, temp_key: str) -> None:
@@ -434,7 +443,7 @@ class CryptTarget:
         return True
 
     def get_beside(self, key: str) -> bytes | None:
-        return self.get_private(f"beside/{self._object(key).rpartition('/')[2]}")
+        return self.get_private(f"beside/{self._stored(key).rpartition('/')[2]}")
 
     def locate(self, key: str) -> str:
         return self._object(key)

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -579,3 +580,41 @@ def test_an_encrypted_copy_restored_after_a_rebuild_without_snapshot_keeps_its_f
     assert 0 == p.cli("restore", str(dest)).returncode
     got = {f.name: f.stat().st_mtime_ns for f in dest.rglob("*") if f.is_file()}
     assert times == got
+
+
+def test_another_identitys_object_of_the_same_name_never_takes_the_place_of_ours(
+    tmp_path: Path, photod_factory: Any, samples: Path
+) -> None:
+    """Two computers share an encrypted target with identities of their own; Ben's
+    also seals to Anna's key. Both keep a different photo under the same name. Anna's
+    copy must stay hers: her verify read Ben's object (its sealed line names the same
+    path, and Anna's key opens it) as her copy, called hers missing, then lost."""
+    import re as regex
+
+    ha, hb = tmp_path / "A", tmp_path / "B"
+    ha.mkdir()
+    hb.mkdir()
+    anna, ben = Setup(ha, photod_factory), Setup(hb, photod_factory)
+    enc, ka, kb = tmp_path / "enc", ha / "a.key", hb / "b.key"
+    targets = [{"name": "enc", "path": str(enc), "create": True, "encrypt": True}]
+    policy = {"copies": 1, "media": 1, "offsite": 0}
+    pa = anna.photod(targets, policy, extra=f'\n[encryption]\nidentity = "{ka}"\n',
+                     daemon='instance = "anna"')  # fmt: skip
+    [anna_key] = regex.findall(r"age1[0-9a-z]+", pa.cli("keygen", "--output", str(ka)).stdout)
+    pb = ben.photod(targets, policy, daemon='instance = "ben"',
+                    extra=f'\n[encryption]\nidentity = "{kb}"\nrecipients = ["{anna_key}"]\n')  # fmt: skip
+    assert 0 == pb.cli("keygen", "--output", str(kb)).returncode
+    photo = (samples / "jpg_Canon_40D.jpg").read_bytes()
+    (anna.inbox / "same.jpg").write_bytes(photo + b"anna's photo")
+    (ben.inbox / "same.jpg").write_bytes(photo + b"ben's other photo")
+    assert 0 == pa.cli("run", "--once").returncode
+    assert 0 == pb.cli("run", "--once").returncode
+    (anna.inbox / "same.jpg").unlink()  # the target's copy is her only one now
+
+    v = pa.cli("verify", "--all")
+    assert 0 == v.returncode, v.stdout + v.stderr
+    assert not pa.events("replica_missing") and not pa.events("asset_lost")
+    r = pa.cli("restore", str(ha / "restored"))
+    assert 0 == r.returncode, r.stdout + r.stderr
+    [back] = [f for f in (ha / "restored").rglob("*") if f.is_file()]
+    assert photo + b"anna's photo" == back.read_bytes()

@@ -800,3 +800,35 @@ def test_an_encrypted_object_read_slowly_still_ends(tmp_path: Path) -> None:
     f.close()
     assert data == b"".join(got)
     target.close()
+
+
+def test_a_second_recipients_identity_finds_every_object_from_many_threads(
+    tmp_path: Path,
+) -> None:
+    """Objects named with the owner's key, read with a second recipient's identity
+    (the key in a drawer) from several threads at once: each finds its object once
+    the lines are read (one thread took "not there" while another was reading them)."""
+    owner, drawer = tmp_path / "owner.txt", tmp_path / "drawer.txt"
+    keygen(owner)
+    second = keygen(drawer)
+    inner = make_kind("local", None, tmp_path).target  # type: ignore[arg-type]
+    written = CryptTarget(inner, Keys(owner, [second]))
+    written.check(None)
+    keys = [f"2024/2024-01-02/IMG_{i:04d}.HEIC" for i in range(40)]
+    for key in keys:
+        put(written, key, DATA + key.encode())
+    reader = CryptTarget(inner, Keys(drawer))
+    sizes: dict[str, int | None] = {}
+
+    def read(part: list[str]) -> None:
+        for key in part:
+            sizes[key] = reader.size(key)
+
+    threads = [threading.Thread(target=read, args=(keys[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert {key: len(DATA + key.encode()) for key in keys} == sizes
+    with reader.open(keys[7]) as f:
+        assert DATA + keys[7].encode() == f.read()
