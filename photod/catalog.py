@@ -335,9 +335,13 @@ def _ns(value: int) -> int | bytes:
     return value if -_INT64 <= value < _INT64 else str(value).encode()
 
 
-def _under(path: str, tops: tuple[str, ...]) -> bool:
+def _under(path: str, tops: set[str]) -> bool:
     """``path`` is one of ``tops`` or in one of them (phone paths)."""
-    return any(path == t or path.startswith(t.rstrip("/") + "/") for t in tops)
+    while path and path != "/":
+        if path in tops:
+            return True
+        path = path.rpartition("/")[0]
+    return False
 
 
 def _unns(value: int | bytes) -> int:
@@ -1476,8 +1480,10 @@ class Catalog:
     ) -> list[DeviceFile]:
         """Record what is on the phone now; returns the files still to import (new,
         changed since they were imported, or not imported yet).  What is in or under
-        ``skipped`` (the phone would not list it) stays as it was."""
-        kept = tuple(skipped)
+        ``skipped`` (the phone would not list it) stays as it was, and ``skipped`` is
+        kept (``unlisted``) until a listing has none: an import cut short after the
+        listing must not leave the phone looking whole."""
+        kept = set(skipped)
         todo: list[DeviceFile] = []
         with self._tx() as db:
             known = {
@@ -1502,6 +1508,11 @@ class Catalog:
                            " taken_at) VALUES (?,?,?,?,?)", changed)  # fmt: skip
             gone = [(udid, p) for p in known if p not in here and not _under(p, kept)]
             db.executemany("DELETE FROM device_files WHERE udid=? AND path=?", gone)
+            if kept:
+                said = json.dumps({"count": len(kept), "paths": sorted(kept)[:20]})
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (f"unlisted:{udid}", said))
+            else:
+                db.execute("DELETE FROM meta WHERE key=?", (f"unlisted:{udid}",))
         return todo
 
     def device_paths_with(self, udid: str, problem: str) -> set[str]:
@@ -1510,6 +1521,11 @@ class Catalog:
             rows = self._db.execute("SELECT path FROM device_files WHERE udid=? AND problem=?",
                                     (udid, problem)).fetchall()  # fmt: skip
         return {r[0] for r in rows}
+
+    def unlisted(self, udid: str) -> list[str]:
+        """What the phone's last listing could not read (up to 20 paths), if anything."""
+        said = self.meta(f"unlisted:{udid}")
+        return list(json.loads(said)["paths"]) if said else []
 
     def device_file_done(self, udid: str, path: str, asset: str | None, problem: str) -> None:
         with self._tx() as db:

@@ -167,7 +167,6 @@ class PhoneImport:
             "unreadable": progress.unreadable,
             "finished_at": now_iso(),
             "unlisted": len(skipped),
-            "unlisted_paths": skipped[:20],
             "library_unread": unread,
         }
         log.info(

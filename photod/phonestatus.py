@@ -50,7 +50,8 @@ def device_report(
     # What the last import could not see (folders the phone would not list, its library
     # unreadable): nothing on the phone is called safe, since what it hides may not be
     # backed up (a photo only in iCloud is deleted there too when deleted on the phone).
-    unseen = bool(d.last_import.get("unlisted") or d.last_import.get("library_unread"))
+    unlisted = catalog.unlisted(d.udid)
+    unseen = bool(unlisted or d.last_import.get("library_unread"))
     if unseen:
         safe_before = NOTHING_SAFE
     in_icloud = _listed(catalog.in_icloud_only(d.udid))
@@ -87,7 +88,7 @@ def device_report(
         # ... and those the phone holds where its listing did not show them.
         "not_listed": elsewhere,
         # What the last import could not read: folders or files, the library (why).
-        "unlisted": d.last_import.get("unlisted_paths") or [],
+        "unlisted": unlisted,
         "library_unread": d.last_import.get("library_unread") or "",
     }
 

@@ -221,6 +221,7 @@ class UsbPhoneLink:
                             f"more than {WALK_ENTRIES:,} entries under {top}",
                             detail="no phone's media folders look like this; the rest "
                             "of it is not read")  # fmt: skip
+                skipped.extend([folder, *folders])  # (what was known there is kept)
                 return
             paths = [posixpath.join(folder, n) for n in sorted(names) if n not in ("", ".", "..")]
             for start in range(0, len(paths), STAT_BATCH):

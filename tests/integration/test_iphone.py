@@ -920,13 +920,22 @@ def test_a_folder_the_phone_will_not_list_keeps_the_phone_from_being_called_safe
 
         new = "/DCIM/102APPLE/IMG_0001.JPG"
         roll.add(new, jpeg(roll.path(new), 777))
+        also = "/DCIM/100APPLE/IMG_9001.JPG"  # one it can list, cut mid-read
+        roll.add(also, jpeg(roll.path(also), 778))
         phone.unlistable = {"/DCIM/101APPLE", "/DCIM/102APPLE"}
+        phone.cut_after = phone.served + 100
+        phones.mux.plug(phone)
+        p.wait_event("device_detached", count=2)
+        assert not p.events("device_import_finished")[1:]
+        cut = p.cli("status", "--device", UDID_A)  # the listing's gaps outlive the cut
+        assert 1 == cut.returncode and "would not list all of itself" in cut.stdout
+
         phones.mux.plug(phone)
         p.wait_event("device_import_finished", count=2)
-        [said] = p.events("device_listing_incomplete")
+        said = p.events("device_listing_incomplete")[-1]
         assert ["/DCIM/101APPLE", "/DCIM/102APPLE"] == said["paths"]
         report = device(p, UDID_A)
-        assert 6 == report["on_phone"]  # 101APPLE's photos are still known
+        assert 7 == report["on_phone"]  # 101APPLE's photos are still known
         r = p.cli("status", "--device", UDID_A)
         assert 1 == r.returncode
         assert (
@@ -934,12 +943,12 @@ def test_a_folder_the_phone_will_not_list_keeps_the_phone_from_being_called_safe
             "list all of itself (/DCIM/101APPLE, /DCIM/102APPLE)" in r.stdout
         )
         phones.mux.unplug(phone)
-        p.wait_event("device_detached", count=2)
+        p.wait_event("device_detached", count=3)
 
         phone.unlistable = set()
         phones.mux.plug(phone)
         p.wait_event("device_import_finished", count=3)
-        p.wait_protected(7, timeout=60)
+        p.wait_protected(8, timeout=60)
         assert 0 == p.cli("status", "--device", UDID_A).returncode
     finally:
         assert 0 == p.stop()
