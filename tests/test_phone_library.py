@@ -400,6 +400,7 @@ def test_the_dashboard_shows_each_phone_month_by_month_and_its_albums(
     by month marked safe or not, the originals only in iCloud; the Library page lists
     the phone's albums and shows an album's photos; a photo the phone hides gets the
     placeholder, not its thumbnail."""
+    from photod.catalog import IGNORED
     from photod.dashboard import data
     from photod.models import PolicyRule
 
@@ -412,8 +413,14 @@ def test_the_dashboard_shows_each_phone_month_by_month_and_its_albums(
     assert "only in iCloud" in shown["text"]
     assert [lib[3].uuid] == [p["uuid"] for p in shown["in_icloud"]]
     months = {m["month"]: (m["safe"], m["not"]) for m in shown["months"]}
-    assert sum(s for s, _ in months.values()) == shown["protected"] == 4
-    assert all(n == 0 for _, n in months.values())  # everything on it is on the target
+    assert 4 == shown["protected"] and [] == shown["not_protected"]  # all on the target
+    # ... yet only what was taken before the photos photod does not have is "safe to
+    # delete", as status says it (deleting by date in Photos would take those too).
+    dated = [f.taken_at for f, _, problem, _ in rig.catalog.device_files(UDID)
+             if not problem.startswith(IGNORED)]  # fmt: skip
+    safe = sum(1 for when in dated if when < shown["safe_before"])
+    assert (safe, 4 - safe) == tuple(map(sum, zip(*months.values(), strict=True)))
+    assert 0 == safe  # (the photos only in iCloud and not listed are the oldest)
     # Under a policy the one target cannot meet, nothing on the phone is safe.
     [strict] = data.phones(rig.catalog, PolicyRule(2, 1, 0), infos)
     assert 0 == sum(m["safe"] for m in strict["months"])

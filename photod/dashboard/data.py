@@ -107,7 +107,10 @@ def phones(
                 judged[held] = policy.evaluate(
                     rule, held.split("\0") if held else [], infos
                 ).compliant
-            safe = asset is not None and judged[held]
+            # "Safe to delete" as status says it: protected, and taken before the moment
+            # up to which everything on the phone is (none while it could not all be seen).
+            before = rep["safe_before"] is None or (f.taken_at or "") < rep["safe_before"]
+            safe = asset is not None and judged[held] and before
             months[(f.taken_at or "")[:7] or "undated"][0 if safe else 1] += 1
         rep["text"] = phonestatus.render_device(rep)
         rep["months"] = [{"month": m, "safe": s, "not": n} for m, (s, n) in sorted(months.items())]
