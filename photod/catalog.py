@@ -1656,6 +1656,15 @@ class Catalog:
         with self._lock:
             return [r[0] for r in self._db.execute("SELECT udid FROM libraries ORDER BY udid")]
 
+    def library_facts(self, udid: str) -> list[tuple[str, str]]:
+        """(path on the phone, facts JSON) of each file the phone's library names."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT l.path, a.facts FROM library_files l JOIN library_assets a"
+                " ON a.udid = l.udid AND a.uuid = l.uuid WHERE l.udid=?", (udid,)
+            ).fetchall()  # fmt: skip
+        return [(r[0], r[1]) for r in rows]
+
     def in_icloud_only(self, udid: str) -> list[tuple[str, str, str]]:
         """The library's photos whose original photod does not have because the phone
         holds it in iCloud only: (uuid, original path, facts JSON).  One the import got

@@ -25,6 +25,8 @@ def device_report(
     not_protected: list[dict[str, str]] = []
     safe_before: str | None = None
     unreadable = 0
+    dated: dict[str, str] | None = None  # the library's capture times, read when needed
+    undated = False  # a file never read, its capture time unknown
     for f, asset, problem, held in catalog.device_files(d.udid):  # oldest first
         if problem.startswith(IGNORED):
             continue  # not a photo or video: nothing to protect
@@ -44,14 +46,18 @@ def device_report(
         if ok:
             protected += 1
         else:
-            if safe_before is None:
-                safe_before = f.taken_at
-            not_protected.append({"path": f.path, "taken_at": f.taken_at, "why": why})
+            when = f.taken_at
+            if asset is None:  # never read: when it was taken, only its library knows
+                dated = _library_dates(catalog, d.udid) if dated is None else dated
+                when = min(when, dated.get(f.path, when))
+                undated |= f.path not in dated and catalog.library_digest(d.udid) is None
+            safe_before = when if safe_before is None else min(safe_before, when)
+            not_protected.append({"path": f.path, "taken_at": when, "why": why})
     # What the last import could not see (folders the phone would not list, its library
     # unreadable): nothing on the phone is called safe, since what it hides may not be
     # backed up (a photo only in iCloud is deleted there too when deleted on the phone).
     unlisted = catalog.unlisted(d.udid)
-    unseen = bool(unlisted or d.last_import.get("library_unread"))
+    unseen = bool(unlisted or d.last_import.get("library_unread") or undated)
     if unseen:
         safe_before = NOTHING_SAFE
     in_icloud = _listed(catalog.in_icloud_only(d.udid))
@@ -90,7 +96,19 @@ def device_report(
         # What the last import could not read: folders or files, the library (why).
         "unlisted": unlisted,
         "library_unread": d.last_import.get("library_unread") or "",
+        "undated": undated,  # a file not read, whose capture time nothing here knows
     }
+
+
+def _library_dates(catalog: Catalog, udid: str) -> dict[str, str]:
+    """The phone's files' capture times as its library has them (local time, as the
+    listing's), by path; empty when its library was never read."""
+    out = {}
+    for path, facts in catalog.library_facts(udid):
+        a = asset_from_json(facts)
+        if a.captured is not None:
+            out[path] = a.captured.astimezone().replace(tzinfo=None).isoformat(timespec="seconds")
+    return out
 
 
 def _listed(rows: list[tuple[str, str, str]]) -> list[dict[str, str]]:
@@ -169,6 +187,9 @@ def render_device(d: dict[str, Any], limit: int = 20) -> str:
             elif d.get("library_unread"):
                 why = (f"its Photos library could not be read ({printable(d['library_unread'])}),"
                        " so photos only in iCloud are not known; plug it in again")  # fmt: skip
+            elif d.get("undated"):
+                why = ("a file photod could not read yet has no known capture date (its "
+                       "library, with `library = true`, would say it)")  # fmt: skip
             lines.append(f"  Nothing on '{name}' can be called safe to delete yet: {why}.")
         else:
             lines.append(
