@@ -22,7 +22,7 @@ from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog
 from photod.config import Config, FolderSource, LocalTarget
 from photod.config import Target as TargetConfig
 from photod.errors import CatalogDamaged, ConfigError, PhotodError, SameDrive, TargetUnavailable
-from photod.fleet import build_targets, refuse_twin
+from photod.fleet import TargetState, build_targets, refuse_twin
 from photod.mounts import NETWORK_FS, mount_of
 from photod.policy import plural, size
 from photod.statelock import running_pid
@@ -186,6 +186,7 @@ def _targets(cfg: Config) -> list[Finding]:
         catalog = Catalog(db) if db.exists() else None
     except CatalogDamaged:
         catalog = None  # said by the catalog check; the targets are checked all the same
+    states: dict[str, TargetState] = {}
     try:
         try:
             states = build_targets(cfg.targets_settings())
@@ -208,8 +209,6 @@ def _targets(cfg: Config) -> list[Finding]:
                 t = next(t for t in cfg.targets if t.name == name)
                 out.append(_unavailable(t, state.info.media.value, known is None, exc.reason))
                 continue
-            finally:
-                state.target.close()
             pending = catalog.pending_bytes(name) if catalog else 0
             free = state.target.free_bytes()
             if free is not None and free < pending:
@@ -225,6 +224,8 @@ def _targets(cfg: Config) -> list[Finding]:
                 who = _installations(state.target)
                 out.append(Finding("ok", f"target {name}", f"{local} is reachable{room}{who}"))
     finally:
+        for state in states.values():  # (after their last use: an rclone rcd would stay)
+            state.target.close()
         if catalog:
             catalog.close()
     return out

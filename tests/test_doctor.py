@@ -220,3 +220,34 @@ def test_the_clock_line_is_local_time_as_everywhere(tmp_path: Path) -> None:
     shown = datetime.strptime(line.split("clock:")[1].strip(), "%Y-%m-%d %H:%M")
     tokyo = datetime.now(ZoneInfo("Asia/Tokyo")).replace(tzinfo=None)
     assert abs((tokyo - shown).total_seconds()) < 120, line
+
+
+def test_doctor_leaves_no_rclone_behind(tmp_path: Path) -> None:
+    """`photod doctor` checks an rclone target and exits: the rclone it started ends
+    with it (it was started again after the target was closed, and stayed)."""
+    import psutil
+
+    (tmp_path / "inbox").mkdir()
+    config = write_config(
+        tmp_path / "photod.toml",
+        [{"name": "inbox", "type": "folder", "path": str(tmp_path / "inbox")}],
+        [{"name": "lib", "type": "local", "path": str(tmp_path / "lib")},
+         {"name": "nas", "type": "rclone", "remote": f"dir:{tmp_path / 'nas'}",
+          "rclone_config": {"type": "local"}, "media": "nas", "offsite": False}],
+        extra=f'[daemon]\nstate_dir = "{tmp_path}/state"\nlog_dir = "{tmp_path}/log"\n',
+    )  # fmt: skip
+    assert 0 == subprocess.run([sys.executable, "-m", "photod", "--config", str(config), "run",
+                                "--once"], capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "HOME": str(tmp_path)}).returncode  # fmt: skip
+    r = _doctor(config, tmp_path)
+    assert "OK    target nas:" in r.stdout, r.stdout + r.stderr
+
+    def ours() -> list[str]:
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            line = " ".join(p.info["cmdline"] or [])
+            if "rcd" in line and str(tmp_path / "state") in line:
+                found.append(line)
+        return found
+
+    assert [] == ours()

@@ -109,10 +109,14 @@ class ObjectTarget:
         self.put_meta(f"{CLAIMS}/{mine}", b"claim\n")
         time.sleep(CLAIM_SETTLE)
         deadline = time.monotonic() + CLAIM_WAIT
+        give_up = deadline + CLAIM_WAIT * 4  # a marker written that never reads back
         while True:
             found = self._marker_id()
             if found is not None:
                 return found
+            if time.monotonic() > give_up:
+                raise TargetUnavailable(self.name, f"{self.where}.photod/{MARKER} was written "
+                                        "but does not read back")  # fmt: skip
             claims = self.list_meta(CLAIMS)
             first = claims[0].rpartition("/")[2] if claims else mine
             if first == mine or time.monotonic() > deadline:

@@ -109,21 +109,39 @@ class Rcd:
         self.folder = tempfile.mkdtemp(prefix=RCD_PREFIX)  # mode 700: ours only
         args = [binary, "rcd", "--rc-addr", f"unix://{self.socket_path}", "--rc-no-auth",
                 "--rc-serve", "--contimeout", "10s", "--timeout", f"{int(self.timeout)}s",
-                "--retries", "1", "--low-level-retries", "2", "--log-level", "ERROR"]  # fmt: skip
+                "--retries", "1", "--low-level-retries", "2", "--log-level", "ERROR",
+                "--ask-password=false"]  # fmt: skip
         if self.config_file is not None:
             args += ["--config", str(self.config_file)]
         self.log = open(os.path.join(self.folder, "rcd.log"), "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log)
+        # (never the terminal: an encrypted rclone.conf would ask for its password there,
+        # behind the log, and the daemon would wait for it)
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=self.log)  # fmt: skip
         _own(self.folder, self.proc.pid)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise TargetUnavailable(self.name, f"rclone rcd exited: {self._log_tail()}")
+                raise TargetUnavailable(self.name, self.why(None))
             with socket.socket(socket.AF_UNIX) as s, contextlib.suppress(OSError):
                 s.connect(self.socket_path)
                 return
             time.sleep(0.05)
+        self.stop()  # (not left running for ever beside the next one)
         raise TargetUnavailable(self.name, "rclone rcd did not start within 15 s")
+
+    def why(self, exc: BaseException | None) -> str:
+        """Why a request got no answer: rcd's own last words when it exited (a config
+        it could not read), else what the connection said."""
+        with contextlib.suppress(subprocess.TimeoutExpired, AttributeError):
+            self.proc.wait(0.5)  # type: ignore[union-attr]  # (an rcd that closed it exits)
+        if self.proc is None or self.proc.poll() is None or self.folder is None:
+            return f"rclone rcd did not answer: {exc}"
+        said = self._log_tail()
+        if "password" in said.lower() and "config" in said.lower():
+            said += (" (the rclone config is encrypted: give photod its password with "
+                     "RCLONE_CONFIG_PASS or RCLONE_PASSWORD_COMMAND in its environment)")  # fmt: skip
+        return f"rclone rcd exited: {said}"
 
     def _log_tail(self) -> str:
         assert self.folder is not None

@@ -282,7 +282,7 @@ class RcloneTarget(ObjectTarget):
             response = conn.getresponse()
             body = response.read()
         except (OSError, http.client.HTTPException) as exc:
-            raise TargetUnavailable(self.name, f"rclone rcd did not answer: {exc}") from exc
+            raise TargetUnavailable(self.name, self.rcd.why(exc)) from exc
         finally:
             conn.close()
         try:
@@ -360,11 +360,13 @@ class RcloneTarget(ObjectTarget):
     def open(self, key: str) -> BinaryIO:
         conn = self.rcd.connection()
         try:
-            conn.request("GET", f"/[{self.remote}]/{urllib.parse.quote(key)}")
+            # (the remote's path too: "onedrive:Bilder/Familie Müller" is no URL as it is)
+            remote = urllib.parse.quote(self.remote, safe=":/")
+            conn.request("GET", f"/[{remote}]/{urllib.parse.quote(key)}")
             response = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise TargetUnavailable(self.name, f"rclone rcd did not answer: {exc}") from exc
+            raise TargetUnavailable(self.name, self.rcd.why(exc)) from exc
         if response.status == 404:
             conn.close()
             raise FileNotFoundError(key)

@@ -832,3 +832,45 @@ def test_a_second_recipients_identity_finds_every_object_from_many_threads(
     assert {key: len(DATA + key.encode()) for key in keys} == sizes
     with reader.open(keys[7]) as f:
         assert DATA + keys[7].encode() == f.read()
+
+
+@pytest.mark.parametrize("folder", ["Fotos Müller", "100% Urlaub", "backup?"])
+def test_an_rclone_remote_whose_path_is_no_url_as_it_is_still_reads_back(
+    tmp_path: Path, folder: str
+) -> None:
+    """A remote such as "onedrive:Bilder/Familie Müller": a space, a character beyond
+    ASCII, a % or a ? in its path. Copies written there read back (the remote's path
+    went into a URL as it was: a traceback that held every backup, the local ones too;
+    a "400 Bad Request"; or a marker that never read back, and photod hung)."""
+    where = tmp_path / folder / "photod"
+    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "dir:", {"type": "local"})
+    target = RcloneTarget("r", f"dir:{where}", conf, timeout=5)
+    try:
+        target.check(None)
+        put(target, "2024/2024-01-02/IMG_1.HEIC")
+        assert SHA == hash_object(target, "2024/2024-01-02/IMG_1.HEIC")
+        assert ["2024/2024-01-02/IMG_1.HEIC"] == list(target.keys())
+    finally:
+        target.close()
+
+
+def test_an_encrypted_rclone_config_without_its_password_is_a_clear_reason(
+    tmp_path: Path,
+) -> None:
+    """The user's rclone.conf is encrypted (`rclone config encryption set`) and photod
+    was not given its password: rclone's hidden prompt read the terminal (a stall of
+    minutes) or the reason said only "did not answer". It says what to set."""
+    conf = tmp_path / "rclone.conf"
+    conf.write_text(
+        "# Encrypted rclone configuration File\n\nRCLONE_ENCRYPT_V0:\n" + "A" * 64 + "\n"
+    )
+    target = RcloneTarget("r", "box:photos", conf, timeout=5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TargetUnavailable) as caught:
+            target.check(None)
+    finally:
+        target.close()
+    assert "RCLONE_CONFIG_PASS" in caught.value.reason
+    assert "unable to decrypt configuration" in caught.value.reason
+    assert time.monotonic() - started < 30
