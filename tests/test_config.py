@@ -414,6 +414,12 @@ def test_credentials_readable_by_others_are_refused(tmp_path: Path, mode: int) -
         ('{ type = "sftp", host = "nas.lan", pass = "obscured" }', "pass"),
         ('{ type = "drive", token = "{\\"access_token\\": \\"x\\"}" }', "token"),
         ('{ type = "s3", secret_access_key = "k" }', "secret_access_key"),
+        # Credentials under names that say nothing of it (each was copied in plain text
+        # into the recovery plan and the kept config on every target):
+        ('{ type = "storj", access_grant = "1cCY..." }', "access_grant"),
+        ('{ type = "azurefiles", connection_string = "...;AccountKey=K" }', "connection_string"),
+        ('{ type = "webdav", url = "https://alice:hunter2@dav.example.org/" }', "url"),
+        ('{ type = "webdav", url = "https://dav.example.org/photos" }', None),
     ],
 )
 def test_a_config_is_refused_when_others_can_read_a_secret_in_it(
