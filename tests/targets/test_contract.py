@@ -874,3 +874,26 @@ def test_an_encrypted_rclone_config_without_its_password_is_a_clear_reason(
     assert "RCLONE_CONFIG_PASS" in caught.value.reason
     assert "unable to decrypt configuration" in caught.value.reason
     assert time.monotonic() - started < 30
+
+
+def test_photods_own_rclone_is_used_before_an_older_one_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Debian 12's rclone (1.60) first on PATH cannot serve on a socket file ("unknown
+    port"): the offsite copy never happened and the reason blamed the network. The
+    rclone photod installs with itself comes first."""
+    old = tmp_path / "bin" / "rclone"
+    old.parent.mkdir()
+    old.write_text(
+        "#!/bin/sh\necho 'listen tcp: address tcp////x/rc.sock: unknown port' >&2\nexit 1\n"
+    )
+    old.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{old.parent}:{os.environ['PATH']}")
+    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "dir:", {"type": "local"})
+    target = RcloneTarget("r", f"dir:{tmp_path / 'remote'}", conf, timeout=5)
+    try:
+        target.check(None)
+        put(target, "2024/2024-01-02/IMG_1.HEIC")
+        assert SHA == hash_object(target, "2024/2024-01-02/IMG_1.HEIC")
+    finally:
+        target.close()
