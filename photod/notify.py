@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import json
 import os
 import queue
@@ -107,7 +108,8 @@ def message_for(event: dict[str, Any]) -> Message | None:
     device = _plain(event.get("device") or event.get("udid", ""))
     if name in ("job_failed", "ingest_failed", "device_import_failed", "scrub_interrupted"):
         why = event.get("error") or event.get("reason") or event.get("detail") or ""
-        return Message("failure", "photod: a backup step failed", f"{name}: {why}".strip(": "))
+        kind = "scrub" if name == "scrub_interrupted" else "failure"  # (one never mutes the other)
+        return Message(kind, "photod: a backup step failed", f"{name}: {why}".strip(": "))
     if name == "catalog_untrusted":
         return Message("untrusted", "photod: backups stopped",
                        f"{event.get('found', '')}; {event.get('fix', '')}", True)  # fmt: skip
@@ -318,7 +320,7 @@ class Notifier:
             try:
                 send(message)
             except Exception as exc:  # a channel that fails must not stop the others
-                log.warning("notify_failed", channel=channel, error=str(exc),
+                log.warning("notify_failed", channel=channel, error=_why(exc),
                             retry_in=None if took else round(wait))  # fmt: skip
             else:
                 took = True
@@ -345,7 +347,7 @@ class Notifier:
             with _OPENER.open(request, timeout=HEARTBEAT_TIMEOUT) as response:
                 response.read(RESPONSE_MAX)
         except Exception as exc:  # a dead switch must not stop the messages after it
-            log.warning("notify_failed", channel="heartbeat", error=str(exc))
+            log.warning("notify_failed", channel="heartbeat", error=_why(exc))
         else:
             log.info("heartbeat_sent", outcome="fail" if ping.problems else "ok",
                      problems=list(ping.problems))  # fmt: skip
@@ -410,7 +412,7 @@ def try_channels(cfg: NotifyConfig) -> tuple[list[str], bool]:
             send(TEST)
             lines.append(f"{channel}: sent")
         except Exception as exc:  # each channel's own answer, whatever it is
-            lines.append(f"{channel}: FAILED: {str(exc) or type(exc).__name__}")
+            lines.append(f"{channel}: FAILED: {_why(exc)}")
             ok = False
     if cfg.desktop and all(channel != "desktop" for channel, _ in channels):
         lines.append("desktop: not tried: no desktop session here (no D-Bus session bus)")
@@ -419,6 +421,14 @@ def try_channels(cfg: NotifyConfig) -> tuple[list[str], bool]:
     if not channels:
         lines.append("no notification channel to try: set `webhook` or `email_to` in [notify]")
     return lines, ok and bool(channels)
+
+
+def _why(exc: Exception) -> str:
+    """What a channel's failure says, never its URL: a malformed one's error quotes
+    part of it ("nonnumeric port: 's3cr3tTOKEN'"), and it may hold a token."""
+    if isinstance(exc, ValueError | http.client.InvalidURL):
+        return "the URL is malformed: check it in the config"
+    return str(exc) or type(exc).__name__
 
 
 class _KeepPost(urllib.request.HTTPRedirectHandler):

@@ -538,6 +538,15 @@ def test_notify_test_sends_a_message_and_says_what_each_channel_answered(
     assert "s3cret" not in r.stdout + r.stderr
     assert 1 == len(hook.got)
 
+    # A URL malformed in a way the config's check lets by: what urllib says of it
+    # quotes part of it ("nonnumeric port: 's3cr3tTOKEN'"): not shown.
+    r = notify_test('webhook = "https://ntfy.sh:s3cr3tTOKEN/topic"\n')
+    assert (1, "webhook: FAILED: the URL is malformed: check it in the config") == (
+        r.returncode,
+        r.stdout.strip(),
+    )
+    assert "s3cr3tTOKEN" not in r.stdout + r.stderr
+
     r = notify_test("")
     assert 1 == r.returncode
     assert "no notification channel to try: set `webhook` or `email_to`" in r.stdout
