@@ -264,8 +264,11 @@ def drill_now(pipeline: Pipeline, scheduler: Any, only: object) -> dict[str, Any
 
     if not run_now(scheduler, "drill-now", drill_picked, pipeline.activity):
         return {"ok": False, "message": STOPPING}
-    return {"ok": True, "message": "the daemon is running the drill now; `photod logs "
-            "--since 10m` says whether it passed, `photod status` keeps each target's last"}  # fmt: skip
+    away = [f"{n}: not drilled: {s.reason}" for n, s in pipeline.targets.items()
+            if not s.available and only is None]  # fmt: skip
+    said = ("the daemon is running the drill now; `photod logs --since 10m` says whether "
+            "it passed, `photod status` keeps each target's last")  # fmt: skip
+    return {"ok": not away, "message": "\n".join([said, *away])}
 
 
 def schedule(scheduler: BackgroundScheduler) -> dict[str, str | None]:

@@ -618,3 +618,30 @@ def test_another_identitys_object_of_the_same_name_never_takes_the_place_of_ours
     assert 0 == r.returncode, r.stdout + r.stderr
     [back] = [f for f in (ha / "restored").rglob("*") if f.is_file()]
     assert photo + b"anna's photo" == back.read_bytes()
+
+
+def test_a_drill_asked_of_the_daemon_names_a_target_it_could_not_reach(
+    setup: Setup, samples: Path
+) -> None:
+    """`photod drill` with the daemon running and the external drive put away: the
+    answer names that target as not drilled and the exit is 1 (the daemon drilled the
+    others and said nothing of it, exit 0)."""
+    lib, usb = setup.home / "lib", setup.home / "usb"
+    usb.mkdir()
+    p = setup.photod([{"name": "lib", "path": str(lib)},
+                      {"name": "usb", "path": str(usb), "media": "external"}],
+                     policy={"copies": 2, "media": 1, "offsite": 0})  # fmt: skip
+    for f in list(samples.iterdir())[:3]:
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    usb.rename(setup.home / "usb-in-a-drawer")
+    p.start()
+    try:
+        p.wait_event("target_unavailable", target="usb")
+        r = p.cli("drill")
+        assert 1 == r.returncode, r.stdout + r.stderr
+        assert "the daemon is running the drill now" in r.stdout
+        assert [line for line in r.stdout.splitlines() if line.startswith("usb: not drilled: ")]
+        p.wait_event("drill_passed", target="lib")
+    finally:
+        assert 0 == p.stop()
