@@ -94,6 +94,24 @@ def _look(
     return holder
 
 
+def newer_elsewhere(cfg: Config, targets: dict[str, TargetState], catalog: Catalog) -> str:
+    """'' unless a reachable target holds a newer snapshot of this installation than
+    ``catalog`` (one put back from a backup with its ``installation.json``, which the
+    state dir alone cannot tell): then what is wrong.  For commands that only read."""
+    known = instance.load(cfg.state_dir)
+    if known is None:
+        return ""
+    for name, state in targets.items():
+        record = catalog.target(name)
+        ident = Identity(record.target_id, record.root, record.mount_rel) if record else None
+        holder = _look(name, state, known.installation, cfg.instance, ident)
+        if holder is not None and holder.newest > catalog.generation:
+            return (f"the catalog {cfg.state_dir / CATALOG_NAME} is older than the snapshot "
+                    f"on {name!r} (generation {catalog.generation}, there {holder.newest}): "
+                    "it lost changes")  # fmt: skip
+    return ""
+
+
 START_BUDGET = 0.5  # seconds of SQLite's page check at start; the rest in the background
 
 

@@ -168,6 +168,9 @@ def restore(
     catalog = Catalog(db)
     targets = build_targets(_readable(cfg.targets_settings(), only))
     try:
+        why = catalog_guard.newer_elsewhere(cfg, targets, catalog)
+        if why:
+            raise CatalogUntrusted(why, instance.FIX)
         among = None
         if album is not None:
             among = album_assets(catalog, album)

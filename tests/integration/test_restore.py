@@ -470,8 +470,10 @@ def test_a_restore_from_a_catalog_older_than_its_snapshot_is_refused(
     p, _, _, _ = backed_up_twice(setup, samples)
     db = setup.home / "state" / "catalog.sqlite"
     old = setup.home / "catalog-from-a-backup.sqlite"
+    info = setup.home / "state" / "installation.json"
     with sqlite3.connect(db) as live, sqlite3.connect(old) as copy:
         live.backup(copy)
+    old_info = info.read_bytes()
     newest = setup.inbox / "newest.jpg"
     newest.write_bytes((samples / "jpg_Canon_40D.jpg").read_bytes() + b"one more photo")
     assert 0 == p.cli("run", "--once").returncode
@@ -484,6 +486,14 @@ def test_a_restore_from_a_catalog_older_than_its_snapshot_is_refused(
     assert 65 == r.returncode, r.stdout + r.stderr
     assert "is older than its last snapshot" in r.stderr
     assert "photod catalog rebuild --from TARGET" in r.stderr
+    assert not dest.exists() or [] == list(dest.rglob("*"))
+
+    # installation.json put back with it (the same backup): the state dir alone looks
+    # whole, the targets' snapshots say otherwise.
+    info.write_bytes(old_info)
+    r = p.cli("restore", str(dest))
+    assert 65 == r.returncode, r.stdout + r.stderr
+    assert "is older than the snapshot on" in r.stderr
     assert not dest.exists() or [] == list(dest.rglob("*"))
 
 
