@@ -26,6 +26,7 @@ def device_report(
     safe_before: str | None = None
     unreadable = 0
     dated: dict[str, str] | None = None  # the library's capture times, read when needed
+    read = False  # whether the phone's library was ever read
     undated = False  # a file never read, its capture time unknown
     for f, asset, problem, held in catalog.device_files(d.udid):  # oldest first
         if problem.startswith(IGNORED):
@@ -48,9 +49,11 @@ def device_report(
         else:
             when = f.taken_at
             if asset is None:  # never read: when it was taken, only its library knows
-                dated = _library_dates(catalog, d.udid) if dated is None else dated
+                if dated is None:
+                    dated = _library_dates(catalog, d.udid)
+                    read = catalog.library_digest(d.udid) is not None
                 when = min(when, dated.get(f.path, when))
-                undated |= f.path not in dated and catalog.library_digest(d.udid) is None
+                undated |= f.path not in dated and not read
             safe_before = when if safe_before is None else min(safe_before, when)
             not_protected.append({"path": f.path, "taken_at": when, "why": why})
     # What the last import could not see (folders the phone would not list, its library
