@@ -625,19 +625,10 @@ def inline_secrets(cfg: Config) -> list[str]:
 # Names of rclone options that hold a credential (pass, password2, token, client_secret,
 # secret_access_key, key, sas_url, service_account_credentials, ...): a name that merely
 # points at a file (key_file, service_account_file) holds none, nor does an empty value.
-_SECRET_WORDS = ("pass", "token", "secret", "key", "credentials", "sas_url", "auth")
-# ... and since rclone's backends keep adding ways to hold one (storj's access_grant,
-# azurefiles' connection_string, http's headers, iCloud's cookies), any other option
-# is taken for a secret too, but these, known to hold none.
-_PLAIN_OPTIONS = frozenset({
-    "type", "host", "port", "user", "username", "provider", "region", "endpoint", "env_auth",
-    "remote", "vendor", "shell_type", "acl", "storage_class", "location_constraint",
-    "chunk_size", "upload_cutoff", "set_modtime", "disable_hashcheck", "md5sum_command",
-    "sha1sum_command", "path", "bucket", "root_folder_id", "drive_id", "drive_type", "scope",
-    "team_drive", "description", "url", "use_insecure_cipher", "server_side_encryption",
-    "force_path_style", "no_check_bucket", "account", "tenant", "library", "directory_name_encryption",
-    "filename_encryption", "hard_delete", "copy_cutoff", "max_upload_parts", "concurrency",
-})  # fmt: skip
+# Also those whose names say less (storj's access_grant, azurefiles' connection_string,
+# http's headers, iCloud's cookies, a SAS), and a URL with a password in it.
+_SECRET_WORDS = ("pass", "token", "secret", "key", "credentials", "sas", "auth", "grant",
+                 "connection_string", "header", "cookie")  # fmt: skip
 
 
 def _is_secret(name: str, value: str) -> bool:
@@ -646,7 +637,7 @@ def _is_secret(name: str, value: str) -> bool:
         return False
     # A URL with a user and password in it (https://alice:hunter2@dav.example.org/)
     userinfo = value.partition("://")[2].partition("/")[0].rpartition("@")[0]
-    return ":" in userinfo or any(w in name for w in _SECRET_WORDS) or name not in _PLAIN_OPTIONS
+    return ":" in userinfo or any(w in name for w in _SECRET_WORDS)
 
 
 is_secret = _is_secret  # the recovery plan marks the same values

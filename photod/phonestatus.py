@@ -59,7 +59,8 @@ def device_report(
     # What the last import could not see (folders the phone would not list, its library
     # unreadable): nothing on the phone is called safe, since what it hides may not be
     # backed up (a photo only in iCloud is deleted there too when deleted on the phone).
-    unlisted = catalog.unlisted(d.udid)
+    # (a catalog of the version before kept them with the last import's counts)
+    unlisted = catalog.unlisted(d.udid) or list(d.last_import.get("unlisted_paths") or [])
     unseen = bool(unlisted or d.last_import.get("library_unread") or undated)
     if unseen:
         safe_before = NOTHING_SAFE

@@ -168,7 +168,9 @@ def restore(
     catalog = Catalog(db)
     targets = build_targets(_readable(cfg.targets_settings(), only))
     try:
-        why = catalog_guard.newer_elsewhere(cfg, targets, catalog)
+        # (only the targets it reads: one asked for by --target is the one trusted)
+        read = {n: s for n, s in targets.items() if only in (None, n)}
+        why = catalog_guard.newer_elsewhere(cfg, read, catalog)
         if why:
             raise CatalogUntrusted(why, instance.FIX)
         among = None

@@ -420,6 +420,8 @@ def test_credentials_readable_by_others_are_refused(tmp_path: Path, mode: int) -
         ('{ type = "azurefiles", connection_string = "...;AccountKey=K" }', "connection_string"),
         ('{ type = "webdav", url = "https://alice:hunter2@dav.example.org/" }', "url"),
         ('{ type = "webdav", url = "https://dav.example.org/photos" }', None),
+        # An option that says nothing secret is no reason to refuse a config at start.
+        ('{ type = "ftp", host = "nas.lan", explicit_tls = "true", domain = "HOME" }', None),
     ],
 )
 def test_a_config_is_refused_when_others_can_read_a_secret_in_it(

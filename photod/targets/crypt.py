@@ -274,6 +274,7 @@ class CryptTarget:
         # recipient's identity reads what the owner's wrote): from their index lines.
         self.objects: dict[str, str] = {}
         self.relisted = False  # every object's line read once, to find them
+        self.absent: set[str] = set()  # keys whose own object is not there (found elsewhere)
         self.sizes: dict[str, int] = {}  # key -> plaintext size
         self.times: dict[str, int] = {}  # key -> the original's file time, from its line
         # Objects whose own index line this identity cannot open (another computer's,
@@ -291,6 +292,7 @@ class CryptTarget:
                     self.sizes[e.key] = e.size
                 if e.mtime_ns is not None:
                     self.times[e.key] = e.mtime_ns
+                self.absent.discard(e.key)  # (committed under its own name now)
 
     def file_time(self, key: str) -> int | None:
         """The original's file time as its index line keeps it (a photo without EXIF
@@ -316,9 +318,10 @@ class CryptTarget:
             return None
         key = entries[0].key
         if self.keys_.object_name(key) != obj:  # named with another identity's key
-            with self.lock:  # (this identity's own object for the key always comes first)
-                self.names[obj] = key
+            with self.lock:  # (this identity's own object for the key always comes first:
+                self.names[obj] = key  # its size and time are not taken from this one)
                 self.objects.setdefault(key, obj)
+            return entries[0]
         self.learn(entries[:1])
         return entries[0]
 
@@ -350,6 +353,8 @@ class CryptTarget:
         own = self._object(key)
         with self.lock:
             other = self.objects.get(key)
+            if other is not None and key in self.absent:
+                return other
         return own if other is None or self.inner.size(own) is not None else other
 
     def _found(self, key: str) -> str | None:
@@ -363,7 +368,10 @@ class CryptTarget:
                         self.described(obj)
                 self.relisted = True
         with self.lock:
-            return self.objects.get(key)
+            other = self.objects.get(key)
+            if other is not None:
+                self.absent.add(key)  # (asked for again: straight there)
+            return other
 
     def check(self, known: Identity | None, prepare: bool = True) -> Identity:
         return self.inner.check(known, prepare)
@@ -376,7 +384,7 @@ class CryptTarget:
 
     def open(self, key: str) -> BinaryIO:
         try:
-            source = self.inner.open(self._object(key))
+            source = self.inner.open(self._stored(key))
         except FileNotFoundError:
             if (other := self._found(key)) is None:
                 raise
@@ -384,7 +392,7 @@ class CryptTarget:
         return io.BufferedReader(Decrypting(self.name, self.keys_.identity, source), 1 << 20)
 
     def size(self, key: str) -> int | None:
-        obj = self._object(key)
+        obj = self._stored(key)
         if self.inner.size(obj) is None:
             if (other := self._found(key)) is None:
                 return None

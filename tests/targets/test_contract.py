@@ -897,3 +897,28 @@ def test_photods_own_rclone_is_used_before_an_older_one_on_path(
         assert SHA == hash_object(target, "2024/2024-01-02/IMG_1.HEIC")
     finally:
         target.close()
+
+
+def test_another_identitys_line_for_the_same_name_never_changes_what_ours_says(
+    tmp_path: Path,
+) -> None:
+    """Two computers of a family keep a different file under one name on a shared
+    encrypted target, the second sealing to the first's key too. Read by the first, the
+    name's size is its own object's, before and after a listing read the other's line
+    (it took the other's), and its bytes are its own."""
+    anna, ben = tmp_path / "anna.txt", tmp_path / "ben.txt"
+    anna_key = keygen(anna)
+    keygen(ben)
+    inner = make_kind("local", None, tmp_path).target  # type: ignore[arg-type]
+    key = "2024/2024-01-02/same.jpg"
+    mine, theirs = DATA[:40], DATA + b"ben's other photo"
+    first = CryptTarget(inner, Keys(anna))
+    first.check(None)
+    put(first, key, mine)
+    put(CryptTarget(inner, Keys(ben, [anna_key])), key, theirs)
+    fresh = CryptTarget(inner, Keys(anna))
+    assert len(mine) == fresh.size(key)
+    assert [key] == list(fresh.keys())
+    assert len(mine) == fresh.size(key)
+    with fresh.open(key) as f:
+        assert mine == f.read()
