@@ -1483,7 +1483,7 @@ class Catalog:
         ``skipped`` (the phone would not list it) stays as it was, and ``skipped`` is
         kept (``unlisted``) until a listing has none: an import cut short after the
         listing must not leave the phone looking whole."""
-        kept = set(skipped)
+        kept = {p.rstrip("/") or "/" for p in skipped}  # ("/DCIM/x/" is "/DCIM/x")
         todo: list[DeviceFile] = []
         with self._tx() as db:
             known = {

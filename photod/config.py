@@ -182,7 +182,7 @@ Window = Annotated[tuple[int, int], BeforeValidator(parse_window)]
 # age's X25519 recipient: "age1" and 58 bech32 characters.
 RECIPIENT_PATTERN = r"^age1[02-9ac-hj-np-z]{58}$"
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
-REMOTE_PATTERN = r"^[A-Za-z0-9_.][A-Za-z0-9_. -]*:[^\]]*$"
+REMOTE_PATTERN = r"^[A-Za-z0-9_.][A-Za-z0-9_. -]*:[^\]\n\r]*$"
 URL_PATTERN = r"^https?://\S+$"
 
 

@@ -264,7 +264,7 @@ def drill_now(pipeline: Pipeline, scheduler: Any, only: object) -> dict[str, Any
 
     if not run_now(scheduler, "drill-now", drill_picked, pipeline.activity):
         return {"ok": False, "message": STOPPING}
-    away = [f"{n}: not drilled: {s.reason}" for n, s in pipeline.targets.items()
+    away = [f"{n}: not drilled: {s.reason or 'unavailable'}" for n, s in pipeline.targets.items()
             if not s.available and only is None]  # fmt: skip
     said = ("the daemon is running the drill now; `photod logs --since 10m` says whether "
             "it passed, `photod status` keeps each target's last")  # fmt: skip

@@ -426,7 +426,11 @@ def try_channels(cfg: NotifyConfig) -> tuple[list[str], bool]:
 def _why(exc: Exception) -> str:
     """What a channel's failure says, never its URL: a malformed one's error quotes
     part of it ("nonnumeric port: 's3cr3tTOKEN'"), and it may hold a token."""
-    if isinstance(exc, ValueError | http.client.InvalidURL):
+    if isinstance(exc, http.client.InvalidURL) or (
+        isinstance(exc, ValueError)
+        and not isinstance(exc, UnicodeError)
+        and "url" in str(exc).lower()
+    ):
         return "the URL is malformed: check it in the config"
     return str(exc) or type(exc).__name__
 
