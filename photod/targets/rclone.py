@@ -170,8 +170,17 @@ class RcloneWriter:
                 raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, stored)
             if self.t.size(key) is not None:
                 raise KeyExists(key)  # still uploaded: commit again under another key
+            # Never over a file another computer of the family published meanwhile: rclone
+            # leaves the temporary where it is then, and the name is taken.
             self.t.call("operations/movefile", srcFs=self.t.remote, srcRemote=self.temp_key,
-                        dstFs=self.t.remote, dstRemote=key)  # fmt: skip
+                        dstFs=self.t.remote, dstRemote=key, _config={"IgnoreExisting": True})  # fmt: skip
+            if self.t.size(self.temp_key) is not None:
+                raise KeyExists(key)
+            # Two computers moving at the same instant both pass rclone's look, and the
+            # later rename wins: where the remote says its hash at no cost, the name must
+            # hold ours, or the copy is not counted (tried again under another name).
+            if method is VerifyMethod.SERVER and self.t.remote_sha256(key)[0] != sha256:
+                raise KeyExists(key)
         except (TargetUnavailable, ChecksumMismatch):
             self.abort()
             raise

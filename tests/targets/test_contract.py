@@ -922,3 +922,50 @@ def test_another_identitys_line_for_the_same_name_never_changes_what_ours_says(
     assert len(mine) == fresh.size(key)
     with fresh.open(key) as f:
         assert mine == f.read()
+
+
+def test_two_computers_publishing_one_name_on_an_rclone_remote_never_both_count_it(
+    tmp_path: Path,
+) -> None:
+    """Two computers of a family upload different photos of one name to a shared
+    rclone remote and publish them at the same instant: at most one is told its copy
+    is there, and it is the one whose bytes the name holds (both were told so, most of
+    the time, and the other's counted copy was gone)."""
+    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "dir:", {"type": "local"})
+    store = f"dir:{tmp_path / 'store'}"
+    anna, ben = (
+        RcloneTarget("r", store, conf, owner="aaaa"),
+        RcloneTarget("r", store, conf, owner="bbbb"),
+    )
+    anna.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
+    anna.check(None)
+    ben.check(None)
+    try:
+        for i in range(20):
+            key = f"2024/IMG_{i}.JPG"
+            told: dict[str, bytes] = {}
+            both = threading.Barrier(2)
+
+            def publish(target: RcloneTarget, data: bytes) -> None:
+                w = target.open_writer(key)  # noqa: B023
+                w.write(data)
+                w._finish_upload()
+                both.wait()  # noqa: B023
+                try:
+                    w.commit(key, hashlib.sha256(data).hexdigest())  # noqa: B023
+                    told[target.owner] = data  # noqa: B023
+                except KeyExists:
+                    w.abort()
+
+            threads = [threading.Thread(target=publish, args=(t, (t.owner * 500 + str(i)).encode()))
+                       for t in (anna, ben)]  # fmt: skip
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+            assert len(told) <= 1, key
+            if told:
+                assert next(iter(told.values())) == (tmp_path / "store" / key).read_bytes()
+    finally:
+        anna.close()
+        ben.close()
