@@ -22,6 +22,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import secrets
 import threading
 import time
@@ -40,9 +41,18 @@ from photod.targets.rcd import Rcd, UnixHTTP
 
 UNREACHABLE = ("connection refused", "couldn't connect", "no such host", "i/o timeout",
                "connection reset", "network is unreachable", "eof", "broken pipe")  # fmt: skip
-CREDENTIALS = ("unable to authenticate", "permission denied", "handshake failed", "401",
-               "403", "accessdenied", "invalid_grant", "token expired", "unauthorized")  # fmt: skip
-THROTTLED = ("429", "503", "too many requests", "rate limit", "slowdown", "throttl")
+# (HTTP codes as whole words: "403" inside a temporary's hex name or "503" in IMG_5031
+# is no status)
+CREDENTIALS = ("unable to authenticate", "permission denied", "handshake failed", r"\b401\b",
+               r"\b403\b", "accessdenied", "invalid_grant", "token expired", "unauthorized")  # fmt: skip
+THROTTLED = (r"\b429\b", r"\b503\b", "too many requests", "rate limit", "slowdown", "throttl")
+FULL = ("no space left", "quota exceeded", "insufficient storage", r"\b507\b", "storage quota")
+
+
+def _said(marks: tuple[str, ...], text: str) -> bool:
+    return any(re.search(m, text) for m in marks)
+
+
 FOREIGN_TEMP_AGE = 86400.0  # seconds before another computer's temporary counts as debris
 ABORT_WAIT = 5.0  # seconds an aborted upload waits for rcd to say it is done with it
 
@@ -309,9 +319,11 @@ class RcloneTarget(ObjectTarget):
         low = message.lower()
         if "didn't find section in config file" in low:
             why = f"remote {self.remote.partition(':')[0]!r} is not in the rclone config (`rclone listremotes`)"
-        elif any(m in low for m in CREDENTIALS):
+        elif _said(FULL, low):
+            why = f"full: the remote has no room left; free some space there: {message}"
+        elif _said(CREDENTIALS, low):
             why = f"credentials refused: {message}"
-        elif any(m in low for m in THROTTLED):
+        elif _said(THROTTLED, low):
             why = f"throttled by the remote; retrying later: {message}"
         elif any(m in low for m in UNREACHABLE):
             why = f"cannot reach {self.remote}: {message}"

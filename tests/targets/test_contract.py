@@ -969,3 +969,28 @@ def test_two_computers_publishing_one_name_on_an_rclone_remote_never_both_count_
     finally:
         anna.close()
         ben.close()
+
+
+@pytest.mark.parametrize(
+    ("said", "reason"),
+    [
+        ("failed to open .photod/tmp/aaaa1111-3f2a-9c4035be: write: no space left on device",
+         "full: the remote has no room left"),
+        ("directory not found: 2024/2024-05-06/IMG_5031.JPG", "directory not found"),
+        ("HTTP error 403 (403 Forbidden) returned body: AccessDenied", "credentials refused"),
+        ("HTTP error 429: Too Many Requests", "throttled by the remote"),
+    ],
+)  # fmt: skip
+def test_what_rclone_says_becomes_the_reason_it_means(
+    tmp_path: Path, said: str, reason: str
+) -> None:
+    """rclone's complaint becomes a reason a person can act on, and only the one it
+    means: a full remote is "full" (it was "credentials refused", for the "403" inside
+    a temporary's name), a photo named IMG_5031 missing is not "throttled" (503)."""
+    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "dir:", {"type": "local"})
+    target = RcloneTarget("r", f"dir:{tmp_path}", conf)
+    try:
+        got = target.error(said).reason
+    finally:
+        target.close()
+    assert got.startswith(reason), got
