@@ -223,7 +223,7 @@ class PhoneImport:
                     link, f, staged, lambda n: self._counted(link, progress, n)
                 )
             except OSError as exc:
-                if exc.errno == errno.ENOSPC:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # (a quota: as full)
                     raise  # the staging disk is full: the whole import waits (one event)
                 # This file cannot be staged here (its name, say): the others go on.
                 await self._file_failed(link, f, progress, exc)

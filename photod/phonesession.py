@@ -176,7 +176,7 @@ class PhoneSession:
         timing = self.context.timing
         delay = min(timing.retry_max, timing.retry_interval * 2 ** (self._failures - 1))
         if self._told != error:  # the same failure again is not news
-            full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+            full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
             (log.warning if full else log.exception)(
                 "device_import_failed",
                 device=self.records[self.udid].name,
