@@ -184,12 +184,14 @@ class RcloneWriter:
             # leaves the temporary where it is then, and the name is taken.
             self.t.call("operations/movefile", srcFs=self.t.remote, srcRemote=self.temp_key,
                         dstFs=self.t.remote, dstRemote=key, _config={"IgnoreExisting": True})  # fmt: skip
-            if self.t.size(self.temp_key) is not None:
-                raise KeyExists(key)
             # Two computers moving at the same instant both pass rclone's look, and the
             # later rename wins: where the remote says its hash at no cost, the name must
-            # hold ours, or the copy is not counted (tried again under another name).
-            if method is VerifyMethod.SERVER and self.t.remote_sha256(key)[0] != sha256:
+            # hold ours, or the copy is not counted (tried again under another name);
+            # elsewhere, a temporary left where it was means the name was taken.
+            if method is VerifyMethod.SERVER:
+                if self.t.remote_sha256(key)[0] != sha256:
+                    raise KeyExists(key)
+            elif self.t.size(self.temp_key) is not None:
                 raise KeyExists(key)
         except (TargetUnavailable, ChecksumMismatch):
             self.abort()
