@@ -1541,8 +1541,10 @@ class Catalog:
         with self._tx() as db:
             rows = db.execute("SELECT udid, path, problem FROM device_files WHERE asset=?",
                               (asset,)).fetchall()  # fmt: skip
-            db.execute("UPDATE device_files SET problem=? WHERE asset=?", (READ_AGAIN, asset))
-        return [(r[0], r[1]) for r in rows], any(r[2] != READ_AGAIN for r in rows)
+            now = any(r[2] != READ_AGAIN for r in rows)
+            if now:  # (asked at every retry of the copy: written once)
+                db.execute("UPDATE device_files SET problem=? WHERE asset=?", (READ_AGAIN, asset))
+        return [(r[0], r[1]) for r in rows], now
 
     def set_media_group(self, asset: str, group: str) -> None:
         """A movie's content identifier (see migration v8)."""

@@ -154,6 +154,12 @@ def target(kind: Kind) -> Any:
     return kind.target
 
 
+def local_rclone(tmp_path: Path, folder: Path, **kw: Any) -> RcloneTarget:
+    """An rclone target over an inline remote of rclone's own local backend."""
+    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "dir:", {"type": "local"})
+    return RcloneTarget("r", f"dir:{folder}", conf, **kw)
+
+
 def put(target: Any, key: str, data: bytes = DATA) -> None:
     w = target.open_writer(key)
     for i in range(0, len(data), 65536):
@@ -848,9 +854,7 @@ def test_an_rclone_remote_whose_path_is_no_url_as_it_is_still_reads_back(
     ASCII, a % or a ? in its path. Copies written there read back (the remote's path
     went into a URL as it was: a traceback that held every backup, the local ones too;
     a "400 Bad Request"; or a marker that never read back, and photod hung)."""
-    where = tmp_path / folder / "photod"
-    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "dir:", {"type": "local"})
-    target = RcloneTarget("r", f"dir:{where}", conf, timeout=5)
+    target = local_rclone(tmp_path, tmp_path / folder / "photod", timeout=5)
     try:
         target.check(None)
         put(target, "2024/2024-01-02/IMG_1.HEIC")
@@ -895,8 +899,7 @@ def test_photods_own_rclone_is_used_before_an_older_one_on_path(
     )
     old.chmod(0o755)
     monkeypatch.setenv("PATH", f"{old.parent}:{os.environ['PATH']}")
-    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "dir:", {"type": "local"})
-    target = RcloneTarget("r", f"dir:{tmp_path / 'remote'}", conf, timeout=5)
+    target = local_rclone(tmp_path, tmp_path / "remote", timeout=5)
     try:
         target.check(None)
         put(target, "2024/2024-01-02/IMG_1.HEIC")
@@ -937,12 +940,9 @@ def test_two_computers_publishing_one_name_on_an_rclone_remote_never_both_count_
     rclone remote and publish them at the same instant: at most one is told its copy
     is there, and it is the one whose bytes the name holds (both were told so, most of
     the time, and the other's counted copy was gone)."""
-    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "dir:", {"type": "local"})
-    store = f"dir:{tmp_path / 'store'}"
-    anna, ben = (
-        RcloneTarget("r", store, conf, owner="aaaa"),
-        RcloneTarget("r", store, conf, owner="bbbb"),
-    )
+    store = tmp_path / "store"
+    anna = local_rclone(tmp_path, store, owner="aaaa")
+    ben = local_rclone(tmp_path, store, owner="bbbb")
     anna.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
     anna.check(None)
     ben.check(None)
@@ -993,8 +993,7 @@ def test_what_rclone_says_becomes_the_reason_it_means(
     """rclone's complaint becomes a reason a person can act on, and only the one it
     means: a full remote is "full" (it was "credentials refused", for the "403" inside
     a temporary's name), a photo named IMG_5031 missing is not "throttled" (503)."""
-    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "dir:", {"type": "local"})
-    target = RcloneTarget("r", f"dir:{tmp_path}", conf)
+    target = local_rclone(tmp_path, tmp_path)
     try:
         got = target.error(said).reason
     finally:
