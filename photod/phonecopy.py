@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from photod.catalog import DeviceFile
 from photod.errors import SourceChanged
 from photod.logs import log
 from photod.private import COPY_MODE
-from photod.sources.phone import PhoneLink
+from photod.sources.phone import READ_SIZE, PhoneLink
 
 
 async def fetch(
@@ -33,7 +34,10 @@ async def fetch(
     part = staged.with_name(staged.name + staging.PARTIAL[0])
     meta = staged.with_name(staged.name + staging.PARTIAL[1])
     staged.parent.mkdir(parents=True, exist_ok=True)
-    offset, h = await asyncio.to_thread(staging.resume_point, part, meta, f.size, f.mtime_ns)
+    if f.size > staging.CHECKPOINT:
+        offset, h = await asyncio.to_thread(staging.resume_point, part, meta, f.size, f.mtime_ns)
+    else:  # (never checkpointed: nothing to resume, and no trip to a thread to say so)
+        offset, h = 0, hashlib.sha256()
     try:
         await _read_into(link, f, part, meta, offset, h, counted)
     except BaseException as exc:
@@ -82,7 +86,7 @@ async def _read_into(
             out.seek(offset)
             done = offset
             next_checkpoint = offset + staging.CHECKPOINT
-            nxt = asyncio.ensure_future(link.read(handle))
+            nxt: asyncio.Future[bytes] = asyncio.ensure_future(link.read(handle))
             try:
                 while True:
                     chunk = await nxt
@@ -90,8 +94,15 @@ async def _read_into(
                         break
                     if done + len(chunk) > f.size:  # (a file that never ends fills no disk)
                         raise SourceChanged(f"{f.path} on the phone (longer than listed)")
-                    # Ask for the next chunk before hashing and writing this one.
-                    nxt = asyncio.ensure_future(link.read(handle))
+                    # Ask for the next chunk before hashing and writing this one; unless
+                    # this one ended short at the listed size: the phone's read met the
+                    # file's end there (one request a file fewer: most photos are read
+                    # whole by their first read).  A file longer than listed is still
+                    # caught: its first read brings more than the listing said.
+                    if len(chunk) < READ_SIZE and done + len(chunk) == f.size:
+                        nxt = _at_end()
+                    else:
+                        nxt = asyncio.ensure_future(link.read(handle))
                     await asyncio.to_thread(staging.write_hashed, out, h, chunk)
                     done += len(chunk)
                     counted(len(chunk))
@@ -109,3 +120,10 @@ async def _read_into(
             raise SourceChanged(f"{f.path} on the phone ({done} of {f.size} bytes)")
     finally:
         await link.close_file(handle)
+
+
+def _at_end() -> asyncio.Future[bytes]:
+    """A read already answered: the end of the file."""
+    end: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    end.set_result(b"")
+    return end

@@ -60,6 +60,7 @@ class MemPhone:
     unreadable: set[str] = field(default_factory=set)  # originals only iCloud has
     cut_after: int | None = None  # unplugged once this many file bytes were served
     stall_after: int | None = None  # reads stop answering once this many were served
+    piece: int = READ_SIZE  # the most one read answers (a phone may answer less)
     # Called with each path read, before it is served: the phone writing as it is read.
     on_read: Callable[[str], None] | None = None
     # What the phone was asked for: tests assert what photod read.
@@ -235,7 +236,7 @@ class MemLink:
         await self._unless_stalled()
         if phone.on_read is not None:
             phone.on_read(path)
-        limit = READ_SIZE
+        limit = phone.piece
         for after in (phone.cut_after, phone.stall_after):
             if after is not None:
                 limit = max(1, min(limit, after - phone.served))

@@ -308,6 +308,25 @@ def test_unplug_mid_file_leaves_nothing_partial_and_next_plug_in_finishes(
     assert [] == rig.staged()
 
 
+def test_a_phone_answering_each_read_in_small_pieces_still_gives_whole_files(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """A phone whose reads answer less than asked before a file's end (a busy phone, a
+    slow link): each file is read on to its end, byte for byte, even one whose
+    length is a whole number of pieces; none is taken for ended early."""
+    rig = make_rig()
+    files = photos(tmp_path, 3)
+    piece = 100  # (the photos are some 750 bytes)
+    exact = "/DCIM/100APPLE/IMG_0009.JPG"
+    data = next(iter(files.values()))
+    files[exact] = data[: len(data) // piece * piece]  # (a cut JPEG, kept as it is)
+    phone = MemPhone(UDID, files, piece=piece)
+    rig.mux.plug(phone)
+    wait_until(lambda: named(events, "device_import_finished"), "the import")
+    assert imported(rig, phone)
+    assert not named(events, "device_file_failed")
+
+
 def test_unplug_mid_movie_resumes_from_its_checkpoint(
     make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
 ) -> None:

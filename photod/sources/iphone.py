@@ -36,9 +36,8 @@ from photod.errors import (
 )
 from photod.library import printable
 from photod.logs import log
-from photod.sources.phone import PhoneFile
+from photod.sources.phone import READ_SIZE, PhoneFile
 
-READ_SIZE = 4 * 1024 * 1024  # AFC's largest read request
 # The longest AFC reply read: a read's data, or a folder's listing of some 200,000 names
 # (a phone's media folders hold a few thousand).
 REPLY_MAX = 2 * READ_SIZE

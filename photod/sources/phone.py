@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+READ_SIZE = 4 * 1024 * 1024  # what one read asks for: AFC's largest read request
+
 
 @dataclass(frozen=True)
 class PhoneFile:
@@ -70,8 +72,9 @@ class PhoneLink(Protocol):
     async def seek(self, handle: int, offset: int) -> None: ...
 
     async def read(self, handle: int) -> bytes:
-        """The next chunk (b"" at the end).  ``FileUnreadable``: the original is not on
-        the phone (only iCloud has it)."""
+        """The next chunk, at most READ_SIZE bytes (b"" at the end; fewer than asked
+        where the phone's own read met the end).  ``FileUnreadable``: the original is
+        not on the phone (only iCloud has it)."""
         ...
 
     async def close_file(self, handle: int) -> None:
