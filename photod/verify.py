@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 from photod import ledgers, policy
 from photod.catalog import Catalog, CheckItem, month
@@ -37,6 +38,12 @@ from photod.targets.base import Identity
 from photod.throttle import lower_priority
 
 LOOKAHEAD = 64 * 1024 * 1024  # bytes of upcoming files being read while one is hashed
+
+
+READ_DIFFERED = (
+    "one read of this copy gave other bytes than the next: a disk, cable or network "
+    "that damages what passes through it?"
+)
 
 
 @dataclass
@@ -240,7 +247,7 @@ class Scrubber:
                 ahead += 1
             entry = ManifestEntry(item.asset, item.relpath, item.size)
             try:
-                actual = self._hash(name, state, item.relpath)
+                actual = _proved(name, item, partial(self._hash, name, state, item.relpath))
             except FileNotFoundError:
                 self._bad(name, state, entry, "missing", method, scrub)
                 continue
@@ -263,14 +270,15 @@ class Scrubber:
             else:
                 self._bad(name, state, entry, "corrupt", method, scrub, actual=actual)
 
-    def _hash(self, name: str, state: TargetState, key: str) -> str:
+    def _hash(self, name: str, state: TargetState, key: str, again: bool = False) -> str:
         """SHA-256 of a replica.  A read that fails is tried once more after the
         target proved it still answers; failing twice on a target that answers, the
-        object itself is bad (``_Unreadable``).  TargetUnavailable: an outage."""
+        object itself is bad (``_Unreadable``).  TargetUnavailable: an outage.
+        ``again``: the second read of a copy whose first read was wrong."""
         for attempt in (1, 2):
             try:
                 with state.target.open(key) as f:
-                    return hash_stream(f, self.on_bytes, self.stop, cold=attempt == 2)
+                    return hash_stream(f, self.on_bytes, self.stop, cold=again or attempt == 2)
             except (FileNotFoundError, Stopping, LinkInTarget):
                 raise  # a link on the way to it: the target waits, the file is not bad
             except Undecryptable as exc:  # age's authentication failed: damaged bytes
@@ -363,6 +371,29 @@ class Scrubber:
     def _lost(self, asset: Asset) -> bool:
         """No verified replica anywhere, and no source file with the right bytes."""
         return lost_now(self.catalog, self.replicator.source_roots, asset)
+
+
+def _proved(name: str, item: CheckItem, read: Callable[..., str]) -> str:
+    """SHA-256 of a replica (``read(again=...)``), read twice before it is said wrong: a
+    read damaged on its way (a bit flipped on the network or by a failing cable, an
+    encrypted copy's authentication failing for it) must not condemn a good copy,
+    which the repair then moves aside.  Two reads that disagree prove nothing of the
+    copy's bytes (``_Unreadable``, not damaged)."""
+    try:
+        first = read()
+    except _Unreadable as exc:
+        if not exc.damaged:
+            raise
+        first = str(exc)  # (age's authentication failed: never a photo's hash)
+    if first == item.asset:
+        return first
+    again = read(again=True)
+    if again == item.asset:
+        log.warning("replica_read_differed", target=name, asset=item.asset,
+                    path=item.relpath, detail=READ_DIFFERED)  # fmt: skip
+    elif again != first:
+        raise _Unreadable("two reads gave different bytes: " + READ_DIFFERED, damaged=False)
+    return again
 
 
 def _mend_line(catalog: Catalog, name: str, state: TargetState, item: CheckItem) -> None:

@@ -166,7 +166,8 @@ class DamagingProxy:
     Requests are read one by one by their Content-Length; answers pass unchanged.
     It counts the presigned requests (signed in their URL) and, while
     ``refusing_presigned``, answers them itself with a 400, as a server that does not
-    take them would."""
+    take them would.  The next ``damaging_gets[key]`` answers to a GET of that key get
+    one bit of their body flipped on the way back (a download damaged in transit)."""
 
     def __init__(self, upstream: str, min_body: int = 64 * 1024) -> None:
         import urllib.parse
@@ -181,6 +182,7 @@ class DamagingProxy:
         # Keys the server keeps archived (a lifecycle rule moved them to Glacier): a
         # GET or a copy of them is refused (403 InvalidObjectState); a HEAD answers.
         self.archived: set[str] = set()
+        self.damaging_gets: dict[str, int] = {}
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
@@ -192,16 +194,32 @@ class DamagingProxy:
             except OSError:
                 return  # closed
             server = socket.create_connection(self.upstream)
-            threading.Thread(target=self._answers, args=(server, client), daemon=True).start()
-            threading.Thread(target=self._requests, args=(client, server), daemon=True).start()
+            damage: list[bool] = []  # this connection's next answer is to be damaged
+            threading.Thread(target=self._answers, args=(server, client, damage),
+                             daemon=True).start()  # fmt: skip
+            threading.Thread(target=self._requests, args=(client, server, damage),
+                             daemon=True).start()  # fmt: skip
 
     @staticmethod
-    def _answers(server: Any, client: Any) -> None:
+    def _answers(server: Any, client: Any, damage: list[bool]) -> None:
         with server, client:
+            head = b""  # of an answer to damage, until its body starts
             while data := server.recv(65536):
+                if damage:
+                    head += data
+                    if b"\r\n\r\n" not in head:
+                        continue
+                    start = head.index(b"\r\n\r\n") + 4
+                    if start < len(head):  # (S3 answers one request at a time: in step)
+                        data = bytearray(head)
+                        data[start] ^= 0x01
+                        damage.clear()
+                        head = b""
+                    else:
+                        continue
                 client.sendall(data)
 
-    def _requests(self, client: Any, server: Any) -> None:
+    def _requests(self, client: Any, server: Any, damage: list[bool]) -> None:
         buf = b""
         try:
             while True:
@@ -235,6 +253,10 @@ class DamagingProxy:
                     if self.refusing_presigned:
                         client.sendall(REFUSED)  # the request was read whole: in step
                         continue
+                for k, n in list(self.damaging_gets.items()):
+                    if n and line.startswith(b"GET ") and k.encode() in line:
+                        self.damaging_gets[k] = n - 1
+                        damage.append(True)
                 if self.damaging and length >= self.min_body:
                     body[length // 2] ^= 0x01
                     self.damaged += 1

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 
 from tests.conftest import Photod, S3Server, sha256, target_files
 from tests.integration.conftest import Setup, assert_target_holds, backed_up_twice
@@ -282,6 +283,60 @@ def test_the_last_copy_kept_damaged_is_repaired_under_its_own_name(
     assert {key: sha256(setup.inbox / "a.jpg")} == target_files(lib)
     assert_target_holds(lib, target_files(lib))  # the list passes sha256sum -c
     assert 0 == p.cli("status").returncode
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "encrypted"])
+def test_a_download_damaged_on_its_way_never_condemns_a_good_offsite_copy(
+    setup: Setup, samples: Path, s3_server: S3Server, sealed: bool
+) -> None:
+    """One download of an offsite copy damaged in transit (a bit flipped by a failing
+    cable or router), the drive unplugged and the original deleted: the scrub reads it
+    again, finds its photo, says a read differed, and leaves the object where it is;
+    when the drive then dies, a rebuild and a restore from the offsite copy alone get
+    the photo back.  (It was moved into quarantine, where neither looks.)"""
+    proxy = DamagingProxy(s3_server.endpoint)
+    proxy.damaging = False
+    creds = s3_server.credentials(setup.home / "s3.cred")
+    prefix = f"transit-{setup.home.name}/"
+    lib, identity = setup.home / "lib", setup.home / "key.txt"
+    p = setup.photod(
+        [{"name": "lib", "path": str(lib)},
+         {**s3_server.target("cloud", creds, prefix=prefix), "endpoint": proxy.endpoint,
+          "encrypt": sealed}],
+        policy={"copies": 2, "media": 2, "offsite": 1},
+        extra=f'\n[encryption]\nidentity = "{identity}"\n' if sealed else "",
+    )  # fmt: skip
+    if sealed:
+        assert 0 == p.cli("keygen", "--output", str(identity)).returncode
+    shutil.copy2(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    assert 0 == p.cli("run", "--once").returncode
+    [key] = target_files(lib)
+    top = s3_server.root / BUCKET / prefix
+    [stored] = [f for f in top.rglob("*") if f.is_file() and ".photod" not in f.parts]
+    obj = prefix + stored.relative_to(top).as_posix()  # (a sealed copy's is not its name)
+    whole, photo = stored.read_bytes(), (lib / key).read_bytes()
+    (setup.inbox / "a.jpg").unlink()  # photod said it was safe
+    lib.rename(setup.home / "drive-unplugged")
+    proxy.damaging_gets[obj] = 1
+    r = p.cli("verify", "--all")  # (exit 1: the drive is not there to verify)
+    [said] = [line for line in r.stdout.splitlines() if line.startswith("cloud:")]
+    assert said.endswith("all good"), r.stdout + r.stderr
+    assert 0 == proxy.damaging_gets[obj]  # the one damaged download happened
+    assert [] == p.events("replica_corrupt")
+    [differed] = p.events("replica_read_differed")
+    assert ("cloud", key) == (differed["target"], differed["path"])
+    assert whole == stored.read_bytes()
+    # The drive dies: the offsite copy alone gives the photo back.
+    rebuilt = setup.home / "rebuilt.toml"
+    rebuilt.write_text(p.config.read_text().replace(str(setup.home / "state"),
+                                                   str(setup.home / "state2")))  # fmt: skip
+    r = p.cli("--config", str(rebuilt), "catalog", "rebuild", "--from", "cloud", config=False)
+    assert 0 == r.returncode, r.stdout + r.stderr
+    out = setup.home / "restored"
+    r = p.cli("--config", str(rebuilt), "restore", str(out), "--target", "cloud", config=False)
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert [photo] == [f.read_bytes() for f in out.rglob("*.jpg")]
+    proxy.stop()
 
 
 def test_an_object_the_server_will_not_read_is_never_deleted(
