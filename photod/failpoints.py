@@ -8,13 +8,14 @@ and the environment arms them::
     PHOTOD_FAILPOINTS="replica_published=kill,device_attached=3:raise"
 
 ``ACTION`` is ``raise`` (a ``FailpointHit``, which no handler in photod expects),
-``kill`` (SIGKILL to the whole process: a power cut, as far as the disk can tell) or
-``sleep:SECONDS``; ``N:ACTION`` acts on the Nth hit only.  Unset, which is always the
+``kill`` (SIGKILL to the whole process: a power cut, as far as the disk can tell),
+``eio`` (the OSError a failing disk gives) or ``sleep:SECONDS``; ``N:ACTION`` acts on the Nth hit only.  Unset, which is always the
 case outside tests, ``hit`` is one dictionary lookup.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import threading
@@ -63,6 +64,8 @@ def hit(name: str) -> None:
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(60)  # the signal is on its way; nothing after this line may run
+    elif action == "eio":
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
     elif action.startswith("sleep:"):
         time.sleep(float(action.removeprefix("sleep:")))
     else:

@@ -227,6 +227,17 @@ class Ingestor:
         log.info("file_skipped", source=source, path=rel, reason=reason)
         return IngestResult.SKIPPED
 
+    def _unreadable(self, source: str, rel: str, st: os.stat_result, exc: OSError) -> IngestResult:
+        """A file photod cannot read (no permission, a failing disk): said once while it
+        stays the same (a warning, notified: it is not backed up), tried at every scan."""
+        seen = (st.st_mode, st.st_size, st.st_mtime_ns)
+        with self._refused_lock:
+            if self._refused.get((source, rel)) == seen:
+                return IngestResult.SKIPPED
+            self._refused[(source, rel)] = seen
+        log.warning("file_unreadable", source=source, path=rel, error=exc.strerror or str(exc))
+        return IngestResult.SKIPPED
+
     def ingest(
         self,
         source: str,
@@ -271,8 +282,7 @@ class Ingestor:
         except OSError as exc:
             if exc.errno in (errno.ENXIO, errno.EOPNOTSUPP):  # a socket took its place
                 return self._refuse(source, rel, st, NOT_A_FILE)
-            log.warning("file_unreadable", source=source, path=rel, error=exc.strerror or str(exc))
-            return IngestResult.SKIPPED
+            return self._unreadable(source, rel, st, exc)
         with f:
             return self._take(source, rel, path, f, folder, lead, sha256, tag)
 
@@ -329,8 +339,7 @@ class Ingestor:
         try:
             info = probe(f, path.name, st.st_mtime, self.settings.decode_check)
         except OSError as exc:
-            log.warning("file_unreadable", source=source, path=rel, error=exc.strerror or str(exc))
-            return IngestResult.SKIPPED
+            return self._unreadable(source, rel, st, exc)
         if info is None:  # said once, as a refusal is; still "ignored" for the bookkeeping
             self._refuse(source, rel, st, "not a photo, video or sidecar (by its content and "
                          "its name): left alone")  # fmt: skip

@@ -39,6 +39,8 @@ from photod.models import IngestResult
 from photod.mounts import present
 from photod.sources.folder import FolderWatcher, on_events_lost
 
+READ_FAILED = "the file could not be read to its end; tried again at the next scan"
+
 
 class FolderIntake:
     def __init__(
@@ -229,12 +231,8 @@ class FolderIntake:
                 with self._lock:  # a still a movie asked for is recorded: nothing to remember
                     self._asked.pop((source, str(path)), None)
         except SourceChanged:
-            log.info(
-                "source_changed",
-                source=source,
-                path=self.ingestor.relpath(source, path),
-                detail="changed while being read; taken again once stable",
-            )
+            log.info("source_changed", source=source, path=self.ingestor.relpath(source, path),
+                     detail="changed while being read; taken again once stable")  # fmt: skip
             self.settler.touch(source, path, "changed")
         except (LeadPending, StillArriving):
             # Taken again once its still is in, or once it is whole (the settler's wait;
@@ -246,6 +244,10 @@ class FolderIntake:
             self._wait_for_room(source, path, exc)
         except CatalogDamaged as exc:  # the daemon stops and settles the catalog
             log.error("ingest_failed", source=source, path=str(path), error=str(exc))
+        except OSError as exc:  # (a target's faults are its writer's: this is the file's
+            # disk failing as it was read) no traceback: an event, and the next scan's try
+            log.error("ingest_failed", source=source, path=str(path),
+                      error=exc.strerror or str(exc), detail=READ_FAILED)  # fmt: skip
         except Exception as exc:  # a job boundary: log, keep the daemon alive
             log.exception("ingest_failed", source=source, path=str(path), error=str(exc))
         finally:

@@ -30,6 +30,8 @@ def boxes(f: IO[bytes], end: int) -> list[tuple[bytes, int, int]]:
         if size < 8:
             break
         found.append((typ, body, start + size))
+        if start + size > end:  # (runs past the end: cut, or a size no file has, 2^64)
+            break
         f.seek(start + size)
     return found
 

@@ -133,6 +133,12 @@ def message_for(event: dict[str, Any]) -> Message | None:
         return Message("rot", "photod: a file in a watch folder changed on disk",
                        f"{path} in '{event.get('source', '')}' no longer has the bytes backed up "
                        "(bit rot?); restore it with `photod restore`")  # fmt: skip
+    if name in ("file_unreadable", "folder_unreadable"):
+        what = "file" if name == "file_unreadable" else "folder"
+        why = _plain(event.get("error", ""))
+        return Message("unreadable", f"photod: a {what} in a watch folder cannot be read",
+                       f"{path} in '{_plain(event.get('source', ''))}': {why}; it is not "
+                       "backed up until photod can read it")  # fmt: skip
     if name == "drill_failed":
         return Message("drill", "photod: a restore drill failed",
                        f"target '{target}': {'; '.join(event.get('problems', [])[:3])}")  # fmt: skip

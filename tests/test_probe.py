@@ -107,6 +107,12 @@ def test_cut_video_is_flagged_undecodable(tmp_path: Path) -> None:
     info = run_probe(wide)
     assert (Kind.VIDEO, False) == (info.kind, info.decodable)
     assert "truncated" in info.problem
+    absurd = tmp_path / "ABSURD.MP4"  # a 64-bit size no file has: seeking past it raised,
+    # and the file was never backed up (ingest_failed at every rescan)
+    absurd.write_bytes(data[:20] + b"\x00\x00\x00\x01mdat" + b"\xff" * 7 + b"\xf0" + b"\0" * 4096)
+    info = run_probe(absurd)
+    assert (Kind.VIDEO, False) == (info.kind, info.decodable)
+    assert "truncated" in info.problem
     headless = tmp_path / "NOMOOV.MOV"
     headless.write_bytes(b"\x00\x00\x00\x10ftypqt  \x00\x00\x00\x00" + b"\x00\x00\x00\x08free")
     info = run_probe(headless)

@@ -24,7 +24,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
-from watchdog.observers.polling import PollingObserver
+from watchdog.observers.polling import PollingObserverVFS
 
 from photod.logs import log
 from photod.media import ignore_matcher
@@ -106,7 +106,7 @@ class FolderWatcher:
         self.poll_interval = poll_interval
         self.observer: object | None = None
         self.polling = False
-        self.unreadable: set[str] = set()  # folders a scan could not read (told once)
+        self.unreadable: set[str] = set()  # folders and files a scan could not read (told once)
         self.scanned = 0  # files the last scan saw
         self.watched: tuple[int, int] | None = None  # (st_dev, st_ino) of the root watched
 
@@ -136,7 +136,11 @@ class FolderWatcher:
                     "fs.inotify.max_user_watches and fs.inotify.max_user_instances "
                     "to watch it with events"
                 )
-        self._start(PollingObserver(timeout=self.poll_interval), sees_closes=False)
+        # Its snapshots stat each entry without following links (watchdog's own poller
+        # follows them: two links to "." made every poll a walk without end, and the
+        # daemon died of it before it started).
+        poller = PollingObserverVFS(os.lstat, os.scandir, polling_interval=self.poll_interval)
+        self._start(poller, sees_closes=False)
         self.polling = True
         log.warning("source_polling", source=self.name, path=str(self.root), reason=why)
         return True
@@ -219,7 +223,8 @@ class FolderWatcher:
                                 stack.append((entry.path, f"{prefix}{name}/"))
                             continue
                         st = entry.stat(follow_symlinks=False)
-                    except OSError:
+                    except OSError as exc:  # (in a folder it may list but not enter, or
+                        self._unstatable(entry.path, exc)  # past the kernel's path limit)
                         continue
                     rel = prefix + name
                     if same is not None and same(rel) == (st.st_size, st.st_mtime_ns):
@@ -231,6 +236,18 @@ class FolderWatcher:
                     yield rel, entry.path, st
         finally:
             self.scanned = seen
+
+    def _unstatable(self, path: str, exc: OSError) -> None:
+        """A file the scan sees but cannot even look at: never backed up while so,
+        and said once (as a folder it cannot read is), not passed over in silence."""
+        if path in self.unreadable:
+            return
+        self.unreadable.add(path)
+        log.warning("file_unreadable", source=self.name, path=path,
+                    error=exc.strerror or str(exc), detail=NOT_BACKED_UP)  # fmt: skip
+
+
+NOT_BACKED_UP = "not backed up while photod cannot read it; tried again at every scan"
 
 
 def _identity(folder: Path) -> tuple[int, int] | None:

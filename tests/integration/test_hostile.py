@@ -23,10 +23,10 @@ from tests.integration.conftest import Setup, assert_target_holds
 pytestmark = pytest.mark.integration
 
 
-def deep_folder(top: Path, depth: int) -> bytes:
+def deep_folder(top: Path, depth: int, name: bytes = b"deep.jpg") -> bytes:
     """Folders nested until the path is longer than PATH_MAX (4096 bytes), made with
     relative calls (no absolute path that long can be passed to the kernel); returns
-    the path relative to ``top``."""
+    the path relative to ``top`` of the file ``name`` made in the deepest."""
     fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
     rel = b""
     try:
@@ -38,12 +38,12 @@ def deep_folder(top: Path, depth: int) -> bytes:
             fd = new
             rel += name + b"/"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-        out = os.open(b"deep.jpg", flags, 0o644, dir_fd=fd)
+        out = os.open(name, flags, 0o644, dir_fd=fd)
         os.write(out, b"\xff\xd8\xff\xe0" + os.urandom(1000))
         os.close(out)
     finally:
         os.close(fd)
-    return rel + b"deep.jpg"
+    return rel + name
 
 
 def test_hostile_files_are_refused_once_and_never_hold_up_the_photos(
@@ -78,6 +78,10 @@ def test_hostile_files_are_refused_once_and_never_hold_up_the_photos(
         f.write(b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  ")
         f.truncate(10 * 1024**3)
     deep = deep_folder(inbox, 22)
+    # A folder the kernel still reaches, holding a photo whose path it does not.
+    depth = (4000 - len(bytes(inbox))) // 205
+    (inbox / "edge").mkdir()
+    past = deep_folder(inbox / "edge", depth, b"P" * (4200 - len(bytes(inbox)) - depth * 205))
     refused = {
         "link-out.jpg": "symbolic link",
         "album-link": "symbolic link",
@@ -110,6 +114,8 @@ def test_hostile_files_are_refused_once_and_never_hold_up_the_photos(
     too_long = [e for e in p.events("folder_unreadable") if "File name too long" in e["error"]]
     assert 1 == len(too_long), p.events("folder_unreadable")
     assert os.fsdecode(deep).split("/")[0] in too_long[0]["path"]
+    [unseen] = [e for e in p.events("file_unreadable") if "File name too long" in e["error"]]
+    assert unseen["path"].endswith(os.fsdecode(past)), unseen  # (once, at every rescan)
 
     held = target_files(lib)
     assert sorted(sha256(inbox / n) for n in good) == sorted(held.values())
@@ -128,6 +134,53 @@ def test_hostile_files_are_refused_once_and_never_hold_up_the_photos(
     wait_for(lambda: notify.recv(4096).startswith(b"WATCHDOG=1"), 15, "a WATCHDOG ping")
     notify.close()
     assert 0 == p.stop()
+
+
+def test_link_loops_in_a_polled_folder_are_refused_and_the_photos_beside_them_kept(
+    setup: Setup, samples: Path
+) -> None:
+    """A watch folder that is polled (`poll = true`, as on a network share): two links
+    to "." and one to "/" in it.  The daemon starts, refuses each link once, and backs
+    up the photo beside them.  (watchdog's own poller followed them: a walk without end
+    that grew the daemon until it died, before it said it had started.)"""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}], {"copies": 1, "media": 1, "offsite": 0},
+                     daemon='rescan_interval = "1s"')  # fmt: skip
+    p.config.write_text(
+        p.config.read_text().replace('type = "folder"', 'type = "folder"\npoll = true')
+    )
+    for name, to in (("a", "."), ("b", "."), ("root", "/")):
+        (setup.inbox / name).symlink_to(to, target_is_directory=True)
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "photo.jpg")
+    p.start()
+    p.wait_protected(1, timeout=30)
+    time.sleep(3)  # polls and rescans
+    skipped = collections.Counter(e["path"] for e in p.events("file_skipped"))
+    assert {"a": 1, "b": 1, "root": 1} == dict(skipped)
+    assert {"photo.jpg": sha256(samples / "jpg_Canon_40D.jpg")} == {
+        q.name: sha for q, sha in ((lib / k, v) for k, v in target_files(lib).items())
+    }
+    assert 0 == p.stop()
+
+
+def test_a_read_error_from_a_failing_disk_is_one_event_and_a_retry(
+    setup: Setup, samples: Path
+) -> None:
+    """The watch folder's disk fails as a photo is copied (EIO): one `ingest_failed`
+    with the error, no traceback, the daemon goes on, and the next scan takes the
+    photo whole."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}], {"copies": 1, "media": 1, "offsite": 0},
+                     daemon='rescan_interval = "1s"')  # fmt: skip
+    p.env["PHOTOD_FAILPOINTS"] = "ingest_storing=1:eio"
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "photo.jpg")
+    p.start()
+    p.wait_protected(1, timeout=30)
+    [failed] = p.events("ingest_failed")
+    assert "Input/output error" == failed["error"] and "next scan" in failed["detail"]
+    assert {sha256(setup.inbox / "photo.jpg")} == set(target_files(lib).values())
+    assert 0 == p.stop()
+    assert "Traceback" not in p.output.read_text()
 
 
 def test_a_file_that_is_not_a_photo_is_one_file_skipped_told_once(
