@@ -9,6 +9,7 @@ way; each copy goes through the shared steps of ``copies.Copier``.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import stat
@@ -32,7 +33,6 @@ from photod.fleet import TargetState
 from photod.hashing import hash_source, hash_stream, open_source
 from photod.logs import log
 from photod.models import Asset, ManifestEntry, VerifyMethod
-from photod.mounts import present
 from photod.targets.base import Writer
 
 DAY = 86400.0  # seconds between two reads of a kept copy on a remote, at least
@@ -172,9 +172,9 @@ class CatchUp:
             return  # (one that was held and went bad is the scrub's to call lost)
         # (No source file left at all: its path now holds a later version, an edit.)
         sources = {source for source, _, _, _ in self.catalog.source_paths(asset.sha256)}
-        if not all(s in self.source_roots and present(self.source_roots[s]) for s in sources):
+        if not all(s in self.source_roots and _here(self.source_roots[s]) for s in sources):
             return
-        if source_holds(self.catalog, self.source_roots, asset.sha256):
+        if source_holds(self.catalog, self.source_roots, asset.sha256, doubt=True):
             return
         # A phone's file whose staged copy went (a power cut, a staging folder cleared):
         # the phone still had it at its last listing, so it is read again from there.
@@ -350,15 +350,33 @@ def only_copy(catalog: Catalog, roots: dict[str, Path], sha: str, name: str) -> 
     return not source_holds(catalog, roots, sha)
 
 
-def source_holds(catalog: Catalog, roots: dict[str, Path], sha: str) -> bool:
+def source_holds(catalog: Catalog, roots: dict[str, Path], sha: str, doubt: bool = False) -> bool:
     """A source file (of any source in ``roots``) still has the asset's bytes, read
-    again now, not taken from the catalog."""
+    again now, not taken from the catalog.  ``doubt``: a file that cannot be read now
+    (no permission, a failing or sleeping disk) may still have them (to call a photo
+    lost, its file must be gone or hold other bytes)."""
     for source, rel, _, _ in catalog.source_paths(sha):
         if source not in roots:
             continue
         try:
             if hash_source(roots[source], rel)[0] == sha:
                 return True
-        except OSError:  # gone, unreadable, or a link now: not a copy
-            continue
+        except OSError as exc:  # gone, unreadable, or a link now: not a copy
+            if doubt and exc.errno in UNREADABLE_NOW:
+                return True
     return False
+
+
+# What a file answers while it is there but cannot be read now.
+UNREADABLE_NOW = (errno.EACCES, errno.EPERM, errno.EIO, errno.ENOTCONN, errno.ESTALE, errno.EAGAIN)
+
+
+def _here(root: Path) -> bool:
+    """A watch folder is there with something in it: an empty one is most likely the
+    mount point of its drive, unplugged (its files come back with it), not a folder
+    whose every photo was deleted before a target took it."""
+    try:
+        with os.scandir(root) as entries:
+            return next(entries, None) is not None
+    except OSError:  # (gone, or a dead network mount)
+        return False

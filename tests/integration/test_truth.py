@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -498,6 +499,35 @@ def test_copies_on_a_target_away_longer_than_the_scrub_cycle_do_not_count(
     assert 0 == p.cli("status").returncode, "the computer off takes no target away"
     (setup.home / "T7-in-a-drawer").rename(t7)  # plugged in again
     assert 0 == p.cli("status").returncode
+
+
+def test_photos_on_a_watch_folders_unplugged_drive_are_not_said_lost(
+    setup: Setup,
+) -> None:
+    """The only target is a drive that is away; two photos arrive from a watch folder
+    on another drive, which is then unplugged (its mount point stays, empty).  The
+    target back, nothing is said lost (no alarm for photos that are whole on their
+    unplugged drive): they wait; the watch folder's drive back, both are copied."""
+    drive = setup.home / "T7"
+    drive.mkdir()
+    p = setup.photod([{"name": "t7", "path": str(drive), "media": "internal"}],
+                     policy={"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
+    assert 0 == p.cli("run", "--once").returncode  # the drive is known
+    drive.rename(setup.home / "T7-away")
+    shas = make_photos(setup.inbox, 2, size=50_000)
+    assert 1 == p.cli("run", "--once").returncode  # taken in, no copy yet
+    setup.inbox.rename(setup.home / "camera-card")  # unplugged: an empty mount point
+    setup.inbox.mkdir()
+    (setup.home / "T7-away").rename(drive)
+    run = p.cli("run", "--once")
+    assert [] == p.events("asset_lost"), run.stdout
+    assert not p.cli("status").stdout.startswith("LOST")
+    setup.inbox.rmdir()
+    (setup.home / "camera-card").rename(setup.inbox)
+    time.sleep(2.1)  # the copies that found no source then are due again (retry_max)
+    assert 0 == p.cli("run", "--once").returncode
+    assert set(shas.values()) == set(target_files(drive).values())
+    assert [] == p.events("asset_lost")
 
 
 def test_a_photo_deleted_before_any_target_took_it_is_said_lost_by_name(
