@@ -643,6 +643,33 @@ def _is_secret(name: str, value: str) -> bool:
 is_secret = _is_secret  # the recovery plan marks the same values
 
 
+def _remotes_overlapping(targets: list[Target]) -> list[str]:
+    """Two S3 or rclone targets where one's objects are inside the other's (one bucket,
+    prefixes "photos/" and "photos/enc/"): a rebuild from the outer one would take the
+    inner one's objects (ciphertext, lists, markers) for photos, and restore them."""
+    places: list[tuple[int, tuple[str, ...], str]] = []  # (index, the store, the path in it)
+    for ti, t in enumerate(targets):
+        if isinstance(t, S3Target):
+            places.append((ti, ("s3", (t.endpoint or "").rstrip("/"), t.bucket), t.prefix))
+        elif isinstance(t, RcloneTarget):
+            name, _, path = t.remote.partition(":")
+            places.append(
+                (ti, ("rclone", name, repr(sorted((t.rclone_config or {}).items()))), path)
+            )
+    problems = []
+    for i, (ti, store, path) in enumerate(places):
+        for tj, other, other_path in places[:i]:
+            a, b = path.strip("/"), other_path.strip("/")
+            if store == other and (not a or not b or a == b or a.startswith(b + "/")
+                                   or b.startswith(a + "/")):  # fmt: skip
+                problems.append(
+                    f"targets[{ti}]: {targets[ti].name!r} ({targets[ti].where}) overlaps "
+                    f"targets[{tj}]: {targets[tj].name!r} ({targets[tj].where}); each "
+                    "target needs a prefix or folder of its own, neither inside the other"
+                )
+    return problems
+
+
 def check_secrets(cfg: Config, lost_identity_ok: bool = False) -> None:
     """Refuse secrets others can read, as ssh does with private keys: a key readable
     by the group or everyone has to be assumed copied.  The config file itself too,
@@ -758,6 +785,7 @@ def _cross_checks(cfg: Config) -> list[str]:
                     f"targets[{ti}].path: {target.path} overlaps targets[{tj}].path "
                     f"({earlier.path}); each target needs its own folder"
                 )
+    problems += _remotes_overlapping(cfg.targets)
     for ti, target in enumerate(cfg.targets):
         if not isinstance(target, RcloneTarget):
             continue

@@ -163,6 +163,26 @@ BAD = [
         "required key is missing",
     ),
     (
+        BASE
+        + targets("x")
+        + '[[targets]]\nname = "o"\ntype = "s3"\nbucket = "bkt"\nprefix = "p/"\n'
+        '[[targets]]\nname = "e"\ntype = "s3"\nbucket = "bkt"\nprefix = "/p/enc"\n',
+        "targets[2]",
+        "'e' (s3://bkt//p/enc) overlaps targets[1]: 'o' (s3://bkt/p/)",
+    ),
+    (
+        BASE + targets("x") + '[[targets]]\nname = "o"\ntype = "s3"\nbucket = "bkt"\n'
+        '[[targets]]\nname = "e"\ntype = "s3"\nbucket = "bkt"\nprefix = "enc"\n',
+        "targets[2]",
+        "neither inside the other",
+    ),
+    (
+        BASE + targets("x") + '[[targets]]\nname = "o"\ntype = "rclone"\nremote = "b2:photos"\n'
+        '[[targets]]\nname = "e"\ntype = "rclone"\nremote = "b2:photos/sealed"\n',
+        "targets[2]",
+        "overlaps targets[1]",
+    ),
+    (
         BASE + targets("x") + '[[targets]]\nname = "o"\ntype = "rclone"\nremote = "nocolon"\n',
         "targets[1].remote",
         "an rclone remote 'name:path'",
