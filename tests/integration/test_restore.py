@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Photod, S3Server, sha256, target_files
-from tests.integration.conftest import Setup, backed_up_twice
+from tests.integration.conftest import Setup, backed_up_twice, listed
 
 DRILL_ALL = "\n[schedule]\ndrill_sample = 100\n"
 
@@ -190,6 +190,34 @@ def test_rebuild_adds_what_arrived_after_the_last_snapshot(setup: Setup, samples
         r.stdout
     )
     assert p.status()["protected"]
+
+
+def test_a_rebuild_leaves_alone_a_file_whose_name_would_forge_a_line_in_the_lists(
+    setup: Setup, samples: Path
+) -> None:
+    """A file on the target that photod did not write, named with a newline and a
+    checksum line after it: the rebuild leaves it alone and says why, and no list on
+    the target ever carries the forged line (`sha256sum -c` still passes)."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}])
+    shutil.copy2(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    assert 0 == p.cli("run", "--once").returncode
+    forged = "0" * 64 + "  evil.jpg"
+    (lib / "hostile").mkdir()
+    (lib / "hostile" / f"nl\n{forged}").write_bytes((samples / "jpg_gps_DSCN0010.jpg").read_bytes())
+    shutil.rmtree(setup.home / "state")
+    r = p.cli("catalog", "rebuild", "--from", "lib")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    [skipped] = p.events("rebuild_skipped")
+    assert "control character" in skipped["reason"], skipped
+    shutil.copy2(samples / "heic_IMG_5195.HEIC", setup.inbox / "b.heic")
+    assert 0 == p.cli("run", "--once").returncode  # (the lists are written again)
+    lists = b"".join(f.read_bytes() for f in lib.glob(".photod/installations/*/sums/*"))
+    assert forged.encode() not in lists
+    assert 2 == len(listed(lib))
+    check = subprocess.run(["sha256sum", "-c", "--strict", "-"], cwd=lib, input=lists,
+                           capture_output=True)  # fmt: skip
+    assert 0 == check.returncode, check.stdout + check.stderr
 
 
 def test_disaster_everything_lost_but_the_encrypted_offsite_copy(
