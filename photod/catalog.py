@@ -447,6 +447,7 @@ class SourceFile(NamedTuple):
     size: int
     mtime_ns: int
     asset: str
+    read_at: str | None = None  # when photod last read it whole (``now_iso``)
 
 
 class DeviceFile(NamedTuple):
@@ -1341,10 +1342,11 @@ class Catalog:
     def source_file(self, source: str, path: str) -> SourceFile | None:
         with self._lock:
             r = self._db.execute(
-                "SELECT size, mtime_ns, asset FROM source_files WHERE source=? AND path=?",
+                "SELECT size, mtime_ns, asset, checked_at FROM source_files"
+                " WHERE source=? AND path=?",
                 (source, _path(path)),
             ).fetchone()
-        return SourceFile(r[0], _unns(r[1]), r[2]) if r else None
+        return SourceFile(r[0], _unns(r[1]), r[2], r[3]) if r else None
 
     def saw_source_file(
         self, source: str, path: str, size: int, mtime_ns: int, sha256: str

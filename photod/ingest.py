@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from photod import failpoints
-from photod.catalog import Catalog
+from photod.catalog import Catalog, SourceFile, stamp_seconds
 from photod.clock import SYSTEM, Clock
 from photod.config import IngestConfig
 from photod.errors import LeadPending, SourceChanged, StillArriving
@@ -140,6 +140,17 @@ def _cut_short(info: Probe, st: os.stat_result, now: float) -> bool:
     original is backed up all the same."""
     age = now - st.st_mtime  # (a time ahead of the clock, a camera's: taken as it is)
     return "truncated" in info.problem.lower() and 0 <= age < CUT_SHORT_WAIT
+
+
+def changed_since_read(seen: SourceFile, st: os.stat_result) -> bool:
+    """A watch-folder file is not what photod read of it: another size or mtime, or its
+    inode changed since (its ctime, which no program can set back, moved): bytes
+    written over it keeping its size and mtime (`cp -p` of another photo of the same
+    size) are read, not taken for the same.  (A chmod or a move costs one read, then
+    the record is newer; the record's time is to the second, hence the second's margin.)"""
+    if (seen.size, seen.mtime_ns) != (st.st_size, st.st_mtime_ns):
+        return True
+    return bool(seen.read_at) and st.st_ctime > stamp_seconds(seen.read_at or "") + 1
 
 
 def hash_open(f: BinaryIO, size: int, mtime_ns: int, where: str) -> str:
@@ -268,7 +279,7 @@ class Ingestor:
             # A FIFO or a device node would block or never end a read: never opened.
             return self._refuse(source, rel, st, NOT_A_FILE)
         seen = self.catalog.source_file(source, rel)
-        if seen and (seen.size, seen.mtime_ns) == (st.st_size, st.st_mtime_ns):
+        if seen and not changed_since_read(seen, st):
             return IngestResult.UNCHANGED
         # From here on, one descriptor, opened beneath the source's root through no link,
         # is what is probed, hashed and copied: a folder swapped for a link, or a file

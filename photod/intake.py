@@ -19,6 +19,7 @@ import shutil
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
+from functools import partial
 from pathlib import Path
 
 from photod.catalog import STATE_MIN_FREE, Catalog
@@ -32,7 +33,7 @@ from photod.errors import (
     StillArriving,
     Stopping,
 )
-from photod.ingest import Ingestor, Settler
+from photod.ingest import Ingestor, Settler, changed_since_read
 from photod.logs import log
 from photod.media import is_still
 from photod.models import IngestResult
@@ -310,7 +311,8 @@ class FolderIntake:
                         watcher.start()
             if not present(watcher.root):
                 continue
-            started = self.clock.monotonic()
+            started, began = self.clock.monotonic(), int(self.clock.time() * 1e9)
+            since = self.catalog.meta(f"scanned:{name}")  # (a file changed after: read)
             first = self._known.pop(name, None)
             known = first.result() if first is not None else self.catalog.source_stats(name)
             new = 0
@@ -320,7 +322,8 @@ class FolderIntake:
             try:
                 folder: list[tuple[str, Path]] = []  # one folder's files: stills first
                 where = ""
-                for _, path, st in watcher.scan(unchanged=known):  # new or changed only
+                for _, path, st in watcher.scan(None, known, int(since) if since else None,
+                                                partial(_touched, self.catalog, name)):  # fmt: skip
                     if self.stop_event.is_set():
                         return
                     new += 1
@@ -332,16 +335,19 @@ class FolderIntake:
                     else:
                         self.settler.touch(name, Path(path), "scan")
                 self._submit_all(folder)
+                self.catalog.set_meta(f"scanned:{name}", str(began))  # (whole)
             finally:
                 with self._lock:
                     self._scanning.discard(name)
-            log.info(
-                "scan_finished",
-                source=name,
-                files=watcher.scanned,
-                changed=new,
-                duration=round(self.clock.monotonic() - started, 3),
-            )
+            log.info("scan_finished", source=name, files=watcher.scanned, changed=new,
+                     duration=round(self.clock.monotonic() - started, 3))  # fmt: skip
+
+
+def _touched(catalog: Catalog, source: str, rel: str, st: os.stat_result) -> bool:
+    """Whether a file the scan would pass over (its size and mtime as recorded, its
+    inode changed since the last scan) changed since photod read it."""
+    seen = catalog.source_file(source, rel)
+    return seen is None or changed_since_read(seen, st)
 
 
 def stills_first(files: Iterable[tuple[str, Path]]) -> list[tuple[str, Path]]:

@@ -181,19 +181,27 @@ class FolderWatcher:
             self.watched = None
 
     def scan(
-        self, top: Path | None = None, unchanged: Mapping[str, tuple[int, int]] | None = None
+        self,
+        top: Path | None = None,
+        unchanged: Mapping[str, tuple[int, int]] | None = None,
+        since_ns: int | None = None,
+        touched: Callable[[str, os.stat_result], bool] = lambda rel, st: True,
     ) -> Iterator[tuple[str, str, os.stat_result]]:
         """(path relative to the folder, full path, lstat) of every file under the
         folder (or under ``top`` in it), without following symbolic links to
         directories (no loops, nothing from outside).  Files whose (size, mtime_ns) is
-        the one in ``unchanged`` (the catalog's) are counted but not yielded.  After the
-        scan, ``self.scanned`` is the number of files seen.
+        the one in ``unchanged`` (the catalog's) are counted but not yielded, unless
+        their inode changed after ``since_ns`` (the last scan's start: its ctime moved,
+        bytes written over it keeping size and mtime?) and ``touched(rel, st)`` says
+        it changed since it was read.  After the scan,
+        ``self.scanned`` is the number of files seen.
 
         A reconcile asks this of every file of a large library at every start, so the
         loop stays lean: strings, the entries' own stats, and the ignore patterns only
         for what is not known already."""
         ignored = ignore_matcher(tuple(self.ignore))
         same = unchanged.get if unchanged is not None else None
+        since = since_ns if since_ns is not None else 1 << 62
         start = top or self.root
         rel0 = os.path.relpath(start, self.root).replace(os.sep, "/")
         stack = [(str(start), "" if rel0 == "." else rel0 + "/")]
@@ -227,7 +235,11 @@ class FolderWatcher:
                         self._unstatable(entry.path, exc)  # past the kernel's path limit)
                         continue
                     rel = prefix + name
-                    if same is not None and same(rel) == (st.st_size, st.st_mtime_ns):
+                    if (
+                        same is not None
+                        and same(rel) == (st.st_size, st.st_mtime_ns)
+                        and (st.st_ctime_ns <= since or not touched(rel, st))
+                    ):
                         seen += 1
                         continue
                     if ignored(name):

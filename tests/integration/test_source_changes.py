@@ -102,3 +102,37 @@ def test_a_file_written_slower_than_settle_is_taken_whole(setup: Setup, samples:
     os.utime(ahead, (time.time() + 86400,) * 2)
     p.wait_event("asset_undecodable", timeout=15, path="AHEAD.JPG")
     assert 0 == p.stop()
+
+
+@pytest.mark.parametrize("while_", ["stopped", "running"])
+def test_a_photo_written_over_another_of_the_same_size_and_time_is_backed_up(
+    setup: Setup, samples: Path, while_: str
+) -> None:
+    """A photo replaced in place by another of the same size, its time set back as
+    `cp -p` or a camera card's 2-second times leave it (two cameras' uncompressed RAWs
+    of one name): the new photo is backed up beside the old one, whether photod was
+    stopped (its next scan) or running (the write's event), not taken for the same
+    file until a source scrub came round (up to a month)."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}], {"copies": 1, "media": 1, "offsite": 0},
+                     daemon='rescan_interval = "1h"')  # fmt: skip
+    photo = setup.inbox / "DSC_0001.JPG"
+    first = (samples / "jpg_Canon_40D.jpg").read_bytes()
+    photo.write_bytes(first)
+    old = time.time() - 3600
+    os.utime(photo, (old, old))
+    assert 0 == p.cli("run", "--once").returncode
+    second = first[:-200] + os.urandom(198) + first[-2:]  # another photo, as many bytes
+    if while_ == "running":
+        p.start()
+        p.wait_protected(1)
+    time.sleep(1.1)  # (a later second than its record's)
+    photo.write_bytes(second)
+    os.utime(photo, (old, old))
+    if while_ == "running":
+        p.wait_protected(2, timeout=30)
+        assert 0 == p.stop()
+    else:
+        assert 0 == p.cli("run", "--once").returncode
+    held = set(target_files(lib).values())
+    assert {hashlib.sha256(first).hexdigest(), hashlib.sha256(second).hexdigest()} == held
