@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
@@ -38,6 +39,7 @@ def counted(
     last_seen: Mapping[str, float],
     cycle: float,
     here: Iterable[str] = (),
+    now: float | None = None,
 ) -> dict[str, TargetInfo]:
     """The targets whose copies count now: those seen within ``cycle`` seconds of the
     last time photod saw any target (the scrub cycle: every copy is proven within one,
@@ -46,14 +48,24 @@ def counted(
     closed: their copies stop counting, so that a photo is never called safe on copies
     nobody has seen.  Measured from the last target seen, not from the clock: weeks
     with the computer off or asleep, or a clock set forward, take no target away.  A
-    target never seen has no copies."""
+    target never seen has no copies.  A sighting later than ``now`` (the clock set back
+    since: a computer without a battery for its clock, a reset) says nothing of how
+    long a target has been away: it counts only while reachable (else, measured from
+    it, the one target away would count for as long as the clock stays behind)."""
     reachable = set(here)
-    latest = max(last_seen.values(), default=0.0)
+    ahead = (time.time() if now is None else now) + CLOCK_SLACK
+    trusted = {name: at for name, at in last_seen.items() if at <= ahead}
+    latest = max(trusted.values(), default=0.0)
     return {
         name: info
         for name, info in infos.items()
-        if name in reachable or latest - last_seen.get(name, latest) <= cycle
+        if name in reachable
+        or (name in trusted and latest - trusted[name] <= cycle)
+        or name not in last_seen
     }
+
+
+CLOCK_SLACK = 3600.0  # seconds a sighting may be ahead of the clock (a clock set right)
 
 
 def achievable(rule: PolicyRule, targets: Iterable[TargetInfo]) -> list[str]:

@@ -365,8 +365,11 @@ def render(s: dict[str, Any], tty: bool | None = None) -> str:
         if not t["available"]:
             lines.append(f"  {'':<14} {t['reason']}")
         if not t.get("counted", True):
+            ahead = t["last_seen"] > datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            why = ("a time ahead of this computer's clock, set back since" if ahead
+                   else "longer than the scrub cycle")  # fmt: skip
             lines.append(f"  {'':<14} its copies do not count: not seen since "
-                         f"{t['last_seen']}, longer than the scrub cycle")  # fmt: skip
+                         f"{t['last_seen']}, {why}")  # fmt: skip
         if t.get("oldest_check_days") is not None:
             drill = t["last_drill"]
             said = (

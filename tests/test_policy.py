@@ -81,6 +81,20 @@ def test_a_target_unseen_for_longer_than_the_cycle_holds_no_counted_copy() -> No
     assert ["back", "library", "new", "week"] == sorted(kept)
 
 
+def test_a_sighting_ahead_of_the_clock_counts_only_while_the_target_is_here() -> None:
+    """The clock set back a year (a computer without a battery for its clock): a drive
+    last seen "in a year" and away now does not count (measured from it, it counted
+    for as long as the clock stayed behind, and photos were called protected on it);
+    plugged in, it does."""
+    infos = {n: TargetInfo(n, Media.EXTERNAL, False) for n in ("library", "ext")}
+    now, year = 1_800_000_000.0, 365 * 86400.0
+    seen = {"library": now, "ext": now + year}
+    assert ["library"] == sorted(counted(infos, seen, 30 * 86400.0, ["library"], now))
+    assert ["ext", "library"] == sorted(counted(infos, seen, 30 * 86400.0, ["library", "ext"], now))
+    seen["ext"] = now + 60  # (a clock set right by a minute: no matter)
+    assert ["ext", "library"] == sorted(counted(infos, seen, 30 * 86400.0, ["library"], now))
+
+
 def test_achievable_says_one_target_not_1_targets() -> None:
     """The reasons agree with their numbers: "needs at least 1 target", "needs 1 target
     with offsite = true", "on 1 kind of media"."""

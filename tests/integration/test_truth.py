@@ -497,6 +497,12 @@ def test_copies_on_a_target_away_longer_than_the_scrub_cycle_do_not_count(
     with sqlite3.connect(setup.home / "state" / "catalog.sqlite") as db:  # then photod was
         db.execute("UPDATE targets SET last_seen=?", (week_ago,))  # off, or asleep, a week
     assert 0 == p.cli("status").returncode, "the computer off takes no target away"
+    year_on = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 365 * 86400))
+    with sqlite3.connect(setup.home / "state" / "catalog.sqlite") as db:  # the clock set
+        db.execute("UPDATE targets SET last_seen=? WHERE name='t7'", (year_on,))  # back a year
+    behind = p.cli("status")
+    assert 1 == behind.returncode and behind.stdout.startswith("NOT PROTECTED"), behind.stdout
+    assert f"not seen since {year_on}, a time ahead of this computer's clock" in behind.stdout
     (setup.home / "T7-in-a-drawer").rename(t7)  # plugged in again
     assert 0 == p.cli("status").returncode
 
