@@ -1,9 +1,8 @@
 """S3-compatible object storage (AWS, Backblaze B2, Wasabi, MinIO, Ceph...).  With
 ``s3client`` (the client it talks through), the only module that imports boto3.
 
-Uploads stream: a file up to ``part_size`` goes in one PUT; a larger one in a multipart
-upload, ``part_size`` at a time, at most two parts in flight, so memory stays bounded
-for a video of any size.  Every request body carries its Content-MD5, which every S3
+Uploads stream (``s3upload``): a file up to ``part_size`` goes in one PUT; a larger one
+in a multipart upload.  Every request body carries its Content-MD5, which every S3
 server checks before it stores the bytes (a SHA-256 checksum header is ignored by some
 servers, Content-MD5 by none).  Nothing is visible under a key until the PUT or the
 CompleteMultipartUpload succeeds, and an upload cut off half way is aborted.
@@ -11,207 +10,28 @@ CompleteMultipartUpload succeeds, and an upload cut off half way is aborted.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import os
 import secrets
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
+from photod.errors import KeyExists, PhotodError, TargetUnavailable
 from photod.logs import log
-from photod.models import VerifyMethod
 from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.s3client import NETWORK, make_client, mapped
 from photod.targets.s3presigned import Presigned
+from photod.targets.s3upload import UPLOAD, S3Writer, md5
 
-UPLOAD = "s3-upload:"  # temp keys: an unfinished upload to the key that follows
-IN_FLIGHT = 2  # parts of one upload on the wire at once
 PROBE_AGAIN = 600.0  # seconds before a probe that failed is tried again
 PROBE = "probe-"  # (under TMP) the object that learns whether the server honours If-None-Match
 LISTING_TTL = 60.0  # seconds a folder listing answers "is this key taken?"
-
-
-def _md5(data: bytes) -> str:
-    return base64.b64encode(hashlib.md5(data).digest()).decode()
-
-
-class S3Writer:
-    def __init__(self, target: S3Target, key: str, hashed: bool = True) -> None:
-        self.t = target
-        self.key = key
-        # Where a multipart upload goes, decided at its first part: the key itself when it
-        # is free (no copy), else .photod/tmp/ (put in place by the server at commit, under
-        # whatever name commit is given).  A small file is one PUT at commit.
-        self.tmp = f"{TMP}{secrets.token_hex(12)}"
-        self.upload_key = key
-        self.temp_key = f"{UPLOAD}{self.tmp}:{key}"  # delete_temp cleans either
-        self.chunks: list[bytes] = []  # joined once per part or PUT: one copy of each byte
-        self.buffered = 0
-        # What it sent, hashed for a caller that has no hash of its own (a catch-up
-        # reading a copy); None for bytes the caller made (``open_writer``).
-        self.sha = hashlib.sha256() if hashed else None
-        self.size = 0
-        self.upload_id: str | None = None
-        self.parts: list[dict[str, Any]] = []
-        self.futures: list[Future[dict[str, Any]]] = []
-        self.completed = False
-
-    def write(self, data: bytes) -> None:
-        if self.sha is not None:
-            self.sha.update(data)
-        self.size += len(data)
-        self.chunks.append(data)
-        self.buffered += len(data)
-        while self.buffered >= self.t.part_size:
-            joined = b"".join(self.chunks)
-            part, rest = joined[: self.t.part_size], joined[self.t.part_size :]
-            self.chunks, self.buffered = ([rest] if rest else []), len(rest)
-            self._send_part(part)
-
-    def sha256(self) -> str | None:
-        return self.sha.hexdigest() if self.sha is not None else None
-
-    def adopt(self, path: Path, st: os.stat_result) -> bool:
-        return False  # an upload: its bytes are sent
-
-    def _take_buffer(self) -> bytes:
-        data = b"".join(self.chunks)
-        self.chunks, self.buffered = [], 0
-        return data
-
-    def _send_part(self, part: bytes) -> None:
-        try:
-            if self.upload_id is None:
-                if self.t.exists(self.key):
-                    self.upload_key = self.tmp
-                self.upload_id = self.t.call(
-                    "create_multipart_upload", Key=self.t.full(self.upload_key)
-                )["UploadId"]
-            while len(self.futures) >= IN_FLIGHT:  # bounded memory: wait for room
-                self.futures[0].result()
-                self._collect(wait=False)
-            number = len(self.parts) + len(self.futures) + 1
-            self.futures.append(self.t.pool.submit(self._upload_part, number, part))
-            self._collect(wait=False)
-        except PhotodError:
-            self.abort()
-            raise
-
-    def _upload_part(self, number: int, part: bytes) -> dict[str, Any]:
-        response = self.t.call(
-            "upload_part",
-            Key=self.t.full(self.upload_key),
-            UploadId=self.upload_id,
-            PartNumber=number,
-            Body=part,
-            ContentMD5=_md5(part),
-        )
-        return {"PartNumber": number, "ETag": response["ETag"]}
-
-    def _collect(self, wait: bool) -> None:
-        """Move finished parts to ``parts``; raise the first failure."""
-        pending = []
-        for f in self.futures:
-            if wait or f.done():
-                self.parts.append(f.result())
-            else:
-                pending.append(f)
-        self.futures = pending
-
-    def commit(
-        self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""
-    ) -> VerifyMethod:
-        if self.sha is None and sha256:  # a caller's mistake: these bytes were not hashed
-            raise ValueError(f"{key}: an upload opened unhashed cannot prove {sha256}")
-        if self.sha is not None and self.sha.hexdigest() != sha256:
-            self.abort()
-            raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, self.sha.hexdigest())
-        if key != self.key and self.upload_key == self.key and self.upload_id is not None:
-            # A multipart upload is bound to its key, and that key was taken while we
-            # uploaded: nothing is published; the catch-up copies it again later.
-            self.abort()
-            raise PhotodError(f"{key}: the name was taken during the upload; copied again later")
-        # Where the server would put over an object that appeared since the listing was
-        # made (another computer of the family, this minute), ask the object itself.
-        # (a multipart upload always: a server may honour it for a PUT, not a completion)
-        fresh = self.upload_id is not None or not self.t.refuses_overwrites()
-        if self.t.exists(key, fresh=fresh):
-            raise KeyExists(key)  # still open: commit again under another key
-        try:
-            if self.upload_id is None:
-                # One request: the server checks the Content-MD5 of the whole object
-                # before it stores it, so its 200 is the proof.  If-None-Match makes
-                # servers that know it refuse to replace an object that appeared
-                # since the existence check.
-                try:
-                    self.t.put(key, b"".join(self.chunks), exclusive=True)
-                except KeyExists:
-                    self.t.remember(key)
-                    raise KeyExists(key) from None  # still open, bytes kept
-                self.chunks, self.buffered = [], 0
-                self.t.remember(key)
-                return VerifyMethod.SERVER
-            if self.buffered:
-                self._send_part(self._take_buffer())
-            self._collect(wait=True)
-            self.parts.sort(key=lambda p: p["PartNumber"])
-            # If-None-Match: a server that knows it refuses to complete over an object
-            # another computer published at this key meanwhile (a shared bucket).
-            exclusive = {"IfNoneMatch": "*"} if self.upload_key == key else {}
-            try:
-                self.t.call(
-                    "complete_multipart_upload",
-                    Key=self.t.full(self.upload_key),
-                    UploadId=self.upload_id,
-                    MultipartUpload={"Parts": self.parts},
-                    **exclusive,
-                )
-            except KeyExists:
-                self.abort()
-                raise PhotodError(
-                    f"{key}: another upload took the name meanwhile; copied again later"
-                ) from None
-            self.completed = True
-            if self.upload_key != key:
-                self.t.copy(self.upload_key, key)
-                self.t.delete_object(self.upload_key)
-            self.t.remember(key)
-            stored = self.t.object_size(key)  # every part was checked; the whole is there
-        except KeyExists:
-            raise
-        except PhotodError:
-            self.abort()
-            raise
-        if stored != self.size:
-            raise ChecksumMismatch(f"{self.t.name}:{key}", f"{self.size} bytes", f"{stored} bytes")
-        return VerifyMethod.SERVER
-
-    def abort(self) -> None:
-        for f in self.futures:
-            with contextlib.suppress(Exception):
-                f.result()
-        self.futures = []
-        self.chunks, self.buffered = [], 0
-        if self.upload_id is not None and not self.completed:
-            with contextlib.suppress(PhotodError):
-                self.t.call(
-                    "abort_multipart_upload",
-                    Key=self.t.full(self.upload_key),
-                    UploadId=self.upload_id,
-                )
-        self.upload_id = None
-        if self.completed and self.upload_key == self.tmp:
-            with contextlib.suppress(PhotodError):
-                self.t.delete_object(self.upload_key)
 
 
 class _Body:
@@ -390,13 +210,13 @@ class S3Target(ObjectTarget):
     def put(self, key: str, data: bytes, exclusive: bool = False) -> None:
         """One PUT with the body's Content-MD5; ``exclusive``: If-None-Match, which a
         server that knows it refuses over an existing object (KeyExists)."""
-        md5 = _md5(data)
-        status = self.presigned.put(self.full(key), data, md5, exclusive)
+        digest = md5(data)
+        status = self.presigned.put(self.full(key), data, digest, exclusive)
         if 200 <= status < 300:
             return
         if status == 412 and exclusive:
             raise KeyExists(key)  # (not the body sent again for the same answer)
-        self.call("put_object", Key=self.full(key), Body=data, ContentMD5=md5,
+        self.call("put_object", Key=self.full(key), Body=data, ContentMD5=digest,
                   **({"IfNoneMatch": "*"} if exclusive else {}))  # fmt: skip
         self.presigned.decided(status)
 
