@@ -21,7 +21,14 @@ from photod import config as configmod
 from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog
 from photod.config import Config, FolderSource, LocalTarget
 from photod.config import Target as TargetConfig
-from photod.errors import CatalogDamaged, ConfigError, PhotodError, SameDrive, TargetUnavailable
+from photod.errors import (
+    CatalogDamaged,
+    ClockSkewed,
+    ConfigError,
+    PhotodError,
+    SameDrive,
+    TargetUnavailable,
+)
 from photod.fleet import TargetState, build_targets, refuse_twin
 from photod.mounts import NETWORK_FS, mount_of
 from photod.policy import plural, size
@@ -73,14 +80,15 @@ def run(path: Path, home: Path) -> list[Finding]:
     except ConfigError as exc:
         found += [Finding("fail", "secrets", p, "chmod 600 the file named") for p in exc.problems]
     found += [Finding("warn", "config", w) for w in configmod.warnings_for(cfg)]
+    skewed: list[ClockSkewed] = []  # the targets' servers that refuse this clock
     checks: list[Callable[[], list[Finding]]] = [
         lambda: _dirs(cfg),
         lambda: _catalog(cfg),
-        lambda: _targets(cfg),
+        lambda: _targets(cfg, skewed),
         lambda: _folders(cfg),
         lambda: _phones(cfg) if cfg.iphones else [],
         lambda: _service(cfg, home),
-        lambda: [_clock(cfg.log_dir)],
+        lambda: [_clock(cfg.log_dir, skewed)],
     ]
     for check in checks:
         try:
@@ -179,7 +187,9 @@ def _installations(target: Target) -> str:
     return " (installations: " + ", ".join(f"{s.name} {s.short}" for s in seen) + ")"
 
 
-def _targets(cfg: Config) -> list[Finding]:
+def _targets(cfg: Config, skewed: list[ClockSkewed]) -> list[Finding]:
+    """Each target reachable and writable, or why not; a server that refuses this
+    computer's clock goes to ``skewed`` too (the clock's line says it)."""
     out = []
     db = cfg.state_dir / CATALOG_NAME
     try:
@@ -204,6 +214,10 @@ def _targets(cfg: Config) -> list[Finding]:
                 refuse_twin(name, ident, known, catalog, states)
             except SameDrive as exc:  # (waiting never mends it)
                 out.append(Finding("fail", f"target {name}", exc.reason))
+                continue
+            except ClockSkewed as exc:  # (nor this: not the path, network or credentials)
+                out.append(Finding("fail", f"target {name}", exc.how, exc.FIX))
+                skewed.append(exc)
                 continue
             except TargetUnavailable as exc:
                 t = next(t for t in cfg.targets if t.name == name)
@@ -320,12 +334,16 @@ def _service(cfg: Config, home: Path) -> list[Finding]:
                     "" if pid else "`systemctl --user start photod`")]  # fmt: skip
 
 
-def _clock(log_dir: Path) -> Finding:
-    """The clock is after photod existed, and not before the last logged event (a
-    clock that jumped back makes new copies look older than old ones)."""
+def _clock(log_dir: Path, skewed: list[ClockSkewed]) -> Finding:
+    """The clock is after photod existed, not before the last logged event (a clock
+    that jumped back makes new copies look older than old ones), and not refused by a
+    target's server (``skewed``: S3 refuses a request dated 15 minutes off)."""
     now = time.time()
-    fix = "set the clock (timedatectl set-ntp true)"
+    fix = ClockSkewed.FIX
     shown = time.strftime("%Y-%m-%d %H:%M", time.localtime(now))  # local, as everywhere
+    if skewed:
+        names = ", ".join(repr(s.target) for s in skewed)
+        return Finding("fail", "clock", f"{shown}: {skewed[0].how} (target {names})", fix)
     if now < EARLIEST:
         return Finding("fail", "clock", f"{shown} is before photod existed", fix)
     last = _last_event_time(log_dir)

@@ -19,6 +19,7 @@
     └── TargetUnavailable       transient: the target is missing, foreign, read-only, offline
         ├── LinkInTarget        a folder inside the target is a link: it waits for a folder
         ├── SameDrive           the place found is another target's drive: one drive, one copy
+        ├── ClockSkewed         the server refuses this computer's clock: set it right
         └── TargetFull          transient: no space left; carries the bytes needed
 
 Only ``cli.main()`` turns these into exit codes; the daemon catches them at job
@@ -192,6 +193,18 @@ class SameDrive(TargetUnavailable):
     """A target found where another configured target is (a copy of its drive, the same
     folder reached twice): one drive is one copy, so it is not used until it is told
     apart.  Never fixed by waiting."""
+
+
+class ClockSkewed(TargetUnavailable):
+    """The server refuses every request because this computer's clock is too far from
+    its own (S3 allows 15 minutes: a signed request is dated).  Tried again with
+    backoff like any target away, but only setting the clock mends it."""
+
+    FIX = "set the clock (timedatectl set-ntp true)"
+
+    def __init__(self, target: str, how: str) -> None:
+        self.how = how  # "this computer's clock is 20 minutes ahead of the server's"
+        super().__init__(target, f"{how}: {self.FIX}")
 
 
 class LinkInTarget(TargetUnavailable):

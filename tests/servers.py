@@ -112,29 +112,34 @@ class S3Server(Server):
                 "credentials_file": str(credentials), **extra}  # fmt: skip
 
 
-class ThrottlingServer:
-    """An HTTP server on 127.0.0.1 that answers every request the way S3 does when it
-    sheds load: 503 SlowDown."""
+class RefusingServer:
+    """An HTTP server on 127.0.0.1 that refuses every request the way S3 does: ``status``
+    and an error ``code``.  With ``clock``, its own clock is that many seconds off this
+    computer's, and its answers say its time (``ServerTime``, and the ``Date`` header)."""
 
-    def __init__(self) -> None:
+    def __init__(self, status: int, code: str, message: str, clock: float | None = None) -> None:
+        import email.utils
         import http.server
-        import threading
+        from datetime import UTC, datetime, timedelta
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def _slow_down(self) -> None:
+            def _refuse(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)
-                body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
-                        b"<Message>Please reduce your request rate.</Message></Error>")  # fmt: skip
-                self.send_response(503)
+                now = datetime.now(UTC) + timedelta(seconds=clock or 0)
+                when = f"<ServerTime>{now.isoformat()}</ServerTime>" if clock else ""
+                body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+                        f"<Message>{message}</Message>{when}</Error>").encode()  # fmt: skip
+                self.send_response_only(status)
+                self.send_header("Date", email.utils.format_datetime(now, usegmt=True))
                 self.send_header("Content-Type", "application/xml")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(body)
 
-            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _slow_down
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _refuse
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -148,6 +153,13 @@ class ThrottlingServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class ThrottlingServer(RefusingServer):
+    """Every request answered the way S3 does when it sheds load: 503 SlowDown."""
+
+    def __init__(self) -> None:
+        super().__init__(503, "SlowDown", "Please reduce your request rate.")
 
 
 REFUSED = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nContent-Length: 87\r\n\r\n"

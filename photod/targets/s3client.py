@@ -4,7 +4,9 @@ read once per process instead of at every client, and its errors as photod's."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +17,11 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.handlers import add_expect_header
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from photod.errors import KeyExists, ObjectArchived, PhotodError, TargetUnavailable
+from photod.errors import ClockSkewed, KeyExists, ObjectArchived, PhotodError, TargetUnavailable
+from photod.policy import plural
 
 THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
-             "TooManyRequests", "ServiceUnavailable", "RequestTimeTooSkewed"}  # fmt: skip
+             "TooManyRequests", "ServiceUnavailable"}  # fmt: skip
 CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
                "TokenRefreshRequired", "AccessDenied", "InvalidClientTokenId"}  # fmt: skip
 # What a request can raise besides a ClientError: botocore's own errors, and (reading a
@@ -114,6 +117,8 @@ def mapped(exc: Exception, name: str, bucket: str, where: str, endpoint: str | N
             return TargetUnavailable(
                 name, f"the server received other bytes than were sent ({code})"
             )
+        if code == "RequestTimeTooSkewed":  # 403 too: not the credentials, not a throttle
+            return ClockSkewed(name, skewed(exc.response))
         if code in THROTTLED or status in (429, 503):
             return TargetUnavailable(
                 name, f"throttled by the server (HTTP {status} {code}); retrying later"
@@ -136,3 +141,42 @@ def mapped(exc: Exception, name: str, bucket: str, where: str, endpoint: str | N
     if isinstance(exc, NETWORK):
         return TargetUnavailable(name, f"cannot reach {endpoint or 'S3'}: {exc}")
     return TargetUnavailable(name, f"S3 request failed: {exc}")
+
+
+def skewed(response: Mapping[str, Any]) -> str:
+    """How far this computer's clock is from the server's, when its answer tells:
+    AWS gives the request's time and its own (their difference is the skew botocore
+    signs with); others give their own time (``ServerTime``, the ``Date`` header),
+    compared here with this computer's clock."""
+    err = response.get("Error", {})
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    server = _when(err.get("ServerTime")) or _when(headers.get("date"), http=True)
+    sent = _when(err.get("RequestTime")) or datetime.now(UTC)
+    off = (sent - server).total_seconds() if server is not None else 0.0
+    # Under a minute is no skew a server refuses: what was measured is not what the
+    # request was signed with; the amount is left out rather than said wrong.
+    if abs(off) < 60:
+        return "this computer's clock is too far off the server's"
+    way = "ahead of" if off > 0 else "behind"
+    return f"this computer's clock is {_span(abs(off))} {way} the server's"
+
+
+def _when(text: object, http: bool = False) -> datetime | None:
+    """A time in an S3 answer ('2024-01-02T03:04:05.123Z', '20240102T030405Z', or an HTTP
+    date), or None."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        when = parsedate_to_datetime(text) if http else datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _span(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 120:
+        return plural(minutes, "minute")
+    if minutes < 48 * 60:
+        return plural(round(minutes / 60), "hour")
+    return plural(round(minutes / 1440), "day")
