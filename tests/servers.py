@@ -283,6 +283,73 @@ class DamagingProxy:
         self.listener.close()
 
 
+class FaultProxy:
+    """An HTTP proxy on 127.0.0.1 in front of an S3 server that does to each request
+    what ``rule(method, path, query)`` says (a rule may be changed at any time):
+    "pass"; "drop" (the connection cut before the request reaches the server: the
+    network gone); "forward_then_drop" (the server acts, its answer is lost);
+    ("strip", header) (the answer reaches the client without that header)."""
+
+    def __init__(self, upstream: str, rule: Any = None) -> None:
+        import http.client
+        import http.server
+        import urllib.parse
+
+        self.rule = rule or (lambda method, path, query: "pass")
+        url = urllib.parse.urlsplit(upstream)
+        host, port = url.hostname or "127.0.0.1", url.port or 80
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _cut(self) -> None:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                u = urllib.parse.urlsplit(self.path)
+                action = proxy.rule(self.command, urllib.parse.unquote(u.path), u.query)
+                if action == "drop":
+                    return self._cut()
+                conn = http.client.HTTPConnection(host, port, timeout=60)
+                conn.putrequest(self.command, self.path, skip_host=True,
+                                skip_accept_encoding=True)  # fmt: skip
+                for name, value in self.headers.items():
+                    conn.putheader(name, value)
+                conn.endheaders(body)
+                answer = conn.getresponse()
+                data = answer.read()
+                conn.close()
+                if action == "forward_then_drop":
+                    return self._cut()
+                stripped = action[1].lower() if isinstance(action, tuple) else ""
+                self.send_response_only(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("transfer-encoding", "connection", stripped):
+                        self.send_header(name, value)
+                if answer.getheader("Content-Length") is None:
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 class SSHServer(Server):
     """OpenSSH's sshd as the current user, key login only, SFTP served in-process."""
 

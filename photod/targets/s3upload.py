@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from photod.errors import ChecksumMismatch, KeyExists, PhotodError
+from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
 from photod.models import VerifyMethod
 from photod.targets.objects import TMP
 
@@ -79,9 +79,8 @@ class S3Writer:
             if self.upload_id is None:
                 if self.t.exists(self.key):
                     self.upload_key = self.tmp
-                self.upload_id = self.t.call(
-                    "create_multipart_upload", Key=self.t.full(self.upload_key)
-                )["UploadId"]
+                answer = self.t.call("create_multipart_upload", Key=self.t.full(self.upload_key))
+                self.upload_id = self._field(answer, "UploadId", "the start of the upload")
             while len(self.futures) >= IN_FLIGHT:  # bounded memory: wait for room
                 self.futures[0].result()
                 self._collect(wait=False)
@@ -101,7 +100,18 @@ class S3Writer:
             Body=part,
             ContentMD5=md5(part),
         )
-        return {"PartNumber": number, "ETag": response["ETag"]}
+        return {"PartNumber": number, "ETag": self._field(response, "ETag", f"part {number}")}
+
+    def _field(self, answer: Any, field: str, what: str) -> str:
+        """A field the upload cannot go on without, from the server's answer.  One
+        missing (a server's bug, a proxy that drops headers) is the target's fault,
+        told as such: the upload is aborted and tried again later, never a crash."""
+        value = answer.get(field) if isinstance(answer, dict) else None
+        if not isinstance(value, str) or not value:
+            raise TargetUnavailable(
+                self.t.name, f"the server's answer to {what} of {self.key} has no {field}"
+            )
+        return value
 
     def _collect(self, wait: bool) -> None:
         """Move finished parts to ``parts``; raise the first failure."""

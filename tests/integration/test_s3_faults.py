@@ -4,11 +4,14 @@ told, and that nothing is left on the server for ever."""
 
 from __future__ import annotations
 
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 
+from tests.conftest import Photod, make_mov
 from tests.fakephone import jpeg
 from tests.integration.conftest import Setup
-from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, RefusingServer
+from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, FaultProxy, RefusingServer, S3Server
 
 SKEWED = "The difference between the request time and the current time is too large."
 
@@ -47,3 +50,57 @@ def test_a_clock_the_server_refuses_is_said_to_be_the_clock(setup: Setup) -> Non
         assert "throttled" not in once.stdout + doctor.stdout
     finally:
         server.stop()
+
+
+def uploads_left(server: S3Server, prefix: str) -> list[str]:
+    """The multipart uploads the server keeps open under ``prefix``: each one's parts
+    are stored (and billed) until it is completed or aborted."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=server.endpoint, aws_access_key_id=ACCESS_KEY,
+                      aws_secret_access_key=SECRET_KEY, region_name="us-east-1")  # fmt: skip
+    try:
+        return [u["Key"] for u in s3.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix)
+                .get("Uploads", [])]  # fmt: skip
+    finally:
+        s3.close()
+
+
+def video_to_s3(setup: Setup, s3_server: S3Server, proxy: FaultProxy, prefix: str) -> Photod:
+    """A 12 MB video in the inbox, and photod with a library and an S3 target reached
+    through ``proxy`` (5 MiB parts: a multipart upload of three)."""
+    if not s3_server.running():
+        s3_server.start()
+    creds = s3_server.credentials(setup.home / "aws-credentials")
+    cloud = {**s3_server.target("cloud", creds, prefix=prefix, part_size="5MiB"),
+             "endpoint": proxy.endpoint}  # fmt: skip
+    make_mov(setup.inbox / "v.mov", datetime(2024, 1, 2, tzinfo=UTC),
+             payload=os.urandom(12 * 1024**2))  # fmt: skip
+    return setup.photod([{"name": "lib", "path": str(setup.home / "lib")}, cloud],
+                        policy={"copies": 2, "media": 2, "offsite": 1})  # fmt: skip
+
+
+def test_an_answer_without_its_etag_is_a_reason_not_a_crash(
+    setup: Setup, s3_server: S3Server
+) -> None:
+    """A server (or a proxy in front of it) answers each part of an upload without
+    the ETag that names it: the run ends as any run with a target away (no
+    traceback, not exit 70), says why, aborts the upload, and the next run, through
+    a network that gives the ETag, copies the video."""
+    strip = True
+    proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: (
+        ("strip", "ETag") if strip and "partNumber=" in query else "pass"))  # fmt: skip
+    try:
+        p = video_to_s3(setup, s3_server, proxy, f"etag-{setup.home.name}/")
+        first = p.cli("run", "--once")
+        # 1: "not protected", as for any target away (70 was a bug of photod's own)
+        assert (1, "") == (first.returncode, first.stderr.partition("Traceback")[1])
+        assert "target 'cloud' was not written to: the server's answer to part" in first.stdout
+        assert "has no ETag" in first.stdout
+        assert [] == uploads_left(s3_server, f"etag-{setup.home.name}/")
+        strip = False
+        second = p.cli("run", "--once")
+        assert (0, True) == (second.returncode,
+                             "The one photo or video is protected" in second.stdout)  # fmt: skip
+    finally:
+        proxy.stop()
