@@ -205,6 +205,9 @@ class S3Writer:
                     UploadId=self.upload_id,
                 )
         self.upload_id = None
-        if self.completed and self.upload_key == self.tmp:
+        # An upload to the temporary may have been completed even when its answer was
+        # lost (the network dropped on the way back): its object is deleted whatever
+        # this writer heard (a delete of no object is answered as done).
+        if self.upload_key == self.tmp:
             with contextlib.suppress(PhotodError):
                 self.t.delete_object(self.upload_key)

@@ -31,6 +31,7 @@ from tests.servers import (
     BUCKET,
     SECRET_KEY,
     DamagingProxy,
+    FaultProxy,
     S3Server,
     SSHServer,
     ThrottlingServer,
@@ -436,6 +437,38 @@ def test_s3_a_name_another_computer_took_this_minute_is_not_written_over(
         assert b"theirs" == f.read()
     stored = [p.name for p in (s3_server.root / BUCKET / prefix).rglob("*") if p.is_file()]
     assert sorted(stored) == ["x.jpg", "x~mine.jpg"]  # and photod's probes are gone
+
+
+def test_s3_an_upload_completed_at_its_temporary_whose_answer_was_lost_leaves_nothing(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """A video's name is taken, so its multipart upload goes to a temporary object under
+    ``.photod/tmp/``; the server completes it, but its answer is lost on the way back
+    (the network drops).  The copy fails, and the aborted upload deletes the temporary
+    all the same: no object is left on the server, out of every listing, billed for
+    ever."""
+    if not s3_server.running():
+        s3_server.start()
+    proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: (
+        "forward_then_drop" if method == "POST" and "uploadId=" in query else "pass"))  # fmt: skip
+    prefix = f"lost-{tmp_path.name}"
+    t = s3_target(s3_server, prefix, s3_server.credentials(tmp_path / "c"), proxy.endpoint)
+    try:
+        t.check(None)
+        put(t, "2024/v.mov", b"another video")
+        big = DATA * 6  # 7.2 MB: two parts
+        w = t.open_writer("2024/v.mov")
+        w.write(big)
+        with pytest.raises(TargetUnavailable):
+            w.commit("2024/v~2.mov", hashlib.sha256(big).hexdigest())
+        w.abort()
+        stored = [p.relative_to(s3_server.root / BUCKET / prefix).as_posix()
+                  for p in (s3_server.root / BUCKET / prefix).rglob("*") if p.is_file()]  # fmt: skip
+        mine = [n for n in stored if n.startswith(".photod/tmp/") or ".photod/" not in n]
+        assert ["2024/v.mov"] == mine  # (not the target's own marker and claims)
+    finally:
+        t.close()
+        proxy.stop()
 
 
 def test_s3_refused_credentials_are_a_clear_reason(s3_server: S3Server, tmp_path: Path) -> None:
