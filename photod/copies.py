@@ -107,7 +107,7 @@ class Copier:
                     writer.write(chunk)
                 except TargetUnavailable as exc:
                     del writers[name]
-                    self.catalog.drop_temp(name, writer.temp_key)
+                    self.end(name, writer)
                     dropped[name] = exc
             if not writers and not need_hash:
                 return ""
@@ -122,8 +122,17 @@ class Copier:
 
     def abort_all(self, writers: dict[str, Writer]) -> None:
         for name, w in writers.items():
-            w.abort()
-            self.catalog.drop_temp(name, w.temp_key)
+            self.end(name, w)
+
+    def end(self, name: str, writer: Writer) -> bool:
+        """Abort a copy.  Its temporary's record goes once nothing of it is left on
+        the target; it stays while something is (an upload the network cut, which its
+        abort could not reach either), and the target's tidy when it is back
+        (``Fleet._tidy``) removes it then, instead of it staying there for ever."""
+        if writer.abort():
+            self.catalog.drop_temp(name, writer.temp_key)
+            return True
+        return False
 
     def fail(self, sha: str, name: str, exc: Exception) -> None:
         state = self.targets[name]
@@ -169,8 +178,10 @@ class Copier:
             shared = None
             if state.records is not None and not repair:
                 shared = ledgers.shared_copy(self.catalog, name, state.target, sha)
+            temp: str | None = writer.temp_key  # its record goes with the copy's
             if shared is not None:
-                writer.abort()
+                self.end(name, writer)
+                temp = None  # (``end`` decided about its record)
                 key, owner, method = shared[0], shared[1], VerifyMethod.EXISTING
             for candidate in (key, suffixed(key, sha)) if method is None else ():
                 try:
@@ -185,7 +196,8 @@ class Copier:
                         ours = False
                     if not ours:
                         continue
-                    writer.abort()
+                    self.end(name, writer)
+                    temp = None
                     method = VerifyMethod.EXISTING
                     owner = self.catalog.listed_by_other(name, candidate, sha) or ""
                 key = candidate
@@ -193,12 +205,11 @@ class Copier:
             if method is None:
                 raise KeyExists(suffixed(key, sha))
             failpoints.hit("replica_published")
-            self.catalog.add_replica(sha, name, key, size, method, temp=writer.temp_key,
+            self.catalog.add_replica(sha, name, key, size, method, temp=temp,
                                      owner=owner)  # fmt: skip
             failpoints.hit("replica_recorded")
         except (PhotodError, OSError) as exc:
-            writer.abort()
-            self.catalog.drop_temp(name, writer.temp_key)
+            self.end(name, writer)
             self.fail(sha, name, exc)
             return False
         if state.records is not None:

@@ -167,5 +167,5 @@ class LimitedWriter:
     ) -> VerifyMethod:
         return self.writer.commit(key, sha256, mtime_ns, captured_at)
 
-    def abort(self) -> None:
-        self.writer.abort()
+    def abort(self) -> bool:
+        return self.writer.abort()

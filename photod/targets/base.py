@@ -72,8 +72,11 @@ class Writer(Protocol):
         ChecksumMismatch (the writer is aborted), TargetFull, TargetUnavailable.
         """
 
-    def abort(self) -> None:
-        """Remove the temporary bytes.  Safe to call more than once."""
+    def abort(self) -> bool:
+        """Remove the temporary bytes.  Safe to call more than once.  True once nothing
+        of them is left; False when they could not be removed now (an upload whose
+        server the network no longer reaches): the caller keeps ``temp_key`` recorded,
+        and ``Target.delete_temp`` removes them when the target is back."""
 
 
 class Target(Protocol):

@@ -241,7 +241,7 @@ class CryptWriter:
         self.t.learn([entry])
         return method
 
-    def abort(self) -> None:
+    def abort(self) -> bool:
         self.sink.discard = True
         if not self.sealed and self.thread.is_alive():
             with contextlib.suppress(queue.Empty):
@@ -251,7 +251,7 @@ class CryptWriter:
                 self.q.put_nowait(None)  # the reader raises; pyrage stops
             self.thread.join(timeout=10)
         self.sealed = True
-        self.inner.abort()
+        return self.inner.abort()
 
 
 def sidecar(obj: str) -> str:

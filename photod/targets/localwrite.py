@@ -245,7 +245,7 @@ class LocalWriter:
                 os.close(self.dir_fd)
             self.dir_fd = None
 
-    def abort(self) -> None:
+    def abort(self) -> bool:
         if self.f is not None:
             with contextlib.suppress(OSError):
                 self.f.close()
@@ -254,6 +254,7 @@ class LocalWriter:
             with contextlib.suppress(OSError):
                 os.unlink(self.temp_name, dir_fd=self.dir_fd)
         self._close_dir()
+        return True  # (a temporary the drive kept is found by the check at its return)
 
 
 # Inode flags (chattr, linux/fs.h) that change what a file is or how it is kept.

@@ -61,9 +61,10 @@ class MemoryWriter:
         self.target.objects[key] = data
         return VerifyMethod.READBACK
 
-    def abort(self) -> None:
+    def abort(self) -> bool:
         self.buf = io.BytesIO()
         self.taken = hashlib.sha256()
+        return True
 
 
 class MemoryTarget:

@@ -207,16 +207,17 @@ class RcloneWriter:
         self.answered = True
         return response, response.read()
 
-    def abort(self) -> None:
+    def abort(self) -> bool:
         """End the upload, then remove its temporary.  The upload is ended, not cut:
         when rcd answers it has finished with the temporary, and the delete is the last
         word (a cut upload is dropped by rcd in its own time, which may come after a
         delete).  rcd gets ABORT_WAIT to answer; one that does not (a stalled remote, a
         dead rcd) is not waited for, and the temporary it may leave, named with this
-        installation's id, goes at the next start (``RcloneTarget._sweep``)."""
+        installation's id, goes at the next start (``RcloneTarget._sweep``): so this
+        says True, the sweep and not the caller's record being what removes it."""
         with self._lock:
             if self.aborted:
-                return
+                return True
             self.aborted = True
             if self.conn is not None:
                 if not self.ended:
@@ -229,6 +230,7 @@ class RcloneWriter:
             if self.begun and self.answered:
                 with contextlib.suppress(PhotodError):
                     self.t.delete_temp(self.temp_key)
+        return True
 
 
 class RcloneTarget(ObjectTarget):

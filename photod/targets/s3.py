@@ -297,6 +297,19 @@ class S3Target(ObjectTarget):
         if tmp.startswith(TMP):
             self.delete_object(tmp)
 
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort one multipart upload; one the server no longer has (completed, or
+        aborted already) is as good as aborted."""
+        try:
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=self.full(key), UploadId=upload_id
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise self.error(exc) from exc
+        except NETWORK as exc:
+            raise self.error(exc) from exc
+
     def _abort_uploads(self, key: str) -> None:
         try:
             uploads = self.client.list_multipart_uploads(

@@ -50,6 +50,7 @@ class S3Writer:
         self.parts: list[dict[str, Any]] = []
         self.futures: list[Future[dict[str, Any]]] = []
         self.completed = False
+        self.ended: bool | None = None  # what ``abort`` found: None before it ran
 
     def write(self, data: bytes) -> None:
         if self.sha is not None:
@@ -191,23 +192,33 @@ class S3Writer:
             raise ChecksumMismatch(f"{self.t.name}:{key}", f"{self.size} bytes", f"{stored} bytes")
         return VerifyMethod.SERVER
 
-    def abort(self) -> None:
+    def abort(self) -> bool:
+        """End the upload: wait for the parts in flight, abort the multipart upload and
+        delete the temporary object.  True once nothing of it is left on the server;
+        False when that could not be done now (the network is down): ``temp_key`` stays
+        recorded, and ``delete_temp`` ends it when the target is back.  The server is
+        asked once: a later call answers as the first did, without waiting again."""
         for f in self.futures:
             with contextlib.suppress(Exception):
                 f.result()
         self.futures = []
         self.chunks, self.buffered = [], 0
+        if self.ended is not None:
+            return self.ended
+        left = False
         if self.upload_id is not None and not self.completed:
-            with contextlib.suppress(PhotodError):
-                self.t.call(
-                    "abort_multipart_upload",
-                    Key=self.t.full(self.upload_key),
-                    UploadId=self.upload_id,
-                )
+            try:
+                self.t.abort_upload(self.upload_key, self.upload_id)
+            except PhotodError:
+                left = True
         self.upload_id = None
         # An upload to the temporary may have been completed even when its answer was
         # lost (the network dropped on the way back): its object is deleted whatever
         # this writer heard (a delete of no object is answered as done).
         if self.upload_key == self.tmp:
-            with contextlib.suppress(PhotodError):
+            try:
                 self.t.delete_object(self.upload_key)
+            except PhotodError:
+                left = True
+        self.ended = not left
+        return self.ended

@@ -8,9 +8,12 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Photod, make_mov
 from tests.fakephone import jpeg
 from tests.integration.conftest import Setup
+from tests.integration.test_offsite import keygen
 from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, FaultProxy, RefusingServer, S3Server
 
 SKEWED = "The difference between the request time and the current time is too large."
@@ -66,18 +69,21 @@ def uploads_left(server: S3Server, prefix: str) -> list[str]:
         s3.close()
 
 
-def video_to_s3(setup: Setup, s3_server: S3Server, proxy: FaultProxy, prefix: str) -> Photod:
+def video_to_s3(
+    setup: Setup, s3_server: S3Server, proxy: FaultProxy, prefix: str, encrypt: bool = False
+) -> Photod:
     """A 12 MB video in the inbox, and photod with a library and an S3 target reached
     through ``proxy`` (5 MiB parts: a multipart upload of three)."""
     if not s3_server.running():
         s3_server.start()
     creds = s3_server.credentials(setup.home / "aws-credentials")
     cloud = {**s3_server.target("cloud", creds, prefix=prefix, part_size="5MiB"),
-             "endpoint": proxy.endpoint}  # fmt: skip
+             "endpoint": proxy.endpoint, "encrypt": encrypt}  # fmt: skip
+    extra = f'\n[encryption]\nidentity = "{keygen(setup)}"\n' if encrypt else ""
     make_mov(setup.inbox / "v.mov", datetime(2024, 1, 2, tzinfo=UTC),
              payload=os.urandom(12 * 1024**2))  # fmt: skip
     return setup.photod([{"name": "lib", "path": str(setup.home / "lib")}, cloud],
-                        policy={"copies": 2, "media": 2, "offsite": 1})  # fmt: skip
+                        policy={"copies": 2, "media": 2, "offsite": 1}, extra=extra)  # fmt: skip
 
 
 def test_an_answer_without_its_etag_is_a_reason_not_a_crash(
@@ -102,5 +108,37 @@ def test_an_answer_without_its_etag_is_a_reason_not_a_crash(
         second = p.cli("run", "--once")
         assert (0, True) == (second.returncode,
                              "The one photo or video is protected" in second.stdout)  # fmt: skip
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
+def test_an_upload_the_network_cut_is_aborted_when_the_server_is_back(
+    setup: Setup, s3_server: S3Server, encrypt: bool
+) -> None:
+    """The network goes away after the first part of a video's upload: the abort cannot
+    reach the server either, so the upload stays open there (its parts stored, and
+    billed, out of every listing).  photod keeps what it needs to end it, and the next
+    run, with the network back, aborts it: no upload is left open, and the video is
+    copied."""
+    sent, down = [0], [False]
+
+    def rule(method: str, path: str, query: str) -> str:
+        if "partNumber=" in query and not down[0]:
+            sent[0] += 1
+            down[0] = sent[0] > 1
+        return "drop" if down[0] else "pass"
+
+    proxy = FaultProxy(s3_server.endpoint, rule)
+    prefix = f"cut-{setup.home.name}/"
+    try:
+        p = video_to_s3(setup, s3_server, proxy, prefix, encrypt)
+        first = p.cli("run", "--once")
+        assert "target 'cloud' was not written to: cannot reach" in first.stdout
+        assert 1 == len(uploads_left(s3_server, prefix))
+        down[0], sent[0] = False, -1000  # the network is back
+        second = p.cli("run", "--once")
+        assert "The one photo or video is protected" in second.stdout, second.stdout
+        assert [] == uploads_left(s3_server, prefix)
     finally:
         proxy.stop()
