@@ -1425,6 +1425,12 @@ class Catalog:
             with self._tx() as db:
                 db.executemany("INSERT OR IGNORE INTO temp_files VALUES (?,?)", temps)
 
+    def move_temp(self, target: str, old: str, new: str) -> None:
+        """A temporary's record says more (an S3 upload's id, once it started)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM temp_files WHERE target=? AND relpath=?", (target, old))
+            db.execute("INSERT OR IGNORE INTO temp_files VALUES (?,?)", (target, new))
+
     def drop_temp(self, target: str, relpath: str) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM temp_files WHERE target=? AND relpath=?", (target, relpath))

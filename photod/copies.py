@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from typing import BinaryIO
 
@@ -54,6 +55,9 @@ class Copier:
         self._infos = {n: s.info for n, s in self.targets.items()}
         self._inflight: set[tuple[str, str]] = set()
         self._inflight_lock = threading.Lock()
+        # What the catalog holds for each open writer's temporary (``renote``).
+        self._noted: weakref.WeakKeyDictionary[Writer, str] = weakref.WeakKeyDictionary()
+        self._noted_lock = threading.Lock()
 
     # -- claims ----------------------------------------------------------------------
 
@@ -79,6 +83,20 @@ class Copier:
     def register(self, writers: dict[str, Writer]) -> None:
         """Note the temporaries before any byte is written, so a crash can clean them."""
         self.catalog.add_temps([(n, w.temp_key) for n, w in writers.items()])
+        with self._noted_lock:
+            for w in writers.values():
+                self._noted[w] = w.temp_key
+
+    def renote(self, name: str, writer: Writer) -> None:
+        """Record a writer's temporary again when it says more than the catalog holds
+        (an S3 upload's id, once the server started it): a crash's tidy then ends that
+        upload by its id, and no other computer's to the same name."""
+        now = writer.temp_key
+        with self._noted_lock:
+            was = self._noted.get(writer, now)
+            self._noted[writer] = now
+        if was != now:
+            self.catalog.move_temp(name, was, now)
 
     def pump(
         self,
@@ -105,6 +123,7 @@ class Copier:
             for name, writer in list(writers.items()):
                 try:
                     writer.write(chunk)
+                    self.renote(name, writer)
                 except TargetUnavailable as exc:
                     del writers[name]
                     self.end(name, writer)
@@ -129,6 +148,7 @@ class Copier:
         the target; it stays while something is (an upload the network cut, which its
         abort could not reach either), and the target's tidy when it is back
         (``Fleet._tidy``) removes it then, instead of it staying there for ever."""
+        self.renote(name, writer)  # (the record kept must name what is left)
         if writer.abort():
             self.catalog.drop_temp(name, writer.temp_key)
             return True
@@ -205,6 +225,9 @@ class Copier:
             if method is None:
                 raise KeyExists(suffixed(key, sha))
             failpoints.hit("replica_published")
+            if temp is not None:  # (a commit may have started the upload: encrypted)
+                self.renote(name, writer)
+                temp = writer.temp_key
             self.catalog.add_replica(sha, name, key, size, method, temp=temp,
                                      owner=owner)  # fmt: skip
             failpoints.hit("replica_recorded")

@@ -150,7 +150,10 @@ class LimitedWriter:
     def __init__(self, writer: Writer, bucket: TokenBucket) -> None:
         self.writer = writer
         self.bucket = bucket
-        self.temp_key = writer.temp_key
+
+    @property
+    def temp_key(self) -> str:
+        return self.writer.temp_key
 
     def write(self, data: bytes) -> None:
         self.bucket.take(len(data))

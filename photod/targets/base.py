@@ -41,7 +41,11 @@ class Identity(NamedTuple):
 
 
 class Writer(Protocol):
-    temp_key: str  # where the bytes sit until commit; recorded so a crash can clean it
+    @property
+    def temp_key(self) -> str:
+        """Where the bytes sit until commit; recorded so a crash can clean it.  It may
+        say more once bytes are written (an S3 upload names the upload the server
+        started, by its id): the caller records it again when it changes."""
 
     def write(self, data: bytes) -> None:
         """Append bytes.  Raises TargetFull or TargetUnavailable."""

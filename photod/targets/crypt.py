@@ -152,7 +152,6 @@ class CryptWriter:
         self.key = key
         self.checked = target.inner.checks_bodies  # S3: no hash of the ciphertext needed
         self.inner = target.inner.open_writer(target.keys_.object_name(key), not self.checked)
-        self.temp_key = self.inner.temp_key
         self.sha = hashlib.sha256()
         self.size = 0
         self.q: queue.Queue[bytes | None] = queue.Queue(QUEUE)
@@ -161,6 +160,10 @@ class CryptWriter:
         self.sealed = False
         self.thread = threading.Thread(target=self._run, name="encrypt", daemon=True)
         self.thread.start()
+
+    @property
+    def temp_key(self) -> str:
+        return self.inner.temp_key  # (it may change as the ciphertext goes up)
 
     def _run(self) -> None:
         try:

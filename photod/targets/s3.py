@@ -27,7 +27,7 @@ from photod.logs import log
 from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.s3client import NETWORK, make_client, mapped
 from photod.targets.s3presigned import Presigned
-from photod.targets.s3upload import UPLOAD, S3Writer, md5
+from photod.targets.s3upload import S3Writer, end_temp, md5
 
 PROBE_AGAIN = 600.0  # seconds before a probe that failed is tried again
 PROBE = "probe-"  # (under TMP) the object that learns whether the server honours If-None-Match
@@ -287,15 +287,10 @@ class S3Target(ObjectTarget):
         return self.object_size(key)
 
     def delete_temp(self, temp_key: str) -> None:
-        """Abort unfinished uploads to the key or its temporary, and delete the
-        temporary object.  A finished object at a real key is never touched."""
-        if not temp_key.startswith(UPLOAD):
-            return
-        tmp, _, key = temp_key[len(UPLOAD) :].partition(":")
-        for upload_key in (tmp, key):
-            self._abort_uploads(upload_key)
-        if tmp.startswith(TMP):
-            self.delete_object(tmp)
+        """End an upload's multipart upload and delete its temporary object, from its
+        record (``s3upload.end_temp``).  A finished object at a real key is never
+        touched, nor another installation's upload."""
+        end_temp(self, temp_key)
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         """Abort one multipart upload; one the server no longer has (completed, or
@@ -310,7 +305,9 @@ class S3Target(ObjectTarget):
         except NETWORK as exc:
             raise self.error(exc) from exc
 
-    def _abort_uploads(self, key: str) -> None:
+    def abort_uploads(self, key: str) -> None:
+        """Abort every multipart upload to ``key``: only for a key no other computer
+        uploads to (a temporary's)."""
         try:
             uploads = self.client.list_multipart_uploads(
                 Bucket=self.bucket, Prefix=self.full(key)

@@ -1,7 +1,8 @@
 """An S3 upload: one PUT for a small file, a multipart upload for a larger one
 (``part_size`` at a time, at most ``IN_FLIGHT`` parts on the wire, so memory stays bounded
-for a video of any size), and what it leaves on the server until it ends (its
-temporary key, ``delete_temp``'s to clean after a crash)."""
+for a video of any size), and what it leaves on the server until it ends: its record
+(``temp_key``, which names its multipart upload by the id the server gave it), and
+``end_temp``, which ends it from that record after a crash or a cut network."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from photod.targets.objects import TMP
 if TYPE_CHECKING:
     from photod.targets.s3 import S3Target
 
-UPLOAD = "s3-upload:"  # temp keys: an unfinished upload to the key that follows
+UPLOAD = "s3-upload:"  # temp keys: an upload not started yet, to the key that follows
+STARTED = "s3-multipart:"  # temp keys: a multipart upload the server started, and its id
 IN_FLIGHT = 2  # parts of one upload on the wire at once
 
 
@@ -39,7 +41,7 @@ class S3Writer:
         # whatever name commit is given).  A small file is one PUT at commit.
         self.tmp = f"{TMP}{secrets.token_hex(12)}"
         self.upload_key = key
-        self.temp_key = f"{UPLOAD}{self.tmp}:{key}"  # delete_temp cleans either
+        self.temp_key = f"{UPLOAD}{self.tmp}:{key}"  # (its id added once started)
         self.chunks: list[bytes] = []  # joined once per part or PUT: one copy of each byte
         self.buffered = 0
         # What it sent, hashed for a caller that has no hash of its own (a catch-up
@@ -82,6 +84,11 @@ class S3Writer:
                     self.upload_key = self.tmp
                 answer = self.t.call("create_multipart_upload", Key=self.t.full(self.upload_key))
                 self.upload_id = self._field(answer, "UploadId", "the start of the upload")
+                # The record names this upload by its id: a crash's tidy ends it, and
+                # never another computer's upload to the same name (one prefix shared).
+                where = "tmp" if self.upload_key == self.tmp else "key"
+                self.temp_key = (f"{STARTED}{self.tmp}:{where}:"
+                                 f"{self.upload_id.encode().hex()}:{self.key}")  # fmt: skip
             while len(self.futures) >= IN_FLIGHT:  # bounded memory: wait for room
                 self.futures[0].result()
                 self._collect(wait=False)
@@ -222,3 +229,27 @@ class S3Writer:
                 left = True
         self.ended = not left
         return self.ended
+
+
+def end_temp(t: S3Target, temp_key: str) -> None:
+    """End what an upload recorded as ``temp_key`` left on the server (a crash, or an
+    abort the network did not let through): its multipart upload and its temporary
+    object.  Only this installation's own: an upload recorded before the server gave
+    its id (none started, or photod stopped in that very moment) is looked for at the
+    temporary key alone, which no other computer uses.  At the photo's own key an
+    upload may be another computer's, in flight (two computers on one prefix)."""
+    if temp_key.startswith(STARTED):
+        fields = temp_key[len(STARTED) :].split(":", 3)
+        try:
+            tmp, where, hexid, key = fields
+            upload_id = bytes.fromhex(hexid).decode()
+        except ValueError:
+            return  # not a record this code wrote: nothing is touched
+        t.abort_upload(tmp if where == "tmp" else key, upload_id)
+    elif temp_key.startswith(UPLOAD):
+        tmp = temp_key[len(UPLOAD) :].partition(":")[0]
+        t.abort_uploads(tmp)
+    else:
+        return
+    if tmp.startswith(TMP):
+        t.delete_object(tmp)

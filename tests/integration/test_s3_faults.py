@@ -5,11 +5,14 @@ told, and that nothing is left on the server for ever."""
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from photod.targets.s3 import S3Target
 from tests.conftest import Photod, make_mov
 from tests.fakephone import jpeg
 from tests.integration.conftest import Setup
@@ -56,14 +59,14 @@ def test_a_clock_the_server_refuses_is_said_to_be_the_clock(setup: Setup) -> Non
 
 
 def uploads_left(server: S3Server, prefix: str) -> list[str]:
-    """The multipart uploads the server keeps open under ``prefix``: each one's parts
-    are stored (and billed) until it is completed or aborted."""
+    """The ids of the multipart uploads the server keeps open under ``prefix``: each
+    one's parts are stored (and billed) until it is completed or aborted."""
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=server.endpoint, aws_access_key_id=ACCESS_KEY,
                       aws_secret_access_key=SECRET_KEY, region_name="us-east-1")  # fmt: skip
     try:
-        return [u["Key"] for u in s3.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix)
+        return [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix)
                 .get("Uploads", [])]  # fmt: skip
     finally:
         s3.close()
@@ -141,4 +144,46 @@ def test_an_upload_the_network_cut_is_aborted_when_the_server_is_back(
         assert "The one photo or video is protected" in second.stdout, second.stdout
         assert [] == uploads_left(s3_server, prefix)
     finally:
+        proxy.stop()
+
+
+def test_a_crash_mid_upload_ends_this_computers_upload_and_no_other(
+    setup: Setup, s3_server: S3Server
+) -> None:
+    """Two computers of a family upload the same video to one prefix at once (each found
+    its name free).  This one is killed (a power cut) with its upload half sent.  Its
+    next start ends its own upload, found by the id it recorded, and leaves the other
+    computer's, in flight to the same name, to go on."""
+    reached, release = threading.Event(), threading.Event()
+
+    def rule(method: str, path: str, query: str) -> str:
+        if "partNumber=2" in query and not release.is_set():
+            reached.set()  # this computer's upload has started: it is killed now
+            release.wait(60)
+            return "drop"
+        return "pass"
+
+    proxy = FaultProxy(s3_server.endpoint, rule)
+    prefix = f"two-{setup.home.name}/"
+    if not s3_server.running():
+        s3_server.start()
+    creds = s3_server.credentials(setup.home / "their-credentials")
+    theirs = S3Target("s3", BUCKET, prefix, s3_server.endpoint, credentials_file=creds,
+                      part_size=5 * 1024**2)  # fmt: skip
+    their_upload = theirs.open_writer("2024/2024-01-02/v.mov")
+    try:
+        their_upload.write(os.urandom(6 * 1024**2))  # started, its first part sent
+        p = video_to_s3(setup, s3_server, proxy, prefix).start()
+        try:
+            assert reached.wait(60), "this computer's upload never started"
+            p.stop(signal.SIGKILL)
+        finally:
+            release.set()
+        assert 2 == len(uploads_left(s3_server, prefix))
+        again = p.cli("run", "--once")
+        assert "The one photo or video is protected" in again.stdout, again.stdout
+        assert [their_upload.upload_id] == uploads_left(s3_server, prefix)
+    finally:
+        their_upload.abort()
+        theirs.close()
         proxy.stop()
