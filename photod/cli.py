@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from photod import paths
+from photod import paths, private
 from photod.cliparser import CANT_CREATE, DATA, NO, NO_DAEMON, OK, USAGE, parse
 from photod.errors import AlreadyRunning, CatalogUntrusted, ConfigError, PhotodError
 from photod.policy import plural, size
@@ -482,6 +482,7 @@ def cmd_help(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     command: Callable[[argparse.Namespace], int] = globals()[f"cmd_{args.command}"]
+    private.go_private()  # what any command makes is its user's alone (restore: the caller's)
     try:
         return int(command(args))
     except ConfigError as exc:

@@ -40,6 +40,23 @@ def caller_umask() -> int:
     return now
 
 
+def not_ours(path: Path) -> str:
+    """'' when photod may write at ``path`` (missing, or its own user's, or root's);
+    else why not.  A folder or file another user owns, or a link of theirs in its place
+    (in a folder left open to them), would lead photod's writes into their hands, or
+    into a file of photod's user they chose (its log appended to a ``~/.bashrc``)."""
+    trusted = (os.geteuid(), 0)
+    try:
+        st = os.lstat(path)
+        if st.st_uid not in trusted:
+            return f"it belongs to another user (uid {st.st_uid})"
+        if stat.S_ISLNK(st.st_mode) and (to := os.stat(path)).st_uid not in trusted:
+            return f"it is a link to what another user owns (uid {to.st_uid})"
+    except OSError:
+        return ""  # not there (yet), or a dangling link: what writes there says why
+    return ""
+
+
 def tighten(folders: list[Path]) -> list[str]:
     """Take every bit from the group and others on these folders and all they hold;
     returns the paths changed.

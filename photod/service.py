@@ -204,6 +204,7 @@ def _write(path: Path, data: bytes, outcome: Outcome) -> None:
         return
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
+    tmp.chmod(0o644)  # a unit is no secret (photod's umask is 077): systemctl cat shows it
     os.replace(tmp, path)
     outcome.done.append(f"wrote {path}")
 

@@ -361,6 +361,43 @@ def test_a_wide_umask_and_another_users_lock_change_nothing(
         holder.wait()
 
 
+def test_a_link_another_user_planted_for_the_log_is_never_written_through(
+    setup: Setup, intruder: User
+) -> None:
+    """Another user's link where photod's log goes (planted in a log folder left open
+    to them), to a file of photod's user (their ~/.bashrc): photod refuses to start,
+    says why, and writes nothing into the file; the same for a state folder replaced
+    by their link.  And `photod doctor`, started with umask 000, makes the folders it
+    creates private (open folders are how such a link gets planted)."""
+    victim = setup.home / "bashrc"
+    victim.write_text("echo hello\n")
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}])
+    logs = setup.home / "log"
+    logs.mkdir()
+    planted = logs / "photod.jsonl"
+    planted.symlink_to(victim)
+    os.lchown(planted, intruder.uid, intruder.gid)
+    r = p.cli("run", "--once")
+    assert 0 != r.returncode and "belongs to another user" in r.stderr, r.stdout + r.stderr
+    assert "echo hello\n" == victim.read_text()
+    planted.unlink()
+    theirs = setup.home / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, intruder.uid, intruder.gid)
+    (setup.home / "state").symlink_to(theirs, target_is_directory=True)
+    os.lchown(setup.home / "state", intruder.uid, intruder.gid)
+    r = p.cli("run", "--once")
+    assert 0 != r.returncode and "another user" in r.stderr, r.stdout + r.stderr
+    assert [] == list(theirs.iterdir())
+    (setup.home / "state").unlink()
+    shutil.rmtree(logs)
+    fresh = subprocess.run(["sh", "-c", 'umask 000 && exec "$@"', "sh", *p.cli_command(), "doctor"],
+                           env=p.env, capture_output=True, text=True)  # fmt: skip
+    assert "Traceback" not in fresh.stdout + fresh.stderr
+    for made in (setup.home / "state", logs):
+        assert 0o700 == stat.S_IMODE(made.stat().st_mode), made
+
+
 def test_a_config_that_holds_a_secret_must_be_private(setup: Setup) -> None:
     """An inline rclone secret (or a webhook's token) in a config others may read: run,
     config check and doctor refuse it in one line with the `chmod 600` that fixes it;
