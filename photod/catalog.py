@@ -1779,6 +1779,19 @@ class LibraryRows(NamedTuple):
     albums: list[tuple[str, str, bool, str]]  # uuid, path JSON, trashed, asset uuids JSON
 
 
+def no_catalog(path: Path) -> bool:
+    """No catalog at ``path``: no file, or one of 0 bytes with nothing in its journal (a
+    disk's repair, fsck, leaves a file it could not save so).  Never opened to find out:
+    SQLite would write a new, empty catalog into it, which then hid the lost one."""
+    try:
+        if path.stat().st_size:
+            return False
+        wal = path.with_name(path.name + "-wal")
+        return not wal.exists() or wal.stat().st_size == 0
+    except FileNotFoundError:
+        return True
+
+
 def check_file(path: Path) -> tuple[str, int]:
     """('' or what is wrong, assets) of a catalog file (a snapshot), opened read-only
     and proved by SQLite's quick_check."""

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from photod import failpoints, instance, snapshot
-from photod.catalog import CATALOG_NAME, Catalog
+from photod.catalog import CATALOG_NAME, Catalog, no_catalog
 from photod.config import Config
 from photod.errors import CatalogDamaged, PhotodError, TargetUnavailable
 from photod.fleet import TargetState
@@ -118,7 +118,7 @@ START_BUDGET = 0.5  # seconds of SQLite's page check at start; the rest in the b
 def _catalog_state(db: Path, budget: float | None) -> tuple[str, int, int]:
     """('' or why the catalog cannot be used, assets, generation); 'absent' when none,
     'unchecked' when it is sound as far as the ``budget`` let SQLite look."""
-    if not db.exists():
+    if no_catalog(db):
         return "absent", 0, 0
     try:
         catalog = Catalog(db)

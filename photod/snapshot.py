@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from photod import failpoints, instance
-from photod.catalog import Catalog, check_file
+from photod.catalog import Catalog, check_file, no_catalog
 from photod.durable import fsync_dir
 from photod.errors import (
     CatalogDamaged,
@@ -364,7 +364,7 @@ def identity(state_dir: Path, db_path: Path, name: str) -> Installation | None:
     known = instance.load(state_dir)
     if known is not None:
         return known.installation
-    if not db_path.exists():
+    if no_catalog(db_path):
         return None
     try:
         catalog = Catalog(db_path)

@@ -140,6 +140,30 @@ def test_a_lost_catalog_shrinks_no_target_and_comes_back_from_them(setup: Setup,
     assert 30 == out.stdout.count(": OK"), out.stdout + out.stderr
 
 
+def test_a_catalog_cut_to_nothing_with_its_installation_file_lost_is_no_new_computer(
+    setup: Setup,
+) -> None:
+    """A disk's repair (fsck) leaves the catalog as a file of 0 bytes and loses
+    installation.json: photod does not start afresh as a second installation of the
+    same name beside the first (its records orphaned, a later rebuild finding two):
+    it holds, naming the target that has this computer's records and the rebuild."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}], {"copies": 1, "media": 1, "offsite": 0})
+    make_photos(setup.inbox, 3)
+    assert 0 == p.cli("run", "--once").returncode
+    state = setup.home / "state"
+    for f in state.glob("catalog.sqlite-*"):
+        f.unlink()
+    (state / "catalog.sqlite").write_bytes(b"")
+    (state / "installation.json").unlink()
+    r = p.cli("run", "--once")
+    assert 0 != r.returncode and "catalog rebuild --from" in r.stdout + r.stderr, (
+        r.stdout + r.stderr
+    )
+    assert 1 == len(list((lib / ".photod" / "installations").iterdir()))
+    assert 0 == (state / "catalog.sqlite").stat().st_size  # (left as it was found)
+
+
 def test_a_catalog_that_lost_its_last_commits_catches_up_from_the_targets(setup: Setup) -> None:
     """Killed, and its WAL deleted (a power cut that lost the last commits): the
     targets' lists keep every copy, the catalog gets them back from the lists (or a
