@@ -878,6 +878,8 @@ def parse(text: str, path: Path, cached: bool = False) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{where}: not valid TOML: {exc}"]) from exc
+    except RecursionError as exc:  # (tomllib's parser recurses: tables nested thousands deep)
+        raise ConfigError([f"{where}: not valid TOML: nested too deep"]) from exc
     folder, key = (
         (paths.unchecked_state_dir(data, path.parent), _cache_key(text)) if cached else (None, b"")
     )

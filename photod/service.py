@@ -141,7 +141,19 @@ def _quote(argv: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
+def unit_argv(argv: list[str]) -> list[str]:
+    """Real paths as a unit's ExecStart must hold them: each % doubled (systemd reads
+    "%h" in a folder's name as the home folder, and "%Z" fails the unit).  A control
+    character cannot be written in a unit's line: refused."""
+    for arg in argv:
+        if any(ch < " " or ch == "\x7f" for ch in arg):
+            raise PhotodError(f"{arg!r} holds a control character (a newline?), which a "
+                              "systemd unit cannot hold: move or rename it")  # fmt: skip
+    return [arg.replace("%", "%%") for arg in argv]
+
+
 def render_user_unit(argv: list[str]) -> str:
+    """``argv`` as ExecStart, specifiers and all (``unit_argv`` of real paths)."""
     return USER_UNIT.format(common=_COMMON.format(exec_start=_quote(argv)))
 
 
@@ -203,7 +215,10 @@ def _write(path: Path, data: bytes, outcome: Outcome) -> None:
         outcome.done.append(f"{path} is up to date")
         return
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
+    try:
+        tmp.write_bytes(data)
+    except PermissionError as exc:  # (--system by a user: /etc/systemd/system is root's)
+        raise PhotodError(f"cannot write {path}: {exc.strerror}; run it with sudo") from exc
     tmp.chmod(0o644)  # a unit is no secret (photod's umask is 077): systemctl cat shows it
     os.replace(tmp, path)
     outcome.done.append(f"wrote {path}")
@@ -234,7 +249,7 @@ def install(config: Path | None, system: bool, home: Path) -> Outcome:
         out.done.append("logs: ~/Library/Logs/photod/ and `photod logs`")
         return out
     folder = unit_dir(system, home)
-    unit = render_system_unit(argv) if system else render_user_unit(argv)
+    unit = (render_system_unit if system else render_user_unit)(unit_argv(argv))
     _write(folder / UNIT, unit.encode(), out)
     _write(folder / FAILURE_UNIT, render_failure_unit(system).encode(), out)
     ctl = ["systemctl"] if system else ["systemctl", "--user"]

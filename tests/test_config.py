@@ -343,6 +343,13 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, key: str, why: str)
     assert why in line
 
 
+def test_a_config_nested_thousands_deep_is_refused_not_a_crash(tmp_path: Path) -> None:
+    """tomllib's parser recurses: a config nested 5,000 deep raised RecursionError, which
+    a reload (SIGHUP) did not take for a bad config: it killed the running daemon."""
+    with pytest.raises(ConfigError, match="nested too deep"):
+        config.parse("x = " + "[" * 5000 + "]" * 5000 + "\n", tmp_path / "photod.toml")
+
+
 def test_a_refused_value_is_said_one_way() -> None:
     """Every value refused, by pydantic's checks or photod's own, reads "is X; allowed:
     Y" (never "input should be …" with a "(got X)" beside it), and a cron line's error

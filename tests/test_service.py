@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from photod import service
+from photod.errors import PhotodError
 from photod.statelock import running_pid
 from tests.servers import need
 
@@ -83,6 +84,25 @@ def test_a_unit_does_not_restart_on_a_bad_config_or_beside_another_photod(system
     assert ["RestartPreventExitStatus=75 78"] == [
         line for line in main.splitlines() if line.startswith("RestartPreventExitStatus=")
     ]
+
+
+@pytest.mark.parametrize("system", [False, True])
+def test_a_config_path_with_a_percent_or_a_newline_makes_no_wrong_unit(
+    tmp_path: Path, system: bool
+) -> None:
+    """A config in "100%Zoom/" (systemd reads %Z, %h... as its specifiers: "%h" became
+    the home folder, "%Z" made the unit fail to load): written so that the path stays
+    what it is; one with a newline, which no unit line can hold, is refused with why."""
+    argv = service.unit_argv(
+        ["/opt/photod/bin/photod", "--config", "/srv/100%Zoom %h/photod.toml", "run"]
+    )
+    main = service.render_system_unit(argv) if system else service.render_user_unit(argv)
+    r = _verify(tmp_path, {"photod.service": main})
+    assert 0 == r.returncode, r.stdout + r.stderr
+    [line] = [x for x in main.splitlines() if x.startswith("ExecStart=")]
+    assert "'/srv/100%%Zoom %%h/photod.toml'" in line
+    with pytest.raises(PhotodError, match="control character"):
+        service.unit_argv(["/opt/photod/bin/photod", "--config", "/a\nb.toml", "run"])
 
 
 def test_the_checker_catches_a_typo(tmp_path: Path) -> None:
