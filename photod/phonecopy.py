@@ -6,6 +6,11 @@ chunk is asked for before this one is written), and checkpointed every
 much, and the next plug-in resumes with a seek when the file on the phone is unchanged.
 Only a complete file takes its real name; a copy with no checkpoint is removed at once,
 so staging holds nothing half-read that cannot be resumed.
+
+A file smaller than one read (most photos) is read whole into memory on the loop
+(``read_small``) and staged by the ingest worker that takes it (``stage``), the same
+way: one trip to a thread a file instead of two, which on a phone of small files was
+a tenth of the time.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 
 from photod import staging
 from photod.catalog import DeviceFile
-from photod.errors import SourceChanged
+from photod.errors import PhotodError, SourceChanged
 from photod.logs import log
 from photod.private import COPY_MODE
 from photod.sources.phone import READ_SIZE, PhoneLink
@@ -51,6 +56,62 @@ async def fetch(
     with contextlib.suppress(FileNotFoundError):
         meta.unlink()
     return str(h.hexdigest())
+
+
+SMALL = READ_SIZE  # files shorter than this are read whole, then staged by the ingest
+
+
+class NotStaged(PhotodError):
+    """A small file's bytes could not be written into staging (``error``): said as a
+    file that cannot be staged, or, the disk full, as the whole import waiting."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def read_small(link: PhoneLink, f: DeviceFile, counted: Callable[[int], None]) -> bytes:
+    """A file shorter than SMALL, read whole: its bytes, exactly as many as listed
+    (SourceChanged if the phone gives more or fewer)."""
+    handle = await link.open_file(f.path)
+    try:
+        parts: list[bytes] = []
+        done = 0
+        while chunk := await link.read(handle):
+            if done + len(chunk) > f.size:  # (a file that never ends fills no memory)
+                raise SourceChanged(f"{f.path} on the phone (longer than listed)")
+            parts.append(chunk)
+            done += len(chunk)
+            counted(len(chunk))
+            if len(chunk) < READ_SIZE and done == f.size:
+                break  # the phone's read met the file's end (as in ``_read_into``)
+    finally:
+        await link.close_file(handle)
+    if done != f.size:
+        raise SourceChanged(f"{f.path} on the phone ({done} of {f.size} bytes)")
+    return b"".join(parts)
+
+
+def stage(data: bytes, f: DeviceFile, staged: Path) -> str:
+    """On an ingest worker: a small file's bytes into staging as ``fetch`` writes a
+    large one (a fresh file under its partial name, never one truncated in place: a
+    staged file may be a target's copy by a link; the phone's mtime; then its name);
+    its SHA-256.  NotStaged when the disk refuses."""
+    part = staged.with_name(staged.name + staging.PARTIAL[0])
+    try:
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        part.unlink(missing_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with open(os.open(part, flags, COPY_MODE), "wb") as out:
+            out.write(data)
+        os.utime(part, ns=(f.mtime_ns, f.mtime_ns))
+        os.replace(part, staged)
+        staged.with_name(staged.name + staging.PARTIAL[1]).unlink(missing_ok=True)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            part.unlink(missing_ok=True)
+        raise NotStaged(exc) from exc
+    return hashlib.sha256(data).hexdigest()
 
 
 async def _read_into(

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from photod import failpoints, isobmff, phonecopy, phoneplan, staging
@@ -217,11 +218,13 @@ class PhoneImport:
     ) -> None:
         udid = link.udid
         try:
+            counted, data = partial(self._counted, link, progress), None
             try:
                 staged = staging.staged_path(self.roots[source.name], udid, f.path)
-                sha = await phonecopy.fetch(
-                    link, f, staged, lambda n: self._counted(link, progress, n)
-                )
+                if f.size < phonecopy.SMALL:  # staged by the ingest worker that takes it
+                    sha, data = "", await phonecopy.read_small(link, f, counted)
+                else:
+                    sha = await phonecopy.fetch(link, f, staged, counted)
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # (a quota: as full)
                     raise  # the staging disk is full: the whole import waits (one event)
@@ -236,28 +239,19 @@ class PhoneImport:
                 progress.done_files += 1
                 progress.failed_paths.add(f.path)
                 await self.db(self.catalog.device_file_done, udid, f.path, None, "unreadable")
-                log.warning(
-                    "device_file_unreadable",
-                    device=link.name,
-                    udid=udid,
-                    path=f.path,
-                    error=exc.detail,
-                    action=FileUnreadable.action,
-                )
+                log.warning("device_file_unreadable", device=link.name, udid=udid, path=f.path,
+                            error=exc.detail, action=FileUnreadable.action)  # fmt: skip
                 return
             # The same ingest as a watch-folder file, on the ingest workers.
             try:
-                result = await asyncio.wrap_future(
-                    self.workers.submit(
-                        self._hand_over,
-                        source.name,
-                        udid,
-                        f,
-                        staged,
-                        sha,
-                        phoneplan.lead(f.path, stills),
-                    )
-                )
+                lead = phoneplan.lead(f.path, stills)
+                result = await asyncio.wrap_future(self.workers.submit(
+                    self._hand_over, source.name, udid, f, staged, sha, lead, data))  # fmt: skip
+            except phonecopy.NotStaged as exc:
+                if exc.error.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise exc.error from None  # as from ``fetch``: the whole import waits
+                await self._file_failed(link, f, progress, exc.error)
+                return
             except (Stopping, DeviceProblem):
                 raise
             except Exception as exc:
@@ -309,11 +303,14 @@ class PhoneImport:
                  rate=round(rate), eta=None if eta is None else round(eta))  # fmt: skip
 
     def _hand_over(
-        self, source: str, udid: str, f: DeviceFile, staged: Path, sha: str, lead: str | None
-    ) -> IngestResult:
+        self, source: str, udid: str, f: DeviceFile, staged: Path, sha: str, lead: str | None,
+        data: bytes | None = None,
+    ) -> IngestResult:  # fmt: skip
         """On an ingest worker: the same ingest as a watch-folder file, then bookkeeping.
         The staging copy goes once a target holds a verified copy; until then it is the
-        source that catch-up copies from."""
+        source that catch-up copies from.  ``data``: a small file's bytes, staged here."""
+        if data is not None:
+            sha = phonecopy.stage(data, f, staged)
         lead_rel = f"{udid}{lead}" if lead else None
         tag = "_edited" if f.path.startswith(phoneplan.MUTATIONS) else ""
         result = self.ingestor.ingest(source, staged, lead=lead_rel, sha256=sha, tag=tag)

@@ -450,19 +450,25 @@ def test_phone_hidden_by_usbmuxd_until_trust_is_reported(
     assert p.stop() == 0
 
 
+@pytest.mark.parametrize("what", ["movie", "photo"])
 def test_full_staging_disk_is_a_clear_event_and_a_retry(
-    phones: PhoneSetup, samples: Path, tmp_path: Path, small_drive: Path
+    phones: PhoneSetup, samples: Path, tmp_path: Path, small_drive: Path, what: str
 ) -> None:
-    """Staging on a real, nearly full filesystem: the movie that does not fit becomes one
+    """Staging on a real, nearly full filesystem: the movie that does not fit (or, the
+    disk quite full, a photo: small files are staged by the ingest workers) becomes one
     clear event, leaves nothing behind, and is imported once space is freed."""
-    roll = camera_roll(tmp_path / "A", samples, photos=3, live=0, big_video=16 * 1024**2)
-    big = next(a for a in roll.files if a.endswith(".MOV"))
+    if what == "photo":
+        roll = camera_roll(tmp_path / "A", samples, photos=3, live=0)
+        big, leave = next(a for a in roll.files if a.endswith(".JPG")), 4096
+    else:
+        roll = camera_roll(tmp_path / "A", samples, photos=3, live=0, big_video=16 * 1024**2)
+        big, leave = next(a for a in roll.files if a.endswith(".MOV")), 6 * 1024**2
     phone = phones.phone(UDID_A, "Anna's iPhone", roll)
     staging = phones.home / "state" / "import"
     staging.mkdir(parents=True)
     subprocess.run(["mount", "--bind", str(small_drive), str(staging)], check=True)
     try:
-        filler = fill(staging, leave=6 * 1024**2)
+        filler = fill(staging, leave=leave)
         p = phones.photod().start()
         phones.mux.plug(phone)
         failed = p.wait_event("device_import_failed", timeout=60)[0]
@@ -470,14 +476,15 @@ def test_full_staging_disk_is_a_clear_event_and_a_retry(
         assert "No space left" in failed["error"] and "free some space" in failed["detail"]
         time.sleep(4)  # retried meanwhile (with backoff), and said once
         assert len(p.events("device_import_failed")) == 1
-        p.wait_protected(3)  # the photos that fit are in
+        if what == "movie":
+            p.wait_protected(3)  # the photos that fit are in
         # No partial file is left: a retry may be writing one right now, and it goes
         # when that retry fails too.
         wait_for(lambda: not list(staging.rglob("*.part")), 15, "no partial file in staging")
         assert sha256(roll.path(big)) not in by_hash(phones.lib)
 
         filler.unlink()  # space is freed: the retry completes
-        p.wait_protected(4, timeout=60)
+        p.wait_protected(len(roll.files), timeout=60)
         assert sha256(roll.path(big)) in by_hash(phones.lib)
         assert p.stop() == 0
     finally:
