@@ -92,12 +92,13 @@ class StillArriving(PhotodError):
 
 class LeadPending(PhotodError):
     """A Live Photo's movie or a sidecar whose still is on its way in (being taken,
-    settling, or not reached yet by a scan): it waits for the still's key, which it is
-    named after."""
+    settling, or not reached yet by a scan), or not there yet (``lead`` empty: it came
+    a moment ago, before its still): it waits for the still's key, which it is named
+    after."""
 
-    def __init__(self, path: str, lead: str) -> None:
+    def __init__(self, path: str, lead: str = "") -> None:
         self.path, self.lead = path, lead
-        super().__init__(f"{path} waits for {lead}, whose name it follows")
+        super().__init__(f"{path} waits for {lead or 'its still'}, whose name it follows")
 
 
 class ChecksumMismatch(PhotodError):

@@ -25,6 +25,7 @@ from photod.catalog import Catalog, SourceFile, stamp_seconds
 from photod.clock import SYSTEM, Clock
 from photod.config import IngestConfig
 from photod.errors import LeadPending, SourceChanged, StillArriving
+from photod.isobmff import content_identifier, is_isobmff
 from photod.logs import log
 from photod.media import (
     companion_key,
@@ -33,6 +34,7 @@ from photod.media import (
     lead_of,
     stem_of,
     still_index,
+    waits_for_still,
 )
 from photod.models import IngestResult, Kind, Probe
 from photod.probe import probe
@@ -41,7 +43,9 @@ from photod.safeopen import LinkRefused, open_beneath, open_root
 from photod.targets.base import CHUNK
 
 SPARSE_MIN = 64 * 1024 * 1024  # files this long or longer are checked for holes
-CUT_SHORT_WAIT = 60.0  # seconds a file that ends early may be its writer's (as open_wait)
+# Seconds a file that ends early may be its writer's (as open_wait), and that a movie or
+# sidecar that came before its still waits for it.
+CUT_SHORT_WAIT = 60.0
 LINK = "a symbolic link: photod reads no file through a link, which could point anywhere"
 NOT_A_FILE = "not a regular file (a FIFO, socket or device node); it is never read"
 
@@ -371,7 +375,8 @@ class Ingestor:
                 self.catalog.saw_source_file(source, rel, st.st_size, st.st_mtime_ns, sha)
                 log.info("asset_seen_again", asset=sha, source=source, path=rel)
                 return IngestResult.KNOWN
-        key = self._key(source, path, info, lead, tag)
+        # (A phone's file is staged whole, its still known: it never waits for one.)
+        key = self._key(source, path, info, lead, tag, f if sha256 is None else None)
         new = NewFile(source, rel, path, st.st_size, st.st_mtime_ns, info, key, f, sha256)
         failpoints.hit("ingest_storing")  # a slow disk, for the test of `workers`
         # (A staged file whose bytes are not ``sha256`` raises SourceChanged there.)
@@ -379,9 +384,17 @@ class Ingestor:
         return IngestResult.STORED if is_new else IngestResult.KNOWN
 
     def _key(
-        self, source: str, path: Path, info: Probe, lead_rel: str | None = None, tag: str = ""
+        self,
+        source: str,
+        path: Path,
+        info: Probe,
+        lead_rel: str | None = None,
+        tag: str = "",
+        arrived: BinaryIO | None = None,
     ) -> str:
-        """The layout key; a Live Photo's movie or an edit's sidecar follows its still."""
+        """The layout key; a Live Photo's movie or an edit's sidecar follows its still.
+        ``arrived``: a watch folder's file, open; with no still beside it, it may wait
+        for one (``_alone``)."""
         layout = self.settings.layout
         if lead_rel is not None:
             asset = self.catalog.asset_at_source(source, lead_rel)
@@ -417,7 +430,26 @@ class Ingestor:
                         layout, lead.name, lead_info.captured_at, lead_info.kind, source
                     )
                     return companion_key(lead_key, path.name)
+            elif arrived is not None:
+                self._alone(source, path, info, arrived)
         return layout_key(layout, path.name, info.captured_at, info.kind, source)
+
+    def _alone(self, source: str, path: Path, info: Probe, f: BinaryIO) -> None:
+        """A movie or sidecar with no still beside it.  One that belongs with a still
+        (``waits_for_still``) and came within CUT_SHORT_WAIT waits for it (LeadPending):
+        a sync client often delivers the small .AAE and .MOV first, and a name worked
+        out now (its own date, no suffix) would part it from its still for good, since
+        no copy is ever moved.  Its ctime says when it came: a sync client keeps the
+        original mtime.  Past the wait it is taken alone, and said so; a still that
+        comes later is named as any still, under its own date."""
+        live = info.kind is Kind.VIDEO and is_isobmff(f) and bool(content_identifier(f))
+        if not waits_for_still(path.name, live):
+            return  # (a video of its own: taken at once, never read for this again)
+        rel = self.relpath(source, path)
+        if 0 <= time.time() - os.fstat(f.fileno()).st_ctime < CUT_SHORT_WAIT:
+            raise LeadPending(rel)
+        log.info("companion_taken_alone", source=source, path=rel,
+                 detail="no still of its name beside it; filed under its own date")  # fmt: skip
 
     @staticmethod
     def _lead(path: Path) -> Path | None:

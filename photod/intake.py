@@ -6,7 +6,9 @@ only once the still is recorded (it may carry a suffix, or be an older copy's ke
 When several workers would take both at once, or the movie comes first, the movie goes
 back to the settler while its still is on its way in (being taken, settling, or not
 reached yet by a running scan) and is taken again after it.  Each batch (a folder's
-files in a scan, the settler's due files) is handed over stills first.
+files in a scan, the settler's due files) is handed over stills first.  One that came
+before its still, with no still beside it yet (a sync client's small files first),
+goes back to the settler the same way for up to a minute (``Ingestor._alone``).
 
 A file that meets a full state dir waits in a waiting room and is taken as soon as
 there is room again; the reconcile scan finds what arrived while nobody watched.
@@ -236,8 +238,8 @@ class FolderIntake:
                      detail="changed while being read; taken again once stable")  # fmt: skip
             self.settler.touch(source, path, "changed")
         except (LeadPending, StillArriving):
-            # Taken again once its still is in, or once it is whole (the settler's wait;
-            # no event: this is the normal order of things, not news).
+            # Taken again once its still is in (or the wait for it is over), or once it
+            # is whole (the settler's wait; no event: the normal order of things).
             self.settler.touch(source, path, "changed")
         except Stopping:
             pass

@@ -252,6 +252,19 @@ def still_index(names: Iterable[str]) -> dict[str, str]:
     return index
 
 
+def waits_for_still(name: str, live: bool) -> bool:
+    """Whether a file with no still beside it is one that belongs with a still all the
+    same, so that a moment's wait for it is worth it (a sync client often delivers the
+    small files first): an edit's ``.AAE`` (only ever a photo's), an ``.XMP`` named
+    after a photo (``IMG_0001.HEIC.xmp``), a Live Photo's movie (``live``: it carries
+    Apple's content identifier).  A video of its own, a ``.THM``, an ``.xmp`` with a
+    plain name (a preset, a note) belong with nothing that may come: never held."""
+    lower = name.lower()
+    if lower.endswith(".xmp"):
+        return is_still(name[: -len(".xmp")])
+    return lower.endswith(".aae") or live
+
+
 def lead_of(name: str, stills: Mapping[str, str]) -> str | None:
     """The one rule, for a watch folder and a phone alike: a file that is not a still
     (a Live Photo's movie, an .AAE or .XMP sidecar) belongs with the still of the same

@@ -184,6 +184,29 @@ def test_a_watch_folder_and_a_phone_pair_files_by_one_rule() -> None:
     assert {n: (f"/DCIM/100APPLE/{v}" if v else None) for n, v in expected.items()} == phone
 
 
+@pytest.mark.parametrize(
+    ("name", "live", "waits"),
+    [
+        ("IMG_0001.AAE", False, True),  # an edit: only ever a photo's
+        ("img_0001.aae", False, True),
+        ("IMG_0001.MOV", True, True),  # a Live Photo's movie (Apple's content identifier)
+        ("IMG_0001.MOV", False, False),  # a video of its own: never held
+        ("MVI_0001.MP4", False, False),
+        ("IMG_0001.HEIC.xmp", False, True),  # named after a photo
+        ("IMG_0001.CR2.XMP", False, True),
+        ("IMG_0001.xmp", False, False),  # a plain name: a preset, a note
+        ("notes.xmp", False, False),
+        ("MVI_0001.THM", False, False),  # a camera video's thumbnail, not a still's
+    ],
+)
+def test_what_waits_for_a_still_that_is_not_there_yet(name: str, live: bool, waits: bool) -> None:
+    """A file that belongs with a still (an .AAE, an .XMP named after a photo, a Live
+    Photo's movie) is worth a moment's wait for it; a video of its own is not."""
+    from photod.media import waits_for_still
+
+    assert waits == waits_for_still(name, live)
+
+
 def test_a_phones_files_belong_to_their_library_asset_by_identity() -> None:
     """With the phone's library read, a photo's files are one asset by its UUID: the
     original the database names, its movie and .AAE, the IMG_E edit and IMG_O
