@@ -153,11 +153,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 def cmd_albums(args: argparse.Namespace) -> int:
     from photod.albums import albums, render
-    from photod.catalog import CATALOG_NAME, Catalog
+    from photod.catalog import CATALOG_NAME, Catalog, no_catalog
 
     cfg = _load(args, cached=True)
     db = cfg.state_dir / CATALOG_NAME
-    if not db.exists():
+    if no_catalog(db):
         print(f"photod: no catalog at {db} yet", file=sys.stderr)
         return 1
     catalog = Catalog(db)  # brought up to date, as status does: an older one has no libraries
@@ -389,13 +389,13 @@ def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
 
 def cmd_recovery_plan(args: argparse.Namespace) -> int:
     from photod import instance
-    from photod.catalog import CATALOG_NAME, Catalog
+    from photod.catalog import CATALOG_NAME, Catalog, no_catalog
     from photod.recovery import plan_for
 
     cfg = _load(args)
     known = instance.load(cfg.state_dir)
     db = cfg.state_dir / CATALOG_NAME
-    if not db.exists():  # never made here: an empty one would hide a lost one
+    if no_catalog(db):  # never made here: an empty one would hide a lost one
         raise CatalogUntrusted(f"there is no catalog at {db}", instance.FIX)
     catalog = Catalog(db)
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from photod import colour, instance, service
 from photod import config as configmod
-from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog
+from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog, no_catalog
 from photod.config import Config, FolderSource, LocalTarget
 from photod.config import Target as TargetConfig
 from photod.errors import (
@@ -193,7 +193,7 @@ def _targets(cfg: Config, skewed: list[ClockSkewed]) -> list[Finding]:
     out = []
     db = cfg.state_dir / CATALOG_NAME
     try:
-        catalog = Catalog(db) if db.exists() else None
+        catalog = None if no_catalog(db) else Catalog(db)
     except CatalogDamaged:
         catalog = None  # said by the catalog check; the targets are checked all the same
     states: dict[str, TargetState] = {}

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
-from photod.catalog import CATALOG_NAME, Catalog
+from photod.catalog import CATALOG_NAME, Catalog, no_catalog
 from photod.durable import write_atomic
 from photod.errors import CatalogDamaged
 from photod.targets.records import Installation
@@ -81,7 +81,10 @@ def check_catalog(state_dir: Path, thorough: bool = False) -> CatalogProblem | N
     catalog; `photod doctor`), else only what opening and a count find."""
     db = state_dir / CATALOG_NAME
     known = load(state_dir)
-    if not db.exists():
+    if no_catalog(db):  # (never opened: SQLite would make a new, empty one in a 0-byte file)
+        if db.exists():
+            return CatalogProblem(f"the catalog {db} is a file of 0 bytes (cut by a disk's "
+                                  "repair?)")  # fmt: skip
         if known is not None and (known.assets or known.generation):
             return CatalogProblem(f"the catalog {db} is missing")
         return None
