@@ -172,7 +172,8 @@ class CatchUp:
             return  # (one that was held and went bad is the scrub's to call lost)
         # (No source file left at all: its path now holds a later version, an edit.)
         sources = {source for source, _, _, _ in self.catalog.source_paths(asset.sha256)}
-        if not all(s in self.source_roots and _here(self.source_roots[s]) for s in sources):
+        if not all(s in self.source_roots and _here(self.catalog, s, self.source_roots[s])
+                   for s in sources):  # fmt: skip
             return
         if source_holds(self.catalog, self.source_roots, asset.sha256, doubt=True):
             return
@@ -371,12 +372,13 @@ def source_holds(catalog: Catalog, roots: dict[str, Path], sha: str, doubt: bool
 UNREADABLE_NOW = (errno.EACCES, errno.EPERM, errno.EIO, errno.ENOTCONN, errno.ESTALE, errno.EAGAIN)
 
 
-def _here(root: Path) -> bool:
-    """A watch folder is there with something in it: an empty one is most likely the
-    mount point of its drive, unplugged (its files come back with it), not a folder
-    whose every photo was deleted before a target took it."""
+def _here(catalog: Catalog, source: str, root: Path) -> bool:
+    """A watch folder is there, on the device its files were found on: one on another
+    device is the mount point of its drive, unplugged (its files come back with it),
+    not a folder whose every photo was deleted before a target took it."""
     try:
-        with os.scandir(root) as entries:
-            return next(entries, None) is not None
+        device = os.stat(root).st_dev
     except OSError:  # (gone, or a dead network mount)
         return False
+    found_on = catalog.meta(f"device:{source}")
+    return found_on is None or int(found_on) == device

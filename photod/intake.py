@@ -16,6 +16,7 @@ there is room again; the reconcile scan finds what arrived while nobody watched.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -337,12 +338,23 @@ class FolderIntake:
                     else:
                         self.settler.touch(name, Path(path), "scan")
                 self._submit_all(folder)
-                self.catalog.set_meta(f"scanned:{name}", str(began))  # (whole)
+                _scanned(self.catalog, name, watcher, began)
             finally:
                 with self._lock:
                     self._scanning.discard(name)
             log.info("scan_finished", source=name, files=watcher.scanned, changed=new,
                      duration=round(self.clock.monotonic() - started, 3))  # fmt: skip
+
+
+def _scanned(catalog: Catalog, name: str, watcher: FolderWatcher, began: int) -> None:
+    """A whole scan of a watch folder: when it began (files whose inode changed after
+    are looked at again next time), and, when it found files, the device the folder was
+    on: an empty folder on another device later is its drive unplugged from its mount
+    point (``catchup``), one on the same device a folder emptied."""
+    catalog.set_meta(f"scanned:{name}", str(began))
+    if watcher.scanned:
+        with contextlib.suppress(OSError):
+            catalog.set_meta(f"device:{name}", str(os.stat(watcher.root).st_dev))
 
 
 def _touched(catalog: Catalog, source: str, rel: str, st: os.stat_result) -> bool:

@@ -536,36 +536,41 @@ def test_copies_on_a_target_away_longer_than_the_scrub_cycle_do_not_count(
 
 
 def test_photos_on_a_watch_folders_unplugged_drive_are_not_said_lost(
-    setup: Setup,
+    setup: Setup, small_drive: Path
 ) -> None:
     """The only target is a drive that is away; two photos arrive from a watch folder
-    on another drive, which is then unplugged (its mount point stays, empty).  The
-    target back, nothing is said lost (no alarm for photos that are whole on their
-    unplugged drive): they wait; the watch folder's drive back, both are copied."""
+    on another drive, which is then unplugged (its mount point stays, empty, on the
+    system disk).  The target back, nothing is said lost (no alarm for photos that are
+    whole on their unplugged drive): they wait; the watch folder's drive back, both are
+    copied.  (Every photo deleted from a folder that stays is still said lost: the
+    test below.)"""
     drive = setup.home / "T7"
     drive.mkdir()
     p = setup.photod([{"name": "t7", "path": str(drive), "media": "internal"}],
                      policy={"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
     assert 0 == p.cli("run", "--once").returncode  # the drive is known
     drive.rename(setup.home / "T7-away")
-    shas = make_photos(setup.inbox, 2, size=50_000)
-    assert 1 == p.cli("run", "--once").returncode  # taken in, no copy yet
-    setup.inbox.rename(setup.home / "camera-card")  # unplugged: an empty mount point
-    setup.inbox.mkdir()
-    (setup.home / "T7-away").rename(drive)
-    run = p.cli("run", "--once")
-    assert [] == p.events("asset_lost"), run.stdout
-    assert not p.cli("status").stdout.startswith("LOST")
-    setup.inbox.rmdir()
-    (setup.home / "camera-card").rename(setup.inbox)
-    time.sleep(2.1)  # the copies that found no source then are due again (retry_max)
-    assert 0 == p.cli("run", "--once").returncode
-    assert set(shas.values()) == set(target_files(drive).values())
-    assert [] == p.events("asset_lost")
+    subprocess.run(["mount", "--bind", str(small_drive), str(setup.inbox)], check=True)
+    try:
+        shas = make_photos(setup.inbox, 2, size=50_000)
+        assert 1 == p.cli("run", "--once").returncode  # taken in, no copy yet
+        subprocess.run(["umount", str(setup.inbox)], check=True)  # unplugged
+        (setup.home / "T7-away").rename(drive)
+        run = p.cli("run", "--once")
+        assert [] == p.events("asset_lost"), run.stdout
+        assert not p.cli("status").stdout.startswith("LOST")
+        subprocess.run(["mount", "--bind", str(small_drive), str(setup.inbox)], check=True)
+        time.sleep(2.1)  # the copies that found no source then are due again (retry_max)
+        assert 0 == p.cli("run", "--once").returncode
+        assert set(shas.values()) == set(target_files(drive).values())
+        assert [] == p.events("asset_lost")
+    finally:
+        subprocess.run(["umount", "-l", str(setup.inbox)], capture_output=True)
 
 
+@pytest.mark.parametrize("how", ["one deleted, one edited", "all deleted"])
 def test_a_photo_deleted_before_any_target_took_it_is_said_lost_by_name(
-    setup: Setup,
+    setup: Setup, how: str
 ) -> None:
     """The only target is a drive that is away; two photos arrive, then one is deleted
     and the other edited in place.  When the drive is back the edit is copied, and the
@@ -581,11 +586,15 @@ def test_a_photo_deleted_before_any_target_took_it_is_said_lost_by_name(
     assert 1 == p.cli("run", "--once").returncode  # taken in, no copy yet
     deleted, edited = sorted(shas)
     (setup.inbox / deleted).unlink()
-    (setup.inbox / edited).write_bytes((setup.inbox / edited).read_bytes() + b"edit")
+    if how == "all deleted":  # (a sync client emptying the folder: no drive unplugged)
+        (setup.inbox / edited).unlink()
+    else:
+        (setup.inbox / edited).write_bytes((setup.inbox / edited).read_bytes() + b"edit")
     (setup.home / "T7-away").rename(drive)
     run = p.cli("run", "--once")
     status = p.cli("status")
     assert 1 == status.returncode and status.stdout.startswith("LOST: 2 files"), status.stdout
     lost = {e["asset"] for e in p.events("asset_lost")}
     assert {shas[deleted], shas[edited]} == lost, run.stdout
-    assert sha256(setup.inbox / edited) in set(target_files(drive).values())
+    if how != "all deleted":
+        assert sha256(setup.inbox / edited) in set(target_files(drive).values())
