@@ -50,18 +50,18 @@ def counted(
     with the computer off or asleep, or a clock set forward, take no target away.  A
     target never seen has no copies.  A sighting later than ``now`` (the clock set back
     since: a computer without a battery for its clock, a reset) says nothing of how
-    long a target has been away: it counts only while reachable (else, measured from
-    it, the one target away would count for as long as the clock stays behind)."""
+    long that target has been away: it counts only while reachable (else, the newest,
+    the one target away would count for as long as the clock stays behind).  It still
+    measures the others: the clock went back, time did not."""
     reachable = set(here)
     ahead = (time.time() if now is None else now) + CLOCK_SLACK
-    trusted = {name: at for name, at in last_seen.items() if at <= ahead}
-    latest = max(trusted.values(), default=0.0)
+    latest = max(last_seen.values(), default=0.0)
     return {
         name: info
         for name, info in infos.items()
         if name in reachable
-        or (name in trusted and latest - trusted[name] <= cycle)
         or name not in last_seen
+        or (last_seen[name] <= ahead and latest - last_seen[name] <= cycle)
     }
 
 

@@ -93,6 +93,10 @@ def test_a_sighting_ahead_of_the_clock_counts_only_while_the_target_is_here() ->
     assert ["ext", "library"] == sorted(counted(infos, seen, 30 * 86400.0, ["library", "ext"], now))
     seen["ext"] = now + 60  # (a clock set right by a minute: no matter)
     assert ["ext", "library"] == sorted(counted(infos, seen, 30 * 86400.0, ["library"], now))
+    # The clock set back ten days: a drive away 35 days by the library's last sighting
+    # (written before) still does not count, though by the clock it was 25 days.
+    seen = {"library": now + 10 * 86400.0, "ext": now - 25 * 86400.0}
+    assert ["library"] == sorted(counted(infos, seen, 30 * 86400.0, ["library"], now))
 
 
 def test_achievable_says_one_target_not_1_targets() -> None:
