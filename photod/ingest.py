@@ -151,10 +151,15 @@ def changed_since_read(seen: SourceFile, st: os.stat_result) -> bool:
     inode changed since (its ctime, which no program can set back, moved): bytes
     written over it keeping its size and mtime (`cp -p` of another photo of the same
     size) are read, not taken for the same.  (A chmod or a move costs one read, then
-    the record is newer; the record's time is to the second, hence the second's margin.)"""
+    the record is newer; the record's time is to the second, hence the second's margin.)
+    A ctime equal to the mtime says nothing (FAT and exFAT keep no ctime: theirs is the
+    mtime, which a camera sets, and `cp -p` too), nor one ahead of the clock (a camera's
+    or a NAS's): either would have each scan read the file again, for ever."""
     if (seen.size, seen.mtime_ns) != (st.st_size, st.st_mtime_ns):
         return True
-    return bool(seen.read_at) and st.st_ctime > stamp_seconds(seen.read_at or "") + 1
+    if not seen.read_at or st.st_ctime_ns == st.st_mtime_ns or st.st_ctime > time.time():
+        return False
+    return st.st_ctime > stamp_seconds(seen.read_at) + 1
 
 
 def hash_open(f: BinaryIO, size: int, mtime_ns: int, where: str) -> str:

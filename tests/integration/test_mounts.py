@@ -579,3 +579,28 @@ def test_create_makes_a_drives_folder_on_the_drive_only(
         assert not any(drives[n].exists() for n in ("t8", "t9", "ram"))
     finally:
         shutil.rmtree(ram)
+
+
+def test_a_card_on_exfat_is_not_read_again_at_every_scan(
+    setup: Setup, samples: Path, exfat_drive: Path
+) -> None:
+    """A camera card (exFAT keeps no ctime: it reports the mtime), its photos' times a
+    year ahead of this computer's (a camera's clock): each photo is read once, not at
+    every run or rescan because its "ctime" is newer than photod's reading of it."""
+    card = exfat_drive / "DCIM"
+    card.mkdir()
+    ahead = time.time() + 365 * 86400
+    for i, name in enumerate(("jpg_Canon_40D.jpg", "jpg_gps_DSCN0010.jpg")):
+        shutil.copy(samples / name, card / f"IMG_{i}.JPG")
+        os.utime(card / f"IMG_{i}.JPG", (ahead, ahead))
+    lib = setup.home / "library"
+    p = setup.photod(
+        [{"name": "library", "path": str(lib)}], {"copies": 1, "media": 1, "offsite": 0}
+    )
+    p.config.write_text(p.config.read_text().replace(str(setup.inbox), str(exfat_drive)))
+    assert 0 == p.cli("run", "--once").returncode
+    for _ in range(2):
+        assert 0 == p.cli("run", "--once").returncode
+    scans = p.events("scan_finished")
+    assert [2, 0, 0] == [s["changed"] for s in scans], scans
+    assert [] == p.events("asset_seen_again")
