@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from photod import colour, instance, service
+from photod import colour, instance, private, service
 from photod import config as configmod
 from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog, no_catalog
 from photod.config import Config, FolderSource, LocalTarget
@@ -30,6 +30,7 @@ from photod.errors import (
     TargetUnavailable,
 )
 from photod.fleet import TargetState, build_targets, refuse_twin
+from photod.logs import LOG_NAME
 from photod.mounts import NETWORK_FS, mount_of
 from photod.policy import plural, size
 from photod.statelock import running_pid
@@ -125,7 +126,9 @@ def _dirs(cfg: Config) -> list[Finding]:
         ("log dir", cfg.log_dir),
         ("runtime dir", cfg.runtime_dir),
     ):
-        why = _writable(folder)
+        why = private.not_ours(folder) or _writable(folder)
+        if what == "log dir" and not why and (theirs := private.not_ours(folder / LOG_NAME)):
+            why = f"{LOG_NAME}: {theirs}"
         free = _free(folder)
         if not why and what == "state dir" and free < STATE_MIN_FREE:
             out.append(Finding("fail", what, f"{folder} is full ({size(free)} free): "
