@@ -1788,7 +1788,7 @@ def no_catalog(path: Path) -> bool:
             return False
         wal = path.with_name(path.name + "-wal")
         return not wal.exists() or wal.stat().st_size == 0
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return True
 
 
