@@ -76,15 +76,16 @@ async def read_small(link: PhoneLink, f: DeviceFile, counted: Callable[[int], No
     handle = await link.open_file(f.path)
     try:
         parts: list[bytes] = []
-        done = 0
+        done, pieces = 0, False
         while chunk := await link.read(handle):
             if done + len(chunk) > f.size:  # (a file that never ends fills no memory)
                 raise SourceChanged(f"{f.path} on the phone (longer than listed)")
             parts.append(chunk)
             done += len(chunk)
             counted(len(chunk))
-            if len(chunk) < READ_SIZE and done == f.size:
+            if _at_its_end(chunk, done, f.size, pieces):
                 break  # the phone's read met the file's end (as in ``_read_into``)
+            pieces |= len(chunk) < READ_SIZE
     finally:
         await link.close_file(handle)
     if done != f.size:
@@ -145,7 +146,7 @@ async def _read_into(
         flags |= os.O_NOFOLLOW | os.O_CLOEXEC
         with open(os.open(part, flags, COPY_MODE), "r+b" if offset else "wb") as out:
             out.seek(offset)
-            done = offset
+            done, pieces = offset, False
             next_checkpoint = offset + staging.CHECKPOINT
             nxt: asyncio.Future[bytes] = asyncio.ensure_future(link.read(handle))
             try:
@@ -160,10 +161,11 @@ async def _read_into(
                     # file's end there (one request a file fewer: most photos are read
                     # whole by their first read).  A file longer than listed is still
                     # caught: its first read brings more than the listing said.
-                    if len(chunk) < READ_SIZE and done + len(chunk) == f.size:
+                    if _at_its_end(chunk, done + len(chunk), f.size, pieces):
                         nxt = _at_end()
                     else:
                         nxt = asyncio.ensure_future(link.read(handle))
+                    pieces |= len(chunk) < READ_SIZE
                     await asyncio.to_thread(staging.write_hashed, out, h, chunk)
                     done += len(chunk)
                     counted(len(chunk))
@@ -181,6 +183,15 @@ async def _read_into(
             raise SourceChanged(f"{f.path} on the phone ({done} of {f.size} bytes)")
     finally:
         await link.close_file(handle)
+
+
+def _at_its_end(chunk: bytes, done: int, size: int, pieces: bool) -> bool:
+    """Whether the read that brought ``chunk`` met the file's end: it reached the listed
+    size with less than it asked for, from a phone that had answered every earlier read
+    in full (one that answers in pieces may have stopped short of the end: its next
+    read says, and a file grown since the listing is still caught).  One request a file
+    fewer: most photos are read whole by their first read."""
+    return len(chunk) < READ_SIZE and done == size and not pieces
 
 
 def _at_end() -> asyncio.Future[bytes]:

@@ -325,6 +325,21 @@ def test_a_phone_answering_each_read_in_small_pieces_still_gives_whole_files(
     wait_until(lambda: named(events, "device_import_finished"), "the import")
     assert imported(rig, phone)
     assert not named(events, "device_file_failed")
+    # One grows after the listing (the phone finishing it) to past a piece's end: its
+    # listed length is never taken for the whole photo.
+    grown, whole = "/DCIM/100APPLE/IMG_0010.JPG", photos(tmp_path, 1, start=10)
+    [data] = whole.values()
+    phone.files[grown] = data[: len(data) // piece * piece]
+
+    def finishes(path: str) -> None:
+        if path == grown:
+            phone.files[grown] = data
+
+    phone.on_read = finishes
+    rig.mux.unplug(phone)
+    rig.mux.plug(phone)
+    wait_until(lambda: len(named(events, "device_import_finished")) == 2, "the second import")
+    assert sha(phone.files[grown][: len(data) // piece * piece]) not in rig.on_target()
 
 
 def test_unplug_mid_movie_resumes_from_its_checkpoint(
