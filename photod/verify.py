@@ -246,8 +246,9 @@ class Scrubber:
                 state.target.prefetch(items[ahead].relpath)
                 ahead += 1
             entry = ManifestEntry(item.asset, item.relpath, item.size)
+            read = _Downloads(partial(self._hash, name, state, item.relpath))
             try:
-                actual = _proved(name, item, partial(self._hash, name, state, item.relpath))
+                actual = _proved(name, item, read)
             except FileNotFoundError:
                 self._bad(name, state, entry, "missing", method, scrub)
                 continue
@@ -259,8 +260,9 @@ class Scrubber:
                 scrub.skipped = exc.reason
                 log.warning("scrub_interrupted", target=name, reason=exc.reason)
                 return
-            if state.queued:
-                self.catalog.add_egress(name, month(), item.size)
+            finally:  # every read of a remote copy counts against its egress budget
+                if state.queued and read.count:
+                    self.catalog.add_egress(name, month(), item.size * read.count)
             scrub.checked += 1
             scrub.bytes += item.size
             if actual == item.asset:
@@ -371,6 +373,23 @@ class Scrubber:
     def _lost(self, asset: Asset) -> bool:
         """No verified replica anywhere, and no source file with the right bytes."""
         return lost_now(self.catalog, self.replicator.source_roots, asset)
+
+
+class _Downloads:
+    """A copy's reads, counted: each one that read its bytes (hashed them, or found them
+    damaged) costs a remote target its size in egress."""
+
+    def __init__(self, read: Callable[..., str]) -> None:
+        self.read, self.count = read, 0
+
+    def __call__(self, again: bool = False) -> str:
+        try:
+            got = self.read(again=again)
+        except _Unreadable:
+            self.count += 1
+            raise
+        self.count += 1  # (an outage or a missing copy brought no bytes: not counted)
+        return got
 
 
 def _proved(name: str, item: CheckItem, read: Callable[..., str]) -> str:

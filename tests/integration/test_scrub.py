@@ -325,6 +325,8 @@ def test_a_download_damaged_on_its_way_never_condemns_a_good_offsite_copy(
     assert [] == p.events("replica_corrupt")
     [differed] = p.events("replica_read_differed")
     assert ("cloud", key) == (differed["target"], differed["path"])
+    [cloud] = [t for t in p.status()["targets"] if t["name"] == "cloud"]
+    assert 2 * len(photo) == cloud["egress_used"]  # both downloads count against egress
     assert whole == stored.read_bytes()
     # The drive dies: the offsite copy alone gives the photo back.
     rebuilt = setup.home / "rebuilt.toml"
