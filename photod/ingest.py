@@ -232,6 +232,7 @@ class Ingestor:
         self._refused: dict[tuple[str, str], tuple[int, int, int]] = {}
         self._owners = _Owners()
         self._refused_lock = threading.Lock()
+        self.companion_wait = CUT_SHORT_WAIT  # seconds a lone companion waits (``_alone``)
 
     def relpath(self, source: str, path: Path) -> str:
         return path.relative_to(self.roots[source]).as_posix()
@@ -451,7 +452,7 @@ class Ingestor:
         if not waits_for_still(path.name, live):
             return  # (a video of its own: taken at once, never read for this again)
         rel = self.relpath(source, path)
-        if 0 <= time.time() - os.fstat(f.fileno()).st_ctime < CUT_SHORT_WAIT:
+        if 0 <= time.time() - os.fstat(f.fileno()).st_ctime < self.companion_wait:
             raise LeadPending(rel)
         log.info("companion_taken_alone", source=source, path=rel,
                  detail="no still of its name beside it; filed under its own date")  # fmt: skip

@@ -145,6 +145,10 @@ def run_once(pipeline: Pipeline, stopped: Callable[[], bool]) -> Summary:
     (what is in flight is rolled back, as in the daemon).  Returns what it did."""
     summary = Summary()
     listeners.append(summary.on_event)
+    # One backup of what is there now: a movie or sidecar whose still is not there is
+    # taken alone at once (a run from cron must not wait a minute for a still that the
+    # daemon, watching, would have waited for).
+    pipeline.ingestor.companion_wait = 0.0
     try:
         _run(pipeline, stopped)
     finally:

@@ -106,3 +106,18 @@ def test_a_movie_and_edit_whose_still_never_comes_are_backed_up_after_a_minute(
         )
     finally:
         assert 0 == p.stop()
+
+
+def test_run_once_takes_a_lone_companion_at_once(setup: Setup) -> None:
+    """`photod run --once` (from cron, a script) backs up what is there now: a fresh
+    .AAE with no still beside it is taken alone at once, not after a minute's wait for
+    a still that a watching daemon would have waited for."""
+    lib = setup.home / "library"
+    p = setup.photod([{"name": "library", "path": str(lib)}],
+                     policy={"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
+    (setup.inbox / "IMG_0004.AAE").write_text("<plist><!-- an edit --></plist>")
+    began = time.monotonic()
+    assert 0 == p.cli("run", "--once").returncode
+    assert time.monotonic() - began < 30
+    assert ["IMG_0004.AAE"] == [k.rsplit("/", 1)[1] for k in target_files(lib)]
+    assert ["IMG_0004.AAE"] == [e["path"] for e in p.events("companion_taken_alone")]
