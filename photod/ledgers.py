@@ -20,13 +20,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import threading
 from pathlib import Path
 
 from photod.catalog import Catalog
-from photod.errors import PhotodError, Stopping, TargetUnavailable, Undecryptable, UnsafeName
+from photod.errors import PhotodError, Stopping, TargetUnavailable, Undecryptable
 from photod.logs import log
-from photod.media import check_key
 from photod.models import Kind, ManifestEntry
 from photod.targets.base import CHUNK, Target, hash_object
 from photod.targets.records import Records
@@ -49,10 +49,9 @@ def adopt_object(
     the way (the adoption is to be tried again, not given up)."""
     import tempfile  # here: its random numbers cost ``status``, which never adopts, 2 ms
 
-    try:  # A name photod never writes (a newline would forge a line in the lists)
-        check_key(key)
-    except UnsafeName as exc:
-        return f"not a name photod writes ({exc.why}): left alone"
+    if re.search(r"[\x00-\x1f\x7f]", key):  # (a newline would forge a line in the lists;
+        # a name in another Unicode form, NFD from a Mac's disk, is still a photo's)
+        return "not a name photod writes (it contains a control character): left alone"
     with tempfile.NamedTemporaryFile(prefix="photod-adopt-", suffix=Path(key).suffix) as out:
         h = hashlib.sha256()
         mtime: float | None = None
