@@ -142,14 +142,15 @@ def _quote(argv: list[str]) -> str:
 
 
 def unit_argv(argv: list[str]) -> list[str]:
-    """Real paths as a unit's ExecStart must hold them: each % doubled (systemd reads
-    "%h" in a folder's name as the home folder, and "%Z" fails the unit).  A control
-    character cannot be written in a unit's line: refused."""
+    """Real paths as a unit's ExecStart must hold them: each %, $ and \\ doubled
+    (systemd reads "%h" in a folder's name as the home folder, "%Z" fails the unit,
+    "$HOME" is a variable, and a backslash starts an escape).  A control character
+    cannot be written in a unit's line: refused."""
     for arg in argv:
         if any(ch < " " or ch == "\x7f" for ch in arg):
             raise PhotodError(f"{arg!r} holds a control character (a newline?), which a "
                               "systemd unit cannot hold: move or rename it")  # fmt: skip
-    return [arg.replace("%", "%%") for arg in argv]
+    return [arg.replace("\\", "\\\\").replace("%", "%%").replace("$", "$$") for arg in argv]
 
 
 def render_user_unit(argv: list[str]) -> str:

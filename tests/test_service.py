@@ -94,13 +94,13 @@ def test_a_config_path_with_a_percent_or_a_newline_makes_no_wrong_unit(
     the home folder, "%Z" made the unit fail to load): written so that the path stays
     what it is; one with a newline, which no unit line can hold, is refused with why."""
     argv = service.unit_argv(
-        ["/opt/photod/bin/photod", "--config", "/srv/100%Zoom %h/photod.toml", "run"]
+        ["/opt/photod/bin/photod", "--config", "/srv/100%Zoom %h $HOME/photod.toml", "run"]
     )
     main = service.render_system_unit(argv) if system else service.render_user_unit(argv)
     r = _verify(tmp_path, {"photod.service": main})
     assert 0 == r.returncode, r.stdout + r.stderr
     [line] = [x for x in main.splitlines() if x.startswith("ExecStart=")]
-    assert "'/srv/100%%Zoom %%h/photod.toml'" in line
+    assert "'/srv/100%%Zoom %%h $$HOME/photod.toml'" in line
     with pytest.raises(PhotodError, match="control character"):
         service.unit_argv(["/opt/photod/bin/photod", "--config", "/a\nb.toml", "run"])
 
