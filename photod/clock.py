@@ -9,6 +9,7 @@ written into records, and the scheduler's own timing, still read the system cloc
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import Protocol
@@ -23,6 +24,15 @@ class Clock(Protocol):
     def time(self) -> float:
         """Seconds since the epoch (for when something happened)."""
 
+    def boottime(self) -> float:
+        """Seconds on a clock that never goes back and goes on while the computer
+        sleeps (for a deadline a person set: a pause for 2 h ends 2 h later)."""
+
+
+# Linux's CLOCK_BOOTTIME counts a suspend, which CLOCK_MONOTONIC (time.monotonic) does
+# not; on macOS CLOCK_MONOTONIC counts a sleep (clock_gettime(3)), mach time does not.
+_BOOT = getattr(time, "CLOCK_BOOTTIME" if sys.platform == "linux" else "CLOCK_MONOTONIC", None)
+
 
 class SystemClock:
     """The computer's clocks."""
@@ -32,6 +42,9 @@ class SystemClock:
 
     def time(self) -> float:
         return time.time()
+
+    def boottime(self) -> float:
+        return time.clock_gettime(_BOOT) if _BOOT is not None else time.monotonic()
 
 
 SYSTEM: Clock = SystemClock()
@@ -52,6 +65,9 @@ class ManualClock:
     def time(self) -> float:
         with self._lock:
             return self._wall
+
+    def boottime(self) -> float:
+        return self.monotonic()  # (a ManualClock never sleeps)
 
     def advance(self, seconds: float) -> None:
         if seconds < 0:

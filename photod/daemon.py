@@ -33,6 +33,7 @@ from photod.errors import (
 from photod.fleet import build_targets
 from photod.logs import log
 from photod.notify import Left, Notifier
+from photod.pause import Pause
 from photod.pipeline import Pipeline
 from photod.statelock import StateLock
 from photod.targets.records import Installation
@@ -158,7 +159,7 @@ class Daemon:
         self._stop = False
         self._stopping = threading.Event()  # the same, for long work (a rebuild)
         self._reload = False
-        self._paused_until = 0.0  # `photod pause`, kept across reloads
+        self._pause = Pause()  # `photod pause`, kept across reloads
         self._pipeline: Pipeline | None = None
         self._scheduler: Any = None
         # Why the catalog is not acted on now (None while it is), for `photod status`.
@@ -342,7 +343,7 @@ class Daemon:
         scheduler, activity = jobs.scheduler(), Activity()
         waker = jobs.Waker(scheduler, activity)
         pipeline = Pipeline(cfg, catalog, me, relist, notifier=notifier,
-                            paused_until=self._paused_until, trusted=not unchecked,
+                            pause=self._pause, trusted=not unchecked,
                             distrust=self._distrust, activity=activity,
                             wake=waker,
                             scanned=self._started.set)  # fmt: skip
@@ -402,50 +403,10 @@ class Daemon:
 
     def _control(self, request: dict[str, Any]) -> dict[str, Any]:
         """Answer one request from the command line (see control.py)."""
-        cmd = request["cmd"]
-        pipeline, scheduler = self._pipeline, self._scheduler
-        if cmd == "reload":
+        if request["cmd"] == "reload":
             self._on_signal(signal.SIGHUP)
             return {"ok": True, "message": "reloading the config; `photod logs` shows the result"}
-        held = self._held
-        if held is not None and cmd == "status":
-            return live.held_reply(held)
-        if held is not None:
-            return {"ok": False, "message": f"not acting: {held.found}; {held.fix}"}
-        if pipeline is None or scheduler is None:
-            return {"ok": False, "message": "the daemon is starting or reloading; try again"}
-        if cmd == "status":
-            return live.status_reply(pipeline, scheduler, self._paused_until)
-        if cmd == "backup":
-            for job in ("reconcile", "retry", "upload"):
-                pipeline.wake(job)
-            note = " (paused: it starts when you `photod resume`)" if pipeline.paused() else ""
-            return {"ok": True, "message": "backing up now: scanning the watch folders and "
-                    f"copying what is pending{note}; `photod status` shows progress"}  # fmt: skip
-        if cmd == "verify":
-            return jobs.verify_now(pipeline, scheduler, request.get("target"), bool(request.get("all")))  # fmt: skip
-        if cmd == "drill":
-            return jobs.drill_now(pipeline, scheduler, request.get("target"))
-        if cmd == "pause":
-            seconds = request.get("seconds")
-            if seconds is not None and not (isinstance(seconds, int | float) and seconds > 0):
-                return {"ok": False, "message": "seconds must be a positive number"}
-            self._paused_until = time.time() + float(seconds) if seconds else float("inf")
-            pipeline.paused_until = self._paused_until
-            until = live.iso(self._paused_until) if seconds else None
-            log.info("daemon_paused", **({"until": until} if until else {}))
-            when = f"until {logs.local_time(until)}" if until else "until `photod resume`"
-            return {"ok": True, "message": f"paused {when}: no import, copy, scan or scrub "
-                    "starts; work in flight finishes"}  # fmt: skip
-        if cmd == "resume":
-            if not pipeline.paused():
-                return {"ok": True, "message": "not paused: nothing to resume"}
-            self._paused_until = pipeline.paused_until = 0.0
-            log.info("daemon_resumed")
-            for job in ("reconcile", "retry", "upload"):
-                pipeline.wake(job)
-            return {"ok": True, "message": "resumed"}
-        return {"ok": False, "message": f"unknown command {cmd!r}"}
+        return live.answer(request, self._pipeline, self._scheduler, self._held, self._pause)
 
     def _run_once(self, cfg: Config, catalog: Catalog, me: Installation, relist: bool) -> None:
         """Scan, copy everything pending, and return: a one-shot backup."""

@@ -1,5 +1,6 @@
 """What the running daemon says about itself: the one line `systemctl status photod`
-shows, and its answer to `photod status` over the control socket."""
+shows, and its answers over the control socket (`photod status`, `backup`, `verify`,
+`drill`, `pause`, `resume`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from photod import catalog_guard, failpoints, jobs, policy
+from photod import catalog_guard, failpoints, jobs, logs, policy
 from photod.errors import PhotodError
+from photod.logs import log
+from photod.pause import Pause
 from photod.pipeline import Pipeline
 
 
@@ -67,13 +70,13 @@ def _status_line(pipeline: Pipeline) -> str:
     return ", ".join(parts[:4]) + "".join(f"; {p}" for p in parts[4:])
 
 
-def status_reply(pipeline: Pipeline, scheduler: Any, paused_until: float) -> dict[str, Any]:
+def status_reply(pipeline: Pipeline, scheduler: Any) -> dict[str, Any]:
     """The daemon's answer to `photod status`: what runs, what waits, and why."""
     return {
         "ok": True,
         "pid": os.getpid(),
         "paused": pipeline.paused(),
-        "paused_until": iso(paused_until) if pipeline.paused() else None,
+        "paused_until": iso(pipeline.pause.until()) if pipeline.paused() else None,
         "busy": pipeline.busy(),
         "running": pipeline.activity.now(),
         "waiting_for_mains": sorted(pipeline.deferred),
@@ -89,3 +92,53 @@ def held_reply(held: catalog_guard.Verdict) -> dict[str, Any]:
     return {"ok": True, "pid": os.getpid(), "paused": False, "busy": False, "running": [],
             "waiting_for_mains": [], "imports": [], "next_runs": {}, "targets": {},
             "held": {"found": held.found, "keeps": held.keeps, "fix": held.fix}}  # fmt: skip
+
+
+def answer(
+    request: dict[str, Any],
+    pipeline: Pipeline | None,
+    scheduler: Any,
+    held: catalog_guard.Verdict | None,
+    pause: Pause,
+) -> dict[str, Any]:
+    """The running daemon's answer to one request from the command line (see
+    control.py): ``held`` while its catalog is not acted on; no ``pipeline`` while it
+    starts or reloads; ``pause``: the daemon's, which outlives a reload."""
+    cmd = request["cmd"]
+    if held is not None and cmd == "status":
+        return held_reply(held)
+    if held is not None:
+        return {"ok": False, "message": f"not acting: {held.found}; {held.fix}"}
+    if pipeline is None or scheduler is None:
+        return {"ok": False, "message": "the daemon is starting or reloading; try again"}
+    if cmd == "status":
+        return status_reply(pipeline, scheduler)
+    if cmd == "backup":
+        for job in ("reconcile", "retry", "upload"):
+            pipeline.wake(job)
+        note = " (paused: it starts when you `photod resume`)" if pipeline.paused() else ""
+        return {"ok": True, "message": "backing up now: scanning the watch folders and "
+                f"copying what is pending{note}; `photod status` shows progress"}  # fmt: skip
+    if cmd == "verify":
+        return jobs.verify_now(pipeline, scheduler, request.get("target"), bool(request.get("all")))  # fmt: skip
+    if cmd == "drill":
+        return jobs.drill_now(pipeline, scheduler, request.get("target"))
+    if cmd == "pause":
+        seconds = request.get("seconds")
+        if seconds is not None and not (isinstance(seconds, int | float) and seconds > 0):
+            return {"ok": False, "message": "seconds must be a positive number"}
+        pause.start(float(seconds) if seconds else None)
+        until = iso(pause.until())
+        log.info("daemon_paused", **({"until": until} if until else {}))
+        when = f"until {logs.local_time(until)}" if until else "until `photod resume`"
+        return {"ok": True, "message": f"paused {when}: no import, copy, scan or scrub "
+                "starts; work in flight finishes"}  # fmt: skip
+    if cmd == "resume":
+        if not pipeline.paused():
+            return {"ok": True, "message": "not paused: nothing to resume"}
+        pause.end()
+        log.info("daemon_resumed")
+        for job in ("reconcile", "retry", "upload"):
+            pipeline.wake(job)
+        return {"ok": True, "message": "resumed"}
+    return {"ok": False, "message": f"unknown command {cmd!r}"}

@@ -21,6 +21,7 @@ from photod.fleet import Fleet, build_targets
 from photod.ingest import Ingestor
 from photod.intake import FolderIntake
 from photod.logs import log
+from photod.pause import Pause
 from photod.recovery import kept_config, plan_for, shared_plan
 from photod.reminders import Reminders
 from photod.replicate import Replicator
@@ -46,7 +47,7 @@ class Pipeline:
         relist: bool = False,
         *,
         notifier: Notifier | None = None,
-        paused_until: float = 0.0,
+        pause: Pause | None = None,
         trusted: bool = True,
         distrust: Callable[[str], None] | None = None,
         activity: Activity | None = None,
@@ -57,7 +58,7 @@ class Pipeline:
         """``me``: this installation (its records on the targets); ``relist``: the last
         run did not stop cleanly, so each target's list is compared with the catalog
         in full when it comes.  ``notifier``: who is told of failures (the daemon's);
-        ``paused_until``: a `photod pause` that outlives a reload; ``trusted`` and
+        ``pause``: `photod pause`, which outlives a reload; ``trusted`` and
         ``distrust``: see ``Fleet``; ``activity``: the jobs running now (shared with
         the scheduler); ``wake``: runs a scheduled job now (``jobs.Waker``; a one-shot
         run has none); ``scanned``: called after each reconcile scan (the daemon starts
@@ -115,9 +116,9 @@ class Pipeline:
         self._snapshot_at = (-1, 0.0)  # (catalog changes, monotonic time) of the last one
         self._snapshot_took = 0.0  # seconds the last one took
         self._listed_at = 0.0  # when the lists were last written from settle_tick
-        # `photod pause`: until this time.time() nothing heavy starts (imports, copies,
-        # scans, scrubs, drills); events still arrive and wait.  Set by the daemon.
-        self.paused_until = paused_until
+        # `photod pause`: while it lasts nothing heavy starts (imports, copies, scans,
+        # scrubs, drills); events still arrive and wait.  Set by the daemon.
+        self.pause = pause or Pause(clock)
         self.reminders = (
             Reminders(cfg, catalog, self.targets, notifier, clock, self._import_waits)
             if notifier
@@ -180,7 +181,7 @@ class Pipeline:
         return 0.0 if self.paused() else self.intake.waiting_for()
 
     def paused(self) -> bool:
-        return self.clock.time() < self.paused_until
+        return self.pause.active()
 
     def heavy_waits(self, job: str) -> bool:
         """Whether a scheduled scrub or drill must not start now: `photod pause`, or

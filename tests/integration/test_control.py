@@ -153,6 +153,39 @@ def test_pause_holds_new_work_until_resume_or_its_time(setup: Setup, samples: Pa
         assert 0 == p.stop()
 
 
+def test_a_pause_ends_on_time_when_the_clock_is_set_back(setup: Setup, samples: Path) -> None:
+    """`pause --for 2s`, then the computer's clock is set back a year (NTP correcting a
+    clock that ran ahead): the pause still ends 2 s later (`status` no longer says
+    PAUSED), and `photod backup` takes a new photo at once instead of holding it for a
+    year.  (The wall clock of every process here is moved by libfaketime; the
+    monotonic clocks are left alone, as the kernel leaves them.)"""
+    libs = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    if not libs:
+        pytest.fail("libfaketime not found: apt-get install faketime (CI does)")
+    offset = setup.home / "faketime.rc"
+    offset.write_text("+0\n")
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}])
+    p.env |= {"LD_PRELOAD": str(libs[0]), "FAKETIME_TIMESTAMP_FILE": str(offset),
+              "FAKETIME_NO_CACHE": "1", "DONT_FAKE_MONOTONIC": "1"}  # fmt: skip
+    p.start()
+    try:
+        r = p.cli("pause", "--for", "2s")
+        assert 0 == r.returncode and "paused until" in r.stdout, r.stdout + r.stderr
+        offset.write_text("-365d\n")
+        time.sleep(3)
+        status = p.cli("status")
+        assert "PAUSED" not in status.stdout, status.stdout
+        photo = setup.inbox / "a.jpg"
+        shutil.copy2(sorted(samples.iterdir())[0], photo)
+        old = time.time() - 2 * 365 * 86400  # a camera's photo, its date kept
+        os.utime(photo, (old, old))
+        r = p.cli("backup")
+        assert 0 == r.returncode and "(paused" not in r.stdout, r.stdout + r.stderr
+        p.wait_event("asset_ingested", timeout=20)
+    finally:
+        assert 0 == p.stop()
+
+
 def test_backup_reload_and_verify_through_the_daemon(setup: Setup) -> None:
     """`backup --now` starts a scan at once, `reload` reads the config again, `verify`
     runs a scrub in the daemon; with no daemon each says so and exits 3."""
