@@ -8,15 +8,24 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import resource
 import signal
-import socket
 import threading
 import time
 from typing import Any
 
-from photod import catalog_guard, failpoints, jobs, live, logs, oneshot, private, reloads, signals
+from photod import (
+    catalog_guard,
+    failpoints,
+    jobs,
+    live,
+    logs,
+    oneshot,
+    private,
+    reloads,
+    sdnotify,
+    signals,
+)
 from photod import config as configmod
 from photod.activity import Activity
 from photod.catalog import CATALOG_NAME, Catalog
@@ -41,20 +50,6 @@ from photod.throttle import few_arenas, give_back_memory, lower_priority
 
 HOLD_LOOK = 5.0  # seconds between looks while the catalog cannot be acted on
 FILES_MAX = 65536  # open files the daemon asks for, at most (its hard limit allowing)
-
-
-def sd_notify(message: str) -> None:
-    """Tell systemd about our state (Type=notify); a no-op outside systemd."""
-    addr = os.environ.get("NOTIFY_SOCKET")
-    if not addr:
-        return
-    if addr.startswith("@"):
-        addr = "\0" + addr[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.sendto(message.encode("utf-8"), addr)
-    except OSError:
-        pass
 
 
 def _set_up_process(cfg: Config) -> StateLock:
@@ -118,8 +113,8 @@ def _watch(
     """Wait for a signal or a reason to settle the catalog again, telling systemd's
     watchdog each 5 s that every part lives; the damage SQLite reported, if any."""
     # The status line counts assets in the catalog: only worth it under systemd.
-    supervised = bool(os.environ.get("NOTIFY_SOCKET"))
-    sd_notify(f"READY=1\nSTATUS={live.status_line(pipeline)}" if supervised else "")
+    supervised = sdnotify.supervised()
+    sdnotify.send(f"READY=1\nSTATUS={live.status_line(pipeline)}" if supervised else "")
     line_at = trimmed_at = time.monotonic()
     while not wake.wait(5.0):
         problem = pipeline.catalog.problem
@@ -138,7 +133,9 @@ def _watch(
         ):
             # The line costs a pass over the catalog's groups: once a minute.
             fresh = time.monotonic() - line_at > 60
-            sd_notify("WATCHDOG=1" + (f"\nSTATUS={live.status_line(pipeline)}" if fresh else ""))
+            sdnotify.send(
+                "WATCHDOG=1" + (f"\nSTATUS={live.status_line(pipeline)}" if fresh else "")
+            )
             line_at = time.monotonic() if fresh else line_at
     return ""
 
@@ -277,7 +274,10 @@ class Daemon:
             while not self._stop and not self._reload:
                 self._resettle = ""
                 try:
-                    verdict = catalog_guard.settle(cfg, targets, self._stopping, thorough)
+                    # A rebuild or a check of every page can outlast systemd's start
+                    # timeout or its watchdog: killed, it would begin again for ever.
+                    with sdnotify.keep_alive("checking the catalog before acting on it"):
+                        verdict = catalog_guard.settle(cfg, targets, self._stopping, thorough)
                 except Exception as exc:  # a bug or an odd disk: hold, and say it
                     log.exception("catalog_check_failed", error=str(exc))
                     verdict = catalog_guard.Verdict(
@@ -297,7 +297,7 @@ class Daemon:
                 if self.once:
                     raise CatalogUntrusted(verdict.found, verdict.fix)
                 status = f"NOT ACTING: {verdict.found}; {verdict.fix}"
-                sd_notify(f"READY=1\nWATCHDOG=1\nSTATUS={status}")
+                sdnotify.send(f"READY=1\nWATCHDOG=1\nSTATUS={status}")
                 self._wake.wait(HOLD_LOOK)
                 self._wake.clear()
             return None  # stopping, or reloading: run() reads the config, then settles anew
@@ -373,7 +373,8 @@ class Daemon:
                       checker: threading.Thread | None, notifier: Notifier) -> None:  # fmt: skip
         self._wake.clear()
         stopping = time.monotonic()
-        sd_notify("RELOADING=1" if reason == "reload" else "STOPPING=1")  # READY=1 ends a reload
+        # (READY=1 ends a reload)
+        sdnotify.send("RELOADING=1" if reason == "reload" else "STOPPING=1")
         if reason == "reload":  # said once it runs again: `daemon_reloaded`
             self._reloading = reloads.Reload(
                 stopping, getattr(pipeline.devices, "usbmuxd_up", None)

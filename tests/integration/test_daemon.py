@@ -411,6 +411,103 @@ def test_speaks_sd_notify(setup: Setup) -> None:
             messages.append(sock.recv(4096).decode())
 
 
+class Systemd:
+    """The notify socket systemd listens on: every datagram, with when it came."""
+
+    def __init__(self, path: Path) -> None:
+        import socket
+
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.got: list[tuple[float, str]] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._done.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            self.got.append((time.monotonic(), data.decode()))
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self.sock.close()
+
+
+def keep_alives(got: list[tuple[float, str]], since: float, until: float) -> list[str]:
+    """What systemd heard between two moments, each message asserted to come before the
+    time the one before it granted ran out (what would have it kill photod): an
+    EXTEND_TIMEOUT_USEC grants its time, READY=1 or WATCHDOG=1 the unit's 60 s."""
+    heard = [(t, m) for t, m in got if since <= t < until]
+    deadline = since + 15  # the first must come well within either timeout
+    for t, message in [*heard, (until, "")]:
+        assert t <= deadline, f"systemd heard nothing for {t - since:.1f} s: {heard}"
+        fields = dict(line.partition("=")[::2] for line in message.splitlines())
+        grant = int(fields.get("EXTEND_TIMEOUT_USEC", 0)) / 1e6
+        if "WATCHDOG" in fields or "READY" in fields:
+            grant = max(grant, 60)
+        deadline, since = t + grant, t
+    return [m for _, m in heard]
+
+
+def test_a_long_catalog_rebuild_keeps_systemd_told_it_goes_on(setup: Setup) -> None:
+    """A catalog rebuilt from a target can take longer than systemd waits: 90 s for
+    READY at a start, 60 s for a WATCHDOG once started.  While it works, photod tells
+    systemd so every few seconds (EXTEND_TIMEOUT_USEC before READY; WATCHDOG=1 too after
+    it, when the catalog was rebuilt after a hold), each message before the last one's
+    time ran out, and a STATUS that says what it does: systemd would neither kill the
+    rebuild nor start it over.  (The rebuild is made slow: 11 s, two keep-alives.)"""
+    from tests.integration.test_truth import make_photos
+
+    lib = setup.home / "lib"
+    lib.mkdir()  # (photod makes no drive's folder on the system disk)
+    p = setup.photod([{"name": "lib", "path": str(lib), "media": "external"}])
+    make_photos(setup.inbox, 3)
+    assert 0 == p.cli("run", "--once").returncode
+    catalog = setup.home / "state" / "catalog.sqlite"
+    systemd = Systemd(setup.home / "notify.sock")
+    try:
+        p.env["NOTIFY_SOCKET"] = str(systemd.path)
+        p.env["PHOTOD_FAILPOINTS"] = "catalog_rebuilding=sleep:11"
+
+        # At a start: the catalog lost, rebuilt from the drive before READY.
+        catalog.unlink()
+        began = time.monotonic()
+        p.start(wait=False)
+        p.wait_event("daemon_started", timeout=60)
+        wait_for(lambda: any(m.startswith("READY=1") for _, m in systemd.got), 10, "READY=1")
+        ready = next(t for t, m in systemd.got if m.startswith("READY=1"))
+        before = keep_alives(systemd.got, began, ready)
+        assert 2 <= len(before), before
+        assert all(m.startswith("EXTEND_TIMEOUT_USEC=") for m in before), before
+        assert "STATUS=checking the catalog before acting on it" in before[0]
+        assert 0 == p.stop()
+
+        # After READY: photod held (the catalog lost, the drive away), then the drive
+        # came back and the catalog was rebuilt from it while systemd's watchdog ran.
+        catalog.unlink()
+        lib.rename(away := setup.home / "lib-unplugged")
+        p.start(wait=False)
+        p.wait_event("catalog_untrusted", timeout=30)
+        held = time.monotonic()
+        away.rename(lib)
+        p.wait_event("catalog_recovered", count=2, timeout=60)
+        recovered = time.monotonic()
+        after = keep_alives(systemd.got, held, recovered)
+        rebuilding = [m for m in after if m.startswith("WATCHDOG=1\nEXTEND_TIMEOUT_USEC=")]
+        assert 2 <= len(rebuilding), after
+        p.wait_event("daemon_started", count=2, timeout=30)
+        assert 0 == p.stop()
+    finally:
+        systemd.close()
+
+
 @pytest.mark.parametrize(
     ("failpoint", "where"),
     [("status_line", "status_line"), ("daemon_serving", "_serve"), ("backup_waiting", "_run")],
