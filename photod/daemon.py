@@ -12,6 +12,7 @@ import resource
 import signal
 import threading
 import time
+from shutil import disk_usage
 from typing import Any
 
 from photod import (
@@ -38,6 +39,7 @@ from photod.errors import (
     ConfigError,
     DaemonFailed,
     PhotodError,
+    StateDirFull,
 )
 from photod.fleet import build_targets
 from photod.logs import log
@@ -138,6 +140,17 @@ def _watch(
             )
             line_at = time.monotonic() if fresh else line_at
     return ""
+
+
+def _no_room(cfg: Config) -> catalog_guard.Verdict:
+    """The hold while the state dir has no room for the catalog (not even its journal):
+    nothing to restart or to report; photod goes on by itself once there is room."""
+    return catalog_guard.Verdict(
+        "hold", f"no room left in the state dir {cfg.state_dir} for the catalog",
+        "nothing is written anywhere; new files wait",
+        "free some space on that disk, or move [daemon] state_dir; a running photod goes "
+        "on by itself as soon as there is room",
+    )  # fmt: skip
 
 
 def _described(exc: BaseException) -> str:
@@ -270,20 +283,33 @@ class Daemon:
         notifier.start()
         logs.listeners.append(notifier.on_event)
         said = self._held.found if self._held else ""  # a reload while held: not said again
+        full = said == _no_room(cfg).found
         try:
             while not self._stop and not self._reload:
                 self._resettle = ""
+                was_full, full = full, False
                 try:
                     # A rebuild or a check of every page can outlast systemd's start
                     # timeout or its watchdog: killed, it would begin again for ever.
                     with sdnotify.keep_alive("checking the catalog before acting on it"):
                         verdict = catalog_guard.settle(cfg, targets, self._stopping, thorough)
+                except StateDirFull as exc:  # no bug: said once, and room is the fix
+                    verdict, full = _no_room(cfg), True
+                    if not was_full:
+                        log.error("state_dir_full", state_dir=str(cfg.state_dir),
+                                  detail=exc.detail, free=disk_usage(cfg.state_dir).free,
+                                  action="photod acts on nothing until there is room, "
+                                  "then goes on by itself")  # fmt: skip
+                    said = verdict.found  # (said so: not a catalog_untrusted too)
                 except Exception as exc:  # a bug or an odd disk: hold, and say it
                     log.exception("catalog_check_failed", error=str(exc))
                     verdict = catalog_guard.Verdict(
                         "hold", f"the catalog could not be checked ({exc})",
                         "nothing is written anywhere", "`photod doctor`, then restart photod",
                     )  # fmt: skip
+                if was_full and not full:
+                    log.info("state_dir_room", state_dir=str(cfg.state_dir),
+                             free=disk_usage(cfg.state_dir).free)  # fmt: skip
                 if verdict.action == "go" and verdict.me is not None:
                     self._held = None
                     return catalog_guard.opened(cfg, verdict.me), verdict

@@ -396,6 +396,41 @@ def test_a_full_state_dir_is_one_event_and_the_files_go_when_there_is_room(
     assert_target_holds(lib, target_files(lib))
 
 
+def test_a_state_dir_full_at_the_start_is_said_once_and_photod_goes_on_by_itself(
+    setup: Setup, small_drive: Path
+) -> None:
+    """The state dir is full when photod starts (the catalog cannot even make its
+    journal): one `state_dir_full` event, no traceback every few seconds, and nothing
+    tells the person to restart photod.  Once there is room, photod goes on by itself
+    (`state_dir_room`) and takes the photos that waited."""
+    lib, state = setup.home / "lib", small_drive / "state"
+    p = setup.photod([{"name": "lib", "path": str(lib)}], daemon=f'state_dir = "{state}"')
+    p.config.write_text(p.config.read_text().replace(f'state_dir = "{setup.home}/state"\n', ""))
+    make_photos(setup.inbox, 2)
+    assert 0 == p.cli("run", "--once").returncode
+    filler = small_drive / "filler.bin"
+    for block in ("64k", "1k"):  # to the last kilobyte
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", f"bs={block}", "oflag=append",
+                        "conv=notrunc"], capture_output=True)  # fmt: skip
+    made = make_photos(setup.inbox, 3, start=2)
+    p.start(wait=False)
+    [full] = p.wait_event("state_dir_full", timeout=30)
+    assert str(state) == full["state_dir"]
+    time.sleep(11)  # two more looks at the catalog
+    status = p.cli("status")  # (it cannot read the catalog either, and says why)
+    assert "no room left in the state dir" in status.stderr, status.stdout + status.stderr
+    assert "goes on by itself" in full["action"]
+    filler.unlink()
+    p.wait_event("state_dir_room", timeout=30)
+    p.wait_event("daemon_started", timeout=30)
+    p.wait_protected(5, timeout=60)
+    assert 0 == p.stop()
+    assert (1, []) == (len(p.events("state_dir_full")), p.events("catalog_check_failed"))
+    assert "restart photod" not in p.log_file.read_text()  # (it went on by itself)
+    no_traceback(p.output.read_text())
+    assert set(made.values()) <= set(target_files(lib).values())
+
+
 def test_a_file_time_past_2262_is_stored_and_backed_up(setup: Setup) -> None:
     """A photo whose mtime does not fit in 64-bit nanoseconds (touch -d @253402300800:
     ext4 keeps 2446, a tmpfs the year 10000) is ingested, copied with its time, and
