@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from photod import policy
-from photod.errors import CatalogDamaged, PhotodError, StateDirFull
+from photod.errors import CatalogDamaged, CatalogUnwritable, PhotodError, StateDirFull
 from photod.models import Asset, Kind, ManifestEntry, Probe, Replica, TargetInfo, VerifyMethod
 
 IGNORED = "not backed up"  # device_files.problem of a file that is not media
@@ -353,11 +354,17 @@ _DAMAGED = {"SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_CORRUPT_INDEX", "SQLITE_C
             "SQLITE_CORRUPT_VTAB", "SQLITE_IOERR_SHORT_READ"}  # fmt: skip
 
 
+# ... that mean photod may not write or open it (a mode, `chattr +i`, a read-only mount).
+_UNWRITABLE = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")
+
+
 def _map(exc: sqlite3.Error, path: Path) -> PhotodError | None:
     """photod's error for one of SQLite's, or None when it is a plain bug."""
     code = getattr(exc, "sqlite_errorname", "")
     if code in _DAMAGED or "malformed" in str(exc) or "not a database" in str(exc):
         return CatalogDamaged(path, str(exc))
+    if code.startswith(_UNWRITABLE):
+        return unwritable(path, str(exc)) or CatalogUnwritable([str(path)], [str(path)], str(exc))
     if code.startswith(("SQLITE_FULL", "SQLITE_IOERR")) or "disk is full" in str(exc):
         return StateDirFull(path.parent, str(exc))
     return None
@@ -1790,6 +1797,35 @@ def no_catalog(path: Path) -> bool:
         return not wal.exists() or wal.stat().st_size == 0
     except (FileNotFoundError, NotADirectoryError):
         return True
+
+
+def unwritable(db: Path, detail: str = "") -> CatalogUnwritable | None:
+    """None when photod may write the catalog ``db``; else which of its files it may
+    not, each with its mode: the database, and its -wal and -shm, which SQLite makes
+    with the database's mode (a catalog once made 0400 leaves them 0400 when the
+    database is given its mode back), or the folder where one must be made.  Asked
+    without opening anything (closing a descriptor of the catalog would drop this
+    process's SQLite locks on it)."""
+    files: list[str] = []
+    paths: list[str] = []
+
+    def cannot(path: Path, name: str = "") -> None:
+        try:
+            how = f"mode {stat.S_IMODE(path.stat().st_mode):04o}"
+        except OSError as exc:
+            how = exc.strerror or str(exc)
+        files.append(f"{name}{path} ({how})")
+        paths.append(str(path))
+
+    missing = False
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        if not os.path.lexists(path):
+            missing = True  # made when needed: the folder must take it
+        elif not os.access(path, os.W_OK):
+            cannot(path)
+    if missing and not os.access(db.parent, os.W_OK | os.X_OK):
+        cannot(db.parent, "its folder ")
+    return CatalogUnwritable(files, paths, detail) if files else None
 
 
 def check_file(path: Path) -> tuple[str, int]:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from photod import failpoints, instance, snapshot
-from photod.catalog import CATALOG_NAME, Catalog, no_catalog
+from photod.catalog import CATALOG_NAME, Catalog, no_catalog, unwritable
 from photod.config import Config
 from photod.errors import CatalogDamaged, PhotodError, TargetUnavailable
 from photod.fleet import TargetState
@@ -150,6 +150,11 @@ def settle(
     said it holds a newer snapshot)."""
     stop = stop or threading.Event()
     db = cfg.state_dir / CATALOG_NAME
+    # Before anything reads it: a catalog photod may read but not write passes every
+    # check, and then fails the first write (a rebuild would not help either).
+    if (readonly := unwritable(db)) is not None:
+        return _hold(readonly.found, "nothing is written anywhere; the catalog is kept as it is",
+                     readonly.fix)  # fmt: skip
     done = snapshot.finish_interrupted(db)
     if done:
         log.info("catalog_rebuild_finished", detail=done)

@@ -36,6 +36,7 @@ from photod.dashboard.server import DashboardServer
 from photod.errors import (
     CatalogDamaged,
     CatalogUntrusted,
+    CatalogUnwritable,
     ConfigError,
     DaemonFailed,
     PhotodError,
@@ -124,6 +125,8 @@ def _watch(
             log.error("catalog_damaged", detail=problem.detail,
                       action="stopped; the catalog is checked and rebuilt from the targets")  # fmt: skip
             return problem.detail
+        if isinstance(problem, CatalogUnwritable):  # settled again: held until it can write
+            return problem.found
         if time.monotonic() - trimmed_at > 60:
             give_back_memory()  # memory stays flat over days, not at its peak
             trimmed_at = time.monotonic()

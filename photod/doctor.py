@@ -18,7 +18,7 @@ from pathlib import Path
 
 from photod import colour, instance, private, service
 from photod import config as configmod
-from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog, no_catalog
+from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog, no_catalog, unwritable
 from photod.config import Config, FolderSource, LocalTarget
 from photod.config import Target as TargetConfig
 from photod.errors import (
@@ -157,11 +157,15 @@ def _free(folder: Path) -> int:
 
 def _catalog(cfg: Config) -> list[Finding]:
     """The catalog is sound (every page, as SQLite proves it) and not missing or older
-    than its last snapshot."""
+    than its last snapshot; and photod may write it, -wal and -shm too (a catalog it
+    can only read passes every other check, and the daemon holds)."""
+    db = cfg.state_dir / CATALOG_NAME
+    # (Asked first: opening a read-only catalog would leave its -wal and -shm read-only.)
+    if (readonly := unwritable(db)) is not None:
+        return [Finding("fail", "catalog", readonly.found, readonly.fix)]
     problem = instance.check_catalog(cfg.state_dir, thorough=True)
     if problem is not None:
         return [Finding("fail", "catalog", problem.found, problem.fix)]
-    db = cfg.state_dir / CATALOG_NAME
     if not db.exists():
         return [Finding("ok", "catalog", f"{db} is made when photod first runs")]
     catalog = Catalog(db)
@@ -195,8 +199,8 @@ def _targets(cfg: Config, skewed: list[ClockSkewed]) -> list[Finding]:
     computer's clock goes to ``skewed`` too (the clock's line says it)."""
     out = []
     db = cfg.state_dir / CATALOG_NAME
-    try:
-        catalog = None if no_catalog(db) else Catalog(db)
+    try:  # (not opened when photod may not write it: SQLite would leave -wal and -shm so)
+        catalog = None if no_catalog(db) or unwritable(db) is not None else Catalog(db)
     except CatalogDamaged:
         catalog = None  # said by the catalog check; the targets are checked all the same
     states: dict[str, TargetState] = {}

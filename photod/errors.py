@@ -13,6 +13,8 @@
     ├── CatalogDamaged          exit 65 (EX_DATAERR): the catalog file is not a sound database
     ├── CatalogUntrusted        exit 65: the catalog disagrees with the targets (missing,
     │                           older, another computer's); photod does not act on it
+    ├── CatalogUnwritable       exit 65: photod may not write the catalog's files (a mode,
+    │                           `chattr +i`, a read-only mount); it acts on nothing until it can
     ├── DaemonFailed            exit 70 (EX_SOFTWARE): `photod run` stopped on a bug of its own
     ├── StateDirFull            transient: no room left in the state dir for the catalog
     ├── LibraryUnreadable       exit 65: a copy of the phone's Photos database makes no sense
@@ -151,6 +153,26 @@ class CatalogUntrusted(PhotodError):
         self.found = found
         self.fix = fix
         super().__init__(f"{found}; {fix}")
+
+
+class CatalogUnwritable(PhotodError):
+    """photod may not write its catalog: ``files`` names each file it may not write,
+    with its mode; ``paths`` are those files.  Nothing is acted on until it can."""
+
+    exit_code = 65
+
+    def __init__(self, files: list[str], paths: list[str], detail: str = "") -> None:
+        self.files, self.paths, self.detail = files, paths, detail
+        self.found = f"the catalog cannot be written: {', '.join(files)}" + (
+            f" ({detail})" if detail else ""
+        )
+        self.fix = (
+            f"`chmod u+w {' '.join(paths)}` (SQLite makes the -wal and -shm with the "
+            "catalog's mode); if photod's user may write them already, see `lsattr` "
+            "(chattr +i) and whether that disk is mounted read-only; a running photod "
+            "goes on by itself once it can write them"
+        )
+        super().__init__(f"{self.found}; {self.fix}")
 
 
 class DaemonFailed(PhotodError):

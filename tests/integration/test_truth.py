@@ -11,7 +11,9 @@ import random
 import re
 import shutil
 import signal
+import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -271,6 +273,78 @@ def test_a_truncated_catalog_is_one_clear_line_then_photod_waits_for_a_target(
     assert 0 == p.cli("status").returncode
     assert 0 == p.stop()
     hook.close()
+    no_traceback(p.output.read_text())
+
+
+def test_a_read_only_catalog_is_one_clear_hold_and_photod_goes_on_once_it_can_write(
+    setup: Setup,
+) -> None:
+    """The catalog made read-only (a backup tool, a `chmod -R`), photod run by root
+    without the capability that lets root ignore file modes (so modes bind it as they
+    bind any user): `run --once` says in one line which file, its mode and the fix (exit
+    65, not 70 "internal error", no traceback); doctor fails it.  Given its mode back,
+    the -wal and -shm SQLite made with the catalog's mode while it was read-only are
+    still named by doctor and by the daemon, which holds, writes nothing and takes no new
+    photo; once every file can be written, it goes on by itself."""
+    need("setpriv", "apt install util-linux")
+    bound = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+             "--bounding-set=-dac_override,-dac_read_search", "--"]  # fmt: skip
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}])
+    p.prefix = bound
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*bound, *p.cli_command(), *args], env=p.env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    make_photos(setup.inbox, 3)
+    assert 0 == run("run", "--once").returncode
+    db = setup.home / "state" / "catalog.sqlite"
+    db.chmod(0o400)
+    once = run("run", "--once")
+    assert 65 == once.returncode, once.stdout + once.stderr
+    last = once.stderr.strip().splitlines()[-1]  # (above it, the event, as the journal has it)
+    assert last.startswith(f"photod: the catalog cannot be written: {db} (mode 0400); "), last
+    assert f"`chmod u+w {db}`" in once.stderr
+    no_traceback(once.stdout + once.stderr)
+    doctor = run("doctor")
+    assert (
+        1 == doctor.returncode
+        and f"FAIL  catalog: the catalog cannot be written: {db} (mode 0400)" in doctor.stdout
+    ), doctor.stdout
+
+    # What SQLite leaves when it opens a read-only catalog (as photod did): its -wal
+    # and -shm, made with the catalog's mode.  Then the person gives the catalog back
+    # its mode, and only it.
+    peek = (
+        "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM assets')"
+    )
+    subprocess.run([*bound, sys.executable, "-c", peek, str(db)], check=True, timeout=60)
+    sidecars = [db.with_name(db.name + end) for end in ("-wal", "-shm")]
+    assert [0o400, 0o400] == [stat.S_IMODE(f.stat().st_mode) for f in sidecars]
+    db.chmod(0o600)
+    doctor = run("doctor")
+    assert (
+        1 == doctor.returncode
+        and f"{sidecars[0]} (mode 0400), {sidecars[1]} (mode 0400)" in doctor.stdout
+    ), doctor.stdout
+
+    before, ingested = target_files(lib), len(p.events("asset_ingested"))
+    p.start(wait=False)
+    [_, held] = p.wait_event("catalog_untrusted", count=2, timeout=30)  # (1: `run --once`)
+    assert (
+        f"the catalog cannot be written: {sidecars[0]} (mode 0400), {sidecars[1]} (mode 0400)"
+        == held["found"]
+    )
+    make_photos(setup.inbox, 1, start=3)
+    time.sleep(6)  # a look more, and time to take the photo if it were taken
+    assert (before, ingested) == (target_files(lib), len(p.events("asset_ingested")))
+    for f in sidecars:
+        f.chmod(0o600)
+    p.wait_event("daemon_started", timeout=30)
+    p.wait_protected(4, timeout=60)
+    assert 0 == p.stop()
+    assert [] == p.events("daemon_failed")
     no_traceback(p.output.read_text())
 
 
