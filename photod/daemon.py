@@ -78,6 +78,7 @@ def _set_up_process(cfg: Config) -> StateLock:
     )
     # The lock first: it judges a lock file left open to others by its mode.
     lock = StateLock(cfg.state_dir)
+    lock.sweep()  # what a photod killed mid-snapshot or mid-drill left
     widened = private.tighten([cfg.state_dir, cfg.log_dir, cfg.runtime_dir])
     if widened:
         log.warning("permissions_tightened", count=len(widened), paths=widened[:20],

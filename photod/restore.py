@@ -36,6 +36,7 @@ from photod.models import Asset, Kind
 from photod.policy import plural, size
 from photod.probe import probe_file
 from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
+from photod.statelock import DRILL_SCRATCH
 from photod.targets.base import CHUNK, Identity
 from photod.verify import hash_stream
 
@@ -420,7 +421,7 @@ def drill(
         if not picked:
             continue
         problems: list[str] = []
-        with tempfile.TemporaryDirectory(prefix="photod-drill-", dir=scratch) as tmp:
+        with tempfile.TemporaryDirectory(prefix=DRILL_SCRATCH, dir=scratch) as tmp:
             restorer = Restorer(catalog, {name: state}, stop)
             tmp_fd = open_root(tmp)
             try:

@@ -52,6 +52,7 @@ from photod.logs import log
 from photod.media import kind_from_name
 from photod.models import Kind, ManifestEntry
 from photod.sidecars import take_indexes
+from photod.statelock import SNAPSHOT_SCRATCH
 from photod.targets.base import Identity, Target
 from photod.targets.records import (
     INFO,
@@ -74,9 +75,10 @@ UNREAD_IN_A_ROW = 5  # files in a row a rebuild cannot read: the target is faili
 def snapshot_bytes(catalog: Catalog, scratch: Path) -> tuple[bytes, int]:
     """The whole catalog, consistent, proved sound, gzipped; and its asset count.
     Raises CatalogDamaged rather than hand a damaged copy to the targets."""
-    with tempfile.TemporaryDirectory(prefix="photod-snapshot-", dir=scratch) as tmp:
+    with tempfile.TemporaryDirectory(prefix=SNAPSHOT_SCRATCH, dir=scratch) as tmp:
         path = Path(tmp) / "catalog.sqlite"
         catalog.snapshot(path)
+        failpoints.hit("snapshot_copied")  # a kill here leaves the copy (the next start sweeps it)
         why, assets = check_file(path)
         if why:
             raise CatalogDamaged(catalog.path, f"its snapshot is not sound: {why}")

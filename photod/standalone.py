@@ -51,6 +51,7 @@ class _Foreground:
                 max_bytes=self.cfg.daemon.log_max_size,
                 keep=self.cfg.daemon.log_keep,
             )
+            self.lock.sweep()
             db = self.cfg.state_dir / CATALOG_NAME
             if self.settle:
                 targets = build_targets(self.cfg.targets_settings())
@@ -204,6 +205,7 @@ def rebuild(
     private.go_private()
     lock = StateLock(cfg.state_dir)
     logs.setup(cfg.log_dir, console=False)
+    lock.sweep()
     targets = build_targets(_readable(cfg.targets_settings(), name))
     try:
         return snapshot.rebuild_catalog(

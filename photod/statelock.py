@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import stat
 import time
 from pathlib import Path
@@ -20,6 +21,11 @@ from photod.logs import log
 
 LOCK_NAME = "photod.lock"
 STOPPED = "stopped"  # what the lock file says after a clean stop
+# Scratch folders the lock's holder makes in the state dir: a catalog snapshot's copy
+# (snapshot.py), a drill's restored photos (restore.py).  Only the holder makes them, so
+# one found by the next holder was left by a photod killed mid-work (kill -9, a power
+# cut), and no one will ever remove it but photod: a full catalog copy, or photos.
+SNAPSHOT_SCRATCH, DRILL_SCRATCH = "photod-snapshot-", "photod-drill-"
 
 
 class StateLock:
@@ -72,6 +78,26 @@ class StateLock:
     def _text(self) -> str:
         self.file.seek(0)
         return self.file.read().strip()
+
+    def sweep(self) -> None:
+        """Remove the scratch folders a holder of the lock killed mid-work left in the
+        state dir (held: nothing there is a running photod's).  Called once the log is
+        set up, where the event goes."""
+        removed, size = [], 0
+        with os.scandir(self.path.parent) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith((SNAPSHOT_SCRATCH, DRILL_SCRATCH)) and entry.is_dir(
+                    follow_symlinks=False
+                ):
+                    with contextlib.suppress(OSError):  # (what it held: said, not needed)
+                        for top, _, files in os.walk(entry.path):
+                            size += sum(os.lstat(os.path.join(top, f)).st_size for f in files)
+                    shutil.rmtree(entry.path, ignore_errors=True)  # (never follows a link)
+                    removed.append(name)
+        if removed:
+            log.info("scratch_removed", paths=sorted(removed), bytes=size,
+                     detail="left in the state dir by a photod killed mid-work")  # fmt: skip
 
     def release(self, clean: bool = True) -> None:
         if clean:

@@ -219,6 +219,45 @@ def test_a_kill_between_two_steps_of_a_copy_is_repaired_at_the_next_start(
     assert_consistent(p, roots, originals)
 
 
+def test_what_a_kill_mid_snapshot_or_mid_drill_leaves_goes_at_the_next_start(
+    setup: Setup,
+) -> None:
+    """Killed while it made a catalog snapshot (a full copy of the catalog in the state
+    dir) or while a drill restored photos there: what it left stayed for ever.  The next
+    photod to take the state dir (the daemon, or a command in the foreground) removes it
+    (`scratch_removed`); one that finds the state dir taken (a photod runs) removes
+    nothing of the running one's work."""
+    from tests.integration.test_truth import make_photos
+
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}])
+    make_photos(setup.inbox, 3, size=2_500_000)  # (a drill restores each in 1 MiB pieces)
+    state = setup.home / "state"
+
+    def scratch() -> list[str]:
+        return sorted(f.name.rpartition("-")[0] for f in state.glob("photod-*-*") if f.is_dir())
+
+    def killed(failpoint: str, *args: str) -> None:
+        r = subprocess.run([*p.cli_command(), *args], capture_output=True, timeout=120,
+                           env={**p.env, "PHOTOD_FAILPOINTS": failpoint})  # fmt: skip
+        assert -signal.SIGKILL == r.returncode, r.stderr
+
+    killed("snapshot_copied=kill", "run", "--once")
+    assert ["photod-snapshot"] == scratch()
+    assert [] != list(state.glob("photod-snapshot-*/catalog.sqlite"))
+    killed("restore_chunk=2:kill", "drill")  # (a command in the foreground holds the lock too)
+    assert ["photod-drill"] == scratch()
+    p.start()
+    assert [] == scratch()
+    swept = [
+        (e["paths"][0].rpartition("-")[0], e["bytes"] > 0) for e in p.events("scratch_removed")
+    ]
+    assert [("photod-snapshot", True), ("photod-drill", True)] == swept
+    (state / "photod-drill-inflight").mkdir()  # the running photod's, as far as anyone knows
+    assert 75 == p.cli("run", "--once").returncode  # (the state dir is taken)
+    assert ["photod-drill"] == scratch()
+    assert 0 == p.stop()
+
+
 def rcds(home: Path) -> list[int]:
     """pids of every `rclone rcd` of a photod whose state is under `home` (its rclone.conf
     is there): other tests' photods, on other workers, start rcds of their own."""
