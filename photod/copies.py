@@ -14,6 +14,7 @@ both go through a ``Copier``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
@@ -86,6 +87,12 @@ class Copier:
         with self._noted_lock:
             for w in writers.values():
                 self._noted[w] = w.temp_key
+        for name, w in writers.items():  # an upload says when the server named it, even
+            inner: object = w  # inside an encrypted or throttled writer
+            while inner is not None:
+                if hasattr(inner, "started"):
+                    inner.started = functools.partial(self.renote, name, w)
+                inner = getattr(inner, "inner", None) or getattr(inner, "writer", None)
 
     def renote(self, name: str, writer: Writer) -> None:
         """Record a writer's temporary again when it says more than the catalog holds

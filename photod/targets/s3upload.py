@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,10 @@ class S3Writer:
         self.tmp = f"{TMP}{secrets.token_hex(12)}"
         self.upload_key = key
         self.temp_key = f"{UPLOAD}{self.tmp}:{key}"  # (its id added once started)
+        # Called once the server gave the upload its id (``Copier.register`` sets it):
+        # recorded then, not after a commit that may send the whole upload (an
+        # encrypted copy's starts on its own thread), so a crash's tidy finds it.
+        self.started: Callable[[], None] = lambda: None
         self.chunks: list[bytes] = []  # joined once per part or PUT: one copy of each byte
         self.buffered = 0
         # What it sent, hashed for a caller that has no hash of its own (a catch-up
@@ -89,6 +94,7 @@ class S3Writer:
                 where = "tmp" if self.upload_key == self.tmp else "key"
                 self.temp_key = (f"{STARTED}{self.tmp}:{where}:"
                                  f"{self.upload_id.encode().hex()}:{self.key}")  # fmt: skip
+                self.started()
             while len(self.futures) >= IN_FLIGHT:  # bounded memory: wait for room
                 self.futures[0].result()
                 self._collect(wait=False)

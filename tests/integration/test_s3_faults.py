@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -186,4 +187,40 @@ def test_a_crash_mid_upload_ends_this_computers_upload_and_no_other(
     finally:
         their_upload.abort()
         theirs.close()
+        proxy.stop()
+
+
+def test_a_crash_mid_upload_of_a_sealed_copy_leaves_no_upload_open(
+    setup: Setup, s3_server: S3Server
+) -> None:
+    """An encrypted copy's upload starts on its own thread, often once the whole file is
+    read (its commit): killed (a power cut) with its upload half sent, its record named
+    it by the id the server gave, so the next start ends it: no parts left stored (and
+    billed) out of every listing.  (The record said only the temporary's name: the
+    upload, at the object's own name, stayed open for ever.)"""
+    reached, release = threading.Event(), threading.Event()
+
+    def rule(method: str, path: str, query: str) -> str:
+        if query.startswith("uploads") and method == "POST":
+            time.sleep(3)  # a slow answer to the upload's start: the file is read by then
+        if "partNumber=2" in query and not release.is_set():
+            reached.set()
+            release.wait(60)
+            return "drop"
+        return "pass"
+
+    proxy = FaultProxy(s3_server.endpoint, rule)
+    prefix = f"sealed-{setup.home.name}/"
+    p = video_to_s3(setup, s3_server, proxy, prefix, encrypt=True).start()
+    try:
+        assert reached.wait(60), "the upload never started"
+        p.stop(signal.SIGKILL)
+    finally:
+        release.set()
+    try:
+        assert 1 == len(uploads_left(s3_server, prefix))
+        again = p.cli("run", "--once")
+        assert "The one photo or video is protected" in again.stdout, again.stdout
+        assert [] == uploads_left(s3_server, prefix)
+    finally:
         proxy.stop()
