@@ -1811,7 +1811,10 @@ def unwritable(db: Path, detail: str = "") -> CatalogUnwritable | None:
 
     def cannot(path: Path, name: str = "") -> None:
         try:
-            how = f"mode {stat.S_IMODE(path.stat().st_mode):04o}"
+            st = path.stat()
+            how = f"mode {stat.S_IMODE(st.st_mode):04o}"
+            if st.st_uid != os.geteuid():  # (a chmod by photod's user cannot help then)
+                how += f", owner uid {st.st_uid}, not photod's {os.geteuid()}"
         except OSError as exc:
             how = exc.strerror or str(exc)
         files.append(f"{name}{path} ({how})")

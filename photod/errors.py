@@ -34,6 +34,8 @@ each, the same in every command.
 
 from __future__ import annotations
 
+import os
+
 
 class PhotodError(Exception):
     """Root of photod's errors; ``exit_code`` is what the CLI exits with."""
@@ -166,7 +168,8 @@ class CatalogUnwritable(PhotodError):
         self.found = f"the catalog cannot be written: {', '.join(files)}" + (
             f" ({detail})" if detail else ""
         )
-        self.fix = (
+        theirs = any(", owner uid" in f for f in files)  # (made by root: `sudo photod`)
+        self.fix = (f"`sudo chown {os.geteuid()} {' '.join(paths)}`, then " if theirs else "") + (
             f"`chmod u+w {' '.join(paths)}` (SQLite makes the -wal and -shm with the "
             "catalog's mode); if photod's user may write them already, see `lsattr` "
             "(chattr +i) and whether that disk is mounted read-only; a running photod "

@@ -346,6 +346,12 @@ def test_a_read_only_catalog_is_one_clear_hold_and_photod_goes_on_once_it_can_wr
     assert 0 == p.stop()
     assert [] == p.events("daemon_failed")
     no_traceback(p.output.read_text())
+    # Made by another user (`sudo photod` once): chmod by photod's user cannot help,
+    # so the fix says chown.
+    os.chown(db, 65534, 65534)
+    theirs = run("run", "--once")
+    assert 65 == theirs.returncode and "owner uid 65534" in theirs.stderr, theirs.stderr
+    assert f"`sudo chown {os.geteuid()} {db}`" in theirs.stderr
 
 
 def test_a_config_fixed_and_reloaded_while_the_catalog_is_held_is_acted_on(
