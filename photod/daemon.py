@@ -12,6 +12,7 @@ import resource
 import signal
 import threading
 import time
+from pathlib import Path
 from shutil import disk_usage
 from typing import Any
 
@@ -53,6 +54,15 @@ from photod.throttle import few_arenas, give_back_memory, lower_priority
 
 HOLD_LOOK = 5.0  # seconds between looks while the catalog cannot be acted on
 FILES_MAX = 65536  # open files the daemon asks for, at most (its hard limit allowing)
+
+
+def _free(folder: Path) -> int | None:
+    """Free bytes where ``folder`` is; None when that cannot be asked (the disk gone:
+    what is said must not fail on it)."""
+    try:
+        return disk_usage(folder).free
+    except OSError:
+        return None
 
 
 def _set_up_process(cfg: Config) -> StateLock:
@@ -301,7 +311,7 @@ class Daemon:
                     verdict, full = _no_room(cfg), True
                     if not was_full:
                         log.error("state_dir_full", state_dir=str(cfg.state_dir),
-                                  detail=exc.detail, free=disk_usage(cfg.state_dir).free,
+                                  detail=exc.detail, free=_free(cfg.state_dir),
                                   action="photod acts on nothing until there is room, "
                                   "then goes on by itself")  # fmt: skip
                     said = verdict.found  # (said so: not a catalog_untrusted too)
@@ -313,7 +323,7 @@ class Daemon:
                     )  # fmt: skip
                 if was_full and not full:
                     log.info("state_dir_room", state_dir=str(cfg.state_dir),
-                             free=disk_usage(cfg.state_dir).free)  # fmt: skip
+                             free=_free(cfg.state_dir))  # fmt: skip
                 if verdict.action == "go" and verdict.me is not None:
                     self._held = None
                     return catalog_guard.opened(cfg, verdict.me), verdict
