@@ -69,7 +69,7 @@ def collect(
             proof = (
                 _proof(cfg, catalog, name, held_bytes, drills, queued, egress, now)
                 if catalog
-                else {}
+                else NO_PROOF  # (every key still there: the dashboard's card reads them)
             )
             targets.append(
                 {
@@ -170,6 +170,9 @@ def _free(folder: Path) -> int:
 
 
 MONTH = 30 * 86400.0
+# A target's proof while the catalog is not read (untrusted): nothing known yet.
+NO_PROOF: dict[str, Any] = {"oldest_check_days": None, "full_pass_days": None, "behind": False,
+                            "egress_used": None, "last_drill": None}  # fmt: skip
 
 
 def _age_days(stamp: str | None, now: datetime) -> float | None:

@@ -13,7 +13,7 @@ import json
 import os
 import threading
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from photod import logs, statusconfig
+from photod import instance, logs, statusconfig
 from photod.catalog import CATALOG_NAME, Catalog
 from photod.dashboard import data
 from photod.dashboard.auth import COOKIE, Keys, peer_uid
@@ -95,6 +95,17 @@ class Site:
                 self._opened = now  # (not when the open failed: asked again next time)
             return self._shared
 
+    def held(self) -> dict[str, str] | None:
+        """Why photod does not act on its catalog now (found, fix), as `photod status`
+        says it: the daemon's own word while it answers, else (starting, reloading,
+        checking the catalog again) what the state dir shows; None when trusted."""
+        live = self.live()
+        if live and live.get("ok"):
+            held = live.get("held")
+            return {"found": str(held["found"]), "fix": str(held["fix"])} if held else None
+        problem = instance.check_catalog(self.config().state_dir)
+        return {"found": problem.found, "fix": problem.fix} if problem else None
+
     def make_thumb(self, catalog: Catalog, sha: str) -> bytes | None:
         cfg = self.config()
         where = data.thumbnail_sources(catalog, statusconfig.of(cfg), cfg.source_roots(), sha)
@@ -122,7 +133,8 @@ def build(site: Site, keys: Keys, hosts: frozenset[str]) -> ASGIApp:
                 if catalog is None:
                     return site.page(request, "empty.html")
                 try:
-                    return render(request, catalog)
+                    held = site.held()
+                    return render(request, catalog) if held is None else held_page(request, held)
                 finally:
                     catalog.close()
             except PhotodError as exc:  # damaged, held, being rebuilt: said, not a 500
@@ -132,9 +144,18 @@ def build(site: Site, keys: Keys, hosts: frozenset[str]) -> ASGIApp:
 
         return endpoint
 
+    def held_page(request: Request, held: Mapping[str, str]) -> Response:
+        """Why nothing is done and what fixes it: no page of photos from a catalog in
+        doubt (an old one shows photos it lost, a missing one none)."""
+        page = site.page(request, "held.html", held=held)
+        page.status_code = 503
+        return page
+
     def home(request: Request, catalog: Catalog) -> Response:
         settings = statusconfig.of(site.config())
         rep = data.report(settings, site.live())
+        if rep["catalog_problem"]:  # (found since the page began: the same answer)
+            return held_page(request, rep["catalog_problem"])
         days = data.chart(catalog, settings, data.today())
         top = max([d["protected"] + d["pending"] for d in days] + [1])
         return site.page(request, "home.html", r=rep, days=days, top=top)

@@ -520,3 +520,49 @@ def test_connections_without_a_session_cannot_starve_the_daemon(
     invalid = [e for e in p.events() if "Invalid HTTP request" in str(e.get("event"))]
     assert len(invalid) <= 1, len(invalid)
     assert 0 == p.stop()
+
+
+def test_a_catalog_older_than_its_snapshot_shows_why_nothing_is_done(
+    setup: Setup, samples: Path, browser: Any
+) -> None:
+    """The catalog put back from an old backup, its drive away: the daemon holds.  Home
+    said "Internal Server Error" (a traceback in the log); every page now says what
+    `photod status` says: NOT ACTING, why, and what fixes it, and shows no photos."""
+    import sqlite3
+
+    from selenium.webdriver.common.by import By
+
+    lib = setup.home / "lib"
+    lib.mkdir()  # (the drive's folder: photod makes none under the system disk)
+    p = setup.photod([{"name": "lib", "path": str(lib), "media": "external"}])
+    shutil.copy(samples / PHOTOS[0], setup.inbox / PHOTOS[0])
+    assert 0 == p.cli("run", "--once").returncode
+    db, old = setup.home / "state" / "catalog.sqlite", setup.home / "from-a-backup.sqlite"
+    with sqlite3.connect(db) as now, sqlite3.connect(old) as copy:
+        now.backup(copy)
+    shutil.copy(samples / PHOTOS[1], setup.inbox / PHOTOS[1])
+    assert 0 == p.cli("run", "--once").returncode
+    for leftover in ("-wal", "-shm"):
+        Path(f"{db}{leftover}").unlink(missing_ok=True)
+    old.replace(db)
+    lib.rename(setup.home / "lib-away")
+    p.start(wait=False)
+    p.wait_event("catalog_untrusted", timeout=30)
+    p.wait_event("dashboard_started", timeout=30)
+    said = p.cli("status")
+    assert 65 == said.returncode, said.stdout + said.stderr
+
+    url = base_url(p)
+    browser.get(login(p))
+    for page in ("/", "/unsafe", "/library"):
+        browser.get(url + page)
+        headline = text(browser, "#headline")
+        assert headline.startswith("NOT ACTING: the catalog "), (page, headline)
+        assert "is older than its last snapshot" in headline
+        assert "photod catalog rebuild --from TARGET" in text(browser, "#fix")
+        assert headline in said.stdout.replace("\n", " ")
+        assert not browser.find_elements(By.CSS_SELECTOR, ".photo")
+    shot(browser, "held")
+    assert 0 == p.stop()
+    assert "Traceback" not in p.output.read_text()
+    assert not p.events("dashboard_failed")
