@@ -95,16 +95,18 @@ class Site:
                 self._opened = now  # (not when the open failed: asked again next time)
             return self._shared
 
-    def held(self) -> dict[str, str] | None:
+    def held(self) -> dict[str, Any] | None:
         """Why photod does not act on its catalog now (found, fix), as `photod status`
         says it: the daemon's own word while it answers, else (starting, reloading,
-        checking the catalog again) what the state dir shows; None when trusted."""
+        checking the catalog, rebuilding it: ``checking``) what the state dir shows (a
+        missing catalog is told from a new installation by ``installation.json``);
+        None when trusted."""
         live = self.live()
         if live and live.get("ok"):
             held = live.get("held")
             return {"found": str(held["found"]), "fix": str(held["fix"])} if held else None
         problem = instance.check_catalog(self.config().state_dir)
-        return {"found": problem.found, "fix": problem.fix} if problem else None
+        return {"found": problem.found, "fix": problem.fix, "checking": True} if problem else None
 
     def make_thumb(self, catalog: Catalog, sha: str) -> bytes | None:
         cfg = self.config()
@@ -129,12 +131,14 @@ def build(site: Site, keys: Keys, hosts: frozenset[str]) -> ASGIApp:
     def with_catalog(render: Callable[[Request, Catalog], Response]) -> Callable[..., Response]:
         def endpoint(request: Request) -> Response:
             try:
+                held = site.held()  # (a lost catalog too: held, or being rebuilt)
+                if held is not None:
+                    return held_page(request, held)
                 catalog = site.catalog()
-                if catalog is None:
+                if catalog is None:  # a new installation: no photo recorded yet
                     return site.page(request, "empty.html")
                 try:
-                    held = site.held()
-                    return render(request, catalog) if held is None else held_page(request, held)
+                    return render(request, catalog)
                 finally:
                     catalog.close()
             except PhotodError as exc:  # damaged, held, being rebuilt: said, not a 500
@@ -144,7 +148,7 @@ def build(site: Site, keys: Keys, hosts: frozenset[str]) -> ASGIApp:
 
         return endpoint
 
-    def held_page(request: Request, held: Mapping[str, str]) -> Response:
+    def held_page(request: Request, held: Mapping[str, Any]) -> Response:
         """Why nothing is done and what fixes it: no page of photos from a catalog in
         doubt (an old one shows photos it lost, a missing one none)."""
         page = site.page(request, "held.html", held=held)

@@ -566,3 +566,56 @@ def test_a_catalog_older_than_its_snapshot_shows_why_nothing_is_done(
     assert 0 == p.stop()
     assert "Traceback" not in p.output.read_text()
     assert not p.events("dashboard_failed")
+
+
+def test_a_lost_catalog_is_said_missing_and_being_rebuilt_not_new(
+    setup: Setup, samples: Path, browser: Any
+) -> None:
+    """The catalog deleted after photos were backed up: the dashboard said "No catalog
+    yet: photod has not recorded a photo yet".  With its drive away, every page says
+    now what `photod status` says (NOT ACTING: the catalog is missing, and what fixes
+    it); with the drive back, that photod is rebuilding it, then shows the photos."""
+    from selenium.webdriver.common.by import By
+
+    lib = setup.home / "lib"
+    lib.mkdir()  # (the drive's folder: photod makes none under the system disk)
+    p = setup.photod([{"name": "lib", "path": str(lib), "media": "external"}])
+    for name in PHOTOS[:2]:
+        shutil.copy(samples / name, setup.inbox / name)
+    assert 0 == p.cli("run", "--once").returncode
+    for lost in ("", "-wal", "-shm"):
+        (setup.home / "state" / f"catalog.sqlite{lost}").unlink(missing_ok=True)
+
+    def says_missing(page: str) -> str:
+        browser.get(base_url(p) + page)
+        body = text(browser, "main")
+        assert "No catalog yet" not in body
+        assert text(browser, "#headline").startswith("NOT ACTING: the catalog "), body
+        assert text(browser, "#headline").endswith("catalog.sqlite is missing"), body
+        return text(browser, "#fix")
+
+    lib.rename(setup.home / "lib-away")
+    p.start(wait=False)
+    p.wait_event("catalog_untrusted", timeout=30)
+    p.wait_event("dashboard_started", timeout=30)
+    browser.get(login(p))
+    for page in ("/", "/library", "/unsafe"):
+        assert "plug in or connect a target" in says_missing(page)
+        assert not browser.find_elements(By.ID, "checking")
+    shot(browser, "missing-held")
+    assert 0 == p.stop()
+
+    (setup.home / "lib-away").rename(lib)
+    p.env["PHOTOD_FAILPOINTS"] = "catalog_rebuilding=sleep:20"  # a long rebuild
+    p.start(wait=False)
+    p.wait_event("catalog_rebuilding", timeout=30)
+    p.wait_event("dashboard_started", count=2, timeout=30)
+    browser.get(login(p))
+    assert "photod catalog rebuild --from TARGET" in says_missing("/library")
+    assert "rebuilds it from one that holds" in text(browser, "#checking")
+    shot(browser, "missing-rebuilding")
+    p.wait_event("catalog_recovered", timeout=60)
+    browser.get(base_url(p) + "/")
+    assert "PROTECTED: all 2 photos" in text(browser, "#headline")
+    assert 0 == p.stop()
+    assert "Traceback" not in p.output.read_text()
