@@ -229,11 +229,10 @@ def build(site: Site, keys: Keys, hosts: frozenset[str]) -> ASGIApp:
                                 status_code=429)  # fmt: skip
         # A urlencoded body, read here (Starlette's form parser needs python-multipart).
         form = urllib.parse.parse_qs((await request.body())[:BODY_MAX].decode("utf-8", "replace"))
-        dest = Path(form.get("dest", [""])[0].strip()).expanduser()
+        dest, why = _destination(form.get("dest", [""])[0].strip())
         chosen = frozenset(s for s in form.get("assets", [""])[0].split(",") if _is_sha(s))
-        if not dest.is_absolute():
-            return JSONResponse({"error": "give the folder as a full path, like /home/me/Restored"},
-                                status_code=400)  # fmt: skip
+        if dest is None:
+            return JSONResponse({"error": why}, status_code=400)
         if not _may_write(request.scope["photod.uid"], dest):
             return JSONResponse({"error": f"{dest} is not a folder of yours: restore into "
                                  "one you own (or with `photod restore`)"}, status_code=403)  # fmt: skip
@@ -354,6 +353,21 @@ def _static(name: str, private: bool = False) -> Response:
     body = (HERE / "static" / name).read_bytes()
     cache = "private, max-age=3600" if private else "no-cache"
     return Response(body, media_type=STATIC[name], headers={"cache-control": cache})
+
+
+def _destination(typed: str) -> tuple[Path | None, str]:
+    """The folder a restore goes into, as typed on the page; else None and why not (a
+    name no folder can have, a ``~user`` of no user here: said, never a crash)."""
+    full = "give the folder as a full path, like /home/me/Restored"
+    if "\0" in typed:
+        return None, f"a folder's name cannot hold a NUL character: {full}"
+    try:
+        dest = Path(typed).expanduser()
+    except RuntimeError:  # (~name of no user here, or no home folder known for ~)
+        who = typed[1:].split("/", 1)[0]
+        said = f"there is no user named {who!r} here" if who else "no home folder is known"
+        return None, f"{said}: {full}"
+    return (dest, "") if dest.is_absolute() else (None, full)
 
 
 def _may_write(uid: int | None, dest: Path) -> bool:

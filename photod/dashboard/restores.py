@@ -93,6 +93,11 @@ class Restores:
             job.state, job.message = "failed", str(exc)
             log.warning("restore_failed", dest=str(dest), reason=str(exc), by="dashboard")
             return
+        except Exception as exc:  # a bug: the job ends all the same (left "running", it
+            # kept every later restore out until a restart); the log keeps the traceback
+            job.state, job.message = "failed", f"{type(exc).__name__}: {exc}"
+            log.exception("restore_failed", dest=str(dest), reason=job.message, by="dashboard")
+            return
         job.restored, job.skipped, job.failed = report.restored, report.skipped, report.failed
         job.state = "failed" if report.failed else "done"
         log.info("restore_finished", dest=str(dest), restored=report.restored,

@@ -619,3 +619,57 @@ def test_a_lost_catalog_is_said_missing_and_being_rebuilt_not_new(
     assert "PROTECTED: all 2 photos" in text(browser, "#headline")
     assert 0 == p.stop()
     assert "Traceback" not in p.output.read_text()
+
+
+def test_a_folder_no_restore_can_go_into_is_said_and_restores_go_on(
+    setup: Setup, samples: Path
+) -> None:
+    """A folder named with a NUL byte started a restore that crashed in its thread and
+    stayed "running": every later restore was refused (429) until a restart; and
+    `~nosuchuser/x` was a 500.  Both are now refused at once (400) with what to type
+    instead; and a restore that fails in a way no one expected (a bug) ends as failed,
+    so the next one runs and restores every photo."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}])
+    p.env["PHOTOD_FAILPOINTS"] = "restore_chunk=1:raise"  # (the first file's first read)
+    p.start()
+    for name in PHOTOS:
+        shutil.copy(samples / name, setup.inbox / name)
+    p.wait_protected(len(PHOTOS))
+    p.wait_event("dashboard_started")
+    url = base_url(p)
+    cookie = {"Cookie": session(url, login(p))}
+    page = ask(url, "/library?month=undated", headers=cookie)[2].decode()
+    good = {**cookie, "X-CSRF-Token": page.split('name="csrf" content="')[1].split('"')[0]}
+    shas = ",".join(hashlib.sha256((samples / n).read_bytes()).hexdigest() for n in PHOTOS)
+
+    def restore(dest: str) -> tuple[int, dict[str, Any]]:
+        form = urllib.parse.urlencode({"dest": dest, "assets": shas})
+        status, _, body = ask(url, "/restore", "POST", good, form)
+        return status, json.loads(body)
+
+    def ended(job: int) -> dict[str, Any]:
+        def view() -> dict[str, Any]:
+            return dict(json.loads(ask(url, f"/restore/{job}", headers=cookie)[2]))
+
+        wait_for(lambda: view()["state"] != "running", 30, "the restore to end", str)
+        return view()
+
+    status, said = restore(f"{setup.home}/Re\0stored")
+    assert 400 == status, said
+    assert "NUL" in said["error"] and "give the folder as a full path" in said["error"]
+    status, said = restore("~nosuchuser/Restored")
+    assert 400 == status, said
+    assert "there is no user named 'nosuchuser' here" in said["error"]
+    dest = setup.home / "Restored"
+    status, said = restore(str(dest))
+    assert 200 == status, said
+    assert ("failed", "FailpointHit: failpoint 'restore_chunk' hit") == (
+        (job := ended(said["id"]))["state"], job["message"])  # fmt: skip
+    status, said = restore(str(dest))
+    assert 200 == status, said
+    assert ("done", len(PHOTOS)) == ((job := ended(said["id"]))["state"], job["restored"])
+    got = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in dest.rglob("*.*")}
+    assert {n: hashlib.sha256((samples / n).read_bytes()).hexdigest() for n in PHOTOS} == got
+    assert ["error"] == [e["level"] for e in p.events("restore_failed")]  # (the bug's traceback)
+    assert 0 == p.stop()
