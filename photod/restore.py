@@ -144,6 +144,7 @@ class Restorer:
         self.targets = targets  # already checked, in the order to try them
         self.stop = stop
         self.on_bytes: Callable[[int], None] = lambda n: None
+        self.on_file: Callable[[str], None] = lambda outcome: None  # each file, as it ends
         self._swept: set[str] = set()  # DEST folders cleared of a killed restore's temporaries
         # What is restored is the caller's, with the caller's umask (photod's own is 077).
         self._umask = private.caller_umask()
@@ -158,6 +159,7 @@ class Restorer:
                 if self.stop.is_set():
                     break
                 outcome = self.one(asset, dest_fd)
+                self.on_file(outcome)
                 if outcome == "restored":
                     report.restored += 1
                     report.bytes += asset.size

@@ -154,10 +154,12 @@ def restore(
     chosen: frozenset[str] | None = None,
     stop: threading.Event | None = None,
     owner: int | None = None,
+    on_file: Callable[[str], None] | None = None,
 ) -> RestoreReport:
     """``photod restore``, and the dashboard's: ``chosen`` narrows it to these assets
     (SHA-256), ``stop`` ends it between two files, ``owner`` is the user it is written
-    for by a root daemon (see ``Restorer``)."""
+    for by a root daemon (see ``Restorer``), ``on_file`` is told each file's outcome
+    as it ends ('restored', 'skipped' or why not)."""
     db = cfg.state_dir / CATALOG_NAME
     if not db.exists():
         raise FileNotFoundError(db)
@@ -192,6 +194,8 @@ def restore(
             catalog, open_targets(catalog, targets, only), stop or threading.Event(), owner
         )
         restorer.on_bytes = on_bytes
+        if on_file is not None:
+            restorer.on_file = on_file
         return restorer.restore(assets, dest)
     finally:
         for state in targets.values():

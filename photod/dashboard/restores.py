@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,8 +28,8 @@ class Job:
     files: int
     total: int = 0  # bytes to restore
     done: int = 0  # bytes restored so far
-    state: str = "running"  # "running", "done", "failed"
-    restored: int = 0
+    state: str = "running"  # "running", "done", "failed", "stopped" (the daemon stopped)
+    restored: int = 0  # files, counted as they end
     skipped: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     message: str = ""
@@ -45,6 +46,7 @@ class Restores:
     def __init__(self, stop: threading.Event) -> None:
         self.stop = stop
         self.jobs: dict[int, Job] = {}
+        self._threads: list[threading.Thread] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -56,13 +58,22 @@ class Restores:
             for old in sorted(self.jobs)[:-KEPT]:
                 if self.jobs[old].state != "running":
                     del self.jobs[old]
-        threading.Thread(
+        thread = threading.Thread(
             target=self._run,
             args=(job, cfg, dest, chosen, owner),
             name=f"restore-{job.id}",
             daemon=True,
-        ).start()
+        )
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
         return job
+
+    def join(self, timeout: float) -> None:
+        """Wait for the restores in flight to end (``stop`` set: each ends between two
+        reads), so that a stop removes their temporaries and says what they left."""
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _run(self, job: Job, cfg: Config, dest: Path, chosen: frozenset[str], owner: int | None
              ) -> None:  # fmt: skip
@@ -73,6 +84,12 @@ class Restores:
 
         def advance(n: int) -> None:
             job.done += n
+
+        def ended(outcome: str) -> None:
+            if outcome == "restored":
+                job.restored += 1
+            elif outcome == "skipped":
+                job.skipped += 1
 
         log.info("restore_started", dest=str(dest), files=len(chosen), by="dashboard")
         try:
@@ -88,6 +105,7 @@ class Restores:
                 chosen=chosen,
                 stop=self.stop,
                 owner=owner,
+                on_file=ended,
             )
         except (PhotodError, OSError) as exc:
             job.state, job.message = "failed", str(exc)
@@ -99,6 +117,14 @@ class Restores:
             log.exception("restore_failed", dest=str(dest), reason=job.message, by="dashboard")
             return
         job.restored, job.skipped, job.failed = report.restored, report.skipped, report.failed
+        left = job.files - report.restored - report.skipped  # (the failed ones too)
+        if self.stop.is_set() and left:  # cut off by a stop of the daemon: said so
+            job.state, job.message = "stopped", (
+                f"the daemon stopped: this restore did not finish "
+                f"({report.restored} of {job.files} restored)")  # fmt: skip
+            log.warning("restore_stopped", dest=str(dest), restored=report.restored,
+                        skipped=report.skipped, not_restored=left, by="dashboard")  # fmt: skip
+            return
         job.state = "failed" if report.failed else "done"
         log.info("restore_finished", dest=str(dest), restored=report.restored,
                  skipped=report.skipped, failed=len(report.failed), by="dashboard")  # fmt: skip

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 ADDRESS_NAME = "dashboard.json"
 BEGIN_WAIT = 5.0  # seconds the dashboard waits at most for the daemon's first scan
+RESTORE_WAIT = 5.0  # seconds a stop waits for restores in flight to end and say so
 
 
 def url_of(state_dir: Path) -> str | None:
@@ -128,6 +129,7 @@ class DashboardServer:
         if not self.stop_event.is_set():
             await self._done.wait()
         await server.shutdown(sockets=[sock])
+        await asyncio.to_thread(site.restores.join, RESTORE_WAIT)
         site.close()
 
     def stop(self) -> None:

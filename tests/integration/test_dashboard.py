@@ -673,3 +673,49 @@ def test_a_folder_no_restore_can_go_into_is_said_and_restores_go_on(
     assert {n: hashlib.sha256((samples / n).read_bytes()).hexdigest() for n in PHOTOS} == got
     assert ["error"] == [e["level"] for e in p.events("restore_failed")]  # (the bug's traceback)
     assert 0 == p.stop()
+
+
+def test_a_restore_cut_off_by_a_stop_says_it_did_not_finish(
+    setup: Setup, samples: Path, browser: Any
+) -> None:
+    """The daemon stops while a restore chosen on the page runs: the page said
+    "restoring ... %" for ever, and the log called it finished.  The page now says that
+    the daemon stopped and the restore did not finish, with how many files it restored;
+    the log says it at warning, with how many were not restored; no temporary is left."""
+    import re as regex
+
+    from selenium.webdriver.common.by import By
+
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}])
+    p.env["PHOTOD_FAILPOINTS"] = "restore_chunk=sleep:0.3"  # a slow drive: 0.3 s a file
+    p.start()
+    photo = (samples / "jpg_gps_DSCN0010.jpg").read_bytes()
+    for i in range(30):
+        (setup.inbox / f"IMG_{i:04}.jpg").write_bytes(photo + i.to_bytes(2, "big"))
+    p.wait_protected(30)
+    p.wait_event("dashboard_started")
+    browser.get(login(p))
+    browser.get(base_url(p) + "/library")
+    assert 30 == len(browser.find_elements(By.CSS_SELECTOR, ".photo"))
+    dest = setup.home / "Restored"
+    browser.find_element(By.ID, "all").click()
+    browser.find_element(By.ID, "dest").send_keys(str(dest))
+    browser.find_element(By.ID, "go").click()
+    wait_for(lambda: len(list(dest.rglob("*.jpg"))) >= 3, 30, "a few files restored")
+    assert text(browser, "#progress").startswith("restoring 30 file(s)")
+    assert 0 == p.stop()
+
+    wait_for(lambda: text(browser, "#progress").startswith("the daemon stopped"), 10,
+             "the page to say so", lambda: text(browser, "#progress"))  # fmt: skip
+    said = regex.fullmatch(r"the daemon stopped: this restore did not finish "
+                           r"\((\d+) of 30 restored\)", text(browser, "#progress"))  # fmt: skip
+    assert said is not None, text(browser, "#progress")
+    shot(browser, "restore-stopped")
+    restored = [f for f in dest.rglob("*") if f.is_file()]
+    assert [] == [f.name for f in restored if f.name.startswith(".photod-")]
+    assert 3 <= int(said[1]) <= len(restored) < 30
+    [stopped] = p.events("restore_stopped")
+    assert ("warning", len(restored), 30 - len(restored)) == (
+        stopped["level"], stopped["restored"], stopped["not_restored"])  # fmt: skip
+    assert [] == p.events("restore_finished")

@@ -40,17 +40,28 @@
     update();
   }));
 
-  async function follow(id) {
-    const r = await fetch("/restore/" + id, { credentials: "same-origin" });
-    const job = await r.json();
+  // A restore's progress until it ends; ``last``: its last view.  No answer (the daemon
+  // stopped) or a 404 (a daemon started since knows no such restore): it did not finish.
+  async function follow(id, last) {
+    let job = null;
+    try {
+      const r = await fetch("/restore/" + id, { credentials: "same-origin" });
+      if (r.ok) job = await r.json();
+    } catch (e) { /* the daemon stopped */ }
+    if (!job || !job.state) {
+      job = Object.assign({}, last, { state: "stopped",
+        message: "the daemon stopped: this restore did not finish (" + last.restored + " of " +
+          last.files + " restored)" });
+    }
     const pct = job.total ? Math.floor((100 * job.done) / job.total) : 0;
     if (job.state === "running") {
       progress.textContent = "restoring " + job.files + " file(s) into " + job.dest + ": " + pct + "%";
-      setTimeout(() => follow(id), 500);
+      setTimeout(() => follow(id, job), 500);
       return;
     }
     busy = false;
     progress.dataset.state = job.state;
+    if (job.state === "stopped") { progress.textContent = job.message; return; }
     progress.textContent = job.message ? "restore failed: " + job.message :
       "restored " + job.restored + " file(s) into " + job.dest + ", skipped " + job.skipped +
       " already there, failed " + job.failed.length +
@@ -75,6 +86,6 @@
       return;
     }
     if (!r.ok) { progress.dataset.state = "failed"; progress.textContent = job.error; return; }
-    follow(job.id);
+    follow(job.id, job);
   });
 })();
