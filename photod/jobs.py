@@ -13,9 +13,10 @@ from tzlocal import get_localzone
 
 from photod import schedules
 from photod.activity import Activity
+from photod.drill import drill
 from photod.errors import StateDirFull, Stopping
 from photod.logs import log
-from photod.restore import drill, open_targets
+from photod.restore import open_targets
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler

@@ -16,6 +16,7 @@ from photod.catalog import Catalog
 from photod.clock import SYSTEM, Clock
 from photod.config import Config
 from photod.devices import DeviceManager
+from photod.drill import drill
 from photod.errors import CatalogDamaged, PhotodError, StateDirFull, TargetFull, TargetUnavailable
 from photod.fleet import Fleet, build_targets
 from photod.ingest import Ingestor
@@ -25,7 +26,7 @@ from photod.pause import Pause
 from photod.recovery import kept_config, plan_for, shared_plan
 from photod.reminders import Reminders
 from photod.replicate import Replicator
-from photod.restore import drill, open_targets
+from photod.restore import open_targets
 from photod.schedules import interval
 from photod.sidecars import LibraryKeeper
 from photod.targets.records import Installation

@@ -1,4 +1,4 @@
-"""Get the photos back: ``photod restore`` and the restore drills.
+"""Get the photos back: ``photod restore`` (and each file of a restore drill).
 
 A restored file is written beside its final name, hashed on the way, fsynced, and only
 then given its name, never over an existing file: a file already there with the same
@@ -14,29 +14,25 @@ import fnmatch
 import hashlib
 import os
 import secrets
-import shutil
 import stat
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 
 from photod import failpoints, private, xmp
-from photod.catalog import Catalog, month
+from photod.catalog import Catalog
 from photod.errors import PhotodError, TargetUnavailable, UnsafeName
 from photod.fleet import TargetState
 from photod.library import asset_from_json
 from photod.logs import log
 from photod.media import check_key
-from photod.models import Asset, Kind
+from photod.models import Asset
 from photod.policy import plural, size
-from photod.probe import probe_file
 from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
-from photod.statelock import DRILL_SCRATCH
 from photod.targets.base import CHUNK, Identity
 from photod.verify import hash_stream
 
@@ -221,16 +217,7 @@ class Restorer:
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
-            where = {"src_dir_fd": folder, "dst_dir_fd": folder}
-            try:
-                os.link(temp, name + xmp.SUFFIX, **where, follow_symlinks=False)
-            except FileExistsError:
-                pass
-            except OSError:  # no hard links (FAT, exFAT): check, then rename
-                try:
-                    os.stat(name + xmp.SUFFIX, dir_fd=folder, follow_symlinks=False)
-                except FileNotFoundError:
-                    os.rename(temp, name + xmp.SUFFIX, **where)
+            _place(folder, temp, name + xmp.SUFFIX)  # (one already there is kept)
         except OSError as exc:
             log.warning("restore_sidecar_failed", path=name + xmp.SUFFIX, error=str(exc))
         finally:
@@ -330,12 +317,20 @@ class Restorer:
 
     def _copy(self, state: TargetState, key: str, asset: Asset, folder: int, name: str) -> str:
         """Copy one replica to ``name`` in ``folder``; '' on success, else why not."""
+        try:
+            src = state.target.open(key)
+        except FileNotFoundError:  # (only the target's side: DEST's is said apart)
+            if state.target.encrypted:  # (its objects are named with the identity's key)
+                return ("not found under this identity's names: missing on the target, or "
+                        "the identity file is not the one it was written with")  # fmt: skip
+            return "missing on the target"
+        except (OSError, TargetUnavailable) as exc:
+            return str(exc)
         temp = f"{TEMP_PREFIX}{secrets.token_hex(6)}.tmp"
         h = hashlib.sha256()
         try:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            with state.target.open(key) as src, \
-                    os.fdopen(os.open(temp, flags, 0o600, dir_fd=folder), "wb") as out:  # fmt: skip
+            with src, os.fdopen(os.open(temp, flags, 0o600, dir_fd=folder), "wb") as out:
                 self._give(out.fileno())
                 mtime = self._file_time(state, src, asset, key)
                 while chunk := src.read(CHUNK):
@@ -346,32 +341,25 @@ class Restorer:
                     out.write(chunk)
                     self.on_bytes(len(chunk))
                 out.flush()
-                if mtime is not None:  # the file's own time: for a photo without EXIF, its date
-                    os.utime(out.fileno(), ns=(mtime, mtime))
                 os.fsync(out.fileno())
-            if h.hexdigest() != asset.sha256:
-                return f"bytes do not match (got {h.hexdigest()[:12]}); the next scrub repairs it"
-            where = {"src_dir_fd": folder, "dst_dir_fd": folder}
-            try:
-                os.link(temp, name, **where, follow_symlinks=False)  # never over a file
-                return ""
-            except FileExistsError:
-                pass
-            except OSError:  # no hard links (FAT, exFAT): check, then rename
-                try:
-                    os.stat(name, dir_fd=folder, follow_symlinks=False)
-                except FileNotFoundError:
-                    os.rename(temp, name, **where)
-                    return ""
+                if h.hexdigest() != asset.sha256:
+                    return (
+                        f"bytes do not match (got {h.hexdigest()[:12]}); the next scrub repairs it"
+                    )
+                failpoints.hit("restore_linking")  # (a slow disk's flush, for the tests)
+                placed = _place(folder, temp, name)
+                if placed and mtime is not None:
+                    # The file's own time (a photo without EXIF: its date), given once it
+                    # has its name: a temporary with an old time is a killed restore's,
+                    # which another restore into DEST sweeps away.
+                    os.utime(out.fileno(), ns=(mtime, mtime))
+                    os.fsync(out.fileno())
             # Something is there by now: the same bytes (another restore into DEST), or not.
-            if _sha_beneath(folder, name) == asset.sha256:
+            if placed or _sha_beneath(folder, name) == asset.sha256:
                 return ""
             return "a different file appeared there; left untouched"
-        except FileNotFoundError:
-            if state.target.encrypted:  # (its objects are named with the identity's key)
-                return ("not found under this identity's names: missing on the target, or "
-                        "the identity file is not the one it was written with")  # fmt: skip
-            return "missing on the target"
+        except FileNotFoundError as exc:  # in DEST: its temporary, or a folder, went away
+            return f"its file in DEST went away as it was written ({exc.strerror})"
         except (OSError, TargetUnavailable) as exc:
             return str(exc)
         finally:
@@ -379,108 +367,21 @@ class Restorer:
                 os.unlink(temp, dir_fd=folder)
 
 
-class DrillResult(NamedTuple):
-    """One target's drill: how many files it restored and checked, how many failed;
-    or why it could not be drilled (``away``: not reachable)."""
-
-    files: int
-    failed: int
-    away: str = ""
-
-    @property
-    def passed(self) -> bool:
-        return not self.failed and not self.away
-
-    def line(self, name: str) -> str:
-        """'lib: drill passed: 20 photos restored and checked, 0 failed'."""
-        if self.away:
-            return f"{name}: not drilled: {self.away}"
-        return (f"{name}: drill {'passed' if self.passed else 'FAILED'}: {self.counts}"
-                + ("" if self.passed else " (photod logs --failures)"))  # fmt: skip
-
-    @property
-    def counts(self) -> str:
-        """'20 photos restored and checked, 0 failed'."""
-        return f"{plural(self.files - self.failed, 'photo')} restored and checked, {self.failed} failed"
-
-
-def drill(
-    catalog: Catalog,
-    targets: dict[str, TargetState],
-    sample: int,
-    stop: threading.Event,
-    scratch: Path | None = None,
-) -> dict[str, DrillResult]:
-    """Restore a random sample from each target into a temporary folder, check every
-    hash and that photos decode and videos' containers parse, then delete the sample.
-    Logs ``drill_passed`` or ``drill_failed`` per target; returns each target's counts."""
-    results: dict[str, DrillResult] = {}
-    for name, state in targets.items():
-        if stop.is_set():
-            break
-        started = time.monotonic()
-        picked = catalog.sample(name, sample)
-        if not picked:
-            continue
-        problems: list[str] = []
-        with tempfile.TemporaryDirectory(prefix=DRILL_SCRATCH, dir=scratch) as tmp:
-            restorer = Restorer(catalog, {name: state}, stop)
-            tmp_fd = open_root(tmp)
-            try:
-                for asset, decoded in picked:
-                    outcome = restorer.one(asset, tmp_fd)
-                    if state.queued:  # a remote's drill downloads: it counts as egress
-                        catalog.add_egress(name, month(), asset.size)
-                    if outcome != "restored":
-                        problems.append(f"{asset.relpath}: {outcome}")
-                        continue
-                    problem = _decode(Path(tmp) / asset.relpath, asset)
-                    if problem and decoded is not False:  # it decoded when it came in
-                        problems.append(f"{asset.relpath}: {problem}")
-                    # Each file goes once checked: a sample of phone videos would fill the
-                    # state dir (the catalog's disk) if kept to the end.
-                    _empty(tmp)
-            finally:
-                os.close(tmp_fd)
-            shutil.rmtree(tmp, ignore_errors=True)
-        if stop.is_set():
-            break  # cut short by a shutdown: neither passed nor failed
-        passed = not problems
-        detail = "; ".join(problems[:5])
-        catalog.add_drill(name, passed, len(picked), detail)
-        results[name] = DrillResult(len(picked), len(problems))
-        event = log.info if passed else log.error
-        event(
-            "drill_passed" if passed else "drill_failed",
-            target=name,
-            files=len(picked),
-            failed=len(problems),
-            problems=problems[:20],
-            duration=round(time.monotonic() - started, 3),
-        )
-    if not stop.is_set():  # (one cut short is not the run its schedule wanted: caught up)
-        catalog.ran("drill", {"passed": {n: r.passed for n, r in results.items()}})
-    return results
-
-
-def _empty(folder: str) -> None:
-    """Everything in ``folder`` removed (it stays)."""
-    for entry in os.scandir(folder):
-        if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)
-
-
-def _decode(path: Path, asset: Asset) -> str:
-    """'' when a restored photo decodes (or a video's container parses)."""
-    if asset.kind not in (Kind.PHOTO, Kind.VIDEO):
-        return ""
-    info = probe_file(str(path), path.name, path.stat().st_mtime, "full")
-    if info is None:
-        return "not recognised as a photo or video any more"
-    return info.problem
+def _place(folder: int, temp: str, name: str) -> bool:
+    """Give the temporary its name, never over a file: False when one is there."""
+    where = {"src_dir_fd": folder, "dst_dir_fd": folder}
+    try:
+        os.link(temp, name, **where, follow_symlinks=False)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links (FAT, exFAT): check, then rename
+        try:
+            os.stat(name, dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
+            os.rename(temp, name, **where)
+            return True
+        return False
 
 
 def _sha_beneath(folder: int, name: str) -> str:

@@ -17,11 +17,12 @@ from photod import catalog_guard, instance, logs, private, snapshot
 from photod.albums import album_assets, albums
 from photod.catalog import CATALOG_NAME, Catalog
 from photod.config import Config
+from photod.drill import DrillResult, drill
 from photod.errors import CatalogDamaged, CatalogUntrusted, PhotodError
 from photod.fleet import build_targets
 from photod.logs import log
 from photod.pipeline import Pipeline
-from photod.restore import DrillResult, Restorer, RestoreReport, drill, open_targets, select
+from photod.restore import Restorer, RestoreReport, open_targets, select
 from photod.statelock import StateLock
 from photod.targets.records import Installation
 from photod.targetspec import TargetsSettings

@@ -57,7 +57,7 @@ def test_a_drill_prints_how_many_photos_it_restored_and_checked(
 def test_a_drill_cut_short_by_a_stop_is_not_recorded_as_run(tmp_path: Path, samples: Path) -> None:
     """A drill a stop cut short is not counted as the run its schedule wanted: the
     next start still catches up on it (a whole drill is counted)."""
-    from photod.restore import drill
+    from photod.drill import drill
     from tests.test_replicate import Rig
 
     rig = Rig(tmp_path, "a", "b")

@@ -224,9 +224,6 @@ def build(site: Site, keys: Keys, hosts: frozenset[str]) -> ASGIApp:
     async def restore(request: Request) -> Response:
         if int(request.headers.get("content-length") or 0) > BODY_MAX:
             return JSONResponse({"error": "too many photos at once"}, status_code=413)
-        if site.restores.running():
-            return JSONResponse({"error": "a restore is running: wait for it to end"},
-                                status_code=429)  # fmt: skip
         # A urlencoded body, read here (Starlette's form parser needs python-multipart).
         form = urllib.parse.parse_qs((await request.body())[:BODY_MAX].decode("utf-8", "replace"))
         dest, why = _destination(form.get("dest", [""])[0].strip())
@@ -241,6 +238,9 @@ def build(site: Site, keys: Keys, hosts: frozenset[str]) -> ASGIApp:
         uid = request.scope["photod.uid"]
         owner = uid if os.geteuid() == 0 and uid not in (None, 0) else None  # (written as theirs)
         job = site.restores.start(site.config(), dest, chosen, owner)
+        if job is None:
+            return JSONResponse({"error": "a restore is running: wait for it to end"},
+                                status_code=429)  # fmt: skip
         return JSONResponse(job.view())
 
     def restore_progress(request: Request) -> Response:

@@ -50,10 +50,16 @@ class Restores:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def start(self, cfg: Config, dest: Path, chosen: frozenset[str], owner: int | None) -> Job:
-        """``owner``: the user asking, when this daemon runs as root and they are not."""
-        job = Job(next(self._ids), str(dest), len(chosen))
+    def start(
+        self, cfg: Config, dest: Path, chosen: frozenset[str], owner: int | None
+    ) -> Job | None:
+        """A restore started; None while one runs (one at a time: checked and started
+        at once, so two requests never both pass).  ``owner``: the user asking, when
+        this daemon runs as root and they are not."""
         with self._lock:
+            if any(j.state == "running" for j in self.jobs.values()):
+                return None
+            job = Job(next(self._ids), str(dest), len(chosen))
             self.jobs[job.id] = job
             for old in sorted(self.jobs)[:-KEPT]:
                 if self.jobs[old].state != "running":
@@ -128,10 +134,6 @@ class Restores:
         job.state = "failed" if report.failed else "done"
         log.info("restore_finished", dest=str(dest), restored=report.restored,
                  skipped=report.skipped, failed=len(report.failed), by="dashboard")  # fmt: skip
-
-    def running(self) -> bool:
-        with self._lock:
-            return any(j.state == "running" for j in self.jobs.values())
 
     def get(self, job_id: int) -> Job | None:
         with self._lock:

@@ -233,6 +233,31 @@ def session(url: str, link: str) -> str:
     return cookie.split(";")[0]
 
 
+class Restores:
+    """Restores asked of a daemon's dashboard over HTTP, as its page asks them."""
+
+    def __init__(self, p: Photod) -> None:
+        self.url = base_url(p)
+        self.cookie = {"Cookie": session(self.url, login(p))}
+        page = ask(self.url, "/library?month=undated", headers=self.cookie)[2].decode()
+        self.csrf = page.split('name="csrf" content="')[1].split('"')[0]
+
+    def form(self, dest: str, shas: list[str]) -> str:
+        return urllib.parse.urlencode({"dest": dest, "assets": ",".join(shas)})
+
+    def restore(self, dest: str, shas: list[str]) -> tuple[int, dict[str, Any]]:
+        headers = {**self.cookie, "X-CSRF-Token": self.csrf}
+        status, _, body = ask(self.url, "/restore", "POST", headers, self.form(dest, shas))
+        return status, json.loads(body)
+
+    def view(self, job: int) -> dict[str, Any]:
+        return dict(json.loads(ask(self.url, f"/restore/{job}", headers=self.cookie)[2]))
+
+    def ended(self, job: int, timeout: float = 30) -> dict[str, Any]:
+        wait_for(lambda: self.view(job)["state"] != "running", timeout, "the restore to end")
+        return self.view(job)
+
+
 def test_the_guard(setup: Setup, samples: Path) -> None:
     """Without a session every page and endpoint says 401; a foreign Host gets 403
     even with one; a change without the CSRF token, or from another origin, 403; a
@@ -637,24 +662,13 @@ def test_a_folder_no_restore_can_go_into_is_said_and_restores_go_on(
         shutil.copy(samples / name, setup.inbox / name)
     p.wait_protected(len(PHOTOS))
     p.wait_event("dashboard_started")
-    url = base_url(p)
-    cookie = {"Cookie": session(url, login(p))}
-    page = ask(url, "/library?month=undated", headers=cookie)[2].decode()
-    good = {**cookie, "X-CSRF-Token": page.split('name="csrf" content="')[1].split('"')[0]}
-    shas = ",".join(hashlib.sha256((samples / n).read_bytes()).hexdigest() for n in PHOTOS)
+    dash = Restores(p)
+    shas = [hashlib.sha256((samples / n).read_bytes()).hexdigest() for n in PHOTOS]
 
     def restore(dest: str) -> tuple[int, dict[str, Any]]:
-        form = urllib.parse.urlencode({"dest": dest, "assets": shas})
-        status, _, body = ask(url, "/restore", "POST", good, form)
-        return status, json.loads(body)
+        return dash.restore(dest, shas)
 
-    def ended(job: int) -> dict[str, Any]:
-        def view() -> dict[str, Any]:
-            return dict(json.loads(ask(url, f"/restore/{job}", headers=cookie)[2]))
-
-        wait_for(lambda: view()["state"] != "running", 30, "the restore to end", str)
-        return view()
-
+    ended = dash.ended
     status, said = restore(f"{setup.home}/Re\0stored")
     assert 400 == status, said
     assert "NUL" in said["error"] and "give the folder as a full path" in said["error"]
@@ -719,3 +733,86 @@ def test_a_restore_cut_off_by_a_stop_says_it_did_not_finish(
     assert ("warning", len(restored), 30 - len(restored)) == (
         stopped["level"], stopped["restored"], stopped["not_restored"])  # fmt: skip
     assert [] == p.events("restore_finished")
+
+
+def slow_library(setup: Setup, failpoints: str, n: int) -> tuple[Photod, list[str]]:
+    """A daemon whose restores are slowed where ``failpoints`` says, its library ``n``
+    photos whose files are years old (their file time comes back with them); the
+    commands run beside it are not slowed."""
+    from tests.integration.test_truth import make_photos
+
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}])
+    p.env["PHOTOD_FAILPOINTS"] = failpoints
+    p.start()
+    p.env.pop("PHOTOD_FAILPOINTS")
+    made = make_photos(setup.home / "camera", n)
+    for name in made:
+        os.utime(setup.home / "camera" / name, (1.6e9, 1.6e9))
+        (setup.home / "camera" / name).rename(setup.inbox / name)
+    p.wait_protected(n)
+    p.wait_event("dashboard_started")
+    return p, sorted(made.values())
+
+
+def test_two_restores_asked_at_once_run_one_at_a_time(setup: Setup) -> None:
+    """Two restores asked at the same moment (their requests arriving in pieces, as a
+    slow or busy connection sends them): both passed the one-at-a-time check and ran at
+    once; now one runs and the other is told to wait (429)."""
+    import socket
+
+    p, shas = slow_library(setup, "restore_chunk=sleep:0.2", 10)
+    dash = Restores(p)
+    body = dash.form(str(setup.home / "Restored"), shas).encode()
+    host = urllib.parse.urlsplit(dash.url).netloc
+    head = (f"POST /restore HTTP/1.1\r\nHost: {host}\r\nCookie: {dash.cookie['Cookie']}\r\n"
+            f"X-CSRF-Token: {dash.csrf}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()  # fmt: skip
+    port = int(dash.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as a, \
+            socket.create_connection(("127.0.0.1", port)) as b:  # fmt: skip
+        a.sendall(head + body[:100])
+        b.sendall(head + body[:100])
+        time.sleep(0.5)  # both heads read: each request waits for the rest of its body
+        a.sendall(body[100:])
+        b.sendall(body[100:])
+        answers = [s.makefile("rb").read().split(b"\r\n", 1)[0] for s in (a, b)]
+    assert [b"HTTP/1.1 200 OK", b"HTTP/1.1 429 Too Many Requests"] == sorted(answers)
+    job = dash.ended(1, timeout=60)
+    assert ("done", 10) == (job["state"], job["restored"])
+    assert {} == dash.view(2)  # (never started)
+    assert 1 == len(p.events("restore_started"))
+    assert 0 == p.stop()
+
+
+def test_two_restores_into_one_folder_each_restores_every_photo(setup: Setup) -> None:
+    """A restore from the dashboard and `photod restore` into the same folder at once:
+    the second took the first's temporary (stamped with the photo's years-old file
+    time before it got its name) for a killed restore's and deleted it, and the first
+    reported an intact photo "missing on the target".  Now both end with nothing
+    failed, and every photo is there once, whole, with its own file time; and a file
+    that goes from DEST as it is written is said to have gone from DEST."""
+    p, shas = slow_library(setup, "restore_linking=sleep:2", 4)  # (a slow disk's flush)
+    dash = Restores(p)
+    dest = setup.home / "Restored"
+    status, job = dash.restore(str(dest), shas)
+    assert 200 == status, job
+    wait_for(lambda: list(dest.rglob(".photod-restore-*")), 10, "the first file written")
+    p.env["PHOTOD_FAILPOINTS"] = "restore_linking=sleep:2"  # (the same slow disk)
+    cli = p.cli("restore", str(dest))
+    assert 0 == cli.returncode, cli.stdout + cli.stderr
+    assert "failed 0" in cli.stdout
+    job = dash.ended(job["id"])
+    assert ("done", [], 4) == (job["state"], job["failed"], job["restored"] + job["skipped"])
+    got = [f for f in dest.rglob("*") if f.is_file()]
+    assert shas == sorted(hashlib.sha256(f.read_bytes()).hexdigest() for f in got)
+    assert {1.6e9} == {f.stat().st_mtime for f in got}
+
+    other = setup.home / "Elsewhere"
+    status, job = dash.restore(str(other), shas[:1])
+    wait_for(lambda: list(other.rglob(".photod-restore-*")), 10, "the file written")
+    for temp in other.rglob(".photod-restore-*"):
+        temp.unlink()  # (another program tidying the folder)
+    job = dash.ended(job["id"])
+    [(_, why)] = job["failed"]
+    assert "missing on the target" not in why and "in DEST went away" in why, why
+    assert 0 == p.stop()
