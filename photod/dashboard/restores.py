@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from photod.config import Config
 
 KEPT = 20  # finished restores the page can still show
+FAILED_SHOWN = 50  # failures a restore's page names (each polled answer carries them)
 
 
 @dataclass
@@ -38,7 +39,10 @@ class Job:
         return {
             "id": self.id, "dest": self.dest, "files": self.files, "total": self.total,
             "done": self.done, "state": self.state, "restored": self.restored,
-            "skipped": self.skipped, "failed": self.failed[:50], "message": self.message,
+            "skipped": self.skipped, "message": self.message,
+            # The count apart from the list: a page shows every failure counted, the
+            # first FAILED_SHOWN named.
+            "failed": self.failed[:FAILED_SHOWN], "failed_count": len(self.failed),
         }  # fmt: skip
 
 

@@ -816,3 +816,30 @@ def test_two_restores_into_one_folder_each_restores_every_photo(setup: Setup) ->
     [(_, why)] = job["failed"]
     assert "missing on the target" not in why and "in DEST went away" in why, why
     assert 0 == p.stop()
+
+
+def test_a_restore_with_many_failures_counts_them_all(setup: Setup, browser: Any) -> None:
+    """70 photos restored into a folder where 60 of their names already hold other
+    files: the page said "failed 50" (the list it names was cut to 50, and it counted
+    the list); it now says "failed 60", names the first 50 and says how many more."""
+    from selenium.webdriver.common.by import By
+
+    p, _ = slow_library(setup, "", 70)
+    dest = setup.home / "Restored"
+    day = dest / "2008" / "2008-05-30"  # (the sample's EXIF date)
+    day.mkdir(parents=True)
+    for i in range(60):
+        (day / f"IMG_{i:04d}.JPG").write_bytes(b"another file of the same name")
+    browser.get(login(p))
+    browser.get(base_url(p) + "/library")
+    assert 70 == len(browser.find_elements(By.CSS_SELECTOR, ".photo"))
+    browser.find_element(By.ID, "all").click()
+    browser.find_element(By.ID, "dest").send_keys(str(dest))
+    browser.find_element(By.ID, "go").click()
+    wait_for(lambda: text(browser, "#progress").startswith(("restored", "restore failed")),
+             60, "the restore to end", lambda: text(browser, "#progress"))  # fmt: skip
+    said = text(browser, "#progress")
+    assert said.startswith(f"restored 10 file(s) into {dest}, skipped 0 already there, failed 60;")
+    assert 50 == said.count("a different file is already there; left untouched")
+    assert said.endswith("; and 10 more"), said[-200:]
+    assert 0 == p.stop()

@@ -64,8 +64,10 @@
     if (job.state === "stopped") { progress.textContent = job.message; return; }
     progress.textContent = job.message ? "restore failed: " + job.message :
       "restored " + job.restored + " file(s) into " + job.dest + ", skipped " + job.skipped +
-      " already there, failed " + job.failed.length +
-      job.failed.map((f) => "; " + f[0] + ": " + f[1]).join("");
+      " already there, failed " + job.failed_count +
+      job.failed.map((f) => "; " + f[0] + ": " + f[1]).join("") +
+      (job.failed_count > job.failed.length ?
+        "; and " + (job.failed_count - job.failed.length) + " more" : "");
   }
 
   form.addEventListener("submit", async (ev) => {
