@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -108,7 +109,11 @@ def test_a_drill_keeps_one_file_at_a_time_and_names_a_target_it_could_not_reach(
                              stderr=subprocess.PIPE, text=True)  # fmt: skip
     most = 0  # files in the drill's folder at once
     while drill.poll() is None:
-        held = [f for f in (tmp_path / "state").glob("photod-drill-*/**/*") if f.is_file()]
+        held = set()  # files, not names: a restored file has two for an instant (its
+        for f in (tmp_path / "state").glob("photod-drill-*/**/*"):  # temporary's, its own)
+            with contextlib.suppress(FileNotFoundError):
+                if f.is_file():
+                    held.add(f.stat().st_ino)
         most = max(most, len(held))
         time.sleep(0.005)
     out, err = drill.communicate()
@@ -116,4 +121,6 @@ def test_a_drill_keeps_one_file_at_a_time_and_names_a_target_it_could_not_reach(
     assert 1 == drill.returncode, out + err
     assert "lib: drill passed: 6 photos restored and checked, 0 failed" in lines
     assert [line for line in lines if line.startswith("usb: not drilled: ")], out
-    assert 1 == most
+    # One file at a time, not the sample of six kept to the end.  (A glob walks one day
+    # folder after another: it may see a file that is deleted meanwhile and the next.)
+    assert 1 <= most <= 2, most
