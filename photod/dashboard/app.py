@@ -179,7 +179,8 @@ def build(site: Site, keys: Keys, hosts: frozenset[str]) -> ASGIApp:
         q = request.query_params
         settings = statusconfig.of(site.config())
         infos = catalog.counting(settings.target_infos(), settings.scrub_cycle)
-        found = data.library(catalog, settings.rule, infos, q.get("month", ""), q.get("album", ""))
+        found = data.library(catalog, settings.rule, infos, q.get("month", ""),
+                             q.get("album", ""), q.get("device", ""))  # fmt: skip
         return site.page(request, "library.html", lib=found)
 
     def asset(request: Request, catalog: Catalog) -> Response:

@@ -119,15 +119,22 @@ def phones(
 
 
 def library(
-    catalog: Catalog, rule: PolicyRule, infos: Mapping[str, TargetInfo], month: str, album: str
+    catalog: Catalog,
+    rule: PolicyRule,
+    infos: Mapping[str, TargetInfo],
+    month: str,
+    album: str,
+    device: str = "",
 ) -> dict[str, Any]:
-    """The months and albums to browse, and the photos of the one chosen."""
+    """The months and albums to browse, and the photos of the one chosen: the album
+    ``album`` of the phone ``device`` (its UDID: two phones' albums of one name are two
+    albums; every phone's of that name without it)."""
     months = [{"month": m or "undated", "count": n} for m, n in catalog.months()]
     found = albums(catalog, rule, infos)
     if not month and not album and months:
         month = str(months[0]["month"])
     if album:
-        among = album_assets(catalog, album) or frozenset()
+        among = album_assets(catalog, album, device or None) or frozenset()
         shown = [a for a in (catalog.asset(s) for s in sorted(among)) if a is not None]
         shown.sort(key=lambda a: (a.captured_at, a.relpath))
     else:
@@ -135,8 +142,13 @@ def library(
     return {
         "months": months,
         "month": month,
-        "albums": [{"name": a.name, "device": a.device, "photos": a.photos} for a in found],
+        "albums": [
+            {"name": a.name, "device": a.device, "udid": a.udid, "photos": a.photos} for a in found
+        ],
+        "phones": len({a.udid for a in found}),
         "album": album,
+        "device": device,
+        "device_name": next((a.device for a in found if a.udid == device), device),
         "assets": [_card(a) for a in shown],
     }
 

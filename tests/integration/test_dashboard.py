@@ -20,9 +20,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import Photod, wait_for
+from tests.integration import test_iphone
 from tests.integration.conftest import Setup
+from tests.integration.test_iphone import UDID_A, UDID_B, PhoneSetup
 
 pytestmark = pytest.mark.integration
+
+# The phone tests' fake usbmuxd and setup, as fixtures here too.
+phones = test_iphone.phones
+usbmuxd = test_iphone.usbmuxd
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = Path(os.environ.get("PHOTOD_TEST_OUTPUT", ROOT / "test-output")) / "dashboard"
@@ -843,4 +849,50 @@ def test_a_restore_with_many_failures_counts_them_all(setup: Setup, browser: Any
     assert said.startswith(f"restored 10 file(s) into {dest}, skipped 0 already there, failed 60;")
     assert 50 == said.count("a different file is already there; left untouched")
     assert said.endswith("; and 10 more"), said[-200:]
+    assert 0 == p.stop()
+
+
+def test_two_phones_albums_of_one_name_stay_apart(
+    phones: PhoneSetup, samples: Path, tmp_path: Path, browser: Any
+) -> None:
+    """Anna's phone and Bob's each have an album named "Summer": the library showed two
+    "Summer" links, each opening the photos of both albums (and a restore of "the
+    album" took Bob's photos with Anna's).  Each link now names its phone and opens
+    that phone's album only."""
+    from selenium.webdriver.common.by import By
+
+    from tests import photoslib
+    from tests.fakephone import camera_roll
+
+    p = phones.photod().start()
+    p.wait_event("usbmuxd_connected")
+    summer: dict[str, set[str]] = {}  # each phone's album: the SHA-256 of its photos
+    for udid, name, start, chosen in ((UDID_A, "Anna's iPhone", 1, 1),
+                                      (UDID_B, "Bob's iPhone", 101, 2)):  # fmt: skip
+        roll = camera_roll(tmp_path / udid, samples, photos=3, live=0, start=start)
+        afcs = sorted(roll.files)
+        lib = [photoslib.Photo(afc.rsplit("/", 1)[1], directory=afc[1:].rsplit("/", 1)[0])
+               for afc in afcs]  # fmt: skip
+        photoslib.build(roll.media, "17.6", lib, [(("Summer",), [x.uuid for x in lib[:chosen]])])
+        summer[name] = {
+            hashlib.sha256(roll.files[a].read_bytes()).hexdigest() for a in afcs[:chosen]
+        }
+        phones.mux.plug(phones.phone(udid, name, roll))
+        p.wait_event("device_library_read", udid=udid, timeout=60)
+    p.wait_event("dashboard_started")
+    url = base_url(p)
+    browser.get(login(p))
+    browser.get(url + "/library")
+    links = {
+        a.text: a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, ".albums a")
+    }
+    assert {"Summer Anna's iPhone", "Summer Bob's iPhone"} == set(links), links
+    for name, shas in summer.items():
+        browser.get(links[f"Summer {name}"])
+        assert f"Summer {name}" == text(browser, "section h2")
+        shown = {
+            b.get_attribute("value") for b in browser.find_elements(By.CSS_SELECTOR, ".photo input")
+        }
+        assert shas == shown, name
+    shot(browser, "album")
     assert 0 == p.stop()
