@@ -316,23 +316,64 @@ def read_events(
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(raw line, event) in time order; lines that are not JSON are passed over."""
     only = only or Filter(since, failures)
-    since = only.since
-    cutoff = since.astimezone(UTC).isoformat().replace("+00:00", "Z") if since else ""
     for path in _files(log_dir):
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(event, dict):
-                    continue
-                ts = str(event.get("ts", "")).replace("+00:00", "Z")
-                if cutoff and ts < cutoff:
-                    continue
-                if not only.matches(event):
-                    continue
-                yield line.rstrip("\n"), event
+                event = event_of(line, only)
+                if event is not None:
+                    yield line.rstrip("\n"), event
+
+
+def event_of(line: str, only: Filter) -> dict[str, Any] | None:
+    """The event a line of the log holds, when ``only`` lets it through; else None
+    (a line that is not JSON too).  What its text alone rules out is not parsed."""
+    if (only.asset and only.asset.lower() not in line) or (
+        only.failures and not may_be_failure(line)
+    ):
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(event, dict):
+        return None
+    since = only.since
+    cutoff = since.astimezone(UTC).isoformat().replace("+00:00", "Z") if since else ""
+    if cutoff and str(event.get("ts", "")).replace("+00:00", "Z") < cutoff:
+        return None
+    return event if only.matches(event) else None
+
+
+def newest_lines(log_dir: Path, block: int = 1 << 16) -> Iterator[str]:
+    """The log's lines newest first, each file read from its end a block at a time
+    (the current file, then the rotated ones): what shows the last few hundred events
+    reads those, not the whole history."""
+    for path in reversed(_files(log_dir)):
+        try:
+            f = open(path, "rb")  # noqa: SIM115 (closed below; the generator may stop early)
+        except FileNotFoundError:
+            continue  # rotated away meanwhile
+        with f:
+            end = f.seek(0, os.SEEK_END)
+            rest = b""
+            while end > 0:
+                start = max(0, end - block)
+                f.seek(start)
+                lines = (f.read(end - start) + rest).split(b"\n")
+                rest = lines[0]  # (perhaps cut: joined to the block before it)
+                for line in reversed(lines[1:]):
+                    if line:
+                        yield line.decode("utf-8", "replace")
+                end = start
+            if rest:
+                yield rest.decode("utf-8", "replace")
+
+
+def may_be_failure(line: str) -> bool:
+    """Whether a line of the log may hold a warning or an error: False for the info
+    and debug lines, told from their text without parsing them (as the log writes
+    them: a string's own quotes are escaped, so no value can look like this)."""
+    return '"level": "info"' not in line and '"level": "debug"' not in line
 
 
 def local_time(stamp: str | datetime | None, seconds: bool = False) -> str:

@@ -896,3 +896,41 @@ def test_two_phones_albums_of_one_name_stay_apart(
         assert shas == shown, name
     shot(browser, "album")
     assert 0 == p.stop()
+
+
+def test_the_events_page_of_a_long_log_reads_its_newest_lines(
+    setup: Setup, samples: Path, browser: Any
+) -> None:
+    """A long log (60 MB over its rotated files, a warning in the oldest): each view of
+    the Events page rendered every event of every file before keeping the last 500,
+    seconds of the daemon's CPU a view.  It now reads from the newest line back: the
+    newest event first, the old warning still among the failures, in a fraction of a
+    second of CPU."""
+    import psutil
+    from selenium.webdriver.common.by import By
+
+    log = setup.home / "log"
+    log.mkdir(mode=0o700)
+    old = {"ts": "2025-06-01T12:00:00Z", "level": "info", "event": "replica_written",
+           "target": "library", "asset": "ab" * 32, "path": "2024/2024-05-01/IMG_1234.HEIC",
+           "bytes": 2345678, "duration": 0.123}  # fmt: skip
+    line = json.dumps(old) + "\n"
+    warning = {**old, "level": "warning", "event": "target_unavailable", "reason": "an old one"}
+    for n in range(5, 0, -1):  # (the oldest first: .5)
+        first = json.dumps(warning) + "\n" if n == 5 else ""
+        (log / f"photod.jsonl.{n}").write_text(first + line * (12 * 1024**2 // len(line)))
+    p, _, _ = start(setup, samples)
+    url = base_url(p)
+    browser.get(login(p))
+    daemon = psutil.Process(p.proc.pid)  # type: ignore[union-attr]
+    for _ in range(3):
+        before = sum(daemon.cpu_times()[:2])
+        browser.get(url + "/events")
+        spent = sum(daemon.cpu_times()[:2]) - before
+        assert spent < 1.0, f"{spent:.2f} s of CPU for one view"
+    timeline = browser.find_elements(By.CSS_SELECTOR, "#timeline li")
+    assert 500 == len(timeline)
+    assert "2025-06-01" not in timeline[0].text  # (today's run first)
+    assert "2025-06-01" in timeline[-1].text  # (then the rotated files')
+    assert "an old one" in text(browser, "#failures")
+    assert 0 == p.stop()
