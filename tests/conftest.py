@@ -28,6 +28,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                                  item.get_closest_marker("integration") is None))  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def _events_set_up_afresh() -> Iterator[None]:
+    """A test that sets up photod's event log in its own process (as `photod run`
+    does) must not change where a later test's events go: structlog caches a logger
+    at its first event after `logs.setup`, with that set-up's processors, and the
+    `capture_logs` of every later test on the same worker then saw nothing (27 tests
+    failed after one that set the log up and logged)."""
+    yield
+    if "structlog" not in sys.modules:
+        return
+    import logging
+
+    import structlog
+
+    from photod import logs
+
+    logs._Events._logger = None  # the next event takes the configuration as it is then
+    if structlog.get_config()["cache_logger_on_first_use"]:  # left set up by the test
+        root = logging.getLogger()
+        for h in list(root.handlers):
+            root.removeHandler(h)
+            h.close()
+        structlog.reset_defaults()
+
+
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 if not SAMPLES.is_dir():  # the project may be checked out elsewhere: look beside it too
     SAMPLES = Path(os.environ.get("PHOTOD_SAMPLES", "../shared/samples")).resolve()
