@@ -76,16 +76,15 @@ async def read_small(link: PhoneLink, f: DeviceFile, counted: Callable[[int], No
     handle = await link.open_file(f.path)
     try:
         parts: list[bytes] = []
-        done, pieces = 0, False
+        done = 0
+        # Read to the phone's empty answer: no earlier read answered in full here (it
+        # would have been longer than the file), so none says where the file ends.
         while chunk := await link.read(handle):
             if done + len(chunk) > f.size:  # (a file that never ends fills no memory)
                 raise SourceChanged(f"{f.path} on the phone (longer than listed)")
             parts.append(chunk)
             done += len(chunk)
             counted(len(chunk))
-            if _at_its_end(chunk, done, f.size, pieces):
-                break  # the phone's read met the file's end (as in ``_read_into``)
-            pieces |= len(chunk) < READ_SIZE
     finally:
         await link.close_file(handle)
     if done != f.size:
@@ -157,11 +156,11 @@ async def _read_into(
                     if done + len(chunk) > f.size:  # (a file that never ends fills no disk)
                         raise SourceChanged(f"{f.path} on the phone (longer than listed)")
                     # Ask for the next chunk before hashing and writing this one; unless
-                    # this one ended short at the listed size: the phone's read met the
-                    # file's end there (one request a file fewer: most photos are read
-                    # whole by their first read).  A file longer than listed is still
-                    # caught: its first read brings more than the listing said.
-                    if _at_its_end(chunk, done + len(chunk), f.size, pieces):
+                    # this one ended short at the listed size after reads answered in
+                    # full: the phone's read met the file's end there (one request a
+                    # file fewer).  A file longer than listed is still caught.
+                    in_full = done > offset and not pieces
+                    if _at_its_end(chunk, done + len(chunk), f.size, in_full):
                         nxt = _at_end()
                     else:
                         nxt = asyncio.ensure_future(link.read(handle))
@@ -185,13 +184,14 @@ async def _read_into(
         await link.close_file(handle)
 
 
-def _at_its_end(chunk: bytes, done: int, size: int, pieces: bool) -> bool:
+def _at_its_end(chunk: bytes, done: int, size: int, in_full: bool) -> bool:
     """Whether the read that brought ``chunk`` met the file's end: it reached the listed
-    size with less than it asked for, from a phone that had answered every earlier read
-    in full (one that answers in pieces may have stopped short of the end: its next
-    read says, and a file grown since the listing is still caught).  One request a file
-    fewer: most photos are read whole by their first read."""
-    return len(chunk) < READ_SIZE and done == size and not pieces
+    size with less than it asked for, from a phone that had answered an earlier read of
+    the file and every one in full (``in_full``).  One that answers in pieces may have
+    stopped short of the end, at the listed size too when the file grew since the
+    listing: its next read says.  A first read proves nothing: a piece of a grown file
+    may be just the listed size.  One request a large file fewer."""
+    return len(chunk) < READ_SIZE and done == size and in_full
 
 
 def _at_end() -> asyncio.Future[bytes]:
