@@ -38,7 +38,6 @@ from photod.errors import (
     CatalogDamaged,
     CatalogUntrusted,
     CatalogUnwritable,
-    ConfigError,
     DaemonFailed,
     PhotodError,
     StateDirFull,
@@ -70,10 +69,7 @@ def _set_up_process(cfg: Config) -> StateLock:
     their owner reads, and a low priority: all before any thread starts, since every
     thread inherits them."""
     private.go_private()  # before anything is written: the state is private
-    for where in (cfg.state_dir, cfg.log_dir, cfg.log_dir / logs.LOG_NAME):
-        if why := private.not_ours(where):  # (a config's problem: exit 78, not restarted)
-            raise ConfigError([f"{where}: {why}; photod writes nothing there: remove it, or "
-                               "set [daemon] state_dir and log_dir to folders of your own"])  # fmt: skip
+    private.refuse_theirs(cfg.state_dir, cfg.log_dir, cfg.log_dir / logs.LOG_NAME)
     # systemd's soft limit of 1,024 open files is few for a daemon that others can make
     # hold sockets (the dashboard's port): as many as the hard limit allows, up to 64 Ki.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

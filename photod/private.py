@@ -14,6 +14,8 @@ import os
 import stat
 from pathlib import Path
 
+from photod.errors import ConfigError
+
 UMASK = 0o077
 # A copy's mode before the umask: a target's copy, and a phone's staged file (which a
 # target on the same disk may take by a link: it must be what a written copy is).
@@ -55,6 +57,16 @@ def not_ours(path: Path) -> str:
     except OSError:
         return ""  # not there (yet), or a dangling link: what writes there says why
     return ""
+
+
+def refuse_theirs(state_dir: Path, log_dir: Path, log_file: Path) -> None:
+    """ConfigError (exit 78: the units do not restart it) when photod may not write at
+    one of these (``not_ours``): checked by everything that writes the state or the
+    log, the daemon and the commands that write its log alike."""
+    for where in (state_dir, log_dir, log_file):
+        if why := not_ours(where):
+            raise ConfigError([f"{where}: {why}; photod writes nothing there: remove it, or "
+                               "set [daemon] state_dir and log_dir to folders of your own"])  # fmt: skip
 
 
 def tighten(folders: list[Path]) -> list[str]:

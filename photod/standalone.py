@@ -44,6 +44,9 @@ class _Foreground:
 
     def __enter__(self) -> Catalog:
         private.go_private()  # what it writes in the state dir is private
+        private.refuse_theirs(
+            self.cfg.state_dir, self.cfg.log_dir, self.cfg.log_dir / logs.LOG_NAME
+        )
         self.lock = StateLock(self.cfg.state_dir)  # raises AlreadyRunning
         try:
             logs.setup(
@@ -208,6 +211,7 @@ def rebuild(
     cfg: Config, name: str, force: bool, wanted: str | None, take_over: bool = False
 ) -> tuple[snapshot.Rebuilt, Path | None]:
     private.go_private()
+    private.refuse_theirs(cfg.state_dir, cfg.log_dir, cfg.log_dir / logs.LOG_NAME)
     lock = StateLock(cfg.state_dir)
     logs.setup(cfg.log_dir, console=False)
     lock.sweep()

@@ -401,6 +401,43 @@ def test_a_link_another_user_planted_for_the_log_is_never_written_through(
         assert 0o700 == stat.S_IMODE(made.stat().st_mode), made
 
 
+def test_the_commands_that_write_the_log_never_write_through_another_users_link(
+    setup: Setup, intruder: User
+) -> None:
+    """`photod verify`, `photod drill` and `photod catalog rebuild` write their events
+    to the daemon's log: another user's link planted there (to photod's user's
+    ~/.bashrc) stops them as it stops `photod run` (exit 78, nothing written through),
+    and so does a state folder replaced by their link."""
+    p = backed_up_twice(setup, SAMPLES)[0]
+    victim = setup.home / "bashrc"
+    victim.write_text("echo hello\n")
+    logs = setup.home / "log"
+    shutil.rmtree(logs)
+    logs.mkdir()
+    planted = logs / "photod.jsonl"
+    planted.symlink_to(victim)
+    os.lchown(planted, intruder.uid, intruder.gid)
+    commands = (["verify"], ["drill"], ["catalog", "rebuild", "--from", "lib", "--force"])
+    for command in commands:
+        r = p.cli(*command)
+        assert 78 == r.returncode and "belongs to another user" in r.stderr, (
+            command,
+            r.stdout + r.stderr,
+        )
+        assert "echo hello\n" == victim.read_text(), command
+    planted.unlink()
+    state, theirs = setup.home / "state", setup.home / "theirs"
+    state.rename(setup.home / "mine")
+    theirs.mkdir()
+    os.chown(theirs, intruder.uid, intruder.gid)
+    state.symlink_to(theirs, target_is_directory=True)
+    os.lchown(state, intruder.uid, intruder.gid)
+    for command in commands:
+        r = p.cli(*command)
+        assert 78 == r.returncode and "another user" in r.stderr, (command, r.stdout + r.stderr)
+        assert [] == list(theirs.iterdir()), command
+
+
 def test_a_config_that_holds_a_secret_must_be_private(setup: Setup) -> None:
     """An inline rclone secret (or a webhook's token) in a config others may read: run,
     config check and doctor refuse it in one line with the `chmod 600` that fixes it;
