@@ -15,7 +15,7 @@ from pathlib import Path
 
 from photod import catalog_guard, instance, logs, private, snapshot
 from photod.albums import album_assets, albums
-from photod.catalog import CATALOG_NAME, Catalog
+from photod.catalog import CATALOG_NAME, Catalog, no_catalog
 from photod.config import Config
 from photod.drill import DrillResult, drill
 from photod.errors import CatalogDamaged, CatalogUntrusted, PhotodError
@@ -73,6 +73,8 @@ class _Foreground:
                 self.me, self.relist = verdict.me, verdict.relist
             elif not db.exists():
                 raise CatalogUntrusted(f"there is no catalog at {db}", MISSING_FIX)
+            elif no_catalog(db):  # never opened: SQLite would make a new, empty one in it
+                raise CatalogUntrusted(f"the catalog {db} is a file of 0 bytes", instance.FIX)
             self.catalog = Catalog(db)
         except BaseException:
             logs.shutdown()

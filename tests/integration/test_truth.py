@@ -158,9 +158,10 @@ def test_a_catalog_cut_to_nothing_with_its_installation_file_lost_is_no_new_comp
         f.unlink()
     (state / "catalog.sqlite").write_bytes(b"")
     (state / "installation.json").unlink()
-    for command in ("status", "doctor", "albums"):  # (each opened it, and made it anew)
+    for command in ("status", "doctor", "albums", "drill"):  # (each opened it, made it anew)
         said = p.cli(command)
         assert 0 != said.returncode, said.stdout + said.stderr
+        assert 0 == (state / "catalog.sqlite").stat().st_size, command
     assert "0 bytes" in p.cli("status").stdout + p.cli("status").stderr
     r = p.cli("run", "--once")
     assert 0 != r.returncode and "catalog rebuild --from" in r.stdout + r.stderr, (
