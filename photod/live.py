@@ -23,6 +23,7 @@ def iso(t: float) -> str | None:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+LONGEST_PAUSE = 100 * 365 * 86400  # seconds: every end a date can say, as status shows it
 _KIND = {"internal": "folder", "external": "external drive", "nas": "NAS", "cloud": "offsite"}
 
 
@@ -127,6 +128,9 @@ def answer(
         seconds = request.get("seconds")
         if seconds is not None and not (isinstance(seconds, int | float) and seconds > 0):
             return {"ok": False, "message": "seconds must be a positive number"}
+        if seconds is not None and seconds > LONGEST_PAUSE:  # (its end: past year 9999)
+            return {"ok": False, "message": "a pause --for longer than 100 years cannot "
+                    "end on a date: leave --for out to pause until `photod resume`"}  # fmt: skip
         pause.start(float(seconds) if seconds else None)
         until = iso(pause.until())
         log.info("daemon_paused", **({"until": until} if until else {}))

@@ -186,6 +186,25 @@ def test_a_pause_ends_on_time_when_the_clock_is_set_back(setup: Setup, samples: 
         assert 0 == p.stop()
 
 
+def test_a_pause_too_long_for_a_date_is_refused_and_leaves_status_working(
+    setup: Setup,
+) -> None:
+    """`pause --for 3000000d` ends past the year 9999, which no date can say: it is
+    refused with what to type instead, the daemon is not paused, and `photod status`
+    still shows the daemon (it answered "bad request" while paused so, and the pause
+    had taken effect though the command said it failed)."""
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}])
+    p.start()
+    try:
+        r = p.cli("pause", "--for", "3000000d")
+        assert 0 != r.returncode and "photod resume" in r.stdout + r.stderr, r.stdout + r.stderr
+        status = p.cli("status")
+        assert "bad request" not in status.stdout and "PAUSED" not in status.stdout, status.stdout
+        assert "not paused" in p.cli("resume").stdout
+    finally:
+        assert 0 == p.stop()
+
+
 def test_backup_reload_and_verify_through_the_daemon(setup: Setup) -> None:
     """`backup --now` starts a scan at once, `reload` reads the config again, `verify`
     runs a scrub in the daemon; with no daemon each says so and exits 3."""
