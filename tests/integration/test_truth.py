@@ -444,6 +444,32 @@ def test_a_power_cut_right_after_a_copy_loses_nothing_on_the_drive(
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+def test_a_state_dir_on_a_read_only_mount_stops_the_start_with_one_clear_line(
+    setup: Setup,
+) -> None:
+    """The disk of the state dir (and its log, as by default) remounted read-only (what
+    ext4 does after an error): `photod run` stops with one line naming the folder and
+    the read-only disk, not a traceback of the lock's open (which systemd printed again
+    at every restart, every 10 s)."""
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}],
+                     {"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
+    make_photos(setup.inbox, 1)
+    assert 0 == p.cli("run", "--once").returncode
+    for where in ("state", "log"):
+        folder = str(setup.home / where)
+        subprocess.run(["mount", "--bind", folder, folder], check=True)
+        subprocess.run(["mount", "-o", "remount,bind,ro", folder], check=True)
+    try:
+        for args in (["run", "--once"], ["run"]):
+            r = p.cli(*args)
+            said = r.stdout + r.stderr
+            assert r.returncode not in (0, 70) and "Traceback" not in said, said
+            assert "read-only" in said.lower() and str(setup.home) in said, said
+    finally:
+        for where in ("state", "log"):
+            subprocess.run(["umount", str(setup.home / where)], capture_output=True)
+
+
 def test_a_full_state_dir_is_one_event_and_the_files_go_when_there_is_room(
     setup: Setup, small_drive: Path
 ) -> None:
