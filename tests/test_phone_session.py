@@ -749,8 +749,9 @@ def test_a_live_photos_movie_waits_once_for_its_still_and_stays_beside_it(
         rig.mux.plug(phone)
         wait_until(lambda: named(events, "device_import_finished"), "the first import")
         assert set() == rig.on_target()
-        state = rig.state()
-        assert state is not None and "2 file(s) wait for their still" in state[1]
+        # (the phone's state is recorded just after the event that says the import ended)
+        wait_until(lambda: "2 file(s) wait for their still" in (rig.state() or ("", ""))[1],
+                   "the phone's state to say two files wait")  # fmt: skip
         rig.mux.unplug(phone)
         wait_until(lambda: named(events, "device_detached"), "the unplug")
 
