@@ -61,6 +61,13 @@ async def fetch(
 SMALL = READ_SIZE  # files shorter than this are read whole, then staged by the ingest
 
 
+class StagingTaken(PhotodError):
+    """A phone file's staging name holds another photo that no target has yet: that
+    copy is the other photo's only one off the phone, so this file waits for it."""
+
+    said = "its staging name holds another photo no target has yet; read once a target has it"
+
+
 class NotStaged(PhotodError):
     """A small file's bytes could not be written into staging (``error``): said as a
     file that cannot be staged, or, the disk full, as the whole import waiting."""

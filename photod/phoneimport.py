@@ -220,7 +220,14 @@ class PhoneImport:
         try:
             counted, data = partial(self._counted, link, progress), None
             try:
-                staged = staging.staged_path(self.roots[source.name], udid, f.path)
+                root = self.roots[source.name]
+                staged = staging.staged_path(root, udid, f.path)
+                if os.path.lexists(staged):  # (rare: what a crash or a wait left there)
+                    other: str | None = await self.db(
+                        staging.only_copy_at, self.catalog, root, source.name, staged, f
+                    )
+                    if other is not None and await asyncio.to_thread(staging.holds, staged, other):
+                        raise phonecopy.StagingTaken(f"{f.path}: {phonecopy.StagingTaken.said}")
                 if f.size < phonecopy.SMALL:  # staged by the ingest worker that takes it
                     sha, data = "", await phonecopy.read_small(link, f, counted)
                 else:
@@ -231,7 +238,7 @@ class PhoneImport:
                 # This file cannot be staged here (its name, say): the others go on.
                 await self._file_failed(link, f, progress, exc)
                 return
-            except SourceChanged as exc:  # not the size it was listed with: this file's
+            except (SourceChanged, phonecopy.StagingTaken) as exc:  # this file's alone
                 await self._file_failed(link, f, progress, exc)
                 return
             except FileUnreadable as exc:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from photod.catalog import DeviceFile
+from photod.catalog import Catalog, DeviceFile
 from photod.durable import fsync_dir
 from photod.media import MAX_NAME_BYTES, safe_name
 
@@ -46,6 +46,36 @@ def staged_path(root: Path, udid: str, path: str) -> Path:
     they hold (the layout key, not this path, decides where copies go)."""
     parts = [stage_name(p) for p in path.split("/") if p not in ("", ".", "..")]
     return root.joinpath(udid, *parts)
+
+
+def only_copy_at(
+    catalog: Catalog, root: Path, source: str, staged: Path, f: DeviceFile
+) -> str | None:
+    """The photo (its SHA-256) whose only copy off the phone ``f``'s staging name holds,
+    as it was staged; None when there is none.  A photo deleted on the phone whose
+    name another then took (or two of the phone's paths making one staging name):
+    staging ``f`` over that file would lose it, with no target holding it yet."""
+    try:
+        st = os.lstat(staged)
+    except OSError:
+        return None  # (nothing there now: staging goes on as usual)
+    if (st.st_size, st.st_mtime_ns) == (f.size, f.mtime_ns):
+        return None  # this file, staged before a crash kept it from being recorded
+    seen = catalog.source_file(source, staged.relative_to(root).as_posix())
+    if seen is None or (seen.size, seen.mtime_ns) != (st.st_size, st.st_mtime_ns):
+        return None  # not a photo's copy as it was staged (cut, replaced): nothing to keep
+    return None if catalog.replicas(seen.asset) else seen.asset
+
+
+def holds(staged: Path, sha: str) -> bool:
+    """Whether ``staged`` still holds the photo ``sha``: a copy whose proof failed (its
+    bytes rotted after staging) is no photo's copy, and the phone's file is read again
+    over it.  Read whole: asked only of an only copy ``only_copy_at`` found."""
+    try:
+        with open(staged, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest() == sha
+    except OSError:
+        return False
 
 
 def resume_point(part: Path, meta: Path, size: int, mtime_ns: int) -> tuple[int, Any]:

@@ -659,6 +659,47 @@ def test_a_staged_copy_lost_before_any_target_took_it_is_read_from_the_phone_aga
         rig.close()
 
 
+def test_a_photo_waiting_in_staging_is_never_replaced_by_another_of_its_name(
+    tmp_path: Path, events: Events
+) -> None:
+    """A photo whose only copy off the phone is in staging (the library drive full),
+    deleted on the phone, and another photo takes its name there: the new one is not
+    staged over the first (its copy would be gone with no target holding it); it waits,
+    said failed and retried, and once a target has the first, both are backed up."""
+    path = "/DCIM/100APPLE/IMG_0001.JPG"
+    first = photos(tmp_path, 1)[path]
+    second = photos(tmp_path / "later", 1, start=2)["/DCIM/100APPLE/IMG_0002.JPG"]
+    assert len(first) != len(second)  # (the in-memory phone gives every file one time)
+    rig = PhoneRig(tmp_path, reserve="1000TiB")  # the library drive has no room
+    phone = MemPhone(UDID, {path: first})
+    rig.mux.plug(phone)
+    wait_until(lambda: named(events, "device_import_finished"), "the import")
+    staged = staging.staged_path(rig.staging, UDID, path)
+    assert (sha(first), set()) == (sha(staged.read_bytes()), rig.on_target())
+    rig.mux.unplug(phone)
+    wait_until(lambda: named(events, "device_detached"), "the unplug")
+
+    phone.files = {path: second}  # deleted on the phone; a new photo of the same name
+    rig.mux.plug(phone)
+    wait_until(lambda: len(named(events, "device_import_finished")) == 2, "the next import")
+    assert sha(first) == sha(staged.read_bytes())  # the first photo's only copy, kept
+    [waits] = named(events, "device_file_failed")
+    assert path == waits["path"] and "staging name holds another photo" in waits["error"]
+    rig.mux.unplug(phone)
+    wait_until(lambda: len(named(events, "device_detached")) == 2, "the unplug")
+    rig.close()
+
+    rig = PhoneRig(tmp_path, mux=rig.mux)  # room again: photod restarted
+    try:
+        rig.replicator.replicate_pending("lib")  # the first photo, from staging
+        rig.mux.plug(phone)
+        wait_until(lambda: len(named(events, "device_import_finished")) == 3, "the retry")
+        rig.replicator.replicate_pending("lib")
+        assert {sha(first), sha(second)} == rig.on_target()
+    finally:
+        rig.close()
+
+
 def test_two_phones_of_one_name_are_never_taken_for_each_other(
     tmp_path: Path, events: Events
 ) -> None:
