@@ -66,6 +66,9 @@ class StagingTaken(PhotodError):
     copy is the other photo's only one off the phone, so this file waits for it."""
 
     said = "its staging name holds another photo no target has yet; read once a target has it"
+    busy = (
+        "another of the phone's files of its staging name is being read; read at the next plug-in"
+    )
 
 
 class NotStaged(PhotodError):

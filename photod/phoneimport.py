@@ -91,6 +91,9 @@ class PhoneImport:
         self.workers = workers
         self.roots = roots
         self.set_state = set_state
+        # Staging names of the files being read or handed over now (on the loop): two of
+        # a phone's paths may make one, and neither file is there for the other's check.
+        self._in_flight: set[Path] = set()
 
     async def _list(
         self, link: PhoneLink, source: IPhoneSource
@@ -153,7 +156,8 @@ class PhoneImport:
                     # session would outlive its phone (and hold up the next plug-in's).
                     raise asyncio.CancelledError() from None
                 raise _leaf(group_error) from None
-        await self.db(self._tidy, source.name, udid, {f.path for f in listing})
+        await self.db(staging.tidy, self.catalog, self.roots[source.name], source.name, udid,
+                      {f.path for f in listing})  # fmt: skip
         unread = ""  # why the phone's library could not be read
         if source.library:  # after the files: they never wait on the library
             unread = await self.library.read(link, self.roots[source.name] / udid,
@@ -217,11 +221,15 @@ class PhoneImport:
         slots: asyncio.Semaphore,
     ) -> None:
         udid = link.udid
+        mine: Path | None = None
         try:
             counted, data = partial(self._counted, link, progress), None
             try:
                 root = self.roots[source.name]
                 staged = staging.staged_path(root, udid, f.path)
+                if staged in self._in_flight:  # another path of its staging name, coming in
+                    raise phonecopy.StagingTaken(f"{f.path}: {phonecopy.StagingTaken.busy}")
+                self._in_flight.add(mine := staged)
                 if os.path.lexists(staged):  # (rare: what a crash or a wait left there)
                     other: str | None = await self.db(
                         staging.only_copy_at, self.catalog, root, source.name, staged, f
@@ -270,6 +278,8 @@ class PhoneImport:
             progress.done_files += 1
             self._progress(link, progress)
         finally:
+            if mine is not None:
+                self._in_flight.discard(mine)
             slots.release()
 
     async def _file_failed(
@@ -350,24 +360,6 @@ class PhoneImport:
             return
         if group:
             self.catalog.set_media_group(sha, group.upper())
-
-    def _tidy(self, source: str, udid: str, on_phone: set[str]) -> None:
-        """Remove staging files that are no longer needed: copies already on a target,
-        and partial files of files no longer on the phone."""
-        top = self.roots[source] / udid
-        if not top.is_dir():
-            return
-        for folder, _, names in os.walk(top):
-            for name in names:
-                path = Path(folder) / name
-                phone_path = "/" + path.relative_to(top).as_posix()
-                if name.endswith(staging.PARTIAL):
-                    if phone_path.removesuffix(".json").removesuffix(".part") not in on_phone:
-                        path.unlink(missing_ok=True)
-                    continue
-                seen = self.catalog.source_file(source, f"{udid}{phone_path}")
-                if seen is not None and self.catalog.replicas(seen.asset):
-                    path.unlink(missing_ok=True)
 
 
 def _leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

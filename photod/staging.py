@@ -78,6 +78,25 @@ def holds(staged: Path, sha: str) -> bool:
         return False
 
 
+def tidy(catalog: Catalog, root: Path, source: str, udid: str, on_phone: set[str]) -> None:
+    """Remove a phone's staging files that are no longer needed: copies already on a
+    target, and partial files of files no longer on the phone."""
+    top = root / udid
+    if not top.is_dir():
+        return
+    for folder, _, names in os.walk(top):
+        for name in names:
+            path = Path(folder) / name
+            phone_path = "/" + path.relative_to(top).as_posix()
+            if name.endswith(PARTIAL):
+                if phone_path.removesuffix(".json").removesuffix(".part") not in on_phone:
+                    path.unlink(missing_ok=True)
+                continue
+            seen = catalog.source_file(source, f"{udid}{phone_path}")
+            if seen is not None and catalog.replicas(seen.asset):
+                path.unlink(missing_ok=True)
+
+
 def resume_point(part: Path, meta: Path, size: int, mtime_ns: int) -> tuple[int, Any]:
     """Where to start: the last checkpoint of a partial copy of the same file (same size
     and mtime on the phone), with the hash of the bytes before it; else 0."""

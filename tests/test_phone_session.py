@@ -700,6 +700,43 @@ def test_a_photo_waiting_in_staging_is_never_replaced_by_another_of_its_name(
         rig.close()
 
 
+def test_two_paths_of_one_staging_name_in_one_import_never_stage_over_each_other(
+    tmp_path: Path, events: Events
+) -> None:
+    """Two of the phone's paths making one staging name (a name ending as a partial
+    copy's, and one spelled as its staging name), both new at one plug-in and read at once, the
+    library drive full: the second is never staged over the first while the first is
+    still on its way in (its only copy off the phone would be gone, with the catalog
+    calling it imported); one waits, said failed, and both are backed up in the end."""
+    odd = "/DCIM/100APPLE/IMG_0001.JPG.part"
+    plain = "/DCIM/100APPLE/" + staging.stage_name("IMG_0001.JPG.part")
+    staged = staging.staged_path(tmp_path, UDID, odd)
+    assert staged == staging.staged_path(tmp_path, UDID, plain)
+    [first, second] = photos(tmp_path, 2).values()
+    rig = PhoneRig(tmp_path, reserve="1000TiB")  # the library drive has no room
+    phone = MemPhone(UDID, {odd: first, plain: second})
+    rig.mux.plug(phone)
+    wait_until(lambda: named(events, "device_import_finished"), "the import")
+    [waits] = named(events, "device_file_failed")
+    assert "of its staging name is being read" in waits["error"]
+    held = staging.staged_path(rig.staging, UDID, odd).read_bytes()
+    kept = {odd: first, plain: second}[({odd, plain} - {waits["path"]}).pop()]
+    assert sha(kept) == sha(held)  # the photo recorded as read is the one staged
+    rig.mux.unplug(phone)
+    wait_until(lambda: named(events, "device_detached"), "the unplug")
+    rig.close()
+
+    rig = PhoneRig(tmp_path, mux=rig.mux)  # room again: photod restarted
+    try:
+        rig.replicator.replicate_pending("lib")
+        rig.mux.plug(phone)
+        wait_until(lambda: len(named(events, "device_import_finished")) == 2, "the retry")
+        rig.replicator.replicate_pending("lib")
+        assert {sha(first), sha(second)} == rig.on_target()
+    finally:
+        rig.close()
+
+
 def test_two_phones_of_one_name_are_never_taken_for_each_other(
     tmp_path: Path, events: Events
 ) -> None:
