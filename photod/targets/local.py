@@ -16,7 +16,6 @@ import errno
 import json
 import os
 import stat
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -38,6 +37,7 @@ from photod.targets.localwrite import (
     TEMP_SUFFIX,
     LocalWriter,
     create_atomic,
+    folder_now,
     write_atomic,
 )
 from photod.targets.missing import in_memory, missing_folder, on_system_disk
@@ -107,12 +107,15 @@ class LocalMeta:
         temporary).  Done at the first check of the process: nothing of this process
         writes there yet, and the state lock keeps any other photod of this
         installation away.  Another installation's temporaries may be writes in flight:
-        those go only once they are old."""
+        those go only once they are old by the folder's clock, not this computer's."""
         mine = f"{TEMP_PREFIX}{self.owner}"
-        old = time.time() - FOREIGN_TEMP_AGE
+        old: float | None = None
         # fwalk: through descriptors, never into a link (a link's writes are refused).
         with contextlib.suppress(OSError):  # no .photod yet: nothing to sweep
             for _, _, names, dirfd in os.fwalk(root / META, follow_symlinks=False):
+                if old is None:  # (.photod itself, first; unwritable: none is old)
+                    now = folder_now(dirfd, self.owner)
+                    old = now - FOREIGN_TEMP_AGE if now is not None else float("-inf")
                 for name in names:
                     if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
                         continue

@@ -47,6 +47,22 @@ def _discard(folder: int, tmp: str) -> None:
         os.unlink(tmp, dir_fd=folder)
 
 
+def folder_now(folder: int, owner: str) -> float | None:
+    """Now, by the clock that stamps the files in ``folder`` (a NAS's own: this
+    computer's may be hours off): the time of a file made there; None when none can be."""
+    tmp = f"{TEMP_PREFIX}{owner}{os.urandom(8).hex()}{TEMP_SUFFIX}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(tmp, flags, 0o600, dir_fd=folder)
+    except OSError:
+        return None
+    try:
+        return os.fstat(fd).st_mtime
+    finally:
+        os.close(fd)
+        _discard(folder, tmp)
+
+
 def write_atomic(folder: int, name: str, data: bytes, owner: str = "") -> None:
     """Temp file in the same directory, fsync, rename over, fsync the directory: the
     file is either the old one or the new one after a crash, never a mix.  ``folder``
