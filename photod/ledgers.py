@@ -120,9 +120,21 @@ def catch_up(catalog: Catalog, name: str, records: Records, stop: threading.Even
 
 
 def relist(catalog: Catalog, name: str, records: Records) -> int:
-    """Append to the list the verified copies it lacks; returns how many."""
+    """Append to the list the verified copies it lacks, each found there at its size;
+    returns how many.  One that is not there (the catalog rebuilt from a snapshot that
+    another computer wrote under this one's id: a cloned disk) is never listed nor
+    counted: it is marked missing, and copied again."""
     listed = {(e.sha256, e.key) for e in records.ledger.entries()}
-    missing = [e for e in catalog.verified_on(name) if (e.sha256, e.key) not in listed]
+    missing = []
+    for e in catalog.verified_on(name):
+        if (e.sha256, e.key) in listed:
+            continue
+        if records.target.size(e.key) == e.size:
+            missing.append(e)
+            continue
+        left = catalog.replica_bad(e.sha256, name, "missing", "relist")
+        log.error("replica_missing", asset=e.sha256, target=name, path=e.key, method="relist",
+                  good_copies_left=left, detail="in the catalog, neither listed nor there")  # fmt: skip
     if missing:
         records.ledger.append(missing)
         flush(catalog, name, records)
