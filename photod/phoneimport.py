@@ -91,9 +91,10 @@ class PhoneImport:
         self.workers = workers
         self.roots = roots
         self.set_state = set_state
-        # Staging names of the files being read or handed over now (on the loop): two of
-        # a phone's paths may make one, and neither file is there for the other's check.
-        self._in_flight: set[Path] = set()
+        # Staging names of the files being read or handed over now (on the loop), folded:
+        # two of a phone's paths may make one (on a disk blind to case, two that only
+        # case tells apart), and neither file is there for the other's check.
+        self._in_flight: set[str] = set()
 
     async def _list(
         self, link: PhoneLink, source: IPhoneSource
@@ -221,15 +222,15 @@ class PhoneImport:
         slots: asyncio.Semaphore,
     ) -> None:
         udid = link.udid
-        mine: Path | None = None
+        mine: str | None = None
         try:
             counted, data = partial(self._counted, link, progress), None
             try:
                 root = self.roots[source.name]
                 staged = staging.staged_path(root, udid, f.path)
-                if staged in self._in_flight:  # another path of its staging name, coming in
+                if (key := staging.fold(staged)) in self._in_flight:  # another of its name
                     raise phonecopy.StagingTaken(f"{f.path}: {phonecopy.StagingTaken.busy}")
-                self._in_flight.add(mine := staged)
+                self._in_flight.add(mine := key)
                 if os.path.lexists(staged):  # (rare: what a crash or a wait left there)
                     other: str | None = await self.db(
                         staging.only_copy_at, self.catalog, root, source.name, staged, f

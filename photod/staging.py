@@ -63,8 +63,40 @@ def only_copy_at(
         return None  # this file, staged before a crash kept it from being recorded
     seen = catalog.source_file(source, staged.relative_to(root).as_posix())
     if seen is None or (seen.size, seen.mtime_ns) != (st.st_size, st.st_mtime_ns):
-        return None  # not a photo's copy as it was staged (cut, replaced): nothing to keep
+        # A disk blind to case (a Mac's, by default) may hold another's file under this
+        # name, spelled as that one's: its record is under that spelling.  (Asked only
+        # here, not of every file: a file is rarely there at all.)
+        real = spelled(root, staged)
+        if real is None or real == staged:
+            return None  # not a photo's copy as it was staged (cut, replaced): nothing to keep
+        seen = catalog.source_file(source, real.relative_to(root).as_posix())
+        if seen is None or (seen.size, seen.mtime_ns) != (st.st_size, st.st_mtime_ns):
+            return None
     return None if catalog.replicas(seen.asset) else seen.asset
+
+
+def spelled(root: Path, staged: Path) -> Path | None:
+    """``staged`` as the disk spells it: on a disk blind to case, as the phone's file
+    first staged there was spelled, which case may tell apart from ``staged``'s; None
+    when it is gone."""
+    at = root
+    for part in staged.relative_to(root).parts:
+        try:
+            names = os.listdir(at)
+        except OSError:
+            return None
+        if part not in names:
+            part = next((n for n in names if n.casefold() == part.casefold()), "")
+            if not part:
+                return None
+        at /= part
+    return at
+
+
+def fold(staged: Path) -> str:
+    """``staged`` as a disk blind to case (a Mac's, by default) tells it apart: two
+    staging paths of one fold may be one file there."""
+    return str(staged).casefold()
 
 
 def holds(staged: Path, sha: str) -> bool:

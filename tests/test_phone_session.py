@@ -737,6 +737,79 @@ def test_two_paths_of_one_staging_name_in_one_import_never_stage_over_each_other
         rig.close()
 
 
+@pytest.fixture
+def case_blind_staging(tmp_path: Path) -> Iterator[Path]:
+    """The rig's staging folder on a real disk blind to case, as a Mac's state dir is
+    (APFS's default): exFAT on a loop device, with exfat-fuse (ext4's casefold needs a
+    kernel built with CONFIG_UNICODE, which not every one is)."""
+    for tool in ("mkfs.exfat", "mount.exfat-fuse", "losetup"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: apt-get install exfatprogs exfat-fuse (CI does)")
+    image, mnt = tmp_path / "staging.img", tmp_path / "state" / "import" / "phones"
+    mnt.mkdir(parents=True)
+    with open(image, "wb") as f:
+        f.truncate(16 * 1024 * 1024)
+    subprocess.run(["mkfs.exfat", str(image)], check=True, capture_output=True)
+    r = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.fail(f"losetup failed ({r.stderr.strip()}): this test needs root, as in CI")
+    loop = r.stdout.strip()
+    try:
+        subprocess.run(["mount.exfat-fuse", loop, str(mnt)], check=True, capture_output=True)
+        (mnt / "Case").touch()
+        assert (mnt / "CASE").exists(), "exFAT here tells names apart by case"
+        (mnt / "Case").unlink()
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        subprocess.run(["losetup", "-d", loop], capture_output=True)
+
+
+@pytest.mark.parametrize("later", [False, True], ids=["one-plug-in", "a-later-plug-in"])
+def test_two_names_only_case_tells_apart_never_stage_over_each_other_on_a_case_blind_disk(
+    tmp_path: Path, events: Events, case_blind_staging: Path, later: bool
+) -> None:
+    """Staging on a disk blind to case (a Mac's, by default), the library drive full:
+    two of the phone's paths that only case tells apart (``IMG_0001.JPG`` and
+    ``img_0001.jpg``, as an iPhone's case-sensitive disk may list them) are one staging
+    file there.  Whether both are new at one plug-in or the second comes at a later
+    one, the second is never staged over the first's only copy off the phone: one
+    waits, said failed, and both are backed up in the end."""
+    upper, lower = "/DCIM/100APPLE/IMG_0001.JPG", "/DCIM/100APPLE/img_0001.jpg"
+    first = photos(tmp_path, 1)[upper]
+    second = photos(tmp_path / "later", 1, start=2)["/DCIM/100APPLE/IMG_0002.JPG"]
+    assert len(first) != len(second)  # (the in-memory phone gives every file one time)
+    rig = PhoneRig(tmp_path, reserve="1000TiB")  # the library drive has no room
+    phone = MemPhone(UDID, {upper: first} if later else {upper: first, lower: second})
+    if later:
+        rig.mux.plug(phone)
+        wait_until(lambda: named(events, "device_import_finished"), "the first import")
+        rig.mux.unplug(phone)
+        wait_until(lambda: named(events, "device_detached"), "the unplug")
+        phone.files = {upper: first, lower: second}
+    rig.mux.plug(phone)
+    wait_until(lambda: len(named(events, "device_import_finished")) == 1 + later, "the import")
+    [waits] = named(events, "device_file_failed")
+    assert waits["error"].startswith("StagingTaken: ")  # (not the disk's doing)
+    kept = {upper: first, lower: second}[({upper, lower} - {waits["path"]}).pop()]
+    held = staging.staged_path(rig.staging, UDID, upper).read_bytes()
+    assert sha(kept) == sha(held)  # the photo recorded as read is the one staged
+    assert [] == named(events, "asset_lost")
+    rig.mux.unplug(phone)
+    wait_until(lambda: len(named(events, "device_detached")) == 1 + later, "the unplug")
+    rig.close()
+
+    rig = PhoneRig(tmp_path, mux=rig.mux)  # room again: photod restarted
+    try:
+        rig.replicator.replicate_pending("lib")
+        rig.mux.plug(phone)
+        wait_until(lambda: len(named(events, "device_import_finished")) == 2 + later, "the retry")
+        rig.replicator.replicate_pending("lib")
+        assert {sha(first), sha(second)} == rig.on_target()
+    finally:
+        rig.close()
+
+
 def test_two_phones_of_one_name_are_never_taken_for_each_other(
     tmp_path: Path, events: Events
 ) -> None:
