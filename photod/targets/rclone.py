@@ -12,7 +12,7 @@ An upload streams (chunked HTTP) into ``operations/uploadfile`` under
 real name, and the catalog notes the temporary so a crash can remove it.  A metadata
 write (a list segment, a marker) is not in the catalog: its temporary carries this
 installation's id, and the first check of the next start removes what a crash left
-(another computer's only once it is a day old: it may be an upload in flight).
+(another computer's only once seen unchanged for a day: it may be an upload in flight).
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from photod import failpoints
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
 from photod.logs import log
 from photod.models import VerifyMethod
@@ -53,7 +53,7 @@ def _said(marks: tuple[str, ...], text: str) -> bool:
     return any(re.search(m, text) for m in marks)
 
 
-FOREIGN_TEMP_AGE = 86400.0  # seconds before another computer's temporary counts as debris
+FOREIGN_TEMP_AGE = 86400.0  # seconds another computer's temporary is seen unchanged before it goes
 ABORT_WAIT = 5.0  # seconds an aborted upload waits for rcd to say it is done with it
 
 
@@ -165,6 +165,7 @@ class RcloneWriter:
                 self.abort()
                 raise self.t.error(body.decode(errors="replace"))
             self.uploaded = True
+        failpoints.hit("rclone_uploaded")  # the temporary whole, not yet checked or moved
 
     def commit(
         self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""
@@ -250,35 +251,49 @@ class RcloneTarget(ObjectTarget):
         self.rcd = Rcd(name, config_file, timeout)
         self.owner = f"{owner}-" if owner else ""
         self.swept = False  # a crashed run's metadata temporaries removed (once)
+        self._foreign: dict[str, tuple[object, object]] = {}  # others' temporaries: size, time
+        self._looked = 0.0  # when .photod/tmp/ was last looked at (monotonic)
         self._sweeping = threading.Lock()
 
     def check(self, known: Identity | None, prepare: bool = True) -> Identity:
         found = super().check(known, prepare)
-        if prepare and self.owner and found.target_id and not self.swept:
+        if prepare and self.owner and found.target_id:
             with self._sweeping:  # the probe and a scrub may check at the same moment
-                if not self.swept:
+                if not self.swept or time.monotonic() - self._looked >= FOREIGN_TEMP_AGE:
                     self._sweep()
         return found
 
     def _sweep(self) -> None:
         """Remove the temporaries a crash of this installation left in ``.photod/tmp/``
-        (nothing of this process writes there before its first check, and the state
-        lock keeps any other photod of this installation away), and other computers'
-        once they are old.  Tidying only: a remote that refuses it (throttled, a
-        temporary this account may not delete) is said once, and the target works."""
-        self.swept = True  # once per process, whatever comes of it
+        (at the first check: nothing of this process writes there before it, and the
+        state lock keeps any other photod of this installation away), and other
+        computers' once they are debris.  Another computer's may be an upload in flight,
+        and no clock here says its age (its time is the uploading computer's rclone's;
+        this computer's may be days off): it goes only when the look FOREIGN_TEMP_AGE
+        earlier, by this process's monotonic clock, saw it at the same size and time (a
+        daemon looks once a day; a command never).  Tidying only: a remote that refuses
+        it (throttled, a temporary this account may not delete) is said once, and the
+        target works."""
+        first, self.swept = not self.swept, True
+        self._looked = time.monotonic()
+        before, self._foreign = self._foreign, {}
         try:
             answer = self.call("operations/list", missing_ok=True, fs=self.remote,
                                remote=TMP.rstrip("/"), opt={"filesOnly": True,
                                                             "noMimeType": True})  # fmt: skip
-            old = time.time() - FOREIGN_TEMP_AGE
             for item in answer.get("list", []):
                 key = str(item.get("Path", ""))
-                if key.startswith(TMP + self.owner) or _mtime(item) < old:
+                seen = (item.get("Size"), item.get("ModTime"))
+                if key.startswith(TMP + self.owner):
+                    if first:  # (later, this process's own writes in flight)
+                        self.delete_temp(key)
+                elif before.get(key) == seen:
                     self.delete_temp(key)
+                else:
+                    self._foreign[key] = seen
         except PhotodError as exc:
             log.warning("target_tidy_failed", target=self.name, error=str(exc),
-                        detail="a crash's temporaries stay until the next start")  # fmt: skip
+                        detail="a crash's temporaries stay until a later look")  # fmt: skip
 
     @staticmethod
     def write_inline_config(path: Path, remote: str, settings: dict[str, str]) -> Path:
@@ -411,16 +426,3 @@ class RcloneTarget(ObjectTarget):
 
     def close(self) -> None:
         self.rcd.stop()
-
-
-def _mtime(item: dict[str, Any]) -> float:
-    """An rclone listing's ModTime (RFC 3339, nanoseconds) as a timestamp; now when it
-    cannot be read, so that an odd entry is kept rather than removed."""
-    stamp = str(item.get("ModTime", ""))
-    whole, _, rest = stamp.partition(".")
-    zone = rest.lstrip("0123456789") if rest else stamp[19:]
-    try:
-        when = datetime.fromisoformat(whole[:19] + zone.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return time.time()
-    return when if when > 946684800 else time.time()  # a zero time (1970, year 1): unknown

@@ -1,5 +1,6 @@
-"""Two computers of a family on one NAS folder, one of them with its clock far off: its
-tidy of a crash's leftovers never takes the other computer's write in flight for one."""
+"""Two computers of a family on one NAS folder (or one SFTP server, through rclone), one
+of them with its clock far off: its tidy of a crash's leftovers never takes the other
+computer's write in flight for one."""
 
 from __future__ import annotations
 
@@ -12,20 +13,27 @@ import pytest
 
 from tests.conftest import Photod, wait_for, write_config
 from tests.integration.test_truth import make_photos
+from tests.servers import SSHServer
 
 pytestmark = pytest.mark.integration
 
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 
 
-def computer(top: Path, name: str, nas: Path, factory: Callable[[Path], Photod]) -> Photod:
+def computer(
+    top: Path,
+    name: str,
+    nas: Path,
+    factory: Callable[[Path], Photod],
+    targets: list[dict[str, object]] | None = None,
+) -> Photod:
     home = top / name
     (home / "inbox").mkdir(parents=True)
     config = write_config(
         home / "photod.toml",
         [{"name": "inbox", "type": "folder", "path": str(home / "inbox")}],
-        [{"name": "nas", "type": "local", "path": str(nas), "media": "nas"}],
-        {"copies": 1, "media": 1, "offsite": 0},
+        targets or [{"name": "nas", "type": "local", "path": str(nas), "media": "nas"}],
+        {"copies": len(targets or [1]), "media": 1, "offsite": 1 if targets else 0},
         f'\n[daemon]\ninstance = "{name}"\nstate_dir = "{home}/state"\nlog_dir = "{home}/log"\n'
         'retry_interval = "1s"\nretry_max = "2s"\n[ingest]\nsettle = "0.5s"\n',
     )
@@ -72,3 +80,50 @@ def test_a_clock_hours_ahead_leaves_the_other_computers_write_in_flight(
     wait_for(lambda: not temp.exists(), 40, "the laptop's record written")
     assert 0 == laptop.stop(timeout=40)
     assert [] == laptop.events("snapshot_failed")  # "No such file or directory (…/nas)"
+
+
+def test_a_clock_days_ahead_leaves_the_other_computers_upload_in_flight(
+    tmp_path: Path, photod_factory: Callable[[Path], Photod], ssh_server: SSHServer
+) -> None:
+    """Both computers back up to one SFTP server through rclone.  The laptop's upload is
+    whole under its temporary name in .photod/tmp/ (its time set by the laptop's
+    rclone), not yet checked or moved, when the desktop, whose clock is two days ahead
+    (a dead CMOS battery), starts: its sweep of what a crash left never removes another
+    computer's temporary on its own clock's word, and the laptop's copy goes through."""
+    if not os.path.exists(FAKETIME) or shutil.which("faketime") is None:
+        pytest.fail("libfaketime not found: apt install faketime")
+    shared = ssh_server.files / tmp_path.name
+    shared.mkdir()
+    cloud = {"name": "cloud", "type": "rclone", "remote": f"box:{shared}",
+             "rclone_config": ssh_server.rclone_config(), "media": "cloud", "offsite": True}  # fmt: skip
+
+    def targets(home: Path) -> list[dict[str, object]]:
+        return [{"name": "lib", "type": "local", "path": str(home / "lib")}, cloud]
+
+    laptop = computer(tmp_path, "laptop", shared, photod_factory, targets(tmp_path / "laptop"))
+    desktop = computer(tmp_path, "desktop", shared, photod_factory, targets(tmp_path / "desktop"))
+    make_photos(laptop.home / "inbox", 1, start=0)
+    laptop.start()
+    laptop.wait_protected(1, timeout=60)
+    assert 0 == laptop.stop()
+
+    # The laptop's next upload waits 20 s, whole, between its upload and its move.
+    laptop.env["PHOTOD_FAILPOINTS"] = "rclone_uploaded=1:sleep:20"
+    laptop.start()
+    make_photos(laptop.home / "inbox", 1, start=1)
+
+    def in_flight() -> list[Path]:
+        return [p for p in (shared / ".photod" / "tmp").glob("*") if p.is_file()]
+
+    wait_for(lambda: in_flight(), 30, "the laptop's upload whole under its temporary name")
+    [temp] = in_flight()
+
+    desktop.env.update(LD_PRELOAD=FAKETIME, FAKETIME="+2d")
+    desktop.start()
+    desktop.wait_event("target_available", target="cloud", timeout=30)
+    assert temp.exists(), "the desktop removed the laptop's upload in flight"
+    assert 0 == desktop.stop()
+    laptop.wait_protected(2, timeout=60)
+    assert 0 == laptop.stop(timeout=40)
+    failed = [e for e in laptop.events() if e.get("level") in ("warning", "error")]
+    assert [] == [e for e in failed if e.get("target") == "cloud"]

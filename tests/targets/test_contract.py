@@ -23,7 +23,7 @@ from photod.targets.base import Identity, hash_object
 from photod.targets.crypt import CryptTarget, Keys, keygen
 from photod.targets.local import LocalTarget
 from photod.targets.memory import MemoryTarget
-from photod.targets.rclone import RcloneTarget
+from photod.targets.rclone import FOREIGN_TEMP_AGE, RcloneTarget
 from photod.targets.records import Ledger
 from photod.targets.s3 import S3Target
 from tests.servers import (
@@ -499,8 +499,10 @@ def test_rclone_start_removes_the_temporaries_its_crash_left(tmp_path: Path) -> 
     """A list segment or a marker is uploaded under .photod/tmp/ and then moved: a
     photod killed in between leaves a temporary no catalog knows of.  Its name carries
     the installation's id, and the next start's first check removes it; another
-    computer's is kept while it may be an upload in flight (a day), then removed; a
-    command that only reads removes nothing."""
+    computer's may be an upload in flight, whatever its time says (set by the other
+    computer's clock, and this one's may be days off): it goes only once seen at the
+    same size and time a day apart by this process's clock; a command that only reads
+    removes nothing."""
     folder = tmp_path / "remote"
     tmp = folder / ".photod" / "tmp"
     tmp.mkdir(parents=True)
@@ -525,8 +527,22 @@ def test_rclone_start_removes_the_temporaries_its_crash_left(tmp_path: Path) -> 
 
     again = RcloneTarget("r", f"dir:{folder}", conf, owner="aaaa1111")
     again.check(None)
+    assert ["bbbb2222-0456", "bbbb2222-0789"] == sorted(p.name for p in tmp.iterdir())
+    (tmp / "aaaa1111-0555").write_bytes(b"this process, in flight")
+    with (tmp / "bbbb2222-0456").open("ab") as f:
+        f.write(b", still uploading")
+    (tmp / "cccc3333-0111").write_bytes(b"a third computer, new")
+    again.check(None)  # (a minute later: not looked at again)
+    again._looked -= FOREIGN_TEMP_AGE  # a day later, by this process's clock
+    again.check(None)
+    assert ["aaaa1111-0555", "bbbb2222-0456", "cccc3333-0111"] == sorted(
+        p.name for p in tmp.iterdir()
+    )
+    again._looked -= FOREIGN_TEMP_AGE
+    again.check(None)
     again.close()
-    assert ["bbbb2222-0456"] == sorted(p.name for p in tmp.iterdir())
+    assert ["aaaa1111-0555"] == sorted(p.name for p in tmp.iterdir())
+    (tmp / "aaaa1111-0555").unlink()
 
     # Tidying only: a leftover the remote refuses to delete (immutable here, which even
     # root cannot delete) is said, and the target works all the same.
