@@ -62,7 +62,7 @@ def _target(state_dir: Path, t: TargetSpec, keys: Keys | None, owner: str) -> Ta
 
         inner = S3Target(
             t.name, t.bucket, t.prefix, t.endpoint, t.region, t.profile, t.credentials_file,
-            t.part_size,
+            t.part_size, owner=owner,
         )  # fmt: skip
     else:
         from photod.targets.rclone import RcloneTarget  # http.client, ssl: only when used

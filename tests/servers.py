@@ -288,9 +288,12 @@ class FaultProxy:
     what ``rule(method, path, query)`` says (a rule may be changed at any time):
     "pass"; "drop" (the connection cut before the request reaches the server: the
     network gone); "forward_then_drop" (the server acts, its answer is lost);
-    ("strip", header) (the answer reaches the client without that header)."""
+    ("strip", header) (the answer reaches the client without that header).  With
+    ``honours``, the folder the server serves, a PUT with ``If-None-Match: *`` over an
+    object there is refused (412 PreconditionFailed) before it reaches the server, as
+    AWS S3 and MinIO refuse it (`rclone serve s3` ignores the header)."""
 
-    def __init__(self, upstream: str, rule: Any = None) -> None:
+    def __init__(self, upstream: str, rule: Any = None, honours: Path | None = None) -> None:
         import http.client
         import http.server
         import urllib.parse
@@ -307,6 +310,16 @@ class FaultProxy:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
 
+            def _refuse(self) -> None:
+                body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>PreconditionFailed'
+                        b"</Code><Message>At least one of the pre-conditions you specified did"
+                        b" not hold</Message></Error>")  # fmt: skip
+                self.send_response_only(412)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
@@ -314,6 +327,13 @@ class FaultProxy:
                 action = proxy.rule(self.command, urllib.parse.unquote(u.path), u.query)
                 if action == "drop":
                     return self._cut()
+                if (
+                    honours is not None
+                    and self.command == "PUT"
+                    and self.headers.get("If-None-Match") == "*"
+                    and (honours / urllib.parse.unquote(u.path).lstrip("/")).is_file()
+                ):
+                    return self._refuse()
                 conn = http.client.HTTPConnection(host, port, timeout=60)
                 conn.putrequest(self.command, self.path, skip_host=True,
                                 skip_accept_encoding=True)  # fmt: skip

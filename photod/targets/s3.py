@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
+from photod import failpoints
 from photod.errors import KeyExists, PhotodError, TargetUnavailable
 from photod.logs import log
 from photod.targets.objects import TMP, ObjectTarget
@@ -72,11 +73,15 @@ class S3Target(ObjectTarget):
         credentials_file: Path | None = None,
         part_size: int = 16 * 1024**2,
         timeout: float = 20.0,
+        owner: str = "",
     ) -> None:
+        """``owner``: this installation's short id, which its probe's name begins with
+        (empty for a command that only reads)."""
         self.name = name
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.endpoint = endpoint
+        self.owner = f"{owner}-" if owner else ""
         self.where = f"s3://{bucket}/{self.prefix}" + (f" at {endpoint}" if endpoint else "")
         self.part_size = max(part_size, 5 * 1024**2)  # S3's smallest part
         self.client, presigner = make_client(endpoint, region, profile, credentials_file, timeout)
@@ -141,9 +146,15 @@ class S3Target(ObjectTarget):
         return self._exclusive
 
     def _probe(self) -> bool | None:
-        key = f"{TMP}{PROBE}{secrets.token_hex(8)}"
+        # The object is this process's alone (this installation's id, then a random
+        # name): "refuses" is only ever the server's 412 to a PUT over it.  Another
+        # computer's probe may be between its two PUTs: removed there, that computer
+        # would learn "ignored" where it is not, so only this installation's go.
+        mine = f"{TMP}{PROBE}{self.owner}"
+        key = f"{mine}{secrets.token_hex(8)}"
         try:
             self.put(key, b"")
+            failpoints.hit("s3_probed")  # (between the PUTs: another computer's probe now)
             try:
                 self.put(key, b"", exclusive=True)
                 return False
@@ -153,8 +164,8 @@ class S3Target(ObjectTarget):
             log.warning("target_probe_failed", target=self.name, error=str(exc))
             return None
         finally:
-            try:  # this one, and any a killed process left
-                for left in {key, *self._list(f"{TMP}{PROBE}")}:
+            try:  # this one, and any a killed process of this installation left
+                for left in {key, *(self._list(mine) if self.owner else ())}:
                     self.delete_object(left)
             except PhotodError as exc:
                 log.warning("target_tidy_failed", target=self.name, error=str(exc),

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from photod import failpoints
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
 from photod.models import ManifestEntry
 from photod.targets.base import Identity, hash_object
@@ -52,10 +53,12 @@ class Kind:
     raw: Callable[[], list[str]] = field(default=lambda: [])  # object names as stored
 
 
-def s3_target(server: S3Server, prefix: str, credentials: Path, endpoint: str = "") -> S3Target:
+def s3_target(
+    server: S3Server, prefix: str, credentials: Path, endpoint: str = "", owner: str = ""
+) -> S3Target:
     return S3Target(
         "s3", BUCKET, prefix, endpoint or server.endpoint, credentials_file=credentials,
-        part_size=5 * 1024**2, timeout=5,
+        part_size=5 * 1024**2, timeout=5, owner=owner,
     )  # fmt: skip
 
 
@@ -418,15 +421,19 @@ def test_s3_a_name_another_computer_took_this_minute_is_not_written_over(
     than a minute old) says a name is free; the other then publishes a photo under it.
     `rclone serve s3` lets a PUT replace an object whatever If-None-Match says (which
     photod learns once, with an object of its own), so this one's upload asks the
-    object itself first and goes beside it: the other's photo stays."""
+    object itself first and goes beside it: the other's photo stays.  Its probe is
+    gone, and so is one a killed process of this installation left; the other
+    computer's is its own to remove."""
     if not s3_server.running():
         s3_server.start()
     creds = s3_server.credentials(tmp_path / "aws-credentials")
     prefix = f"fam-{tmp_path.name}"
-    mine, theirs = s3_target(s3_server, prefix, creds), s3_target(s3_server, prefix, creds)
+    mine = s3_target(s3_server, prefix, creds, owner="0123456789ab")
+    theirs = s3_target(s3_server, prefix, creds, owner="ba9876543210")
     assert not mine.exists("2024/x.jpg")  # listed: free
     put(theirs, "2024/x.jpg", b"theirs")
-    theirs._put(".photod/tmp/probe-0123456789abcdef", b"")  # a killed process's probe
+    mine._put(".photod/tmp/probe-0123456789ab-0123456789abcdef", b"")  # killed: ours
+    theirs._put(".photod/tmp/probe-ba9876543210-0123456789abcdef", b"")  # theirs
     assert mine.refuses_overwrites() is False
     w = mine.open_writer("2024/x.jpg")
     w.write(DATA)
@@ -436,7 +443,51 @@ def test_s3_a_name_another_computer_took_this_minute_is_not_written_over(
     with theirs.open("2024/x.jpg") as f:
         assert b"theirs" == f.read()
     stored = [p.name for p in (s3_server.root / BUCKET / prefix).rglob("*") if p.is_file()]
-    assert sorted(stored) == ["x.jpg", "x~mine.jpg"]  # and photod's probes are gone
+    assert sorted(stored) == ["probe-ba9876543210-0123456789abcdef", "x.jpg", "x~mine.jpg"]
+
+
+@pytest.mark.parametrize("honours", [True, False], ids=["honours", "ignores"])
+def test_s3_two_computers_probing_at_once_each_learn_what_the_server_does(
+    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, honours: bool
+) -> None:
+    """Two computers of a family start on one prefix at the same moment, and each
+    learns whether the server refuses a PUT over an object with a probe object of its
+    own.  The other's whole probe runs between this one's two PUTs: it removes its own
+    object, not this one's, so where the server refuses (AWS S3, MinIO: a proxy that
+    refuses as they do, in front of `rclone serve s3`) both learn that it refuses (this
+    one learned "ignored", its object gone, and asked each name with a HEAD for the
+    rest of its run), and where it does not (`rclone serve s3` itself) neither learns
+    that it refuses: the overwrite of another computer's photo.  Both probes are gone."""
+    if not s3_server.running():
+        s3_server.start()
+    proxy = FaultProxy(s3_server.endpoint, honours=s3_server.root if honours else None)
+    creds = s3_server.credentials(tmp_path / "aws-credentials")
+    prefix = f"both-{tmp_path.name}"
+    mine = s3_target(s3_server, prefix, creds, proxy.endpoint, owner="0123456789ab")
+    theirs = s3_target(s3_server, prefix, creds, proxy.endpoint, owner="ba9876543210")
+    between, go = threading.Event(), threading.Event()
+    hit = failpoints.hit
+
+    def held(name: str) -> None:  # this computer's probe waits between its two PUTs
+        if name == "s3_probed" and threading.current_thread().name == "mine":
+            between.set()
+            go.wait(30)
+        hit(name)
+
+    monkeypatch.setattr(failpoints, "hit", held)
+    learned: list[bool | None] = []
+    probing = threading.Thread(target=lambda: learned.append(mine.refuses_overwrites()),
+                               name="mine")  # fmt: skip
+    probing.start()
+    try:
+        assert between.wait(30), "this computer's probe never made its first PUT"
+        assert theirs.refuses_overwrites() is honours
+    finally:
+        go.set()
+        probing.join(30)
+        proxy.stop()
+    assert [honours] == learned
+    assert [] == list(mine._list(".photod/tmp/"))
 
 
 def test_s3_an_upload_completed_at_its_temporary_whose_answer_was_lost_leaves_nothing(
