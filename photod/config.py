@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import pwd
 import re
 import socket
 import stat
@@ -670,13 +671,39 @@ def _remotes_overlapping(targets: list[Target]) -> list[str]:
     return problems
 
 
+def _not_trusted(path: Path) -> str:
+    """Why nobody but photod's user may have written this config ('' when none): it
+    says what photod reads and where it copies it.  As ssh asks of its own config:
+    its owner is this user or root (through a link too), and not every user may write
+    it (a group's write is left alone: many systems give each user a group of one)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return ""  # (load() has read it: gone since, the next reload says so)
+    allowed = "allowed: a config of your own (or root's) that only its owner may change"
+    if st.st_uid not in (os.geteuid(), 0):
+        try:
+            owner = pwd.getpwuid(st.st_uid).pw_name
+        except KeyError:
+            owner = str(st.st_uid)
+        real = path.resolve()
+        it = f"links to {real}, a file" if real != path else "is a file"
+        return f"{it} of user {owner}, who could make photod copy your photos anywhere; {allowed}"
+    if st.st_mode & 0o002:
+        return (f"every user may change it (mode {st.st_mode & 0o777:03o}); {allowed}, "
+                f"run `chmod 600 {path}`")  # fmt: skip
+    return ""
+
+
 def check_secrets(cfg: Config, lost_identity_ok: bool = False) -> None:
     """Refuse secrets others can read, as ssh does with private keys: a key readable
     by the group or everyone has to be assumed copied.  The config file itself too,
-    when it holds one.  ``lost_identity_ok``: a missing age identity is no problem here
+    when it holds one, and whenever another user could have written it.  ``lost_identity_ok``: a missing age identity is no problem here
     (a restore goes on from the targets that are not encrypted)."""
     where = str(cfg.path)
-    problems = []
+    problems = (
+        [f"{where}: {why}"] if cfg.path is not None and (why := _not_trusted(cfg.path)) else []
+    )
     held = inline_secrets(cfg)
     if held and cfg.path is not None:
         try:

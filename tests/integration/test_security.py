@@ -11,6 +11,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -683,4 +684,46 @@ print(json.dumps(out))
     for made in (restored, *[d for d in (home / "real").rglob("*") if d.is_dir()], home / "real"):
         st = made.stat()
         assert (intruder.uid, intruder.gid) == (st.st_uid, st.st_gid), made
+    assert 0 == p.stop()
+
+
+def test_a_config_another_user_can_change_is_refused(
+    setup: Setup, intruder: User, shared: Path
+) -> None:
+    """The config decides what photod reads and where it copies it: one that another
+    user owns (the file swapped for a link to theirs) or that every user may write is
+    refused in one line by `run`, `config check` and `reload`, and a SIGHUP keeps the
+    daemon on the config it runs (`config_invalid`, never `daemon_reloaded`)."""
+    p = daemon_on(setup, setup.inbox).start()
+    theirs = shared / "photod.toml"
+    theirs.write_text(p.config.read_text().replace('retry_max = "2s"', 'retry_max = "9s"'))
+    os.chown(theirs, intruder.uid, intruder.gid)
+    theirs.chmod(0o644)
+    mine = p.config.read_text()
+    p.config.unlink()
+    p.config.symlink_to(theirs)
+    want = (
+        f"{p.config}: links to {theirs}, a file of user {intruder.name}, who could make photod "
+        "copy your photos anywhere; allowed: a config of your own (or root's) that only "
+        "its owner may change"
+    )
+    for args in (["config", "check"], ["reload"], ["run", "--once"]):
+        r = p.cli(*args)
+        assert (78, [want]) == (r.returncode, r.stderr.splitlines()), args
+    p.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+    [invalid] = p.wait_event("config_invalid")
+    assert [want] == invalid["problems"]
+    assert [] == p.events("daemon_reloaded")
+    assert p.proc.poll() is None  # type: ignore[union-attr]
+
+    p.config.unlink()
+    p.config.write_text(mine)
+    p.config.chmod(0o666)
+    r = p.cli("config", "check")
+    assert 78 == r.returncode
+    assert [f"{p.config}: every user may change it (mode 666); allowed: a config of your "
+            f"own (or root's) that only its owner may change, run `chmod 600 {p.config}`"
+            ] == r.stderr.splitlines()  # fmt: skip
+    p.config.chmod(0o600)
+    assert 0 == p.cli("config", "check").returncode
     assert 0 == p.stop()
