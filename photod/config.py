@@ -963,7 +963,7 @@ def keep_last_good(cfg: Config) -> None:
     if cfg.path is None:
         return
     with contextlib.suppress(OSError, UnicodeDecodeError, ConfigError):
-        text = cfg.path.read_text(encoding="utf-8")
+        text = cfg.path.read_text(encoding="utf-8-sig")
         parse(text, cfg.path)
         tmp = cfg.state_dir / f".{LAST_GOOD}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
@@ -978,7 +978,7 @@ def last_good(path: Path) -> Config | None:
     default); None when there is none, or it is not this user's own private file."""
     path = path.expanduser().absolute()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         data = {}
     folder = paths.unchecked_state_dir(data, path.parent)
@@ -1001,7 +1001,7 @@ def last_good(path: Path) -> Config | None:
 def load(path: Path, cached: bool = False) -> Config:
     path = path.expanduser().absolute()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError as exc:
         raise ConfigError(
             [

@@ -292,7 +292,7 @@ def kept_config(cfg: Config) -> str:
     if cfg.path is None:
         return ""
     try:
-        data: dict[str, Any] = tomllib.loads(cfg.path.read_text(encoding="utf-8"))
+        data: dict[str, Any] = tomllib.loads(cfg.path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return ""
     for target in data.get("targets", []):

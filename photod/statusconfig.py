@@ -118,7 +118,7 @@ class Kept:
         self.key = b""
         self.settings: StatusSettings | None = None
         try:
-            self.text = self.path.read_text(encoding="utf-8")
+            self.text = self.path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError):
             return  # the full check says what is wrong
         self.folder = paths.state_dir_hint(self.text, self.path.parent)

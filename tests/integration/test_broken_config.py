@@ -46,3 +46,20 @@ def test_a_broken_edit_never_locks_you_out_of_your_daemon(setup: Setup, samples:
         str(setup.home / "state"), str(setup.home / "state2")))  # fmt: skip
     never = p.cli("--config", str(other), "status", config=False)
     assert 78 == never.returncode and "copiez" in never.stderr
+
+
+def test_a_config_saved_by_windows_notepad_reloads(setup: Setup) -> None:
+    """A config saved with a byte-order mark and CRLF line ends (Windows Notepad's
+    UTF-8) is the same config: `config check` passes it and a reload applies it, naming
+    the key changed, rather than 'Invalid statement (at line 1, column 1)'."""
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}]).start()
+    text = p.config.read_text().replace('retry_max = "2s"', 'retry_max = "7s"')
+    p.config.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    r = p.cli("config", "check")
+    assert (0, "") == (r.returncode, r.stderr)
+    r = p.cli("reload")
+    assert 0 == r.returncode, r.stderr
+    [reloaded] = p.wait_event("daemon_reloaded")
+    assert ["daemon.retry_max"] == reloaded["changed"]
+    assert [] == p.events("config_invalid")
+    assert 0 == p.stop()
