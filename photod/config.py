@@ -1009,7 +1009,11 @@ def load(path: Path, cached: bool = False) -> Config:
                 "default one, or write one from the example `photod config example` prints"
             ]
         ) from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:  # (its offset in bytes is nothing an editor shows)
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError([f"{path}: line {line}: byte 0x{exc.object[exc.start]:02x} is not "
+                           "UTF-8; allowed: UTF-8 text (save the file as UTF-8)"]) from exc  # fmt: skip
+    except OSError as exc:
         raise ConfigError([f"{path}: cannot read the config: {exc}"]) from exc
     return parse(text, path, cached)
 

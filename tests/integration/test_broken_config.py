@@ -6,6 +6,7 @@ with the errors.  Without a daemon that ever ran, the errors are the answer."""
 from __future__ import annotations
 
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -62,4 +63,26 @@ def test_a_config_saved_by_windows_notepad_reloads(setup: Setup) -> None:
     [reloaded] = p.wait_event("daemon_reloaded")
     assert ["daemon.retry_max"] == reloaded["changed"]
     assert [] == p.events("config_invalid")
+    assert 0 == p.stop()
+
+
+def test_a_config_not_in_utf8_names_the_line(setup: Setup) -> None:
+    """A config saved in Latin-1 (a comment with 'café'): `config check`, `reload` and
+    a SIGHUP name the line and what is allowed, not a codec's byte offset; the daemon
+    keeps running on the config it has."""
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}]).start()
+    text = p.config.read_bytes()
+    p.config.write_bytes(text + "# photos du café\n".encode("latin-1"))
+    line = text.count(b"\n") + 1
+    want = (
+        f"{p.config}: line {line}: byte 0xe9 is not UTF-8; allowed: UTF-8 text "
+        "(save the file as UTF-8)"
+    )
+    for args in (["config", "check"], ["reload"]):
+        r = p.cli(*args)
+        assert (78, [want]) == (r.returncode, r.stderr.splitlines()), args
+    p.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+    [invalid] = p.wait_event("config_invalid")
+    assert [want] == invalid["problems"]
+    assert p.proc.poll() is None  # type: ignore[union-attr]
     assert 0 == p.stop()
