@@ -785,6 +785,19 @@ def _cross_checks(cfg: Config) -> list[str]:
                     f"{section}[{seen[name]}]; names must be unique"
                 )
             seen.setdefault(name, i)
+    state = cfg.state_dir.resolve()
+    for si, source in enumerate(cfg.sources):
+        if not isinstance(source, FolderSource):
+            continue
+        s = source.path.resolve()
+        if s == state or s in state.parents or state in s.parents:
+            # Its thumbnails (JPEGs) and the phones' staged photos would be backed up
+            # as photos, and a thumbnail of each of those in turn.
+            problems.append(
+                f"sources[{si}].path: {source.path} overlaps photod's "
+                f"state dir ({cfg.state_dir}: its catalog, thumbnails and the phones' "
+                "staged files); keep watch folders and the state dir apart"
+            )
     for ti, target in enumerate(cfg.targets):
         if not isinstance(target, LocalTarget):
             continue

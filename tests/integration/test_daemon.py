@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Photod, make_mov, sha256, target_files, wait_for
+from tests.conftest import Photod, make_mov, sha256, target_files, wait_for, write_config
 from tests.integration.conftest import Setup, assert_target_holds
 
 pytestmark = pytest.mark.integration
@@ -268,6 +268,51 @@ def test_sighup_reloads_config(setup: Setup, samples: Path) -> None:
     moved = p.wait_event("config_invalid", count=2)
     assert "daemon.state_dir" in moved[1]["problems"][0]
     assert p.proc.poll() is None  # type: ignore[union-attr]
+    assert 0 == p.stop()
+
+
+def test_a_watch_folder_around_the_state_dir_is_refused(setup: Setup, samples: Path) -> None:
+    """A reload that widens a watch folder to one holding photod's state dir (~/Pictures,
+    the state in ~/Pictures/photod-state) is refused, naming the key and the state dir,
+    and the daemon keeps its config: its thumbnails (JPEGs, one for each photo looked at
+    in the dashboard) would be backed up as photos, and the phones' staged files twice."""
+    from tests.integration.test_dashboard import ask, session
+
+    pictures, lib = setup.home / "Pictures", setup.home / "lib"
+    (pictures / "Inbox").mkdir(parents=True)
+    state = pictures / "photod-state"
+
+    def config(source: Path) -> Path:
+        return write_config(
+            setup.home / "photod.toml",
+            [{"name": "pictures", "type": "folder", "path": str(source)}],
+            [{"name": "lib", "type": "local", "path": str(lib)}],
+            {"copies": 1, "media": 1, "offsite": 0},
+            f'\n[daemon]\nstate_dir = "{state}"\nlog_dir = "{setup.home}/log"\n'
+            '[ingest]\nsettle = "0.5s"\n',
+        )
+
+    p = setup.factory(config(pictures / "Inbox")).start()
+    shutil.copy(samples / "jpg_Canon_40D.jpg", pictures / "Inbox" / "a.jpg")
+    p.wait_protected(1)
+    config(pictures)
+    want = (
+        f"{p.config}: sources[0].path: {pictures} overlaps photod's state dir ({state}: its "
+        "catalog, thumbnails and the phones' staged files); keep watch folders and the "
+        "state dir apart"
+    )
+    r = p.cli("config", "check")
+    assert (78, [want]) == (r.returncode, r.stderr.splitlines())
+    p.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+    [invalid] = p.wait_event("config_invalid")
+    assert [want] == invalid["problems"]
+    url = json.loads((state / "dashboard.json").read_text())["url"]
+    cookie = session(url, p.cli("dashboard", "--no-browser").stdout.split()[0])
+    [ingested] = p.events("asset_ingested")
+    assert 200 == ask(url, f"/thumb/{ingested['asset']}", headers={"Cookie": cookie})[0]
+    time.sleep(3)  # (a thumbnail watched would be taken by now: settle is 0.5 s)
+    assert [] == p.events("daemon_reloaded")
+    assert ["2008/2008-05-30/a.jpg"] == sorted(target_files(lib))
     assert 0 == p.stop()
 
 
