@@ -44,7 +44,7 @@ def parse_size(value: Any) -> int:
 def parse_duration(value: Any) -> float:
     """'2s', '15m', '1h', 30 -> seconds."""
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
+        return _bounded(value, float(value))
     m = (
         re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", str(value))
         if isinstance(value, str)
@@ -54,4 +54,15 @@ def parse_duration(value: Any) -> float:
         raise ValueError(
             f"is {value!r}; allowed: seconds or a duration like '500ms', '2s', '15m', '1h', '7d'"
         )
-    return float(m.group(1)) * _SECONDS[m.group(2) or "s"]
+    return _bounded(value, float(m.group(1)) * _SECONDS[m.group(2) or "s"])
+
+
+MAX_DURATION = 3650 * 86400.0  # ten years: "never" is said otherwise (0, or no key)
+
+
+def _bounded(value: Any, seconds: float) -> float:
+    """A duration the clocks and the scheduler can add to now (`inf`, a TOML float,
+    or millions of years made their intervals overflow)."""
+    if not seconds <= MAX_DURATION:
+        raise ValueError(f"is {value!r}; allowed: a duration up to 3650d")
+    return seconds

@@ -271,6 +271,30 @@ def test_sighup_reloads_config(setup: Setup, samples: Path) -> None:
     assert 0 == p.stop()
 
 
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [("retry_interval = inf", "inf"), ('retry_interval = "99999999999d"', "'99999999999d'")],
+    ids=["inf", "huge"],
+)
+def test_a_duration_without_end_is_refused_by_a_reload(setup: Setup, line: str, shown: str) -> None:
+    """`inf` is a TOML float, and a duration of millions of years parses: each passed
+    `config check` and a reload, and the daemon then died of an OverflowError (its
+    scheduler's interval), a traceback and no backups.  Refused in one line naming the
+    key and what is allowed; the daemon keeps running on its config."""
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}]).start()
+    p.config.write_text(p.config.read_text().replace('retry_interval = "1s"', line))
+    want = f"{p.config}: daemon.retry_interval: is {shown}; allowed: a duration up to 3650d"
+    r = p.cli("config", "check")
+    assert (78, [want]) == (r.returncode, r.stderr.splitlines())
+    p.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+    [invalid] = p.wait_event("config_invalid")
+    assert [want] == invalid["problems"]
+    time.sleep(1)
+    assert p.proc.poll() is None  # type: ignore[union-attr]
+    assert [] == p.events("daemon_failed")
+    assert 0 == p.stop()
+
+
 def test_a_watch_folder_around_the_state_dir_is_refused(setup: Setup, samples: Path) -> None:
     """A reload that widens a watch folder to one holding photod's state dir (~/Pictures,
     the state in ~/Pictures/photod-state) is refused, naming the key and the state dir,
