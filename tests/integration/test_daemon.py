@@ -295,6 +295,28 @@ def test_a_duration_without_end_is_refused_by_a_reload(setup: Setup, line: str, 
     assert 0 == p.stop()
 
 
+def test_a_nul_in_a_path_is_refused_by_a_reload(setup: Setup) -> None:
+    """A NUL in a path (TOML's "\\u0000" escape, a paste gone wrong): `config check`
+    printed a traceback and a reload killed the daemon (ValueError: embedded null
+    byte).  One line naming the key and what is allowed; the daemon keeps its config."""
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}]).start()
+    text = p.config.read_text()
+    p.config.write_text(text.replace(f'"{setup.inbox}"', f'"{setup.inbox}\\u0000x"'))
+    want = (
+        f"{p.config}: sources[0].path: is {str(setup.inbox) + chr(0) + 'x'!r}; allowed: a "
+        "path without a NUL character"
+    )
+    r = p.cli("config", "check")
+    assert (78, [want]) == (r.returncode, r.stderr.splitlines())
+    p.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+    [invalid] = p.wait_event("config_invalid")
+    assert [want] == invalid["problems"]
+    time.sleep(1)
+    assert p.proc.poll() is None  # type: ignore[union-attr]
+    assert [] == p.events("daemon_failed")
+    assert 0 == p.stop()
+
+
 def test_a_watch_folder_around_the_state_dir_is_refused(setup: Setup, samples: Path) -> None:
     """A reload that widens a watch folder to one holding photod's state dir (~/Pictures,
     the state in ~/Pictures/photod-state) is refused, naming the key and the state dir,
