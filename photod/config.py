@@ -532,6 +532,9 @@ def _message(err: Any) -> str:
         return f"is {err['input']!r}; allowed: {_PATTERNS[err['ctx']['pattern']]}"
     if err["type"] == "string_pattern_mismatch":
         return f"is {err['input']!r}; allowed: letters, digits, '.', '_' and '-', up to 64, starting with a letter or digit"
+    if err["type"] == "path_type":  # (pydantic's own words name a Python class)
+        shown = str(err["input"]).lower() if isinstance(err["input"], bool) else repr(err["input"])
+        return f"is {shown}; allowed: a path in quotes, like '~/Pictures'"
     is_target = bool(err["loc"]) and err["loc"][0] == "targets"
     kinds = TARGET_TYPES if is_target else SOURCE_TYPES
     what = "target" if is_target else "source"

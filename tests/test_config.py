@@ -104,6 +104,11 @@ BAD = [
     ),
     ("[policy]\ncopies = 0\n", "policy.copies", "is 0; allowed: 1 or more"),
     (
+        BASE.replace('path = "/a/in"', "path = 5") + targets("x"),
+        "sources[0].path",
+        "is 5; allowed: a path in quotes, like '~/Pictures'",
+    ),
+    (
         BASE + targets('x|media = "tape"\n'),
         "targets[0].media",
         "'internal', 'external', 'nas' or 'cloud'",
