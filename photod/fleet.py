@@ -82,19 +82,26 @@ def _target(state_dir: Path, t: TargetSpec, keys: Keys | None, owner: str) -> Ta
     return inner
 
 
+def keys_for(settings: TargetsSettings) -> Keys | None:
+    """The age keys the encrypted targets are made with (None: none is encrypted).
+    Raises PhotodError, naming the file, when it cannot be read or holds no age
+    identity (a reload asks first: a daemon must not stop on a key a reload named)."""
+    if not (any(t.encrypt for t in settings.targets) and settings.identity is not None):
+        return None
+    from photod.targets.crypt import Keys
+
+    try:
+        return Keys(settings.identity, list(settings.recipients))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PhotodError(f"cannot read the age identity {settings.identity}: {exc}") from exc
+
+
 def build_targets(
     settings: TargetsSettings, stop: threading.Event | None = None, me: Installation | None = None
 ) -> dict[str, TargetState]:
     """Every configured target; with ``me`` (the daemon, and the commands that write),
     each with this installation's records on it."""
-    keys = None
-    if any(t.encrypt for t in settings.targets) and settings.identity is not None:
-        from photod.targets.crypt import Keys
-
-        try:
-            keys = Keys(settings.identity, list(settings.recipients))
-        except OSError as exc:
-            raise PhotodError(f"cannot read the age identity {settings.identity}: {exc}") from exc
+    keys = keys_for(settings)
     stop = stop or threading.Event()
     owner = me.short if me else ""
     states = {}

@@ -317,6 +317,27 @@ def test_a_nul_in_a_path_is_refused_by_a_reload(setup: Setup) -> None:
     assert 0 == p.stop()
 
 
+def test_a_reload_to_a_key_that_is_no_age_identity_keeps_the_daemon(setup: Setup) -> None:
+    """A reload that turns encryption on with an identity file that holds no age key
+    (the public key pasted instead, a file mangled): it passed `config check` and
+    `photod reload`, and the daemon then stopped for good (exit 78, so systemd does
+    not restart it).  Now `config_invalid` names the key and the daemon runs on."""
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}]).start()
+    key = setup.home / "photod.key"
+    key.write_text("age1notasecretkey\n")
+    key.chmod(0o600)
+    text = p.config.read_text().replace('type = "local"', 'type = "local"\nencrypt = true')
+    p.config.write_text(text + f'\n[encryption]\nidentity = "{key}"\n')
+    assert 0 == p.cli("reload").returncode
+    [invalid] = p.wait_event("config_invalid")
+    assert [f"{p.config}: encryption.identity: {key}: not an age identity (expected a line "
+            "AGE-SECRET-KEY-1...): invalid Bech32 encoding"] == invalid["problems"]  # fmt: skip
+    time.sleep(1)
+    assert p.proc.poll() is None  # type: ignore[union-attr]
+    assert [] == p.events("daemon_stopping")
+    assert 0 == p.stop()
+
+
 def test_a_watch_folder_around_the_state_dir_is_refused(setup: Setup, samples: Path) -> None:
     """A reload that widens a watch folder to one holding photod's state dir (~/Pictures,
     the state in ~/Pictures/photod-state) is refused, naming the key and the state dir,
