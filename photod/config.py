@@ -8,6 +8,7 @@ It is better whole: the schema is one tree of models that mirrors
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import ipaddress
 import os
@@ -737,8 +738,24 @@ def check_secrets(cfg: Config, lost_identity_ok: bool = False) -> None:
                 f"{where}: {key}: {path} is readable by others (mode {mode:03o}); "
                 f"allowed: only its owner, run `chmod 600 {path}`"
             )
+        elif key.endswith("].credentials_file") and not _ini(path):
+            # (botocore's own parse of it raised, a traceback that stopped the daemon)
+            problems.append(f"{where}: {key}: {path} is not an AWS credentials file "
+                            "([profile] sections of key = value lines)")  # fmt: skip
     if problems:
         raise ConfigError(problems)
+
+
+def _ini(path: Path) -> bool:
+    """Whether a file reads as botocore reads a credentials file (an unreadable one is
+    said by the one who reads it)."""
+    try:
+        configparser.RawConfigParser().read_string(path.read_text())
+    except configparser.Error:
+        return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    return True
 
 
 def _on_loopback(host: str) -> bool:

@@ -13,11 +13,18 @@ from typing import Any
 import boto3
 import botocore.session
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError, ConfigParseError, NoCredentialsError
 from botocore.handlers import add_expect_header
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from photod.errors import ClockSkewed, KeyExists, ObjectArchived, PhotodError, TargetUnavailable
+from photod.errors import (
+    ClockSkewed,
+    ConfigError,
+    KeyExists,
+    ObjectArchived,
+    PhotodError,
+    TargetUnavailable,
+)
 from photod.policy import plural
 
 THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
@@ -60,7 +67,11 @@ def make_client(
 ) -> tuple[Any, Callable[[], Any]]:
     """The client, and how to make the one that presigns its requests (``s3presigned``),
     from the same session and credentials, when it is first needed."""
-    session = _session(profile, credentials_file, region or "us-east-1")
+    try:
+        session = _session(profile, credentials_file, region or "us-east-1")
+    except ConfigParseError as exc:  # (a traceback, else)
+        raise ConfigError([f"{credentials_file}: not an AWS credentials file ([profile] "
+                           "sections of key = value lines)"]) from exc  # fmt: skip
     client = session.client(
         "s3",
         endpoint_url=endpoint,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Photod, make_mov, sha256, target_files, wait_for, write_config
+from tests.conftest import SAMPLES, Photod, make_mov, sha256, target_files, wait_for, write_config
 from tests.integration.conftest import Setup, assert_target_holds
 
 pytestmark = pytest.mark.integration
@@ -335,6 +335,36 @@ def test_a_reload_to_a_key_that_is_no_age_identity_keeps_the_daemon(setup: Setup
     time.sleep(1)
     assert p.proc.poll() is None  # type: ignore[union-attr]
     assert [] == p.events("daemon_stopping")
+    assert 0 == p.stop()
+
+
+def test_a_reload_to_an_unreadable_credentials_file_keeps_the_daemon(setup: Setup) -> None:
+    """A reload adding an S3 target whose credentials file is no INI file (a key pasted
+    bare): the daemon died of botocore's ConfigParseError, a traceback.  Now one
+    `config_invalid` names the file, and the daemon goes on with the targets it had."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}]).start()
+    creds = setup.home / "b2-credentials"
+    creds.write_text("AKIAIOSFODNN7EXAMPLE\n")
+    creds.chmod(0o600)
+    setup.config(
+        [{"name": "lib", "path": str(lib)},
+         {"name": "b2", "type": "s3", "bucket": "photos", "endpoint": "https://127.0.0.1:9",
+          "offsite": False, "credentials_file": str(creds)}],
+        {"copies": 1, "media": 1, "offsite": 0},
+    )  # fmt: skip
+    p.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+    [invalid] = p.wait_event("config_invalid")
+    assert [f"{p.config}: targets[1].credentials_file: {creds} is not an AWS credentials "
+            "file ([profile] sections of key = value lines)"] == invalid["problems"]  # fmt: skip
+    time.sleep(1)
+    assert p.proc.poll() is None  # type: ignore[union-attr]
+    assert [] == p.events("daemon_failed")
+    (setup.inbox / "a.jpg").write_bytes((SAMPLES / "jpg_Canon_40D.jpg").read_bytes())
+    r = p.cli("status")
+    assert (78, [f"{creds}: not an AWS credentials file ([profile] sections of key = value "
+                 "lines)"]) == (r.returncode, r.stderr.splitlines())  # fmt: skip
+    wait_for(lambda: p.events("replica_written"), 30, "the photo backed up all the same")
     assert 0 == p.stop()
 
 
