@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from photod import configcache, paths, policy, schedules
+from photod import configcache, durable, paths, policy, schedules
 from photod.errors import ConfigError, PhotodError
 from photod.media import DEFAULT_IGNORE, DEFAULT_LAYOUT, LAYOUT_FIELDS
 from photod.models import Media, PolicyRule, TargetInfo
@@ -998,11 +998,8 @@ def keep_last_good(cfg: Config) -> None:
     with contextlib.suppress(OSError, UnicodeDecodeError, ConfigError):
         text = cfg.path.read_text(encoding="utf-8-sig")
         parse(text, cfg.path)
-        tmp = cfg.state_dir / f".{LAST_GOOD}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, cfg.state_dir / LAST_GOOD)
+        # (a write that fails, the state dir full, removes its temporary)
+        durable.write_atomic(cfg.state_dir / LAST_GOOD, text.encode())
 
 
 def last_good(path: Path) -> Config | None:

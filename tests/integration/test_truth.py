@@ -538,6 +538,34 @@ def test_a_state_dir_full_at_the_start_is_said_once_and_photod_goes_on_by_itself
     assert set(made.values()) <= set(target_files(lib).values())
 
 
+def test_a_start_on_a_full_state_dir_leaves_no_temporary_of_the_kept_config(
+    setup: Setup, small_drive: Path
+) -> None:
+    """The copy of the config the daemon runs on (config.lastgood) cannot be written
+    while the state dir is full: each start left a 0-byte temporary behind.  Now the
+    failed write removes it, and the copy is made once there is room."""
+    state = small_drive / "state"
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}],
+                     daemon=f'state_dir = "{state}"')  # fmt: skip
+    p.config.write_text(p.config.read_text().replace(f'state_dir = "{setup.home}/state"\n', ""))
+    assert 0 == p.cli("run", "--once").returncode
+    (state / "config.lastgood").unlink()
+    filler = small_drive / "filler.bin"
+    for block in ("64k", "1k"):  # to the last kilobyte
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", f"bs={block}", "oflag=append",
+                        "conv=notrunc"], capture_output=True)  # fmt: skip
+    for start in (1, 2):
+        p.start(wait=False)
+        p.wait_event("state_dir_full", count=start, timeout=30)
+        assert 0 == p.stop()
+        assert [] == sorted(q.name for q in state.glob(".config.lastgood.*"))
+        assert not (state / "config.lastgood").exists()
+    filler.unlink()
+    p.start()
+    assert 0 == p.stop()
+    assert p.config.read_text() == (state / "config.lastgood").read_text()
+
+
 def test_a_file_time_past_2262_is_stored_and_backed_up(setup: Setup) -> None:
     """A photo whose mtime does not fit in 64-bit nanoseconds (touch -d @253402300800:
     ext4 keeps 2446, a tmpfs the year 10000) is ingested, copied with its time, and
