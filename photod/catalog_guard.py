@@ -94,22 +94,34 @@ def _look(
     return holder
 
 
-def newer_elsewhere(cfg: Config, targets: dict[str, TargetState], catalog: Catalog) -> str:
-    """'' unless a reachable target holds a newer snapshot of this installation than
+def newer_elsewhere(
+    cfg: Config, targets: dict[str, TargetState], catalog: Catalog
+) -> instance.CatalogProblem | None:
+    """None unless a reachable target holds a newer snapshot of this installation than
     ``catalog`` (one put back from a backup with its ``installation.json``, which the
-    state dir alone cannot tell): then what is wrong.  For commands that only read."""
+    state dir alone cannot tell): then what is wrong, and the fix.  For commands that
+    only read."""
     known = instance.load(cfg.state_dir)
     if known is None:
-        return ""
+        return None
     for name, state in targets.items():
         record = catalog.target(name)
         ident = Identity(record.target_id, record.root, record.mount_rel) if record else None
         holder = _look(name, state, known.installation, cfg.instance, ident)
         if holder is not None and holder.newest > catalog.generation:
-            return (f"the catalog {cfg.state_dir / CATALOG_NAME} is older than the snapshot "
-                    f"on {name!r} (generation {catalog.generation}, there {holder.newest}): "
-                    "it lost changes")  # fmt: skip
-    return ""
+            found = (f"the catalog {cfg.state_dir / CATALOG_NAME} is older than the snapshot "
+                     f"on {name!r} (generation {catalog.generation}, there {holder.newest})")  # fmt: skip
+            other = known.installation.name
+            if other == cfg.instance:
+                return instance.CatalogProblem(f"{found}: it lost changes")
+            # Another computer's records, taken by `catalog rebuild --instance` into a
+            # state dir of their own (README): that computer writes on.
+            return instance.CatalogProblem(
+                f"{found}: {other!r} has written since this catalog was rebuilt from its records",
+                f"rebuild it again: `photod catalog rebuild --from {name} --instance {other} "
+                "--force` (with this config), then restore again",
+            )
+    return None
 
 
 START_BUDGET = 0.5  # seconds of SQLite's page check at start; the rest in the background

@@ -179,9 +179,9 @@ def restore(
     try:
         # (only the targets it reads: one asked for by --target is the one trusted)
         read = {n: s for n, s in targets.items() if only in (None, n)}
-        why = catalog_guard.newer_elsewhere(cfg, read, catalog)
-        if why:
-            raise CatalogUntrusted(why, instance.FIX)
+        newer = catalog_guard.newer_elsewhere(cfg, read, catalog)
+        if newer is not None:
+            raise CatalogUntrusted(newer.found, newer.fix)
         among = None
         if album is not None:
             among = album_assets(catalog, album)

@@ -295,3 +295,43 @@ def test_another_computers_photos_come_back_without_becoming_it(
     desktop.photod.start()  # still itself: its own records, and nothing held
     desktop.photod.wait_protected(2, timeout=120)
     assert 0 == desktop.photod.stop()
+
+
+def test_a_restore_of_another_computer_that_wrote_since_the_rebuild_says_rebuild_again(
+    family: tuple[list[Computer], Path, Path, Path],
+) -> None:
+    """The laptop runs on and writes a snapshot after the desktop rebuilt its records
+    (in a state dir of their own): the restore refuses the catalog, older than that
+    snapshot, and says the command that works: the same rebuild again (not the advice
+    for a computer's own lost catalog).  After it, every photo of the laptop's comes
+    back."""
+    (laptop, desktop, _), _, _, _ = family
+    theirs = make_photos(laptop.inbox, 2, start=70)
+    laptop.photod.start()
+    laptop.photod.wait_protected(2, timeout=180)
+    laptop.photod.wait_event("catalog_snapshot_written", assets=2, timeout=120)
+    aside = desktop.home / "laptops.toml"
+    aside.write_text(desktop.photod.config.read_text().replace(
+        f'state_dir = "{desktop.home}/state"', f'state_dir = "{desktop.home}/laptops-state"'))  # fmt: skip
+    aside.chmod(0o600)
+    other = Photod(desktop.home, aside)
+    rebuild = ("catalog", "rebuild", "--from", "nas", "--instance", "laptop", "--force")
+    r = other.cli(*rebuild)
+    assert 0 == r.returncode, r.stdout + r.stderr
+
+    theirs |= make_photos(laptop.inbox, 2, start=90)  # the laptop writes on
+    laptop.photod.wait_protected(4, timeout=180)
+    laptop.photod.wait_event("catalog_snapshot_written", assets=4, timeout=120)
+    dest = desktop.home / "laptops"
+    r = other.cli("restore", str(dest), "--target", "nas")
+    assert 65 == r.returncode, r.stdout + r.stderr
+    assert "older than the snapshot on 'nas'" in r.stderr, r.stderr
+    assert "`photod catalog rebuild --from nas --instance laptop --force`" in r.stderr, r.stderr
+    assert "TARGET" not in r.stderr and "start photod" not in r.stderr, r.stderr
+
+    r = other.cli(*rebuild)
+    assert 0 == r.returncode, r.stdout + r.stderr
+    r = other.cli("restore", str(dest), "--target", "nas")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert sorted(theirs.values()) == sorted(target_files(dest).values())
+    assert 0 == laptop.photod.stop()
