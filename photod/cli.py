@@ -29,12 +29,14 @@ def _config_path(args: argparse.Namespace) -> Path:
 
 
 def _load(args: argparse.Namespace, secrets: bool = False, cached: bool = False) -> Config:
-    """The config, checked (and its secret files' modes, with ``secrets``)."""
+    """The config, checked (with ``secrets``, as a reload is: secret files, the age key)."""
     from photod import config as configmod
 
     cfg = configmod.load(_config_path(args), cached=cached)
     if secrets:
-        configmod.check_secrets(cfg)
+        from photod import fleet
+
+        fleet.check_secrets_and_keys(cfg)
     return cfg
 
 
@@ -241,8 +243,8 @@ def _tell(answer: dict[str, Any] | None, alone: str) -> int:
 
 
 def cmd_control(args: argparse.Namespace) -> int:
-    # A reload must read the file as it is now: its errors (those of its secret files
-    # too, which the daemon would refuse) are the answer, said the same.
+    # A reload must read the file as it is now: its errors (those of its secret files and
+    # its age key too, which the daemon would refuse) are the answer, said the same.
     cfg = _load(args, secrets=True) if args.control == "reload" else _daemon_config(args)
     request: dict[str, Any] = {"cmd": args.control}
     if args.control == "pause" and args.duration is not None:

@@ -21,6 +21,7 @@ from photod import ledgers
 from photod.catalog import Catalog
 from photod.clock import SYSTEM, Clock
 from photod.errors import (
+    ConfigError,
     LinkInTarget,
     PhotodError,
     SameDrive,
@@ -46,6 +47,7 @@ from photod.throttle import LimitedWriter, TokenBucket, on_battery_now, paused
 REMOTE_PROBE = 60.0  # seconds between checks of a remote target that answers
 
 if TYPE_CHECKING:
+    from photod.config import Config
     from photod.targets.crypt import Keys
 
 
@@ -94,6 +96,20 @@ def keys_for(settings: TargetsSettings) -> Keys | None:
         return Keys(settings.identity, list(settings.recipients))
     except (OSError, UnicodeDecodeError) as exc:
         raise PhotodError(f"cannot read the age identity {settings.identity}: {exc}") from exc
+
+
+def check_secrets_and_keys(cfg: Config) -> None:
+    """A reload's check of the secret files, the age identity tried as the daemon will
+    use it (`config check` and `photod reload` ask the same): a ConfigError naming
+    ``encryption.identity`` when it holds no key (at a start, build_targets stops photod
+    with the same reason)."""
+    from photod import config as configmod
+
+    configmod.check_secrets(cfg)
+    try:
+        keys_for(cfg.targets_settings())
+    except PhotodError as exc:
+        raise ConfigError([f"{cfg.path}: encryption.identity: {exc}"]) from exc
 
 
 def build_targets(

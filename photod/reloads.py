@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from photod import config as configmod
 from photod import fleet
 from photod.config import Config
-from photod.errors import ConfigError, PhotodError
+from photod.errors import ConfigError
 from photod.logs import log
 
 if TYPE_CHECKING:
@@ -23,11 +23,7 @@ def _reloaded(old: Config) -> Config:
     the process lives: moving them needs a restart."""
     assert old.path is not None
     new = configmod.load(old.path)
-    configmod.check_secrets(new)
-    try:  # (at a start it stops photod with its reason; at a reload the daemon goes on)
-        fleet.keys_for(new.targets_settings())
-    except PhotodError as exc:
-        raise ConfigError([f"{old.path}: encryption.identity: {exc}"]) from exc
+    fleet.check_secrets_and_keys(new)  # (at a start they stop photod; here it goes on)
     moved = [
         f"{old.path}: daemon.{key}: changed from {a} to {b}; restart photod to move it"
         for key, a, b in (

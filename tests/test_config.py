@@ -395,6 +395,26 @@ def test_config_check_cli(tmp_path: Path) -> None:
     assert lines[1].startswith(f"{bad}: targets[1]: unknown key 'pth'")
 
 
+def test_config_check_tries_the_age_identity(tmp_path: Path) -> None:
+    """An identity file that is there but holds no age key (a note, the public key
+    pasted in): `photod config check` said ok, and the daemon then refused it at a
+    reload and stopped at a start.  Now the same check, one line naming the key."""
+    key = tmp_path / "photod.key"
+    key.write_text("hello\n")
+    key.chmod(0o600)
+    path = tmp_path / "photod.toml"
+    path.write_text(BASE + targets("x|encrypt = true\n") + f'[encryption]\nidentity = "{key}"\n')
+    for command in (["config", "check"], ["reload"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "photod", "--config", str(path), *command],
+            capture_output=True,
+            text=True,
+        )
+        assert (78, "") == (out.returncode, out.stdout), command
+        assert [f"{path}: encryption.identity: {key}: not an age identity (expected a line "
+                "AGE-SECRET-KEY-1...): invalid Bech32 encoding"] == out.stderr.splitlines()  # fmt: skip
+
+
 def test_missing_config_file(tmp_path: Path) -> None:
     """A config path that does not exist is one clear line and exit 78."""
     with pytest.raises(ConfigError) as info:

@@ -321,17 +321,22 @@ def test_a_reload_to_a_key_that_is_no_age_identity_keeps_the_daemon(setup: Setup
     """A reload that turns encryption on with an identity file that holds no age key
     (the public key pasted instead, a file mangled): it passed `config check` and
     `photod reload`, and the daemon then stopped for good (exit 78, so systemd does
-    not restart it).  Now `config_invalid` names the key and the daemon runs on."""
+    not restart it).  Now `photod reload` refuses it as the daemon does (exit 78, the same
+    line, nothing sent), and a SIGHUP's `config_invalid` names the key; the daemon runs on."""
     p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}]).start()
     key = setup.home / "photod.key"
     key.write_text("age1notasecretkey\n")
     key.chmod(0o600)
     text = p.config.read_text().replace('type = "local"', 'type = "local"\nencrypt = true')
     p.config.write_text(text + f'\n[encryption]\nidentity = "{key}"\n')
-    assert 0 == p.cli("reload").returncode
+    line = (f"{p.config}: encryption.identity: {key}: not an age identity (expected a line "
+            "AGE-SECRET-KEY-1...): invalid Bech32 encoding")  # fmt: skip
+    r = p.cli("reload")
+    assert (78, [line]) == (r.returncode, r.stderr.splitlines())
+    assert [] == p.events("config_invalid")
+    p.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
     [invalid] = p.wait_event("config_invalid")
-    assert [f"{p.config}: encryption.identity: {key}: not an age identity (expected a line "
-            "AGE-SECRET-KEY-1...): invalid Bech32 encoding"] == invalid["problems"]  # fmt: skip
+    assert [line] == invalid["problems"]
     time.sleep(1)
     assert p.proc.poll() is None  # type: ignore[union-attr]
     assert [] == p.events("daemon_stopping")
