@@ -47,7 +47,7 @@ from photod.logs import log
 from photod.notify import Left, Notifier
 from photod.pause import Pause
 from photod.pipeline import Pipeline
-from photod.statelock import StateLock
+from photod.statelock import StateLock, said_if_unwritable
 from photod.targets.records import Installation
 from photod.throttle import few_arenas, give_back_memory, lower_priority
 
@@ -79,18 +79,12 @@ def _set_up_process(cfg: Config) -> StateLock:
             with contextlib.suppress(ValueError, OSError):
                 resource.setrlimit(resource.RLIMIT_NOFILE, (ask, hard))
                 break
-    try:
+    with said_if_unwritable(cfg.state_dir):
         logs.setup(
             cfg.log_dir, console=True, max_bytes=cfg.daemon.log_max_size, keep=cfg.daemon.log_keep
         )
         # The lock first: it judges a lock file left open to others by its mode.
         lock = StateLock(cfg.state_dir)
-    except OSError as exc:  # one line, not a traceback at every restart (that may fix it)
-        where = exc.filename or cfg.state_dir
-        raise PhotodError(f"cannot write {where}: {exc.strerror or exc}; photod keeps its "
-                          "lock, catalog and log there: see whether that disk is mounted "
-                          f"read-only (`findmnt -T {where}`) and who may write there, or set "
-                          "[daemon] state_dir and log_dir to folders of your own") from exc  # fmt: skip
     lock.sweep()  # what a photod killed mid-snapshot or mid-drill left
     widened = private.tighten([cfg.state_dir, cfg.log_dir, cfg.runtime_dir])
     if widened:

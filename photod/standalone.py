@@ -23,7 +23,7 @@ from photod.fleet import build_targets
 from photod.logs import log
 from photod.pipeline import Pipeline
 from photod.restore import Restorer, RestoreReport, open_targets, select
-from photod.statelock import StateLock
+from photod.statelock import StateLock, said_if_unwritable
 from photod.targets.records import Installation
 from photod.targetspec import TargetsSettings
 from photod.verify import ScrubReport
@@ -47,14 +47,16 @@ class _Foreground:
         private.refuse_theirs(
             self.cfg.state_dir, self.cfg.log_dir, self.cfg.log_dir / logs.LOG_NAME
         )
-        self.lock = StateLock(self.cfg.state_dir)  # raises AlreadyRunning
+        with said_if_unwritable(self.cfg.state_dir):
+            self.lock = StateLock(self.cfg.state_dir)  # raises AlreadyRunning
         try:
-            logs.setup(
-                self.cfg.log_dir,
-                console=False,
-                max_bytes=self.cfg.daemon.log_max_size,
-                keep=self.cfg.daemon.log_keep,
-            )
+            with said_if_unwritable(self.cfg.state_dir):
+                logs.setup(
+                    self.cfg.log_dir,
+                    console=False,
+                    max_bytes=self.cfg.daemon.log_max_size,
+                    keep=self.cfg.daemon.log_keep,
+                )
             self.lock.sweep()
             db = self.cfg.state_dir / CATALOG_NAME
             if self.settle:
@@ -214,8 +216,9 @@ def rebuild(
 ) -> tuple[snapshot.Rebuilt, Path | None]:
     private.go_private()
     private.refuse_theirs(cfg.state_dir, cfg.log_dir, cfg.log_dir / logs.LOG_NAME)
-    lock = StateLock(cfg.state_dir)
-    logs.setup(cfg.log_dir, console=False)
+    with said_if_unwritable(cfg.state_dir):
+        lock = StateLock(cfg.state_dir)
+        logs.setup(cfg.log_dir, console=False)
     lock.sweep()
     targets = build_targets(_readable(cfg.targets_settings(), name))
     try:

@@ -13,10 +13,11 @@ import os
 import shutil
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from photod.errors import AlreadyRunning
+from photod.errors import AlreadyRunning, PhotodError
 from photod.logs import log
 
 LOCK_NAME = "photod.lock"
@@ -26,6 +27,21 @@ STOPPED = "stopped"  # what the lock file says after a clean stop
 # one found by the next holder was left by a photod killed mid-work (kill -9, a power
 # cut), and no one will ever remove it but photod: a full catalog copy, or photos.
 SNAPSHOT_SCRATCH, DRILL_SCRATCH = "photod-snapshot-", "photod-drill-"
+
+
+@contextlib.contextmanager
+def said_if_unwritable(state_dir: Path) -> Iterator[None]:
+    """The lock and the log opened (by the daemon and the foreground commands): a disk
+    remounted read-only, a folder of another user's, is one line naming the file, not a
+    traceback (at every restart of the unit, which may fix it)."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or state_dir
+        raise PhotodError(f"cannot write {where}: {exc.strerror or exc}; photod keeps its "
+                          "lock, catalog and log there: see whether that disk is mounted "
+                          f"read-only (`findmnt -T {where}`) and who may write there, or set "
+                          "[daemon] state_dir and log_dir to folders of your own") from exc  # fmt: skip
 
 
 class StateLock:

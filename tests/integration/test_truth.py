@@ -450,7 +450,8 @@ def test_a_state_dir_on_a_read_only_mount_stops_the_start_with_one_clear_line(
     """The disk of the state dir (and its log, as by default) remounted read-only (what
     ext4 does after an error): `photod run` stops with one line naming the folder and
     the read-only disk, not a traceback of the lock's open (which systemd printed again
-    at every restart, every 10 s)."""
+    at every restart, every 10 s).  The commands that take the lock in the foreground
+    (verify, drill, catalog rebuild) say the same line: they printed a traceback."""
     p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}],
                      {"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
     make_photos(setup.inbox, 1)
@@ -460,11 +461,20 @@ def test_a_state_dir_on_a_read_only_mount_stops_the_start_with_one_clear_line(
         subprocess.run(["mount", "--bind", folder, folder], check=True)
         subprocess.run(["mount", "-o", "remount,bind,ro", folder], check=True)
     try:
-        for args in (["run", "--once"], ["run"]):
+        lines = set()
+        for args in (["run", "--once"], ["run"], ["verify"], ["drill"],
+                     ["catalog", "rebuild", "--from", "lib"]):  # fmt: skip
             r = p.cli(*args)
             said = r.stdout + r.stderr
-            assert r.returncode not in (0, 70) and "Traceback" not in said, said
-            assert "read-only" in said.lower() and str(setup.home) in said, said
+            assert r.returncode not in (0, 70) and "Traceback" not in said, (args, said)
+            assert "read-only" in said.lower() and str(setup.home) in said, (args, said)
+            assert ("", 1) == (r.stdout, len(r.stderr.splitlines())), (args, said)
+            # the file it could not write (the log or the lock) is its only difference
+            lines.add(re.sub(rf"{re.escape(str(setup.home))}/[^:`]+", "FILE", r.stderr))
+        assert ["photod: cannot write FILE: Read-only file system; photod keeps its lock, "
+                "catalog and log there: see whether that disk is mounted read-only (`findmnt "
+                "-T FILE`) and who may write there, or set [daemon] state_dir and log_dir to "
+                "folders of your own\n"] == sorted(lines)  # fmt: skip
     finally:
         for where in ("state", "log"):
             subprocess.run(["umount", str(setup.home / where)], capture_output=True)
