@@ -341,15 +341,16 @@ class FaultProxy:
                     and (honours / urllib.parse.unquote(u.path).lstrip("/")).is_file()
                 ):
                     return self._refuse()
-                conn = http.client.HTTPConnection(host, port, timeout=60)
-                conn.putrequest(self.command, self.path, skip_host=True,
-                                skip_accept_encoding=True)  # fmt: skip
-                for name, value in self.headers.items():
-                    conn.putheader(name, value)
-                conn.endheaders(body)
-                answer = conn.getresponse()
-                data = answer.read()
-                conn.close()
+                # closed however the exchange ends: a server too slow to answer within
+                # the timeout raises, and its socket must not outlive this request
+                with contextlib.closing(http.client.HTTPConnection(host, port, timeout=60)) as conn:
+                    conn.putrequest(self.command, self.path, skip_host=True,
+                                    skip_accept_encoding=True)  # fmt: skip
+                    for name, value in self.headers.items():
+                        conn.putheader(name, value)
+                    conn.endheaders(body)
+                    answer = conn.getresponse()
+                    data = answer.read()
                 if action == "forward_then_drop":
                     return self._cut()
                 stripped = action[1].lower() if isinstance(action, tuple) else ""

@@ -45,6 +45,26 @@ def computer(
     return p
 
 
+def started_ahead_beside(
+    desktop: Photod, ahead: str, target: str, in_flight: Callable[[], list[Path]], what: str
+) -> Path:
+    """Waits for the laptop's one write in flight (``what``), then starts the desktop with
+    its clock ``ahead`` (libfaketime) and lets its sweep of ``target`` run: the laptop's
+    temporary must still be there.  The desktop is then ended as a power cut would: under
+    libfaketime (which rewrites the timed waits of every thread) a SIGTERM went unanswered
+    in full runs.  Returns the temporary."""
+    if not os.path.exists(FAKETIME) or shutil.which("faketime") is None:
+        pytest.fail("libfaketime not found: apt install faketime")
+    wait_for(lambda: in_flight(), 30, what)
+    [temp] = in_flight()
+    desktop.env.update(LD_PRELOAD=FAKETIME, FAKETIME=ahead)
+    desktop.start()
+    desktop.wait_event("target_available", target=target, timeout=30)
+    assert temp.exists(), "the desktop removed the laptop's write in flight"
+    desktop.stop(signal.SIGKILL)
+    return temp
+
+
 def test_a_clock_hours_ahead_leaves_the_other_computers_write_in_flight(
     tmp_path: Path, photod_factory: Callable[[Path], Photod]
 ) -> None:
@@ -52,8 +72,6 @@ def test_a_clock_hours_ahead_leaves_the_other_computers_write_in_flight(
     its name) when the desktop, whose clock is three hours ahead (a dual-boot's clock
     kept in local time, no NTP yet), starts: the desktop's sweep of what a crash left
     judges age by the NAS's clock, not its own, and leaves the laptop's temporary be."""
-    if not os.path.exists(FAKETIME) or shutil.which("faketime") is None:
-        pytest.fail("libfaketime not found: apt install faketime")
     nas = tmp_path / "nas"
     nas.mkdir()
     laptop = computer(tmp_path, "laptop", nas, photod_factory)
@@ -71,16 +89,9 @@ def test_a_clock_hours_ahead_leaves_the_other_computers_write_in_flight(
     def in_flight() -> list[Path]:
         return [p for p in (nas / ".photod").rglob(".photod-*.tmp") if p.is_file()]
 
-    wait_for(lambda: in_flight(), 30, "the laptop's record half written")
-    [temp] = in_flight()
-
-    desktop.env.update(LD_PRELOAD=FAKETIME, FAKETIME="+3h")
-    desktop.start()
-    desktop.wait_event("target_available", target="nas", timeout=30)
-    assert temp.exists(), "the desktop removed the laptop's write in flight"
-    # Ended as a power cut would: the sweep is done, and under libfaketime (which
-    # rewrites the timed waits of every thread) a SIGTERM went unanswered in full runs.
-    desktop.stop(signal.SIGKILL)
+    temp = started_ahead_beside(
+        desktop, "+3h", "nas", in_flight, "the laptop's record half written"
+    )
     wait_for(lambda: not temp.exists(), 70, "the laptop's record written")
     assert 0 == laptop.stop(timeout=40)
     assert [] == laptop.events("snapshot_failed")  # "No such file or directory (…/nas)"
@@ -94,8 +105,6 @@ def test_a_clock_days_ahead_leaves_the_other_computers_upload_in_flight(
     rclone), not yet checked or moved, when the desktop, whose clock is two days ahead
     (a dead CMOS battery), starts: its sweep of what a crash left never removes another
     computer's temporary on its own clock's word, and the laptop's copy goes through."""
-    if not os.path.exists(FAKETIME) or shutil.which("faketime") is None:
-        pytest.fail("libfaketime not found: apt install faketime")
     shared = ssh_server.files / tmp_path.name
     shared.mkdir()
     cloud = {"name": "cloud", "type": "rclone", "remote": f"box:{shared}",
@@ -119,14 +128,8 @@ def test_a_clock_days_ahead_leaves_the_other_computers_upload_in_flight(
     def in_flight() -> list[Path]:
         return [p for p in (shared / ".photod" / "tmp").glob("*") if p.is_file()]
 
-    wait_for(lambda: in_flight(), 30, "the laptop's upload whole under its temporary name")
-    [temp] = in_flight()
-
-    desktop.env.update(LD_PRELOAD=FAKETIME, FAKETIME="+2d")
-    desktop.start()
-    desktop.wait_event("target_available", target="cloud", timeout=30)
-    assert temp.exists(), "the desktop removed the laptop's upload in flight"
-    desktop.stop(signal.SIGKILL)  # (as above)
+    what = "the laptop's upload whole under its temporary name"
+    started_ahead_beside(desktop, "+2d", "cloud", in_flight, what)
     laptop.wait_protected(2, timeout=90)
     assert 0 == laptop.stop(timeout=60)
     failed = [e for e in laptop.events() if e.get("level") in ("warning", "error")]
