@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -86,7 +87,7 @@ def spelled(root: Path, staged: Path) -> Path | None:
         except OSError:
             return None
         if part not in names:
-            part = next((n for n in names if n.casefold() == part.casefold()), "")
+            part = next((n for n in names if _blind(n) == _blind(part)), "")
             if not part:
                 return None
         at /= part
@@ -96,7 +97,14 @@ def spelled(root: Path, staged: Path) -> Path | None:
 def fold(staged: Path) -> str:
     """``staged`` as a disk blind to case (a Mac's, by default) tells it apart: two
     staging paths of one fold may be one file there."""
-    return str(staged).casefold()
+    return _blind(str(staged))
+
+
+def _blind(name: str) -> str:
+    # Unicode's canonical caseless match: APFS and HFS+ are blind to case by default and
+    # to how an accent is spelled always ("é" as one code point or as "e" and a combining
+    # accent: one file there, two here).
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", name).casefold())
 
 
 def holds(staged: Path, sha: str) -> bool:

@@ -737,6 +737,39 @@ def test_two_paths_of_one_staging_name_in_one_import_never_stage_over_each_other
         rig.close()
 
 
+def test_two_spellings_of_one_accented_name_never_stage_over_each_other(
+    tmp_path: Path, events: Events
+) -> None:
+    """Two of the phone's paths that differ only in how an accent is spelled ("é" as one
+    code point, and as "e" with a combining accent: a file saved from an app, another
+    from a Mac) are one staging file on a Mac's disk, which is blind to that.  Both
+    new at one plug-in, the library drive full: the second waits (said failed) rather
+    than being staged over the first's only copy off the phone, and both are backed up
+    in the end."""
+    composed, decomposed = "/DCIM/100APPLE/Caf\u00e9.JPG", "/DCIM/100APPLE/Cafe\u0301.JPG"
+    first = photos(tmp_path, 1)["/DCIM/100APPLE/IMG_0001.JPG"]
+    second = photos(tmp_path / "later", 1, start=2)["/DCIM/100APPLE/IMG_0002.JPG"]
+    rig = PhoneRig(tmp_path, reserve="1000TiB")  # the library drive has no room
+    phone = MemPhone(UDID, {composed: first, decomposed: second})
+    rig.mux.plug(phone)
+    wait_until(lambda: named(events, "device_import_finished"), "the import")
+    [waits] = named(events, "device_file_failed")
+    assert waits["error"].startswith("StagingTaken: ")
+    rig.mux.unplug(phone)
+    wait_until(lambda: named(events, "device_detached"), "the unplug")
+    rig.close()
+
+    rig = PhoneRig(tmp_path, mux=rig.mux)  # room again: photod restarted
+    try:
+        rig.replicator.replicate_pending("lib")
+        rig.mux.plug(phone)
+        wait_until(lambda: len(named(events, "device_import_finished")) == 2, "the retry")
+        rig.replicator.replicate_pending("lib")
+        assert {sha(first), sha(second)} == rig.on_target()
+    finally:
+        rig.close()
+
+
 @pytest.fixture
 def case_blind_staging(tmp_path: Path) -> Iterator[Path]:
     """The rig's staging folder on a real disk blind to case, as a Mac's state dir is
