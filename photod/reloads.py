@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from photod import config as configmod
-from photod import fleet
+from photod import failpoints, fleet
 from photod.config import Config
 from photod.errors import ConfigError
 from photod.logs import log
@@ -22,6 +22,7 @@ def _reloaded(old: Config) -> Config:
     """The config file read again.  The catalog and the log stay where they are while
     the process lives: moving them needs a restart."""
     assert old.path is not None
+    failpoints.hit("config_reread")  # a config no check foresaw, for the test of reread
     new = configmod.load(old.path)
     fleet.check_secrets_and_keys(new)  # (at a start they stop photod; here it goes on)
     moved = [
@@ -93,10 +94,13 @@ def reread(cfg: Config, reload: Reload | None = None) -> Config:
         configmod.keep_last_good(new)
         return new
     except ConfigError as exc:
-        log.error(
-            "config_invalid",
-            config=str(cfg.path),
-            problems=exc.problems,
-            action="kept the previous config",
-        )
-        return cfg
+        problems = exc.problems
+    except Exception as exc:
+        # A config no check foresaw (photod's bug, not the user's): it must not end the
+        # backups a running config does.  Said as a bad config is, with what failed.
+        problems = [f"{cfg.path}: could not be applied ({type(exc).__name__}: {exc}); "
+                    "`photod config check` may say more"]  # fmt: skip
+    log.error(
+        "config_invalid", config=str(cfg.path), problems=problems, action="kept the previous config"
+    )
+    return cfg

@@ -301,6 +301,30 @@ def test_a_duration_without_end_is_refused_by_a_reload(setup: Setup, line: str, 
     assert 0 == p.stop()
 
 
+def test_a_reload_that_fails_in_a_way_no_check_foresaw_keeps_the_daemon(
+    setup: Setup, samples: Path
+) -> None:
+    """A reload that fails in a way no check of photod's foresaw (its own bug: here a
+    failpoint raising where the config is read again) ended the daemon, a traceback
+    and no backups until someone looked.  Now it is one `config_invalid` naming the
+    config and what failed; the daemon runs on, and the next reload applies."""
+    lib, extra = setup.home / "lib", setup.home / "second"
+    p = setup.photod([{"name": "lib", "path": str(lib)}])
+    p.env["PHOTOD_FAILPOINTS"] = "config_reread=1:raise"
+    p.start()
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    p.wait_protected(1)
+    setup.config([{"name": "lib", "path": str(lib)}, {"name": "second", "path": str(extra)}])
+    _refused_by_a_reload(p, [f"{p.config}: could not be applied (FailpointHit: failpoint "
+                             "'config_reread' hit); `photod config check` may say more"])  # fmt: skip
+    assert not extra.exists()  # (the running config has no such target)
+    p.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+    [reloaded] = p.wait_event("daemon_reloaded")
+    assert "targets.second" in reloaded["changed"]
+    wait_for(lambda: target_files(extra) == target_files(lib), 30, "the new target filled")
+    assert 0 == p.stop()
+
+
 def test_a_nul_in_a_path_is_refused_by_a_reload(setup: Setup) -> None:
     """A NUL in a path (TOML's "\\u0000" escape, a paste gone wrong): `config check`
     printed a traceback and a reload killed the daemon (ValueError: embedded null
