@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from photod import policy, usb
+from photod import phoneplan, policy, usb
 from photod.catalog import IGNORED, Catalog, DeviceRecord
 from photod.errors import FileUnreadable
 from photod.library import asset_from_json, printable
@@ -21,9 +21,7 @@ def device_report(
 ) -> dict[str, Any]:
     """One phone: its state, and what on it is protected (safe to delete from it)."""
     verdicts: dict[str, tuple[bool, str]] = {}  # held -> (protected, why not)
-    protected = 0
-    not_protected: list[dict[str, str]] = []
-    safe_before: str | None = None
+    rows: list[tuple[str, str, bool, str]] = []  # (path, taken, protected, why not)
     unreadable = 0
     dated: dict[str, str] | None = None  # the library's capture times, read when needed
     read = False  # whether the phone's library was ever read
@@ -44,18 +42,16 @@ def device_report(
                 verdict = policy.evaluate(rule, held.split("\0") if held else [], infos)
                 verdicts[held] = (verdict.compliant, "needs " + ", ".join(verdict.missing))
             ok, why = verdicts[held]
-        if ok:
-            protected += 1
-        else:
-            when = f.taken_at
-            if asset is None:  # never read: when it was taken, only its library knows
-                if dated is None:
-                    dated = _library_dates(catalog, d.udid)
-                    read = catalog.library_digest(d.udid) is not None
-                when = min(when, dated.get(f.path, when))
-                undated |= f.path not in dated and not read
-            safe_before = when if safe_before is None else min(safe_before, when)
-            not_protected.append({"path": f.path, "taken_at": when, "why": why})
+        when = f.taken_at
+        if not ok and asset is None:  # never read: when it was taken, only its library knows
+            if dated is None:
+                dated = _library_dates(catalog, d.udid)
+                read = catalog.library_digest(d.udid) is not None
+            when = min(when, dated.get(f.path, when))
+            undated |= f.path not in dated and not read
+        rows.append((f.path, when, ok, why))
+    not_protected, safe_before = _by_item(catalog, d.udid, rows)
+    protected = len(rows) - len(not_protected)
     # What the last import could not see (folders the phone would not list, its library
     # unreadable): nothing on the phone is called safe, since what it hides may not be
     # backed up (a photo only in iCloud is deleted there too when deleted on the phone).
@@ -102,6 +98,44 @@ def device_report(
         "library_unread": d.last_import.get("library_unread") or "",
         "undated": undated,  # a file not read, whose capture time nothing here knows
     }
+
+
+def _by_item(
+    catalog: Catalog, udid: str, rows: list[tuple[str, str, bool, str]]
+) -> tuple[list[dict[str, str]], str | None]:
+    """What is not protected, and the moment before which everything is, by the item
+    Photos deletes as one: a Live Photo's still, its movie, its .AAE and its edits (by
+    the library's asset where it was read, else by the name rules of the import).  A
+    still whose movie is short of the policy is not safe to delete: deleting it deletes
+    the movie too, so the whole item sits on the movie's side of the line, at its
+    earliest file's time (the movie ends after the shutter; dated a moment after the
+    still, "everything taken before" took in the still).  Oldest first."""
+    if all(ok for _, _, ok, _ in rows):
+        return [], None  # (the library is read only when something is not protected)
+    library = catalog.library(udid)
+    uuids = {path: uuid for path, uuid, _ in library.files} if library is not None else {}
+    index = phoneplan.stills(path for path, _, _, _ in rows)
+
+    def item(path: str) -> str:
+        return uuids.get(path) or phoneplan.lead(path, index) or path
+
+    first: dict[str, str] = {}  # item -> the earliest time of its files
+    short: dict[str, str] = {}  # item -> the first of its files not protected
+    for path, when, ok, _ in rows:
+        key = item(path)
+        first[key] = min(when, first.get(key, when))
+        if not ok:
+            short.setdefault(key, path)
+    out = []
+    for path, when, ok, why in rows:
+        key = item(path)
+        if key not in short:
+            continue
+        if ok:
+            why = f"deleting it deletes {short[key].rpartition('/')[2]} with it, which is not protected"
+        out.append({"path": path, "taken_at": min(when, first[key]), "why": why})
+    out.sort(key=lambda p: (p["taken_at"], p["path"]))
+    return out, (out[0]["taken_at"] if out else None)
 
 
 def _library_dates(catalog: Catalog, udid: str) -> dict[str, str]:

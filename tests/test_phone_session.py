@@ -948,3 +948,46 @@ def test_a_live_photos_movie_waits_once_for_its_still_and_stays_beside_it(
         assert "IMG_0043.MOV" in by_name and "IMG_0043.JPG" not in by_name  # not held twice
     finally:
         rig.close()
+
+
+def test_a_live_photo_is_not_called_safe_while_its_movie_is_not_protected(
+    tmp_path: Path, events: Events
+) -> None:
+    """A Live Photo is one item in Photos: deleting its still deletes its movie (and its
+    edit's .AAE) with it.  The movie's copy found rotten by a scrub (or short of the
+    policy for any reason) while the still's are fine, and the movie dated a moment after
+    the still (its recording ends after the shutter): "everything taken before <the
+    movie's time>" took in the still, so deleting by that date lost the movie.  The whole
+    Live Photo must stay on the not-yet-safe side of the line."""
+    from photod import phonestatus
+    from photod.models import PolicyRule
+
+    still, movie = "/DCIM/100APPLE/IMG_0042.JPG", "/DCIM/100APPLE/IMG_0042.MOV"
+    other = "/DCIM/100APPLE/IMG_0041.JPG"
+    files = {
+        other: jpeg(tmp_path / "o.jpg", 41, "2026:09:15 09:00:00").read_bytes(),
+        still: jpeg(tmp_path / "s.jpg", 42, "2026:09:15 10:00:00").read_bytes(),
+        movie: make_mov(tmp_path / "m.mov", datetime(2026, 9, 17, 10, tzinfo=UTC)).read_bytes(),
+    }
+    rig = PhoneRig(tmp_path)
+    try:
+        rig.mux.plug(MemPhone(UDID, files))
+        wait_until(lambda: named(events, "device_import_finished"), "the import")
+        wait_until(lambda: len(rig.on_target()) == 3, "three copies")
+        # A scrub finds the movie's copy rotten: it no longer counts.
+        assert 0 == rig.catalog.replica_bad(sha(files[movie]), "lib", "corrupt", "sha256")
+        record = rig.record()
+        assert record is not None
+        infos = {"lib": rig.fleet.targets["lib"].info}
+        report = phonestatus.device_report(rig.catalog, record, PolicyRule(1, 1, 0), infos)
+        # The still and its movie are not safe to delete; the other photo is.
+        assert (1, [still, movie]) == (
+            report["protected"],
+            [f["path"] for f in report["not_protected"]],
+        )
+        assert "2026-09-15T10:00:00" == report["safe_before"]
+        assert "IMG_0042.MOV" in report["not_protected"][0]["why"]
+        text = phonestatus.render_device(report)
+        assert "Everything taken before 2026-09-15 10:00:00 is safe to delete" in text
+    finally:
+        rig.close()
