@@ -327,9 +327,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
-    from photod import notify
+    from photod import doctor
 
-    lines, ok = notify.try_channels(_load(args, secrets=True).notify)
+    lines, ok = doctor.try_channels(_load(args, secrets=True).notify)
     print("\n".join(lines))
     return OK if ok else NO
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from photod import colour, instance, private, service
 from photod import config as configmod
 from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog, no_catalog, unwritable
-from photod.config import Config, FolderSource, LocalTarget
+from photod.config import Config, FolderSource, LocalTarget, NotifyConfig
 from photod.config import Target as TargetConfig
 from photod.errors import (
     CatalogDamaged,
@@ -380,3 +380,26 @@ def _last_event_time(log_dir: Path) -> float | None:
             except ValueError:
                 continue
     return None
+
+
+def try_channels(cfg: NotifyConfig) -> tuple[list[str], bool]:
+    """`photod notify-test`: a test message sent now to each channel; a line for each
+    (never its URL: it may hold a token), and whether every one took it."""
+    from photod import notify  # (smtplib and friends: only for this command)
+
+    lines, ok = [], True
+    channels = notify.Notifier(cfg).channels()
+    for channel, send in channels:
+        try:
+            send(notify.TEST)
+            lines.append(f"{channel}: sent")
+        except Exception as exc:  # each channel's own answer, whatever it is
+            lines.append(f"{channel}: FAILED: {notify.why(exc)}")
+            ok = False
+    if cfg.desktop and all(channel != "desktop" for channel, _ in channels):
+        lines.append("desktop: not tried: no desktop session here (no D-Bus session bus)")
+    if cfg.heartbeat_url:
+        lines.append("heartbeat: not pinged (it would tell its monitor that photod runs)")
+    if not channels:
+        lines.append("no notification channel to try: set `webhook` or `email_to` in [notify]")
+    return lines, ok and bool(channels)

@@ -7,7 +7,8 @@ phone waits for Trust), and the daemon's reminders add their own (a target away 
 than its ``expect_every``, assets short of the policy for longer than ``grace``, no
 round finished for ``stale_after``).  Messages go out from one thread, so a slow mail
 server never holds up a copy; each kind at most once per ``[notify] every``, counted
-from a message that reached a channel.  A message no channel took (each failure logged,
+from a message that reached a channel (an event's messages held back meanwhile are then
+told as one, with their count).  A message no channel took (each failure logged,
 ``notify_failed``) is tried again later (a minute, doubling to an hour), not dropped
 with its kind muted.  A redirect of a POST is followed with the POST and its body
 (urllib would send an empty GET: a heartbeat's "/fail" would read as "all is well").
@@ -170,6 +171,7 @@ class Left:
     failed: tuple[str, ...] = ()
     messages: tuple[Message, ...] = ()
     told: tuple[tuple[str, float], ...] = ()  # (kind, when it last went out)
+    muted: tuple[tuple[str, int, Message], ...] = ()  # (kind, how many held back, newest)
 
 
 class Notifier:
@@ -182,6 +184,7 @@ class Notifier:
         self.last: dict[str, float] = {}  # kind -> when a message of it last went out
         self.waiting: set[str] = set()  # kinds with a message queued or to be retried
         self.retry: dict[str, tuple[Message, float, float]] = {}  # kind -> (it, when, wait)
+        self.muted: dict[str, tuple[int, Message]] = {}  # kind -> (held back, the newest)
         self.thread = threading.Thread(target=self._run, name="notify", daemon=True)
         self.lock = threading.Lock()
         self.failed: list[str] = []  # failures logged since the last ping (the first few)
@@ -190,6 +193,7 @@ class Notifier:
         if left is not None:
             self.failed.extend(left.failed[:10])
             self.last.update(left.told)
+            self.muted.update((kind, (n, m)) for kind, n, m in left.muted)
             for message in left.messages:
                 self.send(message)
 
@@ -205,7 +209,8 @@ class Notifier:
             self.q.put_nowait(None)  # (a thread still sending ends after it)
         with self.lock:
             kept = [m for m, _, _ in self.retry.values()]
-            return Left(tuple(self.failed), tuple(kept + queued), tuple(self.last.items()))
+            muted = tuple((kind, n, m) for kind, (n, m) in self.muted.items())
+            return Left(tuple(self.failed), tuple(kept + queued), tuple(self.last.items()), muted)
 
     def told_at(self, kind: str) -> float | None:
         """When a message of this kind last went out (on the notifier's clock)."""
@@ -240,7 +245,7 @@ class Notifier:
                     self.failed.append(what)
         message = message_for(event)
         if message is not None:
-            self.send(message)
+            self.send(message, count=True)
 
     def heartbeat_due(self) -> bool:
         """Whether a round's end would ping now: a ``heartbeat_url`` is set and the last
@@ -269,18 +274,23 @@ class Notifier:
             self.failed.clear()
         return True
 
-    def send(self, message: Message) -> None:
+    def send(self, message: Message, count: bool = False) -> None:
+        """``count``: an event's message (not a reminder's, said again by itself): held
+        back by ``every``, it is counted, told with the count once ``every`` passed."""
         now = self.clock.monotonic()
         with self.lock:
             last = self.last.get(message.kind)
             if last is not None and now - last < self.cfg.every:
-                return  # told already; the log has every event
+                self._hold(message, count)
+                return  # told already: how many more, and the newest, are told later
             if message.kind in self.waiting:
                 # One of its kind is on its way, or waits to be retried: that one says
                 # the newest (urgent first), not what came first.
                 old = self.retry.get(message.kind)
                 if old is not None and (message.urgent or not old[0].urgent):
                     self.retry[message.kind] = (message, old[1], old[2])
+                    message = old[0]  # (the one left out is counted)
+                self._hold(message, count)
                 return
             self.waiting.add(message.kind)
         try:
@@ -293,6 +303,9 @@ class Notifier:
         while True:
             with self.lock:
                 due = min((at for _, at, _ in self.retry.values()), default=None)
+                for at in (self.last.get(k, 0.0) + self.cfg.every for k in self.muted
+                           if k not in self.waiting):  # fmt: skip
+                    due = at if due is None else min(due, at)
             wait = None if due is None else max(0.0, due - self.clock.monotonic())
             item: Message | Ping | bool | None
             try:
@@ -312,11 +325,31 @@ class Notifier:
                 due_now = [(m, w) for m, at, w in self.retry.values() if at <= now]
             for m, waited in due_now:
                 self._deliver(m, min(RETRY_MAX, waited * 2))
+            for m in self._counted(now):
+                self._deliver(m, RETRY_FIRST)
+
+    def _hold(self, m: Message, count: bool) -> None:
+        if count:  # (under the lock)
+            self.muted[m.kind] = (self.muted.get(m.kind, (0, m))[0] + 1, m)
+
+    def _counted(self, now: float) -> list[Message]:
+        """What ``every`` held back, its wait over: one message a kind, with the count
+        (500 failures are one message that says 500 more, not only the first)."""
+        out = []
+        with self.lock:
+            for kind, (n, m) in list(self.muted.items()):
+                if kind in self.waiting or now - self.last.get(kind, 0.0) < self.cfg.every:
+                    continue  # (one on its way, or a retry, is told first)
+                del self.muted[kind]
+                self.waiting.add(kind)
+                body = f"{n} more like this since the last message (the latest: {m.body})"
+                out.append(Message(kind, m.title, body + "; `photod logs` has each", m.urgent))
+        return out
 
     def _deliver(self, message: Message, wait: float) -> None:
         """Send to every channel; counted as told once one took it, else kept and tried
         again in ``wait`` seconds."""
-        channels = self._channels()
+        channels = self.channels()
         took = not channels
         for channel, send in channels:
             if self.stopping.is_set() and not took:  # kept for the next notifier
@@ -326,7 +359,7 @@ class Notifier:
             try:
                 send(message)
             except Exception as exc:  # a channel that fails must not stop the others
-                log.warning("notify_failed", channel=channel, error=_why(exc),
+                log.warning("notify_failed", channel=channel, error=why(exc),
                             retry_in=None if took else round(wait))  # fmt: skip
             else:
                 took = True
@@ -353,12 +386,12 @@ class Notifier:
             with _OPENER.open(request, timeout=HEARTBEAT_TIMEOUT) as response:
                 response.read(RESPONSE_MAX)
         except Exception as exc:  # a dead switch must not stop the messages after it
-            log.warning("notify_failed", channel="heartbeat", error=_why(exc))
+            log.warning("notify_failed", channel="heartbeat", error=why(exc))
         else:
             log.info("heartbeat_sent", outcome="fail" if ping.problems else "ok",
                      problems=list(ping.problems))  # fmt: skip
 
-    def _channels(self) -> list[tuple[str, Any]]:
+    def channels(self) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = []
         if self.cfg.desktop and (
             sys.platform == "darwin" or os.environ.get("DBUS_SESSION_BUS_ADDRESS")
@@ -408,28 +441,7 @@ class Notifier:
             smtp.send_message(mail)
 
 
-def try_channels(cfg: NotifyConfig) -> tuple[list[str], bool]:
-    """`photod notify-test`: a test message sent now to each channel; a line for each
-    (never its URL: it may hold a token), and whether every one took it."""
-    lines, ok = [], True
-    channels = Notifier(cfg)._channels()
-    for channel, send in channels:
-        try:
-            send(TEST)
-            lines.append(f"{channel}: sent")
-        except Exception as exc:  # each channel's own answer, whatever it is
-            lines.append(f"{channel}: FAILED: {_why(exc)}")
-            ok = False
-    if cfg.desktop and all(channel != "desktop" for channel, _ in channels):
-        lines.append("desktop: not tried: no desktop session here (no D-Bus session bus)")
-    if cfg.heartbeat_url:
-        lines.append("heartbeat: not pinged (it would tell its monitor that photod runs)")
-    if not channels:
-        lines.append("no notification channel to try: set `webhook` or `email_to` in [notify]")
-    return lines, ok and bool(channels)
-
-
-def _why(exc: Exception) -> str:
+def why(exc: Exception) -> str:
     """What a channel's failure says, never its URL: a malformed one's error quotes
     part of it ("nonnumeric port: 's3cr3tTOKEN'"), and it may hold a token."""
     if isinstance(exc, http.client.InvalidURL) or (

@@ -556,3 +556,29 @@ def test_notify_test_sends_a_message_and_says_what_each_channel_answered(
     r = notify_test("")
     assert 1 == r.returncode
     assert "no notification channel to try: set `webhook` or `email_to`" in r.stdout
+
+
+def test_a_flood_of_failures_is_one_message_that_keeps_the_count(hook: Webhook) -> None:
+    """Every upload fails (a revoked key): 50 `job_failed` within `every`.  One message
+    goes out at once; the 49 held back by `every` were dropped for good, so the owner
+    read of one failure, once, and never learnt that it went on.  Once `every` has
+    passed they are one message that says how many, with the latest."""
+    clock = ManualClock()
+    n = Notifier(NotifyConfig(desktop=False, webhook=hook.url, every=3600), clock)
+    n.start()
+    with capture_logs() as events:
+        try:
+            for i in range(50):
+                n.on_event({"event": "job_failed", "job": "copy", "error": f"403 Forbidden {i}"})
+            _delivered(n, {"failure"}, events)
+            clock.advance(3601)
+            n.send(Message("import", "photod: import finished", "12 new"))  # (wakes it)
+            wait_for(lambda: len(hook.got) >= 3, 10, "the count told", lambda: str(hook.got))
+        finally:
+            n.stop()
+    bodies = [json.loads(body)["message"] for _, body in hook.got]
+    assert "job_failed: 403 Forbidden 0" == bodies[0]
+    assert "12 new" == bodies[1]
+    assert bodies[2].startswith("49 more like this since the last message (the latest: "
+                                "job_failed: 403 Forbidden 49)")  # fmt: skip
+    assert len(hook.got) == 3  # told once: the count does not go out again
