@@ -46,11 +46,13 @@ from typing import Any
 from photod import network
 from photod.clock import SYSTEM, Clock
 from photod.config import NotifyConfig
+from photod.deadline import within
 from photod.logs import log
 
 APP = "photod"
 HEARTBEAT_EVERY = 60.0  # seconds between two pings at least
 HEARTBEAT_TIMEOUT = 10.0  # seconds a ping may take
+SEND_DEADLINE = 60.0  # seconds a channel may take to answer whole (a read's timeout is 30)
 STOP_WAIT = 5.0  # seconds a stop waits for the messages in flight
 RESPONSE_MAX = 64 * 1024  # bytes of an answer read (its body says nothing photod needs)
 RETRY_FIRST, RETRY_MAX = 60.0, 3600.0  # seconds before a message no channel took is retried
@@ -357,7 +359,7 @@ class Notifier:
                     self.retry[message.kind] = (message, self.clock.monotonic(), wait)
                 return
             try:
-                send(message)
+                within(SEND_DEADLINE, lambda: send(message), f"notify-{channel}")  # noqa: B023
             except Exception as exc:  # a channel that fails must not stop the others
                 log.warning("notify_failed", channel=channel, error=why(exc),
                             retry_in=None if took else round(wait))  # fmt: skip
@@ -382,9 +384,13 @@ class Notifier:
                                              headers={"Content-Type": "text/plain; charset=utf-8"})  # fmt: skip
         else:
             request = urllib.request.Request(self.cfg.heartbeat_url)
-        try:
+
+        def ping_once() -> None:
             with _OPENER.open(request, timeout=HEARTBEAT_TIMEOUT) as response:
                 response.read(RESPONSE_MAX)
+
+        try:  # (a dripping answer is given up too: the messages after it wait on it)
+            within(2 * HEARTBEAT_TIMEOUT, ping_once, "notify-heartbeat")
         except Exception as exc:  # a dead switch must not stop the messages after it
             log.warning("notify_failed", channel="heartbeat", error=why(exc))
         else:

@@ -485,6 +485,37 @@ def test_a_server_that_answers_a_byte_at_a_time_does_not_hold_a_stop(dripping: s
     assert "12 new" in [m.body for m in n.left().messages]
 
 
+def test_a_heartbeat_that_answers_a_byte_at_a_time_holds_no_message_back(
+    dripping: str, hook: Webhook
+) -> None:
+    """A heartbeat URL that answers one byte a second never trips a read's timeout:
+    the one thread that sends every message and ping waited on it 141 s a ping, and a
+    message to a working webhook behind it waited as long (pings every minute: for
+    ever).  A ping is given up after 20 s, as a failure of the heartbeat's, and the
+    message after it goes out."""
+    import time
+
+    clock = ManualClock()
+    cfg = NotifyConfig(desktop=False, heartbeat_url=dripping, webhook=hook.url)
+    n = Notifier(cfg, clock)
+    with capture_logs() as events:
+        n.start()
+        try:
+            started = time.monotonic()
+            assert n.heartbeat([])
+            n.send(Message("lost", "photod: a photo has no good copy left", "IMG_1"))
+            sent = lambda: [e for e in events if e["event"] == "notification_sent"]  # noqa: E731
+            wait_for(sent, 40, "the message behind the dripping ping sent", lambda: str(events))
+        finally:
+            n.stop()
+    took = time.monotonic() - started
+    assert 19 < took < 30, took
+    # (an earlier test's notifier, its dripping server gone, may log here too)
+    [failed] = [e for e in events if e["event"] == "notify_failed" and e["channel"] == "heartbeat"]
+    assert "no whole answer within 20 s" == failed["error"]
+    assert "IMG_1" in [json.loads(body)["message"] for _, body in hook.got]
+
+
 def test_a_reload_keeps_what_was_not_told_yet(pinger: Pinger, hook: Webhook) -> None:
     """A reload builds a new notifier: the failures logged since the last ping, and a
     message no channel took yet, go to the new one (the next ping said all was well)."""
