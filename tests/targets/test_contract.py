@@ -1099,3 +1099,24 @@ def test_what_rclone_says_becomes_the_reason_it_means(
     finally:
         target.close()
     assert got.startswith(reason), got
+
+
+def test_a_sealed_sidecar_is_named_after_its_photos_object_and_an_older_one_still_reads(
+    tmp_path: Path,
+) -> None:
+    """On an encrypted target a photo's sealed sidecar is ``.photod/beside/`` plus its
+    photo's object name (the one its index line gives the recovery without photod),
+    and one a photod before this wrote under its own key's name still reads back."""
+    keygen(tmp_path / "main.txt")
+    t = CryptTarget(LocalTarget("l", tmp_path / "root", creates_root=True),
+                    Keys(tmp_path / "main.txt"))  # fmt: skip
+    t.check(None)
+    put(t, "2024/IMG_1.HEIC")
+    put(t, "2024/IMG_2.HEIC")
+    assert t.put_beside("2024/IMG_1.HEIC.xmp", b"<x>new</x>", replace=False)
+    obj = t.keys_.object_name("2024/IMG_1.HEIC").rpartition("/")[2]
+    assert [f"beside/{obj}"] == t.inner.list_meta("beside")
+    assert b"<x>new</x>" == t.get_beside("2024/IMG_1.HEIC.xmp")
+    old = t.keys_.object_name("2024/IMG_2.HEIC.xmp").rpartition("/")[2]
+    t.put_private(f"beside/{old}", b"<x>older</x>")
+    assert b"<x>older</x>" == t.get_beside("2024/IMG_2.HEIC.xmp")
