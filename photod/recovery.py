@@ -210,7 +210,8 @@ def _steps(t: LocalTarget | S3Target | RcloneTarget, fetch: str) -> list[str]:
             "cat .photod/installations/*/sums/*.sha256 | sort -u | sha256sum -c   # one OK per photo",
             "```",
             "",
-            "Then copy them anywhere (`cp -a`, `rsync -a --exclude=.photod`).",
+            "Then copy them anywhere: `rsync -a --exclude=.photod --exclude='.photod-*.tmp'`",
+            "(a `.photod-*.tmp` is a copy never finished, not a photo).",
         ]
     get = f"cp -a '{t.path}' encrypted" if isinstance(t, LocalTarget) else fetch
     return [

@@ -683,3 +683,45 @@ def test_a_drill_asked_of_the_daemon_names_a_target_it_could_not_reach(
         p.wait_event("drill_passed", target="lib")
     finally:
         assert 0 == p.stop()
+
+
+def test_the_readmes_restore_without_photod_brings_back_only_the_photos_after_a_crash(
+    setup: Setup, samples: Path
+) -> None:
+    """The computer died in the middle of a copy to its drive: a half-written temporary
+    (`.photod-….tmp`) is left in a photo's folder, and no photod ever starts again to
+    remove it.  The README's "Restore without photod" commands, run as written (the
+    drive's and the restore's folders put in), check every listed photo and copy back
+    exactly the photos, each with its file time: the rsync they gave copied the
+    half-written temporary too, a file of the restore that is no photo."""
+    drive = setup.home / "T7" / "photos"
+    p = setup.photod([{"name": "drive", "path": str(drive), "create": True}],
+                     {"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
+    photos = sorted(samples.iterdir())
+    for f in photos[:3]:
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    shutil.copy2(photos[3], setup.inbox / photos[3].name)
+    r = subprocess.run([*p.cli_command(), "run", "--once"], capture_output=True, timeout=120,
+                       env={**p.env, "PHOTOD_FAILPOINTS": "replica_opened=1:kill"})  # fmt: skip
+    assert -9 == r.returncode, r.stderr
+    [left] = [f for f in drive.rglob(".photod-*.tmp") if f.is_file()]
+    kept = {k: v for k, v in target_files(drive).items() if not k.endswith(".tmp")}
+    assert 3 == len(kept)
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("## Restore without photod") :]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block is not None
+    script = block.group(1).replace("/media/me/T7/photos", str(drive))
+    assert "~/Pictures/restored/" in script
+    env = {**os.environ, "HOME": str(setup.home)}
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=setup.home, env=env,
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert "" == r.stdout  # silent when all is intact
+    restored = setup.home / "Pictures" / "restored"
+    got = {str(f.relative_to(restored)): sha256(f) for f in restored.rglob("*") if f.is_file()}
+    assert kept == got, left
+    for rel in kept:
+        assert (drive / rel).stat().st_mtime_ns == (restored / rel).stat().st_mtime_ns
