@@ -29,7 +29,7 @@ from photod.errors import PhotodError, TargetUnavailable, UnsafeName
 from photod.fleet import TargetState
 from photod.library import asset_from_json
 from photod.logs import log
-from photod.media import check_key
+from photod.media import check_key, is_still, stem_of
 from photod.models import Asset
 from photod.policy import plural, size
 from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
@@ -73,11 +73,23 @@ def select(
     among: frozenset[str] | None = None,
 ) -> Iterator[Asset]:
     """Assets whose capture date is within [since, until], whose path in the
-    library matches the glob, and (``among``: an album's) that are among these."""
-    for asset in catalog.assets():
+    library matches the glob, and (``among``: an album's) that are among these.  A Live
+    Photo's movie and an edit's ``.AAE`` go by the date of the still they sit beside
+    (same folder, same stem: the still's day), not their own (a movie's is UTC, an
+    edit's the day it was made), so that a restore by date keeps them together."""
+    assets: Iterable[Asset] = catalog.assets()
+    stills: dict[str, str] = {}  # folder/stem -> the still's day
+    if since or until:
+        assets = list(assets)
+        for a in assets:
+            if is_still(a.relpath):
+                stills.setdefault(_beside(a.relpath), a.captured_at[:10])
+    for asset in assets:
         if among is not None and asset.sha256 not in among:
             continue
         day = asset.captured_at[:10]
+        if stills and not is_still(asset.relpath):
+            day = stills.get(_beside(asset.relpath), day)
         if (since or until) and not day:
             continue  # capture time unknown (rebuilt from a store that keeps none)
         if since is not None and day < since.isoformat():
@@ -90,6 +102,12 @@ def select(
         ):
             continue
         yield asset
+
+
+def _beside(relpath: str) -> str:
+    """What a still and the files kept beside it share: their folder and stem."""
+    folder, _, name = relpath.rpartition("/")
+    return f"{folder}/{stem_of(name)}"
 
 
 def open_targets(

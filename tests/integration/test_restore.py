@@ -725,3 +725,44 @@ def test_the_readmes_restore_without_photod_brings_back_only_the_photos_after_a_
     assert kept == got, left
     for rel in kept:
         assert (drive / rel).stat().st_mtime_ns == (restored / rel).stat().st_mtime_ns
+
+
+def test_a_restore_by_date_keeps_a_live_photos_movie_and_its_edits_with_the_still(
+    setup: Setup,
+) -> None:
+    """A Live Photo taken at 23:30 (EXIF, the camera's local time) whose movie says
+    03:30 the next day (QuickTime keeps UTC), and the .AAE of an edit made weeks later
+    (no date but its file's): on the target all three sit in the still's folder.
+    `photod restore --since D --until D` for the still's day brings back all three,
+    as the folder holds them; it restored the still alone, its movie and its edits
+    left out without a word (each file was judged by its own date).  The next day's
+    restore does not take the movie without its still."""
+    from datetime import UTC, datetime
+
+    from tests.conftest import make_mov
+    from tests.fakephone import jpeg
+
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}], {"copies": 1, "media": 1, "offsite": 0})
+    jpeg(setup.inbox / "IMG_0001.JPG", 1, "2024:05:01 23:30:00")
+    make_mov(setup.inbox / "IMG_0001.MOV", datetime(2024, 5, 2, 3, 30, tzinfo=UTC),
+             payload=os.urandom(5000))  # fmt: skip
+    aae = setup.inbox / "IMG_0001.AAE"
+    aae.write_text('<?xml version="1.0"?><plist version="1.0"><dict><key>adjustmentFormat'
+                   "Identifier</key><string>com.apple.photo</string></dict></plist>\n")  # fmt: skip
+    edited = datetime(2024, 6, 10, 9, 0, tzinfo=UTC).timestamp()
+    os.utime(aae, (edited, edited))
+    jpeg(setup.inbox / "IMG_0002.JPG", 2, "2024:05:02 12:00:00")
+    assert 0 == p.cli("run", "--once").returncode
+    held = target_files(lib)
+    live = {k for k in held if "IMG_0001" in k}
+    assert 3 == len(live) and 1 == len({k.rpartition("/")[0] for k in live})  # one folder
+
+    first = setup.home / "first-of-may"
+    r = p.cli("restore", str(first), "--since", "2024-05-01", "--until", "2024-05-01")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert {k: held[k] for k in live} == target_files(first)
+    second = setup.home / "second-of-may"
+    r = p.cli("restore", str(second), "--since", "2024-05-02", "--until", "2024-05-02")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert {k: v for k, v in held.items() if "IMG_0002" in k} == target_files(second)
