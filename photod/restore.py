@@ -73,23 +73,27 @@ def select(
     among: frozenset[str] | None = None,
 ) -> Iterator[Asset]:
     """Assets whose capture date is within [since, until], whose path in the
-    library matches the glob, and (``among``: an album's) that are among these.  A Live
-    Photo's movie and an edit's ``.AAE`` go by the date of the still they sit beside
-    (same folder, same stem: the still's day), not their own (a movie's is UTC, an
-    edit's the day it was made), so that a restore by date keeps them together."""
+    library matches the glob, and (``among``: an album's, or those chosen on the
+    dashboard) that are among these.  A Live Photo's movie and an edit's ``.AAE`` go
+    with the still they sit beside (same folder, same stem): by its date, not their own
+    (a movie's is UTC, an edit's the day it was made), and chosen with it, so that
+    neither a restore by date nor one of the photos a day or month shows leaves them
+    out."""
     assets: Iterable[Asset] = catalog.assets()
     stills: dict[str, str] = {}  # folder/stem -> the still's day
-    if since or until:
+    picked: set[str] = set()  # folder/stem of the stills among ``among``
+    if since or until or among is not None:
         assets = list(assets)
         for a in assets:
             if is_still(a.relpath):
                 stills.setdefault(_beside(a.relpath), a.captured_at[:10])
+                if among is not None and a.sha256 in among:
+                    picked.add(_beside(a.relpath))
     for asset in assets:
-        if among is not None and asset.sha256 not in among:
+        beside = "" if is_still(asset.relpath) else _beside(asset.relpath)
+        if among is not None and asset.sha256 not in among and beside not in picked:
             continue
-        day = asset.captured_at[:10]
-        if stills and not is_still(asset.relpath):
-            day = stills.get(_beside(asset.relpath), day)
+        day = stills.get(beside, asset.captured_at[:10]) if since or until else ""
         if (since or until) and not day:
             continue  # capture time unknown (rebuilt from a store that keeps none)
         if since is not None and day < since.isoformat():

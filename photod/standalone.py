@@ -163,11 +163,13 @@ def restore(
     stop: threading.Event | None = None,
     owner: int | None = None,
     on_file: Callable[[str], None] | None = None,
+    on_files: Progress | None = None,
 ) -> RestoreReport:
     """``photod restore``, and the dashboard's: ``chosen`` narrows it to these assets
     (SHA-256), ``stop`` ends it between two files, ``owner`` is the user it is written
     for by a root daemon (see ``Restorer``), ``on_file`` is told each file's outcome
-    as it ends ('restored', 'skipped' or why not)."""
+    as it ends ('restored', 'skipped' or why not), ``on_files`` how many files it
+    restores (the movies and edits kept beside a chosen photo too)."""
     db = cfg.state_dir / CATALOG_NAME
     if not db.exists():
         raise FileNotFoundError(db)
@@ -198,6 +200,8 @@ def restore(
             among = chosen if among is None else among & chosen
         assets = list(select(catalog, since, until, match, among))
         on_plan(sum(a.size for a in assets))
+        if on_files is not None:
+            on_files(len(assets))
         restorer = Restorer(
             catalog, open_targets(catalog, targets, only), stop or threading.Event(), owner
         )

@@ -92,6 +92,9 @@ class Restores:
         def plan(n: int) -> None:
             job.total = n
 
+        def files(n: int) -> None:
+            job.files = n  # (a chosen photo's movie and edits come with it)
+
         def advance(n: int) -> None:
             job.done += n
 
@@ -116,6 +119,7 @@ class Restores:
                 stop=self.stop,
                 owner=owner,
                 on_file=ended,
+                on_files=files,
             )
         except (PhotodError, OSError) as exc:
             job.state, job.message = "failed", str(exc)

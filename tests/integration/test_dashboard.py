@@ -934,3 +934,42 @@ def test_the_events_page_of_a_long_log_reads_its_newest_lines(
     assert "2025-06-01" in timeline[-1].text  # (then the rotated files')
     assert "an old one" in text(browser, "#failures")
     assert 0 == p.stop()
+
+
+def test_a_month_restored_from_the_library_keeps_each_photos_movie_and_edits(
+    setup: Setup,
+) -> None:
+    """The library page shows each file by its own date: a Live Photo of 1 May, its
+    movie, and the `.AAE` of an edit made on 10 June (its only date), which the June
+    page shows.  Every photo the May page offers, restored, brings back the still with
+    its movie and its edit, as the target keeps them together in one folder: the edit
+    stayed behind (and restored alone from June's page, it would lose its photo)."""
+    from datetime import UTC, datetime
+
+    from tests.conftest import make_mov, target_files
+    from tests.fakephone import jpeg
+
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}], {"copies": 1, "media": 1, "offsite": 0})
+    jpeg(setup.inbox / "IMG_0001.JPG", 1, "2024:05:01 10:30:00")
+    make_mov(setup.inbox / "IMG_0001.MOV", datetime(2024, 5, 1, 10, 30, tzinfo=UTC),
+             payload=os.urandom(5000))  # fmt: skip
+    aae = setup.inbox / "IMG_0001.AAE"
+    aae.write_text('<?xml version="1.0"?><plist version="1.0"><dict><key>adjustmentFormat'
+                   "Identifier</key><string>com.apple.photo</string></dict></plist>\n")  # fmt: skip
+    edited = datetime(2024, 6, 10, 9, 0, tzinfo=UTC).timestamp()
+    os.utime(aae, (edited, edited))
+    p.start()
+    p.wait_protected(3)
+    p.wait_event("dashboard_started")
+    dash = Restores(p)
+    page = ask(dash.url, "/library?month=2024-05", headers=dash.cookie)[2].decode()
+    shown = re.findall(r'type="checkbox" value="([0-9a-f]{64})"', page)
+    assert 2 == len(shown)  # the still and its movie: the edit is June's
+    dest = setup.home / "Restored"
+    status, job = dash.restore(str(dest), shown)
+    assert 200 == status, job
+    job = dash.ended(job["id"])
+    assert ("done", [], 3, 3) == (job["state"], job["failed"], job["files"], job["restored"])
+    assert target_files(lib) == target_files(dest)
+    assert 0 == p.stop()
