@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
+from shlex import quote as q  # every value a shell step names: a path may hold ' or $
 from typing import Any
 
 from photod import __version__, policy
@@ -179,10 +180,10 @@ def _by_hand(t: LocalTarget | S3Target | RcloneTarget) -> list[str]:
     """Stock-tool steps that restore every installation's photos from one target."""
     first: list[str] = []  # what the download needs first: where its keys are
     if isinstance(t, LocalTarget):
-        fetch = f"cd '{t.path}'"
+        fetch = f"cd {q(str(t.path))}"
     elif isinstance(t, S3Target):
-        src = f"s3://{t.bucket}/{t.prefix}"
-        endpoint = f" --endpoint-url {t.endpoint}" if t.endpoint else ""
+        src = q(f"s3://{t.bucket}/{t.prefix}")
+        endpoint = f" --endpoint-url {q(t.endpoint)}" if t.endpoint else ""
         first = [f"First, the S3 keys for the `aws` tool: {_aws_credentials(t)}", ""]
         fetch = (
             f"aws s3 cp --recursive{endpoint} {src} encrypted/"
@@ -192,9 +193,9 @@ def _by_hand(t: LocalTarget | S3Target | RcloneTarget) -> list[str]:
     else:
         first = [*_rclone_remote(t), ""]
         fetch = (
-            f"rclone copy '{t.remote}' encrypted/"
+            f"rclone copy {q(t.remote)} encrypted/"
             if t.encrypt
-            else f"rclone copy '{t.remote}' restored/ && cd restored"
+            else f"rclone copy {q(t.remote)} restored/ && cd restored"
         )
     return first + _steps(t, fetch)
 
@@ -213,7 +214,7 @@ def _steps(t: LocalTarget | S3Target | RcloneTarget, fetch: str) -> list[str]:
             "Then copy them anywhere: `rsync -a --exclude=.photod --exclude='.photod-*.tmp'`",
             "(a `.photod-*.tmp` is a copy never finished, not a photo).",
         ]
-    get = f"cp -a '{t.path}' encrypted" if isinstance(t, LocalTarget) else fetch
+    get = f"cp -a {q(str(t.path))} encrypted" if isinstance(t, LocalTarget) else fetch
     return [
         "Every file is an age file under a meaningless name. Each one's index line (object,",
         "SHA-256, size, capture time, file time, path) is sealed beside it in",
@@ -257,9 +258,9 @@ def _steps(t: LocalTarget | S3Target | RcloneTarget, fetch: str) -> list[str]:
 def _aws_credentials(t: S3Target) -> str:
     """How the `aws` tool gets the keys photod used."""
     if t.credentials_file:
-        return f"put back `{t.credentials_file}`, then `export AWS_SHARED_CREDENTIALS_FILE='{t.credentials_file}'`."
+        return f"put back `{t.credentials_file}`, then `export AWS_SHARED_CREDENTIALS_FILE={q(str(t.credentials_file))}`."
     if t.profile:
-        return f"`export AWS_PROFILE='{t.profile}'` (its keys in `~/.aws/credentials`)."
+        return f"`export AWS_PROFILE={q(t.profile)}` (its keys in `~/.aws/credentials`)."
     return "`AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` in the environment, or `~/.aws/credentials`."
 
 
@@ -269,7 +270,7 @@ def _rclone_remote(t: RcloneTarget) -> list[str]:
     section = t.remote.partition(":")[0]
     if not t.rclone_config:
         where = (
-            f"`{t.config_file}` (`export RCLONE_CONFIG='{t.config_file}'`)"
+            f"`{t.config_file}` (`export RCLONE_CONFIG={q(str(t.config_file))}`)"
             if t.config_file
             else "rclone's default config"
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from tests.conftest import Photod, S3Server, sha256, target_files
 from tests.integration.conftest import Setup, backed_up_twice, listed
+from tests.servers import need
 
 DRILL_ALL = "\n[schedule]\ndrill_sample = 100\n"
 
@@ -292,7 +294,7 @@ def test_recovery_plan_names_every_target_and_no_secret(
 
     # The aws tool is told where the keys are; the config itself is on every target,
     # with its secrets marked, and reads back as the config it was.
-    assert f"export AWS_SHARED_CREDENTIALS_FILE='{creds}'" in plan
+    assert f"export AWS_SHARED_CREDENTIALS_FILE={shlex.quote(str(creds))}" in plan
     assert "photod.toml" in plan and "<secret: put it back here>" in plan
     (kept,) = lib.glob(".photod/installations/*/photod.toml")
     import tomllib
@@ -766,3 +768,42 @@ def test_a_restore_by_date_keeps_a_live_photos_movie_and_its_edits_with_the_stil
     r = p.cli("restore", str(second), "--since", "2024-05-02", "--until", "2024-05-02")
     assert 0 == r.returncode, r.stdout + r.stderr
     assert {k: v for k, v in held.items() if "IMG_0002" in k} == target_files(second)
+
+
+def test_the_plans_steps_work_for_a_drive_whose_name_has_an_apostrophe(
+    setup: Setup, samples: Path
+) -> None:
+    """A drive named "Anna's Drive" (as a desktop names one), with a plain and an
+    encrypted target on it.  The recovery plan's stock-tools steps for each, run as
+    written in bash, bring back every photo: each path was put between single quotes
+    as it stood, so its apostrophe ended the quote and the step failed (or ran
+    something else)."""
+    need("age", "apt install age")
+    drive = setup.home / "media" / "Anna's Drive"
+    plain, sealed = drive / "photos", drive / "sealed $HOME"
+    key = setup.home / "key.txt"
+    p = setup.photod(
+        [{"name": "plain", "path": str(plain), "create": True},
+         {"name": "sealed", "path": str(sealed), "create": True, "encrypt": True}],
+        {"copies": 2, "media": 1, "offsite": 0}, f'\n[encryption]\nidentity = "{key}"\n',
+    )  # fmt: skip
+    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    for f in samples.iterdir():
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    originals = sorted(sha256(f) for f in samples.iterdir())
+    plan = setup.home / "plan.md"
+    assert 0 == p.cli("recovery-plan", "--output", str(plan)).returncode
+    for name in ("plain", "sealed"):
+        block = re.search(rf"### {name}\n\n.*?```(?:sh|bash)\n(.*?)```", plan.read_text(), re.S)
+        assert block is not None
+        work = setup.home / f"away-{name}"
+        work.mkdir()
+        r = subprocess.run(["bash", "-c", block.group(1)], cwd=work, capture_output=True,
+                           text=True, timeout=120, env={**os.environ, "KEY": str(key)})  # fmt: skip
+        assert 0 == r.returncode, r.stdout + r.stderr
+        assert len(originals) == r.stdout.count(": OK"), r.stdout + r.stderr
+    restored = work / "restored"
+    assert originals == sorted(
+        sha256(f) for f in restored.rglob("*") if f.is_file() and f.name != "SHA256SUMS"
+    )
