@@ -118,7 +118,9 @@ class CatchUp:
                         try:
                             mtime_ns: int | None = os.fstat(stream.fileno()).st_mtime_ns
                         except (OSError, ValueError, AttributeError):
-                            mtime_ns = None
+                            mtime_ns = None  # an object store's, a sealed copy's: none
+                        if mtime_ns is None:  # the photo's own, as its source file had it
+                            mtime_ns = self._file_time(asset)
                         sha = copier.pump(stream, writers, dropped, need_hash=False)
                     if source and self.targets[source].queued:  # a download: egress
                         self.catalog.add_egress(source, month(), asset.size)
@@ -260,6 +262,11 @@ class CatchUp:
                 lost_now(self.catalog, self.source_roots, asset)
         finally:
             self.copier.release(asset.sha256, [source])
+
+    def _file_time(self, asset: Asset) -> int | None:
+        """The time the asset's source file had when it was taken (None if unknown)."""
+        times = [m for _, _, _, m in self.catalog.source_paths(asset.sha256) if m != -1]
+        return min(times) if times else None
 
     def _sources_for(
         self, asset: Asset, exclude: str

@@ -578,3 +578,42 @@ def test_an_unplugged_drive_is_skipped_never_taken_for_missing_copies(
     assert 0 == p.cli("verify", "--all").returncode
     assert [] == p.events("replica_missing")
     assert_target_holds(ext, originals)
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "encrypted"])
+def test_a_copy_repaired_from_the_offsite_copy_keeps_the_photos_file_time(
+    setup: Setup, samples: Path, s3_server: S3Server, sealed: bool
+) -> None:
+    """A photo whose file time is its only date (2020-09-13) is on a drive and in an S3
+    bucket; its source is deleted, then the drive's copy rots.  The scrub repairs it
+    from the bucket (which keeps no file times, or a sealed one read through age): the
+    repaired copy has the photo's own time again, so that the drive alone, by rsync
+    or by `photod restore`, gives the photo its date; it had the moment of the repair."""
+    extra = ""
+    if sealed:
+        key = setup.home / "key.txt"
+        extra = f'\n[encryption]\nidentity = "{key}"\n'
+    creds = s3_server.credentials(setup.home / "s3.cred")
+    drive = setup.home / "drive"
+    p = setup.photod(
+        [{"name": "drive", "path": str(drive), "create": True},
+         s3_server.target("cloud", creds, prefix=f"times-{sealed}-{setup.home.name}/",
+                          encrypt=sealed)],
+        policy={"copies": 2, "media": 2, "offsite": 1}, extra=extra,
+    )  # fmt: skip
+    if sealed:
+        assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    photo = setup.inbox / "a.jpg"
+    shutil.copy(samples / "jpg_Canon_40D.jpg", photo)
+    os.utime(photo, ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+    assert 0 == p.cli("run", "--once").returncode
+    [rel] = target_files(drive)
+    assert 1_600_000_000_123_456_789 == (drive / rel).stat().st_mtime_ns
+    photo.unlink()
+    body = bytearray((drive / rel).read_bytes())
+    body[5000] ^= 0x20
+    (drive / rel).write_bytes(bytes(body))
+    r = p.cli("verify", "--all")
+    assert "1 repaired" in r.stdout, r.stdout + r.stderr
+    assert sha256(samples / "jpg_Canon_40D.jpg") == sha256(drive / rel)
+    assert 1_600_000_000_123_456_789 == (drive / rel).stat().st_mtime_ns
