@@ -12,7 +12,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from tzlocal import get_localzone
 
-from photod import schedules
+from photod import clock, schedules
 from photod.activity import Activity
 from photod.drill import drill
 from photod.errors import StateDirFull, Stopping
@@ -29,6 +29,8 @@ SETTLE_TICK = 0.25  # seconds between looks at files that are still being writte
 TARGET_PROBE = 5.0  # seconds between checks that a drive came or went
 REWATCH = 5.0  # seconds between looks at whether a watch folder was made again or mounted over
 REMIND = 15.0  # seconds between looks for reminders (each kind is sent at most `every`)
+LOOK = 5.0  # seconds at most between two looks of the scheduler at its jobs and the clock
+STEP = 2.0  # seconds the wall clock may move against the boot clock before it was set
 
 
 class CronLine(BaseTrigger):  # type: ignore[misc]
@@ -70,6 +72,19 @@ class Every(IntervalTrigger):  # type: ignore[misc]
         if previous_fire_time is not None and after is not None and after <= now:
             return now + timedelta(seconds=self.interval_length)
         return after
+
+
+def _rewound(job: Any, back: timedelta, now: datetime) -> datetime | None:
+    """A job's next run once the wall clock was set back by ``back``: a cron line's next
+    time on the clock as it is now (not a year away, the time on the old clock); a
+    catch-up, a wake-up or an interval's run as far away as it was before."""
+    due: datetime | None = job.next_run_time
+    if due is None:
+        return None
+    trigger = job.trigger
+    if isinstance(trigger, CronLine) and trigger.get_next_fire_time(None, due) == due:
+        return trigger.get_next_fire_time(None, now)
+    return max(now, due - back)
 
 
 def _missed(last: tuple[str, object] | None, line: str, now: datetime) -> datetime | None:
@@ -142,6 +157,27 @@ def scheduler() -> BackgroundScheduler:
             except JobLookupError:
                 if self.state != STATE_STOPPED:
                     raise
+
+        # APScheduler waits for the next job's time on the wall clock: one set back a
+        # year (NTP correcting a clock that ran ahead) left every job a year away, the
+        # scrub and the drill too, and it never looked again.  It looks every LOOK
+        # seconds now, and a wall clock that moved back against the boot clock (which a
+        # setting of the clock does not move) moves the jobs back with it.
+        offset: float | None = None
+
+        def _process_jobs(self) -> float:
+            offset = clock.SYSTEM.time() - clock.SYSTEM.boottime()
+            if self.offset is not None and offset < self.offset - STEP:
+                now = datetime.now(UTC)
+                back = timedelta(seconds=self.offset - offset)
+                for job in self.get_jobs():
+                    due = _rewound(job, back, now)
+                    if due is not None and due != job.next_run_time:
+                        job.modify(next_run_time=due)
+                log.warning("clock_set_back", seconds=round(back.total_seconds()))
+            self.offset = offset
+            wait = super()._process_jobs()
+            return LOOK if wait is None else min(wait, LOOK)
 
     return Scheduler(
         timezone=UTC,

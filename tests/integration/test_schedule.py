@@ -26,6 +26,31 @@ def _faked(p: Photod, offset: Path) -> None:
               "FAKETIME_NO_CACHE": "1", "DONT_FAKE_MONOTONIC": "1"}  # fmt: skip
 
 
+def test_a_scrub_still_runs_on_time_after_the_clock_is_set_back_a_year(
+    setup: Setup, samples: Path
+) -> None:
+    """The daemon runs with a scrub every minute when the computer's clock is set back a
+    year (NTP correcting a clock that ran ahead): a new photo is still taken at once,
+    and the next scrub comes at the next minute on the corrected clock, not a year later
+    (the scheduler kept the times it had computed on the old clock: nothing settled, no
+    scrub or drill, until a restart)."""
+    offset = setup.home / "faketime.rc"
+    offset.write_text("+0\n")
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}],
+                     extra='\n[schedule]\nscrub = "* * * * *"\n')  # fmt: skip
+    _faked(p, offset)
+    p.start()
+    try:
+        offset.write_text("-365d\n")
+        time.sleep(6)
+        photo = setup.inbox / "a.jpg"
+        shutil.copy2(sorted(samples.iterdir())[0], photo)
+        p.wait_event("asset_ingested", timeout=20)
+        p.wait_event("scrub_finished", timeout=90)
+    finally:
+        p.stop(signal.SIGKILL)  # (under libfaketime a SIGTERM may go unanswered)
+
+
 def _peak_rss_mb(p: Photod) -> float:
     assert p.proc is not None
     for line in Path(f"/proc/{p.proc.pid}/status").read_text().splitlines():
