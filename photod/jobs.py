@@ -87,14 +87,19 @@ def _rewound(job: Any, back: timedelta, now: datetime) -> datetime | None:
     return max(now, due - back)
 
 
-def _missed(last: tuple[str, object] | None, line: str, now: datetime) -> datetime | None:
+def _missed(
+    last: tuple[str, object] | None, line: str, now: datetime, zone: Any = None
+) -> datetime | None:
     """When a run was missed while photod was not running at all (the computer was
     off), run it a minute after start; else None: the cron line decides.  (A run due
-    while the computer slept is run on waking by the scheduler itself.)"""
+    while the computer slept is run on waking by the scheduler itself.)  Missed: the
+    line had a time between the last run and now (photod stopped across last night's
+    03:30, or across Sunday's drill, is not "one and a half intervals" away yet).
+    ``zone``: the line's (the computer's by default)."""
     if last is None:
         return None  # never ran: this is a new installation, nothing to catch up on
     then = datetime.fromisoformat(last[0].replace("Z", "+00:00"))
-    if (now - then).total_seconds() > schedules.interval(line) * 1.5:
+    if schedules.next_after(line, then.astimezone(zone or get_localzone())) <= now:
         return now + timedelta(seconds=60)
     return None
 

@@ -90,16 +90,30 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     ("last", "expected"),
     [
         (None, None),  # a new installation: nothing to catch up
-        ((NOW - timedelta(hours=20)).isoformat(), None),  # ran last night: wait for 03:30
+        ((NOW - timedelta(hours=8)).isoformat(), None),  # ran last night: wait for 03:30
         ((NOW - timedelta(days=3)).isoformat(), NOW + timedelta(seconds=60)),  # was off
+        # off from before last night's run until now: 30 h, not yet one and a half days
+        ((NOW - timedelta(hours=30)).isoformat(), NOW + timedelta(seconds=60)),
+        ((NOW + timedelta(days=300)).isoformat(), None),  # the clock set back since
     ],
 )
 def test_a_run_missed_while_photod_was_off_runs_soon_after_start(
     last: str | None, expected: datetime | None
 ) -> None:
-    """When the last daily scrub is older than one and a half days, the daemon runs it
-    a minute after starting instead of waiting for the next 03:30."""
-    assert expected == _missed((last, {}) if last else None, "30 3 * * *", NOW)
+    """When a 03:30 passed since the last daily scrub (photod stopped across it), the
+    daemon runs it a minute after starting instead of waiting for the next 03:30; not
+    when the last run is later than now (a clock set back: no run is known missed)."""
+    assert expected == _missed((last, {}) if last else None, "30 3 * * *", NOW, UTC)
+
+
+def test_a_weekly_drill_missed_while_photod_was_off_runs_soon_after_start() -> None:
+    """A weekly drill whose Sunday passed while photod was stopped (from Saturday to
+    the Monday after next: nine days since the last drill, under one and a half weeks) runs a minute
+    after the start, not a week late."""
+    sat = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)  # drilled on Sunday 15th, then by hand
+    monday = sat + timedelta(days=9)  # Monday 30th: Sunday 29th 04:00 passed while off
+    assert monday + timedelta(seconds=60) == _missed((sat.isoformat(), {}), "0 4 * * sun",
+                                                     monday, UTC)  # fmt: skip
 
 
 def test_a_job_woken_while_it_runs_runs_once_more() -> None:
