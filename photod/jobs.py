@@ -322,7 +322,7 @@ def drill_now(pipeline: Pipeline, scheduler: Any, only: object) -> dict[str, Any
 
     def drill_picked() -> None:
         targets = open_targets(pipeline.catalog, pick)
-        drill(pipeline.catalog, targets, sample, pipeline.stop_event, scratch)
+        drill(pipeline.catalog, targets, sample, pipeline.stop_event, scratch, only is None)
 
     if not run_now(scheduler, "drill-now", drill_picked, pipeline.activity):
         return {"ok": False, "message": STOPPING}

@@ -125,9 +125,8 @@ def run_drill(cfg: Config, only: str | None) -> dict[str, DrillResult]:
         away: dict[str, str] = {}
         try:
             ready = open_targets(catalog, targets, only, away)
-            done = drill(
-                catalog, ready, cfg.schedule.drill_sample, threading.Event(), cfg.state_dir
-            )
+            done = drill(catalog, ready, cfg.schedule.drill_sample, threading.Event(),
+                         cfg.state_dir, whole=only is None)  # fmt: skip
             return done | {name: DrillResult(0, 0, why) for name, why in away.items()}
         finally:
             for state in targets.values():

@@ -164,7 +164,9 @@ class Scrubber:
             n: {k: v for k, v in vars(t).items() if v and not isinstance(v, list)}
             for n, t in report.targets.items()
         }
-        self.catalog.ran("scrub", {"targets": summary, "sources_corrupt": report.sources_corrupt})
+        if only is None:  # (one target's is not the scheduled scrub: status, catch-up)
+            self.catalog.ran("scrub", {"targets": summary,
+                                       "sources_corrupt": report.sources_corrupt})  # fmt: skip
         log.info(
             "scrub_finished",
             targets=summary,

@@ -112,3 +112,36 @@ def test_a_scrub_missed_while_photod_was_stopped_runs_soon_after_it_starts(
         p.wait_event("scrub_finished", count=2, timeout=90)
     finally:
         assert 0 == p.stop()
+
+
+def test_one_targets_verify_or_drill_is_not_taken_for_the_scheduled_run(
+    setup: Setup, samples: Path
+) -> None:
+    """`photod verify --target lib` and `photod drill --target lib` check one target:
+    `photod status` still says when the whole scrub last ran, and neither is taken for
+    the scheduled run (which then skipped its catch-up: the other targets and the
+    watch folders went unread while status said the scrub had just run)."""
+    import sqlite3
+
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")},
+                      {"name": "usb", "path": str(setup.home / "usb")}])  # fmt: skip
+    shutil.copy2(sorted(samples.iterdir())[0], setup.inbox / "a.jpg")
+    p.start()
+    p.wait_protected(1)
+    assert 0 == p.stop()
+
+    def last(job: str) -> str:
+        with sqlite3.connect(setup.home / "state" / "catalog.sqlite") as db:
+            [(at,)] = db.execute("SELECT at FROM runs WHERE job=?", (job,)).fetchall()
+        return str(at)
+
+    for command in ("verify", "drill"):
+        assert 0 == p.cli(command).returncode
+    whole = {"scrub": last("scrub"), "drill": last("drill")}
+    assert whole["scrub"] == p.status()["last_scrub"]
+    time.sleep(1.1)
+    for command in ("verify", "drill"):
+        r = p.cli(command, "--target", "lib")
+        assert 0 == r.returncode, r.stdout + r.stderr
+    assert whole == {"scrub": last("scrub"), "drill": last("drill")}
+    assert whole["scrub"] == p.status()["last_scrub"]
