@@ -1196,10 +1196,12 @@ class Catalog:
             )
 
     def last_drills(self) -> dict[str, tuple[str, bool, int, str]]:
-        """Per target, the last drill: (when, passed, files, detail)."""
+        """Per target, the last drill: (when, passed, files, detail).  The last one run,
+        not the latest by its time: one dated by a clock that ran ahead, set back since,
+        would hide every drill after it."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT target, max(at), passed, files, detail FROM drills GROUP BY target"
+                "SELECT target, at, passed, files, detail, max(rowid) FROM drills GROUP BY target"
             ).fetchall()
         return {r[0]: (r[1], bool(r[2]), r[3], r[4]) for r in rows}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Photod
-from tests.integration.conftest import Setup
+from tests.integration.conftest import Setup, backed_up_twice
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +145,26 @@ def test_one_targets_verify_or_drill_is_not_taken_for_the_scheduled_run(
         assert 0 == r.returncode, r.stdout + r.stderr
     assert whole == {"scrub": last("scrub"), "drill": last("drill")}
     assert whole["scrub"] == p.status()["last_scrub"]
+
+
+def test_status_shows_the_last_drill_even_after_the_clock_was_set_back(
+    setup: Setup, samples: Path
+) -> None:
+    """A drill passed while the clock ran a year ahead; the clock is put right and the
+    next drill FAILS (a copy rotted): `photod status` shows that failure, not the
+    earlier pass (the latest drill was picked by its time, and the pass dated a year
+    ahead hid every failure for a year)."""
+    p, _, ext, originals = backed_up_twice(setup, samples, "\n[schedule]\ndrill_sample = 100\n")
+    offset = setup.home / "faketime.rc"
+    offset.write_text("+365d\n")
+    env = dict(p.env)
+    _faked(p, offset)
+    r = p.cli("drill", "--target", "ext")
+    assert 0 == r.returncode and "ext: drill passed" in r.stdout, r.stdout + r.stderr
+    p.env = env  # the clock put right
+    (ext / sorted(originals)[0]).write_bytes(b"rotten")
+    r = p.cli("drill", "--target", "ext")
+    assert 1 == r.returncode and "ext: drill FAILED" in r.stdout, r.stdout + r.stderr
+    drills = {t["name"]: t["last_drill"] for t in p.status()["targets"]}
+    assert not drills["ext"]["passed"], drills
+    assert "FAILED" in p.cli("status").stdout
