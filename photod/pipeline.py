@@ -127,8 +127,10 @@ class Pipeline:
         )
         self.activity = activity or Activity()  # the jobs running now (`photod status`)
         # Scheduled scrubs and drills that fell due on battery ([schedule] on_battery =
-        # false): each runs when the probe sees mains power again.
+        # false), or during a pause (``held``): each runs when the probe sees mains
+        # power again, or the pause over.
         self.deferred: set[str] = set()
+        self.held: set[str] = set()
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -186,9 +188,13 @@ class Pipeline:
 
     def heavy_waits(self, job: str) -> bool:
         """Whether a scheduled scrub or drill must not start now: `photod pause`, or
-        the battery when ``[schedule] on_battery = false`` (then it is remembered and
-        run as soon as the charger is back)."""
+        the battery when ``[schedule] on_battery = false``; either way it is remembered
+        and run as soon as the pause ends or the charger is back."""
         if self.paused():
+            if job not in self.held:
+                self.held.add(job)
+                log.info("job_deferred", job=job, reason="photod is paused: it runs when "
+                         "the pause ends")  # fmt: skip
             return True
         if self.cfg.schedule.on_battery or not on_battery_now():
             self.deferred.discard(job)
@@ -244,6 +250,11 @@ class Pipeline:
                 log.info("job_resumed", job=job, reason="mains power is back")
                 self.wake(job)
             self.deferred.clear()
+        if self.held and not self.paused():
+            for job in sorted(self.held):
+                log.info("job_resumed", job=job, reason="the pause ended")
+                self.wake(job)
+            self.held.clear()
         if came_back:
             self.wake("retry")
             self.wake("upload")

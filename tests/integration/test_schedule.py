@@ -168,3 +168,22 @@ def test_status_shows_the_last_drill_even_after_the_clock_was_set_back(
     drills = {t["name"]: t["last_drill"] for t in p.status()["targets"]}
     assert not drills["ext"]["passed"], drills
     assert "FAILED" in p.cli("status").stdout
+
+
+def test_a_scrub_due_during_a_pause_runs_when_the_pause_ends(setup: Setup) -> None:
+    """A scheduled scrub falls due while photod is paused: it waits (`job_deferred`),
+    and runs as soon as `photod resume` ends the pause, not at its next time (it was
+    dropped without a word: a nightly scrub lost to an evening's pause, a weekly drill
+    put off a week)."""
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}],
+                     extra='\n[schedule]\nscrub = "* * * * *"\n')  # fmt: skip
+    p.start()
+    try:
+        assert 0 == p.cli("pause").returncode
+        time.sleep(61 - time.time() % 60 + 2)  # past the next minute's run
+        assert [] == p.events("scrub_started")
+        assert 0 == p.cli("resume").returncode
+        p.wait_event("scrub_finished", timeout=15)
+        assert p.events("job_deferred")[0]["job"] == "scrub"
+    finally:
+        assert 0 == p.stop()
