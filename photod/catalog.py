@@ -1002,6 +1002,18 @@ class Catalog:
             ).fetchall()
         return [CheckItem(r[0], r[1], r[2], r[3]) for r in rows]
 
+    def checks_ahead(self, target: str) -> int:
+        """Re-reads on a target dated later than now (by a clock that ran ahead, set back
+        since): when they really were is not known, so their date is emptied and they
+        come first in ``replicas_by_age`` (else last, unread until the clock caught up).
+        Returns how many."""
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE replicas SET checked_at='' WHERE target=? AND state='verified'"
+                " AND checked_at > ?",
+                (target, now_iso()),
+            ).rowcount
+
     def check_totals(self, target: str) -> tuple[int, int, str | None]:
         """(verified replicas, their bytes, the oldest full re-read) on a target."""
         with self._lock:

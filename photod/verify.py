@@ -203,6 +203,9 @@ class Scrubber:
     # -- 2. full re-reads ----------------------------------------------------------------
 
     def _plan(self, name: str, state: TargetState, everything: bool) -> list[CheckItem]:
+        if ahead := self.catalog.checks_ahead(name):
+            log.warning("scrub_checks_ahead", target=name, copies=ahead, detail="re-read at a "
+                        "time later than the clock (set back since): read again first")  # fmt: skip
         _, total, _ = self.catalog.check_totals(name)
         budget: int | None = None
         if everything:

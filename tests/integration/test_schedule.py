@@ -187,3 +187,32 @@ def test_a_scrub_due_during_a_pause_runs_when_the_pause_ends(setup: Setup) -> No
         assert p.events("job_deferred")[0]["job"] == "scrub"
     finally:
         assert 0 == p.stop()
+
+
+def test_copies_re_read_while_the_clock_ran_ahead_are_not_left_unread_for_a_year(
+    setup: Setup, samples: Path
+) -> None:
+    """Every copy was re-read while the clock ran a year ahead; the clock is put right
+    and a new photo comes in.  The next scrub re-reads a copy whose last re-read is
+    dated ahead of the clock (when it really was is not known), not the new photo's
+    just proved (the oldest-first order put the ones dated a year ahead last: unread
+    for a year, far past `scrub_cycle`, while status said they had been read)."""
+    p, _, _, originals = backed_up_twice(setup, samples, '\n[schedule]\nscrub_budget = "1KiB"\n')
+    offset = setup.home / "faketime.rc"
+    offset.write_text("+365d\n")
+    env = dict(p.env)
+    _faked(p, offset)
+    assert 0 == p.cli("verify", "--all").returncode
+    p.env = env  # the clock put right
+    new = sorted(samples.iterdir())[0].read_bytes() + b"\0"
+    (setup.inbox / "new.jpg").write_bytes(new)
+    assert 0 == p.cli("run", "--once").returncode
+    import hashlib
+
+    fresh = hashlib.sha256(new).hexdigest()
+    before = len(p.events("replica_checked"))
+    r = p.cli("verify")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    read = {e["asset"] for e in p.events("replica_checked")[before:]}
+    assert read and fresh not in read, read
+    assert read <= set(originals.values())
