@@ -276,14 +276,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"{name}: not verified: {t.skipped}")
             continue
         line = f"{name}: {t.listed} listed, {t.checked} re-read ({size(t.bytes)})"
-        bad = [
-            f"{n} {what}"
-            for n, what in ((t.corrupt, "corrupt"), (t.missing, "missing"), (t.lost, "LOST"))
-            if n
-        ]
+        bad = [f"{n} {what}" for n, what in ((t.corrupt, "corrupt"), (t.missing, "missing"),
+                                              (t.lost, "LOST")) if n]  # fmt: skip
         if bad:
             line += f"; {', '.join(bad)}; {t.repaired} repaired"
-        print(line + ("" if bad else "; all good"))
+        if t.earlier:
+            line += f"; {t.earlier} found bad before, repaired now"
+        print(line + ("" if bad or t.earlier else "; all good"))
     if report.sources_checked or report.sources_corrupt:
         print(
             f"watch folders: {report.sources_checked} files re-read, "

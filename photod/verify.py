@@ -55,10 +55,12 @@ class TargetScrub:
     bytes: int = 0
     corrupt: int = 0
     missing: int = 0
-    repaired: int = 0
+    repaired: int = 0  # of those this run found bad
+    earlier: int = 0  # repaired now, found bad before this run (``_heal``)
     lost: int = 0
     skipped: str = ""  # why the target was not scrubbed ("" when it was)
     bad_keys: list[str] = field(default_factory=list)  # found corrupt or missing
+    bad_assets: list[str] = field(default_factory=list)  # their assets' SHA-256
     replaced: list[str] = field(default_factory=list)  # another installation's file is there
 
 
@@ -336,6 +338,7 @@ class Scrubber:
         else:
             scrub.missing += 1
         scrub.bad_keys.append(entry.key)
+        scrub.bad_assets.append(entry.sha256)
         left = self.catalog.replica_bad(entry.sha256, name, result, method)
         log.error(
             f"replica_{result}",
@@ -349,14 +352,18 @@ class Scrubber:
         )
 
     def _heal(self, name: str, scrub: TargetScrub) -> None:
-        if not scrub.corrupt and not scrub.missing:
+        """Repair what this run found bad, and what was found bad before and is not
+        repaired yet (a copy found rotten as another's source, a repair cut short)."""
+        if not scrub.corrupt and not scrub.missing and not self.catalog.to_repair(name):
             return
         state = self.targets[name]
+        found = set(scrub.bad_assets)
         for asset in self.catalog.to_repair(name):
             if self.stop.is_set():
                 raise Stopping
             if self.replicator.copy_asset(asset, name):
-                scrub.repaired += 1
+                scrub.repaired += asset.sha256 in found
+                scrub.earlier += asset.sha256 not in found
                 self.replicator.judge(asset.sha256)
             elif self._lost(asset):
                 scrub.lost += 1

@@ -617,3 +617,29 @@ def test_a_copy_repaired_from_the_offsite_copy_keeps_the_photos_file_time(
     assert "1 repaired" in r.stdout, r.stdout + r.stderr
     assert sha256(samples / "jpg_Canon_40D.jpg") == sha256(drive / rel)
     assert 1_600_000_000_123_456_789 == (drive / rel).stat().st_mtime_ns
+
+
+def test_a_copy_found_rotten_as_a_repair_source_is_repaired_by_the_next_verify(
+    setup: Setup, samples: Path
+) -> None:
+    """Both copies of a photo rot.  `photod verify --target ext` repairs ext's from the
+    watch folder's file, after lib's copy, read as its first source, hashed wrong (it is
+    set aside, `method: copy source`).  The next `photod verify` repairs lib's too: it
+    said "all good" and left lib one copy short (only what a run found itself was
+    repaired)."""
+    p, lib, ext, originals = backed_up_twice(setup, samples)
+    victim = sorted(originals)[1]
+    for root in (lib, ext):
+        data = bytearray((root / victim).read_bytes())
+        data[100] ^= 1
+        (root / victim).write_bytes(bytes(data))
+    assert 0 == p.cli("verify", "--target", "ext", "--all").returncode
+    assert [("lib", "copy source")] == [
+        (e["target"], e["method"]) for e in p.events("replica_corrupt") if e["target"] == "lib"
+    ]
+    assert target_files(ext)[victim] == originals[victim]
+    r = p.cli("verify")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert "lib: 10 listed" in r.stdout and "1 found bad before, repaired now" in r.stdout
+    assert target_files(lib) == originals
+    p.wait_protected(len(originals), timeout=10)
