@@ -31,6 +31,7 @@ REWATCH = 5.0  # seconds between looks at whether a watch folder was made again 
 REMIND = 15.0  # seconds between looks for reminders (each kind is sent at most `every`)
 LOOK = 5.0  # seconds at most between two looks of the scheduler at its jobs and the clock
 STEP = 2.0  # seconds the wall clock may move against the boot clock before it was set
+REPLAN = timedelta(hours=3)  # a clock set back less: the cron lines' times stand (cron's rule)
 
 
 class CronLine(BaseTrigger):  # type: ignore[misc]
@@ -76,14 +77,16 @@ class Every(IntervalTrigger):  # type: ignore[misc]
 
 def _rewound(job: Any, back: timedelta, now: datetime) -> datetime | None:
     """A job's next run once the wall clock was set back by ``back``: a cron line's next
-    time on the clock as it is now (not a year away, the time on the old clock); a
+    time on the clock as it is now (not a year away, the time on the old clock), or
+    when it was set back less than ``REPLAN`` its time as planned (as cron does: a
+    time of the line that passed on the old clock has run, and is not run again); a
     catch-up, a wake-up or an interval's run as far away as it was before."""
     due: datetime | None = job.next_run_time
     if due is None:
         return None
     trigger = job.trigger
     if isinstance(trigger, CronLine) and trigger.get_next_fire_time(None, due) == due:
-        return trigger.get_next_fire_time(None, now)
+        return due if back < REPLAN else trigger.get_next_fire_time(None, now)
     return max(now, due - back)
 
 

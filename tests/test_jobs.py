@@ -261,3 +261,24 @@ def test_a_one_off_job_that_starts_as_the_daemon_stops_leaves_no_trace(
     stopping.join(10)
     assert not stopping.is_alive() and ran.is_set()
     assert [] == died
+
+
+@pytest.mark.parametrize("back", [timedelta(seconds=5), timedelta(minutes=40)])
+def test_a_clock_set_back_just_after_a_scrub_does_not_run_it_again(back: timedelta) -> None:
+    """NTP steps the clock back a few seconds (or the minutes a clock ran fast) just
+    after the 03:30 scrub ran: the scrub is not run a second time at 03:30 on the
+    corrected clock (it was replanned to the first 03:30 after now, the one that had
+    just run); it stays at tomorrow's, as cron keeps it.  Set back a year, it still
+    comes at its next time on the clock as it is now."""
+    trigger = CronLine("30 3 * * *")
+    trigger.zone = UTC
+    ran = datetime(2026, 12, 5, 3, 30, tzinfo=UTC)
+    tomorrow = trigger.get_next_fire_time(ran, ran + timedelta(seconds=2))
+    assert datetime(2026, 12, 6, 3, 30, tzinfo=UTC) == tomorrow
+    job = jobs.scheduler().add_job(print, trigger, id="scrub", next_run_time=tomorrow)
+    now = ran + timedelta(seconds=2) - back
+    assert tomorrow == jobs._rewound(job, back, now)
+    year = timedelta(days=365)
+    assert datetime(2025, 12, 6, 3, 30, tzinfo=UTC) == jobs._rewound(
+        job, year, ran + timedelta(seconds=2) - year
+    )
