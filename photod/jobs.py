@@ -181,7 +181,12 @@ def scheduler() -> BackgroundScheduler:
                 for job in self.get_jobs():
                     due = _rewound(job, back, now)
                     if due is not None and due != job.next_run_time:
-                        job.modify(next_run_time=due)
+                        try:
+                            job.modify(next_run_time=due)
+                        except JobLookupError:
+                            if self.state != STATE_STOPPED:
+                                raise
+                            break  # a stop began: the jobs are gone, nothing to move
                 log.warning("clock_set_back", seconds=round(back.total_seconds()))
             self.offset = offset
             wait = super()._process_jobs()

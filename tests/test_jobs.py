@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from photod import jobs, schedules
+from photod import clock, jobs, schedules
 from photod.activity import Activity
 from photod.jobs import CronLine, _missed
 from photod.schedules import interval
@@ -282,3 +282,44 @@ def test_a_clock_set_back_just_after_a_scrub_does_not_run_it_again(back: timedel
     assert datetime(2025, 12, 6, 3, 30, tzinfo=UTC) == jobs._rewound(
         job, year, ran + timedelta(seconds=2) - year
     )
+
+
+def test_a_clock_set_back_as_the_daemon_stops_leaves_no_trace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The scheduler sees the clock set back and moves a job back just as a stop (or a
+    reload) marks it stopped: the job is no longer where a stopped scheduler looks, and
+    the scheduler's thread died of JobLookupError (a trace in the journal at a stop).
+    Now the stop is quiet."""
+    import threading
+
+    from apscheduler.schedulers.base import STATE_STOPPED
+
+    died: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
+    scheduler = jobs.scheduler()
+    stopping = threading.Thread(target=scheduler.shutdown)
+
+    def tracer(frame: Any, event: str, arg: object) -> None:
+        # In the scheduler's thread, as it moves the job back: the stop begins.
+        if event == "call" and frame.f_code.co_name == "modify_job" and not stopping.is_alive():
+            threading.settrace(None)
+            sys.settrace(None)
+            stopping.start()
+            while scheduler.state != STATE_STOPPED:
+                time.sleep(0.001)
+
+    scheduler.add_job(print, "interval", hours=1, id="reconcile")
+    scheduler.offset = 3600.0 + clock.SYSTEM.time() - clock.SYSTEM.boottime()
+    threading.settrace(tracer)  # (the scheduler's thread starts below: a clock set back 1 h)
+    try:
+        scheduler.start()
+    finally:
+        threading.settrace(None)  # type: ignore[arg-type]
+    deadline = time.monotonic() + 10
+    while stopping.ident is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stopping.join(10)
+    assert stopping.ident is not None, "the scheduler never moved the job back"
+    assert not stopping.is_alive()
+    assert [] == died
