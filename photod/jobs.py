@@ -90,6 +90,16 @@ def _rewound(job: Any, back: timedelta, now: datetime) -> datetime | None:
     return max(now, due - back)
 
 
+def _offset() -> float | None:
+    """The wall clock less the boot clock (it changes only when the clock is set); None
+    when the thread stalled between the readings (another thread holding the
+    interpreter, a suspend just then): a stall of 3 s read as a clock set back 3 s."""
+    before = clock.SYSTEM.boottime()
+    wall = clock.SYSTEM.time()
+    after = clock.SYSTEM.boottime()
+    return None if after - before > STEP / 4 else wall - (before + after) / 2
+
+
 def _missed(
     last: tuple[str, object] | None, line: str, now: datetime, zone: Any = None
 ) -> datetime | None:
@@ -174,8 +184,10 @@ def scheduler() -> BackgroundScheduler:
         offset: float | None = None
 
         def _process_jobs(self) -> float:
-            offset = clock.SYSTEM.time() - clock.SYSTEM.boottime()
-            if self.offset is not None and offset < self.offset - STEP:
+            offset = _offset()
+            if offset is None:
+                pass  # (a stall between the readings: the next look reads them again)
+            elif self.offset is not None and offset < self.offset - STEP:
                 now = datetime.now(UTC)
                 back = timedelta(seconds=self.offset - offset)
                 for job in self.get_jobs():
@@ -188,7 +200,7 @@ def scheduler() -> BackgroundScheduler:
                                 raise
                             break  # a stop began: the jobs are gone, nothing to move
                 log.warning("clock_set_back", seconds=round(back.total_seconds()))
-            self.offset = offset
+            self.offset = self.offset if offset is None else offset
             wait = super()._process_jobs()
             return LOOK if wait is None else min(wait, LOOK)
 

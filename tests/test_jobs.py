@@ -323,3 +323,40 @@ def test_a_clock_set_back_as_the_daemon_stops_leaves_no_trace(
     assert stopping.ident is not None, "the scheduler never moved the job back"
     assert not stopping.is_alive()
     assert [] == died
+
+
+def test_a_stall_between_reading_the_two_clocks_is_not_taken_for_a_clock_set_back() -> None:
+    """The scheduler's thread stalls for 3 s between reading the wall clock and the
+    boot clock (another thread holding the interpreter, a swapping computer, a suspend
+    just then): the clock was not set, so no job moves (it was taken for one set back:
+    `clock_set_back` logged, every job moved 3 s that never were)."""
+    import threading
+
+    stalled = threading.Event()
+
+    def stall(frame: Any, event: str, arg: object) -> None:
+        if event == "return" and not stalled.is_set():
+            time.sleep(3)  # just after the wall clock was read
+            stalled.set()
+
+    def tracer(frame: Any, event: str, arg: object) -> Any:
+        if frame.f_code.co_name == "time" and frame.f_globals.get("__name__") == "photod.clock":
+            return stall
+        return None
+
+    scheduler = jobs.scheduler()
+    ran = threading.Event()
+    later = datetime.now(UTC) + timedelta(hours=1)
+    scheduler.add_job(ran.set, "interval", hours=1, id="reconcile", next_run_time=later)
+    scheduler.offset = clock.SYSTEM.time() - clock.SYSTEM.boottime()
+    threading.settrace(tracer)  # (the scheduler's thread starts below)
+    try:
+        scheduler.start()
+    finally:
+        threading.settrace(None)  # type: ignore[arg-type]
+    try:
+        assert stalled.wait(10), "the scheduler never read the clock"
+        time.sleep(0.5)
+        assert (later, False) == (scheduler.get_job("reconcile").next_run_time, ran.is_set())
+    finally:
+        scheduler.shutdown()
