@@ -180,26 +180,60 @@ def scheduler() -> BackgroundScheduler:
         # year (NTP correcting a clock that ran ahead) left every job a year away, the
         # scrub and the drill too, and it never looked again.  It looks every LOOK
         # seconds now, and a wall clock that moved back against the boot clock (which a
-        # setting of the clock does not move) moves the jobs back with it.
+        # setting of the clock does not move) moves the jobs back with it.  Set forward
+        # again (within REPLAN of where it was: a clock set back by mistake, then right)
+        # before the time a scrub or drill had before, that time is its next again: the
+        # time planned on the clock set back had passed, and it ran at once, as if
+        # missed.  (A step of seconds forward later is not the clock set right again.)
         offset: float | None = None
+        planned: dict[str, tuple[datetime, datetime]] | None = None  # id: (before, moved)
+        before = 0.0  # the offset before the clock was set back (when planned)
+
+        def _move(self, job: Any, due: datetime) -> bool:
+            """False when a stop began: the jobs are gone, nothing to move."""
+            try:
+                job.modify(next_run_time=due)
+            except JobLookupError:
+                if self.state != STATE_STOPPED:
+                    raise
+                return False
+            return True
+
+        def _set_back(self, old: float, offset: float) -> None:
+            now, planned = datetime.now(UTC), self.planned or {}
+            back = timedelta(seconds=old - offset)
+            self.before = self.before if planned else old
+            for job in self.get_jobs():
+                due = _rewound(job, back, now)
+                if due is None or due == job.next_run_time:
+                    continue
+                if isinstance(job.trigger, CronLine):
+                    was = planned.get(job.id)  # (set back twice: the time before both)
+                    first = was[0] if was and was[1] == job.next_run_time else job.next_run_time
+                    planned[job.id] = (first, due)
+                if not self._move(job, due):
+                    return
+            self.planned = planned
+            log.warning("clock_set_back", seconds=round(back.total_seconds()))
+
+        def _set_forward(self, offset: float) -> None:
+            if offset < self.before - REPLAN.total_seconds():
+                return  # a step forward, not the clock set right again
+            now, planned, self.planned = datetime.now(UTC), self.planned or {}, None
+            for job in self.get_jobs():
+                was = planned.get(job.id)
+                still = was is not None and was[1] == job.next_run_time and now < was[0]
+                if was is not None and still and not self._move(job, was[0]):
+                    return
 
         def _process_jobs(self) -> float:
             offset = _offset()
-            if offset is None:
+            if offset is None or self.offset is None:
                 pass  # (a stall between the readings: the next look reads them again)
-            elif self.offset is not None and offset < self.offset - STEP:
-                now = datetime.now(UTC)
-                back = timedelta(seconds=self.offset - offset)
-                for job in self.get_jobs():
-                    due = _rewound(job, back, now)
-                    if due is not None and due != job.next_run_time:
-                        try:
-                            job.modify(next_run_time=due)
-                        except JobLookupError:
-                            if self.state != STATE_STOPPED:
-                                raise
-                            break  # a stop began: the jobs are gone, nothing to move
-                log.warning("clock_set_back", seconds=round(back.total_seconds()))
+            elif offset < self.offset - STEP:
+                self._set_back(self.offset, offset)
+            elif offset > self.offset + STEP and self.planned:
+                self._set_forward(offset)
             self.offset = self.offset if offset is None else offset
             wait = super()._process_jobs()
             return LOOK if wait is None else min(wait, LOOK)

@@ -325,6 +325,40 @@ def test_a_clock_set_back_as_the_daemon_stops_leaves_no_trace(
     assert [] == died
 
 
+def test_a_step_forward_after_a_clock_set_back_a_year_keeps_the_scrub_on_the_clock() -> None:
+    """The clock ran a year ahead and NTP set it right: the scrub is planned on the
+    clock as it is now.  A step of seconds forward later (NTP again) is not the clock
+    set a year ahead again: the scrub stays where it is, not back a year away."""
+    trigger = CronLine("30 3 * * *")
+    trigger.zone = UTC
+    now = datetime.now(UTC)
+    ahead = trigger.get_next_fire_time(None, now + timedelta(days=365))
+    scheduler = jobs.scheduler()
+    scheduler.add_job(print, trigger, id="scrub", next_run_time=ahead)
+    year = 365 * 86400.0
+    scheduler.offset = year + clock.SYSTEM.time() - clock.SYSTEM.boottime()
+    scheduler.start()
+    try:
+
+        def due() -> datetime:
+            for _ in range(200):
+                moved = scheduler.get_job("scrub").next_run_time
+                if moved != ahead:
+                    return moved  # type: ignore[no-any-return]
+                time.sleep(0.01)
+            return ahead  # type: ignore[no-any-return]
+
+        on_the_clock = trigger.get_next_fire_time(None, now)
+        assert on_the_clock == due()
+        time.sleep(0.2)  # (that look ends)
+        scheduler.offset -= 5.0  # the clock stepped 5 s forward
+        scheduler.wakeup()
+        time.sleep(0.5)
+        assert on_the_clock == scheduler.get_job("scrub").next_run_time
+    finally:
+        scheduler.shutdown()
+
+
 def test_a_stall_between_reading_the_two_clocks_is_not_taken_for_a_clock_set_back() -> None:
     """The scheduler's thread stalls for 3 s between reading the wall clock and the
     boot clock (another thread holding the interpreter, a swapping computer, a suspend

@@ -51,6 +51,36 @@ def test_a_scrub_still_runs_on_time_after_the_clock_is_set_back_a_year(
         p.stop(signal.SIGKILL)  # (under libfaketime a SIGTERM may go unanswered)
 
 
+def test_a_clock_set_back_then_right_again_does_not_run_the_scrub_at_once(
+    setup: Setup,
+) -> None:
+    """The clock is set back 5 hours (by mistake, a flapping time server), across the
+    time of the daily scrub, then right again a few seconds later: the scrub keeps the
+    time it had, tomorrow's (it was planned on the clock set back, that time had passed
+    on the clock set right, and the scrub ran at once, as if missed: a drill on that
+    line would have downloaded its sample from S3)."""
+    from datetime import UTC, datetime, timedelta
+
+    offset = setup.home / "faketime.rc"
+    offset.write_text("+0\n")
+    at = datetime.now(UTC) - timedelta(hours=5) + timedelta(minutes=3)
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}],
+                     extra=f'\n[schedule]\nscrub = "{at.minute} {at.hour} * * *"\n')  # fmt: skip
+    _faked(p, offset)
+    p.env["TZ"] = "UTC"
+    p.start()
+    try:
+        time.sleep(2)
+        offset.write_text("-5h\n")
+        p.wait_event("clock_set_back", timeout=20)
+        time.sleep(2)
+        offset.write_text("+0\n")
+        time.sleep(8)
+        assert [] == p.events("scrub_started")
+    finally:
+        p.stop(signal.SIGKILL)
+
+
 def _peak_rss_mb(p: Photod) -> float:
     assert p.proc is not None
     for line in Path(f"/proc/{p.proc.pid}/status").read_text().splitlines():
