@@ -214,7 +214,9 @@ def scheduler() -> BackgroundScheduler:
                 if not self._move(job, due):
                     return
             self.planned = planned
-            log.warning("clock_set_back", seconds=round(back.total_seconds()))
+            # (a step of seconds moves no scrub or drill: news, not a failure to look at)
+            said = log.warning if back >= REPLAN else log.info
+            said("clock_set_back", seconds=round(back.total_seconds()))
 
         def _set_forward(self, offset: float) -> None:
             if offset < self.before - REPLAN.total_seconds():

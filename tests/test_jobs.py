@@ -394,3 +394,32 @@ def test_a_stall_between_reading_the_two_clocks_is_not_taken_for_a_clock_set_bac
         assert (later, False) == (scheduler.get_job("reconcile").next_run_time, ran.is_set())
     finally:
         scheduler.shutdown()
+
+
+def test_a_clock_stepped_back_seconds_is_not_a_failure() -> None:
+    """A time server stepping the clock back a few seconds now and then (a virtual
+    machine's drifting clock): nothing the scrub or the drill plans changes, so the
+    `clock_set_back` it logs is news, not a failure (a warning each time, it filled
+    `photod logs --failures` and the dashboard's failures, 500 shown, in a day of steps
+    every few minutes, pushing the real ones out).  Set back hours, it is a warning."""
+    import threading
+
+    from structlog.testing import capture_logs
+
+    def levels(back: float) -> list[str]:
+        scheduler = jobs.scheduler()
+        scheduler.add_job(print, "interval", hours=1, id="reconcile")
+        scheduler.offset = back + clock.SYSTEM.time() - clock.SYSTEM.boottime()
+        with capture_logs() as events:
+            scheduler.start()
+            seen = threading.Event()
+            deadline = time.monotonic() + 10
+            while not seen.is_set() and time.monotonic() < deadline:
+                if any(e["event"] == "clock_set_back" for e in events):
+                    seen.set()
+                time.sleep(0.01)
+            scheduler.shutdown()
+        return [e["log_level"] for e in events if e["event"] == "clock_set_back"]
+
+    assert ["info"] == levels(5.0)
+    assert ["warning"] == levels(4 * 3600.0)
