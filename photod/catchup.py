@@ -100,7 +100,11 @@ class CatchUp:
             # read), at the key this installation's copy had: read again, it may be
             # whole (an archived object restored); else it goes aside once a good copy
             # is in hand, so that the repair goes under the photo's own name.
-            bad = self._kept(asset, name) if repair == "corrupt" else ""
+            try:
+                bad = self._kept(asset, name) if repair == "corrupt" else ""
+            except TargetUnavailable as exc:  # (unplugged: its size said nothing)
+                copier.fail(asset.sha256, name, exc)
+                return False
             if bad is None:
                 return True
             last: Exception | None = None

@@ -24,6 +24,7 @@ import re
 import threading
 from pathlib import Path
 
+from photod import failpoints
 from photod.catalog import Catalog
 from photod.errors import PhotodError, Stopping, TargetUnavailable, Undecryptable
 from photod.logs import log
@@ -129,6 +130,7 @@ def relist(catalog: Catalog, name: str, records: Records) -> int:
     for e in catalog.verified_on(name):
         if (e.sha256, e.key) in listed:
             continue
+        failpoints.hit("relist_copy")  # (a test unplugs the drive here)
         if records.target.size(e.key) == e.size:
             missing.append(e)
             continue

@@ -369,14 +369,11 @@ class Scrubber:
                 scrub.lost += 1
         if state.records is None:
             return
-        # The list drops only entries whose file is provably gone (not repaired in
-        # place); everything on the target stays listed.
-        held = {e.key for e in self.catalog.verified_on(name)}
-        gone = frozenset(
-            k
-            for k in scrub.bad_keys
-            if k not in held and (k in scrub.replaced or state.target.size(k) is None)
-        )
+        try:  # (a drive unplugged now raises: its files are not provably gone)
+            gone = _gone(state, scrub, {e.key for e in self.catalog.verified_on(name)})
+        except TargetUnavailable as exc:
+            log.warning("scrub_interrupted", target=name, reason=exc.reason)
+            return
         with state.lock:
             ledgers.flush(self.catalog, name, state.records)
             if gone:
@@ -385,6 +382,16 @@ class Scrubber:
     def _lost(self, asset: Asset) -> bool:
         """No verified replica anywhere, and no source file with the right bytes."""
         return lost_now(self.catalog, self.replicator.source_roots, asset)
+
+
+def _gone(state: TargetState, scrub: TargetScrub, held: set[str]) -> frozenset[str]:
+    """The keys the list drops: only bad copies' whose file is provably gone (not
+    repaired in place); everything on the target stays listed."""
+    return frozenset(
+        k
+        for k in scrub.bad_keys
+        if k not in held and (k in scrub.replaced or state.target.size(k) is None)
+    )
 
 
 class _Downloads:

@@ -327,9 +327,12 @@ class LocalTarget:
             os.close(root)
 
     def size(self, key: str) -> int | None:
+        """None only for a file that is not on the proved root: the drive unplugged (its
+        empty mount point) raises, and is no copy missing."""
         try:
             return os.lstat(self.root / key).st_size
         except FileNotFoundError:
+            self._proved()
             return None
 
     def keys(self) -> Iterator[str]:

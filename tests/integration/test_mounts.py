@@ -604,3 +604,44 @@ def test_a_card_on_exfat_is_not_read_again_at_every_scan(
     scans = p.events("scan_finished")
     assert [2, 0, 0] == [s["changed"] for s in scans], scans
     assert [] == p.events("asset_seen_again")
+
+
+def test_a_drive_unplugged_while_its_list_is_completed_loses_no_copy(
+    setup: Setup, samples: Path, mount: Mount
+) -> None:
+    """The drive comes with a list that lacks copies the catalog counts (its `.photod`
+    put back from an old copy of itself), so photod completes the list, looking for
+    each copy on the drive; the drive is unplugged in the middle of that.  Copies not
+    found then are the drive gone, not copies missing: none is called missing
+    (`replica_missing`) or stops counting, and once the drive is back the list is
+    completed and every photo is protected."""
+    lib, disk, mnt = setup.home / "library", setup.home / "disk", setup.home / "media" / "T7"
+    (disk / "photos").mkdir(parents=True)
+    mount(disk, mnt)
+    drives = [{"name": "library", "path": str(lib)},
+              {"name": "t7", "path": str(mnt / "photos"), "media": "external"}]  # fmt: skip
+    p = setup.photod(drives, policy={"copies": 2, "media": 2, "offsite": 0}).start()
+    p.wait_event("target_available", target="t7")
+    assert 0 == p.stop()
+    old = setup.home / "old-meta"
+    shutil.copytree(disk / "photos" / ".photod", old)  # the drive's records, as they were
+    p.start()
+    for name in ("jpg_Canon_40D.jpg", "jpg_gps_DSCN0010.jpg"):
+        shutil.copy(samples / name, setup.inbox / name)
+    p.wait_protected(2, timeout=30)
+    assert 0 == p.stop()
+    shutil.rmtree(disk / "photos" / ".photod")
+    shutil.copytree(old, disk / "photos" / ".photod")  # put back from the old copy
+    p.env["PHOTOD_FAILPOINTS"] = "relist_copy=1:sleep:6"  # a slow drive: time to unplug
+    p.start(wait=False)
+    p.wait_event("target_available", count=3, target="library")  # (the third start)
+    time.sleep(1)
+    umount(mnt)  # unplugged while photod looks for the first copy
+    p.wait_event("target_unavailable", target="t7", timeout=30)
+    assert [] == p.events("replica_missing")
+    assert 2 == p.status()["targets"][1]["replicas"]
+    mount(disk, mnt)
+    p.wait_event("list_completed", target="t7", timeout=30)
+    p.wait_protected(2, timeout=30)
+    assert [] == p.events("replica_missing")
+    assert 0 == p.stop()
