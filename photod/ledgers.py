@@ -97,8 +97,11 @@ def catch_up(catalog: Catalog, name: str, records: Records, stop: threading.Even
     know (read, hashed, recorded); returns how many copies were recovered."""
     on_target = set(records.ledger.segments())
     known = catalog.own_segments(name)
-    if known - on_target:  # compacted (by this installation) into a segment read below
+    if known - on_target:  # compacted into a segment read below (a crash before the
+        # catalog knew), or lost: the target put back from an old copy of itself, whose
+        # copies made since are gone too.  Every copy is looked for there (``relist``).
         catalog.segments_gone(name, sorted(known - on_target))
+        catalog.set_meta(f"unlisted:{name}", "1")
     recovered = 0
     for segment in sorted(on_target - known):
         entries = records.ledger.read(segment)

@@ -645,3 +645,43 @@ def test_a_drive_unplugged_while_its_list_is_completed_loses_no_copy(
     p.wait_protected(2, timeout=30)
     assert [] == p.events("replica_missing")
     assert 0 == p.stop()
+
+
+def test_a_drive_put_back_from_an_old_copy_of_itself_gets_the_copies_it_lost(
+    setup: Setup, samples: Path, mount: Mount
+) -> None:
+    """The drive's folder is put back from an old copy of itself (`cp -a` of the drive,
+    taken after a scrub repaired a copy there, so its list names that photo twice): the
+    copies photod made since are gone from it, files and list alike.  photod notices
+    its own list lost segments, looks for every copy it counts there, calls the lost one
+    missing (`replica_missing`) and copies it again, instead of counting a copy that is
+    not there until some later scrub."""
+    lib, disk, mnt = setup.home / "library", setup.home / "disk", setup.home / "media" / "T7"
+    (disk / "photos").mkdir(parents=True)
+    mount(disk, mnt)
+    p = setup.photod(
+        [{"name": "library", "path": str(lib)},
+         {"name": "t7", "path": str(mnt / "photos"), "media": "external"}],
+        policy={"copies": 2, "media": 2, "offsite": 0},
+    )  # fmt: skip
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    assert 0 == p.cli("run", "--once").returncode
+    rotten = mnt / "photos" / "2008" / "2008-05-30" / "a.jpg"
+    data = bytearray(rotten.read_bytes())
+    data[3000] ^= 1
+    rotten.write_bytes(bytes(data))  # a bit flipped on the drive
+    assert "1 repaired" in p.cli("verify", "--all").stdout  # found and repaired
+    old = setup.home / "old-copy"
+    subprocess.run(["cp", "-a", str(disk / "photos"), str(old)], check=True)
+    shutil.copy(samples / "jpg_gps_DSCN0010.jpg", setup.inbox / "b.jpg")
+    assert 0 == p.cli("run", "--once").returncode
+    umount(mnt)
+    shutil.rmtree(disk / "photos")
+    subprocess.run(["cp", "-a", str(old), str(disk / "photos")], check=True)
+    mount(disk, mnt)  # the drive, put back from its old copy
+    run = p.cli("run", "--once")
+    assert 0 == run.returncode, run.stdout + run.stderr
+    missing = [e for e in p.events("replica_missing") if e["target"] == "t7"]
+    assert ["2008/2008-10-22/b.jpg"] == [e["path"] for e in missing]
+    assert_target_holds(mnt / "photos", target_files(lib))
+    assert 2 == p.status()["targets"][1]["replicas"]
