@@ -311,18 +311,53 @@ def start(scheduler: BackgroundScheduler, pipeline: Pipeline, cfg: Config) -> No
     )
 
     scheduler.add_job(_guarded(pipeline.remind, full=full), _every(REMIND), id="remind")
+
+    def scrub() -> None:  # (the job's name: what `photod status` calls it)
+        prove(pipeline, None, False)
+
     for job, line in (("scrub", cfg.schedule.scrub), ("drill", cfg.schedule.drill)):
         missed = _missed(pipeline.catalog.last_run(job), line, now)
         # (next_run_time=None would add the job paused: pass it only when set.)
         # A scrub or a drill also waits for mains power where the config says so.
         waits = functools.partial(pipeline.heavy_waits, job)
         scheduler.add_job(
-            _guarded(getattr(pipeline, job), waits, busy, full),
+            _guarded(scrub if job == "scrub" else pipeline.drill, waits, busy, full),
             CronLine(line),
             id=job,
             **({"next_run_time": missed} if missed else {}),
         )
+
+    # A target away at a scrub is scrubbed when it comes (woken by the probe); hourly
+    # too, and at the start, for one owed before a restart.
+    def scrub_owed() -> None:
+        pay_owed_scrubs(pipeline)
+
+    scheduler.add_job(_guarded(scrub_owed, activity=busy, full=full), _every(3600.0),
+                      id="scrub_owed", next_run_time=now)  # fmt: skip
     scheduler.start()
+
+
+def prove(pipeline: Pipeline, only: str | None, everything: bool) -> None:
+    """A scrub (of every target, or ``only`` one).  One that found a target away owes
+    it a scrub (in the catalog: a restart keeps it), paid when it comes."""
+    report = pipeline.scrubber.run(only, everything)
+    for name, done in report.targets.items():
+        if done.skipped:
+            pipeline.catalog.set_meta(f"scrub_owed:{name}", "1")
+        else:
+            pipeline.catalog.delete_meta(f"scrub_owed:{name}")
+
+
+def pay_owed_scrubs(pipeline: Pipeline) -> None:
+    """Scrub each target a scrub found away, once it is here (a drive plugged in only
+    between scrubs was never re-read); a pause or the battery defer it."""
+    owed = [n for n in pipeline.fleet.available() if pipeline.catalog.meta(f"scrub_owed:{n}")]
+    if not owed or pipeline.heavy_waits("scrub_owed"):
+        return
+    for name in owed:
+        if not pipeline.stop_event.is_set():
+            log.info("scrub_owed", target=name, detail="away at the last scrub")
+            prove(pipeline, name, False)
 
 
 def run_now(
@@ -355,7 +390,7 @@ def verify_now(pipeline: Pipeline, scheduler: Any, target: str | None, everythin
         return {"ok": False, "message": f"no target named {target!r}"}
 
     def verify() -> None:
-        pipeline.scrubber.run(target, everything)
+        prove(pipeline, target, everything)
 
     if not run_now(scheduler, "verify-now", verify, pipeline.activity):
         return {"ok": False, "message": STOPPING}

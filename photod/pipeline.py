@@ -258,6 +258,7 @@ class Pipeline:
         if came_back:
             self.wake("retry")
             self.wake("upload")
+            self.wake("scrub_owed")
 
     def retry_pending(self, queued: bool | None = None) -> None:
         """Catch up every available target (only the local ones, or only the remote

@@ -247,6 +247,7 @@ JOB_NAMES = {
     "retry_local": "copying to local targets",
     "upload_pending": "uploading to offsite targets",
     "scrub": "scrubbing (re-reading copies)",
+    "scrub_owed": "scrubbing a target that was away at the last scrub",
     "verify-now": "verifying (photod verify)",
     "drill": "running a restore drill",
     "drill-now": "running a restore drill (photod drill)",

@@ -685,3 +685,34 @@ def test_a_drive_put_back_from_an_old_copy_of_itself_gets_the_copies_it_lost(
     assert ["2008/2008-10-22/b.jpg"] == [e["path"] for e in missing]
     assert_target_holds(mnt / "photos", target_files(lib))
     assert 2 == p.status()["targets"][1]["replicas"]
+
+
+def test_a_drive_away_at_the_scrub_is_scrubbed_when_it_comes(
+    setup: Setup, samples: Path, mount: Mount
+) -> None:
+    """A drive plugged in only between scrubs (away at 03:30 every night) was never
+    re-read, its copies counting on no proof.  The scheduled scrub that finds it away
+    (`scrub_skipped`) is owed to it: when the drive comes, it is scrubbed at once (a
+    scrub of that target), not at the next scheduled time it may miss again."""
+    lib, disk, mnt = setup.home / "library", setup.home / "disk", setup.home / "media" / "T7"
+    (disk / "photos").mkdir(parents=True)
+    mount(disk, mnt)
+    p = setup.photod(
+        [{"name": "library", "path": str(lib)},
+         {"name": "t7", "path": str(mnt / "photos"), "media": "external"}],
+        policy={"copies": 2, "media": 2, "offsite": 0},
+        extra='\n[schedule]\nscrub = "* * * * *"\n',  # (every minute: "03:30" in a test)
+    ).start()  # fmt: skip
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    p.wait_protected(1)
+    umount(mnt)  # taken away for the night
+    p.wait_event("target_unavailable", target="t7")
+    p.wait_event("scrub_skipped", target="t7", timeout=75)
+    started = len(p.events("scrub_started"))
+    mount(disk, mnt)  # plugged in the next day, between two scrubs
+    p.wait_event("target_available", count=2, target="t7", timeout=30)
+    owed = p.wait_event("scrub_started", count=started + 1, timeout=20)[-1]
+    assert "t7" == owed.get("target"), owed
+    done = p.wait_event("scrub_finished", count=started + 1, timeout=20)[-1]
+    assert 1 == done["targets"]["t7"].get("listed"), done
+    assert 0 == p.stop()
