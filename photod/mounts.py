@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 PROC_MOUNTS = Path("/proc/self/mounts")
+FSTAB = Path("/etc/fstab")
 
 
 def mount_points() -> list[tuple[str, str]]:
@@ -46,6 +47,32 @@ def mount_of(path: Path) -> tuple[Path, str]:
         if (target == mp or target.startswith(mp.rstrip("/") + "/")) and len(mp) >= len(best):
             best, fstype = mp, fs
     return Path(best), fstype
+
+
+def unmounted_fstab_point(path: Path) -> str:
+    """Why ``path`` is not its drive's yet, when the mount point ``/etc/fstab`` gives for
+    it (the deepest of them above it) has nothing mounted on it now: a drive or NAS
+    share not plugged in or not up, its mount point an empty folder on the system disk,
+    never to be claimed as the drive.  Empty otherwise."""
+    try:
+        table = FSTAB.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError:
+        return ""
+    target = str(path.absolute())
+    points = [
+        _OCTAL.sub(lambda m: chr(int(m[1], 8)), fields[1])
+        for line in table.splitlines()
+        if len(fields := line.split()) >= 2 and not fields[0].startswith("#")
+    ]
+    above = [p for p in points if p.startswith("/") and p != "/" and (
+        target == p.rstrip("/") or target.startswith(p.rstrip("/") + "/"))]  # fmt: skip
+    if not above:
+        return ""
+    deepest = max(above, key=len).rstrip("/")
+    if deepest in {mp.rstrip("/") or "/" for mp, _ in mount_points()}:
+        return ""
+    return (f"nothing is mounted on {deepest} (its line in /etc/fstab): is the drive "
+            "plugged in, the share up?")  # fmt: skip
 
 
 # File systems served over a network: no inotify for changes made by other computers

@@ -23,7 +23,7 @@ from typing import BinaryIO
 from photod.errors import LinkInTarget, TargetFull, TargetUnavailable
 from photod.media import check_key
 from photod.models import ManifestEntry
-from photod.mounts import mount_of, mount_points
+from photod.mounts import mount_of, mount_points, unmounted_fstab_point
 from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
 from photod.targets.base import (
     BESIDE_MAX,
@@ -259,6 +259,8 @@ class LocalTarget:
         self.root = root
         if found is None and not prepare:
             return Identity("", str(root))
+        if found is None and self.relocatable and (why := unmounted_fstab_point(root)):
+            raise TargetUnavailable(self.name, why)  # (its copies would be on the system disk)
         if found is None:
             found = self.meta.create_marker(root)
         st = os.stat(root)

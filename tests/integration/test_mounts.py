@@ -85,6 +85,53 @@ def test_read_only_drive_waits_then_catches_up(setup: Setup, samples: Path, moun
     assert 0 == p.stop()
 
 
+@pytest.fixture
+def fstab() -> Iterator[Callable[[Path], None]]:
+    """Add a mount point to the real /etc/fstab (as a drive mounted with `nofail` is
+    listed there), each line taken out again afterwards."""
+    fstab = Path("/etc/fstab")
+    before = fstab.read_bytes() if fstab.exists() else None
+
+    def add(point: Path) -> None:
+        with open(fstab, "a", encoding="utf-8") as f:
+            f.write(f"LABEL=T7 {point} ext4 defaults,nofail 0 2\n")
+
+    yield add
+    if before is None:
+        fstab.unlink(missing_ok=True)
+    else:
+        fstab.write_bytes(before)
+
+
+def test_an_empty_mount_point_of_etc_fstab_is_never_taken_for_its_drive(
+    setup: Setup, samples: Path, mount: Mount, fstab: Callable[[Path], None]
+) -> None:
+    """A new drive target at a mount point /etc/fstab lists, the drive not plugged in
+    (its mount point an empty folder on the system disk): photod claimed that folder as
+    the drive, counted copies on the system disk as a second kind of media, and then
+    refused the real drive as a stranger.  It now waits, saying nothing is mounted
+    there; once the drive is, the copies land on it."""
+    lib, disk, point = setup.home / "library", setup.home / "disk", setup.home / "mnt" / "T7"
+    disk.mkdir()
+    point.mkdir(parents=True)
+    fstab(point)
+    p = setup.photod(
+        [{"name": "library", "path": str(lib)},
+         {"name": "t7", "path": str(point), "media": "external"}],
+        policy={"copies": 2, "media": 2, "offsite": 0},
+    ).start()  # fmt: skip
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    p.wait_event("replica_written", target="library")
+    [away] = p.wait_event("target_unavailable", target="t7")
+    assert f"nothing is mounted on {point}" in away["reason"]
+    assert [] == list(point.iterdir())  # nothing written on the system disk
+    assert not p.status()["protected"]
+    mount(disk, point)
+    p.wait_protected(1, timeout=30)
+    assert_target_holds(disk, target_files(lib))
+    assert 0 == p.stop()
+
+
 def test_drive_mounted_elsewhere_is_recognised_by_its_marker(
     setup: Setup, samples: Path, mount: Mount
 ) -> None:
