@@ -64,12 +64,18 @@ def drill(
     ``whole``: every available target was asked for (not `photod drill --target`): only
     such a run is the scheduled drill's, in status and for its catch-up."""
     results: dict[str, DrillResult] = {}
+    before = catalog.last_drills()
     for name, state in targets.items():
         if stop.is_set():
             break
         started = time.monotonic()
         picked = catalog.sample(name, sample)
         if not picked:
+            if name in before:  # it had good copies once: a pass must not stand for it
+                why = "no good copy left to restore (each found bad or missing since)"
+                catalog.add_drill(name, False, 0, why)
+                results[name] = DrillResult(0, 0, why)
+                log.error("drill_failed", target=name, files=0, failed=0, problems=[why])
             continue
         problems: list[str] = []
         with tempfile.TemporaryDirectory(prefix=DRILL_SCRATCH, dir=scratch) as tmp:

@@ -374,17 +374,16 @@ def render(s: dict[str, Any], tty: bool | None = None) -> str:
                    else "longer than the scrub cycle")  # fmt: skip
             lines.append(f"  {'':<14} its copies do not count: not seen since "
                          f"{t['last_seen']}, {why}")  # fmt: skip
-        if t.get("oldest_check_days") is not None:
-            drill = t["last_drill"]
+        drill, oldest = t["last_drill"], t.get("oldest_check_days")
+        if oldest is not None or drill is not None:  # (a drill with no good copy left too)
             said = (
                 "no drill yet"
                 if drill is None
                 else f"last drill {local_time(drill['at'])} "
                 + ("passed" if drill["passed"] else red("FAILED"))
             )
-            lines.append(
-                f"  {'':<14} oldest full re-read {t['oldest_check_days']:g} days ago; {said}"
-            )
+            read = "" if oldest is None else f"oldest full re-read {oldest:g} days ago; "
+            lines.append(f"  {'':<14} {read}{said}")
             if t["behind"]:
                 lines.append(
                     f"  {'':<14} {colour.paint('BEHIND', colour.YELLOW, on)}: at its scrub "

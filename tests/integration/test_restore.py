@@ -139,6 +139,33 @@ def test_drills_pass_fail_and_show_in_status(setup: Setup, samples: Path) -> Non
     assert "last drill" in p.cli("status").stdout and "FAILED" in p.cli("status").stdout
 
 
+def test_a_target_whose_every_copy_went_bad_fails_its_drill(setup: Setup, samples: Path) -> None:
+    """A target's drill passed; since, every copy on it rotted and no other copy or
+    source is left to repair them from (the watch folder emptied after the backup).
+    The drill had nothing to sample and recorded nothing: `photod status` kept showing
+    the old "passed".  Now the drill fails, saying why, and status shows it FAILED."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}], {"copies": 1, "media": 1,
+                     "offsite": 0}, extra=DRILL_ALL)  # fmt: skip
+    for name in ("jpg_Canon_40D.jpg", "jpg_gps_DSCN0010.jpg"):
+        shutil.copy(samples / name, setup.inbox / name)
+    assert 0 == p.cli("run", "--once").returncode
+    assert 0 == p.cli("drill").returncode
+    for f in setup.inbox.iterdir():
+        f.unlink()
+    for rel in target_files(lib):
+        (lib / rel).write_bytes(b"rotten")
+    p.cli("verify", "--all")  # every copy found bad; nothing to repair it from
+    r = p.cli("drill")
+    assert 1 == r.returncode, r.stdout + r.stderr
+    assert "lib: not drilled: no good copy left to restore" in r.stdout
+    [failed] = p.events("drill_failed")
+    assert 0 == failed["files"]
+    [lib_status] = p.status()["targets"]
+    assert not lib_status["last_drill"]["passed"]
+    assert "FAILED" in p.cli("status").stdout
+
+
 def test_catalog_rebuilt_without_a_snapshot_rescans_the_target(setup: Setup, samples: Path) -> None:
     """With no snapshot on the target, the rebuild reads and hashes every file, takes
     capture dates from the photos, refuses to replace an existing catalog without
