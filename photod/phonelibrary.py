@@ -30,7 +30,7 @@ import functools
 import sqlite3
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -157,9 +157,13 @@ def _read(conn: sqlite3.Connection) -> PhoneLibrary:
     keywords = _keywords(conn, schema, texts)
     people = _people(conn, schema, texts)
     offline = _offline(conn, schema)
-    rows = {}
+    rows, seen = {}, set()
     for r in conn.execute(_asset_query(schema)):
-        if r[1]:  # a row without an identity is nothing photod can name
+        # A row without an identity is nothing photod can name; a second row of one
+        # UUID (Core Data enforces no uniqueness: a damaged or half-merged library) is
+        # passed by, the first kept, so the rest of the library is kept all the same.
+        if r[1] and r[1] not in seen:
+            seen.add(r[1])
             # (original name, title, caption; keywords and people, once per photo)
             texts.spend(r[4], r[9], r[10], *keywords.get(r[-1], ()), *people.get(r[0], ()))
             rows[r[0]] = tuple(texts.keep(v) if isinstance(v, str) else v for v in r)
@@ -348,6 +352,10 @@ def _albums(
         nodes[pk] = (kind, _text(title), up, bool(trashed))
         if kind == USER_ALBUM:
             mine.append((pk, _text(uuid)))
+    # An album without a UUID, or with another's, is still an album the person made:
+    # it gets one of its own (its row's number), so no album hides another.
+    count = Counter(uuid for _, uuid in mine)
+    mine = [(pk, uuid if uuid and count[uuid] == 1 else f"{uuid}#{pk}") for pk, uuid in mine]
     table, album_col, asset_col, order_col = s.album_join
     members: dict[object, list[object]] = defaultdict(list)
     for album, asset in conn.execute(

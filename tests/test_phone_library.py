@@ -432,3 +432,36 @@ def test_the_dashboard_shows_each_phone_month_by_month_and_its_albums(
     hidden = hashlib.sha256(phone.files["/PhotoData/CPLAssets/group12/2B1E0F6C.JPG"]).hexdigest()
     shown_one = hashlib.sha256(phone.files["/DCIM/100APPLE/IMG_0001.JPG"]).hexdigest()
     assert (True, False) == (data.hidden(rig.catalog, hidden), data.hidden(rig.catalog, shown_one))
+
+
+def test_two_photos_or_albums_sharing_one_uuid_neither_stop_the_import_nor_lose_the_rest(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """A library with two assets of one UUID and two albums without one (a damaged
+    or half-synced database: Core Data enforces no uniqueness) is still read and kept:
+    the import finishes, every album is listed, and the first photo of the UUID gets
+    its sidecar.  Before, the catalog refused the rows (UNIQUE constraint) and the
+    phone's import ended in an error at every plug-in."""
+    rig = make_rig()
+    phone, db, lib = library_phone(tmp_path)
+    photoslib.sql(
+        db,
+        f"UPDATE ZASSET SET ZUUID = '{lib[0].uuid}' WHERE ZUUID = '{lib[2].uuid}'",
+        "UPDATE ZGENERICALBUM SET ZUUID = NULL WHERE ZKIND = 2",
+    )
+    refresh(phone, db)
+    plug_and_import(rig, phone, events, 1)
+    assert not named(events, "device_library_unreadable")
+    [read] = named(events, "device_library_read")
+    assert (4, 2) == (read["assets"], read["albums"])
+    record = rig.record()
+    assert record is not None and record.last_import["library_unread"] == ""
+    from photod.albums import albums
+    from photod.models import PolicyRule
+
+    listed = albums(rig.catalog, PolicyRule(0, 0, 0), {})
+    assert ["Family", "Trips/2024/Kyoto"] == sorted(a.name for a in listed)
+    keeper = LibraryKeeper(rig.catalog, threading.Event())
+    keeper.sync("lib", rig.fleet.targets["lib"].target)
+    first = exiftool(next(rig.lib.rglob("IMG_0001.JPG.xmp")))
+    assert ("Sunset", lib[0].uuid) == (first["XMP-dc:Title"], first["XMP-photod:Uuid"])
