@@ -1750,12 +1750,14 @@ class Catalog:
                 "SELECT x.asset, r.relpath, x.facts, x.sidecar, coalesce(v.name, ''),"
                 " s.digest IS NOT NULL"
                 f" FROM ({self._FACTS}) x"
-                " JOIN replicas r ON r.asset = x.asset AND r.target = ? AND r.state = 'verified'"
+                " JOIN replicas r ON r.asset = x.asset AND r.target = ?1 AND r.state = 'verified'"
                 " LEFT JOIN sidecars s ON s.asset = x.asset AND s.target = r.target"
                 " LEFT JOIN devices v ON v.udid = x.udid"
                 " WHERE (s.digest IS NULL OR s.digest != x.sidecar OR s.relpath != r.relpath)"
-                " AND NOT EXISTS (SELECT 1 FROM replicas o WHERE o.target = r.target"
-                "                 AND o.relpath = r.relpath || '.xmp')",
+                # (the target's names gathered once: a lookup per photo scanned them all,
+                # minutes per catch-up for a library of 20,000)
+                " AND r.relpath || '.xmp' NOT IN (SELECT o.relpath FROM replicas o"
+                "                                 WHERE o.target = ?1)",
                 (target,),
             ).fetchall()
         return [(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
