@@ -1743,12 +1743,13 @@ class Catalog:
     def sidecars_due(self, target: str) -> list[tuple[str, str, str, str, str, bool]]:
         """The sidecars ``target`` lacks or holds out of date, beside the originals it
         holds verified: (asset, relpath, facts JSON, sidecar digest, phone's name,
-        whether photod wrote one there before).  Never one whose name ``KEY.xmp`` is
-        an original's on that target."""
+        whether photod wrote one there before: not when the name was found taken by a
+        file photod did not write).  Never one whose name ``KEY.xmp`` is an original's
+        on that target."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT x.asset, r.relpath, x.facts, x.sidecar, coalesce(v.name, ''),"
-                " s.digest IS NOT NULL"
+                f" s.digest IS NOT NULL AND s.digest != '{SIDECAR_TAKEN}'"
                 f" FROM ({self._FACTS}) x"
                 " JOIN replicas r ON r.asset = x.asset AND r.target = ?1 AND r.state = 'verified'"
                 " LEFT JOIN sidecars s ON s.asset = x.asset AND s.target = r.target"
@@ -1790,6 +1791,10 @@ class Catalog:
                 (asset,),
             ).fetchone()
         return None if row is None else (row[0], row[1])
+
+
+# The digest kept for a sidecar whose name a file photod did not write holds (left as it is).
+SIDECAR_TAKEN = "taken"
 
 
 class LibraryRows(NamedTuple):

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterable
 
 from photod import xmp
-from photod.catalog import Catalog, LibraryRows, now_iso
+from photod.catalog import SIDECAR_TAKEN, Catalog, LibraryRows, now_iso
 from photod.errors import TargetUnavailable, Undecryptable
 from photod.library import asset_from_json
 from photod.logs import log
@@ -27,6 +27,17 @@ from photod.targets.base import Target
 INDEX = "library"  # the folder under .photod/
 FAILURES = 10  # sidecars that failed in one round before the target counts as gone
 FORMAT = 1
+
+
+def _own(target: Target, key: str, data: bytes) -> bool:
+    """Replace the file at ``key`` with ``data`` if photod wrote it (a sidecar from
+    before a catalog rebuild, which forgot it); True when it did.  Another tool's (a
+    darktable or digiKam sidecar, the person's edits in it) is never replaced, however
+    often the photo's facts change."""
+    there = target.get_beside(key)
+    if there is None or not there.startswith(xmp.HEAD.encode()):
+        return False
+    return target.put_beside(key, data, replace=True)
 
 
 def index_name(udid: str) -> str:
@@ -57,10 +68,10 @@ class LibraryKeeper:
             key = relpath + xmp.SUFFIX
             try:
                 data = xmp.sidecar(asset_from_json(facts), device)
-                if not target.put_beside(key, data, replace=before):
+                if not target.put_beside(key, data, replace=before) and not _own(target, key, data):
                     log.warning("sidecar_name_taken", target=name, path=key,
                                 reason="a file photod did not write is there; left as it is")  # fmt: skip
-                    digest = "taken"  # not asked again until the facts change
+                    digest = SIDECAR_TAKEN  # not asked again until the facts change
             except (ValueError, KeyError, TypeError) as exc:  # facts the catalog garbled
                 log.warning("sidecar_failed", target=name, path=key, reason=f"facts: {exc}")
                 continue

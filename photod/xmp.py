@@ -53,6 +53,11 @@ _NAMESPACES = (
     ("photoshop", "http://ns.adobe.com/photoshop/1.0/"),
     ("xmp", "http://ns.adobe.com/xap/1.0/"),
 )
+# How every packet begins: what tells photod's sidecar from another tool's at its name.
+HEAD = (
+    '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="photod">'
+)
 ALBUMS = "Albums"  # the root of the album paths in lr:hierarchicalSubject
 
 # Everything outside XML 1.0's Char production: C0 controls but tab, LF and CR;
@@ -88,8 +93,7 @@ def sidecar(asset: LibraryAsset, device: str = "") -> bytes:
     lines += _photod(asset, device)
     spaces = "".join(f'\n    xmlns:{prefix}="{uri}"' for prefix, uri in _NAMESPACES)
     packet = (
-        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="photod">\n'
+        HEAD + "\n"
         ' <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
         f'  <rdf:Description rdf:about=""{spaces}>\n'
         + "".join(f"   {line}\n" for line in lines)

@@ -497,3 +497,38 @@ def test_finding_the_sidecars_due_on_a_large_library_takes_a_moment(tmp_path: Pa
     started = time.monotonic()
     assert [] == catalog.sidecars_due("lib")
     assert time.monotonic() - started < 2.0
+
+
+DARKTABLE = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<x:xmpmeta xmlns:x="adobe:ns:meta/" '
+    b'x:xmptk="XMP Core 4.4.0-Exiv2">\n <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-'
+    b'syntax-ns#">\n  <rdf:Description rdf:about="" xmlns:darktable="http://darktable.sf.net/"'
+    b' darktable:history_end="7"/>\n </rdf:RDF>\n</x:xmpmeta>\n'
+)
+
+
+def test_a_sidecar_photod_did_not_write_is_kept_when_the_photos_facts_change(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """A file at the sidecar's name that photod did not write (darktable's, made when
+    the person opened the backup in it: ``IMG_0001.JPG.xmp`` holds their edits) is left
+    as it is, and still left when the photo is starred on the phone afterwards.  Before,
+    the first round said so and left it, and the next change of facts replaced it with
+    photod's sidecar: the person's edit history was gone."""
+    rig = make_rig()
+    phone, db, lib = library_phone(tmp_path)
+    plug_and_import(rig, phone, events, 1)
+    keeper = LibraryKeeper(rig.catalog, threading.Event())
+    target = rig.fleet.targets["lib"].target
+    theirs = next(rig.lib.rglob("IMG_0001.JPG")).with_name("IMG_0001.JPG.xmp")
+    theirs.write_bytes(DARKTABLE)
+    keeper.sync("lib", target)
+    assert 1 == len(named(events, "sidecar_name_taken"))
+    assert DARKTABLE == theirs.read_bytes()
+
+    photoslib.update(db, lib[0].uuid, favorite=False, caption="changed on the phone")
+    refresh(phone, db)
+    plug_and_import(rig, phone, events, 2)
+    keeper.sync("lib", target)
+    assert DARKTABLE == theirs.read_bytes()
+    assert 2 == len(named(events, "sidecar_name_taken"))
