@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from photod.library import LibraryAsset
 
@@ -147,13 +147,17 @@ def _date(captured: datetime) -> str:
     XMP offsets are whole minutes; an offset with seconds (a zone's old local mean time)
     is floored to the minute and the clock time moved with it, so the instant holds.  A
     naive time is written without an offset: XMP allows it, and no offset is known.
+    One that flooring would take before year 1 is written in UTC.
     """
     offset = captured.utcoffset()
     zone = ""
     if offset is not None:
         minutes = offset // timedelta(minutes=1)
         if offset != timedelta(minutes=minutes):
-            captured = captured.astimezone(timezone(timedelta(minutes=minutes)))
+            try:
+                captured = captured.astimezone(timezone(timedelta(minutes=minutes)))
+            except OverflowError:  # floored, it falls before year 1: the instant in UTC
+                captured, minutes = captured.astimezone(UTC), 0
         hours, rest = divmod(abs(minutes), 60)
         zone = f"{'-' if minutes < 0 else '+'}{hours:02d}:{rest:02d}"
     c = captured  # the fields by hand: strftime("%Y") drops the zeros of years before 1000

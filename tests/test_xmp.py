@@ -447,3 +447,19 @@ def test_the_module_uses_the_standard_library_only() -> None:
     }
     foreign = {m for m in imported if m.split(".")[0] not in sys.stdlib_module_names}
     assert {"photod.library"} == foreign
+
+
+def test_a_capture_time_in_the_calendars_first_hour_is_written_not_raised(tmp_path: Path) -> None:
+    """A damaged library's capture time in the first hour of year 1 with an offset of
+    seconds (-00:59:59, which the phone's reader accepts) gives a sidecar: flooring the
+    offset to -01:00 would fall before the calendar, so it is written in UTC, the
+    instant kept, and exiftool reads it.  Before, the sidecar raised OverflowError, and
+    since every sidecar is made as the library is read, every import of that phone
+    ended in an error."""
+    captured = datetime(1, 1, 1, 0, 0, 0, 500000, tzinfo=timezone(-timedelta(seconds=3599)))
+    asset = LibraryAsset(uuid="U", directory="D", filename="t.jpg", captured=captured)
+    path = write(tmp_path, asset)
+    assert 3 == path.read_text("utf-8").count(">0001-01-01T00:59:59+00:00<")
+    tags = read(path)
+    assert_clean(tags)
+    assert "0001:01:01 00:59:59+00:00" == tags.get("XMP-exif:DateTimeOriginal")
