@@ -4,6 +4,7 @@ have because their originals are only in iCloud."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from photod import phoneplan, policy, usb
@@ -145,8 +146,19 @@ def _library_dates(catalog: Catalog, udid: str) -> dict[str, str]:
     for path, facts in catalog.library_facts(udid):
         a = asset_from_json(facts)
         if a.captured is not None:
-            out[path] = a.captured.astimezone().replace(tzinfo=None).isoformat(timespec="seconds")
+            out[path] = _local(a.captured)
     return out
+
+
+def _local(captured: datetime) -> str:
+    """A library's capture time in this computer's local time, as the listing's are; one
+    that local time would take past the calendar's first or last day (year 1, 9999) at
+    the phone's own clock time."""
+    try:
+        when = captured.astimezone()
+    except (OverflowError, OSError, ValueError):
+        when = captured
+    return when.replace(tzinfo=None).isoformat(timespec="seconds")
 
 
 def _listed(rows: list[tuple[str, str, str]]) -> list[dict[str, str]]:
@@ -155,11 +167,10 @@ def _listed(rows: list[tuple[str, str, str]]) -> list[dict[str, str]]:
     out = []
     for uuid, path, facts in rows:
         a = asset_from_json(facts)
-        when = a.captured.astimezone().replace(tzinfo=None) if a.captured else None
         out.append({
             "name": a.original_name or a.filename,
             "path": path,
-            "taken_at": when.isoformat(timespec="seconds") if when else "",
+            "taken_at": _local(a.captured) if a.captured else "",
             "uuid": uuid,
         })  # fmt: skip
     return sorted(out, key=lambda p: (p["taken_at"], p["path"]))

@@ -532,3 +532,43 @@ def test_a_sidecar_photod_did_not_write_is_kept_when_the_photos_facts_change(
     keeper.sync("lib", target)
     assert DARKTABLE == theirs.read_bytes()
     assert 2 == len(named(events, "sidecar_name_taken"))
+
+
+def test_status_shows_a_photo_dated_at_the_calendars_edge_in_any_time_zone(
+    make_rig: Callable[..., PhoneRig],
+    events: Events,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A photo only in iCloud whose library date is 0001-01-01 00:00 UTC (an app wrote
+    a zeroed date into its EXIF) is listed by `photod status --device` on a computer
+    west of Greenwich, at the phone's own clock time.  Before, turning it into local
+    time fell before year 1: OverflowError, and status could not be shown at all."""
+    rig = make_rig()
+    files = photos(tmp_path, 1)
+    lib = [
+        photoslib.Photo("IMG_0001.JPG"),
+        photoslib.Photo("IMG_0002.HEIC", local=False, captured=datetime(1, 1, 1, tzinfo=UTC)),
+    ]
+    db = photoslib.build(tmp_path / "media", "18", lib)
+    for part in librarycopy.PARTS:
+        files[part] = (tmp_path / "media" / part.lstrip("/")).read_bytes()
+    phone = MemPhone(UDID, files, name="Anna's iPhone")
+    plug_and_import(rig, phone, events, 1)
+    assert db.exists() and not named(events, "device_library_unreadable")
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        from photod import phonestatus
+        from photod.models import PolicyRule
+
+        record = rig.record()
+        assert record is not None
+        infos = {"lib": rig.fleet.targets["lib"].info}
+        report = phonestatus.device_report(rig.catalog, record, PolicyRule(1, 1, 0), infos)
+        [missing] = report["in_icloud"]
+        assert ("IMG_0002.HEIC", "0001-01-01T00:00:00") == (missing["name"], missing["taken_at"])
+        assert "IMG_0002.HEIC: only in iCloud" in phonestatus.render_device(report)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
