@@ -142,6 +142,7 @@ class _Texts:
         self.left = LIBRARY_TEXT_MAX
 
     def keep(self, value: str) -> str:
+        value = value[:TEXT_MAX]
         return self.kept.setdefault(value, value)
 
     def spend(self, *texts: str) -> None:
@@ -162,11 +163,13 @@ def _read(conn: sqlite3.Connection) -> PhoneLibrary:
         # A row without an identity is nothing photod can name; a second row of one
         # UUID (Core Data enforces no uniqueness: a damaged or half-merged library) is
         # passed by, the first kept, so the rest of the library is kept all the same.
-        if r[1] and r[1] not in seen:
-            seen.add(r[1])
+        uuid = r[1][:TEXT_MAX]
+        if uuid and uuid not in seen:
+            seen.add(uuid)
+            r = tuple(texts.keep(v) if isinstance(v, str) else v for v in r)
             # (original name, title, caption; keywords and people, once per photo)
             texts.spend(r[4], r[9], r[10], *keywords.get(r[-1], ()), *people.get(r[0], ()))
-            rows[r[0]] = tuple(texts.keep(v) if isinstance(v, str) else v for v in r)
+            rows[r[0]] = r
     albums, member_of = _albums(conn, schema, {pk: row[1] for pk, row in rows.items()})
     assets = []
     for pk, row in rows.items():
@@ -263,12 +266,16 @@ def _asset(
 
 
 def _cut(column: str) -> str:
-    """A text column read at most TEXT_MAX characters long (NULL stays NULL)."""
-    return f"substr({column}, 1, {TEXT_MAX})"
+    """A text column read at most TEXT_MAX characters long, whole to there (NULL stays
+    NULL): cut as bytes, enough for TEXT_MAX characters of 4 bytes, and to TEXT_MAX
+    characters as it is kept.  Never by SQLite's substr() on text, which ends a text at
+    its first NUL: a caption with one lost all that followed it."""
+    return f"CAST(substr(CAST({column} AS BLOB), 1, {TEXT_MAX * 4}) AS TEXT)"
 
 
 def _text(value: object) -> str:
-    return "" if value is None else value if isinstance(value, str) else str(value)
+    text = "" if value is None else value if isinstance(value, str) else str(value)
+    return text[:TEXT_MAX]
 
 
 def _captured(created: object, offset: object) -> datetime | None:

@@ -5,16 +5,19 @@ not taken; anything else is LibraryUnreadable with a reason."""
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import sqlite3
+import subprocess
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from photod import xmp
 from photod.errors import LibraryUnreadable
 from photod.library import Album
-from photod.phonelibrary import read_library
+from photod.phonelibrary import TEXT_MAX, read_library
 from tests import photoslib
 from tests.photoslib import GENERATIONS, Photo, album_uuid, build, members
 
@@ -470,3 +473,29 @@ def test_a_small_file_whose_rows_share_long_texts_cannot_fill_the_memory(
     else:  # one photo with 100 long keywords: read
         assert "" == why
     assert peak_mb < 150, f"{peak_mb} MB"
+
+
+def test_a_nul_inside_a_text_does_not_end_it(tmp_path: Path) -> None:
+    """A title, caption, keyword, person's name and album title holding a NUL are read
+    whole: the sidecar drops the NUL (XML cannot carry it) and exiftool reads back all
+    the rest.  Before, SQLite's substr() ended each text at its NUL: "Rome\\0 at dusk"
+    was kept as "Rome", and all of a caption after a NUL was lost."""
+    nul, caption = "Rome\x00 at dusk <&>", "first\x00" + "second " * 700
+    photo = Photo("IMG_0001.HEIC", title=nul, caption=caption, keywords=(nul,), people=(nul,))
+    db = build(tmp_path, "18", [photo], [(("Trips", nul), [photo.uuid])])
+    [asset] = read_library(db).assets
+    assert (nul, caption[:TEXT_MAX], (nul,), (nul,), (("Trips", nul),)) == (
+        asset.title, asset.caption, asset.keywords, asset.people, asset.albums
+    )  # fmt: skip
+    sidecar = tmp_path / "IMG_0001.HEIC.xmp"
+    sidecar.write_bytes(xmp.sidecar(asset))
+    if shutil.which("exiftool") is None:
+        pytest.fail("exiftool is missing: apt-get install libimage-exiftool-perl")
+    out = subprocess.run(["exiftool", "-j", "-G1", "-struct", str(sidecar)],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    tags = json.loads(out.stdout)[0]
+    seen = "Rome at dusk <&>"
+    assert seen == tags["XMP-dc:Title"]
+    assert caption[:TEXT_MAX].replace("\x00", "") == tags["XMP-dc:Description"]
+    assert ["Albums|Trips|" + seen, seen] == tags["XMP-lr:HierarchicalSubject"]
+    assert [seen] == tags["XMP-iptcExt:PersonInImage"]
