@@ -96,6 +96,17 @@ def _judge(
 def album_assets(catalog: Catalog, album: str, device: str | None = None) -> frozenset[str] | None:
     """The files photod holds of the album named ``album`` (its full name with folders,
     or its title alone when only one album has it); None when no album has that name."""
+    chosen = _chosen(catalog, album, device)
+    return None if chosen is None else frozenset().union(*(a.assets for a in chosen))
+
+
+def album_absent(catalog: Catalog, album: str, device: str | None = None) -> int:
+    """How many photos of the album named ``album`` photod does not hold (their
+    originals only in iCloud, or not imported): a restore of it leaves them out."""
+    return sum(a.photos - a.backed_up for a in _chosen(catalog, album, device) or [])
+
+
+def _chosen(catalog: Catalog, album: str, device: str | None) -> list[AlbumInfo] | None:
     found = albums(catalog, PolicyRule(0, 0, 0), {}, device)
     exact = [a for a in found if a.name == album]
     by_title = [a for a in found if a.name.rpartition("/")[2] == album]
@@ -105,7 +116,7 @@ def album_assets(catalog: Catalog, album: str, device: str | None = None) -> fro
     if not exact and len({a.name for a in by_title}) > 1:
         names = ", ".join(sorted({repr(a.name) for a in by_title}))
         raise PhotodError(f"several albums are titled {album!r}: {names}; give the full name")
-    return frozenset().union(*(a.assets for a in chosen))
+    return chosen
 
 
 def render(found: list[AlbumInfo], device: str | None, as_json: bool) -> tuple[str, int]:

@@ -47,6 +47,7 @@ class RestoreReport:
     bytes: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
     paths: list[str] = field(default_factory=list)  # restored, relative to DEST
+    absent: int = 0  # photos of the album asked for that photod does not hold
 
     def render(self, dest: Path, shown: int = 50) -> str:
         """What `photod restore` prints: the counts, each file restored (up to
@@ -58,6 +59,11 @@ class RestoreReport:
         if len(self.paths) > shown:
             lines.append(f"  ... and {len(self.paths) - shown} more restored files")
         lines += [f"  failed: {_printable(path)}: {why}" for path, why in self.failed]
+        if self.absent:
+            lines.append(f"  not restored: {plural(self.absent, 'photo')} of the album that "
+                         "photod does not have (the original only in iCloud, or not imported "
+                         "yet): `photod albums` counts them, `photod status --device` names "
+                         "them")  # fmt: skip
         return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 
 from photod import catalog_guard, instance, logs, private, snapshot
-from photod.albums import album_assets, albums
+from photod.albums import album_absent, album_assets, albums
 from photod.catalog import CATALOG_NAME, Catalog, no_catalog
 from photod.config import Config
 from photod.drill import DrillResult, drill
@@ -185,9 +185,10 @@ def restore(
         newer = catalog_guard.newer_elsewhere(cfg, read, catalog)
         if newer is not None:
             raise CatalogUntrusted(newer.found, newer.fix)
-        among = None
+        among, absent = None, 0
         if album is not None:
             among = album_assets(catalog, album)
+            absent = album_absent(catalog, album)
             if among is None:
                 known = sorted({a.name for a in albums(catalog, cfg.policy.rule(), {})})
                 raise PhotodError(
@@ -207,7 +208,9 @@ def restore(
         restorer.on_bytes = on_bytes
         if on_file is not None:
             restorer.on_file = on_file
-        return restorer.restore(assets, dest)
+        report = restorer.restore(assets, dest)
+        report.absent = absent
+        return report
     finally:
         for state in targets.values():
             state.target.close()

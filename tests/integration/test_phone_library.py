@@ -468,3 +468,32 @@ def test_the_albums_come_back_with_the_second_key_kept_in_a_drawer(
     assert 0 == r.returncode, r.stdout + r.stderr
     assert originals == _originals(work / "restored")
     assert EXPECTED_FACTS == _facts(work / "restored")
+
+
+def test_restoring_an_album_says_which_of_its_photos_photod_does_not_have(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    """`photod restore --album` of an album with a photo whose original is only in
+    iCloud restores the two photod has and says that one photo of the album is not
+    restored, and why.  Before, it said "restored 2 files" and nothing else: the
+    person took the album for whole."""
+    roll = camera_roll(tmp_path / "phone", samples, photos=2, live=0)
+    lib = [
+        photoslib.Photo("IMG_0000.JPG", directory="DCIM/100APPLE"),
+        photoslib.Photo("IMG_0001.JPG", directory="DCIM/101APPLE"),
+        photoslib.Photo("IMG_0900.HEIC", local=False, captured=datetime(2026, 8, 30, tzinfo=UTC)),
+    ]
+    photoslib.build(roll.media, "18", lib, [(("Rome",), [p.uuid for p in lib])])
+    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
+    p = phones.photod().start()
+    p.wait_event("usbmuxd_connected")
+    phones.mux.plug(phone)
+    p.wait_event("device_library_read", timeout=60)
+    p.wait_protected(2)
+    assert "Rome  3 photos, 2 protected, 1 not backed up" in p.cli("albums").stdout
+    r = p.cli("restore", str(tmp_path / "restored"), "--album", "Rome")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert "restored 2 files" in r.stdout
+    assert "not restored: 1 photo of the album that photod does not have" in r.stdout
+    assert "only in iCloud" in r.stdout
+    assert 0 == p.stop()
