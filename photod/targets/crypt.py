@@ -456,12 +456,14 @@ class CryptTarget:
     def put_beside(self, key: str, data: bytes, replace: bool) -> bool:
         # Under .photod/ with a name only a sidecar has: nothing else can be there.  It
         # is its photo's object's name (``KEY.xmp`` beside ``KEY``), which the photo's
-        # index line gives the recovery without photod.
-        self.put_private(_beside(self._stored(key.removesuffix(".xmp"))), data)
+        # index line gives the recovery without photod.  This identity's own name for
+        # it: a photo held through another computer's object never lends its sidecar's
+        # name (that computer's sidecar, sealed to its keys, would be replaced).
+        self.put_private(_beside(self._object(key.removesuffix(".xmp"))), data)
         return True
 
     def get_beside(self, key: str) -> bytes | None:
-        data = self.get_private(_beside(self._stored(key.removesuffix(".xmp"))))
+        data = self.get_private(_beside(self._object(key.removesuffix(".xmp"))))
         if data is None:  # written before, named after the sidecar's own key
             data = self.get_private(_beside(self._stored(key)))
         return data

@@ -1120,3 +1120,27 @@ def test_a_sealed_sidecar_is_named_after_its_photos_object_and_an_older_one_stil
     old = t.keys_.object_name("2024/IMG_2.HEIC.xmp").rpartition("/")[2]
     t.put_private(f"beside/{old}", b"<x>older</x>")
     assert b"<x>older</x>" == t.get_beside("2024/IMG_2.HEIC.xmp")
+
+
+def test_a_sealed_sidecar_never_takes_another_computers_sidecar_name(
+    tmp_path: Path,
+) -> None:
+    """Two computers of a family share an encrypted target; Ben's computer stored a
+    photo (sealed to Anna's key too) and its sidecar, and Anna's holds the same photo
+    only through Ben's object. Anna's sidecar for it never replaces Ben's (his albums
+    and favourites lost, and his photod unable to open what is then at his sidecar's
+    name, sealed to Anna alone)."""
+    anna, ben = tmp_path / "anna.txt", tmp_path / "ben.txt"
+    anna_key = keygen(anna)
+    keygen(ben)
+    inner = make_kind("local", None, tmp_path).target  # type: ignore[arg-type]
+    key = "2024/2024-01-02/IMG_1.HEIC"
+    bens = CryptTarget(inner, Keys(ben, [anna_key]))
+    bens.check(None)
+    put(bens, key, DATA)
+    assert bens.put_beside(key + ".xmp", b"<x>ben's</x>", replace=False)
+    annas = CryptTarget(inner, Keys(anna))
+    assert len(DATA) == annas.size(key)  # (held through Ben's object)
+    assert annas.put_beside(key + ".xmp", b"<x>anna's</x>", replace=False)
+    assert b"<x>anna's</x>" == annas.get_beside(key + ".xmp")
+    assert b"<x>ben's</x>" == CryptTarget(inner, Keys(ben)).get_beside(key + ".xmp")
