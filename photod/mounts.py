@@ -58,7 +58,7 @@ def unmounted_fstab_point(path: Path) -> str:
         table = FSTAB.read_text(encoding="utf-8", errors="surrogateescape")
     except OSError:
         return ""
-    target = str(path.absolute())
+    target = str(path.resolve())  # (a link to the mount point is the mount point)
     points = [
         _OCTAL.sub(lambda m: chr(int(m[1], 8)), fields[1])
         for line in table.splitlines()

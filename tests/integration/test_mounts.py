@@ -103,21 +103,27 @@ def fstab() -> Iterator[Callable[[Path], None]]:
         fstab.write_bytes(before)
 
 
+@pytest.mark.parametrize("linked", [False, True], ids=["the-mount-point", "a-link-to-it"])
 def test_an_empty_mount_point_of_etc_fstab_is_never_taken_for_its_drive(
-    setup: Setup, samples: Path, mount: Mount, fstab: Callable[[Path], None]
+    setup: Setup, samples: Path, mount: Mount, fstab: Callable[[Path], None], linked: bool
 ) -> None:
     """A new drive target at a mount point /etc/fstab lists, the drive not plugged in
     (its mount point an empty folder on the system disk): photod claimed that folder as
     the drive, counted copies on the system disk as a second kind of media, and then
     refused the real drive as a stranger.  It now waits, saying nothing is mounted
-    there; once the drive is, the copies land on it."""
+    there (the target's path the mount point, or a link to it); once the drive is, the
+    copies land on it."""
     lib, disk, point = setup.home / "library", setup.home / "disk", setup.home / "mnt" / "T7"
     disk.mkdir()
     point.mkdir(parents=True)
     fstab(point)
+    path = point
+    if linked:
+        path = setup.home / "Backup"
+        path.symlink_to(point)
     p = setup.photod(
         [{"name": "library", "path": str(lib)},
-         {"name": "t7", "path": str(point), "media": "external"}],
+         {"name": "t7", "path": str(path), "media": "external"}],
         policy={"copies": 2, "media": 2, "offsite": 0},
     ).start()  # fmt: skip
     shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
