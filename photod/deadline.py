@@ -5,7 +5,9 @@ that drips its answer (a byte every few seconds) never trips it, and would hold 
 thread that sends every message and ping for as long as it likes.  ``within`` runs the
 call on a thread of its own and stops waiting for it at the deadline; the call goes on
 in the background until its server lets go (its own timeouts end it when the server
-goes silent), and at most ``STUCK_MAX`` such calls are left waiting at once.
+goes silent), and at most ``STUCK_MAX`` such calls of one ``name`` (a channel) are
+left waiting at once: a heartbeat stuck for good holds back its own pings, never the
+messages of another channel.
 """
 
 from __future__ import annotations
@@ -15,19 +17,21 @@ from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
-STUCK_MAX = 4  # calls past their deadline, still waiting on their server
+STUCK_MAX = 4  # calls of one name past their deadline, still waiting on their server
 
-_stuck: set[threading.Thread] = set()
+_stuck: dict[str, set[threading.Thread]] = {}  # name -> its calls past their deadline
 _lock = threading.Lock()
 
 
 def within(seconds: float, call: Callable[[], T], name: str) -> T:
     """``call()``'s result or exception, or TimeoutError once ``seconds`` have passed
-    without it (or at once, while ``STUCK_MAX`` earlier calls still wait on theirs)."""
+    without it (or at once, while ``STUCK_MAX`` earlier calls of ``name`` still wait on
+    theirs)."""
     with _lock:
-        _stuck.difference_update([t for t in _stuck if not t.is_alive()])
-        if len(_stuck) >= STUCK_MAX:
-            raise TimeoutError(f"{len(_stuck)} earlier answers are still coming, too slowly")
+        stuck = _stuck.setdefault(name, set())
+        stuck.difference_update([t for t in stuck if not t.is_alive()])
+        if len(stuck) >= STUCK_MAX:
+            raise TimeoutError(f"{len(stuck)} earlier answers are still coming, too slowly")
     out: list[tuple[bool, object]] = []
     given_up = threading.Event()
 
@@ -45,7 +49,7 @@ def within(seconds: float, call: Callable[[], T], name: str) -> T:
     if worker.is_alive():
         given_up.set()
         with _lock:
-            _stuck.add(worker)
+            _stuck[name].add(worker)
         raise TimeoutError(f"no whole answer within {seconds:g} s")
     ok, value = out.pop()
     try:

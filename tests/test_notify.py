@@ -516,6 +516,60 @@ def test_a_heartbeat_that_answers_a_byte_at_a_time_holds_no_message_back(
     assert "IMG_1" in [json.loads(body)["message"] for _, body in hook.got]
 
 
+def test_a_heartbeat_stuck_for_good_does_not_silence_the_webhook(
+    hook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A heartbeat server that drips its answer for good leaves each ping waiting past
+    its deadline.  Once four were (``STUCK_MAX``), every channel failed at once ("4
+    earlier answers are still coming"): a working webhook took no message again, each
+    kept for a retry that failed the same way.  The pings stuck hold back only pings:
+    a message to the webhook still goes out."""
+    import socket
+    import threading
+    import time
+
+    from photod import notify
+
+    monkeypatch.setattr(notify, "HEARTBEAT_TIMEOUT", 0.5)  # a ping's deadline: 1 s
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def drip(conn: socket.socket) -> None:  # a byte every 0.1 s, for good
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+            while not done.wait(0.1):
+                conn.sendall(b"x")
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/ping"
+    clock = ManualClock()
+    n = Notifier(NotifyConfig(desktop=False, heartbeat_url=url, webhook=hook.url), clock)
+    failed = lambda e: e["event"] == "notify_failed" and e["channel"] == "heartbeat"  # noqa: E731
+    with capture_logs() as events:
+        n.start()
+        try:
+            for i in range(1, 6):
+                assert n.heartbeat([])
+                wait_for(lambda: sum(map(failed, events)) >= i, 10, f"ping {i} given up")  # noqa: B023
+                clock.advance(60)
+            n.send(Message("lost", "photod: a photo has no good copy left", "IMG_1"))
+            sent = lambda: [e for e in events if e["event"] == "notification_sent"]  # noqa: E731
+            wait_for(sent, 10, "the message sent to the webhook", lambda: str(events))
+        finally:
+            n.stop()
+            done.set()
+            listener.close()
+            time.sleep(0.3)  # (the pings stuck end with their server)
+    assert "IMG_1" in [json.loads(body)["message"] for _, body in hook.got]
+
+
 def test_a_reload_keeps_what_was_not_told_yet(pinger: Pinger, hook: Webhook) -> None:
     """A reload builds a new notifier: the failures logged since the last ping, and a
     message no channel took yet, go to the new one (the next ping said all was well)."""
