@@ -48,6 +48,8 @@ class RestoreReport:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
     paths: list[str] = field(default_factory=list)  # restored, relative to DEST
     absent: int = 0  # photos of the album asked for that photod does not hold
+    away: dict[str, str] = field(default_factory=dict)  # target -> why it went away mid-run
+    unreached: list[str] = field(default_factory=list)  # failed only as every target went
 
     def render(self, dest: Path, shown: int = 50) -> str:
         """What `photod restore` prints: the counts, each file restored (up to
@@ -58,7 +60,18 @@ class RestoreReport:
         lines += [f"  restored: {_printable(path)}" for path in self.paths[:shown]]
         if len(self.paths) > shown:
             lines.append(f"  ... and {len(self.paths) - shown} more restored files")
-        lines += [f"  failed: {_printable(path)}: {why}" for path, why in self.failed]
+        unreached = set(self.unreached)
+        lines += [f"  failed: {_printable(path)}: {why}" for path, why in self.failed
+                  if path not in unreached]  # fmt: skip
+        if self.unreached:  # said once, not once per file (a drive unplugged mid-restore)
+            gone = "; ".join(f"{t!r} ({why})" for t, why in self.away.items())
+            lines.append(f"  not restored: {plural(len(self.unreached), 'file')}: target "
+                         f"{gone} became unavailable during the restore (unplugged?); once "
+                         "it is back, run the same restore again: what is restored is kept, "
+                         "the rest comes")  # fmt: skip
+            lines += [f"    {_printable(path)}" for path in self.unreached[:shown]]
+            if len(self.unreached) > shown:
+                lines.append(f"    ... and {len(self.unreached) - shown} more")
         if self.absent:
             lines.append(f"  not restored: {plural(self.absent, 'photo')} of the album that "
                          "photod does not have (the original only in iCloud, or not imported "
@@ -170,6 +183,9 @@ class Restorer:
         self.on_bytes: Callable[[int], None] = lambda n: None
         self.on_file: Callable[[str], None] = lambda outcome: None  # each file, as it ends
         self._swept: set[str] = set()  # DEST folders cleared of a killed restore's temporaries
+        self.away: dict[str, str] = {}  # targets gone during this run (unplugged): not tried again
+        self._unreached = False  # the last file failed only because its targets went away
+        self._gone = ""  # why the target of the last copy tried became unavailable
         # What is restored is the caller's, with the caller's umask (photod's own is 077).
         self._umask = private.caller_umask()
 
@@ -192,8 +208,11 @@ class Restorer:
                     report.skipped += 1
                 else:  # told by the caller, once, in its own words (`photod restore`)
                     report.failed.append((asset.relpath, outcome))
+                    if self._unreached:
+                        report.unreached.append(asset.relpath)
         finally:
             os.close(dest_fd)
+        report.away = dict(self.away)
         return report
 
     def one(self, asset: Asset, dest_fd: int) -> str:
@@ -301,13 +320,21 @@ class Restorer:
             return "a different file is already there; left untouched"
         held = {r.target: r.relpath for r in self.catalog.replicas(asset.sha256)}
         tried: list[str] = []
+        self._unreached = False
         for target, state in self.targets.items():
             if target not in held:
                 continue
+            if target in self.away:
+                tried.append(f"{target}: target {target!r} unavailable: {self.away[target]}")
+                continue
+            self._gone = ""
             why = self._copy(state, held[target], asset, folder, name)
             if why == "":
                 return "restored"
+            if self._gone:
+                self.away[target] = self._gone
             tried.append(f"{target}: {why}")
+        self._unreached = bool(tried) and all(t in self.away for t in held if t in self.targets)
         if not tried:
             return "no reachable target holds a verified copy"
         return "; ".join(tried)
@@ -352,7 +379,10 @@ class Restorer:
                 return ("not found under this identity's names: missing on the target, or "
                         "the identity file is not the one it was written with")  # fmt: skip
             return "missing on the target"
-        except (OSError, TargetUnavailable) as exc:
+        except TargetUnavailable as exc:  # (unplugged: the rest of the run does without it)
+            self._gone = exc.reason
+            return str(exc)
+        except OSError as exc:
             return str(exc)
         temp = f"{TEMP_PREFIX}{secrets.token_hex(6)}.tmp"
         h = hashlib.sha256()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import target_files, wait_for
+from tests.conftest import sha256, target_files, wait_for
 from tests.integration.conftest import Setup, assert_target_holds, fill
 
 pytestmark = pytest.mark.integration
@@ -769,3 +769,46 @@ def test_a_drive_away_at_the_scrub_is_scrubbed_when_it_comes(
     done = p.wait_event("scrub_finished", count=started + 1, timeout=20)[-1]
     assert 1 == done["targets"]["t7"].get("listed"), done
     assert 0 == p.stop()
+
+
+@pytest.mark.parametrize("encrypt", [False, True])
+def test_a_drive_unplugged_mid_restore_says_so_once_and_a_second_run_completes(
+    setup: Setup, samples: Path, mount: Mount, encrypt: bool
+) -> None:
+    """`photod restore` from a drive (plain, or encrypted: CryptTarget over it) that is
+    unplugged while the first photo is read: no traceback; the report counts what was
+    restored, says once that the drive went away and that running the same restore
+    again completes it (it printed the same "unavailable" line once per photo left, a
+    library's worth); and run again with the drive back it brings every photo, the
+    first one skipped as already there."""
+    disk, mnt = setup.home / "disk", setup.home / "media" / "T7"
+    (disk / "photos").mkdir(parents=True)
+    mount(disk, mnt)
+    key = setup.home / "key.txt"
+    t7 = {"name": "t7", "path": str(mnt / "photos"), "media": "external", "encrypt": encrypt}
+    p = setup.photod([t7], policy={"copies": 1, "media": 1, "offsite": 0},
+                     extra=f'\n[encryption]\nidentity = "{key}"\n' if encrypt else "")  # fmt: skip
+    if encrypt:
+        assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    for f in samples.iterdir():
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    originals = sorted(sha256(f) for f in samples.iterdir())
+    dest = setup.home / "back"
+    proc = subprocess.Popen([*p.cli_command(), "restore", str(dest)],
+                            env={**p.env, "PHOTOD_FAILPOINTS": "restore_chunk=1:sleep:4"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(2)  # (the first photo is being read)
+    subprocess.run(["umount", "-l", str(mnt)], check=True)  # unplugged
+    out, err = proc.communicate(timeout=60)
+    assert 1 == proc.returncode, out + err
+    assert "Traceback" not in out + err
+    assert 1 == out.count("unavailable"), out
+    assert "run the same restore again" in out, out
+    assert "restored 1 file" in out and f"not restored: {len(originals) - 1} files" in out, out
+    mount(disk, mnt)  # plugged back in
+    r = p.cli("restore", str(dest))
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert "skipped 1 already there" in r.stdout, r.stdout
+    assert originals == sorted(sha256(f) for f in dest.rglob("*") if f.is_file()
+                               and not f.name.endswith(".xmp"))  # fmt: skip
