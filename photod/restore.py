@@ -183,7 +183,7 @@ class Restorer:
         self.on_bytes: Callable[[int], None] = lambda n: None
         self.on_file: Callable[[str], None] = lambda outcome: None  # each file, as it ends
         self._swept: set[str] = set()  # DEST folders cleared of a killed restore's temporaries
-        self.away: dict[str, str] = {}  # targets gone during this run (unplugged): not tried again
+        self.away: dict[str, str] = {}  # targets found gone during this run (unplugged), and why
         self._unreached = False  # the last file failed only because its targets went away
         self._gone = ""  # why the target of the last copy tried became unavailable
         # What is restored is the caller's, with the caller's umask (photod's own is 077).
@@ -320,21 +320,21 @@ class Restorer:
             return "a different file is already there; left untouched"
         held = {r.target: r.relpath for r in self.catalog.replicas(asset.sha256)}
         tried: list[str] = []
-        self._unreached = False
+        gone: set[str] = set()  # the targets this file found unavailable
         for target, state in self.targets.items():
             if target not in held:
                 continue
-            if target in self.away:
-                tried.append(f"{target}: target {target!r} unavailable: {self.away[target]}")
-                continue
+            # (tried again for each file: a remote's moment of network trouble must not
+            # leave the rest of a long restore undone; an unplugged drive fails at once)
             self._gone = ""
             why = self._copy(state, held[target], asset, folder, name)
             if why == "":
                 return "restored"
             if self._gone:
                 self.away[target] = self._gone
+                gone.add(target)
             tried.append(f"{target}: {why}")
-        self._unreached = bool(tried) and all(t in self.away for t in held if t in self.targets)
+        self._unreached = bool(tried) and all(t in gone for t in held if t in self.targets)
         if not tried:
             return "no reachable target holds a verified copy"
         return "; ".join(tried)
