@@ -700,6 +700,29 @@ def test_a_photo_waiting_in_staging_is_never_replaced_by_another_of_its_name(
         rig.close()
 
 
+def _both_backed_up_once_restarted(
+    tmp_path: Path,
+    rig: PhoneRig,
+    phone: MemPhone,
+    events: Events,
+    imports: int,
+    pair: tuple[bytes, bytes],
+) -> None:
+    """photod restarted with room on the library drive again: what waited in staging
+    goes to the target, the phone is plugged in again (its ``imports``-th import), and
+    both photos of ``pair`` end up backed up."""
+    rig.close()
+    rig = PhoneRig(tmp_path, mux=rig.mux)  # room again: photod restarted
+    try:
+        rig.replicator.replicate_pending("lib")
+        rig.mux.plug(phone)
+        wait_until(lambda: len(named(events, "device_import_finished")) == imports, "the retry")
+        rig.replicator.replicate_pending("lib")
+        assert {sha(pair[0]), sha(pair[1])} == rig.on_target()
+    finally:
+        rig.close()
+
+
 def test_two_paths_of_one_staging_name_in_one_import_never_stage_over_each_other(
     tmp_path: Path, events: Events
 ) -> None:
@@ -724,17 +747,7 @@ def test_two_paths_of_one_staging_name_in_one_import_never_stage_over_each_other
     assert sha(kept) == sha(held)  # the photo recorded as read is the one staged
     rig.mux.unplug(phone)
     wait_until(lambda: named(events, "device_detached"), "the unplug")
-    rig.close()
-
-    rig = PhoneRig(tmp_path, mux=rig.mux)  # room again: photod restarted
-    try:
-        rig.replicator.replicate_pending("lib")
-        rig.mux.plug(phone)
-        wait_until(lambda: len(named(events, "device_import_finished")) == 2, "the retry")
-        rig.replicator.replicate_pending("lib")
-        assert {sha(first), sha(second)} == rig.on_target()
-    finally:
-        rig.close()
+    _both_backed_up_once_restarted(tmp_path, rig, phone, events, 2, (first, second))
 
 
 def test_two_spellings_of_one_accented_name_never_stage_over_each_other(
@@ -757,17 +770,7 @@ def test_two_spellings_of_one_accented_name_never_stage_over_each_other(
     assert waits["error"].startswith("StagingTaken: ")
     rig.mux.unplug(phone)
     wait_until(lambda: named(events, "device_detached"), "the unplug")
-    rig.close()
-
-    rig = PhoneRig(tmp_path, mux=rig.mux)  # room again: photod restarted
-    try:
-        rig.replicator.replicate_pending("lib")
-        rig.mux.plug(phone)
-        wait_until(lambda: len(named(events, "device_import_finished")) == 2, "the retry")
-        rig.replicator.replicate_pending("lib")
-        assert {sha(first), sha(second)} == rig.on_target()
-    finally:
-        rig.close()
+    _both_backed_up_once_restarted(tmp_path, rig, phone, events, 2, (first, second))
 
 
 @pytest.fixture
@@ -830,17 +833,7 @@ def test_two_names_only_case_tells_apart_never_stage_over_each_other_on_a_case_b
     assert [] == named(events, "asset_lost")
     rig.mux.unplug(phone)
     wait_until(lambda: len(named(events, "device_detached")) == 1 + later, "the unplug")
-    rig.close()
-
-    rig = PhoneRig(tmp_path, mux=rig.mux)  # room again: photod restarted
-    try:
-        rig.replicator.replicate_pending("lib")
-        rig.mux.plug(phone)
-        wait_until(lambda: len(named(events, "device_import_finished")) == 2 + later, "the retry")
-        rig.replicator.replicate_pending("lib")
-        assert {sha(first), sha(second)} == rig.on_target()
-    finally:
-        rig.close()
+    _both_backed_up_once_restarted(tmp_path, rig, phone, events, 2 + later, (first, second))
 
 
 def test_two_phones_of_one_name_are_never_taken_for_each_other(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import sha256, target_files, wait_for
+from tests.conftest import Photod, sha256, target_files, wait_for
 from tests.integration.conftest import Setup, assert_target_holds, fill
 
 pytestmark = pytest.mark.integration
@@ -659,6 +659,24 @@ def test_a_card_on_exfat_is_not_read_again_at_every_scan(
     assert [] == p.events("asset_seen_again")
 
 
+def _library_and_drive(
+    setup: Setup, mount: Mount, extra: str = ""
+) -> tuple[Photod, Path, Path, Path]:
+    """A library folder and an external drive (the folder ``disk`` bind-mounted at
+    media/T7, its target the folder photos/ on it), under policy 2/2/0; returns the
+    photod (not started), the library, the drive's disk and its mount point."""
+    lib, disk, mnt = setup.home / "library", setup.home / "disk", setup.home / "media" / "T7"
+    (disk / "photos").mkdir(parents=True)
+    mount(disk, mnt)
+    p = setup.photod(
+        [{"name": "library", "path": str(lib)},
+         {"name": "t7", "path": str(mnt / "photos"), "media": "external"}],
+        policy={"copies": 2, "media": 2, "offsite": 0},
+        extra=extra,
+    )  # fmt: skip
+    return p, lib, disk, mnt
+
+
 def test_a_drive_unplugged_while_its_list_is_completed_loses_no_copy(
     setup: Setup, samples: Path, mount: Mount
 ) -> None:
@@ -668,12 +686,8 @@ def test_a_drive_unplugged_while_its_list_is_completed_loses_no_copy(
     found then are the drive gone, not copies missing: none is called missing
     (`replica_missing`) or stops counting, and once the drive is back the list is
     completed and every photo is protected."""
-    lib, disk, mnt = setup.home / "library", setup.home / "disk", setup.home / "media" / "T7"
-    (disk / "photos").mkdir(parents=True)
-    mount(disk, mnt)
-    drives = [{"name": "library", "path": str(lib)},
-              {"name": "t7", "path": str(mnt / "photos"), "media": "external"}]  # fmt: skip
-    p = setup.photod(drives, policy={"copies": 2, "media": 2, "offsite": 0}).start()
+    p, _, disk, mnt = _library_and_drive(setup, mount)
+    p.start()
     p.wait_event("target_available", target="t7")
     assert 0 == p.stop()
     old = setup.home / "old-meta"
@@ -709,14 +723,7 @@ def test_a_drive_put_back_from_an_old_copy_of_itself_gets_the_copies_it_lost(
     its own list lost segments, looks for every copy it counts there, calls the lost one
     missing (`replica_missing`) and copies it again, instead of counting a copy that is
     not there until some later scrub."""
-    lib, disk, mnt = setup.home / "library", setup.home / "disk", setup.home / "media" / "T7"
-    (disk / "photos").mkdir(parents=True)
-    mount(disk, mnt)
-    p = setup.photod(
-        [{"name": "library", "path": str(lib)},
-         {"name": "t7", "path": str(mnt / "photos"), "media": "external"}],
-        policy={"copies": 2, "media": 2, "offsite": 0},
-    )  # fmt: skip
+    p, lib, disk, mnt = _library_and_drive(setup, mount)
     shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
     assert 0 == p.cli("run", "--once").returncode
     rotten = mnt / "photos" / "2008" / "2008-05-30" / "a.jpg"
@@ -747,15 +754,9 @@ def test_a_drive_away_at_the_scrub_is_scrubbed_when_it_comes(
     re-read, its copies counting on no proof.  The scheduled scrub that finds it away
     (`scrub_skipped`) is owed to it: when the drive comes, it is scrubbed at once (a
     scrub of that target), not at the next scheduled time it may miss again."""
-    lib, disk, mnt = setup.home / "library", setup.home / "disk", setup.home / "media" / "T7"
-    (disk / "photos").mkdir(parents=True)
-    mount(disk, mnt)
-    p = setup.photod(
-        [{"name": "library", "path": str(lib)},
-         {"name": "t7", "path": str(mnt / "photos"), "media": "external"}],
-        policy={"copies": 2, "media": 2, "offsite": 0},
-        extra='\n[schedule]\nscrub = "* * * * *"\n',  # (every minute: "03:30" in a test)
-    ).start()  # fmt: skip
+    # (a scrub every minute: "03:30" in a test)
+    p, _, disk, mnt = _library_and_drive(setup, mount, '\n[schedule]\nscrub = "* * * * *"\n')
+    p.start()
     shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
     p.wait_protected(1)
     umount(mnt)  # taken away for the night
