@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +157,19 @@ def fill(drive: Path, leave: int) -> Path:
         f.flush()
         os.fsync(f.fileno())
     return filler
+
+
+def live_photo_edited_later(inbox: Path, taken: str, movie_at: datetime) -> None:
+    """A Live Photo in ``inbox``: IMG_0001.JPG taken at ``taken`` (EXIF's "YYYY:MM:DD
+    hh:mm:ss"), its movie IMG_0001.MOV made at ``movie_at``, and the `.AAE` of an edit
+    made on 10 June 2024, that file's only date."""
+    from tests.conftest import make_mov
+    from tests.fakephone import jpeg
+
+    jpeg(inbox / "IMG_0001.JPG", 1, taken)
+    make_mov(inbox / "IMG_0001.MOV", movie_at, payload=os.urandom(5000))
+    aae = inbox / "IMG_0001.AAE"
+    aae.write_text('<?xml version="1.0"?><plist version="1.0"><dict><key>adjustmentFormat'
+                   "Identifier</key><string>com.apple.photo</string></dict></plist>\n")  # fmt: skip
+    edited = datetime(2024, 6, 10, 9, 0, tzinfo=UTC).timestamp()
+    os.utime(aae, (edited, edited))

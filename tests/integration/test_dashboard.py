@@ -946,19 +946,14 @@ def test_a_month_restored_from_the_library_keeps_each_photos_movie_and_edits(
     stayed behind (and restored alone from June's page, it would lose its photo)."""
     from datetime import UTC, datetime
 
-    from tests.conftest import make_mov, target_files
-    from tests.fakephone import jpeg
+    from tests.conftest import target_files
+    from tests.integration.conftest import live_photo_edited_later
 
     lib = setup.home / "lib"
     p = setup.photod([{"name": "lib", "path": str(lib)}], {"copies": 1, "media": 1, "offsite": 0})
-    jpeg(setup.inbox / "IMG_0001.JPG", 1, "2024:05:01 10:30:00")
-    make_mov(setup.inbox / "IMG_0001.MOV", datetime(2024, 5, 1, 10, 30, tzinfo=UTC),
-             payload=os.urandom(5000))  # fmt: skip
-    aae = setup.inbox / "IMG_0001.AAE"
-    aae.write_text('<?xml version="1.0"?><plist version="1.0"><dict><key>adjustmentFormat'
-                   "Identifier</key><string>com.apple.photo</string></dict></plist>\n")  # fmt: skip
-    edited = datetime(2024, 6, 10, 9, 0, tzinfo=UTC).timestamp()
-    os.utime(aae, (edited, edited))
+    live_photo_edited_later(
+        setup.inbox, "2024:05:01 10:30:00", datetime(2024, 5, 1, 10, 30, tzinfo=UTC)
+    )
     p.start()
     p.wait_protected(3)
     p.wait_event("dashboard_started")

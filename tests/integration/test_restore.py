@@ -768,19 +768,14 @@ def test_a_restore_by_date_keeps_a_live_photos_movie_and_its_edits_with_the_stil
     restore does not take the movie without its still."""
     from datetime import UTC, datetime
 
-    from tests.conftest import make_mov
     from tests.fakephone import jpeg
+    from tests.integration.conftest import live_photo_edited_later
 
     lib = setup.home / "lib"
     p = setup.photod([{"name": "lib", "path": str(lib)}], {"copies": 1, "media": 1, "offsite": 0})
-    jpeg(setup.inbox / "IMG_0001.JPG", 1, "2024:05:01 23:30:00")
-    make_mov(setup.inbox / "IMG_0001.MOV", datetime(2024, 5, 2, 3, 30, tzinfo=UTC),
-             payload=os.urandom(5000))  # fmt: skip
-    aae = setup.inbox / "IMG_0001.AAE"
-    aae.write_text('<?xml version="1.0"?><plist version="1.0"><dict><key>adjustmentFormat'
-                   "Identifier</key><string>com.apple.photo</string></dict></plist>\n")  # fmt: skip
-    edited = datetime(2024, 6, 10, 9, 0, tzinfo=UTC).timestamp()
-    os.utime(aae, (edited, edited))
+    live_photo_edited_later(
+        setup.inbox, "2024:05:01 23:30:00", datetime(2024, 5, 2, 3, 30, tzinfo=UTC)
+    )
     jpeg(setup.inbox / "IMG_0002.JPG", 2, "2024:05:02 12:00:00")
     assert 0 == p.cli("run", "--once").returncode
     held = target_files(lib)
