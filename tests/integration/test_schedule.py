@@ -26,6 +26,17 @@ def _faked(p: Photod, offset: Path) -> None:
               "FAKETIME_NO_CACHE": "1", "DONT_FAKE_MONOTONIC": "1"}  # fmt: skip
 
 
+def _on_a_faked_clock(setup: Setup, scrub: str) -> tuple[Photod, Path]:
+    """A photod with one library and ``scrub`` as its scrub's line, not started, its
+    wall clock moved by what the returned file says ("+0" for now)."""
+    offset = setup.home / "faketime.rc"
+    offset.write_text("+0\n")
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}],
+                     extra=f'\n[schedule]\nscrub = "{scrub}"\n')  # fmt: skip
+    _faked(p, offset)
+    return p, offset
+
+
 def test_a_scrub_still_runs_on_time_after_the_clock_is_set_back_a_year(
     setup: Setup, samples: Path
 ) -> None:
@@ -34,11 +45,7 @@ def test_a_scrub_still_runs_on_time_after_the_clock_is_set_back_a_year(
     and the next scrub comes at the next minute on the corrected clock, not a year later
     (the scheduler kept the times it had computed on the old clock: nothing settled, no
     scrub or drill, until a restart)."""
-    offset = setup.home / "faketime.rc"
-    offset.write_text("+0\n")
-    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}],
-                     extra='\n[schedule]\nscrub = "* * * * *"\n')  # fmt: skip
-    _faked(p, offset)
+    p, offset = _on_a_faked_clock(setup, "* * * * *")
     p.start()
     try:
         offset.write_text("-365d\n")
@@ -61,12 +68,8 @@ def test_a_clock_set_back_then_right_again_does_not_run_the_scrub_at_once(
     line would have downloaded its sample from S3)."""
     from datetime import UTC, datetime, timedelta
 
-    offset = setup.home / "faketime.rc"
-    offset.write_text("+0\n")
     at = datetime.now(UTC) - timedelta(hours=5) + timedelta(minutes=3)
-    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}],
-                     extra=f'\n[schedule]\nscrub = "{at.minute} {at.hour} * * *"\n')  # fmt: skip
-    _faked(p, offset)
+    p, offset = _on_a_faked_clock(setup, f"{at.minute} {at.hour} * * *")
     p.env["TZ"] = "UTC"
     p.start()
     try:
@@ -98,11 +101,7 @@ def test_a_clock_set_weeks_ahead_runs_each_job_once_and_takes_no_memory(
     listed every run missed meanwhile before running a job once: 7 million for the
     0.25 s settle tick, hundreds of megabytes, the scheduler stuck building the list;
     a year ahead took gigabytes.)"""
-    offset = setup.home / "faketime.rc"
-    offset.write_text("+0\n")
-    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}],
-                     extra='\n[schedule]\nscrub = "0 3 * * *"\n')  # fmt: skip
-    _faked(p, offset)
+    p, offset = _on_a_faked_clock(setup, "0 3 * * *")
     p.start()
     try:
         time.sleep(2)
