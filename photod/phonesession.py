@@ -175,7 +175,14 @@ class PhoneSession:
         self._failures += 1
         timing = self.context.timing
         delay = min(timing.retry_max, timing.retry_interval * 2 ** (self._failures - 1))
-        if self._told != error:  # the same failure again is not news
+        # The same failure again is not news, whichever file or folder it struck: a
+        # full disk fails the next folder the next time round.
+        kind = (
+            f"{type(exc).__name__}: errno {exc.errno}"
+            if isinstance(exc, OSError) and exc.errno
+            else error
+        )
+        if self._told != kind:
             full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
             (log.warning if full else log.exception)(
                 "device_import_failed",
@@ -188,8 +195,8 @@ class PhoneSession:
                 else "retried with backoff",
                 retry_in=round(delay),
             )
-            self.records.set(self.udid, "error", error)
-            self._told = error
+            self._told = kind
+        self.records.set(self.udid, "error", error)  # shown until a retry gets further
         await asyncio.sleep(delay)
 
     def _ended(self) -> None:

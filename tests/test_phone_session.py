@@ -278,6 +278,49 @@ def test_stalled_link_is_reported_and_retried_until_it_answers(
     assert [] == rig.staged()
 
 
+def test_a_full_staging_disk_is_said_once_whichever_file_it_strikes(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """Staging on a real filesystem with room for no more files: each retry fails on
+    whichever file or folder it reaches first (a folder, or a file in another), and
+    still the full disk is one warning (it was one per name, a flood), shown in status
+    while the retries go on; once space is freed, everything is imported."""
+    staging = tmp_path / "state" / "import"
+    staging.mkdir(parents=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=32", "tmpfs", str(staging)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.fail(f"mount -t tmpfs failed ({mounted.stderr.strip()}): this test needs root")
+    try:
+        (staging / "phones" / UDID / "DCIM" / "100APPLE").mkdir(parents=True)
+        fillers = staging / "fillers"
+        fillers.mkdir()
+        with contextlib.suppress(OSError):
+            for i in range(1000):  # every file it has room for, so no file or folder fits
+                (fillers / str(i)).touch()
+        files = photos(tmp_path, 3)
+        for i in range(3):  # and three more in another folder
+            files[f"/DCIM/101APPLE/IMG_{i:04d}.JPG"] = jpeg(
+                tmp_path / f"b{i}.jpg", 50 + i
+            ).read_bytes()
+        rig = make_rig()
+        phone = MemPhone(UDID, files)
+        rig.mux.plug(phone)
+        wait_until(lambda: phone.connects >= 20, "many retries")
+        [failed] = named(events, "device_import_failed")
+        assert "No space left" in failed["error"] and "free some space" in failed["detail"]
+        wait_until(lambda: rig.state() == ("error", failed["error"]), "the full disk in status")
+
+        shutil.rmtree(fillers)
+        wait_until(lambda: named(events, "device_import_finished"), "the import")
+        assert imported(rig, phone)
+        rig.close()
+    finally:
+        subprocess.run(["umount", "-l", str(staging)], capture_output=True)
+
+
 def test_unplug_mid_file_leaves_nothing_partial_and_next_plug_in_finishes(
     make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
 ) -> None:
