@@ -355,13 +355,16 @@ class Restorer:
                             os.unlink(entry, dir_fd=folder)
 
     def _file_time(self, state: TargetState, src: BinaryIO, asset: Asset, key: str) -> int | None:
-        """The time the restored file gets: the copy's own on a plain local target (the
-        target keeps the original's), else the source file's as the catalog recorded it,
-        else, on an encrypted target, its index line's (a catalog rebuilt without a
-        snapshot knows no source file)."""
+        """The time the restored file gets: the copy's own on a plain target (a local
+        file keeps the original's; an S3 object its ``mtime`` metadata), else the
+        source file's as the catalog recorded it, else, on an encrypted target, its
+        index line's (a catalog rebuilt without a snapshot knows no source file)."""
         if not state.target.encrypted:
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 return os.fstat(src.fileno()).st_mtime_ns
+            kept = getattr(src, "file_time", None)  # (an S3 object's)
+            if kept is not None and (when := kept()) is not None:
+                return int(when)
         times = [mtime for _, _, _, mtime in self.catalog.source_paths(asset.sha256)]
         if times:
             return min(times)

@@ -235,7 +235,9 @@ class CryptWriter:
             # The inner target proves it stored the ciphertext pyrage produced: read
             # back, the remote's own hash, or the server's check of every body.
             cipher = "" if self.checked else self.inner.sha256() or self.sink.sha.hexdigest()
-            method = self.inner.commit(obj, cipher, mtime_ns)
+            # No file time on the object: it would show on the drive or to the provider
+            # when the photo was taken; the sealed line above keeps it.
+            method = self.inner.commit(obj, cipher)
         except KeyExists:
             raise KeyExists(key) from None
         except PhotodError:

@@ -83,19 +83,21 @@ class SnapshotName(NamedTuple):
     day: str = ""  # YYYYMMDD (UTC) it was written
 
 
-def _mtime_text(ns: int | None) -> str:
-    """Nanoseconds since the epoch as seconds for ``touch -d @S`` ('' if unknown)."""
+def mtime_text(ns: int | None) -> str:
+    """Nanoseconds since the epoch as seconds for ``touch -d @S`` ('' if unknown): the
+    form rclone keeps an S3 object's file time in, too (its ``mtime`` metadata)."""
     if ns is None:
         return ""
     sign, ns = ("-", -ns) if ns < 0 else ("", ns)
     return f"{sign}{ns // 10**9}.{ns % 10**9:09d}"
 
 
-def _mtime_ns(text: str) -> int | None:
-    m = re.fullmatch(r"(-?)(\d+)\.(\d{9})", text)
+def mtime_from_text(text: str) -> int | None:
+    """``mtime_text`` read back; also a shorter fraction or none (another tool's)."""
+    m = re.fullmatch(r"(-?)(\d{1,12})(?:\.(\d{1,9}))?", text.strip())
     if m is None:
         return None
-    ns = int(m.group(2)) * 10**9 + int(m.group(3))
+    ns = int(m.group(2)) * 10**9 + int((m.group(3) or "").ljust(9, "0"))
     return -ns if m.group(1) else ns
 
 
@@ -125,7 +127,7 @@ def parse_plain(data: bytes) -> list[ManifestEntry]:
 def index_line(obj: str, e: ManifestEntry) -> str:
     """An encrypted target's index line: object, SHA-256, size, capture time, file time
     (seconds, for ``touch -d @``) and the original path, tab-separated."""
-    return f"{obj}\t{e.sha256}\t{e.size}\t{e.captured_at}\t{_mtime_text(e.mtime_ns)}\t{e.key}\n"
+    return f"{obj}\t{e.sha256}\t{e.size}\t{e.captured_at}\t{mtime_text(e.mtime_ns)}\t{e.key}\n"
 
 
 def parse_index(data: bytes) -> list[ManifestEntry]:
@@ -137,7 +139,7 @@ def parse_index(data: bytes) -> list[ManifestEntry]:
                 parts[1],
                 parts[2],
                 parts[3],
-                _mtime_ns(parts[4]),
+                mtime_from_text(parts[4]),
                 parts[5],
             )
         elif len(parts) == 5:  # written before file times were kept

@@ -26,6 +26,7 @@ from photod import failpoints
 from photod.errors import KeyExists, PhotodError, TargetUnavailable
 from photod.logs import log
 from photod.targets.objects import TMP, ObjectTarget
+from photod.targets.records import mtime_from_text, mtime_text
 from photod.targets.s3client import NETWORK, make_client, mapped
 from photod.targets.s3presigned import Presigned
 from photod.targets.s3upload import S3Writer, end_temp, md5
@@ -38,9 +39,17 @@ LISTING_TTL = 60.0  # seconds a folder listing answers "is this key taken?"
 class _Body:
     """A GET's body as a file: read errors become OSError, as from a disk."""
 
-    def __init__(self, target: S3Target, body: Any) -> None:
+    def __init__(self, target: S3Target, answer: dict[str, Any]) -> None:
         self.t = target
-        self.body = body
+        self.body = answer["Body"]
+        # (metadata names are caseless: a server may answer ``Mtime``)
+        self.metadata = {str(k).lower(): v for k, v in (answer.get("Metadata") or {}).items()}
+
+    def file_time(self) -> int | None:
+        """The original's file time, as its upload kept it (photod's or rclone's
+        ``mtime`` metadata); None for an object that has none."""
+        text = self.metadata.get("mtime")
+        return mtime_from_text(text) if isinstance(text, str) else None
 
     def read(self, n: int = -1) -> bytes:
         try:
@@ -218,17 +227,22 @@ class S3Target(ObjectTarget):
     def delete_object(self, key: str) -> None:
         self.call("delete_object", Key=self.full(key))
 
-    def put(self, key: str, data: bytes, exclusive: bool = False) -> None:
+    def put(
+        self, key: str, data: bytes, exclusive: bool = False, mtime_ns: int | None = None
+    ) -> None:
         """One PUT with the body's Content-MD5; ``exclusive``: If-None-Match, which a
-        server that knows it refuses over an existing object (KeyExists)."""
+        server that knows it refuses over an existing object (KeyExists); ``mtime_ns``:
+        the original's file time, kept as rclone keeps it (``mtime`` metadata)."""
         digest = md5(data)
-        status = self.presigned.put(self.full(key), data, digest, exclusive)
+        mtime = mtime_text(mtime_ns)
+        status = self.presigned.put(self.full(key), data, digest, exclusive, mtime)
         if 200 <= status < 300:
             return
         if status == 412 and exclusive:
             raise KeyExists(key)  # (not the body sent again for the same answer)
         self.call("put_object", Key=self.full(key), Body=data, ContentMD5=digest,
-                  **({"IfNoneMatch": "*"} if exclusive else {}))  # fmt: skip
+                  **({"IfNoneMatch": "*"} if exclusive else {}),
+                  **({"Metadata": {"mtime": mtime}} if mtime else {}))  # fmt: skip
         self.presigned.decided(status)
 
     def _put(self, key: str, data: bytes) -> None:
@@ -285,14 +299,14 @@ class S3Target(ObjectTarget):
 
     def open(self, key: str) -> BinaryIO:
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self.full(key))["Body"]
+            answer = self.client.get_object(Bucket=self.bucket, Key=self.full(key))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise FileNotFoundError(key) from exc
             raise self.error(exc) from exc
         except NETWORK as exc:
             raise self.error(exc) from exc
-        return _Body(self, body)  # type: ignore[return-value]
+        return _Body(self, answer)  # type: ignore[return-value]
 
     def size(self, key: str) -> int | None:
         return self.object_size(key)

@@ -55,13 +55,17 @@ class Presigned:
         except (KeyError, TypeError, ValueError):
             return status, None
 
-    def put(self, key: str, body: bytes, md5: str, exclusive: bool) -> int:
+    def put(self, key: str, body: bytes, md5: str, exclusive: bool, mtime: str = "") -> int:
         """The status of a PUT of the body with its Content-MD5 (the server checks it
-        before it stores anything: a 2xx is the proof); ``exclusive``: If-None-Match."""
-        params = {"Key": key, "ContentMD5": md5}
+        before it stores anything: a 2xx is the proof); ``exclusive``: If-None-Match;
+        ``mtime``: the file time, as the object's ``mtime`` metadata (signed with it)."""
+        params: dict[str, Any] = {"Key": key, "ContentMD5": md5}
         headers = {"Content-MD5": md5}
         if exclusive:
             params["IfNoneMatch"] = headers["If-None-Match"] = "*"
+        if mtime:
+            params["Metadata"] = {"mtime": mtime}
+            headers["x-amz-meta-mtime"] = mtime
         return self._send("put_object", "PUT", params, headers, body)[0]
 
     def decided(self, status: int) -> None:
@@ -77,7 +81,7 @@ class Presigned:
                      action="every request goes through botocore's own call")  # fmt: skip
 
     def _send(
-        self, op: str, method: str, params: dict[str, str], headers: dict[str, str],
+        self, op: str, method: str, params: dict[str, Any], headers: dict[str, str],
         body: bytes | None,
     ) -> tuple[int, Any]:  # fmt: skip
         http = self.http

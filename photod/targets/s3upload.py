@@ -163,7 +163,7 @@ class S3Writer:
                 # servers that know it refuse to replace an object that appeared
                 # since the existence check.
                 try:
-                    self.t.put(key, b"".join(self.chunks), exclusive=True)
+                    self.t.put(key, b"".join(self.chunks), True, mtime_ns)
                 except KeyExists:
                     self.t.remember(key)
                     raise KeyExists(key) from None  # still open, bytes kept

