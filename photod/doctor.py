@@ -386,12 +386,13 @@ def try_channels(cfg: NotifyConfig) -> tuple[list[str], bool]:
     """`photod notify-test`: a test message sent now to each channel; a line for each
     (never its URL: it may hold a token), and whether every one took it."""
     from photod import notify  # (smtplib and friends: only for this command)
+    from photod.alerts import TEST
 
     lines, ok = [], True
     channels = notify.Notifier(cfg).channels()
     for channel, send in channels:
         try:
-            send(notify.TEST)
+            send(TEST)
             lines.append(f"{channel}: sent")
         except Exception as exc:  # each channel's own answer, whatever it is
             lines.append(f"{channel}: FAILED: {notify.why(exc)}")

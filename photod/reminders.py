@@ -5,7 +5,7 @@ round finished for ``[notify] stale_after``; and the heartbeat at the end of a r
 A round is one reconcile scan that finished (``Pipeline.reconcile``: at start, then
 every ``[daemon] rescan_interval``): photod looked at every watch folder and took what
 was new.  It is healthy when nothing is wrong that a person must act on (``problems``),
-nor was any step's failure logged since the last ping (``notify.FAILURES``).
+nor was any step's failure logged since the last ping (``alerts.FAILURES``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from photod import policy
+from photod.alerts import Message
 from photod.catalog import Catalog
 from photod.clock import SYSTEM, Clock
 from photod.config import Config
@@ -88,8 +89,6 @@ class Reminders:
         return found
 
     def remind(self) -> None:
-        from photod.notify import Message  # smtplib and friends: only once there is one
-
         now = datetime.fromtimestamp(self.clock.time(), UTC)
         # A drive in a drawer is said once a day (`every` still bounds it), not every
         # hour for ever: reminders that come too often get turned off.  Its next
@@ -120,8 +119,6 @@ class Reminders:
     def _stale(self) -> None:
         """Tell "photod: backups stopped" when no round ended for ``stale_after`` (0:
         never); again at most once per ``every`` while it lasts."""
-        from photod.notify import Message
-
         with self._lock:
             idle = self.clock.monotonic() - self._round_at
             if not self.stale_after or idle <= self.stale_after:

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from photod.alerts import Message, Ping, fail_url, failure, message_for
 from photod.clock import ManualClock
 from photod.config import NotifyConfig
-from photod.notify import Message, Notifier, Ping, fail_url, failure, message_for
+from photod.notify import Notifier
 from tests.conftest import wait_for
 from tests.servers import Pinger, Webhook, free_port
 
@@ -185,6 +186,43 @@ def test_heartbeat_pings_once_a_minute_and_fails_after_a_failed_step(pinger: Pin
         ("GET", path, b""),
         ("POST", path + "/fail", b"1 photo short of the 3-2-1 policy for more than 1 day"),
     ] == pinger.got
+
+
+def test_a_fail_ping_after_many_failures_says_how_many_more_across_a_reload(
+    pinger: Pinger,
+) -> None:
+    """Twenty-five failures since the last ping, a reload among them: the "/fail" ping
+    names the first ten and says how many more (it named ten, and a heartbeat page
+    read as if ten were all)."""
+    clock = ManualClock()
+    cfg = NotifyConfig(desktop=False, heartbeat_url=pinger.url)
+    old = Notifier(cfg, clock)
+    old.start()
+    try:
+        assert old.heartbeat([])
+        for i in range(15):
+            old.on_event(
+                {"event": "ingest_failed", "source": "inbox", "path": f"{i}.jpg", "error": "EIO"}
+            )
+    finally:
+        old.stop()
+    new = Notifier(cfg, clock, left=old.left())  # a reload
+    new.start()
+    try:
+        for i in range(15, 25):
+            new.on_event(
+                {"event": "ingest_failed", "source": "inbox", "path": f"{i}.jpg", "error": "EIO"}
+            )
+        clock.advance(60)
+        assert new.heartbeat([])
+        clock.advance(60)
+        assert new.heartbeat([])
+    finally:
+        new.stop()
+    lines = pinger.got[1][2].decode().splitlines()
+    assert [f"ingest_failed inbox {i}.jpg: EIO" for i in range(10)] == lines[:10]
+    assert ["and 15 more failure(s): `photod logs --failures`"] == lines[10:]
+    assert ("GET", "/ping/5e5c1a2b", b"") == pinger.got[2]  # and the count starts again
 
 
 def test_a_dead_heartbeat_url_is_one_notify_failed_per_ping() -> None:

@@ -235,7 +235,7 @@ def test_an_unchanged_phone_costs_one_copy_and_a_change_rewrites_only_its_sideca
     assert {p for p in phone.opened if not p.startswith("/PhotoData")} == set()  # no photo read
     assert 0 == keeper.sync("lib", target)
     # The iCloud-only count is said at every import; it notifies only when it grew.
-    from photod.notify import message_for
+    from photod.alerts import message_for
 
     said = named(events, "device_originals_in_icloud")
     assert [(1, True), (1, False)] == [(e["count"], e["grew"]) for e in said]

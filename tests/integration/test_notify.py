@@ -278,12 +278,12 @@ def test_a_desktop_notification_shows_its_text_as_text(
     """A desktop's notification server reads a body as markup; what an event carries (a
     phone's or a file's name, an error a phone caused) must show as the text it is, not
     become a link or an image."""
-    from photod import notify
+    from photod import alerts, notify
 
     _, _, desk = channels
     monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", desk.address)
     body = 'import failed: <a href="https://evil.example/fix">Click here</a> & <img src=x>'
-    notify._desktop(notify.Message("failure", "photod: an import failed", body))
+    notify._desktop(alerts.Message("failure", "photod: an import failed", body))
     wait_for(lambda: desk.shown, 10, "the notification")
     [(_, shown)] = desk.shown
     assert "<a" not in shown and "<img" not in shown
