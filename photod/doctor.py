@@ -41,6 +41,7 @@ from photod.usb import usbmuxd_installed, usbmuxd_socket
 
 # A clock before this is wrong (photod did not exist): capture dates, logs and the
 # scrub's schedule would all be nonsense.
+TEST_DEADLINE = 20.0  # seconds `photod notify-test` waits for a channel's whole answer
 EARLIEST = 1_767_225_600  # 2026-01-01T00:00:00Z
 
 
@@ -387,12 +388,13 @@ def try_channels(cfg: NotifyConfig) -> tuple[list[str], bool]:
     (never its URL: it may hold a token), and whether every one took it."""
     from photod import notify  # (smtplib and friends: only for this command)
     from photod.alerts import TEST
+    from photod.deadline import within
 
     lines, ok = [], True
     channels = notify.Notifier(cfg).channels()
     for channel, send in channels:
-        try:
-            send(TEST)
+        try:  # (a server dripping its answer must not hold the command for ever)
+            within(TEST_DEADLINE, lambda: send(TEST), f"notify-test-{channel}")  # noqa: B023
             lines.append(f"{channel}: sent")
         except Exception as exc:  # each channel's own answer, whatever it is
             lines.append(f"{channel}: FAILED: {notify.why(exc)}")

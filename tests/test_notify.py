@@ -523,6 +523,32 @@ def test_a_server_that_answers_a_byte_at_a_time_does_not_hold_a_stop(dripping: s
     assert "12 new" in [m.body for m in n.left().messages]
 
 
+def test_notify_test_gives_up_on_a_webhook_that_answers_a_byte_at_a_time(
+    dripping: str, tmp_path: Path
+) -> None:
+    """`photod notify-test` against a webhook that answers one byte a second (no read
+    ever times out) waited as long as the server liked (140 s here, for ever for a
+    server that never ends): it now says the channel failed after 20 s."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import write_config
+
+    config = write_config(
+        tmp_path / "photod.toml",
+        [{"name": "inbox", "type": "folder", "path": str(tmp_path / "in")}],
+        [{"name": "lib", "type": "local", "path": str(tmp_path / "lib")}],
+        extra=f'[daemon]\nstate_dir = "{tmp_path}/state"\n[notify]\ndesktop = false\n'
+        f'webhook = "{dripping}"\n',
+    )
+    started = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "photod", "--config", str(config), "notify-test"],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert time.monotonic() - started < 40
+    assert (1, "webhook: FAILED: no whole answer within 20 s") == (r.returncode, r.stdout.strip())
+
+
 def test_a_heartbeat_that_answers_a_byte_at_a_time_holds_no_message_back(
     dripping: str, hook: Webhook
 ) -> None:
