@@ -1,13 +1,16 @@
-"""The fleet's checks of a remote target, on a real catalog with a memory target and a
-clock moved by hand: how soon a remote that comes back is seen."""
+"""The fleet's checks of a remote target, on a real catalog with a memory target (or a
+real rclone one) and a clock moved by hand: how soon a remote that comes back is seen,
+and that a remote away is said once while it stays away for the same reason."""
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from photod import config
 from photod.catalog import Catalog
@@ -18,6 +21,7 @@ from photod.ingest import Ingestor
 from photod.models import Media, PolicyRule, TargetInfo
 from photod.replicate import Replicator
 from photod.targets.memory import MemoryTarget
+from photod.targets.rclone import RcloneTarget
 from tests.conftest import sha256
 
 
@@ -104,3 +108,37 @@ def test_an_upload_that_failed_while_the_remote_was_away_goes_as_it_returns(
         assert ["cloud"] == [r.target for r in remote.catalog.replicas(sha256(photo))]
     finally:
         rep.close()
+
+
+def checked_again(fleet: Fleet, clock: ManualClock, name: str, times: int) -> None:
+    """The fleet asks a target that stays away ``times`` times, each once its pause ended."""
+    for _ in range(times):
+        assert not fleet.refresh(name)
+        clock.advance(REMOTE_PROBE + 1)
+
+
+def test_an_rclone_remote_whose_rcd_cannot_start_is_said_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rclone's rcd exits at each start (here its socket's path is too long for a
+    socket, in a deep temporary folder): the reason is its last words, which carry the
+    time and the folder made afresh at each start. It was a new `target_unavailable`
+    at every try, once a minute for as long as it lasted; it is said once, and the
+    reason still says what rclone said."""
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))  # where rcd's socket folder goes
+    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "dir:", {"type": "local"})
+    target = RcloneTarget("cloud", f"dir:{tmp_path / 'remote'}", conf, timeout=5)
+    state = TargetState(target, TargetInfo("cloud", Media.CLOUD, True), queued=True)
+    catalog, clock = Catalog(tmp_path / "catalog.sqlite"), ManualClock()
+    fleet = Fleet(catalog, {"cloud": state}, threading.Event(), clock=clock)
+    try:
+        with capture_logs() as events:
+            checked_again(fleet, clock, "cloud", 3)
+    finally:
+        target.close()
+        catalog.close()
+    [away] = [e for e in events if e["event"] == "target_unavailable"]
+    assert "rclone rcd exited" in away["reason"] and "bind: invalid argument" in away["reason"]
+    assert f"{deep}/photod-rclone-*/rc.sock" in away["reason"], away["reason"]

@@ -9,6 +9,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -45,6 +46,8 @@ class UnixHTTP(http.client.HTTPConnection):
 
 RCD_PREFIX = "photod-rclone-"
 OWNER = "owner.json"  # in each rcd's folder: which photod process started which rcd
+# The date and time rclone begins each line of its log with ("2026/12/05 11:21:28 ").
+STAMP = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)? ", re.MULTILINE)
 
 
 def _own(folder: str, rcd_pid: int) -> None:
@@ -148,9 +151,15 @@ class Rcd:
         return f"rclone rcd exited: {said}"
 
     def _log_tail(self) -> str:
+        """rcd's last words, as the same words whenever it says the same: without the
+        time on each line, and with its folder (named afresh at each start) as a
+        pattern.  A reason is said again when it changes, and an rcd that cannot
+        start (its socket's path too long, say) is started again at every try."""
         assert self.folder is not None
         with contextlib.suppress(OSError), open(os.path.join(self.folder, "rcd.log"), "rb") as f:
-            return f.read()[-400:].decode(errors="replace").strip()
+            said = STAMP.sub("", f.read()[-2000:].decode(errors="replace"))
+            anyone = os.path.join(os.path.dirname(self.folder), f"{RCD_PREFIX}*")
+            return said.replace(self.folder, anyone)[-400:].strip()
         return ""
 
     def connection(self) -> UnixHTTP:
