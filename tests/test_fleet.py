@@ -4,6 +4,8 @@ and that a remote away is said once while it stays away for the same reason."""
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -142,3 +144,43 @@ def test_an_rclone_remote_whose_rcd_cannot_start_is_said_once(
     [away] = [e for e in events if e["event"] == "target_unavailable"]
     assert "rclone rcd exited" in away["reason"] and "bind: invalid argument" in away["reason"]
     assert f"{deep}/photod-rclone-*/rc.sock" in away["reason"], away["reason"]
+
+
+def test_an_rclone_remote_whose_rcd_finds_no_room_in_tmp_is_said_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The temporary folder is full (a tmpfs another program filled): an rclone target
+    cannot make the folder its rcd listens in. The reason was the OSError's text, which
+    names that folder, named afresh at each try: a new `target_unavailable` at every
+    try, once a minute for as long as /tmp stayed full. It is said once, with what to
+    free."""
+    full = tmp_path / "tmp"
+    full.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=16", "tmpfs", str(full)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.fail(f"mount -t tmpfs failed ({mounted.stderr.strip()}): this test needs root")
+    try:
+        with contextlib.suppress(OSError):
+            for i in range(100):  # every file it has room for: no folder fits
+                (full / str(i)).touch()
+        monkeypatch.setattr(tempfile, "tempdir", str(full))  # where rcd's folder goes
+        conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "dir:", {"type": "local"})
+        target = RcloneTarget("cloud", f"dir:{tmp_path / 'remote'}", conf, timeout=5)
+        state = TargetState(target, TargetInfo("cloud", Media.CLOUD, True), queued=True)
+        catalog, clock = Catalog(tmp_path / "catalog.sqlite"), ManualClock()
+        fleet = Fleet(catalog, {"cloud": state}, threading.Event(), clock=clock)
+        try:
+            with capture_logs() as events:
+                checked_again(fleet, clock, "cloud", 3)
+        finally:
+            target.close()
+            catalog.close()
+    finally:
+        subprocess.run(["umount", "-l", str(full)], capture_output=True)
+    [away] = [e for e in events if e["event"] == "target_unavailable"]
+    assert away["reason"] == (
+        f"cannot start rclone rcd: No space left on device (its folder goes in {full})"
+    )

@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import psutil
 
@@ -97,6 +98,7 @@ class Rcd:
         self.timeout = timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.folder: str | None = None
+        self.log: BinaryIO | None = None  # rcd's stderr
         self.lock = threading.Lock()
 
     @property
@@ -109,6 +111,28 @@ class Rcd:
             binary = rclone_binary()
         except PhotodError as exc:
             raise TargetUnavailable(self.name, str(exc)) from exc
+        try:
+            self._spawn(binary)
+        except OSError as exc:
+            # Said as what it is, without the folder's name: made afresh at each try, it
+            # made each try's reason new (a full /tmp was said again every minute).
+            self.stop()
+            raise TargetUnavailable(self.name, f"cannot start rclone rcd: {exc.strerror or exc} "
+                                    f"(its folder goes in {tempfile.gettempdir()})") from exc  # fmt: skip
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise TargetUnavailable(self.name, self.why(None))
+            with socket.socket(socket.AF_UNIX) as s, contextlib.suppress(OSError):
+                s.connect(self.socket_path)
+                return
+            time.sleep(0.05)
+        self.stop()  # (not left running for ever beside the next one)
+        raise TargetUnavailable(self.name, "rclone rcd did not start within 15 s")
+
+    def _spawn(self, binary: str) -> None:
+        """rcd's private folder, its log, the process, and who owns it."""
         _reap_orphans()
         self.folder = tempfile.mkdtemp(prefix=RCD_PREFIX)  # mode 700: ours only
         args = [binary, "rcd", "--rc-addr", f"unix://{self.socket_path}", "--rc-no-auth",
@@ -123,16 +147,6 @@ class Rcd:
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=self.log)  # fmt: skip
         _own(self.folder, self.proc.pid)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise TargetUnavailable(self.name, self.why(None))
-            with socket.socket(socket.AF_UNIX) as s, contextlib.suppress(OSError):
-                s.connect(self.socket_path)
-                return
-            time.sleep(0.05)
-        self.stop()  # (not left running for ever beside the next one)
-        raise TargetUnavailable(self.name, "rclone rcd did not start within 15 s")
 
     def why(self, exc: BaseException | None) -> str:
         """Why a request got no answer: rcd's own last words when it exited (a config
@@ -178,8 +192,10 @@ class Rcd:
                 except subprocess.TimeoutExpired:
                     self.proc.kill()
                     self.proc.wait()
-            self.log.close()
             self.proc = None
+        if self.log is not None:
+            self.log.close()
+            self.log = None
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = None
