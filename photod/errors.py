@@ -201,6 +201,16 @@ class StateDirFull(PhotodError):
         )
 
 
+def kind_of(exc: BaseException) -> str:
+    """What an error is, without what varies from one try to the next: an OSError's
+    type and errno, not its text (the file or folder it struck, a temporary named
+    afresh at each try); any other error's type and text.  What a retry loop says
+    once, and says again when it changes."""
+    if isinstance(exc, OSError) and exc.errno:
+        return f"{type(exc).__name__}: errno {exc.errno}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 class TargetUnavailable(PhotodError):
     """Transient: the work waits and resumes by itself when the target is back."""
 

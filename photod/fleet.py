@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from photod import ledgers
+from photod import failpoints, ledgers
 from photod.catalog import Catalog
 from photod.clock import SYSTEM, Clock
 from photod.errors import (
@@ -27,6 +27,7 @@ from photod.errors import (
     SameDrive,
     TargetUnavailable,
     Undecryptable,
+    kind_of,
 )
 from photod.logs import log
 from photod.models import Media, TargetInfo
@@ -166,6 +167,7 @@ class TargetState:
         self.records = records
         self.available = available
         self.reason = "not checked yet"
+        self.kind = self.reason  # what ``reason`` is said by: said again when it changes
         self.full = False
         self.lock = threading.Lock()  # the list's compaction
         # Remote targets are "queued": a new file is not written to them while it is
@@ -246,6 +248,17 @@ def _same_folder(a: str, b: str) -> bool:
         return False
 
 
+class _CheckFailed(TargetUnavailable):
+    """A target's check ended in an error no one mapped (a bug, an OSError of its own):
+    the target waits, as for any reason.  ``kind`` is what it is said by, its type and
+    errno (``kind_of``): its text may name what is new at each try (a temporary's name,
+    a connection's address)."""
+
+    def __init__(self, target: str, exc: Exception) -> None:
+        super().__init__(target, f"unexpected error: {exc}")
+        self.kind = f"unexpected error: {kind_of(exc)}"
+
+
 class Fleet:
     """The configured targets, and which may be written now: each checked (a remote
     that failed only after a growing pause), tidied when it comes back (a crash's
@@ -313,23 +326,17 @@ class Fleet:
         record = self.catalog.target(name)
         known = Identity(record.target_id, record.root, record.mount_rel) if record else None
         try:
-            try:
-                ident = state.target.check(known)
-                refuse_twin(name, ident, known, self.catalog, self.targets)
-            except TargetUnavailable:
-                raise
-            except Exception as exc:  # a bug or an unmapped error: one event, never a crash
-                log.exception("target_check_failed", target=name, error=str(exc))
-                raise TargetUnavailable(name, f"unexpected error: {exc}") from exc
+            ident = self._check(name, state, known)
         except TargetUnavailable as exc:
-            if state.available or state.reason != exc.reason:
+            kind = exc.kind if isinstance(exc, _CheckFailed) else exc.reason
+            if state.available or state.kind != kind:
                 log.warning(
                     "target_unavailable",
                     target=name,
                     reason=exc.reason,
                     pending=self.catalog.pending_count(name),
                 )
-            self._set(state, False, exc.reason)
+            self._set(state, False, exc.reason, kind)
             self._back_off(state, longest=REMOTE_PROBE)
             return False
         if (
@@ -359,6 +366,23 @@ class Fleet:
             self.catalog.target_seen(name)  # hourly: "not connected for N days" needs it
             state.seen_saved = now
         return True
+
+    def _check(self, name: str, state: TargetState, known: Identity | None) -> Identity:
+        """The target's check, and that it is no other target's drive.  An error no one
+        mapped (a bug, an OSError of its own) makes it unavailable too, said (with its
+        trace) once while it repeats: its text may change at every try."""
+        try:
+            failpoints.hit("target_checking")  # an error no one mapped, for its test
+            ident = state.target.check(known)
+            refuse_twin(name, ident, known, self.catalog, self.targets)
+        except TargetUnavailable:
+            raise
+        except Exception as exc:  # a bug or an unmapped error: one event, never a crash
+            failed = _CheckFailed(name, exc)
+            if state.available or state.kind != failed.kind:
+                log.exception("target_check_failed", target=name, error=str(exc))
+            raise failed from exc
+        return ident
 
     def _tidy(self, name: str, state: TargetState) -> None:
         """When a target comes: remove a crash's temporaries, and bring the catalog and
@@ -455,10 +479,11 @@ class Fleet:
         self._set(state, False, exc.reason)
         self._back_off(state)
 
-    def _set(self, state: TargetState, available: bool, reason: str) -> None:
+    def _set(self, state: TargetState, available: bool, reason: str, kind: str = "") -> None:
+        """``kind``: what the reason is said by (the reason itself unless given)."""
         if state.available != available:
             state.since = self.clock.time()
-        state.available, state.reason = available, reason
+        state.available, state.reason, state.kind = available, reason, kind or reason
 
     def _back_off(self, state: TargetState, longest: float | None = None) -> None:
         """A remote that failed is asked again after 5 s, 10 s, 20 s ... up to

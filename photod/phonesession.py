@@ -37,6 +37,7 @@ from photod.errors import (
     DeviceUntrusted,
     PairingDenied,
     Stopping,
+    kind_of,
 )
 from photod.logs import log
 from photod.phoneimport import ImportProgress, PhoneImport
@@ -177,11 +178,7 @@ class PhoneSession:
         delay = min(timing.retry_max, timing.retry_interval * 2 ** (self._failures - 1))
         # The same failure again is not news, whichever file or folder it struck: a
         # full disk fails the next folder the next time round.
-        kind = (
-            f"{type(exc).__name__}: errno {exc.errno}"
-            if isinstance(exc, OSError) and exc.errno
-            else error
-        )
+        kind = kind_of(exc)
         if self._told != kind:
             full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
             (log.warning if full else log.exception)(

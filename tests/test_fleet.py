@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from photod import config
+from photod import config, failpoints
 from photod.catalog import Catalog
 from photod.clock import ManualClock
 from photod.errors import TargetUnavailable
@@ -22,6 +22,7 @@ from photod.fleet import REMOTE_PROBE, Fleet, TargetState
 from photod.ingest import Ingestor
 from photod.models import Media, PolicyRule, TargetInfo
 from photod.replicate import Replicator
+from photod.targets.local import LocalTarget
 from photod.targets.memory import MemoryTarget
 from photod.targets.rclone import RcloneTarget
 from tests.conftest import sha256
@@ -184,3 +185,34 @@ def test_an_rclone_remote_whose_rcd_finds_no_room_in_tmp_is_said_once(
     assert away["reason"] == (
         f"cannot start rclone rcd: No space left on device (its folder goes in {full})"
     )
+
+
+def test_a_check_that_fails_unexpectedly_each_time_is_said_once_with_its_trace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drive's check meets an error no one mapped (an I/O error photod has no words
+    for, or a bug) at every probe: "one event, never a crash" was one trace at every
+    probe, every 5 s for as long as it lasted. It is said once (its trace, and the
+    target away), and again only when the error is another."""
+    state = TargetState(
+        LocalTarget("lib", tmp_path / "lib", True), TargetInfo("lib", Media.INTERNAL, False)
+    )
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    fleet = Fleet(catalog, {"lib": state}, threading.Event(), clock=ManualClock())
+    try:
+        with capture_logs() as events:
+            monkeypatch.setattr(failpoints, "_armed", failpoints._parse("target_checking=eio"))
+            for _ in range(3):
+                assert not fleet.refresh("lib")
+            monkeypatch.setattr(failpoints, "_armed", failpoints._parse("target_checking=raise"))
+            for _ in range(3):
+                assert not fleet.refresh("lib")
+    finally:
+        catalog.close()
+    failed = [e for e in events if e["event"] == "target_check_failed"]
+    assert ["[Errno 5] Input/output error", "failpoint 'target_checking' hit"] == [
+        e["error"] for e in failed
+    ]
+    assert all(e["exc_info"] for e in failed)
+    assert 2 == len([e for e in events if e["event"] == "target_unavailable"])
+    assert "unexpected error: failpoint 'target_checking' hit" == state.reason
