@@ -723,8 +723,18 @@ def test_a_restore_cut_off_by_a_stop_says_it_did_not_finish(
     browser.find_element(By.ID, "dest").send_keys(str(dest))
     browser.find_element(By.ID, "go").click()
     wait_for(lambda: len(list(dest.rglob("*.jpg"))) >= 3, 30, "a few files restored")
-    time.sleep(1)  # (the page asks every half second: it has heard of them)
-    assert text(browser, "#progress").startswith("restoring 30 file(s)")
+
+    def heard() -> bool:
+        """The page (it asks every half second) has heard of a few files restored: a
+        tenth of the bytes is three files read, two of them ended (they are restored
+        one after another).  A fixed second of waiting assumed a browser that keeps
+        time, which a loaded machine's need not."""
+        said = regex.fullmatch(
+            r"restoring 30 file\(s\) into .*: (\d+)%", text(browser, "#progress")
+        )
+        return said is not None and int(said[1]) >= 10
+
+    wait_for(heard, 20, "the page to hear of them", lambda: text(browser, "#progress"))
     assert 0 == p.stop()
 
     wait_for(lambda: text(browser, "#progress").startswith("the daemon stopped"), 10,
