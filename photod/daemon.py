@@ -41,6 +41,7 @@ from photod.errors import (
     DaemonFailed,
     PhotodError,
     StateDirFull,
+    kind_of,
 )
 from photod.fleet import build_targets
 from photod.logs import log
@@ -299,10 +300,12 @@ class Daemon:
             while not self._stop and not self._reload:
                 self._resettle = ""
                 was_full, full = full, False
+                kind = ""  # what an unexpected error is said by (not its text)
                 try:
                     # A rebuild or a check of every page can outlast systemd's start
                     # timeout or its watchdog: killed, it would begin again for ever.
                     with sdnotify.keep_alive("checking the catalog before acting on it"):
+                        failpoints.hit("catalog_settling")  # an odd disk's error, for its test
                         verdict = catalog_guard.settle(cfg, targets, self._stopping, thorough)
                 except StateDirFull as exc:  # no bug: said once, and room is the fix
                     verdict, full = _no_room(cfg), True
@@ -312,8 +315,11 @@ class Daemon:
                                   action="photod acts on nothing until there is room, "
                                   "then goes on by itself")  # fmt: skip
                     said = verdict.found  # (said so: not a catalog_untrusted too)
-                except Exception as exc:  # a bug or an odd disk: hold, and say it
-                    log.exception("catalog_check_failed", error=str(exc))
+                except Exception as exc:  # a bug or an odd disk: hold, and say it once
+                    # (by its kind: a look every few seconds, and its text may change)
+                    kind = f"the catalog could not be checked ({kind_of(exc)})"
+                    if kind != said:
+                        log.exception("catalog_check_failed", error=str(exc))
                     verdict = catalog_guard.Verdict(
                         "hold", f"the catalog could not be checked ({exc})",
                         "nothing is written anywhere", "`photod doctor`, then restart photod",
@@ -327,10 +333,10 @@ class Daemon:
                 self._held = verdict
                 self._started.set()  # the dashboard shows why nothing is done
                 thorough = False  # looked at in full once: then the start-up budget again
-                if verdict.found != said:
+                if (kind or verdict.found) != said:
                     log.error("catalog_untrusted", found=verdict.found, keeps=verdict.keeps,
                               fix=verdict.fix)  # fmt: skip
-                    said = verdict.found
+                    said = kind or verdict.found
                 if self.once:
                     raise CatalogUntrusted(verdict.found, verdict.fix)
                 status = f"NOT ACTING: {verdict.found}; {verdict.fix}"

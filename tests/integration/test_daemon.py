@@ -675,6 +675,29 @@ def test_a_long_catalog_rebuild_keeps_systemd_told_it_goes_on(setup: Setup) -> N
         systemd.close()
 
 
+def test_a_look_at_the_catalog_that_fails_each_time_is_said_once(setup: Setup) -> None:
+    """The state dir's disk fails photod's look at the catalog with an error photod has
+    no words for, at every look (every 5 s while it holds): its trace and a
+    `catalog_untrusted` (an error, an urgent notification) came at every look, for as
+    long as it lasted. Each is said once; photod holds and says why meanwhile."""
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}])
+    systemd = Systemd(setup.home / "notify.sock")
+    try:
+        p.env["NOTIFY_SOCKET"] = str(systemd.path)
+        p.env["PHOTOD_FAILPOINTS"] = "catalog_settling=eio"
+        p.start(wait=False)
+        looks = lambda: [m for _, m in systemd.got if "STATUS=NOT ACTING" in m]  # noqa: E731
+        wait_for(lambda: len(looks()) >= 3, 60, "three looks at the catalog")
+        assert "Input/output error" in looks()[-1]
+        [failed] = p.events("catalog_check_failed")
+        assert "Input/output error" in failed["error"] and failed["exception"]  # (its trace)
+        [untrusted] = p.events("catalog_untrusted")
+        assert "the catalog could not be checked" in untrusted["found"]
+        assert 0 == p.stop()
+    finally:
+        systemd.close()
+
+
 @pytest.mark.parametrize(
     ("failpoint", "where"),
     [("status_line", "status_line"), ("daemon_serving", "_serve"), ("backup_waiting", "_run")],
