@@ -59,6 +59,7 @@ class Verdict:
     # The catalog is too large to check within START_BUDGET: the check goes on in the
     # background, and no target is written to until it has passed (``deep_check``).
     unchecked: bool = False
+    tried: str = ""  # the target a rebuild was tried from, in vain ('' for none)
 
 
 @dataclass
@@ -156,10 +157,12 @@ def settle(
     targets: dict[str, TargetState],
     stop: threading.Event | None = None,
     thorough: bool = False,
+    quiet: tuple[str, str] = ("", ""),
 ) -> Verdict:
     """Decide whether the catalog can be acted on; rebuild it where that is safe.
     ``thorough``: look at remote targets even when the catalog looks right (a target
-    said it holds a newer snapshot)."""
+    said it holds a newer snapshot); ``quiet``: (what was found, the target) of a
+    rebuild that failed at the last look, tried again without saying so again."""
     stop = stop or threading.Event()
     db = cfg.state_dir / CATALOG_NAME
     # Before anything reads it: a catalog photod may read but not write passes every
@@ -237,15 +240,16 @@ def settle(
         )
         return _hold(problem, keeps, fix)
     source = sources[0].name
-    log.warning("catalog_rebuilding", found=problem, target=source,
-                detail="nothing is written to any target until the catalog is rebuilt")  # fmt: skip
+    if (problem, source) != quiet:  # (a look every few seconds while it fails)
+        log.warning("catalog_rebuilding", found=problem, target=source,
+                    detail="nothing is written to any target until the catalog is rebuilt")  # fmt: skip
     try:
         result, aside = snapshot.rebuild_catalog(
             cfg.state_dir, db, source, targets, True, None, cfg.instance, stop
         )
     except (PhotodError, OSError) as exc:
-        return _hold(problem, keeps, f"the rebuild from {source!r} failed ({exc}); "
-                     f"`photod catalog rebuild --from {source} --force`")  # fmt: skip
+        return Verdict("hold", problem, keeps, f"the rebuild from {source!r} failed ({exc}); "
+                       f"`photod catalog rebuild --from {source} --force`", tried=source)  # fmt: skip
     log.error(
         "catalog_recovered",
         found=problem,

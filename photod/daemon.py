@@ -306,7 +306,9 @@ class Daemon:
                     # timeout or its watchdog: killed, it would begin again for ever.
                     with sdnotify.keep_alive("checking the catalog before acting on it"):
                         failpoints.hit("catalog_settling")  # an odd disk's error, for its test
-                        verdict = catalog_guard.settle(cfg, targets, self._stopping, thorough)
+                        held = (self._held.found, self._held.tried) if self._held else ("", "")
+                        verdict = catalog_guard.settle(cfg, targets, self._stopping, thorough,
+                                                       quiet=held)  # fmt: skip
                 except StateDirFull as exc:  # no bug: said once, and room is the fix
                     verdict, full = _no_room(cfg), True
                     if not was_full:

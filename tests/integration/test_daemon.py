@@ -675,6 +675,35 @@ def test_a_long_catalog_rebuild_keeps_systemd_told_it_goes_on(setup: Setup) -> N
         systemd.close()
 
 
+def test_a_rebuild_that_fails_at_each_look_is_said_once(setup: Setup) -> None:
+    """The catalog lost, a drive holds its records, and the rebuild from it fails at
+    every look (an I/O error as the rebuilt catalog is finished): photod holds, and
+    tries again at every look (every 5 s), but `catalog_rebuilding` was said at each
+    one, a warning every 5 s for as long as it lasted. It is said once; the failure
+    is in `catalog_untrusted`'s fix."""
+    from tests.integration.test_truth import make_photos
+
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}])
+    make_photos(setup.inbox, 2)
+    assert 0 == p.cli("run", "--once").returncode
+    (setup.home / "state" / "catalog.sqlite").unlink()
+    systemd = Systemd(setup.home / "notify.sock")
+    try:
+        p.env["NOTIFY_SOCKET"] = str(systemd.path)
+        p.env["PHOTOD_FAILPOINTS"] = "catalog_rebuilding=eio"
+        p.start(wait=False)
+        looks = lambda: [m for _, m in systemd.got if "STATUS=NOT ACTING" in m]  # noqa: E731
+        wait_for(lambda: len(looks()) >= 3, 60, "three looks at the catalog")
+        [rebuilding] = p.events("catalog_rebuilding")
+        assert "lib" == rebuilding["target"]
+        [untrusted] = p.events("catalog_untrusted")
+        assert "the rebuild from 'lib' failed ([Errno 5] Input/output error)" in untrusted["fix"]
+        assert 0 == p.stop()
+    finally:
+        systemd.close()
+
+
 def test_a_look_at_the_catalog_that_fails_each_time_is_said_once(setup: Setup) -> None:
     """The state dir's disk fails photod's look at the catalog with an error photod has
     no words for, at every look (every 5 s while it holds): its trace and a
