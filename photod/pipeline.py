@@ -17,7 +17,7 @@ from photod.clock import SYSTEM, Clock
 from photod.config import Config
 from photod.devices import DeviceManager
 from photod.drill import drill
-from photod.errors import CatalogDamaged, PhotodError, StateDirFull, TargetFull, TargetUnavailable
+from photod.errors import CatalogDamaged, PhotodError, StateDirFull
 from photod.fleet import Fleet, build_targets
 from photod.ingest import Ingestor
 from photod.intake import FolderIntake
@@ -275,10 +275,7 @@ class Pipeline:
         state = self.targets[name]
         if not state.available or state.paused() or self.stop_event.is_set():
             return
-        try:
-            self.keeper.sync(name, state.target)
-        except (TargetUnavailable, TargetFull) as exc:
-            log.warning("sidecars_waiting", target=name, reason=str(exc))
+        self.keeper.keep(name, state.target)
 
     def _wake_catch_up(self) -> None:
         """After a phone's import: its library's sidecars go out with the catch-up."""

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from photod import xmp
 from photod.catalog import SIDECAR_TAKEN, Catalog, LibraryRows, now_iso
-from photod.errors import TargetUnavailable, Undecryptable
+from photod.errors import TargetFull, TargetUnavailable, Undecryptable
 from photod.library import asset_from_json
 from photod.logs import log
 from photod.targets.base import Target
@@ -55,6 +55,21 @@ class LibraryKeeper:
     def __init__(self, catalog: Catalog, stop: threading.Event) -> None:
         self.catalog = catalog
         self.stop = stop
+        self._waiting: dict[str, str] = {}  # target -> why its sidecars wait, as said
+
+    def keep(self, name: str, target: Target) -> None:
+        """``sync``, at each catch-up: a target that cannot take them now is said once
+        while it stays so (``sidecars_waiting``), not at every catch-up (a full drive
+        was eleven warnings every 30 s, each with the bytes it lacked then)."""
+        try:
+            self.sync(name, target)
+        except TargetUnavailable as exc:
+            why = "full" if isinstance(exc, TargetFull) else exc.reason
+            if self._waiting.get(name) != why:
+                log.warning("sidecars_waiting", target=name, reason=str(exc))
+            self._waiting[name] = why
+        else:
+            self._waiting.pop(name, None)
 
     def sync(self, name: str, target: Target) -> int:
         """Bring ``target``'s sidecars and indexes up to date; the sidecars written.
@@ -75,6 +90,8 @@ class LibraryKeeper:
             except (ValueError, KeyError, TypeError) as exc:  # facts the catalog garbled
                 log.warning("sidecar_failed", target=name, path=key, reason=f"facts: {exc}")
                 continue
+            except TargetFull:
+                raise  # the drive is full: no other sidecar fits either
             except TargetUnavailable as exc:
                 failed += 1
                 log.warning("sidecar_failed", target=name, path=key, reason=exc.reason)

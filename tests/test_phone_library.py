@@ -6,6 +6,7 @@ sidecars that the real ``exiftool`` reads back.  The phone is in memory
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import shutil
@@ -213,6 +214,43 @@ def test_the_library_reaches_the_target_as_sidecars_that_exiftool_reads(
     )
     assert "not where photod reads the phone" in text
     assert "is protected: all" not in text
+
+
+def test_sidecars_for_a_full_drive_are_said_once_and_written_once_there_is_room(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """The drive fills up after a phone's import, its sidecars not written yet: each
+    catch-up (every 30 s) said a `sidecar_failed` for each of them, then
+    `sidecars_waiting`, each with the bytes it lacked then, for as long as the drive
+    stayed full. It is one `sidecars_waiting`; once there is room they are written."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(lib)],
+                             capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.fail(f"mount -t tmpfs failed ({mounted.stderr.strip()}): this test needs root")
+    try:
+        rig = make_rig(reserve="1k")  # (a drive of 8 MB)
+        phone, _, _ = library_phone(tmp_path)
+        plug_and_import(rig, phone, events, 1)
+        filler = lib / "filler.bin"
+        with contextlib.suppress(OSError), filler.open("wb") as f:
+            while True:  # to the last page
+                f.write(b"\0" * 4096)
+                f.flush()
+        keeper = LibraryKeeper(rig.catalog, threading.Event())
+        target = rig.fleet.targets["lib"].target
+        for _ in range(3):  # three catch-ups
+            keeper.keep("lib", target)
+        [waiting] = named(events, "sidecars_waiting")
+        assert "full" in waiting["reason"]
+        assert [] == named(events, "sidecar_failed")
+        filler.unlink()
+        keeper.keep("lib", target)
+        assert 3 == len(list(lib.rglob("*.xmp")))
+        rig.close()
+    finally:
+        subprocess.run(["umount", "-l", str(lib)], capture_output=True)
 
 
 def test_an_unchanged_phone_costs_one_copy_and_a_change_rewrites_only_its_sidecar(
