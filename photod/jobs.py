@@ -13,9 +13,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from tzlocal import get_localzone
 
 from photod import clock, schedules
-from photod.activity import Activity
+from photod.activity import Activity, Failing
 from photod.drill import drill
-from photod.errors import StateDirFull, Stopping
+from photod.errors import StateDirFull, Stopping, kind_of
 from photod.logs import log
 from photod.restore import open_targets
 
@@ -122,11 +122,14 @@ def _guarded(
     paused: Callable[[], bool] = lambda: False,
     activity: Activity | None = None,
     full: Callable[[StateDirFull], None] = lambda exc: None,
+    failing: Failing | None = None,
 ) -> Callable[[], None]:
     """A job boundary: a failure becomes one event and the daemon goes on; the job
     simply runs again at its next time.  A heavy job does not start while ``paused``;
     while it runs its name is in ``activity.running``.  A full state dir is not a
-    failure of the job: ``full`` says it once, and the work waits for room."""
+    failure of the job: ``full`` says it once, and the work waits for room.  With
+    ``failing`` (a scheduled job), the same failure at every run is said once, and its
+    end (``job_recovered``)."""
     name = job.__name__
 
     @functools.wraps(job)
@@ -144,7 +147,11 @@ def _guarded(
                 except StateDirFull as exc:
                     full(exc)
                 except Exception as exc:
-                    log.exception("job_failed", job=name, error=str(exc))
+                    if failing is None or failing.failed(name, kind_of(exc), str(exc)):
+                        log.exception("job_failed", job=name, error=str(exc))
+                else:
+                    if failing is not None and (runs := failing.ran(name)):
+                        log.info("job_recovered", job=name, failed_runs=runs)
                 if activity is None or not activity.rerun(name) or paused():
                     return
         finally:
@@ -287,30 +294,31 @@ def start(scheduler: BackgroundScheduler, pipeline: Pipeline, cfg: Config) -> No
     once."""
     now = datetime.now(UTC)
     full = pipeline.note_full
-    scheduler.add_job(_guarded(pipeline.settle_tick, full=full), _every(SETTLE_TICK), id="settle")
-    scheduler.add_job(_guarded(pipeline.probe_targets, full=full), _every(TARGET_PROBE), id="probe")
-    scheduler.add_job(_guarded(pipeline.intake.rewatch), _every(REWATCH), id="rewatch")
+    guard = functools.partial(_guarded, failing=pipeline.failing)  # (each said once)
+    scheduler.add_job(guard(pipeline.settle_tick, full=full), _every(SETTLE_TICK), id="settle")
+    scheduler.add_job(guard(pipeline.probe_targets, full=full), _every(TARGET_PROBE), id="probe")
+    scheduler.add_job(guard(pipeline.intake.rewatch), _every(REWATCH), id="rewatch")
     busy = pipeline.activity
     scheduler.add_job(
-        _guarded(pipeline.retry_local, pipeline.paused, busy, full),
+        guard(pipeline.retry_local, pipeline.paused, busy, full),
         _every(cfg.daemon.retry_interval),
         id="retry",
         next_run_time=now,
     )
     scheduler.add_job(
-        _guarded(pipeline.upload_pending, pipeline.paused, busy, full),
+        guard(pipeline.upload_pending, pipeline.paused, busy, full),
         _every(cfg.daemon.retry_interval),
         id="upload",
         next_run_time=now,
     )
     scheduler.add_job(
-        _guarded(pipeline.reconcile, pipeline.paused, busy, full),
+        guard(pipeline.reconcile, pipeline.paused, busy, full),
         _every(cfg.daemon.rescan_interval),
         id="reconcile",
         next_run_time=now,
     )
 
-    scheduler.add_job(_guarded(pipeline.remind, full=full), _every(REMIND), id="remind")
+    scheduler.add_job(guard(pipeline.remind, full=full), _every(REMIND), id="remind")
 
     def scrub() -> None:  # (the job's name: what `photod status` calls it)
         prove(pipeline, None, False)
@@ -321,7 +329,7 @@ def start(scheduler: BackgroundScheduler, pipeline: Pipeline, cfg: Config) -> No
         # A scrub or a drill also waits for mains power where the config says so.
         waits = functools.partial(pipeline.heavy_waits, job)
         scheduler.add_job(
-            _guarded(scrub if job == "scrub" else pipeline.drill, waits, busy, full),
+            guard(scrub if job == "scrub" else pipeline.drill, waits, busy, full),
             CronLine(line),
             id=job,
             **({"next_run_time": missed} if missed else {}),
@@ -332,7 +340,7 @@ def start(scheduler: BackgroundScheduler, pipeline: Pipeline, cfg: Config) -> No
     def scrub_owed() -> None:
         pay_owed_scrubs(pipeline)
 
-    scheduler.add_job(_guarded(scrub_owed, activity=busy, full=full), _every(3600.0),
+    scheduler.add_job(guard(scrub_owed, activity=busy, full=full), _every(3600.0),
                       id="scrub_owed", next_run_time=now)  # fmt: skip
     scheduler.start()
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from photod import snapshot
-from photod.activity import Activity
+from photod import failpoints, snapshot
+from photod.activity import Activity, Failing
 from photod.catalog import Catalog
 from photod.clock import SYSTEM, Clock
 from photod.config import Config
@@ -120,8 +120,11 @@ class Pipeline:
         # `photod pause`: while it lasts nothing heavy starts (imports, copies, scans,
         # scrubs, drills); events still arrive and wait.  Set by the daemon.
         self.pause = pause or Pause(clock)
+        self.failing = Failing(clock.time)  # the scheduled jobs failing at each run
         self.reminders = (
-            Reminders(cfg, catalog, self.targets, notifier, clock, self._import_waits)
+            Reminders(
+                cfg, catalog, self.targets, notifier, clock, self._import_waits, self.failing.lines
+            )
             if notifier
             else None
         )
@@ -237,6 +240,7 @@ class Pipeline:
             self.reminders.round_done()  # a round: the heartbeat, and what stale_after counts
 
     def probe_targets(self) -> None:
+        failpoints.hit("targets_probing")  # a job that fails at each run, for its test
         came_back = False
         for name, state in self.targets.items():
             was = state.available

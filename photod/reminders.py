@@ -39,9 +39,11 @@ class Reminders:
         notifier: Notifier,
         clock: Clock = SYSTEM,
         import_waits: Callable[[], float] = lambda: 0.0,
+        failing_jobs: Callable[[], list[str]] = list,
     ) -> None:
         """``cfg``: the targets' ``expect_every``, the policy and ``[notify] grace``;
-        ``import_waits``: how long the imports have not moved while files wait."""
+        ``import_waits``: how long the imports have not moved while files wait;
+        ``failing_jobs``: a line for each scheduled job failing at each run."""
         self.targets_cfg = cfg.targets
         self.grace = cfg.notify.grace
         self.rule, self.infos = cfg.policy.rule(), cfg.target_infos()
@@ -51,6 +53,7 @@ class Reminders:
         self.notifier = notifier
         self.clock = clock
         self.import_waits = import_waits
+        self.failing_jobs = failing_jobs
         self._policy_looked = -POLICY_LOOK_MAX  # when the catalog was last grouped
         self.stale_after = cfg.notify.stale_after
         # When the last round ended (the start until one does): on the monotonic clock,
@@ -86,6 +89,9 @@ class Reminders:
         if (waited := self.import_waits()) > self.grace:
             found.append(f"no import has moved for {_span(waited)} while files wait: an "
                          "import is stuck (`photod status`, `photod logs --failures`)")  # fmt: skip
+        # A job failing at each run is said once (``job_failed``): the pings after it
+        # would say all is well while it still fails.
+        found.extend(self.failing_jobs())
         return found
 
     def remind(self) -> None:

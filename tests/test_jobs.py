@@ -145,6 +145,39 @@ def test_a_job_woken_while_it_runs_runs_once_more() -> None:
     assert not activity.wake_running("upload_pending")  # idle: the scheduler wakes it
 
 
+def test_a_job_failing_at_each_run_is_said_once_and_its_end_too() -> None:
+    """The target probe runs every 5 s: a bug in it was a `job_failed` with its trace
+    every 5 s, for ever.  The same failure again is said once; another kind of failure
+    is news; the heartbeat's line names the job while it fails; its first good run is
+    `job_recovered` with how many runs failed."""
+    from structlog.testing import capture_logs
+
+    from photod.activity import Failing
+
+    failing = Failing(lambda: 1_767_225_600.0)  # 2026-01-01 00:00 UTC
+    errors = [OSError(5, "Input/output error", f"/tmp/x{i}") for i in range(4)]
+    errors += [ValueError("a bug"), None]
+
+    def probe_targets() -> None:
+        error = errors.pop(0)
+        if error is not None:
+            raise error
+
+    run = jobs._guarded(probe_targets, failing=failing)
+    with capture_logs() as events:
+        for _ in range(5):
+            run()
+        lines = failing.lines()
+        run()
+    failed = [e for e in events if e["event"] == "job_failed"]
+    assert ["[Errno 5] Input/output error: '/tmp/x0'", "a bug"] == [e["error"] for e in failed]
+    assert all(e.get("exc_info") for e in failed)  # each with its trace
+    assert ["the job probe_targets has failed at each of its last 5 run(s) since "
+            "2026-01-01 00:00 UTC: a bug"] == lines  # fmt: skip
+    assert [5] == [e["failed_runs"] for e in events if e["event"] == "job_recovered"]
+    assert [] == failing.lines()
+
+
 # In a process of its own: if the stop hangs, APScheduler's pool thread (not a daemon
 # thread) would keep this one from ever exiting.
 WAKE_WHILE_STOPPING = """

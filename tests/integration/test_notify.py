@@ -243,6 +243,38 @@ def test_an_import_that_hangs_fails_the_heartbeat(setup: Setup, samples: Path) -
     assert ["GET", "POST"] == [method for method, _, _ in pinger.got]
 
 
+def test_a_job_failing_at_each_run_is_said_once_and_keeps_the_heartbeat_failing(
+    setup: Setup,
+) -> None:
+    """A bug in the target probe (a failpoint here), which runs every 5 s: it was a
+    `job_failed` with its trace every 5 s. It is said once, and the heartbeat's ping
+    names the job as failing at each run besides that event: the pings after it say
+    so while it fails (said once, they would say "all is well")."""
+    pinger = Pinger()
+    try:
+        p = setup.photod(
+            [{"name": "lib", "path": str(setup.home / "lib")}],
+            daemon='rescan_interval = "1s"',
+            extra=f'\n[notify]\ndesktop = false\nheartbeat_url = "{pinger.url}"\n',
+        )
+        p.env["PHOTOD_FAILPOINTS"] = "targets_probing=raise"
+        p.start()
+        p.wait_event("heartbeat_sent", outcome="ok")  # (at once: before the first probe)
+        sent = p.wait_event("heartbeat_sent", outcome="fail", timeout=90)[0]
+        line, event = sent["problems"]  # (what the round found, then the events)
+        assert event == "job_failed probe_targets: failpoint 'targets_probing' hit"
+        runs = int(line.split(" of its last ")[1].split(" ")[0])
+        assert runs >= 10, line  # a minute of runs every 5 s
+        assert line.startswith("the job probe_targets has failed at each of its last ")
+        assert line.endswith(": failpoint 'targets_probing' hit")
+        failed = [e for e in p.events("job_failed") if e["job"] == "probe_targets"]
+        assert 1 == len(failed)
+        assert 0 == p.stop()
+    finally:
+        pinger.close()
+    assert ["GET", "POST"] == [method for method, _, _ in pinger.got]
+
+
 def test_no_round_for_stale_after_is_told_without_a_heartbeat(setup: Setup) -> None:
     """No heartbeat URL, `stale_after = "2s"`: a `photod pause` (a forgotten one, a
     hung scan would do the same) stops the rounds, and the reminder tells the webhook
