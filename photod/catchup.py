@@ -33,7 +33,7 @@ from photod.fleet import TargetState
 from photod.hashing import hash_source, hash_stream, open_source
 from photod.logs import log
 from photod.models import Asset, ManifestEntry, VerifyMethod
-from photod.targets.base import Writer
+from photod.targets.base import Writer, kept_time, sealed_time
 
 DAY = 86400.0  # seconds between two reads of a kept copy on a remote, at least
 
@@ -119,12 +119,7 @@ class CatchUp:
                 dropped: dict[str, TargetUnavailable] = {}
                 try:
                     with opener() as stream:
-                        try:
-                            mtime_ns: int | None = os.fstat(stream.fileno()).st_mtime_ns
-                        except (OSError, ValueError, AttributeError):
-                            mtime_ns = None  # an object store's, a sealed copy's: none
-                        if mtime_ns is None:  # the photo's own, as its source file had it
-                            mtime_ns = self._file_time(asset)
+                        mtime_ns = self._file_time(asset, source, key, stream)
                         sha = copier.pump(stream, writers, dropped, need_hash=False)
                     if source and self.targets[source].queued:  # a download: egress
                         self.catalog.add_egress(source, month(), asset.size)
@@ -267,10 +262,20 @@ class CatchUp:
         finally:
             self.copier.release(asset.sha256, [source])
 
-    def _file_time(self, asset: Asset) -> int | None:
-        """The time the asset's source file had when it was taken (None if unknown)."""
+    def _file_time(self, asset: Asset, source: str, key: str, stream: BinaryIO) -> int | None:
+        """The photo's file time, as a restore would give it (None if unknown): the
+        copy's own (a source file's, a local copy's, an S3 object's metadata), else its
+        source file's as recorded, else, on an encrypted target, its index line's (a
+        catalog rebuilt from a target alone knows no source file)."""
+        state = self.targets.get(source)
+        if (state is None or not state.target.encrypted) and (
+            kept := kept_time(stream)
+        ) is not None:
+            return kept
         times = [m for _, _, _, m in self.catalog.source_paths(asset.sha256) if m != -1]
-        return min(times) if times else None
+        if times:
+            return min(times)
+        return sealed_time(state.target, key) if state is not None else None
 
     def _sources_for(
         self, asset: Asset, exclude: str

