@@ -361,7 +361,8 @@ class Restorer:
         index line's (a catalog rebuilt without a snapshot knows no source file)."""
         if not state.target.encrypted and (kept := kept_time(src)) is not None:
             return kept
-        times = [mtime for _, _, _, mtime in self.catalog.source_paths(asset.sha256)]
+        # (-1: a source file edited in place, its time forgotten until the next scan)
+        times = [m for _, _, _, m in self.catalog.source_paths(asset.sha256) if m != -1]
         if times:
             return min(times)
         return sealed_time(state.target, key)

@@ -9,6 +9,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -759,6 +760,38 @@ def test_a_catalog_rebuilt_from_s3_knows_the_date_of_a_photo_without_exif(
     assert 0 == r.returncode, r.stdout + r.stderr
     [back] = [f for f in dest.rglob("*") if f.is_file()]
     assert ("scan.png", when) == (back.name, back.stat().st_mtime_ns)
+
+
+def test_a_photo_edited_in_place_is_restored_with_its_own_time_not_1969(
+    setup: Setup, samples: Path
+) -> None:
+    """A watch-folder photo an editor changed with its size and mtime put back
+    (`exiftool -P`) is found by `verify` (`source_edited`): its recorded file time is
+    forgotten (-1) until the next scan takes the new version. A restore meanwhile, from
+    an encrypted target (which keeps the time only in its sealed line), gave the old
+    version the time -1 ns: 31 December 1969."""
+    key, enc = setup.home / "key.txt", setup.home / "enc"
+    p = setup.photod([{"name": "enc", "path": str(enc), "create": True, "encrypt": True}],
+                     policy={"copies": 1, "media": 1, "offsite": 0},
+                     extra=f'\n[encryption]\nidentity = "{key}"\n')  # fmt: skip
+    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    photo = setup.inbox / "IMG_2.jpg"
+    shutil.copy(samples / "jpg_Canon_40D.jpg", photo)
+    when = 1433160000 * 10**9  # 2015-06-01 12:00 UTC
+    os.utime(photo, ns=(when, when))
+    assert 0 == p.cli("run", "--once").returncode
+    time.sleep(2)  # (the catalog's times are to the second)
+    data = bytearray(photo.read_bytes())  # an editor that keeps the file's times
+    data[-3] ^= 0x01
+    photo.write_bytes(bytes(data))
+    os.utime(photo, ns=(when, when))
+    p.cli("verify", "--all")
+    assert ["IMG_2.jpg"] == [e["path"] for e in p.events("source_edited")]
+    dest = setup.home / "restored"
+    r = p.cli("restore", str(dest))
+    assert 0 == r.returncode, r.stdout + r.stderr
+    [back] = [f for f in dest.rglob("*") if f.is_file()]
+    assert (sha256(samples / "jpg_Canon_40D.jpg"), when) == (sha256(back), back.stat().st_mtime_ns)
 
 
 def test_another_identitys_object_of_the_same_name_never_takes_the_place_of_ours(
