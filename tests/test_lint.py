@@ -138,3 +138,58 @@ def _models(annotation: object) -> list[type]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     return [m for arg in typing.get_args(annotation) for m in _models(arg)]
+
+
+# -- the example config documents every key, with its default ---------------------------
+
+EXAMPLE = ROOT / "etc" / "photod.example.toml"
+
+
+def _example_keys() -> dict[str, set[str]]:
+    """Each table of the example (``targets``, ``daemon``...) with the keys it shows,
+    set or commented out (``# profile = "photos"``)."""
+    keys: dict[str, set[str]] = {}
+    table = ""
+    for line in EXAMPLE.read_text().splitlines():
+        if m := re.match(r"^\[\[?([a-z_]+)\]\]?", line):
+            table = m.group(1)
+        elif m := re.match(r"^#? ?([a-z_]+) *= ", line):
+            keys.setdefault(table, set()).add(m.group(1))
+    return keys
+
+
+def test_the_example_config_shows_every_key_and_no_other() -> None:
+    """`photod config example` is where the README sends whoever looks for a key."""
+    from photod import config
+
+    shown = _example_keys()
+    tables: dict[str, list[type]] = {}
+    for name, field in config.Config.model_fields.items():
+        tables[name] = _models(field.annotation)
+    for table, models in tables.items():
+        if not models:
+            continue  # (``path``: where the file was read from, not a key)
+        known = {k for m in models for k in m.model_fields}
+        missing, unknown = known - shown.get(table, set()), shown.get(table, set()) - known
+        assert not missing, f"[{table}]: not in the example: {sorted(missing)}"
+        assert not unknown, f"[{table}]: in the example, and no key: {sorted(unknown)}"
+
+
+def test_the_example_config_gives_each_table_its_defaults() -> None:
+    """A value the example sets in [schedule], [notify], [daemon], [ingest], [dashboard]
+    or [policy] is the default photod uses when the key is left out."""
+    import tomllib
+    from datetime import UTC, datetime
+
+    from photod import config, schedules
+
+    example = tomllib.loads(EXAMPLE.read_text())
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    for table in ("policy", "schedule", "notify", "daemon", "dashboard", "ingest"):
+        model = _models(config.Config.model_fields[table].annotation)[0]
+        given, default = model.model_validate(example[table]), model()
+        for key in example[table]:
+            ours, theirs = getattr(given, key), getattr(default, key)
+            if key in ("scrub", "drill"):  # a cron line: "sun" is 0
+                ours, theirs = schedules.next_after(ours, now), schedules.next_after(theirs, now)
+            assert ours == theirs, f"[{table}] {key}: the example says {ours!r}, photod {theirs!r}"
