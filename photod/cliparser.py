@@ -144,7 +144,8 @@ def _grammar(only: str | None) -> tuple[Parser, set[str]]:
     p.add_argument(
         "--config",
         metavar="FILE",
-        help="config file (default: $PHOTOD_CONFIG or the user config dir)",
+        help="config file (default: $PHOTOD_CONFIG, else the user config dir, else "
+        "/etc/photod/photod.toml)",
     )
     p.add_argument("--version", action="version", version=f"photod {__version__}")
     sub = _commands(p, "COMMAND")
@@ -223,7 +224,8 @@ def _grammar(only: str | None) -> tuple[Parser, set[str]]:
                    "re-read copies now (through the daemon when it runs): find, repair, report",
                    "Scrub now: re-read copies (within the budgets, or every one), repair what "
                    "is bad from a good copy, and print what was found (exit 1 when something "
-                   "could not be repaired). With the daemon running, the daemon does it.")  # fmt: skip
+                   "could not be repaired, a target could not be verified or a watch folder's "
+                   "file is corrupt). With the daemon running, the daemon does it.")  # fmt: skip
     verify.add_argument("--target", metavar="NAME", help="only this target")
     verify.add_argument(
         "--all", action="store_true", help="re-read every copy, whatever the budgets say"
@@ -293,7 +295,7 @@ def _grammar(only: str | None) -> tuple[Parser, set[str]]:
     page("doctor", "check everything photod needs, with the fix for each",
           "Check everything photod needs, one line each with the fix: the config, secrets, "
           "folders, the catalog, each target and source, usbmuxd, the service, the clock. "
-          "Exit 1 on any problem.")  # fmt: skip
+          "Exit 1 when a check fails; warnings alone exit 0.")  # fmt: skip
 
     keygen = page("keygen", "make an age identity for encrypted targets",
                    "Write a new age identity (mode 600) for encrypted targets and print its "
