@@ -342,20 +342,24 @@ def _agent_pid(target: str) -> int:
 
 def uninstall(system: bool, home: Path) -> Outcome:
     out = Outcome()
+    ctl, why = ["systemctl"] if system else ["systemctl", "--user"], ""
     if sys.platform == "darwin":
         _run(["launchctl", "bootout", f"gui/{os.getuid()}/{LABEL}"], out)
         files = [home / "Library" / "LaunchAgents" / f"{LABEL}.plist"]
     else:
-        ctl = ["systemctl"] if system else ["systemctl", "--user"]
-        _run([*ctl, "disable", "--now", UNIT], out)
+        why = _unreachable(ctl)  # (then no systemd runs the unit: nothing to stop)
+        if why:
+            out.done.append(f"systemd is not reachable from here ({why}): nothing to stop")
+        else:
+            _run([*ctl, "disable", "--now", UNIT], out)
         folder = unit_dir(system, home)
         files = [folder / UNIT, folder / FAILURE_UNIT]
     for f in files:
         if f.exists():
             f.unlink()
             out.done.append(f"removed {f}")
-    if sys.platform != "darwin":
-        _run([*(["systemctl"] if system else ["systemctl", "--user"]), "daemon-reload"], out)
+    if sys.platform != "darwin" and not why:
+        _run([*ctl, "daemon-reload"], out)
     out.done.append("the config, the catalog and every backup are left as they are")
     return out
 
@@ -375,5 +379,10 @@ def status(system: bool, home: Path) -> Outcome:
         _run(["launchctl", "print", f"gui/{os.getuid()}/{LABEL}"], out)
     else:
         ctl = ["systemctl"] if system else ["systemctl", "--user"]
-        _run([*ctl, "is-active", UNIT], out)
+        why = _unreachable(ctl)
+        if why:
+            out.problems.append(f"not running as a service: systemd is not reachable from "
+                                f"here ({why})")  # fmt: skip
+        else:
+            _run([*ctl, "is-active", UNIT], out)
     return out

@@ -280,3 +280,33 @@ def test_install_beside_a_foreground_photod_says_so(tmp_path: Path) -> None:
     said = f"a photod already runs on {tmp_path / 'state'} (pid {daemon.pid})"
     assert any(said in line for line in r.stderr.splitlines()), r.stderr
     assert "`photod run` (in tmux" not in r.stderr  # one runs already: no need to start one
+
+
+def test_status_and_uninstall_where_systemd_cannot_be_reached_say_so(tmp_path: Path) -> None:
+    """`photod service status` and `uninstall`, where no systemd (user) manager answers,
+    say so in the words install uses, not systemctl's bare "Failed to connect to bus":
+    status says the service is not running (exit 1); uninstall removes the units, has
+    nothing to stop, and exits 0."""
+    if sys.platform != "linux":
+        pytest.fail("this test covers the Linux path; run it on Linux")
+    home, env = _install_env(tmp_path)
+    config = _config(tmp_path)
+
+    def photod(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "photod", "--config", str(config), *args],
+                              env=env, capture_output=True, text=True)  # fmt: skip
+
+    photod("service", "install")
+    units = home / ".config/systemd/user"
+    status = photod("service", "status")
+    assert 1 == status.returncode, status.stdout + status.stderr
+    assert f"installed: {units / 'photod.service'}" in status.stdout
+    assert status.stderr.startswith(
+        "photod: not running as a service: systemd is not reachable from here ("
+    ), status.stderr
+    gone = photod("service", "uninstall")
+    assert 0 == gone.returncode, gone.stdout + gone.stderr
+    assert "): nothing to stop" in gone.stdout
+    assert not (units / "photod.service").exists()
+    for said in (status, gone):
+        assert "Failed to connect" not in said.stdout + said.stderr
