@@ -106,6 +106,11 @@ class S3Server(Server):
         path.chmod(0o600)
         return path
 
+    def rclone_remote(self, prefix: str) -> str:
+        """The bucket's folder ``prefix`` as an rclone remote, for the stock tool."""
+        return (f":s3,provider=Other,endpoint='{self.endpoint}',access_key_id={ACCESS_KEY},"
+                f"secret_access_key={SECRET_KEY}:{BUCKET}/{prefix}")  # fmt: skip
+
     def target(self, name: str, credentials: Path, **extra: object) -> dict[str, object]:
         """A [[targets]] table for photod's config."""
         return {"name": name, "type": "s3", "endpoint": self.endpoint, "bucket": BUCKET,

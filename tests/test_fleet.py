@@ -4,12 +4,11 @@ and that a remote away is said once while it stays away for the same reason."""
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -25,7 +24,7 @@ from photod.replicate import Replicator
 from photod.targets.local import LocalTarget
 from photod.targets.memory import MemoryTarget
 from photod.targets.rclone import RcloneTarget
-from tests.conftest import sha256
+from tests.conftest import no_room_for_a_file, sha256
 
 
 class Remote:
@@ -120,17 +119,9 @@ def checked_again(fleet: Fleet, clock: ManualClock, name: str, times: int) -> No
         clock.advance(REMOTE_PROBE + 1)
 
 
-def test_an_rclone_remote_whose_rcd_cannot_start_is_said_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """rclone's rcd exits at each start (here its socket's path is too long for a
-    socket, in a deep temporary folder): the reason is its last words, which carry the
-    time and the folder made afresh at each start. It was a new `target_unavailable`
-    at every try, once a minute for as long as it lasted; it is said once, and the
-    reason still says what rclone said."""
-    deep = tmp_path / ("d" * 100)
-    deep.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(deep))  # where rcd's socket folder goes
+def rclone_remote_checked_three_times(tmp_path: Path) -> list[dict[str, Any]]:
+    """An rclone remote (a local folder through rcd) asked three times, each once its
+    pause ended: its `target_unavailable` events."""
     conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "dir:", {"type": "local"})
     target = RcloneTarget("cloud", f"dir:{tmp_path / 'remote'}", conf, timeout=5)
     state = TargetState(target, TargetInfo("cloud", Media.CLOUD, True), queued=True)
@@ -142,7 +133,21 @@ def test_an_rclone_remote_whose_rcd_cannot_start_is_said_once(
     finally:
         target.close()
         catalog.close()
-    [away] = [e for e in events if e["event"] == "target_unavailable"]
+    return [e for e in events if e["event"] == "target_unavailable"]
+
+
+def test_an_rclone_remote_whose_rcd_cannot_start_is_said_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rclone's rcd exits at each start (here its socket's path is too long for a
+    socket, in a deep temporary folder): the reason is its last words, which carry the
+    time and the folder made afresh at each start. It was a new `target_unavailable`
+    at every try, once a minute for as long as it lasted; it is said once, and the
+    reason still says what rclone said."""
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))  # where rcd's socket folder goes
+    [away] = rclone_remote_checked_three_times(tmp_path)
     assert "rclone rcd exited" in away["reason"] and "bind: invalid argument" in away["reason"]
     assert f"{deep}/photod-rclone-*/rc.sock" in away["reason"], away["reason"]
 
@@ -156,32 +161,9 @@ def test_an_rclone_remote_whose_rcd_finds_no_room_in_tmp_is_said_once(
     try, once a minute for as long as /tmp stayed full. It is said once, with what to
     free."""
     full = tmp_path / "tmp"
-    full.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=16", "tmpfs", str(full)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.fail(f"mount -t tmpfs failed ({mounted.stderr.strip()}): this test needs root")
-    try:
-        with contextlib.suppress(OSError):
-            for i in range(100):  # every file it has room for: no folder fits
-                (full / str(i)).touch()
+    with no_room_for_a_file(full):
         monkeypatch.setattr(tempfile, "tempdir", str(full))  # where rcd's folder goes
-        conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "dir:", {"type": "local"})
-        target = RcloneTarget("cloud", f"dir:{tmp_path / 'remote'}", conf, timeout=5)
-        state = TargetState(target, TargetInfo("cloud", Media.CLOUD, True), queued=True)
-        catalog, clock = Catalog(tmp_path / "catalog.sqlite"), ManualClock()
-        fleet = Fleet(catalog, {"cloud": state}, threading.Event(), clock=clock)
-        try:
-            with capture_logs() as events:
-                checked_again(fleet, clock, "cloud", 3)
-        finally:
-            target.close()
-            catalog.close()
-    finally:
-        subprocess.run(["umount", "-l", str(full)], capture_output=True)
-    [away] = [e for e in events if e["event"] == "target_unavailable"]
+        [away] = rclone_remote_checked_three_times(tmp_path)
     assert away["reason"] == (
         f"cannot start rclone rcd: No space left on device (its folder goes in {full})"
     )

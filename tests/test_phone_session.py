@@ -36,7 +36,7 @@ from photod.ingest import Ingestor
 from photod.models import VerifyMethod
 from photod.replicate import Replicator
 from photod.targets.records import Installation
-from tests.conftest import make_mov, target_files
+from tests.conftest import make_mov, no_room_for_a_file, target_files
 from tests.fakephone import jpeg
 from tests.memphone import MTIME_NS, MemLink, MemPhone, MemUsbmux
 
@@ -286,20 +286,7 @@ def test_a_full_staging_disk_is_said_once_whichever_file_it_strikes(
     still the full disk is one warning (it was one per name, a flood), shown in status
     while the retries go on; once space is freed, everything is imported."""
     staging = tmp_path / "state" / "import"
-    staging.mkdir(parents=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=32", "tmpfs", str(staging)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.fail(f"mount -t tmpfs failed ({mounted.stderr.strip()}): this test needs root")
-    try:
-        (staging / "phones" / UDID / "DCIM" / "100APPLE").mkdir(parents=True)
-        fillers = staging / "fillers"
-        fillers.mkdir()
-        with contextlib.suppress(OSError):
-            for i in range(1000):  # every file it has room for, so no file or folder fits
-                (fillers / str(i)).touch()
+    with no_room_for_a_file(staging, keep=(f"phones/{UDID}/DCIM/100APPLE",)) as fillers:
         files = photos(tmp_path, 3)
         for i in range(3):  # and three more in another folder
             files[f"/DCIM/101APPLE/IMG_{i:04d}.JPG"] = jpeg(
@@ -317,8 +304,6 @@ def test_a_full_staging_disk_is_said_once_whichever_file_it_strikes(
         wait_until(lambda: named(events, "device_import_finished"), "the import")
         assert imported(rig, phone)
         rig.close()
-    finally:
-        subprocess.run(["umount", "-l", str(staging)], capture_output=True)
 
 
 def test_unplug_mid_file_leaves_nothing_partial_and_next_plug_in_finishes(

@@ -3,6 +3,7 @@ every target; signals, restarts, and bad configs behave."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
@@ -675,6 +677,23 @@ def test_a_long_catalog_rebuild_keeps_systemd_told_it_goes_on(setup: Setup) -> N
         systemd.close()
 
 
+@contextlib.contextmanager
+def held_three_looks(setup: Setup, p: Photod, failpoints: str) -> Iterator[list[str]]:
+    """``p`` started with ``failpoints`` armed, under a systemd that listens: once
+    photod has held three times (looked at the catalog and said NOT ACTING), what it
+    said then, in order."""
+    systemd = Systemd(setup.home / "notify.sock")
+    try:
+        p.env["NOTIFY_SOCKET"] = str(systemd.path)
+        p.env["PHOTOD_FAILPOINTS"] = failpoints
+        p.start(wait=False)
+        looks = lambda: [m for _, m in systemd.got if "STATUS=NOT ACTING" in m]  # noqa: E731
+        wait_for(lambda: len(looks()) >= 3, 60, "three looks at the catalog")
+        yield looks()
+    finally:
+        systemd.close()
+
+
 def test_a_rebuild_that_fails_at_each_look_is_said_once(setup: Setup) -> None:
     """The catalog lost, a drive holds its records, and the rebuild from it fails at
     every look (an I/O error as the rebuilt catalog is finished): photod holds, and
@@ -688,20 +707,12 @@ def test_a_rebuild_that_fails_at_each_look_is_said_once(setup: Setup) -> None:
     make_photos(setup.inbox, 2)
     assert 0 == p.cli("run", "--once").returncode
     (setup.home / "state" / "catalog.sqlite").unlink()
-    systemd = Systemd(setup.home / "notify.sock")
-    try:
-        p.env["NOTIFY_SOCKET"] = str(systemd.path)
-        p.env["PHOTOD_FAILPOINTS"] = "catalog_rebuilding=eio"
-        p.start(wait=False)
-        looks = lambda: [m for _, m in systemd.got if "STATUS=NOT ACTING" in m]  # noqa: E731
-        wait_for(lambda: len(looks()) >= 3, 60, "three looks at the catalog")
+    with held_three_looks(setup, p, "catalog_rebuilding=eio"):
         [rebuilding] = p.events("catalog_rebuilding")
         assert "lib" == rebuilding["target"]
         [untrusted] = p.events("catalog_untrusted")
         assert "the rebuild from 'lib' failed ([Errno 5] Input/output error)" in untrusted["fix"]
         assert 0 == p.stop()
-    finally:
-        systemd.close()
 
 
 def test_a_look_at_the_catalog_that_fails_each_time_is_said_once(setup: Setup) -> None:
@@ -710,21 +721,13 @@ def test_a_look_at_the_catalog_that_fails_each_time_is_said_once(setup: Setup) -
     `catalog_untrusted` (an error, an urgent notification) came at every look, for as
     long as it lasted. Each is said once; photod holds and says why meanwhile."""
     p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}])
-    systemd = Systemd(setup.home / "notify.sock")
-    try:
-        p.env["NOTIFY_SOCKET"] = str(systemd.path)
-        p.env["PHOTOD_FAILPOINTS"] = "catalog_settling=eio"
-        p.start(wait=False)
-        looks = lambda: [m for _, m in systemd.got if "STATUS=NOT ACTING" in m]  # noqa: E731
-        wait_for(lambda: len(looks()) >= 3, 60, "three looks at the catalog")
-        assert "Input/output error" in looks()[-1]
+    with held_three_looks(setup, p, "catalog_settling=eio") as looks:
+        assert "Input/output error" in looks[-1]
         [failed] = p.events("catalog_check_failed")
         assert "Input/output error" in failed["error"] and failed["exception"]  # (its trace)
         [untrusted] = p.events("catalog_untrusted")
         assert "the catalog could not be checked" in untrusted["found"]
         assert 0 == p.stop()
-    finally:
-        systemd.close()
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import pytest
 from jeepney import MessageType, message_bus, new_method_return
 from jeepney.io.blocking import open_dbus_connection
 
-from tests.conftest import wait_for
+from tests.conftest import Photod, wait_for
 from tests.integration.conftest import Setup, backed_up_twice
 from tests.servers import Pinger, Webhook, need
 
@@ -217,6 +217,20 @@ def test_the_heartbeat_pings_after_each_round_and_fails_on_unprotected_photos(
     assert [expected.decode()] == sent[0]["problems"]
 
 
+def pinged_once(setup: Setup, pinger: Pinger, failpoints: str, notify: str = "") -> Photod:
+    """A photod (rounds every second) pinging ``pinger`` after each round, started
+    with ``failpoints`` armed, once its first ping ("all is well") went out."""
+    p = setup.photod(
+        [{"name": "lib", "path": str(setup.home / "lib")}],
+        daemon='rescan_interval = "1s"',
+        extra=f'\n[notify]\ndesktop = false\nheartbeat_url = "{pinger.url}"\n{notify}',
+    )
+    p.env["PHOTOD_FAILPOINTS"] = failpoints
+    p.start()
+    p.wait_event("heartbeat_sent", outcome="ok")
+    return p
+
+
 def test_an_import_that_hangs_fails_the_heartbeat(setup: Setup, samples: Path) -> None:
     """Every worker hangs on its file (a stuck network read, a deadlock: a failpoint
     here): the rounds still end (a scan only hands files over), so the heartbeat said
@@ -224,21 +238,14 @@ def test_an_import_that_hangs_fails_the_heartbeat(setup: Setup, samples: Path) -
     imported makes the next ping a "/fail" that says so (a minute after the first)."""
     pinger = Pinger()
     try:
-        p = setup.photod(
-            [{"name": "lib", "path": str(setup.home / "lib")}],
-            daemon='rescan_interval = "1s"',
-            extra=f'\n[notify]\ndesktop = false\nheartbeat_url = "{pinger.url}"\ngrace = "2s"\n',
-        )
-        p.env["PHOTOD_FAILPOINTS"] = "ingest_storing=sleep:600"
-        p.start()
-        p.wait_event("heartbeat_sent", outcome="ok")
+        p = pinged_once(setup, pinger, "ingest_storing=sleep:600", 'grace = "2s"\n')
         shutil.copy2(next(samples.iterdir()), setup.inbox / "a.jpg")
         sent = p.wait_event("heartbeat_sent", outcome="fail", timeout=90)
         assert [] == p.events("replica_written")
         [problem] = sent[0]["problems"]
         assert problem.startswith("no import has moved for ") and "an import is stuck" in problem
+        p.stop(signal.SIGKILL)  # (its worker sleeps for ten minutes; else the fixture's end)
     finally:
-        p.stop(signal.SIGKILL)  # (its worker sleeps for ten minutes)
         pinger.close()
     assert ["GET", "POST"] == [method for method, _, _ in pinger.got]
 
@@ -252,14 +259,7 @@ def test_a_job_failing_at_each_run_is_said_once_and_keeps_the_heartbeat_failing(
     so while it fails (said once, they would say "all is well")."""
     pinger = Pinger()
     try:
-        p = setup.photod(
-            [{"name": "lib", "path": str(setup.home / "lib")}],
-            daemon='rescan_interval = "1s"',
-            extra=f'\n[notify]\ndesktop = false\nheartbeat_url = "{pinger.url}"\n',
-        )
-        p.env["PHOTOD_FAILPOINTS"] = "targets_probing=raise"
-        p.start()
-        p.wait_event("heartbeat_sent", outcome="ok")  # (at once: before the first probe)
+        p = pinged_once(setup, pinger, "targets_probing=raise")  # (before the first probe)
         sent = p.wait_event("heartbeat_sent", outcome="fail", timeout=90)[0]
         line, event = sent["problems"]  # (what the round found, then the events)
         assert event == "job_failed probe_targets: failpoint 'targets_probing' hit"

@@ -114,10 +114,7 @@ def test_disaster_recovery_without_photod(setup: Setup, samples: Path, s3_server
     script = readme_block("Disaster recovery without photod")
     work = setup.home / "recovery"
     work.mkdir()
-    remote = (
-        f":s3,provider=Other,endpoint='{s3_server.endpoint}',access_key_id={ACCESS_KEY},"
-        f"secret_access_key={SECRET_KEY}:{BUCKET}/dr"
-    )
+    remote = s3_server.rclone_remote("dr")
     env = {
         **os.environ,
         "KEY": str(key),

