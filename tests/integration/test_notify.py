@@ -264,7 +264,7 @@ def test_a_job_failing_at_each_run_is_said_once_and_keeps_the_heartbeat_failing(
         line, event = sent["problems"]  # (what the round found, then the events)
         assert event == "job_failed probe_targets: failpoint 'targets_probing' hit"
         runs = int(line.split(" of its last ")[1].split(" ")[0])
-        assert runs >= 10, line  # a minute of runs every 5 s
+        assert runs >= 5, line  # (a minute of runs every 5 s: some 11, fewer on a loaded machine)
         assert line.startswith("the job probe_targets has failed at each of its last ")
         assert line.endswith(": failpoint 'targets_probing' hit")
         failed = [e for e in p.events("job_failed") if e["job"] == "probe_targets"]
