@@ -35,14 +35,7 @@ from photod.network import metered_now
 from photod.targets.base import Identity, Target, Writer
 from photod.targets.local import LocalTarget
 from photod.targets.records import Installation, Records
-from photod.targetspec import (
-    LocalSpec,
-    RcloneSpec,
-    RemoteSpec,
-    S3Spec,
-    TargetSpec,
-    TargetsSettings,
-)
+from photod.targetspec import LocalSpec, RcloneSpec, RemoteSpec, S3Spec, TargetSpec, TargetsSettings
 from photod.throttle import LimitedWriter, TokenBucket, on_battery_now, paused
 
 REMOTE_PROBE = 60.0  # seconds between checks of a remote target that answers
@@ -350,8 +343,12 @@ class Fleet:
         if not state.available:
             try:
                 self._tidy(name, state)
-            except TargetUnavailable as exc:
+            except TargetUnavailable as exc:  # (its index sealed to another key, say)
+                if state.kind != exc.reason:  # said once while it lasts, as a check's
+                    log.warning("target_unavailable", target=name, reason=exc.reason,
+                                pending=self.catalog.pending_count(name))  # fmt: skip
                 self._set(state, False, exc.reason)
+                self._back_off(state, longest=REMOTE_PROBE)
                 return False
             log.info(
                 "target_available",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -230,6 +231,28 @@ def test_readable_identity_is_refused(setup: Setup, mode: int) -> None:
         assert f"encryption.identity: {key} is readable by others (mode {mode:03o})" in r.stderr
         assert f"chmod 600 {key}" in r.stderr
     assert not (setup.home / "lib").exists()
+
+
+def test_a_target_whose_list_this_key_cannot_open_says_so(setup: Setup, samples: Path) -> None:
+    """The identity was replaced by a new one (the old lost), and the catalog must read
+    the target's list again (it knows none of its segments): the list cannot be opened.
+    The target waited, unavailable, and nothing was said but in `photod status`'s
+    reason; it is one `target_unavailable` that asks whether another identity wrote it."""
+    key = keygen(setup)
+    extra = f'\n[encryption]\nidentity = "{key}"\n'
+    p = setup.photod([{"name": "enc", "path": str(setup.home / "enc"), "encrypt": True,
+                       "create": True}], {"copies": 1, "media": 1, "offsite": 0}, extra)  # fmt: skip
+    for f in sorted(samples.iterdir())[:2]:
+        shutil.copy(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    with sqlite3.connect(setup.home / "state" / "catalog.sqlite") as db:
+        db.execute("DELETE FROM ledger_segments")  # (as a catalog put back from before)
+    key.unlink()
+    keygen(setup)
+    p.cli("run", "--once")
+    [away] = [e for e in p.events("target_unavailable") if e["target"] == "enc"]
+    assert "index there cannot be opened" in away["reason"]
+    assert "was the target written with another identity?" in away["reason"]
 
 
 def test_keygen_writes_a_private_identity_and_warns(setup: Setup) -> None:
