@@ -114,9 +114,13 @@ class ChecksumMismatch(PhotodError):
 
 
 class Undecryptable(PhotodError, OSError):
-    def __init__(self, target: str, detail: str) -> None:
+    def __init__(self, target: str, detail: str, cause: object = None) -> None:
+        """``cause``: age's own error, which tells a key that is not the one the object
+        was sealed to (age's "No matching keys found") from damaged bytes."""
         self.detail = detail
-        super().__init__(f"{target}: cannot decrypt: {detail} (the object is damaged)")
+        why = ("sealed to another identity: this key is not one it was sealed to"
+               if "no matching keys" in str(cause).lower() else "the object is damaged")  # fmt: skip
+        super().__init__(f"{target}: cannot decrypt: {detail} ({why})")
 
 
 class KeyExists(PhotodError):

@@ -56,7 +56,7 @@ class Decrypting(io.RawIOBase):
                         raise self.source_failure
                     raise OSError(f"{self.name}: download failed: {self.source_failure}")
                 if self.failure is not None:  # pyrage read every byte and refused them
-                    raise Undecryptable(self.name, str(self.failure))
+                    raise Undecryptable(self.name, str(self.failure), self.failure)
                 return 0
             self.chunk = item
         n = min(len(buf), len(self.chunk))

@@ -490,7 +490,7 @@ class CryptTarget:
             return self.keys_.decrypt(data)
         except pyrage.DecryptError as exc:
             raise Undecryptable(
-                self.name, f"{name} cannot be opened with {self.keys_.file}"
+                self.name, f"{name} cannot be opened with {self.keys_.file}", exc
             ) from exc
 
     def close(self) -> None:

@@ -252,6 +252,8 @@ def test_a_target_whose_list_this_key_cannot_open_says_so(setup: Setup, samples:
     p.cli("run", "--once")
     [away] = [e for e in p.events("target_unavailable") if e["target"] == "enc"]
     assert "index there cannot be opened" in away["reason"]
+    assert "(sealed to another identity: this key is not one it was sealed to)" in away["reason"]
+    assert "damaged" not in away["reason"]  # (it said so: the list is whole)
     assert "was the target written with another identity?" in away["reason"]
 
 

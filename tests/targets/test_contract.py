@@ -414,6 +414,29 @@ def test_encrypted_names_and_listing_leak_nothing(
         kind.target.close()
 
 
+def test_a_record_this_key_cannot_open_says_whether_it_is_damaged_or_sealed_to_another(
+    tmp_path: Path,
+) -> None:
+    """A sealed record that does not open was always called damaged, though most often
+    it is whole and sealed to another identity (the key replaced): a person would go
+    looking for a failing disk. age tells the two apart, and so does the reason."""
+    keygen(tmp_path / "a.txt")
+    keygen(tmp_path / "b.txt")
+    inner = MemoryTarget("m")
+    CryptTarget(inner, Keys(tmp_path / "a.txt")).put_private("index/one", b"a list")
+    with pytest.raises(PhotodError) as other:
+        CryptTarget(inner, Keys(tmp_path / "b.txt")).get_private("index/one")
+    assert str(other.value).endswith(
+        "(sealed to another identity: this key is not one it was sealed to)"
+    )
+    sealed = bytearray(inner.get_meta("index/one") or b"")
+    sealed[-3] ^= 1
+    inner.put_meta("index/one", bytes(sealed))
+    with pytest.raises(PhotodError) as damaged:
+        CryptTarget(inner, Keys(tmp_path / "a.txt")).get_private("index/one")
+    assert str(damaged.value).endswith("(the object is damaged)")
+
+
 @pytest.mark.parametrize("name", ["local", "s3"])
 def test_a_plain_copy_keeps_its_photos_file_time_and_an_encrypted_one_shows_none(
     name: str, request: pytest.FixtureRequest, tmp_path: Path
