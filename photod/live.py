@@ -80,6 +80,7 @@ def status_reply(pipeline: Pipeline, scheduler: Any) -> dict[str, Any]:
         "paused_until": iso(pipeline.pause.until()) if pipeline.paused() else None,
         "busy": pipeline.busy(),
         "running": pipeline.activity.now(),
+        "failing": pipeline.failing.lines(),  # the scheduled jobs failing at each run
         "waiting_for_mains": sorted(pipeline.deferred),
         "imports": pipeline.devices.live() if pipeline.devices is not None else [],
         "next_runs": jobs.schedule(scheduler),

@@ -454,6 +454,8 @@ def render(s: dict[str, Any], tty: bool | None = None) -> str:
                 )
             else:
                 lines.append(f"         phone {printable(imp['device'])}: {imp['state']}")
+        for line in live.get("failing", []):
+            lines.append(f"         {colour.paint('FAILING', colour.RED, on)}: {line}")
         for job in live.get("waiting_for_mains", []):
             lines.append(f"         {job} waits for mains power ([schedule] on_battery = false)")
         nxt = live.get("next_runs", {})

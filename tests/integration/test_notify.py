@@ -269,6 +269,8 @@ def test_a_job_failing_at_each_run_is_said_once_and_keeps_the_heartbeat_failing(
         assert line.endswith(": failpoint 'targets_probing' hit")
         failed = [e for e in p.events("job_failed") if e["job"] == "probe_targets"]
         assert 1 == len(failed)
+        shown = p.cli("status").stdout  # and `photod status` says so meanwhile
+        assert "FAILING: the job probe_targets has failed at each of its last " in shown
         assert 0 == p.stop()
     finally:
         pinger.close()
