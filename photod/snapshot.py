@@ -61,6 +61,7 @@ from photod.targets.records import (
     Ledger,
     Seen,
     SnapshotName,
+    early_index,
     installations,
     pick,
     snapshots_in,
@@ -210,6 +211,12 @@ def rebuild(
                 own.update((e.key, e) for e in entries)
             else:
                 others.update(e.key for e in entries)
+        # A target an older photod wrote before installations kept records: its photos
+        # are named only in its early index (they were "0 assets" without it).
+        early = early_index(target)
+        target.learn(early)
+        if chosen is None:
+            own.update((e.key, e) for e in early if e.key not in own)
         known = {e.key: e for e in catalog.verified_on(name)}
         target.learn(known.values())
         present = {key for key, _ in target.listing()}

@@ -34,11 +34,12 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from photod import __version__
-from photod.errors import PhotodError
+from photod.errors import PhotodError, Undecryptable
 from photod.models import ManifestEntry
 from photod.targets.base import Target
 
 INSTALLATIONS = "installations"
+EARLY_INDEX = "index"  # an encrypted target's index before installations (early_index)
 INFO = "installation.json"
 PLAN = "RECOVERY.md"
 SNAPSHOTS = "snapshots"
@@ -148,6 +149,24 @@ def parse_index(data: bytes) -> list[ManifestEntry]:
             continue
         if len(sha) == 64 and key and re.fullmatch(r"-?\d+", size):
             out.append(ManifestEntry(sha, key, int(size), taken, mtime))
+    return out
+
+
+def early_index(target: Target) -> list[ManifestEntry]:
+    """The index a photod before per-installation records (November 2026) kept on an
+    encrypted target: sealed segments at ``.photod/index/<24 hex>`` of five-field lines
+    (object, SHA-256, size, capture time, path).  Read, never written: a target no
+    newer photod has run on holds its photos' names only there.  Segments sealed to
+    another identity are left out."""
+    if not target.encrypted:
+        return []
+    out: list[ManifestEntry] = []
+    for segment in target.list_meta(EARLY_INDEX):
+        try:
+            data = target.get_private(segment)
+        except Undecryptable:
+            continue
+        out.extend(parse_index(data) if data else [])
     return out
 
 
