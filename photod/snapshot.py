@@ -125,7 +125,7 @@ def write_all(
             if config:  # the config without its secrets, for a restore (recovery.py)
                 records.put_config(config)
             records.prune_snapshots()
-            records.target.create_meta(PLAN, shared_plan.get(name, "").encode())
+            put_shared_plan(records.target, shared_plan.get(name, "").encode())
         except TargetUnavailable as exc:
             log.warning("snapshot_failed", target=name, reason=exc.reason)
             continue
@@ -136,6 +136,17 @@ def write_all(
     log.info("catalog_snapshot_written", targets=written, generation=gen, assets=counted,
              bytes=len(data), duration=round(time.monotonic() - started, 3))  # fmt: skip
     return written
+
+
+def put_shared_plan(target: Target, text: bytes) -> None:
+    """The target's own recovery document, written once (every computer that backs up
+    there writes the same).  One an older photod wrote before installations kept
+    records is replaced: it names an index and a list no photod writes any more (who
+    followed it got back only the photos copied before the upgrade)."""
+    if not target.create_meta(PLAN, text) and text:
+        old = target.get_meta(PLAN)
+        if old is not None and b".photod/installations/" not in old:
+            target.put_meta(PLAN, text)
 
 
 # -- the rebuild ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.conftest import sha256, target_files
 from tests.integration.conftest import Setup
-from tests.integration.test_truth import make_photos, three_targets
+from tests.integration.test_truth import make_photos, stock_restore, three_targets
 
 
 def _age(*args: str, data: bytes) -> bytes:
@@ -60,3 +60,54 @@ def test_an_encrypted_target_of_a_photod_before_installations_is_rebuilt_from(
 def _age_recipient(key: Path) -> str:
     out = subprocess.run(["age-keygen", "-y", str(key)], capture_output=True, text=True)
     return out.stdout.strip()
+
+
+# The top of a recovery plan an older photod (before installations) wrote on a target:
+# it read one index, `.photod/index/`, which no photod writes any more.
+EARLY_PLAN = """# photod recovery plan
+
+## Restore without photod
+
+### vault
+
+```bash
+cp -a VAULT encrypted
+for f in encrypted/.photod/index/*; do age -d -i "$KEY" "$f"; done | sort -u > index.tsv
+mkdir -p restored
+while IFS=$'\\t' read -r object sha size taken path; do
+  mkdir -p "restored/$(dirname "$path")"
+  age -d -i "$KEY" -o "restored/$path" "encrypted/$object" || continue
+  printf '%s  %s\\n' "$sha" "$path" >> restored/SHA256SUMS
+done < index.tsv
+cd restored && sha256sum -c SHA256SUMS
+```
+"""
+
+
+def test_a_target_s_recovery_document_of_a_photod_before_installations_is_brought_up_to_date(
+    setup: Setup,
+) -> None:
+    """The target's own `.photod/RECOVERY.md` is written once, but one an older photod
+    wrote before installations kept records names an index no photod writes any more:
+    whoever found the drive and followed it got back only the photos copied before the
+    upgrade.  The next snapshot replaces it with the current document, which restores
+    every photo with stock tools."""
+    p, _, vault, key = three_targets(setup)
+    made = make_photos(setup.inbox, 2)
+    assert 0 == p.cli("run", "--once").returncode
+    plan = vault / ".photod" / "RECOVERY.md"
+    plan.write_text(EARLY_PLAN.replace("VAULT", str(vault)))
+    made |= make_photos(setup.inbox, 2, start=2)  # after the upgrade
+    assert 0 == p.cli("run", "--once").returncode
+    text = plan.read_text()
+    assert ".photod/installations/" in text, text
+    out = stock_restore(text, setup.home / "stock", key)
+    assert 4 == out.stdout.count(": OK"), out.stdout + out.stderr
+    back = target_files(setup.home / "stock" / "restored")
+    assert sorted(made.values()) == sorted(v for k, v in back.items() if k != "SHA256SUMS")
+    mine = setup.home / "lib" / ".photod" / "RECOVERY.md"
+    kept = mine.read_bytes()
+    assert 0 == p.cli("run", "--once").returncode  # a current one is never written again
+    make_photos(setup.inbox, 1, start=4)
+    assert 0 == p.cli("run", "--once").returncode
+    assert kept == mine.read_bytes()
