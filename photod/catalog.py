@@ -1391,6 +1391,12 @@ class Catalog:
             ).fetchall()
         return [(r[0], _unpath(r[1]), r[2], _unns(r[3])) for r in rows]
 
+    def file_time(self, sha256: str) -> int | None:
+        """The photo's file time as its source files keep it (the earliest; -1, a file
+        edited in place whose time is forgotten until the next scan, is none)."""
+        times = [t for _, _, _, t in self.source_paths(sha256) if t is not None and t != -1]
+        return min(times) if times else None
+
     # -- targets --------------------------------------------------------------------
 
     def target_names(self) -> list[str]:

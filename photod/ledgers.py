@@ -134,7 +134,11 @@ def relist(catalog: Catalog, name: str, records: Records) -> int:
             continue
         failpoints.hit("relist_copy")  # (a test unplugs the drive here)
         if records.target.size(e.key) == e.size:
-            missing.append(e)
+            # An encrypted target's line keeps the photo's file time (the only date of a
+            # photo without EXIF, for a rebuild and the recovery without photod).
+            missing.append(
+                e._replace(mtime_ns=catalog.file_time(e.sha256)) if records.target.encrypted else e
+            )
             continue
         left = catalog.replica_bad(e.sha256, name, "missing", "relist")
         log.error("replica_missing", asset=e.sha256, target=name, path=e.key, method="relist",

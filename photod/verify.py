@@ -441,10 +441,8 @@ def _mend_line(catalog: Catalog, name: str, state: TargetState, item: CheckItem)
     asset = catalog.asset(item.asset)
     if mend is None or asset is None:
         return
-    # (-1: a source file edited in place, its time forgotten until the next scan)
-    times = [t for _, _, _, t in catalog.source_paths(item.asset) if t is not None and t != -1]
     entry = ManifestEntry(item.asset, item.relpath, item.size, asset.captured_at,
-                          min(times) if times else None)  # fmt: skip
+                          catalog.file_time(item.asset))  # fmt: skip
     try:
         if mend(item.relpath, entry):
             log.warning("index_line_repaired", asset=item.asset, target=name,

@@ -6,6 +6,7 @@ into the older form."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -111,3 +112,29 @@ def test_a_target_s_recovery_document_of_a_photod_before_installations_is_brough
     make_photos(setup.inbox, 1, start=4)
     assert 0 == p.cli("run", "--once").returncode
     assert kept == mine.read_bytes()
+
+
+def test_an_encrypted_target_s_list_completed_keeps_each_photo_s_file_time(setup: Setup) -> None:
+    """An encrypted target whose list lacks copies the catalog counts (written by a
+    photod before installations kept records, or the drive put back from an old copy
+    of itself): the lines photod adds for them keep each photo's file time, the only
+    date of a photo without EXIF.  They had none: the recovery without photod gave
+    every such photo the moment of its restore."""
+    p, _, vault, key = three_targets(setup)
+    made = make_photos(setup.inbox, 3)
+    times = {}
+    for i, path in enumerate(sorted(setup.inbox.iterdir())):
+        os.utime(path, (1_400_000_000 + i, 1_400_000_000 + i))
+        times[made[path.name]] = 1_400_000_000 + i
+    assert 0 == p.cli("run", "--once").returncode
+    for lost in [
+        *vault.glob(".photod/installations/*/index/*"),
+        *vault.glob(".photod/objects/*/*"),
+    ]:
+        lost.unlink()
+    assert 0 == p.cli("run", "--once").returncode
+    assert p.events("list_completed")
+    out = stock_restore((vault / ".photod" / "RECOVERY.md").read_text(), setup.home / "stock", key)
+    assert 3 == out.stdout.count(": OK"), out.stdout + out.stderr
+    for f in (setup.home / "stock" / "restored").rglob("*.JPG"):
+        assert times[sha256(f)] == int(f.stat().st_mtime), f
