@@ -55,6 +55,7 @@ from photod.sidecars import take_indexes
 from photod.statelock import SNAPSHOT_SCRATCH
 from photod.targets.base import Identity, Target
 from photod.targets.records import (
+    EARLY_SNAPSHOT,
     INFO,
     PLAN,
     Installation,
@@ -200,7 +201,9 @@ def rebuild(
         )
     if not seen and wanted is not None and me is not None:
         raise PhotodError(f"{name!r} holds no installation's records; drop --instance")
-    snap = _newest_good(target, chosen, tmp) if chosen else ""
+    # (no installation keeps records: the target of a photod before them, whose one
+    # snapshot holds what its files cannot say, such as a photo's file time)
+    snap = _newest_good(target, chosen, tmp) if chosen else _good(target, EARLY_SNAPSHOT, tmp)
     # The new catalog counts from the newest generation there, good or not: its next
     # snapshot supersedes them all, and none of them is taken for newer knowledge.
     top = (
@@ -335,22 +338,32 @@ def _newest_good(target: Target, chosen: Seen, dest: Path) -> str:
     """Write the newest snapshot of ``chosen`` that opens and is sound to ``dest``;
     its name, or '' when none is good (a damaged one is skipped and said)."""
     for snap in snapshots_in(target, chosen.folder):
-        try:
-            data = target.get_private(snap.name)
-            raw = gzip.decompress(data) if data else b""
-        except Undecryptable:
-            log.warning("snapshot_unreadable", snapshot=snap.name,
-                        reason="sealed to another key than this identity")  # fmt: skip
-            continue
-        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile: OSError
-            log.warning("snapshot_damaged", snapshot=snap.name, reason=str(exc))
-            continue
-        dest.write_bytes(raw)
-        why, _ = check_file(dest)
-        if not why:
+        if _good(target, snap.name, dest):
             return snap.name
-        log.warning("snapshot_damaged", snapshot=snap.name, reason=why)
-        _remove(dest)
+    return ""
+
+
+def _good(target: Target, name: str, dest: Path) -> str:
+    """Write snapshot ``name`` to ``dest`` when it is there, opens and is sound: its
+    name, else '' (a damaged or foreign one said)."""
+    try:
+        data = target.get_private(name)
+        raw = gzip.decompress(data) if data else b""
+    except Undecryptable:
+        log.warning("snapshot_unreadable", snapshot=name,
+                    reason="sealed to another key than this identity")  # fmt: skip
+        return ""
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile: OSError
+        log.warning("snapshot_damaged", snapshot=name, reason=str(exc))
+        return ""
+    if not raw:
+        return ""
+    dest.write_bytes(raw)
+    why, _ = check_file(dest)
+    if not why:
+        return name
+    log.warning("snapshot_damaged", snapshot=name, reason=why)
+    _remove(dest)
     return ""
 
 

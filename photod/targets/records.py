@@ -40,6 +40,9 @@ from photod.targets.base import Target
 
 INSTALLATIONS = "installations"
 EARLY_INDEX = "index"  # an encrypted target's index before installations (early_index)
+# The one catalog snapshot a photod before installations kept on a target (sealed on an
+# encrypted one): a rebuild takes it where no installation keeps records.
+EARLY_SNAPSHOT = "catalog.sqlite.gz"
 INFO = "installation.json"
 PLAN = "RECOVERY.md"
 SNAPSHOTS = "snapshots"
