@@ -386,10 +386,12 @@ class Fleet:
         the target's records in step, both ways (``ledgers.py``): nothing the target
         lists is forgotten, and nothing is ever taken off its list to agree with the
         catalog."""
-        for temp in self.catalog.temps(name):
-            state.target.delete_temp(temp)
-            self.catalog.drop_temp(name, temp)
         records = state.records
+        temps = self.catalog.temps(name)  # (alone: no other computer could upload here)
+        alone = bool(temps) and records is not None and not records.others()
+        for temp in temps:
+            state.target.delete_temp(temp, alone)
+            self.catalog.drop_temp(name, temp)
         if records is None:
             return
         if not records.find_own_folder():

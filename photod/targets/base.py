@@ -121,8 +121,9 @@ class Target(Protocol):
         """Every published key with the size the store reports for it, from one
         listing (None where the stored size says nothing of the photo's: encrypted)."""
 
-    def delete_temp(self, temp_key: str) -> None:
-        """Delete a temporary object left by a crash.  Never deletes anything else."""
+    def delete_temp(self, temp_key: str, alone: bool = False) -> None:
+        """Delete a temporary object left by a crash.  Never deletes anything else.
+        ``alone``: no other computer keeps records on the target (none uploads there)."""
 
     # The target's own small files under ``.photod/`` (marker, records, snapshots).  Names
     # are '/'-separated and made by photod.  ``put_meta`` replaces a file atomically (a

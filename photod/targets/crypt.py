@@ -435,8 +435,8 @@ class CryptTarget:
         for key in sorted(set(found)):  # (one key under two identities' names: once)
             yield key, None  # the stored size is the ciphertext's
 
-    def delete_temp(self, temp_key: str) -> None:
-        self.inner.delete_temp(temp_key)
+    def delete_temp(self, temp_key: str, alone: bool = False) -> None:
+        self.inner.delete_temp(temp_key, alone)
 
     def put_meta(self, name: str, data: bytes) -> None:
         self.inner.put_meta(name, data)

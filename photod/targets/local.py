@@ -394,7 +394,7 @@ class LocalTarget:
                         continue  # gone meanwhile
                     yield key, size
 
-    def delete_temp(self, temp_key: str) -> None:
+    def delete_temp(self, temp_key: str, alone: bool = False) -> None:
         name = temp_key.rpartition("/")[2]
         if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
             return  # never delete anything that is not one of our temporaries

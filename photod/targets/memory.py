@@ -115,7 +115,7 @@ class MemoryTarget:
         for key in sorted(self.objects):
             yield key, len(self.objects[key])
 
-    def delete_temp(self, temp_key: str) -> None:
+    def delete_temp(self, temp_key: str, alone: bool = False) -> None:
         pass  # a memory writer's bytes vanish with it
 
     def put_meta(self, name: str, data: bytes) -> None:

@@ -420,7 +420,7 @@ class RcloneTarget(ObjectTarget):
         item = self.call("operations/stat", fs=self.remote, remote=key).get("item")
         return None if item is None else int(item["Size"])
 
-    def delete_temp(self, temp_key: str) -> None:
+    def delete_temp(self, temp_key: str, alone: bool = False) -> None:
         if temp_key.startswith(TMP):  # never anything but photod's own temporaries
             self._delete(temp_key)
 

@@ -311,11 +311,11 @@ class S3Target(ObjectTarget):
     def size(self, key: str) -> int | None:
         return self.object_size(key)
 
-    def delete_temp(self, temp_key: str) -> None:
+    def delete_temp(self, temp_key: str, alone: bool = False) -> None:
         """End an upload's multipart upload and delete its temporary object, from its
         record (``s3upload.end_temp``).  A finished object at a real key is never
         touched, nor another installation's upload."""
-        end_temp(self, temp_key)
+        end_temp(self, temp_key, alone)
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         """Abort one multipart upload; one the server no longer has (completed, or

@@ -237,13 +237,16 @@ class S3Writer:
         return self.ended
 
 
-def end_temp(t: S3Target, temp_key: str) -> None:
+def end_temp(t: S3Target, temp_key: str, alone: bool = False) -> None:
     """End what an upload recorded as ``temp_key`` left on the server (a crash, or an
     abort the network did not let through): its multipart upload and its temporary
     object.  Only this installation's own: an upload recorded before the server gave
     its id (none started, or photod stopped in that very moment) is looked for at the
     temporary key alone, which no other computer uses.  At the photo's own key an
-    upload may be another computer's, in flight (two computers on one prefix)."""
+    upload may be another computer's, in flight (two computers on one prefix); where
+    none but this one keeps records (``alone``), an upload there that the record names
+    without its id is this one's: a photod before 2026-12-05 started its uploads at the
+    photo's own key and recorded them so, and one killed as the server started it."""
     if temp_key.startswith(STARTED):
         fields = temp_key[len(STARTED) :].split(":", 3)
         try:
@@ -253,8 +256,10 @@ def end_temp(t: S3Target, temp_key: str) -> None:
             return  # not a record this code wrote: nothing is touched
         t.abort_upload(tmp if where == "tmp" else key, upload_id)
     elif temp_key.startswith(UPLOAD):
-        tmp = temp_key[len(UPLOAD) :].partition(":")[0]
+        tmp, _, key = temp_key[len(UPLOAD) :].partition(":")
         t.abort_uploads(tmp)
+        if alone and key:
+            t.abort_uploads(key)
     else:
         return
     if tmp.startswith(TMP):

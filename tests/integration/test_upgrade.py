@@ -11,9 +11,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import sha256, target_files
 from tests.integration.conftest import Setup
 from tests.integration.test_truth import make_photos, stock_restore, three_targets
+from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
 
 
 def _age(*args: str, data: bytes) -> bytes:
@@ -179,3 +182,50 @@ def test_an_encrypted_target_s_list_completed_keeps_each_photo_s_file_time(setup
     assert 3 == out.stdout.count(": OK"), out.stdout + out.stderr
     for f in (setup.home / "stock" / "restored").rglob("*.JPG"):
         assert times[sha256(f)] == int(f.stat().st_mtime), f
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["alone", "shared"])
+def test_an_upload_an_older_photod_was_killed_during_is_ended(
+    setup: Setup, s3_server: S3Server, shared: bool
+) -> None:
+    """A photod before 2026-12-05 killed during a large upload left it open at the
+    photo's own key, recorded as `s3-upload:<temporary>:<key>` (no id): this photod's
+    start looked for it at the temporary alone, and its parts stayed stored (and
+    billed) out of every listing for ever.  Where no other computer keeps records on
+    the target (none could be uploading there) it is ended; on a shared one another
+    computer's upload in flight to that name is never touched."""
+    import sqlite3
+
+    import boto3
+
+    prefix = f"old-{setup.home.name}-{shared}/"
+    if not s3_server.running():
+        s3_server.start()
+    creds = s3_server.credentials(setup.home / "aws-credentials")
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")},
+                      s3_server.target("cloud", creds, prefix=prefix)],
+                     policy={"copies": 2, "media": 2, "offsite": 1})  # fmt: skip
+    make_photos(setup.inbox, 1)
+    assert 0 == p.cli("run", "--once").returncode
+    s3 = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id=ACCESS_KEY,
+                      aws_secret_access_key=SECRET_KEY, region_name="us-east-1")  # fmt: skip
+    try:
+        if shared:  # another computer backs up here too
+            s3.put_object(Bucket=BUCKET, Body=b'{"id": "' + b"7" * 32 + b'", "name": "den"}',
+                          Key=f"{prefix}.photod/installations/den.777777777777/installation.json")  # fmt: skip
+        key = "2024/2024-01-02/BIG.MOV"
+        up = s3.create_multipart_upload(Bucket=BUCKET, Key=prefix + key)["UploadId"]
+        s3.upload_part(Bucket=BUCKET, Key=prefix + key, UploadId=up, PartNumber=1,
+                       Body=b"\0" * (5 << 20))  # fmt: skip
+        db = sqlite3.connect(setup.home / "state" / "catalog.sqlite")
+        with db:  # the older photod's record of its upload, as it wrote it
+            db.execute("INSERT INTO temp_files VALUES (?,?)",
+                       ("cloud", f"s3-upload:.photod/tmp/{'ab' * 12}:{key}"))  # fmt: skip
+        db.close()
+        assert 0 == p.cli("run", "--once").returncode
+        left = s3.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix).get("Uploads", [])
+        assert ([up] if shared else []) == [u["UploadId"] for u in left]
+        if shared:
+            s3.abort_multipart_upload(Bucket=BUCKET, Key=prefix + key, UploadId=up)
+    finally:
+        s3.close()
