@@ -198,6 +198,10 @@ class S3Target(ObjectTarget):
             names = set(self._list(prefix, delimiter=True))
             cached = (now, names)
             with self._lock:
+                # Listings past their minute answer nothing: dropped as a new one comes,
+                # or a daemon up for a year would hold every folder it ever asked of.
+                for old in [f for f, (t, _) in self._listings.items() if now - t > LISTING_TTL]:
+                    del self._listings[old]
                 self._listings[folder] = cached
         if key not in cached[1]:
             return False

@@ -513,6 +513,23 @@ def test_s3_a_name_another_computer_took_this_minute_is_not_written_over(
     assert sorted(stored) == ["probe-ba9876543210-0123456789abcdef", "x.jpg", "x~mine.jpg"]
 
 
+def test_s3_folder_listings_past_their_minute_are_not_kept(
+    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon up for a year asks whether a name is taken in one folder after another
+    (a folder a day): a listing answers for a minute, and one past it is dropped as the
+    next is made, so memory holds the folders of the last minute, not of the year."""
+    import photod.targets.s3 as s3
+
+    if not s3_server.running():
+        s3_server.start()
+    t = s3_target(s3_server, f"days-{tmp_path.name}", s3_server.credentials(tmp_path / "c"))
+    monkeypatch.setattr(s3, "LISTING_TTL", 0.0)  # every listing is past its minute at once
+    for day in range(1, 101):
+        assert not t.exists(f"2026/2026-{1 + day // 29:02d}-{1 + day % 29:02d}/IMG_0001.JPG")
+    assert len(t._listings) == 1  # the last folder's (100 before)
+
+
 @pytest.mark.parametrize("honours", [True, False], ids=["honours", "ignores"])
 def test_s3_two_computers_probing_at_once_each_learn_what_the_server_does(
     s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, honours: bool
