@@ -46,6 +46,7 @@ SPARSE_MIN = 64 * 1024 * 1024  # files this long or longer are checked for holes
 # Seconds a file that ends early may be its writer's (as open_wait), and that a movie or
 # sidecar that came before its still waits for it.
 CUT_SHORT_WAIT = 60.0
+REFUSED_KEPT = 1024  # files refused, remembered before those since gone are forgotten
 LINK = "a symbolic link: photod reads no file through a link, which could point anywhere"
 NOT_A_FILE = "not a regular file (a FIFO, socket or device node); it is never read"
 
@@ -232,6 +233,7 @@ class Ingestor:
         self._refused: dict[tuple[str, str], tuple[int, int, int]] = {}
         self._owners = _Owners()
         self._refused_lock = threading.Lock()
+        self._refused_cap = REFUSED_KEPT  # remembered refusals before the gone are forgotten
         self.companion_wait = CUT_SHORT_WAIT  # seconds a lone companion waits (``_alone``)
 
     def relpath(self, source: str, path: Path) -> str:
@@ -240,24 +242,39 @@ class Ingestor:
     def _refuse(self, source: str, rel: str, st: os.stat_result, reason: str) -> IngestResult:
         """Say once why a file is not taken: every rescan finds it again, and only a
         change to it (size, mtime, type) is news."""
-        seen = (st.st_mode, st.st_size, st.st_mtime_ns)
-        with self._refused_lock:
-            if self._refused.get((source, rel)) == seen:
-                return IngestResult.SKIPPED
-            self._refused[(source, rel)] = seen
-        log.info("file_skipped", source=source, path=rel, reason=reason)
+        if self._news(source, rel, st):
+            log.info("file_skipped", source=source, path=rel, reason=reason)
         return IngestResult.SKIPPED
 
     def _unreadable(self, source: str, rel: str, st: os.stat_result, exc: OSError) -> IngestResult:
         """A file photod cannot read (no permission, a failing disk): said once while it
         stays the same (a warning, notified: it is not backed up), tried at every scan."""
+        if self._news(source, rel, st):
+            log.warning("file_unreadable", source=source, path=rel, error=exc.strerror or str(exc))
+        return IngestResult.SKIPPED
+
+    def _news(self, source: str, rel: str, st: os.stat_result) -> bool:
+        """Whether a file refused is to be said (not said as it is now); remembered.
+        What is remembered of files since gone or changed is forgotten whenever the
+        memory doubles: files that come and go (a sync client's, an export's) would
+        otherwise be kept for as long as the daemon runs."""
         seen = (st.st_mode, st.st_size, st.st_mtime_ns)
         with self._refused_lock:
             if self._refused.get((source, rel)) == seen:
-                return IngestResult.SKIPPED
+                return False
             self._refused[(source, rel)] = seen
-        log.warning("file_unreadable", source=source, path=rel, error=exc.strerror or str(exc))
-        return IngestResult.SKIPPED
+            if len(self._refused) > self._refused_cap:
+                for (src, name), was in list(self._refused.items()):
+                    try:
+                        now = os.lstat(self.roots[src] / name)
+                    except (FileNotFoundError, NotADirectoryError):
+                        now = None
+                    except OSError:  # (cannot tell: kept)
+                        continue
+                    if now is None or (now.st_mode, now.st_size, now.st_mtime_ns) != was:
+                        del self._refused[(src, name)]
+                self._refused_cap = max(REFUSED_KEPT, 2 * len(self._refused))
+        return True
 
     def ingest(
         self,

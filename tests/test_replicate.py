@@ -18,7 +18,7 @@ from photod.catalog import Catalog, month
 from photod.clock import ManualClock
 from photod.errors import TargetUnavailable
 from photod.fleet import REMOTE_PROBE, Fleet, TargetState
-from photod.ingest import Ingestor
+from photod.ingest import REFUSED_KEPT, Ingestor
 from photod.models import Media, PolicyRule, TargetInfo
 from photod.replicate import Replicator
 from photod.targets.memory import MemoryTarget
@@ -573,3 +573,32 @@ def test_a_download_cut_short_is_not_a_rotten_copy(tmp_path: Path, samples: Path
     assert {"remote"} == {r.target for r in rig.catalog.replicas(sha)}
     assert 1 == rig.rep.replicate_pending("local")
     rig.close()
+
+
+def test_files_refused_and_since_gone_are_not_remembered_for_ever(tmp_path: Path) -> None:
+    """What is no photo (an export's .json, a sync client's leftovers) comes and goes in
+    a watch folder, each name once: each is said once, and a year of them is not kept
+    in memory.  One still there is remembered: found again unchanged, it is not said
+    again; changed, it is."""
+    rig = Rig(tmp_path, "a")
+    try:
+        kept = rig.inbox / "notes.txt"
+        kept.write_text("not a photo")
+        with capture_logs() as said:
+            assert "ignored" == rig.ingest(kept)
+            for i in range(3 * REFUSED_KEPT):
+                junk = rig.inbox / f"export-{i:05d}.json"
+                junk.write_text(f'{{"n": {i}}}')
+                assert "ignored" == rig.ingest(junk)
+                junk.unlink()
+            assert "ignored" == rig.ingest(kept)
+        skipped = [e["path"] for e in said if e["event"] == "file_skipped"]
+        assert len(skipped) == 1 + 3 * REFUSED_KEPT
+        assert skipped.count("notes.txt") == 1
+        assert len(rig.ingestor._refused) <= REFUSED_KEPT + 1  # (3,073 before)
+        kept.write_text("not a photo, longer")
+        with capture_logs() as said:
+            assert "ignored" == rig.ingest(kept)
+        assert ["notes.txt"] == [e["path"] for e in said if e["event"] == "file_skipped"]
+    finally:
+        rig.close()
