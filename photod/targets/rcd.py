@@ -46,6 +46,10 @@ class UnixHTTP(http.client.HTTPConnection):
 
 
 RCD_PREFIX = "photod-rclone-"
+# rcd's log (its stderr) says an error a line: a remote away for months, asked once a
+# minute, would fill the temporary folder (often memory) for as long as photod runs.
+# Past LOG_MAX bytes its last LOG_KEPT are kept (what `why` quotes is its last words).
+LOG_MAX, LOG_KEPT = 1024 * 1024, 64 * 1024
 OWNER = "owner.json"  # in each rcd's folder: which photod process started which rcd
 # The date and time rclone begins each line of its log with ("2026/12/05 11:21:28 ").
 STAMP = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)? ", re.MULTILINE)
@@ -141,7 +145,8 @@ class Rcd:
                 "--ask-password=false"]  # fmt: skip
         if self.config_file is not None:
             args += ["--config", str(self.config_file)]
-        self.log = open(os.path.join(self.folder, "rcd.log"), "wb")  # noqa: SIM115
+        # (appended to: rcd's writes go to its end, wherever a trim left it)
+        self.log = open(os.path.join(self.folder, "rcd.log"), "ab+")  # noqa: SIM115
         # (never the terminal: an encrypted rclone.conf would ask for its password there,
         # behind the log, and the daemon would wait for it)
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -181,7 +186,18 @@ class Rcd:
             if self.proc is None or self.proc.poll() is not None:
                 self.stop()
                 self._start()
+            self._trim_log()
         return UnixHTTP(self.socket_path, self.timeout * 4)
+
+    def _trim_log(self) -> None:
+        """rcd's log cut to its last ``LOG_KEPT`` bytes once past ``LOG_MAX``."""
+        with contextlib.suppress(OSError, ValueError):
+            fd = self.log.fileno()
+            if os.fstat(fd).st_size <= LOG_MAX:
+                return
+            tail = os.pread(fd, LOG_KEPT, os.fstat(fd).st_size - LOG_KEPT)
+            os.ftruncate(fd, 0)
+            os.write(fd, tail[tail.find(b"\n") + 1 :])  # (from a whole line)
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -530,6 +530,29 @@ def test_s3_folder_listings_past_their_minute_are_not_kept(
     assert len(t._listings) == 1  # the last folder's (100 before)
 
 
+def test_rclone_rcds_log_is_kept_to_its_last_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rcd says each failed request in its log, in the temporary folder: a remote away
+    for months, asked once a minute, would grow it for as long as photod runs.  Past
+    LOG_MAX its tail is kept, and what rcd said last is still there to quote."""
+    import photod.targets.rcd as rcd
+
+    monkeypatch.setattr(rcd, "LOG_MAX", 4096, raising=False)
+    monkeypatch.setattr(rcd, "LOG_KEPT", 1024, raising=False)
+    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "dir:", {"type": "local"})
+    t = RcloneTarget("r", f"dir:{tmp_path / 'away'}", conf)
+    try:
+        for i in range(100):  # two lines each: "error listing: directory not found"
+            assert {} == t.call("operations/list", missing_ok=True, fs="dir:", remote=f"no{i}")
+        assert t.rcd.folder is not None
+        log = Path(t.rcd.folder) / "rcd.log"
+        assert log.stat().st_size <= 4096 + 1024  # (15 KB before)
+        assert "no99" in log.read_text()
+    finally:
+        t.close()
+
+
 @pytest.mark.parametrize("honours", [True, False], ids=["honours", "ignores"])
 def test_s3_two_computers_probing_at_once_each_learn_what_the_server_does(
     s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, honours: bool
