@@ -131,9 +131,11 @@ class FolderIntake:
                 self._said_gone(name, "the folder is gone (deleted, renamed, or on a drive "
                                 "that was unplugged)")  # fmt: skip
             return
+        if name in self._gone:  # (its watch may have lived on: a rename away and back)
+            self._gone.discard(name)  # the next time it goes is said again
+            log.info("source_available", source=name, path=str(watcher.root))
         if watcher.observer is not None and not watcher.lost():
             return
-        self._gone.discard(name)
         if watcher.observer is not None:
             watcher.stop()
             log.info("source_rewatched", source=name, path=str(watcher.root))

@@ -839,6 +839,21 @@ def test_a_watch_folder_that_goes_and_comes_back_is_watched_again(
     assert 1 >= len(p.events("source_unavailable"))
 
 
+def test_a_watch_folder_renamed_away_and_back_is_said_gone_each_time(setup: Setup) -> None:
+    """A watch folder renamed away and back (its watch lives on: the folder is the same)
+    is said back, so that it going again is said again: after the first time, every
+    later disappearance went unsaid for as long as the daemon ran."""
+    p = setup.photod([{"name": "library", "path": str(setup.home / "library")}]).start()
+    away = setup.home / "inbox-away"
+    setup.inbox.rename(away)
+    p.wait_event("source_unavailable", timeout=15, source="inbox")
+    away.rename(setup.inbox)
+    p.wait_event("source_available", timeout=15, source="inbox")
+    setup.inbox.rename(away)
+    p.wait_event("source_unavailable", count=2, timeout=15, source="inbox")
+    assert 0 == p.stop()
+
+
 def test_the_daemon_runs_politely_by_default(setup: Setup) -> None:
     """Without systemd setting it, the daemon lowers its own priority first thing: nice
     10 and the idle I/O class, inherited by every thread (a copy never competes with
