@@ -248,6 +248,9 @@ class DeviceManager:
         ending = self._ending.pop(udid, None)
         if ending is not None:  # a quick unplug and replug: let the last session finish
             await asyncio.gather(ending, return_exceptions=True)
+            # Let go of it: this frame lives on in this session's cancel's traceback, and
+            # each session would hold the one before it, every plug-in since the start.
+            del ending
         await session.run()
 
 

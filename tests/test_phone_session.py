@@ -1012,3 +1012,24 @@ def test_a_live_photo_is_not_called_safe_while_its_movie_is_not_protected(
         assert "Everything taken before 2026-09-15 10:00:00 is safe to delete" in text
     finally:
         rig.close()
+
+
+def test_a_phone_plugged_in_again_and_again_leaves_no_session_behind(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """A phone plugged in every day for a year: each plug-in's session (its progress,
+    its task) is let go once it ended, not held by the next one's."""
+    import gc
+
+    from photod.phonesession import PhoneSession
+
+    rig = make_rig()
+    phone = MemPhone(UDID, photos(tmp_path, 2))
+    for n in range(1, 31):
+        rig.mux.plug(phone)
+        wait_until(lambda n=n: len(named(events, "device_import_finished")) >= n, "the import")
+        rig.mux.unplug(phone)
+        wait_until(lambda n=n: len(named(events, "device_detached")) >= n, "the unplug")
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, PhoneSession)]
+    assert len(alive) <= 2, f"{len(alive)} sessions of 30 plug-ins still held"  # (30 before)
