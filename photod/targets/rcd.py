@@ -191,6 +191,8 @@ class Rcd:
 
     def _trim_log(self) -> None:
         """rcd's log cut to its last ``LOG_KEPT`` bytes once past ``LOG_MAX``."""
+        if self.log is None:
+            return
         with contextlib.suppress(OSError, ValueError):
             fd = self.log.fileno()
             if os.fstat(fd).st_size <= LOG_MAX:
