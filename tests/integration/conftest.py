@@ -173,3 +173,20 @@ def live_photo_edited_later(inbox: Path, taken: str, movie_at: datetime) -> None
                    "Identifier</key><string>com.apple.photo</string></dict></plist>\n")  # fmt: skip
     edited = datetime(2024, 6, 10, 9, 0, tzinfo=UTC).timestamp()
     os.utime(aae, (edited, edited))
+
+
+def rebuilt_and_restored(
+    setup: Setup, p: Photod, made: dict[str, str]
+) -> tuple[Path, dict[str, str], str]:
+    """The state dir gone, the catalog rebuilt from the target "vault" alone and all
+    restored from it into `restored/`: every photo of ``made`` (name -> SHA-256) came
+    back.  The folder, what it holds (relpath -> SHA-256), and what the rebuild said."""
+    shutil.rmtree(setup.home / "state")
+    r = p.cli("catalog", "rebuild", "--from", "vault")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    dest = setup.home / "restored"
+    restored = p.cli("restore", str(dest), "--target", "vault")
+    assert 0 == restored.returncode, restored.stdout + restored.stderr
+    back = target_files(dest)
+    assert sorted(made.values()) == sorted(back.values())
+    return dest, back, r.stdout

@@ -20,7 +20,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SAMPLES, Photod, damage_catalog, sha256, target_files, wait_for
-from tests.integration.conftest import Setup, assert_target_holds, fill, listed
+from tests.integration.conftest import (
+    Setup,
+    assert_target_holds,
+    fill,
+    listed,
+    rebuilt_and_restored,
+)
 from tests.servers import Webhook, need
 
 pytestmark = pytest.mark.integration
@@ -622,14 +628,7 @@ def test_an_encrypted_object_without_its_index_entry_keeps_its_name_and_date(
     for lost in [*vault.glob(".photod/installations/*/index/*"),
                  *vault.glob(".photod/installations/*/snapshots/*")]:  # fmt: skip
         lost.unlink()
-    shutil.rmtree(setup.home / "state")
-    r = p.cli("catalog", "rebuild", "--from", "vault")
-    assert 0 == r.returncode, r.stdout + r.stderr
-    dest = setup.home / "restored"
-    r = p.cli("restore", str(dest), "--target", "vault")
-    assert 0 == r.returncode, r.stdout + r.stderr
-    back = target_files(dest)
-    assert sorted(made.values()) == sorted(back.values())
+    _, back, _ = rebuilt_and_restored(setup, p, made)
     assert sorted(target_files(setup.home / "lib")) == sorted(back)  # the original names
     out = stock_restore((vault / ".photod" / "RECOVERY.md").read_text(), setup.home / "stock", key)
     assert 6 == out.stdout.count(": OK"), out.stdout + out.stderr

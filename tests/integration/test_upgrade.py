@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import sha256, target_files
-from tests.integration.conftest import Setup
+from tests.integration.conftest import Setup, rebuilt_and_restored
 from tests.integration.test_truth import make_photos, stock_restore, three_targets
 from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
 
@@ -36,15 +36,8 @@ def test_an_encrypted_target_of_a_photod_before_installations_is_rebuilt_from(
     made = make_photos(setup.inbox, 4)
     assert 0 == p.cli("run", "--once").returncode
     _as_before_installations(vault, key, snapshot=False)
-    shutil.rmtree(setup.home / "state")
-    r = p.cli("catalog", "rebuild", "--from", "vault")
-    assert 0 == r.returncode, r.stdout + r.stderr
-    assert "4 assets" in r.stdout, r.stdout
-    dest = setup.home / "restored"
-    r = p.cli("restore", str(dest), "--target", "vault")
-    assert 0 == r.returncode, r.stdout + r.stderr
-    back = target_files(dest)
-    assert sorted(made.values()) == sorted(back.values())
+    dest, back, said = rebuilt_and_restored(setup, p, made)
+    assert "4 assets" in said, said
     assert sorted(target_files(setup.home / "lib")) == sorted(back)  # the original names
     assert all(sha256(dest / k) == v for k, v in back.items())
 
@@ -82,24 +75,23 @@ def test_a_target_of_a_photod_before_installations_gives_its_snapshot_s_file_tim
     its restore).  (The snapshot here is of today's schema; older ones are migrated as
     any catalog is, `tests/test_catalog.py`.)"""
     p, _, vault, key = three_targets(setup)
-    made = make_photos(setup.inbox, 3)
-    times = {}
-    for i, path in enumerate(sorted(setup.inbox.iterdir())):
-        os.utime(path, (1_300_000_000 + i, 1_300_000_000 + i))
-        times[made[path.name]] = 1_300_000_000 + i
+    made, times = _dated_photos(setup, 1_300_000_000)
     assert 0 == p.cli("run", "--once").returncode
     _as_before_installations(vault, key)
-    shutil.rmtree(setup.home / "state")
-    r = p.cli("catalog", "rebuild", "--from", "vault")
-    assert 0 == r.returncode, r.stdout + r.stderr
-    assert "its catalog snapshot" in r.stdout, r.stdout
-    dest = setup.home / "restored"
-    r = p.cli("restore", str(dest), "--target", "vault")
-    assert 0 == r.returncode, r.stdout + r.stderr
-    back = target_files(dest)
-    assert sorted(made.values()) == sorted(back.values())
+    dest, back, said = rebuilt_and_restored(setup, p, made)
+    assert "its catalog snapshot" in said, said
     for rel, digest in back.items():
         assert times[digest] == int((dest / rel).stat().st_mtime), rel
+
+
+def _dated_photos(setup: Setup, first: int) -> tuple[dict[str, str], dict[str, int]]:
+    """Three photos in the watch folder, their file times a second apart from
+    ``first``: (name -> SHA-256, SHA-256 -> file time)."""
+    made, times = make_photos(setup.inbox, 3), {}
+    for i, path in enumerate(sorted(setup.inbox.iterdir())):
+        os.utime(path, (first + i, first + i))
+        times[made[path.name]] = first + i
+    return made, times
 
 
 def _age_recipient(key: Path) -> str:
@@ -165,11 +157,7 @@ def test_an_encrypted_target_s_list_completed_keeps_each_photo_s_file_time(setup
     date of a photo without EXIF.  They had none: the recovery without photod gave
     every such photo the moment of its restore."""
     p, _, vault, key = three_targets(setup)
-    made = make_photos(setup.inbox, 3)
-    times = {}
-    for i, path in enumerate(sorted(setup.inbox.iterdir())):
-        os.utime(path, (1_400_000_000 + i, 1_400_000_000 + i))
-        times[made[path.name]] = 1_400_000_000 + i
+    _, times = _dated_photos(setup, 1_400_000_000)
     assert 0 == p.cli("run", "--once").returncode
     for lost in [
         *vault.glob(".photod/installations/*/index/*"),
