@@ -59,6 +59,7 @@ class Copier:
         # What the catalog holds for each open writer's temporary (``renote``).
         self._noted: weakref.WeakKeyDictionary[Writer, str] = weakref.WeakKeyDictionary()
         self._noted_lock = threading.Lock()
+        fleet.writing = self.writing
 
     # -- claims ----------------------------------------------------------------------
 
@@ -83,8 +84,8 @@ class Copier:
 
     def register(self, writers: dict[str, Writer]) -> None:
         """Note the temporaries before any byte is written, so a crash can clean them."""
-        self.catalog.add_temps([(n, w.temp_key) for n, w in writers.items()])
-        with self._noted_lock:
+        with self._noted_lock:  # (with the catalog's record: ``writing``)
+            self.catalog.add_temps([(n, w.temp_key) for n, w in writers.items()])
             for w in writers.values():
                 self._noted[w] = w.temp_key
         for name, w in writers.items():  # an upload says when the server named it, even
@@ -102,8 +103,14 @@ class Copier:
         with self._noted_lock:
             was = self._noted.get(writer, now)
             self._noted[writer] = now
-        if was != now:
-            self.catalog.move_temp(name, was, now)
+            if was != now:
+                self.catalog.move_temp(name, was, now)
+
+    def writing(self) -> set[str]:
+        """The temporaries of the copies in flight, as the catalog records them: a
+        target's tidy when it is back leaves them (``Fleet._tidy``)."""
+        with self._noted_lock:
+            return set(self._noted.values())
 
     def pump(
         self,
@@ -156,10 +163,12 @@ class Copier:
         abort could not reach either), and the target's tidy when it is back
         (``Fleet._tidy``) removes it then, instead of it staying there for ever."""
         self.renote(name, writer)  # (the record kept must name what is left)
-        if writer.abort():
+        ended = writer.abort()
+        with self._noted_lock:  # no longer in flight: what is left is the tidy's
+            self._noted.pop(writer, None)
+        if ended:
             self.catalog.drop_temp(name, writer.temp_key)
-            return True
-        return False
+        return ended
 
     def fail(self, sha: str, name: str, exc: Exception) -> None:
         state = self.targets[name]

@@ -286,6 +286,7 @@ class Fleet:
         # Told when a target knows more than the catalog (a newer snapshot of this
         # installation): the daemon stops and settles the catalog again.
         self.distrust: Callable[[str], None] = distrust or (lambda why: None)
+        self.writing: Callable[[], set[str]] = set  # temporaries in flight (``Copier``)
         # Set once the catalog is proved sound: until then no target is made available,
         # so nothing is written anywhere (a large catalog is checked in the background).
         self.trusted = threading.Event()
@@ -386,8 +387,10 @@ class Fleet:
         the target's records in step, both ways (``ledgers.py``): nothing the target
         lists is forgotten, and nothing is ever taken off its list to agree with the
         catalog."""
-        records = state.records
+        records, live = state.records, self.writing()  # (copies in flight: left alone)
         temps = self.catalog.temps(name)  # (alone: no other computer could upload here)
+        live |= self.writing()  # (each before and after: one noted between is in one)
+        temps = [t for t in temps if t not in live]
         alone = bool(temps) and records is not None and not records.others()
         for temp in temps:
             state.target.delete_temp(temp, alone)

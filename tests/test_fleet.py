@@ -4,6 +4,7 @@ and that a remote away is said once while it stays away for the same reason."""
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -198,3 +199,33 @@ def test_a_check_that_fails_unexpectedly_each_time_is_said_once_with_its_trace(
     assert all(e["exc_info"] for e in failed)
     assert 2 == len([e for e in events if e["event"] == "target_unavailable"])
     assert "unexpected error: failpoint 'target_checking' hit" == state.reason
+
+
+def test_a_target_back_after_a_failed_write_leaves_the_copies_in_flight_alone(
+    tmp_path: Path,
+) -> None:
+    """One copy fails and the target is away; another, on another worker, goes on
+    writing.  The target answers again at the next probe: its tidy, which removes
+    what a crash left, removed that copy's temporary too (an S3 upload in flight was
+    aborted: on a slow server a large video could never finish).  A copy in flight
+    is left alone, and commits."""
+    state = TargetState(
+        LocalTarget("lib", tmp_path / "lib", True), TargetInfo("lib", Media.INTERNAL, False)
+    )
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    fleet = Fleet(catalog, {"lib": state}, threading.Event(), clock=ManualClock())
+    rep = Replicator(catalog, fleet, PolicyRule(1, 1, 0), threading.Event(), {},
+                     retry_base=30.0, retry_max=3600.0)  # fmt: skip
+    try:
+        assert fleet.refresh("lib")
+        writer = state.target.open_writer("2024/a.jpg")
+        rep.copier.register({"lib": writer})
+        writer.write(b"photo")
+        fleet.fail("lib", TargetUnavailable("lib", "another copy's write failed"))
+        assert fleet.refresh("lib")  # back: tidied
+        assert [writer.temp_key] == catalog.temps("lib")
+        writer.commit("2024/a.jpg", hashlib.sha256(b"photo").hexdigest())
+        assert b"photo" == (tmp_path / "lib" / "2024" / "a.jpg").read_bytes()
+    finally:
+        rep.close()
+        catalog.close()
