@@ -131,15 +131,14 @@ class FolderIntake:
                 self._said_gone(name, "the folder is gone (deleted, renamed, or on a drive "
                                 "that was unplugged)")  # fmt: skip
             return
-        if name in self._gone:  # (its watch may have lived on: a rename away and back)
-            self._gone.discard(name)  # the next time it goes is said again
-            log.info("source_available", source=name, path=str(watcher.root))
         if watcher.observer is not None and not watcher.lost():
+            _back(self._gone, name, watcher)  # (its watch may have lived on: away and back)
             return
         if watcher.observer is not None:
             watcher.stop()
             log.info("source_rewatched", source=name, path=str(watcher.root))
-        if watcher.start():
+        if watcher.start():  # (an OSError here leaves it said gone: once, not each time)
+            _back(self._gone, name, watcher)
             self.wake("reconcile")
 
     def _said_gone(self, name: str, reason: str) -> None:
@@ -377,3 +376,10 @@ def _free(folder: Path) -> int:
         return shutil.disk_usage(folder).free
     except OSError:
         return 0
+
+
+def _back(gone: set[str], name: str, watcher: FolderWatcher) -> None:
+    """A folder said gone is watched again: said, so the next time it goes is."""
+    if name in gone:
+        gone.discard(name)
+        log.info("source_available", source=name, path=str(watcher.root))
