@@ -263,16 +263,14 @@ class Ingestor:
             if self._refused.get((source, rel)) == seen:
                 return False
             self._refused[(source, rel)] = seen
-            if len(self._refused) > self._refused_cap:
-                for (src, name), was in list(self._refused.items()):
-                    try:
-                        now = os.lstat(self.roots[src] / name)
-                    except (FileNotFoundError, NotADirectoryError):
-                        now = None
-                    except OSError:  # (cannot tell: kept)
-                        continue
-                    if now is None or (now.st_mode, now.st_size, now.st_mtime_ns) != was:
-                        del self._refused[(src, name)]
+            if sweep := len(self._refused) > self._refused_cap:  # (one sweep at a time)
+                self._refused_cap, kept = 2 * len(self._refused), list(self._refused.items())
+        if sweep:  # each asked outside the lock: a mount that hangs holds up no other
+            gone = [(k, was) for k, was in kept if _changed(self.roots[k[0]] / k[1], was)]
+            with self._refused_lock:
+                for k, was in gone:
+                    if self._refused.get(k) == was:  # (refused again meanwhile: kept)
+                        del self._refused[k]
                 self._refused_cap = max(REFUSED_KEPT, 2 * len(self._refused))
         return True
 
@@ -491,3 +489,12 @@ class Ingestor:
             return None
         lead = lead_of(path.name, still_index(same))
         return path.with_name(lead) if lead else None
+
+
+def _changed(path: Path, was: tuple[int, int, int]) -> bool:
+    """A refused file gone or changed since (not one that cannot be told of)."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return isinstance(exc, (FileNotFoundError, NotADirectoryError))
+    return (st.st_mode, st.st_size, st.st_mtime_ns) != was

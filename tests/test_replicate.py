@@ -4,16 +4,18 @@ local targets: what lands where, what is pending, what is never written twice.""
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pytest
 from structlog.testing import capture_logs
 
 from photod import config
+from photod import ingest as ingest_module
 from photod.catalog import Catalog, month
 from photod.clock import ManualClock
 from photod.errors import TargetUnavailable
@@ -601,4 +603,45 @@ def test_files_refused_and_since_gone_are_not_remembered_for_ever(tmp_path: Path
             assert "ignored" == rig.ingest(kept)
         assert ["notes.txt"] == [e["path"] for e in said if e["event"] == "file_skipped"]
     finally:
+        rig.close()
+
+
+def test_forgetting_refused_files_on_a_mount_that_hangs_holds_up_no_other_ingest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What is remembered of refused files is checked (each file asked again) as it
+    doubles: under the lock every refusal takes, so one file on a network mount that
+    no longer answers (a hard NFS mount: its stat hangs) held up every refusal of every
+    source, the ingest threads the phones share among them.  It is asked outside it."""
+    rig = Rig(tmp_path, "a")
+    rig.ingestor._refused_cap = 2
+    asked, hang = threading.Event(), threading.Event()
+    real = os.lstat
+
+    def lstat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if str(path).endswith("on-nas.txt") and not hang.is_set():
+            asked.set()
+            hang.wait(10)  # (the mount does not answer)
+        return real(path, *args, **kwargs)
+
+    try:
+        files = [rig.inbox / f"{n}.txt" for n in ("on-nas", "b", "c", "d")]
+        for f in files:
+            f.write_text("not a photo")
+        for f in files[:2]:
+            assert "ignored" == rig.ingest(f)
+        monkeypatch.setattr(ingest_module.os, "lstat", lstat)
+        sweeping = threading.Thread(target=rig.ingest, args=(files[2],))
+        sweeping.start()
+        assert asked.wait(5)
+        other = threading.Thread(target=rig.ingest, args=(files[3],))
+        other.start()
+        other.join(3)
+        held = other.is_alive()
+        hang.set()
+        sweeping.join(10)
+        other.join(10)
+        assert not held
+    finally:
+        hang.set()
         rig.close()
