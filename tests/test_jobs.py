@@ -3,8 +3,11 @@ not running."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -254,6 +257,40 @@ def test_a_job_asked_for_as_the_daemon_stops_is_refused_not_silently_dropped() -
     assert not ran.wait(0.5)
 
 
+@contextlib.contextmanager
+def stopped_as_it_calls(
+    scheduler: Any, call: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[threading.Thread, list[BaseException | None]]]:
+    """``scheduler`` started; the moment its own thread calls ``call``, a stop (or a
+    reload) begins: it marks the scheduler stopped, then waits for its lock.  Yields
+    the stopping thread and the errors any thread died of; on leaving, the stop has
+    been waited for (10 s at most)."""
+    from apscheduler.schedulers.base import STATE_STOPPED
+
+    died: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
+    stopping = threading.Thread(target=scheduler.shutdown)
+
+    def tracer(frame: Any, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code.co_name == call and not stopping.is_alive():
+            threading.settrace(None)
+            sys.settrace(None)
+            stopping.start()
+            while scheduler.state != STATE_STOPPED:
+                time.sleep(0.001)
+
+    threading.settrace(tracer)  # (the scheduler's thread starts below)
+    try:
+        scheduler.start()
+    finally:
+        threading.settrace(None)  # type: ignore[arg-type]
+    yield stopping, died
+    deadline = time.monotonic() + 10
+    while stopping.ident is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # (the scheduler's thread begins the stop)
+    stopping.join(10)
+
+
 def test_a_one_off_job_that_starts_as_the_daemon_stops_leaves_no_trace(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -262,36 +299,11 @@ def test_a_one_off_job_that_starts_as_the_daemon_stops_leaves_no_trace(
     for it where a stopped scheduler keeps jobs. Its thread died of that, a
     JobLookupError trace on stderr (the journal). Now the stop is quiet, and the job
     that started still runs to its end."""
-    import threading
-
-    from apscheduler.schedulers.base import STATE_STOPPED
-
-    died: list[BaseException | None] = []
-    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
-    scheduler = jobs.scheduler()
-    stopping = threading.Thread(target=scheduler.shutdown)
-
-    def tracer(frame: Any, event: str, arg: object) -> None:
-        # In the scheduler's thread, as it drops the job it has just handed over: the
-        # stop begins (it marks the scheduler stopped, then waits for its lock).
-        if event == "call" and frame.f_code.co_name == "remove_job" and not stopping.is_alive():
-            threading.settrace(None)
-            sys.settrace(None)
-            stopping.start()
-            while scheduler.state != STATE_STOPPED:
-                time.sleep(0.001)
-
     ran = threading.Event()
-    threading.settrace(tracer)  # (the scheduler's thread starts below)
-    try:
-        scheduler.start()
-    finally:
-        threading.settrace(None)  # type: ignore[arg-type]
-    jobs.run_now(scheduler, "verify-now", lambda: (time.sleep(0.2), ran.set()))
-    deadline = time.monotonic() + 10
-    while stopping.ident is None and time.monotonic() < deadline:
-        time.sleep(0.01)  # (the scheduler's thread begins the stop)
-    stopping.join(10)
+    scheduler = jobs.scheduler()
+    # (as the scheduler's thread drops the job it has just handed over)
+    with stopped_as_it_calls(scheduler, "remove_job", monkeypatch) as (stopping, died):
+        jobs.run_now(scheduler, "verify-now", lambda: (time.sleep(0.2), ran.set()))
     assert not stopping.is_alive() and ran.is_set()
     assert [] == died
 
@@ -324,35 +336,12 @@ def test_a_clock_set_back_as_the_daemon_stops_leaves_no_trace(
     reload) marks it stopped: the job is no longer where a stopped scheduler looks, and
     the scheduler's thread died of JobLookupError (a trace in the journal at a stop).
     Now the stop is quiet."""
-    import threading
-
-    from apscheduler.schedulers.base import STATE_STOPPED
-
-    died: list[BaseException | None] = []
-    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
     scheduler = jobs.scheduler()
-    stopping = threading.Thread(target=scheduler.shutdown)
-
-    def tracer(frame: Any, event: str, arg: object) -> None:
-        # In the scheduler's thread, as it moves the job back: the stop begins.
-        if event == "call" and frame.f_code.co_name == "modify_job" and not stopping.is_alive():
-            threading.settrace(None)
-            sys.settrace(None)
-            stopping.start()
-            while scheduler.state != STATE_STOPPED:
-                time.sleep(0.001)
-
     scheduler.add_job(print, "interval", hours=1, id="reconcile")
-    scheduler.offset = 3600.0 + clock.SYSTEM.time() - clock.SYSTEM.boottime()
-    threading.settrace(tracer)  # (the scheduler's thread starts below: a clock set back 1 h)
-    try:
-        scheduler.start()
-    finally:
-        threading.settrace(None)  # type: ignore[arg-type]
-    deadline = time.monotonic() + 10
-    while stopping.ident is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    stopping.join(10)
+    scheduler.offset = 3600.0 + clock.SYSTEM.time() - clock.SYSTEM.boottime()  # set back 1 h
+    # (as the scheduler's thread moves the job back)
+    with stopped_as_it_calls(scheduler, "modify_job", monkeypatch) as (stopping, died):
+        pass
     assert stopping.ident is not None, "the scheduler never moved the job back"
     assert not stopping.is_alive()
     assert [] == died

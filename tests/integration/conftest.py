@@ -190,3 +190,12 @@ def rebuilt_and_restored(
     back = target_files(dest)
     assert sorted(made.values()) == sorted(back.values())
     return dest, back, r.stdout
+
+
+def samples_backed_up(setup: Setup, p: Photod, samples: Path) -> list[str]:
+    """Every sample photo put in the watch folder and backed up by one `run --once`:
+    their SHA-256s, sorted."""
+    for f in samples.iterdir():
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    return sorted(sha256(f) for f in samples.iterdir())

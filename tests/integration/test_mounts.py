@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Photod, sha256, target_files, wait_for
-from tests.integration.conftest import Setup, assert_target_holds, fill
+from tests.integration.conftest import Setup, assert_target_holds, fill, samples_backed_up
 
 pytestmark = pytest.mark.integration
 
@@ -791,10 +791,7 @@ def test_a_drive_unplugged_mid_restore_says_so_once_and_a_second_run_completes(
                      extra=f'\n[encryption]\nidentity = "{key}"\n' if encrypt else "")  # fmt: skip
     if encrypt:
         assert 0 == p.cli("keygen", "--output", str(key)).returncode
-    for f in samples.iterdir():
-        shutil.copy2(f, setup.inbox / f.name)
-    assert 0 == p.cli("run", "--once").returncode
-    originals = sorted(sha256(f) for f in samples.iterdir())
+    originals = samples_backed_up(setup, p, samples)
     dest = setup.home / "back"
     proc = subprocess.Popen([*p.cli_command(), "restore", str(dest)],
                             env={**p.env, "PHOTOD_FAILPOINTS": "restore_chunk=1:sleep:4"},

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Photod, S3Server, sha256, target_files
-from tests.integration.conftest import Setup, backed_up_twice, listed
+from tests.integration.conftest import Setup, backed_up_twice, listed, samples_backed_up
 from tests.servers import BUCKET, need
 
 DRILL_ALL = "\n[schedule]\ndrill_sample = 100\n"
@@ -944,10 +944,7 @@ def test_the_plans_steps_work_for_a_drive_whose_name_has_an_apostrophe(
         {"copies": 2, "media": 1, "offsite": 0}, f'\n[encryption]\nidentity = "{key}"\n',
     )  # fmt: skip
     assert 0 == p.cli("keygen", "--output", str(key)).returncode
-    for f in samples.iterdir():
-        shutil.copy2(f, setup.inbox / f.name)
-    assert 0 == p.cli("run", "--once").returncode
-    originals = sorted(sha256(f) for f in samples.iterdir())
+    originals = samples_backed_up(setup, p, samples)
     plan = setup.home / "plan.md"
     assert 0 == p.cli("recovery-plan", "--output", str(plan)).returncode
     for name in ("plain", "sealed"):
