@@ -30,7 +30,7 @@ from photod import (
 )
 from photod import config as configmod
 from photod.activity import Activity
-from photod.catalog import CATALOG_NAME, Catalog
+from photod.catalog import CATALOG_NAME, Catalog, now_iso
 from photod.config import Config
 from photod.control import ControlServer
 from photod.dashboard.server import DashboardServer
@@ -45,7 +45,7 @@ from photod.errors import (
 )
 from photod.fleet import build_targets
 from photod.logs import log
-from photod.notify import Left, Notifier
+from photod.notify import Left, Notifier, load_left, save_left
 from photod.pause import Pause
 from photod.pipeline import Pipeline
 from photod.statelock import StateLock, said_if_unwritable
@@ -215,6 +215,7 @@ class Daemon:
         self._control_server = control
         dashboard: DashboardServer | None = None
         unclean = lock.unclean
+        self._left = load_left(cfg.state_dir)  # what the last daemon had not told
         clean = False  # whether this run ends as a clean stop (the next start trusts it)
         resettled = -60.0  # when the catalog was last settled again while running
         try:
@@ -276,6 +277,8 @@ class Daemon:
                 dashboard.stop()
             if control is not None:
                 control.stop()
+            with contextlib.suppress(OSError):  # (a full disk: told at the next failure)
+                save_left(self._left, cfg.state_dir, now_iso())
             lock.release(clean)
             end_signals()
             log.info("daemon_stopped")

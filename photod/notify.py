@@ -38,11 +38,12 @@ import sys
 import threading
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
-from photod import network
+from photod import durable, network
 from photod.alerts import Message, Ping, fail_url, failure, message_for
 from photod.clock import SYSTEM, Clock
 from photod.config import NotifyConfig
@@ -56,19 +57,68 @@ SEND_DEADLINE = 60.0  # seconds a channel may take to answer whole (a read's tim
 STOP_WAIT = 5.0  # seconds a stop waits for the messages in flight
 FAILED_KEPT = 10  # failures a "/fail" ping names; past them, it says how many more
 RESPONSE_MAX = 64 * 1024  # bytes of an answer read (its body says nothing photod needs)
+LEFT_NAME = "notify-left.json"  # in the state dir: what a stopped daemon had not told
+HELD_OVER = "held over from before photod stopped"  # said once, whatever the restarts
+NEVER = float("-inf")  # when a kind held over from a stopped daemon was last told
 RETRY_FIRST, RETRY_MAX = 60.0, 3600.0  # seconds before a message no channel took is retried
 
 
 @dataclass(frozen=True)
 class Left:
-    """What a notifier stopped by a reload leaves to the next: the failures the next
-    ping must say, and the messages no channel took yet."""
+    """What a notifier stopped by a reload leaves to the next (or a stopping daemon to
+    its next start: ``save_left``): the failures the next ping must say, and the
+    messages no channel took yet."""
 
     failed: tuple[str, ...] = ()
     more: int = 0  # failures past the first few: counted, not kept
     messages: tuple[Message, ...] = ()
     told: tuple[tuple[str, float], ...] = ()  # (kind, when it last went out)
     muted: tuple[tuple[str, int, Message], ...] = ()  # (kind, how many held back, newest)
+
+
+def save_left(left: Left | None, folder: Path, stopped_at: str) -> None:
+    """Keep what a stopping daemon had not told for its next start: a message no
+    channel took (the webhook was down) or a count ``every`` held back must not end
+    with the process (a reboot, an upgrade).  When each kind was last told is not kept:
+    the next process's clock starts again."""
+    path = folder / LEFT_NAME
+    if left is None or not (left.failed or left.more or left.messages or left.muted):
+        path.unlink(missing_ok=True)
+        return
+    since = f" ({HELD_OVER} at {stopped_at})"
+    data = {
+        "failed": list(left.failed),
+        "more": left.more,
+        "messages": [
+            asdict(m) | ({} if HELD_OVER in m.body else {"body": m.body + since})
+            for m in left.messages
+        ],
+        "muted": [[kind, n, asdict(m)] for kind, n, m in left.muted],
+    }
+    durable.write_atomic(path, json.dumps(data).encode())
+
+
+def load_left(folder: Path) -> Left | None:
+    """What the last daemon had not told (``save_left``), taken once: the file goes.
+    One that cannot be read (edited by hand) is dropped: it holds only messages."""
+    path = folder / LEFT_NAME
+    try:
+        data = json.loads(path.read_bytes())
+        path.unlink()
+        left = Left(
+            tuple(str(f) for f in data["failed"]),
+            int(data["more"]),
+            tuple(Message(**m) for m in data["messages"]),
+            (),
+            tuple((str(k), int(n), Message(**m)) for k, n, m in data["muted"]),
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError):
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+    return left
 
 
 class Notifier:
@@ -211,7 +261,7 @@ class Notifier:
         while True:
             with self.lock:
                 due = min((at for _, at, _ in self.retry.values()), default=None)
-                for at in (self.last.get(k, 0.0) + self.cfg.every for k in self.muted
+                for at in (self.last.get(k, NEVER) + self.cfg.every for k in self.muted
                            if k not in self.waiting):  # fmt: skip
                     due = at if due is None else min(due, at)
             wait = None if due is None else max(0.0, due - self.clock.monotonic())
@@ -246,7 +296,7 @@ class Notifier:
         out = []
         with self.lock:
             for kind, (n, m) in list(self.muted.items()):
-                if kind in self.waiting or now - self.last.get(kind, 0.0) < self.cfg.every:
+                if kind in self.waiting or now - self.last.get(kind, NEVER) < self.cfg.every:
                     continue  # (one on its way, or a retry, is told first)
                 del self.muted[kind]
                 self.waiting.add(kind)

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from photod.alerts import Message, Ping, fail_url, failure, message_for
 from photod.clock import ManualClock
 from photod.config import NotifyConfig
-from photod.notify import Notifier
+from photod.notify import Notifier, load_left, save_left
 from tests.conftest import wait_for
 from tests.servers import Pinger, Webhook, free_port
 
@@ -731,3 +731,34 @@ def test_a_flood_of_failures_is_one_message_that_keeps_the_count(hook: Webhook) 
     assert bodies[2].startswith("49 more like this since the last message (the latest: "
                                 "job_failed: 403 Forbidden 49)")  # fmt: skip
     assert len(hook.got) == 3  # told once: the count does not go out again
+
+
+def test_what_was_not_told_outlives_a_stop_of_the_daemon(hook: Webhook, tmp_path: Path) -> None:
+    """Twenty failures held back by `every`, and a lost photo's message the webhook
+    refused: the daemon stops (a reboot, an upgrade).  Its next start tells both at
+    once, the message saying it was held over; both ended with the process before."""
+    cfg = NotifyConfig(desktop=False, webhook=hook.url, every=3600)
+    old = Notifier(cfg, ManualClock())
+    old.start()
+    with capture_logs() as events:
+        try:
+            for i in range(21):
+                old.on_event({"event": "job_failed", "job": "copy", "error": f"403 Forbidden {i}"})
+            _delivered(old, {"failure"}, events)
+            hook.answers = [500]
+            old.send(Message("lost", "photod: a photo has no good copy left", "IMG_1"))
+            _kept_for_retry(old, "lost")
+        finally:
+            old.stop()
+    save_left(old.left(), tmp_path, "2026-12-05T14:00:00Z")
+    new = Notifier(cfg, ManualClock(), left=load_left(tmp_path))  # the next process
+    new.start()
+    try:
+        wait_for(lambda: len(hook.got) >= 3, 10, "what was held over told", lambda: str(hook.got))
+    finally:
+        new.stop()
+    bodies = sorted(json.loads(body)["message"] for _, body in hook.got[1:])
+    assert bodies[0].startswith("20 more like this since the last message (the latest: "
+                                "job_failed: 403 Forbidden 20)")  # fmt: skip
+    assert "IMG_1 (held over from before photod stopped at 2026-12-05T14:00:00Z)" == bodies[1]
+    assert load_left(tmp_path) is None  # taken once: never told twice

@@ -179,6 +179,32 @@ def test_damage_is_told_once_and_a_dead_channel_is_logged(setup: Setup, samples:
         hook.close()
 
 
+def test_a_message_the_webhook_refused_is_sent_after_a_restart(setup: Setup, samples: Path) -> None:
+    """A scrub finds a copy gone bad while the webhook answers 500, and photod is
+    stopped (a reboot) before the message's retry: the next start sends it, saying it
+    was held over.  It ended with the process before, and the owner never heard."""
+    hook = Webhook()
+    try:
+        p, lib, _, originals = backed_up_twice(
+            setup, samples, f'\n[notify]\nwebhook = "{hook.url}"\n'
+        )
+        (lib / sorted(originals)[0]).write_bytes(b"rotten")
+        hook.answers = [500] * 100
+        p.start()
+        assert 0 == p.cli("verify", "--all").returncode
+        p.wait_event("notify_failed", timeout=30, channel="webhook")
+        assert 0 == p.stop()
+        assert [] == hook.got
+        hook.answers.clear()
+        p.start()
+        p.wait_event("notification_sent", timeout=30, channel="webhook")
+        assert 0 == p.stop()
+    finally:
+        hook.close()
+    assert ["photod: a copy went bad"] == [json.loads(body)["title"] for _, body in hook.got]
+    assert "(held over from before photod stopped at " in json.loads(hook.got[0][1])["text"]
+
+
 def test_the_heartbeat_pings_after_each_round_and_fails_on_unprotected_photos(
     setup: Setup, samples: Path
 ) -> None:
