@@ -158,11 +158,14 @@ def settle(
     stop: threading.Event | None = None,
     thorough: bool = False,
     quiet: tuple[str, str] = ("", ""),
+    failed: Verdict | None = None,
 ) -> Verdict:
     """Decide whether the catalog can be acted on; rebuild it where that is safe.
     ``thorough``: look at remote targets even when the catalog looks right (a target
     said it holds a newer snapshot); ``quiet``: (what was found, the target) of a
-    rebuild that failed at the last look, tried again without saying so again."""
+    rebuild that failed at the last look, tried again without saying so again;
+    ``failed``: the verdict of a rebuild that failed, not to be tried again yet (each
+    try may download a snapshot of the whole catalog and read every file's name)."""
     stop = stop or threading.Event()
     db = cfg.state_dir / CATALOG_NAME
     # Before anything reads it: a catalog photod may read but not write passes every
@@ -240,6 +243,8 @@ def settle(
         )
         return _hold(problem, keeps, fix)
     source = sources[0].name
+    if failed is not None and (problem, source) == (failed.found, failed.tried):
+        return failed  # (tried again once its wait is over: the daemon's)
     if (problem, source) != quiet:  # (a look every few seconds while it fails)
         log.warning("catalog_rebuilding", found=problem, target=source,
                     detail="nothing is written to any target until the catalog is rebuilt")  # fmt: skip

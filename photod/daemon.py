@@ -53,6 +53,9 @@ from photod.targets.records import Installation
 from photod.throttle import few_arenas, give_back_memory, lower_priority
 
 HOLD_LOOK = 5.0  # seconds between looks while the catalog cannot be acted on
+# Seconds before a rebuild that failed is tried again, doubling up to the most: each try
+# may download a whole catalog's snapshot from an offsite target (paid egress).
+REBUILD_WAIT, REBUILD_WAIT_MAX = 10.0, 600.0
 FILES_MAX = 65536  # open files the daemon asks for, at most (its hard limit allowing)
 
 
@@ -299,6 +302,7 @@ class Daemon:
         logs.listeners.append(notifier.on_event)
         said = self._held.found if self._held else ""  # a reload while held: not said again
         full = said == _no_room(cfg).found
+        retry_at, wait = 0.0, REBUILD_WAIT  # when a rebuild that failed is tried again
         try:
             while not self._stop and not self._reload:
                 self._resettle = ""
@@ -310,8 +314,11 @@ class Daemon:
                     with sdnotify.keep_alive("checking the catalog before acting on it"):
                         failpoints.hit("catalog_settling")  # an odd disk's error, for its test
                         held = (self._held.found, self._held.tried) if self._held else ("", "")
+                        failed = self._held if time.monotonic() < retry_at else None
                         verdict = catalog_guard.settle(cfg, targets, self._stopping, thorough,
-                                                       quiet=held)  # fmt: skip
+                                                       quiet=held, failed=failed)  # fmt: skip
+                    if verdict.tried and verdict is not failed:  # a rebuild failed just now
+                        retry_at, wait = time.monotonic() + wait, min(2 * wait, REBUILD_WAIT_MAX)
                 except StateDirFull as exc:  # no bug: said once, and room is the fix
                     verdict, full = _no_room(cfg), True
                     if not was_full:

@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import SAMPLES, Photod, make_mov, sha256, target_files, wait_for, write_config
 from tests.integration.conftest import Setup, assert_target_holds
+from tests.servers import FaultProxy, S3Server
 
 pytestmark = pytest.mark.integration
 
@@ -713,6 +714,44 @@ def test_a_rebuild_that_fails_at_each_look_is_said_once(setup: Setup) -> None:
         [untrusted] = p.events("catalog_untrusted")
         assert "the rebuild from 'lib' failed ([Errno 5] Input/output error)" in untrusted["fix"]
         assert 0 == p.stop()
+
+
+def test_a_rebuild_that_keeps_failing_does_not_download_the_snapshot_every_look(
+    setup: Setup, s3_server: S3Server
+) -> None:
+    """The catalog lost, an S3 bucket holds its records, and the rebuild from it fails
+    at its end each time (an I/O error as the rebuilt catalog is finished): each try
+    downloaded the catalog's whole snapshot again, at every look (every 5 s) for as long
+    as it lasted: tens of MB of paid egress a try for a large library.  Tried again
+    after 10 s, then after twice as long each time (up to 10 minutes)."""
+    from tests.integration.test_truth import make_photos
+
+    gets: list[str] = []
+
+    def rule(method: str, path: str, query: str) -> str:
+        if method == "GET" and "/snapshots/" in path:
+            gets.append(path)
+        return "pass"
+
+    if not s3_server.running():
+        s3_server.start()
+    proxy = FaultProxy(s3_server.endpoint, rule)
+    try:
+        creds = s3_server.credentials(setup.home / "aws-credentials")
+        cloud = {**s3_server.target("cloud", creds, prefix=f"rb-{setup.home.name}/"),
+                 "endpoint": proxy.endpoint}  # fmt: skip
+        p = setup.photod([cloud], policy={"copies": 1, "media": 1, "offsite": 1})
+        make_photos(setup.inbox, 2)
+        assert 0 == p.cli("run", "--once").returncode
+        (setup.home / "state" / "catalog.sqlite").unlink()
+        with held_three_looks(setup, p, "catalog_rebuilding=eio"):
+            wait_for(lambda: len(gets) >= 1, 30, "the first try's download")
+            time.sleep(25)
+            tries = len(gets)
+            assert 0 == p.stop()
+    finally:
+        proxy.stop()
+    assert 2 <= tries <= 3, gets  # (at 0 s and 10 s, perhaps 30 s: not at every look)
 
 
 def test_a_look_at_the_catalog_that_fails_each_time_is_said_once(setup: Setup) -> None:
