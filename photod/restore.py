@@ -29,7 +29,7 @@ from photod.errors import PhotodError, TargetUnavailable, UnsafeName
 from photod.fleet import TargetState
 from photod.library import asset_from_json
 from photod.logs import log
-from photod.media import check_key, is_still, stem_of
+from photod.media import check_key, is_still, stem_of, suffixed
 from photod.models import Asset
 from photod.policy import plural, size
 from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
@@ -38,6 +38,7 @@ from photod.verify import hash_stream
 
 TEMP_PREFIX = ".photod-restore-"  # a restore's temporaries, beside their final name
 TEMP_AGE = 60.0  # seconds: an older one is a killed restore's, removed by the next
+DIFFERENT = "a different file is already there; left untouched"
 
 
 @dataclass
@@ -186,6 +187,7 @@ class Restorer:
         self.away: dict[str, str] = {}  # targets found gone during this run (unplugged), and why
         self._unreached = False  # the last file failed only because its targets went away
         self._gone = ""  # why the target of the last copy tried became unavailable
+        self.placed = ""  # where the last file went, relative to DEST (``one``)
         # What is restored is the caller's, with the caller's umask (photod's own is 077).
         self._umask = private.caller_umask()
 
@@ -203,7 +205,7 @@ class Restorer:
                 if outcome == "restored":
                     report.restored += 1
                     report.bytes += asset.size
-                    report.paths.append(asset.relpath)
+                    report.paths.append(self.placed)
                 elif outcome == "skipped":
                     report.skipped += 1
                 else:  # told by the caller, once, in its own words (`photod restore`)
@@ -232,7 +234,16 @@ class Restorer:
             return f"cannot make its folder: {exc.strerror or exc}"
         try:
             self._sweep(folder, parent)
+            self.placed = key
             outcome = self._into(asset, folder, name)
+            if outcome == DIFFERENT and _folded(folder, name):
+                # A disk blind to case or to an accent's spelling (exFAT, a Mac's, a
+                # Windows share): IMG_0001.JPG answers for img_0001.jpg, another photo of
+                # the library.  This one goes beside it, named as a target names a
+                # second file that wants one name (a run again finds it there).
+                name = suffixed(name, asset.sha256)
+                self.placed = f"{parent}/{name}" if parent else name
+                outcome = self._into(asset, folder, name)
             if outcome in ("restored", "skipped"):
                 self._beside(asset, folder, name)
             return outcome
@@ -317,7 +328,7 @@ class Restorer:
             if st.st_size == asset.size and _sha_beneath(folder, name) == asset.sha256:
                 self.on_bytes(asset.size)
                 return "skipped"
-            return "a different file is already there; left untouched"
+            return DIFFERENT
         held = {r.target: r.relpath for r in self.catalog.replicas(asset.sha256)}
         tried: list[str] = []
         gone: set[str] = set()  # the targets this file found unavailable
@@ -436,6 +447,15 @@ def _place(folder: int, temp: str, name: str) -> bool:
         except FileNotFoundError:
             os.rename(temp, name, **where)
             return True
+        return False
+
+
+def _folded(folder: int, name: str) -> bool:
+    """Whether the file that answers to ``name`` in ``folder`` is listed under another
+    spelling of it (the disk folds case or Unicode normalisation)."""
+    try:
+        return name not in os.listdir(folder)
+    except OSError:
         return False
 
 

@@ -203,29 +203,6 @@ def test_poll_option_forces_polling(setup: Setup, samples: Path) -> None:
     assert 0 == p.stop()
 
 
-@pytest.fixture
-def exfat_drive(tmp_path: Path) -> Iterator[Path]:
-    """A real exFAT filesystem (no hard links, no ':' in names), as on most USB drives:
-    a loop device with exfat-fuse."""
-    for tool in ("mkfs.exfat", "mount.exfat-fuse", "losetup"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} not found: apt-get install exfatprogs exfat-fuse (CI does)")
-    image, mnt = tmp_path / "exfat.img", tmp_path / "media" / "EXFAT"
-    mnt.mkdir(parents=True)
-    with open(image, "wb") as f:
-        f.truncate(64 * 1024 * 1024)
-    subprocess.run(["mkfs.exfat", str(image)], check=True, capture_output=True)
-    loop = subprocess.run(
-        ["losetup", "-f", "--show", str(image)], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    try:
-        subprocess.run(["mount.exfat-fuse", loop, str(mnt)], check=True, capture_output=True)
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-        subprocess.run(["losetup", "-d", loop], capture_output=True)
-
-
 def test_exfat_drive_gets_every_file(setup: Setup, samples: Path, exfat_drive: Path) -> None:
     """On exFAT (no hard links; ':' and '?' refused), copies are still published without
     replacing anything, names stay valid, and `sha256sum -c` passes on the drive."""

@@ -960,3 +960,34 @@ def test_the_plans_steps_work_for_a_drive_whose_name_has_an_apostrophe(
     assert originals == sorted(
         sha256(f) for f in restored.rglob("*") if f.is_file() and f.name != "SHA256SUMS"
     )
+
+
+def test_a_restore_onto_a_drive_blind_to_case_brings_back_both_photos_of_one_name(
+    setup: Setup, samples: Path, exfat_drive: Path
+) -> None:
+    """Two different photos of one day, IMG_0001.JPG from a camera and img_0001.jpg from
+    a phone's app, are two files on the library; restored onto an exFAT drive (blind to
+    case, as a Mac's disk and Windows' are), both come back: the second beside the first
+    under its suffixed name, not refused as "a different file already there". Run
+    again, both are skipped."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}], {"copies": 1, "media": 1, "offsite": 0})
+    jpeg = (samples / "jpg_Canon_40D.jpg").read_bytes()
+    for folder, name in (("camera", "IMG_0001.JPG"), ("phone", "img_0001.jpg")):
+        (setup.inbox / folder).mkdir()
+        (setup.inbox / folder / name).write_bytes(jpeg + name.encode())
+    assert 0 == p.cli("run", "--once").returncode
+    held = target_files(lib)
+    assert {"2008/2008-05-30/IMG_0001.JPG", "2008/2008-05-30/img_0001.jpg"} == set(held)
+
+    dest = exfat_drive / "restored"
+    r = p.cli("restore", str(dest))
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert "restored 2 files" in r.stdout and "failed 0" in r.stdout
+    back = target_files(dest)
+    assert sorted(held.values()) == sorted(back.values())
+    second = f"2008/2008-05-30/img_0001~{held['2008/2008-05-30/img_0001.jpg'][:8]}.jpg"
+    assert second in back and f"  restored: {second}" in r.stdout.splitlines()
+    again = p.cli("restore", str(dest))
+    assert 0 == again.returncode, again.stdout + again.stderr
+    assert "restored 0 files (0 bytes)" in again.stdout and "skipped 2" in again.stdout
