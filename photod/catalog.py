@@ -758,11 +758,20 @@ class Catalog:
         return _asset(row) if row else None
 
     def relpath_taken(self, relpath: str) -> bool:
+        """Whether an asset has this library path, or one that only case tells apart from
+        it (``IMG_0001.JPG`` for ``img_0001.jpg``): a disk blind to case (exFAT, a Mac's,
+        Windows') holds one file for both, and a restore or a copy onto it would keep one
+        photo of the two.  Asked of the paths in the same folder (by the unique index)."""
+        folder = relpath.rpartition("/")[0]
+        low, high = (f"{folder}/", f"{folder}0") if folder else ("", "\U0010ffff")  # ('0': '/'+1)
+        wanted = relpath.casefold()
         with self._lock:
-            return (
-                self._db.execute("SELECT 1 FROM assets WHERE relpath=?", (relpath,)).fetchone()
-                is not None
+            if self._db.execute("SELECT 1 FROM assets WHERE relpath=?", (relpath,)).fetchone():
+                return True
+            rows = self._db.execute(
+                "SELECT relpath FROM assets WHERE relpath >= ? AND relpath < ?", (low, high)
             )
+            return any(isinstance(r[0], str) and r[0].casefold() == wanted for r in rows)
 
     def asset_at_source(self, source: str, path: str) -> Asset | None:
         with self._lock:

@@ -890,6 +890,41 @@ def test_the_readmes_restore_without_photod_brings_back_only_the_photos_after_a_
         assert (drive / rel).stat().st_mtime_ns == (restored / rel).stat().st_mtime_ns
 
 
+def test_two_photos_only_case_tells_apart_both_survive_the_readmes_copy_onto_exfat(
+    setup: Setup, samples: Path, exfat_drive: Path
+) -> None:
+    """IMG_0001.JPG from a camera and img_0001.jpg from a phone's app, taken the same
+    day: the second is filed under its suffixed name, so that the README's "Restore
+    without photod", run as written onto an exFAT drive (blind to case, as a Mac's disk
+    and Windows' are), brings back both.  Their names told apart by case alone, the
+    rsync it gives put the second over the first, silently (exit 0)."""
+    drive = setup.home / "T7" / "photos"
+    p = setup.photod([{"name": "drive", "path": str(drive), "create": True}],
+                     {"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
+    jpeg = (samples / "jpg_Canon_40D.jpg").read_bytes()
+    for folder, name in (("camera", "IMG_0001.JPG"), ("phone", "img_0001.jpg")):
+        (setup.inbox / folder).mkdir()
+        (setup.inbox / folder / name).write_bytes(jpeg + name.encode())
+    assert 0 == p.cli("run", "--once").returncode
+    kept = target_files(drive)
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("## Restore without photod") :]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block is not None
+    restored = exfat_drive / "restored"
+    script = block.group(1).replace("/media/me/T7/photos", str(drive))
+    script = script.replace("~/Pictures/restored", str(restored))
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=setup.home,
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert sorted(kept.values()) == sorted(target_files(restored).values())
+    second = sha256(setup.inbox / "phone" / "img_0001.jpg")
+    assert {"2008/2008-05-30/IMG_0001.JPG", f"2008/2008-05-30/img_0001~{second[:8]}.jpg"} == set(
+        kept
+    )
+
+
 def test_a_restore_by_date_keeps_a_live_photos_movie_and_its_edits_with_the_still(
     setup: Setup,
 ) -> None:
@@ -966,17 +1001,20 @@ def test_a_restore_onto_a_drive_blind_to_case_brings_back_both_photos_of_one_nam
     setup: Setup, samples: Path, exfat_drive: Path
 ) -> None:
     """Two different photos of one day, IMG_0001.JPG from a camera and img_0001.jpg from
-    a phone's app, are two files on the library; restored onto an exFAT drive (blind to
-    case, as a Mac's disk and Windows' are), both come back: the second beside the first
-    under its suffixed name, not refused as "a different file already there". Run
-    again, both are skipped."""
+    a phone's app, are two files on the library, as a photod before 2026-12-05 filed
+    them (the catalog rebuilt from it); restored onto an exFAT drive (blind to case, as
+    a Mac's disk and Windows' are), both come back: the second beside the first under
+    its suffixed name, not refused as "a different file already there". Run again, both
+    are skipped."""
     lib = setup.home / "lib"
     p = setup.photod([{"name": "lib", "path": str(lib)}], {"copies": 1, "media": 1, "offsite": 0})
     jpeg = (samples / "jpg_Canon_40D.jpg").read_bytes()
-    for folder, name in (("camera", "IMG_0001.JPG"), ("phone", "img_0001.jpg")):
-        (setup.inbox / folder).mkdir()
-        (setup.inbox / folder / name).write_bytes(jpeg + name.encode())
+    (setup.inbox / "IMG_0001.JPG").write_bytes(jpeg + b"camera")
     assert 0 == p.cli("run", "--once").returncode
+    (lib / "2008/2008-05-30/img_0001.jpg").write_bytes(jpeg + b"phone")
+    shutil.rmtree(setup.home / "state")
+    rebuilt = p.cli("catalog", "rebuild", "--from", "lib")
+    assert 0 == rebuilt.returncode, rebuilt.stdout + rebuilt.stderr
     held = target_files(lib)
     assert {"2008/2008-05-30/IMG_0001.JPG", "2008/2008-05-30/img_0001.jpg"} == set(held)
 
