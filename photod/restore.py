@@ -17,6 +17,7 @@ import secrets
 import stat
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -221,7 +222,10 @@ class Restorer:
         """Restore one asset beneath the folder ``dest_fd``: 'restored', 'skipped', or
         why it failed."""
         try:
-            key = check_key(asset.relpath)  # never outside DEST
+            # Never outside DEST.  A name in another Unicode form (NFD: a tree that came
+            # through a Mac, taken in by a rebuild) is still a photo's, kept as it is.
+            check_key(unicodedata.normalize("NFC", asset.relpath))
+            key = asset.relpath
         except UnsafeName as exc:
             return str(exc)
         parent, _, name = key.rpartition("/")

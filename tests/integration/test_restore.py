@@ -890,6 +890,37 @@ def test_the_readmes_restore_without_photod_brings_back_only_the_photos_after_a_
         assert (drive / rel).stat().st_mtime_ns == (restored / rel).stat().st_mtime_ns
 
 
+def test_a_photo_whose_name_came_through_a_mac_in_nfd_is_restored_and_drilled_after_a_rebuild(
+    setup: Setup, samples: Path
+) -> None:
+    """The library's tree came through a Mac (rsync from its disk writes each name as
+    the Mac keeps it: NFD, "Cafe" and a combining accent) and its snapshots and lists
+    are gone: the full re-scan takes Café.jpg under that name.  `photod restore` brings
+    it back and the drill checks it; both refused it, "must be NFC-normalised", the
+    drill failing at every run for a photo whose copy is sound."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}], {"copies": 1, "media": 1, "offsite": 0})
+    (setup.inbox / "Caf\u00e9.jpg").write_bytes((samples / "jpg_Canon_40D.jpg").read_bytes())
+    assert 0 == p.cli("run", "--once").returncode
+    day = lib / "2008" / "2008-05-30"
+    (day / "Caf\u00e9.jpg").rename(day / "Cafe\u0301.jpg")
+    for record in [*lib.glob(".photod/installations/*/s*/*")]:  # (snapshots, sums)
+        record.unlink()
+    shutil.rmtree(setup.home / "state")
+    rebuilt = p.cli("catalog", "rebuild", "--from", "lib")
+    assert 0 == rebuilt.returncode and "1 assets" in rebuilt.stdout, rebuilt.stdout + rebuilt.stderr
+
+    dest = setup.home / "restored"
+    r = p.cli("restore", str(dest))
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert {"2008/2008-05-30/Cafe\u0301.jpg": sha256(samples / "jpg_Canon_40D.jpg")} == (
+        target_files(dest)
+    )
+    drill = p.cli("drill")
+    assert 0 == drill.returncode, drill.stdout + drill.stderr
+    assert "lib: drill passed: 1 photo restored and checked, 0 failed" in drill.stdout
+
+
 def test_two_photos_only_case_tells_apart_both_survive_the_readmes_copy_onto_exfat(
     setup: Setup, samples: Path, exfat_drive: Path
 ) -> None:
