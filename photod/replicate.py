@@ -163,8 +163,8 @@ class Replicator:
                 # pending, and must leave these copies to this store (else both copy it).
                 mine = self.copier.take(sha, list(writers)) if is_new else []
                 if is_new:
-                    if self.catalog.relpath_taken(key):
-                        key = suffixed(key, sha)
+                    while self.catalog.relpath_taken(key):  # (a suffixed name may be
+                        key = suffixed(key, sha)  # another file's own: IMG~1a2b3c4d.JPG)
                     # With the file it came from, in one transaction: a catch-up that sees
                     # the asset (a queued target's, or after a crash) has it to copy from.
                     self.catalog.add_asset(sha, new.size, key, new.info, new.source,

@@ -8,6 +8,7 @@ daemon's threads all live on."""
 from __future__ import annotations
 
 import collections
+import hashlib
 import os
 import shutil
 import socket
@@ -204,3 +205,33 @@ def test_a_file_that_is_not_a_photo_is_one_file_skipped_told_once(
         q.name for q in lib.rglob("*") if q.is_file() and ".photod" not in q.parts
     ]
     assert 0 == p.stop()
+
+
+def test_a_photo_whose_suffixed_name_another_file_has_is_backed_up_under_a_longer_one(
+    setup: Setup, samples: Path
+) -> None:
+    """Two photos named IMG_0001.JPG on one day: the second wants its suffixed name,
+    IMG_0001~<its hash>.JPG, and a third file already has that name (a photod tree
+    copied back into a watch folder, one of its photos edited since).  The second is
+    filed under IMG_0001~<hash>~<hash>.JPG and counted; it was a traceback (FOREIGN KEY
+    constraint failed) at every scan, its copy left unrecorded on the target, and the
+    run said every photo protected (exit 0) without it."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}], {"copies": 1, "media": 1, "offsite": 0})
+    jpeg = (samples / "jpg_Canon_40D.jpg").read_bytes()
+    second = jpeg + b"second"
+    mark = hashlib.sha256(second).hexdigest()[:8]
+    (setup.inbox / "old").mkdir()
+    (setup.inbox / "old" / "IMG_0001.JPG").write_bytes(jpeg + b"first")
+    (setup.inbox / "old" / f"IMG_0001~{mark}.JPG").write_bytes(jpeg + b"edited")
+    assert 0 == p.cli("run", "--once").returncode
+    (setup.inbox / "new").mkdir()
+    (setup.inbox / "new" / "IMG_0001.JPG").write_bytes(second)
+    r = p.cli("run", "--once")
+    assert 0 == r.returncode and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert "All 3 photos and videos are protected" in r.stdout, r.stdout
+    day = "2008/2008-05-30"
+    assert (
+        hashlib.sha256(second).hexdigest() == target_files(lib)[f"{day}/IMG_0001~{mark}~{mark}.JPG"]
+    )
+    assert 3 == p.status()["assets"]
