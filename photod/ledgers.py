@@ -51,6 +51,8 @@ def adopt_object(
     if re.search(r"[\x00-\x1f\x7f]", key):  # (a newline would forge a line in the lists;
         # a name in another Unicode form, NFD from a Mac's disk, is still a photo's)
         return "not a name photod writes (it contains a control character): left alone"
+    if not key.isascii() and not _utf8(key):  # (a Latin-1 name an old client wrote)
+        return "not a name photod writes (not UTF-8): left alone"
     with tempfile.NamedTemporaryFile(prefix="photod-adopt-", suffix=Path(key).suffix) as out:
         h = hashlib.sha256()
         mtime: float | None = None
@@ -89,6 +91,14 @@ def adopt_object(
     entry = ManifestEntry(sha, key, size, captured)
     catalog.adopt(entry, name, kind, fmt, source, owner)
     return ""
+
+
+def _utf8(key: str) -> bool:
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def catch_up(catalog: Catalog, name: str, records: Records, stop: threading.Event) -> int:

@@ -276,7 +276,9 @@ def rebuild(
                     ) from exc
                 why = f"could not be read: {exc.reason}"
             if why:
-                skipped.append(f"{key}: {why}")
+                # (a name that is not UTF-8 shown as `ls -b` shows it: printable anywhere)
+                shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                skipped.append(f"{shown}: {why}")
                 log.warning("rebuild_skipped", target=name, path=key, reason=why)
             else:
                 adopted += 1

@@ -251,6 +251,31 @@ def test_a_rebuild_leaves_alone_a_file_whose_name_would_forge_a_line_in_the_list
     assert 0 == check.returncode, check.stdout + check.stderr
 
 
+def test_a_rebuild_leaves_alone_a_file_whose_name_is_not_utf8(setup: Setup, samples: Path) -> None:
+    """A file on the target that photod did not write, named in Latin-1 (Caf\\xe9.jpg, as
+    an old Windows or Samba client names it): the rebuild leaves it alone, says why, and
+    takes every photo beside it; it stopped with a traceback (UnicodeEncodeError), no
+    catalog rebuilt from that target at all."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}])
+    shutil.copy2(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    assert 0 == p.cli("run", "--once").returncode
+    (lib / "old").mkdir()
+    (lib / "old" / os.fsdecode(b"Caf\xe9.jpg")).write_bytes(b"\xff\xd8" + os.urandom(2000))
+    shutil.rmtree(setup.home / "state")
+    r = p.cli("catalog", "rebuild", "--from", "lib")
+    assert 0 == r.returncode and "Traceback" not in r.stderr, r.stdout + r.stderr
+    [skipped] = p.events("rebuild_skipped")
+    assert "not UTF-8" in skipped["reason"], skipped
+    assert "  not adopted: old/Caf\\xe9.jpg: not a name photod writes (not UTF-8)" in r.stdout
+    assert 1 == p.status()["assets"]
+    restored = p.cli("restore", str(setup.home / "restored"))
+    assert 0 == restored.returncode, restored.stdout + restored.stderr
+    assert {"2008/2008-05-30/a.jpg": sha256(samples / "jpg_Canon_40D.jpg")} == target_files(
+        setup.home / "restored"
+    )
+
+
 def test_disaster_everything_lost_but_the_encrypted_offsite_copy(
     setup: Setup, samples: Path, s3_server: S3Server
 ) -> None:
