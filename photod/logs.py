@@ -419,11 +419,19 @@ def _flat(value: Any, inner: bool = False) -> str:
     return str(value)
 
 
+# What JSON leaves as it is and a terminal does not show as text: DEL, the C1 controls
+# (U+009B opens an escape sequence as ESC [ does) and the direction overrides (a file
+# named "photo\u202egpj.exe" shows as "photoexe.jpg").
+_HIDDEN = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
 def _quoted(text: str) -> str:
     """The one quoting rule of a timeline line: in double quotes (JSON's escapes) when
     empty or holding a space, a quote, a backslash or a character that does not print."""
     plain = text and not any(c.isspace() or c in '"\\' or not c.isprintable() for c in text)
-    return text if plain else json.dumps(text, ensure_ascii=False)
+    if plain:
+        return text
+    return _HIDDEN.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(text, ensure_ascii=False))
 
 
 def _exception(value: Any) -> str:

@@ -158,11 +158,18 @@ def test_render_leaves_out_none_and_shows_nested_values_readably() -> None:
         ("Anna's", "k=Anna's"),
         (["a b", "c"], 'k="a b,c"'),
         ("tab\there", 'k="tab\\there"'),
+        # A file named to look like another: a direction override, a C1 control (ESC [).
+        ("photo\u202egpj.exe", 'k="photo\\u202egpj.exe"'),
+        ("a\x9b2Jb.jpg", 'k="a\\u009b2Jb.jpg"'),
+        ("Café 😀.jpg", 'k="Café 😀.jpg"'),
     ],
 )
 def test_render_has_one_quoting_rule(value: object, shown: str) -> None:
     """A value is in double quotes (JSON's escapes) exactly when it is empty or holds a
-    space, a quote, a backslash or a control character, whatever its type was."""
+    space, a quote, a backslash or a control character, whatever its type was; a
+    character a terminal would not show as text (a direction override, a C1 control,
+    which JSON leaves as they are) is escaped too: `photod logs`, the daemon's terminal
+    and the dashboard's events show a file's name as it is, not as it pretends to be."""
     line = logs.render({"ts": "2026-01-02T03:04:05Z", "level": "info", "event": "e", "k": value})
     assert line.endswith(f"e  {shown}")
 
