@@ -961,7 +961,7 @@ def test_two_photos_only_case_tells_apart_both_survive_the_readmes_copy_onto_exf
     for folder, name in (("camera", "IMG_0001.JPG"), ("phone", "img_0001.jpg")):
         (setup.inbox / folder).mkdir()
         (setup.inbox / folder / name).write_bytes(jpeg + name.encode())
-    assert 0 == p.cli("run", "--once").returncode
+        assert 0 == p.cli("run", "--once").returncode  # (the camera's first)
     kept = target_files(drive)
 
     text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
