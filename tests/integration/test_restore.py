@@ -457,6 +457,52 @@ def test_the_plans_steps_for_an_encrypted_target_bring_back_every_photo_and_only
     assert 0 != r.returncode  # (the forged line is said to be skipped: not all is well)
 
 
+def test_the_plans_steps_for_an_encrypted_target_bring_back_both_photos_of_one_name_onto_exfat(
+    setup: Setup, samples: Path, exfat_drive: Path
+) -> None:
+    """An encrypted drive holding IMG_0001.JPG and img_0001.jpg of one day (two photos,
+    as a photod before 2026-12-05 filed them), restored by the plan's stock-tools steps
+    onto an exFAT drive (blind to case, as a Mac's disk is): both come back, the second
+    beside the first under its suffixed name, and every byte checks. The second was
+    "has other bytes (... delete it and run again)" at every run."""
+    key = setup.home / "key.txt"
+    lib, vault = setup.home / "lib", setup.home / "vault"
+    extra = f'\n[encryption]\nidentity = "{key}"\n'
+    config = [{"name": "lib", "path": str(lib)}]
+    p = setup.photod(config, policy={"copies": 1, "media": 1, "offsite": 0}, extra=extra)
+    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    jpeg = (samples / "jpg_Canon_40D.jpg").read_bytes()
+    (setup.inbox / "IMG_0001.JPG").write_bytes(jpeg + b"camera")
+    assert 0 == p.cli("run", "--once").returncode
+    (lib / "2008/2008-05-30/img_0001.jpg").write_bytes(jpeg + b"phone")
+    shutil.rmtree(setup.home / "state")
+    assert 0 == p.cli("catalog", "rebuild", "--from", "lib").returncode
+    vault.mkdir()
+    sealed = {"name": "vault", "path": str(vault), "media": "external", "encrypt": True}
+    p = setup.photod([*config, sealed], policy={"copies": 2, "media": 2, "offsite": 0}, extra=extra)
+    assert 0 == p.cli("run", "--once").returncode
+    held = target_files(lib)
+    assert 2 == len(held)
+
+    plan = setup.home / "plan.md"
+    assert 0 == p.cli("recovery-plan", "--output", str(plan)).returncode
+    block = re.search(r"### vault\n\n.*?```bash\n(.*?)```", plan.read_text(), re.S)
+    assert block is not None
+    work = setup.home / "away"
+    work.mkdir()
+    (work / "restored").symlink_to(exfat_drive, target_is_directory=True)
+    r = subprocess.run(["bash", "-c", block.group(1)], cwd=work, env={**os.environ, "KEY": str(key)},
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert 2 == r.stdout.count(": OK"), r.stdout
+    back = {k: v for k, v in target_files(exfat_drive).items() if k != "SHA256SUMS"}
+    second = held["2008/2008-05-30/img_0001.jpg"]
+    assert {"2008/2008-05-30/IMG_0001.JPG", f"2008/2008-05-30/img_0001~{second[:8]}.jpg"} == set(
+        back
+    )
+    assert sorted(held.values()) == sorted(back.values())
+
+
 def test_a_lost_identity_leaves_the_plain_targets_to_restore_from(
     setup: Setup, samples: Path
 ) -> None:
