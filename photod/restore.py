@@ -101,6 +101,8 @@ def select(
     neither a restore by date nor one of the photos a day or month shows leaves them
     out."""
     assets: Iterable[Asset] = catalog.assets()
+    if match is not None:  # (a name pasted from a Mac's Finder is NFD; photod's are NFC)
+        match = unicodedata.normalize("NFC", match)
     stills: dict[str, str] = {}  # folder/stem -> the still's day
     picked: set[str] = set()  # folder/stem of the stills among ``among``
     if since or until or among is not None:
@@ -122,8 +124,8 @@ def select(
         if until is not None and day > until.isoformat():
             continue
         if match is not None and not (
-            fnmatch.fnmatch(asset.relpath, match)
-            or fnmatch.fnmatch(Path(asset.relpath).name, match)
+            fnmatch.fnmatch(path := unicodedata.normalize("NFC", asset.relpath), match)
+            or fnmatch.fnmatch(Path(path).name, match)
         ):
             continue
         yield asset

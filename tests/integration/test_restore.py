@@ -95,6 +95,15 @@ def test_restore_filters_by_date_and_name(setup: Setup, samples: Path) -> None:
     expected = {k for k in originals if k.endswith(".HEIC")}
     assert expected and expected == set(target_files(setup.home / "heic"))
 
+    # A name as a Mac's Finder gives it when it is dragged into a terminal (NFD: "e" and
+    # a combining accent) finds the photo photod named in NFC; it matched nothing.
+    cafe = (samples / "jpg_Canon_40D.jpg").read_bytes() + b"cafe"
+    (setup.inbox / "Caf\u00e9.jpg").write_bytes(cafe)
+    assert 0 == p.cli("run", "--once").returncode
+    r = p.cli("restore", str(setup.home / "cafe"), "--match", "Cafe\u0301*")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert {"2008/2008-05-30/Caf\u00e9.jpg"} == set(target_files(setup.home / "cafe"))
+
     bad = p.cli("restore", str(setup.home / "x"), "--since", "last tuesday")
     assert 64 == bad.returncode and "is not a date like 2024-07-31" in bad.stderr  # EX_USAGE
 
