@@ -20,12 +20,14 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import unicodedata
 from pathlib import Path
 
 from photod import failpoints
 from photod.catalog import Catalog
-from photod.errors import PhotodError, Stopping, TargetUnavailable, Undecryptable
+from photod.errors import PhotodError, Stopping, TargetUnavailable, Undecryptable, UnsafeName
 from photod.logs import log
+from photod.media import check_key
 from photod.models import Kind, ManifestEntry
 from photod.targets.base import CHUNK, Target, hash_object, kept_time
 from photod.targets.records import Records
@@ -53,6 +55,10 @@ def adopt_object(
         return "not a name photod writes (it contains a control character): left alone"
     if not key.isascii() and not _utf8(key):  # (a Latin-1 name an old client wrote)
         return "not a name photod writes (not UTF-8): left alone"
+    try:  # (a backslash, an empty or '.' part: one no restore would write back)
+        check_key(unicodedata.normalize("NFC", key))
+    except UnsafeName as exc:
+        return f"not a name photod writes (it {exc.why}): left alone"
     with tempfile.NamedTemporaryFile(prefix="photod-adopt-", suffix=Path(key).suffix) as out:
         h = hashlib.sha256()
         mtime: float | None = None

@@ -285,6 +285,32 @@ def test_a_rebuild_leaves_alone_a_file_whose_name_is_not_utf8(setup: Setup, samp
     )
 
 
+def test_a_rebuild_leaves_alone_a_file_no_restore_would_write_back(
+    setup: Setup, samples: Path
+) -> None:
+    """A file on the target that photod did not write, named with a backslash (as unzip
+    names the files of a ZIP made on Windows: "Holiday\\IMG_1.jpg"): the rebuild leaves
+    it alone and says why, and the drill passes.  It was taken in and counted protected,
+    then every restore refused it ("unsafe name") and the drill FAILED at each run."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}], {"copies": 1, "media": 1, "offsite": 0})
+    shutil.copy2(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    assert 0 == p.cli("run", "--once").returncode
+    shutil.copy2(samples / "jpg_gps_DSCN0010.jpg", lib / "Holiday\\IMG_1.jpg")
+    shutil.rmtree(setup.home / "state")
+    r = p.cli("catalog", "rebuild", "--from", "lib")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    drill = p.cli("drill")
+    assert 0 == drill.returncode, drill.stdout + drill.stderr
+    assert "lib: drill passed: 1 photo restored and checked, 0 failed" in drill.stdout
+    [skipped] = p.events("rebuild_skipped")
+    assert (
+        "not a name photod writes (it contains a control character or backslash)"
+        in (skipped["reason"])
+    ), skipped
+    assert 1 == p.status()["assets"]
+
+
 def test_disaster_everything_lost_but_the_encrypted_offsite_copy(
     setup: Setup, samples: Path, s3_server: S3Server
 ) -> None:
