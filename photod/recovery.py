@@ -212,7 +212,9 @@ def _steps(t: LocalTarget | S3Target | RcloneTarget, fetch: str) -> list[str]:
             "```",
             "",
             "Then copy them anywhere: `rsync -a --exclude=.photod --exclude='.photod-*.tmp'`",
-            "(a `.photod-*.tmp` is a copy never finished, not a photo).",
+            "(a `.photod-*.tmp` is a copy never finished, not a photo), and check the copy the",
+            "same way from inside it: a disk blind to case (a Mac's, exFAT) keeps one file for",
+            "`IMG_0001.JPG` and `img_0001.jpg`, two photos an older photod filed so.",
         ]
     get = f"cp -a {q(str(t.path))} encrypted" if isinstance(t, LocalTarget) else fetch
     return [

@@ -1062,6 +1062,37 @@ def test_two_photos_only_case_tells_apart_both_survive_the_readmes_copy_onto_exf
     )
 
 
+def test_the_readmes_copy_onto_exfat_names_the_photo_a_case_blind_disk_lost(
+    setup: Setup, samples: Path, exfat_drive: Path
+) -> None:
+    """IMG_0001.JPG and img_0001.jpg, two photos of one day as a photod before
+    2026-12-05 filed them, copied by the README's "Restore without photod" onto exFAT
+    (blind to case, as a Mac's disk is): rsync keeps one file for both, and the README's
+    last line, the check of the copy, names the photo lost (exit 1). It said nothing,
+    exit 0, one photo short."""
+    drive = setup.home / "T7" / "photos"
+    p = setup.photod([{"name": "drive", "path": str(drive), "create": True}],
+                     {"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
+    jpeg = (samples / "jpg_Canon_40D.jpg").read_bytes()
+    (setup.inbox / "IMG_0001.JPG").write_bytes(jpeg + b"camera")
+    assert 0 == p.cli("run", "--once").returncode
+    (drive / "2008/2008-05-30/img_0001.jpg").write_bytes(jpeg + b"phone")
+    shutil.rmtree(setup.home / "state")
+    assert 0 == p.cli("catalog", "rebuild", "--from", "drive").returncode
+    assert 0 == p.cli("run", "--once").returncode  # (the list names both)
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("## Restore without photod") :]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block is not None
+    script = block.group(1).replace("/media/me/T7/photos", str(drive))
+    script = script.replace("~/Pictures/restored", str(exfat_drive / "restored"))
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=setup.home,
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert 0 != r.returncode, r.stdout + r.stderr
+    assert "2008/2008-05-30/IMG_0001.JPG: FAILED" in r.stdout, r.stdout + r.stderr
+
+
 def test_a_restore_by_date_keeps_a_live_photos_movie_and_its_edits_with_the_still(
     setup: Setup,
 ) -> None:
