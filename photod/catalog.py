@@ -768,6 +768,15 @@ class Catalog:
         with self._lock:
             if self._db.execute("SELECT 1 FROM assets WHERE relpath=?", (relpath,)).fetchone():
                 return True
+            if relpath.isascii():  # (a camera's: SQLite folds ASCII itself, 3 ms a 100,000)
+                return (
+                    self._db.execute(
+                        "SELECT 1 FROM assets WHERE relpath >= ? AND relpath < ?"
+                        " AND relpath = ? COLLATE NOCASE LIMIT 1",
+                        (low, high, relpath),
+                    ).fetchone()
+                    is not None
+                )
             rows = self._db.execute(
                 "SELECT relpath FROM assets WHERE relpath >= ? AND relpath < ?", (low, high)
             )
