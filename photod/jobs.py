@@ -48,6 +48,12 @@ class CronLine(BaseTrigger):  # type: ignore[misc]
     ) -> datetime | None:
         start = previous_fire_time or now - timedelta(microseconds=1)  # now itself may fire
         after = schedules.next_after(self.line, start.astimezone(self.zone))
+        while previous_fire_time is None and after < now:
+            # In the hour the clocks go back, a time of day the line had in the first
+            # pass of that hour is its answer from the second: an hour ago, run at once
+            # (a daily 02:30 scrub ran again at a start or reload at 02:15 the second
+            # time).  It ran then, or the computer was off: the next one after that.
+            after = schedules.next_after(self.line, after)
         if previous_fire_time is not None and after <= now:
             # Runs missed while the computer slept or the clock was set forward: the
             # one due now stands for them all (APScheduler would list every one first:

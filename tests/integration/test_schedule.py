@@ -245,3 +245,27 @@ def test_copies_re_read_while_the_clock_ran_ahead_are_not_left_unread_for_a_year
     read = {e["asset"] for e in p.events("replica_checked")[before:]}
     assert read and fresh not in read, read
     assert read <= set(originals.values())
+
+
+def test_a_start_in_the_hour_the_clocks_go_back_does_not_run_the_nightly_scrub_again(
+    setup: Setup,
+) -> None:
+    """The night summer time ends in Berlin (2026-10-25: 03:00 CEST becomes 02:00 CET),
+    photod starts at 02:15 the second time round, an hour after the 02:30 scrub ran: it
+    plans the scrub for 02:30 tomorrow.  (The first 02:30 of the night, an hour past,
+    was taken for its next time, and the scrub ran at once, a second time that night:
+    at a start, a reload or a computer switched on then.)"""
+    from datetime import UTC, datetime
+
+    p, offset = _on_a_faked_clock(setup, "30 2 * * *")
+    second_pass = datetime(2026, 10, 25, 1, 15, tzinfo=UTC)  # 02:15 CET, after 02:15 CEST
+    offset.write_text(f"{second_pass.timestamp() - time.time():+.0f}\n")
+    p.env["TZ"] = "Europe/Berlin"
+    p.start()
+    try:
+        time.sleep(8)
+        assert [] == p.events("scrub_started")
+        r = p.cli("status")
+        assert "next scrub 2026-10-26 02:30" in r.stdout, r.stdout
+    finally:
+        p.stop(signal.SIGKILL)
