@@ -1273,11 +1273,13 @@ class Catalog:
         return [_asset(r) for r in rows]
 
     def added_by_day(self, since: str) -> list[tuple[str, frozenset[str], int]]:
-        """(day added, targets holding it, assets) for the assets added since a day."""
+        """(day added, targets holding it, assets) for the assets added since a moment
+        (a record's UTC time); the day is this computer's (the UTC one put a photo
+        added at 21:00 in New York on tomorrow)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT substr(added_at, 1, 10), held, count(*) FROM assets WHERE added_at >= ?"
-                " GROUP BY 1, 2",
+                "SELECT date(added_at, 'localtime'), held, count(*) FROM assets"
+                " WHERE added_at >= ? GROUP BY 1, 2",
                 (since,),
             ).fetchall()
         return [(r[0], _held(r[1]), r[2]) for r in rows]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections import defaultdict
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,8 @@ def chart(catalog: Catalog, settings: StatusSettings, today: date) -> list[dict[
     first = today - timedelta(days=CHART_DAYS - 1)
     days = {(first + timedelta(days=i)).isoformat(): [0, 0] for i in range(CHART_DAYS)}
     infos = catalog.counting(settings.target_infos(), settings.scrub_cycle)
-    for day, held, n in catalog.added_by_day(first.isoformat()):
+    midnight = datetime.combine(first, time()).astimezone(UTC)  # (this computer's)
+    for day, held, n in catalog.added_by_day(midnight.strftime("%Y-%m-%dT%H:%M:%SZ")):
         if day in days:
             safe = policy.evaluate(settings.rule, held, infos).compliant
             days[day][0 if safe else 1] += n

@@ -978,3 +978,30 @@ def test_a_month_restored_from_the_library_keeps_each_photos_movie_and_edits(
     assert ("done", [], 3, 3) == (job["state"], job["failed"], job["files"], job["restored"])
     assert target_files(lib) == target_files(dest)
     assert 0 == p.stop()
+
+
+def test_photos_added_today_are_in_todays_bar_whatever_the_time_zone(setup: Setup) -> None:
+    """The chart of the last 30 days counts a photo on the day it was added on this
+    computer's calendar: one added today is in today's bar, at any hour in any zone.
+    (The days were UTC's: a photo added in the evening in New York went to tomorrow's
+    day, past the chart's last bar, and today's stayed empty; in Berlin one added just
+    after midnight counted on yesterday.)"""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from tests.integration.test_truth import make_photos
+
+    # A zone whose day is not UTC's now: 14 hours ahead from UTC noon, 12 behind before.
+    zone = "Pacific/Kiritimati" if datetime.now(UTC).hour >= 12 else "Etc/GMT+12"
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}])
+    p.env["TZ"] = zone
+    make_photos(setup.inbox, 2)
+    p.start()
+    p.wait_protected(2)
+    p.wait_event("dashboard_started")
+    url = base_url(p)
+    page = ask(url, "/", headers={"Cookie": session(url, login(p))})[2].decode()
+    bars = re.findall(r"<title>([0-9-]+): (\d+) protected</title>", page)
+    today = datetime.now(ZoneInfo(zone)).date().isoformat()
+    assert (today, "2") == bars[-1], bars[-3:]
+    assert 0 == p.stop()
