@@ -373,7 +373,7 @@ def render(s: dict[str, Any], tty: bool | None = None) -> str:
             why = ("a time ahead of this computer's clock, set back since" if ahead
                    else "longer than the scrub cycle")  # fmt: skip
             lines.append(f"  {'':<14} its copies do not count: not seen since "
-                         f"{t['last_seen']}, {why}")  # fmt: skip
+                         f"{local_time(t['last_seen'])}, {why}")  # fmt: skip
         drill, oldest = t["last_drill"], t.get("oldest_check_days")
         if oldest is not None or drill is not None:  # (a drill with no good copy left too)
             said = (

@@ -97,10 +97,13 @@ def test_paused_is_the_headline_and_says_new_files_wait(report: dict[str, Any]) 
 
 
 def test_times_are_local_with_no_zone_letter(report: dict[str, Any]) -> None:
-    """The last drill, the last scrub and the next scrub: this computer's local time,
-    YYYY-MM-DD HH:MM, never UTC nor a Z."""
+    """The last drill, the last scrub, the next scrub and when a drive whose copies do
+    not count was last seen: this computer's local time, YYYY-MM-DD HH:MM, never UTC
+    nor a Z (the last sighting was shown as the catalog keeps it, in UTC with a Z)."""
     report["last_scrub"] = "2026-01-02T20:15:00Z"
+    report["targets"][1].update(counted=False, last_seen="2026-01-01T23:30:00Z")
     text = status.render(report, tty=False)
+    assert "its copies do not count: not seen since 2026-01-02 08:30, " in text
     assert "last drill 2026-01-02 12:04 passed" in text
     assert "Scrub    last run 2026-01-03 05:15" in text
     assert "next scrub 2026-01-04 02:00" in text

@@ -690,7 +690,8 @@ def test_copies_on_a_target_away_longer_than_the_scrub_cycle_do_not_count(
     assert 0 == p.cli("run", "--once").returncode
     assert 0 == p.cli("status").returncode
     t7.rename(setup.home / "T7-in-a-drawer")  # unplugged
-    week_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 7 * 86400))
+    seen = time.time() - 7 * 86400
+    week_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seen))
     with sqlite3.connect(setup.home / "state" / "catalog.sqlite") as db:
         db.execute("UPDATE targets SET last_seen=? WHERE name='t7'", (week_ago,))
     week = p.cli("status")
@@ -698,18 +699,21 @@ def test_copies_on_a_target_away_longer_than_the_scrub_cycle_do_not_count(
     p.config.write_text(p.config.read_text().replace("[ingest]", '[schedule]\nscrub_cycle = "1d"\n[ingest]'))  # fmt: skip
     later = p.cli("status")
     assert 1 == later.returncode and later.stdout.startswith("NOT PROTECTED"), later.stdout
-    assert f"its copies do not count: not seen since {week_ago}" in later.stdout
+    shown = time.strftime("%Y-%m-%d %H:%M", time.localtime(seen))  # (local, as status says it)
+    assert f"its copies do not count: not seen since {shown}" in later.stdout
     report = p.status()
     assert (0, False) == (report["policy"]["compliant"], report["targets"][1]["counted"])
     with sqlite3.connect(setup.home / "state" / "catalog.sqlite") as db:  # then photod was
         db.execute("UPDATE targets SET last_seen=?", (week_ago,))  # off, or asleep, a week
     assert 0 == p.cli("status").returncode, "the computer off takes no target away"
-    year_on = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 365 * 86400))
+    year = time.time() + 365 * 86400
+    year_on = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(year))
     with sqlite3.connect(setup.home / "state" / "catalog.sqlite") as db:  # the clock set
         db.execute("UPDATE targets SET last_seen=? WHERE name='t7'", (year_on,))  # back a year
     behind = p.cli("status")
     assert 1 == behind.returncode and behind.stdout.startswith("NOT PROTECTED"), behind.stdout
-    assert f"not seen since {year_on}, a time ahead of this computer's clock" in behind.stdout
+    shown = time.strftime("%Y-%m-%d %H:%M", time.localtime(year))
+    assert f"not seen since {shown}, a time ahead of this computer's clock" in behind.stdout
     (setup.home / "T7-in-a-drawer").rename(t7)  # plugged in again
     assert 0 == p.cli("status").returncode
 
