@@ -20,6 +20,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 import json
+import math
 import os
 import sqlite3
 import stat
@@ -936,7 +937,7 @@ class Catalog:
             )
             return float(delay)
 
-    def anything_pending(self, target: str, now: float) -> bool:
+    def anything_pending(self, target: str, now: float, longest: float = math.inf) -> bool:
         """Whether ``pending`` would find anything, from two index counts and the failed
         replicas: the catch-up asks every `retry_interval`, and walking a million
         assets to find that a target lacks none of them would be most of an idle
@@ -944,20 +945,25 @@ class Catalog:
         with self._lock:
             row = self._db.execute(
                 "SELECT EXISTS(SELECT 1 FROM replicas WHERE target=? AND state='failed'"
-                " AND next_try<=?) OR (SELECT count(*) FROM assets) >"
+                " AND (next_try<=? OR next_try>?)) OR (SELECT count(*) FROM assets) >"
                 " (SELECT count(*) FROM replicas WHERE target=?)",
-                (target, now, target),
+                (target, now, now + longest, target),
             ).fetchone()
         return bool(row[0])
 
-    def pending(self, target: str, limit: int, now: float) -> list[Asset]:
-        """Assets with no verified replica on ``target`` whose retry time has come."""
+    def pending(
+        self, target: str, limit: int, now: float, longest: float = math.inf
+    ) -> list[Asset]:
+        """Assets with no verified replica on ``target`` whose retry time has come.
+        ``longest``: the longest wait a failed copy is given; a retry time further away
+        was planned on a clock set back since (one a year ahead, put right by NTP),
+        and is due now, not when the clock gets there again."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT a.* FROM assets a LEFT JOIN replicas r ON r.asset=a.sha256 AND r.target=?"
-                " WHERE r.asset IS NULL OR (r.state='failed' AND r.next_try<=?)"
+                " WHERE r.asset IS NULL OR (r.state='failed' AND (r.next_try<=? OR r.next_try>?))"
                 " ORDER BY a.added_at LIMIT ?",
-                (target, now, limit),
+                (target, now, now + longest, limit),
             ).fetchall()
         return [_asset(r) for r in rows]
 

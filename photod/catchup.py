@@ -53,7 +53,8 @@ class CatchUp:
         """Copy what a target is missing, oldest first, ``transfers`` at a time; returns
         how many were copied."""
         state = self.targets[name]
-        if not state.available or not self.catalog.anything_pending(name, time.time()):
+        longest = self.copier.retry_max  # (a retry time past it: the clock set back since)
+        if not state.available or not self.catalog.anything_pending(name, time.time(), longest):
             return 0
 
         def one(asset: Asset) -> bool:
@@ -67,7 +68,8 @@ class CatchUp:
         done = 0
         with ThreadPoolExecutor(state.transfers, thread_name_prefix=f"upload-{name}") as pool:
             while not self.stop.is_set() and state.available:
-                todo = self.copier.unclaimed(self.catalog.pending(name, batch, time.time()), name)
+                due = self.catalog.pending(name, batch, time.time(), longest)
+                todo = self.copier.unclaimed(due, name)
                 if not todo:
                     break
                 copied = sum(pool.map(one, todo))

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import Photod
 from tests.integration.conftest import Setup, backed_up_twice
+from tests.integration.test_truth import make_photos
 
 pytestmark = pytest.mark.integration
 
@@ -269,3 +270,37 @@ def test_a_start_in_the_hour_the_clocks_go_back_does_not_run_the_nightly_scrub_a
         assert "next scrub 2026-10-26 02:30" in r.stdout, r.stdout
     finally:
         p.stop(signal.SIGKILL)
+
+
+def test_a_copy_that_failed_while_the_clock_ran_a_year_ahead_is_retried_once_it_is_right(
+    setup: Setup,
+) -> None:
+    """The computer's clock ran a year ahead when a copy to the drive failed (the drive
+    full); the clock is put right and there is room again: the copy is made at once,
+    as its retry time (a second later on the clock then) has passed.  (It waited for
+    that time on the clock put right: a year with no copy on the drive.)"""
+    make_photos(setup.inbox, 1)
+    lib, t7 = setup.home / "lib", setup.home / "T7"
+    p = setup.photod(
+        [{"name": "lib", "path": str(lib)},
+         {"name": "t7", "path": str(t7), "media": "external", "reserve": "1000TB"}],
+        policy={"copies": 1, "media": 1, "offsite": 0},
+    )  # fmt: skip
+    offset = setup.home / "faketime.rc"
+    offset.write_text("+365d\n")
+    env = dict(p.env)
+    _faked(p, offset)
+    p.start()
+    try:
+        p.wait_event("replica_written", target="lib")
+        t7.mkdir()  # (plugged in now: no room for the copy under its reserve)
+        p.wait_event("replica_failed", target="t7")
+    finally:
+        p.stop(signal.SIGKILL)
+    p.env = env  # the clock put right
+    p.config.write_text(p.config.read_text().replace('"1000TB"', '"1MB"'))  # room made
+    p.start()
+    try:
+        p.wait_event("replica_written", target="t7", timeout=20)
+    finally:
+        assert 0 == p.stop()
