@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from tzlocal import get_localzone
+from tzlocal import get_localzone, reload_localzone
 
 from photod import clock, schedules
 from photod.activity import Activity, Failing
@@ -104,6 +105,14 @@ def _offset() -> float | None:
     wall = clock.SYSTEM.time()
     after = clock.SYSTEM.boottime()
     return None if after - before > STEP / 4 else wall - (before + after) / 2
+
+
+def _zone() -> tuple[object, ...]:
+    """This computer's time zone as the C library has it now, read again (``tzset``:
+    ``TZ``, else /etc/localtime): a laptop's automatic time zone changes it under a
+    running daemon, which read it once (at the first local time it gave)."""
+    time.tzset()
+    return time.tzname, time.timezone, time.altzone
 
 
 def _missed(
@@ -200,6 +209,7 @@ def scheduler() -> BackgroundScheduler:
         # missed.  (A step of seconds forward later is not the clock set right again.)
         offset: float | None = None
         planned: dict[str, tuple[datetime, datetime]] | None = None  # id: (before, moved)
+        zone: tuple[object, ...] | None = None  # (``_zone``, at the last look)
         before = 0.0  # the offset before the clock was set back (when planned)
 
         def _move(self, job: Any, due: datetime) -> bool:
@@ -241,7 +251,32 @@ def scheduler() -> BackgroundScheduler:
                 if was is not None and still and not self._move(job, was[0]):
                     return
 
+        def _rezone(self) -> None:
+            """The time zone changed (a laptop flown to another): each cron line's
+            next time is its time of day in the new zone, not in the old one (a 03:30
+            scrub at home ran at 18:30 in California, until a restart)."""
+            try:
+                local = reload_localzone()
+            except Exception as exc:  # (a zone tzlocal cannot name: the lines keep theirs)
+                log.warning("time_zone_unknown", error=str(exc))
+                return
+            now = datetime.now(UTC)
+            for job in self.get_jobs():
+                trigger, due = job.trigger, job.next_run_time
+                if not isinstance(trigger, CronLine) or trigger.zone == local:
+                    continue
+                planned = due is not None and trigger.get_next_fire_time(None, due) == due
+                trigger.zone = local  # (a catch-up, a wake-up: kept as it is)
+                due = trigger.get_next_fire_time(None, now)
+                if planned and due is not None and not self._move(job, due):
+                    return
+            log.info("time_zone_changed", zone=str(local))
+
         def _process_jobs(self) -> float:
+            zone = _zone()
+            if self.zone is not None and zone != self.zone:
+                self._rezone()
+            self.zone = zone
             offset = _offset()
             if offset is None or self.offset is None:
                 pass  # (a stall between the readings: the next look reads them again)

@@ -445,3 +445,53 @@ def test_a_clock_stepped_back_seconds_is_not_a_failure() -> None:
 
     assert ["info"] == levels(5.0)
     assert ["warning"] == levels(4 * 3600.0)
+
+
+def test_a_scrub_follows_the_computer_to_another_time_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The daemon runs in Berlin with the scrub at 03:30; the laptop is flown to
+    California and its time zone follows (automatic time zone): the scrub's next run is
+    03:30 in California, and `time_zone_changed` says so.  (The daemon kept the zone it
+    read at its start: the scrub ran at 18:30 California time, in the middle of the
+    day, until a restart; a reload did not help.)"""
+    import threading
+    from zoneinfo import ZoneInfo
+
+    import tzlocal
+    from structlog.testing import capture_logs
+
+    def move_to(zone: str) -> None:
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+        tzlocal.reload_localzone()
+
+    move_to("Europe/Berlin")
+    trigger = CronLine("30 3 * * *")
+    now = datetime.now(UTC)
+    scheduler = jobs.scheduler()
+    scheduler.add_job(
+        print, trigger, id="scrub", next_run_time=trigger.get_next_fire_time(None, now)
+    )
+    scheduler.offset = clock.SYSTEM.time() - clock.SYSTEM.boottime()
+    try:
+        with capture_logs() as events:
+            scheduler.start()
+            time.sleep(0.2)  # (its first look: Berlin)
+            move_to("America/Los_Angeles")
+            scheduler.wakeup()
+            said = threading.Event()
+            deadline = time.monotonic() + 10
+            while not said.is_set() and time.monotonic() < deadline:
+                if any(e["event"] == "time_zone_changed" for e in events):
+                    said.set()
+                time.sleep(0.01)
+        due = scheduler.get_job("scrub").next_run_time.astimezone(ZoneInfo("America/Los_Angeles"))
+        assert (3, 30) == (due.hour, due.minute)
+        assert timedelta(0) < due - now <= timedelta(days=1)
+        assert said.is_set()
+    finally:
+        scheduler.shutdown()
+        monkeypatch.undo()
+        time.tzset()
+        tzlocal.reload_localzone()
