@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -176,7 +175,7 @@ class TargetState:
         # A remote that failed is asked again after a growing pause, not every probe.
         self.backoff = 0.0
         self.next_probe = 0.0
-        self.since = time.time()  # when ``available`` last changed
+        self.since = SYSTEM.boottime()  # when ``available`` last changed (a clock set: no move)
         self.seen_saved = 0.0  # monotonic time the catalog last heard it answer
         self.others_read = 0.0  # monotonic time the other installations' lists were read
         self.link = ""  # a folder inside the target found to be a link: it waits for one
@@ -484,7 +483,7 @@ class Fleet:
     def _set(self, state: TargetState, available: bool, reason: str, kind: str = "") -> None:
         """``kind``: what the reason is said by (the reason itself unless given)."""
         if state.available != available:
-            state.since = self.clock.time()
+            state.since = self.clock.boottime()
         state.available, state.reason, state.kind = available, reason, kind or reason
 
     def _back_off(self, state: TargetState, longest: float | None = None) -> None:

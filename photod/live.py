@@ -5,11 +5,11 @@ shows, and its answers over the control socket (`photod status`, `backup`, `veri
 from __future__ import annotations
 
 import os
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 from photod import catalog_guard, failpoints, jobs, logs, policy
+from photod.clock import SYSTEM
 from photod.errors import PhotodError
 from photod.logs import log
 from photod.pause import Pause
@@ -63,7 +63,7 @@ def _status_line(pipeline: Pipeline) -> str:
         "nothing to protect yet" if not assets else
         "all protected" if not short else f"{short:,} not protected yet",
     ]  # fmt: skip
-    now = time.time()
+    now = SYSTEM.boottime()  # (``since``'s clock)
     for name, state in pipeline.targets.items():
         if not state.available:
             kind = _KIND.get(str(state.info.media), "target")

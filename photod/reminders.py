@@ -156,12 +156,10 @@ class Reminders:
             if t.expect_every is None or state.available:
                 continue
             seen = self.catalog.last_seen(t.name)
-            since = (
-                datetime.fromisoformat(seen.replace("Z", "+00:00"))
-                if seen
-                else datetime.fromtimestamp(state.since, UTC)
-            )
-            away = (now - since).total_seconds()
+            if seen:
+                away = (now - datetime.fromisoformat(seen.replace("Z", "+00:00"))).total_seconds()
+            else:  # never seen: away since the daemon started (on the boot clock)
+                away = self.clock.boottime() - state.since
             if away > t.expect_every:
                 kind = {"external": "external drive", "nas": "NAS"}.get(str(t.media), "target")
                 yield (f"away:{t.name}", f"photod: {kind} '{t.name}' missing",

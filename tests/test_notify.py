@@ -450,12 +450,14 @@ def test_a_drive_in_a_drawer_is_said_once_a_day(tmp_path: Path) -> None:
         'media = "external"\nexpect_every = "1h"\n[notify]\ndesktop = false\n'
     )
     cfg = config.parse(text, tmp_path / "photod.toml")
-    clock = ManualClock(wall=1_900_000_000.0)  # later than the real clock: away since it
+    clock = ManualClock()
     catalog = Catalog(tmp_path / "c.sqlite")
 
     def build(left: Any = None) -> tuple[Reminders, Notifier]:
         n = Notifier(cfg.notify, clock, left)
-        return Reminders(cfg, catalog, build_targets(cfg.targets_settings()), n, clock), n
+        targets = build_targets(cfg.targets_settings())
+        targets["t7"].since = clock.boottime() - 86400  # away a day already (its clock's)
+        return Reminders(cfg, catalog, targets, n, clock), n
 
     r, n = build()
     told = []

@@ -348,3 +348,36 @@ def test_a_desktop_notification_shows_its_text_as_text(
     [(_, shown)] = desk.shown
     assert "<a" not in shown and "<img" not in shown
     assert shown == body.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def test_a_clock_put_right_years_forward_does_not_call_a_drive_missing_for_years(
+    setup: Setup,
+) -> None:
+    """The computer starts with its clock ten years behind (a dead clock battery), the
+    external drive not plugged in, then NTP puts the clock right: the drive is not
+    said missing for ten years, nor reminded about before its `expect_every` of a week.
+    (How long a drive never seen was away was counted on the wall clock from the
+    start: "not connected for 3652 days" went out within 15 seconds of the clock put
+    right, and `systemctl status` said "missing for 3652 days".)"""
+    from tests.integration.test_schedule import _faked
+
+    hook = Webhook()
+    p = setup.photod(
+        [{"name": "lib", "path": str(setup.home / "lib")},
+         {"name": "t7", "path": str(setup.home / "T7"), "media": "external",
+          "expect_every": "7d"}],
+        policy={"copies": 1, "media": 1, "offsite": 0},
+        extra=f'\n[notify]\nwebhook = "{hook.url}"\n',
+    )  # fmt: skip
+    offset = setup.home / "faketime.rc"
+    offset.write_text("-3652d\n")
+    _faked(p, offset)
+    p.start()
+    try:
+        time.sleep(2)
+        offset.write_text("+0\n")  # NTP puts the clock right
+        time.sleep(20)  # (past a look for reminders: every 15 s)
+        assert [] == [json.loads(body)["title"] for _, body in hook.got]
+    finally:
+        p.stop(signal.SIGKILL)
+        hook.close()
