@@ -521,6 +521,11 @@ class Catalog:
             self._db.execute("PRAGMA cell_size_check=ON")  # a damaged page fails early
             if not readonly:
                 self._migrate()
+                # An index, not a schema change (an older photod keeps it up to date and
+                # still opens the catalog): a new photo's name is asked of it
+                # (``relpath_taken``), one look-up whatever the folder's size.
+                self._db.execute("CREATE INDEX IF NOT EXISTS assets_relpath_nocase"
+                                 " ON assets(relpath COLLATE NOCASE)")  # fmt: skip
         except BaseException:
             self._db.close()
             raise
@@ -762,19 +767,18 @@ class Catalog:
         """Whether an asset has this library path, or one that only case tells apart from
         it (``IMG_0001.JPG`` for ``img_0001.jpg``): a disk blind to case (exFAT, a Mac's,
         Windows') holds one file for both, and a restore or a copy onto it would keep one
-        photo of the two.  Asked of the paths in the same folder (by the unique index)."""
+        photo of the two.  An ASCII path (a camera's) is one look-up in SQLite's NOCASE
+        index, folders too; any other is compared with the paths of its own folder."""
         folder = relpath.rpartition("/")[0]
         low, high = (f"{folder}/", f"{folder}0") if folder else ("", "\U0010ffff")  # ('0': '/'+1)
         wanted = relpath.casefold()
         with self._lock:
             if self._db.execute("SELECT 1 FROM assets WHERE relpath=?", (relpath,)).fetchone():
                 return True
-            if relpath.isascii():  # (a camera's: SQLite folds ASCII itself, 3 ms a 100,000)
+            if relpath.isascii():  # (NOCASE folds ASCII only)
                 return (
                     self._db.execute(
-                        "SELECT 1 FROM assets WHERE relpath >= ? AND relpath < ?"
-                        " AND relpath = ? COLLATE NOCASE LIMIT 1",
-                        (low, high, relpath),
+                        "SELECT 1 FROM assets WHERE relpath = ? COLLATE NOCASE LIMIT 1", (relpath,)
                     ).fetchone()
                     is not None
                 )
