@@ -282,6 +282,9 @@ class S3Target(_RemoteTarget):
     profile: str | None = None  # a profile of the shared AWS credentials file
     credentials_file: Path | None = None  # an AWS-style credentials file, mode 600
     part_size: Size = 16 * 1024**2  # larger files go up in parts of this size
+    # How long a part the network cut is sent again, in the same upload, before the
+    # upload is given up (and the file tried again later, from its start).
+    part_retry: Duration = 120.0
 
     @property
     def where(self) -> str:
@@ -292,7 +295,7 @@ class S3Target(_RemoteTarget):
         return S3Spec(
             **self._remote(), bucket=self.bucket, prefix=self.prefix, endpoint=self.endpoint,
             region=self.region, profile=self.profile, credentials_file=self.credentials_file,
-            part_size=self.part_size,
+            part_size=self.part_size, part_retry=self.part_retry,
         )  # fmt: skip
 
 

@@ -29,12 +29,13 @@ from photod.errors import (
     kind_of,
 )
 from photod.logs import log
-from photod.models import Media, TargetInfo
+from photod.models import TargetInfo
 from photod.network import metered_now
 from photod.targets.base import Identity, Target, Writer
 from photod.targets.local import LocalTarget
+from photod.targets.make import make_target
 from photod.targets.records import Installation, Records
-from photod.targetspec import LocalSpec, RcloneSpec, RemoteSpec, S3Spec, TargetSpec, TargetsSettings
+from photod.targetspec import RemoteSpec, TargetsSettings
 from photod.throttle import LimitedWriter, TokenBucket, on_battery_now, paused
 
 REMOTE_PROBE = 60.0  # seconds between checks of a remote target that answers
@@ -42,39 +43,6 @@ REMOTE_PROBE = 60.0  # seconds between checks of a remote target that answers
 if TYPE_CHECKING:
     from photod.config import Config
     from photod.targets.crypt import Keys
-
-
-def _target(state_dir: Path, t: TargetSpec, keys: Keys | None, owner: str) -> Target:
-    """One configured target, wrapped in encryption when it asks for it."""
-    inner: Target
-    if isinstance(t, LocalSpec):
-        inner = LocalTarget(
-            t.name, t.path, t.creates_root, t.reserve, relocatable=t.media is not Media.INTERNAL,
-            owner=owner,
-        )  # fmt: skip
-    elif isinstance(t, S3Spec):
-        from photod.targets.s3 import S3Target  # boto3 takes 0.1 s to load: only when used
-
-        inner = S3Target(
-            t.name, t.bucket, t.prefix, t.endpoint, t.region, t.profile, t.credentials_file,
-            t.part_size, owner=owner,
-        )  # fmt: skip
-    else:
-        from photod.targets.rclone import RcloneTarget  # http.client, ssl: only when used
-
-        assert isinstance(t, RcloneSpec)
-        conf = t.config_file
-        if t.rclone_config is not None:
-            conf = RcloneTarget.write_inline_config(
-                state_dir / "rclone" / f"{t.name}.conf", t.remote, dict(t.rclone_config)
-            )
-        inner = RcloneTarget(t.name, t.remote, conf, owner=owner)
-    if t.encrypt:
-        from photod.targets.crypt import CryptTarget  # pyrage: only when a target is sealed
-
-        assert keys is not None  # the config requires [encryption] identity
-        return CryptTarget(inner, keys)
-    return inner
 
 
 def keys_for(settings: TargetsSettings) -> Keys | None:
@@ -115,7 +83,7 @@ def build_targets(
     owner = me.short if me else ""
     states = {}
     for t in settings.targets:
-        target = _target(settings.state_dir, t, keys, owner)
+        target = make_target(settings.state_dir, t, keys, owner, stop)
         remote = t if isinstance(t, RemoteSpec) else None
         states[t.name] = TargetState(
             target,

@@ -60,6 +60,7 @@ class S3Spec(NamedTuple):
     profile: str | None
     credentials_file: Path | None
     part_size: int
+    part_retry: float  # seconds a cut part is sent again before its upload is given up
 
     def info(self) -> TargetInfo:
         return TargetInfo(self.name, self.media, self.offsite)

@@ -83,9 +83,13 @@ class S3Target(ObjectTarget):
         part_size: int = 16 * 1024**2,
         timeout: float = 20.0,
         owner: str = "",
+        stop: threading.Event | None = None,
+        part_retry: float = 120.0,
     ) -> None:
         """``owner``: this installation's short id, which its probe's name begins with
-        (empty for a command that only reads)."""
+        (empty for a command that only reads); ``stop``: set when photod stops (an
+        upload's part waiting to be sent again then waits no more); ``part_retry``: how long
+        (seconds) a part the network cut is sent again before the upload is given up."""
         self.name = name
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
@@ -93,6 +97,8 @@ class S3Target(ObjectTarget):
         self.owner = f"{owner}-" if owner else ""
         self.where = f"s3://{bucket}/{self.prefix}" + (f" at {endpoint}" if endpoint else "")
         self.part_size = max(part_size, 5 * 1024**2)  # S3's smallest part
+        self.stop = stop or threading.Event()
+        self.part_retry = part_retry
         self.client, presigner = make_client(endpoint, region, profile, credentials_file, timeout)
         self.presigned = Presigned(self.client, presigner, bucket, name)
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"s3-{name}")

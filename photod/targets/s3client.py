@@ -13,7 +13,16 @@ from typing import Any
 import boto3
 import botocore.session
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError, ConfigParseError, NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConfigParseError,
+    HTTPClientError,
+    NoCredentialsError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
 from botocore.handlers import add_expect_header
 from urllib3.exceptions import HTTPError as Urllib3Error
 
@@ -34,6 +43,11 @@ CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "I
 # What a request can raise besides a ClientError: botocore's own errors, and (reading a
 # broken response) urllib3's and the socket's.
 NETWORK = (BotoCoreError, Urllib3Error, OSError)
+# What a request may succeed with as it is, a moment later: the connection cut or timed
+# out, the server busy or throttling, or the body too slow for it (not a damaged body:
+# some servers, `rclone serve s3` among them, drop the whole upload at one).
+CUT = (BotoConnectionError, HTTPClientError, Urllib3Error, OSError)
+PASSING = {"RequestTimeout", "InternalError", *THROTTLED}
 
 _loaders: list[Any] = []  # the first session's loader of API descriptions, shared
 _lock = threading.Lock()
@@ -152,6 +166,19 @@ def mapped(exc: Exception, name: str, bucket: str, where: str, endpoint: str | N
     if isinstance(exc, NETWORK):
         return TargetUnavailable(name, f"cannot reach {endpoint or 'S3'}: {exc}")
     return TargetUnavailable(name, f"S3 request failed: {exc}")
+
+
+def passing(exc: BaseException | None) -> bool:
+    """Whether a request that failed with ``exc`` (botocore's) may succeed sent again as
+    it is: the network dropped or timed out, the server was busy; never credentials
+    refused, a bucket or an upload gone."""
+    if isinstance(exc, CUT):
+        return True
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return code in PASSING or status == 429 or status >= 500
+    return False
 
 
 def skewed(response: Mapping[str, Any]) -> str:

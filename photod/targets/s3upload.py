@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
 from photod.models import VerifyMethod
 from photod.targets.objects import TMP
+from photod.targets.s3client import passing
 
 if TYPE_CHECKING:
     from photod.targets.s3 import S3Target
@@ -106,14 +107,29 @@ class S3Writer:
             raise
 
     def _upload_part(self, number: int, part: bytes) -> dict[str, Any]:
-        response = self.t.call(
-            "upload_part",
-            Key=self.t.full(self.upload_key),
-            UploadId=self.upload_id,
-            PartNumber=number,
-            Body=part,
-            ContentMD5=md5(part),
-        )
+        """Send one part.  One the network cut (or a busy server refused) is sent again
+        in the same upload, after 2 s, 4 s, 8 s ... (a minute at most) for the target's
+        ``part_retry`` in all: a link that drops every few minutes then costs a part,
+        not the whole upload; from its first byte again, a video longer to send than
+        the link stays up could never land."""
+        digest = md5(part)
+        waited, wait = 0.0, 2.0
+        while True:
+            try:
+                response = self.t.call(
+                    "upload_part",
+                    Key=self.t.full(self.upload_key),
+                    UploadId=self.upload_id,
+                    PartNumber=number,
+                    Body=part,
+                    ContentMD5=digest,
+                )
+                break
+            except TargetUnavailable as exc:  # (a part sent again replaces the first)
+                wait = min(wait, self.t.part_retry - waited)
+                if wait <= 0 or not passing(exc.__cause__) or self.t.stop.wait(wait):
+                    raise
+                waited, wait = waited + wait, min(wait * 2, 60.0)
         return {"PartNumber": number, "ETag": self._field(response, "ETag", f"part {number}")}
 
     def _field(self, answer: Any, field: str, what: str) -> str:

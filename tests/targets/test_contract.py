@@ -59,7 +59,7 @@ def s3_target(
 ) -> S3Target:
     return S3Target(
         "s3", BUCKET, prefix, endpoint or server.endpoint, credentials_file=credentials,
-        part_size=5 * 1024**2, timeout=5, owner=owner,
+        part_size=5 * 1024**2, timeout=5, owner=owner, part_retry=1.0,
     )  # fmt: skip
 
 
