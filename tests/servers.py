@@ -303,9 +303,12 @@ class FaultProxy:
     ("strip", header) (the answer reaches the client without that header).  With
     ``honours``, the folder the server serves, a PUT with ``If-None-Match: *`` over an
     object there is refused (412 PreconditionFailed) before it reaches the server, as
-    AWS S3 and MinIO refuse it (`rclone serve s3` ignores the header)."""
+    AWS S3 and MinIO refuse it (`rclone serve s3` ignores the header).  With ``rate``,
+    each request's body is taken at that many bytes a second (a slow uplink)."""
 
-    def __init__(self, upstream: str, rule: Any = None, honours: Path | None = None) -> None:
+    def __init__(
+        self, upstream: str, rule: Any = None, honours: Path | None = None, rate: int = 0
+    ) -> None:
         import http.client
         import http.server
         import urllib.parse
@@ -334,7 +337,15 @@ class FaultProxy:
 
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
+                body = self.rfile.read(length) if length and not rate else None
+                if length and rate:  # a slow uplink: the body arrives a piece at a time
+                    pieces = []
+                    while (got := sum(map(len, pieces))) < length:
+                        pieces.append(self.rfile.read(min(rate // 10, length - got)))
+                        if not pieces[-1]:
+                            return self._cut()
+                        time.sleep(0.1)
+                    body = b"".join(pieces)
                 u = urllib.parse.urlsplit(self.path)
                 action = proxy.rule(self.command, urllib.parse.unquote(u.path), u.query)
                 if action == "drop":

@@ -9,14 +9,16 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import io
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
+from photod.errors import ChecksumMismatch, KeyExists, PhotodError, Stopping, TargetUnavailable
 from photod.models import VerifyMethod
 from photod.targets.objects import TMP
 from photod.targets.s3client import passing
@@ -27,6 +29,21 @@ if TYPE_CHECKING:
 UPLOAD = "s3-upload:"  # temp keys: an upload not started yet, to the key that follows
 STARTED = "s3-multipart:"  # temp keys: a multipart upload the server started, and its id
 IN_FLIGHT = 2  # parts of one upload on the wire at once
+
+
+class _Part(io.BytesIO):
+    """A part's bytes as botocore reads them to send, a block at a time: ``cut`` set
+    (photod stops) ends the sending there.  Over a slow uplink a part takes minutes,
+    and systemd kills a photod still stopping 30 s after it asked."""
+
+    def __init__(self, data: bytes, cut: threading.Event) -> None:
+        super().__init__(data)  # (the bytes are shared, not copied)
+        self.cut = cut
+
+    def read(self, n: int | None = -1) -> bytes:
+        if self.cut.is_set():
+            raise OSError("photod is stopping")
+        return super().read(n)
 
 
 def md5(data: bytes) -> str:
@@ -59,6 +76,9 @@ class S3Writer:
         self.futures: list[Future[dict[str, Any]]] = []
         self.completed = False
         self.ended: bool | None = None  # what ``abort`` found: None before it ran
+        # A stop cuts the parts on the wire of an upload in flight when it came, never
+        # of one made as photod stops (the catalog's last snapshot).
+        self.cut = target.stop if not target.stop.is_set() else threading.Event()
 
     def write(self, data: bytes) -> None:
         if self.sha is not None:
@@ -121,11 +141,13 @@ class S3Writer:
                     Key=self.t.full(self.upload_key),
                     UploadId=self.upload_id,
                     PartNumber=number,
-                    Body=part,
+                    Body=_Part(part, self.cut),
                     ContentMD5=digest,
                 )
                 break
             except TargetUnavailable as exc:  # (a part sent again replaces the first)
+                if self.cut.is_set():
+                    raise Stopping from exc  # (photod stops: not the target's fault)
                 wait = min(wait, self.t.part_retry - waited)
                 if wait <= 0 or not passing(exc.__cause__) or self.t.stop.wait(wait):
                     raise

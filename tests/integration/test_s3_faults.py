@@ -268,3 +268,36 @@ def test_a_link_that_drops_every_few_parts_still_gets_a_large_video_up(
     finally:
         p.stop()
         proxy.stop()
+
+
+@pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
+def test_a_stop_mid_upload_over_a_slow_link_is_prompt(
+    setup: Setup, s3_server: S3Server, encrypt: bool
+) -> None:
+    """SIGTERM while a large video goes up over a slow uplink (scaled: 5 MiB parts at
+    200 KB/s, half a minute each, two on the wire): photod stops well within
+    systemd's 30 s (TimeoutStopSec; it waited for the parts on the wire, and was
+    killed), ends its upload, and counts no copy there."""
+    started = threading.Event()
+
+    def rule(method: str, path: str, query: str) -> str:
+        if method == "POST" and query.startswith("uploads"):
+            started.set()
+        return "pass"
+
+    proxy = FaultProxy(s3_server.endpoint, rule, rate=200_000)
+    prefix = f"slow-{setup.home.name}/"
+    p = video_to_s3(setup, s3_server, proxy, prefix, encrypt).start()
+    try:
+        assert started.wait(60), "the upload never started"
+        time.sleep(3)  # its first two parts on the wire
+        asked = time.monotonic()
+        p.proc.send_signal(signal.SIGTERM)
+        rc = p.proc.wait(60)
+        took = time.monotonic() - asked
+        assert (0, True) == (rc, took < 15), took
+    finally:
+        p.stop()
+        proxy.stop()
+    assert [] == uploads_left(s3_server, prefix)
+    assert 1 == p.status()["policy"]["noncompliant"]  # no copy counted on the cloud
