@@ -283,7 +283,8 @@ class S3Target(_RemoteTarget):
     credentials_file: Path | None = None  # an AWS-style credentials file, mode 600
     part_size: Size = 16 * 1024**2  # larger files go up in parts of this size
     # How long a part the network cut is sent again, in the same upload, before the
-    # upload is given up (and the file tried again later, from its start).
+    # upload is given up (and the file tried again later, from its start); and a cut
+    # download asked again from where it was cut.
     part_retry: Duration = 120.0
 
     @property

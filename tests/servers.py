@@ -300,7 +300,8 @@ class FaultProxy:
     what ``rule(method, path, query)`` says (a rule may be changed at any time):
     "pass"; "drop" (the connection cut before the request reaches the server: the
     network gone); "forward_then_drop" (the server acts, its answer is lost);
-    ("strip", header) (the answer reaches the client without that header).  With
+    ("strip", header) (the answer reaches the client without that header); ("cut", n)
+    (the answer's head and its body's first n bytes arrive, then the link drops).  With
     ``honours``, the folder the server serves, a PUT with ``If-None-Match: *`` over an
     object there is refused (412 PreconditionFailed) before it reaches the server, as
     AWS S3 and MinIO refuse it (`rclone serve s3` ignores the header).  With ``rate``,
@@ -369,7 +370,8 @@ class FaultProxy:
                     data = answer.read()
                 if action == "forward_then_drop":
                     return self._cut()
-                stripped = action[1].lower() if isinstance(action, tuple) else ""
+                cut = action[1] if isinstance(action, tuple) and action[0] == "cut" else None
+                stripped = action[1].lower() if isinstance(action, tuple) and not cut else ""
                 self.send_response_only(answer.status)
                 for name, value in answer.getheaders():
                     if name.lower() not in ("transfer-encoding", "connection", stripped):
@@ -377,6 +379,9 @@ class FaultProxy:
                 if answer.getheader("Content-Length") is None:
                     self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                if cut is not None:
+                    self.wfile.write(data[:cut])
+                    return self._cut()
                 if self.command != "HEAD":
                     self.wfile.write(data)
 

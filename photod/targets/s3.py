@@ -27,7 +27,7 @@ from photod.errors import KeyExists, PhotodError, TargetUnavailable
 from photod.logs import log
 from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.records import mtime_from_text, mtime_text
-from photod.targets.s3client import NETWORK, make_client, mapped
+from photod.targets.s3client import NETWORK, make_client, mapped, passing
 from photod.targets.s3presigned import Presigned
 from photod.targets.s3upload import S3Writer, end_temp, md5
 
@@ -37,11 +37,20 @@ LISTING_TTL = 60.0  # seconds a folder listing answers "is this key taken?"
 
 
 class _Body:
-    """A GET's body as a file: read errors become OSError, as from a disk."""
+    """A GET's body as a file: read errors become OSError, as from a disk.  A download
+    the network cut goes on from where it was cut, of the same object (its ETag), after
+    2 s, 4 s, 8 s ... for the target's ``part_retry`` in all: over a link that drops
+    every few minutes, a video begun again at its first byte could never come back."""
 
-    def __init__(self, target: S3Target, answer: dict[str, Any]) -> None:
+    def __init__(self, target: S3Target, key: str, answer: dict[str, Any]) -> None:
         self.t = target
+        self.key = key
         self.body = answer["Body"]
+        self.etag = answer.get("ETag")
+        size = answer.get("ContentLength")
+        self.size = size if isinstance(size, int) else None
+        self.pos = 0
+        self.closed = False
         # (metadata names are caseless: a server may answer ``Mtime``)
         self.metadata = {str(k).lower(): v for k, v in (answer.get("Metadata") or {}).items()}
 
@@ -52,12 +61,35 @@ class _Body:
         return mtime_from_text(text) if isinstance(text, str) else None
 
     def read(self, n: int = -1) -> bytes:
-        try:
-            return bytes(self.body.read(None if n < 0 else n))
-        except (*NETWORK, ValueError) as exc:
-            raise OSError(f"{self.t.name}: download cut off: {exc}") from exc
+        waited, wait = 0.0, 2.0
+        while True:
+            try:
+                data = bytes(self.body.read(None if n < 0 else n))
+                self.pos += len(data)
+                return data
+            except (*NETWORK, ValueError) as exc:
+                cut: Exception = exc
+            while True:  # the rest asked for again, once the network lets it through
+                wait = min(wait, self.t.part_retry - waited)
+                if wait <= 0 or not self.etag or self.closed or self.t.stop.wait(wait):
+                    raise OSError(f"{self.t.name}: download cut off: {cut}") from cut
+                waited, wait = waited + wait, min(wait * 2, 60.0)
+                try:
+                    answer = self.t.client.get_object(Bucket=self.t.bucket,
+                        Key=self.t.full(self.key), Range=f"bytes={self.pos}-",
+                        IfMatch=self.etag)  # fmt: skip
+                except (*NETWORK, ClientError) as exc:
+                    if isinstance(exc, ClientError) and not passing(exc):
+                        raise OSError(f"{self.t.name}: download cut off: {cut}") from exc
+                    cut = exc
+                    continue
+                with contextlib.suppress(Exception):
+                    self.body.close()
+                self.body = answer["Body"]
+                break
 
     def close(self) -> None:
+        self.closed = True
         with contextlib.suppress(Exception):
             self.body.close()
 
@@ -316,7 +348,7 @@ class S3Target(ObjectTarget):
             raise self.error(exc) from exc
         except NETWORK as exc:
             raise self.error(exc) from exc
-        return _Body(self, answer)  # type: ignore[return-value]
+        return _Body(self, key, answer)  # type: ignore[return-value]
 
     def size(self, key: str) -> int | None:
         return self.object_size(key)

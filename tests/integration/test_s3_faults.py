@@ -301,3 +301,35 @@ def test_a_stop_mid_upload_over_a_slow_link_is_prompt(
         proxy.stop()
     assert [] == uploads_left(s3_server, prefix)
     assert 1 == p.status()["policy"]["noncompliant"]  # no copy counted on the cloud
+
+
+@pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
+def test_a_restore_over_a_link_that_drops_goes_on_where_it_was_cut(
+    setup: Setup, s3_server: S3Server, encrypt: bool
+) -> None:
+    """The library's drive died; the video comes back from S3 over a link that drops
+    every few minutes (scaled: every download cut after 4 MiB of the 12 MB video).
+    Each cut download goes on from where it was cut, so the restore gives the video
+    back whole (it began again at byte 0 and met the same cut: the video failed)."""
+    cutting, gets = [False], [0]
+
+    def rule(method: str, path: str, query: str) -> object:
+        if cutting[0] and method == "GET" and ("/data/" in path or path.endswith("v.mov")):
+            gets[0] += 1
+            return ("cut", 4 * 1024**2)
+        return "pass"
+
+    proxy = FaultProxy(s3_server.endpoint, rule)
+    try:
+        p = video_to_s3(setup, s3_server, proxy, f"restore-{setup.home.name}/", encrypt)
+        assert 0 == p.cli("run", "--once").returncode
+        video = (setup.inbox / "v.mov").read_bytes()
+        cutting[0] = True
+        out = setup.home / "restored"
+        r = p.cli("restore", str(out), "--target", "cloud")
+        assert (0, [video]) == (r.returncode, [f.read_bytes() for f in out.rglob("*.mov")]), (
+            r.stdout + r.stderr
+        )
+        assert gets[0] <= 4  # three downloads of 4 MiB, each from where the last was cut
+    finally:
+        proxy.stop()
