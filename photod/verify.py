@@ -210,6 +210,7 @@ class Scrubber:
                         "time later than the clock (set back since): read again first")  # fmt: skip
         _, total, _ = self.catalog.check_totals(name)
         budget: int | None = None
+        cap: int | None = None  # a copy larger waits (the egress left: not passed for it)
         if everything:
             share = total
         else:
@@ -222,7 +223,9 @@ class Scrubber:
                 if left == 0:
                     log.info("scrub_egress_spent", target=name, budget=egress, month=month())
                     return []
-        return policy.scrub_pick(((i, i.size) for i in self._by_age(name)), share, budget)
+                cap = left if left < egress else None  # (larger than all: a month unread)
+        items = ((i, i.size) for i in self._by_age(name) if cap is None or i.size <= cap)
+        return policy.scrub_pick(items, share, budget)
 
     def _by_age(self, name: str) -> Iterator[CheckItem]:
         after = ("", "")

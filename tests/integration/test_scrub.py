@@ -11,13 +11,14 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
-from tests.conftest import Photod, S3Server, sha256, target_files
+from tests.conftest import Photod, S3Server, make_mov, sha256, target_files
 from tests.integration.conftest import Setup, assert_target_holds, backed_up_twice
 from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, DamagingProxy
 
@@ -519,6 +520,29 @@ def test_a_remote_is_read_within_its_monthly_egress_budget(
     assert 0 == p.cli("drill", "--target", "cloud").returncode
     after = {t["name"]: t for t in p.status()["targets"]}["cloud"]["egress_used"]
     assert after > cloud["egress_used"]
+
+
+def test_a_large_video_never_takes_a_scrub_past_the_month_s_egress_budget(
+    setup: Setup, s3_server: S3Server
+) -> None:
+    """Two videos of 12 MB on a remote whose egress_budget is 20 MB a month (scaled: 4 GB
+    videos and 10 GiB): the first scrub re-reads one; the next, 8 MB left, leaves the
+    other for next month instead of reading it (it did: 24 MB, the "most a scrub may
+    download" passed by a whole video)."""
+    creds = s3_server.credentials(setup.home / "s3.cred")
+    cloud = s3_server.target("cloud", creds, prefix=f"egress-big-{setup.home.name}/",
+                             egress_budget="20MB/month")  # fmt: skip
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}, cloud],
+                     policy={"copies": 2, "media": 2, "offsite": 1})  # fmt: skip
+    for day in (2, 3):
+        make_mov(setup.inbox / f"v{day}.mov", datetime(2024, 1, day, tzinfo=UTC),
+                 payload=os.urandom(12_000_000))  # fmt: skip
+    assert 0 == p.cli("run", "--once").returncode
+    for _ in range(3):
+        assert 0 == p.cli("verify").returncode
+    cloud_now = {t["name"]: t for t in p.status()["targets"]}["cloud"]
+    assert 12_000_000 < cloud_now["egress_used"] <= 20_000_000
+    assert 1 == sum(e["target"] == "cloud" for e in p.events("replica_checked"))
 
 
 def _on_a_terminal(p: Photod, *args: str) -> str:
