@@ -158,7 +158,15 @@ class TargetState:
 
     def open_writer(self, key: str) -> Writer:
         writer = self.target.open_writer(key)
-        return LimitedWriter(writer, self.bucket) if self.bucket is not None else writer
+        if self.bucket is None:
+            return writer
+        inner: object = writer  # an upload in parts is paced as each part is sent (S3)
+        while inner is not None:
+            if hasattr(inner, "paced"):
+                inner.paced = self.bucket.take
+                return writer
+            inner = getattr(inner, "inner", None)
+        return LimitedWriter(writer, self.bucket)
 
 
 def refuse_twin(

@@ -305,7 +305,8 @@ class FaultProxy:
     ``honours``, the folder the server serves, a PUT with ``If-None-Match: *`` over an
     object there is refused (412 PreconditionFailed) before it reaches the server, as
     AWS S3 and MinIO refuse it (`rclone serve s3` ignores the header).  With ``rate``,
-    each request's body is taken at that many bytes a second (a slow uplink)."""
+    each request's body is taken at that many bytes a second (a slow uplink).
+    ``bodies`` notes each request body's query, size and the seconds it took to come."""
 
     def __init__(
         self, upstream: str, rule: Any = None, honours: Path | None = None, rate: int = 0
@@ -315,6 +316,7 @@ class FaultProxy:
         import urllib.parse
 
         self.rule = rule or (lambda method, path, query: "pass")
+        self.bodies: list[tuple[str, int, float]] = []
         url = urllib.parse.urlsplit(upstream)
         host, port = url.hostname or "127.0.0.1", url.port or 80
         proxy = self
@@ -338,6 +340,7 @@ class FaultProxy:
 
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
+                came = time.monotonic()
                 body = self.rfile.read(length) if length and not rate else None
                 if length and rate:  # a slow uplink: the body arrives a piece at a time
                     pieces = []
@@ -348,6 +351,7 @@ class FaultProxy:
                         time.sleep(0.1)
                     body = b"".join(pieces)
                 u = urllib.parse.urlsplit(self.path)
+                proxy.bodies.append((u.query, length, time.monotonic() - came))
                 action = proxy.rule(self.command, urllib.parse.unquote(u.path), u.query)
                 if action == "drop":
                     return self._cut()

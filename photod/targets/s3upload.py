@@ -33,17 +33,26 @@ IN_FLIGHT = 2  # parts of one upload on the wire at once
 
 class _Part(io.BytesIO):
     """A part's bytes as botocore reads them to send, a block at a time: ``cut`` set
-    (photod stops) ends the sending there.  Over a slow uplink a part takes minutes,
-    and systemd kills a photod still stopping 30 s after it asked."""
+    (photod stops) ends the sending there (over a slow uplink a part takes minutes,
+    and systemd kills a photod still stopping 30 s after it asked); ``paced``, the
+    target's bandwidth limit, is asked for each block as it goes on the wire."""
 
-    def __init__(self, data: bytes, cut: threading.Event) -> None:
+    def __init__(
+        self, data: bytes, cut: threading.Event, paced: Callable[[int], None] | None
+    ) -> None:
         super().__init__(data)  # (the bytes are shared, not copied)
         self.cut = cut
+        self.paced = paced
 
     def read(self, n: int | None = -1) -> bytes:
         if self.cut.is_set():
             raise OSError("photod is stopping")
-        return super().read(n)
+        data = super().read(n)
+        if self.paced is not None and data:
+            self.paced(len(data))
+            if self.cut.is_set():  # (a stop during the wait)
+                raise OSError("photod is stopping")
+        return data
 
 
 def md5(data: bytes) -> str:
@@ -65,6 +74,10 @@ class S3Writer:
         # recorded then, not after a commit that may send the whole upload (an
         # encrypted copy's starts on its own thread), so a crash's tidy finds it.
         self.started: Callable[[], None] = lambda: None
+        # The target's bandwidth limit, given the bytes as they go on the wire (set by
+        # ``TargetState.open_writer``): a part is paced as it is sent, not read at the
+        # limit and then sent whole at the link's full speed.
+        self.paced: Callable[[int], None] | None = None
         self.chunks: list[bytes] = []  # joined once per part or PUT: one copy of each byte
         self.buffered = 0
         # What it sent, hashed for a caller that has no hash of its own (a catch-up
@@ -141,7 +154,7 @@ class S3Writer:
                     Key=self.t.full(self.upload_key),
                     UploadId=self.upload_id,
                     PartNumber=number,
-                    Body=_Part(part, self.cut),
+                    Body=_Part(part, self.cut, self.paced),
                     ContentMD5=digest,
                 )
                 break
@@ -200,6 +213,8 @@ class S3Writer:
                 # before it stores it, so its 200 is the proof.  If-None-Match makes
                 # servers that know it refuse to replace an object that appeared
                 # since the existence check.
+                if self.paced is not None:  # (one PUT: its bytes at once, after its wait)
+                    self.paced(self.buffered)
                 try:
                     self.t.put(key, b"".join(self.chunks), True, mtime_ns)
                 except KeyExists:

@@ -74,16 +74,21 @@ def uploads_left(server: S3Server, prefix: str) -> list[str]:
 
 
 def video_to_s3(
-    setup: Setup, s3_server: S3Server, proxy: FaultProxy, prefix: str, encrypt: bool = False
+    setup: Setup,
+    s3_server: S3Server,
+    proxy: FaultProxy,
+    prefix: str,
+    encrypt: bool = False,
+    **more: object,
 ) -> Photod:
     """A 12 MB video in the inbox, and photod with a library and an S3 target reached
     through ``proxy`` (5 MiB parts: a multipart upload of three; a part the network
-    cut is sent again once, after a second)."""
+    cut is sent again once, after a second); ``more``: more of the target's settings."""
     if not s3_server.running():
         s3_server.start()
     creds = s3_server.credentials(setup.home / "aws-credentials")
     cloud = {**s3_server.target("cloud", creds, prefix=prefix, part_size="5MiB"),
-             "endpoint": proxy.endpoint, "encrypt": encrypt, "part_retry": "1s"}  # fmt: skip
+             "endpoint": proxy.endpoint, "encrypt": encrypt, "part_retry": "1s", **more}  # fmt: skip
     extra = f'\n[encryption]\nidentity = "{keygen(setup)}"\n' if encrypt else ""
     make_mov(setup.inbox / "v.mov", datetime(2024, 1, 2, tzinfo=UTC),
              payload=os.urandom(12 * 1024**2))  # fmt: skip
@@ -331,5 +336,26 @@ def test_a_restore_over_a_link_that_drops_goes_on_where_it_was_cut(
             r.stdout + r.stderr
         )
         assert gets[0] <= 4  # three downloads of 4 MiB, each from where the last was cut
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
+def test_a_large_upload_keeps_to_the_bandwidth_limit_on_the_wire(
+    setup: Setup, s3_server: S3Server, encrypt: bool
+) -> None:
+    """bandwidth_limit = "1MiB/s" (room left on a home uplink for a video call) and a
+    video in 5 MiB parts: each part goes out at that pace, taking about five seconds
+    (it was read at that pace, then sent whole at the link's full speed: the link
+    was full for as long as each part took, the limit kept only on average)."""
+    proxy = FaultProxy(s3_server.endpoint)
+    try:
+        p = video_to_s3(setup, s3_server, proxy, f"paced-{setup.home.name}/", encrypt,
+                        bandwidth_limit="1MiB/s")  # fmt: skip
+        assert 0 == p.cli("run", "--once").returncode
+        parts = [took for query, size, took in proxy.bodies
+                 if "partNumber=" in query and size >= 5 * 1024**2]  # fmt: skip
+        assert 2 == len(parts)
+        assert all(took > 3 for took in parts), parts
     finally:
         proxy.stop()
