@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, Stopping, TargetUnavailable
 from photod.models import VerifyMethod
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 UPLOAD = "s3-upload:"  # temp keys: an upload not started yet, to the key that follows
 STARTED = "s3-multipart:"  # temp keys: a multipart upload the server started, and its id
 IN_FLIGHT = 2  # parts of one upload on the wire at once
+T = TypeVar("T")
 
 
 class _Part(io.BytesIO):
@@ -146,26 +147,26 @@ class S3Writer:
         not the whole upload; from its first byte again, a video longer to send than
         the link stays up could never land."""
         digest = md5(part)
+        response = self._again(lambda: self.t.call(  # (a part sent again replaces the first)
+            "upload_part", Key=self.t.full(self.upload_key), UploadId=self.upload_id,
+            PartNumber=number, Body=_Part(part, self.cut, self.paced), ContentMD5=digest))  # fmt: skip
+        return {"PartNumber": number, "ETag": self._field(response, "ETag", f"part {number}")}
+
+    def _again(self, call: Callable[[], T]) -> T:
+        """``call()`` (a request that may be sent twice), asked again when the network
+        cut it or a busy server refused it, after 2 s, 4 s, 8 s ... (a minute at most)
+        for the target's ``part_retry`` in all."""
         waited, wait = 0.0, 2.0
         while True:
             try:
-                response = self.t.call(
-                    "upload_part",
-                    Key=self.t.full(self.upload_key),
-                    UploadId=self.upload_id,
-                    PartNumber=number,
-                    Body=_Part(part, self.cut, self.paced),
-                    ContentMD5=digest,
-                )
-                break
-            except TargetUnavailable as exc:  # (a part sent again replaces the first)
+                return call()
+            except TargetUnavailable as exc:
                 if self.cut.is_set():
                     raise Stopping from exc  # (photod stops: not the target's fault)
                 wait = min(wait, self.t.part_retry - waited)
                 if wait <= 0 or not passing(exc.__cause__) or self.t.stop.wait(wait):
                     raise
                 waited, wait = waited + wait, min(wait * 2, 60.0)
-        return {"PartNumber": number, "ETag": self._field(response, "ETag", f"part {number}")}
 
     def _field(self, answer: Any, field: str, what: str) -> str:
         """A field the upload cannot go on without, from the server's answer.  One
@@ -248,7 +249,9 @@ class S3Writer:
                 self.t.copy(self.upload_key, key)
                 self.t.delete_object(self.upload_key)
             self.t.remember(key)
-            stored = self.t.object_size(key)  # every part was checked; the whole is there
+            # Every part was checked; the whole is there.  (Asked again if the network
+            # cut the question: else the video, published, went up again to be adopted.)
+            stored = self._again(lambda: self.t.object_size(key))
         except KeyExists:
             raise
         except PhotodError:

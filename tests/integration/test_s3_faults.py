@@ -359,3 +359,36 @@ def test_a_large_upload_keeps_to_the_bandwidth_limit_on_the_wire(
         assert all(took > 3 for took in parts), parts
     finally:
         proxy.stop()
+
+
+def test_a_drop_as_the_upload_is_checked_does_not_send_the_video_again(
+    setup: Setup, s3_server: S3Server
+) -> None:
+    """The link drops for a few seconds just as the server completed the video's upload,
+    when photod asks the server for the object's size (its proof).  The question is
+    asked again once the link is back: the copy counts at that run, its parts sent
+    once, nothing downloaded (the copy failed; the next run sent the whole video again
+    under a temporary name, then downloaded the published one to prove it the same)."""
+    lock = threading.Lock()
+    down_until, firsts, gets = [0.0], [0], [0]
+
+    def rule(method: str, path: str, query: str) -> str:
+        with lock:
+            if method == "POST" and "uploadId=" in query:  # the completion goes through
+                down_until[0] = time.monotonic() + 3
+                return "pass"
+            if time.monotonic() < down_until[0]:
+                return "drop"
+            firsts[0] += "partNumber=1&" in f"{query}&"
+            gets[0] += method == "GET" and path.endswith("v.mov")
+            return "pass"
+
+    proxy = FaultProxy(s3_server.endpoint, rule)
+    try:
+        p = video_to_s3(setup, s3_server, proxy, f"checked-{setup.home.name}/",
+                        part_retry="2m")  # fmt: skip
+        once = p.cli("run", "--once")
+        assert "The one photo or video is protected" in once.stdout, once.stdout
+        assert (1, 0) == (firsts[0], gets[0])
+    finally:
+        proxy.stop()
