@@ -168,6 +168,13 @@ def mapped(exc: Exception, name: str, bucket: str, where: str, endpoint: str | N
     return TargetUnavailable(name, f"S3 request failed: {exc}")
 
 
+def error_code(exc: BaseException | None) -> str:
+    """The S3 error code of botocore's ``exc`` ('' for none)."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
 def passing(exc: BaseException | None) -> bool:
     """Whether a request that failed with ``exc`` (botocore's) may succeed sent again as
     it is: the network dropped or timed out, the server was busy; never credentials

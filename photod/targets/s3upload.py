@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, Stopping, TargetUnavailable
 from photod.models import VerifyMethod
 from photod.targets.objects import TMP
-from photod.targets.s3client import passing
+from photod.targets.s3client import error_code, passing
 
 if TYPE_CHECKING:
     from photod.targets.s3 import S3Target
@@ -30,6 +30,7 @@ UPLOAD = "s3-upload:"  # temp keys: an upload not started yet, to the key that f
 STARTED = "s3-multipart:"  # temp keys: a multipart upload the server started, and its id
 IN_FLIGHT = 2  # parts of one upload on the wire at once
 T = TypeVar("T")
+TOKEN = "photod-upload"  # metadata: the upload's random token (``S3Writer._made``)
 
 
 class _Part(io.BytesIO):
@@ -68,7 +69,8 @@ class S3Writer:
         # Where a multipart upload goes, decided at its first part: the key itself when it
         # is free (no copy), else .photod/tmp/ (put in place by the server at commit, under
         # whatever name commit is given).  A small file is one PUT at commit.
-        self.tmp = f"{TMP}{secrets.token_hex(12)}"
+        self.token = secrets.token_hex(12)  # (also on the upload: ``_made``)
+        self.tmp = f"{TMP}{self.token}"
         self.upload_key = key
         self.temp_key = f"{UPLOAD}{self.tmp}:{key}"  # (its id added once started)
         # Called once the server gave the upload its id (``Copier.register`` sets it):
@@ -122,7 +124,8 @@ class S3Writer:
             if self.upload_id is None:
                 if self.t.exists(self.key):
                     self.upload_key = self.tmp
-                answer = self.t.call("create_multipart_upload", Key=self.t.full(self.upload_key))
+                answer = self.t.call("create_multipart_upload", Key=self.t.full(self.upload_key),
+                                     Metadata={TOKEN: self.token})  # fmt: skip
                 self.upload_id = self._field(answer, "UploadId", "the start of the upload")
                 # The record names this upload by its id: a crash's tidy ends it, and
                 # never another computer's upload to the same name (one prefix shared).
@@ -151,6 +154,30 @@ class S3Writer:
             "upload_part", Key=self.t.full(self.upload_key), UploadId=self.upload_id,
             PartNumber=number, Body=_Part(part, self.cut, self.paced), ContentMD5=digest))  # fmt: skip
         return {"PartNumber": number, "ETag": self._field(response, "ETag", f"part {number}")}
+
+    def _complete(self, exclusive: dict[str, str]) -> None:
+        """Complete the upload.  The network may cut the answer once the server has
+        done it, and the request is sent again (``_again``, botocore's own retry): AWS
+        answers as the first time, MinIO and `rclone serve s3` that there is no such
+        upload (or, for If-None-Match, that the name is taken).  Then the object there
+        is this upload's if it carries its token and size; else the answer stands."""
+        try:
+            self.t.call("complete_multipart_upload", Key=self.t.full(self.upload_key),
+                        UploadId=self.upload_id, MultipartUpload={"Parts": self.parts},
+                        **exclusive)  # fmt: skip
+        except (KeyExists, TargetUnavailable) as exc:
+            gone = isinstance(exc, KeyExists) or error_code(exc.__cause__) == "NoSuchUpload"
+            if not (gone and self._made()):
+                raise
+
+    def _made(self) -> bool:
+        """Whether the object at the upload's key is the one it made (its token)."""
+        try:
+            answer = self.t.call("head_object", Key=self.t.full(self.upload_key))
+        except TargetUnavailable:
+            return False
+        meta = {str(k).lower(): v for k, v in (answer.get("Metadata") or {}).items()}
+        return meta.get(TOKEN) == self.token and answer.get("ContentLength") == self.size
 
     def _again(self, call: Callable[[], T]) -> T:
         """``call()`` (a request that may be sent twice), asked again when the network
@@ -232,13 +259,7 @@ class S3Writer:
             # another computer published at this key meanwhile (a shared bucket).
             exclusive = {"IfNoneMatch": "*"} if self.upload_key == key else {}
             try:
-                self.t.call(
-                    "complete_multipart_upload",
-                    Key=self.t.full(self.upload_key),
-                    UploadId=self.upload_id,
-                    MultipartUpload={"Parts": self.parts},
-                    **exclusive,
-                )
+                self._again(lambda: self._complete(exclusive))
             except KeyExists:
                 self.abort()
                 raise PhotodError(

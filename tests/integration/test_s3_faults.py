@@ -392,3 +392,31 @@ def test_a_drop_as_the_upload_is_checked_does_not_send_the_video_again(
         assert (1, 0) == (firsts[0], gets[0])
     finally:
         proxy.stop()
+
+
+def test_a_completion_whose_answer_was_lost_counts_the_video_once(
+    setup: Setup, s3_server: S3Server
+) -> None:
+    """The server completes a large video's upload and the link drops before its answer
+    arrives; asked again, this server (as MinIO) says there is no such upload.  The
+    object there carries the upload's token and size, so it is known as this upload's:
+    the copy counts at that run, its parts sent once, nothing downloaded (the copy
+    failed: the next try sent the whole video again and downloaded the first)."""
+    lost, firsts, gets = [False], [0], [0]
+
+    def rule(method: str, path: str, query: str) -> str:
+        if method == "POST" and "uploadId=" in query and not lost[0]:
+            lost[0] = True
+            return "forward_then_drop"
+        firsts[0] += "partNumber=1&" in f"{query}&"
+        gets[0] += method == "GET" and path.endswith("v.mov")
+        return "pass"
+
+    proxy = FaultProxy(s3_server.endpoint, rule)
+    try:
+        p = video_to_s3(setup, s3_server, proxy, f"lost-{setup.home.name}/")
+        once = p.cli("run", "--once")
+        assert "The one photo or video is protected" in once.stdout, once.stdout
+        assert (True, 1, 0) == (lost[0], firsts[0], gets[0])
+    finally:
+        proxy.stop()
