@@ -266,9 +266,9 @@ class S3Writer:
                     f"{key}: another upload took the name meanwhile; copied again later"
                 ) from None
             self.completed = True
-            if self.upload_key != key:
-                self.t.copy(self.upload_key, key)
-                self.t.delete_object(self.upload_key)
+            if self.upload_key != key:  # (the server's copy of a video takes minutes)
+                self._again(lambda: self.t.copy(self.upload_key, key))
+                self._again(lambda: self.t.delete_object(self.upload_key))
             self.t.remember(key)
             # Every part was checked; the whole is there.  (Asked again if the network
             # cut the question: else the video, published, went up again to be adopted.)

@@ -420,3 +420,39 @@ def test_a_completion_whose_answer_was_lost_counts_the_video_once(
         assert (True, 1, 0) == (lost[0], firsts[0], gets[0])
     finally:
         proxy.stop()
+
+
+def test_a_drop_as_a_video_is_put_beside_a_namesake_does_not_send_it_again(
+    setup: Setup, s3_server: S3Server
+) -> None:
+    """Another video is already at the new video's name (a second camera's, same day),
+    so the upload goes to a temporary name and the server copies it beside the other
+    under a name of its own; the link drops for a few seconds during that copy (for a
+    4 GB video the copy takes minutes).  The copy is asked again once the link is back:
+    the video counts at that run, its parts sent once (the upload was thrown away and
+    the next try sent the whole video again)."""
+    lock = threading.Lock()
+    down_until, firsts = [0.0], [0]
+
+    def rule(method: str, path: str, query: str) -> str:
+        with lock:
+            if method == "PUT" and not query and "~" in path and not down_until[0]:
+                down_until[0] = time.monotonic() + 3  # the server-side copy: cut
+            if time.monotonic() < down_until[0]:
+                return "drop"
+            firsts[0] += "partNumber=1&" in f"{query}&"
+            return "pass"
+
+    proxy = FaultProxy(s3_server.endpoint, rule)
+    prefix = f"beside-{setup.home.name}/"
+    try:
+        p = video_to_s3(setup, s3_server, proxy, prefix, part_retry="2m")
+        other = S3Target("s3", BUCKET, prefix, s3_server.endpoint,
+                         credentials_file=setup.home / "aws-credentials")  # fmt: skip
+        other.put("2024/2024-01-02/v.mov", b"another camera's video")
+        other.close()
+        once = p.cli("run", "--once")
+        assert "The one photo or video is protected" in once.stdout, once.stdout
+        assert (True, 1) == (bool(down_until[0]), firsts[0])
+    finally:
+        proxy.stop()
