@@ -301,7 +301,9 @@ class FaultProxy:
     "pass"; "drop" (the connection cut before the request reaches the server: the
     network gone); "forward_then_drop" (the server acts, its answer is lost);
     ("strip", header) (the answer reaches the client without that header); ("cut", n)
-    (the answer's head and its body's first n bytes arrive, then the link drops).  With
+    (the answer's head and its body's first n bytes arrive, then the link drops);
+    "whole" (a GET is answered with the whole object as last seen whole, a 200, whatever
+    its Range asked: as by a caching proxy that ignores ranges).  With
     ``honours``, the folder the server serves, a PUT with ``If-None-Match: *`` over an
     object there is refused (412 PreconditionFailed) before it reaches the server, as
     AWS S3 and MinIO refuse it (`rclone serve s3` ignores the header).  With ``rate``,
@@ -317,6 +319,7 @@ class FaultProxy:
 
         self.rule = rule or (lambda method, path, query: "pass")
         self.bodies: list[tuple[str, int, float]] = []
+        self.whole: dict[str, tuple[list[tuple[str, str]], bytes]] = {}  # path: GET's 200
         url = urllib.parse.urlsplit(upstream)
         host, port = url.hostname or "127.0.0.1", url.port or 80
         proxy = self
@@ -372,15 +375,20 @@ class FaultProxy:
                     conn.endheaders(body)
                     answer = conn.getresponse()
                     data = answer.read()
+                status, headers = answer.status, answer.getheaders()
+                if self.command == "GET" and answer.getheader("Content-Range") is None:
+                    proxy.whole[u.path] = (headers, data)
+                elif action == "whole" and u.path in proxy.whole:
+                    status, (headers, data) = 200, proxy.whole[u.path]
                 if action == "forward_then_drop":
                     return self._cut()
                 cut = action[1] if isinstance(action, tuple) and action[0] == "cut" else None
                 stripped = action[1].lower() if isinstance(action, tuple) and not cut else ""
-                self.send_response_only(answer.status)
-                for name, value in answer.getheaders():
+                self.send_response_only(status)
+                for name, value in headers:
                     if name.lower() not in ("transfer-encoding", "connection", stripped):
                         self.send_header(name, value)
-                if answer.getheader("Content-Length") is None:
+                if not any(name.lower() == "content-length" for name, _ in headers):
                     self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if cut is not None:

@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 from photod import failpoints
 from photod.errors import KeyExists, PhotodError, TargetUnavailable
 from photod.logs import log
+from photod.targets.base import CHUNK
 from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.records import mtime_from_text, mtime_text
 from photod.targets.s3client import NETWORK, make_client, mapped, passing
@@ -78,15 +79,44 @@ class _Body:
                     answer = self.t.client.get_object(Bucket=self.t.bucket,
                         Key=self.t.full(self.key), Range=f"bytes={self.pos}-",
                         IfMatch=self.etag)  # fmt: skip
+                    rest = self._rest(answer)
                 except (*NETWORK, ClientError) as exc:
                     if isinstance(exc, ClientError) and not passing(exc):
                         raise OSError(f"{self.t.name}: download cut off: {cut}") from exc
                     cut = exc
                     continue
+                if rest is None:  # (never another object's bytes after these)
+                    raise OSError(f"{self.t.name}: download cut off: {cut}; asked again, "
+                                  "the server sent another object") from cut  # fmt: skip
                 with contextlib.suppress(Exception):
                     self.body.close()
-                self.body = answer["Body"]
+                self.body = rest
                 break
+
+    def _rest(self, answer: dict[str, Any]) -> Any:
+        """The body of a GET asked from ``pos`` on: the object's rest, or the whole
+        object past the bytes already read where a server or a proxy ignored the Range
+        (its 200 begins again at byte 0: after the bytes read, they would make another
+        file); None when the answer is not this object's (its ETag changed)."""
+        body = answer["Body"]
+        got = str(answer.get("ContentRange") or "")
+        size = answer.get("ContentLength")
+        if answer.get("ETag") == self.etag:
+            if got.startswith(f"bytes {self.pos}-") and (
+                self.size is None or got.endswith(f"/{self.size}")
+            ):
+                return body
+            if not got and self.size is not None and size == self.size:
+                left = self.pos
+                while left:
+                    skipped = body.read(min(left, CHUNK))
+                    if not skipped:
+                        raise OSError("the answer ended early")  # (a cut: asked again)
+                    left -= len(skipped)
+                return body
+        with contextlib.suppress(Exception):
+            body.close()
+        return None
 
     def close(self) -> None:
         self.closed = True

@@ -340,6 +340,38 @@ def test_a_restore_over_a_link_that_drops_goes_on_where_it_was_cut(
         proxy.stop()
 
 
+def test_a_restore_through_a_proxy_that_ignores_ranges_gives_the_video_back(
+    setup: Setup, s3_server: S3Server
+) -> None:
+    """The video comes back from S3 over a link that drops, through a proxy that drops
+    the Range header (a 200 with the whole object, from its first byte): the download
+    cut after 4 MiB goes on past the bytes it had, and the restore gives the video back
+    whole (the object's first bytes were put after the 4 MiB read: "bytes do not
+    match", the good copy on S3 called damaged)."""
+    cutting, gets = [False], [0]
+
+    def rule(method: str, path: str, query: str) -> object:
+        if cutting[0] and method == "GET" and path.endswith("v.mov"):
+            gets[0] += 1
+            return ("cut", 4 * 1024**2) if gets[0] == 1 else "whole"
+        return "pass"
+
+    proxy = FaultProxy(s3_server.endpoint, rule)
+    try:
+        p = video_to_s3(setup, s3_server, proxy, f"unranged-{setup.home.name}/")
+        assert 0 == p.cli("run", "--once").returncode
+        video = (setup.inbox / "v.mov").read_bytes()
+        cutting[0] = True
+        out = setup.home / "restored"
+        r = p.cli("restore", str(out), "--target", "cloud")
+        assert (0, [video]) == (r.returncode, [f.read_bytes() for f in out.rglob("*.mov")]), (
+            r.stdout + r.stderr
+        )
+        assert 2 == gets[0]  # the cut download and the one that went on
+    finally:
+        proxy.stop()
+
+
 @pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
 def test_a_large_upload_keeps_to_the_bandwidth_limit_on_the_wire(
     setup: Setup, s3_server: S3Server, encrypt: bool
