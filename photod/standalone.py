@@ -178,7 +178,8 @@ def restore(
     if problem is not None:
         raise CatalogUntrusted(problem.found, problem.fix)
     catalog = Catalog(db)
-    targets = build_targets(_readable(cfg.targets_settings(), only))
+    stop = stop or threading.Event()  # (its targets' too: a download waiting for the link)
+    targets = build_targets(_readable(cfg.targets_settings(), only), stop)
     try:
         # (only the targets it reads: one asked for by --target is the one trusted)
         read = {n: s for n, s in targets.items() if only in (None, n)}
@@ -202,9 +203,7 @@ def restore(
         on_plan(sum(a.size for a in assets))
         if on_files is not None:
             on_files(len(assets))
-        restorer = Restorer(
-            catalog, open_targets(catalog, targets, only), stop or threading.Event(), owner
-        )
+        restorer = Restorer(catalog, open_targets(catalog, targets, only), stop, owner)
         restorer.on_bytes = on_bytes
         if on_file is not None:
             restorer.on_file = on_file

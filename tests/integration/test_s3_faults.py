@@ -4,6 +4,7 @@ told, and that nothing is left on the server for ever."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import threading
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from photod.targets.s3 import S3Target
-from tests.conftest import Photod, make_mov
+from tests.conftest import Photod, make_mov, wait_for
 from tests.fakephone import jpeg
 from tests.integration.conftest import Setup
 from tests.integration.test_offsite import keygen
@@ -368,6 +369,47 @@ def test_a_restore_through_a_proxy_that_ignores_ranges_gives_the_video_back(
             r.stdout + r.stderr
         )
         assert 2 == gets[0]  # the cut download and the one that went on
+    finally:
+        proxy.stop()
+
+
+def test_a_stop_during_a_page_s_restore_waiting_for_the_link_says_it_did_not_finish(
+    setup: Setup, s3_server: S3Server
+) -> None:
+    """A restore chosen on the dashboard brings a video back from S3 (the library's
+    copy is gone); the link drops mid-download and stays down, and the daemon is
+    stopped while the download waits for it to come back: the restore ends at once,
+    says it did not finish, and leaves no temporary in its folder (it waited on for the
+    link, up to `part_retry`, past the stop's wait: the daemon went without a word and
+    the half-written temporary stayed)."""
+    from tests.integration.test_dashboard import Restores
+
+    cutting, gets = [False], [0]
+
+    def rule(method: str, path: str, query: str) -> object:
+        if cutting[0] and path.endswith("v.mov"):
+            gets[0] += 1
+            return ("cut", 4 * 1024**2) if gets[0] == 1 else "drop"
+        return "pass"
+
+    proxy = FaultProxy(s3_server.endpoint, rule)
+    try:
+        p = video_to_s3(setup, s3_server, proxy, f"page-{setup.home.name}/", part_retry="2m")
+        p.start()
+        p.wait_protected(1)
+        p.wait_event("dashboard_started")
+        [kept] = (setup.home / "lib").rglob("v.mov")
+        kept.unlink()  # (the library's drive lost it: the copy on S3 is read)
+        sha = hashlib.sha256((setup.inbox / "v.mov").read_bytes()).hexdigest()
+        cutting[0] = True
+        dest = setup.home / "Restored"
+        status, said = Restores(p).restore(str(dest), [sha])
+        assert 200 == status, said
+        wait_for(lambda: gets[0] >= 2, 30, "the download cut, and asked again")
+        assert 0 == p.stop(timeout=30)
+        [stopped] = p.events("restore_stopped")
+        assert (0, 1) == (stopped["restored"], stopped["not_restored"])
+        assert [] == [f.name for f in dest.rglob("*") if f.is_file()]
     finally:
         proxy.stop()
 
