@@ -171,10 +171,13 @@ class S3Writer:
                 raise
 
     def _made(self) -> bool:
-        """Whether the object at the upload's key is the one it made (its token)."""
+        """Whether the object at the upload's key is the one it made (its token).  The
+        question cut by the network again is no answer: raised, and asked again."""
         try:
             answer = self.t.call("head_object", Key=self.t.full(self.upload_key))
-        except TargetUnavailable:
+        except TargetUnavailable as exc:
+            if passing(exc.__cause__):
+                raise
             return False
         meta = {str(k).lower(): v for k, v in (answer.get("Metadata") or {}).items()}
         return meta.get(TOKEN) == self.token and answer.get("ContentLength") == self.size

@@ -496,6 +496,40 @@ def test_a_completion_whose_answer_was_lost_counts_the_video_once(
         proxy.stop()
 
 
+def test_a_completion_whose_answer_and_check_were_lost_counts_the_video_once(
+    setup: Setup, s3_server: S3Server
+) -> None:
+    """The server completes a large video's upload and the link drops before its answer
+    arrives, and again for a few seconds as photod asks whether the object there is its
+    upload's: the question is asked again once the link is back, and the copy counts
+    at that run, its parts sent once, nothing downloaded (the question cut was taken
+    for "not ours": the copy failed, the next try sent the whole video again)."""
+    lock = threading.Lock()
+    lost, down_until, firsts, gets = [0], [0.0], [0], [0]
+
+    def rule(method: str, path: str, query: str) -> str:
+        with lock:
+            if method == "POST" and "uploadId=" in query:
+                lost[0] += 1
+                return "forward_then_drop" if lost[0] == 1 else "pass"
+            if method == "HEAD" and lost[0] == 2 and not down_until[0]:
+                down_until[0] = time.monotonic() + 3  # (the link drops again)
+            if time.monotonic() < down_until[0]:
+                return "drop"
+            firsts[0] += "partNumber=1&" in f"{query}&"
+            gets[0] += method == "GET" and path.endswith("v.mov")
+            return "pass"
+
+    proxy = FaultProxy(s3_server.endpoint, rule)
+    try:
+        p = video_to_s3(setup, s3_server, proxy, f"lost2-{setup.home.name}/", part_retry="2m")
+        once = p.cli("run", "--once")
+        assert "The one photo or video is protected" in once.stdout, once.stdout
+        assert (True, 1, 0) == (bool(down_until[0]), firsts[0], gets[0])
+    finally:
+        proxy.stop()
+
+
 def test_a_drop_as_a_video_is_put_beside_a_namesake_does_not_send_it_again(
     setup: Setup, s3_server: S3Server
 ) -> None:
