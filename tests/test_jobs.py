@@ -17,6 +17,7 @@ from photod import clock, jobs, schedules
 from photod.activity import Activity
 from photod.jobs import CronLine, _missed
 from photod.schedules import interval
+from tests.conftest import wait_for
 
 
 @pytest.mark.parametrize(
@@ -477,7 +478,9 @@ def test_a_scrub_follows_the_computer_to_another_time_zone(
     try:
         with capture_logs() as events:
             scheduler.start()
-            time.sleep(0.2)  # (its first look: Berlin)
+            # Its first look, in Berlin (a fixed 0.2 s was not enough on a loaded machine:
+            # its thread looked after the move, took California for the zone it began in)
+            wait_for(lambda: scheduler.zone is not None, 10, "the scheduler's first look")
             move_to("America/Los_Angeles")
             scheduler.wakeup()
             said = threading.Event()
