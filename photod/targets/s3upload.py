@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -236,7 +237,10 @@ class S3Writer:
         # made (another computer of the family, this minute), ask the object itself.
         # (a multipart upload always: a server may honour it for a PUT, not a completion)
         fresh = self.upload_id is not None or not self.t.refuses_overwrites()
-        if self.t.exists(key, fresh=fresh):
+        ask = functools.partial(self.t.exists, key, fresh=fresh)
+        # A multipart upload's question is asked again if the network cut it (else its
+        # parts, all sent, were thrown away, and the video sent again whole).
+        if self._again(ask) if self.upload_id is not None else ask():
             raise KeyExists(key)  # still open: commit again under another key
         try:
             if self.upload_id is None:

@@ -468,6 +468,38 @@ def test_a_drop_as_the_upload_is_checked_does_not_send_the_video_again(
         proxy.stop()
 
 
+def test_a_drop_as_a_large_upload_is_committed_does_not_send_the_video_again(
+    setup: Setup, s3_server: S3Server
+) -> None:
+    """The link drops for a few seconds just as the video's last bytes are read, when
+    photod asks whether its name is still free before it completes the upload: the
+    question is asked again once the link is back, and the copy counts at that run, its
+    parts sent once (the upload was aborted with its parts sent, and the next try sent
+    the whole video again: over a link that drops every few minutes, a long video met
+    it there often)."""
+    lock = threading.Lock()
+    started, down_until, firsts = [False], [0.0], [0]
+
+    def rule(method: str, path: str, query: str) -> str:
+        with lock:
+            if method == "HEAD" and path.endswith("v.mov") and started[0] and not down_until[0]:
+                down_until[0] = time.monotonic() + 3  # the commit's question: cut
+            if time.monotonic() < down_until[0]:
+                return "drop"
+            started[0] |= method == "POST" and query.startswith("uploads")
+            firsts[0] += "partNumber=1&" in f"{query}&"
+            return "pass"
+
+    proxy = FaultProxy(s3_server.endpoint, rule)
+    try:
+        p = video_to_s3(setup, s3_server, proxy, f"commit-{setup.home.name}/", part_retry="2m")
+        once = p.cli("run", "--once")
+        assert "The one photo or video is protected" in once.stdout, once.stdout
+        assert (True, 1) == (bool(down_until[0]), firsts[0])
+    finally:
+        proxy.stop()
+
+
 def test_a_completion_whose_answer_was_lost_counts_the_video_once(
     setup: Setup, s3_server: S3Server
 ) -> None:
