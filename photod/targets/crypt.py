@@ -224,14 +224,15 @@ class CryptWriter:
             self.abort()
             raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, self.sha.hexdigest())
         obj = self.t.keys_.object_name(key)
-        if self.t.inner.size(obj) is not None:
+        # (S3: a question the link cut mid-upload is asked again, not the upload lost)
+        again = getattr(self.inner, "again", lambda call: call())
+        if again(lambda: self.t.inner.size(obj)) is not None:
             raise KeyExists(key)  # still open: commit again under another key
         # The object's own index line goes first: an object never exists without it.
         entry = ManifestEntry(sha256, key, self.size, captured_at, mtime_ns)
         try:
-            self.t.inner.put_meta(
-                sidecar(obj), self.t.keys_.encrypt(index_line(obj, entry).encode())
-            )
+            line = self.t.keys_.encrypt(index_line(obj, entry).encode())
+            again(lambda: self.t.inner.put_meta(sidecar(obj), line))
             # The inner target proves it stored the ciphertext pyrage produced: read
             # back, the remote's own hash, or the server's check of every body.
             cipher = "" if self.checked else self.inner.sha256() or self.sink.sha.hexdigest()

@@ -183,6 +183,12 @@ class S3Writer:
         meta = {str(k).lower(): v for k, v in (answer.get("Metadata") or {}).items()}
         return meta.get(TOKEN) == self.token and answer.get("ContentLength") == self.size
 
+    def again(self, call: Callable[[], T]) -> T:
+        """``call()``, a question asked before a commit (is the name free?): during a
+        multipart upload asked again if the network cut it (``_again``), else its parts,
+        all sent, were thrown away with it and the video sent again whole."""
+        return self._again(call) if self.upload_id is not None else call()
+
     def _again(self, call: Callable[[], T]) -> T:
         """``call()`` (a request that may be sent twice), asked again when the network
         cut it or a busy server refused it, after 2 s, 4 s, 8 s ... (a minute at most)
@@ -237,10 +243,7 @@ class S3Writer:
         # made (another computer of the family, this minute), ask the object itself.
         # (a multipart upload always: a server may honour it for a PUT, not a completion)
         fresh = self.upload_id is not None or not self.t.refuses_overwrites()
-        ask = functools.partial(self.t.exists, key, fresh=fresh)
-        # A multipart upload's question is asked again if the network cut it (else its
-        # parts, all sent, were thrown away, and the video sent again whole).
-        if self._again(ask) if self.upload_id is not None else ask():
+        if self.again(functools.partial(self.t.exists, key, fresh=fresh)):
             raise KeyExists(key)  # still open: commit again under another key
         try:
             if self.upload_id is None:
