@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from photod import failpoints
-from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
+from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetFull, TargetUnavailable
 from photod.logs import log
 from photod.models import VerifyMethod
 from photod.targets.base import CHUNK, Identity
@@ -53,8 +53,20 @@ def _said(marks: tuple[str, ...], text: str) -> bool:
     return any(re.search(m, text) for m in marks)
 
 
+def _complaint(body: bytes) -> str:
+    """What an answer of rcd's says went wrong: the "error" of its JSON, not the whole
+    of it (the request's parameters, tabs and newlines, in a reason a person reads)."""
+    text = body.decode(errors="replace")
+    with contextlib.suppress(ValueError):
+        answer = json.loads(text)
+        if isinstance(answer, dict) and "error" in answer:
+            return str(answer["error"])
+    return text
+
+
 FOREIGN_TEMP_AGE = 86400.0  # seconds another computer's temporary is seen unchanged before it goes
 ABORT_WAIT = 5.0  # seconds an aborted upload waits for rcd to say it is done with it
+ROOM_AGE = 60.0  # seconds what the remote said of its free space is taken as still true
 
 
 class _Download:
@@ -163,7 +175,7 @@ class RcloneWriter:
             self.conn = None
             if response.status != 200:
                 self.abort()
-                raise self.t.error(body.decode(errors="replace"))
+                raise self.t.upload_error(_complaint(body), self.size)
             self.uploaded = True
         failpoints.hit("rclone_uploaded")  # the temporary whole, not yet checked or moved
 
@@ -197,6 +209,7 @@ class RcloneWriter:
         except (TargetUnavailable, ChecksumMismatch):
             self.abort()
             raise
+        self.t.short = False  # (room was made)
         return method
 
     def _end_body(self) -> tuple[http.client.HTTPResponse, bytes]:
@@ -254,6 +267,9 @@ class RcloneTarget(ObjectTarget):
         self._foreign: dict[str, tuple[object, object]] = {}  # others' temporaries: size, time
         self._looked = 0.0  # when .photod/tmp/ was last looked at (monotonic)
         self._sweeping = threading.Lock()
+        self._room: tuple[float, int | None] | None = None  # (monotonic time, free bytes)
+        self._says_room = True  # False once the remote said it cannot tell (no About)
+        self.short = False  # an upload was refused for want of room, and none landed since
 
     def check(self, known: Identity | None, prepare: bool = True) -> Identity:
         found = super().check(known, prepare)
@@ -350,6 +366,45 @@ class RcloneTarget(ObjectTarget):
             why = message
         return TargetUnavailable(self.name, why.strip()[-400:])
 
+    def upload_error(self, message: str, size: int) -> TargetUnavailable:
+        """An upload the remote refused: TargetFull when it now has less room than the
+        file (an SFTP server says only "Failure" when its disk is full), else what it
+        said."""
+        self._room = None  # (asked afresh)
+        free = self._free()
+        if free is not None and free < size:
+            self.short = True
+            return TargetFull(self.name, size, free)
+        return self.error(message)
+
+    def free_bytes(self) -> int | None:
+        """What the remote says it has free, once it refused an upload for want of room
+        and until a copy lands (None otherwise): a file larger than that then waits
+        without being sent.  Not before: a remote whose About says 0 for "unknown"
+        (some WebDAV servers) would hold back every copy, none of them tried."""
+        return self._free() if self.short else None
+
+    def _free(self) -> int | None:
+        """What the remote says it has free (``operations/about``: an SFTP server's
+        disk, a cloud drive's quota), asked at most once a ``ROOM_AGE`` and again after
+        an upload failed; None where it does not say (most object stores) or does not
+        answer now."""
+        room = self._room
+        if room is None or time.monotonic() - room[0] >= ROOM_AGE:
+            room = self._room = (time.monotonic(), self._ask_room())
+        return room[1]
+
+    def _ask_room(self) -> int | None:
+        if not self._says_room:
+            return None
+        try:
+            free = self.call("operations/about", fs=self.remote).get("free")
+        except TargetUnavailable as exc:
+            if "about" in exc.reason.lower() and "support" in exc.reason.lower():
+                self._says_room = False  # ("doesn't support about": never asked again)
+            return None
+        return free if isinstance(free, int) else None
+
     def remote_sha256(self, key: str) -> tuple[str, VerifyMethod]:
         """The remote's own SHA-256 of an object, else the bytes read back and hashed."""
         item = self.call("operations/stat", fs=self.remote, remote=key,
@@ -411,7 +466,7 @@ class RcloneTarget(ObjectTarget):
             conn.close()
             raise FileNotFoundError(key)
         if response.status != 200:
-            message = response.read().decode(errors="replace")
+            message = _complaint(response.read())
             conn.close()
             raise self.error(message)
         return _Download(self, conn, response)  # type: ignore[return-value]

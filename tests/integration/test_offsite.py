@@ -17,8 +17,9 @@ import pytest
 
 from tests.conftest import sha256, target_files, wait_for
 from tests.fakephone import jpeg
-from tests.integration.conftest import Setup
-from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server, need
+from tests.integration.conftest import Setup, fill
+from tests.integration.test_mounts import big_video
+from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server, SSHServer, need
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 POLICY_321 = {"copies": 3, "media": 2, "offsite": 1}
@@ -328,5 +329,36 @@ def test_a_copy_repaired_right_after_its_upload_keeps_its_name(
         assert (stored / key).is_file()
         names = [q.name for q in stored.rglob("*") if ".photod" not in q.parts]
         assert [] == [n for n in names if "~" in n]
+    finally:
+        assert 0 == p.stop()
+
+
+def test_a_full_nas_over_sftp_is_said_full_and_takes_the_rest_when_there_is_room(
+    setup: Setup, samples: Path, ssh_server: SSHServer, small_drive: Path
+) -> None:
+    """A NAS reached over SFTP (rclone) whose disk is full: a video that does not fit is
+    one `target_full` with the room it needs (SFTP itself says only "Failure"); the NAS
+    stays available, the photo that fits is copied, no reason is rcd's JSON, and once
+    space is freed there the video goes too."""
+    nas = small_drive / "photos"
+    cloud = {"name": "nas", "type": "rclone", "remote": f"box:{nas}", "media": "nas",
+             "offsite": True, "rclone_config": ssh_server.rclone_config()}  # fmt: skip
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}, cloud],
+                     policy={"copies": 2, "media": 2, "offsite": 1}).start()  # fmt: skip
+    try:
+        p.wait_event("target_available", target="nas", timeout=30)
+        filler = fill(small_drive, leave=3 * 1024 * 1024)
+        os.rename(big_video(setup.home / "big.mov", 8), setup.inbox / "big.mov")
+        full = p.wait_event("target_full", target="nas", timeout=60)[0]
+        assert full["needed"] >= 8 * 1024 * 1024 > full["free"]
+        shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+        p.wait_event("replica_written", target="nas", timeout=60)
+        assert ["2008/2008-05-30/a.jpg"] == sorted(target_files(nas))
+        failed = [e for e in p.events("replica_failed") if e["target"] == "nas"]
+        assert failed and all("full: " in e["error"] for e in failed), failed
+        assert [] == [e for e in p.events("target_unavailable") if e["target"] == "nas"]
+        filler.unlink()  # the person frees some space on the NAS (seen within a minute)
+        p.wait_protected(2, timeout=150)
+        assert sorted(target_files(setup.home / "lib").items()) == sorted(target_files(nas).items())
     finally:
         assert 0 == p.stop()
