@@ -356,6 +356,13 @@ class RcloneTarget(ObjectTarget):
             why = f"remote {self.remote.partition(':')[0]!r} is not in the rclone config (`rclone listremotes`)"
         elif _said(FULL, low):
             why = f"full: the remote has no room left; free some space there: {message}"
+        elif "knownhosts: key mismatch" in low:  # (before "handshake failed": no login's fault)
+            why = ("host key changed: the SFTP server's key is not the one known_hosts_file "
+                   "holds for it (the NAS reinstalled, or another machine answering in its "
+                   f"place); nothing goes there until that file has its new key: {message}")  # fmt: skip
+        elif "knownhosts: key is unknown" in low:
+            why = ("host key unknown: known_hosts_file holds no key for this SFTP server; "
+                   f"add its key once you have checked it (`ssh-keyscan`): {message}")  # fmt: skip
         elif _said(CREDENTIALS, low):
             why = f"credentials refused: {message}"
         elif _said(THROTTLED, low):

@@ -733,6 +733,38 @@ def test_rclone_refused_key_is_a_clear_reason(ssh_server: SSHServer, tmp_path: P
         t.close()
 
 
+@pytest.mark.parametrize(("known", "reason"), [("another", "host key changed"),
+                                               ("none", "host key unknown")])  # fmt: skip
+def test_an_sftp_servers_changed_host_key_is_said_as_such_not_as_credentials(
+    ssh_server: SSHServer, tmp_path: Path, known: str, reason: str
+) -> None:
+    """The NAS answers with a host key other than the one its known_hosts_file holds
+    (reinstalled, or another machine in its place), or one the file does not hold:
+    the target is unavailable with that reason, never "credentials refused" (which sent
+    the person to check a key that is fine), and nothing is read or written there."""
+    import subprocess
+
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    if known == "another":
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(tmp_path / "other")], check=True)  # fmt: skip
+        other = (tmp_path / "other.pub").read_text()
+        known_hosts.write_text(f"[127.0.0.1]:{ssh_server.port} {other}")
+    settings = {**ssh_server.rclone_config(), "known_hosts_file": str(known_hosts)}
+    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "box:", settings)
+    folder = ssh_server.files / tmp_path.name
+    t = RcloneTarget("r", f"box:{folder}", conf, timeout=5)
+    try:
+        with pytest.raises(TargetUnavailable) as got:
+            t.check(None)
+    finally:
+        t.close()
+    assert got.value.reason.startswith(reason), got.value.reason
+    assert "credentials" not in got.value.reason
+    assert not folder.exists()
+
+
 @pytest.mark.parametrize("via", ["s3", "rclone"])
 def test_throttling_is_target_unavailable(via: str, tmp_path: Path) -> None:
     """A server shedding load (HTTP 503 SlowDown) makes the target unavailable with
