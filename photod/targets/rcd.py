@@ -50,6 +50,8 @@ RCD_PREFIX = "photod-rclone-"
 # minute, would fill the temporary folder (often memory) for as long as photod runs.
 # Past LOG_MAX bytes its last LOG_KEPT are kept (what `why` quotes is its last words).
 LOG_MAX, LOG_KEPT = 1024 * 1024, 64 * 1024
+NOOP_WAIT = 5.0  # seconds rcd has to answer rc/noop before it is taken for hung
+HUNG = "rclone rcd stopped answering (hung); it is started again"
 OWNER = "owner.json"  # in each rcd's folder: which photod process started which rcd
 # The date and time rclone begins each line of its log with ("2026/12/05 11:21:28 ").
 STAMP = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)? ", re.MULTILINE)
@@ -159,6 +161,8 @@ class Rcd:
         with contextlib.suppress(subprocess.TimeoutExpired, AttributeError):
             self.proc.wait(0.5)  # type: ignore[union-attr]  # (an rcd that closed it exits)
         if self.proc is None or self.proc.poll() is None or self.folder is None:
+            if isinstance(exc, TimeoutError) and self.hung():
+                return HUNG
             return f"rclone rcd did not answer: {exc}"
         said = self._log_tail()
         if "unknown port" in said or "missing port" in said:  # (--rc-addr unix://)
@@ -168,6 +172,32 @@ class Rcd:
             said += (" (the rclone config is encrypted: give photod its password with "
                      "RCLONE_CONFIG_PASS or RCLONE_PASSWORD_COMMAND in its environment)")  # fmt: skip
         return f"rclone rcd exited: {said}"
+
+    def hung(self) -> bool:
+        """Whether rcd answers nothing at all (stopped, deadlocked) after a request
+        timed out, which a slow remote's may do: rcd answers ``rc/noop`` at once
+        whatever its remotes do.  A hung rcd is ended, and the next request starts
+        another (it stayed, and every request waited out its timeout, until photod was
+        restarted)."""
+        with self.lock:
+            proc, folder = self.proc, self.folder
+        if proc is None or folder is None:
+            return False
+        conn = UnixHTTP(os.path.join(folder, "rc.sock"), NOOP_WAIT)
+        try:
+            conn.request("POST", "/rc/noop", "{}", {"Content-Type": "application/json"})
+            conn.getresponse().read()
+            return False
+        except (OSError, http.client.HTTPException):
+            pass
+        finally:
+            conn.close()
+        with self.lock:
+            if self.proc is proc:
+                proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(NOOP_WAIT)  # (gone before the next request: it starts one)
+        return True
 
     def _log_tail(self) -> str:
         """rcd's last words, as the same words whenever it says the same: without the

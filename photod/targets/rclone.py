@@ -37,7 +37,7 @@ from photod.logs import log
 from photod.models import VerifyMethod
 from photod.targets.base import CHUNK, Identity
 from photod.targets.objects import TMP, ObjectTarget
-from photod.targets.rcd import Rcd, UnixHTTP
+from photod.targets.rcd import HUNG, Rcd, UnixHTTP
 
 UNREACHABLE = ("connection refused", "couldn't connect", "no such host", "i/o timeout",
                "connection reset", "network is unreachable", "eof", "broken pipe")  # fmt: skip
@@ -137,6 +137,8 @@ class RcloneWriter:
 
     def _lost(self, exc: BaseException) -> TargetUnavailable:
         self.abort()
+        if isinstance(exc, TimeoutError) and self.t.rcd.hung():
+            return TargetUnavailable(self.t.name, HUNG)
         return TargetUnavailable(self.t.name, f"upload to {self.t.remote} cut off: {exc}")
 
     def write(self, data: bytes) -> None:

@@ -27,6 +27,7 @@ from photod.targets.memory import MemoryTarget
 from photod.targets.rclone import FOREIGN_TEMP_AGE, RcloneTarget
 from photod.targets.records import Ledger
 from photod.targets.s3 import S3Target
+from tests.conftest import wait_for
 from tests.servers import (
     ACCESS_KEY,
     BUCKET,
@@ -549,6 +550,41 @@ def test_rclone_rcds_log_is_kept_to_its_last_words(
         log = Path(t.rcd.folder) / "rcd.log"
         assert log.stat().st_size <= 4096 + 1024  # (15 KB before)
         assert "no99" in log.read_text()
+    finally:
+        t.close()
+
+
+@pytest.mark.parametrize("during", ["check", "upload"])
+def test_a_hung_rclone_rcd_is_replaced_and_the_target_works_again(
+    tmp_path: Path, during: str
+) -> None:
+    """rcd stops answering (stopped, deadlocked) while the remote is fine: the request
+    that waited out its timeout says rcd hung, that rcd is ended, and the next request
+    gets a fresh one: the target works again without a restart of photod (every request
+    waited out its timeout, for as long as photod ran)."""
+    import signal
+
+    import psutil
+
+    folder = tmp_path / "remote"
+    t = local_rclone(tmp_path, folder, timeout=1, owner="me")  # (requests: 4 s)
+    try:
+        t.put_meta("target.json", json.dumps({"id": "t"}).encode())
+        t.check(None)
+        assert t.rcd.proc is not None
+        hung = t.rcd.proc.pid
+        os.kill(hung, signal.SIGSTOP)
+        wait_for(lambda: psutil.Process(hung).status() == psutil.STATUS_STOPPED, 5, "stopped")
+        with pytest.raises(TargetUnavailable, match="hung"):
+            if during == "check":
+                t.check(None)
+            else:
+                put(t, "2024/IMG_1.HEIC", os.urandom(4 * 1024 * 1024))
+        t.check(None)
+        put(t, "2024/IMG_2.HEIC")
+        assert SHA == hash_object(t, "2024/IMG_2.HEIC")
+        assert t.rcd.proc is not None and t.rcd.proc.pid != hung
+        assert not psutil.pid_exists(hung)  # ended and reaped, not left stopped
     finally:
         t.close()
 
