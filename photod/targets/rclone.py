@@ -43,8 +43,8 @@ UNREACHABLE = ("connection refused", "couldn't connect", "no such host", "i/o ti
                "connection reset", "network is unreachable", "eof", "broken pipe")  # fmt: skip
 # (HTTP codes as whole words: "403" inside a temporary's hex name or "503" in IMG_5031
 # is no status)
-CREDENTIALS = ("unable to authenticate", "permission denied", "handshake failed", r"\b401\b",
-               r"\b403\b", "accessdenied", "invalid_grant", "token expired", "unauthorized")  # fmt: skip
+CREDENTIALS = ("unable to authenticate", "handshake failed", r"\b401\b", r"\b403\b",
+               "accessdenied", "invalid_grant", "token expired", "unauthorized")  # fmt: skip
 THROTTLED = (r"\b429\b", r"\b503\b", "too many requests", "rate limit", "slowdown", "throttl")
 FULL = ("no space left", "quota exceeded", "insufficient storage", r"\b507\b", "storage quota")
 
@@ -367,6 +367,13 @@ class RcloneTarget(ObjectTarget):
                    f"add its key once you have checked it (`ssh-keyscan`): {message}")  # fmt: skip
         elif _said(CREDENTIALS, low):
             why = f"credentials refused: {message}"
+        elif "permission denied" in low:
+            # (no login refused: a file system's own word, an SFTP server's or rclone's
+            # local one, is about the folder, not the credentials)
+            why = ("permission denied on the remote folder: the account logs in but may "
+                   "not write (or read) there (the folder's owner or mode, a read-only "
+                   "share): "
+                   f"{message}")  # fmt: skip
         elif _said(THROTTLED, low):
             why = f"throttled by the remote; retrying later: {message}"
         elif any(m in low for m in UNREACHABLE):

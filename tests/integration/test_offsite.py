@@ -362,3 +362,32 @@ def test_a_full_nas_over_sftp_is_said_full_and_takes_the_rest_when_there_is_room
         assert sorted(target_files(setup.home / "lib").items()) == sorted(target_files(nas).items())
     finally:
         assert 0 == p.stop()
+
+
+def test_a_nas_folder_photod_may_not_write_is_said_so_not_credentials(
+    setup: Setup, samples: Path, ssh_server: SSHServer, small_drive: Path
+) -> None:
+    """The NAS's photo folder is made one the SFTP account may not write (here made
+    immutable: the tests log in as root): the target is unavailable with "permission
+    denied on the remote folder", never "credentials refused" (which sent the person
+    to check a login that works), no temporary stays there, and once the folder may be
+    written again the photo goes."""
+    nas = small_drive / "photos"
+    cloud = {"name": "nas", "type": "rclone", "remote": f"box:{nas}", "media": "nas",
+             "offsite": True, "rclone_config": ssh_server.rclone_config()}  # fmt: skip
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}, cloud],
+                     policy={"copies": 2, "media": 2, "offsite": 1}).start()  # fmt: skip
+    try:
+        p.wait_event("target_available", target="nas", timeout=30)
+        subprocess.run(["chattr", "+i", str(nas)], check=True)
+        try:
+            shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+            [gone] = p.wait_event("target_unavailable", target="nas", timeout=60)
+            assert gone["reason"].startswith("permission denied on the remote folder"), gone
+            assert "credentials" not in gone["reason"]
+            assert [] == list((nas / ".photod" / "tmp").iterdir())
+        finally:
+            subprocess.run(["chattr", "-i", str(nas)], check=True)
+        p.wait_protected(1, timeout=90)
+    finally:
+        assert 0 == p.stop()
