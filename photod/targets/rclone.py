@@ -22,7 +22,6 @@ import hashlib
 import http.client
 import json
 import os
-import re
 import secrets
 import threading
 import time
@@ -38,19 +37,7 @@ from photod.models import VerifyMethod
 from photod.targets.base import CHUNK, Identity
 from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.rcd import HUNG, Rcd, UnixHTTP
-
-UNREACHABLE = ("connection refused", "couldn't connect", "no such host", "i/o timeout",
-               "connection reset", "network is unreachable", "eof", "broken pipe")  # fmt: skip
-# (HTTP codes as whole words: "403" inside a temporary's hex name or "503" in IMG_5031
-# is no status)
-CREDENTIALS = ("unable to authenticate", "handshake failed", r"\b401\b", r"\b403\b",
-               "accessdenied", "invalid_grant", "token expired", "unauthorized")  # fmt: skip
-THROTTLED = (r"\b429\b", r"\b503\b", "too many requests", "rate limit", "slowdown", "throttl")
-FULL = ("no space left", "quota exceeded", "insufficient storage", r"\b507\b", "storage quota")
-
-
-def _said(marks: tuple[str, ...], text: str) -> bool:
-    return any(re.search(m, text) for m in marks)
+from photod.targets.rclonesays import meaning
 
 
 def _complaint(body: bytes) -> str:
@@ -106,6 +93,7 @@ class RcloneWriter:
         self.answered = False  # rcd answered the upload: it is done with the temporary
         self.uploaded = False
         self.aborted = False
+        self.left = False  # its temporary may be on the remote still: its delete failed
         # One socket, used by the copy's thread and (for an encrypted target) the one
         # that aborts it: an end of the body never lands in the middle of a chunk.
         self._lock = threading.RLock()
@@ -230,10 +218,14 @@ class RcloneWriter:
         delete).  rcd gets ABORT_WAIT to answer; one that does not (a stalled remote, a
         dead rcd) is not waited for, and the temporary it may leave, named with this
         installation's id, goes at the next start (``RcloneTarget._sweep``): so this
-        says True, the sweep and not the caller's record being what removes it."""
+        says True, the sweep and not the caller's record being what removes it.  A
+        delete the remote refused (gone the moment the upload failed: the NAS off) says
+        False, whenever asked: the caller's record of the temporary stays, and the
+        target's tidy removes it when the remote is back, not the next start, which for
+        a daemon may be months away (the partial file took the NAS's room till then)."""
         with self._lock:
             if self.aborted:
-                return True
+                return not self.left
             self.aborted = True
             if self.conn is not None:
                 if not self.ended:
@@ -244,9 +236,11 @@ class RcloneWriter:
                 self.conn.close()
                 self.conn = None
             if self.begun and self.answered:
-                with contextlib.suppress(PhotodError):
+                try:
                     self.t.delete_temp(self.temp_key)
-        return True
+                except PhotodError:
+                    self.left = True
+        return not self.left
 
 
 class RcloneTarget(ObjectTarget):
@@ -353,34 +347,7 @@ class RcloneTarget(ObjectTarget):
 
     def error(self, message: str) -> TargetUnavailable:
         """Map rclone's complaint to a reason a person can act on."""
-        low = message.lower()
-        if "didn't find section in config file" in low:
-            why = f"remote {self.remote.partition(':')[0]!r} is not in the rclone config (`rclone listremotes`)"
-        elif _said(FULL, low):
-            why = f"full: the remote has no room left; free some space there: {message}"
-        elif "knownhosts: key mismatch" in low:  # (before "handshake failed": no login's fault)
-            why = ("host key changed: the SFTP server's key is not the one known_hosts_file "
-                   "holds for it (the NAS reinstalled, or another machine answering in its "
-                   f"place); nothing goes there until that file has its new key: {message}")  # fmt: skip
-        elif "knownhosts: key is unknown" in low:
-            why = ("host key unknown: known_hosts_file holds no key for this SFTP server; "
-                   f"add its key once you have checked it (`ssh-keyscan`): {message}")  # fmt: skip
-        elif _said(CREDENTIALS, low):
-            why = f"credentials refused: {message}"
-        elif "permission denied" in low:
-            # (no login refused: a file system's own word, an SFTP server's or rclone's
-            # local one, is about the folder, not the credentials)
-            why = ("permission denied on the remote folder: the account logs in but may "
-                   "not write (or read) there (the folder's owner or mode, a read-only "
-                   "share): "
-                   f"{message}")  # fmt: skip
-        elif _said(THROTTLED, low):
-            why = f"throttled by the remote; retrying later: {message}"
-        elif any(m in low for m in UNREACHABLE):
-            why = f"cannot reach {self.remote}: {message}"
-        else:
-            why = message
-        return TargetUnavailable(self.name, why.strip()[-400:])
+        return TargetUnavailable(self.name, meaning(self.remote, message))
 
     def upload_error(self, message: str, size: int) -> TargetUnavailable:
         """An upload the remote refused: TargetFull when it now has less room than the

@@ -391,3 +391,41 @@ def test_a_nas_folder_photod_may_not_write_is_said_so_not_credentials(
         p.wait_protected(1, timeout=90)
     finally:
         assert 0 == p.stop()
+
+
+def test_a_nas_off_mid_upload_keeps_no_partial_file_once_it_is_back(
+    setup: Setup, ssh_server: SSHServer
+) -> None:
+    """The NAS goes off (sshd killed) in the middle of a video's upload over SFTP and
+    comes back while the daemon runs: the partial file its upload left in
+    `.photod/tmp/` is removed when the NAS is back, not at the next start of photod
+    (for a daemon, months: every outage mid-upload left one, taking the NAS's room)."""
+    if not ssh_server.running():
+        ssh_server.start()
+    nas = ssh_server.files / setup.home.name
+    cloud = {"name": "nas", "type": "rclone", "remote": f"box:{nas}", "media": "nas",
+             "offsite": True, "rclone_config": ssh_server.rclone_config(),
+             "bandwidth_limit": "4MiB/s"}  # fmt: skip
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}, cloud],
+                     policy={"copies": 2, "media": 2, "offsite": 1}).start()  # fmt: skip
+    try:
+        p.wait_event("target_available", target="nas", timeout=30)
+        os.rename(big_video(setup.home / "big.mov", 24), setup.inbox / "big.mov")
+
+        def partial() -> list[Path]:
+            return [f for f in (nas / ".photod" / "tmp").glob("*") if f.stat().st_size > 1 << 20]
+
+        wait_for(partial, 60, "the video's upload under way")
+        ssh_server.stop()  # the NAS goes off
+        try:
+            p.wait_event("replica_failed", target="nas", timeout=60)
+        finally:
+            ssh_server.start()
+        p.wait_protected(1, timeout=120)
+        wait_for(lambda: not list((nas / ".photod" / "tmp").glob("*")), 30,
+                 "no partial upload left on the NAS",
+                 lambda: str([(f.name, f.stat().st_size) for f in (nas / ".photod" / "tmp").glob("*")]))  # fmt: skip
+    finally:
+        if not ssh_server.running():
+            ssh_server.start()
+        assert 0 == p.stop()
