@@ -263,6 +263,7 @@ class RcloneTarget(ObjectTarget):
         self._foreign: dict[str, tuple[object, object]] = {}  # others' temporaries: size, time
         self._looked = 0.0  # when .photod/tmp/ was last looked at (monotonic)
         self._sweeping = threading.Lock()
+        self._left: set[str] = set()  # temporaries of failed metadata writes, still there
         self._room: tuple[float, int | None] | None = None  # (monotonic time, free bytes)
         self._says_room = True  # False once the remote said it cannot tell (no About)
         self.short = False  # an upload was refused for want of room, and none landed since
@@ -273,6 +274,10 @@ class RcloneTarget(ObjectTarget):
             with self._sweeping:  # the probe and a scrub may check at the same moment
                 if not self.swept or time.monotonic() - self._looked >= FOREIGN_TEMP_AGE:
                     self._sweep()
+                for key in sorted(self._left):  # failed metadata writes' (``_put``)
+                    with contextlib.suppress(PhotodError):
+                        self.delete_temp(key)
+                        self._left.discard(key)
         return found
 
     def _sweep(self) -> None:
@@ -407,11 +412,21 @@ class RcloneTarget(ObjectTarget):
     # -- primitives -------------------------------------------------------------------
 
     def _put(self, key: str, data: bytes) -> None:
+        """A metadata write.  One that fails removes its temporary; where the remote
+        could not be asked to (the NAS went off between the upload and the move), the
+        next check that reaches it does, not only the next start of photod (a
+        catalog snapshot's partial upload took the NAS's room till then)."""
         w = RcloneWriter(self, key)
-        w.write(data)
-        w._finish_upload()
-        self.call("operations/movefile", srcFs=self.remote, srcRemote=w.temp_key,
-                  dstFs=self.remote, dstRemote=key)  # fmt: skip
+        try:
+            w.write(data)
+            w._finish_upload()
+            self.call("operations/movefile", srcFs=self.remote, srcRemote=w.temp_key,
+                      dstFs=self.remote, dstRemote=key)  # fmt: skip
+        except PhotodError:
+            if not w.abort():
+                with self._sweeping:
+                    self._left.add(w.temp_key)
+            raise
 
     def _list_sized(self, prefix: str) -> Iterator[tuple[str, int]]:
         folder = prefix.rstrip("/")

@@ -689,6 +689,44 @@ def test_s3_credentials_fixed_in_their_file_are_used_by_the_next_build(
         s3_target(s3_server, "x", creds).check(None)
 
 
+def test_a_nas_off_between_a_records_upload_and_its_move_leaves_nothing_once_back(
+    ssh_server: SSHServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record (a list segment, a catalog snapshot) is uploaded to an SFTP NAS under
+    .photod/tmp/, and the NAS goes off before it is moved to its name: the write fails,
+    and the next check that reaches the NAS again removes the temporary (it stayed
+    there until photod was next started: months, for a daemon)."""
+    if not ssh_server.running():
+        ssh_server.start()
+    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "box:",
+                                            ssh_server.rclone_config())  # fmt: skip
+    folder = ssh_server.files / tmp_path.name
+    t = RcloneTarget("r", f"box:{folder}", conf, timeout=5, owner="aaaa1111")
+    hit = failpoints.hit
+
+    def nas_off(name: str) -> None:  # the NAS goes off once the record is uploaded
+        if name == "rclone_uploaded":
+            ssh_server.stop()
+        hit(name)
+
+    try:
+        t.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
+        t.check(None)
+        monkeypatch.setattr(failpoints, "hit", nas_off)
+        try:
+            with pytest.raises(TargetUnavailable):
+                t.put_meta("installations/x/sums/0001.sha256", b"0" * 64 + b"  a.jpg\n")
+        finally:
+            monkeypatch.setattr(failpoints, "hit", hit)
+            ssh_server.start()
+        assert [] != list((folder / ".photod" / "tmp").iterdir())  # (what it left)
+        t.check(None)
+        assert [] == list((folder / ".photod" / "tmp").iterdir())
+        assert not (folder / ".photod" / "installations").exists()
+    finally:
+        t.close()
+
+
 def test_rclone_start_removes_the_temporaries_its_crash_left(tmp_path: Path) -> None:
     """A list segment or a marker is uploaded under .photod/tmp/ and then moved: a
     photod killed in between leaves a temporary no catalog knows of.  Its name carries
