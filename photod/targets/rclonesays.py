@@ -8,9 +8,11 @@ import re
 UNREACHABLE = ("connection refused", "couldn't connect", "no such host", "i/o timeout",
                "connection reset", "network is unreachable", "eof", "broken pipe")  # fmt: skip
 # (HTTP codes as whole words: "403" inside a temporary's hex name or "503" in IMG_5031
-# is no status)
-CREDENTIALS = ("unable to authenticate", "handshake failed", r"\b401\b", r"\b403\b",
-               "accessdenied", "invalid_grant", "token expired", "unauthorized")  # fmt: skip
+# is no status.  Not SSH's "handshake failed" alone: a NAS that drops or does not
+# answer a connection before its login, booting or busy, fails the handshake too;
+# a refused login says "unable to authenticate".)
+CREDENTIALS = ("unable to authenticate", r"\b401\b", r"\b403\b", "accessdenied",
+               "invalid_grant", "token expired", "unauthorized")  # fmt: skip
 THROTTLED = (r"\b429\b", r"\b503\b", "too many requests", "rate limit", "slowdown", "throttl")
 FULL = ("no space left", "quota exceeded", "insufficient storage", r"\b507\b", "storage quota")
 
@@ -26,7 +28,7 @@ def meaning(remote: str, message: str) -> str:
         why = f"remote {remote.partition(':')[0]!r} is not in the rclone config (`rclone listremotes`)"
     elif _said(FULL, low):
         why = f"full: the remote has no room left; free some space there: {message}"
-    elif "knownhosts: key mismatch" in low:  # (before "handshake failed": no login's fault)
+    elif "knownhosts: key mismatch" in low:  # (no login's fault)
         why = ("host key changed: the SFTP server's key is not the one known_hosts_file "
                "holds for it (the NAS reinstalled, or another machine answering in its "
                f"place); nothing goes there until that file has its new key: {message}")  # fmt: skip

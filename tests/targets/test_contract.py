@@ -807,6 +807,33 @@ def test_rclone_refused_key_is_a_clear_reason(ssh_server: SSHServer, tmp_path: P
         t.close()
 
 
+def test_an_sftp_nas_that_hangs_before_its_login_is_not_said_to_refuse_credentials(
+    ssh_server: SSHServer, tmp_path: Path
+) -> None:
+    """The NAS's sshd does not answer (hung, booting, too busy for another connection):
+    SSH's handshake times out. The target is unavailable, "cannot reach" it; never
+    "credentials refused" (which sent the person to check a login key that is fine)."""
+    import signal
+
+    import psutil
+
+    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "box:",
+                                            ssh_server.rclone_config())  # fmt: skip
+    t = RcloneTarget("r", f"box:{ssh_server.files / tmp_path.name}", conf, timeout=2)
+    if not ssh_server.running():
+        ssh_server.start()
+    sshd = psutil.Process(ssh_server.proc.pid)
+    sshd.send_signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(TargetUnavailable) as got:
+            t.check(None)
+    finally:
+        sshd.send_signal(signal.SIGCONT)
+        t.close()
+    assert got.value.reason.startswith("cannot reach box:"), got.value.reason
+    assert "credentials" not in got.value.reason
+
+
 @pytest.mark.parametrize(("known", "reason"), [("another", "host key changed"),
                                                ("none", "host key unknown")])  # fmt: skip
 def test_an_sftp_servers_changed_host_key_is_said_as_such_not_as_credentials(
@@ -1298,6 +1325,11 @@ def test_two_computers_publishing_one_name_on_an_rclone_remote_never_both_count_
         ("directory not found: 2024/2024-05-06/IMG_5031.JPG", "directory not found"),
         ("HTTP error 403 (403 Forbidden) returned body: AccessDenied", "credentials refused"),
         ("HTTP error 429: Too Many Requests", "throttled by the remote"),
+        ("couldn't connect SSH: ssh: handshake failed: read tcp 127.0.0.1:50732->"
+         "127.0.0.1:22: read: connection reset by peer", "cannot reach"),
+        ("couldn't connect SSH: ssh: handshake failed: ssh: unable to authenticate, "
+         "attempted methods [none publickey], no supported methods remain",
+         "credentials refused"),
     ],
 )  # fmt: skip
 def test_what_rclone_says_becomes_the_reason_it_means(
