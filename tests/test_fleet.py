@@ -26,6 +26,7 @@ from photod.targets.local import LocalTarget
 from photod.targets.memory import MemoryTarget
 from photod.targets.rclone import RcloneTarget
 from tests.conftest import no_room_for_a_file, sha256
+from tests.servers import SSHServer
 
 
 class Remote:
@@ -120,11 +121,14 @@ def checked_again(fleet: Fleet, clock: ManualClock, name: str, times: int) -> No
         clock.advance(REMOTE_PROBE + 1)
 
 
-def rclone_remote_checked_three_times(tmp_path: Path) -> list[dict[str, Any]]:
-    """An rclone remote (a local folder through rcd) asked three times, each once its
-    pause ended: its `target_unavailable` events."""
-    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "dir:", {"type": "local"})
-    target = RcloneTarget("cloud", f"dir:{tmp_path / 'remote'}", conf, timeout=5)
+def rclone_remote_checked_three_times(
+    tmp_path: Path, settings: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """An rclone remote (a local folder through rcd, else ``settings``'s) asked three
+    times, each once its pause ended: its `target_unavailable` events."""
+    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "dir:",
+                                            settings or {"type": "local"})  # fmt: skip
+    target = RcloneTarget("cloud", f"dir:{tmp_path / 'remote'}", conf, timeout=2)
     state = TargetState(target, TargetInfo("cloud", Media.CLOUD, True), queued=True)
     catalog, clock = Catalog(tmp_path / "catalog.sqlite"), ManualClock()
     fleet = Fleet(catalog, {"cloud": state}, threading.Event(), clock=clock)
@@ -168,6 +172,28 @@ def test_an_rclone_remote_whose_rcd_finds_no_room_in_tmp_is_said_once(
     assert away["reason"] == (
         f"cannot start rclone rcd: No space left on device (its folder goes in {full})"
     )
+
+
+def test_an_sftp_nas_that_hangs_before_its_login_is_said_once(
+    tmp_path: Path, ssh_server: SSHServer
+) -> None:
+    """The NAS's sshd does not answer (hung, booting): each try's reason named the
+    connection's own port on this computer, new at each try ("read tcp
+    127.0.0.1:50736->127.0.0.1:22: i/o timeout"), so it was a new `target_unavailable`
+    at every check, once a minute for as long as it lasted. It is said once."""
+    import signal
+
+    import psutil
+
+    if not ssh_server.running():
+        ssh_server.start()
+    sshd = psutil.Process(ssh_server.proc.pid)
+    sshd.send_signal(signal.SIGSTOP)
+    try:
+        [away] = rclone_remote_checked_three_times(tmp_path, ssh_server.rclone_config())
+    finally:
+        sshd.send_signal(signal.SIGCONT)
+    assert "i/o timeout" in away["reason"], away["reason"]
 
 
 def test_a_check_that_fails_unexpectedly_each_time_is_said_once_with_its_trace(

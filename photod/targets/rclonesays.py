@@ -23,6 +23,9 @@ def _said(marks: tuple[str, ...], text: str) -> bool:
 
 def meaning(remote: str, message: str) -> str:
     """The reason rclone's ``message`` about ``remote`` gives, at most 400 characters."""
+    # (without this computer's own end of a connection, its port new at each try:
+    # "read tcp 127.0.0.1:50736->10.0.0.5:22: i/o timeout" made each try's reason new)
+    message = re.sub(r"\b(tcp6?|udp6?) \S+->", r"\1 ", message)
     low = message.lower()
     if "didn't find section in config file" in low:
         why = f"remote {remote.partition(':')[0]!r} is not in the rclone config (`rclone listremotes`)"
