@@ -216,13 +216,14 @@ class RcloneWriter:
         when rcd answers it has finished with the temporary, and the delete is the last
         word (a cut upload is dropped by rcd in its own time, which may come after a
         delete).  rcd gets ABORT_WAIT to answer; one that does not (a stalled remote, a
-        dead rcd) is not waited for, and the temporary it may leave, named with this
-        installation's id, goes at the next start (``RcloneTarget._sweep``): so this
-        says True, the sweep and not the caller's record being what removes it.  A
-        delete the remote refused (gone the moment the upload failed: the NAS off) says
-        False, whenever asked: the caller's record of the temporary stays, and the
-        target's tidy removes it when the remote is back, not the next start, which for
-        a daemon may be months away (the partial file took the NAS's room till then)."""
+        dead rcd) is not waited for.  Where the temporary may be left, so (rcd never
+        answered: crashed, hung, a stalled remote) or because the remote refused its
+        delete (gone the moment the upload failed: the NAS off), this says False,
+        whenever asked: the caller's record of it stays, and the target's tidy removes
+        it when the remote answers again, not only the next start, which for a daemon
+        may be months away (the partial file took the NAS's room till then).  One rcd
+        still wrote after that tidy, named with this installation's id, goes at the
+        next start (``RcloneTarget._sweep``)."""
         with self._lock:
             if self.aborted:
                 return not self.left
@@ -235,7 +236,9 @@ class RcloneWriter:
                         self._end_body()
                 self.conn.close()
                 self.conn = None
-            if self.begun and self.answered:
+            if self.begun and not self.answered:
+                self.left = True  # (rcd may not be done with it: the tidy removes it)
+            elif self.begun:
                 try:
                     self.t.delete_temp(self.temp_key)
                 except PhotodError:

@@ -11,11 +11,12 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import sha256, target_files, wait_for
+from tests.conftest import Photod, sha256, target_files, wait_for
 from tests.fakephone import jpeg
 from tests.integration.conftest import Setup, fill
 from tests.integration.test_mounts import big_video
@@ -393,13 +394,10 @@ def test_a_nas_folder_photod_may_not_write_is_said_so_not_credentials(
         assert 0 == p.stop()
 
 
-def test_a_nas_off_mid_upload_keeps_no_partial_file_once_it_is_back(
-    setup: Setup, ssh_server: SSHServer
-) -> None:
-    """The NAS goes off (sshd killed) in the middle of a video's upload over SFTP and
-    comes back while the daemon runs: the partial file its upload left in
-    `.photod/tmp/` is removed when the NAS is back, not at the next start of photod
-    (for a daemon, months: every outage mid-upload left one, taking the NAS's room)."""
+def cut_mid_upload(setup: Setup, ssh_server: SSHServer, cut: Callable[[Photod], None]) -> None:
+    """A video's upload to a NAS over SFTP is under way when ``cut`` breaks it, and the
+    NAS answers again while the daemon runs: the copy lands, and the partial file the
+    cut left in `.photod/tmp/` goes, while photod runs."""
     if not ssh_server.running():
         ssh_server.start()
     nas = ssh_server.files / setup.home.name
@@ -416,11 +414,7 @@ def test_a_nas_off_mid_upload_keeps_no_partial_file_once_it_is_back(
             return [f for f in (nas / ".photod" / "tmp").glob("*") if f.stat().st_size > 1 << 20]
 
         wait_for(partial, 60, "the video's upload under way")
-        ssh_server.stop()  # the NAS goes off
-        try:
-            p.wait_event("replica_failed", target="nas", timeout=60)
-        finally:
-            ssh_server.start()
+        cut(p)
         p.wait_protected(1, timeout=120)
         wait_for(lambda: not list((nas / ".photod" / "tmp").glob("*")), 30,
                  "no partial upload left on the NAS",
@@ -429,3 +423,37 @@ def test_a_nas_off_mid_upload_keeps_no_partial_file_once_it_is_back(
         if not ssh_server.running():
             ssh_server.start()
         assert 0 == p.stop()
+
+
+def test_a_nas_off_mid_upload_keeps_no_partial_file_once_it_is_back(
+    setup: Setup, ssh_server: SSHServer
+) -> None:
+    """The NAS goes off (sshd killed) in the middle of a video's upload over SFTP and
+    comes back while the daemon runs: the partial file its upload left in
+    `.photod/tmp/` is removed when the NAS is back, not at the next start of photod
+    (for a daemon, months: every outage mid-upload left one, taking the NAS's room)."""
+
+    def nas_off(p: Photod) -> None:
+        ssh_server.stop()
+        try:
+            p.wait_event("replica_failed", target="nas", timeout=60)
+        finally:
+            ssh_server.start()
+
+    cut_mid_upload(setup, ssh_server, nas_off)
+
+
+def test_an_rclone_rcd_killed_mid_upload_leaves_no_partial_file_on_the_nas(
+    setup: Setup, ssh_server: SSHServer
+) -> None:
+    """photod's `rclone rcd` dies (killed, crashed) in the middle of a video's upload:
+    the partial file it left on the NAS goes once a fresh rcd answers, while photod runs
+    (it stayed until photod was next started: months, for a daemon)."""
+    import psutil
+
+    def rcd_killed(p: Photod) -> None:
+        assert p.proc is not None
+        [rcd] = [c for c in psutil.Process(p.proc.pid).children() if "rcd" in c.cmdline()]
+        rcd.kill()
+
+    cut_mid_upload(setup, ssh_server, rcd_killed)
