@@ -34,9 +34,24 @@ from photod.throttle import on_battery_now
 from photod.verify import Scrubber
 
 if TYPE_CHECKING:
+    from photod.fleet import TargetState
     from photod.notify import Notifier
+    from photod.targetspec import TargetsSettings
 
 LIST_EVERY = 1.0  # seconds between writes of the targets' lists when copies trickle in
+
+
+def _built(
+    settings: TargetsSettings, stop: threading.Event, me: Installation
+) -> dict[str, TargetState]:
+    """The targets, an rclone target's (even encrypted) told to cut its requests still
+    in flight once ``stop`` is set: a hung NAS's answer is not waited for at a stop."""
+    targets = build_targets(settings, stop, me)
+    for state in targets.values():
+        inner = getattr(state.target, "inner", state.target)
+        if hasattr(inner, "cut_when"):
+            inner.cut_when(stop)
+    return targets
 
 
 class Pipeline:
@@ -72,7 +87,7 @@ class Pipeline:
         self.catalog = catalog
         self.me = me
         self.stop_event = threading.Event()
-        self.targets = build_targets(cfg.targets_settings(), self.stop_event, me)
+        self.targets = _built(cfg.targets_settings(), self.stop_event, me)
         roots = cfg.source_roots()
         self.fleet = Fleet(catalog, self.targets, self.stop_event, cfg.daemon.retry_max,
                            relist, trusted=trusted, distrust=distrust, clock=clock)  # fmt: skip

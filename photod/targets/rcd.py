@@ -35,9 +35,18 @@ def rclone_binary() -> str:
 
 
 class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
+    def __init__(self, path: str, timeout: float, live: set[UnixHTTP] | None = None) -> None:
+        """``live``: where it is kept while open (``Rcd.cut`` ends those)."""
         super().__init__("localhost", timeout=timeout)
         self.socket_path = path
+        self.live = live
+        if live is not None:
+            live.add(self)
+
+    def close(self) -> None:
+        super().close()
+        if self.live is not None:
+            self.live.discard(self)
 
     def connect(self) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -52,6 +61,7 @@ RCD_PREFIX = "photod-rclone-"
 LOG_MAX, LOG_KEPT = 1024 * 1024, 64 * 1024
 NOOP_WAIT = 5.0  # seconds rcd has to answer rc/noop before it is taken for hung
 HUNG = "rclone rcd stopped answering (hung); it is started again"
+STOP_GRACE = 5.0  # seconds requests in flight have to end once photod stops
 OWNER = "owner.json"  # in each rcd's folder: which photod process started which rcd
 # The date and time rclone begins each line of its log with ("2026/12/05 11:21:28 ").
 STAMP = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)? ", re.MULTILINE)
@@ -106,6 +116,7 @@ class Rcd:
         self.folder: str | None = None
         self.log: BinaryIO | None = None  # rcd's stderr
         self.lock = threading.Lock()
+        self.live: set[UnixHTTP] = set()  # connections open now (``cut_when``)
 
     @property
     def socket_path(self) -> str:
@@ -217,7 +228,25 @@ class Rcd:
                 self.stop()
                 self._start()
             self._trim_log()
-        return UnixHTTP(self.socket_path, self.timeout * 4)
+        return UnixHTTP(self.socket_path, self.timeout * 4, self.live)
+
+    def cut_when(self, stop: threading.Event) -> None:
+        """Once ``stop`` is set (photod stops), the requests still in flight after
+        ``STOP_GRACE`` are cut: a hung remote's answer (a NAS that stopped answering
+        mid-upload) is not waited for, each up to its timeout (a stop took minutes,
+        past systemd's 30 s).  A copy cut so is rolled back as any copy in flight at a
+        stop; requests made after the cut (the last lists, the snapshot) go as usual."""
+
+        def watch() -> None:
+            stop.wait()
+            deadline = time.monotonic() + STOP_GRACE
+            while self.live and time.monotonic() < deadline:
+                time.sleep(0.1)
+            for conn in list(self.live):
+                with contextlib.suppress(OSError, AttributeError):
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+
+        threading.Thread(target=watch, name=f"rclone-stop-{self.name}", daemon=True).start()
 
     def _trim_log(self) -> None:
         """rcd's log cut to its last ``LOG_KEPT`` bytes once past ``LOG_MAX``."""

@@ -480,5 +480,9 @@ class RcloneTarget(ObjectTarget):
         if temp_key.startswith(TMP):  # never anything but photod's own temporaries
             self._delete(temp_key)
 
+    def cut_when(self, stop: threading.Event) -> None:
+        """The daemon's: its requests in flight are cut once ``stop`` is set (``Rcd``)."""
+        self.rcd.cut_when(stop)
+
     def close(self) -> None:
         self.rcd.stop()

@@ -4,6 +4,7 @@ disaster-recovery commands run as written."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -457,3 +458,42 @@ def test_an_rclone_rcd_killed_mid_upload_leaves_no_partial_file_on_the_nas(
         rcd.kill()
 
     cut_mid_upload(setup, ssh_server, rcd_killed)
+
+
+def test_photod_stops_in_systemds_time_though_the_nas_hangs_mid_upload(
+    setup: Setup, ssh_server: SSHServer
+) -> None:
+    """The NAS stops answering (its sshd hung, the connections open) while photos are on
+    their way there over SFTP, and photod is asked to stop (a shutdown): it stops within
+    the 30 s systemd gives it (TimeoutStopSec), the library's copies kept. It waited out
+    each upload's timeout first: 209 s, past which systemd kills it."""
+    import signal
+
+    import psutil
+
+    from tests.integration.test_truth import make_photos
+
+    if not ssh_server.running():
+        ssh_server.start()
+    nas = ssh_server.files / setup.home.name
+    cloud = {"name": "nas", "type": "rclone", "remote": f"box:{nas}", "media": "nas",
+             "offsite": True, "rclone_config": ssh_server.rclone_config()}  # fmt: skip
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}, cloud],
+                     policy={"copies": 2, "media": 2, "offsite": 1}).start()  # fmt: skip
+    sshd = psutil.Process(ssh_server.proc.pid)
+    hung = [sshd, *sshd.children(recursive=True)]
+    try:
+        p.wait_event("target_available", target="nas", timeout=30)
+        for proc in hung:
+            proc.send_signal(signal.SIGSTOP)
+        make_photos(setup.inbox, 3, size=2_000_000)
+        p.wait_event("replica_written", target="lib", count=3, timeout=60)
+        time.sleep(3)  # (the uploads wait for the NAS)
+        started = time.monotonic()
+        assert 0 == p.stop(timeout=120)
+        assert time.monotonic() - started < 30
+    finally:
+        for proc in hung:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(signal.SIGCONT)
+    assert 3 == len(target_files(setup.home / "lib"))
