@@ -425,7 +425,6 @@ def test_a_clock_stepped_back_seconds_is_not_a_failure() -> None:
     `clock_set_back` it logs is news, not a failure (a warning each time, it filled
     `photod logs --failures` and the dashboard's failures, 500 shown, in a day of steps
     every few minutes, pushing the real ones out).  Set back hours, it is a warning."""
-    import threading
 
     from structlog.testing import capture_logs
 
@@ -435,17 +434,23 @@ def test_a_clock_stepped_back_seconds_is_not_a_failure() -> None:
         scheduler.offset = back + clock.SYSTEM.time() - clock.SYSTEM.boottime()
         with capture_logs() as events:
             scheduler.start()
-            seen = threading.Event()
-            deadline = time.monotonic() + 10
-            while not seen.is_set() and time.monotonic() < deadline:
-                if any(e["event"] == "clock_set_back" for e in events):
-                    seen.set()
-                time.sleep(0.01)
+            said_within(events, "clock_set_back")
             scheduler.shutdown()
         return [e["log_level"] for e in events if e["event"] == "clock_set_back"]
 
     assert ["info"] == levels(5.0)
     assert ["warning"] == levels(4 * 3600.0)
+
+
+def said_within(events: list[dict[str, Any]], name: str, seconds: float = 10) -> bool:
+    """Whether the event ``name`` is among ``events`` (captured as the scheduler's
+    thread logs them) within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if any(e["event"] == name for e in events):
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def test_a_scrub_follows_the_computer_to_another_time_zone(
@@ -456,7 +461,6 @@ def test_a_scrub_follows_the_computer_to_another_time_zone(
     03:30 in California, and `time_zone_changed` says so.  (The daemon kept the zone it
     read at its start: the scrub ran at 18:30 California time, in the middle of the
     day, until a restart; a reload did not help.)"""
-    import threading
     from zoneinfo import ZoneInfo
 
     import tzlocal
@@ -483,16 +487,11 @@ def test_a_scrub_follows_the_computer_to_another_time_zone(
             wait_for(lambda: scheduler.zone is not None, 10, "the scheduler's first look")
             move_to("America/Los_Angeles")
             scheduler.wakeup()
-            said = threading.Event()
-            deadline = time.monotonic() + 10
-            while not said.is_set() and time.monotonic() < deadline:
-                if any(e["event"] == "time_zone_changed" for e in events):
-                    said.set()
-                time.sleep(0.01)
+            said = said_within(events, "time_zone_changed")
         due = scheduler.get_job("scrub").next_run_time.astimezone(ZoneInfo("America/Los_Angeles"))
         assert (3, 30) == (due.hour, due.minute)
         assert timedelta(0) < due - now <= timedelta(days=1)
-        assert said.is_set()
+        assert said
     finally:
         scheduler.shutdown()
         monkeypatch.undo()

@@ -709,24 +709,35 @@ def test_notify_test_sends_a_message_and_says_what_each_channel_answered(
     assert "no notification channel to try: set `webhook` or `email_to`" in r.stdout
 
 
+def _flooded(hook: Webhook, clock: ManualClock, failures: int) -> Notifier:
+    """A notifier (`every` an hour, the webhook its channel) given ``failures``
+    `job_failed` ("403 Forbidden 0", "... 1", ...), once it told the first; started."""
+    n = Notifier(NotifyConfig(desktop=False, webhook=hook.url, every=3600), clock)
+    n.start()
+    with capture_logs() as events:
+        try:
+            for i in range(failures):
+                n.on_event({"event": "job_failed", "job": "copy", "error": f"403 Forbidden {i}"})
+            _delivered(n, {"failure"}, events)
+        except BaseException:
+            n.stop()
+            raise
+    return n
+
+
 def test_a_flood_of_failures_is_one_message_that_keeps_the_count(hook: Webhook) -> None:
     """Every upload fails (a revoked key): 50 `job_failed` within `every`.  One message
     goes out at once; the 49 held back by `every` were dropped for good, so the owner
     read of one failure, once, and never learnt that it went on.  Once `every` has
     passed they are one message that says how many, with the latest."""
     clock = ManualClock()
-    n = Notifier(NotifyConfig(desktop=False, webhook=hook.url, every=3600), clock)
-    n.start()
-    with capture_logs() as events:
-        try:
-            for i in range(50):
-                n.on_event({"event": "job_failed", "job": "copy", "error": f"403 Forbidden {i}"})
-            _delivered(n, {"failure"}, events)
-            clock.advance(3601)
-            n.send(Message("import", "photod: import finished", "12 new"))  # (wakes it)
-            wait_for(lambda: len(hook.got) >= 3, 10, "the count told", lambda: str(hook.got))
-        finally:
-            n.stop()
+    n = _flooded(hook, clock, 50)
+    try:
+        clock.advance(3601)
+        n.send(Message("import", "photod: import finished", "12 new"))  # (wakes it)
+        wait_for(lambda: len(hook.got) >= 3, 10, "the count told", lambda: str(hook.got))
+    finally:
+        n.stop()
     bodies = [json.loads(body)["message"] for _, body in hook.got]
     assert "job_failed: 403 Forbidden 0" == bodies[0]
     assert "12 new" == bodies[1]
@@ -739,21 +750,15 @@ def test_what_was_not_told_outlives_a_stop_of_the_daemon(hook: Webhook, tmp_path
     """Twenty failures held back by `every`, and a lost photo's message the webhook
     refused: the daemon stops (a reboot, an upgrade).  Its next start tells both at
     once, the message saying it was held over; both ended with the process before."""
-    cfg = NotifyConfig(desktop=False, webhook=hook.url, every=3600)
-    old = Notifier(cfg, ManualClock())
-    old.start()
-    with capture_logs() as events:
-        try:
-            for i in range(21):
-                old.on_event({"event": "job_failed", "job": "copy", "error": f"403 Forbidden {i}"})
-            _delivered(old, {"failure"}, events)
-            hook.answers = [500]
-            old.send(Message("lost", "photod: a photo has no good copy left", "IMG_1"))
-            _kept_for_retry(old, "lost")
-        finally:
-            old.stop()
+    old = _flooded(hook, ManualClock(), 21)
+    try:
+        hook.answers = [500]
+        old.send(Message("lost", "photod: a photo has no good copy left", "IMG_1"))
+        _kept_for_retry(old, "lost")
+    finally:
+        old.stop()
     save_left(old.left(), tmp_path, "2026-12-05T14:00:00Z")
-    new = Notifier(cfg, ManualClock(), left=load_left(tmp_path))  # the next process
+    new = Notifier(old.cfg, ManualClock(), left=load_left(tmp_path))  # the next process
     new.start()
     try:
         wait_for(lambda: len(hook.got) >= 3, 10, "what was held over told", lambda: str(hook.got))

@@ -335,6 +335,19 @@ def test_a_copy_repaired_right_after_its_upload_keeps_its_name(
         assert 0 == p.stop()
 
 
+def nas_photod(setup: Setup, ssh_server: SSHServer, nas: Path, **more: object) -> Photod:
+    """photod, started, with a library and a NAS reached over SFTP (rclone) at ``nas``
+    (``more``: more of its settings), once the NAS is available."""
+    if not ssh_server.running():
+        ssh_server.start()
+    cloud = {"name": "nas", "type": "rclone", "remote": f"box:{nas}", "media": "nas",
+             "offsite": True, "rclone_config": ssh_server.rclone_config(), **more}  # fmt: skip
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}, cloud],
+                     policy={"copies": 2, "media": 2, "offsite": 1}).start()  # fmt: skip
+    p.wait_event("target_available", target="nas", timeout=30)
+    return p
+
+
 def test_a_full_nas_over_sftp_is_said_full_and_takes_the_rest_when_there_is_room(
     setup: Setup, samples: Path, ssh_server: SSHServer, small_drive: Path
 ) -> None:
@@ -343,12 +356,8 @@ def test_a_full_nas_over_sftp_is_said_full_and_takes_the_rest_when_there_is_room
     stays available, the photo that fits is copied, no reason is rcd's JSON, and once
     space is freed there the video goes too."""
     nas = small_drive / "photos"
-    cloud = {"name": "nas", "type": "rclone", "remote": f"box:{nas}", "media": "nas",
-             "offsite": True, "rclone_config": ssh_server.rclone_config()}  # fmt: skip
-    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}, cloud],
-                     policy={"copies": 2, "media": 2, "offsite": 1}).start()  # fmt: skip
+    p = nas_photod(setup, ssh_server, nas)
     try:
-        p.wait_event("target_available", target="nas", timeout=30)
         filler = fill(small_drive, leave=3 * 1024 * 1024)
         os.rename(big_video(setup.home / "big.mov", 8), setup.inbox / "big.mov")
         full = p.wait_event("target_full", target="nas", timeout=60)[0]
@@ -375,12 +384,8 @@ def test_a_nas_folder_photod_may_not_write_is_said_so_not_credentials(
     to check a login that works), no temporary stays there, and once the folder may be
     written again the photo goes."""
     nas = small_drive / "photos"
-    cloud = {"name": "nas", "type": "rclone", "remote": f"box:{nas}", "media": "nas",
-             "offsite": True, "rclone_config": ssh_server.rclone_config()}  # fmt: skip
-    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}, cloud],
-                     policy={"copies": 2, "media": 2, "offsite": 1}).start()  # fmt: skip
+    p = nas_photod(setup, ssh_server, nas)
     try:
-        p.wait_event("target_available", target="nas", timeout=30)
         subprocess.run(["chattr", "+i", str(nas)], check=True)
         try:
             shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
@@ -399,16 +404,9 @@ def cut_mid_upload(setup: Setup, ssh_server: SSHServer, cut: Callable[[Photod], 
     """A video's upload to a NAS over SFTP is under way when ``cut`` breaks it, and the
     NAS answers again while the daemon runs: the copy lands, and the partial file the
     cut left in `.photod/tmp/` goes, while photod runs."""
-    if not ssh_server.running():
-        ssh_server.start()
     nas = ssh_server.files / setup.home.name
-    cloud = {"name": "nas", "type": "rclone", "remote": f"box:{nas}", "media": "nas",
-             "offsite": True, "rclone_config": ssh_server.rclone_config(),
-             "bandwidth_limit": "4MiB/s"}  # fmt: skip
-    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}, cloud],
-                     policy={"copies": 2, "media": 2, "offsite": 1}).start()  # fmt: skip
+    p = nas_photod(setup, ssh_server, nas, bandwidth_limit="4MiB/s")
     try:
-        p.wait_event("target_available", target="nas", timeout=30)
         os.rename(big_video(setup.home / "big.mov", 24), setup.inbox / "big.mov")
 
         def partial() -> list[Path]:
@@ -473,17 +471,10 @@ def test_photod_stops_in_systemds_time_though_the_nas_hangs_mid_upload(
 
     from tests.integration.test_truth import make_photos
 
-    if not ssh_server.running():
-        ssh_server.start()
-    nas = ssh_server.files / setup.home.name
-    cloud = {"name": "nas", "type": "rclone", "remote": f"box:{nas}", "media": "nas",
-             "offsite": True, "rclone_config": ssh_server.rclone_config()}  # fmt: skip
-    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}, cloud],
-                     policy={"copies": 2, "media": 2, "offsite": 1}).start()  # fmt: skip
+    p = nas_photod(setup, ssh_server, ssh_server.files / setup.home.name)
     sshd = psutil.Process(ssh_server.proc.pid)
     hung = [sshd, *sshd.children(recursive=True)]
     try:
-        p.wait_event("target_available", target="nas", timeout=30)
         for proc in hung:
             proc.send_signal(signal.SIGSTOP)
         make_photos(setup.inbox, 3, size=2_000_000)

@@ -492,6 +492,20 @@ def test_the_plans_steps_for_an_encrypted_target_bring_back_every_photo_and_only
     assert 0 != r.returncode  # (the forged line is said to be skipped: not all is well)
 
 
+def case_pair_as_before(setup: Setup, samples: Path, p: Photod, root: Path, name: str) -> None:
+    """IMG_0001.JPG (a camera's) and img_0001.jpg (a phone app's), two photos of one
+    day, as two files on target ``name`` (at ``root``) and in the catalog, as a photod
+    before 2026-12-05 filed them (now the second is suffixed): the first taken, the
+    second put beside it, the catalog rebuilt from the target."""
+    jpeg = (samples / "jpg_Canon_40D.jpg").read_bytes()
+    (setup.inbox / "IMG_0001.JPG").write_bytes(jpeg + b"camera")
+    assert 0 == p.cli("run", "--once").returncode
+    (root / "2008/2008-05-30/img_0001.jpg").write_bytes(jpeg + b"phone")
+    shutil.rmtree(setup.home / "state")
+    rebuilt = p.cli("catalog", "rebuild", "--from", name)
+    assert 0 == rebuilt.returncode, rebuilt.stdout + rebuilt.stderr
+
+
 def test_the_plans_steps_for_an_encrypted_target_bring_back_both_photos_of_one_name_onto_exfat(
     setup: Setup, samples: Path, exfat_drive: Path
 ) -> None:
@@ -506,12 +520,7 @@ def test_the_plans_steps_for_an_encrypted_target_bring_back_both_photos_of_one_n
     config = [{"name": "lib", "path": str(lib)}]
     p = setup.photod(config, policy={"copies": 1, "media": 1, "offsite": 0}, extra=extra)
     assert 0 == p.cli("keygen", "--output", str(key)).returncode
-    jpeg = (samples / "jpg_Canon_40D.jpg").read_bytes()
-    (setup.inbox / "IMG_0001.JPG").write_bytes(jpeg + b"camera")
-    assert 0 == p.cli("run", "--once").returncode
-    (lib / "2008/2008-05-30/img_0001.jpg").write_bytes(jpeg + b"phone")
-    shutil.rmtree(setup.home / "state")
-    assert 0 == p.cli("catalog", "rebuild", "--from", "lib").returncode
+    case_pair_as_before(setup, samples, p, lib, "lib")
     vault.mkdir()
     sealed = {"name": "vault", "path": str(vault), "media": "external", "encrypt": True}
     p = setup.photod([*config, sealed], policy={"copies": 2, "media": 2, "offsite": 0}, extra=extra)
@@ -1073,12 +1082,7 @@ def test_the_readmes_copy_onto_exfat_names_the_photo_a_case_blind_disk_lost(
     drive = setup.home / "T7" / "photos"
     p = setup.photod([{"name": "drive", "path": str(drive), "create": True}],
                      {"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
-    jpeg = (samples / "jpg_Canon_40D.jpg").read_bytes()
-    (setup.inbox / "IMG_0001.JPG").write_bytes(jpeg + b"camera")
-    assert 0 == p.cli("run", "--once").returncode
-    (drive / "2008/2008-05-30/img_0001.jpg").write_bytes(jpeg + b"phone")
-    shutil.rmtree(setup.home / "state")
-    assert 0 == p.cli("catalog", "rebuild", "--from", "drive").returncode
+    case_pair_as_before(setup, samples, p, drive, "drive")
     assert 0 == p.cli("run", "--once").returncode  # (the list names both)
 
     text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -1176,13 +1180,7 @@ def test_a_restore_onto_a_drive_blind_to_case_brings_back_both_photos_of_one_nam
     are skipped."""
     lib = setup.home / "lib"
     p = setup.photod([{"name": "lib", "path": str(lib)}], {"copies": 1, "media": 1, "offsite": 0})
-    jpeg = (samples / "jpg_Canon_40D.jpg").read_bytes()
-    (setup.inbox / "IMG_0001.JPG").write_bytes(jpeg + b"camera")
-    assert 0 == p.cli("run", "--once").returncode
-    (lib / "2008/2008-05-30/img_0001.jpg").write_bytes(jpeg + b"phone")
-    shutil.rmtree(setup.home / "state")
-    rebuilt = p.cli("catalog", "rebuild", "--from", "lib")
-    assert 0 == rebuilt.returncode, rebuilt.stdout + rebuilt.stderr
+    case_pair_as_before(setup, samples, p, lib, "lib")
     held = target_files(lib)
     assert {"2008/2008-05-30/IMG_0001.JPG", "2008/2008-05-30/img_0001.jpg"} == set(held)
 

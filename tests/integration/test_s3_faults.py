@@ -80,11 +80,13 @@ def video_to_s3(
     proxy: FaultProxy,
     prefix: str,
     encrypt: bool = False,
+    mb: int = 12,
     **more: object,
 ) -> Photod:
-    """A 12 MB video in the inbox, and photod with a library and an S3 target reached
-    through ``proxy`` (5 MiB parts: a multipart upload of three; a part the network
-    cut is sent again once, after a second); ``more``: more of the target's settings."""
+    """A video of ``mb`` MB in the inbox, and photod with a library and an S3 target
+    reached through ``proxy`` (5 MiB parts: a multipart upload of three for 12 MB; a
+    part the network cut is sent again once, after a second); ``more``: more of the
+    target's settings."""
     if not s3_server.running():
         s3_server.start()
     creds = s3_server.credentials(setup.home / "aws-credentials")
@@ -92,7 +94,7 @@ def video_to_s3(
              "endpoint": proxy.endpoint, "encrypt": encrypt, "part_retry": "1s", **more}  # fmt: skip
     extra = f'\n[encryption]\nidentity = "{keygen(setup)}"\n' if encrypt else ""
     make_mov(setup.inbox / "v.mov", datetime(2024, 1, 2, tzinfo=UTC),
-             payload=os.urandom(12 * 1024**2))  # fmt: skip
+             payload=os.urandom(mb * 1024**2))  # fmt: skip
     return setup.photod([{"name": "lib", "path": str(setup.home / "lib")}, cloud],
                         policy={"copies": 2, "media": 2, "offsite": 1}, extra=extra)  # fmt: skip
 
@@ -258,15 +260,7 @@ def test_a_link_that_drops_every_few_parts_still_gets_a_large_video_up(
 
     proxy = FaultProxy(s3_server.endpoint, rule)
     prefix = f"flaky-{setup.home.name}/"
-    if not s3_server.running():
-        s3_server.start()
-    creds = s3_server.credentials(setup.home / "aws-credentials")
-    cloud = {**s3_server.target("cloud", creds, prefix=prefix, part_size="5MiB"),
-             "endpoint": proxy.endpoint}  # fmt: skip
-    make_mov(setup.inbox / "v.mov", datetime(2024, 1, 2, tzinfo=UTC),
-             payload=os.urandom(30 * 1024**2))  # fmt: skip
-    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}, cloud],
-                     policy={"copies": 2, "media": 2, "offsite": 1}).start()  # fmt: skip
+    p = video_to_s3(setup, s3_server, proxy, prefix, mb=30, part_retry="2m").start()
     try:
         p.wait_protected(1, timeout=90)
         assert [] == uploads_left(s3_server, prefix)
