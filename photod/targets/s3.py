@@ -28,7 +28,7 @@ from photod.logs import log
 from photod.targets.base import CHUNK
 from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.records import mtime_from_text, mtime_text
-from photod.targets.s3client import NETWORK, make_client, mapped, passing
+from photod.targets.s3client import NETWORK, make_client, mapped, passing, retries
 from photod.targets.s3presigned import Presigned
 from photod.targets.s3upload import S3Writer, end_temp, md5
 
@@ -62,7 +62,7 @@ class _Body:
         return mtime_from_text(text) if isinstance(text, str) else None
 
     def read(self, n: int = -1) -> bytes:
-        waited, wait = 0.0, 2.0
+        waits = retries(self.t.part_retry, self.t.stop)
         while True:
             try:
                 data = bytes(self.body.read(None if n < 0 else n))
@@ -71,10 +71,8 @@ class _Body:
             except (*NETWORK, ValueError) as exc:
                 cut: Exception = exc
             while True:  # the rest asked for again, once the network lets it through
-                wait = min(wait, self.t.part_retry - waited)
-                if wait <= 0 or not self.etag or self.closed or self.t.stop.wait(wait):
+                if not self.etag or self.closed or not next(waits, False):
                     raise OSError(f"{self.t.name}: download cut off: {cut}") from cut
-                waited, wait = waited + wait, min(wait * 2, 60.0)
                 try:
                     answer = self.t.client.get_object(Bucket=self.t.bucket,
                         Key=self.t.full(self.key), Range=f"bytes={self.pos}-",

@@ -4,7 +4,7 @@ read once per process instead of at every client, and its errors as photod's."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -173,6 +173,20 @@ def error_code(exc: BaseException | None) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def retries(part_retry: float, stop: threading.Event) -> Iterator[bool]:
+    """The waits before a request the network cut is sent again, one a ``next``: 2 s,
+    4 s, 8 s ... (a minute at most apart) for ``part_retry`` seconds in all; each gives
+    True once waited, and none is left (``next(it, False)``) once that time is spent or
+    photod stops.  One schedule for an upload's parts and a download's rest."""
+    waited, wait = 0.0, 2.0
+    while True:
+        wait = min(wait, part_retry - waited)
+        if wait <= 0 or stop.wait(wait):
+            return
+        yield True
+        waited, wait = waited + wait, min(wait * 2, 60.0)
 
 
 def passing(exc: BaseException | None) -> bool:

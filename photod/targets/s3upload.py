@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, Stopping, TargetUnavailable
 from photod.models import VerifyMethod
 from photod.targets.objects import TMP
-from photod.targets.s3client import error_code, passing
+from photod.targets.s3client import error_code, passing, retries
 
 if TYPE_CHECKING:
     from photod.targets.s3 import S3Target
@@ -193,17 +193,15 @@ class S3Writer:
         """``call()`` (a request that may be sent twice), asked again when the network
         cut it or a busy server refused it, after 2 s, 4 s, 8 s ... (a minute at most)
         for the target's ``part_retry`` in all."""
-        waited, wait = 0.0, 2.0
+        waits = retries(self.t.part_retry, self.t.stop)
         while True:
             try:
                 return call()
             except TargetUnavailable as exc:
                 if self.cut.is_set():
                     raise Stopping from exc  # (photod stops: not the target's fault)
-                wait = min(wait, self.t.part_retry - waited)
-                if wait <= 0 or not passing(exc.__cause__) or self.t.stop.wait(wait):
+                if not passing(exc.__cause__) or not next(waits, False):
                     raise
-                waited, wait = waited + wait, min(wait * 2, 60.0)
 
     def _field(self, answer: Any, field: str, what: str) -> str:
         """A field the upload cannot go on without, from the server's answer.  One
