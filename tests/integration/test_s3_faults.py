@@ -9,8 +9,10 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,6 +76,23 @@ def uploads_left(server: S3Server, prefix: str) -> list[str]:
         s3.close()
 
 
+Proxies = Callable[..., FaultProxy]
+
+
+@pytest.fixture
+def proxies() -> Iterator[Proxies]:
+    """Makes a test's FaultProxy (given its arguments); each is stopped at its end."""
+    made: list[FaultProxy] = []
+
+    def make(*args: Any, **kwargs: Any) -> FaultProxy:
+        made.append(FaultProxy(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for proxy in made:
+        proxy.stop()
+
+
 def video_to_s3(
     setup: Setup,
     s3_server: S3Server,
@@ -100,34 +119,31 @@ def video_to_s3(
 
 
 def test_an_answer_without_its_etag_is_a_reason_not_a_crash(
-    setup: Setup, s3_server: S3Server
+    setup: Setup, s3_server: S3Server, proxies: Proxies
 ) -> None:
     """A server (or a proxy in front of it) answers each part of an upload without
     the ETag that names it: the run ends as any run with a target away (no
     traceback, not exit 70), says why, aborts the upload, and the next run, through
     a network that gives the ETag, copies the video."""
     strip = True
-    proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: (
+    proxy = proxies(s3_server.endpoint, lambda method, path, query: (
         ("strip", "ETag") if strip and "partNumber=" in query else "pass"))  # fmt: skip
-    try:
-        p = video_to_s3(setup, s3_server, proxy, f"etag-{setup.home.name}/")
-        first = p.cli("run", "--once")
-        # 1: "not protected", as for any target away (70 was a bug of photod's own)
-        assert (1, "") == (first.returncode, first.stderr.partition("Traceback")[1])
-        assert "target 'cloud' was not written to: the server's answer to part" in first.stdout
-        assert "has no ETag" in first.stdout
-        assert [] == uploads_left(s3_server, f"etag-{setup.home.name}/")
-        strip = False
-        second = p.cli("run", "--once")
-        assert (0, True) == (second.returncode,
-                             "The one photo or video is protected" in second.stdout)  # fmt: skip
-    finally:
-        proxy.stop()
+    p = video_to_s3(setup, s3_server, proxy, f"etag-{setup.home.name}/")
+    first = p.cli("run", "--once")
+    # 1: "not protected", as for any target away (70 was a bug of photod's own)
+    assert (1, "") == (first.returncode, first.stderr.partition("Traceback")[1])
+    assert "target 'cloud' was not written to: the server's answer to part" in first.stdout
+    assert "has no ETag" in first.stdout
+    assert [] == uploads_left(s3_server, f"etag-{setup.home.name}/")
+    strip = False
+    second = p.cli("run", "--once")
+    assert (0, True) == (second.returncode,
+                         "The one photo or video is protected" in second.stdout)  # fmt: skip
 
 
 @pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
 def test_an_upload_the_network_cut_is_aborted_when_the_server_is_back(
-    setup: Setup, s3_server: S3Server, encrypt: bool
+    setup: Setup, s3_server: S3Server, proxies: Proxies, encrypt: bool
 ) -> None:
     """The network goes away after the first part of a video's upload: the abort cannot
     reach the server either, so the upload stays open there (its parts stored, and
@@ -142,23 +158,20 @@ def test_an_upload_the_network_cut_is_aborted_when_the_server_is_back(
             down[0] = sent[0] > 1
         return "drop" if down[0] else "pass"
 
-    proxy = FaultProxy(s3_server.endpoint, rule)
+    proxy = proxies(s3_server.endpoint, rule)
     prefix = f"cut-{setup.home.name}/"
-    try:
-        p = video_to_s3(setup, s3_server, proxy, prefix, encrypt)
-        first = p.cli("run", "--once")
-        assert "target 'cloud' was not written to: cannot reach" in first.stdout
-        assert 1 == len(uploads_left(s3_server, prefix))
-        down[0], sent[0] = False, -1000  # the network is back
-        second = p.cli("run", "--once")
-        assert "The one photo or video is protected" in second.stdout, second.stdout
-        assert [] == uploads_left(s3_server, prefix)
-    finally:
-        proxy.stop()
+    p = video_to_s3(setup, s3_server, proxy, prefix, encrypt)
+    first = p.cli("run", "--once")
+    assert "target 'cloud' was not written to: cannot reach" in first.stdout
+    assert 1 == len(uploads_left(s3_server, prefix))
+    down[0], sent[0] = False, -1000  # the network is back
+    second = p.cli("run", "--once")
+    assert "The one photo or video is protected" in second.stdout, second.stdout
+    assert [] == uploads_left(s3_server, prefix)
 
 
 def test_a_crash_mid_upload_ends_this_computers_upload_and_no_other(
-    setup: Setup, s3_server: S3Server
+    setup: Setup, s3_server: S3Server, proxies: Proxies
 ) -> None:
     """Two computers of a family upload the same video to one prefix at once (each found
     its name free).  This one is killed (a power cut) with its upload half sent.  Its
@@ -173,7 +186,7 @@ def test_a_crash_mid_upload_ends_this_computers_upload_and_no_other(
             return "drop"
         return "pass"
 
-    proxy = FaultProxy(s3_server.endpoint, rule)
+    proxy = proxies(s3_server.endpoint, rule)
     prefix = f"two-{setup.home.name}/"
     if not s3_server.running():
         s3_server.start()
@@ -196,11 +209,10 @@ def test_a_crash_mid_upload_ends_this_computers_upload_and_no_other(
     finally:
         their_upload.abort()
         theirs.close()
-        proxy.stop()
 
 
 def test_a_crash_mid_upload_of_a_sealed_copy_leaves_no_upload_open(
-    setup: Setup, s3_server: S3Server
+    setup: Setup, s3_server: S3Server, proxies: Proxies
 ) -> None:
     """An encrypted copy's upload starts on its own thread, often once the whole file is
     read (its commit): killed (a power cut) with its upload half sent, its record named
@@ -218,7 +230,7 @@ def test_a_crash_mid_upload_of_a_sealed_copy_leaves_no_upload_open(
             return "drop"
         return "pass"
 
-    proxy = FaultProxy(s3_server.endpoint, rule)
+    proxy = proxies(s3_server.endpoint, rule)
     prefix = f"sealed-{setup.home.name}/"
     p = video_to_s3(setup, s3_server, proxy, prefix, encrypt=True).start()
     try:
@@ -226,17 +238,14 @@ def test_a_crash_mid_upload_of_a_sealed_copy_leaves_no_upload_open(
         p.stop(signal.SIGKILL)
     finally:
         release.set()
-    try:
-        assert 1 == len(uploads_left(s3_server, prefix))
-        again = p.cli("run", "--once")
-        assert "The one photo or video is protected" in again.stdout, again.stdout
-        assert [] == uploads_left(s3_server, prefix)
-    finally:
-        proxy.stop()
+    assert 1 == len(uploads_left(s3_server, prefix))
+    again = p.cli("run", "--once")
+    assert "The one photo or video is protected" in again.stdout, again.stdout
+    assert [] == uploads_left(s3_server, prefix)
 
 
 def test_a_link_that_drops_every_few_parts_still_gets_a_large_video_up(
-    setup: Setup, s3_server: S3Server
+    setup: Setup, s3_server: S3Server, proxies: Proxies
 ) -> None:
     """A home uplink that drops for a few seconds every few minutes (scaled: a 30 MB
     video in 5 MiB parts, the link gone for 3 s at every fourth part): each drop cuts
@@ -258,7 +267,7 @@ def test_a_link_that_drops_every_few_parts_still_gets_a_large_video_up(
                     return "drop"
             return "pass"
 
-    proxy = FaultProxy(s3_server.endpoint, rule)
+    proxy = proxies(s3_server.endpoint, rule)
     prefix = f"flaky-{setup.home.name}/"
     p = video_to_s3(setup, s3_server, proxy, prefix, mb=30, part_retry="2m").start()
     try:
@@ -267,12 +276,11 @@ def test_a_link_that_drops_every_few_parts_still_gets_a_large_video_up(
         assert 1 == firsts[0]  # the video's first part was sent once: never begun again
     finally:
         p.stop()
-        proxy.stop()
 
 
 @pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
 def test_a_stop_mid_upload_over_a_slow_link_is_prompt(
-    setup: Setup, s3_server: S3Server, encrypt: bool
+    setup: Setup, s3_server: S3Server, proxies: Proxies, encrypt: bool
 ) -> None:
     """SIGTERM while a large video goes up over a slow uplink (scaled: 5 MiB parts at
     200 KB/s, half a minute each, two on the wire): photod stops well within
@@ -285,7 +293,7 @@ def test_a_stop_mid_upload_over_a_slow_link_is_prompt(
             started.set()
         return "pass"
 
-    proxy = FaultProxy(s3_server.endpoint, rule, rate=200_000)
+    proxy = proxies(s3_server.endpoint, rule, rate=200_000)
     prefix = f"slow-{setup.home.name}/"
     p = video_to_s3(setup, s3_server, proxy, prefix, encrypt).start()
     try:
@@ -298,14 +306,13 @@ def test_a_stop_mid_upload_over_a_slow_link_is_prompt(
         assert (0, True) == (rc, took < 15), took
     finally:
         p.stop()
-        proxy.stop()
     assert [] == uploads_left(s3_server, prefix)
     assert 1 == p.status()["policy"]["noncompliant"]  # no copy counted on the cloud
 
 
 @pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
 def test_a_restore_over_a_link_that_drops_goes_on_where_it_was_cut(
-    setup: Setup, s3_server: S3Server, encrypt: bool
+    setup: Setup, s3_server: S3Server, proxies: Proxies, encrypt: bool
 ) -> None:
     """The library's drive died; the video comes back from S3 over a link that drops
     every few minutes (scaled: every download cut after 4 MiB of the 12 MB video).
@@ -319,24 +326,21 @@ def test_a_restore_over_a_link_that_drops_goes_on_where_it_was_cut(
             return ("cut", 4 * 1024**2)
         return "pass"
 
-    proxy = FaultProxy(s3_server.endpoint, rule)
-    try:
-        p = video_to_s3(setup, s3_server, proxy, f"restore-{setup.home.name}/", encrypt)
-        assert 0 == p.cli("run", "--once").returncode
-        video = (setup.inbox / "v.mov").read_bytes()
-        cutting[0] = True
-        out = setup.home / "restored"
-        r = p.cli("restore", str(out), "--target", "cloud")
-        assert (0, [video]) == (r.returncode, [f.read_bytes() for f in out.rglob("*.mov")]), (
-            r.stdout + r.stderr
-        )
-        assert gets[0] <= 4  # three downloads of 4 MiB, each from where the last was cut
-    finally:
-        proxy.stop()
+    proxy = proxies(s3_server.endpoint, rule)
+    p = video_to_s3(setup, s3_server, proxy, f"restore-{setup.home.name}/", encrypt)
+    assert 0 == p.cli("run", "--once").returncode
+    video = (setup.inbox / "v.mov").read_bytes()
+    cutting[0] = True
+    out = setup.home / "restored"
+    r = p.cli("restore", str(out), "--target", "cloud")
+    assert (0, [video]) == (r.returncode, [f.read_bytes() for f in out.rglob("*.mov")]), (
+        r.stdout + r.stderr
+    )
+    assert gets[0] <= 4  # three downloads of 4 MiB, each from where the last was cut
 
 
 def test_a_restore_through_a_proxy_that_ignores_ranges_gives_the_video_back(
-    setup: Setup, s3_server: S3Server
+    setup: Setup, s3_server: S3Server, proxies: Proxies
 ) -> None:
     """The video comes back from S3 over a link that drops, through a proxy that drops
     the Range header (a 200 with the whole object, from its first byte): the download
@@ -351,24 +355,21 @@ def test_a_restore_through_a_proxy_that_ignores_ranges_gives_the_video_back(
             return ("cut", 4 * 1024**2) if gets[0] == 1 else "whole"
         return "pass"
 
-    proxy = FaultProxy(s3_server.endpoint, rule)
-    try:
-        p = video_to_s3(setup, s3_server, proxy, f"unranged-{setup.home.name}/")
-        assert 0 == p.cli("run", "--once").returncode
-        video = (setup.inbox / "v.mov").read_bytes()
-        cutting[0] = True
-        out = setup.home / "restored"
-        r = p.cli("restore", str(out), "--target", "cloud")
-        assert (0, [video]) == (r.returncode, [f.read_bytes() for f in out.rglob("*.mov")]), (
-            r.stdout + r.stderr
-        )
-        assert 2 == gets[0]  # the cut download and the one that went on
-    finally:
-        proxy.stop()
+    proxy = proxies(s3_server.endpoint, rule)
+    p = video_to_s3(setup, s3_server, proxy, f"unranged-{setup.home.name}/")
+    assert 0 == p.cli("run", "--once").returncode
+    video = (setup.inbox / "v.mov").read_bytes()
+    cutting[0] = True
+    out = setup.home / "restored"
+    r = p.cli("restore", str(out), "--target", "cloud")
+    assert (0, [video]) == (r.returncode, [f.read_bytes() for f in out.rglob("*.mov")]), (
+        r.stdout + r.stderr
+    )
+    assert 2 == gets[0]  # the cut download and the one that went on
 
 
 def test_a_stop_during_a_page_s_restore_waiting_for_the_link_says_it_did_not_finish(
-    setup: Setup, s3_server: S3Server
+    setup: Setup, s3_server: S3Server, proxies: Proxies
 ) -> None:
     """A restore chosen on the dashboard brings a video back from S3 (the library's
     copy is gone); the link drops mid-download and stays down, and the daemon is
@@ -386,51 +387,45 @@ def test_a_stop_during_a_page_s_restore_waiting_for_the_link_says_it_did_not_fin
             return ("cut", 4 * 1024**2) if gets[0] == 1 else "drop"
         return "pass"
 
-    proxy = FaultProxy(s3_server.endpoint, rule)
-    try:
-        p = video_to_s3(setup, s3_server, proxy, f"page-{setup.home.name}/", part_retry="2m")
-        p.start()
-        p.wait_protected(1)
-        p.wait_event("dashboard_started")
-        [kept] = (setup.home / "lib").rglob("v.mov")
-        kept.unlink()  # (the library's drive lost it: the copy on S3 is read)
-        sha = hashlib.sha256((setup.inbox / "v.mov").read_bytes()).hexdigest()
-        cutting[0] = True
-        dest = setup.home / "Restored"
-        status, said = Restores(p).restore(str(dest), [sha])
-        assert 200 == status, said
-        wait_for(lambda: gets[0] >= 2, 30, "the download cut, and asked again")
-        assert 0 == p.stop(timeout=30)
-        [stopped] = p.events("restore_stopped")
-        assert (0, 1) == (stopped["restored"], stopped["not_restored"])
-        assert [] == [f.name for f in dest.rglob("*") if f.is_file()]
-    finally:
-        proxy.stop()
+    proxy = proxies(s3_server.endpoint, rule)
+    p = video_to_s3(setup, s3_server, proxy, f"page-{setup.home.name}/", part_retry="2m")
+    p.start()
+    p.wait_protected(1)
+    p.wait_event("dashboard_started")
+    [kept] = (setup.home / "lib").rglob("v.mov")
+    kept.unlink()  # (the library's drive lost it: the copy on S3 is read)
+    sha = hashlib.sha256((setup.inbox / "v.mov").read_bytes()).hexdigest()
+    cutting[0] = True
+    dest = setup.home / "Restored"
+    status, said = Restores(p).restore(str(dest), [sha])
+    assert 200 == status, said
+    wait_for(lambda: gets[0] >= 2, 30, "the download cut, and asked again")
+    assert 0 == p.stop(timeout=30)
+    [stopped] = p.events("restore_stopped")
+    assert (0, 1) == (stopped["restored"], stopped["not_restored"])
+    assert [] == [f.name for f in dest.rglob("*") if f.is_file()]
 
 
 @pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
 def test_a_large_upload_keeps_to_the_bandwidth_limit_on_the_wire(
-    setup: Setup, s3_server: S3Server, encrypt: bool
+    setup: Setup, s3_server: S3Server, proxies: Proxies, encrypt: bool
 ) -> None:
     """bandwidth_limit = "1MiB/s" (room left on a home uplink for a video call) and a
     video in 5 MiB parts: each part goes out at that pace, taking about five seconds
     (it was read at that pace, then sent whole at the link's full speed: the link
     was full for as long as each part took, the limit kept only on average)."""
-    proxy = FaultProxy(s3_server.endpoint)
-    try:
-        p = video_to_s3(setup, s3_server, proxy, f"paced-{setup.home.name}/", encrypt,
-                        bandwidth_limit="1MiB/s")  # fmt: skip
-        assert 0 == p.cli("run", "--once").returncode
-        parts = [took for query, size, took in proxy.bodies
-                 if "partNumber=" in query and size >= 5 * 1024**2]  # fmt: skip
-        assert 2 == len(parts)
-        assert all(took > 3 for took in parts), parts
-    finally:
-        proxy.stop()
+    proxy = proxies(s3_server.endpoint)
+    p = video_to_s3(setup, s3_server, proxy, f"paced-{setup.home.name}/", encrypt,
+                    bandwidth_limit="1MiB/s")  # fmt: skip
+    assert 0 == p.cli("run", "--once").returncode
+    parts = [took for query, size, took in proxy.bodies
+             if "partNumber=" in query and size >= 5 * 1024**2]  # fmt: skip
+    assert 2 == len(parts)
+    assert all(took > 3 for took in parts), parts
 
 
 def test_a_drop_as_the_upload_is_checked_does_not_send_the_video_again(
-    setup: Setup, s3_server: S3Server
+    setup: Setup, s3_server: S3Server, proxies: Proxies
 ) -> None:
     """The link drops for a few seconds just as the server completed the video's upload,
     when photod asks the server for the object's size (its proof).  The question is
@@ -451,20 +446,17 @@ def test_a_drop_as_the_upload_is_checked_does_not_send_the_video_again(
             gets[0] += method == "GET" and path.endswith("v.mov")
             return "pass"
 
-    proxy = FaultProxy(s3_server.endpoint, rule)
-    try:
-        p = video_to_s3(setup, s3_server, proxy, f"checked-{setup.home.name}/",
-                        part_retry="2m")  # fmt: skip
-        once = p.cli("run", "--once")
-        assert "The one photo or video is protected" in once.stdout, once.stdout
-        assert (1, 0) == (firsts[0], gets[0])
-    finally:
-        proxy.stop()
+    proxy = proxies(s3_server.endpoint, rule)
+    p = video_to_s3(setup, s3_server, proxy, f"checked-{setup.home.name}/",
+                    part_retry="2m")  # fmt: skip
+    once = p.cli("run", "--once")
+    assert "The one photo or video is protected" in once.stdout, once.stdout
+    assert (1, 0) == (firsts[0], gets[0])
 
 
 @pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
 def test_a_drop_as_a_large_upload_is_committed_does_not_send_the_video_again(
-    setup: Setup, s3_server: S3Server, encrypt: bool
+    setup: Setup, s3_server: S3Server, proxies: Proxies, encrypt: bool
 ) -> None:
     """The link drops for a few seconds just as the video's last bytes are read, when
     photod asks whether its name is still free before it completes the upload: the
@@ -485,19 +477,16 @@ def test_a_drop_as_a_large_upload_is_committed_does_not_send_the_video_again(
             firsts[0] += "partNumber=1&" in f"{query}&"
             return "pass"
 
-    proxy = FaultProxy(s3_server.endpoint, rule)
-    try:
-        p = video_to_s3(setup, s3_server, proxy, f"commit-{setup.home.name}/", encrypt,
-                        part_retry="2m")  # fmt: skip
-        once = p.cli("run", "--once")
-        assert "The one photo or video is protected" in once.stdout, once.stdout
-        assert (True, 1) == (bool(down_until[0]), firsts[0])
-    finally:
-        proxy.stop()
+    proxy = proxies(s3_server.endpoint, rule)
+    p = video_to_s3(setup, s3_server, proxy, f"commit-{setup.home.name}/", encrypt,
+                    part_retry="2m")  # fmt: skip
+    once = p.cli("run", "--once")
+    assert "The one photo or video is protected" in once.stdout, once.stdout
+    assert (True, 1) == (bool(down_until[0]), firsts[0])
 
 
 def test_a_completion_whose_answer_was_lost_counts_the_video_once(
-    setup: Setup, s3_server: S3Server
+    setup: Setup, s3_server: S3Server, proxies: Proxies
 ) -> None:
     """The server completes a large video's upload and the link drops before its answer
     arrives; asked again, this server (as MinIO) says there is no such upload.  The
@@ -514,18 +503,15 @@ def test_a_completion_whose_answer_was_lost_counts_the_video_once(
         gets[0] += method == "GET" and path.endswith("v.mov")
         return "pass"
 
-    proxy = FaultProxy(s3_server.endpoint, rule)
-    try:
-        p = video_to_s3(setup, s3_server, proxy, f"lost-{setup.home.name}/")
-        once = p.cli("run", "--once")
-        assert "The one photo or video is protected" in once.stdout, once.stdout
-        assert (True, 1, 0) == (lost[0], firsts[0], gets[0])
-    finally:
-        proxy.stop()
+    proxy = proxies(s3_server.endpoint, rule)
+    p = video_to_s3(setup, s3_server, proxy, f"lost-{setup.home.name}/")
+    once = p.cli("run", "--once")
+    assert "The one photo or video is protected" in once.stdout, once.stdout
+    assert (True, 1, 0) == (lost[0], firsts[0], gets[0])
 
 
 def test_a_completion_whose_answer_and_check_were_lost_counts_the_video_once(
-    setup: Setup, s3_server: S3Server
+    setup: Setup, s3_server: S3Server, proxies: Proxies
 ) -> None:
     """The server completes a large video's upload and the link drops before its answer
     arrives, and again for a few seconds as photod asks whether the object there is its
@@ -548,18 +534,15 @@ def test_a_completion_whose_answer_and_check_were_lost_counts_the_video_once(
             gets[0] += method == "GET" and path.endswith("v.mov")
             return "pass"
 
-    proxy = FaultProxy(s3_server.endpoint, rule)
-    try:
-        p = video_to_s3(setup, s3_server, proxy, f"lost2-{setup.home.name}/", part_retry="2m")
-        once = p.cli("run", "--once")
-        assert "The one photo or video is protected" in once.stdout, once.stdout
-        assert (True, 1, 0) == (bool(down_until[0]), firsts[0], gets[0])
-    finally:
-        proxy.stop()
+    proxy = proxies(s3_server.endpoint, rule)
+    p = video_to_s3(setup, s3_server, proxy, f"lost2-{setup.home.name}/", part_retry="2m")
+    once = p.cli("run", "--once")
+    assert "The one photo or video is protected" in once.stdout, once.stdout
+    assert (True, 1, 0) == (bool(down_until[0]), firsts[0], gets[0])
 
 
 def test_a_drop_as_a_video_is_put_beside_a_namesake_does_not_send_it_again(
-    setup: Setup, s3_server: S3Server
+    setup: Setup, s3_server: S3Server, proxies: Proxies
 ) -> None:
     """Another video is already at the new video's name (a second camera's, same day),
     so the upload goes to a temporary name and the server copies it beside the other
@@ -579,16 +562,13 @@ def test_a_drop_as_a_video_is_put_beside_a_namesake_does_not_send_it_again(
             firsts[0] += "partNumber=1&" in f"{query}&"
             return "pass"
 
-    proxy = FaultProxy(s3_server.endpoint, rule)
+    proxy = proxies(s3_server.endpoint, rule)
     prefix = f"beside-{setup.home.name}/"
-    try:
-        p = video_to_s3(setup, s3_server, proxy, prefix, part_retry="2m")
-        other = S3Target("s3", BUCKET, prefix, s3_server.endpoint,
-                         credentials_file=setup.home / "aws-credentials")  # fmt: skip
-        other.put("2024/2024-01-02/v.mov", b"another camera's video")
-        other.close()
-        once = p.cli("run", "--once")
-        assert "The one photo or video is protected" in once.stdout, once.stdout
-        assert (True, 1) == (bool(down_until[0]), firsts[0])
-    finally:
-        proxy.stop()
+    p = video_to_s3(setup, s3_server, proxy, prefix, part_retry="2m")
+    other = S3Target("s3", BUCKET, prefix, s3_server.endpoint,
+                     credentials_file=setup.home / "aws-credentials")  # fmt: skip
+    other.put("2024/2024-01-02/v.mov", b"another camera's video")
+    other.close()
+    once = p.cli("run", "--once")
+    assert "The one photo or video is protected" in once.stdout, once.stdout
+    assert (True, 1) == (bool(down_until[0]), firsts[0])
