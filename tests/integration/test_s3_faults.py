@@ -62,6 +62,15 @@ def test_a_clock_the_server_refuses_is_said_to_be_the_clock(setup: Setup) -> Non
         server.stop()
 
 
+def protected_by_the_next_run(p: Photod, server: S3Server, prefix: str,
+                              left: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """The next `run --once` protects the video, and of the uploads under ``prefix``
+    only ``left`` (another computer's) stay open."""
+    again = p.cli("run", "--once")
+    assert "The one photo or video is protected" in again.stdout, again.stdout
+    assert list(left) == uploads_left(server, prefix)
+
+
 def uploads_left(server: S3Server, prefix: str) -> list[str]:
     """The ids of the multipart uploads the server keeps open under ``prefix``: each
     one's parts are stored (and billed) until it is completed or aborted."""
@@ -165,9 +174,7 @@ def test_an_upload_the_network_cut_is_aborted_when_the_server_is_back(
     assert "target 'cloud' was not written to: cannot reach" in first.stdout
     assert 1 == len(uploads_left(s3_server, prefix))
     down[0], sent[0] = False, -1000  # the network is back
-    second = p.cli("run", "--once")
-    assert "The one photo or video is protected" in second.stdout, second.stdout
-    assert [] == uploads_left(s3_server, prefix)
+    protected_by_the_next_run(p, s3_server, prefix)
 
 
 def test_a_crash_mid_upload_ends_this_computers_upload_and_no_other(
@@ -203,9 +210,7 @@ def test_a_crash_mid_upload_ends_this_computers_upload_and_no_other(
         finally:
             release.set()
         assert 2 == len(uploads_left(s3_server, prefix))
-        again = p.cli("run", "--once")
-        assert "The one photo or video is protected" in again.stdout, again.stdout
-        assert [their_upload.upload_id] == uploads_left(s3_server, prefix)
+        protected_by_the_next_run(p, s3_server, prefix, (their_upload.upload_id,))
     finally:
         their_upload.abort()
         theirs.close()
@@ -239,9 +244,7 @@ def test_a_crash_mid_upload_of_a_sealed_copy_leaves_no_upload_open(
     finally:
         release.set()
     assert 1 == len(uploads_left(s3_server, prefix))
-    again = p.cli("run", "--once")
-    assert "The one photo or video is protected" in again.stdout, again.stdout
-    assert [] == uploads_left(s3_server, prefix)
+    protected_by_the_next_run(p, s3_server, prefix)
 
 
 def test_a_link_that_drops_every_few_parts_still_gets_a_large_video_up(
@@ -328,6 +331,13 @@ def test_a_restore_over_a_link_that_drops_goes_on_where_it_was_cut(
 
     proxy = proxies(s3_server.endpoint, rule)
     p = video_to_s3(setup, s3_server, proxy, f"restore-{setup.home.name}/", encrypt)
+    restored_whole_once_cut(setup, p, cutting)
+    assert gets[0] <= 4  # three downloads of 4 MiB, each from where the last was cut
+
+
+def restored_whole_once_cut(setup: Setup, p: Photod, cutting: list[bool]) -> None:
+    """The video backed up, then the link's cuts begun (``cutting``): `photod restore
+    --target cloud` gives it back whole, exit 0."""
     assert 0 == p.cli("run", "--once").returncode
     video = (setup.inbox / "v.mov").read_bytes()
     cutting[0] = True
@@ -336,7 +346,6 @@ def test_a_restore_over_a_link_that_drops_goes_on_where_it_was_cut(
     assert (0, [video]) == (r.returncode, [f.read_bytes() for f in out.rglob("*.mov")]), (
         r.stdout + r.stderr
     )
-    assert gets[0] <= 4  # three downloads of 4 MiB, each from where the last was cut
 
 
 def test_a_restore_through_a_proxy_that_ignores_ranges_gives_the_video_back(
@@ -357,14 +366,7 @@ def test_a_restore_through_a_proxy_that_ignores_ranges_gives_the_video_back(
 
     proxy = proxies(s3_server.endpoint, rule)
     p = video_to_s3(setup, s3_server, proxy, f"unranged-{setup.home.name}/")
-    assert 0 == p.cli("run", "--once").returncode
-    video = (setup.inbox / "v.mov").read_bytes()
-    cutting[0] = True
-    out = setup.home / "restored"
-    r = p.cli("restore", str(out), "--target", "cloud")
-    assert (0, [video]) == (r.returncode, [f.read_bytes() for f in out.rglob("*.mov")]), (
-        r.stdout + r.stderr
-    )
+    restored_whole_once_cut(setup, p, cutting)
     assert 2 == gets[0]  # the cut download and the one that went on
 
 
