@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.report import result  # noqa: E402
-from bench.scale import fill_catalog  # noqa: E402
+from bench.scale import fill_catalog, fill_target  # noqa: E402
 from tests.fakephone import FakePhone, FakeUsbmuxd  # noqa: E402
 
 SAMPLE_JPEG = ROOT.parent / "shared" / "samples" / "jpg_Canon_40D.jpg"
@@ -202,6 +202,7 @@ def idle(args: argparse.Namespace, home: Path) -> None:
     # Every file already backed up (a catalog filled through photod's schema, as in
     # bench/scale.py): what follows is the idle state of a large library.
     fill_catalog(home / "state" / "catalog.sqlite", rows, ["library"])
+    fill_target(inbox, home / "library")
     proc = start(home, cfg, env)
     while count(home, "scan_finished") < 1:
         time.sleep(1)

@@ -143,6 +143,13 @@ def fill_catalog(path: Path, rows: list[tuple[str, str, int, int]], targets: lis
     catalog.close()
 
 
+def fill_target(folder: Path, target: Path) -> None:
+    """The copies ``fill_catalog`` says ``target`` holds, there (real copies: a hard link
+    to the source is no second copy, and photod would make one while it is timed)."""
+    target.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-a", str(folder), str(target / "lib")], check=True)
+
+
 def reconcile(args: argparse.Namespace, home: Path) -> None:
     inbox = home / "inbox"
     rows = []
@@ -157,6 +164,7 @@ def reconcile(args: argparse.Namespace, home: Path) -> None:
         rows.append((hashlib.sha256(data).hexdigest(), rel, len(data), path.stat().st_mtime_ns))
     cfg = write_config(home, [("library", "internal", False)], "copies = 1\nmedia = 1\noffsite = 0")
     fill_catalog(home / "state" / "catalog.sqlite", rows, ["library"])
+    fill_target(inbox, home / "library")
     copy = home / "copy"
     subprocess.run(["cp", "-al", str(inbox), str(copy)], check=True)  # identical: nothing new
     e = env(home)

@@ -35,12 +35,12 @@ from typing import Any, NamedTuple
 from photod import policy
 from photod.errors import CatalogDamaged, CatalogUnwritable, PhotodError, StateDirFull
 from photod.models import Asset, Kind, ManifestEntry, Probe, Replica, TargetInfo, VerifyMethod
+from photod.paths import CATALOG_NAME as CATALOG_NAME  # (found here by its users)
 
 IGNORED = "not backed up"  # device_files.problem of a file that is not media
 # device_files.problem of a file whose staged copy went before any target took one (a
 # power cut, say): it is read from the phone again at the next plug-in.
 READ_AGAIN = "to be read again: its staged copy was lost before any target took one"
-CATALOG_NAME = "catalog.sqlite"  # in the state dir
 STAMP = "%Y-%m-%dT%H:%M:%SZ"  # every record's time, in UTC to the second
 # Room the catalog needs in the state dir to take new files (its WAL grows with each
 # batch): below this, new files wait, status says so and doctor fails.

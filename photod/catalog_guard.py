@@ -36,7 +36,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from photod import failpoints, instance, snapshot
+from photod import failpoints, instance, precheck, snapshot
 from photod.catalog import CATALOG_NAME, Catalog, no_catalog, unwritable
 from photod.config import Config
 from photod.errors import CatalogDamaged, PhotodError, TargetUnavailable
@@ -131,6 +131,7 @@ START_BUDGET = 0.5  # seconds of SQLite's page check at start; the rest in the b
 def _catalog_state(db: Path, budget: float | None) -> tuple[str, int, int]:
     """('' or why the catalog cannot be used, assets, generation); 'absent' when none,
     'unchecked' when it is sound as far as the ``budget`` let SQLite look."""
+    early = precheck.taken(db, budget)  # (before this process opens it: that writes)
     if no_catalog(db):
         return "absent", 0, 0
     try:
@@ -140,8 +141,8 @@ def _catalog_state(db: Path, budget: float | None) -> tuple[str, int, int]:
     try:
         # (A large catalog's check outlasts the budget; a test arms this failpoint to
         # take that path with a small one.)
-        spent = budget is not None and failpoints.armed("catalog_budget_spent")
-        why = None if spent else catalog.sound(budget=budget)
+        spent = early is False or (budget is not None and failpoints.armed("catalog_budget_spent"))
+        why = None if spent else "" if early else catalog.sound(budget=budget)
         if why:
             return f"damaged: SQLite finds it unsound ({why})", 0, 0
         assets, _ = catalog.counts()

@@ -42,19 +42,19 @@ def _load(args: argparse.Namespace, secrets: bool = False, cached: bool = False)
 
 def cmd_run(args: argparse.Namespace) -> int:
     from photod import config as configmod
-    from photod.daemon import Daemon
+    from photod import precheck
 
     path = _config_path(args)
     if not path.exists() and not args.config:
         inbox, library = configmod.write_default(path)
-        print(
-            f"photod: no config found; wrote a default one to {path}\n"
-            f"photod: drop photos into {inbox}, or plug in an iPhone; they are copied to "
-            f"{library}",
-            file=sys.stderr,
-        )
+        print(f"photod: no config found; wrote a default one to {path}\nphotod: drop "
+              f"photos into {inbox}, or plug in an iPhone; they are copied to {library}",
+              file=sys.stderr)  # fmt: skip
     cfg = configmod.load(path)
     configmod.check_secrets(cfg)
+    precheck.begin(cfg.state_dir / paths.CATALOG_NAME)  # (on the other core meanwhile:)
+    from photod.daemon import Daemon
+
     daemon = Daemon(cfg, once=args.once)
     try:
         code = daemon.run()

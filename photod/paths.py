@@ -14,6 +14,7 @@ from photod.errors import ConfigError
 
 APP = "photod"
 SOCKET_NAME = "control.sock"
+CATALOG_NAME = "catalog.sqlite"  # in the state dir
 
 
 def socket_path(runtime_dir: Path, state_dir: Path) -> Path:
