@@ -155,6 +155,30 @@ def test_a_damaged_catalog_is_one_clear_error(tmp_path: Path) -> None:
     assert "" == Catalog(tmp_path / "c.sqlite").sound()
 
 
+def test_what_a_scan_compares_is_read_beside_the_lock_and_its_damage_is_the_catalogs(
+    tmp_path: Path,
+) -> None:
+    """The folder's files as recorded, read on a connection of its own (a scan's read of
+    a large library no longer holds every other call): the same answer, from a state
+    dir whose path has characters a URI gives meaning to; damage met there is one clear
+    error and the catalog's ``problem``, which the daemon acts on."""
+    where = tmp_path / "state #1?x=%41"
+    where.mkdir()
+    c = Catalog(where / "c.sqlite")
+    for i in range(300):
+        c.add_asset(f"{i:064x}", 10, f"k/{i}.jpg", INFO, "in", f"{i}.jpg")
+        c.saw_source_file("in", f"ü/{i}.jpg", 10 + i, 1000 + i, f"{i:064x}")
+    assert {f"ü/{i}.jpg": (10 + i, 1000 + i) for i in range(300)} == c.source_stats("in")
+    assert c.problem is None
+    c.close()
+    damage_catalog(where / "c.sqlite", "source_files")
+    c = Catalog(where / "c.sqlite")
+    with pytest.raises(CatalogDamaged) as err:
+        c.source_stats("in")
+    assert 65 == err.value.exit_code and c.problem is not None
+    c.close()
+
+
 def test_generations_count_up_from_what_the_targets_hold(tmp_path: Path) -> None:
     """Each snapshot is one more generation, above any the targets already hold."""
     c = Catalog(tmp_path / "c.sqlite")
