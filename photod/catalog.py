@@ -424,6 +424,14 @@ class _Connection(sqlite3.Connection):
         return cur
 
 
+def read_only_uri(path: Path) -> str:
+    """SQLite's URI that opens ``path`` read-only.  Encoded: in a bare ``file:`` URI a
+    '#' or '?' in a folder's name ends the path (SQLite then opened, and made, another
+    file, and the snapshot of a state dir "Backups #2" failed its check), and '%41'
+    would be read as 'A'."""
+    return f"{path.absolute().as_uri()}?mode=ro"
+
+
 def now_iso() -> str:
     """Now, in UTC to the second, as every record says it: ``2026-12-04T05:30:00Z``."""
     return time.strftime(STAMP, time.gmtime())
@@ -500,7 +508,7 @@ class Catalog:
         if not readonly:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        uri = f"file:{path}?mode=ro" if readonly else str(path)
+        uri = read_only_uri(path) if readonly else str(path)
         try:
             db = sqlite3.connect(uri, uri=readonly, check_same_thread=False,
                                  isolation_level=None, timeout=30, factory=_Connection)  # fmt: skip
@@ -553,8 +561,8 @@ class Catalog:
         """A read-only connection for one long read; damage it meets is the catalog's
         (``problem``), as on the shared connection."""
         try:
-            db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True,
-                                 timeout=30, isolation_level=None, factory=_Connection)  # fmt: skip
+            db = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=30,
+                                 isolation_level=None, factory=_Connection)  # fmt: skip
         except sqlite3.Error as exc:
             raise _map(exc, self.path) or CatalogDamaged(self.path, str(exc)) from exc
         assert isinstance(db, _Connection)
@@ -1914,7 +1922,7 @@ def check_file(path: Path) -> tuple[str, int]:
     """('' or what is wrong, assets) of a catalog file (a snapshot), opened read-only
     and proved by SQLite's quick_check."""
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db = sqlite3.connect(read_only_uri(path), uri=True)
     except sqlite3.Error as exc:
         return str(exc), 0
     try:

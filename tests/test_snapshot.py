@@ -85,6 +85,26 @@ def test_a_damaged_catalog_writes_no_snapshot(tmp_path: Path) -> None:
     assert [] == snapshots_in(states["nas"].target, ME.folder)
 
 
+@pytest.mark.parametrize("folder", ["Backups #2", "state?x=1", "photod%41"])
+def test_a_state_dir_named_with_uri_characters_snapshots_and_reads_its_own_catalog(
+    tmp_path: Path, folder: str
+) -> None:
+    """A state dir whose name holds '#', '?' or '%': its catalog's snapshot is proved
+    sound and reaches the target (its check opened a cut path, made an empty database
+    there and called the catalog damaged), the dashboard's read-only catalog is this
+    one, and nothing is made outside the state dir."""
+    state = tmp_path / folder
+    state.mkdir()
+    catalog = Catalog(state / "catalog.sqlite")
+    grow(catalog, 3)
+    states = {"nas": target()}
+    write(catalog, states, state)
+    assert 1 == len(snapshots_in(states["nas"].target, ME.folder))
+    catalog.close()
+    assert 3 == Catalog(state / "catalog.sqlite", readonly=True).counts()[0]
+    assert [state] == list(tmp_path.iterdir())
+
+
 def test_the_rebuild_takes_the_newest_good_generation(tmp_path: Path) -> None:
     """With the newest snapshot damaged on the target, the rebuild takes the one
     before, adds what the list names beyond it, and counts on from the newest
