@@ -42,7 +42,7 @@ def _load(args: argparse.Namespace, secrets: bool = False, cached: bool = False)
 
 def cmd_run(args: argparse.Namespace) -> int:
     from photod import config as configmod
-    from photod import precheck
+    from photod import precheck, throttle
 
     path = _config_path(args)
     if not path.exists() and not args.config:
@@ -52,6 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
     cfg = configmod.load(path)
     configmod.check_secrets(cfg)
+    throttle.lower_priority(cfg.daemon.priority, nice=10)  # (first: every thread inherits it)
     precheck.begin(cfg.state_dir / paths.CATALOG_NAME)  # (on the other core meanwhile:)
     from photod.daemon import Daemon
 
