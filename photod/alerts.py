@@ -63,6 +63,8 @@ def message_for(event: dict[str, Any]) -> Message | None:
     path = _plain(event.get("path", ""))
     target = _plain(event.get("target", ""))
     device = _plain(event.get("device") or event.get("udid", ""))
+    if name == "scrub_interrupted" and event.get("stopping"):
+        return None  # (a read photod's own stop cut: no step of the backup failed)
     if name in ("job_failed", "ingest_failed", "device_import_failed", "scrub_interrupted"):
         why = event.get("error") or event.get("reason") or event.get("detail") or ""
         kind = "scrub" if name == "scrub_interrupted" else "failure"  # (one never mutes the other)

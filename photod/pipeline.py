@@ -44,8 +44,9 @@ LIST_EVERY = 1.0  # seconds between writes of the targets' lists when copies tri
 def _built(
     settings: TargetsSettings, stop: threading.Event, me: Installation
 ) -> dict[str, TargetState]:
-    """The targets, an rclone target's (even encrypted) told to cut its requests still
-    in flight once ``stop`` is set: a hung NAS's answer is not waited for at a stop."""
+    """The targets, a remote one (rclone or S3, even encrypted) told to cut its requests
+    still in flight once ``stop`` is set: a hung NAS's answer is not waited for at a
+    stop."""
     targets = build_targets(settings, stop, me)
     for state in targets.values():
         inner = getattr(state.target, "inner", state.target)

@@ -28,7 +28,7 @@ from photod.catalog import Catalog, CheckItem, month
 from photod.catchup import lost_now, set_aside
 from photod.config import FolderSource, ScheduleConfig
 from photod.errors import LinkInTarget, PhotodError, Stopping, TargetUnavailable, Undecryptable
-from photod.fleet import TargetState
+from photod.fleet import Fleet, TargetState
 from photod.hashing import hash_stream as hash_stream  # restore.py imports it from here
 from photod.logs import log
 from photod.models import Asset, ManifestEntry
@@ -268,7 +268,7 @@ class Scrubber:
                 continue
             except TargetUnavailable as exc:
                 scrub.skipped = exc.reason
-                log.warning("scrub_interrupted", target=name, reason=exc.reason)
+                _interrupted(name, exc, self.stop, self.replicator.fleet)  # (Stopping at a stop)
                 return
             finally:  # every read of a remote copy counts against its egress budget
                 if state.queued and read.count:
@@ -296,7 +296,7 @@ class Scrubber:
             except Undecryptable as exc:  # age's authentication failed: damaged bytes
                 raise _Unreadable(exc.detail, damaged=True) from exc
             except (TargetUnavailable, OSError) as exc:
-                state.target.check(self._known(name), prepare=False)  # raises if gone
+                _still_there(name, state, self._known(name), self.stop, exc)  # raises if gone
                 if attempt == 2:
                     raise _Unreadable(f"unreadable: {exc}", damaged=False) from exc
         raise AssertionError("unreachable")
@@ -385,6 +385,31 @@ class Scrubber:
     def _lost(self, asset: Asset) -> bool:
         """No verified replica anywhere, and no source file with the right bytes."""
         return lost_now(self.catalog, self.replicator.source_roots, asset)
+
+
+def _still_there(
+    name: str, state: TargetState, known: Identity | None, stop: threading.Event, exc: Exception
+) -> None:
+    """After a read that failed (``exc``), the target is asked whether it is still there
+    (TargetUnavailable when it is not).  Not once photod stops: the stop cut the read,
+    and asked over a link that may be dead, the question waits out its timeouts (a stop
+    took minutes)."""
+    if stop.is_set():
+        why = exc.reason if isinstance(exc, TargetUnavailable) else str(exc)
+        raise TargetUnavailable(name, f"{why} (photod was stopping)") from exc
+    state.target.check(known, prepare=False)
+
+
+def _interrupted(name: str, exc: TargetUnavailable, stop: threading.Event, fleet: Fleet) -> None:
+    """A target's re-reads ended by an outage: said.  At a stop (the read cut, its link
+    not answering) said as such (``stopping``: no alert), the target taken for away (the
+    stop's last lists and snapshot do not wait on its link), and the run ends."""
+    if not stop.is_set():
+        log.warning("scrub_interrupted", target=name, reason=exc.reason)
+        return
+    log.warning("scrub_interrupted", target=name, reason=exc.reason, stopping=True)
+    fleet.fail(name, exc)
+    raise Stopping from exc
 
 
 def _gone(state: TargetState, scrub: TargetScrub, held: set[str]) -> frozenset[str]:

@@ -303,7 +303,9 @@ class FaultProxy:
     ("strip", header) (the answer reaches the client without that header); ("cut", n)
     (the answer's head and its body's first n bytes arrive, then the link drops);
     "whole" (a GET is answered with the whole object as last seen whole, a 200, whatever
-    its Range asked: as by a caching proxy that ignores ranges).  With
+    its Range asked: as by a caching proxy that ignores ranges); "hold" (the request is
+    taken and never answered, its connection held open until the proxy stops: a NAS or
+    a router that vanished mid-transfer, which no error ever comes from).  With
     ``honours``, the folder the server serves, a PUT with ``If-None-Match: *`` over an
     object there is refused (412 PreconditionFailed) before it reaches the server, as
     AWS S3 and MinIO refuse it (`rclone serve s3` ignores the header).  With ``rate``,
@@ -318,6 +320,8 @@ class FaultProxy:
         import urllib.parse
 
         self.rule = rule or (lambda method, path, query: "pass")
+        self.held = 0  # requests taken and never answered ("hold"), so far
+        self.released = threading.Event()  # set at ``stop``: the held connections end
         self.bodies: list[tuple[str, int, float]] = []
         self.whole: dict[str, tuple[list[tuple[str, str]], bytes]] = {}  # path: GET's 200
         url = urllib.parse.urlsplit(upstream)
@@ -357,6 +361,10 @@ class FaultProxy:
                 proxy.bodies.append((u.query, length, time.monotonic() - came))
                 action = proxy.rule(self.command, urllib.parse.unquote(u.path), u.query)
                 if action == "drop":
+                    return self._cut()
+                if action == "hold":
+                    proxy.held += 1
+                    proxy.released.wait()
                     return self._cut()
                 if (
                     honours is not None
@@ -407,6 +415,7 @@ class FaultProxy:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
+        self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

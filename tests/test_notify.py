@@ -70,6 +70,14 @@ def test_routine_events_stay_in_the_log(name: str) -> None:
     assert message_for({"event": name}) is None
 
 
+def test_a_scrub_cut_by_photod_s_own_stop_is_no_alert() -> None:
+    """A scrub a target's outage interrupted is a message; one whose read photod's own
+    stop cut (``stopping``) is not: nothing of the backup failed."""
+    event = {"event": "scrub_interrupted", "target": "b2", "reason": "cannot reach S3"}
+    said = message_for(event)
+    assert ("scrub", None) == (said and said.kind, message_for({**event, "stopping": True}))
+
+
 def test_each_kind_goes_out_at_most_once_per_every() -> None:
     """A second message of the same kind within `every` is dropped; other kinds pass."""
     n = Notifier(NotifyConfig(desktop=False, every=3600))

@@ -28,7 +28,7 @@ from photod.logs import log
 from photod.targets.base import CHUNK
 from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.records import mtime_from_text, mtime_text
-from photod.targets.s3client import NETWORK, make_client, mapped, passing, retries
+from photod.targets.s3client import NETWORK, Cut, make_client, mapped, passing, retries
 from photod.targets.s3presigned import Presigned
 from photod.targets.s3upload import S3Writer, end_temp, md5
 
@@ -160,7 +160,8 @@ class S3Target(ObjectTarget):
         self.stop = stop or threading.Event()
         self.part_retry = part_retry
         self.client, presigner = make_client(endpoint, region, profile, credentials_file, timeout)
-        self.presigned = Presigned(self.client, presigner, bucket, name)
+        self.cut = Cut(self.client)
+        self.presigned = Presigned(self.client, presigner, bucket, name, self.cut.stopping)
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"s3-{name}")
         self._lock = threading.Lock()
         self._listings: dict[str, tuple[float, set[str]]] = {}
@@ -418,6 +419,9 @@ class S3Target(ObjectTarget):
                 raise self.error(exc) from exc
         except NETWORK as exc:
             raise self.error(exc) from exc
+
+    def cut_when(self, stop: threading.Event) -> None:
+        self.cut.when(stop)  # (a dead link's answer is not waited for at a stop)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

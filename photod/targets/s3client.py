@@ -3,7 +3,11 @@ read once per process instead of at every client, and its errors as photod's."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -12,6 +16,7 @@ from typing import Any
 
 import boto3
 import botocore.session
+from botocore.awsrequest import AWSHTTPConnectionPool, AWSHTTPSConnectionPool
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
@@ -35,6 +40,7 @@ from photod.errors import (
     TargetUnavailable,
 )
 from photod.policy import plural
+from photod.targets.rcd import STOP_GRACE
 
 THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
              "TooManyRequests", "ServiceUnavailable"}  # fmt: skip
@@ -121,6 +127,71 @@ def make_client(
             s3={"addressing_style": "path" if endpoint else "virtual"}))  # fmt: skip
 
     return client, presigner
+
+
+class Cut:
+    """A client's requests in flight, cut once photod stops (``cut_when``): a dead link
+    (a NAS or router that vanished, which takes a request and never answers) is not
+    waited on past ``STOP_GRACE``, each request up to its timeout and botocore's retry
+    (a stop took a minute and more, past systemd's 30 s).  Kept at the connections the
+    client's own pool hands out (botocore's ``Endpoint.http_session``): if a botocore
+    release moves it, nothing is cut, as before."""
+
+    def __init__(self, client: Any) -> None:
+        self.live: weakref.WeakSet[Any] = weakref.WeakSet()  # connections lent out now
+        self.lock = threading.Lock()
+        http = getattr(getattr(client, "_endpoint", None), "http_session", None)
+        classes = getattr(http, "_pool_classes_by_scheme", None)
+        if isinstance(classes, dict):  # (the pools are made at the first request)
+            classes.update(http=self._tracked(AWSHTTPConnectionPool),
+                           https=self._tracked(AWSHTTPSConnectionPool))  # fmt: skip
+        self.stop: threading.Event | None = None
+        client.meta.events.register_first("needs-retry.s3", self._again)
+
+    def _tracked(self, base: type) -> type:
+        cut = self
+
+        class Tracked(base):  # type: ignore[misc]
+            def _get_conn(self, timeout: float | None = None) -> Any:
+                conn = super()._get_conn(timeout)
+                with cut.lock:
+                    cut.live.add(conn)
+                return conn
+
+            def _put_conn(self, conn: Any) -> None:
+                if conn is not None:  # (None: one closed on an error, gone with it)
+                    with cut.lock:
+                        cut.live.discard(conn)
+                super()._put_conn(conn)
+
+        return Tracked
+
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def _again(self, **kwargs: Any) -> bool | None:
+        """botocore's retry of a failed request, none once photod stops: a request cut
+        then is not sent again on the same dead link (photod's next run tries)."""
+        return False if self.stopping() else None
+
+    def when(self, stop: threading.Event) -> None:
+        """Once ``stop`` is set, the requests still in flight after ``STOP_GRACE`` are
+        cut (as an rclone target's, ``Rcd.cut_when``); requests made after the cut (the
+        last lists, the snapshot) go as usual."""
+        self.stop = stop
+
+        def watch() -> None:
+            stop.wait()
+            deadline = time.monotonic() + STOP_GRACE
+            while self.live and time.monotonic() < deadline:
+                time.sleep(0.1)
+            with self.lock:
+                conns = list(self.live)
+            for conn in conns:
+                with contextlib.suppress(OSError, AttributeError):
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+
+        threading.Thread(target=watch, name="s3-stop", daemon=True).start()
 
 
 def mapped(exc: Exception, name: str, bucket: str, where: str, endpoint: str | None) -> PhotodError:

@@ -11,7 +11,8 @@ them).  An answer it cannot act on (no answer, a refusal, a redirect) is asked a
 through the client's own call, which has the last word; when that call succeeds where
 this path was refused, the target keeps to the client from then on (one
 ``s3_presigned_off`` event).  A server that does not answer at all costs one timeout
-more than before, then the client's own retries.
+more than before, then the client's own retries; once photod stops, none
+(TargetUnavailable: a dead link is not waited on twice at a stop).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 
 from botocore.awsrequest import AWSRequest
 
+from photod.errors import TargetUnavailable
 from photod.logs import log
 from photod.targets.s3client import NETWORK
 
@@ -32,8 +34,13 @@ PASSING = (429, 500, 502, 503, 504)  # answers that say nothing about this path
 
 
 class Presigned:
-    def __init__(self, client: Any, presigner: Callable[[], Any], bucket: str, target: str) -> None:
+    def __init__(
+        self, client: Any, presigner: Callable[[], Any], bucket: str, target: str,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:  # fmt: skip
+        """``stopping``: whether photod stops (``s3client.Cut.stopping``)."""
         self.bucket = bucket
+        self.stopping = stopping
         self.target = target
         self._make_signer = presigner  # (a second client: made at the first request)
         self._signer: Any = None
@@ -101,7 +108,9 @@ class Presigned:
             headers = {**headers, "Cache-Control": "no-cache"}
             response = http.send(AWSRequest(method, url, headers, body).prepare())
             return int(response.status_code), response.headers
-        except NETWORK:  # the client's own call tries again and says what went wrong
+        except NETWORK as exc:  # the client's own call tries again and says what went wrong
+            if self.stopping():  # (not at a stop: a dead link is not waited on twice)
+                raise TargetUnavailable(self.target, f"no answer as photod stops: {exc}") from exc
             return NO_ANSWER, {}
         except Exception as exc:  # a botocore this path does not know: off
             self._off(f"{type(exc).__name__}: {exc}")

@@ -574,3 +574,38 @@ def test_a_drop_as_a_video_is_put_beside_a_namesake_does_not_send_it_again(
     once = p.cli("run", "--once")
     assert "The one photo or video is protected" in once.stdout, once.stdout
     assert (True, 1) == (bool(down_until[0]), firsts[0])
+
+
+def test_a_stop_while_a_scrub_reads_over_a_dead_link_is_prompt(
+    setup: Setup, s3_server: S3Server, proxies: Proxies
+) -> None:
+    """The NAS or router on the way to S3 vanishes while the scrub re-reads the video:
+    the server's end takes each request and never answers (no error ever comes).
+    SIGTERM then: photod stops well within systemd's 30 s and says the scrub was
+    interrupted (the cut read made the scrub ask the target again whether it was
+    there, on the same dead link: the stop waited out the network's timeouts, a
+    minute and more, and systemd killed it)."""
+    scrubbing, silent = [False], threading.Event()
+
+    def rule(method: str, path: str, query: str) -> str:
+        if scrubbing[0] and method == "GET" and path.endswith("v.mov"):
+            silent.set()  # from this request on, nothing answers
+        return "hold" if silent.is_set() else "pass"
+
+    proxy = proxies(s3_server.endpoint, rule)
+    p = video_to_s3(setup, s3_server, proxy, f"dead-{setup.home.name}/").start()
+    try:
+        p.wait_protected(1)
+        scrubbing[0] = True
+        assert 0 == p.cli("verify", "--all").returncode
+        assert silent.wait(60), "the scrub never read the video"
+        time.sleep(1)  # the read waits on the dead link
+        asked = time.monotonic()
+        p.proc.send_signal(signal.SIGTERM)
+        rc = p.proc.wait(60)
+        took = time.monotonic() - asked
+        assert (0, True) == (rc, took < 15), took
+    finally:
+        p.stop()
+    [interrupted] = p.events("scrub_interrupted")
+    assert "cloud" == interrupted["target"]
