@@ -89,7 +89,8 @@ def drill(
                     if outcome != "restored":
                         problems.append(f"{asset.relpath}: {outcome}")
                         continue
-                    problem = _decode(Path(tmp) / asset.relpath, asset)
+                    # (where it was put: a name Windows refuses comes back changed)
+                    problem = _decode(Path(tmp) / restorer.placed, asset)
                     if problem and decoded is not False:  # it decoded when it came in
                         problems.append(f"{asset.relpath}: {problem}")
                     # Each file goes once checked: a sample of phone videos would fill the

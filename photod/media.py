@@ -118,6 +118,9 @@ MAX_NAME_BYTES = 200  # leaves room under the 255-byte limit for a suffix and te
 # Control characters and separators, plus what FAT/exFAT/NTFS refuse (external drives are
 # often exFAT): a target tree must be writable on, and movable to, any filesystem.
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f\\/<>:"|?*]')
+# The device names Windows keeps (in any case, with any extension after them): NTFS,
+# exFAT under Windows and SMB shares refuse a file by one of them, or take it for the device.
+_RESERVED = re.compile(r"(?i)(?:con|prn|aux|nul|com[1-9]|lpt[1-9])(?:\..*)?", re.S)
 
 
 def kind_from_name(name: str) -> Kind | None:
@@ -142,13 +145,25 @@ def is_ignored(relpath: str, patterns: tuple[str, ...] | list[str]) -> bool:
     return any(ignored(part) for part in relpath.split("/"))
 
 
+def portable(name: str) -> str:
+    """``name`` as Windows-family file systems (NTFS, exFAT, an SMB share) can hold it,
+    changed visibly and reversibly where they would refuse it or silently change it: a
+    ``_`` after the first part of a device name Windows keeps (``CON.jpg`` becomes
+    ``CON_.jpg``, ``nul`` ``nul_``), and at the end of a name that ends in a dot or a
+    space (``photo.`` becomes ``photo._``).  Any other name is returned as it is."""
+    if _RESERVED.fullmatch(name):
+        stem, dot, rest = name.partition(".")
+        name = f"{stem}_{dot}{rest}"
+    return f"{name}_" if name.endswith((".", " ")) else name
+
+
 def safe_name(name: str) -> str:
     """Turn a file name from a device or folder into one that is safe on every target.
 
     NFC-normalised (macOS writes NFD); undecodable bytes, control characters and what
-    FAT/exFAT/NTFS forbid (``<>:"|?*``, a trailing dot) replaced;
-    and cut to ``MAX_NAME_BYTES`` keeping the extension, so the same source name always
-    gives the same target name.
+    FAT/exFAT/NTFS forbid (``<>:"|?*``) replaced, trailing dots dropped, a name they
+    refuse otherwise made ``portable``; and cut to ``MAX_NAME_BYTES`` keeping the
+    extension, so the same source name always gives the same target name.
     """
     name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     name = unicodedata.normalize("NFC", _UNSAFE.sub("_", name)).strip().rstrip(".")
@@ -161,7 +176,7 @@ def safe_name(name: str) -> str:
         keep = MAX_NAME_BYTES - len(ext.encode()) - 1
         stem = stem.encode()[:keep].decode("utf-8", "ignore")
         name = f"{stem}.{ext}" if ext else stem
-    return name
+    return portable(name)
 
 
 def check_key(key: str) -> str:

@@ -30,7 +30,7 @@ from photod.errors import PhotodError, TargetUnavailable, UnsafeName
 from photod.fleet import TargetState
 from photod.library import asset_from_json
 from photod.logs import log
-from photod.media import check_key, is_still, stem_of, suffixed
+from photod.media import check_key, is_still, portable, stem_of, suffixed
 from photod.models import Asset
 from photod.policy import plural, size
 from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
@@ -230,7 +230,13 @@ class Restorer:
             key = asset.relpath
         except UnsafeName as exc:
             return str(exc)
-        parent, _, name = key.rpartition("/")
+        # A name Windows-family disks refuse or change (NTFS, exFAT, SMB: CON.jpg, a
+        # trailing dot or space) comes back changed visibly: ``portable``.
+        parent, _, kept = key.rpartition("/")
+        name = portable(kept)
+        if name != kept and self.catalog.relpath_taken(f"{parent}/{name}" if parent else name):
+            name = suffixed(name, asset.sha256)  # (another photo's own name: it keeps it)
+        parent = "/".join(portable(p) for p in parent.split("/") if p)
         try:
             mode = 0o777 & ~self._umask
             folder = folder_beneath(dest_fd, parent, True, mode, exact=True, owner=self._chown)
@@ -240,13 +246,14 @@ class Restorer:
             return f"cannot make its folder: {exc.strerror or exc}"
         try:
             self._sweep(folder, parent)
-            self.placed = key
+            self.placed = f"{parent}/{name}" if parent else name
             outcome = self._into(asset, folder, name)
-            if outcome == DIFFERENT and _folded(folder, name):
+            if outcome == DIFFERENT and (name != kept or _folded(folder, name)):
                 # A disk blind to case or to an accent's spelling (exFAT, a Mac's, a
                 # Windows share): IMG_0001.JPG answers for img_0001.jpg, another photo of
-                # the library.  This one goes beside it, named as a target names a
-                # second file that wants one name (a run again finds it there).
+                # the library; or a name made portable is another file's.  This one goes
+                # beside it, named as a target names a second file that wants one name
+                # (a run again finds it there).
                 name = suffixed(name, asset.sha256)
                 self.placed = f"{parent}/{name}" if parent else name
                 outcome = self._into(asset, folder, name)

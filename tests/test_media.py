@@ -56,6 +56,12 @@ def test_custom_layout_fields() -> None:
         ("bad\udcffbyte.jpg", "bad\ufffdbyte.jpg"),
         ('12:30 "best?" <1|2>*.jpg', "12_30 _best__ _1_2__.jpg"),
         ("trailing dot.", "trailing dot"),
+        ("CON.jpg", "CON_.jpg"),
+        ("lpt1", "lpt1_"),
+        ("Aux.tar.gz", "Aux_.tar.gz"),
+        ("COM0.jpg", "COM0.jpg"),
+        ("CONSOLE.jpg", "CONSOLE.jpg"),
+        ("space dot .", "space dot _"),
     ],
 )
 def test_safe_name(name: str, expected: str) -> None:

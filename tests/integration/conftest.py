@@ -170,6 +170,27 @@ def exfat_drive(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["losetup", "-d", loop], capture_output=True)
 
 
+@pytest.fixture
+def windows_drive(tmp_path: Path) -> Iterator[Path]:
+    """A real NTFS filesystem that refuses what Windows refuses (ntfs-3g's
+    ``windows_names``: a device name such as CON.jpg, a name ending in a dot or a
+    space), as a drive formatted on Windows and used from there would."""
+    for tool in ("mkntfs", "ntfs-3g"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: apt-get install ntfs-3g (CI does)")
+    image, mnt = tmp_path / "ntfs.img", tmp_path / "media" / "NTFS"
+    mnt.mkdir(parents=True)
+    with open(image, "wb") as f:
+        f.truncate(64 * 1024 * 1024)
+    subprocess.run(["mkntfs", "-F", "-q", "-f", str(image)], check=True, capture_output=True)
+    subprocess.run(["ntfs-3g", "-o", "windows_names", str(image), str(mnt)], check=True,
+                   capture_output=True)  # fmt: skip
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
 def fill(drive: Path, leave: int) -> Path:
     """Fill a filesystem with one file until about ``leave`` bytes are free."""
     filler = drive / "filler.bin"

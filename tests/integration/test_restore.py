@@ -1195,3 +1195,44 @@ def test_a_restore_onto_a_drive_blind_to_case_brings_back_both_photos_of_one_nam
     again = p.cli("restore", str(dest))
     assert 0 == again.returncode, again.stdout + again.stderr
     assert "restored 0 files (0 bytes)" in again.stdout and "skipped 2" in again.stdout
+
+
+def test_a_restore_onto_a_windows_drive_brings_back_photos_whose_names_it_refuses(
+    setup: Setup, samples: Path, windows_drive: Path
+) -> None:
+    """A photo named CON.jpg (a Windows device name), filed as CON_.jpg (a target on a
+    drive formatted for Windows takes it); `beach .` (a trailing space and dot), and
+    nul.jpg and nul_.jpg, two photos of one day, on the library as a photod before
+    2026-12-05 filed them (the catalog rebuilt from it); all restored onto an NTFS
+    drive that refuses what Windows refuses: every photo comes back, the names changed
+    visibly (a `_` added: CON_.jpg, `beach ._`), nul.jpg under its suffixed name
+    (nul_.jpg is another photo's, which keeps it), every byte checked (CON.jpg and
+    nul.jpg failed, "Invalid argument", as did `beach .`).  Run again, all are skipped;
+    a drill of the library passes."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}], {"copies": 1, "media": 1, "offsite": 0},
+                     extra=DRILL_ALL)  # fmt: skip
+    jpeg = (samples / "jpg_Canon_40D.jpg").read_bytes()
+    (setup.inbox / "CON.jpg").write_bytes(jpeg + b"device")
+    assert 0 == p.cli("run", "--once").returncode
+    day = lib / "2008/2008-05-30"
+    for name in ("beach .", "nul.jpg", "nul_.jpg"):
+        (day / name).write_bytes(jpeg + name.encode())
+    shutil.rmtree(setup.home / "state")
+    rebuilt = p.cli("catalog", "rebuild", "--from", "lib")
+    assert 0 == rebuilt.returncode, rebuilt.stdout + rebuilt.stderr
+    held = target_files(lib)
+    assert "2008/2008-05-30/CON_.jpg" in held
+
+    dest = windows_drive / "restored"
+    r = p.cli("restore", str(dest))
+    assert 0 == r.returncode, r.stdout + r.stderr
+    back = target_files(dest)
+    assert sorted(held.values()) == sorted(back.values())
+    moved = f"nul_~{held['2008/2008-05-30/nul.jpg'][:8]}.jpg"  # (nul_.jpg keeps its own)
+    assert {"CON_.jpg", "beach ._", "nul_.jpg", moved} == {k.rpartition("/")[2] for k in back}
+    assert held["2008/2008-05-30/nul_.jpg"] == back["2008/2008-05-30/nul_.jpg"]
+    again = p.cli("restore", str(dest))
+    assert "restored 0 files (0 bytes)" in again.stdout and "skipped 4" in again.stdout
+    drill = p.cli("drill")  # (its restores too: each file checked where it was put)
+    assert (0, True) == (drill.returncode, "lib: drill passed" in drill.stdout), drill.stdout
