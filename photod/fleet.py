@@ -365,6 +365,8 @@ class Fleet:
         records, live = state.records, self.writing()  # (copies in flight: left alone)
         temps = self.catalog.temps(name)  # (alone: no other computer could upload here)
         live |= self.writing()  # (each before and after: one noted between is in one)
+        if (kept := getattr(state.target, "kept", None)) is not None:
+            live |= kept.temps()  # (S3 uploads the network cut, to be resumed)
         temps = [t for t in temps if t not in live]
         alone = bool(temps) and records is not None and not records.others()
         for temp in temps:

@@ -30,7 +30,7 @@ from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.records import mtime_from_text, mtime_text
 from photod.targets.s3client import NETWORK, Cut, make_client, mapped, passing, retries
 from photod.targets.s3presigned import Presigned
-from photod.targets.s3upload import S3Writer, end_temp, md5
+from photod.targets.s3upload import Kept, S3Writer, end_temp, md5
 
 PROBE_AGAIN = 600.0  # seconds before a probe that failed is tried again
 PROBE = "probe-"  # (under TMP) the object that learns whether the server honours If-None-Match
@@ -161,6 +161,7 @@ class S3Target(ObjectTarget):
         self.part_retry = part_retry
         self.client, presigner = make_client(endpoint, region, profile, credentials_file, timeout)
         self.cut = Cut(self.client)
+        self.kept = Kept()  # uploads the network cut, resumed by the next try (``S3Writer``)
         self.presigned = Presigned(self.client, presigner, bucket, name, self.cut.stopping)
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"s3-{name}")
         self._lock = threading.Lock()
@@ -396,25 +397,6 @@ class S3Target(ObjectTarget):
                 Bucket=self.bucket, Key=self.full(key), UploadId=upload_id
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
-                raise self.error(exc) from exc
-        except NETWORK as exc:
-            raise self.error(exc) from exc
-
-    def abort_uploads(self, key: str) -> None:
-        """Abort every multipart upload to ``key``: only for a key no other computer
-        uploads to (a temporary's)."""
-        try:
-            uploads = self.client.list_multipart_uploads(
-                Bucket=self.bucket, Prefix=self.full(key)
-            ).get("Uploads", [])
-            for upload in uploads:
-                if upload["Key"] == self.full(key):
-                    self.client.abort_multipart_upload(
-                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                    )
-        except ClientError as exc:
-            # Some servers (rclone serve s3) answer NoSuchUpload when there are none.
             if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
                 raise self.error(exc) from exc
         except NETWORK as exc:

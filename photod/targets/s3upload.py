@@ -2,7 +2,10 @@
 (``part_size`` at a time, at most ``IN_FLIGHT`` parts on the wire, so memory stays bounded
 for a video of any size), and what it leaves on the server until it ends: its record
 (``temp_key``, which names its multipart upload by the id the server gave it), and
-``end_temp``, which ends it from that record after a crash or a cut network."""
+``end_temp``, which ends it from that record after a crash or a cut network.  An
+upload whose part the network cut for longer than ``part_retry`` is kept on the server
+(``Kept``) and resumed by the next upload of the same file: the parts the server took
+are not sent again."""
 
 from __future__ import annotations
 
@@ -19,10 +22,13 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from botocore.exceptions import ClientError
+
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, Stopping, TargetUnavailable
+from photod.logs import log
 from photod.models import VerifyMethod
 from photod.targets.objects import TMP
-from photod.targets.s3client import error_code, passing, retries
+from photod.targets.s3client import NETWORK, error_code, passing, retries
 
 if TYPE_CHECKING:
     from photod.targets.s3 import S3Target
@@ -56,6 +62,30 @@ class _Part(io.BytesIO):
             if self.cut.is_set():  # (a stop during the wait)
                 raise OSError("photod is stopping")
         return data
+
+
+class Kept:
+    """One target's multipart uploads given up while the network was down for longer
+    than ``part_retry``, by their file's key: (upload key, upload id, token, record).
+    The next upload of that file in this process resumes one (``S3Writer``), its parts
+    on the server not sent again.  Their records stay in the catalog (a crash's tidy
+    ends them), and the fleet's tidy when the target is back leaves them (``temps``)."""
+
+    def __init__(self) -> None:
+        self._uploads: dict[str, tuple[str, str, str, str]] = {}
+        self._lock = threading.Lock()
+
+    def keep(self, key: str, upload: tuple[str, str, str, str]) -> None:
+        with self._lock:
+            self._uploads[key] = upload
+
+    def take(self, key: str) -> tuple[str, str, str, str] | None:
+        with self._lock:
+            return self._uploads.pop(key, None)
+
+    def temps(self) -> set[str]:
+        with self._lock:
+            return {upload[3] for upload in self._uploads.values()}
 
 
 def md5(data: bytes) -> str:
@@ -96,6 +126,15 @@ class S3Writer:
         # A stop cuts the parts on the wire of an upload in flight when it came, never
         # of one made as photod stops (the catalog's last snapshot).
         self.cut = target.stop if not target.stop.is_set() else threading.Event()
+        self.resumable = False  # a part given up on a cut network: kept at ``abort``
+        self.retried = False  # a part was sent again (said once: ``upload_part_retried``)
+        # An upload resumed: its parts on the server (``_parts_there``), learned at its
+        # first part (None until then).  Only of plain bytes, the same at every try.
+        self.listed: dict[int, tuple[int, str, str]] | None = {}
+        resumed = target.kept.take(key) if hashed else None
+        if resumed is not None:
+            self.upload_key, self.upload_id, self.token, self.temp_key = resumed
+            self.tmp, self.listed = f"{TMP}{self.token}", None
 
     def write(self, data: bytes) -> None:
         if self.sha is not None:
@@ -122,6 +161,8 @@ class S3Writer:
 
     def _send_part(self, part: bytes) -> None:
         try:
+            if self.listed is None:
+                self.listed = _parts_there(self)
             if self.upload_id is None:
                 if self.t.exists(self.key):
                     self.upload_key = self.tmp
@@ -138,6 +179,10 @@ class S3Writer:
                 self.futures[0].result()
                 self._collect(wait=False)
             number = len(self.parts) + len(self.futures) + 1
+            there = (self.listed or {}).get(number)
+            if there is not None and there[:2] == (len(part), hashlib.md5(part).hexdigest()):
+                self.parts.append({"PartNumber": number, "ETag": there[2]})  # (not sent again)
+                return
             self.futures.append(self.t.pool.submit(self._upload_part, number, part))
             self._collect(wait=False)
         except PhotodError:
@@ -151,10 +196,22 @@ class S3Writer:
         not the whole upload; from its first byte again, a video longer to send than
         the link stays up could never land."""
         digest = md5(part)
-        response = self._again(lambda: self.t.call(  # (a part sent again replaces the first)
-            "upload_part", Key=self.t.full(self.upload_key), UploadId=self.upload_id,
-            PartNumber=number, Body=_Part(part, self.cut, self.paced), ContentMD5=digest))  # fmt: skip
+        try:
+            response = self._again(lambda: self.t.call(  # (a part sent again replaces the first)
+                "upload_part", Key=self.t.full(self.upload_key), UploadId=self.upload_id,
+                PartNumber=number, Body=_Part(part, self.cut, self.paced), ContentMD5=digest),
+                functools.partial(self._retrying, number))  # fmt: skip
+        except TargetUnavailable as exc:
+            self.resumable |= passing(exc.__cause__)  # (the network: its parts are kept)
+            raise
         return {"PartNumber": number, "ETag": self._field(response, "ETag", f"part {number}")}
+
+    def _retrying(self, number: int, exc: TargetUnavailable) -> None:
+        """A part the network cut is sent again: said once an upload."""
+        if not self.retried:
+            self.retried = True
+            log.warning("upload_part_retried", target=self.t.name, path=self.key, part=number,
+                        error=exc.reason, part_retry=self.t.part_retry)  # fmt: skip
 
     def _complete(self, exclusive: dict[str, str]) -> None:
         """Complete the upload.  The network may cut the answer once the server has
@@ -189,10 +246,12 @@ class S3Writer:
         all sent, were thrown away with it and the video sent again whole."""
         return self._again(call) if self.upload_id is not None else call()
 
-    def _again(self, call: Callable[[], T]) -> T:
+    def _again(
+        self, call: Callable[[], T], again: Callable[[TargetUnavailable], None] | None = None
+    ) -> T:
         """``call()`` (a request that may be sent twice), asked again when the network
         cut it or a busy server refused it, after 2 s, 4 s, 8 s ... (a minute at most)
-        for the target's ``part_retry`` in all."""
+        for the target's ``part_retry`` in all; ``again`` is told each time."""
         waits = retries(self.t.part_retry, self.t.stop)
         while True:
             try:
@@ -202,6 +261,8 @@ class S3Writer:
                     raise Stopping from exc  # (photod stops: not the target's fault)
                 if not passing(exc.__cause__) or not next(waits, False):
                     raise
+                if again is not None:
+                    again(exc)
 
     def _field(self, answer: Any, field: str, what: str) -> str:
         """A field the upload cannot go on without, from the server's answer.  One
@@ -294,8 +355,10 @@ class S3Writer:
         """End the upload: wait for the parts in flight, abort the multipart upload and
         delete the temporary object.  True once nothing of it is left on the server;
         False when that could not be done now (the network is down): ``temp_key`` stays
-        recorded, and ``delete_temp`` ends it when the target is back.  The server is
-        asked once: a later call answers as the first did, without waiting again."""
+        recorded, and ``delete_temp`` ends it when the target is back.  False too for an
+        upload kept to be resumed (a part given up on a cut network: ``Kept``).  The
+        server is asked once: a later call answers as the first did, without waiting
+        again."""
         for f in self.futures:
             with contextlib.suppress(Exception):
                 f.result()
@@ -303,6 +366,13 @@ class S3Writer:
         self.chunks, self.buffered = [], 0
         if self.ended is not None:
             return self.ended
+        if self.upload_id is not None and not self.completed and self.resumable:
+            # Its parts stay on the server for the next try of this file (``Kept``); its
+            # record stays, so that a crash's tidy ends it.  (Not at a stop: cut then.)
+            self.t.kept.keep(self.key, (self.upload_key, self.upload_id, self.token,
+                                        self.temp_key))  # fmt: skip
+            self.upload_id, self.ended = None, False
+            return False
         left = False
         if self.upload_id is not None and not self.completed:
             try:
@@ -320,6 +390,33 @@ class S3Writer:
                 left = True
         self.ended = not left
         return self.ended
+
+
+def _parts_there(w: S3Writer) -> dict[int, tuple[int, str, str]]:
+    """The parts the server holds of the upload ``w`` resumes (ListParts): (size, MD5,
+    ETag) by number.  An upload the server no longer has (aborted, expired) has none,
+    and ``w`` starts a new one."""
+    t = w.t
+
+    def listing() -> list[Any]:
+        try:
+            return list(t.client.get_paginator("list_parts").paginate(
+                Bucket=t.bucket, Key=t.full(w.upload_key), UploadId=w.upload_id))  # fmt: skip
+        except (*NETWORK, ClientError) as exc:
+            raise t.error(exc) from exc
+
+    try:
+        pages = w.again(listing)
+    except TargetUnavailable as exc:
+        if error_code(exc.__cause__) != "NoSuchUpload":
+            raise
+        w.upload_id, w.upload_key, w.temp_key = None, w.key, f"{UPLOAD}{w.tmp}:{w.key}"
+        return {}
+    parts = {int(p["PartNumber"]): (int(p["Size"]), str(p["ETag"]).strip('"'), str(p["ETag"]))
+             for page in pages for p in page.get("Parts", [])}  # fmt: skip
+    log.info("upload_resumed", target=t.name, path=w.key, parts_kept=len(parts),
+             bytes_kept=sum(size for size, _, _ in parts.values()))  # fmt: skip
+    return parts
 
 
 def end_temp(t: S3Target, temp_key: str, alone: bool = False) -> None:
@@ -342,10 +439,30 @@ def end_temp(t: S3Target, temp_key: str, alone: bool = False) -> None:
         t.abort_upload(tmp if where == "tmp" else key, upload_id)
     elif temp_key.startswith(UPLOAD):
         tmp, _, key = temp_key[len(UPLOAD) :].partition(":")
-        t.abort_uploads(tmp)
+        _abort_uploads(t, tmp)
         if alone and key:
-            t.abort_uploads(key)
+            _abort_uploads(t, key)
     else:
         return
     if tmp.startswith(TMP):
         t.delete_object(tmp)
+
+
+def _abort_uploads(t: S3Target, key: str) -> None:
+    """Abort every multipart upload to ``key``: only for a key no other computer
+    uploads to (a temporary's)."""
+    try:
+        uploads = t.client.list_multipart_uploads(Bucket=t.bucket, Prefix=t.full(key)).get(
+            "Uploads", []
+        )
+        for upload in uploads:
+            if upload["Key"] == t.full(key):
+                t.client.abort_multipart_upload(
+                    Bucket=t.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+    except ClientError as exc:
+        # Some servers (rclone serve s3) answer NoSuchUpload when there are none.
+        if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+            raise t.error(exc) from exc
+    except NETWORK as exc:
+        raise t.error(exc) from exc

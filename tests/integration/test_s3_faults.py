@@ -609,3 +609,43 @@ def test_a_stop_while_a_scrub_reads_over_a_dead_link_is_prompt(
         p.stop()
     [interrupted] = p.events("scrub_interrupted")
     assert "cloud" == interrupted["target"]
+
+
+def test_a_link_down_longer_than_part_retry_keeps_the_parts_the_server_took(
+    setup: Setup, s3_server: S3Server, proxies: Proxies
+) -> None:
+    """A home uplink that goes away for longer than `part_retry` in the middle of a
+    large video's upload (scaled: a 30 MB video in 5 MiB parts, the link gone for 8 s
+    at the third part, `part_retry` 1 s): the part sent again says so once, the upload
+    fails, and when the target is back the next try asks the server which parts it
+    holds and sends only the rest (it aborted the upload and began again at byte 0: over
+    a link that drops for minutes, a long video never landed).  The video comes back
+    whole, and no upload is left open."""
+    lock = threading.Lock()
+    down_until, sent = [0.0], dict[str, int]()
+
+    def rule(method: str, path: str, query: str) -> str:
+        with lock:
+            if time.monotonic() < down_until[0]:
+                return "drop"
+            part = next((f for f in query.split("&") if f.startswith("partNumber=")), "")
+            if part:
+                sent[part] = sent.get(part, 0) + 1
+                if part == "partNumber=4" and not down_until[0]:
+                    down_until[0] = time.monotonic() + 8  # the link goes for 8 s
+                    return "drop"
+            return "pass"
+
+    proxy = proxies(s3_server.endpoint, rule)
+    prefix = f"resumed-{setup.home.name}/"
+    p = video_to_s3(setup, s3_server, proxy, prefix, mb=30).start()
+    try:
+        p.wait_protected(1, timeout=120)
+    finally:
+        p.stop()
+    assert (1, 1) == (sent["partNumber=1"], sent["partNumber=2"]), sent  # never sent again
+    assert 1 == len(p.events("upload_part_retried"))
+    [resumed] = p.events("upload_resumed")
+    assert resumed["parts_kept"] >= 2  # (the third was on the wire beside the fourth)
+    assert [] == uploads_left(s3_server, prefix)
+    restored_whole_once_cut(setup, p, [False])
