@@ -408,6 +408,9 @@ def _parts_there(w: S3Writer) -> dict[int, tuple[int, str, str]]:
     try:
         pages = w.again(listing)
     except TargetUnavailable as exc:
+        # The link gone again as the question was asked (it flaps): the upload stays
+        # kept for the next try, never aborted with the parts the server took.
+        w.resumable |= passing(exc.__cause__)
         if error_code(exc.__cause__) != "NoSuchUpload":
             raise
         w.upload_id, w.upload_key, w.temp_key = None, w.key, f"{UPLOAD}{w.tmp}:{w.key}"

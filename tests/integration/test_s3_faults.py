@@ -649,3 +649,47 @@ def test_a_link_down_longer_than_part_retry_keeps_the_parts_the_server_took(
     assert resumed["parts_kept"] >= 2  # (the third was on the wire beside the fourth)
     assert [] == uploads_left(s3_server, prefix)
     restored_whole_once_cut(setup, p, [False])
+
+
+def test_a_link_that_drops_again_as_the_upload_resumes_keeps_the_parts_the_server_took(
+    setup: Setup, s3_server: S3Server, proxies: Proxies
+) -> None:
+    """The uplink goes for 8 s in the middle of a large video's upload (longer than
+    `part_retry`), comes back, and goes again for 8 s just as the next try asks the
+    server which parts it holds (a link that flaps).  That try fails too, and the one
+    after it still sends only the parts the server did not take (the question cut made
+    the try abort the upload: its parts were thrown away and the video began again at
+    byte 0)."""
+    lock = threading.Lock()
+    down_until, sent, listed = [0.0], dict[str, int](), [0]
+
+    def rule(method: str, path: str, query: str) -> str:
+        with lock:
+            if time.monotonic() < down_until[0]:
+                return "drop"
+            part = next((f for f in query.split("&") if f.startswith("partNumber=")), "")
+            if part:
+                sent[part] = sent.get(part, 0) + 1
+                if part == "partNumber=4" and not down_until[0]:
+                    down_until[0] = time.monotonic() + 8  # the link goes for 8 s
+                    return "drop"
+            elif method == "GET" and "uploadId=" in query:  # ListParts: the resumed try
+                listed[0] += 1
+                if listed[0] == 1:
+                    down_until[0] = time.monotonic() + 8  # and goes again as it asks
+                    return "drop"
+            return "pass"
+
+    proxy = proxies(s3_server.endpoint, rule)
+    prefix = f"flaps-{setup.home.name}/"
+    p = video_to_s3(setup, s3_server, proxy, prefix, mb=30).start()
+    try:
+        p.wait_protected(1, timeout=120)
+    finally:
+        p.stop()
+    assert listed[0] >= 2, listed  # the question was cut, and asked again at the next try
+    assert (1, 1) == (sent["partNumber=1"], sent["partNumber=2"]), sent  # never sent again
+    [resumed] = p.events("upload_resumed")
+    assert resumed["parts_kept"] >= 2
+    assert [] == uploads_left(s3_server, prefix)
+    restored_whole_once_cut(setup, p, [False])
