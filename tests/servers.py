@@ -305,7 +305,9 @@ class FaultProxy:
     "whole" (a GET is answered with the whole object as last seen whole, a 200, whatever
     its Range asked: as by a caching proxy that ignores ranges); "hold" (the request is
     taken and never answered, its connection held open until the proxy stops: a NAS or
-    a router that vanished mid-transfer, which no error ever comes from).  With
+    a router that vanished mid-transfer, which no error ever comes from); ("refuse",
+    status, code[, message]) (the request answered with that S3 error, never reaching the server:
+    a server or a key that does not allow it).  With
     ``honours``, the folder the server serves, a PUT with ``If-None-Match: *`` over an
     object there is refused (412 PreconditionFailed) before it reaches the server, as
     AWS S3 and MinIO refuse it (`rclone serve s3` ignores the header).  With ``rate``,
@@ -335,11 +337,12 @@ class FaultProxy:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
 
-            def _refuse(self) -> None:
-                body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>PreconditionFailed'
-                        b"</Code><Message>At least one of the pre-conditions you specified did"
-                        b" not hold</Message></Error>")  # fmt: skip
-                self.send_response_only(412)
+            def _refuse(self, status: int = 412, code: str = "PreconditionFailed",
+                        message: str = "At least one of the pre-conditions you specified "
+                        "did not hold") -> None:  # fmt: skip
+                body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+                        f"<Message>{message}</Message></Error>").encode()  # fmt: skip
+                self.send_response_only(status)
                 self.send_header("Content-Type", "application/xml")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -362,6 +365,8 @@ class FaultProxy:
                 action = proxy.rule(self.command, urllib.parse.unquote(u.path), u.query)
                 if action == "drop":
                     return self._cut()
+                if isinstance(action, tuple) and action[0] == "refuse":
+                    return self._refuse(*action[1:])
                 if action == "hold":
                     proxy.held += 1
                     proxy.released.wait()

@@ -395,7 +395,8 @@ class S3Writer:
 def _parts_there(w: S3Writer) -> dict[int, tuple[int, str, str]]:
     """The parts the server holds of the upload ``w`` resumes (ListParts): (size, MD5,
     ETag) by number.  An upload the server no longer has (aborted, expired) has none,
-    and ``w`` starts a new one."""
+    and ``w`` starts a new one; one whose parts the server will not list has none
+    known, and each is sent again."""
     t = w.t
 
     def listing() -> list[Any]:
@@ -411,8 +412,12 @@ def _parts_there(w: S3Writer) -> dict[int, tuple[int, str, str]]:
         # The link gone again as the question was asked (it flaps): the upload stays
         # kept for the next try, never aborted with the parts the server took.
         w.resumable |= passing(exc.__cause__)
-        if error_code(exc.__cause__) != "NoSuchUpload":
+        if w.resumable:
             raise
+        if error_code(exc.__cause__) != "NoSuchUpload":
+            # A key whose policy does not allow ListParts, a server without it: every
+            # part is sent again, into the same upload (each replaces the one there).
+            return {}
         w.upload_id, w.upload_key, w.temp_key = None, w.key, f"{UPLOAD}{w.tmp}:{w.key}"
         return {}
     parts = {int(p["PartNumber"]): (int(p["Size"]), str(p["ETag"]).strip('"'), str(p["ETag"]))

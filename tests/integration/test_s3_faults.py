@@ -693,3 +693,42 @@ def test_a_link_that_drops_again_as_the_upload_resumes_keeps_the_parts_the_serve
     assert resumed["parts_kept"] >= 2
     assert [] == uploads_left(s3_server, prefix)
     restored_whole_once_cut(setup, p, [False])
+
+
+def test_a_key_refused_listparts_still_resumes_the_upload_without_a_failure(
+    setup: Setup, s3_server: S3Server, proxies: Proxies
+) -> None:
+    """The uplink goes for 8 s in the middle of a large video's upload, with access
+    keys whose policy does not allow ListParts (`s3:ListMultipartUploadParts`, left out
+    of many a least-privilege policy; some S3 servers do not implement it).  The next
+    try sends every part again into the upload kept, and the video lands at that try:
+    no failure tells the user to check the access key, and no upload is left open (the
+    refusal failed the try, "check the access key, the secret and their expiry", and
+    made the target unavailable until a later try began again)."""
+    lock = threading.Lock()
+    down_until, asked = [0.0], [0]
+
+    def rule(method: str, path: str, query: str) -> object:
+        with lock:
+            if time.monotonic() < down_until[0]:
+                return "drop"
+            if "partNumber=4" in query and not down_until[0]:
+                down_until[0] = time.monotonic() + 8  # the link goes for 8 s
+                return "drop"
+            if method == "GET" and "uploadId=" in query and "partNumber=" not in query:
+                asked[0] += 1
+                return ("refuse", 403, "AccessDenied", "Access Denied")
+            return "pass"
+
+    proxy = proxies(s3_server.endpoint, rule)
+    prefix = f"nolist-{setup.home.name}/"
+    p = video_to_s3(setup, s3_server, proxy, prefix, mb=30).start()
+    try:
+        p.wait_protected(1, timeout=120)
+    finally:
+        p.stop()
+    assert asked[0] >= 1, "the next try never asked which parts the server held"
+    failed = [e["error"] for e in p.events("replica_failed")]
+    assert 1 == len(failed) and "access key" not in failed[0], failed  # the cut alone
+    assert [] == uploads_left(s3_server, prefix)
+    restored_whole_once_cut(setup, p, [False])
