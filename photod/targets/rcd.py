@@ -23,6 +23,7 @@ from typing import BinaryIO
 import psutil
 
 from photod.errors import PhotodError, TargetUnavailable
+from photod.targets.stopcut import cut_at_stop
 
 
 def rclone_binary() -> str:
@@ -61,7 +62,6 @@ RCD_PREFIX = "photod-rclone-"
 LOG_MAX, LOG_KEPT = 1024 * 1024, 64 * 1024
 NOOP_WAIT = 5.0  # seconds rcd has to answer rc/noop before it is taken for hung
 HUNG = "rclone rcd stopped answering (hung); it is started again"
-STOP_GRACE = 5.0  # seconds requests in flight have to end once photod stops
 OWNER = "owner.json"  # in each rcd's folder: which photod process started which rcd
 # The date and time rclone begins each line of its log with ("2026/12/05 11:21:28 ").
 STAMP = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)? ", re.MULTILINE)
@@ -231,22 +231,9 @@ class Rcd:
         return UnixHTTP(self.socket_path, self.timeout * 4, self.live)
 
     def cut_when(self, stop: threading.Event) -> None:
-        """Once ``stop`` is set (photod stops), the requests still in flight after
-        ``STOP_GRACE`` are cut: a hung remote's answer (a NAS that stopped answering
-        mid-upload) is not waited for, each up to its timeout (a stop took minutes,
-        past systemd's 30 s).  A copy cut so is rolled back as any copy in flight at a
-        stop; requests made after the cut (the last lists, the snapshot) go as usual."""
-
-        def watch() -> None:
-            stop.wait()
-            deadline = time.monotonic() + STOP_GRACE
-            while self.live and time.monotonic() < deadline:
-                time.sleep(0.1)
-            for conn in list(self.live):
-                with contextlib.suppress(OSError, AttributeError):
-                    conn.sock.shutdown(socket.SHUT_RDWR)
-
-        threading.Thread(target=watch, name=f"rclone-stop-{self.name}", daemon=True).start()
+        """Once ``stop`` is set (photod stops), the requests to rcd still in flight are
+        cut (``stopcut``): a hung remote's answer is not waited for."""
+        cut_at_stop(stop, lambda: list(self.live), f"rclone-stop-{self.name}")
 
     def _trim_log(self) -> None:
         """rcd's log cut to its last ``LOG_KEPT`` bytes once past ``LOG_MAX``."""

@@ -3,10 +3,7 @@ read once per process instead of at every client, and its errors as photod's."""
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -40,7 +37,7 @@ from photod.errors import (
     TargetUnavailable,
 )
 from photod.policy import plural
-from photod.targets.rcd import STOP_GRACE
+from photod.targets.stopcut import cut_at_stop
 
 THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
              "TooManyRequests", "ServiceUnavailable"}  # fmt: skip
@@ -179,19 +176,11 @@ class Cut:
         cut (as an rclone target's, ``Rcd.cut_when``); requests made after the cut (the
         last lists, the snapshot) go as usual."""
         self.stop = stop
+        cut_at_stop(stop, self._lent, "s3-stop")
 
-        def watch() -> None:
-            stop.wait()
-            deadline = time.monotonic() + STOP_GRACE
-            while self.live and time.monotonic() < deadline:
-                time.sleep(0.1)
-            with self.lock:
-                conns = list(self.live)
-            for conn in conns:
-                with contextlib.suppress(OSError, AttributeError):
-                    conn.sock.shutdown(socket.SHUT_RDWR)
-
-        threading.Thread(target=watch, name="s3-stop", daemon=True).start()
+    def _lent(self) -> list[Any]:
+        with self.lock:
+            return list(self.live)
 
 
 def mapped(exc: Exception, name: str, bucket: str, where: str, endpoint: str | None) -> PhotodError:
