@@ -147,17 +147,27 @@ def small_drive(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+def blank_drive(
+    tmp_path: Path, kind: str, tools: tuple[str, ...], packages: str
+) -> tuple[Path, Path]:
+    """A 64 MiB image file for a drive of ``kind`` and the folder to mount it at
+    (``media/KIND``); fails, naming the packages, where a tool to make it is missing."""
+    for tool in tools:
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: apt-get install {packages} (CI does)")
+    image, mnt = tmp_path / f"{kind}.img", tmp_path / "media" / kind.upper()
+    mnt.mkdir(parents=True)
+    with open(image, "wb") as f:
+        f.truncate(64 * 1024 * 1024)
+    return image, mnt
+
+
 @pytest.fixture
 def exfat_drive(tmp_path: Path) -> Iterator[Path]:
     """A real exFAT filesystem (no hard links, no ':' in names), as on most USB drives:
     a loop device with exfat-fuse."""
-    for tool in ("mkfs.exfat", "mount.exfat-fuse", "losetup"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} not found: apt-get install exfatprogs exfat-fuse (CI does)")
-    image, mnt = tmp_path / "exfat.img", tmp_path / "media" / "EXFAT"
-    mnt.mkdir(parents=True)
-    with open(image, "wb") as f:
-        f.truncate(64 * 1024 * 1024)
+    image, mnt = blank_drive(tmp_path, "exfat", ("mkfs.exfat", "mount.exfat-fuse", "losetup"),
+                             "exfatprogs exfat-fuse")  # fmt: skip
     subprocess.run(["mkfs.exfat", str(image)], check=True, capture_output=True)
     loop = subprocess.run(
         ["losetup", "-f", "--show", str(image)], check=True, capture_output=True, text=True
@@ -175,13 +185,7 @@ def windows_drive(tmp_path: Path) -> Iterator[Path]:
     """A real NTFS filesystem that refuses what Windows refuses (ntfs-3g's
     ``windows_names``: a device name such as CON.jpg, a name ending in a dot or a
     space), as a drive formatted on Windows and used from there would."""
-    for tool in ("mkntfs", "ntfs-3g"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} not found: apt-get install ntfs-3g (CI does)")
-    image, mnt = tmp_path / "ntfs.img", tmp_path / "media" / "NTFS"
-    mnt.mkdir(parents=True)
-    with open(image, "wb") as f:
-        f.truncate(64 * 1024 * 1024)
+    image, mnt = blank_drive(tmp_path, "ntfs", ("mkntfs", "ntfs-3g"), "ntfs-3g")
     subprocess.run(["mkntfs", "-F", "-q", "-f", str(image)], check=True, capture_output=True)
     subprocess.run(["ntfs-3g", "-o", "windows_names", str(image), str(mnt)], check=True,
                    capture_output=True)  # fmt: skip

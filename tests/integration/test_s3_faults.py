@@ -71,6 +71,16 @@ def protected_by_the_next_run(p: Photod, server: S3Server, prefix: str,
     assert list(left) == uploads_left(server, prefix)
 
 
+def stops_in_systemds_time(p: Photod) -> None:
+    """SIGTERM: the daemon ends cleanly, well within systemd's 30 s."""
+    assert p.proc is not None
+    asked = time.monotonic()
+    p.proc.send_signal(signal.SIGTERM)
+    rc = p.proc.wait(60)
+    took = time.monotonic() - asked
+    assert (0, True) == (rc, took < 15), took
+
+
 def uploads_left(server: S3Server, prefix: str) -> list[str]:
     """The ids of the multipart uploads the server keeps open under ``prefix``: each
     one's parts are stored (and billed) until it is completed or aborted."""
@@ -302,11 +312,7 @@ def test_a_stop_mid_upload_over_a_slow_link_is_prompt(
     try:
         assert started.wait(60), "the upload never started"
         time.sleep(3)  # its first two parts on the wire
-        asked = time.monotonic()
-        p.proc.send_signal(signal.SIGTERM)
-        rc = p.proc.wait(60)
-        took = time.monotonic() - asked
-        assert (0, True) == (rc, took < 15), took
+        stops_in_systemds_time(p)
     finally:
         p.stop()
     assert [] == uploads_left(s3_server, prefix)
@@ -600,15 +606,52 @@ def test_a_stop_while_a_scrub_reads_over_a_dead_link_is_prompt(
         assert 0 == p.cli("verify", "--all").returncode
         assert silent.wait(60), "the scrub never read the video"
         time.sleep(1)  # the read waits on the dead link
-        asked = time.monotonic()
-        p.proc.send_signal(signal.SIGTERM)
-        rc = p.proc.wait(60)
-        took = time.monotonic() - asked
-        assert (0, True) == (rc, took < 15), took
+        stops_in_systemds_time(p)
     finally:
         p.stop()
     [interrupted] = p.events("scrub_interrupted")
     assert "cloud" == interrupted["target"]
+
+
+class LinkGoneAtPart4:
+    """A home uplink that goes for 8 s as the fourth part of a video's upload leaves
+    (longer than the `part_retry` of ``video_to_s3``), once; counts each part sent.
+    ``also(link, method, query)`` may answer the other requests (and ``go()`` again)."""
+
+    def __init__(self, also: Callable[[LinkGoneAtPart4, str, str], object] | None = None) -> None:
+        self.lock = threading.Lock()
+        self.down_until = 0.0
+        self.sent: dict[str, int] = {}
+        self.also = also
+
+    def go(self) -> str:
+        self.down_until = time.monotonic() + 8
+        return "drop"
+
+    def __call__(self, method: str, path: str, query: str) -> object:
+        with self.lock:
+            if time.monotonic() < self.down_until:
+                return "drop"
+            part = next((f for f in query.split("&") if f.startswith("partNumber=")), "")
+            if part:
+                self.sent[part] = self.sent.get(part, 0) + 1
+                return self.go() if part == "partNumber=4" and not self.down_until else "pass"
+            return (self.also and self.also(self, method, query)) or "pass"
+
+
+def video_up_through(
+    setup: Setup, s3_server: S3Server, proxies: Proxies, link: LinkGoneAtPart4, name: str
+) -> tuple[Photod, str]:
+    """A 30 MB video (6 parts) sent through ``link`` until it is protected: the daemon
+    stopped, and the prefix it went to."""
+    proxy = proxies(s3_server.endpoint, link)
+    prefix = f"{name}-{setup.home.name}/"
+    p = video_to_s3(setup, s3_server, proxy, prefix, mb=30).start()
+    try:
+        p.wait_protected(1, timeout=120)
+    finally:
+        p.stop()
+    return p, prefix
 
 
 def test_a_link_down_longer_than_part_retry_keeps_the_parts_the_server_took(
@@ -616,34 +659,14 @@ def test_a_link_down_longer_than_part_retry_keeps_the_parts_the_server_took(
 ) -> None:
     """A home uplink that goes away for longer than `part_retry` in the middle of a
     large video's upload (scaled: a 30 MB video in 5 MiB parts, the link gone for 8 s
-    at the third part, `part_retry` 1 s): the part sent again says so once, the upload
+    at the fourth part, `part_retry` 1 s): the part sent again says so once, the upload
     fails, and when the target is back the next try asks the server which parts it
     holds and sends only the rest (it aborted the upload and began again at byte 0: over
     a link that drops for minutes, a long video never landed).  The video comes back
     whole, and no upload is left open."""
-    lock = threading.Lock()
-    down_until, sent = [0.0], dict[str, int]()
-
-    def rule(method: str, path: str, query: str) -> str:
-        with lock:
-            if time.monotonic() < down_until[0]:
-                return "drop"
-            part = next((f for f in query.split("&") if f.startswith("partNumber=")), "")
-            if part:
-                sent[part] = sent.get(part, 0) + 1
-                if part == "partNumber=4" and not down_until[0]:
-                    down_until[0] = time.monotonic() + 8  # the link goes for 8 s
-                    return "drop"
-            return "pass"
-
-    proxy = proxies(s3_server.endpoint, rule)
-    prefix = f"resumed-{setup.home.name}/"
-    p = video_to_s3(setup, s3_server, proxy, prefix, mb=30).start()
-    try:
-        p.wait_protected(1, timeout=120)
-    finally:
-        p.stop()
-    assert (1, 1) == (sent["partNumber=1"], sent["partNumber=2"]), sent  # never sent again
+    link = LinkGoneAtPart4()
+    p, prefix = video_up_through(setup, s3_server, proxies, link, "resumed")
+    assert (1, 1) == (link.sent["partNumber=1"], link.sent["partNumber=2"]), link.sent
     assert 1 == len(p.events("upload_part_retried"))
     [resumed] = p.events("upload_resumed")
     assert resumed["parts_kept"] >= 2  # (the third was on the wire beside the fourth)
@@ -660,35 +683,18 @@ def test_a_link_that_drops_again_as_the_upload_resumes_keeps_the_parts_the_serve
     after it still sends only the parts the server did not take (the question cut made
     the try abort the upload: its parts were thrown away and the video began again at
     byte 0)."""
-    lock = threading.Lock()
-    down_until, sent, listed = [0.0], dict[str, int](), [0]
+    listed = [0]
 
-    def rule(method: str, path: str, query: str) -> str:
-        with lock:
-            if time.monotonic() < down_until[0]:
-                return "drop"
-            part = next((f for f in query.split("&") if f.startswith("partNumber=")), "")
-            if part:
-                sent[part] = sent.get(part, 0) + 1
-                if part == "partNumber=4" and not down_until[0]:
-                    down_until[0] = time.monotonic() + 8  # the link goes for 8 s
-                    return "drop"
-            elif method == "GET" and "uploadId=" in query:  # ListParts: the resumed try
-                listed[0] += 1
-                if listed[0] == 1:
-                    down_until[0] = time.monotonic() + 8  # and goes again as it asks
-                    return "drop"
-            return "pass"
+    def list_parts(link: LinkGoneAtPart4, method: str, query: str) -> object:
+        if method == "GET" and "uploadId=" in query:  # ListParts: the resumed try
+            listed[0] += 1
+            return link.go() if listed[0] == 1 else None  # the link goes again as it asks
+        return None
 
-    proxy = proxies(s3_server.endpoint, rule)
-    prefix = f"flaps-{setup.home.name}/"
-    p = video_to_s3(setup, s3_server, proxy, prefix, mb=30).start()
-    try:
-        p.wait_protected(1, timeout=120)
-    finally:
-        p.stop()
+    link = LinkGoneAtPart4(list_parts)
+    p, prefix = video_up_through(setup, s3_server, proxies, link, "flaps")
     assert listed[0] >= 2, listed  # the question was cut, and asked again at the next try
-    assert (1, 1) == (sent["partNumber=1"], sent["partNumber=2"]), sent  # never sent again
+    assert (1, 1) == (link.sent["partNumber=1"], link.sent["partNumber=2"]), link.sent
     [resumed] = p.events("upload_resumed")
     assert resumed["parts_kept"] >= 2
     assert [] == uploads_left(s3_server, prefix)
@@ -705,28 +711,15 @@ def test_a_key_refused_listparts_still_resumes_the_upload_without_a_failure(
     no failure tells the user to check the access key, and no upload is left open (the
     refusal failed the try, "check the access key, the secret and their expiry", and
     made the target unavailable until a later try began again)."""
-    lock = threading.Lock()
-    down_until, asked = [0.0], [0]
+    asked = [0]
 
-    def rule(method: str, path: str, query: str) -> object:
-        with lock:
-            if time.monotonic() < down_until[0]:
-                return "drop"
-            if "partNumber=4" in query and not down_until[0]:
-                down_until[0] = time.monotonic() + 8  # the link goes for 8 s
-                return "drop"
-            if method == "GET" and "uploadId=" in query and "partNumber=" not in query:
-                asked[0] += 1
-                return ("refuse", 403, "AccessDenied", "Access Denied")
-            return "pass"
+    def refused(link: LinkGoneAtPart4, method: str, query: str) -> object:
+        if method == "GET" and "uploadId=" in query:  # ListParts
+            asked[0] += 1
+            return ("refuse", 403, "AccessDenied", "Access Denied")
+        return None
 
-    proxy = proxies(s3_server.endpoint, rule)
-    prefix = f"nolist-{setup.home.name}/"
-    p = video_to_s3(setup, s3_server, proxy, prefix, mb=30).start()
-    try:
-        p.wait_protected(1, timeout=120)
-    finally:
-        p.stop()
+    p, prefix = video_up_through(setup, s3_server, proxies, LinkGoneAtPart4(refused), "nolist")
     assert asked[0] >= 1, "the next try never asked which parts the server held"
     failed = [e["error"] for e in p.events("replica_failed")]
     assert 1 == len(failed) and "access key" not in failed[0], failed  # the cut alone
