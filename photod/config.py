@@ -937,6 +937,7 @@ def parse(text: str, path: Path, cached: bool = False) -> Config:
     (``configcache``), and is kept there when it is not; all that follows it (paths
     resolved, the checks across keys) runs every time."""
     path = path.absolute()
+    _text_path(path)
     where = str(path)
     try:
         data = tomllib.loads(text)
@@ -958,7 +959,9 @@ def parse(text: str, path: Path, cached: bool = False) -> Config:
         cfg = _resolved(cfg, path)
     except ConfigError as exc:
         raise ConfigError([f"{where}: {p}" for p in exc.problems]) from None
-    problems = _cross_checks(cfg)
+    problems = [f"daemon.{k}: (default) {paths.not_text(v)}" for k, v in
+                (("state_dir", cfg.state_dir), ("log_dir", cfg.log_dir)) if not paths.is_text(v)]  # fmt: skip
+    problems += _cross_checks(cfg)
     if problems:
         raise ConfigError([f"{where}: {p}" for p in problems])
     if folder is not None and key and checked is not kept and folder == cfg.state_dir:
@@ -1032,8 +1035,16 @@ def last_good(path: Path) -> Config | None:
             return None
 
 
+def _text_path(path: Path) -> None:
+    """The config file's own path is UTF-8 text: the paths in it may be relative to
+    its folder, and every message names it."""
+    if not paths.is_text(path):
+        raise ConfigError([f"the config file's path {paths.not_text(path)}"])
+
+
 def load(path: Path, cached: bool = False) -> Config:
     path = path.expanduser().absolute()
+    _text_path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError as exc:

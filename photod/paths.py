@@ -65,7 +65,27 @@ def resolve(path: Path, base: Path, key: str = "") -> Path:
             [f"{key}: is {str(path)!r}, whose {user!r} names no user of this computer; "
              "allowed: an absolute path, '~/…', or a path relative to the config"]
         ) from None  # fmt: skip
-    return path if path.is_absolute() else (base / path)
+    path = path if path.is_absolute() else (base / path)
+    if not is_text(path):
+        raise ConfigError([f"{key}: {not_text(path)}"])
+    return path
+
+
+def is_text(path: Path) -> bool:
+    """Whether the path is UTF-8 text, as the catalog, the logs and every message keep
+    a path: a name in another encoding (byte 0xff) is not."""
+    try:
+        str(path).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def not_text(path: Path) -> str:
+    """Why a path that is no UTF-8 text is refused, the path shown with its bytes."""
+    shown = os.fsencode(path).decode(errors="backslashreplace")
+    return (f"is '{shown}', whose name holds bytes that are not UTF-8 (a folder named in "
+            "another encoding); allowed: a path in UTF-8 (rename the folder, `convmv` can)")  # fmt: skip
 
 
 # `state_dir = "…"` or `= '…'` on its own line (escapes are left to the TOML parser).

@@ -123,7 +123,7 @@ class Kept:
             return  # the full check says what is wrong
         self.folder = paths.state_dir_hint(self.text, self.path.parent)
         seen = "\0".join([str(self.path), *(f"{v}={os.environ.get(v, '')}" for v in ENVIRONMENT)])
-        self.key = configcache.key(f"{seen}\0{self.text}".encode(), CODE)
+        self.key = configcache.key(f"{seen}\0{self.text}".encode(errors="surrogateescape"), CODE)
         if self.folder is not None and self.key:
             kept = configcache.read(self.folder, self.key, _CLASSES, NAME)
             self.settings = kept if isinstance(kept, StatusSettings) else None
