@@ -22,7 +22,15 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from photod import configcache, durable, paths, policy, schedules
 from photod.errors import ConfigError, PhotodError
@@ -300,12 +308,23 @@ class S3Target(_RemoteTarget):
         )  # fmt: skip
 
 
+def _one_line(value: str) -> str:
+    """An rclone.conf value is one line: a line break in one (a key file's path, a
+    service account's JSON pasted as it came) wrote lines of its own into photod's
+    rclone.conf, keys and sections that nobody set."""
+    if any(ch < " " and ch != "\t" for ch in value):
+        raise ValueError("holds a line break or control character (not shown: it may be a "
+                         "secret), which a value in rclone.conf cannot hold; allowed: one "
+                         "line (JSON too goes on one line)")  # fmt: skip
+    return value
+
+
 class RcloneTarget(_RemoteTarget):
     type: Literal["rclone"]
     remote: Annotated[str, Field(pattern=REMOTE_PATTERN)]  # "name:path" of an rclone remote
     # The remote's settings inline ({type = "sftp", host = ...}) instead of in the
     # user's rclone.conf; photod writes them to a private rclone.conf of its own.
-    rclone_config: dict[str, str] | None = None
+    rclone_config: dict[str, Annotated[str, AfterValidator(_one_line)]] | None = None
     config_file: Path | None = None  # an rclone.conf other than rclone's default
 
     @property

@@ -192,6 +192,14 @@ BAD = [
         "targets[1].remote",
         "an rclone remote 'name:path'",
     ),
+    (  # a service account's JSON pasted as it came: its lines went into rclone.conf
+        BASE + targets("x") + '[[targets]]\nname = "g"\ntype = "rclone"\nremote = "gd:photos"\n'
+        'rclone_config = { type = "drive", service_account_credentials = '
+        '"{\\n  \\"type\\": \\"service_account\\"\\n}\\n[evil]" }\n',
+        "targets[1].rclone_config.service_account_credentials",
+        "holds a line break or control character (not shown: it may be a secret), which a "
+        "value in rclone.conf cannot hold; allowed: one line",
+    ),
     (
         BASE + targets('x|window = "1am-6am"\n'),
         "targets[0].window",
