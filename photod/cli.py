@@ -455,7 +455,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_keygen(args: argparse.Namespace) -> int:
     from photod.targets.crypt import keygen
 
-    out = Path(args.output).expanduser()
+    out = Path(args.output).expanduser().absolute()  # (the config reads its paths from its folder)
     try:
         out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         recipient = keygen(out)
@@ -470,7 +470,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     print(
         "\nWARNING: without this file, encrypted copies can never be read again, by you or\n"
         "anyone.  Keep a copy offline now: print it, or store it in a password manager.\n"
-        f'To use it, add to photod.toml:\n\n[encryption]\nidentity = "{out}"\n',
+        f"To use it, add to photod.toml:\n\n[encryption]\nidentity = {json.dumps(str(out), ensure_ascii=False)}\n",
     )
     return 0
 

@@ -6,6 +6,8 @@ running daemon, and `photod drill` through the daemon."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -135,6 +137,30 @@ def test_files_that_cannot_be_made_exit_73(setup: Setup, samples: Path) -> None:
     assert 0 == p.cli("keygen", "--output", str(key)).returncode
     again = p.cli("keygen", "--output", str(key))
     assert 73 == again.returncode and "never overwrites a key" in again.stderr
+
+
+def test_the_encryption_table_keygen_prints_names_the_key_it_wrote(
+    setup: Setup, samples: Path
+) -> None:
+    """`photod keygen --output 'my "keys"\\new/photod.key'`, typed in a folder that is
+    not the config's: the [encryption] table it prints, pasted into the config as it
+    is, opens that key and the backup runs (the path was printed as typed: read from
+    the config's folder, and inside a TOML string, where '"' ended it and '\\n' was a
+    line break: a key never found, or a config that did not load)."""
+    work = setup.home / "shell here"
+    work.mkdir()
+    wrote = subprocess.run([sys.executable, "-m", "photod", "keygen", "--output",
+                            'my "keys"\\new/photod.key'], cwd=work, capture_output=True,
+                           text=True, timeout=60)  # fmt: skip
+    assert 0 == wrote.returncode, wrote.stderr
+    table = wrote.stdout[wrote.stdout.index("[encryption]") :]
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib), "encrypt": True}], extra=f"\n{table}")
+    _two(setup, samples)
+    run = p.cli("run", "--once")
+    assert 0 == run.returncode, run.stdout + run.stderr
+    assert "protected" in run.stdout
+    assert (work / 'my "keys"\\new' / "photod.key").is_file()
 
 
 def test_beside_the_daemon_each_command_says_what_to_do(setup: Setup, samples: Path) -> None:
