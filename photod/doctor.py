@@ -32,6 +32,7 @@ from photod.errors import (
 from photod.fleet import TargetState, build_targets, refuse_twin
 from photod.logs import LOG_NAME
 from photod.mounts import NETWORK_FS, mount_of
+from photod.paths import other_form
 from photod.policy import plural, size
 from photod.statelock import running_pid
 from photod.targets.base import Identity, Target
@@ -261,7 +262,7 @@ def _unavailable(t: TargetConfig, media: str, first_use: bool, reason: str) -> F
     if isinstance(t, LocalTarget) and not t.path.is_dir():
         missing = missing_folder(t.path, first_use)
         if missing.blocked:
-            return Finding("fail", what, missing.reason, missing.fix)
+            return Finding("fail", what, missing.found, missing.fix)
         drive = media != "internal" and (on_system_disk(t.path) or in_memory(t.path))
         if t.creates_root and first_use and not drive:
             parent = next(p for p in t.path.parents if p.exists())
@@ -290,8 +291,8 @@ def _folders(cfg: Config) -> list[Finding]:
             continue
         what = f"folder {source.name}"
         if not source.path.is_dir():
-            out.append(Finding("warn", what, f"{source.path} does not exist",
-                               "create it, or mount the drive it is on"))  # fmt: skip
+            out.append(Finding("warn", what, f"{source.path} does not exist", other_form(
+                source.path) or "create it, or mount the drive it is on"))  # fmt: skip
             continue
         if not os.access(source.path, os.R_OK | os.X_OK):
             out.append(Finding("fail", what, f"{source.path} is not readable",

@@ -14,6 +14,7 @@ from photod import failpoints, policy
 from photod.logs import listeners, log
 from photod.models import PolicyRule
 from photod.mounts import present
+from photod.paths import other_form
 from photod.pipeline import Pipeline
 
 _n = policy.plural  # '1 copy', '2 copies'
@@ -87,7 +88,8 @@ class Summary:
                 for need in verdict.missing:
                     self.needs[need] += count
         self.lost = len(catalog.lost())
-        self.missing = [f"'{s.name}' ({s.path})" for s in cfg.folders if not present(s.path)]
+        self.missing = ["; ".join(filter(None, (f"'{s.name}' ({s.path}", other_form(s.path)))) + ")"
+                        for s in cfg.folders if not present(s.path)]  # fmt: skip
         for name, state in pipeline.targets.items():
             why = "" if state.available else state.reason
             self.down[name] = why or state.paused()

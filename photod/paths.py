@@ -119,3 +119,35 @@ def unchecked_state_dir(data: dict[str, Any], base: Path) -> Path | None:
         return resolve(Path(named), base) if isinstance(named, str) else default_state_dir()
     except (RuntimeError, ConfigError):  # '~nobody/state': no cache, checked without one
         return None
+
+
+def other_form(path: Path) -> str:
+    """When a folder that is not there is there under the same name in another Unicode
+    form (a drive or share a Mac wrote: "Müller" with its "ü" as "u" and a combining
+    mark, where a config typed on Linux has the one character), what to write in the
+    config instead; '' otherwise.  Linux takes the two for different names: the folder
+    was said missing while `ls` showed it."""
+    import unicodedata  # only for a folder that is missing
+
+    at = Path(path.anchor)
+    for part in path.parts[1:]:
+        if os.path.lexists(at / part):
+            at = at / part
+            continue
+        if part.isascii():
+            return ""  # (ASCII has one form only)
+        want = unicodedata.normalize("NFC", part)
+        try:
+            found = [n for n in os.listdir(at) if unicodedata.normalize("NFC", n) == want]
+        except OSError:
+            return ""
+        if len(found) != 1:
+            return ""
+        at = at / found[0]
+    if at == path:
+        return ""
+    shown = "".join(ch if " " <= ch < "\x7f" and ch not in '"\\' else
+                    f"\\u{ord(ch):04X}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08X}"
+                    for ch in str(at))  # fmt: skip
+    return (f"its name is on disk in another Unicode form (as a Mac writes names): write "
+            f'the path in the config as it is there, "{shown}"')  # fmt: skip

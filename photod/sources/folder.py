@@ -29,6 +29,7 @@ from watchdog.observers.polling import PollingObserverVFS
 from photod.logs import log
 from photod.media import ignore_matcher
 from photod.mounts import NETWORK_FS, mount_of, present
+from photod.paths import other_form
 
 OnEvent = Callable[[str, Path, str], None]  # (source name, path, event kind)
 
@@ -113,11 +114,13 @@ class FolderWatcher:
     def start(self) -> bool:
         """Start watching; False (and an event) when the folder is not there yet."""
         if not present(self.root):
+            twin = other_form(self.root)  # (a Mac's name for it)
             log.warning(
                 "source_unavailable",
                 source=self.name,
                 path=str(self.root),
-                reason="folder does not exist; it is watched once it appears",
+                reason=f"folder does not exist; {twin}{'; ' if twin else ''}it is watched "
+                "once it appears",
             )
             return False
         _, fstype = mount_of(self.root)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from photod.mounts import mount_of
+from photod.paths import other_form
 
 
 class MissingFolder(NamedTuple):
@@ -58,6 +59,8 @@ def missing_folder(root: Path, first_use: bool = True) -> MissingFolder:
     there).  An empty mount point is on the system disk, where a folder made would
     fill the system disk: then the advice is to plug the drive in, never to create it."""
     existing = _deepest(root)
+    if existing != root and (twin := other_form(root)):
+        return MissingFolder(f"{root} does not exist", twin, blocked=True, advised=True)
     if existing == root or not existing.is_dir():
         what = "a file, not a folder" if existing.is_file() else "not a folder"
         fix = "move it away, or point the target's path at a folder"

@@ -5,15 +5,18 @@ running daemon, and `photod drill` through the daemon."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
+import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Photod, wait_for
+from tests.conftest import Photod, wait_for, write_config
 from tests.fakephone import FakeUsbmuxd, camera_roll
 from tests.integration.conftest import Setup
 from tests.integration.test_iphone import UDID_A, PhoneSetup
@@ -161,6 +164,44 @@ def test_the_encryption_table_keygen_prints_names_the_key_it_wrote(
     assert 0 == run.returncode, run.stdout + run.stderr
     assert "protected" in run.stdout
     assert (work / 'my "keys"\\new' / "photod.key").is_file()
+
+
+def test_a_folder_named_in_another_unicode_form_is_said_with_the_name_to_write(
+    setup: Setup, samples: Path
+) -> None:
+    """A watch folder and a drive's folder a Mac named ("Müller" decomposed: "u" and a
+    combining diaeresis), in a config typed with the one character "ü": Linux takes
+    them for other names.  `run --once`, `status` and `doctor` said both missing ("is
+    the drive mounted?") while `ls` showed them; now they say the name is there in
+    another Unicode form, and the path to write, which works as it is."""
+    decomposed = unicodedata.normalize("NFD", "Fotos Müller")
+    inbox, lib = setup.home / f"in {decomposed}", setup.home / f"lib {decomposed}"
+    inbox.mkdir()
+    lib.mkdir()
+    _two(setup, samples)
+    for f in setup.inbox.iterdir():
+        shutil.move(f, inbox / f.name)
+
+    def config(src: str, dst: str) -> Path:
+        return write_config(setup.home / "photod.toml", [{"name": "in", "type": "folder", "path": src}],
+                            [{"name": "lib", "type": "local", "path": dst, "media": "external"}],
+                            extra=f'[daemon]\nstate_dir = "{setup.home}/state"\n'
+                            f'log_dir = "{setup.home}/log"\n')  # fmt: skip
+
+    typed = unicodedata.normalize("NFC", "Fotos Müller")  # (one character "ü")
+    p = setup.factory(config(f"{setup.home}/in {typed}", f"{setup.home}/lib {typed}"))
+    said = p.cli("run", "--once").stdout + p.cli("status").stdout + p.cli("doctor").stdout
+    p.start()  # and the daemon's log
+    said += "".join(f'"{e["reason"]}"' for e in p.wait_event("source_unavailable"))
+    assert 0 == p.stop()
+    advised = re.findall(r'another Unicode form \(as a Mac writes names\): write the path in '
+                         r'the config as it is there, "([^"]*)"', said)  # fmt: skip
+    written = {tomllib.loads(f'p = "{a}"')["p"] for a in advised}
+    assert {str(inbox), str(lib)} == written, said
+    assert 5 == len(advised) and "Mu\\u0308ller" in said, said
+    p = setup.factory(config(str(inbox), str(lib)))
+    run = p.cli("run", "--once")
+    assert 0 == run.returncode and "protected" in run.stdout, run.stdout + run.stderr
 
 
 def test_beside_the_daemon_each_command_says_what_to_do(setup: Setup, samples: Path) -> None:
