@@ -980,6 +980,10 @@ def parse(text: str, path: Path, cached: bool = False) -> Config:
         raise ConfigError([f"{where}: {p}" for p in exc.problems]) from None
     problems = [f"daemon.{k}: (default) {paths.not_text(v)}" for k, v in
                 (("state_dir", cfg.state_dir), ("log_dir", cfg.log_dir)) if not paths.is_text(v)]  # fmt: skip
+    if not problems and (
+        deep := paths.state_dir_too_deep(cfg.state_dir, [s.name for s in cfg.iphones])
+    ):
+        problems.append(f"daemon.state_dir: {deep}")
     problems += _cross_checks(cfg)
     if problems:
         raise ConfigError([f"{where}: {p}" for p in problems])

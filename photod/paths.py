@@ -151,3 +151,25 @@ def other_form(path: Path) -> str:
                     for ch in str(at))  # fmt: skip
     return (f"its name is on disk in another Unicode form (as a Mac writes names): write "
             f'the path in the config as it is there, "{shown}"')  # fmt: skip
+
+
+# SQLite opens no database at a path over 504 bytes (its unix VFS's 512, less the
+# "-journal" it may add): "unable to open database file", which said nothing of a path.
+SQLITE_PATH_MAX = 504
+# The deepest databases photod opens under the state dir: the catalog's copy a snapshot
+# checks, and a phone's library copy (import/SOURCE/UDID/library-copy/Photos.sqlite).
+_SNAPSHOT_COPY = len("/photod-snapshot-12345678/catalog.sqlite")
+_PHONE_COPY = len("/import//" + "0" * 40 + "/library-copy/Photos.sqlite")
+
+
+def state_dir_too_deep(state_dir: Path, phones: list[str]) -> str:
+    """Why a state dir is too deep for the databases photod keeps in it ('' when it is
+    not): checked at the config's load, not found out at the first snapshot (a
+    traceback) or the catalog's open (said as a permission problem)."""
+    deepest = max([_SNAPSHOT_COPY, *(_PHONE_COPY + len(n) for n in phones)])
+    size = len(os.fsencode(state_dir))
+    if size + deepest <= SQLITE_PATH_MAX:
+        return ""
+    return (f"is {size} bytes long; allowed: at most {SQLITE_PATH_MAX - deepest} (SQLite "
+            f"opens no database deeper than {SQLITE_PATH_MAX} bytes, and photod keeps some "
+            f"{deepest} bytes below its state dir): a shorter path")  # fmt: skip

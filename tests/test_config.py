@@ -335,6 +335,11 @@ BAD = [
         "targets[1].egress_budget",
         "'10GiB/month'",
     ),
+    (  # the catalog opened, its first snapshot was a traceback (SQLite: 504 bytes at most)
+        BASE + targets("x") + f'[daemon]\nstate_dir = "{"/".join(["s" * 99] * 5)}"\n',
+        "daemon.state_dir",
+        "bytes long; allowed: at most 464 (SQLite opens no database deeper than 504 bytes",
+    ),
     ("[policy\n", "not valid TOML", "line 1"),
     (
         BASE + targets("x") + '[daemon]\nstate_dir = "~nosuchuser/photod"\n',
