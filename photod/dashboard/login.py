@@ -40,8 +40,10 @@ def open_in_browser(url: str) -> bool:
     import html
     import tempfile
     import webbrowser
+    from pathlib import Path
 
     fd, path = tempfile.mkstemp(prefix="photod-login-", suffix=".html")  # mode 600
     with os.fdopen(fd, "w") as f:
         f.write(f'<!doctype html><meta http-equiv="refresh" content="0;url={html.escape(url)}">')
-    return webbrowser.open(f"file://{path}")
+    # (encoded: a '#', '?' or '%' in the temporary folder's name sent the browser elsewhere)
+    return webbrowser.open(Path(path).as_uri())

@@ -431,6 +431,32 @@ def test_a_thumbnail_asked_while_the_catalog_is_damaged_is_no_error_page(setup: 
     assert "Traceback" not in p.output.read_text()
 
 
+def test_the_browser_is_given_the_login_page_in_a_temporary_folder_named_with_a_hash(
+    setup: Setup,
+) -> None:
+    """`photod dashboard` on a desktop writes a private page that forwards to the link,
+    in the temporary folder, and gives the browser its file:// address.  In a folder
+    named "tmp #1 ?%41" that address was the bare path: the browser was sent to
+    "tmp " (cut at '#') and showed no such file.  The "browser" here opens the address
+    it is given the way a browser does (urllib's file handler) and must find the link."""
+    tmp = setup.home / "tmp #1 ?%41"
+    tmp.mkdir()
+    given = setup.home / "given.txt"
+    browser = setup.home / "browser"
+    browser.write_text(f'#!/bin/sh\nprintf %s "$1" > "{given}"\n')
+    browser.chmod(0o755)
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}]).start()
+    p.wait_event("dashboard_started")
+    p.env |= {"TMPDIR": str(tmp), "DISPLAY": ":99", "BROWSER": f"{browser} %s"}
+    r = p.cli("dashboard")
+    assert 0 == r.returncode, r.stderr
+    link = r.stdout.split()[0]
+    import urllib.request
+
+    with urllib.request.urlopen(given.read_text()) as page:
+        assert f"url={link}" in page.read().decode()
+
+
 def test_the_dashboard_follows_a_reload(setup: Setup) -> None:
     """`[dashboard] enabled = false` and `photod reload`: the dashboard stops (its port
     answers nothing, `photod dashboard` says it is off); enabled again and reloaded, it
