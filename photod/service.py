@@ -142,15 +142,25 @@ def _quote(argv: list[str]) -> str:
 
 
 def unit_argv(argv: list[str]) -> list[str]:
-    """Real paths as a unit's ExecStart must hold them: each %, $ and \\ doubled
-    (systemd reads "%h" in a folder's name as the home folder, "%Z" fails the unit,
-    "$HOME" is a variable, and a backslash starts an escape).  A control character
+    """Real paths as a unit's ExecStart must hold them: each %, $ and \\ of an argument
+    doubled (systemd reads "%h" in a folder's name as the home folder, "%Z" fails the
+    unit, "$HOME" is a variable, and a backslash starts an escape); in the program's
+    own path only %, as systemd reads no variable there and runs no program whose path
+    holds a quote or a backslash (refused here, with why).  A control character
     cannot be written in a unit's line: refused."""
     for arg in argv:
         if any(ch < " " or ch == "\x7f" for ch in arg):
             raise PhotodError(f"{arg!r} holds a control character (a newline?), which a "
                               "systemd unit cannot hold: move or rename it")  # fmt: skip
-    return [arg.replace("\\", "\\\\").replace("%", "%%").replace("$", "$$") for arg in argv]
+    if any(ch in "'\"\\" for ch in argv[0]):  # (systemd refused the unit, said nowhere)
+        raise PhotodError(f"{argv[0]!r}: systemd runs no program whose path holds ', \" or "
+                          "\\: install photod in a folder without them (`pipx install`)")  # fmt: skip
+    # The program's own path is not read for $VARIABLES: "$$" stayed two.
+    program = argv[0].replace("%", "%%")
+    return [
+        program,
+        *(a.replace("\\", "\\\\").replace("%", "%%").replace("$", "$$") for a in argv[1:]),
+    ]
 
 
 def render_user_unit(argv: list[str]) -> str:

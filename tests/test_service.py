@@ -105,6 +105,27 @@ def test_a_config_path_with_a_percent_or_a_newline_makes_no_wrong_unit(
         service.unit_argv(["/opt/photod/bin/photod", "--config", "/a\nb.toml", "run"])
 
 
+def test_a_photod_installed_under_a_dollar_or_a_quote_makes_a_unit_that_runs_or_says_why(
+    tmp_path: Path,
+) -> None:
+    """photod's Python in a folder named "$5 tools" (a venv made there): ExecStart held
+    "$$5", which systemd does not read back as "$" in the program's own path (the unit
+    failed: no such program); under "Bob's tools" systemd refused the unit ("special
+    characters"), which only `systemctl` said.  Now the "$" stays as it is, and the
+    quote is refused by `photod service install` itself, with why."""
+    exe = "/opt/$5 tools %h/bin/python"
+    stub = tmp_path / exe.lstrip("/")
+    stub.parent.mkdir(parents=True)
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    argv = service.unit_argv([exe, "-m", "photod", "--config", "/srv/$HOME.toml", "run"])
+    r = _verify(tmp_path, {"photod.service": service.render_user_unit(argv)})
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert "'/srv/$$HOME.toml'" in service.render_user_unit(argv)
+    with pytest.raises(PhotodError, match="systemd runs no program whose path holds"):
+        service.unit_argv(["/opt/Bob's tools/bin/python", "-m", "photod", "run"])
+
+
 def test_the_checker_catches_a_typo(tmp_path: Path) -> None:
     """The check above can fail: a misspelt key is reported."""
     bad = service.render_user_unit(["/opt/photod/bin/photod", "run"]).replace(
