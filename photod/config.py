@@ -612,13 +612,23 @@ def _allowed(err: Any, msg: str) -> str:
 
 def _resolve_target(t: LocalTarget | S3Target | RcloneTarget, base: Path, at: str) -> Any:
     keys = ("path", "credentials_file", "config_file")
-    return t.model_copy(
-        update={
-            k: paths.resolve(v, base, f"{at}.{k}")
-            for k in keys
-            if k in type(t).model_fields and (v := getattr(t, k)) is not None
+    update: dict[str, Any] = {
+        k: paths.resolve(v, base, f"{at}.{k}")
+        for k in keys
+        if k in type(t).model_fields and (v := getattr(t, k)) is not None
+    }
+    if isinstance(t, RcloneTarget) and t.rclone_config:
+        # An inline remote's files (key_file, known_hosts_file, service_account_file)
+        # are read from the config's folder as every path in it is: rclone read a
+        # relative one from photod's working folder (the service's: home or /), and the
+        # key was found in a terminal opened there only.  "$VAR/..." is rclone's own.
+        update["rclone_config"] = {
+            k: str(paths.resolve(Path(v), base, f"{at}.rclone_config.{k}"))
+            if k.endswith("_file") and v and not v.startswith("$")
+            else v
+            for k, v in t.rclone_config.items()
         }
-    )
+    return t.model_copy(update=update)
 
 
 def secret_files(cfg: Config) -> list[tuple[str, Path]]:

@@ -348,6 +348,31 @@ def nas_photod(setup: Setup, ssh_server: SSHServer, nas: Path, **more: object) -
     return p
 
 
+def test_an_sftp_key_file_named_relative_to_the_config_is_found_from_any_folder(
+    setup: Setup, samples: Path, ssh_server: SSHServer
+) -> None:
+    """`rclone_config = { ..., key_file = "keys/nas key #1" }`, the key beside the
+    config, as every relative path of the config is read.  rclone read it from
+    photod's working folder instead (a service's is home or /): "failed to read
+    private key file", and the NAS never reached but from a terminal opened in the
+    config's folder.  `photod run --once` from another folder backs up to it."""
+    if not ssh_server.running():
+        ssh_server.start()
+    (setup.home / "keys").mkdir()
+    shutil.copy(ssh_server.user_key, setup.home / "keys" / "nas key #1")
+    nas = ssh_server.files / "relative"
+    settings = {**ssh_server.rclone_config(), "key_file": "keys/nas key #1"}
+    p = setup.photod([{"name": "nas", "type": "rclone", "remote": f"box:{nas}", "media": "nas",
+                       "offsite": True, "rclone_config": settings}],
+                     policy={"copies": 1, "media": 1, "offsite": 1})  # fmt: skip
+    shutil.copy(next(samples.glob("*.jpg")), setup.inbox / "a.jpg")
+    assert Path.cwd() != setup.home
+    run = p.cli("run", "--once")
+    assert 0 == run.returncode, run.stdout + run.stderr
+    assert "protected" in run.stdout
+    assert ["a.jpg"] == [f.name for f in nas.rglob("*.jpg")]  # on the NAS
+
+
 def test_a_full_nas_over_sftp_is_said_full_and_takes_the_rest_when_there_is_room(
     setup: Setup, samples: Path, ssh_server: SSHServer, small_drive: Path
 ) -> None:
