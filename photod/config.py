@@ -45,6 +45,20 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
+def _a_path(value: Any) -> Any:
+    """A path key holds a path: an empty one (a template's placeholder) was read as
+    the config's own folder (a target there filled it with photos, beside the config)."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(
+            f"is {value!r}; allowed: a path (an empty one is not none: it was "
+            "read as the config's own folder)"
+        )
+    return value
+
+
+ConfigPath = Annotated[Path, BeforeValidator(_a_path)]
+
+
 class _Strict(BaseModel):
     # defer_build: the validators are built at the first validation, not at import, so
     # a command that gets its config from ``configcache`` never builds them.
@@ -78,7 +92,7 @@ class PolicyConfig(_Strict):
 class FolderSource(_Strict):
     name: Name
     type: Literal["folder"]
-    path: Path
+    path: ConfigPath
     poll: bool = Field(
         False, strict=True
     )  # force polling (network folders are detected and polled anyway)
@@ -237,7 +251,7 @@ class _Target(_Strict):
 
 class LocalTarget(_Target):
     type: Literal["local"]
-    path: Path
+    path: ConfigPath
     media: Media = Media.INTERNAL
     offsite: bool = Field(False, strict=True)
     create: bool | None = Field(
@@ -288,7 +302,7 @@ class S3Target(_RemoteTarget):
     endpoint: str | None = None  # https://s3.example.com; none for AWS itself
     region: str | None = None
     profile: str | None = None  # a profile of the shared AWS credentials file
-    credentials_file: Path | None = None  # an AWS-style credentials file, mode 600
+    credentials_file: ConfigPath | None = None  # an AWS-style credentials file, mode 600
     part_size: Size = 16 * 1024**2  # larger files go up in parts of this size
     # How long a part the network cut is sent again, in the same upload, before the
     # upload is given up (and the file tried again later, from its start); and a cut
@@ -325,7 +339,7 @@ class RcloneTarget(_RemoteTarget):
     # The remote's settings inline ({type = "sftp", host = ...}) instead of in the
     # user's rclone.conf; photod writes them to a private rclone.conf of its own.
     rclone_config: dict[str, Annotated[str, AfterValidator(_one_line)]] | None = None
-    config_file: Path | None = None  # an rclone.conf other than rclone's default
+    config_file: ConfigPath | None = None  # an rclone.conf other than rclone's default
 
     @property
     def where(self) -> str:
@@ -343,7 +357,7 @@ Target = Annotated[LocalTarget | S3Target | RcloneTarget, Field(discriminator="t
 
 
 class EncryptionConfig(_Strict):
-    identity: Path | None = None  # the age identity (`photod keygen` writes one), mode 600
+    identity: ConfigPath | None = None  # the age identity (`photod keygen` writes one), mode 600
     # More age recipients every encrypted object is also sealed to (a key kept offline).
     recipients: list[Annotated[str, Field(pattern=RECIPIENT_PATTERN)]] = Field(default_factory=list)
 
@@ -380,7 +394,7 @@ class NotifyConfig(_Strict):
     smtp_port: int = Field(587, ge=1, le=65535, strict=True)
     smtp_tls: Literal["starttls", "ssl", "none"] = "starttls"
     smtp_user: str | None = None
-    smtp_password_file: Path | None = None  # mode 600
+    smtp_password_file: ConfigPath | None = None  # mode 600
     every: Duration = 3600.0  # the same kind of message at most this often
     grace: Duration = 86400.0  # tell when photos stay short of the policy this long
     # A dead man's switch (healthchecks.io and the like): pinged after each healthy
@@ -394,9 +408,9 @@ class DaemonConfig(_Strict):
     # This installation's name on shared targets (a family's computers may back up to
     # the same drive, NAS or bucket): the host name by default.
     instance: Name | None = None
-    state_dir: Path | None = None
-    log_dir: Path | None = None
-    runtime_dir: Path | None = None  # the control socket; default: the platform runtime dir
+    state_dir: ConfigPath | None = None
+    log_dir: ConfigPath | None = None
+    runtime_dir: ConfigPath | None = None  # the control socket; default: the platform runtime dir
     workers: int = Field(4, ge=1, le=32, strict=True)
     # How politely the whole daemon runs: "idle" I/O (only when nothing else uses the
     # disk) and nice 10 by default, as the systemd units set it; "low"; "normal".

@@ -340,6 +340,16 @@ BAD = [
         "daemon.state_dir",
         "bytes long; allowed: at most 464 (SQLite opens no database deeper than 504 bytes",
     ),
+    (  # a template's placeholder: the target was the config's own folder
+        BASE + '[[targets]]\nname = "x"\ntype = "local"\npath = ""\n',
+        "targets[0].path",
+        "is ''; allowed: a path (an empty one is not none",
+    ),
+    (
+        BASE + targets("x") + '[encryption]\nidentity = " "\n',
+        "encryption.identity",
+        "is ' '; allowed: a path",
+    ),
     ("[policy\n", "not valid TOML", "line 1"),
     (
         BASE + targets("x") + '[daemon]\nstate_dir = "~nosuchuser/photod"\n',
