@@ -453,7 +453,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from photod.targets.crypt import keygen
+    from photod.targets.agekeygen import keygen
 
     out = Path(args.output).expanduser().absolute()  # (the config reads its paths from its folder)
     try:

@@ -24,10 +24,8 @@ start (``finish_interrupted``), never a half-built one to act on.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import json
 import os
-import tempfile
 import threading
 import time
 import zlib
@@ -39,7 +37,6 @@ from photod import failpoints, instance
 from photod.catalog import Catalog, check_file, no_catalog
 from photod.durable import fsync_dir
 from photod.errors import (
-    CatalogDamaged,
     ObjectArchived,
     PhotodError,
     Stopping,
@@ -52,7 +49,7 @@ from photod.logs import log
 from photod.media import kind_from_name
 from photod.models import Kind, ManifestEntry
 from photod.sidecars import take_indexes
-from photod.statelock import SNAPSHOT_SCRATCH
+from photod.snapshotfile import packed, unpack
 from photod.targets.base import Identity, Target
 from photod.targets.records import (
     EARLY_SNAPSHOT,
@@ -72,19 +69,6 @@ SNAPSHOT_EVERY = 30.0  # seconds: at most this often while work keeps coming
 REBUILDING = ".rebuilding"  # being built: never opened by anything else
 REBUILT = ".rebuilt"  # finished and durable: swapped in at the next chance
 UNREAD_IN_A_ROW = 5  # files in a row a rebuild cannot read: the target is failing, not them
-
-
-def snapshot_bytes(catalog: Catalog, scratch: Path) -> tuple[bytes, int]:
-    """The whole catalog, consistent, proved sound, gzipped; and its asset count.
-    Raises CatalogDamaged rather than hand a damaged copy to the targets."""
-    with tempfile.TemporaryDirectory(prefix=SNAPSHOT_SCRATCH, dir=scratch) as tmp:
-        path = Path(tmp) / "catalog.sqlite"
-        catalog.snapshot(path)
-        failpoints.hit("snapshot_copied")  # a kill here leaves the copy (the next start sweeps it)
-        why, assets = check_file(path)
-        if why:
-            raise CatalogDamaged(catalog.path, f"its snapshot is not sound: {why}")
-        return gzip.compress(path.read_bytes(), compresslevel=6, mtime=0), assets
 
 
 def write_all(
@@ -110,7 +94,22 @@ def write_all(
         except TargetUnavailable as exc:
             log.warning("snapshot_failed", target=name, reason=exc.reason)
     gen = catalog.next_generation(max((s.generation for s in newest.values() if s), default=0))
-    data, counted = snapshot_bytes(catalog, scratch)
+    with packed(catalog, scratch) as (gz, counted):
+        written = _put_all(ready, newest, gen, counted, gz, plan, shared_plan, config)
+        size = gz.stat().st_size
+    if written:
+        me = instance.Known(ready[written[0]].records.me, gen, counted)  # type: ignore[union-attr]
+        instance.save(catalog.path.parent, me)
+    log.info("catalog_snapshot_written", targets=written, generation=gen, assets=counted,
+             bytes=size, duration=round(time.monotonic() - started, 3))  # fmt: skip
+    return written
+
+
+def _put_all(
+    ready: dict[str, TargetState], newest: dict[str, SnapshotName | None], gen: int,
+    counted: int, gz: Path, plan: str, shared_plan: dict[str, str], config: str,
+) -> list[str]:  # fmt: skip
+    """The snapshot ``gz`` and the recovery plan on each target; the targets written."""
     written = []
     for name, top in newest.items():
         records = ready[name].records
@@ -121,7 +120,8 @@ def write_all(
                       "knows; the catalog is not written over it")  # fmt: skip
             continue
         try:
-            records.put_snapshot(gen, counted, data)
+            with open(gz, "rb") as src:
+                records.put_snapshot(gen, counted, src)
             records.put_plan(plan)
             if config:  # the config without its secrets, for a restore (recovery.py)
                 records.put_config(config)
@@ -131,11 +131,6 @@ def write_all(
             log.warning("snapshot_failed", target=name, reason=exc.reason)
             continue
         written.append(name)
-    if written:
-        me = instance.Known(ready[written[0]].records.me, gen, counted)  # type: ignore[union-attr]
-        instance.save(catalog.path.parent, me)
-    log.info("catalog_snapshot_written", targets=written, generation=gen, assets=counted,
-             bytes=len(data), duration=round(time.monotonic() - started, 3))  # fmt: skip
     return written
 
 
@@ -349,8 +344,9 @@ def _good(target: Target, name: str, dest: Path) -> str:
     """Write snapshot ``name`` to ``dest`` when it is there, opens and is sound: its
     name, else '' (a damaged or foreign one said)."""
     try:
-        data = target.get_private(name)
-        raw = gzip.decompress(data) if data else b""
+        unpack(target, name, dest)  # (a chunk at a time: it may be larger than memory)
+    except FileNotFoundError:
+        return ""
     except Undecryptable:
         log.warning("snapshot_unreadable", snapshot=name,
                     reason="sealed to another key than this identity")  # fmt: skip
@@ -358,13 +354,11 @@ def _good(target: Target, name: str, dest: Path) -> str:
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile: OSError
         log.warning("snapshot_damaged", snapshot=name, reason=str(exc))
         return ""
-    if not raw:
-        return ""
-    dest.write_bytes(raw)
-    why, _ = check_file(dest)
+    why = "it is empty" if dest.stat().st_size == 0 else check_file(dest)[0]
     if not why:
         return name
-    log.warning("snapshot_damaged", snapshot=name, reason=why)
+    if dest.stat().st_size:
+        log.warning("snapshot_damaged", snapshot=name, reason=why)
     _remove(dest)
     return ""
 

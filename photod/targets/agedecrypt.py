@@ -1,5 +1,6 @@
 """Reading an age object as a stream: pyrage decrypts in a thread of its own while the
-plaintext is read (``crypt.CryptTarget.open``)."""
+plaintext is read (``crypt.CryptTarget.open``); and sealing a file as a stream, read
+as pyrage makes it (``Sealing``: a private file too large to seal in memory)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,24 @@ class Decrypting(io.RawIOBase):
             self.thread.join(timeout=10)
             self.source.close()
         super().close()
+
+
+class Sealing(Decrypting):
+    """``source`` sealed to ``recipients``, read as pyrage encrypts it in a thread."""
+
+    def __init__(
+        self, name: str, identity: x25519.Identity, recipients: list[Any], source: BinaryIO
+    ) -> None:
+        self.recipients = recipients
+        super().__init__(name, identity, source)
+
+    def _run(self) -> None:
+        try:
+            pyrage.encrypt_io(_Watched(self), _QueueWriter(self.q, self.stop), self.recipients)
+        except BaseException as exc:
+            self.failure = exc
+        finally:
+            _put(self.q, self.stop, None)
 
 
 class _Watched(io.RawIOBase):

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, Protocol
 
-from photod.errors import PhotodError, TargetUnavailable
+from photod import failpoints
+from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
 from photod.models import ManifestEntry, VerifyMethod
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "quarantine_name",
     "refuse_stranger",
     "sealed_time",
+    "write_stream",
 ]
 
 CHUNK = 1024 * 1024
@@ -177,6 +179,15 @@ class Target(Protocol):
 
     def get_private(self, name: str) -> bytes | None: ...
 
+    # A private file that grows with the library (the catalog snapshot: hundreds of MB
+    # for a large one), streamed from ``src`` through a ``Writer`` (``write_stream``),
+    # as a photo is: never whole in memory, published whole or not at all.
+    def put_private_file(self, name: str, src: BinaryIO) -> None: ...
+
+    def open_private(self, name: str) -> BinaryIO:
+        """A private file, read as a stream.  Raises FileNotFoundError; a sealed one
+        that does not open raises Undecryptable as it is read."""
+
     def close(self) -> None:
         """Flush and let go of connections and helper processes."""
 
@@ -188,6 +199,25 @@ def hash_object(target: Target, key: str) -> str:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def write_stream(name: str, writer: Writer, key: str, src: BinaryIO) -> None:
+    """Every byte of ``src`` through ``writer``, a chunk at a time, then committed at
+    ``key`` (proved as a photo's copy is).  Any failure aborts it: nothing is published;
+    one the target refuses is TargetUnavailable (target ``name``)."""
+    h = hashlib.sha256()
+    try:
+        while chunk := src.read(CHUNK):
+            writer.write(chunk)
+            h.update(chunk)
+        failpoints.hit("meta_written")  # a kill here leaves the temporary (swept)
+        writer.commit(key, h.hexdigest())
+    except (KeyExists, ChecksumMismatch) as exc:
+        writer.abort()
+        raise TargetUnavailable(name, str(exc)) from exc
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def kept_time(src: BinaryIO) -> int | None:

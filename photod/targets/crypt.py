@@ -1,5 +1,5 @@
 """Encryption at rest, in the age format, over any other target.  With ``agedecrypt``
-(reading), the only modules that import pyrage.
+(streams) and ``agekeygen`` (a new identity), the only modules that import pyrage.
 
 Every object is an age file sealed to the owner's X25519 recipient (and any extra
 recipients), so ``age -d -i IDENTITY`` opens it without photod.  Names leak nothing:
@@ -25,7 +25,6 @@ import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -34,7 +33,7 @@ from pyrage import x25519
 
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable, Undecryptable
 from photod.models import ManifestEntry, VerifyMethod
-from photod.targets.agedecrypt import QUEUE, Decrypting
+from photod.targets.agedecrypt import QUEUE, Decrypting, Sealing
 from photod.targets.base import Identity, Target, Writer
 from photod.targets.records import index_line, parse_index
 
@@ -73,21 +72,6 @@ class Keys:
 
     def decrypt(self, data: bytes) -> bytes:
         return bytes(pyrage.decrypt(data, [self.identity]))
-
-
-def keygen(output: Path) -> str:
-    """Write a new identity file readable only by its owner (never over an existing
-    file), in age-keygen's format; return its public recipient."""
-    identity = x25519.Identity.generate()
-    recipient = str(identity.to_public())
-    created = datetime.now(UTC).replace(microsecond=0).isoformat()
-    text = f"# created: {created}\n# public key: {recipient}\n{identity}\n"
-    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    return recipient
 
 
 # -- streams between photod and pyrage ------------------------------------------------
@@ -482,6 +466,14 @@ class CryptTarget:
 
     def put_private(self, name: str, data: bytes) -> None:
         self.inner.put_meta(name, self.keys_.encrypt(data))
+
+    def put_private_file(self, name: str, src: BinaryIO) -> None:
+        with Sealing(self.name, self.keys_.identity, self.keys_.recipients, src) as sealed:
+            self.inner.put_private_file(name, sealed)  # type: ignore[arg-type]
+
+    def open_private(self, name: str) -> BinaryIO:
+        plain = Decrypting(self.name, self.keys_.identity, self.inner.open_private(name))
+        return io.BufferedReader(plain, 1 << 20)
 
     def get_private(self, name: str) -> bytes | None:
         data = self.inner.get_meta(name)

@@ -31,6 +31,7 @@ from photod.targets.base import (
     now_stamp,
     quarantine_name,
     refuse_stranger,
+    write_stream,
 )
 from photod.targets.localwrite import (
     TEMP_PREFIX,
@@ -40,7 +41,7 @@ from photod.targets.localwrite import (
     folder_now,
     write_atomic,
 )
-from photod.targets.missing import in_memory, missing_folder, on_system_disk
+from photod.targets.missing import make_root, missing_folder
 
 META = ".photod"
 MARKER = "target.json"
@@ -176,21 +177,14 @@ class LocalMeta:
         self.target._unlink(f"{META}/{name}")
 
 
-def _make_root(name: str, root: Path, drive: bool) -> None:
-    """Make a target's missing folder.  A drive's (create = true) only on the drive:
-    under its empty mount point it would fill the system disk and count as the drive
-    (the check says "drive not connected?" then)."""
-    if drive and on_system_disk(root):
-        return
-    if drive and in_memory(root):
-        raise TargetUnavailable(name, f"{root} does not exist, and is not made in memory "
-                                "(a tmpfs: gone at the next reboot): drive not connected?")  # fmt: skip
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        pass  # a file where a folder should be: said by the check
-    except OSError as exc:
-        raise TargetUnavailable(name, f"cannot create {root}: {exc.strerror}") from exc
+def _find_moved(meta: LocalMeta, known: Identity) -> Path | None:
+    """A drive mounted somewhere else: look for its marker at the same place under
+    every mounted filesystem."""
+    for mountpoint, _ in mount_points():
+        candidate = Path(mountpoint) / known.mount_rel
+        if meta.read_marker(candidate) == known.target_id:
+            return candidate
+    return None
 
 
 class LocalTarget:
@@ -224,15 +218,6 @@ class LocalTarget:
             return TargetUnavailable(self.name, f"{self.root} is read-only")
         return TargetUnavailable(self.name, f"{exc.strerror or exc} ({self.root})")
 
-    def _find_moved(self, known: Identity) -> Path | None:
-        """A drive mounted somewhere else: look for its marker at the same place under
-        every mounted filesystem."""
-        for mountpoint, _ in mount_points():
-            candidate = Path(mountpoint) / known.mount_rel
-            if self.meta.read_marker(candidate) == known.target_id:
-                return candidate
-        return None
-
     def check(self, known: Identity | None, prepare: bool = True) -> Identity:
         try:
             return self._check(known, prepare)
@@ -245,10 +230,10 @@ class LocalTarget:
     def _check(self, known: Identity | None, prepare: bool) -> Identity:
         root = self.configured
         if prepare and not root.is_dir() and self.creates_root and known is None:
-            _make_root(self.name, root, drive=self.relocatable)
+            make_root(self.name, root, drive=self.relocatable)
         found = self.meta.read_marker(root) if root.is_dir() else None
         if known is not None and found != known.target_id and self.relocatable:
-            moved = self._find_moved(known)
+            moved = _find_moved(self.meta, known)
             if moved is not None:
                 root, found = moved, known.target_id
         if not root.is_dir():
@@ -490,6 +475,13 @@ class LocalTarget:
 
     put_private = put_meta
     get_private = get_meta
+
+    def put_private_file(self, name: str, src: BinaryIO) -> None:
+        key = f"{META}/{name}"  # (its temporary tagged as the metadata's: swept at start)
+        write_stream(self.name, LocalWriter(self, key, self.meta.owner), key, src)
+
+    def open_private(self, name: str) -> BinaryIO:
+        return self.open(f"{META}/{name}")
 
     def close(self) -> None:
         pass

@@ -124,10 +124,12 @@ class LocalWriter:
     photod recreate the folders on the disk underneath (the empty mount point) and
     write a "copy" there."""
 
-    def __init__(self, target: Folders, key: str) -> None:
+    def __init__(self, target: Folders, key: str, owner: str = "") -> None:
         self.target = target
         self.folder_rel = key.rpartition("/")[0]
-        self.temp_name = f"{TEMP_PREFIX}{os.urandom(8).hex()}{TEMP_SUFFIX}"
+        # ``owner``: a file under .photod/ (``put_private_file``), tagged as its atomic
+        # writes' temporaries are (``LocalMeta.sweep``)
+        self.temp_name = f"{TEMP_PREFIX}{owner}{os.urandom(8).hex()}{TEMP_SUFFIX}"
         self.temp_key = f"{self.folder_rel}/{self.temp_name}" if self.folder_rel else self.temp_name
         # The temporary is created by the first write, not here: the caller records
         # ``temp_key`` in the catalog in between, so a crash at any moment leaves no

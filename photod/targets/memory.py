@@ -169,5 +169,14 @@ class MemoryTarget:
     put_private = put_meta
     get_private = get_meta
 
+    def put_private_file(self, name: str, src: BinaryIO) -> None:
+        self.put_meta(name, src.read())  # (in memory: what it holds is there already)
+
+    def open_private(self, name: str) -> BinaryIO:
+        data = self.get_meta(name)
+        if data is None:
+            raise FileNotFoundError(name)
+        return io.BytesIO(data)
+
     def close(self) -> None:
         pass

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+from photod.errors import TargetUnavailable
 from photod.mounts import mount_of
 from photod.paths import other_form
 
@@ -74,3 +75,20 @@ def missing_folder(root: Path, first_use: bool = True) -> MissingFolder:
                              "mounted there?)", advised=True)  # fmt: skip
     return MissingFolder(found, "create the folder, or set `create = true` for the target",
                          advised=True)  # fmt: skip
+
+
+def make_root(name: str, root: Path, drive: bool) -> None:
+    """Make a target's missing folder.  A drive's (create = true) only on the drive:
+    under its empty mount point it would fill the system disk and count as the drive
+    (the check says "drive not connected?" then)."""
+    if drive and on_system_disk(root):
+        return
+    if drive and in_memory(root):
+        raise TargetUnavailable(name, f"{root} does not exist, and is not made in memory "
+                                "(a tmpfs: gone at the next reboot): drive not connected?")  # fmt: skip
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        pass  # a file where a folder should be: said by the check
+    except OSError as exc:
+        raise TargetUnavailable(name, f"cannot create {root}: {exc.strerror}") from exc

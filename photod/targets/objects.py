@@ -23,7 +23,14 @@ from typing import BinaryIO
 
 from photod.errors import TargetUnavailable
 from photod.models import ManifestEntry
-from photod.targets.base import Identity, now_stamp, quarantine_name, refuse_stranger
+from photod.targets.base import (
+    Identity,
+    Writer,
+    now_stamp,
+    quarantine_name,
+    refuse_stranger,
+    write_stream,
+)
 
 META = ".photod/"
 MARKER = "target.json"
@@ -45,6 +52,16 @@ class ObjectTarget:
 
     def open(self, key: str) -> BinaryIO:
         raise NotImplementedError
+
+    def open_writer(self, key: str, hashed: bool = True) -> Writer:
+        raise NotImplementedError
+
+    def _left_behind(self, temp_key: str) -> None:
+        """A temporary a failed write could not remove now (the target's tidy will)."""
+
+    def _end_unfinished(self, folder: str) -> None:
+        """End what an upload into ``folder`` left when photod was killed during it
+        (one only the server sees: an unfinished multipart upload)."""
 
     def _get(self, key: str) -> bytes | None:
         try:
@@ -181,3 +198,16 @@ class ObjectTarget:
 
     put_private = put_meta
     get_private = get_meta
+
+    def put_private_file(self, name: str, src: BinaryIO) -> None:
+        self._end_unfinished(META + name.rpartition("/")[0])
+        writer = self.open_writer(META + name)
+        try:
+            write_stream(self.name, writer, META + name, src)
+        except BaseException:
+            if not writer.abort():
+                self._left_behind(writer.temp_key)
+            raise
+
+    def open_private(self, name: str) -> BinaryIO:
+        return self.open(META + name)

@@ -427,9 +427,12 @@ class RcloneTarget(ObjectTarget):
                       dstFs=self.remote, dstRemote=key)  # fmt: skip
         except PhotodError:
             if not w.abort():
-                with self._sweeping:
-                    self._left.add(w.temp_key)
+                self._left_behind(w.temp_key)
             raise
+
+    def _left_behind(self, temp_key: str) -> None:
+        with self._sweeping:
+            self._left.add(temp_key)
 
     def _list_sized(self, prefix: str) -> Iterator[tuple[str, int]]:
         folder = prefix.rstrip("/")

@@ -31,7 +31,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from photod import __version__
 from photod.errors import PhotodError, Undecryptable
@@ -308,10 +308,11 @@ class Records:
         """An installation's catalog snapshots on the target, newest first."""
         return snapshots_in(self.target, folder or self.folder)
 
-    def put_snapshot(self, generation: int, assets: int, data: bytes) -> str:
+    def put_snapshot(self, generation: int, assets: int, src: BinaryIO) -> str:
+        """The snapshot read from ``src`` (streamed: it grows with the library)."""
         when = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         name = f"{self.folder}/{SNAPSHOTS}/{generation:010d}-{assets:010d}-{when}"
-        self.target.put_private(name + SNAPSHOT_SUFFIX, data)
+        self.target.put_private_file(name + SNAPSHOT_SUFFIX, src)
         return name + SNAPSHOT_SUFFIX
 
     def prune_snapshots(self) -> list[str]:

@@ -402,6 +402,22 @@ class S3Target(ObjectTarget):
         except NETWORK as exc:
             raise self.error(exc) from exc
 
+    def _end_unfinished(self, folder: str) -> None:
+        """Abort every multipart upload open in ``folder``: one photod was killed
+        during (a snapshot's, in this installation's own folder, which only the photod
+        holding its state dir writes, one file at a time), not left there billed."""
+        try:
+            answer = self.client.list_multipart_uploads(Bucket=self.bucket,
+                                                        Prefix=self.full(folder + "/"))  # fmt: skip
+        except ClientError as exc:  # (rclone serve s3: NoSuchUpload when there are none)
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise self.error(exc) from exc
+            return
+        except NETWORK as exc:
+            raise self.error(exc) from exc
+        for upload in answer.get("Uploads", []):
+            self.abort_upload(upload["Key"][len(self.prefix) :], upload["UploadId"])
+
     def cut_when(self, stop: threading.Event) -> None:
         self.cut.when(stop)  # (a dead link's answer is not waited for at a stop)
 

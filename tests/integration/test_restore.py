@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import resource
 import shlex
 import shutil
+import sqlite3
 import subprocess
 import time
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bench.scale import fill_catalog
 from tests.conftest import Photod, S3Server, sha256, target_files
 from tests.integration.conftest import Setup, backed_up_twice, listed, samples_backed_up
 from tests.servers import BUCKET, need
@@ -1236,3 +1239,50 @@ def test_a_restore_onto_a_windows_drive_brings_back_photos_whose_names_it_refuse
     assert "restored 0 files (0 bytes)" in again.stdout and "skipped 4" in again.stdout
     drill = p.cli("drill")  # (its restores too: each file checked where it was put)
     assert (0, True) == (drill.returncode, "lib: drill passed" in drill.stdout), drill.stdout
+
+
+SMALL_COMPUTER = 250 * 1024**2  # bytes of address space: photod's own, and a little room
+
+
+def _in_small_memory(p: Photod, *args: str) -> subprocess.CompletedProcess[str]:
+    """A photod command limited to SMALL_COMPUTER bytes (as the OOM killer would)."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (SMALL_COMPUTER, SMALL_COMPUTER))
+
+    env = {**p.env, "MALLOC_ARENA_MAX": "2"}  # (each thread's arena counts, untouched)
+    return subprocess.run([*p.cli_command(), *args], env=env, capture_output=True, text=True,
+                          timeout=120, preexec_fn=limit)  # fmt: skip
+
+
+def test_a_large_catalogs_snapshot_is_written_and_rebuilt_in_a_small_computers_memory(
+    setup: Setup,
+) -> None:
+    """A catalog of 100,000 photos (about 120 MB) on a computer with little memory: its
+    snapshot was read whole into memory and gzipped there, so `run --once` stopped with
+    an internal error (MemoryError) every time, under systemd a restart loop that never
+    backed up; and the rebuild ungzipped it whole the same way.  Both stream now: the
+    snapshot is written, and the catalog rebuilt from it holds every photo as it was."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "library", "path": str(lib), "create": True}],
+                     policy={"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
+    db = setup.home / "state" / "catalog.sqlite"
+    rows = [(hashlib.sha256(b"%d" % i).hexdigest(), f"{2010 + i % 15}/IMG_{i:07d}.JPG",
+             1000 + i, 10**18 + i) for i in range(100_000)]  # fmt: skip
+    fill_catalog(db, rows, ["old-drive"])  # (copies on a drive since retired: quick to start)
+    with sqlite3.connect(db) as c:
+        c.execute("DELETE FROM source_files")  # (nothing in the watch folder to scan)
+    r = _in_small_memory(p, "run", "--once")
+    assert "internal error" not in r.stderr, r.stderr[-2000:]
+    assert [100_000] == [e["assets"] for e in p.events("catalog_snapshot_written")]
+
+    def photos() -> list[tuple[str, int, str]]:
+        with sqlite3.connect(db) as c:
+            return c.execute("SELECT sha256, size, relpath FROM assets ORDER BY 1").fetchall()
+
+    before = photos()
+    shutil.rmtree(setup.home / "state")
+    r = _in_small_memory(p, "catalog", "rebuild", "--from", "library")
+    assert 0 == r.returncode, r.stdout + r.stderr[-2000:]
+    assert "100000 assets" in r.stdout
+    assert before == photos()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -20,8 +21,9 @@ import pytest
 from photod import failpoints
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
 from photod.models import ManifestEntry
+from photod.targets.agekeygen import keygen
 from photod.targets.base import Identity, hash_object
-from photod.targets.crypt import CryptTarget, Keys, keygen
+from photod.targets.crypt import CryptTarget, Keys
 from photod.targets.local import LocalTarget
 from photod.targets.memory import MemoryTarget
 from photod.targets.rclone import FOREIGN_TEMP_AGE, RcloneTarget
@@ -363,6 +365,49 @@ def test_private_files_are_sealed_on_encrypted_targets(kind: Kind) -> None:
         assert secret == stored
 
 
+class _Failing(io.RawIOBase):
+    """A file that cannot be read past its first ``good`` bytes (a disk error)."""
+
+    def __init__(self, data: bytes, good: int) -> None:
+        self.src, self.good = io.BytesIO(data), good
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        if self.src.tell() >= self.good:
+            raise OSError(5, "Input/output error")
+        data = self.src.read(min(len(buf), self.good - self.src.tell()))
+        buf[: len(data)] = data
+        return len(data)
+
+
+def test_a_large_private_file_goes_whole_through_a_writer_and_streams_back(kind: Kind) -> None:
+    """The catalog snapshot (hundreds of MB for a large library) is put from a file and
+    read back as a stream, sealed on an encrypted target; one whose reading fails half
+    way is not there at all, and leaves no temporary (it was one bytes object held
+    whole, twice over while it was sealed)."""
+    t = kind.target
+    big = os.urandom(3 * 1024 * 1024) + b"SQLite format 3\x00" * 200_000  # several parts
+    name = "installations/x/snapshots/0000000001-0000000001.sqlite.gz"
+    before = kind.raw()
+    t.put_private_file(name, io.BytesIO(big))
+    with t.open_private(name) as f:
+        assert big == f.read()
+    stored = (t.inner if isinstance(t, CryptTarget) else t).get_meta(name)
+    assert (isinstance(t, CryptTarget)) == stored.startswith(b"age-encryption.org/v1")
+    with pytest.raises(FileNotFoundError):
+        t.open_private("installations/x/snapshots/none.sqlite.gz")
+    broken = "installations/x/snapshots/0000000002-0000000001.sqlite.gz"
+    with pytest.raises((OSError, PhotodError)):
+        t.put_private_file(broken, _Failing(big, 6 * 1024 * 1024))
+    assert None is t.get_private(broken)
+    assert [name] == [n for n in t.list_meta("installations/x") if "snapshots" in n]
+    if not isinstance(kind.target, MemoryTarget):
+        left = [n for n in kind.raw() if n not in before and (".photod-" in n or "/tmp/" in n)]
+        assert [] == left
+
+
 def test_cut_connection_mid_upload_counts_nothing_and_retry_completes(kind: Kind) -> None:
     """The server (or drive) goes away half way through an upload: the write or the
     commit fails with TargetUnavailable, nothing appears under the key, the temporary
@@ -663,6 +708,37 @@ def test_s3_an_upload_completed_at_its_temporary_whose_answer_was_lost_leaves_no
     finally:
         t.close()
         proxy.stop()
+
+
+def test_s3_a_snapshot_upload_photod_was_killed_during_is_ended_by_the_next_snapshot(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """A catalog snapshot goes up as a multipart upload, at its own name; photod killed
+    during it leaves the upload open, out of every listing and billed for ever (no
+    record of it is anywhere: the snapshot is not a copy in the catalog).  The next
+    snapshot into this installation's folder ends it; another folder's stays."""
+    if not s3_server.running():
+        s3_server.start()
+    t = s3_target(s3_server, f"killed-{tmp_path.name}", s3_server.credentials(tmp_path / "c"))
+    try:
+        t.check(None)
+        mine, other = "installations/me.abababababab/snapshots", "installations/them.cd/snapshots"
+
+        def left(folder: str) -> str:  # what a killed photod's upload is: begun, one part sent
+            key = t.full(f".photod/{folder}/0000000001-0000000001.sqlite.gz")
+            up = t.client.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+            t.client.upload_part(Bucket=BUCKET, Key=key, UploadId=up, PartNumber=1, Body=DATA * 5)
+            return key
+
+        left(mine)
+        theirs = left(other)
+        t.put_private_file(f"{mine}/0000000002-0000000001.sqlite.gz", io.BytesIO(DATA * 6))
+        open_now = t.client.list_multipart_uploads(Bucket=BUCKET, Prefix=t.full(".photod/"))
+        assert [theirs] == [u["Key"] for u in open_now.get("Uploads", [])]
+        with t.open_private(f"{mine}/0000000002-0000000001.sqlite.gz") as f:
+            assert DATA * 6 == f.read()
+    finally:
+        t.close()
 
 
 def test_s3_refused_credentials_are_a_clear_reason(s3_server: S3Server, tmp_path: Path) -> None:
