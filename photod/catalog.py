@@ -1021,16 +1021,24 @@ class Catalog:
             )
 
     def verified_on(self, target: str) -> Iterator[ManifestEntry]:
-        """Every verified replica on a target, in path order, as its manifest has it."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT r.asset, r.relpath, a.size, a.captured_at FROM replicas r"
-                " JOIN assets a ON a.sha256=r.asset WHERE r.target=? AND"
-                " r.state='verified' ORDER BY r.relpath",
-                (target,),
-            ).fetchall()
-        for r in rows:
-            yield ManifestEntry(r[0], r[1], r[2], r[3])
+        """Every verified replica on a target, as its manifest has it, in asset order,
+        read a thousand at a time: a large library's were read whole (a million
+        photos: 400 MB) at every relist, scrub and rebuild.  (``+``: by the primary
+        key's range, not the target's index and a sort of all of them per page.)"""
+        after = ""
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT r.asset, r.relpath, a.size, a.captured_at FROM replicas r"
+                    " JOIN assets a ON a.sha256=r.asset WHERE +r.target=? AND"
+                    " +r.state='verified' AND r.asset > ? ORDER BY r.asset LIMIT 1000",
+                    (target, after),
+                ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield ManifestEntry(r[0], r[1], r[2], r[3])
+            after = rows[-1][0]
 
     def verified_count(self, target: str) -> int:
         with self._lock:
