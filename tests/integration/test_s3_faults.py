@@ -71,6 +71,53 @@ def protected_by_the_next_run(p: Photod, server: S3Server, prefix: str,
     assert list(left) == uploads_left(server, prefix)
 
 
+class LinkCut:
+    """A link that goes for ``seconds`` the first time ``cut(method, path, query)`` says
+    so (that request is dropped too), and counts each part sent (``sent``, ``firsts``).
+    ``also(link, method, query)`` may answer the other requests (and ``go()`` again)."""
+
+    def __init__(
+        self, cut: Callable[[str, str, str], bool], seconds: float, also: Also | None = None
+    ) -> None:
+        self.lock = threading.Lock()
+        self.cut, self.seconds, self.also = cut, seconds, also
+        self.down_until = 0.0
+        self.sent: dict[str, int] = {}
+
+    @property
+    def firsts(self) -> int:
+        """How often the video's first part was sent (1: the upload never began again)."""
+        return self.sent.get("partNumber=1", 0)
+
+    def go(self) -> str:
+        self.down_until = time.monotonic() + self.seconds
+        return "drop"
+
+    def __call__(self, method: str, path: str, query: str) -> object:
+        with self.lock:
+            if time.monotonic() < self.down_until:
+                return "drop"
+            part = next((f for f in query.split("&") if f.startswith("partNumber=")), "")
+            if part:
+                self.sent[part] = self.sent.get(part, 0) + 1
+            if not self.down_until and self.cut(method, path, query):
+                return self.go()
+            if part:
+                return "pass"
+            return (self.also and self.also(self, method, query)) or "pass"
+
+
+Also = Callable[[LinkCut, str, str], object]
+
+
+def counted_at_this_run_its_parts_sent_once(p: Photod, link: LinkCut) -> None:
+    """`run --once` through the link it cuts: the video counts at that run, and its
+    first part was sent once (the upload never began again)."""
+    once = p.cli("run", "--once")
+    assert "The one photo or video is protected" in once.stdout, once.stdout
+    assert (True, 1) == (bool(link.down_until), link.firsts)
+
+
 def stops_in_systemds_time(p: Photod) -> None:
     """SIGTERM: the daemon ends cleanly, well within systemd's 30 s."""
     assert p.proc is not None
@@ -472,25 +519,17 @@ def test_a_drop_as_a_large_upload_is_committed_does_not_send_the_video_again(
     parts sent once (the upload was aborted with its parts sent, and the next try sent
     the whole video again: over a link that drops every few minutes, a long video met
     it there often)."""
-    lock = threading.Lock()
-    started, down_until, firsts = [False], [0.0], [0]
+    started = [False]
 
-    def rule(method: str, path: str, query: str) -> str:
-        with lock:
-            if method == "HEAD" and started[0] and not down_until[0]:
-                down_until[0] = time.monotonic() + 3  # the commit's question: cut
-            if time.monotonic() < down_until[0]:
-                return "drop"
-            started[0] |= method == "POST" and query.startswith("uploads")
-            firsts[0] += "partNumber=1&" in f"{query}&"
-            return "pass"
+    def commits(method: str, path: str, query: str) -> bool:
+        started[0] |= method == "POST" and query.startswith("uploads")
+        return method == "HEAD" and started[0]  # the commit's question: cut
 
-    proxy = proxies(s3_server.endpoint, rule)
+    link = LinkCut(commits, 3)
+    proxy = proxies(s3_server.endpoint, link)
     p = video_to_s3(setup, s3_server, proxy, f"commit-{setup.home.name}/", encrypt,
                     part_retry="2m")  # fmt: skip
-    once = p.cli("run", "--once")
-    assert "The one photo or video is protected" in once.stdout, once.stdout
-    assert (True, 1) == (bool(down_until[0]), firsts[0])
+    counted_at_this_run_its_parts_sent_once(p, link)
 
 
 def test_a_completion_whose_answer_was_lost_counts_the_video_once(
@@ -558,28 +597,19 @@ def test_a_drop_as_a_video_is_put_beside_a_namesake_does_not_send_it_again(
     4 GB video the copy takes minutes).  The copy is asked again once the link is back:
     the video counts at that run, its parts sent once (the upload was thrown away and
     the next try sent the whole video again)."""
-    lock = threading.Lock()
-    down_until, firsts = [0.0], [0]
 
-    def rule(method: str, path: str, query: str) -> str:
-        with lock:
-            if method == "PUT" and not query and "~" in path and not down_until[0]:
-                down_until[0] = time.monotonic() + 3  # the server-side copy: cut
-            if time.monotonic() < down_until[0]:
-                return "drop"
-            firsts[0] += "partNumber=1&" in f"{query}&"
-            return "pass"
+    def copies(method: str, path: str, query: str) -> bool:
+        return method == "PUT" and not query and "~" in path  # the server-side copy: cut
 
-    proxy = proxies(s3_server.endpoint, rule)
+    link = LinkCut(copies, 3)
+    proxy = proxies(s3_server.endpoint, link)
     prefix = f"beside-{setup.home.name}/"
     p = video_to_s3(setup, s3_server, proxy, prefix, part_retry="2m")
     other = S3Target("s3", BUCKET, prefix, s3_server.endpoint,
                      credentials_file=setup.home / "aws-credentials")  # fmt: skip
     other.put("2024/2024-01-02/v.mov", b"another camera's video")
     other.close()
-    once = p.cli("run", "--once")
-    assert "The one photo or video is protected" in once.stdout, once.stdout
-    assert (True, 1) == (bool(down_until[0]), firsts[0])
+    counted_at_this_run_its_parts_sent_once(p, link)
 
 
 def test_a_stop_while_a_scrub_reads_over_a_dead_link_is_prompt(
@@ -613,34 +643,14 @@ def test_a_stop_while_a_scrub_reads_over_a_dead_link_is_prompt(
     assert "cloud" == interrupted["target"]
 
 
-class LinkGoneAtPart4:
+def link_gone_at_part_4(also: Also | None = None) -> LinkCut:
     """A home uplink that goes for 8 s as the fourth part of a video's upload leaves
-    (longer than the `part_retry` of ``video_to_s3``), once; counts each part sent.
-    ``also(link, method, query)`` may answer the other requests (and ``go()`` again)."""
-
-    def __init__(self, also: Callable[[LinkGoneAtPart4, str, str], object] | None = None) -> None:
-        self.lock = threading.Lock()
-        self.down_until = 0.0
-        self.sent: dict[str, int] = {}
-        self.also = also
-
-    def go(self) -> str:
-        self.down_until = time.monotonic() + 8
-        return "drop"
-
-    def __call__(self, method: str, path: str, query: str) -> object:
-        with self.lock:
-            if time.monotonic() < self.down_until:
-                return "drop"
-            part = next((f for f in query.split("&") if f.startswith("partNumber=")), "")
-            if part:
-                self.sent[part] = self.sent.get(part, 0) + 1
-                return self.go() if part == "partNumber=4" and not self.down_until else "pass"
-            return (self.also and self.also(self, method, query)) or "pass"
+    (longer than the `part_retry` of ``video_to_s3``)."""
+    return LinkCut(lambda method, path, query: "partNumber=4" in query.split("&"), 8, also)
 
 
 def video_up_through(
-    setup: Setup, s3_server: S3Server, proxies: Proxies, link: LinkGoneAtPart4, name: str
+    setup: Setup, s3_server: S3Server, proxies: Proxies, link: LinkCut, name: str
 ) -> tuple[Photod, str]:
     """A 30 MB video (6 parts) sent through ``link`` until it is protected: the daemon
     stopped, and the prefix it went to."""
@@ -664,7 +674,7 @@ def test_a_link_down_longer_than_part_retry_keeps_the_parts_the_server_took(
     holds and sends only the rest (it aborted the upload and began again at byte 0: over
     a link that drops for minutes, a long video never landed).  The video comes back
     whole, and no upload is left open."""
-    link = LinkGoneAtPart4()
+    link = link_gone_at_part_4()
     p, prefix = video_up_through(setup, s3_server, proxies, link, "resumed")
     assert (1, 1) == (link.sent["partNumber=1"], link.sent["partNumber=2"]), link.sent
     assert 1 == len(p.events("upload_part_retried"))
@@ -685,13 +695,13 @@ def test_a_link_that_drops_again_as_the_upload_resumes_keeps_the_parts_the_serve
     byte 0)."""
     listed = [0]
 
-    def list_parts(link: LinkGoneAtPart4, method: str, query: str) -> object:
+    def list_parts(link: LinkCut, method: str, query: str) -> object:
         if method == "GET" and "uploadId=" in query:  # ListParts: the resumed try
             listed[0] += 1
             return link.go() if listed[0] == 1 else None  # the link goes again as it asks
         return None
 
-    link = LinkGoneAtPart4(list_parts)
+    link = link_gone_at_part_4(list_parts)
     p, prefix = video_up_through(setup, s3_server, proxies, link, "flaps")
     assert listed[0] >= 2, listed  # the question was cut, and asked again at the next try
     assert (1, 1) == (link.sent["partNumber=1"], link.sent["partNumber=2"]), link.sent
@@ -713,13 +723,13 @@ def test_a_key_refused_listparts_still_resumes_the_upload_without_a_failure(
     made the target unavailable until a later try began again)."""
     asked = [0]
 
-    def refused(link: LinkGoneAtPart4, method: str, query: str) -> object:
+    def refused(link: LinkCut, method: str, query: str) -> object:
         if method == "GET" and "uploadId=" in query:  # ListParts
             asked[0] += 1
             return ("refuse", 403, "AccessDenied", "Access Denied")
         return None
 
-    p, prefix = video_up_through(setup, s3_server, proxies, LinkGoneAtPart4(refused), "nolist")
+    p, prefix = video_up_through(setup, s3_server, proxies, link_gone_at_part_4(refused), "nolist")
     assert asked[0] >= 1, "the next try never asked which parts the server held"
     failed = [e["error"] for e in p.events("replica_failed")]
     assert 1 == len(failed) and "access key" not in failed[0], failed  # the cut alone
