@@ -406,17 +406,21 @@ class S3Target(ObjectTarget):
         """Abort every multipart upload open in ``folder``: one photod was killed
         during (a snapshot's, in this installation's own folder, which only the photod
         holding its state dir writes, one file at a time), not left there billed."""
+        for key, upload_id in self.open_uploads(folder + "/"):
+            self.abort_upload(key, upload_id)
+
+    def open_uploads(self, prefix: str) -> list[tuple[str, str]]:
+        """(key, upload id) of the multipart uploads open under ``prefix``."""
         try:
             answer = self.client.list_multipart_uploads(Bucket=self.bucket,
-                                                        Prefix=self.full(folder + "/"))  # fmt: skip
+                                                        Prefix=self.full(prefix))  # fmt: skip
         except ClientError as exc:  # (rclone serve s3: NoSuchUpload when there are none)
             if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
                 raise self.error(exc) from exc
-            return
+            return []
         except NETWORK as exc:
             raise self.error(exc) from exc
-        for upload in answer.get("Uploads", []):
-            self.abort_upload(upload["Key"][len(self.prefix) :], upload["UploadId"])
+        return [(u["Key"][len(self.prefix) :], u["UploadId"]) for u in answer.get("Uploads", [])]
 
     def cut_when(self, stop: threading.Event) -> None:
         self.cut.when(stop)  # (a dead link's answer is not waited for at a stop)

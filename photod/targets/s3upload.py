@@ -459,18 +459,6 @@ def end_temp(t: S3Target, temp_key: str, alone: bool = False) -> None:
 def _abort_uploads(t: S3Target, key: str) -> None:
     """Abort every multipart upload to ``key``: only for a key no other computer
     uploads to (a temporary's)."""
-    try:
-        uploads = t.client.list_multipart_uploads(Bucket=t.bucket, Prefix=t.full(key)).get(
-            "Uploads", []
-        )
-        for upload in uploads:
-            if upload["Key"] == t.full(key):
-                t.client.abort_multipart_upload(
-                    Bucket=t.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                )
-    except ClientError as exc:
-        # Some servers (rclone serve s3) answer NoSuchUpload when there are none.
-        if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
-            raise t.error(exc) from exc
-    except NETWORK as exc:
-        raise t.error(exc) from exc
+    for there, upload_id in t.open_uploads(key):
+        if there == key:
+            t.abort_upload(there, upload_id)
