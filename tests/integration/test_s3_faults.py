@@ -110,6 +110,17 @@ class LinkCut:
 Also = Callable[[LinkCut, str, str], object]
 
 
+class Sent:
+    """What reached the server of a video's upload: its first part, its downloads."""
+
+    def __init__(self) -> None:
+        self.firsts = self.gets = 0
+
+    def count(self, method: str, path: str, query: str) -> None:
+        self.firsts += "partNumber=1&" in f"{query}&"
+        self.gets += method == "GET" and path.endswith("v.mov")
+
+
 def counted_at_this_run_its_parts_sent_once(p: Photod, link: LinkCut) -> None:
     """`run --once` through the link it cuts: the video counts at that run, and its
     first part was sent once (the upload never began again)."""
@@ -488,7 +499,7 @@ def test_a_drop_as_the_upload_is_checked_does_not_send_the_video_again(
     once, nothing downloaded (the copy failed; the next run sent the whole video again
     under a temporary name, then downloaded the published one to prove it the same)."""
     lock = threading.Lock()
-    down_until, firsts, gets = [0.0], [0], [0]
+    down_until, sent = [0.0], Sent()
 
     def rule(method: str, path: str, query: str) -> str:
         with lock:
@@ -497,8 +508,7 @@ def test_a_drop_as_the_upload_is_checked_does_not_send_the_video_again(
                 return "pass"
             if time.monotonic() < down_until[0]:
                 return "drop"
-            firsts[0] += "partNumber=1&" in f"{query}&"
-            gets[0] += method == "GET" and path.endswith("v.mov")
+            sent.count(method, path, query)
             return "pass"
 
     proxy = proxies(s3_server.endpoint, rule)
@@ -506,7 +516,7 @@ def test_a_drop_as_the_upload_is_checked_does_not_send_the_video_again(
                     part_retry="2m")  # fmt: skip
     once = p.cli("run", "--once")
     assert "The one photo or video is protected" in once.stdout, once.stdout
-    assert (1, 0) == (firsts[0], gets[0])
+    assert (1, 0) == (sent.firsts, sent.gets)
 
 
 @pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
@@ -540,21 +550,20 @@ def test_a_completion_whose_answer_was_lost_counts_the_video_once(
     object there carries the upload's token and size, so it is known as this upload's:
     the copy counts at that run, its parts sent once, nothing downloaded (the copy
     failed: the next try sent the whole video again and downloaded the first)."""
-    lost, firsts, gets = [False], [0], [0]
+    lost, sent = [False], Sent()
 
     def rule(method: str, path: str, query: str) -> str:
         if method == "POST" and "uploadId=" in query and not lost[0]:
             lost[0] = True
             return "forward_then_drop"
-        firsts[0] += "partNumber=1&" in f"{query}&"
-        gets[0] += method == "GET" and path.endswith("v.mov")
+        sent.count(method, path, query)
         return "pass"
 
     proxy = proxies(s3_server.endpoint, rule)
     p = video_to_s3(setup, s3_server, proxy, f"lost-{setup.home.name}/")
     once = p.cli("run", "--once")
     assert "The one photo or video is protected" in once.stdout, once.stdout
-    assert (True, 1, 0) == (lost[0], firsts[0], gets[0])
+    assert (True, 1, 0) == (lost[0], sent.firsts, sent.gets)
 
 
 def test_a_completion_whose_answer_and_check_were_lost_counts_the_video_once(
@@ -566,7 +575,7 @@ def test_a_completion_whose_answer_and_check_were_lost_counts_the_video_once(
     at that run, its parts sent once, nothing downloaded (the question cut was taken
     for "not ours": the copy failed, the next try sent the whole video again)."""
     lock = threading.Lock()
-    lost, down_until, firsts, gets = [0], [0.0], [0], [0]
+    lost, down_until, sent = [0], [0.0], Sent()
 
     def rule(method: str, path: str, query: str) -> str:
         with lock:
@@ -577,15 +586,14 @@ def test_a_completion_whose_answer_and_check_were_lost_counts_the_video_once(
                 down_until[0] = time.monotonic() + 3  # (the link drops again)
             if time.monotonic() < down_until[0]:
                 return "drop"
-            firsts[0] += "partNumber=1&" in f"{query}&"
-            gets[0] += method == "GET" and path.endswith("v.mov")
+            sent.count(method, path, query)
             return "pass"
 
     proxy = proxies(s3_server.endpoint, rule)
     p = video_to_s3(setup, s3_server, proxy, f"lost2-{setup.home.name}/", part_retry="2m")
     once = p.cli("run", "--once")
     assert "The one photo or video is protected" in once.stdout, once.stdout
-    assert (True, 1, 0) == (bool(down_until[0]), firsts[0], gets[0])
+    assert (True, 1, 0) == (bool(down_until[0]), sent.firsts, sent.gets)
 
 
 def test_a_drop_as_a_video_is_put_beside_a_namesake_does_not_send_it_again(
