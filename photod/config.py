@@ -206,7 +206,7 @@ Window = Annotated[tuple[int, int], BeforeValidator(parse_window)]
 # age's X25519 recipient: "age1" and 58 bech32 characters.
 RECIPIENT_PATTERN = r"^age1[02-9ac-hj-np-z]{58}$"
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
-REMOTE_PATTERN = r"^[A-Za-z0-9_.][A-Za-z0-9_. -]*:[^\]\n\r]*$"
+REMOTE_PATTERN = r"^[A-Za-z0-9_.][A-Za-z0-9_. -]*:[^\n\r]*$"
 URL_PATTERN = r"^https?://\S+$"
 
 
@@ -538,8 +538,8 @@ TARGET_TYPES = ("local", "s3", "rclone")
 _PATTERNS = {
     RECIPIENT_PATTERN: "an age recipient, 'age1' and 58 more characters (`photod keygen` prints one)",
     BUCKET_PATTERN: "a bucket name: 3-63 lowercase letters, digits, '.' and '-'",
-    REMOTE_PATTERN: "an rclone remote 'name:path', e.g. 'b2:my-photos' (`rclone listremotes`), "
-    "with no ']' in its path (rclone's file server cannot serve it)",
+    REMOTE_PATTERN: "an rclone remote 'name:path' on one line, e.g. 'b2:my-photos' "
+    "(`rclone listremotes`)",
     URL_PATTERN: "a URL starting with http:// or https://",
 }
 

@@ -63,6 +63,11 @@ LOG_MAX, LOG_KEPT = 1024 * 1024, 64 * 1024
 NOOP_WAIT = 5.0  # seconds rcd has to answer rc/noop before it is taken for hung
 HUNG = "rclone rcd stopped answering (hung); it is started again"
 OWNER = "owner.json"  # in each rcd's folder: which photod process started which rcd
+# The target's remote, as a remote of rcd's own (an alias, defined in rcd's environment):
+# what rcd's file server is asked for, "/[photod_rcd_files:]/key".  The remote itself in
+# that URL was cut at the first "]" of its path (rclone's "[(.*?)]"), and a NAS folder
+# "Photos [2024]" had every copy "missing".
+SERVED = "photod_rcd_files"
 # The date and time rclone begins each line of its log with ("2026/12/05 11:21:28 ").
 STAMP = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)? ", re.MULTILINE)
 
@@ -108,8 +113,10 @@ def _reap_orphans() -> None:
 class Rcd:
     """One ``rclone rcd`` process, started on first use and again if it died."""
 
-    def __init__(self, name: str, config_file: Path | None, timeout: float) -> None:
+    def __init__(self, name: str, config_file: Path | None, timeout: float, remote: str) -> None:
+        """``remote``: the target's, which rcd also knows as ``SERVED``."""
         self.name = name
+        self.remote = remote
         self.config_file = config_file
         self.timeout = timeout
         self.proc: subprocess.Popen[bytes] | None = None
@@ -162,8 +169,10 @@ class Rcd:
         self.log = open(os.path.join(self.folder, "rcd.log"), "ab+")  # noqa: SIM115
         # (never the terminal: an encrypted rclone.conf would ask for its password there,
         # behind the log, and the daemon would wait for it)
+        served = f"RCLONE_CONFIG_{SERVED.upper()}_"
+        env = {**os.environ, f"{served}TYPE": "alias", f"{served}REMOTE": self.remote}
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=self.log)  # fmt: skip
+                                     stderr=self.log, env=env)  # fmt: skip
         _own(self.folder, self.proc.pid)
 
     def why(self, exc: BaseException | None) -> str:

@@ -36,7 +36,7 @@ from photod.logs import log
 from photod.models import VerifyMethod
 from photod.targets.base import CHUNK, Identity
 from photod.targets.objects import TMP, ObjectTarget
-from photod.targets.rcd import HUNG, Rcd, UnixHTTP
+from photod.targets.rcd import HUNG, SERVED, Rcd, UnixHTTP
 from photod.targets.rclonesays import meaning
 
 
@@ -260,7 +260,7 @@ class RcloneTarget(ObjectTarget):
         self.name = name
         self.remote = remote
         self.where = remote
-        self.rcd = Rcd(name, config_file, timeout)
+        self.rcd = Rcd(name, config_file, timeout, remote)
         self.owner = f"{owner}-" if owner else ""
         self.swept = False  # a crashed run's metadata temporaries removed (once)
         self._foreign: dict[str, tuple[object, object]] = {}  # others' temporaries: size, time
@@ -459,9 +459,8 @@ class RcloneTarget(ObjectTarget):
     def open(self, key: str) -> BinaryIO:
         conn = self.rcd.connection()
         try:
-            # (the remote's path too: "onedrive:Bilder/Familie Müller" is no URL as it is)
-            remote = urllib.parse.quote(self.remote, safe=":/")
-            conn.request("GET", f"/[{remote}]/{urllib.parse.quote(key)}")
+            # (through rcd's name for the remote, whatever its path holds: "]" too)
+            conn.request("GET", f"/[{SERVED}:]/{urllib.parse.quote(key)}")
             response = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()

@@ -373,6 +373,33 @@ def test_an_sftp_key_file_named_relative_to_the_config_is_found_from_any_folder(
     assert ["a.jpg"] == [f.name for f in nas.rglob("*.jpg")]  # on the NAS
 
 
+def test_an_rclone_remote_whose_path_holds_brackets_backs_up_verifies_and_restores(
+    setup: Setup, samples: Path
+) -> None:
+    """A NAS folder named "Photos [2024]" (and one with a "]" alone): the config was
+    refused at load ("no ']' in its path"), since rcd's file server, asked for
+    "/[remote:path]/key", cuts the remote at its first "]" (every copy read back as
+    missing). Backed up, verified (every copy read back) and restored from it alone,
+    byte for byte."""
+    stored = setup.home / "nas" / "Photos [2024]" / "a]b"
+    p = setup.photod([{"name": "cloud", "type": "rclone", "remote": f"box:{stored}",
+                       "rclone_config": {"type": "local"}, "media": "nas", "offsite": True}],
+                     policy={"copies": 1, "media": 1, "offsite": 1})  # fmt: skip
+    for f in samples.iterdir():
+        shutil.copy(f, setup.inbox / f.name)
+    run = p.cli("run", "--once")
+    assert 0 == run.returncode, run.stdout + run.stderr
+    originals = sorted(sha256(f) for f in samples.iterdir())
+    assert originals == sorted(target_files(stored).values())
+    verified = p.cli("verify", "--target", "cloud", "--all")
+    assert 0 == verified.returncode, verified.stdout + verified.stderr
+    assert [] == p.events("replica_missing")
+    dest = setup.home / "restored"
+    restored = p.cli("restore", str(dest), "--target", "cloud")
+    assert 0 == restored.returncode, restored.stdout + restored.stderr
+    assert originals == sorted(target_files(dest).values())
+
+
 def test_a_full_nas_over_sftp_is_said_full_and_takes_the_rest_when_there_is_room(
     setup: Setup, samples: Path, ssh_server: SSHServer, small_drive: Path
 ) -> None:

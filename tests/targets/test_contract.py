@@ -1262,14 +1262,15 @@ def test_a_second_recipients_identity_finds_every_object_from_many_threads(
         assert DATA + keys[7].encode() == f.read()
 
 
-@pytest.mark.parametrize("folder", ["Fotos Müller", "100% Urlaub", "backup?"])
+@pytest.mark.parametrize("folder", ["Fotos Müller", "100% Urlaub", "backup?", "Photos [2024]"])
 def test_an_rclone_remote_whose_path_is_no_url_as_it_is_still_reads_back(
     tmp_path: Path, folder: str
 ) -> None:
     """A remote such as "onedrive:Bilder/Familie Müller": a space, a character beyond
-    ASCII, a % or a ? in its path. Copies written there read back (the remote's path
-    went into a URL as it was: a traceback that held every backup, the local ones too;
-    a "400 Bad Request"; or a marker that never read back, and photod hung)."""
+    ASCII, a % or a ? in its path, or "[...]". Copies written there read back (the
+    remote's path went into a URL as it was: a traceback that held every backup, the
+    local ones too; a "400 Bad Request"; or a marker that never read back, and photod
+    hung; a "]" cut the remote's path there: every copy was missing)."""
     target = local_rclone(tmp_path, tmp_path / folder / "photod", timeout=5)
     try:
         target.check(None)
