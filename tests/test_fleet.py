@@ -22,6 +22,7 @@ from photod.fleet import REMOTE_PROBE, Fleet, TargetState
 from photod.ingest import Ingestor
 from photod.models import Media, PolicyRule, TargetInfo
 from photod.replicate import Replicator
+from photod.targets import rcd
 from photod.targets.local import LocalTarget
 from photod.targets.memory import MemoryTarget
 from photod.targets.rclone import RcloneTarget
@@ -145,13 +146,15 @@ def test_an_rclone_remote_whose_rcd_cannot_start_is_said_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """rclone's rcd exits at each start (here its socket's path is too long for a
-    socket, in a deep temporary folder): the reason is its last words, which carry the
-    time and the folder made afresh at each start. It was a new `target_unavailable`
-    at every try, once a minute for as long as it lasted; it is said once, and the
-    reason still says what rclone said."""
+    socket: a deep temporary folder, and a deep folder in place of /tmp, where rcd's
+    goes then): the reason is its last words, which carry the time and the folder made
+    afresh at each start. It was a new `target_unavailable` at every try, once a minute
+    for as long as it lasted; it is said once, and the reason still says what rclone
+    said."""
     deep = tmp_path / ("d" * 100)
     deep.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(deep))  # where rcd's socket folder goes
+    monkeypatch.setattr(rcd, "SHORT_TOP", str(deep))  # (and where it goes when that is deep)
     [away] = rclone_remote_checked_three_times(tmp_path)
     assert "rclone rcd exited" in away["reason"] and "bind: invalid argument" in away["reason"]
     assert f"{deep}/photod-rclone-*/rc.sock" in away["reason"], away["reason"]
@@ -168,6 +171,7 @@ def test_an_rclone_remote_whose_rcd_finds_no_room_in_tmp_is_said_once(
     full = tmp_path / "tmp"
     with no_room_for_a_file(full):
         monkeypatch.setattr(tempfile, "tempdir", str(full))  # where rcd's folder goes
+        monkeypatch.setattr(rcd, "SHORT_TOP", str(full))  # (and where when that is deep)
         [away] = rclone_remote_checked_three_times(tmp_path)
     assert away["reason"] == (
         f"cannot start rclone rcd: No space left on device (its folder goes in {full})"

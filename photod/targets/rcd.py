@@ -56,6 +56,12 @@ class UnixHTTP(http.client.HTTPConnection):
 
 
 RCD_PREFIX = "photod-rclone-"
+# A unix socket's path holds at most 107 bytes on Linux, 103 on macOS: rcd's in a deep
+# temporary folder (TMPDIR of ~80 bytes and more) could not be made ("bind: invalid
+# argument"), and every rclone target was unavailable.  Its folder then goes in SHORT_TOP
+# (made by mkdtemp there as anywhere: a new name, mode 700, ours).
+SOCKET_MAX = 103
+SHORT_TOP = "/tmp"
 # rcd's log (its stderr) says an error a line: a remote away for months, asked once a
 # minute, would fill the temporary folder (often memory) for as long as photod runs.
 # Past LOG_MAX bytes its last LOG_KEPT are kept (what `why` quotes is its last words).
@@ -72,6 +78,14 @@ SERVED = "photod_rcd_files"
 STAMP = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)? ", re.MULTILINE)
 
 
+def _top() -> str:
+    """Where rcd's folder goes: the temporary folder, else (its path too long for the
+    socket in it) SHORT_TOP."""
+    top = tempfile.gettempdir()
+    sock = os.path.join(top, f"{RCD_PREFIX}{'x' * 8}", "rc.sock")  # (mkdtemp: 8 characters)
+    return top if len(os.fsencode(sock)) <= SOCKET_MAX else SHORT_TOP
+
+
 def _own(folder: str, rcd_pid: int) -> None:
     me = psutil.Process()
     data = {"photod": me.pid, "photod_started": me.create_time(), "rcd": rcd_pid}
@@ -84,11 +98,11 @@ def _reap_orphans() -> None:
     process): no handler of it ran, so its rcd lives on, reparented.  Each rcd's folder
     says which photod started it; an rcd whose photod is gone is stopped, its folder
     removed.  Another running photod's rcd is left alone."""
-    top = tempfile.gettempdir()
-    for name in os.listdir(top):
-        folder = os.path.join(top, name)
-        if not name.startswith(RCD_PREFIX):
-            continue
+    folders: list[str] = []
+    for top in dict.fromkeys((tempfile.gettempdir(), SHORT_TOP)):  # (``_top``: either)
+        with contextlib.suppress(OSError):
+            folders += [os.path.join(top, n) for n in os.listdir(top) if n.startswith(RCD_PREFIX)]
+    for folder in folders:
         try:
             if os.stat(folder).st_uid != os.getuid():
                 continue
@@ -142,7 +156,7 @@ class Rcd:
             # made each try's reason new (a full /tmp was said again every minute).
             self.stop()
             raise TargetUnavailable(self.name, f"cannot start rclone rcd: {exc.strerror or exc} "
-                                    f"(its folder goes in {tempfile.gettempdir()})") from exc  # fmt: skip
+                                    f"(its folder goes in {_top()})") from exc  # fmt: skip
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             assert self.proc is not None
@@ -158,7 +172,7 @@ class Rcd:
     def _spawn(self, binary: str) -> None:
         """rcd's private folder, its log, the process, and who owns it."""
         _reap_orphans()
-        self.folder = tempfile.mkdtemp(prefix=RCD_PREFIX)  # mode 700: ours only
+        self.folder = tempfile.mkdtemp(prefix=RCD_PREFIX, dir=_top())  # mode 700: ours only
         args = [binary, "rcd", "--rc-addr", f"unix://{self.socket_path}", "--rc-no-auth",
                 "--rc-serve", "--contimeout", "10s", "--timeout", f"{int(self.timeout)}s",
                 "--retries", "1", "--low-level-retries", "2", "--log-level", "ERROR",

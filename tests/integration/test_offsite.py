@@ -400,6 +400,34 @@ def test_an_rclone_remote_whose_path_holds_brackets_backs_up_verifies_and_restor
     assert originals == sorted(target_files(dest).values())
 
 
+def test_an_rclone_remote_is_reached_from_a_deep_temporary_folder(
+    setup: Setup, samples: Path
+) -> None:
+    """photod run with TMPDIR 150 bytes deep (a desktop's or a CI's own folder): rcd's
+    socket in it had a path too long for a unix socket (107 bytes on Linux, 103 on
+    macOS), rcd exited ("bind: invalid argument") and every rclone target was
+    unavailable. Backed up to it and restored from it, byte for byte."""
+    deep = setup.home / "tmp"
+    deep = deep / ("d" * (150 - len(str(deep)) - 1))
+    deep.mkdir(parents=True)
+    assert 150 == len(str(deep))
+    stored = setup.home / "nas"
+    p = setup.photod([{"name": "cloud", "type": "rclone", "remote": f"box:{stored}",
+                       "rclone_config": {"type": "local"}, "media": "nas", "offsite": True}],
+                     policy={"copies": 1, "media": 1, "offsite": 1})  # fmt: skip
+    p.env["TMPDIR"] = str(deep)
+    for f in samples.iterdir():
+        shutil.copy(f, setup.inbox / f.name)
+    run = p.cli("run", "--once")
+    assert 0 == run.returncode, run.stdout + run.stderr
+    assert [] == p.events("target_unavailable")
+    originals = sorted(sha256(f) for f in samples.iterdir())
+    assert originals == sorted(target_files(stored).values())
+    restored = p.cli("restore", str(setup.home / "restored"), "--target", "cloud")
+    assert 0 == restored.returncode, restored.stdout + restored.stderr
+    assert originals == sorted(target_files(setup.home / "restored").values())
+
+
 def test_a_full_nas_over_sftp_is_said_full_and_takes_the_rest_when_there_is_room(
     setup: Setup, samples: Path, ssh_server: SSHServer, small_drive: Path
 ) -> None:
