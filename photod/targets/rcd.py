@@ -74,8 +74,23 @@ OWNER = "owner.json"  # in each rcd's folder: which photod process started which
 # that URL was cut at the first "]" of its path (rclone's "[(.*?)]"), and a NAS folder
 # "Photos [2024]" had every copy "missing".
 SERVED = "photod_rcd_files"
+# The options whose value rclone reads as a shell would (its lib/env ShellExpand: "$x" and
+# "${x}" are environment variables, "$x" unset is nothing), with no escape of its own: a
+# key in a folder "$x" was looked for in "" (the NAS never reached).  "$$" is read as the
+# variable "$" (Go's os.ExpandEnv), which is "$" in rcd's environment: a "$".
+SHELL_EXPANDED = frozenset({"key_file", "pubkey_file", "known_hosts_file",
+                            "service_account_file", "service_principal_file",
+                            "box_config_file"})  # fmt: skip
+LITERAL_DOLLAR = {"$": "$"}
 # The date and time rclone begins each line of its log with ("2026/12/05 11:21:28 ").
 STAMP = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)? ", re.MULTILINE)
+
+
+def as_read(settings: dict[str, str]) -> dict[str, str]:
+    """An inline remote's settings as rcd is to read them: a path photod read (not one
+    that begins with "$", which is rclone's to expand) the file it names, each "$" a "$"."""
+    return {k: v.replace("$", "$$") if k in SHELL_EXPANDED and not v.startswith("$") else v
+            for k, v in settings.items()}  # fmt: skip
 
 
 def _top() -> str:
@@ -184,7 +199,8 @@ class Rcd:
         # (never the terminal: an encrypted rclone.conf would ask for its password there,
         # behind the log, and the daemon would wait for it)
         served = f"RCLONE_CONFIG_{SERVED.upper()}_"
-        env = {**os.environ, f"{served}TYPE": "alias", f"{served}REMOTE": self.remote}
+        env = {**os.environ, f"{served}TYPE": "alias", f"{served}REMOTE": self.remote,
+               **LITERAL_DOLLAR}  # fmt: skip
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=self.log, env=env)  # fmt: skip
         _own(self.folder, self.proc.pid)

@@ -36,7 +36,7 @@ from photod.logs import log
 from photod.models import VerifyMethod
 from photod.targets.base import CHUNK, Identity
 from photod.targets.objects import TMP, ObjectTarget
-from photod.targets.rcd import HUNG, SERVED, Rcd, UnixHTTP
+from photod.targets.rcd import HUNG, SERVED, Rcd, UnixHTTP, as_read
 from photod.targets.rclonesays import meaning
 
 
@@ -319,6 +319,7 @@ class RcloneTarget(ObjectTarget):
     def write_inline_config(path: Path, remote: str, settings: dict[str, str]) -> Path:
         """The remote's settings from photod's config, as a private rclone.conf."""
         section = remote.partition(":")[0]
+        settings = as_read(settings)  # (a "$" in a key file's path: a "$")
         text = f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -373,6 +373,36 @@ def test_an_sftp_key_file_named_relative_to_the_config_is_found_from_any_folder(
     assert ["a.jpg"] == [f.name for f in nas.rglob("*.jpg")]  # on the NAS
 
 
+def test_an_sftp_key_file_in_a_folder_named_with_a_dollar_is_found(
+    setup: Setup, samples: Path, ssh_server: SSHServer
+) -> None:
+    """`rclone_config = { ..., key_file = "keys/$x/nas key" }`: rclone reads "$x" in a
+    key file's path as an environment variable (none: nothing), and has no escape of its
+    own; it looked for "keys//nas key", and the NAS was never reached ("failed to read
+    private key file"). The key is the file the config names, and the photo goes there;
+    a value that begins with "$" is still rclone's ("$HOME/..." as rclone expands it)."""
+    if not ssh_server.running():
+        ssh_server.start()
+    (setup.home / "keys" / "$x").mkdir(parents=True)
+    shutil.copy(ssh_server.user_key, setup.home / "keys" / "$x" / "nas key")
+    nas = ssh_server.files / "dollar"
+    settings = {**ssh_server.rclone_config(), "key_file": "keys/$x/nas key",
+                "known_hosts_file": "$PHOTOD_TEST_KNOWN_HOSTS"}  # fmt: skip
+    known_hosts = setup.home / "known hosts"
+    known_hosts.write_text(
+        f"[127.0.0.1]:{ssh_server.port} {(ssh_server.home / 'host_key.pub').read_text()}"
+    )
+    p = setup.photod([{"name": "nas", "type": "rclone", "remote": f"box:{nas}", "media": "nas",
+                       "offsite": True, "rclone_config": settings}],
+                     policy={"copies": 1, "media": 1, "offsite": 1})  # fmt: skip
+    p.env["PHOTOD_TEST_KNOWN_HOSTS"] = str(known_hosts)
+    shutil.copy(next(samples.glob("*.jpg")), setup.inbox / "a.jpg")
+    run = p.cli("run", "--once")
+    assert 0 == run.returncode, run.stdout + run.stderr
+    assert "protected" in run.stdout
+    assert ["a.jpg"] == [f.name for f in nas.rglob("*.jpg")]  # on the NAS
+
+
 def test_an_rclone_remote_whose_path_holds_brackets_backs_up_verifies_and_restores(
     setup: Setup, samples: Path
 ) -> None:
