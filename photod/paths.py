@@ -19,14 +19,16 @@ CATALOG_NAME = "catalog.sqlite"  # in the state dir
 
 def socket_path(runtime_dir: Path, state_dir: Path) -> Path:
     """The socket for the daemon of this state dir.  A Unix socket path holds at most
-    107 bytes: a deeper runtime dir gets a short private folder in /tmp instead."""
+    107 bytes: a deeper runtime dir gets a short private folder in the temporary folder
+    instead, or in /tmp when that is deep too (the daemon did not start)."""
     path = runtime_dir / SOCKET_NAME
     if len(os.fsencode(path)) <= 100:
         return path
     import tempfile  # only for a deep runtime dir: most commands never need it
 
     tag = hashlib.sha256(os.fsencode(state_dir)).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"photod-{os.getuid()}-{tag}" / SOCKET_NAME
+    path = Path(tempfile.gettempdir()) / f"photod-{os.getuid()}-{tag}" / SOCKET_NAME
+    return path if len(os.fsencode(path)) <= 100 else Path("/tmp", *path.parts[-2:])
 
 
 def default_state_dir() -> Path:

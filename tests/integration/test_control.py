@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from photod import paths
 from tests.conftest import Photod, wait_for
 from tests.integration.conftest import Setup
 
@@ -60,6 +61,31 @@ def test_the_socket_is_private_and_status_shows_the_live_daemon(setup: Setup) ->
     finally:
         assert 0 == p.stop()
     assert not _socket(p).exists()  # removed on the way out
+
+
+def test_a_daemon_whose_runtime_and_temporary_folders_are_both_deep_starts(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """XDG_RUNTIME_DIR and TMPDIR both 150 bytes deep: the control socket, in a folder
+    of the temporary folder when the runtime dir is too deep for it, was too deep there
+    too, and the daemon did not start ("cannot open the control socket ...: AF_UNIX
+    path too long"). It starts, and the commands reach it."""
+    deep = setup.home / "deep"
+    deep = deep / ("d" * (150 - len(str(deep)) - 1))
+    deep.mkdir(parents=True, mode=0o700)
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}])
+    p.env |= {"XDG_RUNTIME_DIR": str(deep), "TMPDIR": str(deep)}
+    p.start()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))  # (as the daemon's)
+    sock = paths.socket_path(deep / "photod", setup.home / "state")
+    try:
+        assert p.status()["daemon"]["live"]["ok"]
+        assert 0 == p.cli("pause").returncode
+        p.wait_event("daemon_paused")
+        assert sock.parent.parent == Path("/tmp") and stat.S_ISSOCK(sock.stat().st_mode)
+    finally:
+        assert 0 == p.stop()
+        shutil.rmtree(sock.parent, ignore_errors=True)
 
 
 def test_another_user_is_refused(setup: Setup) -> None:
