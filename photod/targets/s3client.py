@@ -52,6 +52,11 @@ NETWORK = (BotoCoreError, Urllib3Error, OSError)
 CUT = (BotoConnectionError, HTTPClientError, Urllib3Error, OSError)
 PASSING = {"RequestTimeout", "InternalError", *THROTTLED}
 
+# Why a request was not sent: another of the target's, in flight as photod stopped, got
+# no answer (``Cut``).
+UNANSWERED = ("no answer as photod stopped (the link is dead): nothing more is asked of it "
+              "until the next start, which ends what this stop left there")  # fmt: skip
+
 _loaders: list[Any] = []  # the first session's loader of API descriptions, shared
 _lock = threading.Lock()
 
@@ -126,11 +131,23 @@ def make_client(
     return client, presigner
 
 
+class Unanswered(Exception):
+    """A request not sent (``UNANSWERED``): botocore gives it as an HTTPClientError."""
+
+
+def unanswered(exc: BaseException | None) -> bool:
+    """Whether botocore's ``exc`` is a request ``Cut`` did not send."""
+    return isinstance(getattr(exc, "kwargs", {}).get("error"), Unanswered)
+
+
 class Cut:
     """A client's requests in flight, cut once photod stops (``cut_when``): a dead link
     (a NAS or router that vanished, which takes a request and never answers) is not
     waited on past ``STOP_GRACE``, each request up to its timeout and botocore's retry
-    (a stop took a minute and more, past systemd's 30 s).  Kept at the connections the
+    (a stop took a minute and more, past systemd's 30 s).  Once one was cut so, no
+    request is sent at this stop (``Unanswered``): the abort of an upload, the delete of
+    its temporary, the last lists and the snapshot would each wait out the timeout
+    again; the next start's tidy ends what is left.  Kept at the connections the
     client's own pool hands out (botocore's ``Endpoint.http_session``): if a botocore
     release moves it, nothing is cut, as before."""
 
@@ -143,6 +160,7 @@ class Cut:
             classes.update(http=self._tracked(AWSHTTPConnectionPool),
                            https=self._tracked(AWSHTTPSConnectionPool))  # fmt: skip
         self.stop: threading.Event | None = None
+        self.silent = threading.Event()  # set once a stop found the link dead
         client.meta.events.register_first("needs-retry.s3", self._again)
 
     def _tracked(self, base: type) -> type:
@@ -151,6 +169,9 @@ class Cut:
         class Tracked(base):  # type: ignore[misc]
             def _get_conn(self, timeout: float | None = None) -> Any:
                 conn = super()._get_conn(timeout)
+                if cut.silent.is_set():  # (taken, as the pool's count of them wants)
+                    conn.close()
+                    raise Unanswered(UNANSWERED)
                 with cut.lock:
                     cut.live.add(conn)
                 return conn
@@ -174,9 +195,10 @@ class Cut:
     def when(self, stop: threading.Event) -> None:
         """Once ``stop`` is set, the requests still in flight after ``STOP_GRACE`` are
         cut (as an rclone target's, ``Rcd.cut_when``); requests made after the cut (the
-        last lists, the snapshot) go as usual."""
+        last lists, the snapshot) go as usual, unless one cut was still waiting for its
+        answer (``silent``: the link is dead)."""
         self.stop = stop
-        cut_at_stop(stop, self._lent, "s3-stop")
+        self.silent = cut_at_stop(stop, self._lent, "s3-stop")
 
     def _lent(self) -> list[Any]:
         with self.lock:
@@ -223,6 +245,8 @@ def mapped(exc: Exception, name: str, bucket: str, where: str, endpoint: str | N
         if code == "NoSuchBucket":
             return TargetUnavailable(name, f"bucket {bucket!r} does not exist; create it")
         return TargetUnavailable(name, f"S3 error {code or status}: {err.get('Message', exc)}")
+    if unanswered(exc):
+        return TargetUnavailable(name, UNANSWERED)
     if isinstance(exc, NETWORK):
         return TargetUnavailable(name, f"cannot reach {endpoint or 'S3'}: {exc}")
     return TargetUnavailable(name, f"S3 request failed: {exc}")

@@ -26,7 +26,7 @@ from botocore.awsrequest import AWSRequest
 
 from photod.errors import TargetUnavailable
 from photod.logs import log
-from photod.targets.s3client import NETWORK
+from photod.targets.s3client import NETWORK, UNANSWERED, unanswered
 
 EXPIRES = 300  # seconds a presigned request stays valid: it is sent at once
 NO_ANSWER = 0  # the status when this path got none (or is off)
@@ -110,7 +110,8 @@ class Presigned:
             return int(response.status_code), response.headers
         except NETWORK as exc:  # the client's own call tries again and says what went wrong
             if self.stopping():  # (not at a stop: a dead link is not waited on twice)
-                raise TargetUnavailable(self.target, f"no answer as photod stops: {exc}") from exc
+                why = UNANSWERED if unanswered(exc) else f"no answer as photod stops: {exc}"
+                raise TargetUnavailable(self.target, why) from exc
             return NO_ANSWER, {}
         except Exception as exc:  # a botocore this path does not know: off
             self._off(f"{type(exc).__name__}: {exc}")

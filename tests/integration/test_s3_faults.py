@@ -651,6 +651,50 @@ def test_a_stop_while_a_scrub_reads_over_a_dead_link_is_prompt(
     assert "cloud" == interrupted["target"]
 
 
+@pytest.mark.parametrize("namesake", [False, True], ids=["own-name", "beside-a-namesake"])
+def test_a_stop_mid_upload_over_a_dead_link_is_prompt_and_the_next_start_ends_it(
+    setup: Setup, s3_server: S3Server, proxies: Proxies, namesake: bool
+) -> None:
+    """The NAS or router on the way to S3 vanishes as a video's second part goes up:
+    the server's end takes each request and never answers.  SIGTERM then: photod
+    stops well within systemd's 30 s, without a traceback (it waited out the network's
+    timeout for the abort of the upload, and beside another camera's video for the
+    delete of its temporary, 20 s each: systemd killed it).  Nothing is visible under
+    the video's name but what was there, and the next start ends the upload and its
+    temporary and copies the video."""
+    silent, back = threading.Event(), [False]
+
+    def rule(method: str, path: str, query: str) -> str:
+        if "partNumber=2" in query.split("&") and not back[0]:
+            silent.set()  # from this request on, nothing answers
+        return "hold" if silent.is_set() and not back[0] else "pass"
+
+    proxy = proxies(s3_server.endpoint, rule)
+    prefix = f"deadup-{setup.home.name}/"
+    p = video_to_s3(setup, s3_server, proxy, prefix)
+    bucket = S3Target("s3", BUCKET, prefix, s3_server.endpoint,
+                      credentials_file=setup.home / "aws-credentials")  # fmt: skip
+    try:
+        if namesake:
+            bucket.put("2024/2024-01-02/v.mov", b"another camera's video")
+        there = sorted(bucket.listing())
+        p.start()
+        try:
+            assert silent.wait(60), "the upload never sent its second part"
+            time.sleep(1)  # the part waits on the dead link
+            stops_in_systemds_time(p)
+        finally:
+            p.stop()
+        assert "Traceback" not in p.output.read_text()
+        assert there == sorted(bucket.listing())  # nothing partial under any name
+        assert 1 == len(uploads_left(s3_server, prefix))  # (the next start's to end)
+        back[0] = True  # the link is back
+        protected_by_the_next_run(p, s3_server, prefix)
+        assert [] == bucket.list_meta("tmp")
+    finally:
+        bucket.close()
+
+
 def link_gone_at_part_4(also: Also | None = None) -> LinkCut:
     """A home uplink that goes for 8 s as the fourth part of a video's upload leaves
     (longer than the `part_retry` of ``video_to_s3``)."""
