@@ -519,6 +519,7 @@ class Catalog:
         self._db: _Connection = db
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        self._noted = 0  # rows changed by notes (``changes``)
         try:
             if not readonly:
                 self._db.execute("PRAGMA journal_mode=WAL")
@@ -645,9 +646,15 @@ class Catalog:
             r = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return str(r[0]) if r else None
 
-    def set_meta(self, key: str, value: str) -> None:
+    def set_meta(self, key: str, value: str, note: bool = False) -> None:
+        """Set a value (the same value again changes nothing); ``note``: one a snapshot
+        is not written for alone (``changes``)."""
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value))
+            before = db.total_changes
+            db.execute("INSERT INTO meta VALUES (?,?) ON CONFLICT(key) DO UPDATE SET "
+                       "value=excluded.value WHERE value IS NOT excluded.value", (key, value))  # fmt: skip
+            if note:
+                self._noted += db.total_changes - before
 
     def delete_meta(self, key: str) -> None:
         with self._tx() as db:
@@ -1356,9 +1363,12 @@ class Catalog:
     # -- snapshots -----------------------------------------------------------------------
 
     def changes(self) -> int:
-        """Rows changed through this connection so far: tells whether a snapshot is due."""
+        """Rows changed through this connection so far, but its notes of when a target
+        was last seen and a folder last scanned (a snapshot of those alone would be a
+        generation more on every target after each reload, each hour, each scan):
+        tells whether a snapshot is due."""
         with self._lock:
-            return self._db.total_changes
+            return self._db.total_changes - self._noted
 
     def snapshot(self, dest: Path) -> None:
         """A consistent copy of the whole catalog at ``dest`` (SQLite's online backup:
@@ -1484,9 +1494,12 @@ class Catalog:
             )
 
     def target_seen(self, name: str) -> None:
-        """The target answered now (kept for "not connected for 14 days")."""
+        """The target answered now (kept for "not connected for 14 days"): a note that
+        no snapshot is written for alone (``changes``)."""
         with self._tx() as db:
+            before = db.total_changes
             db.execute("UPDATE targets SET last_seen=? WHERE name=?", (now_iso(), name))
+            self._noted += db.total_changes - before
 
     def counting(
         self, infos: Mapping[str, TargetInfo], cycle: float, here: Iterable[str] = ()

@@ -48,6 +48,7 @@ from photod.logs import log
 from photod.notify import Left, Notifier, load_left, save_left
 from photod.pause import Pause
 from photod.pipeline import Pipeline
+from photod.snapshotdue import Snapshotted
 from photod.statelock import StateLock, said_if_unwritable
 from photod.targets.records import Installation
 from photod.throttle import few_arenas, give_back_memory, lower_priority
@@ -196,6 +197,7 @@ class Daemon:
         self._started = threading.Event()
         self.summary: oneshot.Summary | None = None  # what `run --once` did and left
         self._left: Left | None = None  # what the last notifier had not told (a reload)
+        self._snapshotted: Snapshotted | None = None  # the last snapshot, at a reload
 
     def _on_signal(self, signum: int) -> None:  # on the thread "signals" (photod.signals)
         if signum == signal.SIGHUP:
@@ -400,8 +402,9 @@ class Daemon:
         pipeline = Pipeline(cfg, catalog, me, relist, notifier=notifier,
                             pause=self._pause, trusted=not unchecked,
                             distrust=self._distrust, activity=activity,
-                            wake=waker,
-                            scanned=self._started.set)  # fmt: skip
+                            wake=waker, scanned=self._started.set,
+                            snapshotted=self._snapshotted)  # fmt: skip
+        self._snapshotted = None
         logs.listeners.append(notifier.on_event)
         checker = None
         reason = "failed"  # a bug from here on: what runs stops as at any stop
@@ -448,6 +451,8 @@ class Daemon:
         finally:
             try:  # never a snapshot of a doubtful catalog (distrusted while stopping, too)
                 pipeline.stop(snapshot=reason in ("signal", "reload") and not self._resettle)
+                if reason == "reload" and not self._resettle:
+                    self._snapshotted = pipeline.due.handover()
             finally:
                 logs.listeners.remove(notifier.on_event)
                 notifier.stop()  # what is queued still goes out

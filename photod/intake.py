@@ -352,7 +352,7 @@ def _scanned(catalog: Catalog, name: str, watcher: FolderWatcher, began: int) ->
     are looked at again next time), and, when it found files, the device the folder was
     on: an empty folder on another device later is its drive unplugged from its mount
     point (``catchup``), one on the same device a folder emptied."""
-    catalog.set_meta(f"scanned:{name}", str(began))
+    catalog.set_meta(f"scanned:{name}", str(began), note=True)
     if watcher.scanned:
         with contextlib.suppress(OSError):
             catalog.set_meta(f"device:{name}", str(os.stat(watcher.root).st_dev))

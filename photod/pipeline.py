@@ -29,6 +29,7 @@ from photod.replicate import Replicator
 from photod.restore import open_targets
 from photod.schedules import interval
 from photod.sidecars import LibraryKeeper
+from photod.snapshotdue import Due, Snapshotted
 from photod.targets.records import Installation
 from photod.throttle import on_battery_now
 from photod.verify import Scrubber
@@ -71,6 +72,7 @@ class Pipeline:
         wake: Callable[[str], None] = lambda job: None,
         scanned: Callable[[], None] = lambda: None,
         clock: Clock = SYSTEM,
+        snapshotted: Snapshotted | None = None,
     ) -> None:
         """``me``: this installation (its records on the targets); ``relist``: the last
         run did not stop cleanly, so each target's list is compared with the catalog
@@ -80,7 +82,7 @@ class Pipeline:
         the scheduler); ``wake``: runs a scheduled job now (``jobs.Waker``; a one-shot
         run has none); ``scanned``: called after each reconcile scan (the daemon starts
         its dashboard after the first); ``clock``: what settling, backoff and pauses
-        are measured with."""
+        are measured with; ``snapshotted``: the last snapshot before a reload."""
         self.cfg = cfg
         self.clock = clock
         self.wake = wake
@@ -130,8 +132,7 @@ class Pipeline:
             interval(cfg.schedule.scrub),
             self.stop_event,
         )
-        self._snapshot_at = (-1, 0.0)  # (catalog changes, monotonic time) of the last one
-        self._snapshot_took = 0.0  # seconds the last one took
+        self.due = Due(catalog, cfg, snapshotted)  # when the next snapshot is
         self._listed_at = 0.0  # when the lists were last written from settle_tick
         # `photod pause`: while it lasts nothing heavy starts (imports, copies, scans,
         # scrubs, drills); events still arrive and wait.  Set by the daemon.
@@ -326,12 +327,9 @@ class Pipeline:
         """After a batch (the catalog changed and nothing is being ingested), at most
         every SNAPSHOT_EVERY seconds, and never more than a tenth of the time (a large
         catalog takes seconds to copy, check and pack): the catalog and the recovery
-        plan on every available target."""
-        changes, at = self.catalog.changes(), self.clock.monotonic()
-        if changes == self._snapshot_at[0] or not self.fleet.available():
-            return
-        every = max(snapshot.SNAPSHOT_EVERY, 10 * self._snapshot_took)
-        if not force and (self.busy() or at - self._snapshot_at[1] < every):
+        plan on every available target (``snapshotdue``)."""
+        at, available = self.clock.monotonic(), frozenset(self.fleet.available())
+        if not self.due.needed(available) or (not force and (self.busy() or self.due.soon(at))):
             return
         if isinstance(self.catalog.problem, CatalogDamaged):
             return  # the daemon is about to settle the catalog: no snapshot of it
@@ -349,8 +347,7 @@ class Pipeline:
             log.error("snapshot_failed", error=str(exc))
         except (PhotodError, OSError) as exc:
             log.warning("snapshot_failed", error=str(exc))
-        self._snapshot_took = self.clock.monotonic() - at
-        self._snapshot_at = (self.catalog.changes(), at)
+        self.due.written(available, at, self.clock.monotonic())
 
     def remind(self) -> None:
         if self.reminders is not None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SAMPLES, Photod, make_mov, sha256, target_files, wait_for, write_config
+from tests.fakephone import jpeg
 from tests.integration.conftest import Setup, assert_target_holds
 from tests.servers import FaultProxy, S3Server
 
@@ -272,6 +273,26 @@ def test_sighup_reloads_config(setup: Setup, samples: Path) -> None:
     assert "daemon.state_dir" in moved[1]["problems"][0]
     assert p.proc.poll() is None  # type: ignore[union-attr]
     assert 0 == p.stop()
+
+
+def test_a_reload_that_changes_nothing_writes_no_snapshot(setup: Setup) -> None:
+    """Two reloads with the config as it was and nothing new (a SIGHUP from a log
+    rotation, `systemctl reload`): no snapshot generation is written for them (each
+    reload wrote one more of the same catalog to every target); the next photo's
+    snapshot is the catalog's second generation."""
+    jpeg(setup.inbox / "a.jpg", seed=1)
+    p = setup.photod([{"name": "library", "path": str(setup.home / "library")}]).start()
+    p.wait_protected(1)
+    p.wait_event("catalog_snapshot_written")
+    for reloads in (1, 2):
+        p.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        p.wait_event("daemon_reloaded", count=reloads)
+        time.sleep(5)  # (its first rounds: a snapshot was written by now)
+    jpeg(setup.inbox / "b.jpg", seed=2)
+    p.wait_event("catalog_snapshot_written", assets=2, timeout=60)
+    assert 0 == p.stop()
+    written = [(e["generation"], e["assets"]) for e in p.events("catalog_snapshot_written")]
+    assert [(1, 1), (2, 2)] == written[:2], written
 
 
 def _refused_by_a_reload(p: Photod, problems: list[str]) -> None:
