@@ -1438,6 +1438,16 @@ class Catalog:
             for p, size, mtime in rows
         }
 
+    def source_count(self, source: str) -> int:
+        """How many files of a folder the catalog knows (`run --once` says it), counted
+        by SQLite: ``source_stats`` holds every one in memory (a million: 200 MB)."""
+        with self._lock:
+            return int(
+                self._db.execute(
+                    "SELECT count(*) FROM source_files WHERE source=?", (source,)
+                ).fetchone()[0]
+            )
+
     def source_file(self, source: str, path: str) -> SourceFile | None:
         with self._lock:
             r = self._db.execute(

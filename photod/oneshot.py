@@ -79,7 +79,7 @@ class Summary:
         catalog, cfg = pipeline.catalog, pipeline.cfg
         infos = catalog.counting(cfg.target_infos(), cfg.schedule.scrub_cycle)
         self.rule = pipeline.cfg.policy.rule()
-        self.known = sum(len(catalog.source_stats(s.name)) for s in pipeline.cfg.folders)
+        self.known = sum(catalog.source_count(s.name) for s in pipeline.cfg.folders)
         for held, count, _ in catalog.holdings():
             self.assets += count
             verdict = policy.evaluate(self.rule, held, infos)
