@@ -1312,6 +1312,19 @@ class Catalog:
                 yield _asset(r)
             after = rows[-1]["relpath"]
 
+    def folder_days(self, folder: str) -> list[tuple[str, str]]:
+        """(relpath, capture time) of the assets right in a folder of the library (not
+        in its subfolders), in key order: what a restore by date asks of a movie's or
+        an edit's folder, for the still beside it."""
+        prefix = f"{folder}/" if folder else ""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT relpath, captured_at FROM assets WHERE relpath >= ? AND relpath < ?"
+                " AND instr(substr(relpath, ?), '/') = 0 ORDER BY relpath",
+                (prefix, f"{folder}0" if folder else "\U0010ffff", len(prefix) + 1),
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
     # -- what the dashboard shows ---------------------------------------------------------
 
     def held_by(self, held: frozenset[str], limit: int) -> list[Asset]:

@@ -1286,3 +1286,42 @@ def test_a_large_catalogs_snapshot_is_written_and_rebuilt_in_a_small_computers_m
     assert 0 == r.returncode, r.stdout + r.stderr[-2000:]
     assert "100000 assets" in r.stdout
     assert before == photos()
+
+
+def test_a_restore_by_date_of_a_large_library_reads_the_catalog_a_piece_at_a_time(
+    tmp_path: Path,
+) -> None:
+    """`photod restore --since/--until/--album` held every photo of the catalog in
+    memory to find the still beside each Live Photo's movie (a million photos: 620 MB,
+    the OOM killer on a small computer).  Read a thousand at a time, what it holds stays
+    small, and the choice is the same: a movie goes with its still's day, not its own."""
+    import tracemalloc
+    from datetime import date
+
+    from photod.catalog import Catalog
+    from photod.restore import select
+
+    n = 100_000
+    db = tmp_path / "catalog.sqlite"
+    fill_catalog(db, [(hashlib.sha256(b"%d" % i).hexdigest(), f"{2010 + i % 15}/IMG_{i:07d}.JPG",
+                       1000 + i, 10**18 + i) for i in range(n)], ["nas"])  # fmt: skip
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE assets SET captured_at='2024-06-01T22:00:00' WHERE relpath IN"
+                  " ('lib/2010/IMG_0000000.JPG', 'lib/2010/IMG_0000015.JPG')")  # fmt: skip
+        c.execute("UPDATE assets SET relpath='lib/2010/IMG_0000000.MOV', kind='video', format="
+                  "'mov', captured_at='2024-06-02T01:00:00' WHERE relpath='lib/2010/IMG_0000030.JPG'")  # fmt: skip
+    catalog = Catalog(db)
+    try:
+        tracemalloc.start()
+        try:
+            chosen = [a.relpath for a in select(catalog, date(2024, 6, 1), date(2024, 6, 1))]
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        album = frozenset({hashlib.sha256(b"0").hexdigest()})  # (the still: its movie too)
+        among = [a.relpath for a in select(catalog, among=album)]
+    finally:
+        catalog.close()
+    assert [f"lib/2010/IMG_{i:07d}.{x}" for i, x in ((0, "JPG"), (0, "MOV"), (15, "JPG"))] == chosen
+    assert ["lib/2010/IMG_0000000.JPG", "lib/2010/IMG_0000000.MOV"] == among
+    assert peak < 5 * 1024**2, f"{peak / 1024**2:.0f} MB held"
