@@ -45,6 +45,7 @@ STAMP = "%Y-%m-%dT%H:%M:%SZ"  # every record's time, in UTC to the second
 # Room the catalog needs in the state dir to take new files (its WAL grows with each
 # batch): below this, new files wait, status says so and doctor fails.
 STATE_MIN_FREE = 8 * 1024**2
+WAL_KEPT = 8 * 1024**2  # bytes of the catalog's journal kept once it is folded back
 
 # The targets with a verified replica of an asset, sorted, NUL-separated ('' for none).
 _HELD = (
@@ -523,6 +524,10 @@ class Catalog:
         try:
             if not readonly:
                 self._db.execute("PRAGMA journal_mode=WAL")
+                # The journal grows while readers keep it from being folded back (a large
+                # import with the dashboard open); once it is, it is cut to this again
+                # (by default it kept its largest size for as long as the daemon ran).
+                self._db.execute(f"PRAGMA journal_size_limit={WAL_KEPT}")
             # NORMAL in WAL mode never corrupts; a power cut can forget the last commits:
             # the start-up check finds them again in the targets' records.
             self._db.execute("PRAGMA synchronous=NORMAL")

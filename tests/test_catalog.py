@@ -270,3 +270,29 @@ def test_every_copy_on_a_target_is_read_a_piece_at_a_time(tmp_path: Path) -> Non
     assert peak < 5 * 1024**2, f"{peak / 1024**2:.0f} MB held"
     given = [(e.sha256, e.key, e.size) for e in catalog.verified_on("nas")]
     assert sorted(given) == sorted((sha, f"lib/{rel}", size) for sha, rel, size, _ in rows)
+
+
+def test_the_catalogs_journal_shrinks_again_after_a_large_import(tmp_path: Path) -> None:
+    """While photos come in by the thousand and something reads the catalog all along
+    (the dashboard, `photod status`, the scan), SQLite cannot fold its journal (the
+    catalog.sqlite-wal file) back into the catalog, and it grows.  It never shrank
+    again: the daemon's catalog kept a journal as large as it had ever been, for weeks,
+    beside a catalog a fraction of its size.  Once the reads end, it is small again."""
+    db = tmp_path / "catalog.sqlite"
+    wal = tmp_path / "catalog.sqlite-wal"
+    c = Catalog(db)
+    reader = sqlite3.connect(db)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM assets").fetchone()  # (its view is kept)
+    for i in range(1000):
+        c.add_asset(f"{i:064x}", 10, f"k/{i}.jpg", INFO, "in", f"{i}.jpg", mtime_ns=i)
+    grown = wal.stat().st_size
+    reader.close()
+    for i in range(1000, 1003):  # (the journal is folded back, then begun again)
+        c.add_asset(f"{i:064x}", 10, f"k/{i}.jpg", INFO, "in", f"{i}.jpg", mtime_ns=i)
+    try:
+        assert grown > 30 * 1024**2, grown  # (the test's premise)
+        assert wal.stat().st_size <= 8 * 1024**2, f"{wal.stat().st_size / 1024**2:.0f} MB"
+        assert 1003 == c.counts()[0]
+    finally:
+        c.close()
