@@ -1705,21 +1705,25 @@ class Catalog:
             ).fetchall()
         return {r[0]: r[1] for r in rows}
 
-    def device_files(self, udid: str) -> list[tuple[DeviceFile, str | None, str, str]]:
+    def device_files(self, udid: str) -> Iterator[tuple[DeviceFile, str | None, str, str]]:
         """The phone's last listing: (file, asset or None, problem, targets holding a
         verified replica, NUL-separated).  A file's ``taken_at`` is the earlier of the
         phone's time for it and the photo's own capture time: a photo taken years ago
-        and saved to the phone yesterday sorts (in Photos, too) by when it was taken."""
-        with self._lock:
-            rows = self._db.execute(
+        and saved to the phone yesterday sorts (in Photos, too) by when it was taken.
+        Read a thousand at a time, on a connection of its own (a phone's every file was
+        held at once, twice over for the dashboard's page of phones)."""
+        with self._reader() as db:
+            cur = db.execute(
                 "SELECT f.path, f.size, f.mtime_ns, CASE WHEN a.captured_at > ''"
                 " AND substr(a.captured_at, 1, 19) < f.taken_at THEN"
                 " substr(a.captured_at, 1, 19) ELSE f.taken_at END AS taken, f.asset,"
                 " f.problem, coalesce(a.held, '') FROM device_files f LEFT JOIN assets a"
                 " ON a.sha256 = f.asset WHERE f.udid=? ORDER BY taken, f.path",
                 (udid,),
-            ).fetchall()
-        return [(DeviceFile(r[0], r[1], _unns(r[2]), r[3]), r[4], r[5], r[6]) for r in rows]
+            )
+            while rows := cur.fetchmany(1000):
+                for r in rows:
+                    yield DeviceFile(r[0], r[1], _unns(r[2]), r[3]), r[4], r[5], r[6]
 
     # -- the phones' libraries ----------------------------------------------------------
 
