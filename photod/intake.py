@@ -94,10 +94,10 @@ class FolderIntake:
     # -- life cycle --------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Start reading what the first scan compares with (for a large library this
-        takes a good part of a second: it overlaps the targets' first checks)."""
+        """Start reading what the first scan compares with, of the folders there (a
+        large library's takes a good part of a second: it overlaps the targets' checks)."""
         self._known = {name: self.workers.submit(self.catalog.source_stats, name)
-                       for name in self.watchers}  # fmt: skip
+                       for name, w in self.watchers.items() if present(w.root)}  # fmt: skip
 
     def watch(self) -> None:
         self.watching = True
@@ -314,6 +314,7 @@ class FolderIntake:
                     if watcher.observer is None:
                         watcher.start()
             if not present(watcher.root):
+                self._known.pop(name, None)  # (gone since: read again when it is back)
                 continue
             started, began = self.clock.monotonic(), int(self.clock.time() * 1e9)
             since = self.catalog.meta(f"scanned:{name}")  # (a file changed after: read)

@@ -311,3 +311,44 @@ def test_run_once_with_a_watch_folder_missing_does_not_end_well(setup: Setup) ->
         f"Watch folder 'inbox' ({setup.inbox}) is missing: nothing in it was looked at" in r.stdout
     )
     assert "The one photo or video is protected" in r.stdout
+
+
+def test_run_once_holds_nothing_of_a_large_watch_folder_that_is_not_there(setup: Setup) -> None:
+    """A cron job's `run --once` whose watch folder of 100,000 photos is on a drive that
+    is not mounted: photod read every file the catalog knows of it into memory, for a
+    scan that never came (a million photos: 300 MB; the daemon held them for as long as
+    the drive was away).  It reads nothing of it now: photod's peak is the same as with
+    a catalog that knows none of the folder's files."""
+    import hashlib
+    import sqlite3
+
+    from bench.scale import fill_catalog
+
+    p = setup.photod([{"name": "t7", "path": str(setup.home / "media" / "T7"),
+                       "media": "external"}], policy={"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
+    db = setup.home / "state" / "catalog.sqlite"
+    fill_catalog(db, [(hashlib.sha256(b"%d" % i).hexdigest(), f"{2010 + i % 15}/IMG_{i:07d}.JPG",
+                       1000 + i, 10**18 + i) for i in range(100_000)], ["t7"])  # fmt: skip
+    setup.inbox.rename(setup.home / "inbox-unmounted")
+
+    # (VmHWM: the run's own peak; ru_maxrss keeps the parent's, a test worker's)
+    child = ("import sys\nfrom photod.cli import main\ncode = main(sys.argv[1:])\n"
+             "peak = [int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM')]\n"
+             "print('peak', code, peak[0])")  # fmt: skip
+
+    def peak_mb() -> float:
+        r = subprocess.run([sys.executable, "-c", child, "--config", str(p.config), "run",
+                            "--once"], env=p.env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert "Watch folder 'inbox'" in r.stdout, r.stdout + r.stderr[-2000:]
+        assert "100000 photos and videos are protected" in r.stdout
+        code, peak = r.stdout.rpartition("\npeak ")[2].split()
+        assert "1" == code
+        return int(peak) / 1024
+
+    shutil.copy(db, setup.home / "with-files.sqlite")
+    with sqlite3.connect(db) as c:
+        c.execute("DELETE FROM source_files")
+    without = peak_mb()
+    shutil.copy(setup.home / "with-files.sqlite", db)
+    grown = peak_mb() - without
+    assert grown < 10, f"{grown:.0f} MB more"
