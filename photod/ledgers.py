@@ -142,13 +142,22 @@ def relist(catalog: Catalog, name: str, records: Records) -> int:
     """Append to the list the verified copies it lacks, each found there at its size;
     returns how many.  One that is not there (the catalog rebuilt from a snapshot that
     another computer wrote under this one's id: a cloned disk) is never listed nor
-    counted: it is marked missing, and copied again."""
+    counted: it is marked missing, and copied again.  Nor is one whose name the list
+    gives to other bytes: that file is another photo's (the clone's photo of the same
+    name and size), which a scrub would otherwise take for a corrupt copy of ours."""
     listed = {(e.sha256, e.key) for e in records.ledger.entries()}
+    taken = {key for _, key in listed}
     missing = []
     for e in catalog.verified_on(name):
         if (e.sha256, e.key) in listed:
             continue
         failpoints.hit("relist_copy")  # (a test unplugs the drive here)
+        if e.key in taken:
+            left = catalog.replica_bad(e.sha256, name, "missing", "relist")
+            log.error("replica_missing", asset=e.sha256, target=name, path=e.key,
+                      method="relist", good_copies_left=left, detail="in the catalog, but "
+                      "the target's list gives its name to another photo's bytes")  # fmt: skip
+            continue
         if records.target.size(e.key) == e.size:
             # An encrypted target's line keeps the photo's file time (the only date of a
             # photo without EXIF, for a rebuild and the recovery without photod).

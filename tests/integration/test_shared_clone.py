@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Photod, target_files, write_config
+from tests.conftest import Photod, sha256, target_files, write_config
 from tests.integration.conftest import assert_target_holds
 from tests.integration.test_truth import make_photos
 
@@ -65,4 +65,50 @@ def test_a_cloned_computers_snapshot_never_counts_copies_the_library_lacks(
     held = target_files(laptop.home / "lib")
     assert lib["replicas"] == len(held)  # counted only where they really are
     assert_target_holds(laptop.home / "lib", held)  # and listed only where they are
+    assert 0 == laptop.stop()
+
+
+def test_a_clones_photo_of_the_same_name_and_size_never_has_the_librarys_own_moved_aside(
+    tmp_path: Path, photod_factory: Callable[[Path], Photod]
+) -> None:
+    """Both computers run at once and each takes a different IMG_0500.JPG of the same
+    size (a camera's uncompressed raw, say): each library holds its own under that name.
+    The laptop, started again, rebuilds its catalog from the desktop's newer snapshot,
+    which says the desktop's IMG_0500.JPG is on "lib": the laptop's list names that file
+    as its own photo, so the desktop's is not taken to be there; the laptop's is never
+    called corrupt nor moved aside, and the list still passes `sha256sum -c`."""
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    laptop = computer(tmp_path / "laptop", nas, photod_factory)
+    make_photos(laptop.home / "inbox", 1, start=0)
+    laptop.start()
+    laptop.wait_protected(1, timeout=60)
+    assert 0 == laptop.stop()
+    for part in ("state", "lib"):  # the disk image, cloned onto the desktop
+        shutil.copytree(laptop.home / part, tmp_path / "desktop" / part)
+    desktop = computer(tmp_path / "desktop", nas, photod_factory)
+    laptop.start()
+    desktop.start()
+    for p, seed, photos in ((laptop, 30, 2), (desktop, 40, 4)):  # same name, other bytes
+        camera = make_photos(tmp_path / f"camera{seed}", 1, start=seed)
+        (tmp_path / f"camera{seed}" / next(iter(camera))).rename(p.home / "inbox/IMG_0500.JPG")
+        if p is desktop:
+            make_photos(desktop.home / "inbox", 2, start=10)
+        p.wait_protected(photos, timeout=60)
+    ours = sha256(laptop.home / "inbox" / "IMG_0500.JPG")
+    assert 0 == laptop.stop()
+    assert 0 == desktop.stop()  # its snapshot on the NAS: the newest generation
+
+    laptop.start()
+    laptop.wait_event("catalog_recovered", timeout=30)
+    laptop.wait_protected(5, timeout=60)
+    assert 0 == laptop.cli("verify", "--all").returncode
+    laptop.wait_event("scrub_finished", timeout=60)
+    held = target_files(laptop.home / "lib")
+    assert held["2008/2008-05-30/IMG_0500.JPG"] == ours  # still the laptop's own photo
+    assert not laptop.events("replica_corrupt")
+    assert not list((laptop.home / "lib" / ".photod").glob("quarantine/**/*.JPG"))
+    assert_target_holds(laptop.home / "lib", held)  # its lists pass `sha256sum -c`
+    lib = next(t for t in laptop.status()["targets"] if t["name"] == "lib")
+    assert lib["replicas"] == len(set(held.values()))  # counted only where they are
     assert 0 == laptop.stop()
