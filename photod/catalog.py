@@ -1414,16 +1414,18 @@ class Catalog:
         fmt: str,
         source: str,
         owner: str = "",
+        relpath: str = "",
     ) -> bool:
         """Record an asset and its replica found on a target (while rebuilding the
         catalog, or catching up with the target's list); False when the asset was known
-        (its replica is recorded all the same)."""
+        (its replica is recorded all the same).  ``relpath``: the new asset's own library
+        path, when another asset has the replica's (its copy's name there is kept)."""
         with self._tx() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO assets (sha256, size, kind, format, relpath, captured_at,"
                 " capture_source, decodable, problem, first_source, first_path, added_at)"
                 " VALUES (?,?,?,?,?,?,'target',NULL,'',?,?,?)",
-                (entry.sha256, entry.size, str(kind), fmt, entry.key,
+                (entry.sha256, entry.size, str(kind), fmt, relpath or entry.key,
                  entry.captured_at or "", source, entry.key, now_iso()),
             )  # fmt: skip
             new = cur.rowcount == 1

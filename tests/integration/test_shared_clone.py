@@ -68,25 +68,21 @@ def test_a_cloned_computers_snapshot_never_counts_copies_the_library_lacks(
     assert 0 == laptop.stop()
 
 
-def test_a_clones_photo_of_the_same_name_and_size_never_has_the_librarys_own_moved_aside(
-    tmp_path: Path, photod_factory: Callable[[Path], Photod]
-) -> None:
-    """Both computers run at once and each takes a different IMG_0500.JPG of the same
-    size (a camera's uncompressed raw, say): each library holds its own under that name.
-    The laptop, started again, rebuilds its catalog from the desktop's newer snapshot,
-    which says the desktop's IMG_0500.JPG is on "lib": the laptop's list names that file
-    as its own photo, so the desktop's is not taken to be there; the laptop's is never
-    called corrupt nor moved aside, and the list still passes `sha256sum -c`."""
+def one_name_on_both(tmp_path: Path, factory: Callable[[Path], Photod]) -> tuple[Photod, str]:
+    """The laptop cloned onto the desktop; both then run at once, and each takes a
+    different IMG_0500.JPG of the same size (a camera's uncompressed raw, say), which
+    each library holds under that name; the desktop two more.  Both stopped, the
+    desktop's snapshot the NAS's newest.  The laptop and its photo's SHA-256."""
     nas = tmp_path / "nas"
     nas.mkdir()
-    laptop = computer(tmp_path / "laptop", nas, photod_factory)
+    laptop = computer(tmp_path / "laptop", nas, factory)
     make_photos(laptop.home / "inbox", 1, start=0)
     laptop.start()
     laptop.wait_protected(1, timeout=60)
     assert 0 == laptop.stop()
     for part in ("state", "lib"):  # the disk image, cloned onto the desktop
         shutil.copytree(laptop.home / part, tmp_path / "desktop" / part)
-    desktop = computer(tmp_path / "desktop", nas, photod_factory)
+    desktop = computer(tmp_path / "desktop", nas, factory)
     laptop.start()
     desktop.start()
     for p, seed, photos in ((laptop, 30, 2), (desktop, 40, 4)):  # same name, other bytes
@@ -95,10 +91,20 @@ def test_a_clones_photo_of_the_same_name_and_size_never_has_the_librarys_own_mov
         if p is desktop:
             make_photos(desktop.home / "inbox", 2, start=10)
         p.wait_protected(photos, timeout=60)
-    ours = sha256(laptop.home / "inbox" / "IMG_0500.JPG")
     assert 0 == laptop.stop()
     assert 0 == desktop.stop()  # its snapshot on the NAS: the newest generation
+    return laptop, sha256(laptop.home / "inbox" / "IMG_0500.JPG")
 
+
+def test_a_clones_photo_of_the_same_name_and_size_never_has_the_librarys_own_moved_aside(
+    tmp_path: Path, photod_factory: Callable[[Path], Photod]
+) -> None:
+    """The laptop, started again, rebuilds its catalog from the desktop's newer snapshot,
+    which says the desktop's IMG_0500.JPG is on "lib": the laptop's list names that file
+    as its own photo, so the desktop's is not taken to be there; the laptop's is never
+    called corrupt nor moved aside, and the list still passes `sha256sum -c`.  Nor is
+    it taken for a new photo and stored again under another name."""
+    laptop, ours = one_name_on_both(tmp_path, photod_factory)
     laptop.start()
     laptop.wait_event("catalog_recovered", timeout=30)
     laptop.wait_protected(5, timeout=60)
@@ -112,3 +118,25 @@ def test_a_clones_photo_of_the_same_name_and_size_never_has_the_librarys_own_mov
     lib = next(t for t in laptop.status()["targets"] if t["name"] == "lib")
     assert lib["replicas"] == len(set(held.values()))  # counted only where they are
     assert 0 == laptop.stop()
+    for root in (laptop.home / "lib", tmp_path / "nas"):  # one copy of each photo
+        held = target_files(root)
+        assert sorted(held.values()) == sorted(set(held.values())), held
+
+
+def test_a_rebuild_on_a_third_computer_brings_back_both_clones_photos_of_one_name(
+    tmp_path: Path, photod_factory: Callable[[Path], Photod]
+) -> None:
+    """`catalog rebuild --from nas` on a new computer takes the newest snapshot (the
+    desktop's, which never knew the laptop's IMG_0500.JPG) and the shared list, which
+    names both: every photo on the NAS comes back, the laptop's beside the desktop's,
+    and a restore writes each of them."""
+    _, ours = one_name_on_both(tmp_path, photod_factory)
+    third = computer(tmp_path / "third", tmp_path / "nas", photod_factory)
+    r = third.cli("catalog", "rebuild", "--from", "nas")
+    assert 0 == r.returncode, r.stderr
+    on_nas = set(target_files(tmp_path / "nas").values())
+    assert third.status()["assets"] == len(on_nas) == 5
+    r = third.cli("restore", "--target", "nas", str(tmp_path / "restored"))
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert set(target_files(tmp_path / "restored").values()) == on_nas
+    assert ours in on_nas
