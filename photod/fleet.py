@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from photod import failpoints, ledgers
+from photod import failpoints, ledgers, twins
 from photod.catalog import Catalog
 from photod.clock import SYSTEM, Clock
 from photod.errors import (
@@ -382,6 +382,7 @@ class Fleet:
                    f"(generation {newest.generation}, the catalog {self.catalog.generation})")  # fmt: skip
             self.distrust(why)
             raise TargetUnavailable(name, f"{why}; the catalog is checked before it is used")
+        twins.check(records, name, self.catalog.path.parent)  # (another computer as this one?)
         if state.target.encrypted and name not in self._learned:  # names back to keys
             state.target.learn(self.catalog.verified_on(name))
             self._learned.add(name)

@@ -10,6 +10,7 @@ unplugged.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,6 +20,7 @@ from photod.errors import CatalogDamaged
 from photod.targets.records import Installation
 
 FILE = "installation.json"
+_WRITING = threading.Lock()  # (a snapshot and a target's look, read-modify-write)
 
 
 class Known(NamedTuple):
@@ -40,17 +42,109 @@ def load(state_dir: Path) -> Known | None:
         return None  # unreadable: treated as missing; the targets still know the name
 
 
+def _raw(state_dir: Path) -> dict[str, object]:
+    try:
+        data = json.loads((state_dir / FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def save(state_dir: Path, known: Known) -> None:
     """Write atomically, readable by the owner only (the id is not secret, the rest
-    of the state dir is private)."""
+    of the state dir is private); what else the file holds (``Computer``) is kept."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    data = {
-        "id": known.installation.id,
-        "name": known.installation.name,
-        "generation": known.generation,
-        "assets": known.assets,
-    }
+    with _WRITING:
+        _save(state_dir, known)
+
+
+def _save(state_dir: Path, known: Known) -> None:
+    data = _raw(state_dir)
+    if data.get("id") != known.installation.id:  # a new installation, or one taken over
+        # from a computer that will not run again: whoever wrote its folders last on
+        # the targets came before this one (``twins.py``).
+        data = {"here": data.get("here", ""), "was": ANY, "written": []}
+    data.update(id=known.installation.id, name=known.installation.name,
+                generation=known.generation, assets=known.assets)  # fmt: skip
     write_atomic(state_dir / FILE, json.dumps(data, indent=1).encode())
+
+
+# -- the computer the state dir is on (``twins.py``) -----------------------------------
+
+
+ANY = "*"  # ``Computer.was`` of an installation taken: any computer came before
+
+
+class Computer(NamedTuple):
+    """Which computer this state dir is on, as the file knows it."""
+
+    here: str  # this computer and state dir, as a short hash ('' before photod knew)
+    was: str  # the one the state dir was copied from, when it was ('' if never; ANY)
+    written: list[str]  # targets this one has said it writes, since the copy
+    twin: dict[str, str]  # another computer found writing as this installation
+
+
+def fingerprint(state_dir: Path) -> str:
+    """This computer (its machine id, a Raspberry Pi's serial) and this state dir (its
+    inode): a state dir copied to another disk or computer (Migration Assistant, an SD
+    card copied, a restore) has another, and so has a copy of the same disk elsewhere
+    unless both keep the same inode and machine id (a byte-for-byte image)."""
+    import hashlib
+
+    parts = [str(state_dir.stat().st_ino)]
+    for path in ("/etc/machine-id", "/proc/cpuinfo"):
+        try:
+            text = Path(path).read_text(errors="replace")
+        except OSError:
+            continue
+        parts += [ln for ln in text.splitlines() if path.endswith("id") or ln.startswith("Serial")]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def computer(state_dir: Path) -> Computer:
+    """This computer, as the file says; a state dir found copied is noted first (the
+    computer it came from kept as ``was``)."""
+    here = fingerprint(state_dir)
+    with _WRITING:
+        data = _raw(state_dir)
+        stored = str(data.get("here", ""))
+        if stored != here and "id" in data:  # (written once the installation is)
+            data.update(here=here, was=stored or data.get("was", ""), written=[])
+            write_atomic(state_dir / FILE, json.dumps(data, indent=1).encode())
+    twin = data.get("twin")
+    written = data.get("written")
+    return Computer(here, str(data.get("was", "")),
+                    [str(w) for w in written] if isinstance(written, list) else [],
+                    {str(k): str(v) for k, v in twin.items()} if isinstance(twin, dict) else {})  # fmt: skip
+
+
+def twin(state_dir: Path) -> dict[str, str] | None:
+    """Another computer found writing as this installation (``twins.py``), or None."""
+    found = _raw(state_dir).get("twin")
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else None
+
+
+def wrote(state_dir: Path, target: str) -> None:
+    """This computer has written as the installation's last writer on ``target``."""
+    with _WRITING:
+        data = _raw(state_dir)
+        written = data.get("written")
+        written = written if isinstance(written, list) else []
+        if target not in written:
+            data["written"] = [*written, target]
+            write_atomic(state_dir / FILE, json.dumps(data, indent=1).encode())
+
+
+def note(state_dir: Path, **fields: object) -> None:
+    """Set fields of the file (None removes one)."""
+    with _WRITING:
+        data = _raw(state_dir)
+        for key, value in fields.items():
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        write_atomic(state_dir / FILE, json.dumps(data, indent=1).encode())
 
 
 def new(name: str) -> Installation:

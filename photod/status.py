@@ -104,6 +104,7 @@ def collect(
     return {
         "protected": noncompliant == 0 and not lost and problem is None,
         "catalog_problem": {"found": problem.found, "fix": problem.fix} if problem else None,
+        "twin": instance.twin(cfg.state_dir),  # another computer writing as this one
         "state_dir_free": _free(cfg.state_dir),
         "state_dir_full": _free(cfg.state_dir) < STATE_MIN_FREE,
         "lost": lost,
@@ -303,6 +304,9 @@ def render(s: dict[str, Any], tty: bool | None = None) -> str:
     if problem:
         lines.append(f"{red('NOT ACTING')}: {problem['found']}.")
         lines.append(f"  Nothing is written to any target meanwhile. To fix it: {problem['fix']}.")
+    if twin := s.get("twin"):
+        lines.append(f"{red('TWO COMPUTERS AS ONE')}: {twin['found']}.")
+        lines.append(f"  Both go on backing up meanwhile. To end it: {twin['fix']}.")
     if s.get("state_dir_full"):
         lines.append(
             f"{red('NOT TAKING NEW FILES')}: the state dir {s['state_dir']} is full "

@@ -7,6 +7,7 @@ Under ``.photod/`` on every target::
                                             (written once; it covers every installation)
     installations/<name>.<id12>/            one folder per photod installation (a computer)
         installation.json                   who it is
+        writer.json                         the computer that wrote here last (``twins.py``)
         sums/<random>.sha256                its checksum list, in immutable segments
         index/<random>.age                  the same on an encrypted target, sealed with age
         snapshots/<generation>-<assets>.sqlite.gz   its catalog, the last few generations

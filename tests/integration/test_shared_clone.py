@@ -140,3 +140,39 @@ def test_a_rebuild_on_a_third_computer_brings_back_both_clones_photos_of_one_nam
     assert 0 == r.returncode, r.stdout + r.stderr
     assert set(target_files(tmp_path / "restored").values()) == on_nas
     assert ours in on_nas
+
+
+def test_two_computers_writing_as_one_installation_are_told_so_and_what_to_do(
+    tmp_path: Path, photod_factory: Callable[[Path], Photod]
+) -> None:
+    """The laptop's state dir copied onto the desktop (Migration Assistant): the
+    desktop's first run is a move, and nothing is said.  The laptop, run again, finds
+    its folder on the NAS last written by the desktop: one `installation_cloned` and a
+    `photod status` line saying what to do; so does the desktop at its next run.  Once
+    the laptop no longer runs, the desktop's next look finds itself the last writer,
+    and the line goes."""
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    laptop = computer(tmp_path / "laptop", nas, photod_factory)
+    make_photos(laptop.home / "inbox", 1, start=0)
+    assert 0 == laptop.cli("run", "--once").returncode
+    for part in ("state", "lib"):  # the disk image, cloned onto the desktop
+        shutil.copytree(laptop.home / part, tmp_path / "desktop" / part)
+    desktop = computer(tmp_path / "desktop", nas, photod_factory)
+    make_photos(desktop.home / "inbox", 2, start=10)
+    assert 0 == desktop.cli("run", "--once").returncode
+    assert not desktop.events("installation_cloned")  # (a copy whose original is gone)
+
+    for p, runs in ((laptop, 1), (desktop, 1), (desktop, 2)):
+        r = p.cli("run", "--once")
+        assert 0 == r.returncode, r.stdout + r.stderr
+        text = p.cli("status").stdout
+        if runs == 1:
+            [event] = p.events("installation_cloned")
+            assert event["target"] == "nas"
+            assert "TWO COMPUTERS AS ONE: target 'nas' was last written" in text, text
+            assert "give it its own [daemon] instance name" in text, text
+        else:  # the laptop stopped for good: said once, and no more
+            assert len(p.events("installation_cloned")) == 1
+            assert "TWO COMPUTERS" not in text, text
+    assert laptop.status()["assets"] == 3
