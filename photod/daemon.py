@@ -223,6 +223,7 @@ class Daemon:
         self._left = load_left(cfg.state_dir)  # what the last daemon had not told
         clean = False  # whether this run ends as a clean stop (the next start trusts it)
         resettled = -60.0  # when the catalog was last settled again while running
+        again = False  # `run --once` settled again midway (a target knew more), and ran again
         try:
             if control is not None:
                 try:
@@ -256,9 +257,12 @@ class Daemon:
                         if verdict.unchecked and not self._check_deeply(cfg, catalog, None):
                             return 0  # stopped before the check ended: nothing was done
                         self._run_once(cfg, catalog, me, relist)
-                        clean = True
-                        return 0
-                    self._serve(cfg, catalog, me, relist, verdict.unchecked)
+                        if not self._resettle or self._stop or again:
+                            clean = True
+                            return 0
+                        again = True  # (a target knew more: settled again, run once more)
+                    else:
+                        self._serve(cfg, catalog, me, relist, verdict.unchecked)
                 finally:
                     catalog.close()
                 unclean = False
@@ -471,4 +475,5 @@ class Daemon:
 
     def _run_once(self, cfg: Config, catalog: Catalog, me: Installation, relist: bool) -> None:
         """Scan, copy everything pending, and return: a one-shot backup."""
-        self.summary = oneshot.run_once(Pipeline(cfg, catalog, me, relist), lambda: self._stop)
+        pipeline = Pipeline(cfg, catalog, me, relist, distrust=self._distrust)
+        self.summary = oneshot.run_once(pipeline, lambda: self._stop, self.summary)

@@ -74,6 +74,13 @@ class Summary:
             elif name == "replica_failed":
                 self.failed[str(event.get("target"))] = str(event.get("error", ""))
 
+    def include(self, earlier: Summary) -> None:
+        """A run's first part, before the catalog was settled again: its copies count
+        too; what it took in is taken again (or known) by the second part's scan."""
+        self.copies += earlier.copies
+        self.new, self.again = max(self.new, earlier.new), max(self.again, earlier.again)
+        self.skipped = max(self.skipped, earlier.skipped)
+
     def take_stock(self, pipeline: Pipeline) -> None:
         """What the run leaves: each photo judged by the policy, the targets not written."""
         catalog, cfg = pipeline.catalog, pipeline.cfg
@@ -142,9 +149,12 @@ class Summary:
         return text + " The next run (or the daemon) copies what is missing."
 
 
-def run_once(pipeline: Pipeline, stopped: Callable[[], bool]) -> Summary:
+def run_once(
+    pipeline: Pipeline, stopped: Callable[[], bool], earlier: Summary | None = None
+) -> Summary:
     """Run ``pipeline`` through one backup; ``stopped`` says a signal asked to stop
-    (what is in flight is rolled back, as in the daemon).  Returns what it did."""
+    (what is in flight is rolled back, as in the daemon).  Returns what it did (with
+    ``earlier``: the run's first part, before the catalog was settled again)."""
     summary = Summary()
     listeners.append(summary.on_event)
     # One backup of what is there now: a movie or sidecar whose still is not there is
@@ -157,6 +167,8 @@ def run_once(pipeline: Pipeline, stopped: Callable[[], bool]) -> Summary:
         listeners.remove(summary.on_event)
     summary.stopped = stopped()
     summary.take_stock(pipeline)
+    if earlier is not None:
+        summary.include(earlier)
     return summary
 
 

@@ -15,18 +15,25 @@ import pytest
 from tests.conftest import Photod, sha256, target_files, write_config
 from tests.integration.conftest import assert_target_holds
 from tests.integration.test_truth import make_photos
+from tests.servers import BUCKET, S3Server
 
 pytestmark = pytest.mark.integration
 
 
-def computer(home: Path, nas: Path, factory: Callable[[Path], Photod]) -> Photod:
+def computer(
+    home: Path,
+    nas: Path,
+    factory: Callable[[Path], Photod],
+    shared: dict[str, object] | None = None,
+) -> Photod:
+    """``shared``: the target both computers write to, instead of the NAS folder."""
     (home / "inbox").mkdir(parents=True, exist_ok=True)
     config = write_config(
         home / "photod.toml",
         [{"name": "inbox", "type": "folder", "path": str(home / "inbox")}],
         [
             {"name": "lib", "type": "local", "path": str(home / "lib"), "media": "internal"},
-            {"name": "nas", "type": "local", "path": str(nas), "media": "nas"},
+            shared or {"name": "nas", "type": "local", "path": str(nas), "media": "nas"},
         ],
         {"copies": 2, "media": 2, "offsite": 0},
         f'\n[daemon]\ninstance = "laptop"\nstate_dir = "{home}/state"\nlog_dir = "{home}/log"\n'
@@ -176,3 +183,32 @@ def test_two_computers_writing_as_one_installation_are_told_so_and_what_to_do(
             assert len(p.events("installation_cloned")) == 1
             assert "TWO COMPUTERS" not in text, text
     assert laptop.status()["assets"] == 3
+
+
+def test_run_once_beside_a_clone_on_one_s3_prefix_settles_the_catalog_and_backs_up(
+    tmp_path: Path, photod_factory: Callable[[Path], Photod], s3_server: S3Server
+) -> None:
+    """The laptop and its clone back up with `photod run --once` (from cron) to one S3
+    prefix.  Each run found the other's newer snapshot there, left the cloud unwritten
+    "until the catalog is checked", which a one-shot run never did: NOT PROTECTED and
+    exit 1, every run alike.  The run now settles the catalog again (rebuilt from the
+    cloud's records) and goes on: every run protects every photo, and the laptop is
+    told that two computers write as one installation."""
+    if not s3_server.running():
+        s3_server.start()
+    creds = s3_server.credentials(tmp_path / "credentials")
+    prefix = f"clone-{tmp_path.name}/"
+    cloud = s3_server.target("cloud", creds, prefix=prefix, media="cloud", offsite=True)
+    laptop = computer(tmp_path / "laptop", tmp_path, photod_factory, cloud)
+    make_photos(laptop.home / "inbox", 1, start=0)
+    assert 0 == laptop.cli("run", "--once").returncode
+    for part in ("state", "lib"):  # the disk image, cloned onto the desktop
+        shutil.copytree(laptop.home / part, tmp_path / "desktop" / part)
+    desktop = computer(tmp_path / "desktop", tmp_path, photod_factory, cloud)
+    for start, p in ((10, desktop), (20, laptop), (30, desktop), (40, laptop)):
+        make_photos(p.home / "inbox", 1, start=start)
+        r = p.cli("run", "--once")
+        assert 0 == r.returncode, r.stdout + r.stderr
+        assert "protected" in r.stdout and "was not written to" not in r.stdout, r.stdout
+    assert len(target_files(s3_server.root / BUCKET / prefix)) == 5
+    assert laptop.events("installation_cloned")
