@@ -207,6 +207,16 @@ def read_others(catalog: Catalog, name: str, records: Records) -> int:
     return read
 
 
+def listed_by_a_clone(catalog: Catalog, name: str, records: Records, key: str, sha256: str) -> bool:
+    """Whether a segment of this installation's list that this catalog never saw names
+    ``key`` with other bytes: another computer writing under this id (a cloned disk)
+    put its photo there, and lists it; that file is not a bad copy of ours."""
+    unknown = set(records.ledger.segments()) - catalog.own_segments(name)
+    return any(
+        e.key == key and e.sha256 != sha256 for s in sorted(unknown) for e in records.ledger.read(s)
+    )
+
+
 def shared_copy(catalog: Catalog, name: str, target: Target, sha256: str) -> tuple[str, str] | None:
     """(key, installation) of another installation's copy of these bytes on the target,
     proved by reading it back; None when there is none, or it does not match."""
@@ -244,16 +254,21 @@ def merge(catalog: Catalog, name: str, records: Records, segments: list[str]) ->
 
 
 def compact(
-    catalog: Catalog, name: str, records: Records, drop: frozenset[str] = frozenset()
+    catalog: Catalog,
+    name: str,
+    records: Records,
+    drop: frozenset[str] = frozenset(),
+    stale: frozenset[tuple[str, str]] = frozenset(),
 ) -> None:
     """Merge this installation's segments on the target into one; ``drop``: keys whose
-    files are provably gone from the target."""
+    files are provably gone from the target; ``stale``: (SHA-256, key) of lines whose
+    key holds another photo, listed there too (``listed_by_a_clone``)."""
     segments = records.ledger.segments()
-    if len(segments) < 2 and not drop:
+    if len(segments) < 2 and not drop and not stale:
         return
-    done = records.ledger.compact(segments, drop)
+    done = records.ledger.compact(segments, drop, stale)
     catalog.segment_written(
         name, done[0] if done else "", len(done[1]) if done else 0, replaces=tuple(segments)
     )
-    log.info("list_compacted", target=name, segments=len(segments),
-             entries=len(done[1]) if done else 0, dropped=sorted(drop))  # fmt: skip
+    log.info("list_compacted", target=name, segments=len(segments), entries=len(done[1])
+             if done else 0, dropped=sorted(drop | {k for _, k in stale}))  # fmt: skip

@@ -62,6 +62,7 @@ class TargetScrub:
     bad_keys: list[str] = field(default_factory=list)  # found corrupt or missing
     bad_assets: list[str] = field(default_factory=list)  # their assets' SHA-256
     replaced: list[str] = field(default_factory=list)  # another installation's file is there
+    stale: list[tuple[str, str]] = field(default_factory=list)  # a clone's file is there
 
 
 @dataclass
@@ -326,12 +327,8 @@ class Scrubber:
         Kept in place too: see ``set_aside``."""
         owner = self.catalog.replica_owner(entry.sha256, name)
         if result == "corrupt" and not owner:
-            # (a wrong size alone, ``actual`` unknown: another photo listed there)
-            other = self.catalog.listed_by_other(name, entry.key, actual or entry.sha256,
-                                                 but=not actual)  # fmt: skip
-            if other:
-                owner, result = other, "missing"  # ours is not there: theirs is
-                scrub.replaced.append(entry.key)
+            owner = _theirs(self.catalog, name, state, entry, actual, scrub)
+            result = "missing" if owner else result  # ours is not there: theirs is
         kept = ""
         if result == "corrupt":
             if not owner:
@@ -377,14 +374,35 @@ class Scrubber:
         except TargetUnavailable as exc:
             log.warning("scrub_interrupted", target=name, reason=exc.reason)
             return
+        stale = frozenset(scrub.stale)
         with state.lock:
             ledgers.flush(self.catalog, name, state.records)
-            if gone:
-                ledgers.compact(self.catalog, name, state.records, gone)
+            if gone or stale:
+                ledgers.compact(self.catalog, name, state.records, gone, stale)
 
     def _lost(self, asset: Asset) -> bool:
         """No verified replica anywhere, and no source file with the right bytes."""
         return lost_now(self.catalog, self.replicator.source_roots, asset)
+
+
+def _theirs(
+    catalog: Catalog, name: str, state: TargetState, entry: ManifestEntry, actual: str,
+    scrub: TargetScrub,
+) -> str:  # fmt: skip
+    """Who lists another photo at a copy's name ('' for none): another installation
+    (its file took the name: our line goes from our list by its key), or a clone of
+    this computer writing under its id in the same list (only our line goes)."""
+    # (a wrong size alone, ``actual`` unknown: another photo listed there)
+    other = catalog.listed_by_other(name, entry.key, actual or entry.sha256, but=not actual)
+    if other:
+        scrub.replaced.append(entry.key)
+        return other
+    if state.records and ledgers.listed_by_a_clone(
+        catalog, name, state.records, entry.key, entry.sha256
+    ):
+        scrub.stale.append((entry.sha256, entry.key))
+        return "a clone"
+    return ""
 
 
 def _still_there(

@@ -244,17 +244,21 @@ class Ledger:
             yield from list(self._buffer)
 
     def compact(
-        self, segments: list[str], drop: frozenset[str] = frozenset()
+        self,
+        segments: list[str],
+        drop: frozenset[str] = frozenset(),
+        stale: frozenset[tuple[str, str]] = frozenset(),
     ) -> tuple[str, list[ManifestEntry]] | None:
         """Merge these segments into one new one, then delete them.  Duplicates go;
-        an entry goes only when its key is in ``drop`` (its file is provably gone).  A
+        an entry goes only when its key is in ``drop`` (its file is provably gone), or
+        it is in ``stale`` ((SHA-256, key): the file there is another photo's).  A
         crash between the two steps leaves entries twice, never once less."""
         merged: dict[tuple[str, str], ManifestEntry] = {}
         for segment in segments:
             for e in self.read(segment):
-                if e.key not in drop:
+                if e.key not in drop and (e.sha256, e.key) not in stale:
                     merged[(e.sha256, e.key)] = e
-        if not merged and not drop:
+        if not merged and not drop and not stale:
             return None
         name = self._write(sorted(merged.values(), key=lambda e: e.key)) if merged else ""
         for segment in segments:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Photod, sha256, target_files, write_config
-from tests.integration.conftest import assert_target_holds
+from tests.conftest import Photod, sha256, target_files, wait_for, write_config
+from tests.integration.conftest import assert_target_holds, target_lists
 from tests.integration.test_truth import make_photos
 from tests.servers import BUCKET, S3Server
 
@@ -212,3 +212,45 @@ def test_run_once_beside_a_clone_on_one_s3_prefix_settles_the_catalog_and_backs_
         assert "protected" in r.stdout and "was not written to" not in r.stdout, r.stdout
     assert len(target_files(s3_server.root / BUCKET / prefix)) == 5
     assert laptop.events("installation_cloned")
+
+
+def test_a_clones_upload_landed_on_the_others_name_is_never_moved_aside(
+    tmp_path: Path, photod_factory: Callable[[Path], Photod]
+) -> None:
+    """The laptop and its clone run at once and each takes a different IMG_0050.JPG; on
+    a server that lets a PUT replace an object both uploads land at that name a moment
+    apart: the name holds the laptop's file, which the laptop lists in the folder both
+    write, while the desktop's catalog still counts its own copy there.  The desktop's
+    scrub sees a wrong size: it stops counting its copy and writes it again beside,
+    never moves the laptop's file aside (then each scrub would move the other's away
+    in turn), and the list drops only its own stale line: `sha256sum -c` passes."""
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    laptop = computer(tmp_path / "laptop", nas, photod_factory)
+    make_photos(laptop.home / "inbox", 1, start=0)
+    assert 0 == laptop.cli("run", "--once").returncode
+    for part in ("state", "lib"):  # the disk image, cloned onto the desktop
+        shutil.copytree(laptop.home / part, tmp_path / "desktop" / part)
+    desktop = computer(tmp_path / "desktop", nas, photod_factory)
+    laptop.start()
+    desktop.start()
+    mine = make_photos(desktop.home / "inbox", 1, start=50, size=300_000)["IMG_0050.JPG"]
+    desktop.wait_protected(2, timeout=60)
+    [key] = [k for k, sha in target_files(nas).items() if sha == mine]
+    theirs = make_photos(tmp_path / "camera", 1, start=50)["IMG_0050.JPG"]
+    shutil.copyfile(tmp_path / "camera" / "IMG_0050.JPG", nas / key)  # its upload, landed
+    shutil.copy2(tmp_path / "camera" / "IMG_0050.JPG", laptop.home / "inbox")
+    laptop.wait_protected(2, timeout=60)
+    wait_for(lambda: any(f"{theirs}  {key}" in s.read_text() for s in target_lists(nas)), 10,
+             "the laptop to list its file")  # fmt: skip
+
+    assert 0 == desktop.cli("verify", "--target", "nas", "--all").returncode
+    desktop.wait_event("scrub_finished", timeout=60)
+    desktop.wait_protected(2, timeout=60)
+    assert theirs == sha256(nas / key)  # the laptop's file, left alone
+    assert [] == [f for f in nas.glob(".photod/quarantine/**/*") if f.is_file()]
+    assert mine in target_files(nas).values()  # the desktop's, beside
+    assert not desktop.events("replica_corrupt")
+    assert_target_holds(nas, target_files(nas))  # every list line holds
+    assert 0 == laptop.stop()
+    assert 0 == desktop.stop()
