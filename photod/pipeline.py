@@ -328,26 +328,30 @@ class Pipeline:
         every SNAPSHOT_EVERY seconds, and never more than a tenth of the time (a large
         catalog takes seconds to copy, check and pack): the catalog and the recovery
         plan on every available target (``snapshotdue``)."""
-        at, available = self.clock.monotonic(), frozenset(self.fleet.available())
-        if not self.due.needed(available) or (not force and (self.busy() or self.due.soon(at))):
+        at = self.clock.monotonic()
+        to = self.due.wanted(frozenset(self.fleet.available()), at)  # (all once it changed)
+        if not to or (not force and (self.busy() or self.due.soon(at))):
             return
         if isinstance(self.catalog.problem, CatalogDamaged):
             return  # the daemon is about to settle the catalog: no snapshot of it
         try:
             snapshot.write_all(
                 self.catalog,
-                self.targets,
+                {n: s for n, s in self.targets.items() if n in to},
                 self.cfg.state_dir,
                 plan_for(self.cfg, self.catalog, self.me.folder),
                 {t.name: shared_plan(t) for t in self.cfg.targets},
                 kept_config(self.cfg),
+                self.due.failing,  # (each that did not answer)
             )
         except CatalogDamaged as exc:  # its copy is not sound: the daemon acts on it
             self.catalog.noticed(exc)
             log.error("snapshot_failed", error=str(exc))
+            self.due.failing.update(to)  # (on none: each tried again)
         except (PhotodError, OSError) as exc:
             log.warning("snapshot_failed", error=str(exc))
-        self.due.written(available, at, self.clock.monotonic())
+            self.due.failing.update(to)
+        self.due.written(to, at, self.clock.monotonic())
 
     def remind(self) -> None:
         if self.reminders is not None:

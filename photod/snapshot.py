@@ -78,9 +78,12 @@ def write_all(
     plan: str,
     shared_plan: dict[str, str],
     config: str = "",
+    failed: set[str] | None = None,
 ) -> list[str]:
     """Put a new snapshot generation and the recovery plan on every available target
-    (and the shared recovery document where there is none); returns the targets written."""
+    (and the shared recovery document where there is none); returns the targets written.
+    ``failed``: gets the targets that did not answer (tried again later)."""
+    failed = set() if failed is None else failed
     ready = {n: s for n, s in targets.items() if s.available and s.records is not None}
     assets, _ = catalog.counts()
     if not ready or not assets:
@@ -93,9 +96,10 @@ def write_all(
             newest[name] = next(iter(state.records.snapshots()), None)
         except TargetUnavailable as exc:
             log.warning("snapshot_failed", target=name, reason=exc.reason)
+            failed.add(name)
     gen = catalog.next_generation(max((s.generation for s in newest.values() if s), default=0))
     with packed(catalog, scratch) as (gz, counted):
-        written = _put_all(ready, newest, gen, counted, gz, plan, shared_plan, config)
+        written = _put_all(ready, newest, gen, counted, gz, plan, shared_plan, config, failed)
         size = gz.stat().st_size
     if written:
         me = instance.Known(ready[written[0]].records.me, gen, counted)  # type: ignore[union-attr]
@@ -108,8 +112,10 @@ def write_all(
 def _put_all(
     ready: dict[str, TargetState], newest: dict[str, SnapshotName | None], gen: int,
     counted: int, gz: Path, plan: str, shared_plan: dict[str, str], config: str,
+    failed: set[str],
 ) -> list[str]:  # fmt: skip
-    """The snapshot ``gz`` and the recovery plan on each target; the targets written."""
+    """The snapshot ``gz`` and the recovery plan on each target; the targets written
+    (those that did not answer into ``failed``)."""
     written = []
     for name, top in newest.items():
         records = ready[name].records
@@ -129,6 +135,7 @@ def _put_all(
             put_shared_plan(records.target, shared_plan.get(name, "").encode())
         except TargetUnavailable as exc:
             log.warning("snapshot_failed", target=name, reason=exc.reason)
+            failed.add(name)
             continue
         written.append(name)
     return written

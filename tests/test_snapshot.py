@@ -165,3 +165,60 @@ def test_the_config_kept_on_the_targets_holds_no_secret(tmp_path: Path) -> None:
         in plan
     )
     assert "s3cr3t" not in plan and "RCLONE_CONFIG" in plan
+
+
+def test_a_target_a_snapshot_failed_on_gets_it_within_the_hour_though_nothing_changed(
+    tmp_path: Path,
+) -> None:
+    """A snapshot that failed on a target (its folder unwritable a moment) is written
+    there again within the hour, though no photo came since: the target's hourly "last
+    seen" did that, and no longer counts as a change of the catalog; without it the
+    target kept a catalog without the last photos until a new one came, for days.  The
+    target that got it is not written the same catalog again."""
+    import shutil
+
+    from photod import config as configmod
+    from photod.clock import ManualClock
+    from photod.pipeline import Pipeline
+    from tests.conftest import write_config
+
+    for folder in ("inbox", "lib", "usb", "state"):
+        (tmp_path / folder).mkdir()
+    cfg = configmod.load(write_config(
+        tmp_path / "photod.toml",
+        [{"name": "inbox", "type": "folder", "path": str(tmp_path / "inbox")}],
+        [{"name": "lib", "type": "local", "path": str(tmp_path / "lib")},
+         {"name": "usb", "type": "local", "path": str(tmp_path / "usb")}],
+        policy={"copies": 1, "media": 1, "offsite": 0},
+        extra=f'[daemon]\nstate_dir = "{tmp_path}/state"\nlog_dir = "{tmp_path}/log"\n',
+    ))  # fmt: skip
+    catalog, clock = Catalog(cfg.state_dir / "catalog.sqlite"), ManualClock()
+    pipeline = Pipeline(cfg, catalog, ME, clock=clock)
+    try:
+        assert pipeline.fleet.refresh("lib") and pipeline.fleet.refresh("usb")
+        for i in (1, 2):
+            sha = f"{i:064x}"
+            catalog.add_asset(sha, 10, f"2024/{i}.jpg", INFO, "inbox", f"{i}.jpg")
+            catalog.add_replica(sha, "lib", f"2024/{i}.jpg", 10, VerifyMethod.READBACK)
+            if i == 1:
+                pipeline.snapshot_if_due(force=True)
+                held, other = pipeline.targets["lib"].target, pipeline.targets["usb"].target
+                snaps = tmp_path / "lib" / ".photod" / ME.folder / "snapshots"
+                assert snaps.is_dir(), list((tmp_path / "lib").rglob("*"))
+        shutil.move(snaps, tmp_path / "aside")
+        snaps.write_text("in the way")  # (as a folder unwritable a moment)
+        clock.advance(60)
+        pipeline.snapshot_if_due()
+        snaps.unlink()
+        shutil.move(tmp_path / "aside", snaps)
+        assert [1] == [s.assets for s in snapshots_in(held, ME.folder)]
+        assert [2, 1] == [s.assets for s in snapshots_in(other, ME.folder)]
+        for _ in range(60):  # an hour, its minutes; the catalog as it was
+            clock.advance(60)
+            catalog.target_seen("lib")
+            pipeline.snapshot_if_due()
+        assert [2, 1] == [s.assets for s in snapshots_in(held, ME.folder)]
+        assert [2, 1] == [s.assets for s in snapshots_in(other, ME.folder)]
+    finally:
+        pipeline.stop(snapshot=False)
+        catalog.close()
