@@ -25,6 +25,7 @@ from photod.logs import log
 from photod.targets.records import Records
 
 WRITER = "writer.json"
+MOST = 1 << 16  # a longer writer.json is no computer's: a writer unknown
 
 FIX = (
     "if the other computer will not run photod again (the computer this one replaced), "
@@ -45,10 +46,10 @@ def check(records: Records, name: str, state_dir: Path) -> None:
     except OSError:  # (a full state dir: nothing to compare with, and nothing is lost)
         return
     raw = records.target.get_meta(f"{records.folder}/{WRITER}")
-    try:
-        last = json.loads(raw) if raw else {}
-        other, host = str(last.get("here", "")), str(last.get("host", "?"))
-    except (ValueError, AttributeError):
+    try:  # (anyone writing the target may put anything there: a writer unknown)
+        last = json.loads(raw) if raw and len(raw) <= MOST else {}
+        other, host = str(last.get("here", ""))[:64], str(last.get("host", "?"))[:255]
+    except (ValueError, AttributeError, RecursionError):  # (JSON nested too deep)
         other, host = "", "?"
     # (the last write of the computer this state dir came from, before this one's)
     before = me.was in (other, instance.ANY) and name not in me.written

@@ -254,3 +254,26 @@ def test_a_clones_upload_landed_on_the_others_name_is_never_moved_aside(
     assert_target_holds(nas, target_files(nas))  # every list line holds
     assert 0 == laptop.stop()
     assert 0 == desktop.stop()
+
+
+def test_a_hostile_writer_file_on_a_shared_target_is_another_writer_never_a_traceback(
+    tmp_path: Path, photod_factory: Callable[[Path], Photod]
+) -> None:
+    """Anyone who writes the NAS folder may leave any `writer.json` there: JSON nested
+    a hundred thousand deep stopped photod with an internal error (exit 70) at every
+    start, nothing backed up.  It is now an unknown writer: the run backs up, and the
+    file is written anew."""
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    laptop = computer(tmp_path / "laptop", nas, photod_factory)
+    make_photos(laptop.home / "inbox", 1, start=0)
+    assert 0 == laptop.cli("run", "--once").returncode
+    [writer] = nas.glob(".photod/installations/*/writer.json")
+    writer.write_text("[" * 100_000)
+    make_photos(laptop.home / "inbox", 1, start=10)
+    r = laptop.cli("run", "--once")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert not laptop.events("target_check_failed")
+    assert "Traceback" not in r.stdout + r.stderr
+    assert len(target_files(nas)) == 2
+    assert '"host"' in writer.read_text()
