@@ -248,10 +248,20 @@ class CatchUp:
                 return  # not readable now: its own re-read tells
             if got[0] != asset.size or found == asset.sha256:
                 return
-            if other := self.catalog.listed_by_other(source, key, found):
+            # (a clone of this computer's file, listed in this installation's folder:
+            # only our stale line goes, as in the scrub's ``_theirs``)
+            records = state.records
+            clone = not (other := self.catalog.listed_by_other(source, key, found)) and (
+                records is not None
+                and ledgers.listed_by_a_clone(self.catalog, source, records, key, asset.sha256)
+            )
+            if other or clone:
                 left = self.catalog.replica_bad(asset.sha256, source, "missing", "copy source")
                 log.error("replica_missing", asset=asset.sha256, target=source, path=key,
-                          method="copy source", good_copies_left=left, installation=other)  # fmt: skip
+                          method="copy source", good_copies_left=left,
+                          installation=other or "a clone")  # fmt: skip
+                if clone and records is not None:
+                    ledgers.drop_stale(self.catalog, source, records, state.lock, asset.sha256, key)
             else:
                 kept = set_aside(self.catalog, self.source_roots, state, source,
                                  asset.sha256, key)  # fmt: skip

@@ -272,3 +272,18 @@ def compact(
     )
     log.info("list_compacted", target=name, segments=len(segments), entries=len(done[1])
              if done else 0, dropped=sorted(drop | {k for _, k in stale}))  # fmt: skip
+
+
+def drop_stale(
+    catalog: Catalog, name: str, records: Records, lock: threading.Lock, sha256: str, key: str
+) -> None:
+    """Take this installation's line for a copy whose name a clone's file holds off the
+    list (the file stays); a target gone meanwhile keeps the line (no harm but a line
+    that fails ``sha256sum -c``: the target's own unavailability is said where it is
+    next used)."""
+    try:
+        with lock:
+            flush(catalog, name, records)
+            compact(catalog, name, records, stale=frozenset({(sha256, key)}))
+    except PhotodError:
+        return

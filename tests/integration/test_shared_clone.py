@@ -277,3 +277,53 @@ def test_a_hostile_writer_file_on_a_shared_target_is_another_writer_never_a_trac
     assert "Traceback" not in r.stdout + r.stderr
     assert len(target_files(nas)) == 2
     assert '"host"' in writer.read_text()
+
+
+def test_a_clones_file_at_a_copys_name_read_as_a_repairs_source_is_never_moved_aside(
+    tmp_path: Path, photod_factory: Callable[[Path], Photod]
+) -> None:
+    """As above, the NAS's IMG_0050.JPG holds the laptop's photo (the same size), which
+    the laptop lists, while the desktop still counts its own copy there.  The desktop's
+    own photo and its library copy go; its repair reads the NAS's file as its source,
+    finds other bytes, and called the laptop's good file corrupt (`replica_corrupt`:
+    moved aside, had another copy been left; here kept, "damaged as it is"), and the
+    desktop's line for it stayed, failing `sha256sum -c`.  It is now the desktop's copy
+    that is missing there: the laptop's file stays, and only that line goes."""
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    laptop = computer(tmp_path / "laptop", nas, photod_factory)
+    make_photos(laptop.home / "inbox", 1, start=0)
+    assert 0 == laptop.cli("run", "--once").returncode
+    for part in ("state", "lib"):  # the disk image, cloned onto the desktop
+        shutil.copytree(laptop.home / part, tmp_path / "desktop" / part)
+    desktop = computer(tmp_path / "desktop", nas, photod_factory)
+    laptop.start()
+    desktop.start()
+    mine = make_photos(desktop.home / "inbox", 1, start=50)["IMG_0050.JPG"]
+    desktop.wait_protected(2, timeout=60)
+    [key] = [k for k, sha in target_files(nas).items() if sha == mine]
+    data = bytearray((desktop.home / "inbox" / "IMG_0050.JPG").read_bytes())
+    data[-1] ^= 1  # another photo of that name and size
+    (tmp_path / "camera").mkdir()
+    (tmp_path / "camera" / "IMG_0050.JPG").write_bytes(data)
+    theirs = sha256(tmp_path / "camera" / "IMG_0050.JPG")
+    shutil.copyfile(tmp_path / "camera" / "IMG_0050.JPG", nas / key)  # its upload, landed
+    shutil.copy2(tmp_path / "camera" / "IMG_0050.JPG", laptop.home / "inbox")
+    laptop.wait_protected(2, timeout=60)
+    wait_for(lambda: any(f"{theirs}  {key}" in s.read_text() for s in target_lists(nas)), 10,
+             "the laptop to list its file")  # fmt: skip
+
+    (desktop.home / "inbox" / "IMG_0050.JPG").unlink()
+    [lib_copy] = [p for p in (desktop.home / "lib").rglob("IMG_0050*.JPG")]
+    lib_copy.unlink()
+    desktop.cli("verify", "--target", "lib", "--all")
+    desktop.wait_event("scrub_finished", timeout=60)
+    judged = ("replica_missing", "replica_corrupt")
+    wait_for(lambda: [e for e in desktop.events() if e["event"] in judged and e["target"] == "nas"],
+             30, "the desktop to judge its NAS copy")  # fmt: skip
+    assert theirs == sha256(nas / key)  # the laptop's file, left alone
+    assert [] == [f for f in nas.glob(".photod/quarantine/**/*") if f.is_file()]
+    assert not [e for e in desktop.events("replica_corrupt") if e["target"] == "nas"]
+    assert_target_holds(nas, target_files(nas))  # every list line holds
+    assert 0 == laptop.stop()
+    assert 0 == desktop.stop()
