@@ -780,6 +780,22 @@ class Catalog:
             ).fetchone()
         return str(r[0]) if r else None
 
+    def copy_of_another_at(self, target: str, key: str, sha256: str, actual: str = "") -> bool:
+        """Whether another asset than ``sha256`` (``actual``, when known) has a verified
+        copy at ``key`` on the target: the file there is that photo's."""
+        with self._lock:
+            if actual:
+                r = self._db.execute(
+                    "SELECT 1 FROM replicas WHERE asset=? AND target=? AND relpath=?"
+                    " AND state='verified'", (actual, target, key),
+                ).fetchone()  # fmt: skip
+            else:
+                r = self._db.execute(
+                    "SELECT 1 FROM replicas WHERE target=? AND relpath=? AND asset<>?"
+                    " AND state='verified' LIMIT 1", (target, key, sha256),
+                ).fetchone()  # fmt: skip
+        return r is not None
+
     def replica_owner(self, sha256: str, target: str) -> str:
         """'' when this installation wrote the copy, else the installation it relies on."""
         with self._lock:

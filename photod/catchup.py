@@ -248,12 +248,12 @@ class CatchUp:
                 return  # not readable now: its own re-read tells
             if got[0] != asset.size or found == asset.sha256:
                 return
-            # (a clone of this computer's file, listed in this installation's folder:
-            # only our stale line goes, as in the scrub's ``_theirs``)
-            records = state.records
+            records = state.records  # (a clone's file, listed: only our stale line goes)
             clone = not (other := self.catalog.listed_by_other(source, key, found)) and (
                 records is not None
-                and ledgers.listed_by_a_clone(self.catalog, source, records, key, asset.sha256)
+                and ledgers.listed_by_a_clone(
+                    self.catalog, source, records, key, asset.sha256, found
+                )
             )
             if other or clone:
                 left = self.catalog.replica_bad(asset.sha256, source, "missing", "copy source")

@@ -207,13 +207,21 @@ def read_others(catalog: Catalog, name: str, records: Records) -> int:
     return read
 
 
-def listed_by_a_clone(catalog: Catalog, name: str, records: Records, key: str, sha256: str) -> bool:
-    """Whether a segment of this installation's list that this catalog never saw names
-    ``key`` with other bytes: another computer writing under this id (a cloned disk)
-    put its photo there, and lists it; that file is not a bad copy of ours."""
+def listed_by_a_clone(
+    catalog: Catalog, name: str, records: Records, key: str, sha256: str, actual: str = ""
+) -> bool:
+    """Whether this installation's list names ``key`` with other bytes (``actual``, when
+    known): another computer writing under this id (a cloned disk) put its photo there,
+    and lists it; that file is not a bad copy of ours.  A line the catalog read already
+    (a catch-up at the target's coming: the photo is the catalog's, its copy at that
+    name), or one in a segment it never saw."""
+    if catalog.copy_of_another_at(name, key, sha256, actual):
+        return True
     unknown = set(records.ledger.segments()) - catalog.own_segments(name)
     return any(
-        e.key == key and e.sha256 != sha256 for s in sorted(unknown) for e in records.ledger.read(s)
+        e.key == key and e.sha256 != sha256 and (not actual or e.sha256 == actual)
+        for s in sorted(unknown)
+        for e in records.ledger.read(s)
     )
 
 

@@ -398,7 +398,7 @@ def _theirs(
         scrub.replaced.append(entry.key)
         return other
     if state.records and ledgers.listed_by_a_clone(
-        catalog, name, state.records, entry.key, entry.sha256
+        catalog, name, state.records, entry.key, entry.sha256, actual
     ):
         scrub.stale.append((entry.sha256, entry.key))
         return "a clone"

@@ -327,3 +327,45 @@ def test_a_clones_file_at_a_copys_name_read_as_a_repairs_source_is_never_moved_a
     assert_target_holds(nas, target_files(nas))  # every list line holds
     assert 0 == laptop.stop()
     assert 0 == desktop.stop()
+
+
+def test_a_clones_file_at_a_copys_name_is_never_moved_aside_once_its_list_was_read(
+    tmp_path: Path, photod_factory: Callable[[Path], Photod]
+) -> None:
+    """As above, the NAS's IMG_0050.JPG holds the laptop's file, which the laptop lists,
+    while the desktop still counts its own copy there; but the desktop restarts before
+    its scrub, and reads the laptop's list lines at its start (its catalog then knows
+    them).  Its scrub took the laptop's file for a corrupt copy and moved it aside into
+    the quarantine.  The file is left alone now, and the desktop's copy goes beside."""
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    laptop = computer(tmp_path / "laptop", nas, photod_factory)
+    make_photos(laptop.home / "inbox", 1, start=0)
+    assert 0 == laptop.cli("run", "--once").returncode
+    for part in ("state", "lib"):  # the disk image, cloned onto the desktop
+        shutil.copytree(laptop.home / part, tmp_path / "desktop" / part)
+    desktop = computer(tmp_path / "desktop", nas, photod_factory)
+    laptop.start()
+    desktop.start()
+    mine = make_photos(desktop.home / "inbox", 1, start=50, size=300_000)["IMG_0050.JPG"]
+    desktop.wait_protected(2, timeout=60)
+    [key] = [k for k, sha in target_files(nas).items() if sha == mine]
+    theirs = make_photos(tmp_path / "camera", 1, start=50)["IMG_0050.JPG"]
+    shutil.copyfile(tmp_path / "camera" / "IMG_0050.JPG", nas / key)  # its upload, landed
+    shutil.copy2(tmp_path / "camera" / "IMG_0050.JPG", laptop.home / "inbox")
+    laptop.wait_protected(2, timeout=60)
+    wait_for(lambda: any(f"{theirs}  {key}" in s.read_text() for s in target_lists(nas)), 10,
+             "the laptop to list its file")  # fmt: skip
+    assert 0 == desktop.stop()
+    desktop.start()
+    desktop.wait_protected(3, timeout=60)  # (the laptop's photo too, read from its list)
+
+    assert 0 == desktop.cli("verify", "--target", "nas", "--all").returncode
+    desktop.wait_event("scrub_finished", timeout=60)
+    desktop.wait_protected(3, timeout=60)
+    assert theirs == sha256(nas / key)  # the laptop's file, left alone
+    assert [] == [f for f in nas.glob(".photod/quarantine/**/*") if f.is_file()]
+    assert mine in target_files(nas).values()  # the desktop's, beside
+    assert not desktop.events("replica_corrupt")
+    assert 0 == laptop.stop()
+    assert 0 == desktop.stop()
