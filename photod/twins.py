@@ -54,12 +54,13 @@ def check(records: Records, name: str, state_dir: Path) -> None:
     # (the last write of the computer this state dir came from, before this one's)
     before = me.was in (other, instance.ANY) and name not in me.written
     if other and other != me.here and not before:
-        found = (f"target {name!r} was last written as this installation by another "
-                 f"computer ({host}): this state dir was copied to it or from it")  # fmt: skip
-        log.error("installation_cloned", target=name, host=host, found=found, fix=FIX,
-                  detail="both go on backing up; each start of one rebuilds its catalog "
-                  "from the other's snapshot")  # fmt: skip
-        _note(state_dir, twin={"target": name, "host": host, "found": found, "fix": FIX})
+        if not me.twin:  # (said once: until a look finds this computer the last writer)
+            found = (f"target {name!r} was last written as this installation by another "
+                     f"computer ({host}): this state dir was copied to it or from it")  # fmt: skip
+            log.error("installation_cloned", target=name, host=host, found=found, fix=FIX,
+                      detail="both go on backing up; each start of one rebuilds its catalog "
+                      "from the other's snapshot")  # fmt: skip
+            _note(state_dir, twin={"target": name, "host": host, "found": found, "fix": FIX})
     elif me.twin.get("target") == name:
         _note(state_dir, twin=None)
     when = datetime.now(UTC).isoformat(timespec="seconds")

@@ -369,3 +369,25 @@ def test_a_clones_file_at_a_copys_name_is_never_moved_aside_once_its_list_was_re
     assert not desktop.events("replica_corrupt")
     assert 0 == laptop.stop()
     assert 0 == desktop.stop()
+
+
+def test_two_computers_writing_as_one_installation_are_told_so_once_while_both_run(
+    tmp_path: Path, photod_factory: Callable[[Path], Photod]
+) -> None:
+    """The laptop and its clone both go on running `photod run --once` (cron): each run
+    of the laptop after one of the desktop's said `installation_cloned` again, an error
+    every hour in its log.  It is said once, and `photod status` keeps saying it."""
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    laptop = computer(tmp_path / "laptop", nas, photod_factory)
+    make_photos(laptop.home / "inbox", 1, start=0)
+    assert 0 == laptop.cli("run", "--once").returncode
+    for part in ("state", "lib"):  # the disk image, cloned onto the desktop
+        shutil.copytree(laptop.home / part, tmp_path / "desktop" / part)
+    desktop = computer(tmp_path / "desktop", nas, photod_factory)
+    for p in (desktop, laptop, desktop, laptop, desktop, laptop):
+        r = p.cli("run", "--once")
+        assert 0 == r.returncode, r.stdout + r.stderr
+    assert len(laptop.events("installation_cloned")) == 1
+    assert len(desktop.events("installation_cloned")) == 1
+    assert "TWO COMPUTERS AS ONE" in laptop.cli("status").stdout
