@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from photod import instance
+from photod.library import printable
 from photod.logs import log
 from photod.targets.records import Records
 
@@ -49,6 +50,7 @@ def check(records: Records, name: str, state_dir: Path) -> None:
     try:  # (anyone writing the target may put anything there: a writer unknown)
         last = json.loads(raw) if raw and len(raw) <= MOST else {}
         other, host = str(last.get("here", ""))[:64], str(last.get("host", "?"))[:255]
+        host = printable(host)  # (printed by `photod status`: no escape reaches a terminal)
     except (ValueError, AttributeError, RecursionError):  # (JSON nested too deep)
         other, host = "", "?"
     # (the last write of the computer this state dir came from, before this one's)

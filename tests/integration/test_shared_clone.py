@@ -391,3 +391,26 @@ def test_two_computers_writing_as_one_installation_are_told_so_once_while_both_r
     assert len(laptop.events("installation_cloned")) == 1
     assert len(desktop.events("installation_cloned")) == 1
     assert "TWO COMPUTERS AS ONE" in laptop.cli("status").stdout
+
+
+def test_a_writer_files_host_name_reaches_the_terminal_only_as_printable_text(
+    tmp_path: Path, photod_factory: Callable[[Path], Photod]
+) -> None:
+    """Anyone who writes the NAS folder may name any host in `writer.json`: `photod
+    status` printed its escape sequences to the terminal as they were (one could retitle
+    the window, or hide the line).  Its control characters are shown as `?` now."""
+    import json
+
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    laptop = computer(tmp_path / "laptop", nas, photod_factory)
+    make_photos(laptop.home / "inbox", 1, start=0)
+    assert 0 == laptop.cli("run", "--once").returncode
+    [writer] = nas.glob(".photod/installations/*/writer.json")
+    writer.write_text(json.dumps({"here": "0123456789abcdef", "host": "pi\x1b]0;owned\x07\x1b[2K"}))
+    assert 0 == laptop.cli("run", "--once").returncode
+    [event] = laptop.events("installation_cloned")
+    text = laptop.cli("status").stdout
+    assert "TWO COMPUTERS AS ONE" in text, text
+    assert "\x1b" not in text and "\x07" not in text, repr(text)
+    assert event["host"] == "pi?]0;owned??[2K"
