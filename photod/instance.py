@@ -50,6 +50,15 @@ def _raw(state_dir: Path) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
+def _write(state_dir: Path, data: dict[str, object]) -> None:
+    write_atomic(state_dir / FILE, json.dumps(data, indent=1).encode())
+
+
+def _twin(data: dict[str, object]) -> dict[str, str] | None:
+    found = data.get("twin")
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else None
+
+
 def save(state_dir: Path, known: Known) -> None:
     """Write atomically, readable by the owner only (the id is not secret, the rest
     of the state dir is private); what else the file holds (``Computer``) is kept."""
@@ -66,7 +75,7 @@ def _save(state_dir: Path, known: Known) -> None:
         data = {"here": data.get("here", ""), "was": ANY, "written": []}
     data.update(id=known.installation.id, name=known.installation.name,
                 generation=known.generation, assets=known.assets)  # fmt: skip
-    write_atomic(state_dir / FILE, json.dumps(data, indent=1).encode())
+    _write(state_dir, data)
 
 
 # -- the computer the state dir is on (``twins.py``) -----------------------------------
@@ -110,18 +119,16 @@ def computer(state_dir: Path) -> Computer:
         stored = str(data.get("here", ""))
         if stored != here and "id" in data:  # (written once the installation is)
             data.update(here=here, was=stored or data.get("was", ""), written=[])
-            write_atomic(state_dir / FILE, json.dumps(data, indent=1).encode())
-    twin = data.get("twin")
+            _write(state_dir, data)
     written = data.get("written")
     return Computer(here, str(data.get("was", "")),
                     [str(w) for w in written] if isinstance(written, list) else [],
-                    {str(k): str(v) for k, v in twin.items()} if isinstance(twin, dict) else {})  # fmt: skip
+                    _twin(data) or {})  # fmt: skip
 
 
 def twin(state_dir: Path) -> dict[str, str] | None:
     """Another computer found writing as this installation (``twins.py``), or None."""
-    found = _raw(state_dir).get("twin")
-    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else None
+    return _twin(_raw(state_dir))
 
 
 def wrote(state_dir: Path, target: str) -> None:
@@ -132,7 +139,7 @@ def wrote(state_dir: Path, target: str) -> None:
         written = written if isinstance(written, list) else []
         if target not in written:
             data["written"] = [*written, target]
-            write_atomic(state_dir / FILE, json.dumps(data, indent=1).encode())
+            _write(state_dir, data)
 
 
 def note(state_dir: Path, **fields: object) -> None:
@@ -144,7 +151,7 @@ def note(state_dir: Path, **fields: object) -> None:
                 data.pop(key, None)
             else:
                 data[key] = value
-        write_atomic(state_dir / FILE, json.dumps(data, indent=1).encode())
+        _write(state_dir, data)
 
 
 def new(name: str) -> Installation:

@@ -65,9 +65,10 @@ def check(records: Records, name: str, state_dir: Path) -> None:
             _note(state_dir, twin={"target": name, "host": host, "found": found, "fix": FIX})
     elif me.twin.get("target") == name:
         _note(state_dir, twin=None)
-    when = datetime.now(UTC).isoformat(timespec="seconds")
-    writer = {"here": me.here, "host": socket.gethostname(), "at": when}
-    records.target.put_meta(f"{records.folder}/{WRITER}", json.dumps(writer).encode())
+    if other != me.here:  # (already this computer's: no write at every start)
+        when = datetime.now(UTC).isoformat(timespec="seconds")
+        writer = {"here": me.here, "host": socket.gethostname(), "at": when}
+        records.target.put_meta(f"{records.folder}/{WRITER}", json.dumps(writer).encode())
     if name not in me.written:
         with contextlib.suppress(OSError):
             instance.wrote(state_dir, name)

@@ -120,9 +120,8 @@ def test_a_clock_days_ahead_leaves_the_other_computers_upload_in_flight(
     laptop.wait_protected(1, timeout=60)
     assert 0 == laptop.stop()
 
-    # The laptop's next upload waits 45 s, whole, between its upload and its move (the
-    # first at this start is its note of the computer writing there, ``twins``).
-    laptop.env["PHOTOD_FAILPOINTS"] = "rclone_uploaded=2:sleep:45"
+    # The laptop's next upload waits 45 s, whole, between its upload and its move.
+    laptop.env["PHOTOD_FAILPOINTS"] = "rclone_uploaded=1:sleep:45"
     laptop.start()
     make_photos(laptop.home / "inbox", 1, start=1)
 
