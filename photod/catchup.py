@@ -249,18 +249,13 @@ class CatchUp:
             if got[0] != asset.size or found == asset.sha256:
                 return
             records = state.records  # (a clone's file, listed: only our stale line goes)
-            clone = not (other := self.catalog.listed_by_other(source, key, found)) and (
-                records is not None
-                and ledgers.listed_by_a_clone(
-                    self.catalog, source, records, key, asset.sha256, found
-                )
-            )
-            if other or clone:
+            who = ledgers.whose_at(self.catalog, source, records, key, asset.sha256, found)
+            if who:
                 left = self.catalog.replica_bad(asset.sha256, source, "missing", "copy source")
                 log.error("replica_missing", asset=asset.sha256, target=source, path=key,
                           method="copy source", good_copies_left=left,
-                          installation=other or "a clone")  # fmt: skip
-                if clone and records is not None:
+                          installation=who)  # fmt: skip
+                if who == ledgers.A_CLONE and records is not None:
                     ledgers.drop_stale(self.catalog, source, records, state.lock, asset.sha256, key)
             else:
                 kept = set_aside(self.catalog, self.source_roots, state, source,

@@ -207,6 +207,26 @@ def read_others(catalog: Catalog, name: str, records: Records) -> int:
     return read
 
 
+A_CLONE = "a clone"  # what ``whose_at`` answers for a clone of this computer
+
+
+def whose_at(
+    catalog: Catalog, name: str, records: Records | None, key: str, sha256: str, actual: str = ""
+) -> str:
+    """Who lists another photo at our copy's name ``key`` ('' for none), asked before a
+    file there that is not ``sha256`` is called a bad copy of ours: another
+    installation (its file took the name: our line goes from our list by its key), or
+    ``A_CLONE``, a clone of this computer writing under its id in the same list (only
+    our line goes).  ``actual``: the bytes found there, when known; unknown (a wrong
+    size alone), any other photo listed there counts."""
+    other = catalog.listed_by_other(name, key, actual or sha256, but=not actual)
+    if other:
+        return other
+    if records is not None and listed_by_a_clone(catalog, name, records, key, sha256, actual):
+        return A_CLONE
+    return ""
+
+
 def listed_by_a_clone(
     catalog: Catalog, name: str, records: Records, key: str, sha256: str, actual: str = ""
 ) -> bool:

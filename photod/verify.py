@@ -389,20 +389,15 @@ def _theirs(
     catalog: Catalog, name: str, state: TargetState, entry: ManifestEntry, actual: str,
     scrub: TargetScrub,
 ) -> str:  # fmt: skip
-    """Who lists another photo at a copy's name ('' for none): another installation
-    (its file took the name: our line goes from our list by its key), or a clone of
-    this computer writing under its id in the same list (only our line goes)."""
-    # (a wrong size alone, ``actual`` unknown: another photo listed there)
-    other = catalog.listed_by_other(name, entry.key, actual or entry.sha256, but=not actual)
-    if other:
-        scrub.replaced.append(entry.key)
-        return other
-    if state.records and ledgers.listed_by_a_clone(
-        catalog, name, state.records, entry.key, entry.sha256, actual
-    ):
+    """Who lists another photo at a copy's name ('' for none: see ``ledgers.whose_at``);
+    our line is noted to go from our list, by its key when another installation's file
+    took the name, alone when a clone of this computer lists its own there."""
+    who = ledgers.whose_at(catalog, name, state.records, entry.key, entry.sha256, actual)
+    if who == ledgers.A_CLONE:
         scrub.stale.append((entry.sha256, entry.key))
-        return "a clone"
-    return ""
+    elif who:
+        scrub.replaced.append(entry.key)
+    return who
 
 
 def _still_there(
