@@ -387,7 +387,7 @@ class Fleet:
             state.target.learn(self.catalog.verified_on(name))
             self._learned.add(name)
         try:
-            ledgers.catch_up(self.catalog, name, records, self.stop)
+            ledgers.catch_up(self.catalog, name, records, self.stop, state.lock)
         except Undecryptable as exc:
             raise TargetUnavailable(
                 name, f"this installation's index there cannot be opened: {exc}; was the "

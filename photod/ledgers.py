@@ -17,6 +17,7 @@ the segments when there are many (``compact``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import threading
@@ -33,6 +34,7 @@ from photod.targets.base import CHUNK, Target, hash_object, kept_time
 from photod.targets.records import Records
 
 TIER = 10  # segments of the same order of size (entries: 1-9, 10-99, ...) merged into one
+OTHER_BYTES = "its bytes do not match its list entry"  # (``adopt_object``'s reason)
 
 
 def adopt_object(
@@ -81,7 +83,7 @@ def adopt_object(
         out.flush()
         sha, size = h.hexdigest(), out.tell()
         if listed is not None and listed.sha256 != sha:
-            return f"its bytes do not match its list entry (expected {listed.sha256[:12]})"
+            return f"{OTHER_BYTES} (expected {listed.sha256[:12]})"
         if mtime is None and listed is not None and listed.mtime_ns is not None:
             mtime = listed.mtime_ns / 1e9
         from photod.probe import probe_file  # Pillow: only when a file is adopted
@@ -113,9 +115,18 @@ def _utf8(key: str) -> bool:
     return True
 
 
-def catch_up(catalog: Catalog, name: str, records: Records, stop: threading.Event) -> int:
+def catch_up(
+    catalog: Catalog,
+    name: str,
+    records: Records,
+    stop: threading.Event,
+    lock: threading.Lock | None = None,
+) -> int:
     """Adopt what this installation's list on the target holds and the catalog does not
-    know (read, hashed, recorded); returns how many copies were recovered."""
+    know (read, hashed, recorded); returns how many copies were recovered.  A line whose
+    name holds another photo that this list names there too (a clone's, which took the
+    name: ``listed_by_a_clone``) is this installation's stale line: it goes from the list
+    (under ``lock``), and its segment counts as read only once it has gone."""
     on_target = set(records.ledger.segments())
     known = catalog.own_segments(name)
     if known - on_target:  # compacted into a segment read below (a crash before the
@@ -123,15 +134,21 @@ def catch_up(catalog: Catalog, name: str, records: Records, stop: threading.Even
         # copies made since are gone too.  Every copy is looked for there (``relist``).
         catalog.segments_gone(name, sorted(known - on_target))
         catalog.set_meta(f"unlisted:{name}", "1")
-    recovered = 0
+    recovered, stale = 0, set()
     for segment in sorted(on_target - known):
         entries = records.ledger.read(segment)
+        stale_here = False
         for e in entries:  # a TargetUnavailable leaves the segment unread: tried again
             if stop.is_set():
                 raise Stopping
             if catalog.replica_exists(e.sha256, name):
                 continue
             why = adopt_object(catalog, name, records.target, e.key, e, f"target:{name}")
+            if why.startswith(OTHER_BYTES) and _a_clones(catalog, name, records, e):
+                why = "its name holds another photo, which this installation's list names "
+                why += "there too (a clone's, on this installation's id): this line goes"
+                stale.add((e.sha256, e.key))
+                stale_here = True
             if why:
                 log.warning("replica_not_recovered", asset=e.sha256, target=name, path=e.key,
                             reason=why)  # fmt: skip
@@ -140,8 +157,25 @@ def catch_up(catalog: Catalog, name: str, records: Records, stop: threading.Even
             log.info("replica_recovered", asset=e.sha256, target=name, path=e.key,
                      detail="listed on the target, unknown to the catalog: read, hashed, "
                      "recorded")  # fmt: skip
-        catalog.segment_written(name, segment, len(entries))
+        if not stale_here:  # (else read again, should the line's removal fail)
+            catalog.segment_written(name, segment, len(entries))
+    if stale:
+        with lock or contextlib.nullcontext():
+            flush(catalog, name, records)
+            compact(catalog, name, records, stale=frozenset(stale))
     return recovered
+
+
+def _a_clones(catalog: Catalog, name: str, records: Records, e: ManifestEntry) -> bool:
+    """Whether the file at a line's name, read again, is another photo this list names
+    there (read twice: a read damaged on its way takes no line off the list)."""
+    try:
+        actual = hash_object(records.target, e.key)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise TargetUnavailable(name, f"reading {e.key}: {exc}") from exc
+    return actual != e.sha256 and listed_by_a_clone(catalog, name, records, e.key, e.sha256, actual)
 
 
 def relist(catalog: Catalog, name: str, records: Records) -> int:

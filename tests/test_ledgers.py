@@ -74,6 +74,34 @@ def test_catch_up_takes_back_what_the_list_holds_and_the_catalog_forgot(tmp_path
     assert 0 == ledgers.catch_up(catalog, "nas", records, threading.Event())
 
 
+def test_catch_up_takes_off_only_a_line_whose_name_holds_a_photo_its_list_names_there(
+    tmp_path: Path,
+) -> None:
+    """A clone's photo took the name of one of this computer's copies, and the one list
+    both write names each there; a catalog that knows neither (rebuilt from the clone's
+    snapshot) reads them back: this computer's line goes, the clone's stays.  A line
+    whose file holds bytes no line names (rot) stays: `sha256sum -c` is to show it."""
+
+    def line(data: bytes, key: str) -> ManifestEntry:
+        return ManifestEntry(hashlib.sha256(data).hexdigest(), key, len(data))
+
+    t = MemoryTarget("nas")
+    records = Records(t, ME)
+    t.objects["2024/IMG_1.JPG"] = b"the clone's photo"
+    t.objects["2024/IMG_2.JPG"] = b"rotten"
+    ours = line(b"our photo", "2024/IMG_1.JPG")
+    kept = [line(b"the clone's photo", "2024/IMG_1.JPG"), line(b"a photo", "2024/IMG_2.JPG")]
+    for e in (ours, *kept):  # (one segment each, as each computer wrote its own)
+        records.ledger.append([e])
+        records.ledger.flush()
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    assert 1 == ledgers.catch_up(catalog, "nas", records, threading.Event())
+    lines = {(e.sha256, e.key) for e in kept}
+    assert lines == {(e.sha256, e.key) for e in records.ledger.entries()}
+    assert 0 == ledgers.catch_up(catalog, "nas", records, threading.Event())
+    assert lines == {(e.sha256, e.key) for e in records.ledger.entries()}
+
+
 def test_names_with_unicode_line_separators_survive_the_list() -> None:
     """A key holding U+2028, U+2029 or U+0085 (a legal file name) reads back whole from
     both list formats: lines split on newlines only."""
