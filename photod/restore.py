@@ -41,6 +41,7 @@ from photod.verify import hash_stream
 TEMP_PREFIX = ".photod-restore-"  # a restore's temporaries, beside their final name
 TEMP_AGE = 60.0  # seconds: an older one is a killed restore's, removed by the next
 DIFFERENT = "a different file is already there; left untouched"
+SHOWN = 50  # restored files `photod restore` names; the rest are counted
 
 
 @dataclass
@@ -49,20 +50,30 @@ class RestoreReport:
     skipped: int = 0  # already there with the same bytes
     bytes: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
-    paths: list[str] = field(default_factory=list)  # restored, relative to DEST
+    # The first ``SHOWN`` restored, relative to DEST: only they are printed, and a whole
+    # library's (a million photos: 100 MB) was held to the end of the restore.
+    paths: list[str] = field(default_factory=list)
     absent: int = 0  # photos of the album asked for that photod does not hold
     away: dict[str, str] = field(default_factory=dict)  # target -> why it went away mid-run
     unreached: list[str] = field(default_factory=list)  # failed only as every target went
 
-    def render(self, dest: Path, shown: int = 50) -> str:
+    def took(self, path: str, size: int) -> None:
+        """One more file restored, to ``path`` (relative to DEST)."""
+        self.restored += 1
+        self.bytes += size
+        if len(self.paths) < SHOWN:
+            self.paths.append(path)
+
+    def render(self, dest: Path, shown: int = SHOWN) -> str:
         """What `photod restore` prints: the counts, each file restored (up to
         ``shown``), each failure and why.  A name that a terminal would not show as it
         is (a control or direction character, planted to disguise it) is escaped."""
         lines = [f"restored {plural(self.restored, 'file')} ({size(self.bytes)}) to {dest}, "
                  f"skipped {self.skipped} already there, failed {len(self.failed)}"]  # fmt: skip
-        lines += [f"  restored: {_printable(path)}" for path in self.paths[:shown]]
-        if len(self.paths) > shown:
-            lines.append(f"  ... and {len(self.paths) - shown} more restored files")
+        listed = self.paths[:shown]
+        lines += [f"  restored: {_printable(path)}" for path in listed]
+        if self.restored > len(listed):
+            lines.append(f"  ... and {self.restored - len(listed)} more restored files")
         unreached = set(self.unreached)
         lines += [f"  failed: {_printable(path)}: {why}" for path, why in self.failed
                   if path not in unreached]  # fmt: skip
@@ -216,9 +227,7 @@ class Restorer:
                 outcome = self.one(asset, dest_fd)
                 self.on_file(outcome)
                 if outcome == "restored":
-                    report.restored += 1
-                    report.bytes += asset.size
-                    report.paths.append(self.placed)
+                    report.took(self.placed, asset.size)
                 elif outcome == "skipped":
                     report.skipped += 1
                 else:  # told by the caller, once, in its own words (`photod restore`)

@@ -1325,3 +1325,33 @@ def test_a_restore_by_date_of_a_large_library_reads_the_catalog_a_piece_at_a_tim
     assert [f"lib/2010/IMG_{i:07d}.{x}" for i, x in ((0, "JPG"), (0, "MOV"), (15, "JPG"))] == chosen
     assert ["lib/2010/IMG_0000000.JPG", "lib/2010/IMG_0000000.MOV"] == among
     assert peak < 5 * 1024**2, f"{peak / 1024**2:.0f} MB held"
+
+
+def test_a_restore_of_a_large_library_names_the_first_files_and_counts_the_rest(
+    tmp_path: Path,
+) -> None:
+    """`photod restore` of a whole library prints the first 50 files restored and
+    counts the rest; it held every restored name to the end (a million photos:
+    about 90 MB on a small computer).  Only the 50 printed are kept now, and what it
+    prints is the same."""
+    import tracemalloc
+
+    from photod.restore import RestoreReport
+
+    n = 200_000
+    names = (f"{2010 + i % 15}/{2010 + i % 15}-06-01/IMG_{i:07d}.JPG" for i in range(n))
+    tracemalloc.start()
+    try:
+        report = RestoreReport()
+        for name in names:
+            report.took(name, 1000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    lines = report.render(tmp_path).splitlines()
+    assert f"restored 200000 files (200.0 MB) to {tmp_path}, skipped 0 already there, " \
+        "failed 0" == lines[0]  # fmt: skip
+    assert [f"  restored: {2010 + i % 15}/{2010 + i % 15}-06-01/IMG_{i:07d}.JPG"
+            for i in range(50)] == lines[1:51]  # fmt: skip
+    assert ["  ... and 199950 more restored files"] == lines[51:]
+    assert peak < 2 * 1024**2, f"{peak / 1024**2:.0f} MB held"
