@@ -1211,15 +1211,28 @@ class Catalog:
             )
             return cur.rowcount == 1
 
-    def lost(self) -> list[Asset]:
+    def lost(self) -> Iterator[tuple[str, str]]:
+        """(SHA-256, path in the library) of each photo with no good copy left, by
+        path, read as they are taken on a connection of its own: all of them were read
+        whole, as assets (200,000 lost: 200 MB, when a dead drive takes a library)."""
+        with self._reader() as db:
+            cur = db.cursor()
+            cur.row_factory = None  # plain tuples
+            # INDEXED BY: without it the planner walks the relpath index of every
+            # asset to save a sort of the few lost ones.
+            yield from cur.execute(
+                "SELECT sha256, relpath FROM assets INDEXED BY assets_lost"
+                " WHERE lost_at IS NOT NULL ORDER BY relpath"
+            )
+
+    def lost_count(self) -> int:
+        """How many photos have no good copy left, counted by SQLite."""
         with self._lock:
-            rows = self._db.execute(
-                # INDEXED BY: without it the planner walks the relpath index of every
-                # asset to save a sort of the few lost ones.
-                "SELECT * FROM assets INDEXED BY assets_lost WHERE lost_at IS NOT NULL"
-                " ORDER BY relpath"
-            ).fetchall()
-        return [_asset(r) for r in rows]
+            return int(
+                self._db.execute(
+                    "SELECT count(*) FROM assets INDEXED BY assets_lost WHERE lost_at IS NOT NULL"
+                ).fetchone()[0]
+            )
 
     def egress_used(self, target: str, month: str) -> int:
         with self._lock:

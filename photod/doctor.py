@@ -175,7 +175,7 @@ def _catalog(cfg: Config) -> list[Finding]:
         assets, _ = catalog.counts()
         found = [Finding("ok", "catalog", f"{db} is sound: {assets} photos, snapshot "
                          f"generation {catalog.generation}")]  # fmt: skip
-        if lost := len(catalog.lost()):  # (sound, and still not "all good")
+        if lost := catalog.lost_count():  # (sound, and still not "all good")
             found.append(Finding("fail", "photos", f"{lost} photo{'s' if lost > 1 else ''} "
                                  "with no good copy left on any target",
                                  "`photod status` names them; bring back a drive that "

@@ -94,7 +94,7 @@ class Summary:
                 self.short += count
                 for need in verdict.missing:
                     self.needs[need] += count
-        self.lost = len(catalog.lost())
+        self.lost = catalog.lost_count()
         self.missing = ["; ".join(filter(None, (f"'{s.name}' ({s.path}", other_form(s.path)))) + ")"
                         for s in cfg.folders if not present(s.path)]  # fmt: skip
         for name, state in pipeline.targets.items():

@@ -82,7 +82,7 @@ class Reminders:
         if short := self._short(now):
             found.append(f"{_photos(short)} short of the 3-2-1 policy for more than "
                          f"{_span(self.grace)}")  # fmt: skip
-        if lost := len(self.catalog.lost()):
+        if lost := self.catalog.lost_count():
             found.append(f"{_photos(lost)} with no good copy left")
         # A round ends once the scan has handed its files over: an import that hangs
         # would leave every round healthy while nothing new is backed up.

@@ -89,7 +89,7 @@ def collect(
                 }
             )
         undecodable = catalog.undecodable() if catalog else 0
-        lost = [{"asset": a.sha256, "path": a.relpath} for a in catalog.lost()] if catalog else []
+        lost = [{"asset": sha, "path": path} for sha, path in catalog.lost()] if catalog else []
         corrupt_sources = catalog.corrupt_sources() if catalog else 0
         last_scrub = catalog.last_run("scrub") if catalog else None
         devices = (

@@ -288,3 +288,55 @@ def test_run_once_counts_a_large_librarys_files_without_holding_them(tmp_path: P
     assert (n, n) == (summary.known, summary.assets)
     assert f"{n} files in the watch folders" in summary.render()
     assert peak < 5 * 1024**2, f"{peak / 1024**2:.0f} MB held"
+
+
+def test_a_library_whose_drive_died_is_counted_lost_without_holding_every_photo(
+    tmp_path: Path,
+) -> None:
+    """When a dead drive leaves a large library with no good copy, `photod run --once`,
+    `photod doctor` and the daemon's heartbeat count the photos lost: each read every
+    one of them whole only to count them (100,000: 100 MB, a million would not fit a
+    small computer).  Counted by the catalog, what they hold stays small; `photod
+    status` still lists every one, by path."""
+    import hashlib
+    import sqlite3
+    import tracemalloc
+
+    from bench.scale import fill_catalog
+    from photod.catalog import Catalog
+    from photod.oneshot import Summary
+    from photod.pipeline import Pipeline
+    from photod.targets.records import Installation
+
+    cfg = configmod.load(_config(tmp_path))
+    db = cfg.state_dir / "catalog.sqlite"
+    n = 100_000
+    fill_catalog(db, [(hashlib.sha256(b"%d" % i).hexdigest(), f"{2010 + i % 15}/IMG_{i:07d}.JPG",
+                       1000 + i, 10**18 + i) for i in range(n)], [])  # fmt: skip
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE assets SET lost_at='2026-01-01T00:00:00Z'")
+    c.close()
+    catalog = Catalog(db)
+    try:
+        pipeline = Pipeline(cfg, catalog, Installation("1" * 32, "rig"))
+        summary = Summary()
+        tracemalloc.start()
+        try:
+            summary.take_stock(pipeline)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    finally:
+        catalog.close()
+    assert f"{n} photos and videos LOST: no good copy left anywhere" in summary.render()
+    assert peak < 5 * 1024**2, f"{peak / 1024**2:.0f} MB held"
+    s = status.collect(statusconfig.of(cfg))
+    paths = sorted(f"lib/{2010 + i % 15}/IMG_{i:07d}.JPG" for i in range(n))
+    assert paths == [item["path"] for item in s["lost"]]
+    assert hashlib.sha256(b"0").hexdigest() == next(
+        item["asset"] for item in s["lost"] if item["path"] == "lib/2010/IMG_0000000.JPG"
+    )
+    text = status.render(s)
+    assert f"LOST: {n} files have no good copy left anywhere" in text, text[:500]
+    assert [f"  {p}" for p in paths[:20]] == [line for line in text.splitlines()
+                                             if line.startswith("  lib/")]  # fmt: skip
