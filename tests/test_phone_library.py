@@ -610,3 +610,58 @@ def test_status_shows_a_photo_dated_at_the_calendars_edge_in_any_time_zone(
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_a_phone_whose_every_file_is_protected_is_counted_without_holding_them(
+    tmp_path: Path,
+) -> None:
+    """`photod status --device` and the phones page of a phone of 100,000 files, all
+    of them protected: each held a row per file (30 MB) only to find none not
+    protected.  Counted as they are read, what they hold stays small, and the report
+    is the same: every file protected, all safe to delete; one file short of the
+    policy is still named, and the phone no longer all safe."""
+    import sqlite3
+    import tracemalloc
+
+    from bench.scale import fill_catalog
+    from photod import phonestatus
+    from photod.models import PolicyRule, TargetInfo
+
+    n = 100_000
+    db = tmp_path / "catalog.sqlite"
+    shas = [hashlib.sha256(b"%d" % i).hexdigest() for i in range(n)]
+    fill_catalog(db, [(sha, f"{2010 + i % 15}/IMG_{i:07d}.JPG", 1000 + i, 10**18 + i)
+                      for i, sha in enumerate(shas)], ["t7"])  # fmt: skip
+    with sqlite3.connect(db) as c:
+        c.execute("INSERT INTO devices VALUES (?, 'iphone', 'Anna', 'iPhone', '17.5', 'idle', '',"
+                  " '2024-01-01T00:00:00Z', '2024-01-01T00:00:00Z', '{}')", (UDID,))  # fmt: skip
+        c.executemany("INSERT INTO device_files VALUES (?,?,?,?,?,?,'')",
+                      ((UDID, f"/DCIM/{100 + i // 1000}APPLE/IMG_{i:07d}.JPG", 1000 + i, 10**18 + i,
+                        f"{2005 + i % 15}-{1 + i % 12:02d}-01T10:00:00", sha)
+                       for i, sha in enumerate(shas)))  # fmt: skip
+    c.close()
+    rule, infos = PolicyRule(1, 1, 0), {"t7": TargetInfo("t7", "external", False)}
+    catalog = Catalog(db)
+    try:
+        [record] = catalog.devices()
+        tracemalloc.start()
+        try:
+            report = phonestatus.device_report(catalog, record, rule, infos)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert (n, n, [], None) == (report["on_phone"], report["protected"],
+                                    report["not_protected"], report["safe_before"])  # fmt: skip
+        assert f"all {n} files are safe to delete from the phone" in phonestatus.render_device(
+            report
+        )
+        assert peak < 3 * 1024**2, f"{peak / 1024**2:.0f} MB held"
+        with sqlite3.connect(db) as c:  # one photo's copy is not verified any more
+            c.execute("UPDATE assets SET held='' WHERE sha256=?", (shas[5],))
+        c.close()
+        report = phonestatus.device_report(catalog, record, rule, infos)
+    finally:
+        catalog.close()
+    assert (n, n - 1) == (report["on_phone"], report["protected"])
+    assert ["/DCIM/100APPLE/IMG_0000005.JPG"] == [p["path"] for p in report["not_protected"]]
+    assert "2010-06-01T10:00:00" == report["safe_before"]
