@@ -21,7 +21,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from functools import partial
 from pathlib import Path
 
@@ -87,17 +87,10 @@ class FolderIntake:
         self._rewatching = threading.Lock()  # one (re)start of a watch at a time
         self._gone: set[str] = set()  # watched folders said gone, until they are back
         self._unhook: Callable[[], None] = lambda: None  # undoes on_events_lost
-        self._known: dict[str, Future[dict[str, tuple[int, int]]]] = {}  # for the first scan
         self._waiting_room: set[tuple[str, str]] = set()  # files that met a full state dir
         self._full = False  # the state dir was full, and no room was seen since
 
     # -- life cycle --------------------------------------------------------------------
-
-    def prepare(self) -> None:
-        """Start reading what the first scan compares with, of the folders there (a
-        large library's takes a good part of a second: it overlaps the targets' checks)."""
-        self._known = {name: self.workers.submit(self.catalog.source_stats, name)
-                       for name, w in self.watchers.items() if present(w.root)}  # fmt: skip
 
     def watch(self) -> None:
         self.watching = True
@@ -314,12 +307,9 @@ class FolderIntake:
                     if watcher.observer is None:
                         watcher.start()
             if not present(watcher.root):
-                self._known.pop(name, None)  # (gone since: read again when it is back)
                 continue
             started, began = self.clock.monotonic(), int(self.clock.time() * 1e9)
             since = self.catalog.meta(f"scanned:{name}")  # (a file changed after: read)
-            first = self._known.pop(name, None)
-            known = first.result() if first is not None else self.catalog.source_stats(name)
             new = 0
             cutoff = self.clock.time() - self.settings.settle
             with self._lock:
@@ -327,18 +317,19 @@ class FolderIntake:
             try:
                 folder: list[tuple[str, Path]] = []  # one folder's files: stills first
                 where = ""
-                for _, path, st in watcher.scan(None, known, int(since) if since else None,
-                                                partial(_touched, self.catalog, name)):  # fmt: skip
-                    if self.stop_event.is_set():
-                        return
-                    new += 1
-                    if (here := os.path.dirname(path)) != where:
-                        self._submit_all(folder)
-                        folder, where = [], here
-                    if st.st_mtime < cutoff:
-                        folder.append((name, Path(path)))
-                    else:
-                        self.settler.touch(name, Path(path), "scan")
+                with self.catalog.source_stats(name) as known:
+                    for _, path, st in watcher.scan(None, known, int(since) if since else None,
+                                                    partial(_touched, self.catalog, name)):  # fmt: skip
+                        if self.stop_event.is_set():
+                            return
+                        new += 1
+                        if (here := os.path.dirname(path)) != where:
+                            self._submit_all(folder)
+                            folder, where = [], here
+                        if st.st_mtime < cutoff:
+                            folder.append((name, Path(path)))
+                        else:
+                            self.settler.touch(name, Path(path), "scan")
                 self._submit_all(folder)
                 _scanned(self.catalog, name, watcher, began)
             finally:

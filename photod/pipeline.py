@@ -156,10 +156,6 @@ class Pipeline:
 
     def start(self, watch: bool = True) -> None:
         self.watching = watch
-        # What the first scan compares with is read from the catalog while the targets
-        # are checked and the folders' watches are set up (for a large library both
-        # take a good part of a second).
-        self.intake.prepare()
         for name in self.targets:
             self.fleet.refresh(name)
         if watch:

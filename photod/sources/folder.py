@@ -32,6 +32,9 @@ from photod.mounts import NETWORK_FS, mount_of, present
 from photod.paths import other_form
 
 OnEvent = Callable[[str, Path, str], None]  # (source name, path, event kind)
+# What the catalog holds of some of a folder's files: path -> (size, mtime_ns).
+Known = Callable[[list[str]], Mapping[str, tuple[int, int]]]
+BATCH = 500  # a folder's files looked up in the catalog at once
 
 # The events photod acts on.  Asking inotify for these only keeps the kernel from
 # queueing an open and a close for every file and folder anyone reads, photod's own
@@ -186,14 +189,16 @@ class FolderWatcher:
     def scan(
         self,
         top: Path | None = None,
-        unchanged: Mapping[str, tuple[int, int]] | None = None,
+        unchanged: Known | None = None,
         since_ns: int | None = None,
         touched: Callable[[str, os.stat_result], bool] = lambda rel, st: True,
     ) -> Iterator[tuple[str, str, os.stat_result]]:
         """(path relative to the folder, full path, lstat) of every file under the
         folder (or under ``top`` in it), without following symbolic links to
         directories (no loops, nothing from outside).  Files whose (size, mtime_ns) is
-        the one in ``unchanged`` (the catalog's) are counted but not yielded, unless
+        the one ``unchanged`` gives (the catalog's, asked a folder's files at a time:
+        a large library's every file was held at once, a million: 300 MB) are
+        counted but not yielded, unless
         their inode changed after ``since_ns`` (the last scan's start: its ctime moved,
         bytes written over it keeping size and mtime?) and ``touched(rel, st)`` says
         it changed since it was read.  After the scan,
@@ -203,7 +208,6 @@ class FolderWatcher:
         loop stays lean: strings, the entries' own stats, and the ignore patterns only
         for what is not known already."""
         ignored = ignore_matcher(tuple(self.ignore))
-        same = unchanged.get if unchanged is not None else None
         since = since_ns if since_ns is not None else 1 << 62
         start = top or self.root
         rel0 = os.path.relpath(start, self.root).replace(os.sep, "/")
@@ -226,29 +230,31 @@ class FolderWatcher:
                         )
                     continue
                 self.unreadable.discard(folder)
-                for entry in entries:
-                    name = entry.name
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            if not ignored(name):
-                                stack.append((entry.path, f"{prefix}{name}/"))
+                for start_at in range(0, len(entries), BATCH):
+                    files = []
+                    for entry in entries[start_at : start_at + BATCH]:
+                        name = entry.name
+                        try:
+                            if entry.is_dir(follow_symlinks=False):
+                                if not ignored(name):
+                                    stack.append((entry.path, f"{prefix}{name}/"))
+                                continue
+                            st = entry.stat(follow_symlinks=False)
+                        except OSError as exc:  # (in a folder it may list but not enter,
+                            self._unstatable(entry.path, exc)  # or past the path limit)
                             continue
-                        st = entry.stat(follow_symlinks=False)
-                    except OSError as exc:  # (in a folder it may list but not enter, or
-                        self._unstatable(entry.path, exc)  # past the kernel's path limit)
-                        continue
-                    rel = prefix + name
-                    if (
-                        same is not None
-                        and same(rel) == (st.st_size, st.st_mtime_ns)
-                        and (st.st_ctime_ns <= since or not touched(rel, st))
-                    ):
+                        files.append((prefix + name, name, entry.path, st))
+                    known = unchanged([f[0] for f in files]) if unchanged and files else {}
+                    for rel, name, path, st in files:
+                        if known.get(rel) == (st.st_size, st.st_mtime_ns) and (
+                            st.st_ctime_ns <= since or not touched(rel, st)
+                        ):
+                            seen += 1
+                            continue
+                        if ignored(name):
+                            continue
                         seen += 1
-                        continue
-                    if ignored(name):
-                        continue
-                    seen += 1
-                    yield rel, entry.path, st
+                        yield rel, path, st
         finally:
             self.scanned = seen
 
