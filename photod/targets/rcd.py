@@ -70,10 +70,13 @@ NOOP_WAIT = 5.0  # seconds rcd has to answer rc/noop before it is taken for hung
 HUNG = "rclone rcd stopped answering (hung); it is started again"
 OWNER = "owner.json"  # in each rcd's folder: which photod process started which rcd
 # The target's remote, as a remote of rcd's own (an alias, defined in rcd's environment):
-# what rcd's file server is asked for, "/[photod_rcd_files:]/key".  The remote itself in
+# what rcd's file server is asked for, "/[photod@rcd:]/key".  The remote itself in
 # that URL was cut at the first "]" of its path (rclone's "[(.*?)]"), and a NAS folder
-# "Photos [2024]" had every copy "missing".
-SERVED = "photod_rcd_files"
+# "Photos [2024]" had every copy "missing".  An "@" in its name, which rclone takes and
+# a target's remote cannot hold (``config.REMOTE_PATTERN``): a user's own remote named
+# as it was ("photod_rcd_files", in any case: the environment's names are in capitals)
+# was shadowed by it, an alias of itself, and `photod run` hung.
+SERVED = "photod@rcd"
 # The options whose value rclone reads as a shell would (its lib/env ShellExpand: "$x" and
 # "${x}" are environment variables, "$x" unset is nothing), with no escape of its own: a
 # key in a folder "$x" was looked for in "" (the NAS never reached).  "$$" is read as the

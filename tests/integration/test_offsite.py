@@ -430,6 +430,34 @@ def test_an_rclone_remote_whose_path_holds_brackets_backs_up_verifies_and_restor
     assert originals == sorted(target_files(dest).values())
 
 
+def test_an_rclone_remote_named_as_photods_own_name_for_it_backs_up_and_restores(
+    setup: Setup, samples: Path
+) -> None:
+    """A user's rclone remote named "photod_rcd_files" (or "Photod_RCD_Files": rclone
+    reads a remote's settings from its environment in capitals), the name photod gave
+    its own alias of the target's remote in rcd: photod's alias took its place, an alias
+    of itself, and `photod run` hung. Backed up, verified and restored."""
+    stored = setup.home / "nas"
+    for remote in ("photod_rcd_files", "Photod_RCD_Files"):
+        p = setup.photod([{"name": "cloud", "type": "rclone", "remote": f"{remote}:{stored}",
+                           "rclone_config": {"type": "local"}, "media": "nas",
+                           "offsite": True}], policy={"copies": 1, "media": 1, "offsite": 1})  # fmt: skip
+        for f in samples.iterdir():
+            shutil.copy(f, setup.inbox / f.name)
+        run = p.cli("run", "--once")
+        assert 0 == run.returncode, run.stdout + run.stderr
+        assert [] == p.events("target_unavailable")
+        originals = sorted(sha256(f) for f in samples.iterdir())
+        assert originals == sorted(target_files(stored).values())
+        verified = p.cli("verify", "--target", "cloud", "--all")
+        assert 0 == verified.returncode, verified.stdout + verified.stderr
+        assert [] == p.events("replica_missing")
+        dest = setup.home / f"restored-{remote}"
+        restored = p.cli("restore", str(dest), "--target", "cloud")
+        assert 0 == restored.returncode, restored.stdout + restored.stderr
+        assert originals == sorted(target_files(dest).values())
+
+
 def test_an_rclone_remote_is_reached_from_a_deep_temporary_folder(
     setup: Setup, samples: Path
 ) -> None:
