@@ -14,6 +14,7 @@ from photod.errors import ConfigError
 
 APP = "photod"
 SOCKET_NAME = "control.sock"
+FALLBACK = "photod-"  # the control socket's folder in the temporary folder begins so
 CATALOG_NAME = "catalog.sqlite"  # in the state dir
 
 
@@ -27,7 +28,7 @@ def socket_path(runtime_dir: Path, state_dir: Path) -> Path:
     import tempfile  # only for a deep runtime dir: most commands never need it
 
     tag = hashlib.sha256(os.fsencode(state_dir)).hexdigest()[:12]
-    path = Path(tempfile.gettempdir()) / f"photod-{os.getuid()}-{tag}" / SOCKET_NAME
+    path = Path(tempfile.gettempdir()) / f"{FALLBACK}{os.getuid()}-{tag}" / SOCKET_NAME
     return path if len(os.fsencode(path)) <= 100 else Path("/tmp", *path.parts[-2:])
 
 

@@ -69,7 +69,8 @@ def test_a_daemon_whose_runtime_and_temporary_folders_are_both_deep_starts(
     """XDG_RUNTIME_DIR and TMPDIR both 150 bytes deep: the control socket, in a folder
     of the temporary folder when the runtime dir is too deep for it, was too deep there
     too, and the daemon did not start ("cannot open the control socket ...: AF_UNIX
-    path too long"). It starts, and the commands reach it."""
+    path too long"). It starts, and the commands reach it; the folder made for the
+    socket in /tmp is gone once it stopped (one was left there at every stop)."""
     deep = setup.home / "deep"
     deep = deep / ("d" * (150 - len(str(deep)) - 1))
     deep.mkdir(parents=True, mode=0o700)
@@ -84,8 +85,11 @@ def test_a_daemon_whose_runtime_and_temporary_folders_are_both_deep_starts(
         p.wait_event("daemon_paused")
         assert sock.parent.parent == Path("/tmp") and stat.S_ISSOCK(sock.stat().st_mode)
     finally:
-        assert 0 == p.stop()
+        stopped = p.stop()
+        left = sock.parent.exists()
         shutil.rmtree(sock.parent, ignore_errors=True)
+    assert 0 == stopped
+    assert not left
 
 
 def test_another_user_is_refused(setup: Setup) -> None:
