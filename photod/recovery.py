@@ -15,6 +15,7 @@ from typing import Any
 from photod import __version__, policy
 from photod.catalog import Catalog, now_iso
 from photod.config import Config, LocalTarget, RcloneTarget, S3Target, is_secret
+from photod.targets.rcd import as_read
 
 KEPT_CONFIG = "photod.toml"  # the config as every target keeps it, beside the plan
 SECRET = "<secret: put it back here>"
@@ -285,18 +286,33 @@ def _rclone_remote(t: RcloneTarget) -> list[str]:
         return [
             f"First, the remote `{section}` for `rclone`: it is defined in {where}; put it back."
         ]
-    body = [f"{k} = {SECRET if is_secret(k, v) else v}" for k, v in t.rclone_config.items()]
+    # A "$" in a file's path, which stock rclone reads as a variable's start (photod's
+    # own rcd is given "$$": ``rcd.as_read``), as a variable that is a "$": pasted as it
+    # was, "keys/$x/key" was "keys//key" to rclone, and the remote was never reached.
+    body = [f"{k} = {SECRET if is_secret(k, v) else _dollar(k, v)}"
+            for k, v in t.rclone_config.items()]  # fmt: skip
+    dollar = any(_dollar(k, v) != v for k, v in t.rclone_config.items())
     return [
         f"First, the remote `{section}` for `rclone`, as photod's config defines it: write",
         "this to a file `rclone.conf`, each marked secret written back (a password goes",
         "through `rclone obscure` first, as rclone.conf keeps it), and",
-        '`export RCLONE_CONFIG="$PWD/rclone.conf"`:',
+        '`export RCLONE_CONFIG="$PWD/rclone.conf"`'
+        + (":" if not dollar else ", and `export DOLLAR='$'` (rclone reads a \"$\" in a"),
+        *(["file's path as a variable's start: `${DOLLAR}` there is a \"$\"):"] if dollar else []),
         "",
         "```ini",
         f"[{section}]",
         *body,
         "```",
     ]
+
+
+def _dollar(key: str, value: str) -> str:
+    """An rclone setting as stock rclone is to read it: each "$" of a path photod read
+    (``rcd.as_read``) as ``${DOLLAR}``."""
+    if as_read({key: value})[key] == value:
+        return value
+    return value.replace("$", "${DOLLAR}")
 
 
 def kept_config(cfg: Config) -> str:

@@ -403,6 +403,44 @@ def test_an_sftp_key_file_in_a_folder_named_with_a_dollar_is_found(
     assert ["a.jpg"] == [f.name for f in nas.rglob("*.jpg")]  # on the NAS
 
 
+def test_the_plans_rclone_steps_reach_an_sftp_nas_whose_key_is_in_a_folder_named_with_a_dollar(
+    setup: Setup, samples: Path, ssh_server: SSHServer
+) -> None:
+    """The recovery plan's stock-tools steps for an SFTP NAS whose key is in a folder
+    "$x", run as written with the real rclone: the rclone.conf it prints named the key
+    as the config does, which rclone reads as the variable "$x" (nothing): "failed to
+    read private key file", and nothing came back. Every photo comes back and checks."""
+    if not ssh_server.running():
+        ssh_server.start()
+    (setup.home / "keys" / "$x").mkdir(parents=True)
+    shutil.copy(ssh_server.user_key, setup.home / "keys" / "$x" / "nas key")
+    nas = ssh_server.files / "plan-dollar"
+    settings = {**ssh_server.rclone_config(), "key_file": "keys/$x/nas key"}
+    p = setup.photod([{"name": "nas", "type": "rclone", "remote": f"box:{nas}", "media": "nas",
+                       "offsite": True, "rclone_config": settings}],
+                     policy={"copies": 1, "media": 1, "offsite": 1})  # fmt: skip
+    for f in samples.iterdir():
+        shutil.copy(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    plan = setup.home / "plan.md"
+    assert 0 == p.cli("recovery-plan", "--output", str(plan)).returncode
+    section = plan.read_text().partition("### nas\n")[2]
+    ini = re.search(r"```ini\n(.*?)```", section, re.S)
+    sh = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert ini is not None and sh is not None, section
+    work = setup.home / "away"
+    work.mkdir()
+    (work / "rclone.conf").write_text(ini.group(1))
+    exports = re.findall(r"`(export [^`]*)`", section.partition("```ini")[0])
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    r = subprocess.run(["bash", "-e", "-c", "\n".join([*exports, sh.group(1)])], cwd=work,
+                       env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert 0 == r.returncode, section + r.stdout + r.stderr
+    assert len(list(samples.iterdir())) == r.stdout.count(": OK"), r.stdout
+    originals = sorted(sha256(f) for f in samples.iterdir())
+    assert originals == sorted(target_files(work / "restored").values())
+
+
 def test_an_rclone_remote_whose_path_holds_brackets_backs_up_verifies_and_restores(
     setup: Setup, samples: Path
 ) -> None:
