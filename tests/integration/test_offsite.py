@@ -403,6 +403,30 @@ def test_an_sftp_key_file_in_a_folder_named_with_a_dollar_is_found(
     assert ["a.jpg"] == [f.name for f in nas.rglob("*.jpg")]  # on the NAS
 
 
+def test_an_azure_client_certificate_in_a_folder_named_with_a_dollar_is_read(
+    setup: Setup, samples: Path
+) -> None:
+    """`rclone_config = { type = "azureblob", ..., client_certificate_path =
+    "keys/$x/cert.pem" }`: rclone reads "$x" in it as an environment variable (nothing),
+    as in an SFTP key file's path, but photod gave it as it was (and a relative one was
+    read from photod's working folder): "error reading client certificate file", the
+    certificate never found.  The file the config names is read (this one is no
+    certificate, and rclone says so: no Azure is reached from a test)."""
+    (setup.home / "keys" / "$x").mkdir(parents=True)
+    (setup.home / "keys" / "$x" / "cert.pem").write_text("not a certificate\n")
+    zero = "00000000-0000-0000-0000-000000000000"
+    settings = {"type": "azureblob", "account": "photodtest", "client_id": zero,
+                "tenant": zero, "client_certificate_path": "keys/$x/cert.pem"}  # fmt: skip
+    p = setup.photod([{"name": "cloud", "type": "rclone", "remote": "az:photos", "media": "cloud",
+                       "offsite": True, "rclone_config": settings}],
+                     policy={"copies": 1, "media": 1, "offsite": 1})  # fmt: skip
+    shutil.copy(next(samples.glob("*.jpg")), setup.inbox / "a.jpg")
+    assert Path.cwd() != setup.home
+    p.cli("run", "--once")
+    reasons = [e["reason"] for e in p.events("target_unavailable")]
+    assert reasons and all("failed to parse client certificate file" in r for r in reasons), reasons
+
+
 def test_the_plans_rclone_steps_reach_an_sftp_nas_whose_key_is_in_a_folder_named_with_a_dollar(
     setup: Setup, samples: Path, ssh_server: SSHServer
 ) -> None:
