@@ -5,9 +5,10 @@ and that a remote away is said once while it stays away for the same reason."""
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ from photod.targets.local import LocalTarget
 from photod.targets.memory import MemoryTarget
 from photod.targets.rclone import RcloneTarget
 from tests.conftest import no_room_for_a_file, sha256
-from tests.servers import SSHServer
+from tests.servers import FaultProxy, S3Server, SSHServer
+from tests.targets.test_contract import s3_target
 
 
 class Remote:
@@ -258,4 +260,65 @@ def test_a_target_back_after_a_failed_write_leaves_the_copies_in_flight_alone(
         assert b"photo" == (tmp_path / "lib" / "2024" / "a.jpg").read_bytes()
     finally:
         rep.close()
+        catalog.close()
+
+
+def test_a_target_back_as_a_kept_upload_resumes_leaves_it_to_resume(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    """A video's upload to S3 fails with the link gone longer than `part_retry`: its
+    upload is kept, its parts on the server.  The next try opens its writer, which
+    takes that upload, and the target's tidy (another copy's failure made it away, and
+    it is back) runs before the try notes its writer in flight (a worker's moment, or
+    the other targets' writers opened first): the tidy aborted the upload, and every
+    part was sent again.  The try resumes it, and the first part is not sent again."""
+    if not s3_server.running():
+        s3_server.start()
+    cut = [True]
+    proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: "drop" if cut[0]
+                       and "partNumber=2" in query.split("&") else "pass")  # fmt: skip
+    creds = s3_server.credentials(tmp_path / "aws-credentials")
+    target = s3_target(s3_server, f"kept-{tmp_path.name}/", creds, endpoint=proxy.endpoint)
+    state = TargetState(target, TargetInfo("s3", Media.CLOUD, True), queued=True)
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    clock = ManualClock()
+    fleet = Fleet(catalog, {"s3": state}, threading.Event(), clock=clock)
+    rep = Replicator(catalog, fleet, PolicyRule(1, 1, 1), threading.Event(), {},
+                     retry_base=30.0, retry_max=3600.0)  # fmt: skip
+    video = os.urandom(12 * 1024**2)  # three parts: 5 MiB, 5 MiB and 2 MiB
+    sha = hashlib.sha256(video).hexdigest()
+
+    def one_try(between: Callable[[], object] = lambda: None) -> bool:
+        """One try of the video's upload, as the catch-up makes it; whether it landed."""
+        writer = state.open_writer("2024/v.mov")
+        between()
+        rep.copier.register({"s3": writer})
+        try:
+            writer.write(video)
+            writer.commit("2024/v.mov", sha)
+        except TargetUnavailable as exc:
+            rep.copier.end("s3", writer)
+            fleet.fail("s3", exc)
+            return False
+        return True
+
+    try:
+        assert fleet.refresh("s3")
+        assert not one_try()  # the link gone at the second part
+        assert not state.available and target.kept.temps()
+        cut[0] = False
+        clock.advance(REMOTE_PROBE)
+        with capture_logs() as logs:
+            assert one_try(lambda: fleet.refresh("s3"))  # back, tidied, between the two
+        assert state.available
+        [kept] = [e["parts_kept"] for e in logs if e["event"] == "upload_resumed"] or [0]
+        assert kept >= 1, logs  # (the first, and the last if it went beside the second)
+        firsts = [q for q, _, _ in proxy.bodies if "partNumber=1" in q.split("&")]
+        assert 1 == len(firsts), proxy.bodies
+        with target.open("2024/v.mov") as f:
+            assert video == f.read()
+    finally:
+        proxy.stop()
+        rep.close()
+        target.close()
         catalog.close()

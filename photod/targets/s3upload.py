@@ -69,23 +69,36 @@ class Kept:
     than ``part_retry``, by their file's key: (upload key, upload id, token, record).
     The next upload of that file in this process resumes one (``S3Writer``), its parts
     on the server not sent again.  Their records stay in the catalog (a crash's tidy
-    ends them), and the fleet's tidy when the target is back leaves them (``temps``)."""
+    ends them), and the fleet's tidy when the target is back leaves them (``temps``),
+    from their keeping to the end of the writer that resumes one: a tidy between that
+    writer's making and ``Copier.register`` (which makes it one in flight) aborted the
+    upload, and every part was sent again."""
 
     def __init__(self) -> None:
         self._uploads: dict[str, tuple[str, str, str, str]] = {}
+        self._taken: set[str] = set()  # the records of those a writer resumes now
         self._lock = threading.Lock()
 
     def keep(self, key: str, upload: tuple[str, str, str, str]) -> None:
         with self._lock:
             self._uploads[key] = upload
+            self._taken.discard(upload[3])
 
     def take(self, key: str) -> tuple[str, str, str, str] | None:
         with self._lock:
-            return self._uploads.pop(key, None)
+            upload = self._uploads.pop(key, None)
+            if upload is not None:
+                self._taken.add(upload[3])
+            return upload
+
+    def done(self, temp: str) -> None:
+        """The writer that resumed the upload recorded as ``temp`` ended it."""
+        with self._lock:
+            self._taken.discard(temp)
 
     def temps(self) -> set[str]:
         with self._lock:
-            return {upload[3] for upload in self._uploads.values()}
+            return {upload[3] for upload in self._uploads.values()} | self._taken
 
 
 def md5(data: bytes) -> str:
@@ -132,6 +145,7 @@ class S3Writer:
         # first part (None until then).  Only of plain bytes, the same at every try.
         self.listed: dict[int, tuple[int, str, str]] | None = {}
         resumed = target.kept.take(key) if hashed else None
+        self.resumed = "" if resumed is None else resumed[3]  # (``Kept.done`` at its end)
         if resumed is not None:
             self.upload_key, self.upload_id, self.token, self.temp_key = resumed
             self.tmp, self.listed = f"{TMP}{self.token}", None
@@ -335,6 +349,7 @@ class S3Writer:
                     f"{key}: another upload took the name meanwhile; copied again later"
                 ) from None
             self.completed = True
+            self.t.kept.done(self.resumed)  # (nothing left to resume)
             if self.upload_key != key:  # (the server's copy of a video takes minutes)
                 self._again(lambda: self.t.copy(self.upload_key, key))
                 self._again(lambda: self.t.delete_object(self.upload_key))
@@ -364,6 +379,7 @@ class S3Writer:
                 f.result()
         self.futures = []
         self.chunks, self.buffered = [], 0
+        self.t.kept.done(self.resumed)  # (kept again below, or ended)
         if self.ended is not None:
             return self.ended
         if self.upload_id is not None and not self.completed and self.resumable:
