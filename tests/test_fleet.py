@@ -4,6 +4,7 @@ and that a remote away is said once while it stays away for the same reason."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import tempfile
@@ -28,7 +29,7 @@ from photod.targets.local import LocalTarget
 from photod.targets.memory import MemoryTarget
 from photod.targets.rclone import RcloneTarget
 from tests.conftest import no_room_for_a_file, sha256
-from tests.servers import FaultProxy, S3Server, SSHServer
+from tests.servers import BUCKET, FaultProxy, S3Server, SSHServer
 from tests.targets.test_contract import s3_target
 
 
@@ -263,8 +264,61 @@ def test_a_target_back_after_a_failed_write_leaves_the_copies_in_flight_alone(
         catalog.close()
 
 
+class KeptVideo:
+    """A video's upload to S3 through a proxy that drops its second part while ``cut``:
+    a try fails with the link gone longer than `part_retry`, and its upload is kept."""
+
+    def __init__(self, tmp_path: Path, s3_server: S3Server) -> None:
+        if not s3_server.running():
+            s3_server.start()
+        self.cut = [True]
+        self.proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: "drop"
+                                if self.cut[0] and "partNumber=2" in query.split("&")
+                                else "pass")  # fmt: skip
+        creds = s3_server.credentials(tmp_path / "aws-credentials")
+        self.target = s3_target(s3_server, f"kept-{tmp_path.name}/", creds,
+                                endpoint=self.proxy.endpoint)  # fmt: skip
+        self.state = TargetState(self.target, TargetInfo("s3", Media.CLOUD, True), queued=True)
+        self.catalog = Catalog(tmp_path / "catalog.sqlite")
+        self.clock = ManualClock()
+        self.fleet = Fleet(self.catalog, {"s3": self.state}, threading.Event(), clock=self.clock)
+        self.rep = Replicator(self.catalog, self.fleet, PolicyRule(1, 1, 1), threading.Event(),
+                              {}, retry_base=30.0, retry_max=3600.0)  # fmt: skip
+        self.video = os.urandom(12 * 1024**2)  # three parts: 5 MiB, 5 MiB and 2 MiB
+        self.sha = hashlib.sha256(self.video).hexdigest()
+
+    def one_try(self, between: Callable[[], object] = lambda: None) -> bool:
+        """One try of the video's upload, as the catch-up makes it; whether it landed."""
+        writer = self.state.open_writer("2024/v.mov")
+        between()
+        self.rep.copier.register({"s3": writer})
+        try:
+            writer.write(self.video)
+            writer.commit("2024/v.mov", self.sha)
+        except TargetUnavailable as exc:
+            self.rep.copier.end("s3", writer)
+            self.fleet.fail("s3", exc)
+            return False
+        return True
+
+    def close(self) -> None:
+        self.proxy.stop()
+        self.rep.close()
+        self.target.close()
+        self.catalog.close()
+
+
+@pytest.fixture
+def kept_video(tmp_path: Path, s3_server: S3Server) -> Iterator[KeptVideo]:
+    kept = KeptVideo(tmp_path, s3_server)
+    try:
+        yield kept
+    finally:
+        kept.close()
+
+
 def test_a_target_back_as_a_kept_upload_resumes_leaves_it_to_resume(
-    tmp_path: Path, s3_server: S3Server
+    kept_video: KeptVideo,
 ) -> None:
     """A video's upload to S3 fails with the link gone longer than `part_retry`: its
     upload is kept, its parts on the server.  The next try opens its writer, which
@@ -272,53 +326,37 @@ def test_a_target_back_as_a_kept_upload_resumes_leaves_it_to_resume(
     it is back) runs before the try notes its writer in flight (a worker's moment, or
     the other targets' writers opened first): the tidy aborted the upload, and every
     part was sent again.  The try resumes it, and the first part is not sent again."""
-    if not s3_server.running():
-        s3_server.start()
-    cut = [True]
-    proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: "drop" if cut[0]
-                       and "partNumber=2" in query.split("&") else "pass")  # fmt: skip
-    creds = s3_server.credentials(tmp_path / "aws-credentials")
-    target = s3_target(s3_server, f"kept-{tmp_path.name}/", creds, endpoint=proxy.endpoint)
-    state = TargetState(target, TargetInfo("s3", Media.CLOUD, True), queued=True)
-    catalog = Catalog(tmp_path / "catalog.sqlite")
-    clock = ManualClock()
-    fleet = Fleet(catalog, {"s3": state}, threading.Event(), clock=clock)
-    rep = Replicator(catalog, fleet, PolicyRule(1, 1, 1), threading.Event(), {},
-                     retry_base=30.0, retry_max=3600.0)  # fmt: skip
-    video = os.urandom(12 * 1024**2)  # three parts: 5 MiB, 5 MiB and 2 MiB
-    sha = hashlib.sha256(video).hexdigest()
+    k, target, state, fleet = kept_video, kept_video.target, kept_video.state, kept_video.fleet
+    assert fleet.refresh("s3")
+    assert not k.one_try()  # the link gone at the second part
+    assert not state.available and target.kept.temps()
+    k.cut[0] = False
+    k.clock.advance(REMOTE_PROBE)
+    with capture_logs() as logs:
+        assert k.one_try(lambda: fleet.refresh("s3"))  # back, tidied, between the two
+    assert state.available
+    [kept] = [e["parts_kept"] for e in logs if e["event"] == "upload_resumed"] or [0]
+    assert kept >= 1, logs  # (the first, and the last if it went beside the second)
+    firsts = [q for q, _, _ in k.proxy.bodies if "partNumber=1" in q.split("&")]
+    assert 1 == len(firsts), k.proxy.bodies
+    with target.open("2024/v.mov") as f:
+        assert k.video == f.read()
 
-    def one_try(between: Callable[[], object] = lambda: None) -> bool:
-        """One try of the video's upload, as the catch-up makes it; whether it landed."""
-        writer = state.open_writer("2024/v.mov")
-        between()
-        rep.copier.register({"s3": writer})
-        try:
-            writer.write(video)
-            writer.commit("2024/v.mov", sha)
-        except TargetUnavailable as exc:
-            rep.copier.end("s3", writer)
-            fleet.fail("s3", exc)
-            return False
-        return True
 
-    try:
-        assert fleet.refresh("s3")
-        assert not one_try()  # the link gone at the second part
-        assert not state.available and target.kept.temps()
-        cut[0] = False
-        clock.advance(REMOTE_PROBE)
-        with capture_logs() as logs:
-            assert one_try(lambda: fleet.refresh("s3"))  # back, tidied, between the two
-        assert state.available
-        [kept] = [e["parts_kept"] for e in logs if e["event"] == "upload_resumed"] or [0]
-        assert kept >= 1, logs  # (the first, and the last if it went beside the second)
-        firsts = [q for q, _, _ in proxy.bodies if "partNumber=1" in q.split("&")]
-        assert 1 == len(firsts), proxy.bodies
-        with target.open("2024/v.mov") as f:
-            assert video == f.read()
-    finally:
-        proxy.stop()
-        rep.close()
-        target.close()
-        catalog.close()
+def test_a_kept_upload_whose_resuming_try_is_cut_short_is_aborted_by_the_next_tidy(
+    kept_video: KeptVideo,
+) -> None:
+    """A kept upload taken by a try that never went on (its writer opened, then given
+    up before it was noted in flight or ended: the state disk full as the copy was
+    noted) is no longer kept for any try: the target's next tidy aborts it on the
+    server.  It was left there, its parts billed, until photod was restarted."""
+    k, target, fleet = kept_video, kept_video.target, kept_video.fleet
+    assert fleet.refresh("s3")
+    assert not k.one_try()  # the link gone at the second part: the upload kept
+    k.cut[0] = False
+    k.state.open_writer("2024/v.mov")  # taken, and dropped (never noted, never ended)
+    gc.collect()
+    k.clock.advance(REMOTE_PROBE)
+    assert fleet.refresh("s3")  # back: tidied
+    left = target.client.list_multipart_uploads(Bucket=BUCKET, Prefix=target.full(""))
+    assert [] == left.get("Uploads", [])

@@ -17,6 +17,7 @@ import io
 import os
 import secrets
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -72,33 +73,36 @@ class Kept:
     ends them), and the fleet's tidy when the target is back leaves them (``temps``),
     from their keeping to the end of the writer that resumes one: a tidy between that
     writer's making and ``Copier.register`` (which makes it one in flight) aborted the
-    upload, and every part was sent again."""
+    upload, and every part was sent again.  Only while that writer lives: one given up
+    unended (its try cut short before it was noted in flight) no longer keeps the
+    tidy from ending the upload (it stayed on the server, billed, until a restart)."""
 
     def __init__(self) -> None:
         self._uploads: dict[str, tuple[str, str, str, str]] = {}
-        self._taken: set[str] = set()  # the records of those a writer resumes now
+        # The records of those a writer resumes now, by that writer (held weakly).
+        self._taken: weakref.WeakValueDictionary[str, object] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
 
     def keep(self, key: str, upload: tuple[str, str, str, str]) -> None:
         with self._lock:
             self._uploads[key] = upload
-            self._taken.discard(upload[3])
+            self._taken.pop(upload[3], None)
 
-    def take(self, key: str) -> tuple[str, str, str, str] | None:
+    def take(self, key: str, writer: object) -> tuple[str, str, str, str] | None:
         with self._lock:
             upload = self._uploads.pop(key, None)
             if upload is not None:
-                self._taken.add(upload[3])
+                self._taken[upload[3]] = writer
             return upload
 
     def done(self, temp: str) -> None:
         """The writer that resumed the upload recorded as ``temp`` ended it."""
         with self._lock:
-            self._taken.discard(temp)
+            self._taken.pop(temp, None)
 
     def temps(self) -> set[str]:
         with self._lock:
-            return {upload[3] for upload in self._uploads.values()} | self._taken
+            return {upload[3] for upload in self._uploads.values()} | set(self._taken.keys())
 
 
 def md5(data: bytes) -> str:
@@ -144,7 +148,7 @@ class S3Writer:
         # An upload resumed: its parts on the server (``_parts_there``), learned at its
         # first part (None until then).  Only of plain bytes, the same at every try.
         self.listed: dict[int, tuple[int, str, str]] | None = {}
-        resumed = target.kept.take(key) if hashed else None
+        resumed = target.kept.take(key, self) if hashed else None
         self.resumed = "" if resumed is None else resumed[3]  # (``Kept.done`` at its end)
         if resumed is not None:
             self.upload_key, self.upload_id, self.token, self.temp_key = resumed
