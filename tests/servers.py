@@ -312,7 +312,9 @@ class FaultProxy:
     object there is refused (412 PreconditionFailed) before it reaches the server, as
     AWS S3 and MinIO refuse it (`rclone serve s3` ignores the header).  With ``rate``,
     each request's body is taken at that many bytes a second (a slow uplink).
-    ``bodies`` notes each request body's query, size and the seconds it took to come."""
+    ``bodies`` notes each request body's query, size and the seconds it took to come;
+    ``begun``, each request's method and path as it begins to come (its body still on
+    the way)."""
 
     def __init__(
         self, upstream: str, rule: Any = None, honours: Path | None = None, rate: int = 0
@@ -325,6 +327,7 @@ class FaultProxy:
         self.held = 0  # requests taken and never answered ("hold"), so far
         self.released = threading.Event()  # set at ``stop``: the held connections end
         self.bodies: list[tuple[str, int, float]] = []
+        self.begun: list[tuple[str, str]] = []
         self.whole: dict[str, tuple[list[tuple[str, str]], bytes]] = {}  # path: GET's 200
         url = urllib.parse.urlsplit(upstream)
         host, port = url.hostname or "127.0.0.1", url.port or 80
@@ -349,6 +352,9 @@ class FaultProxy:
                 self.wfile.write(body)
 
             def _forward(self) -> None:
+                proxy.begun.append(
+                    (self.command, urllib.parse.unquote(urllib.parse.urlsplit(self.path).path))
+                )
                 length = int(self.headers.get("Content-Length") or 0)
                 came = time.monotonic()
                 body = self.rfile.read(length) if length and not rate else None

@@ -144,7 +144,8 @@ class Cut:
     """A client's requests in flight, cut once photod stops (``cut_when``): a dead link
     (a NAS or router that vanished, which takes a request and never answers) is not
     waited on past ``STOP_GRACE``, each request up to its timeout and botocore's retry
-    (a stop took a minute and more, past systemd's 30 s).  Once one was cut so, no
+    (a stop took a minute and more, past systemd's 30 s).  Once one was cut so whose
+    link moved no byte since the stop (``stopcut``: not a slow link still sending), no
     request is sent at this stop (``Unanswered``): the abort of an upload, the delete of
     its temporary, the last lists and the snapshot would each wait out the timeout
     again; the next start's tidy ends what is left.  Kept at the connections the
@@ -195,8 +196,8 @@ class Cut:
     def when(self, stop: threading.Event) -> None:
         """Once ``stop`` is set, the requests still in flight after ``STOP_GRACE`` are
         cut (as an rclone target's, ``Rcd.cut_when``); requests made after the cut (the
-        last lists, the snapshot) go as usual, unless one cut was still waiting for its
-        answer (``silent``: the link is dead)."""
+        last lists, the snapshot) go as usual, unless one cut had moved no byte since
+        the stop (``silent``: the link is dead)."""
         self.stop = stop
         self.silent = cut_at_stop(stop, self._lent, "s3-stop")
 

@@ -363,8 +363,10 @@ class S3Writer:
             stored = self._again(lambda: self.t.object_size(key))
         except KeyExists:
             raise
-        except PhotodError:
+        except PhotodError as exc:
             self.abort()
+            if isinstance(exc, TargetUnavailable) and self.cut.is_set():
+                raise Stopping from exc  # (a PUT cut at a stop: the target is not away)
             raise
         if stored != self.size:
             raise ChecksumMismatch(f"{self.t.name}:{key}", f"{self.size} bytes", f"{stored} bytes")

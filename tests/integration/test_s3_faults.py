@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from photod.targets.records import Ledger, installations, snapshots_in
 from photod.targets.s3 import S3Target
 from tests.conftest import Photod, make_mov, wait_for
 from tests.fakephone import jpeg
@@ -375,6 +376,51 @@ def test_a_stop_mid_upload_over_a_slow_link_is_prompt(
         p.stop()
     assert [] == uploads_left(s3_server, prefix)
     assert 1 == p.status()["policy"]["noncompliant"]  # no copy counted on the cloud
+
+
+def test_a_stop_mid_upload_over_a_slow_live_link_writes_the_lists_and_snapshot(
+    setup: Setup, s3_server: S3Server, proxies: Proxies
+) -> None:
+    """SIGTERM while an 8 MB video goes up in one PUT over a slow uplink that still
+    moves its bytes (scaled: 200 KB/s, 40 s for it), a photo having landed since the
+    last catalog snapshot: photod stops well within systemd's 30 s, nothing of the
+    video is visible on the target, and the target's list names both photos and its
+    newest snapshot is the one written at this stop (the PUT, still sending 5 s after
+    the stop, was taken for a dead link: nothing more was asked of the target at that
+    stop, and its newest snapshot lacked the photo and the video until the next start,
+    for good if the computer never started again)."""
+    proxy = proxies(s3_server.endpoint, rate=200_000)
+    prefix = f"slowlive-{setup.home.name}/"
+    p = video_to_s3(setup, s3_server, proxy, prefix, mb=8, part_size="16MiB")
+    video = setup.home / "v.mov"
+    (setup.inbox / "v.mov").rename(video)  # (it comes last)
+    p.start()
+    try:
+        jpeg(setup.inbox / "p1.jpg", 1)
+        wait_for(lambda: any("cloud" in e["targets"] and e["assets"] == 1
+                             for e in p.events("catalog_snapshot_written")),
+                 60, "the first photo's snapshot")  # fmt: skip
+        jpeg(setup.inbox / "p2.jpg", 2)  # (the next snapshot is due 30 s after that one)
+        p.wait_event("replica_written", target="cloud", path="2026/2026-10-01/p2.jpg")
+        video.rename(setup.inbox / "v.mov")
+        put = ("PUT", f"/{BUCKET}/{prefix}2024/2024-01-02/v.mov")
+        wait_for(lambda: put in proxy.begun, 30, "the video's upload")
+        time.sleep(1)  # the video's PUT on the wire
+        stops_in_systemds_time(p)
+    finally:
+        p.stop()
+    assert "Traceback" not in p.output.read_text()
+    bucket = S3Target("s3", BUCKET, prefix, s3_server.endpoint,
+                      credentials_file=setup.home / "aws-credentials")  # fmt: skip
+    try:
+        photos = ["2026/2026-10-01/p1.jpg", "2026/2026-10-01/p2.jpg"]
+        assert photos == sorted(key for key, _ in bucket.listing())  # no video, whole or not
+        [me] = installations(bucket)
+        assert photos == sorted(e.key for e in Ledger(bucket, me.folder).entries())
+        assert 3 == snapshots_in(bucket, me.folder)[0].assets  # (the video on the library)
+        assert [] == bucket.list_meta("tmp")
+    finally:
+        bucket.close()
 
 
 @pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
