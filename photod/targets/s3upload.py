@@ -125,15 +125,13 @@ class S3Writer:
         # recorded then, not after a commit that may send the whole upload (an
         # encrypted copy's starts on its own thread), so a crash's tidy finds it.
         self.started: Callable[[], None] = lambda: None
-        # The target's bandwidth limit, given the bytes as they go on the wire (set by
-        # ``TargetState.open_writer``): a part is paced as it is sent, not read at the
-        # limit and then sent whole at the link's full speed.
+        # The target's bandwidth limit, paced as each part goes on the wire (not read
+        # at the limit, then sent at full speed): set by ``TargetState.open_writer``.
         self.paced: Callable[[int], None] | None = None
         self.chunks: list[bytes] = []  # joined once per part or PUT: one copy of each byte
         self.buffered = 0
-        # What it sent, hashed for a caller that has no hash of its own (a catch-up
-        # reading a copy); None for bytes the caller made (``open_writer``).
-        self.sha = hashlib.sha256() if hashed else None
+        # What it sent, hashed for a caller with no hash (a catch-up reading a copy)
+        self.sha = hashlib.sha256() if hashed else None  # (None: ``open_writer``'s bytes)
         self.size = 0
         self.upload_id: str | None = None
         self.parts: list[dict[str, Any]] = []
