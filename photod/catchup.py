@@ -88,10 +88,9 @@ class CatchUp:
             # What is pending was read before the claim: the store of a new file, which
             # held the claim then, may have copied it since (and must not be copied twice).
             repair = self.catalog.to_copy(asset.sha256, name)
-            if repair is None:
-                return False
-            if not repair and self._take_shared(asset, name, started):
-                return True
+            if repair is None or (not repair and self._take_shared(asset, name, started)):
+                copier.forsake(name, asset.relpath)  # (an upload kept for it: ended)
+                return repair is not None
             # The target's reserve holds for a catch-up as for a new photo's copy: a
             # drive plugged in after a month of photos is never filled past it.
             free = self.targets[name].target.free_bytes()

@@ -170,6 +170,23 @@ class Copier:
             self.catalog.drop_temp(name, writer.temp_key)
         return ended
 
+    def forsake(self, name: str, key: str) -> None:
+        """The copy to ``name`` of the photo at ``key`` needs no upload now (another
+        installation's copy proved and recorded, or one found there): an upload kept
+        for it (S3, a cut network: ``Kept``) is ended, not left on the server, billed,
+        until a restart.  One whose abort the network cuts too stays recorded: the
+        target's tidy when it is back ends it."""
+        target = self.targets[name].target
+        kept = getattr(target, "kept", None)
+        temp = kept.forget(key) if kept is not None else None
+        if temp is None:
+            return
+        try:
+            target.delete_temp(temp)
+        except PhotodError:
+            return
+        self.catalog.drop_temp(name, temp)
+
     def fail(self, sha: str, name: str, exc: Exception) -> None:
         state = self.targets[name]
         if isinstance(exc, TargetFull):

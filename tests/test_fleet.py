@@ -10,6 +10,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,13 @@ from photod.clock import ManualClock
 from photod.errors import TargetUnavailable
 from photod.fleet import REMOTE_PROBE, Fleet, TargetState
 from photod.ingest import Ingestor
-from photod.models import Media, PolicyRule, TargetInfo
+from photod.models import Kind, ManifestEntry, Media, PolicyRule, Probe, TargetInfo
 from photod.replicate import Replicator
 from photod.targets import rcd
 from photod.targets.local import LocalTarget
 from photod.targets.memory import MemoryTarget
 from photod.targets.rclone import RcloneTarget
+from photod.targets.records import Installation, Records
 from tests.conftest import no_room_for_a_file, sha256
 from tests.servers import BUCKET, FaultProxy, S3Server, SSHServer
 from tests.targets.test_contract import s3_target
@@ -360,3 +362,39 @@ def test_a_kept_upload_whose_resuming_try_is_cut_short_is_aborted_by_the_next_ti
     assert fleet.refresh("s3")  # back: tidied
     left = target.client.list_multipart_uploads(Bucket=BUCKET, Prefix=target.full(""))
     assert [] == left.get("Uploads", [])
+
+
+def test_a_kept_upload_whose_video_another_computer_stored_meanwhile_is_aborted(
+    kept_video: KeptVideo, s3_server: S3Server, tmp_path: Path
+) -> None:
+    """A video's upload to S3 fails with the link gone longer than `part_retry`: its
+    upload is kept for the next try.  Meanwhile the family's other computer, which
+    shares the target and has the same video, stores it there under its own name and
+    lists it.  The next try proves and records that copy, sends nothing, and aborts the
+    kept upload on the server: no try ever took it, and it stayed there, its parts
+    billed, with no tidy ending it, until photod was restarted."""
+    k, target, fleet = kept_video, kept_video.target, kept_video.fleet
+    k.state.records = Records(target, Installation("ab" * 16, "laptop"))
+    assert fleet.refresh("s3")
+    info = Probe(Kind.VIDEO, "quicktime", datetime(2024, 1, 2), "quicktime", None)
+    k.catalog.add_asset(k.sha, len(k.video), "2024/v.mov", info, "in", "v.mov")
+    assert not k.one_try()  # the link gone at the second part: the upload kept
+    desktop = s3_target(s3_server, target.prefix, tmp_path / "aws-credentials")
+    try:
+        desktop.put("2024/2024-01-02/IMG_0042.MOV", k.video)
+        theirs = Records(desktop, Installation("cd" * 16, "desktop"))
+        theirs.register()
+        theirs.ledger.append([ManifestEntry(k.sha, "2024/2024-01-02/IMG_0042.MOV")])
+        theirs.ledger.flush()
+    finally:
+        desktop.close()
+    k.cut[0] = False
+    k.clock.advance(REMOTE_PROBE)
+    assert fleet.refresh("s3")  # back: the other computer's list read
+    asset = k.catalog.asset(k.sha)
+    assert asset is not None and k.rep.copy_asset(asset, "s3")
+    [replica] = k.catalog.replicas(k.sha)
+    assert "2024/2024-01-02/IMG_0042.MOV" == replica.relpath
+    left = target.client.list_multipart_uploads(Bucket=BUCKET, Prefix=target.full(""))
+    assert [] == left.get("Uploads", [])
+    assert [] == k.catalog.temps("s3")

@@ -75,7 +75,8 @@ class Kept:
     writer's making and ``Copier.register`` (which makes it one in flight) aborted the
     upload, and every part was sent again.  Only while that writer lives: one given up
     unended (its try cut short before it was noted in flight) no longer keeps the
-    tidy from ending the upload (it stayed on the server, billed, until a restart)."""
+    tidy from ending the upload (it stayed on the server, billed, until a restart).
+    One whose photo's copy is recorded with no upload is ended (``Copier.forsake``)."""
 
     def __init__(self) -> None:
         self._uploads: dict[str, tuple[str, str, str, str]] = {}
@@ -94,6 +95,13 @@ class Kept:
             if upload is not None:
                 self._taken[upload[3]] = writer
             return upload
+
+    def forget(self, key: str) -> str | None:
+        """No try will resume the upload kept for ``key`` (its photo's copy was recorded
+        without one): its record, to end now; one a writer took is not touched."""
+        with self._lock:
+            upload = self._uploads.pop(key, None)
+            return None if upload is None else upload[3]
 
     def done(self, temp: str) -> None:
         """The writer that resumed the upload recorded as ``temp`` ended it."""
