@@ -326,7 +326,7 @@ class S3Writer:
         # made (another computer of the family, this minute), ask the object itself.
         # (a multipart upload always: a server may honour it for a PUT, not a completion)
         fresh = self.upload_id is not None or not self.t.refuses_overwrites()
-        if self.again(functools.partial(self.t.exists, key, fresh=fresh)):
+        if self.again(functools.partial(_taken, self.t, key, fresh)):
             raise KeyExists(key)  # still open: commit again under another key
         try:
             if self.upload_id is None:
@@ -418,6 +418,14 @@ class S3Writer:
                 left = True
         self.ended = not left
         return self.ended
+
+
+def _taken(t: S3Target, key: str, fresh: bool) -> bool:
+    """Whether an object is at ``key``; one found is told to the listing (the next try)."""
+    found = t.exists(key, fresh=fresh)
+    if found:
+        t.remember(key)
+    return found
 
 
 def _parts_there(w: S3Writer) -> dict[int, tuple[int, str, str]]:

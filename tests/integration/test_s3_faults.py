@@ -809,6 +809,42 @@ def test_a_link_that_drops_again_as_the_upload_resumes_keeps_the_parts_the_serve
     restored_whole_once_cut(setup, p, [False])
 
 
+def test_a_name_taken_while_the_link_was_down_costs_one_more_send_of_the_video(
+    setup: Setup, s3_server: S3Server, proxies: Proxies
+) -> None:
+    """The uplink goes for 8 s in the middle of a large video's upload (longer than
+    `part_retry`), and as it comes back another camera's video lands at its name (a
+    second computer sharing the prefix).  The kept upload, bound to that name, is
+    resumed and then given up; the next try goes beside the other video under a name
+    of its own, and the video is sent once more, not again and again (each try trusted
+    the minute-old listing that said the name was free, found it taken at the end, and
+    sent the whole video again: a dozen times in that minute).  The video comes back
+    whole from its own name, the other one is untouched, and no upload is left open."""
+    name, landed = "2024/2024-01-02/v.mov", [False]
+    creds = s3_server.credentials(setup.home / "aws-credentials")
+    other = S3Target("s3", BUCKET, f"taken-{setup.home.name}/", s3_server.endpoint,
+                     credentials_file=creds)  # fmt: skip
+
+    def lands(link: LinkCut, method: str, query: str) -> object:
+        if link.down_until and not landed[0]:  # (the first request once it is back)
+            landed[0] = True
+            other.put(name, b"another camera's video")
+        return None
+
+    link = link_gone_at_part_4(lands)
+    try:
+        _, prefix = video_up_through(setup, s3_server, proxies, link, "taken")
+        assert (True, 2) == (landed[0], link.firsts), link.sent
+        with other.open(name) as f:
+            assert b"another camera's video" == f.read()
+        [own] = [k for k, _ in other.listing() if k.startswith("2024/2024-01-02/v~")]
+        with other.open(own) as f:
+            assert (setup.inbox / "v.mov").read_bytes() == f.read()
+    finally:
+        other.close()
+    assert [] == uploads_left(s3_server, prefix)
+
+
 def test_a_key_refused_listparts_still_resumes_the_upload_without_a_failure(
     setup: Setup, s3_server: S3Server, proxies: Proxies
 ) -> None:
