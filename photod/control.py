@@ -68,14 +68,12 @@ class ControlServer:
         self.workers: list[threading.Thread] = []
         self.waiting: queue.Queue[socket.socket | None] = queue.Queue(QUEUE)
         self._said = ""  # the last accept error told (once, not in a loop)
-        self.made = False  # whether ``start`` made the socket's folder
 
     def start(self) -> None:
         """Bind the socket.  The caller holds the state lock, so a socket file left at
         the path is a dead daemon's and is replaced."""
         old = os.umask(0o077)  # any folder made on the way is private too
         try:
-            self.made = not self.path.parent.exists()
             self.path.parent.mkdir(parents=True, exist_ok=True)
         finally:
             os.umask(old)
@@ -110,11 +108,14 @@ class ControlServer:
             sock.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-        if self.made and self.path.parent.name.startswith(f"{paths.FALLBACK}{os.getuid()}-"):
-            # The short folder made for it in the temporary folder (a deep runtime dir:
-            # ``paths.socket_path``) goes too: one was left there at every stop.
+        if self.path.parent.name.startswith(f"{paths.FALLBACK}{os.getuid()}-"):
+            # The short folder for it in the temporary folder (a deep runtime dir:
+            # ``paths.socket_path``) goes too, made by this start or left by a crash
+            # (it stayed for good then), when it is this user's: never another user's
+            # (made first, the start refused it), and only empty.
             with contextlib.suppress(OSError):
-                self.path.parent.rmdir()
+                if os.lstat(self.path.parent).st_uid == os.geteuid():
+                    self.path.parent.rmdir()
         if self.thread is not None:
             self.thread.join(timeout=5)
         while True:  # connections still waiting are closed unanswered

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import tempfile
@@ -63,6 +64,18 @@ def test_the_socket_is_private_and_status_shows_the_live_daemon(setup: Setup) ->
     assert not _socket(p).exists()  # removed on the way out
 
 
+def deep_daemon(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> tuple[Photod, Path]:
+    """A daemon (not started) whose XDG_RUNTIME_DIR and TMPDIR are both 150 bytes deep,
+    and where its control socket goes (in a folder of its own in /tmp)."""
+    deep = setup.home / "deep"
+    deep = deep / ("d" * (150 - len(str(deep)) - 1))
+    deep.mkdir(parents=True, mode=0o700)
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}])
+    p.env |= {"XDG_RUNTIME_DIR": str(deep), "TMPDIR": str(deep)}
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))  # (as the daemon's)
+    return p, paths.socket_path(deep / "photod", setup.home / "state")
+
+
 def test_a_daemon_whose_runtime_and_temporary_folders_are_both_deep_starts(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -71,14 +84,8 @@ def test_a_daemon_whose_runtime_and_temporary_folders_are_both_deep_starts(
     too, and the daemon did not start ("cannot open the control socket ...: AF_UNIX
     path too long"). It starts, and the commands reach it; the folder made for the
     socket in /tmp is gone once it stopped (one was left there at every stop)."""
-    deep = setup.home / "deep"
-    deep = deep / ("d" * (150 - len(str(deep)) - 1))
-    deep.mkdir(parents=True, mode=0o700)
-    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}])
-    p.env |= {"XDG_RUNTIME_DIR": str(deep), "TMPDIR": str(deep)}
+    p, sock = deep_daemon(setup, monkeypatch)
     p.start()
-    monkeypatch.setattr(tempfile, "tempdir", str(deep))  # (as the daemon's)
-    sock = paths.socket_path(deep / "photod", setup.home / "state")
     try:
         assert p.status()["daemon"]["live"]["ok"]
         assert 0 == p.cli("pause").returncode
@@ -90,6 +97,28 @@ def test_a_daemon_whose_runtime_and_temporary_folders_are_both_deep_starts(
         shutil.rmtree(sock.parent, ignore_errors=True)
     assert 0 == stopped
     assert not left
+
+
+def test_the_socket_folder_in_tmp_a_crash_left_goes_at_the_next_clean_stop(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon whose runtime dir is too deep for its control socket, killed (a crash,
+    the OOM killer): its socket's folder in /tmp stays.  The next start takes it, and
+    its clean stop removes it: it stayed in /tmp for good (only a folder that very start
+    made went at its stop)."""
+    p, sock = deep_daemon(setup, monkeypatch)
+    p.start()
+    try:
+        assert p.status()["daemon"]["live"]["ok"]
+        p.stop(signal.SIGKILL)
+        assert sock.parent.is_dir()  # (the crash's)
+        p.start()
+        assert p.status()["daemon"]["live"]["ok"]
+    finally:
+        stopped = p.stop()
+        left = sock.parent.exists()
+        shutil.rmtree(sock.parent, ignore_errors=True)
+    assert (0, False) == (stopped, left)
 
 
 def test_another_user_is_refused(setup: Setup) -> None:

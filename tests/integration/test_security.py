@@ -26,6 +26,7 @@ import pytest
 
 from tests.conftest import SAMPLES, Photod, sha256, target_files, wait_for, write_config
 from tests.integration.conftest import Setup, backed_up_twice
+from tests.integration.test_control import deep_daemon
 
 pytestmark = pytest.mark.integration
 
@@ -729,3 +730,23 @@ def test_a_config_another_user_can_change_is_refused(
     p.config.chmod(0o600)
     assert 0 == p.cli("config", "check").returncode
     assert 0 == p.stop()
+
+
+def test_another_users_folder_for_the_control_socket_in_tmp_is_left_to_them(
+    setup: Setup, intruder: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another user makes, before photod's first start, the folder in /tmp where a
+    daemon whose runtime dir is too deep puts its control socket (its name is known):
+    the daemon refuses to start and says why, and their folder stays, untouched (the
+    stop that removes the one photod's user left there after a crash never removes
+    theirs)."""
+    p, sock = deep_daemon(setup, monkeypatch)
+    sock.parent.mkdir(mode=0o777)
+    os.chown(sock.parent, intruder.uid, intruder.gid)
+    try:
+        r = p.cli("run")
+        assert 0 != r.returncode and "belongs to another user" in r.stderr, r.stdout + r.stderr
+        st = sock.parent.lstat()
+        assert (True, intruder.uid) == (stat.S_ISDIR(st.st_mode), st.st_uid)
+    finally:
+        shutil.rmtree(sock.parent, ignore_errors=True)
