@@ -143,6 +143,26 @@ def fill_catalog(path: Path, rows: list[tuple[str, str, int, int]], targets: lis
     catalog.close()
 
 
+def fill_phone(path: Path, udid: str, n: int, targets: list[str]) -> list[str]:
+    """A phone ``udid`` of ``n`` photos (``/DCIM/1xxAPPLE/IMG_n.JPG``), each imported
+    and verified on every target (``fill_catalog``); returns their SHA-256s, in order."""
+    shas = [hashlib.sha256(b"%d" % i).hexdigest() for i in range(n)]
+    fill_catalog(path, [(sha, f"{2010 + i % 15}/IMG_{i:07d}.JPG", 1000 + i, 10**18 + i)
+                        for i, sha in enumerate(shas)], targets)  # fmt: skip
+    catalog = Catalog(path)
+    db = catalog._db
+    db.execute("BEGIN")
+    db.execute("INSERT INTO devices VALUES (?, 'iphone', 'Anna', 'iPhone', '17.5', 'idle', '',"
+               " '2024-01-01T00:00:00Z', '2024-01-01T00:00:00Z', '{}')", (udid,))  # fmt: skip
+    db.executemany("INSERT INTO device_files VALUES (?,?,?,?,?,?,'')",
+                   ((udid, f"/DCIM/{100 + i // 1000}APPLE/IMG_{i:07d}.JPG", 1000 + i, 10**18 + i,
+                     f"{2005 + i % 15}-{1 + i % 12:02d}-01T10:00:00", sha)
+                    for i, sha in enumerate(shas)))  # fmt: skip
+    db.execute("COMMIT")
+    catalog.close()
+    return shas
+
+
 def fill_target(folder: Path, target: Path) -> None:
     """The copies ``fill_catalog`` says ``target`` holds, there (real copies: a hard link
     to the source is no second copy, and photod would make one while it is timed)."""

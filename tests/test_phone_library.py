@@ -623,23 +623,13 @@ def test_a_phone_whose_every_file_is_protected_is_counted_without_holding_them(
     import sqlite3
     import tracemalloc
 
-    from bench.scale import fill_catalog
+    from bench.scale import fill_phone
     from photod import phonestatus
     from photod.models import PolicyRule, TargetInfo
 
     n = 100_000
     db = tmp_path / "catalog.sqlite"
-    shas = [hashlib.sha256(b"%d" % i).hexdigest() for i in range(n)]
-    fill_catalog(db, [(sha, f"{2010 + i % 15}/IMG_{i:07d}.JPG", 1000 + i, 10**18 + i)
-                      for i, sha in enumerate(shas)], ["t7"])  # fmt: skip
-    with sqlite3.connect(db) as c:
-        c.execute("INSERT INTO devices VALUES (?, 'iphone', 'Anna', 'iPhone', '17.5', 'idle', '',"
-                  " '2024-01-01T00:00:00Z', '2024-01-01T00:00:00Z', '{}')", (UDID,))  # fmt: skip
-        c.executemany("INSERT INTO device_files VALUES (?,?,?,?,?,?,'')",
-                      ((UDID, f"/DCIM/{100 + i // 1000}APPLE/IMG_{i:07d}.JPG", 1000 + i, 10**18 + i,
-                        f"{2005 + i % 15}-{1 + i % 12:02d}-01T10:00:00", sha)
-                       for i, sha in enumerate(shas)))  # fmt: skip
-    c.close()
+    shas = fill_phone(db, UDID, n, ["t7"])
     rule, infos = PolicyRule(1, 1, 0), {"t7": TargetInfo("t7", "external", False)}
     catalog = Catalog(db)
     try:

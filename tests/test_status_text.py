@@ -260,19 +260,29 @@ def test_run_once_counts_a_large_librarys_files_without_holding_them(tmp_path: P
     a million photos' 250 MB on a small computer, after the scan had let go of its own.
     Counted by the catalog, what it holds stays small, and the count is the same."""
     import hashlib
-    import tracemalloc
 
     from bench.scale import fill_catalog
-    from photod.catalog import Catalog
-    from photod.oneshot import Summary
-    from photod.pipeline import Pipeline
-    from photod.targets.records import Installation
 
     cfg = configmod.load(_config(tmp_path))
     db = cfg.state_dir / "catalog.sqlite"
     n = 100_000
     fill_catalog(db, [(hashlib.sha256(b"%d" % i).hexdigest(), f"{2010 + i % 15}/IMG_{i:07d}.JPG",
                        1000 + i, 10**18 + i) for i in range(n)], ["lib"])  # fmt: skip
+    summary, peak = _stock_taken(cfg, db)
+    assert (n, n) == (summary.known, summary.assets)
+    assert f"{n} files in the watch folders" in summary.render()
+    assert peak < 5 * 1024**2, f"{peak / 1024**2:.0f} MB held"
+
+
+def _stock_taken(cfg: configmod.Config, db: Path) -> tuple[Any, int]:
+    """`run --once`'s summary of the catalog at ``db``, and the most it held meanwhile."""
+    import tracemalloc
+
+    from photod.catalog import Catalog
+    from photod.oneshot import Summary
+    from photod.pipeline import Pipeline
+    from photod.targets.records import Installation
+
     catalog = Catalog(db)
     try:
         pipeline = Pipeline(cfg, catalog, Installation("1" * 32, "rig"))
@@ -285,9 +295,7 @@ def test_run_once_counts_a_large_librarys_files_without_holding_them(tmp_path: P
             tracemalloc.stop()
     finally:
         catalog.close()
-    assert (n, n) == (summary.known, summary.assets)
-    assert f"{n} files in the watch folders" in summary.render()
-    assert peak < 5 * 1024**2, f"{peak / 1024**2:.0f} MB held"
+    return summary, peak
 
 
 def test_a_library_whose_drive_died_is_counted_lost_without_holding_every_photo(
@@ -300,13 +308,8 @@ def test_a_library_whose_drive_died_is_counted_lost_without_holding_every_photo(
     status` still lists every one, by path."""
     import hashlib
     import sqlite3
-    import tracemalloc
 
     from bench.scale import fill_catalog
-    from photod.catalog import Catalog
-    from photod.oneshot import Summary
-    from photod.pipeline import Pipeline
-    from photod.targets.records import Installation
 
     cfg = configmod.load(_config(tmp_path))
     db = cfg.state_dir / "catalog.sqlite"
@@ -316,18 +319,7 @@ def test_a_library_whose_drive_died_is_counted_lost_without_holding_every_photo(
     with sqlite3.connect(db) as c:
         c.execute("UPDATE assets SET lost_at='2026-01-01T00:00:00Z'")
     c.close()
-    catalog = Catalog(db)
-    try:
-        pipeline = Pipeline(cfg, catalog, Installation("1" * 32, "rig"))
-        summary = Summary()
-        tracemalloc.start()
-        try:
-            summary.take_stock(pipeline)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
-    finally:
-        catalog.close()
+    summary, peak = _stock_taken(cfg, db)
     assert f"{n} photos and videos LOST: no good copy left anywhere" in summary.render()
     assert peak < 5 * 1024**2, f"{peak / 1024**2:.0f} MB held"
     s = status.collect(statusconfig.of(cfg))

@@ -1043,23 +1043,15 @@ def test_the_phones_page_of_a_phone_with_many_files_reads_them_a_piece_at_a_time
     the daemon growing by 74 MB (on a small computer, beside the rest, enough for
     the OOM killer).  Read a thousand at a time, it grows by 29 MB, and the page
     shows the same: every month of the phone, the files safe to delete counted."""
-    from bench.scale import fill_catalog
+    from bench.scale import fill_phone
 
     n = 100_000
     p = setup.photod([{"name": "t7", "path": str(setup.home / "media" / "T7"),
                        "media": "external"}], policy={"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
     db = setup.home / "state" / "catalog.sqlite"
-    shas = [hashlib.sha256(b"%d" % i).hexdigest() for i in range(n)]
-    fill_catalog(db, [(sha, f"{2010 + i % 15}/IMG_{i:07d}.JPG", 1000 + i, 10**18 + i)
-                      for i, sha in enumerate(shas)], ["t7"])  # fmt: skip
+    fill_phone(db, UDID_A, n, ["t7"])
     with sqlite3.connect(db) as c:
         c.execute("DELETE FROM source_files")  # (nothing in the watch folder to scan)
-        c.execute("INSERT INTO devices VALUES (?, 'iphone', 'Anna', 'iPhone', '17.5', 'idle', '',"
-                  " '2024-01-01T00:00:00Z', '2024-01-01T00:00:00Z', '{}')", (UDID_A,))  # fmt: skip
-        c.executemany("INSERT INTO device_files VALUES (?,?,?,?,?,?,'')",
-                      ((UDID_A, f"/DCIM/{100 + i // 1000}APPLE/IMG_{i:07d}.JPG", 1000 + i, 10**18 + i,
-                        f"{2005 + i % 15}-{1 + i % 12:02d}-01T10:00:00", sha)
-                       for i, sha in enumerate(shas)))  # fmt: skip
     p.start()
     p.wait_event("dashboard_started")
     url = base_url(p)

@@ -492,6 +492,21 @@ def test_an_rclone_remote_whose_path_holds_brackets_backs_up_verifies_and_restor
     assert originals == sorted(target_files(dest).values())
 
 
+def backs_up_and_restores(p: Photod, setup: Setup, samples: Path, stored: Path, dest: Path) -> None:
+    """The samples through `photod run --once` to the rclone target "cloud" stored at
+    ``stored``, every one there byte for byte, then restored from it to ``dest``."""
+    for f in samples.iterdir():
+        shutil.copy(f, setup.inbox / f.name)
+    run = p.cli("run", "--once")
+    assert 0 == run.returncode, run.stdout + run.stderr
+    assert [] == p.events("target_unavailable")
+    originals = sorted(sha256(f) for f in samples.iterdir())
+    assert originals == sorted(target_files(stored).values())
+    restored = p.cli("restore", str(dest), "--target", "cloud")
+    assert 0 == restored.returncode, restored.stdout + restored.stderr
+    assert originals == sorted(target_files(dest).values())
+
+
 def test_an_rclone_remote_named_as_photods_own_name_for_it_backs_up_and_restores(
     setup: Setup, samples: Path
 ) -> None:
@@ -504,20 +519,10 @@ def test_an_rclone_remote_named_as_photods_own_name_for_it_backs_up_and_restores
         p = setup.photod([{"name": "cloud", "type": "rclone", "remote": f"{remote}:{stored}",
                            "rclone_config": {"type": "local"}, "media": "nas",
                            "offsite": True}], policy={"copies": 1, "media": 1, "offsite": 1})  # fmt: skip
-        for f in samples.iterdir():
-            shutil.copy(f, setup.inbox / f.name)
-        run = p.cli("run", "--once")
-        assert 0 == run.returncode, run.stdout + run.stderr
-        assert [] == p.events("target_unavailable")
-        originals = sorted(sha256(f) for f in samples.iterdir())
-        assert originals == sorted(target_files(stored).values())
+        backs_up_and_restores(p, setup, samples, stored, setup.home / f"restored-{remote}")
         verified = p.cli("verify", "--target", "cloud", "--all")
         assert 0 == verified.returncode, verified.stdout + verified.stderr
         assert [] == p.events("replica_missing")
-        dest = setup.home / f"restored-{remote}"
-        restored = p.cli("restore", str(dest), "--target", "cloud")
-        assert 0 == restored.returncode, restored.stdout + restored.stderr
-        assert originals == sorted(target_files(dest).values())
 
 
 def test_an_rclone_remote_is_reached_from_a_deep_temporary_folder(
@@ -536,16 +541,7 @@ def test_an_rclone_remote_is_reached_from_a_deep_temporary_folder(
                        "rclone_config": {"type": "local"}, "media": "nas", "offsite": True}],
                      policy={"copies": 1, "media": 1, "offsite": 1})  # fmt: skip
     p.env["TMPDIR"] = str(deep)
-    for f in samples.iterdir():
-        shutil.copy(f, setup.inbox / f.name)
-    run = p.cli("run", "--once")
-    assert 0 == run.returncode, run.stdout + run.stderr
-    assert [] == p.events("target_unavailable")
-    originals = sorted(sha256(f) for f in samples.iterdir())
-    assert originals == sorted(target_files(stored).values())
-    restored = p.cli("restore", str(setup.home / "restored"), "--target", "cloud")
-    assert 0 == restored.returncode, restored.stdout + restored.stderr
-    assert originals == sorted(target_files(setup.home / "restored").values())
+    backs_up_and_restores(p, setup, samples, stored, setup.home / "restored")
 
 
 def test_a_full_nas_over_sftp_is_said_full_and_takes_the_rest_when_there_is_room(
