@@ -23,7 +23,7 @@ from typing import BinaryIO
 import psutil
 
 from photod.errors import PhotodError, TargetUnavailable
-from photod.targets.stopcut import cut_at_stop
+from photod.targets.stopcut import UNANSWERED, Counted, cut_at_stop
 
 
 def rclone_binary() -> str:
@@ -50,7 +50,7 @@ class UnixHTTP(http.client.HTTPConnection):
             self.live.discard(self)
 
     def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock = Counted(socket.AF_UNIX, socket.SOCK_STREAM)  # (``stopcut.moved``)
         self.sock.settimeout(self.timeout)
         self.sock.connect(self.socket_path)
 
@@ -66,6 +66,11 @@ SHORT_TOP = "/tmp"
 # minute, would fill the temporary folder (often memory) for as long as photod runs.
 # Past LOG_MAX bytes its last LOG_KEPT are kept (what `why` quotes is its last words).
 LOG_MAX, LOG_KEPT = 1024 * 1024, 64 * 1024
+# Seconds from photod's stop by which its last requests to rcd (the last lists, the
+# snapshot) are answered or given up: rcd takes MBs of a copy in its buffers on a link
+# just dead, which then looks alive, and each last request waited out rcd's timeout
+# (30 s: systemd killed photod).  With rcd's own stop then (1 s), well within 15 s.
+LAST_CALLS = 9.0
 NOOP_WAIT = 5.0  # seconds rcd has to answer rc/noop before it is taken for hung
 HUNG = "rclone rcd stopped answering (hung); it is started again"
 OWNER = "owner.json"  # in each rcd's folder: which photod process started which rcd
@@ -160,6 +165,8 @@ class Rcd:
         self.log: BinaryIO | None = None  # rcd's stderr
         self.lock = threading.Lock()
         self.live: set[UnixHTTP] = set()  # connections open now (``cut_when``)
+        self.silent = threading.Event()  # set once a stop found the link dead
+        self.last: float | None = None  # (monotonic) once photod stops: ``LAST_CALLS``
 
     @property
     def socket_path(self) -> str:
@@ -269,17 +276,32 @@ class Rcd:
         return ""
 
     def connection(self) -> UnixHTTP:
+        wait = self.timeout * 4
+        if self.last is not None:  # (photod stops: its last requests, bounded)
+            wait = min(wait, self.last - time.monotonic())
+        if self.silent.is_set() or wait <= 0:  # (not waited on again, up to rcd's timeout)
+            raise TargetUnavailable(self.name, UNANSWERED)
         with self.lock:
             if self.proc is None or self.proc.poll() is not None:
                 self.stop()
                 self._start()
             self._trim_log()
-        return UnixHTTP(self.socket_path, self.timeout * 4, self.live)
+        return UnixHTTP(self.socket_path, wait, self.live)
 
     def cut_when(self, stop: threading.Event) -> None:
         """Once ``stop`` is set (photod stops), the requests to rcd still in flight are
-        cut (``stopcut``): a hung remote's answer is not waited for."""
-        cut_at_stop(stop, lambda: list(self.live), f"rclone-stop-{self.name}")
+        cut (``stopcut``): a hung remote's answer is not waited for.  One cut that moved
+        no byte since the stop (rcd stopped reading and answering it: its remote's link
+        is dead) leaves nothing more asked of rcd at this stop (``silent``): the last
+        lists and the snapshot, each waiting out rcd's timeout, overran systemd's 30 s.
+        Those are answered within ``LAST_CALLS`` of the stop, or given up."""
+        self.silent = cut_at_stop(stop, lambda: list(self.live), f"rclone-stop-{self.name}")
+
+        def last() -> None:
+            stop.wait()
+            self.last = time.monotonic() + LAST_CALLS
+
+        threading.Thread(target=last, name=f"rclone-last-{self.name}", daemon=True).start()
 
     def _trim_log(self) -> None:
         """rcd's log cut to its last ``LOG_KEPT`` bytes once past ``LOG_MAX``."""
@@ -297,8 +319,8 @@ class Rcd:
         if self.proc is not None:
             if self.proc.poll() is None:
                 self.proc.terminate()
-                try:
-                    self.proc.wait(5)
+                try:  # (past ``LAST_CALLS``: an rcd stuck on a dead link, not waited on)
+                    self.proc.wait(1 if self.last and time.monotonic() >= self.last else 5)
                 except subprocess.TimeoutExpired:
                     self.proc.kill()
                     self.proc.wait()

@@ -37,7 +37,7 @@ from photod.errors import (
     TargetUnavailable,
 )
 from photod.policy import plural
-from photod.targets.stopcut import cut_at_stop
+from photod.targets.stopcut import UNANSWERED, cut_at_stop
 
 THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
              "TooManyRequests", "ServiceUnavailable"}  # fmt: skip
@@ -52,10 +52,6 @@ NETWORK = (BotoCoreError, Urllib3Error, OSError)
 CUT = (BotoConnectionError, HTTPClientError, Urllib3Error, OSError)
 PASSING = {"RequestTimeout", "InternalError", *THROTTLED}
 
-# Why a request was not sent: another of the target's, in flight as photod stopped, got
-# no answer (``Cut``).
-UNANSWERED = ("no answer as photod stopped (the link is dead): nothing more is asked of it "
-              "until the next start, which ends what this stop left there")  # fmt: skip
 
 _loaders: list[Any] = []  # the first session's loader of API descriptions, shared
 _lock = threading.Lock()

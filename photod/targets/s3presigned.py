@@ -26,7 +26,8 @@ from botocore.awsrequest import AWSRequest
 
 from photod.errors import TargetUnavailable
 from photod.logs import log
-from photod.targets.s3client import NETWORK, UNANSWERED, unanswered
+from photod.targets.s3client import NETWORK, unanswered
+from photod.targets.stopcut import UNANSWERED
 
 EXPIRES = 300  # seconds a presigned request stays valid: it is sent at once
 NO_ANSWER = 0  # the status when this path got none (or is off)

@@ -24,11 +24,19 @@ from typing import Any
 STOP_GRACE = 5.0
 _TCP_INFO = getattr(socket, "TCP_INFO", None)  # (Linux)
 _MOVED_AT = 120  # Linux's struct tcp_info: tcpi_bytes_acked, then tcpi_bytes_received
+# Why a request was not sent: another of the target's, in flight as photod stopped, got
+# no answer (``cut_at_stop``'s ``silent``).
+UNANSWERED = ("no answer as photod stopped (the link is dead): nothing more is asked of it "
+              "until the next start, which ends what this stop left there")  # fmt: skip
 
 
 def moved(conn: Any) -> int | None:
     """The bytes moved so far on ``conn``'s socket, both ways (None where the kernel
-    does not count them: not TCP, not Linux, a kernel before 4.1)."""
+    does not count them: not TCP, not Linux, a kernel before 4.1).  A ``Counted``
+    socket's are its own count."""
+    counted = getattr(getattr(conn, "sock", None), "moved", None)
+    if isinstance(counted, int):
+        return counted
     try:
         info = conn.sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _MOVED_AT + 16)
     except (AttributeError, OSError, TypeError):
@@ -72,3 +80,23 @@ def still(conn: Any, asked: weakref.WeakKeyDictionary[Any, int | None]) -> bool:
         return False
     now = moved(conn)
     return now is None or now == asked[conn]
+
+
+class Counted(socket.socket):
+    """A socket that counts the bytes it moved (``moved``), as the kernel does not for
+    a unix socket (rcd's: a peer that stops reading, its remote dead, moves none).  Sent
+    a piece at a time: a slow live link moves some bytes within the grace."""
+
+    moved = 0
+    PIECE = 64 * 1024
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        view = memoryview(data).cast("B")
+        for at in range(0, len(view), self.PIECE):
+            super().sendall(view[at : at + self.PIECE], flags)
+            self.moved += len(view[at : at + self.PIECE])
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        n = super().recv_into(buffer, nbytes, flags)
+        self.moved += n
+        return n

@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -684,3 +685,72 @@ def test_photod_stops_in_systemds_time_though_the_nas_hangs_mid_upload(
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.send_signal(signal.SIGCONT)
     assert 3 == len(target_files(setup.home / "lib"))
+
+
+def test_a_stop_mid_upload_to_a_nas_over_a_dead_link_is_prompt_and_the_next_start_ends_it(
+    setup: Setup, ssh_server: SSHServer
+) -> None:
+    """The link to the NAS dies (its sshd answers nothing more, the connections open)
+    as a video goes up over SFTP, and photod is asked to stop: it exits 0 well within
+    systemd's 30 s (the copy in flight was cut, then the last lists and the snapshot
+    each waited out rclone's timeout on the dead link: systemd killed photod).  Nothing
+    is on the NAS but what was there, and the next start copies the video."""
+    import psutil
+
+    nas = ssh_server.files / setup.home.name
+    p = nas_photod(setup, ssh_server, nas, bandwidth_limit="2MiB/s")
+    sshd = psutil.Process(ssh_server.proc.pid)
+    hung: list[psutil.Process] = []
+    try:
+        there = sorted(f.relative_to(nas) for f in nas.rglob("*") if f.is_file()
+                       and "tmp" not in f.relative_to(nas).parts)  # fmt: skip
+        os.rename(big_video(setup.home / "big.mov", 24), setup.inbox / "big.mov")
+
+        def partial() -> list[Path]:
+            return [f for f in (nas / ".photod" / "tmp").glob("*") if f.stat().st_size > 1 << 20]
+
+        wait_for(partial, 60, "the video's upload under way")
+        hung = [sshd, *sshd.children(recursive=True)]
+        for proc in hung:
+            proc.send_signal(signal.SIGSTOP)
+        time.sleep(1)  # (the upload waits on the dead link, rcd still filling its buffers)
+        assert p.proc is not None
+        asked = time.monotonic()
+        p.proc.send_signal(signal.SIGTERM)
+        rc = p.proc.wait(90)
+        took = time.monotonic() - asked
+        assert (0, True) == (rc, took < 15), took
+    finally:
+        for proc in hung:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(signal.SIGCONT)
+        p.stop()
+    assert "Traceback" not in p.output.read_text()
+    now = sorted(f.relative_to(nas) for f in nas.rglob("*") if f.is_file()
+                 and "tmp" not in f.relative_to(nas).parts)  # fmt: skip
+    assert [] == [f for f in now if f not in there and f.suffix == ".mov"]  # nothing partial
+    again = p.cli("run", "--once")
+    assert "The one photo or video is protected" in again.stdout, again.stdout
+    assert [] == list((nas / ".photod" / "tmp").glob("*"))
+
+
+def test_a_stop_mid_upload_to_a_nas_over_a_slow_live_link_writes_the_lists_and_snapshot(
+    setup: Setup, ssh_server: SSHServer
+) -> None:
+    """A video goes up slowly to a live NAS over SFTP as photod is asked to stop: the
+    copy is cut, and the last lists and the snapshot are still written there."""
+    nas = ssh_server.files / setup.home.name
+    p = nas_photod(setup, ssh_server, nas, bandwidth_limit="1MiB/s")
+    try:
+        os.rename(big_video(setup.home / "big.mov", 24), setup.inbox / "big.mov")
+        wait_for(lambda: list((nas / ".photod" / "tmp").glob("*")), 60, "the upload under way")
+        time.sleep(1)
+        assert p.proc is not None
+        asked = time.monotonic()
+        p.proc.send_signal(signal.SIGTERM)
+        rc = p.proc.wait(90)
+        assert (0, True) == (rc, time.monotonic() - asked < 15)
+    finally:
+        p.stop()
+    [last] = p.events("catalog_snapshot_written")[-1:]
+    assert "nas" in last["targets"], last
