@@ -47,7 +47,7 @@ from photod.fleet import build_targets
 from photod.logs import log
 from photod.notify import Left, Notifier, load_left, save_left
 from photod.pause import Pause
-from photod.pipeline import Pipeline
+from photod.pipeline import Pipeline, halt
 from photod.snapshotdue import Snapshotted
 from photod.statelock import StateLock, said_if_unwritable
 from photod.targets.records import Installation
@@ -444,7 +444,7 @@ class Daemon:
         else:
             log.info("daemon_stopping", reason=reason)
         self._pipeline = None
-        pipeline.stop_event.set()
+        halt(pipeline)
         try:  # (each step runs whatever the one before it raised)
             jobs.stop(scheduler, waker)
             if checker is not None and checker.is_alive():

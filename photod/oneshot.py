@@ -15,7 +15,7 @@ from photod.logs import listeners, log
 from photod.models import PolicyRule
 from photod.mounts import present
 from photod.paths import other_form
-from photod.pipeline import Pipeline
+from photod.pipeline import Pipeline, halt
 
 _n = policy.plural  # '1 copy', '2 copies'
 
@@ -203,7 +203,7 @@ def _run(pipeline: Pipeline, stopped: Callable[[], bool]) -> None:
     finally:  # (a bug above, too: what is in flight is rolled back, as at a stop)
         if not done:
             ingesting.clear()
-            pipeline.stop_event.set()
+            halt(pipeline)
             if uploader.ident is not None:
                 uploader.join()
         pipeline.stop(snapshot=done)

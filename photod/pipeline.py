@@ -43,16 +43,16 @@ LIST_EVERY = 1.0  # seconds between writes of the targets' lists when copies tri
 
 
 def _built(
-    settings: TargetsSettings, stop: threading.Event, me: Installation
+    settings: TargetsSettings, stop: threading.Event, cut: threading.Event, me: Installation
 ) -> dict[str, TargetState]:
     """The targets, a remote one (rclone or S3, even encrypted) told to cut its requests
-    still in flight once ``stop`` is set: a hung NAS's answer is not waited for at a
+    still in flight once ``cut`` is set: a hung NAS's answer is not waited for at a
     stop."""
     targets = build_targets(settings, stop, me)
     for state in targets.values():
         inner = getattr(state.target, "inner", state.target)
         if hasattr(inner, "cut_when"):
-            inner.cut_when(stop)
+            inner.cut_when(cut)
     return targets
 
 
@@ -90,7 +90,8 @@ class Pipeline:
         self.catalog = catalog
         self.me = me
         self.stop_event = threading.Event()
-        self.targets = _built(cfg.targets_settings(), self.stop_event, me)
+        self.cut = threading.Event()  # (set by ``halt``)
+        self.targets = _built(cfg.targets_settings(), self.stop_event, self.cut, me)
         roots = cfg.source_roots()
         self.fleet = Fleet(catalog, self.targets, self.stop_event, cfg.daemon.retry_max,
                            relist, trusted=trusted, distrust=distrust, clock=clock)  # fmt: skip
@@ -352,3 +353,12 @@ class Pipeline:
     def remind(self) -> None:
         if self.reminders is not None:
             self.reminders.remind()
+
+
+def halt(pipeline: Pipeline) -> None:
+    """photod stops within its time (the daemon's stop: systemd kills at 30 s; a run
+    cut short): the remote targets' requests in flight are cut too (``stopcut``).
+    Never at a run's end: its last snapshot takes what time it needs (cut at 5 s, one
+    over a slow uplink never reached a remote target, at any `run --once`)."""
+    pipeline.cut.set()
+    pipeline.stop_event.set()

@@ -869,3 +869,45 @@ def test_a_key_refused_listparts_still_resumes_the_upload_without_a_failure(
     assert 1 == len(failed) and "access key" not in failed[0], failed  # the cut alone
     assert [] == uploads_left(s3_server, prefix)
     restored_whole_once_cut(setup, p, [False])
+
+
+@pytest.mark.parametrize("kind", ["s3", "rclone"])
+def test_a_runs_last_snapshot_over_a_slow_uplink_reaches_the_target_however_long_it_takes(
+    setup: Setup, s3_server: S3Server, proxies: Proxies, kind: str
+) -> None:
+    """`photod run --once` (a cron job) over a slow uplink (scaled: 1 KB/s), its work
+    done: its last catalog snapshot takes longer than a stop's bounds, and reaches the
+    target whole, on S3 and through rclone.  Those bounds (a request cut 5 s after the
+    stop; rclone's last requests given up 9 s after it) are for a stop within systemd's
+    time (a signal, a reload, a run cut short); at a run's end rclone's gave its
+    snapshot up at 9 s, at every run: that target never held a snapshot of a cron-run
+    catalog."""
+    proxy = proxies(s3_server.endpoint, rate=1_000)
+    prefix = f"slowend-{kind}-{setup.home.name}/"
+    if kind == "s3":
+        p = video_to_s3(setup, s3_server, proxy, prefix, mb=0)
+        (setup.inbox / "v.mov").unlink()
+    else:
+        if not s3_server.running():
+            s3_server.start()
+        remote = {"type": "s3", "provider": "Other", "endpoint": proxy.endpoint,
+                  "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}  # fmt: skip
+        p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")},
+                          {"name": "cloud", "type": "rclone", "remote": f"s3:{BUCKET}/{prefix}",
+                           "rclone_config": remote, "media": "cloud", "offsite": True}],
+                         policy={"copies": 2, "media": 2, "offsite": 1})  # fmt: skip
+    for i in range(3):
+        jpeg(setup.inbox / f"p{i}.jpg", i)
+    run = p.cli("run", "--once")
+    assert 0 == run.returncode, run.stdout + run.stderr
+    assert [] == p.events("snapshot_failed")
+    [written] = p.events("catalog_snapshot_written")
+    assert ["cloud", "lib"] == sorted(written["targets"])
+    assert written["duration"] > 9, f"the snapshot took {written['duration']} s: not slow"
+    bucket = S3Target("s3", BUCKET, prefix, s3_server.endpoint,
+                      credentials_file=s3_server.credentials(setup.home / "aws-credentials"))  # fmt: skip
+    try:
+        [me] = installations(bucket)
+        assert 3 == snapshots_in(bucket, me.folder)[0].assets
+    finally:
+        bucket.close()
