@@ -382,3 +382,13 @@ def make_mov(
     mdat = struct.pack(">I4s", 8 + len(payload), b"mdat") + payload
     path.write_bytes(ftyp + mdat + moov)
     return path
+
+
+def stops_in_systemds_time(p: Photod) -> None:
+    """SIGTERM: the daemon ends cleanly, well within systemd's 30 s."""
+    assert p.proc is not None
+    asked = time.monotonic()
+    p.proc.send_signal(signal.SIGTERM)
+    rc = p.proc.wait(60)
+    took = time.monotonic() - asked
+    assert (0, True) == (rc, took < 15), took

@@ -18,7 +18,7 @@ import pytest
 
 from photod.targets.records import Ledger, installations, snapshots_in
 from photod.targets.s3 import S3Target
-from tests.conftest import Photod, make_mov, wait_for
+from tests.conftest import Photod, make_mov, stops_in_systemds_time, wait_for
 from tests.fakephone import jpeg
 from tests.integration.conftest import Setup
 from tests.integration.test_offsite import keygen
@@ -128,16 +128,6 @@ def counted_at_this_run_its_parts_sent_once(p: Photod, link: LinkCut) -> None:
     once = p.cli("run", "--once")
     assert "The one photo or video is protected" in once.stdout, once.stdout
     assert (True, 1) == (bool(link.down_until), link.firsts)
-
-
-def stops_in_systemds_time(p: Photod) -> None:
-    """SIGTERM: the daemon ends cleanly, well within systemd's 30 s."""
-    assert p.proc is not None
-    asked = time.monotonic()
-    p.proc.send_signal(signal.SIGTERM)
-    rc = p.proc.wait(60)
-    took = time.monotonic() - asked
-    assert (0, True) == (rc, took < 15), took
 
 
 def uploads_left(server: S3Server, prefix: str) -> list[str]:
