@@ -16,9 +16,9 @@ that no list names (a power cut before the list was written) is read, hashed and
 adopted.  Anything adopted from the target was read and hashed first.
 
 The new catalog is built beside the old one (``.rebuilding``), made durable, renamed
-``.rebuilt``, and only then swapped in, the old one kept as ``.bak``: a rebuild killed
-at any moment leaves the old catalog in place or a finished one to swap in at the next
-start (``finish_interrupted``), never a half-built one to act on.
+``.rebuilt``, and only then swapped in, the old one kept as ``.bak`` (the last one only):
+a rebuild killed at any moment leaves the old catalog in place or a finished one to swap
+in at the next start (``finish_interrupted``), never a half-built one to act on.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 import time
 import zlib
@@ -377,7 +378,9 @@ def _remove(path: Path) -> None:
 
 def swap_in(db_path: Path) -> Path | None:
     """Put a finished rebuild in place; the old catalog (with its WAL) is kept as
-    ``.bak``, never deleted.  Safe to run again after a kill at any step: the name it
+    ``.bak``, and the ``.bak`` of every earlier rebuild then goes (a full copy of the
+    catalog each: two computers as one rebuilt at every start, and the state dir grew
+    by a catalog each time).  Safe to run again after a kill at any step: the name it
     keeps the old one under comes from the finished rebuild, so a WAL never parts from
     its file, and no WAL of the old catalog is ever left beside the new one."""
     rebuilt = db_path.with_name(db_path.name + REBUILT)
@@ -391,7 +394,19 @@ def swap_in(db_path: Path) -> Path | None:
             kept = aside
     os.replace(rebuilt, db_path)
     fsync_dir(db_path.parent)
+    if kept is not None:  # (only once the new catalog is in place: a kill keeps both)
+        _drop_older_baks(db_path, aside)
     return kept if kept is not None and kept.exists() else None
+
+
+def _drop_older_baks(db_path: Path, newest: Path) -> None:
+    """Remove the catalogs earlier rebuilds kept (``catalog.sqlite.<time>.bak``, with
+    their WAL), all but ``newest``; one that will not go is left, tried at the next."""
+    mine = re.compile(re.escape(db_path.name) + r"\.\d{8}-\d{6}\.bak(?:-wal|-shm)?")
+    for old in db_path.parent.iterdir():
+        if mine.fullmatch(old.name) and not old.name.startswith(newest.name):
+            with contextlib.suppress(OSError):
+                old.unlink()
 
 
 def identity(state_dir: Path, db_path: Path, name: str) -> Installation | None:

@@ -235,6 +235,27 @@ def test_rebuild_adds_what_arrived_after_the_last_snapshot(setup: Setup, samples
     assert p.status()["protected"]
 
 
+def test_each_rebuild_keeps_only_the_catalog_it_replaced(setup: Setup, samples: Path) -> None:
+    """Three rebuilds in a row (as two computers running as one installation rebuild at
+    every start): the state dir keeps one old catalog, the one the last rebuild replaced,
+    as the rebuild said; each rebuild's `.bak` was kept, a full catalog more every time."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}])
+    for f in sorted(samples.iterdir())[:3]:
+        shutil.copy2(f, setup.inbox / f.name)
+    assert 0 == p.cli("run", "--once").returncode
+    state = setup.home / "state"
+    for _ in range(3):
+        time.sleep(1.1)  # (a .bak is named by the second its rebuild finished)
+        before = (state / "catalog.sqlite").read_bytes()
+        r = p.cli("catalog", "rebuild", "--from", "lib", "--force")
+        assert 0 == r.returncode, r.stdout + r.stderr
+    [said] = re.findall(r"the previous catalog is kept as (\S+)", r.stdout)
+    assert [said] == [str(f) for f in state.glob("catalog.sqlite.*.bak*")]
+    assert before == Path(said).read_bytes()  # the catalog the last rebuild replaced
+    assert 3 == p.status()["assets"]
+
+
 def test_a_rebuild_leaves_alone_a_file_whose_name_would_forge_a_line_in_the_lists(
     setup: Setup, samples: Path
 ) -> None:
