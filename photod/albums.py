@@ -25,6 +25,7 @@ class AlbumInfo:
     protected: int  # of which every file meets the policy
     trashed: bool  # the album itself is in Recently Deleted
     assets: frozenset[str]  # the SHA-256 of every file photod holds of it
+    title: str = ""  # its own title ("AC/DC" in "Concerts/AC/DC": a "/" may be in one)
 
 
 def _device_names(catalog: Catalog) -> dict[str, str]:
@@ -63,9 +64,10 @@ def albums(
                     backed += 1
                     protected += all(ok(s) for s in mine if s)
                 shas.update(s for s in mine if s)
+            levels = json.loads(path)
             out.append(
                 AlbumInfo(
-                    "/".join(json.loads(path)),
+                    "/".join(levels),
                     shown,
                     udid,
                     len(uuids),
@@ -73,6 +75,7 @@ def albums(
                     protected,
                     trashed,
                     frozenset(shas),
+                    levels[-1] if levels else "",
                 )
             )
     return sorted(out, key=lambda a: (a.device, a.name.casefold()))
@@ -109,7 +112,7 @@ def album_absent(catalog: Catalog, album: str, device: str | None = None) -> int
 def _chosen(catalog: Catalog, album: str, device: str | None) -> list[AlbumInfo] | None:
     found = albums(catalog, PolicyRule(0, 0, 0), {}, device)
     exact = [a for a in found if a.name == album]
-    by_title = [a for a in found if a.name.rpartition("/")[2] == album]
+    by_title = [a for a in found if a.title == album]
     chosen = exact or by_title
     if not chosen:
         return None

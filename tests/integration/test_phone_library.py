@@ -497,3 +497,36 @@ def test_restoring_an_album_says_which_of_its_photos_photod_does_not_have(
     assert "not restored: 1 photo of the album that photod does not have" in r.stdout
     assert "only in iCloud" in r.stdout
     assert 0 == p.stop()
+
+
+def test_an_album_whose_title_holds_a_slash_is_restored_by_its_title(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    """An album titled "AC/DC" in the folder "Concerts", and one titled "DC" in "Trips":
+    on the targets each is one level of its photo's sidecar (no folder is made of
+    either), `restore --album AC/DC` brings back the first one's photo, and `--album DC`
+    the second's only.  The title was what followed the name's last "/": "AC/DC" was
+    "no album named", and "DC" restored both albums."""
+    roll = camera_roll(tmp_path / "phone", samples, photos=2, live=0)
+    lib = [
+        photoslib.Photo("IMG_0000.JPG", directory="DCIM/100APPLE"),
+        photoslib.Photo("IMG_0001.JPG", directory="DCIM/101APPLE"),
+    ]
+    albums = [(("Concerts", "AC/DC"), [lib[0].uuid]), (("Trips", "DC"), [lib[1].uuid])]
+    photoslib.build(roll.media, "18", lib, albums)
+    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
+    p = phones.photod().start()
+    p.wait_event("usbmuxd_connected")
+    phones.mux.plug(phone)
+    p.wait_event("device_library_read", timeout=60)
+    p.wait_protected(2)
+    wait_for(lambda: len(list(phones.lib.rglob("*.xmp"))) == 2, 30, "the sidecars")
+    first = next(phones.lib.rglob("IMG_0000.JPG.xmp"))
+    assert "Albums|Concerts|AC/DC" == exiftool(first)["XMP-lr:HierarchicalSubject"]
+    assert {"2026", ".photod"} == {q.name for q in phones.lib.iterdir()}
+    for album, photo in (("AC/DC", lib[0]), ("DC", lib[1]), ("Concerts/AC/DC", lib[0])):
+        dest = tmp_path / f"restored-{len(album)}"
+        r = p.cli("restore", str(dest), "--album", album)
+        assert 0 == r.returncode, r.stdout + r.stderr
+        assert [photo.filename] == [q.name for q in dest.rglob("*.JPG")], album
+    assert 0 == p.stop()
