@@ -16,6 +16,7 @@ from photod import __version__, policy
 from photod.catalog import Catalog, now_iso
 from photod.config import Config, LocalTarget, RcloneTarget, S3Target, is_secret
 from photod.targets.rcd import as_read
+from photod.targets.records import PLAN_FORMAT, PLAN_MARK
 
 KEPT_CONFIG = "photod.toml"  # the config as every target keeps it, beside the plan
 SECRET = "<secret: put it back here>"
@@ -66,6 +67,8 @@ def shared_plan(t: LocalTarget | S3Target | RcloneTarget) -> str:
         "## Without photod",
         "",
         *_by_hand(t),
+        "",
+        PLAN_MARK.format(PLAN_FORMAT),  # (raised with any change to the steps above)
         "",
     ]
     return "\n".join(lines)

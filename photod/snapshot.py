@@ -63,6 +63,7 @@ from photod.targets.records import (
     early_index,
     installations,
     pick,
+    plan_format,
     snapshots_in,
 )
 
@@ -144,12 +145,11 @@ def _put_all(
 
 def put_shared_plan(target: Target, text: bytes) -> None:
     """The target's own recovery document, written once (every computer that backs up
-    there writes the same).  One an older photod wrote before installations kept
-    records is replaced: it names an index and a list no photod writes any more (who
-    followed it got back only the photos copied before the upgrade)."""
+    there writes the same), and replaced only by one of a higher format (``plan_format``):
+    an earlier photod's steps, fixed since, would stay there for good, to be followed."""
     if not target.create_meta(PLAN, text) and text:
         old = target.get_meta(PLAN)
-        if old is not None and b".photod/installations/" not in old:
+        if old is not None and plan_format(old) < plan_format(text):
             target.put_meta(PLAN, text)
 
 

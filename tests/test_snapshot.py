@@ -167,6 +167,52 @@ def test_the_config_kept_on_the_targets_holds_no_secret(tmp_path: Path) -> None:
     assert "s3cr3t" not in plan and "RCLONE_CONFIG" in plan
 
 
+# The digest of the recovery documents below at each format (``records.PLAN_FORMAT``).
+RECOVERY_DOCUMENTS = {2: "cb99997436c02a837365f6b83629351bb5ecea163be55ece21829ec400087d29"}
+
+
+def test_the_targets_recovery_document_changes_only_with_a_new_format(tmp_path: Path) -> None:
+    """The document at a target's top is written once and replaced only by one of a
+    higher format: a change to its steps without a new format never reaches a target
+    that has one.  A family computer with a photod of a lower format leaves a newer
+    document as it is (no two computers write it in turn)."""
+    import hashlib
+
+    from photod import config, recovery
+    from photod.targets.records import PLAN, PLAN_FORMAT, PLAN_MARK, plan_format
+
+    path = tmp_path / "photod.toml"
+    path.write_text(
+        '[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n'
+        f'[[sources]]\nname = "inbox"\ntype = "folder"\npath = "{tmp_path}/in"\n'
+        '[[targets]]\nname = "nas"\ntype = "local"\npath = "/srv/nas"\n'
+        '[[targets]]\nname = "vault"\ntype = "local"\npath = "/media/vault"\nencrypt = true\n'
+        '[[targets]]\nname = "cloud"\ntype = "s3"\nbucket = "family-photos"\nprefix = "p/"\n'
+        'endpoint = "https://s3.example"\ncredentials_file = "/etc/photod/s3"\nencrypt = true\n'
+        'offsite = true\n'
+        '[[targets]]\nname = "box"\ntype = "rclone"\nremote = "box:photos"\n'
+        '[targets.rclone_config]\ntype = "sftp"\nhost = "nas.local"\npass = "x"\n'
+        '[encryption]\nidentity = "/etc/photod/key.txt"\n'
+        f'[daemon]\nstate_dir = "{tmp_path}/state"\n'
+    )  # fmt: skip
+    path.chmod(0o600)
+    docs = [recovery.shared_plan(t) for t in config.load(path).targets]
+    digest = hashlib.sha256("\n".join(docs).encode()).hexdigest()
+    assert RECOVERY_DOCUMENTS.get(PLAN_FORMAT) == digest, (
+        f"the recovery document changed: raise records.PLAN_FORMAT, and add {digest} here"
+    )
+    assert all(plan_format(d.encode()) == PLAN_FORMAT for d in docs)
+    t = MemoryTarget("nas")
+    newer = PLAN_MARK.format(PLAN_FORMAT + 1).encode()
+    for there, replaced in ((b"an older one's: .photod/installations/", True),
+                            (b"before installations", True), (newer, False)):  # fmt: skip
+        t.put_meta(PLAN, there)
+        snapshot.put_shared_plan(t, docs[0].encode())
+        assert (docs[0].encode() if replaced else there) == t.get_meta(PLAN)
+    snapshot.put_shared_plan(t, b"")  # (nothing to write: nothing replaced)
+    assert newer == t.get_meta(PLAN)
+
+
 def test_a_target_a_snapshot_failed_on_gets_it_within_the_hour_though_nothing_changed(
     tmp_path: Path,
 ) -> None:

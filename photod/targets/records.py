@@ -4,7 +4,8 @@ Under ``.photod/`` on every target::
 
     target.json                             the target's id: written once, by whoever came first
     RECOVERY.md                             how to get every photo back with stock tools
-                                            (written once; it covers every installation)
+                                            (written once, or by a photod of newer steps:
+                                            ``plan_format``; it covers every installation)
     installations/<name>.<id12>/            one folder per photod installation (a computer)
         installation.json                   who it is
         writer.json                         the computer that wrote here last (``twins.py``)
@@ -15,7 +16,8 @@ Under ``.photod/`` on every target::
     objects/<ab>/<38 hex>                   (encrypted targets) each object's index line, sealed
 
 An installation writes only in its own folder, and the shared files only when they are
-missing: nothing one computer writes replaces or deletes another's.  Its list grows by
+missing (the recovery document also when its steps are older): nothing one computer
+writes replaces or deletes another's.  Its list grows by
 one new segment per batch of verified copies; compaction merges its own segments into
 one and drops an entry only when its file is provably gone.  A segment is written
 whole (atomically) and never changed, so a crash leaves whole segments or none.
@@ -46,6 +48,11 @@ EARLY_INDEX = "index"  # an encrypted target's index before installations (early
 EARLY_SNAPSHOT = "catalog.sqlite.gz"
 INFO = "installation.json"
 PLAN = "RECOVERY.md"
+# The format of the recovery document at a target's top (``PLAN``): raised whenever its
+# steps change, so that a document an earlier photod left there is brought up to date
+# (it is written once, and replaced only by one of a higher format: ``plan_format``).
+PLAN_FORMAT = 2
+PLAN_MARK = "<!-- photod recovery document, format {} -->"
 SNAPSHOTS = "snapshots"
 SNAPSHOT_SUFFIX = ".sqlite.gz"
 KEEP_SNAPSHOTS = 5  # newest generations kept per installation on each target
@@ -154,6 +161,15 @@ def parse_index(data: bytes) -> list[ManifestEntry]:
         if len(sha) == 64 and key and re.fullmatch(r"-?\d+", size):
             out.append(ManifestEntry(sha, key, int(size), taken, mtime))
     return out
+
+
+def plan_format(text: bytes) -> int:
+    """The format of a target's recovery document: its mark's; without one, 1 for a
+    photod's that kept records per installation, 0 for an older one's."""
+    m = re.search(rb"<!-- photod recovery document, format (\d{1,6}) -->", text)
+    if m is not None:
+        return int(m.group(1))
+    return 1 if b".photod/installations/" in text else 0
 
 
 def early_index(target: Target) -> list[ManifestEntry]:

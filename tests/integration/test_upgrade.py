@@ -7,6 +7,8 @@ into the older form."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 from tests.conftest import sha256, target_files
 from tests.integration.conftest import Setup, rebuilt_and_restored
 from tests.integration.test_truth import make_photos, stock_restore, three_targets
-from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
+from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server, need
 
 
 def _age(*args: str, data: bytes) -> bytes:
@@ -148,6 +150,43 @@ def test_a_target_s_recovery_document_of_a_photod_before_installations_is_brough
     make_photos(setup.inbox, 1, start=4)
     assert 0 == p.cli("run", "--once").returncode
     assert kept == mine.read_bytes()
+
+
+def test_a_target_s_recovery_document_of_an_earlier_photod_is_brought_up_to_date(
+    setup: Setup,
+) -> None:
+    """The document at the top of a drive named "Anna's Drive" as the photod of 4
+    December wrote it: its first step put the drive's path between single quotes as it
+    stood, and failed there ("unexpected EOF").  It was written once and never again,
+    however the steps were fixed since: whoever found the drive and followed it got
+    nothing back.  The next snapshot replaces it with the current document, which
+    restores every photo; a current one is still never written again."""
+    need("age", "apt install age")
+    key, drive = setup.home / "key.txt", setup.home / "Anna's Drive"
+    p = setup.photod([{"name": "vault", "path": str(drive), "create": True, "encrypt": True}],
+                     {"copies": 1, "media": 1, "offsite": 0},
+                     extra=f'\n[encryption]\nidentity = "{key}"\n')  # fmt: skip
+    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    made = make_photos(setup.inbox, 2)
+    assert 0 == p.cli("run", "--once").returncode
+    plan = drive / ".photod" / "RECOVERY.md"
+    current = plan.read_text()
+    # As the photod of 4 December wrote it: no format's mark, the path quoted as it stood.
+    older = re.sub(r"<!-- photod recovery document[^>]*-->\n", "", current)
+    older = older.replace(shlex.quote(str(drive)), f"'{drive}'")
+    assert older != current
+    plan.write_text(older)
+    assert 0 != stock_restore(older, setup.home / "before", key).returncode
+    made |= make_photos(setup.inbox, 2, start=2)  # after the upgrade
+    assert 0 == p.cli("run", "--once").returncode
+    out = stock_restore(plan.read_text(), setup.home / "stock", key)
+    assert 0 == out.returncode, out.stdout + out.stderr
+    back = target_files(setup.home / "stock" / "restored")
+    assert sorted(made.values()) == sorted(v for k, v in back.items() if k != "SHA256SUMS")
+    kept = plan.read_bytes()
+    make_photos(setup.inbox, 1, start=4)
+    assert 0 == p.cli("run", "--once").returncode
+    assert kept == plan.read_bytes()
 
 
 def test_an_encrypted_target_s_list_completed_keeps_each_photo_s_file_time(setup: Setup) -> None:
