@@ -1211,10 +1211,11 @@ class Catalog:
             )
             return cur.rowcount == 1
 
-    def lost(self) -> Iterator[tuple[str, str]]:
+    def lost(self, limit: int = -1) -> Iterator[tuple[str, str]]:
         """(SHA-256, path in the library) of each photo with no good copy left, by
         path, read as they are taken on a connection of its own: all of them were read
-        whole, as assets (200,000 lost: 200 MB, when a dead drive takes a library)."""
+        whole, as assets (200,000 lost: 200 MB, when a dead drive takes a library).
+        ``limit``: only the first so many (-1: all)."""
         with self._reader() as db:
             cur = db.cursor()
             cur.row_factory = None  # plain tuples
@@ -1222,7 +1223,8 @@ class Catalog:
             # asset to save a sort of the few lost ones.
             yield from cur.execute(
                 "SELECT sha256, relpath FROM assets INDEXED BY assets_lost"
-                " WHERE lost_at IS NOT NULL ORDER BY relpath"
+                " WHERE lost_at IS NOT NULL ORDER BY relpath LIMIT ?",
+                (limit,),
             )
 
     def lost_count(self) -> int:

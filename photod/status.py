@@ -22,6 +22,8 @@ from photod.targets.base import Identity
 from photod.targetspec import RemoteSpec
 from photod.usb import usbmuxd_installed, usbmuxd_socket
 
+LOST_SHOWN = 50  # lost photos the report names, by path; the rest are counted
+
 
 def collect(
     cfg: StatusSettings, known: Mapping[str, tuple[bool, str]] | None = None
@@ -89,7 +91,14 @@ def collect(
                 }
             )
         undecodable = catalog.undecodable() if catalog else 0
-        lost = [{"asset": sha, "path": path} for sha, path in catalog.lost()] if catalog else []
+        # The first LOST_SHOWN by path, and the count: every lost photo was listed, and
+        # the dashboard asked for them at each refresh (200,000 lost: 200 MB).
+        lost = (
+            [{"asset": sha, "path": path} for sha, path in catalog.lost(LOST_SHOWN)]
+            if catalog
+            else []
+        )
+        lost_count = catalog.lost_count() if catalog else 0
         corrupt_sources = catalog.corrupt_sources() if catalog else 0
         last_scrub = catalog.last_run("scrub") if catalog else None
         devices = (
@@ -102,12 +111,13 @@ def collect(
             catalog.close()
     pid = running_pid(cfg.state_dir)
     return {
-        "protected": noncompliant == 0 and not lost and problem is None,
+        "protected": noncompliant == 0 and not lost_count and problem is None,
         "catalog_problem": {"found": problem.found, "fix": problem.fix} if problem else None,
         "twin": instance.twin(cfg.state_dir),  # another computer writing as this one
         "state_dir_free": _free(cfg.state_dir),
         "state_dir_full": _free(cfg.state_dir) < STATE_MIN_FREE,
-        "lost": lost,
+        "lost": lost,  # the first LOST_SHOWN, by path
+        "lost_count": lost_count,
         "corrupt_sources": corrupt_sources,
         "last_scrub": last_scrub[0] if last_scrub else None,
         "assets": assets,
@@ -313,9 +323,9 @@ def render(s: dict[str, Any], tty: bool | None = None) -> str:
             f"({_size(s['state_dir_free'])} free); new files wait and are taken as soon as "
             "there is room: free some space on that disk, or move [daemon] state_dir."
         )
-    if s["lost"]:
+    if lost := s["lost_count"]:
         lines.append(
-            f"{red('LOST')}: {_files(len(s['lost']))} {_verb(len(s['lost']), 'has', 'have')} "
+            f"{red('LOST')}: {_files(lost)} {_verb(lost, 'has', 'have')} "
             "no good copy left anywhere "
             "(`photod logs --failures` says what happened):"
         )

@@ -49,7 +49,7 @@ BUILT = {
 NOT_EVENTS = {
     "catalog_problem", "corrupt_sources", "egress_used", "full_pass_days", "in_icloud",
     "last_drill", "last_scrub", "next_runs", "not_listed", "oldest_check_days", "taken_at",
-    "waiting_for_mains", "copy_duration", "failed_runs", "quick_check",
+    "waiting_for_mains", "copy_duration", "failed_runs", "quick_check", "lost_count",
 }  # fmt: skip
 
 

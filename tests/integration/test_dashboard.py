@@ -1067,3 +1067,38 @@ def test_the_phones_page_of_a_phone_with_many_files_reads_them_a_piece_at_a_time
     months = re.findall(r"<tr class=\"safe\"><td>(\d{4}-\d\d)</td><td>(\d+)</td><td>0</td>", page)
     assert 60 == len(months) and n == sum(int(k) for _, k in months)
     assert grown < 50, f"{grown:.0f} MB"
+
+
+def test_a_library_whose_drive_died_is_counted_lost_on_home_without_listing_every_photo(
+    setup: Setup, browser: Any
+) -> None:
+    """100,000 photos with no good copy left (the drive that held them died): the home
+    page counted the status report's list of every one, built again at each refresh
+    (the daemon grew by 41 MB; `status --json` was 14 MB).  The report names the first
+    50 and counts them all (the daemon grows by 2 MB); home still says how many."""
+    from bench.scale import fill_catalog
+
+    n = 100_000
+    p = setup.photod([{"name": "t7", "path": str(setup.home / "media" / "T7"),
+                       "media": "external"}], policy={"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
+    db = setup.home / "state" / "catalog.sqlite"
+    fill_catalog(db, [(hashlib.sha256(b"%d" % i).hexdigest(), f"{2010 + i % 15}/IMG_{i:07d}.JPG",
+                       1000 + i, 10**18 + i) for i in range(n)], ["t7"])  # fmt: skip
+    with sqlite3.connect(db) as c:
+        c.execute("DELETE FROM source_files")  # (nothing in the watch folder to scan)
+        c.execute("UPDATE assets SET lost_at='2026-01-01T00:00:00Z'")
+    c.close()
+    p.start()
+    p.wait_event("dashboard_started")
+    browser.get(login(p))
+    assert p.proc is not None
+    Path(f"/proc/{p.proc.pid}/clear_refs").write_text("5")  # (its peak: its size now)
+    before = _peak_rss_mb(p)
+    browser.get(base_url(p) + "/")
+    assert text(browser, "#headline") == f"LOST: {n} photo(s) no target holds any more"
+    grown = _peak_rss_mb(p) - before
+    assert grown < 30, f"{grown:.0f} MB"
+    said = p.status()
+    assert (n, 50) == (said["lost_count"], len(said["lost"]))
+    assert "lib/2010/IMG_0000000.JPG" == said["lost"][0]["path"]
+    assert 0 == p.stop()
