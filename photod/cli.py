@@ -316,14 +316,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print(f"photod: no catalog at {exc}; rebuild it first: photod catalog rebuild "
               "--from TARGET", file=sys.stderr)  # fmt: skip
         return DATA  # as every command that finds no catalog to act on
-    if not (report.restored or report.skipped or report.failed):
+    if not (report.restored or report.skipped or report.failures):
         given = [f"--{flag} {value}" for flag, value in (("since", args.since), ("until", args.until),
                  ("match", args.match), ("album", args.album), ("target", args.target)) if value]  # fmt: skip
         print(f"photod: nothing to restore: no photo or video in the catalog matches "
               f"{' '.join(given) or 'anything'}", file=sys.stderr)  # fmt: skip
         return NO
     print(report.render(dest))
-    return 1 if report.failed else 0
+    return 1 if report.failures else 0
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:

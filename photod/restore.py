@@ -20,7 +20,6 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import BinaryIO
@@ -33,7 +32,7 @@ from photod.library import asset_from_json
 from photod.logs import log
 from photod.media import check_key, is_still, portable, stem_of, suffixed
 from photod.models import Asset
-from photod.policy import plural, size
+from photod.restorereport import RestoreReport
 from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
 from photod.targets.base import CHUNK, Identity, kept_time, sealed_time
 from photod.verify import hash_stream
@@ -41,61 +40,6 @@ from photod.verify import hash_stream
 TEMP_PREFIX = ".photod-restore-"  # a restore's temporaries, beside their final name
 TEMP_AGE = 60.0  # seconds: an older one is a killed restore's, removed by the next
 DIFFERENT = "a different file is already there; left untouched"
-SHOWN = 50  # restored files `photod restore` names; the rest are counted
-
-
-@dataclass
-class RestoreReport:
-    restored: int = 0
-    skipped: int = 0  # already there with the same bytes
-    bytes: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
-    # The first ``SHOWN`` restored, relative to DEST: only they are printed, and a whole
-    # library's (a million photos: 100 MB) was held to the end of the restore.
-    paths: list[str] = field(default_factory=list)
-    absent: int = 0  # photos of the album asked for that photod does not hold
-    away: dict[str, str] = field(default_factory=dict)  # target -> why it went away mid-run
-    unreached: list[str] = field(default_factory=list)  # failed only as every target went
-
-    def took(self, path: str, size: int) -> None:
-        """One more file restored, to ``path`` (relative to DEST)."""
-        self.restored += 1
-        self.bytes += size
-        if len(self.paths) < SHOWN:
-            self.paths.append(path)
-
-    def render(self, dest: Path, shown: int = SHOWN) -> str:
-        """What `photod restore` prints: the counts, each file restored (up to
-        ``shown``), each failure and why.  A name that a terminal would not show as it
-        is (a control or direction character, planted to disguise it) is escaped."""
-        lines = [f"restored {plural(self.restored, 'file')} ({size(self.bytes)}) to {dest}, "
-                 f"skipped {self.skipped} already there, failed {len(self.failed)}"]  # fmt: skip
-        listed = self.paths[:shown]
-        lines += [f"  restored: {_printable(path)}" for path in listed]
-        if self.restored > len(listed):
-            lines.append(f"  ... and {self.restored - len(listed)} more restored files")
-        unreached = set(self.unreached)
-        lines += [f"  failed: {_printable(path)}: {why}" for path, why in self.failed
-                  if path not in unreached]  # fmt: skip
-        if self.unreached:  # said once, not once per file (a drive unplugged mid-restore)
-            gone = "; ".join(f"{t!r} ({why})" for t, why in self.away.items())
-            lines.append(f"  not restored: {plural(len(self.unreached), 'file')}: target "
-                         f"{gone} became unavailable during the restore (unplugged?); once "
-                         "it is back, run the same restore again: what is restored is kept, "
-                         "the rest comes")  # fmt: skip
-            lines += [f"    {_printable(path)}" for path in self.unreached[:shown]]
-            if len(self.unreached) > shown:
-                lines.append(f"    ... and {len(self.unreached) - shown} more")
-        if self.absent:
-            lines.append(f"  not restored: {plural(self.absent, 'photo')} of the album that "
-                         "photod does not have (the original only in iCloud, or not imported "
-                         "yet): `photod albums` counts them, `photod status --device` names "
-                         "them")  # fmt: skip
-        return "\n".join(lines)
-
-
-def _printable(name: str) -> str:
-    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
 
 
 def select(
@@ -231,9 +175,7 @@ class Restorer:
                 elif outcome == "skipped":
                     report.skipped += 1
                 else:  # told by the caller, once, in its own words (`photod restore`)
-                    report.failed.append((asset.relpath, outcome))
-                    if self._unreached:
-                        report.unreached.append(asset.relpath)
+                    report.missed(asset.relpath, outcome, self._unreached)
         finally:
             os.close(dest_fd)
         report.away = dict(self.away)

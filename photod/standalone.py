@@ -22,7 +22,8 @@ from photod.errors import CatalogDamaged, CatalogUntrusted, PhotodError
 from photod.fleet import build_targets
 from photod.logs import log
 from photod.pipeline import Pipeline
-from photod.restore import Restorer, RestoreReport, open_targets, select
+from photod.restore import Restorer, open_targets, select
+from photod.restorereport import RestoreReport
 from photod.statelock import StateLock, said_if_unwritable
 from photod.targets.records import Installation
 from photod.targetspec import TargetsSettings

@@ -32,7 +32,8 @@ class Job:
     state: str = "running"  # "running", "done", "failed", "stopped" (the daemon stopped)
     restored: int = 0  # files, counted as they end
     skipped: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # the first FAILED_SHOWN
+    failed_count: int = 0
     message: str = ""
 
     def view(self) -> dict[str, Any]:
@@ -42,7 +43,7 @@ class Job:
             "skipped": self.skipped, "message": self.message,
             # The count apart from the list: a page shows every failure counted, the
             # first FAILED_SHOWN named.
-            "failed": self.failed[:FAILED_SHOWN], "failed_count": len(self.failed),
+            "failed": self.failed[:FAILED_SHOWN], "failed_count": self.failed_count,
         }  # fmt: skip
 
 
@@ -130,7 +131,10 @@ class Restores:
             job.state, job.message = "failed", f"{type(exc).__name__}: {exc}"
             log.exception("restore_failed", dest=str(dest), reason=job.message, by="dashboard")
             return
-        job.restored, job.skipped, job.failed = report.restored, report.skipped, report.failed
+        job.restored, job.skipped = report.restored, report.skipped
+        unreached = [(path, report.gone()) for path in report.unreached]
+        job.failed = [*report.failed[:FAILED_SHOWN], *unreached][:FAILED_SHOWN]
+        job.failed_count = report.failures
         left = job.files - report.restored - report.skipped  # (the failed ones too)
         if self.stop.is_set() and left:  # cut off by a stop of the daemon: said so
             job.state, job.message = "stopped", (
@@ -139,9 +143,9 @@ class Restores:
             log.warning("restore_stopped", dest=str(dest), restored=report.restored,
                         skipped=report.skipped, not_restored=left, by="dashboard")  # fmt: skip
             return
-        job.state = "failed" if report.failed else "done"
+        job.state = "failed" if report.failures else "done"
         log.info("restore_finished", dest=str(dest), restored=report.restored,
-                 skipped=report.skipped, failed=len(report.failed), by="dashboard")  # fmt: skip
+                 skipped=report.skipped, failed=report.failures, by="dashboard")  # fmt: skip
 
     def get(self, job_id: int) -> Job | None:
         with self._lock:
