@@ -1850,14 +1850,33 @@ class Catalog:
         with self._lock:
             return [r[0] for r in self._db.execute("SELECT udid FROM libraries ORDER BY udid")]
 
-    def library_facts(self, udid: str) -> list[tuple[str, str]]:
-        """(path on the phone, facts JSON) of each file the phone's library names."""
+    def library_facts(self, udid: str, paths: Iterable[str]) -> list[tuple[str, str]]:
+        """(path on the phone, facts JSON) of each of these files that the phone's
+        library names (every file's were read to date a few)."""
+        sql = ("SELECT l.path, a.facts FROM library_files l JOIN library_assets a"
+               " ON a.udid = l.udid AND a.uuid = l.uuid WHERE l.udid=? AND l.path IN ({})")  # fmt: skip
+        return [(r[0], r[1]) for r in self._among(sql, udid, paths)]
+
+    def library_uuids(self, udid: str, paths: Iterable[str]) -> dict[str, str]:
+        """The library's asset (UUID) of each of these files that it names."""
+        sql = "SELECT path, uuid FROM library_files WHERE udid=? AND path IN ({})"
+        return {r[0]: r[1] for r in self._among(sql, udid, paths)}
+
+    def library_paths(self, udid: str, uuids: Iterable[str]) -> list[str]:
+        """The files the phone's library names for these of its assets (UUIDs)."""
+        sql = "SELECT path FROM library_files WHERE udid=? AND uuid IN ({})"
+        return [r[0] for r in self._among(sql, udid, uuids)]
+
+    def _among(self, sql: str, udid: str, keys: Iterable[str]) -> list[Any]:
+        """The rows of ``sql`` (``{}``: the list of ``keys`` it asks for), asked a few
+        hundred keys at a time (SQLite's bound on the values of one statement)."""
+        keys, rows = list(keys), []
         with self._lock:
-            rows = self._db.execute(
-                "SELECT l.path, a.facts FROM library_files l JOIN library_assets a"
-                " ON a.udid = l.udid AND a.uuid = l.uuid WHERE l.udid=?", (udid,)
-            ).fetchall()  # fmt: skip
-        return [(r[0], r[1]) for r in rows]
+            for i in range(0, len(keys), 500):
+                part = keys[i : i + 500]
+                marks = ",".join("?" * len(part))
+                rows += self._db.execute(sql.format(marks), (udid, *part)).fetchall()
+        return rows
 
     def in_icloud_only(self, udid: str) -> list[tuple[str, str, str]]:
         """The library's photos whose original photod does not have because the phone

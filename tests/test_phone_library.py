@@ -655,3 +655,62 @@ def test_a_phone_whose_every_file_is_protected_is_counted_without_holding_them(
     assert (n, n - 1) == (report["on_phone"], report["protected"])
     assert ["/DCIM/100APPLE/IMG_0000005.JPG"] == [p["path"] for p in report["not_protected"]]
     assert "2010-06-01T10:00:00" == report["safe_before"]
+
+
+def test_a_phone_with_a_file_not_protected_is_judged_without_holding_every_file(
+    tmp_path: Path,
+) -> None:
+    """`photod status --device` and the phones page of a phone of 100,000 files whose
+    library photod has read, one Live Photo's movie short of the policy: the report held
+    a row per file, the whole library with each photo's facts and an index of every
+    still (147 MB; 293 MB for 200,000) to name two files.  Only the movie and the files
+    that may share its item are held now, and the report is the same: the movie and its
+    still (deleting the still deletes the movie) not safe, everything before them safe."""
+    import sqlite3
+    import tracemalloc
+
+    from bench.scale import fill_phone
+    from photod import phonestatus
+    from photod.catalog import LibraryRows
+    from photod.library import LibraryAsset, facts_json
+    from photod.models import PolicyRule, TargetInfo
+
+    n = 100_000
+    db = tmp_path / "catalog.sqlite"
+    shas = fill_phone(db, UDID, n, ["t7"])
+    still, movie = "/DCIM/100APPLE/IMG_0000005.JPG", "/DCIM/100APPLE/IMG_0000005.MOV"
+    with sqlite3.connect(db) as c:  # IMG_0000006 is IMG_0000005's movie, not verified
+        c.execute("UPDATE device_files SET path=? WHERE path='/DCIM/100APPLE/IMG_0000006.JPG'",
+                  (movie,))  # fmt: skip
+        c.execute("UPDATE assets SET held='' WHERE sha256=?", (shas[6],))
+    c.close()
+    catalog = Catalog(db)
+    assets, files = [], []
+    for i, sha in enumerate(shas):
+        photo = LibraryAsset(uuid=f"U{i}", directory=f"DCIM/{100 + i // 1000}APPLE",
+                             filename=f"IMG_{i:07d}.JPG", live=i == 5,
+                             captured=datetime(2005 + i % 15, 1 + i % 12, 1, 1, tzinfo=UTC))  # fmt: skip
+        if i != 6:
+            assets.append((photo.uuid, photo.path, True, facts_json(photo), "digest"))
+        files.append((photo.path if i != 6 else movie, "U5" if i == 6 else photo.uuid, sha))
+    catalog.save_library(UDID, LibraryRows("digest", "schema", assets, files, []))
+    del assets, files
+    rule, infos = PolicyRule(1, 1, 0), {"t7": TargetInfo("t7", "external", False)}
+    try:
+        [record] = catalog.devices()
+        tracemalloc.start()
+        try:
+            report = phonestatus.device_report(catalog, record, rule, infos)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    finally:
+        catalog.close()
+    assert (n, n - 2) == (report["on_phone"], report["protected"])
+    assert [(still, "2010-06-01T10:00:00", "deleting it deletes IMG_0000005.MOV with it, which "
+             "is not protected"), (movie, "2010-06-01T10:00:00", "needs 1 more copy, 1 more kind of media")] == [
+        (p["path"], p["taken_at"], p["why"]) for p in report["not_protected"]]  # fmt: skip
+    assert "2010-06-01T10:00:00" == report["safe_before"]
+    text = phonestatus.render_device(report)
+    assert "Not yet    2" in text and "Everything taken before 2010-06-01 " in text, text
+    assert peak < 3 * 1024**2, f"{peak / 1024**2:.0f} MB held"
