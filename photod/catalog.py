@@ -351,6 +351,41 @@ def _unns(value: int | bytes) -> int:
     return value if isinstance(value, int) else int(value)
 
 
+# A folder's rows read in order a page at a time, on from a path (>=, or > the last
+# read: the first key), below the folder's end (none: the last folder of BLOBs).
+_PAGE = 512
+_RANGE = {
+    (cont, open_end): "SELECT path, size, mtime_ns FROM source_files WHERE source=? AND path"
+    + (" > ?" if cont else " >= ?")
+    + ("" if open_end else " AND path < ?")
+    + " ORDER BY path LIMIT ?"
+    for cont in (False, True)
+    for open_end in (False, True)
+}
+
+
+def _folder_ranges(folder: str, paths: list[str]) -> list[tuple[Any, Any]]:
+    """Where the catalog's rows of a folder's files are, in its index's order (every
+    TEXT before every BLOB; each in byte order): ``folder`` + name sorts from
+    ``folder`` up to ``folder`` with its last "/" made a "0" (the character after it),
+    among TEXT paths when they are UTF-8, among BLOB ones when not (``_path``).  The
+    range of BLOBs only when one of ``paths`` is not UTF-8: it is looked for in the
+    joined names (most are ASCII: no look at all)."""
+    out: list[tuple[Any, Any]] = []
+    joined = folder + "".join(paths)
+    if joined.isascii():
+        return [(folder, folder[:-1] + "0" if folder else b"")]
+    try:
+        folder.encode("utf-8")
+        out.append((folder, folder[:-1] + "0" if folder else b""))
+        joined.encode("utf-8")
+        return out
+    except UnicodeEncodeError:
+        raw = os.fsencode(folder)
+        out.append((raw, raw[:-1] + b"0" if raw else None))
+        return out
+
+
 # SQLite's result codes that mean the file itself is not a sound database.
 _DAMAGED = {"SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_CORRUPT_INDEX", "SQLITE_CORRUPT_SEQUENCE",
             "SQLITE_CORRUPT_VTAB", "SQLITE_IOERR_SHORT_READ"}  # fmt: skip
@@ -1471,19 +1506,23 @@ class Catalog:
     # -- sources --------------------------------------------------------------------
 
     @contextmanager
-    def source_stats(
-        self, source: str
-    ) -> Iterator[Callable[[list[str]], dict[str, tuple[int, int]]]]:
-        """What a scan compares: given some paths of a folder's files, path -> (size,
-        mtime_ns) of those the catalog knows.  Asked a folder's files at a time, on a
-        connection of its own beside the shared one (WAL lets a reader be, and no other
-        call waits behind the lock): every file of a folder was read at once (a
-        million: 300 MB, on a small computer)."""
+    def source_stats(self, source: str) -> Iterator[Callable[..., dict[str, tuple[int, int]]]]:
+        """What a scan compares: ``known(paths)``, path -> (size, mtime_ns) of those of
+        ``paths`` the catalog knows, asked 500 at a time; ``known(paths, folder)``, when
+        ``paths`` are every file of ``folder`` (``""``, or a path ending in "/"), the
+        same, read as a range of the index: the rows of the folder's own files in
+        order, a page at a time, past each sub-folder's (a third faster than by name;
+        by name again when the range holds many more than ``paths``, files long gone).
+        Asked a folder's files at a time, on a connection of its own beside the shared
+        one (WAL lets a reader be, and no other call waits behind the lock): every
+        file of a folder was read at once (a million: 300 MB, on a small computer)."""
         with self._reader() as db:
             cur = db.cursor()
             cur.row_factory = None  # plain tuples
+            plain = sqlite3.Cursor(db)
+            plain.row_factory = None
 
-            def known(paths: list[str]) -> dict[str, tuple[int, int]]:
+            def some(paths: list[str]) -> dict[str, tuple[int, int]]:
                 out = {}
                 for i in range(0, len(paths), 500):
                     some = [_path(p) for p in paths[i : i + 500]]
@@ -1496,6 +1535,50 @@ class Catalog:
                             size,
                             mtime if type(mtime) is int else _unns(mtime),
                         )
+                return out
+
+            def known(paths: list[str], folder: str | None = None) -> dict[str, tuple[int, int]]:
+                if folder is None:
+                    return some(paths)
+                try:  # (rows read by SQLite's own cursor: no Python call for each)
+                    return in_range(paths, folder)
+                except sqlite3.Error as exc:
+                    mapped = _map(exc, db.path)
+                    if mapped is None:
+                        raise
+                    db.noticed(mapped)
+                    raise mapped from exc
+
+            def in_range(paths: list[str], folder: str) -> dict[str, tuple[int, int]]:
+                out: dict[str, tuple[int, int]] = {}
+                budget = 2 * len(paths) + 64  # rows read past it: by name instead
+                for lo, hi in _folder_ranges(folder, paths):
+                    n, cont = len(lo), False  # cont: on from the last row read (>)
+                    slash, zero = ("/", "0") if isinstance(lo, str) else (b"/", b"0")
+                    while True:
+                        got, last, past = 0, lo, None
+                        for p, size, mtime in plain.execute(
+                            _RANGE[cont, hi is None],
+                            (source, lo, _PAGE) if hi is None else (source, lo, hi, _PAGE),
+                        ):
+                            got += 1
+                            if (cut := p.find(slash, n)) >= 0:  # a sub-folder's file
+                                past = p[:cut] + zero  # (its files sort before that)
+                                break
+                            out[p if isinstance(p, str) else _unpath(p)] = (
+                                size,
+                                mtime if type(mtime) is int else _unns(mtime),
+                            )
+                            last = p
+                        budget -= got
+                        if budget < 0:
+                            return some(paths)
+                        if past is not None:
+                            lo, cont = past, False
+                        elif got < _PAGE:
+                            break
+                        else:
+                            lo, cont = last, True
                 return out
 
             yield known

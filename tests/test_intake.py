@@ -124,3 +124,68 @@ def test_a_scan_of_a_large_library_asks_the_catalog_a_folder_at_a_time(tmp_path:
         intake.stop()
         workers.shutdown()
         catalog.close()
+
+
+def test_a_scan_read_by_folder_ranges_misses_no_file_and_counts_none_twice(
+    tmp_path: Path,
+) -> None:
+    """The scan reads what the catalog knows of a folder as a range of its index, in
+    order: a folder's range ("a/" up to "a0") holds its sub-folders' files too, its
+    siblings ("a b/", "a.b/", "a0/") sort right beside it, names that are not UTF-8 are
+    kept as BLOBs, after every text, a folder of more than PART entries is listed a
+    part at a time, and one whose range holds far more files than it has (long gone)
+    is asked by name.  Every file is still counted once, and every changed one found."""
+    import os
+    import time
+    import unicodedata
+
+    from photod.sources.folder import PART
+
+    inbox = tmp_path / "inbox"
+    rels = ["r.jpg", "a/x.jpg", "a/X.jpg", "a/y.jpg", "a b/x.jpg", "a.b/x.jpg", "a0/x.jpg",
+            "a/sub/x.jpg", "a/sub/deeper/z.jpg", "a/sub0/x.jpg", "a/sub b/x.jpg", "a/sub.b.jpg",
+            unicodedata.normalize("NFC", "a/é.jpg"), unicodedata.normalize("NFD", "a/é.jpg"),
+            os.fsdecode(b"a/\xff.jpg"), os.fsdecode(b"a/\xfd/k.jpg"), os.fsdecode(b"a\xff/k.jpg"),
+            os.fsdecode(b"\xfe/x.jpg"), os.fsdecode(b"\xfe/sub/y.jpg"), os.fsdecode(b"\xfe0/q.jpg"),
+            os.fsdecode(b"\xfe/\xfe.jpg"), "gone/kept.jpg", "big/sub/s.jpg"]  # fmt: skip
+    rels += [f"big/{i:05d}.jpg" for i in range(PART + 10)] + [
+        f"mid/{i:04d}.jpg" for i in range(1100)
+    ]
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    for i, rel in enumerate(rels):
+        (inbox / rel).parent.mkdir(parents=True, exist_ok=True)
+        (inbox / rel).write_bytes(b"x" * (i % 7))
+        os.utime(inbox / rel, ns=(10**18 + i, 10**18 + i))
+        catalog.saw_source_file("inbox", rel, i % 7, 10**18 + i, "a" * 64)
+    for i in range(300):  # files of the folder long gone, and of its gone sub-folders
+        catalog.saw_source_file("inbox", f"gone/{i:03d}.jpg", 1, 1, "b" * 64)
+        catalog.saw_source_file("inbox", f"gone/{i:03d}/x.jpg", 1, 1, "b" * 64)
+        catalog.saw_source_file("inbox", os.fsdecode(b"gone/\xff%d.jpg" % i), 1, 1, "b" * 64)
+    text = (f'[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n[[sources]]\nname = "inbox"\n'
+            f'type = "folder"\npath = "{inbox}"\n[[targets]]\nname = "lib"\n'
+            f'type = "local"\npath = "{tmp_path / "lib"}"\n')  # fmt: skip
+    cfg = config.parse(text, tmp_path / "c.toml")
+    workers = ThreadPoolExecutor(1)
+    ingestor = Ingestor(cfg.ingest, {"inbox": inbox}, catalog, None)  # type: ignore[arg-type]
+    intake = FolderIntake(cfg.folders, cfg.ingest, ingestor, catalog, workers, tmp_path,
+                          threading.Event(), lambda job: None)  # fmt: skip
+    try:
+        with capture_logs() as events:
+            intake.reconcile()
+        [scan] = [e for e in events if e["event"] == "scan_finished"]
+        assert (len(rels), 0, 0) == (scan["files"], scan["changed"], len(intake.settler))
+
+        now = time.time_ns()
+        changed = [r for r in rels if not r.startswith(("big/0", "mid/")) or r.endswith("9.jpg")]
+        for rel in changed:  # (its size kept, its time another)
+            os.utime(inbox / rel, ns=(now, now))
+        with capture_logs() as events:
+            intake.reconcile()
+        [scan] = [e for e in events if e["event"] == "scan_finished"]
+        assert (len(rels), len(changed)) == (scan["files"], scan["changed"])
+        assert all(("inbox", str(inbox / rel)) in intake.settler for rel in changed)
+        assert len(changed) == len(intake.settler)
+    finally:
+        intake.stop()
+        workers.shutdown()
+        catalog.close()

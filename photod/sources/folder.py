@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -32,9 +33,18 @@ from photod.mounts import NETWORK_FS, mount_of, present
 from photod.paths import other_form
 
 OnEvent = Callable[[str, Path, str], None]  # (source name, path, event kind)
-# What the catalog holds of some of a folder's files: path -> (size, mtime_ns).
-Known = Callable[[list[str]], Mapping[str, tuple[int, int]]]
-BATCH = 500  # a folder's files looked up in the catalog at once
+BATCH = 500  # a large folder's files looked up in the catalog at once
+PART = 4096  # a folder's entries listed at once (a folder of fewer: its range is read)
+
+
+class Known(Protocol):
+    """What the catalog holds of some of a folder's files: path -> (size, mtime_ns);
+    with ``folder``, the paths are all of that folder's files."""
+
+    def __call__(
+        self, paths: list[str], folder: str | None = None
+    ) -> Mapping[str, tuple[int, int]]: ...
+
 
 # The events photod acts on.  Asking inotify for these only keeps the kernel from
 # queueing an open and a close for every file and folder anyone reads, photod's own
@@ -216,47 +226,58 @@ class FolderWatcher:
         try:
             while stack:
                 folder, prefix = stack.pop()
-                try:
-                    with os.scandir(folder) as it:
-                        entries = list(it)
-                except OSError as exc:
-                    if folder not in self.unreadable:  # told once, not at every scan
-                        self.unreadable.add(folder)
-                        log.warning(
-                            "folder_unreadable",
-                            source=self.name,
-                            path=folder,
-                            error=exc.strerror or str(exc),
-                        )
-                    continue
-                self.unreadable.discard(folder)
-                for start_at in range(0, len(entries), BATCH):
-                    files = []
-                    for entry in entries[start_at : start_at + BATCH]:
-                        name = entry.name
-                        try:
-                            if entry.is_dir(follow_symlinks=False):
-                                if not ignored(name):
-                                    stack.append((entry.path, f"{prefix}{name}/"))
+                for part, whole in self._parts(folder):
+                    step = PART if whole else BATCH  # (whole: its range is read, in order)
+                    for start_at in range(0, len(part), step):
+                        files = []
+                        for entry in part[start_at : start_at + step]:
+                            name = entry.name
+                            try:
+                                if entry.is_dir(follow_symlinks=False):
+                                    if not ignored(name):
+                                        stack.append((entry.path, f"{prefix}{name}/"))
+                                    continue
+                                st = entry.stat(follow_symlinks=False)
+                            except OSError as exc:  # (in a folder it may list but not enter,
+                                self._unstatable(entry.path, exc)  # or past the path limit)
                                 continue
-                            st = entry.stat(follow_symlinks=False)
-                        except OSError as exc:  # (in a folder it may list but not enter,
-                            self._unstatable(entry.path, exc)  # or past the path limit)
-                            continue
-                        files.append((prefix + name, name, entry.path, st))
-                    known = unchanged([f[0] for f in files]) if unchanged and files else {}
-                    for rel, name, path, st in files:
-                        if known.get(rel) == (st.st_size, st.st_mtime_ns) and (
-                            st.st_ctime_ns <= since or not touched(rel, st)
-                        ):
+                            files.append((prefix + name, name, entry.path, st))
+                        known = (
+                            unchanged([f[0] for f in files], prefix if whole else None)
+                            if unchanged and files
+                            else {}
+                        )
+                        for rel, name, path, st in files:
+                            if known.get(rel) == (st.st_size, st.st_mtime_ns) and (
+                                st.st_ctime_ns <= since or not touched(rel, st)
+                            ):
+                                seen += 1
+                                continue
+                            if ignored(name):
+                                continue
                             seen += 1
-                            continue
-                        if ignored(name):
-                            continue
-                        seen += 1
-                        yield rel, path, st
+                            yield rel, path, st
         finally:
             self.scanned = seen
+
+    def _parts(self, folder: str) -> Iterator[tuple[list[os.DirEntry[str]], bool]]:
+        """A folder's entries, ``PART`` at a time (one of 100,000 held whole was 10 MB),
+        and whether they are every one of them.  A folder it cannot list is said once,
+        not at every scan."""
+        try:
+            listing = os.scandir(folder)
+            with listing:
+                part = list(islice(listing, PART))
+                self.unreadable.discard(folder)
+                yield part, len(part) < PART
+                while len(part) == PART:
+                    part = list(islice(listing, PART))
+                    yield part, False
+        except OSError as exc:
+            if folder not in self.unreadable:
+                self.unreadable.add(folder)
+                log.warning("folder_unreadable", source=self.name, path=folder,
+                            error=exc.strerror or str(exc))  # fmt: skip
 
     def _unstatable(self, path: str, exc: OSError) -> None:
         """A file the scan sees but cannot even look at: never backed up while so,
