@@ -68,6 +68,7 @@ class ControlServer:
         self.workers: list[threading.Thread] = []
         self.waiting: queue.Queue[socket.socket | None] = queue.Queue(QUEUE)
         self._said = ""  # the last accept error told (once, not in a loop)
+        self._bound = False  # whether this server made the socket file (stop removes it)
 
     def start(self) -> None:
         """Bind the socket.  The caller holds the state lock, so a socket file left at
@@ -86,6 +87,7 @@ class ControlServer:
             sock.bind(str(self.path))
         finally:
             os.umask(old)
+        self._bound = True
         sock.listen(64)
         self.sock = sock
         self.workers = [threading.Thread(target=self._work, name=f"control-{i}", daemon=True)
@@ -106,8 +108,10 @@ class ControlServer:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if self._bound:  # only the socket this server made: never a file in a folder
+            self._bound = False  # the start refused (another user's, made first)
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
         if self.path.parent.name.startswith(f"{paths.FALLBACK}{os.getuid()}-"):
             # The short folder for it in the temporary folder (a deep runtime dir:
             # ``paths.socket_path``) goes too, made by this start or left by a crash

@@ -739,14 +739,19 @@ def test_another_users_folder_for_the_control_socket_in_tmp_is_left_to_them(
     daemon whose runtime dir is too deep puts its control socket (its name is known):
     the daemon refuses to start and says why, and their folder stays, untouched (the
     stop that removes the one photod's user left there after a crash never removes
-    theirs)."""
+    theirs), and so does what they put in it: their own `control.sock` (photod's stop
+    removed it, a file in a folder it had refused)."""
     p, sock = deep_daemon(setup, monkeypatch)
     sock.parent.mkdir(mode=0o777)
     os.chown(sock.parent, intruder.uid, intruder.gid)
     try:
+        made = intruder.python(f"open({str(sock)!r}, 'x').write('theirs')")
+        assert 0 == made.returncode, made.stderr
         r = p.cli("run")
         assert 0 != r.returncode and "belongs to another user" in r.stderr, r.stdout + r.stderr
         st = sock.parent.lstat()
         assert (True, intruder.uid) == (stat.S_ISDIR(st.st_mode), st.st_uid)
+        assert sock.is_file(), "photod's stop removed their control.sock"
+        assert (intruder.uid, "theirs") == (sock.lstat().st_uid, sock.read_text())
     finally:
         shutil.rmtree(sock.parent, ignore_errors=True)
