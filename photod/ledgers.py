@@ -144,7 +144,11 @@ def catch_up(
             if catalog.replica_exists(e.sha256, name):
                 continue
             why = adopt_object(catalog, name, records.target, e.key, e, f"target:{name}")
-            if why.startswith(OTHER_BYTES) and _a_clones(catalog, name, records, e):
+            try:
+                clones = why.startswith(OTHER_BYTES) and _a_clones(catalog, name, records, e)
+            except Undecryptable as exc:  # read again, its bytes do not open: a damaged
+                clones, why = False, f"{why}; read again, {exc}"  # read, not a clone's photo
+            if clones:
                 why = "its name holds another photo, which this installation's list names "
                 why += "there too (a clone's, on this installation's id): this line goes"
                 stale.add((e.sha256, e.key))
@@ -168,11 +172,15 @@ def catch_up(
 
 def _a_clones(catalog: Catalog, name: str, records: Records, e: ManifestEntry) -> bool:
     """Whether the file at a line's name, read again, is another photo this list names
-    there (read twice: a read damaged on its way takes no line off the list)."""
+    there (read twice: a read damaged on its way takes no line off the list).  Raises
+    Undecryptable when, read again, the bytes of an encrypted target's file do not open
+    (damaged: the line stays; the link is not at fault)."""
     try:
         actual = hash_object(records.target, e.key)
     except FileNotFoundError:
         return False
+    except Undecryptable:  # (an OSError too: not the target's unavailability)
+        raise
     except OSError as exc:
         raise TargetUnavailable(name, f"reading {e.key}: {exc}") from exc
     return actual != e.sha256 and listed_by_a_clone(catalog, name, records, e.key, e.sha256, actual)

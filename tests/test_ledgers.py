@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import threading
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from photod import ledgers, snapshot
 from photod.catalog import Catalog
 from photod.errors import PhotodError, TargetUnavailable
 from photod.fleet import TargetState
 from photod.models import Kind, ManifestEntry, Media, Probe, TargetInfo
+from photod.targets.agekeygen import keygen
+from photod.targets.crypt import CryptTarget, Keys
 from photod.targets.memory import MemoryTarget
 from photod.targets.records import (
     Installation,
@@ -156,3 +160,52 @@ def test_a_stray_wal_of_a_finished_rebuild_is_never_replayed(tmp_path: Path) -> 
     (tmp_path / "catalog.sqlite.rebuilt-wal").write_bytes(b"stray")
     assert "put in place" in snapshot.finish_interrupted(db)
     assert not (tmp_path / "catalog.sqlite.rebuilt-wal").exists() and db.exists()
+
+
+def test_a_clones_file_that_does_not_decrypt_when_read_again_keeps_the_line_and_the_target(
+    tmp_path: Path,
+) -> None:
+    """On an encrypted target (real age), a file at one of this computer's names holds
+    other bytes; read again, to see whether a clone's list names them, its bytes do not
+    decrypt (damaged on the way).  That is no clone's photo and no fault of the link:
+    the line stays, one clear event says why, and the catch-up goes on (the target was
+    called unavailable, for "cannot decrypt", and the catch-up tried again and again)."""
+    keygen(tmp_path / "identity.txt")
+    inner = MemoryTarget("nas")
+    t = CryptTarget(inner, Keys(tmp_path / "identity.txt"))
+    key, theirs = "2024/IMG_1.JPG", b"the clone's photo"
+    w = t.open_writer(key)
+    w.write(theirs)
+    w.commit(key, hashlib.sha256(theirs).hexdigest())
+    records = Records(t, ME)
+    ours = ManifestEntry(hashlib.sha256(b"our photo").hexdigest(), key, 9)
+    clones = ManifestEntry(hashlib.sha256(theirs).hexdigest(), key, len(theirs))
+    for e in (ours, clones):  # (one segment each, as each computer wrote its own)
+        records.ledger.append([e])
+        records.ledger.flush()
+    stored, reads = t.keys_.object_name(key), 0
+    [first] = records.ledger.read(min(records.ledger.segments()))  # (the segments' order)
+    damaged = 2 if first == ours else 3  # our line's second read
+    real_open = inner.open
+
+    def damaging(name: str):  # type: ignore[no-untyped-def]
+        """Our line's second read of the file comes back with one byte changed."""
+        nonlocal reads
+        if name != stored:
+            return real_open(name)
+        reads += 1
+        data = bytearray(inner.objects[name])
+        if reads == damaged:
+            data[-20] ^= 0xFF
+        return io.BytesIO(bytes(data))
+
+    inner.open = damaging  # type: ignore[method-assign]
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    with capture_logs() as logs:
+        assert 1 == ledgers.catch_up(catalog, "nas", records, threading.Event())
+    [told] = [e for e in logs if e["event"] == "replica_not_recovered"]
+    assert (ours.sha256, key) == (told["asset"], told["path"])
+    assert told["reason"].startswith(ledgers.OTHER_BYTES) and "cannot decrypt" in told["reason"]
+    assert {(ours.sha256, key), (clones.sha256, key)} == {
+        (e.sha256, e.key) for e in records.ledger.entries()
+    }
