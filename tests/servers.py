@@ -431,6 +431,49 @@ class FaultProxy:
         self.httpd.server_close()
 
 
+class SlowLink:
+    """A TCP relay on 127.0.0.1 in front of a server (an sshd on ``port``) whose uplink,
+    the client's bytes to the server, moves ``rate`` bytes a second and no faster: a
+    slow live link, as a home connection's upload.  Its buffers are small, as a
+    router's are: what the client sends waits in its own.  Answers pass at once."""
+
+    def __init__(self, port: int, rate: int) -> None:
+        self.upstream = ("127.0.0.1", port)
+        self.rate = rate
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # (before
+        self.listener.bind(("127.0.0.1", 0))  # listen: the accepted sockets inherit it)
+        self.listener.listen()
+        self.port = int(self.listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            server = socket.create_connection(self.upstream)
+            for a, b, rate in ((client, server, self.rate), (server, client, 0)):
+                threading.Thread(target=self._pipe, args=(a, b, rate), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket, rate: int) -> None:
+        """``src``'s bytes to ``dst``, at most ``rate`` a second (0: as they come)."""
+        with contextlib.suppress(OSError):
+            while data := src.recv(rate // 10 if rate else 65536):
+                dst.sendall(data)
+                if rate:
+                    time.sleep(len(data) / rate)
+        for s in (src, dst):  # (the other way's end too: the connection is over)
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def stop(self) -> None:
+        self.listener.close()
+
+
 class SSHServer(Server):
     """OpenSSH's sshd as the current user, key login only, SFTP served in-process."""
 

@@ -12,17 +12,19 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from photod.targets.stopcut import STOP_GRACE
 from tests.conftest import Photod, sha256, stops_in_systemds_time, target_files, wait_for
 from tests.fakephone import jpeg
 from tests.integration.conftest import Setup, fill
 from tests.integration.test_mounts import big_video
-from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server, SSHServer, need
+from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server, SlowLink, SSHServer, need
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 POLICY_321 = {"copies": 3, "media": 2, "offsite": 1}
@@ -732,20 +734,48 @@ def test_a_stop_mid_upload_to_a_nas_over_a_dead_link_is_prompt_and_the_next_star
 def test_a_stop_mid_upload_to_a_nas_over_a_slow_live_link_writes_the_lists_and_snapshot(
     setup: Setup, ssh_server: SSHServer
 ) -> None:
-    """A video goes up slowly to a live NAS over SFTP as photod is asked to stop: the
-    copy is cut, and the last lists and the snapshot are still written there."""
+    """A video goes up to a live NAS over SFTP on a slow uplink (scaled: 1 MiB/s, half a
+    minute for it) as photod is asked to stop, its bytes still moving when the stop's
+    grace ends: the copy is cut then, photod stops well within systemd's 30 s, nothing
+    of the video is visible on the NAS, the last snapshot written at this stop is
+    there, and the next start copies the video."""
     nas = ssh_server.files / setup.home.name
-    p = nas_photod(setup, ssh_server, nas, bandwidth_limit="1MiB/s")
+    link = SlowLink(ssh_server.port, 1024 * 1024)
+    settings = {**ssh_server.rclone_config(), "port": str(link.port)}
+    p = nas_photod(setup, ssh_server, nas, rclone_config=settings)
+
+    def partial() -> int:
+        with contextlib.suppress(OSError):
+            return sum(f.stat().st_size for f in (nas / ".photod" / "tmp").glob("*"))
+        return 0
+
+    sizes: list[int] = []  # the partial video on the NAS, 1 s and 4.5 s after the stop
+
+    def watch() -> None:
+        for at in (1.0, STOP_GRACE - 0.5):
+            time.sleep(max(0.0, asked + at - time.monotonic()))
+            sizes.append(partial())
+
     try:
-        os.rename(big_video(setup.home / "big.mov", 24), setup.inbox / "big.mov")
-        wait_for(lambda: list((nas / ".photod" / "tmp").glob("*")), 60, "the upload under way")
+        os.rename(big_video(setup.home / "big.mov", 32), setup.inbox / "big.mov")
+        wait_for(partial, 60, "the upload under way")
         time.sleep(1)
-        assert p.proc is not None
         asked = time.monotonic()
-        p.proc.send_signal(signal.SIGTERM)
-        rc = p.proc.wait(90)
-        assert (0, True) == (rc, time.monotonic() - asked < 15)
+        watching = threading.Thread(target=watch)
+        watching.start()
+        stops_in_systemds_time(p)
+        watching.join()
+        assert sizes[0] < sizes[1], sizes  # its bytes still moved as the grace ended
     finally:
         p.stop()
+    assert "Traceback" not in p.output.read_text()
+    [stopping] = p.events("daemon_stopping")
     [last] = p.events("catalog_snapshot_written")[-1:]
-    assert "nas" in last["targets"], last
+    assert "nas" in last["targets"] and last["ts"] > stopping["ts"], last
+    now = [f.relative_to(nas) for f in nas.rglob("*") if f.is_file()]
+    assert [] == [f for f in now if f.suffix == ".mov" and "tmp" not in f.parts]
+    link.rate = 0  # (a fast link again: the next start's upload takes no half minute)
+    again = p.cli("run", "--once")
+    link.stop()
+    assert "The one photo or video is protected" in again.stdout, again.stdout
+    assert [] == list((nas / ".photod" / "tmp").glob("*"))
