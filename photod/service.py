@@ -41,6 +41,9 @@ RestartSec=10
 # photod sends WATCHDOG=1 every 5 s while its watcher threads are alive.
 WatchdogSec=60
 TimeoutStopSec=30
+# The stop's SIGTERM goes to photod alone: it stops its rclone rcd itself, after its last
+# lists and snapshot (sent to rcd too, rcd quit first); what is left after is killed.
+KillMode=mixed
 # Restarting does not help a bad config (exit 78), nor another photod that holds the
 # state dir (exit 75, a `photod run` in a terminal): either would only restart-loop.
 RestartPreventExitStatus=75 78

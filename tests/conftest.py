@@ -384,11 +384,15 @@ def make_mov(
     return path
 
 
-def stops_in_systemds_time(p: Photod) -> None:
-    """SIGTERM: the daemon ends cleanly, well within systemd's 30 s."""
+def stops_in_systemds_time(p: Photod, group: bool = False) -> None:
+    """SIGTERM (``group``: to every process of its group, which it leads): the daemon
+    ends cleanly, well within systemd's 30 s."""
     assert p.proc is not None
     asked = time.monotonic()
-    p.proc.send_signal(signal.SIGTERM)
+    if group:
+        os.killpg(p.proc.pid, signal.SIGTERM)
+    else:
+        p.proc.send_signal(signal.SIGTERM)
     rc = p.proc.wait(60)
     took = time.monotonic() - asked
     assert (0, True) == (rc, took < 15), took

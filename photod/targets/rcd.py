@@ -215,8 +215,11 @@ class Rcd:
         served = f"RCLONE_CONFIG_{SERVED.upper()}_"
         env = {**os.environ, f"{served}TYPE": "alias", f"{served}REMOTE": self.remote,
                **LITERAL_DOLLAR}  # fmt: skip
+        # In a session of its own: a signal to photod's whole process group (Ctrl-C in a
+        # terminal, a supervisor's stop) is photod's, which stops rcd after its last
+        # lists and snapshot; rcd quit at once, and they never reached the remote.
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=self.log, env=env)  # fmt: skip
+                                     stderr=self.log, env=env, start_new_session=True)  # fmt: skip
         _own(self.folder, self.proc.pid)
 
     def why(self, exc: BaseException | None) -> str:

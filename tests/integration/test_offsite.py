@@ -338,15 +338,20 @@ def test_a_copy_repaired_right_after_its_upload_keeps_its_name(
         assert 0 == p.stop()
 
 
-def nas_photod(setup: Setup, ssh_server: SSHServer, nas: Path, **more: object) -> Photod:
-    """photod, started, with a library and a NAS reached over SFTP (rclone) at ``nas``
-    (``more``: more of its settings), once the NAS is available."""
+def nas_photod(
+    setup: Setup, ssh_server: SSHServer, nas: Path, prefix: tuple[str, ...] = (), **more: object
+) -> Photod:
+    """photod, started (under ``prefix``, a command), with a library and a NAS reached
+    over SFTP (rclone) at ``nas`` (``more``: more of its settings), once the NAS is
+    available."""
     if not ssh_server.running():
         ssh_server.start()
     cloud = {"name": "nas", "type": "rclone", "remote": f"box:{nas}", "media": "nas",
              "offsite": True, "rclone_config": ssh_server.rclone_config(), **more}  # fmt: skip
     p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}, cloud],
-                     policy={"copies": 2, "media": 2, "offsite": 1}).start()  # fmt: skip
+                     policy={"copies": 2, "media": 2, "offsite": 1})  # fmt: skip
+    p.prefix = list(prefix)
+    p.start()
     p.wait_event("target_available", target="nas", timeout=30)
     return p
 
@@ -731,18 +736,27 @@ def test_a_stop_mid_upload_to_a_nas_over_a_dead_link_is_prompt_and_the_next_star
     assert [] == list((nas / ".photod" / "tmp").glob("*"))
 
 
+@pytest.mark.parametrize("group", [False, True], ids=["photod", "its-process-group"])
 def test_a_stop_mid_upload_to_a_nas_over_a_slow_live_link_writes_the_lists_and_snapshot(
-    setup: Setup, ssh_server: SSHServer
+    setup: Setup, ssh_server: SSHServer, group: bool
 ) -> None:
     """A video goes up to a live NAS over SFTP on a slow uplink (scaled: 1 MiB/s, half a
     minute for it) as photod is asked to stop, its bytes still moving when the stop's
     grace ends: the copy is cut then, photod stops well within systemd's 30 s, nothing
     of the video is visible on the NAS, the last snapshot written at this stop is
-    there, and the next start copies the video."""
+    there, and the next start copies the video.  So too when the stop's SIGTERM goes to
+    every process of photod's group, as a shell or a supervisor sends it (and systemd,
+    to every process of a unit without `KillMode=mixed`): its `rclone rcd` got it too,
+    and quit before photod's last requests, which found it gone ("rclone rcd did not
+    answer"): no last lists nor snapshot reached the NAS.  The units photod installs
+    send systemd's SIGTERM to photod alone."""
+    from photod import service
+
     nas = ssh_server.files / setup.home.name
     link = SlowLink(ssh_server.port, 1024 * 1024)
     settings = {**ssh_server.rclone_config(), "port": str(link.port)}
-    p = nas_photod(setup, ssh_server, nas, rclone_config=settings)
+    # (under setsid: photod leads a group of its own, as a shell's job does)
+    p = nas_photod(setup, ssh_server, nas, ("setsid",) if group else (), rclone_config=settings)
 
     def partial() -> int:
         with contextlib.suppress(OSError):
@@ -763,7 +777,7 @@ def test_a_stop_mid_upload_to_a_nas_over_a_slow_live_link_writes_the_lists_and_s
         asked = time.monotonic()
         watching = threading.Thread(target=watch)
         watching.start()
-        stops_in_systemds_time(p)
+        stops_in_systemds_time(p, group)
         watching.join()
         assert sizes[0] < sizes[1], sizes  # its bytes still moved as the grace ended
     finally:
@@ -779,3 +793,5 @@ def test_a_stop_mid_upload_to_a_nas_over_a_slow_live_link_writes_the_lists_and_s
     link.stop()
     assert "The one photo or video is protected" in again.stdout, again.stdout
     assert [] == list((nas / ".photod" / "tmp").glob("*"))
+    for unit in (service.render_user_unit(["photod"]), service.render_system_unit(["photod"])):
+        assert "\nKillMode=mixed\n" in unit
