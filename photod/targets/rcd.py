@@ -167,6 +167,7 @@ class Rcd:
         self.live: set[UnixHTTP] = set()  # connections open now (``cut_when``)
         self.silent = threading.Event()  # set once a stop found the link dead
         self.last: float | None = None  # (monotonic) once photod stops: ``LAST_CALLS``
+        self.stop_event: threading.Event | None = None  # photod's stop (``cut_when``)
 
     @property
     def socket_path(self) -> str:
@@ -202,10 +203,12 @@ class Rcd:
         """rcd's private folder, its log, the process, and who owns it."""
         _reap_orphans()
         self.folder = tempfile.mkdtemp(prefix=RCD_PREFIX, dir=_top())  # mode 700: ours only
+        # (no read-ahead of an upload: rcd takes photod's bytes as the link moves them,
+        # not 16 MiB at once, which on a slow uplink made a live link look dead at a stop)
         args = [binary, "rcd", "--rc-addr", f"unix://{self.socket_path}", "--rc-no-auth",
                 "--rc-serve", "--contimeout", "10s", "--timeout", f"{int(self.timeout)}s",
                 "--retries", "1", "--low-level-retries", "2", "--log-level", "ERROR",
-                "--ask-password=false"]  # fmt: skip
+                "--ask-password=false", "--buffer-size", "0"]  # fmt: skip
         if self.config_file is not None:
             args += ["--config", str(self.config_file)]
         # (appended to: rcd's writes go to its end, wherever a trim left it)
@@ -298,6 +301,7 @@ class Rcd:
         is dead) leaves nothing more asked of rcd at this stop (``silent``): the last
         lists and the snapshot, each waiting out rcd's timeout, overran systemd's 30 s.
         Those are answered within ``LAST_CALLS`` of the stop, or given up."""
+        self.stop_event = stop
         self.silent = cut_at_stop(stop, lambda: list(self.live), f"rclone-stop-{self.name}")
 
         def last() -> None:
@@ -305,6 +309,10 @@ class Rcd:
             self.last = time.monotonic() + LAST_CALLS
 
         threading.Thread(target=last, name=f"rclone-last-{self.name}", daemon=True).start()
+
+    def stopping(self) -> bool:
+        """Whether photod stops: a request cut now was cut by the stop, not the remote."""
+        return self.stop_event is not None and self.stop_event.is_set()
 
     def _trim_log(self) -> None:
         """rcd's log cut to its last ``LOG_KEPT`` bytes once past ``LOG_MAX``."""

@@ -31,25 +31,20 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from photod import failpoints
-from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetFull, TargetUnavailable
+from photod.errors import (
+    ChecksumMismatch,
+    KeyExists,
+    PhotodError,
+    Stopping,
+    TargetFull,
+    TargetUnavailable,
+)
 from photod.logs import log
 from photod.models import VerifyMethod
 from photod.targets.base import CHUNK, Identity
 from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.rcd import HUNG, SERVED, Rcd, UnixHTTP, as_read
-from photod.targets.rclonesays import meaning
-
-
-def _complaint(body: bytes) -> str:
-    """What an answer of rcd's says went wrong: the "error" of its JSON, not the whole
-    of it (the request's parameters, tabs and newlines, in a reason a person reads)."""
-    text = body.decode(errors="replace")
-    with contextlib.suppress(ValueError):
-        answer = json.loads(text)
-        if isinstance(answer, dict) and "error" in answer:
-            return str(answer["error"])
-    return text
-
+from photod.targets.rclonesays import complaint, meaning
 
 FOREIGN_TEMP_AGE = 86400.0  # seconds another computer's temporary is seen unchanged before it goes
 ABORT_WAIT = 5.0  # seconds an aborted upload waits for rcd to say it is done with it
@@ -123,8 +118,10 @@ class RcloneWriter:
         assert self.conn is not None
         self.conn.send(b"%x\r\n%s\r\n" % (len(data), data))
 
-    def _lost(self, exc: BaseException) -> TargetUnavailable:
+    def _lost(self, exc: BaseException) -> PhotodError:
         self.abort()
+        if self.t.rcd.stopping():  # cut by photod's stop (``Rcd.cut_when``): the copy is
+            return Stopping()  # rolled back; the remote is not away (its last lists...)
         if isinstance(exc, TimeoutError) and self.t.rcd.hung():
             return TargetUnavailable(self.t.name, HUNG)
         return TargetUnavailable(self.t.name, f"upload to {self.t.remote} cut off: {exc}")
@@ -165,7 +162,7 @@ class RcloneWriter:
             self.conn = None
             if response.status != 200:
                 self.abort()
-                raise self.t.upload_error(_complaint(body), self.size)
+                raise self.t.upload_error(complaint(body), self.size)
             self.uploaded = True
         failpoints.hit("rclone_uploaded")  # the temporary whole, not yet checked or moved
 
@@ -196,8 +193,10 @@ class RcloneWriter:
                     raise KeyExists(key)
             elif self.t.size(self.temp_key) is not None:
                 raise KeyExists(key)
-        except (TargetUnavailable, ChecksumMismatch):
+        except (TargetUnavailable, ChecksumMismatch) as exc:
             self.abort()
+            if isinstance(exc, TargetUnavailable) and self.t.rcd.stopping():
+                raise Stopping from exc  # (its check or move cut at a stop: not away)
             raise
         self.t.short = False  # (room was made)
         return method
@@ -470,7 +469,7 @@ class RcloneTarget(ObjectTarget):
             conn.close()
             raise FileNotFoundError(key)
         if response.status != 200:
-            message = _complaint(response.read())
+            message = complaint(response.read())
             conn.close()
             raise self.error(message)
         return _Download(self, conn, response)  # type: ignore[return-value]

@@ -3,6 +3,8 @@ the one it means (a full NAS is "full", a changed host key is not a refused logi
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 
 UNREACHABLE = ("connection refused", "couldn't connect", "no such host", "i/o timeout",
@@ -15,6 +17,17 @@ CREDENTIALS = ("unable to authenticate", r"\b401\b", r"\b403\b", "accessdenied",
                "invalid_grant", "token expired", "unauthorized")  # fmt: skip
 THROTTLED = (r"\b429\b", r"\b503\b", "too many requests", "rate limit", "slowdown", "throttl")
 FULL = ("no space left", "quota exceeded", "insufficient storage", r"\b507\b", "storage quota")
+
+
+def complaint(body: bytes) -> str:
+    """What an answer of rcd's says went wrong: the "error" of its JSON, not the whole
+    of it (the request's parameters, tabs and newlines, in a reason a person reads)."""
+    text = body.decode(errors="replace")
+    with contextlib.suppress(ValueError):
+        answer = json.loads(text)
+        if isinstance(answer, dict) and "error" in answer:
+            return str(answer["error"])
+    return text
 
 
 def _said(marks: tuple[str, ...], text: str) -> bool:

@@ -740,11 +740,13 @@ def test_a_stop_mid_upload_to_a_nas_over_a_dead_link_is_prompt_and_the_next_star
 def test_a_stop_mid_upload_to_a_nas_over_a_slow_live_link_writes_the_lists_and_snapshot(
     setup: Setup, ssh_server: SSHServer, group: bool
 ) -> None:
-    """A video goes up to a live NAS over SFTP on a slow uplink (scaled: 1 MiB/s, half a
-    minute for it) as photod is asked to stop, its bytes still moving when the stop's
-    grace ends: the copy is cut then, photod stops well within systemd's 30 s, nothing
-    of the video is visible on the NAS, the last snapshot written at this stop is
-    there, and the next start copies the video.  So too when the stop's SIGTERM goes to
+    """A video goes up to a live NAS over SFTP on a slow uplink (an ADSL line's 1 Mbit/s:
+    4 minutes for it) as photod is asked to stop, its bytes still moving when the
+    stop's grace ends: the copy is cut then, photod stops well within systemd's 30 s,
+    nothing of the video is visible on the NAS, the last snapshot written at this stop
+    is there, and the next start copies the video.  It was not: rcd read 16 MiB ahead
+    of the link, photod's bytes stood still for seconds and the link was taken for
+    dead, or the cut copy called the NAS unavailable ("upload ... cut off").  So too when the stop's SIGTERM goes to
     every process of photod's group, as a shell or a supervisor sends it (and systemd,
     to every process of a unit without `KillMode=mixed`): its `rclone rcd` got it too,
     and quit before photod's last requests, which found it gone ("rclone rcd did not
@@ -753,7 +755,7 @@ def test_a_stop_mid_upload_to_a_nas_over_a_slow_live_link_writes_the_lists_and_s
     from photod import service
 
     nas = ssh_server.files / setup.home.name
-    link = SlowLink(ssh_server.port, 1024 * 1024)
+    link = SlowLink(ssh_server.port, 128 * 1024)
     settings = {**ssh_server.rclone_config(), "port": str(link.port)}
     # (under setsid: photod leads a group of its own, as a shell's job does)
     p = nas_photod(setup, ssh_server, nas, ("setsid",) if group else (), rclone_config=settings)
