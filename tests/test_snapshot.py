@@ -202,6 +202,10 @@ def test_the_targets_recovery_document_changes_only_with_a_new_format(tmp_path: 
         f"the recovery document changed: raise records.PLAN_FORMAT, and add {digest} here"
     )
     assert all(plan_format(d.encode()) == PLAN_FORMAT for d in docs)
+    # A photod of before the format mark (format 1) replaces a document that does not
+    # name the installations' folders: every later one must, or the two computers
+    # would write it in turn.
+    assert all(".photod/installations/" in d for d in docs)
     t = MemoryTarget("nas")
     newer = PLAN_MARK.format(PLAN_FORMAT + 1).encode()
     for there, replaced in ((b"an older one's: .photod/installations/", True),
