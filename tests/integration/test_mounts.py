@@ -775,7 +775,9 @@ def test_a_drive_unplugged_mid_restore_says_so_once_and_a_second_run_completes(
     proc = subprocess.Popen([*p.cli_command(), "restore", str(dest)],
                             env={**p.env, "PHOTOD_FAILPOINTS": "restore_chunk=1:sleep:4"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    time.sleep(2)  # (the first photo is being read)
+    # The first photo is being read once its file is open in the destination (a fixed
+    # wait lost the race on a busy machine: the drive went before the restore began).
+    wait_for(lambda: any(f.is_file() for f in dest.rglob("*")), 60, "the first photo's read")
     subprocess.run(["umount", "-l", str(mnt)], check=True)  # unplugged
     out, err = proc.communicate(timeout=60)
     assert 1 == proc.returncode, out + err
