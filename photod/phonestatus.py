@@ -170,8 +170,8 @@ def _lead_folder(path: str) -> str:
 
 
 def _library_dates(catalog: Catalog, udid: str, paths: list[str]) -> dict[str, str]:
-    """These files' capture times as the phone's library has them (local time, as the
-    listing's), by path; empty when its library was never read."""
+    """These files' capture times as the phone's library has them (``_local``), by
+    path; empty when its library was never read."""
     out = {}
     for path, facts in catalog.library_facts(udid, paths):
         a = asset_from_json(facts)
@@ -181,14 +181,17 @@ def _library_dates(catalog: Catalog, udid: str, paths: list[str]) -> dict[str, s
 
 
 def _local(captured: datetime) -> str:
-    """A library's capture time in this computer's local time, as the listing's are; one
-    that local time would take past the calendar's first or last day (year 1, 9999) at
-    the phone's own clock time."""
+    """A library's capture time as the earlier of this computer's local time (as the
+    listing's are) and the phone's own clock time when it was taken (as Photos shows
+    it): a photo taken at 00:00 in UTC-10 is 00:00 the next day on a computer in
+    UTC+14, and "everything taken before" that day took it in, unprotected.  Local
+    time past the calendar's first or last day (year 1, 9999) is the phone's time."""
+    own = captured.replace(tzinfo=None)
     try:
-        when = captured.astimezone()
+        when = min(own, captured.astimezone().replace(tzinfo=None))
     except (OverflowError, OSError, ValueError):
-        when = captured
-    return when.replace(tzinfo=None).isoformat(timespec="seconds")
+        when = own
+    return when.isoformat(timespec="seconds")
 
 
 def _listed(rows: list[tuple[str, str, str]]) -> list[dict[str, str]]:

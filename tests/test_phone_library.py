@@ -612,6 +612,50 @@ def test_status_shows_a_photo_dated_at_the_calendars_edge_in_any_time_zone(
         time.tzset()
 
 
+def test_safe_to_delete_never_takes_in_a_photo_taken_west_of_the_computer(
+    make_rig: Callable[..., PhoneRig],
+    events: Events,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A photo only in iCloud taken at 00:30 on 11 September in Hawaii (UTC-10), Photos
+    showing it at that time, and a computer at home in Kiribati (UTC+14): `photod
+    status --device` said "everything taken before 2026-09-12 00:30 is safe to
+    delete", its own time in Kiribati, and the person deleted the photo dated the
+    11th (from iCloud too).  Now the line is never after the photo's own clock time."""
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")
+    time.tzset()
+    try:
+        rig = make_rig()
+        files = photos(tmp_path, 1)
+        hawaii = timezone(timedelta(hours=-10))
+        lib = [
+            photoslib.Photo("IMG_0001.JPG"),
+            photoslib.Photo(
+                "IMG_0002.HEIC", local=False, captured=datetime(2026, 9, 11, 0, 30, tzinfo=hawaii)
+            ),
+        ]
+        photoslib.build(tmp_path / "media", "18", lib)
+        for part in librarycopy.PARTS:
+            files[part] = (tmp_path / "media" / part.lstrip("/")).read_bytes()
+        phone = MemPhone(UDID, files, name="Anna's iPhone")
+        plug_and_import(rig, phone, events, 1)
+        from photod import phonestatus
+        from photod.models import PolicyRule
+
+        record = rig.record()
+        assert record is not None
+        infos = {"lib": rig.fleet.targets["lib"].info}
+        report = phonestatus.device_report(rig.catalog, record, PolicyRule(1, 1, 0), infos)
+        [missing] = report["in_icloud"]
+        assert "2026-09-11T00:30:00" == missing["taken_at"] == report["safe_before"]
+        text = phonestatus.render_device(report)
+        assert "Everything taken before 2026-09-11 00:30:00 is safe to delete" in text
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_a_phone_whose_every_file_is_protected_is_counted_without_holding_them(
     tmp_path: Path,
 ) -> None:
