@@ -1673,14 +1673,24 @@ class Catalog:
             r = self._db.execute("SELECT last_seen FROM targets WHERE name=?", (name,)).fetchone()
         return r[0] if r else None
 
-    def holdings_before(self, added_before: str) -> list[tuple[frozenset[str], int]]:
-        """Like ``holdings``, for the assets added before a time."""
+    def holdings_before(
+        self, added_before: str, old_row: int, seen_row: int
+    ) -> list[tuple[frozenset[str], int]]:
+        """Like ``holdings``, for the assets up to row ``seen_row``, and those up to
+        ``old_row`` added before a time (``last_asset_row``)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT held, count(*) FROM assets WHERE added_at < ? GROUP BY held",
-                (added_before,),
+                "SELECT held, count(*) FROM assets WHERE rowid <= ?"
+                " OR (rowid <= ? AND added_at < ?) GROUP BY held",
+                (seen_row, old_row, added_before),
             ).fetchall()
         return [(_held(r[0]), int(r[1])) for r in rows]
+
+    def last_asset_row(self) -> int:
+        """The row of the asset added last (0: none): an asset added later has a
+        higher one."""
+        with self._lock:
+            return int(self._db.execute("SELECT coalesce(max(rowid), 0) FROM assets").fetchone()[0])
 
     def add_temps(self, temps: list[tuple[str, str]]) -> None:
         """Record (target, temp key) of copies being written, in one transaction."""

@@ -56,6 +56,13 @@ class Reminders:
         self.failing_jobs = failing_jobs
         self._policy_looked = -POLICY_LOOK_MAX  # when the catalog was last grouped
         self.stale_after = cfg.notify.stale_after
+        # How long a photo added while this daemon runs has been short of the policy is
+        # counted on the boot clock, not from its ``added_at``: by a clock years behind
+        # (a dead clock battery) put right by NTP, photos added a minute before were
+        # "short for more than a day" at once; by one ahead set back, never told for
+        # as long.  (boot clock, the last asset's row) at each look for them:
+        self._start_row = catalog.last_asset_row()  # older: by their ``added_at``
+        self._rows = [(clock.boottime(), self._start_row)]
         # When the last round ended (the start until one does): on the monotonic clock,
         # which stands still while the computer sleeps.
         self._round_at = clock.monotonic()
@@ -144,8 +151,16 @@ class Reminders:
     def _short(self, now: datetime) -> int:
         """Photos short of the policy for longer than ``grace``."""
         cutoff = (now - timedelta(seconds=self.grace)).isoformat(timespec="seconds")
+        at, row = self.clock.boottime(), self.catalog.last_asset_row()
+        with self._lock:
+            if row != self._rows[-1][1]:
+                self._rows.append((at, row))
+            passed = sum(1 for when, _ in self._rows if at - when >= self.grace)
+            del self._rows[: max(passed - 1, 0)]  # (the newest one older than grace kept)
+            seen = self._rows[0][1] if passed else 0
         counted = self.catalog.counting(self.infos, self.cycle)
-        return sum(n for held, n in self.catalog.holdings_before(cutoff.replace("+00:00", "Z"))
+        rows = self.catalog.holdings_before(cutoff.replace("+00:00", "Z"), self._start_row, seen)
+        return sum(n for held, n in rows
                    if not policy.evaluate(self.rule, held, counted).compliant)  # fmt: skip
 
     def _targets_away(self, now: datetime) -> Iterator[tuple[str, str, str]]:

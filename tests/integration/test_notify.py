@@ -381,3 +381,44 @@ def test_a_clock_put_right_years_forward_does_not_call_a_drive_missing_for_years
     finally:
         p.stop(signal.SIGKILL)
         hook.close()
+
+
+def test_photos_added_while_the_clock_was_years_behind_are_not_called_short_for_years(
+    setup: Setup, samples: Path
+) -> None:
+    """The computer starts with its clock ten years behind (a dead clock battery), a
+    photo comes in and waits for a second copy, then NTP puts the clock right: the
+    photo is not said short of the policy before `grace` (30 s) has passed since it
+    came, and is once it has.  (Its time of adding, dated ten years back, made it "short
+    of the 3-2-1 policy for more than 30 seconds" at the first look after the clock was
+    put right; a clock ahead, set back, hid it for as long.)"""
+    from tests.integration.test_schedule import _faked
+
+    hook = Webhook()
+    p = setup.photod(
+        [
+            {"name": "lib", "path": str(setup.home / "lib")},
+            {"name": "t7", "path": str(setup.home / "T7"), "media": "external"},
+        ],
+        policy={"copies": 2, "media": 1, "offsite": 0},
+        extra=f'\n[notify]\ndesktop = false\nwebhook = "{hook.url}"\ngrace = "30s"\n',
+    )
+    offset = setup.home / "faketime.rc"
+    offset.write_text("-3652d\n")
+    _faked(p, offset)
+    p.start()
+    try:
+        shutil.copy2(next(samples.iterdir()), setup.inbox / "a.jpg")
+        p.wait_event("replica_written", target="lib", timeout=30)
+        came = time.monotonic()
+        offset.write_text("+0\n")  # NTP puts the clock right
+        time.sleep(20)  # (past a look for reminders: every 15 s)
+        assert [] == [json.loads(body)["title"] for _, body in hook.got]
+        p.wait_event("notification_sent", timeout=60)
+        assert time.monotonic() - came >= 30
+        assert ["photod: photos are not protected"] == [
+            json.loads(body)["title"] for _, body in hook.got
+        ]
+    finally:
+        p.stop(signal.SIGKILL)  # (under libfaketime a SIGTERM may go unanswered)
+        hook.close()
