@@ -171,9 +171,11 @@ class Reminders:
             if t.expect_every is None or state.available:
                 continue
             seen = self.catalog.last_seen(t.name)
-            if seen:
-                away = (now - datetime.fromisoformat(seen.replace("Z", "+00:00"))).total_seconds()
-            else:  # never seen: away since the daemon started (on the boot clock)
+            when = datetime.fromisoformat(seen.replace("Z", "+00:00")) if seen else None
+            if when is not None and when <= now:
+                away = (now - when).total_seconds()
+            else:  # never seen, or seen "later" than now (by a clock that ran ahead, set
+                # back since): away since it went (on the boot clock)
                 away = self.clock.boottime() - state.since
             if away > t.expect_every:
                 kind = {"external": "external drive", "nas": "NAS"}.get(str(t.media), "target")

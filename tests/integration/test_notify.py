@@ -422,3 +422,40 @@ def test_photos_added_while_the_clock_was_years_behind_are_not_called_short_for_
     finally:
         p.stop(signal.SIGKILL)  # (under libfaketime a SIGTERM may go unanswered)
         hook.close()
+
+
+def test_a_drive_last_seen_while_the_clock_ran_ahead_is_still_said_missing(
+    setup: Setup,
+) -> None:
+    """The computer's clock runs a year ahead while the external drive is plugged in,
+    then the drive is unplugged and NTP sets the clock back: the drive is said missing
+    once its `expect_every` has passed.  (It was last seen "a year from now": away for
+    minus a year, it would not have been said missing for a year.)"""
+    from tests.integration.test_schedule import _faked
+
+    hook = Webhook()
+    drive = setup.home / "T7"
+    drive.mkdir()
+    p = setup.photod(
+        [{"name": "lib", "path": str(setup.home / "lib")},
+         {"name": "t7", "path": str(drive), "media": "external", "expect_every": "5s"}],
+        policy={"copies": 1, "media": 1, "offsite": 0},
+        extra=f'\n[notify]\ndesktop = false\nwebhook = "{hook.url}"\n',
+    )  # fmt: skip
+    offset = setup.home / "faketime.rc"
+    offset.write_text("+365d\n")
+    _faked(p, offset)
+    p.start()
+    try:
+        p.wait_event("target_available", target="t7")
+        time.sleep(1)  # (its time of being seen recorded)
+        drive.rename(setup.home / "T7-in-the-drawer")
+        offset.write_text("+0\n")  # NTP sets the clock back
+        p.wait_event("target_unavailable", target="t7")
+        p.wait_event("notification_sent", timeout=45)
+        assert ["photod: external drive 't7' missing"] == [
+            json.loads(body)["title"] for _, body in hook.got
+        ]
+    finally:
+        p.stop(signal.SIGKILL)  # (under libfaketime a SIGTERM may go unanswered)
+        hook.close()
