@@ -42,11 +42,13 @@ def device_report(
         elif not (verdict := _verdict(held, rule, infos, verdicts))[0]:
             short.append((f.path, f.taken_at, verdict[1], True))
     undated = False  # a file never read, its capture time unknown
-    if unread := [path for path, _, _, read in short if not read]:
-        # Never read: when it was taken, only its library knows.
-        dated = _library_dates(catalog, d.udid, unread)
+    if short:
+        # When it was taken as Photos shows it: for a file never read, or read without
+        # a date of the phone's clock (a screenshot, a video's, in UTC), its library's.
+        dated = _library_dates(catalog, d.udid, [path for path, *_ in short])
         never = catalog.library_digest(d.udid) is None  # the phone's library never read
-        short = [(p, w if r else min(w, dated.get(p, w)), why, r) for p, w, why, r in short]
+        short = [(p, min(w, dated.get(p, w)), why, r) for p, w, why, r in short]
+        unread = [path for path, _, _, read in short if not read]
         undated = never and any(path not in dated for path in unread)
     not_protected, safe_before = _by_item(catalog, d.udid, short)
     protected = count - len(not_protected)

@@ -656,6 +656,53 @@ def test_safe_to_delete_never_takes_in_a_photo_taken_west_of_the_computer(
         time.tzset()
 
 
+def test_safe_to_delete_dates_a_screenshot_taken_west_of_the_computer_by_its_library(
+    make_rig: Callable[..., PhoneRig],
+    events: Events,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A screenshot (a PNG: no date of its own) taken at 00:30 on 11 September in
+    Hawaii, imported but short of the policy, on a computer in Kiribati (UTC+14):
+    `photod status --device` dated it by the phone's file time in Kiribati (as a video
+    by its header's UTC time in Kiribati), so "everything taken before" took in the
+    unprotected screenshot Photos shows on the 11th.  Its library's date, at the
+    phone's clock, bounds it now."""
+    from PIL import Image
+
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")
+    time.tzset()
+    try:
+        rig = make_rig()
+        files = photos(tmp_path, 1)
+        shot = tmp_path / "shot.png"
+        Image.new("RGB", (8, 8), (1, 2, 3)).save(shot)
+        files["/DCIM/100APPLE/IMG_0002.PNG"] = shot.read_bytes()
+        hawaii = timezone(timedelta(hours=-10))
+        lib = [
+            photoslib.Photo("IMG_0001.JPG"),
+            photoslib.Photo("IMG_0002.PNG", captured=datetime(2026, 9, 11, 0, 30, tzinfo=hawaii)),
+        ]
+        photoslib.build(tmp_path / "media", "18", lib)
+        for part in librarycopy.PARTS:
+            files[part] = (tmp_path / "media" / part.lstrip("/")).read_bytes()
+        phone = MemPhone(UDID, files, name="Anna's iPhone")
+        plug_and_import(rig, phone, events, 1)
+        from photod import phonestatus
+        from photod.models import PolicyRule
+
+        record = rig.record()
+        assert record is not None
+        infos = {"lib": rig.fleet.targets["lib"].info}
+        report = phonestatus.device_report(rig.catalog, record, PolicyRule(2, 1, 0), infos)
+        taken = {p["path"]: p["taken_at"] for p in report["not_protected"]}
+        assert "2026-09-11T00:30:00" == taken["/DCIM/100APPLE/IMG_0002.PNG"]
+        assert report["safe_before"] <= "2026-09-11T00:30:00"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_a_phone_whose_every_file_is_protected_is_counted_without_holding_them(
     tmp_path: Path,
 ) -> None:
@@ -751,10 +798,11 @@ def test_a_phone_with_a_file_not_protected_is_judged_without_holding_every_file(
     finally:
         catalog.close()
     assert (n, n - 2) == (report["on_phone"], report["protected"])
-    assert [(still, "2010-06-01T10:00:00", "deleting it deletes IMG_0000005.MOV with it, which "
-             "is not protected"), (movie, "2010-06-01T10:00:00", "needs 1 more copy, 1 more kind of media")] == [
+    # (dated by the library's 01:00, earlier than the phone's listing of the movie)
+    assert [(still, "2010-06-01T01:00:00", "deleting it deletes IMG_0000005.MOV with it, which "
+             "is not protected"), (movie, "2010-06-01T01:00:00", "needs 1 more copy, 1 more kind of media")] == [
         (p["path"], p["taken_at"], p["why"]) for p in report["not_protected"]]  # fmt: skip
-    assert "2010-06-01T10:00:00" == report["safe_before"]
+    assert "2010-06-01T01:00:00" == report["safe_before"]
     text = phonestatus.render_device(report)
     assert "Not yet    2" in text and "Everything taken before 2010-06-01 " in text, text
     assert peak < 3 * 1024**2, f"{peak / 1024**2:.0f} MB held"
