@@ -20,6 +20,7 @@ from photod.alerts import Message
 from photod.catalog import Catalog
 from photod.clock import SYSTEM, Clock
 from photod.config import Config
+from photod.errors import CatalogDamaged
 from photod.fleet import TargetState
 from photod.logs import log
 
@@ -61,8 +62,12 @@ class Reminders:
         # (a dead clock battery) put right by NTP, photos added a minute before were
         # "short for more than a day" at once; by one ahead set back, never told for
         # as long.  (boot clock, the last asset's row) at each look for them:
-        self._start_row = catalog.last_asset_row()  # older: by their ``added_at``
-        self._rows = [(clock.boottime(), self._start_row)]
+        try:
+            start_row: int | None = catalog.last_asset_row()  # older: by their ``added_at``
+        except CatalogDamaged:  # (the start's check of the catalog rebuilds it and goes
+            start_row = None  # on: the row is taken at the first look instead)
+        self._start_row = start_row
+        self._rows = [(clock.boottime(), start_row or 0)]
         # When the last round ended (the start until one does): on the monotonic clock,
         # which stands still while the computer sleeps.
         self._round_at = clock.monotonic()
@@ -153,13 +158,17 @@ class Reminders:
         cutoff = (now - timedelta(seconds=self.grace)).isoformat(timespec="seconds")
         at, row = self.clock.boottime(), self.catalog.last_asset_row()
         with self._lock:
+            if self._start_row is None:  # (the catalog could not be read at the start)
+                self._start_row = row
+                self._rows = [(self._rows[0][0], row)]
+            start = self._start_row
             if row != self._rows[-1][1]:
                 self._rows.append((at, row))
             passed = sum(1 for when, _ in self._rows if at - when >= self.grace)
             del self._rows[: max(passed - 1, 0)]  # (the newest one older than grace kept)
             seen = self._rows[0][1] if passed else 0
         counted = self.catalog.counting(self.infos, self.cycle)
-        rows = self.catalog.holdings_before(cutoff.replace("+00:00", "Z"), self._start_row, seen)
+        rows = self.catalog.holdings_before(cutoff.replace("+00:00", "Z"), start, seen)
         return sum(n for held, n in rows
                    if not policy.evaluate(self.rule, held, counted).compliant)  # fmt: skip
 
