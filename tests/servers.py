@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,21 @@ ARCHIVED = (b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent
             b" object's storage class</Message></Error>")  # fmt: skip
 
 
+def relay(
+    listener: socket.socket,
+    upstream: tuple[str, int],
+    both_ways: Callable[[socket.socket, socket.socket], None],
+) -> None:
+    """Each connection ``listener`` takes, with one of its own to ``upstream``, handed
+    to ``both_ways`` (client, server), until the listener is closed."""
+    while True:
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            return  # closed
+        both_ways(client, socket.create_connection(upstream))
+
+
 class DamagingProxy:
     """A TCP proxy on 127.0.0.1 in front of an HTTP server that, while ``damaging``,
     flips one bit in the middle of every request body of at least ``min_body`` bytes:
@@ -205,17 +221,14 @@ class DamagingProxy:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return  # closed
-            server = socket.create_connection(self.upstream)
+        def both_ways(client: socket.socket, server: socket.socket) -> None:
             damage: list[bool] = []  # this connection's next answer is to be damaged
             threading.Thread(target=self._answers, args=(server, client, damage),
                              daemon=True).start()  # fmt: skip
             threading.Thread(target=self._requests, args=(client, server, damage),
                              daemon=True).start()  # fmt: skip
+
+        relay(self.listener, self.upstream, both_ways)
 
     @staticmethod
     def _answers(server: Any, client: Any, damage: list[bool]) -> None:
@@ -448,14 +461,11 @@ class SlowLink:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return  # closed
-            server = socket.create_connection(self.upstream)
+        def both_ways(client: socket.socket, server: socket.socket) -> None:
             for a, b, rate in ((client, server, self.rate), (server, client, 0)):
                 threading.Thread(target=self._pipe, args=(a, b, rate), daemon=True).start()
+
+        relay(self.listener, self.upstream, both_ways)
 
     @staticmethod
     def _pipe(src: socket.socket, dst: socket.socket, rate: int) -> None:

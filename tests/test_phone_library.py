@@ -612,6 +612,29 @@ def test_status_shows_a_photo_dated_at_the_calendars_edge_in_any_time_zone(
         time.tzset()
 
 
+def _imported_and_reported(
+    rig: PhoneRig,
+    events: Events,
+    tmp_path: Path,
+    files: dict[str, bytes],
+    lib: list[photoslib.Photo],
+    copies: int,
+) -> dict[str, Any]:
+    """`photod status --device`'s report (as JSON) of a phone holding ``files`` and the
+    library ``lib``, plugged in and imported, under a policy of ``copies`` copies."""
+    from photod import phonestatus
+    from photod.models import PolicyRule
+
+    photoslib.build(tmp_path / "media", "18", lib)
+    for part in librarycopy.PARTS:
+        files[part] = (tmp_path / "media" / part.lstrip("/")).read_bytes()
+    plug_and_import(rig, MemPhone(UDID, files, name="Anna's iPhone"), events, 1)
+    record = rig.record()
+    assert record is not None
+    infos = {"lib": rig.fleet.targets["lib"].info}
+    return phonestatus.device_report(rig.catalog, record, PolicyRule(copies, 1, 0), infos)
+
+
 def test_safe_to_delete_never_takes_in_a_photo_taken_west_of_the_computer(
     make_rig: Callable[..., PhoneRig],
     events: Events,
@@ -635,19 +658,10 @@ def test_safe_to_delete_never_takes_in_a_photo_taken_west_of_the_computer(
                 "IMG_0002.HEIC", local=False, captured=datetime(2026, 9, 11, 0, 30, tzinfo=hawaii)
             ),
         ]
-        photoslib.build(tmp_path / "media", "18", lib)
-        for part in librarycopy.PARTS:
-            files[part] = (tmp_path / "media" / part.lstrip("/")).read_bytes()
-        phone = MemPhone(UDID, files, name="Anna's iPhone")
-        plug_and_import(rig, phone, events, 1)
-        from photod import phonestatus
-        from photod.models import PolicyRule
-
-        record = rig.record()
-        assert record is not None
-        infos = {"lib": rig.fleet.targets["lib"].info}
-        report = phonestatus.device_report(rig.catalog, record, PolicyRule(1, 1, 0), infos)
+        report = _imported_and_reported(rig, events, tmp_path, files, lib, copies=1)
         [missing] = report["in_icloud"]
+        from photod import phonestatus
+
         assert "2026-09-11T00:30:00" == missing["taken_at"] == report["safe_before"]
         text = phonestatus.render_device(report)
         assert "Everything taken before 2026-09-11 00:30:00 is safe to delete" in text
@@ -683,18 +697,7 @@ def test_safe_to_delete_dates_a_screenshot_taken_west_of_the_computer_by_its_lib
             photoslib.Photo("IMG_0001.JPG"),
             photoslib.Photo("IMG_0002.PNG", captured=datetime(2026, 9, 11, 0, 30, tzinfo=hawaii)),
         ]
-        photoslib.build(tmp_path / "media", "18", lib)
-        for part in librarycopy.PARTS:
-            files[part] = (tmp_path / "media" / part.lstrip("/")).read_bytes()
-        phone = MemPhone(UDID, files, name="Anna's iPhone")
-        plug_and_import(rig, phone, events, 1)
-        from photod import phonestatus
-        from photod.models import PolicyRule
-
-        record = rig.record()
-        assert record is not None
-        infos = {"lib": rig.fleet.targets["lib"].info}
-        report = phonestatus.device_report(rig.catalog, record, PolicyRule(2, 1, 0), infos)
+        report = _imported_and_reported(rig, events, tmp_path, files, lib, copies=2)
         taken = {p["path"]: p["taken_at"] for p in report["not_protected"]}
         assert "2026-09-11T00:30:00" == taken["/DCIM/100APPLE/IMG_0002.PNG"]
         assert report["safe_before"] <= "2026-09-11T00:30:00"

@@ -21,7 +21,7 @@ import pytest
 
 from tests import photoslib
 from tests.conftest import Photod, make_mov, sha256, wait_for
-from tests.fakephone import camera_roll
+from tests.fakephone import CameraRoll, camera_roll
 from tests.integration import test_iphone
 from tests.integration.conftest import Setup
 from tests.integration.test_iphone import UDID_A, PhoneSetup, device
@@ -470,6 +470,15 @@ def test_the_albums_come_back_with_the_second_key_kept_in_a_drawer(
     assert EXPECTED_FACTS == _facts(work / "restored")
 
 
+def _library_read(phones: PhoneSetup, roll: CameraRoll) -> Photod:
+    """A daemon started, ``roll``'s phone plugged in, and its library read."""
+    p = phones.photod().start()
+    p.wait_event("usbmuxd_connected")
+    phones.mux.plug(phones.phone(UDID_A, "Anna's iPhone", roll))
+    p.wait_event("device_library_read", timeout=60)
+    return p
+
+
 def test_restoring_an_album_says_which_of_its_photos_photod_does_not_have(
     phones: PhoneSetup, samples: Path, tmp_path: Path
 ) -> None:
@@ -484,11 +493,7 @@ def test_restoring_an_album_says_which_of_its_photos_photod_does_not_have(
         photoslib.Photo("IMG_0900.HEIC", local=False, captured=datetime(2026, 8, 30, tzinfo=UTC)),
     ]
     photoslib.build(roll.media, "18", lib, [(("Rome",), [p.uuid for p in lib])])
-    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
-    p = phones.photod().start()
-    p.wait_event("usbmuxd_connected")
-    phones.mux.plug(phone)
-    p.wait_event("device_library_read", timeout=60)
+    p = _library_read(phones, roll)
     p.wait_protected(2)
     assert "Rome  3 photos, 2 protected, 1 not backed up" in p.cli("albums").stdout
     r = p.cli("restore", str(tmp_path / "restored"), "--album", "Rome")
@@ -514,11 +519,7 @@ def test_an_album_whose_title_holds_a_slash_is_restored_by_its_title(
     ]
     albums = [(("Concerts", "AC/DC"), [lib[0].uuid]), (("Trips", "DC"), [lib[1].uuid])]
     photoslib.build(roll.media, "18", lib, albums)
-    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
-    p = phones.photod().start()
-    p.wait_event("usbmuxd_connected")
-    phones.mux.plug(phone)
-    p.wait_event("device_library_read", timeout=60)
+    p = _library_read(phones, roll)
     p.wait_protected(2)
     wait_for(lambda: len(list(phones.lib.rglob("*.xmp"))) == 2, 30, "the sidecars")
     first = next(phones.lib.rglob("IMG_0000.JPG.xmp"))
