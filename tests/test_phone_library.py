@@ -706,6 +706,23 @@ def test_safe_to_delete_dates_a_screenshot_taken_west_of_the_computer_by_its_lib
         time.tzset()
 
 
+def _report_and_peak(
+    catalog: Catalog, rule: Any, infos: dict[str, Any]
+) -> tuple[dict[str, Any], int]:
+    """The report of the catalog's one phone, and the most memory making it held."""
+    import tracemalloc
+
+    from photod import phonestatus
+
+    [record] = catalog.devices()
+    tracemalloc.start()
+    try:
+        report = phonestatus.device_report(catalog, record, rule, infos)
+        return report, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_a_phone_whose_every_file_is_protected_is_counted_without_holding_them(
     tmp_path: Path,
 ) -> None:
@@ -715,7 +732,6 @@ def test_a_phone_whose_every_file_is_protected_is_counted_without_holding_them(
     is the same: every file protected, all safe to delete; one file short of the
     policy is still named, and the phone no longer all safe."""
     import sqlite3
-    import tracemalloc
 
     from bench.scale import fill_phone
     from photod import phonestatus
@@ -727,13 +743,7 @@ def test_a_phone_whose_every_file_is_protected_is_counted_without_holding_them(
     rule, infos = PolicyRule(1, 1, 0), {"t7": TargetInfo("t7", "external", False)}
     catalog = Catalog(db)
     try:
-        [record] = catalog.devices()
-        tracemalloc.start()
-        try:
-            report = phonestatus.device_report(catalog, record, rule, infos)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        report, peak = _report_and_peak(catalog, rule, infos)
         assert (n, n, [], None) == (report["on_phone"], report["protected"],
                                     report["not_protected"], report["safe_before"])  # fmt: skip
         assert f"all {n} files are safe to delete from the phone" in phonestatus.render_device(
@@ -743,6 +753,7 @@ def test_a_phone_whose_every_file_is_protected_is_counted_without_holding_them(
         with sqlite3.connect(db) as c:  # one photo's copy is not verified any more
             c.execute("UPDATE assets SET held='' WHERE sha256=?", (shas[5],))
         c.close()
+        [record] = catalog.devices()
         report = phonestatus.device_report(catalog, record, rule, infos)
     finally:
         catalog.close()
@@ -761,7 +772,6 @@ def test_a_phone_with_a_file_not_protected_is_judged_without_holding_every_file(
     that may share its item are held now, and the report is the same: the movie and its
     still (deleting the still deletes the movie) not safe, everything before them safe."""
     import sqlite3
-    import tracemalloc
 
     from bench.scale import fill_phone
     from photod import phonestatus
@@ -791,13 +801,7 @@ def test_a_phone_with_a_file_not_protected_is_judged_without_holding_every_file(
     del assets, files
     rule, infos = PolicyRule(1, 1, 0), {"t7": TargetInfo("t7", "external", False)}
     try:
-        [record] = catalog.devices()
-        tracemalloc.start()
-        try:
-            report = phonestatus.device_report(catalog, record, rule, infos)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        report, peak = _report_and_peak(catalog, rule, infos)
     finally:
         catalog.close()
     assert (n, n - 2) == (report["on_phone"], report["protected"])
