@@ -1878,7 +1878,7 @@ class Catalog:
                 db.execute(f"DELETE FROM {table} WHERE udid=?", (udid,))
             db.execute(
                 "INSERT OR REPLACE INTO libraries VALUES (?,?,?,?,?)",
-                (udid, rows.digest, rows.schema, now_iso(), in_icloud),
+                (udid, rows.digest, rows.schema, rows.read_at or now_iso(), in_icloud),
             )
             db.executemany(
                 "INSERT INTO library_assets VALUES (?,?,?,?,?,?)",
@@ -1898,7 +1898,7 @@ class Catalog:
         listing where the import has done it since."""
         with self._lock:
             head = self._db.execute(
-                "SELECT digest, schema FROM libraries WHERE udid=?", (udid,)
+                "SELECT digest, schema, read_at FROM libraries WHERE udid=?", (udid,)
             ).fetchone()
             if head is None:
                 return None
@@ -1923,6 +1923,7 @@ class Catalog:
             [(r[0], r[1], bool(r[2]), r[3], r[4]) for r in assets],
             [(r[0], r[1], r[2]) for r in files],
             [(r[0], r[1], bool(r[2]), r[3]) for r in albums],
+            head[2],
         )
 
     def library_version(self, udid: str) -> str | None:
@@ -2080,6 +2081,7 @@ class LibraryRows(NamedTuple):
     assets: list[tuple[str, str, bool, str, str]]  # uuid, path, local, facts JSON, sidecar digest
     files: list[tuple[str, str, str | None]]  # path, uuid, asset SHA-256 (None: not yet known)
     albums: list[tuple[str, str, bool, str]]  # uuid, path JSON, trashed, asset uuids JSON
+    read_at: str = ""  # when it was read from the phone ('' when saved: now)
 
 
 def no_catalog(path: Path) -> bool:

@@ -293,7 +293,7 @@ class Pipeline:
         state = self.targets[name]
         if not state.available or state.paused() or self.stop_event.is_set():
             return
-        self.keeper.keep(name, state.target)
+        self.keeper.keep(name, state.target, state.records.folder if state.records else "")
 
     def _wake_catch_up(self) -> None:
         """After a phone's import: its library's sidecars go out with the catch-up."""

@@ -5,9 +5,13 @@ A sidecar is metadata, not an original: it follows the facts (a photo starred or
 in an album after its import is rewritten; an unchanged one is never written again:
 the catalog keeps the digest each target holds), and it goes to a target only beside
 an original that target holds verified, so a remote target gets it with its catch-up.
-The index (``.photod/library/UDID.json``, sealed on an encrypted target) is what a
-``catalog rebuild`` takes the library back from: albums in their order, and which
-files (by SHA-256) each asset is.
+The index (``.photod/installations/<name>.<id12>/library/UDID.json``, sealed on an
+encrypted target) is what a ``catalog rebuild`` takes the library back from: albums in
+their order, and which files (by SHA-256) each asset is.  Each installation writes its
+own, in its own folder: two computers of a family that import one phone (or one whose
+view of it is older, writing last) never replace each other's.  A rebuild takes the
+view read from the phone last (``read_at``), among every installation's and the one
+``.photod/library/UDID.json`` an earlier photod wrote for all of them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from photod.errors import TargetFull, TargetUnavailable, Undecryptable
 from photod.library import asset_from_json
 from photod.logs import log
 from photod.targets.base import Target
+from photod.targets.records import INSTALLATIONS
 
 INDEX = "library"  # the folder under .photod/
 FAILURES = 10  # sidecars that failed in one round before the target counts as gone
@@ -40,8 +45,10 @@ def _own(target: Target, key: str, data: bytes) -> bool:
     return target.put_beside(key, data, replace=True)
 
 
-def index_name(udid: str) -> str:
-    return f"{INDEX}/{udid}.json"
+def index_name(udid: str, folder: str = "") -> str:
+    """The index of one phone in an installation's ``folder`` on the target; without
+    one, where an earlier photod kept it, one file for every installation."""
+    return f"{folder}/{INDEX}/{udid}.json" if folder else f"{INDEX}/{udid}.json"
 
 
 def sidecar_digest(data: bytes) -> str:
@@ -57,12 +64,12 @@ class LibraryKeeper:
         self.stop = stop
         self._waiting: dict[str, str] = {}  # target -> why its sidecars wait, as said
 
-    def keep(self, name: str, target: Target) -> None:
+    def keep(self, name: str, target: Target, folder: str = "") -> None:
         """``sync``, at each catch-up: a target that cannot take them now is said once
         while it stays so (``sidecars_waiting``), not at every catch-up (a full drive
         was eleven warnings every 30 s, each with the bytes it lacked then)."""
         try:
-            self.sync(name, target)
+            self.sync(name, target, folder)
         except TargetUnavailable as exc:
             why = "full" if isinstance(exc, TargetFull) else exc.reason
             if self._waiting.get(name) != why:
@@ -71,8 +78,9 @@ class LibraryKeeper:
         else:
             self._waiting.pop(name, None)
 
-    def sync(self, name: str, target: Target) -> int:
-        """Bring ``target``'s sidecars and indexes up to date; the sidecars written.
+    def sync(self, name: str, target: Target, folder: str = "") -> int:
+        """Bring ``target``'s sidecars and indexes (in this installation's ``folder``
+        there) up to date; the sidecars written.
         One sidecar that cannot be written (its folder gone from the target) is said
         and passed over; a target that stops answering stops the round (raises
         TargetUnavailable), and the rest waits for the next."""
@@ -103,19 +111,19 @@ class LibraryKeeper:
         if written:
             log.info("sidecars_written", target=name, count=written)
         for udid in self.catalog.libraries():
-            self._index(name, target, udid)
+            self._index(name, target, index_name(udid, folder), udid)
         return written
 
-    def _index(self, name: str, target: Target, udid: str) -> None:
+    def _index(self, name: str, target: Target, key: str, udid: str) -> None:
         version = self.catalog.library_version(udid)
-        mark = f"library_index:{name}:{udid}"
+        mark = f"library_index:{name}:{key}"  # (a new place is written once, whatever was)
         if version is None or self.catalog.meta(mark) == version:
             return  # the index there is current: nothing read, nothing written
         rows = self.catalog.library(udid)
         if rows is None:
             return
         device = next((d.name for d in self.catalog.devices() if d.udid == udid), "")
-        target.put_private(index_name(udid), index_bytes(udid, device, rows))
+        target.put_private(key, index_bytes(udid, device, rows))
         self.catalog.set_meta(mark, version)
 
 
@@ -127,6 +135,7 @@ def index_bytes(udid: str, device: str, rows: LibraryRows) -> bytes:
         "digest": rows.digest,
         "schema": rows.schema,
         "written_at": now_iso(),
+        "read_at": rows.read_at,  # from the phone: the newest is what a rebuild takes
         "albums": [
             {"uuid": u, "path": json.loads(p), "trashed": t, "assets": json.loads(a)}
             for u, p, t, a in rows.albums
@@ -162,6 +171,7 @@ def rows_from_index(data: bytes) -> tuple[str, str, LibraryRows]:
                 (al["uuid"], dumps(al["path"]), bool(al["trashed"]), dumps(al["assets"]))
                 for al in doc["albums"]
             ],
+            str(doc.get("read_at") or doc.get("written_at", "")),  # (an earlier photod's)
         ),
     )
 
@@ -170,12 +180,23 @@ def _facts(data: dict[str, object]) -> str:
     return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
+def _index_names(target: Target) -> list[str]:
+    """Every index on the target: each installation's, and an earlier photod's."""
+    mine = [
+        n for n in target.list_meta(INSTALLATIONS)
+        if n.count("/") == 3 and n.split("/")[2] == INDEX and n.endswith(".json")
+    ]  # fmt: skip
+    return target.list_meta(INDEX) + mine
+
+
 def take_indexes(catalog: Catalog, targets: Iterable[tuple[str, Target]]) -> int:
-    """The libraries a rebuilt catalog lacks, from the targets' indexes; how many."""
-    taken = 0
+    """The libraries a rebuilt catalog lacks, from the targets' indexes; how many.  Of
+    the indexes of one phone (one per installation that imported it), the one read
+    from the phone last."""
+    newest: dict[str, LibraryRows] = {}
     for name, target in targets:
         try:
-            names = target.list_meta(INDEX)
+            names = _index_names(target)
         except TargetUnavailable:
             continue
         for meta in names:
@@ -187,7 +208,11 @@ def take_indexes(catalog: Catalog, targets: Iterable[tuple[str, Target]]) -> int
             except (TargetUnavailable, Undecryptable, ValueError, KeyError, TypeError) as exc:
                 log.warning("library_index_unreadable", target=name, file=meta, reason=str(exc))
                 continue
-            if catalog.library_digest(udid) is None:
-                catalog.save_library(udid, rows)
-                taken += 1
+            if udid not in newest or rows.read_at > newest[udid].read_at:
+                newest[udid] = rows
+    taken = 0
+    for udid, rows in newest.items():
+        if catalog.library_digest(udid) is None:
+            catalog.save_library(udid, rows)
+            taken += 1
     return taken

@@ -13,6 +13,7 @@ Under ``.photod/`` on every target::
         index/<random>.age                  the same on an encrypted target, sealed with age
         snapshots/<generation>-<assets>.sqlite.gz   its catalog, the last few generations
         RECOVERY.md                         its own recovery plan
+        library/<UDID>.json                 its view of each phone's library (``sidecars.py``)
     objects/<ab>/<38 hex>                   (encrypted targets) each object's index line, sealed
 
 An installation writes only in its own folder, and the shared files only when they are

@@ -46,9 +46,13 @@ class PhoneSetup:
         iphone: dict[str, Any] | None = None,
         extra: str = "",
         mirror: dict[str, Any] | None = None,
+        daemon: str = "",
     ) -> Photod:
-        """``mirror``: more settings of the second target (``encrypt = true``, say)."""
+        """``mirror``: more settings of the second target (``encrypt = true``, say, or
+        the ``path`` of a family's drive another computer shares); ``daemon``: lines
+        of ``[daemon]`` (``instance = "desktop"``)."""
         source = {"name": "phones", "type": "iphone", **(iphone or {})}
+        (self.home / "run").mkdir(mode=0o700, parents=True, exist_ok=True)
         config = write_config(
             self.home / "photod.toml",
             [source],
@@ -57,10 +61,13 @@ class PhoneSetup:
                 {"name": "mirror", "type": "local", "path": str(self.mirror), **(mirror or {})},
             ],
             {"copies": 2, "media": 1, "offsite": 0},
-            FAST.format(home=self.home, daemon="") + extra,
+            FAST.format(home=self.home, daemon=daemon) + extra,
         )
         p = self.factory(config)
-        p.env["USBMUXD_SOCKET_ADDRESS"] = str(self.mux.socket_path)
+        # Its own home, output and log: a second computer's setup on the same phones.
+        p.home, p.output, p.log_dir = self.home, self.home / "photod.out", self.home / "log"
+        p.env.update(HOME=str(self.home), XDG_RUNTIME_DIR=str(self.home / "run"),
+                     USBMUXD_SOCKET_ADDRESS=str(self.mux.socket_path))  # fmt: skip
         return p
 
     def phone(self, udid: str, name: str, roll: CameraRoll, **kw: Any) -> FakePhone:

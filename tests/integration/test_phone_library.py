@@ -29,6 +29,9 @@ from tests.servers import Webhook
 
 pytestmark = pytest.mark.integration
 
+# The phone's library index, in this installation's folder on a target.
+INDEX = f".photod/installations/*/library/{UDID_A}.json"
+
 # The phone tests' fake usbmuxd and setup, as fixtures here too.
 phones = test_iphone.phones
 usbmuxd = test_iphone.usbmuxd
@@ -137,7 +140,7 @@ def test_albums_favourites_captions_and_icloud_only_originals_reach_the_user(
         assert "Live one" == exiftool(next(dest.rglob("IMG_5001.HEIC.xmp")))["XMP-dc:Title"]
         # The library index on the target: the album in its order, the trashed photo
         # marked, the odd movie under its still's asset with the movie's own bytes.
-        index = json.loads((phones.lib / ".photod" / "library" / f"{UDID_A}.json").read_bytes())
+        index = json.loads(next(phones.lib.glob(INDEX)).read_bytes())
         [trip] = [al for al in index["albums"] if al["path"] == ["Trips", "Beach 2026"]]
         assert beach == trip["assets"]
         facts = {a["uuid"]: a["facts"] for a in index["assets"]}
@@ -217,7 +220,7 @@ def test_a_power_cut_after_a_movie_is_in_keeps_it_with_its_live_photo(
     p.start()
     p.wait_event("device_library_read", timeout=60)
     p.wait_protected(len(roll.files), timeout=60)
-    index = json.loads((phones.lib / ".photod" / "library" / f"{UDID_A}.json").read_bytes())
+    index = json.loads(next(phones.lib.glob(INDEX)).read_bytes())
     assert lib[0].uuid == {f["path"]: f for f in index["files"]}[movie]["uuid"]
     dest = tmp_path / "restored"
     r = p.cli("restore", str(dest), "--album", "Live")
@@ -313,7 +316,7 @@ def test_an_encrypted_target_keeps_the_library_sealed_and_restores_it(
     wait_for(lambda: len(list(phones.lib.rglob("*.xmp"))) == 2, 30, "the plain sidecars")
     wait_for(lambda: len(list((phones.mirror / ".photod" / "beside").glob("*"))) == 2, 30,
              "the sealed sidecars")  # fmt: skip
-    wait_for(lambda: (phones.mirror / ".photod" / "library").is_dir(), 30, "the sealed index")
+    wait_for(lambda: any(phones.mirror.glob(INDEX)), 30, "the sealed index")
     phones.mux.unplug(phone)
     assert 0 == p.stop()  # then nothing is being written there while it is read
     sealed = [q for q in phones.mirror.rglob("*") if q.is_file()]
@@ -531,3 +534,73 @@ def test_an_album_whose_title_holds_a_slash_is_restored_by_its_title(
         assert 0 == r.returncode, r.stdout + r.stderr
         assert [photo.filename] == [q.name for q in dest.rglob("*.JPG")], album
     assert 0 == p.stop()
+
+
+def test_two_computers_importing_one_phone_each_keep_their_view_of_its_library(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    """A family's drive that goes from computer to computer.  The phone is imported on
+    the laptop while the drive is at the desktop (its album "Paris" still empty); a
+    photo is put in "Paris", and the phone and the drive are at the desktop, which
+    imports it; then the drive comes back to the laptop, which catches up.  Each
+    computer's view of the library stays on the drive, as JSON; and with both computers
+    lost, snapshots and all, a rebuild from the drive alone takes the newest one:
+    "Paris" with its photo.  The index was one file per phone, replaced whole by each
+    computer: the laptop's older view, written last, was all the drive kept, and
+    "Paris" came back empty."""
+    roll = camera_roll(tmp_path / "phone", samples, photos=2, live=0)
+    lib = [
+        photoslib.Photo("IMG_0000.JPG", directory="DCIM/100APPLE"),
+        photoslib.Photo("IMG_0001.JPG", directory="DCIM/101APPLE"),
+    ]
+    db = photoslib.build(roll.media, "18", lib, [(("Rome",), [lib[0].uuid]), (("Paris",), [])])
+    drive = tmp_path / "family-drive"
+    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
+
+    def imported(p: Photod, count: int) -> None:
+        p.wait_event("usbmuxd_connected", count=count)
+        phones.mux.plug(phone)
+        p.wait_event("device_library_read", count=count, timeout=60)
+        phones.mux.unplug(phone)
+        p.wait_event("device_detached", count=count)
+
+    def views() -> list[dict[str, Any]]:
+        return [json.loads(q.read_bytes()) for q in drive.rglob(f"{UDID_A}.json")]
+
+    def albums(view: dict[str, Any]) -> dict[str, list[str]]:
+        return {"/".join(al["path"]): al["assets"] for al in view["albums"]}
+
+    laptop = phones.photod(mirror={"path": str(drive), "create": False},
+                           daemon='instance = "laptop"').start()  # fmt: skip
+    imported(laptop, 1)
+    wait_for(lambda: any(phones.lib.rglob(f"{UDID_A}.json")), 30, "the laptop's own index")
+    assert 0 == laptop.stop()
+
+    photoslib.update(db, lib[1].uuid, add_to_album=("Paris",))
+    desk = PhoneSetup(tmp_path / "desktop", phones.mux, phones.factory)
+    desktop = desk.photod(mirror={"path": str(drive)}, daemon='instance = "desktop"').start()
+    imported(desktop, 1)
+    desktop.wait_protected(2)
+    newest = {"Paris": [lib[1].uuid], "Rome": [lib[0].uuid]}
+    wait_for(lambda: [newest] == [albums(v) for v in views()], 30, "the desktop's index")
+    assert 0 == desktop.stop()
+
+    laptop.start()  # the drive is back at the laptop: its catch-up writes there
+    older = {"Paris": [], "Rome": [lib[0].uuid]}
+    wait_for(lambda: older in [albums(v) for v in views()], 60, "the laptop's index on the drive")
+    assert 0 == laptop.stop()
+
+    # Both computers lost, and every snapshot on the drive: the indexes are all there is.
+    for gone in (phones.home / "state", phones.lib, desk.home / "state", desk.lib):
+        shutil.rmtree(gone)
+    for snap in drive.glob(".photod/installations/*/snapshots/*"):
+        snap.unlink()
+    r = desktop.cli("catalog", "rebuild", "--from", "mirror")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert "Paris  1 photos" in desktop.cli("albums").stdout
+    dest = tmp_path / "restored"
+    r = desktop.cli("restore", str(dest), "--album", "Paris")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert ["IMG_0001.JPG"] == [q.name for q in dest.rglob("*.JPG")]
+    kept = [albums(v) for v in views()]  # each computer's view, as JSON
+    assert 2 == len(kept) and older in kept and newest in kept
