@@ -1,11 +1,17 @@
 """The phones' albums, as the catalog knows them from their libraries: `photod albums`
 lists them (with how many of their photos are protected), and `photod restore --album`
-takes the photos of one."""
+takes the photos of one.
+
+An album's name is its folders' titles and its own joined by "/", each title's own "/"
+written "\\/" (and "\\" "\\\\"): the album titled "Trips/2024" is ``Trips\\/2024``, the
+album "2024" in the folder "Trips" ``Trips/2024``, two names for two albums.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from photod import policy
@@ -17,7 +23,7 @@ from photod.models import PolicyRule, TargetInfo
 
 @dataclass(frozen=True)
 class AlbumInfo:
-    name: str  # folders and title: "Trips/2024/Rome"
+    name: str  # folders and title: "Trips/2024/Rome" (``album_name``)
     device: str  # the phone's name (its UDID when it has none)
     udid: str
     photos: int  # the album's photos (library assets)
@@ -26,6 +32,17 @@ class AlbumInfo:
     trashed: bool  # the album itself is in Recently Deleted
     assets: frozenset[str]  # the SHA-256 of every file photod holds of it
     title: str = ""  # its own title ("AC/DC" in "Concerts/AC/DC": a "/" may be in one)
+
+
+def album_name(levels: Sequence[str]) -> str:
+    """The folders' titles and the album's, joined by "/"; a "/" or "\\" of a title
+    written "\\/" or "\\\\", so that no two albums share a name."""
+    return "/".join(t.replace("\\", "\\\\").replace("/", "\\/") for t in levels)
+
+
+def _plain(name: str) -> str:
+    """A name as it was written before titles were escaped ("Concerts/AC/DC")."""
+    return re.sub(r"\\(.)", r"\1", name)
 
 
 def _device_names(catalog: Catalog) -> dict[str, str]:
@@ -67,7 +84,7 @@ def albums(
             levels = json.loads(path)
             out.append(
                 AlbumInfo(
-                    "/".join(levels),
+                    album_name(levels),
                     shown,
                     udid,
                     len(uuids),
@@ -98,7 +115,8 @@ def _judge(
 
 def album_assets(catalog: Catalog, album: str, device: str | None = None) -> frozenset[str] | None:
     """The files photod holds of the album named ``album`` (its full name with folders,
-    or its title alone when only one album has it); None when no album has that name."""
+    or its title alone when only one album has it, or its name with a title's "/"
+    unescaped when only one has that); None when no album has that name."""
     chosen = _chosen(catalog, album, device)
     return None if chosen is None else frozenset().union(*(a.assets for a in chosen))
 
@@ -113,12 +131,14 @@ def _chosen(catalog: Catalog, album: str, device: str | None) -> list[AlbumInfo]
     found = albums(catalog, PolicyRule(0, 0, 0), {}, device)
     exact = [a for a in found if a.name == album]
     by_title = [a for a in found if a.title == album]
-    chosen = exact or by_title
+    unescaped = [a for a in found if _plain(a.name) == album]  # (as an earlier photod listed it)
+    chosen = exact or by_title or unescaped
     if not chosen:
         return None
-    if not exact and len({a.name for a in by_title}) > 1:
-        names = ", ".join(sorted({repr(a.name) for a in by_title}))
-        raise PhotodError(f"several albums are titled {album!r}: {names}; give the full name")
+    if not exact and len({a.name for a in chosen}) > 1:
+        names = ", ".join(sorted({repr(a.name) for a in chosen}))
+        what = "titled" if by_title else "named"
+        raise PhotodError(f"several albums are {what} {album!r}: {names}; give the full name")
     return chosen
 
 

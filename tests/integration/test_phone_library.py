@@ -604,3 +604,33 @@ def test_two_computers_importing_one_phone_each_keep_their_view_of_its_library(
     assert ["IMG_0001.JPG"] == [q.name for q in dest.rglob("*.JPG")]
     kept = [albums(v) for v in views()]  # each computer's view, as JSON
     assert 2 == len(kept) and older in kept and newest in kept
+
+
+def test_an_album_titled_with_a_slash_and_one_in_a_folder_of_that_name_stay_two_albums(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    """An album titled "Trips/2024", and an album "2024" in the folder "Trips", each with
+    a photo of its own: `photod albums` lists two names (the title's own "/" written
+    "\\/"), and a restore of each name brings back that album's photo alone.  Both
+    were "Trips/2024": listed twice alike, and either restore brought back both
+    albums' photos."""
+    roll = camera_roll(tmp_path / "phone", samples, photos=2, live=0)
+    lib = [
+        photoslib.Photo("IMG_0000.JPG", directory="DCIM/100APPLE"),
+        photoslib.Photo("IMG_0001.JPG", directory="DCIM/101APPLE"),
+    ]
+    albums = [(("Trips/2024",), [lib[0].uuid]), (("Trips", "2024"), [lib[1].uuid])]
+    photoslib.build(roll.media, "18", lib, albums)
+    p = _library_read(phones, roll)
+    p.wait_protected(2)
+    r = p.cli("albums", "--json")
+    assert 0 == r.returncode, r.stderr
+    assert ["Trips/2024", "Trips\\/2024"] == sorted(a["album"] for a in json.loads(r.stdout))
+    listed = p.cli("albums").stdout
+    assert "  Trips/2024  1 photos" in listed and "  Trips\\/2024  1 photos" in listed, listed
+    for name, photo in (("Trips\\/2024", lib[0]), ("Trips/2024", lib[1])):
+        dest = tmp_path / f"restored-{len(name)}"
+        r = p.cli("restore", str(dest), "--album", name)
+        assert 0 == r.returncode, r.stdout + r.stderr
+        assert [photo.filename] == [q.name for q in dest.rglob("*.JPG")], name
+    assert 0 == p.stop()
