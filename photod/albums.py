@@ -45,10 +45,6 @@ def _plain(name: str) -> str:
     return re.sub(r"\\(.)", r"\1", name)
 
 
-def _device_names(catalog: Catalog) -> dict[str, str]:
-    return {d.udid: d.name or d.udid for d in catalog.devices()}
-
-
 def albums(
     catalog: Catalog,
     rule: PolicyRule,
@@ -57,7 +53,7 @@ def albums(
 ) -> list[AlbumInfo]:
     """Every album of every phone (or of the phone named ``device``: its name or
     UDID), by phone then name."""
-    names = _device_names(catalog)
+    names = catalog.phone_names()
     out: list[AlbumInfo] = []
     for udid in catalog.libraries():
         shown = names.get(udid, udid)

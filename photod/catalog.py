@@ -1939,6 +1939,18 @@ class Catalog:
             ).fetchone()
         return None if row is None else f"{row[0]}:{row[1]}"
 
+    def phone_names(self) -> dict[str, str]:
+        """Each phone's name, UDID -> name: as the phone last told it, else as the
+        library index a rebuild took its library from gave it (``PHONE_NAME``)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT substr(key, ?), value FROM meta WHERE substr(key, 1, ?) = ?",
+                (len(PHONE_NAME) + 1, len(PHONE_NAME), PHONE_NAME),
+            ).fetchall()
+        names = {str(r[0]): str(r[1]) for r in rows if r[1]}
+        names.update((d.udid, d.name) for d in self.devices() if d.name)
+        return names
+
     def libraries(self) -> list[str]:
         """The phones whose library photod has read."""
         with self._lock:
@@ -2071,6 +2083,11 @@ class Catalog:
 
 # The digest kept for a sidecar whose name a file photod did not write holds (left as it is).
 SIDECAR_TAKEN = "taken"
+
+
+# The meta key of a phone's name as a library index gave it (a rebuilt catalog knows
+# the phone from its index alone until it is plugged in again).
+PHONE_NAME = "phone_name:"
 
 
 class LibraryRows(NamedTuple):

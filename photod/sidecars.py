@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterable
 
 from photod import xmp
-from photod.catalog import SIDECAR_TAKEN, Catalog, LibraryRows, now_iso
+from photod.catalog import PHONE_NAME, SIDECAR_TAKEN, Catalog, LibraryRows, now_iso
 from photod.errors import TargetFull, TargetUnavailable, Undecryptable
 from photod.library import asset_from_json
 from photod.logs import log
@@ -122,7 +122,7 @@ class LibraryKeeper:
         rows = self.catalog.library(udid)
         if rows is None:
             return
-        device = next((d.name for d in self.catalog.devices() if d.udid == udid), "")
+        device = self.catalog.phone_names().get(udid, "")
         target.put_private(key, index_bytes(udid, device, rows))
         self.catalog.set_meta(mark, version)
 
@@ -193,7 +193,7 @@ def take_indexes(catalog: Catalog, targets: Iterable[tuple[str, Target]]) -> int
     """The libraries a rebuilt catalog lacks, from the targets' indexes; how many.  Of
     the indexes of one phone (one per installation that imported it), the one read
     from the phone last."""
-    newest: dict[str, LibraryRows] = {}
+    newest: dict[str, tuple[str, LibraryRows]] = {}  # udid -> (its name, library)
     for name, target in targets:
         try:
             names = _index_names(target)
@@ -204,15 +204,17 @@ def take_indexes(catalog: Catalog, targets: Iterable[tuple[str, Target]]) -> int
                 data = target.get_private(meta)
                 if data is None:
                     continue
-                udid, _, rows = rows_from_index(data)
+                udid, device, rows = rows_from_index(data)
             except (TargetUnavailable, Undecryptable, ValueError, KeyError, TypeError) as exc:
                 log.warning("library_index_unreadable", target=name, file=meta, reason=str(exc))
                 continue
-            if udid not in newest or rows.read_at > newest[udid].read_at:
-                newest[udid] = rows
+            if udid not in newest or rows.read_at > newest[udid][1].read_at:
+                newest[udid] = (device, rows)
     taken = 0
-    for udid, rows in newest.items():
+    for udid, (device, rows) in newest.items():
         if catalog.library_digest(udid) is None:
             catalog.save_library(udid, rows)
+            if device:  # what `photod albums` calls the phone (its UDID without it)
+                catalog.set_meta(PHONE_NAME + udid, device)
             taken += 1
     return taken

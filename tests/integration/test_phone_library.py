@@ -31,6 +31,7 @@ pytestmark = pytest.mark.integration
 
 # The phone's library index, in this installation's folder on a target.
 INDEX = f".photod/installations/*/library/{UDID_A}.json"
+SNAPSHOTS = ".photod/installations/*/snapshots/*"
 
 # The phone tests' fake usbmuxd and setup, as fixtures here too.
 phones = test_iphone.phones
@@ -633,4 +634,46 @@ def test_an_album_titled_with_a_slash_and_one_in_a_folder_of_that_name_stay_two_
         r = p.cli("restore", str(dest), "--album", name)
         assert 0 == r.returncode, r.stdout + r.stderr
         assert [photo.filename] == [q.name for q in dest.rglob("*.JPG")], name
+    assert 0 == p.stop()
+
+
+def test_a_library_rebuilt_from_its_index_alone_keeps_the_phones_name(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    """The catalog lost and no snapshot left: the rebuild takes the phone's library
+    back from its index, and `photod albums` lists its albums under the phone's name,
+    as the index records it; the index the rebuilt catalog writes next names it too.
+    They were listed under the phone's UDID, and the next index lost the name."""
+    roll = camera_roll(tmp_path / "phone", samples, photos=1, live=0)
+    lib = [photoslib.Photo("IMG_0000.JPG", directory="DCIM/100APPLE")]
+    photoslib.build(roll.media, "18", lib, [(("Rome",), [lib[0].uuid])])
+    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
+    p = phones.photod().start()
+    p.wait_event("usbmuxd_connected")
+    phones.mux.plug(phone)
+    p.wait_event("device_library_read", timeout=60)
+    p.wait_protected(1)
+
+    def index() -> dict[str, Any]:  # (the newest written: a rebuild may be a new installation)
+        views = [json.loads(q.read_bytes()) for q in phones.lib.glob(INDEX)]
+        return dict(max(views, key=lambda v: str(v["written_at"])))
+
+    wait_for(lambda: any(phones.lib.glob(INDEX)), 30, "the index")
+    assert "Anna's iPhone" == index()["device"]
+    phones.mux.unplug(phone)  # (its name comes back when it is plugged in again)
+    p.wait_event("device_detached")
+    assert 0 == p.stop()
+    shutil.rmtree(phones.home / "state")
+    for snap in (*phones.lib.glob(SNAPSHOTS), *phones.mirror.glob(SNAPSHOTS)):
+        snap.unlink()
+    r = p.cli("catalog", "rebuild", "--from", "lib")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    listed = p.cli("albums").stdout
+    assert listed.startswith("Anna's iPhone:\n") and UDID_A not in listed, listed
+    assert "Rome  1 photos" in p.cli("albums", "--device", "Anna's iPhone").stdout
+
+    before = index()["written_at"]
+    p.start()  # the rebuilt catalog writes its index again, at its first catch-up
+    wait_for(lambda: index()["written_at"] != before, 60, "the index written again")
+    assert "Anna's iPhone" == index()["device"]
     assert 0 == p.stop()
