@@ -1870,6 +1870,12 @@ class Catalog:
             row = self._db.execute("SELECT digest FROM libraries WHERE udid=?", (udid,)).fetchone()
         return None if row is None else str(row[0])
 
+    def library_read_at(self, udid: str) -> str | None:
+        """When the library held was read from this phone (None: never read)."""
+        with self._lock:
+            row = self._db.execute("SELECT read_at FROM libraries WHERE udid=?", (udid,)).fetchone()
+        return None if row is None else str(row[0])
+
     def save_library(self, udid: str, rows: LibraryRows) -> None:
         """Replace what is known of one phone's library, in one transaction."""
         in_icloud = sum(1 for a in rows.assets if not a[2])

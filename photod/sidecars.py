@@ -190,9 +190,12 @@ def _index_names(target: Target) -> list[str]:
 
 
 def take_indexes(catalog: Catalog, targets: Iterable[tuple[str, Target]]) -> int:
-    """The libraries a rebuilt catalog lacks, from the targets' indexes; how many.  Of
-    the indexes of one phone (one per installation that imported it), the one read
-    from the phone last."""
+    """The phones' libraries from the targets' indexes, into a rebuilt catalog; how
+    many.  Of the indexes of one phone (one per installation that imported it), the
+    one read from the phone last, taken in place of the snapshot's when read after it
+    (by this computer after its last snapshot, or by another computer of the family):
+    the targets are the truth, and the newest view of the phone's albums is what the
+    person wants back, not the one read when the snapshot was taken."""
     newest: dict[str, tuple[str, LibraryRows]] = {}  # udid -> (its name, library)
     for name, target in targets:
         try:
@@ -212,9 +215,11 @@ def take_indexes(catalog: Catalog, targets: Iterable[tuple[str, Target]]) -> int
                 newest[udid] = (device, rows)
     taken = 0
     for udid, (device, rows) in newest.items():
-        if catalog.library_digest(udid) is None:
-            catalog.save_library(udid, rows)
-            if device:  # what `photod albums` calls the phone (its UDID without it)
-                catalog.set_meta(PHONE_NAME + udid, device)
-            taken += 1
+        held = catalog.library_read_at(udid)  # the snapshot's, read by this computer
+        if held is not None and rows.read_at <= held:
+            continue  # (an index as new as the snapshot's is the same read, or older)
+        catalog.save_library(udid, rows)
+        if device:  # what `photod albums` calls the phone (its UDID without it)
+            catalog.set_meta(PHONE_NAME + udid, device)
+        taken += 1
     return taken

@@ -285,7 +285,7 @@ def rebuild(
                 log.warning("rebuild_skipped", target=name, path=key, reason=why)
             else:
                 adopted += 1
-        # The phones' libraries the snapshot lacks (none, or older), from the indexes.
+        # The phones' libraries the snapshot lacks, or holds older, from the indexes.
         take_indexes(catalog, [(name, target)])
         # Taking an installation's records makes this computer that installation (a new
         # laptop in place of the old one).

@@ -21,7 +21,7 @@ import pytest
 
 from tests import photoslib
 from tests.conftest import Photod, make_mov, sha256, wait_for
-from tests.fakephone import CameraRoll, camera_roll
+from tests.fakephone import CameraRoll, FakePhone, camera_roll
 from tests.integration import test_iphone
 from tests.integration.conftest import Setup
 from tests.integration.test_iphone import UDID_A, PhoneSetup, device
@@ -537,6 +537,16 @@ def test_an_album_whose_title_holds_a_slash_is_restored_by_its_title(
     assert 0 == p.stop()
 
 
+def _imported(phones: PhoneSetup, p: Photod, phone: FakePhone, count: int = 1) -> None:
+    """``phone`` plugged into ``p`` (its ``count``-th time), its library read, and
+    unplugged."""
+    p.wait_event("usbmuxd_connected", count=count)
+    phones.mux.plug(phone)
+    p.wait_event("device_library_read", count=count, timeout=60)
+    phones.mux.unplug(phone)
+    p.wait_event("device_detached", count=count)
+
+
 def test_two_computers_importing_one_phone_each_keep_their_view_of_its_library(
     phones: PhoneSetup, samples: Path, tmp_path: Path
 ) -> None:
@@ -559,11 +569,7 @@ def test_two_computers_importing_one_phone_each_keep_their_view_of_its_library(
     phone = phones.phone(UDID_A, "Anna's iPhone", roll)
 
     def imported(p: Photod, count: int) -> None:
-        p.wait_event("usbmuxd_connected", count=count)
-        phones.mux.plug(phone)
-        p.wait_event("device_library_read", count=count, timeout=60)
-        phones.mux.unplug(phone)
-        p.wait_event("device_detached", count=count)
+        _imported(phones, p, phone, count)
 
     def views() -> list[dict[str, Any]]:
         return [json.loads(q.read_bytes()) for q in drive.rglob(f"{UDID_A}.json")]
@@ -677,3 +683,46 @@ def test_a_library_rebuilt_from_its_index_alone_keeps_the_phones_name(
     wait_for(lambda: index()["written_at"] != before, 60, "the index written again")
     assert "Anna's iPhone" == index()["device"]
     assert 0 == p.stop()
+
+
+def test_a_rebuild_from_a_snapshot_takes_the_phones_albums_read_since(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    """The laptop imports the phone (its album "Paris" still empty) and leaves its
+    snapshot on the family's drive; a photo is put in "Paris", and the desktop imports
+    the phone onto the same drive.  The laptop's catalog lost, its rebuild from the
+    drive takes its own snapshot, and the phone's library from the desktop's index,
+    read since: `photod albums` shows "Paris" with its photo, and a restore of "Paris"
+    brings it back.  A rebuild with a snapshot took the indexes only of phones the
+    snapshot lacked: "Paris" came back empty until the phone was plugged in again."""
+    roll = camera_roll(tmp_path / "phone", samples, photos=2, live=0)
+    lib = [
+        photoslib.Photo("IMG_0000.JPG", directory="DCIM/100APPLE"),
+        photoslib.Photo("IMG_0001.JPG", directory="DCIM/101APPLE"),
+    ]
+    db = photoslib.build(roll.media, "18", lib, [(("Rome",), [lib[0].uuid]), (("Paris",), [])])
+    drive = tmp_path / "family-drive"
+    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
+    laptop = phones.photod(mirror={"path": str(drive)}, daemon='instance = "laptop"').start()
+    _imported(phones, laptop, phone)
+    laptop.wait_protected(2)
+    assert "Paris  0 photos" in laptop.cli("albums").stdout
+    assert 0 == laptop.stop()  # its snapshot on the drive, "Paris" empty in it
+
+    photoslib.update(db, lib[1].uuid, add_to_album=("Paris",))
+    desk = PhoneSetup(tmp_path / "desktop", phones.mux, phones.factory)
+    desktop = desk.photod(mirror={"path": str(drive)}, daemon='instance = "desktop"').start()
+    _imported(phones, desktop, phone)
+    wait_for(lambda: len(list(drive.glob(INDEX))) == 2, 30, "the desktop's index on the drive")
+    assert 0 == desktop.stop()
+
+    shutil.rmtree(phones.home / "state")  # the laptop's catalog lost
+    r = laptop.cli("catalog", "rebuild", "--from", "mirror")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert "snapshot" in r.stdout, r.stdout
+    listed = laptop.cli("albums").stdout
+    assert "Paris  1 photos" in listed, listed
+    dest = tmp_path / "restored"
+    r = laptop.cli("restore", str(dest), "--album", "Paris")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert ["IMG_0001.JPG"] == [q.name for q in dest.rglob("*.JPG")]
