@@ -311,6 +311,12 @@ MIGRATIONS: list[str] = [
         DELETE FROM holdings WHERE held = old.held AND assets = 0;
     END;
     """,
+    # v10: when each phone's library last changed by the phone's own clock (its
+    # database's newest file time, as the phone's file service gives it), which orders
+    # two reads of one phone whatever the clocks of the computers that read it.
+    """
+    ALTER TABLE libraries ADD COLUMN changed_at TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 
@@ -1870,11 +1876,15 @@ class Catalog:
             row = self._db.execute("SELECT digest FROM libraries WHERE udid=?", (udid,)).fetchone()
         return None if row is None else str(row[0])
 
-    def library_read_at(self, udid: str) -> str | None:
-        """When the library held was read from this phone (None: never read)."""
+    def library_read(self, udid: str) -> tuple[str, str] | None:
+        """When the library held was read from this phone: (when it last changed, by
+        the phone's clock ('' when unknown), when it was read, by this computer's);
+        None: never read."""
         with self._lock:
-            row = self._db.execute("SELECT read_at FROM libraries WHERE udid=?", (udid,)).fetchone()
-        return None if row is None else str(row[0])
+            row = self._db.execute(
+                "SELECT changed_at, read_at FROM libraries WHERE udid=?", (udid,)
+            ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
 
     def save_library(self, udid: str, rows: LibraryRows) -> None:
         """Replace what is known of one phone's library, in one transaction."""
@@ -1883,8 +1893,15 @@ class Catalog:
             for table in ("library_assets", "library_files", "library_albums"):
                 db.execute(f"DELETE FROM {table} WHERE udid=?", (udid,))
             db.execute(
-                "INSERT OR REPLACE INTO libraries VALUES (?,?,?,?,?)",
-                (udid, rows.digest, rows.schema, rows.read_at or now_iso(), in_icloud),
+                "INSERT OR REPLACE INTO libraries VALUES (?,?,?,?,?,?)",
+                (
+                    udid,
+                    rows.digest,
+                    rows.schema,
+                    rows.read_at or now_iso(),
+                    in_icloud,
+                    rows.changed_at,
+                ),
             )
             db.executemany(
                 "INSERT INTO library_assets VALUES (?,?,?,?,?,?)",
@@ -1904,7 +1921,8 @@ class Catalog:
         listing where the import has done it since."""
         with self._lock:
             head = self._db.execute(
-                "SELECT digest, schema, read_at FROM libraries WHERE udid=?", (udid,)
+                "SELECT digest, schema, read_at, changed_at FROM libraries WHERE udid=?",
+                (udid,),
             ).fetchone()
             if head is None:
                 return None
@@ -1930,6 +1948,7 @@ class Catalog:
             [(r[0], r[1], r[2]) for r in files],
             [(r[0], r[1], bool(r[2]), r[3]) for r in albums],
             head[2],
+            head[3],
         )
 
     def library_version(self, udid: str) -> str | None:
@@ -2105,6 +2124,7 @@ class LibraryRows(NamedTuple):
     files: list[tuple[str, str, str | None]]  # path, uuid, asset SHA-256 (None: not yet known)
     albums: list[tuple[str, str, bool, str]]  # uuid, path JSON, trashed, asset uuids JSON
     read_at: str = ""  # when it was read from the phone ('' when saved: now)
+    changed_at: str = ""  # when it last changed, by the phone's clock ('' unknown)
 
 
 def no_catalog(path: Path) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ class LibraryCopy:
     db: Path  # the copy of Photos.sqlite, its -wal and -shm beside it
     digest: str  # SHA-256 over the three files: equal digests, the same library
     size: int  # bytes copied
+    changed_at: str = ""  # when the phone last wrote it, by its clock (``changed_at``)
 
 
 def _shape(files: list[PhoneFile | None]) -> list[tuple[int, int] | None]:
@@ -60,12 +62,26 @@ async def copy_library(link: PhoneLink, folder: Path) -> LibraryCopy | None:
         else:
             after = [await link.stat(p) for p in PARTS]
             if _shape(after) == _shape(before):
-                return LibraryCopy(folder / "Photos.sqlite", digest.hexdigest(), size)
+                return LibraryCopy(folder / "Photos.sqlite", digest.hexdigest(), size,
+                                   changed_at(before))  # fmt: skip
         if attempt + 1 < ATTEMPTS:
             await asyncio.sleep(SETTLE)
     raise LibraryUnreadable(
         DATABASE, f"the phone kept changing it while it was copied ({ATTEMPTS} tries)"
     )
+
+
+def changed_at(files: list[PhoneFile | None]) -> str:
+    """When the phone last wrote its library, by the phone's own clock: the newest time
+    of its database's files, as the phone's file service dates them (UTC, to the
+    microsecond: ``2026-12-04T05:30:00.123456Z``).  It orders two reads of one phone
+    whatever the clocks of the computers that read it (a computer's clock a year ahead
+    does not make its older read the newer); '' when the phone gives no time."""
+    ns = max((f.mtime_ns for f in files if f is not None), default=0)
+    if ns <= 0:
+        return ""
+    seconds, micro = divmod(ns // 1000, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micro:06d}Z"
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -71,6 +71,7 @@ class PhoneLibraryStep:
         paths = list(on_phone)
         groups = await self.db(self.catalog.media_groups, link.udid)
         rows = await asyncio.to_thread(library_rows, library, paths, link.name, copy.digest, groups)
+        rows = rows._replace(changed_at=copy.changed_at)  # (the phone's clock orders reads)
         await self.db(self.catalog.save_library, link.udid, rows)
         log.info(
             "device_library_read",

@@ -10,7 +10,8 @@ encrypted target) is what a ``catalog rebuild`` takes the library back from: alb
 their order, and which files (by SHA-256) each asset is.  Each installation writes its
 own, in its own folder: two computers of a family that import one phone (or one whose
 view of it is older, writing last) never replace each other's.  A rebuild takes the
-view read from the phone last (``read_at``), among every installation's and the one
+view read from the phone last (by the phone's clock, ``changed_at``; by the computers'
+``read_at`` when a view does not say), among every installation's and the one
 ``.photod/library/UDID.json`` an earlier photod wrote for all of them.
 """
 
@@ -135,7 +136,8 @@ def index_bytes(udid: str, device: str, rows: LibraryRows) -> bytes:
         "digest": rows.digest,
         "schema": rows.schema,
         "written_at": now_iso(),
-        "read_at": rows.read_at,  # from the phone: the newest is what a rebuild takes
+        "read_at": rows.read_at,  # from the phone, by this computer's clock
+        "changed_at": rows.changed_at,  # the library's last change, by the phone's clock
         "albums": [
             {"uuid": u, "path": json.loads(p), "trashed": t, "assets": json.loads(a)}
             for u, p, t, a in rows.albums
@@ -172,6 +174,7 @@ def rows_from_index(data: bytes) -> tuple[str, str, LibraryRows]:
                 for al in doc["albums"]
             ],
             str(doc.get("read_at") or doc.get("written_at", "")),  # (an earlier photod's)
+            str(doc.get("changed_at") or ""),
         ),
     )
 
@@ -187,6 +190,16 @@ def _index_names(target: Target) -> list[str]:
         if n.count("/") == 3 and n.split("/")[2] == INDEX and n.endswith(".json")
     ]  # fmt: skip
     return target.list_meta(INDEX) + mine
+
+
+def _later(rows: LibraryRows, changed_at: str, read_at: str) -> bool:
+    """Whether ``rows`` were read from the phone after the read that saw its library
+    as changed last at ``changed_at`` and was made at ``read_at``: by the phone's own
+    clock when both reads give it (the computers' clocks may be a year apart), else
+    (an earlier photod's index, or the same state of the library) by the computers'."""
+    if rows.changed_at and changed_at and rows.changed_at != changed_at:
+        return rows.changed_at > changed_at
+    return rows.read_at > read_at
 
 
 def take_indexes(catalog: Catalog, targets: Iterable[tuple[str, Target]]) -> int:
@@ -211,12 +224,13 @@ def take_indexes(catalog: Catalog, targets: Iterable[tuple[str, Target]]) -> int
             except (TargetUnavailable, Undecryptable, ValueError, KeyError, TypeError) as exc:
                 log.warning("library_index_unreadable", target=name, file=meta, reason=str(exc))
                 continue
-            if udid not in newest or rows.read_at > newest[udid][1].read_at:
+            best = newest.get(udid)
+            if best is None or _later(rows, best[1].changed_at, best[1].read_at):
                 newest[udid] = (device, rows)
     taken = 0
     for udid, (device, rows) in newest.items():
-        held = catalog.library_read_at(udid)  # the snapshot's, read by this computer
-        if held is not None and rows.read_at <= held:
+        held = catalog.library_read(udid)  # the snapshot's, read by this computer
+        if held is not None and not _later(rows, *held):
             continue  # (an index as new as the snapshot's is the same read, or older)
         catalog.save_library(udid, rows)
         if device:  # what `photod albums` calls the phone (its UDID without it)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 from datetime import UTC, datetime, timedelta, timezone
@@ -720,6 +721,61 @@ def test_a_rebuild_from_a_snapshot_takes_the_phones_albums_read_since(
     r = laptop.cli("catalog", "rebuild", "--from", "mirror")
     assert 0 == r.returncode, r.stdout + r.stderr
     assert "snapshot" in r.stdout, r.stdout
+    listed = laptop.cli("albums").stdout
+    assert "Paris  1 photos" in listed, listed
+    dest = tmp_path / "restored"
+    r = laptop.cli("restore", str(dest), "--album", "Paris")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert ["IMG_0001.JPG"] == [q.name for q in dest.rglob("*.JPG")]
+
+
+def test_a_computer_whose_clock_is_a_year_ahead_does_not_make_its_older_read_the_newest(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> None:
+    """The desktop, whose clock is a year ahead, imports the phone onto the family's
+    drive (its album "Paris" still empty); a photo is put in "Paris", and the laptop
+    imports the phone onto the same drive.  Both computers lost, snapshots and all, a
+    rebuild from the drive takes the laptop's read, the newer by the phone's own clock:
+    `photod albums` shows "Paris" with its photo, and a restore of "Paris" brings it
+    back.  The reads were ordered by the computers' clocks: the desktop's, dated a
+    year ahead, won every rebuild, and "Paris" came back empty."""
+    from tests.integration.test_shared_clock import FAKETIME
+
+    if not os.path.exists(FAKETIME):
+        pytest.fail("libfaketime not found: apt install faketime")
+    roll = camera_roll(tmp_path / "phone", samples, photos=2, live=0)
+    lib = [
+        photoslib.Photo("IMG_0000.JPG", directory="DCIM/100APPLE"),
+        photoslib.Photo("IMG_0001.JPG", directory="DCIM/101APPLE"),
+    ]
+    db = photoslib.build(roll.media, "18", lib, [(("Rome",), [lib[0].uuid]), (("Paris",), [])])
+    drive = tmp_path / "family-drive"
+    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
+    desk = PhoneSetup(tmp_path / "desktop", phones.mux, phones.factory)
+    desktop = desk.photod(mirror={"path": str(drive)}, daemon='instance = "desktop"')
+    desktop.env.update(LD_PRELOAD=FAKETIME, FAKETIME="+365d")
+    desktop.start()
+    _imported(phones, desktop, phone)
+    wait_for(lambda: any(drive.glob(INDEX)), 30, "the desktop's index on the drive")
+    desktop.stop(signal.SIGKILL)  # (under libfaketime a SIGTERM may go unanswered)
+
+    photoslib.update(db, lib[1].uuid, add_to_album=("Paris",))
+    laptop = phones.photod(mirror={"path": str(drive)}, daemon='instance = "laptop"').start()
+    _imported(phones, laptop, phone)
+    wait_for(lambda: len(list(drive.glob(INDEX))) == 2, 30, "the laptop's index on the drive")
+    assert 0 == laptop.stop()
+    views = sorted((json.loads(q.read_bytes()) for q in drive.glob(INDEX)),
+                   key=lambda v: str(v["read_at"]))  # fmt: skip
+    assert [[], [lib[1].uuid]] == [  # the desktop's older read dated later by its clock
+        next(al["assets"] for al in v["albums"] if al["path"] == ["Paris"]) for v in views[::-1]
+    ]
+
+    for gone in (phones.home / "state", phones.lib, desk.home / "state", desk.lib):
+        shutil.rmtree(gone)
+    for snap in drive.glob(SNAPSHOTS):
+        snap.unlink()
+    r = laptop.cli("catalog", "rebuild", "--from", "mirror")
+    assert 0 == r.returncode, r.stdout + r.stderr
     listed = laptop.cli("albums").stdout
     assert "Paris  1 photos" in listed, listed
     dest = tmp_path / "restored"
