@@ -508,7 +508,7 @@ class SSHServer(Server):
             f"AuthorizedKeysFile {home}/authorized_keys\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
             "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"
-            f"PidFile {home}/sshd.pid\n"
+            f"PidFile {home}/sshd.pid\nLogLevel VERBOSE\n"  # (each command it runs)
         )
 
     def command(self) -> list[str]:

@@ -49,6 +49,8 @@ from photod.targets.rclonesays import complaint, meaning
 FOREIGN_TEMP_AGE = 86400.0  # seconds another computer's temporary is seen unchanged before it goes
 ABORT_WAIT = 5.0  # seconds an aborted upload waits for rcd to say it is done with it
 ROOM_AGE = 60.0  # seconds what the remote said of its free space is taken as still true
+# rclone's options for an upload photod proves itself (``RcloneWriter.proved``).
+UNCHECKED = json.dumps({"IgnoreChecksum": True, "SizeOnly": True})
 
 
 class _Download:
@@ -76,8 +78,12 @@ class _Download:
 
 
 class RcloneWriter:
-    def __init__(self, target: RcloneTarget, key: str) -> None:
+    def __init__(self, target: RcloneTarget, key: str, proved: bool = False) -> None:
+        """``proved``: ``commit`` proves the bytes by their SHA-256 (a copy's), and
+        rclone's own check of the upload is skipped (an SFTP server hashed each photo
+        twice: rclone's md5sum, then photod's); a metadata write (``_put``) keeps it."""
         self.t = target
+        self.proved = proved
         self.temp_key = f"{TMP}{target.owner}{secrets.token_hex(12)}"
         self.sha = hashlib.sha256()
         self.size = 0
@@ -101,7 +107,10 @@ class RcloneWriter:
         self.conn = self.t.rcd.connection()
         self.begun = True
         folder, _, name = self.temp_key.rpartition("/")
-        query = urllib.parse.urlencode({"fs": self.t.remote, "remote": folder})
+        params = {"fs": self.t.remote, "remote": folder}
+        if self.proved:  # (sizes only: with no hash, rclone took a file time off by a
+            params["_config"] = UNCHECKED  # second, one it cannot set, for corruption)
+        query = urllib.parse.urlencode(params)
         try:
             self.conn.putrequest("POST", f"/operations/uploadfile?{query}")
             self.conn.putheader("Content-Type", f"multipart/form-data; boundary={self.boundary}")
@@ -454,7 +463,7 @@ class RcloneTarget(ObjectTarget):
     # -- the Target contract ----------------------------------------------------------
 
     def open_writer(self, key: str, hashed: bool = True) -> RcloneWriter:
-        return RcloneWriter(self, key)
+        return RcloneWriter(self, key, proved=True)
 
     def open(self, key: str) -> BinaryIO:
         conn = self.rcd.connection()

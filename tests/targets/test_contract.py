@@ -803,6 +803,51 @@ def test_a_nas_off_between_a_records_upload_and_its_move_leaves_nothing_once_bac
         t.close()
 
 
+def test_an_sftp_nas_hashes_no_photo_for_rclone_and_a_copy_damaged_there_is_caught(
+    ssh_server: SSHServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each photo sent to an SFTP NAS was hashed there by rclone too (an md5sum run over
+    SSH on the whole file, its answer unused: photod's own SHA-256 proves the copy).
+    Now the NAS runs no command for a photo; a copy damaged there after its upload is
+    still refused, and nothing is published."""
+    if not ssh_server.running():
+        ssh_server.start()
+    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "box:",
+                                            ssh_server.rclone_config())  # fmt: skip
+    folder = ssh_server.files / tmp_path.name
+    t = RcloneTarget("r", f"box:{folder}", conf, timeout=5, owner="aaaa1111")
+
+    def commands() -> int:  # the commands the NAS ran (sshd: "Starting session: command")
+        return ssh_server.log.read_text(errors="replace").count("session: command for")
+
+    try:
+        t.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
+        t.check(None)
+        before = commands()
+        for n in range(3):
+            put(t, f"2024/{n}.jpg", DATA + bytes([n]))
+        assert 0 == commands() - before  # (3 md5sums before)
+        assert hashlib.sha256(DATA + b"\x02").hexdigest() == hash_object(t, "2024/2.jpg")
+        hit = failpoints.hit
+
+        def damage(name: str) -> None:  # a bit flips on the NAS's disk once uploaded
+            if name == "rclone_uploaded":
+                (temp,) = (folder / ".photod" / "tmp").iterdir()
+                data = bytearray(temp.read_bytes())
+                data[len(data) // 2] ^= 0x01
+                temp.write_bytes(bytes(data))
+            hit(name)
+
+        monkeypatch.setattr(failpoints, "hit", damage)
+        with pytest.raises(ChecksumMismatch):
+            put(t, "2024/damaged.jpg")
+        monkeypatch.setattr(failpoints, "hit", hit)
+        assert ["2024/0.jpg", "2024/1.jpg", "2024/2.jpg"] == sorted(t.keys())
+        assert [] == list((folder / ".photod" / "tmp").iterdir())
+    finally:
+        t.close()
+
+
 def test_rclone_start_removes_the_temporaries_its_crash_left(tmp_path: Path) -> None:
     """A list segment or a marker is uploaded under .photod/tmp/ and then moved: a
     photod killed in between leaves a temporary no catalog knows of.  Its name carries
