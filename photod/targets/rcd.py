@@ -55,6 +55,30 @@ class UnixHTTP(http.client.HTTPConnection):
         self.sock.connect(self.socket_path)
 
 
+class Download:
+    """An object's bytes from rcd's file server, as a file (target ``name``'s)."""
+
+    def __init__(self, name: str, conn: UnixHTTP, response: http.client.HTTPResponse):
+        self.name = name
+        self.conn = conn
+        self.response = response
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self.response.read(None if n < 0 else n)
+        except (OSError, http.client.HTTPException) as exc:
+            raise OSError(f"{self.name}: download cut off: {exc}") from exc
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Download:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 RCD_PREFIX = "photod-rclone-"
 # A unix socket's path holds at most 107 bytes on Linux, 103 on macOS: rcd's in a deep
 # temporary folder (TMPDIR of ~80 bytes and more) could not be made ("bind: invalid

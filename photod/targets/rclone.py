@@ -43,38 +43,17 @@ from photod.logs import log
 from photod.models import VerifyMethod
 from photod.targets.base import CHUNK, Identity
 from photod.targets.objects import TMP, ObjectTarget
-from photod.targets.rcd import HUNG, SERVED, Rcd, UnixHTTP, as_read
+from photod.targets.rcd import HUNG, SERVED, Download, Rcd, UnixHTTP, as_read
 from photod.targets.rclonesays import complaint, meaning
 
 FOREIGN_TEMP_AGE = 86400.0  # seconds another computer's temporary is seen unchanged before it goes
 ABORT_WAIT = 5.0  # seconds an aborted upload waits for rcd to say it is done with it
 ROOM_AGE = 60.0  # seconds what the remote said of its free space is taken as still true
-# rclone's options for an upload photod proves itself (``RcloneWriter.proved``).
-UNCHECKED = json.dumps({"IgnoreChecksum": True, "SizeOnly": True})
-
-
-class _Download:
-    """An object's bytes from rcd's file server, as a file."""
-
-    def __init__(self, target: RcloneTarget, conn: UnixHTTP, response: http.client.HTTPResponse):
-        self.t = target
-        self.conn = conn
-        self.response = response
-
-    def read(self, n: int = -1) -> bytes:
-        try:
-            return self.response.read(None if n < 0 else n)
-        except (OSError, http.client.HTTPException) as exc:
-            raise OSError(f"{self.t.name}: download cut off: {exc}") from exc
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def __enter__(self) -> _Download:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+# A file up to this size goes to a bucket store (S3, B2, GCS...) in one PUT: rcd takes it
+# whole first, where it streamed anything past 100 KiB, its size unknown, as a multipart
+# upload (three requests, each one the store counts).  rclone's S3 part size: rcd held a
+# part this size whole before (measured: rcd's peak memory the same; 8 MiB took 20 more).
+STREAM_CUTOFF = 5 * 1024 * 1024
 
 
 class RcloneWriter:
@@ -104,13 +83,13 @@ class RcloneWriter:
         as soon as the request starts, and the caller records ``temp_key`` in the
         catalog between opening the writer and writing, so that a crash at any moment
         leaves no temporary the next start does not know of."""
-        self.conn = self.t.rcd.connection()
-        self.begun = True
         folder, _, name = self.temp_key.rpartition("/")
         params = {"fs": self.t.remote, "remote": folder}
-        if self.proved:  # (sizes only: with no hash, rclone took a file time off by a
-            params["_config"] = UNCHECKED  # second, one it cannot set, for corruption)
+        if self.proved:
+            params["_config"] = self.t.upload_config()
         query = urllib.parse.urlencode(params)
+        self.conn = self.t.rcd.connection()
+        self.begun = True
         try:
             self.conn.putrequest("POST", f"/operations/uploadfile?{query}")
             self.conn.putheader("Content-Type", f"multipart/form-data; boundary={self.boundary}")
@@ -278,6 +257,7 @@ class RcloneTarget(ObjectTarget):
         self._room: tuple[float, int | None] | None = None  # (monotonic time, free bytes)
         self._says_room = True  # False once the remote said it cannot tell (no About)
         self.short = False  # an upload was refused for want of room, and none landed since
+        self._bucketed: bool | None = None  # the remote is a bucket store (``upload_config``)
 
     def check(self, known: Identity | None, prepare: bool = True) -> Identity:
         found = super().check(known, prepare)
@@ -405,6 +385,19 @@ class RcloneTarget(ObjectTarget):
             return None
         return free if isinstance(free, int) else None
 
+    def upload_config(self) -> str:
+        """rclone's options (``_config``) for an upload photod proves itself: none of
+        rclone's own checks (sizes only: with no hash, rclone would compare file times,
+        and fail an upload whose time the remote does not keep), and to a bucket store,
+        STREAM_CUTOFF held whole."""
+        if self._bucketed is None:
+            features = self.call("operations/fsinfo", fs=self.remote).get("Features") or {}
+            self._bucketed = bool(features.get("BucketBased"))
+        opts: dict[str, object] = {"IgnoreChecksum": True, "SizeOnly": True}
+        if self._bucketed:
+            opts["StreamingUploadCutoff"] = STREAM_CUTOFF
+        return json.dumps(opts)
+
     def remote_sha256(self, key: str) -> tuple[str, VerifyMethod]:
         """The remote's own SHA-256 of an object, else the bytes read back and hashed."""
         item = self.call("operations/stat", fs=self.remote, remote=key,
@@ -481,7 +474,7 @@ class RcloneTarget(ObjectTarget):
             message = complaint(response.read())
             conn.close()
             raise self.error(message)
-        return _Download(self, conn, response)  # type: ignore[return-value]
+        return Download(self.name, conn, response)  # type: ignore[return-value]
 
     def size(self, key: str) -> int | None:
         item = self.call("operations/stat", fs=self.remote, remote=key).get("item")

@@ -21,6 +21,7 @@ import pytest
 from photod import failpoints
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
 from photod.models import ManifestEntry
+from photod.targets import rclone as rclone_target
 from photod.targets.agekeygen import keygen
 from photod.targets.base import Identity, hash_object
 from photod.targets.crypt import CryptTarget, Keys
@@ -1011,6 +1012,43 @@ def test_throttling_is_target_unavailable(via: str, tmp_path: Path) -> None:
             t.close()
     finally:
         server.stop()
+
+
+def test_a_photo_goes_to_an_rclone_s3_remote_in_one_put(
+    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A photo sent through rclone to an S3 store went up as a multipart upload (its
+    size unknown to rclone, which streamed anything past 100 KiB so): three requests,
+    each one the store counts, where one PUT does.  A photo up to STREAM_CUTOFF now
+    goes up in one PUT; a larger one as before; each is proved and reads back whole."""
+    if not s3_server.running():
+        s3_server.start()
+    proxy = FaultProxy(s3_server.endpoint)
+    settings = {"type": "s3", "provider": "Other", "endpoint": proxy.endpoint,
+                "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}  # fmt: skip
+    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "cloud:", settings)
+    t = RcloneTarget("r", f"cloud:{BUCKET}/{tmp_path.name}/", conf, timeout=5)
+
+    def sent(data: bytes, key: str) -> list[str]:  # the requests that uploaded it
+        n = len(proxy.begun)
+        put(t, key, data)
+        assert hashlib.sha256(data).hexdigest() == hash_object(t, key)
+        asked = zip(proxy.begun[n:], proxy.bodies[n:], strict=True)
+        return [("part" if "partNumber=" in query else "PUT") if method == "PUT" else
+                ("create" if query.startswith("uploads") else "complete")
+                for (method, path), (query, _, _) in asked
+                if "/.photod/tmp/" in path and method in ("PUT", "POST")]  # fmt: skip
+
+    try:
+        t.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
+        t.check(None)
+        assert 100 * 1024 < len(DATA) <= rclone_target.STREAM_CUTOFF
+        assert ["PUT"] == sent(DATA, "2024/a.jpg")  # (it was create, part, complete)
+        monkeypatch.setattr(rclone_target, "STREAM_CUTOFF", 512 * 1024)  # a larger photo
+        assert ["create", "part", "complete"] == sent(DATA + b"2", "2024/b.jpg")
+    finally:
+        t.close()
+        proxy.stop()
 
 
 # -- local specifics ---------------------------------------------------------------------
