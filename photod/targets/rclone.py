@@ -477,7 +477,11 @@ class RcloneTarget(ObjectTarget):
         return Download(self.name, conn, response)  # type: ignore[return-value]
 
     def size(self, key: str) -> int | None:
-        item = self.call("operations/stat", fs=self.remote, remote=key).get("item")
+        # (files only: rclone, finding no file, listed the folder it would be in for a
+        # folder of that name: each copy's two looks, two S3 listings each, or over SFTP
+        # the photo's whole folder read)
+        item = self.call("operations/stat", fs=self.remote, remote=key,
+                         opt={"filesOnly": True}).get("item")  # fmt: skip
         return None if item is None else int(item["Size"])
 
     def delete_temp(self, temp_key: str, alone: bool = False) -> None:

@@ -1014,13 +1014,10 @@ def test_throttling_is_target_unavailable(via: str, tmp_path: Path) -> None:
         server.stop()
 
 
-def test_a_photo_goes_to_an_rclone_s3_remote_in_one_put(
-    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A photo sent through rclone to an S3 store went up as a multipart upload (its
-    size unknown to rclone, which streamed anything past 100 KiB so): three requests,
-    each one the store counts, where one PUT does.  A photo up to STREAM_CUTOFF now
-    goes up in one PUT; a larger one as before; each is proved and reads back whole."""
+@pytest.fixture
+def rclone_s3(s3_server: S3Server, tmp_path: Path) -> Iterator[tuple[FaultProxy, RcloneTarget]]:
+    """An rclone remote of type s3 on the test server, through a FaultProxy that notes
+    each request; the target has its id."""
     if not s3_server.running():
         s3_server.start()
     proxy = FaultProxy(s3_server.endpoint)
@@ -1028,6 +1025,23 @@ def test_a_photo_goes_to_an_rclone_s3_remote_in_one_put(
                 "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}  # fmt: skip
     conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "cloud:", settings)
     t = RcloneTarget("r", f"cloud:{BUCKET}/{tmp_path.name}/", conf, timeout=5)
+    try:
+        t.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
+        t.check(None)
+        yield proxy, t
+    finally:
+        t.close()
+        proxy.stop()
+
+
+def test_a_photo_goes_to_an_rclone_s3_remote_in_one_put(
+    rclone_s3: tuple[FaultProxy, RcloneTarget], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A photo sent through rclone to an S3 store went up as a multipart upload (its
+    size unknown to rclone, which streamed anything past 100 KiB so): three requests,
+    each one the store counts, where one PUT does.  A photo up to STREAM_CUTOFF now
+    goes up in one PUT; a larger one as before; each is proved and reads back whole."""
+    proxy, t = rclone_s3
 
     def sent(data: bytes, key: str) -> list[str]:  # the requests that uploaded it
         n = len(proxy.begun)
@@ -1039,16 +1053,29 @@ def test_a_photo_goes_to_an_rclone_s3_remote_in_one_put(
                 for (method, path), (query, _, _) in asked
                 if "/.photod/tmp/" in path and method in ("PUT", "POST")]  # fmt: skip
 
-    try:
-        t.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
-        t.check(None)
-        assert 100 * 1024 < len(DATA) <= rclone_target.STREAM_CUTOFF
-        assert ["PUT"] == sent(DATA, "2024/a.jpg")  # (it was create, part, complete)
-        monkeypatch.setattr(rclone_target, "STREAM_CUTOFF", 512 * 1024)  # a larger photo
-        assert ["create", "part", "complete"] == sent(DATA + b"2", "2024/b.jpg")
-    finally:
-        t.close()
-        proxy.stop()
+    assert 100 * 1024 < len(DATA) <= rclone_target.STREAM_CUTOFF
+    assert ["PUT"] == sent(DATA, "2024/a.jpg")  # (it was create, part, complete)
+    monkeypatch.setattr(rclone_target, "STREAM_CUTOFF", 512 * 1024)  # a larger photo
+    assert ["create", "part", "complete"] == sent(DATA + b"2", "2024/b.jpg")
+
+
+def test_a_copy_to_an_rclone_remote_lists_no_folder(
+    rclone_s3: tuple[FaultProxy, RcloneTarget],
+) -> None:
+    """Before its move and after it, a copy asks whether a name holds a file (its own:
+    free; its temporary: gone), and rclone, finding none, looked for a folder of that
+    name by listing the folder it would be in: on S3 two listings each, four a photo
+    (each priced as an upload), over SFTP the photo's whole folder read, longer as it
+    fills.  A copy now lists no folder, and a name taken is still seen."""
+    proxy, t = rclone_s3
+    n = len(proxy.bodies)
+    put(t, "2024/a.jpg")
+    assert [] == [q for q, _, _ in proxy.bodies[n:] if "delimiter=" in q or "list-type=" in q]
+    assert len(DATA) == t.size("2024/a.jpg")
+    assert None is t.size("2024/b.jpg")
+    assert None is t.size("2024")  # (a folder is no object)
+    with pytest.raises(KeyExists):
+        put(t, "2024/a.jpg", DATA + b"other")
 
 
 # -- local specifics ---------------------------------------------------------------------
