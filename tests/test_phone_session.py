@@ -129,7 +129,13 @@ class PhoneRig:
         self.catalog.close()
 
     def record(self) -> DeviceRecord | None:
-        """The phone as `photod status` shows it."""
+        """The phone as `photod status` shows it, once the states photod already gave
+        it are in the catalog: they are saved in order on the phones' catalog lane, a
+        moment after their event is logged (under load, "device_import_finished" and
+        even "device_detached" were seen before the import's counts were saved)."""
+        queued = self.phones.lane.post(lambda: None)  # (None: the lane is closed, flushed)
+        if queued is not None:
+            queued.result(timeout=30)
         return next((d for d in self.catalog.devices() if d.udid == UDID), None)
 
     def state(self) -> tuple[str, str] | None:
