@@ -381,9 +381,11 @@ class LocalTarget:
 
     def delete_temp(self, temp_key: str, alone: bool = False) -> None:
         name = temp_key.rpartition("/")[2]
-        if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
-            return  # never delete anything that is not one of our temporaries
-        self._unlink(temp_key)
+        if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):  # (never anything else)
+            try:
+                self._unlink(temp_key)
+            except OSError as exc:  # (read-only, or gone again: it stays recorded till then)
+                raise self.error(exc) from exc
 
     def _unlink(self, rel: str) -> None:
         """Remove one file of the target, reached through no link."""

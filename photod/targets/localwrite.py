@@ -137,6 +137,7 @@ class LocalWriter:
         self.f: BinaryIO | None = None
         self.dir_fd: int | None = None  # the folder the temporary is in
         self.opened = False
+        self.left = False  # its temporary may be on the drive still: its removal failed
 
     def _open(self) -> BinaryIO:
         try:
@@ -269,10 +270,14 @@ class LocalWriter:
                 self.f.close()
             self.f = None
         if self.dir_fd is not None:
-            with contextlib.suppress(OSError):
+            try:
                 os.unlink(self.temp_name, dir_fd=self.dir_fd)
+            except FileNotFoundError:
+                pass
+            except OSError:  # the drive went read-only or away mid-copy: what it kept of
+                self.left = True  # the copy stays recorded, for the tidy at its return
         self._close_dir()
-        return True  # (a temporary the drive kept is found by the check at its return)
+        return not self.left
 
 
 # Inode flags (chattr, linux/fs.h) that change what a file is or how it is kept.
