@@ -48,6 +48,9 @@ MARKER = "target.json"
 # A metadata temporary of another installation (sharing the target) is removed only
 # once it is this old: it may be a write in flight.
 FOREIGN_TEMP_AGE = 3600.0
+# A disk that turned read-only or failing under a write: what it cut short may stay there
+# (a temporary the journal committed), so ``LocalMeta.sweep`` runs again when it is back.
+CUT_SHORT = (errno.EROFS, errno.EIO)
 PREFETCH = 16 * 1024 * 1024  # bytes of a file read ahead by ``prefetch``; the rest streams
 
 
@@ -111,6 +114,7 @@ class LocalMeta:
         those go only once they are old by the folder's clock, not this computer's."""
         mine = f"{TEMP_PREFIX}{self.owner}"
         old: float | None = None
+        left = False  # one the disk could not remove now (read-only): swept at the next check
         # fwalk: through descriptors, never into a link (a link's writes are refused).
         with contextlib.suppress(OSError):  # no .photod yet: nothing to sweep
             for _, _, names, dirfd in os.fwalk(root / META, follow_symlinks=False):
@@ -120,11 +124,13 @@ class LocalMeta:
                 for name in names:
                     if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
                         continue
-                    with contextlib.suppress(OSError):
+                    try:
                         st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
                         if (self.owner and name.startswith(mine)) or st.st_mtime < old:
                             os.unlink(name, dir_fd=dirfd)
-        self.swept = True
+                    except OSError as exc:
+                        left = left or exc.errno in CUT_SHORT
+        self.swept = not left
 
     def put(self, name: str, data: bytes) -> None:
         parent, _, base = f"{META}/{name}".rpartition("/")
@@ -135,6 +141,7 @@ class LocalMeta:
             finally:
                 os.close(folder)
         except OSError as exc:
+            self.swept = self.swept and exc.errno not in CUT_SHORT  # (its temporary may stay)
             raise self.target.error(exc) from exc
 
     def create(self, name: str, data: bytes) -> bool:
@@ -146,6 +153,7 @@ class LocalMeta:
             finally:
                 os.close(folder)
         except OSError as exc:
+            self.swept = self.swept and exc.errno not in CUT_SHORT  # (its temporary may stay)
             raise self.target.error(exc) from exc
 
     def get(self, name: str) -> bytes | None:

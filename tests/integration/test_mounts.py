@@ -85,6 +85,31 @@ def test_read_only_drive_waits_then_catches_up(setup: Setup, samples: Path, moun
     assert 0 == p.stop()
 
 
+def test_what_a_read_only_disk_kept_of_a_list_write_is_removed_when_it_is_writable(
+    tmp_path: Path, mount: Mount
+) -> None:
+    """A list (or snapshot record) written as the drive turned read-only fails; what the
+    disk kept of it (a `.photod-*.tmp` the journal committed) is removed at the first
+    check once the drive is writable, not left until photod's next start (months, for
+    a daemon: a failing disk's check passes, so no failed check asked for it)."""
+    from photod.errors import TargetUnavailable
+    from photod.targets.local import LocalTarget
+
+    disk, mnt = tmp_path / "disk", tmp_path / "mnt"
+    (disk / "photos").mkdir(parents=True)
+    mount(disk, mnt)
+    t = LocalTarget("usb", mnt / "photos", creates_root=False, owner="e0f548bc8f1e")
+    ident = t.check(None)
+    subprocess.run(["mount", "-o", "remount,ro,bind", str(mnt)], check=True)
+    with pytest.raises(TargetUnavailable, match="read-only"):
+        t.put_meta("installations/x/sums/a.sha256", b"list")
+    kept = disk / "photos" / ".photod" / ".photod-e0f548bc8f1e-0123456789abcdef.tmp"
+    kept.write_bytes(b"li")  # (what the disk kept of it)
+    subprocess.run(["mount", "-o", "remount,rw,bind", str(mnt)], check=True)
+    assert ident == t.check(ident)
+    assert not kept.exists()
+
+
 @pytest.fixture
 def fstab() -> Iterator[Callable[[Path], None]]:
     """Add a mount point to the real /etc/fstab (as a drive mounted with `nofail` is
