@@ -354,8 +354,12 @@ class Rcd:
         if self.proc is not None:
             if self.proc.poll() is None:
                 self.proc.terminate()
-                try:  # (past ``LAST_CALLS``: an rcd stuck on a dead link, not waited on)
-                    self.proc.wait(1 if self.last and time.monotonic() >= self.last else 5)
+                # At a stop, not past ``LAST_CALLS`` (1 s at least): an rcd still pushing a
+                # cut copy up a slow link was given 5 s after the last calls, and photod
+                # took 14 s to stop (over 15 s on a busy computer).
+                wait = 5.0 if self.last is None else max(1.0, self.last - time.monotonic())
+                try:
+                    self.proc.wait(wait)
                 except subprocess.TimeoutExpired:
                     self.proc.kill()
                     self.proc.wait()
