@@ -392,6 +392,92 @@ def _folder_ranges(folder: str, paths: list[str]) -> list[tuple[Any, Any]]:
         return out
 
 
+def _all_ranges(folder: str) -> list[tuple[Any, Any]]:
+    """Both of a folder's ranges (``_folder_ranges``): its TEXT rows' (unless its own
+    name is not UTF-8) and its BLOB rows'."""
+    out: list[tuple[Any, Any]] = []
+    with contextlib.suppress(UnicodeEncodeError):
+        folder.encode("utf-8")
+        out.append((folder, folder[:-1] + "0" if folder else b""))
+    raw = os.fsencode(folder)
+    out.append((raw, raw[:-1] + b"0" if raw else None))
+    return out
+
+
+# A folder's TEXT rows outside its sub-folders' ranges, counted: an index seek for each
+# gap between them (json_each first: CROSS JOIN keeps SQLite to that order).
+_BESIDE = (
+    "SELECT count(*) FROM json_each(?2) g CROSS JOIN source_files s WHERE s.source=?1"
+    " AND s.path>=json_extract(g.value, '$[0]')"
+    " AND s.path<coalesce(json_extract(g.value, '$[1]'), x'')"
+)
+
+
+def _beside(db: sqlite3.Cursor, source: str, folder: str, dirs: list[str]) -> int:
+    """How many rows of ``folder``'s range are none of its sub-folders ``dirs``' (of
+    its own files, or of a sub-folder it no longer has), counted by SQLite: a seek in
+    the index for each gap between their ranges, and the rows in them."""
+    if not _utf8(folder):
+        return 0  # (its rows are BLOBs)
+    gaps: list[tuple[str, str | None]] = []
+    lo = folder
+    for start in sorted(f"{folder}{d}/" for d in dirs if d.isascii() or _utf8(d)):
+        gaps.append((lo, start))
+        lo = start[:-1] + "0"
+    gaps.append((lo, folder[:-1] + "0" if folder else None))
+    return int(db.execute(_BESIDE, (source, json.dumps(gaps))).fetchone()[0])
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _walk(db: sqlite3.Cursor, source: str, folder: str, subs: list[Any]) -> Iterator[str]:
+    """Every row of ``folder``'s own files, a page at a time, past each sub-folder's
+    (whose names go to ``subs``)."""
+    for lo, hi in _all_ranges(folder):
+        n, cont = len(lo), False
+        slash, zero = ("/", "0") if isinstance(lo, str) else (b"/", b"0")
+        while True:
+            rows = db.execute(
+                _RANGE[cont, hi is None],
+                (source, lo, _PAGE) if hi is None else (source, lo, hi, _PAGE),
+            ).fetchall()
+            past = None
+            for p, _, _ in rows:
+                if (cut := p.find(slash, n)) >= 0:
+                    subs.append(p[n:cut])
+                    past = p[:cut] + zero
+                    break
+                yield p if isinstance(p, str) else _unpath(p)
+                lo = p
+            if past is not None:
+                lo, cont = past, False
+            elif len(rows) < _PAGE:
+                break
+            else:
+                cont = True
+
+
+class _Stats:
+    """What ``Catalog.source_stats`` gives a scan (``sources.folder.Known``)."""
+
+    def __init__(
+        self,
+        known: Callable[..., dict[str, tuple[int, int]]],
+        gone: Callable[[str, list[str], int | None], Iterable[str]],
+        forget: Callable[[list[str]], int],
+    ) -> None:
+        self.known, self.gone, self.forget = known, gone, forget
+
+    def __call__(self, paths: list[str], folder: str | None = None) -> dict[str, tuple[int, int]]:
+        return self.known(paths, folder)
+
+
 # SQLite's result codes that mean the file itself is not a sound database.
 _DAMAGED = {"SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_CORRUPT_INDEX", "SQLITE_CORRUPT_SEQUENCE",
             "SQLITE_CORRUPT_VTAB", "SQLITE_IOERR_SHORT_READ"}  # fmt: skip
@@ -1512,7 +1598,7 @@ class Catalog:
     # -- sources --------------------------------------------------------------------
 
     @contextmanager
-    def source_stats(self, source: str) -> Iterator[Callable[..., dict[str, tuple[int, int]]]]:
+    def source_stats(self, source: str) -> Iterator[_Stats]:
         """What a scan compares: ``known(paths)``, path -> (size, mtime_ns) of those of
         ``paths`` the catalog knows, asked 500 at a time; ``known(paths, folder)``, when
         ``paths`` are every file of ``folder`` (``""``, or a path ending in "/"), the
@@ -1521,7 +1607,11 @@ class Catalog:
         by name again when the range holds many more than ``paths``, files long gone).
         Asked a folder's files at a time, on a connection of its own beside the shared
         one (WAL lets a reader be, and no other call waits behind the lock): every
-        file of a folder was read at once (a million: 300 MB, on a small computer)."""
+        file of a folder was read at once (a million: 300 MB, on a small computer).
+        ``gone(folder, dirs, found)`` and ``forget(paths)``: the rows a complete
+        listing of the folder lacks, and their end (files deleted from a watch folder
+        were kept for ever: an emptied export folder grew the catalog at each import,
+        and its range was read past them, then by name)."""
         with self._reader() as db:
             cur = db.cursor()
             cur.row_factory = None  # plain tuples
@@ -1549,14 +1639,26 @@ class Catalog:
                 try:  # (rows read by SQLite's own cursor: no Python call for each)
                     return in_range(paths, folder)
                 except sqlite3.Error as exc:
-                    mapped = _map(exc, db.path)
-                    if mapped is None:
-                        raise
-                    db.noticed(mapped)
-                    raise mapped from exc
+                    raise said(exc) from exc
+
+            def said(exc: sqlite3.Error) -> Exception:
+                mapped = _map(exc, db.path)
+                if mapped is None:
+                    return exc
+                db.noticed(mapped)
+                return mapped
+
+            # folder -> (rows of its own files its listing lacks, its sub-folders with
+            # rows, whether every row of it is to be looked at: read by name instead)
+            pending: dict[str, tuple[list[str], list[Any], bool]] = {}
+
+            read: list[str | None] = [None]  # the folder read last (none of folders only)
 
             def in_range(paths: list[str], folder: str) -> dict[str, tuple[int, int]]:
+                read[0] = folder
+                pending.clear()  # (the folder before's: looked at, or not to be)
                 out: dict[str, tuple[int, int]] = {}
+                subs: list[Any] = []
                 budget = 2 * len(paths) + 64  # rows read past it: by name instead
                 for lo, hi in _folder_ranges(folder, paths):
                     n, cont = len(lo), False  # cont: on from the last row read (>)
@@ -1570,6 +1672,9 @@ class Catalog:
                             got += 1
                             if (cut := p.find(slash, n)) >= 0:  # a sub-folder's file
                                 past = p[:cut] + zero  # (its files sort before that)
+                                subs.append(p[n:cut])
+                                if not paths:  # (a folder of folders: not read past)
+                                    got -= 1
                                 break
                             out[p if isinstance(p, str) else _unpath(p)] = (
                                 size,
@@ -1578,6 +1683,7 @@ class Catalog:
                             last = p
                         budget -= got
                         if budget < 0:
+                            pending[folder] = ([], [], True)
                             return some(paths)
                         if past is not None:
                             lo, cont = past, False
@@ -1585,9 +1691,66 @@ class Catalog:
                             break
                         else:
                             lo, cont = last, True
+                if len(out) > len(paths) or subs:  # (files gone, or sub-folders to look at)
+                    listed = set(paths)
+                    pending[folder] = ([p for p in out if p not in listed], subs, False)
                 return out
 
-            yield known
+            def gone(folder: str, dirs: list[str], found: int | None) -> Iterable[str]:
+                """What a complete listing of ``folder`` lacks: rows of its own files
+                (maybe: a listing may lack a file it could not look at) and its
+                sub-folders with rows (``folder + name + "/"``).  ``found``: how many of
+                the folder's files have rows, when it was asked by name (a large one:
+                the rows beside its sub-folders' are counted, and read only when there
+                are more).  A folder of folders only (or of none) is read only when
+                its range has a row beside its sub-folders'."""
+                if found is None and read[0] == folder and folder not in pending:
+                    return ()  # (read whole, with nothing more than its listing)
+                return lacked(folder, dirs, found)
+
+            def lacked(folder: str, dirs: list[str], found: int | None) -> Iterator[str]:
+                own, subs, every = pending.pop(folder, ([], [], False))
+                try:
+                    if found is None and read[0] != folder and _beside(plain, source, folder, dirs):
+                        in_range([], folder)
+                        own, subs, every = pending.pop(folder, ([], [], False))
+                    if found is not None:
+                        every = _beside(plain, source, folder, dirs) > found
+                    if every:
+                        subs = []
+                        yield from _walk(plain, source, folder, subs)
+                    else:
+                        yield from own
+                except sqlite3.Error as exc:
+                    raise said(exc) from exc
+                listed = set(dirs)
+                for sub in {s if isinstance(s, str) else _unpath(s) for s in subs}:
+                    if sub not in listed:
+                        yield f"{folder}{sub}/"
+
+            def forget(paths: list[str]) -> int:
+                return self.forget_source_files(source, paths)
+
+            yield _Stats(known, gone, forget)
+
+    def forget_source_files(self, source: str, paths: list[str]) -> int:
+        """Drop the rows of watch-folder files gone from it (a path ending in "/": of
+        every file under that folder); how many.  Only its bookkeeping: the photos stay."""
+        n = 0
+        with self._tx() as db:
+            for p in paths:
+                if not p.endswith("/"):
+                    n += db.execute(
+                        "DELETE FROM source_files WHERE source=? AND path=?", (source, _path(p))
+                    ).rowcount
+                    continue
+                for lo, hi in _all_ranges(p):
+                    where = "path>=?" + ("" if hi is None else " AND path<?")
+                    n += db.execute(
+                        f"DELETE FROM source_files WHERE source=? AND {where}",
+                        (source, lo) if hi is None else (source, lo, hi),
+                    ).rowcount
+        return n
 
     def source_count(self, source: str) -> int:
         """How many files of a folder the catalog knows (`run --once` says it), counted

@@ -319,7 +319,8 @@ class FolderIntake:
                 where = ""
                 with self.catalog.source_stats(name) as known:
                     for _, path, st in watcher.scan(None, known, int(since) if since else None,
-                                                    partial(_touched, self.catalog, name)):  # fmt: skip
+                                                    partial(_touched, self.catalog, name),
+                                                    _device(self.catalog, name, watcher)):  # fmt: skip
                         if self.stop_event.is_set():
                             return
                         new += 1
@@ -336,6 +337,7 @@ class FolderIntake:
                 with self._lock:
                     self._scanning.discard(name)
             log.info("scan_finished", source=name, files=watcher.scanned, changed=new,
+                     gone=watcher.forgotten,
                      duration=round(self.clock.monotonic() - started, 3))  # fmt: skip
 
 
@@ -348,6 +350,18 @@ def _scanned(catalog: Catalog, name: str, watcher: FolderWatcher, began: int) ->
     if watcher.scanned:
         with contextlib.suppress(OSError):
             catalog.set_meta(f"device:{name}", str(os.stat(watcher.root).st_dev))
+
+
+def _device(catalog: Catalog, name: str, watcher: FolderWatcher) -> int | None:
+    """The watch folder's device, when it is the one its files were found on (the
+    scan may drop the rows of files gone from it); None when it is another (the empty
+    mount point of a drive unplugged: its files are away, not deleted) or never seen."""
+    found_on = catalog.meta(f"device:{name}")
+    try:
+        device = os.stat(watcher.root).st_dev
+    except OSError:
+        return None
+    return device if found_on is not None and int(found_on) == device else None
 
 
 def _touched(catalog: Catalog, source: str, rel: str, st: os.stat_result) -> bool:

@@ -189,3 +189,56 @@ def test_a_scan_read_by_folder_ranges_misses_no_file_and_counts_none_twice(
         intake.stop()
         workers.shutdown()
         catalog.close()
+
+
+def test_a_scan_drops_the_rows_of_files_gone_from_a_folder_it_listed_whole(
+    tmp_path: Path,
+) -> None:
+    """Files deleted from a watch folder kept their rows for ever: an export folder
+    emptied after each import grew the catalog at every one, and the scan read its
+    folder's range past them, then by name.  Once the folder was seen on its device
+    (the first scan), a scan drops the rows of the files and sub-folders a folder's
+    complete listing lacks, in a folder of more than PART files too, and no others:
+    the next scan finds nothing gone and nothing changed."""
+    import os
+
+    from photod.sources.folder import PART
+
+    inbox = tmp_path / "inbox"
+    there = [f"big/{i:05d}.jpg" for i in range(PART + 10)] + [
+        f"small/{i:02d}.jpg" for i in range(20)] + ["small/sub/x.jpg", "r.jpg", "only/sub/y.jpg"]  # fmt: skip
+    gone = [f"small/old{i:04d}.jpg" for i in range(3000)] + [f"big/gone{i}.jpg" for i in range(50)]
+    gone += [f"trip/{i}/x.jpg" for i in range(10)] + ["only/z.jpg", "q.jpg"]
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    for i, rel in enumerate(there + gone):
+        if i < len(there):
+            (inbox / rel).parent.mkdir(parents=True, exist_ok=True)
+            (inbox / rel).write_bytes(b"x")
+            os.utime(inbox / rel, ns=(10**18, 10**18))
+        catalog.saw_source_file("inbox", rel, 1, 10**18, "a" * 64)
+    text = (f'[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n[[sources]]\nname = "inbox"\n'
+            f'type = "folder"\npath = "{inbox}"\n[[targets]]\nname = "lib"\n'
+            f'type = "local"\npath = "{tmp_path / "lib"}"\n')  # fmt: skip
+    cfg = config.parse(text, tmp_path / "c.toml")
+    workers = ThreadPoolExecutor(1)
+    ingestor = Ingestor(cfg.ingest, {"inbox": inbox}, catalog, None)  # type: ignore[arg-type]
+    intake = FolderIntake(cfg.folders, cfg.ingest, ingestor, catalog, workers, tmp_path,
+                          threading.Event(), lambda job: None)  # fmt: skip
+
+    def scanned() -> tuple[int, int, int, int]:
+        with capture_logs() as events:
+            intake.reconcile()
+        [scan] = [e for e in events if e["event"] == "scan_finished"]
+        return scan["files"], scan["changed"], scan["gone"], catalog.source_count("inbox")
+
+    try:  # (the first scan sees the folder's device: until then, nothing is dropped)
+        assert (len(there), 0, 0, len(there) + len(gone)) == scanned()
+        assert (len(there), 0, len(gone), len(there)) == scanned()
+        assert (len(there), 0, 0, len(there)) == scanned()
+        for rel in there[:5]:  # (of the large folder)
+            (inbox / rel).unlink()
+        assert (len(there) - 5, 0, 5, len(there) - 5) == scanned()
+    finally:
+        intake.stop()
+        workers.shutdown()
+        catalog.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,11 +39,17 @@ PART = 4096  # a folder's entries listed at once (a folder of fewer: its range i
 
 class Known(Protocol):
     """What the catalog holds of some of a folder's files: path -> (size, mtime_ns);
-    with ``folder``, the paths are all of that folder's files."""
+    with ``folder``, the paths are all of that folder's files.  ``gone``: the rows
+    a complete listing of a folder lacks (``Catalog.source_stats``); ``forget``: drops
+    rows."""
 
     def __call__(
         self, paths: list[str], folder: str | None = None
     ) -> Mapping[str, tuple[int, int]]: ...
+
+    def gone(self, folder: str, dirs: list[str], found: int | None) -> Iterable[str]: ...
+
+    def forget(self, paths: list[str]) -> int: ...
 
 
 # The events photod acts on.  Asking inotify for these only keeps the kernel from
@@ -122,6 +128,7 @@ class FolderWatcher:
         self.polling = False
         self.unreadable: set[str] = set()  # folders and files a scan could not read (told once)
         self.scanned = 0  # files the last scan saw
+        self.forgotten = 0  # rows of files gone from it the last scan dropped
         self.watched: tuple[int, int] | None = None  # (st_dev, st_ino) of the root watched
 
     def start(self) -> bool:
@@ -202,6 +209,7 @@ class FolderWatcher:
         unchanged: Known | None = None,
         since_ns: int | None = None,
         touched: Callable[[str, os.stat_result], bool] = lambda rel, st: True,
+        device: int | None = None,
     ) -> Iterator[tuple[str, str, os.stat_result]]:
         """(path relative to the folder, full path, lstat) of every file under the
         folder (or under ``top`` in it), without following symbolic links to
@@ -214,6 +222,10 @@ class FolderWatcher:
         it changed since it was read.  After the scan,
         ``self.scanned`` is the number of files seen.
 
+        ``device``: the folder's, when the catalog's rows of files gone from it may be
+        dropped (``_forget``): only those a folder's complete listing lacks, and not
+        there when looked for again; ``self.forgotten`` says how many.
+
         A reconcile asks this of every file of a large library at every start, so the
         loop stays lean: strings, the entries' own stats, and the ignore patterns only
         for what is not known already."""
@@ -222,11 +234,15 @@ class FolderWatcher:
         start = top or self.root
         rel0 = os.path.relpath(start, self.root).replace(os.sep, "/")
         stack = [(str(start), "" if rel0 == "." else rel0 + "/")]
-        seen = 0
+        seen = self.forgotten = 0
+        sweep = unchanged if device is not None else None
         try:
             while stack:
                 folder, prefix = stack.pop()
-                for part, whole in self._parts(folder):
+                listed: list[bool] = []  # (made true once the whole folder is listed)
+                dirs: list[str] = []  # its sub-folders' names
+                found, whole = 0, True  # (found: rows of its files, when asked by name)
+                for part, whole in self._parts(folder, listed):
                     step = PART if whole else BATCH  # (whole: its range is read, in order)
                     for start_at in range(0, len(part), step):
                         files = []
@@ -234,6 +250,7 @@ class FolderWatcher:
                             name = entry.name
                             try:
                                 if entry.is_dir(follow_symlinks=False):
+                                    dirs.append(name)
                                     if not ignored(name):
                                         stack.append((entry.path, f"{prefix}{name}/"))
                                     continue
@@ -247,6 +264,7 @@ class FolderWatcher:
                             if unchanged and files
                             else {}
                         )
+                        found += len(known)
                         for rel, name, path, st in files:
                             if known.get(rel) == (st.st_size, st.st_mtime_ns) and (
                                 st.st_ctime_ns <= since or not touched(rel, st)
@@ -257,13 +275,45 @@ class FolderWatcher:
                                 continue
                             seen += 1
                             yield rel, path, st
+                if sweep and listed and device is not None:
+                    self._forget(sweep, folder, prefix, dirs, None if whole else found, device)
         finally:
             self.scanned = seen
 
-    def _parts(self, folder: str) -> Iterator[tuple[list[os.DirEntry[str]], bool]]:
+    def _forget(
+        self, rows: Known, folder: str, prefix: str, dirs: list[str], found: int | None, dev: int
+    ) -> None:
+        """Drop the catalog's rows of a folder's files (and sub-folders) that its
+        complete listing lacked and that are not there now either, while the folder is
+        on the watch folder's device still (a drive unplugged mid-scan leaves an empty
+        mount point: its files are away, not gone).  A file it may not look at stays."""
+        doomed: list[str] = []
+        for rel in rows.gone(prefix, dirs, found):
+            try:
+                os.lstat(os.path.join(self.root, rel))
+                continue
+            except (FileNotFoundError, NotADirectoryError):
+                doomed.append(rel)
+            except OSError:
+                continue
+            if len(doomed) >= BATCH:
+                self._drop(rows, doomed, folder, dev)
+        if doomed:
+            self._drop(rows, doomed, folder, dev)
+
+    def _drop(self, rows: Known, doomed: list[str], folder: str, dev: int) -> None:
+        ident = _identity(Path(folder))
+        if ident is not None and ident[0] == dev:
+            self.forgotten += rows.forget(doomed)
+        doomed.clear()
+
+    def _parts(
+        self, folder: str, listed: list[bool]
+    ) -> Iterator[tuple[list[os.DirEntry[str]], bool]]:
         """A folder's entries, ``PART`` at a time (one of 100,000 held whole was 10 MB),
-        and whether they are every one of them.  A folder it cannot list is said once,
-        not at every scan."""
+        and whether they are every one of them; ``listed`` gets a True once every one
+        was (a listing that fails halfway is no list of what is left).  A folder it
+        cannot list is said once, not at every scan."""
         try:
             listing = os.scandir(folder)
             with listing:
@@ -273,6 +323,7 @@ class FolderWatcher:
                 while len(part) == PART:
                     part = list(islice(listing, PART))
                     yield part, False
+            listed.append(True)
         except OSError as exc:
             if folder not in self.unreadable:
                 self.unreadable.add(folder)
