@@ -26,15 +26,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import threading
 import time
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from photod import failpoints, instance
+from photod import catalogbak, failpoints, instance
 from photod.catalog import Catalog, check_file, no_catalog
 from photod.durable import fsync_dir
 from photod.errors import (
@@ -384,8 +382,9 @@ def swap_in(db_path: Path) -> Path | None:
     keeps the old one under comes from the finished rebuild, so a WAL never parts from
     its file, and no WAL of the old catalog is ever left beside the new one."""
     rebuilt = db_path.with_name(db_path.name + REBUILT)
-    stamp = datetime.fromtimestamp(rebuilt.stat().st_mtime, UTC).strftime("%Y%m%d-%H%M%S")
-    aside = db_path.with_name(f"{db_path.name}.{stamp}.bak")
+    aside = catalogbak.aside(db_path, rebuilt)  # (unique: to the nanosecond)
+    if db_path.exists():  # (not a run again after a kill: a name taken is an older one's)
+        _remove(aside)
     kept = None
     for ext in ("", "-wal", "-shm"):
         old = Path(f"{db_path}{ext}")
@@ -395,18 +394,8 @@ def swap_in(db_path: Path) -> Path | None:
     os.replace(rebuilt, db_path)
     fsync_dir(db_path.parent)
     if kept is not None:  # (only once the new catalog is in place: a kill keeps both)
-        _drop_older_baks(db_path, aside)
+        catalogbak.drop_older(db_path, aside)
     return kept if kept is not None and kept.exists() else None
-
-
-def _drop_older_baks(db_path: Path, newest: Path) -> None:
-    """Remove the catalogs earlier rebuilds kept (``catalog.sqlite.<time>.bak``, with
-    their WAL), all but ``newest``; one that will not go is left, tried at the next."""
-    mine = re.compile(re.escape(db_path.name) + r"\.\d{8}-\d{6}\.bak(?:-wal|-shm)?")
-    for old in db_path.parent.iterdir():
-        if mine.fullmatch(old.name) and not old.name.startswith(newest.name):
-            with contextlib.suppress(OSError):
-                old.unlink()
 
 
 def identity(state_dir: Path, db_path: Path, name: str) -> Installation | None:

@@ -272,3 +272,51 @@ def test_a_target_a_snapshot_failed_on_gets_it_within_the_hour_though_nothing_ch
     finally:
         pipeline.stop(snapshot=False)
         catalog.close()
+
+
+def test_two_rebuilds_in_one_second_keep_the_catalog_the_last_one_replaced(
+    tmp_path: Path,
+) -> None:
+    """A rebuild keeps the catalog it replaces as `.bak`, named by the second it
+    finished: a second rebuild within that second kept its old catalog under the
+    first's name, beside the WAL the first's had (a catalog a power cut left has one),
+    and what it kept read as the catalog before both: the one it replaced was lost.
+    Named to the nanosecond, the one kept is the one the last rebuild replaced, and its
+    name sorts after the earlier one's."""
+    import os
+    import shutil
+    import sqlite3
+
+    state = tmp_path / "state"
+    state.mkdir()
+    db, rebuilt = state / "catalog.sqlite", state / f"catalog.sqlite{snapshot.REBUILT}"
+
+    def made(path: Path, n: int, cut: bool = False) -> None:
+        """A catalog of ``n`` assets at ``path``; ``cut``: as a power cut leaves it."""
+        work = tmp_path / f"work{n}"
+        work.mkdir()
+        catalog = Catalog(work / "catalog.sqlite")
+        grow(catalog, n)
+        for end in ("", "-wal") if cut else ():
+            shutil.copy(f"{work}/catalog.sqlite{end}", f"{path}{end}")
+        catalog.close()
+        if not cut:
+            shutil.copy(work / "catalog.sqlite", path)
+
+    made(db, 1, cut=True)
+    second = 1_800_000_000 * 10**9
+    made(rebuilt, 2)
+    os.utime(rebuilt, ns=(second + 10**8, second + 10**8))
+    first = snapshot.swap_in(db)
+    made(rebuilt, 3)
+    os.utime(rebuilt, ns=(second + 6 * 10**8, second + 6 * 10**8))
+    kept = snapshot.swap_in(db)
+    assert first is not None and kept is not None
+    left = sorted(p.name for p in state.glob("catalog.sqlite.*.bak*"))
+    seen = sqlite3.connect(f"file:{kept}?mode=ro", uri=True)
+    try:
+        assert 2 == seen.execute("SELECT count(*) FROM assets").fetchone()[0]
+    finally:
+        seen.close()
+    assert kept.name > first.name
+    assert [kept.name] == left
