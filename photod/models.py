@@ -35,7 +35,8 @@ class Media(enum.StrEnum):
 class VerifyMethod(enum.StrEnum):
     READBACK = "readback"  # bytes read back from the target after fsync and hashed
     EXISTING = "existing"  # a file already on the target was hashed and matched
-    SERVER = "server"  # the server checked each request's Content-MD5 before storing it
+    SERVER = "server"  # the server checked each request's Content-MD5 before storing it,
+    # or its own hash of what it stored is photod's (an rclone remote's SHA-256 or MD5)
 
 
 class Probe(NamedTuple):

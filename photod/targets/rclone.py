@@ -6,8 +6,9 @@ operation (a fresh ``rclone`` process per call made SFTP three times slower).  I
 listens on a unix socket in a private folder, so only this user reaches it.
 
 An upload streams (chunked HTTP) into ``operations/uploadfile`` under
-``.photod/tmp/``.  The remote's own SHA-256 of it, or, for remotes that keep none
-(SFTP, Dropbox...), the bytes read back, must equal photod's; only then
+``.photod/tmp/``.  The remote's own hash of it (its SHA-256, or a bucket store's MD5 or
+SHA-1, which photod computes too as it sends: ``rcloneproof``), or, for remotes that
+give none at no cost (SFTP, Dropbox...), the bytes read back, must equal photod's; only then
 ``operations/movefile`` gives it its name.  A half-uploaded object is never under a
 real name, and the catalog notes the temporary so a crash can remove it.  A metadata
 write (a list segment, a marker) is not in the catalog: its temporary carries this
@@ -41,9 +42,10 @@ from photod.errors import (
 )
 from photod.logs import log
 from photod.models import VerifyMethod
-from photod.targets.base import CHUNK, Identity
+from photod.targets.base import Identity
 from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.rcd import HUNG, SERVED, Download, Rcd, UnixHTTP, as_read
+from photod.targets.rcloneproof import proof_hash, remote_sha256
 from photod.targets.rclonesays import complaint, meaning
 
 FOREIGN_TEMP_AGE = 86400.0  # seconds another computer's temporary is seen unchanged before it goes
@@ -65,6 +67,8 @@ class RcloneWriter:
         self.proved = proved
         self.temp_key = f"{TMP}{target.owner}{secrets.token_hex(12)}"
         self.sha = hashlib.sha256()
+        self.kind = "sha256"  # the remote's hash that proves the upload (``proof_hash``)
+        self.other: Any = None  # that hash of the bytes sent, where it is not the SHA-256
         self.size = 0
         self.boundary = secrets.token_hex(16)
         self.conn: UnixHTTP | None = None
@@ -87,6 +91,9 @@ class RcloneWriter:
         params = {"fs": self.t.remote, "remote": folder}
         if self.proved:
             params["_config"] = self.t.upload_config()
+            self.kind = self.t.proof or "sha256"
+            if self.kind != "sha256":
+                self.other = hashlib.new(self.kind, usedforsecurity=False)
         query = urllib.parse.urlencode(params)
         self.conn = self.t.rcd.connection()
         self.begun = True
@@ -127,6 +134,8 @@ class RcloneWriter:
             except OSError as exc:
                 raise self._lost(exc) from exc
         self.sha.update(data)
+        if self.other is not None:
+            self.other.update(data)
         self.size += len(data)
 
     def sha256(self) -> str | None:
@@ -161,8 +170,9 @@ class RcloneWriter:
             self.abort()
             raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, self.sha.hexdigest())
         self._finish_upload()
+        proof = (self.kind, "" if self.other is None else self.other.hexdigest())
         try:
-            stored, method = self.t.remote_sha256(self.temp_key)
+            stored, method = remote_sha256(self.t, self.temp_key, sha256, *proof)
             if stored != sha256:
                 self.abort()
                 raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, stored)
@@ -177,7 +187,7 @@ class RcloneWriter:
             # hold ours, or the copy is not counted (tried again under another name);
             # elsewhere, a temporary left where it was means the name was taken.
             if method is VerifyMethod.SERVER:
-                if self.t.remote_sha256(key)[0] != sha256:
+                if remote_sha256(self.t, key, sha256, *proof)[0] != sha256:
                     raise KeyExists(key)
             elif self.t.size(self.temp_key) is not None:
                 raise KeyExists(key)
@@ -258,6 +268,7 @@ class RcloneTarget(ObjectTarget):
         self._says_room = True  # False once the remote said it cannot tell (no About)
         self.short = False  # an upload was refused for want of room, and none landed since
         self._bucketed: bool | None = None  # the remote is a bucket store (``upload_config``)
+        self.proof: str | None = None  # the hash its uploads are proved by (``proof_hash``)
 
     def check(self, known: Identity | None, prepare: bool = True) -> Identity:
         found = super().check(known, prepare)
@@ -391,28 +402,13 @@ class RcloneTarget(ObjectTarget):
         and fail an upload whose time the remote does not keep), and to a bucket store,
         STREAM_CUTOFF held whole."""
         if self._bucketed is None:
-            features = self.call("operations/fsinfo", fs=self.remote).get("Features") or {}
-            self._bucketed = bool(features.get("BucketBased"))
+            info = self.call("operations/fsinfo", fs=self.remote)
+            self.proof = proof_hash(info)
+            self._bucketed = bool((info.get("Features") or {}).get("BucketBased"))
         opts: dict[str, object] = {"IgnoreChecksum": True, "SizeOnly": True}
         if self._bucketed:
             opts["StreamingUploadCutoff"] = STREAM_CUTOFF
         return json.dumps(opts)
-
-    def remote_sha256(self, key: str) -> tuple[str, VerifyMethod]:
-        """The remote's own SHA-256 of an object, else the bytes read back and hashed."""
-        item = self.call("operations/stat", fs=self.remote, remote=key,
-                         opt={"hashTypes": ["sha256"]}).get("item") or {}  # fmt: skip
-        digest = str((item.get("Hashes") or {}).get("sha256", ""))
-        if len(digest) == 64:
-            return digest, VerifyMethod.SERVER
-        h = hashlib.sha256()
-        try:
-            with self.open(key) as f:
-                while chunk := f.read(CHUNK):
-                    h.update(chunk)
-        except OSError as exc:
-            raise TargetUnavailable(self.name, str(exc)) from exc
-        return h.hexdigest(), VerifyMethod.READBACK
 
     # -- primitives -------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import pytest
 
 from photod import failpoints
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
-from photod.models import ManifestEntry
+from photod.models import ManifestEntry, VerifyMethod
 from photod.targets import rclone as rclone_target
 from photod.targets.agekeygen import keygen
 from photod.targets.base import Identity, hash_object
@@ -171,11 +171,12 @@ def local_rclone(tmp_path: Path, folder: Path, **kw: Any) -> RcloneTarget:
     return RcloneTarget("r", f"dir:{folder}", conf, **kw)
 
 
-def put(target: Any, key: str, data: bytes = DATA) -> None:
+def put(target: Any, key: str, data: bytes = DATA) -> VerifyMethod:
     w = target.open_writer(key)
     for i in range(0, len(data), 65536):
         w.write(data[i : i + 65536])
-    w.commit(key, hashlib.sha256(data).hexdigest())
+    method: VerifyMethod = w.commit(key, hashlib.sha256(data).hexdigest())
+    return method
 
 
 def test_put_then_read_back(target: Any) -> None:
@@ -825,8 +826,8 @@ def test_an_sftp_nas_hashes_no_photo_for_rclone_and_a_copy_damaged_there_is_caug
         t.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
         t.check(None)
         before = commands()
-        for n in range(3):
-            put(t, f"2024/{n}.jpg", DATA + bytes([n]))
+        for n in range(3):  # (read back: the NAS's md5sum would be its whole file read)
+            assert VerifyMethod.READBACK == put(t, f"2024/{n}.jpg", DATA + bytes([n]))
         assert 0 == commands() - before  # (3 md5sums before)
         assert hashlib.sha256(DATA + b"\x02").hexdigest() == hash_object(t, "2024/2.jpg")
         hit = failpoints.hit
@@ -1057,6 +1058,53 @@ def test_a_photo_goes_to_an_rclone_s3_remote_in_one_put(
     assert ["PUT"] == sent(DATA, "2024/a.jpg")  # (it was create, part, complete)
     monkeypatch.setattr(rclone_target, "STREAM_CUTOFF", 512 * 1024)  # a larger photo
     assert ["create", "part", "complete"] == sent(DATA + b"2", "2024/b.jpg")
+
+
+def test_a_photo_to_an_rclone_s3_remote_is_proved_by_the_stores_md5_not_downloaded(
+    rclone_s3: tuple[FaultProxy, RcloneTarget],
+    s3_server: S3Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """S3 keeps no SHA-256, so each photo sent through rclone to an S3 store was then
+    downloaded whole to prove it: twice the traffic, and on a cloud an egress charge for
+    each.  It is now proved by the store's own MD5 of what it stored (a PUT's ETag),
+    which photod computes as it sends: no GET (method "server").  An answer with no MD5
+    (after a multipart upload rclone kept none of) is read back, and a copy damaged on
+    the server after its upload is still refused, nothing published."""
+    proxy, t = rclone_s3
+    folder = s3_server.root / BUCKET / tmp_path.name
+
+    def sent(data: bytes, key: str) -> tuple[VerifyMethod, int]:  # and the GETs it made
+        n = len(proxy.begun)
+        method = put(t, key, data)
+        return method, [m for m, _ in proxy.begun[n:]].count("GET")
+
+    assert (VerifyMethod.SERVER, 0) == sent(DATA, "2024/a.jpg")  # (READBACK, 1) before
+    assert (VerifyMethod.SERVER, 0) == sent(DATA + b"b", "2024/b.jpg")
+    proxy.rule = lambda method, path, query: (
+        ("strip", "ETag") if method == "HEAD" and "/.photod/tmp/" in path else "pass"
+    )
+    assert (VerifyMethod.READBACK, 1) == sent(DATA + b"c", "2024/c.jpg")
+    proxy.rule = lambda method, path, query: "pass"
+    for key, data in (("2024/a.jpg", DATA), ("2024/b.jpg", DATA + b"b")):
+        assert hashlib.sha256(data).hexdigest() == hash_object(t, key)
+    hit = failpoints.hit
+
+    def damage(name: str) -> None:  # a bit flips on the server's disk once uploaded
+        if name == "rclone_uploaded":
+            (temp,) = (folder / ".photod" / "tmp").iterdir()
+            data = bytearray(temp.read_bytes())
+            data[len(data) // 2] ^= 0x01
+            temp.write_bytes(bytes(data))
+        hit(name)
+
+    monkeypatch.setattr(failpoints, "hit", damage)
+    with pytest.raises(ChecksumMismatch):
+        put(t, "2024/damaged.jpg", DATA + b"d")
+    monkeypatch.setattr(failpoints, "hit", hit)
+    assert ["2024/a.jpg", "2024/b.jpg", "2024/c.jpg"] == sorted(t.keys())
+    assert [] == list(folder.glob(".photod/tmp/*"))
 
 
 def test_a_copy_to_an_rclone_remote_lists_no_folder(
