@@ -12,6 +12,8 @@ round times, in turn:
                  met first, untimed: a target's first contact is once in its life);
   rclone copy    `rclone copy CORPUS s3:` (4 transfers; it checks MD5s as well);
   photod crypt   the same with `encrypt = true` (age, keyed names, encrypted index);
+  photod rclone  the same to an rclone target: the S3 server as an rclone remote,
+                 through photod's rcd (each photo proved by the store's MD5);
   rclone crypt   `rclone copy CORPUS crypt:` over the same S3 remote;
   bare client    the floor: every file PUT by a bare boto3 client, 4 at a time, with
                  the Content-MD5 the server checks and nothing else (bench/floors.py).
@@ -61,7 +63,11 @@ def rclone_conf(path: Path, endpoint: str) -> Path:
     return path
 
 
-def photod_config(work: Path, corpus: Path, server: S3Server, encrypt: bool, prefix: str) -> Path:
+def photod_config(
+    work: Path, corpus: Path, server: S3Server, encrypt: bool, prefix: str, rclone: Path | None
+) -> Path:
+    """photod's config: its S3 target, or with ``rclone`` (a config file), the same
+    server as the remote ``s3:`` of an rclone target."""
     creds = server.credentials(work / "aws-credentials")
     state = work / "photod-state"
     key = work / "photod.key"
@@ -72,9 +78,14 @@ def photod_config(work: Path, corpus: Path, server: S3Server, encrypt: bool, pre
     config.write_text(
         "[policy]\ncopies = 1\nmedia = 1\noffsite = 1\n"
         f'[[sources]]\nname = "corpus"\ntype = "folder"\npath = "{corpus}"\n'
-        f'[[targets]]\nname = "offsite"\ntype = "s3"\nendpoint = "{server.endpoint}"\n'
-        f'bucket = "{BUCKET}"\nprefix = "{prefix}"\n'
-        f'credentials_file = "{creds}"\nencrypt = {"true" if encrypt else "false"}\n'
+        + (
+            f'[[targets]]\nname = "offsite"\ntype = "rclone"\nremote = "s3:{BUCKET}/{prefix}/"\n'
+            f'config_file = "{rclone}"\n'
+            if rclone
+            else f'[[targets]]\nname = "offsite"\ntype = "s3"\nendpoint = "{server.endpoint}"\n'
+            f'bucket = "{BUCKET}"\nprefix = "{prefix}"\ncredentials_file = "{creds}"\n'
+        )
+        + f"encrypt = {'true' if encrypt else 'false'}\n"
         + (f'[encryption]\nidentity = "{key}"\n' if encrypt else "")
         + f'[daemon]\nstate_dir = "{state}"\nlog_dir = "{state}/log"\n'
     )
@@ -121,6 +132,7 @@ def main() -> int:
         "rclone": [],
         "photod crypt": [],
         "rclone crypt": [],
+        "photod rclone": [],  # to the same server as an rclone remote (against "rclone")
         "bare client": [],  # the floor: bench/floors.py
     }
     cpu: dict[str, list[tuple[float, float]]] = {k: [] for k in times}  # (tool, server)
@@ -138,10 +150,11 @@ def main() -> int:
                     # with any other computer: 2 s; this computer's records), made
                     # before the clock starts, as a user's photod made it long ago.
                     (work / "empty").mkdir(exist_ok=True)
-                    config = photod_config(work, work / "empty", server, "crypt" in name, run)
+                    via = conf if name == "photod rclone" else None
+                    config = photod_config(work, work / "empty", server, "crypt" in name, run, via)
                     cmd = [sys.executable, "-m", "photod", "--config", str(config), "run", "--once"]
                     claim.append(timed(cmd))
-                    config = photod_config(work, corpus, server, "crypt" in name, run)
+                    config = photod_config(work, corpus, server, "crypt" in name, run, via)
                     before = cpu_seconds(server)
                     times[name].append(timed(cmd))
                     after = cpu_seconds(server)  # (before `photod status` below)
@@ -167,7 +180,8 @@ def main() -> int:
                 f"round {round_ + 1}: "
                 + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items())
                 + f"; ratios {times['photod'][-1] / times['rclone'][-1]:.2f} plain, "
-                f"{times['photod crypt'][-1] / times['rclone crypt'][-1]:.2f} encrypted",
+                f"{times['photod crypt'][-1] / times['rclone crypt'][-1]:.2f} encrypted, "
+                f"{times['photod rclone'][-1] / times['rclone'][-1]:.2f} through rclone",
                 flush=True,
             )
     finally:
@@ -184,6 +198,7 @@ def main() -> int:
     for k, v in cpu.items():
         own, srv = (statistics.median(x[i] for x in v) for i in (0, 1))
         print(f"  {k:13s} {own:7.2f} s  server {srv:6.2f} s  {own / n * 1e3:6.2f} ms a file")
+    print(f"  photod rclone / rclone copy: {med['photod rclone'] / med['rclone']:.2f}")
     print(f"  every file verified offsite by photod: {ok}")
     print(f"  (not in photod's times: a fresh target's first contact, {statistics.median(claim):.2f} s,"
           " made once in its life)")  # fmt: skip
@@ -195,6 +210,9 @@ def main() -> int:
            "rclone copy (crypt remote)", goal="<= 1.0 x",
            met=med["photod crypt"] <= med["rclone crypt"], floor=med["bare client"],
            floor_tool=bare + " (unencrypted)")  # fmt: skip
+    result("offsite", f"{n:,} files to S3 through an rclone remote", med["photod rclone"],
+           med["rclone"], "rclone copy", goal="<= 1.0 x", met=med["photod rclone"] <= med["rclone"],
+           floor=med["bare client"], floor_tool=bare)  # fmt: skip
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
