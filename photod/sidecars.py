@@ -21,6 +21,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 from photod import xmp
 from photod.catalog import PHONE_NAME, SIDECAR_TAKEN, Catalog, LibraryRows, now_iso
@@ -151,27 +152,56 @@ def index_bytes(udid: str, device: str, rows: LibraryRows) -> bytes:
     return json.dumps(doc, ensure_ascii=False, sort_keys=True).encode()
 
 
-def rows_from_index(data: bytes) -> tuple[str, str, LibraryRows]:
-    """(udid, device name, rows) from an index; ValueError when it is not one."""
-    doc = json.loads(data)
+def rows_from_index(data: bytes, stem: str = "") -> tuple[str, str, LibraryRows]:
+    """(udid, device name, rows) from an index; ValueError when it is not one: one on a
+    shared target may be another computer's, damaged or hostile, and what it gives is
+    kept, listed and written again, so each field must be what photod writes (an
+    index named ``stem``.json holds that phone's UDID: it names the index it is
+    written back as)."""
+    try:
+        doc = json.loads(data)
+    except RecursionError as exc:
+        raise ValueError("library index nested too deep") from exc
+    if not isinstance(doc, dict):
+        raise ValueError("library index is not a JSON object")
     if doc.get("format") != FORMAT:
         raise ValueError(f"library index format {doc.get('format')!r}")
     dumps = json.dumps
+    udid = _text(doc["udid"])
+    if stem and udid != stem:
+        raise ValueError(f"library index {stem}.json holds the UDID {udid!r}")
+    for entries, key in (("assets", "uuid"), ("albums", "uuid")):  # (the catalog's keys)
+        if len({str(e.get(key)) for e in _objects(doc[entries])}) < len(doc[entries]):
+            raise ValueError(f"library index names one of its {entries} twice")
     return (
-        str(doc["udid"]),
+        udid,
         str(doc.get("device", "")),
         LibraryRows(
             str(doc["digest"]),
             str(doc["schema"]),
             [
-                (a["uuid"], a["path"], bool(a["local"]), _facts(a["facts"]), a["sidecar"])
-                for a in doc["assets"]
+                (
+                    _text(a["uuid"]),
+                    _text(a["path"]),
+                    bool(a["local"]),
+                    _facts(a["facts"]),
+                    _text(a["sidecar"]),
+                )
+                for a in _objects(doc["assets"])
                 if asset_from_json(_facts(a["facts"]))  # raises on facts that are not facts
             ],
-            [(f["path"], f["uuid"], f["sha256"]) for f in doc["files"]],
             [
-                (al["uuid"], dumps(al["path"]), bool(al["trashed"]), dumps(al["assets"]))
-                for al in doc["albums"]
+                (_text(f["path"]), _text(f["uuid"]), _text(f["sha256"], True))
+                for f in _objects(doc["files"])
+            ],
+            [
+                (
+                    _text(al["uuid"]),
+                    dumps(_texts(al["path"])),
+                    bool(al["trashed"]),
+                    dumps(_texts(al["assets"])),
+                )
+                for al in _objects(doc["albums"])
             ],
             str(doc.get("read_at") or doc.get("written_at", "")),  # (an earlier photod's)
             str(doc.get("changed_at") or ""),
@@ -179,7 +209,30 @@ def rows_from_index(data: bytes) -> tuple[str, str, LibraryRows]:
     )
 
 
-def _facts(data: dict[str, object]) -> str:
+def _text(value: object, none: bool = False) -> str:
+    if isinstance(value, str) or (none and value is None):
+        return value  # type: ignore[return-value]
+    raise ValueError(f"library index holds {value!r} where text belongs")
+
+
+def _texts(value: object) -> list[str]:
+    if isinstance(value, list):
+        return [_text(v) for v in value]
+    raise ValueError(f"library index holds {value!r} where a list of texts belongs")
+
+
+def _objects(value: object) -> list[dict[str, Any]]:
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return value
+    raise ValueError("library index holds a list of something else than entries")
+
+
+def _stem(meta: str) -> str:
+    """The UDID an index's name says it holds (``library/UDID.json``)."""
+    return meta.rpartition("/")[2].removesuffix(".json")
+
+
+def _facts(data: object) -> str:
     return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
@@ -220,7 +273,7 @@ def take_indexes(catalog: Catalog, targets: Iterable[tuple[str, Target]]) -> int
                 data = target.get_private(meta)
                 if data is None:
                     continue
-                udid, device, rows = rows_from_index(data)
+                udid, device, rows = rows_from_index(data, _stem(meta))
             except (TargetUnavailable, Undecryptable, ValueError, KeyError, TypeError) as exc:
                 log.warning("library_index_unreadable", target=name, file=meta, reason=str(exc))
                 continue

@@ -432,6 +432,54 @@ def test_an_index_from_a_newer_photod_is_read_and_a_damaged_one_is_said(
     assert named(events, "library_index_unreadable")
 
 
+def test_a_hostile_or_damaged_index_on_a_shared_target_is_one_event_each_never_a_crash(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """Another computer's folder on a shared target holds indexes of odd shapes (JSON
+    that is not an object, a uuid that is an object, an album's path a number or its
+    folders numbers, its photos not a list, a photo or an album twice, a photo without
+    its sidecar digest, a UDID that climbs folders): each is one
+    library_index_unreadable, the good index is taken, and `photod albums` and the next
+    catch-up run on the rebuilt catalog."""
+    from photod.albums import albums
+    from photod.models import PolicyRule
+
+    rig = make_rig()
+    phone, _, _ = library_phone(tmp_path)
+    plug_and_import(rig, phone, events, 1)
+    target = rig.fleet.targets["lib"].target
+    LibraryKeeper(rig.catalog, threading.Event()).sync("lib", target)
+    doc = json.loads((rig.lib / ".photod" / "library" / f"{UDID}.json").read_text())
+    other = rig.lib / ".photod" / "installations" / "attic.0123456789ab" / "library"
+    other.mkdir(parents=True)
+    bad: dict[str, Any] = {
+        "not-an-object": [doc],
+        "uuid-an-object": {**doc, "assets": [{**doc["assets"][0], "uuid": {"x": 1}}]},
+        "path-a-number": {**doc, "albums": [{**doc["albums"][0], "path": 7}]},
+        "folders-numbers": {**doc, "albums": [{**doc["albums"][0], "path": [1, 2]}]},
+        "photos-not-a-list": {**doc, "albums": [{**doc["albums"][0], "assets": 3}]},
+        "sha-a-list": {**doc, "files": [{**doc["files"][0], "sha256": ["a"]}]},
+        "no-sidecar": {**doc, "assets": [{**doc["assets"][0], "sidecar": None}]},
+        "uuid-twice": {**doc, "assets": [doc["assets"][0], doc["assets"][0]]},
+        "album-twice": {**doc, "albums": [doc["albums"][0], doc["albums"][0]]},
+        "climbs": {**doc, "udid": "../../../escaped"},
+    }
+    for n, (stem, d) in enumerate(bad.items()):
+        udid = f"00008027-000A1B2C3D4E5F{n:02d}"
+        body = {**d, "udid": udid} if isinstance(d, dict) and stem != "climbs" else d
+        (other / f"{udid}.json").write_text(json.dumps(body, ensure_ascii=False))
+    fresh = Catalog(tmp_path / "fresh.sqlite")
+    try:
+        assert 1 == take_indexes(fresh, [("lib", target)])
+        assert [UDID] == fresh.libraries()
+        assert albums(fresh, PolicyRule(0, 0, 0), {})
+        LibraryKeeper(fresh, threading.Event()).sync("lib", target, "fresh.0123456789ab")
+    finally:
+        fresh.close()
+    assert len(bad) == len(named(events, "library_index_unreadable"))
+    assert not list(rig.lib.rglob("escaped*"))
+
+
 def test_the_dashboard_shows_each_phone_month_by_month_and_its_albums(
     make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
 ) -> None:
