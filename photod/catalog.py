@@ -2083,8 +2083,11 @@ class Catalog:
         """One phone's library as saved, each file's asset filled in from the phone's
         listing where the import has done it since."""
         with self._lock:
+            clock = self.schema_version >= 10  # (v10) a reader's catalog is not brought up to date
             head = self._db.execute(
-                "SELECT digest, schema, read_at, changed_at FROM libraries WHERE udid=?",
+                "SELECT digest, schema, read_at, "
+                + ("changed_at" if clock else "''")
+                + " FROM libraries WHERE udid=?",
                 (udid,),
             ).fetchone()
             if head is None:

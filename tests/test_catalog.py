@@ -299,3 +299,27 @@ def test_the_catalogs_journal_shrinks_again_after_a_large_import(tmp_path: Path)
         assert 1003 == c.counts()[0]
     finally:
         c.close()
+
+
+def test_a_reader_of_a_catalog_from_before_phone_clocks_lists_its_albums(tmp_path: Path) -> None:
+    """A catalog held as it is (one photod may read but not write: the dashboard reads
+    it, nothing brings it up to date) from before each library read kept the phone's
+    clock (v9): its phones' albums are listed all the same, not "no such column"."""
+    from photod.albums import albums
+    from photod.catalog import LibraryRows
+    from photod.models import PolicyRule
+
+    path = tmp_path / "c.sqlite"
+    c = Catalog(path)
+    album = ("A1", '["Trips","Rome"]', False, '["U1"]')
+    c.save_library("UDID1", LibraryRows("digest", "schema", [], [("p.jpg", "U1", None)], [album]))
+    c.close()
+    db = sqlite3.connect(path)
+    db.executescript("ALTER TABLE libraries DROP COLUMN changed_at; PRAGMA user_version=9;")
+    db.close()
+    reader = Catalog(path, readonly=True)
+    try:
+        assert 9 == reader.schema_version
+        assert ["Trips/Rome"] == [a.name for a in albums(reader, PolicyRule(0, 0, 0), {})]
+    finally:
+        reader.close()
