@@ -129,6 +129,19 @@ def as_read(settings: dict[str, str]) -> dict[str, str]:
             for k, v in settings.items()}  # fmt: skip
 
 
+def write_inline_config(path: Path, remote: str, settings: dict[str, str]) -> Path:
+    """The remote's settings from photod's config, as a private rclone.conf."""
+    section = remote.partition(":")[0]
+    settings = as_read(settings)  # (a "$" in a key file's path: a "$")
+    text = f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(path.with_suffix(".tmp"), path)
+    return path
+
+
 def _top() -> str:
     """Where rcd's folder goes: the temporary folder, else (its path too long for the
     socket in it) SHORT_TOP."""

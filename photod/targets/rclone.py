@@ -44,7 +44,7 @@ from photod.logs import log
 from photod.models import VerifyMethod
 from photod.targets.base import Identity
 from photod.targets.objects import TMP, ObjectTarget
-from photod.targets.rcd import HUNG, SERVED, Download, Rcd, UnixHTTP, as_read
+from photod.targets.rcd import HUNG, SERVED, Download, Rcd, UnixHTTP, write_inline_config
 from photod.targets.rcloneproof import proof_hash, remote_sha256
 from photod.targets.rclonesays import complaint, meaning
 
@@ -180,8 +180,13 @@ class RcloneWriter:
                 raise KeyExists(key)  # still uploaded: commit again under another key
             # Never over a file another computer of the family published meanwhile: rclone
             # leaves the temporary where it is then, and the name is taken.
-            self.t.call("operations/movefile", srcFs=self.t.remote, srcRemote=self.temp_key,
-                        dstFs=self.t.remote, dstRemote=key, _config={"IgnoreExisting": True})  # fmt: skip
+            try:
+                self.t.call("operations/movefile", srcFs=self.t.remote, srcRemote=self.temp_key,
+                            dstFs=self.t.remote, dstRemote=key, _config={"IgnoreExisting": True})  # fmt: skip
+            except TargetUnavailable:
+                if self.t.folder(key):  # (``size`` sees files only: a folder of that name)
+                    raise KeyExists(key) from None
+                raise
             # Two computers moving at the same instant both pass rclone's look, and the
             # later rename wins: where the remote says its hash at no cost, the name must
             # hold ours, or the copy is not counted (tried again under another name);
@@ -314,18 +319,7 @@ class RcloneTarget(ObjectTarget):
             log.warning("target_tidy_failed", target=self.name, error=str(exc),
                         detail="a crash's temporaries stay until a later look")  # fmt: skip
 
-    @staticmethod
-    def write_inline_config(path: Path, remote: str, settings: dict[str, str]) -> Path:
-        """The remote's settings from photod's config, as a private rclone.conf."""
-        section = remote.partition(":")[0]
-        settings = as_read(settings)  # (a "$" in a key file's path: a "$")
-        text = f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(path.with_suffix(".tmp"), path)
-        return path
+    write_inline_config = staticmethod(write_inline_config)
 
     # -- talking to rcd ---------------------------------------------------------------
 
@@ -479,6 +473,11 @@ class RcloneTarget(ObjectTarget):
         item = self.call("operations/stat", fs=self.remote, remote=key,
                          opt={"filesOnly": True}).get("item")  # fmt: skip
         return None if item is None else int(item["Size"])
+
+    def folder(self, key: str) -> bool:
+        """Whether a folder has the name ``key`` (asked when a move onto it failed)."""
+        item = self.call("operations/stat", fs=self.remote, remote=key).get("item") or {}
+        return bool(item.get("IsDir"))
 
     def delete_temp(self, temp_key: str, alone: bool = False) -> None:
         if temp_key.startswith(TMP):  # never anything but photod's own temporaries

@@ -1624,3 +1624,25 @@ def test_a_sealed_sidecar_never_takes_another_computers_sidecar_name(
     assert annas.put_beside(key + ".xmp", b"<x>anna's</x>", replace=False)
     assert b"<x>anna's</x>" == annas.get_beside(key + ".xmp")
     assert b"<x>ben's</x>" == CryptTarget(inner, Keys(ben)).get_beside(key + ".xmp")
+
+
+def test_a_folder_of_a_photos_name_on_an_rclone_remote_is_a_name_taken(tmp_path: Path) -> None:
+    """A folder someone made on the NAS with a photo's name (``IMG_0001.JPG/``): the copy
+    goes under another name, as over any name taken, and the target stays in use (it
+    was a failed copy, the NAS said away, at each try: rclone, asked whether the name
+    held a file, said no, then refused the move onto the folder)."""
+    folder = tmp_path / "nas"
+    (folder / "2024" / "a.jpg").mkdir(parents=True)
+    t = local_rclone(tmp_path, folder)
+    t.put_meta("target.json", json.dumps({"id": "t-nas"}).encode())
+    t.check(None)
+    try:
+        w = t.open_writer("2024/a.jpg")
+        w.write(DATA)
+        with pytest.raises(KeyExists):
+            w.commit("2024/a.jpg", SHA)
+        w.commit("2024/a~other.jpg", SHA)  # the writer stays usable under another key
+        assert SHA == hash_object(t, "2024/a~other.jpg")
+        assert (folder / "2024" / "a.jpg").is_dir()
+    finally:
+        t.close()
