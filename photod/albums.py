@@ -132,9 +132,12 @@ def _chosen(catalog: Catalog, album: str, device: str | None) -> list[AlbumInfo]
     if not chosen:
         return None
     if not exact and len({a.name for a in chosen}) > 1:
-        names = ", ".join(sorted({repr(a.name) for a in chosen}))
+        # (as `photod albums` lists them, to be typed back: repr doubled each "\\")
+        names = ", ".join(sorted({f"'{printable(a.name)}'" for a in chosen}))
         what = "titled" if by_title else "named"
-        raise PhotodError(f"several albums are {what} {album!r}: {names}; give the full name")
+        raise PhotodError(
+            f"several albums are {what} '{printable(album)}': {names}; give the full name"
+        )
     return chosen
 
 

@@ -861,3 +861,33 @@ def test_a_phone_with_a_file_not_protected_is_judged_without_holding_every_file(
     text = phonestatus.render_device(report)
     assert "Not yet    2" in text and "Everything taken before 2010-06-01 " in text, text
     assert peak < 3 * 1024**2, f"{peak / 1024**2:.0f} MB held"
+
+
+def test_the_full_names_a_shared_title_is_answered_with_can_be_typed_back(
+    tmp_path: Path,
+) -> None:
+    """Two albums titled "AC/DC" in two folders: `restore --album AC/DC` answers with
+    their full names as `photod albums` lists them (``Concerts/AC\\/DC``), and each,
+    typed back, is that album (they were shown with each "\\" doubled, and typed so
+    named no album)."""
+    from photod.albums import album_assets
+    from photod.catalog import LibraryRows
+    from photod.errors import PhotodError
+
+    catalog = Catalog(tmp_path / "c.sqlite")
+    try:
+        files = [("a.jpg", "U1", "1" * 64), ("b.jpg", "U2", "2" * 64)]
+        albums = [
+            ("A1", '["Concerts","AC/DC"]', False, '["U1"]'),
+            ("A2", '["Favourites","AC/DC"]', False, '["U2"]'),
+        ]
+        catalog.save_library(UDID, LibraryRows("digest", "schema", [], files, albums))
+        with pytest.raises(PhotodError, match="several albums are titled 'AC/DC'") as err:
+            album_assets(catalog, "AC/DC")
+        named_so = str(err.value).partition(": ")[2].partition(";")[0].split(", ")
+        assert ["'Concerts/AC\\/DC'", "'Favourites/AC\\/DC'"] == named_so
+        assert [frozenset({"1" * 64}), frozenset({"2" * 64})] == [
+            album_assets(catalog, n.strip("'")) for n in named_so
+        ]
+    finally:
+        catalog.close()
