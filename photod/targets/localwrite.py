@@ -107,6 +107,10 @@ def _lexists(folder: int, name: str) -> bool:
     return True
 
 
+class Sweeps(Protocol):
+    swept: bool  # False: a temporary may stay under .photod/ (``LocalMeta.sweep``)
+
+
 class Folders(Protocol):
     """What a writer needs of its target (a ``LocalTarget``)."""
 
@@ -115,6 +119,9 @@ class Folders(Protocol):
     def folder(self, rel: str, create: bool = False) -> int: ...
 
     def error(self, exc: OSError, needed: int = 0) -> TargetUnavailable: ...
+
+    @property
+    def meta(self) -> Sweeps: ...
 
 
 class LocalWriter:
@@ -276,6 +283,7 @@ class LocalWriter:
                 pass
             except OSError:  # the drive went read-only or away mid-copy: what it kept of
                 self.left = True  # the copy stays recorded, for the tidy at its return
+                self.target.meta.swept = False  # (one under .photod/: the next check's sweep)
         self._close_dir()
         return not self.left
 
