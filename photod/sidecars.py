@@ -12,7 +12,8 @@ own, in its own folder: two computers of a family that import one phone (or one 
 view of it is older, writing last) never replace each other's.  A rebuild takes the
 view read from the phone last (by the phone's clock, ``changed_at``; by the computers'
 ``read_at`` when a view does not say), among every installation's and the one
-``.photod/library/UDID.json`` an earlier photod wrote for all of them.
+``.photod/library/UDID.json`` that each also writes for an earlier photod (which reads only
+it: there the last writer wins, as it always did).
 """
 
 from __future__ import annotations
@@ -114,6 +115,8 @@ class LibraryKeeper:
             log.info("sidecars_written", target=name, count=written)
         for udid in self.catalog.libraries():
             self._index(name, target, index_name(udid, folder), udid)
+            if folder:  # and where an earlier photod reads it (its last writer's, as ever)
+                self._index(name, target, index_name(udid), udid)
         return written
 
     def _index(self, name: str, target: Target, key: str, udid: str) -> None:

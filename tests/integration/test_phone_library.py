@@ -150,6 +150,9 @@ def test_albums_favourites_captions_and_icloud_only_originals_reach_the_user(
         files = {f["path"]: f for f in index["files"]}
         assert (lib[5].uuid, sha256(roll.files[odd_movie])) == (
             files[odd_movie]["uuid"], files[odd_movie]["sha256"])  # fmt: skip
+        # ... and where an earlier photod of the family reads it, the same albums.
+        shared = json.loads((phones.lib / ".photod" / "library" / f"{UDID_A}.json").read_bytes())
+        assert index["albums"] == shared["albums"]
         assert "True" == str(exiftool(next(dest.rglob("IMG_0001.JPG.xmp")))["XMP-photod:Trashed"])
         nothing = p.cli("restore", str(tmp_path / "none"), "--album", "Nowhere")
         assert 0 != nothing.returncode and "no album named 'Nowhere'" in nothing.stderr
@@ -572,8 +575,8 @@ def test_two_computers_importing_one_phone_each_keep_their_view_of_its_library(
     def imported(p: Photod, count: int) -> None:
         _imported(phones, p, phone, count)
 
-    def views() -> list[dict[str, Any]]:
-        return [json.loads(q.read_bytes()) for q in drive.rglob(f"{UDID_A}.json")]
+    def views() -> list[dict[str, Any]]:  # each installation's
+        return [json.loads(q.read_bytes()) for q in drive.glob(INDEX)]
 
     def albums(view: dict[str, Any]) -> dict[str, list[str]]:
         return {"/".join(al["path"]): al["assets"] for al in view["albums"]}
@@ -597,6 +600,10 @@ def test_two_computers_importing_one_phone_each_keep_their_view_of_its_library(
     older = {"Paris": [], "Rome": [lib[0].uuid]}
     wait_for(lambda: older in [albums(v) for v in views()], 60, "the laptop's index on the drive")
     assert 0 == laptop.stop()
+    # The one an earlier photod reads: its last writer's (the laptop's older view, as
+    # ever); this photod's rebuild weighs it with the others by the phone's clock.
+    shared = drive / ".photod" / "library" / f"{UDID_A}.json"
+    assert older == albums(json.loads(shared.read_bytes()))
 
     # Both computers lost, and every snapshot on the drive: the indexes are all there is.
     for gone in (phones.home / "state", phones.lib, desk.home / "state", desk.lib):
