@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from photod.targets.rclone import STREAM_CUTOFF
 from photod.targets.records import Ledger, installations, snapshots_in
 from photod.targets.s3 import S3Target
 from tests.conftest import Photod, make_mov, stops_in_systemds_time, wait_for
@@ -937,10 +938,11 @@ def test_an_rclone_upload_whose_temporary_folder_the_server_removed_is_one_event
                       {"name": "cloud", "type": "rclone", "remote": f"s3:{BUCKET}/{prefix}",
                        "rclone_config": remote, "media": "cloud", "offsite": True}],
                      policy={"copies": 2, "media": 2, "offsite": 1})  # fmt: skip
-    for i in range(2):  # (noise: a JPEG over rclone's 100 KiB, streamed in parts)
-        Image.frombytes("RGB", (300, 300), os.urandom(300 * 300 * 3)).save(
-            setup.inbox / f"p{i}.jpg", "JPEG", quality=95
+    for i in range(2):  # (noise: a JPEG over the 5 MiB sent whole, streamed in parts)
+        Image.frombytes("RGB", (2400, 1800), os.urandom(2400 * 1800 * 3)).save(
+            setup.inbox / f"p{i}.jpg", "JPEG", quality=95, subsampling=0
         )
+        assert (setup.inbox / f"p{i}.jpg").stat().st_size > STREAM_CUTOFF
     p.start()
     try:
         p.wait_protected(2, timeout=90)
