@@ -126,6 +126,22 @@ def test_a_scan_of_a_large_library_asks_the_catalog_a_folder_at_a_time(tmp_path:
         catalog.close()
 
 
+def _inbox_intake(
+    tmp_path: Path, inbox: Path, catalog: Catalog
+) -> tuple[FolderIntake, ThreadPoolExecutor]:
+    """The watch folder ``inbox`` (source "inbox") and its intake on one worker, to scan
+    with ``reconcile``; stop the intake and shut the worker down after."""
+    text = (f'[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n[[sources]]\nname = "inbox"\n'
+            f'type = "folder"\npath = "{inbox}"\n[[targets]]\nname = "lib"\n'
+            f'type = "local"\npath = "{tmp_path / "lib"}"\n')  # fmt: skip
+    cfg = config.parse(text, tmp_path / "c.toml")
+    workers = ThreadPoolExecutor(1)
+    ingestor = Ingestor(cfg.ingest, {"inbox": inbox}, catalog, None)  # type: ignore[arg-type]
+    intake = FolderIntake(cfg.folders, cfg.ingest, ingestor, catalog, workers, tmp_path,
+                          threading.Event(), lambda job: None)  # fmt: skip
+    return intake, workers
+
+
 def test_a_scan_read_by_folder_ranges_misses_no_file_and_counts_none_twice(
     tmp_path: Path,
 ) -> None:
@@ -161,14 +177,7 @@ def test_a_scan_read_by_folder_ranges_misses_no_file_and_counts_none_twice(
         catalog.saw_source_file("inbox", f"gone/{i:03d}.jpg", 1, 1, "b" * 64)
         catalog.saw_source_file("inbox", f"gone/{i:03d}/x.jpg", 1, 1, "b" * 64)
         catalog.saw_source_file("inbox", os.fsdecode(b"gone/\xff%d.jpg" % i), 1, 1, "b" * 64)
-    text = (f'[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n[[sources]]\nname = "inbox"\n'
-            f'type = "folder"\npath = "{inbox}"\n[[targets]]\nname = "lib"\n'
-            f'type = "local"\npath = "{tmp_path / "lib"}"\n')  # fmt: skip
-    cfg = config.parse(text, tmp_path / "c.toml")
-    workers = ThreadPoolExecutor(1)
-    ingestor = Ingestor(cfg.ingest, {"inbox": inbox}, catalog, None)  # type: ignore[arg-type]
-    intake = FolderIntake(cfg.folders, cfg.ingest, ingestor, catalog, workers, tmp_path,
-                          threading.Event(), lambda job: None)  # fmt: skip
+    intake, workers = _inbox_intake(tmp_path, inbox, catalog)
     try:
         with capture_logs() as events:
             intake.reconcile()
@@ -216,14 +225,7 @@ def test_a_scan_drops_the_rows_of_files_gone_from_a_folder_it_listed_whole(
             (inbox / rel).write_bytes(b"x")
             os.utime(inbox / rel, ns=(10**18, 10**18))
         catalog.saw_source_file("inbox", rel, 1, 10**18, "a" * 64)
-    text = (f'[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n[[sources]]\nname = "inbox"\n'
-            f'type = "folder"\npath = "{inbox}"\n[[targets]]\nname = "lib"\n'
-            f'type = "local"\npath = "{tmp_path / "lib"}"\n')  # fmt: skip
-    cfg = config.parse(text, tmp_path / "c.toml")
-    workers = ThreadPoolExecutor(1)
-    ingestor = Ingestor(cfg.ingest, {"inbox": inbox}, catalog, None)  # type: ignore[arg-type]
-    intake = FolderIntake(cfg.folders, cfg.ingest, ingestor, catalog, workers, tmp_path,
-                          threading.Event(), lambda job: None)  # fmt: skip
+    intake, workers = _inbox_intake(tmp_path, inbox, catalog)
 
     def scanned() -> tuple[int, int, int, int]:
         with capture_logs() as events:

@@ -551,6 +551,31 @@ def _imported(phones: PhoneSetup, p: Photod, phone: FakePhone, count: int = 1) -
     p.wait_event("device_detached", count=count)
 
 
+def _paris_holds_its_photo(p: Photod, tmp_path: Path) -> None:
+    """``p``'s `photod albums` lists "Paris" with its photo, and its restore brings
+    that photo back (``_rome_and_paris``'s, once put in the album)."""
+    listed = p.cli("albums").stdout
+    assert "Paris  1 photos" in listed, listed
+    dest = tmp_path / "restored"
+    r = p.cli("restore", str(dest), "--album", "Paris")
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert ["IMG_0001.JPG"] == [q.name for q in dest.rglob("*.JPG")]
+
+
+def _rome_and_paris(
+    phones: PhoneSetup, samples: Path, tmp_path: Path
+) -> tuple[list[photoslib.Photo], Path, FakePhone]:
+    """A phone of two photos whose library has the album "Rome" (the first) and an
+    empty "Paris": its library's photos, its database (to change), the phone."""
+    roll = camera_roll(tmp_path / "phone", samples, photos=2, live=0)
+    lib = [
+        photoslib.Photo("IMG_0000.JPG", directory="DCIM/100APPLE"),
+        photoslib.Photo("IMG_0001.JPG", directory="DCIM/101APPLE"),
+    ]
+    db = photoslib.build(roll.media, "18", lib, [(("Rome",), [lib[0].uuid]), (("Paris",), [])])
+    return lib, db, phones.phone(UDID_A, "Anna's iPhone", roll)
+
+
 def test_two_computers_importing_one_phone_each_keep_their_view_of_its_library(
     phones: PhoneSetup, samples: Path, tmp_path: Path
 ) -> None:
@@ -563,14 +588,8 @@ def test_two_computers_importing_one_phone_each_keep_their_view_of_its_library(
     "Paris" with its photo.  The index was one file per phone, replaced whole by each
     computer: the laptop's older view, written last, was all the drive kept, and
     "Paris" came back empty."""
-    roll = camera_roll(tmp_path / "phone", samples, photos=2, live=0)
-    lib = [
-        photoslib.Photo("IMG_0000.JPG", directory="DCIM/100APPLE"),
-        photoslib.Photo("IMG_0001.JPG", directory="DCIM/101APPLE"),
-    ]
-    db = photoslib.build(roll.media, "18", lib, [(("Rome",), [lib[0].uuid]), (("Paris",), [])])
+    lib, db, phone = _rome_and_paris(phones, samples, tmp_path)
     drive = tmp_path / "family-drive"
-    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
 
     def imported(p: Photod, count: int) -> None:
         _imported(phones, p, phone, count)
@@ -703,14 +722,8 @@ def test_a_rebuild_from_a_snapshot_takes_the_phones_albums_read_since(
     read since: `photod albums` shows "Paris" with its photo, and a restore of "Paris"
     brings it back.  A rebuild with a snapshot took the indexes only of phones the
     snapshot lacked: "Paris" came back empty until the phone was plugged in again."""
-    roll = camera_roll(tmp_path / "phone", samples, photos=2, live=0)
-    lib = [
-        photoslib.Photo("IMG_0000.JPG", directory="DCIM/100APPLE"),
-        photoslib.Photo("IMG_0001.JPG", directory="DCIM/101APPLE"),
-    ]
-    db = photoslib.build(roll.media, "18", lib, [(("Rome",), [lib[0].uuid]), (("Paris",), [])])
+    lib, db, phone = _rome_and_paris(phones, samples, tmp_path)
     drive = tmp_path / "family-drive"
-    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
     laptop = phones.photod(mirror={"path": str(drive)}, daemon='instance = "laptop"').start()
     _imported(phones, laptop, phone)
     laptop.wait_protected(2)
@@ -728,12 +741,7 @@ def test_a_rebuild_from_a_snapshot_takes_the_phones_albums_read_since(
     r = laptop.cli("catalog", "rebuild", "--from", "mirror")
     assert 0 == r.returncode, r.stdout + r.stderr
     assert "snapshot" in r.stdout, r.stdout
-    listed = laptop.cli("albums").stdout
-    assert "Paris  1 photos" in listed, listed
-    dest = tmp_path / "restored"
-    r = laptop.cli("restore", str(dest), "--album", "Paris")
-    assert 0 == r.returncode, r.stdout + r.stderr
-    assert ["IMG_0001.JPG"] == [q.name for q in dest.rglob("*.JPG")]
+    _paris_holds_its_photo(laptop, tmp_path)
 
 
 def test_a_computer_whose_clock_is_a_year_ahead_does_not_make_its_older_read_the_newest(
@@ -750,14 +758,8 @@ def test_a_computer_whose_clock_is_a_year_ahead_does_not_make_its_older_read_the
 
     if not os.path.exists(FAKETIME):
         pytest.fail("libfaketime not found: apt install faketime")
-    roll = camera_roll(tmp_path / "phone", samples, photos=2, live=0)
-    lib = [
-        photoslib.Photo("IMG_0000.JPG", directory="DCIM/100APPLE"),
-        photoslib.Photo("IMG_0001.JPG", directory="DCIM/101APPLE"),
-    ]
-    db = photoslib.build(roll.media, "18", lib, [(("Rome",), [lib[0].uuid]), (("Paris",), [])])
+    lib, db, phone = _rome_and_paris(phones, samples, tmp_path)
     drive = tmp_path / "family-drive"
-    phone = phones.phone(UDID_A, "Anna's iPhone", roll)
     desk = PhoneSetup(tmp_path / "desktop", phones.mux, phones.factory)
     desktop = desk.photod(mirror={"path": str(drive)}, daemon='instance = "desktop"')
     desktop.env.update(LD_PRELOAD=FAKETIME, FAKETIME="+365d")
@@ -783,9 +785,4 @@ def test_a_computer_whose_clock_is_a_year_ahead_does_not_make_its_older_read_the
         snap.unlink()
     r = laptop.cli("catalog", "rebuild", "--from", "mirror")
     assert 0 == r.returncode, r.stdout + r.stderr
-    listed = laptop.cli("albums").stdout
-    assert "Paris  1 photos" in listed, listed
-    dest = tmp_path / "restored"
-    r = laptop.cli("restore", str(dest), "--album", "Paris")
-    assert 0 == r.returncode, r.stdout + r.stderr
-    assert ["IMG_0001.JPG"] == [q.name for q in dest.rglob("*.JPG")]
+    _paris_holds_its_photo(laptop, tmp_path)

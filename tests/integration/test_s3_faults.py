@@ -862,6 +862,17 @@ def test_a_key_refused_listparts_still_resumes_the_upload_without_a_failure(
     restored_whole_once_cut(setup, p, [False])
 
 
+def _to_rclone_s3(setup: Setup, proxy: FaultProxy, prefix: str) -> Photod:
+    """photod with a library and an rclone target: the S3 server behind ``proxy`` as an
+    rclone remote of type s3, under ``prefix``."""
+    remote = {"type": "s3", "provider": "Other", "endpoint": proxy.endpoint,
+              "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}  # fmt: skip
+    return setup.photod([{"name": "lib", "path": str(setup.home / "lib")},
+                         {"name": "cloud", "type": "rclone", "remote": f"s3:{BUCKET}/{prefix}",
+                          "rclone_config": remote, "media": "cloud", "offsite": True}],
+                        policy={"copies": 2, "media": 2, "offsite": 1})  # fmt: skip
+
+
 @pytest.mark.parametrize("kind", ["s3", "rclone"])
 def test_a_runs_last_snapshot_over_a_slow_uplink_reaches_the_target_however_long_it_takes(
     setup: Setup, s3_server: S3Server, proxies: Proxies, kind: str
@@ -881,12 +892,7 @@ def test_a_runs_last_snapshot_over_a_slow_uplink_reaches_the_target_however_long
     else:
         if not s3_server.running():
             s3_server.start()
-        remote = {"type": "s3", "provider": "Other", "endpoint": proxy.endpoint,
-                  "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}  # fmt: skip
-        p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")},
-                          {"name": "cloud", "type": "rclone", "remote": f"s3:{BUCKET}/{prefix}",
-                           "rclone_config": remote, "media": "cloud", "offsite": True}],
-                         policy={"copies": 2, "media": 2, "offsite": 1})  # fmt: skip
+        p = _to_rclone_s3(setup, proxy, prefix)
     for i in range(3):
         jpeg(setup.inbox / f"p{i}.jpg", i)
     run = p.cli("run", "--once")
@@ -932,12 +938,7 @@ def test_an_rclone_upload_whose_temporary_folder_the_server_removed_is_one_event
 
     proxy = proxies(s3_server.endpoint, rule)
     prefix = f"vanished-{setup.home.name}/"
-    remote = {"type": "s3", "provider": "Other", "endpoint": proxy.endpoint,
-              "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}  # fmt: skip
-    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")},
-                      {"name": "cloud", "type": "rclone", "remote": f"s3:{BUCKET}/{prefix}",
-                       "rclone_config": remote, "media": "cloud", "offsite": True}],
-                     policy={"copies": 2, "media": 2, "offsite": 1})  # fmt: skip
+    p = _to_rclone_s3(setup, proxy, prefix)
     for i in range(2):  # (noise: a JPEG over the 5 MiB sent whole, streamed in parts)
         Image.frombytes("RGB", (2400, 1800), os.urandom(2400 * 1800 * 3)).save(
             setup.inbox / f"p{i}.jpg", "JPEG", quality=95, subsampling=0

@@ -751,6 +751,16 @@ def test_s3_refused_credentials_are_a_clear_reason(s3_server: S3Server, tmp_path
         s3_target(s3_server, "x", bad).check(None)
 
 
+def _sftp_nas(ssh_server: SSHServer, tmp_path: Path) -> tuple[RcloneTarget, Path]:
+    """An rclone target on the test's SFTP NAS (its folder there, named after the test)."""
+    if not ssh_server.running():
+        ssh_server.start()
+    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "box:",
+                                            ssh_server.rclone_config())  # fmt: skip
+    folder = ssh_server.files / tmp_path.name
+    return RcloneTarget("r", f"box:{folder}", conf, timeout=5, owner="aaaa1111"), folder
+
+
 def test_s3_credentials_fixed_in_their_file_are_used_by_the_next_build(
     s3_server: S3Server, tmp_path: Path
 ) -> None:
@@ -774,12 +784,7 @@ def test_a_nas_off_between_a_records_upload_and_its_move_leaves_nothing_once_bac
     .photod/tmp/, and the NAS goes off before it is moved to its name: the write fails,
     and the next check that reaches the NAS again removes the temporary (it stayed
     there until photod was next started: months, for a daemon)."""
-    if not ssh_server.running():
-        ssh_server.start()
-    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "box:",
-                                            ssh_server.rclone_config())  # fmt: skip
-    folder = ssh_server.files / tmp_path.name
-    t = RcloneTarget("r", f"box:{folder}", conf, timeout=5, owner="aaaa1111")
+    t, folder = _sftp_nas(ssh_server, tmp_path)
     hit = failpoints.hit
 
     def nas_off(name: str) -> None:  # the NAS goes off once the record is uploaded
@@ -805,6 +810,29 @@ def test_a_nas_off_between_a_records_upload_and_its_move_leaves_nothing_once_bac
         t.close()
 
 
+def _refused_when_damaged(
+    monkeypatch: pytest.MonkeyPatch, folder: Path, upload: Callable[[], object]
+) -> None:
+    """``upload`` with a bit of its temporary (the one file in the remote ``folder``'s
+    .photod/tmp/) flipped on the server's disk once it is uploaded: refused."""
+    hit = failpoints.hit
+
+    def damage(name: str) -> None:
+        if name == "rclone_uploaded":
+            (temp,) = (folder / ".photod" / "tmp").iterdir()
+            data = bytearray(temp.read_bytes())
+            data[len(data) // 2] ^= 0x01
+            temp.write_bytes(bytes(data))
+        hit(name)
+
+    monkeypatch.setattr(failpoints, "hit", damage)
+    try:
+        with pytest.raises(ChecksumMismatch):
+            upload()
+    finally:
+        monkeypatch.setattr(failpoints, "hit", hit)
+
+
 def test_an_sftp_nas_hashes_no_photo_for_rclone_and_a_copy_damaged_there_is_caught(
     ssh_server: SSHServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -812,12 +840,7 @@ def test_an_sftp_nas_hashes_no_photo_for_rclone_and_a_copy_damaged_there_is_caug
     SSH on the whole file, its answer unused: photod's own SHA-256 proves the copy).
     Now the NAS runs no command for a photo; a copy damaged there after its upload is
     still refused, and nothing is published."""
-    if not ssh_server.running():
-        ssh_server.start()
-    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "box:",
-                                            ssh_server.rclone_config())  # fmt: skip
-    folder = ssh_server.files / tmp_path.name
-    t = RcloneTarget("r", f"box:{folder}", conf, timeout=5, owner="aaaa1111")
+    t, folder = _sftp_nas(ssh_server, tmp_path)
 
     def commands() -> int:  # the commands the NAS ran (sshd: "Starting session: command")
         return ssh_server.log.read_text(errors="replace").count("session: command for")
@@ -830,20 +853,7 @@ def test_an_sftp_nas_hashes_no_photo_for_rclone_and_a_copy_damaged_there_is_caug
             assert VerifyMethod.READBACK == put(t, f"2024/{n}.jpg", DATA + bytes([n]))
         assert 0 == commands() - before  # (3 md5sums before)
         assert hashlib.sha256(DATA + b"\x02").hexdigest() == hash_object(t, "2024/2.jpg")
-        hit = failpoints.hit
-
-        def damage(name: str) -> None:  # a bit flips on the NAS's disk once uploaded
-            if name == "rclone_uploaded":
-                (temp,) = (folder / ".photod" / "tmp").iterdir()
-                data = bytearray(temp.read_bytes())
-                data[len(data) // 2] ^= 0x01
-                temp.write_bytes(bytes(data))
-            hit(name)
-
-        monkeypatch.setattr(failpoints, "hit", damage)
-        with pytest.raises(ChecksumMismatch):
-            put(t, "2024/damaged.jpg")
-        monkeypatch.setattr(failpoints, "hit", hit)
+        _refused_when_damaged(monkeypatch, folder, lambda: put(t, "2024/damaged.jpg"))
         assert ["2024/0.jpg", "2024/1.jpg", "2024/2.jpg"] == sorted(t.keys())
         assert [] == list((folder / ".photod" / "tmp").iterdir())
     finally:
@@ -1089,20 +1099,7 @@ def test_a_photo_to_an_rclone_s3_remote_is_proved_by_the_stores_md5_not_download
     proxy.rule = lambda method, path, query: "pass"
     for key, data in (("2024/a.jpg", DATA), ("2024/b.jpg", DATA + b"b")):
         assert hashlib.sha256(data).hexdigest() == hash_object(t, key)
-    hit = failpoints.hit
-
-    def damage(name: str) -> None:  # a bit flips on the server's disk once uploaded
-        if name == "rclone_uploaded":
-            (temp,) = (folder / ".photod" / "tmp").iterdir()
-            data = bytearray(temp.read_bytes())
-            data[len(data) // 2] ^= 0x01
-            temp.write_bytes(bytes(data))
-        hit(name)
-
-    monkeypatch.setattr(failpoints, "hit", damage)
-    with pytest.raises(ChecksumMismatch):
-        put(t, "2024/damaged.jpg", DATA + b"d")
-    monkeypatch.setattr(failpoints, "hit", hit)
+    _refused_when_damaged(monkeypatch, folder, lambda: put(t, "2024/damaged.jpg", DATA + b"d"))
     assert ["2024/a.jpg", "2024/b.jpg", "2024/c.jpg"] == sorted(t.keys())
     assert [] == list(folder.glob(".photod/tmp/*"))
 
