@@ -323,11 +323,7 @@ MIGRATIONS: list[str] = [
 def _path(path: str) -> str | bytes:
     """Paths as SQLite stores them: TEXT when they are UTF-8, else the raw bytes as a
     BLOB (a name from a foreign filesystem must still be recorded exactly)."""
-    try:
-        path.encode("utf-8")
-        return path
-    except UnicodeEncodeError:
-        return os.fsencode(path)
+    return path if _utf8(path) else os.fsencode(path)
 
 
 def _unpath(value: str | bytes) -> str:
@@ -396,8 +392,7 @@ def _all_ranges(folder: str) -> list[tuple[Any, Any]]:
     """Both of a folder's ranges (``_folder_ranges``): its TEXT rows' (unless its own
     name is not UTF-8) and its BLOB rows'."""
     out: list[tuple[Any, Any]] = []
-    with contextlib.suppress(UnicodeEncodeError):
-        folder.encode("utf-8")
+    if _utf8(folder):
         out.append((folder, folder[:-1] + "0" if folder else b""))
     raw = os.fsencode(folder)
     out.append((raw, raw[:-1] + b"0" if raw else None))
