@@ -1056,7 +1056,15 @@ def test_a_photo_goes_to_an_rclone_s3_remote_in_one_put(
 
     def sent(data: bytes, key: str) -> list[str]:  # the requests that uploaded it
         n = len(proxy.begun)
-        put(t, key, data)
+        try:
+            put(t, key, data)
+        except TargetUnavailable as exc:
+            # `rclone serve s3` (the test server) loses a multipart upload now and then
+            # under load (NoSuchUpload at its completion; seen in full runs, never on a
+            # real store): photod's answer is a retry, so is the test's, counted alone.
+            assert "NoSuchUpload" in str(exc), exc
+            n = len(proxy.begun)
+            put(t, key, data)
         assert hashlib.sha256(data).hexdigest() == hash_object(t, key)
         asked = zip(proxy.begun[n:], proxy.bodies[n:], strict=True)
         return [("part" if "partNumber=" in query else "PUT") if method == "PUT" else
