@@ -65,6 +65,10 @@ class LocalMeta:
         # a crash's leftovers are told from another installation's writes in flight.
         self.owner = f"{owner}-" if owner else ""
         self.swept = False  # metadata temporaries of a crashed run removed (once)
+        # This process's temporaries that a failed write could not remove (the disk turned
+        # read-only or failing): removed by name at the next check, as only those may go
+        # while photod runs (any other of its own may be a write in flight).
+        self.left: set[str] = set()
 
     def read_marker(self, root: Path) -> str | None:
         try:
@@ -96,7 +100,7 @@ class LocalMeta:
             finally:
                 os.close(top)
             try:
-                create_atomic(meta, MARKER, mine.encode(), self.owner)
+                create_atomic(meta, MARKER, mine.encode(), self.owner, self.left)
             finally:
                 os.close(meta)
         except OSError as exc:
@@ -108,40 +112,44 @@ class LocalMeta:
 
     def sweep(self, root: Path) -> None:
         """Remove what a crash left half written under ``.photod/`` (an atomic write's
-        temporary).  Done at the first check of the process: nothing of this process
-        writes there yet, and the state lock keeps any other photod of this
-        installation away.  Another installation's temporaries may be writes in flight:
-        those go only once they are old by the folder's clock, not this computer's."""
-        mine = f"{TEMP_PREFIX}{self.owner}"
+        temporary).  All of this installation's at the first check of the process:
+        nothing of this process writes there yet, and the state lock keeps any other
+        photod of this installation away; later, only those named in ``left``.  Another
+        installation's temporaries may be writes in flight: those go only once they are
+        old by the folder's clock, not this computer's."""
+        mine = f"{TEMP_PREFIX}{self.owner}" if not self.swept and self.owner else None
         old: float | None = None
-        left = False  # one the disk could not remove now (read-only): swept at the next check
         # fwalk: through descriptors, never into a link (a link's writes are refused).
         with contextlib.suppress(OSError):  # no .photod yet: nothing to sweep
             for _, _, names, dirfd in os.fwalk(root / META, follow_symlinks=False):
                 if old is None:  # (.photod itself, first; unwritable: none is old)
-                    now = folder_now(dirfd, self.owner)
+                    now = folder_now(dirfd, self.owner, self.left)
                     old = now - FOREIGN_TEMP_AGE if now is not None else float("-inf")
                 for name in names:
                     if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
                         continue
                     try:
                         st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
-                        if (self.owner and name.startswith(mine)) or st.st_mtime < old:
+                        ours = name in self.left or (mine and name.startswith(mine))
+                        if ours or st.st_mtime < old:
                             os.unlink(name, dir_fd=dirfd)
+                        self.left.discard(name)
+                    except FileNotFoundError:
+                        self.left.discard(name)
                     except OSError as exc:
-                        left = left or exc.errno in CUT_SHORT
-        self.swept = not left
+                        if exc.errno in CUT_SHORT:  # (read-only still: by name, next check)
+                            self.left.add(name)
+        self.swept = True
 
     def put(self, name: str, data: bytes) -> None:
         parent, _, base = f"{META}/{name}".rpartition("/")
         try:
             folder = self.target.folder(parent, create=True)
             try:
-                write_atomic(folder, base, data, self.owner)
+                write_atomic(folder, base, data, self.owner, self.left)
             finally:
                 os.close(folder)
         except OSError as exc:
-            self.swept = self.swept and exc.errno not in CUT_SHORT  # (its temporary may stay)
             raise self.target.error(exc) from exc
 
     def create(self, name: str, data: bytes) -> bool:
@@ -149,11 +157,10 @@ class LocalMeta:
         try:
             folder = self.target.folder(parent, create=True)
             try:
-                return create_atomic(folder, base, data, self.owner)
+                return create_atomic(folder, base, data, self.owner, self.left)
             finally:
                 os.close(folder)
         except OSError as exc:
-            self.swept = self.swept and exc.errno not in CUT_SHORT  # (its temporary may stay)
             raise self.target.error(exc) from exc
 
     def get(self, name: str) -> bytes | None:
@@ -227,15 +234,8 @@ class LocalTarget:
         return TargetUnavailable(self.name, f"{exc.strerror or exc} ({self.root})")
 
     def check(self, known: Identity | None, prepare: bool = True) -> Identity:
-        try:
-            return self._check(known, prepare)
-        except TargetUnavailable:
-            # Gone (unplugged, read-only, replaced): a write it cut short may have left
-            # a temporary there, so the sweep runs again when it is back.
-            self.meta.swept = False
-            raise
-
-    def _check(self, known: Identity | None, prepare: bool) -> Identity:
+        # (A write cut short while it was gone, read-only or failing names what it left
+        # in ``meta.left``: swept here once it is back.)
         root = self.configured
         if prepare and not root.is_dir() and self.creates_root and known is None:
             make_root(self.name, root, drive=self.relocatable)
@@ -258,7 +258,7 @@ class LocalTarget:
             found = self.meta.create_marker(root)
         st = os.stat(root)
         self.root_id = (st.st_dev, st.st_ino)
-        if prepare and not self.meta.swept:
+        if prepare and (not self.meta.swept or self.meta.left):
             self.meta.sweep(root)
         mount, _ = mount_of(root)
         return Identity(found, str(root), str(root.resolve().relative_to(mount)))

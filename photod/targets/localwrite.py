@@ -26,7 +26,7 @@ TEMP_PREFIX = ".photod-"
 TEMP_SUFFIX = ".tmp"
 
 
-def _write_temp(folder: int, name: str, data: bytes, owner: str) -> str:
+def _write_temp(folder: int, name: str, data: bytes, owner: str, left: set[str] | None) -> str:
     """A temporary beside ``name`` in the folder ``folder``, written and synced."""
     tmp = f"{TEMP_PREFIX}{owner}{os.urandom(8).hex()}{TEMP_SUFFIX}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -36,18 +36,26 @@ def _write_temp(folder: int, name: str, data: bytes, owner: str) -> str:
             f.flush()
             os.fsync(f.fileno())
     except OSError:  # a full disk, an unplugged drive: leave no half-written temporary
-        _discard(folder, tmp)
+        _discard(folder, tmp, left)
         raise
     failpoints.hit("meta_written")
     return tmp
 
 
-def _discard(folder: int, tmp: str) -> None:
-    with contextlib.suppress(OSError):
+def _discard(folder: int, tmp: str, left: set[str] | None = None) -> None:
+    """Remove a temporary.  One the disk will not remove now (turned read-only, failing)
+    is named in ``left``: the target removes it by that name once it is writable, and
+    never another of this process's temporaries, which may be writes in flight."""
+    try:
         os.unlink(tmp, dir_fd=folder)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        if left is not None:
+            left.add(tmp)
 
 
-def folder_now(folder: int, owner: str) -> float | None:
+def folder_now(folder: int, owner: str, left: set[str] | None = None) -> float | None:
     """Now, by the clock that stamps the files in ``folder`` (a NAS's own: this
     computer's may be hours off): the time of a file made there; None when none can be."""
     tmp = f"{TEMP_PREFIX}{owner}{os.urandom(8).hex()}{TEMP_SUFFIX}"
@@ -60,28 +68,33 @@ def folder_now(folder: int, owner: str) -> float | None:
         return os.fstat(fd).st_mtime
     finally:
         os.close(fd)
-        _discard(folder, tmp)
+        _discard(folder, tmp, left)
 
 
-def write_atomic(folder: int, name: str, data: bytes, owner: str = "") -> None:
+def write_atomic(
+    folder: int, name: str, data: bytes, owner: str = "", left: set[str] | None = None
+) -> None:
     """Temp file in the same directory, fsync, rename over, fsync the directory: the
     file is either the old one or the new one after a crash, never a mix.  ``folder``
-    is a descriptor opened through no link: nothing is written anywhere else."""
-    tmp = _write_temp(folder, name, data, owner)
+    is a descriptor opened through no link: nothing is written anywhere else.  A
+    temporary that a failure left on the disk is named in ``left`` (``_discard``)."""
+    tmp = _write_temp(folder, name, data, owner, left)
     try:
         os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
     except OSError:
-        _discard(folder, tmp)
+        _discard(folder, tmp, left)
         raise
     os.fsync(folder)
 
 
-def create_atomic(folder: int, name: str, data: bytes, owner: str = "") -> bool:
+def create_atomic(
+    folder: int, name: str, data: bytes, owner: str = "", left: set[str] | None = None
+) -> bool:
     """Like ``write_atomic``, but only when nothing is at ``name``: link() refuses an
     existing name, so of two writers exactly one wins.  False when one was there."""
     if _lexists(folder, name):
         return False  # the usual case once written: no temporary, no fsync
-    tmp = _write_temp(folder, name, data, owner)
+    tmp = _write_temp(folder, name, data, owner, left)
     at = {"src_dir_fd": folder, "dst_dir_fd": folder}
     try:
         os.link(tmp, name, **at, follow_symlinks=False)
@@ -94,7 +107,7 @@ def create_atomic(folder: int, name: str, data: bytes, owner: str = "") -> bool:
             return False
         os.rename(tmp, name, **at)
     finally:
-        _discard(folder, tmp)
+        _discard(folder, tmp, left)
     os.fsync(folder)
     return True
 
@@ -108,7 +121,7 @@ def _lexists(folder: int, name: str) -> bool:
 
 
 class Sweeps(Protocol):
-    swept: bool  # False: a temporary may stay under .photod/ (``LocalMeta.sweep``)
+    left: set[str]  # temporaries under .photod/ a failed write left (``LocalMeta.sweep``)
 
 
 class Folders(Protocol):
@@ -283,7 +296,7 @@ class LocalWriter:
                 pass
             except OSError:  # the drive went read-only or away mid-copy: what it kept of
                 self.left = True  # the copy stays recorded, for the tidy at its return
-                self.target.meta.swept = False  # (one under .photod/: the next check's sweep)
+                self.target.meta.left.add(self.temp_name)  # (under .photod/: swept by name)
         self._close_dir()
         return not self.left
 

@@ -6,14 +6,20 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import Photod, sha256, target_files, wait_for
 from tests.integration.conftest import Setup, assert_target_holds, fill, samples_backed_up
+
+if TYPE_CHECKING:
+    from photod.targets.base import Identity
+    from photod.targets.local import LocalTarget
 
 pytestmark = pytest.mark.integration
 
@@ -86,28 +92,90 @@ def test_read_only_drive_waits_then_catches_up(setup: Setup, samples: Path, moun
 
 
 def test_what_a_read_only_disk_kept_of_a_list_write_is_removed_when_it_is_writable(
-    tmp_path: Path, mount: Mount
+    tmp_path: Path, mount: Mount, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A list (or snapshot record) written as the drive turned read-only fails; what the
-    disk kept of it (a `.photod-*.tmp` the journal committed) is removed at the first
-    check once the drive is writable, not left until photod's next start (months, for
-    a daemon: a failing disk's check passes, so no failed check asked for it)."""
+    """A list (or snapshot record) written whole, the drive turning read-only before it
+    gets its name: the write fails and its temporary cannot be removed then.  It is
+    removed at the first check once the drive is writable, not left until photod's
+    next start (months, for a daemon: a failing disk's check passes, so no failed check
+    asked for it)."""
     from photod.errors import TargetUnavailable
+
+    t, ident, photos = _usb_target(tmp_path, mount)
+    turning = _read_only_once(monkeypatch, photos.parent)
+    with pytest.raises(TargetUnavailable, match="read-only"):
+        t.put_meta("installations/x/sums/a.sha256", b"list")
+    turning.join()
+    kept = list((photos / ".photod").rglob(".photod-e0f548bc8f1e*.tmp"))
+    assert [b"list"] == [k.read_bytes() for k in kept]  # (what the disk kept of it)
+    subprocess.run(["mount", "-o", "remount,rw,bind", str(photos.parent)], check=True)
+    assert ident == t.check(ident)
+    assert not [k for k in kept if k.exists()]
+
+
+def test_a_list_write_in_flight_survives_the_sweep_of_what_a_read_only_disk_kept(
+    tmp_path: Path, mount: Mount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check that removes what a write cut short by a read-only disk left removes
+    that temporary only: another list being written at that moment (its temporary
+    written, not yet renamed) is written whole, not failed by the sweep."""
+    from photod import failpoints
+    from photod.errors import TargetUnavailable
+
+    t, ident, photos = _usb_target(tmp_path, mount)
+    turning = _read_only_once(monkeypatch, photos.parent)
+    with pytest.raises(TargetUnavailable, match="read-only"):
+        t.put_meta("installations/x/sums/a.sha256", b"cut short")
+    turning.join()
+    subprocess.run(["mount", "-o", "remount,rw,bind", str(photos.parent)], check=True)
+    failed: list[BaseException] = []
+
+    def write_b() -> None:  # held 2 s between its temporary and its name
+        try:
+            t.put_meta("installations/x/sums/b.sha256", b"in flight")
+        except BaseException as exc:
+            failed.append(exc)
+
+    writing = threading.Thread(target=write_b)
+    writing.start()
+    wait_for(lambda: failpoints._hits.get("meta_written", 0) >= 2, 10, "b's temporary written")
+    assert ident == t.check(ident)  # (the sweep of what the read-only disk kept)
+    writing.join()
+    assert not failed
+    sums = photos / ".photod" / "installations" / "x" / "sums"
+    assert b"in flight" == (sums / "b.sha256").read_bytes()
+    assert not list((photos / ".photod").rglob(".photod-e0f548bc8f1e*.tmp"))
+
+
+def _usb_target(tmp_path: Path, mount: Mount) -> tuple[LocalTarget, Identity, Path]:
+    """A drive (a bind mount of a folder) with a checked target on it."""
     from photod.targets.local import LocalTarget
 
     disk, mnt = tmp_path / "disk", tmp_path / "mnt"
     (disk / "photos").mkdir(parents=True)
     mount(disk, mnt)
     t = LocalTarget("usb", mnt / "photos", creates_root=False, owner="e0f548bc8f1e")
-    ident = t.check(None)
-    subprocess.run(["mount", "-o", "remount,ro,bind", str(mnt)], check=True)
-    with pytest.raises(TargetUnavailable, match="read-only"):
-        t.put_meta("installations/x/sums/a.sha256", b"list")
-    kept = disk / "photos" / ".photod" / ".photod-e0f548bc8f1e-0123456789abcdef.tmp"
-    kept.write_bytes(b"li")  # (what the disk kept of it)
-    subprocess.run(["mount", "-o", "remount,rw,bind", str(mnt)], check=True)
-    assert ident == t.check(ident)
-    assert not kept.exists()
+    return t, t.check(None), mnt / "photos"
+
+
+def _read_only_once(
+    monkeypatch: pytest.MonkeyPatch, mnt: Path, at: str = "meta_written"
+) -> threading.Thread:
+    """Every write held 2 s at the failpoint ``at`` (by default: a metadata write's
+    temporary written and synced); the drive at ``mnt`` turned read-only during the
+    first such hold."""
+    from photod import failpoints
+
+    monkeypatch.setattr(failpoints, "_armed", failpoints._parse(f"{at}=sleep:2"))
+    monkeypatch.setattr(failpoints, "_hits", {})
+
+    def turn_read_only() -> None:
+        wait_for(lambda: failpoints._hits.get(at), 10, "the temporary synced")
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(mnt)], check=True)
+
+    turning = threading.Thread(target=turn_read_only)
+    turning.start()
+    return turning
 
 
 @pytest.fixture
@@ -831,31 +899,16 @@ def test_what_a_read_only_disk_kept_of_a_snapshot_write_is_removed_when_it_is_wr
     list's is, not left until photod's next start (a failing disk's check passes: no
     failed check asked for it)."""
     import io
-    import threading
 
-    from photod import failpoints
     from photod.errors import TargetUnavailable
-    from photod.targets.local import LocalTarget
 
-    disk, mnt = tmp_path / "disk", tmp_path / "mnt"
-    (disk / "photos").mkdir(parents=True)
-    mount(disk, mnt)
-    t = LocalTarget("usb", mnt / "photos", creates_root=False, owner="e0f548bc8f1e")
-    ident = t.check(None)
-    monkeypatch.setattr(failpoints, "_armed", failpoints._parse("replica_synced=sleep:2"))
-    monkeypatch.setattr(failpoints, "_hits", {})
-
-    def turn_read_only() -> None:  # once the snapshot is written and synced
-        wait_for(lambda: failpoints._hits.get("replica_synced"), 10, "the snapshot synced")
-        subprocess.run(["mount", "-o", "remount,ro,bind", str(mnt)], check=True)
-
-    turning = threading.Thread(target=turn_read_only)
-    turning.start()
+    t, ident, photos = _usb_target(tmp_path, mount)
+    turning = _read_only_once(monkeypatch, photos.parent, at="replica_synced")
     with pytest.raises(TargetUnavailable, match="read-only"):
         t.put_private_file("installations/x/snapshots/0000000001", io.BytesIO(b"db" * 500_000))
     turning.join()
-    kept = list((disk / "photos" / ".photod").rglob(".photod-e0f548bc8f1e*.tmp"))
+    kept = list((photos / ".photod").rglob(".photod-e0f548bc8f1e*.tmp"))
     assert [1_000_000] == [k.stat().st_size for k in kept]  # (what the disk kept of it)
-    subprocess.run(["mount", "-o", "remount,rw,bind", str(mnt)], check=True)
+    subprocess.run(["mount", "-o", "remount,rw,bind", str(photos.parent)], check=True)
     assert ident == t.check(ident)
     assert not [k for k in kept if k.exists()]
