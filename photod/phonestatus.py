@@ -15,6 +15,26 @@ from photod.logs import local_time
 from photod.models import PolicyRule, TargetInfo
 
 NOTHING_SAFE = "0001-01-01T00:00:00"  # safe_before when nothing on the phone is
+NOT_SEEN = "not seen"  # a phone a rebuilt catalog knows from the targets' library index only
+NOT_SEEN_DETAIL = (
+    "known from the targets' library index since the catalog was rebuilt; plug it in to "
+    "see what on it is protected"
+)
+
+
+def known_phones(catalog: Catalog) -> list[DeviceRecord]:
+    """Every phone photod knows: those this catalog has seen, then those a rebuilt
+    catalog knows only from the library index on the targets (never listed since:
+    nothing on them is called safe to delete until they are plugged in)."""
+    seen = catalog.devices()
+    have = {d.udid for d in seen}
+    names = catalog.phone_names()
+    rebuilt = [
+        DeviceRecord(udid, "", names.get(udid, ""), "", "", NOT_SEEN, NOT_SEEN_DETAIL, "", "", {})
+        for udid in catalog.libraries()
+        if udid not in have
+    ]
+    return seen + sorted(rebuilt, key=lambda d: (d.name, d.udid))
 
 
 def device_report(
@@ -25,9 +45,10 @@ def device_report(
     # The files are counted as they are read, only those not protected kept: every
     # file's row was held, and the library's every photo with its facts (100,000
     # files: 41 MB, 147 MB with the library) as soon as one file was not protected.
-    count = unreadable = 0
+    count = unreadable = rows = 0
     short: list[tuple[str, str, str, bool]] = []  # (path, taken, why not, read)
     for f, asset, problem, held in catalog.device_files(d.udid):  # oldest first
+        rows += 1
         if problem.startswith(IGNORED):
             continue  # not a photo or video: nothing to protect
         count += 1
@@ -57,12 +78,15 @@ def device_report(
     # backed up (a photo only in iCloud is deleted there too when deleted on the phone).
     # (a catalog of the version before kept them with the last import's counts)
     unlisted = catalog.unlisted(d.udid) or list(d.last_import.get("unlisted_paths") or [])
-    unseen = bool(unlisted or d.last_import.get("library_unread") or undated)
+    # Never listed (locked or untrusted since it was plugged in, or known from a rebuild's
+    # library index only): what it holds is not known, so none of it is safe to delete.
+    never = not rows and not d.last_import
+    unseen = bool(never or unlisted or d.last_import.get("library_unread") or undated)
     if unseen:
         safe_before = NOTHING_SAFE
     in_icloud = _listed(catalog.in_icloud_only(d.udid))
     # Photos the library places where no listing showed them (a shared album's, say).
-    elsewhere = _listed(catalog.library_unlisted(d.udid))
+    elsewhere = [] if never else _listed(catalog.library_unlisted(d.udid))
     if in_icloud or elsewhere:
         # The phone is never called safe while its library holds photos photod does not
         # have (with iCloud Photos, deleting on the phone deletes in iCloud too): each
@@ -97,6 +121,7 @@ def device_report(
         "unlisted": unlisted,
         "library_unread": d.last_import.get("library_unread") or "",
         "undated": undated,  # a file not read, whose capture time nothing here knows
+        "never_listed": never,
     }
 
 
@@ -254,8 +279,11 @@ def render_device(d: dict[str, Any], limit: int = 20) -> str:
             "originals are not where photod reads the phone (DCIM, PhotoData/CPLAssets); "
             "`--json` lists them under not_listed"
         )
-    if d["on_phone"] == 0 and not icloud:
-        lines.append("  Nothing listed yet: plug the phone in and let the import finish.")
+    if d.get("never_listed"):
+        lines.append(
+            "  Nothing listed yet: plug the phone in and let the import finish (until then "
+            "nothing on it is called safe to delete)."
+        )
     elif d["safe_before"] is None:
         lines.append(
             f"  Everything on '{name}' is protected: all {d['on_phone']} files are safe "

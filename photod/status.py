@@ -102,7 +102,10 @@ def collect(
         corrupt_sources = catalog.corrupt_sources() if catalog else 0
         last_scrub = catalog.last_run("scrub") if catalog else None
         devices = (
-            [phonestatus.device_report(catalog, d, rule, infos) for d in catalog.devices()]
+            [
+                phonestatus.device_report(catalog, d, rule, infos)
+                for d in phonestatus.known_phones(catalog)
+            ]
             if catalog
             else []
         )

@@ -97,7 +97,7 @@ def phones(
 ) -> list[dict[str, Any]]:
     """Each phone: `status --device`'s answer, and its photos month by month."""
     out = []
-    for d in catalog.devices():
+    for d in phonestatus.known_phones(catalog):
         rep = phonestatus.device_report(catalog, d, rule, dict(infos))
         months: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         judged: dict[str, bool] = {}

@@ -219,6 +219,10 @@ def test_trust_lock_and_dont_trust(phones: PhoneSetup, samples: Path, tmp_path: 
     assert states[UDID_A]["state"] == "untrusted"
     assert states[UDID_B]["state"] == "locked"
     assert "tap Trust" in p.cli("status").stdout
+    # Never listed: nothing on it is called safe to delete (exit 0 would say all of it is).
+    for udid in (UDID_A, UDID_B):
+        asked = p.cli("status", "--device", udid)
+        assert 1 == asked.returncode and "Nothing listed yet" in asked.stdout, asked.stdout
     # photod keeps asking, but says so once.
     wait_for(lambda: new.pair_attempts >= 3, 20, "three pairing attempts")
     assert len(p.events("device_untrusted")) == 1

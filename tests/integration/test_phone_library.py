@@ -704,6 +704,11 @@ def test_a_library_rebuilt_from_its_index_alone_keeps_the_phones_name(
     listed = p.cli("albums").stdout
     assert listed.startswith("Anna's iPhone:\n") and UDID_A not in listed, listed
     assert "Rome  1 photos" in p.cli("albums", "--device", "Anna's iPhone").stdout
+    # `photod status` lists it too (it did not: no phone record), never as safe to delete.
+    assert "Anna's iPhone  not seen" in p.cli("status").stdout
+    asked = p.cli("status", "--device", "Anna's iPhone")
+    assert 1 == asked.returncode and "Nothing listed yet" in asked.stdout, asked.stdout
+    assert "known from the targets' library index" in asked.stdout, asked.stdout
 
     before = index()["written_at"]
     p.start()  # the rebuilt catalog writes its index again, at its first catch-up
