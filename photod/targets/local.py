@@ -38,19 +38,13 @@ from photod.targets.localwrite import (
     TEMP_SUFFIX,
     LocalWriter,
     create_atomic,
-    folder_now,
+    sweep_temps,
     write_atomic,
 )
 from photod.targets.missing import make_root, missing_folder
 
 META = ".photod"
 MARKER = "target.json"
-# A metadata temporary of another installation (sharing the target) is removed only
-# once it is this old: it may be a write in flight.
-FOREIGN_TEMP_AGE = 3600.0
-# A disk that turned read-only or failing under a write: what it cut short may stay there
-# (a temporary the journal committed), so ``LocalMeta.sweep`` runs again when it is back.
-CUT_SHORT = (errno.EROFS, errno.EIO)
 PREFETCH = 16 * 1024 * 1024  # bytes of a file read ahead by ``prefetch``; the rest streams
 
 
@@ -117,28 +111,8 @@ class LocalMeta:
         photod of this installation away; later, only those named in ``left``.  Another
         installation's temporaries may be writes in flight: those go only once they are
         old by the folder's clock, not this computer's."""
-        mine = f"{TEMP_PREFIX}{self.owner}" if not self.swept and self.owner else None
-        old: float | None = None
-        # fwalk: through descriptors, never into a link (a link's writes are refused).
-        with contextlib.suppress(OSError):  # no .photod yet: nothing to sweep
-            for _, _, names, dirfd in os.fwalk(root / META, follow_symlinks=False):
-                if old is None:  # (.photod itself, first; unwritable: none is old)
-                    now = folder_now(dirfd, self.owner, self.left)
-                    old = now - FOREIGN_TEMP_AGE if now is not None else float("-inf")
-                for name in names:
-                    if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
-                        continue
-                    try:
-                        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
-                        ours = name in self.left or (mine and name.startswith(mine))
-                        if ours or st.st_mtime < old:
-                            os.unlink(name, dir_fd=dirfd)
-                        self.left.discard(name)
-                    except FileNotFoundError:
-                        self.left.discard(name)
-                    except OSError as exc:
-                        if exc.errno in CUT_SHORT:  # (read-only still: by name, next check)
-                            self.left.add(name)
+        first = not self.swept and bool(self.owner)
+        sweep_temps(root / META, self.owner, first, self.left)
         self.swept = True
 
     def put(self, name: str, data: bytes) -> None:

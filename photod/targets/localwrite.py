@@ -24,6 +24,12 @@ from photod.targets.base import CHUNK
 
 TEMP_PREFIX = ".photod-"
 TEMP_SUFFIX = ".tmp"
+# A metadata temporary of another installation (sharing the target) is removed only
+# once it is this old: it may be a write in flight.
+FOREIGN_TEMP_AGE = 3600.0
+# A disk that turned read-only or failing under a write: what it cut short may stay there
+# (a temporary the journal committed), so ``sweep_temps`` runs again when it is back.
+CUT_SHORT = (errno.EROFS, errno.EIO)
 
 
 def _write_temp(folder: int, name: str, data: bytes, owner: str, left: set[str] | None) -> str:
@@ -69,6 +75,43 @@ def folder_now(folder: int, owner: str, left: set[str] | None = None) -> float |
     finally:
         os.close(fd)
         _discard(folder, tmp, left)
+
+
+def sweep_temps(top: Path, owner: str, first: bool, left: set[str]) -> None:
+    """Remove the temporaries under ``top`` (a target's ``.photod/``) named in ``left``,
+    every one of ``owner`` when ``first`` (``LocalMeta.sweep`` says when), and others'
+    once they are old by the folder's clock.  One the disk will not remove now stays in
+    ``left``; one the whole walk did not find leaves it."""
+    mine = f"{TEMP_PREFIX}{owner}" if first else None
+    old: float | None = None
+    looked_for, still = set(left), set()  # (one named meanwhile: the next check's)
+    errors: list[OSError] = []
+    try:  # fwalk: through descriptors, never into a link (a link's writes are refused)
+        for _, _, names, dirfd in os.fwalk(top, follow_symlinks=False, onerror=errors.append):
+            if old is None:  # (``top`` itself, first; unwritable: none is old)
+                now = folder_now(dirfd, owner, left)
+                old = now - FOREIGN_TEMP_AGE if now is not None else float("-inf")
+            for name in names:
+                if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+                    continue
+                try:
+                    st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+                    if name in left or (mine and name.startswith(mine)) or st.st_mtime < old:
+                        os.unlink(name, dir_fd=dirfd)
+                    left.discard(name)
+                except FileNotFoundError:
+                    left.discard(name)
+                except OSError as exc:
+                    if exc.errno in CUT_SHORT:  # (read-only still: by name, next check)
+                        left.add(name)
+                        still.add(name)
+    except OSError as exc:  # (no .photod yet: nothing to sweep)
+        errors.append(exc)
+    if all(isinstance(e, FileNotFoundError) for e in errors):
+        # A name the whole walk did not find is not there (the disk did not keep it, or
+        # it was a photo's copy, beside the photo: the catalog's tidy removes that):
+        # forgotten, or every check after would sweep again, and write there.
+        left.difference_update(looked_for - still)
 
 
 def write_atomic(

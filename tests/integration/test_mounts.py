@@ -147,6 +147,40 @@ def test_a_list_write_in_flight_survives_the_sweep_of_what_a_read_only_disk_kept
     assert not list((photos / ".photod").rglob(".photod-e0f548bc8f1e*.tmp"))
 
 
+def test_a_drive_back_from_read_only_is_not_written_at_every_check(
+    tmp_path: Path, mount: Mount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A photo's copy cut short by the drive turning read-only (its temporary beside
+    the photo: the catalog's tidy removes it) and a list whose temporary the disk did
+    not keep leave nothing under .photod/: once the drive is writable, the check that
+    looks writes, and the checks after it (every 5 s) write nothing on the drive.  They
+    made and removed a file under .photod/ at each, for as long as photod ran (a USB
+    disk that never sleeps)."""
+    import hashlib
+
+    from photod.errors import TargetUnavailable
+
+    t, ident, photos = _usb_target(tmp_path, mount)
+    turning = _read_only_once(monkeypatch, photos.parent, at="replica_synced")
+    w = t.open_writer("2026/05/a.jpg")
+    w.write(b"a photo")
+    with pytest.raises(TargetUnavailable, match="read-only"):
+        w.commit("2026/05/a.jpg", hashlib.sha256(b"a photo").hexdigest())
+    turning.join()
+    subprocess.run(["mount", "-o", "remount,rw,bind", str(photos.parent)], check=True)
+    turning = _read_only_once(monkeypatch, photos.parent)
+    with pytest.raises(TargetUnavailable, match="read-only"):
+        t.put_meta("installations/x/sums/a.sha256", b"list")
+    turning.join()
+    for kept in (tmp_path / "disk" / "photos" / ".photod").rglob(".photod-*.tmp"):
+        kept.unlink()  # (the disk did not keep it: cut off before its journal wrote it)
+    subprocess.run(["mount", "-o", "remount,rw,bind", str(photos.parent)], check=True)
+    assert ident == t.check(ident)
+    os.utime(photos / ".photod", ns=(0, 0))
+    assert ident == t.check(ident)
+    assert 0 == (photos / ".photod").stat().st_mtime_ns  # (nothing made or removed there)
+
+
 def _usb_target(tmp_path: Path, mount: Mount) -> tuple[LocalTarget, Identity, Path]:
     """A drive (a bind mount of a folder) with a checked target on it."""
     from photod.targets.local import LocalTarget
