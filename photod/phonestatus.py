@@ -27,13 +27,19 @@ def known_phones(catalog: Catalog) -> list[DeviceRecord]:
     catalog knows only from the library index on the targets (never listed since:
     nothing on them is called safe to delete until they are plugged in)."""
     seen = catalog.devices()
-    have = {d.udid for d in seen}
+    # By the UDID as photod compares them: one computer's usbmuxd may drop the dash that
+    # another's index of the same phone has (listed twice, `status --device` answered
+    # for neither: two phones of one name).
+    have = {usb.normal(d.udid) for d in seen}
     names = catalog.phone_names()
-    rebuilt = [
-        DeviceRecord(udid, "", names.get(udid, ""), "", "", NOT_SEEN, NOT_SEEN_DETAIL, "", "", {})
-        for udid in catalog.libraries()
-        if udid not in have
-    ]
+    rebuilt = []
+    for udid in catalog.libraries():
+        if usb.normal(udid) not in have:
+            have.add(usb.normal(udid))
+            name = names.get(udid, "")
+            rebuilt.append(
+                DeviceRecord(udid, "", name, "", "", NOT_SEEN, NOT_SEEN_DETAIL, "", "", {})
+            )
     return seen + sorted(rebuilt, key=lambda d: (d.name, d.udid))
 
 

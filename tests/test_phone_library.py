@@ -891,3 +891,39 @@ def test_the_full_names_a_shared_title_is_answered_with_can_be_typed_back(
         ]
     finally:
         catalog.close()
+
+
+def test_a_phone_another_computer_indexed_without_the_dash_is_listed_once(
+    make_rig: Callable[..., PhoneRig], events: Events, tmp_path: Path
+) -> None:
+    """A phone imported here (usbmuxd gave its UDID with the dash) and on the family's
+    other computer, whose usbmuxd dropped the dash: once a rebuild takes that computer's
+    index too, `photod status` lists the phone once and `status --device` answers for
+    it.  It was listed twice (once as `not seen`), and `status --device`, by its name
+    or by its UDID, only said that two phones were called that."""
+    from photod import phonestatus
+    from photod.models import PolicyRule
+
+    rig = make_rig()
+    phone, _, _ = library_phone(tmp_path)
+    plug_and_import(rig, phone, events, 1)
+    target = rig.fleet.targets["lib"].target
+    LibraryKeeper(rig.catalog, threading.Event()).sync("lib", target)
+    doc = json.loads((rig.lib / ".photod" / "library" / f"{UDID}.json").read_text())
+    bare = UDID.replace("-", "")
+    other = rig.lib / ".photod" / "installations" / "attic.0123456789ab" / "library"
+    other.mkdir(parents=True)
+    (other / f"{bare}.json").write_text(json.dumps({**doc, "udid": bare}))
+    assert 1 == take_indexes(rig.catalog, [("lib", target)])  # (as a rebuild takes it)
+
+    infos = {"lib": rig.fleet.targets["lib"].info}
+    report = {
+        "devices": [
+            phonestatus.device_report(rig.catalog, d, PolicyRule(1, 1, 0), infos)
+            for d in phonestatus.known_phones(rig.catalog)
+        ]
+    }
+    assert [UDID] == [d["udid"] for d in report["devices"]]
+    for asked in (report["devices"][0]["name"], UDID, bare):
+        found, why = phonestatus.find_device(report, asked)
+        assert found is not None and UDID == found["udid"], why
