@@ -34,6 +34,7 @@ from photod.targets.base import (
     write_stream,
 )
 from photod.targets.localwrite import (
+    CUT_SHORT,
     TEMP_PREFIX,
     TEMP_SUFFIX,
     LocalWriter,
@@ -63,6 +64,9 @@ class LocalMeta:
         # read-only or failing): removed by name at the next check, as only those may go
         # while photod runs (any other of its own may be a write in flight).
         self.left: set[str] = set()
+        # The same beside a photo (a sidecar's, ``put_beside``): by its path in the target,
+        # as no list names it and the sweep looks under .photod/ only.
+        self.left_beside: set[str] = set()
 
     def read_marker(self, root: Path) -> str | None:
         try:
@@ -114,6 +118,13 @@ class LocalMeta:
         first = not self.swept and bool(self.owner)
         sweep_temps(root / META, self.owner, first, self.left)
         self.swept = True
+        for rel in list(self.left_beside):
+            try:
+                self.target._unlink(rel)
+            except OSError as exc:
+                if exc.errno in CUT_SHORT:  # (read-only still: the next check's)
+                    continue
+            self.left_beside.discard(rel)
 
     def put(self, name: str, data: bytes) -> None:
         parent, _, base = f"{META}/{name}".rpartition("/")
@@ -232,7 +243,7 @@ class LocalTarget:
             found = self.meta.create_marker(root)
         st = os.stat(root)
         self.root_id = (st.st_dev, st.st_ino)
-        if prepare and (not self.meta.swept or self.meta.left):
+        if prepare and (not self.meta.swept or self.meta.left or self.meta.left_beside):
             self.meta.sweep(root)
         mount, _ = mount_of(root)
         return Identity(found, str(root), str(root.resolve().relative_to(mount)))
@@ -397,17 +408,20 @@ class LocalTarget:
 
     def put_beside(self, key: str, data: bytes, replace: bool) -> bool:
         parent, _, name = check_key(key).rpartition("/")
+        left: set[str] = set()  # (its temporary, should the disk not let it be removed)
         try:
             folder = self.folder(parent)  # the original's folder: there already
             try:
                 if replace:
-                    write_atomic(folder, name, data, self.meta.owner)
+                    write_atomic(folder, name, data, self.meta.owner, left)
                     return True
-                return create_atomic(folder, name, data, self.meta.owner)
+                return create_atomic(folder, name, data, self.meta.owner, left)
             finally:
                 os.close(folder)
         except OSError as exc:
             raise self.error(exc) from exc
+        finally:
+            self.meta.left_beside.update(f"{parent}/{t}" if parent else t for t in left)
 
     def get_beside(self, key: str) -> bytes | None:
         try:

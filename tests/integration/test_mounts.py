@@ -181,6 +181,29 @@ def test_a_drive_back_from_read_only_is_not_written_at_every_check(
     assert 0 == (photos / ".photod").stat().st_mtime_ns  # (nothing made or removed there)
 
 
+def test_what_a_read_only_disk_kept_of_a_sidecar_write_is_removed_when_it_is_writable(
+    tmp_path: Path, mount: Mount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A photo's XMP sidecar written beside it as the drive turned read-only: what the
+    disk kept of it (a hidden `.photod-*.tmp` beside the photo) is removed at the first
+    check once the drive is writable.  It stayed for ever: no list names it, and the
+    sweep looks under .photod/ only."""
+    from photod.errors import TargetUnavailable
+
+    t, ident, photos = _usb_target(tmp_path, mount)
+    (photos / "2026" / "05").mkdir(parents=True)
+    (photos / "2026" / "05" / "IMG_0001.JPG").write_bytes(b"a photo")
+    turning = _read_only_once(monkeypatch, photos.parent)
+    with pytest.raises(TargetUnavailable, match="read-only"):
+        t.put_beside("2026/05/IMG_0001.JPG.xmp", b"<x:xmpmeta/>", replace=True)
+    turning.join()
+    kept = list((photos / "2026" / "05").glob(".photod-*.tmp"))
+    assert [b"<x:xmpmeta/>"] == [k.read_bytes() for k in kept]  # (what the disk kept of it)
+    subprocess.run(["mount", "-o", "remount,rw,bind", str(photos.parent)], check=True)
+    assert ident == t.check(ident)
+    assert not [k for k in kept if k.exists()]
+
+
 def _usb_target(tmp_path: Path, mount: Mount) -> tuple[LocalTarget, Identity, Path]:
     """A drive (a bind mount of a folder) with a checked target on it."""
     from photod.targets.local import LocalTarget
