@@ -44,7 +44,10 @@ def fail_url(url: str) -> str:
 def _plain(value: object) -> str:
     """A value from an event (a file or phone name, an error) as one line of text: a
     control character (a newline in a file name) would forge lines of its own."""
-    return "".join("?" if unicodedata.category(c) == "Cc" else c for c in str(value))
+    text = str(value)
+    if text.isprintable():  # (no control character: most values, and every event pays
+        return text  # for this, a file's three events each, as it is logged)
+    return "".join("?" if unicodedata.category(c) == "Cc" else c for c in text)
 
 
 def failure(event: dict[str, Any]) -> str | None:

@@ -109,10 +109,7 @@ def stage(data: bytes, f: DeviceFile, staged: Path) -> str:
     its SHA-256.  NotStaged when the disk refuses."""
     part = staged.with_name(staged.name + staging.PARTIAL[0])
     try:
-        staged.parent.mkdir(parents=True, exist_ok=True)
-        part.unlink(missing_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        with open(os.open(part, flags, COPY_MODE), "wb") as out:
+        with open(_fresh(part), "wb") as out:
             out.write(data)
         os.utime(part, ns=(f.mtime_ns, f.mtime_ns))
         os.replace(part, staged)
@@ -122,6 +119,20 @@ def stage(data: bytes, f: DeviceFile, staged: Path) -> str:
             part.unlink(missing_ok=True)
         raise NotStaged(exc) from exc
     return hashlib.sha256(data).hexdigest()
+
+
+def _fresh(part: Path) -> int:
+    """``part`` created anew (O_EXCL), its folders made and what a crash left there
+    removed only when the create says so: most files find their folder there and no
+    partial copy (three calls to the disk fewer a file)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(part, flags, COPY_MODE)
+    except FileNotFoundError:
+        part.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        part.unlink(missing_ok=True)
+    return os.open(part, flags, COPY_MODE)
 
 
 async def _read_into(

@@ -340,12 +340,14 @@ class PhoneImport:
         movie = not problem and kind_from_name(f.path) is Kind.VIDEO
         if movie:  # before the file is recorded done: it is never read again after that
             self._note_group(staged, sha)
-        if not problem and not self.catalog.replicas(sha):  # its only copy off the phone:
+        # (Asked once: a copy a catch-up lands meanwhile lets the next tidy remove it.)
+        held = not problem and bool(self.catalog.replicas(sha))
+        if not problem and not held:  # its only copy off the phone:
             staging.make_durable(staged, self.roots[source])  # on the disk before it counts
         self.catalog.device_file_done(udid, f.path, sha, problem)
         if movie:
             failpoints.hit("phone_movie_recorded")  # a power cut once a movie is in
-        if problem or self.catalog.replicas(sha):
+        if problem or held:
             with contextlib.suppress(FileNotFoundError):
                 staged.unlink()
         return result

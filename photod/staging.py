@@ -31,9 +31,11 @@ def stage_name(part: str) -> str:
     name ending like a partial copy (``X.part``) gets a hash after it: it must never be
     the partial copy of another file (``X``), which is written in place."""
     raw = part.encode("utf-8", "surrogateescape")
-    mark = hashlib.sha256(raw).hexdigest()[:8]
     if len(raw) <= MAX_NAME_BYTES and raw.decode("utf-8", "replace") == part:
-        return f"{part}~{mark}" if part.endswith(PARTIAL) else part
+        if not part.endswith(PARTIAL):
+            return part  # (most names: no hash taken, on the phone's loop, for each file)
+        return f"{part}~{hashlib.sha256(raw).hexdigest()[:8]}"
+    mark = hashlib.sha256(raw).hexdigest()[:8]
     stem, dot, ext = safe_name(part).rpartition(".")
     if not dot:
         stem, ext = ext, ""

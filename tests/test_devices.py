@@ -180,3 +180,26 @@ def test_a_busy_catalog_never_stalls_the_phones_loop(tmp_path: Path) -> None:
     catalog.close()
     workers.shutdown()
     phones.loop.close()  # made with the manager; never run here
+
+
+def test_a_small_file_is_staged_whatever_a_crash_left_at_its_partial_name(
+    tmp_path: Path,
+) -> None:
+    """A small file is staged into a folder not made yet, and over what a crash left
+    at its partial name (a link there is removed, never followed): the staged file
+    holds the phone's bytes and mtime, nothing partial stays, and the link's target is
+    untouched."""
+    from photod.phonecopy import stage
+
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"someone else's")
+    f = DeviceFile("/DCIM/100APPLE/IMG_0001.JPG", 5, 1_600_000_000_000_000_000, "")
+    first = tmp_path / "new" / "100APPLE" / "IMG_0001.JPG"
+    second = tmp_path / "old" / "IMG_0001.JPG"
+    second.parent.mkdir()
+    (tmp_path / "old" / "IMG_0001.JPG.part").symlink_to(outside)
+    for staged in (first, second):
+        assert hashlib.sha256(b"photo").hexdigest() == stage(b"photo", f, staged)
+        assert (b"photo", f.mtime_ns) == (staged.read_bytes(), staged.stat().st_mtime_ns)
+        assert [staged.name] == os.listdir(staged.parent)
+    assert b"someone else's" == outside.read_bytes()
