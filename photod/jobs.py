@@ -15,10 +15,8 @@ from tzlocal import get_localzone, reload_localzone
 
 from photod import clock, schedules
 from photod.activity import Activity, Failing
-from photod.drill import drill
 from photod.errors import StateDirFull, Stopping, kind_of
 from photod.logs import log
-from photod.restore import open_targets
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -461,6 +459,9 @@ def drill_now(pipeline: Pipeline, scheduler: Any, only: object) -> dict[str, Any
     sample, scratch = pipeline.cfg.schedule.drill_sample, pipeline.cfg.state_dir
 
     def drill_picked() -> None:
+        from photod.drill import drill  # (asked for: not among what a start loads)
+        from photod.restore import open_targets
+
         targets = open_targets(pipeline.catalog, pick)
         drill(pipeline.catalog, targets, sample, pipeline.stop_event, scratch, only is None)
 

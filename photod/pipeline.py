@@ -10,23 +10,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from photod import failpoints, snapshot
+from photod import failpoints
 from photod.activity import Activity, Failing
 from photod.catalog import Catalog
 from photod.clock import SYSTEM, Clock
 from photod.config import Config
-from photod.devices import DeviceManager
-from photod.drill import drill
 from photod.errors import CatalogDamaged, PhotodError, StateDirFull
 from photod.fleet import Fleet, build_targets
 from photod.ingest import Ingestor
 from photod.intake import FolderIntake
 from photod.logs import log
 from photod.pause import Pause
-from photod.recovery import kept_config, plan_for, shared_plan
 from photod.reminders import Reminders
 from photod.replicate import Replicator
-from photod.restore import open_targets
 from photod.schedules import interval
 from photod.sidecars import LibraryKeeper
 from photod.snapshotdue import Due, Snapshotted
@@ -35,6 +31,7 @@ from photod.throttle import on_battery_now
 from photod.verify import Scrubber
 
 if TYPE_CHECKING:
+    from photod.devices import DeviceManager
     from photod.fleet import TargetState
     from photod.notify import Notifier
     from photod.targetspec import TargetsSettings
@@ -109,21 +106,13 @@ class Pipeline:
         self.workers = ThreadPoolExecutor(cfg.daemon.workers, thread_name_prefix="ingest")
         self.intake = FolderIntake(cfg.folders, cfg.ingest, self.ingestor, catalog, self.workers,
                                    cfg.state_dir, self.stop_event, wake, clock)  # fmt: skip
-        self.devices = (
-            DeviceManager(
-                cfg.iphones,
-                cfg.daemon,
-                roots,
-                cfg.state_dir / "pairing",
-                catalog,
-                self.ingestor,
-                self.workers,
-                self._can_import,
-                imported=self._wake_catch_up,
-            )
-            if cfg.iphones
-            else None
-        )
+        self.devices: DeviceManager | None = None
+        if cfg.iphones:  # (loaded only then: a start without phones waits for none of it)
+            from photod.devices import DeviceManager
+
+            self.devices = DeviceManager(cfg.iphones, cfg.daemon, roots, cfg.state_dir / "pairing",
+                                         catalog, self.ingestor, self.workers, self._can_import,
+                                         imported=self._wake_catch_up)  # fmt: skip
         self.keeper = LibraryKeeper(catalog, self.stop_event)
         self.scrubber = Scrubber(
             cfg.schedule,
@@ -312,9 +301,13 @@ class Pipeline:
         self.scrubber.run()
 
     def drill(self) -> None:
-        drill(
+        from photod import drill, restore  # (weekly: not among what a start loads)
+
+        drill.drill(
             self.catalog,
-            open_targets(self.catalog, {n: s for n, s in self.targets.items() if s.available}),
+            restore.open_targets(
+                self.catalog, {n: s for n, s in self.targets.items() if s.available}
+            ),
             self.cfg.schedule.drill_sample,
             self.stop_event,
             self.cfg.state_dir,
@@ -331,14 +324,16 @@ class Pipeline:
             return
         if isinstance(self.catalog.problem, CatalogDamaged):
             return  # the daemon is about to settle the catalog: no snapshot of it
+        from photod import recovery, snapshot  # (after a batch: not among what a start loads)
+
         try:
             snapshot.write_all(
                 self.catalog,
                 {n: s for n, s in self.targets.items() if n in to},
                 self.cfg.state_dir,
-                plan_for(self.cfg, self.catalog, self.me.folder),
-                {t.name: shared_plan(t) for t in self.cfg.targets},
-                kept_config(self.cfg),
+                recovery.plan_for(self.cfg, self.catalog, self.me.folder),
+                {t.name: recovery.shared_plan(t) for t in self.cfg.targets},
+                recovery.kept_config(self.cfg),
                 self.due.failing,  # (each that did not answer)
             )
         except CatalogDamaged as exc:  # its copy is not sound: the daemon acts on it

@@ -6,14 +6,15 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
-from typing import BinaryIO
-
-from PIL import Image
+from typing import TYPE_CHECKING, BinaryIO
 
 from photod import exif
 from photod.isobmff import boxes, file_end, truncated_box
 from photod.media import PROGRESSIVE_MAX, decoded_whole, kind_from_name
 from photod.models import Kind, Probe
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 HEAD_BYTES = 512
 
@@ -188,6 +189,8 @@ def _look(f: BinaryIO, fmt: str, decode: str) -> tuple[datetime | None, str]:
             problem = truncated_box(f)
             load = not problem and decode == "full"
         f.seek(0)
+        from PIL import Image  # (here: a start that finds nothing new never loads Pillow)
+
         im = Image.open(f)  # (a file object photod opened: Pillow leaves it open)
     except Exception as exc:  # Pillow raises many types for broken files
         return None, (f"{type(exc).__name__}: {exc}" if load else problem)
@@ -245,6 +248,8 @@ def probe(f: BinaryIO, name: str, mtime: float, decode: str = "fast") -> Probe |
     source = "mtime"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow warns about odd EXIF; a photo is a photo
+        from PIL import Image
+
         Image.MAX_IMAGE_PIXELS = None  # panoramas are legitimate; nothing is displayed
         problem = ""
         if fmt in _PHOTO_FORMATS or kind is Kind.RAW:
