@@ -56,8 +56,9 @@ class Verdict:
     fix: str = ""  # the command that fixes it
     me: Installation | None = None
     relist: bool = False  # compare each target's list with the catalog in full
-    # The catalog is too large to check within START_BUDGET: the check goes on in the
-    # background, and no target is written to until it has passed (``deep_check``).
+    # The check begun early was not done when the daemon was ready, or the catalog is
+    # too large to check within START_BUDGET: the check goes on in the background, and
+    # no target is written to until it has passed (``deep_check``).
     unchecked: bool = False
     tried: str = ""  # the target a rebuild was tried from, in vain ('' for none)
 
@@ -130,8 +131,11 @@ START_BUDGET = 0.5  # seconds of SQLite's page check at start; the rest in the b
 
 def _catalog_state(db: Path, budget: float | None) -> tuple[str, int, int]:
     """('' or why the catalog cannot be used, assets, generation); 'absent' when none,
-    'unchecked' when it is sound as far as the ``budget`` let SQLite look."""
-    early = precheck.taken(db, budget)  # (before this process opens it: that writes)
+    'unchecked' when it is sound as far as the ``budget`` let SQLite look.  The check
+    begun early (``precheck``) is not waited for under a budget: one not done yet goes
+    on beside the first scan (``deep_check`` takes its answer), as a large catalog's."""
+    # (before this process opens it: that writes)
+    early = precheck.taken(db, None if budget is None else 0.0)
     if no_catalog(db):
         return "absent", 0, 0
     try:
@@ -291,6 +295,8 @@ def deep_check(db: Path, stop: threading.Event) -> str | None:
     threading.Thread(target=watch, name="catalog-check-stop", daemon=True).start()
     try:
         failpoints.hit("catalog_checking")
+        if precheck.finish(db, stop):  # the check begun before the daemon loaded, if sound
+            return ""
         return catalog.sound() if not stop.is_set() else None
     except PhotodError as exc:  # an I/O error on the way
         return f"it cannot be read to the end: {exc}"

@@ -11,6 +11,13 @@ journal (a rebuild finished at start replaces the file; another process may have
 written to it).  Anything else, an error, a finding, a changed file, and the daemon
 checks as it always did, on its own connection, and says what it finds.
 
+A check not done when the daemon is ready to act is not waited for: it goes on beside
+the first scan, handed over as the daemon's check in the background (``finish``), and
+no target is written to until it passes.  Then the daemon has the catalog open (a
+journal beside it is its own): the check is still taken only if the file it read is
+the same and was not written to meanwhile (the daemon's changes stay in the journal
+until a checkpoint, which writes the file and changes its time).
+
 Nothing here writes, not even the -wal and -shm files SQLite makes beside a catalog
 it opens (the state dir's lock is not held yet, and a read-only catalog's are made
 read-only too): it runs only after a clean stop, when the catalog is one file with no
@@ -24,7 +31,10 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from photod import failpoints
 
 _Stamp = tuple[int, int, int, int, bool]
 
@@ -41,8 +51,9 @@ def _journal(db: Path) -> bool:
 
 
 class _Check:
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path, first: Callable[[], None]) -> None:
         self.db = db
+        self.first = first
         self.stamp = _stamp(db)
         self.began = time.monotonic()
         self.sound = False  # set once SQLite answered 'ok'
@@ -53,6 +64,7 @@ class _Check:
 
     def _run(self) -> None:
         try:
+            self.first()
             conn = sqlite3.connect(f"{self.db.absolute().as_uri()}?mode=ro&immutable=1",
                                    uri=True, check_same_thread=False)  # fmt: skip
             with self._lock:
@@ -75,34 +87,60 @@ class _Check:
 
 
 _begun: dict[Path, _Check] = {}
+_handed: dict[Path, _Check] = {}  # still going when the daemon was ready: ``finish``
 
 
-def begin(db: Path) -> None:
+def begin(
+    db: Path, first: Callable[[], None] = lambda: failpoints.hit("catalog_prechecking")
+) -> None:
     """Start checking ``db`` on a thread of its own (nothing when there is no file, or a
-    journal beside it: a crash's, whose pages only SQLite's recovery reads)."""
+    journal beside it: a crash's, whose pages only SQLite's recovery reads); ``first``
+    runs on that thread before the check (a test's: a check that lasts)."""
     if db not in _begun and os.path.isfile(db) and not _journal(db):
         with contextlib.suppress(OSError):  # (gone meanwhile: nothing to check)
-            _begun[db] = _Check(db)
+            _begun[db] = _Check(db, first)
 
 
 def taken(db: Path, budget: float | None) -> bool | None:
     """Whether the check begun for ``db`` found it sound: True; None when it gives no
     answer to take (none begun, not sound, the file changed); False when it is still
-    going after ``budget`` seconds from its start (then it is stopped: the daemon's
-    background check of every page takes over).  Answers once."""
+    going after ``budget`` seconds from its start: then it goes on, handed over to
+    ``finish`` (the daemon's check in the background).  Answers once."""
+    _handed.pop(db, None)  # (a settle again: what an earlier one left is not taken)
     check = _begun.pop(db, None)
     if check is None:
         return None
     left = None if budget is None else max(0.0, check.began + budget - time.monotonic())
     if not check.done.wait(left):
-        check.stop()
-        check.done.wait()
-        return False if _same(db, check.stamp) else None
+        if not _same(db, check.stamp):
+            check.stop()
+            check.done.wait()
+            return None
+        _handed[db] = check
+        return False
     return True if check.sound and _same(db, check.stamp) else None
 
 
-def _same(db: Path, stamp: _Stamp) -> bool:
+def finish(db: Path, stop: threading.Event) -> bool | None:
+    """The answer of the check ``taken`` handed over for ``db``, once it ends: True when
+    it found the catalog sound and the file it read was not written to meanwhile; None
+    when there is none to take (none handed over, not sound, the file written to or
+    replaced, or ``stop`` set: then it is stopped).  Answers once."""
+    check = _handed.pop(db, None)
+    if check is None:
+        return None
+    while not check.done.wait(0.2):
+        if stop.is_set():
+            check.stop()
+            return None
+    return True if check.sound and _same(db, check.stamp, journal=False) else None
+
+
+def _same(db: Path, stamp: _Stamp, journal: bool = True) -> bool:
+    """The file is the one ``stamp`` was taken of, with the same size and time (and,
+    with ``journal``, still none beside it; without, one the daemon made is allowed)."""
     try:
-        return _stamp(db) == stamp
+        now = _stamp(db)
     except OSError:
         return False
+    return now == stamp if journal else now[:4] == stamp[:4]

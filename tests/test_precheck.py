@@ -5,6 +5,7 @@ daemon then opens; damage is always found by the daemon's own check."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -86,3 +87,46 @@ def test_no_catalog_yet_begins_nothing_and_makes_no_file(tmp_path: Path) -> None
     precheck.begin(db)
     assert precheck.taken(db, 60) is None
     assert [] == list(tmp_path.iterdir())
+
+
+def test_a_check_not_done_in_time_goes_on_and_is_taken_once_it_ends(tmp_path: Path) -> None:
+    """Not waited for (the first scan goes first): the check goes on, and its answer is
+    taken although the daemon has the catalog open by then, with its journal beside it,
+    as long as nothing was written to the file itself."""
+    db = catalog(tmp_path / "catalog.sqlite")
+    go = threading.Event()
+    precheck.begin(db, lambda: go.wait(10) and None)
+    assert precheck.taken(db, 0.0) is False
+    opened = Catalog(db)  # the daemon's: a -wal beside it; its writes stay there
+    opened.set_meta("scanned:inbox", "1")
+    go.set()
+    assert precheck.finish(db, threading.Event()) is True
+    assert precheck.finish(db, threading.Event()) is None  # answered once
+    opened.close()
+
+
+def test_a_check_handed_over_is_not_taken_once_the_file_was_written(tmp_path: Path) -> None:
+    """A checkpoint wrote the daemon's changes into the file while the check read it:
+    what it read is no longer the catalog, and the daemon checks on its own."""
+    db = catalog(tmp_path / "catalog.sqlite")
+    go = threading.Event()
+    precheck.begin(db, lambda: go.wait(10) and None)
+    assert precheck.taken(db, 0.0) is False
+    time.sleep(0.05)  # (a later tick of the file system's clock than the check's look)
+    opened = Catalog(db)
+    opened.set_meta("scanned:inbox", "1")
+    opened.close()  # (the last connection: its journal goes into the file)
+    go.set()
+    assert precheck.finish(db, threading.Event()) is None
+
+
+def test_a_stop_ends_a_check_handed_over_without_an_answer(tmp_path: Path) -> None:
+    """photod stopping while the check goes on does not wait for it to end."""
+    db = catalog(tmp_path / "catalog.sqlite")
+    go = threading.Event()
+    precheck.begin(db, lambda: go.wait(10) and None)
+    assert precheck.taken(db, 0.0) is False
+    stop = threading.Event()
+    stop.set()
+    assert precheck.finish(db, stop) is None
+    go.set()

@@ -669,6 +669,43 @@ def test_a_catalog_checked_in_the_background_gates_every_write(setup: Setup, dam
     assert_target_holds(lib, target_files(lib))
 
 
+@pytest.mark.parametrize("damaged", [False, True], ids=["sound", "damaged"])
+def test_the_first_scan_does_not_wait_for_the_catalogs_check(setup: Setup, damaged: bool) -> None:
+    """The page check begun while photod loads is not done when the daemon is ready (a
+    large catalog; the failpoint makes a small one's last): the first scan runs beside
+    it, new photos are recorded but nothing is written to a target until it passes,
+    then they are copied.  If the catalog is damaged, that check's finding leads where
+    it always did: the catalog is rebuilt from the target, the folder scanned again,
+    and every photo copied."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}])
+    make_photos(setup.inbox, 3)
+    assert 0 == p.cli("run", "--once").returncode
+    before = target_files(lib)
+    if damaged:  # (a table the start reads none of: only the page check finds it)
+        damage_catalog(setup.home / "state" / "catalog.sqlite", "replicas")
+    p.env["PHOTOD_FAILPOINTS"] = "catalog_prechecking=sleep:6"
+    made = make_photos(setup.inbox, 2, start=10)
+    p.start()
+    if not damaged:
+        p.wait_event("asset_ingested", count=2, timeout=20)
+        assert [] == p.events("catalog_checked")  # the scan went first
+        assert before == target_files(lib)  # recorded, not written: the check is not done
+        lib_status = next(t for t in p.status()["targets"] if t["name"] == "lib")
+        assert "check of the catalog" in lib_status["reason"]
+        p.wait_event("catalog_checked", timeout=30)
+    else:
+        [recovered] = p.wait_event("catalog_recovered", timeout=60)
+        assert "damaged" in recovered["found"]
+        wait_for(lambda: any(e["event"] == "scan_finished" and e["ts"] > recovered["ts"]
+                             for e in p.events()), 30, "the scan after the rebuild")  # fmt: skip
+    p.wait_protected(5, timeout=60)
+    assert 0 == p.stop()
+    assert set(made.values()) <= set(target_files(lib).values())
+    assert before.items() <= target_files(lib).items()
+    assert_target_holds(lib, target_files(lib))
+
+
 def test_copies_on_a_target_away_longer_than_the_scrub_cycle_do_not_count(
     setup: Setup,
 ) -> None:
