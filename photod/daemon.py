@@ -23,6 +23,7 @@ from photod import (
     live,
     logs,
     oneshot,
+    precheck,
     private,
     reloads,
     sdnotify,
@@ -167,6 +168,14 @@ def _no_room(cfg: Config) -> catalog_guard.Verdict:
         "free some space on that disk, or move [daemon] state_dir; a running photod goes "
         "on by itself as soon as there is room",
     )  # fmt: skip
+
+
+def _checks_idle(cfg: Config) -> None:
+    """The catalog's check in the background at idle priority, on this thread only and
+    on the one begun early if it goes on (``precheck``): the daemon goes on meanwhile."""
+    lower_priority("idle")
+    if (early := precheck.handed_thread(cfg.state_dir / CATALOG_NAME)) is not None:
+        lower_priority("idle", thread=early)
 
 
 def _described(exc: BaseException) -> str:
@@ -374,7 +383,7 @@ class Daemon:
         made available (written to) only once it has passed (True)."""
         started = time.monotonic()
         if pipeline is not None:
-            lower_priority("idle")  # this thread only: the daemon goes on meanwhile
+            _checks_idle(cfg)
         why = catalog_guard.deep_check(cfg.state_dir / CATALOG_NAME, self._stopping)
         if why is None:
             return False  # stopping

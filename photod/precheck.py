@@ -57,12 +57,14 @@ class _Check:
         self.stamp = _stamp(db)
         self.began = time.monotonic()
         self.sound = False  # set once SQLite answered 'ok'
+        self.thread: int | None = None  # its native id, once it runs
         self.done = threading.Event()
         self.conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # (the connection: closed by one, interrupted by the other)
         threading.Thread(target=self._run, name="catalog-precheck", daemon=True).start()
 
     def _run(self) -> None:
+        self.thread = threading.get_native_id()
         try:
             self.first()
             conn = sqlite3.connect(f"{self.db.absolute().as_uri()}?mode=ro&immutable=1",
@@ -134,6 +136,13 @@ def finish(db: Path, stop: threading.Event) -> bool | None:
             check.stop()
             return None
     return True if check.sound and _same(db, check.stamp, journal=False) else None
+
+
+def handed_thread(db: Path) -> int | None:
+    """The native id of the thread of the check handed over for ``db`` (None: none, or
+    not running yet): the daemon gives it the priority of its own background check."""
+    check = _handed.get(db)
+    return check.thread if check is not None else None
 
 
 def _same(db: Path, stamp: _Stamp, journal: bool = True) -> bool:

@@ -46,17 +46,18 @@ def paused(
     return ""
 
 
-def lower_priority(level: str, nice: int | None = None) -> None:
-    """Lower the calling thread's I/O class and CPU priority: "idle" reads only when no
-    one else wants the disk (ionice -c3), "low" is best-effort at the lowest level
-    (ionice -c2 -n7).  The nice value becomes at least ``nice``, or goes up by 10 when
-    it is None.  Linux applies both per thread, and threads started afterwards inherit
-    them: the daemon calls it first thing; a scrub in a thread that ends with it."""
+def lower_priority(level: str, nice: int | None = None, thread: int | None = None) -> None:
+    """Lower the calling thread's I/O class and CPU priority (or the thread whose native
+    id is ``thread``): "idle" reads only when no one else wants the disk (ionice -c3),
+    "low" is best-effort at the lowest level (ionice -c2 -n7).  The nice value becomes
+    at least ``nice``, or goes up by 10 when it is None.  Linux applies both per thread,
+    and threads started afterwards inherit them: the daemon calls it first thing; a
+    scrub in a thread that ends with it."""
     import psutil  # loaded where asked: it is a sixth of a short command's start
 
     if level == "normal" or not hasattr(psutil, "IOPRIO_CLASS_IDLE"):
         return
-    tid = threading.get_native_id()
+    tid = thread if thread is not None else threading.get_native_id()
     try:
         proc = psutil.Process(tid)  # a thread id names the thread itself on Linux
         if level == "idle":

@@ -13,7 +13,8 @@ from pathlib import Path
 from photod import precheck
 from photod.catalog import Catalog
 from photod.models import Kind, Probe
-from tests.conftest import damage_catalog
+from photod.throttle import lower_priority
+from tests.conftest import damage_catalog, wait_for
 
 INFO = Probe(Kind.PHOTO, "jpeg", datetime(2024, 1, 1), "exif", True)
 
@@ -130,3 +131,22 @@ def test_a_stop_ends_a_check_handed_over_without_an_answer(tmp_path: Path) -> No
     stop.set()
     assert precheck.finish(db, stop) is None
     go.set()
+
+
+def test_a_check_handed_over_gets_the_priority_of_the_daemons_own(tmp_path: Path) -> None:
+    """The check going on beside the first scan is found by its thread and lowered to
+    idle, as the daemon's own check in the background is: on a busy computer the scan
+    and new photos go first."""
+    db = catalog(tmp_path / "catalog.sqlite")
+    go = threading.Event()
+    precheck.begin(db, lambda: go.wait(10) and None)
+    assert precheck.taken(db, 0.0) is False
+    wait_for(lambda: precheck.handed_thread(db) is not None, 10, "the check's thread")
+    thread = precheck.handed_thread(db)
+    assert thread is not None and thread != threading.get_native_id()
+    before = os.getpriority(os.PRIO_PROCESS, thread)
+    lower_priority("idle", thread=thread)
+    assert min(19, before + 10) == os.getpriority(os.PRIO_PROCESS, thread)
+    assert before == os.getpriority(os.PRIO_PROCESS, threading.get_native_id())  # (not ours)
+    go.set()
+    assert precheck.finish(db, threading.Event()) is True
