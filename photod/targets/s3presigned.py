@@ -6,6 +6,14 @@ same proxies, certificates and timeouts); only botocore's request pipeline (its
 events, its retries, its parsing of the answer) is skipped.  That pipeline costs more
 CPU per request than all of rclone's work for a small file (bench/RESULTS.md).
 
+Each request is signed by botocore's own SigV4 query signer (``S3SigV4QueryAuth``), at
+the address, region and scope botocore gave the target's first request of each kind
+(``_Quick``): botocore's whole presigning (its endpoint rules, resolved again for every
+key) cost more CPU than the request's own sending.  The address of a key is botocore's
+(``percent_encode(key, safe="/~")`` after the bucket's), checked against botocore's own
+URL before it is used; where it differs, every request is presigned by botocore as
+before.
+
 The path is taken only towards the host the client's own requests go to (learned from
 them).  An answer it cannot act on (no answer, a refusal, a redirect) is asked again
 through the client's own call, which has the last word; when that call succeeds where
@@ -20,9 +28,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
+from botocore.auth import S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
+from botocore.utils import percent_encode
 
 from photod.errors import TargetUnavailable
 from photod.logs import log
@@ -45,6 +55,7 @@ class Presigned:
         self.target = target
         self._make_signer = presigner  # (a second client: made at the first request)
         self._signer: Any = None
+        self._quick: dict[str, _Quick | None] = {}  # by operation: None where not learned
         self._lock = threading.Lock()
         # The client's own pool (botocore's ``Endpoint.http_session``): if a botocore
         # release moves it, every request goes through the client's call as before.
@@ -82,6 +93,24 @@ class Presigned:
         if status >= 300 and status not in PASSING:
             self._off(f"HTTP {status}")
 
+    def _url(self, op: str, method: str, params: dict[str, Any], headers: dict[str, str]) -> str:
+        """The request's presigned URL: signed here where this operation's first was
+        learned from botocore (``_Quick``), else by botocore's own presigning."""
+        quick = self._quick.get(op)
+        if quick is not None:
+            return quick.sign(method, params["Key"], headers)
+        with self._lock:
+            if self._signer is None:
+                self._signer = self._make_signer()
+        url = str(self._signer.generate_presigned_url(
+            op, Params={"Bucket": self.bucket, **params}, ExpiresIn=EXPIRES))  # fmt: skip
+        if op not in self._quick:
+            credentials = getattr(
+                getattr(self._signer, "_request_signer", None), "_credentials", None
+            )
+            self._quick[op] = _Quick.learned(url, method, params["Key"], headers, credentials)
+        return url
+
     def _off(self, why: str) -> None:
         if self.http is not None:
             self.http = None
@@ -96,12 +125,7 @@ class Presigned:
         if http is None or self.host is None:
             return NO_ANSWER, {}
         try:
-            with self._lock:
-                if self._signer is None:
-                    self._signer = self._make_signer()
-            url = self._signer.generate_presigned_url(
-                op, Params={"Bucket": self.bucket, **params}, ExpiresIn=EXPIRES
-            )
+            url = self._url(op, method, params, headers)
             if urlsplit(url).netloc != self.host:
                 self._off(f"presigned for {urlsplit(url).netloc}, not {self.host}")
                 return NO_ANSWER, {}
@@ -117,3 +141,49 @@ class Presigned:
         except Exception as exc:  # a botocore this path does not know: off
             self._off(f"{type(exc).__name__}: {exc}")
             return NO_ANSWER, {}
+
+
+class _Quick:
+    """One operation's requests signed as botocore signed its first: the same address
+    before the key, the same region and service in the scope, the same signer and
+    credentials (refreshed by botocore as they expire)."""
+
+    def __init__(self, base: str, region: str, service: str, credentials: Any) -> None:
+        self.base = base  # the URL up to the key
+        self.region = region
+        self.service = service
+        self.credentials = credentials
+
+    @classmethod
+    def learned(
+        cls, url: str, method: str, key: str, headers: dict[str, str], credentials: Any
+    ) -> _Quick | None:
+        """From botocore's URL for ``key``; None where signing it here would not give
+        that URL again (another address for a key, other query fields, no credentials):
+        botocore presigns every request then."""
+        parts = urlsplit(url)
+        quoted = percent_encode(key, safe="/~")
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        scope = query.get("X-Amz-Credential", "").split("/")
+        if credentials is None or not parts.path.endswith("/" + quoted) or len(scope) != 5:
+            return None
+        base = f"{parts.scheme}://{parts.netloc}{parts.path[: -len(quoted)]}"  # (its "/")
+        quick = cls(base, scope[2], scope[3], credentials)
+        try:
+            again = urlsplit(quick.sign(method, key, headers))
+        except Exception:  # (a botocore this does not know)
+            return None
+        mine = dict(parse_qsl(again.query, keep_blank_values=True))
+        varying = ("X-Amz-Date", "X-Amz-Signature", "X-Amz-Credential")
+        same = {k: v for k, v in query.items() if k not in varying} == {
+            k: v for k, v in mine.items() if k not in varying
+        }
+        if (again.netloc, again.path) != (parts.netloc, parts.path) or not same:
+            return None
+        return quick
+
+    def sign(self, method: str, key: str, headers: dict[str, str]) -> str:
+        request = AWSRequest(method, self.base + percent_encode(key, safe="/~"), dict(headers))
+        frozen = self.credentials.get_frozen_credentials()
+        S3SigV4QueryAuth(frozen, self.service, self.region, expires=EXPIRES).add_auth(request)
+        return str(request.url)

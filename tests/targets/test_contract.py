@@ -1369,6 +1369,28 @@ def test_a_server_that_refuses_presigned_requests_still_gets_every_copy(
     proxy.stop()
 
 
+def test_photos_with_any_name_go_out_presigned_and_land_under_their_own_name(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """The presigned PUT and HEAD are signed by photod with botocore's signer, at the
+    address botocore gave the first of each: a name with spaces, accents, ``+``, ``&``,
+    ``~``, ``%`` or brackets still lands under its own name (the server checked each
+    signature: a refusal would have turned the presigned path off), and nothing else
+    is stored."""
+    proxy, t = proxied(s3_server, tmp_path, "any name", False)
+    names = ["2024/a.jpg", "2024/é à/IMG 0001 (1).HEIC", "2024/x+y=z&w~v%41#.jpg"]
+    sent = proxy.presigned
+    for i, name in enumerate(names):
+        put(t, name, DATA + bytes([i]))
+    assert proxy.presigned >= sent + 2 * len(names)  # a HEAD and the PUT of each
+    assert t.presigned.http is not None  # never refused
+    assert sorted(names) == sorted(t.keys())
+    for i, name in enumerate(names):
+        assert hashlib.sha256(DATA + bytes([i])).hexdigest() == hash_object(t, name)
+    t.close()
+    proxy.stop()
+
+
 def test_an_encrypted_object_read_slowly_still_ends(tmp_path: Path) -> None:
     """A reader that stops for longer than a few seconds while the last chunks wait
     (a slow USB drive being restored to, a throttled upload of a repair) still gets the
