@@ -115,6 +115,7 @@ class CatchUp:
                 except TargetUnavailable as exc:
                     copier.fail(asset.sha256, name, exc)
                     return False
+                copier.md5s.vouch(writer, asset.sha256, asset.size)  # (its first try alone)
                 writers: dict[str, Writer] = {name: writer}
                 copier.register(writers)
                 dropped: dict[str, TargetUnavailable] = {}

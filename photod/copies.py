@@ -4,7 +4,10 @@ both go through a ``Copier``.
 
 - a claim on each (asset, target) pair, so that no two jobs copy the same one at once;
 - the temporaries noted before any byte is written, so that a crash can clean them;
-- one read that hashes a stream and feeds every writer (``pump``);
+- one read that hashes a stream and feeds every writer (``pump``), and with a new
+  file's SHA-256 the Content-MD5 its upload will carry, from the same read
+  (``Md5s``): the upload's bytes are then proved by the server's check of that MD5
+  and are not hashed again;
 - publishing a copy once it is proved, never over another file, and recording it
   (``commit``); on a target shared with other computers, bytes another installation
   already stored there are proved and recorded instead (``ledgers.shared_copy``);
@@ -14,6 +17,7 @@ both go through a ``Copier``.
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import threading
@@ -25,12 +29,14 @@ from typing import BinaryIO
 from photod import failpoints, ledgers, policy
 from photod.catalog import Catalog
 from photod.errors import KeyExists, PhotodError, Stopping, TargetFull, TargetUnavailable
-from photod.fleet import Fleet
+from photod.fleet import Fleet, TargetState
 from photod.hashing import hash_stream
 from photod.logs import log
 from photod.media import suffixed
 from photod.models import Asset, ManifestEntry, PolicyRule, VerifyMethod
 from photod.targets.base import CHUNK, Writer, hash_object
+
+VOUCHED_MAX = 50_000  # Content-MD5s kept for uploads still to come (~10 MB at most)
 
 
 class Copier:
@@ -59,6 +65,7 @@ class Copier:
         # What the catalog holds for each open writer's temporary (``renote``).
         self._noted: weakref.WeakKeyDictionary[Writer, str] = weakref.WeakKeyDictionary()
         self._noted_lock = threading.Lock()
+        self.md5s = Md5s(self.targets)  # (the Content-MD5s taken at ingest)
         fleet.writing = self.writing
 
     # -- claims ----------------------------------------------------------------------
@@ -118,6 +125,7 @@ class Copier:
         writers: dict[str, Writer],
         dropped: dict[str, TargetUnavailable],
         need_hash: bool = True,
+        md5: hashlib._Hash | None = None,
     ) -> str:
         """Read a stream once, feed every writer and return the stream's SHA-256.  A
         writer that hashes what it takes (an upload, to prove its commit) hashes for
@@ -125,15 +133,18 @@ class Copier:
         is moved to ``dropped`` while the others go on; when every writer hashing was
         cut off, the stream is hashed again from its start.  Without ``need_hash`` (a
         catch-up: the hash only proves a copy) reading stops, returning '', once no
-        writer is left; '' too when the hash is needed and the stream cannot go back."""
+        writer is left; '' too when the hash is needed and the stream cannot go back.
+        ``md5``: hashed too, with the SHA-256 this returns, from the same chunks."""
         start = _position(stream)
         hashers = [n for n, w in writers.items() if w.sha256() is not None]
-        h = None if hashers else hashlib.sha256()
+        h = None if hashers and md5 is None else hashlib.sha256()
         while chunk := stream.read(CHUNK):
             if self.stop.is_set():
                 raise Stopping
             if h is not None:
                 h.update(chunk)
+            if md5 is not None:
+                md5.update(chunk)
             for name, writer in list(writers.items()):
                 try:
                     writer.write(chunk)
@@ -319,3 +330,39 @@ def _position(stream: BinaryIO) -> int | None:
         return stream.tell() if stream.seekable() else None
     except (AttributeError, OSError, ValueError):
         return None
+
+
+class Md5s:
+    """The Content-MD5s taken with new files' SHA-256, in the same read, for their
+    uploads to come (in one PUT: S3, plain), by asset: the server's check of one
+    proves that the bytes sent are the bytes hashed, and the upload hashes nothing."""
+
+    def __init__(self, targets: dict[str, TargetState]) -> None:
+        self.targets = targets
+        self._md5s: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def wanted(self, size: int) -> bool:
+        """Whether a new file's MD5 is worth taking: a queued target will upload it in
+        one PUT (a file smaller than its ``one_put_below``)."""
+        return any(
+            state.queued and size < getattr(state.target, "one_put_below", 0)
+            for state in self.targets.values()
+        )
+
+    def remember(self, sha: str, md5: hashlib._Hash) -> None:
+        """Keep the MD5 of the read that hashed ``sha``; the oldest go first past
+        VOUCHED_MAX (those uploads hash what they send, as before)."""
+        with self._lock:
+            while len(self._md5s) >= VOUCHED_MAX:
+                del self._md5s[next(iter(self._md5s))]
+            self._md5s[sha] = base64.b64encode(md5.digest()).decode()
+
+    def vouch(self, writer: Writer, sha: str, size: int) -> None:
+        """Give an asset's upload the MD5 taken with its SHA-256 (``S3Writer.vouch``).
+        Taken once: a try that fails leaves the next to hash what it sends."""
+        with self._lock:
+            md5 = self._md5s.pop(sha, None)
+        vouch = getattr(writer, "vouch", None)  # (S3's writer alone)
+        if md5 is not None and vouch is not None:
+            vouch(sha, size, md5)

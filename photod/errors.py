@@ -113,6 +113,18 @@ class ChecksumMismatch(PhotodError):
         super().__init__(f"{where}: read back SHA-256 {actual[:12]}…, expected {expected[:12]}…")
 
 
+class BytesNotHashed(ChecksumMismatch):
+    """An upload that carries the Content-MD5 taken with the photo's SHA-256, in one
+    read, was given other bytes (the server's check of that MD5 refused them, or more
+    came): the file was rewritten in place since it was read."""
+
+    def __init__(self, where: str, expected: str) -> None:
+        PhotodError.__init__(self, f"{where}: not the bytes hashed as {expected[:12]}… "
+                             "(the server's Content-MD5 check): the file changed since "
+                             "it was read")  # fmt: skip
+        self.where, self.expected, self.actual = where, expected, ""
+
+
 class Undecryptable(PhotodError, OSError):
     def __init__(self, target: str, detail: str, cause: object = None) -> None:
         """``cause``: age's own error, which tells a key that is not the one the object

@@ -17,6 +17,7 @@ proved and recorded, not written again (``ledgers.shared_copy``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -240,9 +241,13 @@ class Replicator:
         if not rest and new.staged_sha256 is not None:
             return new.staged_sha256, adopted
         new.file.seek(0)
-        sha = self.copier.pump(new.file, rest, dropped)
+        # The Content-MD5 of an upload to come, from this read (``copies.Md5s``)
+        md5 = hashlib.md5() if self.copier.md5s.wanted(new.size) else None
+        sha = self.copier.pump(new.file, rest, dropped, md5=md5)
         if not sha:  # a file can always be read again; never record an asset without one
             raise SourceChanged(f"{new.path}: its SHA-256 could not be taken")
+        if md5 is not None:
+            self.copier.md5s.remember(sha, md5)
         if new.staged_sha256 is not None and sha != new.staged_sha256:
             # The staged bytes are not what came from the phone: no copy of them counts.
             raise SourceChanged(f"{new.path}: read {sha}, expected {new.staged_sha256}")

@@ -645,3 +645,55 @@ def test_forgetting_refused_files_on_a_mount_that_hangs_holds_up_no_other_ingest
     finally:
         hang.set()
         rig.close()
+
+
+def s3_rig(tmp_path: Path, s3_server: Any) -> tuple[Rig, Any]:
+    """A rig whose one target is a real S3 server's folder, queued (a remote's
+    uploads come from the catch-up)."""
+    from photod.targets.s3 import S3Target
+    from tests.servers import BUCKET
+
+    creds = s3_server.credentials(tmp_path / "creds")
+    s3 = S3Target("s3", BUCKET, tmp_path.name, s3_server.endpoint, credentials_file=creds,
+                  part_size=5 * 1024**2, timeout=5)  # fmt: skip
+    s3.put_meta("target.json", f'{{"id": "t-{tmp_path.name}"}}'.encode())
+    rig = Rig(tmp_path, "s3", shared={"s3": s3})  # type: ignore[dict-item]
+    rig.states["s3"].queued = True
+    return rig, s3
+
+
+def test_a_photo_uploaded_after_its_ingest_is_proved_by_the_md5_of_that_read(
+    tmp_path: Path, samples: Path, s3_server: Any
+) -> None:
+    """A new photo's upload in one PUT carries the Content-MD5 taken in the same read
+    as its SHA-256 at ingest, and the upload hashes nothing again: the server's check
+    proves the stored bytes.  A photo rewritten in place with other bytes of the same
+    size and time between its ingest and its upload is refused by that check (nothing
+    stored, the target not called unavailable), and its next try, hashed again, finds
+    the file changed: no copy of other bytes ever counts as the photo's."""
+    rig, s3 = s3_rig(tmp_path, s3_server)
+    good, bad = (rig.add(p) for p in sorted(samples.glob("*.jpg"))[:2])
+    shas = {p: sha256(p) for p in (good, bad)}
+    for p in (good, bad):
+        rig.ingest(p)
+    st = bad.stat()
+    data = bad.read_bytes()
+    bad.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # another byte, same size and time
+    os.utime(bad, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with capture_logs() as logs:
+        assert 1 == rig.rep.replicate_pending("s3")
+    [copy] = rig.catalog.replicas(shas[good])
+    with s3.open(copy.relpath) as f:
+        assert good.read_bytes() == f.read()
+    assert [] == rig.catalog.replicas(shas[bad])
+    assert bad.name not in " ".join(s3.keys())
+    events = [(e["event"], e.get("error", "")) for e in logs]
+    failed = [error for event, error in events if event == "replica_failed"]
+    assert "not the bytes hashed" in failed[0]  # the server's MD5 check: nothing stored
+    assert failed[1].startswith("source file:")  # hashed again: the file changed
+    assert "asset_lost" in [event for event, _ in events]  # (as any file changed in place)
+    assert not any(event == "target_unavailable" for event, _ in events)
+    assert [] == rig.catalog.replicas(shas[bad])
+    assert bad.name not in " ".join(s3.keys())
+    rig.close()
+    s3.close()

@@ -29,8 +29,9 @@ from photod.targets.base import CHUNK
 from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.records import mtime_from_text, mtime_text
 from photod.targets.s3client import NETWORK, Cut, make_client, mapped, passing, retries
+from photod.targets.s3kept import Kept
 from photod.targets.s3presigned import Presigned
-from photod.targets.s3upload import Kept, S3Writer, end_temp, md5
+from photod.targets.s3upload import S3Writer, end_temp, md5
 
 PROBE_AGAIN = 600.0  # seconds before a probe that failed is tried again
 PROBE = "probe-"  # (under TMP) the object that learns whether the server honours If-None-Match
@@ -157,6 +158,7 @@ class S3Target(ObjectTarget):
         self.owner = f"{owner}-" if owner else ""
         self.where = f"s3://{bucket}/{self.prefix}" + (f" at {endpoint}" if endpoint else "")
         self.part_size = max(part_size, 5 * 1024**2)  # S3's smallest part
+        self.one_put_below = self.part_size  # (``copies.Md5s``: one MD5 for the file)
         self.stop = stop or threading.Event()
         self.part_retry = part_retry
         self.client, presigner = make_client(endpoint, region, profile, credentials_file, timeout)
@@ -299,13 +301,12 @@ class S3Target(ObjectTarget):
     def delete_object(self, key: str) -> None:
         self.call("delete_object", Key=self.full(key))
 
-    def put(
-        self, key: str, data: bytes, exclusive: bool = False, mtime_ns: int | None = None
-    ) -> None:
-        """One PUT with the body's Content-MD5; ``exclusive``: If-None-Match, which a
-        server that knows it refuses over an existing object (KeyExists); ``mtime_ns``:
-        the original's file time, kept as rclone keeps it (``mtime`` metadata)."""
-        digest = md5(data)
+    def put(self, key: str, data: bytes, exclusive: bool = False, mtime_ns: int | None = None,
+            digest: str | None = None) -> None:  # fmt: skip
+        """One PUT with the body's Content-MD5 (``digest``, else ``data``'s); ``exclusive``:
+        If-None-Match, which a server that knows it refuses over an object (KeyExists);
+        ``mtime_ns``: the original's file time, as rclone keeps it (``mtime`` metadata)."""
+        digest = digest or md5(data)
         mtime = mtime_text(mtime_ns)
         status = self.presigned.put(self.full(key), data, digest, exclusive, mtime)
         if 200 <= status < 300:

@@ -17,7 +17,6 @@ import io
 import os
 import secrets
 import threading
-import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -25,7 +24,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from photod.errors import ChecksumMismatch, KeyExists, PhotodError, Stopping, TargetUnavailable
+from photod.errors import (
+    BytesNotHashed,
+    ChecksumMismatch,
+    KeyExists,
+    PhotodError,
+    Stopping,
+    TargetUnavailable,
+)
 from photod.logs import log
 from photod.models import VerifyMethod
 from photod.targets.objects import TMP
@@ -38,7 +44,7 @@ UPLOAD = "s3-upload:"  # temp keys: an upload not started yet, to the key that f
 STARTED = "s3-multipart:"  # temp keys: a multipart upload the server started, and its id
 IN_FLIGHT = 2  # parts of one upload on the wire at once
 T = TypeVar("T")
-TOKEN = "photod-upload"  # metadata: the upload's random token (``S3Writer._made``)
+TOKEN = "photod-upload"  # metadata: the upload's random token (``_made``)
 
 
 class _Part(io.BytesIO):
@@ -63,54 +69,6 @@ class _Part(io.BytesIO):
             if self.cut.is_set():  # (a stop during the wait)
                 raise OSError("photod is stopping")
         return data
-
-
-class Kept:
-    """One target's multipart uploads given up while the network was down for longer
-    than ``part_retry``, by their file's key: (upload key, upload id, token, record).
-    The next upload of that file in this process resumes one (``S3Writer``), its parts
-    on the server not sent again.  Their records stay in the catalog (a crash's tidy
-    ends them), and the fleet's tidy when the target is back leaves them (``temps``),
-    from their keeping to the end of the writer that resumes one: a tidy between that
-    writer's making and ``Copier.register`` (which makes it one in flight) aborted the
-    upload, and every part was sent again.  Only while that writer lives: one given up
-    unended (its try cut short before it was noted in flight) no longer keeps the
-    tidy from ending the upload (it stayed on the server, billed, until a restart).
-    One whose photo's copy is recorded with no upload is ended (``Copier.forsake``)."""
-
-    def __init__(self) -> None:
-        self._uploads: dict[str, tuple[str, str, str, str]] = {}
-        # The records of those a writer resumes now, by that writer (held weakly).
-        self._taken: weakref.WeakValueDictionary[str, object] = weakref.WeakValueDictionary()
-        self._lock = threading.Lock()
-
-    def keep(self, key: str, upload: tuple[str, str, str, str]) -> None:
-        with self._lock:
-            self._uploads[key] = upload
-            self._taken.pop(upload[3], None)
-
-    def take(self, key: str, writer: object) -> tuple[str, str, str, str] | None:
-        with self._lock:
-            upload = self._uploads.pop(key, None)
-            if upload is not None:
-                self._taken[upload[3]] = writer
-            return upload
-
-    def forget(self, key: str) -> str | None:
-        """No try will resume the upload kept for ``key`` (its photo's copy was recorded
-        without one): its record, to end now; one a writer took is not touched."""
-        with self._lock:
-            upload = self._uploads.pop(key, None)
-            return None if upload is None else upload[3]
-
-    def done(self, temp: str) -> None:
-        """The writer that resumed the upload recorded as ``temp`` ended it."""
-        with self._lock:
-            self._taken.pop(temp, None)
-
-    def temps(self) -> set[str]:
-        with self._lock:
-            return {upload[3] for upload in self._uploads.values()} | set(self._taken.keys())
 
 
 def md5(data: bytes) -> str:
@@ -154,16 +112,29 @@ class S3Writer:
         # An upload resumed: its parts on the server (``_parts_there``), learned at its
         # first part (None until then).  Only of plain bytes, the same at every try.
         self.listed: dict[int, tuple[int, str, str]] | None = {}
+        # (SHA-256, size, Content-MD5) taken in one read of the photo (``vouch``)
+        self.vouched: tuple[str, int, str] | None = None
         resumed = target.kept.take(key, self) if hashed else None
         self.resumed = "" if resumed is None else resumed[3]  # (``Kept.done`` at its end)
         if resumed is not None:
             self.upload_key, self.upload_id, self.token, self.temp_key = resumed
             self.tmp, self.listed = f"{TMP}{self.token}", None
 
+    def vouch(self, sha256: str, size: int, md5: str) -> None:
+        """Before any byte: the Content-MD5 one read of the photo gave with its SHA-256.
+        The PUT carries it and the server refuses other bytes, so its 200 proves these
+        are the bytes hashed as ``sha256``; nothing is hashed here.  Not for a file sent
+        in parts (each with its own MD5): hashed as usual."""
+        if not (self.size or self.sha is None or self.resumed) and size < self.t.part_size:
+            self.vouched, self.sha = (sha256, size, md5), None
+
     def write(self, data: bytes) -> None:
         if self.sha is not None:
             self.sha.update(data)
         self.size += len(data)
+        if self.vouched is not None and self.size > self.vouched[1]:  # (never a part unhashed)
+            self.abort()
+            raise BytesNotHashed(f"{self.t.name}:{self.key}", self.vouched[0])
         self.chunks.append(data)
         self.buffered += len(data)
         while self.buffered >= self.t.part_size:
@@ -173,6 +144,8 @@ class S3Writer:
             self._send_part(part)
 
     def sha256(self) -> str | None:
+        if self.vouched is not None:  # (proved at commit, by the server's MD5 check)
+            return self.vouched[0]
         return self.sha.hexdigest() if self.sha is not None else None
 
     def adopt(self, path: Path, st: os.stat_result) -> bool:
@@ -237,33 +210,6 @@ class S3Writer:
             log.warning("upload_part_retried", target=self.t.name, path=self.key, part=number,
                         error=exc.reason, part_retry=self.t.part_retry)  # fmt: skip
 
-    def _complete(self, exclusive: dict[str, str]) -> None:
-        """Complete the upload.  The network may cut the answer once the server has
-        done it, and the request is sent again (``_again``, botocore's own retry): AWS
-        answers as the first time, MinIO and `rclone serve s3` that there is no such
-        upload (or, for If-None-Match, that the name is taken).  Then the object there
-        is this upload's if it carries its token and size; else the answer stands."""
-        try:
-            self.t.call("complete_multipart_upload", Key=self.t.full(self.upload_key),
-                        UploadId=self.upload_id, MultipartUpload={"Parts": self.parts},
-                        **exclusive)  # fmt: skip
-        except (KeyExists, TargetUnavailable) as exc:
-            gone = isinstance(exc, KeyExists) or error_code(exc.__cause__) == "NoSuchUpload"
-            if not (gone and self._made()):
-                raise
-
-    def _made(self) -> bool:
-        """Whether the object at the upload's key is the one it made (its token).  The
-        question cut by the network again is no answer: raised, and asked again."""
-        try:
-            answer = self.t.call("head_object", Key=self.t.full(self.upload_key))
-        except TargetUnavailable as exc:
-            if passing(exc.__cause__):
-                raise
-            return False
-        meta = {str(k).lower(): v for k, v in (answer.get("Metadata") or {}).items()}
-        return meta.get(TOKEN) == self.token and answer.get("ContentLength") == self.size
-
     def again(self, call: Callable[[], T]) -> T:
         """``call()``, a question asked before a commit (is the name free?): during a
         multipart upload asked again if the network cut it (``_again``), else its parts,
@@ -312,8 +258,12 @@ class S3Writer:
     def commit(
         self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""
     ) -> VerifyMethod:
-        if self.sha is None and sha256:  # a caller's mistake: these bytes were not hashed
+        if self.sha is None and self.vouched is None and sha256:  # a caller's mistake
             raise ValueError(f"{key}: an upload opened unhashed cannot prove {sha256}")
+        if self.vouched is not None and self.vouched[:2] != (sha256, self.size):
+            self.abort()
+            raise ChecksumMismatch(f"{self.t.name}:{key}", f"{sha256}, {self.size} bytes",
+                                   f"{self.vouched[0]}, {self.vouched[1]} bytes")  # fmt: skip
         if self.sha is not None and self.sha.hexdigest() != sha256:
             self.abort()
             raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, self.sha.hexdigest())
@@ -337,10 +287,18 @@ class S3Writer:
                 if self.paced is not None:  # (one PUT: its bytes at once, after its wait)
                     self.paced(self.buffered)
                 try:
-                    self.t.put(key, b"".join(self.chunks), True, mtime_ns)
+                    md5 = self.vouched[2] if self.vouched is not None else None
+                    self.t.put(key, b"".join(self.chunks), True, mtime_ns, md5)
                 except KeyExists:
                     self.t.remember(key)
                     raise KeyExists(key) from None  # still open, bytes kept
+                except TargetUnavailable as exc:
+                    if md5 and error_code(exc.__cause__) in ("BadDigest", "InvalidDigest"):
+                        # Not the bytes that were hashed (a source rewritten in place
+                        # since): the photo's copy fails, not the target.
+                        self.abort()
+                        raise BytesNotHashed(f"{self.t.name}:{key}", sha256) from exc
+                    raise
                 self.chunks, self.buffered = [], 0
                 self.t.remember(key)
                 return VerifyMethod.SERVER
@@ -352,7 +310,7 @@ class S3Writer:
             # another computer published at this key meanwhile (a shared bucket).
             exclusive = {"IfNoneMatch": "*"} if self.upload_key == key else {}
             try:
-                self._again(lambda: self._complete(exclusive))
+                self._again(lambda: _complete(self, exclusive))
             except KeyExists:
                 self.abort()
                 raise PhotodError(
@@ -418,6 +376,35 @@ class S3Writer:
                 left = True
         self.ended = not left
         return self.ended
+
+
+def _complete(w: S3Writer, exclusive: dict[str, str]) -> None:
+    """Complete ``w``'s multipart upload.  The network may cut the answer once the server has
+    done it, and the request is sent again (``_again``, botocore's own retry): AWS
+    answers as the first time, MinIO and `rclone serve s3` that there is no such
+    upload (or, for If-None-Match, that the name is taken).  Then the object there
+    is this upload's if it carries its token and size; else the answer stands."""
+    try:
+        w.t.call("complete_multipart_upload", Key=w.t.full(w.upload_key),
+                    UploadId=w.upload_id, MultipartUpload={"Parts": w.parts},
+                    **exclusive)  # fmt: skip
+    except (KeyExists, TargetUnavailable) as exc:
+        gone = isinstance(exc, KeyExists) or error_code(exc.__cause__) == "NoSuchUpload"
+        if not (gone and _made(w)):
+            raise
+
+
+def _made(w: S3Writer) -> bool:
+    """Whether the object at the upload's key is the one it made (its token).  The
+    question cut by the network again is no answer: raised, and asked again."""
+    try:
+        answer = w.t.call("head_object", Key=w.t.full(w.upload_key))
+    except TargetUnavailable as exc:
+        if passing(exc.__cause__):
+            raise
+        return False
+    meta = {str(k).lower(): v for k, v in (answer.get("Metadata") or {}).items()}
+    return meta.get(TOKEN) == w.token and answer.get("ContentLength") == w.size
 
 
 def _taken(t: S3Target, key: str, fresh: bool) -> bool:
