@@ -1,10 +1,13 @@
 """Reading an age object as a stream: pyrage decrypts in a thread of its own while the
-plaintext is read (``crypt.CryptTarget.open``); and sealing a file as a stream, read
-as pyrage makes it (``Sealing``: a private file too large to seal in memory)."""
+plaintext is read (``crypt.CryptTarget.open``); sealing a file as a stream, read
+as pyrage makes it (``Sealing``: a private file too large to seal in memory); and the
+two ends of an object's encryption as photod writes it (``QueueReader``, what pyrage
+reads; ``CipherSink``, where its ciphertext goes: ``crypt.CryptWriter``)."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import queue
 import threading
@@ -14,6 +17,7 @@ import pyrage
 from pyrage import x25519
 
 from photod.errors import TargetUnavailable, Undecryptable
+from photod.targets.base import Writer
 
 QUEUE = 8  # chunks waiting between photod and pyrage, per object (both ways)
 
@@ -138,3 +142,56 @@ def _put(q: queue.Queue[bytes | None], stop: threading.Event, item: bytes | None
             q.put(item, timeout=0.2)
             return True
     return False
+
+
+class QueueReader(io.RawIOBase):
+    """What pyrage reads from: chunks put by the producer, then b'' (the end)."""
+
+    def __init__(self, q: queue.Queue[bytes | None]) -> None:
+        self.q = q
+        self.chunk = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        if not self.chunk:
+            item = self.q.get()
+            if item is None:
+                raise OSError("aborted")
+            self.chunk = memoryview(item)
+            if not item:
+                return 0
+        n = min(len(buf), len(self.chunk))
+        buf[:n] = self.chunk[:n]
+        self.chunk = self.chunk[n:]
+        return n
+
+
+class CipherSink(io.RawIOBase):
+    """What pyrage writes ciphertext to: the inner writer, hashed on the way when its
+    commit needs the hash and the writer takes none itself (a local file, read back)."""
+
+    def __init__(self, writer: Writer, hashing: bool) -> None:
+        self.writer = writer
+        self.sha, self.hashing = hashlib.sha256(), hashing
+        self.failure: BaseException | None = None
+        # Set by abort: what pyrage still writes as it stops (the age header of a file
+        # aborted before its first byte) must not start an upload nobody ends.
+        self.discard = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self.discard:
+            return len(data)
+        chunk = bytes(data)
+        try:
+            self.writer.write(chunk)
+        except BaseException as exc:
+            self.failure = exc  # pyrage only sees an I/O error; keep the real one
+            raise
+        if self.hashing:
+            self.sha.update(chunk)
+        return len(chunk)

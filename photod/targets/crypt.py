@@ -5,11 +5,11 @@ Every object is an age file sealed to the owner's X25519 recipient (and any extr
 recipients), so ``age -d -i IDENTITY`` opens it without photod.  Names leak nothing:
 an object's name is an HMAC of its key under a secret derived from the identity, so
 the listing shows neither file names, dates, folders nor hashes.  Beside each object,
-before it is published, ``.photod/objects/<ab>/<38 hex>`` holds its index line, sealed
-(object, SHA-256, size, capture time, file time, path; ``records.index_line``): an
-object is restorable under its name and date even when every index is lost.  The
-installations' encrypted indexes (``records.py``) list the same lines in few files, so
-that photod need not read one file per object.
+``.photod/objects/<ab>/<38 hex>`` holds its index line, sealed (object, SHA-256, size,
+capture time, file time, path; ``records.index_line``), stored while the object goes
+up; a copy counts only once both are: an object is restorable under its name and date
+even when every index is lost.  The installations' encrypted indexes (``records.py``)
+list the same lines in few files, so that photod need not read one file per object.
 
 pyrage encrypts a whole stream in one call, and photod pushes chunks; a thread per
 open object runs pyrage between two bounded queues.
@@ -25,21 +25,22 @@ import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pyrage
 from pyrage import x25519
 
+from photod import failpoints
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable, Undecryptable
 from photod.models import ManifestEntry, VerifyMethod
-from photod.targets.agedecrypt import QUEUE, Decrypting, Sealing
-from photod.targets.base import Identity, Target, Writer
+from photod.targets.agedecrypt import QUEUE, CipherSink, Decrypting, QueueReader, Sealing
+from photod.targets.base import Identity, Target, hash_object
 from photod.targets.records import index_line, parse_index
 
 DATA = "data/"
 OBJECTS = "objects/"  # under .photod/: each object's sealed index line
-_EOF = b""
 
 
 class Keys:
@@ -74,62 +75,6 @@ class Keys:
         return bytes(pyrage.decrypt(data, [self.identity]))
 
 
-# -- streams between photod and pyrage ------------------------------------------------
-
-
-class _QueueReader(io.RawIOBase):
-    """What pyrage reads from: chunks put by the producer, then _EOF."""
-
-    def __init__(self, q: queue.Queue[bytes | None]) -> None:
-        self.q = q
-        self.chunk = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf: Any) -> int:
-        if not self.chunk:
-            item = self.q.get()
-            if item is None:
-                raise OSError("aborted")
-            self.chunk = memoryview(item)
-            if not item:
-                return 0
-        n = min(len(buf), len(self.chunk))
-        buf[:n] = self.chunk[:n]
-        self.chunk = self.chunk[n:]
-        return n
-
-
-class _Sink(io.RawIOBase):
-    """What pyrage writes ciphertext to: the inner writer, hashed on the way when its
-    commit needs the hash and the writer takes none itself (a local file, read back)."""
-
-    def __init__(self, writer: Writer, hashing: bool) -> None:
-        self.writer = writer
-        self.sha, self.hashing = hashlib.sha256(), hashing
-        self.failure: BaseException | None = None
-        # Set by abort: what pyrage still writes as it stops (the age header of a file
-        # aborted before its first byte) must not start an upload nobody ends.
-        self.discard = False
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        if self.discard:
-            return len(data)
-        chunk = bytes(data)
-        try:
-            self.writer.write(chunk)
-        except BaseException as exc:
-            self.failure = exc  # pyrage only sees an I/O error; keep the real one
-            raise
-        if self.hashing:
-            self.sha.update(chunk)
-        return len(chunk)
-
-
 class CryptWriter:
     def __init__(self, target: CryptTarget, key: str) -> None:
         self.t = target
@@ -139,7 +84,7 @@ class CryptWriter:
         self.sha = hashlib.sha256()
         self.size = 0
         self.q: queue.Queue[bytes | None] = queue.Queue(QUEUE)
-        self.sink = _Sink(self.inner, not self.checked and self.inner.sha256() is None)
+        self.sink = CipherSink(self.inner, not self.checked and self.inner.sha256() is None)
         self.failure: BaseException | None = None
         self.sealed = False
         self.thread = threading.Thread(target=self._run, name="encrypt", daemon=True)
@@ -151,7 +96,7 @@ class CryptWriter:
 
     def _run(self) -> None:
         try:
-            pyrage.encrypt_io(_QueueReader(self.q), self.sink, self.t.keys_.recipients)
+            pyrage.encrypt_io(QueueReader(self.q), self.sink, self.t.keys_.recipients)
         except BaseException as exc:  # handed to the producer thread
             self.failure = self.sink.failure or exc
 
@@ -190,7 +135,7 @@ class CryptWriter:
     def _seal(self) -> None:
         """End of the plaintext: let pyrage write the last chunk and finish."""
         if not self.sealed:
-            self._put(_EOF)
+            self._put(b"")  # (the end)
             self.thread.join()
             self.sealed = True
         if self.failure is not None:
@@ -208,21 +153,32 @@ class CryptWriter:
             self.abort()
             raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, self.sha.hexdigest())
         obj = self.t.keys_.object_name(key)
+        entry = ManifestEntry(sha256, key, self.size, captured_at, mtime_ns)
         # (S3: a question the link cut mid-upload is asked again, not the upload lost)
         again = getattr(self.inner, "again", lambda call: call())
         if again(lambda: self.t.inner.size(obj)) is not None:
+            if (adopted := self._adopted(key, obj, entry)) is not None:
+                return adopted
             raise KeyExists(key)  # still open: commit again under another key
-        # The object's own index line goes first: an object never exists without it.
-        entry = ManifestEntry(sha256, key, self.size, captured_at, mtime_ns)
+        # The name was just asked: the inner writer need not ask it again (S3: a HEAD).
+        if hasattr(self.inner, "asked"):
+            self.inner.asked = True
+        # The object's own index line goes up while the object does (one after the
+        # other, each waited for, cost a photo two round trips more than a plain copy).
+        # The copy counts only once both are stored; one cut between the two (a crash)
+        # leaves an object without its line, which the next try recognises (_adopted).
+        line = self.t.keys_.encrypt(index_line(obj, entry).encode())
+        sealed = self.t.lines.submit(self._put_line, obj, line, again)
         try:
-            line = self.t.keys_.encrypt(index_line(obj, entry).encode())
-            again(lambda: self.t.inner.put_meta(sidecar(obj), line))
             # The inner target proves it stored the ciphertext pyrage produced: read
             # back, the remote's own hash, or the server's check of every body.
             cipher = "" if self.checked else self.inner.sha256() or self.sink.sha.hexdigest()
             # No file time on the object: it would show on the drive or to the provider
-            # when the photo was taken; the sealed line above keeps it.
-            method = self.inner.commit(obj, cipher)
+            # when the photo was taken; its sealed line keeps it.
+            try:
+                method = self.inner.commit(obj, cipher)
+            finally:
+                sealed.result()  # (never left running: its failure is this copy's)
         except KeyExists:
             raise KeyExists(key) from None
         except PhotodError:
@@ -230,6 +186,27 @@ class CryptWriter:
             raise
         self.t.learn([entry])
         return method
+
+    def _put_line(self, obj: str, line: bytes, again: Any) -> None:
+        failpoints.hit("index_line_sealing")
+        again(lambda: self.t.inner.put_meta(sidecar(obj), line))
+
+    def _adopted(self, key: str, obj: str, entry: ManifestEntry) -> VerifyMethod | None:
+        """An object at this name without its index line: a commit cut between the two
+        (photod killed).  Where its bytes are this copy's (decrypted and hashed), its
+        line is written and it counts, nothing sent again; else None (KeyExists: the
+        copy goes beside it under another name, as beside any other file)."""
+        if self.t.inner.get_meta(sidecar(obj)) is not None:
+            return None
+        try:
+            if hash_object(self.t, key) != entry.sha256:
+                return None
+        except (OSError, PhotodError):  # unreadable: not this copy's
+            return None
+        self.abort()
+        self.t.inner.put_meta(sidecar(obj), self.t.keys_.encrypt(index_line(obj, entry).encode()))
+        self.t.learn([entry])
+        return VerifyMethod.EXISTING
 
     def abort(self) -> bool:
         self.sink.discard = True
@@ -277,6 +254,8 @@ class CryptTarget:
         self.foreign: set[str] = set()
         self.lock = threading.Lock()
         self.scan = threading.Lock()  # held while every object's line is read (``_found``)
+        # Each object's index line is stored while its object goes up (``CryptWriter``).
+        self.lines = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"line-{self.name}")
 
     def learn(self, entries: Iterable[ManifestEntry]) -> None:
         """Note which object holds which key (from an index read by the records)."""
@@ -487,4 +466,5 @@ class CryptTarget:
             ) from exc
 
     def close(self) -> None:
+        self.lines.shutdown(wait=True)
         self.inner.close()

@@ -96,8 +96,7 @@ class S3Writer:
         self.paced: Callable[[int], None] | None = None
         self.chunks: list[bytes] = []  # joined once per part or PUT: one copy of each byte
         self.buffered = 0
-        # What it sent, hashed for a caller with no hash (a catch-up reading a copy)
-        self.sha = hashlib.sha256() if hashed else None  # (None: ``open_writer``'s bytes)
+        self.sha = hashlib.sha256() if hashed else None  # what it sent (None: caller's hash)
         self.size = 0
         self.upload_id: str | None = None
         self.parts: list[dict[str, Any]] = []
@@ -107,6 +106,7 @@ class S3Writer:
         # A stop cuts the parts on the wire of an upload in flight when it came, never
         # of one made as photod stops (the catalog's last snapshot).
         self.cut = target.stop if not target.stop.is_set() else threading.Event()
+        self.asked = False  # the caller asked for the name just before (crypt): not again
         self.resumable = False  # a part given up on a cut network: kept at ``abort``
         self.retried = False  # a part was sent again (said once: ``upload_part_retried``)
         # An upload resumed: its parts on the server (``_parts_there``), learned at its
@@ -276,7 +276,7 @@ class S3Writer:
         # made (another computer of the family, this minute), ask the object itself.
         # (a multipart upload always: a server may honour it for a PUT, not a completion)
         fresh = self.upload_id is not None or not self.t.refuses_overwrites()
-        if self.again(functools.partial(_taken, self.t, key, fresh)):
+        if not self.asked and self.again(functools.partial(_taken, self.t, key, fresh)):
             raise KeyExists(key)  # still open: commit again under another key
         try:
             if self.upload_id is None:
