@@ -33,10 +33,17 @@ import pyrage
 from pyrage import x25519
 
 from photod import failpoints
-from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable, Undecryptable
+from photod.errors import (
+    ChecksumMismatch,
+    KeyExists,
+    PhotodError,
+    Stopping,
+    TargetUnavailable,
+    Undecryptable,
+)
 from photod.models import ManifestEntry, VerifyMethod
 from photod.targets.agedecrypt import QUEUE, CipherSink, Decrypting, QueueReader, Sealing
-from photod.targets.base import Identity, Target, hash_object
+from photod.targets.base import CHUNK, Identity, Target
 from photod.targets.records import index_line, parse_index
 
 DATA = "data/"
@@ -195,18 +202,40 @@ class CryptWriter:
         """An object at this name without its index line: a commit cut between the two
         (photod killed).  Where its bytes are this copy's (decrypted and hashed), its
         line is written and it counts, nothing sent again; else None (KeyExists: the
-        copy goes beside it under another name, as beside any other file)."""
+        copy goes beside it under another name, as beside any other file).  One the link
+        does not let through now is neither: the copy fails and is tried again (sent
+        beside it, the photo went up twice, its first object never given a line)."""
         if self.t.inner.get_meta(sidecar(obj)) is not None:
             return None
         try:
-            if hash_object(self.t, key) != entry.sha256:
-                return None
-        except (OSError, PhotodError):  # unreadable: not this copy's
+            same = self._holds(obj, entry)
+        except PhotodError:
+            self.abort()
+            raise
+        if not same:
             return None
         self.abort()
         self.t.inner.put_meta(sidecar(obj), self.t.keys_.encrypt(index_line(obj, entry).encode()))
         self.t.learn([entry])
         return VerifyMethod.EXISTING
+
+    def _holds(self, obj: str, entry: ManifestEntry) -> bool:
+        """Whether object ``obj`` itself (not another holding ``entry``'s key) decrypts
+        to ``entry``'s bytes, read up to one byte past them (no more tells).  One that
+        does not open with this identity, or is gone, or unreadable on its drive, does
+        not; the link cut (TargetUnavailable) or photod stopping is raised."""
+        h, left = hashlib.sha256(), entry.size + 1
+        try:
+            plain = Decrypting(self.t.name, self.t.keys_.identity, self.t.inner.open(obj))
+            with io.BufferedReader(plain, CHUNK) as f:
+                while left > 0 and (chunk := f.read(min(CHUNK, left))):
+                    h.update(chunk)
+                    left -= len(chunk)
+        except (TargetUnavailable, Stopping):
+            raise
+        except (OSError, PhotodError):  # (Undecryptable too: not this copy's)
+            return False
+        return left == 1 and h.hexdigest() == entry.sha256
 
     def abort(self) -> bool:
         self.sink.discard = True

@@ -24,7 +24,7 @@ from photod.models import ManifestEntry, VerifyMethod
 from photod.targets import rclone as rclone_target
 from photod.targets.agekeygen import keygen
 from photod.targets.base import Identity, hash_object
-from photod.targets.crypt import CryptTarget, Keys
+from photod.targets.crypt import CryptTarget, Keys, sidecar
 from photod.targets.local import LocalTarget
 from photod.targets.memory import MemoryTarget
 from photod.targets.rclone import FOREIGN_TEMP_AGE, RcloneTarget
@@ -1387,6 +1387,51 @@ def test_photos_with_any_name_go_out_presigned_and_land_under_their_own_name(
     assert sorted(names) == sorted(t.keys())
     for i, name in enumerate(names):
         assert hashlib.sha256(DATA + bytes([i])).hexdigest() == hash_object(t, name)
+    t.close()
+    proxy.stop()
+
+
+def test_an_encrypted_photo_left_without_its_line_waits_for_the_link_to_be_recognised(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """A photo stored without its sealed index line (photod killed between the two) is
+    recognised by its next upload, which decrypts the object.  Where the link does not
+    let that download through, the copy fails and is tried again: it went up a second
+    time under another name, and the first object stayed for ever without a line (no
+    listing, restore or tidy knows it).  Tried again with the link back, the object is
+    recognised, its line written, and it alone holds the photo."""
+    if not s3_server.running():
+        s3_server.start()
+    gets = {"data": "pass"}  # what the link does to a download of an object
+    proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: (
+        gets["data"] if method == "GET" and "/data/" in path else "pass"))  # fmt: skip
+    creds = s3_server.credentials(tmp_path / "c")
+    keygen(tmp_path / "identity.txt")
+
+    def run() -> CryptTarget:  # (a new process: nothing learned)
+        s3 = s3_target(s3_server, "orphan", creds, proxy.endpoint)
+        return CryptTarget(s3, Keys(tmp_path / "identity.txt"))
+
+    t = run()
+    t.put_meta("target.json", json.dumps({"id": "t-orphan"}).encode())
+    t.check(None)
+    key = "2024/2024-01-02/IMG_1.HEIC"
+    put(t, key)
+    obj = t.keys_.object_name(key)
+    t.inner.delete_meta(sidecar(obj))  # (its line, which the kill kept from the server)
+    t.close()
+    t = run()
+    gets["data"] = "drop"
+    with pytest.raises(TargetUnavailable):  # (not KeyExists: sent beside it)
+        put(t, key)
+    gets["data"] = "pass"
+    assert VerifyMethod.EXISTING == put(t, key)
+    assert [obj] == [o for o, _ in t.inner.listing() if o.startswith("data/")]
+    assert t.inner.get_meta(sidecar(obj)) is not None
+    t.close()
+    t = run()
+    assert [key] == list(t.keys())  # (from the object's own line)
+    assert SHA == hash_object(t, key)
     t.close()
     proxy.stop()
 
