@@ -263,13 +263,15 @@ class Daemon:
                 assert me is not None
                 try:
                     if self.once:
-                        if verdict.unchecked and not self._check_deeply(cfg, catalog, None):
+                        checked = not verdict.unchecked or self._check_deeply(cfg, catalog, None)
+                        if not checked and not self._resettle:
                             return 0  # stopped before the check ended: nothing was done
-                        self._run_once(cfg, catalog, me, relist)
-                        if not self._resettle or self._stop or again:
-                            clean = True
-                            return 0
-                        again = True  # (a target knew more: settled again, run once more)
+                        if checked:  # (else damaged: settled again, rebuilt, then the run)
+                            self._run_once(cfg, catalog, me, relist)
+                            if not self._resettle or self._stop or again:
+                                clean = True
+                                return 0
+                            again = True  # (a target knew more: settled again, run once more)
                     else:
                         self._serve(cfg, catalog, me, relist, verdict.unchecked)
                 finally:
@@ -387,10 +389,8 @@ class Daemon:
         why = catalog_guard.deep_check(cfg.state_dir / CATALOG_NAME, self._stopping)
         if why is None:
             return False  # stopping
-        if why:
+        if why:  # (`run --once` too: settled again, and rebuilt, before its run)
             catalog.noticed(CatalogDamaged(catalog.path, why))
-            if pipeline is None:
-                raise CatalogDamaged(catalog.path, why)
             log.error("catalog_damaged", detail=why,
                       action="stopped; the catalog is checked and rebuilt from the targets")  # fmt: skip
             self._distrust(why)

@@ -706,6 +706,31 @@ def test_the_first_scan_does_not_wait_for_the_catalogs_check(setup: Setup, damag
     assert_target_holds(lib, target_files(lib))
 
 
+def test_run_once_rebuilds_a_damaged_catalog_its_check_found_after_the_start(
+    setup: Setup,
+) -> None:
+    """`run --once` (a cron job) on a damaged catalog whose page check was not done when
+    photod was ready (a large catalog; the failpoint makes a small one's last): the
+    damage that check finds is met as at the start and as the daemon meets it: the
+    catalog is rebuilt from the target, then the run is done and every photo copied
+    (it ended with exit 65 and nothing backed up, night after night)."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}])
+    make_photos(setup.inbox, 3)
+    assert 0 == p.cli("run", "--once").returncode
+    before = target_files(lib)
+    damage_catalog(setup.home / "state" / "catalog.sqlite", "replicas")
+    p.env["PHOTOD_FAILPOINTS"] = "catalog_prechecking=sleep:3"
+    made = make_photos(setup.inbox, 2, start=10)
+    run = p.cli("run", "--once")
+    assert 0 == run.returncode, run.stdout + run.stderr
+    [recovered] = p.events("catalog_recovered")
+    assert "damaged" in recovered["found"]
+    assert set(made.values()) <= set(target_files(lib).values())
+    assert before.items() <= target_files(lib).items()
+    assert_target_holds(lib, target_files(lib))
+
+
 def test_copies_on_a_target_away_longer_than_the_scrub_cycle_do_not_count(
     setup: Setup,
 ) -> None:
