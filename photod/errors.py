@@ -94,6 +94,11 @@ class StillArriving(PhotodError):
         super().__init__(f"{path} looks cut short and was just written: taken once whole")
 
 
+class Unloadable(PhotodError):
+    """A module photod loads at its first use (Pillow, at the first photo) cannot be
+    loaded: a broken install.  The file's failure says so, no trace; it is tried again."""
+
+
 class LeadPending(PhotodError):
     """A Live Photo's movie or a sidecar whose still is on its way in (being taken,
     settling, or not reached yet by a scan), or not there yet (``lead`` empty: it came

@@ -35,6 +35,7 @@ from photod.errors import (
     StateDirFull,
     StillArriving,
     Stopping,
+    Unloadable,
 )
 from photod.ingest import Ingestor, Settler, changed_since_read
 from photod.logs import log
@@ -240,7 +241,8 @@ class FolderIntake:
             pass
         except StateDirFull as exc:
             self._wait_for_room(source, path, exc)
-        except CatalogDamaged as exc:  # the daemon stops and settles the catalog
+        except (CatalogDamaged, Unloadable) as exc:  # (the daemon settles the catalog;
+            # a broken install is said so, no trace: the file is tried at the next scan)
             log.error("ingest_failed", source=source, path=str(path), error=str(exc))
         except OSError as exc:  # (a target's faults are its writer's: this is the file's
             # disk failing as it was read) no traceback: an event, and the next scan's try

@@ -3,12 +3,14 @@ QuickTime), and whether a photo decodes.  Pillow and pillow-heif are used here o
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, BinaryIO
 
 from photod import exif
+from photod.errors import Unloadable
 from photod.isobmff import boxes, file_end, truncated_box
 from photod.media import PROGRESSIVE_MAX, decoded_whole, kind_from_name
 from photod.models import Kind, Probe
@@ -103,10 +105,23 @@ def classify(name: str, head: bytes) -> tuple[Kind, str] | None:
     return kind, fmt
 
 
+@contextlib.contextmanager
+def _loading() -> Iterator[None]:
+    """Pillow or pillow-heif loaded at the first photo, not at the start: a broken
+    install (a library Pillow's own needs, gone with an upgrade) is said as what it is,
+    the file's one failure, not a trace on an ingest worker."""
+    try:
+        yield
+    except ImportError as exc:
+        raise Unloadable(f"photod cannot load what reads photos (Pillow, pillow-heif): "
+                         f"{exc}; its install is broken: reinstall photod") from exc  # fmt: skip
+
+
 def _register_heif() -> None:
     global _heif_registered
     if not _heif_registered:
-        import pillow_heif
+        with _loading():
+            import pillow_heif
 
         pillow_heif.register_heif_opener()
         _heif_registered = True
@@ -248,7 +263,8 @@ def probe(f: BinaryIO, name: str, mtime: float, decode: str = "fast") -> Probe |
     source = "mtime"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow warns about odd EXIF; a photo is a photo
-        from PIL import Image
+        with _loading():
+            from PIL import Image
 
         Image.MAX_IMAGE_PIXELS = None  # panoramas are legitimate; nothing is displayed
         problem = ""

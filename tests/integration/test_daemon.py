@@ -150,6 +150,36 @@ def test_restart_takes_what_arrived_while_down_and_copies_nothing_twice(
     assert 0 == p.stop()
 
 
+def test_a_broken_pillow_is_said_as_each_photos_failure_and_the_photo_taken_once_fixed(
+    setup: Setup, samples: Path
+) -> None:
+    """Pillow is loaded at the first photo, not at the start: when it cannot be loaded
+    (a library it needs gone with a system upgrade), the photo's failure says so and
+    what to do, with no trace, and the daemon goes on; once the install is fixed, the
+    photo is taken (it got an ingest_failed with an ImportError's trace, as for a bug)."""
+    broken = setup.home / "broken" / "PIL"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text(
+        'raise ImportError("libjpeg.so.8: cannot open shared object file")\n'
+    )
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}])
+    kept = dict(p.env)
+    p.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(broken.parent),
+                                                         p.env.get("PYTHONPATH")]))  # fmt: skip
+    p.start()
+    shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    [failed] = p.wait_event("ingest_failed", timeout=30)
+    assert "libjpeg.so.8" in failed["error"] and "reinstall photod" in failed["error"]
+    assert "exception" not in failed  # (no trace: nothing of photod's is wrong)
+    assert {} == target_files(lib)
+    assert 0 == p.stop()
+    p.env = kept  # (the install fixed)
+    p.start()
+    p.wait_protected(1)
+    assert 0 == p.stop()
+
+
 def test_external_drive_comes_and_goes(setup: Setup, samples: Path) -> None:
     """Copies for an unplugged drive wait as pending while the library gets them; when
     the drive appears they complete by themselves; an empty folder in its place is not
