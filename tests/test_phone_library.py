@@ -444,14 +444,7 @@ def test_a_hostile_or_damaged_index_on_a_shared_target_is_one_event_each_never_a
     from photod.albums import albums
     from photod.models import PolicyRule
 
-    rig = make_rig()
-    phone, _, _ = library_phone(tmp_path)
-    plug_and_import(rig, phone, events, 1)
-    target = rig.fleet.targets["lib"].target
-    LibraryKeeper(rig.catalog, threading.Event()).sync("lib", target)
-    doc = json.loads((rig.lib / ".photod" / "library" / f"{UDID}.json").read_text())
-    other = rig.lib / ".photod" / "installations" / "attic.0123456789ab" / "library"
-    other.mkdir(parents=True)
+    rig, target, doc, other = _indexed_phone(make_rig, tmp_path, events)
     bad: dict[str, Any] = {
         "not-an-object": [doc],
         "uuid-an-object": {**doc, "assets": [{**doc["assets"][0], "uuid": {"x": 1}}]},
@@ -904,15 +897,8 @@ def test_a_phone_another_computer_indexed_without_the_dash_is_listed_once(
     from photod import phonestatus
     from photod.models import PolicyRule
 
-    rig = make_rig()
-    phone, _, _ = library_phone(tmp_path)
-    plug_and_import(rig, phone, events, 1)
-    target = rig.fleet.targets["lib"].target
-    LibraryKeeper(rig.catalog, threading.Event()).sync("lib", target)
-    doc = json.loads((rig.lib / ".photod" / "library" / f"{UDID}.json").read_text())
+    rig, target, doc, other = _indexed_phone(make_rig, tmp_path, events)
     bare = UDID.replace("-", "")
-    other = rig.lib / ".photod" / "installations" / "attic.0123456789ab" / "library"
-    other.mkdir(parents=True)
     (other / f"{bare}.json").write_text(json.dumps({**doc, "udid": bare}))
     assert 1 == take_indexes(rig.catalog, [("lib", target)])  # (as a rebuild takes it)
 
@@ -927,3 +913,19 @@ def test_a_phone_another_computer_indexed_without_the_dash_is_listed_once(
     for asked in (report["devices"][0]["name"], UDID, bare):
         found, why = phonestatus.find_device(report, asked)
         assert found is not None and UDID == found["udid"], why
+
+
+def _indexed_phone(
+    make_rig: Callable[..., PhoneRig], tmp_path: Path, events: Events
+) -> tuple[PhoneRig, Any, dict[str, Any], Path]:
+    """A phone imported, its library index written to the target ``lib``: the rig, that
+    target, the index's JSON, and the (made) library folder of another installation."""
+    rig = make_rig()
+    phone, _, _ = library_phone(tmp_path)
+    plug_and_import(rig, phone, events, 1)
+    target = rig.fleet.targets["lib"].target
+    LibraryKeeper(rig.catalog, threading.Event()).sync("lib", target)
+    doc = json.loads((rig.lib / ".photod" / "library" / f"{UDID}.json").read_text())
+    other = rig.lib / ".photod" / "installations" / "attic.0123456789ab" / "library"
+    other.mkdir(parents=True)
+    return rig, target, doc, other

