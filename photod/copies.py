@@ -36,7 +36,7 @@ from photod.media import suffixed
 from photod.models import Asset, ManifestEntry, PolicyRule, VerifyMethod
 from photod.targets.base import CHUNK, Writer, hash_object
 
-VOUCHED_MAX = 50_000  # Content-MD5s kept for uploads still to come (~10 MB at most)
+VOUCHED_MAX = 50_000  # Content-MD5s kept for uploads still to come (~15 MB at most)
 
 
 class Copier:
