@@ -50,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"photod: no config found; wrote a default one to {path}\nphotod: drop "
               f"photos into {inbox}, or plug in an iPhone; they are copied to {library}",
               file=sys.stderr)  # fmt: skip
-    cfg = configmod.load(path)
+    cfg = configmod.load(path, cached=True)  # (these bytes' kept check: no validator built)
     configmod.check_secrets(cfg)
     throttle.lower_priority(cfg.daemon.priority, nice=10)  # (first: every thread inherits it)
     precheck.begin(cfg.state_dir / paths.CATALOG_NAME)  # (on the other core meanwhile:)

@@ -1024,6 +1024,7 @@ _CHECKED_BY = (
     "photod.media",
     "photod.models",
     "photod.schedules",
+    "photod.units",
     "cronsim",
     "pydantic",
     "pydantic_core",
@@ -1052,9 +1053,25 @@ def keep_last_good(cfg: Config) -> None:
         return
     with contextlib.suppress(OSError, UnicodeDecodeError, ConfigError):
         text = cfg.path.read_text(encoding="utf-8-sig")
-        parse(text, cfg.path)
+        parse(text, cfg.path, cached=True)  # (these bytes were just checked: the kept check)
+        if _private_bytes(cfg.state_dir / LAST_GOOD) == text.encode():
+            return  # kept already, as it is: no rewrite and two fsyncs at every start
         # (a write that fails, the state dir full, removes its temporary)
         durable.write_atomic(cfg.state_dir / LAST_GOOD, text.encode())
+
+
+def _private_bytes(path: Path) -> bytes | None:
+    """The bytes of this user's own private regular file (reached through no link);
+    None when it is not one, or cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            return None
+        return f.read()
 
 
 def last_good(path: Path) -> Config | None:
@@ -1069,18 +1086,13 @@ def last_good(path: Path) -> Config | None:
     folder = paths.unchecked_state_dir(data, path.parent)
     if folder is None:
         return None
-    try:
-        fd = os.open(folder / LAST_GOOD, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
+    kept = _private_bytes(folder / LAST_GOOD)
+    if kept is None:
         return None
-    with os.fdopen(fd, encoding="utf-8") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
-            return None
-        try:
-            return parse(f.read(), path)
-        except (ConfigError, UnicodeDecodeError):
-            return None
+    try:
+        return parse(kept.decode("utf-8"), path)
+    except (ConfigError, UnicodeDecodeError):
+        return None
 
 
 def _text_path(path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -15,10 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pydantic import AfterValidator, BeforeValidator
 
 from photod import config, configcache
 from photod.errors import ConfigError
-from tests.conftest import write_config
+from tests.conftest import Photod, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -269,3 +271,64 @@ def test_a_state_dir_written_past_the_hint_is_still_the_one_status_uses(
     reports = [json.loads(r.stdout.rsplit("\nBUILT", 1)[0]) for r in runs]
     assert [str(state)] * 2 == [r["state_dir"] for r in reports]
     assert ["lib", "t7"] == [t["name"] for t in reports[1]["targets"]]
+
+
+def test_the_key_names_every_module_whose_code_checks_a_value() -> None:
+    """A kept check stands for the code that validates: each function a key's value
+    goes through (``parse_size``, ``parse_duration``: photod.units) is in a module the
+    key names, so that an upgrade of that module alone is not read from an old check."""
+    checkers = {
+        m.func.__module__
+        for model in config._CACHEABLE
+        if issubclass(model, config._Strict)
+        for field in model.model_fields.values()
+        for m in field.metadata
+        if isinstance(m, BeforeValidator | AfterValidator)
+    }
+    assert {"photod.units", "photod.config"} <= checkers
+    assert checkers <= set(config._CHECKED_BY)
+
+
+def test_a_daemon_runs_on_the_file_as_it_is_now(
+    tmp_path: Path, photod_factory: Callable[[Path], Photod], samples: Path
+) -> None:
+    """`photod run` starts on the check kept from its last start while the file is
+    the same, and on the file itself once it changed: a watch folder added since is
+    backed up, a bad edit is refused at the start with its one line."""
+    path, state = setup(tmp_path)
+    p = photod_factory(path)
+    p.start()
+    p.stop()
+    assert (state / configcache.NAME).exists()  # (kept by the start)
+    (tmp_path / "inbox2").mkdir()
+    shutil.copy(samples / "jpg_Canon_40D.jpg", tmp_path / "inbox2" / "added.jpg")
+    path.write_text(path.read_text() + f'\n[[sources]]\nname = "inbox2"\ntype = "folder"\n'
+                    f'path = "{tmp_path / "inbox2"}"\n')  # fmt: skip
+    p.start()
+    p.wait_protected(1)
+    assert 0 == p.stop()
+    path.write_text(path.read_text().replace("copies = 2", "copies = 0"))
+    r = p.cli("run")
+    assert 78 == r.returncode
+    assert "policy.copies" in r.stderr
+
+
+def test_the_config_kept_as_good_is_written_only_when_it_changed(tmp_path: Path) -> None:
+    """A start on an unchanged config leaves its kept copy (config.lastgood) as it is
+    (no rewrite, no fsync); an edited one is kept anew, and a kept copy that is not
+    this user's private file is replaced, never taken as the same."""
+    path, state = setup(tmp_path)
+    cfg = config.load(path, cached=True)
+    config.keep_last_good(cfg)
+    kept = state / config.LAST_GOOD
+    first = kept.stat()
+    config.keep_last_good(cfg)
+    assert (first.st_ino, first.st_mtime_ns) == (kept.stat().st_ino, kept.stat().st_mtime_ns)
+    path.write_text(path.read_text().replace("copies = 2", "copies = 1"))
+    config.keep_last_good(config.load(path, cached=True))
+    assert "copies = 1" in kept.read_text()
+    kept.chmod(0o644)
+    config.keep_last_good(config.load(path, cached=True))
+    assert 0o600 == kept.stat().st_mode & 0o777
+    good = config.last_good(path)  # (read back through the same private-file check)
+    assert good is not None and 1 == good.policy.copies
