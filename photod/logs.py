@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import re
-import stat
 import sys
 import threading
 import time
@@ -86,6 +85,33 @@ def _front(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
     return {**head, **event}
 
 
+_LEVELS = {"debug": 10, "info": INFO, "warning": WARNING, "error": 40, "critical": 50}
+
+
+class _Teed:
+    """The console's timeline line of one of photod's events, when the console takes
+    its level; rendered from a copy (the JSON log renders an exception its own way)."""
+
+    def __init__(self, out: Any, timeline: list[Any]) -> None:
+        self.out, self.timeline = out, timeline
+
+    def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> Any:
+        if _LEVELS.get(event["level"], 0) >= self.out.level:
+            line: Any = dict(event)
+            for step in self.timeline:
+                line = step(logger, name, line)
+            self.out.write(line)
+        return event
+
+
+class _Lines:
+    """structlog's logger for photod's events: each level's method takes the line the
+    processors rendered."""
+
+    def __init__(self, write: Any) -> None:
+        self.debug = self.info = self.warning = self.error = self.critical = self.msg = write
+
+
 def setup(
     log_dir: Path | None,
     console: bool = True,
@@ -93,52 +119,62 @@ def setup(
     keep: int = 5,
     level: int = INFO,
 ) -> None:
-    """Route structlog and the stdlib loggers (APScheduler, watchdog) through one chain."""
+    """photod's events and the stdlib loggers (APScheduler, watchdog) to one JSON log
+    and one console.  photod's own events never pass through logging: structlog drops
+    those below ``level`` before any work, renders each line once and hands it to the
+    same writers the stdlib records reach through a ``ProcessorFormatter`` (a LogRecord,
+    the handler chain and a second pass over the event were a seventh of the daemon's
+    CPU per small phone file)."""
     import logging  # here: a command that logs nothing (`status`) never loads it
+
+    from photod import logfile  # (logging.handlers: socket, pickle) only to write the log
 
     structlog = _structlog()
 
-    shared: list[Any] = [
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts")
+    # A library's record: its level, its ``extra`` fields, the same time stamp.
+    foreign: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.ExtraAdder(),
-        structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+        stamp,
     ]
-    structlog.configure(
-        processors=[*shared, _tap, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
+    as_json: list[Any] = [
+        # show_locals=False: frame locals can hold file contents or credentials.
+        structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        ),
+        _front,
+        structlog.processors.JSONRenderer(ensure_ascii=False),
+    ]
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
         h.close()
     root.setLevel(level)
-    # An event's line has no source file, thread or process in it: logging need not
-    # look them up for each record (its HOWTO's "Optimization"; a frame walk per event).
+    # A library's line has no source file, thread or process in it: logging need not
+    # look them up for each record (its HOWTO's "Optimization"; a frame walk per record).
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    own: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        stamp,
+        _tap,
+    ]
+    file = None
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        handler = _file_handler(log_dir / LOG_NAME, max_bytes, keep)
-        handler.setFormatter(
+        file = logfile.RotatedFile(log_dir / LOG_NAME, max_bytes, keep)
+        file.setFormatter(
             structlog.stdlib.ProcessorFormatter(
-                foreign_pre_chain=shared,
-                processors=[
-                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    # show_locals=False: frame locals can hold file contents or credentials.
-                    structlog.processors.ExceptionRenderer(
-                        structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
-                    ),
-                    _front,
-                    structlog.processors.JSONRenderer(ensure_ascii=False),
-                ],
+                foreign_pre_chain=foreign,
+                processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *as_json],
             )
         )
-        root.addHandler(handler)
+        root.addHandler(file)
     if console:
-        out = logging.StreamHandler(sys.stderr)
+        out = logfile.Console(sys.stderr)
         # A person at a terminal sees every event; a service manager's journal gets the
         # warnings and errors (the full story is in the JSON log, `photod logs`), which
         # also spares a bulk import the cost of rendering every event twice.
@@ -146,17 +182,27 @@ def setup(
         out.setLevel(level if tty or log_dir is None else logging.WARNING)
         # The same timeline line `photod logs` prints (hashes short, local time), the
         # level in colour on a terminal; a traceback follows it as Python prints it.
+        timeline = [
+            structlog.processors.format_exc_info,
+            lambda _, __, event: render(event, tty),
+        ]
         out.setFormatter(
             structlog.stdlib.ProcessorFormatter(
-                foreign_pre_chain=shared,
-                processors=[
-                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info,
-                    lambda _, __, event: render(event, tty),
-                ],
+                foreign_pre_chain=foreign,
+                processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *timeline],
             )
         )
         root.addHandler(out)
+        own.append(_Teed(out, timeline))
+    structlog.configure(
+        processors=[*own, *as_json] if file else [*own, lambda *_: ""],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=lambda *_: _Lines(file.write if file else lambda _: None),
+        cache_logger_on_first_use=True,
+    )
+    # The logger photod's events went to so far holds the writers of the last set-up
+    # (structlog keeps it at its first event): the next event takes this one's.
+    _Events._logger = None
     # APScheduler logs every job run at INFO; only its problems belong in our log.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # "skipped: maximum number of running instances reached": a tick that is still
@@ -201,50 +247,6 @@ class _Sparse:
             if len(self.said) > self.KINDS:
                 self.said.popitem(last=False)
         return True
-
-
-def _file_handler(path: Path, max_bytes: int, keep: int) -> Any:
-    """The rotated JSON log's handler.  The stock one renders each event twice (once to
-    measure it against the size limit, once to write it) and looks twice at the file's
-    type: this one keeps the line of the record it is handling (under the handler's
-    lock), renders it once, and looks at the file's type once, when it opens it."""
-    # socket, pickle: loaded only by a command that writes the log
-    from logging.handlers import RotatingFileHandler
-
-    class OnceRendered(RotatingFileHandler):
-        last: tuple[object, str] | None = None
-        regular = True
-
-        def _open(self) -> Any:
-            stream = super()._open()
-            # Never roll over what is not a regular file (a log dir's photod.jsonl linked
-            # to /dev/null): as the stock handler, which asks at every event (bpo-45401).
-            self.regular = stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
-            return stream
-
-        def shouldRollover(self, record: Any) -> bool:
-            if self.stream is None:
-                self.stream = self._open()
-            if not self.regular or self.maxBytes <= 0:
-                return False
-            line = self.format(record)
-            self.stream.seek(0, 2)
-            return bool(self.stream.tell() + len(line) + 1 >= self.maxBytes)
-
-        def format(self, record: Any) -> str:
-            if self.last is not None and self.last[0] is record:
-                return self.last[1]
-            line = super().format(record)
-            self.last = (record, line)
-            return line
-
-    return OnceRendered(
-        path,
-        maxBytes=max_bytes,
-        backupCount=keep,
-        encoding="utf-8",
-        errors="backslashreplace",  # a file name that is not UTF-8 must not lose the event
-    )
 
 
 def shutdown() -> None:
