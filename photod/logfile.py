@@ -10,6 +10,7 @@ other, and both are rotated by the same count.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -103,3 +104,42 @@ class Console(logging.StreamHandler):  # type: ignore[type-arg]
                 self.flush()
             except Exception:
                 self.handleError(logging.makeLogRecord({"msg": line}))
+
+
+class Guarded:
+    """photod's processor chain, run so that what an event holds can never raise into
+    the code that logged it (an error's own event, in an ``except``, above all): a
+    field JSON cannot take (a dict keyed by a tuple), a value whose ``repr`` raises.
+    Such an event is still written, each field as text, with ``log_error`` saying
+    why; the stdlib path's handler does the same for a library's record by its own
+    rules (``handleError``)."""
+
+    def __init__(self, steps: list[Any]) -> None:
+        self.steps = steps
+
+    def __call__(self, logger: Any, name: str, event: Any) -> Any:
+        fields = dict(event)  # (a step may take a field out of the event it is given)
+        try:
+            for step in self.steps:
+                event = step(logger, name, event)
+            return event
+        except Exception as exc:  # (any: a caller's field, whatever it is)
+            if isinstance(event, dict):
+                fields.update(event)  # (the time stamp and level the steps added)
+            return _as_text(fields, exc)
+
+
+def _as_text(fields: dict[Any, Any], exc: Exception) -> str:
+    line = {k: _text(fields.pop(k)) for k in ("ts", "level", "event") if k in fields}
+    line.update({str(_text(k)): _text(v) for k, v in fields.items()})
+    line["log_error"] = f"this event's fields could not be written as they were ({_text(exc)})"
+    return json.dumps(line, ensure_ascii=False)
+
+
+def _text(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    try:
+        return repr(value)
+    except Exception:  # (a repr that raises: named, not shown)
+        return f"<a {type(value).__name__} that cannot be shown>"

@@ -195,7 +195,7 @@ def setup(
         root.addHandler(out)
         own.append(_Teed(out, timeline))
     structlog.configure(
-        processors=[*own, *as_json] if file else [*own, lambda *_: ""],
+        processors=[logfile.Guarded([*own, *as_json] if file else [*own, lambda *_: ""])],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=lambda *_: _Lines(file.write if file else lambda _: None),
         cache_logger_on_first_use=True,

@@ -227,3 +227,32 @@ def test_a_journal_gets_warnings_the_log_and_listeners_every_event(
     assert ["scrub"] * 3 == [e.get("job") for e in events[:3]]
     assert expected[:3] == [e["event"] for e in heard]
     assert all("scrub" == e["job"] and e["ts"] for e in heard)
+
+
+class _Unshowable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no")
+
+
+def test_an_event_whose_fields_json_cannot_take_returns_and_is_written_as_text(
+    journal: Path, tmp_path: Path
+) -> None:
+    """An event with a field JSON cannot take (a dict keyed by a tuple) or a value whose
+    repr raises returns to the code that logged it, as it did through logging (it raised
+    there, in an error's own handler maybe), and is written: each field as text, and
+    why; the next event is written as ever."""
+    logs.log.error("replica_failed", counts={(1, 2): 3}, asset="a1")
+    logs.log.warning("target_unavailable", thing=_Unshowable(), target="nas")
+    logs.log.info("asset_ingested", asset="a2")
+    _teardown()
+    events = _lines(tmp_path)
+    assert ["replica_failed", "target_unavailable", "asset_ingested"] == [
+        e["event"] for e in events
+    ]
+    first, second, third = events
+    assert ["ts", "level", "event"] == list(first)[:3]
+    assert ("error", "a1", "{(1, 2): 3}") == (first["level"], first["asset"], first["counts"])
+    assert "could not be written" in first["log_error"]
+    assert "<a _Unshowable that cannot be shown>" == second["thing"]
+    assert "log_error" not in third
+    assert "replica_failed" in journal.read_text()  # the journal still shows the error
