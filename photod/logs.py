@@ -319,7 +319,11 @@ def read_events(
     """(raw line, event) in time order; lines that are not JSON are passed over."""
     only = only or Filter(since, failures)
     for path in _files(log_dir):
-        with open(path, encoding="utf-8", errors="replace") as f:
+        try:
+            f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 (closed below)
+        except FileNotFoundError:
+            continue  # rotated away meanwhile (the daemon keeps writing while this reads)
+        with f:
             for line in f:
                 event = event_of(line, only)
                 if event is not None:

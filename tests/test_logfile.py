@@ -256,3 +256,15 @@ def test_an_event_whose_fields_json_cannot_take_returns_and_is_written_as_text(
     assert "<a _Unshowable that cannot be shown>" == second["thing"]
     assert "log_error" not in third
     assert "replica_failed" in journal.read_text()  # the journal still shows the error
+
+
+def test_reading_the_log_while_the_daemon_rotates_away_a_file_goes_on(tmp_path: Path) -> None:
+    """`photod logs` reads the files the log had when it began; one the running daemon
+    rotates away meanwhile is passed over, not a traceback (it was, a FileNotFoundError)."""
+    for n, name in enumerate([f"{logs.LOG_NAME}.2", f"{logs.LOG_NAME}.1", logs.LOG_NAME]):
+        line = {"ts": f"2026-12-06T10:0{n}:00Z", "level": "info", "event": f"e{n}"}
+        (tmp_path / name).write_text(json.dumps(line) + "\n")
+    events = logs.read_events(tmp_path)
+    assert "e0" == next(events)[1]["event"]
+    (tmp_path / f"{logs.LOG_NAME}.1").unlink()  # the daemon's rotation, meanwhile
+    assert ["e2"] == [e["event"] for _, e in events]
