@@ -151,12 +151,18 @@ def folder_beneath(
         parts = _parts(rel) if rel else []
         for i, part in enumerate(parts):
             made = False
-            if create:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, mode, dir_fd=fd)
-                    made = True
             try:
-                inner = os.open(part, _DIR, dir_fd=fd)
+                # Opened first, made only when missing: a folder is almost always there
+                # already (a target's year and month), and a copy asked for it twice.
+                try:
+                    inner = os.open(part, _DIR, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, mode, dir_fd=fd)
+                        made = True
+                    inner = os.open(part, _DIR, dir_fd=fd)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(fd, part):
                     raise LinkRefused(rel, parts, i) from None
