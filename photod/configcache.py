@@ -32,15 +32,34 @@ _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def key(text: bytes, code: Iterable[str]) -> bytes:
-    """What a kept check stands for: these bytes, checked by this code (each named
-    module's file as it is now, by size and time: an edit or an upgrade changes it;
-    a module not loaded is found without being loaded).  Empty when a module or its
-    file cannot be found: then nothing is kept."""
-    h = hashlib.sha256(text)
+    """What a kept check stands for: these bytes, checked by this code.  Empty when a
+    module or its file cannot be found: then nothing is kept."""
+    names = tuple(code)
+    part = _code.get(names)
+    if part is None:
+        part = _code[names] = _code_of(names)
+    return hashlib.sha256(text + b"\0" + part).hexdigest().encode() if part else b""
+
+
+# The code's part of a key, taken once in a process, the first time it is asked: a
+# daemon running for months keys what it checks by the code it runs, not by an upgrade
+# installed on disk meanwhile (its reload kept what the old code decided under the new
+# code's key, and the new daemon started on it).
+_code: dict[tuple[str, ...], bytes] = {}
+
+
+def _code_of(names: tuple[str, ...]) -> bytes:
+    """Python's version and each named module's file as it is now: where it is, its size
+    and times, its inode and change time (an edit or an upgrade changes them, even one
+    that keeps sizes and file times, as Nix's store does: no tool sets a ctime).  A
+    module not loaded is found without being loaded.  Empty when one cannot be found."""
+    h = hashlib.sha256(sys.version.encode())
     try:
-        for name in code:
-            st = os.stat(_file_of(name))
-            h.update(f"\0{name} {st.st_size} {st.st_mtime_ns}".encode())
+        for name in names:
+            path = _file_of(name)
+            st = os.stat(path)
+            h.update(f"\0{name} {path} {st.st_size} {st.st_mtime_ns} {st.st_ino} "
+                     f"{st.st_ctime_ns}".encode())  # fmt: skip
     except (KeyError, ImportError, ValueError, OSError):
         return b""
     return h.hexdigest().encode()

@@ -160,17 +160,37 @@ def test_a_kept_check_that_is_not_private_and_ours_is_not_used(tmp_path: Path, h
     assert 2 == config.load(path, cached=True).policy.copies
 
 
+def _fresh_key(folder: Path) -> bytes:
+    """The key a new process gives b"text" checked by ``checker_under_test`` in folder."""
+    code = (f"import sys; sys.path.insert(0, {str(folder)!r}); import checker_under_test\n"
+            "from photod import configcache\n"
+            "print(configcache.key(b'text', ['checker_under_test']).decode())")  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True, timeout=60)  # fmt: skip
+    return run.stdout.strip().encode()
+
+
 def test_the_key_changes_with_the_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A kept check stands for the code that made it: when a module it names changes
-    on disk (an edit, an upgrade), the key does; an unknown module gives no key."""
+    on disk (an edit, an upgrade), a new process's key does, even when the upgrade kept
+    the file's size and time (Nix's store: every time 1); an unknown module gives no key.
+    A process keeps the key of the code it runs: a daemon reloading its config after an
+    upgrade was installed under it kept its old code's check under the new code's key
+    (the review of fdce2b8: the new daemon then started on what the old one allowed)."""
     source = tmp_path / "checker_under_test.py"
     source.write_text("RULE = 1\n")
+    os.utime(source, ns=(10**9, 10**9))
     module = types.ModuleType("checker_under_test")
     module.__file__ = str(source)
     monkeypatch.setitem(sys.modules, "checker_under_test", module)
-    before = configcache.key(b"text", ["checker_under_test"])
-    source.write_text("RULE = 22\n")
-    assert before != configcache.key(b"text", ["checker_under_test"])
+    monkeypatch.setattr(configcache, "_code", {})  # (this test's process: a new one)
+    running = configcache.key(b"text", ["checker_under_test"])
+    assert running == _fresh_key(tmp_path)
+    source.write_text("RULE = 2\n")  # an upgrade on disk: the same size...
+    os.utime(source, ns=(10**9, 10**9))  # ...and the same time
+    upgraded = _fresh_key(tmp_path)
+    assert upgraded != running
+    assert running == configcache.key(b"text", ["checker_under_test"])  # still the old code's
     assert b"" == configcache.key(b"text", ["not_loaded_anywhere"])
 
 
