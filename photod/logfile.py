@@ -130,6 +130,8 @@ class Guarded:
 
 
 def _as_text(fields: dict[Any, Any], exc: Exception) -> str:
+    if "exception" in fields:
+        fields.pop("exc_info", None)  # (rendered already: the JSON of the traceback)
     line = {k: _text(fields.pop(k)) for k in ("ts", "level", "event") if k in fields}
     line.update({str(_text(k)): _text(v) for k, v in fields.items()})
     line["log_error"] = f"this event's fields could not be written as they were ({_text(exc)})"
@@ -137,8 +139,13 @@ def _as_text(fields: dict[Any, Any], exc: Exception) -> str:
 
 
 def _text(value: Any) -> Any:
-    if value is None or isinstance(value, (str, int, float, bool)):
+    """The value as it is when JSON takes it (a list of targets stays one: `photod logs
+    --target` finds it), else as text."""
+    try:
+        json.dumps(value, ensure_ascii=False)
         return value
+    except Exception:  # (whatever JSON raises of it: shown as text instead)
+        pass
     try:
         return repr(value)
     except Exception:  # (a repr that raises: named, not shown)

@@ -316,18 +316,24 @@ def _names(event: dict[str, Any], target: str) -> bool:
 def read_events(
     log_dir: Path, since: datetime | None = None, failures: bool = False, only: Filter | None = None
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(raw line, event) in time order; lines that are not JSON are passed over."""
+    """(raw line, event) in time order; lines that are not JSON are passed over.  The
+    log's files are all opened first: one the running daemon renames or removes while
+    this reads is read as it was (opened by name in turn, a rotation meanwhile passed
+    over a whole file: the next name held the file after it)."""
     only = only or Filter(since, failures)
-    for path in _files(log_dir):
-        try:
-            f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 (closed below)
-        except FileNotFoundError:
-            continue  # rotated away meanwhile (the daemon keeps writing while this reads)
-        with f:
+    opened = []
+    try:
+        for path in _files(log_dir):
+            with contextlib.suppress(FileNotFoundError):  # (removed since it was listed)
+                opened.append(open(path, encoding="utf-8", errors="replace"))  # noqa: SIM115
+        for f in opened:
             for line in f:
                 event = event_of(line, only)
                 if event is not None:
                     yield line.rstrip("\n"), event
+    finally:
+        for f in opened:
+            f.close()
 
 
 def event_of(line: str, only: Filter) -> dict[str, Any] | None:

@@ -241,7 +241,7 @@ def test_an_event_whose_fields_json_cannot_take_returns_and_is_written_as_text(
     repr raises returns to the code that logged it, as it did through logging (it raised
     there, in an error's own handler maybe), and is written: each field as text, and
     why; the next event is written as ever."""
-    logs.log.error("replica_failed", counts={(1, 2): 3}, asset="a1")
+    logs.log.error("replica_failed", counts={(1, 2): 3}, asset="a1", targets=["nas", "b2"])
     logs.log.warning("target_unavailable", thing=_Unshowable(), target="nas")
     logs.log.info("asset_ingested", asset="a2")
     _teardown()
@@ -252,6 +252,7 @@ def test_an_event_whose_fields_json_cannot_take_returns_and_is_written_as_text(
     first, second, third = events
     assert ["ts", "level", "event"] == list(first)[:3]
     assert ("error", "a1", "{(1, 2): 3}") == (first["level"], first["asset"], first["counts"])
+    assert ["nas", "b2"] == first["targets"]  # (what JSON takes stays as it is)
     assert "could not be written" in first["log_error"]
     assert "<a _Unshowable that cannot be shown>" == second["thing"]
     assert "log_error" not in third
@@ -259,12 +260,17 @@ def test_an_event_whose_fields_json_cannot_take_returns_and_is_written_as_text(
 
 
 def test_reading_the_log_while_the_daemon_rotates_away_a_file_goes_on(tmp_path: Path) -> None:
-    """`photod logs` reads the files the log had when it began; one the running daemon
-    rotates away meanwhile is passed over, not a traceback (it was, a FileNotFoundError)."""
-    for n, name in enumerate([f"{logs.LOG_NAME}.2", f"{logs.LOG_NAME}.1", logs.LOG_NAME]):
+    """`photod logs` reads the files the log had when it began, whatever the running
+    daemon's rotation renames or removes meanwhile: every event, in order (one removed
+    was a FileNotFoundError's traceback; one renamed, a whole file passed over)."""
+    names = [f"{logs.LOG_NAME}.2", f"{logs.LOG_NAME}.1", logs.LOG_NAME]
+    for n, name in enumerate(names):
         line = {"ts": f"2026-12-06T10:0{n}:00Z", "level": "info", "event": f"e{n}"}
         (tmp_path / name).write_text(json.dumps(line) + "\n")
     events = logs.read_events(tmp_path)
     assert "e0" == next(events)[1]["event"]
-    (tmp_path / f"{logs.LOG_NAME}.1").unlink()  # the daemon's rotation, meanwhile
-    assert ["e2"] == [e["event"] for _, e in events]
+    (tmp_path / names[0]).unlink()  # the daemon's rotation, meanwhile: .2 goes,
+    (tmp_path / names[1]).rename(tmp_path / names[0])  # .1 becomes .2,
+    (tmp_path / names[2]).rename(tmp_path / names[1])  # the current one .1,
+    (tmp_path / names[2]).write_text('{"ts": "2026-12-06T10:09:00Z", "event": "e9"}\n')
+    assert ["e1", "e2"] == [e["event"] for _, e in events]
