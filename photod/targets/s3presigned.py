@@ -1,18 +1,21 @@
 """An S3 target's two commonest requests, the PUT of one object and the HEAD of one,
 sent at a third of botocore's cost: botocore still decides everything a request is
 (the endpoint, the bucket's address, the region, the credentials and their refresh,
-the signature: a presigned URL), and the client's own connection pool sends it (the
-same proxies, certificates and timeouts); only botocore's request pipeline (its
-events, its retries, its parsing of the answer) is skipped.  That pipeline costs more
-CPU per request than all of rclone's work for a small file (bench/RESULTS.md).
+the signature), and the client's own connection pool sends it (the same proxies,
+certificates and timeouts); only botocore's request pipeline (its events, its retries,
+its parsing of the answer) is skipped.  That pipeline costs more CPU per request than
+all of rclone's work for a small file (bench/RESULTS.md).
 
-Each request is signed by botocore's own SigV4 query signer (``S3SigV4QueryAuth``), at
-the address, region and scope botocore gave the target's first request of each kind
-(``_Quick``): botocore's whole presigning (its endpoint rules, resolved again for every
-key) cost more CPU than the request's own sending.  The address of a key is botocore's
-(``percent_encode(key, safe="/~")`` after the bucket's), checked against botocore's own
-URL before it is used; where it differs, every request is presigned by botocore as
-before.
+Each request is signed by botocore's own S3 SigV4 signer, in its headers as the
+client's own requests are (the body's Content-MD5 signed, the body itself not, as
+the client's ``payload_signing_enabled = False``), at the address, region and scope
+botocore's presigning gave the target's first request of each kind (``_Quick``):
+botocore's whole presigning (its endpoint rules, resolved again for every key) cost
+more CPU than the request's own sending, and a signature in the URL made it 400
+characters long, which urllib3 checks one character at a time, more than once a
+request (0.15 to 0.2 ms of CPU a request).  The address of a key is botocore's (``percent_encode(key,
+safe="/~")`` after the bucket's), checked against botocore's own presigned URL before
+it is used; where it differs, every request is presigned by botocore as before.
 
 The path is taken only towards the host the client's own requests go to (learned from
 them).  An answer it cannot act on (no answer, a refusal, a redirect) is asked again
@@ -30,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from botocore.auth import S3SigV4QueryAuth
+from botocore.auth import UNSIGNED_PAYLOAD, S3SigV4Auth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.utils import percent_encode
 
@@ -93,12 +96,15 @@ class Presigned:
         if status >= 300 and status not in PASSING:
             self._off(f"HTTP {status}")
 
-    def _url(self, op: str, method: str, params: dict[str, Any], headers: dict[str, str]) -> str:
-        """The request's presigned URL: signed here where this operation's first was
-        learned from botocore (``_Quick``), else by botocore's own presigning."""
+    def _request(
+        self, op: str, method: str, params: dict[str, Any], headers: dict[str, str],
+        body: bytes | None,
+    ) -> AWSRequest:  # fmt: skip
+        """The request, signed: here, in its headers, where this operation's first was
+        learned from botocore (``_Quick``), else presigned by botocore."""
         quick = self._quick.get(op)
         if quick is not None:
-            return quick.sign(method, params["Key"], headers)
+            return quick.signed(method, params["Key"], headers, body)
         with self._lock:
             if self._signer is None:
                 self._signer = self._make_signer()
@@ -109,7 +115,7 @@ class Presigned:
                 getattr(self._signer, "_request_signer", None), "_credentials", None
             )
             self._quick[op] = _Quick.learned(url, method, params["Key"], headers, credentials)
-        return url
+        return AWSRequest(method, url, headers, body)
 
     def _off(self, why: str) -> None:
         if self.http is not None:
@@ -125,13 +131,15 @@ class Presigned:
         if http is None or self.host is None:
             return NO_ANSWER, {}
         try:
-            url = self._url(op, method, params, headers)
-            if urlsplit(url).netloc != self.host:
-                self._off(f"presigned for {urlsplit(url).netloc}, not {self.host}")
+            request = self._request(op, method, params, headers, body)
+            # (no-cache: a shared cache on the way must not answer a HEAD for the server;
+            # not signed, as it was not in the URL botocore presigned: ``learned``)
+            request.headers["Cache-Control"] = "no-cache"
+            netloc = urlsplit(request.url).netloc
+            if netloc != self.host:
+                self._off(f"signed for {netloc}, not {self.host}")
                 return NO_ANSWER, {}
-            # (no-cache: a shared cache on the way must not answer a HEAD for the server)
-            headers = {**headers, "Cache-Control": "no-cache"}
-            response = http.send(AWSRequest(method, url, headers, body).prepare())
+            response = http.send(request.prepare())
             return int(response.status_code), response.headers
         except NETWORK as exc:  # the client's own call tries again and says what went wrong
             if self.stopping():  # (not at a stop: a dead link is not waited on twice)
@@ -170,7 +178,7 @@ class _Quick:
         base = f"{parts.scheme}://{parts.netloc}{parts.path[: -len(quoted)]}"  # (its "/")
         quick = cls(base, scope[2], scope[3], credentials)
         try:
-            again = urlsplit(quick.sign(method, key, headers))
+            again = urlsplit(quick.presigned(method, key, headers))
         except Exception:  # (a botocore this does not know)
             return None
         mine = dict(parse_qsl(again.query, keep_blank_values=True))
@@ -182,8 +190,30 @@ class _Quick:
             return None
         return quick
 
-    def sign(self, method: str, key: str, headers: dict[str, str]) -> str:
+    def presigned(self, method: str, key: str, headers: dict[str, str]) -> str:
+        """The request's URL signed in its query: compared with botocore's own
+        (``learned``), never sent."""
         request = AWSRequest(method, self.base + percent_encode(key, safe="/~"), dict(headers))
         frozen = self.credentials.get_frozen_credentials()
         S3SigV4QueryAuth(frozen, self.service, self.region, expires=EXPIRES).add_auth(request)
         return str(request.url)
+
+    def signed(
+        self, method: str, key: str, headers: dict[str, str], body: bytes | None
+    ) -> AWSRequest:
+        """The request to send, signed in its headers at the address ``presigned`` gives."""
+        request = AWSRequest(method, self.base + percent_encode(key, safe="/~"), dict(headers),
+                             body)  # fmt: skip
+        frozen = self.credentials.get_frozen_credentials()
+        _HeaderSigner(frozen, self.service, self.region).add_auth(request)
+        return request
+
+
+class _HeaderSigner(S3SigV4Auth):  # type: ignore[misc]
+    """botocore's S3 SigV4 signer with the body left out of the signature, as the
+    client's own requests leave it (``payload_signing_enabled = False``): the signed
+    Content-MD5 is what proves the body; a SHA-256 of it would be a second hash of
+    every photo (botocore signs bodies on plain http otherwise)."""
+
+    def payload(self, request: Any) -> str:
+        return str(UNSIGNED_PAYLOAD)
