@@ -335,7 +335,8 @@ class FaultProxy:
     a server or a key that does not allow it).  With
     ``honours``, the folder the server serves, a PUT with ``If-None-Match: *`` over an
     object there is refused (412 PreconditionFailed) before it reaches the server, as
-    AWS S3 and MinIO refuse it (`rclone serve s3` ignores the header).  With ``rate``,
+    AWS S3 and MinIO refuse it (`rclone serve s3` ignores the header); ``honours`` may
+    be changed at any time (the server behind the address replaced).  With ``rate``,
     each request's body is taken at that many bytes a second (a slow uplink).
     ``bodies`` notes each request body's query, size and the seconds it took to come;
     ``begun``, each request's method and path as it begins to come (its body still on
@@ -349,6 +350,7 @@ class FaultProxy:
         import urllib.parse
 
         self.rule = rule or (lambda method, path, query: "pass")
+        self.honours = honours
         self.held = 0  # requests taken and never answered ("hold"), so far
         self.released = threading.Event()  # set at ``stop``: the held connections end
         self.bodies: list[tuple[str, int, float]] = []
@@ -403,10 +405,10 @@ class FaultProxy:
                     proxy.released.wait()
                     return self._cut()
                 if (
-                    honours is not None
+                    proxy.honours is not None
                     and self.command == "PUT"
                     and self.headers.get("If-None-Match") == "*"
-                    and (honours / urllib.parse.unquote(u.path).lstrip("/")).is_file()
+                    and (proxy.honours / urllib.parse.unquote(u.path).lstrip("/")).is_file()
                 ):
                     return self._refuse()
                 # closed however the exchange ends: a server too slow to answer within

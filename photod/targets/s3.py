@@ -28,7 +28,7 @@ from photod.logs import log
 from photod.targets.base import CHUNK
 from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.records import mtime_from_text, mtime_text
-from photod.targets.s3client import NETWORK, Cut, make_client, mapped, passing, retries
+from photod.targets.s3client import CUT, NETWORK, Cut, make_client, mapped, passing, retries
 from photod.targets.s3kept import Kept
 from photod.targets.s3presigned import Presigned
 from photod.targets.s3upload import S3Writer, end_temp, md5
@@ -169,12 +169,15 @@ class S3Target(ObjectTarget):
         self._lock = threading.Lock()
         self._listings: dict[str, tuple[float, set[str]]] = {}
         self._exclusive: bool | None = None  # whether the server honours If-None-Match
-        self._probing = threading.Lock()
+        self._probing = threading.RLock()  # (a probe's unanswered PUT forgets: ``error``)
         self._probe_after = 0.0  # (a probe that failed: not before then)
 
     # -- errors -----------------------------------------------------------------------
 
     def error(self, exc: Exception) -> PhotodError:
+        if isinstance(exc, CUT):  # No answer: the next may be another server's (a NAS's,
+            with self._probing:  # replaced), probed again: ``refuses_overwrites``.
+                self._exclusive, self._probe_after = None, 0.0
         return mapped(exc, self.name, self.bucket, self.where, self.endpoint)
 
     def call(self, op: str, **kwargs: Any) -> Any:
@@ -205,16 +208,15 @@ class S3Target(ObjectTarget):
         except NETWORK as exc:
             raise self.error(exc) from exc
         self.presigned.decided(status)
-        if size is not None and not isinstance(
-            size, int
-        ):  # (a server's answer with no size, or a garbled one)
+        if size is not None and not isinstance(size, int):  # (none, or a garbled one)
             raise TargetUnavailable(self.name, f"the server's answer for {key} has no size")
         return size
 
     def refuses_overwrites(self) -> bool | None:
         """Whether this server refuses a PUT with ``If-None-Match: *`` over an object
         (AWS S3 since 2024, MinIO; `rclone serve s3` ignores it and overwrites).  Asked
-        once, with an object of photod's own: where it does, the PUT is itself the check
+        once, with an object of photod's own, and again after a request the server did
+        not answer (``error``): where it does, the PUT is itself the check
         that nothing is at the key; where not, a HEAD just before it narrows the moment
         two computers could both find a name free from a minute to milliseconds."""
         with self._probing:  # (one probe for the upload threads that all ask at once)
@@ -318,8 +320,7 @@ class S3Target(ObjectTarget):
                   **({"Metadata": {"mtime": mtime}} if mtime else {}))  # fmt: skip
         self.presigned.decided(status)
 
-    def _put(self, key: str, data: bytes) -> None:
-        self.put(key, data)
+    _put = put
 
     def _put_new(self, key: str, data: bytes) -> bool:
         # If-None-Match makes a server that knows it refuse the second of two writers;
@@ -350,8 +351,7 @@ class S3Target(ObjectTarget):
         except (*NETWORK, ClientError) as exc:
             raise self.error(exc) from exc
 
-    def _delete(self, key: str) -> None:
-        self.delete_object(key)
+    _delete = delete_object
 
     def _move(self, src: str, dst: str) -> None:
         if self.object_size(src) is None:

@@ -680,6 +680,43 @@ def test_s3_two_computers_probing_at_once_each_learn_what_the_server_does(
     assert [] == list(mine._list(".photod/tmp/"))
 
 
+def test_s3_a_server_replaced_while_it_was_away_is_asked_again_before_any_overwrite(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """A NAS's S3 server refuses a PUT over an object (as MinIO does: a proxy that
+    refuses as it does, in front of `rclone serve s3`), stops answering, and comes back
+    at the same address as one that ignores it (`rclone serve s3` itself).  What the
+    probe learned goes with the lost answer: the next upload asks again, and another
+    computer's photo stored at the name meanwhile, which the folder's listing (a
+    minute old at most) does not show yet, is found and never overwritten."""
+    if not s3_server.running():
+        s3_server.start()
+    down = [False]
+    proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: "drop" if down[0]
+                       else "pass", honours=s3_server.root)  # fmt: skip
+    creds = s3_server.credentials(tmp_path / "aws-credentials")
+    prefix = f"replaced-{tmp_path.name}"
+    mine = s3_target(s3_server, prefix, creds, proxy.endpoint, owner="0123456789ab")
+    theirs = s3_target(s3_server, prefix, creds, owner="ba9876543210")
+    try:
+        put(mine, "2024/a.jpg")
+        assert mine.refuses_overwrites() is True
+        assert not mine.exists("2024/b.jpg")  # (the folder's listing, kept a minute)
+        down[0] = True
+        with pytest.raises(TargetUnavailable):
+            put(mine, "2024/c.jpg")
+        proxy.honours, down[0] = None, False  # back, as a server that ignores it
+        put(theirs, "2024/b.jpg", b"another computer's photo")
+        with pytest.raises(KeyExists):
+            put(mine, "2024/b.jpg")
+        assert b"another computer's photo" == mine._get("2024/b.jpg")
+        assert mine.refuses_overwrites() is False
+    finally:
+        mine.close()
+        theirs.close()
+        proxy.stop()
+
+
 def test_s3_an_upload_completed_at_its_temporary_whose_answer_was_lost_leaves_nothing(
     s3_server: S3Server, tmp_path: Path
 ) -> None:
