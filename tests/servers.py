@@ -205,10 +205,10 @@ class DamagingProxy:
     flips one bit in the middle of every request body of at least ``min_body`` bytes:
     a network (a bad cable, a broken middlebox) that changes bytes in transit.
     Requests are read one by one by their Content-Length; answers pass unchanged.
-    It counts the requests photod signs itself (``s3presigned``: the only ones asking
-    ``Cache-Control: no-cache``, or signed in their URL), those signed in their URL
-    apart, and, while ``refusing_presigned``, answers them itself with a 400, as a
-    server that does not take them would.  The next ``damaging_gets[key]`` answers to a GET of that key get
+    It counts the requests photod signs itself (``s3presigned``: sent without the
+    client's own user agent), those signed in their URL apart, and, while
+    ``refusing_presigned``, answers them itself with a 400, as a server that does not
+    take them would.  The next ``damaging_gets[key]`` answers to a GET of that key get
     one bit of their body flipped on the way back (a download damaged in transit)."""
 
     def __init__(self, upstream: str, min_body: int = 64 * 1024) -> None:
@@ -296,7 +296,7 @@ class DamagingProxy:
                     client.sendall(ARCHIVED)  # the request was read whole: in step
                     continue
                 in_url = b"X-Amz-Signature=" in line
-                if in_url or b"\r\ncache-control: no-cache" in head.lower():
+                if in_url or b"botocore/" not in head.lower():
                     self.presigned += 1
                     self.in_url += in_url
                     if self.refusing_presigned:

@@ -132,9 +132,10 @@ class Presigned:
             return NO_ANSWER, {}
         try:
             request = self._request(op, method, params, headers, body)
-            # (no-cache: a shared cache on the way must not answer a HEAD for the server;
-            # not signed, as it was not in the URL botocore presigned: ``learned``)
-            request.headers["Cache-Control"] = "no-cache"
+            if method == "HEAD":  # a shared cache on the way must not answer it for the
+                # server (on a PUT, the server keeps it as the photo's own Cache-Control);
+                # not signed, as it was not in the URL botocore presigned (``learned``)
+                request.headers["Cache-Control"] = "no-cache"
             netloc = urlsplit(request.url).netloc
             if netloc != self.host:
                 self._off(f"signed for {netloc}, not {self.host}")
