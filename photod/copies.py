@@ -28,13 +28,20 @@ from typing import BinaryIO
 
 from photod import failpoints, ledgers, policy
 from photod.catalog import Catalog
-from photod.errors import KeyExists, PhotodError, Stopping, TargetFull, TargetUnavailable
+from photod.errors import (
+    KeyExists,
+    ObjectArchived,
+    PhotodError,
+    Stopping,
+    TargetFull,
+    TargetUnavailable,
+)
 from photod.fleet import Fleet, TargetState
 from photod.hashing import hash_stream
 from photod.logs import log
 from photod.media import suffixed
 from photod.models import Asset, ManifestEntry, PolicyRule, VerifyMethod
-from photod.targets.base import CHUNK, Writer, hash_object
+from photod.targets.base import CHUNK, Writer, holds
 
 VOUCHED_MAX = 50_000  # Content-MD5s kept for uploads still to come (~15 MB at most)
 
@@ -253,11 +260,14 @@ class Copier:
                 except KeyExists:
                     # Something is already there: ours from a run the catalog forgot, or
                     # another installation's copy of the same bytes (adopt either), or a
-                    # different file (ours goes beside it under a suffix).
+                    # different file (ours goes beside it under a suffix).  One that
+                    # cannot be read now is neither: this try fails, and is made again.
                     try:
-                        ours = hash_object(state.target, candidate) == sha
-                    except (OSError, PhotodError):  # unreadable: not ours to adopt
-                        ours = False
+                        ours = holds(state.target, candidate, sha)
+                    except Stopping:
+                        raise
+                    except (OSError, PhotodError) as exc:
+                        raise _unread(name, candidate, exc) from exc
                     if not ours:
                         continue
                     self.end(name, writer)
@@ -322,6 +332,18 @@ class Copier:
             log.info(
                 "policy_unmet", asset=sha, copies=verdict.copies, missing=list(verdict.missing)
             )
+
+
+def _unread(name: str, key: str, exc: Exception) -> PhotodError:
+    """Why a copy failed whose name on target ``name`` holds a file that could not be
+    read to tell whether it is the photo: the target's unavailability when it is one
+    (it waits), else this photo's failure (an archived object, a disk's read error)."""
+    reason = exc.reason if isinstance(exc, TargetUnavailable) else str(exc)
+    why = (f"{key} is taken there by a file that could not be read to tell whether it "
+           f"is this photo ({reason}): tried again later, never stored beside it")  # fmt: skip
+    if isinstance(exc, TargetUnavailable) and not isinstance(exc, ObjectArchived):
+        return TargetUnavailable(name, why)
+    return PhotodError(why)
 
 
 def _position(stream: BinaryIO) -> int | None:

@@ -8,6 +8,8 @@
     ├── ChecksumMismatch        bytes read back do not match the expected SHA-256
     ├── Undecryptable           an encrypted object fails age's authentication (also an
     │                           OSError, so readers that try the next copy do so)
+    ├── NotAFile                what is at a target's key is no file to read (a folder, a
+    │                           link, a FIFO): no copy of anything (also an OSError)
     ├── KeyExists               a target already has a file at that key (never overwritten)
     ├── Stopping                the daemon is shutting down; work in flight was rolled back
     ├── CatalogDamaged          exit 65 (EX_DATAERR): the catalog file is not a sound database
@@ -138,6 +140,15 @@ class Undecryptable(PhotodError, OSError):
         why = ("sealed to another identity: this key is not one it was sealed to"
                if "no matching keys" in str(cause).lower() else "the object is damaged")  # fmt: skip
         super().__init__(f"{target}: cannot decrypt: {detail} ({why})")
+
+
+class NotAFile(PhotodError, OSError):
+    """What is at a target's key is no file to read: a folder, a link, a FIFO.  That is
+    an answer about the key (it holds no copy of anything), not a read that failed."""
+
+    def __init__(self, where: str, what: str) -> None:
+        self.where = where
+        super().__init__(f"{where}: {what}; not a file photod reads")
 
 
 class KeyExists(PhotodError):

@@ -697,3 +697,103 @@ def test_a_photo_uploaded_after_its_ingest_is_proved_by_the_md5_of_that_read(
     assert bad.name not in " ".join(s3.keys())
     rig.close()
     s3.close()
+
+
+def _remote(kind: str, tmp_path: Path, s3_server: Any, endpoint: str) -> Any:
+    """A target named "s3" of ``kind`` on the test server, reached through ``endpoint``
+    (a FaultProxy), with its id: S3, rclone (an S3 remote), or encrypted (over S3)."""
+    from photod.targets.agekeygen import keygen
+    from photod.targets.crypt import CryptTarget, Keys
+    from tests.targets.test_contract import rclone_s3_target, s3_target
+
+    t: Any
+    if kind == "rclone":
+        t = rclone_s3_target(endpoint, tmp_path, "s3")
+    else:
+        t = s3_target(s3_server, tmp_path.name, s3_server.credentials(tmp_path / "creds"),
+                      endpoint)  # fmt: skip
+        if kind == "encrypted":
+            keygen(tmp_path / "identity.txt")
+            t = CryptTarget(t, Keys(tmp_path / "identity.txt"))
+    t.put_meta("target.json", f'{{"id": "t-{tmp_path.name}"}}'.encode())
+    return t
+
+
+@pytest.mark.parametrize("kind", ["s3", "rclone", "encrypted"])
+def test_a_name_taken_by_a_file_that_cannot_be_read_now_is_a_failed_try_not_a_second_copy(
+    tmp_path: Path, samples: Path, s3_server: Any, kind: str
+) -> None:
+    """A photo whose name on a target is taken already (here by its own copy, which a
+    catalog forgot) is read there to tell whether it is the photo.  When that read
+    fails (the server answers 500), the copy fails, is said, and is tried again: it was
+    taken for another photo's file, and the photo stored a second time beside it, under
+    a suffixed name, on every such target.  Tried again with the server well, the file
+    is the photo's, adopted: one object on the target."""
+    from tests.servers import FaultProxy
+    from tests.targets.test_contract import put
+
+    if not s3_server.running():
+        s3_server.start()
+    broken = threading.Event()  # a download of a photo's object refused
+    proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: (
+        ("refuse", 500, "InternalError", "We encountered an internal error")
+        if broken.is_set() and method == "GET" and (path.endswith(".jpg") or "/data/" in path)
+        else "pass"))  # fmt: skip
+    target = _remote(kind, tmp_path, s3_server, proxy.endpoint)
+    rig = Rig(tmp_path, "s3", shared={"s3": target})
+    rig.states["s3"].queued = True
+    try:
+        path = rig.add(samples / "jpg_Canon_40D.jpg")
+        key = "2008/2008-05-30/jpg_Canon_40D.jpg"
+        put(target, key, path.read_bytes())  # (a run the catalog forgot)
+        rig.ingest(path)
+        broken.set()
+        with capture_logs() as logs:
+            assert 0 == rig.rep.replicate_pending("s3")
+        [failed] = [e["error"] for e in logs if e["event"] == "replica_failed"]
+        assert f"{key} is taken there by a file that could not be read" in failed
+        assert [key] == list(target.keys())
+        assert [] == rig.catalog.replicas(sha256(path))
+        broken.clear()
+        rig.fleet.refresh("s3")
+        assert 1 == rig.rep.replicate_pending("s3")
+        assert [key] == list(target.keys())
+        assert [("s3", key, "existing")] == [
+            (r.target, r.relpath, r.method) for r in rig.catalog.replicas(sha256(path))
+        ]
+    finally:
+        rig.close()
+        target.close()
+        proxy.stop()
+
+
+@pytest.mark.parametrize("kind", ["local", "rclone"])
+def test_a_folder_at_a_photos_name_is_a_name_taken_and_the_photo_goes_beside_it(
+    tmp_path: Path, samples: Path, kind: str
+) -> None:
+    """A folder someone made with a photo's name on a drive or a NAS holds no copy of
+    anything: that is an answer, not a read that failed, and the photo goes beside it
+    under a suffixed name (it is not tried again for ever)."""
+    from photod.targets.local import LocalTarget
+    from tests.targets.test_contract import local_rclone
+
+    root = tmp_path / "drive"
+    key = "2008/2008-05-30/jpg_Canon_40D.jpg"
+    (root / key).mkdir(parents=True)
+    t: Any = (
+        LocalTarget("d", root, creates_root=False)
+        if kind == "local"
+        else local_rclone(tmp_path, root)
+    )
+    t.put_meta("target.json", f'{{"id": "t-{kind}"}}'.encode())
+    rig = Rig(tmp_path, "d", shared={"d": t})
+    try:
+        path = rig.add(samples / "jpg_Canon_40D.jpg")
+        rig.ingest(path)
+        suffixed = f"2008/2008-05-30/jpg_Canon_40D~{sha256(path)[:8]}.jpg"
+        assert [suffixed] == [r.relpath for r in rig.catalog.replicas(sha256(path))]
+        assert (root / key).is_dir()
+        assert path.read_bytes() == (root / suffixed).read_bytes()
+    finally:
+        rig.close()
+        t.close()

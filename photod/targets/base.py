@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple, Protocol
 
 from photod import failpoints
-from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
+from photod.errors import (
+    ChecksumMismatch,
+    KeyExists,
+    NotAFile,
+    PhotodError,
+    TargetUnavailable,
+    Undecryptable,
+)
 from photod.models import ManifestEntry, VerifyMethod
 
 __all__ = [
@@ -25,6 +32,7 @@ __all__ = [
     "Target",
     "Writer",
     "hash_object",
+    "holds",
     "kept_time",
     "now_stamp",
     "quarantine_name",
@@ -199,6 +207,20 @@ def hash_object(target: Target, key: str) -> str:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def holds(target: Target, key: str, sha256: str) -> bool:
+    """Whether the object at ``key`` is the photo ``sha256``, read whole.  False only
+    for an answer: other bytes, no file there (a folder, a link: NotAFile), or an
+    object this identity cannot open (Undecryptable: sealed to another, or damaged).
+    A read that failed says nothing of what is there, and is raised as it came (the
+    link cut, a server's 500, no permission, a disk's I/O error, the object gone
+    since, photod stopping): the caller's try fails and is made again later; taken
+    for "not this photo", it published the photo a second time beside it."""
+    try:
+        return hash_object(target, key) == sha256
+    except (NotAFile, Undecryptable):
+        return False
 
 
 def write_stream(name: str, writer: Writer, key: str, src: BinaryIO) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from photod.errors import LinkInTarget, TargetFull, TargetUnavailable
+from photod.errors import LinkInTarget, NotAFile, TargetFull, TargetUnavailable
 from photod.media import check_key
 from photod.models import ManifestEntry
 from photod.mounts import mount_of, mount_points, unmounted_fstab_point
@@ -279,13 +279,17 @@ class LocalTarget:
         return LocalWriter(self, key)
 
     def open(self, key: str) -> BinaryIO:
-        """A stored file, read through no link: a link where a copy should be is not a
-        copy (LinkRefused, an OSError: verify calls it corrupt and moves it aside); a
-        folder on the way that is a link makes the target wait (LinkInTarget)."""
-        fd = self._open_beneath(key)
+        """A stored file, read through no link: a link, a folder or a FIFO where a copy
+        should be is not a copy (NotAFile, an OSError: verify calls it corrupt and moves
+        it aside); a folder on the way that is a link makes the target wait
+        (LinkInTarget)."""
+        try:
+            fd = self._open_beneath(key)
+        except LinkRefused as exc:  # (the key's own name: the others are LinkInTarget)
+            raise NotAFile(str(self.root / key), "a symbolic link") from exc
         if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO put there: never read
             os.close(fd)
-            raise OSError(errno.EINVAL, "not a regular file", str(self.root / key))
+            raise NotAFile(str(self.root / key), "not a regular file")
         return open(fd, "rb")
 
     def _open_beneath(self, key: str) -> int:

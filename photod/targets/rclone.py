@@ -35,6 +35,7 @@ from photod import failpoints
 from photod.errors import (
     ChecksumMismatch,
     KeyExists,
+    NotAFile,
     PhotodError,
     Stopping,
     TargetFull,
@@ -463,6 +464,8 @@ class RcloneTarget(ObjectTarget):
         if response.status != 200:
             message = complaint(response.read())
             conn.close()
+            if self.folder(key):  # (rclone: "is a directory not a file")
+                raise NotAFile(f"{self.name}:{key}", "a folder")
             raise self.error(message)
         return Download(self.name, conn, response)  # type: ignore[return-value]
 

@@ -1062,6 +1062,15 @@ def test_throttling_is_target_unavailable(via: str, tmp_path: Path) -> None:
         server.stop()
 
 
+def rclone_s3_target(endpoint: str, tmp_path: Path, name: str = "r") -> RcloneTarget:
+    """An rclone remote of type s3 at ``endpoint`` (the test server, or a proxy of it),
+    in a folder of the bucket named after ``tmp_path``."""
+    settings = {"type": "s3", "provider": "Other", "endpoint": endpoint,
+                "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}  # fmt: skip
+    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "cloud:", settings)
+    return RcloneTarget(name, f"cloud:{BUCKET}/{tmp_path.name}/", conf, timeout=5)
+
+
 @pytest.fixture
 def rclone_s3(s3_server: S3Server, tmp_path: Path) -> Iterator[tuple[FaultProxy, RcloneTarget]]:
     """An rclone remote of type s3 on the test server, through a FaultProxy that notes
@@ -1069,10 +1078,7 @@ def rclone_s3(s3_server: S3Server, tmp_path: Path) -> Iterator[tuple[FaultProxy,
     if not s3_server.running():
         s3_server.start()
     proxy = FaultProxy(s3_server.endpoint)
-    settings = {"type": "s3", "provider": "Other", "endpoint": proxy.endpoint,
-                "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}  # fmt: skip
-    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "cloud:", settings)
-    t = RcloneTarget("r", f"cloud:{BUCKET}/{tmp_path.name}/", conf, timeout=5)
+    t = rclone_s3_target(proxy.endpoint, tmp_path)
     try:
         t.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
         t.check(None)
