@@ -257,7 +257,9 @@ class Copier:
             for candidate in (key, suffixed(key, sha)) if method is None else ():
                 try:
                     method = writer.commit(candidate, sha, mtime_ns, captured_at)
-                except KeyExists:
+                except KeyExists as exc:
+                    if exc.other:  # (read by the writer already: another file's)
+                        continue
                     # Something is already there: ours from a run the catalog forgot, or
                     # another installation's copy of the same bytes (adopt either), or a
                     # different file (ours goes beside it under a suffix).  One that

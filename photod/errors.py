@@ -152,8 +152,11 @@ class NotAFile(PhotodError, OSError):
 
 
 class KeyExists(PhotodError):
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, other: bool = False) -> None:
+        """``other``: the writer read what is there already, and it is not these bytes
+        (the caller need not download it again to tell)."""
         self.key = key
+        self.other = other
         super().__init__(f"{key} already exists on the target; it is never overwritten")
 
 

@@ -797,3 +797,41 @@ def test_a_folder_at_a_photos_name_is_a_name_taken_and_the_photo_goes_beside_it(
     finally:
         rig.close()
         t.close()
+
+
+def test_another_photos_encrypted_object_at_the_name_is_downloaded_once(
+    tmp_path: Path, samples: Path, s3_server: Any
+) -> None:
+    """Another photo's encrypted object at this photo's name, left without its index
+    line (photod killed between the two), is downloaded once to tell that it is not
+    this photo: it was downloaded twice (by the encrypted upload, then by the copy's own
+    check of the name).  The photo goes beside it, and that object is left as it was."""
+    from photod.targets.crypt import sidecar
+    from tests.servers import FaultProxy
+    from tests.targets.test_contract import put
+
+    if not s3_server.running():
+        s3_server.start()
+    proxy = FaultProxy(s3_server.endpoint)
+    target = _remote("encrypted", tmp_path, s3_server, proxy.endpoint)
+    rig = Rig(tmp_path, "s3", shared={"s3": target})
+    rig.states["s3"].queued = True
+    try:
+        path = rig.add(samples / "jpg_Canon_40D.jpg")
+        key = "2008/2008-05-30/jpg_Canon_40D.jpg"
+        other = b"another photo of this name " * 1000
+        put(target, key, other)
+        obj = target.keys_.object_name(key)
+        target.inner.delete_meta(sidecar(obj))  # (its line, which a kill kept from the server)
+        rig.ingest(path)
+        proxy.begun.clear()
+        assert 1 == rig.rep.replicate_pending("s3")
+        assert 1 == sum(method == "GET" and p.endswith(obj) for method, p in proxy.begun)
+        [copy] = rig.catalog.replicas(sha256(path))
+        assert f"2008/2008-05-30/jpg_Canon_40D~{sha256(path)[:8]}.jpg" == copy.relpath
+        with target.open(key) as f:
+            assert other == f.read()
+    finally:
+        rig.close()
+        target.close()
+        proxy.stop()

@@ -36,8 +36,8 @@ from photod import failpoints
 from photod.errors import (
     ChecksumMismatch,
     KeyExists,
+    NotAFile,
     PhotodError,
-    Stopping,
     TargetUnavailable,
     Undecryptable,
 )
@@ -164,9 +164,7 @@ class CryptWriter:
         # (S3: a question the link cut mid-upload is asked again, not the upload lost)
         again = getattr(self.inner, "again", lambda call: call())
         if again(lambda: self.t.inner.size(obj)) is not None:
-            if (adopted := self._adopted(key, obj, entry)) is not None:
-                return adopted
-            raise KeyExists(key)  # still open: commit again under another key
+            return self._adopted(key, obj, entry)  # (or KeyExists: still open)
         # The name was just asked: the inner writer need not ask it again (S3: a HEAD).
         if hasattr(self.inner, "asked"):
             self.inner.asked = True
@@ -198,22 +196,24 @@ class CryptWriter:
         failpoints.hit("index_line_sealing")
         again(lambda: self.t.inner.put_meta(sidecar(obj), line))
 
-    def _adopted(self, key: str, obj: str, entry: ManifestEntry) -> VerifyMethod | None:
+    def _adopted(self, key: str, obj: str, entry: ManifestEntry) -> VerifyMethod:
         """An object at this name without its index line: a commit cut between the two
         (photod killed).  Where its bytes are this copy's (decrypted and hashed), its
-        line is written and it counts, nothing sent again; else None (KeyExists: the
-        copy goes beside it under another name, as beside any other file).  One the link
-        does not let through now is neither: the copy fails and is tried again (sent
-        beside it, the photo went up twice, its first object never given a line)."""
+        line is written and it counts, nothing sent again; else KeyExists (the writer
+        still open: the copy goes beside it under another name, as beside any other
+        file), saying when the object was read (no line: another photo's, which the
+        caller need not download again to tell).  One the link does not let through
+        now is neither: the copy fails and is tried again (sent beside it, the photo
+        went up twice, its first object never given a line)."""
         if self.t.inner.get_meta(sidecar(obj)) is not None:
-            return None
+            raise KeyExists(key)
         try:
             same = self._holds(obj, entry)
-        except PhotodError:
+        except (PhotodError, OSError):
             self.abort()
             raise
         if not same:
-            return None
+            raise KeyExists(key, other=True)
         self.abort()
         self.t.inner.put_meta(sidecar(obj), self.t.keys_.encrypt(index_line(obj, entry).encode()))
         self.t.learn([entry])
@@ -222,8 +222,9 @@ class CryptWriter:
     def _holds(self, obj: str, entry: ManifestEntry) -> bool:
         """Whether object ``obj`` itself (not another holding ``entry``'s key) decrypts
         to ``entry``'s bytes, read up to one byte past them (no more tells).  One that
-        does not open with this identity, or is gone, or unreadable on its drive, does
-        not; the link cut (TargetUnavailable) or photod stopping is raised."""
+        does not open with this identity, or is no file, does not; a read that failed
+        (the link cut, a drive's read error, the object gone since) or photod stopping
+        is raised: it says nothing of the bytes (``base.holds``)."""
         h, left = hashlib.sha256(), entry.size + 1
         try:
             plain = Decrypting(self.t.name, self.t.keys_.identity, self.t.inner.open(obj))
@@ -231,9 +232,7 @@ class CryptWriter:
                 while left > 0 and (chunk := f.read(min(CHUNK, left))):
                     h.update(chunk)
                     left -= len(chunk)
-        except (TargetUnavailable, Stopping):
-            raise
-        except (OSError, PhotodError):  # (Undecryptable too: not this copy's)
+        except (NotAFile, Undecryptable):  # (not this copy's)
             return False
         return left == 1 and h.hexdigest() == entry.sha256
 
