@@ -384,9 +384,14 @@ class Md5s:
 
     def vouch(self, writer: Writer, sha: str, size: int) -> None:
         """Give an asset's upload the MD5 taken with its SHA-256 (``S3Writer.vouch``).
-        Taken once: a try that fails leaves the next to hash what it sends."""
+        Taken once, by an upload that uses it: a try that fails leaves the next to hash
+        what it sends.  Another target's writer (a NAS's, an encrypted one's) leaves it
+        for the upload to come: taken and dropped there, that upload hashed every byte
+        again."""
+        vouch = getattr(writer, "vouch", None)  # (S3's writer alone)
+        if vouch is None:
+            return
         with self._lock:
             md5 = self._md5s.pop(sha, None)
-        vouch = getattr(writer, "vouch", None)  # (S3's writer alone)
-        if md5 is not None and vouch is not None:
+        if md5 is not None:
             vouch(sha, size, md5)

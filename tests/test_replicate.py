@@ -835,3 +835,43 @@ def test_another_photos_encrypted_object_at_the_name_is_downloaded_once(
         rig.close()
         target.close()
         proxy.stop()
+
+
+def test_a_photo_copied_to_a_nas_first_still_goes_to_s3_proved_by_the_md5_of_its_ingest(
+    tmp_path: Path, samples: Path, s3_server: Any
+) -> None:
+    """The Content-MD5 taken at a photo's ingest is kept for its upload to S3 when
+    another queued target (a NAS, an encrypted one: no use for it) copies the photo
+    first: that copy took it and dropped it, and the S3 upload hashed every byte again.
+    Seen as the server's own check refusing a photo rewritten in place since its
+    ingest (other bytes of the same size and time) when the NAS is away: "not the bytes
+    hashed", nothing stored."""
+    from photod.targets.s3 import S3Target
+    from tests.servers import BUCKET
+
+    creds = s3_server.credentials(tmp_path / "creds")
+    s3 = S3Target("s3", BUCKET, tmp_path.name, s3_server.endpoint, credentials_file=creds,
+                  part_size=5 * 1024**2, timeout=5)  # fmt: skip
+    s3.put_meta("target.json", f'{{"id": "t-{tmp_path.name}"}}'.encode())
+    rig = Rig(tmp_path, "nas", "s3", shared={"s3": s3})  # type: ignore[dict-item]
+    for name in ("nas", "s3"):
+        rig.states[name].queued = True
+    try:
+        good, bad = (rig.add(p) for p in sorted(samples.glob("*.jpg"))[:2])
+        for p in (good, bad):
+            rig.ingest(p)
+        assert 2 == rig.rep.replicate_pending("nas")
+        rig.mem["nas"].available = False  # (its copies are no source now: the files are)
+        rig.fleet.refresh("nas")
+        st = bad.stat()
+        data = bad.read_bytes()
+        bad.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # another byte, same size and time
+        os.utime(bad, ns=(st.st_atime_ns, st.st_mtime_ns))
+        with capture_logs() as logs:
+            assert 1 == rig.rep.replicate_pending("s3")
+        failed = [e["error"] for e in logs if e["event"] == "replica_failed"]
+        assert "not the bytes hashed" in failed[0]  # the server's MD5 check: nothing stored
+        assert bad.name not in " ".join(s3.keys())
+    finally:
+        rig.close()
+        s3.close()
