@@ -25,6 +25,7 @@ from photod.copies import Copier
 from photod.errors import (
     ChecksumMismatch,
     PhotodError,
+    Stopping,
     TargetFull,
     TargetUnavailable,
     Undecryptable,
@@ -88,7 +89,14 @@ class CatchUp:
             # What is pending was read before the claim: the store of a new file, which
             # held the claim then, may have copied it since (and must not be copied twice).
             repair = self.catalog.to_copy(asset.sha256, name)
-            if repair is None or (not repair and self._take_shared(asset, name, started)):
+            try:
+                shared = repair == "" and self._take_shared(asset, name, started)
+            except Stopping:
+                raise
+            except PhotodError as exc:  # (another computer's copy unread now: ``unread``)
+                copier.fail(asset.sha256, name, exc)
+                return False
+            if repair is None or shared:
                 copier.forsake(name, asset.relpath)  # (an upload kept for it: ended)
                 return repair is not None
             # The target's reserve holds for a catch-up as for a new photo's copy: a

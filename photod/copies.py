@@ -28,20 +28,13 @@ from typing import BinaryIO
 
 from photod import failpoints, ledgers, policy
 from photod.catalog import Catalog
-from photod.errors import (
-    KeyExists,
-    ObjectArchived,
-    PhotodError,
-    Stopping,
-    TargetFull,
-    TargetUnavailable,
-)
+from photod.errors import KeyExists, PhotodError, Stopping, TargetFull, TargetUnavailable
 from photod.fleet import Fleet, TargetState
 from photod.hashing import hash_stream
 from photod.logs import log
 from photod.media import suffixed
 from photod.models import Asset, ManifestEntry, PolicyRule, VerifyMethod
-from photod.targets.base import CHUNK, Writer, holds
+from photod.targets.base import CHUNK, Writer, holds, unread
 
 VOUCHED_MAX = 50_000  # Content-MD5s kept for uploads still to come (~15 MB at most)
 
@@ -269,7 +262,7 @@ class Copier:
                     except Stopping:
                         raise
                     except (OSError, PhotodError) as exc:
-                        raise _unread(name, candidate, exc) from exc
+                        raise unread(name, candidate, "the file taking its name", exc) from exc
                     if not ours:
                         continue
                     self.end(name, writer)
@@ -334,18 +327,6 @@ class Copier:
             log.info(
                 "policy_unmet", asset=sha, copies=verdict.copies, missing=list(verdict.missing)
             )
-
-
-def _unread(name: str, key: str, exc: Exception) -> PhotodError:
-    """Why a copy failed whose name on target ``name`` holds a file that could not be
-    read to tell whether it is the photo: the target's unavailability when it is one
-    (it waits), else this photo's failure (an archived object, a disk's read error)."""
-    reason = exc.reason if isinstance(exc, TargetUnavailable) else str(exc)
-    why = (f"{key} is taken there by a file that could not be read to tell whether it "
-           f"is this photo ({reason}): tried again later, never stored beside it")  # fmt: skip
-    if isinstance(exc, TargetUnavailable) and not isinstance(exc, ObjectArchived):
-        return TargetUnavailable(name, why)
-    return PhotodError(why)
 
 
 def _position(stream: BinaryIO) -> int | None:

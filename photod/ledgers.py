@@ -30,7 +30,7 @@ from photod.errors import PhotodError, Stopping, TargetUnavailable, Undecryptabl
 from photod.logs import log
 from photod.media import check_key, suffixed
 from photod.models import Kind, ManifestEntry
-from photod.targets.base import CHUNK, Target, hash_object, kept_time
+from photod.targets.base import CHUNK, Target, hash_object, holds, kept_time, unread
 from photod.targets.records import Records
 
 TIER = 10  # segments of the same order of size (entries: 1-9, 10-99, ...) merged into one
@@ -289,16 +289,20 @@ def listed_by_a_clone(
 
 def shared_copy(catalog: Catalog, name: str, target: Target, sha256: str) -> tuple[str, str] | None:
     """(key, installation) of another installation's copy of these bytes on the target,
-    proved by reading it back; None when there is none, or it does not match."""
+    proved by reading it back; None when there is none, or it does not match (or is
+    gone).  One that cannot be read now raises (``unread``): the copy is tried again
+    later (taken for none, the photo was stored a second time on the shared target)."""
     found = catalog.shared_copy(name, sha256)
     if found is None:
         return None
     try:
-        if hash_object(target, found[0]) == sha256:
-            return found
-    except (OSError, PhotodError):
-        pass
-    return None
+        return found if holds(target, found[0], sha256) else None
+    except FileNotFoundError:
+        return None
+    except Stopping:
+        raise
+    except (OSError, PhotodError) as exc:
+        raise unread(name, found[0], "another computer's copy", exc) from exc
 
 
 def flush(catalog: Catalog, name: str, records: Records) -> None:

@@ -751,7 +751,7 @@ def test_a_name_taken_by_a_file_that_cannot_be_read_now_is_a_failed_try_not_a_se
         with capture_logs() as logs:
             assert 0 == rig.rep.replicate_pending("s3")
         [failed] = [e["error"] for e in logs if e["event"] == "replica_failed"]
-        assert f"{key} is taken there by a file that could not be read" in failed
+        assert f"the file taking its name at {key} could not be read to tell" in failed
         assert [key] == list(target.keys())
         assert [] == rig.catalog.replicas(sha256(path))
         broken.clear()
@@ -875,3 +875,49 @@ def test_a_photo_copied_to_a_nas_first_still_goes_to_s3_proved_by_the_md5_of_its
     finally:
         rig.close()
         s3.close()
+
+
+@pytest.mark.parametrize("queued", [False, True], ids=["new-file", "catch-up"])
+def test_another_computers_copy_that_cannot_be_read_now_is_a_failed_try_not_a_second_copy(
+    tmp_path: Path, samples: Path, s3_server: Any, queued: bool
+) -> None:
+    """Two computers share a target.  The second one's photo, there already from the
+    first under another name, is read back there to prove it; when that read fails (the
+    server answers 500), the copy fails, is said, and is tried again: it was taken for
+    no copy at all, and the photo stored a second time on the shared target.  Tried
+    again with the server well, the first one's copy is proved and recorded."""
+    from tests.servers import FaultProxy
+
+    if not s3_server.running():
+        s3_server.start()
+    broken = threading.Event()  # a download of a photo refused
+    proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: (
+        ("refuse", 500, "InternalError", "We encountered an internal error")
+        if broken.is_set() and method == "GET" and path.endswith(".jpg") else "pass"))  # fmt: skip
+    target = _remote("s3", tmp_path, s3_server, proxy.endpoint)
+    first = Rig(tmp_path / "one", "s3", shared={"s3": target}, me="laptop")
+    first.ingest(first.add(samples / "jpg_Canon_40D.jpg"))
+    first.fleet.flush()
+    second = Rig(tmp_path / "two", "s3", shared={"s3": target}, me="desktop")  # (reads its list)
+    second.states["s3"].queued = queued
+    try:
+        broken.set()
+        path = second.add(samples / "jpg_Canon_40D.jpg", "renamed.jpg")
+        with capture_logs() as logs:
+            second.ingest(path)
+            assert 0 == second.rep.replicate_pending("s3")
+        [failed] = [e["error"] for e in logs if e["event"] == "replica_failed"]
+        key = "2008/2008-05-30/jpg_Canon_40D.jpg"
+        assert f"another computer's copy at {key} could not be read to tell" in failed
+        assert [key] == list(target.keys())
+        broken.clear()
+        second.fleet.refresh("s3")
+        with capture_logs() as logs:
+            assert 1 == second.rep.replicate_pending("s3")
+        assert ["replica_shared"] == [e["event"] for e in logs if e["event"].startswith("replica")]
+        assert [key] == list(target.keys())
+    finally:
+        first.close()
+        second.close()
+        target.close()
+        proxy.stop()

@@ -20,6 +20,7 @@ from photod.errors import (
     ChecksumMismatch,
     KeyExists,
     NotAFile,
+    ObjectArchived,
     PhotodError,
     TargetUnavailable,
     Undecryptable,
@@ -38,6 +39,7 @@ __all__ = [
     "quarantine_name",
     "refuse_stranger",
     "sealed_time",
+    "unread",
     "write_stream",
 ]
 
@@ -221,6 +223,19 @@ def holds(target: Target, key: str, sha256: str) -> bool:
         return hash_object(target, key) == sha256
     except (NotAFile, Undecryptable):
         return False
+
+
+def unread(name: str, key: str, what: str, exc: Exception) -> PhotodError:
+    """Why a copy to target ``name`` failed when ``what`` at ``key`` could not be read to
+    tell whether it is the photo (``holds`` raised ``exc``): the target's unavailability
+    when it is one (it waits), else that photo's failure (an archived object, a disk's
+    read error).  Either way the copy is tried again, never stored a second time."""
+    reason = exc.reason if isinstance(exc, TargetUnavailable) else str(exc)
+    why = (f"{what} at {key} could not be read to tell whether it is this photo "
+           f"({reason}): tried again later, never stored beside it")  # fmt: skip
+    if isinstance(exc, TargetUnavailable) and not isinstance(exc, ObjectArchived):
+        return TargetUnavailable(name, why)
+    return PhotodError(why)
 
 
 def write_stream(name: str, writer: Writer, key: str, src: BinaryIO) -> None:
