@@ -262,7 +262,9 @@ class Copier:
                     except Stopping:
                         raise
                     except (OSError, PhotodError) as exc:
-                        raise unread(name, candidate, "the file taking its name", exc) from exc
+                        raise unread(
+                            state.target, candidate, "the file taking its name", exc
+                        ) from exc
                     if not ours:
                         continue
                     self.end(name, writer)

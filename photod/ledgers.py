@@ -302,7 +302,7 @@ def shared_copy(catalog: Catalog, name: str, target: Target, sha256: str) -> tup
     except Stopping:
         raise
     except (OSError, PhotodError) as exc:
-        raise unread(name, found[0], "another computer's copy", exc) from exc
+        raise unread(target, found[0], "another computer's copy", exc) from exc
 
 
 def flush(catalog: Catalog, name: str, records: Records) -> None:

@@ -20,8 +20,8 @@ from photod.errors import (
     ChecksumMismatch,
     KeyExists,
     NotAFile,
-    ObjectArchived,
     PhotodError,
+    Stopping,
     TargetUnavailable,
     Undecryptable,
 )
@@ -225,17 +225,28 @@ def holds(target: Target, key: str, sha256: str) -> bool:
         return False
 
 
-def unread(name: str, key: str, what: str, exc: Exception) -> PhotodError:
-    """Why a copy to target ``name`` failed when ``what`` at ``key`` could not be read to
-    tell whether it is the photo (``holds`` raised ``exc``): the target's unavailability
-    when it is one (it waits), else that photo's failure (an archived object, a disk's
-    read error).  Either way the copy is tried again, never stored a second time."""
+def unread(target: Target, key: str, what: str, exc: Exception) -> PhotodError:
+    """Why a copy to ``target`` failed when ``what`` at ``key`` could not be read to tell
+    whether it is the photo (``holds`` raised ``exc``).  The target is asked a cheap
+    question about the same name (its size): one that answers is up, and the file alone
+    is unread (no permission, an archived object, a bad sector, a server's error on it):
+    that photo's failure, tried again later while every other photo goes on.  Taken for
+    the target's outage, one such file marked the target away, and the stuck photo,
+    the oldest, came first each time it was back.  Only a target that does not answer
+    that either is away (TargetUnavailable: it waits).  Never stored beside it."""
     reason = exc.reason if isinstance(exc, TargetUnavailable) else str(exc)
     why = (f"{what} at {key} could not be read to tell whether it is this photo "
            f"({reason}): tried again later, never stored beside it")  # fmt: skip
-    if isinstance(exc, TargetUnavailable) and not isinstance(exc, ObjectArchived):
-        return TargetUnavailable(name, why)
-    return PhotodError(why)
+    try:
+        target.size(key)
+    except Stopping:
+        raise
+    except (OSError, PhotodError) as away:
+        if isinstance(away, TargetUnavailable):
+            return TargetUnavailable(target.name, f"{why}; {away.reason}")
+        return TargetUnavailable(target.name, f"{why}; {away}")
+    return PhotodError(f"{why}. If it stays unreadable, make it readable (its permissions; "
+                       "an archived object restored) or move it away")  # fmt: skip
 
 
 def write_stream(name: str, writer: Writer, key: str, src: BinaryIO) -> None:
