@@ -251,12 +251,16 @@ class Copier:
                 try:
                     method = writer.commit(candidate, sha, mtime_ns, captured_at)
                 except KeyExists as exc:
-                    if exc.other:  # (read by the writer already: another file's)
-                        continue
                     # Something is already there: ours from a run the catalog forgot, or
                     # another installation's copy of the same bytes (adopt either), or a
-                    # different file (ours goes beside it under a suffix).  One that
-                    # cannot be read now is neither: this try fails, and is made again.
+                    # different file (ours goes beside it under a suffix).  A file of
+                    # another size (or told by the writer: an encrypted object's own
+                    # line) is another's, passed unread: one that can never be read
+                    # (no permission, archived) held the photo back for ever.  One of
+                    # its size that cannot be read is neither: this try fails, and is
+                    # made again (``unread``).
+                    if exc.other or state.target.size(candidate) not in (None, size):
+                        continue
                     try:
                         ours = holds(state.target, candidate, sha)
                     except Stopping:

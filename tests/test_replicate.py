@@ -973,3 +973,47 @@ def test_a_name_taken_by_a_file_that_can_never_be_read_holds_back_that_photo_alo
         rig.close()
         target.close()
         proxy.stop()
+
+
+@pytest.mark.parametrize("kind", ["s3", "rclone", "encrypted"])
+def test_another_photos_file_at_the_name_that_cannot_be_read_is_passed_by_unread(
+    tmp_path: Path, samples: Path, s3_server: Any, kind: str
+) -> None:
+    """Another photo's file at a photo's name that can never be read (no permission:
+    the server's 403 to every download of it) is told from the photo without reading
+    it, by its size (an encrypted one by its own sealed index line): the photo goes
+    beside it under a suffixed name, and nothing of it is downloaded.  It was read to
+    tell, and that read failing held the photo back for ever."""
+    from tests.servers import FaultProxy
+    from tests.targets.test_contract import put
+
+    if not s3_server.running():
+        s3_server.start()
+    blocked: list[str] = []
+    proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: (
+        ("refuse", 403, "AccessDenied", "Access Denied")
+        if method == "GET" and blocked and path.endswith(blocked[0]) else "pass"))  # fmt: skip
+    target = _remote(kind, tmp_path, s3_server, proxy.endpoint)
+    rig = Rig(tmp_path, "s3", shared={"s3": target})
+    rig.states["s3"].queued = True
+    try:
+        path = rig.add(samples / "jpg_Canon_40D.jpg")
+        key = "2008/2008-05-30/jpg_Canon_40D.jpg"
+        other = b"another photo of this name " * 1000
+        put(target, key, other)
+        blocked.append(_blocked_at(kind, target, key))
+        rig.ingest(path)
+        proxy.begun.clear()
+        with capture_logs() as logs:
+            assert 1 == rig.rep.replicate_pending("s3")
+        assert not [e for e in logs if e["event"] == "replica_failed"]
+        [copy] = rig.catalog.replicas(sha256(path))
+        assert f"2008/2008-05-30/jpg_Canon_40D~{sha256(path)[:8]}.jpg" == copy.relpath
+        assert not [p for method, p in proxy.begun if method == "GET" and p.endswith(blocked[0])]
+        blocked.clear()
+        with target.open(key) as f:
+            assert other == f.read()
+    finally:
+        rig.close()
+        target.close()
+        proxy.stop()

@@ -44,7 +44,7 @@ from photod.errors import (
 from photod.models import ManifestEntry, VerifyMethod
 from photod.targets.agedecrypt import QUEUE, CipherSink, Decrypting, QueueReader, Sealing
 from photod.targets.base import CHUNK, Identity, Target
-from photod.targets.records import index_line, parse_index
+from photod.targets.records import index_line, names_other_bytes, parse_index
 
 DATA = "data/"
 OBJECTS = "objects/"  # under .photod/: each object's sealed index line
@@ -201,11 +201,14 @@ class CryptWriter:
         (photod killed).  Where its bytes are this copy's (decrypted and hashed), its
         line is written and it counts, nothing sent again; else KeyExists (the writer
         still open: the copy goes beside it under another name, as beside any other
-        file), saying when the object was read (no line: another photo's, which the
-        caller need not download again to tell).  One the link does not let through
-        now is neither: the copy fails and is tried again (sent beside it, the photo
-        went up twice, its first object never given a line)."""
-        if self.t.inner.get_meta(sidecar(obj)) is not None:
+        file), saying when it is another photo's (told by reading it, or unread by its
+        own line).  One the link does not let through now is neither: the copy fails
+        and is tried again (sent beside it, the photo went up twice, its first object
+        never given a line)."""
+        if (line := self.t.inner.get_meta(sidecar(obj))) is not None:
+            with contextlib.suppress(pyrage.DecryptError):  # (another identity's: says nothing)
+                if names_other_bytes(self.t.keys_.decrypt(line), obj, entry.sha256):
+                    raise KeyExists(key, other=True)
             raise KeyExists(key)
         try:
             same = self._holds(obj, entry)
@@ -221,10 +224,9 @@ class CryptWriter:
 
     def _holds(self, obj: str, entry: ManifestEntry) -> bool:
         """Whether object ``obj`` itself (not another holding ``entry``'s key) decrypts
-        to ``entry``'s bytes, read up to one byte past them (no more tells).  One that
-        does not open with this identity, or is no file, does not; a read that failed
-        (the link cut, a drive's read error, the object gone since) or photod stopping
-        is raised: it says nothing of the bytes (``base.holds``)."""
+        to ``entry``'s bytes, read up to one byte past them (no more tells); not one
+        this identity does not open, or no file.  A read that failed (the link cut, a
+        drive's read error, the object gone since) is raised (``base.holds``)."""
         h, left = hashlib.sha256(), entry.size + 1
         try:
             plain = Decrypting(self.t.name, self.t.keys_.identity, self.t.inner.open(obj))

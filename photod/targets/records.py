@@ -143,6 +143,14 @@ def index_line(obj: str, e: ManifestEntry) -> str:
     return f"{obj}\t{e.sha256}\t{e.size}\t{e.captured_at}\t{mtime_text(e.mtime_ns)}\t{e.key}\n"
 
 
+def names_other_bytes(line: bytes, obj: str, sha256: str) -> bool:
+    """Whether an encrypted object's own index line (``line``, opened) says that object
+    ``obj`` holds other bytes than ``sha256``: another photo's, told without reading it.
+    A line that names another object says nothing."""
+    found = parse_index(line)[:1]
+    return bool(found) and line.split(b"\t", 1)[0] == obj.encode() and found[0].sha256 != sha256
+
+
 def parse_index(data: bytes) -> list[ManifestEntry]:
     out = []
     for line in _lines(data):
