@@ -234,6 +234,8 @@ def unread(target: Target, key: str, what: str, exc: Exception) -> PhotodError:
     the target's outage, one such file marked the target away, and the stuck photo,
     the oldest, came first each time it was back.  Only a target that does not answer
     that either is away (TargetUnavailable: it waits).  Never stored beside it."""
+    if isinstance(exc, Stopping):  # (photod stopping: no read's failure)
+        return exc
     reason = exc.reason if isinstance(exc, TargetUnavailable) else str(exc)
     why = (f"{what} at {key} could not be read to tell whether it is this photo "
            f"({reason}): tried again later, never stored beside it")  # fmt: skip

@@ -43,7 +43,7 @@ from photod.errors import (
 )
 from photod.models import ManifestEntry, VerifyMethod
 from photod.targets.agedecrypt import QUEUE, CipherSink, Decrypting, QueueReader, Sealing
-from photod.targets.base import CHUNK, Identity, Target
+from photod.targets.base import CHUNK, Identity, Target, unread
 from photod.targets.records import index_line, names_other_bytes, parse_index
 
 DATA = "data/"
@@ -212,9 +212,9 @@ class CryptWriter:
             raise KeyExists(key)
         try:
             same = self._holds(obj, entry)
-        except (PhotodError, OSError):
+        except (PhotodError, OSError) as exc:
             self.abort()
-            raise
+            raise unread(self.t.inner, obj, f"{key}'s object, without its line,", exc) from exc
         if not same:
             raise KeyExists(key, other=True)
         self.abort()

@@ -1446,8 +1446,9 @@ def test_an_encrypted_photo_left_without_its_line_waits_for_the_link_to_be_recog
     recognised by its next upload, which decrypts the object.  Where the link does not
     let that download through, the copy fails and is tried again: it went up a second
     time under another name, and the first object stayed for ever without a line (no
-    listing, restore or tidy knows it).  Tried again with the link back, the object is
-    recognised, its line written, and it alone holds the photo."""
+    listing, restore or tidy knows it).  The target answering still (its size), that
+    is this photo's failure, not the target's outage.  Tried again with the link back,
+    the object is recognised, its line written, and it alone holds the photo."""
     if not s3_server.running():
         s3_server.start()
     gets = {"data": "pass"}  # what the link does to a download of an object
@@ -1470,8 +1471,10 @@ def test_an_encrypted_photo_left_without_its_line_waits_for_the_link_to_be_recog
     t.close()
     t = run()
     gets["data"] = "drop"
-    with pytest.raises(TargetUnavailable):  # (not KeyExists: sent beside it)
+    with pytest.raises(PhotodError) as failed:
         put(t, key)
+    assert not isinstance(failed.value, (KeyExists, TargetUnavailable))  # (KeyExists: beside it)
+    assert f"{obj} could not be read" in str(failed.value)
     gets["data"] = "pass"
     assert VerifyMethod.EXISTING == put(t, key)
     assert [obj] == [o for o, _ in t.inner.listing() if o.startswith("data/")]
