@@ -90,13 +90,15 @@ class CatchUp:
             # held the claim then, may have copied it since (and must not be copied twice).
             repair = self.catalog.to_copy(asset.sha256, name)
             try:
-                shared = repair == "" and self._take_shared(asset, name, started)
+                shared = None if repair != "" else self._shared(asset, name)
             except Stopping:
                 raise
-            except PhotodError as exc:  # (another computer's copy unread now: ``unread``)
+            except PhotodError as exc:  # (another computer's copy unread: ``unread``)
                 copier.fail(asset.sha256, name, exc)
                 return False
-            if repair is None or shared:
+            if shared is not None:
+                self._take_shared(asset, name, shared, started)
+            if repair is None or shared is not None:
                 copier.forsake(name, asset.relpath)  # (an upload kept for it: ended)
                 return repair is not None
             # The target's reserve holds for a catch-up as for a new photo's copy: a
@@ -318,25 +320,25 @@ class CatchUp:
             if stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
                 yield "", rel, functools.partial(open_source, root, rel)  # hashed on the way
 
-    def _take_shared(self, asset: Asset, name: str, started: float) -> bool:
-        """Record another installation's proved copy of the asset on the target instead
-        of uploading it; True when there was one."""
+    def _shared(self, asset: Asset, name: str) -> tuple[str, str] | None:
+        """(key, installation) of another installation's proved copy of the asset on the
+        target, if there is one (``ledgers.shared_copy``: raises when it cannot be
+        read)."""
         state = self.targets[name]
         if state.records is None:
-            return False
-        found = ledgers.shared_copy(self.catalog, name, state.target, asset.sha256)
-        if found is None:
-            return False
+            return None
+        return ledgers.shared_copy(self.catalog, name, state.target, asset.sha256)
+
+    def _take_shared(self, asset: Asset, name: str, found: tuple[str, str], started: float) -> None:
+        """Record another installation's proved copy ``found`` of the asset on the
+        target instead of uploading it, and list it (a list the target refuses waits
+        for a later flush: the copy, recorded, is no failed one)."""
         key, owner = found
         self.catalog.add_replica(asset.sha256, name, key, asset.size, VerifyMethod.EXISTING,
                                  owner=owner)  # fmt: skip
-        if state.records.ledger.append([ManifestEntry(asset.sha256, key, asset.size,
-                                                      asset.captured_at)]):  # fmt: skip
-            with state.lock:
-                ledgers.flush(self.catalog, name, state.records)
+        self.copier.listed(name, ManifestEntry(asset.sha256, key, asset.size, asset.captured_at))
         log.info("replica_shared", asset=asset.sha256, target=name, path=key, bytes=asset.size,
                  installation=owner, duration=round(time.monotonic() - started, 3))  # fmt: skip
-        return True
 
 
 def set_aside(

@@ -290,15 +290,7 @@ class Copier:
             self.end(name, writer)
             self.fail(sha, name, exc)
             return False
-        if state.records is not None:
-            entry = ManifestEntry(sha, key, size, captured_at, mtime_ns)
-            if state.records.ledger.append([entry]):
-                # The copy stands whatever happens here: a list the target refuses
-                # stays buffered for a later flush.
-                try:
-                    self.fleet.flush_target(name)
-                except PhotodError as exc:  # the catalog failed: the next start lists them
-                    log.warning("list_flush_failed", target=name, error=str(exc))
+        self.listed(name, ManifestEntry(sha, key, size, captured_at, mtime_ns))
         state.full = False
         state.backoff = 0.0  # a copy landed: the remote works again
         event = "replica_repaired" if repair else "replica_shared" if owner else "replica_written"
@@ -314,6 +306,17 @@ class Copier:
             **({"installation": owner} if owner else {}),
         )
         return True
+
+    def listed(self, name: str, entry: ManifestEntry) -> None:
+        """Put a recorded copy in the target's list (buffered: written once enough wait).
+        The copy stands whatever happens here: a list the target refuses stays buffered
+        for a later flush (said a failed copy, a recorded one counted as none made)."""
+        records = self.targets[name].records
+        if records is not None and records.ledger.append([entry]):
+            try:
+                self.fleet.flush_target(name)
+            except PhotodError as exc:  # the catalog failed: the next start lists them
+                log.warning("list_flush_failed", target=name, error=str(exc))
 
     # -- the verdict -----------------------------------------------------------------
 

@@ -1023,3 +1023,41 @@ def test_another_photos_file_at_the_name_that_cannot_be_read_is_passed_by_unread
         rig.close()
         target.close()
         proxy.stop()
+
+
+def test_another_computers_copy_recorded_counts_even_when_the_targets_list_of_it_fails(
+    tmp_path: Path, samples: Path
+) -> None:
+    """Two computers share a target.  The second one's catch-up proves and records the
+    first one's copy of its photo, then the target refuses the segment of its list
+    that names it: the copy counts and is said shared, never failed (it was said
+    `replica_failed`, and counted as no copy made, for a copy recorded); the list waits
+    for a later flush."""
+    from photod.models import ManifestEntry
+    from photod.targets.records import FLUSH_EVERY
+
+    shared = _ListRefused("b")
+    first = Rig(tmp_path / "one", "b", shared={"b": shared}, me="laptop")
+    first.ingest(first.add(samples / "jpg_Canon_40D.jpg"))
+    first.fleet.flush()
+    second = Rig(tmp_path / "two", "b", shared={"b": shared}, me="desktop")  # (reads its list)
+    second.states["b"].queued = True
+    try:
+        second.ingest(second.add(samples / "jpg_Canon_40D.jpg", "renamed.jpg"))
+        [asset] = second.catalog.pending("b", 10, now=1e12)
+        records = second.states["b"].records
+        assert records is not None
+        records.ledger.append([ManifestEntry(f"{i:064x}", f"k/{i}", 1, "")
+                               for i in range(FLUSH_EVERY - 1)])  # fmt: skip
+        shared.refuse = True
+        with capture_logs() as events:
+            assert second.rep.copy_asset(asset, "b")
+        assert second.catalog.replica_exists(asset.sha256, "b")
+        assert ["replica_shared"] == [
+            e["event"] for e in events if e["event"].startswith("replica_")
+        ]
+        assert "1" == second.catalog.meta("unlisted:b")
+        assert FLUSH_EVERY == records.ledger.pending()  # kept for the next flush
+    finally:
+        first.close()
+        second.close()
