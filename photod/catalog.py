@@ -45,6 +45,7 @@ STAMP = "%Y-%m-%dT%H:%M:%SZ"  # every record's time, in UTC to the second
 # Room the catalog needs in the state dir to take new files (its WAL grows with each
 # batch): below this, new files wait, status says so and doctor fails.
 STATE_MIN_FREE = 8 * 1024**2
+COVERED = "snapshot_covers"  # meta: what the last snapshot covers (``Catalog.cover``)
 WAL_KEPT = 8 * 1024**2  # bytes of the catalog's journal kept once it is folded back
 
 # The targets with a verified replica of an asset, sorted, NUL-separated ('' for none).
@@ -643,6 +644,7 @@ class Catalog:
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
         self._noted = 0  # rows changed by notes (``changes``)
+        self._copied: tuple[int, int] | None = None  # (changes, data_version) at ``snapshot``
         try:
             if not readonly:
                 self._db.execute("PRAGMA journal_mode=WAL")
@@ -707,8 +709,14 @@ class Catalog:
     def _tx(self) -> Iterator[_Connection]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
+            before, noted = self._db.total_changes, self._noted
             try:
                 yield self._db
+                if self._db.total_changes - before > self._noted - noted:
+                    # A change but a note, by any process: the last snapshot no longer
+                    # covers the catalog (a record a crash could part from the change
+                    # would leave it unsnapshotted for good: ``cover``).
+                    self._db.execute("DELETE FROM meta WHERE key=?", (COVERED,))
             except BaseException:
                 with contextlib.suppress(sqlite3.Error, PhotodError):
                     self._db.execute("ROLLBACK")
@@ -732,6 +740,8 @@ class Catalog:
                 self._db.executescript(
                     f"BEGIN IMMEDIATE; {script}; PRAGMA user_version={number}; COMMIT;"
                 )
+            if version < len(MIGRATIONS):  # (a snapshot of the catalog as it is now is due)
+                self._db.execute("DELETE FROM meta WHERE key=?", (COVERED,))
 
     @property
     def schema_version(self) -> int:
@@ -1547,8 +1557,12 @@ class Catalog:
         out = sqlite3.connect(dest)
         try:
             with self._lock:
+                # (before the copy: another connection's commit during it is then taken
+                # for a change after it, never the other way round)
+                copied = (self.changes(), self._data_version())
                 try:
                     self._db.backup(out)
+                    self._copied = copied
                 except sqlite3.Error as exc:
                     mapped = _map(exc, self.path)
                     if mapped is None:
@@ -1558,6 +1572,29 @@ class Catalog:
             out.execute("PRAGMA journal_mode=DELETE")
         finally:
             out.close()
+
+    def _data_version(self) -> int:
+        """Moves when another connection commits (SQLite's, of this connection)."""
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def cover(self, record: str) -> bool:
+        """Keep ``record``, what the snapshot last copied (``snapshot``) covers, in the
+        catalog, for the next start to find: only while nothing but notes changed since
+        that copy, through any connection.  The first change after, in the same
+        transaction as itself, removes it (``_tx``): a catalog changed is never taken
+        for one a snapshot covers, even after a crash or by another process (a rebuild,
+        a restore); a kill before it is kept costs one snapshot more, never one less."""
+        with self._tx() as db:
+            if self._copied is None or self._copied != (self.changes(), self._data_version()):
+                return False
+            before = db.total_changes
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (COVERED, record))
+            self._noted += db.total_changes - before
+        return True
+
+    def covered(self) -> str | None:
+        """The record ``cover`` kept, while the catalog is as that snapshot has it."""
+        return self.meta(COVERED)
 
     def adopt(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING
 
 from photod import failpoints
@@ -122,7 +123,8 @@ class Pipeline:
             interval(cfg.schedule.scrub),
             self.stop_event,
         )
-        self.due = Due(catalog, cfg, snapshotted)  # when the next snapshot is
+        # when the next snapshot is (and whether the last run's covers the catalog)
+        self.due = Due(catalog, cfg, snapshotted, partial(_newest, self.targets))
         self._listed_at = 0.0  # when the lists were last written from settle_tick
         # `photod pause`: while it lasts nothing heavy starts (imports, copies, scans,
         # scrubs, drills); events still arrive and wait.  Set by the daemon.
@@ -326,8 +328,9 @@ class Pipeline:
             return  # the daemon is about to settle the catalog: no snapshot of it
         from photod import recovery, snapshot  # (after a batch: not among what a start loads)
 
+        wrote: list[str] = []
         try:
-            snapshot.write_all(
+            wrote = snapshot.write_all(
                 self.catalog,
                 {n: s for n, s in self.targets.items() if n in to},
                 self.cfg.state_dir,
@@ -344,10 +347,19 @@ class Pipeline:
             log.warning("snapshot_failed", error=str(exc))
             self.due.failing.update(to)
         self.due.written(to, at, self.clock.monotonic())
+        if wrote:
+            self.due.keep(wrote, self.catalog.generation)
 
     def remind(self) -> None:
         if self.reminders is not None:
             self.reminders.remind()
+
+
+def _newest(targets: dict[str, TargetState], name: str) -> int | None:
+    """The generation of this installation's newest snapshot on target ``name``."""
+    records = targets[name].records
+    top = next(iter(records.snapshots()), None) if records is not None else None
+    return top.generation if top is not None else None
 
 
 def halt(pipeline: Pipeline) -> None:

@@ -4,17 +4,26 @@ change: ``Catalog.changes``), or for a target the last one did not go to (a new 
 back); at most every ``SNAPSHOT_EVERY`` seconds, and never more than a tenth of the
 time.  A target the last one failed on is tried again within RETRY (its hourly "last
 seen" did that before it stopped counting as a change), at once when it comes back.
-What the last one covers is handed over a reload that changed nothing: the same
-catalog is not written again as one more generation on every target."""
+What the last one covers is handed over a reload that changed nothing, and kept in the
+catalog for the next start (``Catalog.cover``: the catalog's first change removes it),
+each target's generation checked there before it is taken: the same catalog is not
+written again as one more generation on every target (each restart wrote one, a full
+upload of the catalog to an offsite target)."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import math
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from photod import __version__, failpoints
 from photod.catalog import Catalog
 from photod.config import Config
+from photod.errors import PhotodError
 from photod.snapshot import SNAPSHOT_EVERY
 
 RETRY = 3600.0  # seconds before a snapshot that failed on a target is tried there again
@@ -29,6 +38,7 @@ class Snapshotted:
     cfg: Config
     targets: frozenset[str]
     catalog: int
+    generations: tuple[tuple[str, int], ...] = ()  # (target, the generation it has)
 
 
 def _inode(catalog: Catalog) -> int:
@@ -38,10 +48,35 @@ def _inode(catalog: Catalog) -> int:
         return -1
 
 
+def _config(cfg: Config) -> str:
+    """The config and photod a snapshot's plan and kept config were written by (a
+    config edited, or photod upgraded, while stopped: those beside it are written
+    again)."""
+    return hashlib.sha256(f"{__version__}\n{cfg!r}".encode()).hexdigest()[:32]
+
+
+def _kept(catalog: Catalog, cfg: Config) -> dict[str, int]:
+    """The targets the last snapshot went to, with the generation each got, as the
+    catalog kept it (``cover``) for this config: empty once the catalog changed."""
+    with contextlib.suppress(ValueError, TypeError, AttributeError, PhotodError):
+        record = json.loads(catalog.covered() or "{}")
+        if record.get("config") == _config(cfg):
+            return {str(n): int(g) for n, g in record["targets"].items()}
+    return {}
+
+
 class Due:
-    def __init__(self, catalog: Catalog, cfg: Config, handed: Snapshotted | None) -> None:
-        """``handed``: the last snapshot before a reload (``handover``)."""
-        self.catalog, self.cfg = catalog, cfg
+    def __init__(
+        self, catalog: Catalog, cfg: Config, handed: Snapshotted | None,
+        newest: Callable[[str], int | None] = lambda name: None,
+    ) -> None:  # fmt: skip
+        """``handed``: the last snapshot before a reload (``handover``); else the one
+        the catalog kept from the last run (``cover``).  ``newest``: the generation of
+        the newest snapshot on a target (one kept from the last run is taken only for a
+        target that has it still: not one deleted, or a drive put back older)."""
+        self.catalog, self.cfg, self.newest = catalog, cfg, newest
+        self.generations: dict[str, int] = {}  # target -> the generation it has
+        self.unsure: set[str] = set()  # kept from the last run, not checked there yet
         self.at = (-1, 0.0)  # (catalog changes, monotonic time) of the last one
         self.to: frozenset[str] = frozenset()  # the targets it was written to
         self.took = 0.0  # seconds the last one took
@@ -50,6 +85,10 @@ class Due:
         self.failing: set[str] = set()  # those the one being written failed on
         if handed is not None and (handed.cfg, handed.catalog) == (cfg, _inode(catalog)):
             self.at, self.to = (catalog.changes(), 0.0), handed.targets  # (it stands)
+            self.generations = dict(handed.generations)
+        elif kept := _kept(catalog, cfg):
+            self.at, self.to = (catalog.changes(), 0.0), frozenset(kept)
+            self.generations, self.unsure = kept, set(kept)
 
     def wanted(self, available: frozenset[str], now: float) -> frozenset[str]:
         """The targets of ``available`` a snapshot is wanted on now (none: not due):
@@ -58,8 +97,12 @@ class Due:
         self.failed = {n: t for n, t in self.failed.items() if n in available}
         self.failing = set()
         if self.catalog.changes() != self.at[0]:
-            self.kept = frozenset()
+            self.kept, self.unsure = frozenset(), set()  # (each written: none to look at)
             return available
+        for name in self.unsure & available:  # (once a start, each: one listing)
+            self.unsure.discard(name)
+            if self._newest(name) != self.generations.get(name):
+                self.to -= {name}
         self.kept = self.to  # (those that have it still: the catalog as it was)
         return frozenset(
             n for n in available - self.to if now - self.failed.get(n, -math.inf) >= RETRY
@@ -79,9 +122,27 @@ class Due:
         self.failed = {n: t for n, t in self.failed.items() if n not in to}  # (not tried)
         self.failed.update(dict.fromkeys(failed, now))
 
+    def _newest(self, name: str) -> int | None:
+        try:
+            return self.newest(name)
+        except (PhotodError, OSError):
+            return None  # (not known to have it: written again)
+
+    def keep(self, wrote: Iterable[str], generation: int) -> None:
+        """After ``written``: generation ``generation`` went to ``wrote``; what the
+        targets now have is kept in the catalog for the next start (``cover``)."""
+        self.generations = {n: g for n, g in self.generations.items() if n in self.to}
+        self.generations.update(dict.fromkeys(wrote, generation))
+        covered = {n: g for n, g in self.generations.items() if n in self.to}
+        failpoints.hit("snapshot_written")  # a kill here: one snapshot more at the next start
+        if covered:
+            record = {"config": _config(self.cfg), "targets": covered}
+            self.catalog.cover(json.dumps(record, sort_keys=True))
+
     def handover(self) -> Snapshotted | None:
         """What the last snapshot covers, for the pipeline after a reload (None once the
         catalog changed since)."""
         if self.catalog.changes() != self.at[0]:
             return None
-        return Snapshotted(self.cfg, self.to, _inode(self.catalog))
+        generations = tuple(sorted(self.generations.items()))
+        return Snapshotted(self.cfg, self.to, _inode(self.catalog), generations)

@@ -320,3 +320,44 @@ def test_two_rebuilds_in_one_second_keep_the_catalog_the_last_one_replaced(
         seen.close()
     assert kept.name > first.name
     assert [kept.name] == left
+
+
+def test_what_a_snapshot_covers_is_kept_only_until_the_catalog_changes(tmp_path: Path) -> None:
+    """The record of what the last snapshot covers (what a start takes to write none)
+    stays through notes (a target's "last seen", a folder's scan), and goes with the
+    first change, made by another process too (a `catalog` command, the daemon before
+    a crash); a change between a snapshot's copy and its record keeps none."""
+    path = tmp_path / "catalog.sqlite"
+    catalog, states = Catalog(path), {"nas": target()}
+    try:
+        grow(catalog, 1)
+        write(catalog, states, tmp_path)
+        assert catalog.cover("first") and "first" == catalog.covered()
+        catalog.target_seen("nas")
+        catalog.set_meta("scanned:in", "5", note=True)
+        assert "first" == catalog.covered()
+        other = Catalog(path)
+        grow(other, 1, start=1)
+        other.close()
+        assert catalog.covered() is None
+        write(catalog, states, tmp_path)
+        grow(catalog, 1, start=2)  # (after the copy: not in the snapshot)
+        assert not catalog.cover("second") and catalog.covered() is None
+        write(catalog, states, tmp_path)
+        other = Catalog(path)
+        grow(other, 1, start=3)
+        other.close()
+        assert not catalog.cover("third") and catalog.covered() is None
+    finally:
+        catalog.close()
+    reopened = Catalog(path)
+    try:
+        write(reopened, states, tmp_path)
+        assert reopened.cover("fourth")
+    finally:
+        reopened.close()
+    reader = Catalog(path, readonly=True)  # (the next start's)
+    try:
+        assert "fourth" == reader.covered()
+    finally:
+        reader.close()
