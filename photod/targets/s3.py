@@ -30,10 +30,10 @@ from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.records import mtime_from_text, mtime_text
 from photod.targets.s3client import CUT, NETWORK, Cut, make_client, mapped, passing, retries
 from photod.targets.s3kept import Kept
+from photod.targets.s3overwrite import OverwriteRule
 from photod.targets.s3presigned import Presigned
 from photod.targets.s3upload import S3Writer, end_temp, md5
 
-PROBE_AGAIN = 600.0  # seconds before a probe that failed is tried again
 PROBE = "probe-"  # (under TMP) the object that learns whether the server honours If-None-Match
 LISTING_TTL = 60.0  # seconds a folder listing answers "is this key taken?"
 
@@ -164,20 +164,18 @@ class S3Target(ObjectTarget):
         self.client, presigner = make_client(endpoint, region, profile, credentials_file, timeout)
         self.cut = Cut(self.client)
         self.kept = Kept()  # uploads the network cut, resumed by the next try (``S3Writer``)
-        self.presigned = Presigned(self.client, presigner, bucket, name, self.cut.stopping)
+        self.overwrites = OverwriteRule()  # (``refuses_overwrites``)
+        self.presigned = Presigned(self.client, presigner, bucket, name, self.cut.stopping,
+                                   self.overwrites.forget)  # fmt: skip
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"s3-{name}")
         self._lock = threading.Lock()
         self._listings: dict[str, tuple[float, set[str]]] = {}
-        self._exclusive: bool | None = None  # whether the server honours If-None-Match
-        self._probing = threading.RLock()  # (a probe's unanswered PUT forgets: ``error``)
-        self._probe_after = 0.0  # (a probe that failed: not before then)
 
     # -- errors -----------------------------------------------------------------------
 
     def error(self, exc: Exception) -> PhotodError:
-        if isinstance(exc, CUT):  # No answer: the next may be another server's (a NAS's,
-            with self._probing:  # replaced), probed again: ``refuses_overwrites``.
-                self._exclusive, self._probe_after = None, 0.0
+        if isinstance(exc, CUT):  # no answer: the next may be another server's
+            self.overwrites.forget()
         return mapped(exc, self.name, self.bucket, self.where, self.endpoint)
 
     def call(self, op: str, **kwargs: Any) -> Any:
@@ -219,12 +217,7 @@ class S3Target(ObjectTarget):
         not answer (``error``): where it does, the PUT is itself the check
         that nothing is at the key; where not, a HEAD just before it narrows the moment
         two computers could both find a name free from a minute to milliseconds."""
-        with self._probing:  # (one probe for the upload threads that all ask at once)
-            if self._exclusive is None and time.monotonic() >= self._probe_after:
-                self._exclusive = self._probe()
-                if self._exclusive is None:  # asked again in a while, not at every upload
-                    self._probe_after = time.monotonic() + PROBE_AGAIN
-        return self._exclusive
+        return self.overwrites.refused(self._probe)
 
     def _probe(self) -> bool | None:
         # The object is this process's alone (this installation's id, then a random

@@ -28,6 +28,7 @@ more than before, then the client's own retries; once photod stops, none
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -50,11 +51,14 @@ PASSING = (429, 500, 502, 503, 504)  # answers that say nothing about this path
 class Presigned:
     def __init__(
         self, client: Any, presigner: Callable[[], Any], bucket: str, target: str,
-        stopping: Callable[[], bool] = lambda: False,
+        stopping: Callable[[], bool] = lambda: False, unanswered: Callable[[], None] = lambda: None,
     ) -> None:  # fmt: skip
-        """``stopping``: whether photod stops (``s3client.Cut.stopping``)."""
+        """``stopping``: whether photod stops (``s3client.Cut.stopping``); ``unanswered``
+        told of a request the server did not answer (``S3Target.forget``: the next
+        answer may be another server's, asked again whether it refuses overwrites)."""
         self.bucket = bucket
         self.stopping = stopping
+        self.unanswered = unanswered
         self.target = target
         self._make_signer = presigner  # (a second client: made at the first request)
         self._signer: Any = None
@@ -143,13 +147,24 @@ class Presigned:
             response = http.send(request.prepare())
             return int(response.status_code), response.headers
         except NETWORK as exc:  # the client's own call tries again and says what went wrong
+            self.unanswered()
             if self.stopping():  # (not at a stop: a dead link is not waited on twice)
-                why = UNANSWERED if unanswered(exc) else f"no answer as photod stops: {exc}"
-                raise TargetUnavailable(self.target, why) from exc
+                why = UNANSWERED if unanswered(exc) else f"no answer as photod stops: {_said(exc)}"
+                raise TargetUnavailable(self.target, why) from None  # (its URL: signed)
             return NO_ANSWER, {}
         except Exception as exc:  # a botocore this path does not know: off
-            self._off(f"{type(exc).__name__}: {exc}")
+            self._off(f"{type(exc).__name__}: {_said(exc)}")
             return NO_ANSWER, {}
+
+
+_QUERY = re.compile(r"(https?://[^\s?'\"]*)\?[^\s'\"]*")
+
+
+def _said(exc: Exception) -> str:
+    """What an exception says, any URL in it without its query: a presigned URL's
+    query holds its signature and a session's token, usable for minutes, never to
+    be in an event."""
+    return _QUERY.sub(r"\1?…", str(exc))
 
 
 class _Quick:
