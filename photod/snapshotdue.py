@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from photod import __version__, failpoints
 from photod.catalog import Catalog
 from photod.config import Config
 from photod.errors import PhotodError
+from photod.logs import log
 from photod.snapshot import SNAPSHOT_EVERY
 
 RETRY = 3600.0  # seconds before a snapshot that failed on a target is tried there again
@@ -39,6 +41,7 @@ class Snapshotted:
     targets: frozenset[str]
     catalog: int
     generations: tuple[tuple[str, int], ...] = ()  # (target, the generation it has)
+    unsure: frozenset[str] = frozenset()  # kept from the last run, not checked there yet
 
 
 def _inode(catalog: Catalog) -> int:
@@ -49,9 +52,9 @@ def _inode(catalog: Catalog) -> int:
 
 
 def _config(cfg: Config) -> str:
-    """The config and photod a snapshot's plan and kept config were written by (a
-    config edited, or photod upgraded, while stopped: those beside it are written
-    again)."""
+    """The config a snapshot's plan and kept config were written by (a config edited
+    while stopped: those beside it are written again; photod's version too, though a
+    checkout's stays 0.1.0 between upgrades)."""
     return hashlib.sha256(f"{__version__}\n{cfg!r}".encode()).hexdigest()[:32]
 
 
@@ -85,7 +88,7 @@ class Due:
         self.failing: set[str] = set()  # those the one being written failed on
         if handed is not None and (handed.cfg, handed.catalog) == (cfg, _inode(catalog)):
             self.at, self.to = (catalog.changes(), 0.0), handed.targets  # (it stands)
-            self.generations = dict(handed.generations)
+            self.generations, self.unsure = dict(handed.generations), set(handed.unsure)
         elif kept := _kept(catalog, cfg):
             self.at, self.to = (catalog.changes(), 0.0), frozenset(kept)
             self.generations, self.unsure = kept, set(kept)
@@ -100,9 +103,9 @@ class Due:
             self.kept, self.unsure = frozenset(), set()  # (each written: none to look at)
             return available
         for name in self.unsure & available:  # (once a start, each: one listing)
-            self.unsure.discard(name)
             if self._newest(name) != self.generations.get(name):
                 self.to -= {name}
+            self.unsure.discard(name)  # (checked: after, so a check that raised is not)
         self.kept = self.to  # (those that have it still: the catalog as it was)
         return frozenset(
             n for n in available - self.to if now - self.failed.get(n, -math.inf) >= RETRY
@@ -125,8 +128,8 @@ class Due:
     def _newest(self, name: str) -> int | None:
         try:
             return self.newest(name)
-        except (PhotodError, OSError):
-            return None  # (not known to have it: written again)
+        except Exception:  # (any: not known to have it, so written again)
+            return None
 
     def keep(self, wrote: Iterable[str], generation: int) -> None:
         """After ``written``: generation ``generation`` went to ``wrote``; what the
@@ -137,7 +140,11 @@ class Due:
         failpoints.hit("snapshot_written")  # a kill here: one snapshot more at the next start
         if covered:
             record = {"config": _config(self.cfg), "targets": covered}
-            self.catalog.cover(json.dumps(record, sort_keys=True))
+            try:
+                self.catalog.cover(json.dumps(record, sort_keys=True))
+            except (PhotodError, sqlite3.Error, OSError) as exc:  # (one snapshot more)
+                log.warning("snapshot_cover_failed", error=str(exc),
+                            action="the next start writes the snapshot again")  # fmt: skip
 
     def handover(self) -> Snapshotted | None:
         """What the last snapshot covers, for the pipeline after a reload (None once the
@@ -145,4 +152,5 @@ class Due:
         if self.catalog.changes() != self.at[0]:
             return None
         generations = tuple(sorted(self.generations.items()))
-        return Snapshotted(self.cfg, self.to, _inode(self.catalog), generations)
+        return Snapshotted(self.cfg, self.to, _inode(self.catalog), generations,
+                           frozenset(self.unsure))  # fmt: skip

@@ -361,3 +361,50 @@ def test_what_a_snapshot_covers_is_kept_only_until_the_catalog_changes(tmp_path:
         assert "fourth" == reader.covered()
     finally:
         reader.close()
+
+
+def test_a_target_a_reload_came_before_is_still_checked_when_it_comes(tmp_path: Path) -> None:
+    """A start takes what the last run's snapshot covered, each target checked when it is
+    first there; a reload before the drive came back (unplugged at the start) hands the
+    check over, and the drive put back older (without that generation) gets the snapshot.
+    The reload dropped it: the drive was taken as having it for the rest of the run.
+    A check that raises leaves the target to be written, never taken as having it."""
+    from photod import config as configmod
+    from photod.snapshotdue import Due
+    from tests.conftest import write_config
+
+    cfg = configmod.load(write_config(
+        tmp_path / "photod.toml", [],
+        [{"name": "nas", "type": "local", "path": str(tmp_path / "nas")},
+         {"name": "usb", "type": "local", "path": str(tmp_path / "usb")}],
+        policy={"copies": 1, "media": 1, "offsite": 0},
+    ))  # fmt: skip
+    path = tmp_path / "catalog.sqlite"
+    catalog = Catalog(path)
+    try:  # the last run: generation 1 on both
+        grow(catalog, 1)
+        due = Due(catalog, cfg, None)
+        both = frozenset({"nas", "usb"})
+        assert both == due.wanted(both, 0.0)
+        write(catalog, {"nas": target()}, tmp_path)
+        due.written(both, 0.0, 1.0)
+        due.keep(both, catalog.generation)
+        generation = catalog.generation
+    finally:
+        catalog.close()
+    has = {"nas": generation, "usb": None}  # the drive put back is an older one
+    catalog = Catalog(path)
+    try:
+        start = Due(catalog, cfg, None, newest=has.get)
+        assert frozenset() == start.wanted(frozenset({"nas"}), 10.0)  # (the drive away)
+        reloaded = Due(catalog, cfg, start.handover(), newest=has.get)
+        assert frozenset({"usb"}) == reloaded.wanted(both, 20.0)
+
+        def broken(name: str) -> int | None:
+            raise RuntimeError("a backend's bug")
+
+        start = Due(catalog, cfg, None, newest=broken)
+        assert frozenset({"usb"}) == start.wanted(frozenset({"usb"}), 10.0)
+        assert frozenset({"usb"}) == start.wanted(frozenset({"usb"}), 11.0)
+    finally:
+        catalog.close()
