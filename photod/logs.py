@@ -98,8 +98,11 @@ class _Teed:
     def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> Any:
         if _LEVELS.get(event["level"], 0) >= self.out.level:
             line: Any = dict(event)
-            for step in self.timeline:
-                line = step(logger, name, line)
+            try:
+                for step in self.timeline:
+                    line = step(logger, name, line)
+            except Exception:  # (a field that cannot be shown: the event is still said)
+                line = f"{event['level']} {event.get('event')} (its fields cannot be shown)"
             self.out.write(line)
         return event
 

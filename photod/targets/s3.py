@@ -165,6 +165,7 @@ class S3Target(ObjectTarget):
         self.cut = Cut(self.client)
         self.kept = Kept()  # uploads the network cut, resumed by the next try (``S3Writer``)
         self.overwrites = OverwriteRule()  # (``refuses_overwrites``)
+        self.cut.unanswered = self.overwrites.forget
         self.presigned = Presigned(self.client, presigner, bucket, name, self.cut.stopping,
                                    self.overwrites.forget)  # fmt: skip
         self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"s3-{name}")

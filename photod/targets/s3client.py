@@ -51,6 +51,7 @@ NETWORK = (BotoCoreError, Urllib3Error, OSError)
 # some servers, `rclone serve s3` among them, drop the whole upload at one).
 CUT = (BotoConnectionError, HTTPClientError, Urllib3Error, OSError)
 PASSING = {"RequestTimeout", "InternalError", *THROTTLED}
+GATEWAY = (502, 503, 504)  # a gateway's (or the server's) word that no server answered
 
 
 _loaders: list[Any] = []  # the first session's loader of API descriptions, shared
@@ -158,6 +159,7 @@ class Cut:
                            https=self._tracked(AWSHTTPSConnectionPool))  # fmt: skip
         self.stop: threading.Event | None = None
         self.silent = threading.Event()  # set once a stop found the link dead
+        self.unanswered: Callable[[], None] = lambda: None  # told of each (``_again``)
         client.meta.events.register_first("needs-retry.s3", self._again)
 
     def _tracked(self, base: type) -> type:
@@ -186,7 +188,13 @@ class Cut:
 
     def _again(self, **kwargs: Any) -> bool | None:
         """botocore's retry of a failed request, none once photod stops: a request cut
-        then is not sent again on the same dead link (photod's next run tries)."""
+        then is not sent again on the same dead link (photod's next run tries).  A
+        request the server did not answer (the link, or a gateway's 502-504: a server
+        behind it replaced) is told (``unanswered``) though botocore's retry may pass."""
+        response = kwargs.get("response")
+        status = getattr(response[0], "status_code", None) if response else None
+        if isinstance(kwargs.get("caught_exception"), NETWORK) or status in GATEWAY:
+            self.unanswered()
         return False if self.stopping() else None
 
     def when(self, stop: threading.Event) -> None:

@@ -40,7 +40,7 @@ from botocore.utils import percent_encode
 
 from photod.errors import TargetUnavailable
 from photod.logs import log
-from photod.targets.s3client import NETWORK, unanswered
+from photod.targets.s3client import GATEWAY, NETWORK, unanswered
 from photod.targets.stopcut import UNANSWERED
 
 EXPIRES = 300  # seconds a presigned request stays valid: it is sent at once
@@ -145,6 +145,8 @@ class Presigned:
                 self._off(f"signed for {netloc}, not {self.host}")
                 return NO_ANSWER, {}
             response = http.send(request.prepare())
+            if response.status_code in GATEWAY:  # (no server's answer: maybe another's next)
+                self.unanswered()
             return int(response.status_code), response.headers
         except NETWORK as exc:  # the client's own call tries again and says what went wrong
             self.unanswered()
@@ -157,14 +159,15 @@ class Presigned:
             return NO_ANSWER, {}
 
 
-_QUERY = re.compile(r"(https?://[^\s?'\"]*)\?[^\s'\"]*")
+_QUERY = re.compile(r"(?i)(https?://[^\s?'\"]*)\?[^\s'\"()<>]*")
+_SECRET = re.compile(r"(?i)(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s'\"()<>]*")
 
 
 def _said(exc: Exception) -> str:
     """What an exception says, any URL in it without its query: a presigned URL's
     query holds its signature and a session's token, usable for minutes, never to
     be in an event."""
-    return _QUERY.sub(r"\1?…", str(exc))
+    return _SECRET.sub(r"\1…", _QUERY.sub(r"\1?…", str(exc)))  # (a URL without its host too)
 
 
 class _Quick:
