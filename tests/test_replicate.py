@@ -682,10 +682,7 @@ def test_a_photo_uploaded_after_its_ingest_is_proved_by_the_md5_of_that_read(
     shas = {p: sha256(p) for p in (good, bad)}
     for p in (good, bad):
         rig.ingest(p)
-    st = bad.stat()
-    data = bad.read_bytes()
-    bad.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # another byte, same size and time
-    os.utime(bad, ns=(st.st_atime_ns, st.st_mtime_ns))
+    _changed_in_place(bad)
     with capture_logs() as logs:
         assert 1 == rig.rep.replicate_pending("s3")
     [copy] = rig.catalog.replicas(shas[good])
@@ -703,6 +700,45 @@ def test_a_photo_uploaded_after_its_ingest_is_proved_by_the_md5_of_that_read(
     assert bad.name not in " ".join(s3.keys())
     rig.close()
     s3.close()
+
+
+def _queued_rig(kind: str, tmp_path: Path, s3_server: Any, endpoint: str) -> tuple[Any, Rig]:
+    """A rig whose one target, "s3", is ``_remote``'s, a photo's copies to it queued."""
+    target = _remote(kind, tmp_path, s3_server, endpoint)
+    rig = Rig(tmp_path, "s3", shared={"s3": target})
+    rig.states["s3"].queued = True
+    return target, rig
+
+
+def _went_beside(rig: Rig, target: Any, path: Path, key: str, other: bytes) -> None:
+    """The photo at ``path`` went beside the other photo's file at its name ``key``,
+    under its suffixed name, and that file is as it was."""
+    [copy] = rig.catalog.replicas(sha256(path))
+    assert f"2008/2008-05-30/jpg_Canon_40D~{sha256(path)[:8]}.jpg" == copy.relpath
+    with target.open(key) as f:
+        assert other == f.read()
+
+
+def _changed_in_place(path: Path) -> None:
+    """Its last byte changed, its size and times kept: a scan sees no change."""
+    st = path.stat()
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _two_computers(
+    tmp_path: Path, samples: Path, name: str, target: Any, queued: bool
+) -> tuple[Rig, Rig]:
+    """Two computers sharing ``target`` (named ``name``): the first has copied a photo
+    to it and listed it; the second, which has read that list, is made (``queued``: its
+    copies to the target wait for the catch-up)."""
+    first = Rig(tmp_path / "one", name, shared={name: target}, me="laptop")
+    first.ingest(first.add(samples / "jpg_Canon_40D.jpg"))
+    first.fleet.flush()
+    second = Rig(tmp_path / "two", name, shared={name: target}, me="desktop")
+    second.states[name].queued = queued
+    return first, second
 
 
 def _remote(kind: str, tmp_path: Path, s3_server: Any, endpoint: str) -> Any:
@@ -745,9 +781,7 @@ def test_a_name_taken_by_a_file_that_cannot_be_read_now_is_a_failed_try_not_a_se
         ("refuse", 500, "InternalError", "We encountered an internal error")
         if broken.is_set() and method == "GET" and (path.endswith(".jpg") or "/data/" in path)
         else "pass"))  # fmt: skip
-    target = _remote(kind, tmp_path, s3_server, proxy.endpoint)
-    rig = Rig(tmp_path, "s3", shared={"s3": target})
-    rig.states["s3"].queued = True
+    target, rig = _queued_rig(kind, tmp_path, s3_server, proxy.endpoint)
     try:
         path = rig.add(samples / "jpg_Canon_40D.jpg")
         key = "2008/2008-05-30/jpg_Canon_40D.jpg"
@@ -819,9 +853,7 @@ def test_another_photos_encrypted_object_at_the_name_is_downloaded_once(
     if not s3_server.running():
         s3_server.start()
     proxy = FaultProxy(s3_server.endpoint)
-    target = _remote("encrypted", tmp_path, s3_server, proxy.endpoint)
-    rig = Rig(tmp_path, "s3", shared={"s3": target})
-    rig.states["s3"].queued = True
+    target, rig = _queued_rig("encrypted", tmp_path, s3_server, proxy.endpoint)
     try:
         path = rig.add(samples / "jpg_Canon_40D.jpg")
         key = "2008/2008-05-30/jpg_Canon_40D.jpg"
@@ -833,10 +865,7 @@ def test_another_photos_encrypted_object_at_the_name_is_downloaded_once(
         proxy.begun.clear()
         assert 1 == rig.rep.replicate_pending("s3")
         assert 1 == sum(method == "GET" and p.endswith(obj) for method, p in proxy.begun)
-        [copy] = rig.catalog.replicas(sha256(path))
-        assert f"2008/2008-05-30/jpg_Canon_40D~{sha256(path)[:8]}.jpg" == copy.relpath
-        with target.open(key) as f:
-            assert other == f.read()
+        _went_beside(rig, target, path, key, other)
     finally:
         rig.close()
         target.close()
@@ -869,10 +898,7 @@ def test_a_photo_copied_to_a_nas_first_still_goes_to_s3_proved_by_the_md5_of_its
         assert 2 == rig.rep.replicate_pending("nas")
         rig.mem["nas"].available = False  # (its copies are no source now: the files are)
         rig.fleet.refresh("nas")
-        st = bad.stat()
-        data = bad.read_bytes()
-        bad.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # another byte, same size and time
-        os.utime(bad, ns=(st.st_atime_ns, st.st_mtime_ns))
+        _changed_in_place(bad)
         with capture_logs() as logs:
             assert 1 == rig.rep.replicate_pending("s3")
         failed = [e["error"] for e in logs if e["event"] == "replica_failed"]
@@ -901,11 +927,7 @@ def test_another_computers_copy_that_cannot_be_read_now_is_a_failed_try_not_a_se
         ("refuse", 500, "InternalError", "We encountered an internal error")
         if broken.is_set() and method == "GET" and path.endswith(".jpg") else "pass"))  # fmt: skip
     target = _remote("s3", tmp_path, s3_server, proxy.endpoint)
-    first = Rig(tmp_path / "one", "s3", shared={"s3": target}, me="laptop")
-    first.ingest(first.add(samples / "jpg_Canon_40D.jpg"))
-    first.fleet.flush()
-    second = Rig(tmp_path / "two", "s3", shared={"s3": target}, me="desktop")  # (reads its list)
-    second.states["s3"].queued = queued
+    first, second = _two_computers(tmp_path, samples, "s3", target, queued)
     try:
         broken.set()
         path = second.add(samples / "jpg_Canon_40D.jpg", "renamed.jpg")
@@ -958,9 +980,7 @@ def test_a_name_taken_by_a_file_that_can_never_be_read_holds_back_that_photo_alo
         ("refuse", 403, "AccessDenied", "Access Denied")
         if method == "GET" and blocked and path.endswith(blocked[0]) else "pass"))  # fmt: skip
     lineless, kind = kind.endswith("-no-line"), kind.removesuffix("-no-line")
-    target = _remote(kind, tmp_path, s3_server, proxy.endpoint)
-    rig = Rig(tmp_path, "s3", shared={"s3": target})
-    rig.states["s3"].queued = True
+    target, rig = _queued_rig(kind, tmp_path, s3_server, proxy.endpoint)
     try:
         first, second = (rig.add(p) for p in sorted(samples.glob("*.jpg"))[:2])
         rig.ingest(first)
@@ -1005,9 +1025,7 @@ def test_another_photos_file_at_the_name_that_cannot_be_read_is_passed_by_unread
     proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: (
         ("refuse", 403, "AccessDenied", "Access Denied")
         if method == "GET" and blocked and path.endswith(blocked[0]) else "pass"))  # fmt: skip
-    target = _remote(kind, tmp_path, s3_server, proxy.endpoint)
-    rig = Rig(tmp_path, "s3", shared={"s3": target})
-    rig.states["s3"].queued = True
+    target, rig = _queued_rig(kind, tmp_path, s3_server, proxy.endpoint)
     try:
         path = rig.add(samples / "jpg_Canon_40D.jpg")
         key = "2008/2008-05-30/jpg_Canon_40D.jpg"
@@ -1019,12 +1037,9 @@ def test_another_photos_file_at_the_name_that_cannot_be_read_is_passed_by_unread
         with capture_logs() as logs:
             assert 1 == rig.rep.replicate_pending("s3")
         assert not [e for e in logs if e["event"] == "replica_failed"]
-        [copy] = rig.catalog.replicas(sha256(path))
-        assert f"2008/2008-05-30/jpg_Canon_40D~{sha256(path)[:8]}.jpg" == copy.relpath
         assert not [p for method, p in proxy.begun if method == "GET" and p.endswith(blocked[0])]
         blocked.clear()
-        with target.open(key) as f:
-            assert other == f.read()
+        _went_beside(rig, target, path, key, other)
     finally:
         rig.close()
         target.close()
@@ -1040,11 +1055,7 @@ def test_another_computers_copy_recorded_counts_even_when_the_targets_list_of_it
     `replica_failed`, and counted as no copy made, for a copy recorded); the list waits
     for a later flush."""
     shared = _ListRefused("b")
-    first = Rig(tmp_path / "one", "b", shared={"b": shared}, me="laptop")
-    first.ingest(first.add(samples / "jpg_Canon_40D.jpg"))
-    first.fleet.flush()
-    second = Rig(tmp_path / "two", "b", shared={"b": shared}, me="desktop")  # (reads its list)
-    second.states["b"].queued = True
+    first, second = _two_computers(tmp_path, samples, "b", shared, True)
     try:
         second.ingest(second.add(samples / "jpg_Canon_40D.jpg", "renamed.jpg"))
         [asset] = second.catalog.pending("b", 10, now=1e12)
