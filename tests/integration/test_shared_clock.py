@@ -83,6 +83,8 @@ def test_a_clock_hours_ahead_leaves_the_other_computers_write_in_flight(
 
     # The first record the laptop writes now waits 45 s between its temporary and its name
     # (the desktop's start below must fit in it on a busy machine: 20 s did not, once).
+    # A new photo gives it records to write: a restart with nothing new writes none.
+    make_photos(laptop.home / "inbox", 1, start=1)
     laptop.env["PHOTOD_FAILPOINTS"] = "meta_written=1:sleep:45"
     laptop.start(wait=False)
 
