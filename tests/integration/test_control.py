@@ -218,14 +218,12 @@ def test_a_pause_ends_on_time_when_the_clock_is_set_back(setup: Setup, samples: 
     PAUSED), and `photod backup` takes a new photo at once instead of holding it for a
     year.  (The wall clock of every process here is moved by libfaketime; the
     monotonic clocks are left alone, as the kernel leaves them.)"""
-    libs = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
-    if not libs:
-        pytest.fail("libfaketime not found: apt-get install faketime (CI does)")
+    from tests.integration.test_schedule import _faked
+
     offset = setup.home / "faketime.rc"
     offset.write_text("+0\n")
     p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}])
-    p.env |= {"LD_PRELOAD": str(libs[0]), "FAKETIME_TIMESTAMP_FILE": str(offset),
-              "FAKETIME_NO_CACHE": "1", "DONT_FAKE_MONOTONIC": "1"}  # fmt: skip
+    _faked(p, offset)
     p.start()
     try:
         r = p.cli("pause", "--for", "2s")

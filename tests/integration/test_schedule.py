@@ -19,8 +19,11 @@ pytestmark = pytest.mark.integration
 
 def _faked(p: Photod, offset: Path) -> None:
     """The wall clock of ``p``'s processes moved by what ``offset`` says (libfaketime;
-    the monotonic clocks are left alone, as the kernel leaves them)."""
-    libs = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    the monotonic clocks are left alone, as the kernel leaves them).  Its thread-safe
+    build: the plain one, reading the file at every call, gave a thread now and then
+    the real time (a race on its buffer, about one reading in 150 with four threads
+    asking): a scheduler that read it once took a job as due weeks ago and ran it."""
+    libs = sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"))
     if not libs:
         pytest.fail("libfaketime not found: apt-get install faketime (CI does)")
     p.env |= {"LD_PRELOAD": str(libs[0]), "FAKETIME_TIMESTAMP_FILE": str(offset),
