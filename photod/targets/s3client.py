@@ -54,6 +54,14 @@ PASSING = {"RequestTimeout", "InternalError", *THROTTLED}
 GATEWAY = (502, 503, 504)  # a gateway's (or the server's) word that no server answered
 
 
+def no_server(status: int | None, code: str | None) -> bool:
+    """Whether an answer of HTTP ``status`` (S3 error ``code``, when it has one) says that
+    no S3 server answered: a gateway's 502-504 (the server behind it gone, maybe
+    replaced).  Not a server's own 503 that sheds load (SlowDown): that server answered,
+    and what was learned of it stands (forgotten, every throttle cost a new probe)."""
+    return status in GATEWAY and code not in THROTTLED
+
+
 _loaders: list[Any] = []  # the first session's loader of API descriptions, shared
 _lock = threading.Lock()
 
@@ -190,10 +198,13 @@ class Cut:
         """botocore's retry of a failed request, none once photod stops: a request cut
         then is not sent again on the same dead link (photod's next run tries).  A
         request the server did not answer (the link, or a gateway's 502-504: a server
-        behind it replaced) is told (``unanswered``) though botocore's retry may pass."""
+        behind it replaced; ``no_server``) is told (``unanswered``) though botocore's
+        retry may pass."""
         response = kwargs.get("response")
         status = getattr(response[0], "status_code", None) if response else None
-        if isinstance(kwargs.get("caught_exception"), NETWORK) or status in GATEWAY:
+        error = response[1].get("Error") if response and isinstance(response[1], dict) else None
+        code = error.get("Code") if isinstance(error, dict) else None
+        if isinstance(kwargs.get("caught_exception"), NETWORK) or no_server(status, code):
             self.unanswered()
         return False if self.stopping() else None
 

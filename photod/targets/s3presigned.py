@@ -40,7 +40,7 @@ from botocore.utils import percent_encode
 
 from photod.errors import TargetUnavailable
 from photod.logs import log
-from photod.targets.s3client import GATEWAY, NETWORK, unanswered
+from photod.targets.s3client import NETWORK, no_server, unanswered
 from photod.targets.stopcut import UNANSWERED
 
 EXPIRES = 300  # seconds a presigned request stays valid: it is sent at once
@@ -145,7 +145,7 @@ class Presigned:
                 self._off(f"signed for {netloc}, not {self.host}")
                 return NO_ANSWER, {}
             response = http.send(request.prepare())
-            if response.status_code in GATEWAY:  # (no server's answer: maybe another's next)
+            if no_server(response.status_code, _code(response)):  # (maybe another's next)
                 self.unanswered()
             return int(response.status_code), response.headers
         except NETWORK as exc:  # the client's own call tries again and says what went wrong
@@ -157,6 +157,18 @@ class Presigned:
         except Exception as exc:  # a botocore this path does not know: off
             self._off(f"{type(exc).__name__}: {_said(exc)}")
             return NO_ANSWER, {}
+
+
+_CODE = re.compile(rb"<Code>([^<]{1,64})</Code>")
+
+
+def _code(response: Any) -> str | None:
+    """The S3 error code of a server's error (5xx: a few hundred bytes, read whole), None
+    where it has none (a HEAD's, a gateway's page) or the answer is no server error."""
+    if response.status_code < 500:
+        return None
+    found = _CODE.search(response.content or b"")
+    return found.group(1).decode("utf-8", "replace") if found else None
 
 
 _QUERY = re.compile(r"(?i)(https?://[^\s?'\"]*)\?[^\s'\"()<>]*")

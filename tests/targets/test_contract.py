@@ -732,6 +732,42 @@ def test_s3_a_server_replaced_while_it_was_away_is_asked_again_before_any_overwr
         proxy.stop()
 
 
+def test_s3_a_server_shedding_load_keeps_what_its_probe_learned(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """A server that sheds load answers a photo's PUT 503 SlowDown (AWS S3 does under
+    a burst), on photod's quick path and on the client's first try; the client's retry
+    passes.  That 503 is the server's own answer, not a gateway's word that none came:
+    whether it refuses an overwrite is not asked again (a probe is four requests more to
+    a server asking for fewer, and one throttled in turn left each photo's PUT behind a
+    HEAD for ten minutes, with a target_probe_failed warning)."""
+    if not s3_server.running():
+        s3_server.start()
+    throttled = [0]
+
+    def rule(method: str, path: str, query: str) -> Any:
+        if throttled[0] and method == "PUT":
+            throttled[0] -= 1
+            return ("refuse", 503, "SlowDown", "Please reduce your request rate.")
+        return "pass"
+
+    proxy = FaultProxy(s3_server.endpoint, rule, honours=s3_server.root)
+    creds = s3_server.credentials(tmp_path / "aws-credentials")
+    t = s3_target(s3_server, f"shedding-{tmp_path.name}", creds, proxy.endpoint, owner="0123")
+    try:
+        put(t, "2024/a.jpg")
+        assert t.refuses_overwrites() is True
+        probes = [path for method, path in proxy.begun if "/probe-" in path]
+        throttled[0] = 2  # (the quick PUT's and the client's first: its retry passes)
+        put(t, "2024/b.jpg")
+        assert 0 == throttled[0]
+        assert t.refuses_overwrites() is True
+        assert probes == [path for method, path in proxy.begun if "/probe-" in path]
+    finally:
+        t.close()
+        proxy.stop()
+
+
 def test_s3_an_upload_completed_at_its_temporary_whose_answer_was_lost_leaves_nothing(
     s3_server: S3Server, tmp_path: Path
 ) -> None:
