@@ -668,11 +668,30 @@ def inline_secrets(cfg: Config) -> list[str]:
     keys = [f"targets[{i}].rclone_config.{name}" for i, t in enumerate(cfg.targets)
             if isinstance(t, RcloneTarget) and t.rclone_config
             for name, value in t.rclone_config.items() if _is_secret(name, value)]  # fmt: skip
-    if cfg.notify.webhook:
-        keys.append("notify.webhook")
-    if cfg.notify.heartbeat_url:  # its token: whoever has it can ping "all is well"
-        keys.append("notify.heartbeat_url")
-    return keys
+    return keys + [f"notify.{name}" for name in NOTIFY_SECRETS if getattr(cfg.notify, name)]
+
+
+# The notifications' URLs that hold a token (a heartbeat's: whoever has it can ping
+# "all is well").
+NOTIFY_SECRETS = ("webhook", "heartbeat_url")
+
+
+def without_secrets(cfg: Config, mark: str = "<secret>") -> Config:
+    """The config with each secret it holds inline (``inline_secrets``) replaced by
+    ``mark``: what may be told beyond this computer, a hash of it too (the catalog,
+    which every target keeps a copy of, names the config its last snapshot was
+    written by)."""
+    targets = [
+        t.model_copy(update={"rclone_config": {k: mark if _is_secret(k, v) else v
+                                               for k, v in t.rclone_config.items()}})
+        if isinstance(t, RcloneTarget) and t.rclone_config
+        else t
+        for t in cfg.targets
+    ]  # fmt: skip
+    hidden = {name: mark for name in NOTIFY_SECRETS if getattr(cfg.notify, name)}
+    return cfg.model_copy(
+        update={"targets": targets, "notify": cfg.notify.model_copy(update=hidden)}
+    )
 
 
 # Names of rclone options that hold a credential (pass, password2, token, client_secret,

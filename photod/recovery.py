@@ -14,14 +14,19 @@ from typing import Any
 
 from photod import __version__, policy
 from photod.catalog import Catalog, now_iso
-from photod.config import Config, LocalTarget, RcloneTarget, S3Target, is_secret
+from photod.config import (
+    NOTIFY_SECRETS,
+    Config,
+    LocalTarget,
+    RcloneTarget,
+    S3Target,
+    is_secret,
+)
 from photod.targets.rcd import as_read
 from photod.targets.records import PLAN_FORMAT, PLAN_MARK
 
 KEPT_CONFIG = "photod.toml"  # the config as every target keeps it, beside the plan
 SECRET = "<secret: put it back here>"
-# [notify] keys whose value carries a token (a webhook's, a heartbeat's URL).
-_NOTIFY_SECRETS = ("webhook", "heartbeat_url")
 
 
 @dataclass(frozen=True)
@@ -337,7 +342,7 @@ def kept_config(cfg: Config) -> str:
                     remote[name] = SECRET
     notify = data.get("notify")
     if isinstance(notify, dict):
-        for name in _NOTIFY_SECRETS:
+        for name in NOTIFY_SECRETS:
             if notify.get(name):
                 notify[name] = SECRET
     import tomli_w  # only when a snapshot is written

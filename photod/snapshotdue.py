@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from photod import __version__, failpoints
 from photod.catalog import Catalog
-from photod.config import Config
+from photod.config import Config, without_secrets
 from photod.errors import PhotodError
 from photod.logs import log
 from photod.snapshot import SNAPSHOT_EVERY
@@ -54,8 +54,11 @@ def _inode(catalog: Catalog) -> int:
 def _config(cfg: Config) -> str:
     """The config a snapshot's plan and kept config were written by (a config edited
     while stopped: those beside it are written again; photod's version too, though a
-    checkout's stays 0.1.0 between upgrades)."""
-    return hashlib.sha256(f"{__version__}\n{cfg!r}".encode()).hexdigest()[:32]
+    checkout's stays 0.1.0 between upgrades), told without its secrets: those beside
+    it have them marked (a password changed alone wrote the catalog again), and this
+    is kept in the catalog, which the next snapshot copies to the targets."""
+    told = without_secrets(cfg)
+    return hashlib.sha256(f"{__version__}\n{told!r}".encode()).hexdigest()[:32]
 
 
 def _kept(catalog: Catalog, cfg: Config) -> dict[str, int]:

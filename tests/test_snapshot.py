@@ -408,3 +408,54 @@ def test_a_target_a_reload_came_before_is_still_checked_when_it_comes(tmp_path: 
         assert frozenset({"usb"}) == start.wanted(frozenset({"usb"}), 11.0)
     finally:
         catalog.close()
+
+
+@pytest.mark.parametrize("secret", ["an rclone remote's password", "a webhook's token"])
+def test_a_secret_changed_alone_writes_no_snapshot_at_the_next_start(
+    tmp_path: Path, secret: str
+) -> None:
+    """What the last snapshot covers is kept in the catalog with the config it was
+    written by, told without the secrets the config holds inline (an rclone remote's
+    password, a webhook's token): what the targets keep beside a snapshot has them
+    marked, so a secret changed alone (a password rotated) writes no new generation at
+    the next start.  It wrote one (the whole catalog uploaded offsite again), and the
+    record, copied into the snapshots written to a target that came later, held a hash
+    of the secrets with the rest of the config, which that target keeps beside it."""
+    from photod import config as configmod
+    from photod.snapshotdue import Due
+    from tests.conftest import write_config
+
+    def cfg(word: str, offsite: int = 0) -> configmod.Config:
+        remote = {"type": "webdav", "url": "https://dav.example.org", "user": "me"}
+        if secret == "an rclone remote's password":
+            remote["pass"] = word
+        hook = f'\n[notify]\nwebhook = "https://hooks.example.org/{word}"\n'
+        return configmod.load(write_config(
+            tmp_path / "photod.toml", [],
+            [{"name": "nas", "type": "local", "path": str(tmp_path / "nas")},
+             {"name": "cloud", "type": "rclone", "remote": "dav:", "offsite": True,
+              "rclone_config": remote}],
+            policy={"copies": 1, "media": 1, "offsite": offsite},
+            extra=hook if secret == "a webhook's token" else "",
+        ))  # fmt: skip
+
+    path = tmp_path / "catalog.sqlite"
+    catalog = Catalog(path)
+    try:  # the last run: its snapshot on the NAS
+        grow(catalog, 1)
+        due = Due(catalog, cfg("hunter2"), None)
+        assert {"nas"} == due.wanted(frozenset({"nas"}), 0.0)
+        write(catalog, {"nas": target()}, tmp_path)
+        due.written(frozenset({"nas"}), 0.0, 1.0)
+        due.keep(["nas"], catalog.generation)
+        has = {"nas": catalog.generation}
+    finally:
+        catalog.close()
+    catalog = Catalog(path)
+    try:  # the next start, the secret changed
+        start = Due(catalog, cfg("correct-horse"), None, newest=has.get)
+        assert frozenset() == start.wanted(frozenset({"nas"}), 10.0)
+        edited = Due(catalog, cfg("correct-horse", offsite=1), None, newest=has.get)
+        assert {"nas"} == edited.wanted(frozenset({"nas"}), 10.0)  # (an edit that shows)
+    finally:
+        catalog.close()
