@@ -125,7 +125,7 @@ class CatchUp:
                 except TargetUnavailable as exc:
                     copier.fail(asset.sha256, name, exc)
                     return False
-                copier.md5s.vouch(writer, asset.sha256, asset.size)  # (its first try alone)
+                copier.md5s.vouch(name, writer, asset.sha256, asset.size)  # (its first try alone)
                 writers: dict[str, Writer] = {name: writer}
                 copier.register(writers)
                 dropped: dict[str, TargetUnavailable] = {}

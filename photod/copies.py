@@ -353,35 +353,45 @@ class Md5s:
 
     def __init__(self, targets: dict[str, TargetState]) -> None:
         self.targets = targets
+        # sha -> the MD5, then the targets still to take it, NUL-separated: one string an
+        # asset (a tuple of them cost 5 MB more at VOUCHED_MAX)
         self._md5s: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def wanted(self, size: int) -> bool:
-        """Whether a new file's MD5 is worth taking: a queued target will upload it in
+    def wanted(self, size: int) -> frozenset[str]:
+        """The queued targets a new file's MD5 is worth taking for: each uploads it in
         one PUT (a file smaller than its ``one_put_below``)."""
-        return any(
-            state.queued and size < getattr(state.target, "one_put_below", 0)
-            for state in self.targets.values()
+        return frozenset(
+            name
+            for name, state in self.targets.items()
+            if state.queued and size < getattr(state.target, "one_put_below", 0)
         )
 
-    def remember(self, sha: str, md5: hashlib._Hash) -> None:
-        """Keep the MD5 of the read that hashed ``sha``; the oldest go first past
-        VOUCHED_MAX (those uploads hash what they send, as before)."""
+    def remember(self, sha: str, md5: hashlib._Hash, takers: frozenset[str]) -> None:
+        """Keep the MD5 of the read that hashed ``sha`` for the uploads of ``takers``;
+        the oldest go first past VOUCHED_MAX (those uploads hash what they send)."""
         with self._lock:
             while len(self._md5s) >= VOUCHED_MAX:
                 del self._md5s[next(iter(self._md5s))]
-            self._md5s[sha] = base64.b64encode(md5.digest()).decode()
+            self._md5s[sha] = "\0".join([base64.b64encode(md5.digest()).decode(), *takers])
 
-    def vouch(self, writer: Writer, sha: str, size: int) -> None:
-        """Give an asset's upload the MD5 taken with its SHA-256 (``S3Writer.vouch``).
-        Taken once, by an upload that uses it: a try that fails leaves the next to hash
-        what it sends.  Another target's writer (a NAS's, an encrypted one's) leaves it
-        for the upload to come: taken and dropped there, that upload hashed every byte
-        again."""
+    def vouch(self, name: str, writer: Writer, sha: str, size: int) -> None:
+        """Give an asset's upload to target ``name`` the MD5 taken with its SHA-256
+        (``S3Writer.vouch``).  Taken once by each target that uses it: a try that fails
+        leaves the next to hash what it sends.  Another target's writer (a NAS's, an
+        encrypted one's) leaves it for the uploads to come, and so does each S3 target
+        for the others (taken and dropped by the first, the second S3 target's upload
+        hashed every byte again)."""
         vouch = getattr(writer, "vouch", None)  # (S3's writer alone)
         if vouch is None:
             return
         with self._lock:
-            md5 = self._md5s.pop(sha, None)
-        if md5 is not None:
-            vouch(sha, size, md5)
+            md5, *takers = self._md5s.get(sha, "").split("\0")
+            if name not in takers:
+                return
+            takers.remove(name)
+            if takers:
+                self._md5s[sha] = "\0".join([md5, *takers])
+            else:
+                del self._md5s[sha]
+        vouch(sha, size, md5)

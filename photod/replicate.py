@@ -242,12 +242,13 @@ class Replicator:
             return new.staged_sha256, adopted
         new.file.seek(0)
         # The Content-MD5 of an upload to come, from this read (``copies.Md5s``)
-        md5 = hashlib.md5() if self.copier.md5s.wanted(new.size) else None
+        takers = self.copier.md5s.wanted(new.size)
+        md5 = hashlib.md5() if takers else None
         sha = self.copier.pump(new.file, rest, dropped, md5=md5)
         if not sha:  # a file can always be read again; never record an asset without one
             raise SourceChanged(f"{new.path}: its SHA-256 could not be taken")
         if md5 is not None:
-            self.copier.md5s.remember(sha, md5)
+            self.copier.md5s.remember(sha, md5, takers)
         if new.staged_sha256 is not None and sha != new.staged_sha256:
             # The staged bytes are not what came from the phone: no copy of them counts.
             raise SourceChanged(f"{new.path}: read {sha}, expected {new.staged_sha256}")

@@ -1063,3 +1063,47 @@ def test_another_computers_copy_recorded_counts_even_when_the_targets_list_of_it
     finally:
         first.close()
         second.close()
+
+
+def test_a_photo_goes_up_to_two_s3_targets_proved_by_the_md5_of_its_ingest(
+    tmp_path: Path, samples: Path, s3_server: Any
+) -> None:
+    """The Content-MD5 taken at a photo's ingest proves its upload to each S3 target
+    that uploads it in one PUT (a NAS's MinIO and a bucket offsite), not to the first
+    alone: the first took it and dropped it, and the second hashed every byte again
+    (SHA-256 and MD5: more CPU than the rest of a small photo's upload).  Seen as the
+    server's own check refusing a photo rewritten in place since its ingest (other
+    bytes of the same size and time) on its way to the second: "not the bytes hashed"."""
+    from photod.targets.s3 import S3Target
+    from tests.servers import BUCKET
+
+    creds = s3_server.credentials(tmp_path / "creds")
+
+    def bucket(name: str) -> S3Target:
+        return S3Target(name, BUCKET, f"{tmp_path.name}-{name}", s3_server.endpoint,
+                        credentials_file=creds, part_size=5 * 1024**2, timeout=5)  # fmt: skip
+
+    buckets = {name: bucket(name) for name in ("minio", "offsite")}
+    for name, s3 in buckets.items():
+        s3.put_meta("target.json", f'{{"id": "t-{tmp_path.name}-{name}"}}'.encode())
+    rig = Rig(tmp_path, "minio", "offsite", shared=buckets)  # type: ignore[arg-type]
+    for name in buckets:
+        rig.states[name].queued = True
+    try:
+        good, bad = (rig.add(p) for p in sorted(samples.glob("*.jpg"))[:2])
+        for p in (good, bad):
+            rig.ingest(p)
+        assert 2 == rig.rep.replicate_pending("minio")
+        rig.states["minio"].available = False  # (its copies are no source now: the files are)
+        st = bad.stat()
+        data = bad.read_bytes()
+        bad.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # another byte, same size and time
+        os.utime(bad, ns=(st.st_atime_ns, st.st_mtime_ns))
+        with capture_logs() as logs:
+            assert 1 == rig.rep.replicate_pending("offsite")
+        failed = [e["error"] for e in logs if e["event"] == "replica_failed"]
+        assert failed and "not the bytes hashed" in failed[0]  # the server's MD5 check
+    finally:
+        rig.close()
+        for s3 in buckets.values():
+            s3.close()
