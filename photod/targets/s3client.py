@@ -52,14 +52,17 @@ NETWORK = (BotoCoreError, Urllib3Error, OSError)
 CUT = (BotoConnectionError, HTTPClientError, Urllib3Error, OSError)
 PASSING = {"RequestTimeout", "InternalError", *THROTTLED}
 GATEWAY = (502, 503, 504)  # a gateway's (or the server's) word that no server answered
+# A server's own 503s that ask for fewer requests: AWS's (THROTTLED), MinIO's when its
+# drives lag (SlowDownRead, SlowDownWrite) or a lock waited too long (RequestTimeout).
+SHEDDING = {*THROTTLED, "SlowDownRead", "SlowDownWrite", "RequestTimeout"}
 
 
 def no_server(status: int | None, code: str | None) -> bool:
     """Whether an answer of HTTP ``status`` (S3 error ``code``, when it has one) says that
     no S3 server answered: a gateway's 502-504 (the server behind it gone, maybe
-    replaced).  Not a server's own 503 that sheds load (SlowDown): that server answered,
+    replaced).  Not a server's own 503 that sheds load (``SHEDDING``): that server answered,
     and what was learned of it stands (forgotten, every throttle cost a new probe)."""
-    return status in GATEWAY and code not in THROTTLED
+    return status in GATEWAY and code not in SHEDDING
 
 
 _loaders: list[Any] = []  # the first session's loader of API descriptions, shared

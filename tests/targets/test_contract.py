@@ -732,11 +732,13 @@ def test_s3_a_server_replaced_while_it_was_away_is_asked_again_before_any_overwr
         proxy.stop()
 
 
+@pytest.mark.parametrize("code", ["SlowDown", "SlowDownWrite", "RequestTimeout"])
 def test_s3_a_server_shedding_load_keeps_what_its_probe_learned(
-    s3_server: S3Server, tmp_path: Path
+    s3_server: S3Server, tmp_path: Path, code: str
 ) -> None:
-    """A server that sheds load answers a photo's PUT 503 SlowDown (AWS S3 does under
-    a burst), on photod's quick path and on the client's first try; the client's retry
+    """A server that sheds load answers a photo's PUT 503 (AWS S3's SlowDown under a
+    burst; MinIO's SlowDownWrite when its drives lag, RequestTimeout when a lock waited
+    too long), on photod's quick path and on the client's first try; the client's retry
     passes.  That 503 is the server's own answer, not a gateway's word that none came:
     whether it refuses an overwrite is not asked again (a probe is four requests more to
     a server asking for fewer, and one throttled in turn left each photo's PUT behind a
@@ -748,7 +750,7 @@ def test_s3_a_server_shedding_load_keeps_what_its_probe_learned(
     def rule(method: str, path: str, query: str) -> Any:
         if throttled[0] and method == "PUT":
             throttled[0] -= 1
-            return ("refuse", 503, "SlowDown", "Please reduce your request rate.")
+            return ("refuse", 503, code, "Please reduce your request rate.")
         return "pass"
 
     proxy = FaultProxy(s3_server.endpoint, rule, honours=s3_server.root)
