@@ -298,27 +298,22 @@ class CatchUp:
         self, asset: Asset, exclude: str
     ) -> Iterator[tuple[str, str, Callable[[], BinaryIO]]]:
         """(target or '' for a source file, key, opener) for a copy of the asset's
-        bytes: verified replicas on other available targets first, then source files
-        that look unchanged since they were hashed."""
-        # Local copies first: reading back from a remote costs time and egress.
-        replicas = sorted(
-            self.catalog.replicas(asset.sha256),
-            key=lambda r: r.target in self.targets and self.targets[r.target].queued,
-        )
-        for r in replicas:
+        bytes: verified replicas on other available local targets first, then source
+        files that look unchanged since they were hashed, then remote replicas (reading
+        back from a remote costs time and egress: a drive or a second bucket filled
+        from the first bucket while the photo sat in the watch folder)."""
+        remote = []
+        for r in self.catalog.replicas(asset.sha256):
             state = self.targets.get(r.target)
-            if r.target != exclude and state is not None and state.available:
-                yield r.target, r.relpath, functools.partial(state.target.open, r.relpath)
-        for source, rel, size, mtime_ns in self.catalog.source_paths(asset.sha256):
-            root = self.source_roots.get(source)
-            if root is None:
+            if r.target == exclude or state is None or not state.available:
                 continue
-            try:
-                st = os.lstat(root / rel)
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
-                yield "", rel, functools.partial(open_source, root, rel)  # hashed on the way
+            opener = r.target, r.relpath, functools.partial(state.target.open, r.relpath)
+            if state.queued:
+                remote.append(opener)
+            else:
+                yield opener
+        yield from source_files(self.catalog, self.source_roots, asset.sha256)
+        yield from remote
 
     def _shared(self, asset: Asset, name: str) -> tuple[str, str] | None:
         """(key, installation) of another installation's proved copy of the asset on the
@@ -339,6 +334,24 @@ class CatchUp:
         self.copier.listed(name, ManifestEntry(asset.sha256, key, asset.size, asset.captured_at))
         log.info("replica_shared", asset=asset.sha256, target=name, path=key, bytes=asset.size,
                  installation=owner, duration=round(time.monotonic() - started, 3))  # fmt: skip
+
+
+def source_files(
+    catalog: Catalog, roots: dict[str, Path], sha: str
+) -> Iterator[tuple[str, str, Callable[[], BinaryIO]]]:
+    """('', path, opener) of the asset's source files that look unchanged since they
+    were hashed (each is hashed again on the way: one changed since is the next
+    source's turn)."""
+    for source, rel, size, mtime_ns in catalog.source_paths(sha):
+        root = roots.get(source)
+        if root is None:
+            continue
+        try:
+            st = os.lstat(root / rel)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
+            yield "", rel, functools.partial(open_source, root, rel)
 
 
 def set_aside(

@@ -543,6 +543,27 @@ def test_a_copy_read_from_a_remote_counts_against_its_egress(tmp_path: Path, sam
     rig.close()
 
 
+def test_a_drive_back_is_filled_from_the_watch_folder_not_from_the_remote(
+    tmp_path: Path, samples: Path
+) -> None:
+    """A drive back after its photos went offsite, the photos still in the watch
+    folder: the catch-up copies them from there, nothing downloaded (it read them back
+    from the remote first: time, and egress paid for bytes lying on the disk)."""
+    rig = Rig(tmp_path, "remote", "local")
+    rig.states["remote"].queued = True
+    rig.mem["local"].available = False
+    rig.fleet.refresh("local")
+    photo = rig.add(next(samples.iterdir()))
+    rig.ingest(photo)
+    assert 1 == rig.rep.replicate_pending("remote")
+    rig.mem["local"].available = True
+    rig.fleet.refresh("local")
+    assert 1 == rig.rep.replicate_pending("local")
+    assert [photo.read_bytes()] == list(rig.mem["local"].objects.values())
+    assert 0 == rig.catalog.egress_used("remote", month())
+    rig.close()
+
+
 class CutOnce(MemoryTarget):
     """A remote whose next ``cut`` downloads end half way without an error, as
     http.client gives what came when a connection drops mid-body."""
