@@ -90,9 +90,10 @@ class Copier:
     # -- writing ---------------------------------------------------------------------
 
     def register(self, writers: dict[str, Writer]) -> None:
-        """Note the temporaries before any byte is written, so a crash can clean them."""
+        """Note the temporaries before any byte is written, so a crash can clean them
+        (a writer that leaves none, ``temp_key`` empty, has nothing to note)."""
         with self._noted_lock:  # (with the catalog's record: ``writing``)
-            self.catalog.add_temps([(n, w.temp_key) for n, w in writers.items()])
+            self.catalog.add_temps([(n, w.temp_key) for n, w in writers.items() if w.temp_key])
             for w in writers.values():
                 self._noted[w] = w.temp_key
         for name, w in writers.items():  # an upload says when the server named it, even
@@ -117,7 +118,7 @@ class Copier:
         """The temporaries of the copies in flight, as the catalog records them: a
         target's tidy when it is back leaves them (``Fleet._tidy``)."""
         with self._noted_lock:
-            return set(self._noted.values())
+            return {temp for temp in self._noted.values() if temp}
 
     def pump(
         self,
@@ -177,7 +178,7 @@ class Copier:
         ended = writer.abort()
         with self._noted_lock:  # no longer in flight: what is left is the tidy's
             self._noted.pop(writer, None)
-        if ended:
+        if ended and writer.temp_key:
             self.catalog.drop_temp(name, writer.temp_key)
         return ended
 
@@ -242,7 +243,7 @@ class Copier:
             shared = None
             if state.records is not None and not repair:
                 shared = ledgers.shared_copy(self.catalog, name, state.target, sha)
-            temp: str | None = writer.temp_key  # its record goes with the copy's
+            temp: str | None = writer.temp_key or None  # its record goes with the copy's
             if shared is not None:
                 self.end(name, writer)
                 temp = None  # (``end`` decided about its record)
@@ -282,7 +283,7 @@ class Copier:
             failpoints.hit("replica_published")
             if temp is not None:  # (a commit may have started the upload: encrypted)
                 self.renote(name, writer)
-                temp = writer.temp_key
+                temp = writer.temp_key or None
             self.catalog.add_replica(sha, name, key, size, method, temp=temp,
                                      owner=owner)  # fmt: skip
             failpoints.hit("replica_recorded")

@@ -60,7 +60,9 @@ class Writer(Protocol):
     def temp_key(self) -> str:
         """Where the bytes sit until commit; recorded so a crash can clean it.  It may
         say more once bytes are written (an S3 upload names the upload the server
-        started, by its id): the caller records it again when it changes."""
+        started, by its id): the caller records it again when it changes.  Empty for
+        a copy that puts nothing anywhere before its commit (one S3 PUT of a vouched
+        body, straight to its key): nothing to record, nothing a crash could leave."""
 
     def write(self, data: bytes) -> None:
         """Append bytes.  Raises TargetFull or TargetUnavailable."""

@@ -122,11 +122,11 @@ class S3Writer:
 
     def vouch(self, sha256: str, size: int, md5: str) -> None:
         """Before any byte: the Content-MD5 one read of the photo gave with its SHA-256.
-        The PUT carries it and the server refuses other bytes, so its 200 proves these
-        are the bytes hashed as ``sha256``; nothing is hashed here.  Not for a file sent
-        in parts (each with its own MD5): hashed as usual."""
+        The PUT carries it and the server refuses other bytes, so its 200 proves these are
+        the bytes hashed as ``sha256``; its one PUT to the key leaves nothing temporary (no
+        record).  Not for a file sent in parts (each with its own MD5): hashed as usual."""
         if not (self.size or self.sha is None or self.resumed) and size < self.t.part_size:
-            self.vouched, self.sha = (sha256, size, md5), None
+            self.vouched, self.sha, self.temp_key = (sha256, size, md5), None, ""
 
     def write(self, data: bytes) -> None:
         if self.sha is not None:
