@@ -23,6 +23,7 @@ from photod import ledgers
 from photod.catalog import Catalog, month
 from photod.copies import Copier
 from photod.errors import (
+    BytesNotHashed,
     ChecksumMismatch,
     PhotodError,
     Stopping,
@@ -156,17 +157,16 @@ class CatchUp:
                 if bad:
                     set_aside(self.catalog, self.source_roots, self.targets[name], name,
                               asset.sha256, bad)  # fmt: skip
-                return copier.commit(
-                    name,
-                    writer,
-                    asset.relpath,
-                    asset.sha256,
-                    asset.size,
-                    mtime_ns,
-                    started,
-                    asset.captured_at,
-                    repair,
-                )
+                    bad = ""  # (aside once: a next source's copy goes under its name)
+                try:
+                    return copier.commit(name, writer, asset.relpath, asset.sha256, asset.size,
+                                         mtime_ns, started, asset.captured_at, repair,
+                                         next_source=True)  # fmt: skip
+                except BytesNotHashed as exc:
+                    # The upload given the photo's MD5 carried other bytes (its file in the
+                    # watch folder rewritten in place, size and time kept): the next source.
+                    last = exc
+                    continue
             copier.fail(
                 asset.sha256, name, last or PhotodError("no readable copy is reachable now")
             )

@@ -28,7 +28,14 @@ from typing import BinaryIO
 
 from photod import failpoints, ledgers, policy
 from photod.catalog import Catalog
-from photod.errors import KeyExists, PhotodError, Stopping, TargetFull, TargetUnavailable
+from photod.errors import (
+    BytesNotHashed,
+    KeyExists,
+    PhotodError,
+    Stopping,
+    TargetFull,
+    TargetUnavailable,
+)
 from photod.fleet import Fleet, TargetState
 from photod.hashing import hash_stream
 from photod.logs import log
@@ -90,8 +97,7 @@ class Copier:
     # -- writing ---------------------------------------------------------------------
 
     def register(self, writers: dict[str, Writer]) -> None:
-        """Note the temporaries before any byte is written, so a crash can clean them
-        (a writer that leaves none, ``temp_key`` empty, has nothing to note)."""
+        """Note the temporaries (a ``temp_key``) before any byte is written."""
         with self._noted_lock:  # (with the catalog's record: ``writing``)
             self.catalog.add_temps([(n, w.temp_key) for n, w in writers.items() if w.temp_key])
             for w in writers.values():
@@ -170,10 +176,9 @@ class Copier:
             self.end(name, w)
 
     def end(self, name: str, writer: Writer) -> bool:
-        """Abort a copy.  Its temporary's record goes once nothing of it is left on
-        the target; it stays while something is (an upload the network cut, which its
-        abort could not reach either), and the target's tidy when it is back
-        (``Fleet._tidy``) removes it then, instead of it staying there for ever."""
+        """Abort a copy.  Its temporary's record goes once nothing of it is left on the
+        target; while something is (an upload cut, its abort too), the target's tidy
+        when it is back (``Fleet._tidy``) removes it then, not left there for ever."""
         self.renote(name, writer)  # (the record kept must name what is left)
         ended = writer.abort()
         with self._noted_lock:  # no longer in flight: what is left is the tidy's
@@ -186,8 +191,7 @@ class Copier:
         """The copy to ``name`` of the photo at ``key`` needs no upload now (another
         installation's copy proved and recorded, or one found there): an upload kept
         for it (S3, a cut network: ``Kept``) is ended, not left on the server, billed,
-        until a restart.  One whose abort the network cuts too stays recorded: the
-        target's tidy when it is back ends it."""
+        until a restart (its abort cut too: recorded, for the target's tidy)."""
         target = self.targets[name].target
         kept = getattr(target, "kept", None)
         temp = kept.forget(key) if kept is not None else None
@@ -231,10 +235,13 @@ class Copier:
         started: float,
         captured_at: str = "",
         repair: str = "",
+        next_source: bool = False,
     ) -> bool:
         """Publish one verified copy, never over another file, and record it; True once
         recorded.  When another installation sharing the target holds these bytes
         already, that copy is proved and recorded instead, and nothing is published.
+        ``next_source``: the caller has other sources: bytes not those hashed (the
+        server's MD5 check: ``BytesNotHashed``) raise, no failed copy.
         ``repair``: why the copy replaces a bad one ('' for none: ``Catalog.to_copy``)."""
         state = self.targets[name]
         try:
@@ -289,6 +296,8 @@ class Copier:
             failpoints.hit("replica_recorded")
         except (PhotodError, OSError) as exc:
             self.end(name, writer)
+            if next_source and isinstance(exc, BytesNotHashed):
+                raise
             self.fail(sha, name, exc)
             return False
         self.listed(name, ManifestEntry(sha, key, size, captured_at, mtime_ns))

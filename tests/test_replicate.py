@@ -1086,15 +1086,8 @@ def test_another_computers_copy_recorded_counts_even_when_the_targets_list_of_it
         second.close()
 
 
-def test_a_photo_goes_up_to_two_s3_targets_proved_by_the_md5_of_its_ingest(
-    tmp_path: Path, samples: Path, s3_server: Any
-) -> None:
-    """The Content-MD5 taken at a photo's ingest proves its upload to each S3 target
-    that uploads it in one PUT (a NAS's MinIO and a bucket offsite), not to the first
-    alone: the first took it and dropped it, and the second hashed every byte again
-    (SHA-256 and MD5: more CPU than the rest of a small photo's upload).  Seen as the
-    server's own check refusing a photo rewritten in place since its ingest (other
-    bytes of the same size and time) on its way to the second: "not the bytes hashed"."""
+def _two_buckets(tmp_path: Path, s3_server: Any) -> tuple[Rig, dict[str, Any]]:
+    """A rig uploading to two S3 targets, "minio" (a NAS's) and "offsite"."""
     from photod.targets.s3 import S3Target
     from tests.servers import BUCKET
 
@@ -1110,20 +1103,66 @@ def test_a_photo_goes_up_to_two_s3_targets_proved_by_the_md5_of_its_ingest(
     rig = Rig(tmp_path, "minio", "offsite", shared=buckets)  # type: ignore[arg-type]
     for name in buckets:
         rig.states[name].queued = True
+    return rig, buckets
+
+
+def _rewritten_in_place(photo: Path) -> None:
+    """Another last byte in the photo's file, its size and time kept."""
+    st = photo.stat()
+    data = photo.read_bytes()
+    photo.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    os.utime(photo, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_a_photo_goes_up_to_two_s3_targets_proved_by_the_md5_of_its_ingest(
+    tmp_path: Path, samples: Path, s3_server: Any
+) -> None:
+    """The Content-MD5 taken at a photo's ingest proves its upload to each S3 target
+    that uploads it in one PUT (a NAS's MinIO and a bucket offsite), not to the first
+    alone: the first took it and dropped it, and the second hashed every byte again
+    (SHA-256 and MD5: more CPU than the rest of a small photo's upload).  Seen as the
+    server's own check refusing a photo rewritten in place since its ingest (other
+    bytes of the same size and time) on its way to the second: "not the bytes hashed"."""
+    rig, buckets = _two_buckets(tmp_path, s3_server)
     try:
         good, bad = (rig.add(p) for p in sorted(samples.glob("*.jpg"))[:2])
         for p in (good, bad):
             rig.ingest(p)
         assert 2 == rig.rep.replicate_pending("minio")
         rig.states["minio"].available = False  # (its copies are no source now: the files are)
-        st = bad.stat()
-        data = bad.read_bytes()
-        bad.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # another byte, same size and time
-        os.utime(bad, ns=(st.st_atime_ns, st.st_mtime_ns))
+        _rewritten_in_place(bad)
         with capture_logs() as logs:
             assert 1 == rig.rep.replicate_pending("offsite")
         failed = [e["error"] for e in logs if e["event"] == "replica_failed"]
         assert failed and "not the bytes hashed" in failed[0]  # the server's MD5 check
+    finally:
+        rig.close()
+        for s3 in buckets.values():
+            s3.close()
+
+
+def test_a_second_bucket_takes_a_photo_from_the_first_when_its_file_changed_in_place(
+    tmp_path: Path, samples: Path, s3_server: Any
+) -> None:
+    """The first of two buckets holds the photo; its watch-folder file is rewritten in
+    place (other bytes, same size and time), which the catch-up reads first.  The
+    second bucket's copy comes from the first bucket at the same try: the server's MD5
+    check refused the file's bytes, and the next source is read (that try failed with
+    "not the bytes hashed", a warning and a retry later)."""
+    rig, buckets = _two_buckets(tmp_path, s3_server)
+    try:
+        photo = rig.add(sorted(samples.glob("*.jpg"))[0])
+        original, sha = photo.read_bytes(), sha256(photo)
+        rig.ingest(photo)
+        assert 1 == rig.rep.replicate_pending("minio")
+        _rewritten_in_place(photo)
+        with capture_logs() as logs:
+            copied = rig.rep.replicate_pending("offsite")
+        failed = [e["error"] for e in logs if e["event"] == "replica_failed"]
+        assert (1, []) == (copied, failed)
+        [replica] = [r for r in rig.catalog.replicas(sha) if r.target == "offsite"]
+        with buckets["offsite"].open(replica.relpath) as f:
+            assert original == f.read()
     finally:
         rig.close()
         for s3 in buckets.values():

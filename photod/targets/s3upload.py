@@ -261,9 +261,8 @@ class S3Writer:
         if self.sha is None and self.vouched is None and sha256:  # a caller's mistake
             raise ValueError(f"{key}: an upload opened unhashed cannot prove {sha256}")
         if self.vouched is not None and self.vouched[:2] != (sha256, self.size):
-            self.abort()
-            raise ChecksumMismatch(f"{self.t.name}:{key}", f"{sha256}, {self.size} bytes",
-                                   f"{self.vouched[0]}, {self.vouched[1]} bytes")  # fmt: skip
+            self.abort()  # (fewer bytes came than were hashed: the file changed since)
+            raise BytesNotHashed(f"{self.t.name}:{key}", sha256)
         if self.sha is not None and self.sha.hexdigest() != sha256:
             self.abort()
             raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, self.sha.hexdigest())
