@@ -164,8 +164,11 @@ class CatchUp:
                                          next_source=True)  # fmt: skip
                 except BytesNotHashed as exc:
                     # The upload given the photo's MD5 carried other bytes (its file in the
-                    # watch folder rewritten in place, size and time kept): the next source.
+                    # watch folder rewritten in place, size and time kept; a target's copy
+                    # rotten, read again in full before it stops counting): the next source.
                     last = exc
+                    if source:
+                        self._rotten_source(asset, source, key)
                     continue
             copier.fail(
                 asset.sha256, name, last or PhotodError("no readable copy is reachable now")

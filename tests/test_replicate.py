@@ -1086,21 +1086,22 @@ def test_another_computers_copy_recorded_counts_even_when_the_targets_list_of_it
         second.close()
 
 
-def _two_buckets(tmp_path: Path, s3_server: Any) -> tuple[Rig, dict[str, Any]]:
-    """A rig uploading to two S3 targets, "minio" (a NAS's) and "offsite"."""
+def _bucket(tmp_path: Path, s3_server: Any, name: str) -> Any:
+    """An S3 target ``name`` on the test's server, its own prefix, marked as photod's."""
     from photod.targets.s3 import S3Target
     from tests.servers import BUCKET
 
     creds = s3_server.credentials(tmp_path / "creds")
+    s3 = S3Target(name, BUCKET, f"{tmp_path.name}-{name}", s3_server.endpoint,
+                  credentials_file=creds, part_size=5 * 1024**2, timeout=5)  # fmt: skip
+    s3.put_meta("target.json", f'{{"id": "t-{tmp_path.name}-{name}"}}'.encode())
+    return s3
 
-    def bucket(name: str) -> S3Target:
-        return S3Target(name, BUCKET, f"{tmp_path.name}-{name}", s3_server.endpoint,
-                        credentials_file=creds, part_size=5 * 1024**2, timeout=5)  # fmt: skip
 
-    buckets = {name: bucket(name) for name in ("minio", "offsite")}
-    for name, s3 in buckets.items():
-        s3.put_meta("target.json", f'{{"id": "t-{tmp_path.name}-{name}"}}'.encode())
-    rig = Rig(tmp_path, "minio", "offsite", shared=buckets)  # type: ignore[arg-type]
+def _two_buckets(tmp_path: Path, s3_server: Any) -> tuple[Rig, dict[str, Any]]:
+    """A rig uploading to two S3 targets, "minio" (a NAS's) and "offsite"."""
+    buckets = {name: _bucket(tmp_path, s3_server, name) for name in ("minio", "offsite")}
+    rig = Rig(tmp_path, "minio", "offsite", shared=buckets)
     for name in buckets:
         rig.states[name].queued = True
     return rig, buckets
@@ -1139,6 +1140,32 @@ def test_a_photo_goes_up_to_two_s3_targets_proved_by_the_md5_of_its_ingest(
         rig.close()
         for s3 in buckets.values():
             s3.close()
+
+
+def test_a_rotten_drive_copy_refused_by_the_servers_md5_check_stops_counting(
+    tmp_path: Path, samples: Path, s3_server: Any
+) -> None:
+    """A drive's copy rotted (same size); the bucket's catch-up reads it first and the
+    server's check of the photo's MD5 refuses it: the copy goes up from the watch
+    folder, and the drive's copy no longer counts (it still did, the photo called
+    protected until the drive's next scrub)."""
+    s3 = _bucket(tmp_path, s3_server, "offsite")
+    rig = Rig(tmp_path, "local", "offsite", shared={"offsite": s3})
+    rig.states["offsite"].queued = True
+    try:
+        photo = rig.add(sorted(samples.glob("*.jpg"))[0])
+        sha = sha256(photo)
+        rig.ingest(photo)
+        [replica] = rig.catalog.replicas(sha)
+        good = rig.mem["local"].objects[replica.relpath]
+        rig.mem["local"].objects[replica.relpath] = bytes([good[0] ^ 1]) + good[1:]
+        assert 1 == rig.rep.replicate_pending("offsite")
+        with s3.open(replica.relpath) as f:
+            assert good == f.read()
+        assert {"offsite"} == {r.target for r in rig.catalog.replicas(sha)}
+    finally:
+        rig.close()
+        s3.close()
 
 
 def test_a_second_bucket_takes_a_photo_from_the_first_when_its_file_changed_in_place(
