@@ -889,14 +889,8 @@ def test_a_photo_copied_to_a_nas_first_still_goes_to_s3_proved_by_the_md5_of_its
     Seen as the server's own check refusing a photo rewritten in place since its
     ingest (other bytes of the same size and time) when the NAS is away: "not the bytes
     hashed", nothing stored."""
-    from photod.targets.s3 import S3Target
-    from tests.servers import BUCKET
-
-    creds = s3_server.credentials(tmp_path / "creds")
-    s3 = S3Target("s3", BUCKET, tmp_path.name, s3_server.endpoint, credentials_file=creds,
-                  part_size=5 * 1024**2, timeout=5)  # fmt: skip
-    s3.put_meta("target.json", f'{{"id": "t-{tmp_path.name}"}}'.encode())
-    rig = Rig(tmp_path, "nas", "s3", shared={"s3": s3})  # type: ignore[dict-item]
+    s3 = _bucket(tmp_path, s3_server, "s3")
+    rig = Rig(tmp_path, "nas", "s3", shared={"s3": s3})
     for name in ("nas", "s3"):
         rig.states[name].queued = True
     try:
