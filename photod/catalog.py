@@ -959,9 +959,7 @@ class Catalog:
         folder = relpath.rpartition("/")[0]
         low, high = (f"{folder}/", f"{folder}0") if folder else ("", "\U0010ffff")  # ('0': '/'+1)
         wanted = relpath.casefold()
-        with self._lock:
-            if self._db.execute("SELECT 1 FROM assets WHERE relpath=?", (relpath,)).fetchone():
-                return True
+        with self._lock:  # (both look-ups find the exact path too: no query of its own)
             if relpath.isascii():  # (NOCASE folds ASCII only)
                 return (
                     self._db.execute(

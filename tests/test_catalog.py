@@ -244,6 +244,7 @@ def test_a_name_only_case_tells_apart_is_taken(tmp_path: Path) -> None:
     names = ["2024/2024-01-01/IMG_0001.JPG", "2024/2024-01-01/Été.jpg", "Inbox/a.jpg"]
     for i, name in enumerate(names):
         assert c.add_asset(f"{i:064x}", 10, name, INFO, "in", name)
+    assert all(c.relpath_taken(name) for name in names)  # (the very path, too)
     assert c.relpath_taken("2024/2024-01-01/img_0001.jpg")
     assert c.relpath_taken("2024/2024-01-01/éTÉ.JPG")
     assert c.relpath_taken("inbox/A.JPG")
