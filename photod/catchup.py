@@ -100,7 +100,7 @@ class CatchUp:
             if shared is not None:
                 self._take_shared(asset, name, shared, started)
             if repair is None or shared is not None:
-                copier.forsake(name, asset.relpath)  # (an upload kept for it: ended)
+                copier.temps.forsake(name, asset.relpath)  # (an upload kept for it: ended)
                 return repair is not None
             # The target's reserve holds for a catch-up as for a new photo's copy: a
             # drive plugged in after a month of photos is never filled past it.
@@ -128,7 +128,7 @@ class CatchUp:
                     return False
                 copier.md5s.vouch(name, writer, asset.sha256, asset.size)  # (its first try alone)
                 writers: dict[str, Writer] = {name: writer}
-                copier.register(writers)
+                copier.temps.register(writers)
                 dropped: dict[str, TargetUnavailable] = {}
                 try:
                     with opener() as stream:
@@ -143,13 +143,13 @@ class CatchUp:
                 except (OSError, ChecksumMismatch, TargetUnavailable) as exc:
                     # (the writer's own faults are in ``dropped``: these are the source's,
                     # a drive pulled or a download cut: the next source is tried)
-                    copier.abort_all(writers)
+                    copier.temps.abort_all(writers)
                     last = exc
                     if source and isinstance(exc, (ChecksumMismatch, Undecryptable)):
                         self._rotten_source(asset, source, key)
                     continue
                 except BaseException:
-                    copier.abort_all(writers)
+                    copier.temps.abort_all(writers)
                     raise
                 if name in dropped:
                     copier.fail(asset.sha256, name, dropped[name])

@@ -3,7 +3,9 @@ new file (``replicate.Replicator.store_new``) and the catch-up (``catchup.CatchU
 both go through a ``Copier``.
 
 - a claim on each (asset, target) pair, so that no two jobs copy the same one at once;
-- the temporaries noted before any byte is written, so that a crash can clean them;
+- the temporaries noted before any byte is written, so that a crash can clean them:
+  their record (``temporaries.Temporaries``, ``Copier.temps``) kept in step by each
+  step here;
 - one read that hashes a stream and feeds every writer (``pump``), and with a new
   file's SHA-256 the Content-MD5 its upload will carry, from the same read
   (``Md5s``): the upload's bytes are then proved by the server's check of that MD5
@@ -18,11 +20,9 @@ both go through a ``Copier``.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import threading
 import time
-import weakref
 from collections.abc import Iterable
 from typing import BinaryIO
 
@@ -42,6 +42,7 @@ from photod.logs import log
 from photod.media import suffixed
 from photod.models import Asset, ManifestEntry, PolicyRule, VerifyMethod
 from photod.targets.base import CHUNK, Writer, holds, unread
+from photod.temporaries import Temporaries
 
 VOUCHED_MAX = 50_000  # Content-MD5s kept for uploads still to come (~15 MB at most)
 
@@ -69,11 +70,9 @@ class Copier:
         self._infos = {n: s.info for n, s in self.targets.items()}
         self._inflight: set[tuple[str, str]] = set()
         self._inflight_lock = threading.Lock()
-        # What the catalog holds for each open writer's temporary (``renote``).
-        self._noted: weakref.WeakKeyDictionary[Writer, str] = weakref.WeakKeyDictionary()
-        self._noted_lock = threading.Lock()
+        self.temps = Temporaries(catalog, self.targets)  # (a crash's tidy finds them)
         self.md5s = Md5s(self.targets)  # (the Content-MD5s taken at ingest)
-        fleet.writing = self.writing
+        fleet.writing = self.temps.writing  # (a target's tidy leaves copies in flight)
 
     # -- claims ----------------------------------------------------------------------
 
@@ -95,36 +94,6 @@ class Copier:
             return [a for a in assets if (a.sha256, name) not in self._inflight]
 
     # -- writing ---------------------------------------------------------------------
-
-    def register(self, writers: dict[str, Writer]) -> None:
-        """Note the temporaries (a ``temp_key``) before any byte is written."""
-        with self._noted_lock:  # (with the catalog's record: ``writing``)
-            self.catalog.add_temps([(n, w.temp_key) for n, w in writers.items() if w.temp_key])
-            for w in writers.values():
-                self._noted[w] = w.temp_key
-        for name, w in writers.items():  # an upload says when the server named it, even
-            inner: object = w  # inside an encrypted or throttled writer
-            while inner is not None:
-                if hasattr(inner, "started"):
-                    inner.started = functools.partial(self.renote, name, w)
-                inner = getattr(inner, "inner", None) or getattr(inner, "writer", None)
-
-    def renote(self, name: str, writer: Writer) -> None:
-        """Record a writer's temporary again when it says more than the catalog holds
-        (an S3 upload's id, once the server started it): a crash's tidy then ends that
-        upload by its id, and no other computer's to the same name."""
-        now = writer.temp_key
-        with self._noted_lock:
-            was = self._noted.get(writer, now)
-            self._noted[writer] = now
-            if was != now:
-                self.catalog.move_temp(name, was, now)
-
-    def writing(self) -> set[str]:
-        """The temporaries of the copies in flight, as the catalog records them: a
-        target's tidy when it is back leaves them (``Fleet._tidy``)."""
-        with self._noted_lock:
-            return {temp for temp in self._noted.values() if temp}
 
     def pump(
         self,
@@ -155,10 +124,10 @@ class Copier:
             for name, writer in list(writers.items()):
                 try:
                     writer.write(chunk)
-                    self.renote(name, writer)
+                    self.temps.renote(name, writer)
                 except TargetUnavailable as exc:
                     del writers[name]
-                    self.end(name, writer)
+                    self.temps.end(name, writer)
                     dropped[name] = exc
             if not writers and not need_hash:
                 return ""
@@ -170,38 +139,6 @@ class Copier:
             return ""
         stream.seek(start)
         return hash_stream(stream, lambda n: None, self.stop, cold=False)
-
-    def abort_all(self, writers: dict[str, Writer]) -> None:
-        for name, w in writers.items():
-            self.end(name, w)
-
-    def end(self, name: str, writer: Writer) -> bool:
-        """Abort a copy.  Its temporary's record goes once nothing of it is left on the
-        target; while something is (an upload cut, its abort too), the target's tidy
-        when it is back (``Fleet._tidy``) removes it then, not left there for ever."""
-        self.renote(name, writer)  # (the record kept must name what is left)
-        ended = writer.abort()
-        with self._noted_lock:  # no longer in flight: what is left is the tidy's
-            self._noted.pop(writer, None)
-        if ended and writer.temp_key:
-            self.catalog.drop_temp(name, writer.temp_key)
-        return ended
-
-    def forsake(self, name: str, key: str) -> None:
-        """The copy to ``name`` of the photo at ``key`` needs no upload now (another
-        installation's copy proved and recorded, or one found there): an upload kept
-        for it (S3, a cut network: ``Kept``) is ended, not left on the server, billed,
-        until a restart (its abort cut too: recorded, for the target's tidy)."""
-        target = self.targets[name].target
-        kept = getattr(target, "kept", None)
-        temp = kept.forget(key) if kept is not None else None
-        if temp is None:
-            return
-        try:
-            target.delete_temp(temp)
-        except PhotodError:
-            return
-        self.catalog.drop_temp(name, temp)
 
     def fail(self, sha: str, name: str, exc: Exception) -> None:
         state = self.targets[name]
@@ -252,7 +189,7 @@ class Copier:
                 shared = ledgers.shared_copy(self.catalog, name, state.target, sha)
             temp: str | None = writer.temp_key or None  # its record goes with the copy's
             if shared is not None:
-                self.end(name, writer)
+                self.temps.end(name, writer)
                 temp = None  # (``end`` decided about its record)
                 key, owner, method = shared[0], shared[1], VerifyMethod.EXISTING
             for candidate in (key, suffixed(key, sha)) if method is None else ():
@@ -279,7 +216,7 @@ class Copier:
                         ) from exc
                     if not ours:
                         continue
-                    self.end(name, writer)
+                    self.temps.end(name, writer)
                     temp = None
                     method = VerifyMethod.EXISTING
                     owner = self.catalog.listed_by_other(name, candidate, sha) or ""
@@ -289,13 +226,13 @@ class Copier:
                 raise KeyExists(suffixed(key, sha))
             failpoints.hit("replica_published")
             if temp is not None:  # (a commit may have started the upload: encrypted)
-                self.renote(name, writer)
+                self.temps.renote(name, writer)
                 temp = writer.temp_key or None
             self.catalog.add_replica(sha, name, key, size, method, temp=temp,
                                      owner=owner)  # fmt: skip
             failpoints.hit("replica_recorded")
         except (PhotodError, OSError) as exc:
-            self.end(name, writer)
+            self.temps.end(name, writer)
             if next_source and isinstance(exc, BytesNotHashed):
                 raise
             self.fail(sha, name, exc)

@@ -261,7 +261,7 @@ class Fleet:
         # Told when a target knows more than the catalog (a newer snapshot of this
         # installation): the daemon stops and settles the catalog again.
         self.distrust: Callable[[str], None] = distrust or (lambda why: None)
-        self.writing: Callable[[], set[str]] = set  # temporaries in flight (``Copier``)
+        self.writing: Callable[[], set[str]] = set  # temporaries in flight (``Temporaries``)
         # Set once the catalog is proved sound: until then no target is made available,
         # so nothing is written anywhere (a large catalog is checked in the background).
         self.trusted = threading.Event()

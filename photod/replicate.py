@@ -141,7 +141,7 @@ class Replicator:
                 writers[name] = self.targets[name].open_writer(new.key)
             except TargetUnavailable as exc:
                 dropped[name] = exc
-        self.copier.register(writers)
+        self.copier.temps.register(writers)
         try:
             f = new.file
             before = os.fstat(f.fileno())
@@ -152,7 +152,7 @@ class Replicator:
             if (after.st_size, after.st_mtime_ns) != (new.size, new.mtime_ns):
                 raise SourceChanged(str(new.path))
         except BaseException:
-            self.copier.abort_all(writers)
+            self.copier.temps.abort_all(writers)
             raise
         mine: list[str] = []
         recorded: set[str] = set()  # the targets whose copy is recorded now
@@ -172,10 +172,10 @@ class Replicator:
                                            new.relpath, new.mtime_ns)  # fmt: skip
         except BaseException:  # the catalog refused (a full disk): no temporary stays
             self.copier.release(sha, mine)
-            self.copier.abort_all(writers)
+            self.copier.temps.abort_all(writers)
             raise
         try:
-            self.copier.abort_all({n: w for n, w in writers.items() if n not in mine})
+            self.copier.temps.abort_all({n: w for n, w in writers.items() if n not in mine})
             if is_new:
                 log.info(
                     "asset_ingested",

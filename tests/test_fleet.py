@@ -254,7 +254,7 @@ def test_a_target_back_after_a_failed_write_leaves_the_copies_in_flight_alone(
     try:
         assert fleet.refresh("lib")
         writer = state.target.open_writer("2024/a.jpg")
-        rep.copier.register({"lib": writer})
+        rep.copier.temps.register({"lib": writer})
         writer.write(b"photo")
         fleet.fail("lib", TargetUnavailable("lib", "another copy's write failed"))
         assert fleet.refresh("lib")  # back: tidied
@@ -293,12 +293,12 @@ class KeptVideo:
         """One try of the video's upload, as the catch-up makes it; whether it landed."""
         writer = self.state.open_writer("2024/v.mov")
         between()
-        self.rep.copier.register({"s3": writer})
+        self.rep.copier.temps.register({"s3": writer})
         try:
             writer.write(self.video)
             writer.commit("2024/v.mov", self.sha)
         except TargetUnavailable as exc:
-            self.rep.copier.end("s3", writer)
+            self.rep.copier.temps.end("s3", writer)
             self.fleet.fail("s3", exc)
             return False
         return True

@@ -14,11 +14,11 @@ class Kept:
     on the server not sent again.  Their records stay in the catalog (a crash's tidy
     ends them), and the fleet's tidy when the target is back leaves them (``temps``),
     from their keeping to the end of the writer that resumes one: a tidy between that
-    writer's making and ``Copier.register`` (which makes it one in flight) aborted the
+    writer's making and ``Temporaries.register`` (which makes it one in flight) aborted the
     upload, and every part was sent again.  Only while that writer lives: one given up
     unended (its try cut short before it was noted in flight) no longer keeps the
     tidy from ending the upload (it stayed on the server, billed, until a restart).
-    One whose photo's copy is recorded with no upload is ended (``Copier.forsake``)."""
+    One whose photo's copy is recorded with no upload is ended (``Temporaries.forsake``)."""
 
     def __init__(self) -> None:
         self._uploads: dict[str, tuple[str, str, str, str]] = {}

@@ -87,7 +87,7 @@ class S3Writer:
         self.tmp = f"{TMP}{self.token}"
         self.upload_key = key
         self.temp_key = f"{UPLOAD}{self.tmp}:{key}"  # (its id added once started)
-        # Called once the server gave the upload its id (``Copier.register`` sets it):
+        # Called once the server gave the upload its id (``Temporaries.register`` sets it):
         # recorded then, not after a commit that may send the whole upload (an
         # encrypted copy's starts on its own thread), so a crash's tidy finds it.
         self.started: Callable[[], None] = lambda: None
