@@ -957,7 +957,6 @@ class Catalog:
         photo of the two.  An ASCII path (a camera's) is one look-up in SQLite's NOCASE
         index, folders too; any other is compared with the paths of its own folder."""
         folder = relpath.rpartition("/")[0]
-        low, high = (f"{folder}/", f"{folder}0") if folder else ("", "\U0010ffff")  # ('0': '/'+1)
         wanted = relpath.casefold()
         with self._lock:  # (both look-ups find the exact path too: no query of its own)
             if relpath.isascii():  # (NOCASE folds ASCII only)
@@ -967,9 +966,13 @@ class Catalog:
                     ).fetchone()
                     is not None
                 )
-            rows = self._db.execute(
-                "SELECT relpath FROM assets WHERE relpath >= ? AND relpath < ?", (low, high)
-            )
+            if folder:  # (its folder's paths are one range of the index: '0' is '/'+1)
+                rows = self._db.execute(
+                    "SELECT relpath FROM assets WHERE relpath >= ? AND relpath < ?",
+                    (f"{folder}/", f"{folder}0"),
+                )
+            else:  # (no text bounds every name at the top: U+10FFFF is a name's first letter too)
+                rows = self._db.execute("SELECT relpath FROM assets WHERE instr(relpath, '/') = 0")
             return any(isinstance(r[0], str) and r[0].casefold() == wanted for r in rows)
 
     def asset_at_source(self, source: str, path: str) -> Asset | None:

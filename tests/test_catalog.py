@@ -241,13 +241,16 @@ def test_a_name_only_case_tells_apart_is_taken(tmp_path: Path) -> None:
     not, its folder's case too, where a disk blind to case merges the folders); a
     path in another folder or of another name is not."""
     c = Catalog(tmp_path / "c.sqlite")
-    names = ["2024/2024-01-01/IMG_0001.JPG", "2024/2024-01-01/Été.jpg", "Inbox/a.jpg"]
+    names = ["2024/2024-01-01/IMG_0001.JPG", "2024/2024-01-01/Été.jpg", "Inbox/a.jpg",
+             "\U0010ffffA.jpg"]  # fmt: skip
     for i, name in enumerate(names):
         assert c.add_asset(f"{i:064x}", 10, name, INFO, "in", name)
     assert all(c.relpath_taken(name) for name in names)  # (the very path, too)
     assert c.relpath_taken("2024/2024-01-01/img_0001.jpg")
     assert c.relpath_taken("2024/2024-01-01/éTÉ.JPG")
     assert c.relpath_taken("inbox/A.JPG")
+    assert c.relpath_taken("\U0010ffffa.jpg")  # (at the top, the last letter there is)
+    assert not c.relpath_taken("\U0010ffffa.jpeg")
     assert not c.relpath_taken("2024/2024-01-02/img_0001.jpg")
     assert not c.relpath_taken("2024/2024-01-01/img_0002.jpg")
     c.close()
