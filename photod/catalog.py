@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 
 from photod import policy
 from photod.errors import CatalogDamaged, CatalogUnwritable, PhotodError, StateDirFull
+from photod.media import suffixed
 from photod.models import Asset, Kind, ManifestEntry, Probe, Replica, TargetInfo, VerifyMethod
 from photod.paths import CATALOG_NAME as CATALOG_NAME  # (found here by its users)
 
@@ -956,24 +957,8 @@ class Catalog:
         Windows') holds one file for both, and a restore or a copy onto it would keep one
         photo of the two.  An ASCII path (a camera's) is one look-up in SQLite's NOCASE
         index, folders too; any other is compared with the paths of its own folder."""
-        folder = relpath.rpartition("/")[0]
-        wanted = relpath.casefold()
-        with self._lock:  # (both look-ups find the exact path too: no query of its own)
-            if relpath.isascii():  # (NOCASE folds ASCII only)
-                return (
-                    self._db.execute(
-                        "SELECT 1 FROM assets WHERE relpath = ? COLLATE NOCASE LIMIT 1", (relpath,)
-                    ).fetchone()
-                    is not None
-                )
-            if folder:  # (its folder's paths are one range of the index: '0' is '/'+1)
-                rows = self._db.execute(
-                    "SELECT relpath FROM assets WHERE relpath >= ? AND relpath < ?",
-                    (f"{folder}/", f"{folder}0"),
-                )
-            else:  # (no text bounds every name at the top: U+10FFFF is a name's first letter too)
-                rows = self._db.execute("SELECT relpath FROM assets WHERE instr(relpath, '/') = 0")
-            return any(isinstance(r[0], str) and r[0].casefold() == wanted for r in rows)
+        with self._lock:
+            return _taken(self._db, relpath)
 
     def asset_at_source(self, source: str, path: str) -> Asset | None:
         with self._lock:
@@ -993,15 +978,23 @@ class Catalog:
         source: str,
         path: str,
         mtime_ns: int | None = None,
-    ) -> bool:
-        """Record a new asset; False when these bytes were already known.  With
-        ``mtime_ns``, the source file it came from is recorded in the same transaction:
-        a reader never sees the asset without the file to copy it from."""
+    ) -> str | None:
+        """Record a new asset; its library path, ``relpath`` or, where another asset
+        has that (``relpath_taken``), ``relpath`` suffixed with the start of its hash
+        (``IMG_0001~1a2b3c4d.JPG``); None when these bytes were already known.  The
+        name is chosen in the transaction that records it: an asset adopted from a
+        target's list by another thread cannot take it in between (the second of
+        the two would not be recorded).  With ``mtime_ns``, the source file it came
+        from is recorded in the same transaction: a reader never sees the asset
+        without the file to copy it from."""
         with self._tx() as db:
             if mtime_ns is not None:
                 self._saw(db, source, path, size, mtime_ns, sha256)
-            cur = db.execute(
-                "INSERT OR IGNORE INTO assets (sha256, size, kind, format, relpath, captured_at,"
+            if db.execute("SELECT 1 FROM assets WHERE sha256=?", (sha256,)).fetchone():
+                return None
+            relpath = _free(db, relpath, sha256)
+            db.execute(
+                "INSERT INTO assets (sha256, size, kind, format, relpath, captured_at,"
                 " capture_source, decodable, problem, first_source, first_path, added_at)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -1019,7 +1012,7 @@ class Catalog:
                     now_iso(),
                 ),
             )
-            return cur.rowcount == 1
+            return relpath
 
     def empty(self) -> bool:
         """No asset at all (one row looked for, not a count of a million)."""
@@ -1605,23 +1598,25 @@ class Catalog:
         fmt: str,
         source: str,
         owner: str = "",
-        relpath: str = "",
     ) -> bool:
         """Record an asset and its replica found on a target (while rebuilding the
         catalog, or catching up with the target's list); False when the asset was known
-        (its replica is recorded all the same).  ``relpath``: the new asset's own library
-        path, when another asset has the replica's (its copy's name there is kept)."""
+        (its replica is recorded all the same).  A new asset's library path is the
+        replica's key, or where another asset has that, the key suffixed as
+        ``add_asset`` does (its copy's name on the target is kept)."""
         with self._tx() as db:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO assets (sha256, size, kind, format, relpath, captured_at,"
-                " capture_source, decodable, problem, first_source, first_path, added_at)"
-                " VALUES (?,?,?,?,?,?,'target',NULL,'',?,?,?)",
-                (entry.sha256, entry.size, str(kind), fmt, relpath or entry.key,
-                 entry.captured_at or "", source, entry.key, now_iso()),
-            )  # fmt: skip
-            new = cur.rowcount == 1
-        if not new and self.asset(entry.sha256) is None:
-            return False  # the key names other bytes in the catalog: keep the catalog's
+            new = (
+                db.execute("SELECT 1 FROM assets WHERE sha256=?", (entry.sha256,)).fetchone()
+                is None
+            )
+            if new:
+                db.execute(
+                    "INSERT INTO assets (sha256, size, kind, format, relpath, captured_at,"
+                    " capture_source, decodable, problem, first_source, first_path, added_at)"
+                    " VALUES (?,?,?,?,?,?,'target',NULL,'',?,?,?)",
+                    (entry.sha256, entry.size, str(kind), fmt, _free(db, entry.key, entry.sha256),
+                     entry.captured_at or "", source, entry.key, now_iso()),
+                )  # fmt: skip
         if not self.replica_exists(entry.sha256, target):
             self.add_replica(
                 entry.sha256, target, entry.key, entry.size, VerifyMethod.EXISTING, owner=owner
@@ -2391,3 +2386,30 @@ def check_file(path: Path) -> tuple[str, int]:
 
 def _asset(row: sqlite3.Row) -> Asset:
     return Asset(row["sha256"], row["size"], Kind(row["kind"]), row["relpath"], row["captured_at"])
+
+
+def _taken(db: sqlite3.Connection, relpath: str) -> bool:
+    """``Catalog.relpath_taken`` on this connection: an ASCII path (a camera's) is one
+    look-up in SQLite's NOCASE index, folders too (the exact path among them); any
+    other is compared with the paths of its own folder."""
+    if relpath.isascii():  # (NOCASE folds ASCII only)
+        query = "SELECT 1 FROM assets WHERE relpath = ? COLLATE NOCASE LIMIT 1"
+        return db.execute(query, (relpath,)).fetchone() is not None
+    folder = relpath.rpartition("/")[0]
+    if folder:  # (its folder's paths are one range of the index: '0' is '/'+1)
+        rows = db.execute(
+            "SELECT relpath FROM assets WHERE relpath >= ? AND relpath < ?",
+            (f"{folder}/", f"{folder}0"),
+        )
+    else:  # (no text bounds every name at the top: U+10FFFF is a name's first letter too)
+        rows = db.execute("SELECT relpath FROM assets WHERE instr(relpath, '/') = 0")
+    wanted = relpath.casefold()
+    return any(isinstance(r[0], str) and r[0].casefold() == wanted for r in rows)
+
+
+def _free(db: sqlite3.Connection, relpath: str, sha256: str) -> str:
+    """``relpath``, or suffixed with the start of the hash until no asset has it (a
+    suffixed name may be another file's own: ``IMG~1a2b3c4d.JPG``)."""
+    while _taken(db, relpath):
+        relpath = suffixed(relpath, sha256)
+    return relpath

@@ -28,7 +28,7 @@ from photod import failpoints
 from photod.catalog import Catalog
 from photod.errors import PhotodError, Stopping, TargetUnavailable, Undecryptable, UnsafeName
 from photod.logs import log
-from photod.media import check_key, suffixed
+from photod.media import check_key
 from photod.models import Kind, ManifestEntry
 from photod.targets.base import CHUNK, Target, hash_object, holds, kept_time, unread
 from photod.targets.records import Records
@@ -97,13 +97,10 @@ def adopt_object(
     if listed is not None and listed.captured_at:
         captured = listed.captured_at
     entry = ManifestEntry(sha, key, size, captured)
-    # Another photo of this name is in the catalog already (a cloned disk's computer
-    # took one of the same name under this installation's id): this one is still a
-    # photo of the library, named beside it as an ingest would have named it.
-    relpath = key
-    while catalog.asset(sha) is None and catalog.relpath_taken(relpath):
-        relpath = suffixed(relpath, sha)
-    catalog.adopt(entry, name, kind, fmt, source, owner, relpath)
+    # Another photo of this name may be in the catalog already (a cloned disk's
+    # computer took one of the same name under this installation's id): this one is
+    # still a photo of the library, named beside it as an ingest would have named it.
+    catalog.adopt(entry, name, kind, fmt, source, owner)
     return ""
 
 

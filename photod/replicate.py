@@ -33,7 +33,6 @@ from photod.copies import Copier
 from photod.errors import SourceChanged, TargetFull, TargetUnavailable
 from photod.fleet import Fleet
 from photod.logs import log
-from photod.media import suffixed
 from photod.models import Asset, PolicyRule, Probe
 from photod.targets.base import Writer
 
@@ -163,13 +162,11 @@ class Replicator:
                 # Claimed before the asset is recorded: from then on the catch-up sees it
                 # pending, and must leave these copies to this store (else both copy it).
                 mine = self.copier.take(sha, list(writers)) if is_new else []
-                if is_new:
-                    while self.catalog.relpath_taken(key):  # (a suffixed name may be
-                        key = suffixed(key, sha)  # another file's own: IMG~1a2b3c4d.JPG)
+                if is_new:  # (named as no other asset is, in the same transaction)
                     # With the file it came from, in one transaction: a catch-up that sees
                     # the asset (a queued target's, or after a crash) has it to copy from.
-                    self.catalog.add_asset(sha, new.size, key, new.info, new.source,
-                                           new.relpath, new.mtime_ns)  # fmt: skip
+                    key = self.catalog.add_asset(sha, new.size, key, new.info, new.source,
+                                                 new.relpath, new.mtime_ns) or key  # fmt: skip
         except BaseException:  # the catalog refused (a full disk): no temporary stays
             self.copier.release(sha, mine)
             self.copier.temps.abort_all(writers)

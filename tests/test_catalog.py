@@ -13,7 +13,7 @@ import pytest
 from bench.scale import fill_catalog
 from photod.catalog import MIGRATIONS, Catalog
 from photod.errors import CatalogDamaged, PhotodError
-from photod.models import Kind, Probe, VerifyMethod
+from photod.models import Kind, ManifestEntry, Probe, VerifyMethod
 from tests.conftest import damage_catalog
 
 INFO = Probe(Kind.PHOTO, "jpeg", datetime(2024, 1, 1), "exif", True)
@@ -201,8 +201,6 @@ def test_the_kept_holdings_are_what_counting_every_asset_gives(tmp_path: Path) -
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from photod.models import ManifestEntry
-
     op = st.tuples(st.sampled_from(["add", "copy", "adopt", "bad"]), st.integers(0, 5),
                    st.sampled_from(["lib", "t7", "cloud"]))  # fmt: skip
     runs = iter(range(10**6))
@@ -234,6 +232,24 @@ def test_the_kept_holdings_are_what_counting_every_asset_gives(tmp_path: Path) -
         )
 
     check()
+
+
+def test_a_photo_named_as_one_adopted_in_between_is_recorded_beside_it(tmp_path: Path) -> None:
+    """An ingest looks for a free name, and another thread adopts a different photo of
+    that name from a target's list before the ingest records its own: the ingest's
+    photo is still recorded (the catalog names it in the transaction that records it),
+    beside the other, and its source file with it."""
+    c = Catalog(tmp_path / "c.sqlite")
+    key = "2024/2024-01-01/IMG_0001.JPG"
+    assert not c.relpath_taken(key)  # (what the ingest saw)
+    c.adopt(ManifestEntry("b" * 64, key, 10, ""), "nas", Kind.PHOTO, "jpeg", "target:nas")
+    named = c.add_asset("a" * 64, 10, key, INFO, "in", "IMG_0001.JPG", 1)
+    assert named == "2024/2024-01-01/IMG_0001~aaaaaaaa.JPG"
+    asset = c.asset("a" * 64)
+    assert asset is not None and asset.relpath == named
+    assert c.asset_at_source("in", "IMG_0001.JPG") == asset
+    assert c.add_asset("a" * 64, 10, key, INFO, "in", "IMG_0001.JPG", 1) is None  # (known)
+    c.close()
 
 
 def test_a_name_only_case_tells_apart_is_taken(tmp_path: Path) -> None:
