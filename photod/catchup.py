@@ -259,6 +259,9 @@ class CatchUp:
                 found, got[0] = exc.detail, asset.size
             except (OSError, PhotodError):
                 return  # not readable now: its own re-read tells
+            finally:  # a remote's copy read again: a download, egress as the first read's
+                if state.queued and got[0]:
+                    self.catalog.add_egress(source, month(), got[0])
             if got[0] != asset.size or found == asset.sha256:
                 return
             records = state.records  # (a clone's file, listed: only our stale line goes)

@@ -1139,3 +1139,34 @@ def test_a_second_bucket_takes_a_photo_from_the_first_when_its_file_changed_in_p
         rig.close()
         for s3 in buckets.values():
             s3.close()
+
+
+def test_a_rotten_remote_copy_read_again_to_prove_it_counts_in_the_remotes_egress(
+    tmp_path: Path, samples: Path, s3_server: Any
+) -> None:
+    """A drive back after its photo went offsite (its file gone from the watch folder)
+    reads the bucket's copy, rotten (same size): hashed wrong, it is downloaded again,
+    whole, to prove it rotten before it stops counting.  Both downloads count in the
+    bucket's egress for the month (the second did not: a budget never saw the bytes of
+    each such re-read)."""
+    s3 = _bucket(tmp_path, s3_server, "remote")
+    rig = Rig(tmp_path, "remote", "local", shared={"remote": s3})
+    rig.states["remote"].queued = True
+    rig.mem["local"].available = False
+    rig.fleet.refresh("local")
+    try:
+        photo = rig.add(sorted(samples.glob("*.jpg"))[0])
+        sha, good = sha256(photo), photo.read_bytes()
+        rig.ingest(photo)
+        assert 1 == rig.rep.replicate_pending("remote")  # from the watch folder
+        photo.unlink()
+        [replica] = rig.catalog.replicas(sha)
+        s3.put(replica.relpath, bytes([good[0] ^ 1]) + good[1:])  # rotten, same size
+        rig.mem["local"].available = True
+        rig.fleet.refresh("local")
+        assert 0 == rig.rep.replicate_pending("local")
+        assert [] == rig.catalog.replicas(sha)  # (proved rotten: it counts no more)
+        assert 2 * len(good) == rig.catalog.egress_used("remote", month())
+    finally:
+        rig.close()
+        s3.close()
