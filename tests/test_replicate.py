@@ -1170,3 +1170,35 @@ def test_a_rotten_remote_copy_read_again_to_prove_it_counts_in_the_remotes_egres
     finally:
         rig.close()
         s3.close()
+
+
+def test_a_photo_changed_in_place_is_refused_by_the_servers_md5_check_after_one_upload(
+    tmp_path: Path, samples: Path, s3_server: Any
+) -> None:
+    """A photo rewritten in place after its ingest (other bytes, same size and time)
+    goes up with the Content-MD5 its ingest took, and the server's check refuses it:
+    that refusal is the answer, its bytes sent once (they went up a second time,
+    through botocore's own call, for the same refusal).  The quick path stays on."""
+    from tests.servers import FaultProxy
+
+    if not s3_server.running():
+        s3_server.start()
+    proxy = FaultProxy(s3_server.endpoint)
+    target, rig = _queued_rig("s3", tmp_path, s3_server, proxy.endpoint)
+    try:
+        photo = rig.add(sorted(samples.glob("*.jpg"))[0])
+        rig.ingest(photo)
+        _changed_in_place(photo)
+        proxy.begun.clear()
+        with capture_logs() as logs:
+            assert 0 == rig.rep.replicate_pending("s3")
+        failed = [e["error"] for e in logs if e["event"] == "replica_failed"]
+        assert failed and "not the bytes hashed" in failed[0]  # the server's MD5 check
+        puts = [p for m, p in proxy.begun if m == "PUT" and p.endswith(f"/{photo.name}")]
+        assert 1 == len(puts), proxy.begun
+        assert [] == list(target.keys())
+        assert target.presigned.http is not None
+    finally:
+        rig.close()
+        target.close()
+        proxy.stop()

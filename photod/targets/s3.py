@@ -23,12 +23,21 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from photod import failpoints
-from photod.errors import KeyExists, PhotodError, TargetUnavailable
+from photod.errors import BytesNotHashed, KeyExists, PhotodError, TargetUnavailable
 from photod.logs import log
 from photod.targets.base import CHUNK
 from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.records import mtime_from_text, mtime_text
-from photod.targets.s3client import CUT, NETWORK, Cut, make_client, mapped, passing, retries
+from photod.targets.s3client import (
+    CUT,
+    DIGEST_REFUSED,
+    NETWORK,
+    Cut,
+    make_client,
+    mapped,
+    passing,
+    retries,
+)
 from photod.targets.s3kept import Kept
 from photod.targets.s3overwrite import OverwriteRule
 from photod.targets.s3presigned import Presigned
@@ -301,14 +310,20 @@ class S3Target(ObjectTarget):
             digest: str | None = None) -> None:  # fmt: skip
         """One PUT with the body's Content-MD5 (``digest``, else ``data``'s); ``exclusive``:
         If-None-Match, which a server that knows it refuses over an object (KeyExists);
-        ``mtime_ns``: the original's file time, as rclone keeps it (``mtime`` metadata)."""
+        ``mtime_ns``: the original's file time, as rclone keeps it (``mtime`` metadata).
+        A ``digest`` refused (BadDigest) that is not the body's MD5 (one taken with the
+        file's SHA-256 in an earlier read: the file changed since) raises BytesNotHashed."""
         digest = digest or md5(data)
         mtime = mtime_text(mtime_ns)
-        status = self.presigned.put(self.full(key), data, digest, exclusive, mtime)
+        status, code = self.presigned.put(self.full(key), data, digest, exclusive, mtime)
         if 200 <= status < 300:
             return
         if status == 412 and exclusive:
             raise KeyExists(key)  # (not the body sent again for the same answer)
+        # Any path gets the same refusal for a body that is not its MD5's: sent once.  One
+        # that is (changed on the way) is botocore's call's to send again, as any refusal.
+        if code in DIGEST_REFUSED and md5(data) != digest:
+            raise BytesNotHashed(f"{self.name}:{key}", "")
         self.call("put_object", Key=self.full(key), Body=data, ContentMD5=digest,
                   **({"IfNoneMatch": "*"} if exclusive else {}),
                   **({"Metadata": {"mtime": mtime}} if mtime else {}))  # fmt: skip

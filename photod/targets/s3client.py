@@ -55,6 +55,7 @@ GATEWAY = (502, 503, 504)  # a gateway's (or the server's) word that no server a
 # A server's own 503s that ask for fewer requests: AWS's (THROTTLED), MinIO's when its
 # drives lag (SlowDownRead, SlowDownWrite) or a lock waited too long (RequestTimeout).
 SHEDDING = {*THROTTLED, "SlowDownRead", "SlowDownWrite", "RequestTimeout"}
+DIGEST_REFUSED = ("BadDigest", "InvalidDigest")  # the body's Content-MD5 is not its MD5
 
 
 def no_server(status: int | None, code: str | None) -> bool:
@@ -238,7 +239,7 @@ def mapped(exc: Exception, name: str, bucket: str, where: str, endpoint: str | N
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if code == "PreconditionFailed" or status == 412:
             return KeyExists(str(exc.response.get("Error", {}).get("Key", "")))
-        if code in ("BadDigest", "InvalidDigest"):
+        if code in DIGEST_REFUSED:
             # Bytes changed on the way (a bad link or proxy): nothing was stored.
             return TargetUnavailable(
                 name, f"the server received other bytes than were sent ({code})"

@@ -21,9 +21,13 @@ The path is taken only towards the host the client's own requests go to (learned
 them).  An answer it cannot act on (no answer, a refusal, a redirect) is asked again
 through the client's own call, which has the last word; when that call succeeds where
 this path was refused, the target keeps to the client from then on (one
-``s3_presigned_off`` event).  A server that does not answer at all costs one timeout
-more than before, then the client's own retries; once photod stops, none
-(TargetUnavailable: a dead link is not waited on twice at a stop).
+``s3_presigned_off`` event).  Not a PUT's refusal that any path gets alike, as its
+answer tells: ``If-None-Match`` refused over an object (412), a Content-MD5 refused
+(BadDigest) that is not its body's MD5 (taken in an earlier read of a file changed
+since): the body is not sent a second time for it (``S3Target.put``).  A server that
+does not answer at all costs one timeout more than before, then the client's own
+retries; once photod stops, none (TargetUnavailable: a dead link is not waited on
+twice at a stop).
 """
 
 from __future__ import annotations
@@ -75,16 +79,19 @@ class Presigned:
 
     def head(self, key: str) -> tuple[int, int | None]:
         """(the status, the object's size when the answer says it)."""
-        status, headers = self._send("head_object", "HEAD", {"Key": key}, {}, None)
+        status, headers, _ = self._send("head_object", "HEAD", {"Key": key}, {}, None)
         try:
             return status, int(headers["Content-Length"])
         except (KeyError, TypeError, ValueError):
             return status, None
 
-    def put(self, key: str, body: bytes, md5: str, exclusive: bool, mtime: str = "") -> int:
+    def put(
+        self, key: str, body: bytes, md5: str, exclusive: bool, mtime: str = ""
+    ) -> tuple[int, str | None]:
         """The status of a PUT of the body with its Content-MD5 (the server checks it
-        before it stores anything: a 2xx is the proof); ``exclusive``: If-None-Match;
-        ``mtime``: the file time, as the object's ``mtime`` metadata (signed with it)."""
+        before it stores anything: a 2xx is the proof), and the S3 error code of a
+        refusal that says one; ``exclusive``: If-None-Match; ``mtime``: the file time,
+        as the object's ``mtime`` metadata (signed with it)."""
         params: dict[str, Any] = {"Key": key, "ContentMD5": md5}
         headers = {"Content-MD5": md5}
         if exclusive:
@@ -92,7 +99,8 @@ class Presigned:
         if mtime:
             params["Metadata"] = {"mtime": mtime}
             headers["x-amz-meta-mtime"] = mtime
-        return self._send("put_object", "PUT", params, headers, body)[0]
+        status, _, code = self._send("put_object", "PUT", params, headers, body)
+        return status, code
 
     def decided(self, status: int) -> None:
         """The client's own call succeeded after this path's answer ``status``: a
@@ -130,10 +138,11 @@ class Presigned:
     def _send(
         self, op: str, method: str, params: dict[str, Any], headers: dict[str, str],
         body: bytes | None,
-    ) -> tuple[int, Any]:  # fmt: skip
+    ) -> tuple[int, Any, str | None]:  # fmt: skip
+        """(the status, the answer's headers, its S3 error code when it has one)."""
         http = self.http
         if http is None or self.host is None:
-            return NO_ANSWER, {}
+            return NO_ANSWER, {}, None
         try:
             request = self._request(op, method, params, headers, body)
             if method == "HEAD":  # a shared cache on the way must not answer it for the
@@ -143,29 +152,30 @@ class Presigned:
             netloc = urlsplit(request.url).netloc
             if netloc != self.host:
                 self._off(f"signed for {netloc}, not {self.host}")
-                return NO_ANSWER, {}
+                return NO_ANSWER, {}, None
             response = http.send(request.prepare())
-            if no_server(response.status_code, _code(response)):  # (maybe another's next)
+            code = _code(response)
+            if no_server(response.status_code, code):  # (maybe another's next)
                 self.unanswered()
-            return int(response.status_code), response.headers
+            return int(response.status_code), response.headers, code
         except NETWORK as exc:  # the client's own call tries again and says what went wrong
             self.unanswered()
             if self.stopping():  # (not at a stop: a dead link is not waited on twice)
                 why = UNANSWERED if unanswered(exc) else f"no answer as photod stops: {_said(exc)}"
                 raise TargetUnavailable(self.target, why) from None  # (its URL: signed)
-            return NO_ANSWER, {}
+            return NO_ANSWER, {}, None
         except Exception as exc:  # a botocore this path does not know: off
             self._off(f"{type(exc).__name__}: {_said(exc)}")
-            return NO_ANSWER, {}
+            return NO_ANSWER, {}, None
 
 
 _CODE = re.compile(rb"<Code>([^<]{1,64})</Code>")
 
 
 def _code(response: Any) -> str | None:
-    """The S3 error code of a server's error (5xx: a few hundred bytes, read whole), None
-    where it has none (a HEAD's, a gateway's page) or the answer is no server error."""
-    if response.status_code < 500:
+    """The S3 error code of a server's refusal or error (a few hundred bytes, read whole),
+    None where it has none (a HEAD's, a gateway's page) or the answer is no error."""
+    if response.status_code < 400:
         return None
     found = _CODE.search(response.content or b"")
     return found.group(1).decode("utf-8", "replace") if found else None

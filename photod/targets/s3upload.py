@@ -35,7 +35,7 @@ from photod.errors import (
 from photod.logs import log
 from photod.models import VerifyMethod
 from photod.targets.objects import TMP
-from photod.targets.s3client import NETWORK, error_code, passing, retries
+from photod.targets.s3client import DIGEST_REFUSED, NETWORK, error_code, passing, retries
 
 if TYPE_CHECKING:
     from photod.targets.s3 import S3Target
@@ -291,10 +291,11 @@ class S3Writer:
                 except KeyExists:
                     self.t.remember(key)
                     raise KeyExists(key) from None  # still open, bytes kept
-                except TargetUnavailable as exc:
-                    if md5 and error_code(exc.__cause__) in ("BadDigest", "InvalidDigest"):
-                        # Not the bytes that were hashed (a source rewritten in place
-                        # since): the photo's copy fails, not the target.
+                except (BytesNotHashed, TargetUnavailable) as exc:
+                    # Not the bytes hashed (the file rewritten in place since): the copy
+                    # fails, not the target
+                    refused = md5 and error_code(exc.__cause__) in DIGEST_REFUSED
+                    if isinstance(exc, BytesNotHashed) or refused:
                         self.abort()
                         raise BytesNotHashed(f"{self.t.name}:{key}", sha256) from exc
                     raise
