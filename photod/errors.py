@@ -122,8 +122,8 @@ class ChecksumMismatch(PhotodError):
 
 class BytesNotHashed(ChecksumMismatch):
     """An upload that carries the Content-MD5 taken with the photo's SHA-256, in one
-    read, was given other bytes (the server's check of that MD5 refused them, or more
-    came): the file was rewritten in place since it was read."""
+    read, was given other bytes (the server's check of that MD5 refused them, and their
+    own MD5 is another; or more came): the file was rewritten in place since it was read."""
 
     def __init__(self, where: str, expected: str) -> None:
         PhotodError.__init__(self, f"{where}: not the bytes hashed as {expected[:12]}… "

@@ -668,13 +668,14 @@ def test_forgetting_refused_files_on_a_mount_that_hangs_holds_up_no_other_ingest
         rig.close()
 
 
-def _bucket(tmp_path: Path, s3_server: Any, name: str) -> Any:
-    """An S3 target ``name`` on the test's server, its own prefix, marked as photod's."""
+def _bucket(tmp_path: Path, s3_server: Any, name: str, endpoint: str = "") -> Any:
+    """An S3 target ``name`` on the test's server (reached through ``endpoint``, a
+    FaultProxy, if given), its own prefix, marked as photod's."""
     from photod.targets.s3 import S3Target
     from tests.servers import BUCKET
 
     creds = s3_server.credentials(tmp_path / "creds")
-    s3 = S3Target(name, BUCKET, f"{tmp_path.name}-{name}", s3_server.endpoint,
+    s3 = S3Target(name, BUCKET, f"{tmp_path.name}-{name}", endpoint or s3_server.endpoint,
                   credentials_file=creds, part_size=5 * 1024**2, timeout=5)  # fmt: skip
     s3.put_meta("target.json", f'{{"id": "t-{tmp_path.name}-{name}"}}'.encode())
     return s3
@@ -1201,4 +1202,43 @@ def test_a_photo_changed_in_place_is_refused_by_the_servers_md5_check_after_one_
     finally:
         rig.close()
         target.close()
+        proxy.stop()
+
+
+def test_a_link_refusing_every_content_md5_costs_no_download_of_another_remotes_copy(
+    tmp_path: Path, samples: Path, s3_server: Any
+) -> None:
+    """A bucket behind a link that refuses every photo's Content-MD5 (BadDigest: a proxy
+    that changes bodies on the way, a server's bug), the photo's file in the watch folder
+    unchanged: the refusal of the bytes its ingest hashed, whose MD5 it is, is the
+    link's, and the bucket is unavailable at once.  It was taken for the file changed in
+    place, and the next source was read: the other bucket's copy, downloaded (egress)
+    only to be refused again."""
+    from tests.servers import FaultProxy
+
+    if not s3_server.running():
+        s3_server.start()
+    proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: (
+        ("refuse", 400, "BadDigest", "The Content-MD5 you specified did not match what "
+         "was received.") if method == "PUT" and "/2008/" in path else "pass"))  # fmt: skip
+    buckets = {"minio": _bucket(tmp_path, s3_server, "minio"),
+               "offsite": _bucket(tmp_path, s3_server, "offsite", proxy.endpoint)}  # fmt: skip
+    rig = Rig(tmp_path, "minio", "offsite", shared=buckets)
+    try:
+        for name in buckets:
+            rig.states[name].queued = True
+        photo = rig.add(sorted(samples.glob("*.jpg"))[0])
+        rig.ingest(photo)
+        assert 1 == rig.rep.replicate_pending("minio")
+        with capture_logs() as logs:
+            assert 0 == rig.rep.replicate_pending("offsite")
+        assert 0 == rig.catalog.egress_used("minio", month())
+        failed = [e["error"] for e in logs if e["event"] == "replica_failed"]
+        assert 1 == len(failed) and "other bytes than were sent" in failed[0], failed
+        assert not rig.states["offsite"].available
+        assert ["minio"] == [r.target for r in rig.catalog.replicas(sha256(photo))]
+    finally:
+        rig.close()
+        for s3 in buckets.values():
+            s3.close()
         proxy.stop()

@@ -33,6 +33,7 @@ from photod.targets.s3client import (
     DIGEST_REFUSED,
     NETWORK,
     Cut,
+    error_code,
     make_client,
     mapped,
     passing,
@@ -136,6 +137,19 @@ class _Body:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _raise_if_other_bytes(
+    where: str, code: str | None, data: bytes, digest: str, cause: Exception | None = None
+) -> None:
+    """Raise BytesNotHashed when a PUT's refusal (its S3 error ``code``) says that its
+    Content-MD5 ``digest`` is not the body's MD5, and it is not: the body is other bytes
+    than the ones that MD5 was taken of (with a photo's SHA-256, in an earlier read of a
+    file changed since); any request gets that answer, the body is not sent again.
+    Hashed at a refusal alone: a refused MD5 that is the body's is the link's or the
+    server's doing (bytes changed on the way, every Content-MD5 refused), no file's."""
+    if code in DIGEST_REFUSED and md5(data) != digest:
+        raise BytesNotHashed(where, "") from cause
 
 
 class S3Target(ObjectTarget):
@@ -310,9 +324,7 @@ class S3Target(ObjectTarget):
             digest: str | None = None) -> None:  # fmt: skip
         """One PUT with the body's Content-MD5 (``digest``, else ``data``'s); ``exclusive``:
         If-None-Match, which a server that knows it refuses over an object (KeyExists);
-        ``mtime_ns``: the original's file time, as rclone keeps it (``mtime`` metadata).
-        A ``digest`` refused (BadDigest) that is not the body's MD5 (one taken with the
-        file's SHA-256 in an earlier read: the file changed since) raises BytesNotHashed."""
+        ``mtime_ns``: the original's file time, as rclone keeps it (``mtime`` metadata)."""
         digest = digest or md5(data)
         mtime = mtime_text(mtime_ns)
         status, code = self.presigned.put(self.full(key), data, digest, exclusive, mtime)
@@ -320,13 +332,15 @@ class S3Target(ObjectTarget):
             return
         if status == 412 and exclusive:
             raise KeyExists(key)  # (not the body sent again for the same answer)
-        # Any path gets the same refusal for a body that is not its MD5's: sent once.  One
-        # that is (changed on the way) is botocore's call's to send again, as any refusal.
-        if code in DIGEST_REFUSED and md5(data) != digest:
-            raise BytesNotHashed(f"{self.name}:{key}", "")
-        self.call("put_object", Key=self.full(key), Body=data, ContentMD5=digest,
-                  **({"IfNoneMatch": "*"} if exclusive else {}),
-                  **({"Metadata": {"mtime": mtime}} if mtime else {}))  # fmt: skip
+        where = f"{self.name}:{key}"
+        _raise_if_other_bytes(where, code, data, digest)  # (else botocore's call, as ever)
+        try:
+            self.call("put_object", Key=self.full(key), Body=data, ContentMD5=digest,
+                      **({"IfNoneMatch": "*"} if exclusive else {}),
+                      **({"Metadata": {"mtime": mtime}} if mtime else {}))  # fmt: skip
+        except TargetUnavailable as exc:
+            _raise_if_other_bytes(where, error_code(exc.__cause__), data, digest, exc)
+            raise
         self.presigned.decided(status)
 
     _put = put

@@ -35,7 +35,7 @@ from photod.errors import (
 from photod.logs import log
 from photod.models import VerifyMethod
 from photod.targets.objects import TMP
-from photod.targets.s3client import DIGEST_REFUSED, NETWORK, error_code, passing, retries
+from photod.targets.s3client import NETWORK, error_code, passing, retries
 
 if TYPE_CHECKING:
     from photod.targets.s3 import S3Target
@@ -291,14 +291,11 @@ class S3Writer:
                 except KeyExists:
                     self.t.remember(key)
                     raise KeyExists(key) from None  # still open, bytes kept
-                except (BytesNotHashed, TargetUnavailable) as exc:
-                    # Not the bytes hashed (the file rewritten in place since): the copy
-                    # fails, not the target
-                    refused = md5 and error_code(exc.__cause__) in DIGEST_REFUSED
-                    if isinstance(exc, BytesNotHashed) or refused:
-                        self.abort()
-                        raise BytesNotHashed(f"{self.t.name}:{key}", sha256) from exc
-                    raise
+                except BytesNotHashed as exc:
+                    # Not the bytes hashed, their own MD5 another (the file rewritten in
+                    # place since): the copy fails, not the target.
+                    self.abort()
+                    raise BytesNotHashed(f"{self.t.name}:{key}", sha256) from exc
                 self.chunks, self.buffered = [], 0
                 self.t.remember(key)
                 return VerifyMethod.SERVER
