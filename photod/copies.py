@@ -173,20 +173,20 @@ class Copier:
         captured_at: str = "",
         repair: str = "",
         next_source: bool = False,
+        disproved: tuple[str, str] | None = None,
     ) -> bool:
         """Publish one verified copy, never over another file, and record it; True once
-        recorded.  When another installation sharing the target holds these bytes
-        already, that copy is proved and recorded instead, and nothing is published.
-        ``next_source``: the caller has other sources: bytes not those hashed (the
-        server's MD5 check: ``BytesNotHashed``) raise, no failed copy.
-        ``repair``: why the copy replaces a bad one ('' for none: ``Catalog.to_copy``)."""
+        recorded.  Another installation's copy of these bytes on the target is proved and
+        recorded instead, nothing published (not one ``disproved``: read in this try).
+        ``next_source``: the caller has other sources: bytes not those hashed (the server's
+        MD5 check) raise, no failed copy; ``repair``: why it replaces a bad copy ('' none)."""
         state = self.targets[name]
         try:
             method: VerifyMethod | None = None
             owner = ""
             shared = None
             if state.records is not None and not repair:
-                shared = ledgers.shared_copy(self.catalog, name, state.target, sha)
+                shared = ledgers.shared_copy(self.catalog, name, state.target, sha, disproved)
             temp: str | None = writer.temp_key or None  # its record goes with the copy's
             if shared is not None:
                 self.temps.end(name, writer)

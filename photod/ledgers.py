@@ -284,18 +284,32 @@ def listed_by_a_clone(
     )
 
 
-def shared_copy(catalog: Catalog, name: str, target: Target, sha256: str) -> tuple[str, str] | None:
+def shared_copy(
+    catalog: Catalog,
+    name: str,
+    target: Target,
+    sha256: str,
+    disproved: tuple[str, str] | None = None,
+) -> tuple[str, str] | None:
     """(key, installation) of another installation's copy of these bytes on the target,
     proved by reading it back; None when there is none, or it does not match (or is
     gone).  One that cannot be read now raises (``unread``): the copy is tried again
-    later (taken for none, the photo was stored a second time on the shared target)."""
+    later (taken for none, the photo was stored a second time on the shared target).
+    ``disproved``: the copy the caller already read in this try and found other bytes
+    at (or gone): not downloaded again (a catch-up's, asked before its upload)."""
     found = catalog.shared_copy(name, sha256)
-    if found is None:
+    if found is None or found == disproved:
         return None
+    return found if proves(target, found, sha256) else None
+
+
+def proves(target: Target, found: tuple[str, str], sha256: str) -> bool:
+    """Whether another installation's copy ``found`` (key, installation) is these bytes,
+    read back whole; raises ``unread`` when it cannot be read now (``shared_copy``)."""
     try:
-        return found if holds(target, found[0], sha256) else None
+        return holds(target, found[0], sha256)
     except FileNotFoundError:
-        return None
+        return False
     except Stopping:
         raise
     except (OSError, PhotodError) as exc:

@@ -937,6 +937,39 @@ def test_another_computers_copy_that_cannot_be_read_now_is_a_failed_try_not_a_se
         proxy.stop()
 
 
+def test_another_computers_listed_copy_holding_other_bytes_is_downloaded_once_a_try(
+    tmp_path: Path, samples: Path, s3_server: Any
+) -> None:
+    """Two computers share a target, and the first one's list names a photo at a key
+    that holds other bytes now.  The second one's upload of that photo downloads that
+    object once to tell that it is not the photo, and stores the photo under its own
+    name: it was downloaded twice a try (before the upload, and again at its commit),
+    each try billed twice for the same answer."""
+    from tests.servers import FaultProxy
+
+    if not s3_server.running():
+        s3_server.start()
+    proxy = FaultProxy(s3_server.endpoint)
+    target = _remote("s3", tmp_path, s3_server, proxy.endpoint)
+    first, second = _two_computers(tmp_path, samples, "s3", target, True)
+    try:
+        key = "2008/2008-05-30/jpg_Canon_40D.jpg"
+        target.put(key, b"another photo now at this name " * 1000)  # (not through photod)
+        path = second.add(samples / "jpg_Canon_40D.jpg", "renamed.jpg")
+        second.ingest(path)
+        proxy.begun.clear()
+        assert 1 == second.rep.replicate_pending("s3")
+        assert 1 == sum(method == "GET" and p.endswith(key) for method, p in proxy.begun)
+        assert ["2008/2008-05-30/renamed.jpg"] == [
+            r.relpath for r in second.catalog.replicas(sha256(path))
+        ]
+    finally:
+        first.close()
+        second.close()
+        target.close()
+        proxy.stop()
+
+
 def _blocked_at(kind: str, target: Any, key: str) -> str:
     """The end of the path a download of ``key`` asks the server for (its encrypted
     object's on an encrypted target)."""
