@@ -25,17 +25,20 @@ class OverwriteRule:
         self._cuts += 1  # (two at once may count one: it still differs from before)
 
     def refused(self, probe: Callable[[], bool | None]) -> bool | None:
-        """The server's rule, probed when not known (None: not learned; asked again in
-        a while, not at every upload).  An answer learned while a request went
-        unanswered is not kept."""
+        """The server's rule, probed when not known (None: not learned; a probe that
+        failed is asked again in a while, not at every upload).  An answer learned while
+        a request went unanswered is not kept, and is asked again at the next call."""
         with self._probing:
             if self._refused is not None and self._asked_at != self._cuts:
                 self._refused = None  # a request went unanswered since it was learned
             if self._refused is None and time.monotonic() >= self._probe_after:
                 cuts = self._cuts
                 answer = probe()
-                if answer is not None and cuts == self._cuts:
-                    self._refused, self._asked_at = answer, cuts
-                else:
+                if answer is None:
                     self._probe_after = time.monotonic() + PROBE_AGAIN
+                elif cuts == self._cuts:
+                    self._refused, self._asked_at = answer, cuts
+                # (an answer thrown away for another request cut meanwhile, a stop's
+                # among them: no failure to wait for, asked again at the next need; it
+                # waited PROBE_AGAIN, each upload behind a HEAD of its name meanwhile)
             return self._refused

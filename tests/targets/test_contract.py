@@ -770,6 +770,49 @@ def test_s3_a_server_shedding_load_keeps_what_its_probe_learned(
         proxy.stop()
 
 
+def test_s3_a_probes_answer_thrown_away_for_a_request_cut_meanwhile_is_asked_at_the_next_upload(
+    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether the server refuses a PUT over an object is learned by a probe; another
+    request of the target goes unanswered while it runs (its link cut; a stop's cut of
+    the requests in flight), so its answer is not kept.  The next upload probes again
+    and its PUT is itself the check that nothing is at the name: nothing failed to wait
+    for, and it waited ten minutes, each photo's PUT behind a HEAD of its name."""
+    if not s3_server.running():
+        s3_server.start()
+    drops = [0]
+
+    def rule(method: str, path: str, query: str) -> Any:
+        if drops[0]:
+            drops[0] -= 1
+            return "drop"
+        return "pass"
+
+    proxy = FaultProxy(s3_server.endpoint, rule, honours=s3_server.root)
+    creds = s3_server.credentials(tmp_path / "aws-credentials")
+    t = s3_target(s3_server, f"thrown-{tmp_path.name}", creds, proxy.endpoint, owner="0123")
+    hit = failpoints.hit
+
+    def cut_meanwhile(name: str) -> None:  # another request, cut between the probe's PUTs
+        if name == "s3_probed":
+            drops[0] = 1
+            t.object_size("2024/other.jpg")  # (the client's own retry passes)
+        hit(name)
+
+    try:
+        monkeypatch.setattr(failpoints, "hit", cut_meanwhile)
+        assert t.refuses_overwrites() is None  # (learned, and thrown away)
+        monkeypatch.setattr(failpoints, "hit", hit)
+        proxy.begun.clear()
+        put(t, "2024/a.jpg")
+        assert [p for m, p in proxy.begun if m == "PUT" and "/probe-" in p]  # asked again
+        assert not [p for m, p in proxy.begun if m == "HEAD" and p.endswith("2024/a.jpg")]
+        assert t.refuses_overwrites() is True
+    finally:
+        t.close()
+        proxy.stop()
+
+
 def test_s3_an_upload_completed_at_its_temporary_whose_answer_was_lost_leaves_nothing(
     s3_server: S3Server, tmp_path: Path
 ) -> None:
