@@ -41,7 +41,7 @@ from photod.hashing import hash_stream
 from photod.logs import log
 from photod.media import suffixed
 from photod.models import Asset, ManifestEntry, PolicyRule, VerifyMethod
-from photod.targets.base import CHUNK, Writer, holds, unread
+from photod.targets.base import CHUNK, Target, Writer, holds, unread
 from photod.temporaries import Temporaries
 
 VOUCHED_MAX = 50_000  # Content-MD5s kept for uploads still to come (~15 MB at most)
@@ -204,7 +204,7 @@ class Copier:
                     # (no permission, archived) held the photo back for ever.  One of
                     # its size that cannot be read is neither: this try fails, and is
                     # made again (``unread``).
-                    if exc.other or state.target.size(candidate) not in (None, size):
+                    if _another_file(state.target, candidate, exc, size):
                         continue
                     try:
                         ours = holds(state.target, candidate, sha)
@@ -283,6 +283,18 @@ class Copier:
             log.info(
                 "policy_unmet", asset=sha, copies=verdict.copies, missing=list(verdict.missing)
             )
+
+
+def _another_file(target: Target, key: str, taken: KeyExists, size: int) -> bool:
+    """Whether the file that took ``key`` is told another's without reading it: by the
+    writer (an encrypted object's own line), or by its size, not the photo's.  The size
+    the writer's own look before it published found is the one gone by: asked again, it
+    was one request more to the server for each name taken (a HEAD, or an encrypted
+    object's line fetched again)."""
+    if taken.other:
+        return True
+    there = taken.size if taken.size is not None else target.size(key)
+    return there not in (None, size)
 
 
 def _position(stream: BinaryIO) -> int | None:

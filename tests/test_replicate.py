@@ -894,6 +894,50 @@ def test_another_photos_encrypted_object_at_the_name_is_downloaded_once(
         proxy.stop()
 
 
+@pytest.mark.parametrize("held", ["another photo", "the photo"])
+@pytest.mark.parametrize("kind", ["s3", "rclone", "encrypted"])
+def test_a_name_taken_costs_one_look_at_what_holds_it(
+    tmp_path: Path, samples: Path, s3_server: Any, kind: str, held: str
+) -> None:
+    """A photo's name on a target taken already, by another photo's file of another
+    size (it goes beside it) or by the photo's own copy that the catalog forgot
+    (adopted), is looked at once: the server's answer to the upload's look before it
+    publishes (its size; an encrypted object's own index line) is the one the copy
+    then goes by, and that file is read only when it may be the photo.  It was looked
+    at a second time (a HEAD, and on an encrypted target the index line fetched
+    again), for each photo whose name was taken."""
+    from tests.servers import FaultProxy
+    from tests.targets.test_contract import put
+
+    if not s3_server.running():
+        s3_server.start()
+    proxy = FaultProxy(s3_server.endpoint)
+    target, rig = _queued_rig(kind, tmp_path, s3_server, proxy.endpoint)
+    try:
+        path = rig.add(samples / "jpg_Canon_40D.jpg")
+        key = "2008/2008-05-30/jpg_Canon_40D.jpg"
+        other = b"another photo of this name " * 1000
+        put(target, key, other if held == "another photo" else path.read_bytes())
+        rig.ingest(path)
+        at = "/" + _blocked_at(kind, target, key).rpartition("/")[2]  # (and its line's)
+        proxy.begun.clear()
+        assert 1 == rig.rep.replicate_pending("s3")
+        asked = sorted(m for m, p in proxy.begun if p.endswith(at))
+        look = ["GET", "HEAD"] if kind == "encrypted" else ["HEAD"]  # (its object, its line)
+        read = ["GET"] if held == "the photo" else []
+        if read and kind == "rclone":
+            read.append("HEAD")  # (rclone's own, before it reads)
+        assert sorted(look + read) == asked
+        if held == "another photo":
+            _went_beside(rig, target, path, key, other)
+        else:
+            assert [key] == [r.relpath for r in rig.catalog.replicas(sha256(path))]
+    finally:
+        rig.close()
+        target.close()
+        proxy.stop()
+
+
 @pytest.mark.parametrize("queued", [False, True], ids=["new-file", "catch-up"])
 def test_another_computers_copy_that_cannot_be_read_now_is_a_failed_try_not_a_second_copy(
     tmp_path: Path, samples: Path, s3_server: Any, queued: bool

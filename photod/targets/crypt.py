@@ -44,7 +44,7 @@ from photod.errors import (
 from photod.models import ManifestEntry, VerifyMethod
 from photod.targets.agedecrypt import QUEUE, CipherSink, Decrypting, QueueReader, Sealing
 from photod.targets.base import CHUNK, Identity, Target, unread
-from photod.targets.records import index_line, names_other_bytes, parse_index
+from photod.targets.records import index_line, own_entry, parse_index
 
 DATA = "data/"
 OBJECTS = "objects/"  # under .photod/: each object's sealed index line
@@ -207,8 +207,8 @@ class CryptWriter:
         never given a line)."""
         if (line := self.t.inner.get_meta(sidecar(obj))) is not None:
             with contextlib.suppress(pyrage.DecryptError):  # (another identity's: says nothing)
-                if names_other_bytes(self.t.keys_.decrypt(line), obj, entry.sha256):
-                    raise KeyExists(key, other=True)
+                if (said := own_entry(self.t.keys_.decrypt(line), obj)) is not None:
+                    raise KeyExists(key, other=said.sha256 != entry.sha256, size=said.size)
             raise KeyExists(key)
         try:
             same = self._holds(obj, entry)

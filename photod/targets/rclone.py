@@ -177,8 +177,8 @@ class RcloneWriter:
             if stored != sha256:
                 self.abort()
                 raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, stored)
-            if self.t.size(key) is not None:
-                raise KeyExists(key)  # still uploaded: commit again under another key
+            if (there := self.t.size(key)) is not None:  # still uploaded: commit again
+                raise KeyExists(key, size=there)  # under another key
             # Never over a file another computer of the family published meanwhile: rclone
             # leaves the temporary where it is then, and the name is taken.
             try:

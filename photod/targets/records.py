@@ -143,12 +143,12 @@ def index_line(obj: str, e: ManifestEntry) -> str:
     return f"{obj}\t{e.sha256}\t{e.size}\t{e.captured_at}\t{mtime_text(e.mtime_ns)}\t{e.key}\n"
 
 
-def names_other_bytes(line: bytes, obj: str, sha256: str) -> bool:
-    """Whether an encrypted object's own index line (``line``, opened) says that object
-    ``obj`` holds other bytes than ``sha256``: another photo's, told without reading it.
-    A line that names another object says nothing."""
+def own_entry(line: bytes, obj: str) -> ManifestEntry | None:
+    """What an encrypted object's own index line (``line``, opened) says object ``obj``
+    holds (its SHA-256 and size: another photo's told without reading it).  A line that
+    names another object says nothing (None)."""
     found = parse_index(line)[:1]
-    return bool(found) and line.split(b"\t", 1)[0] == obj.encode() and found[0].sha256 != sha256
+    return found[0] if found and line.split(b"\t", 1)[0] == obj.encode() else None
 
 
 def parse_index(data: bytes) -> list[ManifestEntry]:

@@ -270,14 +270,19 @@ class S3Target(ObjectTarget):
                             action=f"photod's probe objects stay in {TMP}")  # fmt: skip
 
     def exists(self, key: str, fresh: bool = False) -> bool:
-        """Whether an object is at the key.  "No" comes from a listing of its folder
-        made at most LISTING_TTL ago (one request per folder instead of one per file, as
-        rclone copy does), kept up to date with what this process publishes; "yes" is
-        asked again of the object itself, since a cache must never outrank what was just
-        seen (a scrub moved the object aside, another computer's upload failed): a
-        repair then goes under the original name.  ``fresh``: asked of the object alone."""
+        """Whether an object is at the key (``found``)."""
+        return self.found(key, fresh) is not None
+
+    def found(self, key: str, fresh: bool = False) -> int | None:
+        """The size of the object at the key, None when there is none.  "None" comes
+        from a listing of its folder made at most LISTING_TTL ago (one request per folder
+        instead of one per file, as rclone copy does), kept up to date with what this
+        process publishes; a size is asked again of the object itself, since a cache must
+        never outrank what was just seen (a scrub moved the object aside, another
+        computer's upload failed): a repair then goes under the original name.
+        ``fresh``: asked of the object alone."""
         if fresh:
-            return self.object_size(key) is not None
+            return self.object_size(key)
         folder = key.rpartition("/")[0]
         now = time.monotonic()
         with self._lock:
@@ -293,12 +298,11 @@ class S3Target(ObjectTarget):
                     del self._listings[old]
                 self._listings[folder] = cached
         if key not in cached[1]:
-            return False
-        if self.object_size(key) is None:
+            return None
+        if (size := self.object_size(key)) is None:
             with self._lock:
                 cached[1].discard(key)
-            return False
-        return True
+        return size
 
     def remember(self, key: str) -> None:
         with self._lock:

@@ -275,8 +275,9 @@ class S3Writer:
         # made (another computer of the family, this minute), ask the object itself.
         # (a multipart upload always: a server may honour it for a PUT, not a completion)
         fresh = self.upload_id is not None or not self.t.refuses_overwrites()
-        if not self.asked and self.again(functools.partial(_taken, self.t, key, fresh)):
-            raise KeyExists(key)  # still open: commit again under another key
+        there = None if self.asked else self.again(functools.partial(_taken, self.t, key, fresh))
+        if there is not None:  # (its size: the copy goes by it, not asked again)
+            raise KeyExists(key, size=there)  # still open: commit again under another key
         try:
             if self.upload_id is None:
                 # One request: the server checks the Content-MD5 of the whole object
@@ -404,10 +405,11 @@ def _made(w: S3Writer) -> bool:
     return meta.get(TOKEN) == w.token and answer.get("ContentLength") == w.size
 
 
-def _taken(t: S3Target, key: str, fresh: bool) -> bool:
-    """Whether an object is at ``key``; one found is told to the listing (the next try)."""
-    found = t.exists(key, fresh=fresh)
-    if found:
+def _taken(t: S3Target, key: str, fresh: bool) -> int | None:
+    """The size of the object at ``key`` (None: none); one found is told to the listing
+    (the next try)."""
+    found = t.found(key, fresh=fresh)
+    if found is not None:
         t.remember(key)
     return found
 
