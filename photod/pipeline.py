@@ -321,8 +321,9 @@ class Pipeline:
         catalog takes seconds to copy, check and pack): the catalog and the recovery
         plan on every available target (``snapshotdue``)."""
         at = self.clock.monotonic()
-        to = self.due.wanted(frozenset(self.fleet.available()), at)  # (all once it changed)
-        if not to or (not force and (self.busy() or self.due.soon(at))):
+        ready = force or not (self.busy() or self.due.soon(at))  # (before any target's look)
+        to = self.due.wanted(frozenset(self.fleet.available()), at, ready)  # (all once changed)
+        if not to or not ready:
             return
         if isinstance(self.catalog.problem, CatalogDamaged):
             return  # the daemon is about to settle the catalog: no snapshot of it

@@ -96,16 +96,19 @@ class Due:
             self.at, self.to = (catalog.changes(), 0.0), frozenset(kept)
             self.generations, self.unsure = kept, set(kept)
 
-    def wanted(self, available: frozenset[str], now: float) -> frozenset[str]:
+    def wanted(self, available: frozenset[str], now: float, ready: bool = True) -> frozenset[str]:
         """The targets of ``available`` a snapshot is wanted on now (none: not due):
         each once the catalog changed, else those the last did not go to; one it failed
-        on is tried again RETRY later, or once it was away and is back."""
+        on is tried again RETRY later, or once it was away and is back.  ``ready``: one
+        could be written now (not too soon, no photo coming in); only then is a target
+        the last run's went to looked at (a listing), and none once the catalog changed
+        since (a start with new photos: it was listed first, for nothing)."""
         self.failed = {n: t for n, t in self.failed.items() if n in available}
         self.failing = set()
         if self.catalog.changes() != self.at[0]:
             self.kept, self.unsure = frozenset(), set()  # (each written: none to look at)
             return available
-        for name in self.unsure & available:  # (once a start, each: one listing)
+        for name in self.unsure & available if ready else ():  # (once a start, each)
             if self._newest(name) != self.generations.get(name):
                 self.to -= {name}
             self.unsure.discard(name)  # (checked: after, so a check that raised is not)

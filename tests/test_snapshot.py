@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -272,6 +273,71 @@ def test_a_target_a_snapshot_failed_on_gets_it_within_the_hour_though_nothing_ch
     finally:
         pipeline.stop(snapshot=False)
         catalog.close()
+
+
+def test_a_start_with_new_photos_lists_no_target_for_the_snapshot_it_writes_anyway(
+    tmp_path: Path, s3_server: Any
+) -> None:
+    """A start takes what the last run's snapshot covered, and looks whether each target
+    has that generation still (a listing of its snapshots) only once a snapshot could be
+    written now: the first check, while the start's new photos are still coming in,
+    asks the bucket nothing, and once they are in (the catalog changed) the snapshot
+    goes there without that look.  The look came first: a listing of every such target at
+    each start with new photos, for nothing.  A start with nothing new still looks,
+    once, and writes no snapshot."""
+    from photod import config as configmod
+    from photod.clock import ManualClock
+    from photod.pipeline import Pipeline
+    from tests.conftest import write_config
+    from tests.servers import FaultProxy
+
+    if not s3_server.running():
+        s3_server.start()
+    proxy = FaultProxy(s3_server.endpoint)
+    for folder in ("inbox", "state"):
+        (tmp_path / folder).mkdir()
+    creds = s3_server.credentials(tmp_path / "creds")
+    bucket = {**s3_server.target("offsite", creds, prefix=f"start-{tmp_path.name}"),
+              "endpoint": proxy.endpoint}  # fmt: skip
+    cfg = configmod.load(write_config(
+        tmp_path / "photod.toml",
+        [{"name": "inbox", "type": "folder", "path": str(tmp_path / "inbox")}],
+        [bucket], policy={"copies": 1, "media": 1, "offsite": 0},
+        extra=f'[daemon]\nstate_dir = "{tmp_path}/state"\nlog_dir = "{tmp_path}/log"\n',
+    ))  # fmt: skip
+
+    def listed() -> int:  # listings of the bucket so far
+        return sum(method == "GET" and "list-type=2" in q for method, _, q in seen)
+
+    seen: list[tuple[str, str, str]] = []
+    proxy.rule = lambda method, path, query: seen.append((method, path, query)) or "pass"
+    catalog = Catalog(cfg.state_dir / "catalog.sqlite")
+    try:
+        for new in (1, 0, 1):  # the first run's photo; a start with none; one with one
+            pipeline = Pipeline(cfg, catalog, ME, clock=ManualClock())
+            try:
+                assert pipeline.fleet.refresh("offsite")
+                if catalog.generation == 0:  # (the first run: its snapshot)
+                    grow(catalog, new)
+                    pipeline.snapshot_if_due(force=True)
+                    continue
+                coming = tmp_path / "inbox" / "new.jpg"
+                if new:  # (found by the start's scan, still settling)
+                    pipeline.intake.on_event("inbox", coming, "created")
+                seen.clear()
+                pipeline.snapshot_if_due()  # (the targets' probe's, at the start)
+                assert (0 if new else 1) == listed()
+                if new:  # (in: recorded, out of the settler)
+                    grow(catalog, new, start=catalog.generation + 9)
+                    pipeline.intake.settler.due()
+                    assert not catalog.covered()
+                    pipeline.snapshot_if_due()
+                    assert catalog.covered()  # (written, its own listings aside)
+            finally:
+                pipeline.stop(snapshot=False)
+    finally:
+        catalog.close()
+        proxy.stop()
 
 
 def test_two_rebuilds_in_one_second_keep_the_catalog_the_last_one_replaced(
