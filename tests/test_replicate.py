@@ -1282,6 +1282,42 @@ def test_a_photo_changed_in_place_is_refused_by_the_servers_md5_check_after_one_
         proxy.stop()
 
 
+def test_bytes_damaged_on_the_way_once_leave_the_quick_path_on(
+    tmp_path: Path, samples: Path, s3_server: Any
+) -> None:
+    """A photo's PUT refused once for its Content-MD5 (BadDigest: bytes damaged on the
+    way), its file unchanged: it goes up again through botocore's own call, and the
+    quick path stays on (a passing fault; it was turned off until a restart)."""
+    from tests.servers import FaultProxy
+
+    if not s3_server.running():
+        s3_server.start()
+    refused: list[str] = []
+
+    def once(method: str, path: str, query: str) -> Any:
+        if method == "PUT" and "/2008/" in path and not refused:
+            refused.append(path)
+            return ("refuse", 400, "BadDigest", "The Content-MD5 you specified did not match")
+        return "pass"
+
+    proxy = FaultProxy(s3_server.endpoint, once)
+    target, rig = _queued_rig("s3", tmp_path, s3_server, proxy.endpoint)
+    try:
+        photo = rig.add(sorted(samples.glob("*.jpg"))[0])
+        rig.ingest(photo)
+        with capture_logs() as logs:
+            assert 1 == rig.rep.replicate_pending("s3")
+        assert refused, "the link never damaged the photo's PUT"
+        stored = list(target.keys())
+        assert any(k.endswith(photo.name) for k in stored), stored
+        assert "s3_presigned_off" not in [e["event"] for e in logs]
+        assert target.presigned.http is not None
+    finally:
+        rig.close()
+        target.close()
+        proxy.stop()
+
+
 def test_a_link_refusing_every_content_md5_costs_no_download_of_another_remotes_copy(
     tmp_path: Path, samples: Path, s3_server: Any
 ) -> None:

@@ -235,12 +235,9 @@ class S3Target(ObjectTarget):
         return size
 
     def refuses_overwrites(self) -> bool | None:
-        """Whether this server refuses a PUT with ``If-None-Match: *`` over an object
-        (AWS S3 since 2024, MinIO; `rclone serve s3` ignores it and overwrites).  Asked
-        once, with an object of photod's own, and again after a request the server did
-        not answer (``error``): where it does, the PUT is itself the check
-        that nothing is at the key; where not, a HEAD just before it narrows the moment
-        two computers could both find a name free from a minute to milliseconds."""
+        """Whether this server refuses a PUT with ``If-None-Match: *`` over an object (AWS
+        S3, MinIO; `rclone serve s3` overwrites): where not, a HEAD just before each PUT
+        narrows the moment two computers find a name free to milliseconds (s3overwrite)."""
         return self.overwrites.refused(self._probe)
 
     def _probe(self) -> bool | None:
@@ -274,13 +271,10 @@ class S3Target(ObjectTarget):
         return self.found(key, fresh) is not None
 
     def found(self, key: str, fresh: bool = False) -> int | None:
-        """The size of the object at the key, None when there is none.  "None" comes
-        from a listing of its folder made at most LISTING_TTL ago (one request per folder
-        instead of one per file, as rclone copy does), kept up to date with what this
-        process publishes; a size is asked again of the object itself, since a cache must
-        never outrank what was just seen (a scrub moved the object aside, another
-        computer's upload failed): a repair then goes under the original name.
-        ``fresh``: asked of the object alone."""
+        """The size of the object at the key, None when there is none.  "None" comes from
+        a listing of its folder at most LISTING_TTL old (a request a folder, as rclone copy
+        does), kept up to date with what this process publishes; a size is asked again of
+        the object (``fresh``: only there): a cache never outranks what was just seen."""
         if fresh:
             return self.object_size(key)
         folder = key.rpartition("/")[0]
@@ -345,7 +339,8 @@ class S3Target(ObjectTarget):
         except TargetUnavailable as exc:
             _raise_if_other_bytes(where, error_code(exc.__cause__), data, digest, exc)
             raise
-        self.presigned.decided(status)
+        if code not in DIGEST_REFUSED:  # (bytes damaged on the way: a passing fault)
+            self.presigned.decided(status)
 
     _put = put
 
