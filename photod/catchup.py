@@ -16,8 +16,9 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 from photod import ledgers
 from photod.catalog import Catalog, month
@@ -132,11 +133,10 @@ class CatchUp:
                 copier.temps.register(writers)
                 dropped: dict[str, TargetUnavailable] = {}
                 try:
-                    with opener() as stream:
+                    remote = bool(source) and self.targets[source].queued  # egress
+                    with opener() as raw, _metered(self.catalog, source, remote, raw) as stream:
                         mtime_ns = self._file_time(asset, source, key, stream)
                         sha = copier.pump(stream, writers, dropped, need_hash=False)
-                    if source and self.targets[source].queued:  # a download: egress
-                        self.catalog.add_egress(source, month(), asset.size)
                     if name not in dropped and sha != asset.sha256:
                         raise ChecksumMismatch(
                             f"{source or 'source file'}:{key}", asset.sha256, sha
@@ -224,12 +224,13 @@ class CatchUp:
             return key
         self._kept_read[(asset.sha256, name)] = time.monotonic()
         try:
-            with state.target.open(key) as f:
+            with (
+                state.target.open(key) as raw,
+                _metered(self.catalog, name, state.queued, raw) as f,
+            ):
                 whole = hash_stream(f, lambda n: None, self.copier.stop) == asset.sha256
         except (OSError, PhotodError):
             return key
-        if state.queued:
-            self.catalog.add_egress(name, month(), asset.size)
         if not whole:
             return key
         owner = self.catalog.listed_by_other(name, key, asset.sha256) or ""  # theirs, then
@@ -435,3 +436,32 @@ def _here(catalog: Catalog, source: str, root: Path) -> bool:
         return False
     found_on = catalog.meta(f"device:{source}")
     return found_on is None or int(found_on) == device
+
+
+@contextmanager
+def _metered(catalog: Catalog, source: str, remote: bool, stream: BinaryIO) -> Iterator[BinaryIO]:
+    """A copy's stream; a remote's (``remote``) counted in its month's egress as its
+    bytes came, a download cut short too: counted only once read whole, a link that
+    cut a large movie late at every try spent a budget that never saw it."""
+    if not remote:
+        yield stream
+        return
+    metered = _Metered(stream)
+    try:
+        yield cast(BinaryIO, metered)
+    finally:
+        if metered.got:
+            catalog.add_egress(source, month(), metered.got)
+
+
+class _Metered:
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream, self.got = stream, 0
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self.stream.read(n)
+        self.got += len(chunk)
+        return chunk
+
+    def __getattr__(self, name: str) -> Any:  # (its file time, where it is: the stream's)
+        return getattr(self.stream, name)

@@ -1250,6 +1250,52 @@ def test_a_rotten_remote_copy_read_again_to_prove_it_counts_in_the_remotes_egres
         s3.close()
 
 
+def test_a_download_cut_short_counts_in_the_remotes_egress(
+    tmp_path: Path, samples: Path, s3_server: Any
+) -> None:
+    """A drive back after its photo went offsite (its file gone from the watch folder)
+    reads the bucket's copy through a link cut part way through the download: the try
+    fails, and the bytes that came count in the bucket's egress for the month (only a
+    whole download counted: a link cutting a movie late at every try spent a budget
+    that never saw it)."""
+    from tests.servers import FaultProxy
+
+    if not s3_server.running():
+        s3_server.start()
+    proxy = FaultProxy(s3_server.endpoint)
+    s3 = _bucket(tmp_path, s3_server, "remote", proxy.endpoint)
+    rig = Rig(tmp_path, "remote", "local", shared={"remote": s3})
+    rig.states["remote"].queued = True
+    rig.mem["local"].available = False
+    rig.fleet.refresh("local")
+    try:
+        photo = rig.add(sorted(samples.glob("*.jpg"))[0])
+        sha, size = sha256(photo), photo.stat().st_size
+        rig.ingest(photo)
+        assert 1 == rig.rep.replicate_pending("remote")  # from the watch folder
+        photo.unlink()
+        gets: list[str] = []  # (the first cut, then the link gone: no resumed read)
+
+        def cut(method: str, path: str, query: str) -> Any:
+            if method != "GET" or not path.endswith(photo.name):
+                return "pass"
+            gets.append(path)
+            return ("cut", 1000) if len(gets) == 1 else "drop"
+
+        proxy.rule = cut
+        rig.mem["local"].available = True
+        rig.fleet.refresh("local")
+        with capture_logs() as logs:
+            assert 0 == rig.rep.replicate_pending("local")
+        assert "replica_failed" in [e["event"] for e in logs]
+        assert 1000 <= rig.catalog.egress_used("remote", month()) < size
+        assert ["remote"] == [r.target for r in rig.catalog.replicas(sha)]
+    finally:
+        rig.close()
+        s3.close()
+        proxy.stop()
+
+
 def test_a_photo_changed_in_place_is_refused_by_the_servers_md5_check_after_one_upload(
     tmp_path: Path, samples: Path, s3_server: Any
 ) -> None:
