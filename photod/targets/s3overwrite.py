@@ -18,6 +18,7 @@ class OverwriteRule:
         self._probe_after = 0.0  # (a probe that failed: not before then)
         self._cuts = 0  # requests the server did not answer, so far (``forget``)
         self._asked_at = 0  # how many there were when ``_refused`` was learned
+        self._thrown = False  # the last probe's answer was thrown away (``refused``)
 
     def forget(self) -> None:
         """A request got no answer.  A count, not a lock: a thread told of a cut never
@@ -27,7 +28,8 @@ class OverwriteRule:
     def refused(self, probe: Callable[[], bool | None]) -> bool | None:
         """The server's rule, probed when not known (None: not learned; a probe that
         failed is asked again in a while, not at every upload).  An answer learned while
-        a request went unanswered is not kept, and is asked again at the next call."""
+        a request went unanswered is not kept, and is asked again at the next call; thrown
+        away twice running, in a while."""
         with self._probing:
             if self._refused is not None and self._asked_at != self._cuts:
                 self._refused = None  # a request went unanswered since it was learned
@@ -37,8 +39,11 @@ class OverwriteRule:
                 if answer is None:
                     self._probe_after = time.monotonic() + PROBE_AGAIN
                 elif cuts == self._cuts:
-                    self._refused, self._asked_at = answer, cuts
-                # (an answer thrown away for another request cut meanwhile, a stop's
-                # among them: no failure to wait for, asked again at the next need; it
-                # waited PROBE_AGAIN, each upload behind a HEAD of its name meanwhile)
+                    self._refused, self._asked_at, self._thrown = answer, cuts, False
+                elif not self._thrown:
+                    # Thrown away for another request cut meanwhile (a stop's among
+                    # them): no failure to wait for, asked again at the next need.
+                    self._thrown = True
+                else:  # twice running: a link that cuts often, not a probe at every upload
+                    self._probe_after = time.monotonic() + PROBE_AGAIN
             return self._refused

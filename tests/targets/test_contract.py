@@ -813,6 +813,39 @@ def test_s3_a_probes_answer_thrown_away_for_a_request_cut_meanwhile_is_asked_at_
         proxy.stop()
 
 
+def test_s3_a_link_that_cuts_during_every_probe_is_probed_twice_then_in_a_while(
+    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A link that cuts a request during every overwrite probe (each answer thrown
+    away): the rule is asked again once at the next upload, then not before
+    PROBE_AGAIN, not at every upload (two PUTs, a listing and a DELETE a photo, billed)."""
+    if not s3_server.running():
+        s3_server.start()
+    drops = [0]
+    proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: (
+        "drop" if drops[0] and not drops.__setitem__(0, drops[0] - 1) else "pass"),
+        honours=s3_server.root)  # fmt: skip
+    creds = s3_server.credentials(tmp_path / "aws-credentials")
+    t = s3_target(s3_server, f"cuts-{tmp_path.name}", creds, proxy.endpoint, owner="0123")
+    hit = failpoints.hit
+
+    def cut_meanwhile(name: str) -> None:
+        if name == "s3_probed":
+            drops[0] = 1
+            t.object_size("2024/other.jpg")  # (the client's own retry passes)
+        hit(name)
+
+    try:
+        monkeypatch.setattr(failpoints, "hit", cut_meanwhile)
+        for _ in range(5):
+            assert t.refuses_overwrites() is None
+        probes = {p for m, p in proxy.begun if m == "PUT" and "/probe-" in p}
+        assert 2 == len(probes), probes
+    finally:
+        t.close()
+        proxy.stop()
+
+
 def test_s3_an_upload_completed_at_its_temporary_whose_answer_was_lost_leaves_nothing(
     s3_server: S3Server, tmp_path: Path
 ) -> None:
