@@ -173,10 +173,6 @@ class FolderWatcher:
         log.warning("source_polling", source=self.name, path=str(self.root), reason=why)
         return True
 
-    def polls(self) -> bool:
-        """Whether its watch will poll: asked to (``poll``), or on a network filesystem."""
-        return self.force_poll or mount_of(self.root)[1] in NETWORK_FS
-
     def _start(self, observer: object, sees_closes: bool) -> None:
         handler = _Handler(self.name, self.on_event, sees_closes)
         try:

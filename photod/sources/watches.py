@@ -4,9 +4,7 @@ set again when the folder comes back or is made again, and said gone once when i
 At a start the scan goes first: setting a watch walks the whole tree (0.2 s of CPU at
 100,000 files), and the scan is what finds what is new.  A folder the scan listed that
 changed before its watch was set is scanned once more at once: a file that landed there
-meanwhile was seen by neither.  (A file rewritten in place in that moment changes no
-folder: the next rescan finds it.)  A folder whose watch polls (a network one) is watched
-first, as before: its cached attributes could not tell what came meanwhile.
+meanwhile was seen by neither.
 """
 
 from __future__ import annotations
@@ -42,13 +40,11 @@ class Watches:
         """Watch every folder once its start-up scan has listed it (``after_scan``), or
         ``at_once`` (paused: no scan runs now)."""
         self._unhook = on_events_lost(self._events_lost)
-        for name, watcher in self.watchers.items():
-            # A network folder's watch polls, and its attributes come from a cache (NFS:
-            # up to a minute old): a folder's ctime would not tell what came meanwhile.
-            if at_once or (present(watcher.root) and watcher.polls()):
+        if at_once:
+            for watcher in self.watchers.values():
                 watcher.start()
-            else:
-                self._unarmed.add(name)
+        else:
+            self._unarmed = set(self.watchers)
 
     def waiting(self, name: str) -> bool:
         """Whether the folder's watch waits for its start-up scan."""

@@ -18,23 +18,17 @@ from tests.integration.conftest import Setup
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("poll", [False, True], ids=["events", "polled"])
-def test_photos_written_while_photod_starts_are_all_backed_up(setup: Setup, poll: bool) -> None:
+def test_photos_written_while_photod_starts_are_all_backed_up(setup: Setup) -> None:
     """A writer drops a photo every few milliseconds into deep folders of a tree of
     480 (the start walks them twice: the scan, then the watches), and into new deep
     folders, from before the spawn until after the first scan's end: every one is
-    protected, without waiting for the hourly rescan.  A polled folder (a network
-    share's: its cached attributes cannot tell what came) is watched before its scan."""
+    protected, without waiting for the hourly rescan."""
     tree = [setup.inbox / f"{y}" / f"{m:02d}" / f"{d:02d}" for y in range(2000, 2020)
             for m in range(1, 13) for d in (1, 15)]  # fmt: skip
     for folder in tree:
         folder.mkdir(parents=True)
     p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}],
                      daemon='rescan_interval = "1h"')  # fmt: skip
-    if poll:
-        p.config.write_text(
-            p.config.read_text().replace('type = "folder"', 'type = "folder"\npoll = true')
-        )
     written: list[Path] = []
     stop = threading.Event()
 
@@ -63,8 +57,4 @@ def test_photos_written_while_photod_starts_are_all_backed_up(setup: Setup, poll
     # and its watch is scanned once more, at once (without that, some were missed).
     again = len(p.events("source_changed_at_start"))
     assert again <= 1 and 1 + again == len(p.events("scan_finished"))
-    if poll:  # (watched first: no folder to look at again)
-        events = [e["event"] for e in p.events()]
-        assert events.index("source_polling") < events.index("scan_finished")
-        assert 0 == again
     assert 0 == p.stop()
