@@ -42,8 +42,7 @@ from photod.logs import log
 from photod.media import is_still
 from photod.models import IngestResult
 from photod.mounts import present
-from photod.sources.folder import FolderWatcher, Looked
-from photod.sources.watches import Watches
+from photod.sources.folder import FolderWatcher, on_events_lost
 
 READ_FAILED = "the file could not be read to its end; tried again at the next scan"
 
@@ -86,29 +85,69 @@ class FolderIntake:
         # Stills a movie asked for that nobody had heard of, as they were then.
         self._asked: dict[tuple[str, str], tuple[int, int]] = {}
         self._lock = threading.Lock()
-        self.watches = Watches(self.watchers, stop, wake, self._walking)
+        self._rewatching = threading.Lock()  # one (re)start of a watch at a time
+        self._gone: set[str] = set()  # watched folders said gone, until they are back
+        self._unhook: Callable[[], None] = lambda: None  # undoes on_events_lost
         self._waiting_room: set[tuple[str, str]] = set()  # files that met a full state dir
         self._full = False  # the state dir was full, and no room was seen since
 
     # -- life cycle --------------------------------------------------------------------
 
-    def watch(self, at_once: bool = False) -> None:
-        """Watch every folder once its start-up scan has listed it (``Watches``), or
-        ``at_once`` (paused: no scan runs now)."""
+    def watch(self) -> None:
         self.watching = True
-        self.watches.start(at_once)
+        self._unhook = on_events_lost(self._events_lost)
+        for watcher in self.watchers.values():
+            watcher.start()
 
     def stop(self) -> None:
-        self.watches.stop()
+        self._unhook()
+        for watcher in self.watchers.values():
+            watcher.stop()
 
     def rewatch(self) -> None:
-        """The ``rewatch`` job (``Watches.rewatch``)."""
-        if self.watching:
-            self.watches.rewatch()
+        """Watch again each folder whose watch no longer sees it (deleted and made again,
+        a drive mounted over it or taken from under it), and scan it for what came
+        meanwhile; say once when a watched folder is gone.  A job of its own every few
+        seconds, off the thread that tells systemd the daemon lives: a watch's start walks
+        the whole tree (a NAS's library: a minute), and a dead network mount raises."""
+        with self._rewatching:
+            for name, watcher in self.watchers.items():
+                if not self.watching or self.stop_event.is_set():
+                    return
+                try:
+                    self._rewatch(name, watcher)
+                except OSError as exc:  # (a dead mount: ENOTCONN, ESTALE, EIO)
+                    self._said_gone(name, f"the folder cannot be read ({exc.strerror or exc})")
 
-    def _walking(self, name: str) -> bool:
-        with self._lock:
-            return name in self._scanning
+    def _rewatch(self, name: str, watcher: FolderWatcher) -> None:
+        if not present(watcher.root):
+            if watcher.observer is not None:
+                self._said_gone(name, "the folder is gone (deleted, renamed, or on a drive "
+                                "that was unplugged)")  # fmt: skip
+            return
+        if watcher.observer is not None and not watcher.lost():
+            _back(self._gone, name, watcher)  # (its watch may have lived on: away and back)
+            return
+        if watcher.observer is not None:
+            watcher.stop()
+            log.info("source_rewatched", source=name, path=str(watcher.root))
+        if watcher.start():  # (an OSError here leaves it said gone: once, not each time)
+            _back(self._gone, name, watcher)
+            self.wake("reconcile")
+
+    def _said_gone(self, name: str, reason: str) -> None:
+        if name not in self._gone:
+            self._gone.add(name)
+            log.warning("source_unavailable", source=name, path=str(self.watchers[name].root),
+                        reason=f"{reason}; it is watched again once it is back")  # fmt: skip
+
+    def _events_lost(self) -> None:
+        log.warning(
+            "source_events_lost",
+            detail="the kernel's queue of file events overflowed (a storm of new files); "
+            "the watch folders are scanned now, so that nothing is missed",
+        )
+        self.wake("reconcile")
 
     def busy(self) -> bool:
         with self._lock:
@@ -265,12 +304,11 @@ class FolderIntake:
         for name, watcher in self.watchers.items():
             if self.stop_event.is_set():
                 return
-            waiting = self.watches.waiting(name)  # (its watch is set after this scan)
-            if self.watching and not waiting and present(watcher.root):
-                self.watches.ensure(name)  # missing at start: watched now that it is here
+            if self.watching and present(watcher.root) and watcher.observer is None:
+                with self._rewatching:  # missing at start: watched now that it is here
+                    if watcher.observer is None:
+                        watcher.start()
             if not present(watcher.root):
-                if waiting:
-                    self.watches.after_scan(name, None)  # (said: watched once it appears)
                 continue
             started, began = self.clock.monotonic(), int(self.clock.time() * 1e9)
             since = self.catalog.meta(f"scanned:{name}")  # (a file changed after: read)
@@ -278,16 +316,13 @@ class FolderIntake:
             cutoff = self.clock.time() - self.settings.settle
             with self._lock:
                 self._scanning.add(name)
-                # (each folder it lists is noted, to look at once its watch is set)
-                looked: Looked | None = [] if self.watches.waiting(name) else None
             try:
                 folder: list[tuple[str, Path]] = []  # one folder's files: stills first
                 where = ""
                 with self.catalog.source_stats(name) as known:
                     for _, path, st in watcher.scan(None, known, int(since) if since else None,
                                                     partial(_touched, self.catalog, name),
-                                                    _device(self.catalog, name, watcher),
-                                                    looked):  # fmt: skip
+                                                    _device(self.catalog, name, watcher)):  # fmt: skip
                         if self.stop_event.is_set():
                             return
                         new += 1
@@ -306,8 +341,6 @@ class FolderIntake:
             log.info("scan_finished", source=name, files=watcher.scanned, changed=new,
                      gone=watcher.forgotten,
                      duration=round(self.clock.monotonic() - started, 3))  # fmt: skip
-            if looked is not None:
-                self.watches.after_scan(name, looked)
 
 
 def _scanned(catalog: Catalog, name: str, watcher: FolderWatcher, began: int) -> None:
@@ -351,3 +384,10 @@ def _free(folder: Path) -> int:
         return shutil.disk_usage(folder).free
     except OSError:
         return 0
+
+
+def _back(gone: set[str], name: str, watcher: FolderWatcher) -> None:
+    """A folder said gone is watched again: said, so the next time it goes is."""
+    if name in gone:
+        gone.discard(name)
+        log.info("source_available", source=name, path=str(watcher.root))

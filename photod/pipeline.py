@@ -151,7 +151,7 @@ class Pipeline:
         for name in self.targets:
             self.fleet.refresh(name)
         if watch:
-            self.intake.watch(at_once=self.paused())  # (paused: no start-up scan runs now)
+            self.intake.watch()
             if self.devices is not None:
                 self.devices.start()
 

@@ -7,10 +7,8 @@ network filesystem that reports no remote changes, the folder is polled instead.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import islice
 from pathlib import Path
@@ -37,9 +35,6 @@ from photod.paths import other_form
 OnEvent = Callable[[str, Path, str], None]  # (source name, path, event kind)
 BATCH = 500  # a large folder's files looked up in the catalog at once
 PART = 4096  # a folder's entries listed at once (a folder of fewer: its range is read)
-# A scan's folders, each with when it was looked at and its lstat then (``changed_after``).
-Looked = list[tuple[str, int, os.stat_result]]
-RACY_NS = 100_000_000  # a folder's timestamps' grain, with room (a clock tick: 1-10 ms)
 
 
 class Known(Protocol):
@@ -215,7 +210,6 @@ class FolderWatcher:
         since_ns: int | None = None,
         touched: Callable[[str, os.stat_result], bool] = lambda rel, st: True,
         device: int | None = None,
-        looked: Looked | None = None,
     ) -> Iterator[tuple[str, str, os.stat_result]]:
         """(path relative to the folder, full path, lstat) of every file under the
         folder (or under ``top`` in it), without following symbolic links to
@@ -232,9 +226,6 @@ class FolderWatcher:
         dropped (``_forget``): only those a folder's complete listing lacks, and not
         there when looked for again; ``self.forgotten`` says how many.
 
-        ``looked``: gets each folder listed, with when and how it was before its
-        listing (``changed_after``: what landed in it since, the scan did not see).
-
         A reconcile asks this of every file of a large library at every start, so the
         loop stays lean: strings, the entries' own stats, and the ignore patterns only
         for what is not known already."""
@@ -248,8 +239,6 @@ class FolderWatcher:
         try:
             while stack:
                 folder, prefix = stack.pop()
-                if looked is not None:
-                    _look(looked, folder)
                 listed: list[bool] = []  # (made true once the whole folder is listed)
                 dirs: list[str] = []  # its sub-folders' names
                 found, whole = 0, True  # (found: rows of its files, when asked by name)
@@ -352,31 +341,6 @@ class FolderWatcher:
 
 
 NOT_BACKED_UP = "not backed up while photod cannot read it; tried again at every scan"
-
-
-def _look(looked: Looked, folder: str) -> None:
-    with contextlib.suppress(OSError):  # (one it cannot list is said by the listing)
-        looked.append((folder, time.time_ns(), os.lstat(folder)))
-
-
-def changed_after(looked: Looked) -> list[str]:
-    """The folders a scan listed (``scan``'s ``looked``) that changed since: a file
-    made, moved in or renamed there after its listing changes the folder's ctime.  One
-    changed within ``RACY_NS`` before it was looked at counts too: its timestamps have
-    a clock tick's grain, and a second change in the same tick leaves them as they were
-    (git's "racily clean" files).  A folder gone since lost no file: its parent says
-    what was done."""
-    changed = []
-    for folder, at, before in looked:
-        try:
-            now = os.lstat(folder)
-        except OSError:
-            continue
-        same = (now.st_ino, now.st_ctime_ns, now.st_mtime_ns) == (
-            before.st_ino, before.st_ctime_ns, before.st_mtime_ns)  # fmt: skip
-        if not same or before.st_ctime_ns >= at - RACY_NS:
-            changed.append(folder)
-    return changed
 
 
 def _identity(folder: Path) -> tuple[int, int] | None:
