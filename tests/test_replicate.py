@@ -1219,6 +1219,19 @@ def test_a_second_bucket_takes_a_photo_from_the_first_when_its_file_changed_in_p
             s3.close()
 
 
+def _offsite_with_the_drive_away(
+    tmp_path: Path, s3_server: Any, endpoint: str = ""
+) -> tuple[Any, Rig]:
+    """A bucket offsite ("remote", queued; through ``endpoint`` when given) and a drive
+    ("local") unplugged: what the drive catches up with once back."""
+    s3 = _bucket(tmp_path, s3_server, "remote", endpoint)
+    rig = Rig(tmp_path, "remote", "local", shared={"remote": s3})
+    rig.states["remote"].queued = True
+    rig.mem["local"].available = False
+    rig.fleet.refresh("local")
+    return s3, rig
+
+
 def test_a_rotten_remote_copy_read_again_to_prove_it_counts_in_the_remotes_egress(
     tmp_path: Path, samples: Path, s3_server: Any
 ) -> None:
@@ -1227,11 +1240,7 @@ def test_a_rotten_remote_copy_read_again_to_prove_it_counts_in_the_remotes_egres
     whole, to prove it rotten before it stops counting.  Both downloads count in the
     bucket's egress for the month (the second did not: a budget never saw the bytes of
     each such re-read)."""
-    s3 = _bucket(tmp_path, s3_server, "remote")
-    rig = Rig(tmp_path, "remote", "local", shared={"remote": s3})
-    rig.states["remote"].queued = True
-    rig.mem["local"].available = False
-    rig.fleet.refresh("local")
+    s3, rig = _offsite_with_the_drive_away(tmp_path, s3_server)
     try:
         photo = rig.add(sorted(samples.glob("*.jpg"))[0])
         sha, good = sha256(photo), photo.read_bytes()
@@ -1263,11 +1272,7 @@ def test_a_download_cut_short_counts_in_the_remotes_egress(
     if not s3_server.running():
         s3_server.start()
     proxy = FaultProxy(s3_server.endpoint)
-    s3 = _bucket(tmp_path, s3_server, "remote", proxy.endpoint)
-    rig = Rig(tmp_path, "remote", "local", shared={"remote": s3})
-    rig.states["remote"].queued = True
-    rig.mem["local"].available = False
-    rig.fleet.refresh("local")
+    s3, rig = _offsite_with_the_drive_away(tmp_path, s3_server, proxy.endpoint)
     try:
         photo = rig.add(sorted(samples.glob("*.jpg"))[0])
         sha, size = sha256(photo), photo.stat().st_size

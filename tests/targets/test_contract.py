@@ -680,6 +680,19 @@ def test_s3_two_computers_probing_at_once_each_learn_what_the_server_does(
     assert [] == list(mine._list(".photod/tmp/"))
 
 
+def _cutting(drops: list[int], cut: Any = "drop") -> Any:
+    """A FaultProxy rule: the next ``drops[0]`` requests get ``cut`` (set it any time),
+    the rest pass."""
+
+    def rule(method: str, path: str, query: str) -> Any:
+        if drops[0]:
+            drops[0] -= 1
+            return cut
+        return "pass"
+
+    return rule
+
+
 @pytest.mark.parametrize("lost", ["every request", "one request", "a gateway's 502s"])
 def test_s3_a_server_replaced_while_it_was_away_is_asked_again_before_any_overwrite(
     s3_server: S3Server, tmp_path: Path, lost: str
@@ -697,14 +710,8 @@ def test_s3_a_server_replaced_while_it_was_away_is_asked_again_before_any_overwr
     if not s3_server.running():
         s3_server.start()
     drops = [0]
-
-    def rule(method: str, path: str, query: str) -> Any:
-        if drops[0]:
-            drops[0] -= 1
-            return ("refuse", 502, "BadGateway") if lost == "a gateway's 502s" else "drop"
-        return "pass"
-
-    proxy = FaultProxy(s3_server.endpoint, rule, honours=s3_server.root)
+    cut = ("refuse", 502, "BadGateway") if lost == "a gateway's 502s" else "drop"
+    proxy = FaultProxy(s3_server.endpoint, _cutting(drops, cut), honours=s3_server.root)
     creds = s3_server.credentials(tmp_path / "aws-credentials")
     prefix = f"replaced-{tmp_path.name}"
     mine = s3_target(s3_server, prefix, creds, proxy.endpoint, owner="0123456789ab")
@@ -770,6 +777,30 @@ def test_s3_a_server_shedding_load_keeps_what_its_probe_learned(
         proxy.stop()
 
 
+def _cut_during_probes(
+    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, FaultProxy]:
+    """An S3 target behind a link that cuts another request of it between each
+    overwrite probe's two PUTs (the client's own retry passes): each probe's answer is
+    thrown away.  ``monkeypatch.undo()`` makes the link whole again."""
+    if not s3_server.running():
+        s3_server.start()
+    drops = [0]
+    proxy = FaultProxy(s3_server.endpoint, _cutting(drops), honours=s3_server.root)
+    creds = s3_server.credentials(tmp_path / "aws-credentials")
+    t = s3_target(s3_server, f"cut-{tmp_path.name}", creds, proxy.endpoint, owner="0123")
+    hit = failpoints.hit
+
+    def cut_meanwhile(name: str) -> None:
+        if name == "s3_probed":
+            drops[0] = 1
+            t.object_size("2024/other.jpg")
+        hit(name)
+
+    monkeypatch.setattr(failpoints, "hit", cut_meanwhile)
+    return t, proxy
+
+
 def test_s3_a_probes_answer_thrown_away_for_a_request_cut_meanwhile_is_asked_at_the_next_upload(
     s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -778,31 +809,10 @@ def test_s3_a_probes_answer_thrown_away_for_a_request_cut_meanwhile_is_asked_at_
     the requests in flight), so its answer is not kept.  The next upload probes again
     and its PUT is itself the check that nothing is at the name: nothing failed to wait
     for, and it waited ten minutes, each photo's PUT behind a HEAD of its name."""
-    if not s3_server.running():
-        s3_server.start()
-    drops = [0]
-
-    def rule(method: str, path: str, query: str) -> Any:
-        if drops[0]:
-            drops[0] -= 1
-            return "drop"
-        return "pass"
-
-    proxy = FaultProxy(s3_server.endpoint, rule, honours=s3_server.root)
-    creds = s3_server.credentials(tmp_path / "aws-credentials")
-    t = s3_target(s3_server, f"thrown-{tmp_path.name}", creds, proxy.endpoint, owner="0123")
-    hit = failpoints.hit
-
-    def cut_meanwhile(name: str) -> None:  # another request, cut between the probe's PUTs
-        if name == "s3_probed":
-            drops[0] = 1
-            t.object_size("2024/other.jpg")  # (the client's own retry passes)
-        hit(name)
-
+    t, proxy = _cut_during_probes(s3_server, tmp_path, monkeypatch)
     try:
-        monkeypatch.setattr(failpoints, "hit", cut_meanwhile)
         assert t.refuses_overwrites() is None  # (learned, and thrown away)
-        monkeypatch.setattr(failpoints, "hit", hit)
+        monkeypatch.undo()  # (the link whole again)
         proxy.begun.clear()
         put(t, "2024/a.jpg")
         assert [p for m, p in proxy.begun if m == "PUT" and "/probe-" in p]  # asked again
@@ -819,24 +829,8 @@ def test_s3_a_link_that_cuts_during_every_probe_is_probed_twice_then_in_a_while(
     """A link that cuts a request during every overwrite probe (each answer thrown
     away): the rule is asked again once at the next upload, then not before
     PROBE_AGAIN, not at every upload (two PUTs, a listing and a DELETE a photo, billed)."""
-    if not s3_server.running():
-        s3_server.start()
-    drops = [0]
-    proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: (
-        "drop" if drops[0] and not drops.__setitem__(0, drops[0] - 1) else "pass"),
-        honours=s3_server.root)  # fmt: skip
-    creds = s3_server.credentials(tmp_path / "aws-credentials")
-    t = s3_target(s3_server, f"cuts-{tmp_path.name}", creds, proxy.endpoint, owner="0123")
-    hit = failpoints.hit
-
-    def cut_meanwhile(name: str) -> None:
-        if name == "s3_probed":
-            drops[0] = 1
-            t.object_size("2024/other.jpg")  # (the client's own retry passes)
-        hit(name)
-
+    t, proxy = _cut_during_probes(s3_server, tmp_path, monkeypatch)
     try:
-        monkeypatch.setattr(failpoints, "hit", cut_meanwhile)
         for _ in range(5):
             assert t.refuses_overwrites() is None
         probes = {p for m, p in proxy.begun if m == "PUT" and "/probe-" in p}
