@@ -8,7 +8,6 @@ It is better whole: the schema is one tree of models that mirrors
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import ipaddress
 import os
@@ -816,6 +815,8 @@ def check_secrets(cfg: Config, lost_identity_ok: bool = False) -> None:
 def _ini(path: Path) -> bool:
     """Whether a file reads as botocore reads a credentials file (an unreadable one is
     said by the one who reads it)."""
+    import configparser  # only an S3 target's credentials file is one (2 ms of a start)
+
     try:
         configparser.RawConfigParser().read_string(path.read_text())
     except configparser.Error:

@@ -28,20 +28,16 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.client
+import functools
 import json
 import os
 import queue
-import smtplib
 import subprocess
 import sys
 import threading
-import urllib.parse
-import urllib.request
 from dataclasses import asdict, dataclass
-from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from photod import durable, network
 from photod.alerts import Message, Ping, fail_url, failure, message_for
@@ -49,6 +45,11 @@ from photod.clock import SYSTEM, Clock
 from photod.config import NotifyConfig
 from photod.deadline import within
 from photod.logs import log
+
+# The HTTP and mail clients are loaded at the first message or heartbeat, not at import:
+# most daemons send neither before their first scan ends (5 ms of every start).
+if TYPE_CHECKING:
+    import urllib.request
 
 APP = "photod"
 HEARTBEAT_EVERY = 60.0  # seconds between two pings at least
@@ -334,6 +335,8 @@ class Notifier:
     def _ping(self, ping: Ping) -> None:
         """One heartbeat: a failing URL is one ``notify_failed``, never more."""
         assert self.cfg.heartbeat_url is not None
+        import urllib.request  # (see the top: loaded where a message goes out)
+
         if ping.problems:  # the body is what healthchecks.io shows beside the failure
             body = "\n".join(ping.problems).encode()
             request = urllib.request.Request(fail_url(self.cfg.heartbeat_url), data=body,
@@ -342,7 +345,7 @@ class Notifier:
             request = urllib.request.Request(self.cfg.heartbeat_url)
 
         def ping_once() -> None:
-            with _OPENER.open(request, timeout=HEARTBEAT_TIMEOUT) as response:
+            with _opener().open(request, timeout=HEARTBEAT_TIMEOUT) as response:
                 response.read(RESPONSE_MAX)
 
         try:  # (a dripping answer is given up too: the messages after it wait on it)
@@ -366,6 +369,8 @@ class Notifier:
         return out
 
     def _webhook(self, m: Message) -> None:
+        import urllib.request  # (see the top)
+
         assert self.cfg.webhook is not None
         if self.cfg.webhook_format == "ntfy":
             data = m.body.encode()
@@ -382,10 +387,13 @@ class Notifier:
                                else 5, "text": text, "kind": m.kind}).encode()  # fmt: skip
             headers = {"Content-Type": "application/json"}
         request = urllib.request.Request(self.cfg.webhook, data=data, headers=headers)
-        with _OPENER.open(request, timeout=30) as response:
+        with _opener().open(request, timeout=30) as response:
             response.read(RESPONSE_MAX)
 
     def _email(self, m: Message) -> None:
+        import smtplib  # (see the top)
+        from email.message import EmailMessage
+
         c = self.cfg
         assert c.smtp_host is not None and c.email_to is not None
         mail = EmailMessage()
@@ -406,6 +414,8 @@ class Notifier:
 def why(exc: Exception) -> str:
     """What a channel's failure says, never its URL: a malformed one's error quotes
     part of it ("nonnumeric port: 's3cr3tTOKEN'"), and it may hold a token."""
+    import http.client  # (see the top; loaded already where a message failed)
+
     if isinstance(exc, http.client.InvalidURL) or (
         isinstance(exc, ValueError)
         and not isinstance(exc, UnicodeError)
@@ -415,20 +425,24 @@ def why(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-class _KeepPost(urllib.request.HTTPRedirectHandler):
-    """A redirect of a POST (a message, a "/fail" ping) is followed with the POST and
-    its body: urllib would send an empty GET instead (a message lost, a "/fail" read
-    as "all is well", so that a URL behind http-to-https could never go red)."""
+@functools.cache
+def _opener() -> urllib.request.OpenerDirector:
+    """What sends a message or a heartbeat over HTTP, made once (see the top)."""
+    import urllib.request
 
-    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
-                         newurl: str) -> Any:  # fmt: skip
-        if req.data is None:
-            return super().redirect_request(req, fp, code, msg, headers, newurl)
-        return urllib.request.Request(newurl, data=req.data, headers=dict(req.headers),
-                                      method=req.get_method())  # fmt: skip
+    class KeepPost(urllib.request.HTTPRedirectHandler):
+        """A redirect of a POST (a message, a "/fail" ping) is followed with the POST and
+        its body: urllib would send an empty GET instead (a message lost, a "/fail" read
+        as "all is well", so that a URL behind http-to-https could never go red)."""
 
+        def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
+                             newurl: str) -> Any:  # fmt: skip
+            if req.data is None:
+                return super().redirect_request(req, fp, code, msg, headers, newurl)
+            return urllib.request.Request(newurl, data=req.data, headers=dict(req.headers),
+                                          method=req.get_method())  # fmt: skip
 
-_OPENER = urllib.request.build_opener(_KeepPost)
+    return urllib.request.build_opener(KeepPost)
 
 
 def _text(body: str) -> str:

@@ -74,10 +74,13 @@ def lower_priority(level: str, nice: int | None = None, thread: int | None = Non
 
 @functools.cache
 def _libc() -> Any:
-    import ctypes.util  # runs subprocess: only when a copy is made to wait
+    import ctypes
 
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        # The process's own symbols, the C library's among them (the same functions):
+        # ctypes.util.find_library("c") ran `ldconfig -p` in a child and parsed its
+        # list at every daemon start.
+        return ctypes.CDLL(None)
     except OSError:
         return None
 
