@@ -253,17 +253,17 @@ class CatchUp:
         try:
             state = self.targets[source]
             got = [0]
-            try:
-                with state.target.open(key) as f:
+            try:  # (a remote's copy read again: a download, egress as the first read's)
+                with (
+                    state.target.open(key) as raw,
+                    _metered(self.catalog, source, state.queued, raw) as f,
+                ):
                     found = hash_stream(f, lambda n: got.__setitem__(0, got[0] + n),
                                         self.copier.stop)  # fmt: skip
             except Undecryptable as exc:  # age's check failed: damaged
                 found, got[0] = exc.detail, asset.size
             except (OSError, PhotodError):
                 return  # not readable now: its own re-read tells
-            finally:  # a remote's copy read again: a download, egress as the first read's
-                if state.queued and got[0]:
-                    self.catalog.add_egress(source, month(), got[0])
             if got[0] != asset.size or found == asset.sha256:
                 return
             records = state.records  # (a clone's file, listed: only our stale line goes)
