@@ -340,7 +340,8 @@ class FaultProxy:
     each request's body is taken at that many bytes a second (a slow uplink).
     ``bodies`` notes each request body's query, size and the seconds it took to come;
     ``begun``, each request's method and path as it begins to come (its body still on
-    the way)."""
+    the way); ``broken``, how many requests the server cut without an answer (its link
+    to the client cut then too)."""
 
     def __init__(
         self, upstream: str, rule: Any = None, honours: Path | None = None, rate: int = 0
@@ -352,6 +353,7 @@ class FaultProxy:
         self.rule = rule or (lambda method, path, query: "pass")
         self.honours = honours
         self.held = 0  # requests taken and never answered ("hold"), so far
+        self.broken = 0  # requests the server cut without an answer, so far
         self.released = threading.Event()  # set at ``stop``: the held connections end
         self.bodies: list[tuple[str, int, float]] = []
         self.begun: list[tuple[str, str]] = []
@@ -418,9 +420,21 @@ class FaultProxy:
                                     skip_accept_encoding=True)  # fmt: skip
                     for name, value in self.headers.items():
                         conn.putheader(name, value)
-                    conn.endheaders(body)
-                    answer = conn.getresponse()
-                    data = answer.read()
+                    try:
+                        conn.endheaders(body)
+                    except OSError:
+                        # No server there: the client's link is cut.  Or the server
+                        # answered before taking the body and closed (`rclone serve s3`
+                        # refusing a part of an upload it lost, under a full run's load):
+                        # its answer, already sent, is what the client gets.
+                        if conn.sock is None:
+                            return self._cut()
+                    try:
+                        answer = conn.getresponse()
+                        data = answer.read()
+                    except OSError:
+                        proxy.broken += 1  # no answer came: the client's link cut too
+                        return self._cut()
                 status, headers = answer.status, answer.getheaders()
                 if self.command == "GET" and answer.getheader("Content-Range") is None:
                     proxy.whole[u.path] = (headers, data)

@@ -952,12 +952,14 @@ def test_an_rclone_upload_whose_temporary_folder_the_server_removed_is_one_event
     assert 1 == len(refused)
     failed = [e for e in p.events("replica_failed") if e["target"] == "cloud"]
     # The refused upload's failure; any other is `rclone serve s3` (the test server)
-    # losing a multipart upload under load (NoSuchUpload; a full run's 4 workers), which
-    # photod meets as it meets this one: an event and a retry.
+    # losing a multipart upload under load (NoSuchUpload; a full run's 4 workers) or
+    # cutting a part's connection without an answer (the proxy cuts the client's too),
+    # which photod meets as it meets this one: an event and a retry.
     refusal = [e for e in failed if "InternalError" in e["error"] or "500" in e["error"]]
     said = [e["error"] for e in failed]
     assert 1 == len(refusal), said
-    assert all("NoSuchUpload" in e["error"] for e in failed if e not in refusal), said
+    others = [e["error"] for e in failed if e not in refusal and "NoSuchUpload" not in e["error"]]
+    assert [] == others or proxy.broken > 0, said
     assert [] == [e for e in p.events() if e.get("level") in ("error", "critical")]
     tmp = s3_server.root / BUCKET / prefix / ".photod" / "tmp"
     assert [] == (sorted(f.name for f in tmp.iterdir()) if tmp.is_dir() else [])
