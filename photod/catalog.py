@@ -882,16 +882,17 @@ class Catalog:
                 db.execute("DELETE FROM shared_segments WHERE target=? AND segment=?",
                            (target, segment))  # fmt: skip
 
-    def shared_copy(self, target: str, sha256: str) -> tuple[str, str] | None:
-        """(key, installation) of another installation's copy of these bytes on the
-        target, if one lists it: an upload that need not happen."""
+    def shared_copies(self, target: str, sha256: str) -> list[tuple[str, str]]:
+        """(key, installation) of every other installation's copy of these bytes the
+        target's lists name, by installation then key (each is an upload that need not
+        happen, once one proves: ``ledgers.shared_copy``)."""
         with self._lock:
-            r = self._db.execute(
-                "SELECT relpath, installation FROM shared_entries WHERE target=? AND asset=?"
-                " LIMIT 1",
+            rows = self._db.execute(
+                "SELECT DISTINCT relpath, installation FROM shared_entries"
+                " WHERE target=? AND asset=? ORDER BY installation, relpath",
                 (target, sha256),
-            ).fetchone()
-        return (str(r[0]), str(r[1])) if r else None
+            ).fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
 
     def shared_keys(self, target: str) -> dict[str, tuple[str, str]]:
         """key -> (SHA-256, installation) of every other installation's entry on a target."""

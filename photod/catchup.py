@@ -34,12 +34,12 @@ from photod.errors import (
 )
 from photod.fleet import TargetState
 from photod.hashing import hash_source, hash_stream, open_source
+from photod.ledgers import Found
 from photod.logs import log
 from photod.models import Asset, ManifestEntry, VerifyMethod
 from photod.targets.base import Writer, kept_time, sealed_time
 
 DAY = 86400.0  # seconds between two reads of a kept copy on a remote, at least
-Found = tuple[str, str] | None  # (key, installation) of another installation's copy
 
 
 class CatchUp:
@@ -92,8 +92,16 @@ class CatchUp:
             # What is pending was read before the claim: the store of a new file, which
             # held the claim then, may have copied it since (and must not be copied twice).
             repair = self.catalog.to_copy(asset.sha256, name)
-            try:  # (``named``: what its commit need not read again, when not proved)
-                named, shared = self._shared(asset, name) if repair == "" else (None, None)
+            # Another installation's copy, proved there (``ledgers.shared_copy``: raises
+            # when none proves and one cannot be read): none uploaded.  Those read that
+            # were not the photo, its commit does not read again (each was downloaded twice).
+            state, disproved = self.targets[name], set[Found]()
+            try:
+                shared = (
+                    ledgers.shared_copy(self.catalog, name, state.target, asset.sha256, disproved)
+                    if repair == "" and state.records is not None
+                    else None
+                )
             except Stopping:
                 raise
             except PhotodError as exc:  # (another computer's copy unread: ``unread``)
@@ -162,7 +170,7 @@ class CatchUp:
                 try:
                     return copier.commit(name, writer, asset.relpath, asset.sha256, asset.size,
                                          mtime_ns, started, asset.captured_at, repair,
-                                         next_source=True, disproved=named)  # fmt: skip
+                                         next_source=True, disproved=disproved)  # fmt: skip
                 except BytesNotHashed as exc:
                     # The upload given the photo's MD5 carried other bytes (its file in the
                     # watch folder rewritten in place, size and time kept; a target's copy
@@ -323,16 +331,7 @@ class CatchUp:
         yield from source_files(self.catalog, self.source_roots, asset.sha256)
         yield from remote
 
-    def _shared(self, asset: Asset, name: str) -> tuple[Found, Found]:
-        """Another installation's copy of the asset the target lists, then the same once
-        proved there (``ledgers.proves``: raises when it cannot be read): one not proved
-        is not read again at the commit, in the same try (it was downloaded twice)."""
-        state = self.targets[name]
-        named = self.catalog.shared_copy(name, asset.sha256) if state.records is not None else None
-        proved = named is not None and ledgers.proves(state.target, named, asset.sha256)
-        return named, named if proved else None
-
-    def _take_shared(self, asset: Asset, name: str, found: tuple[str, str], started: float) -> None:
+    def _take_shared(self, asset: Asset, name: str, found: Found, started: float) -> None:
         """Record another installation's proved copy ``found`` of the asset on the
         target instead of uploading it, and list it (a list the target refuses waits
         for a later flush: the copy, recorded, is no failed one)."""

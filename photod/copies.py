@@ -173,11 +173,11 @@ class Copier:
         captured_at: str = "",
         repair: str = "",
         next_source: bool = False,
-        disproved: tuple[str, str] | None = None,
+        disproved: set[ledgers.Found] | None = None,
     ) -> bool:
         """Publish one verified copy, never over another file, and record it; True once
         recorded.  Another installation's copy of these bytes on the target is proved and
-        recorded instead, nothing published (not one ``disproved``: read in this try).
+        recorded instead, nothing published (not those ``disproved``: read in this try).
         ``next_source``: the caller has other sources: bytes not those hashed (the server's
         MD5 check) raise, no failed copy; ``repair``: why it replaces a bad copy ('' none)."""
         state = self.targets[name]

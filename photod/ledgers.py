@@ -284,26 +284,48 @@ def listed_by_a_clone(
     )
 
 
+Found = tuple[str, str]  # (key, installation) of another installation's copy
+
+
 def shared_copy(
     catalog: Catalog,
     name: str,
     target: Target,
     sha256: str,
-    disproved: tuple[str, str] | None = None,
-) -> tuple[str, str] | None:
+    disproved: set[Found] | None = None,
+) -> Found | None:
     """(key, installation) of another installation's copy of these bytes on the target,
-    proved by reading it back; None when there is none, or it does not match (or is
-    gone).  One that cannot be read now raises (``unread``): the copy is tried again
-    later (taken for none, the photo was stored a second time on the shared target).
-    ``disproved``: the copy the caller already read in this try and found other bytes
-    at (or gone): not downloaded again (a catch-up's, asked before its upload)."""
-    found = catalog.shared_copy(name, sha256)
-    if found is None or found == disproved:
-        return None
-    return found if proves(target, found, sha256) else None
+    proved by reading it back; None when there is none, or none matches (or all are
+    gone).  Every other installation's entry is tried, by installation then key, until
+    one proves: only the first was tried, so one computer's copy gone or rotten had the
+    photo stored a second time beside a third's good one, and one that could not be
+    read held it back while the third's would have proved it.  One that cannot be read
+    now raises (``unread``) only when none proves: the copy is tried again later (taken
+    for none, the photo was stored a second time on the shared target).  A target that
+    does not answer at all raises at once (each read of the others would wait on it).
+    ``disproved``: the copies the caller already read in this try and found other bytes
+    at (or gone): not downloaded again, and those found so here are added to it (a
+    catch-up's, asked before its upload, passed on to its commit)."""
+    unreadable: PhotodError | None = None
+    for found in catalog.shared_copies(name, sha256):
+        if disproved is not None and found in disproved:
+            continue
+        try:
+            if proves(target, found, sha256):
+                return found
+        except (Stopping, TargetUnavailable):
+            raise
+        except PhotodError as exc:
+            unreadable = unreadable or exc  # (said as the first one unread)
+            continue
+        if disproved is not None:
+            disproved.add(found)
+    if unreadable is not None:
+        raise unreadable
+    return None
 
 
-def proves(target: Target, found: tuple[str, str], sha256: str) -> bool:
+def proves(target: Target, found: Found, sha256: str) -> bool:
     """Whether another installation's copy ``found`` (key, installation) is these bytes,
     read back whole; raises ``unread`` when it cannot be read now (``shared_copy``)."""
     try:

@@ -1014,6 +1014,115 @@ def test_another_computers_listed_copy_holding_other_bytes_is_downloaded_once_a_
         proxy.stop()
 
 
+def _three_computers(
+    tmp_path: Path, samples: Path, name: str, target: Any, queued: bool
+) -> tuple[Rig, Rig, Rig]:
+    """Three computers sharing ``target`` (named ``name``): "bob" and "carol" have each
+    copied the same photo to it under their own names (``BOBS``, ``CAROLS``: neither had
+    read the other's list) and listed it; "alice", who has read both lists, is made
+    (``queued``: its copies to the target wait for the catch-up)."""
+    bob = Rig(tmp_path / "bob", name, shared={name: target}, me="bob")
+    carol = Rig(tmp_path / "carol", name, shared={name: target}, me="carol")
+    bob.ingest(bob.add(samples / "jpg_Canon_40D.jpg"))
+    carol.ingest(carol.add(samples / "jpg_Canon_40D.jpg", "renamed.jpg"))
+    bob.fleet.flush()
+    carol.fleet.flush()
+    assert sorted([BOBS, CAROLS]) == sorted(target.keys())
+    alice = Rig(tmp_path / "alice", name, shared={name: target}, me="alice")
+    alice.states[name].queued = queued
+    return bob, carol, alice
+
+
+BOBS, CAROLS = "2008/2008-05-30/jpg_Canon_40D.jpg", "2008/2008-05-30/renamed.jpg"
+
+
+def _shared_with_carol(rigs: tuple[Rig, Rig, Rig], logs: list[Any], path: Path, name: str) -> None:
+    """Alice's photo at ``path`` is recorded as carol's copy on target ``name``, said
+    shared with carol's installation, with no failed try and nothing written there."""
+    _, carol, alice = rigs
+    [copy] = alice.catalog.replicas(sha256(path))
+    assert (name, CAROLS) == (copy.target, copy.relpath)
+    said = [(e["event"], e.get("installation")) for e in logs
+            if e["event"].startswith("replica")]  # fmt: skip
+    assert [("replica_shared", carol.states[name].records.folder)] == said  # type: ignore[union-attr]
+    assert set(alice.states[name].target.keys()) <= {BOBS, CAROLS}
+
+
+@pytest.mark.parametrize("queued", [False, True], ids=["new-file", "catch-up"])
+@pytest.mark.parametrize("bobs", ["gone", "rotten"])
+def test_a_third_computers_copy_proves_the_photo_when_anothers_is_gone_or_rotten(
+    tmp_path: Path, samples: Path, queued: bool, bobs: str
+) -> None:
+    """Three computers share a target, and two of them, bob and carol, hold the same
+    photo there under their own names.  Bob's copy is gone from the target (or its
+    bytes changed): the third computer's copy of that photo is carol's, proved and
+    recorded, and nothing is written.  Only the first computer's listed copy was tried:
+    the photo was stored a second time beside carol's good copy."""
+    target = MemoryTarget("nas")
+    rigs = _three_computers(tmp_path, samples, "nas", target, queued)
+    alice = rigs[2]
+    try:
+        if bobs == "gone":
+            del target.objects[BOBS]
+        else:
+            target.objects[BOBS] = b"another photo now at this name " * 1000
+        path = alice.add(samples / "jpg_Canon_40D.jpg", "alice.jpg")
+        with capture_logs() as logs:
+            alice.ingest(path)
+            assert int(queued) == alice.rep.replicate_pending("nas")
+        _shared_with_carol(rigs, logs, path, "nas")
+    finally:
+        for rig in rigs:
+            rig.close()
+
+
+@pytest.mark.parametrize("queued", [False, True], ids=["new-file", "catch-up"])
+@pytest.mark.parametrize("unreadable", ["bob's", "carol's"])
+def test_another_computers_copy_that_cannot_be_read_now_waits_only_when_no_other_proves(
+    tmp_path: Path, samples: Path, s3_server: Any, queued: bool, unreadable: str
+) -> None:
+    """Three computers share a target, and two of them, bob and carol, hold the same
+    photo there under their own names.  Bob's copy cannot be read now (the server
+    answers 500 to its downloads): the third computer takes carol's copy, proved, with
+    no failed try (the photo was held back from the target as long as bob's stayed
+    unreadable).  Bob's copy holding other bytes and carol's unreadable: a failed try,
+    tried again later, and no second copy (the photo was stored beside carol's)."""
+    from tests.servers import FaultProxy
+
+    if not s3_server.running():
+        s3_server.start()
+    refused: list[str] = []  # the key whose downloads the server refuses
+    proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: (
+        ("refuse", 500, "InternalError", "We encountered an internal error")
+        if method == "GET" and refused and path.endswith(refused[0]) else "pass"))  # fmt: skip
+    target = _remote("s3", tmp_path, s3_server, proxy.endpoint)
+    rigs = _three_computers(tmp_path, samples, "s3", target, queued)
+    alice = rigs[2]
+    try:
+        if unreadable == "bob's":
+            refused.append(BOBS)
+        else:
+            target.put(BOBS, b"another photo now at this name " * 1000)  # (not through photod)
+            refused.append(CAROLS)
+        path = alice.add(samples / "jpg_Canon_40D.jpg", "alice.jpg")
+        with capture_logs() as logs:
+            alice.ingest(path)
+            alice.rep.replicate_pending("s3")
+        if unreadable == "bob's":
+            _shared_with_carol(rigs, logs, path, "s3")
+        else:
+            failed = [e["error"] for e in logs if e["event"] == "replica_failed"]
+            assert failed and all(f"another computer's copy at {CAROLS} could not be read" in f
+                                  for f in failed)  # fmt: skip
+            assert [] == alice.catalog.replicas(sha256(path))
+            assert sorted([BOBS, CAROLS]) == sorted(target.keys())
+    finally:
+        for rig in rigs:
+            rig.close()
+        target.close()
+        proxy.stop()
+
+
 def _blocked_at(kind: str, target: Any, key: str) -> str:
     """The end of the path a download of ``key`` asks the server for (its encrypted
     object's on an encrypted target)."""
