@@ -21,7 +21,10 @@
     ├── StateDirFull            transient: no room left in the state dir for the catalog
     ├── LibraryUnreadable       exit 65: a copy of the phone's Photos database makes no sense
     └── TargetUnavailable       transient: the target is missing, foreign, read-only, offline
-        ├── LinkInTarget        a folder inside the target is a link: it waits for a folder
+        ├── FolderRefused       a folder inside the target photod will not or may not write
+        │   │                   through: the target waits, said once, until it is fixed
+        │   ├── LinkInTarget    a folder inside it is a link: it waits for a real folder
+        │   └── FolderUnwritable  a folder inside it its user may not write (another's)
         ├── SameDrive           the place found is another target's drive: one drive, one copy
         ├── ClockSkewed         the server refuses this computer's clock: set it right
         └── TargetFull          transient: no space left; carries the bytes needed
@@ -280,16 +283,41 @@ class ClockSkewed(TargetUnavailable):
         super().__init__(target, f"{how}: {self.FIX}")
 
 
-class LinkInTarget(TargetUnavailable):
+class FolderRefused(TargetUnavailable):
+    """A folder inside a target that photod will not write through, or may not write
+    to: the target's own check passes (its root is fine), so the target waits, said
+    once, until a look at ``path`` finds it fixed, instead of coming back at each
+    probe to fail again at the next copy."""
+
+    def __init__(self, target: str, path: object, reason: str) -> None:
+        self.path = path
+        super().__init__(target, reason)
+
+
+class LinkInTarget(FolderRefused):
     """A folder inside a target is a symbolic link: nothing is written through it (it
     could point anywhere), and the target waits until it is a folder again."""
 
     def __init__(self, target: str, path: object) -> None:
-        self.path = path
         super().__init__(
             target,
+            path,
             f"{path} is a symbolic link: photod reads and writes nothing through a link "
             "(it could point anywhere); replace it by a real folder, or remove it",
+        )
+
+
+class FolderUnwritable(FolderRefused):
+    """A folder inside a target that photod's user may not write to or enter (another
+    local user made it, or root copied it in): the target waits until it may.
+    ``user``: photod's; ``whose``: the folder's owner and mode, as ``ls -ld`` says."""
+
+    def __init__(self, target: str, path: object, user: str, whose: str) -> None:
+        super().__init__(
+            target,
+            path,
+            f"{path} is not writable by user {user} ({whose}): give {user} write "
+            "permission on it (chmod, chown)",
         )
 
 

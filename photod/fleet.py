@@ -21,6 +21,7 @@ from photod.catalog import Catalog
 from photod.clock import SYSTEM, Clock
 from photod.errors import (
     ConfigError,
+    FolderRefused,
     LinkInTarget,
     PhotodError,
     SameDrive,
@@ -146,7 +147,9 @@ class TargetState:
         self.since = SYSTEM.boottime()  # when ``available`` last changed (a clock set: no move)
         self.seen_saved = 0.0  # monotonic time the catalog last heard it answer
         self.others_read = 0.0  # monotonic time the other installations' lists were read
-        self.link = ""  # a folder inside the target found to be a link: it waits for one
+        # A folder inside it photod will not or may not write (a link, another user's):
+        # its check passes, so it waits until a look at that folder finds it fixed.
+        self.refused: FolderRefused | None = None
 
     def paused(self) -> str:
         """Why writes wait now ("" when they may run).  The battery and the connection
@@ -216,6 +219,16 @@ def _same_folder(a: str, b: str) -> bool:
         return False
 
 
+def _refused_still(exc: FolderRefused) -> bool:
+    """Whether the folder that made a target wait is still so: a link, or one its user
+    may not write to or enter.  A folder removed (or its drive gone) is fixed: the
+    target's own check says what there is now."""
+    path = str(exc.path)
+    if isinstance(exc, LinkInTarget):
+        return os.path.islink(path)
+    return os.path.lexists(path) and not os.access(path, os.W_OK | os.X_OK)
+
+
 class _CheckFailed(TargetUnavailable):
     """A target's check ended in an error no one mapped (a bug, an OSError of its own):
     the target waits, as for any reason.  ``kind`` is what it is said by, its type and
@@ -265,6 +278,7 @@ class Fleet:
         # Set once the catalog is proved sound: until then no target is made available,
         # so nothing is written anywhere (a large catalog is checked in the background).
         self.trusted = threading.Event()
+        self._failing = threading.Lock()  # (``fail``: one copy says a target went)
         if trusted:
             self.trusted.set()
 
@@ -285,10 +299,10 @@ class Fleet:
         if not self.trusted.is_set():
             self._set(state, False, "waiting for the check of the catalog to finish")
             return False
-        if state.link:
-            if os.path.islink(state.link):
-                return False  # said once; the target waits until it is a folder again
-            state.link = ""
+        if state.refused is not None:
+            if _refused_still(state.refused):
+                return False  # said once; the target waits until the folder is fixed
+            state.refused = None
         now = self.clock.monotonic()
         if now < state.next_probe:
             return state.available  # a remote is not asked more often than it needs
@@ -451,12 +465,14 @@ class Fleet:
     def fail(self, name: str, exc: TargetUnavailable) -> None:
         """A write found the target gone: unavailable now, asked again after a pause."""
         state = self.targets[name]
-        if isinstance(exc, LinkInTarget):
-            state.link = str(exc.path)
-        if state.available:
+        if isinstance(exc, FolderRefused):
+            state.refused = exc
+        with self._failing:  # (copies that fail together, by the same cause: said once)
+            went = state.available
+            self._set(state, False, exc.reason)
+        if went:
             log.warning("target_unavailable", target=name, reason=exc.reason,
                         pending=self.catalog.pending_count(name))  # fmt: skip
-        self._set(state, False, exc.reason)
         self._back_off(state)
 
     def _set(self, state: TargetState, available: bool, reason: str, kind: str = "") -> None:

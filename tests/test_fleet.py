@@ -236,6 +236,37 @@ def test_a_check_that_fails_unexpectedly_each_time_is_said_once_with_its_trace(
     assert "unexpected error: failpoint 'target_checking' hit" == state.reason
 
 
+def test_copies_that_find_a_target_gone_at_the_same_moment_say_it_once(tmp_path: Path) -> None:
+    """Sixteen copies meet the same refused folder (or unplugged drive) at once, five
+    times over: one `target_unavailable` each time, not one per copy (each saw the
+    target still available while another was saying it went)."""
+    state = TargetState(
+        LocalTarget("lib", tmp_path / "lib", True), TargetInfo("lib", Media.INTERNAL, False)
+    )
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    fleet = Fleet(catalog, {"lib": state}, threading.Event(), clock=ManualClock())
+    together = threading.Barrier(16)
+
+    def copy_fails() -> None:
+        together.wait()
+        fleet.fail("lib", TargetUnavailable("lib", "a folder inside it is another user's"))
+
+    said = []
+    try:
+        for _ in range(5):
+            assert fleet.refresh("lib")
+            with capture_logs() as events:
+                copies = [threading.Thread(target=copy_fails) for _ in range(16)]
+                for t in copies:
+                    t.start()
+                for t in copies:
+                    t.join()
+            said.append(len([e for e in events if e["event"] == "target_unavailable"]))
+    finally:
+        catalog.close()
+    assert [1] * 5 == said
+
+
 def test_a_target_back_after_a_failed_write_leaves_the_copies_in_flight_alone(
     tmp_path: Path,
 ) -> None:

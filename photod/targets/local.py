@@ -41,6 +41,7 @@ from photod.targets.localwrite import (
     create_atomic,
     sweep_temps,
     write_atomic,
+    write_error,
 )
 from photod.targets.missing import make_root, missing_folder
 
@@ -135,7 +136,7 @@ class LocalMeta:
             finally:
                 os.close(folder)
         except OSError as exc:
-            raise self.target.error(exc) from exc
+            raise write_error(self.target, exc, parent) from exc  # (another's folder: named)
 
     def create(self, name: str, data: bytes) -> bool:
         parent, _, base = f"{META}/{name}".rpartition("/")
@@ -146,7 +147,7 @@ class LocalMeta:
             finally:
                 os.close(folder)
         except OSError as exc:
-            raise self.target.error(exc) from exc
+            raise write_error(self.target, exc, parent) from exc  # (another's folder: named)
 
     def get(self, name: str) -> bytes | None:
         try:

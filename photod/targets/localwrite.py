@@ -11,13 +11,14 @@ import errno
 import fcntl
 import hashlib
 import os
+import pwd
 import stat
 import sys
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from photod import failpoints
-from photod.errors import ChecksumMismatch, KeyExists, TargetUnavailable
+from photod.errors import ChecksumMismatch, FolderUnwritable, KeyExists, TargetUnavailable
 from photod.models import VerifyMethod
 from photod.private import COPY_MODE
 from photod.targets.base import CHUNK
@@ -163,6 +164,62 @@ def _lexists(folder: int, name: str) -> bool:
     return True
 
 
+def write_error(target: Folders, exc: OSError, rel: str) -> TargetUnavailable:
+    """What a write into the folder ``rel`` of a target that failed is: the target's
+    error (``LocalTarget.error``), or, for a write refused (EACCES, EPERM) because of a
+    folder inside the target, that folder named (``unwritable``)."""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        refused = unwritable(target.name, target.root, rel)
+        if refused is not None:
+            return refused
+    return target.error(exc)
+
+
+def unwritable(target: str, root: Path, rel: str) -> FolderUnwritable | None:
+    """The folder inside a target that refused a write into its folder ``rel``: the
+    deepest folder of ``rel`` there is (where the file, or the next folder, is made),
+    when photod's user may not write into it or enter it.  None when that is not the
+    reason (the root itself, whose check says so; a folder fine by now).  The look goes
+    by path: it only names the folder, nothing is written through it."""
+    folder = root
+    for part in rel.split("/") if rel else ():
+        try:
+            if not stat.S_ISDIR(os.lstat(folder / part).st_mode):
+                break  # (a link, or a file: not this reason)
+        except OSError:
+            break  # missing, made in ``folder``; or ``folder`` cannot be entered
+        folder = folder / part
+    if folder == root or os.access(folder, os.W_OK | os.X_OK):
+        return None
+    try:
+        st, flags = os.stat(folder, follow_symlinks=False), _folder_flags(folder)
+    except OSError:
+        return None  # (gone meanwhile)
+    whose = f"owner {_user(st.st_uid)}, mode {stat.S_IMODE(st.st_mode):04o}"
+    if flags & _IMMUTABLE:  # (root may not write there either: no mode is the reason)
+        whose += ", immutable: chattr -i"
+    return FolderUnwritable(target, folder, _user(os.geteuid()), whose)
+
+
+def _folder_flags(folder: Path) -> int:
+    """A folder's inode flags (chattr); 0 for one photod's user may not even open."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        return _flags(fd)
+    finally:
+        os.close(fd)
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # (a uid no account has: a folder copied from another computer)
+        return f"uid {uid}"
+
+
 class Sweeps(Protocol):
     left: set[str]  # temporaries under .photod/ a failed write left (``LocalMeta.sweep``)
 
@@ -171,6 +228,7 @@ class Folders(Protocol):
     """What a writer needs of its target (a ``LocalTarget``)."""
 
     name: str
+    root: Path  # the folder its check proved
 
     def folder(self, rel: str, create: bool = False) -> int: ...
 
@@ -209,7 +267,7 @@ class LocalWriter:
             fd = os.open(self.temp_name, flags, COPY_MODE, dir_fd=self.dir_fd)
         except OSError as exc:
             self._close_dir()
-            raise self.target.error(exc) from exc
+            raise write_error(self.target, exc, self.folder_rel) from exc
         self.f = open(fd, "wb", buffering=0)  # noqa: SIM115
         self.opened = True
         failpoints.hit("replica_opened")
@@ -296,7 +354,7 @@ class LocalWriter:
                 os.close(final_fd)
         except OSError as exc:
             self.abort()
-            raise self.target.error(exc) from exc
+            raise write_error(self.target, exc, key.rpartition("/")[0]) from exc
         self._close_dir()
         return VerifyMethod.READBACK
 
@@ -344,6 +402,7 @@ class LocalWriter:
         return not self.left
 
 
+_IMMUTABLE = 0x00000010  # chattr +i (linux/fs.h): not even root may write into it
 # Inode flags (chattr, linux/fs.h) that change what a file is or how it is kept.
 _SPECIAL_FLAGS = (
     0x000000FF  # secure deletion, undelete, compressed, sync, immutable, append, no dump/atime

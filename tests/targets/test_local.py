@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from photod.errors import ChecksumMismatch, LinkInTarget, TargetUnavailable
+from photod.errors import ChecksumMismatch, FolderUnwritable, LinkInTarget, TargetUnavailable
 from photod.models import VerifyMethod
 from photod.private import COPY_MODE
 from photod.targets.local import LocalTarget
@@ -45,6 +45,39 @@ def test_a_copy_never_recreates_a_drive_that_went_away(tmp_path: Path) -> None:
     with pytest.raises(TargetUnavailable):
         target.open_writer("2024/2024-01-02/b.jpg").write(b"z")
     assert [] == list(root.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("frozen", "key"),
+    [
+        ("2024/2024-05-01", "2024/2024-05-01/a.jpg"),  # its temporary cannot be made there
+        ("2024", "2024/2024-05-02/b.jpg"),  # its day's folder cannot be made there
+    ],
+)
+def test_an_immutable_folder_in_a_target_is_named_with_the_fix(
+    tmp_path: Path, frozen: str, key: str
+) -> None:
+    """A folder inside the target made immutable (`chattr +i`: not even root may write
+    into it, EPERM): a copy into it raises FolderUnwritable naming that folder (not the
+    root), its owner and mode, and that `chattr -i` is the fix; nothing is left there."""
+    import subprocess
+
+    root = tmp_path / "lib"
+    (root / "2024" / "2024-05-01").mkdir(parents=True)
+    for folder in (root / "2024", root / "2024" / "2024-05-01"):
+        folder.chmod(0o755)
+    target = LocalTarget("lib", root, creates_root=False)
+    target.check(None)
+    subprocess.run(["chattr", "+i", str(root / frozen)], check=True)
+    try:
+        with pytest.raises(FolderUnwritable) as refused:
+            target.open_writer(key).write(b"x")
+    finally:
+        subprocess.run(["chattr", "-i", str(root / frozen)], check=True)
+    expected = (f"{root / frozen} is not writable by user root (owner root, mode 0755, "
+                "immutable: chattr -i): give root write permission on it (chmod, chown)")  # fmt: skip
+    assert (root / frozen, expected) == (refused.value.path, refused.value.reason)
+    assert [] == [p for p in root.rglob("*") if p.is_file() and ".photod" not in p.parts]
 
 
 def test_a_drive_gone_under_a_listing_is_an_error_not_an_empty_target(tmp_path: Path) -> None:
