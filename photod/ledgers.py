@@ -307,9 +307,13 @@ def shared_copy(
     at (or gone): not downloaded again, and those found so here are added to it (a
     catch-up's, asked before its upload, passed on to its commit)."""
     unreadable: PhotodError | None = None
+    # One object is read once, however many computers list it (each that adopted it
+    # does): a rotten copy was downloaded once for each.
+    read = {key for key, _ in disproved or ()}
     for found in catalog.shared_copies(name, sha256):
-        if disproved is not None and found in disproved:
+        if found[0] in read:
             continue
+        read.add(found[0])
         try:
             if proves(target, found, sha256):
                 return found

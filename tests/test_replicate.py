@@ -1014,6 +1014,46 @@ def test_another_computers_listed_copy_holding_other_bytes_is_downloaded_once_a_
         proxy.stop()
 
 
+@pytest.mark.parametrize("queued", [False, True], ids=["new-file", "catch-up"])
+def test_a_copy_two_computers_list_is_downloaded_once_to_tell_it_is_not_the_photo(
+    tmp_path: Path, samples: Path, s3_server: Any, queued: bool
+) -> None:
+    """Two computers list the same object for a photo (the second adopted the first's
+    copy), and it holds other bytes now.  A third computer's copy of that photo reads
+    it once to tell, and stores the photo under its own name: it was downloaded once
+    for each computer that listed it, at each try."""
+    from tests.servers import FaultProxy
+
+    if not s3_server.running():
+        s3_server.start()
+    proxy = FaultProxy(s3_server.endpoint)
+    target = _remote("s3", tmp_path, s3_server, proxy.endpoint)
+    bob, carol = _two_computers(tmp_path, samples, "s3", target, False)
+    alice = None
+    try:
+        carol.ingest(carol.add(samples / "jpg_Canon_40D.jpg", "renamed.jpg"))  # (adopted)
+        carol.fleet.flush()
+        key = "2008/2008-05-30/jpg_Canon_40D.jpg"
+        assert [key] == list(target.keys())
+        target.put(key, b"another photo now at this name " * 1000)  # (not through photod)
+        alice = Rig(tmp_path / "three", "s3", shared={"s3": target}, me="alice")
+        alice.states["s3"].queued = queued
+        path = alice.add(samples / "jpg_Canon_40D.jpg", "alices.jpg")
+        proxy.begun.clear()
+        alice.ingest(path)
+        assert int(queued) == alice.rep.replicate_pending("s3")
+        assert 1 == sum(method == "GET" and p.endswith(key) for method, p in proxy.begun)
+        assert ["2008/2008-05-30/alices.jpg"] == [
+            r.relpath for r in alice.catalog.replicas(sha256(path))
+        ]
+    finally:
+        for rig in (bob, carol, alice):
+            if rig is not None:
+                rig.close()
+        target.close()
+        proxy.stop()
+
+
 def _three_computers(
     tmp_path: Path, samples: Path, name: str, target: Any, queued: bool
 ) -> tuple[Rig, Rig, Rig]:
