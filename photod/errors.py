@@ -316,8 +316,8 @@ class FolderUnwritable(FolderRefused):
         super().__init__(
             target,
             path,
-            f"{path} is not writable by user {user} ({whose}): give {user} write "
-            "permission on it (chmod, chown)",
+            f"{path} is not writable by user {user} ({whose}): give {user} read and "
+            "write permission on it (chmod, chown)",
         )
 
 

@@ -34,6 +34,7 @@ from photod.models import TargetInfo
 from photod.network import metered_now
 from photod.targets.base import Identity, Target, Writer
 from photod.targets.local import LocalTarget
+from photod.targets.localwrite import open_to
 from photod.targets.make import make_target
 from photod.targets.records import Installation, Records
 from photod.targetspec import RemoteSpec, TargetsSettings
@@ -226,7 +227,7 @@ def _refused_still(exc: FolderRefused) -> bool:
     path = str(exc.path)
     if isinstance(exc, LinkInTarget):
         return os.path.islink(path)
-    return os.path.lexists(path) and not os.access(path, os.W_OK | os.X_OK)
+    return os.path.lexists(path) and not open_to(path)
 
 
 class _CheckFailed(TargetUnavailable):
@@ -300,8 +301,10 @@ class Fleet:
             self._set(state, False, "waiting for the check of the catalog to finish")
             return False
         if state.refused is not None:
-            if _refused_still(state.refused):
-                return False  # said once; the target waits until the folder is fixed
+            if _refused_still(state.refused):  # said once; it waits until the folder is fixed
+                # (its reason again: a pause's, an upload window's, said meanwhile, ended)
+                self._set(state, False, state.refused.reason)
+                return False
             state.refused = None
         now = self.clock.monotonic()
         if now < state.next_probe:

@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 from photod import config, failpoints
 from photod.catalog import Catalog
 from photod.clock import ManualClock
-from photod.errors import TargetUnavailable
+from photod.errors import LinkInTarget, TargetUnavailable
 from photod.fleet import REMOTE_PROBE, Fleet, TargetState
 from photod.ingest import Ingestor
 from photod.models import Kind, ManifestEntry, Media, PolicyRule, Probe, TargetInfo
@@ -265,6 +265,39 @@ def test_copies_that_find_a_target_gone_at_the_same_moment_say_it_once(tmp_path:
     finally:
         catalog.close()
     assert [1] * 5 == said
+
+
+def test_a_target_waiting_on_a_folder_says_that_folder_again_once_a_pause_ends(
+    tmp_path: Path,
+) -> None:
+    """A target waits on a folder inside it (here a link), then its upload window
+    closes and opens again: `photod status` says the folder again, not the window that
+    is over (the probe that found the folder still refused left the window's reason)."""
+    (tmp_path / "lib" / "2008").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "lib" / "2009"
+    link.symlink_to(tmp_path / "elsewhere")
+    state = TargetState(
+        LocalTarget("lib", tmp_path / "lib", True), TargetInfo("lib", Media.INTERNAL, False)
+    )
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    fleet = Fleet(catalog, {"lib": state}, threading.Event(), clock=ManualClock())
+    try:
+        assert fleet.refresh("lib")
+        fleet.fail("lib", LinkInTarget("lib", link))
+        refused = state.reason
+        now = datetime.now()
+        later = (now.hour * 60 + now.minute + 60) % 1440
+        state.window = (later, (later + 60) % 1440)  # (closed now)
+        assert not fleet.refresh("lib")
+        assert state.reason.startswith("outside its upload window"), state.reason
+        state.window = None  # (open again)
+        assert not fleet.refresh("lib")
+        assert refused == state.reason and str(link) in refused, state.reason
+        link.unlink()
+        assert fleet.refresh("lib")
+    finally:
+        catalog.close()
 
 
 def test_a_target_back_after_a_failed_write_leaves_the_copies_in_flight_alone(

@@ -178,7 +178,7 @@ def write_error(target: Folders, exc: OSError, rel: str) -> TargetUnavailable:
 def unwritable(target: str, root: Path, rel: str) -> FolderUnwritable | None:
     """The folder inside a target that refused a write into its folder ``rel``: the
     deepest folder of ``rel`` there is (where the file, or the next folder, is made),
-    when photod's user may not write into it or enter it.  None when that is not the
+    when photod's user may not list it, write into it or enter it (``open_to``).  None when that is not the
     reason (the root itself, whose check says so; a folder fine by now).  The look goes
     by path: it only names the folder, nothing is written through it."""
     folder = root
@@ -189,7 +189,7 @@ def unwritable(target: str, root: Path, rel: str) -> FolderUnwritable | None:
         except OSError:
             break  # missing, made in ``folder``; or ``folder`` cannot be entered
         folder = folder / part
-    if folder == root or os.access(folder, os.W_OK | os.X_OK):
+    if folder == root or open_to(folder):
         return None
     try:
         st, flags = os.stat(folder, follow_symlinks=False), _folder_flags(folder)
@@ -199,6 +199,13 @@ def unwritable(target: str, root: Path, rel: str) -> FolderUnwritable | None:
     if flags & _IMMUTABLE:  # (root may not write there either: no mode is the reason)
         whose += ", immutable: chattr -i"
     return FolderUnwritable(target, folder, _user(os.geteuid()), whose)
+
+
+def open_to(folder: Path | str) -> bool:
+    """Whether photod's user may list, enter and write into a folder (each copy opens
+    its folders to read: one it may write into but not list refused it as well), by its
+    effective ids, the ones its writes are judged by."""
+    return os.access(folder, os.R_OK | os.W_OK | os.X_OK, effective_ids=True)
 
 
 def _folder_flags(folder: Path) -> int:

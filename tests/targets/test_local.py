@@ -75,7 +75,7 @@ def test_an_immutable_folder_in_a_target_is_named_with_the_fix(
     finally:
         subprocess.run(["chattr", "-i", str(root / frozen)], check=True)
     expected = (f"{root / frozen} is not writable by user root (owner root, mode 0755, "
-                "immutable: chattr -i): give root write permission on it (chmod, chown)")  # fmt: skip
+                "immutable: chattr -i): give root read and write permission on it (chmod, chown)")  # fmt: skip
     assert (root / frozen, expected) == (refused.value.path, refused.value.reason)
     assert [] == [p for p in root.rglob("*") if p.is_file() and ".photod" not in p.parts]
 
