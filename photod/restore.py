@@ -10,6 +10,7 @@ ones, so a restore costs no egress when a drive is at hand.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import fnmatch
 import functools
 import hashlib
@@ -38,7 +39,7 @@ from photod.targets.base import CHUNK, Identity, kept_time, sealed_time
 from photod.verify import hash_stream
 
 TEMP_PREFIX = ".photod-restore-"  # a restore's temporaries, beside their final name
-TEMP_AGE = 60.0  # seconds: an older one is a killed restore's, removed by the next
+TEMP_AGE = 60.0  # seconds: where no lock can be taken, an older one is a killed restore's
 DIFFERENT = "a different file is already there; left untouched"
 
 
@@ -241,10 +242,10 @@ class Restorer:
                     break
         if not data:
             data = xmp.sidecar(asset_from_json(facts[0]), facts[1])
-        temp = f"{TEMP_PREFIX}{secrets.token_hex(6)}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        temp = ""
         try:
-            with os.fdopen(os.open(temp, flags, 0o600, dir_fd=folder), "wb") as out:
+            temp, fd = _temporary(folder)
+            with os.fdopen(fd, "wb") as out:
                 self._give(out.fileno())
                 out.write(data)
                 out.flush()
@@ -253,8 +254,9 @@ class Restorer:
         except OSError as exc:
             log.warning("restore_sidecar_failed", path=name + xmp.SUFFIX, error=str(exc))
         finally:
-            with contextlib.suppress(OSError):
-                os.unlink(temp, dir_fd=folder)
+            if temp:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp, dir_fd=folder)
 
     def _open_dest(self, dest: Path) -> int:
         """DEST's descriptor: made with its missing parents beneath the deepest folder
@@ -326,18 +328,18 @@ class Restorer:
 
     def _sweep(self, folder: int, rel: str) -> None:
         """Remove what a killed restore left in a folder (its temporaries), once per
-        folder and run; a temporary still being written (another restore) is young."""
+        folder and run.  One still being written (another restore's) is locked by its
+        writer; the kernel drops a killed one's lock at once, so a run again straight
+        after a kill -9 takes its half-written file away.  Where the disk keeps no
+        locks, a temporary still being written is young."""
         if rel in self._swept:
             return
         self._swept.add(rel)
-        old = time.time() - TEMP_AGE
         with contextlib.suppress(OSError):
             for entry in os.listdir(folder):
                 if entry.startswith(TEMP_PREFIX) and entry.endswith(".tmp"):
                     with contextlib.suppress(OSError):
-                        st = os.stat(entry, dir_fd=folder, follow_symlinks=False)
-                        if stat.S_ISREG(st.st_mode) and st.st_mtime < old:
-                            os.unlink(entry, dir_fd=folder)
+                        _sweep_one(folder, entry)
 
     def _file_time(self, state: TargetState, src: BinaryIO, asset: Asset, key: str) -> int | None:
         """The time the restored file gets: the copy's own on a plain target (a local
@@ -366,11 +368,11 @@ class Restorer:
             return str(exc)
         except OSError as exc:
             return str(exc)
-        temp = f"{TEMP_PREFIX}{secrets.token_hex(6)}.tmp"
+        temp = ""
         h = hashlib.sha256()
         try:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            with src, os.fdopen(os.open(temp, flags, 0o600, dir_fd=folder), "wb") as out:
+            temp, fd = _temporary(folder)
+            with src, os.fdopen(fd, "wb") as out:
                 self._give(out.fileno())
                 mtime = self._file_time(state, src, asset, key)
                 while chunk := src.read(CHUNK):
@@ -403,8 +405,53 @@ class Restorer:
         except (OSError, TargetUnavailable) as exc:
             return str(exc)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp, dir_fd=folder)
+            if temp:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp, dir_fd=folder)
+
+
+def _temporary(folder: int) -> tuple[str, int]:
+    """A new temporary in ``folder`` (name, descriptor), locked while it is written:
+    what ``_sweep_one`` of another restore leaves alone.  One swept away between its
+    making and its lock (it had no lock yet) is made again."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    tries = 0
+    while True:
+        tries += 1
+        temp = f"{TEMP_PREFIX}{secrets.token_hex(6)}.tmp"
+        fd = os.open(temp, flags, 0o600, dir_fd=folder)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a disk that keeps no locks: the sweep goes by age there
+            return temp, fd
+        # (asked by its name, not its link count: some FUSE disks count no links)
+        with contextlib.suppress(FileNotFoundError):
+            there, mine = os.stat(temp, dir_fd=folder, follow_symlinks=False), os.fstat(fd)
+            if (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino):
+                return temp, fd
+        if tries == 3:  # (a third sweep in a row: its copy fails, said, and no loop)
+            return temp, fd
+        os.close(fd)
+
+
+def _sweep_one(folder: int, entry: str) -> None:
+    """Remove one temporary that no restore is writing: its lock is free (its writer
+    was killed), or, on a disk that keeps no locks, it is older than ``TEMP_AGE``."""
+    fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # being written
+        except OSError:
+            if st.st_mtime >= time.time() - TEMP_AGE:
+                return
+        os.unlink(entry, dir_fd=folder)  # (with the lock held: no writer takes it now)
+    finally:
+        os.close(fd)
 
 
 def _place(folder: int, temp: str, name: str) -> bool:
