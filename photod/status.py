@@ -176,6 +176,11 @@ def _availability(cfg: StatusSettings, catalog: Catalog | None) -> dict[str, tup
 
 
 def _free(folder: Path) -> int:
+    """Free bytes where ``folder`` is, or will be: a state dir not made yet (a new
+    computer, before its first run) is asked of the folder it will be made in, not
+    said full."""
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
     try:
         st = os.statvfs(folder)  # as shutil.disk_usage, without loading shutil's archivers
         return st.f_bavail * st.f_frsize

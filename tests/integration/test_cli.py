@@ -5,6 +5,7 @@ running daemon, and `photod drill` through the daemon."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -352,3 +353,20 @@ def test_run_once_holds_nothing_of_a_large_watch_folder_that_is_not_there(setup:
     shutil.copy(setup.home / "with-files.sqlite", db)
     grown = peak_mb() - without
     assert grown < 10, f"{grown:.0f} MB more"
+
+
+def test_status_on_a_new_computer_before_its_first_run_does_not_call_the_disk_full(
+    setup: Setup,
+) -> None:
+    """A new computer after a disaster (a config naming the surviving drive, no state
+    dir made yet): `photod status` does not say "NOT TAKING NEW FILES: the state dir
+    is full (0 B free)" of a disk with room (the folder not made yet was asked, and its
+    error taken for no room)."""
+    state = setup.home / "state"
+    p = setup.photod([{"name": "drive", "path": str(setup.home / "drive"), "create": True}],
+                     policy={"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
+    assert not state.exists()
+    r = p.cli("status")
+    assert "NOT TAKING NEW FILES" not in r.stdout, r.stdout
+    said = p.cli("status", "--json")
+    assert False is json.loads(said.stdout)["state_dir_full"], said.stdout
