@@ -169,7 +169,10 @@ def test_the_config_kept_on_the_targets_holds_no_secret(tmp_path: Path) -> None:
 
 
 # The digest of the recovery documents below at each format (``records.PLAN_FORMAT``).
-RECOVERY_DOCUMENTS = {2: "cb99997436c02a837365f6b83629351bb5ecea163be55ece21829ec400087d29"}
+RECOVERY_DOCUMENTS = {
+    2: "cb99997436c02a837365f6b83629351bb5ecea163be55ece21829ec400087d29",
+    3: "96048cd9ec60b39423fbb2bd527e43fb676ad30bb4c741a1cd13dadfe54a5112",
+}
 
 
 def test_the_targets_recovery_document_changes_only_with_a_new_format(tmp_path: Path) -> None:

@@ -180,6 +180,42 @@ def test_a_damaged_index_line_is_mended_by_the_scrub_and_the_recovery_finds_ever
     assert len(lines) == r.stdout.count(": OK")
 
 
+def test_a_photo_damaged_on_an_encrypted_target_is_named_by_the_stock_recovery_and_left_out(
+    setup: Setup, samples: Path
+) -> None:
+    """One object rotten on the encrypted target (a byte flipped in its middle): the
+    README's recovery without photod, and the recovery plan's steps for that target,
+    run as written, name that photo (`DAMAGED:` and its path) and leave nothing of it
+    in restored/, where they said only "1 could not be restored (said above)" after
+    age's error, which names no file, and left the part age wrote before the damage as
+    `NAME.part` among the photos.  Every other photo comes back, and the exit is 1."""
+    p, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
+    big = max(enc.glob("data/*/*"), key=lambda f: f.stat().st_size)
+    data = bytearray(big.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    big.write_bytes(bytes(data))
+    largest = max(samples.iterdir(), key=lambda f: f.stat().st_size).name
+
+    plan = setup.home / "plan.md"
+    assert 0 == p.cli("recovery-plan", "--output", str(plan)).returncode
+    steps = re.search(r"### vault\n\n.*?```bash\n(.*?)```", plan.read_text(), re.S)
+    assert steps is not None
+    by_plan = setup.home / "by-plan"
+    by_plan.mkdir()
+    env = {**os.environ, "KEY": str(key), "PATH": f"{Path(rclone).parent}:{os.environ['PATH']}"}
+    r_plan = subprocess.run(["bash", "-c", steps.group(1)], cwd=by_plan, env=env,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    r_readme, by_readme = stock_recovery(setup, key, str(enc), Path(rclone).parent)
+    for r, work in ((r_readme, by_readme), (r_plan, by_plan)):
+        assert 1 == r.returncode, r.stdout + r.stderr
+        assert 1 == len(re.findall(rf"^DAMAGED: \S+/{re.escape(largest)}: ", r.stdout, re.M)), (
+            r.stdout
+        )
+        assert len(made) - 1 == r.stdout.count(": OK")
+        back = {k: v for k, v in target_files(work / "restored").items() if k != "SHA256SUMS"}
+        assert sorted(h for n, h in made.items() if n != largest) == sorted(back.values())
+
+
 def test_photod_killed_between_an_encrypted_photo_and_its_line_loses_no_photo_and_sends_none_twice(
     setup: Setup, samples: Path, s3_server: S3Server
 ) -> None:
