@@ -225,7 +225,9 @@ def _steps(t: LocalTarget | S3Target | RcloneTarget, fetch: str) -> list[str]:
             "same way from inside it: a disk blind to case (a Mac's, exFAT) keeps one file for",
             "`IMG_0001.JPG` and `img_0001.jpg`, two photos an older photod filed so.",
         ]
-    get = f"cp -a {q(str(t.path))} encrypted" if isinstance(t, LocalTarget) else fetch
+    # (its contents into encrypted/: `cp -a DRIVE encrypted`, run again after a stop,
+    # copied the whole drive a second time, into encrypted/DRIVE)
+    get = f"cp -a {q(str(t.path) + '/.')} encrypted/" if isinstance(t, LocalTarget) else fetch
     return [
         "Every file is an age file under a meaningless name. Each one's index line (object,",
         "SHA-256, size, capture time, file time, path) is sealed beside it in",

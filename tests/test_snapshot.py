@@ -172,6 +172,7 @@ def test_the_config_kept_on_the_targets_holds_no_secret(tmp_path: Path) -> None:
 RECOVERY_DOCUMENTS = {
     2: "cb99997436c02a837365f6b83629351bb5ecea163be55ece21829ec400087d29",
     3: "96048cd9ec60b39423fbb2bd527e43fb676ad30bb4c741a1cd13dadfe54a5112",
+    4: "b2209c237cc13539bb910117d54fbbe49bb9fe0dff686553220373bc36a29406",
 }
 
 

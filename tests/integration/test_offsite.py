@@ -216,6 +216,29 @@ def test_a_photo_damaged_on_an_encrypted_target_is_named_by_the_stock_recovery_a
         assert sorted(h for n, h in made.items() if n != largest) == sorted(back.values())
 
 
+def test_the_plans_steps_for_an_encrypted_drive_run_again_copy_the_drive_once(
+    setup: Setup, samples: Path
+) -> None:
+    """The recovery plan's stock-tools steps for an encrypted drive, run again (as they
+    say to after a stop): every photo is proved again and the drive is not copied a
+    second time (`cp -a DRIVE encrypted` put a whole second copy in encrypted/DRIVE:
+    on a 2 TB drive, 2 TB more on a disk that may not have them)."""
+    p, key, enc, made, _ = _samples_in_a_vault(setup, samples)
+    plan = setup.home / "plan.md"
+    assert 0 == p.cli("recovery-plan", "--output", str(plan)).returncode
+    steps = re.search(r"### vault\n\n.*?```bash\n(.*?)```", plan.read_text(), re.S)
+    assert steps is not None
+    work = setup.home / "work"
+    work.mkdir()
+    for _ in range(2):
+        r = subprocess.run(["bash", "-c", steps.group(1)], cwd=work, capture_output=True,
+                           text=True, timeout=120, env={**os.environ, "KEY": str(key)})  # fmt: skip
+        assert 0 == r.returncode, r.stdout + r.stderr
+        assert len(made) == r.stdout.count(": OK")
+    copied = sorted(f.relative_to(work / "encrypted") for f in (work / "encrypted").rglob("*"))
+    assert sorted(f.relative_to(enc) for f in enc.rglob("*")) == copied
+
+
 def test_photod_killed_between_an_encrypted_photo_and_its_line_loses_no_photo_and_sends_none_twice(
     setup: Setup, samples: Path, s3_server: S3Server
 ) -> None:
