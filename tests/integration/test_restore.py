@@ -377,6 +377,34 @@ def test_disaster_everything_lost_but_the_encrypted_offsite_copy(
     assert f"cloud: {len(originals)} listed, {len(originals)} re-read" in v.stdout
 
 
+def test_the_readmes_new_config_naming_only_the_drive_left_gets_every_photo_back(
+    setup: Setup, samples: Path
+) -> None:
+    """The computer and its config gone, the drive mounted elsewhere: a new config that
+    names only the drive, as the README says to write it (its policy lowered to one
+    target's), rebuilds the catalog and restores every photo; without the policy line
+    photod says to lower it."""
+    drive = setup.home / "drive"
+    p = setup.photod([{"name": "drive", "path": str(drive), "create": True}],
+                     {"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
+    originals = samples_backed_up(setup, p, samples)
+    shutil.rmtree(setup.home / "state")
+    moved = drive.rename(setup.home / "media-T7")
+    new = setup.home / "new" / "photod.toml"
+    new.parent.mkdir()
+    new.write_text(f'[[targets]]\nname = "t7"\ntype = "local"\npath = "{moved}"\n'
+                   f'[daemon]\nstate_dir = "{setup.home}/new/state"\n')  # fmt: skip
+    p.config = new
+    refused = p.cli("catalog", "rebuild", "--from", "t7")
+    assert 78 == refused.returncode and "lower the policy" in refused.stderr, refused.stderr
+    new.write_text(new.read_text() + "[policy]\ncopies = 1\nmedia = 1\noffsite = 0\n")
+    rebuilt = p.cli("catalog", "rebuild", "--from", "t7")
+    assert 0 == rebuilt.returncode, rebuilt.stdout + rebuilt.stderr
+    restored = p.cli("restore", str(setup.home / "Restored"))
+    assert 0 == restored.returncode, restored.stdout + restored.stderr
+    assert originals == sorted(target_files(setup.home / "Restored").values())
+
+
 def test_recovery_plan_names_every_target_and_no_secret(
     setup: Setup, samples: Path, s3_server: S3Server
 ) -> None:
