@@ -35,7 +35,7 @@ from photod.media import check_key, is_still, portable, stem_of, suffixed
 from photod.models import Asset
 from photod.restorereport import RestoreReport
 from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
-from photod.targets.base import CHUNK, Identity, kept_time, sealed_time
+from photod.targets.base import CHUNK, Identity, TargetReadOnly, kept_time, sealed_time
 from photod.verify import hash_stream
 
 TEMP_PREFIX = ".photod-restore-"  # a restore's temporaries, beside their final name
@@ -122,6 +122,8 @@ def open_targets(
         known = Identity(record.target_id, record.root, record.mount_rel) if record else None
         try:
             state.target.check(known, prepare=False)
+        except TargetReadOnly:
+            pass  # (a drive mounted read-only: a restore only reads)
         except TargetUnavailable as exc:
             log.warning("target_unavailable", target=name, reason=exc.reason)
             if away is not None:

@@ -49,7 +49,7 @@ from photod.media import kind_from_name
 from photod.models import Kind, ManifestEntry
 from photod.sidecars import take_indexes
 from photod.snapshotfile import packed, unpack
-from photod.targets.base import Identity, Target
+from photod.targets.base import Identity, Target, TargetReadOnly
 from photod.targets.records import (
     EARLY_SNAPSHOT,
     INFO,
@@ -318,6 +318,8 @@ def _adopt(
     except TargetUnavailable as exc:
         try:
             target.check(ident, prepare=False)
+        except TargetReadOnly:
+            pass  # (it answers: read-only is all a rebuild needs)
         except TargetUnavailable:
             raise PhotodError(f"{name!r} failed during the rebuild: {exc.reason}") from exc
     return adopt_object(catalog, name, target, key, listed, f"rebuild:{name}")
@@ -458,6 +460,8 @@ def rebuild_catalog(
     state = targets[name]
     try:
         ident = state.target.check(None, prepare=False)  # reads the marker, writes nothing
+    except TargetReadOnly as exc:  # (a failing drive mounted read-only: read all the same)
+        ident = exc.identity
     except TargetUnavailable as exc:
         raise PhotodError(f"target {name!r} is unavailable: {exc.reason}") from exc
     if not ident.target_id:

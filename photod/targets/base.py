@@ -31,6 +31,7 @@ __all__ = [
     "CHUNK",
     "Identity",
     "Target",
+    "TargetReadOnly",
     "Writer",
     "hash_object",
     "holds",
@@ -53,6 +54,17 @@ class Identity(NamedTuple):
     target_id: str
     root: str
     mount_rel: str = ""
+
+
+class TargetReadOnly(TargetUnavailable):
+    """A target that answers and reads, but takes no write (a drive mounted read-only to
+    spare a failing disk, an NTFS drive on a Mac): no copy goes there, while a restore
+    and a catalog rebuild, which only read, take it as it is (``identity``: who ``check``
+    found it to be)."""
+
+    def __init__(self, target: str, reason: str, identity: Identity) -> None:
+        super().__init__(target, reason)
+        self.identity = identity
 
 
 class Writer(Protocol):
@@ -111,7 +123,8 @@ class Target(Protocol):
         """Make sure this is the target photod knows (``known``; None the first time) and
         that it can take writes.  Raises TargetUnavailable with the reason.  With
         ``prepare`` (the daemon) a new target gets its root and marker; without it
-        (``photod status``) nothing is written."""
+        (``photod status``) nothing is written, and one that reads but takes no write
+        raises TargetReadOnly, which carries the identity found."""
 
     def free_bytes(self) -> int | None:
         """Space that may still be written, or None when unknown."""

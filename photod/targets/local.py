@@ -28,6 +28,7 @@ from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
 from photod.targets.base import (
     BESIDE_MAX,
     Identity,
+    TargetReadOnly,
     now_stamp,
     quarantine_name,
     refuse_stranger,
@@ -188,6 +189,13 @@ def _find_moved(meta: LocalMeta, known: Identity) -> Path | None:
     return None
 
 
+def _writable(name: str, ident: Identity, writable: bool) -> Identity:
+    """``ident``, or TargetReadOnly carrying it: a restore and a rebuild read it still."""
+    if not writable:
+        raise TargetReadOnly(name, f"{ident.root} is read-only", ident)
+    return ident
+
+
 class LocalTarget:
     encrypted = checks_bodies = False
 
@@ -233,11 +241,11 @@ class LocalTarget:
         if not root.is_dir():
             raise TargetUnavailable(self.name, missing_folder(root, known is None).reason)
         refuse_stranger(self.name, str(root), known, found, "is the drive mounted there?")
-        if not os.access(root, os.W_OK):
+        if not (writable := os.access(root, os.W_OK)) and prepare:
             raise TargetUnavailable(self.name, f"{root} is read-only")
         self.root = root
         if found is None and not prepare:
-            return Identity("", str(root))
+            return _writable(self.name, Identity("", str(root)), writable)
         if found is None and self.relocatable and (why := unmounted_fstab_point(root)):
             raise TargetUnavailable(self.name, why)  # (its copies would be on the system disk)
         if found is None:
@@ -246,8 +254,8 @@ class LocalTarget:
         self.root_id = (st.st_dev, st.st_ino)
         if prepare and (not self.meta.swept or self.meta.left or self.meta.left_beside):
             self.meta.sweep(root)
-        mount, _ = mount_of(root)
-        return Identity(found, str(root), str(root.resolve().relative_to(mount)))
+        rel = str(root.resolve().relative_to(mount_of(root)[0]))
+        return _writable(self.name, Identity(found, str(root), rel), writable)
 
     def folder(self, rel: str, create: bool = False) -> int:
         """A file descriptor of the folder ``rel`` under the root (made on the way when

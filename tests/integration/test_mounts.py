@@ -91,6 +91,33 @@ def test_read_only_drive_waits_then_catches_up(setup: Setup, samples: Path, moun
     assert 0 == p.stop()
 
 
+@pytest.mark.parametrize("encrypt", [False, True])
+def test_the_drive_left_mounted_read_only_gets_every_photo_back(
+    setup: Setup, samples: Path, mount: Mount, encrypt: bool
+) -> None:
+    """The computer gone, its one drive left and failing, mounted read-only so that
+    nothing writes to it (or an NTFS drive on a Mac, which reads it only): `catalog
+    rebuild --from` it and `restore` bring every photo back, byte for byte; both
+    refused it ("is read-only", as a target that cannot take copies), and no photo
+    came back with photod."""
+    disk, mnt, key = setup.home / "disk", setup.home / "media" / "T7", setup.home / "key.txt"
+    (disk / "photos").mkdir(parents=True)
+    extra = f'\n[encryption]\nidentity = "{key}"\n' if encrypt else ""
+    drive = {"name": "t7", "path": str(mnt / "photos"), "media": "external", "encrypt": encrypt}
+    p = setup.photod([drive], {"copies": 1, "media": 1, "offsite": 0}, extra)
+    assert 0 == p.cli("keygen", "--output", str(key)).returncode
+    mount(disk, mnt)
+    originals = samples_backed_up(setup, p, samples)
+    umount(mnt)
+    shutil.rmtree(setup.home / "state")
+    mount(disk, mnt, readonly=True)
+    rebuilt = p.cli("catalog", "rebuild", "--from", "t7")
+    assert 0 == rebuilt.returncode, rebuilt.stdout + rebuilt.stderr
+    restored = p.cli("restore", str(setup.home / "Restored"))
+    assert 0 == restored.returncode, restored.stdout + restored.stderr
+    assert originals == sorted(target_files(setup.home / "Restored").values())
+
+
 def test_what_a_read_only_disk_kept_of_a_list_write_is_removed_when_it_is_writable(
     tmp_path: Path, mount: Mount, monkeypatch: pytest.MonkeyPatch
 ) -> None:
