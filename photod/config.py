@@ -929,8 +929,10 @@ def _cross_checks(cfg: Config) -> list[str]:
     encrypted = [i for i, t in enumerate(cfg.targets) if t.encrypt]
     if encrypted and cfg.encryption.identity is None:
         problems.append(
-            f"targets[{encrypted[0]}].encrypt: needs [encryption] identity = FILE; "
-            "create one with `photod keygen --output FILE`"
+            f"targets[{encrypted[0]}].encrypt: needs [encryption] identity = FILE: the "
+            "identity file its copies were sealed with (after a disaster, the copy you kept: "
+            "a new key opens none of them); for a new target, create one with `photod "
+            "keygen --output FILE`"
         )
     for why in policy.achievable(cfg.policy.rule(), [t.info() for t in cfg.targets]):
         problems.append(f"policy: {why}; add targets or lower the policy")

@@ -213,7 +213,9 @@ BAD = [
     (
         BASE + targets("x|encrypt = true\n"),
         "targets[0].encrypt",
-        "needs [encryption] identity = FILE; create one with `photod keygen --output FILE`",
+        "needs [encryption] identity = FILE: the identity file its copies were sealed with "
+        "(after a disaster, the copy you kept: a new key opens none of them); for a new "
+        "target, create one with `photod keygen --output FILE`",
     ),
     (
         BASE + targets("x") + '[encryption]\nidentity = "k"\nrecipients = ["age1nope"]\n',
