@@ -10,15 +10,12 @@ ones, so a restore costs no egress when a drive is at hand.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import fnmatch
 import functools
 import hashlib
 import os
-import secrets
 import stat
 import threading
-import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date
@@ -34,12 +31,11 @@ from photod.logs import log
 from photod.media import check_key, is_still, portable, stem_of, suffixed
 from photod.models import Asset
 from photod.restorereport import RestoreReport
+from photod.restoretemp import TEMP_PREFIX, place, sweep_one, temporary
 from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
 from photod.targets.base import CHUNK, Identity, TargetReadOnly, kept_time, sealed_time
 from photod.verify import hash_stream
 
-TEMP_PREFIX = ".photod-restore-"  # a restore's temporaries, beside their final name
-TEMP_AGE = 60.0  # seconds: where no lock can be taken, an older one is a killed restore's
 DIFFERENT = "a different file is already there; left untouched"
 
 
@@ -246,13 +242,13 @@ class Restorer:
             data = xmp.sidecar(asset_from_json(facts[0]), facts[1])
         temp = ""
         try:
-            temp, fd = _temporary(folder)
+            temp, fd = temporary(folder)
             with os.fdopen(fd, "wb") as out:
                 self._give(out.fileno())
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
-            _place(folder, temp, name + xmp.SUFFIX)  # (one already there is kept)
+            place(folder, temp, name + xmp.SUFFIX)  # (one already there is kept)
         except OSError as exc:
             log.warning("restore_sidecar_failed", path=name + xmp.SUFFIX, error=str(exc))
         finally:
@@ -341,7 +337,7 @@ class Restorer:
             for entry in os.listdir(folder):
                 if entry.startswith(TEMP_PREFIX) and entry.endswith(".tmp"):
                     with contextlib.suppress(OSError):
-                        _sweep_one(folder, entry)
+                        sweep_one(folder, entry)
 
     def _file_time(self, state: TargetState, src: BinaryIO, asset: Asset, key: str) -> int | None:
         """The time the restored file gets: the copy's own on a plain target (a local
@@ -373,7 +369,11 @@ class Restorer:
         temp = ""
         h = hashlib.sha256()
         try:
-            temp, fd = _temporary(folder)
+            try:
+                temp, fd = temporary(folder)
+            except BaseException:
+                src.close()  # (its download: not left open for the collector to end)
+                raise
             with src, os.fdopen(fd, "wb") as out:
                 self._give(out.fileno())
                 mtime = self._file_time(state, src, asset, key)
@@ -388,10 +388,12 @@ class Restorer:
                 os.fsync(out.fileno())
                 if h.hexdigest() != asset.sha256:
                     return (
-                        f"bytes do not match (got {h.hexdigest()[:12]}); the next scrub repairs it"
+                        f"bytes do not match (got {h.hexdigest()[:12]}): this copy is damaged, "
+                        "and nothing of it is in DEST; `photod verify` repairs it from a good "
+                        "copy on another target, if there is one"
                     )
                 failpoints.hit("restore_linking")  # (a slow disk's flush, for the tests)
-                placed = _place(folder, temp, name)
+                placed = place(folder, temp, name)
                 if placed and mtime is not None:
                     # The file's own time (a photo without EXIF: its date), given once it
                     # has its name: a temporary with an old time is a killed restore's,
@@ -410,67 +412,6 @@ class Restorer:
             if temp:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temp, dir_fd=folder)
-
-
-def _temporary(folder: int) -> tuple[str, int]:
-    """A new temporary in ``folder`` (name, descriptor), locked while it is written:
-    what ``_sweep_one`` of another restore leaves alone.  One swept away between its
-    making and its lock (it had no lock yet) is made again."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    tries = 0
-    while True:
-        tries += 1
-        temp = f"{TEMP_PREFIX}{secrets.token_hex(6)}.tmp"
-        fd = os.open(temp, flags, 0o600, dir_fd=folder)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:  # a disk that keeps no locks: the sweep goes by age there
-            return temp, fd
-        # (asked by its name, not its link count: some FUSE disks count no links)
-        with contextlib.suppress(FileNotFoundError):
-            there, mine = os.stat(temp, dir_fd=folder, follow_symlinks=False), os.fstat(fd)
-            if (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino):
-                return temp, fd
-        if tries == 3:  # (a third sweep in a row: its copy fails, said, and no loop)
-            return temp, fd
-        os.close(fd)
-
-
-def _sweep_one(folder: int, entry: str) -> None:
-    """Remove one temporary that no restore is writing: its lock is free (its writer
-    was killed), or, on a disk that keeps no locks, it is older than ``TEMP_AGE``."""
-    fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return  # being written
-        except OSError:
-            if st.st_mtime >= time.time() - TEMP_AGE:
-                return
-        os.unlink(entry, dir_fd=folder)  # (with the lock held: no writer takes it now)
-    finally:
-        os.close(fd)
-
-
-def _place(folder: int, temp: str, name: str) -> bool:
-    """Give the temporary its name, never over a file: False when one is there."""
-    where = {"src_dir_fd": folder, "dst_dir_fd": folder}
-    try:
-        os.link(temp, name, **where, follow_symlinks=False)
-        return True
-    except FileExistsError:
-        return False
-    except OSError:  # no hard links (FAT, exFAT): check, then rename
-        try:
-            os.stat(name, dir_fd=folder, follow_symlinks=False)
-        except FileNotFoundError:
-            os.rename(temp, name, **where)
-            return True
-        return False
 
 
 def _folded(folder: int, name: str) -> bool:

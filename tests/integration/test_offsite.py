@@ -222,7 +222,8 @@ def test_the_plans_steps_for_an_encrypted_drive_run_again_copy_the_drive_once(
     """The recovery plan's stock-tools steps for an encrypted drive, run again (as they
     say to after a stop): every photo is proved again and the drive is not copied a
     second time (`cp -a DRIVE encrypted` put a whole second copy in encrypted/DRIVE:
-    on a 2 TB drive, 2 TB more on a disk that may not have them)."""
+    on a 2 TB drive, 2 TB more on a disk that may not have them).  A photo whose object
+    is lost from the drive is said MISSING, by name."""
     p, key, enc, made, _ = _samples_in_a_vault(setup, samples)
     plan = setup.home / "plan.md"
     assert 0 == p.cli("recovery-plan", "--output", str(plan)).returncode
@@ -237,6 +238,17 @@ def test_the_plans_steps_for_an_encrypted_drive_run_again_copy_the_drive_once(
         assert len(made) == r.stdout.count(": OK")
     copied = sorted(f.relative_to(work / "encrypted") for f in (work / "encrypted").rglob("*"))
     assert sorted(f.relative_to(enc) for f in enc.rglob("*")) == copied
+
+    # A photo's object lost from the drive: said MISSING by name, not DAMAGED (age's
+    # "no such file" was taken for a photo that does not decrypt), the rest restored.
+    lost = max((f for f in enc.rglob("*") if f.is_file() and ".photod" not in f.parts),
+               key=lambda f: f.stat().st_size)  # fmt: skip
+    lost.unlink()
+    (setup.home / "again").mkdir()
+    r = subprocess.run(["bash", "-c", steps.group(1)], cwd=setup.home / "again", text=True,
+                       capture_output=True, timeout=120, env={**os.environ, "KEY": str(key)})  # fmt: skip
+    assert 0 != r.returncode and "DAMAGED" not in r.stdout, r.stdout + r.stderr
+    assert (1, len(made) - 1) == (r.stdout.count("MISSING: "), r.stdout.count(": OK")), r.stdout
 
 
 def test_photod_killed_between_an_encrypted_photo_and_its_line_loses_no_photo_and_sends_none_twice(
