@@ -365,28 +365,27 @@ def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
         return _beside(exc, "stop the daemon first (`systemctl --user stop photod`, or Ctrl-C "
                        "where it runs), then rebuild, then start it again")  # fmt: skip
     whose = f" of installation {result.taken.folder.rpartition('/')[2]!r}" if result.taken else ""
-
-    how = (
-        f"its catalog snapshot{whose}, its lists and its files"
-        if result.from_snapshot
-        else f"a full re-scan{whose}"
-    )
+    how = f"its catalog snapshot{whose}, its lists and its files" if result.from_snapshot else ""
     print(
-        f"rebuilt the catalog from {args.source!r} ({how}): {result.assets} assets, "
-        f"{result.adopted} read from the target"
+        f"rebuilt the catalog from {args.source!r} ({how or f'a full re-scan{whose}'}): "
+        f"{result.assets} assets, {result.adopted} read from the target"
         + (f", {result.missing} gone from it since the snapshot" if result.missing else "")
     )
     if aside:
         print(f"the previous catalog is kept as {aside}")
     for line in result.skipped:
         print(f"  not adopted: {line}")
+    if result.lost:  # (its photos: in no catalog now, so no restore or status would say)
+        print(f"{result.lost} file(s) on {args.source!r} could not be given back whole (above): "
+              "the catalog does not know them, and no restore brings them back; another "
+              "target may hold them: `photod run --once` with it at hand counts its copies")  # fmt: skip
     if result.from_snapshot:
         print("next: `photod status`, then `photod verify --all` to check every other target")
     else:  # the other targets' copies are not in the catalog yet: a run adopts them
         print("next: `photod run --once` (or start the daemon): it finds the copies already "
               "on the other targets and counts them, without copying them again; then "
               "`photod status`")  # fmt: skip
-    return 0
+    return 1 if result.lost else 0
 
 
 def cmd_recovery_plan(args: argparse.Namespace) -> int:

@@ -35,6 +35,7 @@ from photod.targets.records import Records
 
 TIER = 10  # segments of the same order of size (entries: 1-9, 10-99, ...) merged into one
 OTHER_BYTES = "its bytes do not match its list entry"  # (``adopt_object``'s reason)
+LEFT_ALONE = "left alone"  # (the end of its reason for a file that is not photod's)
 
 
 def adopt_object(
@@ -54,13 +55,13 @@ def adopt_object(
 
     if re.search(r"[\x00-\x1f\x7f]", key):  # (a newline would forge a line in the lists;
         # a name in another Unicode form, NFD from a Mac's disk, is still a photo's)
-        return "not a name photod writes (it contains a control character): left alone"
+        return f"not a name photod writes (it contains a control character): {LEFT_ALONE}"
     if not key.isascii() and not _utf8(key):  # (a Latin-1 name an old client wrote)
-        return "not a name photod writes (not UTF-8): left alone"
+        return f"not a name photod writes (not UTF-8): {LEFT_ALONE}"
     try:  # (a backslash, an empty or '.' part: one no restore would write back)
         check_key(unicodedata.normalize("NFC", key))
     except UnsafeName as exc:
-        return f"not a name photod writes (it {exc.why}): left alone"
+        return f"not a name photod writes (it {exc.why}): {LEFT_ALONE}"
     with tempfile.NamedTemporaryFile(prefix="photod-adopt-", suffix=Path(key).suffix) as out:
         h = hashlib.sha256()
         mtime: float | None = None

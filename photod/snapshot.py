@@ -43,7 +43,7 @@ from photod.errors import (
     Undecryptable,
 )
 from photod.fleet import TargetState
-from photod.ledgers import adopt_object
+from photod.ledgers import LEFT_ALONE, adopt_object
 from photod.logs import log
 from photod.media import kind_from_name
 from photod.models import Kind, ManifestEntry
@@ -164,6 +164,7 @@ class Rebuilt:
     adopted: int  # read from the target beyond the snapshot (or all, without one)
     missing: int  # in the snapshot, not on the target any more
     skipped: list[str]  # keys that could not be adopted, with why
+    lost: int = 0  # of them, photos (damaged, listed and gone, unreadable) in no catalog now
 
 
 def rebuild(
@@ -213,6 +214,9 @@ def rebuild(
     catalog = Catalog(tmp)  # an older snapshot's schema is brought up to date
     skipped: list[str] = []
     adopted = missing = 0
+    # The SHA-256 ('' unknown) of each file not taken that may be a photo: damaged, listed
+    # and gone (its list's entries are each tried), unreadable.
+    failed: list[str] = []
     try:
         own: dict[str, ManifestEntry] = {}
         others: set[str] = set()
@@ -250,7 +254,7 @@ def rebuild(
                 catalog.replica_bad(e.sha256, name, "missing", "rebuild")
                 missing += 1
         todo: list[tuple[str, ManifestEntry | None]] = [
-            (k, e) for k, e in sorted(own.items()) if k not in known and k in present
+            (k, e) for k, e in sorted(own.items()) if k not in known
         ]
         # Files no list names, and no snapshot: a power cut before the list was written.
         # (A phone library's sidecar, KEY.xmp beside an original, is not an original.)
@@ -280,6 +284,8 @@ def rebuild(
                 # (a name that is not UTF-8 shown as `ls -b` shows it: printable anywhere)
                 shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
                 skipped.append(f"{shown}: {why}")
+                if not why.endswith(LEFT_ALONE):
+                    failed.append(listed.sha256 if listed else "")
                 log.warning("rebuild_skipped", target=name, path=key, reason=why)
             else:
                 adopted += 1
@@ -294,6 +300,7 @@ def rebuild(
         if top > catalog.generation:
             catalog.next_generation(top - 1)
         assets, _ = catalog.counts()
+        lost = sum(not sha or catalog.asset(sha) is None for sha in failed)  # (nor elsewhere)
         failpoints.hit("catalog_rebuilding")  # a kill here leaves a half-built catalog
     finally:
         catalog.close()
@@ -303,7 +310,7 @@ def rebuild(
         Path(f"{tmp}{ext}").unlink(missing_ok=True)
     os.replace(tmp, db_path.with_name(db_path.name + REBUILT))
     fsync_dir(db_path.parent)
-    return Rebuilt(snap, top, who, chosen, assets, adopted, missing, skipped)
+    return Rebuilt(snap, top, who, chosen, assets, adopted, missing, skipped, lost)
 
 
 def _adopt(

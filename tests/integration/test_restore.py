@@ -284,6 +284,41 @@ def test_a_rebuild_leaves_alone_a_file_whose_name_would_forge_a_line_in_the_list
     assert 0 == check.returncode, check.stdout + check.stderr
 
 
+def test_a_rebuild_that_cannot_give_back_a_listed_photo_whole_says_so_and_fails(
+    setup: Setup, samples: Path
+) -> None:
+    """The computer is lost, and the one target left has no snapshot: the catalog is
+    rebuilt from its files.  A photo its list names whose bytes rotted there cannot be
+    taken: the rebuild names it and exits 1, saying no restore brings it back (it said it
+    once among its lines and exited 0; `status` then said every photo protected and a
+    restore "failed 0", the photo in no catalog any more).  A file photod never wrote
+    (a name it does not use) is left alone, as before, and fails nothing."""
+    lib = setup.home / "lib"
+    p = setup.photod([{"name": "lib", "path": str(lib)}], {"copies": 1, "media": 1, "offsite": 0})
+    for name in ("jpg_Canon_40D.jpg", "jpg_gps_DSCN0010.jpg"):
+        shutil.copy2(samples / name, setup.inbox / name)
+    assert 0 == p.cli("run", "--once").returncode
+    [rotten] = [f for f in target_files(lib) if f.endswith("DSCN0010.jpg")]
+    data = bytearray((lib / rotten).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (lib / rotten).write_bytes(bytes(data))
+    shutil.rmtree(setup.home / "state")
+    for snap in lib.glob(".photod/installations/*/snapshots/*"):
+        snap.unlink()
+    r = p.cli("catalog", "rebuild", "--from", "lib")
+    assert 1 == r.returncode and "a full re-scan" in r.stdout, r.stdout + r.stderr
+    assert f"  not adopted: {rotten}: its bytes do not match its list entry" in r.stdout
+    assert "1 file(s) on 'lib' could not be given back whole" in r.stdout, r.stdout
+
+    (lib / rotten).unlink()  # (the rotten file gone, a file not photod's in its place)
+    (lib / "old").mkdir()
+    (lib / "old" / os.fsdecode(b"Caf\xe9.jpg")).write_bytes(b"\xff\xd8" + os.urandom(2000))
+    again = p.cli("catalog", "rebuild", "--from", "lib", "--force")
+    assert 1 == again.returncode, again.stdout + again.stderr  # (still listed, now gone)
+    assert f"  not adopted: {rotten}: listed but not on the target" in again.stdout
+    assert "1 file(s) on 'lib' could not be given back whole" in again.stdout, again.stdout
+
+
 def test_a_rebuild_leaves_alone_a_file_whose_name_is_not_utf8(setup: Setup, samples: Path) -> None:
     """A file on the target that photod did not write, named in Latin-1 (Caf\\xe9.jpg, as
     an old Windows or Samba client names it): the rebuild leaves it alone, says why, and
