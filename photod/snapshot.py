@@ -43,7 +43,7 @@ from photod.errors import (
     Undecryptable,
 )
 from photod.fleet import TargetState
-from photod.ledgers import LEFT_ALONE, adopt_object
+from photod.ledgers import LEFT_ALONE, OTHER_BYTES, adopt_object
 from photod.logs import log
 from photod.media import kind_from_name
 from photod.models import Kind, ManifestEntry
@@ -284,8 +284,8 @@ def rebuild(
                 # (a name that is not UTF-8 shown as `ls -b` shows it: printable anywhere)
                 shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
                 skipped.append(f"{shown}: {why}")
-                if not why.endswith(LEFT_ALONE):
-                    failed.append(listed.sha256 if listed else "")
+                if not why.endswith(LEFT_ALONE):  # (other bytes: which photo's is not known)
+                    failed.append(listed.sha256 if listed and OTHER_BYTES not in why else "")
                 log.warning("rebuild_skipped", target=name, path=key, reason=why)
             else:
                 adopted += 1
@@ -483,9 +483,9 @@ def rebuild_catalog(
                                             result.assets))  # fmt: skip
     aside = swap_in(catalog_path)
     log.info("catalog_rebuilt", target=name, snapshot=result.from_snapshot or None,
-             installation=result.installation.folder,
-             assets=result.assets, adopted=result.adopted, missing=result.missing,
-             skipped=len(result.skipped), old_catalog=str(aside) if aside else None)  # fmt: skip
+             installation=result.installation.folder, assets=result.assets,
+             adopted=result.adopted, missing=result.missing, skipped=len(result.skipped),
+             lost=result.lost, old_catalog=str(aside) if aside else None)  # fmt: skip
     return result, aside
 
 

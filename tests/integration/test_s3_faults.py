@@ -959,7 +959,8 @@ def test_an_rclone_upload_whose_temporary_folder_the_server_removed_is_one_event
     said = [e["error"] for e in failed]
     assert 1 == len(refusal), said
     others = [e["error"] for e in failed if e not in refusal and "NoSuchUpload" not in e["error"]]
-    assert [] == others or proxy.broken > 0, said
+    cut = ("unexpected EOF", "connection reset")  # (how rclone says a cut with no answer)
+    assert all(any(c in o for c in cut) for o in others) and len(others) <= proxy.broken, said
     assert [] == [e for e in p.events() if e.get("level") in ("error", "critical")]
     tmp = s3_server.root / BUCKET / prefix / ".photod" / "tmp"
     assert [] == (sorted(f.name for f in tmp.iterdir()) if tmp.is_dir() else [])
