@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -247,3 +248,13 @@ def samples_backed_up(setup: Setup, p: Photod, samples: Path) -> list[str]:
         shutil.copy2(f, setup.inbox / f.name)
     assert 0 == p.cli("run", "--once").returncode
     return sorted(sha256(f) for f in samples.iterdir())
+
+
+def plan_steps(setup: Setup, p: Photod, target: str) -> str:
+    """The recovery plan's stock-tools steps for ``target`` (its bash block), written by
+    ``photod recovery-plan`` as a user would ask for it."""
+    plan = setup.home / "plan.md"
+    assert 0 == p.cli("recovery-plan", "--output", str(plan)).returncode
+    steps = re.search(rf"### {re.escape(target)}\n\n.*?```bash\n(.*?)```", plan.read_text(), re.S)
+    assert steps is not None, plan.read_text()
+    return steps.group(1)

@@ -22,7 +22,13 @@ import pytest
 from photod.targets.stopcut import STOP_GRACE
 from tests.conftest import Photod, sha256, stops_in_systemds_time, target_files, wait_for
 from tests.fakephone import jpeg
-from tests.integration.conftest import Setup, fill, rebuilt_and_restored, samples_backed_up
+from tests.integration.conftest import (
+    Setup,
+    fill,
+    plan_steps,
+    rebuilt_and_restored,
+    samples_backed_up,
+)
 from tests.integration.test_mounts import big_video
 from tests.servers import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server, SlowLink, SSHServer, need
 
@@ -196,14 +202,11 @@ def test_a_photo_damaged_on_an_encrypted_target_is_named_by_the_stock_recovery_a
     big.write_bytes(bytes(data))
     largest = max(samples.iterdir(), key=lambda f: f.stat().st_size).name
 
-    plan = setup.home / "plan.md"
-    assert 0 == p.cli("recovery-plan", "--output", str(plan)).returncode
-    steps = re.search(r"### vault\n\n.*?```bash\n(.*?)```", plan.read_text(), re.S)
-    assert steps is not None
+    steps = plan_steps(setup, p, "vault")
     by_plan = setup.home / "by-plan"
     by_plan.mkdir()
     env = {**os.environ, "KEY": str(key), "PATH": f"{Path(rclone).parent}:{os.environ['PATH']}"}
-    r_plan = subprocess.run(["bash", "-c", steps.group(1)], cwd=by_plan, env=env,
+    r_plan = subprocess.run(["bash", "-c", steps], cwd=by_plan, env=env,
                             capture_output=True, text=True, timeout=120)  # fmt: skip
     r_readme, by_readme = stock_recovery(setup, key, str(enc), Path(rclone).parent)
     for r, work in ((r_readme, by_readme), (r_plan, by_plan)):
@@ -225,14 +228,11 @@ def test_the_plans_steps_for_an_encrypted_drive_run_again_copy_the_drive_once(
     on a 2 TB drive, 2 TB more on a disk that may not have them).  A photo whose object
     is lost from the drive is said MISSING, by name."""
     p, key, enc, made, _ = _samples_in_a_vault(setup, samples)
-    plan = setup.home / "plan.md"
-    assert 0 == p.cli("recovery-plan", "--output", str(plan)).returncode
-    steps = re.search(r"### vault\n\n.*?```bash\n(.*?)```", plan.read_text(), re.S)
-    assert steps is not None
+    steps = plan_steps(setup, p, "vault")
     work = setup.home / "work"
     work.mkdir()
     for _ in range(2):
-        r = subprocess.run(["bash", "-c", steps.group(1)], cwd=work, capture_output=True,
+        r = subprocess.run(["bash", "-c", steps], cwd=work, capture_output=True,
                            text=True, timeout=120, env={**os.environ, "KEY": str(key)})  # fmt: skip
         assert 0 == r.returncode, r.stdout + r.stderr
         assert len(made) == r.stdout.count(": OK")
@@ -245,7 +245,7 @@ def test_the_plans_steps_for_an_encrypted_drive_run_again_copy_the_drive_once(
                key=lambda f: f.stat().st_size)  # fmt: skip
     lost.unlink()
     (setup.home / "again").mkdir()
-    r = subprocess.run(["bash", "-c", steps.group(1)], cwd=setup.home / "again", text=True,
+    r = subprocess.run(["bash", "-c", steps], cwd=setup.home / "again", text=True,
                        capture_output=True, timeout=120, env={**os.environ, "KEY": str(key)})  # fmt: skip
     assert 0 != r.returncode and "DAMAGED" not in r.stdout, r.stdout + r.stderr
     assert (1, len(made) - 1) == (r.stdout.count("MISSING: "), r.stdout.count(": OK")), r.stdout

@@ -20,7 +20,13 @@ import pytest
 
 from bench.scale import fill_catalog
 from tests.conftest import Photod, S3Server, sha256, target_files
-from tests.integration.conftest import Setup, backed_up_twice, listed, samples_backed_up
+from tests.integration.conftest import (
+    Setup,
+    backed_up_twice,
+    listed,
+    plan_steps,
+    samples_backed_up,
+)
 from tests.servers import BUCKET, need
 
 DRILL_ALL = "\n[schedule]\ndrill_sample = 100\n"
@@ -318,6 +324,20 @@ def test_a_rebuild_that_cannot_give_back_a_listed_photo_whole_says_so_and_fails(
     assert f"  not adopted: {rotten}: listed but not on the target" in again.stdout
     assert "1 file(s) on 'lib' could not be given back whole" in again.stdout, again.stdout
 
+    # A stale line (a cloned disk's computer's, not compacted yet) naming another photo
+    # at a photo's name: that photo is not taken, and is counted (its line's photo is
+    # known under its own name: the one at that name is the one not given back).
+    [kept] = [f for f in target_files(lib) if f.endswith("40D.jpg")]
+    (lib / rotten).write_bytes((samples / "jpg_gps_DSCN0010.jpg").read_bytes())  # (back)
+    [sums] = lib.glob(".photod/installations/*/sums")
+    (sums / ("f" * 24 + ".sha256")).write_text(
+        f"{sha256(samples / 'jpg_gps_DSCN0010.jpg')}  {kept}\n"
+    )
+    stale = p.cli("catalog", "rebuild", "--from", "lib", "--force")
+    assert 1 == stale.returncode, stale.stdout + stale.stderr
+    assert f"  not adopted: {kept}: its bytes do not match its list entry" in stale.stdout
+    assert "1 file(s) on 'lib' could not be given back whole" in stale.stdout, stale.stdout
+
 
 def test_a_rebuild_leaves_alone_a_file_whose_name_is_not_utf8(setup: Setup, samples: Path) -> None:
     """A file on the target that photod did not write, named in Latin-1 (Caf\\xe9.jpg, as
@@ -560,13 +580,10 @@ def test_the_plans_steps_for_an_encrypted_target_bring_back_every_photo_and_only
     subprocess.run([age, "-r", public, "-o", str(kitchen / "0001")], check=True,
                    input=f"{o}\t{digest}\t{size}\t{taken}\t\t2030/2030-01-01/shared.jpg\n".encode())  # fmt: skip
 
-    plan = setup.home / "plan.md"
-    assert 0 == p.cli("recovery-plan", "--output", str(plan)).returncode
-    block = re.search(r"### vault\n\n.*?```bash\n(.*?)```", plan.read_text(), re.S)
-    assert block is not None
+    block = plan_steps(setup, p, "vault")
     work = setup.home / "away" / "work"
     work.mkdir(parents=True)
-    r = subprocess.run(["bash", "-c", block.group(1)], cwd=work, env={**os.environ, "KEY": str(key)},
+    r = subprocess.run(["bash", "-c", block], cwd=work, env={**os.environ, "KEY": str(key)},
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert not (setup.home / ".bashrc").exists() and not (setup.home / "away" / ".bashrc").exists()
     assert "unsafe" in r.stdout + r.stderr
@@ -615,14 +632,11 @@ def test_the_plans_steps_for_an_encrypted_target_bring_back_both_photos_of_one_n
     held = target_files(lib)
     assert 2 == len(held)
 
-    plan = setup.home / "plan.md"
-    assert 0 == p.cli("recovery-plan", "--output", str(plan)).returncode
-    block = re.search(r"### vault\n\n.*?```bash\n(.*?)```", plan.read_text(), re.S)
-    assert block is not None
+    block = plan_steps(setup, p, "vault")
     work = setup.home / "away"
     work.mkdir()
     (work / "restored").symlink_to(exfat_drive, target_is_directory=True)
-    r = subprocess.run(["bash", "-c", block.group(1)], cwd=work, env={**os.environ, "KEY": str(key)},
+    r = subprocess.run(["bash", "-c", block], cwd=work, env={**os.environ, "KEY": str(key)},
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert 0 == r.returncode, r.stdout + r.stderr
     assert 2 == r.stdout.count(": OK"), r.stdout
@@ -680,15 +694,12 @@ def test_a_lost_identity_leaves_the_plain_targets_to_restore_from(
     assert len(photos) == r.stdout.count("the identity file is not the one"), r.stdout
 
 
-def test_a_restore_stopped_or_run_twice_at_once_leaves_only_whole_files(
+def _a_slow_restore_writing(
     setup: Setup, samples: Path
-) -> None:
-    """`photod restore` stopped by SIGTERM (systemd, `kill`, a closed terminal) while a
-    file is being written ends as Ctrl-C does: that file is removed, nothing half
-    written stays (exit 130).  Two restores into one folder at once (the command and
-    the dashboard's, say) both end well: the same bytes put there by the other are no
-    "different file"."""
-    import signal
+) -> tuple[Photod, Path, Path, list[str], dict[str, str], subprocess.Popen[bytes]]:
+    """A photo of 6 MB backed up to one drive, and `photod restore` of it into DEST
+    running from a slow target (0.3 s a chunk), its temporary there: (photod, the
+    photo, DEST, the command, its environment, the process)."""
     import time
 
     lib = setup.home / "lib"
@@ -705,6 +716,20 @@ def test_a_restore_stopped_or_run_twice_at_once_leaves_only_whole_files(
     while not list(dest.rglob(".photod-restore-*.tmp")) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert list(dest.rglob(".photod-restore-*.tmp")), "the restore began writing"
+    return p, big, dest, cmd, env, proc
+
+
+def test_a_restore_stopped_or_run_twice_at_once_leaves_only_whole_files(
+    setup: Setup, samples: Path
+) -> None:
+    """`photod restore` stopped by SIGTERM (systemd, `kill`, a closed terminal) while a
+    file is being written ends as Ctrl-C does: that file is removed, nothing half
+    written stays (exit 130).  Two restores into one folder at once (the command and
+    the dashboard's, say) both end well: the same bytes put there by the other are no
+    "different file"."""
+    import signal
+
+    _, big, dest, cmd, env, proc = _a_slow_restore_writing(setup, samples)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert 130 == proc.returncode, err
@@ -728,22 +753,8 @@ def test_a_restore_killed_outright_and_run_again_at_once_leaves_no_half_written_
     left (it stayed in DEST before, hidden beside the photos, when the run again came
     within a minute)."""
     import signal
-    import time
 
-    lib = setup.home / "lib"
-    p = setup.photod([{"name": "lib", "path": str(lib)}], policy={"copies": 1, "media": 1,
-                                                                   "offsite": 0})  # fmt: skip
-    big = setup.inbox / "big.jpg"
-    big.write_bytes((samples / "jpg_Canon_40D.jpg").read_bytes() + os.urandom(6 * 1024 * 1024))
-    assert 0 == p.cli("run", "--once").returncode
-    dest = setup.home / "back"
-    env = {**p.env, "PHOTOD_FAILPOINTS": "restore_chunk=sleep:0.3"}  # a slow target
-    cmd = [*p.cli_command(), "restore", str(dest)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while not list(dest.rglob(".photod-restore-*.tmp")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert list(dest.rglob(".photod-restore-*.tmp")), "the restore began writing"
+    p, big, dest, _, _, proc = _a_slow_restore_writing(setup, samples)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
 
