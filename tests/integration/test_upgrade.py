@@ -173,7 +173,7 @@ def test_a_target_s_recovery_document_of_an_earlier_photod_is_brought_up_to_date
     current = plan.read_text()
     # As the photod of 4 December wrote it: no format's mark, the path quoted as it stood.
     older = re.sub(r"<!-- photod recovery document[^>]*-->\n", "", current)
-    older = older.replace(shlex.quote(str(drive)), f"'{drive}'")
+    older = older.replace(shlex.quote(f"{drive}/."), f"'{drive}/.'")
     assert older != current
     plan.write_text(older)
     assert 0 != stock_restore(older, setup.home / "before", key).returncode
