@@ -47,6 +47,7 @@ from photod.targets.base import Identity
 from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.rcd import HUNG, SERVED, Download, Rcd, UnixHTTP, write_inline_config
 from photod.targets.rcloneproof import proof_hash, remote_sha256
+from photod.targets.rclonerival import name_tag, rival
 from photod.targets.rclonesays import complaint, meaning
 
 FOREIGN_TEMP_AGE = 86400.0  # seconds another computer's temporary is seen unchanged before it goes
@@ -66,7 +67,8 @@ class RcloneWriter:
         twice: rclone's md5sum, then photod's); a metadata write (``_put``) keeps it."""
         self.t = target
         self.proved = proved
-        self.temp_key = f"{TMP}{target.owner}{secrets.token_hex(12)}"
+        self.key = key  # the name it is for, which its temporary's name ends with
+        self.temp_key = f"{TMP}{target.owner}{secrets.token_hex(12)}{name_tag(key)}"
         self.sha = hashlib.sha256()
         self.kind = "sha256"  # the remote's hash that proves the upload (``proof_hash``)
         self.other: Any = None  # that hash of the bytes sent, where it is not the SHA-256
@@ -177,6 +179,8 @@ class RcloneWriter:
             if stored != sha256:
                 self.abort()
                 raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, stored)
+            if key == self.key and rival(self.t, self.temp_key, key, sha256, self.size, proof):
+                raise KeyExists(key, other=True)  # (its own suffix: ``rclonerival``)
             if (there := self.t.size(key)) is not None:  # still uploaded: commit again
                 raise KeyExists(key, size=there)  # under another key
             # Never over a file another computer of the family published meanwhile: rclone
@@ -188,10 +192,9 @@ class RcloneWriter:
                 if self.t.folder(key):  # (``size`` sees files only: a folder of that name)
                     raise KeyExists(key) from None
                 raise
-            # Two computers moving at the same instant both pass rclone's look, and the
-            # later rename wins: where the remote says its hash at no cost, the name must
-            # hold ours, or the copy is not counted (tried again under another name);
-            # elsewhere, a temporary left where it was means the name was taken.
+            # The name must hold ours (an earlier photod's upload, whose temporary says
+            # no name, is no ``rival``): where the remote says its hash at no cost, by
+            # it; elsewhere, a temporary left where it was means the name was taken.
             if method is VerifyMethod.SERVER:
                 if remote_sha256(self.t, key, sha256, *proof)[0] != sha256:
                     raise KeyExists(key)

@@ -23,7 +23,7 @@ from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavai
 from photod.models import ManifestEntry, VerifyMethod
 from photod.targets import rclone as rclone_target
 from photod.targets.agekeygen import keygen
-from photod.targets.base import Identity, hash_object
+from photod.targets.base import Identity, hash_object, holds
 from photod.targets.crypt import CryptTarget, Keys, sidecar
 from photod.targets.local import LocalTarget
 from photod.targets.memory import MemoryTarget
@@ -1259,10 +1259,12 @@ def test_a_photo_to_an_rclone_s3_remote_is_proved_by_the_stores_md5_not_download
     proxy, t = rclone_s3
     folder = s3_server.root / BUCKET / tmp_path.name
 
-    def sent(data: bytes, key: str) -> tuple[VerifyMethod, int]:  # and the GETs it made
+    def sent(data: bytes, key: str) -> tuple[VerifyMethod, int]:  # and the downloads
         n = len(proxy.begun)
-        method = put(t, key, data)
-        return method, [m for m, _ in proxy.begun[n:]].count("GET")
+        method = put(t, key, data)  # (a GET of the bucket itself is a listing: of rivals)
+        return method, [(m, p.strip("/") != BUCKET) for m, p in proxy.begun[n:]].count(
+            ("GET", True)
+        )
 
     assert (VerifyMethod.SERVER, 0) == sent(DATA, "2024/a.jpg")  # (READBACK, 1) before
     assert (VerifyMethod.SERVER, 0) == sent(DATA + b"b", "2024/b.jpg")
@@ -1285,11 +1287,15 @@ def test_a_copy_to_an_rclone_remote_lists_no_folder(
     free; its temporary: gone), and rclone, finding none, looked for a folder of that
     name by listing the folder it would be in: on S3 two listings each, four a photo
     (each priced as an upload), over SFTP the photo's whole folder read, longer as it
-    fills.  A copy now lists no folder, and a name taken is still seen."""
+    fills.  A copy now lists no folder but ``.photod/tmp/``, where the uploads in
+    flight are (one listing: another upload of its name: ``rclonerival``), and a name
+    taken is still seen."""
     proxy, t = rclone_s3
     n = len(proxy.bodies)
     put(t, "2024/a.jpg")
-    assert [] == [q for q, _, _ in proxy.bodies[n:] if "delimiter=" in q or "list-type=" in q]
+    listings = [q for q, _, _ in proxy.bodies[n:] if "delimiter=" in q or "list-type=" in q]
+    assert 1 == len(listings), listings
+    assert ".photod%2Ftmp%2F&" in listings[0] + "&", listings
     assert len(DATA) == t.size("2024/a.jpg")
     assert None is t.size("2024/b.jpg")
     assert None is t.size("2024")  # (a folder is no object)
@@ -1754,13 +1760,45 @@ def test_another_identitys_line_for_the_same_name_never_changes_what_ours_says(
         assert mine == f.read()
 
 
+def _publish_at_once(anna: RcloneTarget, ben: RcloneTarget, key: str, i: int) -> dict[str, bytes]:
+    """Two computers publish different photos of one size under ``key`` at the same
+    instant, each one refused the name putting it beside under its own suffix, as photod
+    does; each name a computer was told holds its copy, with the bytes it holds."""
+    told: dict[str, bytes] = {}
+    both = threading.Barrier(2)
+
+    def publish(target: RcloneTarget, data: bytes) -> None:
+        w = target.open_writer(key)
+        w.write(data)
+        w._finish_upload()
+        both.wait()
+        for name in (key, f"{key}.{target.owner}"):
+            try:
+                w.commit(name, hashlib.sha256(data).hexdigest())
+            except KeyExists:
+                continue
+            told[name] = data
+            return
+        w.abort()
+
+    threads = [threading.Thread(target=publish, args=(t, (t.owner * 500 + str(i)).encode()))
+               for t in (anna, ben)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert 2 == len(told), (key, sorted(told))  # each photo went somewhere, under its name
+    return told
+
+
 def test_two_computers_publishing_one_name_on_an_rclone_remote_never_both_count_it(
     tmp_path: Path,
 ) -> None:
     """Two computers of a family upload different photos of one name to a shared
-    rclone remote and publish them at the same instant: at most one is told its copy
-    is there, and it is the one whose bytes the name holds (both were told so, most of
-    the time, and the other's counted copy was gone)."""
+    rclone remote and publish them at the same instant: each copy a computer is told
+    is there is there (both were told the name held theirs, most of the time, and the
+    other's counted copy was gone; a look after the move still let one through now and
+    then: the other's rename came after it)."""
     store = tmp_path / "store"
     anna = local_rclone(tmp_path, store, owner="aaaa")
     ben = local_rclone(tmp_path, store, owner="bbbb")
@@ -1769,33 +1807,89 @@ def test_two_computers_publishing_one_name_on_an_rclone_remote_never_both_count_
     ben.check(None)
     try:
         for i in range(20):
-            key = f"2024/IMG_{i}.JPG"
-            told: dict[str, bytes] = {}
-            both = threading.Barrier(2)
-
-            def publish(target: RcloneTarget, data: bytes) -> None:
-                w = target.open_writer(key)  # noqa: B023
-                w.write(data)
-                w._finish_upload()
-                both.wait()  # noqa: B023
-                try:
-                    w.commit(key, hashlib.sha256(data).hexdigest())  # noqa: B023
-                    told[target.owner] = data  # noqa: B023
-                except KeyExists:
-                    w.abort()
-
-            threads = [threading.Thread(target=publish, args=(t, (t.owner * 500 + str(i)).encode()))
-                       for t in (anna, ben)]  # fmt: skip
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(timeout=60)
-            assert len(told) <= 1, key
-            if told:
-                assert next(iter(told.values())) == (tmp_path / "store" / key).read_bytes()
+            for name, data in _publish_at_once(anna, ben, f"2024/IMG_{i}.JPG", i).items():
+                assert data == (store / name).read_bytes(), name
+        assert [] == list((store / ".photod/tmp").iterdir())
     finally:
         anna.close()
         ben.close()
+
+
+def test_two_computers_publishing_the_same_photo_at_once_keep_one_copy_of_it(
+    tmp_path: Path,
+) -> None:
+    """The same photo from two computers (a family's shared library synced to both) is
+    no rival: both have it under its name (published, or found there and adopted, as
+    photod does), which holds it, and none goes beside."""
+    store = tmp_path / "store"
+    anna = local_rclone(tmp_path, store, owner="aaaa")
+    ben = local_rclone(tmp_path, store, owner="bbbb")
+    anna.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
+    data = DATA + b"shared"
+    both = threading.Barrier(2)
+    told: list[VerifyMethod] = []
+
+    def publish(target: RcloneTarget) -> None:
+        w = target.open_writer("2024/IMG.JPG")
+        w.write(data)
+        w._finish_upload()
+        both.wait()
+        sha = hashlib.sha256(data).hexdigest()
+        try:
+            told.append(w.commit("2024/IMG.JPG", sha))
+        except KeyExists:  # the other's landed first: it is this photo (adopted)
+            w.abort()
+            if holds(target, "2024/IMG.JPG", sha):
+                told.append(VerifyMethod.EXISTING)
+
+    try:
+        threads = [threading.Thread(target=publish, args=(t,)) for t in (anna, ben)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert 2 == len(told)
+        assert data == (store / "2024/IMG.JPG").read_bytes()
+        assert ["IMG.JPG"] == sorted(p.name for p in (store / "2024").iterdir())
+    finally:
+        anna.close()
+        ben.close()
+
+
+def test_a_rename_slow_to_land_never_replaces_another_computers_counted_copy(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """rclone looks whether the name is free, then renames (on S3, copies): the first
+    computer's rename is slow to land (a loaded remote), the second's look and rename
+    and check all pass meanwhile, then the first's lands over it, and its check passes
+    too: both were told the name held theirs, every time.  Each sees the other's upload
+    of the name waiting in .photod/tmp/ before it moves, and goes beside."""
+    if not s3_server.running():
+        s3_server.start()
+    slowed: list[str] = []
+
+    def slow_first_rename(method: str, path: str, query: str) -> str:
+        if method == "PUT" and path.endswith("/2024/IMG.JPG") and not slowed:
+            slowed.append(path)
+            time.sleep(2)  # (the second computer's whole commit fits in it)
+        return "pass"
+
+    proxy = FaultProxy(s3_server.endpoint, slow_first_rename)
+    conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "cloud:", {
+        "type": "s3", "provider": "Other", "endpoint": proxy.endpoint,
+        "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY})  # fmt: skip
+    remote = f"cloud:{BUCKET}/{tmp_path.name}/"
+    anna, ben = (RcloneTarget("r", remote, conf, owner=o) for o in ("aaaa", "bbbb"))
+    try:
+        anna.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
+        anna.check(None)
+        ben.check(None)
+        for name, data in _publish_at_once(anna, ben, "2024/IMG.JPG", 0).items():
+            assert hashlib.sha256(data).hexdigest() == hash_object(anna, name), name
+    finally:
+        anna.close()
+        ben.close()
+        proxy.stop()
 
 
 @pytest.mark.parametrize(

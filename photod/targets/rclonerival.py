@@ -1,0 +1,59 @@
+"""Whether another upload waits to take the name a copy is about to take on an rclone
+remote, with other bytes.
+
+rclone's move with ``IgnoreExisting`` looks at the name, then renames: two computers
+of a family publishing one name at the same instant both pass the look, the later
+rename replaces the earlier file, and both were told their copy is there (one was
+gone).  No remote rclone reaches offers a rename that refuses a taken name, so each
+upload's temporary carries a tag of the name it is for, and a copy looks in
+``.photod/tmp/`` after its temporary is whole and before it moves: a temporary of the
+same name from another upload, holding other bytes, means the name is contested, and
+the copy goes under its other name (``KeyExists(other=True)``: the suffix of its own
+SHA-256, which no other photo takes).  Since each temporary is there from before its
+look until its move, of two uploads that both moved, one looked after the other's
+move, and rclone's own look then saw the name taken.  The same bytes are no rival:
+whichever rename comes last, the name holds them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+from photod.errors import TargetUnavailable
+from photod.targets.objects import TMP
+from photod.targets.rcloneproof import remote_sha256
+
+if TYPE_CHECKING:
+    from photod.targets.rclone import RcloneTarget
+
+
+def name_tag(key: str) -> str:
+    """The end of a temporary's name that says which name its upload is for."""
+    return "." + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def rival(
+    t: RcloneTarget, temp_key: str, key: str, sha256: str, size: int, proof: tuple[str, str]
+) -> bool:
+    """Whether another upload's temporary for ``key`` holds other bytes than ours (the
+    upload at ``temp_key``: ``size`` bytes, ``sha256``, the remote's ``proof`` hash).
+    Told by its size where that differs, else by the remote's hash of it or its bytes
+    read back (two uploads of one name at once are rare: that cost is too).  One gone
+    before it was read was moved or removed: rclone's look sees the first."""
+    tag = name_tag(key)
+    answer = t.call("operations/list", missing_ok=True, fs=t.remote, remote=TMP.rstrip("/"),
+                    opt={"filesOnly": True, "noModTime": True, "noMimeType": True})  # fmt: skip
+    for item in answer.get("list", []):
+        other = str(item.get("Path", ""))
+        if other == temp_key or not other.endswith(tag):
+            continue
+        if int(item.get("Size", -1)) != size:
+            return True
+        try:
+            if remote_sha256(t, other, sha256, *proof)[0] != sha256:
+                return True
+        except TargetUnavailable:
+            if t.size(other) is not None:
+                raise  # (there and unread: the copy fails and is tried again)
+    return False
