@@ -22,6 +22,7 @@ import hashlib
 import re
 import threading
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 
 from photod import failpoints
@@ -46,11 +47,14 @@ def adopt_object(
     listed: ManifestEntry | None,
     source: str,
     owner: str = "",
+    also: Sequence[ManifestEntry] = (),
 ) -> str:
     """Read one object, hash and probe it, and record it as a verified replica; '' on
     success, else why not (for good: not there, other bytes).  Nothing is recorded that
     was not read and hashed first.  Raises TargetUnavailable when the target failed on
-    the way (the adoption is to be tried again, not given up)."""
+    the way (the adoption is to be tried again, not given up).  ``also``: the list's
+    other lines naming the key (a clone of this computer, writing under its id, listed
+    its photo there too): the object is whichever one's bytes it holds."""
     import tempfile  # here: its random numbers cost ``status``, which never adopts, 2 ms
 
     if re.search(r"[\x00-\x1f\x7f]", key):  # (a newline would forge a line in the lists;
@@ -84,7 +88,9 @@ def adopt_object(
         out.flush()
         sha, size = h.hexdigest(), out.tell()
         if listed is not None and listed.sha256 != sha:
-            return f"{OTHER_BYTES} (expected {listed.sha256[:12]})"
+            listed = next((e for e in also if e.sha256 == sha), listed)
+            if listed.sha256 != sha:
+                return f"{OTHER_BYTES} (expected {listed.sha256[:12]})"
         if mtime is None and listed is not None and listed.mtime_ns is not None:
             mtime = listed.mtime_ns / 1e9
         from photod.probe import probe_file  # Pillow: only when a file is adopted

@@ -35,13 +35,7 @@ from pathlib import Path
 from photod import catalogbak, failpoints, instance
 from photod.catalog import Catalog, check_file, no_catalog
 from photod.durable import fsync_dir
-from photod.errors import (
-    ObjectArchived,
-    PhotodError,
-    Stopping,
-    TargetUnavailable,
-    Undecryptable,
-)
+from photod.errors import ObjectArchived, PhotodError, Stopping, TargetUnavailable, Undecryptable
 from photod.fleet import TargetState
 from photod.ledgers import LEFT_ALONE, OTHER_BYTES, adopt_object
 from photod.logs import log
@@ -218,7 +212,7 @@ def rebuild(
     # and gone (its list's entries are each tried), unreadable.
     failed: list[str] = []
     try:
-        own: dict[str, ManifestEntry] = {}
+        own: dict[str, list[ManifestEntry]] = {}  # (a clone's line may name a key too)
         others: set[str] = set()
         for s in seen:
             try:
@@ -227,7 +221,8 @@ def rebuild(
                 continue  # sealed to another identity
             target.learn(entries)
             if chosen is not None and s.folder == chosen.folder:
-                own.update((e.key, e) for e in entries)
+                for e in entries:
+                    own.setdefault(e.key, []).append(e)
             else:
                 others.update(e.key for e in entries)
         # A target an older photod wrote before installations kept records: its photos
@@ -235,7 +230,7 @@ def rebuild(
         early = early_index(target)
         target.learn(early)
         if chosen is None:
-            own.update((e.key, e) for e in early if e.key not in own)
+            own.update((e.key, [e]) for e in early if e.key not in own)
         known = {e.key: e for e in catalog.verified_on(name)}
         target.learn(known.values())
         present = {key for key, _ in target.listing()}
@@ -253,19 +248,17 @@ def rebuild(
             if key not in present:  # in the snapshot, gone from the target since
                 catalog.replica_bad(e.sha256, name, "missing", "rebuild")
                 missing += 1
-        todo: list[tuple[str, ManifestEntry | None]] = [
-            (k, e) for k, e in sorted(own.items()) if k not in known
-        ]
+        todo = [(k, lines) for k, lines in sorted(own.items()) if k not in known]
         # Files no list names, and no snapshot: a power cut before the list was written.
         # (A phone library's sidecar, KEY.xmp beside an original, is not an original.)
         unlisted = present - set(known) - set(own) - others
-        todo += [(k, None) for k in sorted(unlisted) if not _library_sidecar(k, present)]
+        todo += [(k, []) for k in sorted(unlisted) if not _library_sidecar(k, present)]
         unread = 0  # objects in a row the target would not give
-        for key, listed in todo:
+        for key, lines in todo:
             if stop.is_set():
                 raise Stopping
             try:
-                why = _adopt(catalog, name, target, key, listed, ident)
+                why = _adopt(catalog, name, target, key, lines, ident)
                 unread = 0
             except TargetUnavailable as exc:
                 # One object the target will not give twice (archived, a bad sector)
@@ -285,10 +278,11 @@ def rebuild(
                 shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
                 skipped.append(f"{shown}: {why}")
                 if not why.endswith(LEFT_ALONE):  # (other bytes: which photo's is not known)
-                    failed.append(listed.sha256 if listed and OTHER_BYTES not in why else "")
+                    failed += [e.sha256 for e in lines if OTHER_BYTES not in why] or [""]
                 log.warning("rebuild_skipped", target=name, path=key, reason=why)
-            else:
+            else:  # (the other lines' photos are lost unless found elsewhere)
                 adopted += 1
+                failed += [e.sha256 for e in lines]
         # The phones' libraries the snapshot lacks, or holds older, from the indexes.
         take_indexes(catalog, [(name, target)])
         # Taking an installation's records makes this computer that installation (a new
@@ -314,14 +308,15 @@ def rebuild(
 
 
 def _adopt(
-    catalog: Catalog, name: str, target: Target, key: str, listed: ManifestEntry | None,
+    catalog: Catalog, name: str, target: Target, key: str, lines: list[ManifestEntry],
     ident: Identity | None,
 ) -> str:  # fmt: skip
-    """``adopt_object``, tried once more after the target proved it still answers (a
-    throttle, a dropped connection); TargetUnavailable when it is gone, or when the
-    object fails twice."""
+    """``adopt_object`` (as the list's last line naming ``key`` says, or any other),
+    tried once more after the target proved it still answers (a throttle, a dropped
+    connection); TargetUnavailable when it is gone, or when the object fails twice."""
+    listed, also = (lines[-1], lines[:-1]) if lines else (None, [])
     try:
-        return adopt_object(catalog, name, target, key, listed, f"rebuild:{name}")
+        return adopt_object(catalog, name, target, key, listed, f"rebuild:{name}", also=also)
     except TargetUnavailable as exc:
         try:
             target.check(ident, prepare=False)
@@ -329,7 +324,7 @@ def _adopt(
             pass  # (it answers: read-only is all a rebuild needs)
         except TargetUnavailable:
             raise PhotodError(f"{name!r} failed during the rebuild: {exc.reason}") from exc
-    return adopt_object(catalog, name, target, key, listed, f"rebuild:{name}")
+    return adopt_object(catalog, name, target, key, listed, f"rebuild:{name}", also=also)
 
 
 def _identity(target: Target, seen: Seen | None) -> Installation | None:

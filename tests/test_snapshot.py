@@ -3,6 +3,7 @@ sound one, and a rebuild takes the newest good one.  Real catalogs, memory targe
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from photod import instance, snapshot
 from photod.catalog import Catalog
 from photod.errors import CatalogDamaged
 from photod.fleet import TargetState
-from photod.models import Kind, Media, Probe, TargetInfo, VerifyMethod
+from photod.models import Kind, ManifestEntry, Media, Probe, TargetInfo, VerifyMethod
 from photod.targets.memory import MemoryTarget
 from photod.targets.records import Installation, Records, snapshots_in
 from tests.conftest import damage_catalog
@@ -128,6 +129,40 @@ def test_the_rebuild_takes_the_newest_good_generation(tmp_path: Path) -> None:
     assert snapshots_in(t, ME.folder)[1].name == result.from_snapshot
     assert newest.generation == result.generation
     assert (4, 2) == (result.assets, result.adopted)  # 2 from the snapshot, 2 read back
+
+
+def test_a_rebuild_takes_a_file_its_list_names_twice_as_the_photo_it_holds(
+    tmp_path: Path,
+) -> None:
+    """A clone of this computer, writing under its id, listed its own photo at a name
+    this one's photo holds (its copy went beside): the rebuild took the list's last
+    line for the name, found other bytes, and left this one's photo out, counted
+    lost.  The file is taken as whichever line's photo it holds; the clone's photo,
+    adopted beside, is not lost either."""
+    state = target()
+    t = state.target
+    assert isinstance(t, MemoryTarget) and state.records is not None
+    ours, theirs = b"the laptop's photo", b"the desktop's photo"
+    a, b = (hashlib.sha256(x).hexdigest() for x in (ours, theirs))
+    t.objects["2024/IMG_1.JPG"], t.objects["2024/IMG_1 (2).JPG"] = ours, theirs
+    ledger = state.records.ledger
+    ledger.append(
+        [
+            ManifestEntry(a, "2024/IMG_1.JPG", len(ours), "2024-01-01T00:00:00"),
+            ManifestEntry(b, "2024/IMG_1 (2).JPG", len(theirs), "2024-01-01T00:00:00"),
+            ManifestEntry(b, "2024/IMG_1.JPG", len(theirs), "2024-01-01T00:00:00"),
+        ]
+    )
+    ledger.flush()  # (one segment: its lines in this order; segments' order is random)
+    out = tmp_path / "new" / "catalog.sqlite"
+    out.parent.mkdir()
+    result = snapshot.rebuild(out, "nas", state, ME)
+    assert (2, 2, 0, []) == (result.assets, result.adopted, result.lost, result.skipped)
+    snapshot.swap_in(out)
+    catalog = Catalog(out)
+    assert ["2024/IMG_1.JPG"] == [r.relpath for r in catalog.replicas(a)]
+    assert ["2024/IMG_1 (2).JPG"] == [r.relpath for r in catalog.replicas(b)]
+    catalog.close()
 
 
 def test_the_config_kept_on_the_targets_holds_no_secret(tmp_path: Path) -> None:
