@@ -184,8 +184,8 @@ class CryptWriter:
                 method = self.inner.commit(obj, cipher)
             finally:
                 sealed.result()  # (never left running: its failure is this copy's)
-        except KeyExists:
-            raise KeyExists(key) from None
+        except KeyExists as exc:  # (another upload of the name's: ``rclonerival``)
+            raise KeyExists(key, other=exc.other) from None
         except PhotodError:
             self.abort()
             raise

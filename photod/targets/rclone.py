@@ -179,10 +179,10 @@ class RcloneWriter:
             if stored != sha256:
                 self.abort()
                 raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, stored)
-            if key == self.key and rival(self.t, self.temp_key, key, sha256, self.size, proof):
-                raise KeyExists(key, other=True)  # (its own suffix: ``rclonerival``)
             if (there := self.t.size(key)) is not None:  # still uploaded: commit again
                 raise KeyExists(key, size=there)  # under another key
+            if key == self.key and rival(self.t, self.temp_key, key, sha256, self.size, proof):
+                raise KeyExists(key, other=True)  # (its own suffix: ``rclonerival``)
             # Never over a file another computer of the family published meanwhile: rclone
             # leaves the temporary where it is then, and the name is taken.
             try:

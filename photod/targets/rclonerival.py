@@ -7,17 +7,24 @@ rename replaces the earlier file, and both were told their copy is there (one wa
 gone).  No remote rclone reaches offers a rename that refuses a taken name, so each
 upload's temporary carries a tag of the name it is for, and a copy looks in
 ``.photod/tmp/`` after its temporary is whole and before it moves: a temporary of the
-same name from another upload, holding other bytes, means the name is contested, and
-the copy goes under its other name (``KeyExists(other=True)``: the suffix of its own
-SHA-256, which no other photo takes).  Since each temporary is there from before its
-look until its move, of two uploads that both moved, one looked after the other's
-move, and rclone's own look then saw the name taken.  The same bytes are no rival:
-whichever rename comes last, the name holds them.
+same name from another computer's upload, holding other bytes, means the name is
+contested, and the copy goes under its other name (``KeyExists(other=True)``: the
+suffix of its own SHA-256, which no other photo takes).  Since each temporary is there
+from before its look until its move, of two uploads that both moved, one looked after
+the other's move, and rclone's own look then saw the name taken.  (It needs a listing
+that shows a finished upload at once: a local disk, SFTP, S3, GCS, B2 and Azure do.)
+
+Not rivals: the same bytes (whichever rename comes last, the name holds them); an
+upload still being sent (on SFTP or a local disk rclone writes the temporary in place,
+and it grows: its own look comes after it is whole, and sees this copy's temporary or
+its file); this installation's own (one key is one photo's in its catalog; a
+temporary an earlier try left is debris).
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import TYPE_CHECKING
 
 from photod.errors import TargetUnavailable
@@ -26,6 +33,8 @@ from photod.targets.rcloneproof import remote_sha256
 
 if TYPE_CHECKING:
     from photod.targets.rclone import RcloneTarget
+
+GROWING = 1.0  # seconds a smaller temporary is watched for growth (an upload in flight)
 
 
 def name_tag(key: str) -> str:
@@ -36,24 +45,29 @@ def name_tag(key: str) -> str:
 def rival(
     t: RcloneTarget, temp_key: str, key: str, sha256: str, size: int, proof: tuple[str, str]
 ) -> bool:
-    """Whether another upload's temporary for ``key`` holds other bytes than ours (the
+    """Whether another computer's upload for ``key`` holds other bytes than ours (the
     upload at ``temp_key``: ``size`` bytes, ``sha256``, the remote's ``proof`` hash).
-    Told by its size where that differs, else by the remote's hash of it or its bytes
-    read back (two uploads of one name at once are rare: that cost is too).  One gone
-    before it was read was moved or removed: rclone's look sees the first."""
-    tag = name_tag(key)
+    A larger one does; a smaller one unless it grows (in flight); one of our size
+    where the remote's hash of it or its bytes read back say so, or it cannot be read
+    (two uploads of one name at once are rare: that cost is too).  One gone meanwhile
+    was moved or removed: rclone's look sees the first."""
+    tag, mine = name_tag(key), TMP + t.owner
     answer = t.call("operations/list", missing_ok=True, fs=t.remote, remote=TMP.rstrip("/"),
                     opt={"filesOnly": True, "noModTime": True, "noMimeType": True})  # fmt: skip
     for item in answer.get("list", []):
-        other = str(item.get("Path", ""))
-        if other == temp_key or not other.endswith(tag):
+        other, seen = str(item.get("Path", "")), int(item.get("Size", -1))
+        if other == temp_key or not other.endswith(tag) or (t.owner and other.startswith(mine)):
             continue
-        if int(item.get("Size", -1)) != size:
+        if seen < size:
+            time.sleep(GROWING)
+            if (now := t.size(other)) is None or now > seen:
+                continue  # (moved, removed, or still coming)
+        if seen != size:
             return True
         try:
             if remote_sha256(t, other, sha256, *proof)[0] != sha256:
                 return True
         except TargetUnavailable:
             if t.size(other) is not None:
-                raise  # (there and unread: the copy fails and is tried again)
+                return True  # (unread: going beside it is safe, waiting on it may be for ever)
     return False

@@ -20,6 +20,7 @@ import pytest
 
 from photod import failpoints
 from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
+from photod.media import suffixed
 from photod.models import ManifestEntry, VerifyMethod
 from photod.targets import rclone as rclone_target
 from photod.targets.agekeygen import keygen
@@ -28,6 +29,7 @@ from photod.targets.crypt import CryptTarget, Keys, sidecar
 from photod.targets.local import LocalTarget
 from photod.targets.memory import MemoryTarget
 from photod.targets.rclone import FOREIGN_TEMP_AGE, RcloneTarget
+from photod.targets.rclonerival import name_tag
 from photod.targets.records import Ledger
 from photod.targets.s3 import S3Target
 from tests.conftest import wait_for
@@ -1760,6 +1762,19 @@ def test_another_identitys_line_for_the_same_name_never_changes_what_ours_says(
         assert mine == f.read()
 
 
+def _publish(target: RcloneTarget, w: Any, key: str, data: bytes, told: dict[str, bytes]) -> None:
+    """Commit under ``key``, or where it is refused, beside it under the computer's own
+    suffix, as photod does; note the name the computer was told holds ``data``."""
+    for name in (key, f"{key}.{target.owner}"):
+        try:
+            w.commit(name, hashlib.sha256(data).hexdigest())
+        except KeyExists:
+            continue
+        told[name] = data
+        return
+    w.abort()
+
+
 def _publish_at_once(anna: RcloneTarget, ben: RcloneTarget, key: str, i: int) -> dict[str, bytes]:
     """Two computers publish different photos of one size under ``key`` at the same
     instant, each one refused the name putting it beside under its own suffix, as photod
@@ -1772,14 +1787,7 @@ def _publish_at_once(anna: RcloneTarget, ben: RcloneTarget, key: str, i: int) ->
         w.write(data)
         w._finish_upload()
         both.wait()
-        for name in (key, f"{key}.{target.owner}"):
-            try:
-                w.commit(name, hashlib.sha256(data).hexdigest())
-            except KeyExists:
-                continue
-            told[name] = data
-            return
-        w.abort()
+        _publish(target, w, key, data, told)
 
     threads = [threading.Thread(target=publish, args=(t, (t.owner * 500 + str(i)).encode()))
                for t in (anna, ben)]  # fmt: skip
@@ -1856,22 +1864,105 @@ def test_two_computers_publishing_the_same_photo_at_once_keep_one_copy_of_it(
         ben.close()
 
 
+def test_the_same_photo_still_being_sent_by_another_computer_is_no_rival(
+    tmp_path: Path,
+) -> None:
+    """Over SFTP or to a local disk rclone writes an upload's temporary in place, so
+    another computer's upload of the same photo, still being sent, shows at a smaller
+    size: taken for other bytes, the photo went beside its own copy.  It grows while
+    it is watched: Anna publishes, and Ben, once his upload ends, finds her copy and
+    takes it (as photod does), one copy of the photo."""
+    store = tmp_path / "store"
+    anna = local_rclone(tmp_path, store, owner="aaaa")
+    ben = local_rclone(tmp_path, store, owner="bbbb")
+    anna.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
+    data = os.urandom(64 * 1024) * 48  # 3 MiB, sent by Ben 64 KiB each 40 ms
+    sha = hashlib.sha256(data).hexdigest()
+    sending = threading.Event()
+    told: list[str] = []
+
+    def ben_sends() -> None:
+        w = ben.open_writer("2024/IMG.MOV")
+        for i in range(0, len(data), 64 * 1024):
+            w.write(data[i : i + 64 * 1024])
+            if i >= 640 * 1024:
+                sending.set()
+            time.sleep(0.04)
+        try:
+            w.commit("2024/IMG.MOV", sha)
+            told.append("ben published")
+        except KeyExists:
+            w.abort()
+            if holds(ben, "2024/IMG.MOV", sha):
+                told.append("ben found it")
+
+    try:
+        sender = threading.Thread(target=ben_sends)
+        sender.start()
+        assert sending.wait(30)
+        w = anna.open_writer("2024/IMG.MOV")
+        w.write(data)
+        w.commit("2024/IMG.MOV", sha)  # (KeyExists, other=True, before: beside)
+        told.append("anna published")
+        sender.join(timeout=60)
+        assert ["anna published", "ben found it"] == told
+        assert ["IMG.MOV"] == sorted(p.name for p in (store / "2024").iterdir())
+    finally:
+        anna.close()
+        ben.close()
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+def test_a_crashed_computers_partial_upload_of_the_name_sends_the_copy_beside(
+    tmp_path: Path, encrypted: bool
+) -> None:
+    """Another computer crashed while it sent a photo of this name: its partial
+    temporary waits in .photod/tmp/ (a day, till a look sees it unchanged).  The copy
+    goes beside under its own suffix, told another photo's (on an encrypted target it
+    failed instead, "the file taking its name could not be read", each try sending the
+    photo again, for as long as the temporary stayed)."""
+    store = tmp_path / "store"
+    raw = local_rclone(tmp_path, store, owner="aaaa")
+    raw.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
+    target: Any = raw
+    if encrypted:
+        keygen(tmp_path / "identity.txt")
+        target = CryptTarget(raw, Keys(tmp_path / "identity.txt"))
+    try:
+        target.check(None)
+        key = "2024/IMG_7.JPG"
+        stored = target.keys_.object_name(key) if encrypted else key
+        (store / ".photod/tmp").mkdir(parents=True, exist_ok=True)
+        partial = store / ".photod/tmp" / f"cccc-{'0' * 24}{name_tag(stored)}"
+        partial.write_bytes(DATA[:1000])
+        w = target.open_writer(key)
+        w.write(DATA)
+        with pytest.raises(KeyExists) as taken:
+            w.commit(key, SHA)
+        assert taken.value.other  # (so the copy goes beside, the name unread)
+        w.commit(suffixed(key, SHA), SHA)
+        assert SHA == hash_object(target, suffixed(key, SHA))
+        assert None is target.size(key)
+    finally:
+        raw.close()
+
+
 def test_a_rename_slow_to_land_never_replaces_another_computers_counted_copy(
     s3_server: S3Server, tmp_path: Path
 ) -> None:
-    """rclone looks whether the name is free, then renames (on S3, copies): the first
-    computer's rename is slow to land (a loaded remote), the second's look and rename
-    and check all pass meanwhile, then the first's lands over it, and its check passes
-    too: both were told the name held theirs, every time.  Each sees the other's upload
-    of the name waiting in .photod/tmp/ before it moves, and goes beside."""
+    """rclone looks whether the name is free, then renames (on S3, copies): Ben's
+    rename is slow to land (a loaded remote); Anna's upload ends meanwhile, and her
+    look, rename and check all passed, then Ben's landed over hers, and his check
+    passed too: both were told the name held theirs, every time.  Anna now sees Ben's
+    upload of the name waiting in .photod/tmp/ and goes beside; Ben keeps the name."""
     if not s3_server.running():
         s3_server.start()
-    slowed: list[str] = []
+    renaming = threading.Event()
 
     def slow_first_rename(method: str, path: str, query: str) -> str:
-        if method == "PUT" and path.endswith("/2024/IMG.JPG") and not slowed:
-            slowed.append(path)
-            time.sleep(2)  # (the second computer's whole commit fits in it)
+        if method == "PUT" and path.endswith("/2024/IMG.JPG") and not renaming.is_set():
+            renaming.set()
+            time.sleep(3)  # (Anna's whole commit fits in it)
         return "pass"
 
     proxy = FaultProxy(s3_server.endpoint, slow_first_rename)
@@ -1880,11 +1971,23 @@ def test_a_rename_slow_to_land_never_replaces_another_computers_counted_copy(
         "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY})  # fmt: skip
     remote = f"cloud:{BUCKET}/{tmp_path.name}/"
     anna, ben = (RcloneTarget("r", remote, conf, owner=o) for o in ("aaaa", "bbbb"))
+    told: dict[str, bytes] = {}
     try:
         anna.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
         anna.check(None)
         ben.check(None)
-        for name, data in _publish_at_once(anna, ben, "2024/IMG.JPG", 0).items():
+        ours, theirs = DATA + b"anna", DATA + b"ben!"
+        w = ben.open_writer("2024/IMG.JPG")
+        w.write(theirs)
+        renamed = threading.Thread(target=_publish, args=(ben, w, "2024/IMG.JPG", theirs, told))
+        renamed.start()
+        assert renaming.wait(30)  # Ben's rename is on its way
+        w = anna.open_writer("2024/IMG.JPG")
+        w.write(ours)
+        _publish(anna, w, "2024/IMG.JPG", ours, told)
+        renamed.join(timeout=60)
+        assert {"2024/IMG.JPG": theirs, "2024/IMG.JPG.aaaa-": ours} == told
+        for name, data in told.items():
             assert hashlib.sha256(data).hexdigest() == hash_object(anna, name), name
     finally:
         anna.close()
