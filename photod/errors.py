@@ -218,6 +218,23 @@ class CatalogUnwritable(PhotodError):
         super().__init__(f"{self.found}; {self.fix}")
 
 
+class StateDirBarred(PhotodError):
+    """This user may not look into the state dir: ``at`` (a folder on the way, or the
+    state dir itself) is ``owner``'s and does not let it in (``mode``)."""
+
+    exit_code = 77  # EX_NOPERM
+
+    def __init__(self, state_dir: object, at: object, owner: str, mode: int) -> None:
+        self.state_dir, self.at, self.owner, self.mode = state_dir, at, owner, mode
+        whose = f"{at} is {owner}'s, mode {mode:04o}" if owner else f"at {at}"
+        run_as = f": `sudo -u {owner} photod status`" if owner else ""
+        super().__init__(
+            f"this user may not look into the state dir {state_dir} ({whose}), where the "
+            f"catalog photod reports on is; ask as the user photod runs as{run_as} (with "
+            "the same --config, if you gave one)"
+        )
+
+
 class DaemonFailed(PhotodError):
     """`photod run` stopped on a bug of its own: its work was stopped as at any stop,
     the trace is in the log (`daemon_failed`), and systemd or launchd start it again."""

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from photod.errors import ConfigError
+from photod.errors import ConfigError, StateDirBarred
 
 APP = "photod"
 SOCKET_NAME = "control.sock"
@@ -176,3 +176,40 @@ def state_dir_too_deep(state_dir: Path, phones: list[str]) -> str:
     return (f"is {size} bytes long; allowed: at most {SQLITE_PATH_MAX - deepest} (SQLite "
             f"opens no database deeper than {SQLITE_PATH_MAX} bytes, and photod keeps some "
             f"{deepest} bytes below its state dir): a shorter path")  # fmt: skip
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path``, or the nearest of its parents that exists as this user sees it (a
+    state dir or a restore's DEST not made yet).  ``os.path.exists``, not
+    ``Path.exists``: beneath a folder this user may not search, that raises
+    PermissionError (Python 3.11 ignores only ENOENT, ENOTDIR, EBADF, ELOOP) where this
+    answers False, and the walk goes on up to the folder that bars the way."""
+    while not os.path.exists(path) and path.parent != path:
+        path = path.parent
+    return path
+
+
+def barred(state_dir: Path) -> StateDirBarred | None:
+    """None when this user may look into ``state_dir`` (or it is not made yet); else
+    which folder on the way keeps it out, and whose it is: another user's photod (a
+    system-wide config's, run as a service user), whose catalog must not be taken for a
+    missing one, nor its PermissionError end in a traceback."""
+    try:
+        os.stat(os.path.join(state_dir, "."))  # (searching the state dir itself too)
+        return None
+    except PermissionError:
+        pass
+    except OSError:  # (not made yet, or not a folder: the command says that itself)
+        return None
+    at = nearest_existing(state_dir)
+    try:
+        st = os.stat(at)
+    except OSError:
+        return StateDirBarred(state_dir, at, "", 0)
+    import pwd  # only when barred
+
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    return StateDirBarred(state_dir, at, owner, st.st_mode & 0o7777)

@@ -30,6 +30,7 @@ from photod.library import asset_from_json
 from photod.logs import log
 from photod.media import check_key, is_still, portable, stem_of, suffixed
 from photod.models import Asset
+from photod.paths import nearest_existing
 from photod.restorereport import RestoreReport
 from photod.restoretemp import TEMP_PREFIX, place, sweep_one, temporary
 from photod.safeopen import LinkRefused, folder_beneath, open_beneath, open_root
@@ -260,10 +261,11 @@ class Restorer:
         """DEST's descriptor: made with its missing parents beneath the deepest folder
         that exists (``folder_beneath``: a folder swapped for a link meanwhile is
         refused).  For ``owner``, that folder must be theirs."""
-        existing = dest
-        while not existing.exists():
-            existing = existing.parent
-        root = open_root(existing)
+        existing = nearest_existing(dest)
+        try:
+            root = open_root(existing)
+        except OSError as exc:  # (a folder this user may not enter: said, no traceback)
+            raise _refused(dest, existing, exc) from exc
         try:
             if self.owner is not None:
                 st = os.fstat(root)
@@ -279,7 +281,7 @@ class Restorer:
                 )
             except OSError as exc:
                 if self.owner is None:
-                    raise
+                    raise _refused(dest, existing, exc) from exc
                 raise PhotodError(f"cannot make {dest} a folder of yours: "
                                   f"{exc.strerror or exc} (a drive that keeps no owners?)") from exc  # fmt: skip
         finally:
@@ -430,3 +432,10 @@ def _sha_beneath(folder: int, name: str) -> str:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             return ""
         return hash_stream(f, lambda n: None, threading.Event())
+
+
+def _refused(dest: Path, existing: Path, exc: OSError) -> PhotodError:
+    """DEST cannot be opened or made beneath ``existing`` (a folder this user may not
+    enter or write, a link, a read-only disk): one line, never a traceback."""
+    return PhotodError(f"cannot restore into {dest}: {exc.strerror or exc} (at {existing}); "
+                       "restore into a folder you may write")  # fmt: skip

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from photod import colour, instance, phonestatus, policy, schedules
+from photod import colour, instance, paths, phonestatus, policy, schedules
 from photod.catalog import CATALOG_NAME, STATE_MIN_FREE, Catalog
 from photod.errors import CatalogDamaged, TargetUnavailable
 from photod.fleet import build_targets, refuse_twin
@@ -34,6 +34,8 @@ def collect(
     infos = cfg.target_infos()
     now = datetime.now(UTC)
     db_path = cfg.state_dir / CATALOG_NAME
+    if (barred := paths.barred(cfg.state_dir)) is not None:
+        raise barred  # (another user's photod: not "nothing backed up", nor a traceback)
     problem = instance.check_catalog(cfg.state_dir)  # raises nothing: says what is wrong
     if problem is not None and problem.damaged:
         raise CatalogDamaged(db_path, problem.damaged)
@@ -179,10 +181,8 @@ def _free(folder: Path) -> int:
     """Free bytes where ``folder`` is, or will be: a state dir not made yet (a new
     computer, before its first run) is asked of the folder it will be made in, not
     said full."""
-    while not folder.exists() and folder.parent != folder:
-        folder = folder.parent
-    try:
-        st = os.statvfs(folder)  # as shutil.disk_usage, without loading shutil's archivers
+    try:  # (statvfs: shutil.disk_usage, without loading shutil's archivers)
+        st = os.statvfs(paths.nearest_existing(folder))
         return st.f_bavail * st.f_frsize
     except OSError:
         return 0

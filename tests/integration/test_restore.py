@@ -1536,3 +1536,33 @@ def test_a_restore_cut_by_an_unplugged_drive_holds_the_files_left_once(
     named = lines[lines.index(left[0]) + 1 :]
     assert 51 == len(named) and named[-1] == f"    ... and {total - 51} more", named[-3:]
     assert peak < 5 * 1024**2, f"{peak / 1024**2:.0f} MB held"
+
+
+def test_a_restore_beneath_a_folder_photod_may_not_enter_is_one_clear_line(
+    setup: Setup, samples: Path
+) -> None:
+    """DEST beneath another user's folder that photod's user may not enter (root
+    without the capability that lets it ignore modes, so that modes bind it as they
+    bind any user): one line names DEST, the folder and why, and nothing is made (it
+    was a traceback: Path.exists raises PermissionError there, it does not answer
+    False)."""
+    need("setpriv", "apt install util-linux")
+    bound = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+             "--bounding-set=-dac_override,-dac_read_search", "--"]  # fmt: skip
+    p = setup.photod([{"name": "lib", "path": str(setup.home / "lib")}],
+                     {"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
+    shutil.copy2(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
+    assert 0 == p.cli("run", "--once").returncode
+    theirs = setup.home / "theirs"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, 65534, 65534)  # (Debian's nobody; any uid but photod's will do)
+    dest = theirs / "restored"
+    r = subprocess.run([*bound, *p.cli_command(), "restore", str(dest)], env=p.env,
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert "Traceback" not in r.stderr, r.stderr
+    assert 1 == r.returncode, r.stdout + r.stderr
+    assert (
+        f"photod: cannot restore into {dest}: Permission denied (at {theirs}); restore "
+        "into a folder you may write"
+    ) == r.stderr.strip().splitlines()[-1]
+    assert [] == os.listdir(theirs)

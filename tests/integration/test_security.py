@@ -15,6 +15,8 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
+import sysconfig
 import threading
 import time
 import urllib.parse
@@ -755,3 +757,47 @@ def test_another_users_folder_for_the_control_socket_in_tmp_is_left_to_them(
         assert (intruder.uid, "theirs") == (sock.lstat().st_uid, sock.read_text())
     finally:
         shutil.rmtree(sock.parent, ignore_errors=True)
+
+
+def test_status_by_a_user_who_may_not_enter_the_state_dir_says_whose_it_is(
+    setup: Setup, intruder: User, shared: Path
+) -> None:
+    """photod runs as root on a system-wide config every user may read, its state dir
+    in a folder only root may enter.  Another user runs `photod status` on that config
+    (as one without a config of their own does): one line says which folder keeps
+    them out, whose it is, and to ask as that user (exit 77, EX_NOPERM).  It was a
+    traceback (Path.exists raises PermissionError there, it does not answer False)."""
+    if subprocess.run([PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
+                      capture_output=True, text=True).stdout.strip() != str(sys.version_info[:2]):  # fmt: skip
+        pytest.fail(f"{PYTHON} is not Python {sys.version_info[:2]}: it cannot load this "
+                    "photod's packages to run it as another user")  # fmt: skip
+    closed = shared / "root-only"
+    closed.mkdir(mode=0o700)
+    state = closed / "state"
+    config = write_config(
+        shared / "photod.toml",
+        [{"name": "inbox", "type": "folder", "path": str(setup.inbox)}],
+        [{"name": "lib", "type": "local", "path": str(setup.home / "lib")}],
+        {"copies": 1, "media": 1, "offsite": 0},
+        f'\n[daemon]\nstate_dir = "{state}"\nlog_dir = "{setup.home}/log"\n',
+    )
+    config.chmod(0o644)  # (as /etc/photod/photod.toml: no secret in it)
+    (setup.inbox / "a.jpg").write_bytes(JPEG)
+    p = setup.factory(config)
+    assert 0 == p.cli("run", "--once").returncode
+    assert 0 == p.cli("status").returncode
+
+    packages = [str(Path(__file__).parents[2]), sysconfig.get_paths()["purelib"]]
+    home = shared / "home"
+    home.mkdir()
+    os.chown(home, intruder.uid, intruder.gid)
+    r = intruder.run(PYTHON, "-m", "photod", "--config", str(config), "status",
+                     env={"HOME": str(home), "PATH": "/usr/bin:/bin",
+                          "PYTHONPATH": os.pathsep.join(packages)})  # fmt: skip
+    assert "Traceback" not in r.stderr, r.stderr
+    assert 77 == r.returncode, r.stdout + r.stderr
+    assert [
+        f"photod: this user may not look into the state dir {state} ({closed} is root's, "
+        "mode 0700), where the catalog photod reports on is; ask as the user photod runs "
+        "as: `sudo -u root photod status` (with the same --config, if you gave one)"
+    ] == r.stderr.splitlines()
