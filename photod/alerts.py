@@ -5,7 +5,6 @@ daemon's reminders (``reminders``) make their own messages without loading a cha
 
 from __future__ import annotations
 
-import shlex
 import unicodedata
 import urllib.parse
 from dataclasses import dataclass
@@ -13,9 +12,7 @@ from typing import Any
 
 # Events that make the next ping a "/fail": a step of the backup failed, a photo has no
 # good copy left, a drill could not restore, the catalog cannot be trusted.  (A copy
-# that went bad and was repaired, or a drive that went away, is not one.)  A rebuild of
-# the catalog that could not give back some files (``catalog_recovered`` with ``lost``)
-# is one too: those photos are in no catalog since, so no later round can say them.
+# that went bad and was repaired, or a drive that went away, is not one.)
 FAILURES = frozenset({"job_failed", "ingest_failed", "device_import_failed", "state_dir_full",
                       "asset_lost", "drill_failed", "catalog_untrusted"})  # fmt: skip
 
@@ -53,18 +50,9 @@ def _plain(value: object) -> str:
     return "".join("?" if unicodedata.category(c) == "Cc" else c for c in text)
 
 
-def _lost(event: dict[str, Any]) -> int:
-    """How many files a rebuild could not give back (``lost``; 0 when not said)."""
-    lost = event.get("lost")
-    return lost if isinstance(lost, int) and lost > 0 else 0
-
-
 def failure(event: dict[str, Any]) -> str | None:
     """What a failure event says for the "/fail" ping, or None for any other event."""
     name = str(event.get("event", ""))
-    if name == "catalog_recovered" and (lost := _lost(event)):
-        return (f"{name} {_plain(event.get('target', ''))}: {lost} file(s) there could not be "
-                "given back whole")  # fmt: skip
     if name not in FAILURES:
         return None
     what = [_plain(event[k]) for k in ("job", "source", "target", "device", "path") if event.get(k)]
@@ -87,18 +75,6 @@ def message_for(event: dict[str, Any]) -> Message | None:
     if name == "catalog_untrusted":
         return Message("untrusted", "photod: backups stopped",
                        f"{event.get('found', '')}; {event.get('fix', '')}", True)  # fmt: skip
-    if name == "catalog_recovered" and (lost := _lost(event)):
-        # Its own kind: a rebuild that gave everything back must never mute it.
-        return Message("rebuild", f"photod: the catalog was rebuilt, but {lost} file(s) could "
-                       "not be given back",
-                       f"{_plain(event.get('found', ''))}: rebuilt from '{target}', where {lost} "
-                       "file(s) that may be photos could not be given back whole (damaged there, "
-                       "listed and gone, unreadable: `photod logs --failures --target "
-                       f"{shlex.quote(target)}` names each). "
-                       "The catalog no longer knows them, so no status or restore "
-                       "counts them. Another target may hold them: connect it, and photod counts "
-                       "its copies by itself; or stop photod and run `photod catalog rebuild "
-                       "--from OTHER_TARGET --force`", True)  # fmt: skip
     if name == "catalog_recovered":
         return Message("catalog", "photod: the catalog was rebuilt from a target",
                        f"{event.get('found', '')}: rebuilt from '{target}' "

@@ -267,7 +267,6 @@ def settle(
         snapshot=result.from_snapshot or None,
         assets=result.assets,
         adopted=result.adopted,
-        lost=result.lost,  # files there not given back whole: told (``alerts.message_for``)
         kept=str(aside) if aside else None,
         detail="the catalog was rebuilt from the target's records; nothing on any target "
         "was changed",

@@ -70,22 +70,6 @@ def test_routine_events_stay_in_the_log(name: str) -> None:
     assert message_for({"event": name}) is None
 
 
-def test_a_rebuild_that_could_not_give_back_files_is_its_own_urgent_kind() -> None:
-    """The daemon's own rebuild of its catalog: one that gave everything back is the
-    "catalog rebuilt" message, as before; one that could not give back some files says
-    how many, from which target and what to do, urgently, and in a kind of its own (the
-    first must never mute it)."""
-    event = {"event": "catalog_recovered", "found": "the catalog /s/catalog.sqlite is missing",
-             "target": "my lib", "assets": 3, "lost": 0}  # fmt: skip
-    whole, short = message_for(event), message_for({**event, "lost": 2})
-    assert whole is not None and short is not None
-    assert ("catalog", False) == (whole.kind, whole.urgent)
-    assert ("rebuild", True) == (short.kind, short.urgent)
-    assert "photod: the catalog was rebuilt, but 2 file(s) could not be given back" == short.title
-    assert "rebuilt from 'my lib', where 2 file(s)" in short.body
-    assert "`photod logs --failures --target 'my lib'` names each" in short.body
-
-
 def test_a_scrub_cut_by_photod_s_own_stop_is_no_alert() -> None:
     """A scrub a target's outage interrupted is a message; one whose read photod's own
     stop cut (``stopping``) is not: nothing of the backup failed."""
@@ -158,9 +142,6 @@ def test_the_fail_form_of_a_heartbeat_url(url: str, expected: str) -> None:
         ({"event": "replica_corrupt", "path": "a.jpg"}, None),  # repaired: not a failure
         ({"event": "notify_failed", "channel": "heartbeat"}, None),
         ({"event": "target_unavailable", "target": "b2"}, None),
-        ({"event": "catalog_recovered", "target": "lib", "found": "missing", "lost": 2},
-         "catalog_recovered lib: 2 file(s) there could not be given back whole"),
-        ({"event": "catalog_recovered", "target": "lib", "found": "missing", "lost": 0}, None),
         ({"event": "ingest_failed", "source": "inbox", "path": "a.jpg\nall is well", "error": "x"},
          "ingest_failed inbox a.jpg?all is well: x"),  # one line, whatever the name
     ],

@@ -17,7 +17,7 @@ import pytest
 from jeepney import MessageType, message_bus, new_method_return
 from jeepney.io.blocking import open_dbus_connection
 
-from tests.conftest import Photod, target_files, wait_for
+from tests.conftest import Photod, wait_for
 from tests.integration.conftest import Setup, backed_up_twice
 from tests.servers import Pinger, Webhook, need
 
@@ -459,80 +459,3 @@ def test_a_drive_last_seen_while_the_clock_ran_ahead_is_still_said_missing(
     finally:
         p.stop(signal.SIGKILL)  # (under libfaketime a SIGTERM may go unanswered)
         hook.close()
-
-
-def test_files_a_rebuild_at_start_could_not_give_back_are_told_once(
-    setup: Setup, samples: Path
-) -> None:
-    """The catalog is lost: the daemon rebuilds it from its target at start.  A rebuild
-    that gives every photo back is the one "catalog rebuilt" message, as before.  Then
-    the catalog and the target's snapshots are lost, and a photo's copy rotted there:
-    the rebuild cannot give that photo back, and the owner is told so, urgently, with
-    the target, how many and what to do (it was only in the log, `catalog_rebuilt`
-    lost, and the photo in no catalog since); the heartbeat's next ping is a "/fail"
-    that says it.  A restart, the catalog sound now, tells nothing more."""
-    hook, pinger = Webhook(), Pinger()
-    lib = setup.home / "lib"
-    state = setup.home / "state"
-    try:
-        p = setup.photod(
-            [{"name": "lib", "path": str(lib)}], {"copies": 1, "media": 1, "offsite": 0},
-            extra=f'\n[notify]\ndesktop = false\nwebhook = "{hook.url}"\n'
-            f'heartbeat_url = "{pinger.url}"\n',
-        )  # fmt: skip
-        for name in ("jpg_Canon_40D.jpg", "jpg_gps_DSCN0010.jpg"):
-            shutil.copy2(samples / name, setup.inbox / name)
-        assert 0 == p.cli("run", "--once").returncode
-        for f in setup.inbox.iterdir():
-            f.unlink()  # (the camera card emptied: the copies on the target are all)
-
-        def lose_the_catalog() -> None:
-            for f in state.glob("catalog.sqlite*"):
-                f.unlink()  # (installation.json stays: it says this computer had photos)
-
-        lose_the_catalog()  # a rebuild that gives everything back
-        p.start()
-        [whole] = p.wait_event("catalog_recovered", timeout=60)
-        p.wait_event("notification_sent", timeout=30, kind="catalog")
-        p.wait_event("heartbeat_sent", timeout=30)
-        assert 0 == p.stop()
-        assert 0 == whole["lost"]
-        assert ["catalog"] == [json.loads(body)["kind"] for _, body in hook.got]
-        assert ["GET"] == [method for method, _, _ in pinger.got]
-
-        [rotten] = [f for f in target_files(lib) if f.endswith("DSCN0010.jpg")]
-        data = bytearray((lib / rotten).read_bytes())
-        data[len(data) // 2] ^= 0x01
-        (lib / rotten).write_bytes(bytes(data))
-        lose_the_catalog()
-        for snap in lib.glob(".photod/installations/*/snapshots/*"):
-            snap.unlink()  # (a full re-scan of the target's files)
-        hook.got.clear()
-        p.start()
-        [recovered] = p.wait_event("catalog_recovered", count=2, timeout=60)[1:]
-        p.wait_event("notification_sent", timeout=30, kind="rebuild")
-        [failed] = p.wait_event("heartbeat_sent", timeout=30, outcome="fail")
-        assert 0 == p.stop()
-        assert 1 == recovered["lost"]
-        [told] = [json.loads(body) for _, body in hook.got]
-        assert (
-            "photod: the catalog was rebuilt, but 1 file(s) could not be given back"
-            == (told["title"])
-        )
-        assert "rebuilt from 'lib', where 1 file(s)" in told["message"], told
-        assert "`photod logs --failures --target lib` names each" in told["message"]
-        assert "`photod catalog rebuild --from OTHER_TARGET --force`" in told["message"]
-        assert 8 == told["priority"]  # urgent
-        assert ["catalog_recovered lib: 1 file(s) there could not be given back whole"] == (
-            failed["problems"]
-        )
-
-        hook.got.clear()
-        p.start()  # the catalog is sound now: nothing to rebuild, nothing to tell again
-        p.wait_event("heartbeat_sent", count=3, timeout=30)
-        assert 0 == p.stop()
-        assert 2 == len(p.events("catalog_recovered"))
-        assert [] == hook.got
-    finally:
-        hook.close()
-        pinger.close()
