@@ -27,6 +27,7 @@ USAGE = 64  # EX_USAGE
 DATA = 65  # EX_DATAERR: photod does not act on its catalog
 CANT_CREATE = 73  # EX_CANTCREAT: an output file cannot be made (or would be overwritten)
 RUNNING = 75  # EX_TEMPFAIL: another photod holds the state dir
+NO_PERMISSION = 77  # EX_NOPERM: this user may not look into the state dir (StateDirBarred)
 CONFIG = 78  # EX_CONFIG
 
 
@@ -178,7 +179,7 @@ def _grammar(only: str | None) -> tuple[Parser, set[str]]:
                    "Say whether every photo is protected by the policy, and if not why; each "
                    "target with its copies and pending work. Exit 0 when every photo is "
                    "protected and none is lost, 1 otherwise, 65 when photod does not act on "
-                   "its catalog.")  # fmt: skip
+                   "its catalog, 77 when this user may not look into its state dir.")  # fmt: skip
     status.add_argument("--json", action="store_true", help="one JSON object")
     status.add_argument(
         "--device",

@@ -31,7 +31,16 @@ from photod.errors import PhotodError, Stopping, TargetUnavailable, Undecryptabl
 from photod.logs import log
 from photod.media import check_key
 from photod.models import Kind, ManifestEntry
-from photod.targets.base import CHUNK, Target, hash_object, holds, kept_time, unread
+from photod.targets.base import (
+    CHUNK,
+    Identity,
+    Target,
+    TargetReadOnly,
+    hash_object,
+    holds,
+    kept_time,
+    unread,
+)
 from photod.targets.records import Records
 
 TIER = 10  # segments of the same order of size (entries: 1-9, 10-99, ...) merged into one
@@ -109,6 +118,26 @@ def adopt_object(
     # still a photo of the library, named beside it as an ingest would have named it.
     catalog.adopt(entry, name, kind, fmt, source, owner)
     return ""
+
+
+def adopt_retried(
+    catalog: Catalog, name: str, target: Target, key: str, lines: list[ManifestEntry],
+    ident: Identity | None,
+) -> str:  # fmt: skip
+    """A rebuild's ``adopt_object`` (as the list's last line naming ``key`` says, or any other),
+    tried once more after the target proved it still answers (a throttle, a dropped
+    connection); TargetUnavailable when it is gone, or when the object fails twice."""
+    listed, also = (lines[-1], lines[:-1]) if lines else (None, [])
+    try:
+        return adopt_object(catalog, name, target, key, listed, f"rebuild:{name}", also=also)
+    except TargetUnavailable as exc:
+        try:
+            target.check(ident, prepare=False)
+        except TargetReadOnly:
+            pass  # (it answers: read-only is all a rebuild needs)
+        except TargetUnavailable:
+            raise PhotodError(f"{name!r} failed during the rebuild: {exc.reason}") from exc
+    return adopt_object(catalog, name, target, key, listed, f"rebuild:{name}", also=also)
 
 
 def _utf8(key: str) -> bool:

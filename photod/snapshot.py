@@ -37,7 +37,7 @@ from photod.catalog import Catalog, check_file, no_catalog
 from photod.durable import fsync_dir
 from photod.errors import ObjectArchived, PhotodError, Stopping, TargetUnavailable, Undecryptable
 from photod.fleet import TargetState
-from photod.ledgers import LEFT_ALONE, OTHER_BYTES, adopt_object
+from photod.ledgers import LEFT_ALONE, OTHER_BYTES, adopt_retried
 from photod.logs import log
 from photod.media import kind_from_name
 from photod.models import Kind, ManifestEntry
@@ -211,6 +211,7 @@ def rebuild(
     # The SHA-256 ('' unknown) of each file not taken that may be a photo: damaged, listed
     # and gone (its list's entries are each tried), unreadable.
     failed: list[str] = []
+    displaced: dict[str, str] = {}  # sha -> the key a list gave it, which holds another photo
     try:
         own: dict[str, list[ManifestEntry]] = {}  # (a clone's line may name a key too)
         others: set[str] = set()
@@ -230,7 +231,8 @@ def rebuild(
         early = early_index(target)
         target.learn(early)
         if chosen is None:
-            own.update((e.key, [e]) for e in early if e.key not in own)
+            for e in early:  # (an older photod's lines: any may be the file's)
+                own.setdefault(e.key, []).append(e)
         known = {e.key: e for e in catalog.verified_on(name)}
         target.learn(known.values())
         present = {key for key, _ in target.listing()}
@@ -258,7 +260,7 @@ def rebuild(
             if stop.is_set():
                 raise Stopping
             try:
-                why = _adopt(catalog, name, target, key, lines, ident)
+                why = adopt_retried(catalog, name, target, key, lines, ident)
                 unread = 0
             except TargetUnavailable as exc:
                 # One object the target will not give twice (archived, a bad sector)
@@ -274,15 +276,13 @@ def rebuild(
                     ) from exc
                 why = f"could not be read: {exc.reason}"
             if why:
-                # (a name that is not UTF-8 shown as `ls -b` shows it: printable anywhere)
-                shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-                skipped.append(f"{shown}: {why}")
+                _skipped(skipped, name, key, why)
                 if not why.endswith(LEFT_ALONE):  # (other bytes: which photo's is not known)
                     failed += [e.sha256 for e in lines if OTHER_BYTES not in why] or [""]
-                log.warning("rebuild_skipped", target=name, path=key, reason=why)
-            else:  # (the other lines' photos are lost unless found elsewhere)
+            else:
                 adopted += 1
-                failed += [e.sha256 for e in lines]
+                if len(lines) > 1:  # (the lines it is not)
+                    displaced.update((e.sha256, key) for e in lines)
         # The phones' libraries the snapshot lacks, or holds older, from the indexes.
         take_indexes(catalog, [(name, target)])
         # Taking an installation's records makes this computer that installation (a new
@@ -294,7 +294,13 @@ def rebuild(
         if top > catalog.generation:
             catalog.next_generation(top - 1)
         assets, _ = catalog.counts()
-        lost = sum(not sha or catalog.asset(sha) is None for sha in failed)  # (nor elsewhere)
+        # (a photo listed twice, a crash's repeated lines, is one photo)
+        gone = set(failed) - {""}
+        lost = failed.count("") + sum(catalog.asset(sha) is None for sha in gone)
+        for sha, key in displaced.items():  # another line's photo, under no other name
+            if sha not in gone and catalog.asset(sha) is None:
+                _skipped(skipped, name, key, f"its list names {sha[:12]} too, found nowhere")
+                lost += 1
         failpoints.hit("catalog_rebuilding")  # a kill here leaves a half-built catalog
     finally:
         catalog.close()
@@ -307,24 +313,11 @@ def rebuild(
     return Rebuilt(snap, top, who, chosen, assets, adopted, missing, skipped, lost)
 
 
-def _adopt(
-    catalog: Catalog, name: str, target: Target, key: str, lines: list[ManifestEntry],
-    ident: Identity | None,
-) -> str:  # fmt: skip
-    """``adopt_object`` (as the list's last line naming ``key`` says, or any other),
-    tried once more after the target proved it still answers (a throttle, a dropped
-    connection); TargetUnavailable when it is gone, or when the object fails twice."""
-    listed, also = (lines[-1], lines[:-1]) if lines else (None, [])
-    try:
-        return adopt_object(catalog, name, target, key, listed, f"rebuild:{name}", also=also)
-    except TargetUnavailable as exc:
-        try:
-            target.check(ident, prepare=False)
-        except TargetReadOnly:
-            pass  # (it answers: read-only is all a rebuild needs)
-        except TargetUnavailable:
-            raise PhotodError(f"{name!r} failed during the rebuild: {exc.reason}") from exc
-    return adopt_object(catalog, name, target, key, listed, f"rebuild:{name}", also=also)
+def _skipped(skipped: list[str], name: str, key: str, why: str) -> None:
+    """Say a file the rebuild did not take, by name (not UTF-8: as `ls -b` shows it)."""
+    shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    skipped.append(f"{shown}: {why}")
+    log.warning("rebuild_skipped", target=name, path=key, reason=why)
 
 
 def _identity(target: Target, seen: Seen | None) -> Installation | None:
