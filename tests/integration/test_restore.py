@@ -1138,6 +1138,44 @@ def test_the_readmes_restore_without_photod_brings_back_only_the_photos_after_a_
         assert (drive / rel).stat().st_mtime_ns == (restored / rel).stat().st_mtime_ns
 
 
+def test_the_readmes_restore_without_photod_on_a_computer_without_rsync_copies_only_the_photos(
+    setup: Setup, samples: Path
+) -> None:
+    """The README's "Restore without photod" on a computer without rsync: the copy it
+    gives instead, run as written in rsync's place, brings back exactly the photos,
+    each with its file time, and the copy's check passes.  It said "or cp -a": that
+    copied photod's records (`.photod/`) and a copy never finished into the restored
+    folder with the photos."""
+    drive = setup.home / "T7" / "photos"
+    p = setup.photod([{"name": "drive", "path": str(drive), "create": True}],
+                     {"copies": 1, "media": 1, "offsite": 0})  # fmt: skip
+    samples_backed_up(setup, p, samples)
+    kept = target_files(drive)
+    day = next(iter(kept)).rsplit("/", 1)[0]
+    (drive / day / ".photod-0123.tmp").write_bytes(b"half a photo")  # (a computer stopped)
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("## Restore without photod") :]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block is not None
+    assert "cp -a" not in block.group(1)
+    instead = re.search(r"^#\s*no rsync\? (.*)$", block.group(1), re.M)
+    assert instead is not None, block.group(1)
+    script = re.sub(r"^rsync .*$", lambda _: instead.group(1), block.group(1), count=1,
+                    flags=re.M).replace("/media/me/T7/photos", str(drive))  # fmt: skip
+    assert "rsync" not in script.replace(instead.group(0), "")
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=setup.home,
+                       env={**os.environ, "HOME": str(setup.home)},
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert 0 == r.returncode, r.stdout + r.stderr
+    restored = setup.home / "Pictures" / "restored"
+    got = {str(f.relative_to(restored)): sha256(f) for f in restored.rglob("*") if f.is_file()}
+    assert kept == got
+    assert [] == [f for f in restored.rglob(".photod*")]
+    for rel in kept:
+        assert (drive / rel).stat().st_mtime_ns == (restored / rel).stat().st_mtime_ns
+
+
 def test_a_photo_whose_name_came_through_a_mac_in_nfd_is_restored_and_drilled_after_a_rebuild(
     setup: Setup, samples: Path
 ) -> None:
