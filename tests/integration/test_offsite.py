@@ -356,6 +356,43 @@ def test_a_line_without_its_photo_leaves_every_photo_restored_and_is_said_for_wh
     assert f"its object {lost.relative_to(enc)} is not in encrypted/ (not on the target" in r.stdout
 
 
+def test_a_stale_line_naming_an_object_gone_leaves_its_photo_restored_by_the_stock_steps(
+    setup: Setup, samples: Path
+) -> None:
+    """Two index lines name one photo and name with different objects: the photo's own,
+    there, and a stale one whose object is gone (a clone of this computer's index, and
+    the line of an earlier upload of that photo).  The README's recovery without photod
+    and the recovery plan's steps, run as written, restore every photo and exit 0: of
+    the two lines they kept the first in sort order, the stale one, and said the photo
+    MISSING (exit 1) while its object was right there."""
+    p, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
+    age = need("age", "apt install age")
+    public = subprocess.run(["age-keygen", "-y", str(key)], capture_output=True, text=True,
+                            check=True).stdout.strip()  # fmt: skip
+    own = sorted(enc.glob(".photod/objects/*/*"))[-1]
+    line = subprocess.run([age, "-d", "-i", str(key), str(own)], capture_output=True,
+                          text=True, check=True).stdout  # fmt: skip
+    gone = "00/" + "0" * 38  # (its line first in every listing of the lines)
+    stale = f"data/{gone}\t{line.split(chr(9), 1)[1]}".encode()
+    clone = enc / ".photod" / "installations" / "clone.0123456789ab" / "index"
+    clone.mkdir(parents=True)
+    for where in (enc / ".photod" / "objects" / gone, clone / "0001"):
+        where.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([age, "-r", public, "-o", str(where)], input=stale, check=True)
+
+    steps = plan_steps(setup, p, "vault")
+    by_plan = setup.home / "by-plan"
+    by_plan.mkdir()
+    r_plan = subprocess.run(["bash", "-c", steps], cwd=by_plan, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "KEY": str(key)})  # fmt: skip
+    r_readme, by_readme = stock_recovery(setup, key, str(enc), Path(rclone).parent)
+    for r, work in ((r_readme, by_readme), (r_plan, by_plan)):
+        assert 0 == r.returncode, r.stdout + r.stderr
+        assert (len(made), 0) == (r.stdout.count(": OK"), r.stdout.count("MISSING")), r.stdout
+        back = {k: v for k, v in target_files(work / "restored").items() if k != "SHA256SUMS"}
+        assert sorted(made.values()) == sorted(back.values())
+
+
 def test_the_stock_recovery_fails_when_its_download_is_cut_short(
     setup: Setup, samples: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
