@@ -210,6 +210,21 @@ def _by_hand(t: LocalTarget | S3Target | RcloneTarget) -> list[str]:
 
 
 def _steps(t: LocalTarget | S3Target | RcloneTarget, fetch: str) -> list[str]:
+    if not t.encrypt and isinstance(t, LocalTarget):
+        return [
+            "The files are the originals under their dates, as plain files. Each computer's",
+            "checksum list is in `.photod/installations/*/sums/`: check them, copy them out",
+            "(photod's records and any unfinished copy, `.photod-*.tmp`, left behind), and",
+            "check the copy:",
+            "",
+            "```sh",
+            *plain_steps(fetch),
+            "```",
+            "",
+            "The copy's check matters: a disk blind to case (a Mac's, exFAT) keeps one file",
+            "for `IMG_0001.JPG` and `img_0001.jpg`, two photos an older photod filed so, and",
+            "names the one it lost FAILED: copy that one under another name.",
+        ]
     if not t.encrypt:
         return [
             "The files are the originals under their dates, as plain files. Each",
@@ -217,10 +232,10 @@ def _steps(t: LocalTarget | S3Target | RcloneTarget, fetch: str) -> list[str]:
             "",
             "```sh",
             fetch,
-            "cat .photod/installations/*/sums/*.sha256 | sort -u | sha256sum -c   # one OK per photo",
+            f"{SUMS} | sha256sum -c   # one OK per photo",
             "```",
             "",
-            "Then copy them anywhere: `rsync -a --exclude=.photod --exclude='.photod-*.tmp'`",
+            f"Then copy them anywhere: `{RSYNC} DEST/`",
             "(a `.photod-*.tmp` is a copy never finished, not a photo), and check the copy the",
             "same way from inside it: a disk blind to case (a Mac's, exFAT) keeps one file for",
             "`IMG_0001.JPG` and `img_0001.jpg`, two photos an older photod filed so.",
@@ -235,17 +250,61 @@ def _steps(t: LocalTarget | S3Target | RcloneTarget, fetch: str) -> list[str]:
         "With `KEY` set to the identity file, in an empty folder:",
         "",
         "```bash",
-        get,
-        "for f in encrypted/.photod/objects/*/* encrypted/.photod/installations/*/index/*; do",
+        *encrypted_steps(get),
+        "```",
+        "",
+        "A computer that used another identity: run the same with its `KEY`, in another",
+        "empty folder.",
+    ]
+
+
+SUMS = "cat .photod/installations/*/sums/*.sha256 | sort -u"  # every computer's, once
+RSYNC = "rsync -a --exclude=.photod --exclude='.photod-*.tmp' ./"
+DEST = "~/Pictures/restored"
+
+
+def plain_steps(cd: str) -> list[str]:
+    """A plain folder target's stock-tools restore (``cd``: into it), as the README's
+    "Restore without photod" gives it too (a test holds the two to one text)."""
+    return [
+        cd,
+        f"{SUMS} | sha256sum -c --quiet   # silent when all is intact",
+        f"mkdir -p {DEST}",
+        f"{RSYNC} {DEST}/",
+        # (cp -a or a file manager would copy .photod/, photod's records, and a copy
+        # never finished, into the restored folder as if they were photos)
+        f"#   no rsync? tar -c --format=pax --exclude=.photod --exclude='.photod-*.tmp' . | tar -x -C {DEST}",
+        f"{SUMS} | (cd {DEST} && sha256sum -c --quiet)   # the copy too",
+    ]
+
+
+def encrypted_steps(get: str) -> list[str]:
+    """An encrypted target's stock-tools restore (``get``: the command that copies the
+    whole target into ``encrypted/``), as the README's "Disaster recovery without
+    photod" gives it too (a test holds the two to one text)."""
+    return [
+        "# 1. The whole target into encrypted/ (a copy that fails part of the way fails the",
+        "#    whole run, at the end: run it again)",
+        f'dl=0; {get} || {{ echo "download incomplete: run step 1 again"; dl=1; }}',
+        "# 2. Decrypt the index lines: one per photo (object, SHA-256, size, capture time,",
+        "#    file time, path), from every computer's index (the copies that counted) and",
+        "#    every object's own line",
+        "for f in encrypted/.photod/installations/*/index/*; do",
         '  age -d -i "$KEY" "$f" 2>/dev/null || true   # sealed to another identity: skipped',
-        "done | while IFS= read -r line; do",
+        "done > listed.tsv",
+        "cut -f1 listed.tsv | sort -u > counted.txt",
+        "for f in encrypted/.photod/objects/*/*; do",
+        '  age -d -i "$KEY" "$f" 2>/dev/null || true',
+        "done | cat - listed.tsv | while IFS= read -r line; do",
         "  # a line whose object is here first: another of the same photo and name may name",
         "  # an object gone (an earlier upload's, a stale line of a clone of a computer)",
         "  if [ -e \"encrypted/${line%%$'\\t'*}\" ]; then printf '0\\t%s\\n' \"$line\"",
         "  else printf '1\\t%s\\n' \"$line\"; fi",
         "done | sort | cut -f2- | awk -F '\\t' '!seen[$2 FS $6]++' > index.tsv   # one line per photo and name",
         '[ -s index.tsv ] || echo "nothing here opens with $KEY"',
-        "# (stopped halfway? run it again: what is already restored is kept)",
+        "# 3. Decrypt every object to its original path and date, and note its SHA-256; a",
+        "#    phone's photo gets its XMP sidecar beside it (NAME.EXT.xmp, from .photod/beside/)",
+        "#    (stopped halfway? run this step again: what is already restored is kept)",
         "mkdir -p restored; : > restored/SHA256SUMS; : > gone.tsv; failed=0",
         "while IFS=$'\\037' read -r object sha size taken mtime path; do",
         '  case "/$path/" in //*|*/../*) echo "unsafe name, skipped: $path"; failed=$((failed+1)); continue;; esac',
@@ -259,7 +318,7 @@ def _steps(t: LocalTarget | S3Target | RcloneTarget, fetch: str) -> list[str]:
         '    echo "restored/$path has other bytes (a photo of the same name, or cut short: delete it and run again)"',
         "    failed=$((failed+1)); continue",
         '  elif [ ! -e "restored/$path" ]; then',
-        '    if [ ! -e "encrypted/$object" ]; then printf \'%s\\t%s\\n\' "$sha" "$path" >> gone.tsv; continue; fi',
+        '    if [ ! -e "encrypted/$object" ]; then printf \'%s\\t%s\\t%s\\n\' "$object" "$sha" "$path" >> gone.tsv; continue; fi',
         '    mkdir -p "restored/$(dirname -- "$path")" || { failed=$((failed+1)); continue; }',
         '    if ! age -d -i "$KEY" -o "restored/$path.part" "encrypted/$object"; then',
         '      rm -f -- "restored/$path.part"   # (what came out before the damage: not the photo)',
@@ -276,17 +335,21 @@ def _steps(t: LocalTarget | S3Target | RcloneTarget, fetch: str) -> list[str]:
         '    else rm -f -- "restored/$path.xmp.part"; echo "DAMAGED: $path.xmp: its sidecar does not decrypt"; failed=$((failed+1)); fi',
         "  fi",
         "done < <(tr '\\t' '\\037' < index.tsv)   # (split at each tab: an empty field stays one)",
-        "# (a line whose object is not here: restored under another name, or missing)",
-        "while IFS=$'\\t' read -r sha path; do",
-        '  grep -q "^$sha  " restored/SHA256SUMS && continue',
-        '  echo "MISSING: $path: its object is not in encrypted/ (not on the target, or not copied: see above); look for it on another target"',
-        "  failed=$((failed+1))",
+        "# A line whose object is not in encrypted/: the same photo restored under another",
+        "# name (nothing missing); one no computer's index lists: an upload cut short by photod",
+        "# stopping between its line and the photo (never counted here), or a copy lost before",
+        "# its computer wrote it to its index (look for the photo on another target); else a",
+        "# photo listed as stored here and lost (or not copied: see step 1).",
+        "while IFS=$'\\t' read -r object sha path; do",
+        '  if grep -q "^$sha  " restored/SHA256SUMS; then continue',
+        '  elif grep -qFx -- "$object" counted.txt; then',
+        '    echo "MISSING: $path: its object $object is not in encrypted/ (not on the target, or not copied: see step 1); look for it on another target"',
+        "    failed=$((failed+1))",
+        '  else echo "not stored: $path: its line is there without the photo and no index lists it: an upload cut short, or a copy lost before it was listed; look for it on another target"; fi',
         "done < <(sort -u gone.tsv)",
         '[ "$failed" = 0 ] || echo "$failed could not be restored (said above)"',
-        'cd restored && sha256sum -c SHA256SUMS && [ "$failed" = 0 ]   # one OK per photo',
-        "```",
-        "",
-        "A computer that used another identity: run the same with its `KEY`.",
+        '# 4. Prove every byte: one "OK" per photo',
+        'cd restored && sha256sum -c SHA256SUMS && [ "$failed" = 0 ] && [ "$dl" = 0 ]',
     ]
 
 

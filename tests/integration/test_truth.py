@@ -62,11 +62,12 @@ def no_traceback(text: str) -> None:
 def stock_restore(
     plan: str, workdir: Path, key: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the shell block of a recovery document in ``workdir`` (KEY set for age)."""
+    """Run the shell block of a recovery document in ``workdir`` (KEY set for age; HOME
+    too, where a plain target's steps copy the photos, in ``~/Pictures/restored``)."""
     block = re.search(r"```(?:sh|bash)\n(.*?)```", plan, re.S)
     assert block is not None, plan
     workdir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "KEY": str(key or "")}
+    env = {**os.environ, "KEY": str(key or ""), "HOME": str(workdir)}
     return subprocess.run(["bash", "-e", "-c", block.group(1)], cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
 
