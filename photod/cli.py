@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from photod import paths, private
-from photod.cliparser import CANT_CREATE, DATA, NO, NO_DAEMON, OK, USAGE, parse
-from photod.errors import AlreadyRunning, CatalogUntrusted, ConfigError, PhotodError
+from photod.cliparser import CANT_CREATE, DATA, NO, NO_DAEMON, NO_PERMISSION, OK, USAGE, parse
+from photod.errors import AlreadyRunning, CatalogUntrusted, ConfigError, PhotodError, one_line
 from photod.policy import plural, size
 from photod.progress import Bar
 
@@ -490,9 +490,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in exc.problems:  # each already names the file and the key
             print(line, file=sys.stderr)
         return exc.exit_code
-    except PhotodError as exc:
-        print(f"photod: {exc}", file=sys.stderr)
-        return exc.exit_code
+    except (PhotodError, PermissionError) as exc:
+        print(f"photod: {one_line(exc)}", file=sys.stderr)
+        return getattr(exc, "exit_code", NO_PERMISSION)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -801,3 +801,19 @@ def test_status_by_a_user_who_may_not_enter_the_state_dir_says_whose_it_is(
         "mode 0700), where the catalog photod reports on is; ask as the user photod runs "
         "as: `sudo -u root photod status` (with the same --config, if you gave one)"
     ] == r.stderr.splitlines()
+    # The other commands that read the catalog or the logs say the file in one line too,
+    # exit 77 (they were tracebacks).
+    for command, file in (
+        (["restore", "--target", "lib", str(home / "back")], state / "catalog.sqlite"),
+        (["albums"], state / "catalog.sqlite"),
+        (["recovery-plan"], state / "catalog.sqlite"),
+        (["logs"], setup.home / "log" / "photod.jsonl"),
+    ):
+        r = intruder.run(PYTHON, "-m", "photod", "--config", str(config), *command,
+                         env={"HOME": str(home), "PATH": "/usr/bin:/bin",
+                              "PYTHONPATH": os.pathsep.join(packages)})  # fmt: skip
+        assert 77 == r.returncode, (command, r.stderr)
+        assert [
+            f"photod: permission denied: {file} (another user's? run the command as the "
+            "user photod runs as)"
+        ] == r.stderr.splitlines(), command
