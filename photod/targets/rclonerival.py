@@ -17,8 +17,9 @@ that shows a finished upload at once: a local disk, SFTP, S3, GCS, B2 and Azure 
 Not rivals: the same bytes (whichever rename comes last, the name holds them); an
 upload still being sent (on SFTP or a local disk rclone writes the temporary in place,
 and it grows: its own look comes after it is whole, and sees this copy's temporary or
-its file); this installation's own (one key is one photo's in its catalog; a
-temporary an earlier try left is debris).
+its file).  This installation's own are looked at too: one key is one photo's in its
+catalog, but a computer cloned from its disk writes under its id; a temporary an
+earlier try left holding other bytes sends the copy beside, which is safe.
 """
 
 from __future__ import annotations
@@ -45,18 +46,19 @@ def name_tag(key: str) -> str:
 def rival(
     t: RcloneTarget, temp_key: str, key: str, sha256: str, size: int, proof: tuple[str, str]
 ) -> bool:
-    """Whether another computer's upload for ``key`` holds other bytes than ours (the
-    upload at ``temp_key``: ``size`` bytes, ``sha256``, the remote's ``proof`` hash).
+    """Whether another upload for ``key`` (another computer's, a clone's) holds other
+    bytes than ours (the upload at ``temp_key``: ``size`` bytes, ``sha256``, the
+    remote's ``proof`` hash).
     A larger one does; a smaller one unless it grows (in flight); one of our size
     where the remote's hash of it or its bytes read back say so, or it cannot be read
     (two uploads of one name at once are rare: that cost is too).  One gone meanwhile
     was moved or removed: rclone's look sees the first."""
-    tag, mine = name_tag(key), TMP + t.owner
+    tag = name_tag(key)
     answer = t.call("operations/list", missing_ok=True, fs=t.remote, remote=TMP.rstrip("/"),
                     opt={"filesOnly": True, "noModTime": True, "noMimeType": True})  # fmt: skip
     for item in answer.get("list", []):
         other, seen = str(item.get("Path", "")), int(item.get("Size", -1))
-        if other == temp_key or not other.endswith(tag) or (t.owner and other.startswith(mine)):
+        if other == temp_key or not other.endswith(tag):
             continue
         if seen < size:
             time.sleep(GROWING)

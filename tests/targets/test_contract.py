@@ -1763,11 +1763,12 @@ def test_another_identitys_line_for_the_same_name_never_changes_what_ours_says(
 
 
 def _publish(target: RcloneTarget, w: Any, key: str, data: bytes, told: dict[str, bytes]) -> None:
-    """Commit under ``key``, or where it is refused, beside it under the computer's own
+    """Commit under ``key``, or where it is refused, beside it under the photo's own
     suffix, as photod does; note the name the computer was told holds ``data``."""
-    for name in (key, f"{key}.{target.owner}"):
+    sha = hashlib.sha256(data).hexdigest()
+    for name in (key, f"{key}.{sha[:8]}"):
         try:
-            w.commit(name, hashlib.sha256(data).hexdigest())
+            w.commit(name, sha)
         except KeyExists:
             continue
         told[name] = data
@@ -1955,14 +1956,16 @@ def test_a_crashed_computers_partial_upload_of_the_name_sends_the_copy_beside(
         raw.close()
 
 
+@pytest.mark.parametrize("owners", [("aaaa", "bbbb"), ("aaaa", "aaaa")], ids=["family", "clone"])
 def test_a_rename_slow_to_land_never_replaces_another_computers_counted_copy(
-    s3_server: S3Server, tmp_path: Path
+    s3_server: S3Server, tmp_path: Path, owners: tuple[str, str]
 ) -> None:
     """rclone looks whether the name is free, then renames (on S3, copies): Ben's
     rename is slow to land (a loaded remote); Anna's upload ends meanwhile, and her
     look, rename and check all passed, then Ben's landed over hers, and his check
     passed too: both were told the name held theirs, every time.  Anna now sees Ben's
-    upload of the name waiting in .photod/tmp/ and goes beside; Ben keeps the name."""
+    upload of the name waiting in .photod/tmp/ and goes beside; Ben keeps the name.  So
+    too when Ben is a clone of Anna's computer, writing under her installation's id."""
     if not s3_server.running():
         s3_server.start()
     renaming = threading.Event()
@@ -1978,7 +1981,7 @@ def test_a_rename_slow_to_land_never_replaces_another_computers_counted_copy(
         "type": "s3", "provider": "Other", "endpoint": proxy.endpoint,
         "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY})  # fmt: skip
     remote = f"cloud:{BUCKET}/{tmp_path.name}/"
-    anna, ben = (RcloneTarget("r", remote, conf, owner=o) for o in ("aaaa", "bbbb"))
+    anna, ben = (RcloneTarget("r", remote, conf, owner=o) for o in owners)
     told: dict[str, bytes] = {}
     try:
         anna.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
@@ -1994,7 +1997,8 @@ def test_a_rename_slow_to_land_never_replaces_another_computers_counted_copy(
         w.write(ours)
         _publish(anna, w, "2024/IMG.JPG", ours, told)
         renamed.join(timeout=60)
-        assert {"2024/IMG.JPG": theirs, "2024/IMG.JPG.aaaa-": ours} == told
+        beside = f"2024/IMG.JPG.{hashlib.sha256(ours).hexdigest()[:8]}"
+        assert {"2024/IMG.JPG": theirs, beside: ours} == told
         for name, data in told.items():
             assert hashlib.sha256(data).hexdigest() == hash_object(anna, name), name
     finally:
