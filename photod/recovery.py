@@ -273,7 +273,7 @@ def plain_steps(cd: str) -> list[str]:
         f"{RSYNC} {DEST}/",
         # (cp -a or a file manager would copy .photod/, photod's records, and a copy
         # never finished, into the restored folder as if they were photos)
-        f"#   no rsync? tar -c --format=pax --exclude=.photod --exclude='.photod-*.tmp' . | tar -x -C {DEST}",
+        f"#   no rsync? tar -cf - --format=pax --exclude=.photod --exclude='.photod-*.tmp' . | tar -xf - -C {DEST}",
         f"{SUMS} | (cd {DEST} && sha256sum -c --quiet)   # the copy too",
     ]
 
@@ -297,9 +297,11 @@ def encrypted_steps(get: str) -> list[str]:
         '  age -d -i "$KEY" "$f" 2>/dev/null || true',
         "done | cat - listed.tsv | while IFS= read -r line; do",
         "  # a line whose object is here first: another of the same photo and name may name",
-        "  # an object gone (an earlier upload's, a stale line of a clone of a computer)",
+        "  # an object gone (an earlier upload's, a stale line of a clone of a computer); of",
+        "  # lines whose objects are gone, one an index counted (the photo is MISSING)",
         "  if [ -e \"encrypted/${line%%$'\\t'*}\" ]; then printf '0\\t%s\\n' \"$line\"",
-        "  else printf '1\\t%s\\n' \"$line\"; fi",
+        "  elif grep -qFx -- \"${line%%$'\\t'*}\" counted.txt; then printf '1\\t%s\\n' \"$line\"",
+        "  else printf '2\\t%s\\n' \"$line\"; fi",
         "done | sort | cut -f2- | awk -F '\\t' '!seen[$2 FS $6]++' > index.tsv   # one line per photo and name",
         '[ -s index.tsv ] || echo "nothing here opens with $KEY"',
         "# 3. Decrypt every object to its original path and date, and note its SHA-256; a",

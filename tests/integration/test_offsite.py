@@ -393,6 +393,42 @@ def test_a_stale_line_naming_an_object_gone_leaves_its_photo_restored_by_the_sto
         assert sorted(made.values()) == sorted(back.values())
 
 
+def test_a_counted_photo_lost_from_the_target_is_missing_whatever_other_line_names_it(
+    setup: Setup, samples: Path
+) -> None:
+    """A photo an index counted is lost from the target, and an upload of the same photo
+    and name cut short left an object's line with no object either.  The stock steps say
+    it MISSING, exit 1: of the two lines they kept the first in sort order, and the cut
+    upload's said "not stored" (never counted), exit 0, as if nothing were lost."""
+    p, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
+    age = need("age", "apt install age")
+    public = subprocess.run(["age-keygen", "-y", str(key)], capture_output=True, text=True,
+                            check=True).stdout.strip()  # fmt: skip
+    own = sorted(enc.glob(".photod/objects/*/*"))[-1]
+    line = subprocess.run([age, "-d", "-i", str(key), str(own)], capture_output=True,
+                          text=True, check=True).stdout  # fmt: skip
+    (enc / line.split("\t", 1)[0]).unlink()  # the counted photo's object, lost
+    path = line.rstrip("\n").split("\t")[5]
+    gone = "00/" + "0" * 38  # (its line first in every listing of the lines)
+    cut = f"data/{gone}\t{line.split(chr(9), 1)[1]}".encode()  # in no index
+    where = enc / ".photod" / "objects" / gone
+    where.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([age, "-r", public, "-o", str(where)], input=cut, check=True)
+
+    steps = plan_steps(setup, p, "vault")
+    by_plan = setup.home / "by-plan"
+    by_plan.mkdir()
+    r_plan = subprocess.run(["bash", "-c", steps], cwd=by_plan, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "KEY": str(key)})  # fmt: skip
+    r_readme, _ = stock_recovery(setup, key, str(enc), Path(rclone).parent)
+    for r in (r_readme, r_plan):
+        assert 1 == r.returncode, r.stdout + r.stderr
+        assert f"MISSING: {path}: " in r.stdout, r.stdout
+        assert (len(made) - 1, 0) == (r.stdout.count(": OK"), r.stdout.count("not stored")), (
+            r.stdout
+        )
+
+
 def test_the_stock_recovery_fails_when_its_download_is_cut_short(
     setup: Setup, samples: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
