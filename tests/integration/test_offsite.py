@@ -429,6 +429,36 @@ def test_a_counted_photo_lost_from_the_target_is_missing_whatever_other_line_nam
         )
 
 
+def test_an_encrypted_target_an_older_photod_wrote_comes_back_whole_by_the_stock_steps(
+    setup: Setup, samples: Path
+) -> None:
+    """A photod of late November 2026 wrote index lines of five fields (no file time).
+    The stock steps restore every photo from such a target, exit 0: they read each such
+    line's path as its file time, and skipped it as an "unsafe name" with none."""
+    p, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
+    age = need("age", "apt install age")
+    public = subprocess.run(["age-keygen", "-y", str(key)], capture_output=True, text=True,
+                            check=True).stdout.strip()  # fmt: skip
+    for sealed in [*enc.glob(".photod/objects/*/*"), *enc.glob(".photod/installations/*/index/*")]:
+        text = subprocess.run([age, "-d", "-i", str(key), str(sealed)], capture_output=True,
+                              text=True, check=True).stdout  # fmt: skip
+        old = "".join("\t".join(f[:4] + f[5:]) + "\n"
+                      for f in (line.split("\t") for line in text.splitlines()))  # fmt: skip
+        subprocess.run([age, "-r", public, "-o", str(sealed)], input=old.encode(), check=True)
+
+    steps = plan_steps(setup, p, "vault")
+    by_plan = setup.home / "by-plan"
+    by_plan.mkdir()
+    r_plan = subprocess.run(["bash", "-c", steps], cwd=by_plan, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "KEY": str(key)})  # fmt: skip
+    r_readme, by_readme = stock_recovery(setup, key, str(enc), Path(rclone).parent)
+    for r, work in ((r_readme, by_readme), (r_plan, by_plan)):
+        assert 0 == r.returncode, r.stdout + r.stderr
+        assert len(made) == r.stdout.count(": OK"), r.stdout
+        back = {k: v for k, v in target_files(work / "restored").items() if k != "SHA256SUMS"}
+        assert sorted(made.values()) == sorted(back.values())
+
+
 def test_the_stock_recovery_fails_when_its_download_is_cut_short(
     setup: Setup, samples: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
