@@ -37,6 +37,7 @@ from photod.errors import CatalogDamaged, CatalogUnwritable, PhotodError, StateD
 from photod.media import suffixed
 from photod.models import Asset, Kind, ManifestEntry, Probe, Replica, TargetInfo, VerifyMethod
 from photod.paths import CATALOG_NAME as CATALOG_NAME  # (found here by its users)
+from photod.paths import user_name
 
 IGNORED = "not backed up"  # device_files.problem of a file that is not media
 # device_files.problem of a file whose staged copy went before any target took one (a
@@ -2364,7 +2365,14 @@ def unwritable(db: Path, detail: str = "") -> CatalogUnwritable | None:
             cannot(path)
     if missing and not os.access(db.parent, os.W_OK | os.X_OK):
         cannot(db.parent, "its folder ")
-    return CatalogUnwritable(files, paths, detail) if files else None
+    if not files:
+        return None
+    # Another user's state dir (a system-wide config's photod, its folder shared with a
+    # group): that photod's catalog, never to be given to this user.
+    with contextlib.suppress(OSError):
+        if (uid := db.parent.stat().st_uid) != os.geteuid():
+            return CatalogUnwritable(files, paths, detail, keeper=user_name(uid))
+    return CatalogUnwritable(files, paths, detail)
 
 
 def check_file(path: Path) -> tuple[str, int]:

@@ -213,11 +213,24 @@ class CatalogUnwritable(PhotodError):
 
     exit_code = 65
 
-    def __init__(self, files: list[str], paths: list[str], detail: str = "") -> None:
+    def __init__(
+        self, files: list[str], paths: list[str], detail: str = "", keeper: str = ""
+    ) -> None:
+        """``keeper``: the user whose state dir it is, when not this one (another
+        user's photod: ask as that user, exit 77; a chown would take it from them)."""
         self.files, self.paths, self.detail = files, paths, detail
         self.found = f"the catalog cannot be written: {', '.join(files)}" + (
             f" ({detail})" if detail else ""
         )
+        if keeper:
+            self.exit_code = 77  # EX_NOPERM, as StateDirBarred
+            self.fix = (
+                f"it is {keeper}'s photod's (its state dir is {keeper}'s): ask as that user, "
+                f"`sudo -u {keeper} photod ...` with the same --config; never chown it to "
+                "this user (that photod could not write it then)"
+            )
+            super().__init__(f"{self.found}; {self.fix}")
+            return
         theirs = any(", owner uid" in f for f in files)  # (made by root: `sudo photod`)
         self.fix = (f"`sudo chown {os.geteuid()} {' '.join(paths)}`, then " if theirs else "") + (
             f"`chmod u+w {' '.join(paths)}` (SQLite makes the -wal and -shm with the "

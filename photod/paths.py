@@ -206,10 +206,14 @@ def barred(state_dir: Path) -> StateDirBarred | None:
         st = os.stat(at)
     except OSError:
         return StateDirBarred(state_dir, at, "", 0)
-    import pwd  # only when barred
+    return StateDirBarred(state_dir, at, user_name(st.st_uid), st.st_mode & 0o7777)
+
+
+def user_name(uid: int) -> str:
+    """A user's name, or its uid where it has none (a file of a user since removed)."""
+    import pwd  # only when a message names someone
 
     try:
-        owner = pwd.getpwuid(st.st_uid).pw_name
+        return pwd.getpwuid(uid).pw_name
     except KeyError:
-        owner = str(st.st_uid)
-    return StateDirBarred(state_dir, at, owner, st.st_mode & 0o7777)
+        return str(uid)

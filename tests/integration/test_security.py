@@ -23,6 +23,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -759,6 +760,63 @@ def test_another_users_folder_for_the_control_socket_in_tmp_is_left_to_them(
         shutil.rmtree(sock.parent, ignore_errors=True)
 
 
+def _a_system_wide_photod(
+    setup: Setup, intruder: User, shared: Path, state: Path
+) -> tuple[Path, Path, Any]:
+    """photod run as root once on a config every user may read (as /etc/photod's), its
+    state dir ``state``: (the config, the other user's home, a function running a photod
+    command as the other user on that config)."""
+    if subprocess.run([PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
+                      capture_output=True, text=True).stdout.strip() != str(sys.version_info[:2]):  # fmt: skip
+        pytest.fail(f"{PYTHON} is not Python {sys.version_info[:2]}: it cannot load this "
+                    "photod's packages to run it as another user")  # fmt: skip
+    config = write_config(
+        shared / "photod.toml",
+        [{"name": "inbox", "type": "folder", "path": str(setup.inbox)}],
+        [{"name": "lib", "type": "local", "path": str(setup.home / "lib")}],
+        {"copies": 1, "media": 1, "offsite": 0},
+        f'\n[daemon]\nstate_dir = "{state}"\nlog_dir = "{setup.home}/log"\n',
+    )
+    config.chmod(0o644)  # (no secret in it)
+    (setup.inbox / "a.jpg").write_bytes(JPEG)
+    p = setup.factory(config)
+    assert 0 == p.cli("run", "--once").returncode
+    assert 0 == p.cli("status").returncode
+    packages = [str(Path(__file__).parents[2]), sysconfig.get_paths()["purelib"]]
+    home = shared / "home"
+    home.mkdir()
+    os.chown(home, intruder.uid, intruder.gid)
+
+    def photod_as(*command: str) -> subprocess.CompletedProcess[str]:
+        return intruder.run(PYTHON, "-m", "photod", "--config", str(config), *command,
+                            env={"HOME": str(home), "PATH": "/usr/bin:/bin",
+                                 "PYTHONPATH": os.pathsep.join(packages)})  # fmt: skip
+
+    return config, home, photod_as
+
+
+def test_a_catalog_shared_with_a_group_is_never_given_to_the_user_who_asks(
+    setup: Setup, intruder: User, shared: Path
+) -> None:
+    """The state dir of root's photod is shared with a group (0750) and its catalog made
+    readable to it: a member asking `photod status` was told to `sudo chown` root's
+    catalog to themselves (exit 65), which would take it from root's photod.  It is
+    told whose it is and to ask as that user, exit 77, and nothing changes hands."""
+    state = shared / "state"
+    _, _, photod_as = _a_system_wide_photod(setup, intruder, shared, state)
+    for path in (state, *state.glob("catalog.sqlite*")):
+        os.chown(path, 0, intruder.gid)
+        path.chmod(0o750 if path.is_dir() else 0o640)
+    r = photod_as("status")
+    assert 77 == r.returncode, r.stdout + r.stderr
+    assert "chown" not in r.stderr.replace("never chown", ""), r.stderr
+    assert (
+        "it is root's photod's (its state dir is root's): ask as that user, `sudo -u root "
+        "photod ...` with the same --config" in r.stderr
+    ), r.stderr
+    assert 0 == (state / "catalog.sqlite").stat().st_uid
+
+
 def test_status_by_a_user_who_may_not_enter_the_state_dir_says_whose_it_is(
     setup: Setup, intruder: User, shared: Path
 ) -> None:
@@ -767,33 +825,11 @@ def test_status_by_a_user_who_may_not_enter_the_state_dir_says_whose_it_is(
     (as one without a config of their own does): one line says which folder keeps
     them out, whose it is, and to ask as that user (exit 77, EX_NOPERM).  It was a
     traceback (Path.exists raises PermissionError there, it does not answer False)."""
-    if subprocess.run([PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
-                      capture_output=True, text=True).stdout.strip() != str(sys.version_info[:2]):  # fmt: skip
-        pytest.fail(f"{PYTHON} is not Python {sys.version_info[:2]}: it cannot load this "
-                    "photod's packages to run it as another user")  # fmt: skip
     closed = shared / "root-only"
     closed.mkdir(mode=0o700)
     state = closed / "state"
-    config = write_config(
-        shared / "photod.toml",
-        [{"name": "inbox", "type": "folder", "path": str(setup.inbox)}],
-        [{"name": "lib", "type": "local", "path": str(setup.home / "lib")}],
-        {"copies": 1, "media": 1, "offsite": 0},
-        f'\n[daemon]\nstate_dir = "{state}"\nlog_dir = "{setup.home}/log"\n',
-    )
-    config.chmod(0o644)  # (as /etc/photod/photod.toml: no secret in it)
-    (setup.inbox / "a.jpg").write_bytes(JPEG)
-    p = setup.factory(config)
-    assert 0 == p.cli("run", "--once").returncode
-    assert 0 == p.cli("status").returncode
-
-    packages = [str(Path(__file__).parents[2]), sysconfig.get_paths()["purelib"]]
-    home = shared / "home"
-    home.mkdir()
-    os.chown(home, intruder.uid, intruder.gid)
-    r = intruder.run(PYTHON, "-m", "photod", "--config", str(config), "status",
-                     env={"HOME": str(home), "PATH": "/usr/bin:/bin",
-                          "PYTHONPATH": os.pathsep.join(packages)})  # fmt: skip
+    _, home, photod_as = _a_system_wide_photod(setup, intruder, shared, state)
+    r = photod_as("status")
     assert "Traceback" not in r.stderr, r.stderr
     assert 77 == r.returncode, r.stdout + r.stderr
     assert [
@@ -809,9 +845,7 @@ def test_status_by_a_user_who_may_not_enter_the_state_dir_says_whose_it_is(
         (["recovery-plan"], state / "catalog.sqlite"),
         (["logs"], setup.home / "log" / "photod.jsonl"),
     ):
-        r = intruder.run(PYTHON, "-m", "photod", "--config", str(config), *command,
-                         env={"HOME": str(home), "PATH": "/usr/bin:/bin",
-                              "PYTHONPATH": os.pathsep.join(packages)})  # fmt: skip
+        r = photod_as(*command)
         assert 77 == r.returncode, (command, r.stderr)
         assert [
             f"photod: permission denied: {file} (another user's? run the command as the "
