@@ -201,7 +201,8 @@ def barred(state_dir: Path) -> StateDirBarred | None:
         pass
     except OSError:  # (not made yet, or not a folder: the command says that itself)
         return None
-    at = nearest_existing(state_dir)
+    # (through a link: the folder that bars the way is on the link's target's way)
+    at = nearest_existing(Path(os.path.realpath(state_dir)))
     try:
         st = os.stat(at)
     except OSError:

@@ -817,6 +817,22 @@ def test_a_catalog_shared_with_a_group_is_never_given_to_the_user_who_asks(
     assert 0 == (state / "catalog.sqlite").stat().st_uid
 
 
+def test_a_state_dir_reached_by_a_link_names_the_folder_that_keeps_the_user_out(
+    setup: Setup, intruder: User, shared: Path
+) -> None:
+    """The config names a link to a state dir in a folder only root may enter: the line
+    names that folder (it named the link's own folder, one anyone may enter)."""
+    closed = shared / "root-only"
+    closed.mkdir(mode=0o700)
+    (closed / "state").mkdir()
+    link = shared / "state-link"
+    link.symlink_to(closed / "state")
+    _, _, photod_as = _a_system_wide_photod(setup, intruder, shared, link)
+    r = photod_as("status")
+    assert 77 == r.returncode, r.stdout + r.stderr
+    assert f"({closed} is root's, mode 0700)" in r.stderr, r.stderr
+
+
 def test_status_by_a_user_who_may_not_enter_the_state_dir_says_whose_it_is(
     setup: Setup, intruder: User, shared: Path
 ) -> None:
