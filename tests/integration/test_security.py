@@ -15,21 +15,19 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
-import sysconfig
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import SAMPLES, Photod, sha256, target_files, wait_for, write_config
 from tests.integration.conftest import Setup, backed_up_twice
 from tests.integration.test_control import deep_daemon
+from tests.servers import need
 
 pytestmark = pytest.mark.integration
 
@@ -760,106 +758,111 @@ def test_another_users_folder_for_the_control_socket_in_tmp_is_left_to_them(
         shutil.rmtree(sock.parent, ignore_errors=True)
 
 
-def _a_system_wide_photod(
-    setup: Setup, intruder: User, shared: Path, state: Path
-) -> tuple[Path, Path, Any]:
-    """photod run as root once on a config every user may read (as /etc/photod's), its
-    state dir ``state``: (the config, the other user's home, a function running a photod
-    command as the other user on that config)."""
-    if subprocess.run([PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
-                      capture_output=True, text=True).stdout.strip() != str(sys.version_info[:2]):  # fmt: skip
-        pytest.fail(f"{PYTHON} is not Python {sys.version_info[:2]}: it cannot load this "
-                    "photod's packages to run it as another user")  # fmt: skip
+def _another_users_photod(
+    setup: Setup, intruder: User, state: Path
+) -> tuple[Callable[[Path], None], Callable[..., subprocess.CompletedProcess[str]]]:
+    """A photod whose state dir ``state`` and logs are another user's (a service user's,
+    ``intruder`` here: its photod run once, then its files given to it), on a config
+    every user may read (as /etc/photod's): (``theirs``, giving a folder to that user,
+    0700; ``photod_as``, a photod command run on that config by root without the
+    capabilities that let it ignore modes, so that they bind it as any other user: a
+    second user could not load this checkout's photod where it is under /root)."""
+    need("setpriv", "apt install util-linux")
     config = write_config(
-        shared / "photod.toml",
+        setup.home / "system.toml",
         [{"name": "inbox", "type": "folder", "path": str(setup.inbox)}],
         [{"name": "lib", "type": "local", "path": str(setup.home / "lib")}],
         {"copies": 1, "media": 1, "offsite": 0},
-        f'\n[daemon]\nstate_dir = "{state}"\nlog_dir = "{setup.home}/log"\n',
+        f'\n[daemon]\nstate_dir = "{state}"\nlog_dir = "{setup.home}/syslog"\n',
     )
-    config.chmod(0o644)  # (no secret in it)
     (setup.inbox / "a.jpg").write_bytes(JPEG)
     p = setup.factory(config)
     assert 0 == p.cli("run", "--once").returncode
     assert 0 == p.cli("status").returncode
-    packages = [str(Path(__file__).parents[2]), sysconfig.get_paths()["purelib"]]
-    home = shared / "home"
-    home.mkdir()
-    os.chown(home, intruder.uid, intruder.gid)
+
+    def theirs(folder: Path) -> None:
+        for path in [folder, *folder.rglob("*")]:
+            os.chown(path, intruder.uid, intruder.gid, follow_symlinks=False)
+        folder.chmod(0o700)
+
+    theirs(setup.home / "syslog")
+    bound = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+             "--bounding-set=-dac_override,-dac_read_search", "--"]  # fmt: skip
 
     def photod_as(*command: str) -> subprocess.CompletedProcess[str]:
-        return intruder.run(PYTHON, "-m", "photod", "--config", str(config), *command,
-                            env={"HOME": str(home), "PATH": "/usr/bin:/bin",
-                                 "PYTHONPATH": os.pathsep.join(packages)})  # fmt: skip
+        return subprocess.run([*bound, *p.cli_command(), *command], env=p.env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
 
-    return config, home, photod_as
+    return theirs, photod_as
 
 
 def test_a_catalog_shared_with_a_group_is_never_given_to_the_user_who_asks(
-    setup: Setup, intruder: User, shared: Path
+    setup: Setup, intruder: User
 ) -> None:
-    """The state dir of root's photod is shared with a group (0750) and its catalog made
-    readable to it: a member asking `photod status` was told to `sudo chown` root's
-    catalog to themselves (exit 65), which would take it from root's photod.  It is
-    told whose it is and to ask as that user, exit 77, and nothing changes hands."""
-    state = shared / "state"
-    _, _, photod_as = _a_system_wide_photod(setup, intruder, shared, state)
+    """The state dir of another user's photod is shared with a group (0750) and its
+    catalog made readable to it: a member asking `photod status` was told to `sudo
+    chown` that catalog to themselves (exit 65), which would take it from that photod.
+    It is told whose it is and to ask as that user, exit 77, and nothing changes hands."""
+    state = setup.home / "system-state"
+    theirs, photod_as = _another_users_photod(setup, intruder, state)
+    theirs(state)
     for path in (state, *state.glob("catalog.sqlite*")):
-        os.chown(path, 0, intruder.gid)
+        os.chown(path, intruder.uid, 0)  # (the group: root's, the asker's)
         path.chmod(0o750 if path.is_dir() else 0o640)
     r = photod_as("status")
     assert 77 == r.returncode, r.stdout + r.stderr
     assert "chown" not in r.stderr.replace("never chown", ""), r.stderr
-    assert (
-        "it is root's photod's (its state dir is root's): ask as that user, `sudo -u root "
-        "photod ...` with the same --config" in r.stderr
-    ), r.stderr
-    assert 0 == (state / "catalog.sqlite").stat().st_uid
+    assert (f"it is {intruder.name}'s photod's (its state dir is {intruder.name}'s): ask as "
+            f"that user, `sudo -u {intruder.name} photod ...` with the same --config"
+            ) in r.stderr, r.stderr  # fmt: skip
+    assert intruder.uid == (state / "catalog.sqlite").stat().st_uid
 
 
 def test_a_state_dir_reached_by_a_link_names_the_folder_that_keeps_the_user_out(
-    setup: Setup, intruder: User, shared: Path
+    setup: Setup, intruder: User
 ) -> None:
-    """The config names a link to a state dir in a folder only root may enter: the line
-    names that folder (it named the link's own folder, one anyone may enter)."""
-    closed = shared / "root-only"
-    closed.mkdir(mode=0o700)
-    (closed / "state").mkdir()
-    link = shared / "state-link"
+    """The config names a link to a state dir in a folder only its user may enter: the
+    line names that folder (it named the link's own folder, one anyone may enter)."""
+    closed = setup.home / "closed"
+    (closed / "state").mkdir(parents=True)
+    link = setup.home / "state-link"
     link.symlink_to(closed / "state")
-    _, _, photod_as = _a_system_wide_photod(setup, intruder, shared, link)
+    theirs, photod_as = _another_users_photod(setup, intruder, link)
+    theirs(closed)
     r = photod_as("status")
     assert 77 == r.returncode, r.stdout + r.stderr
-    assert f"({closed} is root's, mode 0700)" in r.stderr, r.stderr
+    assert f"({closed} is {intruder.name}'s, mode 0700)" in r.stderr, r.stderr
 
 
 def test_status_by_a_user_who_may_not_enter_the_state_dir_says_whose_it_is(
-    setup: Setup, intruder: User, shared: Path
+    setup: Setup, intruder: User
 ) -> None:
-    """photod runs as root on a system-wide config every user may read, its state dir
-    in a folder only root may enter.  Another user runs `photod status` on that config
-    (as one without a config of their own does): one line says which folder keeps
-    them out, whose it is, and to ask as that user (exit 77, EX_NOPERM).  It was a
-    traceback (Path.exists raises PermissionError there, it does not answer False)."""
-    closed = shared / "root-only"
-    closed.mkdir(mode=0o700)
+    """Another user's photod (a service user's, on a system-wide config every user may
+    read), its state dir in a folder only that user may enter.  A user runs `photod
+    status` on that config (as one without a config of their own does): one line says
+    which folder keeps them out, whose it is, and to ask as that user (exit 77,
+    EX_NOPERM).  It was a traceback (Path.exists raises PermissionError there, it does
+    not answer False)."""
+    closed = setup.home / "closed"
     state = closed / "state"
-    _, home, photod_as = _a_system_wide_photod(setup, intruder, shared, state)
+    theirs, photod_as = _another_users_photod(setup, intruder, state)
+    theirs(closed)
     r = photod_as("status")
     assert "Traceback" not in r.stderr, r.stderr
     assert 77 == r.returncode, r.stdout + r.stderr
     assert [
-        f"photod: this user may not look into the state dir {state} ({closed} is root's, "
-        "mode 0700), where the catalog photod reports on is; ask as the user photod runs "
-        "as: `sudo -u root photod status` (with the same --config, if you gave one)"
+        f"photod: this user may not look into the state dir {state} ({closed} is "
+        f"{intruder.name}'s, mode 0700), where the catalog photod reports on is; ask as the "
+        f"user photod runs as: `sudo -u {intruder.name} photod status` (with the same "
+        "--config, if you gave one)"
     ] == r.stderr.splitlines()
     # The other commands that read the catalog or the logs say the file in one line too,
     # exit 77 (they were tracebacks).
     for command, file in (
-        (["restore", "--target", "lib", str(home / "back")], state / "catalog.sqlite"),
+        (["restore", "--target", "lib", str(setup.home / "back")], state / "catalog.sqlite"),
         (["albums"], state / "catalog.sqlite"),
         (["recovery-plan"], state / "catalog.sqlite"),
-        (["logs"], setup.home / "log" / "photod.jsonl"),
+        (["logs"], setup.home / "syslog" / "photod.jsonl"),
     ):
         r = photod_as(*command)
         assert 77 == r.returncode, (command, r.stderr)
