@@ -2336,13 +2336,13 @@ def no_catalog(path: Path) -> bool:
         return True
 
 
-def unwritable(db: Path, detail: str = "") -> CatalogUnwritable | None:
+def unwritable(db: Path, detail: str = "", asker: bool = True) -> CatalogUnwritable | None:
     """None when photod may write the catalog ``db``; else which of its files it may
     not, each with its mode: the database, and its -wal and -shm, which SQLite makes
     with the database's mode (a catalog once made 0400 leaves them 0400 when the
     database is given its mode back), or the folder where one must be made.  Asked
     without opening anything (closing a descriptor of the catalog would drop this
-    process's SQLite locks on it)."""
+    process's SQLite locks on it).  ``asker``: not the daemon (``keeper``, below)."""
     files: list[str] = []
     paths: list[str] = []
 
@@ -2367,10 +2367,13 @@ def unwritable(db: Path, detail: str = "") -> CatalogUnwritable | None:
         cannot(db.parent, "its folder ")
     if not files:
         return None
-    # Another user's state dir (a system-wide config's photod, its folder shared with a
-    # group): that photod's catalog, never to be given to this user.
+    # Another user's state dir in another user's folder (a system-wide config's photod,
+    # its state dir shared with a group), asked by a command: that photod's catalog,
+    # never to be given to this user.  Not one in this user's own folder (root made it:
+    # `sudo photod` with this user's HOME), nor the daemon's own: a chown mends those.
     with contextlib.suppress(OSError):
-        if (uid := db.parent.stat().st_uid) != os.geteuid():
+        me, uid = os.geteuid(), db.parent.stat().st_uid
+        if asker and uid != me and db.parent.parent.stat().st_uid != me:
             return CatalogUnwritable(files, paths, detail, keeper=user_name(uid))
     return CatalogUnwritable(files, paths, detail)
 

@@ -175,7 +175,7 @@ def settle(
     db = cfg.state_dir / CATALOG_NAME
     # Before anything reads it: a catalog photod may read but not write passes every
     # check, and then fails the first write (a rebuild would not help either).
-    if (readonly := unwritable(db)) is not None:
+    if (readonly := unwritable(db, asker=False)) is not None:  # (the daemon's own)
         return _hold(readonly.found, "nothing is written anywhere; the catalog is kept as it is",
                      readonly.fix)  # fmt: skip
     done = snapshot.finish_interrupted(db)

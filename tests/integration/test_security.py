@@ -803,9 +803,10 @@ def test_a_catalog_shared_with_a_group_is_never_given_to_the_user_who_asks(
     catalog made readable to it: a member asking `photod status` was told to `sudo
     chown` that catalog to themselves (exit 65), which would take it from that photod.
     It is told whose it is and to ask as that user, exit 77, and nothing changes hands."""
-    state = setup.home / "system-state"
+    state = setup.home / "srv" / "state"  # (as /var/lib/photod: not in the asker's folder)
     theirs, photod_as = _another_users_photod(setup, intruder, state)
-    theirs(state)
+    theirs(state.parent)
+    state.parent.chmod(0o755)
     for path in (state, *state.glob("catalog.sqlite*")):
         os.chown(path, intruder.uid, 0)  # (the group: root's, the asker's)
         path.chmod(0o750 if path.is_dir() else 0o640)
@@ -816,6 +817,11 @@ def test_a_catalog_shared_with_a_group_is_never_given_to_the_user_who_asks(
             f"that user, `sudo -u {intruder.name} photod ...` with the same --config"
             ) in r.stderr, r.stderr  # fmt: skip
     assert intruder.uid == (state / "catalog.sqlite").stat().st_uid
+    # In the asker's own folder (its HOME, where `sudo photod` made the state dir as
+    # another user): its own photod's, which a chown mends, and that is what it says.
+    os.chown(state.parent, os.geteuid(), 0)
+    r = photod_as("status")
+    assert 65 == r.returncode and f"`sudo chown {os.geteuid()} " in r.stderr, r.stderr
 
 
 def test_a_state_dir_reached_by_a_link_names_the_folder_that_keeps_the_user_out(
