@@ -2367,13 +2367,15 @@ def unwritable(db: Path, detail: str = "", asker: bool = True) -> CatalogUnwrita
         cannot(db.parent, "its folder ")
     if not files:
         return None
-    # Another user's state dir in another user's folder (a system-wide config's photod,
-    # its state dir shared with a group), asked by a command: that photod's catalog,
-    # never to be given to this user.  Not one in this user's own folder (root made it:
-    # `sudo photod` with this user's HOME), nor the daemon's own: a chown mends those.
+    # Another user's catalog in its state dir in another user's folder (a system-wide
+    # config's photod, its state dir shared with a group), asked by a command: never to
+    # be given to this user.  Not one in this user's own folder (root made it: `sudo
+    # photod` with this user's HOME), nor the daemon's own, nor one in a folder root
+    # made for this user's photod (/var/lib/photod): a chown mends those.
     with contextlib.suppress(OSError):
-        me, uid = os.geteuid(), db.parent.stat().st_uid
-        if asker and uid != me and db.parent.parent.stat().st_uid != me:
+        me, uid = os.geteuid(), db.stat().st_uid
+        theirs = uid != me and db.parent.stat().st_uid == uid
+        if asker and theirs and db.parent.parent.stat().st_uid != me:
             return CatalogUnwritable(files, paths, detail, keeper=user_name(uid))
     return CatalogUnwritable(files, paths, detail)
 

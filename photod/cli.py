@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from photod import paths, private
 from photod.cliparser import CANT_CREATE, DATA, NO, NO_DAEMON, NO_PERMISSION, OK, USAGE, parse
-from photod.errors import AlreadyRunning, CatalogUntrusted, ConfigError, PhotodError, one_line
+from photod.errors import AlreadyRunning, CatalogUntrusted, ConfigError, PhotodError
 from photod.policy import plural, size
 from photod.progress import Bar
 
@@ -487,11 +487,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(command(args))
     except ConfigError as exc:
-        for line in exc.problems:  # each already names the file and the key
-            print(line, file=sys.stderr)
+        print(*exc.problems, sep="\n", file=sys.stderr)  # each names the file and the key
         return exc.exit_code
     except (PhotodError, PermissionError) as exc:
-        print(f"photod: {one_line(exc)}", file=sys.stderr)
+        if not (said := paths.said(exc)):
+            raise  # (a PermissionError on this user's own file: a bug, its traceback kept)
+        print(f"photod: {said}", file=sys.stderr)
         return getattr(exc, "exit_code", NO_PERMISSION)
     except KeyboardInterrupt:
         return 130

@@ -48,16 +48,6 @@ class PhotodError(Exception):
     exit_code = 1
 
 
-def one_line(exc: PhotodError | PermissionError) -> str:
-    """What the CLI says of a failure: a PhotodError's own words; a PermissionError that
-    reached it (another user's photod's files: its catalog, its logs), the file and who
-    to ask as, one line and exit 77 (EX_NOPERM), never a traceback."""
-    if isinstance(exc, PermissionError):
-        return (f"{(exc.strerror or 'permission denied').lower()}: {exc.filename} (another "
-                "user's? run the command as the user photod runs as)")  # fmt: skip
-    return str(exc)
-
-
 class ConfigError(PhotodError):
     """The config cannot be used; ``problems`` holds one line per problem."""
 

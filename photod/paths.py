@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from photod.errors import ConfigError, StateDirBarred
+from photod.errors import ConfigError, PhotodError, StateDirBarred
 
 APP = "photod"
 SOCKET_NAME = "control.sock"
@@ -218,3 +218,22 @@ def user_name(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
+
+
+def said(exc: PhotodError | PermissionError) -> str:
+    """What the CLI says of a failure: a PhotodError's own words; a PermissionError on
+    another user's file (where it is, or its nearest folder there: another user's
+    photod's catalog, its logs): the file and whose it is, one line (exit 77,
+    EX_NOPERM); '' for one on this user's own files (a bug: its traceback is kept)."""
+    if not isinstance(exc, PermissionError):
+        return str(exc)
+    if not exc.filename:
+        return ""
+    try:
+        owner = os.stat(nearest_existing(Path(os.fsdecode(exc.filename)))).st_uid
+    except OSError:
+        return ""
+    if owner == os.geteuid():
+        return ""
+    return (f"{(exc.strerror or 'permission denied').lower()}: {exc.filename} ({user_name(owner)}'s: "
+            "run the command as the user photod runs as)")  # fmt: skip

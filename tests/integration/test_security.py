@@ -873,6 +873,6 @@ def test_status_by_a_user_who_may_not_enter_the_state_dir_says_whose_it_is(
         r = photod_as(*command)
         assert 77 == r.returncode, (command, r.stderr)
         assert [
-            f"photod: permission denied: {file} (another user's? run the command as the "
+            f"photod: permission denied: {file} ({intruder.name}'s: run the command as the "
             "user photod runs as)"
         ] == r.stderr.splitlines(), command
