@@ -320,29 +320,7 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE libraries ADD COLUMN changed_at TEXT NOT NULL DEFAULT '';
     """,
-    # v11: the files a rebuild of the catalog could not give back whole (damaged, listed
-    # and gone, unreadable on the target it was rebuilt from), which no other table
-    # names: each is a lost photo (``lost``) until a target gives it back, its SHA-256
-    # an asset again (one whose bytes were never read, '': an asset at its path).
-    # ``told``: said once (``asset_lost``), whatever restarts come between.
-    """
-    CREATE TABLE rebuild_lost (
-        sha256 TEXT NOT NULL,
-        path TEXT NOT NULL,
-        target TEXT NOT NULL,
-        told INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (sha256, path)
-    ) WITHOUT ROWID;
-    CREATE UNIQUE INDEX rebuild_lost_sha ON rebuild_lost(sha256) WHERE sha256 != '';
-    """,
 ]
-
-# The rows of ``rebuild_lost`` no target gave back yet (a few at most: no index needed).
-_STILL_LOST = (
-    "FROM rebuild_lost AS r WHERE CASE r.sha256 WHEN ''"
-    " THEN NOT EXISTS (SELECT 1 FROM assets a WHERE a.relpath = r.path)"
-    " ELSE NOT EXISTS (SELECT 1 FROM assets a WHERE a.sha256 = r.sha256) END"
-)
 
 
 def _path(path: str) -> str | bytes:
@@ -1371,11 +1349,9 @@ class Catalog:
             cur.row_factory = None  # plain tuples
             # INDEXED BY: without it the planner walks the relpath index of every
             # asset to save a sort of the few lost ones.
-            # (with the files a rebuild could not give back: ``keep_rebuild_lost``)
             yield from cur.execute(
                 "SELECT sha256, relpath FROM assets INDEXED BY assets_lost"
-                f" WHERE lost_at IS NOT NULL UNION ALL SELECT sha256, path {_STILL_LOST}"
-                " ORDER BY 2 LIMIT ?",
+                " WHERE lost_at IS NOT NULL ORDER BY relpath LIMIT ?",
                 (limit,),
             )
 
@@ -1384,38 +1360,9 @@ class Catalog:
         with self._lock:
             return int(
                 self._db.execute(
-                    "SELECT (SELECT count(*) FROM assets INDEXED BY assets_lost"
-                    f" WHERE lost_at IS NOT NULL) + (SELECT count(*) {_STILL_LOST})"
+                    "SELECT count(*) FROM assets INDEXED BY assets_lost WHERE lost_at IS NOT NULL"
                 ).fetchone()[0]
             )
-
-    def keep_rebuild_lost(self, target: str, files: list[tuple[str, str]]) -> int:
-        """The files a rebuild from ``target`` could not give back, (SHA-256, or '' when
-        its bytes were not read; its key there): kept, lost photos from now on until a
-        target gives them back (or this catalog knows them already).  Returns how many
-        photos are lost (one listed twice is one)."""
-        lost = {(sha, "" if sha else key): key for sha, key in files
-                if not sha or self.asset(sha) is None}  # fmt: skip
-        with self._tx() as db:
-            db.executemany(
-                "INSERT OR IGNORE INTO rebuild_lost (sha256, path, target) VALUES (?,?,?)",
-                [(sha, key, target) for (sha, _), key in lost.items()],
-            )
-        return len(lost)
-
-    def rebuild_lost_untold(self) -> list[tuple[str, str, str]]:
-        """(SHA-256, path, target) of each file a rebuild could not give back that no
-        target gave back since and that was not said yet (read only: asked after every
-        probe of the targets)."""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT sha256, path, target {_STILL_LOST} AND NOT told"
-            ).fetchall()
-        return [(r[0], r[1], r[2]) for r in rows]
-
-    def rebuild_lost_told(self, sha256: str, path: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE rebuild_lost SET told=1 WHERE sha256=? AND path=?", (sha256, path))
 
     def egress_used(self, target: str, month: str) -> int:
         with self._lock:

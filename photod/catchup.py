@@ -396,19 +396,6 @@ def lost_now(catalog: Catalog, roots: dict[str, Path], asset: Asset) -> bool:
     return True
 
 
-def rebuild_lost_now(catalog: Catalog) -> None:
-    """The files a rebuild of the catalog could not give back that no reachable target
-    gave back since (its list's catch-up adopts them: called once every reachable
-    target was caught up, not at the rebuild, when another target may hold them): each
-    said lost (``asset_lost``), once."""
-    for sha, path, target in catalog.rebuild_lost_untold():
-        log.critical("asset_lost", asset=sha or None, path=path, target=target,
-                     detail="the rebuild of the catalog from this target could not give it "
-                     "back whole (damaged, listed and gone, unreadable), and no other "
-                     "reachable target holds it")  # fmt: skip
-        catalog.rebuild_lost_told(sha, path)
-
-
 def only_copy(catalog: Catalog, roots: dict[str, Path], sha: str, name: str) -> bool:
     """No target but ``name`` holds a proved copy of the asset and no source file has
     its bytes: what ``name`` holds, even damaged, is all of the photo there is."""

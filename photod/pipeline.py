@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from photod import failpoints
 from photod.activity import Activity, Failing
 from photod.catalog import Catalog
-from photod.catchup import rebuild_lost_now
 from photod.clock import SYSTEM, Clock
 from photod.config import Config
 from photod.errors import CatalogDamaged, PhotodError, StateDirFull
@@ -151,7 +150,6 @@ class Pipeline:
         self.watching = watch
         for name in self.targets:
             self.fleet.refresh(name)
-        _caught_up(self)
         if watch:
             self.intake.watch()
             if self.devices is not None:
@@ -211,8 +209,12 @@ class Pipeline:
             return False
         if job not in self.deferred:
             self.deferred.add(job)
-            log.info("job_deferred", job=job, reason="the computer runs on battery ([schedule] "
-                     "on_battery = false); it runs when mains power is back")  # fmt: skip
+            log.info(
+                "job_deferred",
+                job=job,
+                reason="the computer runs on battery ([schedule] on_battery = false); "
+                "it runs when mains power is back",
+            )
         return True
 
     def _wake_uploads(self) -> None:
@@ -250,7 +252,6 @@ class Pipeline:
             if self.fleet.refresh(name) and not was:
                 came_back = True
         self.fleet.flush()
-        _caught_up(self)
         self.snapshot_if_due()
         self.intake.room_again()
         if self.deferred and not on_battery_now():
@@ -353,14 +354,6 @@ class Pipeline:
     def remind(self) -> None:
         if self.reminders is not None:
             self.reminders.remind()
-
-
-def _caught_up(pipeline: Pipeline) -> None:
-    """After a round of every reachable target's catch-up (not before the catalog is
-    trusted: no target is read then), what a rebuild could not give back and none of
-    them gave back is lost."""
-    if pipeline.fleet.trusted.is_set() and not pipeline.stop_event.is_set():
-        rebuild_lost_now(pipeline.catalog)
 
 
 def _newest(targets: dict[str, TargetState], name: str) -> int | None:

@@ -208,9 +208,9 @@ def rebuild(
     catalog = Catalog(tmp)  # an older snapshot's schema is brought up to date
     skipped: list[str] = []
     adopted = missing = 0
-    # The SHA-256 ('' unknown) and key of each file not taken that may be a photo:
-    # damaged, listed and gone (its list's entries are each tried), unreadable.
-    failed: list[tuple[str, str]] = []
+    # The SHA-256 ('' unknown) of each file not taken that may be a photo: damaged, listed
+    # and gone (its list's entries are each tried), unreadable.
+    failed: list[str] = []
     displaced: dict[str, str] = {}  # sha -> the key a list gave it, which holds another photo
     try:
         own: dict[str, list[ManifestEntry]] = {}  # (a clone's line may name a key too)
@@ -278,8 +278,7 @@ def rebuild(
             if why:
                 _skipped(skipped, name, key, why)
                 if not why.endswith(LEFT_ALONE):  # (other bytes: which photo's is not known)
-                    shas = [e.sha256 for e in lines if OTHER_BYTES not in why] or [""]
-                    failed += [(sha, key) for sha in shas]
+                    failed += [e.sha256 for e in lines if OTHER_BYTES not in why] or [""]
             else:
                 adopted += 1
                 if len(lines) > 1:  # (the lines it is not)
@@ -295,13 +294,13 @@ def rebuild(
         if top > catalog.generation:
             catalog.next_generation(top - 1)
         assets, _ = catalog.counts()
-        gone = {sha for sha, _ in failed}
+        # (a photo listed twice, a crash's repeated lines, is one photo)
+        gone = set(failed) - {""}
+        lost = failed.count("") + sum(catalog.asset(sha) is None for sha in gone)
         for sha, key in displaced.items():  # another line's photo, under no other name
             if sha not in gone and catalog.asset(sha) is None:
                 _skipped(skipped, name, key, f"its list names {sha[:12]} too, found nowhere")
-                failed.append((sha, key))
-        # Lost photos in the new catalog until a target gives them back: else in none.
-        lost = catalog.keep_rebuild_lost(name, failed)
+                lost += 1
         failpoints.hit("catalog_rebuilding")  # a kill here leaves a half-built catalog
     finally:
         catalog.close()

@@ -258,35 +258,3 @@ def plan_steps(setup: Setup, p: Photod, target: str) -> str:
     steps = re.search(rf"### {re.escape(target)}\n\n.*?```bash\n(.*?)```", plan.read_text(), re.S)
     assert steps is not None, plan.read_text()
     return steps.group(1)
-
-
-def rebuilt_with_a_rotten_copy(
-    setup: Setup, samples: Path, elsewhere: bool = False, extra: str = ""
-) -> tuple[Photod, str]:
-    """Two sample photos backed up to 'lib' (and to 'lib2' too when ``elsewhere``), the
-    watch folder emptied; then the catalog and every snapshot lost, and one photo's
-    copy on 'lib' rotted: a rebuild (from 'lib', the first target) cannot give that
-    photo back.  Returns photod and the rotten copy's name on 'lib'."""
-    lib, lib2 = setup.home / "lib", setup.home / "lib2"
-    second = [{"name": "lib2", "path": str(lib2), "create": False}] if elsewhere else []
-    if elsewhere:
-        lib2.mkdir()  # (not made again if it goes: a drive unplugged)
-    p = setup.photod([{"name": "lib", "path": str(lib)}, *second],
-                     {"copies": 1, "media": 1, "offsite": 0}, extra=extra)  # fmt: skip
-    for name in ("jpg_Canon_40D.jpg", "jpg_gps_DSCN0010.jpg"):
-        shutil.copy2(samples / name, setup.inbox / name)
-    assert 0 == p.cli("run", "--once").returncode
-    for f in setup.inbox.iterdir():
-        f.unlink()  # (the camera card emptied: the copies on the targets are all)
-    [rotten] = [f for f in target_files(lib) if f.endswith("DSCN0010.jpg")]
-    if elsewhere:
-        assert target_files(lib)[rotten] == target_files(lib2)[rotten]
-    data = bytearray((lib / rotten).read_bytes())
-    data[len(data) // 2] ^= 0x01
-    (lib / rotten).write_bytes(bytes(data))
-    for f in (setup.home / "state").glob("catalog.sqlite*"):
-        f.unlink()  # (installation.json stays: it says this computer had photos)
-    for snap in [*lib.glob(".photod/installations/*/snapshots/*"),
-                 *lib2.glob(".photod/installations/*/snapshots/*")]:  # fmt: skip
-        snap.unlink()  # (a full re-scan of the target's files)
-    return p, rotten

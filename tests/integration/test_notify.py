@@ -18,7 +18,7 @@ from jeepney import MessageType, message_bus, new_method_return
 from jeepney.io.blocking import open_dbus_connection
 
 from tests.conftest import Photod, wait_for
-from tests.integration.conftest import Setup, backed_up_twice, rebuilt_with_a_rotten_copy
+from tests.integration.conftest import Setup, backed_up_twice
 from tests.servers import Pinger, Webhook, need
 
 pytestmark = pytest.mark.integration
@@ -458,60 +458,4 @@ def test_a_drive_last_seen_while_the_clock_ran_ahead_is_still_said_missing(
         ]
     finally:
         p.stop(signal.SIGKILL)  # (under libfaketime a SIGTERM may go unanswered)
-        hook.close()
-
-
-@pytest.mark.parametrize("lib2", ["none", "there", "later"])
-def test_a_photo_a_rebuild_at_start_could_not_give_back_is_lost_until_a_target_does(
-    setup: Setup, samples: Path, lib2: str
-) -> None:
-    """The catalog is lost and one photo's copy rotted on the target the daemon
-    rebuilds it from at start.  Its only copy: the photo is LOST in `photod status`
-    (exit 1), told once, urgently ("a photo has no good copy left"), and a restart
-    tells nothing again (it was in no catalog since the rebuild: every photo said
-    protected, nothing told).  Another target holds a good copy: its list, caught up
-    right after the rebuild, gives the photo back, and nothing is said lost (a
-    notification at the rebuild itself was an urgent false alarm then); that target
-    unplugged at the start and plugged in later: LOST, told, then gone by itself."""
-    hook = Webhook()
-    try:
-        p, rotten = rebuilt_with_a_rotten_copy(
-            setup, samples, lib2 != "none", f'\n[notify]\ndesktop = false\nwebhook = "{hook.url}"\n'
-        )
-        away = setup.home / "lib2-away"
-        if lib2 == "later":
-            (setup.home / "lib2").rename(away)
-        p.start()  # (started: every reachable target was caught up)
-        p.wait_event("catalog_recovered", timeout=60)
-        p.wait_event("notification_sent", timeout=30, kind="catalog")
-        if lib2 != "there":
-            p.wait_event("notification_sent", timeout=30, kind="lost")
-        status = p.cli("status")
-        told = [json.loads(body) for _, body in hook.got]
-        if lib2 == "there":
-            assert 0 == p.stop()
-            assert 0 == status.returncode, status.stdout
-            assert "LOST" not in status.stdout
-            assert [] == p.events("asset_lost")
-            assert ["catalog"] == [m["kind"] for m in told]
-            return
-        assert 1 == status.returncode
-        assert status.stdout.startswith("LOST: 1 file has no good copy left"), status.stdout
-        assert f"  {rotten}\n" in status.stdout
-        [lost] = [m for m in told if m["kind"] == "lost"]
-        assert f"{rotten}: every copy is damaged or gone" in lost["message"]
-        assert 8 == lost["priority"]  # urgent
-        if lib2 == "later":  # its list is caught up when it comes: the photo is back
-            away.rename(setup.home / "lib2")
-            p.wait_event("replica_recovered", timeout=30, target="lib2", path=rotten)
-            wait_for(lambda: p.cli("status").returncode == 0, 30, "status 0")
-        assert 0 == p.stop()
-
-        hook.got.clear()
-        p.start()  # the catalog is sound now: nothing to rebuild, nothing to tell again
-        assert 0 == p.stop()
-        assert 1 == len(p.events("asset_lost"))
-        assert (0 if lib2 == "later" else 1) == p.cli("status").returncode
-        assert [] == hook.got
-    finally:
         hook.close()

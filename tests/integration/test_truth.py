@@ -26,7 +26,6 @@ from tests.integration.conftest import (
     fill,
     listed,
     rebuilt_and_restored,
-    rebuilt_with_a_rotten_copy,
 )
 from tests.servers import Webhook, need
 
@@ -845,20 +844,3 @@ def test_a_photo_deleted_before_any_target_took_it_is_said_lost_by_name(
     assert {shas[deleted], shas[edited]} == lost, run.stdout
     if how != "all deleted":
         assert sha256(setup.inbox / edited) in set(target_files(drive).values())
-
-
-def test_run_once_says_a_photo_its_rebuild_could_not_give_back_lost(
-    setup: Setup, samples: Path
-) -> None:
-    """`photod run --once` finds the catalog lost and rebuilds it from the only target,
-    where one photo's copy rotted: its summary says that photo LOST, it exits 1, and
-    `photod status` names it from then on (it exited 0, "all protected", and the photo
-    was in no catalog since)."""
-    p, rotten = rebuilt_with_a_rotten_copy(setup, samples)
-    run = p.cli("run", "--once")
-    assert 1 == run.returncode, run.stdout + run.stderr
-    assert "1 photo or video LOST: no good copy left anywhere" in run.stdout, run.stdout
-    [lost] = p.events("asset_lost")
-    assert (rotten, "lib") == (lost["path"], lost["target"])
-    status = p.cli("status")
-    assert 1 == status.returncode and f"  {rotten}\n" in status.stdout, status.stdout
