@@ -366,9 +366,7 @@ def test_a_stale_line_naming_an_object_gone_leaves_its_photo_restored_by_the_sto
     the two lines they kept the first in sort order, the stale one, and said the photo
     MISSING (exit 1) while its object was right there."""
     p, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
-    age = need("age", "apt install age")
-    public = subprocess.run(["age-keygen", "-y", str(key)], capture_output=True, text=True,
-                            check=True).stdout.strip()  # fmt: skip
+    age, public = _age_and_public(key)
     own = sorted(enc.glob(".photod/objects/*/*"))[-1]
     line = subprocess.run([age, "-d", "-i", str(key), str(own)], capture_output=True,
                           text=True, check=True).stdout  # fmt: skip
@@ -380,17 +378,33 @@ def test_a_stale_line_naming_an_object_gone_leaves_its_photo_restored_by_the_sto
         where.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([age, "-r", public, "-o", str(where)], input=stale, check=True)
 
-    steps = plan_steps(setup, p, "vault")
-    by_plan = setup.home / "by-plan"
-    by_plan.mkdir()
-    r_plan = subprocess.run(["bash", "-c", steps], cwd=by_plan, capture_output=True, text=True,
-                            timeout=120, env={**os.environ, "KEY": str(key)})  # fmt: skip
-    r_readme, by_readme = stock_recovery(setup, key, str(enc), Path(rclone).parent)
-    for r, work in ((r_readme, by_readme), (r_plan, by_plan)):
+    for r, work in _both_stock_restores(setup, p, key, enc, rclone):
         assert 0 == r.returncode, r.stdout + r.stderr
         assert (len(made), 0) == (r.stdout.count(": OK"), r.stdout.count("MISSING")), r.stdout
         back = {k: v for k, v in target_files(work / "restored").items() if k != "SHA256SUMS"}
         assert sorted(made.values()) == sorted(back.values())
+
+
+def _age_and_public(key: Path) -> tuple[str, str]:
+    """The age program and the public key of identity ``key`` (to seal lines as photod
+    does)."""
+    age = need("age", "apt install age")
+    public = subprocess.run(["age-keygen", "-y", str(key)], capture_output=True, text=True,
+                            check=True).stdout.strip()  # fmt: skip
+    return age, public
+
+
+def _both_stock_restores(
+    setup: Setup, p: Photod, key: Path, enc: Path, rclone: str
+) -> list[tuple[subprocess.CompletedProcess[str], Path]]:
+    """The README's recovery without photod and the target's own recovery plan, each run
+    as written in a folder of its own: (its output, the folder)."""
+    by_plan = setup.home / "by-plan"
+    by_plan.mkdir()
+    r_plan = subprocess.run(["bash", "-c", plan_steps(setup, p, "vault")], cwd=by_plan,
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "KEY": str(key)})  # fmt: skip
+    return [stock_recovery(setup, key, str(enc), Path(rclone).parent), (r_plan, by_plan)]
 
 
 def test_a_counted_photo_lost_from_the_target_is_missing_whatever_other_line_names_it(
@@ -401,9 +415,7 @@ def test_a_counted_photo_lost_from_the_target_is_missing_whatever_other_line_nam
     it MISSING, exit 1: of the two lines they kept the first in sort order, and the cut
     upload's said "not stored" (never counted), exit 0, as if nothing were lost."""
     p, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
-    age = need("age", "apt install age")
-    public = subprocess.run(["age-keygen", "-y", str(key)], capture_output=True, text=True,
-                            check=True).stdout.strip()  # fmt: skip
+    age, public = _age_and_public(key)
     own = sorted(enc.glob(".photod/objects/*/*"))[-1]
     line = subprocess.run([age, "-d", "-i", str(key), str(own)], capture_output=True,
                           text=True, check=True).stdout  # fmt: skip
@@ -415,13 +427,7 @@ def test_a_counted_photo_lost_from_the_target_is_missing_whatever_other_line_nam
     where.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([age, "-r", public, "-o", str(where)], input=cut, check=True)
 
-    steps = plan_steps(setup, p, "vault")
-    by_plan = setup.home / "by-plan"
-    by_plan.mkdir()
-    r_plan = subprocess.run(["bash", "-c", steps], cwd=by_plan, capture_output=True, text=True,
-                            timeout=120, env={**os.environ, "KEY": str(key)})  # fmt: skip
-    r_readme, _ = stock_recovery(setup, key, str(enc), Path(rclone).parent)
-    for r in (r_readme, r_plan):
+    for r, _ in _both_stock_restores(setup, p, key, enc, rclone):
         assert 1 == r.returncode, r.stdout + r.stderr
         assert f"MISSING: {path}: " in r.stdout, r.stdout
         assert (len(made) - 1, 0) == (r.stdout.count(": OK"), r.stdout.count("not stored")), (
@@ -436,9 +442,7 @@ def test_an_encrypted_target_an_older_photod_wrote_comes_back_whole_by_the_stock
     The stock steps restore every photo from such a target, exit 0: they read each such
     line's path as its file time, and skipped it as an "unsafe name" with none."""
     p, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
-    age = need("age", "apt install age")
-    public = subprocess.run(["age-keygen", "-y", str(key)], capture_output=True, text=True,
-                            check=True).stdout.strip()  # fmt: skip
+    age, public = _age_and_public(key)
     for sealed in [*enc.glob(".photod/objects/*/*"), *enc.glob(".photod/installations/*/index/*")]:
         text = subprocess.run([age, "-d", "-i", str(key), str(sealed)], capture_output=True,
                               text=True, check=True).stdout  # fmt: skip
@@ -446,13 +450,7 @@ def test_an_encrypted_target_an_older_photod_wrote_comes_back_whole_by_the_stock
                       for f in (line.split("\t") for line in text.splitlines()))  # fmt: skip
         subprocess.run([age, "-r", public, "-o", str(sealed)], input=old.encode(), check=True)
 
-    steps = plan_steps(setup, p, "vault")
-    by_plan = setup.home / "by-plan"
-    by_plan.mkdir()
-    r_plan = subprocess.run(["bash", "-c", steps], cwd=by_plan, capture_output=True, text=True,
-                            timeout=120, env={**os.environ, "KEY": str(key)})  # fmt: skip
-    r_readme, by_readme = stock_recovery(setup, key, str(enc), Path(rclone).parent)
-    for r, work in ((r_readme, by_readme), (r_plan, by_plan)):
+    for r, work in _both_stock_restores(setup, p, key, enc, rclone):
         assert 0 == r.returncode, r.stdout + r.stderr
         assert len(made) == r.stdout.count(": OK"), r.stdout
         back = {k: v for k, v in target_files(work / "restored").items() if k != "SHA256SUMS"}
