@@ -219,15 +219,15 @@ class CatalogUnwritable(PhotodError):
                 f"`sudo -u {keeper} photod ...` with the same --config; never chown it to "
                 "this user (that photod could not write it then)"
             )
-            super().__init__(f"{self.found}; {self.fix}")
-            return
-        theirs = any(", owner uid" in f for f in files)  # (made by root: `sudo photod`)
-        self.fix = (f"`sudo chown {os.geteuid()} {' '.join(paths)}`, then " if theirs else "") + (
-            f"`chmod u+w {' '.join(paths)}` (SQLite makes the -wal and -shm with the "
-            "catalog's mode); if photod's user may write them already, see `lsattr` "
-            "(chattr +i) and whether that disk is mounted read-only; a running photod "
-            "goes on by itself once it can write them"
-        )
+        else:
+            theirs = any(", owner uid" in f for f in files)  # (made by root: `sudo photod`)
+            chown = f"`sudo chown {os.geteuid()} {' '.join(paths)}`, then " if theirs else ""
+            self.fix = chown + (
+                f"`chmod u+w {' '.join(paths)}` (SQLite makes the -wal and -shm with the "
+                "catalog's mode); if photod's user may write them already, see `lsattr` "
+                "(chattr +i) and whether that disk is mounted read-only; a running photod "
+                "goes on by itself once it can write them"
+            )
         super().__init__(f"{self.found}; {self.fix}")
 
 

@@ -124,9 +124,10 @@ def adopt_retried(
     catalog: Catalog, name: str, target: Target, key: str, lines: list[ManifestEntry],
     ident: Identity | None,
 ) -> str:  # fmt: skip
-    """A rebuild's ``adopt_object`` (as the list's last line naming ``key`` says, or any other),
-    tried once more after the target proved it still answers (a throttle, a dropped
-    connection); TargetUnavailable when it is gone, or when the object fails twice."""
+    """A rebuild's ``adopt_object`` (as the list's last line naming ``key`` says, or any
+    other), tried once more after the target proved it still answers (a throttle, a
+    dropped connection); TargetUnavailable when it is gone, or when the object fails
+    twice."""
     listed, also = (lines[-1], lines[:-1]) if lines else (None, [])
     try:
         return adopt_object(catalog, name, target, key, listed, f"rebuild:{name}", also=also)
