@@ -10,7 +10,9 @@ An upload streams (chunked HTTP) into ``operations/uploadfile`` under
 SHA-1, which photod computes too as it sends: ``rcloneproof``), or, for remotes that
 give none at no cost (SFTP, Dropbox...), the bytes read back, must equal photod's; only then
 ``operations/movefile`` gives it its name.  A half-uploaded object is never under a
-real name, and the catalog notes the temporary so a crash can remove it.  A metadata
+real name, and the catalog notes the temporary so a crash can remove it.  To a bucket
+store, which shows no object before its upload is whole, a photo goes straight to its
+name (``rclonedirect``).  A metadata
 write (a list segment, a marker) is not in the catalog: its temporary carries this
 installation's id, and the first check of the next start removes what a crash left
 (another computer's only once seen unchanged for a day: it may be an upload in flight).
@@ -38,7 +40,6 @@ from photod.errors import (
     NotAFile,
     PhotodError,
     Stopping,
-    TargetFull,
     TargetUnavailable,
 )
 from photod.logs import log
@@ -46,13 +47,19 @@ from photod.models import VerifyMethod
 from photod.targets.base import Identity
 from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.rcd import HUNG, SERVED, Download, Rcd, UnixHTTP, write_inline_config
+from photod.targets.rclonedirect import (
+    commit_straight,
+    free_to_go_straight,
+    part_head,
+    put_stand_in,
+)
 from photod.targets.rcloneproof import proof_hash, remote_sha256
 from photod.targets.rclonerival import name_tag, rival
+from photod.targets.rcloneroom import Room
 from photod.targets.rclonesays import complaint, meaning
 
 FOREIGN_TEMP_AGE = 86400.0  # seconds another computer's temporary is seen unchanged before it goes
 ABORT_WAIT = 5.0  # seconds an aborted upload waits for rcd to say it is done with it
-ROOM_AGE = 60.0  # seconds what the remote said of its free space is taken as still true
 # A file up to this size goes to a bucket store (S3, B2, GCS...) in one PUT: rcd takes it
 # whole first, where it streamed anything past 100 KiB, its size unknown, as a multipart
 # upload (three requests, each one the store counts).  rclone's S3 part size: rcd held a
@@ -76,6 +83,7 @@ class RcloneWriter:
         self.boundary = secrets.token_hex(16)
         self.conn: UnixHTTP | None = None
         self.begun = False  # the upload was started: the temporary may exist
+        self.direct = False  # it goes straight to ``key``; the temporary is a stand-in
         self.ended = False  # the body's end was sent
         self.answered = False  # rcd answered the upload: it is done with the temporary
         self.uploaded = False
@@ -90,25 +98,34 @@ class RcloneWriter:
         as soon as the request starts, and the caller records ``temp_key`` in the
         catalog between opening the writer and writing, so that a crash at any moment
         leaves no temporary the next start does not know of."""
-        folder, _, name = self.temp_key.rpartition("/")
-        params = {"fs": self.t.remote, "remote": folder}
+        config = ""
         if self.proved:
-            params["_config"] = self.t.upload_config()
+            config = self.t.upload_config()
             self.kind = self.t.proof or "sha256"
             if self.kind != "sha256":
                 self.other = hashlib.new(self.kind, usedforsecurity=False)
+        self.begun = True
+        if self.proved and self.t.bucketed:
+            try:
+                put_stand_in(self.t, self.temp_key)
+                self.answered = True  # (rcd is done with the stand-in: it may be removed)
+                self.direct = free_to_go_straight(self.t, self.temp_key, self.key)
+            except TargetUnavailable:
+                self.abort()
+                if self.t.rcd.stopping():
+                    raise Stopping from None
+                raise
+            self.answered = self.direct  # (else the temporary is sent where it stands)
+        folder, _, name = (self.key if self.direct else self.temp_key).rpartition("/")
+        params = {"fs": self.t.remote, "remote": folder, **({"_config": config} if config else {})}
         query = urllib.parse.urlencode(params)
         self.conn = self.t.rcd.connection()
-        self.begun = True
         try:
             self.conn.putrequest("POST", f"/operations/uploadfile?{query}")
             self.conn.putheader("Content-Type", f"multipart/form-data; boundary={self.boundary}")
             self.conn.putheader("Transfer-Encoding", "chunked")  # the size is not known yet
             self.conn.endheaders()
-            self._chunk(
-                f'--{self.boundary}\r\nContent-Disposition: form-data; name="file0"; '
-                f'filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
-            )
+            self._chunk(part_head(self.boundary, name))
         except OSError as exc:
             raise self._lost(exc) from exc
 
@@ -162,9 +179,9 @@ class RcloneWriter:
             self.conn = None
             if response.status != 200:
                 self.abort()
-                raise self.t.upload_error(complaint(body), self.size)
+                raise self.t.room.refused(complaint(body), self.size)
             self.uploaded = True
-        failpoints.hit("rclone_uploaded")  # the temporary whole, not yet checked or moved
+        failpoints.hit("rclone_uploaded")  # whole (its temporary, or its object), not yet checked
 
     def commit(
         self, key: str, sha256: str, mtime_ns: int | None = None, captured_at: str = ""
@@ -172,9 +189,13 @@ class RcloneWriter:
         if self.sha.hexdigest() != sha256:
             self.abort()
             raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, self.sha.hexdigest())
-        self._finish_upload()
         proof = (self.kind, "" if self.other is None else self.other.hexdigest())
         try:
+            if self.direct:
+                method = commit_straight(self, key, sha256, proof)
+                self.t.room.short = False  # (room was made)
+                return method
+            self._finish_upload()
             stored, method = remote_sha256(self.t, self.temp_key, sha256, *proof)
             if stored != sha256:
                 self.abort()
@@ -205,7 +226,7 @@ class RcloneWriter:
             if isinstance(exc, TargetUnavailable) and self.t.rcd.stopping():
                 raise Stopping from exc  # (its check or move cut at a stop: not away)
             raise
-        self.t.short = False  # (room was made)
+        self.t.room.short = False  # (room was made)
         return method
 
     def _end_body(self) -> tuple[http.client.HTTPResponse, bytes]:
@@ -235,7 +256,7 @@ class RcloneWriter:
                 return not self.left
             self.aborted = True
             if self.conn is not None:
-                if not self.ended:
+                if not self.ended and not self.direct:  # (cut: nothing under its name)
                     with contextlib.suppress(OSError, http.client.HTTPException):
                         if self.conn.sock is not None:
                             self.conn.sock.settimeout(ABORT_WAIT)
@@ -273,10 +294,8 @@ class RcloneTarget(ObjectTarget):
         self._looked = 0.0  # when .photod/tmp/ was last looked at (monotonic)
         self._sweeping = threading.Lock()
         self._left: set[str] = set()  # temporaries of failed metadata writes, still there
-        self._room: tuple[float, int | None] | None = None  # (monotonic time, free bytes)
-        self._says_room = True  # False once the remote said it cannot tell (no About)
-        self.short = False  # an upload was refused for want of room, and none landed since
-        self._bucketed: bool | None = None  # the remote is a bucket store (``upload_config``)
+        self.room = Room(self)  # (asked once an upload was refused)
+        self.bucketed: bool | None = None  # the remote is a bucket store (``upload_config``)
         self.proof: str | None = None  # the hash its uploads are proved by (``proof_hash``)
 
     def check(self, known: Identity | None, prepare: bool = True) -> Identity:
@@ -355,56 +374,20 @@ class RcloneTarget(ObjectTarget):
         """Map rclone's complaint to a reason a person can act on."""
         return TargetUnavailable(self.name, meaning(self.remote, message))
 
-    def upload_error(self, message: str, size: int) -> TargetUnavailable:
-        """An upload the remote refused: TargetFull when it now has less room than the
-        file (an SFTP server says only "Failure" when its disk is full), else what it
-        said."""
-        self._room = None  # (asked afresh)
-        free = self._free()
-        if free is not None and free < size:
-            self.short = True
-            return TargetFull(self.name, size, free)
-        return self.error(message)
-
     def free_bytes(self) -> int | None:
-        """What the remote says it has free, once it refused an upload for want of room
-        and until a copy lands (None otherwise): a file larger than that then waits
-        without being sent.  Not before: a remote whose About says 0 for "unknown"
-        (some WebDAV servers) would hold back every copy, none of them tried."""
-        return self._free() if self.short else None
-
-    def _free(self) -> int | None:
-        """What the remote says it has free (``operations/about``: an SFTP server's
-        disk, a cloud drive's quota), asked at most once a ``ROOM_AGE`` and again after
-        an upload failed; None where it does not say (most object stores) or does not
-        answer now."""
-        room = self._room
-        if room is None or time.monotonic() - room[0] >= ROOM_AGE:
-            room = self._room = (time.monotonic(), self._ask_room())
-        return room[1]
-
-    def _ask_room(self) -> int | None:
-        if not self._says_room:
-            return None
-        try:
-            free = self.call("operations/about", fs=self.remote).get("free")
-        except TargetUnavailable as exc:
-            if "about" in exc.reason.lower() and "support" in exc.reason.lower():
-                self._says_room = False  # ("doesn't support about": never asked again)
-            return None
-        return free if isinstance(free, int) else None
+        return self.room.free_bytes()
 
     def upload_config(self) -> str:
         """rclone's options (``_config``) for an upload photod proves itself: none of
         rclone's own checks (sizes only: with no hash, rclone would compare file times,
         and fail an upload whose time the remote does not keep), and to a bucket store,
         STREAM_CUTOFF held whole."""
-        if self._bucketed is None:
+        if self.bucketed is None:
             info = self.call("operations/fsinfo", fs=self.remote)
             self.proof = proof_hash(info)
-            self._bucketed = bool((info.get("Features") or {}).get("BucketBased"))
+            self.bucketed = bool((info.get("Features") or {}).get("BucketBased"))
         opts: dict[str, object] = {"IgnoreChecksum": True, "SizeOnly": True}
-        if self._bucketed:
+        if self.bucketed:
             opts["StreamingUploadCutoff"] = STREAM_CUTOFF
         return json.dumps(opts)
 

@@ -19,7 +19,9 @@ upload still being sent (on SFTP or a local disk rclone writes the temporary in 
 and it grows: its own look comes after it is whole, and sees this copy's temporary or
 its file).  This installation's own are looked at too: one key is one photo's in its
 catalog, but a computer cloned from its disk writes under its id; a temporary an
-earlier try left holding other bytes sends the copy beside, which is safe.
+earlier try left holding other bytes sends the copy beside, which is safe.  A
+stand-in (``rclonedirect``: another upload gone straight to the name, on a bucket
+store) is a rival at once: its bytes are not in ``.photod/tmp/`` to compare.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
     from photod.targets.rclone import RcloneTarget
 
 GROWING = 1.0  # seconds a smaller temporary is watched for growth (an upload in flight)
+# What a stand-in holds (``rclonedirect``: an upload gone straight to its name on a
+# bucket store): another photo's, whatever its size says, and never growing.
+STAND_IN = b"photod: an upload to this name is in flight; see photod's README\n"
 
 
 def name_tag(key: str) -> str:
@@ -60,6 +65,8 @@ def rival(
         other, seen = str(item.get("Path", "")), int(item.get("Size", -1))
         if other == temp_key or not other.endswith(tag):
             continue
+        if seen == len(STAND_IN) != size:
+            return True  # (a stand-in's size: no other photo's upload shows it long)
         if seen < size:
             time.sleep(GROWING)
             if (now := t.size(other)) is None or now > seen:

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -29,7 +30,7 @@ from photod.targets.crypt import CryptTarget, Keys, sidecar
 from photod.targets.local import LocalTarget
 from photod.targets.memory import MemoryTarget
 from photod.targets.rclone import FOREIGN_TEMP_AGE, RcloneTarget
-from photod.targets.rclonerival import name_tag
+from photod.targets.rclonerival import STAND_IN, name_tag
 from photod.targets.records import Ledger
 from photod.targets.s3 import S3Target
 from tests.conftest import wait_for
@@ -46,7 +47,7 @@ from tests.servers import (
 
 DATA = b"photo bytes " * 100_000
 SHA = hashlib.sha256(DATA).hexdigest()
-KINDS = ["memory", "local", "s3", "rclone-sftp", "rclone-local"]
+KINDS = ["memory", "local", "s3", "rclone-sftp", "rclone-local", "rclone-s3"]
 
 
 @dataclass
@@ -102,6 +103,18 @@ def make_kind(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Kind
             server.start,
             lambda: sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()),
             folder,  # (rclone serve s3 keeps an object's `mtime` metadata as its file time)
+        )
+    if kind == "rclone-s3":  # (a bucket store: each photo straight to its name)
+        server = request.getfixturevalue("s3_server")
+        if not server.running():
+            server.start()
+        folder = server.root / BUCKET / tmp_path.name
+        return Kind(
+            rclone_s3_target(server.endpoint, tmp_path),
+            server.stop,
+            server.start,
+            lambda: sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()),
+            folder,
         )
     if kind == "rclone-sftp":
         ssh: SSHServer = request.getfixturevalue("ssh_server")
@@ -973,15 +986,16 @@ def test_a_nas_off_between_a_records_upload_and_its_move_leaves_nothing_once_bac
 
 
 def _refused_when_damaged(
-    monkeypatch: pytest.MonkeyPatch, folder: Path, upload: Callable[[], object]
+    monkeypatch: pytest.MonkeyPatch, folder: Path, upload: Callable[[], object], key: str = ""
 ) -> None:
     """``upload`` with a bit of its temporary (the one file in the remote ``folder``'s
-    .photod/tmp/) flipped on the server's disk once it is uploaded: refused."""
+    .photod/tmp/), or of its object at ``key`` where it went straight there, flipped on
+    the server's disk once it is uploaded: refused."""
     hit = failpoints.hit
 
     def damage(name: str) -> None:
         if name == "rclone_uploaded":
-            (temp,) = (folder / ".photod" / "tmp").iterdir()
+            (temp,) = [folder / key] if key else (folder / ".photod" / "tmp").iterdir()
             data = bytearray(temp.read_bytes())
             data[len(data) // 2] ^= 0x01
             temp.write_bytes(bytes(data))
@@ -1187,13 +1201,36 @@ def test_throttling_is_target_unavailable(via: str, tmp_path: Path) -> None:
         server.stop()
 
 
-def rclone_s3_target(endpoint: str, tmp_path: Path, name: str = "r") -> RcloneTarget:
+def rclone_s3_target(
+    endpoint: str, tmp_path: Path, name: str = "r", owner: str = ""
+) -> RcloneTarget:
     """An rclone remote of type s3 at ``endpoint`` (the test server, or a proxy of it),
     in a folder of the bucket named after ``tmp_path``."""
     settings = {"type": "s3", "provider": "Other", "endpoint": endpoint,
                 "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}  # fmt: skip
     conf = RcloneTarget.write_inline_config(tmp_path / "rclone.conf", "cloud:", settings)
-    return RcloneTarget(name, f"cloud:{BUCKET}/{tmp_path.name}/", conf, timeout=5)
+    return RcloneTarget(name, f"cloud:{BUCKET}/{tmp_path.name}/", conf, timeout=5, owner=owner)
+
+
+def _family(
+    remote: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> tuple[RcloneTarget, RcloneTarget, Path]:
+    """Anna's and Ben's rclone targets on one remote, a local folder or a bucket store
+    (``rclone serve s3``: each photo straight to its name), with its id; where it keeps
+    the files."""
+    if remote == "local":
+        store = tmp_path / "store"
+        anna, ben = (local_rclone(tmp_path, store, owner=o) for o in ("aaaa", "bbbb"))
+    else:
+        server: S3Server = request.getfixturevalue("s3_server")
+        if not server.running():
+            server.start()
+        store = server.root / BUCKET / tmp_path.name
+        anna, ben = (rclone_s3_target(server.endpoint, tmp_path, owner=o) for o in ("aaaa", "bbbb"))
+    anna.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
+    anna.check(None)
+    ben.check(None)
+    return anna, ben, store
 
 
 @pytest.fixture
@@ -1219,7 +1256,10 @@ def test_a_photo_goes_to_an_rclone_s3_remote_in_one_put(
     """A photo sent through rclone to an S3 store went up as a multipart upload (its
     size unknown to rclone, which streamed anything past 100 KiB so): three requests,
     each one the store counts, where one PUT does.  A photo up to STREAM_CUTOFF now
-    goes up in one PUT; a larger one as before; each is proved and reads back whole."""
+    goes up in one PUT; a larger one as before; each is proved and reads back whole.
+    And it goes straight to its name: it went to a temporary, which rclone's move then
+    copied on the server, every byte again (a PUT with no body: the copy), and deleted;
+    in ``.photod/tmp/`` now only its small stand-in (``rclonedirect``), put and deleted."""
     proxy, t = rclone_s3
 
     def sent(data: bytes, key: str) -> list[str]:  # the requests that uploaded it
@@ -1234,11 +1274,16 @@ def test_a_photo_goes_to_an_rclone_s3_remote_in_one_put(
             n = len(proxy.begun)
             put(t, key, data)
         assert hashlib.sha256(data).hexdigest() == hash_object(t, key)
-        asked = zip(proxy.begun[n:], proxy.bodies[n:], strict=True)
+        asked = list(zip(proxy.begun[n:], proxy.bodies[n:], strict=True))
+        aside = [(method, size) for (method, path), (_, size, _) in asked
+                 if "/.photod/tmp/" in path and method in ("PUT", "POST", "DELETE")]  # fmt: skip
+        assert [("PUT", len(STAND_IN)), ("DELETE", 0)] == aside  # (the stand-in)
+        copied = [m for (m, path), (_, size, _) in asked if m == "PUT" and size == 0]
+        assert [] == copied  # (no copy on the server)
         return [("part" if "partNumber=" in query else "PUT") if method == "PUT" else
                 ("create" if query.startswith("uploads") else "complete")
                 for (method, path), (query, _, _) in asked
-                if "/.photod/tmp/" in path and method in ("PUT", "POST")]  # fmt: skip
+                if path.endswith(f"/{key}") and method in ("PUT", "POST")]  # fmt: skip
 
     assert 100 * 1024 < len(DATA) <= rclone_target.STREAM_CUTOFF
     assert ["PUT"] == sent(DATA, "2024/a.jpg")  # (it was create, part, complete)
@@ -1271,13 +1316,15 @@ def test_a_photo_to_an_rclone_s3_remote_is_proved_by_the_stores_md5_not_download
     assert (VerifyMethod.SERVER, 0) == sent(DATA, "2024/a.jpg")  # (READBACK, 1) before
     assert (VerifyMethod.SERVER, 0) == sent(DATA + b"b", "2024/b.jpg")
     proxy.rule = lambda method, path, query: (
-        ("strip", "ETag") if method == "HEAD" and "/.photod/tmp/" in path else "pass"
+        ("strip", "ETag") if method == "HEAD" and path.endswith("/2024/c.jpg") else "pass"
     )
     assert (VerifyMethod.READBACK, 1) == sent(DATA + b"c", "2024/c.jpg")
     proxy.rule = lambda method, path, query: "pass"
     for key, data in (("2024/a.jpg", DATA), ("2024/b.jpg", DATA + b"b")):
         assert hashlib.sha256(data).hexdigest() == hash_object(t, key)
-    _refused_when_damaged(monkeypatch, folder, lambda: put(t, "2024/damaged.jpg", DATA + b"d"))
+    # (damaged under its name, where it went straight: removed from it)
+    damaged = lambda: put(t, "2024/damaged.jpg", DATA + b"d")  # noqa: E731
+    _refused_when_damaged(monkeypatch, folder, damaged, "2024/damaged.jpg")
     assert ["2024/a.jpg", "2024/b.jpg", "2024/c.jpg"] == sorted(t.keys())
     assert [] == list(folder.glob(".photod/tmp/*"))
 
@@ -1303,6 +1350,64 @@ def test_a_copy_to_an_rclone_remote_lists_no_folder(
     assert None is t.size("2024")  # (a folder is no object)
     with pytest.raises(KeyExists):
         put(t, "2024/a.jpg", DATA + b"other")
+
+
+def test_a_photo_cut_on_its_way_straight_to_its_name_leaves_nothing_there(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """On a bucket store a photo goes straight to its name.  photod killed half way
+    through it (its link to rcd gone, the body never ended), or the copy given up: no
+    object under the name, ever, the small photo sent in one PUT as the movie in parts;
+    the stand-in in .photod/tmp/ goes with the copy given up, and a crash's with the next
+    start's first check; the photo then goes up whole."""
+    if not s3_server.running():
+        s3_server.start()
+    t = rclone_s3_target(s3_server.endpoint, tmp_path, owner="aaaa")
+    t.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
+    t.check(None)
+    folder = s3_server.root / BUCKET / tmp_path.name
+    big = DATA * 10  # (past STREAM_CUTOFF: a multipart upload)
+    try:
+        for key, data in (("2024/a.jpg", DATA), ("2024/b.mov", big)):
+            w = t.open_writer(key)
+            w.write(data[: len(data) // 2])
+            assert w.direct
+            w.conn.sock.shutdown(socket.SHUT_RDWR)  # photod killed
+            w.conn.close()
+            time.sleep(2)  # (what rcd would do, it has done)
+            assert None is t.size(key)
+            assert [w.temp_key] == [f".photod/tmp/{p.name}" for p in folder.glob(".photod/tmp/*")]
+            t.close()
+            t = rclone_s3_target(s3_server.endpoint, tmp_path, owner="aaaa")  # the next start
+            t.check(None)
+            assert [] == list(folder.glob(".photod/tmp/*"))
+            w = t.open_writer(key)
+            w.write(data[: len(data) // 2])
+            w.abort()  # the copy given up (its source went, photod stops)
+            time.sleep(1)
+            assert (None, []) == (t.size(key), list(folder.glob(".photod/tmp/*")))
+            put(t, key, data)
+            assert hashlib.sha256(data).hexdigest() == hash_object(t, key)
+        assert ["2024/a.jpg", "2024/b.mov"] == sorted(t.keys())
+    finally:
+        t.close()
+
+
+def test_photos_of_any_name_go_straight_to_their_own_names_on_a_bucket_store(
+    rclone_s3: tuple[FaultProxy, RcloneTarget], s3_server: S3Server, tmp_path: Path
+) -> None:
+    """The name a photo goes straight to is sent to rclone in the upload's form (it was
+    a temporary's, hex alone): spaces, quotes, a percent sign, a semicolon, emoji and
+    wide letters each land under the photo's own name, read back whole."""
+    _, t = rclone_s3
+    names = ["2024/é€😀 x.jpg", "2024/it's 100%.jpg", "2024/a;b=c.jpg",
+             "2024/semi;filename=x.jpg", "2024/ｆｕｌｌ.heic", "2024/x y  .jpg"]  # fmt: skip
+    for n, key in enumerate(names):
+        assert VerifyMethod.SERVER == put(t, key, DATA + bytes([n]))
+    assert sorted(names) == sorted(t.keys())
+    folder = s3_server.root / BUCKET / tmp_path.name
+    for n, key in enumerate(names):
+        assert DATA + bytes([n]) == (folder / key).read_bytes(), key
 
 
 # -- local specifics ---------------------------------------------------------------------
@@ -1800,40 +1905,35 @@ def _publish_at_once(anna: RcloneTarget, ben: RcloneTarget, key: str, i: int) ->
     return told
 
 
+@pytest.mark.parametrize("remote", ["local", "bucket"])
 def test_two_computers_publishing_one_name_on_an_rclone_remote_never_both_count_it(
-    tmp_path: Path,
+    remote: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     """Two computers of a family upload different photos of one name to a shared
     rclone remote and publish them at the same instant: each copy a computer is told
     is there is there (both were told the name held theirs, most of the time, and the
     other's counted copy was gone; a look after the move still let one through now and
-    then: the other's rename came after it)."""
-    store = tmp_path / "store"
-    anna = local_rclone(tmp_path, store, owner="aaaa")
-    ben = local_rclone(tmp_path, store, owner="bbbb")
-    anna.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
-    anna.check(None)
-    ben.check(None)
+    then: the other's rename came after it).  So too on a bucket store, where a photo
+    goes straight to its name: never both straight to it."""
+    anna, ben, store = _family(remote, request, tmp_path)
     try:
         for i in range(20):
             for name, data in _publish_at_once(anna, ben, f"2024/IMG_{i}.JPG", i).items():
                 assert data == (store / name).read_bytes(), name
-        assert [] == list((store / ".photod/tmp").iterdir())
+        assert [] == list((store / ".photod/tmp").glob("*"))
     finally:
         anna.close()
         ben.close()
 
 
+@pytest.mark.parametrize("remote", ["local", "bucket"])
 def test_two_computers_publishing_the_same_photo_at_once_keep_one_copy_of_it(
-    tmp_path: Path,
+    remote: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     """The same photo from two computers (a family's shared library synced to both) is
     no rival: both have it under its name (published, or found there and adopted, as
     photod does), which holds it, and none goes beside."""
-    store = tmp_path / "store"
-    anna = local_rclone(tmp_path, store, owner="aaaa")
-    ben = local_rclone(tmp_path, store, owner="bbbb")
-    anna.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
+    anna, ben, store = _family(remote, request, tmp_path)
     data = DATA + b"shared"
     both = threading.Barrier(2)
     told: list[VerifyMethod] = []
@@ -1965,7 +2065,9 @@ def test_a_rename_slow_to_land_never_replaces_another_computers_counted_copy(
     look, rename and check all passed, then Ben's landed over hers, and his check
     passed too: both were told the name held theirs, every time.  Anna now sees Ben's
     upload of the name waiting in .photod/tmp/ and goes beside; Ben keeps the name.  So
-    too when Ben is a clone of Anna's computer, writing under her installation's id."""
+    too when Ben is a clone of Anna's computer, writing under her installation's id.
+    (On this bucket store Ben's photo goes straight to its name, slow to land the same,
+    and what Anna sees is its stand-in.)"""
     if not s3_server.running():
         s3_server.start()
     renaming = threading.Event()
