@@ -131,7 +131,12 @@ class RcloneWriter:
 
     def _chunk(self, data: bytes) -> None:
         assert self.conn is not None
-        self.conn.send(b"%x\r\n%s\r\n" % (len(data), data))
+        if len(data) < 65536:
+            self.conn.send(b"%x\r\n%s\r\n" % (len(data), data))
+        else:  # (not copied into one: 1.7 ms of CPU a photo of 2 MB)
+            self.conn.send(b"%x\r\n" % len(data))
+            self.conn.send(data)
+            self.conn.send(b"\r\n")
 
     def _lost(self, exc: BaseException) -> PhotodError:
         self.abort()
