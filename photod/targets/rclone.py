@@ -7,15 +7,13 @@ listens on a unix socket in a private folder, so only this user reaches it.
 
 An upload streams (chunked HTTP) into ``operations/uploadfile`` under
 ``.photod/tmp/``.  The remote's own hash of it (its SHA-256, or a bucket store's MD5 or
-SHA-1, which photod computes too as it sends: ``rcloneproof``), or, for remotes that
-give none at no cost (SFTP, Dropbox...), the bytes read back, must equal photod's; only then
-``operations/movefile`` gives it its name.  A half-uploaded object is never under a
-real name, and the catalog notes the temporary so a crash can remove it.  To a bucket
-store, which shows no object before its upload is whole, a photo goes straight to its
-name (``rclonedirect``).  A metadata
-write (a list segment, a marker) is not in the catalog: its temporary carries this
-installation's id, and the first check of the next start removes what a crash left
-(another computer's only once seen unchanged for a day: it may be an upload in flight).
+SHA-1, which photod computes too as it sends: ``rcloneproof``), or elsewhere (SFTP,
+Dropbox...) the bytes read back, must equal photod's; only then ``operations/movefile``
+gives it its name (to a bucket store a photo goes straight there: ``rclonedirect``).
+The catalog notes the temporary so a crash can remove it.  A metadata write (a list
+segment, a marker) is not in the catalog: its temporary carries this installation's
+id, and the first check of the next start removes what a crash left (another
+computer's only once seen unchanged for a day: it may be an upload in flight).
 """
 
 from __future__ import annotations
@@ -48,13 +46,14 @@ from photod.targets.base import Identity
 from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.rcd import HUNG, SERVED, Download, Rcd, UnixHTTP, write_inline_config
 from photod.targets.rclonedirect import (
+    STAND_IN_REFRESH,
     commit_straight,
     free_to_go_straight,
     part_head,
     put_stand_in,
 )
 from photod.targets.rcloneproof import proof_hash, remote_sha256
-from photod.targets.rclonerival import name_tag, rival
+from photod.targets.rclonerival import STAND_IN, in_tmp, name_tag, rival
 from photod.targets.rcloneroom import Room
 from photod.targets.rclonesays import complaint, meaning
 
@@ -84,6 +83,7 @@ class RcloneWriter:
         self.conn: UnixHTTP | None = None
         self.begun = False  # the upload was started: the temporary may exist
         self.direct = False  # it goes straight to ``key``; the temporary is a stand-in
+        self.stood = 0.0  # when the stand-in was last put (monotonic)
         self.ended = False  # the body's end was sent
         self.answered = False  # rcd answered the upload: it is done with the temporary
         self.uploaded = False
@@ -97,7 +97,8 @@ class RcloneWriter:
         """Start the upload.  Not before the first byte: rcd may create the temporary
         as soon as the request starts, and the caller records ``temp_key`` in the
         catalog between opening the writer and writing, so that a crash at any moment
-        leaves no temporary the next start does not know of."""
+        leaves no temporary the next start does not know of.  To a bucket store, the
+        stand-in first, and the look that says whether it goes straight to its name."""
         config = ""
         if self.proved:
             config = self.t.upload_config()
@@ -107,14 +108,10 @@ class RcloneWriter:
         self.begun = True
         if self.proved and self.t.bucketed:
             try:
-                put_stand_in(self.t, self.temp_key)
-                self.answered = True  # (rcd is done with the stand-in: it may be removed)
+                self._stand()
                 self.direct = free_to_go_straight(self.t, self.temp_key, self.key)
-            except TargetUnavailable:
-                self.abort()
-                if self.t.rcd.stopping():
-                    raise Stopping from None
-                raise
+            except TargetUnavailable as exc:
+                raise self._lost(exc) from None
             self.answered = self.direct  # (else the temporary is sent where it stands)
         folder, _, name = (self.key if self.direct else self.temp_key).rpartition("/")
         params = {"fs": self.t.remote, "remote": folder, **({"_config": config} if config else {})}
@@ -138,10 +135,19 @@ class RcloneWriter:
             self.conn.send(data)
             self.conn.send(b"\r\n")
 
+    def _stand(self) -> None:
+        """Put the stand-in (again, in a long upload: a sweep takes one unchanged for a
+        day for a crash's, ``RcloneTarget._sweep``)."""
+        put_stand_in(self.t, self.temp_key)
+        self.answered = True  # (rcd is done with the stand-in: it may be removed)
+        self.stood = time.monotonic()
+
     def _lost(self, exc: BaseException) -> PhotodError:
         self.abort()
         if self.t.rcd.stopping():  # cut by photod's stop (``Rcd.cut_when``): the copy is
             return Stopping()  # rolled back; the remote is not away (its last lists...)
+        if isinstance(exc, PhotodError):
+            return exc
         if isinstance(exc, TimeoutError) and self.t.rcd.hung():
             return TargetUnavailable(self.t.name, HUNG)
         return TargetUnavailable(self.t.name, f"upload to {self.t.remote} cut off: {exc}")
@@ -154,6 +160,11 @@ class RcloneWriter:
                 raise TargetUnavailable(self.t.name, "the upload was aborted")
             if self.conn is None:
                 self._begin()
+            elif self.direct and time.monotonic() - self.stood >= STAND_IN_REFRESH:
+                try:
+                    self._stand()
+                except TargetUnavailable as exc:
+                    raise self._lost(exc) from None
             try:
                 self._chunk(data)
             except OSError as exc:
@@ -198,40 +209,45 @@ class RcloneWriter:
         try:
             if self.direct:
                 method = commit_straight(self, key, sha256, proof)
-                self.t.room.short = False  # (room was made)
-                return method
-            self._finish_upload()
-            stored, method = remote_sha256(self.t, self.temp_key, sha256, *proof)
-            if stored != sha256:
-                self.abort()
-                raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, stored)
-            if (there := self.t.size(key)) is not None:  # still uploaded: commit again
-                raise KeyExists(key, size=there)  # under another key
-            if key == self.key and rival(self.t, self.temp_key, key, sha256, self.size, proof):
-                raise KeyExists(key, other=True)  # (its own suffix: ``rclonerival``)
-            # Never over a file another computer of the family published meanwhile: rclone
-            # leaves the temporary where it is then, and the name is taken.
-            try:
-                self.t.call("operations/movefile", srcFs=self.t.remote, srcRemote=self.temp_key,
-                            dstFs=self.t.remote, dstRemote=key, _config={"IgnoreExisting": True})  # fmt: skip
-            except TargetUnavailable:
-                if self.t.folder(key):  # (``size`` sees files only: a folder of that name)
-                    raise KeyExists(key) from None
-                raise
-            # The name must hold ours (an earlier photod's upload, whose temporary says
-            # no name, is no ``rival``): where the remote says its hash at no cost, by
-            # it; elsewhere, a temporary left where it was means the name was taken.
-            if method is VerifyMethod.SERVER:
-                if remote_sha256(self.t, key, sha256, *proof)[0] != sha256:
-                    raise KeyExists(key)
-            elif self.t.size(self.temp_key) is not None:
-                raise KeyExists(key)
+            else:
+                method = self._commit_moved(key, sha256, proof)
         except (TargetUnavailable, ChecksumMismatch) as exc:
             self.abort()
             if isinstance(exc, TargetUnavailable) and self.t.rcd.stopping():
                 raise Stopping from exc  # (its check or move cut at a stop: not away)
             raise
         self.t.room.short = False  # (room was made)
+        return method
+
+    def _commit_moved(self, key: str, sha256: str, proof: tuple[str, str]) -> VerifyMethod:
+        """Prove the temporary, look for another upload of the name, then move it there."""
+        self._finish_upload()
+        stored, method = remote_sha256(self.t, self.temp_key, sha256, *proof)
+        if stored != sha256:
+            raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, stored)
+        if (there := self.t.size(key)) is not None:  # still uploaded: commit again
+            raise KeyExists(key, size=there)  # under another key
+        if key == self.key and rival(self.t, self.temp_key, key, sha256, self.size, proof):
+            raise KeyExists(key, other=True)  # (its own suffix: ``rclonerival``)
+        # Never over a file another computer of the family published meanwhile: rclone
+        # leaves the temporary where it is then, and the name is taken.
+        try:
+            self.t.call("operations/movefile", srcFs=self.t.remote, srcRemote=self.temp_key,
+                        dstFs=self.t.remote, dstRemote=key, _config={"IgnoreExisting": True})  # fmt: skip
+        except TargetUnavailable:
+            if self.t.folder(key):  # (``size`` sees files only: a folder of that name)
+                raise KeyExists(key) from None
+            raise
+        # The name must hold ours (an earlier photod's upload, whose temporary says
+        # no name, is no ``rival``): where the remote says its hash at no cost, by
+        # it; elsewhere, a temporary left where it was means the name was taken.
+        if method is VerifyMethod.SERVER:
+            if remote_sha256(self.t, key, sha256, *proof)[0] != sha256:
+                raise KeyExists(key)
+            with contextlib.suppress(PhotodError):  # (left where the name held these bytes)
+                self.t.delete_temp(self.temp_key)
+        elif self.t.size(self.temp_key) is not None:
+            raise KeyExists(key)
         return method
 
     def _end_body(self) -> tuple[http.client.HTTPResponse, bytes]:
@@ -244,18 +260,13 @@ class RcloneWriter:
         return response, response.read()
 
     def abort(self) -> bool:
-        """End the upload, then remove its temporary.  The upload is ended, not cut:
-        when rcd answers it has finished with the temporary, and the delete is the last
-        word (a cut upload is dropped by rcd in its own time, which may come after a
-        delete).  rcd gets ABORT_WAIT to answer; one that does not (a stalled remote, a
-        dead rcd) is not waited for.  Where the temporary may be left, so (rcd never
-        answered: crashed, hung, a stalled remote) or because the remote refused its
-        delete (gone the moment the upload failed: the NAS off), this says False,
-        whenever asked: the caller's record of it stays, and the target's tidy removes
-        it when the remote answers again, not only the next start, which for a daemon
-        may be months away (the partial file took the NAS's room till then).  One rcd
-        still wrote after that tidy, named with this installation's id, goes at the
-        next start (``RcloneTarget._sweep``)."""
+        """End the upload, then remove its temporary.  Ended, not cut (a cut upload is
+        dropped by rcd in its own time, which may come after a delete), but one going
+        straight to its name is cut (nothing lands).  rcd gets ABORT_WAIT to answer.
+        Where the temporary may be left (rcd never answered: crashed, hung, a stalled
+        remote; the remote refused its delete: the NAS off), this says False: the
+        caller's record of it stays, and the target's tidy removes it when the remote
+        answers again, not only at the next start (months away, for a daemon)."""
         with self._lock:
             if self.aborted:
                 return not self.left
@@ -270,6 +281,11 @@ class RcloneWriter:
                 self.conn = None
             if self.begun and not self.answered:
                 self.left = True  # (rcd may not be done with it: the tidy removes it)
+            elif self.direct and self.ended and not self.uploaded:
+                # Sent whole and not said stored (rcd's wait for the store timed out):
+                # the store may take it yet, under its name.  Its stand-in stays, and
+                # keeps another computer's copy off the name, until the tidy.
+                self.left = True
             elif self.begun:
                 try:
                     self.t.delete_temp(self.temp_key)
@@ -330,13 +346,12 @@ class RcloneTarget(ObjectTarget):
         self._looked = time.monotonic()
         before, self._foreign = self._foreign, {}
         try:
-            answer = self.call("operations/list", missing_ok=True, fs=self.remote,
-                               remote=TMP.rstrip("/"), opt={"filesOnly": True,
-                                                            "noMimeType": True})  # fmt: skip
-            for item in answer.get("list", []):
+            for item in in_tmp(self, times=True):
                 key = str(item.get("Path", ""))
                 seen = (item.get("Size"), item.get("ModTime"))
-                if key.startswith(TMP + self.owner):
+                # A stand-in (``rclonedirect``) may be a clone's upload in flight under
+                # this id: by its age, as another's (a crash's own is the catalog's tidy).
+                if key.startswith(TMP + self.owner) and seen[0] != len(STAND_IN):
                     if first:  # (later, this process's own writes in flight)
                         self.delete_temp(key)
                 elif before.get(key) == seen:

@@ -4,7 +4,7 @@ to its name, not through a temporary moved there.
 Such a store shows an object only once its upload is whole, so nothing partial is ever
 under a real name without a temporary; and on it rclone's move is a copy of every byte
 on the server, then a delete: twice the server's work for each photo (measured, 200
-photos of 2 MB to ``rclone serve s3``: 59 ms of CPU a photo through a temporary, 35
+photos of 2 MB to ``rclone serve s3``: 59 ms of CPU a photo through a temporary, 47
 straight, with rcd's and the server's).
 
 What the temporary did in the race of two computers for one name (``rclonerival``),
@@ -18,27 +18,32 @@ never both straight to the name.
 
 An upload cut before its body's end (a copy given up, photod stopped or killed) leaves
 nothing under the name: rclone completes no object whose body did not end (measured, cut
-at 3 MB, one PUT, and at 12 MB, a multipart upload: nothing, the upload aborted).  The
-stand-in is a temporary like any other: recorded in the catalog before it is put, and
-removed by the tidy of a crash.
+at 3 MB, one PUT, and at 12 MB, a multipart upload: nothing, the upload aborted).  One
+sent whole that the store did not say it stored may land yet: its stand-in stays till
+the target's tidy.  The stand-in is a copy's temporary: recorded in the catalog before
+it is put, removed by the tidy after a crash (a snapshot's, unrecorded, by its age:
+``RcloneTarget._sweep`` leaves every stand-in to the age rule, a clone's upload may be
+under way under this computer's id).
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import urllib.parse
 from typing import TYPE_CHECKING
 
-from photod.errors import ChecksumMismatch, KeyExists, PhotodError, TargetUnavailable
+from photod.errors import KeyExists, PhotodError, TargetUnavailable
 from photod.models import VerifyMethod
-from photod.targets.objects import TMP
 from photod.targets.rcloneproof import remote_sha256
-from photod.targets.rclonerival import STAND_IN, name_tag
+from photod.targets.rclonerival import STAND_IN, in_tmp, name_tag
 from photod.targets.rclonesays import complaint
 
 if TYPE_CHECKING:
     from photod.targets.rclone import RcloneTarget, RcloneWriter
+
+# Seconds a stand-in stays unchanged in a long upload (a movie over a slow link): a
+# sweep takes one seen unchanged for a day for a crash's (``RcloneTarget._sweep``).
+STAND_IN_REFRESH = 6 * 3600.0
 
 
 def part_head(boundary: str, name: str) -> bytes:
@@ -76,9 +81,7 @@ def free_to_go_straight(t: RcloneTarget, temp_key: str, key: str) -> bool:
     ``.photod/tmp/`` (a temporary or a stand-in of another computer's, of a clone's, or
     an earlier try's) and no file has the name."""
     tag = name_tag(key)
-    answer = t.call("operations/list", missing_ok=True, fs=t.remote, remote=TMP.rstrip("/"),
-                    opt={"filesOnly": True, "noModTime": True, "noMimeType": True})  # fmt: skip
-    for item in answer.get("list", []):
+    for item in in_tmp(t):
         other = str(item.get("Path", ""))
         if other != temp_key and other.endswith(tag):
             return False
@@ -87,18 +90,17 @@ def free_to_go_straight(t: RcloneTarget, temp_key: str, key: str) -> bool:
 
 def commit_straight(w: RcloneWriter, key: str, sha256: str, proof: tuple[str, str]) -> VerifyMethod:
     """End an upload that went straight to its name, and prove it there: by the
-    remote's hash, or read back.  Bytes there that are not the photo's are moved aside
-    into ``.photod/quarantine/``, not deleted: damaged on their way (ours), or, on a
-    store whose listing lags, another computer's upload that the look did not see."""
-    if key != w.key:  # (its bytes are on their way to ``w.key``: a fresh try goes beside)
+    remote's hash, or read back.  Other bytes there are taken for another's file (a
+    name taken: KeyExists), never removed nor moved: another computer's counted copy,
+    on a store whose listing lagged, or ours damaged on its way (left there, unrecorded:
+    the next try sees the name taken, reads it, and goes beside)."""
+    if key != w.key:  # (its bytes went to ``w.key``: this copy fails, the next goes beside)
         raise KeyExists(key, other=True)
     t = w.t
     w._finish_upload()
     stored, method = remote_sha256(t, key, sha256, *proof)
     if stored != sha256:
-        with contextlib.suppress(PhotodError):
-            t.discard(key)
-        raise ChecksumMismatch(f"{t.name}:{key}", sha256, stored)
+        raise KeyExists(key, other=True)
     try:
         t.delete_temp(w.temp_key)  # (the stand-in: its job is done)
     except PhotodError:

@@ -21,7 +21,9 @@ its file).  This installation's own are looked at too: one key is one photo's in
 catalog, but a computer cloned from its disk writes under its id; a temporary an
 earlier try left holding other bytes sends the copy beside, which is safe.  A
 stand-in (``rclonedirect``: another upload gone straight to the name, on a bucket
-store) is a rival at once: its bytes are not in ``.photod/tmp/`` to compare.
+store) holds no bytes to compare: it is waited for a while (the same photo from two
+computers, once there, is found and adopted, not kept twice), and is a rival if it
+stays.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from photod.targets.rclone import RcloneTarget
 
 GROWING = 1.0  # seconds a smaller temporary is watched for growth (an upload in flight)
+STAND_IN_LOOKS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # seconds before each look for its end
 # What a stand-in holds (``rclonedirect``: an upload gone straight to its name on a
 # bucket store): another photo's, whatever its size says, and never growing.
 STAND_IN = b"photod: an upload to this name is in flight; see photod's README\n"
@@ -46,6 +49,24 @@ STAND_IN = b"photod: an upload to this name is in flight; see photod's README\n"
 def name_tag(key: str) -> str:
     """The end of a temporary's name that says which name its upload is for."""
     return "." + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def in_tmp(t: RcloneTarget, times: bool = False) -> list[dict[str, object]]:
+    """What ``.photod/tmp/`` holds: the uploads in flight, their temporaries and
+    stand-ins (each item's ``Path`` and ``Size``, and with ``times`` its ``ModTime``)."""
+    answer = t.call("operations/list", missing_ok=True, fs=t.remote, remote=TMP.rstrip("/"),
+                    opt={"filesOnly": True, "noModTime": not times, "noMimeType": True})  # fmt: skip
+    return list(answer.get("list", []))
+
+
+def stand_in_ended(t: RcloneTarget, other: str) -> bool:
+    """Whether another upload's stand-in goes within STAND_IN_LOOKS: its photo is then
+    proved under its name (rclone's look sees it), or its copy was given up."""
+    for wait in STAND_IN_LOOKS:
+        time.sleep(wait)
+        if t.size(other) is None:
+            return True
+    return False
 
 
 def rival(
@@ -59,14 +80,14 @@ def rival(
     (two uploads of one name at once are rare: that cost is too).  One gone meanwhile
     was moved or removed: rclone's look sees the first."""
     tag = name_tag(key)
-    answer = t.call("operations/list", missing_ok=True, fs=t.remote, remote=TMP.rstrip("/"),
-                    opt={"filesOnly": True, "noModTime": True, "noMimeType": True})  # fmt: skip
-    for item in answer.get("list", []):
-        other, seen = str(item.get("Path", "")), int(item.get("Size", -1))
+    for item in in_tmp(t):
+        other, seen = str(item.get("Path", "")), int(str(item.get("Size", -1)))
         if other == temp_key or not other.endswith(tag):
             continue
-        if seen == len(STAND_IN) != size:
-            return True  # (a stand-in's size: no other photo's upload shows it long)
+        if seen == len(STAND_IN) != size:  # (a stand-in's size: no photo's upload shows it long)
+            if stand_in_ended(t, other):
+                continue
+            return True
         if seen < size:
             time.sleep(GROWING)
             if (now := t.size(other)) is None or now > seen:

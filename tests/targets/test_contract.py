@@ -986,11 +986,15 @@ def test_a_nas_off_between_a_records_upload_and_its_move_leaves_nothing_once_bac
 
 
 def _refused_when_damaged(
-    monkeypatch: pytest.MonkeyPatch, folder: Path, upload: Callable[[], object], key: str = ""
+    monkeypatch: pytest.MonkeyPatch,
+    folder: Path,
+    upload: Callable[[], object],
+    key: str = "",
+    refused: type[PhotodError] = ChecksumMismatch,
 ) -> None:
     """``upload`` with a bit of its temporary (the one file in the remote ``folder``'s
     .photod/tmp/), or of its object at ``key`` where it went straight there, flipped on
-    the server's disk once it is uploaded: refused."""
+    the server's disk once it is uploaded: refused (``refused``)."""
     hit = failpoints.hit
 
     def damage(name: str) -> None:
@@ -1003,7 +1007,7 @@ def _refused_when_damaged(
 
     monkeypatch.setattr(failpoints, "hit", damage)
     try:
-        with pytest.raises(ChecksumMismatch):
+        with pytest.raises(refused):
             upload()
     finally:
         monkeypatch.setattr(failpoints, "hit", hit)
@@ -1302,7 +1306,7 @@ def test_a_photo_to_an_rclone_s3_remote_is_proved_by_the_stores_md5_not_download
     each.  It is now proved by the store's own MD5 of what it stored (a PUT's ETag),
     which photod computes as it sends: no GET (method "server").  An answer with no MD5
     (after a multipart upload rclone kept none of) is read back, and a copy damaged on
-    the server after its upload is still refused, nothing published."""
+    the server after its upload is still refused, never counted."""
     proxy, t = rclone_s3
     folder = s3_server.root / BUCKET / tmp_path.name
 
@@ -1322,10 +1326,14 @@ def test_a_photo_to_an_rclone_s3_remote_is_proved_by_the_stores_md5_not_download
     proxy.rule = lambda method, path, query: "pass"
     for key, data in (("2024/a.jpg", DATA), ("2024/b.jpg", DATA + b"b")):
         assert hashlib.sha256(data).hexdigest() == hash_object(t, key)
-    # (damaged under its name, where it went straight: removed from it)
-    damaged = lambda: put(t, "2024/damaged.jpg", DATA + b"d")  # noqa: E731
-    _refused_when_damaged(monkeypatch, folder, damaged, "2024/damaged.jpg")
-    assert ["2024/a.jpg", "2024/b.jpg", "2024/c.jpg"] == sorted(t.keys())
+    # Damaged under its name, where it went straight: other bytes there are taken for
+    # another's file (never moved nor removed: ``rclonedirect``), and not counted.
+    w = t.open_writer("2024/damaged.jpg")
+    w.write(DATA + b"d")
+    commit = lambda: w.commit("2024/damaged.jpg", hashlib.sha256(DATA + b"d").hexdigest())  # noqa: E731
+    _refused_when_damaged(monkeypatch, folder, commit, "2024/damaged.jpg", KeyExists)
+    w.abort()
+    assert ["2024/a.jpg", "2024/b.jpg", "2024/c.jpg", "2024/damaged.jpg"] == sorted(t.keys())
     assert [] == list(folder.glob(".photod/tmp/*"))
 
 
@@ -1358,8 +1366,8 @@ def test_a_photo_cut_on_its_way_straight_to_its_name_leaves_nothing_there(
     """On a bucket store a photo goes straight to its name.  photod killed half way
     through it (its link to rcd gone, the body never ended), or the copy given up: no
     object under the name, ever, the small photo sent in one PUT as the movie in parts;
-    the stand-in in .photod/tmp/ goes with the copy given up, and a crash's with the next
-    start's first check; the photo then goes up whole."""
+    the stand-in in .photod/tmp/ goes with the copy given up, and a crash's with its
+    record in the catalog; the photo then goes up whole."""
     if not s3_server.running():
         s3_server.start()
     t = rclone_s3_target(s3_server.endpoint, tmp_path, owner="aaaa")
@@ -1379,7 +1387,8 @@ def test_a_photo_cut_on_its_way_straight_to_its_name_leaves_nothing_there(
             assert [w.temp_key] == [f".photod/tmp/{p.name}" for p in folder.glob(".photod/tmp/*")]
             t.close()
             t = rclone_s3_target(s3_server.endpoint, tmp_path, owner="aaaa")  # the next start
-            t.check(None)
+            t.check(None)  # (its sweep leaves a stand-in: a clone's upload may be under way)
+            t.delete_temp(w.temp_key)  # (the catalog's record of it: the fleet's tidy)
             assert [] == list(folder.glob(".photod/tmp/*"))
             w = t.open_writer(key)
             w.write(data[: len(data) // 2])
@@ -1960,9 +1969,220 @@ def test_two_computers_publishing_the_same_photo_at_once_keep_one_copy_of_it(
         assert 2 == len(told)
         assert data == (store / "2024/IMG.JPG").read_bytes()
         assert ["IMG.JPG"] == sorted(p.name for p in (store / "2024").iterdir())
+        # (the later move found the name holding these bytes, and left its temporary)
+        assert [] == list((store / ".photod/tmp").glob("*"))
     finally:
         anna.close()
         ben.close()
+
+
+def test_a_move_onto_the_same_photo_leaves_no_temporary_behind(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ben's copy of a photo looked at the name (free), then Anna's copy of the same
+    photo took it: rclone's move left his temporary where it was, and his check found
+    the name holding these bytes, counted, the temporary (the whole photo) left in
+    .photod/tmp/ with no record of it.  It goes."""
+    anna, ben, store = _family("local", request, tmp_path)
+    data, key = DATA + b"shared", "2024/IMG.JPG"
+    sha = hashlib.sha256(data).hexdigest()
+    anna_moved = threading.Event()
+    real = rclone_target.rival
+
+    def after_annas_move(t: RcloneTarget, *args: Any) -> bool:  # (the order, made sure)
+        if t is ben:
+            assert anna_moved.wait(30)
+        return real(t, *args)
+
+    monkeypatch.setattr(rclone_target, "rival", after_annas_move)
+    told: list[VerifyMethod] = []
+    try:
+        wa, wb = anna.open_writer(key), ben.open_writer(key)
+        wa.write(data)
+        wb.write(data)
+        ben_commits = threading.Thread(target=lambda: told.append(wb.commit(key, sha)))
+        ben_commits.start()
+        time.sleep(1)  # (his look at the name done)
+        told.append(wa.commit(key, sha))
+        anna_moved.set()
+        ben_commits.join(timeout=60)
+        assert 2 == len(told) and data == (store / key).read_bytes()
+        assert [] == list((store / ".photod/tmp").glob("*"))
+    finally:
+        anna_moved.set()
+        anna.close()
+        ben.close()
+
+
+def _commit_as_photod(target: RcloneTarget, w: Any, key: str, data: bytes) -> str | None:
+    """As photod's copy does: under ``key``, else (another's file) beside it; the name
+    that holds ``data`` (published, or found there and adopted), None if it failed."""
+    sha = hashlib.sha256(data).hexdigest()
+    for name in (key, suffixed(key, sha)):
+        try:
+            w.commit(name, sha)
+        except KeyExists as taken:
+            if taken.other or not holds(target, name, sha):
+                continue
+            w.abort()
+        except PhotodError:
+            break
+        return name
+    w.abort()
+    return None
+
+
+def test_the_same_photo_going_straight_from_another_computer_is_waited_for_not_kept_twice(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Anna's copy of a photo goes straight to its name on a bucket store; Ben's copy
+    of the same photo, begun meanwhile, sees her stand-in and goes through its
+    temporary.  At his commit her upload is still under way: its stand-in, which holds
+    no bytes to compare, was a rival at once, and the photo went beside its own copy
+    (kept twice, each computer counting another name).  It is waited for: once hers is
+    there, Ben finds the photo under its name and adopts it."""
+    anna, ben, store = _family("bucket", request, tmp_path)
+    key, data = "2024/IMG.JPG", DATA + b"shared"
+    told: dict[str, str | None] = {}
+    try:
+        wa = anna.open_writer(key)
+        wa.write(data[: len(data) // 2])
+        assert wa.direct
+        wb = ben.open_writer(key)
+        wb.write(data)
+        assert not wb.direct  # (her stand-in seen)
+        ben_commits = threading.Thread(
+            target=lambda: told.update(ben=_commit_as_photod(ben, wb, key, data))
+        )
+        ben_commits.start()
+        time.sleep(1)  # (he waits for her stand-in)
+        wa.write(data[len(data) // 2 :])
+        told["anna"] = _commit_as_photod(anna, wa, key, data)
+        ben_commits.join(timeout=60)
+        assert {"anna": key, "ben": key} == told
+        assert ["IMG.JPG"] == sorted(p.name for p in (store / "2024").iterdir())
+        assert [] == list((store / ".photod/tmp").glob("*"))
+    finally:
+        anna.close()
+        ben.close()
+
+
+@pytest.mark.parametrize("sweeper", ["clone", "daily"])
+def test_an_upload_going_straight_keeps_its_stand_in_through_every_sweep(
+    sweeper: str,
+    request: pytest.FixtureRequest,
+    s3_server: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """While Anna's photo goes straight to its name, its stand-in keeps Ben's other
+    photo of that name off it.  A clone of her disk (her id) starting, whose first
+    check removed every temporary of her id, took it; so did Ben's daily look at
+    another computer's leftovers, for an upload longer than a day (a movie over a slow
+    link).  Ben then went straight to the name too, and Anna's landed over his counted
+    copy.  Now the clone leaves a stand-in to the age rule, and a long upload puts its
+    stand-in again every few hours: Ben goes beside, and each copy is where its
+    computer counts it."""
+    anna, ben, store = _family("bucket", request, tmp_path)
+    key, mine, theirs = "2024/IMG.MOV", DATA + b"anna", DATA + b"ben!"
+    try:
+        wa = anna.open_writer(key)
+        wa.write(mine[: len(mine) // 3])
+        assert wa.direct
+        if sweeper == "clone":
+            clone = rclone_s3_target(s3_server.endpoint, tmp_path, owner="aaaa")
+            clone.check(None)  # the clone's first start
+            clone.close()
+            wa.write(mine[len(mine) // 3 : 2 * len(mine) // 3])
+        else:
+            monkeypatch.setattr(rclone_target, "FOREIGN_TEMP_AGE", 0.0)  # (a day, each look)
+            monkeypatch.setattr(rclone_target, "STAND_IN_REFRESH", 0.0)  # (hours, each write)
+            ben.check(None)  # his daemon's look: her stand-in noted
+            wa.write(mine[len(mine) // 3 : 2 * len(mine) // 3])  # (her upload goes on)
+            ben.check(None)  # its look a day later
+        assert [wa.temp_key] == [f".photod/tmp/{p.name}" for p in store.glob(".photod/tmp/*")]
+        wb = ben.open_writer(key)
+        wb.write(theirs)
+        told = {_commit_as_photod(ben, wb, key, theirs): theirs}
+        wa.write(mine[2 * len(mine) // 3 :])
+        told[_commit_as_photod(anna, wa, key, mine)] = mine
+        assert {key, suffixed(key, hashlib.sha256(theirs).hexdigest())} == set(told)
+        for name, data in told.items():
+            assert data == (store / str(name)).read_bytes(), name
+    finally:
+        anna.close()
+        ben.close()
+
+
+def test_other_bytes_found_under_the_name_a_photo_went_straight_to_are_never_moved(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Two uploads went straight to one name (a store whose listing lagged: Ben did not
+    see Anna's stand-in, gone here), and Ben's landed over Anna's and was proved and
+    counted.  Anna's proof then finds his bytes: they were moved into
+    .photod/quarantine/, and his counted copy was gone from its name.  The name is
+    now taken for another's file: Ben's copy stays, Anna's copy fails this time (and
+    the next goes beside, the name taken)."""
+    anna, ben, store = _family("bucket", request, tmp_path)
+    key, mine, theirs = "2024/IMG.JPG", DATA + b"anna", DATA + b"ben!"
+    try:
+        wa = anna.open_writer(key)
+        wa.write(mine)
+        anna.delete_temp(wa.temp_key)  # (a listing that lags: Ben does not see it)
+        wb = ben.open_writer(key)
+        wb.write(theirs)
+        assert wb.direct
+        wa._finish_upload()  # hers whole, not yet proved
+        assert key == _commit_as_photod(ben, wb, key, theirs)  # his over hers: counted
+        assert None is _commit_as_photod(anna, wa, key, mine)
+        assert theirs == (store / key).read_bytes()
+        assert [] == list(store.glob(".photod/quarantine/**/*"))
+        w = anna.open_writer(key)  # Anna's next try
+        w.write(mine)
+        beside = suffixed(key, hashlib.sha256(mine).hexdigest())
+        assert beside == _commit_as_photod(anna, w, key, mine)
+        assert mine == (store / beside).read_bytes()
+    finally:
+        anna.close()
+        ben.close()
+
+
+def test_an_upload_sent_whole_and_not_said_stored_keeps_its_stand_in_till_the_tidy(
+    request: pytest.FixtureRequest, s3_server: S3Server, tmp_path: Path
+) -> None:
+    """Anna's photo went straight to its name over a slow link, and rclone's wait for
+    the store's answer timed out: her copy failed, and its stand-in was removed.  But
+    the store took the whole body and stored it after: Ben, seeing no stand-in and no
+    file, had gone straight to the name meanwhile, and Anna's landed over his counted
+    copy.  Now a stand-in whose upload was sent whole and not said stored stays (for
+    the target's tidy): Ben goes beside, and his copy is where he counts it."""
+    anna_, ben, store = _family("bucket", request, tmp_path)
+    anna_.close()
+    anna_link = FaultProxy(s3_server.endpoint, rate=200_000)  # (Anna's slow uplink)
+    settings = {"type": "s3", "provider": "Other", "endpoint": anna_link.endpoint,
+                "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}  # fmt: skip
+    conf = RcloneTarget.write_inline_config(tmp_path / "anna.conf", "cloud:", settings)
+    anna = RcloneTarget("r", ben.remote, conf, timeout=1, owner="aaaa")  # (rclone waits 1 s)
+    key, mine, theirs = "2024/IMG.JPG", DATA * 2 + b"anna", DATA + b"ben!"
+    try:
+        anna.check(None)
+        wa = anna.open_writer(key)
+        wa.write(mine)
+        assert wa.direct
+        assert None is _commit_as_photod(anna, wa, key, mine)  # (timed out: failed)
+        assert [wa.temp_key] == [f".photod/tmp/{p.name}" for p in store.glob(".photod/tmp/*")]
+        wb = ben.open_writer(key)
+        wb.write(theirs)
+        beside = _commit_as_photod(ben, wb, key, theirs)
+        wait_for(lambda: (store / key).exists(), 30, "Anna's photo stored after all")
+        assert suffixed(key, hashlib.sha256(theirs).hexdigest()) == beside
+        assert (theirs, mine) == ((store / str(beside)).read_bytes(), (store / key).read_bytes())
+        anna.delete_temp(wa.temp_key)  # (the target's tidy, as the fleet does)
+        assert [] == list(store.glob(".photod/tmp/*"))
+    finally:
+        anna.close()
+        ben.close()
+        anna_link.stop()
 
 
 def test_the_same_photo_still_being_sent_by_another_computer_is_no_rival(
