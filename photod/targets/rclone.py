@@ -45,13 +45,7 @@ from photod.models import VerifyMethod
 from photod.targets.base import Identity
 from photod.targets.objects import TMP, ObjectTarget
 from photod.targets.rcd import HUNG, SERVED, Download, Rcd, UnixHTTP, write_inline_config
-from photod.targets.rclonedirect import (
-    STAND_IN_REFRESH,
-    commit_straight,
-    free_to_go_straight,
-    part_head,
-    put_stand_in,
-)
+from photod.targets.rclonedirect import commit_held, part_head
 from photod.targets.rcloneproof import proof_hash, remote_sha256
 from photod.targets.rclonerival import STAND_IN, in_tmp, name_tag, rival
 from photod.targets.rcloneroom import Room
@@ -82,8 +76,11 @@ class RcloneWriter:
         self.boundary = secrets.token_hex(16)
         self.conn: UnixHTTP | None = None
         self.begun = False  # the upload was started: the temporary may exist
-        self.direct = False  # it goes straight to ``key``; the temporary is a stand-in
-        self.stood = 0.0  # when the stand-in was last put (monotonic)
+        self.config, self.configured = "", False  # rclone's options (``upload_config``)
+        # A photo to a bucket store, held whole till its commit (``rclonedirect``); and
+        # one sent straight there that the store may take yet (its stand-in stays).
+        self.held: bytearray | None = None
+        self.landing = False
         self.ended = False  # the body's end was sent
         self.answered = False  # rcd answered the upload: it is done with the temporary
         self.uploaded = False
@@ -93,30 +90,29 @@ class RcloneWriter:
         # that aborts it: an end of the body never lands in the middle of a chunk.
         self._lock = threading.RLock()
 
+    def _configure(self) -> None:
+        """How the remote proves an upload photod proves (asked of it once)."""
+        if self.configured or not self.proved:
+            return
+        self.configured = True
+        self.config = self.t.upload_config()
+        self.kind = self.t.proof or "sha256"
+        if self.kind != "sha256":
+            self.other = hashlib.new(self.kind, usedforsecurity=False)
+
     def _begin(self) -> None:
-        """Start the upload.  Not before the first byte: rcd may create the temporary
-        as soon as the request starts, and the caller records ``temp_key`` in the
-        catalog between opening the writer and writing, so that a crash at any moment
-        leaves no temporary the next start does not know of.  To a bucket store, the
-        stand-in first, and the look that says whether it goes straight to its name."""
-        config = ""
-        if self.proved:
-            config = self.t.upload_config()
-            self.kind = self.t.proof or "sha256"
-            if self.kind != "sha256":
-                self.other = hashlib.new(self.kind, usedforsecurity=False)
-        self.begun = True
-        if self.proved and self.t.bucketed:
-            try:
-                self._stand()
-                self.direct = free_to_go_straight(self.t, self.temp_key, self.key)
-            except TargetUnavailable as exc:
-                raise self._lost(exc) from None
-            self.answered = self.direct  # (else the temporary is sent where it stands)
-        folder, _, name = (self.key if self.direct else self.temp_key).rpartition("/")
-        params = {"fs": self.t.remote, "remote": folder, **({"_config": config} if config else {})}
+        """Start the upload to the temporary.  Not before the first byte: rcd may create
+        the temporary as soon as the request starts, and the caller records ``temp_key``
+        in the catalog between opening the writer and writing, so that a crash at any
+        moment leaves no temporary the next start does not know of."""
+        self._configure()
+        folder, _, name = self.temp_key.rpartition("/")
+        params = {"fs": self.t.remote, "remote": folder}
+        if self.config:
+            params["_config"] = self.config
         query = urllib.parse.urlencode(params)
         self.conn = self.t.rcd.connection()
+        self.begun, self.answered = True, False  # (a stand-in there is replaced)
         try:
             self.conn.putrequest("POST", f"/operations/uploadfile?{query}")
             self.conn.putheader("Content-Type", f"multipart/form-data; boundary={self.boundary}")
@@ -126,7 +122,7 @@ class RcloneWriter:
         except OSError as exc:
             raise self._lost(exc) from exc
 
-    def _chunk(self, data: bytes) -> None:
+    def _chunk(self, data: bytes | bytearray) -> None:
         assert self.conn is not None
         if len(data) < 65536:
             self.conn.send(b"%x\r\n%s\r\n" % (len(data), data))
@@ -134,13 +130,6 @@ class RcloneWriter:
             self.conn.send(b"%x\r\n" % len(data))
             self.conn.send(data)
             self.conn.send(b"\r\n")
-
-    def _stand(self) -> None:
-        """Put the stand-in (again, in a long upload: a sweep takes one unchanged for a
-        day for a crash's, ``RcloneTarget._sweep``)."""
-        put_stand_in(self.t, self.temp_key)
-        self.answered = True  # (rcd is done with the stand-in: it may be removed)
-        self.stood = time.monotonic()
 
     def _lost(self, exc: BaseException) -> PhotodError:
         self.abort()
@@ -158,21 +147,31 @@ class RcloneWriter:
         with self._lock:
             if self.aborted:
                 raise TargetUnavailable(self.t.name, "the upload was aborted")
-            if self.conn is None:
-                self._begin()
-            elif self.direct and time.monotonic() - self.stood >= STAND_IN_REFRESH:
-                try:
-                    self._stand()
-                except TargetUnavailable as exc:
-                    raise self._lost(exc) from None
-            try:
-                self._chunk(data)
-            except OSError as exc:
-                raise self._lost(exc) from exc
+            if self.conn is None and self.held is None and not self.begun:
+                self._configure()
+                if self.proved and self.t.bucketed:
+                    self.held = bytearray()
+            if self.held is not None and len(self.held) + len(data) <= STREAM_CUTOFF:
+                self.held += data
+            else:
+                self._stream(data)
         self.sha.update(data)
         if self.other is not None:
             self.other.update(data)
         self.size += len(data)
+
+    def _stream(self, data: bytes) -> None:
+        """Send ``data`` into the temporary (what was held first)."""
+        if self.conn is None:
+            self._begin()
+        held, self.held = self.held, None
+        try:
+            if held:
+                self._chunk(held)
+            if data:
+                self._chunk(data)
+        except OSError as exc:
+            raise self._lost(exc) from exc
 
     def sha256(self) -> str | None:
         return self.sha.hexdigest()
@@ -184,6 +183,8 @@ class RcloneWriter:
         with self._lock:
             if self.uploaded:
                 return
+            if self.held is not None:  # (held for going straight: through its temporary)
+                self._stream(b"")
             if self.conn is None:
                 self._begin()  # an empty object
             assert self.conn is not None
@@ -207,10 +208,10 @@ class RcloneWriter:
             raise ChecksumMismatch(f"{self.t.name}:{key}", sha256, self.sha.hexdigest())
         proof = (self.kind, "" if self.other is None else self.other.hexdigest())
         try:
-            if self.direct:
-                method = commit_straight(self, key, sha256, proof)
+            if (held := self.held) is not None:
+                method = commit_held(self, held, key, sha256, proof)
             else:
-                method = self._commit_moved(key, sha256, proof)
+                method = self.commit_moved(key, sha256, proof)
         except (TargetUnavailable, ChecksumMismatch) as exc:
             self.abort()
             if isinstance(exc, TargetUnavailable) and self.t.rcd.stopping():
@@ -219,7 +220,7 @@ class RcloneWriter:
         self.t.room.short = False  # (room was made)
         return method
 
-    def _commit_moved(self, key: str, sha256: str, proof: tuple[str, str]) -> VerifyMethod:
+    def commit_moved(self, key: str, sha256: str, proof: tuple[str, str]) -> VerifyMethod:
         """Prove the temporary, look for another upload of the name, then move it there."""
         self._finish_upload()
         stored, method = remote_sha256(self.t, self.temp_key, sha256, *proof)
@@ -261,8 +262,9 @@ class RcloneWriter:
 
     def abort(self) -> bool:
         """End the upload, then remove its temporary.  Ended, not cut (a cut upload is
-        dropped by rcd in its own time, which may come after a delete), but one going
-        straight to its name is cut (nothing lands).  rcd gets ABORT_WAIT to answer.
+        dropped by rcd in its own time, which may come after a delete).  rcd gets
+        ABORT_WAIT to answer.  A photo held whole sent nothing; one sent straight that
+        may land yet leaves its stand-in (``rclonedirect``).
         Where the temporary may be left (rcd never answered: crashed, hung, a stalled
         remote; the remote refused its delete: the NAS off), this says False: the
         caller's record of it stays, and the target's tidy removes it when the remote
@@ -271,21 +273,19 @@ class RcloneWriter:
             if self.aborted:
                 return not self.left
             self.aborted = True
+            self.held = None
             if self.conn is not None:
-                if not self.ended and not self.direct:  # (cut: nothing under its name)
+                if not self.ended:
                     with contextlib.suppress(OSError, http.client.HTTPException):
                         if self.conn.sock is not None:
                             self.conn.sock.settimeout(ABORT_WAIT)
                         self._end_body()
                 self.conn.close()
                 self.conn = None
-            if self.begun and not self.answered:
+            if self.landing:
+                pass  # (its stand-in is the age rule's: the tidy would take it at once)
+            elif self.begun and not self.answered:
                 self.left = True  # (rcd may not be done with it: the tidy removes it)
-            elif self.direct and self.ended and not self.uploaded:
-                # Sent whole and not said stored (rcd's wait for the store timed out):
-                # the store may take it yet, under its name.  Its stand-in stays, and
-                # keeps another computer's copy off the name, until the tidy.
-                self.left = True
             elif self.begun:
                 try:
                     self.t.delete_temp(self.temp_key)

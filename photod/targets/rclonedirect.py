@@ -7,23 +7,25 @@ on the server, then a delete: twice the server's work for each photo (measured, 
 photos of 2 MB to ``rclone serve s3``: 59 ms of CPU a photo through a temporary, 47
 straight, with rcd's and the server's).
 
-What the temporary did in the race of two computers for one name (``rclonerival``),
-a stand-in does: a small object under the temporary's name in ``.photod/tmp/``, put
-before the look, there until the photo under its name is proved.  The look lists
-``.photod/tmp/`` and then asks the name: another upload's temporary or stand-in for the
-name, or a file there, and the copy goes the old way, through its temporary (which takes
-the stand-in's place).  Of two uploads for one name, each put its stand-in before its
+A photo up to STREAM_CUTOFF (one PUT) is held in memory as it is written, and nothing is
+sent before its commit; a larger one (a movie) streams into its temporary as before.
+At the commit, what the temporary did in the race of two computers for one name
+(``rclonerival``) a stand-in does: a small object under the temporary's name in
+``.photod/tmp/``, put before a look at that folder and at the name, and there until
+the photo under its name is proved.  Another upload's temporary or stand-in for the
+name, or a file there, and the held bytes go to the temporary (taking the stand-in's
+place) and the old way.  Of two commits for one name, each put its stand-in before its
 look, so the later look sees the earlier one's, or once that one is done, its file:
-never both straight to the name.
+never both straight to the name.  The stand-in lives for a commit's few requests, so no
+sweep of old temporaries meets it in use (``RcloneTarget._sweep`` leaves stand-ins to
+the age rule even under this computer's id: a clone's may be in use).
 
-An upload cut before its body's end (a copy given up, photod stopped or killed) leaves
-nothing under the name: rclone completes no object whose body did not end (measured, cut
-at 3 MB, one PUT, and at 12 MB, a multipart upload: nothing, the upload aborted).  One
-sent whole that the store did not say it stored may land yet: its stand-in stays till
-the target's tidy.  The stand-in is a copy's temporary: recorded in the catalog before
-it is put, removed by the tidy after a crash (a snapshot's, unrecorded, by its age:
-``RcloneTarget._sweep`` leaves every stand-in to the age rule, a clone's upload may be
-under way under this computer's id).
+A copy given up before its commit sent nothing.  A photo sent straight whose store did
+not say it stored it (rclone's wait timed out) may land yet: its stand-in is left to the
+age rule, keeping other computers' copies off the name a day, and the catalog forgets
+it (the catalog's tidy would remove it within seconds).  Other bytes found under the
+name at the proof are another's file (on a store whose listing lagged), or ours damaged
+on the way: never moved nor removed; the held photo goes beside.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import http.client
 import urllib.parse
 from typing import TYPE_CHECKING
 
+from photod import failpoints
 from photod.errors import KeyExists, PhotodError, TargetUnavailable
 from photod.models import VerifyMethod
 from photod.targets.rcloneproof import remote_sha256
@@ -41,9 +44,7 @@ from photod.targets.rclonesays import complaint
 if TYPE_CHECKING:
     from photod.targets.rclone import RcloneTarget, RcloneWriter
 
-# Seconds a stand-in stays unchanged in a long upload (a movie over a slow link): a
-# sweep takes one seen unchanged for a day for a crash's (``RcloneTarget._sweep``).
-STAND_IN_REFRESH = 6 * 3600.0
+BOUNDARY = "photod-upload-boundary"  # (never within a form's one part: its length is sent)
 
 
 def part_head(boundary: str, name: str) -> bytes:
@@ -56,16 +57,16 @@ def part_head(boundary: str, name: str) -> bytes:
     ).encode()
 
 
-def put_stand_in(t: RcloneTarget, temp_key: str) -> None:
-    """Put the stand-in at ``temp_key``: one small upload, whole when this returns."""
-    folder, _, name = temp_key.rpartition("/")
-    boundary = "photod-stand-in"
-    body = part_head(boundary, name) + STAND_IN + f"\r\n--{boundary}--\r\n".encode()
-    query = urllib.parse.urlencode({"fs": t.remote, "remote": folder})
+def upload_whole(t: RcloneTarget, key: str, data: bytes | bytearray, config: str = "") -> None:
+    """One upload of bytes held whole (its length said: no chunks for rcd to decode)."""
+    folder, _, name = key.rpartition("/")
+    parts = [part_head(BOUNDARY, name), data, f"\r\n--{BOUNDARY}--\r\n".encode()]
+    params = {"fs": t.remote, "remote": folder, **({"_config": config} if config else {})}
     conn = t.rcd.connection()
     try:
-        conn.request("POST", f"/operations/uploadfile?{query}", body,
-                     {"Content-Type": f"multipart/form-data; boundary={boundary}"})  # fmt: skip
+        conn.request("POST", f"/operations/uploadfile?{urllib.parse.urlencode(params)}", parts,
+                     {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+                      "Content-Length": str(sum(map(len, parts)))})  # fmt: skip
         response = conn.getresponse()
         said = response.read()
     except (OSError, http.client.HTTPException) as exc:
@@ -76,31 +77,43 @@ def put_stand_in(t: RcloneTarget, temp_key: str) -> None:
         raise t.error(complaint(said))
 
 
-def free_to_go_straight(t: RcloneTarget, temp_key: str, key: str) -> bool:
-    """After the stand-in is put: whether no other upload for ``key`` waits in
+def look(t: RcloneTarget, temp_key: str, key: str) -> tuple[bool, int | None]:
+    """After the stand-in is put: whether another upload for ``key`` waits in
     ``.photod/tmp/`` (a temporary or a stand-in of another computer's, of a clone's, or
-    an earlier try's) and no file has the name."""
+    an earlier try's), and the size of the file that has the name (None: free)."""
     tag = name_tag(key)
-    for item in in_tmp(t):
-        other = str(item.get("Path", ""))
-        if other != temp_key and other.endswith(tag):
-            return False
-    return t.size(key) is None
+    waiting = any(
+        (other := str(item.get("Path", ""))) != temp_key and other.endswith(tag)
+        for item in in_tmp(t)
+    )
+    return waiting, t.size(key)
 
 
-def commit_straight(w: RcloneWriter, key: str, sha256: str, proof: tuple[str, str]) -> VerifyMethod:
-    """End an upload that went straight to its name, and prove it there: by the
-    remote's hash, or read back.  Other bytes there are taken for another's file (a
-    name taken: KeyExists), never removed nor moved: another computer's counted copy,
-    on a store whose listing lagged, or ours damaged on its way (left there, unrecorded:
-    the next try sees the name taken, reads it, and goes beside)."""
-    if key != w.key:  # (its bytes went to ``w.key``: this copy fails, the next goes beside)
-        raise KeyExists(key, other=True)
+def commit_held(
+    w: RcloneWriter, held: bytearray, key: str, sha256: str, proof: tuple[str, str]
+) -> VerifyMethod:
+    """Publish a photo held whole under ``key``: straight there where it is free, else
+    through its temporary (``RcloneWriter.commit_moved``)."""
     t = w.t
-    w._finish_upload()
+    if not w.begun:  # (a second commit, under another name, has its stand-in)
+        w.begun = True
+        upload_whole(t, w.temp_key, STAND_IN)
+        w.answered = True  # (rcd is done with it: it may be removed)
+    waiting, there = look(t, w.temp_key, key)
+    if there is not None:  # (the writer holds it still: committed again under another name)
+        raise KeyExists(key, size=there)
+    if waiting:
+        return w.commit_moved(key, sha256, proof)
+    try:
+        upload_whole(t, key, held, w.config)
+    except TargetUnavailable:
+        w.landing = True  # (the store may take it yet: the stand-in stays a day)
+        raise
+    failpoints.hit("rclone_uploaded")  # (whole under its name, not yet proved)
     stored, method = remote_sha256(t, key, sha256, *proof)
     if stored != sha256:
-        raise KeyExists(key, other=True)
+        raise KeyExists(key, other=True)  # (the writer still holds it: beside, next)
+    w.held = None
     try:
         t.delete_temp(w.temp_key)  # (the stand-in: its job is done)
     except PhotodError:

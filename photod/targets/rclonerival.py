@@ -32,7 +32,7 @@ import hashlib
 import time
 from typing import TYPE_CHECKING
 
-from photod.errors import TargetUnavailable
+from photod.errors import Stopping, TargetUnavailable
 from photod.targets.objects import TMP
 from photod.targets.rcloneproof import remote_sha256
 
@@ -59,14 +59,20 @@ def in_tmp(t: RcloneTarget, times: bool = False) -> list[dict[str, object]]:
     return list(answer.get("list", []))
 
 
-def stand_in_ended(t: RcloneTarget, other: str) -> bool:
-    """Whether another upload's stand-in goes within STAND_IN_LOOKS: its photo is then
-    proved under its name (rclone's look sees it), or its copy was given up."""
+def stand_in_changed(t: RcloneTarget, other: str) -> int | None:
+    """Another commit's stand-in, watched over STAND_IN_LOOKS: None once it went (its
+    photo is proved under its name, where rclone's look sees it, or its copy was given
+    up), else its size then (that of the temporary that took its place, or its own:
+    still there).  photod's stop ends the wait."""
+    stop = t.rcd.stop_event
     for wait in STAND_IN_LOOKS:
-        time.sleep(wait)
-        if t.size(other) is None:
-            return True
-    return False
+        if stop is None:
+            time.sleep(wait)
+        elif stop.wait(wait):
+            raise Stopping
+        if (now := t.size(other)) != len(STAND_IN):
+            return now
+    return len(STAND_IN)
 
 
 def rival(
@@ -85,9 +91,11 @@ def rival(
         if other == temp_key or not other.endswith(tag):
             continue
         if seen == len(STAND_IN) != size:  # (a stand-in's size: no photo's upload shows it long)
-            if stand_in_ended(t, other):
+            if (now := stand_in_changed(t, other)) is None:
                 continue
-            return True
+            if now == len(STAND_IN):
+                return True  # (still there: going beside it is safe, waiting may be long)
+            seen = now  # (its commit's name was taken: its temporary, judged as one)
         if seen < size:
             time.sleep(GROWING)
             if (now := t.size(other)) is None or now > seen:

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -1266,7 +1265,7 @@ def test_a_photo_goes_to_an_rclone_s3_remote_in_one_put(
     in ``.photod/tmp/`` now only its small stand-in (``rclonedirect``), put and deleted."""
     proxy, t = rclone_s3
 
-    def sent(data: bytes, key: str) -> list[str]:  # the requests that uploaded it
+    def sent(data: bytes, key: str) -> list[tuple[str, str]]:  # what wrote, and where
         n = len(proxy.begun)
         try:
             put(t, key, data)
@@ -1279,20 +1278,21 @@ def test_a_photo_goes_to_an_rclone_s3_remote_in_one_put(
             put(t, key, data)
         assert hashlib.sha256(data).hexdigest() == hash_object(t, key)
         asked = list(zip(proxy.begun[n:], proxy.bodies[n:], strict=True))
-        aside = [(method, size) for (method, path), (_, size, _) in asked
-                 if "/.photod/tmp/" in path and method in ("PUT", "POST", "DELETE")]  # fmt: skip
-        assert [("PUT", len(STAND_IN)), ("DELETE", 0)] == aside  # (the stand-in)
-        copied = [m for (m, path), (_, size, _) in asked if m == "PUT" and size == 0]
-        assert [] == copied  # (no copy on the server)
-        return [("part" if "partNumber=" in query else "PUT") if method == "PUT" else
+        return [("part" if "partNumber=" in query else "PUT" if size else "copy")
+                if method == "PUT" else method if method == "DELETE" else
                 ("create" if query.startswith("uploads") else "complete")
-                for (method, path), (query, _, _) in asked
-                if path.endswith(f"/{key}") and method in ("PUT", "POST")]  # fmt: skip
+                for (method, path), (query, size, _) in asked
+                if method in ("PUT", "POST", "DELETE") and path.endswith(f"/{key}")] + [
+                "stand-in" if size == len(STAND_IN) else "temporary" if method != "DELETE"
+                else "DELETE" for (method, path), (query, size, _) in asked
+                if method in ("PUT", "DELETE") and "/.photod/tmp/" in path]  # fmt: skip
 
     assert 100 * 1024 < len(DATA) <= rclone_target.STREAM_CUTOFF
-    assert ["PUT"] == sent(DATA, "2024/a.jpg")  # (it was create, part, complete)
-    monkeypatch.setattr(rclone_target, "STREAM_CUTOFF", 512 * 1024)  # a larger photo
-    assert ["create", "part", "complete"] == sent(DATA + b"2", "2024/b.jpg")
+    # (it was create, part, complete into the temporary, then a copy on the server)
+    assert ["PUT", "stand-in", "DELETE"] == sent(DATA, "2024/a.jpg")
+    monkeypatch.setattr(rclone_target, "STREAM_CUTOFF", 512 * 1024)  # a larger photo:
+    # through its temporary, as it is read (a movie's bytes are not held)
+    assert ["copy", "temporary", "DELETE"] == sent(DATA + b"2", "2024/b.jpg")
 
 
 def test_a_photo_to_an_rclone_s3_remote_is_proved_by_the_stores_md5_not_downloaded(
@@ -1360,46 +1360,28 @@ def test_a_copy_to_an_rclone_remote_lists_no_folder(
         put(t, "2024/a.jpg", DATA + b"other")
 
 
-def test_a_photo_cut_on_its_way_straight_to_its_name_leaves_nothing_there(
-    s3_server: S3Server, tmp_path: Path
+def test_a_photo_held_for_its_commit_leaves_nothing_when_its_copy_ends_before(
+    rclone_s3: tuple[FaultProxy, RcloneTarget], s3_server: S3Server, tmp_path: Path
 ) -> None:
-    """On a bucket store a photo goes straight to its name.  photod killed half way
-    through it (its link to rcd gone, the body never ended), or the copy given up: no
-    object under the name, ever, the small photo sent in one PUT as the movie in parts;
-    the stand-in in .photod/tmp/ goes with the copy given up, and a crash's with its
-    record in the catalog; the photo then goes up whole."""
-    if not s3_server.running():
-        s3_server.start()
-    t = rclone_s3_target(s3_server.endpoint, tmp_path, owner="aaaa")
-    t.put_meta("target.json", json.dumps({"id": "t-r"}).encode())
-    t.check(None)
+    """A photo for a bucket store is held whole till its commit, which sends it straight
+    to its name: a copy given up before (its source went, photod stopped) or photod
+    killed then sent nothing, not even a stand-in.  A movie, past STREAM_CUTOFF, goes
+    up through its temporary as it is read, and its abort leaves nothing either."""
+    proxy, t = rclone_s3
     folder = s3_server.root / BUCKET / tmp_path.name
-    big = DATA * 10  # (past STREAM_CUTOFF: a multipart upload)
-    try:
-        for key, data in (("2024/a.jpg", DATA), ("2024/b.mov", big)):
-            w = t.open_writer(key)
-            w.write(data[: len(data) // 2])
-            assert w.direct
-            w.conn.sock.shutdown(socket.SHUT_RDWR)  # photod killed
-            w.conn.close()
-            time.sleep(2)  # (what rcd would do, it has done)
-            assert None is t.size(key)
-            assert [w.temp_key] == [f".photod/tmp/{p.name}" for p in folder.glob(".photod/tmp/*")]
-            t.close()
-            t = rclone_s3_target(s3_server.endpoint, tmp_path, owner="aaaa")  # the next start
-            t.check(None)  # (its sweep leaves a stand-in: a clone's upload may be under way)
-            t.delete_temp(w.temp_key)  # (the catalog's record of it: the fleet's tidy)
-            assert [] == list(folder.glob(".photod/tmp/*"))
-            w = t.open_writer(key)
-            w.write(data[: len(data) // 2])
-            w.abort()  # the copy given up (its source went, photod stops)
-            time.sleep(1)
-            assert (None, []) == (t.size(key), list(folder.glob(".photod/tmp/*")))
-            put(t, key, data)
-            assert hashlib.sha256(data).hexdigest() == hash_object(t, key)
-        assert ["2024/a.jpg", "2024/b.mov"] == sorted(t.keys())
-    finally:
-        t.close()
+    n = len(proxy.begun)
+    for key, data in (("2024/a.jpg", DATA), ("2024/b.mov", DATA * 10)):
+        w = t.open_writer(key)
+        w.write(data[: len(data) // 2])
+        w.write(data[len(data) // 2 :])
+        assert (w.held is not None) == (key == "2024/a.jpg")
+        w.abort()
+        time.sleep(1)
+        assert (None, []) == (t.size(key), list(folder.glob(".photod/tmp/*")))
+    sent = [m for m, path in proxy.begun[n:] if m in ("PUT", "POST") and "/a.jpg" in path]
+    assert [] == sent  # (nothing of the photo held)
+    put(t, "2024/a.jpg", DATA)
+    assert SHA == hash_object(t, "2024/a.jpg")
 
 
 def test_photos_of_any_name_go_straight_to_their_own_names_on_a_bucket_store(
@@ -1900,7 +1882,8 @@ def _publish_at_once(anna: RcloneTarget, ben: RcloneTarget, key: str, i: int) ->
     def publish(target: RcloneTarget, data: bytes) -> None:
         w = target.open_writer(key)
         w.write(data)
-        w._finish_upload()
+        if w.held is None:  # (a bucket store's photo is sent at its commit)
+            w._finish_upload()
         both.wait()
         _publish(target, w, key, data, told)
 
@@ -1950,7 +1933,8 @@ def test_two_computers_publishing_the_same_photo_at_once_keep_one_copy_of_it(
     def publish(target: RcloneTarget) -> None:
         w = target.open_writer("2024/IMG.JPG")
         w.write(data)
-        w._finish_upload()
+        if w.held is None:  # (a bucket store's photo is sent at its commit)
+            w._finish_upload()
         both.wait()
         sha = hashlib.sha256(data).hexdigest()
         try:
@@ -2032,144 +2016,147 @@ def _commit_as_photod(target: RcloneTarget, w: Any, key: str, data: bytes) -> st
     return None
 
 
+def _slow_link(server: S3Server, tmp_path: Path, key: str, timeout: float = 5) -> Any:
+    """Anna's rclone target on the bucket store, through a FaultProxy whose PUTs of
+    ``key`` each take 3 s to go through; with the proxy."""
+    proxy = FaultProxy(server.endpoint, lambda method, path, query: (
+        time.sleep(3) if method == "PUT" and path.endswith(f"/{key}") else None) or "pass")  # fmt: skip
+    settings = {"type": "s3", "provider": "Other", "endpoint": proxy.endpoint,
+                "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}  # fmt: skip
+    conf = RcloneTarget.write_inline_config(tmp_path / "anna.conf", "cloud:", settings)
+    remote = f"cloud:{BUCKET}/{tmp_path.name}/"
+    return RcloneTarget("r", remote, conf, timeout=timeout, owner="aaaa"), proxy
+
+
 def test_the_same_photo_going_straight_from_another_computer_is_waited_for_not_kept_twice(
-    request: pytest.FixtureRequest, tmp_path: Path
+    request: pytest.FixtureRequest, s3_server: S3Server, tmp_path: Path
 ) -> None:
-    """Anna's copy of a photo goes straight to its name on a bucket store; Ben's copy
-    of the same photo, begun meanwhile, sees her stand-in and goes through its
-    temporary.  At his commit her upload is still under way: its stand-in, which holds
-    no bytes to compare, was a rival at once, and the photo went beside its own copy
-    (kept twice, each computer counting another name).  It is waited for: once hers is
-    there, Ben finds the photo under its name and adopts it."""
-    anna, ben, store = _family("bucket", request, tmp_path)
+    """Anna's copy of a photo is on its way straight to its name on a bucket store (a
+    slow link); Ben's copy of the same photo, committed meanwhile, sees her stand-in
+    and goes through its temporary.  Her stand-in holds no bytes to compare: a rival at
+    once, the photo went beside its own copy (kept twice, each computer counting
+    another name).  It is waited for: once hers is there, Ben finds the photo under its
+    name and adopts it."""
+    anna_, ben, store = _family("bucket", request, tmp_path)
+    anna_.close()
     key, data = "2024/IMG.JPG", DATA + b"shared"
+    anna, link = _slow_link(s3_server, tmp_path, key)
     told: dict[str, str | None] = {}
     try:
-        wa = anna.open_writer(key)
-        wa.write(data[: len(data) // 2])
-        assert wa.direct
-        wb = ben.open_writer(key)
+        anna.check(None)
+        wa, wb = anna.open_writer(key), ben.open_writer(key)
+        wa.write(data)
         wb.write(data)
-        assert not wb.direct  # (her stand-in seen)
-        ben_commits = threading.Thread(
-            target=lambda: told.update(ben=_commit_as_photod(ben, wb, key, data))
+        anna_commits = threading.Thread(
+            target=lambda: told.update(anna=_commit_as_photod(anna, wa, key, data))
         )
-        ben_commits.start()
-        time.sleep(1)  # (he waits for her stand-in)
-        wa.write(data[len(data) // 2 :])
-        told["anna"] = _commit_as_photod(anna, wa, key, data)
-        ben_commits.join(timeout=60)
+        anna_commits.start()
+        wait_for(lambda: any(store.glob(".photod/tmp/aaaa-*")), 30, "Anna's stand-in")
+        told["ben"] = _commit_as_photod(ben, wb, key, data)
+        anna_commits.join(timeout=60)
         assert {"anna": key, "ben": key} == told
         assert ["IMG.JPG"] == sorted(p.name for p in (store / "2024").iterdir())
         assert [] == list((store / ".photod/tmp").glob("*"))
     finally:
         anna.close()
         ben.close()
+        link.stop()
 
 
-@pytest.mark.parametrize("sweeper", ["clone", "daily"])
-def test_an_upload_going_straight_keeps_its_stand_in_through_every_sweep(
-    sweeper: str,
-    request: pytest.FixtureRequest,
-    s3_server: S3Server,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+def test_a_clones_first_start_leaves_a_commits_stand_in(
+    request: pytest.FixtureRequest, s3_server: S3Server, tmp_path: Path
 ) -> None:
-    """While Anna's photo goes straight to its name, its stand-in keeps Ben's other
-    photo of that name off it.  A clone of her disk (her id) starting, whose first
-    check removed every temporary of her id, took it; so did Ben's daily look at
-    another computer's leftovers, for an upload longer than a day (a movie over a slow
-    link).  Ben then went straight to the name too, and Anna's landed over his counted
-    copy.  Now the clone leaves a stand-in to the age rule, and a long upload puts its
-    stand-in again every few hours: Ben goes beside, and each copy is where its
-    computer counts it."""
-    anna, ben, store = _family("bucket", request, tmp_path)
-    key, mine, theirs = "2024/IMG.MOV", DATA + b"anna", DATA + b"ben!"
+    """While Anna's photo is on its way straight to its name, its stand-in keeps Ben's
+    other photo of that name off it.  A clone of her disk (her id) starting then,
+    whose first check removes every temporary of her id a crash left, took it too: Ben
+    went straight to the name, and Anna's landed over his counted copy.  A stand-in is
+    left to the age rule: Ben goes beside, and each copy is where its computer counts
+    it."""
+    anna_, ben, store = _family("bucket", request, tmp_path)
+    anna_.close()
+    key, mine, theirs = "2024/IMG.JPG", DATA + b"anna", DATA + b"ben!"
+    anna, link = _slow_link(s3_server, tmp_path, key)
+    told: dict[str | None, bytes] = {}
     try:
+        anna.check(None)
         wa = anna.open_writer(key)
-        wa.write(mine[: len(mine) // 3])
-        assert wa.direct
-        if sweeper == "clone":
-            clone = rclone_s3_target(s3_server.endpoint, tmp_path, owner="aaaa")
-            clone.check(None)  # the clone's first start
-            clone.close()
-            wa.write(mine[len(mine) // 3 : 2 * len(mine) // 3])
-        else:
-            monkeypatch.setattr(rclone_target, "FOREIGN_TEMP_AGE", 0.0)  # (a day, each look)
-            monkeypatch.setattr(rclone_target, "STAND_IN_REFRESH", 0.0)  # (hours, each write)
-            ben.check(None)  # his daemon's look: her stand-in noted
-            wa.write(mine[len(mine) // 3 : 2 * len(mine) // 3])  # (her upload goes on)
-            ben.check(None)  # its look a day later
-        assert [wa.temp_key] == [f".photod/tmp/{p.name}" for p in store.glob(".photod/tmp/*")]
+        wa.write(mine)
+        anna_commits = threading.Thread(
+            target=lambda: told.update({_commit_as_photod(anna, wa, key, mine): mine})
+        )
+        anna_commits.start()
+        wait_for(lambda: any(store.glob(".photod/tmp/aaaa-*")), 30, "Anna's stand-in")
+        clone = rclone_s3_target(s3_server.endpoint, tmp_path, owner="aaaa")
+        clone.check(None)  # the clone's first start
+        clone.close()
         wb = ben.open_writer(key)
         wb.write(theirs)
-        told = {_commit_as_photod(ben, wb, key, theirs): theirs}
-        wa.write(mine[2 * len(mine) // 3 :])
-        told[_commit_as_photod(anna, wa, key, mine)] = mine
+        told[_commit_as_photod(ben, wb, key, theirs)] = theirs
+        anna_commits.join(timeout=60)
         assert {key, suffixed(key, hashlib.sha256(theirs).hexdigest())} == set(told)
         for name, data in told.items():
             assert data == (store / str(name)).read_bytes(), name
     finally:
         anna.close()
         ben.close()
+        link.stop()
 
 
 def test_other_bytes_found_under_the_name_a_photo_went_straight_to_are_never_moved(
-    request: pytest.FixtureRequest, tmp_path: Path
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Two uploads went straight to one name (a store whose listing lagged: Ben did not
-    see Anna's stand-in, gone here), and Ben's landed over Anna's and was proved and
+    """Two photos went straight to one name (a store whose listing lagged: Ben saw
+    neither Anna's stand-in nor her photo), and Ben's landed over Anna's and was
     counted.  Anna's proof then finds his bytes: they were moved into
     .photod/quarantine/, and his counted copy was gone from its name.  The name is
-    now taken for another's file: Ben's copy stays, Anna's copy fails this time (and
-    the next goes beside, the name taken)."""
+    taken for another's file: Ben's copy stays, and Anna's, still held, goes beside."""
     anna, ben, store = _family("bucket", request, tmp_path)
     key, mine, theirs = "2024/IMG.JPG", DATA + b"anna", DATA + b"ben!"
+    hit = failpoints.hit
+    wa = anna.open_writer(key)
+
+    def ben_meanwhile(name: str) -> None:  # between Anna's upload and its proof
+        if name == "rclone_uploaded" and not ben_went:
+            ben_went.append(True)  # (a store whose listing lagged: Ben saw neither hers
+            ben._put(key, theirs)  # nor her stand-in, went straight, and was counted)
+            told[key] = theirs
+        hit(name)
+
+    told: dict[str | None, bytes] = {}
+    ben_went: list[bool] = []
     try:
-        wa = anna.open_writer(key)
         wa.write(mine)
-        anna.delete_temp(wa.temp_key)  # (a listing that lags: Ben does not see it)
-        wb = ben.open_writer(key)
-        wb.write(theirs)
-        assert wb.direct
-        wa._finish_upload()  # hers whole, not yet proved
-        assert key == _commit_as_photod(ben, wb, key, theirs)  # his over hers: counted
-        assert None is _commit_as_photod(anna, wa, key, mine)
-        assert theirs == (store / key).read_bytes()
-        assert [] == list(store.glob(".photod/quarantine/**/*"))
-        w = anna.open_writer(key)  # Anna's next try
-        w.write(mine)
+        monkeypatch.setattr(failpoints, "hit", ben_meanwhile)
+        told[_commit_as_photod(anna, wa, key, mine)] = mine
         beside = suffixed(key, hashlib.sha256(mine).hexdigest())
-        assert beside == _commit_as_photod(anna, w, key, mine)
-        assert mine == (store / beside).read_bytes()
+        assert {key: theirs, beside: mine} == told
+        for name, data in told.items():
+            assert data == (store / str(name)).read_bytes(), name
+        assert [] == list(store.glob(".photod/quarantine/**/*"))
     finally:
         anna.close()
         ben.close()
 
 
-def test_an_upload_sent_whole_and_not_said_stored_keeps_its_stand_in_till_the_tidy(
+def test_a_photo_sent_straight_and_not_said_stored_keeps_its_stand_in_a_day(
     request: pytest.FixtureRequest, s3_server: S3Server, tmp_path: Path
 ) -> None:
     """Anna's photo went straight to its name over a slow link, and rclone's wait for
     the store's answer timed out: her copy failed, and its stand-in was removed.  But
     the store took the whole body and stored it after: Ben, seeing no stand-in and no
     file, had gone straight to the name meanwhile, and Anna's landed over his counted
-    copy.  Now a stand-in whose upload was sent whole and not said stored stays (for
-    the target's tidy): Ben goes beside, and his copy is where he counts it."""
+    copy.  Now such a stand-in stays, to the age rule (the catalog's tidy, seconds
+    later, would take it): Ben goes beside, and his copy is where he counts it."""
     anna_, ben, store = _family("bucket", request, tmp_path)
     anna_.close()
-    anna_link = FaultProxy(s3_server.endpoint, rate=200_000)  # (Anna's slow uplink)
-    settings = {"type": "s3", "provider": "Other", "endpoint": anna_link.endpoint,
-                "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}  # fmt: skip
-    conf = RcloneTarget.write_inline_config(tmp_path / "anna.conf", "cloud:", settings)
-    anna = RcloneTarget("r", ben.remote, conf, timeout=1, owner="aaaa")  # (rclone waits 1 s)
     key, mine, theirs = "2024/IMG.JPG", DATA * 2 + b"anna", DATA + b"ben!"
+    anna, link = _slow_link(s3_server, tmp_path, key, timeout=1)  # (rclone waits 1 s)
     try:
         anna.check(None)
         wa = anna.open_writer(key)
         wa.write(mine)
-        assert wa.direct
         assert None is _commit_as_photod(anna, wa, key, mine)  # (timed out: failed)
+        assert wa.abort()  # (nothing for the catalog's tidy)
         assert [wa.temp_key] == [f".photod/tmp/{p.name}" for p in store.glob(".photod/tmp/*")]
         wb = ben.open_writer(key)
         wb.write(theirs)
@@ -2177,12 +2164,10 @@ def test_an_upload_sent_whole_and_not_said_stored_keeps_its_stand_in_till_the_ti
         wait_for(lambda: (store / key).exists(), 30, "Anna's photo stored after all")
         assert suffixed(key, hashlib.sha256(theirs).hexdigest()) == beside
         assert (theirs, mine) == ((store / str(beside)).read_bytes(), (store / key).read_bytes())
-        anna.delete_temp(wa.temp_key)  # (the target's tidy, as the fleet does)
-        assert [] == list(store.glob(".photod/tmp/*"))
     finally:
         anna.close()
         ben.close()
-        anna_link.stop()
+        link.stop()
 
 
 def test_the_same_photo_still_being_sent_by_another_computer_is_no_rival(
