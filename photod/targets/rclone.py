@@ -53,10 +53,9 @@ from photod.targets.rclonesays import complaint, meaning
 
 FOREIGN_TEMP_AGE = 86400.0  # seconds another computer's temporary is seen unchanged before it goes
 ABORT_WAIT = 5.0  # seconds an aborted upload waits for rcd to say it is done with it
-# A file up to this size goes to a bucket store (S3, B2, GCS...) in one PUT: rcd takes it
-# whole first, where it streamed anything past 100 KiB, its size unknown, as a multipart
-# upload (three requests, each one the store counts).  rclone's S3 part size: rcd held a
-# part this size whole before (measured: rcd's peak memory the same; 8 MiB took 20 more).
+# A photo up to this size goes to a bucket store in one PUT (not three requests of a
+# multipart upload, each counted): photod holds it whole (``rclonedirect``), and so does
+# rcd (rclone's S3 part size: the same peak memory; 8 MiB took 20 more).
 STREAM_CUTOFF = 5 * 1024 * 1024
 
 
@@ -83,8 +82,7 @@ class RcloneWriter:
         self.landing = False
         self.ended = False  # the body's end was sent
         self.answered = False  # rcd answered the upload: it is done with the temporary
-        self.uploaded = False
-        self.aborted = False
+        self.uploaded = self.aborted = False
         self.left = False  # its temporary may be on the remote still: its delete failed
         # One socket, used by the copy's thread and (for an encrypted target) the one
         # that aborts it: an end of the body never lands in the middle of a chunk.
@@ -369,26 +367,29 @@ class RcloneTarget(ObjectTarget):
     def call(self, command: str, missing_ok: bool = False, **params: Any) -> dict[str, Any]:
         """One remote-control call; its JSON answer.  With ``missing_ok`` a "not found"
         is an empty answer."""
-        conn = self.rcd.connection()
-        try:
-            conn.request(
-                "POST", f"/{command}", json.dumps(params), {"Content-Type": "application/json"}
-            )
-            response = conn.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            raise TargetUnavailable(self.name, self.rcd.why(exc)) from exc
-        finally:
-            conn.close()
+        status, body = self.post(f"/{command}", json.dumps(params),
+                                 {"Content-Type": "application/json"})  # fmt: skip
         try:
             answer: dict[str, Any] = json.loads(body or b"{}")
         except ValueError:
             answer = {"error": body.decode(errors="replace")}
-        if response.status == 200:
+        if status == 200:
             return answer
-        if missing_ok and response.status == 404:
+        if missing_ok and status == 404:
             return {}
         raise self.error(str(answer.get("error", answer)))
+
+    def post(self, path: str, body: Any, headers: dict[str, str]) -> tuple[int, bytes]:
+        """One request to rcd: its status and what it said."""
+        conn = self.rcd.connection()
+        try:
+            conn.request("POST", path, body, headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise TargetUnavailable(self.name, self.rcd.why(exc)) from exc
+        finally:
+            conn.close()
 
     def error(self, message: str) -> TargetUnavailable:
         """Map rclone's complaint to a reason a person can act on."""
@@ -398,10 +399,9 @@ class RcloneTarget(ObjectTarget):
         return self.room.free_bytes()
 
     def upload_config(self) -> str:
-        """rclone's options (``_config``) for an upload photod proves itself: none of
-        rclone's own checks (sizes only: with no hash, rclone would compare file times,
-        and fail an upload whose time the remote does not keep), and to a bucket store,
-        STREAM_CUTOFF held whole."""
+        """rclone's options (``_config``) for an upload photod proves: none of rclone's
+        own checks (sizes only: with no hash, rclone would compare file times, and fail
+        an upload whose time the remote does not keep); to a bucket store, one PUT."""
         if self.bucketed is None:
             info = self.call("operations/fsinfo", fs=self.remote)
             self.proof = proof_hash(info)

@@ -30,7 +30,6 @@ on the way: never moved nor removed; the held photo goes beside.
 
 from __future__ import annotations
 
-import http.client
 import urllib.parse
 from typing import TYPE_CHECKING
 
@@ -62,18 +61,10 @@ def upload_whole(t: RcloneTarget, key: str, data: bytes | bytearray, config: str
     folder, _, name = key.rpartition("/")
     parts = [part_head(BOUNDARY, name), data, f"\r\n--{BOUNDARY}--\r\n".encode()]
     params = {"fs": t.remote, "remote": folder, **({"_config": config} if config else {})}
-    conn = t.rcd.connection()
-    try:
-        conn.request("POST", f"/operations/uploadfile?{urllib.parse.urlencode(params)}", parts,
-                     {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
-                      "Content-Length": str(sum(map(len, parts)))})  # fmt: skip
-        response = conn.getresponse()
-        said = response.read()
-    except (OSError, http.client.HTTPException) as exc:
-        raise TargetUnavailable(t.name, t.rcd.why(exc)) from exc
-    finally:
-        conn.close()
-    if response.status != 200:
+    status, said = t.post(f"/operations/uploadfile?{urllib.parse.urlencode(params)}", parts,
+                          {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+                           "Content-Length": str(sum(map(len, parts)))})  # fmt: skip
+    if status != 200:
         raise t.error(complaint(said))
 
 
