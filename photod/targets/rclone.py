@@ -76,10 +76,8 @@ class RcloneWriter:
         self.conn: UnixHTTP | None = None
         self.begun = False  # the upload was started: the temporary may exist
         self.config, self.configured = "", False  # rclone's options (``upload_config``)
-        # A photo to a bucket store, held whole till its commit (``rclonedirect``); and
-        # one sent straight there that the store may take yet (its stand-in stays).
+        # A photo to a bucket store, held whole till its commit (``rclonedirect``).
         self.held: bytearray | None = None
-        self.landing = False
         self.ended = False  # the body's end was sent
         self.answered = False  # rcd answered the upload: it is done with the temporary
         self.uploaded = self.aborted = False
@@ -149,7 +147,7 @@ class RcloneWriter:
                 self._configure()
                 if self.proved and self.t.bucketed:
                     self.held = bytearray()
-            if self.held is not None and len(self.held) + len(data) <= STREAM_CUTOFF:
+            if self.held is not None and len(self.held) + len(data) < STREAM_CUTOFF:
                 self.held += data
             else:
                 self._stream(data)
@@ -243,8 +241,10 @@ class RcloneWriter:
         if method is VerifyMethod.SERVER:
             if remote_sha256(self.t, key, sha256, *proof)[0] != sha256:
                 raise KeyExists(key)
-            with contextlib.suppress(PhotodError):  # (left where the name held these bytes)
+            try:  # (left where the name held these bytes)
                 self.t.delete_temp(self.temp_key)
+            except PhotodError:
+                self.t._left_behind(self.temp_key)
         elif self.t.size(self.temp_key) is not None:
             raise KeyExists(key)
         return method
@@ -280,10 +280,10 @@ class RcloneWriter:
                         self._end_body()
                 self.conn.close()
                 self.conn = None
-            if self.landing:
-                pass  # (its stand-in is the age rule's: the tidy would take it at once)
-            elif self.begun and not self.answered:
-                self.left = True  # (rcd may not be done with it: the tidy removes it)
+            if self.begun and not self.answered:
+                # rcd may not be done with it (or, gone straight, the store may take it
+                # yet: its stand-in stays): the tidy removes it.
+                self.left = True
             elif self.begun:
                 try:
                     self.t.delete_temp(self.temp_key)

@@ -20,21 +20,22 @@ never both straight to the name.  The stand-in lives for a commit's few requests
 sweep of old temporaries meets it in use (``RcloneTarget._sweep`` leaves stand-ins to
 the age rule even under this computer's id: a clone's may be in use).
 
-A copy given up before its commit sent nothing.  A photo sent straight whose store did
-not say it stored it (rclone's wait timed out) may land yet: its stand-in is left to the
-age rule, keeping other computers' copies off the name a day, and the catalog forgets
-it (the catalog's tidy would remove it within seconds).  Other bytes found under the
+A copy given up before its commit sent nothing.  A photo sent straight that failed may
+land yet (rclone's wait for the store's answer timed out): its stand-in stays, in the
+catalog, keeping other computers' copies off the name till the target's tidy (when it
+is back, or the next start).  Other bytes found under the
 name at the proof are another's file (on a store whose listing lagged), or ours damaged
 on the way: never moved nor removed; the held photo goes beside.
 """
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 from typing import TYPE_CHECKING
 
 from photod import failpoints
-from photod.errors import KeyExists, PhotodError, TargetUnavailable
+from photod.errors import KeyExists, PhotodError
 from photod.models import VerifyMethod
 from photod.targets.rcloneproof import remote_sha256
 from photod.targets.rclonerival import STAND_IN, in_tmp, name_tag
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
     from photod.targets.rclone import RcloneTarget, RcloneWriter
 
 BOUNDARY = "photod-upload-boundary"  # (never within a form's one part: its length is sent)
+# A photo sent straight is sent once by rclone: one cut as a laptop went to sleep is not
+# sent again on waking, a day on, over what another computer put there meanwhile.
+STRAIGHT = {"LowLevelRetries": 1}
 
 
 def part_head(boundary: str, name: str) -> bytes:
@@ -95,11 +99,10 @@ def commit_held(
         raise KeyExists(key, size=there)
     if waiting:
         return w.commit_moved(key, sha256, proof)
-    try:
-        upload_whole(t, key, held, w.config)
-    except TargetUnavailable:
-        w.landing = True  # (the store may take it yet: the stand-in stays a day)
-        raise
+    config = json.dumps({**json.loads(w.config or "{}"), **STRAIGHT})
+    w.answered = False  # (a failure here leaves the stand-in to the target's tidy)
+    upload_whole(t, key, held, config)
+    w.answered = True
     failpoints.hit("rclone_uploaded")  # (whole under its name, not yet proved)
     stored, method = remote_sha256(t, key, sha256, *proof)
     if stored != sha256:

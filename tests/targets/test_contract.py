@@ -1290,6 +1290,8 @@ def test_a_photo_goes_to_an_rclone_s3_remote_in_one_put(
     assert 100 * 1024 < len(DATA) <= rclone_target.STREAM_CUTOFF
     # (it was create, part, complete into the temporary, then a copy on the server)
     assert ["PUT", "stand-in", "DELETE"] == sent(DATA, "2024/a.jpg")
+    edge = os.urandom(rclone_target.STREAM_CUTOFF)  # (rclone streams a whole cutoff: not
+    assert ["copy", "temporary", "DELETE"] == sent(edge, "2024/edge.jpg")  # one PUT, held)
     monkeypatch.setattr(rclone_target, "STREAM_CUTOFF", 512 * 1024)  # a larger photo:
     # through its temporary, as it is read (a movie's bytes are not held)
     assert ["copy", "temporary", "DELETE"] == sent(DATA + b"2", "2024/b.jpg")
@@ -2138,15 +2140,16 @@ def test_other_bytes_found_under_the_name_a_photo_went_straight_to_are_never_mov
         ben.close()
 
 
-def test_a_photo_sent_straight_and_not_said_stored_keeps_its_stand_in_a_day(
+def test_a_photo_sent_straight_and_not_said_stored_keeps_its_stand_in_till_the_tidy(
     request: pytest.FixtureRequest, s3_server: S3Server, tmp_path: Path
 ) -> None:
     """Anna's photo went straight to its name over a slow link, and rclone's wait for
     the store's answer timed out: her copy failed, and its stand-in was removed.  But
     the store took the whole body and stored it after: Ben, seeing no stand-in and no
     file, had gone straight to the name meanwhile, and Anna's landed over his counted
-    copy.  Now such a stand-in stays, to the age rule (the catalog's tidy, seconds
-    later, would take it): Ben goes beside, and his copy is where he counts it."""
+    copy.  Now such a stand-in stays, recorded, for the target's tidy (when the target
+    is back, or at the next start): Ben goes beside, and his copy is where he counts
+    it."""
     anna_, ben, store = _family("bucket", request, tmp_path)
     anna_.close()
     key, mine, theirs = "2024/IMG.JPG", DATA * 2 + b"anna", DATA + b"ben!"
@@ -2156,7 +2159,7 @@ def test_a_photo_sent_straight_and_not_said_stored_keeps_its_stand_in_a_day(
         wa = anna.open_writer(key)
         wa.write(mine)
         assert None is _commit_as_photod(anna, wa, key, mine)  # (timed out: failed)
-        assert wa.abort()  # (nothing for the catalog's tidy)
+        assert not wa.abort()  # (left: the catalog keeps its record, for the tidy)
         assert [wa.temp_key] == [f".photod/tmp/{p.name}" for p in store.glob(".photod/tmp/*")]
         wb = ben.open_writer(key)
         wb.write(theirs)
