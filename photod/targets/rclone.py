@@ -75,7 +75,7 @@ class RcloneWriter:
         self.boundary = secrets.token_hex(16)
         self.conn: UnixHTTP | None = None
         self.begun = False  # the upload was started: the temporary may exist
-        self.config, self.configured = "", False  # rclone's options (``upload_config``)
+        self.config = ""  # rclone's options (``upload_config``), once asked
         # A photo to a bucket store, held whole till its commit (``rclonedirect``).
         self.held: bytearray | None = None
         self.ended = False  # the body's end was sent
@@ -88,9 +88,8 @@ class RcloneWriter:
 
     def _configure(self) -> None:
         """How the remote proves an upload photod proves (asked of it once)."""
-        if self.configured or not self.proved:
+        if self.config or not self.proved:
             return
-        self.configured = True
         self.config = self.t.upload_config()
         self.kind = self.t.proof or "sha256"
         if self.kind != "sha256":

@@ -38,7 +38,7 @@ from photod import failpoints
 from photod.errors import KeyExists, PhotodError
 from photod.models import VerifyMethod
 from photod.targets.rcloneproof import remote_sha256
-from photod.targets.rclonerival import STAND_IN, in_tmp, name_tag
+from photod.targets.rclonerival import STAND_IN, others_for
 from photod.targets.rclonesays import complaint
 
 if TYPE_CHECKING:
@@ -76,12 +76,7 @@ def look(t: RcloneTarget, temp_key: str, key: str) -> tuple[bool, int | None]:
     """After the stand-in is put: whether another upload for ``key`` waits in
     ``.photod/tmp/`` (a temporary or a stand-in of another computer's, of a clone's, or
     an earlier try's), and the size of the file that has the name (None: free)."""
-    tag = name_tag(key)
-    waiting = any(
-        (other := str(item.get("Path", ""))) != temp_key and other.endswith(tag)
-        for item in in_tmp(t)
-    )
-    return waiting, t.size(key)
+    return bool(others_for(t, temp_key, key)), t.size(key)
 
 
 def commit_held(

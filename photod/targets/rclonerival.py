@@ -20,7 +20,7 @@ and it grows: its own look comes after it is whole, and sees this copy's tempora
 its file).  This installation's own are looked at too: one key is one photo's in its
 catalog, but a computer cloned from its disk writes under its id; a temporary an
 earlier try left holding other bytes sends the copy beside, which is safe.  A
-stand-in (``rclonedirect``: another upload gone straight to the name, on a bucket
+stand-in (``rclonedirect``: another commit going straight to the name, on a bucket
 store) holds no bytes to compare: it is waited for a while (the same photo from two
 computers, once there, is found and adopted, not kept twice), and is a rival if it
 stays.
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
 GROWING = 1.0  # seconds a smaller temporary is watched for growth (an upload in flight)
 STAND_IN_LOOKS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # seconds before each look for its end
-# What a stand-in holds (``rclonedirect``: an upload gone straight to its name on a
-# bucket store): another photo's, whatever its size says, and never growing.
+# What a stand-in holds (``rclonedirect``: a commit going straight to its name on a
+# bucket store): no bytes of its photo to compare, and it never grows.
 STAND_IN = b"photod: an upload to this name is in flight; see photod's README\n"
 
 
@@ -57,6 +57,14 @@ def in_tmp(t: RcloneTarget, times: bool = False) -> list[dict[str, object]]:
     answer = t.call("operations/list", missing_ok=True, fs=t.remote, remote=TMP.rstrip("/"),
                     opt={"filesOnly": True, "noModTime": not times, "noMimeType": True})  # fmt: skip
     return list(answer.get("list", []))
+
+
+def others_for(t: RcloneTarget, temp_key: str, key: str) -> list[tuple[str, int]]:
+    """The other uploads for ``key`` waiting in ``.photod/tmp/`` (another computer's,
+    a clone's, an earlier try's: all but ``temp_key``): their names and sizes."""
+    tag = name_tag(key)
+    found = ((str(item.get("Path", "")), int(str(item.get("Size", -1)))) for item in in_tmp(t))
+    return [(other, size) for other, size in found if other != temp_key and other.endswith(tag)]
 
 
 def stand_in_changed(t: RcloneTarget, other: str) -> int | None:
@@ -85,11 +93,7 @@ def rival(
     where the remote's hash of it or its bytes read back say so, or it cannot be read
     (two uploads of one name at once are rare: that cost is too).  One gone meanwhile
     was moved or removed: rclone's look sees the first."""
-    tag = name_tag(key)
-    for item in in_tmp(t):
-        other, seen = str(item.get("Path", "")), int(str(item.get("Size", -1)))
-        if other == temp_key or not other.endswith(tag):
-            continue
+    for other, seen in others_for(t, temp_key, key):
         if seen == len(STAND_IN) != size:  # (a stand-in's size: no photo's upload shows it long)
             if (now := stand_in_changed(t, other)) is None:
                 continue
