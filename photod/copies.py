@@ -207,7 +207,7 @@ class Copier:
                     if _another_file(state.target, candidate, exc, size):
                         continue
                     try:
-                        ours = holds(state.target, candidate, sha)
+                        ours = exc.same or holds(state.target, candidate, sha)
                     except Stopping:
                         raise
                     except (OSError, PhotodError) as exc:

@@ -155,13 +155,17 @@ class NotAFile(PhotodError, OSError):
 
 
 class KeyExists(PhotodError):
-    def __init__(self, key: str, other: bool = False, size: int | None = None) -> None:
+    def __init__(
+        self, key: str, other: bool = False, size: int | None = None, same: bool = False
+    ) -> None:
         """``other``: the writer read what is there already, and it is not these bytes
-        (the caller need not download it again to tell); ``size``: the size of what is
-        there, as the writer's look before it publishes found it (not asked again)."""
+        (the caller need not download it again to tell); ``same``: it read it, and it
+        is these very bytes; ``size``: the size of what is there, as the writer's look
+        before it publishes found it (not asked again)."""
         self.key = key
         self.other = other
         self.size = size
+        self.same = same
         super().__init__(f"{key} already exists on the target; it is never overwritten")
 
 

@@ -44,7 +44,7 @@ REMOTE_PROBE = 60.0  # seconds between checks of a remote target that answers
 
 if TYPE_CHECKING:
     from photod.config import Config
-    from photod.targets.crypt import Keys
+    from photod.targets.cryptkeys import Keys
 
 
 def keys_for(settings: TargetsSettings) -> Keys | None:
@@ -53,7 +53,7 @@ def keys_for(settings: TargetsSettings) -> Keys | None:
     identity (a reload asks first: a daemon must not stop on a key a reload named)."""
     if not (any(t.encrypt for t in settings.targets) and settings.identity is not None):
         return None
-    from photod.targets.crypt import Keys
+    from photod.targets.cryptkeys import Keys
 
     try:
         return Keys(settings.identity, list(settings.recipients))

@@ -19,7 +19,8 @@ from photod.errors import PhotodError, TargetUnavailable
 from photod.fleet import TargetState
 from photod.models import Kind, ManifestEntry, Media, Probe, TargetInfo
 from photod.targets.agekeygen import keygen
-from photod.targets.crypt import CryptTarget, Keys
+from photod.targets.crypt import CryptTarget
+from photod.targets.cryptkeys import Keys
 from photod.targets.memory import MemoryTarget
 from photod.targets.records import (
     Installation,

@@ -767,7 +767,8 @@ def _remote(kind: str, tmp_path: Path, s3_server: Any, endpoint: str) -> Any:
     """A target named "s3" of ``kind`` on the test server, reached through ``endpoint``
     (a FaultProxy), with its id: S3, rclone (an S3 remote), or encrypted (over S3)."""
     from photod.targets.agekeygen import keygen
-    from photod.targets.crypt import CryptTarget, Keys
+    from photod.targets.crypt import CryptTarget
+    from photod.targets.cryptkeys import Keys
     from tests.targets.test_contract import rclone_s3_target, s3_target
 
     t: Any

@@ -1,5 +1,6 @@
 """Encryption at rest, in the age format, over any other target.  With ``agedecrypt``
-(streams) and ``agekeygen`` (a new identity), the only modules that import pyrage.
+(streams), ``agekeygen`` (a new identity) and ``cryptkeys`` (the keys), the only
+modules that import pyrage.
 
 Every object is an age file sealed to the owner's X25519 recipient (and any extra
 recipients), so ``age -d -i IDENTITY`` opens it without photod.  Names leak nothing:
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import hmac
 import io
 import os
 import queue
@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pyrage
-from pyrage import x25519
 
 from photod import failpoints
 from photod.errors import (
@@ -44,42 +43,10 @@ from photod.errors import (
 from photod.models import ManifestEntry, VerifyMethod
 from photod.targets.agedecrypt import QUEUE, CipherSink, Decrypting, QueueReader, Sealing
 from photod.targets.base import CHUNK, Identity, Target, unread
+from photod.targets.cryptkeys import DATA, Keys
 from photod.targets.records import index_line, own_entry, parse_index
 
-DATA = "data/"
 OBJECTS = "objects/"  # under .photod/: each object's sealed index line
-
-
-class Keys:
-    """The owner's identity, the recipients objects are sealed to, and the name key."""
-
-    def __init__(self, identity_file: Path, extra: Iterable[str] = ()) -> None:
-        secret = ""
-        for line in identity_file.read_text(encoding="utf-8").splitlines():
-            if line.startswith("AGE-SECRET-KEY-"):
-                secret = line.strip()
-                break
-        try:
-            self.identity = x25519.Identity.from_str(secret)
-            self.recipients = [self.identity.to_public()] + [
-                x25519.Recipient.from_str(r) for r in extra
-            ]
-        except (pyrage.IdentityError, pyrage.RecipientError, ValueError) as exc:
-            raise PhotodError(
-                f"{identity_file}: not an age identity (expected a line AGE-SECRET-KEY-1...): {exc}"
-            ) from exc
-        self.file = identity_file
-        self.name_key = hmac.digest(secret.encode(), b"photod object names v1", "sha256")
-
-    def object_name(self, key: str) -> str:
-        digest = hmac.new(self.name_key, key.encode(), "sha256").hexdigest()
-        return f"{DATA}{digest[:2]}/{digest[2:40]}"
-
-    def encrypt(self, data: bytes) -> bytes:
-        return bytes(pyrage.encrypt(data, self.recipients))
-
-    def decrypt(self, data: bytes) -> bytes:
-        return bytes(pyrage.decrypt(data, [self.identity]))
 
 
 class CryptWriter:
@@ -185,12 +152,37 @@ class CryptWriter:
             finally:
                 sealed.result()  # (never left running: its failure is this copy's)
         except KeyExists as exc:  # (another upload of the name's: ``rclonerival``)
-            raise KeyExists(key, other=exc.other) from None
+            raise self._withdraw(key, obj, entry, exc) from None
         except PhotodError:
             self.abort()
             raise
         self.t.learn([entry])
         return method
+
+    def _withdraw(self, key: str, obj: str, entry: ManifestEntry, taken: KeyExists) -> KeyExists:
+        """Another computer's commit took the name while this copy's line went up, maybe
+        over that commit's own.  A line there naming this photo is taken back first (a
+        stop in between leaves the object without one, as a kill does), then the object
+        read: this very photo gets the line back, the caller adopts it unread; another's
+        waits for a scrub to write its own again (``mend_line``).  A failure fails the
+        copy: its next try reads the object first (``_adopted``).  The inner writer's
+        verdict is passed on only unread (two sealings of one photo differ)."""
+        try:
+            line, said = self.t.inner.get_meta(sidecar(obj)), None
+            with contextlib.suppress(pyrage.DecryptError):
+                said = own_entry(self.t.keys_.decrypt(line), obj) if line is not None else None
+            if line is None or said is None or said.sha256 != entry.sha256:
+                return KeyExists(key, other=taken.other or said is not None,
+                                 size=said.size if said else None)  # fmt: skip
+            self.t.inner.delete_meta(sidecar(obj))
+            if self.t.inner.size(obj) is None or not self._holds(obj, entry):
+                return KeyExists(key, other=True)  # (or still on its way: ``rclonerival``)
+            self.t.inner.put_meta(sidecar(obj), line)
+            return KeyExists(key, size=entry.size, same=True)
+        except (PhotodError, OSError) as exc:
+            self.abort()
+            raise unread(self.t.inner, obj, f"{key}'s object, this copy's line over it,",
+                         exc) from exc  # fmt: skip
 
     def _put_line(self, obj: str, line: bytes, again: Any) -> None:
         failpoints.hit("index_line_sealing")
@@ -205,16 +197,23 @@ class CryptWriter:
         own line).  One the link does not let through now is neither: the copy fails
         and is tried again (sent beside it, the photo went up twice, its first object
         never given a line)."""
+        said = None
         if (line := self.t.inner.get_meta(sidecar(obj))) is not None:
             with contextlib.suppress(pyrage.DecryptError):  # (another identity's: says nothing)
-                if (said := own_entry(self.t.keys_.decrypt(line), obj)) is not None:
-                    raise KeyExists(key, other=said.sha256 != entry.sha256, size=said.size)
-            raise KeyExists(key)
-        try:
+                said = own_entry(self.t.keys_.decrypt(line), obj)
+            if said is None or said.sha256 != entry.sha256:
+                raise KeyExists(key, other=said is not None, size=said.size if said else None)
+        try:  # (no line, or one naming this photo: a race's, over another's object?)
             same = self._holds(obj, entry)
         except (PhotodError, OSError) as exc:
+            if said is not None:  # (the caller reads it, and says why it cannot)
+                raise KeyExists(key, size=said.size) from None
             self.abort()
             raise unread(self.t.inner, obj, f"{key}'s object, without its line,", exc) from exc
+        if said is not None:  # the line stays only over this very photo
+            if not same:
+                self.t.inner.delete_meta(sidecar(obj))
+            raise KeyExists(key, other=not same, size=entry.size, same=same)
         if not same:
             raise KeyExists(key, other=True)
         self.abort()

@@ -14,7 +14,7 @@ from photod.targets.local import LocalTarget
 from photod.targetspec import LocalSpec, RcloneSpec, S3Spec, TargetSpec
 
 if TYPE_CHECKING:
-    from photod.targets.crypt import Keys
+    from photod.targets.cryptkeys import Keys
 
 
 def make_target(

@@ -325,7 +325,8 @@ def test_a_line_without_its_photo_leaves_every_photo_restored_and_is_said_for_wh
     whose object is gone from the target while the computers' indexes list it is lost
     there: every other photo is restored, it is said by name, and the exit is 1."""
     from photod.models import ManifestEntry
-    from photod.targets.crypt import CryptTarget, Keys, sidecar
+    from photod.targets.crypt import CryptTarget, sidecar
+    from photod.targets.cryptkeys import Keys
     from photod.targets.local import LocalTarget
     from photod.targets.records import index_line
 

@@ -25,12 +25,13 @@ from photod.models import ManifestEntry, VerifyMethod
 from photod.targets import rclone as rclone_target
 from photod.targets.agekeygen import keygen
 from photod.targets.base import Identity, hash_object, holds
-from photod.targets.crypt import CryptTarget, Keys, sidecar
+from photod.targets.crypt import CryptTarget, sidecar
+from photod.targets.cryptkeys import Keys
 from photod.targets.local import LocalTarget
 from photod.targets.memory import MemoryTarget
 from photod.targets.rclone import FOREIGN_TEMP_AGE, RcloneTarget
 from photod.targets.rclonerival import STAND_IN, name_tag
-from photod.targets.records import Ledger
+from photod.targets.records import Ledger, index_line
 from photod.targets.s3 import S3Target
 from tests.conftest import wait_for
 from tests.servers import (
@@ -1714,6 +1715,189 @@ def test_an_encrypted_photo_left_without_its_line_waits_for_the_link_to_be_recog
     assert SHA == hash_object(t, key)
     t.close()
     proxy.stop()
+
+
+@pytest.mark.parametrize("same", [False, True], ids=["another photo", "the same photo"])
+def test_two_computers_sealing_one_name_at_once_never_leave_a_line_naming_the_wrong_photo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, same: bool
+) -> None:
+    """Anna's and Ben's computers (one identity, one shared drive) store a photo under
+    one name at the same moment.  Ben's index line goes up as his object is refused:
+    Anna's took the name first, her line with it.  Ben's photo goes beside (KeyExists),
+    and a new computer reading the lines alone (every index lost) finds no line naming
+    a photo that is not the one its object holds: Ben's line over Anna's would have
+    named his photo (its SHA-256) at her object.  When both are the same photo, its
+    line stays (the same size either way: only reading the object tells)."""
+    keygen(tmp_path / "identity.txt")
+    root = tmp_path / "drive"
+
+    def computer(name: str) -> CryptTarget:
+        t = CryptTarget(LocalTarget(name, root, creates_root=True), Keys(tmp_path / "identity.txt"))
+        t.check(None)
+        return t
+
+    anna, ben = computer("anna"), computer("ben")
+    key = "2024/2024-01-02/IMG_1.HEIC"
+    his = DATA if same else DATA[:-1] + b"!"
+    waiting: list[str] = []
+    both, go = threading.Event(), threading.Event()
+    hit = failpoints.hit
+
+    def held(name: str) -> None:  # Ben's object synced, not linked; his line not sent
+        who = threading.current_thread().name
+        if (who, name) in {("ben", "replica_synced")} or (
+            who.startswith("line-ben") and name == "index_line_sealing"
+        ):
+            waiting.append(name)
+            if len(waiting) == 2:
+                both.set()
+            go.wait(30)
+        hit(name)
+
+    monkeypatch.setattr(failpoints, "hit", held)
+    said: list[object] = []
+
+    def ben_stores() -> None:
+        try:
+            said.append(put(ben, key, his))
+        except KeyExists as exc:
+            said.append(exc)
+
+    storing = threading.Thread(target=ben_stores, name="ben")
+    storing.start()
+    try:
+        assert both.wait(30), f"Ben's commit never reached its link and its line: {waiting}"
+        assert VerifyMethod.READBACK == put(anna, key)  # (her object and her line)
+    finally:
+        go.set()
+        storing.join(30)
+    assert len(said) == 1 and isinstance(said[0], KeyExists), said
+    anna.close()
+    ben.close()
+    fresh = computer("carl")  # (nothing learned: the lines alone)
+    listed = dict(fresh.listing())
+    for name in listed:
+        assert hash_object(fresh, name) == fresh.described(fresh.locate(name)).sha256  # type: ignore[union-attr]
+    assert ([key] if same else []) == list(listed)
+    assert SHA == hash_object(fresh, key)  # (Anna's photo, at its name)
+    fresh.close()
+
+
+def test_a_line_a_copy_cannot_take_back_fails_it_and_goes_at_its_next_try(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race above, where the drive refuses to take Ben's line back (its folder
+    immutable, `chattr +i`, as a cut link or a failing disk would): Ben's copy fails,
+    not "the name is taken" (his photo would go beside, his line left naming it over
+    Anna's object, and his next try never come), and its next try, the folder
+    writable again, reads Anna's object first, takes the line back, and goes beside."""
+    keygen(tmp_path / "identity.txt")
+    root = tmp_path / "drive"
+
+    def computer(name: str) -> CryptTarget:
+        t = CryptTarget(LocalTarget(name, root, creates_root=True), Keys(tmp_path / "identity.txt"))
+        t.check(None)
+        return t
+
+    anna, ben = computer("anna"), computer("ben")
+    key, his = "2024/2024-01-02/IMG_1.HEIC", DATA[:-1] + b"!"
+    obj = anna.keys_.object_name(key)
+    lines = root / ".photod" / sidecar(obj)
+    gates = {"replica_synced": threading.Event(), "index_line_sealing": threading.Event()}
+    reached: list[str] = []
+    hit = failpoints.hit
+
+    def held(name: str) -> None:
+        who = threading.current_thread().name
+        if (who == "ben" and name == "replica_synced") or (
+            who.startswith("line-ben") and name == "index_line_sealing"
+        ):
+            reached.append(name)
+            gates[name].wait(30)
+        hit(name)
+
+    def names_his() -> bool:
+        said = anna.described(obj)
+        return said is not None and said.sha256 == hashlib.sha256(his).hexdigest()
+
+    monkeypatch.setattr(failpoints, "hit", held)
+    said: list[object] = []
+
+    def ben_stores() -> None:
+        try:
+            said.append(put(ben, key, his))
+        except PhotodError as exc:
+            said.append(exc)
+
+    storing = threading.Thread(target=ben_stores, name="ben")
+    storing.start()
+    try:
+        wait_for(lambda: len(reached) == 2, 30, "Ben's commit at its link and its line")
+        put(anna, key)
+        gates["index_line_sealing"].set()
+        wait_for(names_his, 30, "Ben's line over Anna's")
+        subprocess.run(["chattr", "+i", str(lines.parent)], check=True)
+        gates["replica_synced"].set()
+        storing.join(30)
+    finally:
+        for gate in gates.values():
+            gate.set()
+        subprocess.run(["chattr", "-i", str(lines.parent)], check=True)
+        storing.join(30)
+    assert len(said) == 1 and isinstance(said[0], PhotodError), said
+    assert not isinstance(said[0], KeyExists), said[0]
+    assert names_his()  # (what the next try finds)
+    writer = ben.open_writer(key)
+    writer.write(his)
+    with pytest.raises(KeyExists) as taken:
+        writer.commit(key, hashlib.sha256(his).hexdigest())
+    writer.abort()
+    assert taken.value.other
+    anna.close()
+    ben.close()
+    fresh = computer("carl")
+    assert [] == list(fresh.keys())  # (no line naming Ben's photo; Anna's scrub writes hers)
+    assert SHA == hash_object(fresh, key)
+    fresh.close()
+
+
+@pytest.mark.parametrize("same", [False, True], ids=["another photo", "the same photo"])
+def test_a_line_naming_this_photo_over_another_photos_object_goes_at_its_next_try(
+    tmp_path: Path, same: bool
+) -> None:
+    """What the race above leaves when Ben's computer stops before taking its line back
+    (a power cut), or when the refusal came as another error (an S3 upload in parts
+    whose completion is refused): his line over Anna's object, naming his photo.  His
+    next try of the name reads the object: another photo's, the line goes and his
+    photo goes beside (KeyExists, told other); the same photo, it stays, and the
+    caller is told so without reading the object again."""
+    keygen(tmp_path / "identity.txt")
+    root = tmp_path / "drive"
+
+    def computer(name: str) -> CryptTarget:
+        t = CryptTarget(LocalTarget(name, root, creates_root=True), Keys(tmp_path / "identity.txt"))
+        t.check(None)
+        return t
+
+    anna, ben = computer("anna"), computer("ben")
+    key = "2024/2024-01-02/IMG_1.HEIC"
+    his = DATA if same else DATA[:-1] + b"!"
+    put(anna, key)
+    obj = anna.keys_.object_name(key)
+    bens = ManifestEntry(hashlib.sha256(his).hexdigest(), key, len(his), "", None)
+    ben.inner.put_meta(sidecar(obj), ben.keys_.encrypt(index_line(obj, bens).encode()))
+    writer = ben.open_writer(key)
+    writer.write(his)
+    with pytest.raises(KeyExists) as taken:
+        writer.commit(key, bens.sha256)
+    writer.abort()  # (as the caller does, beside it or adopting it)
+    assert (taken.value.same, taken.value.other) == (same, not same)
+    anna.close()
+    ben.close()
+    fresh = computer("carl")
+    assert ([key] if same else []) == list(fresh.keys())
+    assert SHA == hash_object(fresh, key)
+    fresh.close()
 
 
 def test_an_encrypted_object_read_slowly_still_ends(tmp_path: Path) -> None:
