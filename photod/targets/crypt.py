@@ -37,6 +37,7 @@ from photod.errors import (
     KeyExists,
     NotAFile,
     PhotodError,
+    Stopping,
     TargetUnavailable,
     Undecryptable,
 )
@@ -160,13 +161,12 @@ class CryptWriter:
         return method
 
     def _withdraw(self, key: str, obj: str, entry: ManifestEntry, taken: KeyExists) -> KeyExists:
-        """Another computer's commit took the name while this copy's line went up, maybe
-        over that commit's own.  A line there naming this photo is taken back first (a
-        stop in between leaves the object without one, as a kill does), then the object
-        read: this very photo gets the line back, the caller adopts it unread; another's
-        waits for a scrub to write its own again (``mend_line``).  A failure fails the
-        copy: its next try reads the object first (``_adopted``).  The inner writer's
-        verdict is passed on only unread (two sealings of one photo differ)."""
+        """Another commit took the name as this copy's line went up, maybe over its own:
+        a line naming this photo is taken back first (a stop then leaves none, as a kill
+        does), then the object read: this very photo gets it back, the caller adopts it
+        unread; another's waits for a scrub to write its own again (``mend_line``).  A
+        failure fails the copy: its next try reads the object first (``_adopted``).  The
+        inner writer's verdict goes on only unread (two sealings of a photo differ)."""
         try:
             line, said = self.t.inner.get_meta(sidecar(obj)), None
             with contextlib.suppress(pyrage.DecryptError):
@@ -175,8 +175,10 @@ class CryptWriter:
                 return KeyExists(key, other=taken.other or said is not None,
                                  size=said.size if said else None)  # fmt: skip
             self.t.inner.delete_meta(sidecar(obj))
-            if self.t.inner.size(obj) is None or not self._holds(obj, entry):
-                return KeyExists(key, other=True)  # (or still on its way: ``rclonerival``)
+            if self.t.inner.size(obj) is None:
+                return KeyExists(key, other=True)  # (still on its way: ``rclonerival``)
+            if not (same := self._holds(obj, entry)):
+                return KeyExists(key, other=same is False)  # (None, unknown: the caller reads)
             self.t.inner.put_meta(sidecar(obj), line)
             return KeyExists(key, size=entry.size, same=True)
         except (PhotodError, OSError) as exc:
@@ -189,14 +191,12 @@ class CryptWriter:
         again(lambda: self.t.inner.put_meta(sidecar(obj), line))
 
     def _adopted(self, key: str, obj: str, entry: ManifestEntry) -> VerifyMethod:
-        """An object at this name without its index line: a commit cut between the two
-        (photod killed).  Where its bytes are this copy's (decrypted and hashed), its
-        line is written and it counts, nothing sent again; else KeyExists (the writer
-        still open: the copy goes beside it under another name, as beside any other
-        file), saying when it is another photo's (told by reading it, or unread by its
-        own line).  One the link does not let through now is neither: the copy fails
-        and is tried again (sent beside it, the photo went up twice, its first object
-        never given a line)."""
+        """An object at this name without its index line (photod killed between the two),
+        or with one naming this photo (a race's, ``_withdraw``): read, this very photo's
+        counts (its line written), nothing sent again; else KeyExists (the writer still
+        open: the copy goes beside it), saying when it is another photo's (read, or told
+        by its own line).  One the link does not let through now is neither: the copy
+        fails and is tried again (beside it, its first object never got a line)."""
         said = None
         if (line := self.t.inner.get_meta(sidecar(obj))) is not None:
             with contextlib.suppress(pyrage.DecryptError):  # (another identity's: says nothing)
@@ -206,14 +206,15 @@ class CryptWriter:
         try:  # (no line, or one naming this photo: a race's, over another's object?)
             same = self._holds(obj, entry)
         except (PhotodError, OSError) as exc:
-            if said is not None:  # (the caller reads it, and says why it cannot)
+            if said is not None and not isinstance(exc, Stopping):  # (the caller reads it)
                 raise KeyExists(key, size=said.size) from None
             self.abort()
             raise unread(self.t.inner, obj, f"{key}'s object, without its line,", exc) from exc
-        if said is not None:  # the line stays only over this very photo
-            if not same:
-                self.t.inner.delete_meta(sidecar(obj))
-            raise KeyExists(key, other=not same, size=entry.size, same=same)
+        if said is not None:  # the line goes only from another photo, read whole
+            if same is False:
+                with contextlib.suppress(PhotodError, OSError):  # (refused: left, as it was)
+                    self.t.inner.delete_meta(sidecar(obj))
+            raise KeyExists(key, other=not same, size=entry.size, same=bool(same))
         if not same:
             raise KeyExists(key, other=True)
         self.abort()
@@ -221,11 +222,11 @@ class CryptWriter:
         self.t.learn([entry])
         return VerifyMethod.EXISTING
 
-    def _holds(self, obj: str, entry: ManifestEntry) -> bool:
+    def _holds(self, obj: str, entry: ManifestEntry) -> bool | None:
         """Whether object ``obj`` itself (not another holding ``entry``'s key) decrypts
-        to ``entry``'s bytes, read up to one byte past them (no more tells); not one
-        this identity does not open, or no file.  A read that failed (the link cut, a
-        drive's read error, the object gone since) is raised (``base.holds``)."""
+        to ``entry``'s bytes, read up to one byte past them (no more tells); None for
+        one this identity does not open (or a damaged one), or no file.  A read that
+        failed (the link cut, a read error, the object gone since) is raised."""
         h, left = hashlib.sha256(), entry.size + 1
         try:
             plain = Decrypting(self.t.name, self.t.keys_.identity, self.t.inner.open(obj))
@@ -233,8 +234,8 @@ class CryptWriter:
                 while left > 0 and (chunk := f.read(min(CHUNK, left))):
                     h.update(chunk)
                     left -= len(chunk)
-        except (NotAFile, Undecryptable):  # (not this copy's)
-            return False
+        except (NotAFile, Undecryptable):  # (not this copy's, or not whole: unknown)
+            return None
         return left == 1 and h.hexdigest() == entry.sha256
 
     def abort(self) -> bool:

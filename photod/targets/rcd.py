@@ -65,9 +65,12 @@ class Download:
 
     def read(self, n: int = -1) -> bytes:
         try:
-            return self.response.read(None if n < 0 else n)
+            data = self.response.read(None if n < 0 else n)
         except (OSError, http.client.HTTPException) as exc:
             raise OSError(f"{self.name}: download cut off: {exc}") from exc
+        if not data and n and self.response.length:  # (http.client ends a cut body quietly)
+            raise OSError(f"{self.name}: download cut off {self.response.length} bytes short")
+        return data
 
     def close(self) -> None:
         self.conn.close()

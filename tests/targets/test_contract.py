@@ -651,6 +651,33 @@ def test_a_hung_rclone_rcd_is_replaced_and_the_target_works_again(
         t.close()
 
 
+def test_a_download_from_an_rclone_rcd_that_dies_mid_read_is_an_error_not_a_short_file(
+    tmp_path: Path,
+) -> None:
+    """rcd killed (or replaced as hung) while a photo is read from it: the read says it
+    was cut off.  It ended as a short file, quietly: an encrypted photo's object read
+    so then failed to decrypt, taken for another photo's (its line removed, the photo
+    sent again beside it), and a plain one hashed as a damaged copy."""
+    import signal
+
+    t = local_rclone(tmp_path, tmp_path / "remote", owner="me")
+    try:
+        t.put_meta("target.json", json.dumps({"id": "t"}).encode())
+        t.check(None)
+        big = os.urandom(32 * 1024 * 1024)
+        put(t, "2024/IMG_1.MOV", big)
+        got = 0
+        with pytest.raises(OSError, match="cut off"), t.open("2024/IMG_1.MOV") as f:
+            got += len(f.read(65536))
+            assert t.rcd.proc is not None
+            os.kill(t.rcd.proc.pid, signal.SIGKILL)
+            while chunk := f.read(1024 * 1024):
+                got += len(chunk)
+        assert got < len(big)
+    finally:
+        t.close()
+
+
 @pytest.mark.parametrize("honours", [True, False], ids=["honours", "ignores"])
 def test_s3_two_computers_probing_at_once_each_learn_what_the_server_does(
     s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, honours: bool
@@ -1717,6 +1744,57 @@ def test_an_encrypted_photo_left_without_its_line_waits_for_the_link_to_be_recog
     proxy.stop()
 
 
+def _hold_bens_commit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[dict[str, threading.Event], list[str]]:
+    """Ben's commit (a thread named "ben") held between its object's fsync and its link,
+    and its line's PUT held, each till its gate opens; ``reached``: where it waits."""
+    gates = {"replica_synced": threading.Event(), "index_line_sealing": threading.Event()}
+    reached: list[str] = []
+    hit = failpoints.hit
+
+    def held(name: str) -> None:
+        who = threading.current_thread().name
+        if (who == "ben" and name == "replica_synced") or (
+            who.startswith("line-ben") and name == "index_line_sealing"
+        ):
+            reached.append(name)
+            gates[name].wait(30)
+        hit(name)
+
+    monkeypatch.setattr(failpoints, "hit", held)
+    return gates, reached
+
+
+def _ben_stores(ben: CryptTarget, key: str, data: bytes) -> tuple[threading.Thread, list[object]]:
+    """Ben's computer storing ``data`` under ``key``, in its thread: what it was told."""
+    said: list[object] = []
+
+    def store() -> None:
+        try:
+            said.append(put(ben, key, data))
+        except PhotodError as exc:
+            said.append(exc)
+
+    thread = threading.Thread(target=store, name="ben")
+    thread.start()
+    return thread, said
+
+
+def _family_drive(tmp_path: Path) -> Callable[[str], CryptTarget]:
+    """The computers of a family sharing one encrypted drive and its identity: each
+    call, one of them starting (nothing learned)."""
+    keygen(tmp_path / "identity.txt")
+    root = tmp_path / "drive"
+
+    def computer(name: str) -> CryptTarget:
+        t = CryptTarget(LocalTarget(name, root, creates_root=True), Keys(tmp_path / "identity.txt"))
+        t.check(None)
+        return t
+
+    return computer
+
+
 @pytest.mark.parametrize("same", [False, True], ids=["another photo", "the same photo"])
 def test_two_computers_sealing_one_name_at_once_never_leave_a_line_naming_the_wrong_photo(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, same: bool
@@ -1728,48 +1806,18 @@ def test_two_computers_sealing_one_name_at_once_never_leave_a_line_naming_the_wr
     a photo that is not the one its object holds: Ben's line over Anna's would have
     named his photo (its SHA-256) at her object.  When both are the same photo, its
     line stays (the same size either way: only reading the object tells)."""
-    keygen(tmp_path / "identity.txt")
-    root = tmp_path / "drive"
-
-    def computer(name: str) -> CryptTarget:
-        t = CryptTarget(LocalTarget(name, root, creates_root=True), Keys(tmp_path / "identity.txt"))
-        t.check(None)
-        return t
-
+    computer = _family_drive(tmp_path)
     anna, ben = computer("anna"), computer("ben")
     key = "2024/2024-01-02/IMG_1.HEIC"
     his = DATA if same else DATA[:-1] + b"!"
-    waiting: list[str] = []
-    both, go = threading.Event(), threading.Event()
-    hit = failpoints.hit
-
-    def held(name: str) -> None:  # Ben's object synced, not linked; his line not sent
-        who = threading.current_thread().name
-        if (who, name) in {("ben", "replica_synced")} or (
-            who.startswith("line-ben") and name == "index_line_sealing"
-        ):
-            waiting.append(name)
-            if len(waiting) == 2:
-                both.set()
-            go.wait(30)
-        hit(name)
-
-    monkeypatch.setattr(failpoints, "hit", held)
-    said: list[object] = []
-
-    def ben_stores() -> None:
-        try:
-            said.append(put(ben, key, his))
-        except KeyExists as exc:
-            said.append(exc)
-
-    storing = threading.Thread(target=ben_stores, name="ben")
-    storing.start()
+    gates, reached = _hold_bens_commit(monkeypatch)
+    storing, said = _ben_stores(ben, key, his)
     try:
-        assert both.wait(30), f"Ben's commit never reached its link and its line: {waiting}"
+        wait_for(lambda: len(reached) == 2, 30, "Ben's commit at its link and its line")
         assert VerifyMethod.READBACK == put(anna, key)  # (her object and her line)
     finally:
-        go.set()
+        for gate in gates.values():
+            gate.set()
         storing.join(30)
     assert len(said) == 1 and isinstance(said[0], KeyExists), said
     anna.close()
@@ -1791,46 +1839,18 @@ def test_a_line_a_copy_cannot_take_back_fails_it_and_goes_at_its_next_try(
     not "the name is taken" (his photo would go beside, his line left naming it over
     Anna's object, and his next try never come), and its next try, the folder
     writable again, reads Anna's object first, takes the line back, and goes beside."""
-    keygen(tmp_path / "identity.txt")
-    root = tmp_path / "drive"
-
-    def computer(name: str) -> CryptTarget:
-        t = CryptTarget(LocalTarget(name, root, creates_root=True), Keys(tmp_path / "identity.txt"))
-        t.check(None)
-        return t
-
+    computer = _family_drive(tmp_path)
     anna, ben = computer("anna"), computer("ben")
     key, his = "2024/2024-01-02/IMG_1.HEIC", DATA[:-1] + b"!"
     obj = anna.keys_.object_name(key)
-    lines = root / ".photod" / sidecar(obj)
-    gates = {"replica_synced": threading.Event(), "index_line_sealing": threading.Event()}
-    reached: list[str] = []
-    hit = failpoints.hit
-
-    def held(name: str) -> None:
-        who = threading.current_thread().name
-        if (who == "ben" and name == "replica_synced") or (
-            who.startswith("line-ben") and name == "index_line_sealing"
-        ):
-            reached.append(name)
-            gates[name].wait(30)
-        hit(name)
+    lines = tmp_path / "drive" / ".photod" / sidecar(obj)  # (as _family_drive keeps it)
 
     def names_his() -> bool:
         said = anna.described(obj)
         return said is not None and said.sha256 == hashlib.sha256(his).hexdigest()
 
-    monkeypatch.setattr(failpoints, "hit", held)
-    said: list[object] = []
-
-    def ben_stores() -> None:
-        try:
-            said.append(put(ben, key, his))
-        except PhotodError as exc:
-            said.append(exc)
-
-    storing = threading.Thread(target=ben_stores, name="ben")
-    storing.start()
+    gates, reached = _hold_bens_commit(monkeypatch)
+    storing, said = _ben_stores(ben, key, his)
     try:
         wait_for(lambda: len(reached) == 2, 30, "Ben's commit at its link and its line")
         put(anna, key)
@@ -1861,24 +1881,22 @@ def test_a_line_a_copy_cannot_take_back_fails_it_and_goes_at_its_next_try(
     fresh.close()
 
 
-@pytest.mark.parametrize("same", [False, True], ids=["another photo", "the same photo"])
+@pytest.mark.parametrize(
+    "case", ["another photo", "the same photo", "another photo, its line's removal refused"]
+)
 def test_a_line_naming_this_photo_over_another_photos_object_goes_at_its_next_try(
-    tmp_path: Path, same: bool
+    tmp_path: Path, case: str
 ) -> None:
     """What the race above leaves when Ben's computer stops before taking its line back
     (a power cut), or when the refusal came as another error (an S3 upload in parts
     whose completion is refused): his line over Anna's object, naming his photo.  His
     next try of the name reads the object: another photo's, the line goes and his
     photo goes beside (KeyExists, told other); the same photo, it stays, and the
-    caller is told so without reading the object again."""
-    keygen(tmp_path / "identity.txt")
-    root = tmp_path / "drive"
-
-    def computer(name: str) -> CryptTarget:
-        t = CryptTarget(LocalTarget(name, root, creates_root=True), Keys(tmp_path / "identity.txt"))
-        t.check(None)
-        return t
-
+    caller is told so without reading the object again.  A drive that refuses the
+    line's removal (`chattr +i`; a bucket key without delete) leaves it, and the photo
+    still goes beside: not a failure at each try, the target taken for away."""
+    same = case == "the same photo"
+    computer = _family_drive(tmp_path)
     anna, ben = computer("anna"), computer("ben")
     key = "2024/2024-01-02/IMG_1.HEIC"
     his = DATA if same else DATA[:-1] + b"!"
@@ -1886,17 +1904,53 @@ def test_a_line_naming_this_photo_over_another_photos_object_goes_at_its_next_tr
     obj = anna.keys_.object_name(key)
     bens = ManifestEntry(hashlib.sha256(his).hexdigest(), key, len(his), "", None)
     ben.inner.put_meta(sidecar(obj), ben.keys_.encrypt(index_line(obj, bens).encode()))
-    writer = ben.open_writer(key)
-    writer.write(his)
-    with pytest.raises(KeyExists) as taken:
-        writer.commit(key, bens.sha256)
-    writer.abort()  # (as the caller does, beside it or adopting it)
+    refused = (tmp_path / "drive" / ".photod" / sidecar(obj)).parent
+    if "refused" in case:
+        subprocess.run(["chattr", "+i", str(refused)], check=True)
+    try:
+        writer = ben.open_writer(key)
+        writer.write(his)
+        with pytest.raises(KeyExists) as taken:
+            writer.commit(key, bens.sha256)
+        writer.abort()  # (as the caller does, beside it or adopting it)
+    finally:
+        subprocess.run(["chattr", "-i", str(refused)], check=True)
     assert (taken.value.same, taken.value.other) == (same, not same)
     anna.close()
     ben.close()
     fresh = computer("carl")
-    assert ([key] if same else []) == list(fresh.keys())
+    assert ([key] if same or "refused" in case else []) == list(fresh.keys())
     assert SHA == hash_object(fresh, key)
+    fresh.close()
+
+
+def test_a_damaged_object_keeps_the_line_naming_its_photo(tmp_path: Path) -> None:
+    """A photo's object damaged on the drive (one byte, bit rot) and its line naming
+    that photo: the photo's next try of the name (a computer that lost its catalog)
+    cannot read the object whole, so it tells nothing about the line, which stays
+    (the recovery without photod still finds the photo there, and says it damaged);
+    the photo goes beside."""
+    computer = _family_drive(tmp_path)
+    anna = computer("anna")
+    key = "2024/2024-01-02/IMG_1.HEIC"
+    put(anna, key)
+    obj = anna.keys_.object_name(key)
+    stored = tmp_path / "drive" / obj
+    damaged = bytearray(stored.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    stored.chmod(0o600)
+    stored.write_bytes(bytes(damaged))
+    anna.close()
+    again = computer("anna")
+    writer = again.open_writer(key)
+    writer.write(DATA)
+    with pytest.raises(KeyExists) as taken:
+        writer.commit(key, SHA)
+    writer.abort()
+    assert (taken.value.other, taken.value.same) == (True, False)
+    again.close()
+    fresh = computer("carl")
+    assert [key] == list(fresh.keys())
     fresh.close()
 
 
