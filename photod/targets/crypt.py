@@ -37,7 +37,6 @@ from photod.errors import (
     KeyExists,
     NotAFile,
     PhotodError,
-    Stopping,
     TargetUnavailable,
     Undecryptable,
 )
@@ -177,8 +176,8 @@ class CryptWriter:
             self.t.inner.delete_meta(sidecar(obj))
             if self.t.inner.size(obj) is None:
                 return KeyExists(key, other=True)  # (still on its way: ``rclonerival``)
-            if not (same := self._holds(obj, entry)):
-                return KeyExists(key, other=same is False)  # (None, unknown: the caller reads)
+            if not self._holds(obj, entry):  # (or not whole: the line stays taken back)
+                return KeyExists(key, other=True)
             self.t.inner.put_meta(sidecar(obj), line)
             return KeyExists(key, size=entry.size, same=True)
         except (PhotodError, OSError) as exc:
@@ -205,10 +204,10 @@ class CryptWriter:
                 raise KeyExists(key, other=said is not None, size=said.size if said else None)
         try:  # (no line, or one naming this photo: a race's, over another's object?)
             same = self._holds(obj, entry)
-        except (PhotodError, OSError) as exc:
-            if said is not None and not isinstance(exc, Stopping):  # (the caller reads it)
-                raise KeyExists(key, size=said.size) from None
+        except (PhotodError, OSError) as exc:  # (tried again: it may have to take the line)
             self.abort()
+            if said is not None:
+                raise unread(self.t, key, "the file taking its name", exc) from exc
             raise unread(self.t.inner, obj, f"{key}'s object, without its line,", exc) from exc
         if said is not None:  # the line goes only from another photo, read whole
             if same is False:

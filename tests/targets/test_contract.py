@@ -1924,6 +1924,54 @@ def test_a_line_naming_this_photo_over_another_photos_object_goes_at_its_next_tr
     fresh.close()
 
 
+def test_a_line_naming_this_photo_whose_object_cannot_be_read_now_waits_for_the_next_try(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """Ben's line over Anna's object (as above), and at his next try the link lets no
+    download through: that try fails, to be made again, not "the name is taken" (the
+    caller's own read, the link back, sent his photo beside and left the line naming
+    it over Anna's object).  With the link back, the line goes and his photo beside."""
+    if not s3_server.running():
+        s3_server.start()
+    gets = {"data": "pass"}  # what the link does to a download of an object
+    proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: (
+        gets["data"] if method == "GET" and "/data/" in path else "pass"))  # fmt: skip
+    creds = s3_server.credentials(tmp_path / "c")
+    keygen(tmp_path / "identity.txt")
+
+    def computer() -> CryptTarget:  # (a new process: nothing learned)
+        s3 = s3_target(s3_server, f"cut-{tmp_path.name}", creds, proxy.endpoint)
+        return CryptTarget(s3, Keys(tmp_path / "identity.txt"))
+
+    anna = computer()
+    anna.put_meta("target.json", json.dumps({"id": "t-cut"}).encode())
+    anna.check(None)
+    key, his = "2024/2024-01-02/IMG_1.HEIC", DATA[:-1] + b"!"
+    put(anna, key)
+    obj = anna.keys_.object_name(key)
+    bens = ManifestEntry(hashlib.sha256(his).hexdigest(), key, len(his), "", None)
+    anna.inner.put_meta(sidecar(obj), anna.keys_.encrypt(index_line(obj, bens).encode()))
+    ben = computer()
+    told: list[PhotodError] = []
+    for link in ("drop", "pass"):
+        gets["data"] = link
+        writer = ben.open_writer(key)
+        writer.write(his)
+        with pytest.raises(PhotodError) as failed:
+            writer.commit(key, bens.sha256)
+        writer.abort()
+        told.append(failed.value)
+    assert not isinstance(told[0], (KeyExists, TargetUnavailable)), told[0]
+    assert isinstance(told[1], KeyExists) and told[1].other
+    for t in (anna, ben):
+        t.close()
+    fresh = computer()
+    assert [] == list(fresh.keys())
+    assert SHA == hash_object(fresh, key)
+    fresh.close()
+    proxy.stop()
+
+
 def test_a_damaged_object_keeps_the_line_naming_its_photo(tmp_path: Path) -> None:
     """A photo's object damaged on the drive (one byte, bit rot) and its line naming
     that photo: the photo's next try of the name (a computer that lost its catalog)
