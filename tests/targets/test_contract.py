@@ -1696,6 +1696,26 @@ def test_photos_with_any_name_go_out_presigned_and_land_under_their_own_name(
     proxy.stop()
 
 
+def _encrypted_s3_cut_at_will(
+    s3_server: S3Server, tmp_path: Path, prefix: str
+) -> tuple[Callable[[], CryptTarget], dict[str, str], FaultProxy]:
+    """An encrypted target on S3 through a link whose downloads of objects do what
+    ``gets["data"]`` says ("pass", "drop"); each call, a computer starting on it."""
+    if not s3_server.running():
+        s3_server.start()
+    gets = {"data": "pass"}
+    proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: (
+        gets["data"] if method == "GET" and "/data/" in path else "pass"))  # fmt: skip
+    creds = s3_server.credentials(tmp_path / "c")
+    keygen(tmp_path / "identity.txt")
+
+    def computer() -> CryptTarget:  # (a new process: nothing learned)
+        s3 = s3_target(s3_server, prefix, creds, proxy.endpoint)
+        return CryptTarget(s3, Keys(tmp_path / "identity.txt"))
+
+    return computer, gets, proxy
+
+
 def test_an_encrypted_photo_left_without_its_line_waits_for_the_link_to_be_recognised(
     s3_server: S3Server, tmp_path: Path
 ) -> None:
@@ -1706,18 +1726,7 @@ def test_an_encrypted_photo_left_without_its_line_waits_for_the_link_to_be_recog
     listing, restore or tidy knows it).  The target answering still (its size), that
     is this photo's failure, not the target's outage.  Tried again with the link back,
     the object is recognised, its line written, and it alone holds the photo."""
-    if not s3_server.running():
-        s3_server.start()
-    gets = {"data": "pass"}  # what the link does to a download of an object
-    proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: (
-        gets["data"] if method == "GET" and "/data/" in path else "pass"))  # fmt: skip
-    creds = s3_server.credentials(tmp_path / "c")
-    keygen(tmp_path / "identity.txt")
-
-    def run() -> CryptTarget:  # (a new process: nothing learned)
-        s3 = s3_target(s3_server, "orphan", creds, proxy.endpoint)
-        return CryptTarget(s3, Keys(tmp_path / "identity.txt"))
-
+    run, gets, proxy = _encrypted_s3_cut_at_will(s3_server, tmp_path, "orphan")
     t = run()
     t.put_meta("target.json", json.dumps({"id": "t-orphan"}).encode())
     t.check(None)
@@ -1931,18 +1940,7 @@ def test_a_line_naming_this_photo_whose_object_cannot_be_read_now_waits_for_the_
     download through: that try fails, to be made again, not "the name is taken" (the
     caller's own read, the link back, sent his photo beside and left the line naming
     it over Anna's object).  With the link back, the line goes and his photo beside."""
-    if not s3_server.running():
-        s3_server.start()
-    gets = {"data": "pass"}  # what the link does to a download of an object
-    proxy = FaultProxy(s3_server.endpoint, lambda method, path, query: (
-        gets["data"] if method == "GET" and "/data/" in path else "pass"))  # fmt: skip
-    creds = s3_server.credentials(tmp_path / "c")
-    keygen(tmp_path / "identity.txt")
-
-    def computer() -> CryptTarget:  # (a new process: nothing learned)
-        s3 = s3_target(s3_server, f"cut-{tmp_path.name}", creds, proxy.endpoint)
-        return CryptTarget(s3, Keys(tmp_path / "identity.txt"))
-
+    computer, gets, proxy = _encrypted_s3_cut_at_will(s3_server, tmp_path, f"cut-{tmp_path.name}")
     anna = computer()
     anna.put_meta("target.json", json.dumps({"id": "t-cut"}).encode())
     anna.check(None)
