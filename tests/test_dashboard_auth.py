@@ -100,23 +100,50 @@ def test_the_secret_is_private_and_a_loose_one_is_replaced(tmp_path: Path) -> No
 
 
 def test_the_user_at_the_other_end_of_a_connection_is_known() -> None:
-    """The kernel's socket table names the local user who opened a connection: the
-    session is bound to that user."""
+    """The kernel names the local user who opened a connection (the session is bound to
+    that user), asked for that one socket and read from its whole table alike: over
+    IPv4, IPv6, and IPv4 to a server listening on both; a socket not there is no one."""
     import socket
 
-    from photod.dashboard.auth import peer_uid
+    from photod.dashboard.peer import by_netlink, by_table, peer_uid
 
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    client = socket.create_connection(server.getsockname())
-    conn, addr = server.accept()
+    servers = [socket.create_server(("127.0.0.1", 0)), socket.create_server(("::1", 0),
+               family=socket.AF_INET6), socket.create_server(("::", 0),
+               family=socket.AF_INET6, dualstack_ipv6=True)]  # fmt: skip
+    held = list(servers)
     try:
-        assert os.geteuid() == peer_uid(addr, server.getsockname())
-        assert peer_uid(("127.0.0.1", 1), server.getsockname()) is None
+        for server, to in zip(servers, ["127.0.0.1", "::1", "127.0.0.1"], strict=True):
+            held.append(socket.create_connection((to, server.getsockname()[1])))
+            conn, addr = server.accept()
+            held.append(conn)
+            client, here = addr[:2], conn.getsockname()[:2]
+            assert os.geteuid() == by_netlink(client, here) == by_table(client, here), addr
+            assert os.geteuid() == peer_uid(client, here)
+            assert None is by_netlink((client[0], 1), here) is by_table((client[0], 1), here)
     finally:
-        for s in (conn, client, server):
+        for s in held:
             s.close()
+
+
+def test_a_connection_whose_other_end_no_program_holds_is_no_ones() -> None:
+    """A client that closed its end after sending (its socket left to the kernel to
+    finish, which says uid 0 for it) is nobody's: never root's, whose cookie it may
+    have stolen, and never the user's who opened it."""
+    import socket
+
+    from photod.dashboard.peer import by_netlink, by_table
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        conn, addr = server.accept()
+        with conn:
+            assert os.geteuid() == by_netlink(addr, server.getsockname())
+            client.close()  # (the server's end stays open: the client's waits for it)
+            deadline = time.monotonic() + 5
+            while by_netlink(addr, server.getsockname()) is not None:
+                assert time.monotonic() < deadline, "the closed end still named its user"
+                time.sleep(0.05)
+            assert None is by_table(addr, server.getsockname())
 
 
 @pytest.mark.timeout(10)

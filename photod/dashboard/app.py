@@ -28,7 +28,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from photod import instance, logs, statusconfig
 from photod.catalog import CATALOG_NAME, Catalog
 from photod.dashboard import data
-from photod.dashboard.auth import COOKIE, Keys, peer_uid
+from photod.dashboard.auth import COOKIE, Keys
+from photod.dashboard.peer import peer_uid
 from photod.dashboard.restores import Restores
 from photod.errors import PhotodError
 

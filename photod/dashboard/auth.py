@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import os
 import re
 import secrets
@@ -101,31 +100,6 @@ def _sign(key: bytes, *parts: str) -> str:
 def _same(given: str, wanted: str) -> bool:
     """Constant-time equality of two tokens' parts (anything not ASCII is not one)."""
     return given.isascii() and hmac.compare_digest(given.encode(), wanted.encode())
-
-
-def peer_uid(client: tuple[str, int], server: tuple[str, int]) -> int | None:
-    """The local user owning the other end of a loopback TCP connection, from the
-    kernel's table (Linux); None where there is no such table, or it is not found."""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            want = (f"{_hex(client[0], table)}:{client[1]:04X} "
-                    f"{_hex(server[0], table)}:{server[1]:04X}")  # fmt: skip
-            with open(table, encoding="ascii") as f:
-                for line in f:
-                    if want in line:
-                        return int(line.split()[7])
-        except (OSError, ValueError, IndexError):
-            continue
-    return None
-
-
-def _hex(host: str, table: str) -> str:
-    """An address as the kernel's table writes it: each 32-bit word in host order."""
-    ip = ipaddress.ip_address(host)
-    if table.endswith("6") and ip.version == 4:
-        ip = ipaddress.IPv6Address(f"::ffff:{ip}")
-    raw = ip.packed
-    return "".join(raw[i : i + 4][::-1].hex().upper() for i in range(0, len(raw), 4))
 
 
 def login_token(key: bytes, now: float | None = None) -> str:

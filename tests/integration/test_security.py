@@ -570,6 +570,33 @@ def test_a_link_where_a_copy_was_is_moved_aside_never_read(
     assert not set(secrets.values()) & everything_on_targets(setup)
 
 
+def test_the_kernel_names_another_users_connection_as_theirs(intruder: User) -> None:
+    """A connection another user opened to photod's port is named as that user's,
+    asked of the kernel for its one socket and read from its whole table alike: the
+    dashboard binds each session to the user at the other end."""
+    import socket
+
+    from photod.dashboard.peer import by_netlink, by_table, peer_uid
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        held = subprocess.Popen(
+            [PYTHON, "-c", f"import socket, sys\ns = socket.create_connection(('127.0.0.1', "
+             f"{port}))\nsys.stdin.read()"], stdin=subprocess.PIPE,
+            user=intruder.uid, group=intruder.gid, extra_groups=[])  # fmt: skip
+        try:
+            server.settimeout(30)
+            conn, addr = server.accept()
+            with conn:
+                here = conn.getsockname()
+                assert intruder.uid == by_netlink(addr, here) == by_table(addr, here)
+                assert intruder.uid == peer_uid(addr, here) != os.geteuid()
+        finally:
+            assert held.stdin is not None
+            held.stdin.close()
+            held.wait(timeout=30)
+
+
 def test_another_user_cannot_get_into_the_dashboard(
     setup: Setup, intruder: User, samples: Path
 ) -> None:

@@ -1,0 +1,146 @@
+"""Who is at the other end of a loopback TCP connection: the local user whose socket it
+is, as the kernel says (Linux).  The dashboard binds a session to that user (``auth``).
+
+The kernel is asked for that one socket, by its addresses and ports, over netlink's
+sock_diag (what `ss` uses): the answer costs the same however many sockets the machine
+has.  Where netlink is refused (a sandbox), its whole table in ``/proc/net/tcp`` is
+read instead, a line a socket: there every request pays for every connection on the
+machine, closed ones waiting out their time too (4.7 ms a request with 4,800).  Both
+name the socket's owner the same way (``sock_i_uid``), and neither answers for a socket
+no process holds any more (``_held``).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import socket
+import struct
+
+NETLINK_SOCK_DIAG = 4  # (linux/netlink.h)
+SOCK_DIAG_BY_FAMILY = 20  # (linux/sock_diag.h)
+NLMSG_ERROR = 2
+NLM_F_REQUEST = 1
+_HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
+_ASK = struct.Struct("=BBBBI")  # inet_diag_req_v2: family, protocol, ext, pad, states
+_ID = struct.Struct(">HH16s16s")  # inet_diag_sockid: ports and addresses (network order)
+_ID_REST = struct.Struct("=III")  # ... its interface, and its cookie: none (any socket)
+_ANSWER = struct.Struct("=BBBB")  # inet_diag_msg: family, state, timer, retransmits
+_AFTER_ID = struct.Struct("=IIIII")  # ... then expires, rqueue, wqueue, uid, inode
+_NO_COOKIE = 0xFFFFFFFF
+
+Address = tuple[str, int]
+
+
+class NotAsked(Exception):
+    """Netlink is refused here (or answered what is not understood)."""
+
+
+def peer_uid(client: Address, server: Address) -> int | None:
+    """The uid owning the socket at ``client`` connected to ``server``; None where the
+    kernel has no such socket held by a process, or no way to say (not Linux)."""
+    try:
+        return by_netlink(client, server)
+    except NotAsked:
+        return by_table(client, server)
+
+
+def by_netlink(client: Address, server: Address) -> int | None:
+    """Asked of the kernel for that one socket (NotAsked where netlink is refused)."""
+    try:
+        ask = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
+    except (OSError, AttributeError) as exc:  # (no AF_NETLINK: not Linux)
+        raise NotAsked(str(exc)) from exc
+    with ask:
+        ask.settimeout(1.0)
+        for family, here, there in _forms(client[0], server[0]):
+            sockid = _ID.pack(client[1], server[1], here, there)
+            body = _ASK.pack(family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
+            body += _ID_REST.pack(0, _NO_COOKIE, _NO_COOKIE)
+            head = _HEADER.pack(_HEADER.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0)
+            try:
+                ask.sendto(head + body, (0, 0))
+                answer = ask.recv(8192)
+            except OSError as exc:
+                raise NotAsked(str(exc)) from exc
+            found, uid = _answer(answer, sockid)
+            if found:
+                return uid
+    return None
+
+
+def _answer(answer: bytes, sockid: bytes) -> tuple[bool, int | None]:
+    """Whether the kernel's answer to a question about ``sockid`` found that socket,
+    and its owner (``_held``)."""
+    if len(answer) < _HEADER.size:
+        raise NotAsked("a short answer")
+    _, kind, _, _, _ = _HEADER.unpack_from(answer)
+    if kind == NLMSG_ERROR and len(answer) >= _HEADER.size + 4:
+        code = -struct.unpack_from("=i", answer, _HEADER.size)[0]
+        if code == errno.ENOENT:
+            return False, None
+        raise NotAsked(os.strerror(code))
+    at = _HEADER.size + _ANSWER.size
+    if kind != SOCK_DIAG_BY_FAMILY or len(answer) < at + _ID.size + _ID_REST.size + 20:
+        raise NotAsked(f"an answer of kind {kind}")
+    if answer[at : at + _ID.size] != sockid:  # (never another socket's owner)
+        return False, None
+    *_, uid, inode = _AFTER_ID.unpack_from(answer, at + _ID.size + _ID_REST.size)
+    return True, _held(uid, inode)
+
+
+def _held(uid: int, inode: int) -> int | None:
+    """The owner of a socket a process holds (an inode); None for one no process holds
+    any more (closed, waiting out its time, or left to finish its close): the kernel
+    says uid 0 for some of those, which is no one's connection, least of all root's."""
+    return uid if inode else None
+
+
+def _forms(client: str, server: str) -> list[tuple[int, bytes, bytes]]:
+    """The families and packed addresses the client's socket may have: an IPv4 one's
+    socket is IPv4, or IPv6 when it connected to a dual-stack one (``::ffff:a.b.c.d``)."""
+    c, s = ipaddress.ip_address(client), ipaddress.ip_address(server)
+    c4 = c.ipv4_mapped if isinstance(c, ipaddress.IPv6Address) else c
+    s4 = s.ipv4_mapped if isinstance(s, ipaddress.IPv6Address) else s
+    forms: list[tuple[int, bytes, bytes]] = []
+    if c4 is not None and s4 is not None:
+        forms.append((socket.AF_INET, c4.packed.ljust(16, b"\0"), s4.packed.ljust(16, b"\0")))
+    c6 = ipaddress.IPv6Address(f"::ffff:{c}") if c.version == 4 else c
+    s6 = ipaddress.IPv6Address(f"::ffff:{s}") if s.version == 4 else s
+    forms.append((socket.AF_INET6, c6.packed, s6.packed))
+    return forms
+
+
+def by_table(client: Address, server: Address) -> int | None:
+    """Read from the kernel's whole table, a line a socket (where netlink is refused)."""
+    client, server = _unmapped(client), _unmapped(server)  # (an IPv4 socket's, in tcp)
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            want = (f"{_hex(client[0], table)}:{client[1]:04X} "
+                    f"{_hex(server[0], table)}:{server[1]:04X}")  # fmt: skip
+            with open(table, encoding="ascii") as f:
+                for line in f:
+                    if want in line:
+                        fields = line.split()
+                        return _held(int(fields[7]), int(fields[9]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def _unmapped(address: Address) -> Address:
+    """``::ffff:a.b.c.d`` as ``a.b.c.d``: the socket of an IPv4 client of a dual-stack
+    server is an IPv4 one."""
+    ip = ipaddress.ip_address(address[0])
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return (str(mapped), address[1]) if mapped else address
+
+
+def _hex(host: str, table: str) -> str:
+    """An address as the kernel's table writes it: each 32-bit word in host order."""
+    ip = ipaddress.ip_address(host)
+    if table.endswith("6") and ip.version == 4:
+        ip = ipaddress.IPv6Address(f"::ffff:{ip}")
+    raw = ip.packed
+    return "".join(raw[i : i + 4][::-1].hex().upper() for i in range(0, len(raw), 4))
