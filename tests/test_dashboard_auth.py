@@ -144,6 +144,26 @@ def test_a_connection_whose_other_end_no_program_holds_is_no_ones() -> None:
                 assert time.monotonic() < deadline, "the closed end still named its user"
                 time.sleep(0.05)
             assert None is by_table(addr, server.getsockname())
+            keys = Keys(b"k" * 32)
+            mine = keys.take_login(login_token(keys.key), os.geteuid())
+            assert keys.session(mine, None) is None, "no one's connection, with a cookie"
+
+
+def test_a_connection_from_a_socket_bound_to_lo_is_known() -> None:
+    """A socket bound to the loopback device (SO_BINDTODEVICE: any user may, once) is
+    found by the kernel's exact lookup too: it is its owner's, never no one's."""
+    import socket
+
+    from photod.dashboard.peer import by_netlink, by_table
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
+        client.connect(server.getsockname())
+        conn, addr = server.accept()
+        with conn, client:
+            here = conn.getsockname()
+            assert os.geteuid() == by_netlink(addr, here) == by_table(addr, here)
 
 
 @pytest.mark.timeout(10)

@@ -155,8 +155,8 @@ class Keys:
         if not mac or not _same(mac, _sign(self.key, "session", until, sid)):
             return None
         owner = sid.rpartition("-")[2]
-        if owner != "x" and uid is not None and owner != str(uid):
-            return None  # another user's connection, with this user's cookie
+        if owner != "x" and owner != str(uid):
+            return None  # another user's connection (or no one's), with this user's cookie
         return sid if until.isdigit() and int(until) >= time.time() else None
 
     def csrf(self, sid: str) -> str:

@@ -7,7 +7,8 @@ has.  Where netlink is refused (a sandbox), its whole table in ``/proc/net/tcp``
 read instead, a line a socket: there every request pays for every connection on the
 machine, closed ones waiting out their time too (4.7 ms a request with 4,800).  Both
 name the socket's owner the same way (``sock_i_uid``), and neither answers for a socket
-no process holds any more (``_held``).
+no process holds any more (``_held``).  No answer is no one's: a session bound to a user
+is refused from such a connection (``auth.Keys.session``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _ID_REST = struct.Struct("=III")  # ... its interface, and its cookie: none (any
 _ANSWER = struct.Struct("=BBBB")  # inet_diag_msg: family, state, timer, retransmits
 _AFTER_ID = struct.Struct("=IIIII")  # ... then expires, rqueue, wqueue, uid, inode
 _NO_COOKIE = 0xFFFFFFFF
+_LOOPBACK = 1  # the loopback's interface index (LOOPBACK_IFINDEX, linux/netdevice.h)
 
 Address = tuple[str, int]
 
@@ -44,6 +46,8 @@ def peer_uid(client: Address, server: Address) -> int | None:
         return by_netlink(client, server)
     except NotAsked:
         return by_table(client, server)
+    except (ValueError, struct.error):  # (not an address and port: no one's)
+        return None
 
 
 def by_netlink(client: Address, server: Address) -> int | None:
@@ -54,20 +58,40 @@ def by_netlink(client: Address, server: Address) -> int | None:
         raise NotAsked(str(exc)) from exc
     with ask:
         ask.settimeout(1.0)
-        for family, here, there in _forms(client[0], server[0]):
-            sockid = _ID.pack(client[1], server[1], here, there)
-            body = _ASK.pack(family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
-            body += _ID_REST.pack(0, _NO_COOKIE, _NO_COOKIE)
-            head = _HEADER.pack(_HEADER.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0)
-            try:
-                ask.sendto(head + body, (0, 0))
-                answer = ask.recv(8192)
-            except OSError as exc:
-                raise NotAsked(str(exc)) from exc
-            found, uid = _answer(answer, sockid)
+        forms = _forms(client[0], server[0])
+        for family, here, there in forms:
+            found, uid = _ask(ask, family, _ID.pack(client[1], server[1], here, there))
             if found:
                 return uid
-    return None
+        # Not found: so the kernel says too when it has no sock_diag for TCP (a module
+        # it could not load): then the server's listening socket is not found either.
+        for family, _, there in forms:
+            answer = _send(ask, family, _ID.pack(server[1], 0, there, bytes(16)))
+            if (
+                len(answer) >= _HEADER.size
+                and _HEADER.unpack_from(answer)[1] == SOCK_DIAG_BY_FAMILY
+            ):
+                return None
+    raise NotAsked("sock_diag finds not even the listening socket")
+
+
+def _ask(ask: socket.socket, family: int, sockid: bytes) -> tuple[bool, int | None]:
+    return _answer(_send(ask, family, sockid), sockid)
+
+
+def _send(ask: socket.socket, family: int, sockid: bytes) -> bytes:
+    body = _ASK.pack(family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
+    # The loopback's interface (1, in every namespace): it matches a socket bound to no
+    # device and one bound to lo (SO_BINDTODEVICE, which any user may set once); asked
+    # for interface 0, the kernel never finds the latter.
+    body += _ID_REST.pack(_LOOPBACK, _NO_COOKIE, _NO_COOKIE)
+    head = _HEADER.pack(_HEADER.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0)
+    try:
+        ask.sendto(head + body, (0, 0))
+        answer = ask.recv(8192)
+    except OSError as exc:
+        raise NotAsked(str(exc)) from exc
+    return answer
 
 
 def _answer(answer: bytes, sockid: bytes) -> tuple[bool, int | None]:
@@ -114,9 +138,9 @@ def _forms(client: str, server: str) -> list[tuple[int, bytes, bytes]]:
 
 def by_table(client: Address, server: Address) -> int | None:
     """Read from the kernel's whole table, a line a socket (where netlink is refused)."""
-    client, server = _unmapped(client), _unmapped(server)  # (an IPv4 socket's, in tcp)
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
+            client, server = _unmapped(client), _unmapped(server)  # (an IPv4 socket's, in tcp)
             want = (f"{_hex(client[0], table)}:{client[1]:04X} "
                     f"{_hex(server[0], table)}:{server[1]:04X}")  # fmt: skip
             with open(table, encoding="ascii") as f:

@@ -604,7 +604,8 @@ def test_another_user_cannot_get_into_the_dashboard(
     every page, thumbnail and endpoint says 401 to it, a made-up cookie or login token
     too, and a restore it asks for is refused (nothing is written).  Even the owner's
     own session cookie (a browser sends it to every port of 127.0.0.1: another user's
-    server there receives it) is refused from that user's connection."""
+    server there receives it) is refused from that user's connection, one bound to the
+    loopback device too."""
     p = daemon_on(setup, setup.inbox, extra='[dashboard]\nlisten = "127.0.0.1:0"\n').start()
     shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
     p.wait_event("dashboard_started")
@@ -643,10 +644,25 @@ out.append(code("/login?t=9999999999.{"a" * 32}.{"b" * 64}"))
 out.append(code("/restore", data=b"dest=/tmp/stolen&assets={sha}"))
 out.append(code("/", headers={{"Cookie": {stolen!r}}}))
 out.append(code("/library", headers={{"Cookie": {stolen!r}}}))
+# ... from a socket bound to the loopback device (SO_BINDTODEVICE, any user may): the
+# kernel's lookup for the default device finds no such socket, which is no one's
+import http.client, socket
+bound = socket.socket()
+bound.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
+bound.settimeout(10)
+host, port = {url!r}.split("//")[1].split("/")[0].rsplit(":", 1)
+bound.connect((host, int(port)))
+conn = http.client.HTTPConnection(host, int(port))
+conn.sock = bound
+for path in ["/", "/thumb/{sha}"]:
+    conn.request("GET", path, headers={{"Cookie": {stolen!r}}})
+    answer = conn.getresponse()
+    answer.read()
+    out.append(answer.status)
 print(out)
 """)
     assert 0 == r.returncode, r.stderr
-    assert "['secret refused', " + ", ".join(["401"] * 15) + "]" == r.stdout.strip()
+    assert "['secret refused', " + ", ".join(["401"] * 17) + "]" == r.stdout.strip()
     assert not Path("/tmp/stolen").exists()
 
 
