@@ -219,6 +219,49 @@ def test_a_photo_damaged_on_an_encrypted_target_is_named_by_the_stock_recovery_a
         assert sorted(h for n, h in made.items() if n != largest) == sorted(back.values())
 
 
+def test_a_damaged_copy_of_a_photo_another_copy_on_the_target_has_is_skipped_by_the_stock_recovery(
+    setup: Setup, samples: Path
+) -> None:
+    """Two copies of one photo and name on an encrypted target (two computers sharing
+    it each stored theirs), the one tried first rotten: the README's recovery without
+    photod and the plan's steps restore the photo from the other, say the damaged copy
+    was skipped, and exit 0 with one OK per photo.  They kept one line a photo and
+    name, the first object's, and said the photo DAMAGED (exit 1) with a good copy of
+    it right there."""
+    need("age-keygen", "apt install age")
+    p, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
+    line_file = max(enc.glob(".photod/objects/*/*"), key=lambda f: f.stat().st_size)
+    fields = subprocess.run(["age", "-d", "-i", str(key), str(line_file)], check=True,
+                            capture_output=True, text=True).stdout.rstrip("\n").split("\t")  # fmt: skip
+    original, twin = enc / fields[0], "data/00/" + "0" * 38  # (sorted first: tried first)
+    data = bytearray(original.read_bytes())
+    data[len(data) // 2] ^= 0x01  # the twin, rotten
+    (enc / twin).parent.mkdir(parents=True, exist_ok=True)
+    (enc / twin).write_bytes(bytes(data))
+    recipient = subprocess.run(["age-keygen", "-y", str(key)], check=True,
+                               capture_output=True, text=True).stdout.strip()  # fmt: skip
+    line = "\t".join([twin, *fields[1:]]) + "\n"
+    sealed = subprocess.run(["age", "-r", recipient], input=line.encode(), check=True,
+                            capture_output=True).stdout  # fmt: skip
+    (enc / ".photod" / "objects" / "00").mkdir(exist_ok=True)
+    (enc / ".photod" / "objects" / "00" / ("0" * 38)).write_bytes(sealed)
+    name = fields[-1].rpartition("/")[2]
+
+    steps = plan_steps(setup, p, "vault")
+    by_plan = setup.home / "by-plan"
+    by_plan.mkdir()
+    env = {**os.environ, "KEY": str(key), "PATH": f"{Path(rclone).parent}:{os.environ['PATH']}"}
+    r_plan = subprocess.run(["bash", "-c", steps], cwd=by_plan, env=env,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    r_readme, by_readme = stock_recovery(setup, key, str(enc), Path(rclone).parent)
+    for r, work in ((r_readme, by_readme), (r_plan, by_plan)):
+        assert 0 == r.returncode and "DAMAGED" not in r.stdout, r.stdout + r.stderr
+        assert f"a damaged copy of {fields[-1]} skipped: its object {twin} " in r.stdout, r.stdout
+        assert len(made) == r.stdout.count(": OK"), r.stdout
+        back = {k: v for k, v in target_files(work / "restored").items() if k != "SHA256SUMS"}
+        assert sorted(made.values()) == sorted(back.values()) and made[name] in back.values()
+
+
 def test_the_plans_steps_for_an_encrypted_drive_run_again_copy_the_drive_once(
     setup: Setup, samples: Path
 ) -> None:
