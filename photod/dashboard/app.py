@@ -29,7 +29,7 @@ from photod import instance, logs, statusconfig
 from photod.catalog import CATALOG_NAME, Catalog
 from photod.dashboard import data
 from photod.dashboard.auth import COOKIE, Keys
-from photod.dashboard.peer import peer_uid
+from photod.dashboard.peer import answerable, peer_uid
 from photod.dashboard.restores import Restores
 from photod.errors import PhotodError
 
@@ -263,7 +263,13 @@ def build(site: Site, keys: Keys, hosts: frozenset[str]) -> ASGIApp:
         return _static(name) if name in STATIC else Response(status_code=404)
 
     def login(request: Request) -> Response:
-        cookie = keys.take_login(request.query_params.get("t", ""), request.scope["photod.uid"])
+        uid = request.scope["photod.uid"]
+        if uid is None and answerable():  # (a session for no one: any thief's to use)
+            return HTMLResponse(
+                "<!doctype html><title>photod</title><p>photod could not tell who opened "
+                "this connection; the link is still good: open it again.</p>", status_code=503
+            )  # fmt: skip
+        cookie = keys.take_login(request.query_params.get("t", ""), uid)
         if cookie is None:
             return HTMLResponse(
                 "<!doctype html><title>photod</title><p>This login link is used up or too "

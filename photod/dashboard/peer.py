@@ -14,6 +14,7 @@ is refused from such a connection (``auth.Keys.session``).
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import os
 import socket
@@ -48,6 +49,18 @@ def peer_uid(client: Address, server: Address) -> int | None:
         return by_table(client, server)
     except (ValueError, struct.error):  # (not an address and port: no one's)
         return None
+
+
+@functools.cache
+def answerable() -> bool:
+    """Whether this system can name a connection's owner at all (Linux: netlink, or the
+    table in /proc).  Where it can, a connection it names no one for is not given a
+    session: one bound to no one would let in any user who stole its cookie."""
+    try:
+        socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG).close()
+        return True
+    except (OSError, AttributeError):
+        return os.access("/proc/net/tcp", os.R_OK)
 
 
 def by_netlink(client: Address, server: Address) -> int | None:

@@ -666,6 +666,32 @@ print(out)
     assert not Path("/tmp/stolen").exists()
 
 
+def test_a_login_from_a_connection_no_one_holds_makes_no_session_and_spends_no_link(
+    setup: Setup,
+) -> None:
+    """A login link sent on a connection whose end was closed before photod looked (so
+    the kernel names no one for it): no session is made (one bound to no one would let
+    in any user who stole its cookie) and the link stays good, for the owner's next
+    try.  It made such a session, and spent the link."""
+    p = daemon_on(setup, setup.inbox, extra='[dashboard]\nlisten = "127.0.0.1:0"\n').start()
+    p.wait_event("dashboard_started")
+    spared = []
+    for _ in range(5):  # (photod may look before the close: then the link is spent, rightly)
+        link = urllib.parse.urlsplit(p.cli("dashboard", "--no-browser").stdout.split()[0])
+        with socket.create_connection((link.hostname, link.port)) as gone:
+            gone.sendall(f"GET {link.path}?{link.query} HTTP/1.1\r\nHost: {link.netloc}\r\n"
+                         "\r\n".encode())  # fmt: skip
+        time.sleep(0.5)
+        conn = http.client.HTTPConnection(link.hostname, link.port, timeout=10)
+        conn.request("GET", f"{link.path}?{link.query}")
+        answer = conn.getresponse()
+        answer.read()
+        conn.close()
+        spared.append(answer.status)
+    assert 303 in spared, spared  # the owner's own try, after: signed in
+    assert 0 == p.stop()
+
+
 def test_a_restore_another_user_asks_goes_only_into_their_own_folder(
     setup: Setup, intruder: User, samples: Path, shared: Path
 ) -> None:
