@@ -223,11 +223,13 @@ def test_a_damaged_copy_of_a_photo_another_copy_on_the_target_has_is_skipped_by_
     setup: Setup, samples: Path
 ) -> None:
     """Two copies of one photo and name on an encrypted target (two computers sharing
-    it each stored theirs), the one tried first rotten: the README's recovery without
-    photod and the plan's steps restore the photo from the other, say the damaged copy
-    was skipped, and exit 0 with one OK per photo.  They kept one line a photo and
-    name, the first object's, and said the photo DAMAGED (exit 1) with a good copy of
-    it right there."""
+    it each stored theirs), the one tried first rotten, its XMP sidecar whole, the
+    other's sidecar rotten: the README's recovery without photod and the plan's steps
+    restore the photo from the other copy and the sidecar from the first, say the
+    damaged copy was skipped, and exit 0 with one OK per photo.  They kept one line a
+    photo and name, the first object's, and said the photo DAMAGED (exit 1) with a good
+    copy of it right there; then, trying each copy, the damaged copy's sidecar was lost
+    and the other's rotten one said DAMAGED."""
     need("age-keygen", "apt install age")
     p, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
     line_file = max(enc.glob(".photod/objects/*/*"), key=lambda f: f.stat().st_size)
@@ -240,11 +242,20 @@ def test_a_damaged_copy_of_a_photo_another_copy_on_the_target_has_is_skipped_by_
     (enc / twin).write_bytes(bytes(data))
     recipient = subprocess.run(["age-keygen", "-y", str(key)], check=True,
                                capture_output=True, text=True).stdout.strip()  # fmt: skip
-    line = "\t".join([twin, *fields[1:]]) + "\n"
-    sealed = subprocess.run(["age", "-r", recipient], input=line.encode(), check=True,
-                            capture_output=True).stdout  # fmt: skip
+
+    def seal(data: bytes) -> bytes:
+        return subprocess.run(["age", "-r", recipient], input=data, check=True,
+                              capture_output=True).stdout  # fmt: skip
+
     (enc / ".photod" / "objects" / "00").mkdir(exist_ok=True)
-    (enc / ".photod" / "objects" / "00" / ("0" * 38)).write_bytes(sealed)
+    line = "\t".join([twin, *fields[1:]]) + "\n"
+    (enc / ".photod" / "objects" / "00" / ("0" * 38)).write_bytes(seal(line.encode()))
+    xmp = b"<x:xmpmeta><!-- the favourite, as the first computer's phone said --></x:xmpmeta>"
+    (enc / ".photod" / "beside").mkdir(exist_ok=True)
+    (enc / ".photod" / "beside" / ("0" * 38)).write_bytes(seal(xmp))
+    rotten = bytearray(seal(b"<x:xmpmeta>the other's</x:xmpmeta>"))
+    rotten[-10] ^= 0x01
+    (enc / ".photod" / "beside" / original.name).write_bytes(bytes(rotten))
     name = fields[-1].rpartition("/")[2]
 
     steps = plan_steps(setup, p, "vault")
@@ -258,8 +269,10 @@ def test_a_damaged_copy_of_a_photo_another_copy_on_the_target_has_is_skipped_by_
         assert 0 == r.returncode and "DAMAGED" not in r.stdout, r.stdout + r.stderr
         assert f"a damaged copy of {fields[-1]} skipped: its object {twin} " in r.stdout, r.stdout
         assert len(made) == r.stdout.count(": OK"), r.stdout
-        back = {k: v for k, v in target_files(work / "restored").items() if k != "SHA256SUMS"}
+        back = {k: v for k, v in target_files(work / "restored").items()
+                if k != "SHA256SUMS" and not k.endswith(".xmp")}  # fmt: skip
         assert sorted(made.values()) == sorted(back.values()) and made[name] in back.values()
+        assert xmp == (work / "restored" / f"{fields[-1]}.xmp").read_bytes()
 
 
 def test_the_plans_steps_for_an_encrypted_drive_run_again_copy_the_drive_once(
