@@ -162,6 +162,20 @@ def _samples_in_a_vault(
     return p, key, enc, made, rclone
 
 
+def _both_recoveries(
+    setup: Setup, p: Photod, key: Path, enc: Path, rclone: str
+) -> list[tuple[subprocess.CompletedProcess[str], Path]]:
+    """The README's recovery without photod and the recovery plan's steps for the
+    encrypted drive "vault", each run in a folder of its own: (output, folder) of each."""
+    steps = plan_steps(setup, p, "vault")
+    by_plan = setup.home / "by-plan"
+    by_plan.mkdir()
+    env = {**os.environ, "KEY": str(key), "PATH": f"{Path(rclone).parent}:{os.environ['PATH']}"}
+    r_plan = subprocess.run(["bash", "-c", steps], cwd=by_plan, env=env,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    return [stock_recovery(setup, key, str(enc), Path(rclone).parent), (r_plan, by_plan)]
+
+
 def test_a_damaged_index_line_is_mended_by_the_scrub_and_the_recovery_finds_every_photo(
     setup: Setup, samples: Path
 ) -> None:
@@ -202,14 +216,7 @@ def test_a_photo_damaged_on_an_encrypted_target_is_named_by_the_stock_recovery_a
     big.write_bytes(bytes(data))
     largest = max(samples.iterdir(), key=lambda f: f.stat().st_size).name
 
-    steps = plan_steps(setup, p, "vault")
-    by_plan = setup.home / "by-plan"
-    by_plan.mkdir()
-    env = {**os.environ, "KEY": str(key), "PATH": f"{Path(rclone).parent}:{os.environ['PATH']}"}
-    r_plan = subprocess.run(["bash", "-c", steps], cwd=by_plan, env=env,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
-    r_readme, by_readme = stock_recovery(setup, key, str(enc), Path(rclone).parent)
-    for r, work in ((r_readme, by_readme), (r_plan, by_plan)):
+    for r, work in _both_recoveries(setup, p, key, enc, rclone):
         assert 1 == r.returncode, r.stdout + r.stderr
         assert 1 == len(re.findall(rf"^DAMAGED: \S+/{re.escape(largest)}: ", r.stdout, re.M)), (
             r.stdout
@@ -258,14 +265,7 @@ def test_a_damaged_copy_of_a_photo_another_copy_on_the_target_has_is_skipped_by_
     (enc / ".photod" / "beside" / original.name).write_bytes(bytes(rotten))
     name = fields[-1].rpartition("/")[2]
 
-    steps = plan_steps(setup, p, "vault")
-    by_plan = setup.home / "by-plan"
-    by_plan.mkdir()
-    env = {**os.environ, "KEY": str(key), "PATH": f"{Path(rclone).parent}:{os.environ['PATH']}"}
-    r_plan = subprocess.run(["bash", "-c", steps], cwd=by_plan, env=env,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
-    r_readme, by_readme = stock_recovery(setup, key, str(enc), Path(rclone).parent)
-    for r, work in ((r_readme, by_readme), (r_plan, by_plan)):
+    for r, work in _both_recoveries(setup, p, key, enc, rclone):
         assert 0 == r.returncode and "DAMAGED" not in r.stdout, r.stdout + r.stderr
         assert f"a damaged copy of {fields[-1]} skipped: its object {twin} " in r.stdout, r.stdout
         assert len(made) == r.stdout.count(": OK"), r.stdout
