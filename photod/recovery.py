@@ -346,7 +346,7 @@ def encrypted_steps(get: str) -> list[str]:
         "# sidecar, then, beside that copy's photo)",
         "last=",
         "while IFS=$'\\t' read -r object sha name; do",
-        "  if line=$(grep -F -m1 -- \"$sha\"$'\\t'\"$name\"$'\\t' kept.tsv); then",
+        "  if line=$(grep -a -F -m1 -- \"$sha\"$'\\t'\"$name\"$'\\t' kept.tsv); then",
         "    path=${line#*$'\\t'}; path=${path#*$'\\t'}",
         '    echo "a damaged copy of $name skipped: its object $object does not decrypt (age said why, above); another copy here restored it"',
         '    side="encrypted/.photod/beside/${object##*/}"',

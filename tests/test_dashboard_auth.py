@@ -149,6 +149,20 @@ def test_a_connection_whose_other_end_no_program_holds_is_no_ones() -> None:
             assert keys.session(mine, None) is None, "no one's connection, with a cookie"
 
 
+def test_the_kernel_says_whether_it_can_name_owners_here() -> None:
+    """The dashboard's own listening socket is found, where the kernel can name the
+    owners of sockets (a login it names no one for then makes no session); a port no
+    socket listens at is not (a system that cannot say gives unbound sessions)."""
+    import socket
+
+    from photod.dashboard.peer import answerable
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        assert answerable(("127.0.0.1", port))
+    assert not answerable(("127.0.0.1", port))
+
+
 def test_a_connection_from_a_socket_bound_to_lo_is_known() -> None:
     """A socket bound to the loopback device (SO_BINDTODEVICE: any user may, once) is
     found by the kernel's exact lookup too: it is its owner's, never no one's."""

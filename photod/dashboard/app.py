@@ -264,7 +264,8 @@ def build(site: Site, keys: Keys, hosts: frozenset[str]) -> ASGIApp:
 
     def login(request: Request) -> Response:
         uid = request.scope["photod.uid"]
-        if uid is None and answerable():  # (a session for no one: any thief's to use)
+        server = request.scope.get("server")
+        if uid is None and server and answerable(tuple(server)):  # (no one's: any thief's)
             return HTMLResponse(
                 "<!doctype html><title>photod</title><p>photod could not tell who opened "
                 "this connection; the link is still good: open it again.</p>", status_code=503

@@ -14,7 +14,6 @@ is refused from such a connection (``auth.Keys.session``).
 from __future__ import annotations
 
 import errno
-import functools
 import ipaddress
 import os
 import socket
@@ -51,26 +50,25 @@ def peer_uid(client: Address, server: Address) -> int | None:
         return None
 
 
-@functools.cache
-def answerable() -> bool:
-    """Whether this system can name a connection's owner at all (Linux: netlink, or the
-    table in /proc).  Where it can, a connection it names no one for is not given a
-    session: one bound to no one would let in any user who stole its cookie."""
+def answerable(server: Address) -> bool:
+    """Whether the kernel names the owners of sockets here: it finds the server's own
+    listening socket (by netlink, or in its table).  Where it does, a connection it
+    names no one for is not given a session: one bound to no one would let in any user
+    who stole its cookie.  Where it does not (not Linux, a sandbox), every one is."""
     try:
-        socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG).close()
-        return True
-    except (OSError, AttributeError):
-        return os.access("/proc/net/tcp", os.R_OK)
+        with _netlink() as ask:
+            if _listening(ask, _forms(server[0], server[0]), server[1]):
+                return True
+    except NotAsked:
+        pass
+    except (ValueError, struct.error):
+        return False
+    return _listed(server[1])
 
 
 def by_netlink(client: Address, server: Address) -> int | None:
     """Asked of the kernel for that one socket (NotAsked where netlink is refused)."""
-    try:
-        ask = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
-    except (OSError, AttributeError) as exc:  # (no AF_NETLINK: not Linux)
-        raise NotAsked(str(exc)) from exc
-    with ask:
-        ask.settimeout(1.0)
+    with _netlink() as ask:
         forms = _forms(client[0], server[0])
         for family, here, there in forms:
             found, uid = _ask(ask, family, _ID.pack(client[1], server[1], here, there))
@@ -78,14 +76,27 @@ def by_netlink(client: Address, server: Address) -> int | None:
                 return uid
         # Not found: so the kernel says too when it has no sock_diag for TCP (a module
         # it could not load): then the server's listening socket is not found either.
-        for family, _, there in forms:
-            answer = _send(ask, family, _ID.pack(server[1], 0, there, bytes(16)))
-            if (
-                len(answer) >= _HEADER.size
-                and _HEADER.unpack_from(answer)[1] == SOCK_DIAG_BY_FAMILY
-            ):
-                return None
+        if _listening(ask, forms, server[1]):
+            return None
     raise NotAsked("sock_diag finds not even the listening socket")
+
+
+def _netlink() -> socket.socket:
+    try:
+        ask = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
+    except (OSError, AttributeError) as exc:  # (no AF_NETLINK: not Linux)
+        raise NotAsked(str(exc)) from exc
+    ask.settimeout(1.0)
+    return ask
+
+
+def _listening(ask: socket.socket, forms: list[tuple[int, bytes, bytes]], port: int) -> bool:
+    """Whether the kernel finds the server's listening socket at ``port``."""
+    for family, _, there in forms:
+        answer = _send(ask, family, _ID.pack(port, 0, there, bytes(16)))
+        if len(answer) >= _HEADER.size and _HEADER.unpack_from(answer)[1] == SOCK_DIAG_BY_FAMILY:
+            return True
+    return False
 
 
 def _ask(ask: socket.socket, family: int, sockid: bytes) -> tuple[bool, int | None]:
@@ -164,6 +175,20 @@ def by_table(client: Address, server: Address) -> int | None:
         except (OSError, ValueError, IndexError):
             continue
     return None
+
+
+def _listed(port: int) -> bool:
+    """Whether the kernel's table lists a listening socket at ``port`` (state 0A)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as f:
+                for line in f:
+                    fields = line.split()
+                    if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
+                        return True
+        except (OSError, ValueError, IndexError):
+            continue
+    return False
 
 
 def _unmapped(address: Address) -> Address:

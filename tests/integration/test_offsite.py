@@ -5,6 +5,7 @@ disaster-recovery commands run as written."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -162,6 +163,19 @@ def _samples_in_a_vault(
     return p, key, enc, made, rclone
 
 
+def _sealer(key: Path) -> Callable[[bytes], bytes]:
+    """Bytes sealed with `age` to the identity ``key``, as photod seals them (a copy of
+    another computer's, forged)."""
+    recipient = subprocess.run(["age-keygen", "-y", str(key)], check=True,
+                               capture_output=True, text=True).stdout.strip()  # fmt: skip
+
+    def seal(data: bytes) -> bytes:
+        return subprocess.run(["age", "-r", recipient], input=data, check=True,
+                              capture_output=True).stdout  # fmt: skip
+
+    return seal
+
+
 def _both_recoveries(
     setup: Setup, p: Photod, key: Path, enc: Path, rclone: str
 ) -> list[tuple[subprocess.CompletedProcess[str], Path]]:
@@ -247,12 +261,7 @@ def test_a_damaged_copy_of_a_photo_another_copy_on_the_target_has_is_skipped_by_
     data[len(data) // 2] ^= 0x01  # the twin, rotten
     (enc / twin).parent.mkdir(parents=True, exist_ok=True)
     (enc / twin).write_bytes(bytes(data))
-    recipient = subprocess.run(["age-keygen", "-y", str(key)], check=True,
-                               capture_output=True, text=True).stdout.strip()  # fmt: skip
-
-    def seal(data: bytes) -> bytes:
-        return subprocess.run(["age", "-r", recipient], input=data, check=True,
-                              capture_output=True).stdout  # fmt: skip
+    seal = _sealer(key)
 
     (enc / ".photod" / "objects" / "00").mkdir(exist_ok=True)
     line = "\t".join([twin, *fields[1:]]) + "\n"
@@ -273,6 +282,48 @@ def test_a_damaged_copy_of_a_photo_another_copy_on_the_target_has_is_skipped_by_
                 if k != "SHA256SUMS" and not k.endswith(".xmp")}  # fmt: skip
         assert sorted(made.values()) == sorted(back.values()) and made[name] in back.values()
         assert xmp == (work / "restored" / f"{fields[-1]}.xmp").read_bytes()
+
+
+def test_a_damaged_copys_sidecar_comes_back_beside_a_photo_whose_name_is_not_utf8(
+    setup: Setup, samples: Path
+) -> None:
+    """A photo named in bytes that are not UTF-8 (a Linux name), two copies of it, the
+    one tried first rotten with its sidecar whole: in a UTF-8 locale the plan's steps
+    put the sidecar beside the photo.  grep took the list of what came back for a
+    binary file, matched without printing the line, and the sidecar went to
+    `restored/.xmp`, without a word."""
+    need("age-keygen", "apt install age")
+    p, key, enc, _, _ = _samples_in_a_vault(setup, samples)
+    seal = _sealer(key)
+
+    photo, name = b"\xff\xd8\xff not UTF-8", b"2020/caf\xe9.jpg"
+    sha = hashlib.sha256(photo).hexdigest()
+    for obj, body, side in (
+        (b"0" * 38, photo[:-1] + b"!", b"<x:xmpmeta/>"),
+        (b"1" * 38, photo, None),
+    ):
+        sealed = bytearray(seal(body))
+        if side:  # the first copy rotten: its bytes are another photo's, sealed
+            sealed[-10] ^= 0x01
+            (enc / ".photod" / "beside").mkdir(exist_ok=True)
+            (enc / ".photod" / "beside" / obj.decode()).write_bytes(seal(side))
+        (enc / "data" / "00").mkdir(exist_ok=True)
+        (enc / "data" / "00" / obj.decode()).write_bytes(bytes(sealed))
+        line = b"\t".join(
+            [b"data/00/" + obj, sha.encode(), str(len(photo)).encode(), b"", b"", name]
+        )
+        (enc / ".photod" / "objects" / "00").mkdir(exist_ok=True)
+        (enc / ".photod" / "objects" / "00" / obj.decode()).write_bytes(seal(line + b"\n"))
+    work = setup.home / "utf8"
+    work.mkdir()
+    r = subprocess.run(["bash", "-c", plan_steps(setup, p, "vault")], cwd=work,
+                       capture_output=True, timeout=120,
+                       env={**os.environ, "KEY": str(key), "LC_ALL": "C.UTF-8"})  # fmt: skip
+    assert 0 == r.returncode, (r.stdout + r.stderr).decode(errors="replace")
+    restored = work / "restored" / os.fsdecode(name)
+    assert photo == restored.read_bytes()
+    assert b"<x:xmpmeta/>" == restored.with_name(restored.name + ".xmp").read_bytes()
+    assert not (work / "restored" / ".xmp").exists()
 
 
 def test_the_plans_steps_for_an_encrypted_drive_run_again_copy_the_drive_once(
