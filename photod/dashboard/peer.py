@@ -18,6 +18,7 @@ import ipaddress
 import os
 import socket
 import struct
+from collections.abc import Iterator
 
 NETLINK_SOCK_DIAG = 4  # (linux/netlink.h)
 SOCK_DIAG_BY_FAMILY = 20  # (linux/sock_diag.h)
@@ -162,33 +163,33 @@ def _forms(client: str, server: str) -> list[tuple[int, bytes, bytes]]:
 
 def by_table(client: Address, server: Address) -> int | None:
     """Read from the kernel's whole table, a line a socket (where netlink is refused)."""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            client, server = _unmapped(client), _unmapped(server)  # (an IPv4 socket's, in tcp)
-            want = (f"{_hex(client[0], table)}:{client[1]:04X} "
-                    f"{_hex(server[0], table)}:{server[1]:04X}")  # fmt: skip
-            with open(table, encoding="ascii") as f:
-                for line in f:
-                    if want in line:
-                        fields = line.split()
-                        return _held(int(fields[7]), int(fields[9]))
-        except (OSError, ValueError, IndexError):
-            continue
+    try:
+        client, server = _unmapped(client), _unmapped(server)  # (an IPv4 socket's, in tcp)
+    except ValueError:
+        return None
+    for table, fields in _rows():
+        here = f"{_hex(client[0], table)}:{client[1]:04X}"
+        if fields[1:3] == [here, f"{_hex(server[0], table)}:{server[1]:04X}"]:
+            return _held(int(fields[7]), int(fields[9]))
     return None
 
 
 def _listed(port: int) -> bool:
     """Whether the kernel's table lists a listening socket at ``port`` (state 0A)."""
+    return any(f[1].endswith(f":{port:04X}") and f[3] == "0A" for _, f in _rows())
+
+
+def _rows() -> Iterator[tuple[str, list[str]]]:
+    """Each socket in the kernel's tables of TCP sockets (its table, its fields), the
+    header lines left out; none from a table that cannot be read."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table, encoding="ascii") as f:
-                for line in f:
-                    fields = line.split()
-                    if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
-                        return True
-        except (OSError, ValueError, IndexError):
+                next(f, None)
+                rows = [(table, fields) for line in f if len(fields := line.split()) > 9]
+        except (OSError, ValueError):
             continue
-    return False
+        yield from rows
 
 
 def _unmapped(address: Address) -> Address:
