@@ -2198,11 +2198,12 @@ def test_two_computers_publishing_one_name_on_an_rclone_remote_never_both_count_
         for i in range(20):
             for name, data in _publish_at_once(anna, ben, f"2024/IMG_{i}.JPG", i).items():
                 assert data == (store / name).read_bytes(), name
-        # (`rclone serve s3` writes a request's body under a name of its own first, and
-        # under a full run's load may still be at one when the last answer is in)
-        wait_for(lambda: not list((store / ".photod/tmp").glob("*")), 30,
-                 "nothing left in .photod/tmp",
-                 lambda: str(list((store / ".photod/tmp").glob("*"))))  # fmt: skip
+        # Nothing of photod's left: `rclone serve s3` writes a request's body to a
+        # temporary of its own (`.rclone_temp_put_*`), renamed into place when it is
+        # whole; under a full run's load one was left now and then (the server's, as its
+        # documentation says of a cut upload), not photod's to know or remove.
+        left = (store / ".photod/tmp").glob("*")
+        assert [] == [f for f in left if not f.name.startswith(".rclone_temp_put_")]
     finally:
         anna.close()
         ben.close()
