@@ -103,9 +103,10 @@ def test_the_user_at_the_other_end_of_a_connection_is_known() -> None:
     """The kernel names the local user who opened a connection (the session is bound to
     that user), asked for that one socket and read from its whole table alike: over
     IPv4, IPv6, and IPv4 to a server listening on both; a socket not there is no one."""
+    import asyncio
     import socket
 
-    from photod.dashboard.peer import by_netlink, by_table, peer_uid
+    from photod.dashboard.peer import by_netlink, by_table, owner_of
 
     servers = [socket.create_server(("127.0.0.1", 0)), socket.create_server(("::1", 0),
                family=socket.AF_INET6), socket.create_server(("::", 0),
@@ -118,7 +119,7 @@ def test_the_user_at_the_other_end_of_a_connection_is_known() -> None:
             held.append(conn)
             client, here = addr[:2], conn.getsockname()[:2]
             assert os.geteuid() == by_netlink(client, here) == by_table(client, here), addr
-            assert os.geteuid() == peer_uid(client, here)
+            assert os.geteuid() == asyncio.run(owner_of(client, here))
             assert None is by_netlink((client[0], 1), here) is by_table((client[0], 1), here)
     finally:
         for s in held:

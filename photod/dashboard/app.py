@@ -29,7 +29,7 @@ from photod import instance, logs, statusconfig
 from photod.catalog import CATALOG_NAME, Catalog
 from photod.dashboard import data
 from photod.dashboard.auth import COOKIE, Keys
-from photod.dashboard.peer import answerable, peer_uid
+from photod.dashboard.peer import answerable, owner_of
 from photod.dashboard.restores import Restores
 from photod.errors import PhotodError
 
@@ -263,19 +263,19 @@ def build(site: Site, keys: Keys, hosts: frozenset[str]) -> ASGIApp:
         return _static(name) if name in STATIC else Response(status_code=404)
 
     def login(request: Request) -> Response:
+        token = request.query_params.get("t", "")
         uid = request.scope["photod.uid"]
         server = request.scope.get("server")
+        if not keys.genuine(token, "login"):
+            return _spent()
         if uid is None and server and answerable(tuple(server)):  # (no one's: any thief's)
             return HTMLResponse(
                 "<!doctype html><title>photod</title><p>photod could not tell who opened "
                 "this connection; the link is still good: open it again.</p>", status_code=503
             )  # fmt: skip
-        cookie = keys.take_login(request.query_params.get("t", ""), uid)
+        cookie = keys.take_login(token, uid)
         if cookie is None:
-            return HTMLResponse(
-                "<!doctype html><title>photod</title><p>This login link is used up or too "
-                "old. Run <code>photod dashboard</code> for a new one.</p>", status_code=401
-            )  # fmt: skip
+            return _spent()
         out = RedirectResponse("/", status_code=303)
         out.set_cookie(COOKIE, cookie, httponly=True, samesite="strict", path="/")
         return out
@@ -312,7 +312,7 @@ class Guard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         request = Request(scope)
-        problem = self._problem(scope, headers, request)
+        problem = await self._problem(scope, headers, request)
         if problem is not None:
             code, text = problem
             await _plain(code, text)(scope, receive, _with_headers(send))
@@ -320,18 +320,25 @@ class Guard:
         scope["photod.keys"] = self.keys
         await self.app(scope, receive, _with_headers(send))
 
-    def _problem(
+    async def _problem(
         self, scope: Scope, headers: dict[str, str], request: Request
     ) -> tuple[int, str] | None:
         host = headers.get("host", "")
         if host not in self.hosts:
             return 403, "this dashboard answers only at its own loopback address"
-        client, server = scope.get("client"), scope.get("server")
-        uid = peer_uid(tuple(client), tuple(server)) if client and server else None
-        scope["photod.uid"] = uid
-        if scope["path"] == "/login" and scope["method"] == "GET":
+        scope["photod.uid"] = None
+        login = scope["path"] == "/login" and scope["method"] == "GET"
+        token, kind = (request.query_params.get("t"), "login") if login else (
+            request.cookies.get(COOKIE), "session")  # fmt: skip
+        # The kernel is asked who sent it only for what this dashboard signed: where it
+        # must read its whole table of sockets, a stranger's request would make it do so.
+        if self.keys.genuine(token, kind):
+            client, server = scope.get("client"), scope.get("server")
+            if client and server:
+                scope["photod.uid"] = await owner_of(tuple(client), tuple(server))
+        if login:
             return None
-        sid = self.keys.session(request.cookies.get(COOKIE), uid)
+        sid = self.keys.session(token, scope["photod.uid"])
         if sid is None:
             return 401, "not logged in: run `photod dashboard` for a login link"
         scope["photod.session"] = sid
@@ -352,6 +359,13 @@ def _with_headers(send: Send) -> Send:
         await send(message)
 
     return wrapped
+
+
+def _spent() -> Response:
+    return HTMLResponse(
+        "<!doctype html><title>photod</title><p>This login link is used up or too "
+        "old. Run <code>photod dashboard</code> for a new one.</p>", status_code=401
+    )  # fmt: skip
 
 
 def _plain(code: int, text: str) -> Response:

@@ -159,6 +159,15 @@ class Keys:
             return None  # another user's connection (or no one's), with this user's cookie
         return sid if until.isdigit() and int(until) >= time.time() else None
 
+    def genuine(self, token: str | None, kind: str) -> bool:
+        """Whether ``token`` is a login link's (``kind`` "login") or a session cookie's
+        ("session") that this dashboard signed, and not out of date: nothing is asked
+        of the kernel for a request without one (see ``app.Guard``)."""
+        when, what, mac = _three(token or "")
+        if not mac or not _same(mac, _sign(self.key, kind, when, what)):
+            return False
+        return when.isdigit() and int(when) >= time.time()
+
     def csrf(self, sid: str) -> str:
         return _sign(self.key, "csrf", sid)[:40]
 

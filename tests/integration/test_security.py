@@ -574,9 +574,10 @@ def test_the_kernel_names_another_users_connection_as_theirs(intruder: User) -> 
     """A connection another user opened to photod's port is named as that user's,
     asked of the kernel for its one socket and read from its whole table alike: the
     dashboard binds each session to the user at the other end."""
+    import asyncio
     import socket
 
-    from photod.dashboard.peer import by_netlink, by_table, peer_uid
+    from photod.dashboard.peer import by_netlink, by_table, owner_of
 
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
@@ -590,23 +591,28 @@ def test_the_kernel_names_another_users_connection_as_theirs(intruder: User) -> 
             with conn:
                 here = conn.getsockname()
                 assert intruder.uid == by_netlink(addr, here) == by_table(addr, here)
-                assert intruder.uid == peer_uid(addr, here) != os.geteuid()
+                assert intruder.uid == asyncio.run(owner_of(addr, here)) != os.geteuid()
         finally:
             assert held.stdin is not None
             held.stdin.close()
             held.wait(timeout=30)
 
 
+@pytest.mark.parametrize("kernel", ["netlink", "table"])
 def test_another_user_cannot_get_into_the_dashboard(
-    setup: Setup, intruder: User, samples: Path
+    setup: Setup, intruder: User, samples: Path, kernel: str
 ) -> None:
     """Another local user reaches the dashboard's loopback port but not the secret:
     every page, thumbnail and endpoint says 401 to it, a made-up cookie or login token
     too, and a restore it asks for is refused (nothing is written).  Even the owner's
     own session cookie (a browser sends it to every port of 127.0.0.1: another user's
     server there receives it) is refused from that user's connection, one bound to the
-    loopback device too."""
-    p = daemon_on(setup, setup.inbox, extra='[dashboard]\nlisten = "127.0.0.1:0"\n').start()
+    loopback device too.  The same where netlink is refused (a sandbox: the kernel's
+    whole table of sockets is read instead)."""
+    p = daemon_on(setup, setup.inbox, extra='[dashboard]\nlisten = "127.0.0.1:0"\n')
+    if kernel == "table":
+        p.env["PHOTOD_FAILPOINTS"] = "peer_netlink=eio"
+    p.start()
     shutil.copy(samples / "jpg_Canon_40D.jpg", setup.inbox / "a.jpg")
     p.wait_event("dashboard_started")
     url = json.loads((setup.home / "state" / "dashboard.json").read_text())["url"]
@@ -615,6 +621,15 @@ def test_another_user_cannot_get_into_the_dashboard(
     sha = hashlib.sha256((samples / "jpg_Canon_40D.jpg").read_bytes()).hexdigest()
     link = urllib.parse.urlsplit(p.cli("dashboard", "--no-browser").stdout.split()[0])
     conn = http.client.HTTPConnection(link.hostname, link.port, timeout=10)
+    # Nothing signed, nothing asked of the kernel (where that is a read of its whole
+    # table, a stranger's requests would each cost one).
+    for path, cookie in [("/", f"photod_session=9999999999.{'a' * 32}.{'b' * 64}"),
+                         (f"/thumb/{sha}", ""), ("/login?t=1.2.3", "")]:  # fmt: skip
+        conn.request("GET", path, headers={"Cookie": cookie})
+        refused = conn.getresponse()
+        refused.read()
+        assert 401 == refused.status, path
+    assert [] == p.events("dashboard_peer_table")
     conn.request("GET", f"{link.path}?{link.query}")
     answer = conn.getresponse()
     answer.read()
@@ -664,6 +679,7 @@ print(out)
     assert 0 == r.returncode, r.stderr
     assert "['secret refused', " + ", ".join(["401"] * 17) + "]" == r.stdout.strip()
     assert not Path("/tmp/stolen").exists()
+    assert (kernel == "table") == bool(p.events("dashboard_peer_table"))
 
 
 def test_a_login_from_a_connection_no_one_holds_makes_no_session_and_spends_no_link(
