@@ -52,7 +52,7 @@ PLAN = "RECOVERY.md"
 # The format of the recovery document at a target's top (``PLAN``): raised whenever its
 # steps change, so that a document an earlier photod left there is brought up to date
 # (it is written once, and replaced only by one of a higher format: ``plan_format``).
-PLAN_FORMAT = 11
+PLAN_FORMAT = 12
 PLAN_MARK = "<!-- photod recovery document, format {} -->"
 SNAPSHOTS = "snapshots"
 SNAPSHOT_SUFFIX = ".sqlite.gz"

@@ -284,6 +284,48 @@ def test_a_damaged_copy_of_a_photo_another_copy_on_the_target_has_is_skipped_by_
         assert xmp == (work / "restored" / f"{fields[-1]}.xmp").read_bytes()
 
 
+def test_a_stale_line_whose_object_holds_another_photo_is_skipped_by_the_stock_recovery(
+    setup: Setup, samples: Path
+) -> None:
+    """An index line naming an object written again since with another photo (a stale
+    line: the object opens fine, its bytes are not the line's): the README's recovery
+    without photod and the plan's steps try the photo's other copy, say the stale one
+    was skipped, and leave that other photo's sidecar out; a photo whose only copy is
+    such an object is DAMAGED, and no file with the wrong bytes is left under its name.
+    The wrong bytes were put under the name, the good copy was never tried ("has other
+    bytes, delete it and run again", which could not help), and the run ended FAILED."""
+    need("age-keygen", "apt install age")
+    p, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
+    line_file = max(enc.glob(".photod/objects/*/*"), key=lambda f: f.stat().st_size)
+    fields = subprocess.run(["age", "-d", "-i", str(key), str(line_file)], check=True,
+                            capture_output=True, text=True).stdout.rstrip("\n").split("\t")  # fmt: skip
+    seal = _sealer(key)
+    (enc / "data" / "00").mkdir(parents=True, exist_ok=True)
+    (enc / ".photod" / "objects" / "00").mkdir(exist_ok=True)
+    (enc / ".photod" / "beside").mkdir(exist_ok=True)
+    other = b"\xff\xd8\xff another photo, written to this object since"
+    lonely_sha = hashlib.sha256(b"\xff\xd8\xff the lonely photo").hexdigest()
+    # (sorted first: tried first) the stale copy of a photo, then a photo's only copy
+    for obj, line in (
+        ("0" * 38, fields[1:]),
+        ("1" * 38, [lonely_sha, "30", "", "", "2021/lonely.jpg"]),
+    ):
+        (enc / "data" / "00" / obj).write_bytes(seal(other))
+        own = "\t".join([f"data/00/{obj}", *line]) + "\n"
+        (enc / ".photod" / "objects" / "00" / obj).write_bytes(seal(own.encode()))
+        (enc / ".photod" / "beside" / obj).write_bytes(seal(b"<x:xmpmeta>the other's</x:xmpmeta>"))
+
+    for r, work in _both_recoveries(setup, p, key, enc, rclone):
+        assert 1 == r.returncode, r.stdout + r.stderr
+        said = f"a damaged copy of {fields[-1]} skipped: its object data/00/{'0' * 38} holds "
+        assert said + "other bytes than its line says; another copy here restored it" in r.stdout
+        assert (f"DAMAGED: 2021/lonely.jpg: its object data/00/{'1' * 38} holds other bytes "
+                "than its line says; look for it on another target") in r.stdout, r.stdout  # fmt: skip
+        assert 1 == r.stdout.count("DAMAGED") and len(made) == r.stdout.count(": OK"), r.stdout
+        back = {k: v for k, v in target_files(work / "restored").items() if k != "SHA256SUMS"}
+        assert sorted(made.values()) == sorted(back.values()), back  # nothing else, no .xmp
+
+
 def test_a_damaged_copys_sidecar_comes_back_beside_a_photo_whose_name_is_not_utf8(
     setup: Setup, samples: Path
 ) -> None:
