@@ -326,6 +326,61 @@ def test_a_stale_line_whose_object_holds_another_photo_is_skipped_by_the_stock_r
         assert sorted(made.values()) == sorted(back.values()), back  # nothing else, no .xmp
 
 
+def test_the_stock_recovery_onto_a_disk_blind_to_case_restores_what_case_alone_tells_apart(
+    setup: Setup, samples: Path, exfat_drive: Path
+) -> None:
+    """Restored onto exFAT (blind to case, as a Mac's disk is) by the README's recovery
+    without photod and by the plan's steps: two photos of one name in folders told apart
+    by case alone (`Trip/`, `trip/`) both come back, the second beside the first; a
+    photo at `x/a.jpg` whose copy is rotten, its bytes good at `x/A.jpg` (one file on
+    that disk), is said skipped, not DAMAGED.  The second photo was "has other bytes
+    (... delete it and run again)" at every run, and the first a DAMAGED or not by which
+    object came first."""
+    need("age-keygen", "apt install age")
+    p, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
+    seal = _sealer(key)
+    (enc / "data" / "00").mkdir(parents=True, exist_ok=True)
+    (enc / ".photod" / "objects" / "00").mkdir(exist_ok=True)
+    photos = {n: b"\xff\xd8\xff " + n.encode() for n in ("one", "two", "both")}
+    for obj, photo, path, rotten in (  # (by their objects' names: the order tried)
+        ("0" * 38, photos["both"], "x/a.jpg", True),
+        ("1" * 38, photos["one"], "Trip/IMG_1.jpg", False),
+        ("2" * 38, photos["two"], "trip/IMG_1.jpg", False),
+        ("3" * 38, photos["both"], "x/A.jpg", False),
+    ):
+        sealed = bytearray(seal(photo))
+        if rotten:
+            sealed[-10] ^= 0x01
+        (enc / "data" / "00" / obj).write_bytes(bytes(sealed))
+        sha = hashlib.sha256(photo).hexdigest()
+        line = "\t".join([f"data/00/{obj}", sha, str(len(photo)), "", "", path]) + "\n"
+        (enc / ".photod" / "objects" / "00" / obj).write_bytes(seal(line.encode()))
+
+    two = hashlib.sha256(photos["two"]).hexdigest()
+    steps = plan_steps(setup, p, "vault")
+    env = {**os.environ, "KEY": str(key), "PATH": f"{Path(rclone).parent}:{os.environ['PATH']}"}
+    for how in ("readme", "plan"):
+        work = setup.home / how if how == "plan" else setup.home / "recovery"
+        (work / "restored").parent.mkdir(exist_ok=True)
+        (exfat_drive / how).mkdir()
+        (work / "restored").symlink_to(exfat_drive / how, target_is_directory=True)
+        if how == "plan":
+            r = subprocess.run(["bash", "-c", steps], cwd=work, env=env,
+                               capture_output=True, text=True, timeout=120)  # fmt: skip
+        else:
+            r, _ = stock_recovery(setup, key, str(enc), Path(rclone).parent)
+        assert 0 == r.returncode and "DAMAGED" not in r.stdout, r.stdout + r.stderr
+        assert ("a damaged copy of x/a.jpg skipped: its object data/00/" + "0" * 38 + " does not "
+                "decrypt (age said why, above); another copy here restored it as restored/x/A.jpg"
+                ) in r.stdout, r.stdout  # fmt: skip
+        back = {k: v for k, v in target_files(exfat_drive / how).items() if k != "SHA256SUMS"}
+        wanted = {"x/A.jpg": "both", "Trip/IMG_1.jpg": "one", f"Trip/IMG_1~{two[:8]}.jpg": "two"}
+        for path, photo in wanted.items():
+            assert hashlib.sha256(photos[photo]).hexdigest() == back.pop(path), path
+        assert sorted(made.values()) == sorted(back.values())
+        assert len(made) + 3 == r.stdout.count(": OK"), r.stdout
+
+
 def test_a_damaged_copys_sidecar_comes_back_beside_a_photo_whose_name_is_not_utf8(
     setup: Setup, samples: Path
 ) -> None:
