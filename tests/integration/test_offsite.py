@@ -381,6 +381,31 @@ def test_the_stock_recovery_onto_a_disk_blind_to_case_restores_what_case_alone_t
         assert len(made) + 3 == r.stdout.count(": OK"), r.stdout
 
 
+def test_an_older_photods_index_line_without_a_file_time_does_not_cost_a_photo_its_time(
+    setup: Setup, samples: Path
+) -> None:
+    """A computer's index holding a photo's line as a photod before file times were kept
+    wrote it (five fields, no file time) beside the object's own line (with it): the
+    README's recovery without photod and the plan's steps give the restored photo its
+    file time.  The line without one sorted first and won: the photo came back dated
+    the day of the restore."""
+    need("age-keygen", "apt install age")
+    p, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
+    line_file = max(enc.glob(".photod/objects/*/*"), key=lambda f: f.stat().st_size)
+    fields = subprocess.run(["age", "-d", "-i", str(key), str(line_file)], check=True,
+                            capture_output=True, text=True).stdout.rstrip("\n").split("\t")  # fmt: skip
+    obj, sha, size, taken, mtime, path = fields
+    assert mtime, fields
+    index = next(enc.glob(".photod/installations/*/index"))
+    old = "\t".join([obj, sha, size, taken, path]) + "\n"
+    (index / "old").write_bytes(_sealer(key)(old.encode()))
+
+    for r, work in _both_recoveries(setup, p, key, enc, rclone):
+        assert 0 == r.returncode, r.stdout + r.stderr
+        assert len(made) == r.stdout.count(": OK"), r.stdout
+        assert int(float(mtime)) == int((work / "restored" / path).stat().st_mtime), r.stdout
+
+
 def test_a_damaged_copys_sidecar_comes_back_beside_a_photo_whose_name_is_not_utf8(
     setup: Setup, samples: Path
 ) -> None:
