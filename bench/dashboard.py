@@ -118,6 +118,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="photod-bench-dashboard-", dir=args.workdir))
     print(f"# bench/dashboard.py: {platform.platform()}, {psutil.cpu_count()} cores, "
           f"Python {platform.python_version()}, work dir {home}", flush=True)  # fmt: skip
