@@ -126,6 +126,40 @@ def test_the_user_at_the_other_end_of_a_connection_is_known() -> None:
             s.close()
 
 
+def test_questions_asked_at_once_of_the_kernels_table_each_get_their_own_answer() -> None:
+    """Where the kernel's whole table is read (netlink refused), the questions asked at
+    once share reads, and each still gets the owner of its own connection: one made
+    while a read is under way is found by the next (never answered from a read that
+    began before it existed, which would name no one and refuse the owner)."""
+    import asyncio
+    import socket
+
+    from photod.dashboard.peer import by_shared_table
+
+    async def ask(server: socket.socket) -> list[int | None]:
+        port, held = server.getsockname()[1], []
+        try:
+            pairs = []
+            for _ in range(20):
+                held.append(socket.create_connection(("127.0.0.1", port)))
+                conn, addr = server.accept()
+                held.append(conn)
+                pairs.append((addr, conn.getsockname()))
+            first = [asyncio.ensure_future(by_shared_table(c, s)) for c, s in pairs]
+            await asyncio.sleep(0.05)  # (the first read under way, or done)
+            held.append(socket.create_connection(("127.0.0.1", port)))
+            conn, addr = server.accept()
+            held.append(conn)
+            late = await by_shared_table(addr, conn.getsockname())
+            return [*await asyncio.gather(*first), late]
+        finally:
+            for s in held:
+                s.close()
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        assert [os.geteuid()] * 21 == asyncio.run(ask(server))
+
+
 def test_a_connection_whose_other_end_no_program_holds_is_no_ones() -> None:
     """A client that closed its end after sending (its socket left to the kernel to
     finish, which says uid 0 for it) is nobody's: never root's, whose cookie it may

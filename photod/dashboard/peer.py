@@ -6,8 +6,11 @@ sock_diag (what `ss` uses): the answer costs the same however many sockets the m
 has.  Where netlink is refused (a sandbox), its whole table in ``/proc/net/tcp`` is
 read instead: there every question pays for every connection on the machine, closed
 ones waiting out their time too (the kernel writes 16,000 sockets' lines in 40 ms, and
-any local user may open that many), so ``owner_of`` reads it off the event loop, and
-the dashboard asks only for a request that brings a good signature (``app.Guard``).
+any local user may open that many), so ``owner_of`` reads it off the event loop, one
+read answering every question asked before it began (``_Reads``: the owner's cookie,
+stolen by another user's server on 127.0.0.1, sent forty times at once costs one read,
+not forty), and the dashboard asks only for a request that brings a good signature
+(``app.Guard``).
 Both name the socket's owner the same way (``sock_i_uid``), and neither answers for a
 socket no process holds any more (``_held``).  No answer is no one's: a session bound
 to a user is refused from such a connection (``auth.Keys.session``).
@@ -59,9 +62,49 @@ async def owner_of(client: Address, server: Address) -> int | None:
             log.info("dashboard_peer_table", reason=str(exc), detail="the kernel's whole "
                      "table of sockets is read at each signed request: slower with many "
                      "connections on this computer")  # fmt: skip
-        return await asyncio.to_thread(by_table, client, server)
+        return await by_shared_table(client, server)
     except (ValueError, struct.error):  # (not an address and port: no one's)
         return None
+
+
+async def by_shared_table(client: Address, server: Address) -> int | None:
+    """``by_table`` from the event loop, the table read on a thread, shared (``_Reads``)."""
+    return by_table(client, server, await _reads.tables())
+
+
+Tables = list[tuple[str, str]]
+
+
+class _Reads:
+    """The kernel's tables read on a thread, one read at a time, each for every question
+    asked before it began (so it sees their sockets): however many questions come in,
+    at most one read runs and one waits."""
+
+    def __init__(self) -> None:
+        self.next: asyncio.Future[Tables] | None = None  # what the questions asked now wait for
+        self.reader: asyncio.Task[None] | None = None
+
+    async def tables(self) -> Tables:
+        loop = asyncio.get_running_loop()
+        if self.next is None or self.next.get_loop() is not loop:
+            self.next = loop.create_future()
+        if self.reader is None or self.reader.done() or self.reader.get_loop() is not loop:
+            self.reader = loop.create_task(self._read())
+        return await asyncio.shield(self.next)  # (a request gone does not cancel the read)
+
+    async def _read(self) -> None:
+        while (wanted := self.next) is not None:
+            self.next = None  # asked from now on: the next read's
+            try:
+                wanted.set_result(await asyncio.to_thread(lambda: list(_tables())))
+            except asyncio.CancelledError:  # (the loop closing)
+                wanted.cancel()
+                raise
+            except Exception as exc:  # (a bug: every question waiting fails with it)
+                wanted.set_exception(exc)
+
+
+_reads = _Reads()
 
 
 def answerable(server: Address) -> bool:
@@ -175,13 +218,14 @@ def _forms(client: str, server: str) -> list[tuple[int, bytes, bytes]]:
     return forms
 
 
-def by_table(client: Address, server: Address) -> int | None:
-    """Read from the kernel's whole table, a line a socket (where netlink is refused)."""
+def by_table(client: Address, server: Address, tables: Tables | None = None) -> int | None:
+    """Read from the kernel's whole table (where netlink is refused): ``tables`` as read
+    for this question (``_Reads``), else read now."""
     try:
         client, server = _unmapped(client), _unmapped(server)  # (an IPv4 socket's, in tcp)
     except ValueError:
         return None
-    for table, text in _tables():
+    for table, text in _tables() if tables is None else tables:
         here = f"{_hex(client[0], table)}:{client[1]:04X}"
         there = f"{_hex(server[0], table)}:{server[1]:04X}"
         # Found in the text by its two addresses (no other column has their form), not
