@@ -158,6 +158,14 @@ def test_questions_asked_at_once_of_the_kernels_table_each_get_their_own_answer(
 
     with socket.create_server(("127.0.0.1", 0)) as server:
         assert [os.geteuid()] * 21 == asyncio.run(ask(server))
+    # Two event loops at once (each reads for its own questions: none waits for ever on
+    # the other's, or is answered from its thread)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with (socket.create_server(("127.0.0.1", 0)) as one,
+          socket.create_server(("127.0.0.1", 0)) as two, ThreadPoolExecutor(2) as pool):  # fmt: skip
+        both = [pool.submit(asyncio.run, ask(s)) for s in (one, two)]
+        assert [[os.geteuid()] * 21] * 2 == [f.result(timeout=30) for f in both]
 
 
 def test_a_connection_whose_other_end_no_program_holds_is_no_ones() -> None:

@@ -24,6 +24,7 @@ import ipaddress
 import os
 import socket
 import struct
+import weakref
 from collections.abc import Iterator
 
 from photod import failpoints
@@ -69,7 +70,9 @@ async def owner_of(client: Address, server: Address) -> int | None:
 
 async def by_shared_table(client: Address, server: Address) -> int | None:
     """``by_table`` from the event loop, the table read on a thread, shared (``_Reads``)."""
-    return by_table(client, server, await _reads.tables())
+    loop = asyncio.get_running_loop()
+    reads = _reads.get(loop) or _reads.setdefault(loop, _Reads())
+    return by_table(client, server, await reads.tables())
 
 
 Tables = list[tuple[str, str]]
@@ -78,7 +81,7 @@ Tables = list[tuple[str, str]]
 class _Reads:
     """The kernel's tables read on a thread, one read at a time, each for every question
     asked before it began (so it sees their sockets): however many questions come in,
-    at most one read runs and one waits."""
+    at most one read runs and one waits.  One an event loop (``_reads``)."""
 
     def __init__(self) -> None:
         self.next: asyncio.Future[Tables] | None = None  # what the questions asked now wait for
@@ -86,9 +89,9 @@ class _Reads:
 
     async def tables(self) -> Tables:
         loop = asyncio.get_running_loop()
-        if self.next is None or self.next.get_loop() is not loop:
+        if self.next is None:
             self.next = loop.create_future()
-        if self.reader is None or self.reader.done() or self.reader.get_loop() is not loop:
+        if self.reader is None or self.reader.done():
             self.reader = loop.create_task(self._read())
         return await asyncio.shield(self.next)  # (a request gone does not cancel the read)
 
@@ -102,9 +105,10 @@ class _Reads:
                 raise
             except Exception as exc:  # (a bug: every question waiting fails with it)
                 wanted.set_exception(exc)
+        self.reader = None  # (nothing here holds the loop: its entry in ``_reads`` goes with it)
 
 
-_reads = _Reads()
+_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Reads] = weakref.WeakKeyDictionary()
 
 
 def answerable(server: Address) -> bool:
