@@ -343,12 +343,14 @@ def test_the_stock_recovery_onto_a_disk_blind_to_case_restores_what_case_alone_t
     seal = _sealer(key)
     (enc / "data" / "00").mkdir(parents=True, exist_ok=True)
     (enc / ".photod" / "objects" / "00").mkdir(exist_ok=True)
-    photos = {n: b"\xff\xd8\xff " + n.encode() for n in ("one", "two", "both")}
+    photos = {n: b"\xff\xd8\xff " + n.encode() for n in ("one", "two", "both", "file", "deep")}
     for obj, photo, path, rotten in (  # (by their objects' names: the order tried)
         ("0" * 38, photos["both"], "x/a.jpg", True),
         ("1" * 38, photos["one"], "Trip/IMG_1.jpg", False),
         ("2" * 38, photos["two"], "trip/IMG_1.jpg", False),
         ("3" * 38, photos["both"], "x/A.jpg", False),
+        ("4" * 38, photos["file"], "y/Trip", False),  # (a file at a folder's name, listed first)
+        ("5" * 38, photos["deep"], "y/trip/IMG_2.jpg", False),
     ):
         sealed = bytearray(seal(photo))
         if rotten:
@@ -359,6 +361,7 @@ def test_the_stock_recovery_onto_a_disk_blind_to_case_restores_what_case_alone_t
         (enc / ".photod" / "objects" / "00" / obj).write_bytes(seal(line.encode()))
 
     two = hashlib.sha256(photos["two"]).hexdigest()
+    file = hashlib.sha256(photos["file"]).hexdigest()
     steps = plan_steps(setup, p, "vault")
     env = {**os.environ, "KEY": str(key), "PATH": f"{Path(rclone).parent}:{os.environ['PATH']}"}
     for how in ("readme", "plan"):
@@ -376,11 +379,17 @@ def test_the_stock_recovery_onto_a_disk_blind_to_case_restores_what_case_alone_t
                 "decrypt (age said why, above); another copy here restored it as restored/x/A.jpg"
                 ) in r.stdout, r.stdout  # fmt: skip
         back = {k: v for k, v in target_files(exfat_drive / how).items() if k != "SHA256SUMS"}
-        wanted = {"x/A.jpg": "both", "Trip/IMG_1.jpg": "one", f"Trip/IMG_1~{two[:8]}.jpg": "two"}
+        wanted = {
+            "x/A.jpg": "both",
+            "Trip/IMG_1.jpg": "one",
+            f"Trip/IMG_1~{two[:8]}.jpg": "two",
+            "y/trip/IMG_2.jpg": "deep",
+            f"y/Trip~{file[:8]}": "file",
+        }
         for path, photo in wanted.items():
             assert hashlib.sha256(photos[photo]).hexdigest() == back.pop(path), path
         assert sorted(made.values()) == sorted(back.values())
-        assert len(made) + 3 == r.stdout.count(": OK"), r.stdout
+        assert len(made) + 5 == r.stdout.count(": OK"), r.stdout
 
 
 def test_an_older_photods_index_line_without_a_file_time_does_not_cost_a_photo_its_time(
@@ -429,6 +438,58 @@ def test_a_photo_cut_short_under_its_name_is_said_at_the_next_run_not_set_beside
     assert 0 == r.returncode and len(made) == r.stdout.count(": OK"), r.stdout + r.stderr
     back = {k: v for k, v in target_files(work / "restored").items() if k != "SHA256SUMS"}
     assert sorted(made.values()) == sorted(back.values())
+
+
+def test_the_stock_recovery_run_again_once_the_whole_target_is_there_keeps_what_it_restored(
+    setup: Setup, samples: Path
+) -> None:
+    """Two photos of one name on an encrypted target (IMG_1.jpg, as a photod before
+    2026-12-05 filed two), the first's object missing from a download cut short: the
+    README's recovery without photod restores the second under the name and says the
+    first by its listed name; run again with the whole target, it sets the first beside
+    (IMG_1~SHA8.jpg), keeps the second, and exits 0.  The second was "has other bytes
+    (... delete it and run again)" at every later run, and the first said under a
+    name no list has.  Also: a damaged copy's whole sidecar comes back when that copy
+    is tried after a good one (it was left out, without a word)."""
+    need("age-keygen", "apt install age")
+    _, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
+    seal = _sealer(key)
+    (enc / "data" / "00").mkdir(parents=True, exist_ok=True)
+    (enc / ".photod" / "objects" / "00").mkdir(exist_ok=True)
+    (enc / ".photod" / "beside").mkdir(exist_ok=True)
+    first, second, faved = (b"\xff\xd8\xff " + n for n in (b"first", b"second", b"faved"))
+    xmp = b"<x:xmpmeta>the favourite</x:xmpmeta>"
+    for obj, photo, path, rotten in (  # (by their objects' names: the order tried)
+        ("0" * 38, first, "2021/IMG_1.jpg", False),
+        ("1" * 38, second, "2021/IMG_1.jpg", False),
+        ("2" * 38, faved, "2021/faved.jpg", False),
+        ("f" * 38, faved, "2021/faved.jpg", True),  # (a damaged copy, its sidecar whole)
+    ):
+        sealed = bytearray(seal(photo))
+        if rotten:
+            sealed[-10] ^= 0x01
+            (enc / ".photod" / "beside" / obj).write_bytes(seal(xmp))
+        (enc / "data" / "00" / obj).write_bytes(bytes(sealed))
+        sha = hashlib.sha256(photo).hexdigest()
+        line = "\t".join([f"data/00/{obj}", sha, str(len(photo)), "", "", path]) + "\n"
+        (enc / ".photod" / "objects" / "00" / obj).write_bytes(seal(line.encode()))
+    away = setup.home / "away"
+    (enc / "data" / "00" / ("0" * 38)).rename(away)  # (not downloaded)
+
+    r, work = stock_recovery(setup, key, str(enc), Path(rclone).parent)
+    assert "not stored: 2021/IMG_1.jpg: " in r.stdout and "~" not in r.stdout, r.stdout
+    assert second == (work / "restored" / "2021" / "IMG_1.jpg").read_bytes()
+    away.rename(enc / "data" / "00" / ("0" * 38))
+    for _ in range(2):  # (and once more: nothing changes)
+        r, _ = stock_recovery(setup, key, str(enc), Path(rclone).parent)
+        assert 0 == r.returncode and "has other bytes" not in r.stdout, r.stdout + r.stderr
+        got = {k: v for k, v in target_files(work / "restored").items() if k != "SHA256SUMS"}
+        sha = hashlib.sha256(first).hexdigest()
+        assert hashlib.sha256(second).hexdigest() == got.pop("2021/IMG_1.jpg")
+        assert sha == got.pop(f"2021/IMG_1~{sha[:8]}.jpg")
+        assert hashlib.sha256(faved).hexdigest() == got.pop("2021/faved.jpg")
+        assert hashlib.sha256(xmp).hexdigest() == got.pop("2021/faved.jpg.xmp")
+        assert sorted(made.values()) == sorted(got.values())
 
 
 def test_a_damaged_copys_sidecar_comes_back_beside_a_photo_whose_name_is_not_utf8(
