@@ -176,6 +176,26 @@ def _sealer(key: Path) -> Callable[[bytes], bytes]:
     return seal
 
 
+def _forge(
+    enc: Path, seal: Callable[[bytes], bytes], obj: str, photo: bytes, path: str = "",
+    rotten: bool = False, side: bytes | None = None, line: list[str] | None = None,
+) -> None:  # fmt: skip
+    """A copy another computer might have stored on the encrypted folder ``enc``: object
+    ``data/00/OBJ`` sealing ``photo`` (``rotten``: one byte flipped), its own index line
+    (``line``, else the photo's SHA-256 and size at ``path``), and its sidecar ``side``."""
+    for folder in ("data/00", ".photod/objects/00", ".photod/beside"):
+        (enc / folder).mkdir(parents=True, exist_ok=True)
+    sealed = bytearray(seal(photo))
+    if rotten:
+        sealed[-10] ^= 0x01
+    (enc / "data" / "00" / obj).write_bytes(bytes(sealed))
+    line = line or [hashlib.sha256(photo).hexdigest(), str(len(photo)), "", "", path]
+    own = "\t".join([f"data/00/{obj}", *line]) + "\n"
+    (enc / ".photod" / "objects" / "00" / obj).write_bytes(seal(own.encode()))
+    if side is not None:
+        (enc / ".photod" / "beside" / obj).write_bytes(seal(side))
+
+
 def _both_recoveries(
     setup: Setup, p: Photod, key: Path, enc: Path, rclone: str
 ) -> list[tuple[subprocess.CompletedProcess[str], Path]]:
@@ -300,9 +320,6 @@ def test_a_stale_line_whose_object_holds_another_photo_is_skipped_by_the_stock_r
     fields = subprocess.run(["age", "-d", "-i", str(key), str(line_file)], check=True,
                             capture_output=True, text=True).stdout.rstrip("\n").split("\t")  # fmt: skip
     seal = _sealer(key)
-    (enc / "data" / "00").mkdir(parents=True, exist_ok=True)
-    (enc / ".photod" / "objects" / "00").mkdir(exist_ok=True)
-    (enc / ".photod" / "beside").mkdir(exist_ok=True)
     other = b"\xff\xd8\xff another photo, written to this object since"
     lonely_sha = hashlib.sha256(b"\xff\xd8\xff the lonely photo").hexdigest()
     # (by their objects' names: the order tried) a stale copy of a photo, a photo's only
@@ -312,10 +329,7 @@ def test_a_stale_line_whose_object_holds_another_photo_is_skipped_by_the_stock_r
         ("1" * 38, [lonely_sha, "30", "", "", "2021/lonely.jpg"]),
         ("f" * 38, fields[1:]),
     ):
-        (enc / "data" / "00" / obj).write_bytes(seal(other))
-        own = "\t".join([f"data/00/{obj}", *line]) + "\n"
-        (enc / ".photod" / "objects" / "00" / obj).write_bytes(seal(own.encode()))
-        (enc / ".photod" / "beside" / obj).write_bytes(seal(b"<x:xmpmeta>the other's</x:xmpmeta>"))
+        _forge(enc, seal, obj, other, side=b"<x:xmpmeta>the other's</x:xmpmeta>", line=line)
 
     for r, work in _both_recoveries(setup, p, key, enc, rclone):
         assert 1 == r.returncode, r.stdout + r.stderr
@@ -341,8 +355,6 @@ def test_the_stock_recovery_onto_a_disk_blind_to_case_restores_what_case_alone_t
     need("age-keygen", "apt install age")
     p, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
     seal = _sealer(key)
-    (enc / "data" / "00").mkdir(parents=True, exist_ok=True)
-    (enc / ".photod" / "objects" / "00").mkdir(exist_ok=True)
     photos = {n: b"\xff\xd8\xff " + n.encode() for n in ("one", "two", "both", "file", "deep")}
     for obj, photo, path, rotten in (  # (by their objects' names: the order tried)
         ("0" * 38, photos["both"], "x/a.jpg", True),
@@ -352,13 +364,7 @@ def test_the_stock_recovery_onto_a_disk_blind_to_case_restores_what_case_alone_t
         ("4" * 38, photos["file"], "y/Trip", False),  # (a file at a folder's name, listed first)
         ("5" * 38, photos["deep"], "y/trip/IMG_2.jpg", False),
     ):
-        sealed = bytearray(seal(photo))
-        if rotten:
-            sealed[-10] ^= 0x01
-        (enc / "data" / "00" / obj).write_bytes(bytes(sealed))
-        sha = hashlib.sha256(photo).hexdigest()
-        line = "\t".join([f"data/00/{obj}", sha, str(len(photo)), "", "", path]) + "\n"
-        (enc / ".photod" / "objects" / "00" / obj).write_bytes(seal(line.encode()))
+        _forge(enc, seal, obj, photo, path, rotten)
 
     two = hashlib.sha256(photos["two"]).hexdigest()
     file = hashlib.sha256(photos["file"]).hexdigest()
@@ -454,9 +460,6 @@ def test_the_stock_recovery_run_again_once_the_whole_target_is_there_keeps_what_
     need("age-keygen", "apt install age")
     _, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
     seal = _sealer(key)
-    (enc / "data" / "00").mkdir(parents=True, exist_ok=True)
-    (enc / ".photod" / "objects" / "00").mkdir(exist_ok=True)
-    (enc / ".photod" / "beside").mkdir(exist_ok=True)
     first, second, faved = (b"\xff\xd8\xff " + n for n in (b"first", b"second", b"faved"))
     xmp = b"<x:xmpmeta>the favourite</x:xmpmeta>"
     for obj, photo, path, rotten in (  # (by their objects' names: the order tried)
@@ -465,14 +468,7 @@ def test_the_stock_recovery_run_again_once_the_whole_target_is_there_keeps_what_
         ("2" * 38, faved, "2021/faved.jpg", False),
         ("f" * 38, faved, "2021/faved.jpg", True),  # (a damaged copy, its sidecar whole)
     ):
-        sealed = bytearray(seal(photo))
-        if rotten:
-            sealed[-10] ^= 0x01
-            (enc / ".photod" / "beside" / obj).write_bytes(seal(xmp))
-        (enc / "data" / "00" / obj).write_bytes(bytes(sealed))
-        sha = hashlib.sha256(photo).hexdigest()
-        line = "\t".join([f"data/00/{obj}", sha, str(len(photo)), "", "", path]) + "\n"
-        (enc / ".photod" / "objects" / "00" / obj).write_bytes(seal(line.encode()))
+        _forge(enc, seal, obj, photo, path, rotten, side=xmp if rotten else None)
     away = setup.home / "away"
     (enc / "data" / "00" / ("0" * 38)).rename(away)  # (not downloaded)
 
