@@ -227,7 +227,65 @@ def relist(catalog: Catalog, name: str, records: Records) -> int:
     counted: it is marked missing, and copied again.  Nor is one whose name the list
     gives to other bytes: that file is another photo's (the clone's photo of the same
     name and size), which a scrub would otherwise take for a corrupt copy of ours."""
-    listed = {(e.sha256, e.key) for e in records.ledger.entries()}
+    missing = _unlisted(catalog, name, records, _listed(records)[0])
+    if missing:
+        records.ledger.append(missing)
+        flush(catalog, name, records)
+        log.info("list_completed", target=name, entries=len(missing))
+    return len(missing)
+
+
+def mend(catalog: Catalog, name: str, records: Records, lock: threading.Lock) -> int:
+    """This installation's own segments that no longer open (damaged on the target) put
+    right, at a scrub: every verified copy the others lack goes into a new segment, then
+    the damaged ones are deleted (a crash between leaves entries twice, never once less).
+    Without, the recovery without photod cannot tell that it knows every photo, and each
+    merge of segments failed on it.  Returns how many segments were replaced; one that
+    cannot be put right now is said, and tried again at the next scrub."""
+    try:
+        with lock:
+            return _mend(catalog, name, records)
+    except Stopping:
+        raise
+    except (OSError, PhotodError) as exc:
+        log.warning("list_unmended", target=name, error=str(exc))
+        return 0
+
+
+def _mend(catalog: Catalog, name: str, records: Records) -> int:
+    listed, damaged = _listed(records)
+    if not damaged:
+        return 0
+    records.ledger.append(_unlisted(catalog, name, records, listed))
+    done = records.ledger.flush()  # (no merge here: it would read the damaged ones)
+    if done is not None:
+        catalog.segment_written(name, done[0], len(done[1]))
+    for segment in damaged:
+        records.target.delete_meta(segment)
+    catalog.segment_written(name, "", 0, replaces=tuple(damaged))
+    log.warning("list_mended", target=name, segments=len(damaged),
+                entries=len(done[1]) if done else 0)  # fmt: skip
+    return len(damaged)
+
+
+def _listed(records: Records) -> tuple[set[tuple[str, str]], list[str]]:
+    """(SHA-256, key) of each entry of this installation's list (written or buffered), and
+    its segments that do not open (damaged: what they listed is not counted, ``mend``)."""
+    listed = {(e.sha256, e.key) for e in records.ledger.buffered()}
+    damaged = []
+    for segment in records.ledger.segments():
+        try:
+            listed.update((e.sha256, e.key) for e in records.ledger.read(segment))
+        except Undecryptable:
+            damaged.append(segment)
+    return listed, damaged
+
+
+def _unlisted(
+    catalog: Catalog, name: str, records: Records, listed: set[tuple[str, str]]
+) -> list[ManifestEntry]:
+    """The verified copies the list lacks (not ``listed``), each found there at its size;
+    one not there, or whose name the list gives to other bytes, is marked missing."""
     taken = {key for _, key in listed}
     missing = []
     for e in catalog.verified_on(name):
@@ -250,11 +308,7 @@ def relist(catalog: Catalog, name: str, records: Records) -> int:
         left = catalog.replica_bad(e.sha256, name, "missing", "relist")
         log.error("replica_missing", asset=e.sha256, target=name, path=e.key, method="relist",
                   good_copies_left=left, detail="in the catalog, neither listed nor there")  # fmt: skip
-    if missing:
-        records.ledger.append(missing)
-        flush(catalog, name, records)
-        log.info("list_completed", target=name, entries=len(missing))
-    return len(missing)
+    return missing
 
 
 def read_others(catalog: Catalog, name: str, records: Records) -> int:

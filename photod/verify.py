@@ -163,6 +163,8 @@ class Scrubber:
             report.sources_checked, report.sources_corrupt = tally.checked, tally.corrupt
         for name in plans:
             self._heal(name, report.targets[name])
+            if (records := self.targets[name].records) is not None:
+                ledgers.mend(self.catalog, name, records, self.targets[name].lock)
         summary = {
             n: {k: v for k, v in vars(t).items() if v and not isinstance(v, list)}
             for n, t in report.targets.items()

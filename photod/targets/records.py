@@ -52,7 +52,7 @@ PLAN = "RECOVERY.md"
 # The format of the recovery document at a target's top (``PLAN``): raised whenever its
 # steps change, so that a document an earlier photod left there is brought up to date
 # (it is written once, and replaced only by one of a higher format: ``plan_format``).
-PLAN_FORMAT = 12
+PLAN_FORMAT = 13
 PLAN_MARK = "<!-- photod recovery document, format {} -->"
 SNAPSHOTS = "snapshots"
 SNAPSHOT_SUFFIX = ".sqlite.gz"
@@ -232,6 +232,11 @@ class Ledger:
     def pending(self) -> int:
         with self._lock:
             return len(self._buffer)
+
+    def buffered(self) -> list[ManifestEntry]:
+        """The entries not written yet (``flush``)."""
+        with self._lock:
+            return list(self._buffer)
 
     def _write(self, entries: list[ManifestEntry]) -> str:
         import secrets  # here, as socket below: `photod status` never writes a list
