@@ -270,7 +270,9 @@ def _mend(catalog: Catalog, name: str, records: Records) -> int:
 
 def _listed(records: Records) -> tuple[set[tuple[str, str]], list[str]]:
     """(SHA-256, key) of each entry of this installation's list (written or buffered), and
-    its segments that do not open (damaged: what they listed is not counted, ``mend``)."""
+    its segments that do not open (what they listed is not counted, ``mend``).  Only this
+    installation writes to its folder, with its key: one that does not open is damaged,
+    whatever age says (a flipped byte in its header reads as sealed to another key)."""
     listed = {(e.sha256, e.key) for e in records.ledger.buffered()}
     damaged = []
     for segment in records.ledger.segments():

@@ -66,7 +66,7 @@ def test_storms_are_ingested_exactly_once_in_bounded_memory(setup: Setup) -> Non
     finally:
         sampling = False
         sampler.join()
-    assert 0 == p.stop()
+    assert 0 == p.stop(timeout=30)  # (systemd's TimeoutStopSec: 32,000 photos' lists to write)
     assert peak < MEMORY_LIMIT, f"photod grew to {peak / 1e6:.0f} MB"
     ingested = collections.Counter(e["path"] for e in p.events("asset_ingested"))
     assert (32_000, 1) == (len(ingested), max(ingested.values()))
