@@ -140,8 +140,9 @@ class Undecryptable(PhotodError, OSError):
         """``cause``: age's own error, which tells a key that is not the one the object
         was sealed to (age's "No matching keys found") from damaged bytes."""
         self.detail = detail
+        self.foreign = "no matching keys" in str(cause).lower()  # (or its header damaged)
         why = ("sealed to another identity: this key is not one it was sealed to"
-               if "no matching keys" in str(cause).lower() else "the object is damaged")  # fmt: skip
+               if self.foreign else "the object is damaged")  # fmt: skip
         super().__init__(f"{target}: cannot decrypt: {detail} ({why})")
 
 

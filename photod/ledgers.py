@@ -170,7 +170,14 @@ def catch_up(
         catalog.set_meta(f"unlisted:{name}", "1")
     recovered, stale = 0, set()
     for segment in sorted(on_target - known):
-        entries = records.ledger.read(segment)
+        try:
+            entries = records.ledger.read(segment)
+        except Undecryptable as exc:
+            if exc.foreign:  # (another identity's, or the key replaced: the target waits)
+                raise
+            catalog.set_meta(f"unlisted:{name}", "1")
+            log.warning("list_damaged", target=name, segment=segment, error=str(exc))
+            continue
         stale_here = False
         for e in entries:  # a TargetUnavailable leaves the segment unread: tried again
             if stop.is_set():
@@ -236,12 +243,9 @@ def relist(catalog: Catalog, name: str, records: Records) -> int:
 
 
 def mend(catalog: Catalog, name: str, records: Records, lock: threading.Lock) -> int:
-    """This installation's own segments that no longer open (damaged on the target) put
-    right, at a scrub: every verified copy the others lack goes into a new segment, then
-    the damaged ones are deleted (a crash between leaves entries twice, never once less).
-    Without, the recovery without photod cannot tell that it knows every photo, and each
-    merge of segments failed on it.  Returns how many segments were replaced; one that
-    cannot be put right now is said, and tried again at the next scrub."""
+    """This installation's segments that no longer open put right, at a scrub: the copies
+    the others lack go into a new one, then they are deleted (a crash between leaves lines
+    twice, never once less).  How many; a failure is said, and tried at the next scrub."""
     try:
         with lock:
             return _mend(catalog, name, records)
@@ -253,7 +257,10 @@ def mend(catalog: Catalog, name: str, records: Records, lock: threading.Lock) ->
 
 
 def _mend(catalog: Catalog, name: str, records: Records) -> int:
-    listed, damaged = _listed(records)
+    listed, damaged, kept = _listed(records)
+    if kept:
+        log.warning("list_unmended", target=name, error=f"{len(kept)} segments sealed to another "
+                    "identity: is [encryption] identity the key this computer wrote with?")  # fmt: skip
     if not damaged:
         return 0
     records.ledger.append(_unlisted(catalog, name, records, listed))
@@ -268,26 +275,25 @@ def _mend(catalog: Catalog, name: str, records: Records) -> int:
     return len(damaged)
 
 
-def _listed(records: Records) -> tuple[set[tuple[str, str]], list[str]]:
-    """(SHA-256, key) of each entry of this installation's list (written or buffered), and
-    its segments that do not open (what they listed is not counted, ``mend``).  Only this
-    installation writes to its folder, with its key: one that does not open is damaged,
-    whatever age says (a flipped byte in its header reads as sealed to another key)."""
+def _listed(records: Records) -> tuple[set[Line], list[str], list[str]]:
+    """(SHA-256, key) of each entry of this installation's list (written or buffered), its
+    segments that do not open (``mend``), and those kept: sealed to another key, they are
+    damaged (a byte flipped in a header reads so) only when another of them opens."""
     listed = {(e.sha256, e.key) for e in records.ledger.buffered()}
-    damaged = []
-    for segment in records.ledger.segments():
+    damaged, foreign = list[str](), list[str]()
+    for segment in (segments := records.ledger.segments()):
         try:
             listed.update((e.sha256, e.key) for e in records.ledger.read(segment))
-        except Undecryptable:
-            damaged.append(segment)
-    return listed, damaged
+        except Undecryptable as exc:
+            (foreign if exc.foreign else damaged).append(segment)
+    opened = len(foreign) + len(damaged) < len(segments)
+    return listed, damaged + foreign if opened else damaged, [] if opened else foreign
 
 
 def _unlisted(
-    catalog: Catalog, name: str, records: Records, listed: set[tuple[str, str]]
+    catalog: Catalog, name: str, records: Records, listed: set[Line]
 ) -> list[ManifestEntry]:
-    """The verified copies the list lacks (not ``listed``), each found there at its size;
-    one not there, or whose name the list gives to other bytes, is marked missing."""
+    """The verified copies not ``listed`` found at their size (``relist``)."""
     taken = {key for _, key in listed}
     missing = []
     for e in catalog.verified_on(name):
@@ -378,6 +384,7 @@ def listed_by_a_clone(
 
 
 Found = tuple[str, str]  # (key, installation) of another installation's copy
+Line = tuple[str, str]  # (SHA-256, key) of an entry of a list
 
 
 def shared_copy(

@@ -210,3 +210,40 @@ def test_a_clones_file_that_does_not_decrypt_when_read_again_keeps_the_line_and_
     assert {(ours.sha256, key), (clones.sha256, key)} == {
         (e.sha256, e.key) for e in records.ledger.entries()
     }
+
+
+def test_a_scrub_mends_a_segment_whose_header_is_damaged_and_keeps_those_another_key_sealed(
+    tmp_path: Path,
+) -> None:
+    """On an encrypted target (real age), this computer's two index segments: with the
+    key they were written with, one whose header's stanza has a byte flipped (age says
+    "no matching keys", as for another key's) is damaged, since the other opens: it is
+    deleted (`list_mended`).  With another key in its place (the identity file replaced),
+    none opens: every segment is kept (`list_unmended`), none written again with the
+    wrong key (review58b: the scrub deleted them)."""
+    keygen(tmp_path / "identity.txt")
+    keygen(tmp_path / "other.txt")
+    inner = MemoryTarget("nas")
+    t = CryptTarget(inner, Keys(tmp_path / "identity.txt"))
+    records = Records(t, ME)
+    for n in range(2):
+        records.ledger.append([ManifestEntry(hashlib.sha256(b"%d" % n).hexdigest(), f"{n}.jpg", 1)])
+        records.ledger.flush()
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    lock = threading.Lock()
+    before = dict(inner.meta)
+    wrong = Records(CryptTarget(inner, Keys(tmp_path / "other.txt")), ME)
+    with capture_logs() as logs:
+        assert 0 == ledgers.mend(catalog, "nas", wrong, lock)
+    assert before == inner.meta
+    assert ["list_unmended"] == [e["event"] for e in logs if e["event"].startswith("list_")]
+
+    first = min(records.ledger.segments())
+    lines = inner.meta[first].split(b"\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith(b"-> X25519")) + 1
+    lines[at] = lines[at][:10] + (b"B" if lines[at][10:11] == b"A" else b"A") + lines[at][11:]
+    inner.meta[first] = b"\n".join(lines)
+    with capture_logs() as logs:
+        assert 1 == ledgers.mend(catalog, "nas", records, lock)
+    assert first not in records.ledger.segments() and 1 == len(records.ledger.segments())
+    assert ["list_mended"] == [e["event"] for e in logs if e["event"].startswith("list_")]

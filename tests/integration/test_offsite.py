@@ -271,6 +271,52 @@ def test_an_index_segment_the_target_will_not_take_again_is_said_and_mended_at_a
     assert len(made) == r.stdout.count(": OK")
 
 
+def test_an_index_segment_the_catalog_never_knew_that_does_not_open_is_mended(
+    setup: Setup, samples: Path
+) -> None:
+    """This computer's index segment damaged on the target, its name never in the
+    catalog (a crash between its write and the catalog's note, a rebuild): the target
+    stays in use (`list_damaged`: what it listed is looked for), the scrub writes it
+    again (`list_mended`) and the recovery without photod exits 0.  The target was "not
+    verified ... written with another identity?" at every start and scrub, for good
+    (review58b)."""
+    p, key, enc, _, rclone = _samples_in_a_vault(setup, samples)
+    segment = sorted(enc.glob(".photod/installations/*/index/*"))[0]
+    data = bytearray(segment.read_bytes())
+    data[-20] ^= 0x01  # (in its last chunk: age's header is whole)
+    segment.write_bytes(bytes(data))
+    with sqlite3.connect(setup.home / "state" / "catalog.sqlite") as db:
+        db.execute("DELETE FROM ledger_segments")
+    v = p.cli("verify", "--all")
+    assert 0 == v.returncode, v.stdout + v.stderr
+    assert [segment.name] == [e["segment"].rpartition("/")[2] for e in p.events("list_damaged")]
+    assert 1 == len(p.events("list_mended")) and not segment.exists()
+    r, _ = stock_recovery(setup, key, str(enc), Path(rclone).parent)
+    assert 0 == r.returncode and "DAMAGED" not in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_an_index_whose_header_is_damaged_is_said_by_the_stock_recovery(
+    setup: Setup, samples: Path
+) -> None:
+    """This computer's index segment with a byte flipped in its header's stanza (age then
+    says it is sealed to another identity): the README's recovery without photod says
+    it DAMAGED, since its computer's catalog snapshot opens with the key, and exits 1; it
+    was skipped as another computer's, and a photo it alone counted, lost since, "not
+    stored" with exit 0 (review58b)."""
+    _, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
+    assert list(enc.glob(".photod/installations/*/snapshots/*"))
+    segment = sorted(enc.glob(".photod/installations/*/index/*"))[0]
+    head = segment.read_bytes().split(b"\n")
+    stanza = next(i for i, line in enumerate(head) if line.startswith(b"-> X25519")) + 1
+    head[stanza] = bytes([head[stanza][0] ^ 0x02]) + head[stanza][1:]  # (base64 still)
+    segment.write_bytes(b"\n".join(head))
+    r, _ = stock_recovery(setup, key, str(enc), Path(rclone).parent)
+    assert 1 == r.returncode, r.stdout + r.stderr
+    assert (f"DAMAGED: encrypted/.photod/installations/{segment.parent.parent.name}/index/"
+            f"{segment.name}: this index does not open with") in r.stderr, r.stderr  # fmt: skip
+    assert len(made) == r.stdout.count(": OK"), r.stdout
+
+
 def test_a_photo_damaged_on_an_encrypted_target_is_named_by_the_stock_recovery_and_left_out(
     setup: Setup, samples: Path
 ) -> None:
@@ -467,7 +513,9 @@ def test_a_damaged_index_and_an_object_no_line_names_are_said_by_the_stock_recov
     are used, it is said DAMAGED, and a photo it alone counted, its object lost, is said
     MISSING; the object no line names comes back into restored/unnamed/ (UNNAMED); exit
     1.  Another identity's object, and one whose bytes came back under their name, are
-    not said.  The cut line put a photo under a name made of two lines (or stopped the
+    not said; a photo whose beside name is too long for the disk is said, and the run goes
+    on (its `mv` stopped the whole restore at every run: review58b).  The cut line put a
+    photo under a name made of two lines (or stopped the
     run), the damaged index was skipped as another identity's (the photo "not stored",
     exit 0), and the unnamed object was left out without a word (review58a)."""
     need("age-keygen", "apt install age")
@@ -483,6 +531,11 @@ def test_a_damaged_index_and_an_object_no_line_names_are_said_by_the_stock_recov
     other = setup.home / "other.key"
     subprocess.run(["age-keygen", "-o", str(other)], check=True, capture_output=True)
     (enc / "data" / "00" / ("4" * 38)).write_bytes(_sealer(other)(unnamed + b" of another"))
+    long = "d/" + "x" * 246 + ".jpg"  # (a second photo of this name: its beside name too long)
+    first, second = b"\xff\xd8\xff the first long one", b"\xff\xd8\xff the second long one"
+    _forge(enc, seal, "5" * 38, first, long)
+    _forge(enc, seal, "6" * 38, second, long)
+    beside = f"{long[:-4]}~{hashlib.sha256(second).hexdigest()[:8]}.jpg"
     # The samples' own lines again and again, past age's first chunk (64 KiB), one of them
     # cut by it; the lost photo's line last, in the part the cut takes away.
     body = b"".join(own) * (70_000 // len(b"".join(own)) + 1)
@@ -502,10 +555,12 @@ def test_a_damaged_index_and_an_object_no_line_names_are_said_by_the_stock_recov
         assert (f"UNNAMED: data/00/{'2' * 38}: no line names it; its bytes are in "
                 f"restored/unnamed/{'2' * 38}") in r.stdout, r.stdout  # fmt: skip
         assert "3" * 38 not in r.stdout + r.stderr and "4" * 38 not in r.stdout + r.stderr
+        assert f"restored/{beside} could not be written (said above)" in r.stdout, r.stdout
         back = {k: v for k, v in target_files(work / "restored").items() if k != "SHA256SUMS"}
         assert hashlib.sha256(unnamed).hexdigest() == back.pop(f"unnamed/{'2' * 38}")
+        assert hashlib.sha256(first).hexdigest() == back.pop(long)
         assert sorted(made.values()) == sorted(back.values()), back  # nothing under a made-up name
-        assert len(made) + 1 == r.stdout.count(": OK"), r.stdout
+        assert len(made) + 2 == r.stdout.count(": OK"), r.stdout
 
 
 def test_the_stock_recovery_onto_a_full_disk_says_so_and_ends_it_once_there_is_room(
