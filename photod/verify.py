@@ -163,7 +163,8 @@ class Scrubber:
             report.sources_checked, report.sources_corrupt = tally.checked, tally.corrupt
         for name in plans:
             self._heal(name, report.targets[name])
-            if (records := self.targets[name].records) is not None:
+            records = self.targets[name].records
+            if records is not None and records.target.encrypted:  # (a plain list always opens)
                 ledgers.mend(self.catalog, name, records, self.targets[name].lock)
         summary = {
             n: {k: v for k, v in vars(t).items() if v and not isinstance(v, list)}
