@@ -100,18 +100,26 @@ def damage_catalog(db_path: Path, table: str) -> bytes:
 
 
 @contextlib.contextmanager
+def tmpfs(where: Path, options: str) -> Iterator[Path]:
+    """A real tmpfs mounted at ``where`` (made if missing) with ``options`` ("size=4m"),
+    unmounted after.  Needs root, as CI is."""
+    where.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+                             capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.fail(f"mount -t tmpfs failed ({mounted.stderr.strip()}): this test needs root")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+@contextlib.contextmanager
 def no_room_for_a_file(where: Path, keep: tuple[str, ...] = ()) -> Iterator[Path]:
     """A real tmpfs at ``where`` (made if missing) whose few inodes are all taken, once
     the folders ``keep`` are made, by files in the folder it yields: no new file or
     folder fits there until that folder is removed.  Needs root, as CI is."""
-    where.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=32", "tmpfs", str(where)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.fail(f"mount -t tmpfs failed ({mounted.stderr.strip()}): this test needs root")
-    try:
+    with tmpfs(where, "size=1m,nr_inodes=32"):
         for folder in keep:
             (where / folder).mkdir(parents=True)
         fillers = where / "fillers"
@@ -120,8 +128,6 @@ def no_room_for_a_file(where: Path, keep: tuple[str, ...] = ()) -> Iterator[Path
             for i in range(1000):  # every file it has room for
                 (fillers / str(i)).touch()
         yield fillers
-    finally:
-        subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
 def sha256(path: Path) -> str:

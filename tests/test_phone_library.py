@@ -26,6 +26,7 @@ from photod.errors import LibraryUnreadable
 from photod.sidecars import LibraryKeeper, take_indexes
 from tests import photoslib
 from tests import test_phone_session as session
+from tests.conftest import tmpfs
 from tests.memphone import MemPhone, MemUsbmux
 from tests.test_phone_session import UDID, Events, PhoneRig, named, photos, wait_until
 
@@ -223,13 +224,7 @@ def test_sidecars_for_a_full_drive_are_said_once_and_written_once_there_is_room(
     catch-up (every 30 s) said a `sidecar_failed` for each of them, then
     `sidecars_waiting`, each with the bytes it lacked then, for as long as the drive
     stayed full. It is one `sidecars_waiting`; once there is room they are written."""
-    lib = tmp_path / "lib"
-    lib.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(lib)],
-                             capture_output=True, text=True)  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.fail(f"mount -t tmpfs failed ({mounted.stderr.strip()}): this test needs root")
-    try:
+    with tmpfs(tmp_path / "lib", "size=8m") as lib:
         rig = make_rig(reserve="1k")  # (a drive of 8 MB)
         phone, _, _ = library_phone(tmp_path)
         plug_and_import(rig, phone, events, 1)
@@ -249,8 +244,6 @@ def test_sidecars_for_a_full_drive_are_said_once_and_written_once_there_is_room(
         keeper.keep("lib", target)
         assert 3 == len(list(lib.rglob("*.xmp")))
         rig.close()
-    finally:
-        subprocess.run(["umount", "-l", str(lib)], capture_output=True)
 
 
 def test_an_unchanged_phone_costs_one_copy_and_a_change_rewrites_only_its_sidecar(

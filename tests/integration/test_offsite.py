@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from photod.targets.stopcut import STOP_GRACE
-from tests.conftest import Photod, sha256, stops_in_systemds_time, target_files, wait_for
+from tests.conftest import Photod, sha256, stops_in_systemds_time, target_files, tmpfs, wait_for
 from tests.fakephone import jpeg
 from tests.integration.conftest import (
     Setup,
@@ -235,9 +235,15 @@ def test_a_damaged_index_line_is_mended_by_the_scrub_and_the_recovery_finds_ever
     assert len(lines) == len(p.events("index_line_repaired"))
     assert [len(index)] == [e["segments"] for e in p.events("list_mended")]
     assert not any(f.exists() for f in index)
+    _all_restored(setup, key, enc, rclone, len(lines))
+
+
+def _all_restored(setup: Setup, key: Path, enc: Path, rclone: str, photos: int) -> None:
+    """The README's recovery without photod brings back ``photos`` photos, exit 0, and
+    finds nothing damaged."""
     r, _ = stock_recovery(setup, key, str(enc), Path(rclone).parent)
     assert 0 == r.returncode and "DAMAGED" not in r.stdout + r.stderr, r.stdout + r.stderr
-    assert len(lines) == r.stdout.count(": OK")
+    assert photos == r.stdout.count(": OK"), r.stdout
 
 
 def test_an_index_segment_the_target_will_not_take_again_is_said_and_mended_at_a_later_scrub(
@@ -266,9 +272,7 @@ def test_an_index_segment_the_target_will_not_take_again_is_said_and_mended_at_a
     v = p.cli("verify", "--all")
     assert 0 == v.returncode and 1 == len(p.events("list_mended")), v.stdout + v.stderr
     assert not segment.exists()
-    r, _ = stock_recovery(setup, key, str(enc), Path(rclone).parent)
-    assert 0 == r.returncode and "DAMAGED" not in r.stdout + r.stderr, r.stdout + r.stderr
-    assert len(made) == r.stdout.count(": OK")
+    _all_restored(setup, key, enc, rclone, len(made))
 
 
 def test_an_index_segment_the_catalog_never_knew_that_does_not_open_is_mended(
@@ -576,14 +580,9 @@ def test_the_stock_recovery_onto_a_full_disk_says_so_and_ends_it_once_there_is_r
     _, key, enc, made, rclone = _samples_in_a_vault(setup, samples)
     tiny, xmp = b"\xff\xd8\xff tiny", b"<x:xmpmeta>" + b"a caption " * 700_000 + b"</x:xmpmeta>"
     _forge(enc, _sealer(key), "0" * 38, tiny, "a/b/c/tiny.jpg", side=xmp)  # (deepest: first)
-    disk, work = setup.home / "small", setup.home / "recovery"
-    disk.mkdir()
+    work = setup.home / "recovery"
     work.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
-                             capture_output=True, text=True)  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.fail(f"mount -t tmpfs failed ({mounted.stderr.strip()}): this test needs root")
-    try:
+    with tmpfs(setup.home / "small", "size=4m") as disk:
         (work / "restored").symlink_to(disk, target_is_directory=True)
         r, _ = stock_recovery(setup, key, str(enc), Path(rclone).parent)
         assert 1 == r.returncode and "DAMAGED" not in r.stdout, r.stdout + r.stderr
@@ -598,8 +597,6 @@ def test_the_stock_recovery_onto_a_full_disk_says_so_and_ends_it_once_there_is_r
         assert hashlib.sha256(xmp).hexdigest() == back.pop("a/b/c/tiny.jpg.xmp")
         assert hashlib.sha256(tiny).hexdigest() == back.pop("a/b/c/tiny.jpg")
         assert sorted(made.values()) == sorted(back.values())
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
 def test_an_older_photods_index_line_without_a_file_time_does_not_cost_a_photo_its_time(
