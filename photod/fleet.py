@@ -401,6 +401,7 @@ class Fleet:
             raise TargetUnavailable(name, f"{why}; the catalog is checked before it is used")
         twins.check(records, name, self.catalog.path.parent)  # (another computer as this one?)
         if state.target.encrypted and name not in self._learned:  # names back to keys
+            records.ledger.check_key(name)  # (before anything is taken for missing)
             state.target.learn(self.catalog.verified_on(name))
             self._learned.add(name)
         try:

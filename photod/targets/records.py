@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import BinaryIO, NamedTuple
 
 from photod import __version__
-from photod.errors import PhotodError, Undecryptable
+from photod.errors import PhotodError, TargetUnavailable, Undecryptable
 from photod.models import ManifestEntry
 from photod.targets.base import Target
 
@@ -261,6 +261,23 @@ class Ledger:
 
     def segments(self) -> list[str]:
         return [n for n in self.target.list_meta(self.folder) if n.endswith(self.suffix)]
+
+    def check_key(self, target: str) -> None:
+        """TargetUnavailable when every segment is sealed to another key than this one
+        (``[encryption] identity`` replaced): every copy there would be taken for missing
+        and sent again, sealed to the wrong key.  Three are tried (read again at each
+        check while none opens): one that opens, or is damaged, will do."""
+        for segment in (segments := sorted(self.segments(), reverse=True)[:3]):
+            try:
+                self.read(segment)
+                return
+            except Undecryptable as exc:
+                if not exc.foreign:
+                    return  # (mended at a scrub: ``ledgers.mend``)
+        if segments:
+            raise TargetUnavailable(target, "this computer's list there does not open with its "
+                                    "[encryption] identity: was the key replaced? Put back the "
+                                    "key these photos were sealed to")  # fmt: skip
 
     def read(self, segment: str) -> list[ManifestEntry]:
         """One segment's entries ([] if it is gone: another process compacted it)."""

@@ -299,6 +299,25 @@ def test_an_index_segment_the_catalog_never_knew_that_does_not_open_is_mended(
     assert 0 == r.returncode and "DAMAGED" not in r.stdout + r.stderr, r.stdout + r.stderr
 
 
+def test_an_identity_replaced_by_another_key_keeps_the_encrypted_target_as_it_is(
+    setup: Setup, samples: Path
+) -> None:
+    """The identity file replaced by a new key (a config put back with a fresh one): the
+    encrypted target is not used, and says why (the key does not open this computer's
+    list there); nothing there is taken for missing, written again or deleted.  A scrub
+    called every copy missing and sent each again, sealed to the wrong key (review58b)."""
+    p, key, enc, _, _ = _samples_in_a_vault(setup, samples)
+    before = {f: f.read_bytes() for f in enc.rglob("*") if f.is_file()}
+    subprocess.run(["age-keygen", "-o", str(setup.home / "new.key")], check=True,
+                   capture_output=True)  # fmt: skip
+    key.write_bytes((setup.home / "new.key").read_bytes())
+    p.cli("verify", "--all")
+    [skipped] = p.events("scrub_skipped")
+    assert "does not open with its [encryption] identity" in skipped["reason"], skipped
+    assert [] == p.events("replica_missing") + p.events("list_mended")
+    assert before == {f: f.read_bytes() for f in enc.rglob("*") if f.is_file()}
+
+
 def test_an_index_whose_header_is_damaged_is_said_by_the_stock_recovery(
     setup: Setup, samples: Path
 ) -> None:
