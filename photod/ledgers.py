@@ -175,7 +175,8 @@ def catch_up(
         except Undecryptable as exc:
             if exc.foreign:  # (another identity's, or the key replaced: the target waits)
                 raise
-            catalog.set_meta(f"unlisted:{name}", "1")
+            catalog.set_meta(f"unlisted:{name}", "1")  # (its copies relisted; known: said once)
+            catalog.segment_written(name, segment, 0)
             log.warning("list_damaged", target=name, segment=segment, error=str(exc))
             continue
         stale_here = False
@@ -229,11 +230,10 @@ def _a_clones(catalog: Catalog, name: str, records: Records, e: ManifestEntry) -
 
 def relist(catalog: Catalog, name: str, records: Records) -> int:
     """Append to the list the verified copies it lacks, each found there at its size;
-    returns how many.  One that is not there (the catalog rebuilt from a snapshot that
-    another computer wrote under this one's id: a cloned disk) is never listed nor
-    counted: it is marked missing, and copied again.  Nor is one whose name the list
-    gives to other bytes: that file is another photo's (the clone's photo of the same
-    name and size), which a scrub would otherwise take for a corrupt copy of ours."""
+    returns how many.  One not there (the catalog rebuilt from a snapshot another computer
+    wrote under this one's id: a cloned disk) is marked missing and copied again, never
+    listed; so is one whose name the list gives to other bytes (the clone's photo of that
+    name and size, which a scrub would otherwise take for a corrupt copy of ours)."""
     missing = _unlisted(catalog, name, records, _listed(records)[0])
     if missing:
         records.ledger.append(missing)
