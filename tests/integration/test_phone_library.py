@@ -770,13 +770,14 @@ def test_a_computer_whose_clock_is_a_year_ahead_does_not_make_its_older_read_the
     desktop.env.update(LD_PRELOAD=FAKETIME, FAKETIME="+365d")
     desktop.start()
     _imported(phones, desktop, phone)
-    wait_for(lambda: any(drive.glob(INDEX)), 30, "the desktop's index on the drive")
+    # (120 s: under libfaketime, beside three other workers, the import took 45 s and more)
+    wait_for(lambda: any(drive.glob(INDEX)), 120, "the desktop's index on the drive")
     desktop.stop(signal.SIGKILL)  # (under libfaketime a SIGTERM may go unanswered)
 
     photoslib.update(db, lib[1].uuid, add_to_album=("Paris",))
     laptop = phones.photod(mirror={"path": str(drive)}, daemon='instance = "laptop"').start()
     _imported(phones, laptop, phone)
-    wait_for(lambda: len(list(drive.glob(INDEX))) == 2, 30, "the laptop's index on the drive")
+    wait_for(lambda: len(list(drive.glob(INDEX))) == 2, 120, "the laptop's index on the drive")
     assert 0 == laptop.stop()
     views = sorted((json.loads(q.read_bytes()) for q in drive.glob(INDEX)),
                    key=lambda v: str(v["read_at"]))  # fmt: skip
